@@ -1,0 +1,70 @@
+# ecrcache — the entry points. `make test` is what CI runs (.ci/run); it installs what it needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell pyenv which python3.13 2>/dev/null || command -v python3.13)
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+export SAM_CLI_TELEMETRY := 0
+export PIP_NO_WARN_SCRIPT_LOCATION := 1
+
+.PHONY: help setup test test-fast lint fmt local demo bench openapi build validate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: pyproject.toml requirements/dev.lock
+	@test -n "$(PYTHON)" || { echo "python3.13 not found (pyenv install 3.13)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip==25.3 2>&1 | grep -v '^WARNING: Location' || true
+	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/dev.lock -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c "import ecrcache, ecrcache_cli, moto, aws_lambda_powertools"
+	touch $@
+
+$(TOOLS)/.stamp: requirements/tools.txt requirements/tools.lock
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install $(PIP_QUIET) -c requirements/tools.lock -r requirements/tools.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(TOOLS)/bin/sam --version
+	touch $@
+
+.debian.stamp:
+	@if ! command -v docker-registry >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; \
+	fi
+	docker-registry --version
+	touch $@
+
+setup: $(VENV)/.stamp $(TOOLS)/.stamp .debian.stamp ## create .venv (project), .venv-tools (SAM CLI) and install docker-registry
+
+test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e
+	$(VENV)/bin/pytest -q
+
+test-fast: setup ## unit tests only
+	$(VENV)/bin/pytest -q -m unit
+
+lint: setup ## ruff, ruff format --check, mypy --strict, import-linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: setup ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+openapi: setup ## regenerate docs/openapi.json from the code
+	$(PY) -m ecrcache_cli.openapi > docs/openapi.json
+
+validate: setup ## cfn-lint and sam validate --lint on template.yaml
+	$(TOOLS)/bin/cfn-lint -a cfn_lint_serverless.rules template.yaml
+	$(TOOLS)/bin/sam validate --lint --template template.yaml
+
+build: setup ## sam build (arm64, python3.13)
+	PATH="$(dir $(PYTHON)):$$PATH" $(TOOLS)/bin/sam build --template template.yaml
+
+clean: ## remove venvs and build output
+	rm -rf $(VENV) $(TOOLS) .aws-sam .debian.stamp .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""Request helpers shared by the routes: caller identity, conditional headers, ETags, YAML."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+import yaml
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from pydantic import BaseModel, ValidationError
+
+from ecrcache.errors import BadRequestError, InvalidInputError, PayloadTooLargeError, field_errors_from_pydantic, invalid
+from ecrcache.models.common import parse_resource_name
+from ecrcache.services.desired_state import Precondition
+
+MAX_BODY_BYTES = 1024 * 1024
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,12})"?\s*$')
+
+
+def caller_arn(app: APIGatewayRestResolver) -> str:
+    """The IAM identity API Gateway authenticated (AWS_IAM auth on every method)."""
+    identity = app.current_event.request_context.identity
+    return identity.user_arn or identity.caller or identity.user or "unknown"
+
+
+def header(app: APIGatewayRestResolver, name: str) -> str | None:
+    value = app.current_event.headers.get(name)
+    return value if value else None
+
+
+def parse_etag(value: str, name: str) -> int:
+    match = _ETAG.match(value)
+    if not match:
+        raise invalid(name, 'must be an ETag this API returned, e.g. "3"')
+    return int(match.group(1))
+
+
+def precondition(app: APIGatewayRestResolver) -> Precondition:
+    if_match = header(app, "If-Match")
+    if_none_match = header(app, "If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise invalid("If-None-Match", 'only "*" is supported (create only)')
+    if if_match is not None and if_match.strip() == "*":
+        return Precondition(if_match=None, if_none_match=False)
+    return Precondition(
+        if_match=parse_etag(if_match, "If-Match") if if_match is not None else None,
+        if_none_match=if_none_match is not None,
+    )
+
+
+def path_name(raw: str) -> str:
+    """Path parameters arrive percent-encoded from REST APIs (a prefix's `/` is `%2F`)."""
+    return unquote(raw)
+
+
+def resource_name(raw: str) -> str:
+    """A credential or warm-set name from the path, checked like the body's fields."""
+    try:
+        return parse_resource_name(path_name(raw))
+    except ValidationError as exc:
+        details = field_errors_from_pydantic(exc, "name")
+        raise InvalidInputError(f"name: {details[0].message}", details) from None
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def json_response[M: BaseModel | dict[str, Any]](model: M, *, status: int = 200, version: int | None = None) -> Response[M]:
+    """A JSON response; Powertools validates and serialises ``model`` against the route's declared type."""
+    headers = {"ETag": etag(version)} if version is not None else {}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model, headers=headers)
+
+
+def wants_yaml(app: APIGatewayRestResolver, format_param: str | None) -> bool:
+    if format_param is not None:
+        return format_param == "yaml"
+    accept = header(app, "Accept") or ""
+    return any(t in accept for t in YAML_TYPES)
+
+
+def yaml_response(data: Any, *, status: int = 200, etag_value: str | None = None) -> Response[Any]:
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    headers = {"ETag": etag_value} if etag_value else {}
+    return Response(status_code=status, content_type="application/yaml", body=text, headers=headers)
+
+
+def normalise_body(event: dict[str, Any]) -> None:
+    """Before routing: enforce the body size and turn a YAML body into the JSON the routes validate."""
+    body = event.get("body")
+    if body is None:
+        return
+    if event.get("isBase64Encoded"):
+        raise BadRequestError("base64-encoded bodies are not accepted; send JSON or YAML text")
+    if len(body.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type in YAML_TYPES:
+        try:
+            data = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise BadRequestError(f"the request body is not valid YAML{where}") from exc
+        event["body"] = json.dumps(data, default=str)

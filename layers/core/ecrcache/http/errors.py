@@ -1,0 +1,111 @@
+"""One error shape for every 4xx/5xx the API returns: ``{"code", "message", "details"}``.
+
+The single exception -> HTTP table (style.md §6.9 item 2): domain errors carry their status;
+request validation failures become 422 (or 400 when the body is not JSON at all); anything
+unexpected is a 500 whose message names no internals.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecrcache.errors import EcrcacheError, FieldError, RetryableError, loc_to_path
+from ecrcache.observability import logger
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str = Field(description="Dotted path of the offending field, e.g. `lifecycle.rules[0].selection.countUnit`.")
+    message: str = Field(description="The rule that was broken.")
+    type: str = Field(description="Machine-readable error type.")
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Stable error code, e.g. `ValidationFailed`, `NotFound`, `PreconditionFailed`.")
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+def error_response(status: int, code: str, message: str, details: list[FieldError] | None = None) -> Response[Any]:
+    body = ErrorResponse(
+        code=code,
+        message=message,
+        details=[ErrorDetail(**d.as_dict()) for d in (details or [])],
+    )
+    headers: dict[str, str] = {}
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers["Retry-After"] = "2"
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(),
+        headers=headers,
+    )
+
+
+# Paths Powertools reports start with where the value came from; keep that for query/header/path
+# parameters and drop it for the body, so a body field reads `upstream_kind`, not `body.upstream_kind`.
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return loc_to_path(parts) or "body"
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> list[FieldError]:
+    details = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        kind = str(err.get("type", "value_error"))
+        message = _MESSAGES.get(kind) or str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if kind == "json_invalid":
+            ctx = err.get("ctx") or {}
+            message = f"not valid JSON: {ctx.get('error', 'decode error')}"
+            loc = ("body",)
+        details.append(FieldError(field=_field_path(loc), message=message, type=kind))
+    return details
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    def _validation(exc: RequestValidationError) -> Response[Any]:
+        details = _validation_details(exc)
+        if any(d.type == "json_invalid" for d in details):
+            return error_response(400, "BadRequest", "the request body is not valid JSON", details)
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+        return error_response(422, "ValidationFailed", summary or "the request is invalid", details)
+
+    def _domain(exc: EcrcacheError) -> Response[Any]:
+        if isinstance(exc, RetryableError):
+            logger.warning("retryable failure", extra={"code": exc.code, "error": exc.message})
+        return error_response(exc.status, exc.code, exc.message, list(exc.details))
+
+    def _bad_json(exc: json.JSONDecodeError) -> Response[Any]:
+        return error_response(400, "BadRequest", f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})")
+
+    def _not_found(exc: Exception) -> Response[Any]:
+        return error_response(404, "NotFound", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+    def _unexpected(exc: Exception) -> Response[Any]:
+        logger.exception("unhandled error")
+        return error_response(500, "InternalError", "an unexpected error occurred; the request id is in the logs")
+
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(EcrcacheError)(_domain)
+    app.exception_handler(json.JSONDecodeError)(_bad_json)
+    app.not_found(_not_found)
+    app.exception_handler(Exception)(_unexpected)

@@ -1,0 +1,103 @@
+"""`/v1/desired-state`: the whole desired state as one document, for GitOps.
+
+`GET` exports it (JSON, or YAML with `?format=yaml` / `Accept: application/yaml`); `PUT` validates
+the whole document first, then writes all of it or nothing; `dryRun=true` returns the change list
+without writing; `prune=true` deletes what the document omits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+
+from ecrcache.http.common import caller_arn, etag, header, json_response, parse_etag, wants_yaml, yaml_response
+from ecrcache.http.routes.rules import ERRORS
+from ecrcache.http.schemas import ApplyResponse, ChangeOut
+from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.records import ResourceKind
+from ecrcache.services.desired_state import DesiredStateService, SecretInput
+
+SECTIONS = {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
+
+
+def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+    @app.get(
+        "/v1/desired-state",
+        tags=["desired-state"],
+        summary="Export the whole desired state",
+        description="The document `PUT /v1/desired-state` takes (credential tokens are never included).",
+        responses={
+            200: {
+                "description": "The document; its ETag is the desired-state revision",
+                "content": {
+                    "application/json": {"model": DesiredStateDocument},
+                    "application/yaml": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    def export_desired_state(
+        format: Annotated[Literal["json", "yaml"] | None, Query(description="Overrides the Accept header.")] = None,  # noqa: A002
+    ) -> Response[Any]:
+        specs, revision = service.export()
+        document: dict[str, Any] = {"version": 1}
+        for kind, section in SECTIONS.items():
+            document[section] = {name: specs[kind][name] for name in sorted(specs[kind])}
+        if wants_yaml(app, format):
+            return yaml_response(document, etag_value=etag(revision))
+        return json_response(document, version=revision)
+
+    @app.put(
+        "/v1/desired-state",
+        tags=["desired-state"],
+        summary="Apply a whole desired-state document",
+        description=(
+            "Validates every resource and reference first; then writes all changes atomically (or, for very "
+            "large documents, under a lease with undo on failure). Send YAML with `Content-Type: application/yaml`."
+        ),
+        responses=ERRORS,
+    )
+    def apply_desired_state(
+        document: Annotated[DesiredStateDocument, Body(description="The desired state.")],
+        dryRun: Annotated[bool, Query(description="Only compute the changes.")] = False,  # noqa: N803
+        prune: Annotated[bool, Query(description="Delete resources the document omits.")] = False,
+        if_match: Annotated[
+            str | None, Header(alias="If-Match", description="Revision (the export's ETag) the document was based on.")
+        ] = None,
+    ) -> ApplyResponse:
+        raw_if_match = header(app, "If-Match")
+        revision = parse_etag(raw_if_match, "If-Match") if raw_if_match and raw_if_match.strip() != "*" else None
+        specs = {
+            ResourceKind.RULE: {
+                prefix: rule.model_dump(mode="json") for prefix, rule in document.rules.items()
+            },
+            ResourceKind.CREDENTIAL: {
+                name: cred.spec().model_dump(mode="json") for name, cred in document.credentials.items()
+            },
+            ResourceKind.WARM_SET: {name: ws.model_dump(mode="json") for name, ws in document.warm_sets.items()},
+        }
+        secrets = {
+            name: SecretInput(cred.username, cred.token)
+            for name, cred in document.credentials.items()
+            if cred.token is not None
+        }
+        result = service.apply(
+            specs, secrets, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=revision
+        )
+        return ApplyResponse(
+            dry_run=result.dry_run,
+            revision=result.revision,
+            changes=[
+                ChangeOut(
+                    kind=c.kind,
+                    name=c.name,
+                    action=c.action,
+                    fields=list(c.fields),
+                    secret_changed=c.secret_changed,
+                )
+                for c in result.changes
+            ],
+            warnings=result.warnings,
+        )

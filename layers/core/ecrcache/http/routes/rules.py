@@ -1,0 +1,74 @@
+"""`/v1/rules`: one pull-through cache rule per ECR repository prefix (`%2F` for `/`, or `ROOT`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+
+from ecrcache.http.common import caller_arn, json_response, path_name, precondition
+from ecrcache.http.errors import ErrorResponse
+from ecrcache.http.schemas import RuleList, RuleResource
+from ecrcache.models.records import ResourceKind
+from ecrcache.models.rule import RuleSpec
+from ecrcache.services.desired_state import DesiredStateService
+
+PrefixParam = Annotated[
+    str,
+    Path(description="ECR repository prefix, percent-encoded (`team%2Fdocker-hub`), or `ROOT`.", max_length=100),
+]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='Version to replace, e.g. "3".')]
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", description='"*" to create only.')]
+
+ERRORS: dict[int, Any] = {
+    code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for code, text in {
+        400: "Malformed request",
+        404: "No such rule",
+        409: "Conflict (still referenced, or quota)",
+        412: "If-Match / If-None-Match did not hold",
+        413: "Body too large",
+        422: "Validation failed; details name each field",
+    }.items()
+}
+
+
+def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+    @app.get("/v1/rules", tags=["rules"], summary="List rules", responses={200: {"description": "All rules"}})
+    def list_rules() -> RuleList:
+        return RuleList(items=[RuleResource.of(r) for r in service.list_all(ResourceKind.RULE)])
+
+    @app.get("/v1/rules/<prefix>", tags=["rules"], summary="Get a rule", responses=ERRORS)
+    def get_rule(prefix: PrefixParam) -> Response[RuleResource]:
+        stored = service.get(ResourceKind.RULE, _prefix(prefix))
+        return json_response(RuleResource.of(stored), version=stored.version)
+
+    @app.put("/v1/rules/<prefix>", tags=["rules"], summary="Create or replace a rule", responses=ERRORS)
+    def put_rule(
+        prefix: PrefixParam,
+        spec: Annotated[RuleSpec, Body(description="The desired rule.")],
+        if_match: IfMatch = None,
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[RuleResource]:
+        name = spec.validate_for_prefix(_prefix(prefix))
+        result = service.put(
+            ResourceKind.RULE,
+            name,
+            spec.model_dump(mode="json"),
+            actor=caller_arn(app),
+            precondition=precondition(app),
+        )
+        status = 201 if result.created else 200
+        return json_response(RuleResource.of(result.resource), status=status, version=result.resource.version)
+
+    @app.delete("/v1/rules/<prefix>", tags=["rules"], summary="Delete a rule", responses=ERRORS)
+    def delete_rule(prefix: PrefixParam, if_match: IfMatch = None) -> Response[None]:
+        service.delete(ResourceKind.RULE, _prefix(prefix), actor=caller_arn(app), precondition=precondition(app))
+        return Response(status_code=204)
+
+
+def _prefix(raw: str) -> str:
+    # ECR implies a trailing "/" (ecr-facts §1.5): `docker-hub/` and `docker-hub` are one rule.
+    name = path_name(raw)
+    return name[:-1] if name.endswith("/") and name != "/" else name

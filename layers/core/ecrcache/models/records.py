@@ -1,0 +1,89 @@
+"""What the state table holds, as values (the DynamoDB item shapes live in the store adapter)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ResourceKind(StrEnum):
+    RULE = "rule"
+    CREDENTIAL = "credential"
+    WARM_SET = "warm-set"
+
+
+class WriteAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class StoredResource(BaseModel):
+    """One desired item as stored: the validated spec (as JSON data) and its bookkeeping."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ResourceKind
+    name: str
+    version: int = Field(ge=1)
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+    secret_arn: str | None = None
+
+
+class Write(BaseModel):
+    """One change to commit. ``expected_version`` None means "must not exist yet"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ResourceKind
+    name: str
+    action: WriteAction
+    expected_version: int | None
+    spec: dict[str, Any] | None = None
+    secret_arn: str | None = None
+    before: StoredResource | None = None
+
+
+class HistoryEntry(BaseModel):
+    """An immutable record of one write: who, when, what it was before and after."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: ResourceKind
+    name: str
+    version: int
+    action: WriteAction
+    at: datetime
+    by: str
+    revision: int
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+class Snapshot(BaseModel):
+    """Every desired item at one revision of the state (the revision guards the next commit)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    revision: int
+    rules: dict[str, StoredResource]
+    credentials: dict[str, StoredResource]
+    warm_sets: dict[str, StoredResource]
+
+    def of(self, kind: ResourceKind) -> dict[str, StoredResource]:
+        return {
+            ResourceKind.RULE: self.rules,
+            ResourceKind.CREDENTIAL: self.credentials,
+            ResourceKind.WARM_SET: self.warm_sets,
+        }[kind]
+
+
+class Page[T](BaseModel):
+    items: list[T]
+    next_token: str | None = None

@@ -1,0 +1,424 @@
+"""Use cases on the desired state: get, put and delete one resource, export and apply a document.
+
+Every write follows the same path: read a snapshot (with its revision), check preconditions and
+integrity on the state the write would produce, stage any secret, commit conditioned on the
+revision, then promote the secret. A commit that loses a race (``StaleRevisionError``) is retried
+from a fresh snapshot; a conditional header that no longer holds becomes a 412.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from ecrcache.engine.desired import (
+    ResourceChange,
+    Specs,
+    apply_changes,
+    check_integrity,
+    diff_document,
+    referenced_by,
+)
+from ecrcache.errors import (
+    ConflictError,
+    EcrcacheError,
+    FieldError,
+    InvalidInputError,
+    LockedError,
+    NotFoundError,
+    PreconditionFailedError,
+    RetryableError,
+    StaleRevisionError,
+    invalid,
+)
+from ecrcache.models.credential import secret_name, secret_string
+from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write, WriteAction
+from ecrcache.observability import logger, metrics
+from ecrcache.ports import SecretStore, StagedSecret, StateStore
+
+MAX_ATTEMPTS = 5
+LOCK_TTL_SECONDS = 120
+CHUNK = 49  # writes per transaction: (100 items - 1 META) // 2 (item + history)
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """HTTP conditional headers, parsed: ``if_match`` a version, ``if_none_match`` means "create only"."""
+
+    if_match: int | None = None
+    if_none_match: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInput:
+    """A token to store with a credential write (never logged, never stored outside Secrets Manager)."""
+
+    username: str
+    token: SecretStr
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    resource: StoredResource
+    created: bool
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    changes: list[ResourceChange]
+    dry_run: bool
+    revision: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _specs(snapshot: Snapshot) -> dict[ResourceKind, dict[str, Mapping[str, Any]]]:
+    return {kind: {n: r.spec for n, r in snapshot.of(kind).items()} for kind in ResourceKind}
+
+
+class DesiredStateService:
+    def __init__(self, store: StateStore, secrets: SecretStore, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.secrets = secrets
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, kind: ResourceKind, name: str) -> StoredResource:
+        found = self.store.get(kind, name)
+        if found is None:
+            raise NotFoundError(f"no {kind} named {name!r}")
+        return found
+
+    def list_all(self, kind: ResourceKind) -> list[StoredResource]:
+        snapshot = self.store.snapshot()
+        return [snapshot.of(kind)[name] for name in sorted(snapshot.of(kind))]
+
+    def snapshot(self) -> Snapshot:
+        return self.store.snapshot()
+
+    def referenced_by(self, kind: ResourceKind, name: str) -> list[str]:
+        return referenced_by(_specs(self.store.snapshot()), kind, name)
+
+    def history(
+        self, kind: ResourceKind | None, name: str | None, *, limit: int, next_token: str | None
+    ) -> Page[HistoryEntry]:
+        return self.store.history(kind, name, limit=limit, next_token=next_token)
+
+    # -- single-resource writes ----------------------------------------------------------------
+
+    def put(
+        self,
+        kind: ResourceKind,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        actor: str,
+        precondition: Precondition = Precondition(),
+        secret: SecretInput | None = None,
+    ) -> PutResult:
+        """Create or replace one resource; a no-op when nothing changes (no new version, no history)."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            snapshot = self.store.snapshot()
+            current = snapshot.of(kind).get(name)
+            _check_precondition(kind, name, current, precondition)
+            if kind is ResourceKind.CREDENTIAL:
+                _check_credential_secret(name, current, spec, secret)
+            if current is not None and dict(current.spec) == dict(spec) and secret is None:
+                return PutResult(current, created=False, changed=False)
+            action = WriteAction.UPDATE if current else WriteAction.CREATE
+            change = ResourceChange(kind, name, action, current.spec if current else None, spec)
+            self._check(snapshot, [change], touched=frozenset({(kind, name)}))
+            staged = self._stage(name, secret) if secret else None
+            write = Write(
+                kind=kind,
+                name=name,
+                action=action,
+                expected_version=current.version if current else None,
+                spec=dict(spec),
+                secret_arn=staged.arn if staged else (current.secret_arn if current else None),
+                before=current,
+            )
+            try:
+                self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
+            except StaleRevisionError:
+                self._discard(staged)
+                logger.info("desired state changed under a write; retrying", extra={"attempt": attempt})
+                continue
+            except BaseException:
+                self._discard(staged)
+                raise
+            self._promote(staged)
+            metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
+            stored = self.store.get(kind, name)
+            if stored is None:  # deleted between commit and read: report what was written
+                raise StaleRevisionError(f"{kind} {name!r} was deleted right after this write")
+            return PutResult(stored, created=current is None, changed=True)
+        raise RetryableError("the desired state is changing too fast to write; try again")
+
+    def delete(self, kind: ResourceKind, name: str, *, actor: str, precondition: Precondition = Precondition()) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            snapshot = self.store.snapshot()
+            current = snapshot.of(kind).get(name)
+            if current is None:
+                raise NotFoundError(f"no {kind} named {name!r}")
+            _check_precondition(kind, name, current, precondition)
+            users = referenced_by(_specs(snapshot), kind, name)
+            if users:
+                what = "rules" if kind is ResourceKind.CREDENTIAL else "warm sets"
+                raise ConflictError(
+                    f"{kind} {name!r} is still used by {what}: {', '.join(users)}",
+                    [FieldError(field=u, message=f"references {kind} {name!r}") for u in users],
+                )
+            write = Write(
+                kind=kind, name=name, action=WriteAction.DELETE, expected_version=current.version, before=current
+            )
+            try:
+                self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
+            except StaleRevisionError:
+                continue
+            if kind is ResourceKind.CREDENTIAL:
+                self._delete_secret(name)
+            metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
+            return
+        raise RetryableError("the desired state is changing too fast to write; try again")
+
+    # -- whole documents -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        desired: Specs,
+        secrets: Mapping[str, SecretInput],
+        *,
+        actor: str,
+        prune: bool,
+        dry_run: bool,
+        if_match_revision: int | None = None,
+    ) -> ApplyResult:
+        """Validate the whole document against the state it would produce, then write it (or not)."""
+        for _ in range(MAX_ATTEMPTS):
+            snapshot = self.store.snapshot()
+            if if_match_revision is not None and snapshot.revision != if_match_revision:
+                raise PreconditionFailedError(
+                    f"the desired state is at revision {snapshot.revision}, not {if_match_revision}"
+                )
+            changes = diff_document(_specs(snapshot), desired, prune=prune, secrets_supplied=frozenset(secrets))
+            self._check(snapshot, changes, touched=None if prune else _touched(changes), document=desired)
+            for name, secret in secrets.items():
+                current = snapshot.credentials.get(name)
+                spec = desired.get(ResourceKind.CREDENTIAL, {}).get(name, {})
+                _check_credential_secret(name, current, spec, secret, path=f"credentials.{name}.token")
+            for name in desired.get(ResourceKind.CREDENTIAL, {}):
+                if name not in secrets:
+                    _check_credential_secret(
+                        name,
+                        snapshot.credentials.get(name),
+                        desired[ResourceKind.CREDENTIAL][name],
+                        None,
+                        path=f"credentials.{name}.token",
+                    )
+            if dry_run or not changes:
+                return ApplyResult(changes=changes, dry_run=dry_run, revision=snapshot.revision)
+            try:
+                revision, warnings = self._write_changes(snapshot, changes, secrets, actor)
+            except StaleRevisionError:
+                continue
+            return ApplyResult(changes=changes, dry_run=False, revision=revision, warnings=warnings)
+        raise RetryableError("the desired state is changing too fast to apply; try again")
+
+    def _write_changes(
+        self,
+        snapshot: Snapshot,
+        changes: Sequence[ResourceChange],
+        secrets: Mapping[str, SecretInput],
+        actor: str,
+    ) -> tuple[int, list[str]]:
+        staged: dict[str, StagedSecret] = {}
+        try:
+            for change in changes:
+                if change.kind is ResourceKind.CREDENTIAL and change.name in secrets:
+                    staged[change.name] = self._stage(change.name, secrets[change.name])
+            writes = [_write_for(snapshot, c, staged) for c in changes]
+            revision = self._commit_all(snapshot.revision, writes, actor)
+        except BaseException:
+            for s in staged.values():
+                self._discard(s)
+            raise
+        warnings: list[str] = []
+        for s in staged.values():
+            self._promote(s)
+        for change in changes:
+            if change.kind is ResourceKind.CREDENTIAL and change.action is WriteAction.DELETE:
+                warning = self._delete_secret(change.name)
+                if warning:
+                    warnings.append(warning)
+        metrics.add_metric(name="DesiredStateWritten", unit="Count", value=len(changes))
+        return revision, warnings
+
+    def _commit_all(self, revision: int, writes: Sequence[Write], actor: str) -> int:
+        """One transaction when it fits; otherwise take the lease, commit in chunks, undo on failure."""
+        now = self.clock()
+        if len(writes) <= CHUNK:
+            return self.store.commit(writes, revision=revision, actor=actor, now=now)
+        owner = f"apply-{uuid.uuid4()}"
+        locked_revision = self.store.acquire_lock(owner, now=now, ttl_seconds=LOCK_TTL_SECONDS)
+        if locked_revision != revision:
+            self.store.release_lock(owner)
+            raise StaleRevisionError("the desired state changed while this apply was prepared")
+        done: list[Write] = []
+        try:
+            for start in range(0, len(writes), CHUNK):
+                chunk = writes[start : start + CHUNK]
+                revision = self.store.commit(chunk, revision=revision, actor=actor, now=self.clock(), lock_owner=owner)
+                done.extend(chunk)
+        except EcrcacheError:
+            revision = self._compensate(done, revision, actor, owner)
+            raise
+        finally:
+            self.store.release_lock(owner)
+        return revision
+
+    def _compensate(self, done: Sequence[Write], revision: int, actor: str, owner: str) -> int:
+        """Put back what earlier chunks wrote (history records the undo too)."""
+        undo: list[Write] = []
+        for w in reversed(done):
+            new_version = (w.expected_version or 0) + 1
+            if w.action is WriteAction.CREATE:
+                undo.append(Write(kind=w.kind, name=w.name, action=WriteAction.DELETE, expected_version=new_version))
+            elif w.before is not None:
+                undo.append(
+                    Write(
+                        kind=w.kind,
+                        name=w.name,
+                        action=WriteAction.UPDATE if w.action is WriteAction.UPDATE else WriteAction.CREATE,
+                        expected_version=new_version if w.action is WriteAction.UPDATE else None,
+                        spec=dict(w.before.spec),
+                        secret_arn=w.before.secret_arn,
+                    )
+                )
+        for start in range(0, len(undo), CHUNK):
+            revision = self.store.commit(
+                undo[start : start + CHUNK], revision=revision, actor=actor, now=self.clock(), lock_owner=owner
+            )
+        logger.warning("apply failed part-way; earlier chunks were undone", extra={"undone": len(undo)})
+        return revision
+
+    def export(self) -> tuple[dict[ResourceKind, dict[str, Mapping[str, Any]]], int]:
+        snapshot = self.store.snapshot()
+        return _specs(snapshot), snapshot.revision
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _check(
+        self,
+        snapshot: Snapshot,
+        changes: Sequence[ResourceChange],
+        *,
+        touched: frozenset[tuple[ResourceKind, str]] | None,
+        document: Specs | None = None,
+    ) -> None:
+        state = apply_changes(_specs(snapshot), list(changes))
+        violations = check_integrity(state, touched=touched)
+        if violations.invalid:
+            first = violations.invalid[0]
+            raise InvalidInputError(f"{first.field}: {first.message}", violations.invalid)
+        if violations.conflicts:
+            first = violations.conflicts[0]
+            raise ConflictError(first.message, violations.conflicts)
+
+    def _stage(self, name: str, secret: SecretInput) -> StagedSecret:
+        return self.secrets.stage(
+            secret_name(name),
+            secret_string(secret.username, secret.token.get_secret_value()),
+            request_token=str(uuid.uuid4()),
+        )
+
+    def _promote(self, staged: StagedSecret | None) -> None:
+        if staged is None:
+            return
+        try:
+            self.secrets.promote(staged)
+        except EcrcacheError as exc:
+            raise RetryableError(
+                "the credential was saved but its new token is not current yet; repeat the same request"
+            ) from exc
+
+    def _discard(self, staged: StagedSecret | None) -> None:
+        if staged is None:
+            return
+        try:
+            self.secrets.discard(staged)
+        except EcrcacheError:
+            logger.exception("could not undo a staged secret value", extra={"secret_name": staged.name})
+
+    def _delete_secret(self, name: str) -> str | None:
+        try:
+            self.secrets.delete(secret_name(name))
+        except EcrcacheError:
+            logger.exception("credential deleted but its secret was not", extra={"secret_name": secret_name(name)})
+            return f"secret {secret_name(name)} could not be scheduled for deletion; delete it by hand"
+        return None
+
+
+def _touched(changes: Sequence[ResourceChange]) -> frozenset[tuple[ResourceKind, str]]:
+    return frozenset((c.kind, c.name) for c in changes)
+
+
+def _write_for(snapshot: Snapshot, change: ResourceChange, staged: Mapping[str, StagedSecret]) -> Write:
+    current = snapshot.of(change.kind).get(change.name)
+    secret_arn = staged[change.name].arn if change.name in staged and change.kind is ResourceKind.CREDENTIAL else None
+    return Write(
+        kind=change.kind,
+        name=change.name,
+        action=change.action,
+        expected_version=current.version if current else None,
+        spec=dict(change.after) if change.after is not None else None,
+        secret_arn=secret_arn or (current.secret_arn if current else None),
+        before=current,
+    )
+
+
+def _check_precondition(
+    kind: ResourceKind, name: str, current: StoredResource | None, precondition: Precondition
+) -> None:
+    if precondition.if_none_match and current is not None:
+        raise PreconditionFailedError(f"{kind} {name!r} already exists (If-None-Match: *)")
+    if precondition.if_match is not None:
+        if current is None:
+            raise PreconditionFailedError(f"{kind} {name!r} does not exist (If-Match: {precondition.if_match})")
+        if current.version != precondition.if_match:
+            raise PreconditionFailedError(
+                f"{kind} {name!r} is at version {current.version}, not {precondition.if_match} (If-Match)"
+            )
+
+
+def _check_credential_secret(
+    name: str,
+    current: StoredResource | None,
+    spec: Mapping[str, Any],
+    secret: SecretInput | None,
+    *,
+    path: str = "token",
+) -> None:
+    """The secret holds username and token together, so a new credential or username needs the token."""
+    if secret is not None:
+        return
+    if current is None:
+        raise invalid(path, f"required when creating credential {name!r}: the token is stored in Secrets Manager")
+    if current.spec.get("username") != spec.get("username"):
+        raise invalid(path, "required when the username changes: the secret holds username and token together")
+
+
+__all__ = [
+    "ApplyResult",
+    "DesiredStateService",
+    "LockedError",
+    "Precondition",
+    "PutResult",
+    "SecretInput",
+]

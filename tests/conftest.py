@@ -1,0 +1,74 @@
+"""Shared fixtures.
+
+Environment first, then ``import moto``, then anything that creates boto3 clients: a client made
+before moto is imported is not mocked (tooling.md, gotchas 9).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's fake credentials
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_SERVICE_NAME": "ecrcache-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "ecrcache-test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "TABLE_NAME": "ecrcache-state-test",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import json  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import moto  # noqa: E402,F401  - must precede every boto3 client
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "ecrcache-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecrcache-test"
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    log_group_name: str = "/aws/lambda/ecrcache-test"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def load_event(relative: str) -> dict[str, Any]:
+    """Load a sample event from ``events/`` (the same files ``sam local invoke`` takes)."""
+    data: dict[str, Any] = json.loads((EVENTS / relative).read_text())
+    return data
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """Every AWS call inside the test goes to moto, in-process."""
+    with moto.mock_aws():
+        yield
