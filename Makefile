@@ -60,7 +60,7 @@ openapi: setup ## regenerate docs/openapi.json from the code
 	$(PY) -m ecrcache_cli.openapi > docs/openapi.json
 
 validate: setup ## cfn-lint and sam validate --lint on template.yaml
-	$(TOOLS)/bin/cfn-lint -a cfn_lint_serverless.rules template.yaml
+	$(TOOLS)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	$(TOOLS)/bin/sam validate --lint --template template.yaml
 
 build: setup ## sam build (arm64, python3.13)

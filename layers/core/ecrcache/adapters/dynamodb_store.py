@@ -291,7 +291,9 @@ class DynamoDbStateStore:
         if write.secret_arn:
             item["secret_arn"] = _s(write.secret_arn)
         if write.expected_version is None:
-            return {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+            return {
+                "Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+            }
         return {
             "Put": {
                 "TableName": self.table_name,

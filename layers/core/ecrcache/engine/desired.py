@@ -13,6 +13,7 @@ from typing import Any
 
 from ecrcache.errors import FieldError
 from ecrcache.models.records import ResourceKind, WriteAction
+from ecrcache.models.warm_set import needs_library_prefix, with_library_prefix
 
 # ECR: "Pull through cache rules per registry: 50" (not adjustable; ecr-facts §1.6).
 MAX_RULES = 50
@@ -23,7 +24,6 @@ Specs = Mapping[ResourceKind, Mapping[str, Mapping[str, Any]]]
 # the other way round, so every intermediate state keeps its references whole.
 _CREATE_ORDER = (ResourceKind.CREDENTIAL, ResourceKind.RULE, ResourceKind.WARM_SET)
 _DELETE_ORDER = tuple(reversed(_CREATE_ORDER))
-_DOC_SECTION = {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,9 @@ def diff_document(
             before = have.get(name)
             secret = kind is ResourceKind.CREDENTIAL and name in secrets_supplied
             if before is None:
-                upserts.append(ResourceChange(kind, name, WriteAction.CREATE, None, after, tuple(sorted(after)), secret))
+                upserts.append(
+                    ResourceChange(kind, name, WriteAction.CREATE, None, after, tuple(sorted(after)), secret)
+                )
             elif dict(before) != dict(after) or secret:
                 upserts.append(
                     ResourceChange(kind, name, WriteAction.UPDATE, before, after, changed_fields(before, after), secret)
@@ -87,7 +89,9 @@ def diff_document(
             have = current.get(kind, {})
             want = desired.get(kind, {})
             deletes.extend(
-                ResourceChange(kind, name, WriteAction.DELETE, have[name], None) for name in sorted(have) if name not in want
+                ResourceChange(kind, name, WriteAction.DELETE, have[name], None)
+                for name in sorted(have)
+                if name not in want
             )
     # Upserts first (a moved reference lands before its old target goes), then deletes.
     return [*upserts, *deletes]
@@ -104,62 +108,85 @@ def apply_changes(current: Specs, changes: list[ResourceChange]) -> dict[Resourc
     return state
 
 
-def check_integrity(state: Specs, *, touched: frozenset[tuple[ResourceKind, str]] | None = None) -> Violations:
+Touched = frozenset[tuple[ResourceKind, str]] | None
+
+
+def check_integrity(state: Specs, *, touched: Touched = None) -> Violations:
     """References resolve, kinds agree and the rule quota holds in ``state``.
 
     ``touched`` limits reference errors to what a write changed (a single PUT reports its own
     field, not an unrelated pre-existing problem). Paths use document form (``rules.<prefix>.credential``).
     """
     out = Violations()
+    _credential_references(state, touched, out)
+    _warm_set_references(state, touched, out)
     rules = state.get(ResourceKind.RULE, {})
+    if len(rules) > MAX_RULES and (touched is None or any(k is ResourceKind.RULE for k, _ in touched)):
+        out.conflicts.append(
+            FieldError(
+                "rules", f"ECR allows at most {MAX_RULES} pull-through cache rules per registry; {len(rules)} requested"
+            )
+        )
+    return out
+
+
+def _is_touched(touched: Touched, kind: ResourceKind, name: str) -> bool:
+    return touched is None or (kind, name) in touched
+
+
+def _credential_references(state: Specs, touched: Touched, out: Violations) -> None:
     credentials = state.get(ResourceKind.CREDENTIAL, {})
-    warm_sets = state.get(ResourceKind.WARM_SET, {})
-
-    def relevant(*keys: tuple[ResourceKind, str]) -> bool:
-        return touched is None or any(k in touched for k in keys)
-
-    for prefix, rule in sorted(rules.items()):
+    for prefix, rule in sorted(state.get(ResourceKind.RULE, {}).items()):
         cred = rule.get("credential")
         if not cred:
             continue
-        key = ((ResourceKind.RULE, prefix), (ResourceKind.CREDENTIAL, str(cred)))
+        rule_touched = _is_touched(touched, ResourceKind.RULE, prefix)
+        cred_touched = _is_touched(touched, ResourceKind.CREDENTIAL, str(cred))
         if cred not in credentials:
-            if touched is None or (ResourceKind.RULE, prefix) in touched:
+            if rule_touched:
                 out.invalid.append(
                     FieldError(f"rules.{prefix}.credential", f"no credential named {cred!r}; create it first")
                 )
-            elif relevant(*key):
+            elif cred_touched:
                 out.conflicts.append(
                     FieldError(f"credentials.{cred}", f"credential {cred!r} is still used by rule {prefix!r}")
                 )
             continue
         cred_kind = credentials[cred].get("upstream_kind")
-        if cred_kind and cred_kind != rule.get("upstream_kind") and relevant(*key):
+        rule_kind = rule.get("upstream_kind")
+        if cred_kind and cred_kind != rule_kind and (rule_touched or cred_touched):
             out.invalid.append(
                 FieldError(
                     f"rules.{prefix}.credential",
-                    f"credential {cred!r} is for {cred_kind}, but the rule's upstream_kind is {rule.get('upstream_kind')}",
+                    f"credential {cred!r} is for {cred_kind}, but the rule's upstream_kind is {rule_kind}",
                 )
             )
-    for name, warm in sorted(warm_sets.items()):
-        rule_name = warm.get("rule")
-        if rule_name is None or rule_name in rules:
+
+
+def _warm_set_references(state: Specs, touched: Touched, out: Violations) -> None:
+    rules = state.get(ResourceKind.RULE, {})
+    for name, warm in sorted(state.get(ResourceKind.WARM_SET, {}).items()):
+        rule_name = str(warm.get("rule"))
+        rule = rules.get(rule_name)
+        if rule is None:
+            if _is_touched(touched, ResourceKind.WARM_SET, name):
+                out.invalid.append(FieldError(f"warm_sets.{name}.rule", f"no rule with prefix {rule_name!r}"))
+            elif _is_touched(touched, ResourceKind.RULE, rule_name):
+                out.conflicts.append(
+                    FieldError(f"rules.{rule_name}", f"rule {rule_name!r} is still used by warm set {name!r}")
+                )
             continue
-        if touched is None or (ResourceKind.WARM_SET, name) in touched:
-            out.invalid.append(FieldError(f"warm_sets.{name}.rule", f"no rule with prefix {rule_name!r}"))
-        elif (ResourceKind.RULE, str(rule_name)) in touched:
-            out.conflicts.append(
-                FieldError(f"rules.{rule_name}", f"rule {rule_name!r} is still used by warm set {name!r}")
-            )
-    if len(rules) > MAX_RULES and (touched is None or any(k is ResourceKind.RULE for k, _ in touched)):
-        out.conflicts.append(
-            FieldError("rules", f"ECR allows at most {MAX_RULES} pull-through cache rules per registry; {len(rules)} requested")
-        )
-    return out
-
-
-def document_path(kind: ResourceKind, name: str) -> str:
-    return f"{_DOC_SECTION[kind]}.{name}"
+        if rule.get("upstream_kind") == "docker-hub" and _is_touched(touched, ResourceKind.WARM_SET, name):
+            # Docker Hub official images live under library/ upstream; ECR answers 403 without it
+            # (ecr-facts §3.1, containers-roadmap#2211).
+            for index, image in enumerate(warm.get("images") or []):
+                if needs_library_prefix(str(image)):
+                    out.invalid.append(
+                        FieldError(
+                            f"warm_sets.{name}.images[{index}]",
+                            f"Docker Hub official images need library/: {with_library_prefix(str(image))}",
+                        )
+                    )
 
 
 def referenced_by(state: Specs, kind: ResourceKind, name: str) -> list[str]:

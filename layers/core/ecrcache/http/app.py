@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import Server, Tag
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, SecurityScheme, Server, Tag
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import ecrcache
@@ -33,6 +33,17 @@ TAGS: list[Tag | str] = [
     Tag(name="history", description="Every change, who made it, before and after"),
 ]
 
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    "sigv4": APIKey.model_validate(
+        {
+            "name": "Authorization",
+            "in": APIKeyIn.header,
+            "description": "AWS Signature Version 4 (service `execute-api`); API Gateway authorises with AWS_IAM.",
+        }
+    )
+}
+SECURITY: list[dict[str, list[str]]] = [{"sigv4": []}]
+
 
 def create_app(service: DesiredStateService) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
@@ -43,7 +54,15 @@ def create_app(service: DesiredStateService) -> APIGatewayRestResolver:
     desired_state.register(app, service)
     history.register(app, service)
     meta.register(app, openapi_json=lambda: openapi_json(app))
-    app.enable_swagger(path="/v1/docs", title=TITLE, version=ecrcache.__version__, description=DESCRIPTION, tags=TAGS)
+    app.enable_swagger(
+        path="/v1/docs",
+        title=TITLE,
+        version=ecrcache.__version__,
+        description=DESCRIPTION,
+        tags=TAGS,
+        security_schemes=SECURITY_SCHEMES,
+        security=SECURITY,
+    )
     return app
 
 
@@ -53,7 +72,13 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
         version=ecrcache.__version__,
         description=DESCRIPTION,
         tags=TAGS,
-        servers=[Server(url="/")],
+        servers=[
+            Server(
+                url="/", description="The API stage root: https://<api-id>.execute-api.<region>.amazonaws.com/<stage>"
+            )
+        ],
+        security_schemes=SECURITY_SCHEMES,
+        security=SECURITY,
     )
 
 

@@ -11,7 +11,13 @@ import yaml
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from pydantic import BaseModel, ValidationError
 
-from ecrcache.errors import BadRequestError, InvalidInputError, PayloadTooLargeError, field_errors_from_pydantic, invalid
+from ecrcache.errors import (
+    BadRequestError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    field_errors_from_pydantic,
+    invalid,
+)
 from ecrcache.models.common import parse_resource_name
 from ecrcache.services.desired_state import Precondition
 
@@ -69,7 +75,9 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def json_response[M: BaseModel | dict[str, Any]](model: M, *, status: int = 200, version: int | None = None) -> Response[M]:
+def json_response[M: BaseModel | dict[str, Any]](
+    model: M, *, status: int = 200, version: int | None = None
+) -> Response[M]:
     """A JSON response; Powertools validates and serialises ``model`` against the route's declared type."""
     headers = {"ETag": etag(version)} if version is not None else {}
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=model, headers=headers)
@@ -107,3 +115,7 @@ def normalise_body(event: dict[str, Any]) -> None:
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise BadRequestError(f"the request body is not valid YAML{where}") from exc
         event["body"] = json.dumps(data, default=str)
+        for key in ("headers", "multiValueHeaders"):
+            for name in list(event.get(key) or {}):
+                if name.lower() == "content-type":
+                    event[key][name] = "application/json" if key == "headers" else ["application/json"]

@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecrcache.errors import EcrcacheError, FieldError, RetryableError, loc_to_path
@@ -94,8 +94,13 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
             logger.warning("retryable failure", extra={"code": exc.code, "error": exc.message})
         return error_response(exc.status, exc.code, exc.message, list(exc.details))
 
+    def _media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
+        return error_response(415, "UnsupportedMediaType", "send application/json (or application/yaml for documents)")
+
     def _bad_json(exc: json.JSONDecodeError) -> Response[Any]:
-        return error_response(400, "BadRequest", f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})")
+        return error_response(
+            400, "BadRequest", f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        )
 
     def _not_found(exc: Exception) -> Response[Any]:
         return error_response(404, "NotFound", f"no route for {app.current_event.http_method} {app.current_event.path}")
@@ -107,5 +112,6 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     app.exception_handler(RequestValidationError)(_validation)
     app.exception_handler(EcrcacheError)(_domain)
     app.exception_handler(json.JSONDecodeError)(_bad_json)
+    app.exception_handler(RequestUnsupportedContentType)(_media_type)
     app.not_found(_not_found)
     app.exception_handler(Exception)(_unexpected)

@@ -77,4 +77,3 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     def delete_credential(name: NameParam, if_match: IfMatch = None) -> Response[None]:
         service.delete(ResourceKind.CREDENTIAL, path_name(name), actor=caller_arn(app), precondition=precondition(app))
         return Response(status_code=204)
-

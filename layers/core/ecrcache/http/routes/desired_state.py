@@ -39,7 +39,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         },
     )
     def export_desired_state(
-        format: Annotated[Literal["json", "yaml"] | None, Query(description="Overrides the Accept header.")] = None,  # noqa: A002
+        format: Annotated[Literal["json", "yaml"] | None, Query(description="Overrides the Accept header.")] = None,
     ) -> Response[Any]:
         specs, revision = service.export()
         document: dict[str, Any] = {"version": 1}
@@ -61,7 +61,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     )
     def apply_desired_state(
         document: Annotated[DesiredStateDocument, Body(description="The desired state.")],
-        dryRun: Annotated[bool, Query(description="Only compute the changes.")] = False,  # noqa: N803
+        dryRun: Annotated[bool, Query(description="Only compute the changes.")] = False,
         prune: Annotated[bool, Query(description="Delete resources the document omits.")] = False,
         if_match: Annotated[
             str | None, Header(alias="If-Match", description="Revision (the export's ETag) the document was based on.")
@@ -70,9 +70,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         raw_if_match = header(app, "If-Match")
         revision = parse_etag(raw_if_match, "If-Match") if raw_if_match and raw_if_match.strip() != "*" else None
         specs = {
-            ResourceKind.RULE: {
-                prefix: rule.model_dump(mode="json") for prefix, rule in document.rules.items()
-            },
+            ResourceKind.RULE: {prefix: rule.model_dump(mode="json") for prefix, rule in document.rules.items()},
             ResourceKind.CREDENTIAL: {
                 name: cred.spec().model_dump(mode="json") for name, cred in document.credentials.items()
             },
