@@ -1,0 +1,98 @@
+"""Every AWS call a function's code can make is allowed by that function's IAM policy (and no more).
+
+The calls are read from the adapters the function wires in (``self.client.<operation>(`` and
+paginators), so a new call without a template change fails here rather than in production.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.template import functions
+
+pytestmark = pytest.mark.contract
+
+ADAPTERS = ROOT / "layers" / "core" / "ecrcache" / "adapters"
+# Which AWS service each adapter talks to.
+ADAPTER_SERVICE = {"dynamodb_store": "dynamodb", "secrets_store": "secretsmanager"}
+# Operations whose IAM actions differ from their names.
+SPECIAL = {
+    ("dynamodb", "TransactWriteItems"): {"PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"},
+    ("dynamodb", "TransactGetItems"): {"GetItem"},
+    # Tags on CreateSecret are authorised as TagResource too.
+    ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
+}
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def adapter_operations(module: str) -> set[str]:
+    source = (ADAPTERS / f"{module}.py").read_text()
+    calls = set(re.findall(r"self\.client\.([a-z_]+)\(", source))
+    calls |= set(re.findall(r"get_paginator\(\"([a-z_]+)\"\)", source))
+    calls.discard("get_paginator")
+    return {_pascal(c) for c in calls}
+
+
+def wired_adapters(function: dict[str, Any]) -> set[str]:
+    app = ROOT / function["CodeUri"] / "app.py"
+    tree = ast.parse(app.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecrcache.adapters."):
+            found.add(node.module.rsplit(".", 1)[1])
+    return found & set(ADAPTER_SERVICE)
+
+
+def allowed_actions(function: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for policy in function.get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if statement.get("Effect") == "Allow":
+                value = statement["Action"]
+                actions |= set([value] if isinstance(value, str) else value)
+    return actions
+
+
+def required_actions(function: dict[str, Any]) -> set[str]:
+    needed: set[str] = set()
+    for module in wired_adapters(function):
+        service = ADAPTER_SERVICE[module]
+        for operation in adapter_operations(module):
+            for action in SPECIAL.get((service, operation), {operation}):
+                needed.add(f"{service}:{action}")
+    return needed
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_iam_policy_allows_every_call_the_code_makes(logical_id: str) -> None:
+    # GIVEN a function, the adapters its app.py wires in, and the operations those adapters call
+    function = functions()[logical_id]
+    needed = required_actions(function)
+    # THEN its policy allows each one
+    missing = needed - allowed_actions(function)
+    assert not missing, f"{logical_id} calls AWS operations its policy does not allow: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_iam_policy_allows_nothing_the_code_does_not_call(logical_id: str) -> None:
+    # GIVEN the same function THEN every allowed action of a wired service is one the code uses
+    function = functions()[logical_id]
+    services = {ADAPTER_SERVICE[m] for m in wired_adapters(function)}
+    extra = {a for a in allowed_actions(function) - required_actions(function) if a.split(":")[0] in services}
+    assert not extra, f"{logical_id} is allowed more than it calls: {sorted(extra)}"
+
+
+def test_adapter_scan_finds_the_known_calls() -> None:
+    # The scan itself must see real calls (so the tests above cannot pass vacuously).
+    assert {"TransactWriteItems", "Query", "GetItem"} <= adapter_operations("dynamodb_store")
+    assert {"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("secrets_store")
+    assert Path(ADAPTERS / "aws.py").exists()
