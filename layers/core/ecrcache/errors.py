@@ -88,6 +88,8 @@ def loc_to_path(loc: Iterable[int | str], prefix: str = "") -> str:
     """Turn a pydantic ``loc`` tuple into a dotted path; list indexes become ``[n]``."""
     out = prefix
     for part in loc:
+        if part == "[key]":  # pydantic marks an invalid dict key this way; the path already names it
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
