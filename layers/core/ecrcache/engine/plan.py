@@ -1,0 +1,204 @@
+"""The plan: what the reconciler will do, as a value (Terraform's ``plans.Changes``).
+
+A :class:`Plan` is a sorted tuple of :class:`PlannedAction`. Every action carries the exact
+keyword arguments of the ECR call the adapter makes (``request``), so apply executes only what
+the plan says and never re-diffs; ``before`` / ``after`` show the change, and ``reason`` explains
+it to people only (like Terraform's ``ActionReason``, it is never used to decide anything).
+``fingerprints`` are what the service records for the repository once the action succeeded.
+
+Besides actions, a plan reports rules and templates it leaves alone (:class:`Unmanaged`) and
+rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes a plan non-empty:
+:attr:`Plan.is_empty` is the "verify found nothing to do" test.
+
+Ordering is deterministic: by Region, then rules, templates and repositories, then target (prefix
+or repository name), then :class:`ActionKind` declaration order. The plan is JSON-serialisable
+(``model_dump(mode="json")``) for ``GET /v1/plan``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from ecrcache.models.observed import Aspect
+
+__all__ = ["ActionKind", "Blocked", "Plan", "PlannedAction", "Scope", "Unmanaged", "UnmanagedKind"]
+
+Scope = Literal["rule", "template", "repository"]
+UnmanagedKind = Scope
+JsonObject = dict[str, JsonValue]
+
+
+class ActionKind(StrEnum):
+    """What one action does. Declaration order is the order actions run in for one target."""
+
+    # rules (ECR ...PullThroughCacheRule)
+    CREATE_RULE = "create_rule"
+    ADOPT_RULE = "adopt_rule"
+    UPDATE_RULE = "update_rule"
+    REPLACE_RULE = "replace_rule"
+    DELETE_RULE = "delete_rule"
+    # creation templates (ECR ...RepositoryCreationTemplate)
+    CREATE_TEMPLATE = "create_template"
+    ADOPT_TEMPLATE = "adopt_template"
+    UPDATE_TEMPLATE = "update_template"
+    DELETE_TEMPLATE = "delete_template"
+    # existing cached repositories
+    PUT_LIFECYCLE_POLICY = "put_lifecycle_policy"
+    DELETE_LIFECYCLE_POLICY = "delete_lifecycle_policy"
+    SET_REPOSITORY_POLICY = "set_repository_policy"
+    DELETE_REPOSITORY_POLICY = "delete_repository_policy"
+    TAG_REPOSITORY = "tag_repository"
+    PUT_IMAGE_TAG_MUTABILITY = "put_image_tag_mutability"
+    RECORD_APPLIED = "record_applied"
+
+    @property
+    def scope(self) -> Scope:
+        return _SCOPES[self]
+
+    @property
+    def calls_aws(self) -> bool:
+        """``False`` for actions that only record something in the state table."""
+        return self not in _RECORD_ONLY
+
+
+_SCOPES: Final[dict[ActionKind, Scope]] = {
+    **dict.fromkeys(
+        (
+            ActionKind.CREATE_RULE,
+            ActionKind.ADOPT_RULE,
+            ActionKind.UPDATE_RULE,
+            ActionKind.REPLACE_RULE,
+            ActionKind.DELETE_RULE,
+        ),
+        "rule",
+    ),
+    **dict.fromkeys(
+        (
+            ActionKind.CREATE_TEMPLATE,
+            ActionKind.ADOPT_TEMPLATE,
+            ActionKind.UPDATE_TEMPLATE,
+            ActionKind.DELETE_TEMPLATE,
+        ),
+        "template",
+    ),
+}
+_SCOPES.update({kind: "repository" for kind in ActionKind if kind not in _SCOPES})
+_RECORD_ONLY: Final = frozenset({ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED})
+_SCOPE_ORDER: Final[dict[Scope, int]] = {"rule": 0, "template": 1, "repository": 2}
+_KIND_ORDER: Final = {kind: index for index, kind in enumerate(ActionKind)}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlannedAction(_Frozen):
+    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied``, in the state table only).
+
+    ``request`` shapes (boto3 ECR client keyword arguments):
+
+    * ``create_rule``: ``CreatePullThroughCacheRule`` (``RuleSpec.pull_through_cache_rule_request``);
+    * ``update_rule``: ``UpdatePullThroughCacheRule`` ``{ecrRepositoryPrefix, credentialArn?, customRoleArn?}``;
+    * ``replace_rule``: two calls, ``{"delete": DeletePullThroughCacheRule, "create": CreatePullThroughCacheRule}``;
+    * ``delete_rule``: ``DeletePullThroughCacheRule`` ``{ecrRepositoryPrefix}``;
+    * ``create_template`` / ``update_template``: ``Create``/``UpdateRepositoryCreationTemplate``
+      (``RuleSpec.creation_template_request``; an update also clears what the rule no longer sets
+      with ``""`` / ``[]``, and keeps other ``appliedFor`` values);
+    * ``delete_template``: ``DeleteRepositoryCreationTemplate`` ``{prefix}``;
+    * ``put_lifecycle_policy``: ``{repositoryName, lifecyclePolicyText}``; ``delete_lifecycle_policy``:
+      ``{repositoryName}``; ``set_repository_policy``: ``{repositoryName, policyText}``;
+      ``delete_repository_policy``: ``{repositoryName}``;
+    * ``tag_repository``: ``TagResource`` ``{resourceArn, tags: [{Key, Value}]}`` (only missing or different keys);
+    * ``put_image_tag_mutability``: ``{repositoryName, imageTagMutability, imageTagMutabilityExclusionFilters?}``;
+    * ``adopt_rule`` / ``adopt_template`` / ``record_applied``: ``{}`` (no AWS call).
+
+    After success the service records ownership for every rule / template action except the
+    deletes (which drop it), and merges ``fingerprints`` into the repository's applied record.
+    """
+
+    kind: ActionKind
+    region: str
+    target: str = Field(description="The rule / template prefix, or the repository name.")
+    rule_prefix: str = Field(description="The rule the action is for.")
+    before: JsonObject | None = Field(default=None, description="What ECR holds now; None when absent or not read.")
+    after: JsonObject | None = Field(default=None, description="What ECR will hold; None when deleted.")
+    reason: str = Field(description="For people only; never used to decide anything.")
+    request: JsonObject = Field(default_factory=dict, description="The exact boto3 keyword arguments.")
+    fingerprints: dict[Aspect, str | None] = Field(
+        default_factory=dict,
+        description="Repository fingerprints to record after success (aspect -> fingerprint; None clears).",
+    )
+
+    @property
+    def sort_key(self) -> tuple[str, int, str, int]:
+        return (self.region, _SCOPE_ORDER[self.kind.scope], self.target, _KIND_ORDER[self.kind])
+
+
+class Unmanaged(_Frozen):
+    """Something found in ECR that the controller reports and never changes."""
+
+    kind: UnmanagedKind
+    region: str
+    name: str
+    reason: str
+
+
+class Blocked(_Frozen):
+    """A desired rule the planner could not plan (nothing planned for it), or a note on a partial plan."""
+
+    region: str
+    prefix: str
+    reason: str
+
+
+class Plan(_Frozen):
+    """Actions in a fixed order, plus what was left alone. Built sorted, whatever order it is given in."""
+
+    actions: tuple[PlannedAction, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+    blocked: tuple[Blocked, ...] = ()
+
+    @field_validator("actions")
+    @classmethod
+    def _sort_actions(cls, value: tuple[PlannedAction, ...]) -> tuple[PlannedAction, ...]:
+        return tuple(sorted(value, key=lambda action: action.sort_key))
+
+    @field_validator("unmanaged")
+    @classmethod
+    def _sort_unmanaged(cls, value: tuple[Unmanaged, ...]) -> tuple[Unmanaged, ...]:
+        return tuple(sorted(value, key=lambda item: (item.region, _SCOPE_ORDER[item.kind], item.name)))
+
+    @field_validator("blocked")
+    @classmethod
+    def _sort_blocked(cls, value: tuple[Blocked, ...]) -> tuple[Blocked, ...]:
+        return tuple(sorted(value, key=lambda item: (item.region, item.prefix, item.reason)))
+
+    @property
+    def is_empty(self) -> bool:
+        """No actions (unmanaged and blocked entries are reports, not work)."""
+        return not self.actions
+
+    def summary(self) -> dict[str, int]:
+        """Action counts by kind (in kind order), plus ``unmanaged`` / ``blocked`` counts when non-zero."""
+        counts = Counter(action.kind for action in self.actions)
+        out = {kind.value: counts[kind] for kind in ActionKind if counts[kind]}
+        if self.unmanaged:
+            out["unmanaged"] = len(self.unmanaged)
+        if self.blocked:
+            out["blocked"] = len(self.blocked)
+        return out
+
+    @classmethod
+    def merge(cls, plans: Iterable[Plan]) -> Plan:
+        """One plan from several (e.g. one per Region)."""
+        parts = list(plans)
+        return cls(
+            actions=tuple(a for p in parts for a in p.actions),
+            unmanaged=tuple(u for p in parts for u in p.unmanaged),
+            blocked=tuple(b for p in parts for b in p.blocked),
+        )

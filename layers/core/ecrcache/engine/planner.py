@@ -1,0 +1,715 @@
+"""The reconciler's planning engine: ``desired + observed -> Plan`` (a value; see :mod:`.plan`).
+
+Pure: no I/O, no clock, no environment. The service observes ECR, resolves credentials and
+ownership, calls :func:`plan` (or :func:`plan_region`), applies exactly the plan's actions, and
+verifies by observing and planning again, expecting an empty plan.
+
+What is planned, per Region (the ACK ``Sync`` shape: create if missing, update only when the
+essences differ; :mod:`.essence` defines "differ"):
+
+* **Rules.** Missing: ``create_rule``. Found but not owned: ``adopt_rule`` when it already matches
+  (creating would fail with ``PullThroughCacheRuleAlreadyExistsException``), else an update or
+  replace whose reason says it takes over the rule. Credential / role changed: ``update_rule``.
+  Upstream URL, registry or upstream repository prefix changed - or a role to be removed, which
+  ``UpdatePullThroughCacheRule`` cannot clear - : ``replace_rule`` (delete + create, one action).
+* **Templates** (prefix = the rule's ECR prefix, ``appliedFor`` containing ``PULL_THROUGH_CACHE``):
+  the same create / adopt / update. An update keeps ``appliedFor`` values someone else set (e.g.
+  ``CREATE_ON_PUSH``) and sends the union: other users of the template are not cut off. It clears
+  what the rule no longer sets (``repositoryPolicy``/``lifecyclePolicy``/``customRoleArn`` ``""``,
+  ``resourceTags`` ``[]``); a description is compared and sent only when the rule sets one.
+* **Retired rules** (deleted desired rules with their last spec): the ECR rule and template are
+  deleted only when the controller owns them and ``deletion_policy`` is ``delete`` (and a template
+  only when it applies to nothing but pull-through cache); otherwise they are reported as
+  :class:`~.plan.Unmanaged`. Cached repositories are never deleted.
+* **Unmanaged.** Rules and templates that are neither desired nor retired are reported, never changed.
+* **Repositories.** A repository belongs to the rule with the longest prefix ``p`` such that its
+  name starts with ``p + "/"``, among every rule known in the Region (desired, retired and found in
+  ECR), so a repository cached by a rule ecrcache does not manage is left alone. Repositories of
+  ``ROOT`` rules are never patched (they cannot be told from ordinary repositories; a note is
+  reported once per ROOT rule). For the others: lifecycle policy, repository policy, tags and tag
+  mutability are compared with the rule's (deep read) or, when ``details`` were not read (fast
+  path), the recorded fingerprints are compared with the rule's and only differing aspects are
+  written, blind (the writes are idempotent). Tag mutability is always compared directly.
+
+  - A lifecycle / repository policy is deleted only when the rule sets none **and** the controller
+    recorded applying one; on a deep read, also only when the policy in ECR is still the one it
+    applied (a policy changed by someone since is left in place and the record dropped).
+  - Tags: only the keys the rule sets are compared and written; other tags (cost allocation, ...)
+    are never removed or counted as drift. Removing a key from the rule does not untag existing
+    repositories.
+  - ``record_applied`` records fingerprints for aspects that already match but whose record is
+    missing or stale, so verify stays empty and the next resync can take the fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from pydantic import JsonValue
+
+from ecrcache.engine.essence import (
+    IMMUTABLE_RULE_FIELDS,
+    PULL_THROUGH_CACHE,
+    changed_fields,
+    desired_fingerprints,
+    fingerprint,
+    lifecycle_essence,
+    policy_essence,
+    rule_essence,
+    template_essence,
+)
+from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Plan, PlannedAction, Unmanaged, UnmanagedKind
+from ecrcache.errors import InvalidInputError
+from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.credential import secret_name
+from ecrcache.models.observed import (
+    AppliedFingerprints,
+    Aspect,
+    DesiredRule,
+    ObservedRegion,
+    ObservedRepository,
+    ObservedRule,
+    ObservedTemplate,
+    Ownership,
+    RepositoryDetails,
+)
+from ecrcache.models.rule import DeletionPolicy, RuleSpec
+
+__all__ = ["ROOT_RULE_NOTE", "plan", "plan_region"]
+
+ROOT_RULE_NOTE: Final = (
+    "existing repositories are not patched for ROOT rules: without a prefix, cached repositories cannot be "
+    "told from ordinary ones; the creation template covers repositories cached from now on"
+)
+_TAKEOVER: Final = "; takes over an existing {what} ecrcache did not create"
+
+
+def _json(value: Mapping[str, Any]) -> JsonObject:
+    """A request TypedDict as plain JSON data (they hold only JSON types)."""
+    return cast("JsonObject", dict(value))
+
+
+# --------------------------------------------------------------------------------------------------
+# What a desired rule wants
+
+
+@dataclass(frozen=True, slots=True)
+class _RepoWant:
+    """What every repository of one rule should hold (computed once per rule)."""
+
+    texts: Mapping[Aspect, str | None]
+    essences: Mapping[Aspect, JsonValue]
+    tags: Mapping[str, str]
+    mutability: str
+    exclusions: tuple[str, ...]
+    fingerprints: AppliedFingerprints
+
+    @classmethod
+    def of(cls, spec: RuleSpec) -> _RepoWant:
+        settings = spec.repository
+        lifecycle = None if spec.lifecycle is None else spec.lifecycle.render_text()
+        policy = settings.policy_text()
+        return cls(
+            texts={Aspect.LIFECYCLE: lifecycle, Aspect.POLICY: policy},
+            essences={Aspect.LIFECYCLE: lifecycle_essence(lifecycle), Aspect.POLICY: policy_essence(policy)},
+            tags=dict(settings.tags),
+            mutability=settings.tag_mutability.value,
+            exclusions=tuple(settings.tag_mutability_exclusions),
+            fingerprints=desired_fingerprints(spec),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A desired rule that can be planned: its ECR requests are built and valid."""
+
+    prefix: str
+    spec: RuleSpec
+    rule_request: JsonObject
+    template_request: JsonObject
+    repo: _RepoWant
+
+
+def _prepare(rule: DesiredRule) -> _Ready | str:
+    """The rule ready to plan, or why it cannot be planned."""
+    spec = rule.spec
+    if spec.credential is not None and rule.credential_arn is None:
+        return (
+            f"credential {spec.credential!r} has no secret ARN in this Region (secret {secret_name(spec.credential)}); "
+            "nothing is planned for the rule until the secret exists"
+        )
+    try:
+        rule_request = spec.pull_through_cache_rule_request(rule.prefix, rule.credential_arn)
+        template_request = spec.creation_template_request(rule.prefix)
+    except InvalidInputError as exc:
+        return f"the rule cannot be sent to ECR: {exc.message}"
+    return _Ready(rule.prefix, spec, _json(rule_request), _json(template_request), _RepoWant.of(spec))
+
+
+def _by_prefix(rules: Sequence[DesiredRule], what: str) -> dict[str, DesiredRule]:
+    out: dict[str, DesiredRule] = {}
+    for rule in rules:
+        if rule.prefix in out:
+            raise ValueError(f"{what} rules list prefix {rule.prefix!r} twice")
+        out[rule.prefix] = rule
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Repository aspects
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """A repository aspect that is a policy document: put it, or delete it."""
+
+    aspect: Aspect
+    label: str
+    put: ActionKind
+    delete: ActionKind
+    text_key: str
+    read: Callable[[RepositoryDetails], str | None]
+    essence: Callable[[str | None], JsonValue]
+
+
+_LIFECYCLE: Final = _Document(
+    Aspect.LIFECYCLE,
+    "lifecycle policy",
+    ActionKind.PUT_LIFECYCLE_POLICY,
+    ActionKind.DELETE_LIFECYCLE_POLICY,
+    "lifecyclePolicyText",
+    lambda details: details.lifecycle_policy,
+    lifecycle_essence,
+)
+_POLICY: Final = _Document(
+    Aspect.POLICY,
+    "repository policy",
+    ActionKind.SET_REPOSITORY_POLICY,
+    ActionKind.DELETE_REPOSITORY_POLICY,
+    "policyText",
+    lambda details: details.repository_policy,
+    policy_essence,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Repo:
+    """One repository being planned against its rule."""
+
+    region: str
+    rule: _Ready
+    repo: ObservedRepository
+    applied: AppliedFingerprints
+    unread: str
+    """Reason suffix for blind (fast path) writes."""
+
+    def action(
+        self,
+        kind: ActionKind,
+        reason: str,
+        *,
+        request: JsonObject,
+        before: JsonObject | None = None,
+        after: JsonObject | None = None,
+        fingerprints: Mapping[Aspect, str | None] | None = None,
+    ) -> PlannedAction:
+        return PlannedAction(
+            kind=kind,
+            region=self.region,
+            target=self.repo.name,
+            rule_prefix=self.rule.prefix,
+            before=before,
+            after=after,
+            reason=reason,
+            request=request,
+            fingerprints=dict(fingerprints or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _AspectPlan:
+    """The actions for one aspect, or (when none) why its record may still need updating."""
+
+    aspect: Aspect
+    actions: tuple[PlannedAction, ...] = ()
+    note: str = ""
+
+
+def _put(ctx: _Repo, doc: _Document, reason: str, before: JsonObject | None) -> _AspectPlan:
+    text = ctx.rule.repo.texts[doc.aspect]
+    action = ctx.action(
+        doc.put,
+        reason,
+        request={"repositoryName": ctx.repo.name, doc.text_key: text},
+        before=before,
+        after={doc.text_key: text},
+        fingerprints={doc.aspect: ctx.rule.repo.fingerprints.get(doc.aspect)},
+    )
+    return _AspectPlan(doc.aspect, (action,))
+
+
+def _delete(ctx: _Repo, doc: _Document, before: JsonObject | None) -> _AspectPlan:
+    reason = f"the rule sets no {doc.label} any more; remove the one ecrcache applied"
+    action = ctx.action(
+        doc.delete,
+        reason if before is not None else reason + ctx.unread,
+        request={"repositoryName": ctx.repo.name},
+        before=before,
+        fingerprints={doc.aspect: None},
+    )
+    return _AspectPlan(doc.aspect, (action,))
+
+
+def _document_blind(ctx: _Repo, doc: _Document) -> _AspectPlan:
+    """Fast path: the recorded fingerprint stands in for what ECR holds."""
+    applied = ctx.applied.get(doc.aspect)
+    wanted = ctx.rule.repo.fingerprints.get(doc.aspect)
+    if applied == wanted:
+        return _AspectPlan(doc.aspect)
+    if wanted is None:
+        return _delete(ctx, doc, None)
+    why = (
+        f"no record of ecrcache applying the rule's {doc.label}"
+        if applied is None
+        else f"the {doc.label} ecrcache recorded applying differs from the rule's"
+    )
+    return _put(ctx, doc, why + ctx.unread, None)
+
+
+def _document(ctx: _Repo, doc: _Document) -> _AspectPlan:
+    details = ctx.repo.details
+    if details is None:
+        return _document_blind(ctx, doc)
+    observed = doc.read(details)
+    if ctx.rule.repo.texts[doc.aspect] is None:
+        return _document_unwanted(ctx, doc, observed)
+    if doc.essence(observed) == ctx.rule.repo.essences[doc.aspect]:
+        return _AspectPlan(doc.aspect, note=f"ECR already holds the rule's {doc.label}")
+    why = f"the repository has no {doc.label}" if observed is None else f"the {doc.label} differs from the rule's"
+    return _put(ctx, doc, why, {doc.text_key: observed})
+
+
+def _document_unwanted(ctx: _Repo, doc: _Document, observed: str | None) -> _AspectPlan:
+    """Deep path, the rule sets no document: delete only the one ecrcache applied, if still unchanged."""
+    applied = ctx.applied.get(doc.aspect)
+    if applied is None:
+        return _AspectPlan(doc.aspect)  # nothing wanted, and whatever is there is not ours
+    observed_essence = doc.essence(observed)
+    if observed_essence is None:
+        return _AspectPlan(doc.aspect, note=f"the {doc.label} ecrcache applied is gone and the rule sets none")
+    if fingerprint(observed_essence) != applied:
+        return _AspectPlan(
+            doc.aspect,
+            note=(
+                f"the rule sets no {doc.label} any more, and the one in ECR was changed outside ecrcache "
+                "after ecrcache applied its own: it is left in place"
+            ),
+        )
+    return _delete(ctx, doc, {doc.text_key: observed})
+
+
+def _tags(ctx: _Repo) -> _AspectPlan:
+    wanted = ctx.rule.repo.tags
+    wanted_fp = ctx.rule.repo.fingerprints.tags
+    if not wanted:
+        return _AspectPlan(Aspect.TAGS, note="the rule sets no tags any more; tags on the repository stay")
+    details = ctx.repo.details
+    before: JsonObject | None = None
+    if details is None:
+        if ctx.applied.tags == wanted_fp:
+            return _AspectPlan(Aspect.TAGS)
+        missing = dict(wanted)
+        reason = (
+            "no record of ecrcache applying the rule's tags"
+            if ctx.applied.tags is None
+            else "the tags ecrcache recorded applying differ from the rule's"
+        ) + ctx.unread
+    else:
+        missing = {key: value for key, value in wanted.items() if details.tags.get(key) != value}
+        if not missing:
+            return _AspectPlan(Aspect.TAGS, note="ECR already holds the rule's tags")
+        before = {"tags": {key: details.tags[key] for key in sorted(missing) if key in details.tags}}
+        reason = f"tag{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))} missing or different"
+    action = ctx.action(
+        ActionKind.TAG_REPOSITORY,
+        reason,
+        request={
+            "resourceArn": ctx.repo.arn,
+            "tags": [{"Key": key, "Value": value} for key, value in sorted(missing.items())],
+        },
+        before=before,
+        after={"tags": dict(sorted(missing.items()))},
+        fingerprints={Aspect.TAGS: wanted_fp},
+    )
+    return _AspectPlan(Aspect.TAGS, (action,))
+
+
+def _mutability(ctx: _Repo) -> PlannedAction | None:
+    want = ctx.rule.repo
+    have_filters = sorted(set(ctx.repo.tag_mutability_exclusions))
+    if (ctx.repo.image_tag_mutability, have_filters) == (want.mutability, sorted(set(want.exclusions))):
+        return None
+    request: JsonObject = {"repositoryName": ctx.repo.name, "imageTagMutability": want.mutability}
+    if want.exclusions:
+        request["imageTagMutabilityExclusionFilters"] = [
+            {"filterType": "WILDCARD", "filter": f} for f in want.exclusions
+        ]
+    return ctx.action(
+        ActionKind.PUT_IMAGE_TAG_MUTABILITY,
+        "image tag mutability differs from the rule's",
+        request=request,
+        before={
+            "imageTagMutability": ctx.repo.image_tag_mutability,
+            "tagMutabilityExclusions": list(ctx.repo.tag_mutability_exclusions),
+        },
+        after={"imageTagMutability": want.mutability, "tagMutabilityExclusions": list(want.exclusions)},
+    )
+
+
+def _record(ctx: _Repo, aspects: Sequence[_AspectPlan]) -> PlannedAction | None:
+    wanted = ctx.rule.repo.fingerprints
+    stale = [p for p in aspects if not p.actions and ctx.applied.get(p.aspect) != wanted.get(p.aspect)]
+    if not stale:
+        return None
+    return ctx.action(
+        ActionKind.RECORD_APPLIED,
+        "record what the repository holds: " + "; ".join(p.note for p in stale if p.note),
+        request={},
+        before={p.aspect.value: ctx.applied.get(p.aspect) for p in stale},
+        after={p.aspect.value: wanted.get(p.aspect) for p in stale},
+        fingerprints={p.aspect: wanted.get(p.aspect) for p in stale},
+    )
+
+
+def _repository_actions(ctx: _Repo) -> list[PlannedAction]:
+    aspects = [_document(ctx, _LIFECYCLE), _document(ctx, _POLICY), _tags(ctx)]
+    actions = [action for aspect in aspects for action in aspect.actions]
+    extra = (_mutability(ctx), _record(ctx, aspects))
+    return actions + [action for action in extra if action is not None]
+
+
+def _owner(name: str, prefixes: Sequence[str]) -> str | None:
+    """The longest prefix ``p`` (``prefixes`` sorted longest first) with ``name`` under ``p/``."""
+    return next((p for p in prefixes if name.startswith(p + "/")), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# One Region
+
+
+@dataclass
+class _RegionPlanner:
+    observed: ObservedRegion
+    ownership: Ownership
+    deep: bool
+    actions: list[PlannedAction] = field(default_factory=list)
+    unmanaged: list[Unmanaged] = field(default_factory=list)
+    blocked: list[Blocked] = field(default_factory=list)
+
+    @property
+    def region(self) -> str:
+        return self.observed.region
+
+    def add(
+        self,
+        kind: ActionKind,
+        prefix: str,
+        reason: str,
+        *,
+        before: JsonObject | None = None,
+        after: JsonObject | None = None,
+        request: JsonObject | None = None,
+    ) -> None:
+        self.actions.append(
+            PlannedAction(
+                kind=kind,
+                region=self.region,
+                target=prefix,
+                rule_prefix=prefix,
+                before=before,
+                after=after,
+                reason=reason,
+                request=request or {},
+            )
+        )
+
+    def report(self, kind: UnmanagedKind, name: str, reason: str) -> None:
+        self.unmanaged.append(Unmanaged(kind=kind, region=self.region, name=name, reason=reason))
+
+    def block(self, prefix: str, reason: str) -> None:
+        self.blocked.append(Blocked(region=self.region, prefix=prefix, reason=reason))
+
+    # ---------------------------------------------------------------- the whole Region
+
+    def run(self, desired: Sequence[DesiredRule], retired: Sequence[DesiredRule]) -> Plan:
+        wanted = _by_prefix(desired, "desired")
+        gone = {p: r for p, r in _by_prefix(retired, "retired").items() if p not in wanted}
+        ready: dict[str, _Ready] = {}
+        for prefix, rule in sorted(wanted.items()):
+            prepared = _prepare(rule)
+            if isinstance(prepared, str):
+                self.block(prefix, prepared)
+                continue
+            ready[prefix] = prepared
+            self.plan_rule(prepared)
+            self.plan_template(prepared)
+            if prefix == ROOT_PREFIX:
+                self.block(prefix, ROOT_RULE_NOTE)
+        for prefix, rule in sorted(gone.items()):
+            self.plan_retired(prefix, rule.spec.deletion_policy)
+        self.report_unmanaged(set(wanted) | set(gone))
+        known = ({*wanted, *gone, *self.observed.rules}) - {ROOT_PREFIX}
+        self.plan_repositories(ready, sorted(known, key=lambda p: (-len(p), p)))
+        return Plan(actions=tuple(self.actions), unmanaged=tuple(self.unmanaged), blocked=tuple(self.blocked))
+
+    # ---------------------------------------------------------------- rules
+
+    def plan_rule(self, ready: _Ready) -> None:
+        prefix = ready.prefix
+        want = rule_essence(ObservedRule.from_ecr(ready.rule_request))
+        found = self.observed.rules.get(prefix)
+        if found is None:
+            self.add(
+                ActionKind.CREATE_RULE,
+                prefix,
+                "no pull-through cache rule with this prefix",
+                after=want,
+                request=ready.rule_request,
+            )
+            return
+        have = rule_essence(found)
+        owned = prefix in self.ownership.rules
+        changed = changed_fields(have, want)
+        if not changed:
+            if not owned:
+                self.add(
+                    ActionKind.ADOPT_RULE,
+                    prefix,
+                    "an identical rule ecrcache did not create exists: adopt it",
+                    before=have,
+                    after=want,
+                )
+            return
+        takeover = "" if owned else _TAKEOVER.format(what="rule")
+        immutable = [name for name in changed if name in IMMUTABLE_RULE_FIELDS]
+        cleared = [name for name in changed if want[name] is None]
+        if immutable or cleared:
+            why = (
+                f"{', '.join(immutable)} cannot be changed in place"
+                if immutable
+                else f"UpdatePullThroughCacheRule cannot clear {', '.join(cleared)}"
+            )
+            self.add(
+                ActionKind.REPLACE_RULE,
+                prefix,
+                f"{why}: delete and re-create the rule (cached repositories stay){takeover}",
+                before=have,
+                after=want,
+                request={"delete": {"ecrRepositoryPrefix": prefix}, "create": ready.rule_request},
+            )
+            return
+        request: JsonObject = {"ecrRepositoryPrefix": prefix}
+        for key, name in (("credentialArn", "credential_arn"), ("customRoleArn", "custom_role_arn")):
+            if want[name] is not None:
+                request[key] = want[name]
+        self.add(
+            ActionKind.UPDATE_RULE,
+            prefix,
+            f"{', '.join(changed)} changed{takeover}",
+            before=have,
+            after=want,
+            request=request,
+        )
+
+    # ---------------------------------------------------------------- templates
+
+    def plan_template(self, ready: _Ready) -> None:
+        prefix = ready.prefix
+        with_description = ready.spec.description is not None
+        want = template_essence(ObservedTemplate.from_ecr(ready.template_request), with_description=with_description)
+        found = self.observed.templates.get(prefix)
+        if found is None:
+            self.add(
+                ActionKind.CREATE_TEMPLATE,
+                prefix,
+                "no repository creation template for the prefix",
+                after=want,
+                request=ready.template_request,
+            )
+            return
+        have = template_essence(found, with_description=with_description)
+        owned = prefix in self.ownership.templates
+        changed = changed_fields(have, want)
+        if not changed:
+            if not owned:
+                self.add(
+                    ActionKind.ADOPT_TEMPLATE,
+                    prefix,
+                    "an identical template ecrcache did not create exists: adopt it",
+                    before=have,
+                    after=want,
+                )
+            return
+        takeover = "" if owned else _TAKEOVER.format(what="template")
+        self.add(
+            ActionKind.UPDATE_TEMPLATE,
+            prefix,
+            f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''}{takeover}",
+            before=have,
+            after=want,
+            request=_template_update(ready.template_request, found),
+        )
+
+    # ---------------------------------------------------------------- retired and unmanaged
+
+    def plan_retired(self, prefix: str, deletion: DeletionPolicy) -> None:
+        """A deleted desired rule: remove its ECR rule and template only if owned and ``deletion_policy: delete``."""
+        self.plan_retired_rule(prefix, deletion)
+        self.plan_retired_template(prefix, deletion)
+
+    def plan_retired_rule(self, prefix: str, deletion: DeletionPolicy) -> None:
+        rule = self.observed.rules.get(prefix)
+        if rule is not None:
+            if deletion is DeletionPolicy.DELETE and prefix in self.ownership.rules:
+                self.add(
+                    ActionKind.DELETE_RULE,
+                    prefix,
+                    "the desired rule was deleted with deletion_policy delete (cached repositories stay)",
+                    before=rule_essence(rule),
+                    request={"ecrRepositoryPrefix": prefix},
+                )
+            else:
+                self.report("rule", prefix, _retired_reason("rule", deletion, prefix in self.ownership.rules))
+
+    def plan_retired_template(self, prefix: str, deletion: DeletionPolicy) -> None:
+        """Like a rule, except that a template also used for other ``appliedFor`` values is left in place."""
+        template = self.observed.templates.get(prefix)
+        if template is None:
+            return
+        owned = prefix in self.ownership.templates
+        shared = sorted(set(template.applied_for) - {PULL_THROUGH_CACHE})
+        if deletion is DeletionPolicy.DELETE and owned and not shared:
+            self.add(
+                ActionKind.DELETE_TEMPLATE,
+                prefix,
+                "the desired rule was deleted with deletion_policy delete",
+                before=template_essence(template, with_description=True),
+                request={"prefix": prefix},
+            )
+        elif deletion is DeletionPolicy.DELETE and owned:
+            self.report(
+                "template",
+                prefix,
+                f"its desired rule was deleted with deletion_policy delete, but the template also applies to "
+                f"{', '.join(shared)}: left in place",
+            )
+        else:
+            self.report("template", prefix, _retired_reason("template", deletion, owned))
+
+    def report_unmanaged(self, handled: set[str]) -> None:
+        for kind, found, owned in (
+            ("rule", self.observed.rules, self.ownership.rules),
+            ("template", self.observed.templates, self.ownership.templates),
+        ):
+            for prefix in sorted(set(found) - handled):
+                reason = (
+                    "created or adopted by ecrcache but no longer desired: left in place (only a deleted rule "
+                    "with deletion_policy delete is removed)"
+                    if prefix in owned
+                    else "not in the desired state and not created or adopted by ecrcache: reported, never changed"
+                )
+                self.report(cast("UnmanagedKind", kind), prefix, reason)
+
+    # ---------------------------------------------------------------- repositories
+
+    def plan_repositories(self, ready: Mapping[str, _Ready], prefixes: Sequence[str]) -> None:
+        unread = " (not read in this resync)" if self.deep else " (fast resync: the repository was not read)"
+        for name in sorted(self.observed.repositories):
+            owner = _owner(name, prefixes)
+            rule = None if owner is None else ready.get(owner)
+            if rule is None:
+                continue
+            repo = self.observed.repositories[name]
+            ctx = _Repo(self.region, rule, repo, repo.applied or AppliedFingerprints(), unread)
+            self.actions.extend(_repository_actions(ctx))
+
+
+def _template_update(request: JsonObject, found: ObservedTemplate) -> JsonObject:
+    """``UpdateRepositoryCreationTemplate`` kwargs: the desired template, keeping other ``appliedFor``
+    values and clearing what the rule no longer sets."""
+    update = dict(request)
+    update["appliedFor"] = cast("list[JsonValue]", sorted({*found.applied_for, PULL_THROUGH_CACHE}))
+    for key, present in (
+        ("repositoryPolicy", found.repository_policy),
+        ("lifecyclePolicy", found.lifecycle_policy),
+        ("customRoleArn", found.custom_role_arn),
+    ):
+        if key not in update and present:
+            update[key] = ""
+    if "resourceTags" not in update and found.resource_tags:
+        update["resourceTags"] = []
+    return update
+
+
+def _retired_reason(what: str, deletion: DeletionPolicy, owned: bool) -> str:
+    if not owned:
+        return (
+            f"its desired rule was deleted, but ecrcache never created or adopted this {what}: reported, never changed"
+        )
+    return f"its desired rule was deleted with deletion_policy {deletion.value}: left in place and no longer managed"
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def plan_region(
+    desired: Sequence[DesiredRule],
+    retired: Sequence[DesiredRule],
+    observed: ObservedRegion,
+    ownership: Ownership,
+    *,
+    deep: bool,
+) -> Plan:
+    """The plan that takes ``observed`` to ``desired`` in one Region.
+
+    ``retired`` are desired rules that were deleted, with their last spec (a prefix that is also
+    desired is ignored there). ``deep`` says whether the caller read repository details; it only
+    changes reason texts - each repository's own ``details`` decide deep or fast comparison.
+    Raises ``ValueError`` when a prefix is listed twice in ``desired`` or in ``retired``.
+    """
+    return _RegionPlanner(observed, ownership, deep).run(desired, retired)
+
+
+def plan(
+    desired_by_region: Mapping[str, Sequence[DesiredRule]],
+    retired_by_region: Mapping[str, Sequence[DesiredRule]],
+    observed_by_region: Mapping[str, ObservedRegion],
+    ownership_by_region: Mapping[str, Ownership],
+    *,
+    deep: bool = False,
+) -> Plan:
+    """:func:`plan_region` for every observed Region, merged into one plan.
+
+    Raises ``ValueError`` when a Region with desired or retired rules was not observed, or when an
+    observation is filed under another Region's key.
+    """
+    wanted = {region for region, rules in (*desired_by_region.items(), *retired_by_region.items()) if rules}
+    missing = sorted(wanted - set(observed_by_region))
+    if missing:
+        raise ValueError(f"no observation for Region(s) {', '.join(missing)}")
+    misfiled = sorted(key for key, found in observed_by_region.items() if found.region != key)
+    if misfiled:
+        raise ValueError(f"observation filed under the wrong Region: {', '.join(misfiled)}")
+    return Plan.merge(
+        plan_region(
+            desired_by_region.get(region, ()),
+            retired_by_region.get(region, ()),
+            observed_by_region[region],
+            ownership_by_region.get(region, Ownership()),
+            deep=deep,
+        )
+        for region in sorted(observed_by_region)
+    )

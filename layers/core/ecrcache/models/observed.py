@@ -1,0 +1,227 @@
+"""The reconciler's inputs as values: desired rules (with resolved credentials) and what ECR holds.
+
+The planning engine (:mod:`ecrcache.engine.planner`) takes these and returns a plan; it never reads
+ECR itself. The service builds them:
+
+* :class:`DesiredRule` - a rule's spec with the credential name already resolved to its secret ARN;
+* :class:`ObservedRule`, :class:`ObservedTemplate`, :class:`ObservedRepository` - what
+  ``DescribePullThroughCacheRules``, ``DescribeRepositoryCreationTemplates`` and
+  ``DescribeRepositories`` returned, minus the server-set fields (``createdAt``, ``updatedAt``,
+  ``registryId``) that are never compared;
+* :class:`RepositoryDetails` - the deep read of one repository (``GetLifecyclePolicy``,
+  ``GetRepositoryPolicy``, ``ListTagsForResource``), absent on the fast path;
+* :class:`AppliedFingerprints` - what the controller last applied to a repository, per aspect,
+  kept in the state table, so a fast resync can skip repositories whose record matches;
+* :class:`Ownership` - the prefixes whose ECR rule / template the controller created or adopted
+  (pull-through cache rules have no tags, so ownership is recorded in the table).
+
+All models are frozen. ``from_ecr`` constructors read ECR's own shapes (a ``Describe*`` item or a
+``Create*`` request, which share their field names), for the adapter and for the simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ecrcache.models.common import ROOT_PREFIX, EcrPrefix
+from ecrcache.models.rule import RuleSpec
+
+__all__ = [
+    "AppliedFingerprints",
+    "Aspect",
+    "DesiredRule",
+    "ObservedRegion",
+    "ObservedRepository",
+    "ObservedRule",
+    "ObservedTemplate",
+    "Ownership",
+    "RepositoryDetails",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _none_if_empty(value: object) -> str | None:
+    """ECR answers an unset optional string as absent or as ``""``; both mean "not set"."""
+    return str(value) if value else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Desired
+
+
+class DesiredRule(_Frozen):
+    """One desired rule in one Region, ready to plan.
+
+    ``credential_arn`` is the secret ARN of ``spec.credential``, resolved by the service; ``None``
+    when the rule takes no credential, or when the credential's secret is missing (the planner then
+    plans nothing for the rule and reports it as blocked).
+    """
+
+    prefix: EcrPrefix
+    spec: RuleSpec
+    credential_arn: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Observed: rules and templates
+
+
+class ObservedRule(_Frozen):
+    """A pull-through cache rule as ``DescribePullThroughCacheRules`` returns it (server-set fields dropped)."""
+
+    prefix: str
+    upstream_registry_url: str
+    upstream_registry: str | None = None
+    upstream_repository_prefix: str = ROOT_PREFIX
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+
+    @classmethod
+    def from_ecr(cls, item: Mapping[str, Any]) -> Self:
+        """From a ``pullThroughCacheRules[]`` item (or a ``CreatePullThroughCacheRule`` request)."""
+        return cls(
+            prefix=str(item["ecrRepositoryPrefix"]),
+            upstream_registry_url=str(item["upstreamRegistryUrl"]),
+            upstream_registry=_none_if_empty(item.get("upstreamRegistry")),
+            upstream_repository_prefix=_none_if_empty(item.get("upstreamRepositoryPrefix")) or ROOT_PREFIX,
+            credential_arn=_none_if_empty(item.get("credentialArn")),
+            custom_role_arn=_none_if_empty(item.get("customRoleArn")),
+        )
+
+
+class ObservedTemplate(_Frozen):
+    """A repository creation template as ``DescribeRepositoryCreationTemplates`` returns it.
+
+    ``encryption_type`` ``None`` means ECR returned no encryption configuration (which is AES256).
+    """
+
+    prefix: str
+    applied_for: tuple[str, ...] = ()
+    image_tag_mutability: str = "MUTABLE"
+    tag_mutability_exclusions: tuple[str, ...] = ()
+    encryption_type: str | None = None
+    kms_key: str | None = None
+    resource_tags: dict[str, str] = Field(default_factory=dict)
+    repository_policy: str | None = None
+    lifecycle_policy: str | None = None
+    custom_role_arn: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_ecr(cls, item: Mapping[str, Any]) -> Self:
+        """From a ``repositoryCreationTemplates[]`` item (or a ``CreateRepositoryCreationTemplate`` request)."""
+        encryption: Mapping[str, Any] = item.get("encryptionConfiguration") or {}
+        filters: Sequence[Mapping[str, Any]] = item.get("imageTagMutabilityExclusionFilters") or ()
+        tags: Sequence[Mapping[str, Any]] = item.get("resourceTags") or ()
+        return cls(
+            prefix=str(item["prefix"]),
+            applied_for=tuple(str(a) for a in item.get("appliedFor") or ()),
+            image_tag_mutability=str(item.get("imageTagMutability") or "MUTABLE"),
+            tag_mutability_exclusions=tuple(str(f["filter"]) for f in filters),
+            encryption_type=_none_if_empty(encryption.get("encryptionType")),
+            kms_key=_none_if_empty(encryption.get("kmsKey")),
+            resource_tags={str(t["Key"]): str(t["Value"]) for t in tags},
+            repository_policy=_none_if_empty(item.get("repositoryPolicy")),
+            lifecycle_policy=_none_if_empty(item.get("lifecyclePolicy")),
+            custom_role_arn=_none_if_empty(item.get("customRoleArn")),
+            description=_none_if_empty(item.get("description")),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Observed: repositories
+
+
+class Aspect(StrEnum):
+    """The repository settings whose applied state is fingerprinted (tag mutability is always read)."""
+
+    LIFECYCLE = "lifecycle"
+    POLICY = "policy"
+    TAGS = "tags"
+
+
+class AppliedFingerprints(_Frozen):
+    """What the controller last applied to one repository: a fingerprint per aspect.
+
+    ``None`` for an aspect means the controller has applied nothing there (or has since removed
+    what it applied): it then never deletes a lifecycle or repository policy it finds, because
+    that policy is someone else's. Fingerprints are made by :func:`ecrcache.engine.essence.fingerprint`.
+    """
+
+    lifecycle: str | None = None
+    policy: str | None = None
+    tags: str | None = None
+
+    def get(self, aspect: Aspect) -> str | None:
+        value: str | None = getattr(self, aspect.value)
+        return value
+
+    def merged(self, updates: Mapping[Aspect, str | None]) -> AppliedFingerprints:
+        """A copy with the given aspects replaced."""
+        return self.model_copy(update={aspect.value: value for aspect, value in updates.items()})
+
+
+class RepositoryDetails(_Frozen):
+    """A deep read of one repository. ``None`` policies mean ECR has none (``*NotFoundException``)."""
+
+    lifecycle_policy: str | None = None
+    repository_policy: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ObservedRepository(_Frozen):
+    """One repository: always what ``DescribeRepositories`` gives, plus optionally the deep read.
+
+    ``details`` is ``None`` on the fast path (only ``DescribeRepositories`` was read); ``applied`` is
+    ``None`` when the state table has no record for the repository (the same as all aspects ``None``).
+    """
+
+    name: str
+    arn: str
+    image_tag_mutability: str = "MUTABLE"
+    tag_mutability_exclusions: tuple[str, ...] = ()
+    details: RepositoryDetails | None = None
+    applied: AppliedFingerprints | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Ownership and one Region
+
+
+class Ownership(_Frozen):
+    """Prefixes whose ECR rule / creation template the controller created or adopted (per Region)."""
+
+    rules: frozenset[str] = frozenset()
+    templates: frozenset[str] = frozenset()
+
+
+class ObservedRegion(_Frozen):
+    """Everything read from ECR in one Region, keyed by prefix (rules, templates) or name (repositories)."""
+
+    region: str
+    rules: dict[str, ObservedRule] = Field(default_factory=dict)
+    templates: dict[str, ObservedTemplate] = Field(default_factory=dict)
+    repositories: dict[str, ObservedRepository] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys_match(self) -> Self:
+        wrong = [
+            f"{where}[{key!r}] holds {name!r}"
+            for where, items in (
+                ("rules", {k: v.prefix for k, v in self.rules.items()}),
+                ("templates", {k: v.prefix for k, v in self.templates.items()}),
+                ("repositories", {k: v.name for k, v in self.repositories.items()}),
+            )
+            for key, name in items.items()
+            if key != name
+        ]
+        if wrong:
+            raise ValueError(f"keys must be the item's prefix or name: {'; '.join(wrong)}")
+        return self
