@@ -6,6 +6,7 @@ One entry point, :func:`install`, patches moto's ECR service in this process (id
 * ``ecr_templates`` -- Create/Describe/Update/DeleteRepositoryCreationTemplate;
 * ``ecr_lifecycle`` -- full-grammar ``PutLifecyclePolicy`` validation, Start/GetLifecyclePolicyPreview,
   lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
+* ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
 * ``ecr_pullthrough`` -- the pull-through data plane (``BatchGetImage``/``GetDownloadUrlForLayer``
   from real OCI registries), installed too when that module is present.
 
@@ -45,12 +46,19 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from ecrcache_cli.embedded_aws import ecr_lifecycle, ecr_rules, ecr_templates, events  # noqa: PLC0415
+        from ecrcache_cli.embedded_aws import (  # noqa: PLC0415
+            ecr_lifecycle,
+            ecr_repositories,
+            ecr_rules,
+            ecr_templates,
+            events,
+        )
 
         events.install()
         ecr_rules.install()
         ecr_templates.install()
         ecr_lifecycle.install()
+        ecr_repositories.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
+from ecrcache.engine.plan import PlannedAction
+from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
 
 
 class StateStore(Protocol):
@@ -60,3 +64,104 @@ class SecretStore(Protocol):
     def discard(self, staged: StagedSecret) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconciler: ECR (one adapter per Region) and what the reconciler records in the state table
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of applying one planned action. AWS errors end up here, never as exceptions.
+
+    ``retryable`` failures should clear on a later reconcile (throttling, 5xx, a secret not yet
+    visible to ECR, a resource changed underneath); the others need a change of input or
+    permissions (``Terminal``). ``code`` is the AWS error code; ``message`` is for people and
+    never holds a secret value.
+    """
+
+    ok: bool
+    retryable: bool = False
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def success(cls, message: str | None = None) -> ActionResult:
+        return cls(ok=True, message=message)
+
+    @classmethod
+    def failure(cls, code: str, message: str, *, retryable: bool) -> ActionResult:
+        return cls(ok=False, retryable=retryable, code=code, message=message)
+
+
+class EcrRegistry(Protocol):
+    """ECR in one Region: read what is there, apply one planned action at a time."""
+
+    region: str
+    calls: Counter[str]
+    """Operations made so far (``DescribeRepositories`` counts once per page)."""
+
+    def observe(
+        self, *, prefixes: Sequence[str], deep: bool | Collection[str], applied: Mapping[str, AppliedFingerprints]
+    ) -> ObservedRegion:
+        """All rules and templates, and the repositories under ``prefixes`` (all of them for ``ROOT``).
+
+        ``deep=False`` (the fast path) makes no per-repository call: ``details`` is ``None``;
+        ``deep=True`` reads every repository's lifecycle policy, repository policy and tags, a
+        collection reads only the named ones. ``applied`` is attached to each repository by name.
+        Raises ``RetryableError`` / ``TerminalError``.
+        """
+        ...
+
+    def apply(self, action: PlannedAction) -> ActionResult:
+        """Make exactly the call(s) ``action.request`` describes; never raises for AWS errors."""
+        ...
+
+    def validate_rule(self, prefix: str) -> tuple[bool, str | None]:
+        """``ValidatePullThroughCacheRule``: ``(is_valid, failure)``; raises for AWS errors."""
+        ...
+
+
+OwnedKind = Literal["rule", "template"]
+
+
+class StatusStore(Protocol):
+    """Ownership, applied fingerprints, rule status, the per-Region lease and run records."""
+
+    def ownership(self, region: str) -> Ownership: ...
+
+    def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None: ...
+
+    def forget_owned(self, region: str, kind: OwnedKind, prefix: str) -> None: ...
+
+    def applied(self, region: str) -> dict[str, AppliedFingerprints]:
+        """Repository name -> what the controller last applied there (records of one Region)."""
+        ...
+
+    def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None: ...
+
+    def forget_applied(self, region: str, names: Iterable[str]) -> None: ...
+
+    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None: ...
+
+    def rule_status(self, region: str, prefix: str) -> RuleStatus | None: ...
+
+    def all_status(self) -> list[RuleStatusRecord]: ...
+
+    def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
+        """Take the Region's reconcile lease if free, expired or already ``owner``'s."""
+        ...
+
+    def renew_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
+        """Extend ``owner``'s lease; ``False`` when ``owner`` no longer holds it."""
+        ...
+
+    def release_lease(self, region: str, owner: str) -> None: ...
+
+    def put_run(self, run: ReconcileRun) -> None: ...
+
+    def get_run(self, run_id: str) -> ReconcileRun | None: ...
+
+    def latest_runs(self, limit: int) -> list[ReconcileRun]:
+        """The most recently started runs, newest first."""
+        ...

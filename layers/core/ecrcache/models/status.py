@@ -1,0 +1,172 @@
+"""What the reconciler reports: per-rule status (ACK conditions) and reconcile run records.
+
+* :class:`RuleStatus` - the status of one desired rule in one Region, in the ACK vocabulary:
+  ``Synced`` (ECR holds what the rule asks for), ``Terminal`` (a failure that will not clear without
+  a change of input or permissions), ``Recoverable`` (a failure that should clear on a later try).
+  Each :class:`Condition` keeps the time its status last *changed*; :meth:`RuleStatus.with_condition`
+  keeps that time when only the reason or message changes (as Kubernetes does).
+* :class:`ReconcileRun` - one reconcile: what triggered it, its scope, when it ran, how it ended,
+  action counts and the errors it met. The store expires run records after a retention period.
+
+Messages are for people. They come from ECR error messages and the planner and never hold a secret
+value (ECR requests carry secret ARNs, never secret values). Long texts are cut to a fixed length so
+that a record always fits in one DynamoDB item.
+
+Pure: no I/O, no clock (every time is passed in), no environment.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MAX_MESSAGE_LENGTH",
+    "MAX_RUN_ERRORS",
+    "Condition",
+    "ConditionType",
+    "ReconcileRun",
+    "RuleStatus",
+    "RuleStatusRecord",
+    "RuleValidation",
+    "RunStatus",
+    "RunTrigger",
+]
+
+MAX_MESSAGE_LENGTH: Final = 1024
+"""Longer messages (conditions, validation failures, run errors) are cut to this many characters."""
+
+MAX_RUN_ERRORS: Final = 50
+"""A run record keeps at most this many errors; the last entry then says how many were left out."""
+
+_ELLIPSIS: Final = "…"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 1] + _ELLIPSIS
+
+
+def _cut_optional(text: str | None) -> str | None:
+    return None if text is None else _cut(text)
+
+
+def _cut_errors(errors: tuple[str, ...]) -> tuple[str, ...]:
+    cut = tuple(_cut(e) for e in errors)
+    if len(cut) <= MAX_RUN_ERRORS:
+        return cut
+    left_out = len(cut) - (MAX_RUN_ERRORS - 1)
+    return (*cut[: MAX_RUN_ERRORS - 1], f"... and {left_out} more errors")
+
+
+Message = Annotated[str, AfterValidator(_cut)]
+OptionalMessage = Annotated[str | None, AfterValidator(_cut_optional)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rule status
+
+
+class ConditionType(StrEnum):
+    """The ACK condition types."""
+
+    SYNCED = "Synced"
+    TERMINAL = "Terminal"
+    RECOVERABLE = "Recoverable"
+
+
+class Condition(_Frozen):
+    """One condition: its type, whether it holds, why (a CamelCase reason) and what to do (message)."""
+
+    type: ConditionType
+    status: bool
+    reason: str = Field(max_length=128, examples=["Applied", "AccessDenied", "Throttled"])
+    message: Message = ""
+    last_transition: AwareDatetime = Field(description="When ``status`` last changed.")
+
+
+class RuleValidation(_Frozen):
+    """The last ``ValidatePullThroughCacheRule`` answer; ``is_valid`` ``None`` means not checked yet."""
+
+    is_valid: bool | None = None
+    failure: OptionalMessage = None
+    checked_at: AwareDatetime | None = None
+
+
+class RuleStatus(_Frozen):
+    """The status of one rule in one Region (the store keys it by Region and prefix)."""
+
+    conditions: tuple[Condition, ...] = ()
+    last_reconciled_at: AwareDatetime | None = None
+    drift_corrected: int = Field(default=0, ge=0, description="Cumulative count of drift corrections.")
+    cached_repositories: int = Field(default=0, ge=0)
+    last_run_id: str | None = None
+    validation: RuleValidation = RuleValidation()
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        """The condition of that type, if set."""
+        return next((c for c in self.conditions if c.type is kind), None)
+
+    def with_condition(
+        self, kind: ConditionType, *, status: bool, reason: str, message: str, now: datetime
+    ) -> RuleStatus:
+        """A copy with the condition set; ``last_transition`` moves only when ``status`` changes."""
+        current = self.condition(kind)
+        transition = current.last_transition if current is not None and current.status == status else now
+        updated = Condition(type=kind, status=status, reason=reason, message=message, last_transition=transition)
+        others = tuple(c for c in self.conditions if c.type is not kind)
+        ordered = sorted((*others, updated), key=lambda c: list(ConditionType).index(c.type))
+        return self.model_copy(update={"conditions": tuple(ordered)})
+
+    @property
+    def synced(self) -> bool:
+        condition = self.condition(ConditionType.SYNCED)
+        return condition is not None and condition.status
+
+
+class RuleStatusRecord(_Frozen):
+    """A :class:`RuleStatus` with the Region and rule prefix it belongs to (``StatusStore.all_status``)."""
+
+    region: str
+    prefix: str
+    status: RuleStatus
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconcile runs
+
+
+class RunTrigger(StrEnum):
+    """What started a reconcile."""
+
+    API = "api"
+    STREAM = "stream"
+    SCHEDULE = "schedule"
+    CLOUDTRAIL = "cloudtrail"
+    CACHE_EVENT = "cache_event"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PARTIAL = "partial"
+
+
+class ReconcileRun(_Frozen):
+    """One reconcile run. ``scope`` says what it covered, e.g. ``all`` or ``us-east-1:docker-hub``."""
+
+    run_id: str = Field(min_length=1, max_length=128)
+    trigger: RunTrigger
+    scope: str = Field(default="all", max_length=1024)
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    status: RunStatus = RunStatus.RUNNING
+    summary: dict[str, int] = Field(default_factory=dict, description="Counts, e.g. actions by kind.")
+    errors: Annotated[tuple[str, ...], AfterValidator(_cut_errors)] = ()
