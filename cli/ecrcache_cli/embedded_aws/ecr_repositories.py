@@ -27,4 +27,4 @@ def describe_repositories(self: Any) -> Any:
 
 
 def install() -> None:
-    ECRResponse.describe_repositories = describe_repositories
+    ECRResponse.describe_repositories = describe_repositories  # type: ignore[method-assign]
