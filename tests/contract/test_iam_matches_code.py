@@ -20,7 +20,12 @@ pytestmark = pytest.mark.contract
 
 ADAPTERS = ROOT / "layers" / "core" / "ecrcache" / "adapters"
 # Which AWS service each adapter talks to.
-ADAPTER_SERVICE = {"dynamodb_store": "dynamodb", "secrets_store": "secretsmanager"}
+ADAPTER_SERVICE = {
+    "dynamodb_store": "dynamodb",
+    "secrets_store": "secretsmanager",
+    "status_store": "dynamodb",
+    "ecr_registry": "ecr",
+}
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
     ("dynamodb", "TransactWriteItems"): {"PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"},
@@ -62,8 +67,16 @@ def allowed_actions(function: dict[str, Any]) -> set[str]:
     return actions
 
 
+# Powertools idempotency keeps its records in the state table with these calls.
+IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+def uses_idempotency(function: dict[str, Any]) -> bool:
+    return "DynamoDBPersistenceLayer" in (ROOT / function["CodeUri"] / "app.py").read_text()
+
+
 def required_actions(function: dict[str, Any]) -> set[str]:
-    needed: set[str] = set()
+    needed: set[str] = set(IDEMPOTENCY_ACTIONS) if uses_idempotency(function) else set()
     for module in wired_adapters(function):
         service = ADAPTER_SERVICE[module]
         for operation in adapter_operations(module):

@@ -13,7 +13,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
-from ecrcache.config import ApiSettings
+from ecrcache.config import ApiSettings, ReconcilerSettings
 from tests.template import ROOT, SERVERLESS_FUNCTION, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
@@ -21,12 +21,29 @@ pytestmark = pytest.mark.contract
 # Every function and the settings model its code reads: a new function is one line here.
 FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "ApiFunction": ApiSettings,
+    "ReconcilerFunction": ReconcilerSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).
 GLOBAL_ENVIRONMENT = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 
-OUTPUTS = {"ApiUrl", "StateTableName", "StateTableStreamArn", "CoreLayerArn"}
+# ECR actions that take no resource ARN (the Service Authorization Reference lists no resource type
+# for them): IAM only matches them with Resource "*". A statement may use "*" only for these.
+REGISTRY_LEVEL_ACTIONS = frozenset(
+    {
+        "ecr:DescribePullThroughCacheRules",
+        "ecr:CreatePullThroughCacheRule",
+        "ecr:UpdatePullThroughCacheRule",
+        "ecr:DeletePullThroughCacheRule",
+        "ecr:ValidatePullThroughCacheRule",
+        "ecr:DescribeRepositoryCreationTemplates",
+        "ecr:CreateRepositoryCreationTemplate",
+        "ecr:UpdateRepositoryCreationTemplate",
+        "ecr:DeleteRepositoryCreationTemplate",
+    }
+)
+
+OUTPUTS = {"ApiUrl", "StateTableName", "StateTableStreamArn", "CoreLayerArn", "ReconcilerDlqUrl"}
 
 API_EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))
 
@@ -210,7 +227,11 @@ def test_iam_statements_have_no_wildcard_action_or_any_resource() -> None:
         for owner, statement in statements
         for problem in (
             *(f"action {action}" for action in _as_list(statement.get("Action", [])) if "*" in str(action)),
-            *(f"resource {res}" for res in _as_list(statement.get("Resource", [])) if res == "*"),
+            *(
+                f"resource {res}"
+                for res in _as_list(statement.get("Resource", []))
+                if res == "*" and not set(_as_list(statement.get("Action", []))) <= REGISTRY_LEVEL_ACTIONS
+            ),
             *(["NotAction"] if "NotAction" in statement else []),
             *(["NotResource"] if "NotResource" in statement else []),
         )

@@ -37,3 +37,12 @@ def api_settings() -> ApiSettings:
 def stack_region() -> str:
     """The region the stack runs in (set by Lambda; by tests and the local stack otherwise)."""
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class ReconcilerSettings(TableSettings):
+    """Environment of ``functions/reconciler``."""
+
+
+@cache
+def reconciler_settings() -> ReconcilerSettings:
+    return ReconcilerSettings.from_env()
