@@ -69,6 +69,9 @@ def load_event(relative: str) -> dict[str, Any]:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """Every AWS call inside the test goes to moto, in-process."""
+    """Every AWS call inside the test goes to the embedded AWS (moto + the ECR extension), in-process."""
+    from ecrcache_cli.embedded_aws import install
+
+    install()
     with moto.mock_aws():
         yield

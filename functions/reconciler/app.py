@@ -108,7 +108,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         except EcrcacheError as exc:
             failure = exc
 
-        def record_outcome(record: DynamoDBRecord) -> None:  # noqa: ARG001 - one outcome for all
+        def record_outcome(record: DynamoDBRecord) -> None:
             if failure is not None:
                 raise failure
 

@@ -160,6 +160,10 @@ class StatusStore(Protocol):
 
     def put_run(self, run: ReconcileRun) -> None: ...
 
+    def request_reconcile(self, run: ReconcileRun, *, deep: bool, requested_by: str) -> None:
+        """Queue a reconcile for the reconciler (``POST /v1/reconcile``)."""
+        ...
+
     def get_run(self, run_id: str) -> ReconcileRun | None: ...
 
     def latest_runs(self, limit: int) -> list[ReconcileRun]:

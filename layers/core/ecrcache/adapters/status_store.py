@@ -8,6 +8,8 @@ this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a
     pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON)
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
+    pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
+                                                                          delivers it to the reconciler)
                              gsi1pk = "RUN", gsi1sk = "<started_at>#<run_id>"
 
 * Ownership: one partition per Region; :meth:`DynamoDbStatusStore.ownership` is one Query.
@@ -55,6 +57,8 @@ BATCH_BACKOFF_SECONDS: Final = 0.05
 BATCH_BACKOFF_MAX_SECONDS: Final = 2.0
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
+REQUEST_PARTITION: Final = "REQUEST#reconcile"
+REQUEST_RETENTION: Final = timedelta(days=1)
 STATUS_PARTITION: Final = "STATUS"
 LEASE_SORT_KEY: Final = "RECONCILE"
 
@@ -284,6 +288,40 @@ class DynamoDbStatusStore:
             self.client.put_item(TableName=self.table_name, Item=item)
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB PutItem") from exc
+
+    def request_reconcile(self, run: ReconcileRun, *, deep: bool, requested_by: str) -> None:
+        """Queue a reconcile: the run record (``queued``) and the request item the reconciler's
+        stream picks up, in one transaction. The request expires after a day."""
+        request: Item = {
+            "pk": _s(REQUEST_PARTITION),
+            "sk": _s(run.run_id),
+            "deep": {"BOOL": deep},
+            "requested_by": _s(requested_by),
+            "expires_at": _n(_epoch(run.started_at + REQUEST_RETENTION)),
+        }
+        record: Item = {
+            **self._run_key(run.run_id),
+            "gsi1pk": _s(RUNS_PARTITION),
+            "gsi1sk": _s(f"{_iso(run.started_at)}#{run.run_id}"),
+            "run": _s(run.model_dump_json()),
+            "run_status": _s(run.status.value),
+            "expires_at": _n(_epoch(run.started_at + self.run_retention)),
+        }
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table_name, "Item": record}},
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": request,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB TransactWriteItems") from exc
 
     def get_run(self, run_id: str) -> ReconcileRun | None:
         try:

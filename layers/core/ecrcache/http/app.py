@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -16,8 +18,10 @@ import ecrcache
 from ecrcache.errors import EcrcacheError
 from ecrcache.http.common import normalise_body
 from ecrcache.http.errors import ErrorResponse, register_error_handlers
-from ecrcache.http.routes import credentials, desired_state, history, meta, rules, warm_sets
+from ecrcache.http.routes import control, credentials, desired_state, history, meta, rules, warm_sets
+from ecrcache.ports import StatusStore
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.reconcile import ReconcileService
 
 TITLE = "ecrcache API"
 DESCRIPTION = (
@@ -31,6 +35,7 @@ TAGS: list[Tag | str] = [
     Tag(name="warm-sets", description="Images to pull through the cache on a schedule"),
     Tag(name="desired-state", description="The whole desired state as one document"),
     Tag(name="history", description="Every change, who made it, before and after"),
+    Tag(name="controller", description="The plan, reconcile runs and the status of every rule"),
 ]
 
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
@@ -45,7 +50,13 @@ SECURITY_SCHEMES: dict[str, SecurityScheme] = {
 SECURITY: list[dict[str, list[str]]] = [{"sigv4": []}]
 
 
-def create_app(service: DesiredStateService) -> APIGatewayRestResolver:
+def create_app(
+    service: DesiredStateService,
+    *,
+    reconciler: ReconcileService,
+    status: StatusStore,
+    clock: Callable[[], datetime],
+) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
     register_error_handlers(app)
     rules.register(app, service)
@@ -53,6 +64,7 @@ def create_app(service: DesiredStateService) -> APIGatewayRestResolver:
     warm_sets.register(app, service)
     desired_state.register(app, service)
     history.register(app, service)
+    control.register(app, reconciler=reconciler, status=status, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
     app.enable_swagger(
         path="/v1/docs",

@@ -153,6 +153,7 @@ class RunTrigger(StrEnum):
 
 
 class RunStatus(StrEnum):
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

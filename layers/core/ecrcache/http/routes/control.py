@@ -1,0 +1,112 @@
+"""`/v1/plan`, `/v1/reconcile`, `/v1/status`, `/v1/runs/{id}`, `/v1/rules/{prefix}/status`: the controller at work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecrcache.engine.plan import Plan
+from ecrcache.errors import NotFoundError
+from ecrcache.http.common import caller_arn, json_response, path_name
+from ecrcache.http.routes.rules import ERRORS
+from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
+from ecrcache.ports import StatusStore
+from ecrcache.services.reconcile import ReconcileService, Scope
+
+
+class ReconcileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deep: bool = Field(
+        default=False,
+        description="Read every cached repository's settings (slower) instead of trusting what was last applied.",
+    )
+
+
+class ReconcileAccepted(BaseModel):
+    run_id: str
+    status: RunStatus
+    location: str = Field(description="Where to follow the run.")
+
+
+class StatusResponse(BaseModel):
+    rules: list[RuleStatusRecord] = Field(description="Conditions per rule and Region.")
+    runs: list[ReconcileRun] = Field(description="The most recent reconcile runs, newest first.")
+
+
+class RuleStatusResponse(BaseModel):
+    prefix: str
+    regions: list[RuleStatusRecord]
+
+
+def register(
+    app: APIGatewayRestResolver,
+    *,
+    reconciler: ReconcileService,
+    status: StatusStore,
+    clock: Callable[[], datetime],
+) -> None:
+    @app.get(
+        "/v1/plan",
+        tags=["controller"],
+        summary="What the reconciler would do now",
+        description=(
+            "The planning engine run read-only against ECR: every action with its reason, plus the unmanaged "
+            "rules and templates found and the rules that are blocked. An empty `actions` list means converged."
+        ),
+        responses=ERRORS,
+    )
+    def get_plan(
+        deep: Annotated[bool, Query(description="Read every cached repository's settings.")] = False,
+        region: Annotated[str | None, Query(description="Only this Region.", max_length=32)] = None,
+    ) -> Plan:
+        regions = frozenset({region}) if region else None
+        return reconciler.plan(Scope(regions=regions, deep=deep))
+
+    @app.post(
+        "/v1/reconcile",
+        tags=["controller"],
+        summary="Reconcile now",
+        description="Queues a reconcile of every rule; follow it at `/v1/runs/{run_id}`.",
+        status_code=202,
+        responses=ERRORS,
+    )
+    def post_reconcile(
+        request: Annotated[ReconcileRequest | None, Body(description='Optional: `{"deep": true}`.')] = None,
+    ) -> Response[ReconcileAccepted]:
+        run = ReconcileRun(
+            run_id=str(uuid.uuid4()), trigger=RunTrigger.API, status=RunStatus.QUEUED, started_at=clock()
+        )
+        status.request_reconcile(run, deep=bool(request and request.deep), requested_by=caller_arn(app))
+        body = ReconcileAccepted(run_id=run.run_id, status=run.status, location=f"/v1/runs/{run.run_id}")
+        return json_response(body, status=202)
+
+    @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=ERRORS)
+    def get_run(run_id: Annotated[str, Path(max_length=128)]) -> ReconcileRun:
+        found = status.get_run(path_name(run_id))
+        if found is None:
+            raise NotFoundError(f"no reconcile run {path_name(run_id)!r} (runs are kept 30 days)")
+        return found
+
+    @app.get("/v1/status", tags=["controller"], summary="Conditions of every rule and the latest runs")
+    def get_status(
+        runs: Annotated[int, Query(ge=0, le=50, description="How many recent runs to include.")] = 10,
+    ) -> StatusResponse:
+        return StatusResponse(rules=status.all_status(), runs=status.latest_runs(runs) if runs else [])
+
+    @app.get("/v1/rules/<prefix>/status", tags=["rules"], summary="Conditions of one rule", responses=ERRORS)
+    def get_rule_status(prefix: Annotated[str, Path(max_length=100)]) -> RuleStatusResponse:
+        name = path_name(prefix).removesuffix("/")
+        records = [r for r in status.all_status() if r.prefix == name]
+        if not records:
+            raise NotFoundError(f"no status for rule {name!r} yet (it has not been reconciled)")
+        return RuleStatusResponse(prefix=name, regions=records)
+
+
+__all__ = ["register"]
