@@ -114,7 +114,9 @@ def test_iam_policy_allows_nothing_the_code_does_not_call(logical_id: str) -> No
     # GIVEN the same function THEN every allowed action of a wired service is one the code uses
     function = functions()[logical_id]
     services = {ADAPTER_SERVICE[m] for m in wired_adapters(function)}
-    extra = {a for a in allowed_actions(function) - required_actions(function, logical_id) if a.split(":")[0] in services}
+    extra = {
+        a for a in allowed_actions(function) - required_actions(function, logical_id) if a.split(":")[0] in services
+    }
     assert not extra, f"{logical_id} is allowed more than it calls: {sorted(extra)}"
 
 

@@ -1,7 +1,19 @@
-"""The reconciler on the embedded AWS: moto + the ECR extension, the state table from the template."""
+"""The reconciler on the embedded AWS: moto + the ECR extension, the state table from the template.
+
+* ``world`` -- the desired-state service and a reconcile service wired in-process (no Lambda).
+* ``controller`` -- the deployed shape: ``functions.reconciler.app.lambda_handler`` running with the
+  credentials of its own IAM role session (an STS ``AssumeRole`` in moto, as Lambda gives it), fed by
+  the state table's stream and by EventBridge rules with the template's patterns
+  (:class:`~tests.functional.reconcile.support.Reconciler`).
+* ``bob`` -- an IAM user with his own access key: his ECR calls are drift made out of band, and
+  the embedded AWS names him in their CloudTrail events.
+* ``api`` -- the REST API handler in-process (``ApiClient``).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -11,13 +23,27 @@ import pytest
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.status import ReconcileRun, RunTrigger
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache_cli.embedded_aws import install
-from tests.conftest import REGION
+from ecrcache_cli.embedded_aws import clock, events, install, ports
+from ecrcache_cli.embedded_aws.ports import AuthCheckResult
+from tests.conftest import REGION, FakeLambdaContext
+from tests.functional.api.client import ApiClient
+from tests.functional.reconcile.support import (
+    GOOD_TOKEN,
+    RECONCILER_ROLE,
+    RECONCILER_SESSION,
+    Admin,
+    EventInbox,
+    Look,
+    Principal,
+    Reconciler,
+    StateStream,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -36,9 +62,34 @@ class World:
         return self.reconciler.reconcile(scope or Scope(), trigger)
 
 
+class _TokenChecker:
+    """The upstream auth check behind ``ValidatePullThroughCacheRule``: only :data:`GOOD_TOKEN` is valid."""
+
+    def check(
+        self,
+        *,
+        upstream_registry: str,
+        upstream_registry_url: str,
+        upstream_repository_prefix: str,
+        username: str,
+        access_token: str,
+    ) -> AuthCheckResult:
+        if access_token == GOOD_TOKEN:
+            return AuthCheckResult(is_valid=True)
+        return AuthCheckResult(is_valid=False, failure="upstream rejected the credential (401)")
+
+
+def _reset_embedded_knobs() -> None:
+    events.faults.clear()
+    events.clear_recent()
+    clock.reset()
+
+
 @pytest.fixture
-def world(state_table: str) -> World:
+def world(state_table: str) -> Iterator[World]:
     install()
+    _reset_embedded_knobs()
+    ports.set_upstream_auth_checker(_TokenChecker())
 
     store = DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION))
     registries: dict[str, Boto3EcrRegistry] = {}
@@ -48,15 +99,81 @@ def world(state_table: str) -> World:
             registries[region] = Boto3EcrRegistry(region, boto3.client("ecr", region_name=region), sleep=lambda _: None)
         return registries[region]
 
-    def clock() -> datetime:
+    def clock_now() -> datetime:
         return datetime.now(UTC)
 
-    desired = DesiredStateService(store, SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)), clock)
+    desired = DesiredStateService(
+        store, SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)), clock_now
+    )
     reconciler = ReconcileService(
         desired=store,
         status=DynamoDbStatusStore(state_table, boto3.client("dynamodb", region_name=REGION)),
         registry=registry,
-        clock=clock,
+        clock=clock_now,
         stack_region=REGION,
     )
-    return World(desired, reconciler, registries, boto3.client("ecr", region_name=REGION))
+    try:
+        yield World(desired, reconciler, registries, boto3.client("ecr", region_name=REGION))
+    finally:
+        ports.set_upstream_auth_checker(None)
+        _reset_embedded_knobs()
+
+
+@pytest.fixture
+def api(state_table: str, lambda_context: FakeLambdaContext) -> ApiClient:
+    """The api function in-process (desired-state writes land on the table's stream)."""
+    return ApiClient(lambda_context)
+
+
+@pytest.fixture
+def controller(
+    world: World, state_table: str, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Reconciler]:
+    """The reconciler function as deployed: its own role session's credentials, the template's triggers."""
+    from functions.reconciler import app
+
+    session = boto3.client("sts", region_name=REGION).assume_role(
+        RoleArn=RECONCILER_ROLE, RoleSessionName=RECONCILER_SESSION
+    )["Credentials"]
+    # Lambda hands the function its role session through these variables.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", session["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", session["SecretAccessKey"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", session["SessionToken"])
+    # A cold start: a new default boto3 session (reads those variables), no registry (ECR client)
+    # and no cached identity from an earlier test.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setattr(app, "_registries", {})
+    monkeypatch.setattr(app, "Boto3EcrRegistry", functools.partial(Boto3EcrRegistry, sleep=lambda _: None))
+    caller_arn.cache_clear()
+    stream = StateStream(state_table)
+    inbox = EventInbox()
+    try:
+        yield Reconciler(lambda_context, stream, inbox, app.lambda_handler, app.registry)
+    finally:
+        caller_arn.cache_clear()
+
+
+@pytest.fixture
+def bob(aws: None) -> Principal:
+    """An IAM user with an access key of his own: ECR changes made behind the controller's back."""
+    iam = boto3.client("iam", region_name=REGION)
+    user = iam.create_user(UserName="bob")["User"]
+    key = iam.create_access_key(UserName="bob")["AccessKey"]
+    ecr = boto3.client(
+        "ecr",
+        region_name=REGION,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    return Principal(arn=user["Arn"], ecr=ecr)
+
+
+@pytest.fixture
+def alice(api: ApiClient) -> Admin:
+    """Desired-state changes through the REST API."""
+    return Admin(api)
+
+
+@pytest.fixture
+def look(state_table: str) -> Look:
+    return Look(state_table)
