@@ -17,6 +17,7 @@ from ecrcache.config import api_settings, stack_region
 from ecrcache.http.app import create_app, resolve
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.importer import ImportService
 from ecrcache.services.reconcile import ReconcileService
 
 
@@ -34,7 +35,8 @@ status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR); its role has no ECR write permission.
 reconciler = ReconcileService(desired=store, status=status, registry=registry, clock=now, stack_region=stack_region())
 service = DesiredStateService(store=store, secrets=SecretsManagerStore(), clock=now)
-app = create_app(service, reconciler=reconciler, status=status, clock=now)
+importer = ImportService(service, registry, stack_region=stack_region())
+app = create_app(service, reconciler=reconciler, importer=importer, status=status, clock=now)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

@@ -141,6 +141,11 @@ class MemorySecretStore:
         self._maybe_fail("delete")
         self.deleted.append(name)
 
+    def existing_arn(self, name: str) -> str | None:
+        if name in self.versions and name not in self.deleted:
+            return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
+        return None
+
     def value(self, name: str) -> Any:
         return self.versions[name][self.current[name]]
 

@@ -65,6 +65,10 @@ class SecretStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def existing_arn(self, name: str) -> str | None:
+        """The ARN of secret ``name`` if it exists and is not scheduled for deletion (adopting it)."""
+        ...
+
 
 # --------------------------------------------------------------------------------------------------
 # Reconciler: ECR (one adapter per Region) and what the reconciler records in the state table

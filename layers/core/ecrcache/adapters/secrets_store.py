@@ -102,3 +102,16 @@ class SecretsManagerStore:
                 raise classify(exc, "Secrets Manager DeleteSecret") from exc
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DeleteSecret") from exc
+
+    def existing_arn(self, name: str) -> str | None:
+        try:
+            described = self.client.describe_secret(SecretId=name)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise classify(exc, "Secrets Manager DescribeSecret") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "Secrets Manager DescribeSecret") from exc
+        if described.get("DeletedDate") is not None:
+            return None
+        return described["ARN"]

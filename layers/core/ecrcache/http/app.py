@@ -21,6 +21,7 @@ from ecrcache.http.errors import ErrorResponse, register_error_handlers
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, rules, warm_sets
 from ecrcache.ports import StatusStore
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.importer import ImportService
 from ecrcache.services.reconcile import ReconcileService
 
 TITLE = "ecrcache API"
@@ -54,6 +55,7 @@ def create_app(
     service: DesiredStateService,
     *,
     reconciler: ReconcileService,
+    importer: ImportService,
     status: StatusStore,
     clock: Callable[[], datetime],
 ) -> APIGatewayRestResolver:
@@ -64,7 +66,7 @@ def create_app(
     warm_sets.register(app, service)
     desired_state.register(app, service)
     history.register(app, service)
-    control.register(app, reconciler=reconciler, status=status, clock=clock)
+    control.register(app, reconciler=reconciler, importer=importer, status=status, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
     app.enable_swagger(
         path="/v1/docs",

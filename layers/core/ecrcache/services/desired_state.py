@@ -127,7 +127,11 @@ class DesiredStateService:
             snapshot = self.store.snapshot()
             current = snapshot.of(kind).get(name)
             _check_precondition(kind, name, current, precondition)
-            if kind is ResourceKind.CREDENTIAL:
+            adopted_arn = None
+            if kind is ResourceKind.CREDENTIAL and current is None and secret is None:
+                # No token: adopt an existing secret ecr-pullthroughcache/<name> (brownfield), if any.
+                adopted_arn = self.secrets.existing_arn(secret_name(name))
+            if kind is ResourceKind.CREDENTIAL and adopted_arn is None:
                 _check_credential_secret(name, current, spec, secret)
             if current is not None and dict(current.spec) == dict(spec) and secret is None:
                 return PutResult(current, created=False, changed=False)
@@ -141,7 +145,7 @@ class DesiredStateService:
                 action=action,
                 expected_version=current.version if current else None,
                 spec=dict(spec),
-                secret_arn=staged.arn if staged else (current.secret_arn if current else None),
+                secret_arn=staged.arn if staged else (current.secret_arn if current else adopted_arn),
                 before=current,
             )
             try:

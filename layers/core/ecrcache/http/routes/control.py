@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
@@ -17,6 +17,7 @@ from ecrcache.http.common import caller_arn, json_response, path_name
 from ecrcache.http.routes.rules import ERRORS
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.ports import StatusStore
+from ecrcache.services.importer import ImportService
 from ecrcache.services.reconcile import ReconcileService, Scope
 
 
@@ -35,6 +36,28 @@ class ReconcileAccepted(BaseModel):
     location: str = Field(description="Where to follow the run.")
 
 
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regions: list[Annotated[str, Field(pattern=r"^[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}$")]] = Field(
+        default_factory=list, max_length=20, description="Regions to read; empty means the stack's Region."
+    )
+
+
+class ImportedRule(BaseModel):
+    prefix: str
+    region: str
+    imported: bool
+    reason: str
+    spec: dict[str, Any] | None = None
+
+
+class ImportResponse(BaseModel):
+    dry_run: bool
+    rules: list[ImportedRule]
+    revision: int | None = Field(description="Desired-state revision after the import (None when nothing changed).")
+
+
 class StatusResponse(BaseModel):
     rules: list[RuleStatusRecord] = Field(description="Conditions per rule and Region.")
     runs: list[ReconcileRun] = Field(description="The most recent reconcile runs, newest first.")
@@ -49,6 +72,7 @@ def register(
     app: APIGatewayRestResolver,
     *,
     reconciler: ReconcileService,
+    importer: ImportService,
     status: StatusStore,
     clock: Callable[[], datetime],
 ) -> None:
@@ -86,6 +110,31 @@ def register(
         status.request_reconcile(run, deep=bool(request and request.deep), requested_by=caller_arn(app))
         body = ReconcileAccepted(run_id=run.run_id, status=run.status, location=f"/v1/runs/{run.run_id}")
         return json_response(body, status=202)
+
+    @app.post(
+        "/v1/import",
+        tags=["controller"],
+        summary="Adopt existing ECR rules into the desired state",
+        description=(
+            "Reads the pull-through cache rules (and their creation templates) already in ECR and adds each one "
+            "that is not desired yet as a desired rule with `deletion_policy: retain`. The next reconcile adopts "
+            "them without changing ECR. `dryRun=true` only reports what would be imported."
+        ),
+        responses=ERRORS,
+    )
+    def post_import(
+        request: Annotated[ImportRequest | None, Body(description="Optional: Regions to read.")] = None,
+        dryRun: Annotated[bool, Query(description="Only report what would be imported.")] = False,
+    ) -> ImportResponse:
+        result = importer.run(request.regions if request else [], actor=caller_arn(app), dry_run=dryRun)
+        return ImportResponse(
+            dry_run=result.dry_run,
+            rules=[
+                ImportedRule(prefix=o.prefix, region=o.region, imported=o.imported, reason=o.reason, spec=o.spec)
+                for o in result.outcomes
+            ],
+            revision=result.apply.revision if result.apply and not result.dry_run else None,
+        )
 
     @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=ERRORS)
     def get_run(run_id: Annotated[str, Path(max_length=128)]) -> ReconcileRun:
