@@ -56,6 +56,9 @@ fmt: setup ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+bench: setup ## run the benchmarks and write docs/benchmarks.md
+	$(PY) -m bench.reconcile_bench --out docs/benchmarks.md
+
 openapi: setup ## regenerate docs/openapi.json from the code
 	$(PY) -m ecrcache_cli.openapi > docs/openapi.json
 

@@ -34,7 +34,7 @@ store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR); its role has no ECR write permission.
 reconciler = ReconcileService(desired=store, status=status, registry=registry, clock=now, stack_region=stack_region())
-service = DesiredStateService(store=store, secrets=SecretsManagerStore(), clock=now)
+service = DesiredStateService(store=store, secrets=SecretsManagerStore(), clock=now, stack_region=stack_region())
 importer = ImportService(service, registry, stack_region=stack_region())
 app = create_app(service, reconciler=reconciler, importer=importer, status=status, clock=now)
 

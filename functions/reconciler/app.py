@@ -58,7 +58,8 @@ idempotency = IdempotencyConfig(expires_after_seconds=3600)
 persistence = DynamoDBPersistenceLayer(
     table_name=settings.table_name, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at"
 )
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A batch whose reconcile cannot run fails every record: report them all (Lambda retries), do not raise.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 def run(trigger: Trigger) -> ReconcileRun:

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from ecrcache.errors import LockedError, StaleRevisionError, TerminalError, VersionConflictError
-from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write, WriteAction
+from ecrcache.models.records import (
+    HistoryEntry,
+    Page,
+    ResourceKind,
+    Snapshot,
+    StoredResource,
+    Write,
+    WriteAction,
+    written_version,
+)
 from ecrcache.ports import StagedSecret
 
 
@@ -53,7 +62,7 @@ class MemoryStateStore:
         self.revision += 1
         for w in writes:
             key = (w.kind, w.name)
-            version = (w.expected_version or 0) + (0 if w.action is WriteAction.DELETE else 1)
+            version = written_version(w)
             before = self.items.get(key)
             if w.action is WriteAction.DELETE:
                 self.items.pop(key)
@@ -140,6 +149,10 @@ class MemorySecretStore:
     def delete(self, name: str) -> None:
         self._maybe_fail("delete")
         self.deleted.append(name)
+
+    def restore(self, name: str) -> None:
+        if name in self.deleted:
+            self.deleted.remove(name)
 
     def existing_arn(self, name: str) -> str | None:
         if name in self.versions and name not in self.deleted:

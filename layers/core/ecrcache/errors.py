@@ -70,6 +70,11 @@ class PayloadTooLargeError(EcrcacheError):
     status = 413
 
 
+class UnsupportedMediaTypeError(EcrcacheError):
+    code = "UnsupportedMediaType"
+    status = 415
+
+
 class RetryableError(EcrcacheError):
     """A failure that should clear by itself (throttling, 5xx, eventual consistency)."""
 

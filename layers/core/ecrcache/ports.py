@@ -65,6 +65,10 @@ class SecretStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def restore(self, name: str) -> None:
+        """Cancel the scheduled deletion of ``name`` (undo :meth:`delete`)."""
+        ...
+
     def existing_arn(self, name: str) -> str | None:
         """The ARN of secret ``name`` if it exists and is not scheduled for deletion (adopting it)."""
         ...

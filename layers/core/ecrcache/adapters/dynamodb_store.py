@@ -32,6 +32,7 @@ from ecrcache.models.records import (
     StoredResource,
     Write,
     WriteAction,
+    written_version,
 )
 
 if TYPE_CHECKING:
@@ -80,9 +81,19 @@ def _decode_token(token: str | None) -> dict[str, AttributeValueTypeDef] | None:
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError("next_token is not a token this API returned") from exc
-    if not isinstance(key, dict) or not all(isinstance(v, dict) for v in key.values()):
+    if not isinstance(key, dict) or not key or not all(_is_key_value(v) for v in key.values()):
         raise BadRequestError("next_token is not a token this API returned")
     return key
+
+
+def _is_key_value(value: object) -> bool:
+    """A key attribute as DynamoDB returns it: exactly one of S / N / B, holding a string."""
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in {"S", "N", "B"}
+        and isinstance(next(iter(value.values())), str)
+    )
 
 
 class DynamoDbStateStore:
@@ -170,7 +181,11 @@ class DynamoDbStateStore:
                 kwargs["ExpressionAttributeValues"][":k"] = _s(kind.value)
         try:
             out = self.client.query(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if start and error_code(exc) == "ValidationException":  # a forged or foreign start key
+                raise BadRequestError("next_token is not a token this API returned") from exc
+            raise classify(exc, "DynamoDB Query") from exc
+        except BotoCoreError as exc:
             raise classify(exc, "DynamoDB Query") from exc
         items = [self._history_entry(i) for i in out.get("Items", [])]
         return Page[HistoryEntry](items=items, next_token=_encode_token(out.get("LastEvaluatedKey")))
@@ -232,7 +247,11 @@ class DynamoDbStateStore:
         raise classify(exc, "DynamoDB TransactWriteItems") from exc
 
     def _locked_by_other(self, now: datetime, owner: str | None) -> bool:
-        item = self.client.get_item(TableName=self.table_name, Key=META_KEY, ConsistentRead=True).get("Item") or {}
+        try:
+            got = self.client.get_item(TableName=self.table_name, Key=META_KEY, ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB GetItem") from exc
+        item = got.get("Item") or {}
         holder = item.get("lock_owner", {}).get("S")
         expires = int(item.get("lock_expires", {}).get("N", "0"))
         return holder is not None and holder != owner and expires >= int(now.timestamp())
@@ -276,7 +295,7 @@ class DynamoDbStateStore:
         if write.spec is None:
             msg = "a create or update needs a spec"
             raise ValueError(msg)
-        version = (write.expected_version or 0) + 1
+        version = written_version(write)
         created_at = write.before.created_at if write.before else now
         item: dict[str, AttributeValueTypeDef] = {
             **key,
@@ -304,9 +323,7 @@ class DynamoDbStateStore:
         }
 
     def _history_put(self, write: Write, now: datetime, actor: str, revision: int) -> TransactWriteItemTypeDef:
-        version = write.expected_version or 0
-        if write.action is not WriteAction.DELETE:
-            version += 1
+        version = written_version(write)
         sort_key = f"{_iso(now)}#{revision:012d}"
         item: dict[str, AttributeValueTypeDef] = {
             "pk": _s(f"HISTORY#{write.kind}#{write.name}"),

@@ -44,7 +44,7 @@ class SecretsManagerStore:
         except ClientError as exc:
             code = error_code(exc)
             if code == "InvalidRequestException" and "deletion" in str(exc).lower():
-                self._restore(name)
+                self.restore(name)
             elif code != "ResourceExistsException":
                 raise classify(exc, "Secrets Manager CreateSecret") from exc
         except BotoCoreError as exc:
@@ -59,12 +59,6 @@ class SecretsManagerStore:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager PutSecretValue") from exc
         return StagedSecret(name=name, arn=put["ARN"], version_id=put["VersionId"], created=False)
-
-    def _restore(self, name: str) -> None:
-        try:
-            self.client.restore_secret(SecretId=name)
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "Secrets Manager RestoreSecret") from exc
 
     def promote(self, staged: StagedSecret) -> None:
         if staged.created:
@@ -102,6 +96,15 @@ class SecretsManagerStore:
                 raise classify(exc, "Secrets Manager DeleteSecret") from exc
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DeleteSecret") from exc
+
+    def restore(self, name: str) -> None:
+        try:
+            self.client.restore_secret(SecretId=name)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise classify(exc, "Secrets Manager RestoreSecret") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "Secrets Manager RestoreSecret") from exc
 
     def existing_arn(self, name: str) -> str | None:
         try:

@@ -111,7 +111,7 @@ def apply_changes(current: Specs, changes: list[ResourceChange]) -> dict[Resourc
 Touched = frozenset[tuple[ResourceKind, str]] | None
 
 
-def check_integrity(state: Specs, *, touched: Touched = None) -> Violations:
+def check_integrity(state: Specs, *, touched: Touched = None, default_region: str = "") -> Violations:
     """References resolve, kinds agree and the rule quota holds in ``state``.
 
     ``touched`` limits reference errors to what a write changed (a single PUT reports its own
@@ -120,14 +120,26 @@ def check_integrity(state: Specs, *, touched: Touched = None) -> Violations:
     out = Violations()
     _credential_references(state, touched, out)
     _warm_set_references(state, touched, out)
-    rules = state.get(ResourceKind.RULE, {})
-    if len(rules) > MAX_RULES and (touched is None or any(k is ResourceKind.RULE for k, _ in touched)):
-        out.conflicts.append(
-            FieldError(
-                "rules", f"ECR allows at most {MAX_RULES} pull-through cache rules per registry; {len(rules)} requested"
-            )
-        )
+    if touched is None or any(k is ResourceKind.RULE for k, _ in touched):
+        _quota(state.get(ResourceKind.RULE, {}), default_region, out)
     return out
+
+
+def _quota(rules: Mapping[str, Mapping[str, Any]], default_region: str, out: Violations) -> None:
+    """ECR's quota is per registry, i.e. per Region: count each rule in every Region it names."""
+    per_region: dict[str, int] = {}
+    for rule in rules.values():
+        for region in rule.get("regions") or [default_region]:
+            per_region[str(region)] = per_region.get(str(region), 0) + 1
+    for region, count in sorted(per_region.items()):
+        if count > MAX_RULES:
+            where = f" in {region}" if region else ""
+            out.conflicts.append(
+                FieldError(
+                    "rules",
+                    f"ECR allows at most {MAX_RULES} pull-through cache rules per registry{where}; {count} requested",
+                )
+            )
 
 
 def _is_touched(touched: Touched, kind: ResourceKind, name: str) -> bool:

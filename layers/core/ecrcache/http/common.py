@@ -15,6 +15,7 @@ from ecrcache.errors import (
     BadRequestError,
     InvalidInputError,
     PayloadTooLargeError,
+    UnsupportedMediaTypeError,
     field_errors_from_pydantic,
     invalid,
 )
@@ -50,7 +51,8 @@ def precondition(app: APIGatewayRestResolver) -> Precondition:
     if if_none_match is not None and if_none_match.strip() != "*":
         raise invalid("If-None-Match", 'only "*" is supported (create only)')
     if if_match is not None and if_match.strip() == "*":
-        return Precondition(if_match=None, if_none_match=False)
+        # RFC 9110 §13.1.1: "*" holds only when the resource exists.
+        return Precondition(if_match_any=True)
     return Precondition(
         if_match=parse_etag(if_match, "If-Match") if if_match is not None else None,
         if_none_match=if_none_match is not None,
@@ -96,6 +98,19 @@ def yaml_response(data: Any, *, status: int = 200, etag_value: str | None = None
     return Response(status_code=status, content_type="application/yaml", body=text, headers=headers)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: an alias can expand a small document into gigabytes."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not accepted", event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
+
+JSON_TYPES = ("application/json",)
+
+
 def normalise_body(event: dict[str, Any]) -> None:
     """Before routing: enforce the body size and turn a YAML body into the JSON the routes validate."""
     body = event.get("body")
@@ -107,13 +122,19 @@ def normalise_body(event: dict[str, Any]) -> None:
         raise PayloadTooLargeError(f"the request body is larger than {MAX_BODY_BYTES} bytes")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if body and content_type and content_type not in YAML_TYPES and not content_type.endswith("json"):
+        raise UnsupportedMediaTypeError(f"{content_type} bodies are not accepted; send application/json")
     if content_type in YAML_TYPES:
         try:
-            data = yaml.safe_load(body)
+            data = yaml.load(body, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise BadRequestError(f"the request body is not valid YAML{where}") from exc
+            problem = getattr(exc, "problem", None)
+            detail = f": {problem}" if problem == "YAML aliases are not accepted" else ""
+            raise BadRequestError(f"the request body is not valid YAML{where}{detail}") from exc
+        except RecursionError as exc:
+            raise BadRequestError("the request body is nested too deeply") from exc
         event["body"] = json.dumps(data, default=str)
         for key in ("headers", "multiValueHeaders"):
             for name in list(event.get(key) or {}):

@@ -8,7 +8,6 @@ unexpected is a 500 whose message names no internals.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -35,15 +34,17 @@ class ErrorResponse(BaseModel):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
-def error_response(status: int, code: str, message: str, details: list[FieldError] | None = None) -> Response[Any]:
+def error_response(
+    status: int, code: str, message: str, details: list[FieldError] | None = None, *, retry_after: int | None = None
+) -> Response[Any]:
     body = ErrorResponse(
         code=code,
         message=message,
         details=[ErrorDetail(**d.as_dict()) for d in (details or [])],
     )
     headers: dict[str, str] = {}
-    if status == HTTPStatus.SERVICE_UNAVAILABLE:
-        headers["Retry-After"] = "2"
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
@@ -90,9 +91,14 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         return error_response(422, "ValidationFailed", summary or "the request is invalid", details)
 
     def _domain(exc: EcrcacheError) -> Response[Any]:
+        retry_after = None
         if isinstance(exc, RetryableError):
             logger.warning("retryable failure", extra={"code": exc.code, "error": exc.message})
-        return error_response(exc.status, exc.code, exc.message, list(exc.details))
+            retry_after = 2
+        return error_response(exc.status, exc.code, exc.message, list(exc.details), retry_after=retry_after)
+
+    def _too_deep(exc: RecursionError) -> Response[Any]:
+        return error_response(400, "BadRequest", "the request body is nested too deeply")
 
     def _media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
         return error_response(415, "UnsupportedMediaType", "send application/json (or application/yaml for documents)")
@@ -113,5 +119,6 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     app.exception_handler(EcrcacheError)(_domain)
     app.exception_handler(json.JSONDecodeError)(_bad_json)
     app.exception_handler(RequestUnsupportedContentType)(_media_type)
+    app.exception_handler(RecursionError)(_too_deep)
     app.not_found(_not_found)
     app.exception_handler(Exception)(_unexpected)

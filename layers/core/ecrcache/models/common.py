@@ -175,9 +175,27 @@ AWS_REGION_PATTERN: Final = r"^[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}$"
 _AWS_REGION_RE: Final = re.compile(AWS_REGION_PATTERN)
 
 
+# Regions with an ECR endpoint, from botocore's endpoint data (botocore 1.44.8, every partition).
+# tests/contract/test_regions.py fails when botocore knows another list: update it there.
+ECR_REGIONS: Final = frozenset(
+    {
+        "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+        "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+        "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1",
+        "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-isoe-west-1", "eu-north-1", "eu-south-1",
+        "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "eusc-de-east-1", "il-central-1", "me-central-1",
+        "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1",
+        "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1", "us-isof-east-1",
+        "us-isof-south-1", "us-west-1", "us-west-2",
+    }
+)  # fmt: skip
+
+
 def check_aws_region(value: str) -> str:
     if not _AWS_REGION_RE.match(value):
         raise ValueError("must be an AWS Region code such as us-east-1 or eu-central-2")
+    if value not in ECR_REGIONS:
+        raise ValueError(f"{value} is not a Region with Amazon ECR")
     return value
 
 

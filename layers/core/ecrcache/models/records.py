@@ -37,7 +37,12 @@ class StoredResource(BaseModel):
 
 
 class Write(BaseModel):
-    """One change to commit. ``expected_version`` None means "must not exist yet"."""
+    """One change to commit. ``expected_version`` None means "must not exist yet".
+
+    ``before`` is what the history records as the previous state (for a re-created item, the one
+    that was deleted); ``version`` overrides the new version (re-creating an item after its deletion
+    continues its numbering instead of starting at 1 again).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,6 +50,7 @@ class Write(BaseModel):
     name: str
     action: WriteAction
     expected_version: int | None
+    version: int | None = Field(default=None, ge=1, description="Version to write; default expected_version + 1.")
     spec: dict[str, Any] | None = None
     secret_arn: str | None = None
     before: StoredResource | None = None
@@ -87,3 +93,10 @@ class Snapshot(BaseModel):
 class Page[T](BaseModel):
     items: list[T]
     next_token: str | None = None
+
+
+def written_version(write: Write) -> int:
+    """The version a write leaves the item at (for a delete: the version deleted)."""
+    if write.action is WriteAction.DELETE:
+        return write.expected_version or 0
+    return write.version or (write.expected_version or 0) + 1

@@ -8,6 +8,8 @@ from a fresh snapshot; a conditional header that no longer holds becomes a 412.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from ecrcache.errors import (
     PreconditionFailedError,
     RetryableError,
     StaleRevisionError,
+    VersionConflictError,
     invalid,
 )
 from ecrcache.models.credential import secret_name, secret_string
@@ -41,7 +44,10 @@ from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, 
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import SecretStore, StagedSecret, StateStore
 
-MAX_ATTEMPTS = 5
+SECTIONS = {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 0.02
+BACKOFF_CAP = 0.5
 LOCK_TTL_SECONDS = 120
 CHUNK = 49  # writes per transaction: (100 items - 1 META) // 2 (item + history)
 
@@ -52,6 +58,11 @@ class Precondition:
 
     if_match: int | None = None
     if_none_match: bool = False
+    if_match_any: bool = False
+
+    @property
+    def unconditional(self) -> bool:
+        return self.if_match is None and not self.if_none_match and not self.if_match_any
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +93,24 @@ def _specs(snapshot: Snapshot) -> dict[ResourceKind, dict[str, Mapping[str, Any]
 
 
 class DesiredStateService:
-    def __init__(self, store: StateStore, secrets: SecretStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        secrets: SecretStore,
+        clock: Callable[[], datetime],
+        *,
+        stack_region: str = "us-east-1",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.store = store
         self.secrets = secrets
         self.clock = clock
+        self.stack_region = stack_region
+        self.sleep = sleep
+
+    def _backoff(self, attempt: int) -> None:
+        """Full jitter: writers that lost the race spread out instead of colliding again."""
+        self.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))  # noqa: S311 - jitter
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -137,7 +162,7 @@ class DesiredStateService:
                 return PutResult(current, created=False, changed=False)
             action = WriteAction.UPDATE if current else WriteAction.CREATE
             change = ResourceChange(kind, name, action, current.spec if current else None, spec)
-            self._check(snapshot, [change], touched=frozenset({(kind, name)}))
+            self._check(snapshot, [change], touched=frozenset({(kind, name)}), relative_to=(kind, name))
             staged = self._stage(name, secret) if secret else None
             write = Write(
                 kind=kind,
@@ -153,6 +178,13 @@ class DesiredStateService:
             except StaleRevisionError:
                 self._discard(staged)
                 logger.info("desired state changed under a write; retrying", extra={"attempt": attempt})
+                self._backoff(attempt)
+                continue
+            except VersionConflictError:
+                self._discard(staged)
+                if not precondition.unconditional:
+                    raise
+                self._backoff(attempt)  # an unconditional write just re-reads and goes again
                 continue
             except BaseException:
                 self._discard(staged)
@@ -166,7 +198,7 @@ class DesiredStateService:
         raise RetryableError("the desired state is changing too fast to write; try again")
 
     def delete(self, kind: ResourceKind, name: str, *, actor: str, precondition: Precondition = Precondition()) -> None:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             snapshot = self.store.snapshot()
             current = snapshot.of(kind).get(name)
             if current is None:
@@ -182,15 +214,35 @@ class DesiredStateService:
             write = Write(
                 kind=kind, name=name, action=WriteAction.DELETE, expected_version=current.version, before=current
             )
+            # The token must not outlive its credential: schedule the secret's deletion first
+            # (recoverable for 7 days) and restore it if the commit does not land.
+            if kind is ResourceKind.CREDENTIAL:
+                self.secrets.delete(secret_name(name))
             try:
                 self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
-            except StaleRevisionError:
+            except (StaleRevisionError, VersionConflictError) as exc:
+                self._restore_secret(kind, name)
+                if isinstance(exc, VersionConflictError) and not precondition.unconditional:
+                    raise
+                self._backoff(attempt)
                 continue
-            if kind is ResourceKind.CREDENTIAL:
-                self._delete_secret(name)
+            except BaseException:
+                self._restore_secret(kind, name)
+                raise
             metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
             return
         raise RetryableError("the desired state is changing too fast to write; try again")
+
+    def _restore_secret(self, kind: ResourceKind, name: str) -> None:
+        if kind is not ResourceKind.CREDENTIAL:
+            return
+        try:
+            self.secrets.restore(secret_name(name))
+        except EcrcacheError:
+            logger.exception(
+                "could not restore a secret after a failed delete", extra={"secret_name": secret_name(name)}
+            )
+            raise
 
     # -- whole documents -----------------------------------------------------------------------
 
@@ -205,35 +257,45 @@ class DesiredStateService:
         if_match_revision: int | None = None,
     ) -> ApplyResult:
         """Validate the whole document against the state it would produce, then write it (or not)."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             snapshot = self.store.snapshot()
             if if_match_revision is not None and snapshot.revision != if_match_revision:
                 raise PreconditionFailedError(
                     f"the desired state is at revision {snapshot.revision}, not {if_match_revision}"
                 )
             changes = diff_document(_specs(snapshot), desired, prune=prune, secrets_supplied=frozenset(secrets))
-            self._check(snapshot, changes, touched=None if prune else _touched(changes), document=desired)
-            for name, secret in secrets.items():
-                current = snapshot.credentials.get(name)
-                spec = desired.get(ResourceKind.CREDENTIAL, {}).get(name, {})
-                _check_credential_secret(name, current, spec, secret, path=f"credentials.{name}.token")
-            for name in desired.get(ResourceKind.CREDENTIAL, {}):
-                if name not in secrets:
-                    _check_credential_secret(
-                        name,
-                        snapshot.credentials.get(name),
-                        desired[ResourceKind.CREDENTIAL][name],
-                        None,
-                        path=f"credentials.{name}.token",
-                    )
+            adopted, token_errors = self._credential_secrets(snapshot, desired, secrets)
+            self._check(snapshot, changes, touched=None if prune else _touched(changes), extra=token_errors)
             if dry_run or not changes:
                 return ApplyResult(changes=changes, dry_run=dry_run, revision=snapshot.revision)
             try:
-                revision, warnings = self._write_changes(snapshot, changes, secrets, actor)
+                revision, warnings = self._write_changes(snapshot, changes, secrets, actor, adopted)
             except StaleRevisionError:
+                self._backoff(attempt)
                 continue
             return ApplyResult(changes=changes, dry_run=False, revision=revision, warnings=warnings)
         raise RetryableError("the desired state is changing too fast to apply; try again")
+
+    def _credential_secrets(
+        self, snapshot: Snapshot, desired: Specs, secrets: Mapping[str, SecretInput]
+    ) -> tuple[dict[str, str], list[FieldError]]:
+        """Existing secrets adopted by new credentials without a token, and every missing token."""
+        adopted: dict[str, str] = {}
+        errors: list[FieldError] = []
+        for name, spec in sorted(desired.get(ResourceKind.CREDENTIAL, {}).items()):
+            current = snapshot.credentials.get(name)
+            if name in secrets:
+                continue
+            if current is None:
+                arn = self.secrets.existing_arn(secret_name(name))
+                if arn is not None:
+                    adopted[name] = arn
+                    continue
+            try:
+                _check_credential_secret(name, current, spec, None, path=f"credentials.{name}.token")
+            except InvalidInputError as exc:
+                errors.extend(exc.details)
+        return adopted, errors
 
     def _write_changes(
         self,
@@ -241,28 +303,32 @@ class DesiredStateService:
         changes: Sequence[ResourceChange],
         secrets: Mapping[str, SecretInput],
         actor: str,
+        adopted: Mapping[str, str],
     ) -> tuple[int, list[str]]:
         staged: dict[str, StagedSecret] = {}
+        deleted: list[str] = []
         try:
             for change in changes:
-                if change.kind is ResourceKind.CREDENTIAL and change.name in secrets:
+                if change.kind is not ResourceKind.CREDENTIAL:
+                    continue
+                if change.name in secrets:
                     staged[change.name] = self._stage(change.name, secrets[change.name])
-            writes = [_write_for(snapshot, c, staged) for c in changes]
+                elif change.action is WriteAction.DELETE:
+                    # The token must not outlive its credential (restored below if the commit fails).
+                    self.secrets.delete(secret_name(change.name))
+                    deleted.append(change.name)
+            writes = [_write_for(snapshot, c, staged, adopted) for c in changes]
             revision = self._commit_all(snapshot.revision, writes, actor)
         except BaseException:
             for s in staged.values():
                 self._discard(s)
+            for name in deleted:
+                self._restore_secret(ResourceKind.CREDENTIAL, name)
             raise
-        warnings: list[str] = []
         for s in staged.values():
             self._promote(s)
-        for change in changes:
-            if change.kind is ResourceKind.CREDENTIAL and change.action is WriteAction.DELETE:
-                warning = self._delete_secret(change.name)
-                if warning:
-                    warnings.append(warning)
         metrics.add_metric(name="DesiredStateWritten", unit="Count", value=len(changes))
-        return revision, warnings
+        return revision, []
 
     def _commit_all(self, revision: int, writes: Sequence[Write], actor: str) -> int:
         """One transaction when it fits; otherwise take the lease, commit in chunks, undo on failure."""
@@ -288,21 +354,56 @@ class DesiredStateService:
         return revision
 
     def _compensate(self, done: Sequence[Write], revision: int, actor: str, owner: str) -> int:
-        """Put back what earlier chunks wrote (history records the undo too)."""
+        """Put back what earlier chunks wrote. The undo is a write like any other: versions keep
+        increasing (an old ETag never matches again) and history records it with before and after."""
+        now = self.clock()
         undo: list[Write] = []
         for w in reversed(done):
-            new_version = (w.expected_version or 0) + 1
+            written = (w.expected_version or 0) + 1
+            as_written = (
+                StoredResource(
+                    kind=w.kind,
+                    name=w.name,
+                    version=written,
+                    spec=dict(w.spec),
+                    created_at=w.before.created_at if w.before else now,
+                    updated_at=now,
+                    updated_by=actor,
+                    secret_arn=w.secret_arn,
+                )
+                if w.spec is not None
+                else None
+            )
             if w.action is WriteAction.CREATE:
-                undo.append(Write(kind=w.kind, name=w.name, action=WriteAction.DELETE, expected_version=new_version))
-            elif w.before is not None:
+                undo.append(
+                    Write(
+                        kind=w.kind, name=w.name, action=WriteAction.DELETE, expected_version=written, before=as_written
+                    )
+                )
+            elif w.action is WriteAction.UPDATE and w.before is not None:
                 undo.append(
                     Write(
                         kind=w.kind,
                         name=w.name,
-                        action=WriteAction.UPDATE if w.action is WriteAction.UPDATE else WriteAction.CREATE,
-                        expected_version=new_version if w.action is WriteAction.UPDATE else None,
+                        action=WriteAction.UPDATE,
+                        expected_version=written,
                         spec=dict(w.before.spec),
                         secret_arn=w.before.secret_arn,
+                        before=as_written,
+                    )
+                )
+            elif w.action is WriteAction.DELETE and w.before is not None:
+                # Re-create it one version past the deleted one, so the deleted version's ETag stays stale.
+                undo.append(
+                    Write(
+                        kind=w.kind,
+                        name=w.name,
+                        action=WriteAction.CREATE,
+                        expected_version=None,
+                        version=w.before.version + 1,
+                        spec=dict(w.before.spec),
+                        secret_arn=w.before.secret_arn,
+                        before=w.before,
                     )
                 )
         for start in range(0, len(undo), CHUNK):
@@ -324,13 +425,26 @@ class DesiredStateService:
         changes: Sequence[ResourceChange],
         *,
         touched: frozenset[tuple[ResourceKind, str]] | None,
-        document: Specs | None = None,
+        relative_to: tuple[ResourceKind, str] | None = None,
+        extra: Sequence[FieldError] = (),
     ) -> None:
+        """Integrity of the state the changes produce; every problem at once, with field paths.
+
+        Paths are document paths (``rules.<prefix>.credential``) for documents, and body paths
+        (``credential``) when one resource is written (``relative_to``).
+        """
         state = apply_changes(_specs(snapshot), list(changes))
-        violations = check_integrity(state, touched=touched)
-        if violations.invalid:
-            first = violations.invalid[0]
-            raise InvalidInputError(f"{first.field}: {first.message}", violations.invalid)
+        violations = check_integrity(state, touched=touched, default_region=self.stack_region)
+        invalid = [*violations.invalid, *extra]
+        if relative_to is not None:
+            prefix = f"{SECTIONS[relative_to[0]]}.{relative_to[1]}."
+            invalid = [
+                FieldError(e.field.removeprefix(prefix), e.message, e.type) if e.field.startswith(prefix) else e
+                for e in invalid
+            ]
+        if invalid:
+            first = invalid[0]
+            raise InvalidInputError(f"{first.field}: {first.message}", invalid)
         if violations.conflicts:
             first = violations.conflicts[0]
             raise ConflictError(first.message, violations.conflicts)
@@ -360,22 +474,18 @@ class DesiredStateService:
         except EcrcacheError:
             logger.exception("could not undo a staged secret value", extra={"secret_name": staged.name})
 
-    def _delete_secret(self, name: str) -> str | None:
-        try:
-            self.secrets.delete(secret_name(name))
-        except EcrcacheError:
-            logger.exception("credential deleted but its secret was not", extra={"secret_name": secret_name(name)})
-            return f"secret {secret_name(name)} could not be scheduled for deletion; delete it by hand"
-        return None
-
 
 def _touched(changes: Sequence[ResourceChange]) -> frozenset[tuple[ResourceKind, str]]:
     return frozenset((c.kind, c.name) for c in changes)
 
 
-def _write_for(snapshot: Snapshot, change: ResourceChange, staged: Mapping[str, StagedSecret]) -> Write:
+def _write_for(
+    snapshot: Snapshot, change: ResourceChange, staged: Mapping[str, StagedSecret], adopted: Mapping[str, str]
+) -> Write:
     current = snapshot.of(change.kind).get(change.name)
-    secret_arn = staged[change.name].arn if change.name in staged and change.kind is ResourceKind.CREDENTIAL else None
+    secret_arn = None
+    if change.kind is ResourceKind.CREDENTIAL:
+        secret_arn = staged[change.name].arn if change.name in staged else adopted.get(change.name)
     return Write(
         kind=change.kind,
         name=change.name,
@@ -390,6 +500,8 @@ def _write_for(snapshot: Snapshot, change: ResourceChange, staged: Mapping[str, 
 def _check_precondition(
     kind: ResourceKind, name: str, current: StoredResource | None, precondition: Precondition
 ) -> None:
+    if precondition.if_match_any and current is None:
+        raise PreconditionFailedError(f"{kind} {name!r} does not exist (If-Match: *)")
     if precondition.if_none_match and current is not None:
         raise PreconditionFailedError(f"{kind} {name!r} already exists (If-None-Match: *)")
     if precondition.if_match is not None:

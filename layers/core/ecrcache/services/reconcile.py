@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -142,9 +142,15 @@ class ReconcileService:
     def observe(
         self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
     ) -> tuple[ObservedRegion, Ownership]:
+        observed, ownership, _ = self._observe(region, prefixes, deep=deep)
+        return observed, ownership
+
+    def _observe(
+        self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
+    ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
         applied = self.status.applied(region)
         observed = self.registry(region).observe(prefixes=prefixes, deep=deep, applied=applied)
-        return observed, self.status.ownership(region)
+        return observed, self.status.ownership(region), applied
 
     # -- plan (read-only: GET /v1/plan) --------------------------------------------------------
 
@@ -226,19 +232,24 @@ class ReconcileService:
         desired = inputs.desired.get(region, [])
         retired = inputs.retired.get(region, [])
         deep: bool | Collection[str] = scope.deep or scope.deep_repositories
-        observed, ownership = self.observe(region, prefixes, deep=deep)
+        observed, ownership, applied = self._observe(region, prefixes, deep=deep)
         plan = plan_regions({region: desired}, {region: retired}, {region: observed}, {region: ownership})
-        outcome = self._apply(region, plan, observed)
-        # Verify: re-read (deeply where we wrote) and plan again; what is left did not converge.
-        check_deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
-        after, after_owned = self.observe(region, prefixes, deep=check_deep)
-        left = plan_regions({region: desired}, {region: retired}, {region: after}, {region: after_owned})
+        outcome = self._apply(region, plan, observed, applied)
+        if any(a.kind.calls_aws for a in plan.actions):
+            # Verify: re-read (deeply where we wrote) and plan again; what is left did not converge.
+            check_deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
+            after, after_owned = self.observe(region, prefixes, deep=check_deep)
+            left = plan_regions({region: desired}, {region: retired}, {region: after}, {region: after_owned})
+        else:  # nothing in ECR changed: the observation is still what verify would read
+            after, left = observed, Plan()
         self._record_status(
             region, desired=desired, observed=after, plan=plan, left=left, outcome=outcome, run_id=run_id
         )
         return outcome, left
 
-    def _apply(self, region: str, plan: Plan, observed: ObservedRegion) -> _RegionOutcome:
+    def _apply(
+        self, region: str, plan: Plan, observed: ObservedRegion, applied: Mapping[str, AppliedFingerprints]
+    ) -> _RegionOutcome:
         outcome = _RegionOutcome()
         registry = self.registry(region)
         applied_updates: dict[str, AppliedFingerprints] = {}
@@ -275,7 +286,7 @@ class ReconcileService:
                     applied_updates[action.target] = base.merged(action.fingerprints)
         if applied_updates:
             self.status.record_applied(region, applied_updates)
-        gone = [name for name in self.status.applied(region) if name not in observed.repositories]
+        gone = [name for name in applied if name not in observed.repositories]
         if gone:
             self.status.forget_applied(region, gone)
         return outcome

@@ -151,7 +151,7 @@ def register(
 
     @app.get("/v1/rules/<prefix>/status", tags=["rules"], summary="Conditions of one rule", responses=ERRORS)
     def get_rule_status(prefix: Annotated[str, Path(max_length=100)]) -> RuleStatusResponse:
-        name = path_name(prefix).removesuffix("/")
+        name = path_name(prefix).removesuffix("/")  # same normalisation as /v1/rules/{prefix}
         records = [r for r in status.all_status() if r.prefix == name]
         if not records:
             raise NotFoundError(f"no status for rule {name!r} yet (it has not been reconciled)")

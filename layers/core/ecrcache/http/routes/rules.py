@@ -6,10 +6,13 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+from pydantic import ValidationError
 
+from ecrcache.errors import InvalidInputError, field_errors_from_pydantic
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition
 from ecrcache.http.errors import ErrorResponse
 from ecrcache.http.schemas import RuleList, RuleResource
+from ecrcache.models.common import parse_ecr_prefix
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.services.desired_state import DesiredStateService
@@ -51,7 +54,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         if_match: IfMatch = None,
         if_none_match: IfNoneMatch = None,
     ) -> Response[RuleResource]:
-        name = spec.validate_for_prefix(_prefix(prefix))
+        name = spec.validate_for_prefix(_prefix(prefix))  # also checks the spec against its prefix
         result = service.put(
             ResourceKind.RULE,
             name,
@@ -69,6 +72,10 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
 
 
 def _prefix(raw: str) -> str:
-    # ECR implies a trailing "/" (ecr-facts §1.5): `docker-hub/` and `docker-hub` are one rule.
+    """The rule's ECR prefix from the path, normalised as ECR does (`docker-hub/` is `docker-hub`)."""
     name = path_name(raw)
-    return name[:-1] if name.endswith("/") and name != "/" else name
+    try:
+        return parse_ecr_prefix(name)
+    except ValidationError as exc:
+        details = field_errors_from_pydantic(exc, "prefix")
+        raise InvalidInputError(f"prefix: {details[0].message}", details) from None

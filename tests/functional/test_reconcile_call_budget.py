@@ -1,0 +1,253 @@
+"""The reconciler's call budget, at a small scale: what ``bench/reconcile_bench.py`` checks at 50 x 2,000.
+
+The whole reconcile service (observe, plan, apply, verify, status) on the embedded AWS, with the
+repository page size forced small so that the listing takes several pages. Only call counts are
+asserted, never time (DESIGN.md, "Quality bars"):
+
+* a no-op fast resync makes no ECR write and no per-repository read, and lists the repositories
+  in ``ceil(repositories / page size)`` pages per observe pass;
+* changing one rule writes only that rule's template and its repositories' lifecycle policies;
+* a deep resync reads every repository under a rule prefix and writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import boto3
+import pytest
+from pydantic import SecretStr
+
+from ecrcache.adapters import ecr_registry
+from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
+from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
+from ecrcache.adapters.secrets_store import SecretsManagerStore
+from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.models.observed import AppliedFingerprints, ObservedRegion
+from ecrcache.models.records import ResourceKind
+from ecrcache.models.status import RunStatus, RunTrigger
+from ecrcache.services.desired_state import DesiredStateService, SecretInput
+from ecrcache.services.reconcile import ReconcileService, Scope
+from ecrcache_cli.embedded_aws import ports
+from ecrcache_cli.embedded_aws.ports import AuthCheckResult
+from tests.conftest import ACCOUNT_ID, REGION
+
+pytestmark = pytest.mark.functional
+
+PAGE_SIZE: Final = 25
+REPOSITORIES_PER_RULE: Final = 12
+ACTOR: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
+CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
+ORG_PULL: Final[dict[str, Any]] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "OrgPull",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
+        }
+    ],
+}
+UPSTREAMS: Final[dict[str, dict[str, Any]]] = {
+    "hub": {"upstream_kind": "docker-hub", "credential": "hub"},
+    "quay": {"upstream_kind": "quay"},
+    "ecr-public": {"upstream_kind": "ecr-public"},
+    "k8s": {"upstream_kind": "k8s"},
+    "quay-team": {"upstream_kind": "quay", "upstream_repository_prefix": "team"},
+}
+CHANGED: Final = "quay"
+UNRELATED: Final = ("apps/api", "apps/web", "quayx/not-under-quay")
+"""Repositories under no rule prefix: listed (they count in the pages), never read one by one or written."""
+
+
+def _spec(index: int, upstream: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **upstream,
+        "lifecycle": {"presets": {"expire_untagged_after_days": 7, "keep_last": 10 + index}},
+        "repository": {
+            "tags": {"team": f"team-{index}", "cost-center": "1234"},
+            "policy": ORG_PULL,
+            "creation_role_arn": CREATION_ROLE,
+        },
+    }
+
+
+def _repositories(prefix: str) -> list[str]:
+    return [f"{prefix}/library/image-{i:02d}" for i in range(REPOSITORIES_PER_RULE)]
+
+
+ALL_REPOSITORIES: Final = [name for prefix in UPSTREAMS for name in _repositories(prefix)]
+PAGES: Final = math.ceil((len(ALL_REPOSITORIES) + len(UNRELATED)) / PAGE_SIZE)
+
+
+class _AcceptingChecker:
+    """``ValidatePullThroughCacheRule``'s upstream check: every token is good (no network)."""
+
+    def check(
+        self,
+        *,
+        upstream_registry: str,
+        upstream_registry_url: str,
+        upstream_repository_prefix: str,
+        username: str,
+        access_token: str,
+    ) -> AuthCheckResult:
+        return AuthCheckResult(is_valid=True)
+
+
+class _PassCountingRegistry(Boto3EcrRegistry):
+    """The production adapter, also counting observe passes (a reconcile observes to plan, then to verify)."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(region, boto3.client("ecr", region_name=region), sleep=lambda _: None)
+        self.passes = 0
+        self.lifecycle_puts: list[str] = []
+        self.client.meta.events.register(
+            "before-parameter-build.ecr.PutLifecyclePolicy", self._record_put, unique_id=f"budget-{id(self)}"
+        )
+
+    def _record_put(self, params: Mapping[str, Any], **_: Any) -> None:
+        self.lifecycle_puts.append(str(params["repositoryName"]))
+
+    def observe(
+        self,
+        *,
+        prefixes: Sequence[str],
+        deep: bool | Collection[str],
+        applied: Mapping[str, AppliedFingerprints],
+    ) -> ObservedRegion:
+        self.passes += 1
+        return super().observe(prefixes=prefixes, deep=deep, applied=applied)
+
+
+@dataclass
+class Controller:
+    desired: DesiredStateService
+    reconciler: ReconcileService
+    registry: _PassCountingRegistry
+
+    def reconcile(self, *, deep: bool = False) -> Counter[str]:
+        """One successful, converged reconcile; the ECR operations it made."""
+        self.registry.calls.clear()
+        self.registry.lifecycle_puts.clear()
+        self.registry.passes = 0
+        run = self.reconciler.reconcile(Scope(deep=deep), RunTrigger.SCHEDULE)
+        assert run.status is RunStatus.SUCCEEDED, run.errors
+        assert run.summary.get("left_after_verify", 0) == 0, run.summary
+        return Counter(self.registry.calls)
+
+
+def _writes(calls: Counter[str]) -> Counter[str]:
+    return Counter({op: n for op, n in calls.items() if op in WRITE_OPERATIONS})
+
+
+def _per_repository(calls: Counter[str]) -> Counter[str]:
+    return Counter({op: n for op, n in calls.items() if op in PER_REPOSITORY_READS})
+
+
+@pytest.fixture
+def controller(state_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Controller]:
+    """Five desired rules (one with a credential), 12 cached repositories each, and 3 unrelated ones."""
+    monkeypatch.setattr(ecr_registry, "REPOSITORIES_PAGE_SIZE", PAGE_SIZE)
+    ports.set_upstream_auth_checker(_AcceptingChecker())
+    try:
+        desired = DesiredStateService(
+            DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+            SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+            lambda: datetime.now(UTC),
+        )
+        desired.put(
+            ResourceKind.CREDENTIAL,
+            "hub",
+            {"upstream_kind": "docker-hub", "username": "ecrcache-puller"},
+            actor=ACTOR,
+            secret=SecretInput("ecrcache-puller", SecretStr("dckr_pat_good")),
+        )
+        for index, (prefix, upstream) in enumerate(UPSTREAMS.items()):
+            desired.put(ResourceKind.RULE, prefix, _spec(index, upstream), actor=ACTOR)
+        ecr = boto3.client("ecr", region_name=REGION)
+        for name in (*ALL_REPOSITORIES, *UNRELATED):
+            ecr.create_repository(repositoryName=name)
+        registry = _PassCountingRegistry(REGION)
+        reconciler = ReconcileService(
+            desired=DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+            status=DynamoDbStatusStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+            registry=lambda _region: registry,
+            clock=lambda: datetime.now(UTC),
+            stack_region=REGION,
+        )
+        yield Controller(desired, reconciler, registry)
+    finally:
+        ports.set_upstream_auth_checker(None)
+
+
+@pytest.fixture
+def converged(controller: Controller) -> Controller:
+    """The first reconcile has run: every rule, template and repository setting is in place."""
+    calls = controller.reconcile()
+    rules, repositories = len(UPSTREAMS), len(ALL_REPOSITORIES)
+    assert _writes(calls) == {
+        "CreatePullThroughCacheRule": rules,
+        "CreateRepositoryCreationTemplate": rules,
+        "PutLifecyclePolicy": repositories,
+        "SetRepositoryPolicy": repositories,
+        "TagResource": repositories,
+    }
+    return controller
+
+
+def test_noop_fast_resync_makes_no_write_and_no_per_repository_read(converged: Controller) -> None:
+    # GIVEN a converged registry: 5 rules, 60 cached repositories and 3 others, listed 25 a page
+    # WHEN the schedule runs a fast resync
+    calls = converged.reconcile()
+    # THEN it wrote nothing and read no repository one by one
+    assert _writes(calls) == {}
+    assert _per_repository(calls) == {}
+    # AND every observe pass listed the repositories in ceil(63 / 25) = 3 pages, the rules and
+    # templates in one page each: the same reads whatever the number of rules or repositories
+    passes = converged.registry.passes
+    assert passes >= 1
+    assert calls == {
+        "DescribeRepositories": PAGES * passes,
+        "DescribePullThroughCacheRules": passes,
+        "DescribeRepositoryCreationTemplates": passes,
+    }
+
+
+def test_one_rule_changed_writes_only_that_rules_template_and_repositories(converged: Controller) -> None:
+    # GIVEN a converged registry, and a new keep_last for the quay rule (the only change)
+    spec = dict(converged.desired.get(ResourceKind.RULE, CHANGED).spec)
+    spec["lifecycle"] = {"presets": {"expire_untagged_after_days": 7, "keep_last": 99}}
+    converged.desired.put(ResourceKind.RULE, CHANGED, spec, actor=ACTOR)
+    # WHEN a fast reconcile runs
+    calls = converged.reconcile()
+    # THEN it updated the quay template and the lifecycle policy of the quay repositories, nothing else
+    # (not quay-team's or quayx's repositories, whose names also start with "quay")
+    assert _writes(calls) == {"UpdateRepositoryCreationTemplate": 1, "PutLifecyclePolicy": REPOSITORIES_PER_RULE}
+    assert sorted(converged.registry.lifecycle_puts) == _repositories(CHANGED)
+    # AND verify read back only the repositories it wrote
+    assert _per_repository(calls) == dict.fromkeys(PER_REPOSITORY_READS, REPOSITORIES_PER_RULE)
+    # AND the next fast resync is a no-op again
+    again = converged.reconcile()
+    assert _writes(again) == {}
+    assert _per_repository(again) == {}
+
+
+def test_deep_resync_reads_every_cached_repository_and_writes_nothing(converged: Controller) -> None:
+    # GIVEN a converged registry
+    # WHEN the schedule runs a deep resync
+    calls = converged.reconcile(deep=True)
+    # THEN it read each repository under a rule prefix (not the unrelated ones) in every observe pass
+    passes = converged.registry.passes
+    assert passes >= 1
+    assert _per_repository(calls) == dict.fromkeys(PER_REPOSITORY_READS, len(ALL_REPOSITORIES) * passes)
+    # AND wrote nothing, and still listed the repositories page by page
+    assert _writes(calls) == {}
+    assert calls["DescribeRepositories"] == PAGES * passes
