@@ -32,10 +32,12 @@ class EcrcacheError(Exception):
     code = "Error"
     status = 500
 
-    def __init__(self, message: str, details: Sequence[FieldError] = ()) -> None:
+    def __init__(self, message: str, details: Sequence[FieldError] = (), *, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = tuple(details)
+        self.reason = reason or self.code
+        """The underlying cause's code (e.g. the AWS error code ``ThrottlingException``), for conditions."""
 
 
 class BadRequestError(EcrcacheError):

@@ -7,7 +7,8 @@
   (:class:`~tests.functional.reconcile.support.Reconciler`).
 * ``bob`` -- an IAM user with his own access key: his ECR calls are drift made out of band, and
   the embedded AWS names him in their CloudTrail events.
-* ``api`` -- the REST API handler in-process (``ApiClient``).
+* ``api`` / ``alice`` -- the REST API handler in-process (``ApiClient``), and desired-state writes through it.
+* ``look`` -- read-only views of ECR and of what the reconciler recorded in the state table.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import boto3
+import botocore.session
 import pytest
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
@@ -43,6 +45,9 @@ from tests.functional.reconcile.support import (
     Principal,
     Reconciler,
     StateStream,
+    clients,
+    share_loader,
+    testing_session,
 )
 
 if TYPE_CHECKING:
@@ -91,29 +96,29 @@ def world(state_table: str) -> Iterator[World]:
     _reset_embedded_knobs()
     ports.set_upstream_auth_checker(_TokenChecker())
 
-    store = DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION))
+    aws = clients()
+    store = DynamoDbStateStore(state_table, aws.dynamodb)
     registries: dict[str, Boto3EcrRegistry] = {}
 
     def registry(region: str) -> Boto3EcrRegistry:
         if region not in registries:
-            registries[region] = Boto3EcrRegistry(region, boto3.client("ecr", region_name=region), sleep=lambda _: None)
+            client = testing_session().client("ecr", region_name=region)  # its own: a registry counts its calls
+            registries[region] = Boto3EcrRegistry(region, client, sleep=lambda _: None)
         return registries[region]
 
     def clock_now() -> datetime:
         return datetime.now(UTC)
 
-    desired = DesiredStateService(
-        store, SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)), clock_now
-    )
+    desired = DesiredStateService(store, SecretsManagerStore(aws.secretsmanager), clock_now)
     reconciler = ReconcileService(
         desired=store,
-        status=DynamoDbStatusStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+        status=DynamoDbStatusStore(state_table, aws.dynamodb),
         registry=registry,
         clock=clock_now,
         stack_region=REGION,
     )
     try:
-        yield World(desired, reconciler, registries, boto3.client("ecr", region_name=REGION))
+        yield World(desired, reconciler, registries, aws.ecr)
     finally:
         ports.set_upstream_auth_checker(None)
         _reset_embedded_knobs()
@@ -125,6 +130,11 @@ def api(state_table: str, lambda_context: FakeLambdaContext) -> ApiClient:
     return ApiClient(lambda_context)
 
 
+def _fresh_session() -> boto3.Session:
+    """A new boto3 session: credentials from the environment, resolved on first use."""
+    return share_loader(boto3.Session(botocore_session=botocore.session.get_session(), region_name=REGION))
+
+
 @pytest.fixture
 def controller(
     world: World, state_table: str, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
@@ -132,23 +142,21 @@ def controller(
     """The reconciler function as deployed: its own role session's credentials, the template's triggers."""
     from functions.reconciler import app
 
-    session = boto3.client("sts", region_name=REGION).assume_role(
-        RoleArn=RECONCILER_ROLE, RoleSessionName=RECONCILER_SESSION
-    )["Credentials"]
+    session = clients().sts.assume_role(RoleArn=RECONCILER_ROLE, RoleSessionName=RECONCILER_SESSION)["Credentials"]
     # Lambda hands the function its role session through these variables.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", session["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", session["SecretAccessKey"])
     monkeypatch.setenv("AWS_SESSION_TOKEN", session["SessionToken"])
     # A cold start: a new default boto3 session (reads those variables), no registry (ECR client)
     # and no cached identity from an earlier test.
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", _fresh_session())
     monkeypatch.setattr(app, "_registries", {})
     monkeypatch.setattr(app, "Boto3EcrRegistry", functools.partial(Boto3EcrRegistry, sleep=lambda _: None))
     caller_arn.cache_clear()
     stream = StateStream(state_table)
     inbox = EventInbox()
     try:
-        yield Reconciler(lambda_context, stream, inbox, app.lambda_handler, app.registry)
+        yield Reconciler(lambda_context, stream, inbox, app.lambda_handler, app.registry, app.service)
     finally:
         caller_arn.cache_clear()
 
@@ -156,12 +164,11 @@ def controller(
 @pytest.fixture
 def bob(aws: None) -> Principal:
     """An IAM user with an access key of his own: ECR changes made behind the controller's back."""
-    iam = boto3.client("iam", region_name=REGION)
+    iam = clients().iam
     user = iam.create_user(UserName="bob")["User"]
     key = iam.create_access_key(UserName="bob")["AccessKey"]
-    ecr = boto3.client(
+    ecr = testing_session().client(
         "ecr",
-        region_name=REGION,
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],
     )

@@ -57,8 +57,8 @@ def classify(exc: Exception, what: str) -> EcrcacheError:
         code = error_code(exc)
         status: Any = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in RETRYABLE_CODES or (isinstance(status, int) and status >= 500):
-            return RetryableError(f"{what} failed with {code}; try again")
-        return TerminalError(f"{what} failed with {code}")
+            return RetryableError(f"{what} failed with {code}; try again", reason=code)
+        return TerminalError(f"{what} failed with {code}", reason=code)
     if isinstance(exc, BotoCoreError):
         return RetryableError(f"{what} failed: {type(exc).__name__}; try again")
     return TerminalError(f"{what} failed: {type(exc).__name__}")

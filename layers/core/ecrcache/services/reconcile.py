@@ -29,6 +29,7 @@ from ecrcache.observability import logger, metrics
 from ecrcache.ports import ActionResult, EcrRegistry, OwnedKind, StateStore, StatusStore
 
 LEASE_SECONDS = 300
+UNVERIFIED = "unverified"  # a fingerprint no desired setting has: the next fast resync writes again
 _OWNED: dict[ActionKind, tuple[OwnedKind, bool]] = {
     ActionKind.CREATE_RULE: ("rule", True),
     ActionKind.ADOPT_RULE: ("rule", True),
@@ -188,6 +189,7 @@ class ReconcileService:
         summary: Counter[str] = Counter()
         errors: list[str] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
         busy: list[str] = []
+        retryable_failure = False
         for region in regions:
             owner = f"{run.run_id}"
             if not self.status.acquire_lease(region, owner, now=self.clock(), ttl_seconds=LEASE_SECONDS):
@@ -198,6 +200,8 @@ class ReconcileService:
             except EcrcacheError as exc:
                 errors.append(f"{region}: {exc.message}")
                 summary["region_failures"] += 1
+                retryable_failure |= isinstance(exc, RetryableError)
+                self._record_region_failure(region, inputs.desired.get(region, []), exc, run.run_id)
                 continue
             finally:
                 self.status.release_lease(region, owner)
@@ -206,9 +210,9 @@ class ReconcileService:
                 errors.extend(f"{region}:{prefix}: {a.kind} {a.target}: {r.code}: {r.message}" for a, r in failures)
                 summary["failed_actions"] += len(failures)
             summary["left_after_verify"] += len(left.actions)
-        status = RunStatus.SUCCEEDED if not errors and not busy else RunStatus.PARTIAL if summary else RunStatus.FAILED
-        if busy and not errors and not summary:
-            status = RunStatus.FAILED
+        applied = sum(v for k, v in summary.items() if k in {a.value for a in ActionKind})
+        status = RunStatus.SUCCEEDED if not errors and not busy else RunStatus.PARTIAL if applied else RunStatus.FAILED
+        if busy:
             errors.append(f"another reconcile holds the lease for {', '.join(busy)}")
         done = run.model_copy(
             update={"finished_at": self.clock(), "status": status, "summary": dict(summary), "errors": tuple(errors)}
@@ -217,13 +221,49 @@ class ReconcileService:
         metrics.add_metric(name="ReconcileRuns", unit="Count", value=1)
         if summary.get("failed_actions"):
             metrics.add_metric(name="ReconcileFailed", unit="Count", value=summary["failed_actions"])
-        applied = sum(v for k, v in summary.items() if k in {a.value for a in ActionKind})
         if applied:
             metrics.add_metric(name="ChangesApplied", unit="Count", value=applied)
         logger.info("reconcile finished", extra={"run_id": run.run_id, "status": status, "summary": dict(summary)})
-        if busy and trigger in {RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT}:
-            raise RetryableError(f"another reconcile is running in {', '.join(busy)}; the trigger will retry")
+        if trigger in {RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT}:
+            # Event triggers are retried by Lambda/EventBridge; the schedules come back by themselves.
+            if busy:
+                raise RetryableError(f"another reconcile is running in {', '.join(busy)}; the trigger will retry")
+            if retryable_failure:
+                raise RetryableError(f"the reconcile failed for now ({errors[-1]}); the trigger will retry")
         return done
+
+    def _mark_unverified(self, region: str, names: Collection[str]) -> None:
+        current = self.status.applied(region)
+        marked = {
+            name: AppliedFingerprints(
+                lifecycle=UNVERIFIED if fp.lifecycle else None,
+                policy=UNVERIFIED if fp.policy else None,
+                tags=UNVERIFIED if fp.tags else None,
+            )
+            for name in names
+            if (fp := current.get(name)) is not None
+        }
+        if marked:
+            self.status.record_applied(region, marked)
+
+    def _record_region_failure(
+        self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str
+    ) -> None:
+        """Every rule of a Region that could not be reconciled at all is not Synced (best effort)."""
+        now = self.clock()
+        kind = ConditionType.RECOVERABLE if isinstance(exc, RetryableError) else ConditionType.TERMINAL
+        for rule in desired:
+            try:
+                current = self.status.rule_status(region, rule.prefix) or RuleStatus()
+                status = current.with_condition(
+                    ConditionType.SYNCED, status=False, reason="RegionFailed", message=exc.message, now=now
+                ).with_condition(kind, status=True, reason=exc.reason, message=exc.message, now=now)
+                self.status.put_rule_status(
+                    region, rule.prefix, status.model_copy(update={"last_run_id": run_id, "last_reconciled_at": now})
+                )
+            except EcrcacheError:
+                logger.exception("could not record a Region failure on a rule", extra={"prefix": rule.prefix})
+                return
 
     def _reconcile_region(
         self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str
@@ -240,6 +280,11 @@ class ReconcileService:
             check_deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
             after, after_owned = self.observe(region, prefixes, deep=check_deep)
             left = plan_regions({region: desired}, {region: retired}, {region: after}, {region: after_owned})
+            # What verify still finds wrong must not be trusted by the next fast resync: mark those
+            # fingerprints unverified (kept non-empty, so a policy we applied can still be deleted).
+            unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
+            if unsure:
+                self._mark_unverified(region, unsure)
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
         self._record_status(
