@@ -146,9 +146,12 @@ class MemorySecretStore:
             self.versions.pop(staged.name)
             self.current.pop(staged.name, None)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> bool:
         self._maybe_fail("delete")
+        if name in self.deleted:
+            return False
         self.deleted.append(name)
+        return True
 
     def restore(self, name: str) -> None:
         if name in self.deleted:

@@ -63,7 +63,9 @@ class SecretStore(Protocol):
 
     def discard(self, staged: StagedSecret) -> None: ...
 
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> bool:
+        """Schedule the deletion of ``name``; ``True`` when this call scheduled it."""
+        ...
 
     def restore(self, name: str) -> None:
         """Cancel the scheduled deletion of ``name`` (undo :meth:`delete`)."""

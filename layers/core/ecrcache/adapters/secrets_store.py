@@ -25,6 +25,12 @@ MANAGED_TAG: TagTypeDef = {"Key": "ecrcache:managed", "Value": "true"}
 RECOVERY_WINDOW_DAYS = 7
 
 
+def _marked_for_deletion(exc: ClientError) -> bool:
+    """Secrets Manager's InvalidRequestException for a secret scheduled for deletion (its only signal)."""
+    text = str(exc).lower()
+    return "marked deleted" in text or "scheduled for deletion" in text or "marked for deletion" in text
+
+
 class SecretsManagerStore:
     """Implements :class:`ecrcache.ports.SecretStore`."""
 
@@ -43,7 +49,7 @@ class SecretsManagerStore:
             return StagedSecret(name=name, arn=created["ARN"], version_id=created["VersionId"], created=True)
         except ClientError as exc:
             code = error_code(exc)
-            if code == "InvalidRequestException" and "deletion" in str(exc).lower():
+            if code == "InvalidRequestException" and _marked_for_deletion(exc):
                 self.restore(name)
             elif code != "ResourceExistsException":
                 raise classify(exc, "Secrets Manager CreateSecret") from exc
@@ -88,14 +94,21 @@ class SecretsManagerStore:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager (undo staged value)") from exc
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> bool:
+        """Schedule the secret's deletion; ``False`` when there was nothing to schedule (gone, or
+        already scheduled, e.g. from the console)."""
         try:
             self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise classify(exc, "Secrets Manager DeleteSecret") from exc
+            code = error_code(exc)
+            if code == "ResourceNotFoundException":
+                return False
+            if code == "InvalidRequestException" and _marked_for_deletion(exc):
+                return False
+            raise classify(exc, "Secrets Manager DeleteSecret") from exc
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DeleteSecret") from exc
+        return True
 
     def restore(self, name: str) -> None:
         try:

@@ -122,3 +122,37 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     app.exception_handler(RecursionError)(_too_deep)
     app.not_found(_not_found)
     app.exception_handler(Exception)(_unexpected)
+
+
+_ERROR_TEXT = {
+    400: "Malformed request (body, query or token)",
+    404: "No such resource",
+    409: "Conflict: still referenced, quota, or another writer holds the lease",
+    412: "If-Match / If-None-Match did not hold",
+    413: "Body too large",
+    415: "Body is not JSON (or YAML for documents)",
+    422: "Validation failed; details name each field",
+    503: "AWS throttled or failed after retries; retry after Retry-After",
+}
+
+
+def responses(
+    ok: type[BaseModel] | None = None,
+    *,
+    status: int = 200,
+    description: str = "OK",
+    also: dict[int, type[BaseModel] | None] | None = None,
+) -> dict[int, Any]:
+    """OpenAPI responses of a route: its success status(es) and the one error shape for every error."""
+    out: dict[int, Any] = {
+        code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+        for code, text in _ERROR_TEXT.items()
+    }
+    for code, model in {status: ok, **(also or {})}.items():
+        text = description if code == status else {201: "Created", 204: "Deleted"}.get(code, "OK")
+        out[code] = (
+            {"description": text, "content": {"application/json": {"model": model}}}
+            if model is not None
+            else {"description": text, "content": {}}  # no body (Powertools would document its return type)
+        )
+    return out

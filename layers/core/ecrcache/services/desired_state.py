@@ -216,18 +216,19 @@ class DesiredStateService:
             )
             # The token must not outlive its credential: schedule the secret's deletion first
             # (recoverable for 7 days) and restore it if the commit does not land.
-            if kind is ResourceKind.CREDENTIAL:
-                self.secrets.delete(secret_name(name))
+            scheduled = kind is ResourceKind.CREDENTIAL and self.secrets.delete(secret_name(name))
             try:
                 self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
             except (StaleRevisionError, VersionConflictError) as exc:
-                self._restore_secret(kind, name)
+                if scheduled:  # restore only what this request scheduled
+                    self._restore_secret(kind, name)
                 if isinstance(exc, VersionConflictError) and not precondition.unconditional:
                     raise
                 self._backoff(attempt)
                 continue
             except BaseException:
-                self._restore_secret(kind, name)
+                if scheduled:
+                    self._restore_secret(kind, name)
                 raise
             metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
             return
@@ -313,9 +314,8 @@ class DesiredStateService:
                     continue
                 if change.name in secrets:
                     staged[change.name] = self._stage(change.name, secrets[change.name])
-                elif change.action is WriteAction.DELETE:
+                elif change.action is WriteAction.DELETE and self.secrets.delete(secret_name(change.name)):
                     # The token must not outlive its credential (restored below if the commit fails).
-                    self.secrets.delete(secret_name(change.name))
                     deleted.append(change.name)
             writes = [_write_for(snapshot, c, staged, adopted) for c in changes]
             revision = self._commit_all(snapshot.revision, writes, actor)

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ecrcache.engine.plan import Plan
 from ecrcache.errors import NotFoundError
 from ecrcache.http.common import caller_arn, json_response, path_name
-from ecrcache.http.routes.rules import ERRORS
+from ecrcache.http.errors import responses
+from ecrcache.models.common import AwsRegion
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.ports import StatusStore
 from ecrcache.services.importer import ImportService
@@ -39,7 +40,7 @@ class ReconcileAccepted(BaseModel):
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    regions: list[Annotated[str, Field(pattern=r"^[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}$")]] = Field(
+    regions: list[AwsRegion] = Field(
         default_factory=list, max_length=20, description="Regions to read; empty means the stack's Region."
     )
 
@@ -84,7 +85,7 @@ def register(
             "The planning engine run read-only against ECR: every action with its reason, plus the unmanaged "
             "rules and templates found and the rules that are blocked. An empty `actions` list means converged."
         ),
-        responses=ERRORS,
+        responses=responses(Plan),
     )
     def get_plan(
         deep: Annotated[bool, Query(description="Read every cached repository's settings.")] = False,
@@ -99,7 +100,7 @@ def register(
         summary="Reconcile now",
         description="Queues a reconcile of every rule; follow it at `/v1/runs/{run_id}`.",
         status_code=202,
-        responses=ERRORS,
+        responses=responses(ReconcileAccepted, status=202, description="Queued"),
     )
     def post_reconcile(
         request: Annotated[ReconcileRequest | None, Body(description='Optional: `{"deep": true}`.')] = None,
@@ -120,7 +121,7 @@ def register(
             "that is not desired yet as a desired rule with `deletion_policy: retain`. The next reconcile adopts "
             "them without changing ECR. `dryRun=true` only reports what would be imported."
         ),
-        responses=ERRORS,
+        responses=responses(ImportResponse),
     )
     def post_import(
         request: Annotated[ImportRequest | None, Body(description="Optional: Regions to read.")] = None,
@@ -136,20 +137,30 @@ def register(
             revision=result.apply.revision if result.apply and not result.dry_run else None,
         )
 
-    @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=ERRORS)
+    @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=responses(ReconcileRun))
     def get_run(run_id: Annotated[str, Path(max_length=128)]) -> ReconcileRun:
         found = status.get_run(path_name(run_id))
         if found is None:
             raise NotFoundError(f"no reconcile run {path_name(run_id)!r} (runs are kept 30 days)")
         return found
 
-    @app.get("/v1/status", tags=["controller"], summary="Conditions of every rule and the latest runs")
+    @app.get(
+        "/v1/status",
+        tags=["controller"],
+        summary="Conditions of every rule and the latest runs",
+        responses=responses(StatusResponse),
+    )
     def get_status(
         runs: Annotated[int, Query(ge=0, le=50, description="How many recent runs to include.")] = 10,
     ) -> StatusResponse:
         return StatusResponse(rules=status.all_status(), runs=status.latest_runs(runs) if runs else [])
 
-    @app.get("/v1/rules/<prefix>/status", tags=["rules"], summary="Conditions of one rule", responses=ERRORS)
+    @app.get(
+        "/v1/rules/<prefix>/status",
+        tags=["rules"],
+        summary="Conditions of one rule",
+        responses=responses(RuleStatusResponse),
+    )
     def get_rule_status(prefix: Annotated[str, Path(max_length=100)]) -> RuleStatusResponse:
         name = path_name(prefix).removesuffix("/")  # same normalisation as /v1/rules/{prefix}
         records = [r for r in status.all_status() if r.prefix == name]

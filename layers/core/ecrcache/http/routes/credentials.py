@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
-from ecrcache.http.routes.rules import ERRORS, IfMatch, IfNoneMatch
+from ecrcache.http.errors import responses
+from ecrcache.http.routes.rules import IfMatch, IfNoneMatch
 from ecrcache.http.schemas import CredentialList, CredentialResource
 from ecrcache.models.credential import CredentialPut
 from ecrcache.models.records import ResourceKind
@@ -22,7 +23,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         stored = service.get(ResourceKind.CREDENTIAL, name)
         return CredentialResource.of(stored, service.referenced_by(ResourceKind.CREDENTIAL, name))
 
-    @app.get("/v1/credentials", tags=["credentials"], summary="List credentials")
+    @app.get("/v1/credentials", tags=["credentials"], summary="List credentials", responses=responses(CredentialList))
     def list_credentials() -> CredentialList:
         snapshot = service.snapshot()
         users: dict[str, list[str]] = {}
@@ -33,7 +34,12 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
             items=[CredentialResource.of(c, users.get(n, [])) for n, c in sorted(snapshot.credentials.items())]
         )
 
-    @app.get("/v1/credentials/<name>", tags=["credentials"], summary="Get a credential", responses=ERRORS)
+    @app.get(
+        "/v1/credentials/<name>",
+        tags=["credentials"],
+        summary="Get a credential",
+        responses=responses(CredentialResource),
+    )
     def get_credential(name: NameParam) -> Response[CredentialResource]:
         found = resource(path_name(name))
         return json_response(found, version=found.version)
@@ -47,7 +53,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
             '(`{"username","accessToken"}`, AWS-managed key). Without it, only metadata changes; a new '
             "credential or a new username needs the token."
         ),
-        responses=ERRORS,
+        responses=responses(CredentialResource, description="Updated", also={201: CredentialResource}),
     )
     def put_credential(
         name: NameParam,
@@ -72,7 +78,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         "/v1/credentials/<name>",
         tags=["credentials"],
         summary="Delete a credential (409 while a rule uses it)",
-        responses=ERRORS,
+        responses=responses(status=204, description="Deleted"),
     )
     def delete_credential(name: NameParam, if_match: IfMatch = None) -> Response[None]:
         service.delete(ResourceKind.CREDENTIAL, path_name(name), actor=caller_arn(app), precondition=precondition(app))

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from ecrcache.http.common import caller_arn, etag, header, json_response, parse_etag, wants_yaml, yaml_response
-from ecrcache.http.routes.rules import ERRORS
+from ecrcache.http.errors import responses
 from ecrcache.http.schemas import ApplyResponse, ChangeOut
 from ecrcache.models.desired_state import DesiredStateDocument
 from ecrcache.models.records import ResourceKind
@@ -29,13 +29,14 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         summary="Export the whole desired state",
         description="The document `PUT /v1/desired-state` takes (credential tokens are never included).",
         responses={
+            **responses(),
             200: {
                 "description": "The document; its ETag is the desired-state revision",
                 "content": {
                     "application/json": {"model": DesiredStateDocument},
-                    "application/yaml": {"schema": {"type": "string"}},
+                    "application/yaml": {"model": DesiredStateDocument},
                 },
-            }
+            },
         },
     )
     def export_desired_state(
@@ -57,7 +58,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
             "Validates every resource and reference first; then writes all changes atomically (or, for very "
             "large documents, under a lease with undo on failure). Send YAML with `Content-Type: application/yaml`."
         ),
-        responses=ERRORS,
+        responses=responses(ApplyResponse),
     )
     def apply_desired_state(
         document: Annotated[DesiredStateDocument, Body(description="The desired state.")],

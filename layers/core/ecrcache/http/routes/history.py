@@ -8,14 +8,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from ecrcache.errors import invalid
-from ecrcache.http.routes.rules import ERRORS
+from ecrcache.http.errors import responses
 from ecrcache.http.schemas import HistoryPage
 from ecrcache.models.records import ResourceKind
 from ecrcache.services.desired_state import DesiredStateService
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
-    @app.get("/v1/history", tags=["history"], summary="Change history, newest first", responses=ERRORS)
+    @app.get("/v1/history", tags=["history"], summary="Change history, newest first", responses=responses(HistoryPage))
     def get_history(
         kind: Annotated[ResourceKind | None, Query(description="Only this kind of resource.")] = None,
         name: Annotated[str | None, Query(description="Only this resource (needs kind).", max_length=256)] = None,

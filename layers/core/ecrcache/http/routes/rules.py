@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ecrcache.errors import InvalidInputError, field_errors_from_pydantic
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition
-from ecrcache.http.errors import ErrorResponse
+from ecrcache.http.errors import responses
 from ecrcache.http.schemas import RuleList, RuleResource
 from ecrcache.models.common import parse_ecr_prefix
 from ecrcache.models.records import ResourceKind
@@ -24,30 +24,23 @@ PrefixParam = Annotated[
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='Version to replace, e.g. "3".')]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", description='"*" to create only.')]
 
-ERRORS: dict[int, Any] = {
-    code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
-    for code, text in {
-        400: "Malformed request",
-        404: "No such rule",
-        409: "Conflict (still referenced, or quota)",
-        412: "If-Match / If-None-Match did not hold",
-        413: "Body too large",
-        422: "Validation failed; details name each field",
-    }.items()
-}
-
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
-    @app.get("/v1/rules", tags=["rules"], summary="List rules", responses={200: {"description": "All rules"}})
+    @app.get("/v1/rules", tags=["rules"], summary="List rules", responses=responses(RuleList))
     def list_rules() -> RuleList:
         return RuleList(items=[RuleResource.of(r) for r in service.list_all(ResourceKind.RULE)])
 
-    @app.get("/v1/rules/<prefix>", tags=["rules"], summary="Get a rule", responses=ERRORS)
+    @app.get("/v1/rules/<prefix>", tags=["rules"], summary="Get a rule", responses=responses(RuleResource))
     def get_rule(prefix: PrefixParam) -> Response[RuleResource]:
         stored = service.get(ResourceKind.RULE, _prefix(prefix))
         return json_response(RuleResource.of(stored), version=stored.version)
 
-    @app.put("/v1/rules/<prefix>", tags=["rules"], summary="Create or replace a rule", responses=ERRORS)
+    @app.put(
+        "/v1/rules/<prefix>",
+        tags=["rules"],
+        summary="Create or replace a rule",
+        responses=responses(RuleResource, description="Replaced", also={201: RuleResource}),
+    )
     def put_rule(
         prefix: PrefixParam,
         spec: Annotated[RuleSpec, Body(description="The desired rule.")],
@@ -65,7 +58,12 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         status = 201 if result.created else 200
         return json_response(RuleResource.of(result.resource), status=status, version=result.resource.version)
 
-    @app.delete("/v1/rules/<prefix>", tags=["rules"], summary="Delete a rule", responses=ERRORS)
+    @app.delete(
+        "/v1/rules/<prefix>",
+        tags=["rules"],
+        summary="Delete a rule",
+        responses=responses(status=204, description="Deleted"),
+    )
     def delete_rule(prefix: PrefixParam, if_match: IfMatch = None) -> Response[None]:
         service.delete(ResourceKind.RULE, _prefix(prefix), actor=caller_arn(app), precondition=precondition(app))
         return Response(status_code=204)

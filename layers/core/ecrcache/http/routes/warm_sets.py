@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
-from ecrcache.http.routes.rules import ERRORS, IfMatch, IfNoneMatch
+from ecrcache.http.errors import responses
+from ecrcache.http.routes.rules import IfMatch, IfNoneMatch
 from ecrcache.http.schemas import WarmSetList, WarmSetResource
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_set import WarmSetSpec
@@ -18,11 +19,11 @@ NameParam = Annotated[str, Path(description="Warm-set name.", max_length=100)]
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
-    @app.get("/v1/warm-sets", tags=["warm-sets"], summary="List warm sets")
+    @app.get("/v1/warm-sets", tags=["warm-sets"], summary="List warm sets", responses=responses(WarmSetList))
     def list_warm_sets() -> WarmSetList:
         return WarmSetList(items=[WarmSetResource.of(w) for w in service.list_all(ResourceKind.WARM_SET)])
 
-    @app.get("/v1/warm-sets/<name>", tags=["warm-sets"], summary="Get a warm set", responses=ERRORS)
+    @app.get("/v1/warm-sets/<name>", tags=["warm-sets"], summary="Get a warm set", responses=responses(WarmSetResource))
     def get_warm_set(name: NameParam) -> Response[WarmSetResource]:
         stored = service.get(ResourceKind.WARM_SET, path_name(name))
         return json_response(WarmSetResource.of(stored), version=stored.version)
@@ -31,7 +32,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         "/v1/warm-sets/<name>",
         tags=["warm-sets"],
         summary="Create or replace a warm set (its rule must exist)",
-        responses=ERRORS,
+        responses=responses(WarmSetResource, description="Replaced", also={201: WarmSetResource}),
     )
     def put_warm_set(
         name: NameParam,
@@ -49,7 +50,12 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         body = WarmSetResource.of(result.resource)
         return json_response(body, status=201 if result.created else 200, version=result.resource.version)
 
-    @app.delete("/v1/warm-sets/<name>", tags=["warm-sets"], summary="Delete a warm set", responses=ERRORS)
+    @app.delete(
+        "/v1/warm-sets/<name>",
+        tags=["warm-sets"],
+        summary="Delete a warm set",
+        responses=responses(status=204, description="Deleted"),
+    )
     def delete_warm_set(name: NameParam, if_match: IfMatch = None) -> Response[None]:
         service.delete(ResourceKind.WARM_SET, path_name(name), actor=caller_arn(app), precondition=precondition(app))
         return Response(status_code=204)

@@ -1,0 +1,357 @@
+"""`/v1/credentials` through the real ``lambda_handler``, on moto's DynamoDB and Secrets Manager.
+
+The token is write-only: it goes to the secret ``ecr-pullthroughcache/<name>`` and nowhere else
+(``test_secrets_never_leak.py`` hunts for it everywhere; here we check the behaviour of the routes).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.functional.api.client import ALICE, ApiClient, ApiResponse
+
+pytestmark = pytest.mark.functional
+
+
+@cache
+def aws(service: str) -> Any:
+    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
+    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
+    return boto3.client(service)  # type: ignore[call-overload]
+
+
+BOB = "arn:aws:iam::123456789012:user/bob"
+HUB: dict[str, Any] = {"upstream_kind": "docker-hub", "username": "ci-bot"}
+TOKEN = "dckr_pat_credentials_test_0001"
+NEW_TOKEN = "dckr_pat_credentials_test_0002"
+SECRET = "ecr-pullthroughcache/docker-hub"
+
+
+def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
+    assert response.status == status, response.text
+    body: dict[str, Any] = response.json
+    assert set(body) == {"code", "message", "details"}
+    assert body["code"] == code
+    return body
+
+
+def fields(response: ApiResponse) -> list[str]:
+    return [d["field"] for d in response.json["details"]]
+
+
+def secret_value(name: str = SECRET) -> dict[str, Any]:
+    """The AWSCURRENT value. Asked for by label: moto 5.2.5's UpdateSecretVersionStage moves the label but
+    not its ``default_version_id``, so a GetSecretValue without VersionStage returns the old value."""
+    client = aws("secretsmanager")
+    value: dict[str, Any] = json.loads(
+        client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"]
+    )
+    return value
+
+
+def history(api: ApiClient, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.get("/v1/history", query={"kind": "credential", "name": name}).json["items"]
+    return items
+
+
+def create(api: ApiClient) -> ApiResponse:
+    created = api.put("/v1/credentials/docker-hub", {**HUB, "token": TOKEN})
+    assert created.status == 201, created.text
+    return created
+
+
+def test_credential_put_with_token_creates_it_and_its_secret(api: ApiClient) -> None:
+    # GIVEN no credentials
+    # WHEN a Docker Hub credential is created with its token
+    created = create(api)
+    # THEN it is 201 at version 1, with the secret's name and ARN but never the token
+    assert created.etag == '"1"'
+    body = created.json
+    assert body["name"] == "docker-hub"
+    assert body["version"] == 1
+    assert body["updated_by"] == ALICE
+    assert body["secret_name"] == SECRET
+    assert body["secret_arn"].startswith(f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{SECRET}-")
+    assert body["referenced_by"] == []
+    assert "token" not in body["spec"]
+    assert "token" not in body
+    # AND the secret holds the username and token ECR reads
+    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+    # AND the credential reads back (and lists) without the token
+    read = api.get("/v1/credentials/docker-hub")
+    assert read.status == 200
+    assert read.etag == '"1"'
+    assert read.json == body
+    assert api.get("/v1/credentials").json["items"] == [body]
+
+
+def test_credential_new_one_needs_the_token(api: ApiClient) -> None:
+    # GIVEN no credentials
+    # WHEN a credential is created without a token
+    refused = api.put("/v1/credentials/docker-hub", HUB)
+    # THEN it is 422 naming "token", and neither item nor secret exists
+    assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["token"]
+    assert api.get("/v1/credentials/docker-hub").status == 404
+    assert aws("secretsmanager").list_secrets()["SecretList"] == []
+
+
+def test_credential_metadata_update_without_token_keeps_the_secret(api: ApiClient) -> None:
+    # GIVEN a credential
+    create(api)
+    # WHEN Bob changes its metadata without sending the token
+    updated = api.put("/v1/credentials/docker-hub", {**HUB, "expires_at": "2027-06-30"}, caller=BOB)
+    # THEN it is 200 at version 2 and the secret still holds the original token
+    assert updated.status == 200, updated.text
+    assert updated.etag == '"2"'
+    assert updated.json["spec"]["expires_at"] == "2027-06-30"
+    assert updated.json["updated_by"] == BOB
+    assert updated.json["secret_arn"] == api.get("/v1/credentials/docker-hub").json["secret_arn"]
+    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+
+
+def test_credential_update_with_token_replaces_the_secret_value(api: ApiClient) -> None:
+    # GIVEN a credential
+    create(api)
+    # WHEN the same metadata is sent with a new token
+    updated = api.put("/v1/credentials/docker-hub", {**HUB, "token": NEW_TOKEN})
+    # THEN a new version is written (the token changed) and the secret holds the new token
+    assert updated.status == 200, updated.text
+    assert updated.json["version"] == 2
+    assert secret_value() == {"username": "ci-bot", "accessToken": NEW_TOKEN}
+    assert [h["version"] for h in history(api, "docker-hub")] == [2, 1]
+
+
+def test_credential_username_change_needs_the_token(api: ApiClient) -> None:
+    # GIVEN a credential
+    create(api)
+    # WHEN its username changes without a token
+    refused = api.put("/v1/credentials/docker-hub", {**HUB, "username": "other-bot"})
+    # THEN it is 422 naming "token", and nothing changes
+    body = assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["token"]
+    assert "username" in body["message"]
+    assert api.get("/v1/credentials/docker-hub").json["version"] == 1
+    # AND with the token it goes through, secret included
+    accepted = api.put("/v1/credentials/docker-hub", {**HUB, "username": "other-bot", "token": NEW_TOKEN})
+    assert accepted.status == 200, accepted.text
+    assert secret_value() == {"username": "other-bot", "accessToken": NEW_TOKEN}
+
+
+def test_credential_put_that_changes_nothing_is_200_without_history(api: ApiClient) -> None:
+    # GIVEN a credential
+    create(api)
+    # WHEN the same metadata is sent again without a token
+    again = api.put("/v1/credentials/docker-hub", HUB)
+    # THEN it is 200 with the same version and no new history entry
+    assert again.status == 200, again.text
+    assert again.etag == '"1"'
+    assert len(history(api, "docker-hub")) == 1
+
+
+def test_credential_list_names_the_rules_that_use_it(api: ApiClient) -> None:
+    # GIVEN a credential used by two rules, and one used by none
+    create(api)
+    api.put("/v1/credentials/spare", {**HUB, "token": NEW_TOKEN})
+    for prefix in ("docker-hub", "team%2Fhub"):
+        assert api.put(f"/v1/rules/{prefix}", {"upstream_kind": "docker-hub", "credential": "docker-hub"}).status == 201
+    # WHEN the credentials are listed and read
+    listed = api.get("/v1/credentials").json["items"]
+    # THEN each names the prefixes of the rules that use it
+    assert [(c["name"], c["referenced_by"]) for c in listed] == [
+        ("docker-hub", ["docker-hub", "team/hub"]),
+        ("spare", []),
+    ]
+    assert api.get("/v1/credentials/docker-hub").json["referenced_by"] == ["docker-hub", "team/hub"]
+
+
+def test_credential_in_use_cannot_be_deleted(api: ApiClient) -> None:
+    # GIVEN a credential used by two rules
+    create(api)
+    for prefix in ("docker-hub", "team%2Fhub"):
+        api.put(f"/v1/rules/{prefix}", {"upstream_kind": "docker-hub", "credential": "docker-hub"})
+    # WHEN it is deleted
+    refused = api.delete("/v1/credentials/docker-hub")
+    # THEN it is 409 naming both rules, and credential and secret stay
+    body = assert_error(refused, 409, "Conflict")
+    assert "docker-hub, team/hub" in body["message"]
+    assert fields(refused) == ["docker-hub", "team/hub"]
+    assert api.get("/v1/credentials/docker-hub").status == 200
+    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+
+
+def test_credential_delete_schedules_the_secret_for_deletion(api: ApiClient) -> None:
+    # GIVEN an unused credential
+    create(api)
+    # WHEN it is deleted
+    deleted = api.delete("/v1/credentials/docker-hub")
+    # THEN it is 204, the credential is gone and its secret is scheduled for deletion (recoverable)
+    assert deleted.status == 204
+    assert_error(api.get("/v1/credentials/docker-hub"), 404, "NotFound")
+    described = aws("secretsmanager").describe_secret(SecretId=SECRET)
+    assert "DeletedDate" in described
+    assert [h["action"] for h in history(api, "docker-hub")] == ["delete", "create"]
+
+
+@pytest.mark.parametrize("route", ["DELETE", "prune"])
+def test_credential_delete_when_its_secret_is_already_scheduled_for_deletion(api: ApiClient, route: str) -> None:
+    # GIVEN a credential whose secret someone deleted in the console (scheduled for deletion)
+    create(api)
+    aws("secretsmanager").delete_secret(SecretId=SECRET, RecoveryWindowInDays=7)
+    # WHEN the credential is deleted, directly or by a document that omits it
+    if route == "DELETE":
+        deleted = api.delete("/v1/credentials/docker-hub")
+    else:
+        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+    # THEN it goes, and the secret stays scheduled for deletion
+    assert deleted.status in (200, 204), deleted.text
+    assert api.get("/v1/credentials/docker-hub").status == 404
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
+
+
+def test_credential_delete_whose_secret_is_gone_still_deletes(api: ApiClient) -> None:
+    # GIVEN a credential whose secret was removed for good outside ecrcache
+    create(api)
+    aws("secretsmanager").delete_secret(SecretId=SECRET, ForceDeleteWithoutRecovery=True)
+    # WHEN the credential is deleted
+    deleted = api.delete("/v1/credentials/docker-hub")
+    # THEN it goes
+    assert deleted.status == 204, deleted.text
+    assert api.get("/v1/credentials/docker-hub").status == 404
+
+
+def test_credential_delete_of_an_unknown_one_is_404(api: ApiClient) -> None:
+    # GIVEN no credentials
+    # WHEN one is deleted
+    # THEN it is 404
+    assert_error(api.delete("/v1/credentials/nope"), 404, "NotFound")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"upstream_kind": "quay", "username": "u", "token": TOKEN}, "upstream_kind"),
+        ({"upstream_kind": "docker-hub", "username": "has space", "token": TOKEN}, "username"),
+        ({"upstream_kind": "docker-hub", "username": "a:b", "token": TOKEN}, "username"),
+        ({"upstream_kind": "docker-hub", "username": "u", "token": ""}, "token"),
+        ({"upstream_kind": "docker-hub", "username": "u", "token": "with\nnewline"}, "token"),
+        ({"upstream_kind": "docker-hub", "username": "u", "token": TOKEN, "password": "x"}, "password"),
+        ({"upstream_kind": "docker-hub", "username": "u", "token": TOKEN, "expires_at": "soon"}, "expires_at"),
+        (
+            {
+                "upstream_kind": "github-container-registry",
+                "username": "u",
+                "token": TOKEN,
+                "rotation": {"strategy": "dockerhub-pat"},
+            },
+            "rotation.schedule",
+        ),
+    ],
+    ids=[
+        "kind-without-credentials",
+        "username-space",
+        "username-colon",
+        "empty-token",
+        "token-newline",
+        "unknown",
+        "date",
+        "rotation",
+    ],
+)
+def test_credential_invalid_body_is_422_naming_the_field(api: ApiClient, body: dict[str, Any], field: str) -> None:
+    # GIVEN no credentials
+    # WHEN a credential body breaks a rule
+    refused = api.put("/v1/credentials/docker-hub", body)
+    # THEN it is 422 naming the field, and no secret is created
+    assert_error(refused, 422, "ValidationFailed")
+    assert field in fields(refused)
+    assert aws("secretsmanager").list_secrets()["SecretList"] == []
+
+
+@pytest.mark.parametrize("name", ["Docker-Hub", "-hub", "a" * 49, "hub%2Fx", "hub_"])
+def test_credential_invalid_name_is_422_naming_name(api: ApiClient, name: str) -> None:
+    # GIVEN no credentials
+    # WHEN a credential is created under a name Secrets Manager or EventBridge would refuse
+    refused = api.put(f"/v1/credentials/{name}", {**HUB, "token": TOKEN})
+    # THEN it is 422 naming "name", and no secret is created
+    assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["name"]
+    assert aws("secretsmanager").list_secrets()["SecretList"] == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"If-Match": '"1"'}, 200),
+        ({"If-Match": '"3"'}, 412),
+        ({"If-None-Match": "*"}, 412),
+    ],
+    ids=["current", "stale", "create-only"],
+)
+def test_credential_put_honours_conditional_headers(api: ApiClient, headers: dict[str, str], status: int) -> None:
+    # GIVEN a credential at version 1
+    create(api)
+    # WHEN a new token is sent with conditional headers
+    response = api.put("/v1/credentials/docker-hub", {**HUB, "token": NEW_TOKEN}, headers=headers)
+    # THEN a failed precondition is 412 and the secret keeps the old token
+    assert response.status == status, response.text
+    expected = NEW_TOKEN if status == 200 else TOKEN
+    assert secret_value() == {"username": "ci-bot", "accessToken": expected}
+
+
+def test_credential_delete_with_stale_if_match_is_412(api: ApiClient) -> None:
+    # GIVEN a credential at version 1
+    create(api)
+    # WHEN it is deleted with If-Match "2"
+    refused = api.delete("/v1/credentials/docker-hub", headers={"If-Match": '"2"'})
+    # THEN it is 412; credential and secret stay
+    assert_error(refused, 412, "PreconditionFailed")
+    assert api.get("/v1/credentials/docker-hub").status == 200
+    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
+
+
+# -- brownfield: a secret that already exists ---------------------------------------------------------
+
+
+def existing_secret(username: str = "legacy-bot") -> str:
+    """A secret ecr-pullthroughcache/docker-hub made outside ecrcache (by hand, by Terraform)."""
+    value = json.dumps({"username": username, "accessToken": "made-by-hand"})
+    arn: str = aws("secretsmanager").create_secret(Name=SECRET, SecretString=value)["ARN"]
+    return arn
+
+
+def test_credential_without_token_adopts_an_existing_secret(api: ApiClient) -> None:
+    # GIVEN a secret ecr-pullthroughcache/docker-hub that ecrcache did not create
+    arn = existing_secret()
+    # WHEN the credential is created without a token
+    adopted = api.put("/v1/credentials/docker-hub", HUB)
+    # THEN it is created pointing at that secret, whose value is left alone
+    assert adopted.status == 201, adopted.text
+    assert adopted.json["secret_arn"] == arn
+    assert secret_value() == {"username": "legacy-bot", "accessToken": "made-by-hand"}
+
+
+def test_credential_without_token_does_not_adopt_a_secret_scheduled_for_deletion(api: ApiClient) -> None:
+    # GIVEN a credential deleted a moment ago (its secret is scheduled for deletion)
+    create(api)
+    api.delete("/v1/credentials/docker-hub")
+    # WHEN it is created again without a token
+    refused = api.put("/v1/credentials/docker-hub", HUB)
+    # THEN the secret is not adopted: the token is needed
+    assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["token"]
+
+
+def test_credential_document_without_token_adopts_an_existing_secret_too(api: ApiClient) -> None:
+    # GIVEN a secret ecr-pullthroughcache/docker-hub that ecrcache did not create
+    arn = existing_secret()
+    # WHEN a document declares the credential without a token
+    applied = api.put("/v1/desired-state", {"credentials": {"docker-hub": HUB}})
+    # THEN it is adopted, as through PUT /v1/credentials/docker-hub
+    assert applied.status == 200, applied.text
+    assert api.get("/v1/credentials/docker-hub").json["secret_arn"] == arn
