@@ -11,7 +11,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: help setup test test-fast lint fmt local demo bench openapi build validate clean
+.PHONY: help setup test test-fast lint fmt local demo bench openapi schema build validate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: setup ## run the benchmarks and write docs/benchmarks.md
 
 openapi: setup ## regenerate docs/openapi.json from the code
 	$(PY) -m ecrcache_cli.openapi > docs/openapi.json
+
+schema: setup ## regenerate docs/desired-state.schema.json from the model
+	$(PY) -m ecrcache_cli.schema > docs/desired-state.schema.json
 
 validate: setup ## cfn-lint and sam validate --lint on template.yaml
 	$(TOOLS)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
