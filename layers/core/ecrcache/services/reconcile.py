@@ -287,6 +287,8 @@ class ReconcileService:
                 self._mark_unverified(region, unsure)
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
+        if scope.deep:  # the daily deep resync also checks every credential against its upstream
+            outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         self._record_status(
             region, desired=desired, observed=after, plan=plan, left=left, outcome=outcome, run_id=run_id
         )
