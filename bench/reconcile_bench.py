@@ -89,7 +89,7 @@ from ecrcache.observability import metrics
 from ecrcache.services.desired_state import DesiredStateService, SecretInput
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache_cli.embedded_aws import events, install, ports
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
+from ecrcache_cli.embedded_aws.ports import AcceptingChecker
 from tests.template import functions, table_definition
 
 if TYPE_CHECKING:
@@ -253,21 +253,6 @@ class CountingRegistry(Boto3EcrRegistry):
     ) -> ObservedRegion:
         self.passes += 1
         return super().observe(prefixes=prefixes, deep=deep, applied=applied)
-
-
-class AcceptingChecker:
-    """The upstream auth check behind ``ValidatePullThroughCacheRule``: the bench's tokens are good."""
-
-    def check(
-        self,
-        *,
-        upstream_registry: str,
-        upstream_registry_url: str,
-        upstream_repository_prefix: str,
-        username: str,
-        access_token: str,
-    ) -> AuthCheckResult:
-        return AuthCheckResult(is_valid=True)
 
 
 @dataclass(frozen=True)

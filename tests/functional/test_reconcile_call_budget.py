@@ -34,7 +34,7 @@ from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.desired_state import DesiredStateService, SecretInput
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache_cli.embedded_aws import ports
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
+from ecrcache_cli.embedded_aws.ports import AcceptingChecker
 from tests.conftest import ACCOUNT_ID, REGION
 
 pytestmark = pytest.mark.functional
@@ -85,21 +85,6 @@ def _repositories(prefix: str) -> list[str]:
 
 ALL_REPOSITORIES: Final = [name for prefix in UPSTREAMS for name in _repositories(prefix)]
 PAGES: Final = math.ceil((len(ALL_REPOSITORIES) + len(UNRELATED)) / PAGE_SIZE)
-
-
-class _AcceptingChecker:
-    """``ValidatePullThroughCacheRule``'s upstream check: every token is good (no network)."""
-
-    def check(
-        self,
-        *,
-        upstream_registry: str,
-        upstream_registry_url: str,
-        upstream_repository_prefix: str,
-        username: str,
-        access_token: str,
-    ) -> AuthCheckResult:
-        return AuthCheckResult(is_valid=True)
 
 
 class _PassCountingRegistry(Boto3EcrRegistry):
@@ -156,7 +141,7 @@ def _per_repository(calls: Counter[str]) -> Counter[str]:
 def controller(state_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Controller]:
     """Five desired rules (one with a credential), 12 cached repositories each, and 3 unrelated ones."""
     monkeypatch.setattr(ecr_registry, "REPOSITORIES_PAGE_SIZE", PAGE_SIZE)
-    ports.set_upstream_auth_checker(_AcceptingChecker())
+    ports.set_upstream_auth_checker(AcceptingChecker())
     try:
         desired = DesiredStateService(
             DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),

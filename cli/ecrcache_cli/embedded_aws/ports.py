@@ -64,6 +64,21 @@ class UpstreamAuthChecker(Protocol):
     ) -> AuthCheckResult: ...
 
 
+class AcceptingChecker:
+    """For tests and benchmarks without upstream registries: every credential is valid (no network)."""
+
+    def check(
+        self,
+        *,
+        upstream_registry: str,
+        upstream_registry_url: str,
+        upstream_repository_prefix: str,
+        username: str,
+        access_token: str,
+    ) -> AuthCheckResult:
+        return AuthCheckResult(is_valid=True)
+
+
 class UnavailableChecker:
     """Fallback when no real checker is installed: never claims a credential is valid."""
 

@@ -118,7 +118,6 @@ class ApplyResponse(BaseModel):
     dry_run: bool
     revision: int = Field(description="Revision of the desired state after the apply (or as read, for a dry run).")
     changes: list[ChangeOut]
-    warnings: list[str] = Field(default_factory=list)
 
 
 class HistoryPage(BaseModel):

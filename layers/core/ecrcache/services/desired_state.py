@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +85,6 @@ class ApplyResult:
     changes: list[ResourceChange]
     dry_run: bool
     revision: int
-    warnings: list[str] = field(default_factory=list)
 
 
 def _specs(snapshot: Snapshot) -> dict[ResourceKind, dict[str, Mapping[str, Any]]]:
@@ -270,11 +269,11 @@ class DesiredStateService:
             if dry_run or not changes:
                 return ApplyResult(changes=changes, dry_run=dry_run, revision=snapshot.revision)
             try:
-                revision, warnings = self._write_changes(snapshot, changes, secrets, actor, adopted)
+                revision = self._write_changes(snapshot, changes, secrets, actor, adopted)
             except StaleRevisionError:
                 self._backoff(attempt)
                 continue
-            return ApplyResult(changes=changes, dry_run=False, revision=revision, warnings=warnings)
+            return ApplyResult(changes=changes, dry_run=False, revision=revision)
         raise RetryableError("the desired state is changing too fast to apply; try again")
 
     def _credential_secrets(
@@ -305,7 +304,7 @@ class DesiredStateService:
         secrets: Mapping[str, SecretInput],
         actor: str,
         adopted: Mapping[str, str],
-    ) -> tuple[int, list[str]]:
+    ) -> int:
         staged: dict[str, StagedSecret] = {}
         deleted: list[str] = []
         try:
@@ -328,7 +327,7 @@ class DesiredStateService:
         for s in staged.values():
             self._promote(s)
         metrics.add_metric(name="DesiredStateWritten", unit="Count", value=len(changes))
-        return revision, []
+        return revision
 
     def _commit_all(self, revision: int, writes: Sequence[Write], actor: str) -> int:
         """One transaction when it fits; otherwise take the lease, commit in chunks, undo on failure."""

@@ -98,5 +98,4 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
                 )
                 for c in result.changes
             ],
-            warnings=result.warnings,
         )
