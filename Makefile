@@ -43,6 +43,12 @@ setup: $(VENV)/.stamp $(TOOLS)/.stamp .debian.stamp ## create .venv (project), .
 test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e
 	$(VENV)/bin/pytest -q
 
+local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-C: API :3000/v1, AWS :4566, registry :5000 (ARGS="--api-port 3001 ...")
+	$(VENV)/bin/ecrcache local $(ARGS)
+
+demo: $(VENV)/.stamp .debian.stamp ## scripted tour on a background local stack; exits non-zero if any step fails
+	$(PY) -m ecrcache_cli.demo $(ARGS)
+
 test-fast: setup ## unit tests only
 	$(VENV)/bin/pytest -q -m unit
 

@@ -18,6 +18,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from types import FrameType
 
 from ecrcache_cli.embedded_aws.server import DEFAULT_HOST, DEFAULT_PORT, EmbeddedAwsServer, PortBusyError
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # `ecrcache local` records its stack with a placeholder resource moto does not model (harmless).
+    warnings.filterwarnings("ignore", message=r"Tried to parse AWS::CloudFormation::WaitConditionHandle")
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,286 @@
+"""``template.yaml`` as the local stack needs it: parsed, ``Globals`` applied, intrinsics resolved.
+
+The local stack builds everything from the same template ``sam deploy`` uses, so local and cloud
+cannot drift apart:
+
+* :func:`parse_template` reads CloudFormation YAML (short tags: ``!Ref X`` -> ``{"Ref": "X"}``,
+  ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
+* :func:`function_properties` applies SAM's ``Globals.Function`` to each function;
+* :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
+  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``) against the physical
+  resources the local provisioner created; anything else is an error that names it;
+* :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
+  (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+__all__ = [
+    "SERVERLESS_FUNCTION",
+    "FunctionEvent",
+    "FunctionSpec",
+    "PhysicalResource",
+    "Resolver",
+    "TemplateError",
+    "function_properties",
+    "load_template",
+    "merge_globals",
+    "parse_template",
+    "resolve_functions",
+]
+
+SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
+
+# Short tags whose long form is not "Fn::<Tag>".
+_LONG_NAMES: Final = {"Ref": "Ref", "Condition": "Condition"}
+
+
+class TemplateError(ValueError):
+    """The template uses something the local stack cannot reproduce (the message names it)."""
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A safe loader that turns ``!Tag value`` into ``{"Fn::Tag": value}``."""
+
+
+def _construct_short_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:  # pragma: no cover - PyYAML has only these three node kinds
+        msg = f"unexpected YAML node {node!r}"
+        raise TypeError(msg)
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {_LONG_NAMES.get(tag_suffix, f"Fn::{tag_suffix}"): value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def parse_template(text: str) -> dict[str, Any]:
+    """Parse CloudFormation YAML (short tags included) into plain data."""
+    data = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict):
+        msg = "a CloudFormation template is a mapping"
+        raise TemplateError(msg)
+    return data
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """The template file at ``path`` as data."""
+    return parse_template(path.read_text(encoding="utf-8"))
+
+
+def merge_globals(globals_section: Any, local: Any) -> Any:
+    """SAM's Globals semantics: maps merge (the resource wins), lists add up, scalars are replaced."""
+    if isinstance(globals_section, dict) and isinstance(local, dict):
+        merged = dict(globals_section)
+        for key, value in local.items():
+            merged[key] = merge_globals(globals_section[key], value) if key in globals_section else value
+        return merged
+    if isinstance(globals_section, list) and isinstance(local, list):
+        return [*globals_section, *local]
+    return local
+
+
+def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied."""
+    global_properties = template.get("Globals", {}).get("Function", {})
+    return {
+        name: merge_globals(copy.deepcopy(global_properties), copy.deepcopy(res.get("Properties", {})))
+        for name, res in template.get("Resources", {}).items()
+        if res.get("Type") == SERVERLESS_FUNCTION
+    }
+
+
+@dataclass(frozen=True)
+class PhysicalResource:
+    """What the local provisioner made of one logical resource: its ``Ref`` value and attributes."""
+
+    ref: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+_SUB_VARIABLE: Final = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+class Resolver:
+    """Resolves intrinsic functions against the local stack's physical resources.
+
+    ``pseudo`` holds ``AWS::Region``, ``AWS::AccountId``, ``AWS::StackName``, ``AWS::Partition``,
+    ``AWS::URLSuffix``; ``parameters`` the parameter values (template defaults otherwise). A
+    reference to a resource the provisioner did not create raises :class:`TemplateError`.
+    """
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        resources: Mapping[str, PhysicalResource],
+        *,
+        pseudo: Mapping[str, str],
+        parameters: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template = template
+        self.resources = resources
+        self.pseudo = dict(pseudo)
+        defaults = {
+            name: str(spec["Default"])
+            for name, spec in template.get("Parameters", {}).items()
+            if isinstance(spec, dict) and "Default" in spec
+        }
+        self.parameters = {**defaults, **(parameters or {})}
+
+    # ---- references ---------------------------------------------------------------------------
+
+    def ref(self, name: str) -> str:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.resources:
+            return self.resources[name].ref
+        raise TemplateError(f"!Ref {name}: no such parameter, pseudo parameter or locally created resource")
+
+    def get_att(self, name: str, attribute: str) -> str:
+        resource = self.resources.get(name)
+        if resource is None:
+            raise TemplateError(f"!GetAtt {name}.{attribute}: {name} is not created by the local stack")
+        if attribute not in resource.attributes:
+            raise TemplateError(f"!GetAtt {name}.{attribute}: the local {name} has no attribute {attribute}")
+        return resource.attributes[attribute]
+
+    def condition(self, name: str) -> bool:
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise TemplateError(f"condition {name!r} is not defined")
+        return bool(self.resolve(conditions[name]))
+
+    # ---- the walk -------------------------------------------------------------------------------
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` with every intrinsic replaced by its local value."""
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key in {"Ref", "Condition"} or key.startswith("Fn::"):
+                return self._intrinsic(key, arg)
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: PLR0911 - one return per intrinsic
+        if key == "Ref":
+            return self.ref(str(arg))
+        if key == "Condition":
+            return self.condition(str(arg))
+        if key == "Fn::GetAtt":
+            parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+            return self.get_att(str(parts[0]), str(self.resolve(parts[1])))
+        if key == "Fn::Sub":
+            return self._sub(arg)
+        if key == "Fn::Join":
+            separator, items = arg
+            return str(separator).join(str(self.resolve(i)) for i in self.resolve(items))
+        if key == "Fn::Select":
+            index, items = arg
+            return self.resolve(items)[int(self.resolve(index))]
+        if key == "Fn::Equals":
+            left, right = (self.resolve(v) for v in arg)
+            return str(left) == str(right)
+        if key == "Fn::If":
+            name, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(str(name)) else when_false)
+        if key == "Fn::Not":
+            return not self.resolve(arg[0])
+        raise TemplateError(f"{key} is not supported by the local stack")
+
+    def _sub(self, arg: Any) -> str:
+        if isinstance(arg, list):
+            text, variables = str(arg[0]), {k: str(self.resolve(v)) for k, v in arg[1].items()}
+        else:
+            text, variables = str(arg), {}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name in variables:
+                return variables[name]
+            if "." in name and not name.startswith("AWS::"):
+                resource, attribute = name.split(".", 1)
+                return self.get_att(resource, attribute)
+            return self.ref(name)
+
+        return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
+
+
+@dataclass(frozen=True)
+class FunctionEvent:
+    """One entry of a function's ``Events``: its name, SAM type and resolved properties."""
+
+    name: str
+    type: str
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function as the local stack runs it (everything resolved against the local resources)."""
+
+    logical_id: str
+    code_uri: Path
+    handler: str
+    timeout: int
+    memory_size: int
+    environment: Mapping[str, str]
+    events: tuple[FunctionEvent, ...]
+    event_invoke_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def module_file(self) -> Path:
+        """The handler's module file (``app.lambda_handler`` -> ``<code_uri>/app.py``)."""
+        module = self.handler.rsplit(".", 1)[0]
+        return self.code_uri / (module.replace(".", "/") + ".py")
+
+    @property
+    def handler_name(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+def resolve_functions(template: Mapping[str, Any], resolver: Resolver, root: Path) -> dict[str, FunctionSpec]:
+    """Every function of the template, resolved (``root`` is the folder ``CodeUri`` is relative to)."""
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, props in function_properties(template).items():
+        code_uri = props.get("CodeUri")
+        handler = props.get("Handler")
+        if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+            raise TemplateError(f"{logical_id}: the local stack needs a local CodeUri and a module.function Handler")
+        variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
+        events = tuple(
+            FunctionEvent(name=name, type=str(event["Type"]), properties=resolver.resolve(event.get("Properties", {})))
+            for name, event in props.get("Events", {}).items()
+        )
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            code_uri=(root / code_uri).resolve(),
+            handler=handler,
+            timeout=int(resolver.resolve(props.get("Timeout", 3))),
+            memory_size=int(resolver.resolve(props.get("MemorySize", 128))),
+            environment={str(k): str(v) for k, v in variables.items()},
+            events=events,
+            event_invoke_config=resolver.resolve(props.get("EventInvokeConfig", {})),
+        )
+    return specs
