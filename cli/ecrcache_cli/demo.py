@@ -5,9 +5,11 @@
 3. ``ecrcache apply -f examples/`` and waits for convergence;
 4. lists the pull-through cache rules in ECR through the AWS API;
 5. pulls ``node:18-alpine`` through the cache and shows its new repository got the rule's lifecycle policy;
-6. deletes the ``quay`` rule behind the controller's back (AWS API) and shows the controller put it back;
-7. ``ecrcache plan --detailed-exitcode``: empty;
-8. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
+6. changes that rule's lifecycle and shows the controller updating the repository already cached
+   (ECR's creation templates only ever touch new repositories);
+7. deletes the ``quay`` rule behind the controller's back (AWS API) and shows the controller put it back;
+8. ``ecrcache plan --detailed-exitcode``: empty;
+9. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
 
 Exit status 0 only if every step happened; otherwise 1, naming the step and showing the local
 stack's last log lines. ``--keep-logs DIR`` keeps the local stack's log.
@@ -29,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 import boto3
 import requests
+import yaml
 from botocore.config import Config
 
 __all__ = ["main"]
@@ -140,18 +143,17 @@ class Demo:
         result = subprocess.run(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "ecrcache_cli", *args],
             input=stdin,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # progress (stderr) in order with the results (stdout)
             text=True,
             env=env,
             timeout=self.args.timeout + 60,
             check=False,
         )
         self.show(result.stdout)
-        if result.stderr.strip():
-            self.show(result.stderr)
         if result.returncode not in expect:
             raise StepFailed(f"`ecrcache {' '.join(args)}` exited {result.returncode}, expected {list(expect)}")
-        if stdin is not None and stdin.strip() in result.stdout + result.stderr:
+        if stdin is not None and stdin.strip() in result.stdout:
             raise StepFailed("the token appeared in the CLI's output")
         return result
 
@@ -179,6 +181,21 @@ class Demo:
                 return value, time.monotonic() - started
             time.sleep(0.5)
         raise StepFailed(f"{what} did not happen within {timeout or self.args.timeout} s")
+
+    def wait_for_lifecycle(self, ecr: Any, rule: str) -> dict[str, Any]:
+        """The pulled repository's lifecycle policy, once it is the one ``rule`` renders now."""
+        expected = self.api(f"/rules/{rule}")["rendered"]["lifecycle_policy"]
+
+        def applied() -> dict[str, Any] | None:
+            try:
+                text = ecr.get_lifecycle_policy(repositoryName=PULLED_REPOSITORY)["lifecyclePolicyText"]
+            except ecr.exceptions.LifecyclePolicyNotFoundException:
+                return None
+            policy: dict[str, Any] = json.loads(text)
+            return policy if policy == expected else None
+
+        policy, _ = self.wait_for(f"rule {rule!r}'s lifecycle policy on {PULLED_REPOSITORY}", applied)
+        return policy
 
     # ---- the tour -----------------------------------------------------------------------------------
 
@@ -213,19 +230,20 @@ class Demo:
         if pulled.get("failures") or not pulled.get("images"):
             raise StepFailed(f"the pull through the cache failed: {pulled.get('failures')}")
         self.show(f"pulled {PULLED_REPOSITORY}:{PULLED_TAG} {pulled['images'][0]['imageId'].get('imageDigest', '')}")
-        expected = self.api("/rules/docker-hub")["rendered"]["lifecycle_policy"]
-
-        def lifecycle_applied() -> dict[str, Any] | None:
-            try:
-                text = ecr.get_lifecycle_policy(repositoryName=PULLED_REPOSITORY)["lifecyclePolicyText"]
-            except ecr.exceptions.LifecyclePolicyNotFoundException:
-                return None
-            policy: dict[str, Any] = json.loads(text)
-            return policy if policy == expected else None
-
-        policy, took = self.wait_for("the lifecycle policy on the new repository", lifecycle_applied)
-        self.show(f"the controller set its lifecycle policy {took:.1f} s after the first pull:")
+        policy = self.wait_for_lifecycle(ecr, "docker-hub")
+        self.show(f"{PULLED_REPOSITORY} was created with the rule's lifecycle policy:")
         self.show(json.dumps(policy, indent=2))
+
+        self.step("Change the rule's lifecycle (keep_last 20 -> 10): the cached repository follows")
+        rules = yaml.safe_load((self.args.examples / "rules.yaml").read_text(encoding="utf-8"))["rules"]
+        changed = rules["docker-hub"]
+        changed["lifecycle"]["presets"]["keep_last"] = 10
+        changed_file = self.workdir / "docker-hub-keep-10.yaml"
+        changed_file.write_text(yaml.safe_dump({"version": 1, "rules": {"docker-hub": changed}}), encoding="utf-8")
+        self.cli("apply", "-f", str(changed_file), "--timeout", str(int(self.args.timeout)))
+        policy = self.wait_for_lifecycle(ecr, "docker-hub")
+        kept = [r["selection"].get("countNumber") for r in policy["rules"] if r["selection"]["tagStatus"] == "tagged"]
+        self.show(f"{PULLED_REPOSITORY} now keeps {kept[0]} tagged images (updated by the controller, not by ECR)")
 
         self.step(f"Delete the {REPAIRED_RULE!r} rule behind the controller's back (AWS API)")
         ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix=REPAIRED_RULE)

@@ -203,6 +203,10 @@ class HostProcess:
         self.stop()
         raise InvokeError(f"{self.name}: the function host did not start (see its log above)")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def invoke(self, event: Mapping[str, Any]) -> Any:
         """Run the handler once with ``event``; its result, or FunctionError / InvokeError."""
         if not self.url:

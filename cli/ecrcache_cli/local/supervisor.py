@@ -174,6 +174,7 @@ class LocalRun:
         self.console = console
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.template: dict[str, Any] = {}
+        self.pids: dict[str, int] = {}
 
     def _started(self, name: str, stop: Callable[[], None]) -> None:
         self._stops.append((name, stop))
@@ -194,6 +195,8 @@ class LocalRun:
 
         registry = LocalRegistry(port=self.args.registry_port).start()
         self._started("registry", registry.stop)
+        if registry.pid is not None:
+            self.pids["registry"] = registry.pid
         self.console.line("registry", f"docker-registry at {registry.url}")
         if not self.args.no_seed:
             with Seeder.for_registry(registry) as seeder:
@@ -229,6 +232,7 @@ class LocalRun:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks the child needs
         )
         self._started("embedded AWS", lambda: _terminate(process))
+        self.pids["aws"] = process.pid
         assert process.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -280,6 +284,8 @@ class LocalRun:
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "PYTHONUNBUFFERED": "1",
+                # Powertools warns on every invocation that published no metric (they are disabled here).
+                "PYTHONWARNINGS": "ignore:No application metrics to publish:UserWarning",
             }
             host = HostProcess(
                 logical_id,
@@ -293,6 +299,8 @@ class LocalRun:
             )
             host.start()
             self._started(logical_id, host.stop)
+            if host.pid is not None:
+                self.pids[logical_id] = host.pid
             self.console.line(_short(logical_id), f"{function.handler} from {function.code_uri} ready")
             hosts[logical_id] = host
         return hosts
@@ -432,13 +440,14 @@ def main(argv: list[str] | None = None) -> int:
             console.say(f"failed to start: {type(exc).__name__}: {exc}")
             run.stop()
             return EXIT_FAILED
-        endpoints = {
+        endpoints: dict[str, Any] = {
             "api": api_base,
             "aws": aws_url,
             "registry": f"http://127.0.0.1:{args.registry_port}" if not args.no_registry else "",
             "stack": stack.name,
             "region": stack.region,
             "table": stack.outputs.get("StateTableName", ""),
+            "pids": {"local": os.getpid(), **run.pids},
         }
         if args.ready_file is not None:
             args.ready_file.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")

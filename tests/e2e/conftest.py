@@ -1,0 +1,160 @@
+"""End-to-end fixtures: ``ecrcache local`` running as users run it, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is gone for our purposes (its parent has not reaped it yet)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@dataclass
+class RunningStack:
+    """A started ``ecrcache local``: its endpoints (the ready file) and its process."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        return str(self.ready["api"])
+
+    @property
+    def aws(self) -> str:
+        return str(self.ready["aws"])
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        factory: Any = boto3.client
+        return factory(
+            service,
+            endpoint_url=self.aws,
+            region_name=self.ready["region"],
+            config=Config(retries={"mode": "standard"}, account_id_endpoint_mode="disabled"),
+            **kwargs,
+        )
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+def start_stack(tmp: Path, *extra: str) -> RunningStack:
+    ready_path = tmp / "ready.json"
+    log_path = tmp / "local.log"
+    argv = [
+        sys.executable, "-m", "ecrcache_cli", "local",
+        "--aws-port", str(free_port()), "--api-port", str(free_port()), "--registry-port", str(free_port()),
+        "--ready-file", str(ready_path), *extra,
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    stack = RunningStack(process=process, log_path=log_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if ready_path.exists():
+            stack.ready = json.loads(ready_path.read_text(encoding="utf-8"))
+            return stack
+        if process.poll() is not None:
+            pytest.fail(f"ecrcache local exited {process.returncode}:\n{stack.log()[-4000:]}")
+        time.sleep(0.2)
+    stack.stop()
+    pytest.fail(f"ecrcache local was not ready in {START_TIMEOUT} s:\n{stack.log()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """One ``ecrcache local`` for the e2e session (stack name ``ecrcache-e2e``)."""
+    stack = start_stack(tmp_path_factory.mktemp("local"), "--stack-name", "ecrcache-e2e")
+    yield stack
+    stack.stop()
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Cli:
+    """Runs ``ecrcache`` as a user would (a subprocess), against one endpoint."""
+
+    def __init__(self, endpoint: str, cwd: Path) -> None:
+        self.endpoint = endpoint
+        self.cwd = cwd
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None, endpoint: bool = True
+    ) -> CliResult:
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        if endpoint:
+            full_env["ECRCACHE_ENDPOINT"] = self.endpoint
+        else:
+            full_env.pop("ECRCACHE_ENDPOINT", None)
+        done = subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "ecrcache_cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=self.cwd,
+            timeout=240,
+            check=False,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, stdin: str | None = None, codes: Sequence[int] = (0,)) -> CliResult:
+        result = self(*args, stdin=stdin)
+        assert result.code in codes, f"ecrcache {' '.join(args)} -> {result.code}\n{result.output}"
+        return result
+
+
+@pytest.fixture(scope="session")
+def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    return Cli(local_stack.api, tmp_path_factory.mktemp("cli"))

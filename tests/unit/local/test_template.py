@@ -1,0 +1,104 @@
+"""The local stack reads template.yaml: Globals applied, intrinsics resolved against local resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecrcache_cli.local.template import PhysicalResource, Resolver, TemplateError, parse_template, resolve_functions
+from tests.template import ROOT, load_template
+
+pytestmark = pytest.mark.unit
+
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "local",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+RESOURCES = {
+    "StateTable": PhysicalResource(
+        "local-StateTable",
+        {
+            "Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/local-StateTable",
+            "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/local-StateTable/stream/1",
+        },
+    ),
+    "ReconcilerDlq": PhysicalResource("http://q/local-ReconcilerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}),
+    "RestApi": PhysicalResource("local-api"),
+}
+
+
+def resolver(template: dict[str, Any], **parameters: str) -> Resolver:
+    return Resolver(template, RESOURCES, pseudo=PSEUDO, parameters=parameters)
+
+
+def test_functions_of_the_real_template_resolve_with_globals_applied() -> None:
+    template = load_template()
+    functions = resolve_functions(template, resolver(template), ROOT)
+
+    api = functions["ApiFunction"]
+    assert api.module_file == ROOT / "functions" / "api" / "app.py"
+    assert api.handler_name == "lambda_handler"
+    assert api.timeout == 29
+    assert api.memory_size == 512  # from Globals
+    assert api.environment["TABLE_NAME"] == "local-StateTable"
+    assert api.environment["POWERTOOLS_SERVICE_NAME"] == "ecrcache"  # from Globals
+    assert api.environment["POWERTOOLS_LOG_LEVEL"] == "INFO"  # !Ref LogLevel -> its default
+
+    reconciler = functions["ReconcilerFunction"]
+    events = {event.name: event for event in reconciler.events}
+    assert events["DesiredStateChanged"].properties["Stream"] == RESOURCES["StateTable"].attributes["StreamArn"]
+    assert events["Resync"].properties["Schedule"] == "rate(15 minutes)"
+    assert reconciler.event_invoke_config["DestinationConfig"]["OnFailure"]["Destination"].startswith("arn:aws:sqs")
+
+
+def test_sub_join_if_and_parameters() -> None:
+    template = parse_template(
+        """
+Parameters:
+  Stage: {Type: String, Default: prod}
+  Flag: {Type: String, Default: "true"}
+Conditions:
+  IsOn: !Equals [!Ref Flag, "true"]
+Resources: {}
+"""
+    )
+    r = resolver(template)
+    assert r.resolve({"Fn::Sub": "${AWS::StackName}-${StateTable.Arn}-${Stage}"}).endswith(":table/local-StateTable-prod")
+    assert r.resolve({"Fn::Sub": ["${X}/${!Literal}", {"X": {"Ref": "Stage"}}]}) == "prod/${Literal}"
+    assert r.resolve({"Fn::Join": ["/", ["a", {"Ref": "Stage"}]]}) == "a/prod"
+    assert r.resolve({"Fn::If": ["IsOn", "yes", "no"]}) == "yes"
+    assert resolver(template, Flag="false").resolve({"Fn::If": ["IsOn", "yes", "no"]}) == "no"
+    assert r.resolve({"Fn::Select": [1, ["a", "b"]]}) == "b"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"Ref": "Nope"}, "!Ref Nope"),
+        ({"Fn::GetAtt": ["Nope", "Arn"]}, "Nope is not created by the local stack"),
+        ({"Fn::GetAtt": ["RestApi", "RootResourceId"]}, "has no attribute RootResourceId"),
+        ({"Fn::ImportValue": "x"}, "Fn::ImportValue is not supported"),
+        ({"Fn::If": ["Missing", 1, 2]}, "condition 'Missing'"),
+    ],
+)
+def test_what_cannot_be_resolved_is_named(value: Any, message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        resolver({"Resources": {}}).resolve(value)
+
+
+def test_a_function_without_local_code_is_refused(tmp_path: Path) -> None:
+    template = parse_template(
+        """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: {Bucket: b, Key: k}, Handler: app.handler, Runtime: python3.13}
+"""
+    )
+    with pytest.raises(TemplateError, match="Fn: the local stack needs a local CodeUri"):
+        resolve_functions(template, resolver(template), tmp_path)
