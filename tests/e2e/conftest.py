@@ -86,7 +86,7 @@ def start_stack(tmp: Path, *extra: str) -> RunningStack:
         "--ready-file", str(ready_path), *extra,
     ]  # fmt: skip
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     stack = RunningStack(process=process, log_path=log_path)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -137,7 +137,7 @@ class Cli:
             full_env["ECRCACHE_ENDPOINT"] = self.endpoint
         else:
             full_env.pop("ECRCACHE_ENDPOINT", None)
-        done = subprocess.run(  # noqa: S603 - our own CLI
+        done = subprocess.run(
             [sys.executable, "-m", "ecrcache_cli", *args],
             input=stdin,
             capture_output=True,

@@ -29,7 +29,7 @@ def test_a_busy_port_is_reported_before_anything_starts(flag: str) -> None:
         argv = [sys.executable, "-m", "ecrcache_cli", "local"]
         for name, value in ports.items():
             argv += [name, str(value)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
     assert done.returncode == 3
     assert f"{port} ({flag})" in done.stderr
@@ -66,7 +66,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
 
 def test_make_demo_tour_passes() -> None:
     # `make demo` runs exactly this module (after `make setup`)
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "ecrcache_cli.demo", "--timeout", "120"],
         capture_output=True,
         text=True,

@@ -27,7 +27,9 @@ RESOURCES = {
             "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/local-StateTable/stream/1",
         },
     ),
-    "ReconcilerDlq": PhysicalResource("http://q/local-ReconcilerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}),
+    "ReconcilerDlq": PhysicalResource(
+        "http://q/local-ReconcilerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
+    ),
     "RestApi": PhysicalResource("local-api"),
 }
 
@@ -68,7 +70,9 @@ Resources: {}
 """
     )
     r = resolver(template)
-    assert r.resolve({"Fn::Sub": "${AWS::StackName}-${StateTable.Arn}-${Stage}"}).endswith(":table/local-StateTable-prod")
+    assert r.resolve({"Fn::Sub": "${AWS::StackName}-${StateTable.Arn}-${Stage}"}).endswith(
+        ":table/local-StateTable-prod"
+    )
     assert r.resolve({"Fn::Sub": ["${X}/${!Literal}", {"X": {"Ref": "Stage"}}]}) == "prod/${Literal}"
     assert r.resolve({"Fn::Join": ["/", ["a", {"Ref": "Stage"}]]}) == "a/prod"
     assert r.resolve({"Fn::If": ["IsOn", "yes", "no"]}) == "yes"
