@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from ecrcache.config import ApiSettings, ReconcilerSettings
-from tests.template import ROOT, SERVERLESS_FUNCTION, functions, load_template, resources
+from ecrcache_cli.local.template import SERVERLESS_FUNCTION
+from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
 

@@ -117,7 +117,10 @@ class ApiGateway:
     def start(self) -> Self:
         """Bind (``OSError`` if the port is taken) and serve in a daemon thread."""
         self._server = make_server(self.host, self.port, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ecrcache-gateway", daemon=True)
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.05), name="ecrcache-gateway", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,225 @@
+"""The command line itself: help, version, usage errors, ``local`` delegation, and where tokens may come from."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ecrcache
+from ecrcache_cli import main as cli_main
+from ecrcache_cli.output import EXIT_CODES_HELP
+from tests.unit.cli.support import Recorded, Reply, recording_server, run_cli
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "ghp_cli_unit_token_0001"
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    result = run_cli(["--help"])
+    assert result.code == 0
+    for command in ("apply", "plan", "get", "delete", "status", "history", "reconcile", "export", "import"):
+        assert f"  {command} " in result.stdout
+    assert "credentials" in result.stdout and "local" in result.stdout
+    for line in EXIT_CODES_HELP.splitlines()[1:]:
+        assert line.strip() in result.stdout
+
+
+def test_version() -> None:
+    result = run_cli(["--version"])
+    assert (result.code, result.stdout) == (0, f"ecrcache {ecrcache.__version__}\n")
+
+
+def test_main_returns_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["ecrcache", "--version"])
+    assert cli_main.main() == 0
+    assert cli_main.main(["--version"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nope"],
+        ["apply"],
+        ["get", "things"],
+        ["plan", "--bogus"],
+        ["history", "--limit", "0"],
+        ["export", "-o", "table"],
+        ["credentials", "set", "x", "--token", TOKEN],
+        ["credentials", "set", "x", TOKEN],
+    ],
+)
+def test_usage_errors_exit_64(argv: list[str]) -> None:
+    result = run_cli(argv)
+    assert result.code == 64, result.output
+    assert result.stdout == "" or argv == []
+
+
+def test_tokens_are_never_accepted_on_the_command_line() -> None:
+    # GIVEN the credentials set command
+    result = run_cli(["credentials", "set", "--help"])
+    # THEN no option takes a token value: only --token-stdin (a flag) mentions it
+    options = [line.split()[0] for line in result.stdout.splitlines() if line.strip().startswith("--")]
+    assert "--token-stdin" in options
+    assert not [o for o in options if "token" in o and o != "--token-stdin"]
+
+
+def credential_server(existing: bool) -> Any:
+    def respond(request: Recorded) -> Reply:
+        if request.method == "GET":
+            if not existing:
+                return Reply(404, {"code": "NotFound", "message": "no credential named 'gh'", "details": []})
+            spec = {
+                "upstream_kind": "github-container-registry",
+                "username": "octo",
+                "expires_at": "2027-01-01",
+                "rotation": {"strategy": "manual", "schedule": None, "minting_secret_arn": None},
+                "description": "kept",
+            }
+            return Reply(200, {"name": "gh", "version": 3, "spec": spec}, {"ETag": '"3"'})
+        return Reply(200 if existing else 201, {"name": "gh", "version": 4, "secret_name": "ecr-pullthroughcache/gh"})
+
+    return recording_server(respond)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "sent"), [(TOKEN + "\n", TOKEN), (TOKEN + "\r\n", TOKEN), (TOKEN + "\n\n", TOKEN + "\n")]
+)
+def test_credentials_set_update_sends_if_match_keeps_fields_and_strips_one_newline(stdin: str, sent: str) -> None:
+    with credential_server(existing=True) as server:
+        result = run_cli(
+            ["--endpoint", server.url, "credentials", "set", "gh", "--token-stdin", "--expires-at", "none"], input=stdin
+        )
+    assert result.code == 0, result.output
+    put = server.requests[-1]
+    assert (put.method, put.target, put.header("If-Match"), put.header("If-None-Match")) == (
+        "PUT",
+        "/v1/credentials/gh",
+        '"3"',
+        None,
+    )
+    assert put.json() == {
+        "upstream_kind": "github-container-registry",
+        "username": "octo",
+        "expires_at": None,
+        "rotation": {"strategy": "manual", "schedule": None, "minting_secret_arn": None},
+        "description": "kept",
+        "token": sent,
+    }
+    assert TOKEN not in result.output
+
+
+def test_credentials_set_create_sends_if_none_match_and_rotation_fields() -> None:
+    with credential_server(existing=False) as server:
+        result = run_cli(
+            [
+                "--endpoint",
+                server.url,
+                "credentials",
+                "set",
+                "gh",
+                "--upstream",
+                "docker-hub",
+                "--username",
+                "ci",
+                "--rotation-strategy",
+                "dockerhub-pat",
+                "--rotation-schedule",
+                "rate(30 days)",
+                "--minting-secret-arn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:dh-admin-AbCdEf",
+                "--description",
+                "ci bot",
+                "--token-stdin",
+                "-o",
+                "json",
+            ],
+            input=TOKEN,
+        )
+    assert result.code == 0, result.output
+    put = server.requests[-1]
+    assert put.header("If-None-Match") == "*" and put.header("If-Match") is None
+    assert put.json() == {
+        "upstream_kind": "docker-hub",
+        "username": "ci",
+        "description": "ci bot",
+        "rotation": {
+            "strategy": "dockerhub-pat",
+            "schedule": "rate(30 days)",
+            "minting_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dh-admin-AbCdEf",
+        },
+        "token": TOKEN,
+    }
+    assert TOKEN not in result.output
+
+
+def test_credentials_set_without_token_stdin_changes_metadata_only() -> None:
+    with credential_server(existing=True) as server:
+        result = run_cli(["--endpoint", server.url, "credentials", "set", "gh", "--username", "other"])
+    assert result.code == 0, result.output
+    body = server.requests[-1].json()
+    assert "token" not in body and body["username"] == "other"
+    assert result.stdout == 'Updated credential "gh" (version 4, secret ecr-pullthroughcache/gh).\n'
+
+
+def test_local_delegates_every_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[list[str]] = []
+    fake = types.ModuleType("ecrcache_cli.local.supervisor")
+
+    def fake_main(argv: list[str]) -> int:
+        received.append(argv)
+        return 3
+
+    fake.main = fake_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ecrcache_cli.local.supervisor", fake)
+    result = run_cli(["local", "--port", "3001", "--help", "-v", "extra"])
+    assert result.code == 3
+    assert received == [["--port", "3001", "--help", "-v", "extra"]]
+
+
+def test_local_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str, package: str | None = None) -> types.ModuleType:
+        raise ModuleNotFoundError("No module named 'moto'")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    result = run_cli(["local"])
+    assert result.code == 1
+    assert result.stderr.splitlines()[0] == "ecrcache local needs the local extra: pip install 'ecrcache[local]'"
+
+
+def test_unexpected_errors_exit_1_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_main, "load", broken)
+    result = run_cli(["--endpoint", "http://127.0.0.1:9", "apply", "-f", str(tmp_path)])
+    assert result.code == 1
+    assert result.stderr == "error: unexpected RuntimeError: boom\n"
+
+
+def test_get_history_and_status_tables_from_a_scripted_api() -> None:
+    def respond(request: Recorded) -> Reply:
+        if request.path == "/v1/history":
+            item = {"at": "2026-06-01T12:00:00Z", "kind": "rule", "name": "quay", "action": "create", "version": 1}
+            return Reply(200, {"items": [{**item, "revision": 1, "by": "arn:aws:iam::1:user/a"}], "next_token": None})
+        return Reply(200, {"items": []})
+
+    with recording_server(respond) as server:
+        history = run_cli(["--endpoint", server.url, "history", "--kind", "warm_set", "--name", "w", "--limit", "5"])
+    assert history.code == 0, history.output
+    assert server.requests[0].target == "/v1/history?kind=warm-set&name=w&limit=5"
+    assert history.stdout.splitlines()[1].split() == [
+        "2026-06-01T12:00:00Z",
+        "rule",
+        "quay",
+        "create",
+        "1",
+        "1",
+        "arn:aws:iam::1:user/a",
+    ]
