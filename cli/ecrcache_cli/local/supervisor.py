@@ -351,6 +351,7 @@ class LocalRun:
             stack_name=stack.name,
             invoke=invoke,
             schedule_speed=self.args.schedule_speed,
+            account_id=stack.account_id,
             log=lambda text: self.console.line("events", text),
         )
         for delivery in runner.deliveries():

@@ -1,0 +1,195 @@
+"""template.yaml <-> the local stack: every function event has a local delivery, with the template's values.
+
+``make local`` delivers events from each function's ``Events`` in the template (the event runner:
+DynamoDB streams, schedules, EventBridge rules; the local API gateway: ``Api``). A function event
+the local stack cannot deliver fails here -- so an event added to the template cannot silently do
+nothing locally.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from ecrcache_cli.local.runner import (
+    DELIVERED_ELSEWHERE,
+    LOCALLY_DELIVERED,
+    Delivery,
+    EventRunner,
+    UnsupportedEventError,
+)
+from ecrcache_cli.local.template import PhysicalResource, Resolver, function_properties, resolve_functions
+from tests.template import ROOT, load_template
+
+pytestmark = pytest.mark.contract
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK = "ecrcache-local"
+
+
+class _EveryAttribute(Mapping[str, str]):
+    """Attributes of a placeholder resource: any ``!GetAtt`` resolves to a plausible value."""
+
+    def __init__(self, values: Mapping[str, str], default: str) -> None:
+        self._known = dict(values)
+        self._default = default
+
+    def __getitem__(self, key: str) -> str:
+        return self._known.get(key, f"{self._default}-{key}")
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+def placeholder(logical_id: str, resource_type: str) -> PhysicalResource:
+    """What a local provisioner would make of a resource (names only; nothing is created)."""
+    name = f"{STACK}-{logical_id}"
+    if resource_type == "AWS::DynamoDB::Table":
+        arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        values = {"Arn": arn, "StreamArn": f"{arn}/stream/2026-01-01T00:00:00.000"}
+        return PhysicalResource(ref=name, attributes=_EveryAttribute(values, arn))
+    if resource_type == "AWS::SQS::Queue":
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        values = {"Arn": arn, "QueueName": name}
+        return PhysicalResource(ref=f"http://127.0.0.1:4566/{ACCOUNT}/{name}", attributes=_EveryAttribute(values, arn))
+    service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "local"
+    arn = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{name}"
+    return PhysicalResource(ref=name, attributes=_EveryAttribute({"Arn": arn}, arn))
+
+
+def local_runner(template: dict[str, Any]) -> EventRunner:
+    resources = {
+        logical_id: placeholder(logical_id, str(resource.get("Type", "")))
+        for logical_id, resource in template["Resources"].items()
+    }
+    resolver = Resolver(
+        template,
+        resources,
+        pseudo={
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": STACK,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+    )
+
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        raise AssertionError("deliveries() invokes nothing")
+
+    return EventRunner(
+        resolve_functions(template, resolver, ROOT),
+        endpoint_url="http://127.0.0.1:9",  # nothing listens: deliveries() makes no AWS call
+        region=REGION,
+        stack_name=STACK,
+        invoke=invoke,
+    )
+
+
+def template_events() -> dict[tuple[str, str], dict[str, Any]]:
+    """(function, event) -> the event as written in template.yaml."""
+    return {
+        (function, name): event
+        for function, properties in function_properties(load_template()).items()
+        for name, event in (properties.get("Events") or {}).items()
+    }
+
+
+@pytest.fixture(scope="module")
+def deliveries() -> dict[tuple[str, str], Delivery]:
+    return {(d.function, d.event): d for d in local_runner(load_template()).deliveries()}
+
+
+def test_every_function_event_has_exactly_one_local_delivery(deliveries: dict[tuple[str, str], Delivery]) -> None:
+    events = template_events()
+    assert events, "the template declares function events"
+    assert set(deliveries) == set(events)
+    for key, delivery in deliveries.items():
+        assert delivery.type == events[key]["Type"]
+        assert delivery.type in LOCALLY_DELIVERED | DELIVERED_ELSEWHERE.keys()
+
+
+def test_stream_deliveries_carry_the_templates_settings(deliveries: dict[tuple[str, str], Delivery]) -> None:
+    streams = {k: e for k, e in template_events().items() if e["Type"] == "DynamoDB"}
+    assert streams
+    for key, event in streams.items():
+        properties = event["Properties"]
+        text = deliveries[key].description
+        assert f"from {properties['StartingPosition']}" in text
+        assert f"batch={properties['BatchSize']} " in text
+        assert f"window={properties['MaximumBatchingWindowInSeconds']}s" in text
+        assert f"retries={properties['MaximumRetryAttempts']}" in text
+        filters = properties.get("FilterCriteria", {}).get("Filters", [])
+        assert f"filters={len(filters)}" in text
+        for entry in filters:
+            assert entry["Pattern"] in text
+        if "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []):
+            assert "ReportBatchItemFailures" in text
+        if "DestinationConfig" in properties:
+            assert f"→ DLQ arn:aws:sqs:{REGION}:{ACCOUNT}:" in text
+
+
+def test_schedule_deliveries_carry_expression_and_input(deliveries: dict[tuple[str, str], Delivery]) -> None:
+    schedules = {k: e for k, e in template_events().items() if e["Type"] == "Schedule"}
+    assert schedules
+    for key, event in schedules.items():
+        properties = event["Properties"]
+        text = deliveries[key].description
+        assert text.startswith(f"schedule {properties['Schedule']} ")
+        if "Input" in properties:
+            assert f"input={properties['Input']}" in text
+        retry = properties.get("RetryPolicy", {})
+        if "MaximumRetryAttempts" in retry:
+            assert f"retries={retry['MaximumRetryAttempts']} " in text
+        if "DeadLetterConfig" in properties:
+            assert "→ DLQ arn:aws:sqs:" in text
+
+
+def test_rule_deliveries_carry_the_pattern(deliveries: dict[tuple[str, str], Delivery]) -> None:
+    rules = {k: e for k, e in template_events().items() if e["Type"] == "EventBridgeRule"}
+    assert rules
+    for key, event in rules.items():
+        text = deliveries[key].description
+        assert f"pattern={json.dumps(event['Properties']['Pattern'], separators=(',', ':'))}" in text
+        assert f"rule {STACK}-{key[0]}-{key[1]} on bus default" in text
+
+
+def test_api_events_are_delivered_by_the_gateway(deliveries: dict[tuple[str, str], Delivery]) -> None:
+    apis = {k: e for k, e in template_events().items() if e["Type"] == "Api"}
+    assert apis
+    for key, event in apis.items():
+        properties = event["Properties"]
+        assert deliveries[key].description == (
+            f"delivered by {DELIVERED_ELSEWHERE['Api']}: {properties['Method'].upper()} {properties['Path']}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "properties"),
+    [
+        ("SQS", {"Queue": {"Fn::GetAtt": ["ReconcilerDlq", "Arn"]}, "BatchSize": 10}),
+        ("S3", {"Bucket": "uploads", "Events": "s3:ObjectCreated:*"}),
+    ],
+)
+def test_a_function_event_without_local_delivery_fails(event_type: str, properties: dict[str, Any]) -> None:
+    template = copy.deepcopy(load_template())
+    events = template["Resources"]["ReconcilerFunction"]["Properties"]["Events"]
+    events["NewTrigger"] = {"Type": event_type, "Properties": properties}
+
+    with pytest.raises(UnsupportedEventError) as info:
+        local_runner(template).deliveries()
+    message = str(info.value)
+    assert "ReconcilerFunction" in message
+    assert "NewTrigger" in message
+    assert f"Type: {event_type}" in message
