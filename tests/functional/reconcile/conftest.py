@@ -46,8 +46,8 @@ from tests.functional.reconcile.support import (
     Reconciler,
     StateStream,
     clients,
+    reconciler_test_session,
     share_loader,
-    testing_session,
 )
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def world(state_table: str) -> Iterator[World]:
 
     def registry(region: str) -> Boto3EcrRegistry:
         if region not in registries:
-            client = testing_session().client("ecr", region_name=region)  # its own: a registry counts its calls
+            client = reconciler_test_session().client("ecr", region_name=region)  # its own: a registry counts its calls
             registries[region] = Boto3EcrRegistry(region, client, sleep=lambda _: None)
         return registries[region]
 
@@ -167,7 +167,7 @@ def bob(aws: None) -> Principal:
     iam = clients().iam
     user = iam.create_user(UserName="bob")["User"]
     key = iam.create_access_key(UserName="bob")["AccessKey"]
-    ecr = testing_session().client(
+    ecr = reconciler_test_session().client(
         "ecr",
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],

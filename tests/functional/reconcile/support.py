@@ -70,12 +70,12 @@ __all__ = [
     "eventbridge_pattern",
     "failing",
     "matches",
+    "reconciler_test_session",
     "recording",
     "schedule_input",
     "share_loader",
     "stream_filter_patterns",
     "target_of",
-    "testing_session",
 ]
 
 RECONCILER: Final = "ReconcilerFunction"
@@ -122,7 +122,7 @@ class Clients:
 
 
 @cache
-def testing_session() -> boto3.Session:
+def reconciler_test_session() -> boto3.Session:
     """A session with moto's fake credentials (not the environment's: the function's run changes those)."""
     return share_loader(
         boto3.Session(
@@ -136,7 +136,7 @@ def testing_session() -> boto3.Session:
 
 @cache
 def clients() -> Clients:
-    session = testing_session()
+    session = reconciler_test_session()
     return Clients(
         dynamodb=session.client("dynamodb"),
         streams=session.client("dynamodbstreams"),

@@ -32,8 +32,8 @@ from tests.functional.reconcile.support import (
     Reconciler,
     clients,
     cloudtrail,
+    reconciler_test_session,
     recording,
-    testing_session,
 )
 
 pytestmark = pytest.mark.functional
@@ -325,7 +325,7 @@ def test_the_controllers_own_calls_come_back_as_events_and_cause_no_reconcile(
 def _assumed_ecr(role_arn: str, session: str) -> Principal:
     credentials = clients().sts.assume_role(RoleArn=role_arn, RoleSessionName=session)
     keys = credentials["Credentials"]
-    client = testing_session().client(
+    client = reconciler_test_session().client(
         "ecr",
         aws_access_key_id=keys["AccessKeyId"],
         aws_secret_access_key=keys["SecretAccessKey"],
