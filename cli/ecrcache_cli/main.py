@@ -211,7 +211,14 @@ def apply_cmd(
     rules = {prefix.removesuffix("/"): tuple(spec.get("regions") or ()) for prefix, spec in _rules(files.body)}
     changed = {str(c["name"]).removesuffix("/") for c in changes if c.get("kind") == "rule"}
     waiter = Waiter(api, printer, sleep=app.sleep, clock=app.clock, interval=interval)
-    return waiter.convergence(rules, changed=changed, since=since, timeout=timeout)
+    revision = result.get("revision")
+    return waiter.convergence(
+        rules,
+        changed=changed,
+        since=since,
+        timeout=timeout,
+        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
+    )
 
 
 def _rules(body: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -282,6 +289,14 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _describes(record: Mapping[str, Any], revision: int | None) -> bool | None:
+    """Whether a status record reflects desired-state ``revision`` (``None``: the server does not say)."""
+    observed = (record.get("status") or {}).get("observed_revision")
+    if revision is None or not isinstance(observed, int) or isinstance(observed, bool):
+        return None
+    return observed >= revision
+
+
 def convergence(
     plan: Mapping[str, Any],
     status: Mapping[str, Any],
@@ -289,13 +304,16 @@ def convergence(
     *,
     changed: set[str],
     since: datetime,
+    revision: int | None = None,
 ) -> Convergence:
     """Where convergence stands, from ``GET /v1/plan`` and ``GET /v1/status`` (pure; the waiter polls).
 
     A rule counts as synced when it has a status record with ``Synced`` true in each of its Regions
     (or, without ``regions``, in every Region it has a record for). A ``Terminal`` condition stops
-    the wait, unless this apply changed the rule and the condition predates the apply (the reconciler
-    has not looked at the new spec yet).
+    the wait. A record only counts once it describes this apply: its ``observed_revision`` is at least
+    the ``revision`` the apply answered. A server that does not report ``observed_revision`` is judged
+    by time instead: a ``Terminal`` condition recorded before this apply changed the rule is ignored
+    (the reconciler has not looked at the new spec yet).
     """
     actions = [a for a in plan.get("actions") or [] if isinstance(a, Mapping)]
     records: dict[str, list[Mapping[str, Any]]] = {}
@@ -307,16 +325,23 @@ def convergence(
     not_synced: list[str] = []
     for prefix, regions in sorted(rules.items()):
         found = records.get(prefix, [])
+        current = {str(r.get("region")): _describes(r, revision) for r in found}
         by_region = {str(r.get("region")): _conditions(r) for r in found}
         wanted = list(regions) or list(by_region)
-        ok = bool(wanted) and all(bool((by_region.get(r) or {}).get("Synced", {}).get("status")) for r in wanted)
+        ok = bool(wanted) and all(
+            current.get(r) is not False and bool((by_region.get(r) or {}).get("Synced", {}).get("status"))
+            for r in wanted
+        )
         synced += ok
         for record in found:
             condition = _conditions(record).get("Terminal")
             if not condition or condition.get("status") is not True:
                 continue
+            describes = _describes(record, revision)
+            if describes is False:
+                continue
             reconciled = _parse_time((record.get("status") or {}).get("last_reconciled_at"))
-            if prefix in changed and (reconciled is None or reconciled < since):
+            if describes is None and prefix in changed and (reconciled is None or reconciled < since):
                 continue
             text = f"{prefix} ({record.get('region')}): {condition.get('reason')}: {condition.get('message') or ''}"
             terminal.append(text.rstrip(": "))
@@ -348,7 +373,13 @@ class Waiter:
     interval: float = 1.0
 
     def convergence(
-        self, rules: Mapping[str, tuple[str, ...]], *, changed: set[str], since: datetime, timeout: float
+        self,
+        rules: Mapping[str, tuple[str, ...]],
+        *,
+        changed: set[str],
+        since: datetime,
+        timeout: float,
+        revision: int | None = None,
     ) -> int:
         """Poll the plan and the status until converged (0), a rule is Terminal or time is up (6)."""
         deadline = self.clock() + timeout
@@ -356,7 +387,7 @@ class Waiter:
             while True:
                 plan = self.api.get("plan").json() or {}
                 status = self.api.get("status", query={"runs": 0}).json() or {}
-                state = convergence(plan, status, rules, changed=changed, since=since)
+                state = convergence(plan, status, rules, changed=changed, since=since, revision=revision)
                 if state.terminal:
                     self.printer.err("error: a rule cannot converge (Terminal):")
                     for line in state.terminal:

@@ -58,6 +58,12 @@ def test_rule_put_through_the_api_appears_in_ecr_with_only_the_stream_delivery(
     assert "lifecyclePolicy" in template
     assert look.owned().rules == {"quay"}
     assert condition(look.rule_status("quay"), ConditionType.SYNCED) == (True, "Converged", "")
+    # THEN the status says which desired-state revision it describes (the export's ETag)
+    etag = alice.api.get("/v1/desired-state").etag
+    status = look.rule_status("quay")
+    assert etag is not None
+    assert status is not None
+    assert status.observed_revision == int(etag.strip('"'))
     [run] = look.runs()
     assert (run.trigger, run.status) == (RunTrigger.STREAM, RunStatus.SUCCEEDED)
 

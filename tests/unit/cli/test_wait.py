@@ -92,6 +92,23 @@ def test_terminal_stops_the_wait_unless_it_predates_a_change_to_the_rule() -> No
     assert convergence({}, stale, {"quay": ()}, changed=set(), since=SINCE).terminal == expected
 
 
+def test_only_records_of_the_applied_revision_count() -> None:
+    def at(revision: int, *conditions: dict[str, Any]) -> dict[str, Any]:
+        found = record("quay", "us-east-1", *conditions, at=BEFORE)
+        found["status"]["observed_revision"] = revision
+        return {"rules": [found]}
+
+    # a Synced record of an older revision is not this apply's verdict yet
+    assert convergence({}, at(6, SYNCED), {"quay": ()}, changed={"quay"}, since=SINCE, revision=7).rules_synced == 0
+    assert convergence({}, at(7, SYNCED), {"quay": ()}, changed={"quay"}, since=SINCE, revision=7).rules_synced == 1
+    # a Terminal record counts once it describes the apply, whatever the clocks say
+    expected = ("quay (us-east-1): AccessDenied: the role cannot create rules",)
+    old = at(6, NOT_SYNCED, TERMINAL)
+    new = at(8, NOT_SYNCED, TERMINAL)
+    assert convergence({}, old, {"quay": ()}, changed={"quay"}, since=SINCE, revision=7).terminal == ()
+    assert convergence({}, new, {"quay": ()}, changed={"quay"}, since=SINCE, revision=7).terminal == expected
+
+
 # -- the waiter on a fake API ---------------------------------------------------------------------------
 
 

@@ -107,6 +107,14 @@ class RuleStatus(_Frozen):
     drift_corrected: int = Field(default=0, ge=0, description="Cumulative count of drift corrections.")
     cached_repositories: int = Field(default=0, ge=0)
     last_run_id: str | None = None
+    observed_revision: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The desired-state revision this status describes (like ACK's observedGeneration): after an "
+            "apply that answered revision R, a status with observed_revision >= R reflects that apply."
+        ),
+    )
     validation: RuleValidation = RuleValidation()
 
     def condition(self, kind: ConditionType) -> Condition | None:

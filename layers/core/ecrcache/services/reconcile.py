@@ -72,6 +72,7 @@ class DesiredByRegion:
     desired: dict[str, list[DesiredRule]]
     retired: dict[str, list[DesiredRule]]
     problems: dict[str, str]
+    revision: int = 0
 
 
 class ReconcileService:
@@ -119,7 +120,7 @@ class ReconcileService:
                 last = self._last_spec(prefix)
                 if last is not None:
                     retired[region].append(DesiredRule(prefix=prefix, spec=last))
-        return DesiredByRegion(dict(desired), dict(retired), problems)
+        return DesiredByRegion(dict(desired), dict(retired), problems, snapshot.revision)
 
     def _last_spec(self, prefix: str) -> RuleSpec | None:
         """The spec a rule had when it was deleted (its history's last ``before``)."""
@@ -201,7 +202,9 @@ class ReconcileService:
                 errors.append(f"{region}: {exc.message}")
                 summary["region_failures"] += 1
                 retryable_failure |= isinstance(exc, RetryableError)
-                self._record_region_failure(region, inputs.desired.get(region, []), exc, run.run_id)
+                self._record_region_failure(
+                    region, inputs.desired.get(region, []), exc, run.run_id, revision=inputs.revision
+                )
                 continue
             finally:
                 self.status.release_lease(region, owner)
@@ -247,7 +250,7 @@ class ReconcileService:
             self.status.record_applied(region, marked)
 
     def _record_region_failure(
-        self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str
+        self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int
     ) -> None:
         """Every rule of a Region that could not be reconciled at all is not Synced (best effort)."""
         now = self.clock()
@@ -258,9 +261,8 @@ class ReconcileService:
                 status = current.with_condition(
                     ConditionType.SYNCED, status=False, reason="RegionFailed", message=exc.message, now=now
                 ).with_condition(kind, status=True, reason=exc.reason, message=exc.message, now=now)
-                self.status.put_rule_status(
-                    region, rule.prefix, status.model_copy(update={"last_run_id": run_id, "last_reconciled_at": now})
-                )
+                update = {"last_run_id": run_id, "last_reconciled_at": now, "observed_revision": revision}
+                self.status.put_rule_status(region, rule.prefix, status.model_copy(update=update))
             except EcrcacheError:
                 logger.exception("could not record a Region failure on a rule", extra={"prefix": rule.prefix})
                 return
@@ -290,7 +292,14 @@ class ReconcileService:
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         self._record_status(
-            region, desired=desired, observed=after, plan=plan, left=left, outcome=outcome, run_id=run_id
+            region,
+            desired=desired,
+            observed=after,
+            plan=plan,
+            left=left,
+            outcome=outcome,
+            run_id=run_id,
+            revision=inputs.revision,
         )
         return outcome, left
 
@@ -348,6 +357,7 @@ class ReconcileService:
         left: Plan,
         outcome: _RegionOutcome,
         run_id: str,
+        revision: int,
     ) -> None:
         now = self.clock()
         applied_by_rule = Counter(a.rule_prefix for a in plan.actions if a.kind.calls_aws)
@@ -368,6 +378,7 @@ class ReconcileService:
                 update={
                     "last_reconciled_at": now,
                     "last_run_id": run_id,
+                    "observed_revision": revision,
                     "drift_corrected": current.drift_corrected + max(corrected, 0),
                     "cached_repositories": repo_counts.get(prefix, 0),
                 }
