@@ -46,7 +46,7 @@ from werkzeug.wrappers import Request, Response
 
 from ecrcache_cli.local.invoke import FunctionError, InvokeError
 
-__all__ = ["READY_PREFIX", "HostProcess", "LambdaContext", "main"]
+__all__ = ["READY_PREFIX", "HostProcess", "LambdaContext", "main", "terminate"]
 
 READY_PREFIX: Final = "ecrcache-host: ready "
 _START_TIMEOUT: Final = 60.0
@@ -227,14 +227,20 @@ class HostProcess:
     def stop(self) -> None:
         process, self._process = self._process, None
         self.url = ""
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if process is not None:
+            terminate(process)
+
+
+def terminate(process: subprocess.Popen[str], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from types import FrameType
 from typing import Any, Final, TextIO
 
 from ecrcache_cli.local.gateway import ApiGateway, Route
-from ecrcache_cli.local.host import HostProcess
+from ecrcache_cli.local.host import HostProcess, terminate
 from ecrcache_cli.local.invoke import InvokeError
 from ecrcache_cli.local.provision import LocalStack, provision
 from ecrcache_cli.local.template import TemplateError, load_template
@@ -128,7 +128,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 def port_free(host: str, port: int) -> bool:
     """Whether ``host:port`` can be bound right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
@@ -154,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-seed", action="store_true", help="start the registry empty")
     parser.add_argument("--stack-name", default="ecrcache-local", help="local stack name (default %(default)s)")
     parser.add_argument("--region", default="us-east-1", help="the stack's Region (default %(default)s)")
-    parser.add_argument("--template", type=Path, default=None, help="template.yaml (default: the checkout's)")
+    parser.add_argument(
+        "--template", type=Path, default=None, help="the SAM template (default: ./template.yaml, else the checkout's)"
+    )
     parser.add_argument(
         "--schedule-speed",
         type=float,
@@ -231,7 +234,7 @@ class LocalRun:
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks the child needs
         )
-        self._started("embedded AWS", lambda: _terminate(process))
+        self._started("embedded AWS", lambda: terminate(process))
         self.pids["aws"] = process.pid
         assert process.stdout is not None
         deadline = time.monotonic() + 60
@@ -248,7 +251,7 @@ class LocalRun:
         raise RuntimeError("the embedded AWS did not start (see its output above)")
 
     def provision(self, endpoint_url: str, api_url: str) -> LocalStack:
-        template_path = self.args.template or _repo_root() / "template.yaml"
+        template_path: Path = self.args.template
         self.template = template = load_template(template_path)
         stack = provision(
             template,
@@ -363,6 +366,12 @@ class LocalRun:
         self._started("event runner", runner.stop)
 
 
+def _find_template(given: Path | None) -> Path | None:
+    """``--template``, else ``./template.yaml``, else the checkout's (``None`` if there is none)."""
+    candidates = [given] if given is not None else [Path.cwd() / "template.yaml", _repo_root() / "template.yaml"]
+    return next((path.resolve() for path in candidates if path.is_file()), None)
+
+
 def _seed_images() -> tuple[Any, ...]:
     from ecrcache_cli.registry.seeder import DEFAULT_IMAGES, ImageSpec  # noqa: PLC0415
 
@@ -384,17 +393,6 @@ def _short(logical_id: str) -> str:
     return logical_id.removesuffix("Function").lower() or logical_id
 
 
-def _terminate(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def _signals(stop: threading.Event) -> Iterator[None]:
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -413,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(verbose=args.verbose)
     if args.host not in {"127.0.0.1", "localhost", "::1"}:
         print("ecrcache local: --host must be a loopback address (nothing here is authenticated)", file=sys.stderr)
+        return EXIT_USAGE
+    given = args.template
+    args.template = _find_template(given)
+    if args.template is None:
+        where = f"{given}: no such file" if given else "no template.yaml here or in the ecrcache checkout"
+        print(f"ecrcache local: {where}; pass --template PATH", file=sys.stderr)
         return EXIT_USAGE
     ports = {"--aws-port": args.aws_port, "--api-port": args.api_port}
     if not args.no_registry:
