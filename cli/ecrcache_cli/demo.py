@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds each wait may take (default 120)")
     parser.add_argument("--keep-logs", type=Path, default=None, help="keep the local stack's log in this folder")
     args = parser.parse_args(argv)
+    for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # the tour never uses the user's AWS account
+        os.environ.pop(variable, None)
     workdir_context = tempfile.TemporaryDirectory(prefix="ecrcache-demo-")
     workdir = Path(workdir_context.name)
     demo = Demo(args, workdir)

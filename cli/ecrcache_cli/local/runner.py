@@ -634,9 +634,9 @@ def _make_client(service: str, endpoint_url: str, region: str) -> Any:
     with _session_lock:
         if _session is None:
             _session = boto3.session.Session()
-        credentials: dict[str, str] = {}
-        if _session.get_credentials() is None:  # the embedded AWS accepts any credentials
-            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        # Fixed keys: the embedded AWS accepts any, and the user's own (a profile, an SSO session) must
+        # never be looked up, let alone sent, by the local stack.
+        credentials = {"aws_access_key_id": "ecrcache-local", "aws_secret_access_key": "ecrcache-local"}
         config = Config(
             # DynamoDB Streams with botocore >= 1.44.4 (tooling.md, gotcha 4).
             account_id_endpoint_mode="disabled",

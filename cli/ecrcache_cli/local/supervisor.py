@@ -429,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_PORT_BUSY
+    # Everything here talks to the embedded AWS with its own keys: a profile of the user's (maybe one
+    # that needs an SSO login) must not be read by any client this process or its children create.
+    for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(variable, None)
     stop = threading.Event()
     run = LocalRun(args, console)
     with _signals(stop):
