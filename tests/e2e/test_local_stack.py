@@ -3,6 +3,8 @@ and ``make demo``'s tour, end to end."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -77,3 +79,20 @@ def test_make_demo_tour_passes() -> None:
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     assert "demo passed" in done.stdout
     assert "demo-token-not-a-secret" not in done.stdout + done.stderr
+
+
+def test_a_part_that_dies_stops_the_whole_stack_with_an_error(tmp_path: Path) -> None:
+    # GIVEN a running local stack
+    stack = start_stack(tmp_path, "--stack-name", "ecrcache-crash", "--no-seed")
+    pids = dict(stack.ready["pids"])
+
+    # WHEN a function host dies on its own
+    os.kill(pids["ReconcilerFunction"], signal.SIGKILL)
+
+    # THEN the stack says so, stops everything else and exits 1
+    assert stack.process.wait(timeout=30) == 1
+    assert "ReconcilerFunction exited unexpectedly" in stack.log()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids.values()):
+        time.sleep(0.2)
+    assert [name for name, pid in pids.items() if pid_alive(pid)] == []

@@ -203,6 +203,9 @@ class HostProcess:
         self.stop()
         raise InvokeError(f"{self.name}: the function host did not start (see its log above)")
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

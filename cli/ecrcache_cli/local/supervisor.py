@@ -178,9 +178,16 @@ class LocalRun:
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.template: dict[str, Any] = {}
         self.pids: dict[str, int] = {}
+        self._alive: list[tuple[str, Callable[[], bool]]] = []
 
-    def _started(self, name: str, stop: Callable[[], None]) -> None:
+    def _started(self, name: str, stop: Callable[[], None], alive: Callable[[], bool] | None = None) -> None:
         self._stops.append((name, stop))
+        if alive is not None:
+            self._alive.append((name, alive))
+
+    def dead(self) -> list[str]:
+        """The parts that exited on their own (the stack is broken without them)."""
+        return [name for name, alive in self._alive if not alive()]
 
     def stop(self) -> None:
         for name, stop in reversed(self._stops):
@@ -197,7 +204,7 @@ class LocalRun:
         from ecrcache_cli.registry.seeder import Seeder  # noqa: PLC0415
 
         registry = LocalRegistry(port=self.args.registry_port).start()
-        self._started("registry", registry.stop)
+        self._started("registry", registry.stop, lambda: registry.running)
         if registry.pid is not None:
             self.pids["registry"] = registry.pid
         self.console.line("registry", f"docker-registry at {registry.url}")
@@ -234,7 +241,7 @@ class LocalRun:
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads hold locks the child needs
         )
-        self._started("embedded AWS", lambda: terminate(process))
+        self._started("embedded AWS", lambda: terminate(process), lambda: process.poll() is None)
         self.pids["aws"] = process.pid
         assert process.stdout is not None
         deadline = time.monotonic() + 60
@@ -301,7 +308,7 @@ class LocalRun:
                 preexec_fn=_die_with_parent,
             )
             host.start()
-            self._started(logical_id, host.stop)
+            self._started(logical_id, host.stop, host.running)
             if host.pid is not None:
                 self.pids[logical_id] = host.pid
             self.console.line(_short(logical_id), f"{function.handler} from {function.code_uri} ready")
@@ -462,15 +469,19 @@ def main(argv: list[str] | None = None) -> int:
             args.ready_file.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
         console.say(f"ready: API {api_base}  |  AWS {aws_url}  |  registry {endpoints['registry'] or '-'}")
         console.say(f"try:   ECRCACHE_ENDPOINT={api_base} ecrcache get rules     (Ctrl-C stops everything)")
+        code = 0
         while not stop.wait(0.5):
-            pass
+            if dead := run.dead():
+                console.say(f"{', '.join(dead)} exited unexpectedly (see the log above); stopping everything")
+                code = EXIT_FAILED
+                break
         console.say("stopping ...")
         run.stop()
         if args.ready_file is not None:
             with contextlib.suppress(OSError):
                 args.ready_file.unlink()
         console.say("stopped")
-    return 0
+    return code
 
 
 if __name__ == "__main__":
