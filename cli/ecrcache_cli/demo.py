@@ -97,7 +97,7 @@ class Demo:
             "--aws-port", ports[0], "--api-port", ports[1], "--registry-port", ports[2],
             "--ready-file", str(self.ready_path), "--stack-name", "ecrcache-demo",
         ]  # fmt: skip
-        self.show("$ " + " ".join(argv[2:]) + f"   (log: {self.log_path})")
+        self.show("$ ecrcache " + " ".join(argv[3:]) + f"   (log: {self.log_path})")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + self.args.timeout
@@ -140,6 +140,7 @@ class Demo:
     ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "ECRCACHE_ENDPOINT": self.endpoints["api"], "NO_COLOR": "1"}
         self.show("$ ecrcache " + " ".join(args) + (" <<< (token)" if stdin is not None else ""))
+        started = time.monotonic()
         result = subprocess.run(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "ecrcache_cli", *args],
             input=stdin,
@@ -151,6 +152,7 @@ class Demo:
             check=False,
         )
         self.show(result.stdout)
+        self.show(f"(exit {result.returncode}, {time.monotonic() - started:.1f} s)")
         if result.returncode not in expect:
             raise StepFailed(f"`ecrcache {' '.join(args)}` exited {result.returncode}, expected {list(expect)}")
         if stdin is not None and stdin.strip() in result.stdout:
