@@ -9,8 +9,9 @@ Every request is signed with botocore's :class:`~botocore.auth.SigV4Auth` (servi
 and body are sent (a hand-built :class:`requests.PreparedRequest`, so nothing re-encodes the path
 or adds a signed header after signing). The signing Region is the one in an
 ``execute-api.<region>.amazonaws.com`` host, else ``--region`` / the profile's / the environment's,
-else ``us-east-1``. A loopback endpoint (the local stack) without credentials gets unsigned
-requests; any other endpoint without credentials is an error.
+else ``us-east-1``. A loopback endpoint (the local stack) without credentials, or whose credentials
+fail to load (a warning says why), gets unsigned requests; any other endpoint without credentials is
+an error. The API never redirects: a 3xx answer (a wrong endpoint) is an error naming ``Location``.
 
 Connection errors and HTTP 429/502/503/504 are retried (urllib3 :class:`~urllib3.util.retry.Retry`,
 honouring ``Retry-After``) for idempotent methods only; timeouts are 5 s to connect, 60 s to read.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -33,6 +35,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
@@ -98,6 +101,12 @@ def normalise_base_url(url: str) -> str:
     """``https://h/prod``, ``https://h/prod/`` and ``https://h/prod/v1/`` all become ``https://h/prod/v1``."""
     text = url.strip()
     parts = urlsplit(text)
+    if "@" in parts.netloc:  # user:password@host: refuse, and never echo the password back
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise CliError(
+            f"the endpoint {shown!r} must not carry a user name or password (requests are signed with AWS credentials)",
+            ExitCode.USAGE,
+        )
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise CliError(f"the endpoint {url!r} is not an http(s) URL", ExitCode.USAGE)
     if parts.query or parts.fragment:
@@ -169,13 +178,23 @@ def resolve_endpoint(
 
 
 def load_credentials(profile: str | None, region: str | None) -> tuple[Credentials | None, str | None]:
-    """The standard credential chain (frozen now) and the session's Region."""
+    """The standard credential chain (frozen now) and the session's Region.
+
+    Any failure (an unknown profile, an assume-role that STS refuses, a failing credential process,
+    an expired SSO session) is a :class:`CliError` with exit 7.
+    """
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
         found = session.get_credentials()
         frozen = found.get_frozen_credentials() if found is not None else None
     except ProfileNotFound as exc:
         raise CliError(str(exc), ExitCode.UNREACHABLE) from None
+    except ClientError as exc:  # e.g. STS AssumeRole: AccessDenied
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "error"
+        message = error.get("Message") or str(exc)
+        operation = f" ({exc.operation_name})" if getattr(exc, "operation_name", None) else ""
+        raise CliError(f"cannot load AWS credentials{operation}: {code}: {message}", ExitCode.UNREACHABLE) from None
     except BotoCoreError as exc:
         raise CliError(f"cannot load AWS credentials: {exc}", ExitCode.UNREACHABLE) from None
     if frozen is None or not frozen.access_key or not frozen.secret_key:
@@ -307,6 +326,8 @@ class ApiClient:
         prepared.url = signed.url
         prepared.headers = CaseInsensitiveDict({k: str(v) for k, v in signed.headers.items()})
         prepared.body = signed.body if isinstance(signed.body, bytes | str | None) else None
+        # An empty jar (no Cookie header is added): requests reads it on any 3xx answer.
+        prepared.prepare_cookies(RequestsCookieJar())
         return prepared
 
     # -- sending ------------------------------------------------------------------------------------
@@ -334,6 +355,12 @@ class ApiClient:
         except requests.exceptions.RequestException as exc:
             raise CliError(f"cannot reach the API at {self.base_url}: {_reason(exc)}", ExitCode.UNREACHABLE) from None
         response = Response(answer.status_code, CaseInsensitiveDict(answer.headers), answer.content)
+        if 300 <= response.status < 400:
+            location = response.headers.get("Location") or "(no Location header)"
+            raise CliError(
+                f"the API redirected to {location} (HTTP {response.status}); use the ApiUrl output as the endpoint",
+                ExitCode.UNREACHABLE,
+            )
         if response.status >= 400 and response.status not in set(allow):
             raise ApiError.from_body(
                 response.status,
@@ -379,7 +406,15 @@ def _reason(exc: Exception) -> str:
 def open_client(options: EndpointOptions) -> ApiClient:
     """Resolve the endpoint and credentials and return a client (the CLI's default factory)."""
     base_url = resolve_endpoint(options)
-    credentials, session_region = load_credentials(options.profile, options.region)
+    try:
+        credentials, session_region = load_credentials(options.profile, options.region)
+    except CliError as exc:
+        if not is_loopback(base_url):
+            raise
+        # The local stack does not check signatures: say why the requests are unsigned, and go on.
+        sys.stderr.write(f"warning: {exc.message}; sending unsigned requests to {base_url}\n")
+        sys.stderr.flush()
+        credentials, session_region = None, options.region
     region = region_from_host(base_url) or options.region or session_region or DEFAULT_REGION
     if credentials is None and not is_loopback(base_url):
         raise CliError(

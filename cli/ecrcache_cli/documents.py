@@ -46,6 +46,7 @@ __all__ = [
 SECTIONS: Final = ("rules", "credentials", "warm_sets")
 SUFFIXES: Final = (".yaml", ".yml", ".json")
 TOKEN_WARNING: Final = "keep tokens out of Git; use `ecrcache credentials set`"  # noqa: S105 - advice, not a token
+EMPTY_MESSAGE: Final = "holds no desired-state document (the file is empty, only comments, or null)"
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -94,6 +95,11 @@ class DesiredStateFiles:
         return sorted(self.body.get(section, {}))
 
     @property
+    def is_empty(self) -> bool:
+        """No rules, credentials or warm sets at all (``apply --prune`` would delete everything)."""
+        return not any(self.body.get(section) for section in SECTIONS)
+
+    @property
     def rule_prefixes(self) -> list[str]:
         """The rules' prefixes as the API reports them (``docker-hub/`` is ``docker-hub``)."""
         return sorted({p.removesuffix("/") for p in self.body.get("rules", {})})
@@ -129,12 +135,29 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return unique
 
 
+ALIAS_MESSAGE: Final = "aliases (&/*) are not allowed"
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping (PyYAML would keep the last silently)."""
+    """SafeLoader that refuses aliases and a key repeated in one mapping.
+
+    Aliases are refused as the API refuses them (``_NoAliasLoader`` in ``ecrcache.http.common``):
+    a few nested aliases expand a small file into gigabytes, and a self-referencing one recurses.
+    PyYAML would keep the last of a repeated key silently; merge keys (``<<``) are not keys.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, ALIAS_MESSAGE, event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 repeated = key in seen
@@ -152,15 +175,25 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def read_document(path: Path) -> Any:
-    """Parse one file (JSON for ``.json``, YAML otherwise); syntax errors carry ``FILE:LINE:COLUMN``."""
+    """Parse one file (JSON for ``.json``, YAML otherwise); syntax errors carry ``FILE:LINE:COLUMN``.
+
+    A UTF-8 byte-order mark is allowed (editors on Windows write one).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DocumentError([Problem(str(path), "not UTF-8 text")]) from None
     except OSError as exc:
         raise DocumentError([Problem(str(path), f"cannot read: {exc.strerror or exc}")]) from None
-    if path.suffix.lower() == ".json":
-        return _read_json(path, text)
+    try:
+        if path.suffix.lower() == ".json":
+            return _read_json(path, text)
+        return _read_yaml(path, text)
+    except RecursionError:
+        raise DocumentError([Problem(str(path), "nested too deeply")]) from None
+
+
+def _read_yaml(path: Path, text: str) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -211,7 +244,8 @@ def _jsonable(value: Any) -> Any:
 def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dict[str, Any]]:
     """The sections of one file, after the checks only a single file can make."""
     where = str(path)
-    if data is None:
+    if data is None:  # empty, comment-only or `null`: almost certainly not what was meant (think --prune)
+        problems.append(Problem(where, EMPTY_MESSAGE))
         return {}
     if not isinstance(data, dict):
         problems.append(Problem(where, f"must be a mapping with {', '.join(SECTIONS)}; got {_type_name(data)}"))

@@ -3,7 +3,8 @@
 Synopsis (global options go before the command)::
 
     ecrcache [--endpoint URL] [--stack NAME] [--profile NAME] [--region REGION] [--caller-arn ARN] COMMAND ...
-    ecrcache apply -f PATH [-f PATH ...] [--prune] [--dry-run] [--wait/--no-wait] [--timeout SECONDS] [-o FORMAT]
+    ecrcache apply -f PATH [-f PATH ...] [--prune [--allow-empty]] [--if-revision N] [--dry-run]
+                   [--wait/--no-wait] [--timeout SECONDS] [-o FORMAT]
     ecrcache plan [--deep] [--region REGION] [--detailed-exitcode] [-o FORMAT]
     ecrcache get rules|credentials|warm-sets [NAME] [-o FORMAT]
     ecrcache delete rule|credential|warm-set NAME [--if-match ETAG]
@@ -44,10 +45,12 @@ from ecrcache_cli.documents import load
 from ecrcache_cli.output import (
     EXIT_CODES_HELP,
     FORMATS,
+    ApiError,
     CliError,
     ExitCode,
     OutputFormat,
     Printer,
+    silence,
     to_json,
     to_yaml,
 )
@@ -179,6 +182,13 @@ def cli(
     help="A YAML/JSON desired-state file, or a directory of them (repeatable).",
 )
 @click.option("--prune", is_flag=True, help="Delete rules, credentials and warm sets the files omit.")
+@click.option("--allow-empty", is_flag=True, help="Allow --prune with files that define nothing (deletes everything).")
+@click.option(
+    "--if-revision",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Apply only if the desired state is still at revision N (the ETag `export` shows); else exit 5.",
+)
 @click.option("--dry-run", is_flag=True, help="Only show what would change; write nothing.")
 @wait_options("convergence")
 @output_option()
@@ -188,6 +198,8 @@ def apply_cmd(
     *,
     paths: tuple[Path, ...],
     prune: bool,
+    allow_empty: bool,
+    if_revision: int | None,
     dry_run: bool,
     wait: bool,
     timeout: float,
@@ -197,11 +209,33 @@ def apply_cmd(
     """Apply desired-state files (validated locally first; nothing is sent if any is invalid)."""
     printer = Printer(fmt)
     files = load(paths)
+    if prune and files.is_empty and not allow_empty:
+        raise CliError(
+            "refusing --prune: the files define no rules, credentials or warm sets, so it would delete everything "
+            "(pass --allow-empty if that is what you want)",
+            ExitCode.INVALID_INPUT,
+        )
     for warning in files.warnings:
         printer.warn(warning)
     api = app.api()
     since = datetime.now(UTC)
-    response = api.put("desired-state", files.body, query={"dryRun": dry_run or None, "prune": prune or None})
+    headers = {"If-Match": f'"{if_revision}"'} if if_revision is not None else {}
+    try:
+        response = api.put(
+            "desired-state",
+            files.body,
+            query={"dryRun": dry_run or None, "prune": prune or None},
+            headers=headers,
+        )
+    except ApiError as exc:
+        if exc.status == 412 and if_revision is not None:
+            raise CliError(
+                f"the desired state is no longer at revision {if_revision} (someone else applied since); "
+                "nothing was applied: export again, review, and re-apply",
+                ExitCode.CONFLICT,
+                exc.details,
+            ) from None
+        raise
     result = response.json() or {}
     changes: list[dict[str, Any]] = result.get("changes") or []
     if not printer.body(result):
@@ -297,6 +331,19 @@ def _describes(record: Mapping[str, Any], revision: int | None) -> bool | None:
     return observed >= revision
 
 
+def _wanted_regions(regions: Sequence[str], current: Mapping[str, bool | None]) -> list[str]:
+    """The Regions whose records must be synced: the rule's ``regions``, else those its records name.
+
+    Without ``regions``, the record of a Region the rule no longer uses is never updated again: when
+    the records say which revision they describe, only those describing this apply count.
+    """
+    if regions:
+        return list(regions)
+    if any(describes is not None for describes in current.values()):
+        return [region for region, describes in current.items() if describes]
+    return list(current)
+
+
 def convergence(
     plan: Mapping[str, Any],
     status: Mapping[str, Any],
@@ -309,7 +356,9 @@ def convergence(
     """Where convergence stands, from ``GET /v1/plan`` and ``GET /v1/status`` (pure; the waiter polls).
 
     A rule counts as synced when it has a status record with ``Synced`` true in each of its Regions
-    (or, without ``regions``, in every Region it has a record for). A ``Terminal`` condition stops
+    (or, without ``regions``, in every Region whose record describes this apply's ``revision``, at
+    least one, since the record of a Region the rule no longer uses is never updated again; with no
+    revision known, in every Region it has a record for). A ``Terminal`` condition stops
     the wait. A record only counts once it describes this apply: its ``observed_revision`` is at least
     the ``revision`` the apply answered. A server that does not report ``observed_revision`` is judged
     by time instead: a ``Terminal`` condition recorded before this apply changed the rule is ignored
@@ -327,7 +376,7 @@ def convergence(
         found = records.get(prefix, [])
         current = {str(r.get("region")): _describes(r, revision) for r in found}
         by_region = {str(r.get("region")): _conditions(r) for r in found}
-        wanted = list(regions) or list(by_region)
+        wanted = _wanted_regions(regions, current)
         ok = bool(wanted) and all(
             current.get(r) is not False and bool((by_region.get(r) or {}).get("Synced", {}).get("status"))
             for r in wanted
@@ -710,7 +759,10 @@ def history_cmd(app: App, *, kind: str | None, name: str | None, limit: int, all
     if name is not None and kind is None:
         raise click.UsageError("--name needs --kind")
     printer = Printer(fmt)
-    query: dict[str, Any] = {"kind": KINDS[kind.lower()] if kind else None, "name": name, "limit": limit}
+    kind = KINDS[kind.lower()] if kind else None
+    if kind == "rule" and name is not None:
+        name = name.removesuffix("/")  # `team/quay/` and `team/quay` are the same rule
+    query: dict[str, Any] = {"kind": kind, "name": name, "limit": limit}
     items: list[Any] = []
     token: str | None = None
     while True:
@@ -800,8 +852,7 @@ def export_cmd(app: App, *, fmt: OutputFormat, path: Path | None) -> int:
     if not text.endswith("\n"):
         text += "\n"
     if path is None:
-        printer.stdout.write(text)
-        printer.stdout.flush()
+        printer.write(text)
         return ExitCode.OK
     try:
         path.write_text(text, encoding="utf-8")
@@ -885,7 +936,7 @@ def credentials_set_cmd(
 ) -> int:
     """Create or update credential NAME; the token comes from stdin, never from the command line."""
     printer = Printer(fmt)
-    token = read_token() if token_stdin else None
+    # The endpoint, and whether the credential exists, before the token: no prompt for a command that fails anyway.
     api = app.api()
     path = f"credentials/{enc(name)}"
     current = api.get(path, allow=(404,))
@@ -898,6 +949,7 @@ def credentials_set_cmd(
     else:
         spec = dict((current.json() or {}).get("spec") or {})
         headers = {"If-Match": current.etag} if current.etag else {}
+    token = read_token() if token_stdin else None
     updates = {"upstream_kind": upstream, "username": username, "description": description}
     spec.update({k: v for k, v in updates.items() if v is not None})
     if expires_at is not None:
@@ -995,22 +1047,13 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, click.Abort):  # Ctrl-C
         click.echo("Aborted.", err=True)
         return 130
-    if isinstance(exc, BrokenPipeError):  # `ecrcache export | head`: the reader left; say nothing more
-        _silence_stdout()
+    if isinstance(exc, BrokenPipeError):  # a pipe the printer does not guard: the reader left; say nothing more
+        silence(sys.stdout)
         return ExitCode.FAILURE
     if os.environ.get("ECRCACHE_DEBUG"):
         traceback.print_exception(exc)
     click.echo(f"error: unexpected {type(exc).__name__}: {exc}", err=True)
     return ExitCode.FAILURE
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ otherwise, so pipes and logs get a stable rendering), ``json`` (pretty, exactly 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ __all__ = [
     "cell",
     "exit_code_for_status",
     "render_plain_table",
+    "silence",
 ]
 
 OutputFormat = Literal["table", "json", "yaml"]
@@ -239,12 +241,30 @@ class Printer:
         self.stderr = stderr if stderr is not None else sys.stderr
         self.tty = _isatty(self.stdout) if tty is None else tty
         self.err_tty = _isatty(self.stderr) if err_tty is None else err_tty
+        self.stdout_closed = False
+        """The reader of stdout left (``ecrcache apply | head``): results are dropped, the command goes on."""
 
     # -- plain text ---------------------------------------------------------------------------------
 
+    @contextmanager
+    def _stdout_guard(self) -> Iterator[None]:
+        """Stop printing results once stdout's reader is gone, instead of failing the command."""
+        try:
+            yield
+        except BrokenPipeError:
+            self.stdout_closed = True
+            silence(self.stdout)
+
+    def write(self, text: str) -> None:
+        """``text`` to stdout as is (no newline added)."""
+        if self.stdout_closed:
+            return
+        with self._stdout_guard():
+            self.stdout.write(text)
+            self.stdout.flush()
+
     def out(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
+        self.write(text + "\n")
 
     def err(self, text: str) -> None:
         self.stderr.write(text + "\n")
@@ -287,7 +307,10 @@ class Printer:
             table.add_column(column.upper(), overflow="fold")
         for row in rows:
             table.add_row(*(Text(cell(v)) for v in row))
-        self._console(self.stdout).print(table)
+        if self.stdout_closed:
+            return
+        with self._stdout_guard():
+            self._console(self.stdout).print(table)
 
     def key_values(self, pairs: Sequence[tuple[str, Any]]) -> None:
         width = max((len(k) for k, _ in pairs), default=0)
@@ -308,6 +331,21 @@ class Printer:
     @staticmethod
     def _console(stream: TextIO) -> Console:
         return Console(file=stream, highlight=False, soft_wrap=False)
+
+
+def silence(stream: TextIO) -> None:
+    """Point a stream whose reader left at /dev/null (as Python's docs on SIGPIPE advise).
+
+    Later writes, and the interpreter's final flush of what is still buffered, then succeed quietly.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _isatty(stream: TextIO) -> bool:

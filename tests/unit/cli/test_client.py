@@ -12,12 +12,14 @@ import boto3
 import moto
 import pytest
 import urllib3.util.retry
+from botocore.exceptions import ClientError, CredentialRetrievalError
 
 from ecrcache_cli.client import (
     ApiClient,
     EndpointOptions,
     build_retry,
     is_loopback,
+    load_credentials,
     normalise_base_url,
     open_client,
     region_from_host,
@@ -54,6 +56,22 @@ def test_normalise_base_url_local_and_invalid() -> None:
         with pytest.raises(CliError) as caught:
             normalise_base_url(bad)
         assert caught.value.exit_code is ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://user:s3cr3t@127.0.0.1:3000/", "https://user:s3cr3t@h.example/prod?x=1", "ftp://user:s3cr3t@h/"],
+)
+def test_an_endpoint_with_user_info_is_a_usage_error_that_never_shows_the_password(url: str) -> None:
+    with pytest.raises(CliError) as caught:
+        normalise_base_url(url)
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert "user name or password" in caught.value.message
+    assert "s3cr3t" not in caught.value.message
+    assert "user" not in caught.value.message.split("must not")[0]
+    result = run_cli(["--endpoint", url, "get", "rules"])
+    assert result.code == ExitCode.USAGE
+    assert "s3cr3t" not in result.output
 
 
 def test_resolve_endpoint_precedence_flag_env_stack() -> None:
@@ -179,7 +197,97 @@ def test_remote_endpoint_without_credentials_is_exit_7(no_credentials: None) -> 
     assert "no AWS credentials found" in caught.value.message
 
 
+class _RefusingCredentials:
+    def get_frozen_credentials(self) -> object:
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "not authorized to perform: sts:AssumeRole"}},
+            "AssumeRole",
+        )
+
+
+class _BrokenProcessCredentials:
+    def get_frozen_credentials(self) -> object:
+        raise CredentialRetrievalError(provider="custom-process", error_msg="the process exited 1")
+
+
+@pytest.fixture(params=[_RefusingCredentials, _BrokenProcessCredentials])
+def failing_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials that fail when resolved: STS refuses the assume-role, or the credential process fails."""
+    credentials = request.param()
+
+    class Session:
+        region_name = "eu-west-1"
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def get_credentials(self) -> object:
+            return credentials
+
+    monkeypatch.setattr(boto3, "Session", Session)
+
+
+def test_credentials_that_fail_to_load_are_exit_7_with_a_clear_message(failing_credentials: None) -> None:
+    with pytest.raises(CliError) as caught:
+        load_credentials("deploy", None)
+    assert caught.value.exit_code is ExitCode.UNREACHABLE
+    assert caught.value.message.startswith("cannot load AWS credentials")
+    result = run_cli(["--endpoint", API_URL, "--profile", "deploy", "get", "rules"])
+    assert result.code == ExitCode.UNREACHABLE, result.output
+    assert "error: cannot load AWS credentials" in result.stderr
+    assert "unexpected" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sts_access_denied_names_the_operation_and_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Session:
+        region_name = None
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def get_credentials(self) -> object:
+            return _RefusingCredentials()
+
+    monkeypatch.setattr(boto3, "Session", Session)
+    with pytest.raises(CliError) as caught:
+        load_credentials(None, None)
+    assert caught.value.message == (
+        "cannot load AWS credentials (AssumeRole): AccessDenied: not authorized to perform: sts:AssumeRole"
+    )
+
+
+def test_loopback_with_credentials_that_fail_to_load_warns_and_sends_unsigned(failing_credentials: None) -> None:
+    with recording_server(lambda _: Reply(200, {"items": []})) as server:
+        result = run_cli(["--endpoint", server.url, "get", "warm-sets"])
+    assert result.code == 0, result.output
+    assert result.stderr.startswith("warning: cannot load AWS credentials")
+    assert "sending unsigned requests" in result.stderr
+    assert server.requests[0].header("Authorization") is None
+
+
 # -- sending -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_exit_7_naming_the_location(status: int) -> None:
+    with recording_server(lambda _: Reply(status, None, {"Location": "https://elsewhere.example/login"})) as server:
+        with pytest.raises(CliError) as caught:
+            unsigned_client(server.url).put("desired-state", {"version": 1})
+        result = run_cli(["--endpoint", server.url, "get", "rules"])
+    assert caught.value.exit_code is ExitCode.UNREACHABLE
+    assert caught.value.message == (
+        f"the API redirected to https://elsewhere.example/login (HTTP {status}); use the ApiUrl output as the endpoint"
+    )
+    assert result.code == ExitCode.UNREACHABLE
+    assert "extract_cookies" not in result.output
+    # the redirect is never followed
+    assert [r.path for r in server.requests] == ["/v1/desired-state", "/v1/rules"]
+
+
+def test_a_prepared_request_carries_no_cookie_header() -> None:
+    prepared = unsigned_client("http://127.0.0.1:1").prepare("GET", "rules")
+    assert "Cookie" not in prepared.headers
 
 
 def test_user_agent_accept_and_caller_header() -> None:

@@ -105,11 +105,80 @@ def test_document_shape_problems_name_the_file(tmp_path: Path, text: str, expect
     assert problems([path]) == [f"{path}: {expected}"]
 
 
-def test_empty_file_and_null_sections_are_empty(tmp_path: Path) -> None:
-    empty = write(tmp_path, "empty.yaml", "")
+def test_null_sections_are_empty(tmp_path: Path) -> None:
     nulls = write(tmp_path, "nulls.yaml", "version: 1\nrules:\ncredentials:\n")
-    loaded = load([empty, nulls])
+    loaded = load([nulls])
     assert loaded.body == {"version": 1}
+    assert loaded.is_empty
+    assert not load([write(tmp_path, "quay.yaml", QUAY)]).is_empty
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("empty.yaml", ""),
+        ("comments.yaml", "# rules:\n#   quay: {}\n"),
+        ("null.yaml", "null\n"),
+        ("tilde.yml", "---\n~\n"),
+        ("null.json", "null"),
+    ],
+)
+def test_an_empty_comment_only_or_null_file_is_an_error(tmp_path: Path, name: str, text: str) -> None:
+    path = write(tmp_path, name, text)
+    quay = write(tmp_path, "quay.yaml", QUAY)
+    # not silently `{}`: with --prune that would delete everything the other files omit
+    assert problems([quay, path]) == [
+        f"{path}: holds no desired-state document (the file is empty, only comments, or null)"
+    ]
+
+
+def test_a_utf8_byte_order_mark_is_allowed(tmp_path: Path) -> None:
+    as_json = tmp_path / "bom.json"
+    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"rules": {"quay": {"upstream_kind": "quay"}}}).encode())
+    as_yaml = tmp_path / "bom.yaml"
+    as_yaml.write_bytes(b"\xef\xbb\xbf" + b"credentials:\n  hub:\n    upstream_kind: docker-hub\n    username: u\n")
+    loaded = load([as_json, as_yaml])
+    assert loaded.names("rules") == ["quay"]
+    assert loaded.names("credentials") == ["hub"]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        # a small "billion laughs": must be refused at once, not expanded
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+            "2:8",
+        ),
+        ("a: &a [*a]\n", "1:8"),  # self-referencing: no RecursionError
+        # merge keys take an alias, so they are refused with the same clear message
+        ("rules:\n  base: &base\n    upstream_kind: quay\n  quay:\n    <<: *base\n", "5:9"),
+    ],
+)
+def test_yaml_aliases_are_refused_with_file_line_and_column(tmp_path: Path, text: str, where: str) -> None:
+    path = write(tmp_path, "alias.yaml", text)
+    assert problems([path]) == [f"{path}:{where}: invalid YAML: aliases (&/*) are not allowed"]
+
+
+def test_an_inline_yaml_merge_key_is_not_a_duplicate_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "merge.yaml",
+        "rules:\n  quay:\n    <<: {upstream_kind: quay}\n    <<: {credential: null}\n    deletion_policy: retain\n",
+    )
+    loaded = load([path])
+    assert loaded.body["rules"]["quay"]["upstream_kind"] == "quay"
+    assert loaded.body["rules"]["quay"]["deletion_policy"] == "retain"
+
+
+def test_nesting_too_deep_is_invalid_input_not_a_crash(tmp_path: Path) -> None:
+    deep_json = write(tmp_path, "deep.json", "[" * 100_000 + "]" * 100_000)
+    deep_yaml = write(tmp_path, "deep.yaml", "[" * 100_000 + "]" * 100_000)
+    assert problems([deep_json]) == [f"{deep_json}: nested too deeply"]
+    assert problems([deep_yaml]) == [f"{deep_yaml}: nested too deeply"]
 
 
 # -- merging -------------------------------------------------------------------------------------------

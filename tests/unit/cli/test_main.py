@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 import types
 from pathlib import Path
@@ -223,3 +224,51 @@ def test_get_history_and_status_tables_from_a_scripted_api() -> None:
         "1",
         "arn:aws:iam::1:user/a",
     ]
+
+
+def test_history_of_a_rule_strips_a_trailing_slash() -> None:
+    with recording_server(lambda _: Reply(200, {"items": [], "next_token": None})) as server:
+        rule = run_cli(["--endpoint", server.url, "history", "--kind", "rule", "--name", "team/quay/"])
+        other = run_cli(["--endpoint", server.url, "history", "--kind", "credential", "--name", "gh/"])
+    assert rule.code == 0 and other.code == 0, rule.output + other.output
+    assert server.requests[0].target == "/v1/history?kind=rule&name=team%2Fquay&limit=50"
+    # only a rule prefix is normalised
+    assert server.requests[1].target == "/v1/history?kind=credential&name=gh%2F&limit=50"
+
+
+@pytest.fixture
+def no_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    def prompt() -> str:
+        raise AssertionError("the token was asked for before the command could succeed")
+
+    monkeypatch.setattr(cli_main, "read_token", prompt)
+
+
+def test_credentials_set_without_an_endpoint_fails_before_asking_for_the_token(no_prompt: None) -> None:
+    result = run_cli(["credentials", "set", "gh", "--token-stdin"], env={"ECRCACHE_ENDPOINT": None})
+    assert result.code == 64, result.output
+    assert "no API endpoint" in result.stderr
+
+
+def test_credentials_set_of_a_new_credential_without_its_kind_fails_before_asking_for_the_token(
+    no_prompt: None,
+) -> None:
+    with credential_server(existing=False) as server:
+        result = run_cli(["--endpoint", server.url, "credentials", "set", "gh", "--token-stdin"])
+    assert result.code == 64, result.output
+    assert "--upstream and --username required" in result.stderr
+    assert [r.method for r in server.requests] == ["GET"]
+
+
+def test_export_to_a_closed_stdout_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    errors = io.StringIO()
+    monkeypatch.setattr("sys.stderr", errors)
+    with recording_server(lambda _: Reply(200, "version: 1\n", {"ETag": '"2"'})) as server:
+        code = cli_main.run(["--endpoint", server.url, "export"])
+    assert code == 0
+    assert errors.getvalue() == ""

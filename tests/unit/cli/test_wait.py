@@ -14,7 +14,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from ecrcache_cli.client import Response
-from ecrcache_cli.main import Convergence, Waiter, convergence
+from ecrcache_cli.main import Convergence, Waiter, convergence, run
 from ecrcache_cli.output import ApiError, Printer
 from tests.unit.cli.support import Recorded, Reply, recording_server, run_cli
 
@@ -76,9 +76,43 @@ def test_a_rule_with_regions_needs_synced_in_each_of_them() -> None:
     assert both.not_synced == ("quay: Pending: waiting",)
 
 
+def observed(found: dict[str, Any], revision: int) -> dict[str, Any]:
+    found["status"]["observed_revision"] = revision
+    return found
+
+
 def test_a_rule_without_regions_needs_every_record_synced() -> None:
+    # without a revision (or a server that does not report observed_revision): every record counts
     status = {"rules": [record("quay", "us-east-1", SYNCED), record("quay", "eu-west-1", NOT_SYNCED)]}
     assert convergence({}, status, {"quay": ()}, changed=set(), since=SINCE).rules_synced == 0
+    assert convergence({}, status, {"quay": ()}, changed=set(), since=SINCE, revision=7).rules_synced == 0
+    # with a revision: every record that describes it must be synced
+    current = {
+        "rules": [
+            observed(record("quay", "us-east-1", SYNCED), 7),
+            observed(record("quay", "eu-west-1", NOT_SYNCED), 7),
+        ]
+    }
+    state = convergence({}, current, {"quay": ()}, changed=set(), since=SINCE, revision=7)
+    assert state.rules_synced == 0
+    assert state.not_synced == ("quay: Pending: waiting",)
+
+
+def test_a_rule_without_regions_ignores_stale_records_of_regions_it_no_longer_uses() -> None:
+    # GIVEN a rule that once also ran in eu-west-1: that record is never updated again
+    status = {
+        "rules": [
+            observed(record("quay", "us-east-1", SYNCED), 7),
+            observed(record("quay", "eu-west-1", NOT_SYNCED), 3),
+        ]
+    }
+    # THEN only the record describing the applied revision counts: converged
+    assert convergence({}, status, {"quay": ()}, changed={"quay"}, since=SINCE, revision=7).rules_synced == 1
+    # but at least one record must describe the revision
+    stale = {"rules": [observed(record("quay", "us-east-1", SYNCED), 6)]}
+    state = convergence({}, stale, {"quay": ()}, changed={"quay"}, since=SINCE, revision=7)
+    assert state.rules_synced == 0
+    assert state.not_synced == ("quay: not reconciled yet",)
 
 
 def test_terminal_stops_the_wait_unless_it_predates_a_change_to_the_rule() -> None:
@@ -305,3 +339,81 @@ def test_reconcile_wait_through_the_cli_json_output(tmp_path: Path) -> None:
     assert '"status": "succeeded"' in result.stdout
     assert "Reconcile queued: run r-9" in result.stderr
     assert [r.target for r in server.requests] == ["/v1/reconcile", "/v1/runs/r-9", "/v1/runs/r-9"]
+
+
+APPLY_DOC = "rules:\n  quay:\n    upstream_kind: quay\n"
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_apply_prune_with_nothing_defined_is_refused_without_allow_empty(tmp_path: Path, extra: list[str]) -> None:
+    document = tmp_path / "empty.yaml"
+    document.write_text("version: 1\nrules: {}\n")
+    with recording_server(lambda _: Reply(200, {**APPLIED, "changes": []})) as server:
+        refused = run_cli(["--endpoint", server.url, "apply", "-f", str(document), "--prune", *extra])
+        assert refused.code == 3, refused.output
+        assert "would delete everything" in refused.stderr
+        assert "--allow-empty" in refused.stderr
+        assert server.requests == []
+        allowed = run_cli(
+            ["--endpoint", server.url, "apply", "-f", str(document), "--prune", "--allow-empty", "--no-wait"]
+        )
+    assert allowed.code == 0, allowed.output
+    assert [r.target for r in server.requests] == ["/v1/desired-state?prune=true"]
+
+
+def test_apply_prune_with_an_empty_file_names_it_and_sends_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with recording_server() as server:
+        result = run_cli(["--endpoint", server.url, "apply", "-f", str(empty), "--prune", "--allow-empty"])
+    assert result.code == 3, result.output
+    assert f"{empty}: holds no desired-state document" in result.stderr
+    assert server.requests == []
+
+
+def test_apply_if_revision_sends_if_match_and_a_412_is_exit_5(tmp_path: Path) -> None:
+    document = tmp_path / "r.yaml"
+    document.write_text(APPLY_DOC)
+    stale = {"code": "PreconditionFailed", "message": "the desired state is at revision 5, not 4", "details": []}
+    with recording_server() as server:
+        server.replies = [Reply(200, APPLIED), Reply(412, stale)]
+        ok = run_cli(["--endpoint", server.url, "apply", "-f", str(document), "--if-revision", "4", "--no-wait"])
+        conflict = run_cli(["--endpoint", server.url, "apply", "-f", str(document), "--if-revision", "4", "--no-wait"])
+    assert ok.code == 0, ok.output
+    assert [r.header("If-Match") for r in server.requests] == ['"4"', '"4"']
+    assert conflict.code == 5, conflict.output
+    assert "no longer at revision 4" in conflict.stderr
+    assert "export again" in conflict.stderr
+    # without the flag, no precondition is sent
+    with recording_server(lambda _: Reply(200, APPLIED)) as server:
+        run_cli(["--endpoint", server.url, "apply", "-f", str(document), "--no-wait"])
+    assert server.requests[0].header("If-Match") is None
+
+
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader left (``ecrcache apply | true``)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_apply_with_stdout_closed_still_waits_and_exits_with_its_own_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the PUT succeeds and the rule then converges, but nobody reads stdout
+    def respond(request: Recorded) -> Reply:
+        if request.method == "PUT":
+            return Reply(200, APPLIED)
+        if request.path == "/v1/plan":
+            return Reply(200, {"actions": []})
+        return Reply(200, {"rules": [observed(record("quay", "us-east-1", SYNCED), 4)]})
+
+    document = tmp_path / "r.yaml"
+    document.write_text(APPLY_DOC)
+    closed = ClosedPipe()
+    monkeypatch.setattr("sys.stdout", closed)
+    with recording_server(respond) as server:
+        code = run(["--endpoint", server.url, "apply", "-f", str(document)], sleep=lambda _: None)
+    # THEN the wait still happens and the command's own code (0) is the exit code
+    assert code == 0
+    assert [r.path for r in server.requests] == ["/v1/desired-state", "/v1/plan", "/v1/status"]
