@@ -13,9 +13,10 @@ The event is the one API Gateway sends:
   signature; locally it is the ``X-Ecrcache-Caller-Arn`` header, or ``default_caller``. Signatures
   are not checked locally (the endpoint binds loopback only).
 
-Like a Lambda integration: a function that raises gives ``502 {"message": "Internal server error"}``,
-one that does not answer within ``timeout`` seconds (API Gateway: 29 s) ``504``; bodies over
-10 MB get ``413``. Requests are handed to the function one at a time (one warm sandbox).
+Like a Lambda integration: a function that raises (or a host that cannot be reached) gives
+``502 {"message": "Internal server error"}``; one that runs past its timeout (the API function's is
+API Gateway's 29 s integration limit) gives ``504``; bodies over 10 MB get ``413``. Requests are
+handed to the function one at a time (one warm sandbox).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrcache_cli.local.invoke import FunctionError, InvokeError
+from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
 
 __all__ = ["CALLER_ARN_HEADER", "DEFAULT_CALLER", "ApiGateway", "Route"]
 
@@ -167,11 +168,13 @@ class ApiGateway:
         try:
             with self._lock:
                 result = self.invoke(event)
+        except FunctionTimeout:
+            # The API function's timeout is API Gateway's integration limit (29 s): API Gateway answers 504.
+            return _json(504, {"message": "Endpoint request timed out"})
         except FunctionError:
             return _json(502, {"message": "Internal server error"})
-        except InvokeError as exc:
-            status = 504 if "timed out" in str(exc) else 502
-            return _json(status, {"message": "Endpoint request timed out" if status == 504 else str(exc)})
+        except InvokeError:
+            return _json(502, {"message": "Internal server error"})
         return _response_from(result)
 
     def event_for(self, request: Request, path: str, route: Route, params: dict[str, str]) -> dict[str, Any]:

@@ -17,9 +17,12 @@ credentials). The first line on stdout is ``ecrcache-host: ready <port>``.
 
 :class:`HostProcess` starts one from the supervisor; :meth:`HostProcess.invoke` is an
 :data:`~ecrcache_cli.local.invoke.Invoke`-style call that raises
-:class:`~ecrcache_cli.local.invoke.FunctionError` / :class:`~ecrcache_cli.local.invoke.InvokeError`.
-Unlike Lambda, a handler that runs past its timeout is not killed: the caller stops waiting
-(``InvokeError``) and the host finishes the invocation before taking the next one.
+:class:`~ecrcache_cli.local.invoke.FunctionError` (the handler raised),
+:class:`~ecrcache_cli.local.invoke.FunctionTimeout` (no answer within the function's timeout: a
+function error, ``Sandbox.Timedout``, as in Lambda) or :class:`~ecrcache_cli.local.invoke.InvokeError`
+(the host is not running or cannot be connected to). Unlike Lambda, a handler that runs past its
+timeout is not killed: the caller stops waiting and the host finishes the invocation before taking
+the next one.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrcache_cli.local.invoke import FunctionError, InvokeError
+from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
 
 __all__ = ["READY_PREFIX", "HostProcess", "LambdaContext", "main", "terminate"]
 
@@ -211,14 +214,14 @@ class HostProcess:
         return self._process.pid if self._process is not None else None
 
     def invoke(self, event: Mapping[str, Any]) -> Any:
-        """Run the handler once with ``event``; its result, or FunctionError / InvokeError."""
+        """Run the handler once with ``event``; its result, or FunctionError / FunctionTimeout / InvokeError."""
         if not self.url:
             raise InvokeError(f"{self.name}: the function host is not running")
         try:
             response = self._session.post(self.url, data=json.dumps(event), timeout=(5, self.timeout + 5))
-        except requests.Timeout as exc:
-            raise InvokeError(f"{self.name}: timed out after {self.timeout:.0f} s") from exc
-        except requests.RequestException as exc:
+        except requests.ReadTimeout as exc:  # connected, no answer in time: the function timed out
+            raise FunctionTimeout(self.name, self.timeout) from exc
+        except requests.RequestException as exc:  # incl. ConnectTimeout: the host is not there
             raise InvokeError(f"{self.name}: the function host is unreachable: {exc}") from exc
         if response.status_code != 200:
             raise InvokeError(f"{self.name}: the function host answered HTTP {response.status_code}")

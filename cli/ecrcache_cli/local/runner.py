@@ -21,6 +21,12 @@ DynamoDB streams (Lambda event source mapping)
   appear later are read from ``TRIM_HORIZON`` after their parent shard is drained, shards that close
   are drained and dropped. :meth:`EventRunner.setup` positions the initial shards per
   ``StartingPosition`` (``LATEST``: records written after ``setup()``; ``TRIM_HORIZON``).
+* A failed ``GetRecords`` is retried with the same iterator (backoff), so no record is skipped. Only
+  an iterator that can never work again (``ExpiredIteratorException``, ``TrimmedDataAccessException``)
+  is replaced: ``AFTER_SEQUENCE_NUMBER`` of the last record read, else the shard's starting position;
+  for ``LATEST`` that is ``TRIM_HORIZON`` skipping records whose ``ApproximateCreationDateTime`` (whole
+  seconds) is before the second in which ``setup()`` positioned the shard (so records written in that
+  same second just before ``setup()`` may be delivered too: at least once, never skipped).
 * Each record is converted to exactly what Lambda delivers: ``eventID, eventName, eventVersion,
   eventSource, awsRegion, dynamodb {ApproximateCreationDateTime (epoch seconds), Keys, NewImage,
   OldImage, SequenceNumber, SizeBytes, StreamViewType}, eventSourceARN``, attribute values in
@@ -33,8 +39,9 @@ DynamoDB streams (Lambda event source mapping)
 * With ``FunctionResponseTypes: [ReportBatchItemFailures]``, ``{"batchItemFailures": [{"itemIdentifier":
   <SequenceNumber>}]}`` retries from the lowest failed record (it and those after it in the batch);
   an empty or missing list is success; a null/empty/unknown ``itemIdentifier`` fails the whole batch
-  (Lambda's documented rules). A handler error (:class:`~.invoke.FunctionError`) or an unreachable
-  host (:class:`~.invoke.InvokeError`) retries the whole batch; ``BisectBatchOnFunctionError`` splits
+  (Lambda's documented rules). A handler error (:class:`~.invoke.FunctionError`, including a timeout:
+  :class:`~.invoke.FunctionTimeout`, ``Sandbox.Timedout``) or an unreachable host
+  (:class:`~.invoke.InvokeError`) retries the whole batch; ``BisectBatchOnFunctionError`` splits
   it in two first (not counted as a retry).
 * ``MaximumRetryAttempts`` (-1 = until the record expires) and ``MaximumRecordAgeInSeconds`` bound the
   retries; then Lambda's on-failure record (``requestContext``, ``responseContext``, ``version``,
@@ -63,8 +70,9 @@ EventBridge rules and schedules (asynchronous invocation)
     with EventBridge's message attributes (``RULE_ARN``, ``TARGET_ARN``, ``ERROR_CODE``,
     ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION``, ``RETRY_ATTEMPTS``). An event already older than
     ``MaximumEventAgeInSeconds`` (its envelope ``time``) is dead-lettered without an invocation.
-  - **Lambda's asynchronous retries** (the handler fails: :class:`~.invoke.FunctionError`, or the host
-    fails on a retry): 1 + the function's ``EventInvokeConfig.MaximumRetryAttempts`` (default 2)
+  - **Lambda's asynchronous retries** (the handler fails: :class:`~.invoke.FunctionError`, including
+    a timeout -- :class:`~.invoke.FunctionTimeout`, ``errorType`` ``Sandbox.Timedout`` in the record --,
+    or the host fails on a retry): 1 + the function's ``EventInvokeConfig.MaximumRetryAttempts`` (default 2)
     attempts within ``EventInvokeConfig.MaximumEventAgeInSeconds`` (default 21600), then Lambda's
     invocation record (``requestContext.condition: RetriesExhausted|EventAgeExceeded``,
     ``requestPayload``, ``responseContext``, ``responsePayload``) goes to
@@ -72,6 +80,14 @@ EventBridge rules and schedules (asynchronous invocation)
     ``OnSuccess`` destinations get the success record.
 
   A rule's queue message is deleted once the event is delivered or dead-lettered.
+
+Stopping
+--------
+:meth:`EventRunner.stop` returns within about 1.2 s, every thread ended, when nothing is being
+invoked. A thread in the middle of an invocation finishes it (logs its outcome; sends a destination
+record if it was the last attempt) but starts no further invocation -- no retry, no next batch or
+event -- and then ends; :meth:`EventRunner.threads` lists it until then. A rule's event whose
+delivery was cut short is made visible in its queue again (the next runner delivers it).
 
 Where local differs from AWS
 ----------------------------
@@ -176,6 +192,8 @@ _RULE_NAME_LIMIT: Final = 64
 # made visible again when the runner stops first).
 _IN_FLIGHT_VISIBILITY: Final = 43_200
 _GET_RECORDS_LIMIT: Final = 1000
+# GetRecords errors after which the iterator is replaced (an iterator that can never work again).
+_REPOSITION_ERRORS: Final = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
 _STOP_JOIN_SECONDS: Final = 1.2
 _SIMPLE_PATH: Final = re.compile(r"^\$(\.[A-Za-z0-9_-]+)*$")
 
@@ -553,10 +571,13 @@ class _Shard:
     shard_id: str
     iterator: str | None
     start_type: str
+    # LATEST shards: when setup() took the first iterator (epoch seconds), for re-positioning.
+    since: float | None = None
     last_read: str | None = None
+    # Records created before this (epoch seconds) are skipped: a LATEST shard re-read from TRIM_HORIZON.
+    not_before: int | None = None
     buffer: deque[tuple[dict[str, Any], float]] = field(default_factory=deque)
     retired: bool = False
-    read_failures: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -693,8 +714,8 @@ class EventRunner:
         self._sources: list[_Source] | None = None
         self._clients: dict[str, Any] = {}
         self._queue_urls: dict[str, str] = {}
-        # stream source key -> shard key -> iterator positioned by setup()
-        self._positions: dict[tuple[str, str], dict[str, str]] = {}
+        # stream source key -> shard key -> (iterator positioned by setup(), when it was taken)
+        self._positions: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
         self._setup_done = False
         self._started = False
         self._virtual_origin = (time.time(), time.monotonic())
@@ -826,11 +847,13 @@ class EventRunner:
             shard_key = f"{label}/{shard['ShardId']}"
             if shard_key in positions:
                 continue
-            positions[shard_key] = self._streams.get_shard_iterator(
+            taken = time.time()
+            iterator = self._streams.get_shard_iterator(
                 StreamArn=source.stream_arn,
                 ShardId=shard["ShardId"],
                 ShardIteratorType="LATEST" if source.starting_position == "LATEST" else "TRIM_HORIZON",
             )["ShardIterator"]
+            positions[shard_key] = (iterator, taken)
 
     def _describe_stream(self, arn: str) -> tuple[str, list[dict[str, Any]]]:
         shards: list[dict[str, Any]] = []
@@ -870,11 +893,17 @@ class EventRunner:
                     self._log(f"{source.label} (Schedule) is disabled in the template: not scheduled")
 
     def stop(self) -> None:
-        """Stop every thread; returns within about 1.2 s (an invocation still running is left to finish)."""
+        """Stop every thread; returns within about 1.2 s.
+
+        When nothing is being invoked, every thread has ended when this returns. A thread in the
+        middle of an invocation is not waited for: it finishes that invocation (its outcome is
+        logged, and a destination record sent if it was the last attempt), starts no further
+        invocation, and ends. :meth:`threads` lists it until then.
+        """
         self._stop.set()
         deadline = time.monotonic() + _STOP_JOIN_SECONDS
         with self._lock:
-            threads, self._threads = self._threads, []
+            threads = list(self._threads)  # kept: threads() reports those that have not ended yet
             self._started = False
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -891,11 +920,11 @@ class EventRunner:
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=self._guarded, args=(name, target, *args), name=name, daemon=True)
-        with self._lock:
+        with self._lock:  # started under the lock: stop() never sees a thread it cannot join
             if self._stop.is_set():
                 return
             self._threads.append(thread)
-        thread.start()
+            thread.start()
 
     def _guarded(self, name: str, target: Callable[..., None], *args: Any) -> None:
         """Run a poller until stop(); an unexpected exception is logged and the loop restarts."""
@@ -941,6 +970,8 @@ class EventRunner:
     # ---- invocation -----------------------------------------------------------------------------
 
     def _timed_invoke(self, function: str, event: dict[str, Any]) -> tuple[Any, float]:
+        if self._stop.is_set():  # stop() lets a running invocation finish, but none starts after it
+            raise _Stopped
         started = time.monotonic()
         try:
             return self._invoke(function, event), time.monotonic() - started
@@ -996,9 +1027,16 @@ class EventRunner:
             if shard_key in known:
                 continue
             with self._lock:
-                iterator = self._positions.get(key, {}).pop(shard_key, None)
+                position = self._positions.get(key, {}).pop(shard_key, None)
+            iterator, since = position if position is not None else (None, None)
             start_type = source.starting_position if iterator is not None else "TRIM_HORIZON"
-            state = _Shard(key=shard_key, shard_id=str(shard["ShardId"]), iterator=iterator, start_type=start_type)
+            state = _Shard(
+                key=shard_key,
+                shard_id=str(shard["ShardId"]),
+                iterator=iterator,
+                start_type=start_type,
+                since=since if start_type == "LATEST" else None,
+            )
             if iterator is None:  # a shard that appeared after setup(): read all of it
                 state.iterator = self._position(source, state)
             parent_key = f"{label}/{shard.get('ParentShardId')}" if shard.get("ParentShardId") else None
@@ -1010,9 +1048,17 @@ class EventRunner:
             del known[shard_key]
 
     def _position(self, source: _StreamSource, shard: _Shard) -> str | None:
+        """A new iterator for ``shard``: after the last record read, else at its original position.
+
+        A LATEST shard that has read nothing yet cannot ask for "LATEST as of setup()" again: it is
+        read from TRIM_HORIZON, skipping records created before the (whole) second setup() positioned it in.
+        """
         kwargs: dict[str, Any] = {"StreamArn": source.stream_arn, "ShardId": shard.shard_id}
         if shard.last_read is not None:
             kwargs |= {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_read}
+        elif shard.start_type == "LATEST" and shard.since is not None:
+            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+            shard.not_before = math.floor(shard.since)
         else:
             kwargs["ShardIteratorType"] = shard.start_type
         response = self._call(
@@ -1069,22 +1115,25 @@ class EventRunner:
         try:
             response = self._streams.get_records(ShardIterator=str(shard.iterator), Limit=_GET_RECORDS_LIMIT)
         except Exception as exc:
-            # An expired or unknown iterator (the embedded AWS restarted): position again after the last
-            # record read. Anything else is retried with the same iterator a few times first.
-            shard.read_failures += 1
+            # Only an iterator that can never work again is replaced (see _position); any other failure
+            # is retried with the same iterator (by _shard_loop, with backoff), so no record is skipped.
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code in {"ExpiredIteratorException", "TrimmedDataAccessException"} or shard.read_failures >= 3:
-                shard.read_failures = 0
+            if code in _REPOSITION_ERRORS:
+                self._log(f"{source.label} (DynamoDB) shard {shard.shard_id}: {code}; getting a new iterator")
                 shard.iterator = self._position(source, shard)
                 return 0
             raise
-        shard.read_failures = 0
         shard.iterator = response.get("NextShardIterator")
         now = time.monotonic()
         records = response.get("Records", [])
         for raw in records:
             record = self._lambda_record(source, dict(raw))
             shard.last_read = str(record["dynamodb"].get("SequenceNumber"))
+            if shard.not_before is not None:
+                created = record["dynamodb"].get("ApproximateCreationDateTime")
+                if isinstance(created, int) and created < shard.not_before:
+                    continue  # written before setup(): LATEST never delivers it
+                shard.not_before = None
             if source.filters.matches(record):
                 shard.buffer.append((record, now))
         return len(records)
@@ -1300,6 +1349,8 @@ class EventRunner:
             attempt += 1
             try:
                 result, elapsed = self._timed_invoke(source.function, event)
+            except _Stopped:
+                return _Outcome("stopped")
             except InvokeError as exc:
                 if attempt == 1:
                     return _Outcome("not-accepted", error=exc)
@@ -1566,7 +1617,7 @@ class EventRunner:
     # ---- introspection (tests, `ecrcache local status`) ---------------------------------------
 
     def threads(self) -> Iterator[str]:
-        """Names of the running delivery threads."""
+        """Names of the delivery threads that have not ended (after :meth:`stop`: those still finishing)."""
         with self._lock:
             yield from (t.name for t in self._threads if t.is_alive())
 

@@ -12,7 +12,7 @@ import requests
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from ecrcache_cli.local.gateway import CALLER_ARN_HEADER, DEFAULT_CALLER, ApiGateway, Route
-from ecrcache_cli.local.invoke import FunctionError, InvokeError
+from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
 
 pytestmark = pytest.mark.functional
 
@@ -115,7 +115,7 @@ def test_response_status_headers_and_body_pass_through(gateway: ApiGateway, reco
     ("error", "status"),
     [
         (FunctionError("ApiFunction", "KeyError", "boom"), 502),
-        (InvokeError("ApiFunction: timed out after 29 s"), 504),
+        (FunctionTimeout("ApiFunction", 29), 504),
         (InvokeError("ApiFunction: the function host is unreachable"), 502),
     ],
 )

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from ecrcache_cli.embedded_aws import clock, events
 from ecrcache_cli.embedded_aws.server import EmbeddedAwsServer
-from ecrcache_cli.local.invoke import FunctionError, InvokeError
+from ecrcache_cli.local import runner as runner_module
+from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from ecrcache_cli.local.runner import EventRunner
 from ecrcache_cli.local.template import FunctionSpec, PhysicalResource, Resolver, load_template, resolve_functions
 from tests.conftest import ACCOUNT_ID, REGION
@@ -472,6 +474,123 @@ def test_an_unreachable_function_is_retried_until_it_answers(stack: Stack, runne
     assert stack.dead_letters(timeout=0.2) == []
 
 
+def test_a_stream_function_timeout_is_a_function_error(stack: Stack, runners: Runners) -> None:
+    """Lambda reports a timeout as a function error: ``Sandbox.Timedout``, "Task timed out after N seconds"."""
+
+    def behaviour(number: int, _: dict[str, Any]) -> Any:
+        raise FunctionTimeout(FUNCTION, 300)
+
+    function = FakeFunction(behaviour)
+    runner = runners.make(function, DesiredStateChanged={**FAST_STREAM, "MaximumRetryAttempts": 1}, **NO_SCHEDULES)
+    runner.start()
+    stack.put("DESIRED#rule#slow")
+
+    (dead,) = stack.dead_letters()
+    assert len(function.calls) == 2
+    assert dead["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert dead["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+    assert any(
+        "failed: Sandbox.Timedout: Task timed out after 300.00 seconds; retry 1/1" in line for line in runners.logs
+    )
+
+
+class FlakyStreams:
+    """A DynamoDB Streams client whose ``GetRecords`` fails on demand (the rest is the real client)."""
+
+    def __init__(self) -> None:
+        self._client: Any = None  # the runner's real client, once it made one
+        self.failing = threading.Event()  # every GetRecords fails (a generic server error) while set
+        self.expire = 0  # so many next GetRecords answer ExpiredIteratorException
+        self.failures = 0
+        self.iterator_types: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_shard_iterator(self, **kwargs: Any) -> Any:
+        self.iterator_types.append(str(kwargs["ShardIteratorType"]))
+        return self._client.get_shard_iterator(**kwargs)
+
+    def get_records(self, **kwargs: Any) -> Any:
+        code = ""
+        if self.expire > 0:
+            self.expire -= 1
+            code = "ExpiredIteratorException"
+        elif self.failing.is_set():
+            code = "InternalServerError"
+        if code:
+            self.failures += 1
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, "GetRecords")
+        return self._client.get_records(**kwargs)
+
+
+@pytest.fixture
+def flaky_streams(monkeypatch: pytest.MonkeyPatch) -> FlakyStreams:
+    """The runners' DynamoDB Streams client, wrapped (one per test: the runner makes one client per service)."""
+    flaky = FlakyStreams()
+    original = runner_module._make_client
+
+    def make(service: str, endpoint_url: str, region: str) -> Any:
+        client = original(service, endpoint_url, region)
+        if service != "dynamodbstreams":
+            return client
+        assert flaky._client is None, "one runner per test"
+        flaky._client = client
+        return flaky
+
+    monkeypatch.setattr(runner_module, "_make_client", make)
+    return flaky
+
+
+def test_failed_get_records_are_retried_with_the_same_iterator_and_skip_nothing(
+    stack: Stack, runners: Runners, flaky_streams: FlakyStreams
+) -> None:
+    """A LATEST shard that has read nothing yet keeps its iterator: records written meanwhile arrive."""
+    function = FakeFunction()
+    runner = runners.make(function, DesiredStateChanged=FAST_STREAM, **NO_SCHEDULES)
+    runner.setup()
+    flaky_streams.failing.set()
+    runner.start()
+    stack.put("DESIRED#rule#during-1")
+    deadline = time.monotonic() + WAIT
+    while flaky_streams.failures < 5:  # more than the three after which LATEST used to be taken again
+        assert time.monotonic() < deadline, runners.logs
+        time.sleep(0.02)
+    stack.put("DESIRED#rule#during-2")
+    time.sleep(0.1)
+    flaky_streams.failing.clear()
+
+    function.wait_for(lambda calls: len(pks([r for c in calls for r in c["Records"]])) >= 2)
+    time.sleep(0.3)
+    assert pks(function.records()) == ["DESIRED#rule#during-1", "DESIRED#rule#during-2"]
+    assert flaky_streams.iterator_types == ["LATEST"]  # setup()'s, never replaced
+    assert any("InternalServerError" in line and "retrying" in line for line in runners.logs)
+
+
+def test_an_expired_iterator_resumes_where_the_shard_was(
+    stack: Stack, runners: Runners, flaky_streams: FlakyStreams
+) -> None:
+    """Expired before any read: from setup()'s moment (not LATEST again); after a read: after the last record."""
+    function = FakeFunction()
+    runner = runners.make(function, DesiredStateChanged=FAST_STREAM, **NO_SCHEDULES)
+    stack.put("DESIRED#rule#before-setup")
+    time.sleep(1.02 - time.time() % 1)  # the next second: creation times are whole seconds
+    runner.setup()
+    stack.put("DESIRED#rule#after-setup")
+    flaky_streams.expire = 1
+    runner.start()
+
+    function.wait_for(lambda calls: len(calls) >= 1)
+    assert flaky_streams.iterator_types == ["LATEST", "TRIM_HORIZON"]
+    flaky_streams.expire = 1
+    stack.put("DESIRED#rule#after-expiry")
+    function.wait_for(lambda calls: len([r for c in calls for r in c["Records"]]) >= 2)
+    time.sleep(0.3)
+    assert pks(function.records()) == ["DESIRED#rule#after-setup", "DESIRED#rule#after-expiry"]
+    assert flaky_streams.iterator_types == ["LATEST", "TRIM_HORIZON", "AFTER_SEQUENCE_NUMBER"]
+    assert sum("ExpiredIteratorException; getting a new iterator" in line for line in runners.logs) == 2
+
+
 # --------------------------------------------------------------------------------------------------
 # EventBridge rules
 # --------------------------------------------------------------------------------------------------
@@ -572,6 +691,32 @@ def test_an_unreachable_function_follows_the_rules_retry_policy_then_its_dead_le
     assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
     assert attributes["RETRY_ATTEMPTS"] == "4"
     assert "connection refused" in attributes["ERROR_MESSAGE"]
+
+
+def test_an_async_function_timeout_is_a_function_error_not_a_refused_delivery(stack: Stack, runners: Runners) -> None:
+    """A timeout on the first attempt: Lambda's retries (EventInvokeConfig) and its on-failure record."""
+
+    def behaviour(number: int, _: dict[str, Any]) -> Any:
+        raise FunctionTimeout(FUNCTION, 300)
+
+    function = FakeFunction(behaviour)
+    runner = runners.make(function, **NO_SCHEDULES)
+    runner.start()
+    stack.put_event("ECR Pull Through Cache Action", {"sync-status": "SUCCESS"})
+
+    (dead,) = stack.dead_letters()
+    assert len(function.calls) == 3  # 1 + EventInvokeConfig.MaximumRetryAttempts, not RetryPolicy's 1 + 4
+    assert dead["_attributes"] == {}  # not EventBridge's dead-letter message
+    assert dead["requestContext"]["condition"] == "RetriesExhausted"
+    assert dead["responseContext"]["functionError"] == "Unhandled"
+    assert dead["responsePayload"] == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": "Task timed out after 300.00 seconds",
+    }
+    assert any(
+        "failed: Sandbox.Timedout: Task timed out after 300.00 seconds; retry 1/2" in line for line in runners.logs
+    )
+    assert not any("not delivered" in line for line in runners.logs)
 
 
 def test_an_event_older_than_its_maximum_age_is_dead_lettered_without_an_invocation(
@@ -704,13 +849,64 @@ def test_a_schedule_whose_rule_is_disabled_in_the_embedded_aws_is_skipped(stack:
     function.wait_for(lambda calls: len(calls) >= 1)
 
 
-def test_stop_is_quick_even_while_polling(stack: Stack, runners: Runners) -> None:
+RUNNER_THREADS = ("stream ", "rule ", "schedule ")
+
+
+def runner_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Delivery threads (by their names) started since ``before`` was taken, ended or not."""
+    return [t for t in threading.enumerate() if t not in before and t.name.startswith(RUNNER_THREADS)]
+
+
+def test_stop_ends_every_thread_quickly_even_while_polling(stack: Stack, runners: Runners) -> None:
+    before = set(threading.enumerate())
     runner = runners.make(FakeFunction())
     runner.start()
-    assert len(list(runner.threads())) >= 4  # stream (+ shard), two rule queues, two schedules
+    stack.put("DESIRED#rule#a")  # a shard thread exists once the stream has been discovered
+    deadline = time.monotonic() + WAIT
+    while not any(name.startswith("stream ") and "shardId-" in name for name in runner.threads()):
+        assert time.monotonic() < deadline, list(runner.threads())
+        time.sleep(0.02)
+    started_threads = runner_threads(before)
+    assert len(started_threads) >= 6  # stream + shard, two rule queues, two schedules
     started = time.monotonic()
     runner.stop()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 2.0  # the documented ~1.2 s
+    assert [t.name for t in started_threads if t.is_alive()] == []
+    assert runner_threads(before) == []  # nothing was started that the runner did not account for
     assert list(runner.threads()) == []
     with pytest.raises(RuntimeError, match="stopped"):
         runner.start()
+
+
+def test_stop_during_an_invocation_lets_it_finish_and_invokes_nothing_more(stack: Stack, runners: Runners) -> None:
+    """The in-flight batch fails after stop(): no retry, no bisected half; the shard thread then ends."""
+    release = threading.Event()
+    invoking = threading.Event()
+
+    def behaviour(number: int, _: dict[str, Any]) -> Any:
+        invoking.set()
+        release.wait(WAIT)
+        raise FunctionError(FUNCTION, "RuntimeError", "failed while stopping")
+
+    function = FakeFunction(behaviour)
+    runner = runners.make(
+        function, DesiredStateChanged={**FAST_STREAM, "BisectBatchOnFunctionError": True}, **NO_SCHEDULES
+    )
+    runner.start()
+    stack.put("DESIRED#rule#a")
+    stack.put("DESIRED#rule#b")
+    assert invoking.wait(WAIT)
+    started = time.monotonic()
+    runner.stop()
+    assert time.monotonic() - started < 2.0
+    (busy,) = runner.threads()  # only the shard thread, still in its invocation
+    assert "shardId-" in busy
+    release.set()
+    deadline = time.monotonic() + WAIT
+    while list(runner.threads()):
+        assert time.monotonic() < deadline, list(runner.threads())
+        time.sleep(0.02)
+    time.sleep(0.2)
+    (call,) = function.calls  # neither a retry nor a bisected half
+    assert pks(call["Records"]) == ["DESIRED#rule#a", "DESIRED#rule#b"]
+    assert any("failed: RuntimeError: failed while stopping" in line for line in runners.logs)
