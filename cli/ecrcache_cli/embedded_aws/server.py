@@ -36,15 +36,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, Final, Self
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ecrcache_cli.embedded_aws import clock, ecr_lifecycle, events, install
+from ecrcache_cli.serving import Background, ServerThread
 
 __all__ = [
     "DEFAULT_HOST",
@@ -253,22 +253,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-class EmbeddedAwsServer:
+class EmbeddedAwsServer(Background):
     """moto + the ECR extension over HTTP on a loopback address (``port=0`` = pick a free port)."""
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
         _check_loopback(host)
         self.host = host
         self.port = port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     @property
     def endpoint_url(self) -> str:
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the server is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url
 
     def start(self) -> Self:
         """Bind (raising :class:`PortBusyError` if taken) and serve in a daemon thread."""
@@ -277,7 +275,7 @@ class EmbeddedAwsServer:
         # Bind ourselves: werkzeug prints and calls sys.exit(1) when the port is taken.
         listener = _bind(self.host, self.port)
         try:
-            self._server = make_server(
+            server = make_server(
                 self.host,
                 listener.getsockname()[1],
                 app,
@@ -287,24 +285,11 @@ class EmbeddedAwsServer:
             )
         finally:
             listener.close()  # werkzeug duplicated the descriptor
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ecrcache-aws", daemon=True)
-        self._thread.start()
+        self._serving = ServerThread(server, "ecrcache-aws").start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()

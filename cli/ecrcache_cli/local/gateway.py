@@ -28,15 +28,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote
 
 from werkzeug.datastructures import Headers
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from ecrcache_cli.serving import Background, QuietRequestHandler, ServerThread
 
 __all__ = ["CALLER_ARN_HEADER", "DEFAULT_CALLER", "ApiGateway", "Route"]
 
@@ -46,13 +46,6 @@ MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _TEXT_TYPES: Final = ("application/json", "application/yaml", "application/x-yaml", "text/", "application/problem")
 
 ApiInvoke = Callable[[dict[str, Any]], Any]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler without its own access log (the gateway logs each request itself)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 class Route:
@@ -78,7 +71,7 @@ class Route:
 DEFAULT_ROUTES: Final = (Route("/v1"), Route("/v1/{proxy+}"))
 
 
-class ApiGateway:
+class ApiGateway(Background):
     """HTTP on a loopback port -> ``invoke(event)`` -> HTTP (``port=0`` picks a free port)."""
 
     def __init__(
@@ -102,45 +95,27 @@ class ApiGateway:
         self.routes = tuple(routes)
         self.log = log
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
     @property
     def endpoint_url(self) -> str:
         """``http://host:port`` (the API base is this plus ``/v1``)."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the gateway is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url
 
     def start(self) -> Self:
         """Bind (``OSError`` if the port is taken) and serve in a daemon thread."""
-        self._server = make_server(self.host, self.port, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        server = self._server
-        self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05), name="ecrcache-gateway", daemon=True
-        )
-        self._thread.start()
+        server = make_server(self.host, self.port, self._wsgi, threaded=True, request_handler=QuietRequestHandler)
+        self._serving = ServerThread(server, "ecrcache-gateway").start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     # ---- requests -----------------------------------------------------------------------------------
 

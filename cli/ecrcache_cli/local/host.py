@@ -44,10 +44,11 @@ from types import FrameType
 from typing import Any, Final
 
 import requests
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from ecrcache_cli.serving import QuietRequestHandler, ServerThread
 
 __all__ = ["READY_PREFIX", "HostProcess", "LambdaContext", "main", "terminate"]
 
@@ -70,11 +71,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 def _load_handler(code_uri: Path, handler: str) -> Callable[[Any, Any], Any]:
@@ -119,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         response = Response(body, status=200, mimetype="application/json", headers=headers)
         return response(environ, start_response)
 
-    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=_QuietHandler)
+    server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=QuietRequestHandler)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -127,13 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    print(f"{READY_PREFIX}{server.server_address[1]}", flush=True)
+    serving = ServerThread(server, f"ecrcache-host-{args.name}").start()
+    print(f"{READY_PREFIX}{serving.port}", flush=True)
     while not stop.wait(0.5):
         pass
-    server.shutdown()
-    server.server_close()
+    serving.stop()
     return 0
 
 

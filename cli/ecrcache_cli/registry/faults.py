@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
 
 from ecrcache_cli.registry.upstream_map import UpstreamMap, normalise_host
+from ecrcache_cli.serving import Background, ServerThread
 
 __all__ = [
     "MAX_FAULT_DELAY",
@@ -179,7 +179,7 @@ class FaultPlan:
             return sum(f.times - f.fired for f in self._faults)
 
 
-class FaultProxy:
+class FaultProxy(Background):
     """Reverse proxy on ``127.0.0.1`` to one registry (or one per ``Host`` via an :class:`UpstreamMap`)."""
 
     def __init__(
@@ -196,8 +196,7 @@ class FaultProxy:
         self._port = port
         self._upstream_timeout = upstream_timeout
         self.faults = FaultPlan(max_delay=max_delay)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self._stopping = threading.Event()
         self._session = requests.Session()
         self._lock = threading.Lock()
@@ -208,10 +207,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            return ""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._serving.url if self._serving is not None else ""
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -234,36 +230,20 @@ class FaultProxy:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Self:
-        if self._server is not None:
+        if self._serving is not None:
             return self
         self._stopping.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
         server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ecrcache-fault-proxy", daemon=True
-        )
-        self._thread.start()
+        self._serving = ServerThread(server, "ecrcache-fault-proxy").start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()  # wakes up sleeping TIMEOUT faults
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(timeout=5)
         self._session.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- routing ----------------------------------------------------------------------------------
     def target_for(self, host_header: str) -> str | None:

@@ -42,7 +42,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import requests
@@ -50,6 +49,7 @@ import yaml
 
 from ecrcache_cli.registry.tokens import TokenServer
 from ecrcache_cli.registry.upstream_map import UpstreamMap
+from ecrcache_cli.serving import Background
 
 __all__ = [
     "DEFAULT_BINARY",
@@ -143,7 +143,7 @@ def _stop_all_live() -> None:
 atexit.register(_stop_all_live)
 
 
-class LocalRegistry:
+class LocalRegistry(Background):
     """One ``docker-registry serve`` process on ``127.0.0.1``; use as a context manager."""
 
     def __init__(
@@ -346,14 +346,6 @@ class LocalRegistry:
         if self._own_root and self._root_dir is not None:
             shutil.rmtree(self._root_dir, ignore_errors=True)
             self._root_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from ecrcache_cli.serving import Background, ServerThread
 
 __all__ = ["TOKEN_ISSUER", "TOKEN_SERVICE", "TokenServer"]
 
@@ -96,7 +97,7 @@ def _parse_scope(scope: str) -> dict[str, Any] | None:
     return {"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]}
 
 
-class TokenServer:
+class TokenServer(Background):
     """Threaded HTTP token endpoint at ``http://127.0.0.1:<port>/token``."""
 
     def __init__(
@@ -112,47 +113,29 @@ class TokenServer:
         self.service = service
         self.issuer = issuer
         self._key = _SigningKey()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
         self._lock = threading.Lock()
         self.requests: list[tuple[str | None, list[str]]] = []  # (username or None, scopes) -- no secrets
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Self:
-        if self._server is not None:
+        if self._serving is not None:
             return self
         server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ecrcache-token-server", daemon=True
-        )
-        self._thread.start()
+        self._serving = ServerThread(server, "ecrcache-token-server").start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop(timeout=5)
 
     @property
     def realm(self) -> str:
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("token server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/token"
+        return f"{self._serving.url}/token"
 
     def write_root_bundle(self, path: Path) -> Path:
         path.write_bytes(self._key.cert_pem)
