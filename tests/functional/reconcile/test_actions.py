@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from ecrcache.engine.plan import ActionKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import ConditionType, RunStatus
+from tests.conftest import REGION
 from tests.functional.reconcile.conftest import World
 from tests.functional.reconcile.support import (
     CREATION_ROLE,
@@ -459,3 +461,66 @@ def test_unmanaged_rules_and_templates_are_untouched_and_reported_by_plan(
     assert plan.actions == ()
     assert [(u.kind, u.name) for u in plan.unmanaged] == [("rule", "k8s"), ("template", "k8s")]
     assert all("not created or adopted by ecrcache" in u.reason for u in plan.unmanaged)
+
+
+def _rules_in(region: str) -> list[str]:
+    ecr = boto3.client("ecr", region_name=region)
+    return [r["ecrRepositoryPrefix"] for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]]
+
+
+def _status_keys(world: World) -> set[tuple[str, str]]:
+    return {(r.region, r.prefix) for r in world.reconciler.status.all_status()}
+
+
+def test_a_rule_deleted_from_its_only_region_is_deleted_there_and_its_status_goes(
+    controller: Reconciler, alice: Admin, world: World
+) -> None:
+    # GIVEN a converged rule that lives only outside the stack's Region, with deletion_policy delete
+    alice.put_rule("quay", {"upstream_kind": "quay", "regions": ["eu-west-1"], "deletion_policy": "delete"})
+    controller.converge()
+    assert _rules_in("eu-west-1") == ["quay"]
+    assert ("eu-west-1", "quay") in _status_keys(world)
+
+    # WHEN the desired rule is deleted (no desired rule names eu-west-1 any more)
+    alice.delete_rule("quay")
+    controller.deliver_stream()
+
+    # THEN the reconciler still visits eu-west-1 (it has a status there), deletes the ECR rule,
+    # and then drops the status, so later runs no longer visit the Region
+    assert _rules_in("eu-west-1") == []
+    assert ("eu-west-1", "quay") not in _status_keys(world)
+    assert world.reconciler.plan().actions == ()
+
+
+def test_the_status_of_a_retained_rule_goes_with_the_rule(controller: Reconciler, alice: Admin, world: World) -> None:
+    # GIVEN a converged rule with the default deletion_policy (retain)
+    alice.put_rule("quay", {"upstream_kind": "quay"})
+    controller.converge()
+    assert (REGION, "quay") in _status_keys(world)
+
+    # WHEN the desired rule is deleted
+    alice.delete_rule("quay")
+    controller.deliver_stream()
+
+    # THEN ECR keeps the rule, and no status is reported for a rule that is no longer desired
+    assert _rules_in(REGION) == ["quay"]
+    assert (REGION, "quay") not in _status_keys(world)
+
+
+def test_a_rule_moved_to_another_region_leaves_no_status_behind(
+    controller: Reconciler, alice: Admin, world: World
+) -> None:
+    alice.put_rule("quay", {"upstream_kind": "quay", "regions": ["eu-west-1"]})
+    controller.converge()
+    version = alice.api.get("/v1/rules/quay").etag
+    assert version is not None
+
+    response = alice.api.put(
+        "/v1/rules/quay", {"upstream_kind": "quay", "regions": ["us-west-2"]}, headers={"If-Match": version}
+    )
+    assert response.status == 200, response.text
+    controller.deliver_stream()
+
+    assert {key for key in _status_keys(world) if key[1] == "quay"} == {("us-west-2", "quay")}
+    assert _rules_in("us-west-2") == ["quay"]
+    assert _rules_in("eu-west-1") == ["quay"]  # retained there (deletion_policy retain)

@@ -207,6 +207,12 @@ class DynamoDbStatusStore:
             for item in self._query_partition(STATUS_PARTITION)
         ]
 
+    def delete_rule_status(self, region: str, prefix: str) -> None:
+        try:
+            self.client.delete_item(TableName=self.table_name, Key=self._status_key(region, prefix))
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB DeleteItem") from exc
+
     @staticmethod
     def _status_key(region: str, prefix: str) -> Item:
         return {"pk": _s(STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")}

@@ -23,7 +23,7 @@ from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
-from ecrcache.models.rule import RuleSpec
+from ecrcache.models.rule import DeletionPolicy, RuleSpec
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunStatus, RunTrigger
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import ActionResult, EcrRegistry, OwnedKind, StateStore, StatusStore
@@ -133,8 +133,10 @@ class ReconcileService:
         except ValidationError:
             return None
 
-    def regions(self, snapshot: Snapshot, scope: Scope) -> list[str]:
-        named = {self.stack_region}
+    def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
+        """The stack's Region, every Region a rule names, and every Region with a rule status
+        (``reconciled``): a rule deleted from, or moved out of, its only Region is retired there."""
+        named = {self.stack_region, *reconciled}
         for stored in snapshot.rules.values():
             named.update(stored.spec.get("regions") or [])
         if scope.regions is not None:
@@ -158,7 +160,7 @@ class ReconcileService:
 
     def plan(self, scope: Scope = Scope()) -> Plan:
         snapshot = self.desired.snapshot()
-        regions = self.regions(snapshot, scope)
+        regions = self.regions(snapshot, scope, {record.region for record in self.status.all_status()})
         inputs = self.desired_rules(snapshot, regions)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
@@ -185,7 +187,8 @@ class ReconcileService:
         )
         self.status.put_run(run)
         snapshot = self.desired.snapshot()
-        regions = self.regions(snapshot, scope)
+        records = self.status.all_status()
+        regions = self.regions(snapshot, scope, {record.region for record in records})
         inputs = self.desired_rules(snapshot, regions)
         summary: Counter[str] = Counter()
         errors: list[str] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
@@ -198,6 +201,7 @@ class ReconcileService:
                 continue
             try:
                 outcome, left = self._reconcile_region(region, inputs, scope, run.run_id)
+                self._forget_stale_status(region, inputs, [r.prefix for r in records if r.region == region])
             except EcrcacheError as exc:
                 errors.append(f"{region}: {exc.message}")
                 summary["region_failures"] += 1
@@ -248,6 +252,21 @@ class ReconcileService:
         }
         if marked:
             self.status.record_applied(region, marked)
+
+    def _forget_stale_status(self, region: str, inputs: DesiredByRegion, recorded: Sequence[str]) -> None:
+        """Drop the status of rules no longer desired in ``region`` once nothing is left to do there:
+        kept while a ``deletion_policy: delete`` rule still owns its ECR rule or template (the Region
+        stays in the runs until they are deleted)."""
+        wanted = {r.prefix for r in inputs.desired.get(region, [])}
+        stale = [prefix for prefix in recorded if prefix not in wanted]
+        if not stale:
+            return
+        owned = self.status.ownership(region)
+        deleting = {r.prefix for r in inputs.retired.get(region, []) if r.spec.deletion_policy is DeletionPolicy.DELETE}
+        for prefix in stale:
+            if prefix in deleting and (prefix in owned.rules or prefix in owned.templates):
+                continue
+            self.status.delete_rule_status(region, prefix)
 
     def _record_region_failure(
         self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int
