@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.yaml_safe import NoAliasLoader
 from ecrcache_cli.output import CliError, ExitCode
 
 __all__ = [
@@ -135,23 +136,14 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return unique
 
 
-ALIAS_MESSAGE: Final = "aliases (&/*) are not allowed"
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and a key repeated in one mapping.
+class _StrictLoader(NoAliasLoader):
+    """The API's loader (no aliases), also refusing a key repeated in one mapping.
 
-    Aliases are refused as the API refuses them (``_NoAliasLoader`` in ``ecrcache.http.common``):
-    a few nested aliases expand a small file into gigabytes, and a self-referencing one recurses.
     PyYAML would keep the last of a repeated key silently; merge keys (``<<``) are not keys.
     """
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(None, None, ALIAS_MESSAGE, event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

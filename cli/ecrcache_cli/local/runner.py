@@ -120,6 +120,7 @@ import re
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -250,7 +251,7 @@ class _AsyncPolicy:
 
 
 @dataclass(frozen=True)
-class _Source:
+class _Source(ABC):
     function: str
     event: str
     type: str
@@ -259,8 +260,8 @@ class _Source:
     def label(self) -> str:
         return f"{self.function} ← {self.event}"
 
-    def description(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def description(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def test_a_utf8_byte_order_mark_is_allowed(tmp_path: Path) -> None:
 )
 def test_yaml_aliases_are_refused_with_file_line_and_column(tmp_path: Path, text: str, where: str) -> None:
     path = write(tmp_path, "alias.yaml", text)
-    assert problems([path]) == [f"{path}:{where}: invalid YAML: aliases (&/*) are not allowed"]
+    assert problems([path]) == [f"{path}:{where}: invalid YAML: YAML aliases (&/*) are not accepted"]
 
 
 def test_an_inline_yaml_merge_key_is_not_a_duplicate_key(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from ecrcache.errors import (
 )
 from ecrcache.models.common import parse_resource_name
 from ecrcache.services.desired_state import Precondition
+from ecrcache.yaml_safe import ALIAS_PROBLEM, NoAliasLoader
 
 MAX_BODY_BYTES = 1024 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -98,16 +99,6 @@ def yaml_response(data: Any, *, status: int = 200, etag_value: str | None = None
     return Response(status_code=status, content_type="application/yaml", body=text, headers=headers)
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors/aliases: an alias can expand a small document into gigabytes."""
-
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not accepted", event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[arg-type]
-
-
 JSON_TYPES = ("application/json",)
 
 
@@ -126,12 +117,12 @@ def normalise_body(event: dict[str, Any]) -> None:
         raise UnsupportedMediaTypeError(f"{content_type} bodies are not accepted; send application/json")
     if content_type in YAML_TYPES:
         try:
-            data = yaml.load(body, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(body, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             problem = getattr(exc, "problem", None)
-            detail = f": {problem}" if problem == "YAML aliases are not accepted" else ""
+            detail = f": {problem}" if problem == ALIAS_PROBLEM else ""
             raise BadRequestError(f"the request body is not valid YAML{where}{detail}") from exc
         except RecursionError as exc:
             raise BadRequestError("the request body is nested too deeply") from exc
