@@ -466,7 +466,10 @@ def main(argv: list[str] | None = None) -> int:
             "pids": {"local": os.getpid(), **run.pids},
         }
         if args.ready_file is not None:
-            args.ready_file.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+            # Atomically: whoever polls for the file must never read it half-written.
+            partial = args.ready_file.with_name(f".{args.ready_file.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+            partial.replace(args.ready_file)
         console.say(f"ready: API {api_base}  |  AWS {aws_url}  |  registry {endpoints['registry'] or '-'}")
         console.say(f"try:   ECRCACHE_ENDPOINT={api_base} ecrcache get rules     (Ctrl-C stops everything)")
         code = 0
