@@ -257,16 +257,21 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
         if not isinstance(value, dict):
             problems.append(Problem(where, f"must be a mapping of names to items; got {_type_name(value)}", key))
             continue
-        items: dict[str, Any] = {}
-        for name, item in value.items():
-            if not isinstance(name, str):
-                problems.append(
-                    Problem(where, f"names must be strings (quote {name!r} in YAML)", f"{key}[{json.dumps(str(name))}]")
-                )
-                continue
-            items[name] = _jsonable(item)
-        sections[key] = items
+        sections[key] = _section_items(where, key, value, problems)
     return sections
+
+
+def _section_items(where: str, key: str, value: dict[Any, Any], problems: list[Problem]) -> dict[str, Any]:
+    """The items of one section by name; a name YAML did not read as a string (``1:``, ``true:``) is a problem."""
+    items: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            problems.append(
+                Problem(where, f"names must be strings (quote {name!r} in YAML)", f"{key}[{json.dumps(str(name))}]")
+            )
+            continue
+        items[name] = _jsonable(item)
+    return items
 
 
 def _type_name(value: Any) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 import ecrcache
 from ecrcache_cli import main as cli_main
+from ecrcache_cli.commands import apply, credentials
 from ecrcache_cli.output import EXIT_CODES_HELP
 from tests.unit.cli.support import Recorded, Reply, recording_server, run_cli
 
@@ -198,7 +199,7 @@ def test_unexpected_errors_exit_1_without_a_traceback(tmp_path: Path, monkeypatc
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli_main, "load", broken)
+    monkeypatch.setattr(apply, "load", broken)
     result = run_cli(["--endpoint", "http://127.0.0.1:9", "apply", "-f", str(tmp_path)])
     assert result.code == 1
     assert result.stderr == "error: unexpected RuntimeError: boom\n"
@@ -241,7 +242,7 @@ def no_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
     def prompt() -> str:
         raise AssertionError("the token was asked for before the command could succeed")
 
-    monkeypatch.setattr(cli_main, "read_token", prompt)
+    monkeypatch.setattr(credentials, "read_token", prompt)
 
 
 def test_credentials_set_without_an_endpoint_fails_before_asking_for_the_token(no_prompt: None) -> None:

@@ -14,8 +14,9 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from ecrcache_cli.client import Response
-from ecrcache_cli.main import Convergence, Waiter, convergence, run
+from ecrcache_cli.main import run
 from ecrcache_cli.output import ApiError, Printer
+from ecrcache_cli.wait import Convergence, Waiter, convergence
 from tests.unit.cli.support import Recorded, Reply, recording_server, run_cli
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,55 @@
+"""``ecrcache plan``: what the reconciler would do now, and what it leaves alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from ecrcache_cli.app import App, output_option, pass_app
+from ecrcache_cli.output import ExitCode, OutputFormat, Printer
+
+__all__ = ["plan_cmd", "print_plan"]
+
+
+@click.command("plan")
+@click.option("--deep", is_flag=True, help="Read every cached repository's settings (slower).")
+@click.option("--region", "plan_region", metavar="REGION", help="Only this Region.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there is nothing to do, 2 when actions pend.")
+@output_option()
+@pass_app
+def plan_cmd(app: App, *, deep: bool, plan_region: str | None, detailed_exitcode: bool, fmt: OutputFormat) -> int:
+    """Show what the reconciler would do now (ECR against the desired state)."""
+    printer = Printer(fmt)
+    plan = app.api().get("plan", query={"deep": deep or None, "region": plan_region}).json() or {}
+    actions = plan.get("actions") or []
+    if not printer.body(plan):
+        print_plan(printer, plan)
+    return ExitCode.CHANGES_PENDING if detailed_exitcode and actions else ExitCode.OK
+
+
+def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
+    actions = plan.get("actions") or []
+    unmanaged = plan.get("unmanaged") or []
+    blocked = plan.get("blocked") or []
+    if actions:
+        rows = [
+            [a.get("kind"), a.get("region"), a.get("target"), a.get("rule_prefix"), a.get("reason")] for a in actions
+        ]
+        printer.table(["action", "region", "target", "rule", "reason"], rows)
+        counts: dict[str, int] = {}
+        for action in actions:
+            counts[str(action.get("kind"))] = counts.get(str(action.get("kind")), 0) + 1
+        noun = "action" if len(actions) == 1 else "actions"
+        printer.out(f"Plan: {len(actions)} {noun} ({', '.join(f'{k} {n}' for k, n in counts.items())}).")
+    else:
+        printer.out("No changes. ECR matches the desired state.")
+    if unmanaged:
+        printer.out("")
+        rows = [[u.get("kind"), u.get("region"), u.get("name"), u.get("reason")] for u in unmanaged]
+        printer.table(["kind", "region", "name", "reason"], rows, title="Unmanaged (reported, never changed):")
+    if blocked:
+        printer.out("")
+        rows = [[b.get("region"), b.get("prefix"), b.get("reason")] for b in blocked]
+        printer.table(["region", "rule", "reason"], rows, title="Blocked (not planned):")

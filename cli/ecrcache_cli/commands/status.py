@@ -1,0 +1,130 @@
+"""``ecrcache status`` (conditions per rule and Region, recent runs) and ``ecrcache history`` (who changed what)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from ecrcache_cli.app import App, output_option, pass_app
+from ecrcache_cli.commands.kinds import KINDS
+from ecrcache_cli.output import ExitCode, OutputFormat, Printer
+from ecrcache_cli.wait import conditions_by_type
+
+__all__ = ["history_cmd", "run_summary", "status_cmd"]
+
+
+@click.command("status")
+@click.option("--runs", type=click.IntRange(0, 50), default=10, show_default=True, help="How many recent runs.")
+@output_option()
+@pass_app
+def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
+    """Conditions of every rule per Region, and the recent reconcile runs."""
+    printer = Printer(fmt)
+    body = app.api().get("status", query={"runs": runs}).json() or {}
+    if printer.body(body):
+        return ExitCode.OK
+    records = body.get("rules") or []
+    if records:
+        printer.table(
+            ["rule", "region", "synced", "terminal", "recoverable", "reason", "message", "reconciled", "repos"],
+            [_status_row(r) for r in records],
+        )
+    else:
+        printer.out("No rule status yet (nothing has been reconciled).")
+    recent = body.get("runs") or []
+    if recent:
+        printer.out("")
+        rows = [
+            [
+                r.get("run_id"),
+                r.get("trigger"),
+                r.get("status"),
+                r.get("scope"),
+                r.get("started_at"),
+                r.get("finished_at"),
+                run_summary(r.get("summary") or {}),
+                len(r.get("errors") or []),
+            ]
+            for r in recent
+        ]
+        printer.table(
+            ["run", "trigger", "status", "scope", "started", "finished", "summary", "errors"],
+            rows,
+            title="Recent runs:",
+        )
+    return ExitCode.OK
+
+
+def _status_row(record: Mapping[str, Any]) -> list[Any]:
+    status = record.get("status") or {}
+    conditions = conditions_by_type(record)
+
+    def flag(kind: str) -> Any:
+        condition = conditions.get(kind)
+        return None if condition is None else bool(condition.get("status"))
+
+    shown = next(
+        (conditions[k] for k in ("Terminal", "Recoverable") if conditions.get(k, {}).get("status") is True),
+        conditions.get("Synced") or {},
+    )
+    return [
+        record.get("prefix"),
+        record.get("region"),
+        flag("Synced"),
+        flag("Terminal"),
+        flag("Recoverable"),
+        shown.get("reason"),
+        shown.get("message"),
+        status.get("last_reconciled_at"),
+        status.get("cached_repositories"),
+    ]
+
+
+def run_summary(summary: Mapping[str, Any]) -> str:
+    """A run's summary on one line: ``created=1 updated=2``."""
+    return " ".join(f"{k}={v}" for k, v in summary.items())
+
+
+@click.command("history")
+@click.option(
+    "--kind",
+    type=click.Choice(["rule", "credential", "warm-set", "warm_set"], case_sensitive=False),
+    help="Only this kind of resource.",
+)
+@click.option("--name", metavar="NAME", help="Only this resource (needs --kind).")
+@click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Entries per page.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow next_token to the oldest entry.")
+@output_option()
+@pass_app
+def history_cmd(app: App, *, kind: str | None, name: str | None, limit: int, all_pages: bool, fmt: OutputFormat) -> int:
+    """Every change to the desired state, newest first: who, when, what."""
+    if name is not None and kind is None:
+        raise click.UsageError("--name needs --kind")
+    printer = Printer(fmt)
+    kind = KINDS[kind.lower()] if kind else None
+    if kind == "rule" and name is not None:
+        name = name.removesuffix("/")  # `team/quay/` and `team/quay` are the same rule
+    query: dict[str, Any] = {"kind": kind, "name": name, "limit": limit}
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        page = app.api().get("history", query={**query, "next_token": token}).json() or {}
+        items.extend(page.get("items") or [])
+        token = page.get("next_token")
+        if not token or not all_pages:
+            break
+    if printer.body({"items": items, "next_token": token}):
+        return ExitCode.OK
+    if not items:
+        printer.out("No history.")
+        return ExitCode.OK
+    rows = [
+        [i.get("at"), i.get("kind"), i.get("name"), i.get("action"), i.get("version"), i.get("revision"), i.get("by")]
+        for i in items
+    ]
+    printer.table(["at", "kind", "name", "action", "version", "revision", "by"], rows)
+    if token:
+        printer.out("(older entries: use --all)")
+    return ExitCode.OK
