@@ -75,3 +75,8 @@ def aws() -> Iterator[None]:
     install()
     with moto.mock_aws():
         yield
+
+
+def sample_events(folder: str) -> list[str]:
+    """The sample events of one folder of ``events/``, named as :func:`load_event` takes them."""
+    return sorted(path.relative_to(EVENTS).as_posix() for path in (EVENTS / folder).glob("*.json"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -21,6 +21,7 @@ from tests.functional.reconcile.support import (
     cloudtrail,
     eventbridge_pattern,
     matches,
+    schedule_input,
     stream_filter_patterns,
 )
 
@@ -234,6 +235,15 @@ def test_sample_events_match_the_template_triggers(sample: str, trigger: str) ->
         matched = [matches(eventbridge_pattern(trigger), event)]
     # THEN the template would deliver it
     assert all(matched)
+
+
+@pytest.mark.parametrize(
+    ("sample", "schedule"),
+    [("reconciler/schedule_resync.json", "Resync"), ("reconciler/schedule_deep_resync.json", "DeepResync")],
+)
+def test_schedule_sample_events_are_the_template_inputs(sample: str, schedule: Literal["Resync", "DeepResync"]) -> None:
+    # GIVEN a schedule's sample event WHEN compared with that schedule's Input in the template THEN it is the same
+    assert load_event(sample) == schedule_input(schedule)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,10 @@ this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a
 * Runs: one item per run, listed newest first through ``gsi1`` (shared with the history, told
   apart by ``gsi1pk``). ``expires_at`` is the table's TTL attribute: DynamoDB deletes run records
   a retention period (30 days by default) after they started.
+* Reconcile requests: written here with the run record they queue; their partition
+  (:data:`~ecrcache.models.status.REQUEST_PARTITION`) and how the reconciler reads one back from the
+  stream (:meth:`~ecrcache.models.status.ReconcileRequest.from_stream_image`) are defined with the
+  models, so that the reconciler's trigger parser (a service: it may not import boto3) shares them.
 
 None of these items is a desired item (``pk`` never starts with ``DESIRED#``): the stream consumer
 must filter on that prefix, or these writes would trigger reconciles of their own. No item holds a
@@ -42,7 +46,7 @@ from ecrcache.adapters.aws import classify, dynamodb_client, error_code
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
+from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord
 from ecrcache.ports import OwnedKind
 
 if TYPE_CHECKING:
@@ -57,7 +61,6 @@ BATCH_BACKOFF_SECONDS: Final = 0.05
 BATCH_BACKOFF_MAX_SECONDS: Final = 2.0
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
-REQUEST_PARTITION: Final = "REQUEST#reconcile"
 REQUEST_RETENTION: Final = timedelta(days=1)
 STATUS_PARTITION: Final = "STATUS"
 LEASE_SORT_KEY: Final = "RECONCILE"

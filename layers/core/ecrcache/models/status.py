@@ -7,6 +7,8 @@
   keeps that time when only the reason or message changes (as Kubernetes does).
 * :class:`ReconcileRun` - one reconcile: what triggered it, its scope, when it ran, how it ended,
   action counts and the errors it met. The store expires run records after a retention period.
+* :class:`ReconcileRequest` - a reconcile asked for through ``POST /v1/reconcile``, as the state
+  table's stream delivers its request item (partition :data:`REQUEST_PARTITION`) back to the reconciler.
 
 Messages are for people. They come from ECR error messages and the planner and never hold a secret
 value (ECR requests carry secret ARNs, never secret values). Long texts are cut to a fixed length so
@@ -17,6 +19,7 @@ Pure: no I/O, no clock (every time is passed in), no environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final
@@ -26,8 +29,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MAX_RUN_ERRORS",
+    "REQUEST_PARTITION",
     "Condition",
     "ConditionType",
+    "ReconcileRequest",
     "ReconcileRun",
     "RuleStatus",
     "RuleStatusRecord",
@@ -179,3 +184,32 @@ class ReconcileRun(_Frozen):
     status: RunStatus = RunStatus.RUNNING
     summary: dict[str, int] = Field(default_factory=dict, description="Counts, e.g. actions by kind.")
     errors: Annotated[tuple[str, ...], AfterValidator(_cut_errors)] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconcile requests
+
+REQUEST_PARTITION: Final = "REQUEST#reconcile"
+"""``pk`` of the request items ``POST /v1/reconcile`` writes, one per run (``sk`` is the run id).
+
+The status store writes them; the reconciler's trigger parser reads them back from the stream. It is
+defined here because that parser is a service, which may not import the store (an adapter: boto3)."""
+
+
+class ReconcileRequest(_Frozen):
+    """A reconcile request item read back from the state table's stream: the run it queued, and its depth."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run_id: str = Field(min_length=1)
+    deep: bool = False
+
+    @classmethod
+    def from_stream_image(
+        cls, keys: Mapping[str, object], new_image: Mapping[str, object] | None
+    ) -> ReconcileRequest | None:
+        """The request a stream record carries (keys and new image already deserialised from DynamoDB
+        JSON), or ``None``: another item, or the request's removal (TTL: no new image)."""
+        if keys.get("pk") != REQUEST_PARTITION or new_image is None:
+            return None
+        return cls.model_validate({"run_id": keys.get("sk"), "deep": new_image.get("deep", False)})

@@ -1,4 +1,7 @@
-"""What each reconciler trigger asks for: from a parsed event to a :class:`Scope` (pure).
+"""What each reconciler trigger asks for: from the invocation's event to a :class:`Trigger` (pure).
+
+:func:`from_event` parses the three shapes the template delivers with Powertools' parser models
+(:func:`parse_event`), and says which reconcile each asks for:
 
 * DynamoDB stream records of desired items: every Region, fast path (rules and templates are
   always planned in full; repositories of a changed rule get blind, idempotent writes).
@@ -8,17 +11,26 @@
   the repository it touched; calls made by the controller's own role are ignored (its own writes
   come back as events and must not trigger another reconcile of the same change).
 * ``ECR Pull Through Cache Action``: a newly cached repository gets its settings at once.
+
+An event of any other shape is an :class:`UnknownEventError`, never a reconcile. No I/O, no clock,
+no environment: the controller's own role comes in as a parameter. The reconciler's handler uses the
+same steps (:func:`parse_event`, then ``for_*``): it needs the parsed shape to answer each delivery
+the way its source expects (a partial batch response, idempotency on the EventBridge event id).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamModel,
+    DynamoDBStreamRecordModel,
+    EventBridgeModel,
+)
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ecrcache.models.status import RunTrigger
+from ecrcache.models.status import ReconcileRequest, RunTrigger
 from ecrcache.services.reconcile import Scope
 
 # ECR API calls whose CloudTrail events mean a rule, template or cached repository may have drifted.
@@ -44,7 +56,11 @@ REPOSITORY_EVENTS = frozenset(
         "UntagResource",
     }
 )
-REQUEST_PREFIX = "REQUEST#reconcile"
+CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
+CACHE_ACTION_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
+EXPECTED_EVENTS: Final = (
+    'a DynamoDB stream batch {"Records": [...]}, an EventBridge event, or a schedule input {"resync": "fast" | "deep"}'
+)
 
 
 class CloudTrailIdentity(BaseModel):
@@ -80,11 +96,66 @@ class PullThroughCacheActionDetail(BaseModel):
     failure_code: str | None = Field(default=None, alias="failure-code")
 
 
+class ScheduleInput(BaseModel):
+    """What a schedule delivers: its ``Input`` in ``template.yaml``, as the whole event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resync: Literal["fast", "deep"]
+
+
+class StreamBatch(DynamoDBStreamModel):
+    """A batch of the state table's stream (Lambda never delivers an empty one). Keys and images
+    arrive as DynamoDB JSON; the Powertools model deserialises them."""
+
+    Records: list[DynamoDBStreamRecordModel] = Field(min_length=1)
+
+    @property
+    def sequence_numbers(self) -> list[str]:
+        """The records' ids in a partial batch response (``batchItemFailures``)."""
+        return [record.dynamodb.SequenceNumber for record in self.Records]
+
+
+type ReconcilerEvent = StreamBatch | EventBridgeModel | ScheduleInput
+_EVENT: Final[TypeAdapter[ReconcilerEvent]] = TypeAdapter(ReconcilerEvent)
+
+
+class UnknownEventError(ValueError):
+    """The reconciler was invoked with an event that is none of the shapes the template delivers."""
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
+    """One reconcile to run: what it covers, the kind of trigger it records, and the run id it
+    continues (a request's; ``None`` for a new one)."""
+
     scope: Scope
-    trigger: RunTrigger
+    kind: RunTrigger
     run_id: str | None = None
+
+
+def parse_event(event: object) -> ReconcilerEvent:
+    """The invocation's event as one of the shapes the template delivers; :class:`UnknownEventError` otherwise."""
+    try:
+        return _EVENT.validate_python(event)
+    except ValidationError as exc:
+        got = f"keys {sorted(str(k) for k in event)}" if isinstance(event, dict) else f"a {type(event).__name__}"
+        raise UnknownEventError(f"not a reconciler event (got {got}): expected {EXPECTED_EVENTS}") from exc
+
+
+def from_event(event: object, *, own_role: str) -> Trigger | None:
+    """The reconcile an invocation's event asks for, or ``None`` (an event to ignore).
+
+    ``own_role`` is the ARN prefix every session of the controller's role shares (:func:`own_role_prefix`):
+    CloudTrail events of its calls are ignored. Raises :class:`UnknownEventError` for an unknown shape,
+    and pydantic's ``ValidationError`` (a ``ValueError`` too) for a known event with a malformed detail.
+    """
+    parsed = parse_event(event)
+    if isinstance(parsed, StreamBatch):
+        return for_stream(parsed)
+    if isinstance(parsed, ScheduleInput):
+        return for_schedule(parsed)
+    return for_eventbridge(parsed, own_role=own_role)
 
 
 def own_role_prefix(caller_arn: str) -> str:
@@ -93,6 +164,31 @@ def own_role_prefix(caller_arn: str) -> str:
         head, _, rest = caller_arn.partition(":assumed-role/")
         return f"{head}:assumed-role/{rest.split('/', 1)[0]}/"
     return caller_arn
+
+
+def for_stream(batch: StreamBatch) -> Trigger:
+    """One reconcile for the batch. A reconcile request (``POST /v1/reconcile``) in it lends its run
+    id and depth (the first one, if several)."""
+    for record in batch.Records:
+        image = record.dynamodb.NewImage
+        request = ReconcileRequest.from_stream_image(record.dynamodb.Keys, image if isinstance(image, dict) else None)
+        if request is not None:
+            return Trigger(Scope(deep=request.deep), RunTrigger.API, run_id=request.run_id)
+    return Trigger(Scope(), RunTrigger.STREAM)
+
+
+def for_schedule(schedule: ScheduleInput) -> Trigger:
+    """The template's schedules: a fast resync, or a deep one."""
+    return Trigger(Scope(deep=schedule.resync == "deep"), RunTrigger.SCHEDULE)
+
+
+def for_eventbridge(event: EventBridgeModel, *, own_role: str) -> Trigger | None:
+    """A CloudTrail call or a pull-through cache action; any other detail type is ignored."""
+    if event.detail_type == CLOUDTRAIL_DETAIL_TYPE:
+        return for_cloudtrail(CloudTrailDetail.model_validate(event.detail), own_role=own_role)
+    if event.detail_type == CACHE_ACTION_DETAIL_TYPE:
+        return for_cache_action(PullThroughCacheActionDetail.model_validate(event.detail), event.region)
+    return None
 
 
 def _repository_name(detail: CloudTrailDetail) -> str | None:
@@ -131,20 +227,3 @@ def for_cache_action(detail: PullThroughCacheActionDetail, region: str) -> Trigg
         Scope(regions=frozenset({region}), deep_repositories=frozenset({detail.repository_name})),
         RunTrigger.CACHE_EVENT,
     )
-
-
-def for_schedule(payload: Mapping[str, Any]) -> Trigger:
-    """``{"resync": "fast" | "deep"}`` (the template's schedule inputs)."""
-    return Trigger(Scope(deep=payload.get("resync") == "deep"), RunTrigger.SCHEDULE)
-
-
-def for_stream_keys(keys: list[tuple[str, str, Mapping[str, Any] | None]]) -> Trigger:
-    """Stream records (pk, sk, new image) -> one reconcile for the batch.
-
-    A reconcile request (``POST /v1/reconcile``) in the batch lends its run id and depth.
-    """
-    for pk, sk, image in keys:
-        if pk == REQUEST_PREFIX and image is not None:
-            deep = bool(image.get("deep", {}).get("BOOL", False))
-            return Trigger(Scope(deep=deep), RunTrigger.API, run_id=sk)
-    return Trigger(Scope(), RunTrigger.STREAM)
