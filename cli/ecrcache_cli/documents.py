@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.records import SECTIONS as SECTION_OF_KIND
 from ecrcache.yaml_safe import NoAliasLoader
 from ecrcache_cli.output import CliError, ExitCode
 
@@ -44,7 +45,7 @@ __all__ = [
     "read_document",
 ]
 
-SECTIONS: Final = ("rules", "credentials", "warm_sets")
+SECTIONS: Final = tuple(SECTION_OF_KIND.values())
 SUFFIXES: Final = (".yaml", ".yml", ".json")
 TOKEN_WARNING: Final = "keep tokens out of Git; use `ecrcache credentials set`"  # noqa: S105 - advice, not a token
 EMPTY_MESSAGE: Final = "holds no desired-state document (the file is empty, only comments, or null)"
@@ -252,21 +253,27 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
             expected = ", ".join(("version", *SECTIONS))
             problems.append(Problem(where, f"unknown field (expected {expected})", _segment(str(key))))
             continue
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            problems.append(Problem(where, f"must be a mapping of names to items; got {_type_name(value)}", key))
-            continue
-        items: dict[str, Any] = {}
-        for name, item in value.items():
-            if not isinstance(name, str):
-                problems.append(
-                    Problem(where, f"names must be strings (quote {name!r} in YAML)", f"{key}[{json.dumps(str(name))}]")
-                )
-                continue
-            items[name] = _jsonable(item)
-        sections[key] = items
+        if value is not None:
+            items = _check_section(where, key, value, problems)
+            if items is not None:
+                sections[key] = items
     return sections
+
+
+def _check_section(where: str, key: str, value: Any, problems: list[Problem]) -> dict[str, Any] | None:
+    """The items of one section of one file (``None`` when it is not a mapping)."""
+    if not isinstance(value, dict):
+        problems.append(Problem(where, f"must be a mapping of names to items; got {_type_name(value)}", key))
+        return None
+    items: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            problems.append(
+                Problem(where, f"names must be strings (quote {name!r} in YAML)", f"{key}[{json.dumps(str(name))}]")
+            )
+            continue
+        items[name] = _jsonable(item)
+    return items
 
 
 def _type_name(value: Any) -> str:
