@@ -81,12 +81,13 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry, ecr_client
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.observability import metrics
-from ecrcache.services.desired_state import DesiredStateService, SecretInput
+from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache_cli.embedded_aws import events, install, ports
 from ecrcache_cli.embedded_aws.ports import AcceptingChecker
@@ -352,7 +353,7 @@ class World:
         lifecycle = dict(spec["lifecycle"])
         lifecycle["presets"] = {**lifecycle["presets"], "keep_last": keep_last}
         spec["lifecycle"] = lifecycle
-        self.desired.put(ResourceKind.RULE, prefix, spec, actor=ACTOR)
+        self.desired.put_rule(prefix, RuleSpec.model_validate(spec), actor=ACTOR)
         metrics.clear_metrics()
 
 
@@ -394,15 +395,10 @@ def ecrcache_world(fleet: Fleet) -> Iterator[World]:
             lambda: datetime.now(UTC),
         )
         for name, kind in fleet.credentials().items():
-            desired.put(
-                ResourceKind.CREDENTIAL,
-                name,
-                {"upstream_kind": kind, "username": "ecrcache-puller"},
-                actor=ACTOR,
-                secret=SecretInput("ecrcache-puller", SecretStr(f"token-for-{name}")),
-            )
+            credential = CredentialSpec.model_validate({"upstream_kind": kind, "username": "ecrcache-puller"})
+            desired.put_credential(name, credential, SecretStr(f"token-for-{name}"), actor=ACTOR)
         for prefix, spec in fleet.desired().items():
-            desired.put(ResourceKind.RULE, prefix, spec, actor=ACTOR)
+            desired.put_rule(prefix, RuleSpec.model_validate(spec), actor=ACTOR)
         _create_repositories(fleet)
         metrics.clear_metrics()
 

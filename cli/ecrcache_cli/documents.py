@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.records import SECTIONS as SECTION_OF_KIND
 from ecrcache.yaml_safe import NoAliasLoader
 from ecrcache_cli.output import CliError, ExitCode
 
@@ -44,7 +45,7 @@ __all__ = [
     "read_document",
 ]
 
-SECTIONS: Final = ("rules", "credentials", "warm_sets")
+SECTIONS: Final = tuple(SECTION_OF_KIND.values())
 SUFFIXES: Final = (".yaml", ".yml", ".json")
 TOKEN_WARNING: Final = "keep tokens out of Git; use `ecrcache credentials set`"  # noqa: S105 - advice, not a token
 EMPTY_MESSAGE: Final = "holds no desired-state document (the file is empty, only comments, or null)"

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ecrcache.adapters.dynamodb_store import MAX_WRITES_PER_COMMIT
 from ecrcache.errors import LockedError, StaleRevisionError, TerminalError, VersionConflictError
 from ecrcache.models.records import (
     HistoryEntry,
@@ -22,6 +23,8 @@ from ecrcache.ports import StagedSecret
 
 class MemoryStateStore:
     """Same contract as ``DynamoDbStateStore``: revision-guarded atomic commits with history."""
+
+    max_writes_per_commit = MAX_WRITES_PER_COMMIT
 
     def __init__(self) -> None:
         self.items: dict[tuple[ResourceKind, str], StoredResource] = {}
@@ -49,6 +52,9 @@ class MemoryStateStore:
         self, writes: Sequence[Write], *, revision: int, actor: str, now: datetime, lock_owner: str | None = None
     ) -> int:
         self.commits += 1
+        if len(writes) > self.max_writes_per_commit:
+            msg = f"at most {self.max_writes_per_commit} writes per commit, got {len(writes)}"
+            raise ValueError(msg)
         if self.fail_commits:
             raise self.fail_commits.pop(0)
         if self.lock_owner is not None and self.lock_owner != lock_owner:

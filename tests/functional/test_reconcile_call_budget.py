@@ -28,10 +28,12 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion
 from ecrcache.models.records import ResourceKind
+from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
-from ecrcache.services.desired_state import DesiredStateService, SecretInput
+from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache_cli.embedded_aws import ports
 from ecrcache_cli.embedded_aws.ports import AcceptingChecker
@@ -148,15 +150,10 @@ def controller(state_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
             SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
             lambda: datetime.now(UTC),
         )
-        desired.put(
-            ResourceKind.CREDENTIAL,
-            "hub",
-            {"upstream_kind": "docker-hub", "username": "ecrcache-puller"},
-            actor=ACTOR,
-            secret=SecretInput("ecrcache-puller", SecretStr("dckr_pat_good")),
-        )
+        hub = CredentialSpec.model_validate({"upstream_kind": "docker-hub", "username": "ecrcache-puller"})
+        desired.put_credential("hub", hub, SecretStr("dckr_pat_good"), actor=ACTOR)
         for index, (prefix, upstream) in enumerate(UPSTREAMS.items()):
-            desired.put(ResourceKind.RULE, prefix, _spec(index, upstream), actor=ACTOR)
+            desired.put_rule(prefix, RuleSpec.model_validate(_spec(index, upstream)), actor=ACTOR)
         ecr = boto3.client("ecr", region_name=REGION)
         for name in (*ALL_REPOSITORIES, *UNRELATED):
             ecr.create_repository(repositoryName=name)
@@ -210,7 +207,7 @@ def test_one_rule_changed_writes_only_that_rules_template_and_repositories(conve
     # GIVEN a converged registry, and a new keep_last for the quay rule (the only change)
     spec = dict(converged.desired.get(ResourceKind.RULE, CHANGED).spec)
     spec["lifecycle"] = {"presets": {"expire_untagged_after_days": 7, "keep_last": 99}}
-    converged.desired.put(ResourceKind.RULE, CHANGED, spec, actor=ACTOR)
+    converged.desired.put_rule(CHANGED, RuleSpec.model_validate(spec), actor=ACTOR)
     # WHEN a fast reconcile runs
     calls = converged.reconcile()
     # THEN it updated the quay template and the lifecycle policy of the quay repositories, nothing else

@@ -17,6 +17,11 @@ from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
 class StateStore(Protocol):
     """Desired state with optimistic concurrency on a global revision and per-item versions."""
 
+    @property
+    def max_writes_per_commit(self) -> int:
+        """How many writes one :meth:`commit` takes; a larger set is committed in chunks of this size."""
+        ...
+
     def snapshot(self) -> Snapshot:
         """Every desired item, with the revision they were read at."""
         ...

@@ -543,6 +543,21 @@ def test_desired_state_current_if_match_applies(api: ApiClient) -> None:
     assert applied.json["revision"] == 2
 
 
+@pytest.mark.parametrize(
+    "headers", [{"If-Match": "*"}, {"if-match": "*"}, {"If-Match": ""}], ids=["star", "lowercase star", "empty"]
+)
+def test_desired_state_if_match_any_revision_applies(api: ApiClient, headers: dict[str, str]) -> None:
+    # GIVEN a document applied (revision 1)
+    apply(api, DOCUMENT)
+    # WHEN a change is applied with If-Match "*" or an empty If-Match (any revision)
+    changed = document(tokens=False)
+    changed["rules"]["ROOT"]["description"] = "any revision"
+    applied = api.put("/v1/desired-state", changed, headers=headers)
+    # THEN it lands at revision 2
+    assert applied.status == 200, applied.text
+    assert applied.json["revision"] == 2
+
+
 def test_desired_state_garbage_if_match_is_422(api: ApiClient) -> None:
     # GIVEN nothing written yet
     # WHEN the If-Match is not an ETag this API returns

@@ -511,6 +511,8 @@ PUT_MATRIX: list[tuple[str, bool, dict[str, str], int]] = [
     ("if-none-match star missing", False, {"If-None-Match": "*"}, 201),
     ("no precondition missing", False, {}, 201),
     ("no precondition existing", True, {}, 200),
+    ("if-match empty existing", True, {"If-Match": ""}, 200),
+    ("if-none-match empty existing", True, {"If-None-Match": ""}, 200),
     ("if-match garbage", True, {"If-Match": "abc"}, 422),
     ("if-none-match etag", True, {"If-None-Match": '"1"'}, 422),
 ]
@@ -550,17 +552,24 @@ def test_rule_put_with_if_match_star_on_a_missing_rule_is_412(api: ApiClient) ->
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({"If-Match": '"1"'}, 204), ({"If-Match": '"2"'}, 412), ({"If-Match": "*"}, 204), ({}, 204)],
-    ids=["current", "stale", "any", "none"],
+    [
+        ({"If-Match": '"1"'}, 204),
+        ({"If-Match": '"2"'}, 412),
+        ({"If-Match": "*"}, 204),
+        ({}, 204),
+        ({"If-None-Match": "*"}, 412),
+        ({"If-None-Match": '"1"'}, 422),
+    ],
+    ids=["current", "stale", "any", "none", "if-none-match star", "if-none-match etag"],
 )
 def test_rule_delete_honours_if_match(api: ApiClient, headers: dict[str, str], status: int) -> None:
     # GIVEN a rule at version 1
     api.put("/v1/rules/quay", QUAY)
-    # WHEN it is deleted with If-Match
+    # WHEN it is deleted with If-Match (or If-None-Match, which fails on an item that exists)
     response = api.delete("/v1/rules/quay", headers=headers)
     # THEN a stale version is 412 and keeps the rule
     assert response.status == status, response.text
-    assert api.get("/v1/rules/quay").status == (200 if status == 412 else 404)
+    assert api.get("/v1/rules/quay").status == (200 if status >= 400 else 404)
 
 
 def test_rule_etag_from_a_read_guards_the_next_write(api: ApiClient) -> None:

@@ -384,7 +384,7 @@ def test_secret_failed_commit_leaves_the_previous_value_current(
     api: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a credential at version 1, and Bob changing it between Alice's read and her commit
-    from ecrcache.models.records import ResourceKind
+    from ecrcache.models.credential import CredentialSpec
     from functions.api.app import service
 
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
@@ -393,12 +393,8 @@ def test_secret_failed_commit_leaves_the_previous_value_current(
 
     def commit_after_bob(*args: Any, **kwargs: Any) -> int:
         monkeypatch.setattr(service.store, "commit", commit)
-        service.put(
-            ResourceKind.CREDENTIAL,
-            "hub",
-            {**api.get("/v1/credentials/hub").json["spec"], "description": "bob"},
-            actor=BOB,
-        )
+        spec = CredentialSpec.model_validate({**api.get("/v1/credentials/hub").json["spec"], "description": "bob"})
+        service.put_credential("hub", spec, None, actor=BOB)
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "commit", commit_after_bob)
@@ -417,14 +413,14 @@ def test_secret_new_credential_that_loses_a_race_is_staged_again_once(
     api: ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN Bob writes a rule between Alice's read and her commit (the revision moves on)
-    from ecrcache.models.records import ResourceKind
+    from ecrcache.models.rule import RuleSpec
     from functions.api.app import service
 
     commit = service.store.commit
 
     def commit_after_bob(*args: Any, **kwargs: Any) -> int:
         monkeypatch.setattr(service.store, "commit", commit)
-        service.put(ResourceKind.RULE, "quay", {"upstream_kind": "quay"}, actor=BOB)
+        service.put_rule("quay", RuleSpec.model_validate({"upstream_kind": "quay"}), actor=BOB)
         return commit(*args, **kwargs)
 
     monkeypatch.setattr(service.store, "commit", commit_after_bob)

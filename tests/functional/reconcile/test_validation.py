@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ecrcache.models.records import ResourceKind
-from ecrcache.services.desired_state import SecretInput
+from ecrcache.models.credential import CredentialSpec
+from ecrcache.models.rule import RuleSpec
 from ecrcache.services.reconcile import Scope
 from tests.conftest import REGION
 from tests.functional.reconcile.conftest import ALICE, World
@@ -16,17 +16,11 @@ pytestmark = pytest.mark.functional
 
 def test_deep_resync_validates_credential_rules_and_fast_resync_does_not(world: World) -> None:
     # GIVEN a converged Docker Hub rule (validated once, when it was created) and a Quay rule
-    world.desired.put(
-        ResourceKind.CREDENTIAL,
-        "hub",
-        {"upstream_kind": "docker-hub", "username": "ci"},
-        actor=ALICE,
-        secret=SecretInput("ci", SecretStr("dckr_pat_x")),
-    )
-    world.desired.put(
-        ResourceKind.RULE, "docker-hub", {"upstream_kind": "docker-hub", "credential": "hub"}, actor=ALICE
-    )
-    world.desired.put(ResourceKind.RULE, "quay", {"upstream_kind": "quay"}, actor=ALICE)
+    hub = CredentialSpec.model_validate({"upstream_kind": "docker-hub", "username": "ci"})
+    world.desired.put_credential("hub", hub, SecretStr("dckr_pat_x"), actor=ALICE)
+    docker_hub = RuleSpec.model_validate({"upstream_kind": "docker-hub", "credential": "hub"})
+    world.desired.put_rule("docker-hub", docker_hub, actor=ALICE)
+    world.desired.put_rule("quay", RuleSpec.model_validate({"upstream_kind": "quay"}), actor=ALICE)
     world.reconcile()
     first = world.reconciler.status.rule_status(REGION, "docker-hub")
     assert first is not None and first.validation.checked_at is not None

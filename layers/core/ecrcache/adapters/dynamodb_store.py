@@ -99,6 +99,8 @@ def _is_key_value(value: object) -> bool:
 class DynamoDbStateStore:
     """Implements :class:`ecrcache.ports.StateStore` on the stack's state table."""
 
+    max_writes_per_commit = MAX_WRITES_PER_COMMIT
+
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self.table_name = table_name
         self.client = client or dynamodb_client()

@@ -46,9 +46,10 @@ def parse_etag(value: str, name: str) -> int:
     return int(match.group(1))
 
 
-def precondition(app: APIGatewayRestResolver) -> Precondition:
-    if_match = header(app, "If-Match")
-    if_none_match = header(app, "If-None-Match")
+def precondition(if_match: str | None, if_none_match: str | None = None) -> Precondition:
+    """The conditional headers a route declares, parsed (an empty header counts as absent)."""
+    if_match = if_match or None
+    if_none_match = if_none_match or None
     if if_none_match is not None and if_none_match.strip() != "*":
         raise invalid("If-None-Match", 'only "*" is supported (create only)')
     if if_match is not None and if_match.strip() == "*":
@@ -58,6 +59,11 @@ def precondition(app: APIGatewayRestResolver) -> Precondition:
         if_match=parse_etag(if_match, "If-Match") if if_match is not None else None,
         if_none_match=if_none_match is not None,
     )
+
+
+def if_match_revision(if_match: str | None) -> int | None:
+    """The desired-state revision a document was based on; ``*`` (or nothing) means any."""
+    return parse_etag(if_match, "If-Match") if if_match and if_match.strip() != "*" else None
 
 
 def path_name(raw: str) -> str:
@@ -116,18 +122,22 @@ def normalise_body(event: dict[str, Any]) -> None:
     if body and content_type and content_type not in YAML_TYPES and not content_type.endswith("json"):
         raise UnsupportedMediaTypeError(f"{content_type} bodies are not accepted; send application/json")
     if content_type in YAML_TYPES:
-        try:
-            data = yaml.load(body, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(exc, "problem", None)
-            detail = f": {problem}" if problem == ALIAS_PROBLEM else ""
-            raise BadRequestError(f"the request body is not valid YAML{where}{detail}") from exc
-        except RecursionError as exc:
-            raise BadRequestError("the request body is nested too deeply") from exc
-        event["body"] = json.dumps(data, default=str)
+        event["body"] = json.dumps(_load_yaml(body), default=str)
         for key in ("headers", "multiValueHeaders"):
             for name in list(event.get(key) or {}):
                 if name.lower() == "content-type":
                     event[key][name] = "application/json" if key == "headers" else ["application/json"]
+
+
+def _load_yaml(body: str) -> Any:
+    """A YAML body as data; what makes it unreadable (or an alias) is a 400 saying where."""
+    try:
+        return yaml.load(body, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None)
+        detail = f": {problem}" if problem == ALIAS_PROBLEM else ""
+        raise BadRequestError(f"the request body is not valid YAML{where}{detail}") from exc
+    except RecursionError as exc:
+        raise BadRequestError("the request body is nested too deeply") from exc

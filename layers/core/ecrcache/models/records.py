@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +14,15 @@ class ResourceKind(StrEnum):
     RULE = "rule"
     CREDENTIAL = "credential"
     WARM_SET = "warm-set"
+
+
+SECTIONS: Final = MappingProxyType(
+    {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
+)
+"""Each kind's section in a desired-state document (``rules.<prefix>``), in document order.
+
+Field paths of errors use them too, and the CLI reads documents by them: one definition for all.
+"""
 
 
 class WriteAction(StrEnum):

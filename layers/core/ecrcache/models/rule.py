@@ -437,11 +437,18 @@ class RuleSpec(BaseModel):
         except ValidationError as exc:
             details = field_errors_from_pydantic(exc, "prefix")
             raise InvalidInputError(f"prefix: {details[0].message}", details) from None
-        errors = self.prefix_errors(normalised)
+        self.check_prefix(normalised)
+        return normalised
+
+    def check_prefix(self, prefix: str) -> None:
+        """Check the rule against its ECR prefix, already normalised (:meth:`validate_for_prefix` parses it).
+
+        Raises :class:`~ecrcache.errors.InvalidInputError` naming the field and the rule broken.
+        """
+        errors = self.prefix_errors(prefix)
         if errors:
             details = [FieldError(".".join(map(str, loc)), message) for loc, message, _ in errors]
             raise InvalidInputError(f"{details[0].field}: {details[0].message}", details)
-        return normalised
 
     # ------------------------------------------------------------------ renderings
 

@@ -1,9 +1,12 @@
 """Use cases on the desired state: get, put and delete one resource, export and apply a document.
 
-Every write follows the same path: read a snapshot (with its revision), check preconditions and
-integrity on the state the write would produce, stage any secret, commit conditioned on the
-revision, then promote the secret. A commit that loses a race (``StaleRevisionError``) is retried
-from a fresh snapshot; a conditional header that no longer holds becomes a 412.
+The single-resource writes are typed (``put_rule``, ``put_credential``, ``put_warm_set`` take the
+validated models; what is stored is the model's JSON dump) and share one private write path: read a
+snapshot (with its revision), check preconditions and integrity on the state the write would
+produce, stage any secret, commit conditioned on the revision, then promote the secret. A commit
+that loses a race (``StaleRevisionError``) is retried from a fresh snapshot; a conditional header
+that no longer holds becomes a 412. What is particular to credentials (adopting an existing secret,
+when the token is required, the secret's new value) stays in ``put_credential``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,17 +43,27 @@ from ecrcache.errors import (
     VersionConflictError,
     invalid,
 )
-from ecrcache.models.credential import secret_name, secret_string
-from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write, WriteAction
+from ecrcache.models.credential import CredentialSpec, secret_name, secret_string
+from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.records import (
+    SECTIONS,
+    HistoryEntry,
+    Page,
+    ResourceKind,
+    Snapshot,
+    StoredResource,
+    Write,
+    WriteAction,
+)
+from ecrcache.models.rule import RuleSpec
+from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import SecretStore, StagedSecret, StateStore
 
-SECTIONS = {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.02
 BACKOFF_CAP = 0.5
 LOCK_TTL_SECONDS = 120
-CHUNK = 49  # writes per transaction: (100 items - 1 META) // 2 (item + history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,14 @@ def _specs(snapshot: Snapshot) -> dict[ResourceKind, dict[str, Mapping[str, Any]
     return {kind: {n: r.spec for n, r in snapshot.of(kind).items()} for kind in ResourceKind}
 
 
+def _current_secret(current: StoredResource | None) -> str | None:
+    """A rule or warm set has no secret; a credential written without a token keeps its own."""
+    return current.secret_arn if current else None
+
+
 class DesiredStateService:
+    """Reads and writes of the desired state, over the state store and the secret store ports."""
+
     def __init__(
         self,
         store: StateStore,
@@ -136,59 +157,119 @@ class DesiredStateService:
 
     # -- single-resource writes ----------------------------------------------------------------
 
-    def put(
+    def put_rule(
+        self, prefix: str, spec: RuleSpec, *, actor: str, precondition: Precondition = Precondition()
+    ) -> PutResult:
+        """Create or replace the rule of ``prefix``, an ECR prefix already normalised (``parse_ecr_prefix``)."""
+        spec.check_prefix(prefix)
+        return self._put(
+            ResourceKind.RULE, prefix, spec.model_dump(mode="json"), actor=actor, precondition=precondition
+        )
+
+    def put_warm_set(
+        self, name: str, spec: WarmSetSpec, *, actor: str, precondition: Precondition = Precondition()
+    ) -> PutResult:
+        """Create or replace a warm set (its rule must exist)."""
+        return self._put(
+            ResourceKind.WARM_SET, name, spec.model_dump(mode="json"), actor=actor, precondition=precondition
+        )
+
+    def put_credential(
         self,
-        kind: ResourceKind,
         name: str,
-        spec: Mapping[str, Any],
+        spec: CredentialSpec,
+        token: SecretStr | None,
         *,
         actor: str,
         precondition: Precondition = Precondition(),
-        secret: SecretInput | None = None,
     ) -> PutResult:
-        """Create or replace one resource; a no-op when nothing changes (no new version, no history)."""
+        """Create or update a credential; with ``token``, its secret gets a new value.
+
+        The secret ``ecr-pullthroughcache/<name>`` holds username and token together, so a new
+        credential or a new username needs the token, unless a new credential adopts a secret of that
+        name that already exists (brownfield). A new value is staged before the commit, made current
+        once the commit lands and discarded when it does not: a failed write never changes the token.
+        """
+        stored = spec.model_dump(mode="json")
+        if token is None:
+
+            def keep(current: StoredResource | None) -> str | None:
+                """No token: a new credential adopts an existing secret; otherwise the token may be required."""
+                if current is None:
+                    adopted = self.secrets.existing_arn(secret_name(name))
+                    if adopted is not None:
+                        return adopted
+                _check_credential_secret(name, current, stored)
+                return _current_secret(current)
+
+            return self._put(
+                ResourceKind.CREDENTIAL, name, stored, actor=actor, precondition=precondition, keep_secret=keep
+            )
+        value = SecretInput(spec.username, token)
+
+        @contextmanager
+        def replace() -> Iterator[str]:
+            """A token: staged before the commit, current once it lands, discarded when it does not."""
+            staged = _stage(self.secrets, name, value)
+            try:
+                yield staged.arn
+            except BaseException:
+                _discard(self.secrets, staged)
+                raise
+            _promote(self.secrets, staged)
+
+        return self._put(
+            ResourceKind.CREDENTIAL, name, stored, actor=actor, precondition=precondition, new_secret=replace
+        )
+
+    def _put(
+        self,
+        kind: ResourceKind,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        actor: str,
+        precondition: Precondition,
+        keep_secret: Callable[[StoredResource | None], str | None] = _current_secret,
+        new_secret: Callable[[], AbstractContextManager[str]] | None = None,
+    ) -> PutResult:
+        """The one write path of a single resource: a no-op when nothing changes (no new version, no history).
+
+        Without ``new_secret``, ``keep_secret`` refuses a write the item as read does not allow, or
+        gives the secret ARN to record. ``new_secret`` wraps the commit: it yields the ARN of the new
+        value, and is told by the exception passing through whether the commit landed.
+        """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             snapshot = self.store.snapshot()
             current = snapshot.of(kind).get(name)
             _check_precondition(kind, name, current, precondition)
-            adopted_arn = None
-            if kind is ResourceKind.CREDENTIAL and current is None and secret is None:
-                # No token: adopt an existing secret ecr-pullthroughcache/<name> (brownfield), if any.
-                adopted_arn = self.secrets.existing_arn(secret_name(name))
-            if kind is ResourceKind.CREDENTIAL and adopted_arn is None:
-                _check_credential_secret(name, current, spec, secret)
-            if current is not None and dict(current.spec) == dict(spec) and secret is None:
+            kept = None if new_secret else keep_secret(current)
+            if current is not None and current.spec == spec and new_secret is None:
                 return PutResult(current, created=False, changed=False)
             action = WriteAction.UPDATE if current else WriteAction.CREATE
             change = ResourceChange(kind, name, action, current.spec if current else None, spec)
             self._check(snapshot, [change], touched=frozenset({(kind, name)}), relative_to=(kind, name))
-            staged = self._stage(name, secret) if secret else None
-            write = Write(
-                kind=kind,
-                name=name,
-                action=action,
-                expected_version=current.version if current else None,
-                spec=dict(spec),
-                secret_arn=staged.arn if staged else (current.secret_arn if current else adopted_arn),
-                before=current,
-            )
             try:
-                self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
+                with new_secret() if new_secret else nullcontext(kept) as secret_arn:
+                    write = Write(
+                        kind=kind,
+                        name=name,
+                        action=action,
+                        expected_version=current.version if current else None,
+                        spec=spec,
+                        secret_arn=secret_arn,
+                        before=current,
+                    )
+                    self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
             except StaleRevisionError:
-                self._discard(staged)
                 logger.info("desired state changed under a write; retrying", extra={"attempt": attempt})
                 self._backoff(attempt)
                 continue
             except VersionConflictError:
-                self._discard(staged)
                 if not precondition.unconditional:
                     raise
                 self._backoff(attempt)  # an unconditional write just re-reads and goes again
                 continue
-            except BaseException:
-                self._discard(staged)
-                raise
-            self._promote(staged)
             metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
             stored = self.store.get(kind, name)
             if stored is None:  # deleted between commit and read: report what was written
@@ -220,31 +301,35 @@ class DesiredStateService:
                 self.store.commit([write], revision=snapshot.revision, actor=actor, now=self.clock())
             except (StaleRevisionError, VersionConflictError) as exc:
                 if scheduled:  # restore only what this request scheduled
-                    self._restore_secret(kind, name)
+                    _restore(self.secrets, name)
                 if isinstance(exc, VersionConflictError) and not precondition.unconditional:
                     raise
                 self._backoff(attempt)
                 continue
             except BaseException:
                 if scheduled:
-                    self._restore_secret(kind, name)
+                    _restore(self.secrets, name)
                 raise
             metrics.add_metric(name="DesiredStateWritten", unit="Count", value=1)
             return
         raise RetryableError("the desired state is changing too fast to write; try again")
 
-    def _restore_secret(self, kind: ResourceKind, name: str) -> None:
-        if kind is not ResourceKind.CREDENTIAL:
-            return
-        try:
-            self.secrets.restore(secret_name(name))
-        except EcrcacheError:
-            logger.exception(
-                "could not restore a secret after a failed delete", extra={"secret_name": secret_name(name)}
-            )
-            raise
-
     # -- whole documents -----------------------------------------------------------------------
+
+    def apply_document(
+        self,
+        document: DesiredStateDocument,
+        *,
+        actor: str,
+        prune: bool,
+        dry_run: bool,
+        if_match_revision: int | None = None,
+    ) -> ApplyResult:
+        """Apply a validated document (``PUT /v1/desired-state``); its tokens become new secret values."""
+        specs, secrets = _document_specs(document)
+        return self.apply(
+            specs, secrets, actor=actor, prune=prune, dry_run=dry_run, if_match_revision=if_match_revision
+        )
 
     def apply(
         self,
@@ -292,7 +377,7 @@ class DesiredStateService:
                     adopted[name] = arn
                     continue
             try:
-                _check_credential_secret(name, current, spec, None, path=f"credentials.{name}.token")
+                _check_credential_secret(name, current, spec, path=f"credentials.{name}.token")
             except InvalidInputError as exc:
                 errors.extend(exc.details)
         return adopted, errors
@@ -312,104 +397,21 @@ class DesiredStateService:
                 if change.kind is not ResourceKind.CREDENTIAL:
                     continue
                 if change.name in secrets:
-                    staged[change.name] = self._stage(change.name, secrets[change.name])
+                    staged[change.name] = _stage(self.secrets, change.name, secrets[change.name])
                 elif change.action is WriteAction.DELETE and self.secrets.delete(secret_name(change.name)):
                     # The token must not outlive its credential (restored below if the commit fails).
                     deleted.append(change.name)
             writes = [_write_for(snapshot, c, staged, adopted) for c in changes]
-            revision = self._commit_all(snapshot.revision, writes, actor)
+            revision = _commit_all(self.store, writes, revision=snapshot.revision, actor=actor, clock=self.clock)
         except BaseException:
             for s in staged.values():
-                self._discard(s)
+                _discard(self.secrets, s)
             for name in deleted:
-                self._restore_secret(ResourceKind.CREDENTIAL, name)
+                _restore(self.secrets, name)
             raise
         for s in staged.values():
-            self._promote(s)
+            _promote(self.secrets, s)
         metrics.add_metric(name="DesiredStateWritten", unit="Count", value=len(changes))
-        return revision
-
-    def _commit_all(self, revision: int, writes: Sequence[Write], actor: str) -> int:
-        """One transaction when it fits; otherwise take the lease, commit in chunks, undo on failure."""
-        now = self.clock()
-        if len(writes) <= CHUNK:
-            return self.store.commit(writes, revision=revision, actor=actor, now=now)
-        owner = f"apply-{uuid.uuid4()}"
-        locked_revision = self.store.acquire_lock(owner, now=now, ttl_seconds=LOCK_TTL_SECONDS)
-        if locked_revision != revision:
-            self.store.release_lock(owner)
-            raise StaleRevisionError("the desired state changed while this apply was prepared")
-        done: list[Write] = []
-        try:
-            for start in range(0, len(writes), CHUNK):
-                chunk = writes[start : start + CHUNK]
-                revision = self.store.commit(chunk, revision=revision, actor=actor, now=self.clock(), lock_owner=owner)
-                done.extend(chunk)
-        except EcrcacheError:
-            revision = self._compensate(done, revision, actor, owner)
-            raise
-        finally:
-            self.store.release_lock(owner)
-        return revision
-
-    def _compensate(self, done: Sequence[Write], revision: int, actor: str, owner: str) -> int:
-        """Put back what earlier chunks wrote. The undo is a write like any other: versions keep
-        increasing (an old ETag never matches again) and history records it with before and after."""
-        now = self.clock()
-        undo: list[Write] = []
-        for w in reversed(done):
-            written = (w.expected_version or 0) + 1
-            as_written = (
-                StoredResource(
-                    kind=w.kind,
-                    name=w.name,
-                    version=written,
-                    spec=dict(w.spec),
-                    created_at=w.before.created_at if w.before else now,
-                    updated_at=now,
-                    updated_by=actor,
-                    secret_arn=w.secret_arn,
-                )
-                if w.spec is not None
-                else None
-            )
-            if w.action is WriteAction.CREATE:
-                undo.append(
-                    Write(
-                        kind=w.kind, name=w.name, action=WriteAction.DELETE, expected_version=written, before=as_written
-                    )
-                )
-            elif w.action is WriteAction.UPDATE and w.before is not None:
-                undo.append(
-                    Write(
-                        kind=w.kind,
-                        name=w.name,
-                        action=WriteAction.UPDATE,
-                        expected_version=written,
-                        spec=dict(w.before.spec),
-                        secret_arn=w.before.secret_arn,
-                        before=as_written,
-                    )
-                )
-            elif w.action is WriteAction.DELETE and w.before is not None:
-                # Re-create it one version past the deleted one, so the deleted version's ETag stays stale.
-                undo.append(
-                    Write(
-                        kind=w.kind,
-                        name=w.name,
-                        action=WriteAction.CREATE,
-                        expected_version=None,
-                        version=w.before.version + 1,
-                        spec=dict(w.before.spec),
-                        secret_arn=w.before.secret_arn,
-                        before=w.before,
-                    )
-                )
-        for start in range(0, len(undo), CHUNK):
-            revision = self.store.commit(
-                undo[start : start + CHUNK], revision=revision, actor=actor, now=self.clock(), lock_owner=owner
-            )
-        logger.warning("apply failed part-way; earlier chunks were undone", extra={"undone": len(undo)})
         return revision
 
     def export(self) -> tuple[dict[ResourceKind, dict[str, Mapping[str, Any]]], int]:
@@ -448,30 +450,147 @@ class DesiredStateService:
             first = violations.conflicts[0]
             raise ConflictError(first.message, violations.conflicts)
 
-    def _stage(self, name: str, secret: SecretInput) -> StagedSecret:
-        return self.secrets.stage(
-            secret_name(name),
-            secret_string(secret.username, secret.token.get_secret_value()),
-            request_token=str(uuid.uuid4()),
+
+def _stage(secrets: SecretStore, name: str, value: SecretInput) -> StagedSecret:
+    return secrets.stage(
+        secret_name(name),
+        secret_string(value.username, value.token.get_secret_value()),
+        request_token=str(uuid.uuid4()),
+    )
+
+
+def _promote(secrets: SecretStore, staged: StagedSecret) -> None:
+    try:
+        secrets.promote(staged)
+    except EcrcacheError as exc:
+        raise RetryableError(
+            "the credential was saved but its new token is not current yet; repeat the same request"
+        ) from exc
+
+
+def _discard(secrets: SecretStore, staged: StagedSecret) -> None:
+    try:
+        secrets.discard(staged)
+    except EcrcacheError:
+        logger.exception("could not undo a staged secret value", extra={"secret_name": staged.name})
+
+
+def _restore(secrets: SecretStore, name: str) -> None:
+    """Undo the scheduled deletion of credential ``name``'s secret (its commit did not land)."""
+    try:
+        secrets.restore(secret_name(name))
+    except EcrcacheError:
+        logger.exception("could not restore a secret after a failed delete", extra={"secret_name": secret_name(name)})
+        raise
+
+
+def _document_specs(document: DesiredStateDocument) -> tuple[Specs, dict[str, SecretInput]]:
+    """A document's specs as stored (each model's JSON dump; no token) and its tokens."""
+    specs = {
+        ResourceKind.RULE: {prefix: rule.model_dump(mode="json") for prefix, rule in document.rules.items()},
+        ResourceKind.CREDENTIAL: {
+            name: cred.spec().model_dump(mode="json") for name, cred in document.credentials.items()
+        },
+        ResourceKind.WARM_SET: {name: ws.model_dump(mode="json") for name, ws in document.warm_sets.items()},
+    }
+    secrets = {
+        name: SecretInput(cred.username, cred.token)
+        for name, cred in document.credentials.items()
+        if cred.token is not None
+    }
+    return specs, secrets
+
+
+def _commit_all(
+    store: StateStore, writes: Sequence[Write], *, revision: int, actor: str, clock: Callable[[], datetime]
+) -> int:
+    """One transaction when it fits; otherwise take the lease, commit in chunks, undo on failure."""
+    now = clock()
+    chunk_size = store.max_writes_per_commit
+    if len(writes) <= chunk_size:
+        return store.commit(writes, revision=revision, actor=actor, now=now)
+    owner = f"apply-{uuid.uuid4()}"
+    locked_revision = store.acquire_lock(owner, now=now, ttl_seconds=LOCK_TTL_SECONDS)
+    if locked_revision != revision:
+        store.release_lock(owner)
+        raise StaleRevisionError("the desired state changed while this apply was prepared")
+    done: list[Write] = []
+    try:
+        for start in range(0, len(writes), chunk_size):
+            chunk = writes[start : start + chunk_size]
+            revision = store.commit(chunk, revision=revision, actor=actor, now=clock(), lock_owner=owner)
+            done.extend(chunk)
+    except EcrcacheError:
+        _compensate(store, done, revision=revision, actor=actor, owner=owner, clock=clock)
+        raise
+    finally:
+        store.release_lock(owner)
+    return revision
+
+
+def _compensate(
+    store: StateStore, done: Sequence[Write], *, revision: int, actor: str, owner: str, clock: Callable[[], datetime]
+) -> None:
+    """Put back what earlier chunks wrote (see :func:`_undo`), under the same lease."""
+    now = clock()
+    undo = [u for w in reversed(done) if (u := _undo(w, actor=actor, now=now)) is not None]
+    chunk_size = store.max_writes_per_commit
+    for start in range(0, len(undo), chunk_size):
+        revision = store.commit(
+            undo[start : start + chunk_size], revision=revision, actor=actor, now=clock(), lock_owner=owner
         )
+    logger.warning("apply failed part-way; earlier chunks were undone", extra={"undone": len(undo)})
 
-    def _promote(self, staged: StagedSecret | None) -> None:
-        if staged is None:
-            return
-        try:
-            self.secrets.promote(staged)
-        except EcrcacheError as exc:
-            raise RetryableError(
-                "the credential was saved but its new token is not current yet; repeat the same request"
-            ) from exc
 
-    def _discard(self, staged: StagedSecret | None) -> None:
-        if staged is None:
-            return
-        try:
-            self.secrets.discard(staged)
-        except EcrcacheError:
-            logger.exception("could not undo a staged secret value", extra={"secret_name": staged.name})
+def _undo(write: Write, *, actor: str, now: datetime) -> Write | None:
+    """The write that puts back what ``write`` (committed) changed.
+
+    The undo is a write like any other: versions keep increasing (an old ETag never matches again)
+    and history records it with before and after.
+    """
+    written = (write.expected_version or 0) + 1
+    as_written = (
+        StoredResource(
+            kind=write.kind,
+            name=write.name,
+            version=written,
+            spec=dict(write.spec),
+            created_at=write.before.created_at if write.before else now,
+            updated_at=now,
+            updated_by=actor,
+            secret_arn=write.secret_arn,
+        )
+        if write.spec is not None
+        else None
+    )
+    before = write.before
+    if write.action is WriteAction.CREATE:
+        return Write(
+            kind=write.kind, name=write.name, action=WriteAction.DELETE, expected_version=written, before=as_written
+        )
+    if before is None:
+        return None
+    if write.action is WriteAction.UPDATE:
+        return Write(
+            kind=write.kind,
+            name=write.name,
+            action=WriteAction.UPDATE,
+            expected_version=written,
+            spec=dict(before.spec),
+            secret_arn=before.secret_arn,
+            before=as_written,
+        )
+    # A delete: re-create it one version past the deleted one, so the deleted version's ETag stays stale.
+    return Write(
+        kind=write.kind,
+        name=write.name,
+        action=WriteAction.CREATE,
+        expected_version=None,
+        version=before.version + 1,
+        spec=dict(before.spec),
+        secret_arn=before.secret_arn,
+        before=before,
+    )
 
 
 def _touched(changes: Sequence[ResourceChange]) -> frozenset[tuple[ResourceKind, str]]:
@@ -513,16 +632,9 @@ def _check_precondition(
 
 
 def _check_credential_secret(
-    name: str,
-    current: StoredResource | None,
-    spec: Mapping[str, Any],
-    secret: SecretInput | None,
-    *,
-    path: str = "token",
+    name: str, current: StoredResource | None, spec: Mapping[str, Any], *, path: str = "token"
 ) -> None:
-    """The secret holds username and token together, so a new credential or username needs the token."""
-    if secret is not None:
-        return
+    """Without a token: the secret holds username and token together, so a new credential or username needs one."""
     if current is None:
         raise invalid(path, f"required when creating credential {name!r}: the token is stored in Secrets Manager")
     if current.spec.get("username") != spec.get("username"):

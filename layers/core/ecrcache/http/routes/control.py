@@ -77,6 +77,13 @@ def register(
     status: StatusStore,
     clock: Callable[[], datetime],
 ) -> None:
+    _register_plan(app, reconciler)
+    _register_reconcile(app, status, clock)
+    _register_import(app, importer)
+    _register_runs_and_status(app, status)
+
+
+def _register_plan(app: APIGatewayRestResolver, reconciler: ReconcileService) -> None:
     @app.get(
         "/v1/plan",
         tags=["controller"],
@@ -94,6 +101,8 @@ def register(
         regions = frozenset({region}) if region else None
         return reconciler.plan(Scope(regions=regions, deep=deep))
 
+
+def _register_reconcile(app: APIGatewayRestResolver, status: StatusStore, clock: Callable[[], datetime]) -> None:
     @app.post(
         "/v1/reconcile",
         tags=["controller"],
@@ -112,6 +121,8 @@ def register(
         body = ReconcileAccepted(run_id=run.run_id, status=run.status, location=f"/v1/runs/{run.run_id}")
         return json_response(body, status=202)
 
+
+def _register_import(app: APIGatewayRestResolver, importer: ImportService) -> None:
     @app.post(
         "/v1/import",
         tags=["controller"],
@@ -137,6 +148,8 @@ def register(
             revision=result.apply.revision if result.apply and not result.dry_run else None,
         )
 
+
+def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore) -> None:
     @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=responses(ReconcileRun))
     def get_run(run_id: Annotated[str, Path(max_length=128)]) -> ReconcileRun:
         found = status.get_run(path_name(run_id))

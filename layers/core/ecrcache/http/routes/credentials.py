@@ -9,20 +9,26 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
 from ecrcache.http.errors import responses
-from ecrcache.http.routes.rules import IfMatch, IfNoneMatch
+from ecrcache.http.routes.rules import IfMatch, IfNoneMatch, UndocumentedIfNoneMatch
 from ecrcache.http.schemas import CredentialList, CredentialResource
 from ecrcache.models.credential import CredentialPut
 from ecrcache.models.records import ResourceKind
-from ecrcache.services.desired_state import DesiredStateService, SecretInput
+from ecrcache.services.desired_state import DesiredStateService
 
 NameParam = Annotated[str, Path(description="Credential name (secret `ecr-pullthroughcache/<name>`).", max_length=100)]
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
-    def resource(name: str) -> CredentialResource:
-        stored = service.get(ResourceKind.CREDENTIAL, name)
-        return CredentialResource.of(stored, service.referenced_by(ResourceKind.CREDENTIAL, name))
+    _register_reads(app, service)
+    _register_writes(app, service)
 
+
+def _resource(service: DesiredStateService, name: str) -> CredentialResource:
+    stored = service.get(ResourceKind.CREDENTIAL, name)
+    return CredentialResource.of(stored, service.referenced_by(ResourceKind.CREDENTIAL, name))
+
+
+def _register_reads(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     @app.get("/v1/credentials", tags=["credentials"], summary="List credentials", responses=responses(CredentialList))
     def list_credentials() -> CredentialList:
         snapshot = service.snapshot()
@@ -41,9 +47,11 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         responses=responses(CredentialResource),
     )
     def get_credential(name: NameParam) -> Response[CredentialResource]:
-        found = resource(path_name(name))
+        found = _resource(service, path_name(name))
         return json_response(found, version=found.version)
 
+
+def _register_writes(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     @app.put(
         "/v1/credentials/<name>",
         tags=["credentials"],
@@ -62,14 +70,12 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         if_none_match: IfNoneMatch = None,
     ) -> Response[CredentialResource]:
         checked = resource_name(name)
-        secret = SecretInput(credential.username, credential.token) if credential.token is not None else None
-        result = service.put(
-            ResourceKind.CREDENTIAL,
+        result = service.put_credential(
             checked,
-            credential.spec().model_dump(mode="json"),
+            credential.spec(),
+            credential.token,
             actor=caller_arn(app),
-            precondition=precondition(app),
-            secret=secret,
+            precondition=precondition(if_match, if_none_match),
         )
         body = CredentialResource.of(result.resource, service.referenced_by(ResourceKind.CREDENTIAL, checked))
         return json_response(body, status=201 if result.created else 200, version=result.resource.version)
@@ -80,6 +86,9 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         summary="Delete a credential (409 while a rule uses it)",
         responses=responses(status=204, description="Deleted"),
     )
-    def delete_credential(name: NameParam, if_match: IfMatch = None) -> Response[None]:
-        service.delete(ResourceKind.CREDENTIAL, path_name(name), actor=caller_arn(app), precondition=precondition(app))
+    def delete_credential(
+        name: NameParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
+    ) -> Response[None]:
+        cond = precondition(if_match, if_none_match)
+        service.delete(ResourceKind.CREDENTIAL, path_name(name), actor=caller_arn(app), precondition=cond)
         return Response(status_code=204)

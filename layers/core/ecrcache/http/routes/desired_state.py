@@ -12,17 +12,20 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
-from ecrcache.http.common import caller_arn, etag, header, json_response, parse_etag, wants_yaml, yaml_response
+from ecrcache.http.common import caller_arn, etag, if_match_revision, json_response, wants_yaml, yaml_response
 from ecrcache.http.errors import responses
 from ecrcache.http.schemas import ApplyResponse, ChangeOut
 from ecrcache.models.desired_state import DesiredStateDocument
-from ecrcache.models.records import ResourceKind
-from ecrcache.services.desired_state import DesiredStateService, SecretInput
-
-SECTIONS = {ResourceKind.RULE: "rules", ResourceKind.CREDENTIAL: "credentials", ResourceKind.WARM_SET: "warm_sets"}
+from ecrcache.models.records import SECTIONS
+from ecrcache.services.desired_state import DesiredStateService
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+    _register_export(app, service)
+    _register_apply(app, service)
+
+
+def _register_export(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     @app.get(
         "/v1/desired-state",
         tags=["desired-state"],
@@ -50,6 +53,8 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
             return yaml_response(document, etag_value=etag(revision))
         return json_response(document, version=revision)
 
+
+def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     @app.put(
         "/v1/desired-state",
         tags=["desired-state"],
@@ -68,22 +73,8 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
             str | None, Header(alias="If-Match", description="Revision (the export's ETag) the document was based on.")
         ] = None,
     ) -> ApplyResponse:
-        raw_if_match = header(app, "If-Match")
-        revision = parse_etag(raw_if_match, "If-Match") if raw_if_match and raw_if_match.strip() != "*" else None
-        specs = {
-            ResourceKind.RULE: {prefix: rule.model_dump(mode="json") for prefix, rule in document.rules.items()},
-            ResourceKind.CREDENTIAL: {
-                name: cred.spec().model_dump(mode="json") for name, cred in document.credentials.items()
-            },
-            ResourceKind.WARM_SET: {name: ws.model_dump(mode="json") for name, ws in document.warm_sets.items()},
-        }
-        secrets = {
-            name: SecretInput(cred.username, cred.token)
-            for name, cred in document.credentials.items()
-            if cred.token is not None
-        }
-        result = service.apply(
-            specs, secrets, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=revision
+        result = service.apply_document(
+            document, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=if_match_revision(if_match)
         )
         return ApplyResponse(
             dry_run=result.dry_run,

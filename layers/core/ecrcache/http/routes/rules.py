@@ -23,6 +23,9 @@ PrefixParam = Annotated[
 ]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='Version to replace, e.g. "3".')]
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", description='"*" to create only.')]
+UndocumentedIfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", include_in_schema=False)]
+"""A delete evaluates ``If-None-Match`` too, as it always has (``*`` fails: the item exists; anything
+else is a 422); the spec does not advertise it there, where it is of no use."""
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
@@ -47,13 +50,8 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         if_match: IfMatch = None,
         if_none_match: IfNoneMatch = None,
     ) -> Response[RuleResource]:
-        name = spec.validate_for_prefix(_prefix(prefix))  # also checks the spec against its prefix
-        result = service.put(
-            ResourceKind.RULE,
-            name,
-            spec.model_dump(mode="json"),
-            actor=caller_arn(app),
-            precondition=precondition(app),
+        result = service.put_rule(
+            _prefix(prefix), spec, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
         )
         status = 201 if result.created else 200
         return json_response(RuleResource.of(result.resource), status=status, version=result.resource.version)
@@ -64,13 +62,21 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         summary="Delete a rule",
         responses=responses(status=204, description="Deleted"),
     )
-    def delete_rule(prefix: PrefixParam, if_match: IfMatch = None) -> Response[None]:
-        service.delete(ResourceKind.RULE, _prefix(prefix), actor=caller_arn(app), precondition=precondition(app))
+    def delete_rule(
+        prefix: PrefixParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
+    ) -> Response[None]:
+        name = _prefix(prefix)
+        service.delete(
+            ResourceKind.RULE, name, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
+        )
         return Response(status_code=204)
 
 
 def _prefix(raw: str) -> str:
-    """The rule's ECR prefix from the path, normalised as ECR does (`docker-hub/` is `docker-hub`)."""
+    """The rule's ECR prefix from the path, normalised as ECR does (`docker-hub/` is `docker-hub`).
+
+    Parsed once per request: the service takes the normalised prefix as it is.
+    """
     name = path_name(raw)
     try:
         return parse_ecr_prefix(name)

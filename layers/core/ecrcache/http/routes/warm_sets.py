@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
 from ecrcache.http.errors import responses
-from ecrcache.http.routes.rules import IfMatch, IfNoneMatch
+from ecrcache.http.routes.rules import IfMatch, IfNoneMatch, UndocumentedIfNoneMatch
 from ecrcache.http.schemas import WarmSetList, WarmSetResource
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_set import WarmSetSpec
@@ -40,12 +40,8 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         if_match: IfMatch = None,
         if_none_match: IfNoneMatch = None,
     ) -> Response[WarmSetResource]:
-        result = service.put(
-            ResourceKind.WARM_SET,
-            resource_name(name),
-            spec.model_dump(mode="json"),
-            actor=caller_arn(app),
-            precondition=precondition(app),
+        result = service.put_warm_set(
+            resource_name(name), spec, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
         )
         body = WarmSetResource.of(result.resource)
         return json_response(body, status=201 if result.created else 200, version=result.resource.version)
@@ -56,6 +52,9 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         summary="Delete a warm set",
         responses=responses(status=204, description="Deleted"),
     )
-    def delete_warm_set(name: NameParam, if_match: IfMatch = None) -> Response[None]:
-        service.delete(ResourceKind.WARM_SET, path_name(name), actor=caller_arn(app), precondition=precondition(app))
+    def delete_warm_set(
+        name: NameParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
+    ) -> Response[None]:
+        cond = precondition(if_match, if_none_match)
+        service.delete(ResourceKind.WARM_SET, path_name(name), actor=caller_arn(app), precondition=cond)
         return Response(status_code=204)
