@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from ecrcache.engine.essence import desired_fingerprints, lifecycle_fingerprint, policy_fingerprint, tags_fingerprint
 from ecrcache.engine.plan import ActionKind, Plan
 from ecrcache.engine.planner import plan_region
-from ecrcache.engine.simulate import apply_to_observed
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.lifecycle import LifecycleSpec
 from ecrcache.models.observed import (
@@ -54,6 +53,7 @@ from tests.unit.engine.planner_support import (
     spec,
     template_of,
 )
+from tests.unit.engine.simulate import apply_to_observed
 
 pytestmark = pytest.mark.unit
 
