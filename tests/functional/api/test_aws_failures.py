@@ -19,7 +19,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.functional.api.client import ApiClient, ApiResponse
+from tests.functional.api.assertions import assert_error
+from tests.functional.api.client import ApiClient
 
 pytestmark = pytest.mark.functional
 
@@ -78,16 +79,6 @@ def secretsmanager() -> Any:
     from functions.api.app import service
 
     return service.secrets.client  # type: ignore[attr-defined]
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    if status == 503:
-        assert response.headers.get("Retry-After", "").isdigit()
-    return body
 
 
 def scan(table: str) -> list[dict[str, Any]]:

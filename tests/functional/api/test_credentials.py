@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.functional.api.assertions import assert_error, fields
 from tests.functional.api.client import ALICE, ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
@@ -30,18 +31,6 @@ HUB: dict[str, Any] = {"upstream_kind": "docker-hub", "username": "ci-bot"}
 TOKEN = "dckr_pat_credentials_test_0001"
 NEW_TOKEN = "dckr_pat_credentials_test_0002"
 SECRET = "ecr-pullthroughcache/docker-hub"
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
 
 
 def secret_value(name: str = SECRET) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import boto3
 import pytest
 import yaml
 
+from tests.functional.api.assertions import assert_error, fields
 from tests.functional.api.client import ALICE, ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
@@ -55,18 +56,6 @@ def document(*, tokens: bool = True) -> dict[str, Any]:
         for credential in out["credentials"].values():
             credential.pop("token", None)
     return out
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
 
 
 def scan(table: str) -> list[dict[str, Any]]:
