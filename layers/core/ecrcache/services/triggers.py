@@ -18,32 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecrcache.models.ecr_operations import REPOSITORY_EVENTS, RULE_EVENTS
 from ecrcache.models.status import RunTrigger
 from ecrcache.services.reconcile import Scope
 
-# ECR API calls whose CloudTrail events mean a rule, template or cached repository may have drifted.
-RULE_EVENTS = frozenset(
-    {
-        "CreatePullThroughCacheRule",
-        "UpdatePullThroughCacheRule",
-        "DeletePullThroughCacheRule",
-        "CreateRepositoryCreationTemplate",
-        "UpdateRepositoryCreationTemplate",
-        "DeleteRepositoryCreationTemplate",
-    }
-)
-REPOSITORY_EVENTS = frozenset(
-    {
-        "CreateRepository",
-        "PutLifecyclePolicy",
-        "DeleteLifecyclePolicy",
-        "SetRepositoryPolicy",
-        "DeleteRepositoryPolicy",
-        "PutImageTagMutability",
-        "TagResource",
-        "UntagResource",
-    }
-)
 REQUEST_PREFIX = "REQUEST#reconcile"
 
 
