@@ -34,6 +34,7 @@ from ecrcache.models.observed import (
     RepositoryDetails,
 )
 from ecrcache.models.rule import DeletionPolicy, RuleSpec
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
     DENY_DELETE,
@@ -43,7 +44,6 @@ from tests.unit.engine.planner_support import (
     HUB_ARN_ROTATED,
     KEEP_10,
     KEEP_20,
-    ORG_PULL,
     REGION,
     UPSTREAM_ROLE,
     UPSTREAM_ROLE_2,

@@ -8,11 +8,11 @@ from ecrcache.engine.essence import desired_fingerprints, tags_fingerprint
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan_region
 from ecrcache.models.observed import AppliedFingerprints, Aspect, ObservedTemplate, Ownership, RepositoryDetails
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
     HUB_ARN_ROTATED,
     KEEP_10,
-    ORG_PULL,
     REGION,
     converged,
     desired,
