@@ -38,6 +38,7 @@ from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache_cli.embedded_aws import ports
 from ecrcache_cli.embedded_aws.ports import AcceptingChecker
 from tests.conftest import ACCOUNT_ID, REGION
+from tests.samples import ORG_PULL
 
 pytestmark = pytest.mark.functional
 
@@ -45,18 +46,6 @@ PAGE_SIZE: Final = 25
 REPOSITORIES_PER_RULE: Final = 12
 ACTOR: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
-ORG_PULL: Final[dict[str, Any]] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "OrgPull",
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
-        }
-    ],
-}
 UPSTREAMS: Final[dict[str, dict[str, Any]]] = {
     "hub": {"upstream_kind": "docker-hub", "credential": "hub"},
     "quay": {"upstream_kind": "quay"},

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import boto3
 import requests
 import schemathesis
 from schemathesis import Response
 
+from tests.functional.api.aws_support import aws
 from tests.functional.api.client import ALICE, api_event
 from tests.template import table_definition, table_ttl_attribute
 
@@ -28,13 +27,6 @@ BASE_URL = "http://api.test"
 DROPPED_HEADERS = frozenset({"authorization", "connection", "accept-encoding", "content-length"})
 
 Check = Callable[..., Any]
-
-
-@cache
-def aws(service: str) -> Any:
-    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
-    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 def load_schema() -> Any:

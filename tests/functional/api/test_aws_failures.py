@@ -12,23 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.functional.api.client import ApiClient, ApiResponse
+from tests.functional.api.assertions import assert_error
+from tests.functional.api.aws_support import aws, scan, secret_stages, secret_value
+from tests.functional.api.client import ApiClient
 
 pytestmark = pytest.mark.functional
-
-
-@cache
-def aws(service: str) -> Any:
-    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
-    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 HUB: dict[str, Any] = {"upstream_kind": "docker-hub", "username": "ci-bot"}
@@ -80,23 +73,6 @@ def secretsmanager() -> Any:
     return service.secrets.client  # type: ignore[attr-defined]
 
 
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    if status == 503:
-        assert response.headers.get("Retry-After", "").isdigit()
-    return body
-
-
-def scan(table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in aws("dynamodb").get_paginator("scan").paginate(TableName=table):
-        items.extend(page["Items"])
-    return items
-
-
 def assert_consistent(table: str) -> None:
     """No item without history, no history without item: replaying history gives the desired items."""
     items = scan(table)
@@ -120,18 +96,13 @@ def assert_consistent(table: str) -> None:
     assert not any("lock_owner" in m for m in meta), "the lease was left behind"
 
 
-def secret_current() -> dict[str, Any]:
-    # By label: moto 5.2.5 does not move its default version with UpdateSecretVersionStage.
-    client = aws("secretsmanager")
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=SECRET, VersionStage="AWSCURRENT")["SecretString"]
-    )
-    return value
-
-
-def secret_stages() -> dict[str, list[str]]:
-    stages: dict[str, list[str]] = aws("secretsmanager").describe_secret(SecretId=SECRET)["VersionIdsToStages"]
-    return stages
+def assert_credential_kept(api: ApiClient, table: str) -> None:
+    """The credential ``hub`` is still there: its token current, its secret not scheduled for deletion,
+    and the table consistent."""
+    assert api.get("/v1/credentials/hub").status == 200
+    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
+    assert secret_value(SECRET)["accessToken"] == TOKEN
+    assert_consistent(table)
 
 
 def secret_exists() -> bool:
@@ -523,7 +494,7 @@ def test_aws_secrets_put_value_failure_keeps_the_old_token(
     assert "Secrets Manager PutSecretValue" in body["message"]
     monkeypatch.undo()
     assert scan(state_table) == before
-    assert secret_current()["accessToken"] == TOKEN
+    assert secret_value(SECRET)["accessToken"] == TOKEN
 
 
 @pytest.mark.parametrize("method", ["describe_secret", "update_secret_version_stage"])
@@ -544,11 +515,11 @@ def test_aws_secrets_promote_failure_is_503_and_the_retry_completes(
     monkeypatch.undo()
     assert_consistent(state_table)
     assert api.get("/v1/credentials/hub").json["version"] == 2
-    assert secret_current()["accessToken"] == TOKEN
+    assert secret_value(SECRET)["accessToken"] == TOKEN
     # AND repeating the request makes the new token current, with no staging label left
     assert api.put("/v1/credentials/hub", {**HUB, "token": NEW_TOKEN}).status == 200
-    assert secret_current()["accessToken"] == NEW_TOKEN
-    assert not any(STAGING_LABEL in labels for labels in secret_stages().values())
+    assert secret_value(SECRET)["accessToken"] == NEW_TOKEN
+    assert not any(STAGING_LABEL in labels for labels in secret_stages(SECRET).values())
     assert_consistent(state_table)
 
 
@@ -565,8 +536,8 @@ def test_aws_secrets_commit_failure_discards_the_staged_value(
     # THEN it is 500, the old token is current, and the staged value lost its label
     assert_error(response, 500, "Terminal")
     monkeypatch.undo()
-    assert secret_current()["accessToken"] == TOKEN
-    assert not any(STAGING_LABEL in labels for labels in secret_stages().values())
+    assert secret_value(SECRET)["accessToken"] == TOKEN
+    assert not any(STAGING_LABEL in labels for labels in secret_stages(SECRET).values())
     assert_consistent(state_table)
 
 
@@ -607,7 +578,7 @@ def test_aws_secrets_failing_undo_is_logged_and_the_first_error_answered(
     assert "TransactWriteItems" in body["message"]
     assert any(r.getMessage() == "could not undo a staged secret value" for r in caplog.records)
     monkeypatch.undo()
-    assert secret_current()["accessToken"] == TOKEN
+    assert secret_value(SECRET)["accessToken"] == TOKEN
     assert_consistent(state_table)
 
 
@@ -644,10 +615,7 @@ def test_aws_credential_delete_whose_commit_fails_restores_the_secret(
     body = assert_error(response, 500, "Terminal")
     assert "TransactWriteItems" in body["message"]
     monkeypatch.undo()
-    assert api.get("/v1/credentials/hub").status == 200
-    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
-    assert secret_current()["accessToken"] == TOKEN
-    assert_consistent(state_table)
+    assert_credential_kept(api, state_table)
 
 
 def test_aws_prune_whose_commit_fails_restores_the_secret(
@@ -663,10 +631,7 @@ def test_aws_prune_whose_commit_fails_restores_the_secret(
     # THEN it is 503, the credential stays, and its secret is current and not scheduled for deletion
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()
-    assert api.get("/v1/credentials/hub").status == 200
-    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
-    assert secret_current()["accessToken"] == TOKEN
-    assert_consistent(state_table)
+    assert_credential_kept(api, state_table)
 
 
 def test_aws_secrets_delete_failure_in_a_prune_writes_nothing(
@@ -682,9 +647,7 @@ def test_aws_secrets_delete_failure_in_a_prune_writes_nothing(
     # THEN the apply is refused as retryable (a token must not outlive its credential) and nothing changed
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()
-    assert api.get("/v1/credentials/hub").status == 200
-    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
-    assert_consistent(state_table)
+    assert_credential_kept(api, state_table)
 
 
 def test_aws_secrets_restore_failure_names_the_call(

@@ -31,6 +31,7 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from moto.core.botocore_stubber import BotocoreStubber
 
 from tests.conftest import FakeLambdaContext
+from tests.functional.api.assertions import assert_error
 from tests.functional.api.client import ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
@@ -171,8 +172,7 @@ def test_concurrency_writers_to_different_rules_never_lose_or_duplicate_a_write(
     for response in responses:
         assert response.status in (201, 503), response.text
         if response.status == 503:
-            assert response.json["code"] == "Retryable"
-            assert response.headers["Retry-After"].isdigit()
+            assert_error(response, 503, "Retryable")
     # AND exactly the rules that were answered 201 exist, each with one history entry, revisions unique
     assert {r["prefix"] for r in api.get("/v1/rules").json["items"]} == created
     entries = full_history(api)

@@ -7,22 +7,15 @@ The token is write-only: it goes to the secret ``ecr-pullthroughcache/<name>`` a
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 
+from tests.functional.api.assertions import assert_error, fields
+from tests.functional.api.aws_support import aws, secret_value
 from tests.functional.api.client import ALICE, ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
-
-
-@cache
-def aws(service: str) -> Any:
-    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
-    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 BOB = "arn:aws:iam::123456789012:user/bob"
@@ -30,28 +23,6 @@ HUB: dict[str, Any] = {"upstream_kind": "docker-hub", "username": "ci-bot"}
 TOKEN = "dckr_pat_credentials_test_0001"
 NEW_TOKEN = "dckr_pat_credentials_test_0002"
 SECRET = "ecr-pullthroughcache/docker-hub"
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
-
-
-def secret_value(name: str = SECRET) -> dict[str, Any]:
-    """The AWSCURRENT value. Asked for by label: moto 5.2.5's UpdateSecretVersionStage moves the label but
-    not its ``default_version_id``, so a GetSecretValue without VersionStage returns the old value."""
-    client = aws("secretsmanager")
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"]
-    )
-    return value
 
 
 def history(api: ApiClient, name: str) -> list[dict[str, Any]]:
@@ -81,7 +52,7 @@ def test_credential_put_with_token_creates_it_and_its_secret(api: ApiClient) -> 
     assert "token" not in body["spec"]
     assert "token" not in body
     # AND the secret holds the username and token ECR reads
-    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
     # AND the credential reads back (and lists) without the token
     read = api.get("/v1/credentials/docker-hub")
     assert read.status == 200
@@ -112,7 +83,7 @@ def test_credential_metadata_update_without_token_keeps_the_secret(api: ApiClien
     assert updated.json["spec"]["expires_at"] == "2027-06-30"
     assert updated.json["updated_by"] == BOB
     assert updated.json["secret_arn"] == api.get("/v1/credentials/docker-hub").json["secret_arn"]
-    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
 
 
 def test_credential_update_with_token_replaces_the_secret_value(api: ApiClient) -> None:
@@ -123,7 +94,7 @@ def test_credential_update_with_token_replaces_the_secret_value(api: ApiClient) 
     # THEN a new version is written (the token changed) and the secret holds the new token
     assert updated.status == 200, updated.text
     assert updated.json["version"] == 2
-    assert secret_value() == {"username": "ci-bot", "accessToken": NEW_TOKEN}
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": NEW_TOKEN}
     assert [h["version"] for h in history(api, "docker-hub")] == [2, 1]
 
 
@@ -140,7 +111,7 @@ def test_credential_username_change_needs_the_token(api: ApiClient) -> None:
     # AND with the token it goes through, secret included
     accepted = api.put("/v1/credentials/docker-hub", {**HUB, "username": "other-bot", "token": NEW_TOKEN})
     assert accepted.status == 200, accepted.text
-    assert secret_value() == {"username": "other-bot", "accessToken": NEW_TOKEN}
+    assert secret_value(SECRET) == {"username": "other-bot", "accessToken": NEW_TOKEN}
 
 
 def test_credential_put_that_changes_nothing_is_200_without_history(api: ApiClient) -> None:
@@ -182,7 +153,7 @@ def test_credential_in_use_cannot_be_deleted(api: ApiClient) -> None:
     assert "docker-hub, team/hub" in body["message"]
     assert fields(refused) == ["docker-hub", "team/hub"]
     assert api.get("/v1/credentials/docker-hub").status == 200
-    assert secret_value() == {"username": "ci-bot", "accessToken": TOKEN}
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
 
 
 def test_credential_delete_schedules_the_secret_for_deletion(api: ApiClient) -> None:
@@ -301,7 +272,7 @@ def test_credential_put_honours_conditional_headers(api: ApiClient, headers: dic
     # THEN a failed precondition is 412 and the secret keeps the old token
     assert response.status == status, response.text
     expected = NEW_TOKEN if status == 200 else TOKEN
-    assert secret_value() == {"username": "ci-bot", "accessToken": expected}
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": expected}
 
 
 def test_credential_delete_with_stale_if_match_is_412(api: ApiClient) -> None:
@@ -333,7 +304,7 @@ def test_credential_without_token_adopts_an_existing_secret(api: ApiClient) -> N
     # THEN it is created pointing at that secret, whose value is left alone
     assert adopted.status == 201, adopted.text
     assert adopted.json["secret_arn"] == arn
-    assert secret_value() == {"username": "legacy-bot", "accessToken": "made-by-hand"}
+    assert secret_value(SECRET) == {"username": "legacy-bot", "accessToken": "made-by-hand"}
 
 
 def test_credential_without_token_does_not_adopt_a_secret_scheduled_for_deletion(api: ApiClient) -> None:

@@ -7,24 +7,16 @@ than one DynamoDB transaction holds go through the lease and are committed in ch
 from __future__ import annotations
 
 import copy
-import json
-from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
+from tests.functional.api.assertions import assert_error, fields
+from tests.functional.api.aws_support import aws, scan, secret_value
 from tests.functional.api.client import ALICE, ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
-
-
-@cache
-def aws(service: str) -> Any:
-    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
-    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 TOKEN = "dckr_pat_desired_state_test_0001"
@@ -57,36 +49,8 @@ def document(*, tokens: bool = True) -> dict[str, Any]:
     return out
 
 
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
-
-
-def scan(table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in aws("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        items.extend(page["Items"])
-    return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
-
-
 def secret_names() -> list[str]:
     return sorted(s["Name"] for s in aws("secretsmanager").list_secrets()["SecretList"])
-
-
-def secret_value(name: str) -> dict[str, Any]:
-    # By label: moto 5.2.5 does not move its default version with UpdateSecretVersionStage.
-    client = aws("secretsmanager")
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=f"ecr-pullthroughcache/{name}", VersionStage="AWSCURRENT")["SecretString"]
-    )
-    return value
 
 
 def all_history(api: ApiClient) -> list[dict[str, Any]]:
@@ -176,7 +140,7 @@ def test_desired_state_apply_creates_everything_in_dependency_order(api: ApiClie
         "countNumber": 20,
     }
     assert api.get("/v1/warm-sets/base").status == 200
-    assert secret_value("docker-hub") == {"username": "ci-bot", "accessToken": TOKEN}
+    assert secret_value("ecr-pullthroughcache/docker-hub") == {"username": "ci-bot", "accessToken": TOKEN}
     # AND the export ETag is the new revision
     assert api.get("/v1/desired-state").etag == '"1"'
     # AND history has one entry per resource at that revision
@@ -211,7 +175,7 @@ def test_desired_state_token_for_an_existing_credential_is_a_change(api: ApiClie
     assert applied.json["changes"][0]["secret_changed"] is True
     assert applied.json["changes"][0]["fields"] == []
     assert api.get("/v1/credentials/docker-hub").json["version"] == 2
-    assert secret_value("docker-hub") == {"username": "ci-bot", "accessToken": NEW_TOKEN}
+    assert secret_value("ecr-pullthroughcache/docker-hub") == {"username": "ci-bot", "accessToken": NEW_TOKEN}
 
 
 def test_desired_state_update_lists_the_fields_that_change(api: ApiClient) -> None:
@@ -526,7 +490,7 @@ def test_desired_state_stale_if_match_is_412_and_writes_nothing(api: ApiClient, 
     body = assert_error(refused, 412, "PreconditionFailed")
     assert "revision 2" in body["message"]
     assert scan(state_table) == before
-    assert secret_value("docker-hub") == {"username": "ci-bot", "accessToken": TOKEN}
+    assert secret_value("ecr-pullthroughcache/docker-hub") == {"username": "ci-bot", "accessToken": TOKEN}
 
 
 def test_desired_state_current_if_match_applies(api: ApiClient) -> None:
@@ -597,7 +561,10 @@ def test_desired_state_large_document_is_applied_and_pruned_completely(api: ApiC
         5,
     )
     # AND every secret holds its token
-    assert all(secret_value(f"hub{i}") == {"username": f"bot{i}", "accessToken": f"{TOKEN}-{i}"} for i in range(5))
+    assert all(
+        secret_value(f"ecr-pullthroughcache/hub{i}") == {"username": f"bot{i}", "accessToken": f"{TOKEN}-{i}"}
+        for i in range(5)
+    )
     # AND history is complete: one create per resource, with what was written and who wrote it
     entries = all_history(api)
     assert len(entries) == 60

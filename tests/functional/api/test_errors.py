@@ -11,26 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.functional.api.assertions import assert_error, assert_error_shape
 from tests.functional.api.client import ApiClient, ApiResponse, api_event
 
 pytestmark = pytest.mark.functional
 
 MIB = 1024 * 1024
 QUAY: dict[str, Any] = {"upstream_kind": "quay"}
-
-
-def assert_error_shape(response: ApiResponse) -> dict[str, Any]:
-    assert response.headers.get("Content-Type") == "application/json", response.headers
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert isinstance(body["code"], str)
-    assert body["code"]
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    for detail in body["details"]:
-        assert set(detail) == {"field", "message", "type"}
-        assert all(isinstance(v, str) and v for v in detail.values())
-    return body
 
 
 def seeded(api: ApiClient) -> ApiClient:
@@ -95,8 +82,7 @@ def test_error_every_status_has_the_one_error_shape(
     # WHEN a request fails in any of the ways the API knows
     response = api.call(method, path, **kwargs)
     # THEN the status and code match and the body is the one error shape
-    assert response.status == status, response.text
-    assert assert_error_shape(response)["code"] == code
+    assert_error(response, status, code)
 
 
 def test_error_422_details_name_every_field_and_the_message_summarises(api: ApiClient) -> None:
@@ -130,8 +116,7 @@ def test_error_base64_body_is_400(api: ApiClient) -> None:
     out = api.handler(event, api.context)
     # THEN it is 400 in the error shape
     response = ApiResponse(out["statusCode"], {k: v[-1] for k, v in out["multiValueHeaders"].items()}, out["body"], out)
-    assert response.status == 400
-    assert assert_error_shape(response)["code"] == "BadRequest"
+    assert_error(response, 400, "BadRequest")
 
 
 def test_error_body_size_limit_is_one_mib_in_bytes(api: ApiClient) -> None:
@@ -142,8 +127,7 @@ def test_error_body_size_limit_is_one_mib_in_bytes(api: ApiClient) -> None:
     over_by_multibyte = api.put("/v1/rules/quay", raw_body="é" * (MIB // 2) + " ")
     # THEN the first is processed and the second is 413
     assert at_limit.status == 201, at_limit.text
-    assert over_by_multibyte.status == 413
-    assert assert_error_shape(over_by_multibyte)["code"] == "PayloadTooLarge"
+    assert_error(over_by_multibyte, 413, "PayloadTooLarge")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/octet-stream"])
@@ -152,8 +136,7 @@ def test_error_unsupported_media_type_is_415(api: ApiClient, content_type: str) 
     # WHEN a rule is sent with a media type the API does not read
     refused = api.put("/v1/rules/quay", raw_body=json.dumps(QUAY), headers={"Content-Type": content_type})
     # THEN it is 415 and nothing is written
-    assert refused.status == 415
-    assert assert_error_shape(refused)["code"] == "UnsupportedMediaType"
+    assert_error(refused, 415, "UnsupportedMediaType")
     assert api.get("/v1/rules/quay").status == 404
 
 
@@ -234,8 +217,7 @@ def test_error_yaml_cannot_run_code(api: ApiClient) -> None:
         headers={"Content-Type": "application/yaml"},
     )
     # THEN the safe loader refuses it as bad YAML
-    assert refused.status == 400
-    assert assert_error_shape(refused)["code"] == "BadRequest"
+    assert_error(refused, 400, "BadRequest")
 
 
 def test_error_deeply_nested_json_is_400(api: ApiClient) -> None:

@@ -9,21 +9,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.functional.api.client import ALICE, ApiClient, ApiResponse
+from tests.functional.api.assertions import assert_error
+from tests.functional.api.client import ALICE, ApiClient
 
 pytestmark = pytest.mark.functional
 
 BOB = "arn:aws:iam::123456789012:user/bob"
 CAROL = "arn:aws:iam::123456789012:role/ci-deployer"
 QUAY: dict[str, Any] = {"upstream_kind": "quay"}
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
 
 
 def page(api: ApiClient, **query: str) -> dict[str, Any]:

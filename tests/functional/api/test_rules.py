@@ -11,25 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.functional.api.client import ALICE, ApiClient, ApiResponse, enc
+from tests.functional.api.assertions import assert_error, fields
+from tests.functional.api.client import ALICE, ApiClient, enc
 
 pytestmark = pytest.mark.functional
 
 BOB = "arn:aws:iam::123456789012:user/bob"
 QUAY: dict[str, Any] = {"upstream_kind": "quay"}
 TOKEN = "test-token-not-a-secret"
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
 
 
 def put_credential(api: ApiClient, name: str, kind: str) -> None:

@@ -15,23 +15,15 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.functional.api.aws_support import aws, scan, secret_stages, secret_value
 from tests.functional.api.client import ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
-
-
-@cache
-def aws(service: str) -> Any:
-    """One boto3 client per service for the session: moto intercepts it inside every test's mock, as it
-    does the adapters' cached clients (a fresh client costs ~0.1 s of service-model loading)."""
-    return boto3.client(service)  # type: ignore[call-overload]
 
 
 CANARY = "LEAKCANARY"
@@ -95,13 +87,6 @@ class LeakWatch:
         return found
 
 
-def scan(table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in aws("dynamodb").get_paginator("scan").paginate(TableName=table):
-        items.extend(page["Items"])
-    return items
-
-
 @pytest.fixture
 def watch(api: ApiClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Iterator[LeakWatch]:
     """The API, with every exception that reaches its handlers (or the pre-routing body check) recorded,
@@ -148,20 +133,6 @@ def assert_no_leak(
     captured = capsys.readouterr()
     found = watch.leaks(state_table, captured.out + captured.err, caplog.records)
     assert not found, "the token leaked:\n" + "\n".join(found)
-
-
-def secret_current() -> dict[str, Any]:
-    # By label: moto 5.2.5 does not move its default version with UpdateSecretVersionStage.
-    client = aws("secretsmanager")
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=SECRET, VersionStage="AWSCURRENT")["SecretString"]
-    )
-    return value
-
-
-def stages() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = aws("secretsmanager").describe_secret(SecretId=SECRET)["VersionIdsToStages"]
-    return found
 
 
 def secret_exists() -> bool:
@@ -257,7 +228,7 @@ def stale(w: LeakWatch) -> None:
     assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-None-Match": "*"}).status == 412
     document = {"credentials": {"hub": {**HUB, "token": TOKEN2}}}
     assert w.put("/v1/desired-state", document, headers={"If-Match": '"0"'}).status == 412
-    assert secret_current()["accessToken"] == TOKEN
+    assert secret_value(SECRET)["accessToken"] == TOKEN
 
 
 def malformed(w: LeakWatch) -> None:
@@ -363,8 +334,8 @@ def test_secret_holds_exactly_username_and_access_token_as_current(api: ApiClien
     # WHEN a credential is created
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
     # THEN its secret's current value is exactly {"username", "accessToken"}, with nothing staged
-    assert secret_current() == {"username": "ci-bot", "accessToken": TOKEN}
-    assert list(stages().values()) == [["AWSCURRENT"]]
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
+    assert list(secret_stages(SECRET).values()) == [["AWSCURRENT"]]
     described = aws("secretsmanager").describe_secret(SecretId=SECRET)
     assert {"Key": "ecrcache:managed", "Value": "true"} in described["Tags"]
     assert "KmsKeyId" not in described  # the AWS managed key: ECR cannot read customer-managed ones
@@ -376,8 +347,8 @@ def test_secret_rotation_makes_the_new_token_current_and_keeps_the_previous(api:
     # WHEN its token is replaced
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN2})
     # THEN the new token is AWSCURRENT, the old one AWSPREVIOUS, and no staging label is left
-    assert secret_current() == {"username": "ci-bot", "accessToken": TOKEN2}
-    assert sorted(sorted(labels) for labels in stages().values()) == [["AWSCURRENT"], ["AWSPREVIOUS"]]
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN2}
+    assert sorted(sorted(labels) for labels in secret_stages(SECRET).values()) == [["AWSCURRENT"], ["AWSPREVIOUS"]]
 
 
 def test_secret_failed_commit_leaves_the_previous_value_current(
@@ -388,7 +359,7 @@ def test_secret_failed_commit_leaves_the_previous_value_current(
     from functions.api.app import service
 
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
-    versions_before = set(stages())
+    versions_before = set(secret_stages(SECRET))
     commit = service.store.commit
 
     def commit_after_bob(*args: Any, **kwargs: Any) -> int:
@@ -402,8 +373,8 @@ def test_secret_failed_commit_leaves_the_previous_value_current(
     refused = api.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-Match": '"1"'})
     # THEN it is 412, the old token is still current and the staged value carries no label
     assert refused.status == 412, refused.text
-    assert secret_current() == {"username": "ci-bot", "accessToken": TOKEN}
-    labels = stages()
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
+    labels = secret_stages(SECRET)
     assert [v for v, ls in labels.items() if "AWSCURRENT" in ls] == list(versions_before)
     assert not any(STAGING_LABEL in ls for ls in labels.values())
     assert api.get("/v1/credentials/hub").json["spec"]["description"] == "bob"
@@ -429,8 +400,8 @@ def test_secret_new_credential_that_loses_a_race_is_staged_again_once(
     # THEN the first stage is undone, the retry lands, and one current version holds the token
     assert response.status == 201, response.text
     assert response.json["secret_arn"] == aws("secretsmanager").describe_secret(SecretId=SECRET)["ARN"]
-    assert secret_current() == {"username": "ci-bot", "accessToken": TOKEN}
-    assert list(stages().values()) == [["AWSCURRENT"]]
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
+    assert list(secret_stages(SECRET).values()) == [["AWSCURRENT"]]
 
 
 def test_secret_dry_run_creates_no_secret(api: ApiClient) -> None:
@@ -445,14 +416,14 @@ def test_secret_dry_run_creates_no_secret(api: ApiClient) -> None:
 def test_secret_stale_document_stages_nothing(api: ApiClient) -> None:
     # GIVEN a credential, and a document based on an old revision
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
-    before = stages()
+    before = secret_stages(SECRET)
     # WHEN the document carries a new token with a stale If-Match
     refused = api.put(
         "/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN2}}}, headers={"If-Match": '"0"'}
     )
     # THEN not even a staged version is written
     assert refused.status == 412
-    assert stages() == before
+    assert secret_stages(SECRET) == before
 
 
 def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -481,8 +452,8 @@ def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient, m
     # THEN the secret is restored (no longer scheduled for deletion) and holds the new token
     assert recreated.status == 201, recreated.text
     assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
-    assert secret_current() == {"username": "ci-bot", "accessToken": TOKEN2}
-    assert not any(STAGING_LABEL in ls for ls in stages().values())
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN2}
+    assert not any(STAGING_LABEL in ls for ls in secret_stages(SECRET).values())
 
 
 def test_secret_token_is_never_in_a_response_of_the_read_routes(api: ApiClient) -> None:

@@ -6,24 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.functional.api.client import ALICE, ApiClient, ApiResponse
+from tests.functional.api.assertions import assert_error, fields
+from tests.functional.api.client import ALICE, ApiClient
 
 pytestmark = pytest.mark.functional
 
 BOB = "arn:aws:iam::123456789012:user/bob"
 WARM: dict[str, Any] = {"rule": "quay", "images": ["prometheus/node-exporter:v1.8.0"]}
-
-
-def assert_error(response: ApiResponse, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.text
-    body: dict[str, Any] = response.json
-    assert set(body) == {"code", "message", "details"}
-    assert body["code"] == code
-    return body
-
-
-def fields(response: ApiResponse) -> list[str]:
-    return [d["field"] for d in response.json["details"]]
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
+from tests.functional.api.aws_support import secret_value
 from tests.functional.api.client import ApiClient, enc
 from tests.functional.cli.conftest import CALLER
 from tests.unit.cli.support import CliResult, run_cli
@@ -319,15 +319,6 @@ def test_delete_a_credential_in_use_is_a_conflict_and_a_missing_one_not_found(en
 # -- credentials set -------------------------------------------------------------------------------------
 
 
-def secret_value(name: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(
-        boto3.client("secretsmanager").get_secret_value(
-            SecretId=f"ecr-pullthroughcache/{name}", VersionStage="AWSCURRENT"
-        )["SecretString"]
-    )
-    return value
-
-
 def test_credentials_set_creates_with_the_token_from_stdin(endpoint: str, api: ApiClient) -> None:
     # GIVEN no credential
     # WHEN it is set with the token on stdin
@@ -349,7 +340,7 @@ def test_credentials_set_creates_with_the_token_from_stdin(endpoint: str, api: A
     assert result.code == 0, result.output
     assert result.stdout.startswith('Created credential "ghcr" (version 1, secret ecr-pullthroughcache/ghcr)')
     assert TOKEN not in result.output
-    assert secret_value("ghcr") == {"username": "octo", "accessToken": TOKEN}
+    assert secret_value("ecr-pullthroughcache/ghcr") == {"username": "octo", "accessToken": TOKEN}
     assert api.get("/v1/credentials/ghcr").json["spec"]["expires_at"] == "2027-01-31"
 
 
@@ -361,7 +352,7 @@ def test_credentials_set_updates_the_token_keeping_other_fields(endpoint: str, a
     assert result.code == 0, result.output
     assert result.stdout.startswith('Updated credential "dockerhub" (version 2')
     assert NEW_TOKEN not in result.output
-    assert secret_value("dockerhub")["accessToken"] == NEW_TOKEN
+    assert secret_value("ecr-pullthroughcache/dockerhub")["accessToken"] == NEW_TOKEN
     spec = api.get("/v1/credentials/dockerhub").json["spec"]
     assert (spec["username"], spec["expires_at"]) == ("ci-bot", "2027-06-30")
 

@@ -27,21 +27,10 @@ from tests.functional.reconcile.support import (
     Reconciler,
     condition,
 )
+from tests.samples import ORG_PULL
 
 pytestmark = pytest.mark.functional
 
-ORG_PULL: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "OrgPull",
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
-        }
-    ],
-}
 KEEP_10 = {"presets": {"keep_last": 10}}
 KEEP_20 = {"presets": {"keep_last": 20}}
 BOBS_LIFECYCLE = json.dumps(

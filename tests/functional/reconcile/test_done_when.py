@@ -18,21 +18,9 @@ from tests.functional.reconcile.support import (
     condition,
     recording,
 )
+from tests.samples import ORG_PULL
 
 pytestmark = pytest.mark.functional
-
-ORG_PULL = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "OrgPull",
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
-        }
-    ],
-}
 
 
 def test_rule_put_through_the_api_appears_in_ecr_with_only_the_stream_delivery(

@@ -7,8 +7,6 @@ fast path, no per-repository read).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS
@@ -18,22 +16,11 @@ from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedR
 from ecrcache.models.rule import RuleSpec
 from tests.conftest import ACCOUNT_ID
 from tests.functional.reconcile_adapters.conftest import Ecr
+from tests.samples import ORG_PULL
 
 pytestmark = pytest.mark.functional
 
 CREATION_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
-ORG_PULL: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "OrgPull",
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
-        }
-    ],
-}
 
 
 class Service:

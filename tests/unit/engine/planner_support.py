@@ -33,18 +33,6 @@ KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-123456789
 
 KEEP_10: dict[str, Any] = {"presets": {"keep_last": 10}}
 KEEP_20: dict[str, Any] = {"presets": {"keep_last": 20}}
-ORG_PULL: dict[str, Any] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "OrgPull",
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-exampleorgid"}},
-        }
-    ],
-}
 DENY_DELETE: dict[str, Any] = {
     "Version": "2012-10-17",
     "Statement": {"Sid": "NoDelete", "Effect": "Deny", "Principal": "*", "Action": "ecr:BatchDeleteImage"},

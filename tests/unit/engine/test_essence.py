@@ -25,7 +25,8 @@ from ecrcache.engine.essence import (
 )
 from ecrcache.models.lifecycle import LifecycleSpec
 from ecrcache.models.observed import ObservedRule, ObservedTemplate
-from tests.unit.engine.planner_support import CREATION_ROLE, KEEP_10, KMS_KEY, ORG_PULL, spec
+from tests.samples import ORG_PULL
+from tests.unit.engine.planner_support import CREATION_ROLE, KEEP_10, KMS_KEY, spec
 
 pytestmark = pytest.mark.unit
 

@@ -14,6 +14,7 @@ import pytest
 from ecrcache.engine.plan import ActionKind, Blocked, Plan, PlannedAction, Unmanaged
 from ecrcache.engine.planner import ROOT_RULE_NOTE, plan, plan_region
 from ecrcache.models.observed import DesiredRule, ObservedRegion, ObservedTemplate, Ownership
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
     ECR_URL_2,
@@ -21,7 +22,6 @@ from tests.unit.engine.planner_support import (
     HUB_ARN_ROTATED,
     KEEP_10,
     KEEP_20,
-    ORG_PULL,
     REGION,
     UPSTREAM_ROLE,
     UPSTREAM_ROLE_2,

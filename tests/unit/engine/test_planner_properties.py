@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from ecrcache.engine.essence import desired_fingerprints, lifecycle_fingerprint, policy_fingerprint, tags_fingerprint
 from ecrcache.engine.plan import ActionKind, Plan
 from ecrcache.engine.planner import plan_region
-from ecrcache.engine.simulate import apply_to_observed
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.lifecycle import LifecycleSpec
 from ecrcache.models.observed import (
@@ -35,6 +34,7 @@ from ecrcache.models.observed import (
     RepositoryDetails,
 )
 from ecrcache.models.rule import DeletionPolicy, RuleSpec
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
     DENY_DELETE,
@@ -44,7 +44,6 @@ from tests.unit.engine.planner_support import (
     HUB_ARN_ROTATED,
     KEEP_10,
     KEEP_20,
-    ORG_PULL,
     REGION,
     UPSTREAM_ROLE,
     UPSTREAM_ROLE_2,
@@ -54,6 +53,7 @@ from tests.unit.engine.planner_support import (
     spec,
     template_of,
 )
+from tests.unit.engine.simulate import apply_to_observed
 
 pytestmark = pytest.mark.unit
 

@@ -13,11 +13,11 @@ from ecrcache.engine.planner import ROOT_RULE_NOTE, plan_region
 from ecrcache.models.lifecycle import LifecycleSpec
 from ecrcache.models.observed import AppliedFingerprints, Aspect, DesiredRule, ObservedRepository
 from ecrcache.models.rule import RuleSpec
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     DENY_DELETE,
     KEEP_10,
     KEEP_20,
-    ORG_PULL,
     converged,
     converged_repo,
     desired,

@@ -7,13 +7,12 @@ import pytest
 from ecrcache.engine.essence import desired_fingerprints, tags_fingerprint
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan_region
-from ecrcache.engine.simulate import apply_to_observed
 from ecrcache.models.observed import AppliedFingerprints, Aspect, ObservedTemplate, Ownership, RepositoryDetails
+from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
     HUB_ARN_ROTATED,
     KEEP_10,
-    ORG_PULL,
     REGION,
     converged,
     desired,
@@ -25,6 +24,7 @@ from tests.unit.engine.planner_support import (
     spec,
     template_of,
 )
+from tests.unit.engine.simulate import apply_to_observed
 
 pytestmark = pytest.mark.unit
 

@@ -17,12 +17,16 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
+from ecrcache.adapters.dynamodb_codec import iso as _iso
+from ecrcache.adapters.dynamodb_codec import n as _n
+from ecrcache.adapters.dynamodb_codec import parse_iso as _time
+from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.errors import BadRequestError, LockedError, StaleRevisionError, VersionConflictError
 from ecrcache.models.records import (
     HistoryEntry,
@@ -45,22 +49,6 @@ MAX_TRANSACTION_ITEMS = 100
 # One META update plus (item + history) per write.
 MAX_WRITES_PER_COMMIT = (MAX_TRANSACTION_ITEMS - 1) // 2
 NO_OWNER = "-"
-
-
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: int) -> AttributeValueTypeDef:
-    return {"N": str(value)}
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _dumps(value: Any) -> str:

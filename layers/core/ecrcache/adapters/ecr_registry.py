@@ -48,6 +48,7 @@ from ecrcache.adapters.aws import RETRY_CONFIG, RETRYABLE_CODES, classify, error
 from ecrcache.engine.essence import rule_essence, template_essence
 from ecrcache.engine.plan import ActionKind, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.ecr_operations import WRITE_OPERATIONS
 from ecrcache.models.observed import (
     AppliedFingerprints,
     ObservedRegion,
@@ -96,22 +97,6 @@ READ_OPERATIONS: Final = frozenset(
     }
 )
 PER_REPOSITORY_READS: Final = frozenset({"GetLifecyclePolicy", "GetRepositoryPolicy", "ListTagsForResource"})
-WRITE_OPERATIONS: Final = frozenset(
-    {
-        "CreatePullThroughCacheRule",
-        "UpdatePullThroughCacheRule",
-        "DeletePullThroughCacheRule",
-        "CreateRepositoryCreationTemplate",
-        "UpdateRepositoryCreationTemplate",
-        "DeleteRepositoryCreationTemplate",
-        "PutLifecyclePolicy",
-        "DeleteLifecyclePolicy",
-        "SetRepositoryPolicy",
-        "DeleteRepositoryPolicy",
-        "TagResource",
-        "PutImageTagMutability",
-    }
-)
 
 REPOSITORIES_PAGE_SIZE: Final = 1000
 SECRET_RETRY_DELAYS: Final = (1.0, 2.0)

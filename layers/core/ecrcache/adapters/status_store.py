@@ -37,12 +37,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
+from ecrcache.adapters.dynamodb_codec import iso as _iso
+from ecrcache.adapters.dynamodb_codec import n as _n
+from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
@@ -68,21 +71,8 @@ LEASE_SORT_KEY: Final = "RECONCILE"
 Item = dict[str, "AttributeValueTypeDef"]
 
 
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: int) -> AttributeValueTypeDef:
-    return {"N": str(value)}
-
-
 def _epoch(value: datetime) -> int:
     return int(value.timestamp())
-
-
-def _iso(value: datetime) -> str:
-    """UTC, fixed width: sorts as text in time order."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class DynamoDbStatusStore:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from pydantic import JsonValue
@@ -162,26 +162,26 @@ def normalise_iam_policy(text: str) -> str:
 # Policy documents: essence (for comparing) and fingerprint (for recording)
 
 
-def lifecycle_essence(text: str | None) -> JsonValue:
-    """``None`` for no policy, the normal-form document, or the raw text when ECR's text does not parse."""
+def _document_essence(text: str | None, normalise: Callable[[str], str]) -> JsonValue:
+    """``None`` for no policy, the normal-form document, or the raw text when it does not parse
+    (a text ECR holds that we cannot read still compares, as itself)."""
     if not text:
         return None
     try:
-        essence: JsonValue = json.loads(normalise_policy_text(text))
+        essence: JsonValue = json.loads(normalise(text))
     except ValueError:
         return text
     return essence
+
+
+def lifecycle_essence(text: str | None) -> JsonValue:
+    """``None`` for no policy, the normal-form document, or the raw text when ECR's text does not parse."""
+    return _document_essence(text, normalise_policy_text)
 
 
 def policy_essence(text: str | None) -> JsonValue:
     """``None`` for no policy, the normal-form IAM document, or the raw text when it does not parse."""
-    if not text:
-        return None
-    try:
-        essence: JsonValue = json.loads(normalise_iam_policy(text))
-    except ValueError:
-        return text
-    return essence
+    return _document_essence(text, normalise_iam_policy)
 
 
 def lifecycle_fingerprint(text: str | None) -> str | None:

@@ -16,7 +16,7 @@ ECR itself. The service builds them:
   (pull-through cache rules have no tags, so ownership is recorded in the table).
 
 All models are frozen. ``from_ecr`` constructors read ECR's own shapes (a ``Describe*`` item or a
-``Create*`` request, which share their field names), for the adapter and for the simulation.
+``Create*`` request, which share their field names), for the adapter and for the tests' plan simulation.
 """
 
 from __future__ import annotations

@@ -30,32 +30,10 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ecrcache.models.ecr_operations import REPOSITORY_EVENTS, RULE_EVENTS
 from ecrcache.models.status import ReconcileRequest, RunTrigger
 from ecrcache.services.reconcile import Scope
 
-# ECR API calls whose CloudTrail events mean a rule, template or cached repository may have drifted.
-RULE_EVENTS = frozenset(
-    {
-        "CreatePullThroughCacheRule",
-        "UpdatePullThroughCacheRule",
-        "DeletePullThroughCacheRule",
-        "CreateRepositoryCreationTemplate",
-        "UpdateRepositoryCreationTemplate",
-        "DeleteRepositoryCreationTemplate",
-    }
-)
-REPOSITORY_EVENTS = frozenset(
-    {
-        "CreateRepository",
-        "PutLifecyclePolicy",
-        "DeleteLifecyclePolicy",
-        "SetRepositoryPolicy",
-        "DeleteRepositoryPolicy",
-        "PutImageTagMutability",
-        "TagResource",
-        "UntagResource",
-    }
-)
 CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
 CACHE_ACTION_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
 EXPECTED_EVENTS: Final = (

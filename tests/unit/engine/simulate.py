@@ -1,10 +1,13 @@
 """An in-memory model of what ECR (and the state table) would hold after a plan is applied.
 
-For property tests ("apply the plan, plan again: nothing to do") and functional tests that check
-a plan's outcome without a fake ECR. It follows ECR's documented semantics for the calls the plan
-makes: ``UpdatePullThroughCacheRule`` changes only the fields it is given;
-``UpdateRepositoryCreationTemplate`` replaces the fields it is given (``""`` / ``[]`` clear them)
-and keeps the rest; ``TagResource`` adds or overwrites the keys given and keeps other tags.
+Test support, not product: the planner's property tests ("apply the plan, plan again: nothing to
+do") and simulation tests check a plan's outcome with it, without a fake ECR. It lives under
+``tests/`` so that the deployed layer carries no code only tests run.
+
+It follows ECR's documented semantics for the calls the plan makes: ``UpdatePullThroughCacheRule``
+changes only the fields it is given; ``UpdateRepositoryCreationTemplate`` replaces the fields it
+is given (``""`` / ``[]`` clear them) and keeps the rest; ``TagResource`` adds or overwrites the
+keys given and keeps other tags.
 
 Repository details are updated only where they were read: a repository observed on the fast path
 (``details`` ``None``) stays unread, because the aspects the plan did not touch are still unknown;
