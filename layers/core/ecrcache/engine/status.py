@@ -11,8 +11,7 @@ module decides what that means, the way :mod:`ecrcache.engine.planner` decides w
   Region that could not be reconciled at all.
 * :func:`ownership_change` says which applied actions make a rule or template ours, or no longer ours;
   :func:`no_longer_desired` and :func:`forgettable` which statuses of rules no longer desired can be
-  dropped; :func:`unverified`
-  which applied fingerprints verify no longer trusts.
+  dropped; :func:`unverified` which applied fingerprints verify no longer trusts.
 * :class:`RunSummary` is the run's counts (actions applied per kind, failed actions, Region failures,
   actions left after verify); :meth:`RunSummary.as_dict` is the ``summary`` a run record stores and
   the API returns, :func:`run_status` how the run ended.

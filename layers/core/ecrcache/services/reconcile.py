@@ -80,6 +80,9 @@ class _RunLog:
 
 
 class ReconcileService:
+    """One reconcile run over every Region it covers: plan (with :class:`PlanService`), apply, verify,
+    record; each Region under its lease. The full ECR port: it can write."""
+
     def __init__(
         self,
         *,
