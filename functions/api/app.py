@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.ecr_registry import Boto3EcrReader
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import api_settings, stack_region
@@ -18,7 +18,7 @@ from ecrcache.http.app import create_app, resolve
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
-from ecrcache.services.reconcile import ReconcileService
+from ecrcache.services.plan import PlanService
 
 
 def now() -> datetime:
@@ -26,17 +26,18 @@ def now() -> datetime:
 
 
 @cache
-def registry(region: str) -> Boto3EcrRegistry:
-    return Boto3EcrRegistry(region)
+def registry(region: str) -> Boto3EcrReader:
+    """ECR in ``region``, read only: the API plans and imports, it never writes ECR."""
+    return Boto3EcrReader(region)
 
 
 store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
-# The API only plans (reads ECR); its role has no ECR write permission.
-reconciler = ReconcileService(desired=store, status=status, registry=registry, clock=now, stack_region=stack_region())
+# The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
+planner = PlanService(desired=store, status=status, registry=registry, stack_region=stack_region())
 service = DesiredStateService(store=store, secrets=SecretsManagerStore(), clock=now, stack_region=stack_region())
 importer = ImportService(service, registry, stack_region=stack_region())
-app = create_app(service, reconciler=reconciler, importer=importer, status=status, clock=now)
+app = create_app(service, planner=planner, importer=importer, status=status, clock=now)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

@@ -109,8 +109,9 @@ class ActionResult:
         return cls(ok=False, retryable=retryable, code=code, message=message)
 
 
-class EcrRegistry(Protocol):
-    """ECR in one Region: read what is there, apply one planned action at a time."""
+class EcrReader(Protocol):
+    """ECR in one Region, read only: all the API needs (its plan and its import). It has no method
+    that writes, so a service that holds only readers cannot change ECR whatever it is asked."""
 
     region: str
     calls: Counter[str]
@@ -128,9 +129,18 @@ class EcrRegistry(Protocol):
         """
         ...
 
+
+class EcrWriter(Protocol):
+    """ECR in one Region, the write side: apply one planned action at a time."""
+
     def apply(self, action: PlannedAction) -> ActionResult:
         """Make exactly the call(s) ``action.request`` describes; never raises for AWS errors."""
         ...
+
+
+class EcrRegistry(EcrReader, EcrWriter, Protocol):
+    """ECR in one Region, for the reconciler: read what is there, apply one planned action at a
+    time, and ask ECR whether a rule can reach its upstream."""
 
     def validate_rule(self, prefix: str) -> tuple[bool, str | None]:
         """``ValidatePullThroughCacheRule``: ``(is_valid, failure)``; raises for AWS errors."""

@@ -1,6 +1,9 @@
 """ECR in one Region, for the reconciler: read what is there, apply one planned action at a time.
 
-:meth:`Boto3EcrRegistry.observe` reads every pull-through cache rule and creation template (the
+:class:`Boto3EcrReader` only reads (the API plans and imports with it: it has no method that writes);
+:class:`Boto3EcrRegistry` is the reader plus validate and apply (the reconciler's).
+
+:meth:`Boto3EcrReader.observe` reads every pull-through cache rule and creation template (the
 unmanaged ones too: the planner reports them) and the repositories under the requested prefixes.
 The fast path (``deep=False``) makes no per-repository call: ``DescribeRepositories`` (1,000 a
 page) gives names, ARNs and tag mutability, and the applied fingerprints the caller read from the
@@ -81,6 +84,7 @@ __all__ = [
     "PER_REPOSITORY_READS",
     "READ_OPERATIONS",
     "WRITE_OPERATIONS",
+    "Boto3EcrReader",
     "Boto3EcrRegistry",
     "ecr_client",
 ]
@@ -154,41 +158,18 @@ def _prefix_in(name: str, prefix: str) -> bool:
     return prefix == ROOT_PREFIX or name.startswith(f"{prefix.rstrip('/')}/")
 
 
-class Boto3EcrRegistry:
-    """Implements :class:`ecrcache.ports.EcrRegistry` for one Region."""
+class Boto3EcrReader:
+    """Implements :class:`ecrcache.ports.EcrReader` for one Region: observe and count, no method that writes."""
 
     def __init__(
-        self,
-        region: str,
-        client: ECRClient | None = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        secret_retry_delays: Sequence[float] = SECRET_RETRY_DELAYS,
-        deep_read_workers: int = DEEP_READ_WORKERS,
+        self, region: str, client: ECRClient | None = None, *, deep_read_workers: int = DEEP_READ_WORKERS
     ) -> None:
         self.region = region
         self.client = client or ecr_client(region)
-        self.sleep = sleep
-        self.secret_retry_delays = tuple(secret_retry_delays)
         self.deep_read_workers = max(1, deep_read_workers)
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self.client.meta.events.register("before-call.ecr", self._count, unique_id=f"ecrcache-count-{id(self)}")
-        self._handlers: dict[ActionKind, Callable[[PlannedAction], ActionResult]] = {
-            ActionKind.CREATE_RULE: self._create_rule,
-            ActionKind.UPDATE_RULE: self._update_rule,
-            ActionKind.REPLACE_RULE: self._replace_rule,
-            ActionKind.DELETE_RULE: self._delete_rule,
-            ActionKind.CREATE_TEMPLATE: self._create_template,
-            ActionKind.UPDATE_TEMPLATE: self._update_template,
-            ActionKind.DELETE_TEMPLATE: self._delete_template,
-            ActionKind.PUT_LIFECYCLE_POLICY: self._put_lifecycle_policy,
-            ActionKind.DELETE_LIFECYCLE_POLICY: self._delete_lifecycle_policy,
-            ActionKind.SET_REPOSITORY_POLICY: self._set_repository_policy,
-            ActionKind.DELETE_REPOSITORY_POLICY: self._delete_repository_policy,
-            ActionKind.TAG_REPOSITORY: self._tag_repository,
-            ActionKind.PUT_IMAGE_TAG_MUTABILITY: self._put_image_tag_mutability,
-        }
 
     # -- call counting -------------------------------------------------------------------------
 
@@ -317,6 +298,38 @@ class Boto3EcrRegistry:
             if error_code(exc) == not_found:
                 return None
             raise
+
+
+class Boto3EcrRegistry(Boto3EcrReader):
+    """Implements :class:`ecrcache.ports.EcrRegistry` for one Region: the reader, plus validate and apply."""
+
+    def __init__(
+        self,
+        region: str,
+        client: ECRClient | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        secret_retry_delays: Sequence[float] = SECRET_RETRY_DELAYS,
+        deep_read_workers: int = DEEP_READ_WORKERS,
+    ) -> None:
+        super().__init__(region, client, deep_read_workers=deep_read_workers)
+        self.sleep = sleep
+        self.secret_retry_delays = tuple(secret_retry_delays)
+        self._handlers: dict[ActionKind, Callable[[PlannedAction], ActionResult]] = {
+            ActionKind.CREATE_RULE: self._create_rule,
+            ActionKind.UPDATE_RULE: self._update_rule,
+            ActionKind.REPLACE_RULE: self._replace_rule,
+            ActionKind.DELETE_RULE: self._delete_rule,
+            ActionKind.CREATE_TEMPLATE: self._create_template,
+            ActionKind.UPDATE_TEMPLATE: self._update_template,
+            ActionKind.DELETE_TEMPLATE: self._delete_template,
+            ActionKind.PUT_LIFECYCLE_POLICY: self._put_lifecycle_policy,
+            ActionKind.DELETE_LIFECYCLE_POLICY: self._delete_lifecycle_policy,
+            ActionKind.SET_REPOSITORY_POLICY: self._set_repository_policy,
+            ActionKind.DELETE_REPOSITORY_POLICY: self._delete_repository_policy,
+            ActionKind.TAG_REPOSITORY: self._tag_repository,
+            ActionKind.PUT_IMAGE_TAG_MUTABILITY: self._put_image_tag_mutability,
+        }
 
     # -- validate ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The REST API: one Powertools resolver, a router per resource, one error table.
 
-``functions/api/app.py`` wires adapters into :class:`DesiredStateService` and calls
-:func:`create_app`; the local stack serves the very same resolver.
+``functions/api/app.py`` wires adapters into :class:`DesiredStateService` and :class:`PlanService`
+(over ECR readers: the API holds nothing that can write ECR) and calls :func:`create_app`; the local
+stack serves the very same resolver.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ecrcache.http.routes import control, credentials, desired_state, history, m
 from ecrcache.ports import StatusStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
-from ecrcache.services.reconcile import ReconcileService
+from ecrcache.services.plan import PlanService
 
 TITLE = "ecrcache API"
 DESCRIPTION = (
@@ -54,7 +55,7 @@ SECURITY: list[dict[str, list[str]]] = [{"sigv4": []}]
 def create_app(
     service: DesiredStateService,
     *,
-    reconciler: ReconcileService,
+    planner: PlanService,
     importer: ImportService,
     status: StatusStore,
     clock: Callable[[], datetime],
@@ -66,7 +67,7 @@ def create_app(
     warm_sets.register(app, service)
     desired_state.register(app, service)
     history.register(app, service)
-    control.register(app, reconciler=reconciler, importer=importer, status=status, clock=clock)
+    control.register(app, planner=planner, importer=importer, status=status, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
     app.enable_swagger(
         path="/v1/docs",

@@ -26,7 +26,7 @@ from ecrcache.models.observed import ObservedRule, ObservedTemplate
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.upstream import infer_kind
-from ecrcache.ports import EcrRegistry
+from ecrcache.ports import EcrReader
 from ecrcache.services.desired_state import ApplyResult, DesiredStateService
 
 PULL_THROUGH_CACHE = "PULL_THROUGH_CACHE"
@@ -97,7 +97,7 @@ class ImportService:
     def __init__(
         self,
         desired: DesiredStateService,
-        registry: Callable[[str], EcrRegistry],
+        registry: Callable[[str], EcrReader],
         *,
         stack_region: str,
     ) -> None:

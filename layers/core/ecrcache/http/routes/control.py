@@ -19,7 +19,7 @@ from ecrcache.models.common import AwsRegion
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.ports import StatusStore
 from ecrcache.services.importer import ImportService
-from ecrcache.services.reconcile import ReconcileService, Scope
+from ecrcache.services.plan import PlanService, Scope
 
 
 class ReconcileRequest(BaseModel):
@@ -72,7 +72,7 @@ class RuleStatusResponse(BaseModel):
 def register(
     app: APIGatewayRestResolver,
     *,
-    reconciler: ReconcileService,
+    planner: PlanService,
     importer: ImportService,
     status: StatusStore,
     clock: Callable[[], datetime],
@@ -99,7 +99,7 @@ def _register_plan(app: APIGatewayRestResolver, reconciler: ReconcileService) ->
         region: Annotated[str | None, Query(description="Only this Region.", max_length=32)] = None,
     ) -> Plan:
         regions = frozenset({region}) if region else None
-        return reconciler.plan(Scope(regions=regions, deep=deep))
+        return planner.plan(Scope(regions=regions, deep=deep))
 
 
 def _register_reconcile(app: APIGatewayRestResolver, status: StatusStore, clock: Callable[[], datetime]) -> None:

@@ -1,0 +1,371 @@
+"""What a reconcile concludes, as values: each rule's new status, ownership changes and the run summary.
+
+The reconcile service does the I/O (observe, apply, verify, read and write the status store); this
+module decides what that means, the way :mod:`ecrcache.engine.planner` decides what to do:
+
+* :func:`rule_findings` groups what one run found in one Region by rule (actions planned, failed,
+  left after verify, blocked, cached repositories); :func:`rule_status` turns a rule's current
+  :class:`~ecrcache.models.status.RuleStatus` and its findings into the new one (the ACK conditions
+  ``Synced``, ``Terminal`` and ``Recoverable``, their reasons and messages, the drift counter and the
+  last ``ValidatePullThroughCacheRule`` answer); :func:`region_failure_status` does the same for a
+  Region that could not be reconciled at all.
+* :func:`ownership_change` says which applied actions make a rule or template ours, or no longer ours;
+  :func:`no_longer_desired` and :func:`forgettable` which statuses of rules no longer desired can be
+  dropped; :func:`unverified` which applied fingerprints verify no longer trusts.
+* :class:`RunSummary` is the run's counts (actions applied per kind, failed actions, Region failures,
+  actions left after verify); :meth:`RunSummary.as_dict` is the ``summary`` a run record stores and
+  the API returns, :func:`run_status` how the run ended.
+
+Pure: no I/O, no clock (``now`` is passed in), no environment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
+from ecrcache.errors import EcrcacheError, RetryableError
+from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
+from ecrcache.models.rule import DeletionPolicy
+from ecrcache.models.status import ConditionType, RuleStatus, RunStatus
+from ecrcache.ports import ActionResult, OwnedKind
+
+__all__ = [
+    "UNVERIFIED",
+    "VALIDATE_AFTER",
+    "Failure",
+    "OwnershipChange",
+    "RegionSummary",
+    "RuleFindings",
+    "RunSummary",
+    "Validation",
+    "action_errors",
+    "forgettable",
+    "no_longer_desired",
+    "ownership_change",
+    "region_failure_status",
+    "rule_findings",
+    "rule_status",
+    "run_status",
+    "synced_message",
+    "synced_reason",
+    "unverified",
+]
+
+UNVERIFIED: Final = "unverified"
+"""A fingerprint no desired setting has: the next fast resync writes the setting again."""
+
+VALIDATE_AFTER: Final = frozenset({ActionKind.CREATE_RULE, ActionKind.UPDATE_RULE, ActionKind.REPLACE_RULE})
+"""After these succeed, a rule with a credential is checked with ``ValidatePullThroughCacheRule``."""
+
+Failure = tuple[PlannedAction, ActionResult]
+"""One action that failed, with what ECR answered."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Ownership
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipChange:
+    """An applied action makes the ECR rule or template ``target`` ours (``owned``) or no longer ours."""
+
+    kind: OwnedKind
+    owned: bool
+
+
+_OWNERSHIP: Final[Mapping[ActionKind, OwnershipChange]] = {
+    ActionKind.CREATE_RULE: OwnershipChange("rule", owned=True),
+    ActionKind.ADOPT_RULE: OwnershipChange("rule", owned=True),
+    ActionKind.REPLACE_RULE: OwnershipChange("rule", owned=True),
+    ActionKind.UPDATE_RULE: OwnershipChange("rule", owned=True),
+    ActionKind.DELETE_RULE: OwnershipChange("rule", owned=False),
+    ActionKind.CREATE_TEMPLATE: OwnershipChange("template", owned=True),
+    ActionKind.ADOPT_TEMPLATE: OwnershipChange("template", owned=True),
+    ActionKind.UPDATE_TEMPLATE: OwnershipChange("template", owned=True),
+    ActionKind.DELETE_TEMPLATE: OwnershipChange("template", owned=False),
+}
+
+
+def ownership_change(kind: ActionKind) -> OwnershipChange | None:
+    """What applying an action of ``kind`` does to ownership; ``None`` for repository actions."""
+    return _OWNERSHIP.get(kind)
+
+
+def no_longer_desired(recorded: Iterable[str], desired: Sequence[DesiredRule]) -> list[str]:
+    """The recorded statuses (prefixes) of one Region whose rule is no longer desired there."""
+    wanted = {r.prefix for r in desired}
+    return [prefix for prefix in recorded if prefix not in wanted]
+
+
+def forgettable(stale: Iterable[str], *, retired: Sequence[DesiredRule], ownership: Ownership) -> list[str]:
+    """The statuses among ``stale`` to drop now: all but those of a ``deletion_policy: delete`` rule
+    that still owns its ECR rule or template (the Region stays in the runs until they are deleted)."""
+    deleting = {r.prefix for r in retired if r.spec.deletion_policy is DeletionPolicy.DELETE}
+    owned = ownership.rules | ownership.templates
+    return [prefix for prefix in stale if not (prefix in deleting and prefix in owned)]
+
+
+def unverified(applied: Mapping[str, AppliedFingerprints], names: Collection[str]) -> dict[str, AppliedFingerprints]:
+    """The fingerprints of ``names`` that verify still finds wrong, marked :data:`UNVERIFIED` (kept
+    non-empty, so a policy we applied can still be deleted); repositories with no record are left out."""
+    return {
+        name: AppliedFingerprints(
+            lifecycle=UNVERIFIED if fp.lifecycle else None,
+            policy=UNVERIFIED if fp.policy else None,
+            tags=UNVERIFIED if fp.tags else None,
+        )
+        for name in names
+        if (fp := applied.get(name)) is not None
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Rule status
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFindings:
+    """What one run found for one rule in one Region."""
+
+    planned: int = 0
+    """Actions planned for the rule that call ECR (failed ones included)."""
+    failures: tuple[Failure, ...] = ()
+    left: tuple[PlannedAction, ...] = ()
+    """Actions verify still planned after apply."""
+    blocked: str | None = None
+    """Why the planner could not plan the rule (fully), if it could not."""
+    cached_repositories: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """A ``ValidatePullThroughCacheRule`` answer; ``is_valid`` ``None`` when ECR could not be asked."""
+
+    is_valid: bool | None
+    failure: str | None
+
+
+def _owning_prefix(name: str, prefixes: Sequence[str]) -> str | None:
+    """The longest rule prefix a repository name is under (``ROOT`` owns nothing by name)."""
+    best = None
+    for prefix in prefixes:
+        if prefix != ROOT_PREFIX and name.startswith(prefix + "/") and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return best
+
+
+def rule_findings(
+    prefixes: Sequence[str],
+    *,
+    region: str,
+    plan: Plan,
+    left: Plan,
+    failures: Mapping[str, Sequence[Failure]],
+    repositories: Iterable[str],
+) -> dict[str, RuleFindings]:
+    """What a run found for each of ``prefixes`` (the desired rules of ``region``): from the plan it
+    applied, what verify left, the failed actions (by rule) and the repositories observed after."""
+    planned = Counter(a.rule_prefix for a in plan.actions if a.kind.calls_aws)
+    left_by_rule: dict[str, list[PlannedAction]] = defaultdict(list)
+    for action in left.actions:
+        left_by_rule[action.rule_prefix].append(action)
+    blocked = {b.prefix: b.reason for b in plan.blocked if b.region == region}
+    cached = Counter(_owning_prefix(name, prefixes) for name in repositories)
+    return {
+        prefix: RuleFindings(
+            planned=planned[prefix],
+            failures=tuple(failures.get(prefix, ())),
+            left=tuple(left_by_rule.get(prefix, ())),
+            blocked=blocked.get(prefix),
+            cached_repositories=cached.get(prefix, 0),
+        )
+        for prefix in prefixes
+    }
+
+
+def synced_reason(found: RuleFindings) -> str:
+    """The ``Synced`` condition's reason: the first of blocked, an action failed, verify not converged."""
+    if found.blocked:
+        return "Blocked"
+    if found.failures:
+        return "ApplyFailed"
+    return "NotConverged" if found.left else "Converged"
+
+
+def synced_message(found: RuleFindings) -> str:
+    """The ``Synced`` condition's message: what to look at first."""
+    if found.blocked:
+        return found.blocked
+    if found.failures:
+        action, result = found.failures[0]
+        more = f" (and {len(found.failures) - 1} more)" if len(found.failures) > 1 else ""
+        return f"{action.kind} {action.target}: {result.code}: {result.message}{more}"
+    if found.left:
+        first = found.left[0]
+        return (
+            f"{len(found.left)} action(s) still planned after apply, e.g. {first.kind} {first.target}: {first.reason}"
+        )
+    return ""
+
+
+def _conditions(status: RuleStatus, found: RuleFindings, now: datetime) -> RuleStatus:
+    terminal = [r for _, r in found.failures if not r.retryable]
+    retryable = [r for _, r in found.failures if r.retryable]
+    blocked = found.blocked is not None
+    synced = not found.failures and not found.left and not blocked
+    return (
+        status.with_condition(
+            ConditionType.SYNCED,
+            status=synced,
+            reason="Converged" if synced else synced_reason(found),
+            message="" if synced else synced_message(found),
+            now=now,
+        )
+        .with_condition(
+            ConditionType.TERMINAL,
+            status=bool(terminal) or blocked,
+            reason=(terminal[0].code or "Terminal") if terminal else ("Blocked" if blocked else "None"),
+            message=(terminal[0].message or "") if terminal else (found.blocked or ""),
+            now=now,
+        )
+        .with_condition(
+            ConditionType.RECOVERABLE,
+            status=bool(retryable),
+            reason=(retryable[0].code or "Retryable") if retryable else "None",
+            message=(retryable[0].message or "") if retryable else "",
+            now=now,
+        )
+    )
+
+
+def rule_status(
+    current: RuleStatus,
+    found: RuleFindings,
+    *,
+    now: datetime,
+    run_id: str,
+    revision: int,
+    validation: Validation | None = None,
+) -> RuleStatus:
+    """A rule's status after a run: the conditions, the cumulative drift corrected (actions that
+    succeeded), the cached repositories, and the validation answer when the run asked for one."""
+    corrected = found.planned - len(found.failures)
+    status = current.model_copy(
+        update={
+            "last_reconciled_at": now,
+            "last_run_id": run_id,
+            "observed_revision": revision,
+            "drift_corrected": current.drift_corrected + max(corrected, 0),
+            "cached_repositories": found.cached_repositories,
+        }
+    )
+    status = _conditions(status, found, now)
+    if validation is None:
+        return status
+    checked = status.validation.model_copy(
+        update={"is_valid": validation.is_valid, "failure": validation.failure, "checked_at": now}
+    )
+    return status.model_copy(update={"validation": checked})
+
+
+def region_failure_status(
+    current: RuleStatus, error: EcrcacheError, *, now: datetime, run_id: str, revision: int
+) -> RuleStatus:
+    """A rule's status when its Region could not be reconciled at all: not ``Synced``, and
+    ``Recoverable`` or ``Terminal`` as the error is."""
+    kind = ConditionType.RECOVERABLE if isinstance(error, RetryableError) else ConditionType.TERMINAL
+    status = current.with_condition(
+        ConditionType.SYNCED, status=False, reason="RegionFailed", message=error.message, now=now
+    ).with_condition(kind, status=True, reason=error.reason, message=error.message, now=now)
+    return status.model_copy(update={"last_run_id": run_id, "last_reconciled_at": now, "observed_revision": revision})
+
+
+def action_errors(region: str, failures: Mapping[str, Sequence[Failure]]) -> list[str]:
+    """The run record's errors for the failed actions of one Region, by rule prefix."""
+    return [
+        f"{region}:{prefix}: {action.kind} {action.target}: {result.code}: {result.message}"
+        for prefix, found in sorted(failures.items())
+        for action, result in found
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Run summary
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSummary:
+    """What one run did in one Region; ``failed`` when the Region could not be reconciled at all."""
+
+    applied: tuple[tuple[ActionKind, int], ...] = ()
+    """Actions applied, per kind, in the order each kind was first applied."""
+    failed_actions: int = 0
+    left_after_verify: int = 0
+    failed: bool = False
+
+    @classmethod
+    def region_failure(cls) -> RegionSummary:
+        return cls(failed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The counts of one run, Region by Region (in the order they ran)."""
+
+    regions: tuple[RegionSummary, ...] = ()
+
+    @property
+    def applied(self) -> dict[ActionKind, int]:
+        """Actions applied, per kind."""
+        counts: dict[ActionKind, int] = {}
+        for region in self.regions:
+            for kind, n in region.applied:
+                counts[kind] = counts.get(kind, 0) + n
+        return counts
+
+    @property
+    def applied_total(self) -> int:
+        return sum(n for region in self.regions for _, n in region.applied)
+
+    @property
+    def failed_actions(self) -> int:
+        return sum(region.failed_actions for region in self.regions)
+
+    @property
+    def region_failures(self) -> int:
+        return sum(1 for region in self.regions if region.failed)
+
+    @property
+    def left_after_verify(self) -> int:
+        return sum(region.left_after_verify for region in self.regions)
+
+    def as_dict(self) -> dict[str, int]:
+        """The run record's ``summary`` (stored, returned by the API, printed by the CLI).
+
+        Keys: each action kind applied, ``failed_actions`` and ``region_failures`` when any, and
+        ``left_after_verify`` once a Region was reconciled (0 included). Keys come in the order
+        the Regions first produced them.
+        """
+        out: Counter[str] = Counter()
+        for region in self.regions:
+            if region.failed:
+                out["region_failures"] += 1
+                continue
+            out.update({kind.value: n for kind, n in region.applied})
+            if region.failed_actions:
+                out["failed_actions"] += region.failed_actions
+            out["left_after_verify"] += region.left_after_verify
+        return dict(out)
+
+
+def run_status(summary: RunSummary, *, errors: bool, busy: bool) -> RunStatus:
+    """How a run ended: succeeded without an error or a busy Region, else partial if it applied anything."""
+    if not errors and not busy:
+        return RunStatus.SUCCEEDED
+    return RunStatus.PARTIAL if summary.applied_total else RunStatus.FAILED

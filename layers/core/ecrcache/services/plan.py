@@ -1,0 +1,174 @@
+"""Plan: desired state -> observe ECR -> the plan, read only (``GET /v1/plan``; the reconciler's first step).
+
+:class:`PlanService` reads the desired state, the status store and ECR through
+:class:`~ecrcache.ports.EcrReader` s: it has no way to change ECR, so the API (whose role cannot write
+ECR anyway) holds nothing that could. :class:`~ecrcache.services.reconcile.ReconcileService` plans
+with it, then applies.
+
+Rules and templates are always planned in full: reading them is two paginated calls, and it lets
+any run repair drift on any rule. The :class:`Scope` only chooses the Regions and which
+repositories are read deeply.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from pydantic import ValidationError
+
+from ecrcache.engine.plan import Plan
+from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
+from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
+from ecrcache.models.rule import RuleSpec
+from ecrcache.models.status import RuleStatusRecord
+from ecrcache.ports import EcrReader, StateStore, StatusStore
+
+__all__ = ["FAST_SCOPE", "DesiredByRegion", "PlanService", "Scope"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one run covers. ``regions`` None means every Region a rule names (or the stack's);
+    ``deep`` reads every repository's details, ``deep_repositories`` only those named."""
+
+    regions: frozenset[str] | None = None
+    deep: bool = False
+    deep_repositories: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        where = ",".join(sorted(self.regions)) if self.regions else "all"
+        how = "deep" if self.deep else f"fast+{len(self.deep_repositories)}" if self.deep_repositories else "fast"
+        return f"{where}:{how}"
+
+    @property
+    def deep_read(self) -> bool | Collection[str]:
+        """What :meth:`~ecrcache.ports.EcrReader.observe` reads deeply: everything, or the named repositories."""
+        return self.deep or self.deep_repositories
+
+
+FAST_SCOPE: Final = Scope()
+"""Every Region, the fast path (what ``GET /v1/plan`` answers without parameters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredByRegion:
+    """The Regions a run covers, the desired rules of each, the owned rules whose desired rule is gone
+    (retired, with the spec they had when deleted) and the rules that could not be read."""
+
+    desired: dict[str, list[DesiredRule]]
+    retired: dict[str, list[DesiredRule]]
+    problems: dict[str, str]
+    revision: int = 0
+    regions: tuple[str, ...] = ()
+
+    def desired_in(self, region: str) -> list[DesiredRule]:
+        return self.desired.get(region, [])
+
+    def retired_in(self, region: str) -> list[DesiredRule]:
+        return self.retired.get(region, [])
+
+    def prefixes(self, region: str) -> list[str]:
+        """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
+        rules = (*self.desired_in(region), *self.retired_in(region))
+        return sorted({r.prefix for r in rules if r.prefix != ROOT_PREFIX})
+
+
+class PlanService:
+    """Desired state, ownership and ECR (read only) -> what the reconciler would do."""
+
+    def __init__(
+        self,
+        *,
+        desired: StateStore,
+        status: StatusStore,
+        registry: Callable[[str], EcrReader],
+        stack_region: str,
+    ) -> None:
+        self.desired = desired
+        self.status = status
+        self.registry = registry
+        self.stack_region = stack_region
+
+    def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
+        inputs, _ = self.read_desired(scope)
+        observed: dict[str, ObservedRegion] = {}
+        ownership: dict[str, Ownership] = {}
+        for region in inputs.regions:
+            observed[region], ownership[region], _ = self.observe(region, inputs.prefixes(region), deep=scope.deep_read)
+        return plan_regions(
+            {r: inputs.desired_in(r) for r in inputs.regions},
+            {r: inputs.retired_in(r) for r in inputs.regions},
+            observed,
+            ownership,
+            deep=scope.deep,
+        )
+
+    def read_desired(self, scope: Scope) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
+        """The desired rules of every Region ``scope`` covers, and every rule status recorded."""
+        snapshot = self.desired.snapshot()
+        records = self.status.all_status()
+        regions = self.regions(snapshot, scope, {record.region for record in records})
+        return self.desired_rules(snapshot, regions), records
+
+    def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
+        """The stack's Region, every Region a rule names, and every Region with a rule status
+        (``reconciled``): a rule deleted from, or moved out of, its only Region is retired there."""
+        named = {self.stack_region, *reconciled}
+        for stored in snapshot.rules.values():
+            named.update(stored.spec.get("regions") or [])
+        if scope.regions is not None:
+            named &= scope.regions
+        return sorted(named)
+
+    def desired_rules(self, snapshot: Snapshot, regions: Sequence[str]) -> DesiredByRegion:
+        """Desired rules per Region, with credential names resolved to secret ARNs; and the owned
+        rules whose desired rule is gone (retired), with the spec they had when deleted."""
+        desired: dict[str, list[DesiredRule]] = defaultdict(list)
+        problems: dict[str, str] = {}
+        for prefix, stored in sorted(snapshot.rules.items()):
+            try:
+                spec = RuleSpec.model_validate(stored.spec)
+            except ValidationError as exc:  # stored by an older version with other rules
+                problems[prefix] = f"stored rule no longer validates: {exc.error_count()} error(s)"
+                continue
+            arn = None
+            if spec.credential is not None:
+                credential = snapshot.credentials.get(spec.credential)
+                arn = credential.secret_arn if credential else None
+                if arn is None:
+                    problems[prefix] = f"credential {spec.credential!r} has no secret yet"
+            for region in spec.regions or (self.stack_region,):
+                desired[region].append(DesiredRule(prefix=prefix, spec=spec, credential_arn=arn))
+        retired: dict[str, list[DesiredRule]] = defaultdict(list)
+        for region in regions:
+            owned = self.status.ownership(region)
+            wanted = {r.prefix for r in desired.get(region, [])}
+            for prefix in sorted((owned.rules | owned.templates) - wanted):
+                last = self._last_spec(prefix)
+                if last is not None:
+                    retired[region].append(DesiredRule(prefix=prefix, spec=last))
+        return DesiredByRegion(dict(desired), dict(retired), problems, snapshot.revision, tuple(regions))
+
+    def _last_spec(self, prefix: str) -> RuleSpec | None:
+        """The spec a rule had when it was deleted (its history's last ``before``)."""
+        page = self.desired.history(ResourceKind.RULE, prefix, limit=1, next_token=None)
+        entry = page.items[0] if page.items else None
+        if entry is None or entry.action is not WriteAction.DELETE or entry.before is None:
+            return None
+        try:
+            return RuleSpec.model_validate(entry.before)
+        except ValidationError:
+            return None
+
+    def observe(
+        self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
+    ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
+        """ECR in ``region`` with what the controller last applied there, and what it owns there."""
+        applied = self.status.applied(region)
+        observed = self.registry(region).observe(prefixes=prefixes, deep=deep, applied=applied)
+        return observed, self.status.ownership(region), applied

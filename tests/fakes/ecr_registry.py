@@ -1,0 +1,92 @@
+"""In-memory fakes of the ECR ports: a reader, and a registry that also applies and validates.
+
+``state`` is what ECR holds (every repository with its full settings); an observation shows it
+the way the adapter would (repository details only where read deeply, the caller's applied
+fingerprints attached). A successful action changes ``state`` as ECR would
+(:func:`ecrcache.engine.simulate.apply_to_observed`). ``calls`` counts ``observe``,
+``validate_rule`` and each action kind applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+
+from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
+from ecrcache.engine.simulate import apply_to_observed
+from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRepository, Ownership
+from ecrcache.ports import ActionResult
+
+REGION = "us-east-1"
+
+
+def _under(name: str, prefix: str) -> bool:
+    return prefix == ROOT_PREFIX or name.startswith(f"{prefix.rstrip('/')}/")
+
+
+class MemoryEcrReader:
+    """Implements ``EcrReader``; ``observe_error`` is raised by every ``observe`` while set."""
+
+    def __init__(self, region: str = REGION, state: ObservedRegion | None = None) -> None:
+        self.region = region
+        self.state = state or ObservedRegion(region=region)
+        self.calls: Counter[str] = Counter()
+        self.observe_error: Exception | None = None
+
+    def observe(
+        self, *, prefixes: Sequence[str], deep: bool | Collection[str], applied: Mapping[str, AppliedFingerprints]
+    ) -> ObservedRegion:
+        self.calls["observe"] += 1
+        if self.observe_error is not None:
+            raise self.observe_error
+        repositories = {
+            name: self._as_read(repo, deep, applied.get(name))
+            for name, repo in self.state.repositories.items()
+            if any(_under(name, p) for p in prefixes if p)
+        }
+        return self.state.model_copy(update={"repositories": repositories})
+
+    @staticmethod
+    def _as_read(
+        repo: ObservedRepository, deep: bool | Collection[str], applied: AppliedFingerprints | None
+    ) -> ObservedRepository:
+        read = deep is True or (not isinstance(deep, bool) and repo.name in deep)
+        return repo.model_copy(update={"details": repo.details if read else None, "applied": applied})
+
+
+class MemoryEcrRegistry(MemoryEcrReader):
+    """Implements ``EcrRegistry``.
+
+    ``failures`` answers an action ``(kind, target)`` with that result every time it is applied;
+    ``ignored`` actions are answered ``ok`` but change nothing (ECR lost them: verify finds them
+    again). ``validations`` answers ``validate_rule`` per prefix (default: valid); ``validate_error``
+    is raised by it while set. ``applied`` lists every action asked for, in order.
+    """
+
+    def __init__(self, region: str = REGION, state: ObservedRegion | None = None) -> None:
+        super().__init__(region, state)
+        self.applied: list[PlannedAction] = []
+        self.failures: dict[tuple[ActionKind, str], ActionResult] = {}
+        self.ignored: set[tuple[ActionKind, str]] = set()
+        self.validations: dict[str, tuple[bool, str | None]] = {}
+        self.validate_error: Exception | None = None
+
+    def apply(self, action: PlannedAction) -> ActionResult:
+        self.calls[action.kind.value] += 1
+        self.applied.append(action)
+        key = (action.kind, action.target)
+        if key in self.failures:
+            return self.failures[key]
+        if key not in self.ignored and action.kind.calls_aws:
+            self.state, _ = apply_to_observed(self.state, Ownership(), Plan(actions=(action,)))
+        return ActionResult.success()
+
+    def validate_rule(self, prefix: str) -> tuple[bool, str | None]:
+        self.calls["validate_rule"] += 1
+        if self.validate_error is not None:
+            raise self.validate_error
+        return self.validations.get(prefix, (True, None))
+
+
+__all__ = ["REGION", "MemoryEcrReader", "MemoryEcrRegistry"]

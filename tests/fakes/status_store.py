@@ -1,0 +1,124 @@
+"""An in-memory fake of the status port (style.md: prefer fakes over mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+
+from ecrcache.models.observed import AppliedFingerprints, Ownership
+from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
+from ecrcache.ports import OwnedKind
+
+
+class MemoryStatusStore:
+    """Same contract as ``DynamoDbStatusStore``: ownership and applied fingerprints per Region, rule
+    statuses, a lease per Region (free, expired or already the caller's), run records.
+
+    ``writes`` logs every call that changes something, as ``(method, region or run id, ...)``;
+    ``fail`` maps a method name to the error its next call raises.
+    """
+
+    def __init__(self) -> None:
+        self.owned: dict[str, dict[OwnedKind, set[str]]] = {}
+        self.fingerprints: dict[str, dict[str, AppliedFingerprints]] = {}
+        self.statuses: dict[tuple[str, str], RuleStatus] = {}
+        self.leases: dict[str, tuple[str, datetime]] = {}
+        self.runs: dict[str, ReconcileRun] = {}
+        self.requests: list[tuple[str, bool, str]] = []
+        self.writes: list[tuple[str, ...]] = []
+        self.fail: dict[str, Exception] = {}
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.fail:
+            raise self.fail.pop(method)
+
+    # ownership and applied fingerprints
+
+    def ownership(self, region: str) -> Ownership:
+        self._maybe_fail("ownership")
+        owned = self.owned.get(region, {})
+        return Ownership(rules=frozenset(owned.get("rule", ())), templates=frozenset(owned.get("template", ())))
+
+    def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
+        self.writes.append(("record_owned", region, kind, prefix))
+        self.owned.setdefault(region, {}).setdefault(kind, set()).add(prefix)
+
+    def forget_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
+        self.writes.append(("forget_owned", region, kind, prefix))
+        self.owned.get(region, {}).get(kind, set()).discard(prefix)
+
+    def applied(self, region: str) -> dict[str, AppliedFingerprints]:
+        self._maybe_fail("applied")
+        return dict(self.fingerprints.get(region, {}))
+
+    def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
+        self.writes.append(("record_applied", region, *sorted(items)))
+        self.fingerprints.setdefault(region, {}).update(items)
+
+    def forget_applied(self, region: str, names: Iterable[str]) -> None:
+        names = list(names)
+        self.writes.append(("forget_applied", region, *names))
+        for name in names:
+            self.fingerprints.get(region, {}).pop(name, None)
+
+    # rule status
+
+    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
+        self._maybe_fail("put_rule_status")
+        self.writes.append(("put_rule_status", region, prefix))
+        self.statuses[region, prefix] = status
+
+    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
+        self._maybe_fail("rule_status")
+        return self.statuses.get((region, prefix))
+
+    def all_status(self) -> list[RuleStatusRecord]:
+        return [
+            RuleStatusRecord(region=region, prefix=prefix, status=status)
+            for (region, prefix), status in sorted(self.statuses.items())
+        ]
+
+    def delete_rule_status(self, region: str, prefix: str) -> None:
+        self.writes.append(("delete_rule_status", region, prefix))
+        self.statuses.pop((region, prefix), None)
+
+    # lease
+
+    def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
+        held = self.leases.get(region)
+        if held is not None and held[0] != owner and held[1] >= now:
+            return False
+        self.leases[region] = (owner, now + timedelta(seconds=ttl_seconds))
+        return True
+
+    def renew_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
+        held = self.leases.get(region)
+        if held is None or held[0] != owner:
+            return False
+        self.leases[region] = (owner, now + timedelta(seconds=ttl_seconds))
+        return True
+
+    def release_lease(self, region: str, owner: str) -> None:
+        held = self.leases.get(region)
+        if held is not None and held[0] == owner:
+            del self.leases[region]
+
+    # runs
+
+    def put_run(self, run: ReconcileRun) -> None:
+        self.writes.append(("put_run", run.run_id))
+        self.runs[run.run_id] = run
+
+    def request_reconcile(self, run: ReconcileRun, *, deep: bool, requested_by: str) -> None:
+        self.put_run(run)
+        self.requests.append((run.run_id, deep, requested_by))
+
+    def get_run(self, run_id: str) -> ReconcileRun | None:
+        return self.runs.get(run_id)
+
+    def latest_runs(self, limit: int) -> list[ReconcileRun]:
+        newest = sorted(self.runs.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)
+        return newest[:limit]
+
+
+__all__ = ["MemoryStatusStore"]

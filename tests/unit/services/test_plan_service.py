@@ -1,0 +1,131 @@
+"""PlanService on in-memory fakes: the read-only plan over ECR readers (``GET /v1/plan``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ecrcache.engine.plan import ActionKind
+from ecrcache.engine.simulate import apply_to_observed
+from ecrcache.models.observed import Ownership
+from ecrcache.models.records import ResourceKind, Write, WriteAction
+from ecrcache.models.status import RuleStatus
+from ecrcache.services.plan import PlanService, Scope
+from tests.fakes.ecr_registry import REGION, MemoryEcrReader
+from tests.fakes.status_store import MemoryStatusStore
+from tests.fakes.stores import MemoryStateStore
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+ALICE = "arn:aws:iam::123456789012:user/alice"
+K = ActionKind
+
+
+class World:
+    def __init__(self) -> None:
+        self.desired = MemoryStateStore()
+        self.status = MemoryStatusStore()
+        self.readers: dict[str, MemoryEcrReader] = {}
+        self.service = PlanService(desired=self.desired, status=self.status, registry=self.reader, stack_region=REGION)
+
+    def reader(self, region: str) -> MemoryEcrReader:
+        return self.readers.setdefault(region, MemoryEcrReader(region))
+
+    def write(self, name: str, spec: dict[str, Any] | None) -> None:
+        current = self.desired.get(ResourceKind.RULE, name)
+        action = WriteAction.DELETE if spec is None else WriteAction.UPDATE if current else WriteAction.CREATE
+        write = Write(
+            kind=ResourceKind.RULE,
+            name=name,
+            action=action,
+            expected_version=current.version if current else None,
+            spec=spec,
+        )
+        self.desired.commit([write], revision=self.desired.revision, actor=ALICE, now=NOW)
+
+    def make_it_so(self) -> None:
+        """ECR as the plan would leave it (what a reconcile would do, without the service)."""
+        reader = self.reader(REGION)
+        reader.state, _ = apply_to_observed(reader.state, Ownership(), self.service.plan())
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def kinds(world: World) -> list[tuple[str, ActionKind, str]]:
+    return [(a.region, a.kind, a.target) for a in world.service.plan().actions]
+
+
+def test_the_plan_reads_and_writes_nothing(world: World) -> None:
+    # GIVEN a desired rule, and ECR behind a reader (it has no way to write)
+    world.write("quay", {"upstream_kind": "quay"})
+    assert not hasattr(world.reader(REGION), "apply")
+    # WHEN planned
+    found = kinds(world)
+    # THEN it says what a reconcile would do, and nothing was written anywhere
+    assert found == [(REGION, K.CREATE_RULE, "quay"), (REGION, K.CREATE_TEMPLATE, "quay")]
+    assert world.status.writes == []
+
+
+@pytest.mark.parametrize(
+    ("scope", "regions"),
+    [
+        (Scope(), ["eu-west-1", "eu-west-2", REGION]),
+        (Scope(regions=frozenset({"eu-west-1"})), ["eu-west-1"]),
+        (Scope(regions=frozenset({"ap-south-1"})), []),
+    ],
+)
+def test_the_regions_planned(world: World, scope: Scope, regions: list[str]) -> None:
+    # GIVEN a rule in the stack's Region, one in eu-west-1, and a status left in eu-west-2
+    world.write("quay", {"upstream_kind": "quay"})
+    world.write("k8s", {"upstream_kind": "k8s", "regions": ["eu-west-1"]})
+    world.status.statuses["eu-west-2", "old"] = RuleStatus()
+    # WHEN planned THEN every Region in scope was read
+    world.service.plan(scope)
+    assert sorted(world.readers) == regions
+
+
+def test_a_stored_rule_that_no_longer_validates_is_a_problem(world: World) -> None:
+    world.write("quay", {"upstream_kind": "no-such-registry"})
+    inputs, _ = world.service.read_desired(Scope())
+    assert inputs.problems == {"quay": "stored rule no longer validates: 1 error(s)"}
+    assert inputs.desired == {}
+
+
+@pytest.mark.parametrize(
+    ("policy", "owned", "expected"),
+    [
+        ("delete", True, [(REGION, K.DELETE_RULE, "quay"), (REGION, K.DELETE_TEMPLATE, "quay")]),
+        ("retain", True, []),
+        ("delete", False, []),
+    ],
+)
+def test_a_deleted_rule_is_retired_with_its_last_spec(
+    world: World, policy: str, owned: bool, expected: list[tuple[str, ActionKind, str]]
+) -> None:
+    # GIVEN a rule deleted from the desired state, that ECR still has
+    world.write("quay", {"upstream_kind": "quay", "deletion_policy": policy})
+    world.make_it_so()
+    if owned:
+        world.status.record_owned(REGION, "rule", "quay")
+        world.status.record_owned(REGION, "template", "quay")
+    world.write("quay", None)
+    # WHEN planned THEN only an owned rule with deletion_policy: delete is deleted
+    assert kinds(world) == expected
+
+
+@pytest.mark.parametrize("history", ["none", "deleted while invalid"])
+def test_an_owned_rule_without_a_usable_last_spec_is_not_retired(world: World, history: str) -> None:
+    # GIVEN an owned rule whose history has no spec to plan its deletion from
+    if history == "deleted while invalid":
+        world.write("quay", {"upstream_kind": "no-such-registry"})
+        world.write("quay", None)
+    world.status.record_owned(REGION, "rule", "quay")
+    # THEN it is not retired (never deleted on a guess)
+    inputs, _ = world.service.read_desired(Scope())
+    assert inputs.retired == {}
