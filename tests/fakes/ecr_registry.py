@@ -3,7 +3,7 @@
 ``state`` is what ECR holds (every repository with its full settings); an observation shows it
 the way the adapter would (repository details only where read deeply, the caller's applied
 fingerprints attached). A successful action changes ``state`` as ECR would
-(:func:`ecrcache.engine.simulate.apply_to_observed`). ``calls`` counts ``observe``,
+(:func:`tests.fakes.simulate.apply_to_observed`). ``calls`` counts ``observe``,
 ``validate_rule`` and each action kind applied.
 """
 
@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
-from ecrcache.engine.simulate import apply_to_observed
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRepository, Ownership
 from ecrcache.ports import ActionResult
+from tests.fakes.simulate import apply_to_observed
 
 REGION = "us-east-1"
 

@@ -34,6 +34,7 @@ from ecrcache.models.observed import (
     RepositoryDetails,
 )
 from ecrcache.models.rule import DeletionPolicy, RuleSpec
+from tests.fakes.simulate import apply_to_observed
 from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
@@ -53,7 +54,6 @@ from tests.unit.engine.planner_support import (
     spec,
     template_of,
 )
-from tests.unit.engine.simulate import apply_to_observed
 
 pytestmark = pytest.mark.unit
 

@@ -8,6 +8,7 @@ from ecrcache.engine.essence import desired_fingerprints, tags_fingerprint
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan_region
 from ecrcache.models.observed import AppliedFingerprints, Aspect, ObservedTemplate, Ownership, RepositoryDetails
+from tests.fakes.simulate import apply_to_observed
 from tests.samples import ORG_PULL
 from tests.unit.engine.planner_support import (
     CREATION_ROLE,
@@ -24,7 +25,6 @@ from tests.unit.engine.planner_support import (
     spec,
     template_of,
 )
-from tests.unit.engine.simulate import apply_to_observed
 
 pytestmark = pytest.mark.unit
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from ecrcache.engine.plan import ActionKind
-from ecrcache.engine.simulate import apply_to_observed
 from ecrcache.models.observed import Ownership
 from ecrcache.models.records import ResourceKind, Write, WriteAction
 from ecrcache.models.status import RuleStatus
 from ecrcache.services.plan import PlanService, Scope
 from tests.fakes.ecr_registry import REGION, MemoryEcrReader
+from tests.fakes.simulate import apply_to_observed
 from tests.fakes.status_store import MemoryStatusStore
 from tests.fakes.stores import MemoryStateStore
 

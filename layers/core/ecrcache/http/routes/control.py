@@ -77,13 +77,13 @@ def register(
     status: StatusStore,
     clock: Callable[[], datetime],
 ) -> None:
-    _register_plan(app, reconciler)
+    _register_plan(app, planner)
     _register_reconcile(app, status, clock)
     _register_import(app, importer)
     _register_runs_and_status(app, status)
 
 
-def _register_plan(app: APIGatewayRestResolver, reconciler: ReconcileService) -> None:
+def _register_plan(app: APIGatewayRestResolver, planner: PlanService) -> None:
     @app.get(
         "/v1/plan",
         tags=["controller"],

@@ -1,7 +1,7 @@
 """An in-memory model of what ECR (and the state table) would hold after a plan is applied.
 
 Test support, not product: the planner's property tests ("apply the plan, plan again: nothing to
-do") and simulation tests check a plan's outcome with it, without a fake ECR. It lives under
+do"), the simulation tests and the in-memory ECR fake check a plan's outcome with it. It lives under
 ``tests/`` so that the deployed layer carries no code only tests run.
 
 It follows ECR's documented semantics for the calls the plan makes: ``UpdatePullThroughCacheRule``
