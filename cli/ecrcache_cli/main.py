@@ -81,7 +81,10 @@ UPSTREAM_KINDS: Final = (
     "k8s",
     "chainguard",
 )
-LOCAL_EXTRA_MESSAGE: Final = "ecrcache local needs the local extra: pip install 'ecrcache[local]'"
+LOCAL_EXTRA_MESSAGE: Final = (
+    "ecrcache local needs the local extra (the development world in devstack/): "
+    "from an ecrcache checkout, pip install -e ./devstack -e '.[local]' (or make setup)"
+)
 
 
 @dataclass
@@ -1005,7 +1008,7 @@ def read_token() -> str:
 def local_cmd(args: tuple[str, ...]) -> int:
     """Run the local embedded stack (moto + the API + the event runner); `ecrcache local --help` for more."""
     try:
-        supervisor = importlib.import_module("ecrcache_cli.local.supervisor")
+        supervisor = importlib.import_module("devstack.local.supervisor")
     except ImportError as exc:
         click.echo(LOCAL_EXTRA_MESSAGE, err=True)
         click.echo(f"({exc})", err=True)

@@ -12,7 +12,7 @@ One entry point, :func:`install`, patches moto's ECR service in this process (id
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
-    from ecrcache_cli.embedded_aws import install
+    from devstack.aws import install
     install()
     with moto.mock_aws():
         boto3.client("ecr").create_pull_through_cache_rule(...)
@@ -34,7 +34,7 @@ import threading
 
 __all__ = ["PULLTHROUGH_MODULE", "install", "installed"]
 
-PULLTHROUGH_MODULE = "ecrcache_cli.embedded_aws.ecr_pullthrough"
+PULLTHROUGH_MODULE = "devstack.aws.ecr_pullthrough"
 
 _lock = threading.Lock()
 _installed = False
@@ -46,7 +46,7 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from ecrcache_cli.embedded_aws import (  # noqa: PLC0415
+        from devstack.aws import (  # noqa: PLC0415
             ecr_lifecycle,
             ecr_repositories,
             ecr_rules,

@@ -47,9 +47,9 @@ from typing import Self
 import requests
 import yaml
 
-from ecrcache_cli.registry.tokens import TokenServer
-from ecrcache_cli.registry.upstream_map import UpstreamMap
-from ecrcache_cli.serving import Background
+from devstack.registry.tokens import TokenServer
+from devstack.registry.upstream_map import UpstreamMap
+from devstack.serving import Background
 
 __all__ = [
     "DEFAULT_BINARY",
@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with LocalRegistry(port=args.port, auth=mode, credentials=credentials, log_level="info") as registry:
             print(f"registry: {registry.url} (auth: {mode.value}, data: {registry.root_dir})", flush=True)
             if args.seed:
-                from ecrcache_cli.registry.seeder import Seeder  # noqa: PLC0415 - only when asked
+                from devstack.registry.seeder import Seeder  # noqa: PLC0415 - only when asked
 
                 with Seeder.for_registry(registry) as seeder:
                     for record in seeder.seed_defaults():

@@ -1,6 +1,6 @@
 """A function host: one process that plays one warm Lambda sandbox of one function.
 
-``python -m ecrcache_cli.local.host --name ApiFunction --code-uri functions/api --handler
+``python -m devstack.local.host --name ApiFunction --code-uri functions/api --handler
 app.lambda_handler --timeout 29 --memory 512`` imports the handler module from its ``CodeUri`` (the
 ``ecrcache`` library stands in for the layer: it is installed in the same environment), then serves
 the Lambda ``Invoke`` API on a loopback port::
@@ -16,10 +16,10 @@ supervisor sets the template's variables, the embedded AWS endpoint and the func
 credentials). The first line on stdout is ``ecrcache-host: ready <port>``.
 
 :class:`HostProcess` starts one from the supervisor; :meth:`HostProcess.invoke` is an
-:data:`~ecrcache_cli.local.invoke.Invoke`-style call that raises
-:class:`~ecrcache_cli.local.invoke.FunctionError` (the handler raised),
-:class:`~ecrcache_cli.local.invoke.FunctionTimeout` (no answer within the function's timeout: a
-function error, ``Sandbox.Timedout``, as in Lambda) or :class:`~ecrcache_cli.local.invoke.InvokeError`
+:data:`~devstack.local.invoke.Invoke`-style call that raises
+:class:`~devstack.local.invoke.FunctionError` (the handler raised),
+:class:`~devstack.local.invoke.FunctionTimeout` (no answer within the function's timeout: a
+function error, ``Sandbox.Timedout``, as in Lambda) or :class:`~devstack.local.invoke.InvokeError`
 (the host is not running or cannot be connected to). Unlike Lambda, a handler that runs past its
 timeout is not killed: the caller stops waiting and the host finishes the invocation before taking
 the next one.
@@ -47,8 +47,8 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
-from ecrcache_cli.serving import QuietRequestHandler, ServerThread
+from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from devstack.serving import QuietRequestHandler, ServerThread
 
 __all__ = ["READY_PREFIX", "HostProcess", "LambdaContext", "main", "terminate"]
 
@@ -160,7 +160,7 @@ class HostProcess:
         self.name = name
         self.timeout = timeout
         self._argv = [
-            sys.executable, "-m", "ecrcache_cli.local.host",
+            sys.executable, "-m", "devstack.local.host",
             "--name", name, "--code-uri", str(code_uri), "--handler", handler,
             "--timeout", str(timeout), "--memory", str(memory),
         ]  # fmt: skip

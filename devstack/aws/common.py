@@ -30,7 +30,7 @@ from moto.core.responses import ActionResult
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 
-from ecrcache_cli.embedded_aws import events
+from devstack.aws import events
 
 __all__ = [
     "InvalidParameterException",

@@ -25,7 +25,7 @@ from typing import Any, Final
 import boto3
 from botocore.config import Config
 
-from ecrcache_cli.local.template import (
+from devstack.local.template import (
     SERVERLESS_FUNCTION,
     FunctionSpec,
     PhysicalResource,

@@ -9,7 +9,7 @@ serves until SIGINT/SIGTERM, then stops cleanly (exit 0). A port already in use 
     aws --endpoint-url http://127.0.0.1:4566 ecr describe-pull-through-cache-rules
     boto3.client("ecr", endpoint_url="http://127.0.0.1:4566")
 
-Test hooks live under ``/_ecrcache/`` (see :mod:`ecrcache_cli.embedded_aws.server`).
+Test hooks live under ``/_ecrcache/`` (see :mod:`devstack.aws.server`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 import warnings
 from types import FrameType
 
-from ecrcache_cli.embedded_aws.server import DEFAULT_HOST, DEFAULT_PORT, EmbeddedAwsServer, PortBusyError
+from devstack.aws.server import DEFAULT_HOST, DEFAULT_PORT, EmbeddedAwsServer, PortBusyError
 
 __all__ = ["main"]
 

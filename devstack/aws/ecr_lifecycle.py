@@ -45,8 +45,8 @@ from moto.core.responses import ActionResult
 from moto.ecr.exceptions import LifecyclePolicyNotFoundException
 from moto.ecr.models import ECRBackend, ecr_backends
 
-from ecrcache_cli.embedded_aws import clock, events
-from ecrcache_cli.embedded_aws.common import (
+from devstack.aws import clock, events
+from devstack.aws.common import (
     InvalidParameterException,
     LifecyclePolicyPreviewInProgressException,
     LifecyclePolicyPreviewNotFoundException,
@@ -58,7 +58,7 @@ from ecrcache_cli.embedded_aws.common import (
     wrap_backend_method,
     wrap_response_action,
 )
-from ecrcache_cli.embedded_aws.state import LifecyclePreview, ext_state, image_ext
+from devstack.aws.state import LifecyclePreview, ext_state, image_ext
 
 __all__ = [
     "LifecycleAction",

@@ -11,7 +11,7 @@ from typing import Any
 from moto.core.responses import ActionResult
 from moto.ecr.responses import ECRResponse
 
-from ecrcache_cli.embedded_aws.common import paginate
+from devstack.aws.common import paginate
 
 
 def describe_repositories(self: Any) -> Any:

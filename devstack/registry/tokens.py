@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from ecrcache_cli.serving import Background, ServerThread
+from devstack.serving import Background, ServerThread
 
 __all__ = ["TOKEN_ISSUER", "TOKEN_SERVICE", "TokenServer"]
 

@@ -43,8 +43,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrcache_cli.embedded_aws import clock, ecr_lifecycle, events, install
-from ecrcache_cli.serving import Background, ServerThread
+from devstack.aws import clock, ecr_lifecycle, events, install
+from devstack.serving import Background, ServerThread
 
 __all__ = [
     "DEFAULT_HOST",

@@ -4,7 +4,7 @@
 authentication" (ecr-facts §1.2). The fake does that through an :class:`UpstreamAuthChecker`:
 
 * tests install one with :func:`set_upstream_auth_checker` (``None`` restores the default);
-* by default :func:`get_upstream_auth_checker` uses ``ecrcache_cli.embedded_aws.upstream``
+* by default :func:`get_upstream_auth_checker` uses ``devstack.aws.upstream``
   when that module exists and exposes ``get_auth_checker() -> UpstreamAuthChecker`` (the real OCI
   token dance against the local or real registry);
 * otherwise :class:`UnavailableChecker` answers ``isValid=false, failure="upstream check unavailable"``.
@@ -26,7 +26,7 @@ __all__ = [
     "set_upstream_auth_checker",
 ]
 
-UPSTREAM_MODULE = "ecrcache_cli.embedded_aws.upstream"
+UPSTREAM_MODULE = "devstack.aws.upstream"
 UNAVAILABLE_FAILURE = "upstream check unavailable"
 
 

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ecrcache_cli.registry.images import (
+from devstack.registry.images import (
     ImageBuild,
     IndexBuild,
     ManifestFormat,
     build_image,
     build_index,
 )
-from ecrcache_cli.registry.oci import DEFAULT_TIMEOUT, RegistryClient
+from devstack.registry.oci import DEFAULT_TIMEOUT, RegistryClient
 
 if TYPE_CHECKING:
-    from ecrcache_cli.registry.harness import LocalRegistry
+    from devstack.registry.harness import LocalRegistry
 
 __all__ = [
     "DEFAULT_IMAGES",

@@ -28,7 +28,7 @@ session (``assumed-role/<role>/<function>``).
 **Faults** (ecr-facts §9.16: events are best effort). The module-level :data:`faults` drops,
 duplicates (same event ``id``, like an at-least-once redelivery) or delays matching events::
 
-    from ecrcache_cli.embedded_aws.events import faults
+    from devstack.aws.events import faults
     faults.drop(count=1, detail_type="AWS API Call via CloudTrail")
     faults.duplicate(count=1, event_name="CreatePullThroughCacheRule")
     faults.delay(timedelta(minutes=5))           # held until the injectable clock passes the release time
@@ -53,7 +53,7 @@ from moto.events.models import events_backends
 from moto.events.utils import EventTemplateParser
 from moto.sts.models import sts_backends
 
-from ecrcache_cli.embedded_aws import clock
+from devstack.aws import clock
 
 __all__ = [
     "CALLER_ARN_HEADER",

@@ -29,7 +29,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from ecrcache_cli.registry.images import (
+from devstack.registry.images import (
     ALL_MANIFEST_MEDIA_TYPES,
     Descriptor,
     descriptors_of,

@@ -2,7 +2,7 @@
 
 ``make local`` has no Lambda service, so nothing would ever call the reconciler for a table write, a
 schedule or an ECR event. :class:`EventRunner` plays that role for every event a function declares
-in the template -- wired from the resolved :class:`~ecrcache_cli.local.template.FunctionSpec`, so the
+in the template -- wired from the resolved :class:`~devstack.local.template.FunctionSpec`, so the
 local stack and the deployed one cannot drift: an event type the runner cannot deliver fails
 :meth:`EventRunner.deliveries` (and a contract test) with :class:`UnsupportedEventError`.
 
@@ -12,7 +12,7 @@ event type           delivered by
 ``DynamoDB``         this runner: a stream poller per shard (Lambda's event source mapping)
 ``Schedule``         this runner: a scheduler thread per schedule on a virtual clock
 ``EventBridgeRule``  this runner: an EventBridge rule with an SQS target in the embedded AWS, polled
-``Api``              :mod:`ecrcache_cli.local.gateway` (the local API gateway), not this runner
+``Api``              :mod:`devstack.local.gateway` (the local API gateway), not this runner
 ===================  ===================================================================================
 
 DynamoDB streams (Lambda event source mapping)
@@ -130,10 +130,10 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import boto3
 from botocore.config import Config
 
-from ecrcache_cli.local.filters import FilterSet, PatternError, compile_pattern
-from ecrcache_cli.local.invoke import FunctionError, Invoke, InvokeError
-from ecrcache_cli.local.schedule import AwsCron, Rate, ScheduleError, parse_schedule
-from ecrcache_cli.local.template import FunctionEvent, FunctionSpec, TemplateError
+from devstack.local.filters import FilterSet, PatternError, compile_pattern
+from devstack.local.invoke import FunctionError, Invoke, InvokeError
+from devstack.local.schedule import AwsCron, Rate, ScheduleError, parse_schedule
+from devstack.local.template import FunctionEvent, FunctionSpec, TemplateError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
@@ -152,7 +152,7 @@ __all__ = [
 LOCALLY_DELIVERED: Final = frozenset({"DynamoDB", "Schedule", "EventBridgeRule"})
 """Event types this runner delivers."""
 DELIVERED_ELSEWHERE: Final = {"Api": "the local API gateway"}
-"""Event types another part of the local stack delivers (``Api``: :mod:`ecrcache_cli.local.gateway`)."""
+"""Event types another part of the local stack delivers (``Api``: :mod:`devstack.local.gateway`)."""
 
 # Properties the runner reproduces (or that change nothing locally); anything else is rejected.
 _STREAM_PROPERTIES: Final = frozenset(

@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from moto.ecr.models import ECRBackend
 
-from ecrcache_cli.embedded_aws import clock
-from ecrcache_cli.embedded_aws.common import (
+from devstack.aws import clock
+from devstack.aws.common import (
     InvalidParameterException,
     TemplateAlreadyExistsException,
     TemplateNotFoundException,
@@ -28,8 +28,8 @@ from ecrcache_cli.embedded_aws.common import (
     api_action,
     paginate,
 )
-from ecrcache_cli.embedded_aws.ecr_lifecycle import parse_lifecycle_policy
-from ecrcache_cli.embedded_aws.state import ROOT, CreationTemplate, EcrExtState, ext_state, normalize_prefix
+from devstack.aws.ecr_lifecycle import parse_lifecycle_policy
+from devstack.aws.state import ROOT, CreationTemplate, EcrExtState, ext_state, normalize_prefix
 
 __all__ = ["APPLIED_FOR", "best_matching_template", "install"]
 

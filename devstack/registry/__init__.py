@@ -8,22 +8,22 @@
 * :mod:`.upstream_map` -- :class:`UpstreamMap`: upstream host -> local registry URL.
 * :mod:`.faults` -- :class:`FaultProxy`: reverse proxy that injects 401/429/5xx/timeouts.
 
-Nothing here imports moto or boto3: the package is usable on its own (and by the CLI).
+Nothing here imports moto or boto3: the package is usable on its own (and by the embedded AWS).
 """
 
 from __future__ import annotations
 
-from ecrcache_cli.registry.faults import FaultKind, FaultPlan, FaultProxy, RecordedRequest
-from ecrcache_cli.registry.harness import AuthMode, Credentials, LocalRegistry, RegistryStartError
-from ecrcache_cli.registry.images import ManifestFormat, Platform, sha256_digest, verify_digest
-from ecrcache_cli.registry.oci import (
+from devstack.registry.faults import FaultKind, FaultPlan, FaultProxy, RecordedRequest
+from devstack.registry.harness import AuthMode, Credentials, LocalRegistry, RegistryStartError
+from devstack.registry.images import ManifestFormat, Platform, sha256_digest, verify_digest
+from devstack.registry.oci import (
     FetchedManifest,
     RegistryClient,
     RegistryConnectionError,
     RegistryError,
 )
-from ecrcache_cli.registry.seeder import DEFAULT_IMAGES, ImageSpec, SeededImage, SeededManifest, Seeder
-from ecrcache_cli.registry.upstream_map import KNOWN_UPSTREAM_HOSTS, UnmappedUpstreamError, UpstreamMap
+from devstack.registry.seeder import DEFAULT_IMAGES, ImageSpec, SeededImage, SeededManifest, Seeder
+from devstack.registry.upstream_map import KNOWN_UPSTREAM_HOSTS, UnmappedUpstreamError, UpstreamMap
 
 __all__ = [
     "DEFAULT_IMAGES",

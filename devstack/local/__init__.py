@@ -6,5 +6,6 @@
 * :mod:`.gateway` -- the REST API on HTTP, as API Gateway events to the API function;
 * :mod:`.runner` -- the event runner: DynamoDB stream, EventBridge rules and schedules, wired from
   each function's ``Events``;
-* :mod:`.supervisor` -- starts and stops all of it (``ecrcache local``).
+* :mod:`.supervisor` -- starts and stops all of it (``ecrcache local``);
+* :mod:`.demo` -- ``make demo``: a scripted tour on a background local stack.
 """

@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ecrcache_cli.registry.upstream_map import UpstreamMap, normalise_host
-from ecrcache_cli.serving import Background, ServerThread
+from devstack.registry.upstream_map import UpstreamMap, normalise_host
+from devstack.serving import Background, ServerThread
 
 __all__ = [
     "MAX_FAULT_DELAY",

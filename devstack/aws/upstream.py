@@ -2,20 +2,20 @@
 
 ECR pull-through cache fetches manifests and layers from the rule's upstream registry with the
 rule's credentials (ecr-facts §2, §3). This module does the same against whatever the process-wide
-:class:`~ecrcache_cli.registry.upstream_map.UpstreamMap` says the upstream host is (a local
-``docker-registry``, a :class:`~ecrcache_cli.registry.faults.FaultProxy` ...):
+:class:`~devstack.registry.upstream_map.UpstreamMap` says the upstream host is (a local
+``docker-registry``, a :class:`~devstack.registry.faults.FaultProxy` ...):
 
 * :class:`UpstreamClient` -- resolve the host, authenticate (``GET /v2/`` challenge: Basic, or
   Bearer ``realm/service/scope`` -> token request with Basic credentials -> ``Authorization:
   Bearer``), fetch manifests by tag or digest with every manifest ``Accept`` type, fetch/HEAD blobs,
-  verify sha256 digests. The protocol itself lives in :mod:`ecrcache_cli.registry.oci`.
+  verify sha256 digests. The protocol itself lives in :mod:`devstack.registry.oci`.
 * Failures are typed as what ECR reports (``ImageFailureCode``, ecr-facts §5.2 / §9.12):
   401/403 -> :class:`UpstreamAccessDenied`; 429 -> :class:`UpstreamTooManyRequests` (``Retry-After``
   kept); 5xx, timeouts, refused connections, an unmapped host, a digest mismatch ->
   :class:`UpstreamUnavailable`; 404 (and 400 ``NAME_UNKNOWN``-style answers) -> :class:`UpstreamNotFound`
   (``ImageNotFound``).
 * :class:`RegistryAuthChecker` implements the ``UpstreamAuthChecker`` port of
-  :mod:`ecrcache_cli.embedded_aws.ports`, so ``ValidatePullThroughCacheRule`` makes a real
+  :mod:`devstack.aws.ports`, so ``ValidatePullThroughCacheRule`` makes a real
   authentication attempt; :func:`get_auth_checker` is the factory that module looks for.
 
 Settings are process-wide (one moto server per process): :func:`configure` / :func:`configured`
@@ -36,16 +36,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar, Self
 
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
-from ecrcache_cli.registry.images import ALL_MANIFEST_MEDIA_TYPES
-from ecrcache_cli.registry.oci import (
+from devstack.aws.ports import AuthCheckResult
+from devstack.registry.images import ALL_MANIFEST_MEDIA_TYPES
+from devstack.registry.oci import (
     DigestMismatchError,
     FetchedManifest,
     RegistryClient,
     RegistryConnectionError,
     RegistryError,
 )
-from ecrcache_cli.registry.upstream_map import UnmappedUpstreamError, UpstreamMap
+from devstack.registry.upstream_map import UnmappedUpstreamError, UpstreamMap
 
 __all__ = [
     "TIMEOUT_ENV_VAR",
@@ -319,5 +319,5 @@ class RegistryAuthChecker:
 
 
 def get_auth_checker() -> RegistryAuthChecker:
-    """Factory looked up by :func:`ecrcache_cli.embedded_aws.ports.get_upstream_auth_checker`."""
+    """Factory looked up by :func:`devstack.aws.ports.get_upstream_auth_checker`."""
     return RegistryAuthChecker()

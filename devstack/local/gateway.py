@@ -35,8 +35,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
-from ecrcache_cli.serving import Background, QuietRequestHandler, ServerThread
+from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from devstack.serving import Background, QuietRequestHandler, ServerThread
 
 __all__ = ["CALLER_ARN_HEADER", "DEFAULT_CALLER", "ApiGateway", "Route"]
 

@@ -25,8 +25,8 @@ from typing import Any, Final
 from moto.ecr.models import ECRBackend
 from moto.secretsmanager.models import secretsmanager_backends
 
-from ecrcache_cli.embedded_aws import clock
-from ecrcache_cli.embedded_aws.common import (
+from devstack.aws import clock
+from devstack.aws.common import (
     InvalidParameterException,
     LimitExceededException,
     PullThroughCacheRuleAlreadyExistsException,
@@ -40,8 +40,8 @@ from ecrcache_cli.embedded_aws.common import (
     api_action,
     paginate,
 )
-from ecrcache_cli.embedded_aws.ports import get_upstream_auth_checker
-from ecrcache_cli.embedded_aws.state import ROOT, PullThroughCacheRule, ext_state, normalize_prefix
+from devstack.aws.ports import get_upstream_auth_checker
+from devstack.aws.state import ROOT, PullThroughCacheRule, ext_state, normalize_prefix
 
 __all__ = [
     "ANONYMOUS_UPSTREAMS",

@@ -40,11 +40,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TextIO
 
-from ecrcache_cli.local.gateway import ApiGateway, Route
-from ecrcache_cli.local.host import HostProcess, terminate
-from ecrcache_cli.local.invoke import InvokeError
-from ecrcache_cli.local.provision import LocalStack, provision
-from ecrcache_cli.local.template import TemplateError, load_template
+from devstack.local.gateway import ApiGateway, Route
+from devstack.local.host import HostProcess, terminate
+from devstack.local.invoke import InvokeError
+from devstack.local.provision import LocalStack, provision
+from devstack.local.template import TemplateError, load_template
 
 __all__ = ["EXIT_FAILED", "EXIT_PORT_BUSY", "main"]
 
@@ -63,7 +63,7 @@ _PR_SET_PDEATHSIG: Final = 1
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[2]
 
 
 class Console:
@@ -200,8 +200,8 @@ class LocalRun:
     # ---- the parts --------------------------------------------------------------------------------
 
     def start_registry(self) -> str:
-        from ecrcache_cli.registry.harness import LocalRegistry  # noqa: PLC0415 - optional part
-        from ecrcache_cli.registry.seeder import Seeder  # noqa: PLC0415
+        from devstack.registry.harness import LocalRegistry  # noqa: PLC0415 - optional part
+        from devstack.registry.seeder import Seeder  # noqa: PLC0415
 
         registry = LocalRegistry(port=self.args.registry_port).start()
         self._started("registry", registry.stop, lambda: registry.running)
@@ -227,7 +227,7 @@ class LocalRun:
             [
                 sys.executable,
                 "-m",
-                "ecrcache_cli.aws_server",
+                "devstack.aws.aws_server",
                 "--host",
                 self.args.host,
                 "--port",
@@ -346,7 +346,7 @@ class LocalRun:
         return gateway
 
     def start_runner(self, stack: LocalStack, hosts: dict[str, HostProcess]) -> None:
-        from ecrcache_cli.local.runner import EventRunner  # noqa: PLC0415 - heavy imports (moto) only here
+        from devstack.local.runner import EventRunner  # noqa: PLC0415 - heavy imports (moto) only here
 
         def invoke(function: str, event: dict[str, Any]) -> Any:
             host = hosts.get(function)
@@ -380,7 +380,7 @@ def _find_template(given: Path | None) -> Path | None:
 
 
 def _seed_images() -> tuple[Any, ...]:
-    from ecrcache_cli.registry.seeder import DEFAULT_IMAGES, ImageSpec  # noqa: PLC0415
+    from devstack.registry.seeder import DEFAULT_IMAGES, ImageSpec  # noqa: PLC0415
 
     return (
         *DEFAULT_IMAGES,

@@ -75,8 +75,8 @@ from moto.ecr.exceptions import RepositoryNotFoundException
 from moto.ecr.models import ECRBackend, Image, Repository, ecr_backends
 from moto.secretsmanager.models import secretsmanager_backends
 
-from ecrcache_cli.embedded_aws import clock, events
-from ecrcache_cli.embedded_aws.common import (
+from devstack.aws import clock, events
+from devstack.aws.common import (
     EcrError,
     InvalidParameterException,
     UnableToGetUpstreamImageException,
@@ -86,9 +86,9 @@ from ecrcache_cli.embedded_aws.common import (
     validate_input,
     wrap_response_action,
 )
-from ecrcache_cli.embedded_aws.ecr_lifecycle import repository_elements
-from ecrcache_cli.embedded_aws.ecr_templates import best_matching_template
-from ecrcache_cli.embedded_aws.state import (
+from devstack.aws.ecr_lifecycle import repository_elements
+from devstack.aws.ecr_templates import best_matching_template
+from devstack.aws.state import (
     EcrExtState,
     PullThroughCacheRule,
     TagValidation,
@@ -98,13 +98,13 @@ from ecrcache_cli.embedded_aws.state import (
     rule_for_repository,
     upstream_repository_name,
 )
-from ecrcache_cli.embedded_aws.upstream import (
+from devstack.aws.upstream import (
     FetchedManifest,
     UpstreamClient,
     UpstreamCredentials,
     UpstreamFailure,
 )
-from ecrcache_cli.registry.images import INDEX_MEDIA_TYPES, parse_digest
+from devstack.registry.images import INDEX_MEDIA_TYPES, parse_digest
 
 __all__ = [
     "PTC_DETAIL_TYPE",
@@ -915,7 +915,7 @@ def install() -> None:
     """Patch moto (idempotent): BatchGetImage through rules, GetDownloadUrlForLayer, ``/_ecrcache/pullthrough/*``."""
     wrap_response_action("batch_get_image", _batch_get_image_wrapper)
     add_response_action("get_download_url_for_layer", _get_download_url_for_layer)
-    from ecrcache_cli.embedded_aws import server  # noqa: PLC0415 - server imports the package; avoid a cycle
+    from devstack.aws import server  # noqa: PLC0415 - server imports the package; avoid a cycle
 
     server.register_endpoint("POST", "pullthrough/layers/complete", _endpoint_complete)
     server.register_endpoint("GET", "pullthrough/layers/pending", _endpoint_pending)
