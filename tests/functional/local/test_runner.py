@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError
 
 from devstack.aws import clock, events
 from devstack.aws.server import EmbeddedAwsServer
-from devstack.local import runner as runner_module
 from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from devstack.local.runner import EventRunner
+from devstack.local.runner import aws as runner_module
 from devstack.local.template import FunctionSpec, PhysicalResource, Resolver, load_template, resolve_functions
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.template import ROOT, TEMPLATE, table_definition
