@@ -194,6 +194,15 @@ def _check_credentials(
     backend: ECRBackend, upstream_registry: str, credential_arn: str | None, custom_role_arn: str | None
 ) -> None:
     """The credential/role matrix of ecr-facts §9.4 (messages of §1.3)."""
+    _check_credential_type(upstream_registry, credential_arn, custom_role_arn)
+    if custom_role_arn:
+        _check_custom_role(backend, custom_role_arn)
+    if credential_arn:
+        _check_secret(backend, credential_arn)
+
+
+def _check_credential_type(upstream_registry: str, credential_arn: str | None, custom_role_arn: str | None) -> None:
+    """Which upstreams take a secret, a role, or nothing (ecr-facts §9.4)."""
     if upstream_registry in SECRET_UPSTREAMS:
         if custom_role_arn:
             # Message from third-party lint rules (unverified, ecr-facts §1.3).
@@ -209,21 +218,22 @@ def _check_credentials(
             raise InvalidParameterException("Upstream registry URL and provided credential type do not match")
     elif upstream_registry in ROLE_UPSTREAMS and credential_arn:
         raise InvalidParameterException("Upstream registry URL and provided credential type do not match")
-    if custom_role_arn:
-        match = _ROLE_ARN.fullmatch(custom_role_arn)
-        if match is None:
-            raise InvalidParameterException(
-                f"Invalid parameter at 'customRoleArn' failed to satisfy constraint: "
-                f"'{custom_role_arn} is not a valid IAM role ARN'"
-            )
-        if match.group("account") != backend.account_id:
-            # "The role must be in the same account as the cache registry" (ECR-to-ECR PTC docs).
-            raise InvalidParameterException(
-                "Invalid parameter at 'customRoleArn' failed to satisfy constraint: "
-                "'The role must be in the same account as the registry'"
-            )
-    if credential_arn:
-        _check_secret(backend, credential_arn)
+
+
+def _check_custom_role(backend: ECRBackend, custom_role_arn: str) -> None:
+    """A valid IAM role ARN, in the registry's own account."""
+    match = _ROLE_ARN.fullmatch(custom_role_arn)
+    if match is None:
+        raise InvalidParameterException(
+            f"Invalid parameter at 'customRoleArn' failed to satisfy constraint: "
+            f"'{custom_role_arn} is not a valid IAM role ARN'"
+        )
+    if match.group("account") != backend.account_id:
+        # "The role must be in the same account as the cache registry" (ECR-to-ECR PTC docs).
+        raise InvalidParameterException(
+            "Invalid parameter at 'customRoleArn' failed to satisfy constraint: "
+            "'The role must be in the same account as the registry'"
+        )
 
 
 def create_pull_through_cache_rule(

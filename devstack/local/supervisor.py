@@ -413,9 +413,8 @@ def _signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    console = Console(verbose=args.verbose)
+def _preflight(args: argparse.Namespace) -> int | None:
+    """What must hold before anything starts (``args.template`` resolved); an exit code if it does not."""
     if args.host not in {"127.0.0.1", "localhost", "::1"}:
         print("ecrcache local: --host must be a loopback address (nothing here is authenticated)", file=sys.stderr)
         return EXIT_USAGE
@@ -436,6 +435,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_PORT_BUSY
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(verbose=args.verbose)
+    refused = _preflight(args)
+    if refused is not None:
+        return refused
     # Everything here talks to the embedded AWS with its own keys: a profile of the user's (maybe one
     # that needs an SSO login) must not be read by any client this process or its children create.
     for variable in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
