@@ -83,7 +83,7 @@ UPSTREAM_KINDS: Final = (
 )
 LOCAL_EXTRA_MESSAGE: Final = (
     "ecrcache local needs the local extra (the development world in devstack/): "
-    "from an ecrcache checkout, pip install -e ./devstack -e '.[local]' (or make setup)"
+    "from an ecrcache checkout, pip install -e ./devstack -e '.[cli,local]' (or make setup)"
 )
 
 

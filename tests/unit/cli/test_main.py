@@ -193,7 +193,7 @@ def test_local_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Monk
     assert result.code == 1
     assert result.stderr.splitlines()[0] == (
         "ecrcache local needs the local extra (the development world in devstack/): "
-        "from an ecrcache checkout, pip install -e ./devstack -e '.[local]' (or make setup)"
+        "from an ecrcache checkout, pip install -e ./devstack -e '.[cli,local]' (or make setup)"
     )
 
 
