@@ -16,12 +16,14 @@ export PIP_NO_WARN_SCRIPT_LOCATION := 1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: pyproject.toml requirements/dev.lock
+# The product (ecrcache + ecrcache_cli, ./pyproject.toml) and the development world (ecrcache-devstack,
+# ./devstack/pyproject.toml) in one pip command: the `local` extra's ecrcache-devstack resolves to ./devstack.
+$(VENV)/.stamp: pyproject.toml devstack/pyproject.toml requirements/dev.lock
 	@test -n "$(PYTHON)" || { echo "python3.13 not found (pyenv install 3.13)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip==25.3 2>&1 | grep -v '^WARNING: Location' || true
-	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/dev.lock -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c "import ecrcache, ecrcache_cli, moto, aws_lambda_powertools"
+	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/dev.lock -e ./devstack -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -I -c "import ecrcache, ecrcache_cli, devstack, moto, aws_lambda_powertools"  # -I: not from the cwd
 	touch $@
 
 $(TOOLS)/.stamp: requirements/tools.txt requirements/tools.lock
@@ -47,7 +49,7 @@ local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-
 	$(VENV)/bin/ecrcache local $(ARGS)
 
 demo: $(VENV)/.stamp .debian.stamp ## scripted tour on a background local stack; exits non-zero if any step fails
-	$(PY) -m ecrcache_cli.demo $(ARGS)
+	$(PY) -m devstack.local.demo $(ARGS)
 
 test-fast: setup ## unit tests only
 	$(VENV)/bin/pytest -q -m unit

@@ -76,6 +76,8 @@ import moto
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
+from devstack.aws import events, install, ports
+from devstack.aws.ports import AcceptingChecker
 from ecrcache.adapters import ecr_registry
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry, ecr_client
@@ -89,8 +91,6 @@ from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.observability import metrics
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache_cli.embedded_aws import events, install, ports
-from ecrcache_cli.embedded_aws.ports import AcceptingChecker
 from tests.template import functions, table_definition
 
 if TYPE_CHECKING:

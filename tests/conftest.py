@@ -70,7 +70,7 @@ def load_event(relative: str) -> dict[str, Any]:
 @pytest.fixture
 def aws() -> Iterator[None]:
     """Every AWS call inside the test goes to the embedded AWS (moto + the ECR extension), in-process."""
-    from ecrcache_cli.embedded_aws import install
+    from devstack.aws import install
 
     install()
     with moto.mock_aws():

@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ecrcache_cli.local.provision import table_definition as provision_table_definition
-from ecrcache_cli.local.template import SERVERLESS_FUNCTION, merge_globals, parse_template
+from devstack.local.provision import table_definition as provision_table_definition
+from devstack.local.template import SERVERLESS_FUNCTION, merge_globals, parse_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from ecrcache_cli.local.runner import (
+from devstack.local.runner import (
     DELIVERED_ELSEWHERE,
     LOCALLY_DELIVERED,
     Delivery,
     EventRunner,
     UnsupportedEventError,
 )
-from ecrcache_cli.local.template import PhysicalResource, Resolver, function_properties, resolve_functions
+from devstack.local.template import PhysicalResource, Resolver, function_properties, resolve_functions
 from tests.template import ROOT, load_template
 
 pytestmark = pytest.mark.contract

@@ -13,8 +13,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
+from devstack.local.template import SERVERLESS_FUNCTION
 from ecrcache.config import ApiSettings, ReconcilerSettings
-from ecrcache_cli.local.template import SERVERLESS_FUNCTION
 from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract

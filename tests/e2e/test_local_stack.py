@@ -69,7 +69,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
 def test_make_demo_tour_passes() -> None:
     # `make demo` runs exactly this module (after `make setup`)
     done = subprocess.run(
-        [sys.executable, "-m", "ecrcache_cli.demo", "--timeout", "120"],
+        [sys.executable, "-m", "devstack.local.demo", "--timeout", "120"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -23,6 +23,8 @@ import boto3
 import pytest
 from pydantic import SecretStr
 
+from devstack.aws import ports
+from devstack.aws.ports import AcceptingChecker
 from ecrcache.adapters import ecr_registry
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
@@ -35,8 +37,6 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache_cli.embedded_aws import ports
-from ecrcache_cli.embedded_aws.ports import AcceptingChecker
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.samples import ORG_PULL
 

@@ -15,7 +15,10 @@ from ecrcache_cli.output import ExitCode
 
 __all__ = ["LOCAL_EXTRA_MESSAGE", "local_cmd"]
 
-LOCAL_EXTRA_MESSAGE: Final = "ecrcache local needs the local extra: pip install 'ecrcache[local]'"
+LOCAL_EXTRA_MESSAGE: Final = (
+    "ecrcache local needs the local extra (the development world in devstack/): "
+    "from an ecrcache checkout, pip install -e ./devstack -e '.[cli,local]' (or make setup)"
+)
 
 
 @click.command(
@@ -27,7 +30,7 @@ LOCAL_EXTRA_MESSAGE: Final = "ecrcache local needs the local extra: pip install 
 def local_cmd(args: tuple[str, ...]) -> int:
     """Run the local embedded stack (moto + the API + the event runner); `ecrcache local --help` for more."""
     try:
-        supervisor = importlib.import_module("ecrcache_cli.local.supervisor")
+        supervisor = importlib.import_module("devstack.local.supervisor")
     except ImportError as exc:
         click.echo(LOCAL_EXTRA_MESSAGE, err=True)
         click.echo(f"({exc})", err=True)

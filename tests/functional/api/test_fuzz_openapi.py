@@ -108,7 +108,7 @@ def seed(api: ApiClient) -> None:
 @pytest.fixture(scope="module")
 def fuzz() -> Iterator[FuzzRun]:
     """The embedded AWS (moto and its ECR extension) as the ``aws`` fixture sets it up, for the whole module."""
-    from ecrcache_cli.embedded_aws import install
+    from devstack.aws import install
 
     install()
     with moto.mock_aws():

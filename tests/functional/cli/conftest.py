@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ecrcache_cli.local.gateway import ApiGateway
+from devstack.local.gateway import ApiGateway
 from tests.conftest import FakeLambdaContext
 from tests.functional.api.client import ApiClient
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from ecrcache_cli.embedded_aws import clock, ecr_lifecycle, events, install, ports
-from ecrcache_cli.embedded_aws.server import EmbeddedAwsServer
+from devstack.aws import clock, ecr_lifecycle, events, install, ports
+from devstack.aws.server import EmbeddedAwsServer
 from tests.conftest import ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import pytest
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 
-from ecrcache_cli.embedded_aws import PULLTHROUGH_MODULE, clock, ecr_lifecycle, install, installed
-from ecrcache_cli.embedded_aws.common import PATCH_MARK
+from devstack.aws import PULLTHROUGH_MODULE, clock, ecr_lifecycle, install, installed
+from devstack.aws.common import PATCH_MARK
 from tests.functional.embedded_aws.conftest import EmbeddedAws
 
 pytestmark = pytest.mark.functional

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from ecrcache_cli.embedded_aws import clock, events
-from ecrcache_cli.embedded_aws.events import CALLER_ARN_HEADER, cloudtrail_event
+from devstack.aws import clock, events
+from devstack.aws.events import CALLER_ARN_HEADER, cloudtrail_event
 from tests.functional.embedded_aws.conftest import EmbeddedAws
 
 pytestmark = pytest.mark.functional

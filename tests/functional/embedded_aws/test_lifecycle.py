@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from moto.ecr.models import ecr_backends
 
-from ecrcache_cli.embedded_aws import clock, ecr_lifecycle, events
-from ecrcache_cli.embedded_aws.state import ext_state, image_ext
+from devstack.aws import clock, ecr_lifecycle, events
+from devstack.aws.state import ext_state, image_ext
 from tests.functional.embedded_aws.conftest import OCI_INDEX, OCI_MANIFEST, EmbeddedAws
 from tests.functional.embedded_aws.test_pull_through_rules import aws_error
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
-from ecrcache_cli.embedded_aws import clock, ports
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
-from ecrcache_cli.embedded_aws.state import PullThroughCacheRule, upstream_repository_name
+from devstack.aws import clock, ports
+from devstack.aws.ports import AuthCheckResult
+from devstack.aws.state import PullThroughCacheRule, upstream_repository_name
 from tests.functional.embedded_aws.conftest import EmbeddedAws
 
 pytestmark = pytest.mark.functional
@@ -489,7 +489,7 @@ def test_validate_reports_upstream_rejection_and_deleted_secrets(embedded_aws: E
 
 def test_validate_without_an_upstream_checker(embedded_aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> None:
     """ecr-facts §9.9: with no upstream checker available the answer is isValid=false 'upstream check unavailable'."""
-    monkeypatch.setattr(ports, "UPSTREAM_MODULE", "ecrcache_cli.embedded_aws.no_such_module")
+    monkeypatch.setattr(ports, "UPSTREAM_MODULE", "devstack.aws.no_such_module")
     embedded_aws.ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="quay", upstreamRegistryUrl="quay.io")
     result = embedded_aws.ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="quay")
     assert (result["isValid"], result["failure"]) == (False, "upstream check unavailable")

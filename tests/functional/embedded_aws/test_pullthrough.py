@@ -10,9 +10,9 @@ from contextlib import contextmanager
 import pytest
 from botocore.exceptions import ClientError
 
-from ecrcache_cli.embedded_aws.ecr_pullthrough import PULL_THROUGH_SERVICE
-from ecrcache_cli.registry import SeededImage, Seeder
-from ecrcache_cli.registry.images import DOCKER_MANIFEST_V2, OCI_MANIFEST
+from devstack.aws.ecr_pullthrough import PULL_THROUGH_SERVICE
+from devstack.registry import SeededImage, Seeder
+from devstack.registry.images import DOCKER_MANIFEST_V2, OCI_MANIFEST
 from tests.functional.registry.support import PullThrough
 
 pytest_plugins = ["tests.functional.registry.fixtures", "tests.functional.registry.pullthrough"]

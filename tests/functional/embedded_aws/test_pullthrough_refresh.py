@@ -17,9 +17,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from ecrcache_cli.embedded_aws import clock, ecr_pullthrough, upstream
-from ecrcache_cli.embedded_aws.ecr_pullthrough import PTC_DETAIL_TYPE, complete_imports, layer_imports, pending_imports
-from ecrcache_cli.registry import FaultKind, LocalRegistry, SeededImage, Seeder, UpstreamMap
+from devstack.aws import clock, ecr_pullthrough, upstream
+from devstack.aws.ecr_pullthrough import PTC_DETAIL_TYPE, complete_imports, layer_imports, pending_imports
+from devstack.registry import FaultKind, LocalRegistry, SeededImage, Seeder, UpstreamMap
 from tests.functional.registry.support import PullThrough
 
 pytest_plugins = ["tests.functional.registry.fixtures", "tests.functional.registry.pullthrough"]

@@ -14,7 +14,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from ecrcache_cli.embedded_aws.server import EmbeddedAwsServer, PortBusyError
+from devstack.aws.server import EmbeddedAwsServer, PortBusyError
 from tests.conftest import ACCOUNT_ID, REGION
 
 pytestmark = pytest.mark.functional
@@ -156,8 +156,8 @@ def test_aws_cli_with_endpoint_url(embedded_aws_server: str) -> None:
 
 def test_ecrcache_aws_command_ready_busy_and_sigterm() -> None:
     """`ecrcache-aws` prints a ready line, refuses a busy port with a clear message, and stops cleanly on SIGTERM."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT)])}
-    command = [sys.executable, "-m", "ecrcache_cli.aws_server", "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "devstack.aws.aws_server", "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout is not None

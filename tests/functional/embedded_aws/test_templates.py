@@ -10,9 +10,9 @@ import moto
 import pytest
 from moto.ecr.models import ecr_backends
 
-from ecrcache_cli.embedded_aws import clock
-from ecrcache_cli.embedded_aws.ecr_templates import best_matching_template
-from ecrcache_cli.embedded_aws.state import ext_state
+from devstack.aws import clock
+from devstack.aws.ecr_templates import best_matching_template
+from devstack.aws.state import ext_state
 from tests.functional.embedded_aws.conftest import EmbeddedAws
 from tests.functional.embedded_aws.test_pull_through_rules import aws_error
 
@@ -228,7 +228,7 @@ def test_templates_are_per_backend_state() -> None:
     """ecr-facts §9.17: template state lives on the moto backend and starts empty in every mock_aws()."""
     import boto3
 
-    from ecrcache_cli.embedded_aws import install
+    from devstack.aws import install
 
     install()
     with moto.mock_aws():

@@ -11,8 +11,8 @@ import pytest
 import requests
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from ecrcache_cli.local.gateway import CALLER_ARN_HEADER, DEFAULT_CALLER, ApiGateway, Route
-from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from devstack.local.gateway import CALLER_ARN_HEADER, DEFAULT_CALLER, ApiGateway, Route
+from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 
 pytestmark = pytest.mark.functional
 

@@ -23,12 +23,12 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from ecrcache_cli.embedded_aws import clock, events
-from ecrcache_cli.embedded_aws.server import EmbeddedAwsServer
-from ecrcache_cli.local import runner as runner_module
-from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
-from ecrcache_cli.local.runner import EventRunner
-from ecrcache_cli.local.template import FunctionSpec, PhysicalResource, Resolver, load_template, resolve_functions
+from devstack.aws import clock, events
+from devstack.aws.server import EmbeddedAwsServer
+from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from devstack.local.runner import EventRunner
+from devstack.local.runner import aws as runner_module
+from devstack.local.template import FunctionSpec, PhysicalResource, Resolver, load_template, resolve_functions
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.template import ROOT, TEMPLATE, table_definition
 

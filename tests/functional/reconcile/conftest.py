@@ -23,6 +23,8 @@ import boto3
 import botocore.session
 import pytest
 
+from devstack.aws import clock, events, install, ports
+from devstack.aws.ports import AuthCheckResult
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.identity import caller_arn
@@ -31,8 +33,6 @@ from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.status import ReconcileRun, RunTrigger
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache_cli.embedded_aws import clock, events, install, ports
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
 from tests.conftest import REGION, FakeLambdaContext
 from tests.functional.api.client import ApiClient
 from tests.functional.reconcile.support import (

@@ -28,12 +28,12 @@ import boto3
 import botocore.loaders
 from botocore.exceptions import ClientError
 
+from devstack.aws import events
 from ecrcache.adapters.ecr_registry import WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.observed import Ownership
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus
 from ecrcache.services.reconcile import ReconcileService
-from ecrcache_cli.embedded_aws import events
 from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext
 from tests.functional.api.client import ApiClient, enc
 from tests.template import functions
@@ -587,8 +587,8 @@ def cloudtrail(principal: Principal, event_name: str, request_parameters: dict[s
     """Emit the CloudTrail event of an ECR call ``principal`` made, for the calls the embedded AWS
     records no event for (``SetRepositoryPolicy``, ``TagResource``, ``PutImageTagMutability`` ...).
 
-    Built by the embedded AWS's own :func:`~ecrcache_cli.embedded_aws.events.cloudtrail_event` and put
-    on the default bus by its :func:`~ecrcache_cli.embedded_aws.events.emit` (faults apply).
+    Built by the embedded AWS's own :func:`~devstack.aws.events.cloudtrail_event` and put
+    on the default bus by its :func:`~devstack.aws.events.emit` (faults apply).
     """
     detail = events.cloudtrail_event(
         ACCOUNT_ID, REGION, event_name, request_parameters, request_parameters, principal.arn

@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 import pytest
 
+from devstack.aws import events
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS
 from ecrcache.engine.plan import ActionKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.reconcile import Scope
-from ecrcache_cli.embedded_aws import events
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.functional.reconcile.conftest import World
 from tests.functional.reconcile.support import (

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from devstack.aws import clock, events
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.reconcile import Scope
-from ecrcache_cli.embedded_aws import clock, events
 from tests.functional.reconcile.conftest import World
 from tests.functional.reconcile.support import Admin, Look, Principal, Reconciler
 

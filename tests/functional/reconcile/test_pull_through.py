@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from devstack.aws import ecr_pullthrough, events, upstream
+from devstack.registry import LocalRegistry, SeededImage, UpstreamMap
+from devstack.registry.images import ALL_MANIFEST_MEDIA_TYPES
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunTrigger
 from ecrcache.services.reconcile import Scope
-from ecrcache_cli.embedded_aws import ecr_pullthrough, events, upstream
-from ecrcache_cli.registry import LocalRegistry, SeededImage, UpstreamMap
-from ecrcache_cli.registry.images import ALL_MANIFEST_MEDIA_TYPES
 from tests.conftest import REGION
 from tests.functional.reconcile.conftest import World
 from tests.functional.reconcile.support import CREATION_ROLE, Admin, Look, Principal, Reconciler

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import pytest
 
+from devstack.aws import events
 from ecrcache.models.status import RunStatus, RunTrigger
-from ecrcache_cli.embedded_aws import events
 from tests.conftest import ACCOUNT_ID, REGION, load_event
 from tests.functional.reconcile.support import (
     Admin,

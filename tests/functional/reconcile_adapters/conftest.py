@@ -15,9 +15,9 @@ import boto3
 import moto
 import pytest
 
+from devstack.aws import install, ports
+from devstack.aws.ports import AuthCheckResult
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
-from ecrcache_cli.embedded_aws import install, ports
-from ecrcache_cli.embedded_aws.ports import AuthCheckResult
 from tests.conftest import ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:

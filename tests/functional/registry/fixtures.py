@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ecrcache_cli.registry import (
+from devstack.registry import (
     AuthMode,
     FaultProxy,
     LocalRegistry,

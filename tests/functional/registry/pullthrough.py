@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ecrcache_cli.embedded_aws import ecr_pullthrough, upstream
-from ecrcache_cli.registry import FaultProxy, LocalRegistry, SeededImage, Seeder, UpstreamMap
+from devstack.aws import ecr_pullthrough, upstream
+from devstack.registry import FaultProxy, LocalRegistry, SeededImage, Seeder, UpstreamMap
 from tests.functional.registry.support import CREATE_REPOSITORY_PATTERN, PTC_PATTERN, PullThrough
 
 if TYPE_CHECKING:

@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ecrcache_cli.registry import (
+from devstack.registry import (
     Credentials,
     FaultProxy,
     LocalRegistry,
 )
-from ecrcache_cli.registry.images import ALL_MANIFEST_MEDIA_TYPES
+from devstack.registry.images import ALL_MANIFEST_MEDIA_TYPES
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.type_defs import BatchGetImageResponseTypeDef

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from ecrcache_cli.registry import (
+from devstack.registry import (
     FaultKind,
     FaultProxy,
     LocalRegistry,
@@ -19,7 +19,7 @@ from ecrcache_cli.registry import (
     UnmappedUpstreamError,
     UpstreamMap,
 )
-from ecrcache_cli.registry.upstream_map import KNOWN_UPSTREAM_HOSTS
+from devstack.registry.upstream_map import KNOWN_UPSTREAM_HOSTS
 
 pytest_plugins = ["tests.functional.registry.fixtures"]
 pytestmark = pytest.mark.functional

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ecrcache_cli.registry import AuthMode, Credentials, LocalRegistry, RegistryClient, RegistryError
-from ecrcache_cli.registry.harness import RegistryStartError, find_registry_binary
+from devstack.registry import AuthMode, Credentials, LocalRegistry, RegistryClient, RegistryError
+from devstack.registry.harness import RegistryStartError, find_registry_binary
 from tests.functional.registry.support import AUTH_CREDENTIALS
 
 pytest_plugins = ["tests.functional.registry.fixtures"]
@@ -139,7 +139,7 @@ def test_command_line_runs_in_foreground_until_interrupted() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from ecrcache_cli.registry.harness import main; sys.exit(main())",
+            "import sys; from devstack.registry.harness import main; sys.exit(main())",
             "--port",
             "0",
             "--seed",
@@ -148,7 +148,7 @@ def test_command_line_runs_in_foreground_until_interrupted() -> None:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT / "layers/core")])},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers/core")])},
     )
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []

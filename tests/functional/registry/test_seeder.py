@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from ecrcache_cli.registry import (
+from devstack.registry import (
     DEFAULT_IMAGES,
     LocalRegistry,
     ManifestFormat,
@@ -18,7 +18,7 @@ from ecrcache_cli.registry import (
     Seeder,
     sha256_digest,
 )
-from ecrcache_cli.registry.images import (
+from devstack.registry.images import (
     DOCKER_MANIFEST_LIST,
     DOCKER_MANIFEST_V2,
     OCI_INDEX,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ecrcache_cli.embedded_aws.ports import UpstreamAuthChecker
-from ecrcache_cli.embedded_aws.upstream import (
+from devstack.aws.ports import UpstreamAuthChecker
+from devstack.aws.upstream import (
     RegistryAuthChecker,
     UpstreamAccessDenied,
     UpstreamClient,
@@ -18,7 +18,7 @@ from ecrcache_cli.embedded_aws.upstream import (
     get_auth_checker,
     settings,
 )
-from ecrcache_cli.registry import FaultKind, FaultProxy, LocalRegistry, SeededImage, Seeder, UpstreamMap
+from devstack.registry import FaultKind, FaultProxy, LocalRegistry, SeededImage, Seeder, UpstreamMap
 from tests.functional.registry.support import AUTH_CREDENTIALS
 
 pytest_plugins = ["tests.functional.registry.fixtures"]

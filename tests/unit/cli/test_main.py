@@ -172,14 +172,14 @@ def test_credentials_set_without_token_stdin_changes_metadata_only() -> None:
 
 def test_local_delegates_every_argument(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[list[str]] = []
-    fake = types.ModuleType("ecrcache_cli.local.supervisor")
+    fake = types.ModuleType("devstack.local.supervisor")
 
     def fake_main(argv: list[str]) -> int:
         received.append(argv)
         return 3
 
     fake.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ecrcache_cli.local.supervisor", fake)
+    monkeypatch.setitem(sys.modules, "devstack.local.supervisor", fake)
     result = run_cli(["local", "--port", "3001", "--help", "-v", "extra"])
     assert result.code == 3
     assert received == [["--port", "3001", "--help", "-v", "extra"]]
@@ -192,7 +192,10 @@ def test_local_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(importlib, "import_module", missing)
     result = run_cli(["local"])
     assert result.code == 1
-    assert result.stderr.splitlines()[0] == "ecrcache local needs the local extra: pip install 'ecrcache[local]'"
+    assert result.stderr.splitlines()[0] == (
+        "ecrcache local needs the local extra (the development world in devstack/): "
+        "from an ecrcache checkout, pip install -e ./devstack -e '.[cli,local]' (or make setup)"
+    )
 
 
 def test_unexpected_errors_exit_1_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from ecrcache_cli.local.host import HostProcess
-from ecrcache_cli.local.invoke import FunctionError, FunctionTimeout, InvokeError
+from devstack.local.host import HostProcess
+from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ecrcache_cli.local.filters import FilterSet, PatternError
-from ecrcache_cli.local.runner import DELIVERED_ELSEWHERE, LOCALLY_DELIVERED, EventRunner, UnsupportedEventError
-from ecrcache_cli.local.template import FunctionEvent, FunctionSpec, TemplateError
+from devstack.local.filters import FilterSet, PatternError
+from devstack.local.runner import DELIVERED_ELSEWHERE, LOCALLY_DELIVERED, EventRunner, UnsupportedEventError
+from devstack.local.template import FunctionEvent, FunctionSpec, TemplateError
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ecrcache_cli.local.schedule import AwsCron, Rate, ScheduleError, aws_cron_to_croniter, parse_schedule
+from devstack.local.schedule import AwsCron, Rate, ScheduleError, aws_cron_to_croniter, parse_schedule
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ecrcache_cli.local import supervisor
-from ecrcache_cli.local.supervisor import main, port_free, render_log
+from devstack.local import supervisor
+from devstack.local.supervisor import main, port_free, render_log
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ecrcache_cli.local.template import PhysicalResource, Resolver, TemplateError, parse_template, resolve_functions
+from devstack.local.template import PhysicalResource, Resolver, TemplateError, parse_template, resolve_functions
 from tests.template import ROOT, load_template
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,72 @@
+"""Embedded AWS for tests and local runs: moto, extended with the ECR operations it lacks.
+
+One entry point, :func:`install`, patches moto's ECR service in this process (idempotently):
+
+* ``ecr_rules`` -- Create/Describe/Update/Delete/ValidatePullThroughCacheRule;
+* ``ecr_templates`` -- Create/Describe/Update/DeleteRepositoryCreationTemplate;
+* ``ecr_lifecycle`` -- full-grammar ``PutLifecyclePolicy`` validation, Start/GetLifecyclePolicyPreview,
+  lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
+* ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
+* ``ecr_pullthrough`` -- the pull-through data plane (``BatchGetImage``/``GetDownloadUrlForLayer``
+  from real OCI registries), installed too when that module is present.
+
+Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
+
+    from devstack.aws import install
+    install()
+    with moto.mock_aws():
+        boto3.client("ecr").create_pull_through_cache_rule(...)
+
+Supporting modules: ``state`` (per-backend extension state), ``clock`` (injectable time),
+``events`` (EventBridge/CloudTrail emission and fault injection), ``ports`` (upstream auth check
+seam), ``common`` (errors, validation, paging, patch helpers), ``server`` (HTTP server + ``/_ecrcache/``
+endpoints).
+
+Module names deliberately do not start with ``moto``: moto derives the service of an exception
+from ``exception.__module__.split(".")[1]`` for modules starting with "moto" (tooling.md §2).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+
+__all__ = ["PULLTHROUGH_MODULE", "install", "installed"]
+
+PULLTHROUGH_MODULE = "devstack.aws.ecr_pullthrough"
+
+_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """Patch moto's ECR backend and response classes with the extension (safe to call repeatedly)."""
+    global _installed  # noqa: PLW0603 - process-wide, like the patch itself
+    with _lock:
+        if _installed:
+            return
+        from devstack.aws import (  # noqa: PLC0415
+            ecr_lifecycle,
+            ecr_repositories,
+            ecr_rules,
+            ecr_templates,
+            events,
+        )
+
+        events.install()
+        ecr_rules.install()
+        ecr_templates.install()
+        ecr_lifecycle.install()
+        ecr_repositories.install()
+        if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
+            module = importlib.import_module(PULLTHROUGH_MODULE)
+            module_install = getattr(module, "install", None)
+            if callable(module_install):
+                module_install()
+        _installed = True
+
+
+def installed() -> bool:
+    """Whether :func:`install` has run in this process."""
+    return _installed
