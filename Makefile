@@ -42,8 +42,8 @@ $(TOOLS)/.stamp: requirements/tools.txt requirements/tools.lock
 
 setup: $(VENV)/.stamp $(TOOLS)/.stamp .debian.stamp ## create .venv (project), .venv-tools (SAM CLI) and install docker-registry
 
-test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e
-	$(VENV)/bin/pytest -q
+test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e; coverage floor
+	$(VENV)/bin/pytest -q --cov --cov-report=term
 
 local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-C: API :3000/v1, AWS :4566, registry :5000 (ARGS="--api-port 3001 ...")
 	$(VENV)/bin/ecrcache local $(ARGS)
