@@ -9,18 +9,24 @@ call is atomic. In-process, two things are shared that production never shares:
 * moto's DynamoDB backend is not thread-safe: a cancelled transaction restores a copy of the tables it
   took before, wiping writes other threads committed meanwhile (seen as "deleted right after this write").
 
-So each writer runs on its own thread but holds one lock while running Python code, and gives it up
-exactly at each AWS call and while the service sleeps between retries: there it saves its Powertools
-request state, lets the other writers run, takes the lock back, restores its state and makes the (now
-atomic) AWS call. Writers interleave between every two AWS calls (between the snapshot's reads and the
-commit, where races happen) and nowhere else, which is the real system's model: isolated functions,
-one database with atomic calls.
+So each writer runs on its own thread, but only one runs at a time, and it hands over exactly at each
+AWS call and while the service sleeps between retries: there it saves its Powertools request state,
+lets the other writers run, and restores its state when its turn comes back. Writers interleave
+between every two AWS calls (between the snapshot's reads and the commit, where races happen) and
+nowhere else, which is the real system's model: isolated functions, one database with atomic calls.
+
+Time is virtual: an AWS call takes ``AWS_CALL_SECONDS``, a retry backoff the seconds the service
+asks for, and the writer whose virtual wake-up comes first runs next. So the interleaving depends on
+the service's retry policy and the (seeded) jitter, never on how fast this machine runs Python: a
+slower run (coverage, a loaded CI box) sees the same races as a fast one.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,56 +43,80 @@ from tests.functional.api.client import ApiClient, ApiResponse
 pytestmark = pytest.mark.functional
 
 WRITERS = 16
+JITTER_SEED = 20261204
 
 
 class Interleaver:
-    """Runs writers on threads that take turns at every AWS call (see the module docstring)."""
+    """Runs writers on threads that take turns in virtual time (see the module docstring)."""
+
+    AWS_CALL_SECONDS = 0.01  # one DynamoDB/Secrets Manager call, as seen from a Lambda in the same Region
 
     def __init__(self, context: FakeLambdaContext) -> None:
         from functions.api.app import app
 
         self.app = app
         self.context = context
-        self.turn = threading.Lock()
         self.local = threading.local()
         self.switches = 0
+        self.now = 0.0
+        self.ready = threading.Condition()
+        self.waiting: list[tuple[float, int, int]] = []  # (virtual wake-up, order, writer)
+        self.order = itertools.count()
+        self.running: int | None = None
 
     def at_aws_call(self) -> None:
-        """Called by moto's request dispatch: give the other writers a turn, then come back."""
-        self.pause(0)
+        """Called by moto's request dispatch: the call takes its time, the other writers may run meanwhile."""
+        self.pause(self.AWS_CALL_SECONDS)
 
     def pause(self, seconds: float) -> None:
-        """Give the other writers a turn for ``seconds`` (an AWS call, or the service's retry backoff:
-        a Lambda sleeping does not stop the others), then come back with this writer's request state."""
-        if not getattr(self.local, "writer", False):
-            time.sleep(seconds)
+        """Give the other writers a turn for ``seconds`` of virtual time (an AWS call, or the service's retry
+        backoff: a Lambda sleeping does not stop the others), then come back with this writer's request state."""
+        writer: int | None = getattr(self.local, "writer", None)
+        if writer is None:  # the test itself, outside run(): nothing to interleave with
             return
         saved = (BaseRouter.current_event, BaseRouter.lambda_context, dict(self.app.context))
-        self.turn.release()
-        time.sleep(seconds)
-        self.turn.acquire()
+        with self.ready:
+            heapq.heappush(self.waiting, (self.now + seconds, next(self.order), writer))
+            self._next()
+            self.ready.wait_for(lambda: self.running == writer)
         BaseRouter.current_event, BaseRouter.lambda_context = saved[0], saved[1]
         self.app.context.clear()
         self.app.context.update(saved[2])
         self.switches += 1
 
+    def _next(self) -> None:
+        """(Holding ``ready``) the writer that wakes first in virtual time runs next."""
+        self.running = None
+        if self.waiting:
+            self.now, _, self.running = heapq.heappop(self.waiting)
+        self.ready.notify_all()
+
     def run(self, writer: Callable[[ApiClient, int], ApiResponse], count: int = WRITERS) -> list[ApiResponse]:
-        """Start ``count`` writers together; each gets its own client and index."""
-        start = threading.Barrier(count)
+        """Start ``count`` writers together at virtual time 0; each gets its own client and index."""
+        self.waiting = [(self.now, next(self.order), index) for index in range(count)]
+        heapq.heapify(self.waiting)
 
         def body(index: int) -> ApiResponse:
             client = ApiClient(self.context)
-            self.local.writer = True
-            start.wait()
-            with self.turn:
+            self.local.writer = index
+            with self.ready:
+                self.ready.wait_for(lambda: self.running == index)
+            try:
                 return writer(client, index)
+            finally:
+                with self.ready:
+                    self._next()
 
         with ThreadPoolExecutor(max_workers=count) as pool:
-            return list(pool.map(body, range(count)))
+            futures = [pool.submit(body, index) for index in range(count)]
+            with self.ready:
+                self._next()
+            return [future.result() for future in futures]
 
 
 @pytest.fixture
 def interleaver(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interleaver]:
+    from ecrcache.services import desired_state
     from functions.api.app import service
 
     runner = Interleaver(api.context)
@@ -98,6 +128,8 @@ def interleaver(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Int
 
     monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
     monkeypatch.setattr(service, "sleep", runner.pause)
+    # The retry jitter is seeded: with virtual time, every run of a test takes the same interleaving.
+    monkeypatch.setattr(desired_state, "random", random.Random(JITTER_SEED))
     yield runner
 
 
