@@ -201,7 +201,7 @@ class Boto3EcrReader:
         scope = [p for p in prefixes if p]
         listed = {
             item["repositoryName"]: item
-            for item in self._repository_items()
+            for item in (self._repository_items() if scope else ())  # no prefix: rules and templates only
             if any(_prefix_in(item["repositoryName"], p) for p in scope)
         }
         details = self._deep_read(listed, self._deep_names(deep, listed))
