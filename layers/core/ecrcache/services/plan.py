@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from ecrcache.engine.ownership import ownership_block
 from ecrcache.engine.plan import Blocked, Plan
 from ecrcache.engine.planner import plan as plan_regions
-from ecrcache.errors import EcrcacheError
+from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
@@ -203,8 +203,18 @@ class PlanService:
         return OwnershipCheck(blocked, warnings)
 
     def rules_in_ecr(self, region: str) -> frozenset[str]:
-        """The prefixes of every pull-through cache rule ECR holds in ``region`` (desired or not)."""
-        return frozenset(self.registry(region).observe(prefixes=(), deep=False, applied={}).rules)
+        """The prefixes of every pull-through cache rule ECR holds in ``region`` (desired or not).
+
+        Raises ``RetryableError`` when ECR cannot be read: the quota cannot be checked honestly.
+        """
+        try:
+            observed = self.registry(region).observe(prefixes=(), deep=False, applied={})
+        except EcrcacheError as exc:
+            raise RetryableError(
+                f"could not read ECR in {region} to check its pull-through cache rule quota ({exc.message})",
+                reason=exc.reason,
+            ) from exc
+        return frozenset(observed.rules)
 
     def observe(
         self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
