@@ -35,7 +35,14 @@ store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
 planner = PlanService(desired=store, status=status, registry=registry, stack_region=stack_region())
-service = DesiredStateService(store=store, secrets=SecretsManagerStore(), clock=now, stack_region=stack_region())
+# The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule.
+service = DesiredStateService(
+    store=store,
+    secrets=SecretsManagerStore(),
+    clock=now,
+    stack_region=stack_region(),
+    ecr_rules=planner.rules_in_ecr,
+)
 importer = ImportService(service, registry, stack_region=stack_region())
 app = create_app(service, planner=planner, importer=importer, status=status, clock=now)
 

@@ -216,6 +216,34 @@ def test_import_adopts_a_hand_made_rule(cli: Cli, applied: RunningStack) -> None
     rule = cli.ok("get", "rule", "e2e-handmade", "-o", "json").json()
     assert rule["spec"]["deletion_policy"] == "retain"
     assert rule["spec"]["upstream_kind"] == "ecr-public"
+    assert rule["spec"]["adopt"] is True  # importing is saying "take it over"
+
+
+def test_a_hand_made_rule_is_blocked_until_adopted(cli: Cli, applied: RunningStack, tmp_path: Path) -> None:
+    # GIVEN a Quay rule made by hand, and a file declaring its prefix with another upstream
+    ecr = applied.client("ecr")
+    ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="e2e-conflict2", upstreamRegistryUrl="quay.io")
+    rule = {"upstream_kind": "ecr-public"}
+    declared = write(tmp_path, "conflict.yaml", {"version": 1, "rules": {"e2e-conflict2": rule}})
+
+    # WHEN dry-run, applied (waiting) and planned THEN all three say Blocked, and the wait ends at once
+    dry = cli.ok("apply", "-f", declared, "--dry-run")
+    applied_once = cli("apply", "-f", declared, "--timeout", "60")
+    plan = cli.ok("plan", "-o", "json").json()
+    assert "Blocked" in dry.stdout and "e2e-conflict2" in dry.stdout
+    assert applied_once.code == 6, applied_once.output
+    assert "Blocked" in applied_once.stderr and "not converged after" not in applied_once.stderr
+    assert "e2e-conflict2" in [b["prefix"] for b in plan["blocked"]]
+    # AND the hand-made rule is untouched
+    [found] = ecr.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["e2e-conflict2"])["pullThroughCacheRules"]
+    assert found["upstreamRegistryUrl"] == "quay.io"
+
+    # WHEN the rule says adopt: true THEN it is taken over and converges
+    adopted = write(tmp_path, "adopt.yaml", {"version": 1, "rules": {"e2e-conflict2": {**rule, "adopt": True}}})
+    cli.ok("apply", "-f", adopted, "--timeout", "60")
+    [found] = ecr.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["e2e-conflict2"])["pullThroughCacheRules"]
+    assert found["upstreamRegistryUrl"] == "public.ecr.aws"
+    cli.ok("delete", "rule", "e2e-conflict2")
 
 
 def test_stack_name_resolves_the_endpoint(cli: Cli, applied: RunningStack) -> None:

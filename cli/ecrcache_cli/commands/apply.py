@@ -11,6 +11,7 @@ import click
 
 from ecrcache_cli.app import App, output_option, pass_app, wait_options
 from ecrcache_cli.client import Api, Response
+from ecrcache_cli.commands.plan import print_blocked
 from ecrcache_cli.documents import load
 from ecrcache_cli.output import ApiError, CliError, ExitCode, OutputFormat, Printer
 from ecrcache_cli.wait import Waiter
@@ -72,6 +73,11 @@ def apply_cmd(
     changes: list[dict[str, Any]] = result.get("changes") or []
     if not printer.body(result):
         print_changes(printer, changes, dry_run=bool(result.get("dry_run")), revision=result.get("revision"))
+        if blocked := [b for b in result.get("blocked") or [] if isinstance(b, Mapping)]:
+            printer.out("")
+            print_blocked(printer, blocked)
+    for warning in result.get("warnings") or []:
+        printer.warn(str(warning))
     if dry_run or not wait:
         return ExitCode.OK
     rules = {prefix.removesuffix("/"): tuple(spec.get("regions") or ()) for prefix, spec in _rules(files.body)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -10,7 +10,9 @@ import click
 from ecrcache_cli.app import App, output_option, pass_app
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 
-__all__ = ["plan_cmd", "print_plan"]
+__all__ = ["BLOCKED_TITLE", "plan_cmd", "print_blocked", "print_plan"]
+
+BLOCKED_TITLE = "Blocked (not planned: nothing is changed in ECR for these rules until you act):"
 
 
 @click.command("plan")
@@ -51,5 +53,10 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
         printer.table(["kind", "region", "name", "reason"], rows, title="Unmanaged (reported, never changed):")
     if blocked:
         printer.out("")
-        rows = [[b.get("region"), b.get("prefix"), b.get("reason")] for b in blocked]
-        printer.table(["region", "rule", "reason"], rows, title="Blocked (not planned):")
+        print_blocked(printer, blocked)
+
+
+def print_blocked(printer: Printer, blocked: Sequence[Mapping[str, Any]]) -> None:
+    """The Blocked entries of a plan (or of an apply: the same entries, the same table)."""
+    rows = [[b.get("region"), b.get("prefix"), b.get("reason")] for b in blocked]
+    printer.table(["region", "rule", "reason"], rows, title=BLOCKED_TITLE)

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from ecrcache.engine.plan import ActionKind
+from ecrcache.models.observed import Ownership
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import ConditionType, RunStatus
 from tests.conftest import REGION
@@ -367,7 +368,7 @@ def test_settings_dropped_from_the_rule_are_removed_only_where_the_controller_ap
 # Ownership: adopt, take over, leave alone
 
 
-def test_identical_rule_and_template_made_by_hand_are_adopted_without_a_write(
+def test_identical_rule_and_template_made_by_hand_are_blocked_until_adopt_then_adopted_without_a_write(
     controller: Reconciler, alice: Admin, bob: Principal, look: Look, world: World
 ) -> None:
     # GIVEN a rule and a template someone created by hand, identical to what the rule asks for
@@ -380,11 +381,24 @@ def test_identical_rule_and_template_made_by_hand_are_adopted_without_a_write(
     )
     controller.deliver_events()  # drift events of a prefix nobody manages yet: nothing to do
     assert controller.writes() == {}
+
+    # WHEN the same rule is declared without adopt THEN it is Blocked: not owned, not written, Terminal
     alice.put_rule("quay", {"upstream_kind": "quay"})
     plan = world.reconciler.plan()
-    assert [a.kind for a in plan.actions] == [ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE]
+    assert plan.actions == ()
+    assert [b.prefix for b in plan.blocked] == ["quay"]
+    controller.deliver_stream()
+    assert controller.writes() == {}
+    assert look.owned() == Ownership()
+    status = look.rule_status("quay")
+    assert status is not None and not status.synced
+    conditions = {c.type.value: (c.status, c.reason) for c in status.conditions}
+    assert conditions["Terminal"] == (True, "Blocked")
 
-    # WHEN the stream is delivered
+    # WHEN the rule says adopt: true
+    alice.put_rule("quay", {"upstream_kind": "quay", "adopt": True})
+    plan = world.reconciler.plan()
+    assert [a.kind for a in plan.actions] == [ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE]
     controller.deliver_stream()
 
     # THEN both are adopted: recorded as owned, no ECR write, Synced, and nothing left to do
@@ -399,20 +413,20 @@ def test_identical_rule_and_template_made_by_hand_are_adopted_without_a_write(
     assert world.reconciler.plan().is_empty
 
 
-def test_different_rule_made_by_hand_is_taken_over_and_the_plan_says_so(
+def test_different_rule_made_by_hand_is_taken_over_with_adopt_and_the_plan_says_so(
     controller: Reconciler, alice: Admin, bob: Principal, look: Look, world: World
 ) -> None:
-    # GIVEN a hand-made Docker Hub rule using another secret
+    # GIVEN a hand-made Docker Hub rule using another secret, declared with adopt: true
     old_arn = alice.put_credential("old")
     new_arn = alice.put_credential("hub")
     bob.ecr.create_pull_through_cache_rule(
         ecrRepositoryPrefix="docker-hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=old_arn
     )
-    alice.put_rule("docker-hub", {"upstream_kind": "docker-hub", "credential": "hub"})
+    alice.put_rule("docker-hub", {"upstream_kind": "docker-hub", "credential": "hub", "adopt": True})
 
     # WHEN the plan is read THEN it updates the rule in place and says it takes it over
     [update] = [a for a in world.reconciler.plan().actions if a.kind is ActionKind.UPDATE_RULE]
-    assert "takes over an existing rule ecrcache did not create" in update.reason
+    assert "takes over an existing rule ecrcache did not create (adopt: true)" in update.reason
 
     # WHEN the stream is delivered THEN it does, and owns it from then on
     controller.deliver_stream()

@@ -109,8 +109,13 @@ def test_repository_cached_by_a_hand_made_rule_gets_the_settings_once_the_rule_i
     assert look.lifecycle(REPOSITORY) is None
     controller.pending_events()
 
-    # WHEN the same rule, with repository settings, is PUT through the API
+    # WHEN the same rule, with repository settings, is PUT through the API: Blocked (someone else's rule,
+    # its repositories are left alone) until the rule says adopt: true
     alice.put_rule("ecr-public", SPEC)
+    controller.deliver_stream()
+    assert controller.writes() == {}
+    assert look.lifecycle(REPOSITORY) is None
+    alice.put_rule("ecr-public", {**SPEC, "adopt": True})
     controller.deliver_stream()
 
     # THEN the rule is adopted, the template created, and the cached repository patched

@@ -39,6 +39,7 @@ from tests.unit.engine.planner_support import (
 pytestmark = pytest.mark.unit
 
 QUAY = desired("quay")
+QUAY_ADOPT = desired("quay", adopt=True)
 HUB = desired("docker-hub", kind="docker-hub")
 ECR = desired("mirror", kind="ecr", custom_role_arn=UPSTREAM_ROLE)
 
@@ -82,11 +83,17 @@ def _situations() -> dict[str, Situation]:
         "rule exists, template missing": Situation(
             [QUAY], region([rule_of(QUAY)]), owned("quay"), [("create_template", "quay")]
         ),
-        "identical rule not owned": Situation(
-            [QUAY], converged([QUAY]), Ownership(templates=frozenset({"quay"})), [("adopt_rule", "quay")]
+        "identical rule not owned, adopt": Situation(
+            [QUAY_ADOPT], converged([QUAY]), Ownership(templates=frozenset({"quay"})), [("adopt_rule", "quay")]
         ),
-        "identical template not owned": Situation(
-            [QUAY], converged([QUAY]), Ownership(rules=frozenset({"quay"})), [("adopt_template", "quay")]
+        "identical template not owned, adopt": Situation(
+            [QUAY_ADOPT], converged([QUAY]), Ownership(rules=frozenset({"quay"})), [("adopt_template", "quay")]
+        ),
+        "identical rule not owned, no adopt: blocked": Situation(
+            [QUAY], converged([QUAY]), Ownership(templates=frozenset({"quay"})), []
+        ),
+        "identical template not owned, no adopt: blocked": Situation(
+            [QUAY], converged([QUAY]), Ownership(rules=frozenset({"quay"})), []
         ),
         "credential rotated to another secret": Situation(
             [hub_rotated], converged([HUB]), owned("docker-hub"), [("update_rule", "docker-hub")]
@@ -216,8 +223,8 @@ def test_plan_region_rule_with_defaults_spelled_out_is_not_drift() -> None:
 
 
 def test_plan_region_takeover_of_a_different_unowned_rule_says_so() -> None:
-    # GIVEN a rule at the desired prefix that ecrcache did not create and that differs
-    rotated = desired("docker-hub", kind="docker-hub", arn=HUB_ARN_ROTATED)
+    # GIVEN a rule at the desired prefix that ecrcache did not create and that differs, and adopt: true
+    rotated = desired("docker-hub", kind="docker-hub", arn=HUB_ARN_ROTATED, adopt=True)
     found = run([rotated], converged([HUB]), Ownership(templates=frozenset({"docker-hub"})))
     # THEN it is updated (not created: that would fail with AlreadyExists) and the reason says so
     assert kinds(found) == [("update_rule", "docker-hub")]
@@ -225,7 +232,7 @@ def test_plan_region_takeover_of_a_different_unowned_rule_says_so() -> None:
 
 
 def test_plan_region_adopt_rule_is_not_an_aws_call() -> None:
-    found = run([QUAY], converged([QUAY]), Ownership(templates=frozenset({"quay"})))
+    found = run([QUAY_ADOPT], converged([QUAY]), Ownership(templates=frozenset({"quay"})))
     action = found.actions[0]
     assert action.kind is ActionKind.ADOPT_RULE
     assert action.request == {}
@@ -374,7 +381,7 @@ def test_plan_region_retired_rules_kept_are_reported(deletion: str, ownership: O
 def test_plan_region_missing_credential_arn_blocks_the_whole_rule() -> None:
     # GIVEN a rule whose credential's secret ARN could not be resolved, and its ECR rule in place
     blocked = desired("docker-hub", kind="docker-hub").model_copy(update={"credential_arn": None})
-    found = run([blocked], converged([HUB]), Ownership())
+    found = run([blocked], converged([HUB]), owned("docker-hub"))
     # THEN nothing is planned, nothing reported unmanaged, and the reason names the secret
     assert found.is_empty
     assert found.unmanaged == ()
@@ -487,7 +494,7 @@ def test_action_kind_scope_and_aws_calls(kind: ActionKind, scope: str, calls_aws
 
 def test_plan_merges_regions_in_order() -> None:
     found = plan(
-        {REGION: [QUAY], "eu-west-1": [QUAY]},
+        {REGION: [QUAY_ADOPT], "eu-west-1": [QUAY_ADOPT]},
         {},
         {REGION: region(), "eu-west-1": region(name="eu-west-1")},
         {},
@@ -512,7 +519,7 @@ def test_plan_refuses_a_misfiled_observation() -> None:
 
 def test_plan_uses_each_regions_ownership() -> None:
     found = plan(
-        {REGION: [QUAY], "eu-west-1": [QUAY]},
+        {REGION: [QUAY_ADOPT], "eu-west-1": [QUAY_ADOPT]},
         {},
         {REGION: converged([QUAY]), "eu-west-1": converged([QUAY]).model_copy(update={"region": "eu-west-1"})},
         {REGION: owned("quay")},

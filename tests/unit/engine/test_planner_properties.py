@@ -4,7 +4,9 @@
 * applying a plan (simulated) and planning again plans nothing, for deep and fast observations;
 * planning is deterministic, whatever order the inputs come in;
 * rules and templates that are not desired are only ever deleted when owned and retired with
-  ``deletion_policy: delete``.
+  ``deletion_policy: delete``;
+* a rule or template in ECR that ecrcache does not own is never changed (nor recorded as owned,
+  nor its cached repositories patched) unless its desired rule says ``adopt: true``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def _random_spec(rng: Random, prefix: str) -> RuleSpec:
         repository=repository,
         description=rng.choice([None, "mirror"]),
         deletion_policy=rng.choice(list(DeletionPolicy)),
+        adopt=rng.random() < 0.5,
         **fields,
     )
 
@@ -383,3 +386,25 @@ def test_plan_region_records_what_the_rule_wants_after_apply(world: World) -> No
 def _shadowed(name: str, rule: DesiredRule, observed: ObservedRegion) -> bool:
     """Whether a longer ECR rule (not desired) owns the repository instead of ``rule``."""
     return any(p != ROOT_PREFIX and len(p) > len(rule.prefix) and name.startswith(p + "/") for p in observed.rules)
+
+
+@PROPERTY_SETTINGS
+@given(world=worlds())
+def test_plan_region_never_touches_what_is_not_ours_without_adopt(world: World) -> None:
+    # GIVEN any world WHEN planned THEN every action on a prefix whose rule or template in ECR is not
+    # ecrcache's belongs to a desired rule that says adopt: true; the others are Blocked
+    found = run(world)
+    observed, ownership = world.observed, world.ownership
+    not_ours = {
+        "rule": {p for p in observed.rules if p not in ownership.rules},
+        "template": {p for p in observed.templates if p not in ownership.templates},
+    }
+    either = not_ours["rule"] | not_ours["template"]
+    adopting = {r.prefix for r in world.desired if r.spec.adopt}
+    for action in found.actions:
+        scope = action.kind.scope
+        touched = either if scope == "repository" else not_ours[scope]
+        if action.rule_prefix in touched:
+            assert action.rule_prefix in adopting, (action.kind, action.target)
+    colliding = {r.prefix for r in world.desired if r.prefix in either and not r.spec.adopt}
+    assert colliding <= {b.prefix for b in found.blocked}

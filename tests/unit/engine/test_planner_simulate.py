@@ -120,7 +120,11 @@ def test_apply_to_observed_ignores_other_regions() -> None:
 def test_apply_to_observed_replace_and_mutability() -> None:
     # GIVEN an immutable change and a repository with the wrong tag mutability
     new = desired(
-        "quay", upstream_repository_prefix="team", mutability="IMMUTABLE_WITH_EXCLUSION", exclusions=["latest"]
+        "quay",
+        upstream_repository_prefix="team",
+        mutability="IMMUTABLE_WITH_EXCLUSION",
+        exclusions=["latest"],
+        adopt=True,
     )
     observed = converged([desired("quay")], [repo("quay/x", details=details_of(spec()))])
     found = plan_region([new], [], observed, Ownership(), deep=True)

@@ -165,7 +165,32 @@ def test_a_failed_action_is_recorded_on_its_rule(world: World, retryable: bool, 
     assert run.status is RunStatus.PARTIAL
     assert run.summary == {"create_template": 1, "failed_actions": 1, "left_after_verify": 1}
     assert run.errors == (f"{REGION}:quay: create_rule quay: Refused: no way",)
-    assert world.status.ownership(REGION).rules == set()
+    # AND ownership was claimed before the call: dropped when ECR refused it, kept when the call may
+    # have reached ECR (a retryable failure), so the rule is never mistaken for someone else's
+    assert world.status.ownership(REGION).rules == ({"quay"} if retryable else set())
+
+
+def test_a_run_cut_off_right_after_creating_a_rule_still_owns_it(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a run that stops (the function times out) right after ECR created the rule
+    world.write(ResourceKind.RULE, "quay", QUAY)
+    create = world.ecr.apply
+
+    def created_then_cut_off(action: Any) -> ActionResult:
+        result = create(action)
+        if action.kind is K.CREATE_RULE:
+            raise TimeoutError("the function timed out")
+        return result
+
+    monkeypatch.setattr(world.ecr, "apply", created_then_cut_off)
+    with pytest.raises(TimeoutError):
+        world.run()
+    monkeypatch.undo()
+    # WHEN the next run comes
+    run = world.run()
+    # THEN the rule it made is its own (claimed before the call), not someone else's to be Blocked
+    assert "quay" in world.status.ownership(REGION).rules
+    assert run.summary == {"create_template": 1, "left_after_verify": 0}
+    assert world.conditions("quay")["Synced"] == (True, "Converged")
 
 
 @pytest.mark.parametrize("trigger", [RunTrigger.SCHEDULE, RunTrigger.API])

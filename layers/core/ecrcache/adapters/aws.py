@@ -1,11 +1,19 @@
-"""boto3 session and client construction, with botocore's adaptive retry mode everywhere."""
+"""boto3 session and client construction, with botocore's adaptive retry mode everywhere.
+
+botocore's standard and adaptive modes count ``LimitExceededException`` among the throttling errors:
+they retry it (4 times here, with exponential backoff) and the adaptive mode slows the client's
+every later call. For services where that code means a quota (ECR's 50 rules per Region), nothing
+will change by waiting: :func:`fail_fast` makes such codes raise at the first answer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,6 +43,31 @@ RETRYABLE_CODES = frozenset(
         "ServerException",
     }
 )
+
+
+ECR_TERMINAL_CODES: Final = frozenset({"LimitExceededException"})
+"""ECR codes botocore retries as throttling that are quotas ("would exceed a service limit"): terminal."""
+
+
+def fail_fast(client: BaseClient, codes: Collection[str]) -> None:
+    """Make ``client`` raise the modeled error for ``codes`` at the first answer: no botocore retry,
+    and no slowdown of the adaptive rate limiter (which runs after this handler on ``needs-retry``).
+
+    Every other error keeps botocore's standard handling (throttling, transient and 5xx retried).
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    terminal = frozenset(codes)
+
+    def stop(response: Any = None, operation: Any = None, **_: Any) -> None:
+        if response is None or operation is None:
+            return  # a connection error: botocore's retry decides
+        parsed = response[1]
+        code = str((parsed.get("Error") or {}).get("Code") or "")
+        if code in terminal:
+            modeled = cast("type[ClientError]", client.exceptions.from_code(code))
+            raise modeled(parsed, operation.name)
+
+    client.meta.events.register_first(f"needs-retry.{service}", stop, unique_id=f"ecrcache-fail-fast-{id(client)}")
 
 
 @cache

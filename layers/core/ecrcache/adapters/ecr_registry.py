@@ -17,6 +17,8 @@ every AWS error into an :class:`~ecrcache.ports.ActionResult` (it never raises f
 error                                                       result       why
 ==========================================================  ===========  =================================
 throttling codes, ``ServerException``, any HTTP 5xx         retryable    botocore's adaptive retries gave up
+``LimitExceededException`` (a quota: 50 rules a Region)     terminal     at the first answer: botocore
+                                                                         does not retry it (``fail_fast``)
 connection errors, timeouts (``BotoCoreError``)             retryable    the network, not the request
 ``SecretNotFoundException``, ``UnableToAccessSecret…``      retryable    a new secret may not be visible to
 (create / update rule, after 3 attempts with 1 s, 2 s)                   ECR yet (DESIGN)
@@ -26,7 +28,7 @@ connection errors, timeouts (``BotoCoreError``)             retryable    the net
 ``*NotFoundException`` on delete                            ok           already gone
 ``AccessDeniedException``, ``ValidationException``,          terminal     needs a change of input or
 ``InvalidParameterException``, ``UnsupportedUpstream…``,                 permissions
-``LimitExceededException``, ``UnableToDecryptSecret…``,
+``UnableToDecryptSecret…``,
 botocore ``ParamValidationError``, anything else
 ==========================================================  ===========  =================================
 
@@ -47,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from ecrcache.adapters.aws import RETRY_CONFIG, RETRYABLE_CODES, classify, error_code
+from ecrcache.adapters.aws import ECR_TERMINAL_CODES, RETRY_CONFIG, RETRYABLE_CODES, classify, error_code, fail_fast
 from ecrcache.engine.essence import rule_essence, template_essence
 from ecrcache.engine.plan import ActionKind, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
@@ -170,6 +172,7 @@ class Boto3EcrReader:
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self.client.meta.events.register("before-call.ecr", self._count, unique_id=f"ecrcache-count-{id(self)}")
+        fail_fast(self.client, ECR_TERMINAL_CODES)  # a quota answer is final: not retried, no slowdown
 
     # -- call counting -------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class Boto3EcrReader:
         scope = [p for p in prefixes if p]
         listed = {
             item["repositoryName"]: item
-            for item in self._repository_items()
+            for item in (self._repository_items() if scope else ())  # no prefix: rules and templates only
             if any(_prefix_in(item["repositoryName"], p) for p in scope)
         }
         details = self._deep_read(listed, self._deep_names(deep, listed))

@@ -7,9 +7,9 @@ tie resources together: a rule's ``credential``, a warm set's ``rule`` and a cre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ecrcache.errors import FieldError
 from ecrcache.models.records import ResourceKind, WriteAction
@@ -109,37 +109,69 @@ def apply_changes(current: Specs, changes: list[ResourceChange]) -> dict[Resourc
 
 
 Touched = frozenset[tuple[ResourceKind, str]] | None
+Held = Mapping[str, Collection[str]]
+"""Region -> prefixes of the pull-through cache rules ECR holds there (desired or not)."""
+_NAMED: Final = 5
 
 
-def check_integrity(state: Specs, *, touched: Touched = None, default_region: str = "") -> Violations:
+def _regions(rule: Mapping[str, Any], default_region: str) -> set[str]:
+    return {str(region) for region in rule.get("regions") or [default_region]}
+
+
+def regions_gaining_rules(changes: Iterable[ResourceChange], default_region: str) -> set[str]:
+    """The Regions where ``changes`` add a rule (a new rule, or a rule given another Region): only
+    there can a write push ECR past its rule quota, so only there must ECR be asked what it holds."""
+    gained: set[str] = set()
+    for change in changes:
+        if change.kind is ResourceKind.RULE and change.after is not None:
+            before = _regions(change.before, default_region) if change.before is not None else set()
+            gained |= _regions(change.after, default_region) - before
+    return gained
+
+
+def check_integrity(
+    state: Specs, *, touched: Touched = None, default_region: str = "", held: Held | None = None
+) -> Violations:
     """References resolve, kinds agree and the rule quota holds in ``state``.
 
     ``touched`` limits reference errors to what a write changed (a single PUT reports its own
     field, not an unrelated pre-existing problem). Paths use document form (``rules.<prefix>.credential``).
+    ``held`` is what ECR holds in the Regions a write adds rules to: the quota counts what ECR will
+    hold there, the desired rules and every rule ECR keeps that is not desired (retained by
+    ``deletion_policy: retain``, or made outside ecrcache).
     """
     out = Violations()
     _credential_references(state, touched, out)
     _warm_set_references(state, touched, out)
     if touched is None or any(k is ResourceKind.RULE for k, _ in touched):
-        _quota(state.get(ResourceKind.RULE, {}), default_region, out)
+        _quota(state.get(ResourceKind.RULE, {}), default_region, held or {}, out)
     return out
 
 
-def _quota(rules: Mapping[str, Mapping[str, Any]], default_region: str, out: Violations) -> None:
-    """ECR's quota is per registry, i.e. per Region: count each rule in every Region it names."""
-    per_region: dict[str, int] = {}
-    for rule in rules.values():
-        for region in rule.get("regions") or [default_region]:
-            per_region[str(region)] = per_region.get(str(region), 0) + 1
-    for region, count in sorted(per_region.items()):
-        if count > MAX_RULES:
-            where = f" in {region}" if region else ""
-            out.conflicts.append(
-                FieldError(
-                    "rules",
-                    f"ECR allows at most {MAX_RULES} pull-through cache rules per registry{where}; {count} requested",
-                )
+def _quota(rules: Mapping[str, Mapping[str, Any]], default_region: str, held: Held, out: Violations) -> None:
+    """ECR's quota is per registry, i.e. per Region: count each rule in every Region it names, plus
+    the rules ECR holds there that are not desired (ECR's ``LimitExceededException`` counts them too)."""
+    desired: dict[str, set[str]] = {region: set() for region in held}
+    for prefix, rule in rules.items():
+        for region in _regions(rule, default_region):
+            desired.setdefault(region, set()).add(prefix)
+    for region, prefixes in sorted(desired.items()):
+        others = sorted(set(held.get(region, ())) - prefixes)
+        count = len(prefixes) + len(others)
+        if count <= MAX_RULES:
+            continue
+        where = f" in {region}" if region else ""
+        message = f"ECR allows at most {MAX_RULES} pull-through cache rules per registry{where}; "
+        if not others:
+            message += f"{count} requested"
+        else:
+            named = ", ".join(others[:_NAMED]) + (f" and {len(others) - _NAMED} more" if len(others) > _NAMED else "")
+            message += (
+                f"this would make {count}: {len(prefixes)} desired and {len(others)} in ECR that are not desired "
+                f"({named}: retained by deletion_policy retain, or made outside ecrcache; delete them in ECR, "
+                "or import them to manage them)"
             )
+        out.conflicts.append(FieldError("rules", message))
 
 
 def _is_touched(touched: Touched, kind: ResourceKind, name: str) -> bool:

@@ -7,9 +7,13 @@ verifies by observing and planning again, expecting an empty plan.
 What is planned, per Region (the ACK ``Sync`` shape: create if missing, update only when the
 essences differ; :mod:`.essence` defines "differ"):
 
-* **Rules.** Missing: ``create_rule``. Found but not owned: ``adopt_rule`` when it already matches
-  (creating would fail with ``PullThroughCacheRuleAlreadyExistsException``), else an update or
-  replace whose reason says it takes over the rule. Credential / role changed: ``update_rule``.
+* **Ownership** first: :func:`~ecrcache.engine.ownership.claim` alone decides whether a rule or
+  template is ecrcache's to change. A desired prefix whose rule or template in ECR is not ecrcache's
+  is :class:`~.plan.Blocked` unless the rule says ``adopt: true``: nothing is planned for it (not
+  its rule, template or repositories), identical or not.
+* **Rules.** Missing: ``create_rule``. Found, not owned, ``adopt: true``: ``adopt_rule`` when it
+  already matches (only ownership is recorded), else an update or replace whose reason says it
+  takes over the rule. Credential / role changed: ``update_rule``.
   Upstream URL, registry or upstream repository prefix changed - or a role to be removed, which
   ``UpdatePullThroughCacheRule`` cannot clear - : ``replace_rule`` (delete + create, one action).
 * **Templates** (prefix = the rule's ECR prefix, ``appliedFor`` containing ``PULL_THROUGH_CACHE``):
@@ -60,6 +64,7 @@ from ecrcache.engine.essence import (
     rule_essence,
     template_essence,
 )
+from ecrcache.engine.ownership import Claim, claim, ownership_block
 from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Plan, PlannedAction, Unmanaged, UnmanagedKind
 from ecrcache.errors import InvalidInputError
 from ecrcache.models.common import ROOT_PREFIX
@@ -83,7 +88,7 @@ ROOT_RULE_NOTE: Final = (
     "existing repositories are not patched for ROOT rules: without a prefix, cached repositories cannot be "
     "told from ordinary ones; the creation template covers repositories cached from now on"
 )
-_TAKEOVER: Final = "; takes over an existing {what} ecrcache did not create"
+_TAKEOVER: Final = "; takes over an existing {what} ecrcache did not create (adopt: true)"
 
 
 def _json(value: Mapping[str, Any]) -> JsonObject:
@@ -448,6 +453,10 @@ class _RegionPlanner:
         gone = {p: r for p, r in _by_prefix(retired, "retired").items() if p not in wanted}
         ready: dict[str, _Ready] = {}
         for prefix, rule in sorted(wanted.items()):
+            collision = ownership_block(rule, self.observed, self.ownership)
+            if collision is not None:
+                self.blocked.append(collision)
+                continue
             prepared = _prepare(rule)
             if isinstance(prepared, str):
                 self.block(prefix, prepared)
@@ -480,19 +489,21 @@ class _RegionPlanner:
             )
             return
         have = rule_essence(found)
-        owned = prefix in self.ownership.rules
+        owner = claim(present=True, owned=prefix in self.ownership.rules, desired=True, adopt=ready.spec.adopt)
+        if not owner.may_change:  # reported by ownership_block; never planned
+            return
         changed = changed_fields(have, want)
         if not changed:
-            if not owned:
+            if owner is Claim.ADOPTABLE:
                 self.add(
                     ActionKind.ADOPT_RULE,
                     prefix,
-                    "an identical rule ecrcache did not create exists: adopt it",
+                    "an identical rule ecrcache did not create exists and the rule says adopt: true: adopt it",
                     before=have,
                     after=want,
                 )
             return
-        takeover = "" if owned else _TAKEOVER.format(what="rule")
+        takeover = "" if owner is Claim.OURS else _TAKEOVER.format(what="rule")
         immutable = [name for name in changed if name in IMMUTABLE_RULE_FIELDS]
         cleared = [name for name in changed if want[name] is None]
         if immutable or cleared:
@@ -540,19 +551,21 @@ class _RegionPlanner:
             )
             return
         have = template_essence(found, with_description=with_description)
-        owned = prefix in self.ownership.templates
+        owner = claim(present=True, owned=prefix in self.ownership.templates, desired=True, adopt=ready.spec.adopt)
+        if not owner.may_change:  # reported by ownership_block; never planned
+            return
         changed = changed_fields(have, want)
         if not changed:
-            if not owned:
+            if owner is Claim.ADOPTABLE:
                 self.add(
                     ActionKind.ADOPT_TEMPLATE,
                     prefix,
-                    "an identical template ecrcache did not create exists: adopt it",
+                    "an identical template ecrcache did not create exists and the rule says adopt: true: adopt it",
                     before=have,
                     after=want,
                 )
             return
-        takeover = "" if owned else _TAKEOVER.format(what="template")
+        takeover = "" if owner is Claim.OURS else _TAKEOVER.format(what="template")
         self.add(
             ActionKind.UPDATE_TEMPLATE,
             prefix,
@@ -571,24 +584,26 @@ class _RegionPlanner:
 
     def plan_retired_rule(self, prefix: str, deletion: DeletionPolicy) -> None:
         rule = self.observed.rules.get(prefix)
-        if rule is not None:
-            if deletion is DeletionPolicy.DELETE and prefix in self.ownership.rules:
-                self.add(
-                    ActionKind.DELETE_RULE,
-                    prefix,
-                    "the desired rule was deleted with deletion_policy delete (cached repositories stay)",
-                    before=rule_essence(rule),
-                    request={"ecrRepositoryPrefix": prefix},
-                )
-            else:
-                self.report("rule", prefix, _retired_reason("rule", deletion, prefix in self.ownership.rules))
+        if rule is None:
+            return
+        owner = claim(present=True, owned=prefix in self.ownership.rules, desired=False, adopt=False)
+        if deletion is DeletionPolicy.DELETE and owner is Claim.OURS:
+            self.add(
+                ActionKind.DELETE_RULE,
+                prefix,
+                "the desired rule was deleted with deletion_policy delete (cached repositories stay)",
+                before=rule_essence(rule),
+                request={"ecrRepositoryPrefix": prefix},
+            )
+        else:
+            self.report("rule", prefix, _retired_reason("rule", deletion, owned=owner is Claim.OURS))
 
     def plan_retired_template(self, prefix: str, deletion: DeletionPolicy) -> None:
         """Like a rule, except that a template also used for other ``appliedFor`` values is left in place."""
         template = self.observed.templates.get(prefix)
         if template is None:
             return
-        owned = prefix in self.ownership.templates
+        owned = claim(present=True, owned=prefix in self.ownership.templates, desired=False, adopt=False) is Claim.OURS
         shared = sorted(set(template.applied_for) - {PULL_THROUGH_CACHE})
         if deletion is DeletionPolicy.DELETE and owned and not shared:
             self.add(
@@ -606,7 +621,7 @@ class _RegionPlanner:
                 f"{', '.join(shared)}: left in place",
             )
         else:
-            self.report("template", prefix, _retired_reason("template", deletion, owned))
+            self.report("template", prefix, _retired_reason("template", deletion, owned=owned))
 
     def report_unmanaged(self, handled: set[str]) -> None:
         for kind, found, owned in (
@@ -614,10 +629,11 @@ class _RegionPlanner:
             ("template", self.observed.templates, self.ownership.templates),
         ):
             for prefix in sorted(set(found) - handled):
+                owner = claim(present=True, owned=prefix in owned, desired=False, adopt=False)
                 reason = (
                     "created or adopted by ecrcache but no longer desired: left in place (only a deleted rule "
                     "with deletion_policy delete is removed)"
-                    if prefix in owned
+                    if owner is Claim.OURS
                     else "not in the desired state and not created or adopted by ecrcache: reported, never changed"
                 )
                 self.report(cast("UnmanagedKind", kind), prefix, reason)
@@ -653,7 +669,7 @@ def _template_update(request: JsonObject, found: ObservedTemplate) -> JsonObject
     return update
 
 
-def _retired_reason(what: str, deletion: DeletionPolicy, owned: bool) -> str:
+def _retired_reason(what: str, deletion: DeletionPolicy, *, owned: bool) -> str:
     if not owned:
         return (
             f"its desired rule was deleted, but ecrcache never created or adopted this {what}: reported, never changed"

@@ -65,7 +65,7 @@ def create_app(
     rules.register(app, service)
     credentials.register(app, service)
     warm_sets.register(app, service)
-    desired_state.register(app, service)
+    desired_state.register(app, service, planner)
     history.register(app, service)
     control.register(app, planner=planner, importer=importer, status=status, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))

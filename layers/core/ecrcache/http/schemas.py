@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecrcache.engine.plan import Blocked
 from ecrcache.models.credential import CredentialSpec, secret_name
 from ecrcache.models.records import HistoryEntry, ResourceKind, StoredResource, WriteAction
 from ecrcache.models.rule import RuleSpec
@@ -118,6 +119,17 @@ class ApplyResponse(BaseModel):
     dry_run: bool
     revision: int = Field(description="Revision of the desired state after the apply (or as read, for a dry run).")
     changes: list[ChangeOut]
+    blocked: list[Blocked] = Field(
+        default_factory=list,
+        description=(
+            "Rules this document creates or changes that the controller will not touch, as `GET /v1/plan` "
+            "shows them: ECR already holds a rule or creation template with the prefix that ecrcache did not "
+            "create. Each says what to do (`ecrcache import`, or `adopt: true` on the rule)."
+        ),
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="Checks that could not be made (e.g. ECR could not be read in a Region)."
+    )
 
 
 class HistoryPage(BaseModel):

@@ -364,6 +364,17 @@ class RuleSpec(BaseModel):
         description="retain: deleting the desired rule leaves the ECR rule; delete: removes it. Cached repos stay.",
     )
     description: Description | None = Field(default=None, description="Free text, at most 256 characters.")
+    adopt: bool = Field(
+        default=False,
+        strict=True,
+        # Left out of the stored / exported spec while false: specs stored before the field existed stay equal.
+        exclude_if=lambda value: value is False,
+        description=(
+            "Take over a pull-through cache rule or creation template with this prefix that ecrcache did not "
+            "create (made by hand, by Terraform ...) and make it match this rule. Without it such a rule is "
+            "Blocked and nothing in ECR is changed. Once taken over, the rule is ecrcache's like any other."
+        ),
+    )
 
     @field_validator("upstream_url")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +29,7 @@ from ecrcache.engine.desired import (
     check_integrity,
     diff_document,
     referenced_by,
+    regions_gaining_rules,
 )
 from ecrcache.errors import (
     ConflictError,
@@ -121,12 +122,16 @@ class DesiredStateService:
         *,
         stack_region: str = "us-east-1",
         sleep: Callable[[float], None] = time.sleep,
+        ecr_rules: Callable[[str], Collection[str]] | None = None,
     ) -> None:
+        """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
+        which counts those that are not desired too); without it only desired rules are counted."""
         self.store = store
         self.secrets = secrets
         self.clock = clock
         self.stack_region = stack_region
         self.sleep = sleep
+        self.ecr_rules = ecr_rules
 
     def _backoff(self, attempt: int) -> None:
         """Full jitter: writers that lost the race spread out instead of colliding again."""
@@ -435,7 +440,10 @@ class DesiredStateService:
         (``credential``) when one resource is written (``relative_to``).
         """
         state = apply_changes(_specs(snapshot), list(changes))
-        violations = check_integrity(state, touched=touched, default_region=self.stack_region)
+        held = None
+        if self.ecr_rules is not None:  # ECR is read only where a write adds a rule
+            held = {r: self.ecr_rules(r) for r in sorted(regions_gaining_rules(changes, self.stack_region))}
+        violations = check_integrity(state, touched=touched, default_region=self.stack_region, held=held)
         invalid = [*violations.invalid, *extra]
         if relative_to is not None:
             prefix = f"{SECTIONS[relative_to[0]]}.{relative_to[1]}."

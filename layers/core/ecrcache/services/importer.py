@@ -2,9 +2,11 @@
 exist in ECR - made by hand, by Terraform or by the console - into the desired state.
 
 Each ECR rule whose prefix is not desired yet becomes a desired rule with ``deletion_policy:
-retain`` (importing never puts an existing rule at risk); the creation template with the same
-prefix, if any, gives its repository settings and lifecycle policy. The next reconcile then finds
-ECR already matching and adopts the rule and template (records ownership) without changing them.
+retain`` (importing never puts an existing rule at risk) and ``adopt: true`` (importing is the user
+saying "take it over": without it the rule would be Blocked as someone else's); the creation
+template with the same prefix, if any, gives its repository settings and lifecycle policy. The next
+reconcile then finds ECR already matching and adopts the rule and template (records ownership)
+without changing them.
 A rule that uses a credential needs that credential in the desired state first (the controller
 cannot read the secret to learn its username): it is skipped with that reason.
 """
@@ -76,6 +78,7 @@ def rule_spec_from_ecr(
         "upstream_kind": kind,
         "upstream_url": rule.upstream_registry_url,
         "deletion_policy": "retain",
+        "adopt": True,
     }
     if rule.upstream_repository_prefix != ROOT_PREFIX:
         spec["upstream_repository_prefix"] = rule.upstream_repository_prefix

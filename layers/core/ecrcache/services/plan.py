@@ -8,19 +8,26 @@ with it, then applies.
 Rules and templates are always planned in full: reading them is two paginated calls, and it lets
 any run repair drift on any rule. The :class:`Scope` only chooses the Regions and which
 repositories are read deeply.
+
+Two narrower reads serve desired-state writes: :meth:`PlanService.ownership_check` (the
+:class:`~ecrcache.engine.plan.Blocked` entries the plan will show for the rules a write touches, so
+a dry run and an apply say what the plan says) and :meth:`PlanService.rules_in_ecr` (what ECR holds,
+for the per-Region rule quota).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from pydantic import ValidationError
 
-from ecrcache.engine.plan import Plan
+from ecrcache.engine.ownership import ownership_block
+from ecrcache.engine.plan import Blocked, Plan
 from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
@@ -28,7 +35,7 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RuleStatusRecord
 from ecrcache.ports import EcrReader, StateStore, StatusStore
 
-__all__ = ["FAST_SCOPE", "DesiredByRegion", "PlanService", "Scope"]
+__all__ = ["FAST_SCOPE", "DesiredByRegion", "OwnershipCheck", "PlanService", "Scope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,15 @@ class DesiredByRegion:
         """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
         rules = (*self.desired_in(region), *self.retired_in(region))
         return sorted({r.prefix for r in rules if r.prefix != ROOT_PREFIX})
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipCheck:
+    """The rules a write touches that the plan will show Blocked (ECR holds a rule or template with
+    their prefix that ecrcache does not own), and the Regions that could not be read."""
+
+    blocked: list[Blocked]
+    warnings: list[str]
 
 
 class PlanService:
@@ -164,6 +180,41 @@ class PlanService:
             return RuleSpec.model_validate(entry.before)
         except ValidationError:
             return None
+
+    def ownership_check(self, rules: Mapping[str, RuleSpec]) -> OwnershipCheck:
+        """What the plan will say about ownership for ``rules`` (prefix -> spec, as a write leaves
+        them): the same :func:`~ecrcache.engine.ownership.ownership_block` the planner runs, on ECR's
+        rules and templates and the ownership records of each Region they name. Best effort: a
+        Region that cannot be read is a warning, never an error (the write stands on its own)."""
+        by_region: dict[str, list[DesiredRule]] = defaultdict(list)
+        for prefix, spec in sorted(rules.items()):
+            for region in spec.regions or (self.stack_region,):
+                by_region[region].append(DesiredRule(prefix=prefix, spec=spec))
+        blocked: list[Blocked] = []
+        warnings: list[str] = []
+        for region, wanted in sorted(by_region.items()):
+            try:
+                observed = self.registry(region).observe(prefixes=(), deep=False, applied={})
+                ownership = self.status.ownership(region)
+            except EcrcacheError as exc:
+                warnings.append(f"could not check {region} for rules ecrcache does not own: {exc.message}")
+                continue
+            blocked.extend(found for rule in wanted if (found := ownership_block(rule, observed, ownership)))
+        return OwnershipCheck(blocked, warnings)
+
+    def rules_in_ecr(self, region: str) -> frozenset[str]:
+        """The prefixes of every pull-through cache rule ECR holds in ``region`` (desired or not).
+
+        Raises ``RetryableError`` when ECR cannot be read: the quota cannot be checked honestly.
+        """
+        try:
+            observed = self.registry(region).observe(prefixes=(), deep=False, applied={})
+        except EcrcacheError as exc:
+            raise RetryableError(
+                f"could not read ECR in {region} to check its pull-through cache rule quota ({exc.message})",
+                reason=exc.reason,
+            ) from exc
+        return frozenset(observed.rules)
 
     def observe(
         self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]

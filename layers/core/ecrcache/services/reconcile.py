@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ecrcache.engine.plan import ActionKind, Plan
+from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
@@ -37,10 +37,10 @@ from ecrcache.engine.status import (
     unverified,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion
+from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.status import ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRegistry, StateStore, StatusStore
+from ecrcache.ports import EcrRegistry, OwnedKind, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 
 LEASE_SECONDS = 300
@@ -176,7 +176,7 @@ class ReconcileService:
         desired, retired = inputs.desired_in(region), inputs.retired_in(region)
         observed, ownership, applied = self.planner.observe(region, inputs.prefixes(region), deep=scope.deep_read)
         plan = plan_regions({region: desired}, {region: retired}, {region: observed}, {region: ownership})
-        outcome = self._apply(region, plan, observed, applied)
+        outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
             after, left = self._verify(region, inputs, scope, outcome)
         else:  # nothing in ECR changed: the observation is still what verify would read
@@ -214,14 +214,22 @@ class ReconcileService:
         return after, left
 
     def _apply(
-        self, region: str, plan: Plan, observed: ObservedRegion, applied: Mapping[str, AppliedFingerprints]
+        self,
+        region: str,
+        plan: Plan,
+        observed: ObservedRegion,
+        applied: Mapping[str, AppliedFingerprints],
+        ownership: Ownership,
     ) -> _RegionOutcome:
         outcome = _RegionOutcome()
         registry = self.registry(region)
         applied_updates: dict[str, AppliedFingerprints] = {}
         for action in plan.actions:
+            claimed = self._claim(region, action, ownership)
             result = registry.apply(action)
             if not result.ok:
+                if claimed and not result.retryable:  # ECR refused: nothing was made, it is not ours
+                    self.status.forget_owned(region, claimed, action.target)
                 outcome.failures[action.rule_prefix].append((action, result))
                 logger.warning(
                     "action failed",
@@ -234,7 +242,7 @@ class ReconcileService:
                 )
                 continue
             outcome.applied[action.kind] = outcome.applied.get(action.kind, 0) + 1
-            if (change := ownership_change(action.kind)) is not None:
+            if (change := ownership_change(action.kind)) is not None and not claimed:
                 record = self.status.record_owned if change.owned else self.status.forget_owned
                 record(region, change.kind, action.target)
             if action.kind in VALIDATE_AFTER:
@@ -253,6 +261,20 @@ class ReconcileService:
         if gone:
             self.status.forget_applied(region, gone)
         return outcome
+
+    def _claim(self, region: str, action: PlannedAction, ownership: Ownership) -> OwnedKind | None:
+        """Record ownership *before* an ECR call that makes a rule or template ours, so that one the
+        controller made is never taken for someone else's (and Blocked) when the run stops between
+        the call and the record. Returns what was claimed; the caller drops the claim when ECR
+        refused the call (a retryable failure may have reached ECR: the claim stays)."""
+        change = ownership_change(action.kind)
+        if change is None or not change.owned or not action.kind.calls_aws:
+            return None
+        owned = ownership.rules if change.kind == "rule" else ownership.templates
+        if action.target in owned:
+            return None
+        self.status.record_owned(region, change.kind, action.target)
+        return change.kind
 
     # -- status --------------------------------------------------------------------------------
 

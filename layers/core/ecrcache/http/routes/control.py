@@ -129,8 +129,9 @@ def _register_import(app: APIGatewayRestResolver, importer: ImportService) -> No
         summary="Adopt existing ECR rules into the desired state",
         description=(
             "Reads the pull-through cache rules (and their creation templates) already in ECR and adds each one "
-            "that is not desired yet as a desired rule with `deletion_policy: retain`. The next reconcile adopts "
-            "them without changing ECR. `dryRun=true` only reports what would be imported."
+            "that is not desired yet as a desired rule with `deletion_policy: retain` and `adopt: true` (without "
+            "it a rule ecrcache did not create is Blocked). The next reconcile adopts them without changing ECR. "
+            "`dryRun=true` only reports what would be imported."
         ),
         responses=responses(ImportResponse),
     )

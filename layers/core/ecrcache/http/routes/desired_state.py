@@ -2,7 +2,9 @@
 
 `GET` exports it (JSON, or YAML with `?format=yaml` / `Accept: application/yaml`); `PUT` validates
 the whole document first, then writes all of it or nothing; `dryRun=true` returns the change list
-without writing; `prune=true` deletes what the document omits.
+without writing; `prune=true` deletes what the document omits. Both answers list the rules the
+document creates or changes that the plan will show Blocked (ECR holds a rule or template with the
+prefix that ecrcache does not own), so a dry run, an apply and the plan say the same thing.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from ecrcache.http.common import caller_arn, etag, if_match_revision, json_respo
 from ecrcache.http.errors import responses
 from ecrcache.http.schemas import ApplyResponse, ChangeOut
 from ecrcache.models.desired_state import DesiredStateDocument
-from ecrcache.models.records import SECTIONS
+from ecrcache.models.records import SECTIONS, ResourceKind
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.plan import PlanService
 
 
-def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+def register(app: APIGatewayRestResolver, service: DesiredStateService, planner: PlanService) -> None:
     _register_export(app, service)
-    _register_apply(app, service)
+    _register_apply(app, service, planner)
 
 
 def _register_export(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
@@ -54,7 +57,7 @@ def _register_export(app: APIGatewayRestResolver, service: DesiredStateService) 
         return json_response(document, version=revision)
 
 
-def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService, planner: PlanService) -> None:
     @app.put(
         "/v1/desired-state",
         tags=["desired-state"],
@@ -76,6 +79,8 @@ def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService) -
         result = service.apply_document(
             document, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=if_match_revision(if_match)
         )
+        touched = {c.name: document.rules[c.name] for c in result.changes if c.kind is ResourceKind.RULE and c.after}
+        ownership = planner.ownership_check(touched)
         return ApplyResponse(
             dry_run=result.dry_run,
             revision=result.revision,
@@ -89,4 +94,6 @@ def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService) -
                 )
                 for c in result.changes
             ],
+            blocked=ownership.blocked,
+            warnings=ownership.warnings,
         )
