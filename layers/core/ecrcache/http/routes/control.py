@@ -15,6 +15,7 @@ from ecrcache.engine.plan import Plan
 from ecrcache.errors import NotFoundError
 from ecrcache.http.common import caller_arn, json_response, path_name
 from ecrcache.http.errors import responses
+from ecrcache.http.routes.rules import prefix_param
 from ecrcache.models.common import AwsRegion
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.ports import StatusStore
@@ -175,7 +176,7 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore) 
         responses=responses(RuleStatusResponse),
     )
     def get_rule_status(prefix: Annotated[str, Path(max_length=100)]) -> RuleStatusResponse:
-        name = path_name(prefix).removesuffix("/")  # same normalisation as /v1/rules/{prefix}
+        name = prefix_param(prefix)  # the rule's own routes' check and normalisation
         records = [r for r in status.all_status() if r.prefix == name]
         if not records:
             raise NotFoundError(f"no status for rule {name!r} yet (it has not been reconciled)")
