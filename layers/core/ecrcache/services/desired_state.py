@@ -28,6 +28,7 @@ from ecrcache.engine.desired import (
     apply_changes,
     check_integrity,
     diff_document,
+    past_expiry,
     referenced_by,
 )
 from ecrcache.errors import (
@@ -436,7 +437,7 @@ class DesiredStateService:
         """
         state = apply_changes(_specs(snapshot), list(changes))
         violations = check_integrity(state, touched=touched, default_region=self.stack_region)
-        invalid = [*violations.invalid, *extra]
+        invalid = [*violations.invalid, *past_expiry(changes, today=self.clock().date()), *extra]
         if relative_to is not None:
             prefix = f"{SECTIONS[relative_to[0]]}.{relative_to[1]}."
             invalid = [
