@@ -863,7 +863,7 @@ def interpretation(fleet: Fleet, results: Mapping[str, Result]) -> list[str]:
     where = "mostly" if inside_dynamodb > fast.seconds / 2 else "partly"
     repeated = [r for r in results.values() if len(r.samples) > 1]
     noisiest = max(repeated, key=_relative_spread, default=None)
-    per_rule_status = f.dynamodb["GetItem"] >= fleet.rules and f.dynamodb["PutItem"] >= fleet.rules
+    per_rule_status = f.dynamodb["GetItem"] >= fleet.rules and f.dynamodb["UpdateItem"] >= fleet.rules
     dynamodb_ms = f.dynamodb_calls * DYNAMODB_LATENCY_MS
     share = "most" if all(dynamodb_ms > f.ecr_calls * ms for ms in LATENCIES_MS) else "a large part"
     twice = (
@@ -891,7 +891,7 @@ def interpretation(fleet: Fleet, results: Mapping[str, Result]) -> list[str]:
         f"those are {f.dynamodb_calls} calls of about {DYNAMODB_LATENCY_MS} ms, which would take {share} of the "
         f"no-op's time beside its {f.ecr_calls} ECR calls (estimate)"
         + (
-            f": at least one GetItem and one PutItem per rule ({fleet.rules} rules), the rules' status."
+            f": at least one GetItem and one UpdateItem per rule ({fleet.rules} rules), the rules' status."
             if per_rule_status
             else "."
         ),

@@ -130,9 +130,9 @@ def _report(exc: Exception) -> int:
         exc.show()
         is_usage = isinstance(exc, click.UsageError) or exc.exit_code == 2  # click exits 2 on usage
         return ExitCode.USAGE if is_usage else exc.exit_code
-    if isinstance(exc, click.Abort):  # Ctrl-C
+    if isinstance(exc, click.Abort):  # Ctrl-C (a command that writes says more: output.Interrupted)
         click.echo("Aborted.", err=True)
-        return 130
+        return ExitCode.INTERRUPTED
     if isinstance(exc, BrokenPipeError):  # a pipe the printer does not guard: the reader left; say nothing more
         silence(sys.stdout)
         return ExitCode.FAILURE

@@ -46,6 +46,7 @@ __all__ = [
     "ApiError",
     "CliError",
     "ExitCode",
+    "Interrupted",
     "OutputFormat",
     "Printer",
     "Progress",
@@ -69,6 +70,7 @@ class ExitCode(IntEnum):
     NOT_CONVERGED = 6
     UNREACHABLE = 7
     USAGE = 64
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 EXIT_CODES_HELP = """\b
@@ -82,7 +84,8 @@ Exit codes:
   6   not converged (wait timed out; a Terminal rule; a failed or partial run)
   7   cannot reach the API or authenticate (connection error; HTTP 401/403;
       no credentials; stack or its ApiUrl output not found)
-  64  usage error (bad flags or arguments)"""
+  64  usage error (bad flags or arguments)
+  130 interrupted (Ctrl-C); apply says whether its request was sent"""
 
 _STATUS_EXIT: dict[int, ExitCode] = {
     400: ExitCode.INVALID_INPUT,
@@ -114,6 +117,16 @@ class CliError(Exception):
 
     def lines(self) -> list[str]:
         return [f"error: {self.message}", *(f"  - {d}" for d in self.details)]
+
+
+class Interrupted(CliError):
+    """Ctrl-C during a command that writes: what is known of the write, and how to check (exit 130)."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message, ExitCode.INTERRUPTED, details)
+
+    def lines(self) -> list[str]:
+        return [f"Aborted: {self.message}", *(f"  {d}" for d in self.details)]
 
 
 class ApiError(CliError):

@@ -3,7 +3,9 @@
 
 The event is parsed, never guessed (:mod:`ecrcache.services.triggers`): a stream batch is one
 reconcile whose failure reports every record back for retry; an EventBridge event, delivered at
-least once, is handled once per event id; a schedule's input is a resync.
+least once, is handled once per event id; a schedule's input is a resync. A pull-through cache
+action, successful or not, is first recorded as its rule's upstream health
+(:mod:`ecrcache.services.upstream_health`); only a successful one asks for a reconcile.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.triggers import (
     StreamBatch,
     Trigger,
+    cache_action,
     for_eventbridge,
     for_schedule,
     for_stream,
     own_role_prefix,
     parse_event,
 )
+from ecrcache.services.upstream_health import UpstreamHealthService
 
 settings = reconciler_settings()
 _registries: dict[str, Boto3EcrRegistry] = {}
@@ -55,6 +59,7 @@ service = ReconcileService(
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
 )
+upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)
 persistence = DynamoDBPersistenceLayer(
     table_name=settings.table_name, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at"
@@ -81,8 +86,16 @@ def reconcile_batch(batch: StreamBatch) -> dict[str, Any]:
 
 
 def _handle_event(*, event_id: str, event: EventBridgeModel) -> dict[str, Any]:
-    """One EventBridge event (delivered at least once: idempotent on its id, ignored ones included)."""
-    return run(for_eventbridge(event, own_role=own_role_prefix(caller_arn())))
+    """One EventBridge event (delivered at least once: idempotent on its id, ignored ones included).
+
+    A pull-through cache action is recorded on its rule first; one that asks for no reconcile (a
+    failed pull) answers what it recorded."""
+    action = cache_action(event)
+    recorded = upstream.record(action) if action is not None else None
+    trigger = for_eventbridge(event, own_role=own_role_prefix(caller_arn()))
+    if trigger is None and recorded is not None:
+        return {"upstream": recorded.as_dict()}
+    return run(trigger)
 
 
 handle_event: Callable[..., dict[str, Any]] = idempotent_function(

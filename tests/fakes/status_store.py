@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from ecrcache.models.observed import AppliedFingerprints, Ownership
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
+from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.ports import OwnedKind
 
 
@@ -22,6 +22,7 @@ class MemoryStatusStore:
         self.owned: dict[str, dict[OwnedKind, set[str]]] = {}
         self.fingerprints: dict[str, dict[str, AppliedFingerprints]] = {}
         self.statuses: dict[tuple[str, str], RuleStatus] = {}
+        self.upstream: dict[tuple[str, str], UpstreamHealth] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.runs: dict[str, ReconcileRun] = {}
         self.requests: list[tuple[str, bool, str]] = []
@@ -64,23 +65,39 @@ class MemoryStatusStore:
     # rule status
 
     def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
+        """Like the table: the upstream health is not part of this write (``record_upstream``'s)."""
         self._maybe_fail("put_rule_status")
         self.writes.append(("put_rule_status", region, prefix))
-        self.statuses[region, prefix] = status
+        self.statuses[region, prefix] = status.with_upstream_health(None)
 
     def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
         self._maybe_fail("rule_status")
-        return self.statuses.get((region, prefix))
+        status = self.statuses.get((region, prefix))
+        return None if status is None else status.with_upstream_health(self.upstream.get((region, prefix)))
 
     def all_status(self) -> list[RuleStatusRecord]:
         return [
-            RuleStatusRecord(region=region, prefix=prefix, status=status)
+            RuleStatusRecord(
+                region=region, prefix=prefix, status=status.with_upstream_health(self.upstream.get((region, prefix)))
+            )
             for (region, prefix), status in sorted(self.statuses.items())
         ]
+
+    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        self._maybe_fail("record_upstream")
+        if (region, prefix) not in self.statuses:
+            return False
+        recorded = self.upstream.get((region, prefix))
+        if recorded is not None and recorded.check.observed_at > health.check.observed_at:
+            return False
+        self.writes.append(("record_upstream", region, prefix))
+        self.upstream[region, prefix] = health
+        return True
 
     def delete_rule_status(self, region: str, prefix: str) -> None:
         self.writes.append(("delete_rule_status", region, prefix))
         self.statuses.pop((region, prefix), None)
+        self.upstream.pop((region, prefix), None)
 
     # lease
 

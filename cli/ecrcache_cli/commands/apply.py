@@ -13,7 +13,7 @@ from ecrcache_cli.app import App, output_option, pass_app, wait_options
 from ecrcache_cli.client import Api, Response
 from ecrcache_cli.commands.plan import print_blocked
 from ecrcache_cli.documents import load
-from ecrcache_cli.output import ApiError, CliError, ExitCode, OutputFormat, Printer
+from ecrcache_cli.output import ApiError, CliError, ExitCode, Interrupted, OutputFormat, Printer
 from ecrcache_cli.wait import Waiter
 
 __all__ = ["apply_cmd", "print_changes"]
@@ -55,22 +55,53 @@ def apply_cmd(
     interval: float,
     fmt: OutputFormat,
 ) -> int:
-    """Apply desired-state files (validated locally first; nothing is sent if any is invalid)."""
+    """Apply desired-state files (validated locally first; nothing is sent if any is invalid).
+
+    Ctrl-C says what is known: nothing sent, the request in flight (it may have been applied: check
+    with ``export`` / ``history``), or applied and no longer waited for (exit 130 in each case).
+    """
     printer = Printer(fmt)
-    files = load(paths)
-    if prune and files.is_empty and not allow_empty:
-        raise CliError(
-            "refusing --prune: the files define no rules, credentials or warm sets, so it would delete everything "
-            "(pass --allow-empty if that is what you want)",
-            ExitCode.INVALID_INPUT,
-        )
-    for warning in files.warnings:
-        printer.warn(warning)
-    api = app.api()
+    try:
+        files = load(paths)
+        if prune and files.is_empty and not allow_empty:
+            raise CliError(
+                "refusing --prune: the files define no rules, credentials or warm sets, so it would delete "
+                "everything (pass --allow-empty if that is what you want)",
+                ExitCode.INVALID_INPUT,
+            )
+        for warning in files.warnings:
+            printer.warn(warning)
+        api = app.api()
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted before the apply request was sent: nothing was applied") from None
     since = datetime.now(UTC)
-    response = _put(api, files.body, dry_run=dry_run, prune=prune, if_revision=if_revision)
-    result = response.json() or {}
+    result = _send(api, files.body, dry_run=dry_run, prune=prune, if_revision=if_revision)
     changes: list[dict[str, Any]] = result.get("changes") or []
+    _print_result(printer, result, changes)
+    if dry_run or not wait:
+        return ExitCode.OK
+    rules = {prefix.removesuffix("/"): tuple(spec.get("regions") or ()) for prefix, spec in _rules(files.body)}
+    changed = {str(c["name"]).removesuffix("/") for c in changes if c.get("kind") == "rule"}
+    waiter = Waiter(api, printer, sleep=app.sleep, clock=app.clock, interval=interval)
+    revision = result.get("revision")
+    try:
+        return waiter.convergence(
+            rules,
+            changed=changed,
+            since=since,
+            timeout=timeout,
+            revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while waiting for convergence: the apply was committed (desired state at revision "
+            f"{revision}); the reconciler carries on without the wait",
+            ["follow it with: ecrcache status (conditions per rule) or ecrcache plan (what is left to do)"],
+        ) from None
+
+
+def _print_result(printer: Printer, result: Mapping[str, Any], changes: Sequence[Mapping[str, Any]]) -> None:
+    """What the apply changed (or would), the rules it leaves Blocked, and the server's warnings."""
     if not printer.body(result):
         print_changes(printer, changes, dry_run=bool(result.get("dry_run")), revision=result.get("revision"))
         if blocked := [b for b in result.get("blocked") or [] if isinstance(b, Mapping)]:
@@ -78,19 +109,24 @@ def apply_cmd(
             print_blocked(printer, blocked)
     for warning in result.get("warnings") or []:
         printer.warn(str(warning))
-    if dry_run or not wait:
-        return ExitCode.OK
-    rules = {prefix.removesuffix("/"): tuple(spec.get("regions") or ()) for prefix, spec in _rules(files.body)}
-    changed = {str(c["name"]).removesuffix("/") for c in changes if c.get("kind") == "rule"}
-    waiter = Waiter(api, printer, sleep=app.sleep, clock=app.clock, interval=interval)
-    revision = result.get("revision")
-    return waiter.convergence(
-        rules,
-        changed=changed,
-        since=since,
-        timeout=timeout,
-        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else None,
-    )
+
+
+def _send(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_revision: int | None) -> dict[str, Any]:
+    """The apply's one write, and what Ctrl-C while it is in flight means: it may have been applied."""
+    try:
+        result = _put(api, body, dry_run=dry_run, prune=prune, if_revision=if_revision).json()
+    except KeyboardInterrupt:
+        if dry_run:
+            raise Interrupted("interrupted during a dry run: nothing was written") from None
+        raise Interrupted(
+            "interrupted while the apply request was in flight: the server may have applied it "
+            "(an apply writes all of its changes or none)",
+            [
+                "check with: ecrcache export (the desired state and its revision), "
+                "or ecrcache history --limit 10 (the latest changes, who and when)"
+            ],
+        ) from None
+    return result if isinstance(result, dict) else {}
 
 
 def _put(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_revision: int | None) -> Response:

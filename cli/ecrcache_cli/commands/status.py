@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -28,7 +28,19 @@ def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
     records = body.get("rules") or []
     if records:
         printer.table(
-            ["rule", "region", "synced", "terminal", "recoverable", "reason", "message", "reconciled", "repos"],
+            [
+                "rule",
+                "region",
+                "synced",
+                "terminal",
+                "recoverable",
+                "upstream",
+                "validation",
+                "reason",
+                "message",
+                "reconciled",
+                "repos",
+            ],
             [_status_row(r) for r in records],
         )
     else:
@@ -65,21 +77,48 @@ def _status_row(record: Mapping[str, Any]) -> list[Any]:
         condition = conditions.get(kind)
         return None if condition is None else bool(condition.get("status"))
 
-    shown = next(
-        (conditions[k] for k in ("Terminal", "Recoverable") if conditions.get(k, {}).get("status") is True),
-        conditions.get("Synced") or {},
-    )
     return [
         record.get("prefix"),
         record.get("region"),
         flag("Synced"),
         flag("Terminal"),
         flag("Recoverable"),
-        shown.get("reason"),
-        shown.get("message"),
+        _upstream(conditions.get("UpstreamHealthy")),
+        _validation(status.get("validation") or {}),
+        *_shown(conditions),
         status.get("last_reconciled_at"),
         status.get("cached_repositories"),
     ]
+
+
+_FAILING: Final = (("Terminal", True), ("Recoverable", True), ("Synced", False), ("UpstreamHealthy", False))
+"""The conditions whose reason the table shows first, with the status that means trouble."""
+
+
+def _shown(conditions: Mapping[str, Mapping[str, Any]]) -> tuple[Any, Any]:
+    """The reason and message to show: a failure first (terminal, recoverable, not synced, upstream), else Synced."""
+    for kind, failing in _FAILING:
+        condition = conditions.get(kind)
+        if condition is not None and condition.get("status") is failing:
+            return condition.get("reason"), condition.get("message")
+    synced = conditions.get("Synced") or {}
+    return synced.get("reason"), synced.get("message")
+
+
+def _upstream(condition: Mapping[str, Any] | None) -> str | None:
+    """``ok``, the reason it is not (``RateLimited``, ...), or nothing: no pull or validation seen yet."""
+    if condition is None:
+        return None
+    return "ok" if condition.get("status") is True else str(condition.get("reason") or "failing")
+
+
+def _validation(validation: Mapping[str, Any]) -> str | None:
+    """The last ValidatePullThroughCacheRule answer: ``valid``, ``invalid``, ``unknown`` (ECR could not
+    be asked), or nothing (never validated: rules without a credential are not)."""
+    if not validation.get("checked_at"):
+        return None
+    valid = validation.get("is_valid")
+    return "unknown" if valid is None else ("valid" if valid else "invalid")
 
 
 def run_summary(summary: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 from ecrcache.engine.plan import PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord
+from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 
 
 class StateStore(Protocol):
@@ -167,9 +167,21 @@ class StatusStore(Protocol):
 
     def forget_applied(self, region: str, names: Iterable[str]) -> None: ...
 
-    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None: ...
+    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
+        """Write the rule's status, all but its upstream health (:meth:`record_upstream`'s, kept as it is)."""
+        ...
 
-    def rule_status(self, region: str, prefix: str) -> RuleStatus | None: ...
+    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
+        """The rule's status, its upstream health included."""
+        ...
+
+    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        """Record the rule's upstream health, unless a newer observation is recorded already, or the rule
+        has no status (not a rule the controller reconciles). ``True`` when recorded.
+
+        Atomic on its own: a reconcile writing the rule's status at the same time neither loses it nor
+        is overwritten by it."""
+        ...
 
     def all_status(self) -> list[RuleStatusRecord]: ...
 

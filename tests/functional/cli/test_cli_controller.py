@@ -19,7 +19,16 @@ import yaml
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.status_store import DynamoDbStatusStore
-from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunStatus, RunTrigger
+from ecrcache.engine.status import UpstreamObservation, upstream_health
+from ecrcache.models.status import (
+    ConditionType,
+    ReconcileRun,
+    RuleStatus,
+    RuleValidation,
+    RunStatus,
+    RunTrigger,
+    UpstreamCheckSource,
+)
 from ecrcache.services.reconcile import ReconcileService, Scope
 from tests.conftest import REGION
 from tests.functional.api.client import ApiClient
@@ -138,11 +147,70 @@ def test_status_shows_conditions_and_runs(endpoint: str, status_store: DynamoDbS
     # THEN each rule has its conditions, the terminal reason first, and the run follows
     assert result.code == 0, result.output
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith(("quay", "docker"))}
-    assert rows["quay"][:6] == ["quay", REGION, "yes", "-", "-", "Applied"]
-    assert rows["docker-hub"][:8] == ["docker-hub", REGION, "no", "yes", "-", "AccessDenied", "role", "cannot"]
+    assert rows["quay"][:8] == ["quay", REGION, "yes", "-", "-", "-", "-", "Applied"]
+    assert rows["docker-hub"][:10] == [
+        "docker-hub",
+        REGION,
+        "no",
+        "yes",
+        "-",
+        "-",
+        "-",
+        "AccessDenied",
+        "role",
+        "cannot",
+    ]
     assert "Recent runs:" in result.stdout
     assert any(line.split()[:3] == ["run-1", "api", "partial"] for line in result.stdout.splitlines())
     assert json.loads(as_json.stdout)["runs"][0]["run_id"] == "run-1"
+
+
+def test_status_shows_upstream_health_and_validation_for_every_rule(
+    endpoint: str, status_store: DynamoDbStatusStore
+) -> None:
+    # GIVEN a synced rule whose upstream rate-limits pulls (no credential: never validated), a credential
+    # rule whose validation failed, and one whose validation passed
+    synced = RuleStatus(last_reconciled_at=NOW).with_condition(
+        ConditionType.SYNCED, status=True, reason="Converged", message="", now=NOW
+    )
+    limited = UpstreamObservation(
+        UpstreamCheckSource.PULL, NOW, healthy=False, failure_code="UpstreamTooManyRequests", repository="quay/a"
+    )
+    rejected = UpstreamObservation(UpstreamCheckSource.VALIDATION, NOW, healthy=False, failure="HTTP 401")
+    valid = UpstreamObservation(UpstreamCheckSource.VALIDATION, NOW, healthy=True)
+    for prefix, seen, validation in (
+        ("quay", limited, RuleValidation()),
+        ("docker-hub", rejected, RuleValidation(is_valid=False, failure="HTTP 401", checked_at=NOW)),
+        ("ghcr", valid, RuleValidation(is_valid=True, checked_at=NOW)),
+    ):
+        status_store.put_rule_status(REGION, prefix, synced.model_copy(update={"validation": validation}))
+        health = upstream_health(synced, seen)
+        assert health is not None
+        assert status_store.record_upstream(REGION, prefix, health)
+
+    # WHEN the status is shown
+    result = cli(endpoint, "status")
+
+    # THEN each row says the upstream's health and the validation, and the upstream problem is the reason shown
+    assert result.code == 0, result.output
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("quay", "docker", "ghcr"))
+    }
+    assert rows["quay"][:10] == ["quay", REGION, "yes", "-", "-", "RateLimited", "-", "RateLimited", "pull", "of"]
+    assert rows["docker-hub"][:9] == [
+        "docker-hub",
+        REGION,
+        "yes",
+        "-",
+        "-",
+        "CredentialRejected",
+        "invalid",
+        "CredentialRejected",
+        "validation",
+    ]
+    assert rows["ghcr"][:8] == ["ghcr", REGION, "yes", "-", "-", "ok", "valid", "Converged"]
 
 
 # -- history -------------------------------------------------------------------------------------------

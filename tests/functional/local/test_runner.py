@@ -634,13 +634,25 @@ def test_failed_api_calls_and_other_events_are_not_delivered(stack: Stack, runne
     base = {"eventSource": "ecr.amazonaws.com", "eventName": "CreatePullThroughCacheRule"}
     stack.put_event("AWS API Call via CloudTrail", {**base, "errorCode": "ValidationException"})
     stack.put_event("AWS API Call via CloudTrail", {**base, "eventName": "DescribeRepositories"})
-    stack.put_event("ECR Pull Through Cache Action", {"sync-status": "FAILED"})
+    stack.put_event("ECR Pull Through Cache Action", {"repository-name": "no/sync-status"})
     stack.put_event("ECR Pull Through Cache Action", {"sync-status": "SUCCESS", "marker": "last"})
 
     calls = function.wait_for(lambda calls: len(calls) >= 1)
     time.sleep(0.3)
     assert [c["detail"] for c in function.calls] == [{"sync-status": "SUCCESS", "marker": "last"}]
     assert calls[0]["detail-type"] == "ECR Pull Through Cache Action"
+
+
+def test_every_pull_through_cache_action_is_delivered_failed_ones_included(stack: Stack, runners: Runners) -> None:
+    """The template takes any sync-status (only SUCCESS is documented): a failure is the rule's upstream health."""
+    function = FakeFunction()
+    runner = runners.make(function, **NO_SCHEDULES)
+    runner.start()
+    for status in ("FAILED", "SUCCESS"):
+        stack.put_event("ECR Pull Through Cache Action", {"sync-status": status})
+
+    function.wait_for(lambda calls: len(calls) >= 2)
+    assert sorted(c["detail"]["sync-status"] for c in function.calls) == ["FAILED", "SUCCESS"]
 
 
 def test_function_errors_are_retried_then_sent_to_the_on_failure_destination(stack: Stack, runners: Runners) -> None:

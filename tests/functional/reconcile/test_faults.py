@@ -358,7 +358,8 @@ def test_status_store_failing_at_the_start_fails_the_scheduled_invocation(
 
 
 def _status_writes(request: dict[str, Any]) -> str | None:
-    return "throttling" if request["Item"]["pk"]["S"] == "STATUS" else None
+    """Rule status is written with UpdateItem (its upstream health beside it is another writer's)."""
+    return "throttling" if request["Key"]["pk"]["S"] == "STATUS" else None
 
 
 def test_status_store_failing_to_record_conditions_fails_the_scheduled_run_visibly(
@@ -368,12 +369,12 @@ def test_status_store_failing_to_record_conditions_fails_the_scheduled_run_visib
     alice.put_rule(HEALTHY, {"upstream_kind": "quay"})
 
     # WHEN the resync applies it but cannot record the rule's conditions
-    with failing(controller.status_client, "put_item", _status_writes):
+    with failing(controller.status_client, "update_item", _status_writes):
         run = controller.resync()
 
     # THEN the run is recorded as not succeeded, naming the DynamoDB call; the rule was created
     assert run.status is not RunStatus.SUCCEEDED
-    assert run.errors == (f"{REGION}: DynamoDB PutItem failed with ThrottlingException; try again",)
+    assert run.errors == (f"{REGION}: DynamoDB UpdateItem failed with ThrottlingException; try again",)
     assert look.rule(HEALTHY) is not None
     assert look.rule_status(HEALTHY) is None
     # THEN the next resync records it
@@ -389,7 +390,7 @@ def test_status_store_failing_to_record_conditions_fails_the_stream_batch_for_a_
     # GIVEN a rule change on the stream
     alice.put_rule(HEALTHY, {"upstream_kind": "quay"})
     # WHEN the run cannot record the rule's conditions
-    with failing(controller.status_client, "put_item", _status_writes):
+    with failing(controller.status_client, "update_item", _status_writes):
         outcome = controller.deliver_stream()
     # THEN Lambda delivers the batch again
     assert outcome.retried == [r["dynamodb"]["SequenceNumber"] for r in outcome.records]

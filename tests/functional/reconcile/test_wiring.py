@@ -175,8 +175,8 @@ def test_eventbridge_rules_route_the_template_patterns_only(controller: Reconcil
     # WHEN the function's EventBridge rules (the template's patterns) route them
     routed = controller.pending_events()
 
-    # THEN the drift calls and the successful cache action arrive; the repository deletion, the failed
-    # call (the pattern filters out events with an errorCode) and the failed action do not
+    # THEN the drift calls and both cache actions arrive; the repository deletion and the failed call
+    # (the pattern filters out events with an errorCode) do not
     names = [(e["detail-type"], e["detail"].get("eventName") or e["detail"]["sync-status"]) for e in routed]
     assert names == [
         ("AWS API Call via CloudTrail", "CreatePullThroughCacheRule"),
@@ -184,10 +184,12 @@ def test_eventbridge_rules_route_the_template_patterns_only(controller: Reconcil
         ("AWS API Call via CloudTrail", "PutLifecyclePolicy"),
         ("AWS API Call via CloudTrail", "PutImageTagMutability"),
         ("ECR Pull Through Cache Action", "SUCCESS"),
+        ("ECR Pull Through Cache Action", "FAILED"),
     ]
-    # THEN the handler reconciles for each of them
+    # THEN the handler reconciles for each of them but the failed action: it asks for none (and its rule,
+    # made by hand, has no status to record it on)
     responses = controller.deliver(routed)
-    assert [d.ignored for d in responses] == [False, False, False, False, False]
+    assert [d.ignored for d in responses] == [False, False, False, False, False, True]
     assert [d.run.trigger for d in responses if not d.ignored] == [
         RunTrigger.CLOUDTRAIL,
         RunTrigger.CLOUDTRAIL,

@@ -23,6 +23,9 @@ from ecrcache.models.status import (
     RuleValidation,
     RunStatus,
     RunTrigger,
+    UpstreamCheck,
+    UpstreamCheckSource,
+    UpstreamHealth,
 )
 from ecrcache.ports import StatusStore
 from tests.conftest import REGION
@@ -307,8 +310,9 @@ CALLS: list[tuple[str, Any]] = [
     ("query", lambda s: s.applied(REGION)),
     ("batch_write_item", lambda s: s.record_applied(REGION, {"a/b": AppliedFingerprints()})),
     ("batch_write_item", lambda s: s.forget_applied(REGION, ["a/b"])),
-    ("put_item", lambda s: s.put_rule_status(REGION, "p", RuleStatus())),
+    ("update_item", lambda s: s.put_rule_status(REGION, "p", RuleStatus())),
     ("get_item", lambda s: s.rule_status(REGION, "p")),
+    ("update_item", lambda s: s.record_upstream(REGION, "p", _health(NOW, healthy=False))),
     ("query", lambda s: s.all_status()),
     ("put_item", lambda s: s.acquire_lease(REGION, "A", now=NOW, ttl_seconds=60)),
     ("update_item", lambda s: s.renew_lease(REGION, "A", now=NOW, ttl_seconds=60)),
@@ -359,3 +363,68 @@ def _failing_paginator(code: str, status: int) -> Any:
 def test_the_adapter_implements_the_port(store: DynamoDbStatusStore) -> None:
     port: StatusStore = store  # checked by mypy
     assert port.ownership(REGION) == Ownership()
+
+
+# --------------------------------------------------------------------------------------------------
+# upstream health: written beside the status, by the pull-through events, without a lease
+
+
+def _health(at: datetime, *, healthy: bool, reason: str = "RateLimited") -> UpstreamHealth:
+    status = RuleStatus().with_condition(
+        ConditionType.UPSTREAM_HEALTHY, status=healthy, reason=reason, message="m", now=at
+    )
+    condition = status.condition(ConditionType.UPSTREAM_HEALTHY)
+    assert condition is not None
+    check = UpstreamCheck(source=UpstreamCheckSource.PULL, observed_at=at, healthy=healthy, repository="quay/a")
+    return UpstreamHealth(condition=condition, check=check)
+
+
+def test_upstream_health_is_recorded_only_on_a_rule_with_status(store: DynamoDbStatusStore, state_table: str) -> None:
+    # GIVEN no status for the rule WHEN its upstream health is recorded THEN nothing is (no item made)
+    assert store.record_upstream(REGION, "quay", _health(NOW, healthy=False)) is False
+    assert store.rule_status(REGION, "quay") is None
+    assert store.all_status() == []
+    # GIVEN a status WHEN recorded THEN it reads back with the status, in conditions and upstream
+    store.put_rule_status(REGION, "quay", RuleStatus(cached_repositories=2))
+    assert store.record_upstream(REGION, "quay", _health(NOW, healthy=False)) is True
+    status = store.rule_status(REGION, "quay")
+    assert status is not None
+    assert status.upstream_health == _health(NOW, healthy=False)
+    assert status.cached_repositories == 2
+    [record] = store.all_status()
+    assert record.status == status
+    # THEN the stored status JSON holds no upstream part: it lives in its own attributes
+    item = raw_item(state_table, "STATUS", f"{REGION}#quay")
+    assert "UpstreamHealthy" not in item["status"]["S"]
+    assert set(item) >= {"upstream", "upstream_at"}
+
+
+def test_newest_upstream_observation_wins(store: DynamoDbStatusStore) -> None:
+    store.put_rule_status(REGION, "quay", RuleStatus())
+    assert store.record_upstream(REGION, "quay", _health(NOW, healthy=False))
+    # an older one is refused; the same time again is accepted (the same event redelivered)
+    assert not store.record_upstream(REGION, "quay", _health(NOW - timedelta(seconds=1), healthy=True, reason="Ok"))
+    assert store.record_upstream(REGION, "quay", _health(NOW, healthy=False))
+    assert store.record_upstream(REGION, "quay", _health(NOW + timedelta(seconds=1), healthy=True, reason="Ok"))
+    status = store.rule_status(REGION, "quay")
+    assert status is not None and status.upstream_health == _health(
+        NOW + timedelta(seconds=1), healthy=True, reason="Ok"
+    )
+
+
+def test_a_status_write_keeps_the_upstream_health_written_meanwhile(store: DynamoDbStatusStore) -> None:
+    # GIVEN the reconciler read a status, then an event recorded the upstream failing
+    store.put_rule_status(REGION, "quay", RuleStatus())
+    read = store.rule_status(REGION, "quay")
+    assert read is not None
+    store.record_upstream(REGION, "quay", _health(NOW, healthy=False))
+    # WHEN the reconciler writes what it concluded from its read
+    store.put_rule_status(REGION, "quay", read.model_copy(update={"drift_corrected": 3}))
+    # THEN both writes hold
+    status = store.rule_status(REGION, "quay")
+    assert status is not None and status.drift_corrected == 3
+    assert status.upstream_health == _health(NOW, healthy=False)
+    # WHEN the status is deleted THEN the upstream health goes with it, and is not recorded again
+    store.delete_rule_status(REGION, "quay")
+    assert store.rule_status(REGION, "quay") is None
+    assert store.record_upstream(REGION, "quay", _health(NOW + timedelta(hours=1), healthy=True)) is False

@@ -49,6 +49,7 @@ def test_exit_code_values_are_the_documented_ones() -> None:
         "NOT_CONVERGED": 6,
         "UNREACHABLE": 7,
         "USAGE": 64,
+        "INTERRUPTED": 130,
     }
 
 

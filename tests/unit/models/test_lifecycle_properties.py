@@ -40,7 +40,7 @@ patterns = st.lists(
     st.builds(lambda head, stars: head + "*" * stars, tag_entries, st.integers(0, 2)), min_size=1, max_size=3
 )
 prefixes = st.lists(tag_entries, min_size=1, max_size=3)
-descriptions = st.none() | st.text(max_size=40)
+descriptions = st.none() | st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
 
 
 @st.composite

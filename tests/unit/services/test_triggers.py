@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
-from ecrcache.models.status import RunTrigger
+from ecrcache.engine.status import UpstreamObservation
+from ecrcache.models.status import RunTrigger, UpstreamCheckSource
 from ecrcache.services.reconcile import Scope
-from ecrcache.services.triggers import Trigger, UnknownEventError, from_event, own_role_prefix
+from ecrcache.services.triggers import (
+    Trigger,
+    UnknownEventError,
+    cache_action,
+    from_event,
+    own_role_prefix,
+    parse_event,
+)
+from ecrcache.services.upstream_health import CacheAction
 from tests.conftest import REGION, load_event, sample_events
 
 pytestmark = pytest.mark.unit
@@ -29,6 +40,7 @@ EXPECTED: dict[str, Trigger | None] = {
     "reconciler/pull_through_cache_action.json": Trigger(
         Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CACHE_EVENT
     ),
+    "reconciler/pull_through_cache_action_failed.json": None,  # recorded as upstream health, no reconcile
     "reconciler/schedule_deep_resync.json": Trigger(Scope(deep=True), RunTrigger.SCHEDULE),
     "reconciler/schedule_resync.json": Trigger(Scope(), RunTrigger.SCHEDULE),
     "reconciler/stream_desired_rule.json": Trigger(Scope(), RunTrigger.STREAM),
@@ -132,12 +144,63 @@ def test_cloudtrail_event_asks_for_a_reconcile_of_its_region(detail: dict[str, A
     assert from_event(cloudtrail(**detail), own_role=OWN_ROLE) == expected
 
 
-def test_pull_through_cache_action_that_failed_is_ignored() -> None:
-    # GIVEN a failed pull-through cache action
+@pytest.mark.parametrize("status", ["FAILED", "FAILURE", "failed"])
+def test_pull_through_cache_action_that_failed_asks_for_no_reconcile(status: str) -> None:
+    # GIVEN a failed pull-through cache action (any sync-status but SUCCESS: the others are undocumented)
     event = load_event("reconciler/pull_through_cache_action.json")
-    event["detail"]["sync-status"] = "FAILED"
+    event["detail"]["sync-status"] = status
     # WHEN parsed THEN no repository was created: nothing to reconcile
     assert from_event(event, own_role=OWN_ROLE) is None
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (
+            "reconciler/pull_through_cache_action.json",
+            UpstreamObservation(
+                source=UpstreamCheckSource.PULL,
+                at=datetime(2026, 11, 29, 12, 30, tzinfo=UTC),
+                healthy=True,
+                repository="docker-hub/library/node",
+                image="18-alpine",
+            ),
+        ),
+        (
+            "reconciler/pull_through_cache_action_failed.json",
+            UpstreamObservation(
+                source=UpstreamCheckSource.PULL,
+                at=datetime(2026, 11, 29, 12, 35, tzinfo=UTC),
+                healthy=False,
+                failure_code="UpstreamTooManyRequests",
+                failure="The upstream registry is rate limiting requests (HTTP 429 TOOMANYREQUESTS)",
+                repository="docker-hub/library/node",
+                image="20-alpine",
+            ),
+        ),
+    ],
+)
+def test_every_pull_through_cache_action_is_an_observation_of_the_upstream(
+    sample: str, expected: UpstreamObservation
+) -> None:
+    # GIVEN a pull-through cache action, successful or not
+    event = parse_event(load_event(sample))
+    assert isinstance(event, EventBridgeModel)
+    # WHEN read as an observation THEN it names the rule, the repository, the image and what failed
+    assert cache_action(event) == CacheAction(REGION, "docker-hub", "docker-hub/library/node", expected)
+
+
+def test_an_image_pulled_by_digest_is_named_by_its_digest() -> None:
+    event = load_event("reconciler/pull_through_cache_action.json")
+    del event["detail"]["image-tag"]
+    action = cache_action(EventBridgeModel.model_validate(event))
+    assert action is not None and action.observation.image == event["detail"]["image-digest"]
+
+
+def test_other_events_are_no_cache_action() -> None:
+    event = parse_event(load_event("reconciler/cloudtrail_delete_rule.json"))
+    assert isinstance(event, EventBridgeModel)
+    assert cache_action(event) is None
 
 
 def test_other_eventbridge_events_are_ignored() -> None:

@@ -5,7 +5,8 @@ this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a
 
     pk = "OWNED#<region>"    sk = "rule#<prefix>" | "template#<prefix>"   kind, prefix
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?
-    pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON)
+    pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON),
+                                                                          upstream (JSON)?, upstream_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
@@ -17,7 +18,12 @@ this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a
   a Region's records with one paginated Query and writes them with ``BatchWriteItem`` (25 a batch,
   unprocessed items retried with backoff). An absent attribute is an aspect with nothing applied.
 * Status: all rules of all Regions in one partition (at most 50 rules per Region): ``all_status``
-  is one Query, ``rule_status`` one GetItem. The status is the :class:`RuleStatus` as JSON.
+  is one Query, ``rule_status`` one GetItem. The status is the :class:`RuleStatus` as JSON, but for
+  its upstream health (:class:`UpstreamHealth`), kept in ``upstream`` with the time of its observation
+  in ``upstream_at`` (epoch microseconds): the reconciler (``put_rule_status``, an UpdateItem of the
+  other attributes) and the pull-through events (``record_upstream``, an UpdateItem of these two,
+  conditioned on the item existing and on no newer observation) write the same item without a lease
+  and never undo each other's write; reads put the two back together.
 * Lease: one item per Region; taken with a conditional PutItem when it is free, expired, or
   already held by the caller, so two reconciles never interleave on one Region.
 * Runs: one item per run, listed newest first through ``gsi1`` (shared with the history, told
@@ -49,7 +55,7 @@ from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
-from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord
+from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.ports import OwnedKind
 
 if TYPE_CHECKING:
@@ -73,6 +79,18 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 def _epoch(value: datetime) -> int:
     return int(value.timestamp())
+
+
+def _micros(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+def _status_of(item: Mapping[str, Any]) -> RuleStatus:
+    """A status item's :class:`RuleStatus`, with its upstream health put back (when recorded)."""
+    status = RuleStatus.model_validate_json(item["status"]["S"])
+    if "upstream" not in item:
+        return status
+    return status.with_upstream_health(UpstreamHealth.model_validate_json(item["upstream"]["S"]))
 
 
 class DynamoDbStatusStore:
@@ -170,16 +188,21 @@ class DynamoDbStatusStore:
     # -- rule status (conditions) --------------------------------------------------------------
 
     def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
-        item: Item = {
-            **self._status_key(region, prefix),
-            "region": _s(region),
-            "prefix": _s(prefix),
-            "status": _s(status.model_dump_json()),
-        }
+        """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
         try:
-            self.client.put_item(TableName=self.table_name, Item=item)
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region, prefix),
+                UpdateExpression="SET #region = :region, #prefix = :prefix, #status = :status",
+                ExpressionAttributeNames={"#region": "region", "#prefix": "prefix", "#status": "status"},
+                ExpressionAttributeValues={
+                    ":region": _s(region),
+                    ":prefix": _s(prefix),
+                    ":status": _s(status.with_upstream_health(None).model_dump_json()),
+                },
+            )
         except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB PutItem") from exc
+            raise classify(exc, "DynamoDB UpdateItem") from exc
 
     def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
         try:
@@ -188,17 +211,38 @@ class DynamoDbStatusStore:
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB GetItem") from exc
-        return RuleStatus.model_validate_json(item["status"]["S"]) if item else None
+        return _status_of(item) if item else None
 
     def all_status(self) -> list[RuleStatusRecord]:
         return [
-            RuleStatusRecord(
-                region=item["region"]["S"],
-                prefix=item["prefix"]["S"],
-                status=RuleStatus.model_validate_json(item["status"]["S"]),
-            )
+            RuleStatusRecord(region=item["region"]["S"], prefix=item["prefix"]["S"], status=_status_of(item))
             for item in self._query_partition(STATUS_PARTITION)
+            if "status" in item  # an item the reconciler has not written yet holds nothing to show
         ]
+
+    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        """Newest observation wins (an equal time too: the same event again writes the same health)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region, prefix),
+                UpdateExpression="SET upstream = :health, upstream_at = :at",
+                ConditionExpression=(
+                    "attribute_exists(#status) AND (attribute_not_exists(upstream_at) OR upstream_at <= :at)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":health": _s(health.model_dump_json()),
+                    ":at": _n(_micros(health.check.observed_at)),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
 
     def delete_rule_status(self, region: str, prefix: str) -> None:
         try:

@@ -7,8 +7,9 @@ tie resources together: a rule's ``credential``, a warm set's ``rule`` and a cre
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Final
 
 from ecrcache.errors import FieldError
@@ -240,3 +241,28 @@ def referenced_by(state: Specs, kind: ResourceKind, name: str) -> list[str]:
     if kind is ResourceKind.RULE:
         return sorted(n for n, w in state.get(ResourceKind.WARM_SET, {}).items() if w.get("rule") == name)
     return []
+
+
+def past_expiry(changes: Sequence[ResourceChange], *, today: date) -> list[FieldError]:
+    """Credentials a write gives an ``expires_at`` already past (UTC ``today``): a 422 each.
+
+    Only a new or changed date is checked: a stored credential whose date has passed since stays
+    readable, and a write that leaves its date as it was (another field, or a whole document applied
+    again) goes through. The expiry warning is what tells about it then.
+    """
+    errors: list[FieldError] = []
+    for change in changes:
+        if change.kind is not ResourceKind.CREDENTIAL or change.after is None:
+            continue
+        expires = change.after.get("expires_at")
+        if not expires or expires == (change.before or {}).get("expires_at"):
+            continue
+        if date.fromisoformat(str(expires)) < today:
+            errors.append(
+                FieldError(
+                    f"credentials.{change.name}.expires_at",
+                    f"{expires} is in the past (today is {today.isoformat()} UTC): "
+                    "set the date the token expires, or omit expires_at",
+                )
+            )
+    return errors

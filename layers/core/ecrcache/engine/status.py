@@ -12,6 +12,12 @@ module decides what that means, the way :mod:`ecrcache.engine.planner` decides w
 * :func:`ownership_change` says which applied actions make a rule or template ours, or no longer ours;
   :func:`no_longer_desired` and :func:`forgettable` which statuses of rules no longer desired can be
   dropped; :func:`unverified` which applied fingerprints verify no longer trusts.
+* :func:`upstream_health` turns an observation of the upstream (:class:`UpstreamObservation`: a
+  pull-through cache event, or a validation via :func:`validation_observation`) into the rule's
+  ``UpstreamHealthy`` condition, with a reason :func:`classify_upstream_failure` picks from ECR's
+  failure code (or, failing that, its text): ``CredentialRejected``, ``RateLimited``,
+  ``ImageNotFound``, ``UpstreamUnavailable``; ``PullFailed`` / ``ValidationFailed`` when neither says.
+  An observation older than the one recorded changes nothing (events arrive in any order).
 * :class:`RunSummary` is the run's counts (actions applied per kind, failed actions, Region failures,
   actions left after verify); :meth:`RunSummary.as_dict` is the ``summary`` a run record stores and
   the API returns, :func:`run_status` how the run ended.
@@ -21,10 +27,12 @@ Pure: no I/O, no clock (``now`` is passed in), no environment.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Final
 
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
@@ -32,7 +40,15 @@ from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
 from ecrcache.models.rule import DeletionPolicy
-from ecrcache.models.status import ConditionType, RuleStatus, RunStatus
+from ecrcache.models.status import (
+    Condition,
+    ConditionType,
+    RuleStatus,
+    RunStatus,
+    UpstreamCheck,
+    UpstreamCheckSource,
+    UpstreamHealth,
+)
 from ecrcache.ports import ActionResult, OwnedKind
 
 __all__ = [
@@ -43,11 +59,15 @@ __all__ = [
     "RegionSummary",
     "RuleFindings",
     "RunSummary",
+    "UpstreamObservation",
+    "UpstreamReason",
     "Validation",
     "action_errors",
+    "classify_upstream_failure",
     "forgettable",
     "no_longer_desired",
     "ownership_change",
+    "owning_prefix",
     "region_failure_status",
     "rule_findings",
     "rule_status",
@@ -55,6 +75,8 @@ __all__ = [
     "synced_message",
     "synced_reason",
     "unverified",
+    "upstream_health",
+    "validation_observation",
 ]
 
 UNVERIFIED: Final = "unverified"
@@ -151,7 +173,7 @@ class Validation:
     failure: str | None
 
 
-def _owning_prefix(name: str, prefixes: Sequence[str]) -> str | None:
+def owning_prefix(name: str, prefixes: Iterable[str]) -> str | None:
     """The longest rule prefix a repository name is under (``ROOT`` owns nothing by name)."""
     best = None
     for prefix in prefixes:
@@ -176,7 +198,7 @@ def rule_findings(
     for action in left.actions:
         left_by_rule[action.rule_prefix].append(action)
     blocked = {b.prefix: b.reason for b in plan.blocked if b.region == region}
-    cached = Counter(_owning_prefix(name, prefixes) for name in repositories)
+    cached = Counter(owning_prefix(name, prefixes) for name in repositories)
     return {
         prefix: RuleFindings(
             planned=planned[prefix],
@@ -293,6 +315,162 @@ def action_errors(region: str, failures: Mapping[str, Sequence[Failure]]) -> lis
         for prefix, found in sorted(failures.items())
         for action, result in found
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Upstream health
+
+
+class UpstreamReason(StrEnum):
+    """The ``UpstreamHealthy`` condition's reasons."""
+
+    PULL_SUCCEEDED = "PullSucceeded"
+    VALIDATED = "Validated"
+    CREDENTIAL_REJECTED = "CredentialRejected"
+    RATE_LIMITED = "RateLimited"
+    IMAGE_NOT_FOUND = "ImageNotFound"
+    UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
+    PULL_FAILED = "PullFailed"
+    VALIDATION_FAILED = "ValidationFailed"
+
+
+# ECR's codes for a pull that failed upstream. The event's ``failure-code`` values are not documented
+# (only ``sync-status: SUCCESS`` is, ecr-facts §6.1); these are the codes ECR documents for the same
+# failures elsewhere: BatchGetImage's ``ImageFailureCode`` enum and its whole-call exceptions, and the
+# secret exceptions of the rule API (botocore ecr/2015-09-21/service-2.json).
+_FAILURE_CODES: Final[Mapping[str, UpstreamReason]] = {
+    "UpstreamAccessDenied": UpstreamReason.CREDENTIAL_REJECTED,
+    "UnableToGetUpstreamImageException": UpstreamReason.CREDENTIAL_REJECTED,  # "usually ... the secret"
+    "SecretNotFoundException": UpstreamReason.CREDENTIAL_REJECTED,
+    "UnableToAccessSecretException": UpstreamReason.CREDENTIAL_REJECTED,
+    "UnableToDecryptSecretValueException": UpstreamReason.CREDENTIAL_REJECTED,
+    "UpstreamTooManyRequests": UpstreamReason.RATE_LIMITED,
+    "ImageNotFound": UpstreamReason.IMAGE_NOT_FOUND,
+    "UpstreamUnavailable": UpstreamReason.UPSTREAM_UNAVAILABLE,
+    "UnableToGetUpstreamLayerException": UpstreamReason.UPSTREAM_UNAVAILABLE,
+}
+# Free text (a validation's ``failure``, an unknown code's reason): words that say which failure it is.
+_FAILURE_WORDS: Final[tuple[tuple[UpstreamReason, re.Pattern[str]], ...]] = (
+    (UpstreamReason.RATE_LIMITED, re.compile(r"too ?many ?requests|rate.limit|throttl|\b429\b")),
+    (
+        UpstreamReason.CREDENTIAL_REJECTED,
+        re.compile(r"authenticat|credential|unauthori[sz]ed|access.denied|forbidden|secret|\b40[13]\b"),
+    ),
+    (UpstreamReason.IMAGE_NOT_FOUND, re.compile(r"not found|manifest.unknown|\b404\b")),
+    (
+        UpstreamReason.UPSTREAM_UNAVAILABLE,
+        re.compile(r"unavailable|timed out|timeout|could not be reached|unreachable|connection|\b50[0-4]\b"),
+    ),
+)
+_ADVICE: Final[Mapping[UpstreamReason, str]] = {
+    UpstreamReason.CREDENTIAL_REJECTED: (
+        "the upstream refused the rule's credential, or ECR could not read its secret: renew the token "
+        "(ecrcache credentials set), or give the rule a credential if the upstream requires one"
+    ),
+    UpstreamReason.RATE_LIMITED: (
+        "the upstream is rate limiting pulls: cached images are still served, new tags fail until the limit "
+        "resets (an authenticated credential raises Docker Hub's limit)"
+    ),
+    UpstreamReason.IMAGE_NOT_FOUND: (
+        "the upstream has no such image: check the repository path and tag (Docker Hub official images need library/)"
+    ),
+    UpstreamReason.UPSTREAM_UNAVAILABLE: (
+        "the upstream did not answer or failed: cached images are still served; pulls of new tags fail until it is back"
+    ),
+    UpstreamReason.PULL_FAILED: "a pull through the cache failed upstream",
+    UpstreamReason.VALIDATION_FAILED: "ECR could not validate the rule against its upstream",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamObservation:
+    """What ECR reported about the upstream once: a pull-through cache action, or a validation."""
+
+    source: UpstreamCheckSource
+    at: datetime
+    healthy: bool
+    failure_code: str | None = None
+    failure: str | None = None
+    """ECR's text for a failure (an event's ``failure-reason``, a validation's ``failure``)."""
+    repository: str | None = None
+    image: str | None = None
+
+
+def classify_upstream_failure(code: str | None, text: str | None) -> UpstreamReason | None:
+    """The reason a failure code (or, when the code is unknown or missing, a failure text) stands for."""
+    if code is not None and code in _FAILURE_CODES:
+        return _FAILURE_CODES[code]
+    lowered = (text or "").lower()
+    for known, reason in _FAILURE_CODES.items():  # a text that names a code ("UpstreamAccessDenied: ...")
+        if known.lower() in lowered:
+            return reason
+    for reason, words in _FAILURE_WORDS:
+        if words.search(lowered):
+            return reason
+    return None
+
+
+def _failed_reason(seen: UpstreamObservation) -> UpstreamReason:
+    reason = classify_upstream_failure(seen.failure_code, seen.failure)
+    if reason is not None:
+        return reason
+    return UpstreamReason.PULL_FAILED if seen.source is UpstreamCheckSource.PULL else UpstreamReason.VALIDATION_FAILED
+
+
+def _what(seen: UpstreamObservation) -> str:
+    if seen.source is UpstreamCheckSource.VALIDATION:
+        return "validation"
+    image = f"{seen.repository}:{seen.image}" if seen.repository and seen.image else seen.repository
+    return f"pull of {image}" if image else "pull"
+
+
+def _upstream_condition(seen: UpstreamObservation) -> tuple[UpstreamReason, str]:
+    if seen.healthy:
+        ok = UpstreamReason.PULL_SUCCEEDED if seen.source is UpstreamCheckSource.PULL else UpstreamReason.VALIDATED
+        return ok, ""
+    reason = _failed_reason(seen)
+    detail = ": ".join(part for part in (seen.failure_code, seen.failure) if part)
+    return reason, f"{_what(seen)} failed{f' ({detail})' if detail else ''}; {_ADVICE[reason]}"
+
+
+def upstream_health(current: RuleStatus, seen: UpstreamObservation) -> UpstreamHealth | None:
+    """The rule's ``UpstreamHealthy`` condition after ``seen``; ``None`` when a newer observation is
+    recorded already (the older one changes nothing). ``last_transition`` moves only on a change of status."""
+    if current.upstream is not None and current.upstream.observed_at > seen.at:
+        return None
+    reason, message = _upstream_condition(seen)
+    previous = current.condition(ConditionType.UPSTREAM_HEALTHY)
+    unchanged = previous is not None and previous.status == seen.healthy
+    condition = Condition(
+        type=ConditionType.UPSTREAM_HEALTHY,
+        status=seen.healthy,
+        reason=reason,
+        message=message,
+        last_transition=previous.last_transition if previous is not None and unchanged else seen.at,
+    )
+    check = UpstreamCheck(
+        source=seen.source,
+        observed_at=seen.at,
+        healthy=seen.healthy,
+        failure_code=None if seen.healthy else _cut(seen.failure_code, 128),
+        repository=_cut(seen.repository, 256),
+        image=_cut(seen.image, 300),
+    )
+    return UpstreamHealth(condition=condition, check=check)
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    """An event's field as the record keeps it: empty is none, longer than the model takes is cut."""
+    return text[:limit] if text else None
+
+
+def validation_observation(validation: Validation, *, at: datetime) -> UpstreamObservation | None:
+    """A ``ValidatePullThroughCacheRule`` answer as an observation; ``None`` when ECR could not be asked."""
+    if validation.is_valid is None:
+        return None
+    return UpstreamObservation(
+        source=UpstreamCheckSource.VALIDATION, at=at, healthy=validation.is_valid, failure=validation.failure
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final, NoReturn
 
@@ -175,27 +175,52 @@ AWS_REGION_PATTERN: Final = r"^[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2}$"
 _AWS_REGION_RE: Final = re.compile(AWS_REGION_PATTERN)
 
 
-# Regions with an ECR endpoint, from botocore's endpoint data (botocore 1.44.8, every partition).
+# Regions with an ECR endpoint, per partition, from botocore's endpoint data (botocore 1.44.8).
 # tests/contract/test_regions.py fails when botocore knows another list: update it there.
-ECR_REGIONS: Final = frozenset(
-    {
+# A known list rather than a runtime lookup in botocore's data: the models are pure and shared with
+# the CLI (documents are validated offline, before any AWS call), and only the adapters touch botocore.
+ECR_REGIONS_BY_PARTITION: Final[Mapping[str, frozenset[str]]] = {
+    "aws": frozenset({
         "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
         "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
-        "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "cn-north-1",
-        "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-isoe-west-1", "eu-north-1", "eu-south-1",
-        "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "eusc-de-east-1", "il-central-1", "me-central-1",
-        "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1",
-        "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1", "us-isof-east-1",
-        "us-isof-south-1", "us-west-1", "us-west-2",
-    }
-)  # fmt: skip
+        "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1",
+        "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3",
+        "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
+        "us-west-1", "us-west-2",
+    }),
+    "aws-cn": frozenset({"cn-north-1", "cn-northwest-1"}),
+    "aws-us-gov": frozenset({"us-gov-east-1", "us-gov-west-1"}),
+    "aws-iso": frozenset({"us-iso-east-1", "us-iso-west-1"}),
+    "aws-iso-b": frozenset({"us-isob-east-1", "us-isob-west-1"}),
+    "aws-iso-e": frozenset({"eu-isoe-west-1"}),
+    "aws-iso-f": frozenset({"us-isof-east-1", "us-isof-south-1"}),
+    "aws-eusc": frozenset({"eusc-de-east-1"}),
+}  # fmt: skip
+ECR_REGIONS: Final = frozenset(r for regions in ECR_REGIONS_BY_PARTITION.values() for r in regions)
+"""Every Region with an ECR endpoint, in every partition."""
+_PARTITION_OF: Final = {r: p for p, regions in ECR_REGIONS_BY_PARTITION.items() for r in regions}
 
 
 def check_aws_region(value: str) -> str:
+    """A Region name with an ECR endpoint (any partition): the one definition every model and route uses."""
     if not _AWS_REGION_RE.match(value):
         raise ValueError("must be an AWS Region code such as us-east-1 or eu-central-2")
     if value not in ECR_REGIONS:
         raise ValueError(f"{value} is not a Region with Amazon ECR")
+    return value
+
+
+def region_partition(region: str) -> str | None:
+    """The partition of a Region with ECR (``aws``, ``aws-cn``, ``aws-us-gov``, ...), else ``None``."""
+    return _PARTITION_OF.get(region)
+
+
+def check_region_in_partition(value: str, *, stack_region: str) -> str:
+    """A Region with ECR in the partition of ``stack_region`` (a stack cannot reach another partition)."""
+    check_aws_region(value)
+    partition, ours = region_partition(value), region_partition(stack_region)
+    if ours is not None and partition != ours:
+        raise ValueError(f"{value} is in the {partition} partition; this stack runs in {ours} ({stack_region})")
     return value
 
 
@@ -274,13 +299,17 @@ MAX_TAGS: Final = 50
 RESERVED_TAG_PREFIXES: Final = ("aws:", "ecrcache:")
 """``aws:`` is reserved by AWS; ``ecrcache:`` is reserved for the controller's own ownership tags."""
 
-# AWS: letters, digits and spaces representable in UTF-8, plus ``_ . : / = + - @``.
-_TAG_CHARS: Final = r"[\w\s.:/=+\-@]"
+# AWS: letters, digits and spaces representable in UTF-8, plus ``_ . : / = + - @`` (the tagging API's
+# pattern is ``^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$``): spaces are the space separators (category Zs), never
+# tabs, line breaks or other control characters (``\s`` would let those through).
+_TAG_SPACES: Final = "\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_TAG_CHARS: Final = rf"[\w{_TAG_SPACES}.:/=+\-@]"
 _TAG_KEY_RE: Final = re.compile(rf"^{_TAG_CHARS}+$")
 _TAG_VALUE_RE: Final = re.compile(rf"^{_TAG_CHARS}*$")
 
 
 def check_tag_key(value: str) -> str:
+    check_no_control_characters(value)
     if not 1 <= len(value) <= TAG_KEY_MAX_LENGTH:
         raise ValueError(f"tag key must be 1-{TAG_KEY_MAX_LENGTH} characters, got {len(value)}")
     if not _TAG_KEY_RE.match(value):
@@ -292,6 +321,7 @@ def check_tag_key(value: str) -> str:
 
 
 def check_tag_value(value: str) -> str:
+    check_no_control_characters(value)
     if len(value) > TAG_VALUE_MAX_LENGTH:
         raise ValueError(f"tag value must be at most {TAG_VALUE_MAX_LENGTH} characters, got {len(value)}")
     if not _TAG_VALUE_RE.match(value):
@@ -316,8 +346,37 @@ TagValue = Annotated[
 
 DESCRIPTION_MAX_LENGTH: Final = 256
 
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH, examples=["Docker Hub images for CI"])]
-"""Free text, at most 256 characters (ECR's creation-template description limit)."""
+# C0 controls, DEL and C1 controls (Unicode category Cc). Free text that reaches AWS (ECR template and
+# lifecycle rule descriptions, Secrets Manager descriptions, tag values) is one printable line: a NUL,
+# an ESC or a CR would travel to ECR as is and come back in consoles, logs and terminals.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NO_CONTROL_CHARACTERS_PATTERN: Final = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+
+
+def check_no_control_characters(value: str) -> str:
+    """Refuse control characters; the message names the first one (never the text around it)."""
+    found = _CONTROL_RE.search(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control characters (found U+{ord(found.group()):04X} at position {found.start()}); "
+            "use printable text on one line"
+        )
+    return value
+
+
+PrintableText = Annotated[
+    str,
+    AfterValidator(check_no_control_characters),
+    Field(json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN}),
+]
+"""Text without control characters (tabs and line breaks included)."""
+
+Description = Annotated[PrintableText, Field(max_length=DESCRIPTION_MAX_LENGTH, examples=["Docker Hub images for CI"])]
+"""Free text, at most 256 characters (ECR's creation-template description limit), no control characters."""
+
+MAX_API_INTEGER: Final = 2**31 - 1
+"""The largest integer an AWS API takes: ``integer`` shapes (Smithy's 32-bit signed integer), e.g. ECR's
+``LifecyclePolicyRulePriority`` (botocore ``ecr/2015-09-21/service-2.json``: integer, min 1, no smaller max)."""
 
 IMAGE_TAG_FILTER_PATTERN: Final = r"^[0-9a-zA-Z._*-]{1,128}$"
 _IMAGE_TAG_FILTER_RE: Final = re.compile(IMAGE_TAG_FILTER_PATTERN)

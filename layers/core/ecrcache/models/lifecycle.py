@@ -52,6 +52,8 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ecrcache.models.common import MAX_API_INTEGER, PrintableText
+
 __all__ = [
     "MAX_POLICY_TEXT_LENGTH",
     "MAX_RULES",
@@ -151,6 +153,21 @@ def _at_least(minimum: int, code: str, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _at_most_api_integer(name: str) -> AfterValidator:
+    """ECR's documentation types ``rulePriority`` and ``countNumber`` as ``integer`` without a maximum;
+    an AWS API integer is a 32-bit signed one (:data:`~ecrcache.models.common.MAX_API_INTEGER`)."""
+
+    def check(value: int) -> int:
+        if value > MAX_API_INTEGER:
+            raise PydanticCustomError(
+                "lifecycle_integer_too_large",
+                f"{name} must be at most {MAX_API_INTEGER:,} (the largest integer ECR accepts)",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 def _check_tag_list(kind: str, *, max_wildcards: int | None) -> AfterValidator:
     def check(values: list[str]) -> list[str]:
         if not values:
@@ -182,16 +199,22 @@ def _days(count: int) -> str:
 # --------------------------------------------------------------------------------------------------
 # Field types
 
+_INTEGER_BOUNDS = {"minimum": 1, "maximum": MAX_API_INTEGER}
+
 RulePriority = Annotated[
     int,
-    Field(strict=True, json_schema_extra={"minimum": 1}, description="Order of evaluation, lowest first; unique."),
+    Field(strict=True, json_schema_extra=_INTEGER_BOUNDS, description="Order of evaluation, lowest first; unique."),
     _at_least(1, "lifecycle_rule_priority", "rulePriority must be a positive integer (1 is evaluated first)"),
+    _at_most_api_integer("rulePriority"),
 ]
 CountNumber = Annotated[
     int,
-    Field(strict=True, json_schema_extra={"minimum": 1}),
+    Field(strict=True, json_schema_extra=_INTEGER_BOUNDS),
     _at_least(1, "lifecycle_count_number", "countNumber must be a positive integer (0 is not accepted)"),
+    _at_most_api_integer("countNumber"),
 ]
+RuleDescription = PrintableText
+"""A rule's ``description``: no documented limit but the policy text's, and no control characters."""
 TagPatternList = Annotated[
     list[str],
     Field(json_schema_extra={"minItems": 1}, description="Tag patterns with up to 4 '*' each; all must match."),
@@ -352,7 +375,7 @@ class LifecycleRule(_Frozen):
     """One rule of a lifecycle policy, in ECR's JSON shape."""
 
     rulePriority: RulePriority
-    description: str | None = None
+    description: RuleDescription | None = None
     selection: LifecycleSelection
     action: LifecycleAction
 
@@ -552,18 +575,20 @@ def _normalised_rule(rule: LifecycleRule) -> LifecycleRule:
 
 PresetCount = Annotated[
     int,
-    Field(strict=True, json_schema_extra={"minimum": 1}),
+    Field(strict=True, json_schema_extra=_INTEGER_BOUNDS),
     _at_least(1, "lifecycle_preset_positive", "the value must be a positive integer"),
+    _at_most_api_integer("the value (a countNumber)"),
 ]
 PresetArchivedDays = Annotated[
     int,
-    Field(strict=True, json_schema_extra={"minimum": MIN_ARCHIVED_DAYS}),
+    Field(strict=True, json_schema_extra={"minimum": MIN_ARCHIVED_DAYS, "maximum": MAX_API_INTEGER}),
     _at_least(
         MIN_ARCHIVED_DAYS,
         "lifecycle_archived_days_minimum",
         f"expire_archived_after_days must be at least {MIN_ARCHIVED_DAYS}: "
         f"ECR keeps archived images for a minimum of {MIN_ARCHIVED_DAYS} days",
     ),
+    _at_most_api_integer("expire_archived_after_days (a countNumber)"),
 ]
 
 _TAGGED_PRESETS = ("keep_last", "expire_after_days", "archive_unpulled_after_days")

@@ -2,7 +2,10 @@
 
 * :class:`RuleStatus` - the status of one desired rule in one Region, in the ACK vocabulary:
   ``Synced`` (ECR holds what the rule asks for), ``Terminal`` (a failure that will not clear without
-  a change of input or permissions), ``Recoverable`` (a failure that should clear on a later try).
+  a change of input or permissions), ``Recoverable`` (a failure that should clear on a later try);
+  and ``UpstreamHealthy``, whether pulls through the rule reach its upstream, as ECR last reported
+  it (a pull-through cache event, or a ``ValidatePullThroughCacheRule`` answer: :class:`UpstreamHealth`).
+  ``Synced`` says what the controller made of ECR; ``UpstreamHealthy`` what ECR makes of the upstream.
   Each :class:`Condition` keeps the time its status last *changed*; :meth:`RuleStatus.with_condition`
   keeps that time when only the reason or message changes (as Kubernetes does).
 * :class:`ReconcileRun` - one reconcile: what triggered it, its scope, when it ran, how it ended,
@@ -39,6 +42,9 @@ __all__ = [
     "RuleValidation",
     "RunStatus",
     "RunTrigger",
+    "UpstreamCheck",
+    "UpstreamCheckSource",
+    "UpstreamHealth",
 ]
 
 MAX_MESSAGE_LENGTH: Final = 1024
@@ -79,11 +85,12 @@ class _Frozen(BaseModel):
 
 
 class ConditionType(StrEnum):
-    """The ACK condition types."""
+    """The ACK condition types, and ``UpstreamHealthy`` (pulls through the rule reach its upstream)."""
 
     SYNCED = "Synced"
     TERMINAL = "Terminal"
     RECOVERABLE = "Recoverable"
+    UPSTREAM_HEALTHY = "UpstreamHealthy"
 
 
 class Condition(_Frozen):
@@ -104,6 +111,33 @@ class RuleValidation(_Frozen):
     checked_at: AwareDatetime | None = None
 
 
+class UpstreamCheckSource(StrEnum):
+    """What told the upstream's health: a pull through the cache (ECR's event), or a validation."""
+
+    PULL = "pull"
+    VALIDATION = "validation"
+
+
+class UpstreamCheck(_Frozen):
+    """The latest observation of a rule's upstream: when, from what, and what failed (if anything)."""
+
+    source: UpstreamCheckSource
+    observed_at: AwareDatetime = Field(description="When ECR observed it (the event's time, or the validation's).")
+    healthy: bool
+    failure_code: str | None = Field(
+        default=None, max_length=128, description="ECR's failure code, e.g. UpstreamTooManyRequests."
+    )
+    repository: str | None = Field(default=None, max_length=256, description="The cache repository pulled.")
+    image: str | None = Field(default=None, max_length=300, description="The image tag (or digest) pulled.")
+
+
+class UpstreamHealth(_Frozen):
+    """The ``UpstreamHealthy`` condition with the observation behind it (recorded together, newest wins)."""
+
+    condition: Condition
+    check: UpstreamCheck
+
+
 class RuleStatus(_Frozen):
     """The status of one rule in one Region (the store keys it by Region and prefix)."""
 
@@ -121,6 +155,9 @@ class RuleStatus(_Frozen):
         ),
     )
     validation: RuleValidation = RuleValidation()
+    upstream: UpstreamCheck | None = Field(
+        default=None, description="The observation behind the UpstreamHealthy condition (none yet: unknown)."
+    )
 
     def condition(self, kind: ConditionType) -> Condition | None:
         """The condition of that type, if set."""
@@ -141,6 +178,22 @@ class RuleStatus(_Frozen):
     def synced(self) -> bool:
         condition = self.condition(ConditionType.SYNCED)
         return condition is not None and condition.status
+
+    @property
+    def upstream_health(self) -> UpstreamHealth | None:
+        """The ``UpstreamHealthy`` condition and its observation, when both are known."""
+        condition = self.condition(ConditionType.UPSTREAM_HEALTHY)
+        if condition is None or self.upstream is None:
+            return None
+        return UpstreamHealth(condition=condition, check=self.upstream)
+
+    def with_upstream_health(self, health: UpstreamHealth | None) -> RuleStatus:
+        """A copy with the ``UpstreamHealthy`` condition and its observation replaced (``None``: removed)."""
+        others = tuple(c for c in self.conditions if c.type is not ConditionType.UPSTREAM_HEALTHY)
+        if health is None:
+            return self.model_copy(update={"conditions": others, "upstream": None})
+        ordered = sorted((*others, health.condition), key=lambda c: list(ConditionType).index(c.type))
+        return self.model_copy(update={"conditions": tuple(ordered), "upstream": health.check})
 
 
 class RuleStatusRecord(_Frozen):

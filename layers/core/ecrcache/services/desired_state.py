@@ -28,6 +28,7 @@ from ecrcache.engine.desired import (
     apply_changes,
     check_integrity,
     diff_document,
+    past_expiry,
     referenced_by,
     regions_gaining_rules,
 )
@@ -444,7 +445,7 @@ class DesiredStateService:
         if self.ecr_rules is not None:  # ECR is read only where a write adds a rule
             held = {r: self.ecr_rules(r) for r in sorted(regions_gaining_rules(changes, self.stack_region))}
         violations = check_integrity(state, touched=touched, default_region=self.stack_region, held=held)
-        invalid = [*violations.invalid, *extra]
+        invalid = [*violations.invalid, *past_expiry(changes, today=self.clock().date()), *extra]
         if relative_to is not None:
             prefix = f"{SECTIONS[relative_to[0]]}.{relative_to[1]}."
             invalid = [

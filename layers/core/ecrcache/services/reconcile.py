@@ -35,6 +35,8 @@ from ecrcache.engine.status import (
     rule_status,
     run_status,
     unverified,
+    upstream_health,
+    validation_observation,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
@@ -309,6 +311,10 @@ class ReconcileService:
                 current, findings[rule.prefix], now=now, run_id=run_id, revision=revision, validation=validation
             )
             self.status.put_rule_status(region, rule.prefix, status)
+            seen = validation_observation(validation, at=now) if validation is not None else None
+            health = upstream_health(status, seen) if seen is not None else None
+            if health is not None:  # a validation tells the upstream's health too
+                self.status.record_upstream(region, rule.prefix, health)
 
     def _record_region_failure(
         self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int

@@ -10,7 +10,10 @@
 * CloudTrail ``AWS API Call via CloudTrail`` for ECR: the Region of the call, and a deep read of
   the repository it touched; calls made by the controller's own role are ignored (its own writes
   come back as events and must not trigger another reconcile of the same change).
-* ``ECR Pull Through Cache Action``: a newly cached repository gets its settings at once.
+* ``ECR Pull Through Cache Action``: a successful one may have created a repository, which gets its
+  settings at once; every one, successful or not, is also an observation of the rule's upstream
+  (:func:`cache_action`, recorded by :mod:`ecrcache.services.upstream_health`). A failed one asks
+  for no reconcile: it changed nothing in ECR.
 
 An event of any other shape is an :class:`UnknownEventError`, never a reconcile. No I/O, no clock,
 no environment: the controller's own role comes in as a parameter. The reconciler's handler uses the
@@ -21,6 +24,7 @@ the way its source expects (a partial batch response, idempotency on the EventBr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Final, Literal
 
 from aws_lambda_powertools.utilities.parser.models import (
@@ -30,9 +34,11 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ecrcache.engine.status import UpstreamObservation
 from ecrcache.models.ecr_operations import REPOSITORY_EVENTS, RULE_EVENTS
-from ecrcache.models.status import ReconcileRequest, RunTrigger
+from ecrcache.models.status import ReconcileRequest, RunTrigger, UpstreamCheckSource
 from ecrcache.services.reconcile import Scope
+from ecrcache.services.upstream_health import CacheAction
 
 CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
 CACHE_ACTION_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
@@ -63,15 +69,26 @@ class CloudTrailDetail(BaseModel):
     error_code: str | None = Field(default=None, alias="errorCode")
 
 
+SYNC_SUCCESS: Final = "SUCCESS"
+"""The one documented ``sync-status``; the failure values are not documented, so any other is a failure."""
+
+
 class PullThroughCacheActionDetail(BaseModel):
-    """The ``detail`` of ``ECR Pull Through Cache Action`` (ecr-facts §6.1)."""
+    """The ``detail`` of ``ECR Pull Through Cache Action`` (ecr-facts §6.1; ``failure-*`` on failure only)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     sync_status: str = Field(alias="sync-status")
     repository_name: str = Field(alias="repository-name")
     ecr_repository_prefix: str | None = Field(default=None, alias="ecr-repository-prefix")
+    image_tag: str | None = Field(default=None, alias="image-tag")
+    image_digest: str | None = Field(default=None, alias="image-digest")
     failure_code: str | None = Field(default=None, alias="failure-code")
+    failure_reason: str | None = Field(default=None, alias="failure-reason")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.sync_status == SYNC_SUCCESS
 
 
 class ScheduleInput(BaseModel):
@@ -198,10 +215,29 @@ def for_cloudtrail(detail: CloudTrailDetail, *, own_role: str) -> Trigger | None
 
 
 def for_cache_action(detail: PullThroughCacheActionDetail, region: str) -> Trigger | None:
-    """A successful pull-through import may have created a repository: read it deeply, apply settings."""
-    if detail.sync_status != "SUCCESS":
+    """A successful pull-through import may have created a repository: read it deeply, apply settings.
+    A failed one created nothing: no reconcile (its upstream health is recorded, :func:`cache_action`)."""
+    if not detail.succeeded:
         return None
     return Trigger(
         Scope(regions=frozenset({region}), deep_repositories=frozenset({detail.repository_name})),
         RunTrigger.CACHE_EVENT,
     )
+
+
+def cache_action(event: EventBridgeModel) -> CacheAction | None:
+    """What a pull-through cache action tells about its rule's upstream; ``None`` for other events."""
+    if event.detail_type != CACHE_ACTION_DETAIL_TYPE:
+        return None
+    detail = PullThroughCacheActionDetail.model_validate(event.detail)
+    at = event.time if event.time.tzinfo is not None else event.time.replace(tzinfo=UTC)
+    seen = UpstreamObservation(
+        source=UpstreamCheckSource.PULL,
+        at=at,
+        healthy=detail.succeeded,
+        failure_code=None if detail.succeeded else detail.failure_code,
+        failure=None if detail.succeeded else detail.failure_reason,
+        repository=detail.repository_name,
+        image=detail.image_tag or detail.image_digest,
+    )
+    return CacheAction(event.region, detail.ecr_repository_prefix, detail.repository_name, seen)

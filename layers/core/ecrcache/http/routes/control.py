@@ -12,10 +12,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecrcache.engine.plan import Plan
-from ecrcache.errors import NotFoundError
+from ecrcache.errors import NotFoundError, invalid
 from ecrcache.http.common import caller_arn, json_response, path_name
 from ecrcache.http.errors import responses
-from ecrcache.models.common import AwsRegion
+from ecrcache.http.routes.rules import prefix_param
+from ecrcache.models.common import AwsRegion, check_region_in_partition
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.ports import StatusStore
 from ecrcache.services.importer import ImportService
@@ -96,10 +97,21 @@ def _register_plan(app: APIGatewayRestResolver, planner: PlanService) -> None:
     )
     def get_plan(
         deep: Annotated[bool, Query(description="Read every cached repository's settings.")] = False,
-        region: Annotated[str | None, Query(description="Only this Region.", max_length=32)] = None,
+        region: Annotated[
+            str | None,
+            Query(description="Only this Region (a Region with ECR in the stack's partition).", max_length=32),
+        ] = None,
     ) -> Plan:
-        regions = frozenset({region}) if region else None
+        regions = frozenset({_plan_region(region, planner.stack_region)}) if region else None
         return planner.plan(Scope(regions=regions, deep=deep))
+
+
+def _plan_region(region: str, stack_region: str) -> str:
+    """The ``region`` query parameter, checked like every Region the API takes (422 naming ``region``)."""
+    try:
+        return check_region_in_partition(region, stack_region=stack_region)
+    except ValueError as exc:
+        raise invalid("region", str(exc)) from None
 
 
 def _register_reconcile(app: APIGatewayRestResolver, status: StatusStore, clock: Callable[[], datetime]) -> None:
@@ -176,7 +188,7 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore) 
         responses=responses(RuleStatusResponse),
     )
     def get_rule_status(prefix: Annotated[str, Path(max_length=100)]) -> RuleStatusResponse:
-        name = path_name(prefix).removesuffix("/")  # same normalisation as /v1/rules/{prefix}
+        name = prefix_param(prefix)  # the rule's own routes' check and normalisation
         records = [r for r in status.all_status() if r.prefix == name]
         if not records:
             raise NotFoundError(f"no status for rule {name!r} yet (it has not been reconciled)")

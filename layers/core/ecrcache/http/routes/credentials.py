@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
-from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
+from ecrcache.http.common import caller_arn, json_response, precondition, resource_name
 from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import IfMatch, IfNoneMatch, UndocumentedIfNoneMatch
 from ecrcache.http.schemas import CredentialList, CredentialResource
@@ -47,7 +47,7 @@ def _register_reads(app: APIGatewayRestResolver, service: DesiredStateService) -
         responses=responses(CredentialResource),
     )
     def get_credential(name: NameParam) -> Response[CredentialResource]:
-        found = _resource(service, path_name(name))
+        found = _resource(service, resource_name(name))
         return json_response(found, version=found.version)
 
 
@@ -90,5 +90,5 @@ def _register_writes(app: APIGatewayRestResolver, service: DesiredStateService) 
         name: NameParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
     ) -> Response[None]:
         cond = precondition(if_match, if_none_match)
-        service.delete(ResourceKind.CREDENTIAL, path_name(name), actor=caller_arn(app), precondition=cond)
+        service.delete(ResourceKind.CREDENTIAL, resource_name(name), actor=caller_arn(app), precondition=cond)
         return Response(status_code=204)

@@ -35,7 +35,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
 
     @app.get("/v1/rules/<prefix>", tags=["rules"], summary="Get a rule", responses=responses(RuleResource))
     def get_rule(prefix: PrefixParam) -> Response[RuleResource]:
-        stored = service.get(ResourceKind.RULE, _prefix(prefix))
+        stored = service.get(ResourceKind.RULE, prefix_param(prefix))
         return json_response(RuleResource.of(stored), version=stored.version)
 
     @app.put(
@@ -51,7 +51,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         if_none_match: IfNoneMatch = None,
     ) -> Response[RuleResource]:
         result = service.put_rule(
-            _prefix(prefix), spec, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
+            prefix_param(prefix), spec, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
         )
         status = 201 if result.created else 200
         return json_response(RuleResource.of(result.resource), status=status, version=result.resource.version)
@@ -65,14 +65,14 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     def delete_rule(
         prefix: PrefixParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
     ) -> Response[None]:
-        name = _prefix(prefix)
+        name = prefix_param(prefix)
         service.delete(
             ResourceKind.RULE, name, actor=caller_arn(app), precondition=precondition(if_match, if_none_match)
         )
         return Response(status_code=204)
 
 
-def _prefix(raw: str) -> str:
+def prefix_param(raw: str) -> str:
     """The rule's ECR prefix from the path, normalised as ECR does (`docker-hub/` is `docker-hub`).
 
     Parsed once per request: the service takes the normalised prefix as it is.

@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
-from ecrcache.http.common import caller_arn, json_response, path_name, precondition, resource_name
+from ecrcache.http.common import caller_arn, json_response, precondition, resource_name
 from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import IfMatch, IfNoneMatch, UndocumentedIfNoneMatch
 from ecrcache.http.schemas import WarmSetList, WarmSetResource
@@ -25,7 +25,7 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
 
     @app.get("/v1/warm-sets/<name>", tags=["warm-sets"], summary="Get a warm set", responses=responses(WarmSetResource))
     def get_warm_set(name: NameParam) -> Response[WarmSetResource]:
-        stored = service.get(ResourceKind.WARM_SET, path_name(name))
+        stored = service.get(ResourceKind.WARM_SET, resource_name(name))
         return json_response(WarmSetResource.of(stored), version=stored.version)
 
     @app.put(
@@ -56,5 +56,5 @@ def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
         name: NameParam, if_match: IfMatch = None, if_none_match: UndocumentedIfNoneMatch = None
     ) -> Response[None]:
         cond = precondition(if_match, if_none_match)
-        service.delete(ResourceKind.WARM_SET, path_name(name), actor=caller_arn(app), precondition=cond)
+        service.delete(ResourceKind.WARM_SET, resource_name(name), actor=caller_arn(app), precondition=cond)
         return Response(status_code=204)
