@@ -54,6 +54,10 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
     if blocked:
         printer.out("")
         print_blocked(printer, blocked)
+    if notes := plan.get("notes") or []:
+        printer.out("")
+        rows = [[n.get("region"), n.get("prefix"), n.get("message")] for n in notes]
+        printer.table(["region", "rule", "note"], rows, title="Notes:")
 
 
 def print_blocked(printer: Printer, blocked: Sequence[Mapping[str, Any]]) -> None:

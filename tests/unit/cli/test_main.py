@@ -276,3 +276,16 @@ def test_export_to_a_closed_stdout_is_quiet(monkeypatch: pytest.MonkeyPatch) -> 
         code = cli_main.run(["--endpoint", server.url, "export"])
     assert code == 0
     assert errors.getvalue() == ""
+
+
+def test_plan_shows_notes_apart_from_blocked_rules() -> None:
+    # GIVEN a plan whose only rule is a ROOT rule: planned, with a note (not a block)
+    note = {"region": "us-east-1", "prefix": "ROOT", "message": "existing repositories are not patched"}
+    plan = {"actions": [], "unmanaged": [], "blocked": [], "notes": [note]}
+    with recording_server(lambda request: Reply(200, plan)) as server:
+        # WHEN planned, asking for the detailed exit code
+        result = run_cli(["--endpoint", server.url, "plan", "--detailed-exitcode"])
+    # THEN nothing is pending (exit 0), the note is shown under Notes, and nothing is called Blocked
+    assert result.code == 0, result.output
+    assert "Notes:" in result.stdout and "existing repositories are not patched" in result.stdout
+    assert "Blocked" not in result.stdout

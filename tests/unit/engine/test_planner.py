@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ecrcache.engine.plan import ActionKind, Blocked, Plan, PlannedAction, Unmanaged
+from ecrcache.engine.plan import ActionKind, Blocked, Note, Plan, PlannedAction, Unmanaged
 from ecrcache.engine.planner import ROOT_RULE_NOTE, plan, plan_region
 from ecrcache.models.observed import DesiredRule, ObservedRegion, ObservedTemplate, Ownership
 from tests.samples import ORG_PULL
@@ -397,11 +397,12 @@ def test_plan_region_rule_ecr_would_reject_is_blocked_with_the_field() -> None:
     assert "upstream_repository_prefix" in found.blocked[0].reason
 
 
-def test_plan_region_root_rule_gets_one_note() -> None:
+def test_plan_region_root_rule_gets_one_note_and_is_not_blocked() -> None:
     root = desired("ROOT")
     found = run([root], region())
     assert kinds(found) == [("create_rule", "ROOT"), ("create_template", "ROOT")]
-    assert found.blocked == (Blocked(region=REGION, prefix="ROOT", reason=ROOT_RULE_NOTE),)
+    assert found.notes == (Note(region=REGION, prefix="ROOT", message=ROOT_RULE_NOTE),)
+    assert found.blocked == ()
 
 
 def test_plan_region_rejects_a_prefix_listed_twice() -> None:

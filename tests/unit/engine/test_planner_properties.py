@@ -371,7 +371,7 @@ def test_plan_region_records_what_the_rule_wants_after_apply(world: World) -> No
     # rule's fingerprints recorded (or none at all, when the rule wants nothing and none was recorded)
     found = run(world)
     after, _ = apply_to_observed(world.observed, world.ownership, found)
-    blocked = {b.prefix for b in found.blocked if b.prefix != ROOT_PREFIX}
+    blocked = {b.prefix for b in found.blocked}
     every_rule = [*world.desired, *world.retired]
     for name, repo in after.repositories.items():
         rule = owner(name, world.desired)

@@ -422,7 +422,8 @@ def test_plan_region_root_rule_does_not_patch_repositories() -> None:
     found = _plan_many([root], ["nginx/x", "library/nginx"])
     # THEN no repository is touched, and one note explains why
     assert found.is_empty
-    assert [(b.prefix, b.reason) for b in found.blocked] == [("ROOT", ROOT_RULE_NOTE)]
+    assert [(n.prefix, n.message) for n in found.notes] == [("ROOT", ROOT_RULE_NOTE)]
+    assert found.blocked == ()
 
 
 def test_plan_region_root_rule_does_not_take_repositories_from_other_rules() -> None:

@@ -111,6 +111,18 @@ def test_a_first_run_creates_owns_and_records_synced(world: World) -> None:
     assert world.status.leases == {}
 
 
+def test_a_root_rule_converges_to_synced_its_note_is_not_a_block(world: World) -> None:
+    # GIVEN a desired ROOT rule (whose plan carries a note: existing repositories are not patched)
+    world.write(ResourceKind.RULE, "ROOT", QUAY)
+    # WHEN reconciled
+    run = world.run()
+    # THEN its rule and template exist and it is Synced, not Terminal/Blocked
+    assert set(world.ecr.state.rules) == {"ROOT"}
+    assert world.conditions("ROOT")["Synced"] == (True, "Converged")
+    assert world.conditions("ROOT")["Terminal"][0] is False
+    assert run.status is RunStatus.SUCCEEDED
+
+
 def test_a_converged_run_writes_nothing(world: World) -> None:
     # GIVEN a converged Region
     world.write(ResourceKind.RULE, "quay", QUAY)

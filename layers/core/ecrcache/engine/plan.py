@@ -149,11 +149,21 @@ class Unmanaged(_Frozen):
 
 
 class Blocked(_Frozen):
-    """A desired rule the planner could not plan (nothing planned for it), or a note on a partial plan."""
+    """A desired rule the planner could not plan: nothing is planned for it, and its status says Blocked."""
 
     region: str
     prefix: str
     reason: str
+
+
+class Note(_Frozen):
+    """Something a user should know about a rule that is planned (e.g. what a ROOT rule cannot do).
+
+    Not a failure: a rule with a note is planned and can be Synced (a note is never a Blocked entry)."""
+
+    region: str
+    prefix: str
+    message: str
 
 
 class Plan(_Frozen):
@@ -162,6 +172,7 @@ class Plan(_Frozen):
     actions: tuple[PlannedAction, ...] = ()
     unmanaged: tuple[Unmanaged, ...] = ()
     blocked: tuple[Blocked, ...] = ()
+    notes: tuple[Note, ...] = ()
 
     @field_validator("actions")
     @classmethod
@@ -178,9 +189,14 @@ class Plan(_Frozen):
     def _sort_blocked(cls, value: tuple[Blocked, ...]) -> tuple[Blocked, ...]:
         return tuple(sorted(value, key=lambda item: (item.region, item.prefix, item.reason)))
 
+    @field_validator("notes")
+    @classmethod
+    def _sort_notes(cls, value: tuple[Note, ...]) -> tuple[Note, ...]:
+        return tuple(sorted(value, key=lambda item: (item.region, item.prefix, item.message)))
+
     @property
     def is_empty(self) -> bool:
-        """No actions (unmanaged and blocked entries are reports, not work)."""
+        """No actions (unmanaged, blocked and note entries are reports, not work)."""
         return not self.actions
 
     def summary(self) -> dict[str, int]:
@@ -201,4 +217,5 @@ class Plan(_Frozen):
             actions=tuple(a for p in parts for a in p.actions),
             unmanaged=tuple(u for p in parts for u in p.unmanaged),
             blocked=tuple(b for p in parts for b in p.blocked),
+            notes=tuple(n for p in parts for n in p.notes),
         )

@@ -65,7 +65,7 @@ from ecrcache.engine.essence import (
     template_essence,
 )
 from ecrcache.engine.ownership import Claim, claim, ownership_block
-from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Plan, PlannedAction, Unmanaged, UnmanagedKind
+from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Note, Plan, PlannedAction, Unmanaged, UnmanagedKind
 from ecrcache.errors import InvalidInputError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
@@ -412,6 +412,7 @@ class _RegionPlanner:
     actions: list[PlannedAction] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def region(self) -> str:
@@ -464,14 +465,19 @@ class _RegionPlanner:
             ready[prefix] = prepared
             self.plan_rule(prepared)
             self.plan_template(prepared)
-            if prefix == ROOT_PREFIX:
-                self.block(prefix, ROOT_RULE_NOTE)
+            if prefix == ROOT_PREFIX:  # planned, and Synced once converged: a note, not a block
+                self.notes.append(Note(region=self.region, prefix=prefix, message=ROOT_RULE_NOTE))
         for prefix, rule in sorted(gone.items()):
             self.plan_retired(prefix, rule.spec.deletion_policy)
         self.report_unmanaged(set(wanted) | set(gone))
         known = ({*wanted, *gone, *self.observed.rules}) - {ROOT_PREFIX}
         self.plan_repositories(ready, sorted(known, key=lambda p: (-len(p), p)))
-        return Plan(actions=tuple(self.actions), unmanaged=tuple(self.unmanaged), blocked=tuple(self.blocked))
+        return Plan(
+            actions=tuple(self.actions),
+            unmanaged=tuple(self.unmanaged),
+            blocked=tuple(self.blocked),
+            notes=tuple(self.notes),
+        )
 
     # ---------------------------------------------------------------- rules
 
