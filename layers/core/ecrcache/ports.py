@@ -51,12 +51,17 @@ class StateStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StagedSecret:
-    """A secret value written but not yet current (or a new secret, current but unreferenced)."""
+    """A secret value written but not yet current (or a new secret, current but unreferenced).
+
+    ``restored``: the secret was scheduled for deletion (its credential had been deleted) and the
+    stage restored it; undoing the stage schedules its deletion again.
+    """
 
     name: str
     arn: str
     version_id: str
     created: bool
+    restored: bool = False
 
 
 class SecretStore(Protocol):

@@ -326,3 +326,51 @@ def test_credential_document_without_token_adopts_an_existing_secret_too(api: Ap
     # THEN it is adopted, as through PUT /v1/credentials/docker-hub
     assert applied.status == 200, applied.text
     assert api.get("/v1/credentials/docker-hub").json["secret_arn"] == arn
+
+
+# -- a credential created again after its deletion (issue 10, item 3) ------------------------------------
+
+
+def deleted_credential(api: ApiClient) -> str:
+    """A credential that a rule used, then the rule and the credential deleted: its secret is scheduled
+    for deletion (recovery window). Returns the secret's ARN."""
+    arn: str = create(api).json["secret_arn"]
+    assert api.put("/v1/rules/docker-hub", {"upstream_kind": "docker-hub", "credential": "docker-hub"}).status == 201
+    assert api.delete("/v1/rules/docker-hub").status == 204
+    assert api.delete("/v1/credentials/docker-hub").status == 204
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
+    return arn
+
+
+def recreate(api: ApiClient, route: str) -> ApiResponse:
+    """The credential again with a new token: ``credentials set`` (PUT) or ``apply`` (a document)."""
+    if route == "credentials set":
+        return api.put("/v1/credentials/docker-hub", {**HUB, "token": NEW_TOKEN})
+    document = {
+        "version": 1,
+        "credentials": {"docker-hub": {**HUB, "token": NEW_TOKEN}},
+        "rules": {"docker-hub": {"upstream_kind": "docker-hub", "credential": "docker-hub"}},
+    }
+    return api.put("/v1/desired-state", document)
+
+
+@pytest.mark.parametrize("route", ["credentials set", "apply"])
+def test_credential_recreated_after_delete_restores_its_secret_with_the_new_token(api: ApiClient, route: str) -> None:
+    # GIVEN a credential deleted after its rule (its secret scheduled for deletion)
+    arn = deleted_credential(api)
+    # WHEN it is created again with a new token
+    recreated = recreate(api, route)
+    # THEN it is written, pointing at the same secret, which is no longer scheduled for deletion
+    # and holds the new token as AWSCURRENT (no staged value left over)
+    assert recreated.status in (200, 201), recreated.text
+    credential = api.get("/v1/credentials/docker-hub").json
+    assert credential["secret_arn"] == arn
+    described = aws("secretsmanager").describe_secret(SecretId=SECRET)
+    assert "DeletedDate" not in described
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": NEW_TOKEN}
+    assert not any("ECRCACHE_PENDING" in labels for labels in described["VersionIdsToStages"].values())
+    # AND a rule can use it again
+    assert api.put("/v1/rules/docker-hub", {"upstream_kind": "docker-hub", "credential": "docker-hub"}).status in (
+        200,
+        201,
+    )

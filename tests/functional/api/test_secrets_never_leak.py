@@ -246,6 +246,16 @@ def oversized_and_unsupported(w: LeakWatch) -> None:
     assert w.put("/v1/credentials/hub", raw_body=text, headers={"Content-Type": "text/plain"}).status == 415
 
 
+def recreated_after_delete(w: LeakWatch) -> None:
+    # The secret scheduled for deletion is restored and takes the new token, through either route.
+    create(w)
+    assert w.call("DELETE", "/v1/credentials/hub").status == 204
+    assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}).status == 201
+    assert w.call("DELETE", "/v1/credentials/hub").status == 204
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}).status == 200
+    assert secret_value(SECRET)["accessToken"] == TOKEN
+
+
 def misplaced(w: LeakWatch) -> None:
     # The token pasted where a name goes: refused without echoing it.
     assert w.put("/v1/rules/hub", {"upstream_kind": "docker-hub", "credential": TOKEN}).status == 422
@@ -267,6 +277,7 @@ PATHS: dict[str, Callable[[LeakWatch], None]] = {
     "412": stale,
     "400 malformed": malformed,
     "413 and 415": oversized_and_unsupported,
+    "re-created after delete": recreated_after_delete,
 }
 
 
@@ -324,6 +335,42 @@ def test_secret_token_never_leaks_when_aws_fails(
     # THEN the failure leaks nothing, and the staged secret was removed
     assert_no_leak(watch, state_table, capsys, caplog)
     assert not secret_exists()
+
+
+@pytest.mark.parametrize("failing_call", ["restore_secret", "put_secret_value", "transact_write_items"])
+def test_secret_token_never_leaks_when_the_restore_path_fails(
+    watch: LeakWatch,
+    state_table: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    failing_call: str,
+) -> None:
+    # GIVEN a deleted credential (its secret scheduled for deletion), and AWS failing one call of
+    # re-creating it: RestoreSecret, the PutSecretValue after it, or the commit
+    from functions.api.app import service
+
+    assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN}).status == 201
+    assert watch.call("DELETE", "/v1/credentials/hub").status == 204
+    client = service.store.client if failing_call == "transact_write_items" else service.secrets.client  # type: ignore[attr-defined]
+
+    def denied(**kwargs: Any) -> Any:
+        error: Any = {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(error, failing_call)
+
+    monkeypatch.setattr(client, failing_call, denied)
+    # WHEN the credential is created again with a new token, by PUT and by a document
+    assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}).status == 500
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}
+    assert watch.put("/v1/desired-state", document).status == 500
+    # THEN the failure leaks nothing, and the secret is scheduled for deletion again
+    assert_no_leak(watch, state_table, capsys, caplog)
+    monkeypatch.undo()
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
 
 
 # -- what Secrets Manager holds -----------------------------------------------------------------------
@@ -426,27 +473,11 @@ def test_secret_stale_document_stages_nothing(api: ApiClient) -> None:
     assert secret_stages(SECRET) == before
 
 
-def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a credential deleted (its secret scheduled for deletion), and Secrets Manager answering
-    # CreateSecret for that name as AWS does (moto 5.2.5 says ResourceExistsException instead)
-    from functions.api.app import service
-
+def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient) -> None:
+    # GIVEN a credential deleted (its secret scheduled for deletion: the embedded Secrets Manager,
+    # like AWS, then refuses CreateSecret of that name and every write with InvalidRequestException)
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
     assert api.delete("/v1/credentials/hub").status == 204
-    client = service.secrets.client  # type: ignore[attr-defined]
-    create_secret = client.create_secret
-
-    def like_aws(**kwargs: Any) -> Any:
-        if "DeletedDate" in client.describe_secret(SecretId=kwargs["Name"]):
-            message = "You can't create this secret because a secret with this name is already scheduled for deletion."
-            error: Any = {
-                "Error": {"Code": "InvalidRequestException", "Message": message},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(error, "CreateSecret")
-        return create_secret(**kwargs)
-
-    monkeypatch.setattr(client, "create_secret", like_aws)
     # WHEN the credential is created again with a new token
     recreated = api.put("/v1/credentials/hub", {**HUB, "token": TOKEN2})
     # THEN the secret is restored (no longer scheduled for deletion) and holds the new token

@@ -1,0 +1,47 @@
+"""A credential's secret across deletions, with the reconciler as deployed (issue 10, items 3 and 4).
+
+Deleting a credential schedules its secret ``ecr-pullthroughcache/<name>`` for deletion (a 7-day
+recovery window): Secrets Manager then refuses it to everyone, ECR included, until it is restored.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ecrcache.models.status import ConditionType
+from tests.functional.reconcile.support import GOOD_TOKEN, Admin, Look, Reconciler, clients, condition
+
+pytestmark = pytest.mark.functional
+
+EXPIRED_TOKEN = "dckr_pat_expired"
+HUB_RULE = {"upstream_kind": "docker-hub", "credential": "hub", "deletion_policy": "delete"}
+
+
+def test_credential_recreated_after_delete_makes_its_rule_work_again(
+    controller: Reconciler, alice: Admin, look: Look
+) -> None:
+    # GIVEN a converged Docker Hub rule on credential "hub", then the rule deleted (deletion_policy
+    # delete: its ECR rule goes) and the credential deleted (its secret scheduled for deletion)
+    arn = alice.put_credential("hub", token=EXPIRED_TOKEN)
+    alice.put_rule("docker-hub", HUB_RULE)
+    controller.converge()
+    alice.delete_rule("docker-hub")
+    controller.converge()
+    assert look.rule("docker-hub") is None
+    assert alice.api.delete("/v1/credentials/hub").status == 204
+
+    # WHEN the credential is set again with a good token and the rule declared again
+    assert alice.put_credential("hub", token=GOOD_TOKEN) == arn
+    alice.put_rule("docker-hub", HUB_RULE)
+    controller.converge()
+
+    # THEN the secret is restored with the new token current, ECR's rule uses it, and ECR reads it:
+    # the rule validates with the upstream and is Synced
+    assert "DeletedDate" not in clients().secretsmanager.describe_secret(SecretId="ecr-pullthroughcache/hub")
+    rule = look.rule("docker-hub")
+    assert rule is not None
+    assert rule["credentialArn"] == arn
+    status = look.rule_status("docker-hub")
+    assert status is not None
+    assert (status.validation.is_valid, status.validation.failure) == (True, None)
+    assert condition(status, ConditionType.SYNCED) == (True, "Converged", "")
