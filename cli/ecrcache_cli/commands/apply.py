@@ -30,7 +30,11 @@ __all__ = ["apply_cmd", "print_changes"]
     help="A YAML/JSON desired-state file, or a directory of them (repeatable).",
 )
 @click.option("--prune", is_flag=True, help="Delete rules, credentials and warm sets the files omit.")
-@click.option("--allow-empty", is_flag=True, help="Allow --prune with files that define nothing (deletes everything).")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Allow --prune with files that define nothing (deletes everything); the API requires it too.",
+)
 @click.option(
     "--if-revision",
     type=click.IntRange(min=0),
@@ -67,7 +71,7 @@ def apply_cmd(
         printer.warn(warning)
     api = app.api()
     since = datetime.now(UTC)
-    response = _put(api, files.body, dry_run=dry_run, prune=prune, if_revision=if_revision)
+    response = _put(api, files.body, dry_run=dry_run, prune=prune, allow_empty=allow_empty, if_revision=if_revision)
     result = response.json() or {}
     changes: list[dict[str, Any]] = result.get("changes") or []
     if not printer.body(result):
@@ -87,14 +91,20 @@ def apply_cmd(
     )
 
 
-def _put(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_revision: int | None) -> Response:
-    """``PUT /v1/desired-state``; with ``--if-revision``, a 412 means someone else applied since (exit 5)."""
+def _put(
+    api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, allow_empty: bool, if_revision: int | None
+) -> Response:
+    """``PUT /v1/desired-state``; with ``--if-revision``, a 412 means someone else applied since (exit 5).
+
+    ``--allow-empty`` is passed on (``allowEmpty=true``) with ``--prune``: the API refuses a prune of a
+    document that declares nothing without it, as the CLI does before sending anything.
+    """
     headers = {"If-Match": f'"{if_revision}"'} if if_revision is not None else {}
     try:
         return api.put(
             "desired-state",
             body,
-            query={"dryRun": dry_run or None, "prune": prune or None},
+            query={"dryRun": dry_run or None, "prune": prune or None, "allowEmpty": (prune and allow_empty) or None},
             headers=headers,
         )
     except ApiError as exc:

@@ -287,7 +287,7 @@ def test_aws_dynamodb_failure_while_checking_the_lease_is_503(
 
 
 def large_document(rules: int = 60) -> dict[str, Any]:
-    return {"rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(min(rules, 50))}} | (
+    return {"version": 1, "rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(min(rules, 50))}} | (
         {"credentials": {f"c{i:02d}": {**HUB, "token": f"{TOKEN}-{i}"} for i in range(rules - 50)}}
         if rules > 50
         else {}
@@ -408,7 +408,7 @@ def test_aws_chunked_apply_undo_keeps_versions_moving_forward(
     api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN 50 rules, one of them updated to version 2
-    api.put("/v1/desired-state", {"rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
+    api.put("/v1/desired-state", {"version": 1, "rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
     api.put("/v1/rules/q00", {"upstream_kind": "quay", "description": "v2"})
     created_at = api.get("/v1/rules/q00").json["created_at"]
     client = dynamodb()
@@ -423,7 +423,7 @@ def test_aws_chunked_apply_undo_keeps_versions_moving_forward(
 
     monkeypatch.setattr(client, "transact_write_items", second_fails)
     # WHEN an empty document is applied with prune and its second chunk fails
-    assert api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"}).status == 500
+    assert api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"}).status == 500
     monkeypatch.undo()
     # THEN q00 is back with its spec, a version above 2 (an old ETag must not match), its created_at,
     # and every history entry of q00 has its own version
@@ -627,7 +627,7 @@ def test_aws_prune_whose_commit_fails_restores_the_secret(
         dynamodb(), "transact_write_items", failing(client_error("ThrottlingException", 400, "TransactWriteItems"))
     )
     # WHEN a document without it is applied with prune
-    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN it is 503, the credential stays, and its secret is current and not scheduled for deletion
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()
@@ -643,7 +643,7 @@ def test_aws_secrets_delete_failure_in_a_prune_writes_nothing(
         secretsmanager(), "delete_secret", failing(client_error("ThrottlingException", 400, "DeleteSecret"))
     )
     # WHEN a document without it is applied with prune
-    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN the apply is refused as retryable (a token must not outlive its credential) and nothing changed
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()

@@ -178,7 +178,7 @@ def test_credential_delete_when_its_secret_is_already_scheduled_for_deletion(api
     if route == "DELETE":
         deleted = api.delete("/v1/credentials/docker-hub")
     else:
-        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN it goes, and the secret stays scheduled for deletion
     assert deleted.status in (200, 204), deleted.text
     assert api.get("/v1/credentials/docker-hub").status == 404
@@ -322,7 +322,7 @@ def test_credential_document_without_token_adopts_an_existing_secret_too(api: Ap
     # GIVEN a secret ecr-pullthroughcache/docker-hub that ecrcache did not create
     arn = existing_secret()
     # WHEN a document declares the credential without a token
-    applied = api.put("/v1/desired-state", {"credentials": {"docker-hub": HUB}})
+    applied = api.put("/v1/desired-state", {"version": 1, "credentials": {"docker-hub": HUB}})
     # THEN it is adopted, as through PUT /v1/credentials/docker-hub
     assert applied.status == 200, applied.text
     assert api.get("/v1/credentials/docker-hub").json["secret_arn"] == arn

@@ -159,7 +159,8 @@ def metadata_only(w: LeakWatch) -> None:
 
 
 def document_apply(w: LeakWatch) -> None:
-    document = {
+    document: dict[str, Any] = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}},
     }
@@ -172,12 +173,14 @@ def document_apply(w: LeakWatch) -> None:
 
 
 def document_yaml(w: LeakWatch) -> None:
-    text = f"credentials:\n  hub:\n    upstream_kind: docker-hub\n    username: ci-bot\n    token: {TOKEN}\n"
+    text = (
+        f"version: 1\ncredentials:\n  hub:\n    upstream_kind: docker-hub\n    username: ci-bot\n    token: {TOKEN}\n"
+    )
     assert w.put("/v1/desired-state", raw_body=text, headers={"Content-Type": "application/yaml"}).status == 200
 
 
 def dry_run(w: LeakWatch) -> None:
-    document = {"credentials": {"hub": {**HUB, "token": TOKEN}}}
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}
     response = w.put("/v1/desired-state", document, query={"dryRun": "true"})
     assert response.status == 200
     assert response.json["changes"][0]["secret_changed"] is True
@@ -199,22 +202,28 @@ def invalid_token(w: LeakWatch) -> None:
 
 def invalid_document(w: LeakWatch) -> None:
     document = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN, "username": "a:b"}},
         "rules": {"x": {"upstream_kind": "quay", "bogus": 1}},
     }
     assert w.put("/v1/desired-state", document).status == 422
     wrong_kind = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "github-container-registry", "credential": "hub"}},
     }
     assert w.put("/v1/desired-state", wrong_kind).status == 422
-    assert w.put("/v1/desired-state", {"credentials": {"hub": {"username": "u", "token": TOKEN}}}).status == 422
+    assert (
+        w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {"username": "u", "token": TOKEN}}}).status
+        == 422
+    )
 
 
 def conflict(w: LeakWatch) -> None:
     rules = {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(50)}
-    assert w.put("/v1/desired-state", {"rules": rules}).status == 200
+    assert w.put("/v1/desired-state", {"version": 1, "rules": rules}).status == 200
     document = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}},
     }
@@ -226,7 +235,7 @@ def stale(w: LeakWatch) -> None:
     create(w)
     assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-Match": '"7"'}).status == 412
     assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-None-Match": "*"}).status == 412
-    document = {"credentials": {"hub": {**HUB, "token": TOKEN2}}}
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}
     assert w.put("/v1/desired-state", document, headers={"If-Match": '"0"'}).status == 412
     assert secret_value(SECRET)["accessToken"] == TOKEN
 
@@ -259,8 +268,8 @@ def recreated_after_delete(w: LeakWatch) -> None:
 def misplaced(w: LeakWatch) -> None:
     # The token pasted where a name goes: refused without echoing it.
     assert w.put("/v1/rules/hub", {"upstream_kind": "docker-hub", "credential": TOKEN}).status == 422
-    assert w.put("/v1/desired-state", {"credentials": {"hub": TOKEN}}).status == 422
-    assert w.put("/v1/desired-state", {"credentials": TOKEN}).status == 422
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": TOKEN}}).status == 422
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": TOKEN}).status == 422
 
 
 PATHS: dict[str, Callable[[LeakWatch], None]] = {
@@ -331,7 +340,9 @@ def test_secret_token_never_leaks_when_aws_fails(
     monkeypatch.setattr(client, "transact_write_items", denied)
     # WHEN a credential and a document with tokens are written
     assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN}).status == 500
-    assert watch.put("/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN2}}}).status == 500
+    assert (
+        watch.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}).status == 500
+    )
     # THEN the failure leaks nothing, and the staged secret was removed
     assert_no_leak(watch, state_table, capsys, caplog)
     assert not secret_exists()
@@ -454,7 +465,9 @@ def test_secret_new_credential_that_loses_a_race_is_staged_again_once(
 def test_secret_dry_run_creates_no_secret(api: ApiClient) -> None:
     # GIVEN no credentials
     # WHEN a document with a new credential and token is dry-run
-    dry = api.put("/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN}}}, query={"dryRun": "true"})
+    dry = api.put(
+        "/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}, query={"dryRun": "true"}
+    )
     # THEN nothing exists in Secrets Manager
     assert dry.status == 200
     assert aws("secretsmanager").list_secrets(IncludePlannedDeletion=True)["SecretList"] == []
@@ -466,7 +479,9 @@ def test_secret_stale_document_stages_nothing(api: ApiClient) -> None:
     before = secret_stages(SECRET)
     # WHEN the document carries a new token with a stale If-Match
     refused = api.put(
-        "/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN2}}}, headers={"If-Match": '"0"'}
+        "/v1/desired-state",
+        {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}},
+        headers={"If-Match": '"0"'},
     )
     # THEN not even a staged version is written
     assert refused.status == 412

@@ -324,8 +324,20 @@ class DesiredStateService:
         prune: bool,
         dry_run: bool,
         if_match_revision: int | None = None,
+        allow_empty: bool = False,
     ) -> ApplyResult:
-        """Apply a validated document (``PUT /v1/desired-state``); its tokens become new secret values."""
+        """Apply a validated document (``PUT /v1/desired-state``); its tokens become new secret values.
+
+        A prune with a document that declares nothing would delete everything: it needs ``allow_empty``
+        (the CLI's ``apply --prune --allow-empty``), dry run or not.
+        """
+        if prune and document.declares_nothing and not allow_empty:
+            raise invalid(
+                "query.allowEmpty",
+                "must be true to prune with a document that declares no rules, credentials or warm sets: "
+                "that would delete every rule, credential and warm set (and schedule every credential's "
+                "secret for deletion)",
+            )
         specs, secrets = _document_specs(document)
         return self.apply(
             specs, secrets, actor=actor, prune=prune, dry_run=dry_run, if_match_revision=if_match_revision

@@ -2,7 +2,8 @@
 
 `GET` exports it (JSON, or YAML with `?format=yaml` / `Accept: application/yaml`); `PUT` validates
 the whole document first, then writes all of it or nothing; `dryRun=true` returns the change list
-without writing; `prune=true` deletes what the document omits.
+without writing; `prune=true` deletes what the document omits (with a document that declares
+nothing, only together with `allowEmpty=true`). A document without `version` is refused.
 """
 
 from __future__ import annotations
@@ -69,12 +70,26 @@ def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService) -
         document: Annotated[DesiredStateDocument, Body(description="The desired state.")],
         dryRun: Annotated[bool, Query(description="Only compute the changes.")] = False,
         prune: Annotated[bool, Query(description="Delete resources the document omits.")] = False,
+        allowEmpty: Annotated[
+            bool,
+            Query(
+                description=(
+                    "Allow `prune=true` with a document that declares no rules, credentials or warm sets "
+                    "(it deletes everything); without it such a request is refused with 422."
+                )
+            ),
+        ] = False,
         if_match: Annotated[
             str | None, Header(alias="If-Match", description="Revision (the export's ETag) the document was based on.")
         ] = None,
     ) -> ApplyResponse:
         result = service.apply_document(
-            document, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=if_match_revision(if_match)
+            document,
+            actor=caller_arn(app),
+            prune=prune,
+            dry_run=dryRun,
+            if_match_revision=if_match_revision(if_match),
+            allow_empty=allowEmpty,
         )
         return ApplyResponse(
             dry_run=result.dry_run,
