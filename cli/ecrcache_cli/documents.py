@@ -2,7 +2,7 @@
 
 Each file is a (partial) desired-state document::
 
-    version: 1            # optional; 1 is the only version
+    version: 1            # required, as in the API's document; 1 is the only version
     rules: {<prefix>: {...}}
     credentials: {<name>: {...}}
     warm_sets: {<name>: {...}}
@@ -49,6 +49,9 @@ SECTIONS: Final = tuple(SECTION_OF_KIND.values())
 SUFFIXES: Final = (".yaml", ".yml", ".json")
 TOKEN_WARNING: Final = "keep tokens out of Git; use `ecrcache credentials set`"  # noqa: S105 - advice, not a token
 EMPTY_MESSAGE: Final = "holds no desired-state document (the file is empty, only comments, or null)"
+VERSION_MISSING: Final = (
+    "required field is missing: a desired-state file starts with `version: 1`, as the API's document"
+)
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -91,7 +94,7 @@ class DesiredStateFiles:
     """The merged document as JSON data (tokens included), ready to send."""
     origins: dict[tuple[str, str], Path]
     warnings: tuple[str, ...] = ()
-    document: DesiredStateDocument = field(default_factory=DesiredStateDocument)
+    document: DesiredStateDocument = field(default_factory=lambda: DesiredStateDocument(version=1))
 
     def names(self, section: str) -> list[str]:
         return sorted(self.body.get(section, {}))
@@ -244,6 +247,8 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
         problems.append(Problem(where, f"must be a mapping with {', '.join(SECTIONS)}; got {_type_name(data)}"))
         return {}
     sections: dict[str, dict[str, Any]] = {}
+    if "version" not in data:  # the API refuses a document without it; the schema editors use requires it
+        problems.append(Problem(where, VERSION_MISSING, "version"))
     for key, value in data.items():
         if key == "version":
             if value != 1 or isinstance(value, bool):

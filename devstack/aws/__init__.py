@@ -1,6 +1,7 @@
 """Embedded AWS for tests and local runs: moto, extended with the ECR operations it lacks.
 
-One entry point, :func:`install`, patches moto's ECR service in this process (idempotently):
+One entry point, :func:`install`, patches moto's ECR service (and where moto strays from AWS, its
+Secrets Manager) in this process (idempotently):
 
 * ``ecr_rules`` -- Create/Describe/Update/Delete/ValidatePullThroughCacheRule;
 * ``ecr_templates`` -- Create/Describe/Update/DeleteRepositoryCreationTemplate;
@@ -8,7 +9,9 @@ One entry point, :func:`install`, patches moto's ECR service in this process (id
   lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
 * ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
 * ``ecr_pullthrough`` -- the pull-through data plane (``BatchGetImage``/``GetDownloadUrlForLayer``
-  from real OCI registries), installed too when that module is present.
+  from real OCI registries), installed too when that module is present;
+* ``secrets_deletion`` -- Secrets Manager's recovery window: a secret scheduled for deletion refuses
+  ``CreateSecret`` of its name, writes and reads with ``InvalidRequestException`` until restored.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
@@ -52,6 +55,7 @@ def install() -> None:
             ecr_rules,
             ecr_templates,
             events,
+            secrets_deletion,
         )
 
         events.install()
@@ -59,6 +63,7 @@ def install() -> None:
         ecr_templates.install()
         ecr_lifecycle.install()
         ecr_repositories.install()
+        secrets_deletion.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)

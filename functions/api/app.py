@@ -19,6 +19,7 @@ from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
+from ecrcache.services.secret_users import EcrSecretUsers
 
 
 def now() -> datetime:
@@ -35,13 +36,16 @@ store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
 planner = PlanService(desired=store, status=status, registry=registry, stack_region=stack_region())
-# The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule.
+# The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
+# before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
+secret_users = EcrSecretUsers(registry=registry, status=status, desired=store, stack_region=stack_region())
 service = DesiredStateService(
     store=store,
     secrets=SecretsManagerStore(),
     clock=now,
     stack_region=stack_region(),
     ecr_rules=planner.rules_in_ecr,
+    secret_users=secret_users,
 )
 importer = ImportService(service, registry, stack_region=stack_region())
 app = create_app(service, planner=planner, importer=importer, status=status, clock=now)

@@ -14,7 +14,13 @@ from collections.abc import Collection, Mapping, Sequence
 
 from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRepository, Ownership
+from ecrcache.models.observed import (
+    AppliedFingerprints,
+    ObservedRegion,
+    ObservedRepository,
+    ObservedRule,
+    Ownership,
+)
 from ecrcache.ports import ActionResult
 from tests.fakes.simulate import apply_to_observed
 
@@ -26,7 +32,7 @@ def _under(name: str, prefix: str) -> bool:
 
 
 class MemoryEcrReader:
-    """Implements ``EcrReader``; ``observe_error`` is raised by every ``observe`` while set."""
+    """Implements ``EcrReader``; ``observe_error`` is raised by every ``observe`` (and ``rules``) while set."""
 
     def __init__(self, region: str = REGION, state: ObservedRegion | None = None) -> None:
         self.region = region
@@ -46,6 +52,12 @@ class MemoryEcrReader:
             if any(_under(name, p) for p in prefixes if p)
         }
         return self.state.model_copy(update={"repositories": repositories})
+
+    def rules(self) -> dict[str, ObservedRule]:
+        self.calls["rules"] += 1
+        if self.observe_error is not None:
+            raise self.observe_error
+        return dict(self.state.rules)
 
     @staticmethod
     def _as_read(

@@ -132,6 +132,9 @@ class MemorySecretStore:
     def stage(self, name: str, secret_string: str, *, request_token: str) -> StagedSecret:
         self._maybe_fail("stage")
         created = name not in self.versions
+        restored = name in self.deleted  # scheduled for deletion: restored, as the adapter does
+        if restored:
+            self.deleted.remove(name)
         self.versions.setdefault(name, {})[request_token] = secret_string
         if created:
             self.current[name] = request_token
@@ -140,6 +143,7 @@ class MemorySecretStore:
             arn=f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf",
             version_id=request_token,
             created=created,
+            restored=restored,
         )
 
     def promote(self, staged: StagedSecret) -> None:
@@ -151,6 +155,8 @@ class MemorySecretStore:
         if staged.created:
             self.versions.pop(staged.name)
             self.current.pop(staged.name, None)
+        if staged.restored:
+            self.deleted.append(staged.name)
 
     def delete(self, name: str) -> bool:
         self._maybe_fail("delete")

@@ -31,7 +31,11 @@ __all__ = ["apply_cmd", "print_changes"]
     help="A YAML/JSON desired-state file, or a directory of them (repeatable).",
 )
 @click.option("--prune", is_flag=True, help="Delete rules, credentials and warm sets the files omit.")
-@click.option("--allow-empty", is_flag=True, help="Allow --prune with files that define nothing (deletes everything).")
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Allow --prune with files that define nothing (deletes everything); the API requires it too.",
+)
 @click.option(
     "--if-revision",
     type=click.IntRange(min=0),
@@ -75,7 +79,7 @@ def apply_cmd(
     except KeyboardInterrupt:
         raise Interrupted("interrupted before the apply request was sent: nothing was applied") from None
     since = datetime.now(UTC)
-    result = _send(api, files.body, dry_run=dry_run, prune=prune, if_revision=if_revision)
+    result = _send(api, files.body, dry_run=dry_run, prune=prune, allow_empty=allow_empty, if_revision=if_revision)
     changes: list[dict[str, Any]] = result.get("changes") or []
     _print_result(printer, result, changes)
     if dry_run or not wait:
@@ -111,10 +115,12 @@ def _print_result(printer: Printer, result: Mapping[str, Any], changes: Sequence
         printer.warn(str(warning))
 
 
-def _send(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_revision: int | None) -> dict[str, Any]:
+def _send(
+    api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, allow_empty: bool, if_revision: int | None
+) -> dict[str, Any]:
     """The apply's one write, and what Ctrl-C while it is in flight means: it may have been applied."""
     try:
-        result = _put(api, body, dry_run=dry_run, prune=prune, if_revision=if_revision).json()
+        result = _put(api, body, dry_run=dry_run, prune=prune, allow_empty=allow_empty, if_revision=if_revision).json()
     except KeyboardInterrupt:
         if dry_run:
             raise Interrupted("interrupted during a dry run: nothing was written") from None
@@ -129,14 +135,20 @@ def _send(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_r
     return result if isinstance(result, dict) else {}
 
 
-def _put(api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, if_revision: int | None) -> Response:
-    """``PUT /v1/desired-state``; with ``--if-revision``, a 412 means someone else applied since (exit 5)."""
+def _put(
+    api: Api, body: Mapping[str, Any], *, dry_run: bool, prune: bool, allow_empty: bool, if_revision: int | None
+) -> Response:
+    """``PUT /v1/desired-state``; with ``--if-revision``, a 412 means someone else applied since (exit 5).
+
+    ``--allow-empty`` is passed on (``allowEmpty=true``) with ``--prune``: the API refuses a prune of a
+    document that declares nothing without it, as the CLI does before sending anything.
+    """
     headers = {"If-Match": f'"{if_revision}"'} if if_revision is not None else {}
     try:
         return api.put(
             "desired-state",
             body,
-            query={"dryRun": dry_run or None, "prune": prune or None},
+            query={"dryRun": dry_run or None, "prune": prune or None, "allowEmpty": (prune and allow_empty) or None},
             headers=headers,
         )
     except ApiError as exc:

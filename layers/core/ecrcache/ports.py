@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from ecrcache.engine.plan import PlannedAction
-from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
+from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 
@@ -51,12 +51,17 @@ class StateStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StagedSecret:
-    """A secret value written but not yet current (or a new secret, current but unreferenced)."""
+    """A secret value written but not yet current (or a new secret, current but unreferenced).
+
+    ``restored``: the secret was scheduled for deletion (its credential had been deleted) and the
+    stage restored it; undoing the stage schedules its deletion again.
+    """
 
     name: str
     arn: str
     version_id: str
     created: bool
+    restored: bool = False
 
 
 class SecretStore(Protocol):
@@ -127,6 +132,11 @@ class EcrReader(Protocol):
         collection reads only the named ones. ``applied`` is attached to each repository by name.
         Raises ``RetryableError`` / ``TerminalError``.
         """
+        ...
+
+    def rules(self) -> dict[str, ObservedRule]:
+        """Every pull-through cache rule of the Region by prefix (``DescribePullThroughCacheRules`` only:
+        no template or repository is read). Raises ``RetryableError`` / ``TerminalError``."""
         ...
 
 

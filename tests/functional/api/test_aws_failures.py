@@ -287,7 +287,7 @@ def test_aws_dynamodb_failure_while_checking_the_lease_is_503(
 
 
 def large_document(rules: int = 60) -> dict[str, Any]:
-    return {"rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(min(rules, 50))}} | (
+    return {"version": 1, "rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(min(rules, 50))}} | (
         {"credentials": {f"c{i:02d}": {**HUB, "token": f"{TOKEN}-{i}"} for i in range(rules - 50)}}
         if rules > 50
         else {}
@@ -408,7 +408,7 @@ def test_aws_chunked_apply_undo_keeps_versions_moving_forward(
     api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN 50 rules, one of them updated to version 2
-    api.put("/v1/desired-state", {"rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
+    api.put("/v1/desired-state", {"version": 1, "rules": {f"q{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
     api.put("/v1/rules/q00", {"upstream_kind": "quay", "description": "v2"})
     created_at = api.get("/v1/rules/q00").json["created_at"]
     client = dynamodb()
@@ -423,7 +423,7 @@ def test_aws_chunked_apply_undo_keeps_versions_moving_forward(
 
     monkeypatch.setattr(client, "transact_write_items", second_fails)
     # WHEN an empty document is applied with prune and its second chunk fails
-    assert api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"}).status == 500
+    assert api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"}).status == 500
     monkeypatch.undo()
     # THEN q00 is back with its spec, a version above 2 (an old ETag must not match), its created_at,
     # and every history entry of q00 has its own version
@@ -627,7 +627,7 @@ def test_aws_prune_whose_commit_fails_restores_the_secret(
         dynamodb(), "transact_write_items", failing(client_error("ThrottlingException", 400, "TransactWriteItems"))
     )
     # WHEN a document without it is applied with prune
-    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN it is 503, the credential stays, and its secret is current and not scheduled for deletion
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()
@@ -643,38 +643,134 @@ def test_aws_secrets_delete_failure_in_a_prune_writes_nothing(
         secretsmanager(), "delete_secret", failing(client_error("ThrottlingException", 400, "DeleteSecret"))
     )
     # WHEN a document without it is applied with prune
-    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+    response = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN the apply is refused as retryable (a token must not outlive its credential) and nothing changed
     assert_error(response, 503, "Retryable")
     monkeypatch.undo()
     assert_credential_kept(api, state_table)
 
 
-def test_aws_secrets_restore_failure_names_the_call(
-    api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch
+# A credential created again after its deletion: its secret, scheduled for deletion, is restored and
+# takes the new token; a failure on that path writes nothing and leaves the secret scheduled for deletion.
+
+RECREATE_ROUTES = ["credentials set", "apply"]
+
+
+def deleted_credential(api: ApiClient) -> None:
+    """The credential ``hub`` created, then deleted: its secret is scheduled for deletion."""
+    assert api.put("/v1/credentials/hub", {**HUB, "token": TOKEN}).status == 201
+    assert api.delete("/v1/credentials/hub").status == 204
+
+
+def recreate(api: ApiClient, route: str) -> Any:
+    if route == "credentials set":
+        return api.put("/v1/credentials/hub", {**HUB, "token": NEW_TOKEN})
+    return api.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": NEW_TOKEN}}})
+
+
+def assert_still_deleted(api: ApiClient, table: str) -> None:
+    """Nothing of the failed re-creation is left: no credential, and the secret is scheduled for deletion
+    again with its old token (what ``RestoreSecret`` would bring back), the new one never current."""
+    assert api.get("/v1/credentials/hub").status == 404
+    assert_consistent(table)
+    sm = aws("secretsmanager")
+    assert "DeletedDate" in sm.describe_secret(SecretId=SECRET)
+    sm.restore_secret(SecretId=SECRET)  # to look inside
+    assert secret_value(SECRET)["accessToken"] == TOKEN
+    assert not any(STAGING_LABEL in labels for labels in secret_stages(SECRET).values())
+
+
+@pytest.mark.parametrize("route", RECREATE_ROUTES)
+@pytest.mark.parametrize(("code", "status", "expected", "error"), SECRETS_ERRORS, ids=[e[0] for e in SECRETS_ERRORS])
+def test_aws_secrets_restore_failure_on_recreate_writes_nothing(
+    api: ApiClient,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    route: str,
+    code: str,
+    status: int,
+    expected: int,
+    error: str,
 ) -> None:
-    # GIVEN a credential deleted (secret scheduled for deletion); CreateSecret answers as AWS does for that
-    # name (moto says ResourceExistsException), and RestoreSecret is denied
-    api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
-    api.delete("/v1/credentials/hub")
-    message = "You can't create this secret because a secret with this name is already scheduled for deletion."
-    error: Any = {
-        "Error": {"Code": "InvalidRequestException", "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 400},
-    }
-    refused = ClientError(error, "CreateSecret")
-    monkeypatch.setattr(secretsmanager(), "create_secret", failing(refused))
+    # GIVEN a deleted credential, and Secrets Manager failing RestoreSecret (denied, throttled, 5xx)
+    deleted_credential(api)
+    monkeypatch.setattr(secretsmanager(), "restore_secret", failing(client_error(code, status, "RestoreSecret")))
+    # WHEN the credential is created again with a new token
+    response = recreate(api, route)
+    # THEN the error names RestoreSecret, and nothing is written: the secret stays scheduled for deletion
+    body = assert_error(response, expected, error)
+    assert "Secrets Manager RestoreSecret" in body["message"]
+    monkeypatch.undo()
+    assert_still_deleted(api, state_table)
+
+
+@pytest.mark.parametrize("route", RECREATE_ROUTES)
+@pytest.mark.parametrize(("code", "status", "expected", "error"), SECRETS_ERRORS, ids=[e[0] for e in SECRETS_ERRORS])
+def test_aws_secrets_put_value_failure_after_restore_schedules_the_deletion_again(
+    api: ApiClient,
+    state_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    route: str,
+    code: str,
+    status: int,
+    expected: int,
+    error: str,
+) -> None:
+    # GIVEN a deleted credential, and Secrets Manager failing PutSecretValue once the secret is restored
+    deleted_credential(api)
+    monkeypatch.setattr(secretsmanager(), "put_secret_value", failing(client_error(code, status, "PutSecretValue")))
+    # WHEN the credential is created again with a new token
+    response = recreate(api, route)
+    # THEN the error names PutSecretValue, and the restore is undone: the old token does not come back
+    body = assert_error(response, expected, error)
+    assert "Secrets Manager PutSecretValue" in body["message"]
+    monkeypatch.undo()
+    assert_still_deleted(api, state_table)
+
+
+@pytest.mark.parametrize("route", RECREATE_ROUTES)
+def test_aws_commit_failure_after_restore_schedules_the_deletion_again(
+    api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    # GIVEN a deleted credential, and DynamoDB refusing the commit that re-creates it
+    deleted_credential(api)
     monkeypatch.setattr(
-        secretsmanager(), "restore_secret", failing(client_error("AccessDeniedException", 400, "RestoreSecret"))
+        dynamodb(), "transact_write_items", failing(client_error("AccessDeniedException", 400, "TransactWriteItems"))
+    )
+    # WHEN the credential is created again with a new token
+    response = recreate(api, route)
+    # THEN the commit's error is answered; the staged token is discarded and the secret scheduled
+    # for deletion again (a secret without its credential is no one's to keep)
+    body = assert_error(response, 500, "Terminal")
+    assert "TransactWriteItems" in body["message"]
+    monkeypatch.undo()
+    assert_still_deleted(api, state_table)
+
+
+def test_aws_failing_reschedule_after_a_failed_recreate_is_logged(
+    api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a deleted credential; the commit that re-creates it fails, and so does DeleteSecret
+    deleted_credential(api)
+    monkeypatch.setattr(
+        dynamodb(), "transact_write_items", failing(client_error("AccessDeniedException", 400, "TransactWriteItems"))
+    )
+    monkeypatch.setattr(
+        secretsmanager(), "delete_secret", failing(client_error("ThrottlingException", 400, "DeleteSecret"))
     )
     # WHEN the credential is created again
     response = api.put("/v1/credentials/hub", {**HUB, "token": NEW_TOKEN})
-    # THEN it is 500 naming RestoreSecret, and no credential item is written
-    body = assert_error(response, 500, "Terminal")
-    assert "Secrets Manager RestoreSecret" in body["message"]
+    # THEN the commit's error is answered, the failed undo is logged naming the secret (never the token),
+    # and the new token never became current
+    assert_error(response, 500, "Terminal")
+    undo = [r for r in caplog.records if r.getMessage() == "could not undo a staged secret value"]
+    assert undo
+    assert all(NEW_TOKEN not in f"{r.__dict__!r}" for r in undo)
     monkeypatch.undo()
     assert api.get("/v1/credentials/hub").status == 404
-    assert_consistent(state_table)
+    assert secret_value(SECRET)["accessToken"] == TOKEN
 
 
 @pytest.mark.parametrize(

@@ -249,7 +249,7 @@ def test_concurrency_document_applies_and_single_writes_keep_history_complete(
     def writer(client: ApiClient, index: int) -> ApiResponse:
         if index % 2 == 0:
             rules = {f"d{index}-{n}": {"upstream_kind": "quay"} for n in range(3)}
-            return client.put("/v1/desired-state", {"rules": rules})
+            return client.put("/v1/desired-state", {"version": 1, "rules": rules})
         return client.put(
             f"/v1/credentials/c{index}", {"upstream_kind": "docker-hub", "username": "u", "token": f"t{index}"}
         )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.functional.api.assertions import assert_error, fields
-from tests.functional.api.aws_support import aws, secret_value
+from tests.functional.api.aws_support import aws, scan, secret_value
 from tests.functional.api.client import ALICE, ApiClient, ApiResponse
 
 pytestmark = pytest.mark.functional
@@ -178,7 +178,7 @@ def test_credential_delete_when_its_secret_is_already_scheduled_for_deletion(api
     if route == "DELETE":
         deleted = api.delete("/v1/credentials/docker-hub")
     else:
-        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true"})
+        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
     # THEN it goes, and the secret stays scheduled for deletion
     assert deleted.status in (200, 204), deleted.text
     assert api.get("/v1/credentials/docker-hub").status == 404
@@ -322,7 +322,192 @@ def test_credential_document_without_token_adopts_an_existing_secret_too(api: Ap
     # GIVEN a secret ecr-pullthroughcache/docker-hub that ecrcache did not create
     arn = existing_secret()
     # WHEN a document declares the credential without a token
-    applied = api.put("/v1/desired-state", {"credentials": {"docker-hub": HUB}})
+    applied = api.put("/v1/desired-state", {"version": 1, "credentials": {"docker-hub": HUB}})
     # THEN it is adopted, as through PUT /v1/credentials/docker-hub
     assert applied.status == 200, applied.text
     assert api.get("/v1/credentials/docker-hub").json["secret_arn"] == arn
+
+
+# -- a credential created again after its deletion (issue 10, item 3) ------------------------------------
+
+
+def deleted_credential(api: ApiClient) -> str:
+    """A credential that a rule used, then the rule and the credential deleted: its secret is scheduled
+    for deletion (recovery window). Returns the secret's ARN."""
+    arn: str = create(api).json["secret_arn"]
+    assert api.put("/v1/rules/docker-hub", {"upstream_kind": "docker-hub", "credential": "docker-hub"}).status == 201
+    assert api.delete("/v1/rules/docker-hub").status == 204
+    assert api.delete("/v1/credentials/docker-hub").status == 204
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
+    return arn
+
+
+def recreate(api: ApiClient, route: str) -> ApiResponse:
+    """The credential again with a new token: ``credentials set`` (PUT) or ``apply`` (a document)."""
+    if route == "credentials set":
+        return api.put("/v1/credentials/docker-hub", {**HUB, "token": NEW_TOKEN})
+    document = {
+        "version": 1,
+        "credentials": {"docker-hub": {**HUB, "token": NEW_TOKEN}},
+        "rules": {"docker-hub": {"upstream_kind": "docker-hub", "credential": "docker-hub"}},
+    }
+    return api.put("/v1/desired-state", document)
+
+
+@pytest.mark.parametrize("route", ["credentials set", "apply"])
+def test_credential_recreated_after_delete_restores_its_secret_with_the_new_token(api: ApiClient, route: str) -> None:
+    # GIVEN a credential deleted after its rule (its secret scheduled for deletion)
+    arn = deleted_credential(api)
+    # WHEN it is created again with a new token
+    recreated = recreate(api, route)
+    # THEN it is written, pointing at the same secret, which is no longer scheduled for deletion
+    # and holds the new token as AWSCURRENT (no staged value left over)
+    assert recreated.status in (200, 201), recreated.text
+    credential = api.get("/v1/credentials/docker-hub").json
+    assert credential["secret_arn"] == arn
+    described = aws("secretsmanager").describe_secret(SecretId=SECRET)
+    assert "DeletedDate" not in described
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": NEW_TOKEN}
+    assert not any("ECRCACHE_PENDING" in labels for labels in described["VersionIdsToStages"].values())
+    # AND a rule can use it again
+    assert api.put("/v1/rules/docker-hub", {"upstream_kind": "docker-hub", "credential": "docker-hub"}).status in (
+        200,
+        201,
+    )
+
+
+# -- a credential whose secret an ECR rule still uses (issue 10, item 4) --------------------------------
+
+RETAINED = {"upstream_kind": "docker-hub", "credential": "docker-hub", "deletion_policy": "retain"}
+
+
+def ecr_rule_on_the_secret(arn: str, prefix: str = "docker-hub", *, owned: bool, state_table: str) -> None:
+    """An ECR rule ``prefix`` whose credentialArn is ``arn``: created by the reconciler (``owned``, as
+    the status store records it) or by hand."""
+    from ecrcache.adapters.status_store import DynamoDbStatusStore
+
+    aws("ecr").create_pull_through_cache_rule(
+        ecrRepositoryPrefix=prefix, upstreamRegistryUrl="registry-1.docker.io", credentialArn=arn
+    )
+    if owned:
+        DynamoDbStatusStore(state_table).record_owned("us-east-1", "rule", prefix)
+
+
+def retained_rule(api: ApiClient, state_table: str) -> str:
+    """Credential docker-hub, its rule (deletion_policy retain) in ECR, then the desired rule deleted:
+    ECR keeps the rule, which still uses the secret. Returns the secret's ARN."""
+    arn: str = create(api).json["secret_arn"]
+    assert api.put("/v1/rules/docker-hub", RETAINED).status == 201
+    ecr_rule_on_the_secret(arn, owned=True, state_table=state_table)
+    assert api.delete("/v1/rules/docker-hub").status == 204
+    return arn
+
+
+def assert_credential_and_secret_kept(api: ApiClient) -> None:
+    assert api.get("/v1/credentials/docker-hub").status == 200
+    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
+    assert secret_value(SECRET) == {"username": "ci-bot", "accessToken": TOKEN}
+
+
+@pytest.mark.parametrize("route", ["DELETE", "prune", "prune dry run"])
+def test_credential_used_by_a_rule_retained_in_ecr_cannot_be_deleted(
+    api: ApiClient, state_table: str, route: str
+) -> None:
+    # GIVEN a credential whose rule was deleted with deletion_policy retain: the ECR rule stays and uses it
+    retained_rule(api, state_table)
+    before = scan(state_table)
+    # WHEN the credential is deleted, directly or by a prune that omits it (dry run or not)
+    if route == "DELETE":
+        refused = api.delete("/v1/credentials/docker-hub")
+    else:
+        query = {"prune": "true", "allowEmpty": "true", **({"dryRun": "true"} if route == "prune dry run" else {})}
+        refused = api.put("/v1/desired-state", {"version": 1}, query=query)
+    # THEN it is 409 naming the ECR rule (prefix and Region) and saying what to do; nothing is written,
+    # and the secret is not scheduled for deletion
+    body = assert_error(refused, 409, "Conflict")
+    assert "docker-hub (us-east-1, retained in ECR by ecrcache" in body["message"]
+    assert (
+        "aws ecr delete-pull-through-cache-rule --ecr-repository-prefix docker-hub --region us-east-1"
+        in (body["message"])
+    )
+    assert "declare the rule again" in body["message"]
+    assert [(d["field"], d["message"]) for d in body["details"]] == [
+        (
+            "docker-hub",
+            "pull-through cache rule in ECR (us-east-1), retained by ecrcache after its desired rule was "
+            "deleted, uses the secret of credential 'docker-hub'",
+        )
+    ]
+    assert scan(state_table) == before
+    assert_credential_and_secret_kept(api)
+
+
+def test_credential_used_by_a_hand_made_ecr_rule_cannot_be_deleted(api: ApiClient, state_table: str) -> None:
+    # GIVEN a credential whose secret a rule made by hand in ECR uses (never managed by ecrcache)
+    arn = create(api).json["secret_arn"]
+    ecr_rule_on_the_secret(arn, "by-hand", owned=False, state_table=state_table)
+    # WHEN it is deleted
+    refused = api.delete("/v1/credentials/docker-hub")
+    # THEN it is 409 naming that rule too: scheduling the secret's deletion would break it
+    body = assert_error(refused, 409, "Conflict")
+    assert "by-hand (us-east-1, not managed by ecrcache)" in body["message"]
+    assert fields(refused) == ["by-hand"]
+    assert_credential_and_secret_kept(api)
+
+
+def test_credential_can_be_deleted_once_the_retained_ecr_rule_is_gone(api: ApiClient, state_table: str) -> None:
+    # GIVEN a credential whose retained ECR rule someone then deleted in ECR
+    retained_rule(api, state_table)
+    aws("ecr").delete_pull_through_cache_rule(ecrRepositoryPrefix="docker-hub")
+    # WHEN it is deleted
+    deleted = api.delete("/v1/credentials/docker-hub")
+    # THEN it goes, and its secret is scheduled for deletion
+    assert deleted.status == 204, deleted.text
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
+
+
+@pytest.mark.parametrize("route", ["DELETE", "prune"])
+def test_credential_of_a_rule_ecrcache_is_deleting_from_ecr_can_be_deleted(
+    api: ApiClient, state_table: str, route: str
+) -> None:
+    # GIVEN a credential and its rule with deletion_policy delete, in ECR (owned) and not yet reconciled
+    arn = create(api).json["secret_arn"]
+    assert api.put("/v1/rules/docker-hub", {**RETAINED, "deletion_policy": "delete"}).status == 201
+    ecr_rule_on_the_secret(arn, owned=True, state_table=state_table)
+    # WHEN the rule and the credential are deleted (one after the other, or by one prune)
+    if route == "DELETE":
+        assert api.delete("/v1/rules/docker-hub").status == 204
+        deleted = api.delete("/v1/credentials/docker-hub")
+    else:
+        deleted = api.put("/v1/desired-state", {"version": 1}, query={"prune": "true", "allowEmpty": "true"})
+    # THEN it is allowed: the reconciler deletes that ECR rule (deletion_policy delete)
+    assert deleted.status in (200, 204), deleted.text
+    assert api.get("/v1/credentials/docker-hub").status == 404
+
+
+def test_credential_delete_when_ecr_cannot_be_read_writes_nothing(
+    api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a credential, and ECR throttling DescribePullThroughCacheRules
+    from botocore.exceptions import ClientError
+
+    from functions.api.app import registry
+
+    create(api)
+    client = registry("us-east-1").client
+    error: Any = {
+        "Error": {"Code": "ThrottlingException", "Message": "slow down"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+
+    def throttled(**kwargs: Any) -> Any:
+        raise ClientError(error, "DescribePullThroughCacheRules")
+
+    monkeypatch.setattr(client, "describe_pull_through_cache_rules", throttled)
+    # WHEN it is deleted
+    refused = api.delete("/v1/credentials/docker-hub")
+    # THEN it is 503 naming the ECR call (whether a rule still uses the secret is unknown), and nothing changes
+    body = assert_error(refused, 503, "Retryable")
+    assert "ECR DescribePullThroughCacheRules" in body["message"]
+    monkeypatch.undo()
+    assert_credential_and_secret_kept(api)

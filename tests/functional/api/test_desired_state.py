@@ -202,7 +202,7 @@ def test_desired_state_rule_may_use_a_credential_already_stored(api: ApiClient) 
     # GIVEN a credential written on its own
     api.put("/v1/credentials/hub", {"upstream_kind": "docker-hub", "username": "ci-bot", "token": TOKEN})
     # WHEN a document adds a rule that uses it, without the credential section
-    applied = apply(api, {"rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}}})
+    applied = apply(api, {"version": 1, "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}}})
     # THEN the reference resolves against the store
     assert applied.status == 200, applied.text
     assert changes(applied) == [("create", "rule", "hub")]
@@ -210,7 +210,7 @@ def test_desired_state_rule_may_use_a_credential_already_stored(api: ApiClient) 
 
 def test_desired_state_dry_run_writes_nothing(api: ApiClient, state_table: str) -> None:
     # GIVEN a desired state
-    apply(api, {"rules": {"quay": {"upstream_kind": "quay"}}})
+    apply(api, {"version": 1, "rules": {"quay": {"upstream_kind": "quay"}}})
     before = scan(state_table)
     secrets_before = secret_names()
     # WHEN a document with a new credential (and token), rules and a warm set is dry-run with prune
@@ -264,7 +264,7 @@ def test_desired_state_without_prune_keeps_what_is_omitted(api: ApiClient) -> No
     # GIVEN the document applied
     apply(api, DOCUMENT)
     # WHEN a document with only a new rule is applied without prune
-    applied = apply(api, {"rules": {"k8s": {"upstream_kind": "k8s"}}})
+    applied = apply(api, {"version": 1, "rules": {"k8s": {"upstream_kind": "k8s"}}})
     # THEN only the new rule is created; nothing is deleted
     assert changes(applied) == [("create", "rule", "k8s")]
     assert sorted(api.get("/v1/desired-state").json["rules"]) == ["ROOT", "docker-hub", "k8s", "team/quay"]
@@ -281,6 +281,78 @@ def test_desired_state_prune_refuses_to_orphan_a_reference(api: ApiClient, state
     # THEN it is refused naming the warm set's reference, and nothing is written
     assert_error(refused, 422, "ValidationFailed")
     assert "warm_sets.base.rule" in fields(refused)
+    assert scan(state_table) == before
+
+
+# -- a prune that declares nothing, a document without version (issue 10, item 2) -----------------------
+
+EMPTY_DOCUMENTS = [
+    pytest.param({"version": 1}, id="version only"),
+    pytest.param({"version": 1, "rules": {}, "credentials": {}, "warm_sets": {}}, id="empty sections"),
+]
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["apply", "dry run"])
+@pytest.mark.parametrize("body", EMPTY_DOCUMENTS)
+def test_desired_state_prune_of_a_document_declaring_nothing_needs_allow_empty(
+    api: ApiClient, state_table: str, *, body: dict[str, Any], dry_run: bool
+) -> None:
+    # GIVEN rules, a credential and a warm set
+    apply(api, DOCUMENT)
+    before = scan(state_table)
+    # WHEN a document that declares nothing is applied with prune but without allowEmpty
+    query = {"prune": "true", **({"dryRun": "true"} if dry_run else {})}
+    refused = apply(api, body, **query)
+    # THEN it is 422 naming allowEmpty and what it would do, and nothing is written or deleted
+    body_out = assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["query.allowEmpty"]
+    assert "delete every rule, credential and warm set" in body_out["message"]
+    assert scan(state_table) == before
+    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId="ecr-pullthroughcache/docker-hub")
+
+
+def test_desired_state_prune_of_a_document_declaring_nothing_with_allow_empty_deletes_everything(
+    api: ApiClient,
+) -> None:
+    # GIVEN rules, a credential and a warm set
+    apply(api, DOCUMENT)
+    # WHEN a document that declares nothing is applied with prune and allowEmpty
+    pruned = apply(api, {"version": 1}, prune="true", allowEmpty="true")
+    # THEN everything is deleted, as asked
+    assert pruned.status == 200, pruned.text
+    assert api.get("/v1/desired-state").json == {"version": 1, "rules": {}, "credentials": {}, "warm_sets": {}}
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId="ecr-pullthroughcache/docker-hub")
+
+
+def test_desired_state_empty_document_without_prune_needs_no_allow_empty(api: ApiClient) -> None:
+    # GIVEN rules, a credential and a warm set
+    apply(api, DOCUMENT)
+    # WHEN a document that declares nothing is applied without prune
+    applied = apply(api, {"version": 1})
+    # THEN nothing changes
+    assert applied.status == 200, applied.text
+    assert applied.json["changes"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({}, id="empty object"),
+        pytest.param({"rules": {"quay": {"upstream_kind": "quay"}}}, id="rules without version"),
+    ],
+)
+@pytest.mark.parametrize("query", [{}, {"prune": "true"}, {"prune": "true", "allowEmpty": "true"}])
+def test_desired_state_document_without_version_is_422_naming_version(
+    api: ApiClient, state_table: str, *, body: dict[str, Any], query: dict[str, str]
+) -> None:
+    # GIVEN rules, a credential and a warm set
+    apply(api, DOCUMENT)
+    before = scan(state_table)
+    # WHEN a document without "version" is applied (with or without prune)
+    refused = apply(api, body, **query)
+    # THEN it is 422 naming version, and nothing is written or deleted
+    assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["version"]
     assert scan(state_table) == before
 
 
@@ -335,7 +407,7 @@ def test_desired_state_malformed_yaml_is_400_with_the_position(api: ApiClient) -
 
 def test_desired_state_bad_document_names_every_field_and_writes_nothing(api: ApiClient, state_table: str) -> None:
     # GIVEN a desired state
-    apply(api, {"rules": {"quay": {"upstream_kind": "quay"}}})
+    apply(api, {"version": 1, "rules": {"quay": {"upstream_kind": "quay"}}})
     before = scan(state_table)
     # WHEN a document breaks five rules in four resources
     bad = document()
@@ -391,6 +463,7 @@ def test_desired_state_references_to_the_store_are_checked(api: ApiClient, state
     refused = apply(
         api,
         {
+            "version": 1,
             "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "missing"}},
             "warm_sets": {"ws": {"rule": "nowhere", "images": ["library/node:18"]}},
         },
@@ -407,6 +480,7 @@ def test_desired_state_missing_token_is_listed_with_the_other_errors(api: ApiCli
     refused = apply(
         api,
         {
+            "version": 1,
             "credentials": {"hub": {"upstream_kind": "docker-hub", "username": "ci-bot"}},
             "warm_sets": {"ws": {"rule": "nowhere", "images": ["library/node:18"]}},
         },
@@ -419,7 +493,7 @@ def test_desired_state_missing_token_is_listed_with_the_other_errors(api: ApiCli
 def test_desired_state_new_credential_without_token_is_422(api: ApiClient, state_table: str) -> None:
     # GIVEN nothing written yet
     # WHEN a document creates a credential without its token
-    refused = apply(api, {"credentials": {"hub": {"upstream_kind": "docker-hub", "username": "ci-bot"}}})
+    refused = apply(api, {"version": 1, "credentials": {"hub": {"upstream_kind": "docker-hub", "username": "ci-bot"}}})
     # THEN the 422 names credentials.hub.token, and nothing is written
     assert_error(refused, 422, "ValidationFailed")
     assert fields(refused) == ["credentials.hub.token"]
@@ -430,10 +504,13 @@ def test_desired_state_new_credential_without_token_is_422(api: ApiClient, state
     ("body", "field"),
     [
         ({"version": 2}, "version"),
-        ({"rule": {}}, "rule"),
-        ({"rules": {"quay": {"upstream_kind": "quay"}, "quay/": {"upstream_kind": "quay"}}}, "rules"),
-        ({"rules": {"Bad Prefix": {"upstream_kind": "quay"}}}, "rules.Bad Prefix"),
-        ({"credentials": {"Bad": {"upstream_kind": "docker-hub", "username": "u", "token": TOKEN}}}, "credentials.Bad"),
+        ({"version": 1, "rule": {}}, "rule"),
+        ({"version": 1, "rules": {"quay": {"upstream_kind": "quay"}, "quay/": {"upstream_kind": "quay"}}}, "rules"),
+        ({"version": 1, "rules": {"Bad Prefix": {"upstream_kind": "quay"}}}, "rules.Bad Prefix"),
+        (
+            {"version": 1, "credentials": {"Bad": {"upstream_kind": "docker-hub", "username": "u", "token": TOKEN}}},
+            "credentials.Bad",
+        ),
     ],
     ids=["version", "unknown-section", "aliased-prefixes", "bad-prefix", "bad-credential-name"],
 )
@@ -452,7 +529,7 @@ def test_desired_state_malformed_document_is_422_naming_the_field(
 def test_desired_state_document_over_the_rule_quota_is_refused(api: ApiClient, state_table: str) -> None:
     # GIVEN nothing written yet
     # WHEN a document declares 51 rules for the stack's Region
-    refused = apply(api, {"rules": {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(51)}})
+    refused = apply(api, {"version": 1, "rules": {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(51)}})
     # THEN it is refused naming "rules", and nothing is written
     body = assert_error(refused, 422, "ValidationFailed")
     assert fields(refused) == ["rules"]
@@ -462,9 +539,9 @@ def test_desired_state_document_over_the_rule_quota_is_refused(api: ApiClient, s
 
 def test_desired_state_document_adding_the_51st_rule_to_the_store_is_409(api: ApiClient) -> None:
     # GIVEN 50 rules in the store
-    apply(api, {"rules": {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
+    apply(api, {"version": 1, "rules": {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(50)}})
     # WHEN a document adds one more without prune
-    refused = apply(api, {"rules": {"r50": {"upstream_kind": "quay"}}})
+    refused = apply(api, {"version": 1, "rules": {"r50": {"upstream_kind": "quay"}}})
     # THEN it is a 409 conflict with the quota, and nothing is written
     assert_error(refused, 409, "Conflict")
     assert fields(refused) == ["rules"]
@@ -585,7 +662,7 @@ def test_desired_state_large_document_is_applied_and_pruned_completely(api: ApiC
     meta = next(i for i in scan(state_table) if i["pk"]["S"] == "META")
     assert set(meta) == {"pk", "sk", "revision"}
     # AND WHEN an empty document is then applied with prune (60 deletions, two transactions again)
-    pruned = apply(api, {"version": 1}, prune="true")
+    pruned = apply(api, {"version": 1}, prune="true", allowEmpty="true")
     # THEN all 60 are deleted, in dependency order, and each deletion is in history
     assert pruned.status == 200, pruned.text
     kinds = [c["kind"] for c in pruned.json["changes"]]

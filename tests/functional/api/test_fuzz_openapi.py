@@ -180,7 +180,7 @@ def test_fuzz_covers_every_route_of_the_api() -> None:
 
 HUB = {"upstream_kind": "docker-hub", "username": "ci-bot"}
 WARM = {"rule": "quay", "images": ["coreos/etcd:v3.5.0"]}
-DOC = {"rules": {"k8s": {"upstream_kind": "k8s"}}}
+DOC = {"version": 1, "rules": {"k8s": {"upstream_kind": "k8s"}}}
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def test_a_new_rule_is_refused_with_503_when_ecr_cannot_be_read(
     def unreadable(**_: Any) -> Any:
         raise RetryableError("ECR DescribePullThroughCacheRules failed with ThrottlingException; try again")
 
-    monkeypatch.setattr(registry(REGION), "observe", unreadable)
+    monkeypatch.setattr(registry(REGION), "rules", unreadable)
     refused = api.put("/v1/rules/quay", QUAY)
     body = assert_error(refused, 503, "Retryable")
     assert body["message"].startswith(f"could not read ECR in {REGION} to check its pull-through cache rule quota")

@@ -447,7 +447,7 @@ def test_rule_used_by_a_warm_set_cannot_be_deleted(api: ApiClient) -> None:
 
 
 def fifty_rules(api: ApiClient) -> None:
-    document = {"rules": {f"r{i:02d}": QUAY for i in range(50)}}
+    document = {"version": 1, "rules": {f"r{i:02d}": QUAY for i in range(50)}}
     assert api.put("/v1/desired-state", document).status == 200
 
 

@@ -159,7 +159,8 @@ def metadata_only(w: LeakWatch) -> None:
 
 
 def document_apply(w: LeakWatch) -> None:
-    document = {
+    document: dict[str, Any] = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}},
     }
@@ -172,12 +173,14 @@ def document_apply(w: LeakWatch) -> None:
 
 
 def document_yaml(w: LeakWatch) -> None:
-    text = f"credentials:\n  hub:\n    upstream_kind: docker-hub\n    username: ci-bot\n    token: {TOKEN}\n"
+    text = (
+        f"version: 1\ncredentials:\n  hub:\n    upstream_kind: docker-hub\n    username: ci-bot\n    token: {TOKEN}\n"
+    )
     assert w.put("/v1/desired-state", raw_body=text, headers={"Content-Type": "application/yaml"}).status == 200
 
 
 def dry_run(w: LeakWatch) -> None:
-    document = {"credentials": {"hub": {**HUB, "token": TOKEN}}}
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}
     response = w.put("/v1/desired-state", document, query={"dryRun": "true"})
     assert response.status == 200
     assert response.json["changes"][0]["secret_changed"] is True
@@ -199,22 +202,28 @@ def invalid_token(w: LeakWatch) -> None:
 
 def invalid_document(w: LeakWatch) -> None:
     document = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN, "username": "a:b"}},
         "rules": {"x": {"upstream_kind": "quay", "bogus": 1}},
     }
     assert w.put("/v1/desired-state", document).status == 422
     wrong_kind = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "github-container-registry", "credential": "hub"}},
     }
     assert w.put("/v1/desired-state", wrong_kind).status == 422
-    assert w.put("/v1/desired-state", {"credentials": {"hub": {"username": "u", "token": TOKEN}}}).status == 422
+    assert (
+        w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {"username": "u", "token": TOKEN}}}).status
+        == 422
+    )
 
 
 def conflict(w: LeakWatch) -> None:
     rules = {f"r{i:02d}": {"upstream_kind": "quay"} for i in range(50)}
-    assert w.put("/v1/desired-state", {"rules": rules}).status == 200
+    assert w.put("/v1/desired-state", {"version": 1, "rules": rules}).status == 200
     document = {
+        "version": 1,
         "credentials": {"hub": {**HUB, "token": TOKEN}},
         "rules": {"hub": {"upstream_kind": "docker-hub", "credential": "hub"}},
     }
@@ -226,7 +235,7 @@ def stale(w: LeakWatch) -> None:
     create(w)
     assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-Match": '"7"'}).status == 412
     assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}, headers={"If-None-Match": "*"}).status == 412
-    document = {"credentials": {"hub": {**HUB, "token": TOKEN2}}}
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}
     assert w.put("/v1/desired-state", document, headers={"If-Match": '"0"'}).status == 412
     assert secret_value(SECRET)["accessToken"] == TOKEN
 
@@ -246,11 +255,21 @@ def oversized_and_unsupported(w: LeakWatch) -> None:
     assert w.put("/v1/credentials/hub", raw_body=text, headers={"Content-Type": "text/plain"}).status == 415
 
 
+def recreated_after_delete(w: LeakWatch) -> None:
+    # The secret scheduled for deletion is restored and takes the new token, through either route.
+    create(w)
+    assert w.call("DELETE", "/v1/credentials/hub").status == 204
+    assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}).status == 201
+    assert w.call("DELETE", "/v1/credentials/hub").status == 204
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}).status == 200
+    assert secret_value(SECRET)["accessToken"] == TOKEN
+
+
 def misplaced(w: LeakWatch) -> None:
     # The token pasted where a name goes: refused without echoing it.
     assert w.put("/v1/rules/hub", {"upstream_kind": "docker-hub", "credential": TOKEN}).status == 422
-    assert w.put("/v1/desired-state", {"credentials": {"hub": TOKEN}}).status == 422
-    assert w.put("/v1/desired-state", {"credentials": TOKEN}).status == 422
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": {"hub": TOKEN}}).status == 422
+    assert w.put("/v1/desired-state", {"version": 1, "credentials": TOKEN}).status == 422
 
 
 PATHS: dict[str, Callable[[LeakWatch], None]] = {
@@ -267,6 +286,7 @@ PATHS: dict[str, Callable[[LeakWatch], None]] = {
     "412": stale,
     "400 malformed": malformed,
     "413 and 415": oversized_and_unsupported,
+    "re-created after delete": recreated_after_delete,
 }
 
 
@@ -320,10 +340,48 @@ def test_secret_token_never_leaks_when_aws_fails(
     monkeypatch.setattr(client, "transact_write_items", denied)
     # WHEN a credential and a document with tokens are written
     assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN}).status == 500
-    assert watch.put("/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN2}}}).status == 500
+    assert (
+        watch.put("/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}).status == 500
+    )
     # THEN the failure leaks nothing, and the staged secret was removed
     assert_no_leak(watch, state_table, capsys, caplog)
     assert not secret_exists()
+
+
+@pytest.mark.parametrize("failing_call", ["restore_secret", "put_secret_value", "transact_write_items"])
+def test_secret_token_never_leaks_when_the_restore_path_fails(
+    watch: LeakWatch,
+    state_table: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    failing_call: str,
+) -> None:
+    # GIVEN a deleted credential (its secret scheduled for deletion), and AWS failing one call of
+    # re-creating it: RestoreSecret, the PutSecretValue after it, or the commit
+    from functions.api.app import service
+
+    assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN}).status == 201
+    assert watch.call("DELETE", "/v1/credentials/hub").status == 204
+    client = service.store.client if failing_call == "transact_write_items" else service.secrets.client  # type: ignore[attr-defined]
+
+    def denied(**kwargs: Any) -> Any:
+        error: Any = {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(error, failing_call)
+
+    monkeypatch.setattr(client, failing_call, denied)
+    # WHEN the credential is created again with a new token, by PUT and by a document
+    assert watch.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}).status == 500
+    document = {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}}
+    assert watch.put("/v1/desired-state", document).status == 500
+    # THEN the failure leaks nothing, and the secret is scheduled for deletion again
+    assert_no_leak(watch, state_table, capsys, caplog)
+    monkeypatch.undo()
+    assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
 
 
 # -- what Secrets Manager holds -----------------------------------------------------------------------
@@ -407,7 +465,9 @@ def test_secret_new_credential_that_loses_a_race_is_staged_again_once(
 def test_secret_dry_run_creates_no_secret(api: ApiClient) -> None:
     # GIVEN no credentials
     # WHEN a document with a new credential and token is dry-run
-    dry = api.put("/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN}}}, query={"dryRun": "true"})
+    dry = api.put(
+        "/v1/desired-state", {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN}}}, query={"dryRun": "true"}
+    )
     # THEN nothing exists in Secrets Manager
     assert dry.status == 200
     assert aws("secretsmanager").list_secrets(IncludePlannedDeletion=True)["SecretList"] == []
@@ -419,34 +479,20 @@ def test_secret_stale_document_stages_nothing(api: ApiClient) -> None:
     before = secret_stages(SECRET)
     # WHEN the document carries a new token with a stale If-Match
     refused = api.put(
-        "/v1/desired-state", {"credentials": {"hub": {**HUB, "token": TOKEN2}}}, headers={"If-Match": '"0"'}
+        "/v1/desired-state",
+        {"version": 1, "credentials": {"hub": {**HUB, "token": TOKEN2}}},
+        headers={"If-Match": '"0"'},
     )
     # THEN not even a staged version is written
     assert refused.status == 412
     assert secret_stages(SECRET) == before
 
 
-def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a credential deleted (its secret scheduled for deletion), and Secrets Manager answering
-    # CreateSecret for that name as AWS does (moto 5.2.5 says ResourceExistsException instead)
-    from functions.api.app import service
-
+def test_secret_recreated_after_delete_is_restored_and_current(api: ApiClient) -> None:
+    # GIVEN a credential deleted (its secret scheduled for deletion: the embedded Secrets Manager,
+    # like AWS, then refuses CreateSecret of that name and every write with InvalidRequestException)
     api.put("/v1/credentials/hub", {**HUB, "token": TOKEN})
     assert api.delete("/v1/credentials/hub").status == 204
-    client = service.secrets.client  # type: ignore[attr-defined]
-    create_secret = client.create_secret
-
-    def like_aws(**kwargs: Any) -> Any:
-        if "DeletedDate" in client.describe_secret(SecretId=kwargs["Name"]):
-            message = "You can't create this secret because a secret with this name is already scheduled for deletion."
-            error: Any = {
-                "Error": {"Code": "InvalidRequestException", "Message": message},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(error, "CreateSecret")
-        return create_secret(**kwargs)
-
-    monkeypatch.setattr(client, "create_secret", like_aws)
     # WHEN the credential is created again with a new token
     recreated = api.put("/v1/credentials/hub", {**HUB, "token": TOKEN2})
     # THEN the secret is restored (no longer scheduled for deletion) and holds the new token

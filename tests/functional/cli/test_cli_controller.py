@@ -43,7 +43,10 @@ def cli(endpoint: str, *argv: str, sleep: Callable[[float], None] | None = None)
     return run_cli(["--endpoint", endpoint, *argv], sleep=sleep)
 
 
-def apply_rules(endpoint: str, tmp_path: Path, text: str = "rules:\n  quay:\n    upstream_kind: quay\n") -> Path:
+QUAY_DOC = "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
+
+
+def apply_rules(endpoint: str, tmp_path: Path, text: str = QUAY_DOC) -> Path:
     document = tmp_path / "rules.yaml"
     document.write_text(text)
     result = cli(endpoint, "apply", "-f", str(document), "--no-wait")
@@ -219,9 +222,9 @@ def test_status_shows_upstream_health_and_validation_for_every_rule(
 def test_history_filters_and_follows_pages(endpoint: str, tmp_path: Path) -> None:
     # GIVEN three writes to two rules
     document = apply_rules(
-        endpoint, tmp_path, "rules:\n  quay:\n    upstream_kind: quay\n  k8s:\n    upstream_kind: k8s\n"
+        endpoint, tmp_path, "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n  k8s:\n    upstream_kind: k8s\n"
     )
-    document.write_text("rules:\n  quay:\n    upstream_kind: quay\n    description: changed\n")
+    document.write_text("version: 1\nrules:\n  quay:\n    upstream_kind: quay\n    description: changed\n")
     assert cli(endpoint, "apply", "-f", str(document), "--no-wait").code == 0
     # WHEN the history is read one entry per page, with and without --all, and for one rule
     one_page = cli(endpoint, "history", "--limit", "1")
@@ -277,7 +280,7 @@ def test_apply_wait_converges_once_the_controller_reconciles(
 ) -> None:
     # GIVEN a rule file, and a controller that reconciles while the CLI waits
     document = tmp_path / "rules.yaml"
-    document.write_text("rules:\n  quay:\n    upstream_kind: quay\n")
+    document.write_text("version: 1\nrules:\n  quay:\n    upstream_kind: quay\n")
 
     # WHEN it is applied with --wait
     def controller_reconciles(_: float) -> None:
@@ -293,7 +296,7 @@ def test_apply_wait_converges_once_the_controller_reconciles(
 
 def test_apply_wait_times_out_without_a_controller(endpoint: str, tmp_path: Path) -> None:
     document = tmp_path / "rules.yaml"
-    document.write_text("rules:\n  quay:\n    upstream_kind: quay\n")
+    document.write_text("version: 1\nrules:\n  quay:\n    upstream_kind: quay\n")
     result = cli(endpoint, "apply", "-f", str(document), "--timeout", "0")
     assert result.code == 6, result.output
     assert "error: not converged after 0 s (2 actions pending, 0/1 rules synced)" in result.stderr

@@ -31,6 +31,7 @@ rules:
     upstream_kind: quay
 """
 CREDENTIALS = f"""\
+version: 1
 credentials:
   dockerhub:
     upstream_kind: docker-hub
@@ -39,6 +40,7 @@ credentials:
     token: {TOKEN}
 """
 WARM_SETS = """\
+version: 1
 warm_sets:
   base:
     rule: docker-hub
@@ -131,11 +133,11 @@ def test_apply_invalid_file_sends_nothing_and_names_file_and_field(
     endpoint: str, tmp_path: Path, api: ApiClient
 ) -> None:
     # GIVEN one good file and one with a lifecycle rule missing fields and an unknown upstream
-    good = write(tmp_path, "good.yaml", "rules:\n  ghcr:\n    upstream_kind: quay\n")
+    good = write(tmp_path, "good.yaml", "version: 1\nrules:\n  ghcr:\n    upstream_kind: quay\n")
     bad = write(
         tmp_path,
         "bad.yaml",
-        "rules:\n  docker-hub:\n    upstream_kind: docker-hub\n    credential: dockerhub\n"
+        "version: 1\nrules:\n  docker-hub:\n    upstream_kind: docker-hub\n    credential: dockerhub\n"
         "    lifecycle:\n      rules:\n        - rulePriority: 1\n          selection: {tagStatus: any, countType: "
         "imageCountMoreThan, countNumber: 0}\n          action: {type: expire}\n"
         "  other:\n    upstream_kind: nope\n",
@@ -154,8 +156,8 @@ def test_apply_invalid_file_sends_nothing_and_names_file_and_field(
 
 def test_apply_same_name_in_two_files_is_an_error_naming_both(endpoint: str, tmp_path: Path, api: ApiClient) -> None:
     # GIVEN two files that both define the rule team/quay (one with the implied trailing "/")
-    first = write(tmp_path, "a.yaml", "rules:\n  team/quay:\n    upstream_kind: quay\n")
-    second = write(tmp_path, "b.yaml", "rules:\n  team/quay/:\n    upstream_kind: quay\n")
+    first = write(tmp_path, "a.yaml", "version: 1\nrules:\n  team/quay:\n    upstream_kind: quay\n")
+    second = write(tmp_path, "b.yaml", "version: 1\nrules:\n  team/quay/:\n    upstream_kind: quay\n")
     # WHEN the directory is applied
     result = cli(endpoint, "apply", "-f", str(tmp_path))
     # THEN it exits 3 naming both files, and nothing was applied
@@ -204,9 +206,32 @@ def test_apply_prune_deletes_what_the_files_omit(endpoint: str, applied: Path, a
     assert sorted(state["credentials"]) == ["dockerhub"]
 
 
+def test_apply_prune_with_allow_empty_passes_it_to_the_api(endpoint: str, applied: Path, api: ApiClient) -> None:
+    # GIVEN rules, a credential and a warm set applied
+    # WHEN a file that declares nothing is applied with --prune --allow-empty
+    empty = write(applied.parent, "empty.yaml", "version: 1\n")
+    result = cli(endpoint, "apply", "-f", str(empty), "--prune", "--allow-empty", "--no-wait")
+    # THEN the API (which refuses such a prune without allowEmpty) deletes everything, as asked
+    assert result.code == 0, result.output
+    assert desired(api) == {"version": 1, "rules": {}, "credentials": {}, "warm_sets": {}}
+
+
+def test_apply_a_file_without_version_sends_nothing(endpoint: str, tmp_path: Path, api: ApiClient) -> None:
+    # GIVEN a file without `version` (the API refuses such a document)
+    document = write(tmp_path, "rules.yaml", "rules:\n  quay:\n    upstream_kind: quay\n")
+    # WHEN it is applied
+    result = cli(endpoint, "apply", "-f", str(document))
+    # THEN it exits 3 naming the file and version, and nothing was applied
+    assert result.code == 3, result.output
+    assert f"{document}: version: required field is missing" in result.stderr
+    assert desired(api)["rules"] == {}
+
+
 def test_apply_server_validation_error_shows_field_details(endpoint: str, tmp_path: Path) -> None:
     # GIVEN a warm set for a rule that exists neither in the file nor in the API (valid locally)
-    document = write(tmp_path, "warm.yaml", "warm_sets:\n  base:\n    rule: missing-rule\n    images: [library/x:1]\n")
+    document = write(
+        tmp_path, "warm.yaml", "version: 1\nwarm_sets:\n  base:\n    rule: missing-rule\n    images: [library/x:1]\n"
+    )
     # WHEN it is applied
     result = cli(endpoint, "apply", "-f", str(document))
     # THEN the API's 422 is shown with its field details, and the exit code is 3
@@ -390,7 +415,7 @@ def test_credentials_set_server_error_never_shows_the_token(endpoint: str) -> No
 
 
 def test_caller_arn_is_recorded_as_the_author(endpoint: str, tmp_path: Path, api: ApiClient) -> None:
-    document = write(tmp_path, "r.yaml", "rules:\n  quay:\n    upstream_kind: quay\n")
+    document = write(tmp_path, "r.yaml", "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n")
     bob = "arn:aws:iam::123456789012:user/bob"
     result = run_cli(["--endpoint", endpoint, "--caller-arn", bob, "apply", "-f", str(document), "--no-wait"])
     assert result.code == 0, result.output

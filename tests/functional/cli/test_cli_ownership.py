@@ -27,8 +27,8 @@ from tests.unit.cli.support import CliResult, run_cli
 pytestmark = pytest.mark.functional
 
 HAND_MADE = {"ecrRepositoryPrefix": "conflict2", "upstreamRegistryUrl": "quay.io", "upstreamRegistry": "quay"}
-DECLARED = "rules:\n  conflict2:\n    upstream_kind: ecr-public\n"
-ADOPTED = "rules:\n  conflict2:\n    upstream_kind: ecr-public\n    adopt: true\n"
+DECLARED = "version: 1\nrules:\n  conflict2:\n    upstream_kind: ecr-public\n"
+ADOPTED = "version: 1\nrules:\n  conflict2:\n    upstream_kind: ecr-public\n    adopt: true\n"
 
 
 def cli(endpoint: str, *argv: str, sleep: Callable[[float], None] | None = None) -> CliResult:
@@ -138,7 +138,7 @@ def test_a_template_made_by_hand_is_not_overwritten_when_an_identical_rule_is_de
         prefix="quay", appliedFor=["PULL_THROUGH_CACHE"], description="made by hand", imageTagMutability="MUTABLE"
     )
     before = (ecr_rule("quay"), ecr_template("quay"))
-    declared = write(tmp_path, "rules:\n  quay:\n    upstream_kind: quay\n    description: ecrcache's\n")
+    declared = write(tmp_path, "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n    description: ecrcache's\n")
 
     # WHEN the identical rule is declared, dry run then for real
     dry = cli(endpoint, "apply", "-f", declared, "--dry-run")

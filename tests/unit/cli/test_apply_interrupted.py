@@ -19,7 +19,7 @@ from tests.unit.cli.support import run_cli
 
 pytestmark = pytest.mark.unit
 
-RULES = "rules:\n  quay:\n    upstream_kind: quay\n"
+RULES = "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
 APPLIED = {"changes": [{"kind": "rule", "name": "quay", "action": "create"}], "dry_run": False, "revision": 4}
 
 

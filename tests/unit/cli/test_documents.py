@@ -12,7 +12,7 @@ from ecrcache_cli.output import ExitCode
 
 pytestmark = pytest.mark.unit
 
-QUAY = "rules:\n  quay:\n    upstream_kind: quay\n"
+QUAY = "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -73,7 +73,7 @@ def test_yaml_syntax_error_reports_file_line_and_column(tmp_path: Path) -> None:
 def test_yaml_duplicate_key_in_one_file_is_an_error_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, "dup.yaml", QUAY + "  quay:\n    upstream_kind: k8s\n")
     [problem] = problems([path])
-    assert problem == f"{path}:4:3: invalid YAML: found duplicate key 'quay' (while constructing a mapping)"
+    assert problem == f"{path}:5:3: invalid YAML: found duplicate key 'quay' (while constructing a mapping)"
 
 
 def test_json_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
@@ -95,14 +95,34 @@ def test_every_syntax_error_is_reported_not_just_the_first(tmp_path: Path) -> No
     [
         ("- a\n- b\n", "must be a mapping with rules, credentials, warm_sets; got a list"),
         ("version: 2\n", "version: the only document version is 1"),
-        ("rule:\n  quay: {}\n", "rule: unknown field (expected version, rules, credentials, warm_sets)"),
-        ("rules: [quay]\n", "rules: must be a mapping of names to items; got a list"),
-        ("rules:\n  123:\n    upstream_kind: quay\n", 'rules["123"]: names must be strings (quote 123 in YAML)'),
+        ("version: 1\nrule:\n  quay: {}\n", "rule: unknown field (expected version, rules, credentials, warm_sets)"),
+        ("version: 1\nrules: [quay]\n", "rules: must be a mapping of names to items; got a list"),
+        (
+            "version: 1\nrules:\n  123:\n    upstream_kind: quay\n",
+            'rules["123"]: names must be strings (quote 123 in YAML)',
+        ),
     ],
 )
 def test_document_shape_problems_name_the_file(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, "doc.yaml", text)
     assert problems([path]) == [f"{path}: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("rules.yaml", "rules:\n  quay:\n    upstream_kind: quay\n"),
+        ("empty.json", "{}"),
+        ("sections.yaml", "rules: {}\ncredentials: {}\n"),
+    ],
+)
+def test_a_file_without_version_is_an_error_naming_version(tmp_path: Path, name: str, text: str) -> None:
+    # every file is a desired-state document: without `version` the API refuses it, and so does the CLI
+    path = write(tmp_path, name, text)
+    assert problems([path]) == [
+        f"{path}: version: required field is missing: a desired-state file starts with `version: 1`, "
+        "as the API's document"
+    ]
 
 
 def test_null_sections_are_empty(tmp_path: Path) -> None:
@@ -134,9 +154,13 @@ def test_an_empty_comment_only_or_null_file_is_an_error(tmp_path: Path, name: st
 
 def test_a_utf8_byte_order_mark_is_allowed(tmp_path: Path) -> None:
     as_json = tmp_path / "bom.json"
-    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"rules": {"quay": {"upstream_kind": "quay"}}}).encode())
+    as_json.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"version": 1, "rules": {"quay": {"upstream_kind": "quay"}}}).encode()
+    )
     as_yaml = tmp_path / "bom.yaml"
-    as_yaml.write_bytes(b"\xef\xbb\xbf" + b"credentials:\n  hub:\n    upstream_kind: docker-hub\n    username: u\n")
+    as_yaml.write_bytes(
+        b"\xef\xbb\xbf" + b"version: 1\ncredentials:\n  hub:\n    upstream_kind: docker-hub\n    username: u\n"
+    )
     loaded = load([as_json, as_yaml])
     assert loaded.names("rules") == ["quay"]
     assert loaded.names("credentials") == ["hub"]
@@ -167,7 +191,8 @@ def test_an_inline_yaml_merge_key_is_not_a_duplicate_key(tmp_path: Path) -> None
     path = write(
         tmp_path,
         "merge.yaml",
-        "rules:\n  quay:\n    <<: {upstream_kind: quay}\n    <<: {credential: null}\n    deletion_policy: retain\n",
+        "version: 1\nrules:\n  quay:\n    <<: {upstream_kind: quay}\n    <<: {credential: null}\n"
+        "    deletion_policy: retain\n",
     )
     loaded = load([path])
     assert loaded.body["rules"]["quay"]["upstream_kind"] == "quay"
@@ -190,10 +215,13 @@ def test_files_merge_section_by_section_and_remember_origins(tmp_path: Path) -> 
         tmp_path,
         "creds.json",
         json.dumps(
-            {"credentials": {"dh": {"upstream_kind": "docker-hub", "username": "ci", "expires_at": "2027-01-01"}}}
+            {
+                "version": 1,
+                "credentials": {"dh": {"upstream_kind": "docker-hub", "username": "ci", "expires_at": "2027-01-01"}},
+            }
         ),
     )
-    warm = write(tmp_path, "warm.yaml", "warm_sets:\n  base:\n    rule: quay\n    images: [org/app:1]\n")
+    warm = write(tmp_path, "warm.yaml", "version: 1\nwarm_sets:\n  base:\n    rule: quay\n    images: [org/app:1]\n")
     loaded = load([rules, creds, warm])
     assert sorted(loaded.body) == ["credentials", "rules", "version", "warm_sets"]
     assert loaded.origins == {("rules", "quay"): rules, ("credentials", "dh"): creds, ("warm_sets", "base"): warm}
@@ -210,8 +238,8 @@ def test_same_name_in_two_files_names_both(tmp_path: Path) -> None:
 
 
 def test_a_rule_with_and_without_trailing_slash_in_two_files_is_a_duplicate(tmp_path: Path) -> None:
-    first = write(tmp_path, "a.yaml", "rules:\n  team/quay/:\n    upstream_kind: quay\n")
-    second = write(tmp_path, "b.yaml", "rules:\n  team/quay:\n    upstream_kind: quay\n")
+    first = write(tmp_path, "a.yaml", "version: 1\nrules:\n  team/quay/:\n    upstream_kind: quay\n")
+    second = write(tmp_path, "b.yaml", "version: 1\nrules:\n  team/quay:\n    upstream_kind: quay\n")
     [problem] = problems([first, second])
     assert problem == (
         f'{second}: rules["team/quay"]: also defined in {first} (as "team/quay/"); '
@@ -223,7 +251,7 @@ def test_same_name_in_different_sections_is_fine(tmp_path: Path) -> None:
     document = write(
         tmp_path,
         "doc.yaml",
-        "rules:\n  docker-hub:\n    upstream_kind: docker-hub\n    credential: docker-hub\n"
+        "version: 1\nrules:\n  docker-hub:\n    upstream_kind: docker-hub\n    credential: docker-hub\n"
         "credentials:\n  docker-hub:\n    upstream_kind: docker-hub\n    username: ci\n",
     )
     assert load([document]).origins.keys() == {("rules", "docker-hub"), ("credentials", "docker-hub")}
@@ -233,7 +261,7 @@ def test_a_token_in_a_file_is_allowed_with_a_warning(tmp_path: Path) -> None:
     document = write(
         tmp_path,
         "creds.yaml",
-        "credentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n    token: s3cr3t\n",
+        "version: 1\ncredentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n    token: s3cr3t\n",
     )
     loaded = load([document])
     assert loaded.body["credentials"]["dh"]["token"] == "s3cr3t"
@@ -246,7 +274,8 @@ def test_unquoted_yaml_dates_become_iso_strings(tmp_path: Path) -> None:
     document = write(
         tmp_path,
         "creds.yaml",
-        "credentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n    expires_at: 2027-06-30\n",
+        "version: 1\ncredentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n"
+        "    expires_at: 2027-06-30\n",
     )
     assert load([document]).body["credentials"]["dh"]["expires_at"] == "2027-06-30"
 
@@ -261,6 +290,7 @@ def test_validation_errors_name_the_file_of_each_item_and_the_field_path(tmp_pat
         tmp_path,
         "bad.yaml",
         """\
+version: 1
 rules:
   docker-hub:
     upstream_kind: docker-hub
@@ -293,10 +323,14 @@ warm_sets:
 def test_validation_error_on_a_whole_section_names_every_contributing_file(tmp_path: Path) -> None:
     # GIVEN 51 rules for the stack's Region spread over two files (ECR allows 50)
     first = write(
-        tmp_path, "a.yaml", "rules:\n" + "".join(f"  r{i:02d}:\n    upstream_kind: quay\n" for i in range(30))
+        tmp_path,
+        "a.yaml",
+        "version: 1\nrules:\n" + "".join(f"  r{i:02d}:\n    upstream_kind: quay\n" for i in range(30)),
     )
     second = write(
-        tmp_path, "b.yaml", "rules:\n" + "".join(f"  s{i:02d}:\n    upstream_kind: quay\n" for i in range(21))
+        tmp_path,
+        "b.yaml",
+        "version: 1\nrules:\n" + "".join(f"  s{i:02d}:\n    upstream_kind: quay\n" for i in range(21)),
     )
     [problem] = problems([first, second])
     assert problem.startswith(f"{first}, {second}: rules: 51 rules target the stack's Region")
@@ -304,9 +338,13 @@ def test_validation_error_on_a_whole_section_names_every_contributing_file(tmp_p
 
 def test_credential_for_another_upstream_points_at_the_rule(tmp_path: Path) -> None:
     rules = write(
-        tmp_path, "rules.yaml", "rules:\n  ghcr:\n    upstream_kind: github-container-registry\n    credential: dh\n"
+        tmp_path,
+        "rules.yaml",
+        "version: 1\nrules:\n  ghcr:\n    upstream_kind: github-container-registry\n    credential: dh\n",
     )
-    creds = write(tmp_path, "creds.yaml", "credentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n")
+    creds = write(
+        tmp_path, "creds.yaml", "version: 1\ncredentials:\n  dh:\n    upstream_kind: docker-hub\n    username: ci\n"
+    )
     [problem] = problems([rules, creds])
     assert problem.startswith(f"{rules}: rules[\"ghcr\"].credential: credential 'dh' is for upstream_kind")
 

@@ -305,7 +305,7 @@ def test_apply_wait_reports_a_terminal_rule_and_exits_6(tmp_path: Path) -> None:
         return Reply(200, {"rules": [record("quay", "us-east-1", NOT_SYNCED, TERMINAL, at=now.isoformat())]})
 
     document = tmp_path / "r.yaml"
-    document.write_text("rules:\n  quay:\n    upstream_kind: quay\n    description: x\n")
+    document.write_text("version: 1\nrules:\n  quay:\n    upstream_kind: quay\n    description: x\n")
     with recording_server(respond) as server:
         result = run_cli(["--endpoint", server.url, "apply", "-f", str(document)])
     # THEN the change is printed, then the Terminal reason, exit 6
@@ -317,7 +317,7 @@ def test_apply_wait_reports_a_terminal_rule_and_exits_6(tmp_path: Path) -> None:
 
 def test_apply_dry_run_never_waits(tmp_path: Path) -> None:
     document = tmp_path / "r.yaml"
-    document.write_text("rules:\n  quay:\n    upstream_kind: quay\n")
+    document.write_text("version: 1\nrules:\n  quay:\n    upstream_kind: quay\n")
     with recording_server(lambda _: Reply(200, {**APPLIED, "dry_run": True})) as server:
         result = run_cli(["--endpoint", server.url, "apply", "-f", str(document), "--dry-run", "--prune"])
     assert result.code == 0, result.output
@@ -342,7 +342,7 @@ def test_reconcile_wait_through_the_cli_json_output(tmp_path: Path) -> None:
     assert [r.target for r in server.requests] == ["/v1/reconcile", "/v1/runs/r-9", "/v1/runs/r-9"]
 
 
-APPLY_DOC = "rules:\n  quay:\n    upstream_kind: quay\n"
+APPLY_DOC = "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
 
 
 @pytest.mark.parametrize("extra", [[], ["--dry-run"]])
@@ -359,7 +359,7 @@ def test_apply_prune_with_nothing_defined_is_refused_without_allow_empty(tmp_pat
             ["--endpoint", server.url, "apply", "-f", str(document), "--prune", "--allow-empty", "--no-wait"]
         )
     assert allowed.code == 0, allowed.output
-    assert [r.target for r in server.requests] == ["/v1/desired-state?prune=true"]
+    assert [r.target for r in server.requests] == ["/v1/desired-state?prune=true&allowEmpty=true"]
 
 
 def test_apply_prune_with_an_empty_file_names_it_and_sends_nothing(tmp_path: Path) -> None:

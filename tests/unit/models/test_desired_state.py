@@ -19,9 +19,14 @@ DOCKER_HUB_RULE = {"upstream_kind": "docker-hub", "credential": "docker-hub"}
 DOCKER_HUB_CREDENTIAL = {"upstream_kind": "docker-hub", "username": "ci-bot", "token": TOKEN}
 
 
+def validate(data: dict[str, Any]) -> DesiredStateDocument:
+    """``data`` as a document of version 1 (unless it says otherwise)."""
+    return DesiredStateDocument.model_validate({"version": 1, **data})
+
+
 def errors(data: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ValidationError) as exc:
-        DesiredStateDocument.model_validate(data)
+        validate(data)
     return {e.field: e.message for e in field_errors_from_pydantic(exc.value)}
 
 
@@ -30,16 +35,32 @@ def quay_rules(count: int, **extra: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_desired_state_empty_document_is_valid() -> None:
-    # GIVEN {} / WHEN validated / THEN version 1 and nothing declared
-    document = DesiredStateDocument.model_validate({})
+    # GIVEN {"version": 1} / WHEN validated / THEN version 1 and nothing declared
+    document = DesiredStateDocument.model_validate({"version": 1})
     assert document.version == 1
     assert document.rules == {}
     assert document.referenced_credentials() == frozenset()
+    assert document.declares_nothing
+
+
+@pytest.mark.parametrize("data", [{}, {"rules": {"quay": {"upstream_kind": "quay"}}}])
+def test_desired_state_document_without_version_is_invalid(data: dict[str, Any]) -> None:
+    # GIVEN a body without "version" (an empty object is not a desired-state document)
+    # WHEN validated / THEN the error names version
+    with pytest.raises(ValidationError) as exc:
+        DesiredStateDocument.model_validate(data)
+    assert [(e.field, e.type) for e in field_errors_from_pydantic(exc.value)] == [("version", "missing")]
+
+
+def test_desired_state_declares_nothing_only_without_any_item() -> None:
+    assert validate({"rules": {}, "credentials": {}, "warm_sets": {}}).declares_nothing
+    assert not validate({"rules": {"quay": {"upstream_kind": "quay"}}}).declares_nothing
+    assert not validate({"warm_sets": {"ws": {"rule": "quay", "images": ["a/b:1"]}}}).declares_nothing
 
 
 def test_desired_state_full_document_resolves_every_reference() -> None:
     # GIVEN rules, the credential they use and a warm set naming a rule with a trailing '/'
-    document = DesiredStateDocument.model_validate(
+    document = validate(
         {
             "version": 1,
             "rules": {"docker-hub/": DOCKER_HUB_RULE, "ecr-public": {"upstream_kind": "ecr-public"}},
@@ -57,7 +78,7 @@ def test_desired_state_full_document_resolves_every_reference() -> None:
 
 def test_desired_state_unresolved_references_are_listed_not_refused() -> None:
     # GIVEN a rule using a credential and a warm set naming a rule, both kept in the store
-    document = DesiredStateDocument.model_validate(
+    document = validate(
         {
             "rules": {"ghcr": {"upstream_kind": "github-container-registry", "credential": "ghcr-bot"}},
             "warm_sets": {"apps": {"rule": "docker-hub", "top": {"count": 10}}},
@@ -92,7 +113,7 @@ def test_desired_state_rule_keys_on_the_edges_are_accepted() -> None:
         "ROOT": {"upstream_kind": "k8s"},
     }
     # WHEN / THEN accepted, the '/' dropped
-    assert set(DesiredStateDocument.model_validate({"rules": rules}).rules) == {"ab", "b" * 30, "ROOT"}
+    assert set(validate({"rules": rules}).rules) == {"ab", "b" * 30, "ROOT"}
 
 
 def test_desired_state_refuses_a_prefix_with_and_without_slash() -> None:
@@ -133,7 +154,7 @@ def test_desired_state_credential_kind_must_match_the_rule() -> None:
 
 def test_desired_state_accepts_fifty_rules_in_a_region() -> None:
     # GIVEN ECR's quota of 50 rules per registry / WHEN 50 rules / THEN accepted
-    document = DesiredStateDocument.model_validate({"rules": quay_rules(MAX_RULES_PER_REGION)})
+    document = validate({"rules": quay_rules(MAX_RULES_PER_REGION)})
     assert len(document.rules) == 50
 
 
@@ -155,7 +176,7 @@ def test_desired_state_rules_by_region_resolves_the_stack_region() -> None:
         **quay_rules(30),
         **{f"eu-{i:02d}": {"upstream_kind": "quay", "regions": ["eu-west-1"]} for i in range(30)},
     }
-    document = DesiredStateDocument.model_validate({"rules": rules})
+    document = validate({"rules": rules})
     # WHEN the stack turns out to be in eu-west-1 / THEN 60 rules land there: the service's exact check
     assert {region: len(p) for region, p in document.rules_by_region("eu-west-1").items()} == {"eu-west-1": 60}
     assert {region: len(p) for region, p in document.rules_by_region("us-east-1").items()} == {
@@ -183,7 +204,7 @@ def test_desired_state_error_paths(data: dict[str, Any], path: str) -> None:
 
 def test_desired_state_never_leaks_the_token() -> None:
     # GIVEN a document with a valid token / WHEN dumped / THEN no token
-    document = DesiredStateDocument.model_validate(
+    document = validate(
         {"rules": {"docker-hub": DOCKER_HUB_RULE}, "credentials": {"docker-hub": DOCKER_HUB_CREDENTIAL}}
     )
     assert TOKEN not in document.model_dump_json()
@@ -202,7 +223,7 @@ def test_desired_state_never_leaks_the_token() -> None:
 )
 def test_desired_state_errors_never_leak_the_token(credential: Any) -> None:
     # GIVEN a document whose credential section is broken somewhere
-    data = {"rules": {"docker-hub": DOCKER_HUB_RULE}, "credentials": {"docker-hub": credential}}
+    data = {"version": 1, "rules": {"docker-hub": DOCKER_HUB_RULE}, "credentials": {"docker-hub": credential}}
     # WHEN validated / THEN no rendering of the error carries the token
     with pytest.raises(ValidationError) as exc:
         DesiredStateDocument.model_validate(data)

@@ -315,6 +315,7 @@ def test_apply_document_stores_dumps_and_stages_tokens(
     # GIVEN a validated document with a credential (and its token) and a rule using it
     document = DesiredStateDocument.model_validate(
         {
+            "version": 1,
             "rules": {"docker-hub": {"upstream_kind": "docker-hub", "credential": "hub"}},
             "credentials": {"hub": {"upstream_kind": "docker-hub", "username": "ci", "token": "dckr_pat_doc"}},
         }
@@ -326,3 +327,27 @@ def test_apply_document_stores_dumps_and_stages_tokens(
     assert store.items[(C, "hub")].spec == CRED.model_dump(mode="json")
     assert store.items[(R, "docker-hub")].spec == HUB.model_dump(mode="json")
     assert json.loads(secrets.value(SECRET)) == {"username": "ci", "accessToken": "dckr_pat_doc"}
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_apply_document_prune_declaring_nothing_needs_allow_empty(
+    service: DesiredStateService, store: MemoryStateStore, secrets: MemorySecretStore, *, dry_run: bool
+) -> None:
+    # GIVEN a credential and a rule
+    service.put_credential("hub", CRED, TOKEN, actor=ALICE)
+    service.put_rule("quay", QUAY, actor=ALICE)
+    empty = DesiredStateDocument.model_validate({"version": 1})
+    # WHEN a document that declares nothing is applied with prune, without allow_empty
+    with pytest.raises(InvalidInputError) as refused:
+        service.apply_document(empty, actor=ALICE, prune=True, dry_run=dry_run)
+    # THEN it is refused naming allowEmpty, and nothing is deleted
+    assert [d.field for d in refused.value.details] == ["query.allowEmpty"]
+    assert set(store.items) == {(C, "hub"), (R, "quay")}
+    assert secrets.deleted == []
+    # AND with allow_empty it deletes everything (unless dry run)
+    result = service.apply_document(empty, actor=ALICE, prune=True, dry_run=dry_run, allow_empty=True)
+    assert [(c.action, c.kind, c.name) for c in result.changes] == [
+        (WriteAction.DELETE, R, "quay"),
+        (WriteAction.DELETE, C, "hub"),
+    ]
+    assert (store.items == {}) is not dry_run

@@ -199,7 +199,7 @@ class Boto3EcrReader:
         deep: bool | Collection[str],
         applied: Mapping[str, AppliedFingerprints],
     ) -> ObservedRegion:
-        rules = {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
+        rules = self.rules()
         templates = {t.prefix: t for t in map(ObservedTemplate.from_ecr, self._template_items())}
         scope = [p for p in prefixes if p]
         listed = {
@@ -223,6 +223,9 @@ class Boto3EcrReader:
                 applied=applied.get(name),
             )
         return ObservedRegion(region=self.region, rules=rules, templates=templates, repositories=repositories)
+
+    def rules(self) -> dict[str, ObservedRule]:
+        return {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
 
     def _rule_items(self) -> Iterator[Mapping[str, Any]]:
         try:

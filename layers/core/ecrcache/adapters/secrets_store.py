@@ -14,30 +14,36 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, error_code, secretsmanager_client
+from ecrcache.observability import logger
 from ecrcache.ports import StagedSecret
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
-    from mypy_boto3_secretsmanager.type_defs import TagTypeDef
+    from mypy_boto3_secretsmanager.type_defs import DescribeSecretResponseTypeDef, TagTypeDef
 
 STAGING_LABEL = "ECRCACHE_PENDING"
 MANAGED_TAG: TagTypeDef = {"Key": "ecrcache:managed", "Value": "true"}
 RECOVERY_WINDOW_DAYS = 7
 
 
-def _marked_for_deletion(exc: ClientError) -> bool:
-    """Secrets Manager's InvalidRequestException for a secret scheduled for deletion (its only signal)."""
-    text = str(exc).lower()
-    return "marked deleted" in text or "scheduled for deletion" in text or "marked for deletion" in text
-
-
 class SecretsManagerStore:
-    """Implements :class:`ecrcache.ports.SecretStore`."""
+    """Implements :class:`ecrcache.ports.SecretStore`.
+
+    A deleted credential's secret is only *scheduled* for deletion (a recovery window of
+    :data:`RECOVERY_WINDOW_DAYS`); until then it keeps its name, and Secrets Manager refuses
+    ``CreateSecret`` of that name and ``PutSecretValue`` with ``InvalidRequestException`` ("The secret
+    is scheduled for deletion", the API reference's first cause) until ``RestoreSecret`` ("When a
+    secret is scheduled for deletion, you cannot retrieve the secret value. You must first cancel
+    the deletion with RestoreSecret", DeleteSecret). The refusal's text is not documented, so the
+    secret's ``DeletedDate`` (DescribeSecret, which works on such a secret) is what is trusted.
+    """
 
     def __init__(self, client: SecretsManagerClient | None = None) -> None:
         self.client = client or secretsmanager_client()
 
     def stage(self, name: str, secret_string: str, *, request_token: str) -> StagedSecret:
+        """Create the secret, or put the value under the staging label of the existing one; a secret
+        scheduled for deletion is restored first, and scheduled again if the value cannot be put."""
         try:
             created = self.client.create_secret(
                 Name=name,
@@ -48,11 +54,7 @@ class SecretsManagerStore:
             )
             return StagedSecret(name=name, arn=created["ARN"], version_id=created["VersionId"], created=True)
         except ClientError as exc:
-            code = error_code(exc)
-            if code == "InvalidRequestException" and _marked_for_deletion(exc):
-                self.restore(name)
-            elif code != "ResourceExistsException":
-                raise classify(exc, "Secrets Manager CreateSecret") from exc
+            restored = self._restore_refused(name, exc)
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager CreateSecret") from exc
         try:
@@ -63,8 +65,32 @@ class SecretsManagerStore:
                 VersionStages=[STAGING_LABEL],
             )
         except (ClientError, BotoCoreError) as exc:
+            if restored:
+                self._reschedule_quietly(name)
             raise classify(exc, "Secrets Manager PutSecretValue") from exc
-        return StagedSecret(name=name, arn=put["ARN"], version_id=put["VersionId"], created=False)
+        return StagedSecret(name=name, arn=put["ARN"], version_id=put["VersionId"], created=False, restored=restored)
+
+    def _restore_refused(self, name: str, exc: ClientError) -> bool:
+        """After ``CreateSecret`` refused ``name``: ``False`` when the secret simply exists, ``True``
+        once a secret scheduled for deletion is restored; any other refusal is raised."""
+        code = error_code(exc)
+        if code == "ResourceExistsException":
+            return False
+        if code == "InvalidRequestException" and self._scheduled_for_deletion(name):
+            self.restore(name)
+            return True
+        raise classify(exc, "Secrets Manager CreateSecret") from exc
+
+    def _reschedule_quietly(self, name: str) -> None:
+        """Undo a restore of this request after a failure it reports: the secret goes back to being
+        scheduled for deletion (a new recovery window). A failure here is logged, never raised."""
+        try:
+            self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error(
+                "could not schedule the deletion of a restored secret again",
+                extra={"secret_name": name, "error": str(classify(exc, "Secrets Manager DeleteSecret"))},
+            )
 
     def promote(self, staged: StagedSecret) -> None:
         if staged.created:
@@ -84,15 +110,24 @@ class SecretsManagerStore:
             raise classify(exc, "Secrets Manager UpdateSecretVersionStage") from exc
 
     def discard(self, staged: StagedSecret) -> None:
+        """Undo :meth:`stage`: remove a secret it created, or the staging label it put; a secret it
+        restored is scheduled for deletion again (its credential is still deleted)."""
         try:
             if staged.created:
                 self.client.delete_secret(SecretId=staged.arn, ForceDeleteWithoutRecovery=True)
-            else:
-                self.client.update_secret_version_stage(
-                    SecretId=staged.arn, VersionStage=STAGING_LABEL, RemoveFromVersionId=staged.version_id
-                )
+                return
+            self.client.update_secret_version_stage(
+                SecretId=staged.arn, VersionStage=STAGING_LABEL, RemoveFromVersionId=staged.version_id
+            )
         except (ClientError, BotoCoreError) as exc:
+            if staged.restored:
+                self._reschedule_quietly(staged.arn)
             raise classify(exc, "Secrets Manager (undo staged value)") from exc
+        if staged.restored:
+            try:
+                self.client.delete_secret(SecretId=staged.arn, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, "Secrets Manager DeleteSecret (undo a restore)") from exc
 
     def delete(self, name: str) -> bool:
         """Schedule the secret's deletion; ``False`` when there was nothing to schedule (gone, or
@@ -103,7 +138,7 @@ class SecretsManagerStore:
             code = error_code(exc)
             if code == "ResourceNotFoundException":
                 return False
-            if code == "InvalidRequestException" and _marked_for_deletion(exc):
+            if code == "InvalidRequestException" and self._scheduled_for_deletion(name):
                 return False
             raise classify(exc, "Secrets Manager DeleteSecret") from exc
         except BotoCoreError as exc:
@@ -120,14 +155,22 @@ class SecretsManagerStore:
             raise classify(exc, "Secrets Manager RestoreSecret") from exc
 
     def existing_arn(self, name: str) -> str | None:
+        described = self._describe(name)
+        if described is None or described.get("DeletedDate") is not None:
+            return None
+        return described["ARN"]
+
+    def _scheduled_for_deletion(self, name: str) -> bool:
+        described = self._describe(name)
+        return described is not None and described.get("DeletedDate") is not None
+
+    def _describe(self, name: str) -> DescribeSecretResponseTypeDef | None:
+        """``DescribeSecret`` (it answers for a secret scheduled for deletion too); ``None`` when there is none."""
         try:
-            described = self.client.describe_secret(SecretId=name)
+            return self.client.describe_secret(SecretId=name)
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise classify(exc, "Secrets Manager DescribeSecret") from exc
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DescribeSecret") from exc
-        if described.get("DeletedDate") is not None:
-            return None
-        return described["ARN"]

@@ -56,7 +56,7 @@ class DesiredStateDocument(BaseModel):
         },
     )
 
-    version: Literal[1] = Field(default=1, description="Document format version.")
+    version: Literal[1] = Field(description="Document format version: required, and 1 is the only one.")
     rules: dict[EcrPrefix, RuleSpec] = Field(
         default_factory=dict, description="Pull-through cache rules keyed by ECR repository prefix (or ROOT)."
     )
@@ -108,6 +108,11 @@ class DesiredStateDocument(BaseModel):
         if errors:
             raise_field_errors("DesiredStateDocument", errors)
         return self
+
+    @property
+    def declares_nothing(self) -> bool:
+        """No rules, credentials or warm sets: applied with prune, it deletes everything."""
+        return not (self.rules or self.credentials or self.warm_sets)
 
     def _rules_by_bucket(self) -> dict[str, list[str]]:
         buckets: dict[str, list[str]] = defaultdict(list)

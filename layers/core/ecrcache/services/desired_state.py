@@ -61,6 +61,7 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import SecretStore, StagedSecret, StateStore
+from ecrcache.services.secret_users import EcrSecretUsers, still_used_conflict
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.02
@@ -124,15 +125,20 @@ class DesiredStateService:
         stack_region: str = "us-east-1",
         sleep: Callable[[float], None] = time.sleep,
         ecr_rules: Callable[[str], Collection[str]] | None = None,
+        secret_users: EcrSecretUsers | None = None,
     ) -> None:
         """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
-        which counts those that are not desired too); without it only desired rules are counted."""
+        which counts those that are not desired too); without it only desired rules are counted.
+        ``secret_users`` reads ECR before a credential is deleted: a rule there (retained by
+        ecrcache, or not managed by it) still using the secret makes the delete a 409. Without it
+        only desired rules are checked."""
         self.store = store
         self.secrets = secrets
         self.clock = clock
         self.stack_region = stack_region
         self.sleep = sleep
         self.ecr_rules = ecr_rules
+        self.secret_users = secret_users
 
     def _backoff(self, attempt: int) -> None:
         """Full jitter: writers that lost the race spread out instead of colliding again."""
@@ -297,6 +303,8 @@ class DesiredStateService:
                     f"{kind} {name!r} is still used by {what}: {', '.join(users)}",
                     [FieldError(field=u, message=f"references {kind} {name!r}") for u in users],
                 )
+            if kind is ResourceKind.CREDENTIAL:
+                self._check_unused_in_ecr([current], desired_rules=_specs(snapshot)[ResourceKind.RULE])
             write = Write(
                 kind=kind, name=name, action=WriteAction.DELETE, expected_version=current.version, before=current
             )
@@ -330,8 +338,20 @@ class DesiredStateService:
         prune: bool,
         dry_run: bool,
         if_match_revision: int | None = None,
+        allow_empty: bool = False,
     ) -> ApplyResult:
-        """Apply a validated document (``PUT /v1/desired-state``); its tokens become new secret values."""
+        """Apply a validated document (``PUT /v1/desired-state``); its tokens become new secret values.
+
+        A prune with a document that declares nothing would delete everything: it needs ``allow_empty``
+        (the CLI's ``apply --prune --allow-empty``), dry run or not.
+        """
+        if prune and document.declares_nothing and not allow_empty:
+            raise invalid(
+                "query.allowEmpty",
+                "must be true to prune with a document that declares no rules, credentials or warm sets: "
+                "that would delete every rule, credential and warm set (and schedule every credential's "
+                "secret for deletion)",
+            )
         specs, secrets = _document_specs(document)
         return self.apply(
             specs, secrets, actor=actor, prune=prune, dry_run=dry_run, if_match_revision=if_match_revision
@@ -357,6 +377,7 @@ class DesiredStateService:
             changes = diff_document(_specs(snapshot), desired, prune=prune, secrets_supplied=frozenset(secrets))
             adopted, token_errors = self._credential_secrets(snapshot, desired, secrets)
             self._check(snapshot, changes, touched=None if prune else _touched(changes), extra=token_errors)
+            self._check_deleted_credentials_unused(snapshot, changes)
             if dry_run or not changes:
                 return ApplyResult(changes=changes, dry_run=dry_run, revision=snapshot.revision)
             try:
@@ -425,6 +446,39 @@ class DesiredStateService:
         return _specs(snapshot), snapshot.revision
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _check_deleted_credentials_unused(self, snapshot: Snapshot, changes: Sequence[ResourceChange]) -> None:
+        """The credentials a document deletes: no rule in ECR may still use their secrets."""
+        deleted = [
+            snapshot.credentials[c.name]
+            for c in changes
+            if c.kind is ResourceKind.CREDENTIAL and c.action is WriteAction.DELETE
+        ]
+        if not deleted:
+            return
+        state = apply_changes(_specs(snapshot), list(changes))
+        deleted_rules = {
+            c.name: c.before
+            for c in changes
+            if c.kind is ResourceKind.RULE and c.action is WriteAction.DELETE and c.before is not None
+        }
+        self._check_unused_in_ecr(deleted, desired_rules=state.get(ResourceKind.RULE, {}), deleted_rules=deleted_rules)
+
+    def _check_unused_in_ecr(
+        self,
+        credentials: Sequence[StoredResource],
+        *,
+        desired_rules: Mapping[str, Mapping[str, Any]],
+        deleted_rules: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """409 when a rule in ECR (retained, not managed, or not reconciled yet) uses one of the secrets;
+        ``desired_rules`` is what the write leaves desired, ``deleted_rules`` what it deletes."""
+        arns = {c.name: c.secret_arn for c in credentials if c.secret_arn}
+        if self.secret_users is None or not arns:
+            return
+        uses = self.secret_users.using(arns, desired_rules=desired_rules, deleted_rules=deleted_rules or {})
+        if uses:
+            raise still_used_conflict(uses)
 
     def _check(
         self,

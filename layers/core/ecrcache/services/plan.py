@@ -208,13 +208,13 @@ class PlanService:
         Raises ``RetryableError`` when ECR cannot be read: the quota cannot be checked honestly.
         """
         try:
-            observed = self.registry(region).observe(prefixes=(), deep=False, applied={})
+            held = self.registry(region).rules()
         except EcrcacheError as exc:
             raise RetryableError(
                 f"could not read ECR in {region} to check its pull-through cache rule quota ({exc.message})",
                 reason=exc.reason,
             ) from exc
-        return frozenset(observed.rules)
+        return frozenset(held)
 
     def observe(
         self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]

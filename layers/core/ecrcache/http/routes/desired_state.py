@@ -2,9 +2,11 @@
 
 `GET` exports it (JSON, or YAML with `?format=yaml` / `Accept: application/yaml`); `PUT` validates
 the whole document first, then writes all of it or nothing; `dryRun=true` returns the change list
-without writing; `prune=true` deletes what the document omits. Both answers list the rules the
-document creates or changes that the plan will show Blocked (ECR holds a rule or template with the
-prefix that ecrcache does not own), so a dry run, an apply and the plan say the same thing.
+without writing; `prune=true` deletes what the document omits (with a document that declares
+nothing, only together with `allowEmpty=true`). A document without `version` is refused. Both
+answers list the rules the document creates or changes that the plan will show Blocked (ECR holds a
+rule or template with the prefix that ecrcache does not own), so a dry run, an apply and the plan say
+the same thing.
 """
 
 from __future__ import annotations
@@ -72,12 +74,26 @@ def _register_apply(app: APIGatewayRestResolver, service: DesiredStateService, p
         document: Annotated[DesiredStateDocument, Body(description="The desired state.")],
         dryRun: Annotated[bool, Query(description="Only compute the changes.")] = False,
         prune: Annotated[bool, Query(description="Delete resources the document omits.")] = False,
+        allowEmpty: Annotated[
+            bool,
+            Query(
+                description=(
+                    "Allow `prune=true` with a document that declares no rules, credentials or warm sets "
+                    "(it deletes everything); without it such a request is refused with 422."
+                )
+            ),
+        ] = False,
         if_match: Annotated[
             str | None, Header(alias="If-Match", description="Revision (the export's ETag) the document was based on.")
         ] = None,
     ) -> ApplyResponse:
         result = service.apply_document(
-            document, actor=caller_arn(app), prune=prune, dry_run=dryRun, if_match_revision=if_match_revision(if_match)
+            document,
+            actor=caller_arn(app),
+            prune=prune,
+            dry_run=dryRun,
+            if_match_revision=if_match_revision(if_match),
+            allow_empty=allowEmpty,
         )
         touched = {c.name: document.rules[c.name] for c in result.changes if c.kind is ResourceKind.RULE and c.after}
         ownership = planner.ownership_check(touched)
