@@ -338,7 +338,7 @@ def test_api_conforms_to_the_spec_on_realistic_requests(exchanges: dict[str, Exc
         path_parameters=path_parameters(operation.path, exchange.step.path),
         query=exchange.step.query or None,
         headers=dict(exchange.step.headers) or None,
-        **({"body": exchange.step.body} if exchange.step.body is not None else {}),
+        **({"body": exchange.step.body, "media_type": "application/json"} if exchange.step.body is not None else {}),
     )
     failures = check_failures(case, exchange.response, (not_a_server_error, *SPEC_CHECKS))
     # THEN every check passes: documented status, content type and body schema
