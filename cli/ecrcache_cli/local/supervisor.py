@@ -44,7 +44,7 @@ from ecrcache_cli.local.gateway import ApiGateway, Route
 from ecrcache_cli.local.host import HostProcess, terminate
 from ecrcache_cli.local.invoke import InvokeError
 from ecrcache_cli.local.provision import LocalStack, provision
-from ecrcache_cli.local.template import TemplateError, load_template
+from ecrcache_cli.local.template import TemplateError, binary_media_types, load_template
 
 __all__ = ["EXIT_FAILED", "EXIT_PORT_BUSY", "main"]
 
@@ -340,6 +340,7 @@ class LocalRun:
             stage=_parameter_default(self.template, "Stage", "prod"),
             account_id=stack.account_id,
             routes=routes,
+            binary_media_types=binary_media_types(self.template),
             log=lambda text: self.console.line("api", text),
         ).start()
         self._started("API gateway", gateway.stop)
