@@ -227,13 +227,14 @@ def _nested(depth: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
     )
 
 
+HUGE_DIGITS = st.sampled_from([21, 64, 4300, 4301, 5000, 20_000])
+DEEP_LEVELS = st.sampled_from([33, 40, 1000, 5000])
+
 # Raw JSON value texts: well-formed JSON values a parser may still choke on, and plain odd values.
 JSON_VALUE_TEXT: st.SearchStrategy[str] = st.one_of(
-    _digits(st.integers(min_value=15, max_value=25)),
-    _digits(st.integers(min_value=4290, max_value=4400)),
-    _digits(st.integers(min_value=100, max_value=20_000)),
-    _nested(st.integers(min_value=25, max_value=40)),
-    _nested(st.integers(min_value=900, max_value=5000)),
+    _digits(HUGE_DIGITS),
+    _digits(HUGE_DIGITS),
+    _nested(DEEP_LEVELS),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1.0", "0.5", "true", "false", "null"]),
     st.sampled_from(['"\\ud800"', '"\\u0000"', '"' + "x" * 20_000 + '"', '{"a": 1, "a": 2}', "[1, 1]", "{}", "[]"]),
     st.text(max_size=30).map(json.dumps),
@@ -243,11 +244,14 @@ JSON_VALUE_TEXT: st.SearchStrategy[str] = st.one_of(
 
 @st.composite
 def json_mutant(draw: st.DrawFn, base: dict[str, Any]) -> str:
-    """The base body as JSON text with odd values spliced in, keys perhaps repeated."""
+    """The base body as JSON text with odd values spliced in, at the top or one level down, keys perhaps repeated."""
     members = [(key, json.dumps(value)) for key, value in base.items()]
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         key = draw(st.sampled_from([*base, *KEYS]))
-        members.append((key, draw(JSON_VALUE_TEXT)))
+        value = draw(JSON_VALUE_TEXT)
+        if draw(st.booleans()):  # one level down: {"top": {"count": <value>}}
+            value = "{" + f"{json.dumps(draw(st.sampled_from(KEYS)))}: {value}" + "}"
+        members.append((key, value))
     if draw(st.booleans()):
         members = draw(st.permutations(members))
     return "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in members) + "}"
@@ -262,16 +266,17 @@ def yaml_mutant(draw: st.DrawFn, base: dict[str, Any]) -> str:
         value = draw(
             st.one_of(
                 st.sampled_from(ODD_YAML_SCALARS),
-                _digits(st.integers(min_value=15, max_value=5000)),
-                st.integers(min_value=1, max_value=60).map(lambda n: "[" * n + "]" * n),
+                _digits(HUGE_DIGITS),
+                DEEP_LEVELS.map(lambda n: "[" * n + "]" * n),
                 st.text(alphabet=st.characters(codec="utf-8"), max_size=20),
             )
         )
-        indent = draw(st.sampled_from(["", "", "  ", "\t"]))
-        lines.append(f"{indent}{key}: {value}")
+        if draw(st.integers(min_value=0, max_value=5)) == 0:  # now and then, odd indentation
+            key = draw(st.sampled_from(["  ", "\t", " "])) + key
+        lines.append(f"{key}: {value}")
     if draw(st.booleans()):
         lines = draw(st.permutations(lines))
-    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n---\nx: 1\n"]))
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "\n", "", "\n---\nx: 1\n"]))
 
 
 def hostile_requests(base: dict[str, Any]) -> st.SearchStrategy[HostileRequest]:
@@ -297,4 +302,4 @@ def hostile_requests(base: dict[str, Any]) -> st.SearchStrategy[HostileRequest]:
         content_type=st.one_of(st.none(), st.sampled_from(CONTENT_TYPES), st.text(max_size=30)),
         base64=st.booleans(),
     )
-    return st.one_of(json_like, json_like, yaml_like, yaml_like, anything)
+    return st.one_of(json_like, json_like, json_like, yaml_like, yaml_like, anything)
