@@ -389,3 +389,49 @@ def test_an_ordinary_unknown_key_is_still_named(api: ApiClient) -> None:
     response = api.put("/v1/rules/quay", {"upstream_kind": "quay", "descripton": "typo"})
     found = refused(response, "descripton", "extra_forbidden")
     assert found["message"] == "unknown field"
+
+
+# -- 8: the OpenAPI lists every body type a route accepts ----------------------------------------------------
+
+
+def spec_request_bodies() -> dict[str, dict[str, Any]]:
+    from ecrcache.http.app import openapi_json
+    from functions.api.app import app
+
+    spec = json.loads(openapi_json(app))
+    return {
+        f"{method.upper()} {path}": operation["requestBody"]
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    }
+
+
+def test_the_openapi_lists_json_and_every_yaml_type_on_every_request_body() -> None:
+    from ecrcache.parsing import ACCEPTED_MEDIA_TYPES
+    from tests.functional.api.fuzz_support import BODY_ROUTES
+
+    bodies = spec_request_bodies()
+    assert set(bodies) == set(BODY_ROUTES)
+    for route, body in bodies.items():
+        assert list(body["content"]) == list(ACCEPTED_MEDIA_TYPES), route
+        schemas = {json.dumps(c["schema"], sort_keys=True) for c in body["content"].values()}
+        assert len(schemas) == 1, route  # the same document whatever the syntax
+
+
+@pytest.mark.parametrize("route", sorted(spec_request_bodies()))
+def test_each_listed_body_type_is_read_and_no_other(api: ApiClient, route: str) -> None:
+    from ecrcache.parsing import dump_yaml
+    from tests.functional.api.fuzz_support import BODY_ROUTES
+
+    # GIVEN a rule for warm sets to use, and a valid body of the route
+    seeded(api)
+    method, path, body = BODY_ROUTES[route]
+    # WHEN the body is sent in each media type the spec lists, and in one it does not
+    for media in spec_request_bodies()[route]["content"]:
+        text = json.dumps(body) if media == "application/json" else dump_yaml(body)
+        response = api.call(method, path, raw_body=text, headers={"Content-Type": media})
+        # THEN each listed one is read (a success, or a 4xx about the content, never a 415)
+        assert response.status < 300 or response.status in (409, 412), (media, response.text)
+    refused = api.call(method, path, raw_body=json.dumps(body), headers={"Content-Type": "application/xml"})
+    assert_error(refused, 415, "UnsupportedMediaType")
