@@ -11,7 +11,9 @@ or adds a signed header after signing). The signing Region is the one in an
 ``execute-api.<region>.amazonaws.com`` host, else ``--region`` / the profile's / the environment's,
 else ``us-east-1``. A loopback endpoint (the local stack) without credentials, or whose credentials
 fail to load (a warning says why), gets unsigned requests; any other endpoint without credentials is
-an error. The API never redirects: a 3xx answer (a wrong endpoint) is an error naming ``Location``.
+an error. The API never redirects: a 3xx answer (a wrong endpoint) is an error naming ``Location``,
+and a 404 without the API's error body (another server, e.g. the embedded AWS's port) says that the
+endpoint does not look like the ecrcache API (exit 7).
 
 Connection errors and HTTP 429/502/503/504 are retried (urllib3 :class:`~urllib3.util.retry.Retry`,
 honouring ``Retry-After``) for idempotent methods only; timeouts are 5 s to connect, 60 s to read.
@@ -361,6 +363,13 @@ class ApiClient:
                 f"the API redirected to {location} (HTTP {response.status}); use the ApiUrl output as the endpoint",
                 ExitCode.UNREACHABLE,
             )
+        if response.status == 404 and not _is_api_error(response.content):
+            raise CliError(
+                f"the endpoint {self.base_url} does not look like the ecrcache API: it answered HTTP 404 without "
+                f"the API's error body; check --endpoint / ${ENV_ENDPOINT} (the stack's ApiUrl output, or "
+                "http://127.0.0.1:3000 for `ecrcache local`)",
+                ExitCode.UNREACHABLE,
+            )
         if response.status >= 400 and response.status not in set(allow):
             raise ApiError.from_body(
                 response.status,
@@ -381,6 +390,20 @@ class ApiClient:
 
     def delete(self, path: str, **kwargs: Any) -> Response:
         return self.request("DELETE", path, **kwargs)
+
+
+def _is_api_error(content: bytes) -> bool:
+    """Whether a body is the API's error shape ``{"code", "message", "details"}`` (not another server's)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("code"), str)
+        and isinstance(body.get("message"), str)
+        and isinstance(body.get("details"), list)
+    )
 
 
 def _query_value(value: Any) -> str:

@@ -12,7 +12,8 @@ by name, not recursive). The files are merged section by section; a name defined
 an error naming both. The merged document is validated with
 :class:`ecrcache.models.desired_state.DesiredStateDocument`, the model the API itself uses, and
 every problem is reported as ``FILE: rules["docker-hub"].lifecycle.rules[0].countNumber: <message>``
-so nothing is sent until the files are valid. YAML and JSON syntax errors carry ``FILE:LINE:COLUMN``.
+so nothing is sent until the files are valid. Each file is read by the API's own parser
+(:mod:`ecrcache.parsing`: YAML 1.2 core, the same limits); its problems carry ``FILE:LINE:COLUMN``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
 from pydantic import ValidationError
 
+from ecrcache.errors import render_validation_errors
 from ecrcache.models.desired_state import DesiredStateDocument
 from ecrcache.models.records import SECTIONS as SECTION_OF_KIND
-from ecrcache.yaml_safe import NoAliasLoader
+from ecrcache.parsing import LIMITS, BodyInvalidError, BodySyntaxError, BodyTooLargeError, Syntax, parse_bytes
 from ecrcache_cli.output import CliError, ExitCode
 
 __all__ = [
@@ -140,105 +140,42 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
     return unique
 
 
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-
-
-class _StrictLoader(NoAliasLoader):
-    """The API's loader (no aliases), also refusing a key repeated in one mapping.
-
-    PyYAML would keep the last of a repeated key silently; merge keys (``<<``) are not keys.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:  # an unhashable key: let PyYAML report it
-                continue
-            if repeated:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_document(path: Path) -> Any:
-    """Parse one file (JSON for ``.json``, YAML otherwise); syntax errors carry ``FILE:LINE:COLUMN``.
+    """Parse one file (JSON for ``.json``, YAML otherwise) with the API's own parser and limits.
 
-    A UTF-8 byte-order mark is allowed (editors on Windows write one).
+    :mod:`ecrcache.parsing` reads YAML with the 1.2 core schema and refuses what the API refuses
+    (aliases, duplicate keys, keys that are not strings, tags outside the core schema, values past its
+    limits), so a file accepted here is a body the API reads the same way. Problems carry
+    ``FILE:LINE:COLUMN`` where the parser knows them. A UTF-8 byte-order mark is allowed.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DocumentError([Problem(str(path), "not UTF-8 text")]) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DocumentError([Problem(str(path), f"cannot read: {exc.strerror or exc}")]) from None
+    syntax: Syntax = "json" if path.suffix.lower() == ".json" else "yaml"
     try:
-        if path.suffix.lower() == ".json":
-            return _read_json(path, text)
-        return _read_yaml(path, text)
-    except RecursionError:
-        raise DocumentError([Problem(str(path), "nested too deeply")]) from None
+        return parse_bytes(data, syntax)
+    except BodyTooLargeError:
+        message = f"larger than {LIMITS.max_bytes:,} bytes, the most the API accepts"
+        raise DocumentError([Problem(str(path), message)]) from None
+    except BodySyntaxError as exc:
+        message = f"invalid {syntax.upper()}: {exc.message}" if exc.type.endswith("_invalid") else exc.message
+        raise DocumentError([Problem(_where(path, exc.line, exc.column), message)]) from None
+    except BodyInvalidError as exc:
+        problems = [Problem(_where(path, p.line, p.column), p.message, field_path(p.loc)) for p in exc.problems]
+        raise DocumentError(problems) from None
 
 
-def _read_yaml(path: Path, text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        message = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            message = f"{exc.problem} ({exc.context})"
-        raise DocumentError([Problem(where, f"invalid YAML: {message}")]) from None
-    except yaml.YAMLError as exc:
-        raise DocumentError([Problem(str(path), f"invalid YAML: {exc}")]) from None
-
-
-def _read_json(path: Path, text: str) -> Any:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise DocumentError([Problem(f"{path}:{exc.lineno}:{exc.colno}", f"invalid JSON: {exc.msg}")]) from None
-    except ValueError as exc:
-        raise DocumentError([Problem(str(path), f"invalid JSON: {exc}")]) from None
+def _where(path: Path, line: int | None, column: int | None) -> str:
+    return f"{path}:{line}:{column}" if line is not None else str(path)
 
 
 # --------------------------------------------------------------------------------------------------
 # merging
 
 
-def _jsonable(value: Any) -> Any:
-    """YAML values as JSON data: dates become ISO strings (``expires_at: 2027-06-30`` unquoted)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dict[str, Any]]:
-    """The sections of one file, after the checks only a single file can make."""
+    """The sections of one file, after the checks only a single file can make (keys are strings: the parser says so)."""
     where = str(path)
     if data is None:  # empty, comment-only or `null`: almost certainly not what was meant (think --prune)
         problems.append(Problem(where, EMPTY_MESSAGE))
@@ -251,7 +188,7 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
         problems.append(Problem(where, VERSION_MISSING, "version"))
     for key, value in data.items():
         if key == "version":
-            if value != 1 or isinstance(value, bool):
+            if type(value) is not int or value != 1:
                 problems.append(Problem(where, "the only document version is 1", "version"))
             continue
         if key not in SECTIONS:
@@ -263,21 +200,8 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
         if not isinstance(value, dict):
             problems.append(Problem(where, f"must be a mapping of names to items; got {_type_name(value)}", key))
             continue
-        sections[key] = _section_items(where, key, value, problems)
+        sections[key] = value
     return sections
-
-
-def _section_items(where: str, key: str, value: dict[Any, Any], problems: list[Problem]) -> dict[str, Any]:
-    """The items of one section by name; a name YAML did not read as a string (``1:``, ``true:``) is a problem."""
-    items: dict[str, Any] = {}
-    for name, item in value.items():
-        if not isinstance(name, str):
-            problems.append(
-                Problem(where, f"names must be strings (quote {name!r} in YAML)", f"{key}[{json.dumps(str(name))}]")
-            )
-            continue
-        items[name] = _jsonable(item)
-    return items
 
 
 def _type_name(value: Any) -> str:
@@ -351,17 +275,10 @@ def field_path(loc: Sequence[int | str]) -> str:
 def _validation_problems(
     exc: ValidationError, origins: dict[tuple[str, str], Path], files: Sequence[Path]
 ) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = tuple(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif err["type"] == "missing":
-            message = "required field is missing"
-        where = _origin(loc, origins, files)
-        problems.append(Problem(where, message, field_path(loc) or "document"))
-    return problems
+    return [
+        Problem(_origin(e.loc, origins, files), e.message, field_path(e.loc) or "document")
+        for e in render_validation_errors(exc.errors(include_url=False, include_input=False))
+    ]
 
 
 def _origin(loc: tuple[int | str, ...], origins: dict[tuple[str, str], Path], files: Sequence[Path]) -> str:
@@ -386,6 +303,11 @@ def load(paths: Iterable[Path]) -> DesiredStateFiles:
             problems.extend(exc.problems)
     body, origins, warnings, merge_problems = _merge(parsed)
     problems.extend(merge_problems)
+    size = len(json.dumps(body).encode())
+    if not problems and size > LIMITS.max_bytes:
+        where = ", ".join(str(f) for f in files)
+        message = f"together {size:,} bytes as JSON; the API accepts at most {LIMITS.max_bytes:,}"
+        problems.append(Problem(where, message))
     if problems:
         raise DocumentError(problems)
     try:

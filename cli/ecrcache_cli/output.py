@@ -34,12 +34,13 @@ from datetime import date, datetime
 from enum import IntEnum
 from typing import Any, Literal, TextIO
 
-import yaml
 from rich import box
 from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 from rich.text import Text
+
+from ecrcache.parsing import dump_yaml
 
 __all__ = [
     "EXIT_CODES_HELP",
@@ -195,7 +196,8 @@ def render_plain_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 def to_yaml(data: Any) -> str:
-    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    """YAML that ``apply -f`` (YAML 1.2 core) and any YAML 1.1 reader both read back as the same data."""
+    return dump_yaml(_plain(data))
 
 
 def to_json(data: Any) -> str:

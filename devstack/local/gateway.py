@@ -8,7 +8,14 @@ The event is the one API Gateway sends:
 * ``path`` keeps its percent-encoding (``/v1/rules/docker-hub%2Flibrary``), as API Gateway does;
 * ``resource`` / ``pathParameters`` follow the API's routes (``/v1`` and ``/v1/{proxy+}``, taken
   from the function's ``Api`` events in ``template.yaml``);
-* headers and query strings come both single- and multi-valued; binary bodies are base64;
+* headers and query strings come both single- and multi-valued;
+* the body is text (``isBase64Encoded: false``) unless its ``Content-Type`` matches one of the
+  template's ``BinaryMediaTypes`` (exactly, ``type/*`` or ``*/*``): then it is base64 with
+  ``isBase64Encoded: true``. A base64 answer (``isBase64Encoded: true``) is decoded only when the
+  request's first ``Accept`` type matches one; otherwise its text passes as it is. That is API
+  Gateway's REST conversion for Lambda proxy integrations without ``contentHandling``
+  (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-payload-encodings-workflow.html);
+  the template sets no binary media types, so every body reaches the function as text;
 * ``requestContext.identity.userArn`` is the caller: API Gateway takes it from the SigV4
   signature; locally it is the ``X-Ecrcache-Caller-Arn`` header, or ``default_caller``. Signatures
   are not checked locally (the endpoint binds loopback only).
@@ -43,7 +50,6 @@ __all__ = ["CALLER_ARN_HEADER", "DEFAULT_CALLER", "ApiGateway", "Route"]
 CALLER_ARN_HEADER: Final = "X-Ecrcache-Caller-Arn"
 DEFAULT_CALLER: Final = "arn:aws:iam::123456789012:user/ecrcache-local"
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
-_TEXT_TYPES: Final = ("application/json", "application/yaml", "application/x-yaml", "text/", "application/problem")
 
 ApiInvoke = Callable[[dict[str, Any]], Any]
 
@@ -84,6 +90,7 @@ class ApiGateway(Background):
         account_id: str = "123456789012",
         default_caller: str = DEFAULT_CALLER,
         routes: Sequence[Route] = DEFAULT_ROUTES,
+        binary_media_types: Sequence[str] = (),
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.invoke = invoke
@@ -93,6 +100,7 @@ class ApiGateway(Background):
         self.account_id = account_id
         self.default_caller = default_caller
         self.routes = tuple(routes)
+        self.binary_media_types = tuple(t.lower() for t in binary_media_types)
         self.log = log
         self._lock = threading.Lock()
         self._serving: ServerThread | None = None
@@ -150,20 +158,19 @@ class ApiGateway(Background):
             return _json(502, {"message": "Internal server error"})
         except InvokeError:
             return _json(502, {"message": "Internal server error"})
-        return _response_from(result)
+        return _response_from(result, decode_base64=self.is_binary(_first_accept(request.headers.get("Accept"))))
 
     def event_for(self, request: Request, path: str, route: Route, params: dict[str, str]) -> dict[str, Any]:
         """The proxy event API Gateway would send for ``request``."""
         body_bytes = request.get_data(cache=False)
-        content_type = request.headers.get("Content-Type", "")
-        is_text = not body_bytes or content_type.startswith(_TEXT_TYPES) or not content_type
+        binary = bool(body_bytes) and self.is_binary(request.headers.get("Content-Type"))
         body: str | None
         if not body_bytes:
             body = None
-        elif is_text:
-            body = body_bytes.decode("utf-8", errors="replace")
-        else:
+        elif binary:
             body = base64.b64encode(body_bytes).decode("ascii")
+        else:
+            body = body_bytes.decode("utf-8", errors="replace")
         headers = _single(request.headers)
         multi_headers = _multi(request.headers)
         query = {k: request.args.getlist(k)[-1] for k in request.args}
@@ -206,8 +213,16 @@ class ApiGateway(Background):
                 "apiId": "local",
             },
             "body": body,
-            "isBase64Encoded": bool(body) and not is_text,
+            "isBase64Encoded": binary,
         }
+
+    def is_binary(self, media_type: str | None) -> bool:
+        """Whether ``media_type`` (parameters ignored) matches a binary media type: exactly, ``type/*`` or ``*/*``."""
+        if not media_type:
+            return False
+        essence = media_type.split(";", 1)[0].strip().lower()
+        main = essence.split("/", 1)[0]
+        return any(t in {essence, f"{main}/*", "*/*"} for t in self.binary_media_types)
 
 
 def _raw_path(environ: dict[str, Any]) -> str:
@@ -235,12 +250,18 @@ def _account_of(arn: str) -> str | None:
     return parts[4] if len(parts) > 5 and parts[4] else None
 
 
-def _response_from(result: Any) -> Response:
+def _first_accept(accept: str | None) -> str | None:
+    """API Gateway looks at the first media type of ``Accept`` only."""
+    return accept.split(",", 1)[0] if accept else None
+
+
+def _response_from(result: Any, *, decode_base64: bool) -> Response:
     """The HTTP response of a proxy integration result (a malformed one is a 502, as in API Gateway)."""
     if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
         return _json(502, {"message": "Internal server error"})
     body = result.get("body") or ""
-    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    decode = bool(result.get("isBase64Encoded")) and decode_base64
+    data = base64.b64decode(body) if decode else str(body).encode("utf-8")
     response = Response(data, status=result["statusCode"])
     response.headers.clear()
     for key, values in (result.get("multiValueHeaders") or {}).items():

@@ -44,7 +44,7 @@ from devstack.local.gateway import ApiGateway, Route
 from devstack.local.host import HostProcess, terminate
 from devstack.local.invoke import InvokeError
 from devstack.local.provision import LocalStack, provision
-from devstack.local.template import TemplateError, load_template
+from devstack.local.template import TemplateError, binary_media_types, load_template
 
 __all__ = ["EXIT_FAILED", "EXIT_PORT_BUSY", "main"]
 
@@ -340,6 +340,7 @@ class LocalRun:
             stage=_parameter_default(self.template, "Stage", "prod"),
             account_id=stack.account_id,
             routes=routes,
+            binary_media_types=binary_media_types(self.template),
             log=lambda text: self.console.line("api", text),
         ).start()
         self._started("API gateway", gateway.stop)

@@ -10,7 +10,8 @@ cannot drift apart:
   ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``) against the physical
   resources the local provisioner created; anything else is an error that names it;
 * :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
-  (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved).
+  (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved);
+* :func:`binary_media_types` gives the ``BinaryMediaTypes`` of the REST API the ``Api`` events use.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "PhysicalResource",
     "Resolver",
     "TemplateError",
+    "binary_media_types",
     "function_properties",
     "load_template",
     "merge_globals",
@@ -105,6 +107,39 @@ def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]
         for name, res in template.get("Resources", {}).items()
         if res.get("Type") == SERVERLESS_FUNCTION
     }
+
+
+_REST_API_TYPES: Final = ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi")
+
+
+def binary_media_types(template: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``BinaryMediaTypes`` of the REST API(s) the functions' ``Api`` events are on.
+
+    Each event's ``RestApiId`` (``!Ref``) names an ``AWS::Serverless::Api`` (with ``Globals.Api``
+    applied, lists adding up) or an ``AWS::ApiGateway::RestApi``; an event without one is on SAM's
+    implicit API, which takes ``Globals.Api``. SAM writes ``/`` as ``~1`` (``image~1png``); both
+    spellings mean the media type. No entry means API Gateway passes every body as text.
+    """
+    resources = template.get("Resources", {})
+    global_api = template.get("Globals", {}).get("Api", {})
+    found: list[Any] = []
+    for props in function_properties(template).values():
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "Api":
+                continue
+            api_id = (event.get("Properties") or {}).get("RestApiId")
+            if api_id is None:
+                found += global_api.get("BinaryMediaTypes", [])
+                continue
+            name = api_id.get("Ref") if isinstance(api_id, dict) else None
+            api = resources.get(name) if isinstance(name, str) else None
+            if api is None or api.get("Type") not in _REST_API_TYPES:
+                raise TemplateError(f"an Api event's RestApiId must !Ref a REST API of the template, got {api_id!r}")
+            inherited = global_api.get("BinaryMediaTypes", []) if api["Type"] == _REST_API_TYPES[0] else []
+            found += [*inherited, *(api.get("Properties") or {}).get("BinaryMediaTypes", [])]
+    if not all(isinstance(t, str) for t in found):
+        raise TemplateError(f"BinaryMediaTypes must be plain strings for the local stack, got {found!r}")
+    return tuple(dict.fromkeys(t.replace("~1", "/").strip().lower() for t in found))
 
 
 @dataclass(frozen=True)

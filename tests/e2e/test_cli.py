@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.e2e.conftest import Cli, RunningStack
@@ -265,6 +266,30 @@ def test_no_endpoint_is_a_usage_error(cli: Cli) -> None:
 def test_an_unreachable_endpoint_is_exit_7(cli: Cli) -> None:
     result = cli("--endpoint", "http://127.0.0.1:9/v1", "get", "rules")
     assert result.code == 7
+
+
+def test_an_endpoint_at_the_aws_port_does_not_look_like_the_api(cli: Cli, local_stack: RunningStack) -> None:
+    # GIVEN the endpoint pointed at the embedded AWS instead of the API
+    result = cli("--endpoint", local_stack.aws, "get", "rules")
+    # THEN the CLI says so, exit 7 (it said "NOT FOUND (HTTP404, HTTP 404)", exit 4)
+    assert result.code == 7, result.output
+    assert "does not look like the ecrcache API" in result.stderr
+
+
+def test_a_form_body_is_a_415_through_the_local_gateway(local_stack: RunningStack) -> None:
+    # GIVEN the local gateway, set up from the template's (empty) BinaryMediaTypes
+    # WHEN a rule is sent as a form, XML or multipart
+    for content_type, data in (
+        ("application/x-www-form-urlencoded", b"upstream_kind=quay"),
+        ("application/xml", b"<rule/>"),
+        ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nq\r\n--b--\r\n"),
+    ):
+        response = requests.put(
+            f"{local_stack.api}/rules/form", data=data, headers={"Content-Type": content_type}, timeout=30
+        )
+        # THEN it is the API's 415 naming the accepted types (it was "base64-encoded bodies are not accepted")
+        assert response.status_code == 415, response.text
+        assert "application/yaml" in response.json()["message"]
 
 
 def test_drift_is_repaired_and_the_plan_is_empty_again(cli: Cli, applied: RunningStack) -> None:

@@ -8,8 +8,10 @@ errors into :class:`RetryableError` (raise, let the trigger retry) and :class:`T
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -104,14 +106,87 @@ def loc_to_path(loc: Iterable[int | str], prefix: str = "") -> str:
     return out
 
 
+# --------------------------------------------------------------------------------------------------
+# rendering pydantic errors: the one place, for the API and the CLI
+
+SHOWN_KEY_MAX_LENGTH: Final = 48
+"""The longest name a document holds (a credential or warm-set name); a longer unknown key is not shown."""
+_SECRET_LIKE: Final = re.compile(r"token|passw|secret|pwd|api[-_]?key|bearer|private[-_]?key|auth", re.IGNORECASE)
+_BARE_WORD: Final = re.compile(
+    r"(?:token|password|passwd|secret|pwd|api[-_]?key|bearer|auth|authorization)", re.IGNORECASE
+)
+HIDDEN_SUFFIX: Final = " (value hidden)"
+_MESSAGES: Final = {"extra_forbidden": "unknown field", "missing": "required field is missing"}
+
+
+def hidden_key(key: object) -> bool:
+    """Whether an unknown or invalid key must not be echoed: it may be a mistyped secret (``token:SECRET``).
+
+    True when it contains token/password/secret-like text (other than the bare word: ``token`` is a field
+    name, ``token:abc`` may be a token), is longer than a name can be, or is not printable.
+    """
+    text = str(key)
+    if len(text) > SHOWN_KEY_MAX_LENGTH or not text.isprintable():
+        return True
+    return _SECRET_LIKE.search(text) is not None and _BARE_WORD.fullmatch(text) is None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedError:
+    """A pydantic error ready to show: where (``loc``, without pydantic's markers), the rule, its type."""
+
+    loc: tuple[int | str, ...]
+    message: str
+    type: str
+
+
+def render_validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[RenderedError]:
+    """pydantic (or Powertools request-validation) errors as people read them, never echoing a secret-like key.
+
+    ``extra_forbidden`` is "unknown field" and ``missing`` "required field is missing"; a ``ValueError``'s
+    text loses its "Value error, " prefix. An unknown key, or an invalid mapping key, that :func:`hidden_key`
+    refuses to show moves the error to its mapping with the message's " (value hidden)", and the errors
+    inside that invalid key are dropped (the key's own error says what is wrong).
+    """
+    items = [(_clean_loc(err.get("loc", ())), err) for err in errors]
+    hidden: set[tuple[int | str, ...]] = set()
+    for loc, err in items:
+        key_at = _key_loc(loc, str(err.get("type", "")))
+        if key_at is not None and hidden_key(key_at[-1]):
+            hidden.add(key_at)
+    rendered: list[RenderedError] = []
+    for loc, err in items:
+        kind = str(err.get("type", "value_error"))
+        message = _MESSAGES.get(kind) or str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        key_at = _key_loc(loc, kind)
+        if key_at is not None and key_at in hidden:
+            rendered.append(RenderedError(key_at[:-1], message + HIDDEN_SUFFIX, kind))
+        elif not any(loc[:n] in hidden for n in range(1, len(loc) + 1)):
+            rendered.append(RenderedError(tuple(p for p in loc if p != "[key]"), message, kind))
+    return rendered
+
+
+def _clean_loc(loc: Iterable[int | str]) -> tuple[int | str, ...]:
+    """Without the ``function-...`` steps pydantic adds for validator-wrapped types."""
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _key_loc(loc: tuple[int | str, ...], kind: str) -> tuple[int | str, ...] | None:
+    """The loc ending in the key this error is about: an unknown field, or a mapping key that failed validation."""
+    if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        return loc
+    if "[key]" in loc:
+        index = loc.index("[key]")
+        return loc[:index] if index else None
+    return None
+
+
 def field_errors_from_pydantic(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     """Flatten a pydantic ``ValidationError``; messages never echo the input value."""
-    errors: list[FieldError] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        message = err["msg"].removeprefix("Value error, ")
-        errors.append(FieldError(field=loc_to_path(loc, prefix) or prefix or "body", message=message, type=err["type"]))
-    return errors
+    return [
+        FieldError(field=loc_to_path(e.loc, prefix) or prefix or "body", message=e.message, type=e.type)
+        for e in render_validation_errors(exc.errors(include_url=False, include_input=False))
+    ]
 
 
 def invalid(field: str, message: str) -> InvalidInputError:

@@ -78,8 +78,15 @@ class ApiClient:
         self.handler = api_app.lambda_handler
         self.context = context
 
+    def event(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The event :meth:`call` would send (to change before :meth:`send`)."""
+        return api_event(method, path, **kwargs)
+
     def call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
-        out = self.handler(api_event(method, path, **kwargs), self.context)
+        return self.send(api_event(method, path, **kwargs))
+
+    def send(self, event: dict[str, Any]) -> ApiResponse:
+        out = self.handler(event, self.context)
         headers = {k: v[-1] for k, v in (out.get("multiValueHeaders") or {}).items()}
         headers.update(out.get("headers") or {})
         return ApiResponse(status=out["statusCode"], headers=headers, text=out.get("body") or "", raw=out)

@@ -108,15 +108,15 @@ def test_error_malformed_json_is_400_not_422(api: ApiClient) -> None:
     assert detail["type"] == "json_invalid"
 
 
-def test_error_base64_body_is_400(api: ApiClient) -> None:
-    # GIVEN an event API Gateway marked as base64 (a binary media type)
-    event = api_event("PUT", "/v1/rules/quay", raw_body="eyJ1cHN0cmVhbV9raW5kIjogInF1YXkifQ==")
+def test_error_base64_body_of_a_binary_type_is_415(api: ApiClient) -> None:
+    # GIVEN an event API Gateway marked as base64 (its Content-Type matched a binary media type)
+    event = api_event("PUT", "/v1/rules/quay", raw_body="AAEC", headers={"Content-Type": "application/octet-stream"})
     event["isBase64Encoded"] = True
     # WHEN it reaches the handler
     out = api.handler(event, api.context)
-    # THEN it is 400 in the error shape
+    # THEN it is 415 in the error shape (a base64 JSON or YAML body is decoded and read like text)
     response = ApiResponse(out["statusCode"], {k: v[-1] for k, v in out["multiValueHeaders"].items()}, out["body"], out)
-    assert_error(response, 400, "BadRequest")
+    assert_error(response, 415, "UnsupportedMediaType")
 
 
 def test_error_body_size_limit_is_one_mib_in_bytes(api: ApiClient) -> None:
@@ -216,8 +216,9 @@ def test_error_yaml_cannot_run_code(api: ApiClient) -> None:
         raw_body="rules: !!python/object/apply:os.system ['true']\n",
         headers={"Content-Type": "application/yaml"},
     )
-    # THEN the safe loader refuses it as bad YAML
-    assert_error(refused, 400, "BadRequest")
+    # THEN the parser refuses the tag where it stands (nothing outside the YAML 1.2 core schema is constructed)
+    body = assert_error(refused, 422, "ValidationFailed")
+    assert [(d["field"], d["type"]) for d in body["details"]] == [("rules", "yaml_tag")]
 
 
 def test_error_deeply_nested_json_is_400(api: ApiClient) -> None:

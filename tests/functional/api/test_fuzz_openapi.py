@@ -3,9 +3,14 @@
 Schemathesis generates requests from the spec (valid ones, and invalid ones in negative mode); each
 goes through ``lambda_handler`` as an API Gateway event, and every response is checked with
 schemathesis's own checks: no server error, a documented status code, a documented content type, a
-body matching the documented schema. Hypothesis is derandomized with 25 examples per operation (15
-valid, 10 invalid), so the run is the same on every machine. Each operation starts from the same
+body matching the documented schema. Hypothesis is derandomized with 60 examples per operation (35
+valid, 25 invalid), so the run is the same on every machine. Each operation starts from the same
 seeded state.
+
+Then every route that takes a body gets hostile bodies schemathesis does not write
+(``fuzz_support.hostile_requests``): huge integers, deep nesting, duplicate keys, YAML 1.1 spellings,
+tags and aliases, odd and wrong content types, base64 bodies; none may get a 5xx, every error must be
+the one error shape. A run sends at least 2,000 generated requests (a test counts them).
 
 A second part sends realistic requests (the ones a user makes: create, update, delete, the documented
 errors) and validates each response the same way, because random input rarely reaches the success paths.
@@ -34,10 +39,12 @@ from tests.conftest import FakeLambdaContext
 from tests.functional.api.client import ApiClient
 from tests.functional.api.fuzz_support import (
     BASE_URL,
+    BODY_ROUTES,
     Observation,
     check_failures,
     error_shape_problem,
     event_for,
+    hostile_requests,
     invoke,
     load_schema,
     reset_state,
@@ -50,8 +57,10 @@ pytestmark = pytest.mark.functional
 SCHEMA = load_schema()
 OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-# About 25 requests per operation: valid ones first, then invalid ones.
-EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
+# 60 requests per operation: valid ones first, then invalid ones; then hostile bodies on each body route.
+EXAMPLES = {GenerationMode.POSITIVE: 35, GenerationMode.NEGATIVE: 25}
+HOSTILE_EXAMPLES = 140
+MIN_CASES_PER_RUN = 2_000
 SPEC_CHECKS = (status_code_conformance, content_type_conformance, response_schema_conformance)
 FUZZ_SETTINGS = settings(
     deadline=None,
@@ -71,7 +80,7 @@ class FuzzRun:
     """Runs each (operation, mode) once, on demand, and keeps what it saw."""
 
     context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
-    seen: dict[tuple[str, GenerationMode], list[Observation]] = field(default_factory=dict)
+    seen: dict[tuple[str, GenerationMode | str], list[Observation]] = field(default_factory=dict)
 
     def observations(self, label: str, mode: GenerationMode) -> list[Observation]:
         if (label, mode) not in self.seen:
@@ -88,13 +97,42 @@ class FuzzRun:
         def run(case: Any) -> None:
             response = invoke(case, self.context)
             failures = check_failures(case, response, (not_a_server_error, *SPEC_CHECKS))
-            if problem := error_shape_problem(response):
+            if problem := error_shape_problem(response.status_code, response.content):
                 failures["error_shape"] = problem
             request = f"{response.request.method} {response.request.url} {response.request.body!r:.300}"
             observed.append(Observation(request, response.status_code, failures))
 
         run()
         return observed
+
+    def hostile(self, label: str) -> list[Observation]:
+        if (label, "hostile") not in self.seen:
+            self.seen[label, "hostile"] = self._hostile(label)
+        return self.seen[label, "hostile"]
+
+    def _hostile(self, label: str) -> list[Observation]:
+        from functions.api.app import lambda_handler
+
+        reset_state(STATE_TABLE_NAME)
+        seed(ApiClient(self.context))
+        method, path, base = BODY_ROUTES[label]
+        observed: list[Observation] = []
+
+        @settings(FUZZ_SETTINGS, max_examples=HOSTILE_EXAMPLES)
+        @given(request=hostile_requests(base))
+        def run(request: Any) -> None:
+            out = lambda_handler(request.event(method, path), self.context)
+            status, content = out["statusCode"], (out.get("body") or "").encode()
+            failures = {"not_a_server_error": f"{status}: {content[:300]!r}"} if status >= 500 else {}
+            if problem := error_shape_problem(status, content):
+                failures["error_shape"] = problem
+            observed.append(Observation(f"{method} {path} {request!r:.300}", status, failures))
+
+        run()
+        return observed
+
+    def total(self) -> int:
+        return sum(len(o) for o in self.seen.values())
 
 
 def seed(api: ApiClient) -> None:
@@ -139,6 +177,37 @@ def test_fuzz_never_answers_with_a_server_error(fuzz: FuzzRun, label: str, mode:
     assert observations
     assert not any("not_a_server_error" in o.failures for o in observations), report(observations, "not_a_server_error")
     assert not any("error_shape" in o.failures for o in observations), report(observations, "error_shape")
+
+
+@pytest.mark.parametrize("label", sorted(BODY_ROUTES))
+def test_hostile_bodies_never_get_a_server_error(fuzz: FuzzRun, label: str) -> None:
+    # GIVEN a seeded state
+    # WHEN generated hostile bodies (huge integers, deep nesting, duplicate keys, odd YAML, odd content types)
+    # are sent to a route that takes a body
+    observations = fuzz.hostile(label)
+    # THEN none gets a 5xx, and every error is the one error shape
+    assert len(observations) == HOSTILE_EXAMPLES
+    assert not any("not_a_server_error" in o.failures for o in observations), report(observations, "not_a_server_error")
+    assert not any("error_shape" in o.failures for o in observations), report(observations, "error_shape")
+    statuses = {o.status for o in observations}
+    assert {400, 415, 422} <= statuses, statuses  # the hostile bodies do reach each kind of refusal
+
+
+def test_hostile_bodies_cover_every_route_with_a_body() -> None:
+    with_body = {label for label, op in OPERATIONS.items() if "requestBody" in op.definition.raw}
+    assert set(BODY_ROUTES) == with_body
+
+
+def test_a_fuzz_run_sends_at_least_2000_generated_requests(fuzz: FuzzRun) -> None:
+    # GIVEN every operation fuzzed in both modes, and every body route with hostile bodies
+    for label in OPERATIONS:
+        for mode in MODES:
+            fuzz.observations(label, mode)
+    for label in BODY_ROUTES:
+        fuzz.hostile(label)
+    # WHEN the requests are counted
+    # THEN there are at least 2,000 of them (each checked by the tests above: 0 server errors allowed)
+    assert fuzz.total() >= MIN_CASES_PER_RUN, fuzz.total()
 
 
 def conformance_param(label: str, mode: GenerationMode) -> Any:
@@ -338,7 +407,7 @@ def test_api_conforms_to_the_spec_on_realistic_requests(exchanges: dict[str, Exc
         path_parameters=path_parameters(operation.path, exchange.step.path),
         query=exchange.step.query or None,
         headers=dict(exchange.step.headers) or None,
-        **({"body": exchange.step.body} if exchange.step.body is not None else {}),
+        **({"body": exchange.step.body, "media_type": "application/json"} if exchange.step.body is not None else {}),
     )
     failures = check_failures(case, exchange.response, (not_a_server_error, *SPEC_CHECKS))
     # THEN every check passes: documented status, content type and body schema

@@ -285,6 +285,43 @@ def test_a_redirect_is_exit_7_naming_the_location(status: int) -> None:
     assert [r.path for r in server.requests] == ["/v1/desired-state", "/v1/rules"]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(404, b"<!doctype html><title>404 Not Found</title>", {"Content-Type": "text/html"}),
+        Reply(404, None),
+        Reply(404, {"message": "Not Found"}),
+        Reply(404, {"code": "NotFound"}),
+    ],
+    ids=["html", "empty", "other-json", "partial-shape"],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "rules"],
+        ["get", "rule", "quay"],
+        ["credentials", "set", "hub", "--upstream", "quay", "--username", "u", "--token-stdin"],
+    ],
+)
+def test_a_404_without_the_api_error_shape_says_the_endpoint_is_not_the_api(reply: Reply, argv: list[str]) -> None:
+    # GIVEN an endpoint that is some other server (e.g. the embedded AWS's port) answering 404
+    with recording_server(lambda _: reply) as server:
+        # WHEN the CLI calls it
+        result = run_cli(["--endpoint", server.url, *argv], input="t0k3n\n")
+    # THEN it says the endpoint does not look like the ecrcache API, exit 7 (it said "NOT FOUND (HTTP404, HTTP 404)")
+    assert result.code == ExitCode.UNREACHABLE, result.output
+    assert f"error: the endpoint {server.url}/v1 does not look like the ecrcache API" in result.stderr
+    assert "HTTP404" not in result.stderr
+
+
+def test_a_404_in_the_api_error_shape_is_not_found() -> None:
+    body = {"code": "NotFound", "message": "no rule 'quay'", "details": []}
+    with recording_server(lambda _: Reply(404, body)) as server:
+        result = run_cli(["--endpoint", server.url, "get", "rule", "quay"])
+    assert result.code == ExitCode.NOT_FOUND
+    assert result.stderr == "error: no rule 'quay' (NotFound, HTTP 404)\n"
+
+
 def test_a_prepared_request_carries_no_cookie_header() -> None:
     prepared = unsigned_client("http://127.0.0.1:1").prepare("GET", "rules")
     assert "Cookie" not in prepared.headers

@@ -73,14 +73,14 @@ def test_yaml_syntax_error_reports_file_line_and_column(tmp_path: Path) -> None:
 def test_yaml_duplicate_key_in_one_file_is_an_error_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, "dup.yaml", QUAY + "  quay:\n    upstream_kind: k8s\n")
     [problem] = problems([path])
-    assert problem == f"{path}:5:3: invalid YAML: found duplicate key 'quay' (while constructing a mapping)"
+    assert problem == f'{path}:5:3: rules["quay"]: duplicate key: each key may appear once in a mapping'
 
 
 def test_json_syntax_error_and_duplicate_key(tmp_path: Path) -> None:
     bad = write(tmp_path, "bad.json", '{"rules": {\n  "quay": }\n}')
     dup = write(tmp_path, "dup.json", '{"rules": {}, "rules": {}}')
     assert problems([bad]) == [f"{bad}:2:11: invalid JSON: Expecting value"]
-    assert problems([dup]) == [f"{dup}: invalid JSON: duplicate key 'rules'"]
+    assert problems([dup]) == [f"{dup}: rules: duplicate key: each key may appear once in a mapping"]
 
 
 def test_every_syntax_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
@@ -97,10 +97,6 @@ def test_every_syntax_error_is_reported_not_just_the_first(tmp_path: Path) -> No
         ("version: 2\n", "version: the only document version is 1"),
         ("version: 1\nrule:\n  quay: {}\n", "rule: unknown field (expected version, rules, credentials, warm_sets)"),
         ("version: 1\nrules: [quay]\n", "rules: must be a mapping of names to items; got a list"),
-        (
-            "version: 1\nrules:\n  123:\n    upstream_kind: quay\n",
-            'rules["123"]: names must be strings (quote 123 in YAML)',
-        ),
     ],
 )
 def test_document_shape_problems_name_the_file(tmp_path: Path, text: str, expected: str) -> None:
@@ -123,6 +119,60 @@ def test_a_file_without_version_is_an_error_naming_version(tmp_path: Path, name:
         f"{path}: version: required field is missing: a desired-state file starts with `version: 1`, "
         "as the API's document"
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [("123", "an integer"), ("0x1", "an integer"), ("1.0", "a number"), ("true", "a boolean"), ("~", "null")],
+)
+def test_a_name_yaml_reads_as_another_type_is_refused_at_its_line(tmp_path: Path, key: str, kind: str) -> None:
+    # GIVEN a rule whose prefix YAML 1.2 core reads as a number, a boolean or null
+    path = write(tmp_path, "doc.yaml", f"version: 1\nrules:\n  {key}:\n    upstream_kind: quay\n")
+    # WHEN the files are loaded
+    # THEN the name is refused where it stands (it was stringified: a rule named "None" or "True")
+    assert problems([path]) == [
+        f"{path}:3:3: rules[{json.dumps(key)}]: keys must be strings, but YAML reads {key} as {kind}: "
+        f"quote it ('{key}') to use it as a name"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1.0\n", "version: the only document version is 1"),
+        ("version: true\n", "version: the only document version is 1"),
+        (
+            "version: 1\nrules:\n  quay: {upstream_kind: quay, lifecycle: {presets: {keep_last: %s}}}\n" % ("9" * 4301),
+            None,
+        ),
+        ("version: 1\nrules:\n  quay: {upstream_kind: quay, description: !!binary aGk=}\n", None),
+    ],
+    ids=["version-float", "version-bool", "huge-integer", "binary"],
+)
+def test_the_api_parser_rules_apply_to_files(tmp_path: Path, text: str, expected: str | None) -> None:
+    # GIVEN a file with a value the API refuses
+    path = write(tmp_path, "doc.yaml", text)
+    # WHEN the files are loaded
+    [problem] = problems([path])
+    # THEN it is refused here too, naming the field
+    if expected is not None:
+        assert problem == f"{path}: {expected}"
+    else:
+        assert problem.startswith(f"{path}:3:")
+        assert 'rules["quay"]' in problem
+
+
+def test_a_mistyped_token_key_is_not_echoed(tmp_path: Path) -> None:
+    # GIVEN flow YAML with "token:SECRET" (no space: one plain scalar, so one key)
+    path = write(
+        tmp_path,
+        "creds.yaml",
+        "version: 1\ncredentials:\n  hub: {upstream_kind: docker-hub, username: u, token:SECRET-VALUE}\n",
+    )
+    # WHEN the files are loaded
+    [problem] = problems([path])
+    # THEN the unknown field is reported at its mapping, without the key
+    assert problem == f'{path}: credentials["hub"]: unknown field (value hidden)'
 
 
 def test_null_sections_are_empty(tmp_path: Path) -> None:
@@ -187,23 +237,26 @@ def test_yaml_aliases_are_refused_with_file_line_and_column(tmp_path: Path, text
     assert problems([path]) == [f"{path}:{where}: invalid YAML: YAML aliases (&/*) are not accepted"]
 
 
-def test_an_inline_yaml_merge_key_is_not_a_duplicate_key(tmp_path: Path) -> None:
+def test_a_yaml_merge_key_is_a_plain_key_under_yaml_1_2(tmp_path: Path) -> None:
+    # GIVEN an inline merge key (YAML 1.1's `<<`; YAML 1.2 core has no merge keys)
     path = write(
         tmp_path,
         "merge.yaml",
-        "version: 1\nrules:\n  quay:\n    <<: {upstream_kind: quay}\n    <<: {credential: null}\n"
-        "    deletion_policy: retain\n",
+        "version: 1\nrules:\n  quay:\n    <<: {upstream_kind: quay}\n    deletion_policy: retain\n",
     )
-    loaded = load([path])
-    assert loaded.body["rules"]["quay"]["upstream_kind"] == "quay"
-    assert loaded.body["rules"]["quay"]["deletion_policy"] == "retain"
+    # WHEN the files are loaded
+    # THEN `<<` is an unknown field, as the API would say, and upstream_kind is missing
+    assert sorted(problems([path])) == [
+        f'{path}: rules["quay"].upstream_kind: required field is missing',
+        f'{path}: rules["quay"]["<<"]: unknown field',
+    ]
 
 
 def test_nesting_too_deep_is_invalid_input_not_a_crash(tmp_path: Path) -> None:
     deep_json = write(tmp_path, "deep.json", "[" * 100_000 + "]" * 100_000)
     deep_yaml = write(tmp_path, "deep.yaml", "[" * 100_000 + "]" * 100_000)
-    assert problems([deep_json]) == [f"{deep_json}: nested too deeply"]
-    assert problems([deep_yaml]) == [f"{deep_yaml}: nested too deeply"]
+    assert problems([deep_json]) == [f"{deep_json}: nested more than 32 levels deep"]
+    assert problems([deep_yaml]) == [f"{deep_yaml}:1:33: nested more than 32 levels deep"]
 
 
 # -- merging -------------------------------------------------------------------------------------------

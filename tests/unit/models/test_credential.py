@@ -142,8 +142,8 @@ def test_credential_spec_refuses_kinds_without_credentials(kind: UpstreamKind) -
         ("description", "d" * 257, "at most 256"),
         ("upstream_kind", "gcr", "'docker-hub'"),
         ("rotation", {"strategy": "auto"}, "'manual' or 'dockerhub-pat'"),
-        ("token", TOKEN, "Extra inputs"),  # the stored metadata has no token
-        ("surprise", 1, "Extra inputs"),
+        ("token", TOKEN, "unknown field"),  # the stored metadata has no token
+        ("surprise", 1, "unknown field"),
     ],
 )
 def test_credential_spec_field_invalid(field: str, value: Any, message: str) -> None:

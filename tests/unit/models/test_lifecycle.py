@@ -314,15 +314,27 @@ INVALID_RULES: list[tuple[str, Json, str, str, str]] = [
         "'archive'",
     ),
     ("action-delete", _rule(action={"type": "delete"}), "action.type", "enum", "'expire' or 'transition'"),
-    ("selection-missing-count-type", _rule(countType=None), "selection.countType", "missing", "Field required"),
+    (
+        "selection-missing-count-type",
+        _rule(countType=None),
+        "selection.countType",
+        "missing",
+        "required field is missing",
+    ),
     (
         "selection-extra-field",
         _rule(tagPrefix=["x"]),
         "selection.tagPrefix",
         "extra_forbidden",
-        "Extra inputs are not permitted",
+        "unknown field",
     ),
-    ("action-extra-field", _rule(action={"type": "expire", "days": 3}), "action.days", "extra_forbidden", "Extra"),
+    (
+        "action-extra-field",
+        _rule(action={"type": "expire", "days": 3}),
+        "action.days",
+        "extra_forbidden",
+        "unknown field",
+    ),
 ]
 
 
@@ -866,7 +878,7 @@ def test_lifecycle_presets_reject_tagged_presets_together(presets: Json, errors:
         ({"archive_unpulled_after_days": 0}, "presets.archive_unpulled_after_days", "positive integer"),
         ({"expire_archived_after_days": 89}, "presets.expire_archived_after_days", "must be at least 90"),
         ({"keep_last": "10"}, "presets.keep_last", "valid integer"),
-        ({"keep_latest": 10}, "presets.keep_latest", "Extra inputs are not permitted"),
+        ({"keep_latest": 10}, "presets.keep_latest", "unknown field"),
     ],
     ids=[
         "empty",

@@ -364,13 +364,13 @@ def test_warm_set_tag_patterns_or_top_alone_are_enough(what: dict[str, Any]) -> 
         ("top", {"count": 101}, "less than or equal to 100"),
         ("top", {"count": 5, "window_days": 0}, "greater than or equal to 1"),
         ("top", {"count": 5, "window_days": 91}, "less than or equal to 90"),
-        ("top", {"window_days": 7}, "Field required"),
+        ("top", {"window_days": 7}, "required field is missing"),
         ("budget", {"max_upstream_requests_per_run": 0}, "greater than or equal to 1"),
         ("budget", {"max_upstream_requests_per_run": 10_001}, "less than or equal to 10000"),
-        ("budget", {"max_requests": 5}, "Extra inputs"),
+        ("budget", {"max_requests": 5}, "unknown field"),
         ("description", "d" * 257, "at most 256"),
         ("schedule", "hourly", "rate(...) or cron(...)"),
-        ("surprise", True, "Extra inputs"),
+        ("surprise", True, "unknown field"),
     ],
 )
 def test_warm_set_field_invalid(field: str, value: Any, message: str) -> None:

@@ -12,14 +12,24 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, SecurityScheme, Server, Tag
+from aws_lambda_powertools.event_handler.openapi.models import (
+    APIKey,
+    APIKeyIn,
+    OpenAPI,
+    RequestBody,
+    SecurityScheme,
+    Server,
+    Tag,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import ecrcache
 from ecrcache.errors import EcrcacheError
 from ecrcache.http.common import normalise_body
-from ecrcache.http.errors import ErrorResponse, register_error_handlers
+from ecrcache.http.errors import proxy_error, register_error_handlers, request_id
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, rules, warm_sets
+from ecrcache.observability import logger
+from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
 from ecrcache.ports import StatusStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
@@ -52,6 +62,24 @@ SECURITY_SCHEMES: dict[str, SecurityScheme] = {
 SECURITY: list[dict[str, list[str]]] = [{"sigv4": []}]
 
 
+class ApiResolver(APIGatewayRestResolver):
+    """The resolver, describing every body type its routes accept: JSON, and YAML alike (:mod:`ecrcache.parsing`).
+
+    Powertools documents one media type per request body; every body goes through the same parser before
+    routing, so each ``application/json`` request body is also listed under each YAML media type.
+    """
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        schema = super().get_openapi_schema(*args, **kwargs)
+        for item in (schema.paths or {}).values():
+            for operation in (item.get, item.put, item.post, item.patch, item.delete):
+                body = operation.requestBody if operation is not None else None
+                if isinstance(body, RequestBody) and JSON_MEDIA_TYPES[0] in body.content:
+                    for media in YAML_MEDIA_TYPES:
+                        body.content.setdefault(media, body.content[JSON_MEDIA_TYPES[0]])
+        return schema
+
+
 def create_app(
     service: DesiredStateService,
     *,
@@ -60,7 +88,7 @@ def create_app(
     status: StatusStore,
     clock: Callable[[], datetime],
 ) -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = ApiResolver(enable_validation=True)
     register_error_handlers(app)
     rules.register(app, service)
     credentials.register(app, service)
@@ -98,18 +126,19 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
 
 
 def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Route one API Gateway event; body problems found before routing get the same error shape."""
+    """Route one API Gateway event: body problems found before routing get the one error shape, and so does
+    anything that escapes the resolver (a 500 naming the request id, never API Gateway's bare 502)."""
     try:
         normalise_body(event)
+        return app.resolve(event, context)
     except EcrcacheError as exc:
-        body = ErrorResponse(code=exc.code, message=exc.message, details=[]).model_dump_json()
-        return {
-            "statusCode": exc.status,
-            "multiValueHeaders": {"Content-Type": ["application/json"]},
-            "body": body,
-            "isBase64Encoded": False,
-        }
-    return app.resolve(event, context)
+        return proxy_error(exc, request_id(event, context))
+    except Exception:
+        # The last resort: whatever escaped (the body parser, Powertools' own validation or serialisation, an
+        # error handler) is logged with the request id and answered in the error shape, without its text.
+        correlation = request_id(event, context)
+        logger.exception("unhandled error outside the routes", extra={"request_id": correlation})
+        return proxy_error(None, correlation)
 
 
-__all__ = ["create_app", "openapi_json", "resolve"]
+__all__ = ["ApiResolver", "create_app", "openapi_json", "request_id", "resolve"]

@@ -1,30 +1,41 @@
-"""Request helpers shared by the routes: caller identity, conditional headers, ETags, YAML."""
+"""Request helpers shared by the routes: the body, caller identity, conditional headers, ETags, YAML."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from pydantic import BaseModel, ValidationError
 
 from ecrcache.errors import (
     BadRequestError,
+    FieldError,
     InvalidInputError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
     field_errors_from_pydantic,
     invalid,
+    loc_to_path,
 )
 from ecrcache.models.common import parse_resource_name
+from ecrcache.parsing import (
+    ACCEPTED_MEDIA_TYPES,
+    LIMITS,
+    YAML_MEDIA_TYPES,
+    BodyInvalidError,
+    BodySyntaxError,
+    BodyTooLargeError,
+    dump_yaml,
+    media_syntax,
+    parse,
+    parse_bytes,
+)
 from ecrcache.services.desired_state import Precondition
-from ecrcache.yaml_safe import ALIAS_PROBLEM, NoAliasLoader
 
-MAX_BODY_BYTES = 1024 * 1024
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,12})"?\s*$')
 
 
@@ -96,48 +107,78 @@ def wants_yaml(app: APIGatewayRestResolver, format_param: str | None) -> bool:
     if format_param is not None:
         return format_param == "yaml"
     accept = header(app, "Accept") or ""
-    return any(t in accept for t in YAML_TYPES)
+    return any(t in accept for t in YAML_MEDIA_TYPES)
 
 
 def yaml_response(data: Any, *, status: int = 200, etag_value: str | None = None) -> Response[Any]:
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    text = dump_yaml(data)
     headers = {"ETag": etag_value} if etag_value else {}
     return Response(status_code=status, content_type="application/yaml", body=text, headers=headers)
 
 
-JSON_TYPES = ("application/json",)
-
-
 def normalise_body(event: dict[str, Any]) -> None:
-    """Before routing: enforce the body size and turn a YAML body into the JSON the routes validate."""
+    """Before routing: read the body with the one parser (:mod:`ecrcache.parsing`) and hand the routes canonical JSON.
+
+    JSON and YAML (``Content-Type``, no header meaning JSON) are read within the parser's limits; any
+    other media type is a 415 naming the accepted ones. A body API Gateway base64-encoded (its
+    ``Content-Type`` matched one of the API's binary media types) is decoded first and then treated
+    alike. What the parser refuses is a 413, 400 or 422 naming the field; the routes then validate
+    JSON that holds nothing Powertools or pydantic could choke on.
+    """
     body = event.get("body")
-    if body is None:
+    if body is None or body == "":
         return
-    if event.get("isBase64Encoded"):
-        raise BadRequestError("base64-encoded bodies are not accepted; send JSON or YAML text")
-    if len(body.encode()) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
-    if body and content_type and content_type not in YAML_TYPES and not content_type.endswith("json"):
-        raise UnsupportedMediaTypeError(f"{content_type} bodies are not accepted; send application/json")
-    if content_type in YAML_TYPES:
-        event["body"] = json.dumps(_load_yaml(body), default=str)
-        for key in ("headers", "multiValueHeaders"):
-            for name in list(event.get(key) or {}):
-                if name.lower() == "content-type":
-                    event[key][name] = "application/json" if key == "headers" else ["application/json"]
-
-
-def _load_yaml(body: str) -> Any:
-    """A YAML body as data; what makes it unreadable (or an alias) is a 400 saying where."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type")
+    syntax = media_syntax(content_type)
+    if syntax is None:
+        raise _unsupported(content_type)
     try:
-        return yaml.load(body, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None)
-        detail = f": {problem}" if problem == ALIAS_PROBLEM else ""
-        raise BadRequestError(f"the request body is not valid YAML{where}{detail}") from exc
-    except RecursionError as exc:
-        raise BadRequestError("the request body is nested too deeply") from exc
+        data = parse_bytes(_base64_body(body), syntax) if event.get("isBase64Encoded") else parse(body, syntax)
+    except BodyTooLargeError:
+        raise PayloadTooLargeError(f"the request body is larger than {LIMITS.max_bytes:,} bytes") from None
+    except BodySyntaxError as exc:
+        raise _syntax_error(exc, syntax) from None
+    except BodyInvalidError as exc:
+        raise _invalid(exc) from None
+    event["body"] = json.dumps(data)
+    event["isBase64Encoded"] = False
+    for key in ("headers", "multiValueHeaders"):
+        for name in list(event.get(key) or {}):
+            if name.lower() == "content-type":
+                event[key][name] = "application/json" if key == "headers" else ["application/json"]
+
+
+def _base64_body(body: str) -> bytes:
+    try:
+        return base64.b64decode(body, validate=True)
+    except ValueError:
+        raise BadRequestError("the request body is marked base64-encoded but is not base64") from None
+
+
+def _unsupported(content_type: str | None) -> UnsupportedMediaTypeError:
+    shown = (content_type or "").split(";")[0].strip()[:100] or "this media type"
+    accepted = ", ".join(ACCEPTED_MEDIA_TYPES)
+    return UnsupportedMediaTypeError(
+        f"{shown} bodies are not accepted; send JSON (application/json) or YAML (application/yaml), "
+        f"UTF-8: the accepted media types are {accepted}",
+        [FieldError(field="Content-Type", message=f"must be one of {accepted}", type="unsupported_media_type")],
+    )
+
+
+def _syntax_error(exc: BodySyntaxError, syntax: str) -> BadRequestError:
+    where = f" (line {exc.line}, column {exc.column})" if exc.line is not None else ""
+    if exc.type == "too_deep":
+        text = f"the request body is {exc.message}{where}"
+    elif exc.type == "not_utf8":
+        text = f"the request body is {exc.message}"
+    else:
+        text = f"the request body is not valid {syntax.upper()}{where}: {exc.message}"
+    detail = f"not valid {syntax.upper()}: {exc.message}{where}" if exc.type.endswith("_invalid") else text
+    return BadRequestError(text, [FieldError(field="body", message=detail, type=exc.type)])
+
+
+def _invalid(exc: BodyInvalidError) -> InvalidInputError:
+    details = [FieldError(field=loc_to_path(p.loc) or "body", message=p.message, type=p.type) for p in exc.problems]
+    summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+    return InvalidInputError(summary, details)

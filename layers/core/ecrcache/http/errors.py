@@ -14,8 +14,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecrcache.errors import EcrcacheError, FieldError, RetryableError, loc_to_path
+from ecrcache.errors import EcrcacheError, FieldError, RetryableError, loc_to_path, render_validation_errors
 from ecrcache.observability import logger
+from ecrcache.parsing import ACCEPTED_MEDIA_TYPES
 
 
 class ErrorDetail(BaseModel):
@@ -62,24 +63,46 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return loc_to_path(parts) or "body"
 
 
-_MESSAGES = {
-    "extra_forbidden": "unknown field",
-    "missing": "required field is missing",
-}
-
-
 def _validation_details(exc: RequestValidationError) -> list[FieldError]:
     details = []
-    for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        kind = str(err.get("type", "value_error"))
-        message = _MESSAGES.get(kind) or str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if kind == "json_invalid":
-            ctx = err.get("ctx") or {}
-            message = f"not valid JSON: {ctx.get('error', 'decode error')}"
-            loc = ("body",)
-        details.append(FieldError(field=_field_path(loc), message=message, type=kind))
+    for err in render_validation_errors(exc.errors()):
+        loc, message = err.loc, err.message
+        if err.type == "json_invalid":  # the parser before routing catches these; kept for a direct resolve()
+            message, loc = "not valid JSON", ("body",)
+        details.append(FieldError(field=_field_path(loc), message=message, type=err.type))
     return details
+
+
+def request_id(event: Any, context: Any) -> str:
+    """API Gateway's request id (the logs' correlation id), else the Lambda request id."""
+    try:
+        found = event["requestContext"]["requestId"]
+    except (KeyError, TypeError, IndexError):
+        found = None
+    found = found or getattr(context, "aws_request_id", None)
+    return str(found) if found else "unknown"
+
+
+def internal_error_message(request_id: str) -> str:
+    """The 500's message: the request id to quote, which the log line with the exception carries too."""
+    return f"an unexpected error occurred; quote request id {request_id} when reporting it"
+
+
+def proxy_error(exc: EcrcacheError | None, request_id: str) -> dict[str, Any]:
+    """An error as the API Gateway proxy result, for failures outside the resolver (``None``: unexpected)."""
+    if exc is None:
+        body = ErrorResponse(code="InternalError", message=internal_error_message(request_id))
+        status = 500
+    else:
+        details = [ErrorDetail(**d.as_dict()) for d in exc.details]
+        body = ErrorResponse(code=exc.code, message=exc.message, details=details)
+        status = exc.status
+    return {
+        "statusCode": status,
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
@@ -101,7 +124,8 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         return error_response(400, "BadRequest", "the request body is nested too deeply")
 
     def _media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
-        return error_response(415, "UnsupportedMediaType", "send application/json (or application/yaml for documents)")
+        accepted = ", ".join(ACCEPTED_MEDIA_TYPES)
+        return error_response(415, "UnsupportedMediaType", f"the accepted media types are {accepted}")
 
     def _bad_json(exc: json.JSONDecodeError) -> Response[Any]:
         return error_response(
@@ -112,8 +136,9 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         return error_response(404, "NotFound", f"no route for {app.current_event.http_method} {app.current_event.path}")
 
     def _unexpected(exc: Exception) -> Response[Any]:
-        logger.exception("unhandled error")
-        return error_response(500, "InternalError", "an unexpected error occurred; the request id is in the logs")
+        correlation = request_id(app.current_event.raw_event, app.lambda_context)
+        logger.exception("unhandled error", extra={"request_id": correlation})
+        return error_response(500, "InternalError", internal_error_message(correlation))
 
     app.exception_handler(RequestValidationError)(_validation)
     app.exception_handler(EcrcacheError)(_domain)
@@ -130,8 +155,9 @@ _ERROR_TEXT = {
     409: "Conflict: still referenced, quota, or another writer holds the lease",
     412: "If-Match / If-None-Match did not hold",
     413: "Body too large",
-    415: "Body is not JSON (or YAML for documents)",
+    415: "Body is neither JSON nor YAML (the message names the accepted media types)",
     422: "Validation failed; details name each field",
+    500: "Unexpected error; the message carries the request id, which the logs carry with the exception",
     503: "AWS throttled or failed after retries; retry after Retry-After",
 }
 

@@ -11,14 +11,24 @@ against the store.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ecrcache.models.common import EcrPrefix, Loc, ResourceName, raise_field_errors
 from ecrcache.models.credential import CredentialPut
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_set import WarmSetSpec
+
+
+def _integer(value: Any) -> Any:
+    """Before ``Literal[1]``: the integer itself (pydantic's literal check takes ``true`` and ``1.0`` as 1)."""
+    if type(value) is not int:
+        raise ValueError("the document version must be the integer 1")
+    return value
+
+
+DocumentVersion = Annotated[Literal[1], BeforeValidator(_integer)]
 
 MAX_RULES_PER_REGION: Final = 50
 """ECR quota "Pull through cache rules per registry": 50, not adjustable (a registry is per Region)."""
@@ -56,7 +66,7 @@ class DesiredStateDocument(BaseModel):
         },
     )
 
-    version: Literal[1] = Field(description="Document format version: required, and 1 is the only one.")
+    version: DocumentVersion = Field(description="Document format version: required, the integer 1.")
     rules: dict[EcrPrefix, RuleSpec] = Field(
         default_factory=dict, description="Pull-through cache rules keyed by ECR repository prefix (or ROOT)."
     )

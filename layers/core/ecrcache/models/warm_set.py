@@ -12,7 +12,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Final, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ecrcache.models.common import (
     PATH_COMPONENT,
@@ -315,8 +324,8 @@ class TopTags(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"count": 20}]})
 
-    count: int = Field(ge=1, le=100, description="How many tags, most pulled first (1-100).")
-    window_days: int = Field(default=14, ge=1, le=90, description="Pull statistics window in days (1-90).")
+    count: StrictInt = Field(ge=1, le=100, description="How many tags, most pulled first (1-100).")
+    window_days: StrictInt = Field(default=14, ge=1, le=90, description="Pull statistics window in days (1-90).")
 
 
 class WarmBudget(BaseModel):
@@ -326,7 +335,7 @@ class WarmBudget(BaseModel):
         extra="forbid", frozen=True, json_schema_extra={"examples": [{"max_upstream_requests_per_run": 100}]}
     )
 
-    max_upstream_requests_per_run: int = Field(
+    max_upstream_requests_per_run: StrictInt = Field(
         default=100,
         ge=1,
         le=10_000,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ecrcache.engine.plan import Plan
 from ecrcache.errors import NotFoundError, invalid
@@ -26,7 +26,7 @@ from ecrcache.services.plan import PlanService, Scope
 class ReconcileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    deep: bool = Field(
+    deep: StrictBool = Field(
         default=False,
         description="Read every cached repository's settings (slower) instead of trusting what was last applied.",
     )
