@@ -182,7 +182,7 @@ def test_yaml_names_that_core_reads_as_null_bool_or_numbers_are_a_422(api: ApiCl
 def test_yaml_1_1_coercions_do_not_happen_to_names(api: ApiClient, name: str) -> None:
     # GIVEN nothing written yet
     # WHEN a YAML document names a credential with a word YAML 1.1 would read as a bool, number or date
-    text = f"credentials:\n  {name}:\n    upstream_kind: docker-hub\n    username: u\n    token: t\n"
+    text = f"version: 1\ncredentials:\n  {name}:\n    upstream_kind: docker-hub\n    username: u\n    token: t\n"
     response = api.put("/v1/desired-state", raw_body=text, headers=YAML, query={"dryRun": "true"})
     # THEN it is the name as written (YAML 1.2 core: a plain string)
     assert response.status == 200, response.text
