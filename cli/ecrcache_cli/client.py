@@ -230,7 +230,9 @@ class Response:
 
 
 class Api(Protocol):
-    """What the commands need from a client (:class:`ApiClient`, or a fake in tests)."""
+    """What the commands need from a client (:class:`ApiClient`, or a fake in tests).
+
+    Implementations subclass it and write :meth:`request`; the verbs are defined here, once."""
 
     def request(
         self,
@@ -243,13 +245,17 @@ class Api(Protocol):
         allow: Iterable[int] = (),
     ) -> Response: ...
 
-    def get(self, path: str, **kwargs: Any) -> Response: ...
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
 
-    def put(self, path: str, json_body: Any, **kwargs: Any) -> Response: ...
+    def put(self, path: str, json_body: Any, **kwargs: Any) -> Response:
+        return self.request("PUT", path, json_body=json_body, **kwargs)
 
-    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Response: ...
+    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Response:
+        return self.request("POST", path, json_body=json_body, **kwargs)
 
-    def delete(self, path: str, **kwargs: Any) -> Response: ...
+    def delete(self, path: str, **kwargs: Any) -> Response:
+        return self.request("DELETE", path, **kwargs)
 
 
 def build_retry(*, total: int = 3, backoff_factor: float = 0.5) -> Retry:
@@ -269,7 +275,7 @@ def build_retry(*, total: int = 3, backoff_factor: float = 0.5) -> Retry:
     )
 
 
-class ApiClient:
+class ApiClient(Api):
     """Signed requests to ``<base>/v1``; error answers raise :class:`ApiError`."""
 
     def __init__(
@@ -378,18 +384,6 @@ class ApiClient:
                 error_type=response.headers.get("x-amzn-ErrorType"),
             )
         return response
-
-    def get(self, path: str, **kwargs: Any) -> Response:
-        return self.request("GET", path, **kwargs)
-
-    def put(self, path: str, json_body: Any, **kwargs: Any) -> Response:
-        return self.request("PUT", path, json_body=json_body, **kwargs)
-
-    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Response:
-        return self.request("POST", path, json_body=json_body, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 def _is_api_error(content: bytes) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from ecrcache_cli.client import EndpointOptions, Response
+from ecrcache_cli.client import Api, EndpointOptions, Response
 from ecrcache_cli.output import ExitCode
 from tests.unit.cli.support import run_cli
 
@@ -23,7 +23,7 @@ RULES = "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
 APPLIED = {"changes": [{"kind": "rule", "name": "quay", "action": "create"}], "dry_run": False, "revision": 4}
 
 
-class InterruptedApi:
+class InterruptedApi(Api):
     """A client whose ``interrupt_on`` request (``"PUT desired-state"``, ``"GET plan"``) is hit by Ctrl-C."""
 
     def __init__(self, interrupt_on: str) -> None:
@@ -44,18 +44,6 @@ class InterruptedApi:
         if f"{method} {path}" == self.interrupt_on:
             raise KeyboardInterrupt
         return Response(200, CaseInsensitiveDict(), json.dumps(APPLIED).encode())
-
-    def get(self, path: str, **kwargs: Any) -> Response:
-        return self.request("GET", path, **kwargs)
-
-    def put(self, path: str, json_body: Any, **kwargs: Any) -> Response:
-        return self.request("PUT", path, json_body=json_body, **kwargs)
-
-    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Response:
-        return self.request("POST", path, json_body=json_body, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 @pytest.fixture

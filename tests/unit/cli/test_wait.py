@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from ecrcache_cli.client import Response
+from ecrcache_cli.client import Api, Response
 from ecrcache_cli.main import run
 from ecrcache_cli.output import ApiError, Printer
 from ecrcache_cli.wait import Convergence, Waiter, convergence
@@ -148,7 +148,7 @@ def test_only_records_of_the_applied_revision_count() -> None:
 
 
 @dataclass
-class FakeApi:
+class FakeApi(Api):
     """Answers GET plan / status / runs/<id> from scripted sequences (the last answer repeats)."""
 
     plans: list[Any] = field(default_factory=list)
@@ -181,18 +181,6 @@ class FakeApi:
     @staticmethod
     def _next[T](sequence: list[T]) -> T:
         return sequence.pop(0) if len(sequence) > 1 else sequence[0]
-
-    def get(self, path: str, **kwargs: Any) -> Response:
-        return self.request("GET", path, **kwargs)
-
-    def put(self, path: str, json_body: Any, **kwargs: Any) -> Response:
-        return self.request("PUT", path, json_body=json_body, **kwargs)
-
-    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Response:
-        return self.request("POST", path, json_body=json_body, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 class FakeClock:
