@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -92,6 +92,16 @@ class OwnershipCheck:
 
     blocked: list[Blocked]
     warnings: list[str]
+
+
+def deleted_spec(store: StateStore, kind: ResourceKind, name: str) -> Mapping[str, Any] | None:
+    """The spec a resource had when it was deleted (its history's last ``before``); ``None`` when its
+    last change was not a deletion."""
+    page = store.history(kind, name, limit=1, next_token=None)
+    entry = page.items[0] if page.items else None
+    if entry is None or entry.action is not WriteAction.DELETE:
+        return None
+    return entry.before
 
 
 class PlanService:
@@ -171,13 +181,12 @@ class PlanService:
         return DesiredByRegion(dict(desired), dict(retired), problems, snapshot.revision, tuple(regions))
 
     def _last_spec(self, prefix: str) -> RuleSpec | None:
-        """The spec a rule had when it was deleted (its history's last ``before``)."""
-        page = self.desired.history(ResourceKind.RULE, prefix, limit=1, next_token=None)
-        entry = page.items[0] if page.items else None
-        if entry is None or entry.action is not WriteAction.DELETE or entry.before is None:
+        """The spec a rule had when it was deleted, if it still validates."""
+        before = deleted_spec(self.desired, ResourceKind.RULE, prefix)
+        if before is None:
             return None
         try:
-            return RuleSpec.model_validate(entry.before)
+            return RuleSpec.model_validate(before)
         except ValidationError:
             return None
 

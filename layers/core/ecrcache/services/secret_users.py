@@ -26,9 +26,10 @@ from enum import StrEnum
 from typing import Any
 
 from ecrcache.errors import ConflictError, FieldError
-from ecrcache.models.records import ResourceKind, WriteAction
+from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.ports import EcrReader, StateStore, StatusStore
+from ecrcache.services.plan import deleted_spec
 
 __all__ = ["EcrSecretUsers", "SecretUse", "UseKind", "still_used_conflict"]
 
@@ -116,10 +117,7 @@ class EcrSecretUsers:
         ``deletion_policy: delete``, so that the reconciler deletes its ECR rule."""
         last = deleted_rules.get(prefix)
         if last is None:
-            page = self.desired.history(ResourceKind.RULE, prefix, limit=1, next_token=None)
-            entry = page.items[0] if page.items else None
-            if entry is not None and entry.action is WriteAction.DELETE:
-                last = entry.before
+            last = deleted_spec(self.desired, ResourceKind.RULE, prefix)
         policy = (last or {}).get("deletion_policy", DeletionPolicy.RETAIN.value)
         return bool(policy == DeletionPolicy.DELETE.value)
 
