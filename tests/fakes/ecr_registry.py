@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 
-from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult, Plan, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import (
     AppliedFingerprints,
@@ -21,7 +21,6 @@ from ecrcache.models.observed import (
     ObservedRule,
     Ownership,
 )
-from ecrcache.ports import ActionResult
 from tests.fakes.simulate import apply_to_observed
 
 REGION = "us-east-1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
+from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.observed import AppliedFingerprints, Ownership
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
-from ecrcache.ports import OwnedKind
 
 
 class MemoryStatusStore:

@@ -6,9 +6,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
-from ecrcache.engine.plan import PlannedAction
+from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
@@ -90,30 +90,6 @@ class SecretStore(Protocol):
 # Reconciler: ECR (one adapter per Region) and what the reconciler records in the state table
 
 
-@dataclass(frozen=True, slots=True)
-class ActionResult:
-    """The outcome of applying one planned action. AWS errors end up here, never as exceptions.
-
-    ``retryable`` failures should clear on a later reconcile (throttling, 5xx, a secret not yet
-    visible to ECR, a resource changed underneath); the others need a change of input or
-    permissions (``Terminal``). ``code`` is the AWS error code; ``message`` is for people and
-    never holds a secret value.
-    """
-
-    ok: bool
-    retryable: bool = False
-    code: str | None = None
-    message: str | None = None
-
-    @classmethod
-    def success(cls, message: str | None = None) -> ActionResult:
-        return cls(ok=True, message=message)
-
-    @classmethod
-    def failure(cls, code: str, message: str, *, retryable: bool) -> ActionResult:
-        return cls(ok=False, retryable=retryable, code=code, message=message)
-
-
 class EcrReader(Protocol):
     """ECR in one Region, read only: all the API needs (its plan and its import). It has no method
     that writes, so a service that holds only readers cannot change ECR whatever it is asked."""
@@ -155,9 +131,6 @@ class EcrRegistry(EcrReader, EcrWriter, Protocol):
     def validate_rule(self, prefix: str) -> tuple[bool, str | None]:
         """``ValidatePullThroughCacheRule``: ``(is_valid, failure)``; raises for AWS errors."""
         ...
-
-
-OwnedKind = Literal["rule", "template"]
 
 
 class StatusStore(Protocol):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ecrcache.engine.plan import ActionKind, Blocked, Plan, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult, Blocked, Plan, PlannedAction
 from ecrcache.engine.status import (
     UNVERIFIED,
     VALIDATE_AFTER,
@@ -35,7 +35,6 @@ from ecrcache.engine.status import (
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.observed import AppliedFingerprints, Ownership
 from ecrcache.models.status import ConditionType, RuleStatus, RuleValidation, RunStatus
-from ecrcache.ports import ActionResult
 from tests.unit.engine.planner_support import REGION, desired
 
 pytestmark = pytest.mark.unit

@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
-from ecrcache.engine.plan import ActionKind
+from ecrcache.engine.plan import ActionKind, ActionResult
 from ecrcache.engine.status import UNVERIFIED
 from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRepository, RepositoryDetails
 from ecrcache.models.records import ResourceKind, Write, WriteAction
 from ecrcache.models.status import ReconcileRun, RuleStatus, RunStatus, RunTrigger
-from ecrcache.ports import ActionResult
 from ecrcache.services.reconcile import LEASE_SECONDS, ReconcileService, Scope
 from tests.fakes.ecr_registry import REGION, MemoryEcrRegistry
 from tests.fakes.status_store import MemoryStatusStore

@@ -51,7 +51,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import ECR_TERMINAL_CODES, RETRY_CONFIG, RETRYABLE_CODES, classify, error_code, fail_fast
 from ecrcache.engine.essence import rule_essence, template_essence
-from ecrcache.engine.plan import ActionKind, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.ecr_operations import WRITE_OPERATIONS
 from ecrcache.models.observed import (
@@ -62,7 +62,6 @@ from ecrcache.models.observed import (
     ObservedTemplate,
     RepositoryDetails,
 )
-from ecrcache.ports import ActionResult
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
 
@@ -26,7 +27,18 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from ecrcache.models.observed import Aspect
 
-__all__ = ["ActionKind", "Blocked", "Plan", "PlannedAction", "Scope", "Unmanaged", "UnmanagedKind"]
+__all__ = [
+    "ActionKind",
+    "ActionResult",
+    "Blocked",
+    "Note",
+    "OwnedKind",
+    "Plan",
+    "PlannedAction",
+    "Scope",
+    "Unmanaged",
+    "UnmanagedKind",
+]
 
 Scope = Literal["rule", "template", "repository"]
 UnmanagedKind = Scope
@@ -219,3 +231,31 @@ class Plan(_Frozen):
             blocked=tuple(b for p in parts for b in p.blocked),
             notes=tuple(n for p in parts for n in p.notes),
         )
+
+
+OwnedKind = Literal["rule", "template"]
+"""What ecrcache records owning in a Region: pull-through cache rules and creation templates."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of applying one planned action. AWS errors end up here, never as exceptions.
+
+    ``retryable`` failures should clear on a later reconcile (throttling, 5xx, a secret not yet
+    visible to ECR, a resource changed underneath); the others need a change of input or
+    permissions (``Terminal``). ``code`` is the AWS error code; ``message`` is for people and
+    never holds a secret value.
+    """
+
+    ok: bool
+    retryable: bool = False
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def success(cls, message: str | None = None) -> ActionResult:
+        return cls(ok=True, message=message)
+
+    @classmethod
+    def failure(cls, code: str, message: str, *, retryable: bool) -> ActionResult:
+        return cls(ok=False, retryable=retryable, code=code, message=message)

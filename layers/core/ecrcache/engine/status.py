@@ -35,7 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
@@ -49,7 +49,6 @@ from ecrcache.models.status import (
     UpstreamCheckSource,
     UpstreamHealth,
 )
-from ecrcache.ports import ActionResult, OwnedKind
 
 __all__ = [
     "UNVERIFIED",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ecrcache.engine.plan import ActionKind, Plan, PlannedAction
+from ecrcache.engine.plan import ActionKind, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
@@ -42,7 +42,7 @@ from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.status import ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRegistry, OwnedKind, StateStore, StatusStore
+from ecrcache.ports import EcrRegistry, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 
 LEASE_SECONDS = 300
