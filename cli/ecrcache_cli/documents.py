@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from ecrcache.errors import render_validation_errors
+from ecrcache.errors import HIDDEN_SUFFIX, hidden_key, render_validation_errors
 from ecrcache.models.desired_state import DesiredStateDocument
 from ecrcache.models.records import SECTIONS as SECTION_OF_KIND
 from ecrcache.parsing import LIMITS, BodyInvalidError, BodySyntaxError, BodyTooLargeError, Syntax, parse_bytes
@@ -192,8 +192,7 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
                 problems.append(Problem(where, "the only document version is 1", "version"))
             continue
         if key not in SECTIONS:
-            expected = ", ".join(("version", *SECTIONS))
-            problems.append(Problem(where, f"unknown field (expected {expected})", _segment(str(key))))
+            problems.append(_unknown_section(where, key))
             continue
         if value is None:
             continue
@@ -202,6 +201,14 @@ def _check_file(path: Path, data: Any, problems: list[Problem]) -> dict[str, dic
             continue
         sections[key] = value
     return sections
+
+
+def _unknown_section(where: str, key: Any) -> Problem:
+    """An unknown top-level key, named unless it may be a mistyped secret (``token:SECRET``)."""
+    expected = ", ".join(("version", *SECTIONS))
+    if hidden_key(key):
+        return Problem(where, f"unknown field (expected {expected}){HIDDEN_SUFFIX}")
+    return Problem(where, f"unknown field (expected {expected})", _segment(str(key)))
 
 
 def _type_name(value: Any) -> str:
@@ -252,7 +259,8 @@ def _segment(part: str) -> str:
 
 
 def _item_path(section: str, name: str) -> str:
-    return f"{section}[{json.dumps(name)}]"
+    """``rules["quay"]``; a name that may be a pasted secret is not shown (the section is)."""
+    return section if hidden_key(name) else f"{section}[{json.dumps(name)}]"
 
 
 def field_path(loc: Sequence[int | str]) -> str:

@@ -9,23 +9,17 @@ from typing import Any, Final
 
 import click
 
+from ecrcache.models.credential import RotationStrategy
+from ecrcache.models.upstream import CREDENTIAL_KINDS, UPSTREAMS
 from ecrcache_cli.app import App, output_option, pass_app
 from ecrcache_cli.client import enc
 from ecrcache_cli.output import CliError, ExitCode, OutputFormat, Printer
 
 __all__ = ["UPSTREAM_KINDS", "credentials_group", "credentials_set_cmd", "read_token"]
 
-UPSTREAM_KINDS: Final = (
-    "docker-hub",
-    "github-container-registry",
-    "quay",
-    "gitlab-container-registry",
-    "azure-container-registry",
-    "ecr",
-    "ecr-public",
-    "k8s",
-    "chainguard",
-)
+UPSTREAM_KINDS: Final = tuple(kind.value for kind in UPSTREAMS if kind in CREDENTIAL_KINDS)
+"""The upstream kinds a credential can be for (the API's own list: the others need no credential)."""
+ROTATION_STRATEGIES: Final = tuple(strategy.value for strategy in RotationStrategy)
 
 
 @click.group("credentials")
@@ -49,7 +43,7 @@ def credentials_group() -> None:
 )
 @click.option("--expires-at", metavar="DATE", help="When the token expires (YYYY-MM-DD), or `none`.")
 @click.option("--description", metavar="TEXT", help="Free text (at most 256 characters).")
-@click.option("--rotation-strategy", type=click.Choice(["manual", "dockerhub-pat"]), help="How the token is renewed.")
+@click.option("--rotation-strategy", type=click.Choice(ROTATION_STRATEGIES), help="How the token is renewed.")
 @click.option("--rotation-schedule", metavar="EXPR", help="Rotation schedule, e.g. 'rate(30 days)' (dockerhub-pat).")
 @click.option("--minting-secret-arn", metavar="ARN", help="dockerhub-pat: the secret allowed to mint tokens.")
 @output_option()

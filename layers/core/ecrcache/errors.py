@@ -111,7 +111,11 @@ def loc_to_path(loc: Iterable[int | str], prefix: str = "") -> str:
 
 SHOWN_KEY_MAX_LENGTH: Final = 48
 """The longest name a document holds (a credential or warm-set name); a longer unknown key is not shown."""
-_SECRET_LIKE: Final = re.compile(r"token|passw|secret|pwd|api[-_]?key|bearer|private[-_]?key|auth", re.IGNORECASE)
+# The words, and the prefixes upstream registries put on their tokens (GitHub, GitLab, Docker Hub).
+_SECRET_LIKE: Final = re.compile(
+    r"token|passw|secret|pwd|api[-_]?key|bearer|private[-_]?key|auth|gh[opsur]_|github_pat_|glpat-|dckr_pat_",
+    re.IGNORECASE,
+)
 _BARE_WORD: Final = re.compile(
     r"(?:token|password|passwd|secret|pwd|api[-_]?key|bearer|auth|authorization)", re.IGNORECASE
 )

@@ -452,7 +452,7 @@ def _yaml_scalar(checks: _Checks, node: Node, loc: Loc) -> Any:
     if pattern is None:
         return _refuse_tag(checks, node, loc)
     if not pattern.match(text):  # an explicit tag on text that is not of its kind: `!!int abc`
-        message = f"{_short_tag(node.tag)} {text!r} is not {_KIND[node.tag]} of the YAML 1.2 core schema"
+        message = f"the {_short_tag(node.tag)} value is not {_KIND[node.tag]} of the YAML 1.2 core schema"
         checks.add(loc, message, "yaml_tag", node.start_mark)
         return None
     return _core_value(checks, node.tag, text, loc, node.start_mark)

@@ -773,6 +773,50 @@ def test_aws_failing_reschedule_after_a_failed_recreate_is_logged(
     assert secret_value(SECRET)["accessToken"] == TOKEN
 
 
+def test_aws_failing_reschedule_after_a_failed_put_value_is_said_in_the_answer(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a deleted credential; PutSecretValue fails once the secret is restored, and so does DeleteSecret
+    deleted_credential(api)
+    monkeypatch.setattr(
+        secretsmanager(), "put_secret_value", failing(client_error("ThrottlingException", 400, "PutSecretValue"))
+    )
+    monkeypatch.setattr(
+        secretsmanager(), "delete_secret", failing(client_error("AccessDeniedException", 400, "DeleteSecret"))
+    )
+    # WHEN the credential is created again
+    response = api.put("/v1/credentials/hub", {**HUB, "token": NEW_TOKEN})
+    # THEN the answer says PutSecretValue failed AND that the restored secret is live again (what to do),
+    # the log names the secret, and neither carries a token
+    body = assert_error(response, 503, "Retryable")
+    assert "Secrets Manager PutSecretValue" in body["message"]
+    assert "could not be scheduled for deletion again" in body["message"]
+    assert NEW_TOKEN not in response.text and TOKEN not in response.text
+    again = "could not schedule the deletion of a restored secret again"
+    logged = [r for r in caplog.records if r.getMessage() == again]
+    assert logged and all(NEW_TOKEN not in f"{r.__dict__!r}" for r in logged)
+    monkeypatch.undo()
+    assert api.get("/v1/credentials/hub").status == 404
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"), [("ThrottlingException", 400, 503), ("AccessDeniedException", 400, 500)]
+)
+def test_aws_secrets_describe_failure_while_recreating_writes_nothing(
+    api: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch, *, code: str, status: int, expected: int
+) -> None:
+    # GIVEN a deleted credential, and DescribeSecret (which tells a secret scheduled for deletion) failing
+    deleted_credential(api)
+    monkeypatch.setattr(secretsmanager(), "describe_secret", failing(client_error(code, status, "DescribeSecret")))
+    # WHEN the credential is created again
+    response = api.put("/v1/credentials/hub", {**HUB, "token": NEW_TOKEN})
+    # THEN the error names DescribeSecret, and nothing is written: the secret stays scheduled for deletion
+    body = assert_error(response, expected, "Retryable" if expected == 503 else "Terminal")
+    assert "DescribeSecret" in body["message"]
+    monkeypatch.undo()
+    assert_still_deleted(api, state_table)
+
+
 @pytest.mark.parametrize(
     ("code", "status", "expected"), [("ThrottlingException", 400, 503), ("AccessDeniedException", 400, 500)]
 )

@@ -435,3 +435,22 @@ def test_each_listed_body_type_is_read_and_no_other(api: ApiClient, route: str) 
         assert response.status < 300 or response.status in (409, 412), (media, response.text)
     refused = api.call(method, path, raw_body=json.dumps(body), headers={"Content-Type": "application/xml"})
     assert_error(refused, 415, "UnsupportedMediaType")
+
+
+@pytest.mark.parametrize("tag", ["!!float", "!!int", "!!bool", "!!null"])
+def test_a_tagged_token_that_is_not_of_its_tag_is_refused_without_echoing_it(api: ApiClient, tag: str) -> None:
+    # GIVEN a credential whose token carries an explicit core tag its text does not match
+    text = f"upstream_kind: docker-hub\nusername: u\ntoken: {tag} dckr_pat_SECRET-VALUE\n"
+    # WHEN it is written
+    response = api.put("/v1/credentials/hub", raw_body=text, headers=YAML)
+    # THEN the 422 names the field and the tag, never the value
+    found = refused(response, "token", "yaml_tag")
+    assert tag in found["message"]
+    assert "SECRET-VALUE" not in response.text
+
+
+@pytest.mark.parametrize("key", ["ghp_0123456789abcdefABCDEF0123456789abcd", "glpat-abcDEF123", "dckr_pat_abc123"])
+def test_an_unknown_key_that_is_a_pasted_registry_token_is_not_echoed(api: ApiClient, key: str) -> None:
+    response = api.put("/v1/rules/quay", {"upstream_kind": "quay", key: "x"})
+    assert_error(response, 422, "ValidationFailed")
+    assert key not in response.text

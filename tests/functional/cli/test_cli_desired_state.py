@@ -384,9 +384,8 @@ def test_credentials_set_updates_the_token_keeping_other_fields(endpoint: str, a
 
 def test_credentials_set_new_without_upstream_or_with_empty_token_fails(endpoint: str, api: ApiClient) -> None:
     no_upstream = cli(endpoint, "credentials", "set", "new", "--username", "u", "--token-stdin", input=TOKEN)
-    empty = cli(
-        endpoint, "credentials", "set", "new", "--username", "u", "--upstream", "quay", "--token-stdin", input="\n"
-    )
+    new = ("credentials", "set", "new", "--username", "u", "--upstream", "docker-hub", "--token-stdin")
+    empty = cli(endpoint, *new, input="\n")
     assert no_upstream.code == 64
     assert "--upstream" in no_upstream.stderr
     assert empty.code == 3

@@ -300,7 +300,7 @@ def test_a_redirect_is_exit_7_naming_the_location(status: int) -> None:
     [
         ["get", "rules"],
         ["get", "rule", "quay"],
-        ["credentials", "set", "hub", "--upstream", "quay", "--username", "u", "--token-stdin"],
+        ["credentials", "set", "hub", "--upstream", "docker-hub", "--username", "u", "--token-stdin"],
     ],
 )
 def test_a_404_without_the_api_error_shape_says_the_endpoint_is_not_the_api(reply: Reply, argv: list[str]) -> None:

@@ -427,3 +427,22 @@ def test_document_error_lines_put_each_problem_first_then_the_summary(tmp_path: 
 )
 def test_field_path(loc: tuple[str | int, ...], expected: str) -> None:
     assert field_path(loc) == expected
+
+
+def test_an_unknown_top_level_key_that_may_hold_a_secret_is_not_echoed(tmp_path: Path) -> None:
+    # GIVEN a file whose top-level key is a mistyped `token:SECRET`
+    path = write(tmp_path, "doc.yaml", "version: 1\ntoken:dckr_pat_SECRET-VALUE: x\n")
+    # WHEN the files are loaded
+    [problem] = problems([path])
+    # THEN the problem says an unknown field was found, without the key
+    assert "unknown field" in problem and "(value hidden)" in problem
+    assert "SECRET-VALUE" not in problem
+
+
+def test_a_name_that_may_be_a_pasted_token_is_not_echoed_when_defined_twice(tmp_path: Path) -> None:
+    # GIVEN two files defining the same credential, named like a pasted token
+    text = "version: 1\ncredentials:\n  ghp_SECRET-VALUE:\n    upstream_kind: docker-hub\n    username: u\n"
+    first, second = write(tmp_path, "a.yaml", text), write(tmp_path, "b.yaml", text)
+    # WHEN the files are loaded
+    # THEN no problem shows the name
+    assert all("SECRET-VALUE" not in p for p in problems([first, second]))

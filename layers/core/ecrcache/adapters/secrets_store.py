@@ -65,9 +65,16 @@ class SecretsManagerStore:
                 VersionStages=[STAGING_LABEL],
             )
         except (ClientError, BotoCoreError) as exc:
-            if restored:
-                self._reschedule_quietly(name)
-            raise classify(exc, "Secrets Manager PutSecretValue") from exc
+            error = classify(exc, "Secrets Manager PutSecretValue")
+            if restored and not self._reschedule_quietly(name):
+                # The caller must know: the deleted credential's secret is readable again until someone acts.
+                error = type(error)(
+                    f"{error.message}; the secret {name} was restored to be written and could not be scheduled "
+                    "for deletion again: delete it (aws secretsmanager delete-secret) or repeat the request",
+                    error.details,
+                    reason=error.reason,
+                )
+            raise error from exc
         return StagedSecret(name=name, arn=put["ARN"], version_id=put["VersionId"], created=False, restored=restored)
 
     def _restore_refused(self, name: str, exc: ClientError) -> bool:
@@ -81,9 +88,10 @@ class SecretsManagerStore:
             return True
         raise classify(exc, "Secrets Manager CreateSecret") from exc
 
-    def _reschedule_quietly(self, name: str) -> None:
+    def _reschedule_quietly(self, name: str) -> bool:
         """Undo a restore of this request after a failure it reports: the secret goes back to being
-        scheduled for deletion (a new recovery window). A failure here is logged, never raised."""
+        scheduled for deletion (a new recovery window). A failure here is logged and returned (``False``),
+        never raised over the failure being reported."""
         try:
             self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         except (ClientError, BotoCoreError) as exc:
@@ -91,6 +99,8 @@ class SecretsManagerStore:
                 "could not schedule the deletion of a restored secret again",
                 extra={"secret_name": name, "error": str(classify(exc, "Secrets Manager DeleteSecret"))},
             )
+            return False
+        return True
 
     def promote(self, staged: StagedSecret) -> None:
         if staged.created:
