@@ -70,6 +70,8 @@ def run(trigger: Trigger | None) -> dict[str, Any]:
     """The invocation's answer: the run record, or ``{"ignored": true}`` for an event that asks for none."""
     if trigger is None:
         return {"ignored": True}
+    for skipped in trigger.skipped:
+        logger.warning("part of the event was not read", extra={"skipped": skipped})
     return service.reconcile(trigger.scope, trigger.kind, run_id=trigger.run_id).model_dump(mode="json")
 
 

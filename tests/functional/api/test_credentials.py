@@ -509,5 +509,6 @@ def test_credential_delete_when_ecr_cannot_be_read_writes_nothing(
     # THEN it is 503 naming the ECR call (whether a rule still uses the secret is unknown), and nothing changes
     body = assert_error(refused, 503, "Retryable")
     assert "ECR DescribePullThroughCacheRules" in body["message"]
+    assert body["message"].startswith("could not read ECR in us-east-1 to check which rules still use the secret of")
     monkeypatch.undo()
     assert_credential_and_secret_kept(api)

@@ -95,6 +95,18 @@ def test_stream_request_depth_comes_from_its_image(attribute: dict[str, Any] | N
     assert from_event(event, own_role=OWN_ROLE) == Trigger(Scope(deep=deep), RunTrigger.API, run_id=REQUEST_ID)
 
 
+def test_a_malformed_request_in_a_batch_is_skipped_and_said_not_a_poison_pill() -> None:
+    # GIVEN a batch with a desired-item change and a request item written by hand with a non-boolean deep
+    event = stream("stream_desired_rule.json", "stream_reconcile_request.json")
+    event["Records"][1]["dynamodb"]["NewImage"]["deep"] = {"S": "yes"}
+    # WHEN parsed
+    trigger = from_event(event, own_role=OWN_ROLE)
+    # THEN the batch still gets its reconcile, and the skipped request is named (for the handler's log)
+    assert trigger is not None
+    assert (trigger.scope, trigger.kind, trigger.run_id) == (Scope(), RunTrigger.STREAM, None)
+    assert len(trigger.skipped) == 1 and "a reconcile request with invalid deep" in trigger.skipped[0]
+
+
 def test_stream_removal_of_a_request_is_a_plain_stream_reconcile() -> None:
     # GIVEN a request item's removal (no new image)
     event = stream("stream_reconcile_request.json")

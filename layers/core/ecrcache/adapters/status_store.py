@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -77,12 +77,16 @@ LEASE_SORT_KEY: Final = "RECONCILE"
 Item = dict[str, "AttributeValueTypeDef"]
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
 def _micros(value: datetime) -> int:
-    return int(value.timestamp() * 1_000_000)
+    """Microseconds since the epoch, exactly (a float timestamp can be 1 µs off, and order two observations wrong)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _status_of(item: Mapping[str, Any]) -> RuleStatus:

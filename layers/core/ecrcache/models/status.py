@@ -27,7 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "MAX_MESSAGE_LENGTH",
@@ -255,7 +255,7 @@ class ReconcileRequest(_Frozen):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     run_id: str = Field(min_length=1)
-    deep: bool = False
+    deep: StrictBool = False  # the item holds a DynamoDB BOOL; a string "yes" is not a request for depth
 
     @classmethod
     def from_stream_image(

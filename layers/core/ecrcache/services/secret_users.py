@@ -20,12 +20,13 @@ Only the secret's own Region is read: ECR takes a secret of the rule's account a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ecrcache.errors import ConflictError, FieldError
+from ecrcache.errors import ConflictError, EcrcacheError, FieldError
+from ecrcache.models.observed import ObservedRule
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.ports import EcrReader, StateStore, StatusStore
@@ -94,7 +95,7 @@ class EcrSecretUsers:
         uses: list[SecretUse] = []
         for region in sorted({region_of(arn) for arn in by_arn}):
             owned = self.status.ownership(region).rules
-            for prefix, rule in sorted(self.registry(region).rules().items()):
+            for prefix, rule in sorted(self._rules(region, sorted(by_arn.values())).items()):
                 name = by_arn.get(rule.credential_arn or "")
                 if name is None:
                     continue
@@ -103,6 +104,18 @@ class EcrSecretUsers:
                     continue
                 uses.append(SecretUse(credential=name, region=region, prefix=prefix, kind=kind))
         return uses
+
+    def _rules(self, region: str, credentials: Sequence[str]) -> Mapping[str, ObservedRule]:
+        """ECR's rules in ``region``; a read that fails keeps its class (retry or not) and says why it was made."""
+        try:
+            return self.registry(region).rules()
+        except EcrcacheError as exc:
+            raise type(exc)(
+                f"could not read ECR in {region} to check which rules still use the secret of "
+                f"{', '.join(repr(c) for c in credentials)} ({exc.message}); nothing was deleted",
+                exc.details,
+                reason=exc.reason,
+            ) from exc
 
     def _kind(
         self, prefix: str, region: str, desired_rules: Mapping[str, Mapping[str, Any]], *, owned: bool

@@ -127,6 +127,8 @@ class Trigger:
     scope: Scope
     kind: RunTrigger
     run_id: str | None = None
+    skipped: tuple[str, ...] = ()
+    """What the event held that could not be read (e.g. a malformed reconcile request): the caller logs it."""
 
 
 def parse_event(event: object) -> ReconcilerEvent:
@@ -164,12 +166,20 @@ def own_role_prefix(caller_arn: str) -> str:
 def for_stream(batch: StreamBatch) -> Trigger:
     """One reconcile for the batch. A reconcile request (``POST /v1/reconcile``) in it lends its run
     id and depth (the first one, if several)."""
+    skipped: list[str] = []
     for record in batch.Records:
         image = record.dynamodb.NewImage
-        request = ReconcileRequest.from_stream_image(record.dynamodb.Keys, image if isinstance(image, dict) else None)
+        try:
+            request = ReconcileRequest.from_stream_image(
+                record.dynamodb.Keys, image if isinstance(image, dict) else None
+            )
+        except ValidationError as exc:  # a request item written by hand: it must not block the stream
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()}))
+            skipped.append(f"record {record.dynamodb.SequenceNumber}: a reconcile request with invalid {fields}")
+            continue
         if request is not None:
-            return Trigger(Scope(deep=request.deep), RunTrigger.API, run_id=request.run_id)
-    return Trigger(Scope(), RunTrigger.STREAM)
+            return Trigger(Scope(deep=request.deep), RunTrigger.API, run_id=request.run_id, skipped=tuple(skipped))
+    return Trigger(Scope(), RunTrigger.STREAM, skipped=tuple(skipped))
 
 
 def for_schedule(schedule: ScheduleInput) -> Trigger:
