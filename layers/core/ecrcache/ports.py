@@ -12,6 +12,7 @@ from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
 class StateStore(Protocol):
@@ -190,4 +191,75 @@ class StatusStore(Protocol):
 
     def latest_runs(self, limit: int) -> list[ReconcileRun]:
         """The most recently started runs, newest first."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Warming (issue 11): runs and outcomes, the per-upstream budget, the queue, the ECR data plane.
+
+
+class WarmRunStore(Protocol):
+    """Warm runs, their per-image outcomes and the images' freshness (item layout: adapters.warm_store)."""
+
+    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome]) -> None:
+        """Write a planned run with the outcomes the planner settled itself (fresh, skipped)."""
+        ...
+
+    def request_run(self, run: WarmRun) -> None:
+        """Queue a run for the planner (``REQUEST#warm``; the stream is the planner's trigger) and
+        record it ``queued``."""
+        ...
+
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+        """Record one image's outcome (idempotent per image: a redelivered task does not count twice)
+        and return the run as it is after it, finished (``status``/``finished_at`` set) when it was the
+        last image; ``None`` when the run is unknown (expired)."""
+        ...
+
+    def get_run(self, warm_set: str, run_id: str) -> WarmRun | None: ...
+
+    def latest_run(self, warm_set: str) -> WarmRun | None: ...
+
+    def outcomes(self, run_id: str) -> list[ImageOutcome]: ...
+
+    def verified(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+        """When each ``<repository>:<tag>`` was last verified warm in ``region`` (absent: never/expired)."""
+        ...
+
+    def record_verified(
+        self, region: str, reference: str, *, digest: str, platforms: Sequence[str], at: datetime
+    ) -> None: ...
+
+    def claim_fire(self, warm_set: str, fire: datetime) -> bool:
+        """Claim a scheduled fire time of ``warm_set`` (true once per fire: ticks are at-least-once)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimit:
+    """A token bucket: ``capacity`` requests, refilled at ``capacity`` per ``window_seconds``."""
+
+    capacity: int
+    window_seconds: int
+
+
+class UpstreamBudget(Protocol):
+    """Per-upstream token buckets shared by every run and the credential checks (DynamoDB, conditional)."""
+
+    def take(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> int:
+        """Take up to ``count`` tokens; returns how many were taken (0 when empty or blocked)."""
+        ...
+
+    def refund(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None: ...
+
+    def block(self, upstream: str, *, until: datetime, limit: BucketLimit, now: datetime) -> None:
+        """Empty the bucket until ``until`` (an upstream answered 429)."""
+        ...
+
+    def blocked_until(self, upstream: str, *, now: datetime) -> datetime | None: ...
+
+
+class WarmQueue(Protocol):
+    def send(self, tasks: Sequence[WarmTask]) -> None:
+        """Send every task (in batches); raises if any could not be sent, naming how many."""
         ...

@@ -397,6 +397,13 @@ class WarmSetSpec(BaseModel):
         examples=["rate(12 hours)", "cron(0 5 * * ? *)"],
     )
     budget: WarmBudget = Field(default_factory=WarmBudget, description="Limits on one run.")
+    restore_archived: bool = Field(
+        default=False,
+        description=(
+            "Restore a cached image found in the archive storage class (UpdateImageStorageClass to STANDARD) "
+            "instead of reporting it as archived. Restores take time and archive has a 90-day minimum charge."
+        ),
+    )
     description: Description | None = Field(default=None, description="Free text, at most 256 characters.")
 
     @field_validator("images")
