@@ -6,11 +6,12 @@ It starts, in this order, and stops in reverse on Ctrl-C (SIGINT) or SIGTERM:
    every public registry ECR can cache from (``registry-1.docker.io``, ``ghcr.io``, ``quay.io``,
    ``public.ecr.aws``, ``registry.k8s.io`` ...);
 2. the embedded AWS (moto + the ECR extension) at ``http://127.0.0.1:4566``;
-3. the stack's resources from ``template.yaml`` (table, queues, function roles, a stack record);
+3. the stack's resources from ``template.yaml`` (table, queues, EventBridge rules, function roles,
+   a stack record);
 4. a function host per function (the same ``lambda_handler``s the cloud runs);
 5. the REST API at ``http://127.0.0.1:3000/v1`` (API Gateway proxy events to the API function);
-6. the event runner: DynamoDB stream, EventBridge rules and schedules, wired from each function's
-   ``Events`` in ``template.yaml``.
+6. the event runner: DynamoDB stream, SQS queues, EventBridge rules and schedules, wired from each
+   function's ``Events`` in ``template.yaml``.
 
 Logs are one readable line each, prefixed by where they come from (the functions' Powertools JSON
 logs are rendered as ``LEVEL message key=value``). Every port is a flag; a busy port is reported

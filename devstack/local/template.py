@@ -11,6 +11,8 @@ cannot drift apart:
   resources the local provisioner created; anything else is an error that names it;
 * :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
   (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved);
+* :func:`implicit_roles` names the execution roles SAM adds for functions without ``Role``
+  (``<Function>Role``: ``!GetAtt FooFunctionRole.Arn``, ``!Ref FooFunctionRole`` = the role name);
 * :func:`binary_media_types` gives the ``BinaryMediaTypes`` of the REST API the ``Api`` events use.
 """
 
@@ -26,6 +28,7 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "RULE_STATES",
     "SERVERLESS_FUNCTION",
     "FunctionEvent",
     "FunctionSpec",
@@ -34,6 +37,7 @@ __all__ = [
     "TemplateError",
     "binary_media_types",
     "function_properties",
+    "implicit_roles",
     "load_template",
     "merge_globals",
     "parse_template",
@@ -41,6 +45,8 @@ __all__ = [
 ]
 
 SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
+RULE_STATES: Final = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+"""EventBridge rule states (``PutRule``); the third also matches read-only CloudTrail management events."""
 
 # Short tags whose long form is not "Fn::<Tag>".
 _LONG_NAMES: Final = {"Ref": "Ref", "Condition": "Condition"}
@@ -106,6 +112,20 @@ def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]
         name: merge_globals(copy.deepcopy(global_properties), copy.deepcopy(res.get("Properties", {})))
         for name, res in template.get("Resources", {}).items()
         if res.get("Type") == SERVERLESS_FUNCTION
+    }
+
+
+def implicit_roles(template: Mapping[str, Any]) -> dict[str, str]:
+    """``<Function>Role`` -> function logical id, for every function SAM gives its own execution role.
+
+    SAM creates an ``AWS::IAM::Role`` named ``<function logical id>Role`` for a function without a
+    ``Role`` property (SAM specification, AWS::Serverless::Function, "Generated resources").
+    """
+    resources = template.get("Resources", {})
+    return {
+        f"{name}Role": name
+        for name, props in function_properties(template).items()
+        if "Role" not in props and f"{name}Role" not in resources
     }
 
 

@@ -1,9 +1,10 @@
-"""template.yaml <-> the local stack: every function event has a local delivery, with the template's values.
+"""template.yaml <-> the local stack: every function event has a local delivery, every resource a local meaning.
 
 ``make local`` delivers events from each function's ``Events`` in the template (the event runner:
-DynamoDB streams, schedules, EventBridge rules; the local API gateway: ``Api``). A function event
-the local stack cannot deliver fails here -- so an event added to the template cannot silently do
-nothing locally.
+DynamoDB streams, SQS queues, schedules, EventBridge rules; the local API gateway: ``Api``) and
+provisions the template's resources (:mod:`devstack.local.provision`: created, or a placeholder
+with a reason). A function event or a resource type the local stack cannot reproduce fails here --
+so nothing added to the template can silently do nothing locally.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devstack.local.provision import CREATED, PLACEHOLDERS
 from devstack.local.runner import (
     DELIVERED_ELSEWHERE,
     LOCALLY_DELIVERED,
@@ -22,7 +24,13 @@ from devstack.local.runner import (
     EventRunner,
     UnsupportedEventError,
 )
-from devstack.local.template import PhysicalResource, Resolver, function_properties, resolve_functions
+from devstack.local.template import (
+    PhysicalResource,
+    Resolver,
+    function_properties,
+    implicit_roles,
+    resolve_functions,
+)
 from tests.template import ROOT, load_template
 
 pytestmark = pytest.mark.contract
@@ -63,6 +71,9 @@ def placeholder(logical_id: str, resource_type: str) -> PhysicalResource:
         arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         values = {"Arn": arn, "QueueName": name}
         return PhysicalResource(ref=f"http://127.0.0.1:4566/{ACCOUNT}/{name}", attributes=_EveryAttribute(values, arn))
+    if resource_type == "AWS::IAM::Role":
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        return PhysicalResource(ref=name, attributes=_EveryAttribute({"Arn": arn}, arn))
     service = resource_type.split("::")[1].lower() if resource_type.count("::") >= 2 else "local"
     arn = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{name}"
     return PhysicalResource(ref=name, attributes=_EveryAttribute({"Arn": arn}, arn))
@@ -73,6 +84,7 @@ def local_runner(template: dict[str, Any]) -> EventRunner:
         logical_id: placeholder(logical_id, str(resource.get("Type", "")))
         for logical_id, resource in template["Resources"].items()
     }
+    resources |= {role: placeholder(role, "AWS::IAM::Role") for role in implicit_roles(template)}
     resolver = Resolver(
         template,
         resources,
@@ -127,9 +139,9 @@ def test_stream_deliveries_carry_the_templates_settings(deliveries: dict[tuple[s
         properties = event["Properties"]
         text = deliveries[key].description
         assert f"from {properties['StartingPosition']}" in text
-        assert f"batch={properties['BatchSize']} " in text
-        assert f"window={properties['MaximumBatchingWindowInSeconds']}s" in text
-        assert f"retries={properties['MaximumRetryAttempts']}" in text
+        assert f"batch={properties.get('BatchSize', 100)} " in text  # Lambda's defaults otherwise
+        assert f"window={properties.get('MaximumBatchingWindowInSeconds', 0)}s" in text
+        assert f"retries={properties.get('MaximumRetryAttempts', 'forever')}" in text
         filters = properties.get("FilterCriteria", {}).get("Filters", [])
         assert f"filters={len(filters)}" in text
         for entry in filters:
@@ -178,7 +190,7 @@ def test_api_events_are_delivered_by_the_gateway(deliveries: dict[tuple[str, str
 @pytest.mark.parametrize(
     ("event_type", "properties"),
     [
-        ("SQS", {"Queue": {"Fn::GetAtt": ["ReconcilerDlq", "Arn"]}, "BatchSize": 10}),
+        ("Kinesis", {"Stream": "arn:aws:kinesis:us-east-1:123456789012:stream/s", "StartingPosition": "LATEST"}),
         ("S3", {"Bucket": "uploads", "Events": "s3:ObjectCreated:*"}),
     ],
 )
@@ -193,3 +205,61 @@ def test_a_function_event_without_local_delivery_fails(event_type: str, properti
     assert "ReconcilerFunction" in message
     assert "NewTrigger" in message
     assert f"Type: {event_type}" in message
+
+
+def test_every_resource_type_of_the_template_has_a_local_meaning() -> None:
+    """Created in the embedded AWS, or a placeholder with a reason; anything else fails provisioning."""
+    types = {str(resource["Type"]) for resource in load_template()["Resources"].values()}
+    assert types - CREATED.keys() - PLACEHOLDERS.keys() == set()
+    assert not CREATED.keys() & PLACEHOLDERS.keys()
+
+
+def _events_of(event_type: str) -> list[tuple[str, str]]:
+    return sorted(key for key, event in template_events().items() if event["Type"] == event_type)
+
+
+@pytest.mark.parametrize(("function", "event"), _events_of("SQS"))
+def test_sqs_deliveries_poll_a_queue_of_the_template_with_its_settings(
+    deliveries: dict[tuple[str, str], Delivery], function: str, event: str
+) -> None:
+    properties = template_events()[(function, event)]["Properties"]
+    queue = properties["Queue"]
+    assert isinstance(queue, dict)
+    assert list(queue) == ["Fn::GetAtt"], "an SQS event polls a queue the local stack provisions"
+    logical_id, attribute = queue["Fn::GetAtt"]
+    assert attribute == "Arn"
+    assert load_template()["Resources"][logical_id]["Type"] == "AWS::SQS::Queue"
+    text = deliveries[(function, event)].description
+    assert text.startswith(f"queue arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{logical_id} ")
+    assert f"batch={properties.get('BatchSize', 10)} " in text
+    assert f"window={properties.get('MaximumBatchingWindowInSeconds', 0)}s" in text
+    if "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []):
+        assert "ReportBatchItemFailures" in text
+    concurrency = properties.get("ScalingConfig", {}).get("MaximumConcurrency")
+    if concurrency is not None:
+        assert f"max-concurrency={concurrency}" in text
+
+
+def _rules() -> list[str]:
+    return sorted(k for k, r in load_template()["Resources"].items() if r["Type"] == "AWS::Events::Rule")
+
+
+@pytest.mark.parametrize("rule", _rules())
+def test_every_raw_rule_feeds_a_queue_that_a_function_polls(rule: str) -> None:
+    """An ``AWS::Events::Rule`` is provisioned with SQS targets only; each target queue has a consumer."""
+    properties = load_template()["Resources"][rule]["Properties"]
+    assert "ScheduleExpression" not in properties, "a scheduled raw rule never fires locally"
+    polled = {
+        event["Properties"]["Queue"]["Fn::GetAtt"][0]
+        for event in template_events().values()
+        if event["Type"] == "SQS" and isinstance(event["Properties"]["Queue"], dict)
+    }
+    targets = properties["Targets"]
+    assert targets
+    for target in targets:
+        assert list(target["Arn"]) == ["Fn::GetAtt"], f"{rule}: targets are queues of the template"
+        queue, attribute = target["Arn"]["Fn::GetAtt"]
+        assert attribute == "Arn"
+        assert load_template()["Resources"][queue]["Type"] == "AWS::SQS::Queue"
+        assert queue in polled, f"{rule} -> {queue}: no function's SQS event polls it"
+        assert not {"Input", "InputTransformer"} & set(target)

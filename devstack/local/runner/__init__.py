@@ -10,10 +10,16 @@ local stack and the deployed one cannot drift: an event type the runner cannot d
 event type           delivered by
 ===================  ===================================================================================
 ``DynamoDB``         this runner: a stream poller per shard (Lambda's event source mapping)
+``SQS``              this runner: a queue poller per event (Lambda's SQS event source mapping)
 ``Schedule``         this runner: a scheduler thread per schedule on a virtual clock
 ``EventBridgeRule``  this runner: an EventBridge rule with an SQS target in the embedded AWS, polled
 ``Api``              :mod:`devstack.local.gateway` (the local API gateway), not this runner
 ===================  ===================================================================================
+
+The template's own ``AWS::Events::Rule`` resources (rules with SQS targets, e.g. ECR's pull events
+into a queue) are not function events: :mod:`devstack.local.provision` creates them in the embedded
+AWS with their pattern, state and targets, the embedded EventBridge puts matching events on the
+queue, and the queue's ``SQS`` event delivers them to the function like any other message.
 
 DynamoDB streams (Lambda event source mapping)
 ----------------------------------------------
@@ -47,6 +53,38 @@ DynamoDB streams (Lambda event source mapping)
   retries; then Lambda's on-failure record (``requestContext``, ``responseContext``, ``version``,
   ``timestamp``, ``DDBStreamBatchInfo``) goes to the ``DestinationConfig.OnFailure`` SQS queue and the
   shard moves on.
+
+SQS queues (Lambda event source mapping)
+----------------------------------------
+* The queue is the template's (``Queue: !GetAtt <Queue>.Arn``, created by the provisioner with its
+  ``VisibilityTimeout``, retention and ``RedrivePolicy``); :meth:`EventRunner.setup` checks it exists.
+  It is received from with the queue's own visibility timeout, as Lambda does (no override).
+* Batches (services-sqs-parameters, invocation-eventsourcemapping "Batching behavior"): up to
+  ``BatchSize`` (default 10; over 10 needs ``MaximumBatchingWindowInSeconds`` >= 1). Without a window
+  the function gets what one receive returns; with one, the runner keeps receiving until the batch is
+  full, the window has passed or the payload reached 6 MB -- the window starts when the previous
+  invocation completes. A full batch is invoked at once; an empty window invokes nothing.
+* Each message becomes exactly Lambda's record: ``messageId, receiptHandle, body, attributes
+  {ApproximateReceiveCount, SentTimestamp, SenderId, ApproximateFirstReceiveTimestamp (+ AWSTraceHeader,
+  SequenceNumber, MessageGroupId, MessageDeduplicationId, DeadLetterQueueSourceArn when SQS returns
+  them)}, messageAttributes {name: {stringValue|binaryValue (base64), stringListValues,
+  binaryListValues, dataType}}, md5OfBody (, md5OfMessageAttributes), eventSource: aws:sqs,
+  eventSourceARN, awsRegion`` (all attribute values strings, as Lambda sends them).
+* ``FilterCriteria``: matched on the record with a JSON ``body`` parsed (``{"body": {"kind": ["warm"]}}``);
+  a message that matches no filter is deleted without an invocation, as Lambda discards it.
+* Success deletes the batch's messages. With ``ReportBatchItemFailures``, ``{"batchItemFailures":
+  [{"itemIdentifier": <messageId>}]}`` deletes all but those; no response, an empty one or an
+  empty/null list is success; a response that is not an object, a non-list, an entry without
+  ``itemIdentifier``, an empty/null one or a messageId not in the batch fails the whole batch
+  (services-sqs-errorhandling). A failed batch or message is not deleted: it reappears after the
+  queue's visibility timeout, with ``ApproximateReceiveCount`` one higher.
+* A handler error (:class:`~devstack.local.invoke.FunctionError`, including a timeout) leaves the
+  whole batch. An unreachable host (:class:`~devstack.local.invoke.InvokeError`, Lambda's throttling
+  case) is retried with the same batch (backoff) while its visibility timeout lasts, then left.
+* Redrive is the queue's: after ``maxReceiveCount`` receives the embedded SQS (moto, which implements
+  it on receive as SQS does) moves the message to the ``deadLetterTargetArn`` queue; the runner adds
+  nothing. A message received again while it waits in a batching window (its visibility ran out)
+  replaces its older copy in the batch.
 
 EventBridge rules and schedules (asynchronous invocation)
 ---------------------------------------------------------
@@ -87,14 +125,23 @@ Stopping
 invoked. A thread in the middle of an invocation finishes it (logs its outcome; sends a destination
 record if it was the last attempt) but starts no further invocation -- no retry, no next batch or
 event -- and then ends; :meth:`EventRunner.threads` lists it until then. A rule's event whose
-delivery was cut short is made visible in its queue again (the next runner delivers it).
+delivery was cut short is made visible in its queue again (the next runner delivers it). An SQS
+batch being invoked finishes and is settled (deletes, partial failures) as usual; messages received
+but not yet handed to the function (a batching window in progress) are made visible again at once.
 
 Where local differs from AWS
 ----------------------------
 * Retry delays are a short exponential backoff (``retry_backoff`` doubling up to ``max_backoff``),
   not Lambda's 1 and 2 minutes (async) or the stream's backoff; the counts and destinations are AWS's.
 * One invocation at a time per event source (per shard for streams): no concurrency, no
-  ``ParallelizationFactor`` > 1 (accepted, run as 1), no 6 MB payload limit, no throttling.
+  ``ParallelizationFactor`` > 1 (accepted, run as 1), no throttling, and no 6 MB payload limit for
+  streams. An SQS event's ``ScalingConfig.MaximumConcurrency`` is accepted and run as 1: each
+  function has one host, which runs one invocation at a time, so concurrent batches would only
+  queue at the host and could time out waiting there. Lambda's polling scale-up and its backoff
+  after function errors (fewer pollers) are not reproduced; idle queues are polled every ``poll_interval``.
+* The ``EventBridgeRule`` ``State`` ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS`` is passed to the
+  embedded EventBridge as is; whether read-only CloudTrail events reach such a rule is the embedded
+  AWS's behaviour (the same holds for provisioned ``AWS::Events::Rule`` resources).
 * Schedules run on the virtual clock (``time`` in a ``Scheduled Event`` is the virtual fire time);
   fire times missed while a delivery was running are coalesced into one fire.
 * The function ARN in records is ``arn:aws:lambda:<region>:<account>:function:<stack>-<function>``;
@@ -105,13 +152,14 @@ Where local differs from AWS
 * A function's own ``DeadLetterQueue`` property is not read (only ``EventInvokeConfig`` destinations).
 * Not reproduced (rejected with :class:`UnsupportedEventError`, so they cannot be used unnoticed):
   ``StartingPosition: AT_TIMESTAMP``, ``TumblingWindowInSeconds``, ``InputTransformer``, an
-  ``InputPath`` other than ``$``/``$.a.b``, SAM-created dead-letter queues (``DeadLetterConfig.Type``)
-  and non-SQS destinations.
+  ``InputPath`` other than ``$``/``$.a.b``, SAM-created dead-letter queues (``DeadLetterConfig.Type``),
+  non-SQS destinations, SQS events on FIFO queues and ``ProvisionedPollerConfig``.
 
 Modules
 -------
 * :mod:`.plan` -- what each event means, from the template alone (sources, :class:`UnsupportedEventError`);
 * :mod:`.stream` -- the DynamoDB stream source (shards, batches, retries, on-failure records);
+* :mod:`.queues` -- the SQS source (batching window, Lambda's records, partial batch responses);
 * :mod:`.rules` -- the EventBridge rule source (a rule and its SQS queue in the embedded AWS, polled);
 * :mod:`.schedules` -- the schedules on the virtual clock;
 * :mod:`.async_invoke` -- asynchronous invocation for rules and schedules (both retry layers, destinations);

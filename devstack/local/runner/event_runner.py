@@ -2,9 +2,9 @@
 
 It plans the sources from the template (:mod:`.plan`), creates what they need in the embedded AWS
 (:meth:`EventRunner.setup`) and runs one thread per source (:meth:`EventRunner.start`): the DynamoDB
-streams (:mod:`.stream`), EventBridge rules through SQS (:mod:`.rules`) and schedules
-(:mod:`.schedules`), the last two through asynchronous invocation (:mod:`.async_invoke`). The
-behaviour is described in the package docstring.
+streams (:mod:`.stream`), SQS queues (:mod:`.queues`), EventBridge rules through SQS (:mod:`.rules`)
+and schedules (:mod:`.schedules`), the last two through asynchronous invocation
+(:mod:`.async_invoke`). The behaviour is described in the package docstring.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from devstack.local.invoke import Invoke, InvokeError
 from devstack.local.runner.async_invoke import AsyncInvoker
 from devstack.local.runner.aws import Aws
 from devstack.local.runner.core import Runtime
-from devstack.local.runner.plan import Delivery, Planner, RuleSource, ScheduleSource, Source, StreamSource
+from devstack.local.runner.plan import (
+    Delivery,
+    Planner,
+    QueueSource,
+    RuleSource,
+    ScheduleSource,
+    Source,
+    StreamSource,
+)
+from devstack.local.runner.queues import QueueDelivery
 from devstack.local.runner.rules import RuleDelivery
 from devstack.local.runner.schedules import ScheduleDelivery
 from devstack.local.runner.stream import StreamDelivery
@@ -27,7 +36,10 @@ __all__ = ["EventRunner"]
 
 
 class EventRunner:
-    """Delivers the stream records, EventBridge events and schedules of ``functions`` (package docstring)."""
+    """Delivers the stream records, queue messages, EventBridge events and schedules of ``functions``.
+
+    See the package docstring.
+    """
 
     def __init__(
         self,
@@ -57,6 +69,7 @@ class EventRunner:
         self.aws = Aws(endpoint_url=endpoint_url, region=region, stack_name=stack_name, account_id=account_id)
         invoker = AsyncInvoker(self.runtime, self.aws)
         self._streams = StreamDelivery(self.runtime, self.aws)
+        self._queues = QueueDelivery(self.runtime, self.aws)
         self._rules = RuleDelivery(self.runtime, self.aws, invoker)
         self._schedules = ScheduleDelivery(self.runtime, self.aws, invoker, speed=self.schedule_speed)
         self._sources: list[Source] | None = None
@@ -100,10 +113,13 @@ class EventRunner:
     def setup(self) -> None:
         """Create the rules, queues and targets in the embedded AWS and position the stream iterators.
 
-        Idempotent: a second call changes nothing (stream positions already taken are kept).
+        Checks that every enabled ``SQS`` event's queue exists. Idempotent: a second call changes
+        nothing (stream positions already taken are kept).
         """
         for source in self._plan():
-            if isinstance(source, RuleSource):
+            if isinstance(source, QueueSource) and source.enabled:
+                self._queues.setup(source)
+            elif isinstance(source, RuleSource):
                 self._rules.setup(source)
             elif isinstance(source, ScheduleSource):
                 self._schedules.setup(source)
@@ -114,7 +130,7 @@ class EventRunner:
     # ---- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background threads (stream pollers, queue pollers, schedulers); sets up first if needed."""
+        """Start the background threads (stream and queue pollers, schedulers); sets up first if needed."""
         with self.runtime.lock:
             if self._started:
                 return
@@ -125,15 +141,24 @@ class EventRunner:
             self._schedules.restart_clock()
             self._started = True
         for source in self._plan():
-            if isinstance(source, StreamSource) and source.enabled:
-                self.runtime.spawn(f"stream {source.label}", self._streams.run, source)
-            elif isinstance(source, RuleSource):
-                self.runtime.spawn(f"rule {source.label}", self._rules.run, source)
-            elif isinstance(source, ScheduleSource):
-                if source.enabled:
-                    self.runtime.spawn(f"schedule {source.label}", self._schedules.run, source)
-                else:
-                    self.runtime.log(f"{source.label} (Schedule) is disabled in the template: not scheduled")
+            self._spawn(source)
+
+    def _spawn(self, source: Source) -> None:
+        """The delivery thread of one source (none for a disabled one or an event delivered elsewhere)."""
+        if isinstance(source, RuleSource):
+            self.runtime.spawn(f"rule {source.label}", self._rules.run, source)
+            return
+        if not isinstance(source, StreamSource | QueueSource | ScheduleSource):
+            return
+        if not source.enabled:
+            what = "not scheduled" if isinstance(source, ScheduleSource) else "not polled"
+            self.runtime.log(f"{source.label} ({source.type}) is disabled in the template: {what}")
+        elif isinstance(source, StreamSource):
+            self.runtime.spawn(f"stream {source.label}", self._streams.run, source)
+        elif isinstance(source, QueueSource):
+            self.runtime.spawn(f"queue {source.label}", self._queues.run, source)
+        else:
+            self.runtime.spawn(f"schedule {source.label}", self._schedules.run, source)
 
     def stop(self) -> None:
         """Stop every thread; returns within about 1.2 s.

@@ -1,8 +1,8 @@
 """What each function event means locally: the template's ``Events`` turned into sources, no AWS calls.
 
 :class:`Planner` reads one :class:`~devstack.local.template.FunctionEvent` and returns the source that
-delivers it (:class:`StreamSource`, :class:`RuleSource`, :class:`ScheduleSource`, or
-:class:`ElsewhereSource` for events another part of the local stack delivers), or raises
+delivers it (:class:`StreamSource`, :class:`QueueSource`, :class:`RuleSource`, :class:`ScheduleSource`,
+or :class:`ElsewhereSource` for events another part of the local stack delivers), or raises
 :class:`UnsupportedEventError` for anything the local stack does not reproduce.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from devstack.local.filters import FilterSet, PatternError, compile_pattern
 from devstack.local.schedule import AwsCron, Rate, ScheduleError, parse_schedule
-from devstack.local.template import FunctionEvent, FunctionSpec, TemplateError
+from devstack.local.template import RULE_STATES, FunctionEvent, FunctionSpec, TemplateError
 
 __all__ = [
     "DELIVERED_ELSEWHERE",
@@ -27,6 +27,7 @@ __all__ = [
     "Delivery",
     "ElsewhereSource",
     "Planner",
+    "QueueSource",
     "RuleSource",
     "ScheduleSource",
     "Source",
@@ -34,7 +35,7 @@ __all__ = [
     "UnsupportedEventError",
 ]
 
-LOCALLY_DELIVERED: Final = frozenset({"DynamoDB", "Schedule", "EventBridgeRule"})
+LOCALLY_DELIVERED: Final = frozenset({"DynamoDB", "SQS", "Schedule", "EventBridgeRule"})
 """Event types this runner delivers."""
 DELIVERED_ELSEWHERE: Final = {"Api": "the local API gateway"}
 """Event types another part of the local stack delivers (``Api``: :mod:`devstack.local.gateway`)."""
@@ -58,6 +59,19 @@ _STREAM_PROPERTIES: Final = frozenset(
         "MetricsConfig",
     }
 )
+_QUEUE_PROPERTIES: Final = frozenset(
+    {
+        "Queue",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "FunctionResponseTypes",
+        "FilterCriteria",
+        "Enabled",
+        "ScalingConfig",  # MaximumConcurrency: run as 1 locally (one function host = one sandbox)
+        "KmsKeyArn",  # encrypts filter criteria at rest: nothing to do locally
+        "MetricsConfig",
+    }
+)
 _SCHEDULE_PROPERTIES: Final = frozenset(
     {"Schedule", "Input", "Enabled", "State", "Name", "Description", "RetryPolicy", "DeadLetterConfig", "Target"}
 )
@@ -73,6 +87,10 @@ _ASYNC_MAX_AGE: Final = 21_600
 _STREAM_BATCH_SIZE: Final = 100
 _STREAM_BATCH_SIZE_MAX: Final = 10_000
 _STREAM_WINDOW_MAX: Final = 300
+_QUEUE_BATCH_SIZE: Final = 10
+_QUEUE_BATCH_SIZE_MAX: Final = 10_000
+_QUEUE_BATCH_SIZE_NO_WINDOW: Final = 10
+_QUEUE_WINDOW_MAX: Final = 300
 _RULE_NAME_LIMIT: Final = 64
 _SIMPLE_PATH: Final = re.compile(r"^\$(\.[A-Za-z0-9_-]+)*$")
 
@@ -178,12 +196,35 @@ class StreamSource(Source):
 
 
 @dataclass(frozen=True)
+class QueueSource(Source):
+    queue_arn: str
+    batch_size: int
+    window: float
+    report_failures: bool
+    filters: FilterSet
+    max_concurrency: int | None
+    enabled: bool
+
+    def description(self) -> str:
+        patterns = " | ".join(self.filters.raw)
+        text = f"queue {self.queue_arn} filters={len(self.filters)}"
+        text += f" [{patterns}]" if patterns else ""
+        text += f" batch={self.batch_size} window={_number(self.window)}s"
+        if self.report_failures:
+            text += " ReportBatchItemFailures"
+        if self.max_concurrency is not None:
+            text += f" max-concurrency={self.max_concurrency} (run as 1)"
+        return text + ("" if self.enabled else " (disabled)")
+
+
+@dataclass(frozen=True)
 class RuleSource(Source):
     rule_name: str
     queue_name: str
     bus: str
     pattern: Mapping[str, Any]
     enabled: bool
+    state: str
     input: str | None
     input_path: str | None
     policy: AsyncPolicy
@@ -250,6 +291,8 @@ class Planner:
             return ElsewhereSource(self.spec.logical_id, self.event.name, kind, self.props)
         if kind == "DynamoDB":
             return self.stream()
+        if kind == "SQS":
+            return self.queue()
         if kind == "Schedule":
             return self.schedule()
         if kind == "EventBridgeRule":
@@ -277,10 +320,39 @@ class Planner:
             return value.strip().lower() == "true"
         return bool(value)
 
-    def enabled(self) -> bool:
+    def state(self) -> str:
+        """The rule state (``State``, else ``Enabled``): one of :data:`RULE_STATES`."""
         if "State" in self.props:
-            return str(self.props["State"]).upper() == "ENABLED"
-        return self.flag(self.props, "Enabled", default=True)
+            state = str(self.props["State"]).upper()
+            if state not in RULE_STATES:
+                raise self.invalid(f"State must be one of {', '.join(RULE_STATES)}, not {state!r}")
+            return state
+        return "ENABLED" if self.flag(self.props, "Enabled", default=True) else "DISABLED"
+
+    def enabled(self) -> bool:
+        return self.state() != "DISABLED"
+
+    def window(self, maximum: int) -> float:
+        window = self.props.get("MaximumBatchingWindowInSeconds", 0)
+        try:
+            seconds = float(window)
+        except (TypeError, ValueError):
+            raise self.invalid(f"MaximumBatchingWindowInSeconds must be a number, not {window!r}") from None
+        if not 0 <= seconds <= maximum:
+            raise self.invalid(f"MaximumBatchingWindowInSeconds must be 0..{maximum}")
+        return seconds
+
+    def report_failures(self) -> bool:
+        response_types = self.props.get("FunctionResponseTypes") or []
+        if not isinstance(response_types, list) or set(response_types) - {"ReportBatchItemFailures"}:
+            raise self.invalid(f"FunctionResponseTypes must be [ReportBatchItemFailures], not {response_types!r}")
+        return "ReportBatchItemFailures" in response_types
+
+    def filters(self) -> FilterSet:
+        try:
+            return FilterSet.from_criteria(self.props.get("FilterCriteria"))
+        except PatternError as exc:
+            raise self.invalid(f"FilterCriteria: {exc}") from None
 
     def sqs_arn(self, value: Any, what: str) -> str:
         arn = str(value or "")
@@ -309,21 +381,7 @@ class Planner:
             raise self.fail("StartingPosition AT_TIMESTAMP is not reproduced locally")
         if position not in {"LATEST", "TRIM_HORIZON"}:
             raise self.invalid(f"StartingPosition must be LATEST or TRIM_HORIZON, not {position!r}")
-        window = self.props.get("MaximumBatchingWindowInSeconds", 0)
-        try:
-            window_seconds = float(window)
-        except (TypeError, ValueError):
-            raise self.invalid(f"MaximumBatchingWindowInSeconds must be a number, not {window!r}") from None
-        if not 0 <= window_seconds <= _STREAM_WINDOW_MAX:
-            raise self.invalid(f"MaximumBatchingWindowInSeconds must be 0..{_STREAM_WINDOW_MAX}")
-        response_types = self.props.get("FunctionResponseTypes") or []
-        if not isinstance(response_types, list) or set(response_types) - {"ReportBatchItemFailures"}:
-            raise self.invalid(f"FunctionResponseTypes must be [ReportBatchItemFailures], not {response_types!r}")
         max_age = self.integer(self.props, "MaximumRecordAgeInSeconds", -1, -1, 604_800)
-        try:
-            filters = FilterSet.from_criteria(self.props.get("FilterCriteria"))
-        except PatternError as exc:
-            raise self.invalid(f"FilterCriteria: {exc}") from None
         return StreamSource(
             function=self.spec.logical_id,
             event=self.event.name,
@@ -331,13 +389,46 @@ class Planner:
             stream_arn=arn,
             starting_position=position,
             batch_size=self.integer(self.props, "BatchSize", _STREAM_BATCH_SIZE, 1, _STREAM_BATCH_SIZE_MAX),
-            window=window_seconds,
+            window=self.window(_STREAM_WINDOW_MAX),
             max_retries=self.integer(self.props, "MaximumRetryAttempts", -1, -1, 10_000),
             max_record_age=max_age,
             bisect=self.flag(self.props, "BisectBatchOnFunctionError", default=False),
-            report_failures="ReportBatchItemFailures" in response_types,
+            report_failures=self.report_failures(),
             on_failure_arn=self.destination(self.props.get("DestinationConfig"), "OnFailure"),
-            filters=filters,
+            filters=self.filters(),
+            enabled=self.flag(self.props, "Enabled", default=True),
+        )
+
+    # ---- SQS ------------------------------------------------------------------------------------
+
+    def queue(self) -> QueueSource:
+        """Lambda's SQS event source mapping (services-sqs-parameters: defaults and limits)."""
+        self.check_properties(_QUEUE_PROPERTIES)
+        arn = str(self.props.get("Queue") or "")
+        if not arn.startswith("arn:") or arn.split(":")[2:3] != ["sqs"] or len(arn.split(":")) != 6:
+            raise self.invalid(f"Queue must be an SQS queue ARN (!GetAtt <Queue>.Arn), not {arn!r}")
+        if arn.endswith(".fifo"):
+            raise self.fail("FIFO queues (message group ordering) are not reproduced locally")
+        window = self.window(_QUEUE_WINDOW_MAX)
+        batch_size = self.integer(self.props, "BatchSize", _QUEUE_BATCH_SIZE, 1, _QUEUE_BATCH_SIZE_MAX)
+        if batch_size > _QUEUE_BATCH_SIZE_NO_WINDOW and window < 1:
+            raise self.invalid("a BatchSize over 10 needs MaximumBatchingWindowInSeconds of at least 1")
+        scaling = self.props.get("ScalingConfig") or {}
+        if not isinstance(scaling, Mapping):
+            raise self.invalid("ScalingConfig is a mapping")
+        concurrency = (
+            self.integer(scaling, "MaximumConcurrency", 2, 2, 1000) if "MaximumConcurrency" in scaling else None
+        )
+        return QueueSource(
+            function=self.spec.logical_id,
+            event=self.event.name,
+            type=self.event.type,
+            queue_arn=arn,
+            batch_size=batch_size,
+            window=window,
+            report_failures=self.report_failures(),
+            filters=self.filters(),
+            max_concurrency=concurrency,
             enabled=self.flag(self.props, "Enabled", default=True),
         )
 
@@ -418,6 +509,7 @@ class Planner:
             bus=str(self.props.get("EventBusName") or "default"),
             pattern=dict(pattern),
             enabled=self.enabled(),
+            state=self.state(),
             input=self.input(),
             input_path=input_path,
             policy=self.policy(),

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from devstack.local.runner.async_invoke import AsyncInvoker
 from devstack.local.runner.aws import Aws
@@ -63,7 +63,7 @@ class RuleDelivery:
             Name=source.rule_name,
             EventPattern=json.dumps(source.pattern),
             EventBusName=source.bus,
-            State="ENABLED" if source.enabled else "DISABLED",
+            State=cast("Any", source.state),  # one of RULE_STATES (checked by the planner)
             Description=f"ecrcache local: {source.function} event {source.event}",
         )
         self.aws.events.put_targets(

@@ -45,7 +45,7 @@ def stream(**properties: Any) -> FunctionEvent:
 
 
 def test_the_type_sets() -> None:
-    assert {"DynamoDB", "Schedule", "EventBridgeRule"} == LOCALLY_DELIVERED
+    assert {"DynamoDB", "SQS", "Schedule", "EventBridgeRule"} == LOCALLY_DELIVERED
     assert set(DELIVERED_ELSEWHERE) == {"Api"}
 
 
@@ -91,7 +91,8 @@ def test_a_stream_without_retries_limit_retries_forever() -> None:
 @pytest.mark.parametrize(
     ("event", "named"),
     [
-        (FunctionEvent("Q", "SQS", {"Queue": QUEUE}), "Type: SQS"),
+        (FunctionEvent("Q", "SQS", {"Queue": f"{QUEUE}.fifo"}), "FIFO queues"),
+        (FunctionEvent("Q", "SQS", {"Queue": QUEUE, "ProvisionedPollerConfig": {}}), "ProvisionedPollerConfig"),
         (FunctionEvent("Upload", "S3", {"Bucket": "b"}), "Type: S3"),
         (FunctionEvent("Later", "ScheduleV2", {"ScheduleExpression": "rate(1 day)"}), "Type: ScheduleV2"),
         (stream(TumblingWindowInSeconds=60), "TumblingWindowInSeconds"),
@@ -139,6 +140,12 @@ def test_a_non_sqs_async_destination_is_rejected() -> None:
         (FunctionEvent("T", "Schedule", {"Schedule": "rate(1 minutes)"}), "singular"),
         (FunctionEvent("T", "Schedule", {"Schedule": "rate(1 day)", "Input": "{nope"}), "Input must be JSON"),
         (FunctionEvent("E", "EventBridgeRule", {"Pattern": {}}), "Pattern"),
+        (FunctionEvent("E", "EventBridgeRule", {"Pattern": {"source": ["x"]}, "State": "PAUSED"}), "State must be"),
+        (FunctionEvent("Q", "SQS", {"Queue": "my-queue"}), "Queue must be an SQS queue ARN"),
+        (FunctionEvent("Q", "SQS", {"Queue": QUEUE, "BatchSize": 11}), "a BatchSize over 10 needs"),
+        (FunctionEvent("Q", "SQS", {"Queue": QUEUE, "BatchSize": 10_001}), "BatchSize must be 1..10000"),
+        (FunctionEvent("Q", "SQS", {"Queue": QUEUE, "ScalingConfig": {"MaximumConcurrency": 1}}), "must be 2..1000"),
+        (FunctionEvent("Q", "SQS", {"Queue": QUEUE, "FunctionResponseTypes": ["X"]}), "FunctionResponseTypes"),
         (FunctionEvent("E", "EventBridgeRule", {"Pattern": {"source": "aws.ecr"}}), "must be an object or an array"),
     ],
 )
@@ -146,6 +153,41 @@ def test_invalid_values_name_the_event(event: FunctionEvent, message: str) -> No
     with pytest.raises(TemplateError, match=f"Fn event {event.name}") as info:
         runner(spec(event)).deliveries()
     assert message in str(info.value)
+
+
+def test_an_sqs_event_carries_lambdas_defaults_and_the_templates_values() -> None:
+    default, tuned, disabled = runner(
+        spec(
+            FunctionEvent("Plain", "SQS", {"Queue": QUEUE}),
+            FunctionEvent(
+                "Pulls",
+                "SQS",
+                {
+                    "Queue": QUEUE,
+                    "BatchSize": 1000,
+                    "MaximumBatchingWindowInSeconds": 30,
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": {"MaximumConcurrency": 2},
+                    "FilterCriteria": {"Filters": [{"Pattern": '{"body": {"kind": ["warm"]}}'}]},
+                },
+            ),
+            FunctionEvent("Off", "SQS", {"Queue": QUEUE, "Enabled": False}),
+        )
+    ).deliveries()
+    assert default.description == f"queue {QUEUE} filters=0 batch=10 window=0s"  # Lambda's defaults
+    assert tuned.description == (
+        f'queue {QUEUE} filters=1 [{{"body": {{"kind": ["warm"]}}}}] batch=1000 window=30s'
+        " ReportBatchItemFailures max-concurrency=2 (run as 1)"
+    )
+    assert disabled.description.endswith("(disabled)")
+
+
+def test_a_rule_state_for_management_events_is_an_enabled_rule() -> None:
+    state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+    (delivery,) = runner(
+        spec(FunctionEvent("E", "EventBridgeRule", {"Pattern": {"source": ["aws.ecr"]}, "State": state}))
+    ).deliveries()
+    assert not delivery.description.endswith("(disabled)")
 
 
 def test_long_names_are_shortened_to_aws_limits() -> None:

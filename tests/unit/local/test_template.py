@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from devstack.local.template import PhysicalResource, Resolver, TemplateError, parse_template, resolve_functions
+from devstack.local.template import (
+    PhysicalResource,
+    Resolver,
+    TemplateError,
+    implicit_roles,
+    parse_template,
+    resolve_functions,
+)
 from tests.template import ROOT, load_template
 
 pytestmark = pytest.mark.unit
@@ -34,8 +41,20 @@ RESOURCES = {
 }
 
 
+def every_resource(template: dict[str, Any]) -> dict[str, PhysicalResource]:
+    """RESOURCES, plus a plausible stand-in for every other resource (and implicit role) of ``template``."""
+    names = [*template.get("Resources", {}), *implicit_roles(template)]
+    stand_ins = {
+        name: PhysicalResource(
+            f"local-{name}", {"Arn": f"arn:aws:local:us-east-1:123456789012:{name}", "QueueName": f"local-{name}"}
+        )
+        for name in names
+    }
+    return {**stand_ins, **RESOURCES}
+
+
 def resolver(template: dict[str, Any], **parameters: str) -> Resolver:
-    return Resolver(template, RESOURCES, pseudo=PSEUDO, parameters=parameters)
+    return Resolver(template, every_resource(template), pseudo=PSEUDO, parameters=parameters)
 
 
 def test_functions_of_the_real_template_resolve_with_globals_applied() -> None:
@@ -106,3 +125,22 @@ Resources:
     )
     with pytest.raises(TemplateError, match="Fn: the local stack needs a local CodeUri"):
         resolve_functions(template, resolver(template), tmp_path)
+
+
+def test_sam_gives_a_function_without_role_an_implicit_role_named_after_it() -> None:
+    template = parse_template(
+        """
+Globals:
+  Function: {Runtime: python3.13}
+Resources:
+  WorkerFunction:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: w/, Handler: app.handler}
+  OwnRoleFunction:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: o/, Handler: app.handler, Role: arn:aws:iam::123456789012:role/mine}
+  Queue:
+    Type: AWS::SQS::Queue
+"""
+    )
+    assert implicit_roles(template) == {"WorkerFunctionRole": "WorkerFunction"}
