@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 import moto
@@ -62,7 +62,7 @@ PULL_PATTERN: dict[str, Any] = {
     "detail-type": ["AWS API Call via CloudTrail"],
     "detail": {"eventSource": ["ecr.amazonaws.com"], "eventName": ["BatchGetImage", "GetDownloadUrlForLayer"]},
 }
-ALL_MANAGEMENT_EVENTS = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+ALL_MANAGEMENT_EVENTS: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
