@@ -30,7 +30,15 @@ Spec: ecr-facts §3 (population, refresh), §4 (templates at creation), §5.2 (B
    and the tag is mutable, and serves the cached image if the upstream fails.
 7. **Events.** Every import or refresh attempt emits ``ECR Pull Through Cache Action`` (§6.1) with
    ``sync-status`` ``SUCCESS`` or a failure (``failure-code`` = the ``ImageFailureCode``);
-   ``lastRecordedPullTime`` is set on every image served (``DescribeImages`` reports it).
+   ``lastRecordedPullTime`` is set on every image served (``DescribeImages`` reports it) unless the
+   caller is in the registry's pull-time update exclusions (:mod:`.ecr_exclusions`).
+8. **CloudTrail.** Every ``BatchGetImage`` and ``GetDownloadUrlForLayer`` call -- through a rule or on
+   a plain repository -- emits one ``AWS API Call via CloudTrail`` event, read-only (``readOnly: true``,
+   ``responseElements: null``, ``errorCode``/``errorMessage`` when the call raised; a ``failures[]``
+   entry is not an error), with the caller's identity and User-Agent (:func:`_pull_request_parameters`).
+   Only EventBridge rules in ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS`` receive them.
+9. **Archive.** An archived or restoring image (:mod:`.ecr_storage`) is a per-image ``ImageNotFound``
+   (the guide's 404) and is neither refreshed nor re-imported [?].
 
 Failures per image go to ``failures[]``: ``UpstreamAccessDenied`` (401/403), ``UpstreamTooManyRequests``
 (429), ``UpstreamUnavailable`` (5xx, timeouts, unreachable), ``ImageNotFound`` (404 upstream, or an
@@ -43,14 +51,16 @@ the local stack can download a layer and check its digest, as a client does with
 
 Deliberate deviations and choices where ECR is silent (documented, not hidden): IAM is not
 evaluated (``ecr:CreateRepository`` / ``ecr:BatchImportUpstreamImage`` are assumed granted);
-pull-time update exclusions are not modelled; ``ecr`` (ECR-to-ECR) upstreams are pulled anonymously
+``ecr`` (ECR-to-ECR) upstreams are pulled anonymously
 from their mapped URL instead of with the role; ``imageSizeInBytes`` stays moto's (config size);
 a failed ``sync-status`` is ``FAILED``; any pull through a rule creates the missing repository
 (also a digest pull that then answers ``ImageNotFound``), and a template-driven creation that fails
 emits no event; a secret problem is read lazily (only when the upstream must be asked), so cached
 images within 24 h are served even with a broken secret; a failed refresh does not reset the
 24-hour window (the next pull asks again); an index requested by a client that accepts no index
-type gets its ``linux/amd64`` child, as distribution does [?].
+type gets its ``linux/amd64`` child, as distribution does [?]; the CloudTrail ``requestID`` is a fresh
+uuid, not the response's ``x-amzn-RequestId`` (moto makes that one after the handler returns); the pulls
+the pull-through service itself makes upstream leave no CloudTrail event.
 """
 
 from __future__ import annotations
