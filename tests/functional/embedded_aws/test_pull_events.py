@@ -209,3 +209,27 @@ def test_pull_events_over_http(embedded_aws_server: str) -> None:
     detail = json.loads(message["Body"])["detail"]
     assert (detail["eventName"], detail["errorCode"]) == ("BatchGetImage", "RepositoryNotFoundException")
     assert USER_AGENT_MARK in detail["userAgent"]
+
+
+def test_the_contracts_pull_events_rule_pattern_filters_the_warmer_and_failures(embedded_aws: EmbeddedAws) -> None:
+    """CONTRACTS11 PullEventsRule: no errorCode, not the warm worker's role sessions -- moto's matcher agrees."""
+    warmer_prefix = f"arn:aws:sts::{embedded_aws.account_id}:assumed-role/ecrcache-warm-worker/"
+    pattern = {
+        **PULL_PATTERN,
+        "detail": {
+            **PULL_PATTERN["detail"],
+            "errorCode": [{"exists": False}],
+            "userIdentity": {"arn": [{"anything-but": {"prefix": warmer_prefix}}]},
+        },
+    }
+    queue = embedded_aws.spy(pattern, name="stats", state=ALL_MANAGEMENT_EVENTS)
+    embedded_aws.ecr.create_repository(repositoryName="team/app")
+    embedded_aws.put_image("team/app", "v1")
+    warmer = embedded_aws.role_session("ecrcache-warm-worker", "fn").client("ecr")
+    deployer, deployer_arn = _puller(embedded_aws)
+    warmer.batch_get_image(repositoryName="team/app", imageIds=[{"imageTag": "v1"}])
+    deployer.batch_get_image(repositoryName="team/app", imageIds=[{"imageTag": "v1"}])
+    with pytest.raises(ClientError):
+        deployer.batch_get_image(repositoryName="team/gone", imageIds=[{"imageTag": "v1"}])
+    delivered = _details(embedded_aws.received(queue))
+    assert [(d["eventName"], d["userIdentity"]["arn"]) for d in delivered] == [("BatchGetImage", deployer_arn)]
