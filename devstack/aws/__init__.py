@@ -8,8 +8,16 @@ Secrets Manager) in this process (idempotently):
 * ``ecr_lifecycle`` -- full-grammar ``PutLifecyclePolicy`` validation, Start/GetLifecyclePolicyPreview,
   lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
 * ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
+* ``ecr_exclusions`` -- Register/Deregister/ListPullTimeUpdateExclusions (pulls by an excluded
+  principal leave ``lastRecordedPullTime`` alone);
+* ``ecr_storage`` -- the archive storage class: ``UpdateImageStorageClass``, ``imageStatus`` /
+  ``lastArchivedAt`` / ``lastActivatedAt`` and the ``imageStatus`` filter of DescribeImages/ListImages,
+  restores that take time;
 * ``ecr_pullthrough`` -- the pull-through data plane (``BatchGetImage``/``GetDownloadUrlForLayer``
-  from real OCI registries), installed too when that module is present;
+  from real OCI registries, with their read-only CloudTrail events), installed too when that module
+  is present;
+* ``eventbridge_rules`` (through ``events``) -- EventBridge rule states: read-only management events
+  reach only rules in ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS``;
 * ``secrets_deletion`` -- Secrets Manager's recovery window: a secret scheduled for deletion refuses
   ``CreateSecret`` of its name, writes and reads with ``InvalidRequestException`` until restored.
 
@@ -50,9 +58,11 @@ def install() -> None:
         if _installed:
             return
         from devstack.aws import (  # noqa: PLC0415
+            ecr_exclusions,
             ecr_lifecycle,
             ecr_repositories,
             ecr_rules,
+            ecr_storage,
             ecr_templates,
             events,
             secrets_deletion,
@@ -63,6 +73,8 @@ def install() -> None:
         ecr_templates.install()
         ecr_lifecycle.install()
         ecr_repositories.install()
+        ecr_exclusions.install()
+        ecr_storage.install()
         secrets_deletion.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)

@@ -30,7 +30,15 @@ Spec: ecr-facts §3 (population, refresh), §4 (templates at creation), §5.2 (B
    and the tag is mutable, and serves the cached image if the upstream fails.
 7. **Events.** Every import or refresh attempt emits ``ECR Pull Through Cache Action`` (§6.1) with
    ``sync-status`` ``SUCCESS`` or a failure (``failure-code`` = the ``ImageFailureCode``);
-   ``lastRecordedPullTime`` is set on every image served (``DescribeImages`` reports it).
+   ``lastRecordedPullTime`` is set on every image served (``DescribeImages`` reports it) unless the
+   caller is in the registry's pull-time update exclusions (:mod:`.ecr_exclusions`).
+8. **CloudTrail.** Every ``BatchGetImage`` and ``GetDownloadUrlForLayer`` call -- through a rule or on
+   a plain repository -- emits one ``AWS API Call via CloudTrail`` event, read-only (``readOnly: true``,
+   ``responseElements: null``, ``errorCode``/``errorMessage`` when the call raised; a ``failures[]``
+   entry is not an error), with the caller's identity and User-Agent (:func:`_pull_request_parameters`).
+   Only EventBridge rules in ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS`` receive them.
+9. **Archive.** An archived or restoring image (:mod:`.ecr_storage`) is a per-image ``ImageNotFound``
+   (the guide's 404) and is neither refreshed nor re-imported [?].
 
 Failures per image go to ``failures[]``: ``UpstreamAccessDenied`` (401/403), ``UpstreamTooManyRequests``
 (429), ``UpstreamUnavailable`` (5xx, timeouts, unreachable), ``ImageNotFound`` (404 upstream, or an
@@ -43,14 +51,16 @@ the local stack can download a layer and check its digest, as a client does with
 
 Deliberate deviations and choices where ECR is silent (documented, not hidden): IAM is not
 evaluated (``ecr:CreateRepository`` / ``ecr:BatchImportUpstreamImage`` are assumed granted);
-pull-time update exclusions are not modelled; ``ecr`` (ECR-to-ECR) upstreams are pulled anonymously
+``ecr`` (ECR-to-ECR) upstreams are pulled anonymously
 from their mapped URL instead of with the role; ``imageSizeInBytes`` stays moto's (config size);
 a failed ``sync-status`` is ``FAILED``; any pull through a rule creates the missing repository
 (also a digest pull that then answers ``ImageNotFound``), and a template-driven creation that fails
 emits no event; a secret problem is read lazily (only when the upstream must be asked), so cached
 images within 24 h are served even with a broken secret; a failed refresh does not reset the
 24-hour window (the next pull asks again); an index requested by a client that accepts no index
-type gets its ``linux/amd64`` child, as distribution does [?].
+type gets its ``linux/amd64`` child, as distribution does [?]; the CloudTrail ``requestID`` is a fresh
+uuid, not the response's ``x-amzn-RequestId`` (moto makes that one after the handler returns); the pulls
+the pull-through service itself makes upstream leave no CloudTrail event.
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.ecr.exceptions import RepositoryNotFoundException
 from moto.ecr.models import ECRBackend, Image, Repository, ecr_backends
@@ -86,7 +97,9 @@ from devstack.aws.common import (
     validate_input,
     wrap_response_action,
 )
+from devstack.aws.ecr_exclusions import is_excluded
 from devstack.aws.ecr_lifecycle import repository_elements
+from devstack.aws.ecr_storage import is_pullable
 from devstack.aws.ecr_templates import best_matching_template
 from devstack.aws.state import (
     EcrExtState,
@@ -692,8 +705,14 @@ def _acceptable(repository: Repository, image: Image, accepted: list[str] | None
     return None
 
 
-def _record_pull(pull_state: EcrExtState, repository_name: str, image: Image) -> None:
-    """``lastRecordedPullTime`` (ecr-facts §5.2/§9.15), on the extension record and on moto's image."""
+def _record_pull(pull_state: EcrExtState, repository_name: str, image: Image, *, excluded: bool) -> None:
+    """``lastRecordedPullTime`` (ecr-facts §5.2/§9.15), on the extension record and on moto's image.
+
+    Not for a caller in the registry's pull-time update exclusions (``ecr_exclusions``): "When a role in
+    the exclusion list pulls an image, the pull time remains unchanged" (ECR User Guide).
+    """
+    if excluded:
+        return
     now = clock.now().replace(microsecond=0)
     image_ext(pull_state, repository_name, image.get_image_digest()).last_recorded_pull_time = now
     image.last_recorded_pull_time = now  # type: ignore[attr-defined]  # serialised by moto as lastRecordedPullTime
@@ -747,6 +766,7 @@ class _ImageFailed(Exception):
 
 
 _TAG_DIGEST_MISMATCH: Final = "Invalid request parameters: the image tag does not match the digest"
+_NOT_FOUND: Final = "Requested image not found"
 
 
 def _resolve(pull: _Pull, repository: Repository, image_id: dict[str, str]) -> Image:
@@ -757,12 +777,15 @@ def _resolve(pull: _Pull, repository: Repository, image_id: dict[str, str]) -> I
         known_digest = digest is not None and _find_image(repository, digest=digest) is not None
     if cached is None and tag is not None and known_digest:
         raise _ImageFailed(image_id, "ImageTagDoesNotMatchDigest", _TAG_DIGEST_MISMATCH)
+    if cached is not None and not is_pullable(pull.state, pull.repository_name, cached.get_image_digest()):
+        # An archived (or restoring) image answers 404 and is not refreshed (ecr_storage) [?].
+        raise _ImageFailed(image_id, "ImageNotFound", _NOT_FOUND)
     if cached is not None:
         return _refresh(pull, repository, cached, tag) if tag is not None and digest is None else cached
     if tag is None:
         # REPORTED, not documented (aws/containers-roadmap#2837): a first pull *by digest* of an image
         # that is not cached yet answers not-found; users warm by tag first, then pin the digest.
-        raise _ImageFailed(image_id, "ImageNotFound", "Requested image not found")
+        raise _ImageFailed(image_id, "ImageNotFound", _NOT_FOUND)
     try:
         imported = _import(pull, repository, tag)
     except UnableToGetUpstreamImageException as exc:
@@ -777,7 +800,7 @@ def _resolve(pull: _Pull, repository: Repository, image_id: dict[str, str]) -> I
     return imported
 
 
-def _pull_one(pull: _Pull, image_id: dict[str, str], accepted: list[str] | None) -> dict[str, Any]:
+def _pull_one(pull: _Pull, image_id: dict[str, str], accepted: list[str] | None, *, excluded: bool) -> dict[str, Any]:
     """Serve one image id of a BatchGetImage through the rule: ``{"image": ...}`` or ``{"failure": ...}``."""
     problem = _check_image_id(image_id)
     if problem is not None:
@@ -791,44 +814,121 @@ def _pull_one(pull: _Pull, image_id: dict[str, str], accepted: list[str] | None)
     if served is None:
         reason = f"Requested image not found in any of the accepted media types ({', '.join(accepted or [])})"
         return {"failure": _failure(image_id, "ImageNotFound", reason)}
-    _record_pull(pull.state, pull.repository_name, served)
+    if not is_pullable(pull.state, pull.repository_name, served.get_image_digest()):
+        return {"failure": _failure(image_id, "ImageNotFound", _NOT_FOUND)}  # an archived child of an index
+    _record_pull(pull.state, pull.repository_name, served, excluded=excluded)
     return {"image": _image_entry(repository, served, image_id)}
 
 
 def _batch_get_image_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def batch_get_image(self: Any) -> ActionResult:
         params = request_params(self)
-        backend: ECRBackend = self.ecr_backend
-        registry_id = params.get("registryId")
-        pull = _start_pull(backend, str(params.get("repositoryName", "")))
-        if pull is None or registry_id not in (None, backend.account_id):
-            result = original(self)
-            _record_pulls_of_result(backend, result)
-            return result  # type: ignore[no-any-return]
-        validate_input("BatchGetImage", params)
-        accepted = params.get("acceptedMediaTypes") or None
-        images: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
-        with _repo_lock(pull):
-            for image_id in params.get("imageIds") or []:
-                outcome = _pull_one(pull, dict(image_id), accepted)
-                if "image" in outcome:
-                    images.append(outcome["image"])
-                else:
-                    failures.append(outcome["failure"])
-        return ActionResult({"images": images, "failures": failures})
+        identity = events.request_identity(self)
+        try:
+            validate_input("BatchGetImage", params)
+            result = _batch_get_image(self, original, params, identity)
+        except ServiceException as exc:
+            _emit_pull_call(self, "BatchGetImage", params, identity, exc)
+            raise
+        # One event per call; per-image failures inside a successful call are not an errorCode.
+        _emit_pull_call(self, "BatchGetImage", params, identity, None)
+        return result
 
     return batch_get_image
 
 
-def _record_pulls_of_result(backend: ECRBackend, result: Any) -> None:
+def _batch_get_image(
+    response: Any, original: Callable[..., Any], params: dict[str, Any], identity: events.CallerIdentity
+) -> ActionResult:
+    backend: ECRBackend = response.ecr_backend
+    excluded = is_excluded(ext_state(backend), identity)
+    registry_id = params.get("registryId")
+    pull = _start_pull(backend, str(params.get("repositoryName", "")))
+    if pull is None or registry_id not in (None, backend.account_id):
+        result = original(response)
+        _serve_plain(backend, params, result, excluded=excluded)
+        return result  # type: ignore[no-any-return]
+    accepted = params.get("acceptedMediaTypes") or None
+    images: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    with _repo_lock(pull):
+        for image_id in params.get("imageIds") or []:
+            outcome = _pull_one(pull, dict(image_id), accepted, excluded=excluded)
+            if "image" in outcome:
+                images.append(outcome["image"])
+            else:
+                failures.append(outcome["failure"])
+    return ActionResult({"images": images, "failures": failures})
+
+
+def _serve_plain(backend: ECRBackend, params: dict[str, Any], result: Any, *, excluded: bool) -> None:
+    """moto's answer for a repository without a rule: archived images become failures; pull times recorded."""
     payload = result.result if isinstance(result, ActionResult) else None
     if not isinstance(payload, dict):
         return
     state = ext_state(backend)
+    requested_tags = {str(i["imageTag"]) for i in params.get("imageIds") or [] if i.get("imageTag")}
+    served: list[Any] = []
     for image in payload.get("images", []):
-        if isinstance(image, Image):
-            _record_pull(state, image.repository_name, image)
+        if not isinstance(image, Image):
+            served.append(image)
+        elif is_pullable(state, image.repository_name, image.get_image_digest()):
+            _record_pull(state, image.repository_name, image, excluded=excluded)
+            served.append(image)
+        else:
+            image_id = {"imageDigest": image.get_image_digest()}
+            tags = sorted(requested_tags.intersection(image.image_tags))
+            if tags:
+                image_id["imageTag"] = tags[0]
+            payload.setdefault("failures", []).append(_failure(image_id, "ImageNotFound", _NOT_FOUND))
+    payload["images"] = served
+
+
+def _pull_request_parameters(account_id: str, event_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``requestParameters`` as CloudTrail logs a pull's calls.
+
+    BatchGetImage: the ECR User Guide's example ("Logging Amazon ECR actions with AWS CloudTrail", image
+    pull) logs ``imageIds``, ``acceptedMediaTypes``, ``repositoryName`` and ``registryId`` -- the registry
+    id also for a docker pull, which names none, so the fake fills in the caller's registry. No example of
+    GetDownloadUrlForLayer was found; it is logged the same way with its own members
+    (``registryId``, ``repositoryName``, ``layerDigest``) [?]. ``acceptedMediaTypes`` only when sent [?].
+    """
+    logged: dict[str, Any] = {
+        "registryId": str(params.get("registryId") or account_id),
+        "repositoryName": params.get("repositoryName"),
+    }
+    if event_name == "BatchGetImage":
+        logged["imageIds"] = params.get("imageIds")
+        if params.get("acceptedMediaTypes") is not None:
+            logged["acceptedMediaTypes"] = params.get("acceptedMediaTypes")
+    else:
+        logged["layerDigest"] = params.get("layerDigest")
+    return logged
+
+
+def _emit_pull_call(
+    response: Any,
+    event_name: str,
+    params: dict[str, Any],
+    identity: events.CallerIdentity,
+    error: ServiceException | None,
+) -> None:
+    """The read-only CloudTrail event of a pull's call (``responseElements: null``, as the guide's example)."""
+    account_id, region = str(response.current_account), str(response.region)
+    logged = _pull_request_parameters(account_id, event_name, params)
+    registry = str(logged["registryId"])
+    arn = f"arn:{events.partition_for(region)}:ecr:{region}:{registry}:repository/{params.get('repositoryName', '')}"
+    events.emit_api_call(
+        response,
+        event_name,
+        logged,
+        None,
+        error_code=error.code if error is not None else None,
+        error_message=error.message if error is not None else None,
+        read_only=True,
+        resources=[{"ARN": arn, "accountId": registry}],
+        identity=identity,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -849,8 +949,20 @@ def _referenced(repository: Repository, digest: str) -> bool:
 
 
 def _get_download_url_for_layer(self: Any) -> ActionResult:
+    """GetDownloadUrlForLayer for every repository, with its read-only CloudTrail event (one per call)."""
     params = request_params(self)
-    validate_input("GetDownloadUrlForLayer", params)
+    identity = events.request_identity(self)
+    try:
+        validate_input("GetDownloadUrlForLayer", params)
+        result = _download_url(self, params)
+    except ServiceException as exc:
+        _emit_pull_call(self, "GetDownloadUrlForLayer", params, identity, exc)
+        raise
+    _emit_pull_call(self, "GetDownloadUrlForLayer", params, identity, None)
+    return result
+
+
+def _download_url(self: Any, params: dict[str, Any]) -> ActionResult:
     backend: ECRBackend = self.ecr_backend
     repository_name, digest = str(params["repositoryName"]), str(params["layerDigest"])
     try:

@@ -10,7 +10,10 @@ few hundred delivered envelopes for debugging.
 **CloudTrail.** :func:`cloudtrail_event` builds the ``detail`` of an ``AWS API Call via CloudTrail``
 event; :func:`emit_api_call` derives the caller from a moto request and emits it with
 ``source=aws.ecr``. ECR delivers these only when a trail is enabled (ecr-facts §6.3); the fake
-assumes one is.
+assumes one is. Write calls are emitted with ``readOnly: false``; the read-only calls a pull makes
+(``BatchGetImage``, ``GetDownloadUrlForLayer``) with ``readOnly: true`` -- and those reach only rules in
+state ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS`` (:mod:`.eventbridge_rules`). Other read-only
+calls (``Describe*``, ``List*``, ``Get*`` other than the layer URL) emit nothing.
 
 **Caller identity** (:func:`caller_identity`), in priority order:
 
@@ -53,7 +56,8 @@ from moto.events.models import events_backends
 from moto.events.utils import EventTemplateParser
 from moto.sts.models import sts_backends
 
-from devstack.aws import clock
+from devstack.aws import clock, eventbridge_rules
+from devstack.aws.eventbridge_rules import CLOUDTRAIL_DETAIL_TYPE
 
 __all__ = [
     "CALLER_ARN_HEADER",
@@ -66,11 +70,13 @@ __all__ = [
     "emit_api_call",
     "faults",
     "install",
+    "partition_for",
+    "principal_arn",
     "recent_events",
+    "request_identity",
 ]
 
 CALLER_ARN_HEADER: Final = "X-Ecrcache-Caller-Arn"
-CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
 ECR_EVENT_SOURCE: Final = "ecr.amazonaws.com"
 DEFAULT_PRINCIPAL_ID: Final = "AKIAIOSFODNN7EXAMPLE"  # moto's default GetCallerIdentity UserId
 _RECENT_LIMIT: Final = 500
@@ -88,8 +94,9 @@ _DEFAULT_TEMPLATE_WITH_ACCOUNT: Final = (
 
 
 def install() -> None:
-    """Patch moto's EventBridge target template to keep ``account`` (idempotent)."""
+    """Patch moto's EventBridge (idempotent): targets keep ``account``; rule states (``eventbridge_rules``)."""
     EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = _DEFAULT_TEMPLATE_WITH_ACCOUNT
+    eventbridge_rules.install()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,6 +163,11 @@ def _role_arn_from_assumed(arn: str) -> str:
     return f"{head}:{resource}"
 
 
+def partition_for(region: str) -> str:
+    """The ARN partition of a Region (``aws``, ``aws-cn``, ``aws-us-gov``)."""
+    return _partition(region)
+
+
 def _partition(region: str) -> str:
     if region.startswith("cn-"):
         return "aws-cn"
@@ -186,6 +198,28 @@ def caller_identity(
         account_id=acct,
         access_key_id=access_key,
     )
+
+
+def request_identity(response: Any) -> CallerIdentity:
+    """The caller of a request handled by a moto response object (``current_account``, ``region``, headers)."""
+    return caller_identity(
+        str(response.current_account),
+        str(response.region),
+        getattr(response, "access_key", None),
+        getattr(response, "headers", None),
+    )
+
+
+def principal_arn(identity: CallerIdentity) -> str:
+    """The IAM principal behind a caller: the role ARN for an assumed-role session, else the ARN itself.
+
+    An assumed-role session ARN (``arn:aws:sts::<acct>:assumed-role/<role>/<session>``) does not carry the
+    role's path, so the role ARN is ``arn:aws:iam::<acct>:role/<role>`` -- the ``sessionIssuer.arn``
+    this module reports, which is also path-less.
+    """
+    if identity.type == "AssumedRole":
+        return _role_arn_from_assumed(identity.arn)
+    return identity.arn
 
 
 def _moto_caller(account_id: str, region: str, access_key: str) -> tuple[str, str, str]:
@@ -257,11 +291,14 @@ def cloudtrail_event(  # noqa: PLR0917 - positional signature is the documented 
     request_id: str | None = None,
     event_source: str = ECR_EVENT_SOURCE,
     read_only: bool = False,
+    resources: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The ``detail`` of an ``AWS API Call via CloudTrail`` event (ecr-facts §6.3).
 
     ``user_arn`` is used when ``identity`` is not given (``type`` inferred from the ARN).
-    Timestamps inside ``responseElements`` are rendered with :func:`response_time`.
+    Timestamps inside ``responseElements`` are rendered with :func:`response_time`. ``resources`` is
+    CloudTrail's list of ``{"ARN", "accountId"}`` the call touched (the ECR User Guide's pull example,
+    "Logging Amazon ECR actions with AWS CloudTrail", carries the repository there); omitted when empty.
     """
     ident = identity or CallerIdentity(
         type=identity_type_for(user_arn),
@@ -288,6 +325,8 @@ def cloudtrail_event(  # noqa: PLR0917 - positional signature is the documented 
         "recipientAccountId": account_id,
         "eventCategory": "Management",
     }
+    if resources:
+        detail["resources"] = [dict(r) for r in resources]
     if error_code is not None:
         detail["errorCode"] = error_code
         detail["errorMessage"] = error_message or ""
@@ -484,7 +523,9 @@ def _deliver(account_id: str, region: str, envelope: Mapping[str, Any]) -> None:
     backend = events_backends[account_id][region]
     bus = backend.describe_event_bus("default")
     for bus_rule in list(bus.rules.values()):
-        if getattr(bus_rule, "state", "ENABLED") != "ENABLED":
+        # Read-only management events reach only rules in ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS
+        # (eventbridge_rules; install() also makes moto's Rule.send_to_targets check this).
+        if not eventbridge_rules.receives(getattr(bus_rule, "state", "ENABLED"), envelope):
             continue
         message = copy.deepcopy(dict(envelope))
         message["ingestion-time"] = clock.epoch_seconds()
@@ -501,12 +542,19 @@ def emit_api_call(
     *,
     error_code: str | None = None,
     error_message: str | None = None,
+    read_only: bool = False,
+    resources: list[dict[str, str]] | None = None,
+    identity: CallerIdentity | None = None,
 ) -> str:
-    """Emit the CloudTrail event of an ECR call handled by a moto ``ECRResponse`` (``response``)."""
+    """Emit the CloudTrail event of an ECR call handled by a moto ``ECRResponse`` (``response``).
+
+    ``read_only`` marks a read-only management event (``BatchGetImage``, ``GetDownloadUrlForLayer``):
+    only rules in state ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS`` receive it.
+    """
     account_id = str(response.current_account)
     region = str(response.region)
     headers = getattr(response, "headers", None)
-    identity = caller_identity(account_id, region, getattr(response, "access_key", None), headers)
+    identity = identity or caller_identity(account_id, region, getattr(response, "access_key", None), headers)
     user_agent = _header(headers, "User-Agent") or "aws-sdk"
     source_ip = _header(headers, "X-Forwarded-For") or "127.0.0.1"
     detail = cloudtrail_event(
@@ -521,5 +569,7 @@ def emit_api_call(
         identity=identity,
         user_agent=user_agent,
         source_ip=source_ip.split(",")[0].strip(),
+        read_only=read_only,
+        resources=resources,
     )
     return emit(account_id, region, source="aws.ecr", detail_type=CLOUDTRAIL_DETAIL_TYPE, detail=detail)

@@ -22,8 +22,10 @@ Extra endpoints, all JSON, all under ``/_ecrcache/`` (never an AWS path):
 =========================================  ==============================================================
 
 ``accountId`` defaults to moto's default account (or ``$MOTO_ACCOUNT_ID``), ``region`` to
-``$AWS_DEFAULT_REGION`` or ``us-east-1``. Other modules (the pull-through data plane) can add their
-own endpoints with :func:`register_endpoint`.
+``$AWS_DEFAULT_REGION`` or ``us-east-1``. Other modules add their own endpoints with
+:func:`register_endpoint`: the pull-through data plane ``pullthrough/layers/{complete,pending}`` and
+``pullthrough/settings``; the archive storage class (``ecr_storage``) ``images/restores/{complete,pending}``
+and ``images/settings`` (``{"restoreDelaySeconds": N}``; a restore takes 20 minutes by default, as in ECR).
 """
 
 from __future__ import annotations

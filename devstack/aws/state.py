@@ -13,6 +13,7 @@ Layout::
       .previews      {repositoryName -> LifecyclePreview}
       .pull_through  {repositoryName -> PullThroughRepoState}      (data-plane: tag validation, layer imports)
       .images        {repositoryName -> {imageDigest -> ImageExt}} (pull time, storage class, archive times)
+      .exclusions    {principalArn -> createdAt}                  (pull-time update exclusions, registry-wide)
       .lock          RLock guarding all of the above (moto's server is multi-threaded)
 
 Records are dataclasses with snake_case attributes; ``to_dict()`` returns the botocore member names
@@ -195,6 +196,8 @@ class ImageExt:
     ``pushed_at`` overrides moto's ``imagePushedAt`` (taken from the injectable clock at PutImage);
     ``last_recorded_pull_time`` is set by the data plane on pulls (lifecycle ``sinceImagePulled``
     falls back to ``pushed_at``); ``storage_class`` and the archive times drive ``transition``.
+    ``restore_complete_at`` is set while a restore from the archive runs (``imageStatus``
+    ``ACTIVATING``; the image stays in the ``ARCHIVE`` class until then -- see ``ecr_storage``).
     """
 
     pushed_at: datetime | None = None
@@ -202,6 +205,7 @@ class ImageExt:
     storage_class: StorageClass = "STANDARD"
     last_archived_at: datetime | None = None
     last_activated_at: datetime | None = None
+    restore_complete_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -215,6 +219,7 @@ class EcrExtState:
     previews: dict[str, LifecyclePreview] = field(default_factory=dict)
     pull_through: dict[str, PullThroughRepoState] = field(default_factory=dict)
     images: dict[str, dict[str, ImageExt]] = field(default_factory=dict)
+    exclusions: dict[str, datetime] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
 

@@ -16,6 +16,28 @@ instead of the registry::
 
 Everything is bounded: a fault fires at most ``times`` times, a timeout sleeps at most
 ``max_delay`` seconds (30 by default) and is cut short when the proxy stops.
+
+Two more things sit in the proxy (:mod:`.ratelimit`):
+
+* a **rate limit like Docker Hub's** -- ``FaultProxy(..., rate_limit=RateLimit(100, 21600))`` or
+  :meth:`FaultProxy.set_rate_limit` at run time: N manifest GETs per window, then ``429 TOOMANYREQUESTS``
+  with ``RateLimit-Limit``/``RateLimit-Remaining``/``Retry-After``; HEADs and blobs are not counted.
+  Armed faults come first (a faulted request is neither counted nor limited);
+* **request counters** per repository (:meth:`FaultProxy.counters`): manifest/blob GETs and HEADs,
+  other requests, Docker Hub ``pulls``, throttled / faulted / unauthorized ones, body bytes sent.
+
+Both, and the faults, can be driven over HTTP on the proxy's own port (never a registry path):
+
+==========================================  ===============================================================
+``GET    /_ecrcache/counters``              ``{"total": {...}, "repositories": {name: {...}}}``
+``DELETE /_ecrcache/counters``              reset the counters
+``GET    /_ecrcache/rate-limit``            ``{"limit", "window", "remaining"}`` (``null``s when unlimited)
+``PUT    /_ecrcache/rate-limit``            ``{"limit": N, "window": seconds}`` or ``{"limit": null}``; the
+                                            window starts empty
+``POST   /_ecrcache/faults``                ``{"kind": "429"|"500"|...|"timeout"|"reset", "times"?, "path"?,
+                                            "method"?, "retryAfter"?, "delay"?}`` -> :meth:`FaultPlan.add`
+``DELETE /_ecrcache/faults``                clear armed faults
+==========================================  ===============================================================
 """
 
 from __future__ import annotations
@@ -23,7 +45,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
@@ -33,10 +55,20 @@ from urllib.parse import urlsplit
 
 import requests
 
+from devstack.registry.ratelimit import (
+    DOCKER_HUB_LIMIT_MESSAGE,
+    Decision,
+    RateLimit,
+    RateLimiter,
+    RequestCounters,
+    RequestKind,
+    classify,
+)
 from devstack.registry.upstream_map import UpstreamMap, normalise_host
 from devstack.serving import Background, ServerThread
 
 __all__ = [
+    "CONTROL_PREFIX",
     "MAX_FAULT_DELAY",
     "Fault",
     "FaultKind",
@@ -46,6 +78,8 @@ __all__ = [
 ]
 
 MAX_FAULT_DELAY = 30.0
+#: The proxy's own HTTP hooks live under this path (registries serve only ``/v2/...``).
+CONTROL_PREFIX = "/_ecrcache/"
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -76,7 +110,7 @@ class FaultKind(StrEnum):
 
 
 _STATUS: dict[FaultKind, tuple[int, str, str]] = {
-    FaultKind.TOO_MANY_REQUESTS: (429, "TOOMANYREQUESTS", "You have reached your pull rate limit."),
+    FaultKind.TOO_MANY_REQUESTS: (429, "TOOMANYREQUESTS", DOCKER_HUB_LIMIT_MESSAGE),
     FaultKind.SERVER_ERROR: (500, "UNKNOWN", "internal server error (injected)"),
     FaultKind.BAD_GATEWAY: (502, "UNKNOWN", "bad gateway (injected)"),
     FaultKind.UNAVAILABLE: (503, "UNAVAILABLE", "service unavailable (injected)"),
@@ -190,12 +224,16 @@ class FaultProxy(Background):
         port: int = 0,
         max_delay: float = MAX_FAULT_DELAY,
         upstream_timeout: float = 30.0,
+        rate_limit: RateLimit | None = None,
+        rate_clock: Callable[[], float] | None = None,
     ) -> None:
         self._routes = target if isinstance(target, UpstreamMap) else None
         self._default = (target if isinstance(target, str) else default or "").rstrip("/") or None
         self._port = port
         self._upstream_timeout = upstream_timeout
         self.faults = FaultPlan(max_delay=max_delay)
+        self.rate_limiter = RateLimiter(rate_limit, **({"clock": rate_clock} if rate_clock else {}))
+        self._counters = RequestCounters()
         self._serving: ServerThread | None = None
         self._stopping = threading.Event()
         self._session = requests.Session()
@@ -217,6 +255,18 @@ class FaultProxy(Background):
     def clear_log(self) -> None:
         with self._lock:
             self._log.clear()
+
+    # -- rate limit and counters ------------------------------------------------------------------
+    def set_rate_limit(self, limit: RateLimit | None) -> None:
+        """Docker Hub-like limit on manifest GETs (``None`` removes it); the window starts empty."""
+        self.rate_limiter.configure(limit)
+
+    def counters(self) -> dict[str, Any]:
+        """Requests received and bytes sent, ``{"total": {...}, "repositories": {name: {...}}}``."""
+        return self._counters.snapshot()
+
+    def reset_counters(self) -> None:
+        self._counters.reset()
 
     def upstream_map(self, hosts: Iterable[str] | None = None) -> UpstreamMap:
         """An :class:`UpstreamMap` sending ``hosts`` (default: the routed or all known hosts) to this proxy."""
@@ -266,10 +316,23 @@ class FaultProxy(Background):
         return Handler
 
 
+@dataclass(slots=True)
+class _Booking:
+    """What one registry request is, for the log and the counters."""
+
+    kind: RequestKind
+    repository: str | None
+    host: str
+    path: str
+    fault: FaultKind | None
+    throttled: bool = False
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     proxy: FaultProxy
     protocol_version = "HTTP/1.1"
     server_version = "ecrcache-fault-proxy/1"
+    _booking: _Booking | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -294,18 +357,47 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._body()
         host = self.headers.get("Host", "")
         path = urlsplit(self.path).path
+        self._booking = None
+        if path.startswith(CONTROL_PREFIX):
+            self._control(path, body)
+            return
+        kind, repository = classify(self.command, path)
         fault = self.proxy.faults.take(self.command, path)
+        self._booking = _Booking(kind, repository, host, path, fault.kind if fault is not None else None)
         if fault is not None:
-            self._answer_fault(fault, host, path)
+            self._answer_fault(fault)
+            return
+        decision = self.proxy.rate_limiter.decide(kind)
+        if not decision.allowed:
+            self._booking.throttled = True
+            status, code, message = _STATUS[FaultKind.TOO_MANY_REQUESTS]
+            self._send_json(status, {"errors": [{"code": code, "message": message}]}, decision.headers)
             return
         target = self.proxy.target_for(host)
         if target is None:
             self._send_json(502, {"errors": [{"code": "UNKNOWN", "message": f"no registry for host {host}"}]})
-            self.proxy._record(RecordedRequest(self.command, path, host, 502))
             return
-        self._forward(target, host, path, body)
+        self._forward(target, host, body, decision)
 
-    def _forward(self, target: str, host: str, path: str, body: bytes | None) -> None:
+    def _book(self, status: int, sent: int) -> None:
+        """Log and count the request -- before the answer is flushed, so a client reading the counters
+        right after its response sees it."""
+        booking = self._booking
+        if booking is None:
+            return
+        self._booking = None
+        self.proxy._record(RecordedRequest(self.command, booking.path, booking.host, status, booking.fault))
+        self.proxy._counters.record(
+            booking.kind,
+            booking.repository,
+            sent,
+            status=status,
+            throttled=booking.throttled,
+            faulted=booking.fault is not None,
+        )
+
+    def _forward(self, target: str, host: str, body: bytes | None, decision: Decision) -> None:
+        """Relay the request to ``target``, adding the rate limiter's headers (a 401 gives the GET back)."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             upstream = self.proxy._session.request(
@@ -318,9 +410,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 timeout=self.proxy._upstream_timeout,
             )
         except requests.RequestException as exc:
+            self.proxy.rate_limiter.refund(decision)
             self._send_json(502, {"errors": [{"code": "UNKNOWN", "message": f"upstream: {type(exc).__name__}"}]})
-            self.proxy._record(RecordedRequest(self.command, path, host, 502))
             return
+        if upstream.status_code == HTTPStatus.UNAUTHORIZED:
+            decision = self.proxy.rate_limiter.refund(decision)
         with upstream:
             payload = upstream.raw.read(decode_content=False) if self.command != "HEAD" else b""
             self.send_response(upstream.status_code)
@@ -331,17 +425,19 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 if lower == "location" and value.startswith(target):
                     value = f"http://{host}{value[len(target) :]}" if host else value  # noqa: PLW2901
                 self.send_header(key, value)
+            for key, value in decision.headers.items():
+                self.send_header(key, value)
             length = upstream.headers.get("Content-Length") if self.command == "HEAD" else str(len(payload))
             self.send_header("Content-Length", length or "0")
+            self._book(upstream.status_code, len(payload))
             self.end_headers()
             if payload:
                 self.wfile.write(payload)
-        self.proxy._record(RecordedRequest(self.command, path, host, upstream.status_code))
 
-    def _answer_fault(self, fault: Fault, host: str, path: str) -> None:
+    def _answer_fault(self, fault: Fault) -> None:
         status, code, message = _STATUS.get(fault.kind, (0, "", ""))
-        self.proxy._record(RecordedRequest(self.command, path, host, status, fault.kind))
         if fault.kind is FaultKind.RESET:
+            self._book(status, 0)
             self.close_connection = True
             self.connection.close()
             return
@@ -358,15 +454,99 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return  # the client gave up (timeout) and closed the socket
 
     def _send_json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+        """Answer with a JSON body (booked first, when the request is a registry request)."""
         payload = json.dumps(body).encode()
+        sent = len(payload) if self.command != "HEAD" else 0
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
         for key, value in (extra or {}).items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload) if self.command != "HEAD" else 0))
+        self.send_header("Content-Length", str(sent))
+        self._book(status, sent)
         self.end_headers()
-        if self.command != "HEAD":
+        if sent:
             self.wfile.write(payload)
 
+    # -- the proxy's own HTTP hooks (never counted, never faulted) ---------------------------------
+    def _control(self, path: str, body: bytes | None) -> None:
+        try:
+            request: Any = json.loads(body or b"{}")
+        except ValueError:
+            self._send_json(400, {"error": "the request body must be JSON"})
+            return
+        if not isinstance(request, dict):
+            self._send_json(400, {"error": "the request body must be a JSON object"})
+            return
+        handler = _CONTROL.get((self.command, path[len(CONTROL_PREFIX) :].strip("/")))
+        if handler is None:
+            self._send_json(404, {"error": f"no endpoint {self.command} {path}"})
+            return
+        try:
+            answer = handler(self.proxy, request)
+        except (ValueError, TypeError) as exc:
+            self._send_json(400, {"error": str(exc)})
+            return
+        self._send_json(200, answer)
+
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+def _get_counters(proxy: FaultProxy, _: dict[str, Any]) -> dict[str, Any]:
+    return proxy.counters()
+
+
+def _reset_counters(proxy: FaultProxy, _: dict[str, Any]) -> dict[str, Any]:
+    proxy.reset_counters()
+    return {"ok": True}
+
+
+def _get_rate_limit(proxy: FaultProxy, _: dict[str, Any]) -> dict[str, Any]:
+    return proxy.rate_limiter.snapshot()
+
+
+def _put_rate_limit(proxy: FaultProxy, request: dict[str, Any]) -> dict[str, Any]:
+    if "limit" not in request:
+        raise ValueError("'limit' is required: a whole number of manifest GETs per window, or null for no limit")
+    if request["limit"] is None:
+        proxy.set_rate_limit(None)
+    else:
+        proxy.set_rate_limit(RateLimit(request["limit"], request.get("window", 21600)))
+    return proxy.rate_limiter.snapshot()
+
+
+def _add_fault(proxy: FaultProxy, request: dict[str, Any]) -> dict[str, Any]:
+    kind = request.get("kind")
+    if kind not in {k.value for k in FaultKind}:
+        raise ValueError(f"'kind' must be one of {', '.join(k.value for k in FaultKind)}")
+    times = request.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int):
+        raise ValueError("'times' must be a whole number >= 1")
+    retry_after = request.get("retryAfter")
+    if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, int)):
+        raise ValueError("'retryAfter' must be a whole number of seconds")
+    fault = proxy.faults.add(
+        str(kind),
+        times=times,
+        path=request.get("path"),
+        method=request.get("method"),
+        retry_after=retry_after,
+        delay=float(request.get("delay", 0.0)),
+    )
+    return {"kind": fault.kind.value, "times": fault.times, "pending": proxy.faults.pending}
+
+
+def _clear_faults(proxy: FaultProxy, _: dict[str, Any]) -> dict[str, Any]:
+    proxy.faults.clear()
+    return {"ok": True}
+
+
+_CONTROL: dict[tuple[str, str], Callable[[FaultProxy, dict[str, Any]], dict[str, Any]]] = {
+    ("GET", "counters"): _get_counters,
+    ("DELETE", "counters"): _reset_counters,
+    ("GET", "rate-limit"): _get_rate_limit,
+    ("PUT", "rate-limit"): _put_rate_limit,
+    ("POST", "rate-limit"): _put_rate_limit,
+    ("POST", "faults"): _add_fault,
+    ("DELETE", "faults"): _clear_faults,
+}

@@ -13,12 +13,19 @@ No process outlives us: every started registry is stopped by ``stop()``/the cont
 an ``atexit`` hook, and -- when started from the main thread -- by the kernel
 (``PR_SET_PDEATHSIG``) if the Python process dies without cleaning up.
 
+:class:`FrontedRegistry` puts a :class:`~.faults.FaultProxy` in front of a :class:`LocalRegistry`:
+clients talk to the proxy (``url``), so a Docker Hub-like rate limit, faults and request counters apply
+and can be changed at run time over HTTP (``/_ecrcache/...`` on the same port, see :mod:`.faults`);
+seeding goes to the registry itself and is not counted.
+
 Command line (the ``ecrcache-registry`` entry point)::
 
-    ecrcache-registry [--port 5000] [--auth user:password] [--token] [--seed]
+    ecrcache-registry [--port 5000] [--auth user:password] [--token] [--seed] [--rate-limit 100/6h]
 
-runs one registry in the foreground until Ctrl-C and prints the ``ECRCACHE_UPSTREAM_MAP`` line
-that maps every known upstream host to it.
+runs one fronted registry in the foreground until Ctrl-C and prints the ``ECRCACHE_UPSTREAM_MAP`` line
+that maps every known upstream host to it. ``--rate-limit LIMIT/WINDOW`` (``100/21600``, ``100/6h``,
+``100;w=21600``) limits manifest GETs from the start; ``PUT /_ecrcache/rate-limit`` changes it later,
+``GET /_ecrcache/counters`` reads the manifest/blob requests and bytes served per repository.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import requests
 import yaml
 
+from devstack.registry.faults import CONTROL_PREFIX, FaultProxy
+from devstack.registry.ratelimit import RateLimit
 from devstack.registry.tokens import TokenServer
 from devstack.registry.upstream_map import UpstreamMap
 from devstack.serving import Background
@@ -55,6 +64,7 @@ __all__ = [
     "DEFAULT_BINARY",
     "AuthMode",
     "Credentials",
+    "FrontedRegistry",
     "LocalRegistry",
     "RegistryStartError",
     "find_registry_binary",
@@ -348,6 +358,69 @@ class LocalRegistry(Background):
             self._root_dir = None
 
 
+class FrontedRegistry(Background):
+    """A :class:`LocalRegistry` on a private loopback port behind a :class:`FaultProxy` on ``port``.
+
+    ``url`` is the proxy's: what clients and the embedded ECR use. ``rate_limit`` is the proxy's
+    limit from the start (change it with ``proxy.set_rate_limit`` or ``PUT /_ecrcache/rate-limit``).
+    Other keyword arguments go to :class:`LocalRegistry` (``auth``, ``credentials``, ``log_level`` ...).
+    """
+
+    def __init__(self, *, port: int = 0, rate_limit: RateLimit | None = None, **registry_options: Any) -> None:
+        self.registry = LocalRegistry(port=0, **registry_options)
+        self._port = port
+        self._rate_limit = rate_limit
+        self.proxy: FaultProxy | None = None
+
+    def __repr__(self) -> str:
+        return f"FrontedRegistry(url={self.url!r}, registry={self.registry!r})"
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url if self.proxy is not None else ""
+
+    @property
+    def control_url(self) -> str:
+        """Base URL of the proxy's HTTP hooks (``<url>/_ecrcache``)."""
+        return f"{self.url}{CONTROL_PREFIX}".rstrip("/")
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.registry.credentials
+
+    @property
+    def running(self) -> bool:
+        return self.proxy is not None and self.registry.running
+
+    @property
+    def pid(self) -> int | None:
+        return self.registry.pid
+
+    def upstream_map(self) -> UpstreamMap:
+        """Every known upstream host mapped to the proxy."""
+        return UpstreamMap.all_to(self.url)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.registry.log_tail(lines)
+
+    def start(self) -> Self:
+        if self.proxy is not None:
+            return self
+        self.registry.start()
+        try:
+            self.proxy = FaultProxy(self.registry.url, port=self._port, rate_limit=self._rate_limit).start()
+        except OSError as exc:
+            self.registry.stop()
+            raise RegistryStartError(f"the proxy could not listen on 127.0.0.1:{self._port}: {exc}") from exc
+        return self
+
+    def stop(self) -> None:
+        proxy, self.proxy = self.proxy, None
+        if proxy is not None:
+            proxy.stop()
+        self.registry.stop()
+
+
 # -- command line ---------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -362,7 +435,31 @@ def _parser() -> argparse.ArgumentParser:
         help="with --auth: Bearer token auth through a local token server (like Docker Hub) instead of Basic",
     )
     parser.add_argument("--seed", action="store_true", help="push the synthetic images users pull first")
+    parser.add_argument(
+        "--rate-limit",
+        metavar="LIMIT/WINDOW",
+        type=_rate_limit,
+        help="Docker Hub-like limit: LIMIT manifest GETs per WINDOW (100/6h, 100/21600, 100;w=21600), "
+        "then 429 TOOMANYREQUESTS; change it at run time with PUT <url>/_ecrcache/rate-limit",
+    )
     return parser
+
+
+def _rate_limit(text: str) -> RateLimit:
+    try:
+        return RateLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _print_hooks(registry: FrontedRegistry, limit: RateLimit | None) -> None:
+    if limit is not None:
+        print(f"rate limit: {limit.limit} manifest GETs per {limit.window_label} s", flush=True)
+    print(
+        f"hooks: GET {registry.control_url}/counters, PUT {registry.control_url}/rate-limit, "
+        f"POST {registry.control_url}/faults",
+        flush=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,12 +476,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with LocalRegistry(port=args.port, auth=mode, credentials=credentials, log_level="info") as registry:
-            print(f"registry: {registry.url} (auth: {mode.value}, data: {registry.root_dir})", flush=True)
+        with FrontedRegistry(
+            port=args.port, rate_limit=args.rate_limit, auth=mode, credentials=credentials, log_level="info"
+        ) as registry:
+            print(f"registry: {registry.url} (auth: {mode.value}, data: {registry.registry.root_dir})", flush=True)
+            _print_hooks(registry, args.rate_limit)
             if args.seed:
                 from devstack.registry.seeder import Seeder  # noqa: PLC0415 - only when asked
 
-                with Seeder.for_registry(registry) as seeder:
+                with Seeder.for_registry(registry.registry) as seeder:  # direct: seeding is not counted
                     for record in seeder.seed_defaults():
                         print(f"seeded {record.reference} {record.digest} ({record.media_type})", flush=True)
             print(f"export ECRCACHE_UPSTREAM_MAP='{registry.upstream_map().to_env()}'", flush=True)

@@ -10,11 +10,12 @@ every test that uses either fixture.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 import moto
@@ -22,13 +23,14 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack.aws import clock, ecr_lifecycle, events, install, ports
+from devstack.aws import clock, ecr_lifecycle, ecr_storage, events, install, ports
 from devstack.aws.server import EmbeddedAwsServer
 from tests.conftest import ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.literals import RuleStateType
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
@@ -54,6 +56,14 @@ CLOUDTRAIL_PATTERN: dict[str, Any] = {
     },
 }
 
+#: The issue's pull-statistics rule: the CloudTrail events of a pull (read-only management events).
+PULL_PATTERN: dict[str, Any] = {
+    "source": ["aws.ecr"],
+    "detail-type": ["AWS API Call via CloudTrail"],
+    "detail": {"eventSource": ["ecr.amazonaws.com"], "eventName": ["BatchGetImage", "GetDownloadUrlForLayer"]},
+}
+ALL_MANAGEMENT_EVENTS: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
@@ -63,6 +73,7 @@ def _reset_process_knobs() -> None:
     events.clear_recent()
     clock.reset()
     ecr_lifecycle.settings.preview_delay = ecr_lifecycle.LifecycleSettings().preview_delay
+    ecr_storage.settings.restore_delay = ecr_storage.StorageSettings().restore_delay
     ports.set_upstream_auth_checker(None)
 
 
@@ -86,13 +97,41 @@ class EmbeddedAws:
         text = json.dumps(payload) if isinstance(payload, dict) else payload
         return self.secretsmanager.create_secret(Name=name, SecretString=text, **kwargs)["ARN"]
 
-    def spy(self, pattern: dict[str, Any] | None = None, name: str = "spy") -> str:
-        """An EventBridge rule on the default bus with an SQS target; returns the queue URL."""
+    def spy(self, pattern: dict[str, Any] | None = None, name: str = "spy", state: RuleStateType = "ENABLED") -> str:
+        """An EventBridge rule on the default bus with an SQS target; returns the queue URL.
+
+        ``state`` is the rule's ``State``: read-only management events (pulls) reach only a rule in
+        ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS``.
+        """
         queue_url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.events.put_rule(Name=f"{name}-rule", EventPattern=json.dumps(pattern or CLOUDTRAIL_PATTERN))
+        self.events.put_rule(
+            Name=f"{name}-rule",
+            EventPattern=json.dumps(pattern or CLOUDTRAIL_PATTERN),
+            State=state,
+        )
         self.events.put_targets(Rule=f"{name}-rule", Targets=[{"Id": "sqs", "Arn": arn}])
         return queue_url
+
+    def role_session(self, role_name: str, session_name: str) -> boto3.Session:
+        """An assumed-role session from moto's STS: its calls carry ``assumed-role/<role>/<session>``."""
+        iam = boto3.client("iam", region_name=self.region)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        role_arn = f"arn:aws:iam::{self.account_id}:role/{role_name}"
+        creds = self.sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=self.region,
+        )
 
     def received(self, queue_url: str) -> list[dict[str, Any]]:
         """Drain a spy queue: the delivered event envelopes, oldest first."""

@@ -133,7 +133,7 @@ def test_missing_binary_is_reported_with_the_install_hint() -> None:
 
 
 def test_command_line_runs_in_foreground_until_interrupted() -> None:
-    """`ecrcache-registry --port 0 --seed` serves, seeds, prints the upstream map, stops on Ctrl-C."""
+    """`ecrcache-registry --port 0 --seed --rate-limit 1/1h` serves behind the proxy, seeds, stops on Ctrl-C."""
     # GIVEN the command started in its own process
     process = subprocess.Popen(
         [
@@ -143,6 +143,8 @@ def test_command_line_runs_in_foreground_until_interrupted() -> None:
             "--port",
             "0",
             "--seed",
+            "--rate-limit",
+            "1/1h",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -173,6 +175,15 @@ def test_command_line_runs_in_foreground_until_interrupted() -> None:
         assert any(line.startswith("seeded library/node:18-alpine sha256:") for line in seen)
         assert any(f"registry-1.docker.io={url}" in line for line in seen)
         assert requests.get(f"{url}/v2/library/alpine/tags/list", timeout=5).json()["tags"] == ["3.20"]
+        # THEN the rate limit holds from the start: one manifest GET per hour, seeding not counted
+        assert "rate limit: 1 manifest GETs per 3600 s" in seen
+        manifest = f"{url}/v2/library/alpine/manifests/3.20"
+        accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+        assert requests.get(manifest, headers=accept, timeout=5).status_code == 200
+        assert requests.get(manifest, headers=accept, timeout=5).status_code == 429
+        counters = requests.get(f"{url}/_ecrcache/counters", timeout=5).json()["repositories"]
+        assert list(counters) == ["library/alpine"]
+        assert (counters["library/alpine"]["manifest_gets"], counters["library/alpine"]["throttled"]) == (2, 1)
         # WHEN it is interrupted THEN it exits cleanly
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0, seen
