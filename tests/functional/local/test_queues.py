@@ -394,11 +394,6 @@ def test_a_put_event_reaches_the_sqs_function_in_lambdas_record_shape(stack: Que
     assert any(line.startswith("StatsFunction ← PullEvents (SQS, 1 record) ok") for line in runners.logs)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the embedded EventBridge to deliver ECR's CloudTrail events to a rule in state "
-    "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS (devstack/aws, another helper's part of issue 11)",
-)
 def test_an_embedded_ecr_read_event_reaches_a_rule_enabled_for_management_events(
     stack: QueueStack, runners: Runners
 ) -> None:
