@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -153,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
         "--registry-port", type=int, default=5000, help="seeded upstream registry (default %(default)s)"
     )
     parser.add_argument("--no-registry", action="store_true", help="do not start the upstream registry")
+    parser.add_argument(
+        "--registry-rate-limit",
+        default=None,
+        metavar="N/WINDOW",
+        help="the registry answers 429 after N manifest GETs per window, as Docker Hub does (e.g. 100/6h; "
+        "default: no limit; change it at run time with PUT <registry>/_ecrcache/rate-limit)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start the registry empty")
     parser.add_argument("--stack-name", default="ecrcache-local", help="local stack name (default %(default)s)")
     parser.add_argument("--region", default="us-east-1", help="the stack's Region (default %(default)s)")
@@ -180,6 +187,8 @@ class LocalRun:
         self.template: dict[str, Any] = {}
         self.pids: dict[str, int] = {}
         self._alive: list[tuple[str, Callable[[], bool]]] = []
+        # UPSTREAM_ENDPOINTS for the functions that declare it: every upstream host -> the local registry.
+        self.upstream_endpoints = "{}"
 
     def _started(self, name: str, stop: Callable[[], None], alive: Callable[[], bool] | None = None) -> None:
         self._stops.append((name, stop))
@@ -201,16 +210,21 @@ class LocalRun:
     # ---- the parts --------------------------------------------------------------------------------
 
     def start_registry(self) -> str:
-        from devstack.registry.harness import LocalRegistry  # noqa: PLC0415 - optional part
+        from devstack.registry.harness import FrontedRegistry  # noqa: PLC0415 - optional part
+        from devstack.registry.ratelimit import RateLimit  # noqa: PLC0415
         from devstack.registry.seeder import Seeder  # noqa: PLC0415
 
-        registry = LocalRegistry(port=self.args.registry_port).start()
+        limit = RateLimit.parse(self.args.registry_rate_limit) if self.args.registry_rate_limit else None
+        registry = FrontedRegistry(port=self.args.registry_port, rate_limit=limit).start()
         self._started("registry", registry.stop, lambda: registry.running)
         if registry.pid is not None:
             self.pids["registry"] = registry.pid
-        self.console.line("registry", f"docker-registry at {registry.url}")
+        limited = f", {limit.limit} manifest GETs per {limit.window_label} s" if limit else ""
+        self.console.line("registry", f"docker-registry at {registry.url}{limited}")
+        self.upstream_endpoints = json.dumps(dict(registry.upstream_map().items()), sort_keys=True)
         if not self.args.no_seed:
-            with Seeder.for_registry(registry) as seeder:
+            # Seeded straight into the registry behind the proxy: seeding is not counted or rate limited.
+            with Seeder.for_registry(registry.registry) as seeder:
                 for record in seeder.seed(_seed_images()):
                     self.console.line("registry", f"seeded {record.reference} ({record.media_type})")
         return str(registry.upstream_map().to_env())
@@ -275,6 +289,10 @@ class LocalRun:
                 self.console.line("stack", f"{logical_id}: {resource.ref}")
         return stack
 
+    def _local_overrides(self, environment: Mapping[str, str]) -> dict[str, str]:
+        """What differs here from AWS: upstream hosts resolve to the local registry (``{}`` in AWS)."""
+        return {"UPSTREAM_ENDPOINTS": self.upstream_endpoints} if "UPSTREAM_ENDPOINTS" in environment else {}
+
     def start_functions(self, stack: LocalStack) -> dict[str, HostProcess]:
         hosts: dict[str, HostProcess] = {}
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
@@ -282,6 +300,7 @@ class LocalRun:
             env = {
                 **base,
                 **function.environment,
+                **self._local_overrides(function.environment),
                 **stack.credentials.get(logical_id, {}),
                 "AWS_ENDPOINT_URL": stack.endpoint_url,
                 "AWS_REGION": stack.region,
