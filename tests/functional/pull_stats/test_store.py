@@ -18,7 +18,7 @@ from ecrcache.adapters.aws import RETRY_CONFIG
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.pull_stats import coalesce, hash16
 from ecrcache.models.pull_stats import CounterKey, Increment
-from tests.functional.pull_stats.support import (
+from tests.pull_events import (
     AT,
     NODE,
     REGION,

@@ -18,7 +18,7 @@ from moto.core.botocore_stubber import BotocoreStubber
 from ecrcache.adapters.aws import RETRY_CONFIG
 from ecrcache.adapters.pull_stats_store import MAX_ATTEMPTS, DynamoDbPullStatsStore
 from ecrcache.errors import RetryableError, TerminalError
-from tests.functional.pull_stats.support import counted, pull_body
+from tests.pull_events import counted, pull_body
 
 pytestmark = pytest.mark.functional
 

@@ -258,8 +258,14 @@ class PulledImage(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     repository: str
-    tag: str | None = Field(default=None, description="The tag pulled; absent for a pull by digest.")
-    digest: str | None = Field(default=None, description="The digest pulled by digest (no tag in the request).")
+    tag: str | None = Field(
+        default=None, exclude_if=lambda value: value is None, description="The tag pulled; absent for a pull by digest."
+    )
+    digest: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The digest of a pull by digest (the request named no tag); absent for a tag.",
+    )
     pulls: int = Field(description="Pulls (BatchGetImage calls) over the window.")
     daily: list[int] = Field(description="Pulls per UTC day, oldest first; one entry per day of the window.")
     last_pulled_at: datetime | None = Field(description="The latest pull in the window.")

@@ -107,7 +107,8 @@ class PullStatsService:
         before = self.store.write_items
         result = self.store.record(batch.events)
         dropped = Counter(reason for _, reason in batch.dropped)
-        dropped[DropReason.DUPLICATE] += len(result.duplicates)
+        if result.duplicates:
+            dropped[DropReason.DUPLICATE] += len(result.duplicates)
         outcome = BatchOutcome(
             pulls=sum(inc.pulls for event in result.counted for _, inc in event.contributions),
             counted=len(result.counted),

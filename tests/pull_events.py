@@ -1,4 +1,4 @@
-"""Pull events for the pull-statistics tests, built the way the function builds them (through the engine)."""
+"""Pull events for the pull-statistics tests (unit and functional), built the way the function builds them."""
 
 from __future__ import annotations
 
