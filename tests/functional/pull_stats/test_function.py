@@ -67,7 +67,8 @@ def test_records_that_could_not_be_counted_are_sent_back(
     def denied(**_: Any) -> None:
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(app.service.store.client, "transact_write_items", denied)
+    store: Any = app.service.store
+    monkeypatch.setattr(store.client, "transact_write_items", denied)
     # WHEN a batch of two pulls and a malformed record arrives
     response = invoke(sqs_batch(pull_body("e1"), pull_body("e2", tag="20"), "[]"))
     # THEN both pulls are sent back for redelivery (then the DLQ); the malformed one is not

@@ -8,7 +8,7 @@ them into batch item failures), and nothing is half-counted: a failed transactio
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import boto3
@@ -25,15 +25,15 @@ pytestmark = pytest.mark.functional
 Answer = tuple[int, dict[str, Any]]
 Script = Answer | None | Callable[[dict[str, Any]], Answer | None]
 """What one attempt gets: an answer, moto's (``None``), or an answer made from the request's body."""
-THROTTLED: Final = (
+THROTTLED: Final[Answer] = (
     400,
     {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate of requests exceeds"},
 )
-DENIED: Final = (
+DENIED: Final[Answer] = (
     400,
     {"__type": "com.amazon.coral.service#AccessDeniedException", "Message": "not authorized to perform"},
 )
-UNAVAILABLE: Final = (503, {"__type": "com.amazon.coral.availability#ServiceUnavailableException"})
+UNAVAILABLE: Final[Answer] = (503, {"__type": "com.amazon.coral.availability#ServiceUnavailableException"})
 BOTOCORE_ATTEMPTS: Final = 6
 """``retries.max_attempts`` 5 (adapters/aws.py) counts retries: botocore makes 6 attempts in all."""
 
@@ -55,8 +55,8 @@ class Wire:
     attempt takes one); every attempt is recorded. Moto's handler is where the answer is made, so a
     scripted attempt never reaches moto's backend (a ``before-send`` answer would, too)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, **answers: list[Script]) -> None:
-        self.answers = answers
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, **answers: Sequence[Script]) -> None:
+        self.answers = {operation: list(script) for operation, script in answers.items()}
         self.sent: list[tuple[str, dict[str, Any]]] = []
         dispatch = BotocoreStubber.process_request
 

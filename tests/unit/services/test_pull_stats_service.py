@@ -31,7 +31,7 @@ def service(store: MemoryPullStatsStore) -> PullStatsService:
 
 
 def records(*bodies: dict[str, Any] | str) -> list[SqsRecordModel]:
-    return SqsModel.model_validate(sqs_batch(*bodies)).Records
+    return list(SqsModel.model_validate(sqs_batch(*bodies)).Records)
 
 
 def test_a_batch_counts_its_pulls_and_drops_what_cannot_count(service: PullStatsService) -> None:
@@ -120,13 +120,17 @@ def test_pulls_rank_a_rules_images_over_the_window(service: PullStatsService, st
 def test_pulls_of_every_rule_read_everything_and_a_root_rule_reads_its_regions(
     service: PullStatsService, store: MemoryPullStatsStore
 ) -> None:
-    assert service.pulls(None, top=5, window_days=1, now=AT).rule is None
-    assert store.queries[-1] == ((AT.date(),), ("",))
+    def prefixes_read(rule: str | None) -> tuple[str, ...]:
+        service.pulls(rule, top=5, window_days=1, now=AT)
+        days, prefixes = store.queries[-1]
+        assert days == (AT.date(),)
+        return prefixes
+
+    assert prefixes_read(None) == ("",)
     store.rules["ROOT"] = ("eu-west-1", "us-west-2")
-    service.pulls("ROOT", top=5, window_days=1, now=AT)
-    assert store.queries[-1][1] == ("eu-west-1#", "us-west-2#")
-    service.pulls("quay", top=5, window_days=1, now=AT)
-    assert store.queries[-1][1] == ("eu-west-1#quay/",)
+    assert prefixes_read("ROOT") == ("eu-west-1#", "us-west-2#")
+    assert prefixes_read("quay") == ("eu-west-1#quay/",)
+    assert service.pulls(None, top=5, window_days=1, now=AT).rule is None
 
 
 def test_pulls_of_an_unknown_rule_is_not_found(service: PullStatsService) -> None:
