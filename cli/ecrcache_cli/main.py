@@ -10,6 +10,7 @@ Synopsis (global options go before the command)::
     ecrcache delete rule|credential|warm-set NAME [--if-match ETAG]
     ecrcache status [--runs N] [-o FORMAT]
     ecrcache history [--kind rule|credential|warm-set] [--name NAME] [--limit N] [--all] [-o FORMAT]
+    ecrcache pulls [--rule PREFIX] [--top N] [--window DAYS] [-o FORMAT]
     ecrcache reconcile [--deep] [--wait/--no-wait] [--timeout SECONDS] [-o FORMAT]
     ecrcache export [-o yaml|json] [--file PATH]
     ecrcache import [--region REGION ...] [--dry-run] [-o FORMAT]
@@ -46,6 +47,7 @@ from ecrcache_cli.commands.credentials import credentials_group
 from ecrcache_cli.commands.get import delete_cmd, get_cmd
 from ecrcache_cli.commands.local import local_cmd
 from ecrcache_cli.commands.plan import plan_cmd
+from ecrcache_cli.commands.pulls import pulls_cmd
 from ecrcache_cli.commands.reconcile import reconcile_cmd
 from ecrcache_cli.commands.status import history_cmd, status_cmd
 from ecrcache_cli.commands.transfer import export_cmd, import_cmd
@@ -62,6 +64,7 @@ COMMANDS: Final[tuple[click.Command, ...]] = (
     delete_cmd,
     status_cmd,
     history_cmd,
+    pulls_cmd,
     reconcile_cmd,
     export_cmd,
     import_cmd,

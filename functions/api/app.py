@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrReader
+from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import api_settings, stack_region
@@ -19,6 +20,7 @@ from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
+from ecrcache.services.pull_stats import PullStatsService
 from ecrcache.services.secret_users import EcrSecretUsers
 
 
@@ -48,7 +50,8 @@ service = DesiredStateService(
     secret_users=secret_users,
 )
 importer = ImportService(service, registry, stack_region=stack_region())
-app = create_app(service, planner=planner, importer=importer, status=status, clock=now)
+pull_stats = PullStatsService(DynamoDbPullStatsStore(api_settings().table_name), stack_region=stack_region())
+app = create_app(service, planner=planner, importer=importer, status=status, pull_stats=pull_stats, clock=now)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

@@ -25,6 +25,7 @@ ADAPTER_SERVICE = {
     "secrets_store": "secretsmanager",
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
+    "pull_stats_store": "dynamodb",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -33,6 +34,23 @@ SPECIAL = {
     # Tags on CreateSecret are authorised as TagResource too.
     ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
 }
+
+
+# IAM authorises each action of a TransactWriteItems by its own kind (Service Authorization Reference:
+# "TransactWriteItems" is no IAM action). Adapters listed here send only the kinds written in their
+# source as ``"Put": {``, ``"Update": {``, ``"Delete": {``, ``"ConditionCheck": {``; the others keep SPECIAL.
+PRECISE_TRANSACTIONS = frozenset({"pull_stats_store"})
+_TRANSACTION_KINDS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def transaction_actions(module: str) -> set[str]:
+    source = (ADAPTERS / f"{module}.py").read_text()
+    return {action for kind, action in _TRANSACTION_KINDS.items() if f'"{kind}": {{' in source}
 
 
 def _pascal(name: str) -> str:
@@ -77,7 +95,7 @@ def uses_idempotency(function: dict[str, Any]) -> bool:
 
 # Functions that use an adapter only to read (the API plans; it never applies): only the adapter's
 # read operations (its READ_OPERATIONS constant, minus ValidatePullThroughCacheRule) are allowed.
-READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry"}}
+READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store"}}
 
 
 def _read_operations(module: str) -> set[str]:
@@ -94,7 +112,10 @@ def required_actions(function: dict[str, Any], logical_id: str = "") -> set[str]
         if module in READ_ONLY_ADAPTERS.get(logical_id, set()):
             operations &= _read_operations(module)
         for operation in operations:
-            for action in SPECIAL.get((service, operation), {operation}):
+            actions = SPECIAL.get((service, operation), {operation})
+            if operation == "TransactWriteItems" and module in PRECISE_TRANSACTIONS:
+                actions = transaction_actions(module)
+            for action in actions:
                 needed.add(f"{service}:{action}")
     return needed
 
@@ -123,5 +144,7 @@ def test_iam_policy_allows_nothing_the_code_does_not_call(logical_id: str) -> No
 def test_adapter_scan_finds_the_known_calls() -> None:
     # The scan itself must see real calls (so the tests above cannot pass vacuously).
     assert {"TransactWriteItems", "Query", "GetItem"} <= adapter_operations("dynamodb_store")
+    assert adapter_operations("pull_stats_store") == {"TransactWriteItems", "BatchGetItem", "Query"}
+    assert transaction_actions("pull_stats_store") == {"UpdateItem"}
     assert {"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("secrets_store")
     assert Path(ADAPTERS / "aws.py").exists()

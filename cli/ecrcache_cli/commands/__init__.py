@@ -4,6 +4,7 @@
 - :mod:`.plan`: ``plan``
 - :mod:`.get`: ``get`` and ``delete`` (one rule, credential or warm set, or a list of them)
 - :mod:`.status`: ``status`` and ``history``
+- :mod:`.pulls`: ``pulls`` (the most pulled images, with a sparkline per day)
 - :mod:`.reconcile`: ``reconcile`` (queue a run, wait for it)
 - :mod:`.transfer`: ``export`` and ``import``
 - :mod:`.credentials`: ``credentials set`` (the token only from stdin)

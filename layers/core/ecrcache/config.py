@@ -46,3 +46,23 @@ class ReconcilerSettings(TableSettings):
 @cache
 def reconciler_settings() -> ReconcilerSettings:
     return ReconcilerSettings.from_env()
+
+
+class WarmerRoleSettings(_Settings):
+    warmer_role_arn: str = Field(
+        default="",
+        max_length=2048,
+        description=(
+            "IAM ARN of the warm worker's role: its pulls are not counted, and ECR is told not to record "
+            "them as pulls. Empty: none."
+        ),
+    )
+
+
+class PullStatsSettings(TableSettings, WarmerRoleSettings):
+    """Environment of ``functions/pull_stats``."""
+
+
+@cache
+def pull_stats_settings() -> PullStatsSettings:
+    return PullStatsSettings.from_env()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
+from ecrcache.models.pull_stats import DailyCounter, PullEvent, RecordResult
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
@@ -262,4 +263,26 @@ class UpstreamBudget(Protocol):
 class WarmQueue(Protocol):
     def send(self, tasks: Sequence[WarmTask]) -> None:
         """Send every task (in batches); raises if any could not be sent, naming how many."""
+
+
+# Pull statistics
+
+
+class PullStatsStore(Protocol):
+    """Daily pull counters and the ids of the events already counted (:mod:`ecrcache.adapters.pull_stats_store`)."""
+
+    write_items: int
+    """Items written so far by committed transactions (the benchmark's writes)."""
+
+    def record(self, events: Sequence[PullEvent]) -> RecordResult:
+        """Count each event exactly once (events already counted are reported as duplicates); never
+        raises for AWS errors: the events it could not count are ``failed``, with the error."""
+        ...
+
+    def counters(self, days: Iterable[date], sort_key_prefixes: Collection[str]) -> list[DailyCounter]:
+        """The image counters of ``days`` whose sort key starts with one of the prefixes (``""``: all)."""
+        ...
+
+    def desired_rules(self) -> dict[str, tuple[str, ...]]:
+        """Every desired rule's prefix and the Regions it names (empty: the stack's Region)."""
         ...

@@ -24,8 +24,10 @@ from ecrcache.observability import logger
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
+from ecrcache.services.pull_stats import PullStatsService
 from tests.conftest import FakeLambdaContext
 from tests.fakes.ecr_registry import REGION, MemoryEcrReader
+from tests.fakes.pull_stats import MemoryPullStatsStore
 from tests.fakes.status_store import MemoryStatusStore
 from tests.fakes.stores import MemorySecretStore, MemoryStateStore
 from tests.functional.api.assertions import assert_error
@@ -55,6 +57,7 @@ def app_with_a_route_that_raises() -> APIGatewayRestResolver:
         planner=planner,
         importer=ImportService(service, lambda _: reader, stack_region=REGION),
         status=status,
+        pull_stats=PullStatsService(MemoryPullStatsStore(), stack_region=REGION),
         clock=now,
     )
 

@@ -29,6 +29,7 @@ EXPECTED_OPERATIONS = {
     ("/v1/desired-state", "get"),
     ("/v1/desired-state", "put"),
     ("/v1/history", "get"),
+    ("/v1/pulls", "get"),
 }
 
 

@@ -27,13 +27,14 @@ import ecrcache
 from ecrcache.errors import EcrcacheError
 from ecrcache.http.common import normalise_body
 from ecrcache.http.errors import proxy_error, register_error_handlers, request_id
-from ecrcache.http.routes import control, credentials, desired_state, history, meta, rules, warm_sets
+from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rules, warm_sets
 from ecrcache.observability import logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
 from ecrcache.ports import StatusStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
+from ecrcache.services.pull_stats import PullStatsService
 
 TITLE = "ecrcache API"
 DESCRIPTION = (
@@ -48,6 +49,7 @@ TAGS: list[Tag | str] = [
     Tag(name="desired-state", description="The whole desired state as one document"),
     Tag(name="history", description="Every change, who made it, before and after"),
     Tag(name="controller", description="The plan, reconcile runs and the status of every rule"),
+    Tag(name="pulls", description="Pull statistics: the most pulled images of each rule, per day"),
 ]
 
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
@@ -86,6 +88,7 @@ def create_app(
     planner: PlanService,
     importer: ImportService,
     status: StatusStore,
+    pull_stats: PullStatsService,
     clock: Callable[[], datetime],
 ) -> APIGatewayRestResolver:
     app = ApiResolver(enable_validation=True)
@@ -96,6 +99,7 @@ def create_app(
     desired_state.register(app, service, planner)
     history.register(app, service)
     control.register(app, planner=planner, importer=importer, status=status, clock=clock)
+    pulls.register(app, pull_stats, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
     app.enable_swagger(
         path="/v1/docs",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from aws_lambda_powertools.utilities.parser.models import (
     DynamoDBStreamModel,
@@ -36,59 +36,19 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ecrcache.engine.status import UpstreamObservation
 from ecrcache.models.ecr_operations import REPOSITORY_EVENTS, RULE_EVENTS
+from ecrcache.models.events import (
+    CACHE_ACTION_DETAIL_TYPE,
+    CLOUDTRAIL_DETAIL_TYPE,
+    CloudTrailDetail,
+    PullThroughCacheActionDetail,
+)
 from ecrcache.models.status import ReconcileRequest, RunTrigger, UpstreamCheckSource
 from ecrcache.services.reconcile import Scope
 from ecrcache.services.upstream_health import CacheAction
 
-CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
-CACHE_ACTION_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
 EXPECTED_EVENTS: Final = (
     'a DynamoDB stream batch {"Records": [...]}, an EventBridge event, or a schedule input {"resync": "fast" | "deep"}'
 )
-
-
-class CloudTrailIdentity(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    type: str | None = None
-    arn: str | None = None
-    invoked_by: str | None = Field(default=None, alias="invokedBy")
-
-
-class CloudTrailDetail(BaseModel):
-    """The ``detail`` of an ``AWS API Call via CloudTrail`` event (the fields the reconciler reads)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    event_name: str = Field(alias="eventName")
-    event_source: str = Field(alias="eventSource")
-    aws_region: str = Field(alias="awsRegion")
-    user_identity: CloudTrailIdentity = Field(default_factory=CloudTrailIdentity, alias="userIdentity")
-    request_parameters: dict[str, Any] | None = Field(default=None, alias="requestParameters")
-    response_elements: dict[str, Any] | None = Field(default=None, alias="responseElements")
-    error_code: str | None = Field(default=None, alias="errorCode")
-
-
-SYNC_SUCCESS: Final = "SUCCESS"
-"""The one documented ``sync-status``; the failure values are not documented, so any other is a failure."""
-
-
-class PullThroughCacheActionDetail(BaseModel):
-    """The ``detail`` of ``ECR Pull Through Cache Action`` (ecr-facts §6.1; ``failure-*`` on failure only)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    sync_status: str = Field(alias="sync-status")
-    repository_name: str = Field(alias="repository-name")
-    ecr_repository_prefix: str | None = Field(default=None, alias="ecr-repository-prefix")
-    image_tag: str | None = Field(default=None, alias="image-tag")
-    image_digest: str | None = Field(default=None, alias="image-digest")
-    failure_code: str | None = Field(default=None, alias="failure-code")
-    failure_reason: str | None = Field(default=None, alias="failure-reason")
-
-    @property
-    def succeeded(self) -> bool:
-        return self.sync_status == SYNC_SUCCESS
 
 
 class ScheduleInput(BaseModel):

@@ -1,0 +1,36 @@
+"""Pull statistics function: an SQS batch of ECR pull events -> coalesced daily pull counters.
+
+The queue (``PullEventsQueue``) receives the CloudTrail ``BatchGetImage`` / ``GetDownloadUrlForLayer``
+events and the ``ECR Pull Through Cache Action`` events; the whole batch is counted with one write per
+counter (:mod:`ecrcache.services.pull_stats`), and the records it could not count are answered as batch
+item failures (``ReportBatchItemFailures``) for SQS to deliver again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import SqsModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.config import pull_stats_settings, stack_region
+from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.pull_stats import PullStatsService
+
+settings = pull_stats_settings()
+service = PullStatsService(
+    DynamoDbPullStatsStore(settings.table_name),
+    stack_region=stack_region(),
+    warmer_role_arn=settings.warmer_role_arn,
+)
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    batch = parse(event=event, model=SqsModel)  # not an SQS batch at all: the invocation fails
+    return service.record(batch.Records).response()

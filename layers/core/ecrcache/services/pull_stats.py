@@ -1,0 +1,177 @@
+"""Pull statistics: record an SQS batch of ECR pull events; answer the most pulled images of a rule.
+
+:meth:`PullStatsService.record` reads every record of the batch (its body is the EventBridge event the
+``PullEventsRule`` / ``PullCacheActionsRule`` sent to the queue), counts the batch in memory and writes
+it coalesced (:mod:`ecrcache.adapters.pull_stats_store`: one transaction action per counter and minute,
+exactly once per event id). What it answers is the partial batch response:
+
+* a record whose body is not an EventBridge event, or an event whose detail does not parse, or an
+  event that counts nothing (another call, a failed one, the warmer's, an unmanaged repository) is
+  dropped and counted in the ``PullEventsDropped`` metric by reason. Delivering it again would
+  change nothing, so it is not reported as a failure (which would only send it to the DLQ after 5
+  deliveries); a malformed one is logged with its message id and the fields that did not parse,
+  never their values;
+* a record the store could not count (DynamoDB throttled beyond botocore's retries, access denied,
+  conflicts beyond the retries) is a batch item failure: SQS delivers it again, and after
+  ``maxReceiveCount`` moves it to the DLQ, where the ``PullEventsDlqAlarm`` sees it;
+* if the desired rules cannot be read, nothing is counted and every record fails.
+
+Powertools' ``BatchProcessor`` handles records one by one (a record fails when its handler raises);
+the counters are only written once the whole batch is read, so the failures are known only after
+that one write, and the response is built here in Powertools' ``PartialItemFailureResponse`` shape.
+
+:meth:`PullStatsService.pulls` serves ``GET /v1/pulls`` and :meth:`PullStatsService.top_tags` the warm
+planner's ``top``: both rank with :func:`ecrcache.engine.pull_stats.rank`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
+from pydantic import ValidationError
+
+from ecrcache.engine.pull_stats import BridgeEvent, PullScope, rank, read_batch, window
+from ecrcache.errors import EcrcacheError, NotFoundError
+from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.pull_stats import DropReason, PulledImage, PullsPage, RecordResult
+from ecrcache.observability import count_by, logger, metrics
+from ecrcache.ports import PullStatsStore
+
+__all__ = ["BatchOutcome", "PullStatsService", "bridge_event"]
+
+
+def bridge_event(record: SqsRecordModel) -> BridgeEvent | tuple[str, DropReason]:
+    """The EventBridge event an SQS record carries, or ``(message_id, malformed)`` (logged without values)."""
+    try:
+        event = EventBridgeModel.model_validate_json(record.body if isinstance(record.body, str) else "")
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, error["loc"])) or "body" for error in exc.errors()})
+        logger.warning(
+            "a pull event that is not an EventBridge event was dropped",
+            extra={"message_id": record.messageId, "fields": fields[:10]},
+        )
+        return (record.messageId, DropReason.MALFORMED)
+    if not isinstance(event.detail, dict):  # the model also admits pydantic models, never parsed from JSON
+        return (record.messageId, DropReason.MALFORMED)
+    return BridgeEvent(
+        message_id=record.messageId,
+        event_id=event.id,
+        time=event.time,
+        region=event.region,
+        detail_type=event.detail_type,
+        detail=event.detail,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one batch did: pulls and events counted, events dropped (by reason), the messages that failed."""
+
+    pulls: int = 0
+    counted: int = 0
+    dropped: Counter[DropReason] = field(default_factory=Counter)
+    failed: tuple[str, ...] = ()
+    writes: int = 0
+    error: str | None = None
+
+    def response(self) -> PartialItemFailureResponse:
+        """The partial batch response Lambda's SQS event source reads (``ReportBatchItemFailures``)."""
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed]}
+
+
+class PullStatsService:
+    """Recording and ranking pulls over a :class:`~ecrcache.ports.PullStatsStore`."""
+
+    def __init__(self, store: PullStatsStore, *, stack_region: str, warmer_role_arn: str | None = None) -> None:
+        self.store = store
+        self.stack_region = stack_region
+        self.warmer_role_arn = warmer_role_arn or None
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(self, records: Sequence[SqsRecordModel]) -> BatchOutcome:
+        """Count a batch; the messages it could not count are the outcome's ``failed``."""
+        try:
+            scope = PullScope.of(
+                self.store.desired_rules(), stack_region=self.stack_region, warmer_role_arn=self.warmer_role_arn
+            )
+        except EcrcacheError as exc:
+            logger.warning("the desired rules could not be read: every record is retried", extra={"error": str(exc)})
+            return self._report(BatchOutcome(failed=tuple(r.messageId for r in records), error=exc.message))
+        batch = read_batch((bridge_event(record) for record in records), scope)
+        before = self.store.write_items
+        result = self.store.record(batch.events)
+        dropped = Counter(reason for _, reason in batch.dropped)
+        if result.duplicates:
+            dropped[DropReason.DUPLICATE] += len(result.duplicates)
+        outcome = BatchOutcome(
+            pulls=sum(inc.pulls for event in result.counted for _, inc in event.contributions),
+            counted=len(result.counted),
+            dropped=dropped,
+            failed=tuple(event.message_id for event in result.failed),
+            writes=self.store.write_items - before,
+            error=result.error,
+        )
+        return self._report(outcome, result)
+
+    @staticmethod
+    def _report(outcome: BatchOutcome, result: RecordResult | None = None) -> BatchOutcome:
+        metrics.add_metric(name="PullsRecorded", unit="Count", value=outcome.pulls)
+        metrics.add_metric(name="PullEventsCounted", unit="Count", value=outcome.counted)
+        metrics.add_metric(name="PullStatsWrites", unit="Count", value=outcome.writes)
+        metrics.add_metric(name="PullEventsFailed", unit="Count", value=len(outcome.failed))
+        for reason, count in sorted(outcome.dropped.items()):
+            count_by("PullEventsDropped", dimension="reason", value=reason.value, count=count)
+        if outcome.failed:
+            logger.warning(
+                "pull events could not be counted: their messages are reported for redelivery",
+                extra={
+                    "failed": len(outcome.failed),
+                    "error": outcome.error,
+                    "retryable": result.retryable if result is not None else True,
+                },
+            )
+        logger.info(
+            "pull events recorded",
+            extra={
+                "pulls": outcome.pulls,
+                "counted": outcome.counted,
+                "dropped": {reason.value: count for reason, count in sorted(outcome.dropped.items())},
+                "writes": outcome.writes,
+            },
+        )
+        return outcome
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def pulls(self, rule: str | None, *, top: int, window_days: int, now: datetime) -> PullsPage:
+        """The ``top`` most pulled images over the last ``window_days`` UTC days: of ``rule`` (a desired
+        rule, else :class:`NotFoundError`), or of every rule."""
+        return PullsPage(
+            window_days=window_days, rule=rule, items=self._ranked(rule, top, window_days, now, tags_only=False)
+        )
+
+    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> list[PulledImage]:
+        """The ``count`` most pulled tags of ``rule`` (digest-only pulls left out): a warm set's ``top``."""
+        return self._ranked(rule, count, window_days, now, tags_only=True)
+
+    def _ranked(
+        self, rule: str | None, top: int, window_days: int, now: datetime, *, tags_only: bool
+    ) -> list[PulledImage]:
+        rules = self.store.desired_rules()
+        if rule is not None and rule not in rules:
+            raise NotFoundError(f"no rule {rule!r}: pulls are kept per desired rule")
+        scope = PullScope.of(rules, stack_region=self.stack_region)
+        if rule is None:
+            prefixes = [""]
+        else:
+            regions = rules[rule] or (self.stack_region,)
+            prefixes = [f"{region}#" if rule == ROOT_PREFIX else f"{region}#{rule}/" for region in regions]
+        days = window(now, window_days)
+        counters = self.store.counters(days, prefixes)
+        return rank(counters, days=days, top=top, rule=rule, managed=scope.managed, tags_only=tags_only)
