@@ -93,6 +93,13 @@ class Stack:
             "ReconcilerDlq": PhysicalResource(ref=self.dlq_url, attributes={"Arn": self.dlq_arn, "QueueName": DLQ}),
             "RestApi": PhysicalResource(ref="localapi"),
         }
+        # The template's other queues (pull events, warm tasks, their DLQs): other functions' sources poll them.
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::SQS::Queue" and logical_id not in resources:
+                name = f"{STACK}-{logical_id}"
+                url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+                arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                resources[logical_id] = PhysicalResource(ref=url, attributes={"Arn": arn, "QueueName": name})
         resolver = Resolver(
             template,
             resources,
