@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ecrcache.models.warm_run import FailureClass
 
@@ -36,9 +37,8 @@ class TagListing:
         return self.failure is not None
 
 
-@dataclass(frozen=True, slots=True)
-class PulledTag:
-    """One most-pulled tag of a rule's cached repositories over a window."""
+class PulledTag(NamedTuple):
+    """One most-pulled tag of a rule's cached repositories over a window: ``(repository, tag, pulls)``."""
 
     repository: str
     """The ECR repository (``docker-hub/library/node``)."""
