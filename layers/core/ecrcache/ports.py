@@ -293,7 +293,8 @@ class PullStats(Protocol):
 
     def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> Sequence[tuple[str, str, int]]:
         """The ``count`` most pulled tags of the rule's cached repositories over the last ``window_days``
-        days, most pulled first, as ``(ECR repository, tag, pulls)`` (:class:`~ecrcache.models.warm_inputs.PulledTag`)."""
+        days, most pulled first, as ``(ECR repository, tag, pulls)`` (a
+        :class:`~ecrcache.models.warm_inputs.PulledTag` is one)."""
         ...
 
     def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:

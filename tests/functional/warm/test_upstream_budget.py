@@ -195,7 +195,7 @@ def test_a_bucket_too_contended_fails_retryably(state_table: str, counted: Count
     counted.client.put_item = always_changed  # type: ignore[method-assign]
 
     # WHEN a run takes THEN it gives up after its attempts with a retryable error naming the upstream
-    with pytest.raises(RetryableError, match="budget of registry-1.docker.io is contended"):
+    with pytest.raises(RetryableError, match=r"budget of registry-1\.docker\.io is contended"):
         budget.take(HUB, 1, limit=LIMIT, now=NOW)
     assert len(counted.delays) == 2
 
@@ -210,6 +210,7 @@ def test_a_bucket_too_contended_fails_retryably(state_table: str, counted: Count
 )
 @pytest.mark.parametrize("method", ["get_item", "put_item"])
 def test_failing_dynamodb_calls_are_classified(
+    *,
     budget: DynamoDbUpstreamBudget,
     counted: Counted,
     monkeypatch: pytest.MonkeyPatch,
