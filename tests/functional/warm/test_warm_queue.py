@@ -43,12 +43,12 @@ class Flaky:
         self.fail, self.code, self.sender, self.times = fail, code, sender, times
         self.calls: list[int] = []
 
-    def send_message_batch(self, *, QueueUrl: str, Entries: list[Any]) -> Any:  # noqa: N803 - boto3's names
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[Any]) -> Any:
         self.calls.append(len(Entries))
         if len(self.calls) > self.times:
             return self.client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
         failing, passing = Entries[: self.fail], Entries[self.fail :]
-        out = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=passing) if passing else {"Successful": []}
+        out: Any = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=passing) if passing else {}
         failed = [
             {"Id": e["Id"], "SenderFault": self.sender, "Code": self.code, "Message": "injected"} for e in failing
         ]
