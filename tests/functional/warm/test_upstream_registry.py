@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -172,7 +172,7 @@ def test_a_credential_rejected_after_signing_in_is_a_credential_failure(
 
 
 class _Paging(BaseHTTPRequestHandler):
-    tags = [f"v{i}" for i in range(7)]
+    tags: ClassVar[list[str]] = [f"v{i}" for i in range(7)]
 
     def log_message(self, format: str, *args: Any) -> None:
         return
