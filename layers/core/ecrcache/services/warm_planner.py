@@ -26,10 +26,10 @@ bucket under-spends, it never over-spends).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -397,3 +397,25 @@ def parse_request(keys: Mapping[str, object], new_image: Mapping[str, object] | 
     except ValidationError as exc:
         fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()}))
         raise ValueError(f"a warm request with invalid {fields}") from None
+
+
+class TickInput(BaseModel):
+    """The planner's schedule input (``template.yaml``): ``{"tick": true}``, the whole event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tick: Literal[True]
+
+
+class NoPullStats:
+    """A :class:`~ecrcache.ports.PullStats` that knows no pulls: ``top`` picks nothing, nothing counts as
+    refreshed by ECR (freshness is then the warmer's own verifications only).
+
+    What ``functions/warm_planner`` wires until the pull statistics (``services.pull_stats``) are merged.
+    """
+
+    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> Sequence[tuple[str, str, int]]:
+        return []
+
+    def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+        return {}
