@@ -25,6 +25,10 @@ ADAPTER_SERVICE = {
     "secrets_store": "secretsmanager",
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
+    "warm_store": "dynamodb",
+    "upstream_budget": "dynamodb",
+    "warm_queue": "sqs",
+    "upstream_registry": "secretsmanager",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -32,6 +36,8 @@ SPECIAL = {
     ("dynamodb", "TransactGetItems"): {"GetItem"},
     # Tags on CreateSecret are authorised as TagResource too.
     ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
+    # SendMessageBatch is authorised as SendMessage (SQS API reference, SendMessageBatch).
+    ("sqs", "SendMessageBatch"): {"SendMessage"},
 }
 
 

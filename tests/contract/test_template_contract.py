@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from devstack.local.template import SERVERLESS_FUNCTION
-from ecrcache.config import ApiSettings, ReconcilerSettings
+from ecrcache.config import ApiSettings, ReconcilerSettings, WarmPlannerSettings
 from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.contract
 FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "ApiFunction": ApiSettings,
     "ReconcilerFunction": ReconcilerSettings,
+    "WarmPlannerFunction": WarmPlannerSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ecrcache.models.warm_inputs import PulledTag, TagListing
+from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
 @dataclass
@@ -44,3 +45,48 @@ class FakeTags:
             listing.message,
             listing.retry_at,
         )
+
+
+class MemoryWarmRunStore:
+    """The reads and the request of ``WarmRunStore`` in memory (what the API uses); planning is not modelled."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, WarmRun] = {}
+        self.images: dict[str, list[ImageOutcome]] = {}
+
+    def request_run(self, run: WarmRun) -> None:
+        self.runs[run.run_id] = run
+
+    def get_run(self, warm_set: str, run_id: str) -> WarmRun | None:
+        run = self.runs.get(run_id)
+        return run if run is not None and run.warm_set == warm_set else None
+
+    def latest_run(self, warm_set: str) -> WarmRun | None:
+        mine = [r for r in self.runs.values() if r.warm_set == warm_set]
+        return max(mine, key=lambda r: (r.created_at, r.run_id)) if mine else None
+
+    def outcomes(self, run_id: str) -> list[ImageOutcome]:
+        return list(self.images.get(run_id, []))
+
+    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
+        raise NotImplementedError
+
+    def pending_tasks(self, run_id: str) -> list[WarmTask] | None:
+        raise NotImplementedError
+
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+        raise NotImplementedError
+
+    def verified(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+        raise NotImplementedError
+
+    def record_verified(
+        self, region: str, reference: str, *, digest: str, platforms: Sequence[str], at: datetime
+    ) -> None:
+        raise NotImplementedError
+
+    def claim_fire(self, warm_set: str, fire: datetime) -> bool:
+        raise NotImplementedError
+
+    def last_fires(self) -> dict[str, datetime]:
+        raise NotImplementedError

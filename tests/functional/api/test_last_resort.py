@@ -28,6 +28,7 @@ from tests.conftest import FakeLambdaContext
 from tests.fakes.ecr_registry import REGION, MemoryEcrReader
 from tests.fakes.status_store import MemoryStatusStore
 from tests.fakes.stores import MemorySecretStore, MemoryStateStore
+from tests.fakes.warm import MemoryWarmRunStore
 from tests.functional.api.assertions import assert_error
 from tests.functional.api.client import ApiResponse, api_event
 
@@ -55,6 +56,7 @@ def app_with_a_route_that_raises() -> APIGatewayRestResolver:
         planner=planner,
         importer=ImportService(service, lambda _: reader, stack_region=REGION),
         status=status,
+        warm_runs=MemoryWarmRunStore(),
         clock=now,
     )
 

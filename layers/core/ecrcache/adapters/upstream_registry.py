@@ -116,7 +116,8 @@ class OciUpstreamRegistry:
         self._tokens: dict[tuple[str, str], str] = {}
 
     @property
-    def secrets(self) -> SecretsManagerClient:
+    def client(self) -> SecretsManagerClient:
+        """Secrets Manager (made on first use: a set without a credential never needs it)."""
         if self._secrets is None:
             self._secrets = secretsmanager_client()
         return self._secrets
@@ -259,7 +260,7 @@ class OciUpstreamRegistry:
             return cached[1]
         name = secret_name(credential)
         try:
-            value = self.secrets.get_secret_value(SecretId=name)["SecretString"]
+            value = self.client.get_secret_value(SecretId=name)["SecretString"]
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 raise _Failed(FailureClass.CREDENTIAL, f"the credential's secret {name} does not exist") from None
