@@ -5,6 +5,7 @@
 - :mod:`.get`: ``get`` and ``delete`` (one rule, credential or warm set, or a list of them)
 - :mod:`.status`: ``status`` and ``history``
 - :mod:`.reconcile`: ``reconcile`` (queue a run, wait for it)
+- :mod:`.warm`: ``warm`` (warm a warm set now, follow its run with a progress bar)
 - :mod:`.transfer`: ``export`` and ``import``
 - :mod:`.credentials`: ``credentials set`` (the token only from stdin)
 - :mod:`.local`: ``local`` (the local embedded stack, when the ``local`` extra is installed)
