@@ -190,7 +190,7 @@ class WarmPlannerService:
                 result.planned.append((plan or self.plan)(request))
                 if request.fire is not None:
                     self.runs.claim_fire(request.warm_set, request.fire)
-            except EcrcacheError as exc:
+            except (EcrcacheError, ValueError) as exc:  # ValueError: a stored spec that no longer validates
                 logger.warning(
                     "a due warm set could not be planned", extra={"warm_set": request.warm_set, "error": str(exc)}
                 )
