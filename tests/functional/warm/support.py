@@ -33,13 +33,14 @@ class Counted:
 
 
 class Serialised:
-    """A DynamoDB client whose single calls are atomic, as DynamoDB's are (moto in-process is not
-    thread-safe within one call); a read-modify-write across calls still races freely."""
+    """A client whose single calls are atomic, as AWS's are (moto in-process is not thread-safe within one
+    call: a transaction deep-copies the table while another thread writes it); a read-modify-write across
+    calls still races freely. One lock for every instance and service."""
 
     _lock = threading.Lock()
 
-    def __init__(self) -> None:
-        self._client = boto3.client("dynamodb", region_name=REGION)
+    def __init__(self, service: str = "dynamodb") -> None:
+        self._client = boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)

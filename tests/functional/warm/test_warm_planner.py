@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
+from ecrcache.adapters.warm_queue import SqsWarmQueue
+from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_inputs import PulledTag, TagListing
@@ -271,8 +274,11 @@ def test_two_concurrent_runs_share_one_bucket_and_never_overspend(state_table: s
     for name in ("a-set", "b-set"):
         first.warm_set(name, images=[f"team/{name}-{i}:1" for i in range(20)])
     second = Planner(state_table, first.queue_url)
-    for each in (first, second):  # each call atomic, as DynamoDB's are (moto in-process is not thread-safe)
+    for each in (first, second):  # each call atomic, as AWS's are (moto in-process is not thread-safe)
         each.service.budget = each.budget = DynamoDbUpstreamBudget(state_table, Serialised())  # type: ignore[arg-type]
+        each.service.runs = each.runs = DynamoDbWarmRunStore(state_table, Serialised())  # type: ignore[arg-type]
+        each.service.desired = each.desired = DynamoDbStateStore(state_table, Serialised())  # type: ignore[arg-type]
+        each.service.queue = each.queue = SqsWarmQueue(first.queue_url, Serialised("sqs"))  # type: ignore[arg-type]
     requests = {r.warm_set: r for r in first.service.due()}
     answers: dict[str, Any] = {}
     threads = [

@@ -289,3 +289,16 @@ def test_the_bucket_pays_for_the_first_tasks_and_the_rest_are_rate_limited() -> 
 )
 def test_finished_status(counts: dict[Outcome, int], status: RunStatus) -> None:
     assert finished_status(counts) is status
+
+
+def test_the_buckets_limit_is_the_credentials_else_the_kinds_default() -> None:
+    from ecrcache.engine.warm import rate_limit_of
+    from ecrcache.models.credential import CredentialSpec
+
+    plain = CredentialSpec.model_validate({"upstream_kind": "docker-hub", "username": "ci"})
+    paid = CredentialSpec.model_validate(
+        {"upstream_kind": "docker-hub", "username": "ci", "rate_limit": {"requests": 5000, "window_seconds": 3600}}
+    )
+    assert rate_limit_of(HUB, None) == (200, 21_600)
+    assert rate_limit_of(HUB, plain) == (200, 21_600)
+    assert rate_limit_of(HUB, paid) == (5000, 3600)

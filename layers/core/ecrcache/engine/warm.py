@@ -40,7 +40,9 @@ from typing import Final
 
 from ecrcache.engine.schedule import last_fire
 from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.rule import RuleSpec
+from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import (
     REFRESH_WINDOW_HOURS,
@@ -76,6 +78,15 @@ def due_fire(schedule: str, now: datetime, *, last_claimed: datetime | None, cre
 def scheduled_run_id(warm_set: str, fire: datetime) -> str:
     """The run id of ``warm_set``'s fire at ``fire``: the same for every tick that plans that fire."""
     return str(uuid.uuid5(RUN_NAMESPACE, f"{warm_set}@{fire.isoformat()}"))
+
+
+def rate_limit_of(rule: RuleSpec, credential: CredentialSpec | None) -> tuple[int, int]:
+    """``(requests, window_seconds)`` of the rule's upstream bucket: the credential's ``rate_limit`` when it
+    sets one, else the upstream kind's published default. The planner takes with it and the worker refunds
+    with it: both must compute the same limit."""
+    if credential is not None and credential.rate_limit is not None:
+        return credential.rate_limit.requests, credential.rate_limit.window_seconds
+    return default_rate_limit(rule.upstream_kind)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ecrcache.engine.warm import (
     due_fire,
     finished_status,
     plan_run,
+    rate_limit_of,
     resolve,
     scheduled_run_id,
 )
@@ -47,7 +48,6 @@ from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
-from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
@@ -281,12 +281,11 @@ class WarmPlannerService:
     # -- helpers -------------------------------------------------------------------------------
 
     def _upstream(self, rule: RuleSpec) -> _Upstream:
-        requests, window = default_rate_limit(rule.upstream_kind)
+        credential: CredentialSpec | None = None
         if rule.credential is not None:
             stored = self.desired.get(ResourceKind.CREDENTIAL, rule.credential)
             credential = CredentialSpec.model_validate(stored.spec) if stored is not None else None
-            if credential is not None and credential.rate_limit is not None:
-                requests, window = credential.rate_limit.requests, credential.rate_limit.window_seconds
+        requests, window = rate_limit_of(rule, credential)
         return _Upstream(rule.effective_url(), rule.credential, BucketLimit(capacity=requests, window_seconds=window))
 
     def _list_tags(
