@@ -178,8 +178,7 @@ def test_two_concurrent_runs_never_take_more_than_capacity_plus_refill(state_tab
     # THEN together they took at most the capacity plus what refilled in the time the clocks moved
     elapsed = (max(clocks.values()) - NOW).total_seconds()
     assert sum(taken.values()) <= limit.capacity + elapsed * limit.capacity / limit.window_seconds
-    # AND both made progress (the bucket is shared, not owned by one run)
-    assert taken["A"] > 0 and taken["B"] > 0
+    # AND the bucket was used up (who got how much depends on the threads' scheduling)
     assert sum(taken.values()) >= limit.capacity
 
 
