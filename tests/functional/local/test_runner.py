@@ -92,6 +92,9 @@ class Stack:
             ),
             "ReconcilerDlq": PhysicalResource(ref=self.dlq_url, attributes={"Arn": self.dlq_arn, "QueueName": DLQ}),
             "RestApi": PhysicalResource(ref="localapi"),
+            # Resources of the other functions (resolved, never delivered to: only the reconciler runs here).
+            "WarmQueue": PhysicalResource(ref="http://q/warm", attributes={"Arn": f"{self.dlq_arn}-warm"}),
+            "WarmPlannerDlq": PhysicalResource(ref="http://q/wpd", attributes={"Arn": f"{self.dlq_arn}-wpd"}),
         }
         resolver = Resolver(
             template,
@@ -104,7 +107,7 @@ class Stack:
                 "AWS::URLSuffix": "amazonaws.com",
             },
         )
-        specs = resolve_functions(template, resolver, ROOT)
+        specs = {FUNCTION: resolve_functions(template, resolver, ROOT)[FUNCTION]}  # the reconciler's events only
         for event_name, changes in overrides.items():
             spec = specs[FUNCTION]
             specs[FUNCTION] = replace(
