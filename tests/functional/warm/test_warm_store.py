@@ -214,6 +214,30 @@ def test_an_interrupted_planning_leaves_nothing_behind_when_planned_again(
     assert store.outcomes("run-1") == []
 
 
+def test_an_interrupted_scheduled_planning_is_cleared_too(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a scheduled run (no request item first) whose planning failed after writing its images
+    real = counted.client.transact_write_items
+    monkeypatch.setattr(counted.client, "transact_write_items", raiser("InternalServerError", 500))
+    with pytest.raises(RetryableError):
+        store.create_run(run(total=2), [fresh("alpine")], [task("node")])
+    monkeypatch.setattr(counted.client, "transact_write_items", real)
+    assert store.pending_tasks("run-1") is None
+
+    # WHEN planned again THEN only this plan's images are there
+    assert store.create_run(run(total=1), [], [task("ubuntu")]) is True
+    assert store.pending_tasks("run-1") == [task("ubuntu")]
+    assert store.outcomes("run-1") == []
+
+
+def test_an_outcome_of_a_run_not_planned_changes_nothing(store: DynamoDbWarmRunStore) -> None:
+    queued = run(trigger=RunTrigger.API)
+    store.request_run(queued)
+    assert store.record_outcome("run-1", "ci", outcome_of(task("node"))) is None
+    assert store.get_run("ci", "run-1") == queued
+
+
 def test_concurrent_workers_count_every_image_once_and_finish_the_run_once(state_table: str) -> None:
     # GIVEN a run of 40 images, every task delivered twice, to 4 workers at once
     tasks = [task(f"image{i}") for i in range(40)]

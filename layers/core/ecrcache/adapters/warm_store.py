@@ -184,10 +184,10 @@ class DynamoDbWarmRunStore:
         pointer = self._get(_pointer_key(run.run_id))
         if pointer is not None and pointer.get("planned", {}).get("BOOL"):
             return False
-        if pointer is not None:  # queued by the API, or a planning interrupted before it was recorded
-            self._batch_write(
-                [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in self._images(run.run_id)]
-            )
+        # Images of a planning interrupted before the run was recorded (an empty Query for a new run).
+        self._batch_write(
+            [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in self._images(run.run_id)]
+        )
         expires = _n(_epoch(run.created_at + RUN_RETENTION))
         images: list[WriteRequestTypeDef] = [
             {
@@ -237,8 +237,8 @@ class DynamoDbWarmRunStore:
 
     def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
         pointer = self._get(_pointer_key(run_id))
-        if pointer is None:
-            return None
+        if pointer is None or not pointer.get("planned", {}).get("BOOL"):
+            return None  # unknown (expired), or not planned: no task of it can have been sent
         key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
         image: Item = {
             "pk": _s(f"WARMIMG#{run_id}"),
