@@ -12,6 +12,7 @@ Synopsis (global options go before the command)::
     ecrcache history [--kind rule|credential|warm-set] [--name NAME] [--limit N] [--all] [-o FORMAT]
     ecrcache pulls [--rule PREFIX] [--top N] [--window DAYS] [-o FORMAT]
     ecrcache reconcile [--deep] [--wait/--no-wait] [--timeout SECONDS] [-o FORMAT]
+    ecrcache warm NAME [--wait] [--timeout SECONDS] [-o FORMAT]
     ecrcache export [-o yaml|json] [--file PATH]
     ecrcache import [--region REGION ...] [--dry-run] [-o FORMAT]
     ecrcache credentials set NAME [--username USER] [--token-stdin] [--upstream KIND] [--expires-at DATE|none]
@@ -21,7 +22,8 @@ Synopsis (global options go before the command)::
 
 ``FORMAT`` is ``table`` (default), ``json`` or ``yaml``. Exit codes: see :mod:`ecrcache_cli.output`
 (0 ok, 1 failure, 2 plan has changes, 3 invalid input, 4 not found, 5 conflict, 6 not converged,
-7 unreachable/unauthenticated, 64 usage).
+7 unreachable/unauthenticated, 64 usage). ``warm --wait`` exits 6 for a partial or failed run, as
+``reconcile --wait`` does.
 
 This module is the root group (the global options), the registration of the commands (one module per command
 group in :mod:`ecrcache_cli.commands`) and the entry points, which turn every failure into a message and an
@@ -51,6 +53,7 @@ from ecrcache_cli.commands.pulls import pulls_cmd
 from ecrcache_cli.commands.reconcile import reconcile_cmd
 from ecrcache_cli.commands.status import history_cmd, status_cmd
 from ecrcache_cli.commands.transfer import export_cmd, import_cmd
+from ecrcache_cli.commands.warm import warm_cmd
 from ecrcache_cli.output import EXIT_CODES_HELP, CliError, ExitCode, Printer, silence
 
 __all__ = ["cli", "main", "run"]
@@ -66,6 +69,7 @@ COMMANDS: Final[tuple[click.Command, ...]] = (
     history_cmd,
     pulls_cmd,
     reconcile_cmd,
+    warm_cmd,
     export_cmd,
     import_cmd,
     credentials_group,

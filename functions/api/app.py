@@ -1,4 +1,4 @@
-"""API function: API Gateway (REST, AWS_IAM) -> the desired-state service, the plan and the status."""
+"""API function: API Gateway (REST, AWS_IAM) -> the desired-state service, the plan, the status and warm runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ecrcache.adapters.ecr_registry import Boto3EcrReader
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.config import api_settings, stack_region
 from ecrcache.http.app import create_app, resolve
 from ecrcache.observability import logger, metrics, tracer
@@ -51,7 +52,16 @@ service = DesiredStateService(
 )
 importer = ImportService(service, registry, stack_region=stack_region())
 pull_stats = PullStatsService(DynamoDbPullStatsStore(api_settings().table_name), stack_region=stack_region())
-app = create_app(service, planner=planner, importer=importer, status=status, pull_stats=pull_stats, clock=now)
+warm_runs = DynamoDbWarmRunStore(api_settings().table_name)
+app = create_app(
+    service,
+    planner=planner,
+    importer=importer,
+    status=status,
+    pull_stats=pull_stats,
+    warm_runs=warm_runs,
+    clock=now,
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

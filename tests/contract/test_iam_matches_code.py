@@ -26,6 +26,10 @@ ADAPTER_SERVICE = {
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
     "pull_stats_store": "dynamodb",
+    "warm_store": "dynamodb",
+    "upstream_budget": "dynamodb",
+    "warm_queue": "sqs",
+    "upstream_registry": "secretsmanager",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -33,6 +37,8 @@ SPECIAL = {
     ("dynamodb", "TransactGetItems"): {"GetItem"},
     # Tags on CreateSecret are authorised as TagResource too.
     ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
+    # SendMessageBatch is authorised as SendMessage (SQS API reference, SendMessageBatch).
+    ("sqs", "SendMessageBatch"): {"SendMessage"},
 }
 
 

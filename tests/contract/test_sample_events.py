@@ -25,6 +25,7 @@ EXERCISING_TESTS = {
     "tests.functional.reconcile.test_sample_events": "the reconciler handler on the embedded AWS",
     "tests.functional.api.test_sample_events": "the api handler on the embedded AWS",
     "tests.functional.pull_stats.test_function": "the pull_stats handler on the embedded AWS",
+    "tests.functional.warm.test_planner_function": "the warm planner handler on moto",
 }
 
 

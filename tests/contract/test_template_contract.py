@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from devstack.local.template import SERVERLESS_FUNCTION
-from ecrcache.config import ApiSettings, PullStatsSettings, ReconcilerSettings
+from ecrcache.config import ApiSettings, PullStatsSettings, ReconcilerSettings, WarmPlannerSettings
 from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
@@ -24,6 +24,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "ApiFunction": ApiSettings,
     "ReconcilerFunction": ReconcilerSettings,
     "PullStatsFunction": PullStatsSettings,
+    "WarmPlannerFunction": WarmPlannerSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).

@@ -6,6 +6,7 @@
 - :mod:`.status`: ``status`` and ``history``
 - :mod:`.pulls`: ``pulls`` (the most pulled images, with a sparkline per day)
 - :mod:`.reconcile`: ``reconcile`` (queue a run, wait for it)
+- :mod:`.warm`: ``warm`` (warm a warm set now, follow its run with a progress bar)
 - :mod:`.transfer`: ``export`` and ``import``
 - :mod:`.credentials`: ``credentials set`` (the token only from stdin)
 - :mod:`.local`: ``local`` (the local embedded stack, when the ``local`` extra is installed)

@@ -1,4 +1,5 @@
-"""``ecrcache status`` (conditions per rule and Region, recent runs) and ``ecrcache history`` (who changed what)."""
+"""``ecrcache status`` (conditions per rule and Region, recent runs, warm sets' last runs) and ``ecrcache history``
+(who changed what)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ __all__ = ["history_cmd", "run_summary", "status_cmd"]
 @output_option()
 @pass_app
 def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
-    """Conditions of every rule per Region, and the recent reconcile runs."""
+    """Conditions of every rule per Region, the recent reconcile runs, and every warm set's last run."""
     printer = Printer(fmt)
     body = app.api().get("status", query={"runs": runs}).json() or {}
     if printer.body(body):
@@ -66,7 +67,23 @@ def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
             rows,
             title="Recent runs:",
         )
+    warm_sets = body.get("warm_sets") or []
+    if warm_sets:
+        printer.out("")
+        printer.table(
+            ["warm set", "last run", "trigger", "warmed", "fresh", "skipped", "failed", "finished"],
+            [_warm_row(w) for w in warm_sets],
+            title="Warm sets:",
+        )
     return ExitCode.OK
+
+
+def _warm_row(entry: Mapping[str, Any]) -> list[Any]:
+    """A warm set and its last run: status, trigger, counts by outcome, when it finished."""
+    run = entry.get("run") or {}
+    counts = run.get("counts") or {}
+    outcomes = [counts.get(name, 0) if run else None for name in ("warmed", "fresh", "skipped", "failed")]
+    return [entry.get("warm_set"), run.get("status") or "never", run.get("trigger"), *outcomes, run.get("finished_at")]
 
 
 def _status_row(record: Mapping[str, Any]) -> list[Any]:

@@ -10,7 +10,7 @@ import os
 from functools import cache
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
 
 
 class _Settings(BaseModel):
@@ -66,3 +66,29 @@ class PullStatsSettings(TableSettings, WarmerRoleSettings):
 @cache
 def pull_stats_settings() -> PullStatsSettings:
     return PullStatsSettings.from_env()
+
+
+class WarmPlannerSettings(TableSettings):
+    """Environment of ``functions/warm_planner``."""
+
+    warm_queue_url: str = Field(min_length=1, max_length=2048)
+    upstream_endpoints: Json[dict[str, str]] = Field(
+        default_factory=dict,
+        description=(
+            'JSON object: upstream registry host -> base URL to reach it at ({"registry-1.docker.io": '
+            '"http://127.0.0.1:5000"}); set only by the local stack, empty in AWS.'
+        ),
+    )
+
+    @field_validator("upstream_endpoints")
+    @classmethod
+    def _endpoints(cls, value: dict[str, str]) -> dict[str, str]:
+        for host, url in value.items():
+            if not url.startswith(("http://", "https://")) or "/" in host:
+                raise ValueError(f"UPSTREAM_ENDPOINTS maps a registry host to an http(s) base URL; got {host!r}")
+        return {host.lower(): url.rstrip("/") for host, url in value.items()}
+
+
+@cache
+def warm_planner_settings() -> WarmPlannerSettings:
+    return WarmPlannerSettings.from_env()

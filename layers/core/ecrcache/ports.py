@@ -13,6 +13,7 @@ from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Observ
 from ecrcache.models.pull_stats import DailyCounter, PullEvent, RecordResult
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
@@ -202,8 +203,16 @@ class StatusStore(Protocol):
 class WarmRunStore(Protocol):
     """Warm runs, their per-image outcomes and the images' freshness (item layout: adapters.warm_store)."""
 
-    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome]) -> None:
-        """Write a planned run with the outcomes the planner settled itself (fresh, skipped)."""
+    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
+        """Write a planned run with the outcomes the planner settled itself (fresh, skipped, failed) and the
+        tasks it is about to send (kept until their outcome comes, so a redelivered plan can send them again).
+
+        ``False`` (and nothing written) when the run is already planned: planning is once per run id.
+        """
+        ...
+
+    def pending_tasks(self, run_id: str) -> list[WarmTask] | None:
+        """The tasks of a planned run that have no outcome yet; ``None`` when the run is not planned (yet)."""
         ...
 
     def request_run(self, run: WarmRun) -> None:
@@ -233,6 +242,10 @@ class WarmRunStore(Protocol):
 
     def claim_fire(self, warm_set: str, fire: datetime) -> bool:
         """Claim a scheduled fire time of ``warm_set`` (true once per fire: ticks are at-least-once)."""
+        ...
+
+    def last_fires(self) -> dict[str, datetime]:
+        """The last fire claimed per warm set (absent: never)."""
         ...
 
 
@@ -285,4 +298,29 @@ class PullStatsStore(Protocol):
 
     def desired_rules(self) -> dict[str, tuple[str, ...]]:
         """Every desired rule's prefix and the Regions it names (empty: the stack's Region)."""
+        ...
+
+
+class UpstreamTags(Protocol):
+    """An upstream registry's tag lists (OCI distribution ``GET /v2/<name>/tags/list``), with a rule's credential."""
+
+    def list_tags(self, upstream_url: str, repository: str, *, credential: str | None, max_requests: int) -> TagListing:
+        """Every tag of ``repository`` at ``upstream_url`` (``registry-1.docker.io``), at most ``max_requests``
+        requests to the registry; ``credential`` names the ``ecr-pullthroughcache/<name>`` secret to sign in
+        with. Never raises for the upstream's answers: a failure is classified in the listing."""
+        ...
+
+
+class PullStats(Protocol):
+    """What the pull statistics know (``services.pull_stats`` on the table's ``PULLS#`` items)."""
+
+    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> Sequence[tuple[str, str, int]]:
+        """The ``count`` most pulled tags of the rule's cached repositories over the last ``window_days``
+        days, most pulled first, as ``(ECR repository, tag, pulls)`` (a
+        :class:`~ecrcache.models.warm_inputs.PulledTag` is one)."""
+        ...
+
+    def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+        """When ECR last refreshed each ``<repository>:<tag>`` from its upstream (a pull-through cache
+        action ``SUCCESS``) in ``region``; absent: not seen in the statistics' retention."""
         ...

@@ -30,6 +30,7 @@ from tests.fakes.ecr_registry import REGION, MemoryEcrReader
 from tests.fakes.pull_stats import MemoryPullStatsStore
 from tests.fakes.status_store import MemoryStatusStore
 from tests.fakes.stores import MemorySecretStore, MemoryStateStore
+from tests.fakes.warm import MemoryWarmRunStore
 from tests.functional.api.assertions import assert_error
 from tests.functional.api.client import ApiResponse, api_event
 
@@ -58,6 +59,7 @@ def app_with_a_route_that_raises() -> APIGatewayRestResolver:
         importer=ImportService(service, lambda _: reader, stack_region=REGION),
         status=status,
         pull_stats=PullStatsService(MemoryPullStatsStore(), stack_region=REGION),
+        warm_runs=MemoryWarmRunStore(),
         clock=now,
     )
 

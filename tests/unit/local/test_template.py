@@ -37,6 +37,10 @@ RESOURCES = {
     "ReconcilerDlq": PhysicalResource(
         "http://q/local-ReconcilerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
     ),
+    "WarmQueue": PhysicalResource("http://q/local-WarmQueue", {"Arn": "arn:aws:sqs:us-east-1:123456789012:warm"}),
+    "WarmPlannerDlq": PhysicalResource(
+        "http://q/local-WarmPlannerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:warm-planner-dlq"}
+    ),
     "RestApi": PhysicalResource("local-api"),
 }
 
@@ -75,6 +79,11 @@ def test_functions_of_the_real_template_resolve_with_globals_applied() -> None:
     assert events["DesiredStateChanged"].properties["Stream"] == RESOURCES["StateTable"].attributes["StreamArn"]
     assert events["Resync"].properties["Schedule"] == "rate(15 minutes)"
     assert reconciler.event_invoke_config["DestinationConfig"]["OnFailure"]["Destination"].startswith("arn:aws:sqs")
+
+    planner = functions["WarmPlannerFunction"]
+    assert planner.environment["WARM_QUEUE_URL"] == "http://q/local-WarmQueue"
+    assert planner.environment["UPSTREAM_ENDPOINTS"] == "{}"
+    assert {event.name for event in planner.events} == {"Tick", "WarmRequested"}
 
 
 def test_sub_join_if_and_parameters() -> None:

@@ -344,3 +344,31 @@ def test_credential_schema_examples_are_valid(model: type[BaseModel]) -> None:
     assert examples
     for example in examples:
         model.model_validate(example)
+
+
+# ---------------------------------------------------------------------------------------------- rate limit
+
+
+def test_a_credentials_rate_limit_is_kept_and_left_out_when_unset() -> None:
+    # GIVEN a credential with and one without a rate limit WHEN dumped (what the table stores)
+    limited = CredentialSpec.model_validate(base(rate_limit={"requests": 5000, "window_seconds": 21600}))
+    plain = CredentialSpec.model_validate(base())
+    # THEN the limit is kept, and an unset one is absent (stored specs from before stay equal)
+    assert limited.model_dump(mode="json")["rate_limit"] == {"requests": 5000, "window_seconds": 21600}
+    assert "rate_limit" not in plain.model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "field", "message"),
+    [
+        ({"requests": 0, "window_seconds": 60}, "rate_limit.requests", "greater than or equal to 1"),
+        ({"requests": 10, "window_seconds": 604_801}, "rate_limit.window_seconds", "less than or equal to 604800"),
+        ({"requests": "10", "window_seconds": 60}, "rate_limit.requests", "valid integer"),
+        ({"requests": 10}, "rate_limit.window_seconds", "required"),
+        ({"requests": 10, "window_seconds": 60, "burst": 2}, "rate_limit.burst", "unknown field"),
+    ],
+)
+def test_a_bad_rate_limit_is_refused_naming_the_field(rate_limit: dict[str, Any], field: str, message: str) -> None:
+    found = errors(base(rate_limit=rate_limit))
+    assert field in found, found
+    assert message in found[field].lower()

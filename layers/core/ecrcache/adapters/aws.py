@@ -22,6 +22,7 @@ from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 
@@ -78,6 +79,11 @@ def dynamodb_client(region: str | None = None) -> DynamoDBClient:
 @cache
 def secretsmanager_client(region: str | None = None) -> SecretsManagerClient:
     return boto3.client("secretsmanager", region_name=region, config=RETRY_CONFIG)
+
+
+@cache
+def sqs_client(region: str | None = None) -> SQSClient:
+    return boto3.client("sqs", region_name=region, config=RETRY_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

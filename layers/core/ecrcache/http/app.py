@@ -30,11 +30,12 @@ from ecrcache.http.errors import proxy_error, register_error_handlers, request_i
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rules, warm_sets
 from ecrcache.observability import logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
-from ecrcache.ports import StatusStore
+from ecrcache.ports import StatusStore, WarmRunStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
 from ecrcache.services.pull_stats import PullStatsService
+from ecrcache.services.warm_runs import WarmRunsService
 
 TITLE = "ecrcache API"
 DESCRIPTION = (
@@ -89,16 +90,18 @@ def create_app(
     importer: ImportService,
     status: StatusStore,
     pull_stats: PullStatsService,
+    warm_runs: WarmRunStore,
     clock: Callable[[], datetime],
 ) -> APIGatewayRestResolver:
     app = ApiResolver(enable_validation=True)
     register_error_handlers(app)
+    runs = WarmRunsService(desired=service.store, runs=warm_runs, clock=clock)
     rules.register(app, service)
     credentials.register(app, service)
-    warm_sets.register(app, service)
+    warm_sets.register(app, service, runs)
     desired_state.register(app, service, planner)
     history.register(app, service)
-    control.register(app, planner=planner, importer=importer, status=status, clock=clock)
+    control.register(app, planner=planner, importer=importer, status=status, warm=runs, clock=clock)
     pulls.register(app, pull_stats, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
     app.enable_swagger(

@@ -550,6 +550,12 @@ def cron_hours(fields: Sequence[str]) -> set[int]:
     return hours if hours is not None else set(range(24))
 
 
+def cron_values(fields: Sequence[str], index: int) -> set[int] | None:
+    """The values field ``index`` (0 minutes ... 5 year) of a validated cron expression selects
+    (month and day names as numbers, ``SUN`` = 1); ``None`` for ``?`` and the forms with ``L``, ``W``, ``#``."""
+    return _cron_field(fields[index], _CRON_FIELDS[index])
+
+
 def normalise_schedule(expression: str) -> str:
     """Validate an EventBridge schedule expression and collapse its whitespace."""
     text = " ".join(expression.split())

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
@@ -223,6 +224,33 @@ class RotationSettings(BaseModel):
         return self
 
 
+RATE_LIMIT_MAX_REQUESTS: Final = 1_000_000
+RATE_LIMIT_MAX_WINDOW_SECONDS: Final = 7 * 86_400
+
+
+class RateLimit(BaseModel):
+    """The upstream's pull rate limit for this credential: ``requests`` per ``window_seconds``.
+
+    Warm runs (and credential checks) take their upstream requests from one token bucket per upstream
+    registry that refills at this rate. Without it the upstream kind's published default applies
+    (Docker Hub: 200 per 6 hours for a free account); a paid Docker Hub plan is unlimited under fair use,
+    so set what you are willing to spend.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [{"requests": 200, "window_seconds": 21600}]}
+    )
+
+    requests: StrictInt = Field(
+        ge=1, le=RATE_LIMIT_MAX_REQUESTS, description="Requests allowed per window (1-1,000,000)."
+    )
+    window_seconds: StrictInt = Field(
+        ge=1,
+        le=RATE_LIMIT_MAX_WINDOW_SECONDS,
+        description="The window in seconds (1-604,800, a week); Docker Hub's is 21,600 (6 hours).",
+    )
+
+
 class CredentialSpec(BaseModel):
     """The stored metadata of a credential (everything but the token)."""
 
@@ -255,6 +283,15 @@ class CredentialSpec(BaseModel):
     )
     rotation: RotationSettings = Field(default_factory=RotationSettings, description="How the token is renewed.")
     description: Description | None = Field(default=None, description="Free text, at most 256 characters.")
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        # Left out of the stored / exported spec while unset: specs stored before the field existed stay equal.
+        exclude_if=lambda value: value is None,
+        description=(
+            "The upstream's pull rate limit for this account, which warming spends from (omit: the upstream "
+            "kind's published default, e.g. Docker Hub 200 per 6 hours)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _kind_takes_credential(self) -> Self:

@@ -234,3 +234,47 @@ def parse_ecr_url(url: str) -> tuple[str, str] | None:
     """
     match = ECR_URL_RE.match(url.lower())
     return (match.group(1), match.group(2)) if match else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Rate limits: the default token bucket of each upstream kind (requests, window in seconds)
+# --------------------------------------------------------------------------------------------------
+#
+# What each upstream publishes about pull rates (looked up 2026-11; a credential's `rate_limit` overrides):
+# * Docker Hub: "Pull rate limit per 6 hours": Personal (authenticated) 200, unauthenticated 100 per IPv4
+#   address or IPv6 /64 subnet; Pro/Team/Business unlimited under fair use
+#   (https://docs.docker.com/docker-hub/usage/pulls/, docker/docs#22326; the registry answers
+#   `ratelimit-limit: 100;w=21600`). A pull is a GET of a manifest, so an index and each child count.
+#   ECR requires a credential for Docker Hub: the authenticated free-account figure is the default.
+# * Amazon ECR Public: per-second quotas on image pulls, separate for unauthenticated (per IP) and
+#   authenticated (per account) pulls, plus 500 GB a month for unauthenticated data
+#   (https://docs.aws.amazon.com/AmazonECR/latest/public/public-service-quotas.html). ECR's
+#   pull-through cache takes no credential for it: the unauthenticated 1 per second is the default.
+# * GitHub Container Registry, Quay, registry.k8s.io, GitLab, Azure Container Registry, Chainguard: no
+#   pull rate limit is published for anonymous or token pulls (GHCR: github/docs#24504 asks for it;
+#   ACR throttles per SKU without published numbers for pulls through a token). A conservative
+#   600 per hour is the default: a warm set of 200 images x 2 platforms fits in one hour.
+# * Amazon ECR (private, ECR-to-ECR): BatchGetImage has a 2,000 per second account quota
+#   (ecr-facts §1.6); the default takes 6,000 a minute, leaving the upstream account its own traffic.
+
+RateLimitDefault = tuple[int, int]
+
+DEFAULT_RATE_LIMITS: Final[Mapping[UpstreamKind, RateLimitDefault]] = MappingProxyType(
+    {
+        UpstreamKind.DOCKER_HUB: (200, 21_600),
+        UpstreamKind.ECR_PUBLIC: (3_600, 3_600),
+        UpstreamKind.GITHUB_CONTAINER_REGISTRY: (600, 3_600),
+        UpstreamKind.QUAY: (600, 3_600),
+        UpstreamKind.K8S: (600, 3_600),
+        UpstreamKind.GITLAB_CONTAINER_REGISTRY: (600, 3_600),
+        UpstreamKind.AZURE_CONTAINER_REGISTRY: (600, 3_600),
+        UpstreamKind.CHAINGUARD: (600, 3_600),
+        UpstreamKind.ECR: (6_000, 60),
+    }
+)
+"""Requests per window (seconds) the warm planner's token bucket allows an upstream by default."""
+
+
+def default_rate_limit(kind: UpstreamKind) -> RateLimitDefault:
+    """``(requests, window_seconds)`` of ``kind``'s default bucket (see the sources above)."""
+    return DEFAULT_RATE_LIMITS[kind]

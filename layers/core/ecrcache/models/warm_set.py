@@ -399,6 +399,7 @@ class WarmSetSpec(BaseModel):
     budget: WarmBudget = Field(default_factory=WarmBudget, description="Limits on one run.")
     restore_archived: bool = Field(
         default=False,
+        strict=True,
         description=(
             "Restore a cached image found in the archive storage class (UpdateImageStorageClass to STANDARD) "
             "instead of reporting it as archived. Restores take time and archive has a 90-day minimum charge."

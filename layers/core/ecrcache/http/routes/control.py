@@ -18,9 +18,11 @@ from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import prefix_param
 from ecrcache.models.common import AwsRegion, check_region_in_partition
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
+from ecrcache.models.warm_run import WarmRun
 from ecrcache.ports import StatusStore
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService, Scope
+from ecrcache.services.warm_runs import WarmRunsService
 
 
 class ReconcileRequest(BaseModel):
@@ -60,9 +62,17 @@ class ImportResponse(BaseModel):
     revision: int | None = Field(description="Desired-state revision after the import (None when nothing changed).")
 
 
+class WarmSetLastRun(BaseModel):
+    warm_set: str
+    run: WarmRun | None = Field(description="The set's last warm run; null before any.")
+
+
 class StatusResponse(BaseModel):
     rules: list[RuleStatusRecord] = Field(description="Conditions per rule and Region.")
     runs: list[ReconcileRun] = Field(description="The most recent reconcile runs, newest first.")
+    warm_sets: list[WarmSetLastRun] = Field(
+        default_factory=list, description="Every warm set with its last run (per image: /v1/warm-sets/{name}/status)."
+    )
 
 
 class RuleStatusResponse(BaseModel):
@@ -76,12 +86,13 @@ def register(
     planner: PlanService,
     importer: ImportService,
     status: StatusStore,
+    warm: WarmRunsService,
     clock: Callable[[], datetime],
 ) -> None:
     _register_plan(app, planner)
     _register_reconcile(app, status, clock)
     _register_import(app, importer)
-    _register_runs_and_status(app, status)
+    _register_runs_and_status(app, status, warm)
 
 
 def _register_plan(app: APIGatewayRestResolver, planner: PlanService) -> None:
@@ -162,7 +173,7 @@ def _register_import(app: APIGatewayRestResolver, importer: ImportService) -> No
         )
 
 
-def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore) -> None:
+def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, warm: WarmRunsService) -> None:
     @app.get("/v1/runs/<run_id>", tags=["controller"], summary="One reconcile run", responses=responses(ReconcileRun))
     def get_run(run_id: Annotated[str, Path(max_length=128)]) -> ReconcileRun:
         found = status.get_run(path_name(run_id))
@@ -173,13 +184,17 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore) 
     @app.get(
         "/v1/status",
         tags=["controller"],
-        summary="Conditions of every rule and the latest runs",
+        summary="Conditions of every rule, the latest runs and every warm set's last run",
         responses=responses(StatusResponse),
     )
     def get_status(
         runs: Annotated[int, Query(ge=0, le=50, description="How many recent runs to include.")] = 10,
     ) -> StatusResponse:
-        return StatusResponse(rules=status.all_status(), runs=status.latest_runs(runs) if runs else [])
+        return StatusResponse(
+            rules=status.all_status(),
+            runs=status.latest_runs(runs) if runs else [],
+            warm_sets=[WarmSetLastRun(warm_set=w.warm_set, run=w.run) for w in warm.latest()],
+        )
 
     @app.get(
         "/v1/rules/<prefix>/status",

@@ -1,4 +1,4 @@
-"""`/v1/warm-sets`: images to pull through the cache ahead of need (desired state)."""
+"""`/v1/warm-sets`: images to pull through the cache ahead of need (desired state), and their runs."""
 
 from __future__ import annotations
 
@@ -6,19 +6,73 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from pydantic import BaseModel, Field
 
 from ecrcache.http.common import caller_arn, json_response, precondition, resource_name
 from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import IfMatch, IfNoneMatch, UndocumentedIfNoneMatch
 from ecrcache.http.schemas import WarmSetList, WarmSetResource
 from ecrcache.models.records import ResourceKind
+from ecrcache.models.warm_run import ImageOutcome, RunStatus, WarmRun
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.warm_runs import WarmRunsService
 
 NameParam = Annotated[str, Path(description="Warm-set name.", max_length=100)]
 
 
-def register(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
+class WarmRunAccepted(BaseModel):
+    run_id: str
+    warm_set: str
+    status: RunStatus = Field(description="Always queued: the warm planner picks the run up within seconds.")
+
+
+class WarmSetStatus(BaseModel):
+    warm_set: str
+    run: WarmRun | None = Field(description="The set's last run (scheduled or requested); null before any.")
+    pending: int = Field(description="Images of the run that have no outcome yet.")
+    images: list[ImageOutcome] = Field(
+        description=(
+            "Every image of the run with an outcome: warmed, fresh (verified within 24 h), skipped (budget or "
+            "rate limit) or failed, with its failure class, digest, platforms verified and upstream requests."
+        )
+    )
+
+
+def register(app: APIGatewayRestResolver, service: DesiredStateService, runs: WarmRunsService) -> None:
+    _register_desired(app, service)
+    _register_runs(app, runs)
+
+
+def _register_runs(app: APIGatewayRestResolver, runs: WarmRunsService) -> None:
+    @app.post(
+        "/v1/warm-sets/<name>/runs",
+        tags=["warm-sets"],
+        summary="Warm now",
+        description=(
+            "Queues a run of the warm set outside its schedule; follow it at `/v1/warm-sets/{name}/status`. "
+            "The run warms within the set's budget and the upstream's rate limit like a scheduled one, and skips "
+            "images verified in the last 24 hours."
+        ),
+        status_code=202,
+        responses=responses(WarmRunAccepted, status=202, description="Queued"),
+    )
+    def post_warm_run(name: NameParam) -> Response[WarmRunAccepted]:
+        run = runs.request(resource_name(name), actor=caller_arn(app))
+        return json_response(WarmRunAccepted(run_id=run.run_id, warm_set=run.warm_set, status=run.status), status=202)
+
+    @app.get(
+        "/v1/warm-sets/<name>/status",
+        tags=["warm-sets"],
+        summary="The last run of a warm set, image by image",
+        responses=responses(WarmSetStatus),
+    )
+    def get_warm_set_status(name: NameParam) -> WarmSetStatus:
+        found = runs.status(resource_name(name))
+        return WarmSetStatus(warm_set=found.warm_set, run=found.run, pending=found.pending, images=list(found.images))
+
+
+def _register_desired(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
     @app.get("/v1/warm-sets", tags=["warm-sets"], summary="List warm sets", responses=responses(WarmSetList))
     def list_warm_sets() -> WarmSetList:
         return WarmSetList(items=[WarmSetResource.of(w) for w in service.list_all(ResourceKind.WARM_SET)])

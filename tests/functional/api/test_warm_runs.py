@@ -1,0 +1,168 @@
+"""Warm runs through the real api ``lambda_handler``: ``POST /v1/warm-sets/{name}/runs`` queues a run (the
+run and its ``REQUEST#warm`` item in one transaction), ``GET /v1/warm-sets/{name}/status`` shows the last
+run image by image, and ``GET /v1/status`` lists every set's last run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
+from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunTrigger, WarmRun, WarmTask
+from tests.conftest import REGION
+from tests.functional.api.assertions import assert_error
+from tests.functional.api.client import ALICE, ApiClient
+from tests.functional.warm.support import raiser
+
+pytestmark = pytest.mark.functional
+
+WARM: dict[str, Any] = {"rule": "quay", "images": ["prometheus/node-exporter:v1.8.0", "argoproj/argocd:v2.13.0"]}
+AT = datetime(2026, 11, 29, 5, tzinfo=UTC)
+DIGEST = "sha256:" + "d" * 64
+
+
+@pytest.fixture
+def warm(api: ApiClient) -> ApiClient:
+    """The API with a quay rule and the warm set ``base`` pulling through it."""
+    assert api.put("/v1/rules/quay", {"upstream_kind": "quay"}).status == 201
+    assert api.put("/v1/warm-sets/base", WARM).status == 201
+    return api
+
+
+def request_item(table: str, run_id: str) -> dict[str, Any]:
+    found = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=table, Key={"pk": {"S": "REQUEST#warm"}, "sk": {"S": run_id}}
+    )
+    return dict(found.get("Item", {}))
+
+
+def test_warm_now_queues_a_run_for_the_planner(warm: ApiClient, state_table: str) -> None:
+    # WHEN Alice asks to warm the set now
+    accepted = warm.call("POST", "/v1/warm-sets/base/runs")
+
+    # THEN 202 with the run id; the request item the planner's stream picks up names the set and Alice
+    assert accepted.status == 202, accepted.text
+    body = accepted.json
+    assert set(body) == {"run_id", "warm_set", "status"}
+    assert (body["warm_set"], body["status"]) == ("base", "queued")
+    item = request_item(state_table, body["run_id"])
+    assert (item["warm_set"], item["requested_by"]) == ({"S": "base"}, {"S": ALICE})
+
+    # AND the status shows the run queued, nothing pending yet (the planner has not counted the images)
+    status = warm.get("/v1/warm-sets/base/status").json
+    assert status["run"]["run_id"] == body["run_id"]
+    assert (status["run"]["status"], status["run"]["trigger"], status["run"]["requested_by"]) == (
+        "queued",
+        "api",
+        ALICE,
+    )
+    assert (status["pending"], status["images"]) == (0, [])
+
+
+def test_warm_now_of_an_unknown_set_is_404_and_writes_nothing(api: ApiClient, state_table: str) -> None:
+    assert_error(api.call("POST", "/v1/warm-sets/nope/runs"), 404, "NotFound")
+    items = boto3.client("dynamodb", region_name=REGION).query(
+        TableName=state_table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "REQUEST#warm"}},
+    )["Items"]
+    assert items == []
+
+
+def test_status_before_any_run_has_no_run(warm: ApiClient) -> None:
+    assert warm.get("/v1/warm-sets/base/status").json == {"warm_set": "base", "run": None, "pending": 0, "images": []}
+
+
+def test_status_of_an_unknown_set_is_404(api: ApiClient) -> None:
+    assert_error(api.get("/v1/warm-sets/nope/status"), 404, "NotFound")
+
+
+def test_a_bad_name_is_refused_naming_the_rule(api: ApiClient) -> None:
+    response = api.call("POST", "/v1/warm-sets/Bad_Name/runs")
+    assert response.status == 422, response.text
+
+
+def test_status_shows_every_image_of_the_last_run(warm: ApiClient, state_table: str) -> None:
+    # GIVEN a planned run of two images: one warmed by the worker, one still pending
+    store = DynamoDbWarmRunStore(state_table)
+    run = WarmRun(run_id="r-1", warm_set="base", trigger=RunTrigger.SCHEDULE, created_at=AT, total=3)
+    tasks = [
+        WarmTask(
+            run_id="r-1",
+            warm_set="base",
+            region=REGION,
+            rule="quay",
+            upstream="quay.io",
+            repository=f"quay/{name}",
+            image=f"{name}:v1",
+            tag="v1",
+            platforms=("linux/amd64", "linux/arm64"),
+            reserved_requests=3,
+        )
+        for name in ("prometheus/node-exporter", "argoproj/argocd")
+    ]
+    failed = ImageOutcome(
+        image="library/node@" + DIGEST,
+        region=REGION,
+        repository="quay/library/node",
+        digest=DIGEST,
+        outcome=Outcome.FAILED,
+        failure_class=FailureClass.NOT_FOUND,
+        message="digest only",
+        finished_at=AT,
+    )
+    store.create_run(run, [failed], tasks)
+    store.record_outcome(
+        "r-1",
+        "base",
+        ImageOutcome(
+            image=tasks[0].image,
+            region=REGION,
+            repository=tasks[0].repository,
+            tag="v1",
+            digest=DIGEST,
+            outcome=Outcome.WARMED,
+            platforms_verified=("linux/amd64", "linux/arm64"),
+            upstream_requests=3,
+            finished_at=AT,
+        ),
+    )
+
+    # WHEN the status is read
+    status = warm.get("/v1/warm-sets/base/status").json
+
+    # THEN the run with its counts, one image pending, and each finished image's outcome
+    assert (status["run"]["status"], status["run"]["total"], status["run"]["counts"]) == (
+        "running",
+        3,
+        {"failed": 1, "warmed": 1},
+    )
+    assert status["run"]["upstream_requests"] == 3
+    assert status["pending"] == 1
+    images = {i["repository"]: i for i in status["images"]}
+    assert images["quay/prometheus/node-exporter"]["platforms_verified"] == ["linux/amd64", "linux/arm64"]
+    assert (images["quay/library/node"]["outcome"], images["quay/library/node"]["failure_class"]) == (
+        "failed",
+        "not_found",
+    )
+
+
+def test_the_controller_status_lists_every_warm_sets_last_run(warm: ApiClient) -> None:
+    assert warm.put("/v1/warm-sets/nightly", WARM).status == 201
+    run_id = warm.call("POST", "/v1/warm-sets/nightly/runs").json["run_id"]
+    sets = warm.get("/v1/status").json["warm_sets"]
+    assert [(s["warm_set"], (s["run"] or {}).get("run_id")) for s in sets] == [("base", None), ("nightly", run_id)]
+
+
+def test_a_failing_table_is_a_retryable_answer_and_queues_nothing(
+    warm: ApiClient, state_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.api.app import warm_runs
+
+    monkeypatch.setattr(warm_runs.client, "transact_write_items", raiser("ProvisionedThroughputExceededException", 400))
+    response = warm.call("POST", "/v1/warm-sets/base/runs")
+    assert response.status == 503, response.text
+    assert warm.get("/v1/warm-sets/base/status").json["run"] is None

@@ -1,0 +1,221 @@
+"""Listing an upstream's tags against real local registries (Debian ``docker-registry``): the Docker token
+dance with the rule's credential from Secrets Manager, Basic auth, anonymous, and every failure class
+through the fault proxy. Pagination is checked against a small server that pages: ``docker-registry``
+2.8 ignores ``n`` on ``tags/list`` (observed: every tag in one answer, no ``Link``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import urllib3
+
+from devstack.registry import FaultKind, FaultProxy, LocalRegistry, Seeder
+from ecrcache.adapters.upstream_registry import OciUpstreamRegistry
+from ecrcache.errors import TerminalError
+from ecrcache.models.warm_run import FailureClass
+from ecrcache.ports import UpstreamTags
+from tests.conftest import REGION
+from tests.functional.registry.support import AUTH_CREDENTIALS
+from tests.functional.warm.support import raiser
+
+pytest_plugins = ["tests.functional.registry.fixtures"]
+pytestmark = pytest.mark.functional
+
+HUB = "registry-1.docker.io"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+TAGS = ("1.0", "1.1", "2.0")
+
+
+@pytest.fixture
+def secrets(aws: None) -> Any:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    for name, token in (("hub", AUTH_CREDENTIALS.password), ("expired", "expired-token")):
+        value = json.dumps({"username": AUTH_CREDENTIALS.username, "accessToken": token})
+        client.create_secret(Name=f"ecr-pullthroughcache/{name}", SecretString=value)
+    return client
+
+
+def seed(registry: LocalRegistry, repository: str) -> None:
+    with Seeder.for_registry(registry) as seeder:
+        for tag in TAGS:
+            seeder.image(repository, tag, platforms=("linux/amd64",))
+
+
+def adapter(url: str, secrets: Any = None, *, read_timeout: float = 5.0) -> OciUpstreamRegistry:
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=read_timeout), retries=False)
+    return OciUpstreamRegistry(endpoints={HUB: url}, secrets=secrets, http=http, clock=lambda: NOW)
+
+
+def test_the_adapter_implements_the_port() -> None:
+    port: UpstreamTags = OciUpstreamRegistry()  # checked by mypy
+    assert port.list_tags is not None
+
+
+def test_a_bearer_registry_is_listed_with_a_token_got_with_the_credential(
+    token_registry: LocalRegistry, unique_repo: str, secrets: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a Docker-Hub-like registry (401 + Bearer challenge; no anonymous pulls) with three tags
+    seed(token_registry, unique_repo)
+    registry = adapter(token_registry.url, secrets)
+    for name in ("urllib3", "ecrcache-test", "ecrcache"):  # HTTP and our own loggers (not botocore's wire debug)
+        caplog.set_level(logging.DEBUG, logger=name)
+
+    # WHEN its tags are listed with the rule's credential
+    listing = registry.list_tags(HUB, unique_repo, credential="hub", max_requests=5)
+
+    # THEN every tag, for 2 registry requests (the challenge and the page); the token server was asked once
+    assert (sorted(listing.tags), listing.requests, listing.failure, listing.complete) == (sorted(TAGS), 2, None, True)
+    assert token_registry.token_server is not None
+    assert [user for user, _ in token_registry.token_server.requests][-1] == AUTH_CREDENTIALS.username
+    # AND the next listing of the repository reuses the token: one request
+    assert registry.list_tags(HUB, unique_repo, credential="hub", max_requests=5).requests == 1
+    # AND the credential appears in no log
+    assert AUTH_CREDENTIALS.password not in caplog.text
+
+
+def test_a_rejected_credential_is_a_credential_failure_without_the_token(
+    token_registry: LocalRegistry, unique_repo: str, secrets: Any
+) -> None:
+    seed(token_registry, unique_repo)
+    listing = adapter(token_registry.url, secrets).list_tags(HUB, unique_repo, credential="expired", max_requests=5)
+    assert (listing.failure, listing.tags, listing.requests) == (FailureClass.CREDENTIAL, (), 1)
+    assert "rejected the credential" in (listing.message or "")
+    assert "expired-token" not in repr(listing)
+
+
+def test_a_missing_secret_is_a_credential_failure(token_registry: LocalRegistry, secrets: Any) -> None:
+    listing = adapter(token_registry.url, secrets).list_tags(HUB, "library/node", credential="gone", max_requests=5)
+    assert listing.failure is FailureClass.CREDENTIAL
+    assert "ecr-pullthroughcache/gone does not exist" in (listing.message or "")
+
+
+def test_secrets_manager_refusing_is_raised_classified(token_registry: LocalRegistry, secrets: Any) -> None:
+    secrets.get_secret_value = raiser("AccessDeniedException", 400)
+    with pytest.raises(TerminalError, match="Secrets Manager GetSecretValue failed with AccessDeniedException"):
+        adapter(token_registry.url, secrets).list_tags(HUB, "library/node", credential="hub", max_requests=5)
+
+
+def test_a_basic_auth_registry_is_listed_with_the_credential(
+    auth_registry: LocalRegistry, unique_repo: str, secrets: Any
+) -> None:
+    seed(auth_registry, unique_repo)
+    listing = adapter(auth_registry.url, secrets).list_tags(HUB, unique_repo, credential="hub", max_requests=5)
+    assert (sorted(listing.tags), listing.requests) == (sorted(TAGS), 2)
+
+
+def test_a_credential_needed_but_absent_is_a_credential_failure(auth_registry: LocalRegistry) -> None:
+    listing = adapter(auth_registry.url).list_tags(HUB, "library/node", credential=None, max_requests=5)
+    assert listing.failure is FailureClass.CREDENTIAL
+    assert "the rule has none" in (listing.message or "")
+
+
+def test_an_anonymous_registry_is_listed_in_one_request(registry: LocalRegistry, unique_repo: str) -> None:
+    seed(registry, unique_repo)
+    listing = adapter(registry.url).list_tags(HUB, unique_repo, credential=None, max_requests=1)
+    assert (sorted(listing.tags), listing.requests, listing.complete) == (sorted(TAGS), 1, True)
+
+
+def test_an_unknown_repository_is_not_found(registry: LocalRegistry) -> None:
+    listing = adapter(registry.url).list_tags(HUB, "no/such-repository", credential=None, max_requests=3)
+    assert (listing.failure, listing.requests) == (FailureClass.NOT_FOUND, 1)
+
+
+@pytest.mark.parametrize(
+    ("fault", "failure", "words"),
+    [
+        (FaultKind.SERVER_ERROR, FailureClass.UPSTREAM_DOWN, "500"),
+        (FaultKind.UNAVAILABLE, FailureClass.UPSTREAM_DOWN, "503"),
+        (FaultKind.TIMEOUT, FailureClass.UPSTREAM_DOWN, "ReadTimeoutError"),
+        (FaultKind.RESET, FailureClass.UPSTREAM_DOWN, "failed"),
+        (FaultKind.FORBIDDEN, FailureClass.CREDENTIAL, "403"),
+        (FaultKind.NOT_FOUND, FailureClass.NOT_FOUND, "404"),
+    ],
+)
+def test_upstream_faults_are_classified(
+    fault_proxy: FaultProxy, seeded: Any, fault: FaultKind, failure: FailureClass, words: str
+) -> None:
+    fault_proxy.faults.add(fault, times=1, path=r"/tags/list", delay=2.0)
+    listing = adapter(fault_proxy.url, read_timeout=0.5).list_tags(
+        HUB, "library/alpine", credential=None, max_requests=3
+    )
+    assert (listing.failure, listing.requests) == (failure, 1)
+    assert words in (listing.message or "")
+
+
+def test_a_429_is_a_rate_limit_with_the_upstreams_reset(fault_proxy: FaultProxy, seeded: Any) -> None:
+    fault_proxy.faults.add(FaultKind.TOO_MANY_REQUESTS, times=1, path=r"/tags/list", retry_after=120)
+    listing = adapter(fault_proxy.url).list_tags(HUB, "library/alpine", credential=None, max_requests=3)
+    assert (listing.failure, listing.retry_at) == (FailureClass.RATE_LIMIT, NOW + timedelta(seconds=120))
+
+
+def test_a_credential_rejected_after_signing_in_is_a_credential_failure(
+    fault_proxy: FaultProxy, seeded: Any, secrets: Any
+) -> None:
+    # GIVEN the upstream answers 401 (Basic challenge) even with the credential
+    fault_proxy.faults.add(FaultKind.UNAUTHORIZED, times=2, path=r"/tags/list")
+    listing = adapter(fault_proxy.url, secrets).list_tags(HUB, "library/alpine", credential="hub", max_requests=3)
+    assert (listing.failure, listing.requests) == (FailureClass.CREDENTIAL, 2)
+    assert "rejected the credential" in (listing.message or "")
+
+
+# --------------------------------------------------------------------------------------------------
+# pagination (a server that pages, like distribution 3 and Docker Hub)
+
+
+class _Paging(BaseHTTPRequestHandler):
+    tags: ClassVar[list[str]] = [f"v{i}" for i in range(7)]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        size = int(query.get("n", ["100"])[0])
+        last = query.get("last", [None])[0]
+        start = self.tags.index(last) + 1 if last else 0
+        page = self.tags[start : start + size]
+        body = json.dumps({"name": "team/app", "tags": page}).encode()
+        self.send_response(200)
+        if start + size < len(self.tags):
+            self.send_header("Link", f'</v2/team/app/tags/list?n={size}&last={page[-1]}>; rel="next"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def paging() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Paging)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pages_are_followed_one_request_each(paging: str) -> None:
+    registry = OciUpstreamRegistry(endpoints={HUB: paging}, page_size=3)
+    listing = registry.list_tags(HUB, "team/app", credential=None, max_requests=10)
+    assert (listing.tags, listing.requests, listing.complete) == (tuple(_Paging.tags), 3, True)
+
+
+def test_the_listing_stops_at_its_allowance_with_what_it_read(paging: str) -> None:
+    registry = OciUpstreamRegistry(endpoints={HUB: paging}, page_size=3)
+    listing = registry.list_tags(HUB, "team/app", credential=None, max_requests=2)
+    assert (listing.tags, listing.requests, listing.complete, listing.failure) == (
+        tuple(_Paging.tags[:6]),
+        2,
+        False,
+        None,
+    )

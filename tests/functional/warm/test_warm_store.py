@@ -1,0 +1,332 @@
+"""The warm run store on moto DynamoDB: runs, requests, outcomes counted once, finishing, freshness, fires."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
+from ecrcache.errors import RetryableError, TerminalError
+from ecrcache.models.warm_run import (
+    REQUEST_PARTITION,
+    FailureClass,
+    ImageOutcome,
+    Outcome,
+    RunStatus,
+    RunTrigger,
+    WarmRun,
+    WarmTask,
+)
+from ecrcache.ports import WarmRunStore
+from tests.conftest import REGION
+from tests.functional.warm.support import Counted, Serialised, raiser
+
+pytestmark = pytest.mark.functional
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=5)
+DIGEST = "sha256:" + "b" * 64
+
+
+@pytest.fixture
+def counted(state_table: str) -> Counted:
+    return Counted()
+
+
+@pytest.fixture
+def store(state_table: str, counted: Counted) -> DynamoDbWarmRunStore:
+    return DynamoDbWarmRunStore(state_table, counted.client, sleep=counted.sleep)
+
+
+def run(run_id: str = "run-1", *, total: int = 0, created_at: datetime = NOW, **extra: Any) -> WarmRun:
+    fields: dict[str, Any] = {"trigger": RunTrigger.SCHEDULE, **extra}
+    return WarmRun(run_id=run_id, warm_set="ci", created_at=created_at, total=total, **fields)
+
+
+def task(name: str, region: str = REGION, run_id: str = "run-1") -> WarmTask:
+    return WarmTask(
+        run_id=run_id,
+        warm_set="ci",
+        region=region,
+        rule="docker-hub",
+        upstream="registry-1.docker.io",
+        repository=f"docker-hub/library/{name}",
+        image=f"library/{name}:1",
+        tag="1",
+        platforms=("linux/amd64", "linux/arm64"),
+        reserved_requests=3,
+    )
+
+
+def outcome_of(t: WarmTask, outcome: Outcome = Outcome.WARMED, *, spent: int = 2, **extra: Any) -> ImageOutcome:
+    return ImageOutcome(
+        image=t.image,
+        region=t.region,
+        repository=t.repository,
+        tag=t.tag,
+        digest=DIGEST,
+        outcome=outcome,
+        upstream_requests=spent,
+        finished_at=LATER,
+        **extra,
+    )
+
+
+def fresh(name: str) -> ImageOutcome:
+    return outcome_of(task(name), Outcome.FRESH, spent=0)
+
+
+def test_the_adapter_implements_the_port(store: DynamoDbWarmRunStore) -> None:
+    port: WarmRunStore = store  # checked by mypy
+    assert port.latest_run("ci") is None
+
+
+def test_a_requested_run_is_queued_with_its_request_for_the_planners_stream(
+    store: DynamoDbWarmRunStore, state_table: str
+) -> None:
+    # GIVEN a run requested through the API WHEN recorded
+    requested = run(trigger=RunTrigger.API, requested_by="arn:aws:iam::123456789012:user/alice")
+    store.request_run(requested)
+
+    # THEN it reads back queued, and the request item carries the set and the caller
+    assert store.get_run("ci", "run-1") == requested
+    assert store.latest_run("ci") == requested
+    assert store.pending_tasks("run-1") is None  # not planned yet
+    request = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=state_table, Key={"pk": {"S": REQUEST_PARTITION}, "sk": {"S": "run-1"}}
+    )["Item"]
+    assert request["warm_set"] == {"S": "ci"}
+    assert request["requested_by"] == {"S": "arn:aws:iam::123456789012:user/alice"}
+    assert int(request["expires_at"]["N"]) == int((NOW + timedelta(days=1)).timestamp())
+
+
+def test_a_run_of_another_set_is_not_found_by_id(store: DynamoDbWarmRunStore) -> None:
+    store.request_run(run())
+    assert store.get_run("nightly", "run-1") is None
+    assert store.get_run("ci", "nope") is None
+
+
+def test_a_planned_run_keeps_its_settled_outcomes_and_pending_tasks_and_is_planned_once(
+    store: DynamoDbWarmRunStore,
+) -> None:
+    # GIVEN a run of 3 images: one fresh (settled by the planner), two to warm
+    tasks = [task("node"), task("python")]
+    planned = run(total=3, upstream_requests=1)
+
+    # WHEN created (twice: a redelivered plan)
+    assert store.create_run(planned, [fresh("alpine")], tasks) is True
+    assert store.create_run(planned.model_copy(update={"total": 9}), [], []) is False
+
+    # THEN the first planning holds: counts, pending tasks, the settled outcome
+    got = store.get_run("ci", "run-1")
+    assert got is not None
+    assert (got.status, got.total, got.counts, got.upstream_requests) == (
+        RunStatus.QUEUED,  # no worker outcome yet
+        3,
+        {Outcome.FRESH: 1},
+        1,
+    )
+    assert store.pending_tasks("run-1") == tasks
+    assert [o.repository for o in store.outcomes("run-1")] == ["docker-hub/library/alpine"]
+
+
+def test_a_run_with_nothing_to_send_is_finished_when_created(store: DynamoDbWarmRunStore) -> None:
+    done = run(total=1, status=RunStatus.SUCCEEDED, finished_at=NOW, counts={})
+    assert store.create_run(done, [fresh("alpine")], []) is True
+    got = store.latest_run("ci")
+    assert got is not None
+    assert (got.status, got.finished_at, got.counts) == (RunStatus.SUCCEEDED, NOW, {Outcome.FRESH: 1})
+    assert store.pending_tasks("run-1") == []
+
+
+def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: DynamoDbWarmRunStore) -> None:
+    # GIVEN a planned run of 3 images (one settled fresh)
+    tasks = [task("node"), task("python")]
+    store.create_run(run(total=3), [fresh("alpine")], tasks)
+
+    # WHEN the worker records the first, twice (a redelivered task)
+    first = store.record_outcome("run-1", "ci", outcome_of(tasks[0]))
+    again = store.record_outcome("run-1", "ci", outcome_of(tasks[0], spent=5))
+
+    # THEN it counted once, and the run is running
+    assert first == again
+    assert first is not None
+    assert (first.status, first.counts, first.upstream_requests, first.finished_at) == (
+        RunStatus.RUNNING,
+        {Outcome.FRESH: 1, Outcome.WARMED: 1},
+        2,
+        None,
+    )
+    assert store.pending_tasks("run-1") == [tasks[1]]
+
+    # WHEN the last image fails
+    last = store.record_outcome(
+        "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, spent=1, failure_class=FailureClass.NOT_FOUND)
+    )
+
+    # THEN the run is finished, partial, at the last outcome's time; and stays so
+    assert last is not None
+    assert (last.status, last.finished_at, last.done, last.upstream_requests) == (RunStatus.PARTIAL, LATER, 3, 3)
+    assert store.get_run("ci", "run-1") == last
+    assert store.record_outcome("run-1", "ci", outcome_of(tasks[1])) == last
+    assert store.pending_tasks("run-1") == []
+    assert {o.outcome for o in store.outcomes("run-1")} == {Outcome.FRESH, Outcome.WARMED, Outcome.FAILED}
+
+
+def test_an_outcome_of_an_unknown_run_is_not_recorded(store: DynamoDbWarmRunStore) -> None:
+    assert store.record_outcome("expired", "ci", outcome_of(task("node", run_id="expired"))) is None
+    assert store.outcomes("expired") == []
+
+
+def test_a_requested_run_is_planned_in_place(store: DynamoDbWarmRunStore) -> None:
+    # GIVEN a run queued by the API WHEN the planner plans it (same id, same creation time)
+    requested = run(trigger=RunTrigger.API, requested_by="alice")
+    store.request_run(requested)
+    assert store.create_run(requested.model_copy(update={"total": 1}), [], [task("node")]) is True
+
+    # THEN it is one run, planned, with its task pending
+    got = store.latest_run("ci")
+    assert got is not None
+    assert (got.run_id, got.total, got.requested_by, got.status) == ("run-1", 1, "alice", RunStatus.QUEUED)
+    assert store.pending_tasks("run-1") == [task("node")]
+
+
+def test_an_interrupted_planning_leaves_nothing_behind_when_planned_again(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a planning that wrote its images and failed before recording the run
+    store.request_run(run())
+    real = counted.client.transact_write_items
+    monkeypatch.setattr(counted.client, "transact_write_items", raiser("InternalServerError", 500))
+    with pytest.raises(RetryableError):
+        store.create_run(run(total=3), [fresh("alpine")], [task("node"), task("python")])
+    monkeypatch.setattr(counted.client, "transact_write_items", real)
+
+    # WHEN planned again with a different plan
+    assert store.create_run(run(total=1), [], [task("ubuntu")]) is True
+
+    # THEN only the second plan's images are there
+    assert store.pending_tasks("run-1") == [task("ubuntu")]
+    assert store.outcomes("run-1") == []
+
+
+def test_an_interrupted_scheduled_planning_is_cleared_too(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a scheduled run (no request item first) whose planning failed after writing its images
+    real = counted.client.transact_write_items
+    monkeypatch.setattr(counted.client, "transact_write_items", raiser("InternalServerError", 500))
+    with pytest.raises(RetryableError):
+        store.create_run(run(total=2), [fresh("alpine")], [task("node")])
+    monkeypatch.setattr(counted.client, "transact_write_items", real)
+    assert store.pending_tasks("run-1") is None
+
+    # WHEN planned again THEN only this plan's images are there
+    assert store.create_run(run(total=1), [], [task("ubuntu")]) is True
+    assert store.pending_tasks("run-1") == [task("ubuntu")]
+    assert store.outcomes("run-1") == []
+
+
+def test_an_outcome_of_a_run_not_planned_changes_nothing(store: DynamoDbWarmRunStore) -> None:
+    queued = run(trigger=RunTrigger.API)
+    store.request_run(queued)
+    assert store.record_outcome("run-1", "ci", outcome_of(task("node"))) is None
+    assert store.get_run("ci", "run-1") == queued
+
+
+def test_concurrent_workers_count_every_image_once_and_finish_the_run_once(state_table: str) -> None:
+    # GIVEN a run of 40 images, every task delivered twice, to 4 workers at once
+    tasks = [task(f"image{i}") for i in range(40)]
+    DynamoDbWarmRunStore(state_table).create_run(run(total=40), [], tasks)
+    finishes: list[WarmRun] = []
+    lock = threading.Lock()
+
+    def worker(part: list[WarmTask]) -> None:
+        store = DynamoDbWarmRunStore(state_table, Serialised())  # type: ignore[arg-type]
+        for t in part:
+            after = store.record_outcome("run-1", "ci", outcome_of(t, spent=1))
+            if after is not None and after.finished_at is not None:
+                with lock:
+                    finishes.append(after)
+
+    deliveries = tasks + tasks
+    threads = [threading.Thread(target=worker, args=(deliveries[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    # THEN the counts are exact and the run finished succeeded
+    final = DynamoDbWarmRunStore(state_table).get_run("ci", "run-1")
+    assert final is not None
+    assert (final.done, final.counts, final.upstream_requests, final.status) == (
+        40,
+        {Outcome.WARMED: 40},
+        40,
+        RunStatus.SUCCEEDED,
+    )
+    assert {f.finished_at for f in finishes} == {LATER}
+
+
+def test_the_newest_verification_is_kept_and_read_in_batches(store: DynamoDbWarmRunStore, counted: Counted) -> None:
+    reference = "docker-hub/library/node:18"
+    store.record_verified(REGION, reference, digest=DIGEST, platforms=["linux/arm64", "linux/amd64"], at=LATER)
+    store.record_verified(REGION, reference, digest="sha256:" + "0" * 64, platforms=[], at=NOW)  # older: ignored
+    many = [f"docker-hub/library/x{i}:1" for i in range(150)]
+    counted.calls.clear()
+
+    found = store.verified(REGION, [reference, *many, reference])
+
+    assert found == {reference: LATER}
+    assert counted.calls["BatchGetItem"] == 2  # 100 keys a call
+    assert store.verified("eu-west-1", [reference]) == {}
+
+
+def test_a_fire_is_claimed_once_and_only_forward(store: DynamoDbWarmRunStore) -> None:
+    fire = datetime(2026, 11, 29, 5, tzinfo=UTC)
+    assert store.claim_fire("ci", fire) is True
+    assert store.claim_fire("ci", fire) is False
+    assert store.claim_fire("ci", fire - timedelta(days=1)) is False
+    assert store.claim_fire("nightly", fire) is True
+    assert store.claim_fire("ci", fire + timedelta(days=1)) is True
+    assert store.last_fires() == {"ci": fire + timedelta(days=1), "nightly": fire}
+
+
+CALLS: list[tuple[str, Any]] = [
+    ("transact_write_items", lambda s: s.request_run(run())),
+    ("get_item", lambda s: s.create_run(run(), [], [])),
+    ("get_item", lambda s: s.record_outcome("run-1", "ci", outcome_of(task("a")))),
+    ("query", lambda s: s.latest_run("ci")),
+    ("batch_get_item", lambda s: s.verified(REGION, ["a:1"])),
+    ("put_item", lambda s: s.record_verified(REGION, "a:1", digest=DIGEST, platforms=[], at=NOW)),
+    ("update_item", lambda s: s.claim_fire("ci", NOW)),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ProvisionedThroughputExceededException", 400, RetryableError),
+        ("InternalServerError", 500, RetryableError),
+        ("AccessDeniedException", 400, TerminalError),
+    ],
+)
+@pytest.mark.parametrize(("method", "call"), CALLS, ids=[f"{i}-{c[0]}" for i, c in enumerate(CALLS)])
+def test_failing_dynamodb_calls_are_classified(
+    *,
+    store: DynamoDbWarmRunStore,
+    counted: Counted,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    call: Any,
+    code: str,
+    status: int,
+    expected: type[Exception],
+) -> None:
+    monkeypatch.setattr(counted.client, method, raiser(code, status))
+    with pytest.raises(expected, match="DynamoDB"):
+        call(store)
