@@ -46,3 +46,12 @@ class ReconcilerSettings(TableSettings):
 @cache
 def reconciler_settings() -> ReconcilerSettings:
     return ReconcilerSettings.from_env()
+
+
+class WarmWorkerSettings(TableSettings):
+    """Environment of ``functions/warm_worker``."""
+
+
+@cache
+def warm_worker_settings() -> WarmWorkerSettings:
+    return WarmWorkerSettings.from_env()

@@ -12,6 +12,7 @@ from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.warm_pull import WarmPull
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
@@ -222,6 +223,11 @@ class WarmRunStore(Protocol):
 
     def outcomes(self, run_id: str) -> list[ImageOutcome]: ...
 
+    def outcome(self, run_id: str, key: str) -> ImageOutcome | None:
+        """The outcome recorded for one image of a run (``key``: :attr:`WarmTask.key`), if any: a
+        redelivered task whose image has one is not warmed again (one read, not the whole run)."""
+        ...
+
     def verified(self, region: str, references: Collection[str]) -> dict[str, datetime]:
         """When each ``<repository>:<tag>`` was last verified warm in ``region`` (absent: never/expired)."""
         ...
@@ -262,4 +268,16 @@ class UpstreamBudget(Protocol):
 class WarmQueue(Protocol):
     def send(self, tasks: Sequence[WarmTask]) -> None:
         """Send every task (in batches); raises if any could not be sent, naming how many."""
+        ...
+
+
+class WarmEcr(Protocol):
+    """ECR in one Region, the warm worker's data plane: pull one image through the cache and verify it."""
+
+    region: str
+
+    def warm(self, task: WarmTask) -> WarmPull:
+        """Pull ``task``'s reference (and, for an index, the children of its platforms) through the cache,
+        ask for the download URL of every config and layer (never their bytes), and verify the result
+        with ``DescribeImages``. Never raises for a per-image failure: :attr:`WarmPull.failure` says it."""
         ...
