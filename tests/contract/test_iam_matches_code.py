@@ -25,6 +25,7 @@ ADAPTER_SERVICE = {
     "secrets_store": "secretsmanager",
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
+    "ecr_warm": "ecr",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -32,6 +33,11 @@ SPECIAL = {
     ("dynamodb", "TransactGetItems"): {"GetItem"},
     # Tags on CreateSecret are authorised as TagResource too.
     ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
+    # Service Authorization Reference, "API operations defined by Amazon ECR": a pull through the cache
+    # is also authorised as the import from the upstream, the repository's creation (first pull) and
+    # its tagging (a creation template's resource tags); a layer URL as the layer's import.
+    ("ecr", "BatchGetImage"): {"BatchGetImage", "BatchImportUpstreamImage", "CreateRepository", "TagResource"},
+    ("ecr", "GetDownloadUrlForLayer"): {"GetDownloadUrlForLayer", "BatchImportUpstreamImage"},
 }
 
 
@@ -124,4 +130,7 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     # The scan itself must see real calls (so the tests above cannot pass vacuously).
     assert {"TransactWriteItems", "Query", "GetItem"} <= adapter_operations("dynamodb_store")
     assert {"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("secrets_store")
+    assert {"BatchGetImage", "GetDownloadUrlForLayer", "DescribeImages", "UpdateImageStorageClass"} <= (
+        adapter_operations("ecr_warm")
+    )
     assert Path(ADAPTERS / "aws.py").exists()

@@ -24,6 +24,7 @@ EXERCISING_TESTS = {
     "tests.unit.services.test_triggers": "from_event, the reconciler's parser",
     "tests.functional.reconcile.test_sample_events": "the reconciler handler on the embedded AWS",
     "tests.functional.api.test_sample_events": "the api handler on the embedded AWS",
+    "tests.functional.warm_worker.test_sample_events": "the warm worker handler on the embedded AWS and registry",
 }
 
 

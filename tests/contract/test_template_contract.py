@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from devstack.local.template import SERVERLESS_FUNCTION
-from ecrcache.config import ApiSettings, ReconcilerSettings
+from ecrcache.config import ApiSettings, ReconcilerSettings, WarmWorkerSettings
 from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.contract
 FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "ApiFunction": ApiSettings,
     "ReconcilerFunction": ReconcilerSettings,
+    "WarmWorkerFunction": WarmWorkerSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).
@@ -44,7 +45,7 @@ REGISTRY_LEVEL_ACTIONS = frozenset(
     }
 )
 
-OUTPUTS = {"ApiUrl", "StateTableName", "StateTableStreamArn", "CoreLayerArn", "ReconcilerDlqUrl"}
+OUTPUTS = {"ApiUrl", "StateTableName", "StateTableStreamArn", "CoreLayerArn", "ReconcilerDlqUrl", "WarmDlqUrl"}
 
 API_EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))
 

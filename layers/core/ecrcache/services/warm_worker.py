@@ -13,10 +13,12 @@
    ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
    (:func:`~ecrcache.engine.warm.block_until`) before anything is recorded, so the rest of every run's
    images from that upstream are skipped even if this message is redelivered.
-4. **Record**: the image's freshness (``WARMED#``) when it was warmed, then its outcome (the record that
-   makes a redelivery a no-op), then settle the budget: the unused part of the tokens the planner took
-   is refunded, an overspend is taken (best effort). Settling comes after the record on purpose: a
-   redelivered task must not refund twice (a lost refund only makes the bucket stricter).
+4. **Record** the outcome (the record that makes a redelivery a no-op), then -- best effort, logged when
+   they fail, since a redelivery would skip them anyway -- the image's freshness (``WARMED#``) when it
+   was warmed, and the budget: the unused part of the tokens the planner took is refunded, an
+   overspend is taken. Both come after the outcome on purpose: a redelivered task must neither refund
+   twice nor find its own freshness and call itself ``fresh`` (a lost refund only makes the bucket
+   stricter; lost freshness costs the next run one re-validation).
 
 A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
 reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
@@ -99,15 +101,8 @@ class WarmWorkerService:
             metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
             return recorded
         outcome = self.warm(task)
-        if outcome.outcome is Outcome.WARMED and outcome.digest is not None:
-            self.store.record_verified(
-                task.region,
-                verified_reference(task),
-                digest=outcome.digest,
-                platforms=outcome.platforms_verified,
-                at=outcome.finished_at,
-            )
         run = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        self._record_freshness(task, outcome)
         self._settle(task, outcome)
         _observe(task, outcome, run)
         return outcome
@@ -132,6 +127,20 @@ class WarmWorkerService:
                 "the upstream answered a rate limit: blocked", extra={"upstream": task.upstream, "until": until}
             )
         return outcome
+
+    def _record_freshness(self, task: WarmTask, outcome: ImageOutcome) -> None:
+        if outcome.outcome is not Outcome.WARMED or outcome.digest is None:
+            return
+        try:
+            self.store.record_verified(
+                task.region,
+                verified_reference(task),
+                digest=outcome.digest,
+                platforms=outcome.platforms_verified,
+                at=outcome.finished_at,
+            )
+        except EcrcacheError as exc:
+            logger.warning("the image's freshness could not be recorded", extra={**_fields(task), "error": str(exc)})
 
     def _settle(self, task: WarmTask, outcome: ImageOutcome) -> None:
         """Give back the tokens the planner took and the warm did not spend (or take the overspend)."""
@@ -174,7 +183,7 @@ def _observe(task: WarmTask, outcome: ImageOutcome, run: WarmRun | None) -> None
         "digest": outcome.digest,
         "platforms_verified": list(outcome.platforms_verified),
         "upstream_requests": outcome.upstream_requests,
-        "message": outcome.message,
+        "detail": outcome.message,
     }
     if outcome.outcome is Outcome.FAILED:
         logger.warning("an image could not be warmed", extra=extra)
