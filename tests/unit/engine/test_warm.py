@@ -120,7 +120,7 @@ def test_select_children_takes_the_first_match_and_names_the_missing() -> None:
 
 def test_blob_digests_are_config_then_layers_once_without_foreign_layers() -> None:
     shared = "sha256:" + "5" * 64
-    manifests = [
+    manifests: list[dict[str, Any]] = [
         {"config": {"digest": "sha256:c1"}, "layers": [{"digest": shared}, {"digest": "sha256:l1"}]},
         {
             "config": {"digest": "sha256:c2"},
