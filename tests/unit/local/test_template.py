@@ -30,6 +30,7 @@ RESOURCES = {
     "ReconcilerDlq": PhysicalResource(
         "http://q/local-ReconcilerDlq", {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
     ),
+    "WarmQueue": PhysicalResource("http://q/local-WarmQueue", {"Arn": "arn:aws:sqs:us-east-1:123456789012:warm"}),
     "RestApi": PhysicalResource("local-api"),
 }
 
