@@ -189,7 +189,8 @@ class Boto3EcrWarmer:
                 )
             )
         manifest = _parse_manifest(image, PullStage.MANIFEST)
-        if str(image.get("imageManifestMediaType") or manifest.get("mediaType") or "") in INDEX_MEDIA_TYPES:
+        media_type = str(image.get("imageManifestMediaType") or manifest.get("mediaType") or "")
+        if media_type in INDEX_MEDIA_TYPES or "manifests" in manifest:  # an OCI index may omit its mediaType
             images = self._children(task, attempt, manifest)
         else:
             images = [manifest]
