@@ -45,6 +45,7 @@ FUNCTION = "ReconcilerFunction"
 STACK = "ecrcache-test"
 TABLE = "ecrcache-test-StateTable"
 DLQ = "ecrcache-test-ReconcilerDlq"
+WARM_QUEUE = "ecrcache-test-WarmQueue"  # the warm worker's queue: the real template's other functions need it
 DELETE = object()  # an override that removes a property
 WAIT = 5.0  # seconds a test waits for something that normally happens within a few hundred ms
 
@@ -81,6 +82,8 @@ class Stack:
     stream_arn: str
     dlq_url: str
     dlq_arn: str
+    warm_queue_url: str = ""
+    warm_queue_arn: str = ""
 
     def functions(self, **overrides: dict[str, Any]) -> dict[str, FunctionSpec]:
         """The template's functions resolved against this stack; ``Event={prop: value}`` overrides."""
@@ -91,6 +94,9 @@ class Stack:
                 attributes={"Arn": self.stream_arn.split("/stream/")[0], "StreamArn": self.stream_arn},
             ),
             "ReconcilerDlq": PhysicalResource(ref=self.dlq_url, attributes={"Arn": self.dlq_arn, "QueueName": DLQ}),
+            "WarmQueue": PhysicalResource(
+                ref=self.warm_queue_url, attributes={"Arn": self.warm_queue_arn, "QueueName": WARM_QUEUE}
+            ),
             "RestApi": PhysicalResource(ref="localapi"),
         }
         resolver = Resolver(
@@ -163,6 +169,8 @@ def stack(server: str) -> Iterator[Stack]:
     table = dynamodb.create_table(TableName=TABLE, **table_definition())["TableDescription"]
     dlq_url = sqs.create_queue(QueueName=DLQ)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    warm_url = sqs.create_queue(QueueName=WARM_QUEUE)["QueueUrl"]
+    warm_arn = sqs.get_queue_attributes(QueueUrl=warm_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     try:
         yield Stack(
             endpoint_url=server,
@@ -173,6 +181,8 @@ def stack(server: str) -> Iterator[Stack]:
             stream_arn=table["LatestStreamArn"],
             dlq_url=dlq_url,
             dlq_arn=dlq_arn,
+            warm_queue_url=warm_url,
+            warm_queue_arn=warm_arn,
         )
     finally:
         requests.post(f"{server}/moto-api/reset", timeout=10).raise_for_status()
