@@ -388,22 +388,27 @@ def test_a_restore_that_fails_says_why(ecr: Ecr) -> None:
     assert "restore failed: ImageStorageClassUpdateNotSupportedException" in pull.failure.reason
 
 
-def test_an_archived_child_is_found_and_restored(ecr: Ecr) -> None:
-    # GIVEN an active index whose arm64 child is archived (BatchGetImage answers not found for it)
+def test_archived_children_are_found_and_restored_together(ecr: Ecr) -> None:
+    # GIVEN an active index (restored earlier) whose children are still archived, one being restored
     ecr.describe([TAG_ID], [{"imageDigest": INDEX_DIGEST, "imageTags": [TAG]}])
     ecr.get(TAG_ID, INDEX, accepted=ACCEPTED_MEDIA_TYPES)
-    ecr.get({"imageDigest": AMD64_DIGEST}, AMD64, accepted=IMAGE_MEDIA_TYPES)
-    ecr.get_failure({"imageDigest": ARM64_DIGEST}, "ImageNotFound", accepted=IMAGE_MEDIA_TYPES)
-    ecr.describe([{"imageDigest": ARM64_DIGEST}], [{"imageDigest": ARM64_DIGEST, "imageStatus": "ARCHIVED"}])
-    ecr.restore(ARM64_DIGEST)
+    ecr.get_failure({"imageDigest": AMD64_DIGEST}, "ImageNotFound", accepted=IMAGE_MEDIA_TYPES)
+    ecr.describe([{"imageDigest": AMD64_DIGEST}], [{"imageDigest": AMD64_DIGEST, "imageStatus": "ARCHIVED"}])
+    ecr.get_failure({"imageDigest": ARM64_DIGEST}, "ImageInaccessible", accepted=IMAGE_MEDIA_TYPES)
+    ecr.describe([{"imageDigest": ARM64_DIGEST}], [{"imageDigest": ARM64_DIGEST, "imageStatus": "ACTIVATING"}])
+    ecr.restore(AMD64_DIGEST)
+    # WHEN warmed with restore_archived
     pull = ecr.warmer.warm(make_task(restore_archived=True))
+    # THEN the archived child's restore starts, the one being restored is left alone: one failure names both
     assert pull.failure is not None
     assert (pull.failure.code, pull.failure.stage, pull.failure.platform) == (
         IMAGE_ARCHIVED,
         PullStage.CHILD,
-        "linux/arm64",
+        "linux/amd64, linux/arm64",
     )
     assert pull.restored
+    assert f"{REPO}@{AMD64_DIGEST} (linux/amd64) was archived: its restore" in pull.failure.reason
+    assert f"{REPO}@{ARM64_DIGEST} (linux/arm64) is being restored" in pull.failure.reason
 
 
 def test_a_child_not_found_and_not_archived_stays_not_found(ecr: Ecr) -> None:

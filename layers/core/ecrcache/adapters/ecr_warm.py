@@ -176,7 +176,7 @@ class Boto3EcrWarmer:
         reference = _reference(task)
         attempt.cached_before = self._lookup(task, reference, PullStage.LOOKUP)
         if attempt.cached_before is not None and attempt.cached_before.status is not ImageStatus.ACTIVE:
-            self._archived(task, attempt, attempt.cached_before, PullStage.LOOKUP)
+            self._archived(task, attempt, [(None, attempt.cached_before)], PullStage.LOOKUP)
         image = self._manifest(task, reference)
         attempt.served_digest = str(image.get("imageId", {}).get("imageDigest") or "") or None
         if task.tag is not None and task.digest is not None and attempt.served_digest != task.digest:
@@ -226,24 +226,37 @@ class Boto3EcrWarmer:
             raise
 
     def _children(self, task: WarmTask, attempt: _Attempt, index: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        """Fetch the child of each requested platform by digest (ECR caches them all with the index)."""
+        """Fetch the child of each requested platform by digest (ECR caches them all with the index).
+
+        Archived children (a restored index keeps its children archived) are gathered and restored
+        together, so one more run warms the image, not one per platform."""
         entries = [m for m in index.get("manifests") or [] if isinstance(m, Mapping) and m.get("digest")]
         attempt.index_children = len(entries)
         attempt.listed = listed_platforms(entries)
         attempt.children, attempt.missing = select_children(entries, task.platforms)
         fetched: list[Mapping[str, Any]] = []
+        archived: list[tuple[str | None, CachedImage]] = []
         for platform, digest in attempt.children.items():
             child_id: ImageIdentifierTypeDef = {"imageDigest": digest}
             try:
                 child = self._get(task, child_id, IMAGE_MEDIA_TYPES, PullStage.CHILD, platform)
             except _Stop as stop:
-                if stop.failure.code in ("ImageNotFound", "ImageInaccessible"):
-                    cached = self._lookup(task, child_id, PullStage.CHILD, platform)
-                    if cached is not None and cached.status is not ImageStatus.ACTIVE:
-                        self._archived(task, attempt, cached, PullStage.CHILD, platform)
-                raise
+                archived.append((platform, self._archived_child(task, child_id, platform, stop)))
+                continue
             fetched.append(_parse_manifest(child, PullStage.CHILD, platform))
+        if archived:
+            self._archived(task, attempt, archived, PullStage.CHILD)
         return fetched
+
+    def _archived_child(
+        self, task: WarmTask, child_id: ImageIdentifierTypeDef, platform: str, stop: _Stop
+    ) -> CachedImage:
+        """The child, when ECR did not serve it because it is archived; else ``stop`` goes on."""
+        if stop.failure.code in ("ImageNotFound", "ImageInaccessible"):
+            cached = self._lookup(task, child_id, PullStage.CHILD, platform)
+            if cached is not None and cached.status is not ImageStatus.ACTIVE:
+                return cached
+        raise stop
 
     def _layers(self, task: WarmTask, attempt: _Attempt, images: Iterable[Mapping[str, Any]]) -> None:
         for digest in blob_digests(images):
@@ -303,23 +316,26 @@ class Boto3EcrWarmer:
             )
 
     def _archived(
-        self, task: WarmTask, attempt: _Attempt, image: CachedImage, stage: PullStage, platform: str | None = None
+        self,
+        task: WarmTask,
+        attempt: _Attempt,
+        images: Sequence[tuple[str | None, CachedImage]],
+        stage: PullStage,
     ) -> NoReturn:
-        """An image not in the standard storage class: restore it if the warm set says so; fail as archived."""
-        what = f"{task.repository}@{image.digest}"
+        """Images not in the standard storage class: restore them if the warm set says so; fail as archived."""
+        notes = [self._archived_note(task, attempt, platform, image) for platform, image in images]
+        platforms = ", ".join(platform for platform, _ in images if platform) or None
+        raise _Stop(EcrFailure(IMAGE_ARCHIVED, "; ".join(notes), stage, platforms))
+
+    def _archived_note(self, task: WarmTask, attempt: _Attempt, platform: str | None, image: CachedImage) -> str:
+        what = f"{task.repository}@{image.digest}" + (f" ({platform})" if platform else "")
         if image.status is ImageStatus.ACTIVATING:
-            reason = f"{what} is being restored from the archive (ACTIVATING, up to 20 minutes): the next run warms it"
-        elif not task.restore_archived:
-            reason = (
+            return f"{what} is being restored from the archive (ACTIVATING, up to 20 minutes): the next run warms it"
+        if not task.restore_archived:
+            return (
                 f"{what} is in the archive storage class, which ECR does not serve: restore it "
                 "(UpdateImageStorageClass to STANDARD) or set the warm set's restore_archived"
             )
-        else:
-            reason = self._restore(task, attempt, image, platform)
-        raise _Stop(EcrFailure(IMAGE_ARCHIVED, reason, stage, platform))
-
-    def _restore(self, task: WarmTask, attempt: _Attempt, image: CachedImage, platform: str | None) -> str:
-        what = f"{task.repository}@{image.digest}"
         try:
             self.client.update_image_storage_class(
                 repositoryName=task.repository, imageId={"imageDigest": image.digest}, targetStorageClass="STANDARD"
