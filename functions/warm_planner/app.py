@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
+from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.upstream_registry import OciUpstreamRegistry
 from ecrcache.adapters.warm_queue import SqsWarmQueue
@@ -35,7 +36,8 @@ from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.config import stack_region, warm_planner_settings
 from ecrcache.errors import RetryableError
 from ecrcache.observability import logger, metrics, tracer
-from ecrcache.services.warm_planner import NoPullStats, PlanRequest, TickInput, WarmPlannerService, parse_request
+from ecrcache.services.pull_stats import PullStatsService
+from ecrcache.services.warm_planner import PlanRequest, TickInput, WarmPlannerService, parse_request
 
 settings = warm_planner_settings()
 service = WarmPlannerService(
@@ -44,7 +46,7 @@ service = WarmPlannerService(
     budget=DynamoDbUpstreamBudget(settings.table_name),
     queue=SqsWarmQueue(settings.warm_queue_url),
     tags=OciUpstreamRegistry(endpoints=settings.upstream_endpoints),
-    pulls=NoPullStats(),  # the pull statistics' PullStats, once merged (issue 11)
+    pulls=PullStatsService(DynamoDbPullStatsStore(settings.table_name), stack_region=stack_region()),
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
 )

@@ -30,6 +30,7 @@ ADAPTER_SERVICE = {
     "upstream_budget": "dynamodb",
     "warm_queue": "sqs",
     "upstream_registry": "secretsmanager",
+    "ecr_warm": "ecr",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -39,6 +40,11 @@ SPECIAL = {
     ("secretsmanager", "CreateSecret"): {"CreateSecret", "TagResource"},
     # SendMessageBatch is authorised as SendMessage (SQS API reference, SendMessageBatch).
     ("sqs", "SendMessageBatch"): {"SendMessage"},
+    # Service Authorization Reference, "API operations defined by Amazon ECR": a pull through the cache
+    # is also authorised as the import from the upstream, the repository's creation (first pull) and
+    # its tagging (a creation template's resource tags); a layer URL as the layer's import.
+    ("ecr", "BatchGetImage"): {"BatchGetImage", "BatchImportUpstreamImage", "CreateRepository", "TagResource"},
+    ("ecr", "GetDownloadUrlForLayer"): {"GetDownloadUrlForLayer", "BatchImportUpstreamImage"},
 }
 
 
@@ -153,4 +159,7 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert adapter_operations("pull_stats_store") == {"TransactWriteItems", "BatchGetItem", "Query"}
     assert transaction_actions("pull_stats_store") == {"UpdateItem"}
     assert {"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("secrets_store")
+    assert {"BatchGetImage", "GetDownloadUrlForLayer", "DescribeImages", "UpdateImageStorageClass"} <= (
+        adapter_operations("ecr_warm")
+    )
     assert Path(ADAPTERS / "aws.py").exists()

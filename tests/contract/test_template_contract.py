@@ -14,7 +14,13 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from devstack.local.template import SERVERLESS_FUNCTION
-from ecrcache.config import ApiSettings, PullStatsSettings, ReconcilerSettings, WarmPlannerSettings
+from ecrcache.config import (
+    ApiSettings,
+    PullStatsSettings,
+    ReconcilerSettings,
+    WarmPlannerSettings,
+    WarmWorkerSettings,
+)
 from tests.template import ROOT, functions, load_template, resources
 
 pytestmark = pytest.mark.contract
@@ -25,6 +31,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "ReconcilerFunction": ReconcilerSettings,
     "PullStatsFunction": PullStatsSettings,
     "WarmPlannerFunction": WarmPlannerSettings,
+    "WarmWorkerFunction": WarmWorkerSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).
@@ -46,7 +53,17 @@ REGISTRY_LEVEL_ACTIONS = frozenset(
     }
 )
 
-OUTPUTS = {"ApiUrl", "StateTableName", "StateTableStreamArn", "CoreLayerArn", "ReconcilerDlqUrl", "PullEventsDlqUrl"}
+OUTPUTS = {
+    "ApiUrl",
+    "StateTableName",
+    "StateTableStreamArn",
+    "CoreLayerArn",
+    "ReconcilerDlqUrl",
+    "PullEventsDlqUrl",
+    "WarmQueueUrl",
+    "WarmDlqUrl",
+    "WarmPlannerDlqUrl",
+}
 
 API_EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))
 

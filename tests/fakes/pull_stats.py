@@ -19,6 +19,8 @@ def _added(counter: DailyCounter, inc: Increment) -> DailyCounter:
         digests=counter.digests,
         platforms=counter.platforms,
         principals=counter.principals,
+        last_sync_at=counter.last_sync_at,
+        last_sync_status=counter.last_sync_status,
     ).merge(inc)
     return replace(
         counter,
@@ -28,6 +30,8 @@ def _added(counter: DailyCounter, inc: Increment) -> DailyCounter:
         digests=merged.digests,
         platforms=merged.platforms,
         principals=merged.principals,
+        last_sync_at=merged.last_sync_at,
+        last_sync_status=merged.last_sync_status,
     )
 
 
@@ -59,6 +63,9 @@ class MemoryPullStatsStore:
         wanted, prefixes = tuple(days), tuple(sorted(sort_key_prefixes))
         self.queries.append((wanted, prefixes))
         return [c for k, c in self.stored.items() if k.day in wanted and any(k.sk.startswith(p) for p in prefixes)]
+
+    def counters_of(self, keys: Collection[CounterKey]) -> list[DailyCounter]:
+        return [self.stored[k] for k in keys if k in self.stored]
 
     def desired_rules(self) -> dict[str, tuple[str, ...]]:
         if self.fail_rules is not None:

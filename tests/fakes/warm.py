@@ -1,13 +1,27 @@
-"""In-memory fakes of the warm planner's read-only ports: pull statistics and upstream tag lists."""
+"""In-memory fakes of the warm ports: runs and outcomes, the per-upstream budget, ECR's warm data plane,
+and the planner's read-only inputs (pull statistics, upstream tag lists).
+
+They keep the contracts of :mod:`ecrcache.ports` (``adapters.warm_store`` and ``adapters.upstream_budget``
+are the DynamoDB ones, tested on moto): outcomes
+are recorded once per image (a second record of the same image changes nothing), a run finishes when
+every image has an outcome, a token bucket refills over its window and a block empties it until then.
+Each records its calls, and ``fail_*`` lists make the next calls raise (in order), as a throttled
+DynamoDB would after botocore's retries.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from ecrcache.models.warm_inputs import PulledTag, TagListing
-from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
+from ecrcache.models.warm_pull import WarmPull
+from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, WarmRun, WarmTask
+from ecrcache.ports import BucketLimit
+
+__all__ = ["FakeTags", "MemoryPullStats", "MemoryUpstreamBudget", "MemoryWarmRunStore", "ScriptedWarmEcr"]
 
 
 @dataclass
@@ -22,7 +36,7 @@ class MemoryPullStats:
         self.asked.append((rule, count, window_days))
         return self.top.get(rule, [])[:count]
 
-    def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+    def last_synced(self, region: str, references: Collection[str], now: datetime) -> dict[str, datetime]:
         known = self.synced.get(region, {})
         return {r: known[r] for r in references if r in known}
 
@@ -47,46 +61,187 @@ class FakeTags:
         )
 
 
-class MemoryWarmRunStore:
-    """The reads and the request of ``WarmRunStore`` in memory (what the API uses); planning is not modelled."""
+def _finished_status(counts: dict[Outcome, int]) -> RunStatus:
+    good = counts.get(Outcome.WARMED, 0) + counts.get(Outcome.FRESH, 0)
+    if good == sum(counts.values()):
+        return RunStatus.SUCCEEDED
+    return RunStatus.PARTIAL if good else RunStatus.FAILED
 
-    def __init__(self) -> None:
-        self.runs: dict[str, WarmRun] = {}
-        self.images: dict[str, list[ImageOutcome]] = {}
+
+@dataclass
+class MemoryWarmRunStore:
+    """Same contract as the DynamoDB warm store (``WarmRunStore``)."""
+
+    runs: dict[str, WarmRun] = field(default_factory=dict)
+    images: dict[str, dict[str, ImageOutcome]] = field(default_factory=dict)
+    warmed: dict[tuple[str, str], tuple[str, tuple[str, ...], datetime]] = field(default_factory=dict)
+    fires: set[tuple[str, datetime]] = field(default_factory=set)
+    pending: dict[str, list[WarmTask]] = field(default_factory=dict)
+    requested: list[WarmRun] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    fail_record_outcome: list[Exception] = field(default_factory=list)
+    fail_record_verified: list[Exception] = field(default_factory=list)
+
+    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
+        self.calls["create_run"] += 1
+        if run.run_id in self.pending:
+            return False
+        self.runs[run.run_id] = run
+        self.pending[run.run_id] = list(tasks)
+        for outcome in outcomes:
+            self._add(run.run_id, run.warm_set, outcome)
+        return True
+
+    def pending_tasks(self, run_id: str) -> list[WarmTask] | None:
+        if run_id not in self.pending:
+            return None
+        recorded = self.images.get(run_id, {})
+        return [task for task in self.pending[run_id] if task.key not in recorded]
 
     def request_run(self, run: WarmRun) -> None:
+        self.calls["request_run"] += 1
+        self.requested.append(run)
         self.runs[run.run_id] = run
+
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+        self.calls["record_outcome"] += 1
+        if self.fail_record_outcome:
+            raise self.fail_record_outcome.pop(0)
+        return self._add(run_id, warm_set, outcome)
+
+    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+        recorded = self.images.setdefault(run_id, {})
+        run = self.runs.get(run_id)
+        if outcome.key in recorded or run is None or run.warm_set != warm_set:
+            return run
+        recorded[outcome.key] = outcome
+        counts = dict(run.counts)
+        counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+        done = sum(counts.values()) >= run.total
+        run = run.model_copy(
+            update={
+                "counts": counts,
+                "upstream_requests": run.upstream_requests + outcome.upstream_requests,
+                "status": _finished_status(counts) if done else RunStatus.RUNNING,
+                "finished_at": outcome.finished_at if done else None,
+            }
+        )
+        self.runs[run_id] = run
+        return run
 
     def get_run(self, warm_set: str, run_id: str) -> WarmRun | None:
         run = self.runs.get(run_id)
         return run if run is not None and run.warm_set == warm_set else None
 
     def latest_run(self, warm_set: str) -> WarmRun | None:
-        mine = [r for r in self.runs.values() if r.warm_set == warm_set]
-        return max(mine, key=lambda r: (r.created_at, r.run_id)) if mine else None
+        runs = [r for r in self.runs.values() if r.warm_set == warm_set]
+        return max(runs, key=lambda r: r.created_at, default=None)
 
     def outcomes(self, run_id: str) -> list[ImageOutcome]:
-        return list(self.images.get(run_id, []))
+        return list(self.images.get(run_id, {}).values())
 
-    def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
-        raise NotImplementedError
-
-    def pending_tasks(self, run_id: str) -> list[WarmTask] | None:
-        raise NotImplementedError
-
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
-        raise NotImplementedError
+    def outcome(self, run_id: str, key: str) -> ImageOutcome | None:
+        self.calls["outcome"] += 1
+        return self.images.get(run_id, {}).get(key)
 
     def verified(self, region: str, references: Collection[str]) -> dict[str, datetime]:
-        raise NotImplementedError
+        self.calls["verified"] += 1
+        return {ref: self.warmed[(region, ref)][2] for ref in references if (region, ref) in self.warmed}
 
     def record_verified(
         self, region: str, reference: str, *, digest: str, platforms: Sequence[str], at: datetime
     ) -> None:
-        raise NotImplementedError
+        self.calls["record_verified"] += 1
+        if self.fail_record_verified:
+            raise self.fail_record_verified.pop(0)
+        self.warmed[(region, reference)] = (digest, tuple(platforms), at)
 
     def claim_fire(self, warm_set: str, fire: datetime) -> bool:
-        raise NotImplementedError
+        if (warm_set, fire) in self.fires:
+            return False
+        self.fires.add((warm_set, fire))
+        return True
 
     def last_fires(self) -> dict[str, datetime]:
-        raise NotImplementedError
+        latest: dict[str, datetime] = {}
+        for warm_set, fire in self.fires:
+            latest[warm_set] = max(fire, latest.get(warm_set, fire))
+        return latest
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_at: datetime
+    blocked_until: datetime | None = None
+
+
+@dataclass
+class MemoryUpstreamBudget:
+    """Token buckets per upstream (``UpstreamBudget``): ``capacity`` tokens refilled over ``window_seconds``."""
+
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    log: list[tuple[str, str, object]] = field(default_factory=list)
+    fail_next: list[Exception] = field(default_factory=list)
+
+    def _bucket(self, upstream: str, limit: BucketLimit, now: datetime) -> _Bucket:
+        bucket = self.buckets.setdefault(upstream, _Bucket(float(limit.capacity), now))
+        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+        rate = limit.capacity / limit.window_seconds
+        bucket.tokens = min(float(limit.capacity), bucket.tokens + elapsed * rate)
+        bucket.updated_at = now
+        return bucket
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+
+    def take(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> int:
+        self._maybe_fail()
+        bucket = self._bucket(upstream, limit, now)
+        if bucket.blocked_until is not None and bucket.blocked_until > now:
+            taken = 0
+        else:
+            taken = min(count, int(bucket.tokens))
+            bucket.tokens -= taken
+        self.log.append(("take", upstream, taken))
+        return taken
+
+    def refund(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
+        self._maybe_fail()
+        bucket = self._bucket(upstream, limit, now)
+        bucket.tokens = min(float(limit.capacity), bucket.tokens + count)
+        self.log.append(("refund", upstream, count))
+
+    def block(self, upstream: str, *, until: datetime, limit: BucketLimit, now: datetime) -> None:
+        self._maybe_fail()
+        bucket = self._bucket(upstream, limit, now)
+        bucket.tokens = 0.0
+        bucket.blocked_until = until
+        self.log.append(("block", upstream, until))
+
+    def blocked_until(self, upstream: str, *, now: datetime) -> datetime | None:
+        self._maybe_fail()
+        bucket = self.buckets.get(upstream)
+        if bucket is None or bucket.blocked_until is None or bucket.blocked_until <= now:
+            return None
+        return bucket.blocked_until
+
+    def tokens(self, upstream: str) -> float:
+        return self.buckets[upstream].tokens
+
+
+@dataclass
+class ScriptedWarmEcr:
+    """``WarmEcr`` answering what a test scripts per image key (default: a warmed single image)."""
+
+    region: str = "us-east-1"
+    answers: dict[str, WarmPull | Callable[[WarmTask], WarmPull]] = field(default_factory=dict)
+    warmed: list[str] = field(default_factory=list)
+
+    def warm(self, task: WarmTask) -> WarmPull:
+        self.warmed.append(task.key)
+        answer = self.answers.get(task.key)
+        if answer is None:
+            return WarmPull(served_digest="sha256:" + "a" * 64)
+        return answer(task) if callable(answer) else answer

@@ -92,3 +92,12 @@ class WarmPlannerSettings(TableSettings):
 @cache
 def warm_planner_settings() -> WarmPlannerSettings:
     return WarmPlannerSettings.from_env()
+
+
+class WarmWorkerSettings(TableSettings):
+    """Environment of ``functions/warm_worker``."""
+
+
+@cache
+def warm_worker_settings() -> WarmWorkerSettings:
+    return WarmWorkerSettings.from_env()

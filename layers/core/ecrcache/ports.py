@@ -10,10 +10,11 @@ from typing import Protocol
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.pull_stats import DailyCounter, PullEvent, RecordResult
+from ecrcache.models.pull_stats import CounterKey, DailyCounter, PullEvent, RecordResult
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.models.warm_inputs import TagListing
+from ecrcache.models.warm_pull import WarmPull
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
@@ -232,6 +233,11 @@ class WarmRunStore(Protocol):
 
     def outcomes(self, run_id: str) -> list[ImageOutcome]: ...
 
+    def outcome(self, run_id: str, key: str) -> ImageOutcome | None:
+        """The outcome recorded for one image of a run (``key``: :attr:`WarmTask.key`), if any: a
+        redelivered task whose image has one is not warmed again (one read, not the whole run)."""
+        ...
+
     def verified(self, region: str, references: Collection[str]) -> dict[str, datetime]:
         """When each ``<repository>:<tag>`` was last verified warm in ``region`` (absent: never/expired)."""
         ...
@@ -292,6 +298,10 @@ class PullStatsStore(Protocol):
         raises for AWS errors: the events it could not count are ``failed``, with the error."""
         ...
 
+    def counters_of(self, keys: Collection[CounterKey]) -> list[DailyCounter]:
+        """The counters of exactly ``keys`` (times only), absent ones left out."""
+        ...
+
     def counters(self, days: Iterable[date], sort_key_prefixes: Collection[str]) -> list[DailyCounter]:
         """The image counters of ``days`` whose sort key starts with one of the prefixes (``""``: all)."""
         ...
@@ -320,7 +330,19 @@ class PullStats(Protocol):
         :class:`~ecrcache.models.warm_inputs.PulledTag` is one)."""
         ...
 
-    def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:
+    def last_synced(self, region: str, references: Collection[str], now: datetime) -> dict[str, datetime]:
         """When ECR last refreshed each ``<repository>:<tag>`` from its upstream (a pull-through cache
-        action ``SUCCESS``) in ``region``; absent: not seen in the statistics' retention."""
+        action ``SUCCESS``) in ``region`` during the UTC day of ``now`` or the day before; absent: not seen."""
+        ...
+
+
+class WarmEcr(Protocol):
+    """ECR in one Region, the warm worker's data plane: pull one image through the cache and verify it."""
+
+    region: str
+
+    def warm(self, task: WarmTask) -> WarmPull:
+        """Pull ``task``'s reference (and, for an index, the children of its platforms) through the cache,
+        ask for the download URL of every config and layer (never their bytes), and verify the result
+        with ``DescribeImages``. Never raises for a per-image failure: :attr:`WarmPull.failure` says it."""
         ...

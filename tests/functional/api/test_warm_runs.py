@@ -101,6 +101,8 @@ def test_status_shows_every_image_of_the_last_run(warm: ApiClient, state_table: 
             tag="v1",
             platforms=("linux/amd64", "linux/arm64"),
             reserved_requests=3,
+            bucket_capacity=200,
+            bucket_window_seconds=21_600,
         )
         for name in ("prometheus/node-exporter", "argoproj/argocd")
     ]

@@ -92,9 +92,6 @@ class Stack:
             ),
             "ReconcilerDlq": PhysicalResource(ref=self.dlq_url, attributes={"Arn": self.dlq_arn, "QueueName": DLQ}),
             "RestApi": PhysicalResource(ref="localapi"),
-            # Resources of the other functions (resolved, never delivered to: only the reconciler runs here).
-            "WarmQueue": PhysicalResource(ref="http://q/warm", attributes={"Arn": f"{self.dlq_arn}-warm"}),
-            "WarmPlannerDlq": PhysicalResource(ref="http://q/wpd", attributes={"Arn": f"{self.dlq_arn}-wpd"}),
         }
         # The template's other queues (pull events, warm tasks, their DLQs): other functions' sources poll them.
         for logical_id, resource in template["Resources"].items():

@@ -32,6 +32,8 @@ def task(index: int) -> WarmTask:
         tag="1",
         platforms=("linux/amd64",),
         reserved_requests=2,
+        bucket_capacity=200,
+        bucket_window_seconds=21_600,
     )
 
 

@@ -59,6 +59,8 @@ def task(name: str, region: str = REGION, run_id: str = "run-1") -> WarmTask:
         tag="1",
         platforms=("linux/amd64", "linux/arm64"),
         reserved_requests=3,
+        bucket_capacity=200,
+        bucket_window_seconds=21_600,
     )
 
 

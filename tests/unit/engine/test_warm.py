@@ -53,6 +53,7 @@ def context(platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")) -> RunC
         platforms=platforms,
         restore_archived=False,
         now=NOW,
+        limit=(200, 21_600),
     )
 
 

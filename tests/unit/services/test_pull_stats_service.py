@@ -114,7 +114,26 @@ def test_pulls_rank_a_rules_images_over_the_window(service: PullStatsService, st
     assert (page.rule, page.window_days) == ("docker-hub", 3)
     assert store.queries[-1][1] == (f"{REGION}#docker-hub/",)
     # AND top_tags is the same ranking, cut at count
-    assert [i.tag for i in service.top_tags("docker-hub", 1, 3, AT)] == ["18-alpine"]
+    assert service.top_tags("docker-hub", 1, 3, AT) == [("docker-hub/library/node", "18-alpine", 3)]
+
+
+def test_last_synced_is_the_latest_day_whose_last_refresh_succeeded(service: PullStatsService) -> None:
+    # GIVEN ECR refreshed node:18-alpine yesterday and today (the later one failed), and node:20 three days ago
+    service.record(
+        records(
+            action_body("a1", at=AT - timedelta(days=1)),
+            action_body("a2", at=AT - timedelta(hours=1)),
+            action_body("a3", at=AT - timedelta(minutes=5), status="FAILED"),
+            action_body("a4", tag="20", at=AT - timedelta(days=3)),
+        )
+    )
+    node = "docker-hub/library/node"
+    # WHEN the planner asks for them (and a tag never seen)
+    synced = service.last_synced(REGION, [f"{node}:18-alpine", f"{node}:20", f"{node}:22"], AT)
+    # THEN each day's last refresh counts if it succeeded: today's ended in a failure (ECR will ask the
+    # upstream again), so yesterday's success is the answer; node:20 is too old; the other Region knows nothing
+    assert synced == {f"{node}:18-alpine": AT - timedelta(days=1)}
+    assert service.last_synced("eu-west-1", [f"{node}:18-alpine"], AT) == {}
 
 
 def test_pulls_of_every_rule_read_everything_and_a_root_rule_reads_its_regions(

@@ -3,14 +3,12 @@ and the default rate limit of every upstream kind."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from pydantic import ValidationError
 
 from ecrcache.config import WarmPlannerSettings
 from ecrcache.models.upstream import UpstreamKind, default_rate_limit
-from ecrcache.services.warm_planner import NoPullStats, TickInput, WarmRequest, parse_request
+from ecrcache.services.warm_planner import TickInput, WarmRequest, parse_request
 
 pytestmark = pytest.mark.unit
 
@@ -80,9 +78,3 @@ def test_every_upstream_kind_has_a_default_rate_limit() -> None:
         requests, window = default_rate_limit(kind)
         assert requests >= 1 and window >= 1
     assert default_rate_limit(UpstreamKind.DOCKER_HUB) == (200, 21_600)  # Docker Hub: 200 per 6 h, authenticated
-
-
-def test_no_pull_stats_knows_no_pulls() -> None:
-    stats = NoPullStats()
-    assert stats.top_tags("docker-hub", 10, 14, datetime(2026, 1, 1, tzinfo=UTC)) == []
-    assert stats.last_synced("us-east-1", ["a:1"]) == {}

@@ -341,6 +341,13 @@ class DynamoDbPullStatsStore:
                         found.append(_counter(key, item))
         return found
 
+    def counters_of(self, keys: Collection[CounterKey]) -> list[DailyCounter]:
+        """The counters of exactly ``keys`` (absent ones are not listed): one BatchGetItem per 100 keys.
+        Only the times (``_PROJECTION``) are read: pull counts and sets come back empty."""
+        by_key = {key.sort_key: key for key in keys}
+        items = self._batch_get([{"pk": s(pk), "sk": s(sk)} for pk, sk in by_key], consistent=False)
+        return [_counter(by_key[(item["pk"]["S"], item["sk"]["S"])], item) for item in items]
+
     def _query_day(self, day: date, prefix: str) -> Iterator[dict[str, Any]]:
         condition = "pk = :pk" + (" AND begins_with(sk, :prefix)" if prefix else "")
         values: Item = {":pk": s(f"PULLS#{day.isoformat()}")}
@@ -460,4 +467,6 @@ def _counter(key: CounterKey, item: Mapping[str, Any]) -> DailyCounter:
         digests=members("digests"),
         platforms=members("platforms"),
         principals=members("principals"),
+        last_sync_at=_time(item, "last_sync_at"),
+        last_sync_status=item["last_sync_status"]["S"] if "last_sync_status" in item else None,
     )

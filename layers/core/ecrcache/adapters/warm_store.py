@@ -333,6 +333,13 @@ class DynamoDbWarmRunStore:
         """The run's images with an outcome, by key (pending ones are not listed)."""
         return [ImageOutcome.model_validate_json(i["outcome"]["S"]) for i in self._images(run_id) if "outcome" in i]
 
+    def outcome(self, run_id: str, key: str) -> ImageOutcome | None:
+        """One image's outcome in the run (``None``: pending, or not in the run) -- one consistent read."""
+        item = self._get({"pk": _s(f"WARMIMG#{run_id}"), "sk": _s(key)})
+        return (
+            ImageOutcome.model_validate_json(item["outcome"]["S"]) if item is not None and "outcome" in item else None
+        )
+
     def pending_tasks(self, run_id: str) -> list[WarmTask] | None:
         pointer = self._get(_pointer_key(run_id))
         if pointer is None or not pointer.get("planned", {}).get("BOOL"):

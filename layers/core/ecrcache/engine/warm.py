@@ -282,6 +282,9 @@ class RunContext:
     platforms: tuple[str, ...]
     restore_archived: bool
     now: datetime
+    limit: tuple[int, int]
+    """``(capacity, window_seconds)`` of the upstream's bucket (:func:`rate_limit_of`): tasks carry it, so the
+    worker refunds and blocks with exactly the limit the planner took with."""
 
     @property
     def cost(self) -> int:
@@ -341,6 +344,8 @@ def _task(context: RunContext, region: str, item: Wanted) -> WarmTask:
         platforms=context.platforms,
         restore_archived=context.restore_archived,
         reserved_requests=context.cost,
+        bucket_capacity=context.limit[0],
+        bucket_window_seconds=context.limit[1],
     )
 
 

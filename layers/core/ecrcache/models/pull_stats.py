@@ -246,6 +246,8 @@ class DailyCounter:
     digests: frozenset[str] = frozenset()
     platforms: frozenset[str] = frozenset()
     principals: frozenset[str] = frozenset()
+    last_sync_at: datetime | None = None
+    last_sync_status: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -94,6 +94,8 @@ class WarmTask(_Frozen):
     platforms: tuple[str, ...] = Field(min_length=1)
     restore_archived: bool = False
     reserved_requests: int = Field(ge=0, description="Upstream requests the planner took from the budget for it.")
+    bucket_capacity: int = Field(ge=1, description="The upstream bucket's capacity the planner took with.")
+    bucket_window_seconds: int = Field(ge=1, description="The upstream bucket's refill window the planner took with.")
 
     @model_validator(mode="after")
     def _tag_or_digest(self) -> WarmTask:

@@ -27,9 +27,9 @@ planner's ``top``: both rank with :func:`ecrcache.engine.pull_stats.rank`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
@@ -38,7 +38,8 @@ from pydantic import ValidationError
 from ecrcache.engine.pull_stats import BridgeEvent, PullScope, rank, read_batch, window
 from ecrcache.errors import EcrcacheError, NotFoundError
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.pull_stats import DropReason, PulledImage, PullsPage, RecordResult
+from ecrcache.models.events import SYNC_SUCCESS
+from ecrcache.models.pull_stats import CounterKey, DropReason, PulledImage, PullsPage, RecordResult
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import PullStatsStore
 
@@ -156,9 +157,30 @@ class PullStatsService:
             window_days=window_days, rule=rule, items=self._ranked(rule, top, window_days, now, tags_only=False)
         )
 
-    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> list[PulledImage]:
-        """The ``count`` most pulled tags of ``rule`` (digest-only pulls left out): a warm set's ``top``."""
-        return self._ranked(rule, count, window_days, now, tags_only=True)
+    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> list[tuple[str, str, int]]:
+        """The ``count`` most pulled tags of ``rule`` (digest-only pulls left out) as ``(repository, tag,
+        pulls)``, most pulled first: a warm set's ``top`` (:class:`~ecrcache.ports.PullStats`)."""
+        ranked = self._ranked(rule, count, window_days, now, tags_only=True)
+        return [(image.repository, image.tag, image.pulls) for image in ranked if image.tag is not None]
+
+    def last_synced(self, region: str, references: Collection[str], now: datetime) -> dict[str, datetime]:
+        """When ECR last refreshed each ``<repository>:<tag>`` from its upstream in ``region``, looked up on the
+        UTC day of ``now`` and the day before (enough for the warm planner's 24-hour freshness,
+        :class:`~ecrcache.ports.PullStats`). A day counter keeps its last ``ECR Pull Through Cache Action``
+        only: a day whose last refresh failed says nothing fresh (ECR will ask the upstream again)."""
+        today = now.astimezone(UTC).date()
+        keys = [
+            CounterKey(day, region, repository, tag=tag)
+            for day in (today - timedelta(days=1), today)
+            for repository, _, tag in (reference.rpartition(":") for reference in references)
+            if repository and tag
+        ]
+        latest: dict[str, datetime] = {}
+        for counter in self.store.counters_of(keys):
+            if counter.last_sync_at is not None and counter.last_sync_status == SYNC_SUCCESS:
+                reference = counter.key.reference
+                latest[reference] = max(counter.last_sync_at, latest.get(reference, counter.last_sync_at))
+        return latest
 
     def _ranked(
         self, rule: str | None, top: int, window_days: int, now: datetime, *, tags_only: bool

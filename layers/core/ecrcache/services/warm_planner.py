@@ -26,7 +26,7 @@ bucket under-spends, it never over-spends).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -258,7 +258,7 @@ class WarmPlannerService:
         resolution = resolve(spec, prefix=spec.rule, rule=rule, tag_lists=listings, top=top)
         regions = rule.regions or (self.stack_region,)
         references = [w.reference for w in resolution.wanted]
-        fresh = {region: self._fresh(region, references) for region in regions}
+        fresh = {region: self._fresh(region, references, now) for region in regions}
         context = RunContext(
             run_id=request.run_id,
             warm_set=request.warm_set,
@@ -267,6 +267,7 @@ class WarmPlannerService:
             platforms=spec.platforms,
             restore_archived=spec.restore_archived,
             now=now,
+            limit=(upstream.limit.capacity, upstream.limit.window_seconds),
         )
         plan = plan_run(resolution, context, regions=regions, fresh=fresh, budget_left=max(0, budget - spend.requests))
         tokens = 0
@@ -320,12 +321,12 @@ class WarmPlannerService:
         window = spec.top.window_days if spec.top is not None else DEFAULT_WINDOW_DAYS
         return [PulledTag(*row) for row in self.pulls.top_tags(spec.rule, POPULARITY_DEPTH, window, now)]
 
-    def _fresh(self, region: str, references: Sequence[str]) -> dict[str, datetime]:
+    def _fresh(self, region: str, references: Sequence[str], now: datetime) -> dict[str, datetime]:
         """When each reference was last verified by the warmer or refreshed by ECR in ``region`` (the later)."""
         if not references:
             return {}
         seen = dict(self.runs.verified(region, references))
-        for reference, at in self.pulls.last_synced(region, references).items():
+        for reference, at in self.pulls.last_synced(region, references, now).items():
             seen[reference] = max(at, seen.get(reference, at))
         return seen
 
@@ -404,17 +405,3 @@ class TickInput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tick: Literal[True]
-
-
-class NoPullStats:
-    """A :class:`~ecrcache.ports.PullStats` that knows no pulls: ``top`` picks nothing, nothing counts as
-    refreshed by ECR (freshness is then the warmer's own verifications only).
-
-    What ``functions/warm_planner`` wires until the pull statistics (``services.pull_stats``) are merged.
-    """
-
-    def top_tags(self, rule: str, count: int, window_days: int, now: datetime) -> Sequence[tuple[str, str, int]]:
-        return []
-
-    def last_synced(self, region: str, references: Collection[str]) -> dict[str, datetime]:
-        return {}

@@ -1,0 +1,196 @@
+"""The warm worker: one :class:`~ecrcache.models.warm_run.WarmTask` (one image, one Region) -> its outcome.
+
+:meth:`WarmWorkerService.handle` is what each ``WarmQueue`` message comes to:
+
+1. **Once per image and run.** SQS delivers at least once: a task whose image already has an outcome in
+   its run (:meth:`~ecrcache.ports.WarmRunStore.outcome`) is answered with it, nothing is pulled or
+   counted again.
+2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
+   window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
+   class ``rate_limit`` and ECR is not called. An image verified within ECR's 24-hour refresh window
+   since the run was planned (a concurrent run warmed it) is ``fresh``: nothing to spend.
+3. **Warm** through ECR (:class:`~ecrcache.ports.WarmEcr`), classify (:func:`ecrcache.engine.warm_pull.outcome_of`).
+   ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
+   (:func:`~ecrcache.engine.warm_pull.block_until`) before anything is recorded, so the rest of every run's
+   images from that upstream are skipped even if this message is redelivered.
+4. **Record** the outcome (the record that makes a redelivery a no-op), then -- best effort, logged when
+   they fail, since a redelivery would skip them anyway -- the image's freshness (``WARMED#``) when it
+   was warmed, and the budget: the unused part of the tokens the planner took is refunded, an
+   overspend is taken. Both come after the outcome on purpose: a redelivered task must neither refund
+   twice nor find its own freshness and call itself ``fresh`` (a lost refund only makes the bucket
+   stricter; lost freshness costs the next run one re-validation).
+
+A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
+reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
+from ecrcache.errors import EcrcacheError
+from ecrcache.models.warm_run import (
+    REFRESH_WINDOW_HOURS,
+    FailureClass,
+    ImageOutcome,
+    Outcome,
+    WarmRun,
+    WarmTask,
+)
+from ecrcache.observability import logger, metrics
+from ecrcache.ports import BucketLimit, UpstreamBudget, WarmEcr, WarmRunStore
+
+__all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
+
+REFRESH_WINDOW = timedelta(hours=REFRESH_WINDOW_HOURS)
+
+
+def task_limit(task: WarmTask) -> BucketLimit:
+    """The upstream's token bucket as the planner took from it (:func:`ecrcache.engine.warm.rate_limit_of`: the
+    credential's ``rate_limit``, else the upstream kind's published default), carried by the task."""
+    return BucketLimit(capacity=task.bucket_capacity, window_seconds=task.bucket_window_seconds)
+
+
+def task_from_body(body: str) -> WarmTask | None:
+    """The task a message carries; ``None`` (logged) when the body is not one.
+
+    Such a message is dropped, not retried: the same bytes would fail the same way on every delivery,
+    and then sit in the DLQ looking like a warm that failed. Only the planner writes this queue, so a
+    malformed body is a bug to read in the log, not an image to warm."""
+    try:
+        return WarmTask.model_validate_json(body)
+    except ValidationError as exc:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "rule": e["msg"]} for e in exc.errors()]
+        logger.error("a warm queue message is not a warm task; dropped", extra={"problems": problems[:10]})
+        metrics.add_metric(name="WarmTasksMalformed", unit="Count", value=1)
+        return None
+
+
+def verified_reference(task: WarmTask) -> str:
+    """The image's key under ``WARMED#<region>``: ``<repository>:<tag>`` (``@<digest>`` for a digest)."""
+    return f"{task.repository}:{task.tag}" if task.tag is not None else f"{task.repository}@{task.digest}"
+
+
+class WarmWorkerService:
+    """Warms one image per task and records what it came to."""
+
+    def __init__(
+        self,
+        *,
+        store: WarmRunStore,
+        budget: UpstreamBudget,
+        ecr: Callable[[str], WarmEcr],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.budget = budget
+        self.ecr = ecr
+        self.clock = clock
+
+    def handle(self, task: WarmTask) -> ImageOutcome:
+        """Warm the task's image once per run and record its outcome (see the module)."""
+        recorded = self.store.outcome(task.run_id, task.key)
+        if recorded is not None:
+            logger.info("the image already has an outcome in its run; not warmed again", extra=_fields(task))
+            metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
+            return recorded
+        outcome = self.warm(task)
+        run = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        self._record_freshness(task, outcome)
+        self._settle(task, outcome)
+        _observe(task, outcome, run)
+        return outcome
+
+    def warm(self, task: WarmTask) -> ImageOutcome:
+        """The image's outcome, with the budget checked first and a 429 blocking its upstream."""
+        now = self.clock()
+        blocked = self.budget.blocked_until(task.upstream, now=now)
+        if blocked is not None and blocked > now:
+            return skipped_outcome(task, now=now, blocked_until=blocked)
+        reference = verified_reference(task)
+        verified_at = self.store.verified(task.region, [reference]).get(reference)
+        if verified_at is not None and now - verified_at < REFRESH_WINDOW:
+            return fresh_outcome(task, now=now, verified_at=verified_at)
+        pull = self.ecr(task.region).warm(task)
+        outcome = outcome_of(task, pull, now=self.clock())
+        if outcome.failure_class is FailureClass.RATE_LIMIT:
+            limit = task_limit(task)
+            until = block_until(outcome.finished_at, limit.window_seconds)
+            self.budget.block(task.upstream, until=until, limit=limit, now=outcome.finished_at)
+            logger.warning(
+                "the upstream answered a rate limit: blocked", extra={"upstream": task.upstream, "until": until}
+            )
+        return outcome
+
+    def _record_freshness(self, task: WarmTask, outcome: ImageOutcome) -> None:
+        if outcome.outcome is not Outcome.WARMED or outcome.digest is None:
+            return
+        try:
+            self.store.record_verified(
+                task.region,
+                verified_reference(task),
+                digest=outcome.digest,
+                platforms=outcome.platforms_verified,
+                at=outcome.finished_at,
+            )
+        except EcrcacheError as exc:
+            logger.warning("the image's freshness could not be recorded", extra={**_fields(task), "error": str(exc)})
+
+    def _settle(self, task: WarmTask, outcome: ImageOutcome) -> None:
+        """Give back the tokens the planner took and the warm did not spend (or take the overspend)."""
+        if outcome.failure_class is FailureClass.RATE_LIMIT:
+            return  # the upstream's bucket is blocked and empty until its reset: nothing to give back to
+        unused = task.reserved_requests - outcome.upstream_requests
+        if unused == 0:
+            return
+        limit = task_limit(task)
+        try:
+            if unused > 0:
+                self.budget.refund(task.upstream, unused, limit=limit, now=outcome.finished_at)
+            else:
+                self.budget.take(task.upstream, -unused, limit=limit, now=outcome.finished_at)
+        except EcrcacheError as exc:
+            # The outcome is recorded: a retry would skip this task, so the budget stays as it is
+            # (a lost refund makes it stricter; a lost overspend is at most this image's children).
+            logger.warning("the upstream budget could not be settled", extra={**_fields(task), "error": str(exc)})
+
+
+def _fields(task: WarmTask) -> dict[str, object]:
+    return {"run_id": task.run_id, "warm_set": task.warm_set, "image": task.key, "upstream": task.upstream}
+
+
+def _metric_suffix(failure_class: FailureClass) -> str:
+    return "".join(part.capitalize() for part in failure_class.value.split("_"))
+
+
+def _observe(task: WarmTask, outcome: ImageOutcome, run: WarmRun | None) -> None:
+    """Metrics (images by outcome and failure class, upstream requests) and the log line of the image."""
+    metrics.add_metric(name=f"WarmImages{outcome.outcome.value.capitalize()}", unit="Count", value=1)
+    if outcome.failure_class is not None:
+        name = f"WarmImages{outcome.outcome.value.capitalize()}{_metric_suffix(outcome.failure_class)}"
+        metrics.add_metric(name=name, unit="Count", value=1)  # e.g. WarmImagesFailedCredential
+    metrics.add_metric(name="WarmUpstreamRequests", unit="Count", value=outcome.upstream_requests)
+    extra = {
+        **_fields(task),
+        "outcome": outcome.outcome.value,
+        "failure_class": outcome.failure_class.value if outcome.failure_class else None,
+        "digest": outcome.digest,
+        "platforms_verified": list(outcome.platforms_verified),
+        "upstream_requests": outcome.upstream_requests,
+        "detail": outcome.message,
+    }
+    if outcome.outcome is Outcome.FAILED:
+        logger.warning("an image could not be warmed", extra=extra)
+    else:
+        logger.info("an image was handled", extra=extra)
+    if run is None:
+        logger.warning("the image's run is unknown (expired?): no run counts its outcome", extra=_fields(task))
+    elif run.finished_at is not None:
+        logger.info(
+            "warm run finished",
+            extra={"run_id": run.run_id, "warm_set": run.warm_set, "status": run.status.value, "done": run.done},
+        )

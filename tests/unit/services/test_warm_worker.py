@@ -1,0 +1,239 @@
+"""The warm worker service on in-memory fakes: once per image, budget first, 429 blocks, records, settles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ecrcache.errors import RetryableError
+from ecrcache.models.warm_pull import CachedImage, EcrFailure, PullStage, WarmPull
+from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
+from ecrcache.ports import BucketLimit
+from ecrcache.services.warm_worker import WarmWorkerService, task_from_body, task_limit, verified_reference
+from tests.fakes.warm import MemoryUpstreamBudget, MemoryWarmRunStore, ScriptedWarmEcr
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+DIGEST = "sha256:" + "a" * 64
+HUB = "registry-1.docker.io"
+LIMIT = BucketLimit(capacity=200, window_seconds=21_600)
+
+
+def make_task(image: str = "node", **changes: Any) -> WarmTask:
+    fields: dict[str, Any] = {
+        "run_id": "run-1",
+        "warm_set": "base",
+        "region": "us-east-1",
+        "rule": "docker-hub",
+        "upstream": HUB,
+        "repository": f"docker-hub/library/{image}",
+        "image": f"library/{image}:latest",
+        "tag": "latest",
+        "platforms": ("linux/amd64", "linux/arm64"),
+        "reserved_requests": 3,
+        "bucket_capacity": 200,
+        "bucket_window_seconds": 21_600,
+    }
+    return WarmTask(**(fields | changes))
+
+
+class World:
+    def __init__(self, total: int = 2) -> None:
+        self.store = MemoryWarmRunStore()
+        self.budget = MemoryUpstreamBudget()
+        self.ecr = ScriptedWarmEcr()
+        self.now = NOW
+        self.service = WarmWorkerService(
+            store=self.store, budget=self.budget, ecr=lambda region: self.ecr, clock=lambda: self.now
+        )
+        self.store.create_run(
+            WarmRun(run_id="run-1", warm_set="base", trigger=RunTrigger.SCHEDULE, created_at=NOW, total=total), []
+        )
+        self.budget.take(HUB, 6, limit=LIMIT, now=NOW)  # the planner's reservation for two images
+
+    def answer(self, task: WarmTask, pull: WarmPull) -> None:
+        self.ecr.answers[task.key] = pull
+
+
+INDEX_WARMED = WarmPull(served_digest=DIGEST, index_children=2, platforms_verified=("linux/amd64", "linux/arm64"))
+
+
+def test_a_warmed_image_is_recorded_verified_and_refunds_what_it_did_not_spend() -> None:
+    world = World()
+    task = make_task()
+    world.answer(task, WarmPull(cached_before=CachedImage(DIGEST), served_digest=DIGEST, index_children=2))
+    outcome = world.service.handle(task)
+    # THEN warmed, 1 upstream request (a re-validation), recorded with its freshness
+    assert (outcome.outcome, outcome.upstream_requests) == (Outcome.WARMED, 1)
+    assert world.store.outcome("run-1", task.key) == outcome
+    assert world.store.warmed[("us-east-1", "docker-hub/library/node:latest")] == (DIGEST, (), NOW)
+    # AND the 2 tokens reserved but not spent go back
+    assert world.budget.log[-1] == ("refund", HUB, 2)
+    assert world.budget.tokens(HUB) == 200 - 6 + 2
+
+
+def test_a_redelivered_task_is_not_warmed_or_counted_again() -> None:
+    world = World()
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    first = world.service.handle(task)
+    log = list(world.budget.log)
+    second = world.service.handle(task)
+    assert second == first
+    assert world.ecr.warmed == [task.key]
+    assert world.budget.log == log  # no second refund
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert (run.done, run.upstream_requests) == (1, 3)
+
+
+def test_a_blocked_upstream_skips_without_calling_ecr_or_refunding() -> None:
+    world = World()
+    until = NOW + timedelta(hours=1)
+    world.budget.block(HUB, until=until, limit=LIMIT, now=NOW)
+    outcome = world.service.handle(make_task())
+    assert (outcome.outcome, outcome.failure_class, outcome.upstream_requests) == (
+        Outcome.SKIPPED,
+        FailureClass.RATE_LIMIT,
+        0,
+    )
+    assert world.ecr.warmed == []
+    assert world.budget.log[-1][0] == "block"
+
+
+def test_a_rate_limit_blocks_the_upstream_so_the_next_image_is_skipped() -> None:
+    world = World()
+    first, second = make_task("node"), make_task("python")
+    world.answer(first, WarmPull(failure=EcrFailure("UpstreamTooManyRequests", "429", PullStage.MANIFEST)))
+    outcome = world.service.handle(first)
+    assert (outcome.outcome, outcome.failure_class, outcome.upstream_requests) == (
+        Outcome.FAILED,
+        FailureClass.RATE_LIMIT,
+        1,
+    )
+    # THEN the upstream is blocked for its window (Docker Hub: 6 hours), with nothing refunded
+    assert world.budget.log[-1] == ("block", HUB, NOW + timedelta(seconds=21_600))
+    assert world.budget.tokens(HUB) == 0
+    # WHEN the next image of that upstream comes THEN it is skipped and ECR is not called
+    world.now = NOW + timedelta(minutes=1)
+    assert world.service.handle(second).outcome is Outcome.SKIPPED
+    assert world.ecr.warmed == [first.key]
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert (run.status, run.counts) == (RunStatus.FAILED, {Outcome.FAILED: 1, Outcome.SKIPPED: 1})
+    # AND another upstream is not affected
+    quay = make_task("quay-image", upstream="quay.io", run_id="run-2")
+    assert world.service.handle(quay).outcome is Outcome.WARMED
+
+
+def test_an_image_verified_since_planning_is_fresh_and_refunds_everything() -> None:
+    world = World()
+    task = make_task()
+    world.store.record_verified(
+        "us-east-1", verified_reference(task), digest=DIGEST, platforms=(), at=NOW - timedelta(hours=2)
+    )
+    outcome = world.service.handle(task)
+    assert (outcome.outcome, outcome.upstream_requests) == (Outcome.FRESH, 0)
+    assert world.ecr.warmed == []
+    assert world.budget.log[-1] == ("refund", HUB, 3)
+
+
+def test_an_image_verified_more_than_a_day_ago_is_warmed() -> None:
+    world = World()
+    task = make_task()
+    world.store.record_verified(
+        "us-east-1", verified_reference(task), digest=DIGEST, platforms=(), at=NOW - timedelta(hours=25)
+    )
+    assert world.service.handle(task).outcome is Outcome.WARMED
+
+
+def test_an_overspend_is_taken_from_the_bucket() -> None:
+    world = World()
+    task = make_task(reserved_requests=1)  # the planner guessed a single image; it is an index of 4
+    world.answer(task, WarmPull(served_digest=DIGEST, index_children=4, platforms_verified=("linux/amd64",)))
+    assert world.service.handle(task).upstream_requests == 5
+    assert world.budget.log[-1] == ("take", HUB, 4)
+
+
+def test_a_failed_image_is_recorded_with_its_class_and_not_marked_verified() -> None:
+    world = World()
+    task = make_task()
+    world.answer(task, WarmPull(failure=EcrFailure("UpstreamAccessDenied", "denied", PullStage.MANIFEST)))
+    outcome = world.service.handle(task)
+    assert (outcome.outcome, outcome.failure_class) == (Outcome.FAILED, FailureClass.CREDENTIAL)
+    assert world.store.warmed == {}
+    assert world.budget.log[-1] == ("refund", HUB, 2)
+
+
+def test_a_digest_only_image_is_marked_verified_under_its_digest() -> None:
+    world = World()
+    task = make_task(tag=None, digest=DIGEST)
+    world.answer(task, WarmPull(cached_before=CachedImage(DIGEST), served_digest=DIGEST))
+    outcome = world.service.handle(task)
+    assert (outcome.outcome, outcome.upstream_requests) == (Outcome.WARMED, 0)
+    assert ("us-east-1", f"docker-hub/library/node@{DIGEST}") in world.store.warmed
+
+
+def test_a_store_failure_raises_so_the_message_is_delivered_again() -> None:
+    world = World()
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_record_outcome.append(RetryableError("DynamoDB throttled"))
+    with pytest.raises(RetryableError):
+        world.service.handle(task)
+    # THEN nothing was refunded (the redelivery settles it), and the redelivery records the image once
+    assert world.budget.log == [("take", HUB, 6)]
+    outcome = world.service.handle(task)
+    assert outcome.outcome is Outcome.WARMED
+    assert world.ecr.warmed == [task.key, task.key]
+    assert world.budget.log == [("take", HUB, 6)]  # it spent what was reserved (3 of 3): nothing to settle
+
+
+def test_a_freshness_record_that_fails_is_logged_and_the_outcome_stands() -> None:
+    # The outcome is recorded first: a redelivery must not find its own freshness and call itself fresh.
+    world = World()
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_record_verified.append(RetryableError("throttled"))
+    outcome = world.service.handle(task)
+    assert outcome.outcome is Outcome.WARMED
+    assert world.store.outcome("run-1", task.key) == outcome
+    assert world.store.warmed == {}
+
+
+def test_a_budget_that_cannot_be_settled_does_not_fail_the_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The outcome is recorded: failing the message would only make its redelivery a no-op.
+    world = World()
+    task = make_task()
+    world.answer(task, WarmPull(served_digest=DIGEST))  # 1 request of the 3 reserved: 2 to refund
+
+    def refund(*args: Any, **kwargs: Any) -> None:
+        raise RetryableError("DynamoDB throttled")
+
+    monkeypatch.setattr(world.budget, "refund", refund)
+    outcome = world.service.handle(task)
+    assert outcome.outcome is Outcome.WARMED
+    assert world.store.outcome("run-1", task.key) == outcome
+
+
+def test_a_run_that_is_unknown_still_answers_the_outcome() -> None:
+    world = World()
+    task = make_task(run_id="expired-run")
+    assert world.service.handle(task).outcome is Outcome.WARMED
+
+
+def test_the_bucket_limit_is_the_one_the_planner_took_with() -> None:
+    assert task_limit(make_task()) == BucketLimit(capacity=200, window_seconds=21_600)
+    assert task_limit(make_task(bucket_capacity=5, bucket_window_seconds=60)) == BucketLimit(
+        capacity=5, window_seconds=60
+    )
+
+
+def test_a_body_that_is_not_a_task_is_dropped() -> None:
+    assert task_from_body('{"run_id": "r"}') is None
+    assert task_from_body("not json") is None
+    task = make_task()
+    assert task_from_body(task.model_dump_json()) == task
