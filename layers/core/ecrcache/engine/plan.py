@@ -9,13 +9,13 @@ it to people only (like Terraform's ``ActionReason``, it is never used to decide
 Most actions belong to one rule (``rule_prefix``); the registry-level ones - the warm worker's
 pull-time update exclusion - belong to none (``rule_prefix`` :data:`REGISTRY_LEVEL`, ``""``).
 
-Besides actions, a plan reports rules and templates it leaves alone (:class:`Unmanaged`) and
-rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes a plan non-empty:
-:attr:`Plan.is_empty` is the "verify found nothing to do" test.
+Besides actions, a plan reports rules, templates and the warmer's exclusion it leaves alone
+(:class:`Unmanaged`) and rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes
+a plan non-empty: :attr:`Plan.is_empty` is the "verify found nothing to do" test.
 
 Ordering is deterministic: by Region, then rules, templates, repositories and exclusions, then target
-(prefix, repository name or principal ARN), then :class:`ActionKind` declaration order. The plan is JSON-serialisable
-(``model_dump(mode="json")``) for ``GET /v1/plan``.
+(prefix, repository name or principal ARN), then :class:`ActionKind` declaration order. The plan is
+JSON-serialisable (``model_dump(mode="json")``) for ``GET /v1/plan``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ class _Frozen(BaseModel):
 
 
 class PlannedAction(_Frozen):
-    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied``, in the state table only).
+    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied`` / ``forget_exclusion``, in the state
+    table only).
 
     ``request`` shapes (boto3 ECR client keyword arguments):
 
@@ -146,7 +147,7 @@ class PlannedAction(_Frozen):
     * ``tag_repository``: ``TagResource`` ``{resourceArn, tags: [{Key, Value}]}`` (only missing or different keys);
     * ``put_image_tag_mutability``: ``{repositoryName, imageTagMutability, imageTagMutabilityExclusionFilters?}``;
     * ``register_exclusion`` / ``deregister_exclusion``: ``Register``/``DeregisterPullTimeUpdateExclusion``
-      ``{principalArn}`` (target: the principal ARN; ``rule_prefix`` :data:`REGISTRY_LEVEL`);
+      ``{principalArn}`` (target: the principal ARN; ``rule_prefix`` ``""``: the registry's, no one rule's);
     * ``adopt_rule`` / ``adopt_template`` / ``record_applied`` / ``forget_exclusion``: ``{}`` (no AWS call).
 
     After success the service records ownership for every rule / template action except the
