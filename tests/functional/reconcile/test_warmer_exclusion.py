@@ -84,9 +84,10 @@ def _role_session_ecr(role_arn: str, session: str) -> ECRClient:
 
 
 def _push(repository: str, tag: str) -> None:
+    media_type = "application/vnd.oci.image.manifest.v1+json"
     document = {
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "mediaType": media_type,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "c" * 64, "size": 7},
         "layers": [
             {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "1" * 64, "size": 10}
@@ -98,7 +99,7 @@ def _push(repository: str, tag: str) -> None:
         repositoryName=repository,
         imageManifest=json.dumps(document),
         imageTag=tag,
-        imageManifestMediaType=document["mediaType"],
+        imageManifestMediaType=media_type,
     )
 
 
@@ -235,7 +236,7 @@ def test_the_warm_workers_pulls_then_leave_last_recorded_pull_time_alone(
     # GIVEN an image under the rule's prefix, and the warm worker's role session
     _push("quay/library/nginx", "1.27")
     warmer = _role_session_ecr(WARMER, "warm-run-1")
-    pull = {"repositoryName": "quay/library/nginx", "imageIds": [{"imageTag": "1.27"}]}
+    pull: Any = {"repositoryName": "quay/library/nginx", "imageIds": [{"imageTag": "1.27"}]}
     with clock.FakeClock(START) as fake:
         # WHEN the warmer pulls before the exclusion exists THEN the pull is recorded (the test can fail)
         warmer.batch_get_image(**pull)

@@ -154,17 +154,17 @@ STUBBED: Final[dict[ActionKind, str]] = {
 
 @pytest.mark.parametrize("kind", list(STUBBED))
 @pytest.mark.parametrize(
-    ("code", "status", "retryable", "ok"),
+    ("code", "status", "retryable"),
     [
-        ("ThrottlingException", 400, True, False),
-        ("ServerException", 500, True, False),
-        ("AccessDeniedException", 400, False, False),
-        ("InvalidParameterException", 400, False, False),
-        ("LimitExceededException", 400, False, False),
+        ("ThrottlingException", 400, True),
+        ("ServerException", 500, True),
+        ("AccessDeniedException", 400, False),
+        ("InvalidParameterException", 400, False),
+        ("LimitExceededException", 400, False),
     ],
 )
-def test_apply_classifies_each_stubbed_answer(
-    ecr: Ecr, kind: ActionKind, code: str, status: int, retryable: bool, ok: bool
+def test_apply_classifies_each_stubbed_failure(
+    *, ecr: Ecr, kind: ActionKind, code: str, status: int, retryable: bool
 ) -> None:
     registry = Boto3EcrRegistry(REGION, sleep=ecr.sleeps)
     expected: dict[str, Any] = {"principalArn": WARMER}
@@ -172,7 +172,8 @@ def test_apply_classifies_each_stubbed_answer(
         stub.add_client_error(STUBBED[kind], code, f"injected {code}", status, expected_params=expected)
         result = registry.apply(exclusion(kind))
         stub.assert_no_pending_responses()
-    assert (result.ok, result.retryable, result.code) == (ok, retryable, code)
+    # THEN a failure result, never an exception: retryable for throttling and 5xx, terminal otherwise
+    assert (result.ok, result.retryable, result.code) == (False, retryable, code)
     assert result.message is not None and code in result.message
     assert not result.existed
 
