@@ -38,7 +38,14 @@ def registry(region: str) -> Boto3EcrReader:
 store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
-planner = PlanService(desired=store, status=status, registry=registry, stack_region=stack_region())
+# The plan shows what the reconciler would do: the warm worker's pull-time update exclusion included.
+planner = PlanService(
+    desired=store,
+    status=status,
+    registry=registry,
+    stack_region=stack_region(),
+    warmer_role_arn=api_settings().warmer_role_arn,
+)
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
 secret_users = EcrSecretUsers(registry=registry, status=status, desired=store, stack_region=stack_region())

@@ -58,6 +58,7 @@ service = ReconcileService(
     registry=registry,
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
+    warmer_role_arn=settings.warmer_role_arn,
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ecrcache.models.ecr_operations import DRIFT_EVENTS, REPOSITORY_EVENTS, RULE_EVENTS, WRITE_OPERATIONS
+from ecrcache.models.ecr_operations import DRIFT_EVENTS, REGISTRY_EVENTS, REPOSITORY_EVENTS, WRITE_OPERATIONS
 from tests.template import functions
 
 pytestmark = pytest.mark.contract
@@ -31,6 +31,6 @@ def test_the_drift_rule_lists_exactly_the_event_names_the_trigger_reads() -> Non
 
 def test_every_write_of_the_controller_is_a_drift_event() -> None:
     # GIVEN the controller's own ECR writes THEN anyone else making the same call is seen as drift,
-    # as a rule event or a repository event (never both)
+    # as a registry-level event (rule, template, exclusion) or a repository event (never both)
     assert WRITE_OPERATIONS <= DRIFT_EVENTS
-    assert not RULE_EVENTS & REPOSITORY_EVENTS
+    assert not REGISTRY_EVENTS & REPOSITORY_EVENTS

@@ -163,3 +163,14 @@ def test_adapter_scan_finds_the_known_calls() -> None:
         adapter_operations("ecr_warm")
     )
     assert Path(ADAPTERS / "aws.py").exists()
+
+
+def test_the_warmers_exclusion_calls_are_mapped_the_reconciler_writes_and_the_api_only_lists() -> None:
+    # GIVEN the ECR adapter's pull-time update exclusion calls
+    calls = {"ListPullTimeUpdateExclusions", "RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion"}
+    assert calls <= adapter_operations("ecr_registry")
+    # THEN the reconciler needs all three, the read-only API only the list (its plan shows the exclusion)
+    reconciler = required_actions(functions()["ReconcilerFunction"], "ReconcilerFunction")
+    api = required_actions(functions()["ApiFunction"], "ApiFunction")
+    assert {f"ecr:{c}" for c in calls} <= reconciler
+    assert {a for a in api if "PullTimeUpdateExclusion" in a} == {"ecr:ListPullTimeUpdateExclusions"}

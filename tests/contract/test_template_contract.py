@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.resources
 import json
 import re
 import tomllib
@@ -50,6 +51,9 @@ REGISTRY_LEVEL_ACTIONS = frozenset(
         "ecr:CreateRepositoryCreationTemplate",
         "ecr:UpdateRepositoryCreationTemplate",
         "ecr:DeleteRepositoryCreationTemplate",
+        "ecr:ListPullTimeUpdateExclusions",
+        "ecr:RegisterPullTimeUpdateExclusion",
+        "ecr:DeregisterPullTimeUpdateExclusion",
     }
 )
 
@@ -259,6 +263,19 @@ def test_iam_statements_have_no_wildcard_action_or_any_resource() -> None:
 
     # THEN no action has a wildcard and no statement applies to every resource
     assert violations == []
+
+
+def test_registry_level_actions_take_no_resource_type_in_the_service_authorization_reference() -> None:
+    # GIVEN the Service Authorization Reference's ECR actions, as cfn-lint bundles them (its IAM data)
+    reference = json.loads(
+        (importlib.resources.files("cfnlint") / "data" / "AdditionalSpecs" / "Policies.json").read_text()
+    )
+    actions: dict[str, dict[str, Any]] = reference["ecr"]["Actions"]
+    # THEN each action allowed on "*" exists and lists no resource type (so "*" is the only Resource IAM matches)
+    for action in sorted(REGISTRY_LEVEL_ACTIONS):
+        found = actions.get(action.removeprefix("ecr:").lower())
+        assert found is not None, f"{action} is not an ECR action"
+        assert not found.get("Resources"), f"{action} takes resource types {found['Resources']}: scope it"
 
 
 def test_layer_requirements_are_the_project_runtime_dependencies() -> None:

@@ -4,7 +4,8 @@
 the way the adapter would (repository details only where read deeply, the caller's applied
 fingerprints attached). A successful action changes ``state`` as ECR would
 (:func:`tests.fakes.simulate.apply_to_observed`). ``calls`` counts ``observe``,
-``validate_rule`` and each action kind applied.
+``validate_rule``, ``pull_time_exclusions`` and each action kind applied. The registry's pull-time
+update exclusions are ``state.exclusions`` (``None`` reads as none registered).
 """
 
 from __future__ import annotations
@@ -50,13 +51,19 @@ class MemoryEcrReader:
             for name, repo in self.state.repositories.items()
             if any(_under(name, p) for p in prefixes if p)
         }
-        return self.state.model_copy(update={"repositories": repositories})
+        return self.state.model_copy(update={"repositories": repositories, "exclusions": None})
 
     def rules(self) -> dict[str, ObservedRule]:
         self.calls["rules"] += 1
         if self.observe_error is not None:
             raise self.observe_error
         return dict(self.state.rules)
+
+    def pull_time_exclusions(self) -> frozenset[str]:
+        self.calls["pull_time_exclusions"] += 1
+        if self.observe_error is not None:
+            raise self.observe_error
+        return self.state.exclusions or frozenset()
 
     @staticmethod
     def _as_read(
@@ -90,7 +97,9 @@ class MemoryEcrRegistry(MemoryEcrReader):
         if key in self.failures:
             return self.failures[key]
         if key not in self.ignored and action.kind.calls_aws:
-            self.state, _ = apply_to_observed(self.state, Ownership(), Plan(actions=(action,)))
+            held = self.state.exclusions or frozenset()
+            state = self.state.model_copy(update={"exclusions": held})
+            self.state, _ = apply_to_observed(state, Ownership(), Plan(actions=(action,)))
         return ActionResult.success()
 
     def validate_rule(self, prefix: str) -> tuple[bool, str | None]:

@@ -7,7 +7,8 @@ do"), the simulation tests and the in-memory ECR fake check a plan's outcome wit
 It follows ECR's documented semantics for the calls the plan makes: ``UpdatePullThroughCacheRule``
 changes only the fields it is given; ``UpdateRepositoryCreationTemplate`` replaces the fields it
 is given (``""`` / ``[]`` clear them) and keeps the rest; ``TagResource`` adds or overwrites the
-keys given and keeps other tags.
+keys given and keeps other tags; ``Register``/``DeregisterPullTimeUpdateExclusion`` add and remove one
+principal ARN (exclusions read, ``ObservedRegion.exclusions`` not ``None``, stay read).
 
 Repository details are updated only where they were read: a repository observed on the fast path
 (``details`` ``None``) stays unread, because the aspects the plan did not touch are still unknown;
@@ -44,6 +45,8 @@ class _State:
     repositories: dict[str, ObservedRepository]
     owned_rules: set[str]
     owned_templates: set[str]
+    exclusions: set[str] | None
+    owned_exclusions: set[str]
 
 
 def _template_as_ecr(template: ObservedTemplate) -> dict[str, Any]:
@@ -132,6 +135,22 @@ def _adopt_template(state: _State, action: PlannedAction) -> None:
     state.owned_templates.add(action.target)
 
 
+def _register_exclusion(state: _State, action: PlannedAction) -> None:
+    if state.exclusions is not None:
+        state.exclusions.add(action.target)
+    state.owned_exclusions.add(action.target)
+
+
+def _deregister_exclusion(state: _State, action: PlannedAction) -> None:
+    if state.exclusions is not None:
+        state.exclusions.discard(action.target)
+    state.owned_exclusions.discard(action.target)
+
+
+def _forget_exclusion(state: _State, action: PlannedAction) -> None:
+    state.owned_exclusions.discard(action.target)
+
+
 # --------------------------------------------------------------------------------------------------
 # Repositories
 
@@ -194,6 +213,9 @@ _REGION_EFFECTS: Final[dict[ActionKind, Callable[[_State, PlannedAction], None]]
     ActionKind.ADOPT_TEMPLATE: _adopt_template,
     ActionKind.UPDATE_TEMPLATE: _update_template,
     ActionKind.DELETE_TEMPLATE: _delete_template,
+    ActionKind.REGISTER_EXCLUSION: _register_exclusion,
+    ActionKind.DEREGISTER_EXCLUSION: _deregister_exclusion,
+    ActionKind.FORGET_EXCLUSION: _forget_exclusion,
 }
 _REPOSITORY_EFFECTS: Final[dict[ActionKind, Callable[[ObservedRepository, PlannedAction], ObservedRepository]]] = {
     ActionKind.PUT_LIFECYCLE_POLICY: _put_lifecycle,
@@ -223,6 +245,8 @@ def apply_to_observed(observed: ObservedRegion, ownership: Ownership, plan: Plan
         dict(observed.repositories),
         set(ownership.rules),
         set(ownership.templates),
+        None if observed.exclusions is None else set(observed.exclusions),
+        set(ownership.exclusions),
     )
     for action in plan.actions:
         if action.region != observed.region:
@@ -232,6 +256,14 @@ def apply_to_observed(observed: ObservedRegion, ownership: Ownership, plan: Plan
         else:
             _apply_repository(state, action)
     region = ObservedRegion(
-        region=observed.region, rules=state.rules, templates=state.templates, repositories=state.repositories
+        region=observed.region,
+        rules=state.rules,
+        templates=state.templates,
+        repositories=state.repositories,
+        exclusions=None if state.exclusions is None else frozenset(state.exclusions),
     )
-    return region, Ownership(rules=frozenset(state.owned_rules), templates=frozenset(state.owned_templates))
+    return region, Ownership(
+        rules=frozenset(state.owned_rules),
+        templates=frozenset(state.owned_templates),
+        exclusions=frozenset(state.owned_exclusions),
+    )

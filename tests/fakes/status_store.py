@@ -38,7 +38,11 @@ class MemoryStatusStore:
     def ownership(self, region: str) -> Ownership:
         self._maybe_fail("ownership")
         owned = self.owned.get(region, {})
-        return Ownership(rules=frozenset(owned.get("rule", ())), templates=frozenset(owned.get("template", ())))
+        return Ownership(
+            rules=frozenset(owned.get("rule", ())),
+            templates=frozenset(owned.get("template", ())),
+            exclusions=frozenset(owned.get("exclusion", ())),
+        )
 
     def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
         self.writes.append(("record_owned", region, kind, prefix))

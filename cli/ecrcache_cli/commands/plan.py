@@ -10,9 +10,12 @@ import click
 from ecrcache_cli.app import App, output_option, pass_app
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 
-__all__ = ["BLOCKED_TITLE", "plan_cmd", "print_blocked", "print_plan"]
+__all__ = ["BLOCKED_TITLE", "REGISTRY_RULE", "plan_cmd", "print_blocked", "print_plan"]
 
 BLOCKED_TITLE = "Blocked (not planned: nothing is changed in ECR for these rules until you act):"
+REGISTRY_RULE = "(registry)"
+"""Shown in the ``rule`` column for an action that belongs to no one rule (``rule_prefix`` ``""``: the
+warm worker's pull-time update exclusion, kept for every rule of the Region)."""
 
 
 @click.command("plan")
@@ -37,7 +40,8 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
     blocked = plan.get("blocked") or []
     if actions:
         rows = [
-            [a.get("kind"), a.get("region"), a.get("target"), a.get("rule_prefix"), a.get("reason")] for a in actions
+            [a.get("kind"), a.get("region"), a.get("target"), a.get("rule_prefix") or REGISTRY_RULE, a.get("reason")]
+            for a in actions
         ]
         printer.table(["action", "region", "target", "rule", "reason"], rows)
         counts: dict[str, int] = {}

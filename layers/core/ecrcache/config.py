@@ -7,8 +7,9 @@ variables ``template.yaml`` sets for each function are exactly the fields of its
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
-from typing import Self
+from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
 
@@ -25,8 +26,38 @@ class TableSettings(_Settings):
     table_name: str = Field(min_length=3, max_length=255)
 
 
-class ApiSettings(TableSettings):
-    """Environment of ``functions/api``."""
+PRINCIPAL_ARN_MAX_LENGTH: Final = 200
+# botocore ECR model, shape ``PrincipalArn`` (Register/Deregister/ListPullTimeUpdateExclusions), narrowed to
+# roles: ``^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@-]+(/[\w+=,.@-]+)*$`` (``\w`` is ASCII there).
+_WARMER_ROLE_ARN_RE: Final = re.compile(r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@-]+(/[\w+=,.@-]+)*$", re.ASCII)
+
+
+class WarmerRoleSettings(_Settings):
+    warmer_role_arn: str = Field(
+        default="",
+        max_length=PRINCIPAL_ARN_MAX_LENGTH,
+        description=(
+            "IAM role ARN of the warm worker: its pulls are not counted, and the reconciler keeps it registered "
+            "as a pull-time update exclusion (RegisterPullTimeUpdateExclusion) in every Region a desired rule "
+            "names, so warming never moves lastRecordedPullTime. Empty: none (the feature is off)."
+        ),
+    )
+
+    @field_validator("warmer_role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        """Empty, or what ECR takes as an exclusion's ``principalArn`` (a role: the warm worker runs as one)."""
+        if value and not _WARMER_ROLE_ARN_RE.match(value):
+            msg = (
+                "must be empty or an IAM role ARN as ECR's RegisterPullTimeUpdateExclusion takes it: "
+                "arn:aws:iam::<12-digit account>:role/[<path>/]<name>"
+            )
+            raise ValueError(msg)
+        return value
+
+
+class ApiSettings(TableSettings, WarmerRoleSettings):
+    """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too)."""
 
 
 @cache
@@ -39,24 +70,13 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class ReconcilerSettings(TableSettings):
+class ReconcilerSettings(TableSettings, WarmerRoleSettings):
     """Environment of ``functions/reconciler``."""
 
 
 @cache
 def reconciler_settings() -> ReconcilerSettings:
     return ReconcilerSettings.from_env()
-
-
-class WarmerRoleSettings(_Settings):
-    warmer_role_arn: str = Field(
-        default="",
-        max_length=2048,
-        description=(
-            "IAM ARN of the warm worker's role: its pulls are not counted, and ECR is told not to record "
-            "them as pulls. Empty: none."
-        ),
-    )
 
 
 class PullStatsSettings(TableSettings, WarmerRoleSettings):

@@ -119,6 +119,11 @@ class EcrReader(Protocol):
         no template or repository is read). Raises ``RetryableError`` / ``TerminalError``."""
         ...
 
+    def pull_time_exclusions(self) -> frozenset[str]:
+        """The principal ARNs registered as pull-time update exclusions in the Region's registry
+        (``ListPullTimeUpdateExclusions``, every page). Raises ``RetryableError`` / ``TerminalError``."""
+        ...
+
 
 class EcrWriter(Protocol):
     """ECR in one Region, the write side: apply one planned action at a time."""

@@ -113,6 +113,23 @@ def test_plan_reports_unmanaged_rules(endpoint: str) -> None:
     assert any(line.split()[:3] == ["rule", REGION, "k8s"] for line in result.stdout.splitlines())
 
 
+def test_plan_shows_the_warmers_exclusion_as_a_registry_level_action(
+    endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.api import app
+
+    # GIVEN the warm worker's role is set and a rule is desired
+    warmer = "arn:aws:iam::123456789012:role/ecrcache-WarmWorkerFunctionRole-AB12"
+    monkeypatch.setattr(app.planner, "warmer_role_arn", warmer)
+    apply_rules(endpoint, tmp_path)
+    # WHEN the plan is shown THEN the registration is an action of the registry, not of a rule
+    result = cli(endpoint, "plan")
+    assert result.code == 0, result.output
+    [row] = [line.split() for line in result.stdout.splitlines() if line.startswith("register_exclusion")]
+    assert row[:4] == ["register_exclusion", REGION, warmer, "(registry)"]
+    assert "register_exclusion 1" in result.stdout
+
+
 # -- status --------------------------------------------------------------------------------------------
 
 

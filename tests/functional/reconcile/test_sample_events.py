@@ -17,6 +17,7 @@ REQUEST_ID = "4f1c0b7e-0c51-4b1e-9d51-6a4d8c0b5e21"
 EXPECTED: dict[str, tuple[RunTrigger, str, str | None] | None] = {
     "reconciler/cloudtrail_delete_lifecycle_policy.json": (RunTrigger.CLOUDTRAIL, f"{REGION}:fast+1", None),
     "reconciler/cloudtrail_delete_rule.json": (RunTrigger.CLOUDTRAIL, f"{REGION}:fast", None),
+    "reconciler/cloudtrail_deregister_exclusion.json": (RunTrigger.CLOUDTRAIL, f"{REGION}:fast", None),
     "reconciler/pull_through_cache_action.json": (RunTrigger.CACHE_EVENT, f"{REGION}:fast+1", None),
     "reconciler/pull_through_cache_action_failed.json": None,  # no run: recorded as the rule's upstream health
     "reconciler/schedule_deep_resync.json": (RunTrigger.SCHEDULE, "all:deep", None),

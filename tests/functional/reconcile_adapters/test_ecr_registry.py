@@ -466,6 +466,16 @@ WRITE_CASES: list[tuple[str, ActionKind, dict[str, Any]]] = [
         ActionKind.PUT_IMAGE_TAG_MUTABILITY,
         {"repositoryName": "a/b", "imageTagMutability": "MUTABLE"},
     ),
+    (
+        "register_pull_time_update_exclusion",
+        ActionKind.REGISTER_EXCLUSION,
+        {"principalArn": f"arn:aws:iam::{ACCOUNT_ID}:role/warmer"},
+    ),
+    (
+        "deregister_pull_time_update_exclusion",
+        ActionKind.DEREGISTER_EXCLUSION,
+        {"principalArn": f"arn:aws:iam::{ACCOUNT_ID}:role/warmer"},
+    ),
 ]
 
 

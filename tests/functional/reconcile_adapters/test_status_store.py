@@ -94,8 +94,24 @@ def test_ownership_round_trip_per_region(store: DynamoDbStatusStore) -> None:
     assert store.ownership("ap-south-1") == Ownership()
 
 
+def test_owned_exclusions_are_kept_apart_per_region_under_their_principal_arn(
+    store: DynamoDbStatusStore, state_table: str
+) -> None:
+    # GIVEN the warmer's exclusion recorded as ecrcache's next to a rule of the same Region
+    warmer = "arn:aws:iam::123456789012:role/ecrcache/ecrcache-WarmWorkerFunctionRole-AB12"
+    store.record_owned(REGION, "rule", "docker-hub")
+    store.record_owned(REGION, "exclusion", warmer)
+    # THEN it is read back as an exclusion, under OWNED#<region> / exclusion#<principal ARN>
+    assert store.ownership(REGION) == Ownership(rules=frozenset({"docker-hub"}), exclusions=frozenset({warmer}))
+    assert store.ownership(OTHER_REGION) == Ownership()
+    assert raw_item(state_table, f"OWNED#{REGION}", f"exclusion#{warmer}")["kind"] == {"S": "exclusion"}
+    # AND forgetting it leaves the rule
+    store.forget_owned(REGION, "exclusion", warmer)
+    assert store.ownership(REGION) == Ownership(rules=frozenset({"docker-hub"}))
+
+
 def test_ownership_rejects_an_unknown_kind(store: DynamoDbStatusStore) -> None:
-    with pytest.raises(ValueError, match="rule' or 'template"):
+    with pytest.raises(ValueError, match="'rule', 'template' or 'exclusion'"):
         store.record_owned(REGION, "repository", "x")  # type: ignore[arg-type]
 
 

@@ -332,6 +332,9 @@ def test_action_errors_name_region_rule_action_and_cause() -> None:
         (K.ADOPT_TEMPLATE, OwnershipChange("template", owned=True)),
         (K.UPDATE_TEMPLATE, OwnershipChange("template", owned=True)),
         (K.DELETE_TEMPLATE, OwnershipChange("template", owned=False)),
+        (K.REGISTER_EXCLUSION, OwnershipChange("exclusion", owned=True)),
+        (K.DEREGISTER_EXCLUSION, OwnershipChange("exclusion", owned=False)),
+        (K.FORGET_EXCLUSION, OwnershipChange("exclusion", owned=False)),
         *((kind, None) for kind in ActionKind if kind.scope == "repository"),
     ],
 )

@@ -37,6 +37,7 @@ EXPECTED: dict[str, Trigger | None] = {
         Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CLOUDTRAIL
     ),
     "reconciler/cloudtrail_delete_rule.json": Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
+    "reconciler/cloudtrail_deregister_exclusion.json": Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
     "reconciler/pull_through_cache_action.json": Trigger(
         Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CACHE_EVENT
     ),
@@ -147,6 +148,14 @@ def test_stream_removal_of_a_request_is_a_plain_stream_reconcile() -> None:
             {"eventName": "UpdatePullThroughCacheRule", "userIdentity": {}},
             Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
         ),
+        *(  # the warmer's exclusion changed: a registry-level reconcile of the Region, nothing read deeply
+            (
+                {"eventName": name, "requestParameters": {"principalArn": "arn:aws:iam::1:role/warm"}},
+                Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
+            )
+            for name in ("RegisterPullTimeUpdateExclusion", "DeregisterPullTimeUpdateExclusion")
+        ),
+        ({"eventName": "ListPullTimeUpdateExclusions"}, None),  # a read changes nothing
     ],
 )
 def test_cloudtrail_event_asks_for_a_reconcile_of_its_region(detail: dict[str, Any], expected: Trigger | None) -> None:

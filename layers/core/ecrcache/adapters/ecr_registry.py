@@ -10,6 +10,10 @@ page) gives names, ARNs and tag mutability, and the applied fingerprints the cal
 state table say what the controller last put there. A deep read adds ``GetLifecyclePolicy``,
 ``GetRepositoryPolicy`` and ``ListTagsForResource`` per repository, a few repositories at a time.
 
+:meth:`Boto3EcrReader.pull_time_exclusions` lists the registry's pull-time update exclusions
+(``ListPullTimeUpdateExclusions``, ``nextToken`` paging: botocore has no paginator for it); the plan
+service reads them only while a warm worker role is set or ecrcache owns one.
+
 :meth:`Boto3EcrRegistry.apply` makes exactly the call(s) an action's ``request`` describes and turns
 every AWS error into an :class:`~ecrcache.ports.ActionResult` (it never raises for one):
 
@@ -17,15 +21,18 @@ every AWS error into an :class:`~ecrcache.ports.ActionResult` (it never raises f
 error                                                       result       why
 ==========================================================  ===========  =================================
 throttling codes, ``ServerException``, any HTTP 5xx         retryable    botocore's adaptive retries gave up
-``LimitExceededException`` (a quota: 50 rules a Region)     terminal     at the first answer: botocore
-                                                                         does not retry it (``fail_fast``)
+``LimitExceededException`` (a quota: 50 rules a Region,    terminal     at the first answer: botocore
+100 pull-time update exclusions an account)                              does not retry it (``fail_fast``)
 connection errors, timeouts (``BotoCoreError``)             retryable    the network, not the request
 ``SecretNotFoundException``, ``UnableToAccessSecret…``      retryable    a new secret may not be visible to
 (create / update rule, after 3 attempts with 1 s, 2 s)                   ECR yet (DESIGN)
 ``*NotFoundException`` on update / put / set / tag          retryable    changed underneath; a new plan fixes it
 ``AlreadyExists`` on create, existing == request            ok           at-least-once: done by an earlier try
 ``AlreadyExists`` on create, existing != request            terminal     someone else's rule / template
-``*NotFoundException`` on delete                            ok           already gone
+``ExclusionAlreadyExistsException`` on register             ok,          the principal is excluded: the
+                                                            ``existed``  goal holds, but not by this call
+``*NotFoundException`` on delete, ``ExclusionNotFound…``     ok           already gone
+on deregister
 ``AccessDeniedException``, ``ValidationException``,          terminal     needs a change of input or
 ``InvalidParameterException``, ``UnsupportedUpstream…``,                 permissions
 ``UnableToDecryptSecret…``,
@@ -72,8 +79,11 @@ if TYPE_CHECKING:
         DeletePullThroughCacheRuleRequestTypeDef,
         DeleteRepositoryCreationTemplateRequestTypeDef,
         DeleteRepositoryPolicyRequestTypeDef,
+        DeregisterPullTimeUpdateExclusionRequestTypeDef,
+        ListPullTimeUpdateExclusionsRequestTypeDef,
         PutImageTagMutabilityRequestTypeDef,
         PutLifecyclePolicyRequestTypeDef,
+        RegisterPullTimeUpdateExclusionRequestTypeDef,
         RepositoryTypeDef,
         SetRepositoryPolicyRequestTypeDef,
         TagResourceRequestTypeDef,
@@ -99,6 +109,7 @@ READ_OPERATIONS: Final = frozenset(
         "GetRepositoryPolicy",
         "ListTagsForResource",
         "ValidatePullThroughCacheRule",
+        "ListPullTimeUpdateExclusions",
     }
 )
 PER_REPOSITORY_READS: Final = frozenset({"GetLifecyclePolicy", "GetRepositoryPolicy", "ListTagsForResource"})
@@ -122,6 +133,10 @@ RULE_NOT_FOUND: Final = "PullThroughCacheRuleNotFoundException"
 TEMPLATE_EXISTS: Final = "TemplateAlreadyExistsException"
 TEMPLATE_NOT_FOUND: Final = "TemplateNotFoundException"
 REPOSITORY_NOT_FOUND: Final = "RepositoryNotFoundException"
+EXCLUSION_EXISTS: Final = "ExclusionAlreadyExistsException"
+EXCLUSION_NOT_FOUND: Final = "ExclusionNotFoundException"
+EXCLUSIONS_PAGE_SIZE: Final = 1000
+"""``ListPullTimeUpdateExclusions`` ``maxResults`` (1-1000; ECR answers 100 a page without it)."""
 
 
 def ecr_client(region: str) -> ECRClient:
@@ -225,6 +240,21 @@ class Boto3EcrReader:
 
     def rules(self) -> dict[str, ObservedRule]:
         return {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
+
+    def pull_time_exclusions(self) -> frozenset[str]:
+        """The principal ARNs of the registry's pull-time update exclusions (every page)."""
+        found: set[str] = set()
+        request: ListPullTimeUpdateExclusionsRequestTypeDef = {"maxResults": EXCLUSIONS_PAGE_SIZE}
+        try:
+            while True:
+                page = self.client.list_pull_time_update_exclusions(**request)
+                found.update(page.get("pullTimeUpdateExclusions", []))
+                token = page.get("nextToken")
+                if not token:
+                    return frozenset(found)
+                request["nextToken"] = token
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "ECR ListPullTimeUpdateExclusions") from exc
 
     def _rule_items(self) -> Iterator[Mapping[str, Any]]:
         try:
@@ -334,6 +364,8 @@ class Boto3EcrRegistry(Boto3EcrReader):
             ActionKind.DELETE_REPOSITORY_POLICY: self._delete_repository_policy,
             ActionKind.TAG_REPOSITORY: self._tag_repository,
             ActionKind.PUT_IMAGE_TAG_MUTABILITY: self._put_image_tag_mutability,
+            ActionKind.REGISTER_EXCLUSION: self._register_exclusion,
+            ActionKind.DEREGISTER_EXCLUSION: self._deregister_exclusion,
         }
 
     # -- validate ------------------------------------------------------------------------------
@@ -536,6 +568,35 @@ class Boto3EcrRegistry(Boto3EcrReader):
     def _put_image_tag_mutability(self, action: PlannedAction) -> ActionResult:
         request = cast("PutImageTagMutabilityRequestTypeDef", action.request)
         return self._call("PutImageTagMutability", lambda: self.client.put_image_tag_mutability(**request))
+
+    # pull-time update exclusions (registry-level)
+
+    def _register_exclusion(self, action: PlannedAction) -> ActionResult:
+        """Register the principal. Already registered: the goal holds, but whoever registered it, this
+        call did not (``existed``: the service does not record it as ecrcache's)."""
+        request = cast("RegisterPullTimeUpdateExclusionRequestTypeDef", action.request)
+        operation = "RegisterPullTimeUpdateExclusion"
+        result = self._call(operation, lambda: self.client.register_pull_time_update_exclusion(**request))
+        if result.code == EXCLUSION_EXISTS:
+            return ActionResult.success(f"{operation}: the principal is already excluded", existed=True)
+        if result.code == "LimitExceededException":
+            return ActionResult.failure(
+                result.code,
+                _cut(
+                    f"{result.message} (ECR allows 100 pull-time update exclusions per account: deregister one "
+                    "that is no longer needed, then reconcile)"
+                ),
+                retryable=False,
+            )
+        return result
+
+    def _deregister_exclusion(self, action: PlannedAction) -> ActionResult:
+        request = cast("DeregisterPullTimeUpdateExclusionRequestTypeDef", action.request)
+        return self._call(
+            "DeregisterPullTimeUpdateExclusion",
+            lambda: self.client.deregister_pull_time_update_exclusion(**request),
+            done_codes={EXCLUSION_NOT_FOUND},
+        )
 
 
 def _restore_request(before: Mapping[str, Any] | None, prefix: str) -> CreatePullThroughCacheRuleRequestTypeDef | None:

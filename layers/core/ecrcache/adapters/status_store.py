@@ -3,7 +3,8 @@
 The table and its desired-state items are described in :mod:`ecrcache.adapters.dynamodb_store`;
 this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a rule prefix)::
 
-    pk = "OWNED#<region>"    sk = "rule#<prefix>" | "template#<prefix>"   kind, prefix
+    pk = "OWNED#<region>"    sk = "rule#<prefix>" | "template#<prefix>"   kind, prefix (the principal ARN
+                             | "exclusion#<principal ARN>"                for an exclusion)
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?
     pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON),
                                                                           upstream (JSON)?, upstream_at?
@@ -116,11 +117,14 @@ class DynamoDbStatusStore:
     # -- ownership -----------------------------------------------------------------------------
 
     def ownership(self, region: str) -> Ownership:
-        rules: set[str] = set()
-        templates: set[str] = set()
+        owned: dict[str, set[str]] = {"rule": set(), "template": set(), "exclusion": set()}
         for item in self._query_partition(f"OWNED#{region}"):
-            (rules if item["kind"]["S"] == "rule" else templates).add(item["prefix"]["S"])
-        return Ownership(rules=frozenset(rules), templates=frozenset(templates))
+            owned.get(item["kind"]["S"], owned["template"]).add(item["prefix"]["S"])
+        return Ownership(
+            rules=frozenset(owned["rule"]),
+            templates=frozenset(owned["template"]),
+            exclusions=frozenset(owned["exclusion"]),
+        )
 
     def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
         item: Item = {**self._owned_key(region, kind, prefix), "kind": _s(kind), "prefix": _s(prefix)}
@@ -137,8 +141,8 @@ class DynamoDbStatusStore:
 
     @staticmethod
     def _owned_key(region: str, kind: OwnedKind, prefix: str) -> Item:
-        if kind not in ("rule", "template"):
-            msg = f"ownership kind must be 'rule' or 'template', got {kind!r}"
+        if kind not in ("rule", "template", "exclusion"):
+            msg = f"ownership kind must be 'rule', 'template' or 'exclusion', got {kind!r}"
             raise ValueError(msg)
         return {"pk": _s(f"OWNED#{region}"), "sk": _s(f"{kind}#{prefix}")}
 

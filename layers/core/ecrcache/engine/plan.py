@@ -6,13 +6,16 @@ the plan says and never re-diffs; ``before`` / ``after`` show the change, and ``
 it to people only (like Terraform's ``ActionReason``, it is never used to decide anything).
 ``fingerprints`` are what the service records for the repository once the action succeeded.
 
-Besides actions, a plan reports rules and templates it leaves alone (:class:`Unmanaged`) and
-rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes a plan non-empty:
-:attr:`Plan.is_empty` is the "verify found nothing to do" test.
+Most actions belong to one rule (``rule_prefix``); the registry-level ones - the warm worker's
+pull-time update exclusion - belong to none (``rule_prefix`` :data:`REGISTRY_LEVEL`, ``""``).
 
-Ordering is deterministic: by Region, then rules, templates and repositories, then target (prefix
-or repository name), then :class:`ActionKind` declaration order. The plan is JSON-serialisable
-(``model_dump(mode="json")``) for ``GET /v1/plan``.
+Besides actions, a plan reports rules, templates and the warmer's exclusion it leaves alone
+(:class:`Unmanaged`) and rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes
+a plan non-empty: :attr:`Plan.is_empty` is the "verify found nothing to do" test.
+
+Ordering is deterministic: by Region, then rules, templates, repositories and exclusions, then target
+(prefix, repository name or principal ARN), then :class:`ActionKind` declaration order. The plan is
+JSON-serialisable (``model_dump(mode="json")``) for ``GET /v1/plan``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 from ecrcache.models.observed import Aspect
 
 __all__ = [
+    "REGISTRY_LEVEL",
     "ActionKind",
     "ActionResult",
     "Blocked",
@@ -40,9 +44,13 @@ __all__ = [
     "UnmanagedKind",
 ]
 
-Scope = Literal["rule", "template", "repository"]
+Scope = Literal["rule", "template", "repository", "exclusion"]
 UnmanagedKind = Scope
 JsonObject = dict[str, JsonValue]
+
+REGISTRY_LEVEL: Final = ""
+"""The ``rule_prefix`` of an action that belongs to no one rule: a pull-time update exclusion is the
+registry's (it is wanted because of every desired rule of the Region)."""
 
 
 class ActionKind(StrEnum):
@@ -67,6 +75,10 @@ class ActionKind(StrEnum):
     TAG_REPOSITORY = "tag_repository"
     PUT_IMAGE_TAG_MUTABILITY = "put_image_tag_mutability"
     RECORD_APPLIED = "record_applied"
+    # the warm worker's pull-time update exclusion (ECR ...PullTimeUpdateExclusion, registry-level)
+    REGISTER_EXCLUSION = "register_exclusion"
+    DEREGISTER_EXCLUSION = "deregister_exclusion"
+    FORGET_EXCLUSION = "forget_exclusion"
 
     @property
     def scope(self) -> Scope:
@@ -98,10 +110,16 @@ _SCOPES: Final[dict[ActionKind, Scope]] = {
         ),
         "template",
     ),
+    **dict.fromkeys(
+        (ActionKind.REGISTER_EXCLUSION, ActionKind.DEREGISTER_EXCLUSION, ActionKind.FORGET_EXCLUSION),
+        "exclusion",
+    ),
 }
 _SCOPES.update({kind: "repository" for kind in ActionKind if kind not in _SCOPES})
-_RECORD_ONLY: Final = frozenset({ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED})
-_SCOPE_ORDER: Final[dict[Scope, int]] = {"rule": 0, "template": 1, "repository": 2}
+_RECORD_ONLY: Final = frozenset(
+    {ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED, ActionKind.FORGET_EXCLUSION}
+)
+_SCOPE_ORDER: Final[dict[Scope, int]] = {"rule": 0, "template": 1, "repository": 2, "exclusion": 3}
 _KIND_ORDER: Final = {kind: index for index, kind in enumerate(ActionKind)}
 
 
@@ -110,7 +128,8 @@ class _Frozen(BaseModel):
 
 
 class PlannedAction(_Frozen):
-    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied``, in the state table only).
+    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied`` / ``forget_exclusion``, in the state
+    table only).
 
     ``request`` shapes (boto3 ECR client keyword arguments):
 
@@ -127,16 +146,20 @@ class PlannedAction(_Frozen):
       ``delete_repository_policy``: ``{repositoryName}``;
     * ``tag_repository``: ``TagResource`` ``{resourceArn, tags: [{Key, Value}]}`` (only missing or different keys);
     * ``put_image_tag_mutability``: ``{repositoryName, imageTagMutability, imageTagMutabilityExclusionFilters?}``;
-    * ``adopt_rule`` / ``adopt_template`` / ``record_applied``: ``{}`` (no AWS call).
+    * ``register_exclusion`` / ``deregister_exclusion``: ``Register``/``DeregisterPullTimeUpdateExclusion``
+      ``{principalArn}`` (target: the principal ARN; ``rule_prefix`` ``""``: the registry's, no one rule's);
+    * ``adopt_rule`` / ``adopt_template`` / ``record_applied`` / ``forget_exclusion``: ``{}`` (no AWS call).
 
     After success the service records ownership for every rule / template action except the
-    deletes (which drop it), and merges ``fingerprints`` into the repository's applied record.
+    deletes (which drop it), and for a registered exclusion (unless ECR had it already); a
+    deregistered or forgotten exclusion drops it. It merges ``fingerprints`` into the repository's
+    applied record.
     """
 
     kind: ActionKind
     region: str
-    target: str = Field(description="The rule / template prefix, or the repository name.")
-    rule_prefix: str = Field(description="The rule the action is for.")
+    target: str = Field(description="The rule / template prefix, the repository name, or the principal ARN.")
+    rule_prefix: str = Field(description="The rule the action is for; '' for a registry-level action (an exclusion).")
     before: JsonObject | None = Field(default=None, description="What ECR holds now; None when absent or not read.")
     after: JsonObject | None = Field(default=None, description="What ECR will hold; None when deleted.")
     reason: str = Field(description="For people only; never used to decide anything.")
@@ -233,8 +256,9 @@ class Plan(_Frozen):
         )
 
 
-OwnedKind = Literal["rule", "template"]
-"""What ecrcache records owning in a Region: pull-through cache rules and creation templates."""
+OwnedKind = Literal["rule", "template", "exclusion"]
+"""What ecrcache records owning in a Region: pull-through cache rules, creation templates and the
+pull-time update exclusions it registered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +275,15 @@ class ActionResult:
     retryable: bool = False
     code: str | None = None
     message: str | None = None
+    existed: bool = False
+    """``ok`` because ECR already held what the call makes, and the adapter cannot tell who made it:
+    set for a pull-time update exclusion (``ExclusionAlreadyExistsException``), which is then not
+    recorded as ecrcache's. (A rule or template that already exists exactly as requested is taken as
+    an earlier attempt of ecrcache's own: ``existed`` stays ``False``.)"""
 
     @classmethod
-    def success(cls, message: str | None = None) -> ActionResult:
-        return cls(ok=True, message=message)
+    def success(cls, message: str | None = None, *, existed: bool = False) -> ActionResult:
+        return cls(ok=True, message=message, existed=existed)
 
     @classmethod
     def failure(cls, code: str, message: str, *, retryable: bool) -> ActionResult:

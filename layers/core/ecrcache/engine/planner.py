@@ -26,6 +26,9 @@ essences differ; :mod:`.essence` defines "differ"):
   only when it applies to nothing but pull-through cache); otherwise they are reported as
   :class:`~.plan.Unmanaged`. Cached repositories are never deleted.
 * **Unmanaged.** Rules and templates that are neither desired nor retired are reported, never changed.
+* **The warm worker's pull-time update exclusion** (registry-level, when ``warmer_role`` is given and
+  the exclusions were read): registered in every Region a desired rule names, deregistered only where
+  ecrcache registered it and it is no longer wanted (:mod:`.exclusions`).
 * **Repositories.** A repository belongs to the rule with the longest prefix ``p`` such that its
   name starts with ``p + "/"``, among every rule known in the Region (desired, retired and found in
   ECR), so a repository cached by a rule ecrcache does not manage is left alone. Repositories of
@@ -64,6 +67,7 @@ from ecrcache.engine.essence import (
     rule_essence,
     template_essence,
 )
+from ecrcache.engine.exclusions import plan_exclusions
 from ecrcache.engine.ownership import Claim, claim, ownership_block
 from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Note, Plan, PlannedAction, Unmanaged, UnmanagedKind
 from ecrcache.errors import InvalidInputError
@@ -409,6 +413,7 @@ class _RegionPlanner:
     observed: ObservedRegion
     ownership: Ownership
     deep: bool
+    warmer_role: str | None = None
     actions: list[PlannedAction] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
@@ -470,6 +475,11 @@ class _RegionPlanner:
         for prefix, rule in sorted(gone.items()):
             self.plan_retired(prefix, rule.spec.deletion_policy)
         self.report_unmanaged(set(wanted) | set(gone))
+        exclusions = plan_exclusions(
+            self.observed, self.ownership, warmer_role=self.warmer_role, has_desired=bool(wanted)
+        )
+        self.actions.extend(exclusions.actions)
+        self.unmanaged.extend(exclusions.unmanaged)
         known = ({*wanted, *gone, *self.observed.rules}) - {ROOT_PREFIX}
         self.plan_repositories(ready, sorted(known, key=lambda p: (-len(p), p)))
         return Plan(
@@ -694,15 +704,17 @@ def plan_region(
     ownership: Ownership,
     *,
     deep: bool,
+    warmer_role: str | None = None,
 ) -> Plan:
     """The plan that takes ``observed`` to ``desired`` in one Region.
 
     ``retired`` are desired rules that were deleted, with their last spec (a prefix that is also
     desired is ignored there). ``deep`` says whether the caller read repository details; it only
     changes reason texts - each repository's own ``details`` decide deep or fast comparison.
-    Raises ``ValueError`` when a prefix is listed twice in ``desired`` or in ``retired``.
+    ``warmer_role`` is the warm worker's role ARN (``None``: no warmer; exclusions ecrcache registered
+    are deregistered). Raises ``ValueError`` when a prefix is listed twice in ``desired`` or in ``retired``.
     """
-    return _RegionPlanner(observed, ownership, deep).run(desired, retired)
+    return _RegionPlanner(observed, ownership, deep, warmer_role).run(desired, retired)
 
 
 def plan(
@@ -712,6 +724,7 @@ def plan(
     ownership_by_region: Mapping[str, Ownership],
     *,
     deep: bool = False,
+    warmer_role: str | None = None,
 ) -> Plan:
     """:func:`plan_region` for every observed Region, merged into one plan.
 
@@ -732,6 +745,7 @@ def plan(
             observed_by_region[region],
             ownership_by_region.get(region, Ownership()),
             deep=deep,
+            warmer_role=warmer_role,
         )
         for region in sorted(observed_by_region)
     )

@@ -35,7 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
-from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
+from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
@@ -110,6 +110,9 @@ _OWNERSHIP: Final[Mapping[ActionKind, OwnershipChange]] = {
     ActionKind.ADOPT_TEMPLATE: OwnershipChange("template", owned=True),
     ActionKind.UPDATE_TEMPLATE: OwnershipChange("template", owned=True),
     ActionKind.DELETE_TEMPLATE: OwnershipChange("template", owned=False),
+    ActionKind.REGISTER_EXCLUSION: OwnershipChange("exclusion", owned=True),
+    ActionKind.DEREGISTER_EXCLUSION: OwnershipChange("exclusion", owned=False),
+    ActionKind.FORGET_EXCLUSION: OwnershipChange("exclusion", owned=False),
 }
 
 
@@ -124,9 +127,16 @@ def no_longer_desired(recorded: Iterable[str], desired: Sequence[DesiredRule]) -
     return [prefix for prefix in recorded if prefix not in wanted]
 
 
-def forgettable(stale: Iterable[str], *, retired: Sequence[DesiredRule], ownership: Ownership) -> list[str]:
+def forgettable(
+    stale: Iterable[str], *, retired: Sequence[DesiredRule], ownership: Ownership, desired_left: bool = True
+) -> list[str]:
     """The statuses among ``stale`` to drop now: all but those of a ``deletion_policy: delete`` rule
-    that still owns its ECR rule or template (the Region stays in the runs until they are deleted)."""
+    that still owns its ECR rule or template (the Region stays in the runs until they are deleted).
+
+    None while ecrcache still owns a pull-time update exclusion in a Region no desired rule names
+    (``desired_left`` false): a status keeps the Region in the runs until the exclusion is deregistered."""
+    if ownership.exclusions and not desired_left:
+        return []
     deleting = {r.prefix for r in retired if r.spec.deletion_policy is DeletionPolicy.DELETE}
     owned = ownership.rules | ownership.templates
     return [prefix for prefix in stale if not (prefix in deleting and prefix in owned)]
@@ -157,8 +167,12 @@ class RuleFindings:
     planned: int = 0
     """Actions planned for the rule that call ECR (failed ones included)."""
     failures: tuple[Failure, ...] = ()
+    """The rule's failed actions, then the Region's registry-level ones (the warmer's exclusion)."""
+    shared_failures: int = 0
+    """How many of ``failures`` are registry-level: every rule of the Region shows them (the exclusion
+    is wanted because of them all), none counts them against its own ``planned`` actions."""
     left: tuple[PlannedAction, ...] = ()
-    """Actions verify still planned after apply."""
+    """Actions verify still planned after apply (the Region's registry-level ones included)."""
     blocked: str | None = None
     """Why the planner could not plan the rule (fully), if it could not."""
     cached_repositories: int = 0
@@ -191,18 +205,22 @@ def rule_findings(
     repositories: Iterable[str],
 ) -> dict[str, RuleFindings]:
     """What a run found for each of ``prefixes`` (the desired rules of ``region``): from the plan it
-    applied, what verify left, the failed actions (by rule) and the repositories observed after."""
+    applied, what verify left, the failed actions (by rule) and the repositories observed after.
+    Registry-level failures and leftovers (:data:`~ecrcache.engine.plan.REGISTRY_LEVEL`) go to every rule."""
     planned = Counter(a.rule_prefix for a in plan.actions if a.kind.calls_aws)
     left_by_rule: dict[str, list[PlannedAction]] = defaultdict(list)
     for action in left.actions:
         left_by_rule[action.rule_prefix].append(action)
     blocked = {b.prefix: b.reason for b in plan.blocked if b.region == region}
     cached = Counter(owning_prefix(name, prefixes) for name in repositories)
+    shared = tuple(failures.get(REGISTRY_LEVEL, ()))
+    shared_left = tuple(left_by_rule.get(REGISTRY_LEVEL, ()))
     return {
         prefix: RuleFindings(
             planned=planned[prefix],
-            failures=tuple(failures.get(prefix, ())),
-            left=tuple(left_by_rule.get(prefix, ())),
+            failures=(*failures.get(prefix, ()), *shared),
+            shared_failures=len(shared),
+            left=(*left_by_rule.get(prefix, ()), *shared_left),
             blocked=blocked.get(prefix),
             cached_repositories=cached.get(prefix, 0),
         )
@@ -276,7 +294,7 @@ def rule_status(
 ) -> RuleStatus:
     """A rule's status after a run: the conditions, the cumulative drift corrected (actions that
     succeeded), the cached repositories, and the validation answer when the run asked for one."""
-    corrected = found.planned - len(found.failures)
+    corrected = found.planned - (len(found.failures) - found.shared_failures)
     status = current.model_copy(
         update={
             "last_reconciled_at": now,
@@ -308,9 +326,10 @@ def region_failure_status(
 
 
 def action_errors(region: str, failures: Mapping[str, Sequence[Failure]]) -> list[str]:
-    """The run record's errors for the failed actions of one Region, by rule prefix."""
+    """The run record's errors for the failed actions of one Region, by rule prefix (registry-level
+    ones, such as the warmer's exclusion, with the Region only)."""
     return [
-        f"{region}:{prefix}: {action.kind} {action.target}: {result.code}: {result.message}"
+        f"{region}{f':{prefix}' if prefix else ''}: {action.kind} {action.target}: {result.code}: {result.message}"
         for prefix, found in sorted(failures.items())
         for action, result in found
     ]

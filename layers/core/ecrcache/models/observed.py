@@ -13,7 +13,10 @@ ECR itself. The service builds them:
 * :class:`AppliedFingerprints` - what the controller last applied to a repository, per aspect,
   kept in the state table, so a fast resync can skip repositories whose record matches;
 * :class:`Ownership` - the prefixes whose ECR rule / template the controller created or adopted
-  (pull-through cache rules have no tags, so ownership is recorded in the table).
+  (pull-through cache rules have no tags, so ownership is recorded in the table), and the
+  pull-time update exclusions it registered;
+* :attr:`ObservedRegion.exclusions` - what ``ListPullTimeUpdateExclusions`` returned (the principal
+  ARNs whose pulls do not move ``lastRecordedPullTime``), when it was read.
 
 All models are frozen. ``from_ecr`` constructors read ECR's own shapes (a ``Describe*`` item or a
 ``Create*`` request, which share their field names), for the adapter and for the tests' plan simulation.
@@ -196,19 +199,30 @@ class ObservedRepository(_Frozen):
 
 
 class Ownership(_Frozen):
-    """Prefixes whose ECR rule / creation template the controller created or adopted (per Region)."""
+    """What the controller made in one Region: the prefixes whose ECR rule / creation template it created
+    or adopted, and the principal ARNs it registered as pull-time update exclusions (never adopted: an
+    exclusion someone else registered stays theirs)."""
 
     rules: frozenset[str] = frozenset()
     templates: frozenset[str] = frozenset()
+    exclusions: frozenset[str] = frozenset()
 
 
 class ObservedRegion(_Frozen):
-    """Everything read from ECR in one Region, keyed by prefix (rules, templates) or name (repositories)."""
+    """Everything read from ECR in one Region, keyed by prefix (rules, templates) or name (repositories),
+    and the registry's pull-time update exclusions when they were read."""
 
     region: str
     rules: dict[str, ObservedRule] = Field(default_factory=dict)
     templates: dict[str, ObservedTemplate] = Field(default_factory=dict)
     repositories: dict[str, ObservedRepository] = Field(default_factory=dict)
+    exclusions: frozenset[str] | None = Field(
+        default=None,
+        description=(
+            "Principal ARNs registered as pull-time update exclusions in the Region's registry; None when "
+            "not read (only read while a warmer role is set or ecrcache owns an exclusion there)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _keys_match(self) -> Self:

@@ -7,7 +7,9 @@ with it, then applies.
 
 Rules and templates are always planned in full: reading them is two paginated calls, and it lets
 any run repair drift on any rule. The :class:`Scope` only chooses the Regions and which
-repositories are read deeply.
+repositories are read deeply. The registry's pull-time update exclusions are read (one more paginated
+call) while the warm worker's role is set (``warmer_role_arn``) or ecrcache owns an exclusion in the
+Region, so the plan keeps the warmer excluded and removes what ecrcache registered once unwanted.
 
 Two narrower reads serve desired-state writes: :meth:`PlanService.ownership_check` (the
 :class:`~ecrcache.engine.plan.Blocked` entries the plan will show for the rules a write touches, so
@@ -114,11 +116,14 @@ class PlanService:
         status: StatusStore,
         registry: Callable[[str], EcrReader],
         stack_region: str,
+        warmer_role_arn: str | None = None,
     ) -> None:
         self.desired = desired
         self.status = status
         self.registry = registry
         self.stack_region = stack_region
+        self.warmer_role_arn = warmer_role_arn or None
+        """The warm worker's role, kept registered as a pull-time update exclusion (``None``: none)."""
 
     def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
         inputs, _ = self.read_desired(scope)
@@ -132,6 +137,7 @@ class PlanService:
             observed,
             ownership,
             deep=scope.deep,
+            warmer_role=self.warmer_role_arn,
         )
 
     def read_desired(self, scope: Scope) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
@@ -228,7 +234,14 @@ class PlanService:
     def observe(
         self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
     ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
-        """ECR in ``region`` with what the controller last applied there, and what it owns there."""
+        """ECR in ``region`` with what the controller last applied there, and what it owns there.
+
+        The pull-time update exclusions are read only while a warmer role is set or ecrcache owns one
+        there (without either there is nothing to plan for them, and the call is saved)."""
         applied = self.status.applied(region)
-        observed = self.registry(region).observe(prefixes=prefixes, deep=deep, applied=applied)
-        return observed, self.status.ownership(region), applied
+        reader = self.registry(region)
+        observed = reader.observe(prefixes=prefixes, deep=deep, applied=applied)
+        ownership = self.status.ownership(region)
+        if self.warmer_role_arn or ownership.exclusions:
+            observed = observed.model_copy(update={"exclusions": reader.pull_time_exclusions()})
+        return observed, ownership, applied

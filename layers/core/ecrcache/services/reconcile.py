@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ecrcache.engine.plan import ActionKind, OwnedKind, Plan, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
@@ -93,13 +93,20 @@ class ReconcileService:
         registry: Callable[[str], EcrRegistry],
         clock: Callable[[], datetime],
         stack_region: str,
+        warmer_role_arn: str | None = None,
     ) -> None:
         self.desired = desired
         self.status = status
         self.registry = registry
         self.clock = clock
         self.stack_region = stack_region
-        self.planner = PlanService(desired=desired, status=status, registry=registry, stack_region=stack_region)
+        self.planner = PlanService(
+            desired=desired,
+            status=status,
+            registry=registry,
+            stack_region=stack_region,
+            warmer_role_arn=warmer_role_arn,
+        )
 
     def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
         """What a reconcile of ``scope`` would do now (read only)."""
@@ -177,7 +184,13 @@ class ReconcileService:
     ) -> tuple[_RegionOutcome, Plan]:
         desired, retired = inputs.desired_in(region), inputs.retired_in(region)
         observed, ownership, applied = self.planner.observe(region, inputs.prefixes(region), deep=scope.deep_read)
-        plan = plan_regions({region: desired}, {region: retired}, {region: observed}, {region: ownership})
+        plan = plan_regions(
+            {region: desired},
+            {region: retired},
+            {region: observed},
+            {region: ownership},
+            warmer_role=self.planner.warmer_role_arn,
+        )
         outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
             after, left = self._verify(region, inputs, scope, outcome)
@@ -208,6 +221,7 @@ class ReconcileService:
             {region: inputs.retired_in(region)},
             {region: after},
             {region: after_owned},
+            warmer_role=self.planner.warmer_role_arn,
         )
         # What verify still finds wrong must not be trusted by the next fast resync.
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
@@ -229,9 +243,8 @@ class ReconcileService:
         for action in plan.actions:
             claimed = self._claim(region, action, ownership)
             result = registry.apply(action)
+            self._settle_ownership(region, action, result, claimed)
             if not result.ok:
-                if claimed and not result.retryable:  # ECR refused: nothing was made, it is not ours
-                    self.status.forget_owned(region, claimed, action.target)
                 outcome.failures[action.rule_prefix].append((action, result))
                 logger.warning(
                     "action failed",
@@ -244,9 +257,6 @@ class ReconcileService:
                 )
                 continue
             outcome.applied[action.kind] = outcome.applied.get(action.kind, 0) + 1
-            if (change := ownership_change(action.kind)) is not None and not claimed:
-                record = self.status.record_owned if change.owned else self.status.forget_owned
-                record(region, change.kind, action.target)
             if action.kind in VALIDATE_AFTER:
                 outcome.validated.add(action.target)
             if action.kind.scope == "repository":
@@ -264,6 +274,22 @@ class ReconcileService:
             self.status.forget_applied(region, gone)
         return outcome
 
+    def _settle_ownership(
+        self, region: str, action: PlannedAction, result: ActionResult, claimed: OwnedKind | None
+    ) -> None:
+        """After the call: drop the claim when ECR refused it, or held what it makes already (an
+        exclusion someone may have registered: this call made nothing, so it is not ours); otherwise
+        record what a successful call changed (a delete or deregister drops ownership)."""
+        if claimed is not None:
+            if result.existed or (not result.ok and not result.retryable):
+                self.status.forget_owned(region, claimed, action.target)
+            return
+        change = ownership_change(action.kind)
+        if change is None or not result.ok or result.existed:
+            return
+        record = self.status.record_owned if change.owned else self.status.forget_owned
+        record(region, change.kind, action.target)
+
     def _claim(self, region: str, action: PlannedAction, ownership: Ownership) -> OwnedKind | None:
         """Record ownership *before* an ECR call that makes a rule or template ours, so that one the
         controller made is never taken for someone else's (and Blocked) when the run stops between
@@ -272,8 +298,8 @@ class ReconcileService:
         change = ownership_change(action.kind)
         if change is None or not change.owned or not action.kind.calls_aws:
             return None
-        owned = ownership.rules if change.kind == "rule" else ownership.templates
-        if action.target in owned:
+        owned = {"rule": ownership.rules, "template": ownership.templates, "exclusion": ownership.exclusions}
+        if action.target in owned[change.kind]:
             return None
         self.status.record_owned(region, change.kind, action.target)
         return change.kind
@@ -336,7 +362,10 @@ class ReconcileService:
         if not stale:
             return
         ownership = self.status.ownership(region)
-        for prefix in forgettable(stale, retired=inputs.retired_in(region), ownership=ownership):
+        drop = forgettable(
+            stale, retired=inputs.retired_in(region), ownership=ownership, desired_left=bool(inputs.desired_in(region))
+        )
+        for prefix in drop:
             self.status.delete_rule_status(region, prefix)
 
     def _mark_unverified(self, region: str, names: Collection[str]) -> None:

@@ -7,9 +7,10 @@
   always planned in full; repositories of a changed rule get blind, idempotent writes).
 * A reconcile request item written by ``POST /v1/reconcile``: its own run id and depth.
 * The schedule: a fast resync, or a deep one (reads every repository's settings).
-* CloudTrail ``AWS API Call via CloudTrail`` for ECR: the Region of the call, and a deep read of
-  the repository it touched; calls made by the controller's own role are ignored (its own writes
-  come back as events and must not trigger another reconcile of the same change).
+* CloudTrail ``AWS API Call via CloudTrail`` for ECR: the Region of the call (a rule, a template or a
+  pull-time update exclusion changed), and a deep read of the repository it touched; calls made by
+  the controller's own role are ignored (its own writes come back as events and must not trigger
+  another reconcile of the same change).
 * ``ECR Pull Through Cache Action``: a successful one may have created a repository, which gets its
   settings at once; every one, successful or not, is also an observation of the rule's upstream
   (:func:`cache_action`, recorded by :mod:`ecrcache.services.upstream_health`). A failed one asks
@@ -35,7 +36,7 @@ from aws_lambda_powertools.utilities.parser.models import (
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ecrcache.engine.status import UpstreamObservation
-from ecrcache.models.ecr_operations import REPOSITORY_EVENTS, RULE_EVENTS
+from ecrcache.models.ecr_operations import REGISTRY_EVENTS, REPOSITORY_EVENTS
 from ecrcache.models.events import (
     CACHE_ACTION_DETAIL_TYPE,
     CLOUDTRAIL_DETAIL_TYPE,
@@ -175,7 +176,7 @@ def for_cloudtrail(detail: CloudTrailDetail, *, own_role: str) -> Trigger | None
     if own_role and caller.startswith(own_role):
         return None
     region = frozenset({detail.aws_region})
-    if detail.event_name in RULE_EVENTS:
+    if detail.event_name in REGISTRY_EVENTS:  # a rule, a template or the warmer's exclusion
         return Trigger(Scope(regions=region), RunTrigger.CLOUDTRAIL)
     if detail.event_name in REPOSITORY_EVENTS:
         name = _repository_name(detail)
