@@ -1,8 +1,8 @@
 """How the state table's items encode values, in the low-level client's attribute-value shape.
 
-The desired-state store (:mod:`ecrcache.adapters.dynamodb_store`) and the status store
-(:mod:`ecrcache.adapters.status_store`) write items of one table; they share these encoders so
-that the table holds one format, whichever store wrote an item.
+The stores of the state table (desired state, status, pull statistics, warm runs, budgets) write
+items of one table; they share these encoders so that the table holds one format, whichever store
+wrote an item, and :func:`query_partition` to read a partition.
 
 Times are UTC ISO-8601 text with microseconds and a ``Z``: fixed width, so sort keys built from
 them (history entries, the run index) sort as text in time order.
@@ -10,13 +10,19 @@ them (history entries, the run index) sort as text in time order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ecrcache.adapters.aws import classify
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-__all__ = ["iso", "n", "parse_iso", "s"]
+__all__ = ["iso", "n", "parse_iso", "query_partition", "s"]
 
 
 def s(value: str) -> AttributeValueTypeDef:
@@ -37,3 +43,19 @@ def iso(value: datetime) -> str:
 def parse_iso(value: str) -> datetime:
     """The time :func:`iso` stored (timezone-aware, UTC)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def query_partition(client: DynamoDBClient, table_name: str, pk: str) -> Iterator[dict[str, Any]]:
+    """Every item of partition ``pk``, page by page, read consistently; a failure is classified
+    (:func:`ecrcache.adapters.aws.classify`) whichever page it happens on."""
+    paginator = client.get_paginator("query")
+    try:
+        for page in paginator.paginate(
+            TableName=table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": s(pk)},
+            ConsistentRead=True,
+        ):
+            yield from page.get("Items", [])
+    except (ClientError, BotoCoreError) as exc:
+        raise classify(exc, "DynamoDB Query") from exc

@@ -52,6 +52,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
 from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
+from ecrcache.adapters.dynamodb_codec import query_partition
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.engine.plan import OwnedKind
@@ -407,14 +408,4 @@ class DynamoDbStatusStore:
     # -- helpers -------------------------------------------------------------------------------
 
     def _query_partition(self, pk: str) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("query")
-        try:
-            for page in paginator.paginate(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": _s(pk)},
-                ConsistentRead=True,
-            ):
-                yield from page.get("Items", [])
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB Query") from exc
+        return query_partition(self.client, self.table_name, pk)

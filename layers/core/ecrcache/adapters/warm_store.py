@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
-from ecrcache.adapters.dynamodb_codec import iso, parse_iso
+from ecrcache.adapters.dynamodb_codec import iso, parse_iso, query_partition
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.status_store import BATCH_ATTEMPTS, BATCH_BACKOFF_MAX_SECONDS, BATCH_BACKOFF_SECONDS, BATCH_SIZE
@@ -423,17 +423,7 @@ class DynamoDbWarmRunStore:
         return dict(found) if found else None
 
     def _query(self, pk: str) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("query")
-        try:
-            for page in paginator.paginate(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": _s(pk)},
-                ConsistentRead=True,
-            ):
-                yield from page.get("Items", [])
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB Query") from exc
+        return query_partition(self.client, self.table_name, pk)
 
     def _transact(self, items: list[TransactWriteItemTypeDef], *, conflicts: bool = False) -> None:
         """One transaction; with ``conflicts``, a failed condition raises :class:`_Cancelled` (the caller's
