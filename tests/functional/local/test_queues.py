@@ -24,13 +24,13 @@ import boto3
 import pytest
 import requests
 
-from devstack.aws import clock, events
-from devstack.aws.server import EmbeddedAwsServer
+from devstack.aws import events
 from devstack.local.invoke import FunctionError, InvokeError
 from devstack.local.provision import LocalStack, provision
 from devstack.local.runner import EventRunner
 from devstack.local.template import FunctionSpec, TemplateError, load_template
 from tests.conftest import ACCOUNT_ID, REGION
+from tests.functional.local.conftest import reset_process_knobs
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -42,23 +42,6 @@ TEMPLATE = Path(__file__).with_name("queue_stack.yaml")
 STACK = "qs"
 WAIT = 8.0  # seconds a test waits for something that normally happens within a second or two
 CLOUDTRAIL = "AWS API Call via CloudTrail"
-
-
-def _reset_process_knobs() -> None:
-    events.faults.clear()
-    events.clear_recent()
-    clock.reset()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    _reset_process_knobs()
-    aws = EmbeddedAwsServer("127.0.0.1", 0).start()
-    try:
-        yield aws.endpoint_url
-    finally:
-        aws.stop()
-        _reset_process_knobs()
 
 
 @dataclass
@@ -153,7 +136,7 @@ def stack(server: str) -> Iterator[QueueStack]:
         )
     finally:
         requests.post(f"{server}/moto-api/reset", timeout=10).raise_for_status()
-        _reset_process_knobs()
+        reset_process_knobs()
 
 
 Behaviour = Callable[[str, int, dict[str, Any]], Any]

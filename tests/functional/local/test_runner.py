@@ -23,13 +23,19 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from devstack.aws import clock, events
-from devstack.aws.server import EmbeddedAwsServer
 from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from devstack.local.runner import EventRunner
 from devstack.local.runner import aws as runner_module
-from devstack.local.template import FunctionSpec, PhysicalResource, Resolver, load_template, resolve_functions
+from devstack.local.template import (
+    FunctionSpec,
+    PhysicalResource,
+    Resolver,
+    implicit_roles,
+    load_template,
+    resolve_functions,
+)
 from tests.conftest import ACCOUNT_ID, REGION
+from tests.functional.local.conftest import reset_process_knobs
 from tests.template import ROOT, TEMPLATE, table_definition
 
 if TYPE_CHECKING:
@@ -54,23 +60,6 @@ WAIT = 5.0  # seconds a test waits for something that normally happens within a 
 # --------------------------------------------------------------------------------------------------
 
 
-def _reset_process_knobs() -> None:
-    events.faults.clear()
-    events.clear_recent()
-    clock.reset()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    _reset_process_knobs()
-    aws = EmbeddedAwsServer("127.0.0.1", 0).start()
-    try:
-        yield aws.endpoint_url
-    finally:
-        aws.stop()
-        _reset_process_knobs()
-
-
 @dataclass
 class Stack:
     endpoint_url: str
@@ -93,6 +82,9 @@ class Stack:
             "ReconcilerDlq": PhysicalResource(ref=self.dlq_url, attributes={"Arn": self.dlq_arn, "QueueName": DLQ}),
             "RestApi": PhysicalResource(ref="localapi"),
         }
+        # SAM's implicit function roles (the warm worker's is named in other functions' environments).
+        for role in implicit_roles(template):
+            resources[role] = PhysicalResource(ref=role, attributes={"Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"})
         # The template's other queues (pull events, warm tasks, their DLQs): other functions' sources poll them.
         for logical_id, resource in template["Resources"].items():
             if resource["Type"] == "AWS::SQS::Queue" and logical_id not in resources:
@@ -183,7 +175,7 @@ def stack(server: str) -> Iterator[Stack]:
         )
     finally:
         requests.post(f"{server}/moto-api/reset", timeout=10).raise_for_status()
-        _reset_process_knobs()
+        reset_process_knobs()
 
 
 # --------------------------------------------------------------------------------------------------
