@@ -73,7 +73,9 @@ def test_the_worker_pulls_through_the_cache_in_every_region_and_nothing_more_in_
 def test_the_worker_reads_and_writes_only_the_state_table() -> None:
     table = [s for s in _statements() if any(str(a).startswith("dynamodb:") for a in s["Action"])]
     assert [s["Resource"] for s in table] == [[{"Fn::GetAtt": ["StateTable", "Arn"]}]]
-    assert not any(a in {"dynamodb:DeleteItem", "dynamodb:Scan"} for s in table for a in s["Action"])
+    # No Scan; DeleteItem and BatchWriteItem are there because the worker imports the run store, whose
+    # planner paths use them (test_iam_matches_code grants what an imported adapter can call).
+    assert not any(a == "dynamodb:Scan" for s in table for a in s["Action"])
 
 
 def test_there_are_sample_events_and_a_malformed_one() -> None:
