@@ -377,6 +377,8 @@ class DynamoDbWarmRunStore(_StateTable):
                 if cancelled.failed(len(chunk)):
                     break  # the run finished (its deadline) or is gone: nothing more counts
                 taken = {o.key for i, o in enumerate(chunk) if cancelled.failed(i)}
+                if not taken:  # reasons not in the items' order (DynamoDB documents that they are)
+                    raise TerminalError(f"DynamoDB TransactWriteItems was cancelled: {cancelled}") from cancelled
                 pending = [o for o in pending if o.key not in taken]  # recorded by another delivery
                 continue
             recorded.update(o.key for o in chunk)
