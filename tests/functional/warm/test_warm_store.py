@@ -312,6 +312,9 @@ CALLS: list[tuple[str, Any]] = [
     ("batch_get_item", lambda s: s.verified(REGION, ["a:1"])),
     ("put_item", lambda s: s.record_verified(REGION, "a:1", digest=DIGEST, platforms=[], at=NOW)),
     ("update_item", lambda s: s.claim_fire("ci", NOW)),
+    ("query", lambda s: s.overdue_runs(NOW, limit=1)),
+    ("get_item", lambda s: s.finish_if_done("ci", "run-1", at=NOW)),
+    ("get_item", lambda s: s.fail_unplanned("ci", "run-1", message="m", at=NOW)),
 ]
 
 
