@@ -4,13 +4,14 @@ permissions, and the sample events it takes."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from ecrcache.models.warm_run import WarmTask
+from ecrcache.models.warm_run import RUN_DEADLINE, WARM_QUEUE_RETENTION, WarmTask
 from ecrcache.services.warm_worker import task_from_body
 from tests.conftest import EVENTS
 from tests.template import functions, resources
@@ -54,6 +55,15 @@ def test_the_warm_queue_is_encrypted_redrives_to_its_dlq_and_outlives_a_batch() 
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
     alarm = resources("AWS::CloudWatch::Alarm")["WarmDlqAlarm"]["Properties"]
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WarmDlq", "QueueName"]}}]
+
+
+def test_a_runs_deadline_comes_after_its_last_task_can_arrive() -> None:
+    # The run store settles a run's images as lost at its deadline: by then no task of it may be left on the
+    # queue (retention), being worked on (the worker's timeout), or waiting in the stream to be planned (24 h).
+    queue = resources("AWS::SQS::Queue")["WarmQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == WARM_QUEUE_RETENTION.total_seconds()
+    assert WARM_QUEUE_RETENTION + timedelta(seconds=_worker()["Timeout"]) <= RUN_DEADLINE
+    assert timedelta(hours=24) < RUN_DEADLINE
 
 
 def test_the_worker_pulls_through_the_cache_in_every_region_and_nothing_more_in_ecr() -> None:

@@ -18,8 +18,8 @@ from datetime import datetime
 
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_pull import WarmPull
-from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, WarmRun, WarmTask
-from ecrcache.ports import BucketLimit
+from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, WarmRun, WarmTask, run_deadline
+from ecrcache.ports import BucketLimit, RecordedOutcomes
 
 __all__ = ["FakeTags", "MemoryPullStats", "MemoryUpstreamBudget", "MemoryWarmRunStore", "ScriptedWarmEcr"]
 
@@ -70,7 +70,8 @@ def _finished_status(counts: dict[Outcome, int]) -> RunStatus:
 
 @dataclass
 class MemoryWarmRunStore:
-    """Same contract as the DynamoDB warm store (``WarmRunStore``)."""
+    """Same contract as the DynamoDB warm store (``WarmRunStore``). ``fail_finish`` makes the next
+    finishing fail after the outcome is recorded (as a throttled ``UpdateItem`` after a committed transaction)."""
 
     runs: dict[str, WarmRun] = field(default_factory=dict)
     images: dict[str, dict[str, ImageOutcome]] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class MemoryWarmRunStore:
     calls: Counter[str] = field(default_factory=Counter)
     fail_record_outcome: list[Exception] = field(default_factory=list)
     fail_record_verified: list[Exception] = field(default_factory=list)
+    fail_finish: list[Exception] = field(default_factory=list)
 
     def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
         self.calls["create_run"] += 1
@@ -103,29 +105,63 @@ class MemoryWarmRunStore:
         self.requested.append(run)
         self.runs[run.run_id] = run
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
         self.calls["record_outcome"] += 1
         if self.fail_record_outcome:
             raise self.fail_record_outcome.pop(0)
-        return self._add(run_id, warm_set, outcome)
+        return self.record_outcomes(run_id, warm_set, [outcome])
 
-    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+        run = self.runs.get(run_id)
+        if run is None or run.warm_set != warm_set or run_id not in self.pending:
+            return RecordedOutcomes(frozenset(), None)
+        keys = frozenset(o.key for o in outcomes if self._add(run_id, warm_set, o))
+        at = max((o.finished_at for o in outcomes), default=None)
+        return RecordedOutcomes(keys, self._finish(run_id, at) if at is not None else self.runs[run_id])
+
+    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> bool:
         recorded = self.images.setdefault(run_id, {})
         run = self.runs.get(run_id)
-        if outcome.key in recorded or run is None or run.warm_set != warm_set:
-            return run
+        if outcome.key in recorded or run is None or run.warm_set != warm_set or run.finished_at is not None:
+            return False
         recorded[outcome.key] = outcome
         counts = dict(run.counts)
         counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
-        done = sum(counts.values()) >= run.total
-        run = run.model_copy(
+        self.runs[run_id] = run.model_copy(
             update={
                 "counts": counts,
                 "upstream_requests": run.upstream_requests + outcome.upstream_requests,
-                "status": _finished_status(counts) if done else RunStatus.RUNNING,
-                "finished_at": outcome.finished_at if done else None,
+                "status": RunStatus.RUNNING,
             }
         )
+        return True
+
+    def _finish(self, run_id: str, at: datetime, *, force: bool = False) -> WarmRun:
+        run = self.runs[run_id]
+        if run.finished_at is not None or (run.done < run.total and not force):
+            return run
+        if self.fail_finish:
+            raise self.fail_finish.pop(0)
+        run = run.model_copy(update={"status": _finished_status(dict(run.counts)), "finished_at": at})
+        self.runs[run_id] = run
+        return run
+
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+        self.calls["finish_if_done"] += 1
+        run = self.get_run(warm_set, run_id)
+        if run is None or run_id not in self.pending:
+            return run
+        return self._finish(run_id, at, force=force)
+
+    def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
+        open_runs = [r for r in self.runs.values() if r.finished_at is None and run_deadline(r) < now]
+        return sorted(open_runs, key=run_deadline)[:limit]
+
+    def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
+        run = self.get_run(warm_set, run_id)
+        if run is None or run_id in self.pending or run.finished_at is not None:
+            return None
+        run = run.model_copy(update={"status": RunStatus.FAILED, "finished_at": at, "message": message})
         self.runs[run_id] = run
         return run
 

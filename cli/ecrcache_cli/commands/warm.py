@@ -1,7 +1,8 @@
 """``ecrcache warm NAME [--wait]``: warm a warm set now, and (with ``--wait``) follow its run to the end.
 
-``POST /v1/warm-sets/{name}/runs`` queues the run; ``--wait`` polls ``GET /v1/warm-sets/{name}/status``
-until that run finishes, with a progress bar on stderr (images with an outcome / images in the run). Exit
+``POST /v1/warm-sets/{name}/runs`` queues the run; ``--wait`` polls ``GET /v1/warm-sets/{name}/runs/{run_id}``
+(that run, even when another run of the set starts meanwhile) until it finishes, with a progress bar on
+stderr (images with an outcome / images in the run). Exit
 codes follow the other commands (``reconcile --wait``): 0 when the run succeeded (every image warmed or
 fresh), 6 when it ended partial or failed, or did not end within ``--timeout``; 4 for an unknown set.
 """
@@ -37,7 +38,7 @@ def run_counts(run: Mapping[str, Any]) -> str:
 
 
 def _describe(run_id: str, run: Mapping[str, Any] | None) -> str:
-    if run is None or run.get("run_id") != run_id:
+    if run is None or (run.get("status") == "queued" and not run.get("total")):
         return f"run {run_id}: queued (waiting for the planner)"
     counts = run.get("counts") or {}
     done = sum(int(v) for v in counts.values())
@@ -47,19 +48,19 @@ def _describe(run_id: str, run: Mapping[str, Any] | None) -> str:
 def _wait(
     api: Api, printer: Printer, app: App, name: str, run_id: str, *, timeout: float, interval: float
 ) -> tuple[int, Mapping[str, Any]]:
-    """Poll the set's status until ``run_id`` ends (0 / 6) or time is up (6); the last status read."""
+    """Poll the run until it ends (0 / 6) or time is up (6); the last answer read."""
     deadline = app.clock() + timeout
     body: Mapping[str, Any] = {}
     with printer.progress(_describe(run_id, None)) as progress:
         while True:
-            body = api.get(f"warm-sets/{enc(name)}/status").json() or {}
-            run = body.get("run")
-            if isinstance(run, Mapping) and run.get("run_id") == run_id and run.get("status") in RUN_DONE:
+            body = api.get(f"warm-sets/{enc(name)}/runs/{enc(run_id)}").json() or {}
+            run = body.get("run") if isinstance(body.get("run"), Mapping) else None
+            if run is not None and run.get("status") in RUN_DONE:
                 return (ExitCode.OK if run.get("status") == "succeeded" else ExitCode.NOT_CONVERGED), body
-            progress.update(_describe(run_id, run if isinstance(run, Mapping) else None))
+            progress.update(_describe(run_id, run))
             remaining = deadline - app.clock()
             if remaining <= 0:
-                state = run.get("status") if isinstance(run, Mapping) and run.get("run_id") == run_id else "queued"
+                state = run.get("status") if run is not None else "queued"
                 printer.err(f"error: warm run {run_id} did not finish within {timeout:g} s (last status: {state})")
                 return ExitCode.NOT_CONVERGED, body
             app.sleep(min(interval, remaining))
@@ -101,10 +102,13 @@ def _show(printer: Printer, body: Mapping[str, Any]) -> None:
     images = body.get("images") or []
     if images:
         printer.out("")
+        title = "Images:"
+        if body.get("images_truncated"):
+            title = f"Images ({len(images)} of {body.get('images_total')}: failed and skipped first):"
         printer.table(
             ["image", "region", "outcome", "class", "platforms", "requests", "message"],
             _image_rows(images),
-            title="Images:",
+            title=title,
         )
 
 
@@ -137,6 +141,6 @@ def warm_cmd(app: App, *, name: str, wait: bool, timeout: float, interval: float
     if not printer.body(body):
         _show(printer, body)
     run = body.get("run") or {}
-    if run.get("run_id") == run_id and run.get("status") in {"failed", "partial"}:
+    if run.get("status") in {"failed", "partial"}:
         printer.err(f"error: warm run {run_id} {run.get('status')}: {run_counts(run)}")
     return code

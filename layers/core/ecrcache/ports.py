@@ -206,6 +206,20 @@ class StatusStore(Protocol):
 # Warming (issue 11): runs and outcomes, the per-upstream budget, the queue, the ECR data plane.
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedOutcomes:
+    """What one call recording outcomes did: the keys of the images THIS call recorded (a redelivered or
+    concurrently delivered task whose image another call recorded first is not among them), and the run
+    as it is after (finished when its last image was recorded; ``None``: unknown or not planned)."""
+
+    keys: frozenset[str]
+    run: WarmRun | None
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.keys)
+
+
 class WarmRunStore(Protocol):
     """Warm runs, their per-image outcomes and the images' freshness (item layout: adapters.warm_store)."""
 
@@ -226,10 +240,29 @@ class WarmRunStore(Protocol):
         record it ``queued``."""
         ...
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
-        """Record one image's outcome (idempotent per image: a redelivered task does not count twice)
-        and return the run as it is after it, finished (``status``/``finished_at`` set) when it was the
-        last image; ``None`` when the run is unknown (expired)."""
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
+        """Record one image's outcome (idempotent per image: a redelivered task does not count twice),
+        finishing the run when it was the last image. ``recorded`` says whether this call recorded it:
+        a duplicate delivery must not settle the budget or count metrics again."""
+        ...
+
+    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+        """:meth:`record_outcome` for many images at once (the deadline's lost images); images that have an
+        outcome already keep it."""
+        ...
+
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+        """Finish the run (status from its counts, ``finished_at = at``) if every image has an outcome, or
+        with ``force`` whatever it counts; idempotent (a finished run is returned as it is). ``None``: unknown."""
+        ...
+
+    def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
+        """Up to ``limit`` unfinished runs whose deadline is before ``now``, earliest deadline first."""
+        ...
+
+    def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
+        """Finish a requested run that was never planned as ``failed`` with ``message``; ``None`` (nothing
+        written) when it is planned, finished or unknown."""
         ...
 
     def get_run(self, warm_set: str, run_id: str) -> WarmRun | None: ...

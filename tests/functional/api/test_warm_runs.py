@@ -1,6 +1,7 @@
 """Warm runs through the real api ``lambda_handler``: ``POST /v1/warm-sets/{name}/runs`` queues a run (the
 run and its ``REQUEST#warm`` item in one transaction), ``GET /v1/warm-sets/{name}/status`` shows the last
-run image by image, and ``GET /v1/status`` lists every set's last run."""
+run image by image, ``GET /v1/warm-sets/{name}/runs/{run_id}`` one run whatever came after it (images capped,
+failed first), and ``GET /v1/status`` lists every set's last run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import boto3
 import pytest
 
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunTrigger, WarmRun, WarmTask
+from ecrcache.models.warm_run import (
+    RUN_DEADLINE,
+    FailureClass,
+    ImageOutcome,
+    Outcome,
+    RunStatus,
+    RunTrigger,
+    WarmRun,
+    WarmTask,
+)
 from tests.conftest import REGION
 from tests.functional.api.assertions import assert_error
 from tests.functional.api.client import ALICE, ApiClient
@@ -73,7 +83,14 @@ def test_warm_now_of_an_unknown_set_is_404_and_writes_nothing(api: ApiClient, st
 
 
 def test_status_before_any_run_has_no_run(warm: ApiClient) -> None:
-    assert warm.get("/v1/warm-sets/base/status").json == {"warm_set": "base", "run": None, "pending": 0, "images": []}
+    assert warm.get("/v1/warm-sets/base/status").json == {
+        "warm_set": "base",
+        "run": None,
+        "pending": 0,
+        "images": [],
+        "images_total": 0,
+        "images_truncated": False,
+    }
 
 
 def test_status_of_an_unknown_set_is_404(api: ApiClient) -> None:
@@ -168,3 +185,65 @@ def test_a_failing_table_is_a_retryable_answer_and_queues_nothing(
     response = warm.call("POST", "/v1/warm-sets/base/runs")
     assert response.status == 503, response.text
     assert warm.get("/v1/warm-sets/base/status").json["run"] is None
+
+
+def test_a_run_is_followed_by_its_id_after_another_run_starts(warm: ApiClient) -> None:
+    # GIVEN a run requested, then another
+    first = warm.call("POST", "/v1/warm-sets/base/runs").json["run_id"]
+    second = warm.call("POST", "/v1/warm-sets/base/runs").json["run_id"]
+
+    # WHEN the first is read by its id THEN it is the first (the status shows the second)
+    body = warm.get(f"/v1/warm-sets/base/runs/{first}").json
+    assert (body["warm_set"], body["run"]["run_id"], body["run"]["status"]) == ("base", first, "queued")
+    assert (body["pending"], body["images"], body["images_total"], body["images_truncated"]) == (0, [], 0, False)
+    assert warm.get("/v1/warm-sets/base/status").json["run"]["run_id"] == second
+    # AND it shows when it is settled if it is not planned by then (a day and an hour)
+    created = datetime.fromisoformat(body["run"]["created_at"])
+    assert datetime.fromisoformat(body["run"]["deadline"]) - created == RUN_DEADLINE
+
+
+def test_an_unknown_run_or_a_run_of_another_set_is_404(warm: ApiClient) -> None:
+    assert warm.put("/v1/warm-sets/nightly", WARM).status == 201
+    run_id = warm.call("POST", "/v1/warm-sets/nightly/runs").json["run_id"]
+    assert_error(warm.get(f"/v1/warm-sets/base/runs/{run_id}"), 404, "NotFound")
+    assert_error(warm.get("/v1/warm-sets/base/runs/0b7f2a4e-nope"), 404, "NotFound")
+    assert_error(warm.get(f"/v1/warm-sets/nope/runs/{run_id}"), 404, "NotFound")
+    assert warm.get(f"/v1/warm-sets/base/runs/{'x' * 129}").status == 422
+
+
+def image(name: str, outcome: Outcome, failure: FailureClass | None = None) -> ImageOutcome:
+    return ImageOutcome(
+        image=f"{name}:v1",
+        region=REGION,
+        repository=f"quay/{name}",
+        tag="v1",
+        outcome=outcome,
+        failure_class=failure,
+        finished_at=AT,
+    )
+
+
+def test_a_large_runs_images_are_capped_failed_and_skipped_first(warm: ApiClient, state_table: str) -> None:
+    # GIVEN a finished run of 520 images: 510 warmed, 6 skipped, 4 failed
+    outcomes = [image(f"w{i:03}", Outcome.WARMED) for i in range(510)]
+    outcomes += [image(f"s{i}", Outcome.SKIPPED, FailureClass.RATE_LIMIT) for i in range(6)]
+    outcomes += [image(f"f{i}", Outcome.FAILED, FailureClass.NOT_FOUND) for i in range(4)]
+    run = WarmRun(
+        run_id="r-big",
+        warm_set="base",
+        trigger=RunTrigger.SCHEDULE,
+        created_at=AT,
+        total=520,
+        status=RunStatus.PARTIAL,
+        finished_at=AT,
+    )
+    DynamoDbWarmRunStore(state_table).create_run(run, outcomes, [])
+
+    # WHEN it is read (by id, and as the last run)
+    for path in ("/v1/warm-sets/base/runs/r-big", "/v1/warm-sets/base/status"):
+        body = warm.get(path).json
+
+        # THEN 500 images: the failed, then the skipped, then warmed ones; the counts exact
+        assert (len(body["images"]), body["images_total"], body["images_truncated"]) == (500, 520, True)
+        assert [i["outcome"] for i in body["images"][:10]] == ["failed"] * 4 + ["skipped"] * 6
+        assert body["run"]["counts"] == {"warmed": 510, "skipped": 6, "failed": 4}

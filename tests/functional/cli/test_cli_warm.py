@@ -3,12 +3,12 @@ planner planning the requested run (on the same moto state) and a worker recordi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome
+from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunTrigger, WarmRun
 from ecrcache.services.warm_planner import WarmRequest
 from tests.functional.warm.planner_support import Planner, make_queue
 from tests.unit.cli.support import CliResult, run_cli
@@ -92,3 +92,36 @@ def test_warm_without_wait_only_queues(endpoint: str, planner: Planner) -> None:
     run_id = result.stdout.split("Warm run queued: ")[1].split()[0]
     assert planner.latest("base").run_id == run_id
     assert cli(endpoint, "warm", "nope").code == 4
+
+
+def test_warm_wait_follows_its_run_when_another_run_of_the_set_starts(endpoint: str, planner: Planner) -> None:
+    # GIVEN a second run of the set requested while the first is being warmed (the set's status shows it)
+    ours: list[str] = []
+
+    def step(_: float) -> None:
+        if not ours:
+            ours.append(planner.latest("base").run_id)
+            planner.service.plan(planner.service.requested(WarmRequest(run_id=ours[0], warm_set="base")))
+            later = datetime.now(UTC) + timedelta(seconds=1)
+            planner.runs.request_run(WarmRun(run_id="other", warm_set="base", trigger=RunTrigger.API, created_at=later))
+            return
+        for task in (planner.runs.pending_tasks(ours[0]) or [])[:1]:
+            planner.runs.record_outcome(
+                ours[0],
+                "base",
+                ImageOutcome(
+                    image=task.image,
+                    region=task.region,
+                    repository=task.repository,
+                    tag=task.tag,
+                    outcome=Outcome.WARMED,
+                    finished_at=datetime(2026, 11, 29, 12, tzinfo=UTC),
+                ),
+            )
+
+    # WHEN waiting THEN the first run is followed to its end
+    result = cli(endpoint, "warm", "base", "--wait", "--timeout", "60", sleep=step)
+    assert result.code == 0, result.output
+    assert f"run:               {ours[0]}" in result.stdout
+    assert "status:            succeeded" in result.stdout
+    assert planner.latest("base").run_id == "other"

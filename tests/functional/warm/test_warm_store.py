@@ -8,11 +8,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
+from ecrcache.adapters.dynamodb_codec import iso
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
+    RUN_DEADLINE,
     FailureClass,
     ImageOutcome,
     Outcome,
@@ -21,7 +24,7 @@ from ecrcache.models.warm_run import (
     WarmRun,
     WarmTask,
 )
-from ecrcache.ports import WarmRunStore
+from ecrcache.ports import RecordedOutcomes, WarmRunStore
 from tests.conftest import REGION
 from tests.functional.warm.support import Counted, Serialised, raiser
 
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.functional
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
 DIGEST = "sha256:" + "b" * 64
+NOTHING = RecordedOutcomes(frozenset(), None)
 
 
 @pytest.fixture
@@ -154,10 +158,12 @@ def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: Dynam
     first = store.record_outcome("run-1", "ci", outcome_of(tasks[0]))
     again = store.record_outcome("run-1", "ci", outcome_of(tasks[0], spent=5))
 
-    # THEN it counted once, and the run is running
-    assert first == again
-    assert first is not None
-    assert (first.status, first.counts, first.upstream_requests, first.finished_at) == (
+    # THEN it counted once (the first call says it recorded it, the second that it did not), and the run is running
+    assert (first.recorded, again.recorded) == (True, False)
+    assert first.keys == {tasks[0].key}
+    assert first.run == again.run
+    assert first.run is not None
+    assert (first.run.status, first.run.counts, first.run.upstream_requests, first.run.finished_at) == (
         RunStatus.RUNNING,
         {Outcome.FRESH: 1, Outcome.WARMED: 1},
         2,
@@ -168,19 +174,19 @@ def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: Dynam
     # WHEN the last image fails
     last = store.record_outcome(
         "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, spent=1, failure_class=FailureClass.NOT_FOUND)
-    )
+    ).run
 
     # THEN the run is finished, partial, at the last outcome's time; and stays so
     assert last is not None
     assert (last.status, last.finished_at, last.done, last.upstream_requests) == (RunStatus.PARTIAL, LATER, 3, 3)
     assert store.get_run("ci", "run-1") == last
-    assert store.record_outcome("run-1", "ci", outcome_of(tasks[1])) == last
+    assert store.record_outcome("run-1", "ci", outcome_of(tasks[1])) == RecordedOutcomes(frozenset(), last)
     assert store.pending_tasks("run-1") == []
     assert {o.outcome for o in store.outcomes("run-1")} == {Outcome.FRESH, Outcome.WARMED, Outcome.FAILED}
 
 
 def test_an_outcome_of_an_unknown_run_is_not_recorded(store: DynamoDbWarmRunStore) -> None:
-    assert store.record_outcome("expired", "ci", outcome_of(task("node", run_id="expired"))) is None
+    assert store.record_outcome("expired", "ci", outcome_of(task("node", run_id="expired"))) == NOTHING
     assert store.outcomes("expired") == []
 
 
@@ -236,7 +242,7 @@ def test_an_interrupted_scheduled_planning_is_cleared_too(
 def test_an_outcome_of_a_run_not_planned_changes_nothing(store: DynamoDbWarmRunStore) -> None:
     queued = run(trigger=RunTrigger.API)
     store.request_run(queued)
-    assert store.record_outcome("run-1", "ci", outcome_of(task("node"))) is None
+    assert store.record_outcome("run-1", "ci", outcome_of(task("node"))) == NOTHING
     assert store.get_run("ci", "run-1") == queued
 
 
@@ -250,7 +256,7 @@ def test_concurrent_workers_count_every_image_once_and_finish_the_run_once(state
     def worker(part: list[WarmTask]) -> None:
         store = DynamoDbWarmRunStore(state_table, Serialised())  # type: ignore[arg-type]
         for t in part:
-            after = store.record_outcome("run-1", "ci", outcome_of(t, spent=1))
+            after = store.record_outcome("run-1", "ci", outcome_of(t, spent=1)).run
             if after is not None and after.finished_at is not None:
                 with lock:
                     finishes.append(after)
@@ -306,6 +312,9 @@ CALLS: list[tuple[str, Any]] = [
     ("batch_get_item", lambda s: s.verified(REGION, ["a:1"])),
     ("put_item", lambda s: s.record_verified(REGION, "a:1", digest=DIGEST, platforms=[], at=NOW)),
     ("update_item", lambda s: s.claim_fire("ci", NOW)),
+    ("query", lambda s: s.overdue_runs(NOW, limit=1)),
+    ("get_item", lambda s: s.finish_if_done("ci", "run-1", at=NOW)),
+    ("get_item", lambda s: s.fail_unplanned("ci", "run-1", message="m", at=NOW)),
 ]
 
 
@@ -332,3 +341,226 @@ def test_failing_dynamodb_calls_are_classified(
     monkeypatch.setattr(counted.client, method, raiser(code, status))
     with pytest.raises(expected, match="DynamoDB"):
         call(store)
+
+
+# ----------------------------------------------------------------- concurrent writers, deadlines, open runs
+
+
+class Stubbed:
+    """``method`` of the moto client answered first by a botocore ``Stubber`` (the errors queued with
+    :meth:`fail`), then by moto: a write refused as DynamoDB refuses it under concurrent transactions."""
+
+    def __init__(self, counted: Counted, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+        self.stubbed = boto3.client("dynamodb", region_name=REGION)
+        self.stubber = Stubber(self.stubbed)
+        self.stubber.activate()
+        self.method = method
+        self.queued = 0
+        self.real = getattr(counted.client, method)
+        monkeypatch.setattr(counted.client, method, self)
+
+    def fail(self, code: str, reasons: list[dict[str, str]] | None = None) -> Stubbed:
+        modeled = {"CancellationReasons": reasons} if reasons is not None else None
+        self.stubber.add_client_error(
+            self.method, service_error_code=code, service_message="injected", modeled_fields=modeled
+        )
+        self.queued += 1
+        return self
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if self.queued:
+            self.queued -= 1
+            return getattr(self.stubbed, self.method)(**kwargs)
+        return self.real(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        [{"Code": "TransactionConflict"}],
+        [{"Code": "None"}, {"Code": "TransactionConflict"}],
+        [{"Code": "ThrottlingError"}, {"Code": "None"}],
+    ],
+    ids=["conflict", "conflict-on-the-run", "throttled"],
+)
+def test_an_outcome_cancelled_by_a_concurrent_transaction_is_tried_again(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch, reasons: list[dict[str, str]]
+) -> None:
+    # GIVEN a run of two images, and the run item in another worker's transaction at the first attempt
+    tasks = [task("node"), task("python")]
+    store.create_run(run(total=2), [], tasks)
+    Stubbed(counted, monkeypatch, "transact_write_items").fail("TransactionCanceledException", reasons)
+
+    # WHEN the worker records an outcome
+    result = store.record_outcome("run-1", "ci", outcome_of(tasks[0]))
+
+    # THEN it is recorded (after one backoff) and counted once
+    assert result.recorded
+    assert counted.delays == [0.05]
+    assert result.run is not None
+    assert (result.run.done, result.run.status) == (1, RunStatus.RUNNING)
+
+
+def test_a_transaction_cancelled_for_good_is_not_tried_again(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create_run(run(total=1), [], [task("node")])
+    stub = Stubbed(counted, monkeypatch, "transact_write_items")
+    stub.fail("TransactionCanceledException", [{"Code": "ValidationError"}, {"Code": "None"}])
+    with pytest.raises(TerminalError, match="cancelled: ValidationError"):
+        store.record_outcome("run-1", "ci", outcome_of(task("node")))
+    assert counted.delays == []
+
+
+def test_a_transaction_that_keeps_conflicting_is_retryable_after_bounded_attempts(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create_run(run(total=1), [], [task("node")])
+    stub = Stubbed(counted, monkeypatch, "transact_write_items")
+    for _ in range(20):
+        stub.fail("TransactionCanceledException", [{"Code": "TransactionConflict"}])
+    with pytest.raises(RetryableError, match="cancelled 8 times"):
+        store.record_outcome("run-1", "ci", outcome_of(task("node")))
+    assert len(counted.delays) == 7
+    assert max(counted.delays) <= 2.0
+    assert store.outcomes("run-1") == []
+
+
+def test_finishing_waits_out_a_concurrent_transaction_on_the_run(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the last image, and its run item in a transaction when the finishing UpdateItem comes
+    store.create_run(run(total=1), [], [task("node")])
+    Stubbed(counted, monkeypatch, "update_item").fail("TransactionConflictException")
+
+    # WHEN recorded THEN the run is finished all the same
+    result = store.record_outcome("run-1", "ci", outcome_of(task("node")))
+    assert result.run is not None
+    assert (result.run.status, result.run.finished_at) == (RunStatus.SUCCEEDED, LATER)
+    assert counted.delays == [0.05]
+
+
+def test_a_run_whose_finishing_failed_after_its_last_outcome_is_finished_later(
+    store: DynamoDbWarmRunStore, counted: Counted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the last outcome committed, and the finishing write throttled past botocore's retries
+    store.create_run(run(total=1), [], [task("node")])
+    real = counted.client.update_item
+    monkeypatch.setattr(counted.client, "update_item", raiser("ProvisionedThroughputExceededException", 400))
+    with pytest.raises(RetryableError):
+        store.record_outcome("run-1", "ci", outcome_of(task("node")))
+    monkeypatch.setattr(counted.client, "update_item", real)
+    stuck = store.get_run("ci", "run-1")
+    assert stuck is not None
+    assert (stuck.done, stuck.total, stuck.finished_at) == (1, 1, None)
+
+    # WHEN the redelivery finishes it (twice: idempotent)
+    finished = store.finish_if_done("ci", "run-1", at=LATER + timedelta(minutes=1))
+
+    # THEN it is finished once, at the first finishing's time, and no longer open
+    assert finished is not None
+    assert (finished.status, finished.finished_at) == (RunStatus.SUCCEEDED, LATER + timedelta(minutes=1))
+    assert store.finish_if_done("ci", "run-1", at=LATER + timedelta(hours=1)) == finished
+    assert store.overdue_runs(NOW + timedelta(days=30), limit=10) == []
+    assert store.finish_if_done("nightly", "run-1", at=LATER) is None
+
+
+def test_finishing_a_run_not_done_changes_nothing_unless_forced(store: DynamoDbWarmRunStore) -> None:
+    store.create_run(run(total=2), [], [task("node"), task("python")])
+    store.record_outcome("run-1", "ci", outcome_of(task("node")))
+    unfinished = store.finish_if_done("ci", "run-1", at=LATER)
+    assert unfinished is not None
+    assert unfinished.finished_at is None
+    forced = store.finish_if_done("ci", "run-1", at=LATER, force=True)
+    assert forced is not None
+    assert (forced.status, forced.finished_at, forced.done) == (RunStatus.SUCCEEDED, LATER, 1)
+
+
+def gsi_keys(table: str, warm_set: str, created_at: datetime, run_id: str) -> tuple[str | None, str | None]:
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=table, Key={"pk": {"S": f"WARMRUN#{warm_set}"}, "sk": {"S": f"{iso(created_at)}#{run_id}"}}
+    )["Item"]
+    return item.get("gsi1pk", {}).get("S"), item.get("gsi1sk", {}).get("S")
+
+
+def test_open_runs_are_listed_past_their_deadline_until_they_finish(
+    store: DynamoDbWarmRunStore, state_table: str
+) -> None:
+    # GIVEN a queued run (deadline: a day and an hour later), a planned one with its own deadline, a finished one
+    store.request_run(run("queued", trigger=RunTrigger.API))
+    planned = run("planned", total=1, deadline=NOW + timedelta(hours=2))
+    store.create_run(planned, [], [task("node", run_id="planned")])
+    store.create_run(run("done", total=1, status=RunStatus.SUCCEEDED, finished_at=NOW), [fresh("alpine")], [])
+    assert gsi_keys(state_table, "ci", NOW, "queued") == ("WARMRUN-OPEN", f"{iso(NOW + RUN_DEADLINE)}#queued")
+    assert gsi_keys(state_table, "ci", NOW, "done") == (None, None)
+
+    # THEN each is overdue only past its deadline, earliest first; never the finished one
+    assert store.overdue_runs(NOW + timedelta(hours=2), limit=10) == []
+    assert [r.run_id for r in store.overdue_runs(NOW + timedelta(hours=3), limit=10)] == ["planned"]
+    late = NOW + RUN_DEADLINE + timedelta(seconds=1)
+    assert [r.run_id for r in store.overdue_runs(late, limit=10)] == ["planned", "queued"]
+    assert [r.run_id for r in store.overdue_runs(late, limit=1)] == ["planned"]
+
+    # WHEN the planned one finishes THEN it is no longer open
+    store.record_outcome("planned", "ci", outcome_of(task("node", run_id="planned")))
+    assert gsi_keys(state_table, "ci", NOW, "planned") == (None, None)
+    assert [r.run_id for r in store.overdue_runs(late, limit=10)] == ["queued"]
+
+
+def test_the_open_runs_do_not_mix_with_the_other_users_of_the_index(
+    store: DynamoDbWarmRunStore, state_table: str
+) -> None:
+    # The history (gsi1pk HISTORY) and the reconcile runs (RUN) share gsi1: a run of theirs is never listed.
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=state_table,
+        Item={"pk": {"S": "X"}, "sk": {"S": "Y"}, "gsi1pk": {"S": "RUN"}, "gsi1sk": {"S": "2000-01-01#r"}},
+    )
+    store.request_run(run(trigger=RunTrigger.API))
+    assert [r.run_id for r in store.overdue_runs(NOW + timedelta(days=2), limit=10)] == ["run-1"]
+
+
+def test_a_requested_run_never_planned_fails_with_its_message(store: DynamoDbWarmRunStore) -> None:
+    store.request_run(run(trigger=RunTrigger.API, requested_by="alice"))
+    failed = store.fail_unplanned("ci", "run-1", message="never planned", at=LATER)
+    assert failed is not None
+    assert (failed.status, failed.finished_at, failed.message, failed.requested_by) == (
+        RunStatus.FAILED,
+        LATER,
+        "never planned",
+        "alice",
+    )
+    assert store.get_run("ci", "run-1") == failed
+    assert store.overdue_runs(NOW + timedelta(days=2), limit=10) == []
+    # AND once finished (or for an unknown run) nothing more is written
+    assert store.fail_unplanned("ci", "run-1", message="again", at=LATER) is None
+    assert store.fail_unplanned("ci", "nope", message="x", at=LATER) is None
+
+
+def test_a_planned_run_is_not_failed_as_unplanned(store: DynamoDbWarmRunStore) -> None:
+    store.request_run(run(trigger=RunTrigger.API))
+    store.create_run(run(total=1, trigger=RunTrigger.API), [], [task("node")])
+    assert store.fail_unplanned("ci", "run-1", message="never planned", at=LATER) is None
+    got = store.get_run("ci", "run-1")
+    assert got is not None
+    assert (got.status, got.finished_at) == (RunStatus.QUEUED, None)
+
+
+def test_many_outcomes_are_recorded_in_transactions_of_100_and_the_recorded_ones_kept(
+    store: DynamoDbWarmRunStore, counted: Counted
+) -> None:
+    # GIVEN a run of 150 images, one of which a worker recorded already
+    tasks = [task(f"image{i:03}") for i in range(150)]
+    store.create_run(run(total=150), [], tasks)
+    store.record_outcome("run-1", "ci", outcome_of(tasks[7], spent=1))
+    counted.calls.clear()
+
+    # WHEN all 150 are recorded lost at once
+    lost = [outcome_of(t, Outcome.FAILED, spent=0, failure_class=FailureClass.OURS, message="lost") for t in tasks]
+    result = store.record_outcomes("run-1", "ci", lost)
+
+    # THEN the 149 others are recorded, the worker's one kept; the run finished partial
+    assert result.keys == {t.key for t in tasks} - {tasks[7].key}
+    assert result.run is not None
+    assert (result.run.status, result.run.counts) == (RunStatus.PARTIAL, {Outcome.WARMED: 1, Outcome.FAILED: 149})
+    assert store.outcome("run-1", tasks[7].key) == outcome_of(tasks[7], spent=1)
+    assert counted.calls["TransactWriteItems"] == 3  # 99 (cancelled: one has an outcome), 99 without it, the last 50

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.unit
 QUEUED = {"run_id": "r-2", "warm_set": "base", "status": "queued"}
 
 
-def status(run: dict[str, Any] | None, images: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"warm_set": "base", "run": run, "pending": 0, "images": images or []}
+def status(run: dict[str, Any] | None, images: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    images = images or []
+    body = {"warm_set": "base", "run": run, "pending": 0, "images": images}
+    return body | {"images_total": len(images), "images_truncated": False} | extra
 
 
 def run(status_: str, counts: dict[str, int], total: int = 3, run_id: str = "r-2", **extra: Any) -> dict[str, Any]:
@@ -52,7 +54,7 @@ IMAGE = {
 
 
 def server_answering(statuses: list[dict[str, Any]]) -> Any:
-    """POST -> queued; each status GET -> the next of ``statuses`` (the last repeats)."""
+    """POST -> queued; each GET of the run -> the next of ``statuses`` (the last repeats)."""
     answers: Iterator[dict[str, Any]] = iter(statuses)
     last: dict[str, Any] = statuses[-1]
 
@@ -82,11 +84,14 @@ def test_warm_queues_a_run_and_returns_without_waiting() -> None:
     assert "Warm run queued: r-2" in result.stdout
 
 
+QUEUED_RUN = run("queued", {}, total=0)
+
+
 def test_warm_wait_follows_the_run_with_a_progress_bar_until_it_succeeds() -> None:
-    # GIVEN the status shows an older run, then ours running, then ours succeeded
-    older = run("succeeded", {"warmed": 1}, total=1, run_id="r-1")
+    # GIVEN the run queued (not planned yet), then planned, then running, then succeeded
     statuses = [
-        status(older),
+        status(QUEUED_RUN),
+        status(run("queued", {})),
         status(run("running", {"warmed": 1, "fresh": 1})),
         status(run("succeeded", {"warmed": 2, "fresh": 1}), [IMAGE]),
     ]
@@ -96,12 +101,14 @@ def test_warm_wait_follows_the_run_with_a_progress_bar_until_it_succeeds() -> No
     # THEN exit 0; stderr shows the progress (queued, then the bar); stdout the run and its images
     assert result.code == 0, result.output
     assert "run r-2: queued (waiting for the planner)" in result.stderr
+    assert "run r-2: queued [░░░░░░░░░░░░░░░░░░░░░░░░] 0/3" in result.stderr
     assert "run r-2: running [████████████████░░░░░░░░] 2/3 (1 warmed, 1 fresh, 0 skipped, 0 failed)" in result.stderr
     assert "status:            succeeded" in result.stdout
     assert "upstream requests: 7 of a budget of 100" in result.stdout
     assert "docker-hub/library/node:18-alpine" in result.stdout
     assert "linux/amd64,linux/arm64" in result.stdout
-    assert [r.target for r in server.requests][1:] == ["/v1/warm-sets/base/status"] * 3
+    # AND it read its own run each time (another run of the set starting meanwhile does not matter)
+    assert [r.target for r in server.requests][1:] == ["/v1/warm-sets/base/runs/r-2"] * 4
 
 
 @pytest.mark.parametrize("ending", ["partial", "failed"])
@@ -118,7 +125,7 @@ def test_warm_wait_exits_6_for_a_run_that_did_not_succeed(ending: str) -> None:
 
 def test_warm_wait_gives_up_at_its_timeout_with_exit_6() -> None:
     ticks = iter(range(0, 10_000, 10))
-    with server_answering([status(None)]) as server:
+    with server_answering([status(QUEUED_RUN)]) as server:
         result = run_cli(
             ["--endpoint", server.url, "warm", "base", "--wait", "--timeout", "25"], clock=lambda: float(next(ticks))
         )
@@ -132,6 +139,18 @@ def test_warm_wait_json_prints_the_final_status() -> None:
         result = run_cli(["--endpoint", server.url, "warm", "base", "--wait", "-o", "json"])
     assert result.code == 0, result.output
     assert json.loads(result.stdout) == final
+
+
+def test_warm_wait_says_when_the_images_shown_are_the_first_of_more() -> None:
+    failed = {**IMAGE, "outcome": "failed", "failure_class": "ours", "message": "lost: no outcome by ..."}
+    final = status(
+        run("partial", {"warmed": 600, "failed": 1}, total=601), [failed], images_total=601, images_truncated=True
+    )
+    with server_answering([final]) as server:
+        result = run_cli(["--endpoint", server.url, "warm", "base", "--wait"])
+    assert result.code == 6, result.output
+    assert "Images (1 of 601: failed and skipped first):" in result.stdout
+    assert "lost: no outcome by" in result.stdout
 
 
 def test_warm_of_an_unknown_set_exits_4() -> None:

@@ -237,3 +237,49 @@ def test_a_body_that_is_not_a_task_is_dropped() -> None:
     assert task_from_body("not json") is None
     task = make_task()
     assert task_from_body(task.model_dump_json()) == task
+
+
+def test_a_redelivery_finishes_a_run_whose_last_outcome_was_recorded_but_not_finished() -> None:
+    # GIVEN the run's last image, whose outcome commits but whose run's finishing write fails
+    world = World(total=1)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_finish.append(RetryableError("DynamoDB throttled"))
+    with pytest.raises(RetryableError):
+        world.service.handle(task)
+    stuck = world.store.get_run("base", "run-1")
+    assert stuck is not None
+    assert (stuck.done, stuck.total, stuck.finished_at) == (1, 1, None)
+
+    # WHEN SQS delivers the message again
+    world.now = NOW + timedelta(minutes=1)
+    outcome = world.service.handle(task)
+
+    # THEN the image is not warmed again, and the run is finished
+    assert outcome == world.store.outcome("run-1", task.key)
+    assert world.ecr.warmed == [task.key]
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert (run.status, run.finished_at) == (RunStatus.SUCCEEDED, NOW + timedelta(minutes=1))
+
+
+def test_two_deliveries_of_one_task_at_once_settle_and_mark_fresh_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a task delivered twice (the planner resent it; SQS is at-least-once), the second read before the
+    # first recorded: both find no outcome and no freshness, and both warm
+    world = World()
+    task = make_task()
+    world.answer(task, WarmPull(served_digest=DIGEST))  # 1 request of the 3 reserved: 2 to refund
+    first = world.service.handle(task)
+    monkeypatch.setattr(world.store, "outcome", lambda run_id, key: None)
+    monkeypatch.setattr(world.store, "verified", lambda region, references: {})
+
+    second = world.service.handle(task)
+
+    # THEN only the first delivery's outcome counts: one refund, one freshness record, counted once
+    assert world.ecr.warmed == [task.key, task.key]
+    assert [entry for entry in world.budget.log if entry[0] == "refund"] == [("refund", HUB, 2)]
+    assert world.store.calls["record_verified"] == 1
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert (run.done, run.upstream_requests) == (1, 1)
+    assert second.outcome is first.outcome is Outcome.WARMED

@@ -6,7 +6,9 @@ or ``<region>#<repository>@<digest>``)::
     pk = "WARMRUN#<set>"      sk = "<created_at ISO>#<run_id>"   run (WarmRun JSON: what does not change),
                                                                    run_status, total, done, warmed, fresh,
                                                                    skipped, failed, upstream_requests,
-                                                                   finished_at?, expires_at (+30 days)
+                                                                   finished_at?, expires_at (+30 days);
+                                                                   while unfinished: gsi1pk = "WARMRUN-OPEN",
+                                                                   gsi1sk = "<deadline ISO>#<run_id>"
     pk = "WARMIMG#<run_id>"   sk = "#RUN"                          warm_set, run_sk, planned, expires_at
     pk = "WARMIMG#<run_id>"   sk = "<key>"                         outcome (ImageOutcome JSON) once settled,
                                                                    task (WarmTask JSON) while pending,
@@ -27,6 +29,15 @@ or ``<region>#<repository>@<digest>``)::
   and every task to send, so that a redelivered plan sends the pending ones again instead of planning
   twice), then the run and ``planned`` in one transaction conditioned on the run not being planned. An
   interrupted planning's images are cleared before planning again.
+* Transactions on one run's item meet (up to 5 workers record its images at once): a cancellation whose
+  reasons are only transient (``TransactionConflict``, throttling; the ``CancellationReasons`` are in the
+  order of the transaction's items, DynamoDB API reference, TransactionCanceledException) is tried again
+  with backoff, as is the finishing ``UpdateItem`` refused with ``TransactionConflictException`` (an
+  item in another transaction; botocore does not retry either). Nothing a transaction writes comes from a
+  read, and DynamoDB evaluates its conditions again, so a retry is the same request.
+* Unfinished runs are listed by their deadline (:func:`ecrcache.models.warm_run.run_deadline`) through
+  ``gsi1`` (shared with the history, ``gsi1pk = "HISTORY"``, and the reconcile runs, ``"RUN"``: told apart
+  by ``gsi1pk``); finishing a run removes its ``gsi1`` keys, so the planner's tick reads only open runs.
 * Freshness (``WARMED#``) keeps the newest verification only. Fire claims (``WARMSCHED``) only move
   forward, so a fire is claimed once whatever number of ticks see it.
 
@@ -35,7 +46,6 @@ No item holds a secret; every time is passed in (the store reads no clock).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -49,8 +59,17 @@ from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.status_store import BATCH_ATTEMPTS, BATCH_BACKOFF_MAX_SECONDS, BATCH_BACKOFF_SECONDS, BATCH_SIZE
 from ecrcache.engine.warm import count_outcomes, finished_status
-from ecrcache.errors import RetryableError
-from ecrcache.models.warm_run import REQUEST_PARTITION, ImageOutcome, Outcome, RunStatus, WarmRun, WarmTask
+from ecrcache.errors import RetryableError, TerminalError
+from ecrcache.models.warm_run import (
+    REQUEST_PARTITION,
+    ImageOutcome,
+    Outcome,
+    RunStatus,
+    WarmRun,
+    WarmTask,
+    run_deadline,
+)
+from ecrcache.ports import RecordedOutcomes
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -67,6 +86,14 @@ VERIFIED_RETENTION: Final = timedelta(days=2)
 RUN_POINTER: Final = "#RUN"
 SCHEDULE_PARTITION: Final = "WARMSCHED"
 BATCH_GET_SIZE: Final = 100
+OPEN_RUNS: Final = "WARMRUN-OPEN"
+"""``gsi1pk`` of every unfinished run (removed when it finishes)."""
+INDEX: Final = "gsi1"
+TRANSACTION_MAX: Final = 100
+"""Actions in one TransactWriteItems (DynamoDB's limit)."""
+RETRY_REASONS: Final = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+"""Cancellation reasons another attempt can clear (as in ``pull_stats_store``; a failed condition is an answer)."""
+CONDITION_FAILED: Final = "ConditionalCheckFailed"
 COUNTERS: Final = {
     Outcome.WARMED: "warmed",
     Outcome.FRESH: "fresh",
@@ -90,6 +117,11 @@ def _pointer_key(run_id: str) -> Item:
     return {"pk": _s(f"WARMIMG#{run_id}"), "sk": _s(RUN_POINTER)}
 
 
+def _static(run: WarmRun) -> str:
+    """The ``run`` attribute: the run's JSON without what its item's own attributes hold."""
+    return run.model_copy(update={"counts": {}, "status": RunStatus.QUEUED, "finished_at": None}).model_dump_json()
+
+
 def _number(item: Mapping[str, Any], name: str) -> int:
     value = item.get(name)
     return int(value["N"]) if value else 0
@@ -111,8 +143,8 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
     )
 
 
-class DynamoDbWarmRunStore:
-    """Implements :class:`ecrcache.ports.WarmRunStore` on the stack's state table."""
+class _StateTable:
+    """The state table's calls as the warm run store makes them: classified failures, bounded retries."""
 
     def __init__(
         self,
@@ -125,15 +157,99 @@ class DynamoDbWarmRunStore:
         self.client = client or dynamodb_client()
         self.sleep = sleep
 
+    def _get(self, key: Item) -> dict[str, Any] | None:
+        try:
+            found = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB GetItem") from exc
+        return dict(found) if found else None
+
+    def _query(self, pk: str) -> Iterator[dict[str, Any]]:
+        return query_partition(self.client, self.table_name, pk)
+
+    def _transact(self, items: list[TransactWriteItemTypeDef], *, conflicts: bool = False) -> None:
+        """One transaction, tried again with backoff while only transient reasons cancel it (see the module).
+
+        With ``conflicts``, a failed condition raises :class:`_Cancelled` carrying the per-item reasons (the
+        caller's answer); without, it is a :class:`TerminalError`. Anything else is classified."""
+        delay = BATCH_BACKOFF_SECONDS
+        for attempt in range(BATCH_ATTEMPTS):
+            if attempt:
+                self.sleep(delay)
+                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+            try:
+                self.client.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise classify(exc, "DynamoDB TransactWriteItems") from exc
+                reasons = [
+                    str(r.get("Code"))
+                    for r in cast("list[dict[str, Any]]", exc.response.get("CancellationReasons") or [])
+                ]
+                if conflicts and CONDITION_FAILED in reasons:
+                    raise _Cancelled(reasons) from exc
+                named = set(reasons) - {"None"}
+                if named and named <= RETRY_REASONS:
+                    continue
+                why = ", ".join(sorted(named)) or "no reason given"
+                raise TerminalError(f"DynamoDB TransactWriteItems was cancelled: {why}", reason=why) from exc
+            except BotoCoreError as exc:
+                raise classify(exc, "DynamoDB TransactWriteItems") from exc
+            return
+        msg = f"DynamoDB TransactWriteItems was cancelled {BATCH_ATTEMPTS} times by concurrent writes; try again"
+        raise RetryableError(msg, reason="TransactionCanceledException")
+
+    def _batch_write(self, requests: Sequence[WriteRequestTypeDef]) -> None:
+        for start in range(0, len(requests), BATCH_SIZE):
+            pending = list(requests[start : start + BATCH_SIZE])
+            delay = BATCH_BACKOFF_SECONDS
+            for attempt in range(BATCH_ATTEMPTS):
+                if attempt:
+                    self.sleep(delay)
+                    delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+                try:
+                    out = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                except (ClientError, BotoCoreError) as exc:
+                    raise classify(exc, "DynamoDB BatchWriteItem") from exc
+                pending = cast("list[WriteRequestTypeDef]", out.get("UnprocessedItems", {}).get(self.table_name, []))
+                if not pending:
+                    break
+            else:
+                msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
+                raise RetryableError(msg)
+
+    def _batch_get(self, keys: list[Item]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        pending: KeysAndAttributesTypeDef = {"Keys": keys, "ConsistentRead": True}
+        delay = BATCH_BACKOFF_SECONDS
+        for attempt in range(BATCH_ATTEMPTS):
+            if attempt:
+                self.sleep(delay)
+                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+            try:
+                out = self.client.batch_get_item(RequestItems={self.table_name: pending})
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, "DynamoDB BatchGetItem") from exc
+            found += out.get("Responses", {}).get(self.table_name, [])
+            unprocessed = out.get("UnprocessedKeys", {}).get(self.table_name)
+            if not unprocessed or not unprocessed.get("Keys"):
+                return found
+            pending = cast("KeysAndAttributesTypeDef", unprocessed)
+        msg = f"DynamoDB BatchGetItem left keys unprocessed after {BATCH_ATTEMPTS} attempts"
+        raise RetryableError(msg)
+
+
+class DynamoDbWarmRunStore(_StateTable):
+    """Implements :class:`ecrcache.ports.WarmRunStore` on the stack's state table."""
+
     # -- writing runs --------------------------------------------------------------------------
 
     def _run_item(self, run: WarmRun, outcomes: Sequence[ImageOutcome] = ()) -> Item:
         counts = count_outcomes(outcomes)
-        static = run.model_copy(update={"counts": {}, "status": RunStatus.QUEUED, "finished_at": None})
         item: Item = {
             **_run_key(run),
             "run_id": _s(run.run_id),
-            "run": _s(static.model_dump_json()),
+            "run": _s(_static(run)),
             "run_status": _s(run.status.value),
             "total": _n(run.total),
             "done": _n(sum(counts.values())),
@@ -144,6 +260,9 @@ class DynamoDbWarmRunStore:
             item[name] = _n(counts.get(outcome, 0))
         if run.finished_at is not None:
             item["finished_at"] = _s(iso(run.finished_at))
+        else:  # listed as open until it finishes (the tick settles it past its deadline)
+            item["gsi1pk"] = _s(OPEN_RUNS)
+            item["gsi1sk"] = _s(f"{iso(run_deadline(run))}#{run.run_id}")
         return item
 
     def _pointer(self, run: WarmRun, *, planned: bool) -> Item:
@@ -235,75 +354,160 @@ class DynamoDbWarmRunStore:
             return False
         return True
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
+        return self.record_outcomes(run_id, warm_set, [outcome])
+
+    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+        """Each image's outcome (conditioned on it having none) and the run's counters, in transactions of up
+        to 99 images; then the run finished if that was its last image. An image another call recorded first
+        is left out (its reason in the cancellation) and the rest tried again; a run finished or gone counts
+        nothing more."""
         pointer = self._get(_pointer_key(run_id))
-        if pointer is None or not pointer.get("planned", {}).get("BOOL"):
-            return None  # unknown (expired), or not planned: no task of it can have been sent
+        if pointer is None or pointer["warm_set"]["S"] != warm_set or not pointer.get("planned", {}).get("BOOL"):
+            return RecordedOutcomes(frozenset(), None)  # unknown (expired), or not planned: no task was sent
         key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
+        pending = list({o.key: o for o in outcomes}.values())
+        recorded: set[str] = set()
+        while pending:
+            chunk = pending[: TRANSACTION_MAX - 1]
+            puts = [self._outcome_put(run_id, o, pointer["expires_at"]) for o in chunk]
+            try:
+                self._transact([*puts, self._count(key, chunk)], conflicts=True)
+            except _Cancelled as cancelled:
+                if cancelled.failed(len(chunk)):
+                    break  # the run finished (its deadline) or is gone: nothing more counts
+                taken = {o.key for i, o in enumerate(chunk) if cancelled.failed(i)}
+                if not taken:  # reasons not in the items' order (DynamoDB documents that they are)
+                    raise TerminalError(f"DynamoDB TransactWriteItems was cancelled: {cancelled}") from cancelled
+                pending = [o for o in pending if o.key not in taken]  # recorded by another delivery
+                continue
+            recorded.update(o.key for o in chunk)
+            pending = pending[len(chunk) :]
+        at = max((o.finished_at for o in outcomes), default=None)
+        run = self._finish_if_done(key, at=at) if at is not None else None
+        return RecordedOutcomes(frozenset(recorded), run)
+
+    def _outcome_put(
+        self, run_id: str, outcome: ImageOutcome, expires: AttributeValueTypeDef
+    ) -> TransactWriteItemTypeDef:
         image: Item = {
             "pk": _s(f"WARMIMG#{run_id}"),
             "sk": _s(outcome.key),
             "outcome": _s(outcome.model_dump_json()),
-            "expires_at": pointer["expires_at"],
+            "expires_at": expires,
         }
-        # A failed condition: recorded already (a redelivered task), or the run finished or expired: count nothing.
-        with contextlib.suppress(_Cancelled):
-            self._transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": image,
-                            "ConditionExpression": "attribute_not_exists(outcome)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": key,
-                            "UpdateExpression": f"ADD done :one, {COUNTERS[outcome.outcome]} :one, "
-                            "upstream_requests :spent SET run_status = :running",
-                            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
-                            "ExpressionAttributeValues": {
-                                ":one": _n(1),
-                                ":spent": _n(outcome.upstream_requests),
-                                ":running": _s(RunStatus.RUNNING.value),
-                            },
-                        }
-                    },
-                ],
-                conflicts=True,
-            )
-        return self._finish_if_done(key, at=outcome.finished_at)
+        return {
+            "Put": {"TableName": self.table_name, "Item": image, "ConditionExpression": "attribute_not_exists(outcome)"}
+        }
 
-    def _finish_if_done(self, key: Item, *, at: datetime) -> WarmRun | None:
-        """The run as it is; finished (once, by whoever gets there first) when every image has an outcome."""
+    def _count(self, key: Item, outcomes: Sequence[ImageOutcome]) -> TransactWriteItemTypeDef:
+        values: Item = {
+            ":done": _n(len(outcomes)),
+            ":spent": _n(sum(o.upstream_requests for o in outcomes)),
+            ":running": _s(RunStatus.RUNNING.value),
+        }
+        adds = ["done :done", "upstream_requests :spent"]
+        for outcome, count in count_outcomes(outcomes).items():
+            name = COUNTERS[outcome]
+            adds.append(f"{name} :{name}")
+            values[f":{name}"] = _n(count)
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": f"ADD {', '.join(adds)} SET run_status = :running",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+        pointer = self._get(_pointer_key(run_id))
+        if pointer is None or pointer["warm_set"]["S"] != warm_set:
+            return None
+        key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
+        if not pointer.get("planned", {}).get("BOOL"):
+            item = self._get(key)  # queued: nothing to finish before it is planned
+            return _run_of(item) if item is not None else None
+        return self._finish_if_done(key, at=at, force=force)
+
+    def _finish_if_done(self, key: Item, *, at: datetime, force: bool = False) -> WarmRun | None:
+        """The run as it is; finished (once, by whoever gets there first) when every image has an outcome
+        (or ``force``): its status from its counts, its ``gsi1`` keys removed (no longer open)."""
+        delay = BATCH_BACKOFF_SECONDS
         for _ in range(BATCH_ATTEMPTS):
             item = self._get(key)
             if item is None:
                 return None
             run = _run_of(item)
-            if run.finished_at is not None or run.done < run.total:
+            if run.finished_at is not None or (run.done < run.total and not force):
                 return run
             status = finished_status(run.counts)
             try:
                 self.client.update_item(
                     TableName=self.table_name,
                     Key=key,
-                    UpdateExpression="SET run_status = :status, finished_at = :at",
+                    UpdateExpression="SET run_status = :status, finished_at = :at REMOVE gsi1pk, gsi1sk",
                     ConditionExpression="attribute_not_exists(finished_at)",
                     ExpressionAttributeValues={":status": _s(status.value), ":at": _s(iso(at))},
                 )
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
+                code = error_code(exc)
+                if code == "TransactionConflictException":  # a worker's transaction on the run item: wait
+                    self.sleep(delay)
+                    delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+                    continue
+                if code != "ConditionalCheckFailedException":
                     raise classify(exc, "DynamoDB UpdateItem") from exc
                 continue  # another worker finished it: read its answer
             except BotoCoreError as exc:
                 raise classify(exc, "DynamoDB UpdateItem") from exc
             return run.model_copy(update={"status": status, "finished_at": at})
-        # Reached only if the run kept being finished by others and read back unfinished: a broken table.
-        msg = "a warm run could not be read back after finishing it; try again"
-        raise RetryableError(msg)
+        msg = f"a warm run could not be finished in {BATCH_ATTEMPTS} attempts (concurrent transactions); try again"
+        raise RetryableError(msg, reason="TransactionConflictException")
+
+    def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
+        """The run ``failed`` with ``message``, conditioned on it being unfinished and its pointer unplanned."""
+        pointer = self._get(_pointer_key(run_id))
+        if pointer is None or pointer["warm_set"]["S"] != warm_set or pointer.get("planned", {}).get("BOOL"):
+            return None
+        key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
+        item = self._get(key)
+        if item is None or "finished_at" in item:
+            return None
+        failed = _run_of(item).model_copy(update={"status": RunStatus.FAILED, "finished_at": at, "message": message})
+        try:
+            self._transact(
+                [
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": _pointer_key(run_id),
+                            "ConditionExpression": "planned = :no",
+                            "ExpressionAttributeValues": {":no": {"BOOL": False}},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": key,
+                            "UpdateExpression": "SET #run = :run, run_status = :failed, finished_at = :at "
+                            "REMOVE gsi1pk, gsi1sk",
+                            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
+                            "ExpressionAttributeNames": {"#run": "run"},
+                            "ExpressionAttributeValues": {
+                                ":run": _s(_static(failed)),
+                                ":failed": _s(RunStatus.FAILED.value),
+                                ":at": _s(iso(at)),
+                            },
+                        }
+                    },
+                ],
+                conflicts=True,
+            )
+        except _Cancelled:
+            return None  # planned or finished meanwhile
+        return failed
 
     # -- reading runs --------------------------------------------------------------------------
 
@@ -328,6 +532,21 @@ class DynamoDbWarmRunStore:
             raise classify(exc, "DynamoDB Query") from exc
         items = out.get("Items", [])
         return _run_of(items[0]) if items else None
+
+    def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
+        """Open runs (``gsi1pk = WARMRUN-OPEN``) whose deadline is before ``now``, earliest first (the index
+        is eventually consistent: a run finished a moment ago may still be listed; settling it is a no-op)."""
+        try:
+            out = self.client.query(
+                TableName=self.table_name,
+                IndexName=INDEX,
+                KeyConditionExpression="gsi1pk = :open AND gsi1sk < :now",
+                ExpressionAttributeValues={":open": _s(OPEN_RUNS), ":now": _s(iso(now))},
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query") from exc
+        return [_run_of(i) for i in out.get("Items", []) if "run" in i and "finished_at" not in i]
 
     def outcomes(self, run_id: str) -> list[ImageOutcome]:
         """The run's images with an outcome, by key (pending ones are not listed)."""
@@ -413,72 +632,14 @@ class DynamoDbWarmRunStore:
             i["sk"]["S"]: parse_iso(i["last_fire"]["S"]) for i in self._query(SCHEDULE_PARTITION) if "last_fire" in i
         }
 
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _get(self, key: Item) -> dict[str, Any] | None:
-        try:
-            found = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB GetItem") from exc
-        return dict(found) if found else None
-
-    def _query(self, pk: str) -> Iterator[dict[str, Any]]:
-        return query_partition(self.client, self.table_name, pk)
-
-    def _transact(self, items: list[TransactWriteItemTypeDef], *, conflicts: bool = False) -> None:
-        """One transaction; with ``conflicts``, a failed condition raises :class:`_Cancelled` (the caller's
-        answer), anything else a classified error."""
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = [
-                str(r.get("Code")) for r in cast("list[dict[str, Any]]", exc.response.get("CancellationReasons", []))
-            ]
-            if conflicts and error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                raise _Cancelled from exc
-            raise classify(exc, "DynamoDB TransactWriteItems") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB TransactWriteItems") from exc
-
-    def _batch_write(self, requests: Sequence[WriteRequestTypeDef]) -> None:
-        for start in range(0, len(requests), BATCH_SIZE):
-            pending = list(requests[start : start + BATCH_SIZE])
-            delay = BATCH_BACKOFF_SECONDS
-            for attempt in range(BATCH_ATTEMPTS):
-                if attempt:
-                    self.sleep(delay)
-                    delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
-                try:
-                    out = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                except (ClientError, BotoCoreError) as exc:
-                    raise classify(exc, "DynamoDB BatchWriteItem") from exc
-                pending = cast("list[WriteRequestTypeDef]", out.get("UnprocessedItems", {}).get(self.table_name, []))
-                if not pending:
-                    break
-            else:
-                msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
-                raise RetryableError(msg)
-
-    def _batch_get(self, keys: list[Item]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        pending: KeysAndAttributesTypeDef = {"Keys": keys, "ConsistentRead": True}
-        delay = BATCH_BACKOFF_SECONDS
-        for attempt in range(BATCH_ATTEMPTS):
-            if attempt:
-                self.sleep(delay)
-                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
-            try:
-                out = self.client.batch_get_item(RequestItems={self.table_name: pending})
-            except (ClientError, BotoCoreError) as exc:
-                raise classify(exc, "DynamoDB BatchGetItem") from exc
-            found += out.get("Responses", {}).get(self.table_name, [])
-            unprocessed = out.get("UnprocessedKeys", {}).get(self.table_name)
-            if not unprocessed or not unprocessed.get("Keys"):
-                return found
-            pending = cast("KeysAndAttributesTypeDef", unprocessed)
-        msg = f"DynamoDB BatchGetItem left keys unprocessed after {BATCH_ATTEMPTS} attempts"
-        raise RetryableError(msg)
-
 
 class _Cancelled(Exception):
-    """A transaction's condition failed (the caller decides what that means)."""
+    """A transaction's condition failed (the caller decides what that means): ``reasons`` in item order."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = tuple(reasons)
+
+    def failed(self, index: int) -> bool:
+        """Whether the condition of the transaction's ``index``-th item failed."""
+        return index < len(self.reasons) and self.reasons[index] == CONDITION_FAILED

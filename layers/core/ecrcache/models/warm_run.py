@@ -16,7 +16,7 @@ Nothing here does I/O, reads a clock or the environment.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Final
 
@@ -29,6 +29,20 @@ stream INSERT is the planner's trigger (as ``REQUEST#reconcile`` is the reconcil
 REFRESH_WINDOW_HOURS: Final = 24
 """ECR re-validates a cached tag against its upstream at most once per 24 hours (ecr-facts §3.2): a
 second warm inside the window spends upstream budget for nothing."""
+
+WARM_QUEUE_RETENTION: Final = timedelta(days=1)
+"""``WarmQueue``'s ``MessageRetentionPeriod`` in template.yaml (86400 s; tests/contract keeps the two equal):
+a task no worker received and recorded by then is gone (SQS deletes it), as is one moved to ``WarmDlq``
+after 3 receives or dropped as malformed. It also covers the planner's stream trigger: DynamoDB Streams keep a
+record 24 hours, so no retry can plan a requested run after it."""
+
+RUN_DEADLINE_MARGIN: Final = timedelta(hours=1)
+"""Slack past the retention: a worker's last delivery still running (timeout 300 s), ticks every 5 minutes."""
+
+RUN_DEADLINE: Final = WARM_QUEUE_RETENTION + RUN_DEADLINE_MARGIN
+"""How long after it is planned (or requested) a run may wait for its images' outcomes. Past it, the
+planner's tick records the images still without one as lost (``failed``, class ``ours``) and finishes
+the run; a requested run never planned is finished ``failed``."""
 
 MESSAGE_MAX: Final = 512
 
@@ -152,6 +166,13 @@ class WarmRun(_Frozen):
     status: RunStatus = RunStatus.QUEUED
     created_at: AwareDatetime
     finished_at: datetime | None = None
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "When an unfinished run is settled: images still without an outcome are recorded failed (lost) "
+            "and the run finishes. Null: created_at + 25 h."
+        ),
+    )
     total: int = Field(default=0, ge=0, description="Images in the run (planner-settled ones included).")
     counts: dict[Outcome, int] = Field(default_factory=dict, description="Images finished, by outcome.")
     upstream_requests: int = Field(default=0, ge=0)
@@ -162,3 +183,9 @@ class WarmRun(_Frozen):
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+
+def run_deadline(run: WarmRun) -> datetime:
+    """When ``run`` is settled if it has not finished (:data:`RUN_DEADLINE`): its own ``deadline``, set when
+    it was planned or requested, else its creation's."""
+    return run.deadline if run.deadline is not None else run.created_at + RUN_DEADLINE

@@ -51,6 +51,7 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
+    RUN_DEADLINE,
     FailureClass,
     ImageOutcome,
     Outcome,
@@ -62,6 +63,7 @@ from ecrcache.models.warm_run import (
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import BucketLimit, PullStats, StateStore, UpstreamBudget, UpstreamTags, WarmQueue, WarmRunStore
+from ecrcache.services.warm_overdue import OverdueRuns
 
 TAG_LIST_REQUESTS: Final = 10
 """Requests one pattern's tag listing may take (pages of up to 1,000 tags each)."""
@@ -108,10 +110,13 @@ class WarmRequest(BaseModel):
 class TickResult:
     planned: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    """``<set>: <error>`` for every due set that could not be planned (its fire stays due)."""
+    """``<set>: <error>`` for every due set that could not be planned (its fire stays due), and every
+    overdue run that could not be settled (it stays open)."""
+    settled: list[dict[str, Any]] = field(default_factory=list)
+    """Runs settled at their deadline (:mod:`ecrcache.services.warm_overdue`)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"planned": self.planned, "failed": self.failed}
+        return {"planned": self.planned, "settled": self.settled, "failed": self.failed}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,7 @@ class WarmPlannerService:
         self.pulls = pulls
         self.clock = clock
         self.stack_region = stack_region
+        self.overdue = OverdueRuns(runs, clock)
 
     # -- triggers ------------------------------------------------------------------------------
 
@@ -182,9 +188,11 @@ class WarmPlannerService:
         return due
 
     def tick(self, plan: Callable[[PlanRequest], dict[str, Any]] | None = None) -> TickResult:
-        """Plan every due set with ``plan`` (default :meth:`plan`; the handler passes its idempotent
-        wrapper), then claim its fire. A set that fails is reported and left due; the others go on."""
+        """Settle the runs past their deadline (first: a few, bounded, so that a slow planning cannot starve
+        them), then plan every due set with ``plan`` (default :meth:`plan`; the handler passes its idempotent
+        wrapper) and claim its fire. A set that fails is reported and left due; the others go on."""
         result = TickResult()
+        result.settled, result.failed = self.overdue.settle()
         for request in self.due():
             try:
                 result.planned.append((plan or self.plan)(request))
@@ -366,6 +374,7 @@ class WarmPlannerService:
             status=finished_status(counts) if done else RunStatus.QUEUED,
             created_at=request.created_at,
             finished_at=now if done else None,
+            deadline=None if done else now + RUN_DEADLINE,  # the tasks are sent now: their retention starts now
             total=len(outcomes) + len(tasks),
             counts=counts,
             upstream_requests=spend.requests,

@@ -4,7 +4,8 @@
 
 1. **Once per image and run.** SQS delivers at least once: a task whose image already has an outcome in
    its run (:meth:`~ecrcache.ports.WarmRunStore.outcome`) is answered with it, nothing is pulled or
-   counted again.
+   counted again. The run is finished if it is done (:meth:`~ecrcache.ports.WarmRunStore.finish_if_done`):
+   the earlier delivery may have recorded the last image and then failed to finish the run.
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
    class ``rate_limit`` and ECR is not called. An image verified within ECR's 24-hour refresh window
@@ -13,12 +14,15 @@
    ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
    (:func:`~ecrcache.engine.warm_pull.block_until`) before anything is recorded, so the rest of every run's
    images from that upstream are skipped even if this message is redelivered.
-4. **Record** the outcome (the record that makes a redelivery a no-op), then -- best effort, logged when
-   they fail, since a redelivery would skip them anyway -- the image's freshness (``WARMED#``) when it
-   was warmed, and the budget: the unused part of the tokens the planner took is refunded, an
-   overspend is taken. Both come after the outcome on purpose: a redelivered task must neither refund
-   twice nor find its own freshness and call itself ``fresh`` (a lost refund only makes the bucket
-   stricter; lost freshness costs the next run one re-validation).
+4. **Record** the outcome (the record that makes a redelivery a no-op), then -- only if this delivery
+   recorded it (two deliveries of one task can both get here; the store's conditional write lets one
+   win), and best effort, logged when they fail, since a redelivery would skip them anyway -- the image's
+   freshness (``WARMED#``) when it was warmed, and the budget: the unused part of the tokens the planner
+   took is refunded, an overspend is taken. Both come after the outcome on purpose: a redelivered task
+   must neither refund twice nor find its own freshness and call itself ``fresh`` (a lost refund only
+   makes the bucket stricter; lost freshness costs the next run one re-validation). If recording commits
+   but finishing the run fails, the message is retried; that retry finishes the run (step 1) and this
+   image's refund is lost (the bucket is stricter for its window).
 
 A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
 reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
@@ -97,12 +101,23 @@ class WarmWorkerService:
         if recorded is not None:
             logger.info("the image already has an outcome in its run; not warmed again", extra=_fields(task))
             metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
+            _finished(self.store.finish_if_done(task.warm_set, task.run_id, at=self.clock()))
             return recorded
         outcome = self.warm(task)
-        run = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        result = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        if not result.recorded:
+            # Another delivery of this task recorded first (and settles the budget), or the run was settled at
+            # its deadline, or it is unknown: nothing of this warm is counted or settled.
+            if result.run is None:
+                logger.warning("the image's run is unknown (expired?): no run counts its outcome", extra=_fields(task))
+            else:
+                logger.info("the image's outcome was recorded by another delivery; not counted", extra=_fields(task))
+                metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
+            return self.store.outcome(task.run_id, task.key) or outcome
         self._record_freshness(task, outcome)
         self._settle(task, outcome)
-        _observe(task, outcome, run)
+        _observe(task, outcome)
+        _finished(result.run)
         return outcome
 
     def warm(self, task: WarmTask) -> ImageOutcome:
@@ -167,7 +182,15 @@ def _metric_suffix(failure_class: FailureClass) -> str:
     return "".join(part.capitalize() for part in failure_class.value.split("_"))
 
 
-def _observe(task: WarmTask, outcome: ImageOutcome, run: WarmRun | None) -> None:
+def _finished(run: WarmRun | None) -> None:
+    if run is not None and run.finished_at is not None:
+        logger.info(
+            "warm run finished",
+            extra={"run_id": run.run_id, "warm_set": run.warm_set, "status": run.status.value, "done": run.done},
+        )
+
+
+def _observe(task: WarmTask, outcome: ImageOutcome) -> None:
     """Metrics (images by outcome and failure class, upstream requests) and the log line of the image."""
     metrics.add_metric(name=f"WarmImages{outcome.outcome.value.capitalize()}", unit="Count", value=1)
     if outcome.failure_class is not None:
@@ -187,10 +210,3 @@ def _observe(task: WarmTask, outcome: ImageOutcome, run: WarmRun | None) -> None
         logger.warning("an image could not be warmed", extra=extra)
     else:
         logger.info("an image was handled", extra=extra)
-    if run is None:
-        logger.warning("the image's run is unknown (expired?): no run counts its outcome", extra=_fields(task))
-    elif run.finished_at is not None:
-        logger.info(
-            "warm run finished",
-            extra={"run_id": run.run_id, "warm_set": run.warm_set, "status": run.status.value, "done": run.done},
-        )

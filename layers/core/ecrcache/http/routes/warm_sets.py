@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -16,9 +16,12 @@ from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_run import ImageOutcome, RunStatus, WarmRun
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.services.desired_state import DesiredStateService
-from ecrcache.services.warm_runs import WarmRunsService
+from ecrcache.services.warm_runs import WarmRunsService, WarmSetRuns
 
 NameParam = Annotated[str, Path(description="Warm-set name.", max_length=100)]
+RunIdParam = Annotated[
+    str, Path(description="A run id (`POST .../runs` answers it).", max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+]
 
 
 class WarmRunAccepted(BaseModel):
@@ -27,16 +30,36 @@ class WarmRunAccepted(BaseModel):
     status: RunStatus = Field(description="Always queued: the warm planner picks the run up within seconds.")
 
 
+IMAGES_DESCRIPTION = (
+    "The run's images with an outcome: warmed, fresh (verified within 24 h), skipped (budget or rate limit) or "
+    "failed, with its failure class, digest, platforms verified and upstream requests. At most 500: failed "
+    "first, then skipped, then the rest (`images_truncated` says whether some were left out; the run's "
+    "`counts` are exact)."
+)
+
+
 class WarmSetStatus(BaseModel):
     warm_set: str
     run: WarmRun | None = Field(description="The set's last run (scheduled or requested); null before any.")
     pending: int = Field(description="Images of the run that have no outcome yet.")
-    images: list[ImageOutcome] = Field(
-        description=(
-            "Every image of the run with an outcome: warmed, fresh (verified within 24 h), skipped (budget or "
-            "rate limit) or failed, with its failure class, digest, platforms verified and upstream requests."
+    images: list[ImageOutcome] = Field(description=IMAGES_DESCRIPTION)
+    images_total: int = Field(description="Images of the run that have an outcome (listed or not).")
+    images_truncated: bool = Field(description="Whether `images` leaves some of them out (more than 500).")
+
+    @classmethod
+    def of(cls, found: WarmSetRuns) -> Self:
+        return cls(
+            warm_set=found.warm_set,
+            run=found.run,
+            pending=found.pending,
+            images=list(found.images),
+            images_total=found.images_total,
+            images_truncated=found.images_truncated,
         )
-    )
+
+
+class WarmRunStatus(WarmSetStatus):
+    run: WarmRun = Field(description="The run, whatever runs of the set started after it.")
 
 
 def register(app: APIGatewayRestResolver, service: DesiredStateService, runs: WarmRunsService) -> None:
@@ -50,7 +73,7 @@ def _register_runs(app: APIGatewayRestResolver, runs: WarmRunsService) -> None:
         tags=["warm-sets"],
         summary="Warm now",
         description=(
-            "Queues a run of the warm set outside its schedule; follow it at `/v1/warm-sets/{name}/status`. "
+            "Queues a run of the warm set outside its schedule; follow it at `/v1/warm-sets/{name}/runs/{run_id}`. "
             "The run warms within the set's budget and the upstream's rate limit like a scheduled one, and skips "
             "images verified in the last 24 hours."
         ),
@@ -68,8 +91,22 @@ def _register_runs(app: APIGatewayRestResolver, runs: WarmRunsService) -> None:
         responses=responses(WarmSetStatus),
     )
     def get_warm_set_status(name: NameParam) -> WarmSetStatus:
-        found = runs.status(resource_name(name))
-        return WarmSetStatus(warm_set=found.warm_set, run=found.run, pending=found.pending, images=list(found.images))
+        return WarmSetStatus.of(runs.status(resource_name(name)))
+
+    @app.get(
+        "/v1/warm-sets/<name>/runs/<run_id>",
+        tags=["warm-sets"],
+        summary="One run of a warm set, image by image",
+        description=(
+            "The run `POST /v1/warm-sets/{name}/runs` answered (or a scheduled one), even after later runs of "
+            "the set started: follow a run to its end here. A run whose images do not all get an outcome "
+            "within a day and an hour is settled: the missing images fail as lost, and a run never planned fails."
+        ),
+        responses=responses(WarmRunStatus),
+    )
+    def get_warm_run(name: NameParam, run_id: RunIdParam) -> WarmRunStatus:
+        found = runs.run(resource_name(name), run_id)
+        return WarmRunStatus.of(found)
 
 
 def _register_desired(app: APIGatewayRestResolver, service: DesiredStateService) -> None:
