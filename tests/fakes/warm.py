@@ -103,13 +103,17 @@ class MemoryWarmRunStore:
         self.requested.append(run)
         self.runs[run.run_id] = run
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> WarmRun | None:
         self.calls["record_outcome"] += 1
         if self.fail_record_outcome:
             raise self.fail_record_outcome.pop(0)
-        return self._add(run_id, warm_set, outcome)
+        return self._add(run_id, warm_set, outcome, stopped_upstream=stopped_upstream)
 
-    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def _add(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> WarmRun | None:
         recorded = self.images.setdefault(run_id, {})
         run = self.runs.get(run_id)
         if outcome.key in recorded or run is None or run.warm_set != warm_set:
@@ -122,6 +126,9 @@ class MemoryWarmRunStore:
             update={
                 "counts": counts,
                 "upstream_requests": run.upstream_requests + outcome.upstream_requests,
+                "stopped_upstreams": tuple(
+                    sorted({*run.stopped_upstreams, *([stopped_upstream] if stopped_upstream else [])})
+                ),
                 "status": _finished_status(counts) if done else RunStatus.RUNNING,
                 "finished_at": outcome.finished_at if done else None,
             }

@@ -226,10 +226,13 @@ class WarmRunStore(Protocol):
         record it ``queued``."""
         ...
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> WarmRun | None:
         """Record one image's outcome (idempotent per image: a redelivered task does not count twice)
         and return the run as it is after it, finished (``status``/``finished_at`` set) when it was the
-        last image; ``None`` when the run is unknown (expired)."""
+        last image; ``None`` when the run is unknown (expired). ``stopped_upstream``: the upstream a rate
+        limit stopped for this image, added to the run's ``stopped_upstreams``."""
         ...
 
     def get_run(self, warm_set: str, run_id: str) -> WarmRun | None: ...

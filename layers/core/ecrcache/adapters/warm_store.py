@@ -6,6 +6,7 @@ or ``<region>#<repository>@<digest>``)::
     pk = "WARMRUN#<set>"      sk = "<created_at ISO>#<run_id>"   run (WarmRun JSON: what does not change),
                                                                    run_status, total, done, warmed, fresh,
                                                                    skipped, failed, upstream_requests,
+                                                                   stopped_upstreams? (SS: the workers' 429s),
                                                                    finished_at?, expires_at (+30 days)
     pk = "WARMIMG#<run_id>"   sk = "#RUN"                          warm_set, run_sk, planned, expires_at
     pk = "WARMIMG#<run_id>"   sk = "<key>"                         outcome (ImageOutcome JSON) once settled,
@@ -100,6 +101,7 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
     run = WarmRun.model_validate_json(item["run"]["S"])
     counts = {outcome: _number(item, name) for outcome, name in COUNTERS.items() if _number(item, name)}
     finished = item.get("finished_at")
+    stopped = set(run.stopped_upstreams) | set(item.get("stopped_upstreams", {}).get("SS", []))
     return run.model_copy(
         update={
             "status": RunStatus(item["run_status"]["S"]),
@@ -107,6 +109,7 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
             "total": _number(item, "total"),
             "counts": counts,
             "upstream_requests": _number(item, "upstream_requests"),
+            "stopped_upstreams": tuple(sorted(stopped)),
         }
     )
 
@@ -235,7 +238,9 @@ class DynamoDbWarmRunStore:
             return False
         return True
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> WarmRun | None:
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> WarmRun | None:
         pointer = self._get(_pointer_key(run_id))
         if pointer is None or not pointer.get("planned", {}).get("BOOL"):
             return None  # unknown (expired), or not planned: no task of it can have been sent
@@ -246,6 +251,14 @@ class DynamoDbWarmRunStore:
             "outcome": _s(outcome.model_dump_json()),
             "expires_at": pointer["expires_at"],
         }
+        values: Item = {
+            ":one": _n(1),
+            ":spent": _n(outcome.upstream_requests),
+            ":running": _s(RunStatus.RUNNING.value),
+        }
+        stopped = ""
+        if stopped_upstream is not None:  # the planner's stops are in the run JSON, the workers' in this set
+            stopped, values[":stopped"] = ", stopped_upstreams :stopped", {"SS": [stopped_upstream]}
         # A failed condition: recorded already (a redelivered task), or the run finished or expired: count nothing.
         with contextlib.suppress(_Cancelled):
             self._transact(
@@ -262,13 +275,9 @@ class DynamoDbWarmRunStore:
                             "TableName": self.table_name,
                             "Key": key,
                             "UpdateExpression": f"ADD done :one, {COUNTERS[outcome.outcome]} :one, "
-                            "upstream_requests :spent SET run_status = :running",
+                            f"upstream_requests :spent{stopped} SET run_status = :running",
                             "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
-                            "ExpressionAttributeValues": {
-                                ":one": _n(1),
-                                ":spent": _n(outcome.upstream_requests),
-                                ":running": _s(RunStatus.RUNNING.value),
-                            },
+                            "ExpressionAttributeValues": values,
                         }
                     },
                 ],

@@ -99,7 +99,9 @@ class WarmWorkerService:
             metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
             return recorded
         outcome = self.warm(task)
-        run = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        # A rate_limit outcome here is always a 429 (this one, or the block an earlier one left): the run says so.
+        stopped = task.upstream if outcome.failure_class is FailureClass.RATE_LIMIT else None
+        run = self.store.record_outcome(task.run_id, task.warm_set, outcome, stopped_upstream=stopped)
         self._record_freshness(task, outcome)
         self._settle(task, outcome)
         _observe(task, outcome, run)
