@@ -50,8 +50,13 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     for event in ("DesiredStateChanged", "Resync", "DeepResync", "EcrDrift", "PullThroughCacheAction", "ApiProxy"):
         assert event in log
     # and the warming path's: pull events (SQS), the planner's tick and requests, the worker's tasks
-    for event in ("PullStatsFunction <- PullEvents (SQS)", "WarmPlannerFunction <- Tick (Schedule)",
-                  "WarmPlannerFunction <- WarmRequested (DynamoDB)", "WarmWorkerFunction <- WarmTasks (SQS)"):  # fmt: skip
+    warming = (
+        "PullStatsFunction <- PullEvents (SQS)",
+        "WarmPlannerFunction <- Tick (Schedule)",
+        "WarmPlannerFunction <- WarmRequested (DynamoDB)",
+        "WarmWorkerFunction <- WarmTasks (SQS)",
+    )
+    for event in warming:
         assert event in log
 
     # WHEN it gets Ctrl-C

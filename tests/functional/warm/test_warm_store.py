@@ -183,7 +183,7 @@ def test_the_upstreams_a_rate_limit_stopped_are_kept_with_the_planners(store: Dy
     # GIVEN a run the planner already saw stopped by quay.io
     tasks = [task("node"), task("python"), task("ubuntu")]
     store.create_run(run(total=3, stopped_upstreams=("quay.io",)), [], tasks)
-    limited = {"failure_class": FailureClass.RATE_LIMIT}
+    limited: dict[str, Any] = {"failure_class": FailureClass.RATE_LIMIT}
 
     # WHEN workers record a warmed image, then two images Docker Hub's 429 stopped (once redelivered)
     store.record_outcome("run-1", "ci", outcome_of(tasks[0]))
