@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PLATFORMS = ["linux/amd64", "linux/arm64"]
 # Seeded multi-platform images (devstack.local.supervisor._seed_images) that no other e2e test touches.
 PULLED = {"library/redis:7.4": 3, "library/busybox:1.37": 2}  # pulled by users, never warmed
-WARMED = ("library/golang:1.23", "library/postgres:17")  # warmed, never pulled by a user
+WARMED = ("library/golang:1.23", "library/postgres:17")  # warmed (golang by a tag pattern), never pulled by a user
 LIMITED = ("library/memcached:1.6", "library/traefik:3.1", "library/httpd:2.4")  # stopped by the rate limit
 PREFIX = "docker-hub"
 MANIFEST_TYPES = [
@@ -132,11 +132,10 @@ def warming(cli: Cli, applied: RunningStack, tmp_path_factory: pytest.TempPathFa
         for turn in range(times - (1 if image == "library/busybox:1.37" else 0)):
             digests[image] = users[turn % 2].pull(image)
 
-    # WHEN a warm set of images nobody pulled is warmed
-    document = {
-        "version": 1,
-        "warm_sets": {"e2e-warm": {"rule": PREFIX, "images": list(WARMED), "platforms": PLATFORMS}},
-    }
+    # WHEN a warm set of images nobody pulled is warmed: one pinned, one matched in the upstream's tag list
+    # (the planner lists the local registry's tags: UPSTREAM_ENDPOINTS is the one local override)
+    spec = {"rule": PREFIX, "images": [WARMED[1]], "tag_patterns": ["library/golang:1.*"], "platforms": PLATFORMS}
+    document = {"version": 1, "warm_sets": {"e2e-warm": spec}}
     cli.ok("apply", "-f", write(tmp, "warm.yaml", document), "--timeout", "60")
     warm = cli("warm", "e2e-warm", "--wait", "--timeout", "120")
     status = requests.get(f"{api}/warm-sets/e2e-warm/status", timeout=30).json()
@@ -205,7 +204,7 @@ def test_a_warm_run_warms_and_verifies_every_image_for_every_platform(warming: W
         described = ecr.describe_images(repositoryName=ecr_repository(image))["imageDetails"]
         assert outcome["digest"] in {d["imageDigest"] for d in described}
         assert len(described) == 3
-    assert run["upstream_requests"] == 3 * len(WARMED)
+    assert run["upstream_requests"] == 3 * len(WARMED) + 1  # and one page of golang's tag list
 
 
 def test_ecrcache_warm_and_status_show_the_run(warming: Warming, cli: Cli) -> None:
