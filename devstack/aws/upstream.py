@@ -71,6 +71,13 @@ _DEFAULT_TIMEOUT = 10.0
 
 
 # -- failures ---------------------------------------------------------------------------------------
+
+
+def _reference(registry: str, repository: str, reference: str) -> str:
+    """``registry/repository:tag`` or ``registry/repository@sha256:...`` (a digest is named with ``@``)."""
+    return f"{registry}/{repository}{'@' if ':' in reference else ':'}{reference}"
+
+
 class UpstreamFailure(Exception):
     """An upstream request failed; ``failure_code`` is the ECR ``ImageFailureCode`` it becomes."""
 
@@ -259,7 +266,7 @@ class UpstreamClient:
         self, repository: str, reference: str, accept: tuple[str, ...] = ALL_MANIFEST_MEDIA_TYPES
     ) -> FetchedManifest:
         """A manifest by tag or digest, digest-verified; children/blobs parsed."""
-        what = f"manifest {self.upstream_registry_url}/{repository}:{reference}"
+        what = f"manifest {_reference(self.upstream_registry_url, repository, reference)}"
         try:
             return self._registry().get_manifest(repository, reference, accept)
         except (RegistryError, RegistryConnectionError, DigestMismatchError, ValueError) as exc:
@@ -271,7 +278,7 @@ class UpstreamClient:
         self, repository: str, reference: str, accept: tuple[str, ...] = ALL_MANIFEST_MEDIA_TYPES
     ) -> tuple[str, str]:
         """``(digest, media type)`` without downloading (how a refresh checks for a newer version)."""
-        what = f"manifest {self.upstream_registry_url}/{repository}:{reference}"
+        what = f"manifest {_reference(self.upstream_registry_url, repository, reference)}"
         try:
             return self._registry().head_manifest(repository, reference, accept)
         except (RegistryError, RegistryConnectionError) as exc:

@@ -5,11 +5,19 @@
 3. ``ecrcache apply -f examples/`` and waits for convergence;
 4. lists the pull-through cache rules in ECR through the AWS API;
 5. pulls ``node:18-alpine`` through the cache and shows its new repository got the rule's lifecycle policy;
-6. changes that rule's lifecycle and shows the controller updating the repository already cached
+6. CI runners (two IAM users of the embedded AWS, Docker's user agent) pull ``golang`` and ``redis``
+   through the cache: ECR's CloudTrail ``BatchGetImage`` events go to the pull statistics;
+7. changes that rule's lifecycle and shows the controller updating the repository already cached
    (ECR's creation templates only ever touch new repositories);
-7. deletes the ``quay`` rule behind the controller's back (AWS API) and shows the controller put it back;
-8. ``ecrcache plan --detailed-exitcode``: empty;
-9. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
+8. deletes the ``quay`` rule behind the controller's back (AWS API) and shows the controller put it back;
+9. ``ecrcache pulls``: the pulls of step 6 counted (once the statistics' 30-second batch is in);
+10. a warm set of the ``top`` 2 pulled tags and two pinned images: ``ecrcache warm --wait`` -- the top tags
+    are ``fresh`` (ECR fetched them, every platform, on those pulls), the pinned ones are warmed and
+    verified for every platform; ``ecrcache status`` lists the warm set;
+11. the upstream's rate limit drops to 1 request an hour (the registry's run-time hook): a warm run is
+    stopped by the 429 with a clear status (class ``rate_limit``, the rest ``skipped``);
+12. ``ecrcache plan --detailed-exitcode``: empty;
+13. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
 
 Exit status 0 only if every step happened; otherwise 1, naming the step and showing the local
 stack's last log lines. ``--keep-logs DIR`` keeps the local stack's log.
@@ -49,6 +57,15 @@ MANIFEST_TYPES: Final = [
     "application/vnd.oci.image.manifest.v1+json",
 ]
 DEMO_TOKEN: Final = "demo-token-not-a-secret"  # noqa: S105 - the local registry accepts any token
+# Warming (seeded by the local stack, devstack.local.supervisor): pulled by CI runners (image -> pulls),
+# pinned in a warm set, and stopped by a rate limit. None is touched before its step, so none is fresh early.
+CI_PULLS: Final = {"library/golang:1.23": 3, "library/redis:7.4": 2}
+PINNED: Final = ("library/postgres:17", "library/busybox:1.37")
+LIMITED: Final = ("library/memcached:1.6", "library/traefik:3.1", "library/httpd:2.4")
+PLATFORMS: Final = ("linux/amd64", "linux/arm64")
+HUB: Final = "registry-1.docker.io"
+# What Docker sends; ECR's CloudTrail event keeps it as userAgent, and the statistics read os/ and arch/ in it.
+DOCKER_AGENT: Final = "docker/27.3.1 go/go1.22.7 kernel/6.1.0 os/linux arch/{arch} UpstreamClient(Docker-Client)"
 
 
 class StepFailed(RuntimeError):
@@ -136,9 +153,10 @@ class Demo:
     # ---- clients ---------------------------------------------------------------------------------
 
     def cli(
-        self, *args: str, stdin: str | None = None, expect: Sequence[int] = (0,)
+        self, *args: str, stdin: str | None = None, expect: Sequence[int] = (0,), section: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "ECRCACHE_ENDPOINT": self.endpoints["api"], "NO_COLOR": "1"}
+        """Run ``ecrcache``, show its output (only from the line starting ``section`` on, if given)."""
+        env = {**os.environ, "ECRCACHE_ENDPOINT": self.endpoints["api"], "NO_COLOR": "1", "COLUMNS": "200"}
         self.show("$ ecrcache " + " ".join(args) + (" <<< (token)" if stdin is not None else ""))
         started = time.monotonic()
         result = subprocess.run(  # noqa: S603 - our own CLI
@@ -151,7 +169,10 @@ class Demo:
             timeout=self.args.timeout + 60,
             check=False,
         )
-        self.show(result.stdout)
+        shown = result.stdout
+        if section is not None and f"\n{section}" in shown:
+            shown = "(...)\n" + shown[shown.index(f"\n{section}") + 1 :]
+        self.show(shown)
         self.show(f"(exit {result.returncode}, {time.monotonic() - started:.1f} s)")
         if result.returncode not in expect:
             raise StepFailed(f"`ecrcache {' '.join(args)}` exited {result.returncode}, expected {list(expect)}")
@@ -169,10 +190,56 @@ class Demo:
             config=Config(retries={"mode": "standard"}),
         )
 
-    def api(self, path: str) -> Any:
-        response = requests.get(self.endpoints["api"] + path, timeout=30)
+    def api(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = requests.get(self.endpoints["api"] + path, params=params, timeout=30)
         response.raise_for_status()
         return response.json()
+
+    def ci_runner(self, name: str, arch: str) -> Any:
+        """An ECR client of a new IAM user of the embedded AWS (not the warmer) that sends Docker's agent."""
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoints["aws"],
+            region_name=self.endpoints.get("region", "us-east-1"),
+            aws_access_key_id="demo-user",
+            aws_secret_access_key="demo-user",  # noqa: S106 - the embedded AWS accepts any key
+        )
+        iam.create_user(UserName=name)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=self.endpoints["aws"],
+            region_name=self.endpoints.get("region", "us-east-1"),
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+            config=Config(retries={"mode": "standard"}),
+        )
+        agent = DOCKER_AGENT.format(arch=arch)
+
+        def as_docker(request: Any, **_: Any) -> None:
+            request.headers["User-Agent"] = agent
+
+        ecr.meta.events.register("before-send.ecr", as_docker)
+        return ecr
+
+    def registry_limit(self, limit: int | None, window: int = 3600) -> dict[str, Any]:
+        """Set the upstream registry's Docker Hub-like rate limit at run time (``None`` lifts it)."""
+        body = {"limit": limit, "window": window} if limit is not None else {"limit": None}
+        response = requests.put(f"{self.endpoints['registry']}/_ecrcache/rate-limit", json=body, timeout=30)
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def warm_status(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.api(f"/warm-sets/{name}/status")
+        return status
+
+    def apply_warm_set(self, name: str, spec: dict[str, Any]) -> None:
+        path = self.workdir / f"warm-set-{name}.yaml"
+        path.write_text(yaml.safe_dump({"version": 1, "warm_sets": {name: spec}}, sort_keys=False), encoding="utf-8")
+        self.show(f"# {path.name}:")
+        self.show(path.read_text(encoding="utf-8"))
+        self.cli("apply", "-f", str(path), "--timeout", str(int(self.args.timeout)))
 
     def wait_for(self, what: str, check: Callable[[], T | None], timeout: float | None = None) -> tuple[T, float]:
         started = time.monotonic()
@@ -236,6 +303,9 @@ class Demo:
         self.show(f"{PULLED_REPOSITORY} was created with the rule's lifecycle policy:")
         self.show(json.dumps(policy, indent=2))
 
+        self.step("CI runners pull through the cache (two IAM users, Docker's user agent)")
+        self.ci_pulls()
+
         self.step("Change the rule's lifecycle (keep_last 20 -> 10): the cached repository follows")
         rules = yaml.safe_load((self.args.examples / "rules.yaml").read_text(encoding="utf-8"))["rules"]
         changed = rules["docker-hub"]
@@ -258,6 +328,8 @@ class Demo:
         _, took = self.wait_for(f"the repair of rule {REPAIRED_RULE!r}", repaired)
         self.show(f"the controller recreated {REPAIRED_RULE!r} {took:.1f} s later")
 
+        self.warming()
+
         self.step("The plan is empty: ECR matches the desired state")
         self.cli("plan", "--detailed-exitcode")
 
@@ -266,6 +338,98 @@ class Demo:
         if status != 0:
             raise StepFailed(f"ecrcache local did not stop cleanly (exit status {status})")
         self.show("stopped (exit status 0)")
+
+    # ---- warming ------------------------------------------------------------------------------
+
+    def ci_pulls(self) -> None:
+        runners = {"ci-runner-amd64": self.ci_runner("ci-runner-amd64", "amd64")}
+        runners["ci-runner-arm64"] = self.ci_runner("ci-runner-arm64", "arm64")
+        turn = 0
+        for image, times in CI_PULLS.items():
+            name, tag = image.split(":")
+            repository = f"docker-hub/{name}"
+            for _ in range(times):
+                user, runner = list(runners.items())[turn % len(runners)]
+                turn += 1
+                pulled = runner.batch_get_image(
+                    repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=MANIFEST_TYPES
+                )
+                if pulled.get("failures") or not pulled.get("images"):
+                    raise StepFailed(f"the pull of {repository}:{tag} failed: {pulled.get('failures')}")
+                self.show(f"{user:<16} pulled {repository}:{tag}")
+        self.show("each pull is a CloudTrail BatchGetImage event: PullEventsRule -> PullEventsQueue ->")
+        self.show("PullStatsFunction, in batches gathered for up to 30 s (the template's batching window)")
+
+    def warming(self) -> None:
+        self.step("Pull statistics: what the CI runners pulled (ecrcache pulls)")
+        expected = {f"docker-hub/{image}": times for image, times in CI_PULLS.items()}
+
+        def counted() -> dict[str, int] | None:
+            items = self.api("/pulls", {"rule": "docker-hub", "window_days": 7})["items"]
+            found = {f"{i['repository']}:{i['tag']}": int(i["pulls"]) for i in items if i.get("tag")}
+            return found if all(found.get(ref) == n for ref, n in expected.items()) else None
+
+        _, took = self.wait_for("the CI runners' pulls in GET /v1/pulls", counted)
+        self.show(f"(counted; waited {took:.1f} s for the pull statistics' batch)")
+        self.cli("pulls", "--rule", "docker-hub", "--window", "7")
+
+        self.step("Warm the top 2 pulled tags and two pinned images: every platform verified")
+        self.apply_warm_set(
+            "popular",
+            {
+                "rule": "docker-hub",
+                "images": list(PINNED),
+                "top": {"count": 2, "window_days": 7},
+                "platforms": list(PLATFORMS),
+                "description": "the 2 most pulled tags of the week, and two pinned images",
+            },
+        )
+        self.cli("warm", "popular", "--wait", "--timeout", str(int(self.args.timeout)))
+        self.check_popular(self.warm_status("popular"), expected)
+        self.cli("status", section="Warm sets:")
+
+        self.step("A rate-limited upstream stops a warm run (the registry allows 1 request an hour now)")
+        self.apply_warm_set("more", {"rule": "docker-hub", "images": list(LIMITED), "platforms": list(PLATFORMS)})
+        request = {"limit": 1, "window": 3600}
+        self.show(f"$ curl -X PUT {self.endpoints['registry']}/_ecrcache/rate-limit -d '{json.dumps(request)}'")
+        self.show(json.dumps(self.registry_limit(request["limit"], request["window"])))
+        try:
+            self.cli("warm", "more", "--wait", "--timeout", str(int(self.args.timeout)), expect=(6,))
+        finally:
+            self.registry_limit(None)
+        self.check_stopped(self.warm_status("more"))
+
+    def check_popular(self, status: dict[str, Any], pulled: dict[str, int]) -> None:
+        """Top picked the pulled tags (fresh: ECR fetched them on those pulls); the pinned ones warmed."""
+        images = {f"{i['repository']}:{i['tag']}": i for i in status["images"]}
+        pinned = {f"docker-hub/{image}" for image in PINNED}
+        if set(images) != pinned | set(pulled):
+            raise StepFailed(f"the run's images are {sorted(images)}, expected {sorted(pinned | set(pulled))}")
+        for reference in pinned:
+            image = images[reference]
+            if image["outcome"] != "warmed" or tuple(image["platforms_verified"]) != PLATFORMS:
+                raise StepFailed(f"{reference} was not warmed for {', '.join(PLATFORMS)}: {image}")
+        for reference in pulled:
+            if images[reference]["outcome"] != "fresh":
+                raise StepFailed(f"{reference}, pulled minutes ago, was not fresh: {images[reference]}")
+        if status["run"]["status"] != "succeeded":
+            raise StepFailed(f"the warm run ended {status['run']['status']}")
+        self.show(f"top picked {' and '.join(sorted(pulled))}: fresh, no upstream request spent")
+        self.show("(ECR fetched them, index and every platform, on those pulls, and re-checks the upstream at")
+        self.show("most once a day); the pinned images were pulled through the cache and verified for")
+        self.show(" and ".join(PLATFORMS))
+
+    def check_stopped(self, status: dict[str, Any]) -> None:
+        """One image failed on the 429, the rest skipped, the run names the upstream that stopped it."""
+        outcomes = sorted(i["outcome"] for i in status["images"])
+        classes = {i["failure_class"] for i in status["images"]}
+        run = status["run"]
+        if outcomes != ["failed"] + ["skipped"] * (len(LIMITED) - 1) or classes != {"rate_limit"}:
+            raise StepFailed(f"expected 1 failed and {len(LIMITED) - 1} skipped as rate_limit: {status['images']}")
+        if run["stopped_upstreams"] != [HUB]:
+            raise StepFailed(f"the run does not name {HUB} as stopped: {run}")
+        self.show(f"{HUB} answered 429: the run ended {run['status']}, its other images were skipped (never")
+        self.show(f"requested), and no run spends on {HUB} until its window resets. (The limit is lifted again.)")
 
 
 def main(argv: list[str] | None = None) -> int:

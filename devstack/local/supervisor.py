@@ -401,6 +401,7 @@ def _find_template(given: Path | None) -> Path | None:
 
 
 def _seed_images() -> tuple[Any, ...]:
+    from devstack.registry.images import ManifestFormat  # noqa: PLC0415
     from devstack.registry.seeder import DEFAULT_IMAGES, ImageSpec  # noqa: PLC0415
 
     return (
@@ -410,6 +411,16 @@ def _seed_images() -> tuple[Any, ...]:
         ImageSpec("pause", "3.10"),
         ImageSpec("prometheus/node-exporter", "v1.8.2", platforms=("linux/amd64",), index=False),
         ImageSpec("ecrcache/demo", "1.0", platforms=("linux/amd64",), index=False),
+        # Multi-platform Docker Hub images for warming (make demo, tests/e2e): pulled by users, warmed by
+        # warm sets, or stopped by a rate limit. A pull (ECR's import) or a warm makes an image fresh for
+        # 24 h, so each scenario has images of its own that nothing else touches first.
+        ImageSpec("library/golang", "1.23"),
+        ImageSpec("library/redis", "7.4", fmt=ManifestFormat.OCI),
+        ImageSpec("library/postgres", "17"),
+        ImageSpec("library/busybox", "1.37", fmt=ManifestFormat.OCI),
+        ImageSpec("library/memcached", "1.6"),
+        ImageSpec("library/traefik", "3.1"),
+        ImageSpec("library/httpd", "2.4", fmt=ManifestFormat.OCI),
     )
 
 

@@ -51,7 +51,7 @@ SPECIAL = {
 # IAM authorises each action of a TransactWriteItems by its own kind (Service Authorization Reference:
 # "TransactWriteItems" is no IAM action). Adapters listed here send only the kinds written in their
 # source as ``"Put": {``, ``"Update": {``, ``"Delete": {``, ``"ConditionCheck": {``; the others keep SPECIAL.
-PRECISE_TRANSACTIONS = frozenset({"pull_stats_store"})
+PRECISE_TRANSACTIONS = frozenset({"pull_stats_store", "warm_store"})
 _TRANSACTION_KINDS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -108,6 +108,9 @@ def uses_idempotency(function: dict[str, Any]) -> bool:
 # Functions that use an adapter only to read (the API plans; it never applies): only the adapter's
 # read operations (its READ_OPERATIONS constant, minus ValidatePullThroughCacheRule) are allowed.
 READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store"}}
+# Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
+# in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
+NOT_CALLED = {"WarmWorkerFunction": {("warm_store", "BatchWriteItem")}}
 
 
 def _read_operations(module: str) -> set[str]:
@@ -123,6 +126,7 @@ def required_actions(function: dict[str, Any], logical_id: str = "") -> set[str]
         operations = adapter_operations(module)
         if module in READ_ONLY_ADAPTERS.get(logical_id, set()):
             operations &= _read_operations(module)
+        operations -= {operation for m, operation in NOT_CALLED.get(logical_id, set()) if m == module}
         for operation in operations:
             actions = SPECIAL.get((service, operation), {operation})
             if operation == "TransactWriteItems" and module in PRECISE_TRANSACTIONS:
@@ -158,6 +162,16 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert {"TransactWriteItems", "Query", "GetItem"} <= adapter_operations("dynamodb_store")
     assert adapter_operations("pull_stats_store") == {"TransactWriteItems", "BatchGetItem", "Query"}
     assert transaction_actions("pull_stats_store") == {"UpdateItem"}
+    assert transaction_actions("warm_store") == {"PutItem", "UpdateItem", "ConditionCheckItem"}
+    assert {"BatchGetItem", "BatchWriteItem"} <= adapter_operations("warm_store")
+
+
+def test_the_warm_worker_may_read_freshness_in_batches() -> None:
+    # The worker's freshness check (WarmRunStore.verified) is a BatchGetItem: the local stack, which
+    # enforces no IAM, warmed every image while this action was missing from the worker's policy.
+    worker = functions()["WarmWorkerFunction"]
+    assert "dynamodb:BatchGetItem" in required_actions(worker, "WarmWorkerFunction")
+    assert "dynamodb:BatchGetItem" in allowed_actions(worker)
     assert {"CreateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("secrets_store")
     assert {"BatchGetImage", "GetDownloadUrlForLayer", "DescribeImages", "UpdateImageStorageClass"} <= (
         adapter_operations("ecr_warm")

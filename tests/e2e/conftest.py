@@ -19,6 +19,9 @@ import pytest
 from botocore.config import Config
 
 START_TIMEOUT = 120.0
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+TOKEN = "e2e-token-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -158,3 +161,13 @@ class Cli:
 @pytest.fixture(scope="session")
 def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     return Cli(local_stack.api, tmp_path_factory.mktemp("cli"))
+
+
+@pytest.fixture(scope="session")
+def applied(cli: Cli, local_stack: RunningStack) -> RunningStack:
+    """The examples applied and converged (credentials first: a new credential needs its token)."""
+    for name, kind in (("dockerhub", "docker-hub"), ("ghcr", "github-container-registry")):
+        cli.ok("credentials", "set", name, "--upstream", kind, "--username", "ecrcache-demo", "--token-stdin",
+               stdin=TOKEN + "\n")  # fmt: skip
+    cli.ok("apply", "-f", str(EXAMPLES), "--timeout", "120")
+    return local_stack

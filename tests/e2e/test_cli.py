@@ -14,24 +14,11 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.conftest import Cli, RunningStack
+from tests.e2e.conftest import TOKEN, Cli, RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-TOKEN = "e2e-token-0123456789abcdef"
 EXAMPLE_RULES = {"docker-hub", "ghcr", "quay", "ecr-public", "k8s"}
-
-
-@pytest.fixture(scope="module")
-def applied(cli: Cli, local_stack: RunningStack) -> RunningStack:
-    """The examples applied and converged (credentials first: a new credential needs its token)."""
-    for name, kind in (("dockerhub", "docker-hub"), ("ghcr", "github-container-registry")):
-        cli.ok("credentials", "set", name, "--upstream", kind, "--username", "ecrcache-demo", "--token-stdin",
-               stdin=TOKEN + "\n")  # fmt: skip
-    cli.ok("apply", "-f", str(EXAMPLES), "--timeout", "120")
-    return local_stack
 
 
 def write(tmp_path: Path, name: str, document: dict[str, object]) -> str:

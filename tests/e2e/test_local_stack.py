@@ -49,6 +49,15 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     # every function event of the template is wired (the runner logs each delivery at start)
     for event in ("DesiredStateChanged", "Resync", "DeepResync", "EcrDrift", "PullThroughCacheAction", "ApiProxy"):
         assert event in log
+    # and the warming path's: pull events (SQS), the planner's tick and requests, the worker's tasks
+    warming = (
+        "PullStatsFunction <- PullEvents (SQS)",
+        "WarmPlannerFunction <- Tick (Schedule)",
+        "WarmPlannerFunction <- WarmRequested (DynamoDB)",
+        "WarmWorkerFunction <- WarmTasks (SQS)",
+    )
+    for event in warming:
+        assert event in log
 
     # WHEN it gets Ctrl-C
     code = stack.stop()
@@ -62,6 +71,9 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     for url in (stack.api, stack.aws, stack.ready["registry"]):
         port = int(url.split(":")[2].split("/")[0])
         with socket.socket() as probe:
+            # as a new `ecrcache local` binds (SO_REUSEADDR): a listener left behind still fails here, the
+            # TIME_WAIT of a connection the embedded AWS closed (it answers "Connection: close") does not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
     assert "stopped" in stack.log()
 
@@ -78,6 +90,9 @@ def test_make_demo_tour_passes() -> None:
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     assert "demo passed" in done.stdout
+    # the warming chapter: pulls counted, a warm run verified every platform, a 429 stopped the next one
+    assert "linux/amd64,linux/arm64" in done.stdout
+    assert "stopped upstreams: registry-1.docker.io" in done.stdout
     assert "demo-token-not-a-secret" not in done.stdout + done.stderr
 
 

@@ -105,21 +105,25 @@ class MemoryWarmRunStore:
         self.requested.append(run)
         self.runs[run.run_id] = run
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
         self.calls["record_outcome"] += 1
         if self.fail_record_outcome:
             raise self.fail_record_outcome.pop(0)
-        return self.record_outcomes(run_id, warm_set, [outcome])
+        return self.record_outcomes(run_id, warm_set, [outcome], stopped_upstream=stopped_upstream)
 
-    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+    def record_outcomes(
+        self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome], *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
         run = self.runs.get(run_id)
         if run is None or run.warm_set != warm_set or run_id not in self.pending:
             return RecordedOutcomes(frozenset(), None)
-        keys = frozenset(o.key for o in outcomes if self._add(run_id, warm_set, o))
+        keys = frozenset(o.key for o in outcomes if self._add(run_id, warm_set, o, stopped_upstream=stopped_upstream))
         at = max((o.finished_at for o in outcomes), default=None)
         return RecordedOutcomes(keys, self._finish(run_id, at) if at is not None else self.runs[run_id])
 
-    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> bool:
+    def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None) -> bool:
         recorded = self.images.setdefault(run_id, {})
         run = self.runs.get(run_id)
         if outcome.key in recorded or run is None or run.warm_set != warm_set or run.finished_at is not None:
@@ -131,6 +135,9 @@ class MemoryWarmRunStore:
             update={
                 "counts": counts,
                 "upstream_requests": run.upstream_requests + outcome.upstream_requests,
+                "stopped_upstreams": tuple(
+                    sorted({*run.stopped_upstreams, *([stopped_upstream] if stopped_upstream else [])})
+                ),
                 "status": RunStatus.RUNNING,
             }
         )

@@ -240,13 +240,18 @@ class WarmRunStore(Protocol):
         record it ``queued``."""
         ...
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
         """Record one image's outcome (idempotent per image: a redelivered task does not count twice),
         finishing the run when it was the last image. ``recorded`` says whether this call recorded it:
-        a duplicate delivery must not settle the budget or count metrics again."""
+        a duplicate delivery must not settle the budget or count metrics again. ``stopped_upstream``: the
+        upstream a rate limit stopped for this image, added to the run's ``stopped_upstreams``."""
         ...
 
-    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+    def record_outcomes(
+        self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome], *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
         """:meth:`record_outcome` for many images at once (the deadline's lost images); images that have an
         outcome already keep it."""
         ...

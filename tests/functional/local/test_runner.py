@@ -92,6 +92,13 @@ class Stack:
                 url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
                 arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
                 resources[logical_id] = PhysicalResource(ref=url, attributes={"Arn": arn, "QueueName": name})
+        # SAM's implicit role of every function (the reconciler's WARMER_ROLE_ARN names the warm worker's).
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::Serverless::Function":
+                role = f"{STACK}-{logical_id}-role"
+                resources[f"{logical_id}Role"] = PhysicalResource(
+                    ref=role, attributes={"Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"}
+                )
         resolver = Resolver(
             template,
             resources,

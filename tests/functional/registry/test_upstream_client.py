@@ -113,6 +113,18 @@ def test_missing_tag_is_image_not_found(registry: LocalRegistry, seeded: list[Se
     assert excinfo.value.failure_code == "ImageNotFound"
 
 
+def test_a_failure_names_the_manifest_by_tag_or_by_digest(registry: LocalRegistry, seeded: list[SeededImage]) -> None:
+    digest = "sha256:" + "0" * 64
+    with _client(registry.url) as client:
+        with pytest.raises(UpstreamNotFound) as by_tag:
+            client.get_manifest("library/alpine", "0.0-does-not-exist")
+        with pytest.raises(UpstreamNotFound) as by_digest:
+            client.get_manifest("library/alpine", digest)
+    assert "registry-1.docker.io/library/alpine:0.0-does-not-exist" in str(by_tag.value)
+    # a digest is named with "@" (it read "library/alpine:sha256:..." in the warm runs' messages)
+    assert f"registry-1.docker.io/library/alpine@{digest}" in str(by_digest.value)
+
+
 @pytest.mark.parametrize("registry_fixture", ["auth_registry", "token_registry"])
 def test_auth_checker_really_authenticates(request: pytest.FixtureRequest, registry_fixture: str) -> None:
     """ecr-facts §1.2 ValidatePullThroughCacheRule: reads the secret, connects upstream, checks auth."""

@@ -68,6 +68,7 @@ def test_a_due_set_is_planned_once_per_fire(planner: Planner) -> None:
     }
     assert planner.runs.last_fires() == {"ci": FIRE}
     assert planner.tokens_left(HUB_LIMIT) == 200 - 9
+    assert run.message == "planned 3 images: 3 to warm, 0 fresh, 0 skipped or failed when planned"
 
     # AND the next ticks before tomorrow's fire plan nothing
     planner.clock.advance(minutes=5)

@@ -185,6 +185,36 @@ def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: Dynam
     assert {o.outcome for o in store.outcomes("run-1")} == {Outcome.FRESH, Outcome.WARMED, Outcome.FAILED}
 
 
+def test_the_upstreams_a_rate_limit_stopped_are_kept_with_the_planners(store: DynamoDbWarmRunStore) -> None:
+    # GIVEN a run the planner already saw stopped by quay.io
+    tasks = [task("node"), task("python"), task("ubuntu")]
+    store.create_run(run(total=3, stopped_upstreams=("quay.io",)), [], tasks)
+    limited: dict[str, Any] = {"failure_class": FailureClass.RATE_LIMIT}
+
+    # WHEN workers record a warmed image, then two images Docker Hub's 429 stopped (once redelivered)
+    store.record_outcome("run-1", "ci", outcome_of(tasks[0]))
+    store.record_outcome(
+        "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, **limited), stopped_upstream="registry-1.docker.io"
+    )
+    again = store.record_outcome(
+        "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, **limited), stopped_upstream="registry-1.docker.io"
+    )
+    last = store.record_outcome(
+        "run-1",
+        "ci",
+        outcome_of(tasks[2], Outcome.SKIPPED, spent=0, **limited),
+        stopped_upstream="registry-1.docker.io",
+    )
+
+    # THEN the run lists both upstreams, once each, however it is read
+    assert not again.recorded  # the same image again: nothing counted twice
+    assert again.run is not None
+    assert again.run.stopped_upstreams == ("quay.io", "registry-1.docker.io")
+    assert last.run is not None
+    assert last.run.stopped_upstreams == ("quay.io", "registry-1.docker.io")
+    assert store.latest_run("ci") == store.get_run("ci", "run-1") == last.run
+
+
 def test_an_outcome_of_an_unknown_run_is_not_recorded(store: DynamoDbWarmRunStore) -> None:
     assert store.record_outcome("expired", "ci", outcome_of(task("node", run_id="expired"))) == NOTHING
     assert store.outcomes("expired") == []

@@ -14,6 +14,7 @@ from typing import Any
 
 from devstack.aws import clock
 from ecrcache.adapters.ecr_warm import Boto3EcrWarmer
+from ecrcache.models.upstream import UpstreamKind, default_rate_limit
 from ecrcache.models.warm_run import ImageOutcome, RunTrigger, WarmRun, WarmTask
 from ecrcache.services.warm_worker import WarmWorkerService, task_limit
 from tests.conftest import REGION
@@ -27,6 +28,13 @@ UPSTREAMS = {
     "ecr-public": "public.ecr.aws",
     "quay": "quay.io",
     "ghcr": "ghcr.io",
+}
+#: Rule prefix -> its upstream kind, whose published default limit the planner takes with (and tasks carry).
+KINDS = {
+    "docker-hub": UpstreamKind.DOCKER_HUB,
+    "ecr-public": UpstreamKind.ECR_PUBLIC,
+    "quay": UpstreamKind.QUAY,
+    "ghcr": UpstreamKind.GITHUB_CONTAINER_REGISTRY,
 }
 
 
@@ -59,8 +67,8 @@ class Warming:
             "digest": digest or None,
             "platforms": ("linux/amd64", "linux/arm64"),
             "reserved_requests": 3,
-            "bucket_capacity": 200,
-            "bucket_window_seconds": 21_600,
+            "bucket_capacity": default_rate_limit(KINDS[rule])[0],
+            "bucket_window_seconds": default_rate_limit(KINDS[rule])[1],
         }
         return WarmTask(**(fields | changes))
 

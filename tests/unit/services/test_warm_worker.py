@@ -124,9 +124,21 @@ def test_a_rate_limit_blocks_the_upstream_so_the_next_image_is_skipped() -> None
     run = world.store.get_run("base", "run-1")
     assert run is not None
     assert (run.status, run.counts) == (RunStatus.FAILED, {Outcome.FAILED: 1, Outcome.SKIPPED: 1})
+    # AND the run names the upstream that stopped it (it said "stopped upstreams: -" end to end)
+    assert run.stopped_upstreams == (HUB,)
     # AND another upstream is not affected
     quay = make_task("quay-image", upstream="quay.io", run_id="run-2")
     assert world.service.handle(quay).outcome is Outcome.WARMED
+
+
+def test_only_a_rate_limit_stops_an_upstream_in_the_run() -> None:
+    world = World(total=1)
+    task = make_task()
+    world.answer(task, WarmPull(failure=EcrFailure("UpstreamUnavailable", "503", PullStage.MANIFEST)))
+    assert world.service.handle(task).failure_class is FailureClass.UPSTREAM_DOWN
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert run.stopped_upstreams == ()
 
 
 def test_an_image_verified_since_planning_is_fresh_and_refunds_everything() -> None:

@@ -6,6 +6,7 @@ or ``<region>#<repository>@<digest>``)::
     pk = "WARMRUN#<set>"      sk = "<created_at ISO>#<run_id>"   run (WarmRun JSON: what does not change),
                                                                    run_status, total, done, warmed, fresh,
                                                                    skipped, failed, upstream_requests,
+                                                                   stopped_upstreams? (SS: the workers' 429s),
                                                                    finished_at?, expires_at (+30 days);
                                                                    while unfinished: gsi1pk = "WARMRUN-OPEN",
                                                                    gsi1sk = "<deadline ISO>#<run_id>"
@@ -132,6 +133,7 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
     run = WarmRun.model_validate_json(item["run"]["S"])
     counts = {outcome: _number(item, name) for outcome, name in COUNTERS.items() if _number(item, name)}
     finished = item.get("finished_at")
+    stopped = set(run.stopped_upstreams) | set(item.get("stopped_upstreams", {}).get("SS", []))
     return run.model_copy(
         update={
             "status": RunStatus(item["run_status"]["S"]),
@@ -139,6 +141,7 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
             "total": _number(item, "total"),
             "counts": counts,
             "upstream_requests": _number(item, "upstream_requests"),
+            "stopped_upstreams": tuple(sorted(stopped)),
         }
     )
 
@@ -354,14 +357,18 @@ class DynamoDbWarmRunStore(_StateTable):
             return False
         return True
 
-    def record_outcome(self, run_id: str, warm_set: str, outcome: ImageOutcome) -> RecordedOutcomes:
-        return self.record_outcomes(run_id, warm_set, [outcome])
+    def record_outcome(
+        self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
+        return self.record_outcomes(run_id, warm_set, [outcome], stopped_upstream=stopped_upstream)
 
-    def record_outcomes(self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome]) -> RecordedOutcomes:
+    def record_outcomes(
+        self, run_id: str, warm_set: str, outcomes: Sequence[ImageOutcome], *, stopped_upstream: str | None = None
+    ) -> RecordedOutcomes:
         """Each image's outcome (conditioned on it having none) and the run's counters, in transactions of up
         to 99 images; then the run finished if that was its last image. An image another call recorded first
         is left out (its reason in the cancellation) and the rest tried again; a run finished or gone counts
-        nothing more."""
+        nothing more. ``stopped_upstream`` (a worker's 429) joins the run's ``stopped_upstreams`` set."""
         pointer = self._get(_pointer_key(run_id))
         if pointer is None or pointer["warm_set"]["S"] != warm_set or not pointer.get("planned", {}).get("BOOL"):
             return RecordedOutcomes(frozenset(), None)  # unknown (expired), or not planned: no task was sent
@@ -372,7 +379,7 @@ class DynamoDbWarmRunStore(_StateTable):
             chunk = pending[: TRANSACTION_MAX - 1]
             puts = [self._outcome_put(run_id, o, pointer["expires_at"]) for o in chunk]
             try:
-                self._transact([*puts, self._count(key, chunk)], conflicts=True)
+                self._transact([*puts, self._count(key, chunk, stopped_upstream)], conflicts=True)
             except _Cancelled as cancelled:
                 if cancelled.failed(len(chunk)):
                     break  # the run finished (its deadline) or is gone: nothing more counts
@@ -400,13 +407,18 @@ class DynamoDbWarmRunStore(_StateTable):
             "Put": {"TableName": self.table_name, "Item": image, "ConditionExpression": "attribute_not_exists(outcome)"}
         }
 
-    def _count(self, key: Item, outcomes: Sequence[ImageOutcome]) -> TransactWriteItemTypeDef:
+    def _count(
+        self, key: Item, outcomes: Sequence[ImageOutcome], stopped_upstream: str | None = None
+    ) -> TransactWriteItemTypeDef:
         values: Item = {
             ":done": _n(len(outcomes)),
             ":spent": _n(sum(o.upstream_requests for o in outcomes)),
             ":running": _s(RunStatus.RUNNING.value),
         }
         adds = ["done :done", "upstream_requests :spent"]
+        if stopped_upstream is not None:  # the planner's stops are in the run JSON, the workers' in this set
+            adds.append("stopped_upstreams :stopped")
+            values[":stopped"] = {"SS": [stopped_upstream]}
         for outcome, count in count_outcomes(outcomes).items():
             name = COUNTERS[outcome]
             adds.append(f"{name} :{name}")

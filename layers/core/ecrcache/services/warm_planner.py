@@ -362,9 +362,11 @@ class WarmPlannerService:
         counts = count_outcomes(outcomes)
         done = not tasks
         fresh = counts.get(Outcome.FRESH, 0)
+        # What planning found; the run's counts say how it ended (a finished run read "0 skipped or failed"
+        # beside "2 skipped, 1 failed" when this did not say it was the plan).
         message = (
-            f"{len(outcomes) + len(tasks)} images: {len(tasks)} to warm, {fresh} fresh, "
-            f"{len(outcomes) - fresh} skipped or failed"
+            f"planned {len(outcomes) + len(tasks)} images: {len(tasks)} to warm, {fresh} fresh, "
+            f"{len(outcomes) - fresh} skipped or failed when planned"
         )
         return WarmRun(
             run_id=request.run_id,

@@ -104,7 +104,9 @@ class WarmWorkerService:
             _finished(self.store.finish_if_done(task.warm_set, task.run_id, at=self.clock()))
             return recorded
         outcome = self.warm(task)
-        result = self.store.record_outcome(task.run_id, task.warm_set, outcome)
+        # A rate_limit outcome here is always a 429 (this one, or the block an earlier one left): the run says so.
+        stopped = task.upstream if outcome.failure_class is FailureClass.RATE_LIMIT else None
+        result = self.store.record_outcome(task.run_id, task.warm_set, outcome, stopped_upstream=stopped)
         if not result.recorded:
             # Another delivery of this task recorded first (and settles the budget), or the run was settled at
             # its deadline, or it is unknown: nothing of this warm is counted or settled.
