@@ -18,11 +18,11 @@
    recorded it (two deliveries of one task can both get here; the store's conditional write lets one
    win), and best effort, logged when they fail, since a redelivery would skip them anyway -- the image's
    freshness (``WARMED#``) when it was warmed, and the budget: the unused part of the tokens the planner
-   took is refunded, an overspend is taken. Both come after the outcome on purpose: a redelivered task
-   must neither refund twice nor find its own freshness and call itself ``fresh`` (a lost refund only
-   makes the bucket stricter; lost freshness costs the next run one re-validation). If recording commits
-   but finishing the run fails, the message is retried; that retry finishes the run (step 1) and this
-   image's refund is lost (the bucket is stricter for its window).
+   took is refunded, an overspend is charged (the bucket may go into debt). Both come after the outcome
+   on purpose: a redelivered task must neither refund twice nor find its own freshness and call itself
+   ``fresh`` (a lost refund only makes the bucket stricter; lost freshness costs the next run one
+   re-validation). If recording commits but finishing the run fails, the message is retried; that retry
+   finishes the run (step 1) and this image's refund is lost (the bucket is stricter for its window).
 
 A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
 reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
@@ -156,7 +156,13 @@ class WarmWorkerService:
             logger.warning("the image's freshness could not be recorded", extra={**_fields(task), "error": str(exc)})
 
     def _settle(self, task: WarmTask, outcome: ImageOutcome) -> None:
-        """Give back the tokens the planner took and the warm did not spend (or take the overspend)."""
+        """Give back the tokens the planner took and the warm did not spend, or charge the overspend.
+
+        The planner reserves an estimate (``1 + len(platforms)``); an imported index costs ``1 +`` every
+        child it lists, and Docker Hub's list 8-16 (attestations included). The overspend is *charged*
+        (:meth:`~ecrcache.ports.UpstreamBudget.charge`), not taken: a take only gets what the bucket
+        holds, so spending beyond it would vanish; a charge leaves the bucket in debt, and later runs
+        wait until the refill has paid it back."""
         if outcome.failure_class is FailureClass.RATE_LIMIT:
             return  # the upstream's bucket is blocked and empty until its reset: nothing to give back to
         unused = task.reserved_requests - outcome.upstream_requests
@@ -167,10 +173,10 @@ class WarmWorkerService:
             if unused > 0:
                 self.budget.refund(task.upstream, unused, limit=limit, now=outcome.finished_at)
             else:
-                self.budget.take(task.upstream, -unused, limit=limit, now=outcome.finished_at)
+                self.budget.charge(task.upstream, -unused, limit=limit, now=outcome.finished_at)
         except EcrcacheError as exc:
             # The outcome is recorded: a retry would skip this task, so the budget stays as it is
-            # (a lost refund makes it stricter; a lost overspend is at most this image's children).
+            # (a lost refund makes it stricter; a lost charge is at most this image's children).
             logger.warning("the upstream budget could not be settled", extra={**_fields(task), "error": str(exc)})
 
 
