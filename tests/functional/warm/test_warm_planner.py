@@ -364,15 +364,16 @@ def test_top_tags_come_from_the_pull_statistics_mapped_to_upstream_paths(planner
     assert planner.pulls.asked == [("docker-hub", 500, 7)]
 
 
-def test_a_digest_only_image_fails_citing_the_ecr_issue(planner: Planner) -> None:
+def test_a_digest_only_image_is_queued_by_its_digest_for_one_request(planner: Planner) -> None:
+    # The worker warms it from the cache, or fails it naming tag@digest when ECR does not have it.
     planner.hub_rule()
     planner.warm_set(images=[f"library/node@{DIGEST}", IMAGES[0]])
     planner.service.tick()
-    run = planner.latest()
-    failed = outcomes(planner, run)[f"{REGION}#docker-hub/library/node@{DIGEST}"]
-    assert (failed.outcome, failed.failure_class) == (Outcome.FAILED, FailureClass.NOT_FOUND)
-    assert "containers-roadmap#2837" in (failed.message or "")
-    assert [t.image for t in planner.sent()] == [IMAGES[0]]
+    sent = {t.image: t for t in planner.sent()}
+    assert sorted(sent) == sorted([f"library/node@{DIGEST}", IMAGES[0]])
+    by_digest = sent[f"library/node@{DIGEST}"]
+    assert (by_digest.tag, by_digest.digest, by_digest.reserved_requests) == (None, DIGEST, 1)
+    assert planner.latest().total == 2
 
 
 def test_a_run_with_nothing_to_send_is_finished_at_once(planner: Planner) -> None:

@@ -141,6 +141,18 @@ def test_an_image_verified_since_planning_is_fresh_and_refunds_everything() -> N
     assert world.budget.log[-1] == ("refund", HUB, 3)
 
 
+def test_an_image_verified_just_under_a_day_ago_is_warmed_not_called_fresh() -> None:
+    # GIVEN yesterday's run of a daily set verified the image 40 s after its tick: the planner queued it
+    # today (its window ends before the set's next fire); the worker must not call it fresh either
+    world = World()
+    task = make_task()
+    world.store.record_verified(
+        "us-east-1", verified_reference(task), digest=DIGEST, platforms=(), at=NOW - timedelta(hours=23, minutes=59)
+    )
+    assert world.service.handle(task).outcome is Outcome.WARMED
+    assert world.ecr.warmed == [task.key]
+
+
 def test_an_image_verified_more_than_a_day_ago_is_warmed() -> None:
     world = World()
     task = make_task()

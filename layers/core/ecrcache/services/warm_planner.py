@@ -276,6 +276,7 @@ class WarmPlannerService:
             restore_archived=spec.restore_archived,
             now=now,
             limit=(upstream.limit.capacity, upstream.limit.window_seconds),
+            schedule=spec.schedule,
         )
         plan = plan_run(resolution, context, regions=regions, fresh=fresh, budget_left=max(0, budget - spend.requests))
         tokens = 0

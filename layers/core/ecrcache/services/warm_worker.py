@@ -8,8 +8,10 @@
    the earlier delivery may have recorded the last image and then failed to finish the run.
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
-   class ``rate_limit`` and ECR is not called. An image verified within ECR's 24-hour refresh window
-   since the run was planned (a concurrent run warmed it) is ``fresh``: nothing to spend.
+   class ``rate_limit`` and ECR is not called. An image verified since the run was planned (a concurrent
+   run warmed it) is ``fresh``: nothing to spend. The planner only queues an image whose 24-hour refresh
+   window ends within the hour (or before the set's next fire), so one whose window lasts beyond the
+   next hour (:func:`~ecrcache.engine.warm.is_fresh` with no schedule) was verified after planning.
 3. **Warm** through ECR (:class:`~ecrcache.ports.WarmEcr`), classify (:func:`ecrcache.engine.warm_pull.outcome_of`).
    ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
    (:func:`~ecrcache.engine.warm_pull.block_until`) before anything is recorded, so the rest of every run's
@@ -31,14 +33,14 @@ reported as a batch item failure and SQS delivers it again (and, after ``maxRece
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import ValidationError
 
+from ecrcache.engine.warm import freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import (
-    REFRESH_WINDOW_HOURS,
     FailureClass,
     ImageOutcome,
     Outcome,
@@ -49,8 +51,6 @@ from ecrcache.observability import logger, metrics
 from ecrcache.ports import BucketLimit, UpstreamBudget, WarmEcr, WarmRunStore
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
-
-REFRESH_WINDOW = timedelta(hours=REFRESH_WINDOW_HOURS)
 
 
 def task_limit(task: WarmTask) -> BucketLimit:
@@ -128,7 +128,7 @@ class WarmWorkerService:
             return skipped_outcome(task, now=now, blocked_until=blocked)
         reference = verified_reference(task)
         verified_at = self.store.verified(task.region, [reference]).get(reference)
-        if verified_at is not None and now - verified_at < REFRESH_WINDOW:
+        if verified_at is not None and is_fresh(verified_at, freshness_horizon(now)):
             return fresh_outcome(task, now=now, verified_at=verified_at)
         pull = self.ecr(task.region).warm(task)
         outcome = outcome_of(task, pull, now=self.clock())
