@@ -13,6 +13,8 @@ from ecrcache.engine.warm import (
     RunContext,
     Wanted,
     allocate,
+    bucket_key,
+    bucket_label,
     due_fire,
     ecr_repository,
     finished_status,
@@ -380,6 +382,14 @@ def test_the_bucket_pays_for_the_first_tasks_and_the_rest_are_rate_limited() -> 
 )
 def test_finished_status(counts: dict[Outcome, int], status: RunStatus) -> None:
     assert finished_status(counts) is status
+
+
+def test_the_bucket_is_keyed_by_the_upstream_and_the_credential() -> None:
+    assert bucket_key("registry-1.docker.io", None) == "registry-1.docker.io"
+    assert bucket_key("registry-1.docker.io", "hub") == "registry-1.docker.io#hub"
+    assert bucket_key("registry-1.docker.io", "hub") != bucket_key("registry-1.docker.io", "hub-paid")
+    assert bucket_label("registry-1.docker.io#hub") == "registry-1.docker.io (credential hub)"
+    assert bucket_label("quay.io") == "quay.io"
 
 
 def test_the_buckets_limit_is_the_credentials_else_the_kinds_default() -> None:

@@ -135,6 +135,21 @@ def is_fresh(seen: datetime, horizon: datetime) -> bool:
     return seen + REFRESH_WINDOW > horizon
 
 
+def bucket_key(upstream_url: str, credential: str | None) -> str:
+    """The key of an upstream's token bucket: the registry URL, with ``#<credential>`` when the rule signs
+    in. An upstream's limit is per account (Docker Hub counts an account's pulls; anonymous ones per
+    source IP): two rules of one registry with different credentials spend two limits, each sized by its
+    own credential's ``rate_limit`` -- one bucket would flip its capacity with whichever rule came last.
+    Credential names never contain ``#`` (lowercase letters, digits, ``.``, ``_``, ``-``)."""
+    return upstream_url if credential is None else f"{upstream_url}#{credential}"
+
+
+def bucket_label(key: str) -> str:
+    """A bucket key as a message says it: ``registry-1.docker.io (credential hub)``."""
+    url, _, credential = key.partition("#")
+    return f"{url} (credential {credential})" if credential else url
+
+
 def rate_limit_of(rule: RuleSpec, credential: CredentialSpec | None) -> tuple[int, int]:
     """``(requests, window_seconds)`` of the rule's upstream bucket: the credential's ``rate_limit`` when it
     sets one, else the upstream kind's published default. The planner takes with it and the worker refunds
@@ -328,6 +343,7 @@ class RunContext:
     warm_set: str
     rule: str
     upstream: str
+    """The upstream's bucket key (:func:`bucket_key`): tasks carry it, the worker settles with it."""
     platforms: tuple[str, ...]
     restore_archived: bool
     now: datetime
