@@ -253,6 +253,8 @@ class _Target(_Recorded):
         port = self.server.server_address[1]
         if self.path.startswith("/token"):
             self.answer(200, json.dumps({"token": "target-token"}).encode())
+        elif self.server.needs_basic:  # type: ignore[attr-defined]
+            self.answer(401, WWW_Authenticate='Basic realm="target"')
         elif self.server.needs_token and authorization != "Bearer target-token":  # type: ignore[attr-defined]
             realm = f"http://127.0.0.1:{port}/token"
             self.answer(401, WWW_Authenticate=f'Bearer realm="{realm}",service="target",scope="pull"')
@@ -290,7 +292,7 @@ def _url(server: ThreadingHTTPServer) -> str:
 @pytest.fixture
 def redirected() -> Iterator[tuple[ThreadingHTTPServer, ThreadingHTTPServer]]:
     """(the registry answering 307, the target it redirects to) on two ports of 127.0.0.1."""
-    target = _serve(_Target, needs_token=False)
+    target = _serve(_Target, needs_token=False, needs_basic=False)
     registry = _serve(_Redirecting, target=_url(target))
     try:
         yield registry, target
@@ -327,6 +329,21 @@ def test_a_token_is_asked_for_and_sent_where_the_redirect_led_and_never_to_anoth
     assert ("/v2/team/app/tags/list", "Bearer target-token") in target.requests  # type: ignore[attr-defined]
     # AND the registry that redirected never saw the target's token (nor any Authorization)
     assert {authorization for _, authorization in registry.requests} == {None}  # type: ignore[attr-defined]
+
+
+def test_the_credential_is_not_sent_to_another_host_that_asks_for_it_directly(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
+) -> None:
+    # GIVEN the host the registry redirects to answers with a Basic challenge
+    registry, target = redirected
+    target.needs_basic = True  # type: ignore[attr-defined]
+    listing = OciUpstreamRegistry(endpoints={HUB: _url(registry)}).list_tags(
+        HUB, "team/app", credential="hub", max_requests=3
+    )
+    # THEN the listing fails as a credential problem, and the credential is neither read nor sent
+    assert (listing.failure, listing.requests) == (FailureClass.CREDENTIAL, 1)
+    assert "sent to the upstream's own host only" in (listing.message or "")
+    assert {authorization for _, authorization in target.requests} == {None}  # type: ignore[attr-defined]
 
 
 def test_an_authorization_is_dropped_when_a_redirect_leaves_the_host(
