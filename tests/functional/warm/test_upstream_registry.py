@@ -250,7 +250,7 @@ class _Target(_Recorded):
 
     def do_GET(self) -> None:
         authorization = self.record()
-        port = self.server.server_address[1]
+        port = self.server.server_address[1]  # type: ignore[index]
         if self.path.startswith("/token"):
             self.answer(200, json.dumps({"token": "target-token"}).encode())
         elif self.server.needs_basic:  # type: ignore[attr-defined]
