@@ -221,7 +221,8 @@ class _Bucket:
 
 @dataclass
 class MemoryUpstreamBudget:
-    """Token buckets per upstream (``UpstreamBudget``): ``capacity`` tokens refilled over ``window_seconds``."""
+    """Token buckets per upstream (``UpstreamBudget``): ``capacity`` tokens refilled over ``window_seconds``;
+    a charge may take them below zero (a debt, at most ``-capacity``); nothing changes while blocked."""
 
     buckets: dict[str, _Bucket] = field(default_factory=dict)
     log: list[tuple[str, str, object]] = field(default_factory=list)
@@ -231,9 +232,12 @@ class MemoryUpstreamBudget:
         bucket = self.buckets.setdefault(upstream, _Bucket(float(limit.capacity), now))
         elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
         rate = limit.capacity / limit.window_seconds
-        bucket.tokens = min(float(limit.capacity), bucket.tokens + elapsed * rate)
+        bucket.tokens = max(-float(limit.capacity), min(float(limit.capacity), bucket.tokens + elapsed * rate))
         bucket.updated_at = now
         return bucket
+
+    def _blocked(self, bucket: _Bucket, now: datetime) -> bool:
+        return bucket.blocked_until is not None and bucket.blocked_until > now
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -242,10 +246,10 @@ class MemoryUpstreamBudget:
     def take(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> int:
         self._maybe_fail()
         bucket = self._bucket(upstream, limit, now)
-        if bucket.blocked_until is not None and bucket.blocked_until > now:
+        if self._blocked(bucket, now):
             taken = 0
         else:
-            taken = min(count, int(bucket.tokens))
+            taken = max(0, min(count, int(bucket.tokens)))  # nothing from an empty bucket or one in debt
             bucket.tokens -= taken
         self.log.append(("take", upstream, taken))
         return taken
@@ -253,8 +257,16 @@ class MemoryUpstreamBudget:
     def refund(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
         self._maybe_fail()
         bucket = self._bucket(upstream, limit, now)
-        bucket.tokens = min(float(limit.capacity), bucket.tokens + count)
+        if not self._blocked(bucket, now):
+            bucket.tokens = min(float(limit.capacity), bucket.tokens + count)
         self.log.append(("refund", upstream, count))
+
+    def charge(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
+        self._maybe_fail()
+        bucket = self._bucket(upstream, limit, now)
+        if not self._blocked(bucket, now):
+            bucket.tokens = max(-float(limit.capacity), bucket.tokens - count)
+        self.log.append(("charge", upstream, count))
 
     def block(self, upstream: str, *, until: datetime, limit: BucketLimit, now: datetime) -> None:
         self._maybe_fail()

@@ -307,13 +307,25 @@ class BucketLimit:
 
 
 class UpstreamBudget(Protocol):
-    """Per-upstream token buckets shared by every run and the credential checks (DynamoDB, conditional)."""
+    """Per-upstream token buckets shared by every run and the credential checks (DynamoDB, conditional).
+
+    ``upstream`` is the bucket's key: the upstream registry URL, with the credential's name when the rule
+    signs in (:attr:`ecrcache.models.warm_run.WarmTask.upstream`): an upstream's limit is per account."""
 
     def take(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> int:
         """Take up to ``count`` tokens; returns how many were taken (0 when empty or blocked)."""
         ...
 
-    def refund(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None: ...
+    def refund(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
+        """Give back ``count`` tokens taken and not spent (never above capacity; nothing while blocked)."""
+        ...
+
+    def charge(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
+        """Spend ``count`` tokens that were used without being taken first (a warm that cost more than
+        the planner reserved), whatever the bucket holds: the tokens may go below zero, a debt that later
+        takes wait out until the refill pays it back (at most one window's capacity; nothing while
+        blocked: a 429's block already empties the bucket until the upstream's reset)."""
+        ...
 
     def block(self, upstream: str, *, until: datetime, limit: BucketLimit, now: datetime) -> None:
         """Empty the bucket until ``until`` (an upstream answered 429)."""

@@ -19,6 +19,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from devstack.aws import events
+from devstack.local.template import PhysicalResource, Resolver
 from tests.functional.embedded_aws.conftest import (
     ALL_MANAGEMENT_EVENTS,
     CLOUDTRAIL_PATTERN,
@@ -27,6 +29,7 @@ from tests.functional.embedded_aws.conftest import (
     EmbeddedAws,
 )
 from tests.functional.registry.support import PullThrough
+from tests.template import load_template
 
 pytest_plugins = ["tests.functional.registry.fixtures", "tests.functional.registry.pullthrough"]
 pytestmark = pytest.mark.functional
@@ -211,18 +214,25 @@ def test_pull_events_over_http(embedded_aws_server: str) -> None:
     assert USER_AGENT_MARK in detail["userAgent"]
 
 
-def test_the_contracts_pull_events_rule_pattern_filters_the_warmer_and_failures(embedded_aws: EmbeddedAws) -> None:
-    """CONTRACTS11 PullEventsRule: no errorCode, not the warm worker's role sessions -- moto's matcher agrees."""
-    warmer_prefix = f"arn:aws:sts::{embedded_aws.account_id}:assumed-role/ecrcache-warm-worker/"
-    pattern = {
-        **PULL_PATTERN,
-        "detail": {
-            **PULL_PATTERN["detail"],
-            "errorCode": [{"exists": False}],
-            "userIdentity": {"arn": [{"anything-but": {"prefix": warmer_prefix}}]},
-        },
-    }
-    queue = embedded_aws.spy(pattern, name="stats", state=ALL_MANAGEMENT_EVENTS)
+def _template_pull_events_rule(embedded_aws: EmbeddedAws, warmer_role: str) -> tuple[dict[str, Any], str]:
+    """``template.yaml``'s PullEventsRule: its pattern (the warm worker's role named ``warmer_role``) and state."""
+    rule = load_template()["Resources"]["PullEventsRule"]["Properties"]
+    resolver = Resolver(
+        load_template(),
+        {"WarmWorkerFunctionRole": PhysicalResource(ref=warmer_role)},
+        pseudo={"AWS::Partition": "aws", "AWS::AccountId": embedded_aws.account_id, "AWS::Region": embedded_aws.region},
+    )
+    return resolver.resolve(rule["EventPattern"]), str(rule["State"])
+
+
+def test_the_templates_pull_events_rule_filters_the_warmer_and_failures_and_lets_services_in(
+    embedded_aws: EmbeddedAws,
+) -> None:
+    """PullEventsRule: no errorCode, not the warm worker's role sessions, but calls of AWS services (no
+    ``userIdentity.arn``) do enter -- moto's matcher agrees with EventBridge on ``anything-but`` needing the
+    field, and on ``$or``."""
+    pattern, state = _template_pull_events_rule(embedded_aws, "ecrcache-warm-worker")
+    queue = embedded_aws.spy(pattern, name="stats", state=state)  # type: ignore[arg-type]
     embedded_aws.ecr.create_repository(repositoryName="team/app")
     embedded_aws.put_image("team/app", "v1")
     warmer = embedded_aws.role_session("ecrcache-warm-worker", "fn").client("ecr")
@@ -233,3 +243,20 @@ def test_the_contracts_pull_events_rule_pattern_filters_the_warmer_and_failures(
         deployer.batch_get_image(repositoryName="team/gone", imageIds=[{"imageTag": "v1"}])
     delivered = _details(embedded_aws.received(queue))
     assert [(d["eventName"], d["userIdentity"]["arn"]) for d in delivered] == [("BatchGetImage", deployer_arn)]
+
+    # WHEN an AWS service pulls on its own behalf: CloudTrail's userIdentity has a type and invokedBy, no arn
+    # (CloudTrail User Guide, "CloudTrail userIdentity element", AWSService)
+    service_call = {
+        **delivered[0],
+        "eventID": str(uuid.uuid4()),
+        "userIdentity": {"type": "AWSService", "invokedBy": "ecs.amazonaws.com"},
+    }
+    events.emit(
+        embedded_aws.account_id,
+        embedded_aws.region,
+        source="aws.ecr",
+        detail_type="AWS API Call via CloudTrail",
+        detail=service_call,
+    )
+    # THEN it is delivered to the pull statistics too
+    assert [d["userIdentity"] for d in _details(embedded_aws.received(queue))] == [service_call["userIdentity"]]

@@ -23,6 +23,8 @@ from tests.fakes.warm import FakeTags, MemoryPullStats
 QUEUE_NAME = "ecrcache-warm-test"
 CREATED = datetime(2026, 11, 1, tzinfo=UTC)
 HUB = "registry-1.docker.io"
+HUB_BUCKET = f"{HUB}#hub"
+"""The bucket of ``hub_rule()``'s upstream: the registry with its credential (``engine.warm.bucket_key``)."""
 
 
 @dataclass
@@ -103,10 +105,10 @@ class Planner:
         assert run is not None, f"no run of {name}"
         return run
 
-    def tokens_left(self, limit: BucketLimit) -> int:
-        """Whole tokens in the upstream's bucket now (takes them, then gives them back)."""
-        taken = self.budget.take(HUB, 1_000_000, limit=limit, now=self.clock())
-        self.budget.refund(HUB, taken, limit=limit, now=self.clock())
+    def tokens_left(self, limit: BucketLimit, bucket: str = HUB_BUCKET) -> int:
+        """Whole tokens in an upstream's bucket now (takes them, then gives them back)."""
+        taken = self.budget.take(bucket, 1_000_000, limit=limit, now=self.clock())
+        self.budget.refund(bucket, taken, limit=limit, now=self.clock())
         return taken
 
 

@@ -92,6 +92,45 @@ def test_a_429_block_empties_the_bucket_until_its_reset_then_it_refills_from_emp
     assert budget.take(HUB, 500, limit=LIMIT, now=until + timedelta(hours=3)) == 100
 
 
+def test_a_charge_beyond_what_the_bucket_holds_is_a_debt_that_later_takes_wait_out(
+    budget: DynamoDbUpstreamBudget, state_table: str
+) -> None:
+    # GIVEN a bucket with 10 tokens left
+    assert budget.take(HUB, 190, limit=LIMIT, now=NOW) == 190
+    # WHEN a warm spent 40 requests more than were taken for it
+    budget.charge(HUB, 40, limit=LIMIT, now=NOW)
+
+    # THEN the bucket is 30 in debt (stored below zero, not clamped at empty)
+    assert item(state_table)["tokens"]["N"] == "-30.000000"
+    assert budget.take(HUB, 5, limit=LIMIT, now=NOW) == 0
+    assert item(state_table)["tokens"]["N"] == "-30.000000"
+    # AND nothing is given until the refill (200 per 6 h) has paid it back: 30 tokens take 54 minutes
+    assert budget.take(HUB, 5, limit=LIMIT, now=NOW + timedelta(minutes=53)) == 0
+    hour = NOW + timedelta(hours=1)
+    assert budget.take(HUB, 5, limit=LIMIT, now=hour) == 3  # 33.3 refilled, 30 of them paid the debt
+    # AND a refund pays a debt back as the refill does
+    budget.charge(HUB, 20, limit=LIMIT, now=hour)
+    budget.refund(HUB, 30, limit=LIMIT, now=hour)
+    assert budget.take(HUB, 50, limit=LIMIT, now=hour) == 10
+
+
+def test_a_debt_is_at_most_one_windows_capacity(budget: DynamoDbUpstreamBudget, state_table: str) -> None:
+    budget.charge(HUB, 1000, limit=LIMIT, now=NOW)  # a full bucket charged five times its capacity
+    assert item(state_table)["tokens"]["N"] == "-200.000000"
+    # one window pays the debt back, the next refills: half of the second window gives half the capacity
+    assert budget.take(HUB, 500, limit=LIMIT, now=NOW + timedelta(hours=6)) == 0
+    assert budget.take(HUB, 500, limit=LIMIT, now=NOW + timedelta(hours=9)) == 100
+
+
+def test_a_charge_while_blocked_changes_nothing_and_a_block_clears_a_debt(budget: DynamoDbUpstreamBudget) -> None:
+    budget.charge(HUB, 300, limit=LIMIT, now=NOW)
+    until = NOW + timedelta(hours=1)
+    budget.block(HUB, until=until, limit=LIMIT, now=NOW)
+    budget.charge(HUB, 50, limit=LIMIT, now=NOW + timedelta(minutes=30))
+    # the upstream's window starts afresh at its reset: 3 hours after it, half the capacity
+    assert budget.take(HUB, 500, limit=LIMIT, now=until + timedelta(hours=3)) == 100
+
+
 def test_a_lowered_limit_clamps_the_tokens(budget: DynamoDbUpstreamBudget) -> None:
     assert budget.take(HUB, 10, limit=LIMIT, now=NOW) == 10
     assert budget.take(HUB, 500, limit=BucketLimit(capacity=40, window_seconds=3600), now=NOW) == 40
@@ -105,6 +144,7 @@ def test_buckets_are_per_upstream(budget: DynamoDbUpstreamBudget) -> None:
 def test_nothing_is_written_when_nothing_is_taken(budget: DynamoDbUpstreamBudget, counted: Counted) -> None:
     assert budget.take(HUB, 0, limit=LIMIT, now=NOW) == 0
     budget.refund(HUB, 0, limit=LIMIT, now=NOW)
+    budget.charge(HUB, 0, limit=LIMIT, now=NOW)
     assert counted.calls == {}
     assert budget.take(HUB, 200, limit=LIMIT, now=NOW) == 200
     counted.calls.clear()

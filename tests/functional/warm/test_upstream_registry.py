@@ -19,7 +19,7 @@ import pytest
 import urllib3
 
 from devstack.registry import FaultKind, FaultProxy, LocalRegistry, Seeder
-from ecrcache.adapters.upstream_registry import OciUpstreamRegistry
+from ecrcache.adapters.upstream_registry import MAX_REDIRECTS, OciUpstreamRegistry, http_pool
 from ecrcache.errors import TerminalError
 from ecrcache.models.warm_run import FailureClass
 from ecrcache.ports import UpstreamTags
@@ -51,7 +51,7 @@ def seed(registry: LocalRegistry, repository: str) -> None:
 
 
 def adapter(url: str, secrets: Any = None, *, read_timeout: float = 5.0) -> OciUpstreamRegistry:
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=read_timeout), retries=False)
+    http = http_pool(urllib3.Timeout(connect=2.0, read=read_timeout))  # the adapter's own client, shorter timeouts
     return OciUpstreamRegistry(endpoints={HUB: url}, secrets=secrets, http=http, clock=lambda: NOW)
 
 
@@ -219,3 +219,152 @@ def test_the_listing_stops_at_its_allowance_with_what_it_read(paging: str) -> No
         False,
         None,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# redirects (registry.k8s.io answers /v2/... with a 307 to Artifact Registry)
+
+
+class _Recorded(BaseHTTPRequestHandler):
+    """Records every request's path and Authorization header on its server."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def record(self) -> str | None:
+        authorization = self.headers.get("Authorization")
+        self.server.requests.append((urlsplit(self.path).path, authorization))  # type: ignore[attr-defined]
+        return authorization
+
+    def answer(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Target(_Recorded):
+    """Artifact Registry's part: tags for a bearer token from its own realm; a 401 Bearer challenge without."""
+
+    def do_GET(self) -> None:
+        authorization = self.record()
+        port = self.server.server_address[1]  # type: ignore[index]
+        if self.path.startswith("/token"):
+            self.answer(200, json.dumps({"token": "target-token"}).encode())
+        elif self.server.needs_basic:  # type: ignore[attr-defined]
+            self.answer(401, WWW_Authenticate='Basic realm="target"')
+        elif self.server.needs_token and authorization != "Bearer target-token":  # type: ignore[attr-defined]
+            realm = f"http://127.0.0.1:{port}/token"
+            self.answer(401, WWW_Authenticate=f'Bearer realm="{realm}",service="target",scope="pull"')
+        else:
+            self.answer(200, json.dumps({"name": "team/app", "tags": list(TAGS)}).encode())
+
+
+class _Redirecting(_Recorded):
+    """registry.k8s.io's part: every request is a 307 to the same path on the target (another port)."""
+
+    def do_GET(self) -> None:
+        self.record()
+        self.answer(307, Location=f"{self.server.target}{self.path}")  # type: ignore[attr-defined]
+
+
+class _Loop(_Recorded):
+    def do_GET(self) -> None:
+        self.record()
+        self.answer(307, Location=self.path)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler], **attributes: Any) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []  # type: ignore[attr-defined]
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def redirected() -> Iterator[tuple[ThreadingHTTPServer, ThreadingHTTPServer]]:
+    """(the registry answering 307, the target it redirects to) on two ports of 127.0.0.1."""
+    target = _serve(_Target, needs_token=False, needs_basic=False)
+    registry = _serve(_Redirecting, target=_url(target))
+    try:
+        yield registry, target
+    finally:
+        for server in (registry, target):
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_redirect_to_another_host_is_followed(redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer]) -> None:
+    registry, target = redirected
+    listing = OciUpstreamRegistry(endpoints={"registry.k8s.io": _url(registry)}).list_tags(
+        "registry.k8s.io", "team/app", credential=None, max_requests=3
+    )
+    assert (listing.tags, listing.requests, listing.failure) == (TAGS, 1, None)
+    assert [path for path, _ in target.requests] == ["/v2/team/app/tags/list"]  # type: ignore[attr-defined]
+
+
+def test_a_token_is_asked_for_and_sent_where_the_redirect_led_and_never_to_another_host(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
+) -> None:
+    # GIVEN the target asks for a bearer token of its own realm
+    registry, target = redirected
+    target.needs_token = True  # type: ignore[attr-defined]
+    upstream = OciUpstreamRegistry(endpoints={"registry.k8s.io": _url(registry)})
+
+    # WHEN the tags are listed twice
+    first = upstream.list_tags("registry.k8s.io", "team/app", credential=None, max_requests=3)
+    second = upstream.list_tags("registry.k8s.io", "team/app", credential=None, max_requests=3)
+
+    # THEN each lists every tag: redirected, challenged there, then asked again there with the token
+    assert (first.tags, first.requests, first.failure) == (TAGS, 2, None)
+    assert (second.tags, second.failure) == (TAGS, None)
+    assert ("/v2/team/app/tags/list", "Bearer target-token") in target.requests  # type: ignore[attr-defined]
+    # AND the registry that redirected never saw the target's token (nor any Authorization)
+    assert {authorization for _, authorization in registry.requests} == {None}  # type: ignore[attr-defined]
+
+
+def test_the_credential_is_not_sent_to_another_host_that_asks_for_it_directly(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
+) -> None:
+    # GIVEN the host the registry redirects to answers with a Basic challenge
+    registry, target = redirected
+    target.needs_basic = True  # type: ignore[attr-defined]
+    listing = OciUpstreamRegistry(endpoints={HUB: _url(registry)}).list_tags(
+        HUB, "team/app", credential="hub", max_requests=3
+    )
+    # THEN the listing fails as a credential problem, and the credential is neither read nor sent
+    assert (listing.failure, listing.requests) == (FailureClass.CREDENTIAL, 1)
+    assert "sent to the upstream's own host only" in (listing.message or "")
+    assert {authorization for _, authorization in target.requests} == {None}  # type: ignore[attr-defined]
+
+
+def test_an_authorization_is_dropped_when_a_redirect_leaves_the_host(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
+) -> None:
+    # urllib3's Retry.remove_headers_on_redirect, checked: another port is another host
+    registry, target = redirected
+    http_pool().request("GET", f"{_url(registry)}/v2/", headers={"Authorization": "Bearer for-the-registry"})
+    assert registry.requests == [("/v2/", "Bearer for-the-registry")]  # type: ignore[attr-defined]
+    assert target.requests == [("/v2/", None)]  # type: ignore[attr-defined]
+
+
+def test_a_redirect_loop_is_an_upstream_failure_after_a_few_hops() -> None:
+    server = _serve(_Loop)
+    try:
+        listing = OciUpstreamRegistry(endpoints={HUB: _url(server)}).list_tags(
+            HUB, "team/app", credential=None, max_requests=3
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (listing.failure, listing.requests) == (FailureClass.UPSTREAM_DOWN, 1)
+    assert f"more than {MAX_REDIRECTS} redirects" in (listing.message or "")
+    assert len(server.requests) == MAX_REDIRECTS + 1  # type: ignore[attr-defined]

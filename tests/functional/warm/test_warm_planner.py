@@ -20,7 +20,7 @@ from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunSta
 from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_planner import WarmRequest
 from tests.conftest import REGION
-from tests.functional.warm.planner_support import HUB, Planner, make_queue
+from tests.functional.warm.planner_support import HUB, HUB_BUCKET, Planner, make_queue
 from tests.functional.warm.support import Serialised, raiser
 
 pytestmark = pytest.mark.functional
@@ -236,7 +236,7 @@ def test_an_empty_bucket_skips_the_rest_as_rate_limited(planner: Planner) -> Non
     # GIVEN the upstream's bucket holds 4 tokens (others spent the rest)
     planner.hub_rule()
     planner.warm_set(images=IMAGES)
-    planner.budget.take(HUB, 196, limit=HUB_LIMIT, now=planner.clock.now)
+    planner.budget.take(HUB_BUCKET, 196, limit=HUB_LIMIT, now=planner.clock.now)
 
     planner.service.tick()
 
@@ -246,7 +246,7 @@ def test_an_empty_bucket_skips_the_rest_as_rate_limited(planner: Planner) -> Non
     assert (run.total, run.counts, run.status) == (3, {Outcome.SKIPPED: 2}, RunStatus.QUEUED)
     skipped = outcomes(planner, run)[f"{REGION}#docker-hub/library/python:3.12-slim"]
     assert skipped.failure_class is FailureClass.RATE_LIMIT
-    assert "request budget of registry-1.docker.io is spent" in (skipped.message or "")
+    assert "request budget of registry-1.docker.io (credential hub) is spent" in (skipped.message or "")
     assert planner.tokens_left(HUB_LIMIT) == 1
 
 
@@ -261,6 +261,49 @@ def test_the_credentials_rate_limit_sizes_the_bucket(planner: Planner) -> None:
     planner.service.tick()
     assert [t.image for t in planner.sent()] == IMAGES[:1]
     assert planner.tokens_left(BucketLimit(capacity=5, window_seconds=3600)) == 2
+
+
+def test_two_credentials_of_one_registry_have_a_bucket_each(planner: Planner) -> None:
+    # GIVEN two Docker Hub rules signing in with two accounts: a paid one (2,000 per 6 h) and a small one (5 an hour)
+    planner.hub_rule()
+    planner.put(
+        ResourceKind.CREDENTIAL,
+        "hub",
+        {
+            "upstream_kind": "docker-hub",
+            "username": "ci-bot",
+            "rate_limit": {"requests": 2000, "window_seconds": 21600},
+        },
+    )
+    planner.put(
+        ResourceKind.CREDENTIAL,
+        "small",
+        {"upstream_kind": "docker-hub", "username": "ci-small", "rate_limit": {"requests": 5, "window_seconds": 3600}},
+    )
+    planner.put(ResourceKind.RULE, "hub-small", {"upstream_kind": "docker-hub", "credential": "small"})
+    planner.warm_set("big", images=IMAGES)
+    planner.put(
+        ResourceKind.WARM_SET,
+        "little",
+        {"rule": "hub-small", "schedule": "cron(0 5 * * ? *)", "images": IMAGES},
+        at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+
+    # WHEN both sets are planned, the small account's first
+    planner.service.plan(next(r for r in planner.service.due() if r.warm_set == "little"))
+    planner.service.plan(next(r for r in planner.service.due() if r.warm_set == "big"))
+
+    # THEN each spent its own account's bucket: the small one paid for 1 image (3 of 5), the paid one for 3
+    # (one bucket for the registry would have been clamped to 5 by the small account, leaving the paid one 2)
+    sent = planner.sent()
+    assert sorted((t.warm_set, t.upstream) for t in sent) == [
+        ("big", HUB_BUCKET),
+        ("big", HUB_BUCKET),
+        ("big", HUB_BUCKET),
+        ("little", f"{HUB}#small"),
+    ]
+    assert planner.tokens_left(BucketLimit(capacity=5, window_seconds=3600), f"{HUB}#small") == 2
+    assert planner.tokens_left(BucketLimit(capacity=2000, window_seconds=21600)) == 2000 - 9
 
 
 def test_two_concurrent_runs_share_one_bucket_and_never_overspend(state_table: str) -> None:
@@ -337,7 +380,7 @@ def test_a_429_while_listing_blocks_the_upstream_and_stops_the_run(planner: Plan
         (HUB,),
         {Outcome.SKIPPED: 1, Outcome.FAILED: 1},
     )
-    assert planner.budget.blocked_until(HUB, now=planner.clock.now) == reset
+    assert planner.budget.blocked_until(HUB_BUCKET, now=planner.clock.now) == reset
     found = outcomes(planner, run)
     assert found[f"{REGION}#docker-hub/library/node:18-alpine"].failure_class is FailureClass.RATE_LIMIT
     assert "answered 429" in (found[f"{REGION}#docker-hub/library/node:18-alpine"].message or "")
@@ -365,15 +408,16 @@ def test_top_tags_come_from_the_pull_statistics_mapped_to_upstream_paths(planner
     assert planner.pulls.asked == [("docker-hub", 500, 7)]
 
 
-def test_a_digest_only_image_fails_citing_the_ecr_issue(planner: Planner) -> None:
+def test_a_digest_only_image_is_queued_by_its_digest_for_one_request(planner: Planner) -> None:
+    # The worker warms it from the cache, or fails it naming tag@digest when ECR does not have it.
     planner.hub_rule()
     planner.warm_set(images=[f"library/node@{DIGEST}", IMAGES[0]])
     planner.service.tick()
-    run = planner.latest()
-    failed = outcomes(planner, run)[f"{REGION}#docker-hub/library/node@{DIGEST}"]
-    assert (failed.outcome, failed.failure_class) == (Outcome.FAILED, FailureClass.NOT_FOUND)
-    assert "containers-roadmap#2837" in (failed.message or "")
-    assert [t.image for t in planner.sent()] == [IMAGES[0]]
+    sent = {t.image: t for t in planner.sent()}
+    assert sorted(sent) == sorted([f"library/node@{DIGEST}", IMAGES[0]])
+    by_digest = sent[f"library/node@{DIGEST}"]
+    assert (by_digest.tag, by_digest.digest, by_digest.reserved_requests) == (None, DIGEST, 1)
+    assert planner.latest().total == 2
 
 
 def test_a_run_with_nothing_to_send_is_finished_at_once(planner: Planner) -> None:

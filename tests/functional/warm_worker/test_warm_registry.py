@@ -17,6 +17,7 @@ from devstack.aws.ecr_pullthrough import pending_imports
 from devstack.registry import FaultKind, SeededImage, Seeder
 from devstack.registry.images import ManifestFormat
 from devstack.registry.seeder import ImageSpec
+from ecrcache.models.upstream import UpstreamKind, default_rate_limit
 from ecrcache.models.warm_pull import DIGEST_ISSUE
 from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus
 from tests.functional.registry.support import PullThrough
@@ -160,8 +161,12 @@ def test_a_rate_limit_blocks_the_upstream_and_the_next_image_is_skipped(
     ptc.anonymous_rule("quay", "quay.io")
     ptc.anonymous_rule()
     ptc.fault_proxy.faults.add(FaultKind.TOO_MANY_REQUESTS, times=5, path=r"/manifests/", retry_after=60)
-    nginx = warming.task("quay", "library/nginx:1.27", platforms=("linux/amd64",))
-    alpine = warming.task("quay", "library/alpine:3.20", platforms=("linux/amd64",))
+    # the tasks carry the bucket limit the planner takes with for quay (its kind's default: 600 an hour)
+    requests, window = default_rate_limit(UpstreamKind.QUAY)
+    nginx, alpine = (
+        warming.task("quay", image, platforms=("linux/amd64",), bucket_capacity=requests, bucket_window_seconds=window)
+        for image in ("library/nginx:1.27", "library/alpine:3.20")
+    )
     other = warming.task("ecr-public", "library/alpine:3.20", platforms=("linux/amd64",))
     warming.plan(nginx, alpine, other)
     # WHEN the upstream answers 429

@@ -7,14 +7,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ecrcache.engine.warm import (
+    FRESHNESS_SLACK,
     MAX_PATTERN_MATCHES,
     Resolution,
     RunContext,
     Wanted,
     allocate,
+    bucket_key,
+    bucket_label,
     due_fire,
     ecr_repository,
     finished_status,
+    freshness_horizon,
+    is_fresh,
+    next_fire,
     order_wanted,
     plan_run,
     resolve,
@@ -44,7 +50,12 @@ def warm_set(**fields: object) -> WarmSetSpec:
     return WarmSetSpec.model_validate({"rule": "docker-hub", **fields})
 
 
-def context(platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")) -> RunContext:
+def context(
+    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64"),
+    *,
+    now: datetime = NOW,
+    schedule: str | None = "cron(0 5 * * ? *)",
+) -> RunContext:
     return RunContext(
         run_id="run-1",
         warm_set="ci",
@@ -52,8 +63,9 @@ def context(platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")) -> RunC
         upstream="registry-1.docker.io",
         platforms=platforms,
         restore_archived=False,
-        now=NOW,
+        now=now,
         limit=(200, 21_600),
+        schedule=schedule,
     )
 
 
@@ -139,14 +151,24 @@ def test_images_patterns_and_top_resolve_into_ecr_references_once_each() -> None
     assert resolution.unwarmable == ()
 
 
-def test_a_digest_only_image_is_unwarmable_citing_the_ecr_issue() -> None:
-    spec = warm_set(images=[f"library/node@{DIGEST}"])
+def test_a_digest_only_image_is_warmed_by_its_digest_at_the_cost_of_one_request() -> None:
+    # GIVEN a set pinning a digest alone (ECR can serve it once cached; it cannot fetch an uncached one)
+    spec = warm_set(images=[f"library/node@{DIGEST}", "library/node:18"])
     resolution = resolve(spec, prefix="docker-hub", rule=HUB, tag_lists={})
-    assert resolution.wanted == ()
-    [failed] = resolution.unwarmable
-    assert failed.failure_class is FailureClass.NOT_FOUND
-    assert "containers-roadmap#2837" in failed.message
-    assert failed.digest == DIGEST
+    # THEN it is queued by digest (the worker warms it from the cache, or fails it naming tag@digest)
+    assert resolution.unwarmable == ()
+    assert [w.reference for w in resolution.wanted] == [
+        f"docker-hub/library/node@{DIGEST}",
+        "docker-hub/library/node:18",
+    ]
+    plan = plan_run(resolution, context(), regions=["us-east-1"], fresh={}, budget_left=100)
+    digest_task, tag_task = plan.to_warm
+    assert (digest_task.tag, digest_task.digest, digest_task.reserved_requests) == (None, DIGEST, 1)
+    assert tag_task.reserved_requests == 3
+    # AND it is fresh like any image, under its digest reference
+    seen = {"us-east-1": {f"docker-hub/library/node@{DIGEST}": NOW - timedelta(hours=2)}}
+    plan = plan_run(resolution, context(), regions=["us-east-1"], fresh=seen, budget_left=100)
+    assert [(o.digest, o.outcome) for o in plan.settled] == [(DIGEST, Outcome.FRESH)]
 
 
 def test_an_image_outside_the_rules_upstream_prefix_is_unwarmable() -> None:
@@ -243,6 +265,76 @@ def test_fresh_images_cost_nothing_and_stale_ones_are_cut_at_the_runs_budget() -
     assert skipped.failure_class is None and "budget" in (skipped.message or "")
 
 
+def warmed_fires(schedule: str, start: datetime, period: timedelta, fires: int, *, lag: timedelta) -> list[int]:
+    """The fires (by index) at which a set warms its one image: each fire planned by a tick 3 minutes late,
+    each warm verified ``lag`` after its tick (the worker runs after the planner)."""
+    seen: datetime | None = None
+    warmed: list[int] = []
+    reference = "docker-hub/library/a:1"
+    for index in range(fires):
+        tick = start + index * period + timedelta(minutes=3)
+        fresh = {"us-east-1": {reference: seen}} if seen is not None else {}
+        plan = plan_run(
+            resolution_of("a"), context(now=tick, schedule=schedule), regions=["us-east-1"], fresh=fresh, budget_left=9
+        )
+        if plan.to_warm:
+            warmed.append(index)
+            seen = tick + lag
+        else:
+            assert [o.outcome for o in plan.settled] == [Outcome.FRESH]
+    return warmed
+
+
+@pytest.mark.parametrize("lag", [timedelta(seconds=40), timedelta(minutes=20), timedelta(0)])
+def test_a_daily_set_warms_its_images_every_day(lag: timedelta) -> None:
+    # GIVEN a set firing at 05:00 daily, whose worker verifies each image just after the tick (yesterday's
+    # verification is 23 h 59 min old at today's tick: "within 24 h", but gone before tomorrow's fire)
+    fires = warmed_fires("cron(0 5 * * ? *)", datetime(2026, 11, 1, 5, tzinfo=UTC), timedelta(days=1), 5, lag=lag)
+    # THEN every fire warms it (not every other one)
+    assert fires == [0, 1, 2, 3, 4]
+
+
+def test_a_six_hourly_set_warms_its_images_once_a_day_at_the_fire_before_their_window_ends() -> None:
+    fires = warmed_fires(
+        "rate(6 hours)", datetime(2026, 11, 1, tzinfo=UTC), timedelta(hours=6), 12, lag=timedelta(seconds=40)
+    )
+    # the fires 6, 12 and 18 h later skip it (the next fire comes within its 24 h); 24 h later it is warmed
+    assert fires == [0, 4, 8]
+
+
+def test_an_hourly_set_skips_an_image_until_its_last_fire_before_the_window_ends() -> None:
+    fires = warmed_fires(
+        "rate(1 hour)", datetime(2026, 11, 1, tzinfo=UTC), timedelta(hours=1), 49, lag=timedelta(seconds=40)
+    )
+    assert fires == [0, 24, 48]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "now", "expected"),
+    [
+        ("cron(0 5 * * ? *)", datetime(2026, 11, 29, 4, 30, tzinfo=UTC), datetime(2026, 11, 29, 5, tzinfo=UTC)),
+        ("cron(0 5 * * ? *)", datetime(2026, 11, 29, 5, 3, tzinfo=UTC), None),  # tomorrow: not within the hour
+        ("rate(1 hour)", datetime(2026, 11, 29, 5, 3, 17, tzinfo=UTC), datetime(2026, 11, 29, 6, tzinfo=UTC)),
+        ("rate(1 hour)", datetime(2026, 11, 29, 5, tzinfo=UTC), datetime(2026, 11, 29, 6, tzinfo=UTC)),  # not now
+        ("cron(59 5 * * ? *)", datetime(2026, 11, 29, 5, 0, 0, tzinfo=UTC), datetime(2026, 11, 29, 5, 59, tzinfo=UTC)),
+        ("cron(1 6 * * ? *)", datetime(2026, 11, 29, 5, 0, 0, tzinfo=UTC), None),  # 61 minutes away
+    ],
+)
+def test_next_fire_within_an_hour(schedule: str, now: datetime, expected: datetime | None) -> None:
+    assert next_fire(schedule, now, within=timedelta(hours=1)) == expected
+
+
+def test_the_freshness_horizon_is_the_next_fire_within_the_slack_else_the_slack() -> None:
+    assert freshness_horizon(NOW, "rate(1 hour)") == NOW + timedelta(hours=1)  # 12:00 -> 13:00 either way
+    late = NOW + timedelta(minutes=4)
+    assert freshness_horizon(late, "rate(1 hour)") == NOW + timedelta(hours=1)
+    assert freshness_horizon(late, "cron(0 5 * * ? *)") == late + FRESHNESS_SLACK
+    assert freshness_horizon(late) == late + FRESHNESS_SLACK
+    # fresh: ECR's 24 h from `seen` last beyond the horizon
+    assert is_fresh(late - timedelta(hours=22, minutes=59), late + FRESHNESS_SLACK)
+    assert not is_fresh(late - timedelta(hours=23), late + FRESHNESS_SLACK)
+
+
 def test_unwarmable_images_fail_in_every_region_counting_their_requests_once() -> None:
     resolution = resolve(
         warm_set(tag_patterns=["library/node:20.*"]),
@@ -290,6 +382,14 @@ def test_the_bucket_pays_for_the_first_tasks_and_the_rest_are_rate_limited() -> 
 )
 def test_finished_status(counts: dict[Outcome, int], status: RunStatus) -> None:
     assert finished_status(counts) is status
+
+
+def test_the_bucket_is_keyed_by_the_upstream_and_the_credential() -> None:
+    assert bucket_key("registry-1.docker.io", None) == "registry-1.docker.io"
+    assert bucket_key("registry-1.docker.io", "hub") == "registry-1.docker.io#hub"
+    assert bucket_key("registry-1.docker.io", "hub") != bucket_key("registry-1.docker.io", "hub-paid")
+    assert bucket_label("registry-1.docker.io#hub") == "registry-1.docker.io (credential hub)"
+    assert bucket_label("quay.io") == "quay.io"
 
 
 def test_the_buckets_limit_is_the_credentials_else_the_kinds_default() -> None:

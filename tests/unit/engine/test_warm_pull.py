@@ -298,6 +298,9 @@ def test_skipped_and_fresh_outcomes() -> None:
     )
     assert skipped.message is not None
     assert until.isoformat() in skipped.message
+    assert skipped.message.startswith("not attempted: registry-1.docker.io answered")
+    keyed = skipped_outcome(task(upstream="registry-1.docker.io#hub"), now=NOW, blocked_until=until)
+    assert (keyed.message or "").startswith("not attempted: registry-1.docker.io (credential hub) answered")
     fresh = fresh_outcome(task(), now=NOW, verified_at=NOW - timedelta(hours=1))
     assert (fresh.outcome, fresh.failure_class, fresh.upstream_requests) == (Outcome.FRESH, None, 0)
 

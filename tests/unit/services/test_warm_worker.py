@@ -153,6 +153,18 @@ def test_an_image_verified_since_planning_is_fresh_and_refunds_everything() -> N
     assert world.budget.log[-1] == ("refund", HUB, 3)
 
 
+def test_an_image_verified_just_under_a_day_ago_is_warmed_not_called_fresh() -> None:
+    # GIVEN yesterday's run of a daily set verified the image 40 s after its tick: the planner queued it
+    # today (its window ends before the set's next fire); the worker must not call it fresh either
+    world = World()
+    task = make_task()
+    world.store.record_verified(
+        "us-east-1", verified_reference(task), digest=DIGEST, platforms=(), at=NOW - timedelta(hours=23, minutes=59)
+    )
+    assert world.service.handle(task).outcome is Outcome.WARMED
+    assert world.ecr.warmed == [task.key]
+
+
 def test_an_image_verified_more_than_a_day_ago_is_warmed() -> None:
     world = World()
     task = make_task()
@@ -162,12 +174,32 @@ def test_an_image_verified_more_than_a_day_ago_is_warmed() -> None:
     assert world.service.handle(task).outcome is Outcome.WARMED
 
 
-def test_an_overspend_is_taken_from_the_bucket() -> None:
+def test_an_overspend_is_charged_to_the_bucket() -> None:
     world = World()
     task = make_task(reserved_requests=1)  # the planner guessed a single image; it is an index of 4
     world.answer(task, WarmPull(served_digest=DIGEST, index_children=4, platforms_verified=("linux/amd64",)))
     assert world.service.handle(task).upstream_requests == 5
-    assert world.budget.log[-1] == ("take", HUB, 4)
+    assert world.budget.log[-1] == ("charge", HUB, 4)
+    assert world.budget.tokens(HUB) == 200 - 6 - 4
+
+
+def test_an_overspend_beyond_what_the_bucket_holds_is_a_debt_later_takes_wait_out() -> None:
+    # GIVEN the planner reserved 3 for an image (1 + 2 platforms) and the bucket is otherwise empty
+    world = World()
+    world.budget.take(HUB, 200, limit=LIMIT, now=NOW)
+    assert world.budget.tokens(HUB) == 0
+    task = make_task()
+    # WHEN the image turns out to be a Docker Hub index of 14 children (attestations included): 15 requests
+    world.answer(task, WarmPull(served_digest=DIGEST, index_children=14, platforms_verified=task.platforms))
+    assert world.service.handle(task).upstream_requests == 15
+
+    # THEN the 12 requests beyond the reservation are charged: the bucket is 12 in debt, not silently 0
+    assert world.budget.log[-1] == ("charge", HUB, 12)
+    assert world.budget.tokens(HUB) == -12
+    # AND a take gets nothing until the refill (200 per 6 h: 12 in 21.6 min) has paid the debt back and
+    # earned a whole token (13 in 23.4 min)
+    assert world.budget.take(HUB, 1, limit=LIMIT, now=NOW + timedelta(minutes=21)) == 0
+    assert world.budget.take(HUB, 1, limit=LIMIT, now=NOW + timedelta(minutes=24)) == 1
 
 
 def test_a_failed_image_is_recorded_with_its_class_and_not_marked_verified() -> None:

@@ -2,17 +2,19 @@
 takes its upstream requests from one shared bucket, so two runs at once never spend an upstream's
 rate limit twice.
 
-One item per upstream registry URL::
+One item per bucket key -- the upstream registry URL, with ``#<credential>`` when the rule signs in
+(an upstream's limit is per account: two credentials of one registry are two buckets)::
 
-    pk = "BUDGET#<upstream registry url>"  sk = "BUCKET"
-        tokens N             what is left (fractional: the refill is continuous)
+    pk = "BUDGET#<upstream registry url>[#<credential>]"  sk = "BUCKET"
+        tokens N             what is left (fractional: the refill is continuous); below zero while a
+                             debt is paid back (:meth:`DynamoDbUpstreamBudget.charge`)
         capacity N           the limit's requests per window
         refill_per_second N  capacity / window_seconds
         updated_at N         epoch seconds (6 decimals) when ``tokens`` was last computed; strictly
                              increasing, the optimistic-concurrency version of the item
         blocked_until N      epoch seconds: no token is given before (an upstream answered 429)
-        expires_at N         TTL: a bucket untouched for a whole window is full again, whether the item
-                             exists or not, so DynamoDB may delete it
+        expires_at N         TTL: a bucket untouched for two windows is full again (from the deepest
+                             debt), whether the item exists or not, so DynamoDB may delete it
 
 Every change is read -> compute -> ``PutItem`` conditioned on ``updated_at`` still being what was read
 (``attribute_not_exists(pk)`` for a new bucket); a writer that lost the race reads again and retries,
@@ -20,9 +22,18 @@ at most :data:`ATTEMPTS` times (then ``RetryableError``). ``updated_at`` always 
 least a microsecond, even when two writers' clocks read the same instant or go backwards), so no two
 writes can both pass the condition: the sum of the tokens taken never exceeds what the bucket held plus
 its refill. A missing bucket is full (the upstream's window is assumed unspent). While blocked, a take
-gets nothing and a refund adds nothing (the upstream's own window is spent; after the block the bucket
-refills from empty). The limit comes with every call (it is the credential's override or the upstream
-kind's default, ``ecrcache.models.upstream.default_rate_limit``): a lowered capacity clamps the tokens.
+gets nothing and a refund or a charge changes nothing (the upstream's own window is spent; after the block
+the bucket refills from empty).
+
+Spending is not always known beforehand: the planner reserves an estimate per image and the worker
+settles the difference once it knows what the warm cost. Less is refunded; more is *charged*
+(:meth:`DynamoDbUpstreamBudget.charge`): written whatever the bucket holds, so the tokens go below zero
+and every take gets nothing until the refill has paid the debt back -- the bucket reflects what the
+upstream was really asked. A debt is bounded at one window's capacity (``-capacity``): the upstream's own
+window forgets a request after one window, so a longer memory would only hold warming back for nothing.
+
+The limit comes with every call (it is the credential's override or the upstream kind's default,
+``ecrcache.models.upstream.default_rate_limit``): a lowered capacity clamps the tokens (and the debt).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -53,7 +64,7 @@ BACKOFF_MAX_SECONDS: Final = 0.5
 SORT_KEY: Final = "BUCKET"
 TICK: Final = Decimal("0.000001")
 IDLE_SECONDS: Final = 86_400
-"""How long past a full window an idle bucket's item is kept before its TTL (it is full by then anyway)."""
+"""How long past two full windows an idle bucket's item is kept before its TTL (it is full by then anyway)."""
 
 Item = dict[str, "AttributeValueTypeDef"]
 
@@ -102,7 +113,7 @@ class DynamoDbUpstreamBudget:
         def change(bucket: _Bucket, at: Decimal) -> tuple[Decimal, Decimal, int] | None:
             if bucket.blocked_until > at:
                 return None
-            taken = min(count, int(bucket.tokens))
+            taken = max(0, min(count, int(bucket.tokens)))  # nothing from an empty bucket or one in debt
             return (bucket.tokens - taken, bucket.blocked_until, taken) if taken else None
 
         return self._update(upstream, limit, now, change) or 0
@@ -119,9 +130,23 @@ class DynamoDbUpstreamBudget:
 
         self._update(upstream, limit, now, change)
 
+    def charge(self, upstream: str, count: int, *, limit: BucketLimit, now: datetime) -> None:
+        """Spend ``count`` tokens used without being taken (see the module): the bucket may go below zero,
+        down to ``-capacity``; nothing while blocked."""
+        if count <= 0:
+            return
+
+        def change(bucket: _Bucket, at: Decimal) -> tuple[Decimal, Decimal, int] | None:
+            if bucket.blocked_until > at:
+                return None
+            return max(-Decimal(limit.capacity), bucket.tokens - count), bucket.blocked_until, count
+
+        self._update(upstream, limit, now, change)
+
     def block(self, upstream: str, *, until: datetime, limit: BucketLimit, now: datetime) -> None:
         """Empty the bucket and give nothing before ``until``; it refills from empty after (a later
-        ``until`` than a block already recorded wins, an earlier one changes nothing)."""
+        ``until`` than a block already recorded wins, an earlier one changes nothing). A debt is cleared
+        too: the upstream's own window starts afresh at its reset."""
         end = _epoch(until)
 
         def change(bucket: _Bucket, at: Decimal) -> tuple[Decimal, Decimal, int] | None:
@@ -172,7 +197,7 @@ class DynamoDbUpstreamBudget:
             return _Bucket(tokens=capacity, blocked_until=Decimal(0), stamp=at, version=None)
         version = str(item["updated_at"]["N"])
         stamp = Decimal(version)
-        tokens = min(capacity, Decimal(item["tokens"]["N"]))
+        tokens = max(-capacity, min(capacity, Decimal(item["tokens"]["N"])))
         elapsed = max(Decimal(0), at - stamp)
         refill = Decimal(limit.capacity) / Decimal(limit.window_seconds)
         blocked = Decimal(item["blocked_until"]["N"]) if "blocked_until" in item else Decimal(0)
@@ -191,12 +216,12 @@ class DynamoDbUpstreamBudget:
         item: Item = {
             "pk": _s(f"BUDGET#{upstream}"),
             "sk": _s(SORT_KEY),
-            "tokens": _number(tokens, ROUND_DOWN),  # rounding never adds a token
+            "tokens": _number(tokens, ROUND_FLOOR),  # rounding never adds a token (nor lessens a debt)
             "capacity": {"N": str(limit.capacity)},
             "refill_per_second": _number(Decimal(limit.capacity) / Decimal(limit.window_seconds)),
             "updated_at": _number(stamp),
             "blocked_until": _number(blocked),
-            "expires_at": {"N": str(int(max(stamp, blocked)) + limit.window_seconds + IDLE_SECONDS)},
+            "expires_at": {"N": str(int(max(stamp, blocked)) + 2 * limit.window_seconds + IDLE_SECONDS)},
         }
         try:
             if bucket.version is None:

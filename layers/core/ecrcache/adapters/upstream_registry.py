@@ -21,9 +21,19 @@ the credential's failure.
 ``UPSTREAM_ENDPOINTS`` (settings) maps an upstream host to the base URL to reach it at: the local stack
 points ``registry-1.docker.io`` at a local registry; in AWS it is empty and every host is ``https://<host>``.
 
+**Redirects** are followed (at most :data:`MAX_REDIRECTS`): registry.k8s.io answers ``/v2/...`` with a 307
+to Artifact Registry (``us-west2-docker.pkg.dev``, kubernetes/k8s.io#6984). urllib3 follows one only with a
+``Retry`` whose ``redirect`` allows it -- ``retries=False`` hands the 3xx back even with ``redirect=True``
+(urllib3 2.x: ``Retry(False)`` means ``redirect=0, raise_on_redirect=False``) -- so :func:`http_pool` makes
+a ``Retry`` that follows redirects and retries nothing else (every request is counted in the budget). Its
+``remove_headers_on_redirect`` drops ``Authorization`` when the redirect leaves the host (scheme, host and
+port: ``is_same_host``), so a token is never sent to a host it was not asked for; the listing goes on at the
+URL it was redirected to (a 401 there is answered there, the next page is resolved against it), never from
+HTTPS down to plain HTTP, and a ``Basic`` challenge of another host than the registry's gets no credential.
+
 HTTP is urllib3's, which botocore already brings into the layer: no new dependency (``requests`` would add
 four packages to every function's cold start for a dozen lines of use), and its ``Timeout`` and header
-handling on redirects (``Authorization`` dropped across hosts) are what this needs.
+handling on redirects are what this needs.
 """
 
 from __future__ import annotations
@@ -57,6 +67,13 @@ SECRET_TTL: Final = timedelta(minutes=5)
 _CHALLENGE_PARAM: Final = re.compile(r'(\w+)="([^"]*)"')
 _NEXT_LINK: Final = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 USER_AGENT: Final = "ecrcache-warm-planner"
+MAX_REDIRECTS: Final = 5
+
+
+def http_pool(timeout: urllib3.Timeout = TIMEOUT) -> urllib3.PoolManager:
+    """The adapter's HTTP client: redirects followed (``Authorization`` dropped across hosts), nothing retried."""
+    retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS)
+    return urllib3.PoolManager(timeout=timeout, retries=retries, headers={"User-Agent": USER_AGENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,8 @@ class _Answer:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    url: str
+    """Where the answer came from: the URL asked, or the last one it was redirected to."""
 
 
 class _Failed(Exception):
@@ -109,11 +128,12 @@ class OciUpstreamRegistry:
     ) -> None:
         self.endpoints = {host.lower(): url.rstrip("/") for host, url in (endpoints or {}).items()}
         self._secrets = secrets
-        self.http = http or urllib3.PoolManager(timeout=TIMEOUT, retries=False, headers={"User-Agent": USER_AGENT})
+        self.http = http or http_pool()
         self.clock = clock
         self.page_size = page_size
         self._credentials: dict[str, tuple[float, str]] = {}
         self._tokens: dict[tuple[str, str], str] = {}
+        """Bearer tokens by (host that asked for it, repository): reused by the next listing."""
 
     @property
     def client(self) -> SecretsManagerClient:
@@ -132,7 +152,8 @@ class OciUpstreamRegistry:
         url: str | None = f"{base}/v2/{repository}/tags/list?{urlencode({'n': self.page_size})}"
         tags: list[str] = []
         spent = 0
-        authorization = self._tokens.get((base, repository))
+        # The Authorization of each host, sent only to that host (a redirect may move the listing to another).
+        signed = {host: token for (host, name), token in self._tokens.items() if name == repository}
         signed_in = False
         try:
             while url is not None:
@@ -140,14 +161,15 @@ class OciUpstreamRegistry:
                     message = f"stopped after {spent} requests (the allowance) with pages left"
                     return TagListing(repository, tuple(tags), spent, message=message, complete=False)
                 spent += 1  # counted before it is sent: a request that timed out may have reached the upstream
-                answer = self._get(url, authorization)
+                answer = self._get(url, signed.get(_host(url)))
+                url = self._followed(base, answer.url)
                 if answer.status == 401 and not signed_in:
-                    authorization = self._sign_in(base, repository, answer.headers, credential)
+                    signed[_host(url)] = self._sign_in(base, repository, answer, credential)
                     signed_in = True
                     continue
                 page = self._page(answer, repository, signed_in=signed_in)
                 tags += page
-                url = self._next(base, url, answer.headers)
+                url = self._next(url, answer.headers)
         except _Failed as failed:
             return TagListing(repository, tuple(tags), spent, failed.failure, failed.message, failed.retry_at)
         return TagListing(repository, tuple(dict.fromkeys(tags)), spent)
@@ -165,12 +187,12 @@ class OciUpstreamRegistry:
             finally:
                 response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
-            raise _Failed(
-                FailureClass.UPSTREAM_DOWN, f"GET {urlsplit(url).path} failed: {type(exc).__name__}"
-            ) from None
+            raise _Failed(FailureClass.UPSTREAM_DOWN, f"GET {urlsplit(url).path} failed: {_why(exc)}") from None
         if len(body) > MAX_PAGE_BYTES:
             raise _Failed(FailureClass.OURS, f"a tag list page is over {MAX_PAGE_BYTES} bytes")
-        return _Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+        history = response.retries.history if response.retries is not None else ()
+        final = next((h.redirect_location for h in reversed(history) if h.redirect_location), None) or url
+        return _Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, body, final)
 
     def _page(self, answer: _Answer, repository: str, *, signed_in: bool) -> list[str]:
         status = answer.status
@@ -194,40 +216,54 @@ class OciUpstreamRegistry:
         raise _Failed(FailureClass.UPSTREAM_DOWN, f"{status} from the upstream listing {repository}")
 
     @staticmethod
-    def _next(base: str, current: str, headers: Mapping[str, str]) -> str | None:
+    def _followed(base: str, answered: str) -> str:
+        """The URL the listing goes on at (the one it was redirected to), never from HTTPS to plain HTTP."""
+        if urlsplit(base).scheme == "https" and urlsplit(answered).scheme != "https":
+            raise _Failed(FailureClass.UPSTREAM_DOWN, "the upstream redirected from HTTPS to plain HTTP: not followed")
+        return answered
+
+    @staticmethod
+    def _next(current: str, headers: Mapping[str, str]) -> str | None:
+        """The next page (``Link: <...>; rel="next"``) of the page at ``current``, on the same host."""
         match = _NEXT_LINK.search(headers.get("link", ""))
         if match is None:
             return None
         following: str = urljoin(current, str(match.group(1)))
-        if urlsplit(following).netloc != urlsplit(base).netloc:
+        if urlsplit(following).netloc != urlsplit(current).netloc:
             raise _Failed(FailureClass.UPSTREAM_DOWN, "the next page link points at another host")
         return following
 
     # -- signing in ----------------------------------------------------------------------------
 
-    def _sign_in(self, base: str, repository: str, headers: Mapping[str, str], credential: str | None) -> str:
+    def _sign_in(self, base: str, repository: str, answer: _Answer, credential: str | None) -> str:
         """The ``Authorization`` a 401's challenge asks for (a bearer token from the realm, or Basic)."""
-        challenge = headers.get("www-authenticate", "")
+        challenge = answer.headers.get("www-authenticate", "")
         scheme, _, rest = challenge.partition(" ")
         params = dict(_CHALLENGE_PARAM.findall(rest))
-        basic = self._basic(credential) if credential is not None else None
         if scheme.lower() == "basic":
-            if basic is None:
+            if credential is None:
                 raise _Failed(
                     FailureClass.CREDENTIAL, f"the upstream needs a credential for {repository}; the rule has none"
                 )
-            return basic
+            if urlsplit(answer.url).netloc != urlsplit(base).netloc:
+                raise _Failed(
+                    FailureClass.CREDENTIAL,
+                    f"{urlsplit(answer.url).netloc}, where the upstream redirected, asks for the credential "
+                    "itself (Basic): it is sent to the upstream's own host only",
+                )
+            return self._basic(credential)
+        basic = self._basic(credential) if credential is not None else None
         if scheme.lower() != "bearer" or "realm" not in params:
             raise _Failed(
                 FailureClass.CREDENTIAL, f"401 with an unknown challenge ({scheme or 'none'}) for {repository}"
             )
-        token = self._bearer(base, params, basic)
-        self._tokens[(base, repository)] = token
+        token = self._bearer(answer.url, params, basic)
+        self._tokens[(_host(answer.url), repository)] = token
         return token
 
-    def _bearer(self, base: str, params: Mapping[str, str], basic: str | None) -> str:
+    def _bearer(self, answered: str, params: Mapping[str, str], basic: str | None) -> str:
         realm = params["realm"]
-        if basic is not None and urlsplit(realm).scheme != "https" and urlsplit(base).scheme == "https":
+        if basic is not None and urlsplit(realm).scheme != "https" and urlsplit(answered).scheme == "https":
             raise _Failed(
                 FailureClass.CREDENTIAL, "the upstream's token realm is not HTTPS: the credential is not sent"
             )
@@ -275,3 +311,19 @@ class OciUpstreamRegistry:
         basic = "Basic " + base64.b64encode(pair.encode()).decode()
         self._credentials[credential] = (now, basic)
         return basic
+
+
+def _why(exc: urllib3.exceptions.HTTPError) -> str:
+    """A failed request's reason as a message says it (the error a ``Retry`` wraps, not the wrapper)."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        if isinstance(exc.reason, urllib3.exceptions.ResponseError):
+            return f"more than {MAX_REDIRECTS} redirects"
+        if exc.reason is not None:
+            return type(exc.reason).__name__
+    return type(exc).__name__
+
+
+def _host(url: str) -> str:
+    """``scheme://host:port`` of a URL: what urllib3 compares before it keeps ``Authorization`` on a redirect."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -11,20 +11,31 @@ The planner service (:mod:`ecrcache.services.warm_planner`) does the I/O; this m
 2. **Resolution** -- :func:`resolve`: ``images`` as given, ``tag_patterns`` matched against the upstream's
    tags (at most :data:`MAX_PATTERN_MATCHES` per pattern, highest versions first in natural order), ``top``
    from the pull statistics (ECR repository -> upstream path: the rule's ECR prefix stripped, its upstream
-   repository prefix applied), de-duplicated by ECR reference. What cannot be warmed is settled at once:
-   a digest-only reference (ECR cannot fetch an uncached image by digest alone, containers-roadmap#2837;
-   ``tag@digest`` is warmed by its tag), an image outside the rule's ``upstream_repository_prefix``, a
-   pattern whose tag listing failed.
+   repository prefix applied), de-duplicated by ECR reference. A digest-only reference is warmed by its
+   digest: from the cache when ECR has it (its layers imported, an archived one restored); when ECR has
+   not, the worker fails it ``not_found`` naming ``tag@digest`` (ECR cannot fetch an uncached image by
+   digest alone, containers-roadmap#2837; ``tag@digest`` is warmed by its tag). What cannot be warmed is
+   settled at once: an image outside the rule's ``upstream_repository_prefix``, a pattern whose tag
+   listing failed.
 3. **Order** -- pinned images (``images``) first, then everything else; within each, most pulled first
    over the window, then in the order the set names them. Pinned first because the list is the user's
    promise ("these must be warm"); popularity ranks what the set only discovers (patterns, top), so a
    budget cut drops the least pulled discovered tag before any pinned image.
 4. **Freshness and budget** -- :func:`plan_run`: per Region, an image verified by the warmer or refreshed by
-   ECR (a pull-through cache ``SUCCESS``) within :data:`~ecrcache.models.warm_run.REFRESH_WINDOW_HOURS` is
-   ``fresh`` and costs nothing; a stale one is estimated at ``1 + len(platforms)`` upstream requests (the
-   manifest or index, and one child per platform; the worker refunds what it did not spend). Stale images
-   are kept in order while the run's budget lasts; the rest are ``skipped``. :func:`allocate` then keeps
-   what the upstream's token bucket granted, in order, and skips the rest as ``rate_limit``.
+   ECR (a pull-through cache ``SUCCESS``) at ``seen`` is ``fresh``, and costs nothing, when ECR's
+   :data:`~ecrcache.models.warm_run.REFRESH_WINDOW_HOURS` from ``seen`` last beyond the run's *horizon*
+   (:func:`freshness_horizon`, :func:`is_fresh`): the set's next fire when it comes within
+   :data:`FRESHNESS_SLACK`, else ``now +`` :data:`FRESHNESS_SLACK`. Either the next run comes before the
+   image's window ends (and takes care of it), or more than the slack of the window is left (a pull now
+   would land inside ECR's window and refresh nothing). Otherwise it is warmed now: its window ends soon
+   and no run of the set comes before. Not "within 24 h of now": a daily set verifies each image just
+   after its fire, so at the next day's tick the image was verified 23 h 59 min ago -- "fresh" -- and the
+   set warmed every other day. A stale tag is estimated at ``1 + len(platforms)`` upstream requests (the
+   manifest or index, and one child per platform), a digest-only reference at 1 (served from the cache,
+   or refused: ECR cannot fetch an uncached digest); the worker refunds what it did not spend and charges
+   what it spent beyond (an index lists every child, attestations included: the bucket goes into debt).
+   Stale images are kept in order while the run's budget lasts; the rest are ``skipped``. :func:`allocate`
+   then keeps what the upstream's token bucket granted, in order, and skips the rest as ``rate_limit``.
 
 No I/O, no clock (``now`` is passed in), no environment.
 """
@@ -52,7 +63,7 @@ from ecrcache.models.warm_run import (
     RunStatus,
     WarmTask,
 )
-from ecrcache.models.warm_set import DIGEST_ISSUE, WarmSetSpec, parse_image_reference
+from ecrcache.models.warm_set import WarmSetSpec, parse_image_reference
 
 MAX_PATTERN_MATCHES: Final = 100
 """Tags one pattern may add to a run (the highest in natural order): a glob matching thousands of tags
@@ -60,6 +71,16 @@ would otherwise record thousands of skipped images per run."""
 RUN_NAMESPACE: Final = uuid.UUID("5f0b7c3e-4f3a-4d0e-9a57-ecac4e0a11e1")
 """uuid5 namespace of scheduled run ids (fixed forever: a redelivered tick must find the same id)."""
 REFRESH_WINDOW: Final = timedelta(hours=REFRESH_WINDOW_HOURS)
+FRESHNESS_SLACK: Final = timedelta(hours=1)
+"""How much of ECR's 24-hour window must be left beyond now for an image to be skipped when the set does not
+fire again before: more than the spread of one set's runs from day to day (the tick's lateness, up to
+5 minutes, and a run's time in the queue), so a daily set's image is not left for tomorrow when its window
+ends minutes from now -- and a warm set runs at most hourly, so an hourly set's next fire is within it."""
+FIRE_RESOLUTION: Final = timedelta(minutes=1)
+"""Fires are whole minutes (``cron`` has no seconds, ``rate`` is at least a minute): two are never closer."""
+DIGEST_ONLY_COST: Final = 1
+"""Upstream requests a digest-only reference is estimated at: a cached one is served from the cache (0), an
+uncached one may reach the upstream once before ECR refuses it."""
 
 # --------------------------------------------------------------------------------------------------
 # 1. due-ness
@@ -78,6 +99,55 @@ def due_fire(schedule: str, now: datetime, *, last_claimed: datetime | None, cre
 def scheduled_run_id(warm_set: str, fire: datetime) -> str:
     """The run id of ``warm_set``'s fire at ``fire``: the same for every tick that plans that fire."""
     return str(uuid.uuid5(RUN_NAMESPACE, f"{warm_set}@{fire.isoformat()}"))
+
+
+def next_fire(schedule: str, now: datetime, *, within: timedelta) -> datetime | None:
+    """The schedule's first fire after ``now`` if it comes within ``within`` (``None``: none does).
+
+    Found with :func:`~ecrcache.engine.schedule.last_fire` alone: a fire after ``now`` at or before
+    ``now + within`` is known, then the interval is halved (a fire at or before the middle, after
+    ``now``, moves the end to it; none moves the start to the middle) until it is shorter than two fires
+    can be apart."""
+    end = last_fire(schedule, now + within)
+    if end is None or end <= now:
+        return None
+    start = now
+    while end - start >= FIRE_RESOLUTION:
+        middle = start + (end - start) / 2
+        found = last_fire(schedule, middle)
+        if found is not None and found > now:
+            end = found
+        else:
+            start = middle
+    return end
+
+
+def freshness_horizon(now: datetime, schedule: str | None = None) -> datetime:
+    """When an image skipped now must still be within ECR's refresh window: the set's next fire if it
+    comes within :data:`FRESHNESS_SLACK`, else ``now + FRESHNESS_SLACK`` (no ``schedule``: the latter)."""
+    fire = next_fire(schedule, now, within=FRESHNESS_SLACK) if schedule is not None else None
+    return fire if fire is not None else now + FRESHNESS_SLACK
+
+
+def is_fresh(seen: datetime, horizon: datetime) -> bool:
+    """Whether an image verified or refreshed at ``seen`` is skipped by a run whose horizon is ``horizon``
+    (:func:`freshness_horizon`): ECR's 24 hours from ``seen`` last beyond it."""
+    return seen + REFRESH_WINDOW > horizon
+
+
+def bucket_key(upstream_url: str, credential: str | None) -> str:
+    """The key of an upstream's token bucket: the registry URL, with ``#<credential>`` when the rule signs
+    in. An upstream's limit is per account (Docker Hub counts an account's pulls; anonymous ones per
+    source IP): two rules of one registry with different credentials spend two limits, each sized by its
+    own credential's ``rate_limit`` -- one bucket would flip its capacity with whichever rule came last.
+    Credential names never contain ``#`` (lowercase letters, digits, ``.``, ``_``, ``-``)."""
+    return upstream_url if credential is None else f"{upstream_url}#{credential}"
+
+
+def bucket_label(key: str) -> str:
+    """A bucket key as a message says it: ``registry-1.docker.io (credential hub)``."""
+    url, _, credential = key.partition("#")
+    return f"{url} (credential {credential})" if credential else url
 
 
 def rate_limit_of(rule: RuleSpec, credential: CredentialSpec | None) -> tuple[int, int]:
@@ -180,12 +250,6 @@ def _from_images(spec: WarmSetSpec, prefix: str, rule: RuleSpec) -> tuple[list[W
             upstream = _strip(rule.upstream_repository_prefix)
             message = f"{image} is outside the rule's upstream_repository_prefix {upstream!r}: ECR cannot pull it"
             unwarmable.append(Unwarmable(image, ref.repository, ref.tag, ref.digest, FailureClass.NOT_FOUND, message))
-        elif ref.tag is None:
-            message = (
-                f"{image} names a digest only: ECR cannot fetch an uncached image by digest alone ({DIGEST_ISSUE}); "
-                "name it as tag@digest"
-            )
-            unwarmable.append(Unwarmable(image, repository, None, ref.digest, FailureClass.NOT_FOUND, message))
         else:
             wanted.append(Wanted(image, repository, ref.tag, ref.digest, pinned=True))
     return wanted, unwarmable
@@ -279,17 +343,20 @@ class RunContext:
     warm_set: str
     rule: str
     upstream: str
+    """The upstream's bucket key (:func:`bucket_key`): tasks carry it, the worker settles with it."""
     platforms: tuple[str, ...]
     restore_archived: bool
     now: datetime
     limit: tuple[int, int]
     """``(capacity, window_seconds)`` of the upstream's bucket (:func:`rate_limit_of`): tasks carry it, so the
     worker refunds and blocks with exactly the limit the planner took with."""
+    schedule: str | None
+    """The warm set's schedule: its next fire bounds the freshness horizon (:func:`freshness_horizon`)."""
 
-    @property
-    def cost(self) -> int:
-        """Upstream requests a stale image is estimated at: its manifest or index, one child per platform."""
-        return 1 + len(self.platforms)
+    def cost(self, item: Wanted) -> int:
+        """Upstream requests a stale image is estimated at: a tag's manifest or index and one child per
+        platform; a digest-only reference's lookup (:data:`DIGEST_ONLY_COST`)."""
+        return 1 + len(self.platforms) if item.tag is not None else DIGEST_ONLY_COST
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +397,7 @@ def _outcome(
     )
 
 
-def _task(context: RunContext, region: str, item: Wanted) -> WarmTask:
+def _task(context: RunContext, region: str, item: Wanted, cost: int) -> WarmTask:
     return WarmTask(
         run_id=context.run_id,
         warm_set=context.warm_set,
@@ -343,7 +410,7 @@ def _task(context: RunContext, region: str, item: Wanted) -> WarmTask:
         digest=item.digest,
         platforms=context.platforms,
         restore_archived=context.restore_archived,
-        reserved_requests=context.cost,
+        reserved_requests=cost,
         bucket_capacity=context.limit[0],
         bucket_window_seconds=context.limit[1],
     )
@@ -367,19 +434,22 @@ def plan_run(
     """Per Region and in order: fresh images settled, stale ones to buy while ``budget_left`` lasts, the rest skipped.
 
     ``fresh`` maps a Region to when each reference was last verified or refreshed there (the latest of the
-    two); ``budget_left`` is the run's budget less what the planner already spent (tag listings).
+    two); ``budget_left`` is the run's budget less what the planner already spent (tag listings). An image
+    is fresh when it is still within ECR's refresh window at the run's horizon (:func:`is_fresh`).
     """
     to_warm: list[WarmTask] = []
     settled: list[ImageOutcome] = []
     left = budget_left
+    horizon = freshness_horizon(context.now, context.schedule)
     for item in resolution.wanted:
+        cost = context.cost(item)
         for region in regions:
             seen = fresh.get(region, {}).get(item.reference)
-            if seen is not None and context.now - seen < REFRESH_WINDOW:
+            if seen is not None and is_fresh(seen, horizon):
                 settled.append(_outcome(context, region, item, Outcome.FRESH, message=_fresh_message(context, seen)))
-            elif context.cost <= left:
-                to_warm.append(_task(context, region, item))
-                left -= context.cost
+            elif cost <= left:
+                to_warm.append(_task(context, region, item, cost))
+                left -= cost
             else:
                 message = f"the run's budget of upstream requests ran out ({budget_left} left for images)"
                 settled.append(_outcome(context, region, item, Outcome.SKIPPED, message=message))

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from ecrcache.engine.warm import bucket_label
 from ecrcache.models.warm_pull import (
     DIGEST_NOT_CACHED,
     IMAGE_ARCHIVED,
@@ -282,7 +283,7 @@ def skipped_outcome(task: WarmTask, *, now: datetime, blocked_until: datetime) -
         outcome=Outcome.SKIPPED,
         failure_class=FailureClass.RATE_LIMIT,
         message=(
-            f"not attempted: {task.upstream} answered a rate limit (429) earlier; it is paused until "
+            f"not attempted: {bucket_label(task.upstream)} answered a rate limit (429) earlier; it is paused until "
             f"{blocked_until.isoformat()}"
         ),
     )

@@ -100,7 +100,14 @@ class WarmTask(_Frozen):
     warm_set: str = Field(min_length=1, max_length=256)
     region: str = Field(min_length=1, max_length=32)
     rule: str = Field(min_length=1, max_length=30, description="ECR prefix of the rule the image is pulled through.")
-    upstream: str = Field(min_length=1, max_length=256, description="Upstream registry URL: the budget's key.")
+    upstream: str = Field(
+        min_length=1,
+        max_length=256,
+        description=(
+            "The upstream's token-bucket key, which the worker refunds, charges and blocks: the registry URL, "
+            "with #<credential> when the rule signs in (an upstream's limit is per account)."
+        ),
+    )
     repository: str = Field(min_length=2, max_length=256, description="ECR repository name: <prefix>/<upstream path>.")
     image: str = Field(min_length=1, max_length=512, description="The image as the warm set names it.")
     tag: str | None = None

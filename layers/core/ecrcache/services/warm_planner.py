@@ -17,7 +17,8 @@ freshness in every Region of the rule, cut at the run's budget and at what the b
 recorded with the outcomes settled here, then its tasks are sent to the warm queue.
 
 The bucket (:class:`~ecrcache.ports.UpstreamBudget`) is shared by every run and keyed by the rule's
-upstream URL; its limit is the rule's credential's ``rate_limit``, else the upstream kind's default
+upstream URL and credential (:func:`ecrcache.engine.warm.bucket_key`: an upstream's limit is per account);
+its limit is the rule's credential's ``rate_limit``, else the upstream kind's default
 (:func:`ecrcache.models.upstream.default_rate_limit`). A 429 while listing tags blocks the bucket until the
 upstream's reset and stops the run for that upstream: every image is then skipped as ``rate_limit``.
 Tokens a planning took and did not use are refunded; tokens of a planning that crashed are not (the
@@ -36,6 +37,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
+    bucket_key,
+    bucket_label,
     count_outcomes,
     due_fire,
     finished_status,
@@ -126,6 +129,12 @@ class _Upstream:
     url: str
     credential: str | None
     limit: BucketLimit
+    bucket: str
+    """The upstream's token bucket (:func:`~ecrcache.engine.warm.bucket_key`): the URL and the credential."""
+
+    @property
+    def label(self) -> str:
+        return bucket_label(self.bucket)
 
 
 @dataclass
@@ -226,7 +235,8 @@ class WarmPlannerService:
         run, outcomes, tasks, upstream = self._plan_new(request, now)
         if not self.runs.create_run(run, outcomes, tasks):  # planned concurrently: theirs stands
             if upstream is not None:
-                self.budget.refund(upstream.url, sum(t.reserved_requests for t in tasks), limit=upstream.limit, now=now)
+                reserved = sum(t.reserved_requests for t in tasks)
+                self.budget.refund(upstream.bucket, reserved, limit=upstream.limit, now=now)
             return self._resend(request) or {"run_id": request.run_id, "resent": False}
         self.queue.send(tasks)
         metrics.add_metric(name="WarmRunsPlanned", unit="Count", value=1)
@@ -259,7 +269,7 @@ class WarmPlannerService:
             return self._failed(request, now, message, budget=spec.budget.max_upstream_requests_per_run), [], [], None
         rule = RuleSpec.model_validate(rule_item.spec)
         upstream = self._upstream(rule)
-        spend = _Spend(blocked_until=self.budget.blocked_until(upstream.url, now=now))
+        spend = _Spend(blocked_until=self.budget.blocked_until(upstream.bucket, now=now))
         budget = spec.budget.max_upstream_requests_per_run
         listings = self._list_tags(spec, upstream, spend, budget=budget, now=now)
         top = self._top(spec, now)
@@ -271,18 +281,19 @@ class WarmPlannerService:
             run_id=request.run_id,
             warm_set=request.warm_set,
             rule=spec.rule,
-            upstream=upstream.url,
+            upstream=upstream.bucket,
             platforms=spec.platforms,
             restore_archived=spec.restore_archived,
             now=now,
             limit=(upstream.limit.capacity, upstream.limit.window_seconds),
+            schedule=spec.schedule,
         )
         plan = plan_run(resolution, context, regions=regions, fresh=fresh, budget_left=max(0, budget - spend.requests))
         tokens = 0
         if spend.blocked_until is None and plan.cost:
-            tokens = self.budget.take(upstream.url, plan.cost, limit=upstream.limit, now=now)
+            tokens = self.budget.take(upstream.bucket, plan.cost, limit=upstream.limit, now=now)
         allocation = allocate(plan, tokens, why=self._why_skipped(upstream, spend))
-        self.budget.refund(upstream.url, allocation.unused, limit=upstream.limit, now=now)
+        self.budget.refund(upstream.bucket, allocation.unused, limit=upstream.limit, now=now)
         outcomes = [*plan.settled, *allocation.skipped]
         run = self._run(request, now, outcomes, list(allocation.tasks), spend=spend, budget=budget, upstream=upstream)
         return run, outcomes, list(allocation.tasks), upstream
@@ -295,7 +306,12 @@ class WarmPlannerService:
             stored = self.desired.get(ResourceKind.CREDENTIAL, rule.credential)
             credential = CredentialSpec.model_validate(stored.spec) if stored is not None else None
         requests, window = rate_limit_of(rule, credential)
-        return _Upstream(rule.effective_url(), rule.credential, BucketLimit(capacity=requests, window_seconds=window))
+        return _Upstream(
+            url=rule.effective_url(),
+            credential=rule.credential,
+            limit=BucketLimit(capacity=requests, window_seconds=window),
+            bucket=bucket_key(rule.effective_url(), rule.credential),
+        )
 
     def _list_tags(
         self, spec: WarmSetSpec, upstream: _Upstream, spend: _Spend, *, budget: int, now: datetime
@@ -304,24 +320,26 @@ class WarmPlannerService:
         listings: dict[str, TagListing] = {}
         for repository in dict.fromkeys(p.repository for p in spec.parsed_tag_patterns()):
             if spend.blocked_until is not None:
-                message = f"{upstream.url} is rate-limited until {spend.blocked_until.isoformat()}"
+                message = f"{upstream.label} is rate-limited until {spend.blocked_until.isoformat()}"
                 listings[repository] = TagListing(repository, failure=FailureClass.RATE_LIMIT, message=message)
                 continue
             allowance = min(TAG_LIST_REQUESTS, budget - spend.requests)
-            taken = self.budget.take(upstream.url, allowance, limit=upstream.limit, now=now) if allowance > 0 else 0
+            taken = self.budget.take(upstream.bucket, allowance, limit=upstream.limit, now=now) if allowance > 0 else 0
             if taken == 0:
                 why = (
-                    "the run's budget is spent" if allowance <= 0 else f"the request budget of {upstream.url} is spent"
+                    "the run's budget is spent"
+                    if allowance <= 0
+                    else f"the request budget of {upstream.label} is spent"
                 )
                 listings[repository] = TagListing(repository, failure=FailureClass.RATE_LIMIT, message=why)
                 continue
             listing = self.tags.list_tags(upstream.url, repository, credential=upstream.credential, max_requests=taken)
-            self.budget.refund(upstream.url, taken - listing.requests, limit=upstream.limit, now=now)
+            self.budget.refund(upstream.bucket, taken - listing.requests, limit=upstream.limit, now=now)
             spend.requests += listing.requests
             listings[repository] = listing
             if listing.failure is FailureClass.RATE_LIMIT:
                 until = listing.retry_at if listing.retry_at and listing.retry_at > now else now + DEFAULT_BLOCK
-                self.budget.block(upstream.url, until=until, limit=upstream.limit, now=now)
+                self.budget.block(upstream.bucket, until=until, limit=upstream.limit, now=now)
                 spend.blocked_until = until
         return listings
 
@@ -341,10 +359,10 @@ class WarmPlannerService:
     @staticmethod
     def _why_skipped(upstream: _Upstream, spend: _Spend) -> str:
         if spend.blocked_until is not None:
-            return f"{upstream.url} answered 429 (rate limit): stopped until {spend.blocked_until.isoformat()}"
+            return f"{upstream.label} answered 429 (rate limit): stopped until {spend.blocked_until.isoformat()}"
         limit = upstream.limit
         return (
-            f"the request budget of {upstream.url} is spent ({limit.capacity} per {limit.window_seconds} s; "
+            f"the request budget of {upstream.label} is spent ({limit.capacity} per {limit.window_seconds} s; "
             "set the credential's rate_limit if the account allows more)"
         )
 

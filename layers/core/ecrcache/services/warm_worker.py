@@ -8,8 +8,10 @@
    the earlier delivery may have recorded the last image and then failed to finish the run.
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
-   class ``rate_limit`` and ECR is not called. An image verified within ECR's 24-hour refresh window
-   since the run was planned (a concurrent run warmed it) is ``fresh``: nothing to spend.
+   class ``rate_limit`` and ECR is not called. An image verified since the run was planned (a concurrent
+   run warmed it) is ``fresh``: nothing to spend. The planner only queues an image whose 24-hour refresh
+   window ends within the hour (or before the set's next fire), so one whose window lasts beyond the
+   next hour (:func:`~ecrcache.engine.warm.is_fresh` with no schedule) was verified after planning.
 3. **Warm** through ECR (:class:`~ecrcache.ports.WarmEcr`), classify (:func:`ecrcache.engine.warm_pull.outcome_of`).
    ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
    (:func:`~ecrcache.engine.warm_pull.block_until`) before anything is recorded, so the rest of every run's
@@ -18,11 +20,11 @@
    recorded it (two deliveries of one task can both get here; the store's conditional write lets one
    win), and best effort, logged when they fail, since a redelivery would skip them anyway -- the image's
    freshness (``WARMED#``) when it was warmed, and the budget: the unused part of the tokens the planner
-   took is refunded, an overspend is taken. Both come after the outcome on purpose: a redelivered task
-   must neither refund twice nor find its own freshness and call itself ``fresh`` (a lost refund only
-   makes the bucket stricter; lost freshness costs the next run one re-validation). If recording commits
-   but finishing the run fails, the message is retried; that retry finishes the run (step 1) and this
-   image's refund is lost (the bucket is stricter for its window).
+   took is refunded, an overspend is charged (the bucket may go into debt). Both come after the outcome
+   on purpose: a redelivered task must neither refund twice nor find its own freshness and call itself
+   ``fresh`` (a lost refund only makes the bucket stricter; lost freshness costs the next run one
+   re-validation). If recording commits but finishing the run fails, the message is retried; that retry
+   finishes the run (step 1) and this image's refund is lost (the bucket is stricter for its window).
 
 A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
 reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
@@ -31,14 +33,14 @@ reported as a batch item failure and SQS delivers it again (and, after ``maxRece
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import ValidationError
 
+from ecrcache.engine.warm import freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import (
-    REFRESH_WINDOW_HOURS,
     FailureClass,
     ImageOutcome,
     Outcome,
@@ -49,8 +51,6 @@ from ecrcache.observability import logger, metrics
 from ecrcache.ports import BucketLimit, UpstreamBudget, WarmEcr, WarmRunStore
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
-
-REFRESH_WINDOW = timedelta(hours=REFRESH_WINDOW_HOURS)
 
 
 def task_limit(task: WarmTask) -> BucketLimit:
@@ -130,7 +130,7 @@ class WarmWorkerService:
             return skipped_outcome(task, now=now, blocked_until=blocked)
         reference = verified_reference(task)
         verified_at = self.store.verified(task.region, [reference]).get(reference)
-        if verified_at is not None and now - verified_at < REFRESH_WINDOW:
+        if verified_at is not None and is_fresh(verified_at, freshness_horizon(now)):
             return fresh_outcome(task, now=now, verified_at=verified_at)
         pull = self.ecr(task.region).warm(task)
         outcome = outcome_of(task, pull, now=self.clock())
@@ -158,7 +158,13 @@ class WarmWorkerService:
             logger.warning("the image's freshness could not be recorded", extra={**_fields(task), "error": str(exc)})
 
     def _settle(self, task: WarmTask, outcome: ImageOutcome) -> None:
-        """Give back the tokens the planner took and the warm did not spend (or take the overspend)."""
+        """Give back the tokens the planner took and the warm did not spend, or charge the overspend.
+
+        The planner reserves an estimate (``1 + len(platforms)``); an imported index costs ``1 +`` every
+        child it lists, and Docker Hub's list 8-16 (attestations included). The overspend is *charged*
+        (:meth:`~ecrcache.ports.UpstreamBudget.charge`), not taken: a take only gets what the bucket
+        holds, so spending beyond it would vanish; a charge leaves the bucket in debt, and later runs
+        wait until the refill has paid it back."""
         if outcome.failure_class is FailureClass.RATE_LIMIT:
             return  # the upstream's bucket is blocked and empty until its reset: nothing to give back to
         unused = task.reserved_requests - outcome.upstream_requests
@@ -169,10 +175,10 @@ class WarmWorkerService:
             if unused > 0:
                 self.budget.refund(task.upstream, unused, limit=limit, now=outcome.finished_at)
             else:
-                self.budget.take(task.upstream, -unused, limit=limit, now=outcome.finished_at)
+                self.budget.charge(task.upstream, -unused, limit=limit, now=outcome.finished_at)
         except EcrcacheError as exc:
             # The outcome is recorded: a retry would skip this task, so the budget stays as it is
-            # (a lost refund makes it stricter; a lost overspend is at most this image's children).
+            # (a lost refund makes it stricter; a lost charge is at most this image's children).
             logger.warning("the upstream budget could not be settled", extra={**_fields(task), "error": str(exc)})
 
 

@@ -1,0 +1,140 @@
+"""Grants scoped to what uses them.
+
+* Queue policies that let EventBridge send to a queue allow exactly the rules that send to it (as a target
+  or as the rule's dead-letter queue), and only from this account: no rule of another stack or account can
+  put messages into the controller's queues.
+* The warm planner reads credential secrets in the stack's Region only: a credential has one secret, which
+  the API keeps there (``SecretsManagerStore`` on the function's own Region), and the planner's Secrets
+  Manager client is its own Region's (``OciUpstreamRegistry``).
+
+The rules of functions' ``Schedule`` and ``EventBridgeRule`` events are made by the SAM transform, named
+``<function logical id><event name>`` (SAM "Generated AWS CloudFormation resources"); the last test checks
+that naming with SAM's own translator (the tool venv's), so a policy never names a rule that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from devstack.local.template import SERVERLESS_FUNCTION
+from tests.contract.tools import TEMPLATE, run, show, tool, tool_env
+from tests.template import ROOT, functions, resources
+
+pytestmark = pytest.mark.contract
+
+EVENTS_PRINCIPAL = "events.amazonaws.com"
+SAM_RULE_EVENTS = frozenset({"Schedule", "EventBridgeRule", "CloudWatchEvent"})
+
+
+def _named(value: Any) -> str | None:
+    """The logical id a ``!GetAtt X.Arn`` or ``!Ref X`` names (``None``: neither)."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return str(target[0] if isinstance(target, list) else str(target).split(".")[0])
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def senders() -> dict[str, set[str]]:
+    """Queue logical id -> the rules (logical ids, SAM's generated ones included) that send to it."""
+    found: dict[str, set[str]] = {}
+    for name, rule in resources("AWS::Events::Rule").items():
+        for target in rule["Properties"].get("Targets", []):
+            for arn in (target.get("Arn"), target.get("DeadLetterConfig", {}).get("Arn")):
+                if (queue := _named(arn)) is not None:
+                    found.setdefault(queue, set()).add(name)
+    for function, resource in resources(SERVERLESS_FUNCTION).items():
+        for event, spec in (resource["Properties"].get("Events") or {}).items():
+            if spec["Type"] in SAM_RULE_EVENTS:
+                queue = _named(spec["Properties"].get("DeadLetterConfig", {}).get("Arn"))
+                if queue is not None:
+                    found.setdefault(queue, set()).add(f"{function}{event}")
+    return {
+        queue: rules for queue, rules in found.items() if resources().get(queue, {}).get("Type") == "AWS::SQS::Queue"
+    }
+
+
+def eventbridge_statements() -> list[tuple[str, dict[str, Any]]]:
+    """(policy logical id, statement) of every queue-policy statement granting EventBridge."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, policy in resources("AWS::SQS::QueuePolicy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if EVENTS_PRINCIPAL in _as_list(statement.get("Principal", {}).get("Service")):
+                out.append((name, statement))
+    return out
+
+
+def test_every_queue_eventbridge_sends_to_allows_exactly_its_rules() -> None:
+    statements = eventbridge_statements()
+    for queue, rules in senders().items():
+        granting = [(name, s) for name, s in statements if queue in {_named(r) for r in _as_list(s["Resource"])}]
+        assert granting, f"no queue policy lets EventBridge send to {queue} (rules {sorted(rules)})"
+        for name, statement in granting:
+            allowed = {
+                _named(a) for a in _as_list(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn"))
+            }
+            queues = {_named(r) for r in _as_list(statement["Resource"])}
+            expected = set().union(*(senders().get(str(q), set()) for q in queues))
+            assert allowed == expected, (
+                f"{name}: aws:SourceArn {sorted(map(str, allowed))} != senders {sorted(expected)}"
+            )
+
+
+def test_every_eventbridge_grant_is_limited_to_this_accounts_rules() -> None:
+    statements = eventbridge_statements()
+    assert {name for name, _ in statements} >= {"ReconcilerDlqPolicy", "WarmPlannerDlqPolicy", "PullEventsQueuePolicy"}
+    for name, statement in statements:
+        condition = statement.get("Condition", {})
+        source_arns = _as_list(condition.get("ArnEquals", {}).get("aws:SourceArn"))
+        assert source_arns and all(_named(a) for a in source_arns), f"{name}: no aws:SourceArn of our own rules"
+
+
+_SAM_RULES = """
+import json, sys
+from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
+
+template, problems = decode(sys.argv[1])
+assert not problems, problems
+for resource in template["Resources"].values():
+    for key in ("CodeUri", "ContentUri"):
+        if key in resource.get("Properties", {}):
+            resource["Properties"][key] = "s3://bucket/key"  # sam build's job; the transform wants S3
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+out = transform(template, {}, NoManagedPolicies())
+print(json.dumps(sorted(k for k, v in out["Resources"].items() if v["Type"] == "AWS::Events::Rule")))
+"""
+
+
+def test_the_rules_a_policy_names_are_the_ones_the_sam_transform_makes() -> None:
+    result = run(
+        [tool("python"), "-c", _SAM_RULES, TEMPLATE],
+        cwd=ROOT,
+        env=tool_env() | {"AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, show(result)
+    transformed = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    named = set().union(*senders().values())
+    assert named <= transformed, f"rules named but not made by SAM: {sorted(named - transformed)}"
+
+
+def test_the_warm_planner_reads_credential_secrets_in_the_stack_region_only() -> None:
+    statements = functions()["WarmPlannerFunction"]["Policies"][0]["Statement"]
+    [secrets] = [s for s in statements if "secretsmanager:GetSecretValue" in _as_list(s["Action"])]
+    assert _as_list(secrets["Action"]) == ["secretsmanager:GetSecretValue"]
+    assert secrets["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-pullthroughcache/*"
+    }
