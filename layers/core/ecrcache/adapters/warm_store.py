@@ -146,6 +146,34 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
     )
 
 
+def _count(
+    table_name: str, key: Item, outcomes: Sequence[ImageOutcome], stopped_upstream: str | None = None
+) -> TransactWriteItemTypeDef:
+    """The run's counters for ``outcomes``, conditioned on the run being there and unfinished."""
+    values: Item = {
+        ":done": _n(len(outcomes)),
+        ":spent": _n(sum(o.upstream_requests for o in outcomes)),
+        ":running": _s(RunStatus.RUNNING.value),
+    }
+    adds = ["done :done", "upstream_requests :spent"]
+    if stopped_upstream is not None:  # the planner's stops are in the run JSON, the workers' in this set
+        adds.append("stopped_upstreams :stopped")
+        values[":stopped"] = {"SS": [stopped_upstream]}
+    for outcome, count in count_outcomes(outcomes).items():
+        name = COUNTERS[outcome]
+        adds.append(f"{name} :{name}")
+        values[f":{name}"] = _n(count)
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": key,
+            "UpdateExpression": f"ADD {', '.join(adds)} SET run_status = :running",
+            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
 class _StateTable:
     """The state table's calls as the warm run store makes them: classified failures, bounded retries."""
 
@@ -379,7 +407,7 @@ class DynamoDbWarmRunStore(_StateTable):
             chunk = pending[: TRANSACTION_MAX - 1]
             puts = [self._outcome_put(run_id, o, pointer["expires_at"]) for o in chunk]
             try:
-                self._transact([*puts, self._count(key, chunk, stopped_upstream)], conflicts=True)
+                self._transact([*puts, _count(self.table_name, key, chunk, stopped_upstream)], conflicts=True)
             except _Cancelled as cancelled:
                 if cancelled.failed(len(chunk)):
                     break  # the run finished (its deadline) or is gone: nothing more counts
@@ -405,32 +433,6 @@ class DynamoDbWarmRunStore(_StateTable):
         }
         return {
             "Put": {"TableName": self.table_name, "Item": image, "ConditionExpression": "attribute_not_exists(outcome)"}
-        }
-
-    def _count(
-        self, key: Item, outcomes: Sequence[ImageOutcome], stopped_upstream: str | None = None
-    ) -> TransactWriteItemTypeDef:
-        values: Item = {
-            ":done": _n(len(outcomes)),
-            ":spent": _n(sum(o.upstream_requests for o in outcomes)),
-            ":running": _s(RunStatus.RUNNING.value),
-        }
-        adds = ["done :done", "upstream_requests :spent"]
-        if stopped_upstream is not None:  # the planner's stops are in the run JSON, the workers' in this set
-            adds.append("stopped_upstreams :stopped")
-            values[":stopped"] = {"SS": [stopped_upstream]}
-        for outcome, count in count_outcomes(outcomes).items():
-            name = COUNTERS[outcome]
-            adds.append(f"{name} :{name}")
-            values[f":{name}"] = _n(count)
-        return {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": key,
-                "UpdateExpression": f"ADD {', '.join(adds)} SET run_status = :running",
-                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
-                "ExpressionAttributeValues": values,
-            }
         }
 
     def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
