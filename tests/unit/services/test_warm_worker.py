@@ -327,3 +327,17 @@ def test_two_deliveries_of_one_task_at_once_settle_and_mark_fresh_once(monkeypat
     assert run is not None
     assert (run.done, run.upstream_requests) == (1, 1)
     assert second.outcome is first.outcome is Outcome.WARMED
+
+
+def test_a_run_names_the_registry_a_429_stopped_not_its_credentials_bucket() -> None:
+    # GIVEN a task whose bucket is a credential's (registry URL # credential, as the planner keys it)
+    world = World(total=1)
+    task = make_task(upstream=f"{HUB}#dockerhub")
+    world.answer(task, WarmPull(failure=EcrFailure("UpstreamTooManyRequests", "429", PullStage.MANIFEST)))
+    # WHEN the upstream answers 429
+    assert world.service.handle(task).failure_class is FailureClass.RATE_LIMIT
+    # THEN that bucket is blocked, and the run lists the registry as the planner does
+    assert world.budget.log[-1][:2] == ("block", f"{HUB}#dockerhub")
+    run = world.store.get_run("base", "run-1")
+    assert run is not None
+    assert run.stopped_upstreams == (HUB,)

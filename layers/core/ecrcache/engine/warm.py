@@ -144,6 +144,11 @@ def bucket_key(upstream_url: str, credential: str | None) -> str:
     return upstream_url if credential is None else f"{upstream_url}#{credential}"
 
 
+def bucket_upstream(key: str) -> str:
+    """The registry URL of a bucket key (what a run lists under ``stopped_upstreams``)."""
+    return key.partition("#")[0]
+
+
 def bucket_label(key: str) -> str:
     """A bucket key as a message says it: ``registry-1.docker.io (credential hub)``."""
     url, _, credential = key.partition("#")

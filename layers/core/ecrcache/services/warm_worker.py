@@ -37,7 +37,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ecrcache.engine.warm import freshness_horizon, is_fresh
+from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import (
@@ -105,7 +105,7 @@ class WarmWorkerService:
             return recorded
         outcome = self.warm(task)
         # A rate_limit outcome here is always a 429 (this one, or the block an earlier one left): the run says so.
-        stopped = task.upstream if outcome.failure_class is FailureClass.RATE_LIMIT else None
+        stopped = bucket_upstream(task.upstream) if outcome.failure_class is FailureClass.RATE_LIMIT else None
         result = self.store.record_outcome(task.run_id, task.warm_set, outcome, stopped_upstream=stopped)
         if not result.recorded:
             # Another delivery of this task recorded first (and settles the budget), or the run was settled at
