@@ -1,4 +1,4 @@
-"""template.yaml <-> the warm worker: its queue, DLQ and event source as the warming design fixes them (issue 11), its ECR
+"""template.yaml <-> the warm worker: its queue, DLQ and event source as issue 11 fixes them, its ECR
 permissions, and the sample events it takes."""
 
 from __future__ import annotations
