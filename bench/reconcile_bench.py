@@ -32,30 +32,13 @@ writes more than its template and its repositories' lifecycle policies.
 
 from __future__ import annotations
 
-import os
+# First, before boto3, Powertools and ecrcache are imported: fake credentials, the embedded AWS only.
+import bench.environment  # noqa: F401
 
-os.environ.update(
-    {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "POWERTOOLS_SERVICE_NAME": "ecrcache-bench",
-        "POWERTOOLS_METRICS_NAMESPACE": "ecrcache-bench",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
-os.environ.pop("AWS_PROFILE", None)
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_ENDPOINT_URL_ECR", None)
-os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-
+# isort: split
 import argparse
 import math
+import os
 import re
 import statistics
 import sys

@@ -69,10 +69,16 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+# The state table's shared helpers (adapters/dynamodb_codec.py) make the call on the client an adapter
+# passes them: ``batch_write(self.client, ...)`` is that adapter's BatchWriteItem.
+SHARED_HELPERS = {"batch_write": "batch_write_item", "query_partition": "query"}
+
+
 def adapter_operations(module: str) -> set[str]:
     source = (ADAPTERS / f"{module}.py").read_text()
     calls = set(re.findall(r"self\.client\.([a-z_]+)\(", source))
     calls |= set(re.findall(r"get_paginator\(\"([a-z_]+)\"\)", source))
+    calls |= {SHARED_HELPERS[h] for h in re.findall(r"\b([a-z_]+)\(self\.client\b", source) if h in SHARED_HELPERS}
     calls.discard("get_paginator")
     return {_pascal(c) for c in calls}
 
@@ -163,7 +169,8 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert adapter_operations("pull_stats_store") == {"TransactWriteItems", "BatchGetItem", "Query"}
     assert transaction_actions("pull_stats_store") == {"UpdateItem"}
     assert transaction_actions("warm_store") == {"PutItem", "UpdateItem", "ConditionCheckItem"}
-    assert {"BatchGetItem", "BatchWriteItem"} <= adapter_operations("warm_store")
+    assert {"BatchGetItem", "BatchWriteItem", "Query"} <= adapter_operations("warm_store")
+    assert {"BatchWriteItem", "Query"} <= adapter_operations("status_store")
 
 
 def test_the_warm_worker_may_read_freshness_in_batches() -> None:

@@ -10,19 +10,27 @@ them (history entries, the run index) sort as text in time order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify
+from ecrcache.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
-__all__ = ["iso", "n", "parse_iso", "query_partition", "s"]
+__all__ = ["batch_write", "iso", "n", "parse_iso", "query_partition", "s"]
+
+BATCH_SIZE: Final = 25
+"""Items per ``BatchWriteItem`` (the DynamoDB maximum)."""
+BATCH_ATTEMPTS: Final = 8
+"""Rounds of ``UnprocessedItems`` retries before giving up with a ``RetryableError``."""
+BATCH_BACKOFF_SECONDS: Final = 0.05
+BATCH_BACKOFF_MAX_SECONDS: Final = 2.0
 
 
 def s(value: str) -> AttributeValueTypeDef:
@@ -59,3 +67,28 @@ def query_partition(client: DynamoDBClient, table_name: str, pk: str) -> Iterato
             yield from page.get("Items", [])
     except (ClientError, BotoCoreError) as exc:
         raise classify(exc, "DynamoDB Query") from exc
+
+
+def batch_write(
+    client: DynamoDBClient, table_name: str, requests: Sequence[WriteRequestTypeDef], *, sleep: Callable[[float], None]
+) -> None:
+    """Every request, 25 to a ``BatchWriteItem``, its ``UnprocessedItems`` sent again with backoff; a batch
+    still unprocessed after :data:`BATCH_ATTEMPTS` rounds raises :class:`RetryableError` (the caller's
+    trigger retries), a failed call is classified."""
+    for start in range(0, len(requests), BATCH_SIZE):
+        pending = list(requests[start : start + BATCH_SIZE])
+        delay = BATCH_BACKOFF_SECONDS
+        for attempt in range(BATCH_ATTEMPTS):
+            if attempt:
+                sleep(delay)
+                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+            try:
+                out = client.batch_write_item(RequestItems={table_name: pending})
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, "DynamoDB BatchWriteItem") from exc
+            pending = cast("list[WriteRequestTypeDef]", out.get("UnprocessedItems", {}).get(table_name, []))
+            if not pending:
+                break
+        else:
+            msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
+            raise RetryableError(msg)

@@ -45,18 +45,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
+from ecrcache.adapters.dynamodb_codec import batch_write, query_partition
 from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
-from ecrcache.adapters.dynamodb_codec import query_partition
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.engine.plan import OwnedKind
-from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
 from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 
@@ -64,12 +63,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
-BATCH_SIZE: Final = 25
-"""Items per ``BatchWriteItem`` (the DynamoDB maximum)."""
-BATCH_ATTEMPTS: Final = 8
-"""Rounds of ``UnprocessedItems`` retries before giving up with a ``RetryableError``."""
-BATCH_BACKOFF_SECONDS: Final = 0.05
-BATCH_BACKOFF_MAX_SECONDS: Final = 2.0
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
@@ -174,25 +167,7 @@ class DynamoDbStatusStore:
         self._batch_write(requests)
 
     def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
-        for start in range(0, len(requests), BATCH_SIZE):
-            self._write_batch(requests[start : start + BATCH_SIZE])
-
-    def _write_batch(self, batch: list[WriteRequestTypeDef]) -> None:
-        pending = batch
-        delay = BATCH_BACKOFF_SECONDS
-        for attempt in range(BATCH_ATTEMPTS):
-            if attempt:
-                self.sleep(delay)
-                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
-            try:
-                out = self.client.batch_write_item(RequestItems={self.table_name: pending})
-            except (ClientError, BotoCoreError) as exc:
-                raise classify(exc, "DynamoDB BatchWriteItem") from exc
-            pending = cast("list[WriteRequestTypeDef]", out.get("UnprocessedItems", {}).get(self.table_name, []))
-            if not pending:
-                return
-        msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
-        raise RetryableError(msg)
+        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
 
     # -- rule status (conditions) --------------------------------------------------------------
 

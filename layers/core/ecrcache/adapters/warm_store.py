@@ -55,10 +55,17 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
-from ecrcache.adapters.dynamodb_codec import iso, parse_iso, query_partition
+from ecrcache.adapters.dynamodb_codec import (
+    BATCH_ATTEMPTS,
+    BATCH_BACKOFF_MAX_SECONDS,
+    BATCH_BACKOFF_SECONDS,
+    batch_write,
+    iso,
+    parse_iso,
+    query_partition,
+)
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
-from ecrcache.adapters.status_store import BATCH_ATTEMPTS, BATCH_BACKOFF_MAX_SECONDS, BATCH_BACKOFF_SECONDS, BATCH_SIZE
 from ecrcache.engine.warm import count_outcomes, finished_status
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.warm_run import (
@@ -231,23 +238,7 @@ class _StateTable:
         raise RetryableError(msg, reason="TransactionCanceledException")
 
     def _batch_write(self, requests: Sequence[WriteRequestTypeDef]) -> None:
-        for start in range(0, len(requests), BATCH_SIZE):
-            pending = list(requests[start : start + BATCH_SIZE])
-            delay = BATCH_BACKOFF_SECONDS
-            for attempt in range(BATCH_ATTEMPTS):
-                if attempt:
-                    self.sleep(delay)
-                    delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
-                try:
-                    out = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                except (ClientError, BotoCoreError) as exc:
-                    raise classify(exc, "DynamoDB BatchWriteItem") from exc
-                pending = cast("list[WriteRequestTypeDef]", out.get("UnprocessedItems", {}).get(self.table_name, []))
-                if not pending:
-                    break
-            else:
-                msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
-                raise RetryableError(msg)
+        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
 
     def _batch_get(self, keys: list[Item]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
