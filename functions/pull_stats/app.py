@@ -1,9 +1,10 @@
-"""Pull statistics function: an SQS batch of ECR pull events -> coalesced daily pull counters.
+"""Pull statistics function: an SQS batch of ECR pull events -> one pending delta, compacted into daily counters.
 
 The queue (``PullEventsQueue``) receives the CloudTrail ``BatchGetImage`` / ``GetDownloadUrlForLayer``
-events and the ``ECR Pull Through Cache Action`` events; the whole batch is counted with one write per
-counter (:mod:`ecrcache.services.pull_stats`), and the records it could not count are answered as batch
-item failures (``ReportBatchItemFailures``) for SQS to deliver again.
+events and the ``ECR Pull Through Cache Action`` events; the whole batch is counted in memory and written
+as one delta item, and every 15 minutes a batch also folds the pending deltas into the daily counters
+(:mod:`ecrcache.services.pull_stats`, :mod:`ecrcache.services.pull_compaction`). The records it could not
+count are answered as batch item failures (``ReportBatchItemFailures``) for SQS to deliver again.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.pull_compaction_store import DynamoDbPullCompactionStore
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.config import pull_stats_settings, stack_region
 from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.pull_compaction import PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
 
 settings = pull_stats_settings()
+store = DynamoDbPullStatsStore(settings.table_name)
 service = PullStatsService(
-    DynamoDbPullStatsStore(settings.table_name),
+    store,
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
+    compaction=PullCompaction(store, DynamoDbPullCompactionStore(settings.table_name, store.client)),
 )
 
 

@@ -26,6 +26,7 @@ ADAPTER_SERVICE = {
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
     "pull_stats_store": "dynamodb",
+    "pull_compaction_store": "dynamodb",
     "warm_store": "dynamodb",
     "upstream_budget": "dynamodb",
     "warm_queue": "sqs",
@@ -51,7 +52,7 @@ SPECIAL = {
 # IAM authorises each action of a TransactWriteItems by its own kind (Service Authorization Reference:
 # "TransactWriteItems" is no IAM action). Adapters listed here send only the kinds written in their
 # source as ``"Put": {``, ``"Update": {``, ``"Delete": {``, ``"ConditionCheck": {``; the others keep SPECIAL.
-PRECISE_TRANSACTIONS = frozenset({"pull_stats_store", "warm_store"})
+PRECISE_TRANSACTIONS = frozenset({"warm_store"})
 _TRANSACTION_KINDS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -71,14 +72,14 @@ def _pascal(name: str) -> str:
 
 # The state table's shared helpers (adapters/dynamodb_codec.py) make the call on the client an adapter
 # passes them: ``batch_write(self.client, ...)`` is that adapter's BatchWriteItem.
-SHARED_HELPERS = {"batch_write": "batch_write_item", "query_partition": "query"}
+SHARED_HELPERS = {"batch_write": "batch_write_item", "batch_get": "batch_get_item", "query_partition": "query"}
 
 
 def adapter_operations(module: str) -> set[str]:
     source = (ADAPTERS / f"{module}.py").read_text()
     calls = set(re.findall(r"self\.client\.([a-z_]+)\(", source))
     calls |= set(re.findall(r"get_paginator\(\"([a-z_]+)\"\)", source))
-    calls |= {SHARED_HELPERS[h] for h in re.findall(r"\b([a-z_]+)\(self\.client\b", source) if h in SHARED_HELPERS}
+    calls |= {SHARED_HELPERS[h] for h in re.findall(r"\b([a-z_]+)\(\s*self\.client\b", source) if h in SHARED_HELPERS}
     calls.discard("get_paginator")
     return {_pascal(c) for c in calls}
 
@@ -166,8 +167,8 @@ def test_iam_policy_allows_nothing_the_code_does_not_call(logical_id: str) -> No
 def test_adapter_scan_finds_the_known_calls() -> None:
     # The scan itself must see real calls (so the tests above cannot pass vacuously).
     assert {"TransactWriteItems", "Query", "GetItem"} <= adapter_operations("dynamodb_store")
-    assert adapter_operations("pull_stats_store") == {"TransactWriteItems", "BatchGetItem", "Query"}
-    assert transaction_actions("pull_stats_store") == {"UpdateItem"}
+    assert adapter_operations("pull_stats_store") == {"PutItem", "BatchGetItem", "Query"}
+    assert adapter_operations("pull_compaction_store") == {"GetItem", "UpdateItem", "BatchGetItem", "BatchWriteItem"}
     assert transaction_actions("warm_store") == {"PutItem", "UpdateItem", "ConditionCheckItem"}
     assert {"BatchGetItem", "BatchWriteItem", "Query"} <= adapter_operations("warm_store")
     assert {"BatchWriteItem", "Query"} <= adapter_operations("status_store")

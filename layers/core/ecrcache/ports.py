@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.pull_stats import CounterKey, DailyCounter, PullEvent, RecordResult
+from ecrcache.models.pull_stats import (
+    CompactionState,
+    CounterKey,
+    CounterMark,
+    DailyCounter,
+    Increment,
+    PullDelta,
+    PullEvent,
+)
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.models.warm_inputs import TagListing
@@ -343,27 +351,69 @@ class WarmQueue(Protocol):
 
 
 class PullStatsStore(Protocol):
-    """Daily pull counters and the ids of the events already counted (:mod:`ecrcache.adapters.pull_stats_store`)."""
+    """Pending pull deltas, the ids counted per minute and the daily counters
+    (:mod:`ecrcache.adapters.pull_stats_store`)."""
 
     write_items: int
-    """Items written so far by committed transactions (the benchmark's writes)."""
+    """Items written so far (the benchmark's writes)."""
 
-    def record(self, events: Sequence[PullEvent]) -> RecordResult:
-        """Count each event exactly once (events already counted are reported as duplicates); never
-        raises for AWS errors: the events it could not count are ``failed``, with the error."""
+    def add(self, events: Sequence[PullEvent], now: datetime) -> int:
+        """Write a batch's events as pending deltas (usually one item); the items written. Raises
+        :class:`~ecrcache.errors.EcrcacheError`: the batch is then delivered again."""
+        ...
+
+    def pending(self) -> list[tuple[str, PullDelta]]:
+        """Every pending delta with its sort key, oldest first."""
+        ...
+
+    def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
+        """The deltas of ``sort_keys`` that are still pending."""
+        ...
+
+    def seen(self, minutes: Iterable[str], *, except_run: str | None = None) -> dict[str, frozenset[str]]:
+        """The ids counted in each minute (absent: none), without those compaction ``except_run`` wrote."""
         ...
 
     def counters_of(self, keys: Collection[CounterKey]) -> list[DailyCounter]:
-        """The counters of exactly ``keys`` (times only), absent ones left out."""
+        """The stored counters of exactly ``keys`` (times only), absent ones left out."""
         ...
 
     def counters(self, days: Iterable[date], sort_key_prefixes: Collection[str]) -> list[DailyCounter]:
-        """The image counters of ``days`` whose sort key starts with one of the prefixes (``""``: all)."""
+        """The stored image counters of ``days`` whose sort key starts with one of the prefixes (``""``: all)."""
         ...
 
     def desired_rules(self) -> dict[str, tuple[str, ...]]:
         """Every desired rule's prefix and the Regions it names (empty: the stack's Region)."""
         ...
+
+
+class PullCompactionStore(Protocol):
+    """The compaction's lease, the counters it folds into and the ids it keeps
+    (:mod:`ecrcache.adapters.pull_compaction_store`)."""
+
+    write_items: int
+
+    def state(self) -> CompactionState: ...
+
+    def claim(
+        self, owner: str, now: datetime, lease: timedelta, *, run: str, deltas: Sequence[str] = (), resume: bool = False
+    ) -> bool:
+        """Take the lease for a new run of ``deltas``, or (``resume``) for the run under way; ``False``: not now."""
+        ...
+
+    def finish(self, owner: str, now: datetime) -> bool:
+        """The run is done and the lease free; ``False``: the lease was lost."""
+        ...
+
+    def marks(self, keys: Collection[CounterKey]) -> dict[CounterKey, CounterMark]: ...
+
+    def fold(self, key: CounterKey, increment: Increment, mark: CounterMark, run: str) -> None:
+        """Add ``increment`` to the counter, marked with ``run``, if it is still as ``mark`` says."""
+        ...
+
+    def put_seen(self, run: str, counted: Mapping[str, Collection[str]]) -> None: ...
+
+    def delete_deltas(self, sort_keys: Collection[str]) -> None: ...
 
 
 class UpstreamTags(Protocol):

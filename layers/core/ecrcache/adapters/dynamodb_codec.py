@@ -21,12 +21,14 @@ from ecrcache.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, KeysAndAttributesTypeDef, WriteRequestTypeDef
 
-__all__ = ["batch_write", "iso", "n", "parse_iso", "query_partition", "s"]
+__all__ = ["batch_get", "batch_write", "iso", "n", "parse_iso", "query_partition", "s"]
 
 BATCH_SIZE: Final = 25
 """Items per ``BatchWriteItem`` (the DynamoDB maximum)."""
+BATCH_GET_SIZE: Final = 100
+"""Keys per ``BatchGetItem`` (the DynamoDB maximum)."""
 BATCH_ATTEMPTS: Final = 8
 """Rounds of ``UnprocessedItems`` retries before giving up with a ``RetryableError``."""
 BATCH_BACKOFF_SECONDS: Final = 0.05
@@ -92,3 +94,44 @@ def batch_write(
         else:
             msg = f"DynamoDB BatchWriteItem left {len(pending)} items unprocessed after {BATCH_ATTEMPTS} attempts"
             raise RetryableError(msg)
+
+
+def batch_get(
+    client: DynamoDBClient,
+    table_name: str,
+    keys: Sequence[dict[str, AttributeValueTypeDef]],
+    *,
+    sleep: Callable[[float], None],
+    consistent: bool = True,
+    projection: str | None = None,
+    names: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The items of ``keys`` that exist, 100 keys to a ``BatchGetItem``, its ``UnprocessedKeys`` asked again
+    with backoff; keys still unprocessed after :data:`BATCH_ATTEMPTS` rounds raise :class:`RetryableError`,
+    a failed call is classified."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_SIZE):
+        pending: KeysAndAttributesTypeDef = {"Keys": list(keys[start : start + BATCH_GET_SIZE])}
+        pending["ConsistentRead"] = consistent
+        if projection is not None:
+            pending["ProjectionExpression"] = projection
+        if names:
+            pending["ExpressionAttributeNames"] = names
+        delay = BATCH_BACKOFF_SECONDS
+        for attempt in range(BATCH_ATTEMPTS):
+            if attempt:
+                sleep(delay)
+                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+            try:
+                out = client.batch_get_item(RequestItems={table_name: pending})
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, "DynamoDB BatchGetItem") from exc
+            found += out.get("Responses", {}).get(table_name, [])
+            unprocessed = out.get("UnprocessedKeys", {}).get(table_name)
+            if not unprocessed or not unprocessed.get("Keys"):
+                break
+            pending = cast("KeysAndAttributesTypeDef", unprocessed)
+        else:
+            msg = f"DynamoDB BatchGetItem left keys unprocessed after {BATCH_ATTEMPTS} attempts"
+            raise RetryableError(msg)
+    return found

@@ -59,6 +59,7 @@ from ecrcache.adapters.dynamodb_codec import (
     BATCH_ATTEMPTS,
     BATCH_BACKOFF_MAX_SECONDS,
     BATCH_BACKOFF_SECONDS,
+    batch_get,
     batch_write,
     iso,
     parse_iso,
@@ -83,7 +84,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
-        KeysAndAttributesTypeDef,
         TransactWriteItemTypeDef,
         WriteRequestTypeDef,
     )
@@ -241,24 +241,7 @@ class _StateTable:
         batch_write(self.client, self.table_name, requests, sleep=self.sleep)
 
     def _batch_get(self, keys: list[Item]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        pending: KeysAndAttributesTypeDef = {"Keys": keys, "ConsistentRead": True}
-        delay = BATCH_BACKOFF_SECONDS
-        for attempt in range(BATCH_ATTEMPTS):
-            if attempt:
-                self.sleep(delay)
-                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
-            try:
-                out = self.client.batch_get_item(RequestItems={self.table_name: pending})
-            except (ClientError, BotoCoreError) as exc:
-                raise classify(exc, "DynamoDB BatchGetItem") from exc
-            found += out.get("Responses", {}).get(self.table_name, [])
-            unprocessed = out.get("UnprocessedKeys", {}).get(self.table_name)
-            if not unprocessed or not unprocessed.get("Keys"):
-                return found
-            pending = cast("KeysAndAttributesTypeDef", unprocessed)
-        msg = f"DynamoDB BatchGetItem left keys unprocessed after {BATCH_ATTEMPTS} attempts"
-        raise RetryableError(msg)
+        return batch_get(self.client, self.table_name, keys, sleep=self.sleep)
 
 
 class DynamoDbWarmRunStore(_StateTable):

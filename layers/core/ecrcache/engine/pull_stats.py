@@ -29,10 +29,14 @@ or is dropped with a :class:`~ecrcache.models.pull_stats.DropReason`:
   detail does not parse, is malformed. Both are dropped: delivering them again cannot change them.
 
 Within a batch the same EventBridge ``id`` counts once (:data:`DropReason.DUPLICATE`); across batches
-the store keeps the ids already counted per minute (:func:`seen_id`, :func:`minute_of`).
+the ids already counted are kept per minute (:func:`seen_id`, :func:`minute_of`).
 
-:func:`coalesce` adds a batch's increments per counter, and :func:`transaction_groups` cuts a batch into
-groups that each fit one DynamoDB transaction (one action per counter and per minute of the group).
+Two stages (:mod:`ecrcache.models.pull_stats`): :func:`delta_of` turns a batch into one
+:class:`~ecrcache.models.pull_stats.PullDelta` (:func:`coalesce` adds its increments per counter), and
+:func:`fold` adds deltas together, in the order they were written, taking back the counts of every event
+whose id was counted before (in the ids kept, or in an earlier delta of the fold). A copy of an event
+adds nothing to a set or a time that the first did not, so only its counts are taken back.
+:func:`plus` adds an increment to a stored counter (what a reader does with the deltas still pending).
 
 Reading (:func:`rank`): the stored daily counters of a window -> the most pulled images of a rule
 (or of every rule), pulls per day oldest first.
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -64,37 +68,36 @@ from ecrcache.models.pull_stats import (
     BatchGetImageParameters,
     CounterKey,
     DailyCounter,
+    DeltaEvent,
     DropReason,
+    Folded,
     GetDownloadUrlForLayerParameters,
     Increment,
+    PullDelta,
     PulledImage,
     PullEvent,
 )
 
 __all__ = [
-    "MAX_TRANSACTION_ACTIONS",
     "BridgeEvent",
     "PullBatch",
     "PullScope",
     "coalesce",
+    "delta_of",
+    "fold",
     "hash16",
     "minute_of",
     "platform_of",
+    "plus",
     "principal_of",
     "rank",
     "read_batch",
     "read_event",
     "seen_id",
-    "transaction_groups",
     "window",
 ]
 
 ECR_SOURCE: Final = "ecr.amazonaws.com"
-MAX_TRANSACTION_ACTIONS: Final = 100
-"""``TransactWriteItems`` takes at most 100 actions (DynamoDB quotas)."""
-MAX_REFERENCES_PER_EVENT: Final = MAX_TRANSACTION_ACTIONS - 1
-"""An event's counters and its minute's seen item must fit one transaction: a ``BatchGetImage`` naming
-more than 99 distinct images (the API allows 100; Docker and containerd send one) counts the first 99."""
 _OS: Final = re.compile(r"(?:^|\s)os/([A-Za-z0-9_.-]{1,32})(?=\s|$)")
 _ARCH: Final = re.compile(r"(?:^|\s)arch/([A-Za-z0-9_.-]{1,32})(?=\s|$)")
 _ASSUMED_ROLE: Final = re.compile(r"^(arn:[^:]+):sts::(\d{12}):assumed-role/([^/]+)/")
@@ -243,7 +246,7 @@ def _read_call(event: BridgeEvent, detail: CloudTrailDetail, scope: PullScope) -
 def _pulls(
     request: BatchGetImageParameters, detail: CloudTrailDetail, at: datetime
 ) -> tuple[tuple[CounterKey, Increment], ...]:
-    """One pull per distinct image the request names (at most :data:`MAX_REFERENCES_PER_EVENT`)."""
+    """One pull per distinct image the request names (the API takes at most 100)."""
     platform = platform_of(detail.user_agent)
     principal = principal_of(detail.user_identity)
     common = Increment(
@@ -264,7 +267,7 @@ def _pulls(
             digests = {image.image_digest}
         else:
             continue  # ECR answers MissingDigestAndTag: nothing was pulled
-        if key not in found and len(found) < MAX_REFERENCES_PER_EVENT:
+        if key not in found:
             found[key] = replace(common, digests=frozenset(digests))
     return tuple(found.items())
 
@@ -347,32 +350,71 @@ def coalesce(events: Iterable[PullEvent]) -> dict[CounterKey, Increment]:
     return dict(sorted(out.items(), key=lambda item: item[0].sort_key))
 
 
-def transaction_groups(
-    events: Sequence[PullEvent], *, max_actions: int = MAX_TRANSACTION_ACTIONS
-) -> list[tuple[PullEvent, ...]]:
-    """The events cut into groups whose counters plus minutes fit one transaction each.
+def delta_of(events: Iterable[PullEvent]) -> PullDelta:
+    """A batch's events as one delta: their increments coalesced, and each event's id, minute and counts."""
+    listed = tuple(events)
+    return PullDelta(
+        increments=coalesce(listed),
+        events=tuple(
+            DeltaEvent(event.seen_id, event.minute, tuple((key, inc.counts) for key, inc in event.contributions))
+            for event in listed
+        ),
+    )
 
-    Events are ordered by their first counter, so the events of one counter stay together (a
-    counter is split over two groups only at a group boundary); each event lies in exactly one
-    group, with all its counters, so a group's transaction marks seen exactly the events it counts.
-    """
-    groups: list[tuple[PullEvent, ...]] = []
-    current: list[PullEvent] = []
-    keys: set[CounterKey] = set()
-    minutes: set[str] = set()
-    for event in sorted(events, key=lambda e: (e.contributions[0][0].sort_key, e.event_id)):
-        new_keys = set(event.keys) - keys
-        new_minutes = {event.minute} - minutes
-        if current and len(keys) + len(minutes) + len(new_keys) + len(new_minutes) > max_actions:
-            groups.append(tuple(current))
-            current, keys, minutes = [], set(), set()
-            new_keys, new_minutes = set(event.keys), {event.minute}
-        current.append(event)
-        keys |= new_keys
-        minutes |= new_minutes
-    if current:
-        groups.append(tuple(current))
-    return groups
+
+def fold(deltas: Iterable[PullDelta], seen: Mapping[str, Collection[str]]) -> Folded:
+    """``deltas`` (in the order they were written) added together; an event whose id is in ``seen``
+    (minute -> ids already counted) or in an earlier delta is a duplicate: its counts are taken back.
+    Only the counters that an event counted now adds to are in the result (a counter only duplicates
+    touch holds them already)."""
+    total: dict[CounterKey, Increment] = {}
+    counted: dict[str, set[str]] = {}
+    fresh: set[CounterKey] = set()
+    duplicates = 0
+    for delta in deltas:
+        for key, increment in delta.increments.items():
+            current = total.get(key)
+            total[key] = increment if current is None else current.merge(increment)
+        for event in delta.events:
+            ids = counted.setdefault(event.minute, set())
+            if event.seen_id in ids or event.seen_id in seen.get(event.minute, ()):
+                duplicates += 1
+                for key, counts in event.counts:
+                    total[key] = total[key].minus(counts)
+                continue
+            ids.add(event.seen_id)
+            fresh.update(key for key, _ in event.counts)
+    return Folded(
+        increments={key: total[key] for key in sorted(fresh, key=lambda k: k.sort_key)},
+        counted={minute: frozenset(ids) for minute, ids in sorted(counted.items()) if ids},
+        duplicates=duplicates,
+    )
+
+
+def plus(counter: DailyCounter | None, key: CounterKey, increment: Increment) -> DailyCounter:
+    """A stored counter (``None``: none yet) with ``increment`` added."""
+    base = counter or DailyCounter(key)
+    merged = Increment(
+        pulls=base.pulls,
+        first_pulled_at=base.first_pulled_at,
+        last_pulled_at=base.last_pulled_at,
+        digests=base.digests,
+        platforms=base.platforms,
+        principals=base.principals,
+        last_sync_at=base.last_sync_at,
+        last_sync_status=base.last_sync_status,
+    ).merge(increment)
+    return DailyCounter(
+        key=key,
+        pulls=merged.pulls,
+        first_pulled_at=merged.first_pulled_at,
+        last_pulled_at=merged.last_pulled_at,
+        digests=merged.digests,
+        platforms=merged.platforms,
+        principals=merged.principals,
+        last_sync_at=merged.last_sync_at,
+        last_sync_status=merged.last_sync_status,
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,19 +1,31 @@
 """Pull statistics: what one ECR pull event counts, the counters it adds to, and what the API answers.
 
 The engine (:mod:`ecrcache.engine.pull_stats`) turns each delivered event into a :class:`PullEvent`
-(the :class:`Increment` it adds to each :class:`CounterKey`) or a :class:`DropReason`; the store
-writes the increments of a batch, coalesced, into daily counter items::
+(the :class:`Increment` it adds to each :class:`CounterKey`) or a :class:`DropReason`. Counting is in
+two stages, so that the items written do not grow with the batches (:mod:`ecrcache.adapters.pull_stats_store`):
+
+* each batch is written as one :class:`PullDelta` item (its increments coalesced per counter, and each
+  event's id, minute and counts), whatever the counters it touches;
+* a compaction (:mod:`ecrcache.services.pull_compaction`) folds the pending deltas into the daily
+  counter items, each counter written once per compaction, dropping the events whose id is already
+  counted (:func:`~ecrcache.engine.pull_stats.fold`), and keeps the ids it counted per minute::
 
     pk = "PULLS#<yyyy-mm-dd>"             sk = "<region>#<repository>:<tag>"   pulls, first/last_pulled_at,
                                           or  "<region>#<repository>@<digest>" digests, platforms, principals,
                                                                                imports, import_failures,
-                                                                               last_sync_at/_status, expires_at
-    pk = "PULLS#<yyyy-mm-dd>"             sk = "<region>#<repository>"         layer_requests, expires_at
-    pk = "PULLSEEN#<yyyy-mm-ddTHH:MM>"    sk = "SEEN"                          ids (SS), v, expires_at
+                                                                               last_sync_at/_status, run,
+                                                                               expires_at
+    pk = "PULLS#<yyyy-mm-dd>"             sk = "<region>#<repository>"         layer_requests, run, expires_at
+    pk = "PULLDELTA"                      sk = "<written at>#<id>"             delta (zlib JSON)
+    pk = "PULLSEEN#<yyyy-mm-ddTHH:MM>"    sk = "<run>#<chunk>"                 ids (SS), expires_at
+    pk = "PULLCOMPACT"                    sk = "LEASE"                         owner, until, compacted_at,
+                                                                               run, deltas (the run's)
 
-The day is the UTC day of the event's ``time``; the seen item holds the event ids (16-hex sha256
-prefixes) already counted in that minute. Repository names, tags and digests cannot hold ``#``, and a
+The day is the UTC day of the event's ``time``; the seen items hold the event ids (16-hex sha256
+prefixes) counted in that minute. Repository names, tags and digests cannot hold ``#``, and a
 repository name holds neither ``:`` nor ``@`` (ECR's patterns), so the sort keys parse back unambiguously.
+Readers add the pending deltas to the stored counters (:func:`~ecrcache.engine.pull_stats.plus`), so
+what the API answers does not wait for a compaction.
 
 The request parameter models follow the ECR API reference (``BatchGetImage``: ``registryId``,
 ``repositoryName``, ``imageIds[{imageTag | imageDigest}]``, ``acceptedMediaTypes``;
@@ -25,7 +37,8 @@ only when the request named one (or a pull-through cache action reports one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Final
@@ -38,16 +51,20 @@ __all__ = [
     "PULL_EVENT",
     "SEEN_RETENTION",
     "BatchGetImageParameters",
+    "CompactionState",
     "CounterKey",
+    "CounterMark",
     "DailyCounter",
+    "DeltaEvent",
     "DropReason",
+    "Folded",
     "GetDownloadUrlForLayerParameters",
     "ImageIdentifier",
     "Increment",
+    "PullDelta",
     "PullEvent",
     "PulledImage",
     "PullsPage",
-    "RecordResult",
 ]
 
 PULL_EVENT: Final = "BatchGetImage"
@@ -55,7 +72,8 @@ LAYER_EVENT: Final = "GetDownloadUrlForLayer"
 PULLS_RETENTION: Final = timedelta(days=100)
 """A daily counter item expires 100 days after its day (the API's window is at most 90 days)."""
 SEEN_RETENTION: Final = timedelta(days=3)
-"""The ids of a minute are kept 3 days: SQS keeps a message 1 day, so no redelivery comes later."""
+"""The ids of a minute are kept 3 days after it: SQS keeps a message 1 day, and a delta is folded within
+the compaction interval of its batch (or is still pending, and then it is checked against them anyway)."""
 
 
 class DropReason(StrEnum):
@@ -205,6 +223,27 @@ class Increment:
             last_sync_status=sync[1] or None,
         )
 
+    @property
+    def counts(self) -> Increment:
+        """Only the counts (what one more copy of the same event would add again; its sets and times
+        would add nothing)."""
+        return Increment(
+            pulls=self.pulls,
+            layer_requests=self.layer_requests,
+            imports=self.imports,
+            import_failures=self.import_failures,
+        )
+
+    def minus(self, counts: Increment) -> Increment:
+        """These increments without ``counts`` (a duplicate's): sets and times stay, a duplicate adds none."""
+        return replace(
+            self,
+            pulls=self.pulls - counts.pulls,
+            layer_requests=self.layer_requests - counts.layer_requests,
+            imports=self.imports - counts.imports,
+            import_failures=self.import_failures - counts.import_failures,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PullEvent:
@@ -224,15 +263,62 @@ class PullEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordResult:
-    """What the store did with a batch's events: counted now, counted before (a redelivery), or failed
-    (``error`` says why, without any event's content; ``retryable`` when trying later may succeed)."""
+class DeltaEvent:
+    """One counted event as a delta keeps it: its 16-hex id, its minute, and the counts it adds to each
+    counter (all a duplicate must take back)."""
 
-    counted: tuple[PullEvent, ...] = ()
-    duplicates: tuple[PullEvent, ...] = ()
-    failed: tuple[PullEvent, ...] = ()
-    error: str | None = None
-    retryable: bool = False
+    seen_id: str
+    minute: str
+    counts: tuple[tuple[CounterKey, Increment], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullDelta:
+    """A batch of events, counted in memory and not yet folded into the daily counters: their
+    increments coalesced per counter, and the events (to drop the ones already counted)."""
+
+    increments: Mapping[CounterKey, Increment]
+    events: tuple[DeltaEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Deltas folded: what they add to each counter (only counters an event counted now touches), the ids
+    counted now per minute, and how many events were dropped as already counted."""
+
+    increments: dict[CounterKey, Increment] = field(default_factory=dict)
+    counted: dict[str, frozenset[str]] = field(default_factory=dict)
+    duplicates: int = 0
+
+    @property
+    def events(self) -> int:
+        return sum(len(ids) for ids in self.counted.values())
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionState:
+    """The lease item as read; a missing item is the state of a table that was never compacted."""
+
+    owner: str | None = None
+    until: int = 0
+    compacted_at: datetime | None = None
+    run: str | None = None
+    deltas: tuple[str, ...] = ()
+
+    def held(self, now: datetime) -> bool:
+        return self.until > now.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class CounterMark:
+    """What a run must know of a counter before it folds into it: whether it exists, the run that last
+    wrote it, and its times (a time is set only when it moves)."""
+
+    exists: bool = False
+    run: str | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+    sync: tuple[datetime, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

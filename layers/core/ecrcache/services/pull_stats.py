@@ -2,8 +2,9 @@
 
 :meth:`PullStatsService.record` reads every record of the batch (its body is the EventBridge event the
 ``PullEventsRule`` / ``PullCacheActionsRule`` sent to the queue), counts the batch in memory and writes
-it coalesced (:mod:`ecrcache.adapters.pull_stats_store`: one transaction action per counter and minute,
-exactly once per event id). What it answers is the partial batch response:
+it as one pending delta item (:mod:`ecrcache.adapters.pull_stats_store`), then runs the compaction if
+it is due (:mod:`ecrcache.services.pull_compaction`: the deltas folded into the daily counters, each
+event id counted once). What it answers is the partial batch response:
 
 * a record whose body is not an EventBridge event, or an event whose detail does not parse, or an
   event that counts nothing (another call, a failed one, the warmer's, an unmanaged repository) is
@@ -11,37 +12,42 @@ exactly once per event id). What it answers is the partial batch response:
   change nothing, so it is not reported as a failure (which would only send it to the DLQ after 5
   deliveries); a malformed one is logged with its message id and the fields that did not parse,
   never their values;
-* a record the store could not count (DynamoDB throttled beyond botocore's retries, access denied,
-  conflicts beyond the retries) is a batch item failure: SQS delivers it again, and after
-  ``maxReceiveCount`` moves it to the DLQ, where the ``PullEventsDlqAlarm`` sees it;
-* if the desired rules cannot be read, nothing is counted and every record fails.
+* if the delta cannot be written (DynamoDB throttled beyond botocore's retries, access denied), every
+  counted record is a batch item failure: SQS delivers it again, and after ``maxReceiveCount`` moves
+  it to the DLQ, where the ``PullEventsDlqAlarm`` sees it. A part of the batch written before the
+  failure cannot count twice: the compaction counts each event id once;
+* if the desired rules cannot be read, nothing is counted and every record fails;
+* a compaction that fails is logged and counted (``PullStatsCompactionFailed``) but fails no record:
+  the batch is written, and the next batch resumes the compaction.
 
 Powertools' ``BatchProcessor`` handles records one by one (a record fails when its handler raises);
-the counters are only written once the whole batch is read, so the failures are known only after
-that one write, and the response is built here in Powertools' ``PartialItemFailureResponse`` shape.
+the delta is only written once the whole batch is read, so the failures are known only after that one
+write, and the response is built here in Powertools' ``PartialItemFailureResponse`` shape.
 
 :meth:`PullStatsService.pulls` serves ``GET /v1/pulls`` and :meth:`PullStatsService.top_tags` the warm
-planner's ``top``: both rank with :func:`ecrcache.engine.pull_stats.rank`.
+planner's ``top``: both rank with :func:`ecrcache.engine.pull_stats.rank` the stored counters plus the
+deltas still pending (folded against the ids already counted), so they do not wait for a compaction.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from pydantic import ValidationError
 
-from ecrcache.engine.pull_stats import BridgeEvent, PullScope, rank, read_batch, window
+from ecrcache.engine.pull_stats import BridgeEvent, PullScope, fold, plus, rank, read_batch, window
 from ecrcache.errors import EcrcacheError, NotFoundError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.events import SYNC_SUCCESS
-from ecrcache.models.pull_stats import CounterKey, DropReason, PulledImage, PullsPage, RecordResult
+from ecrcache.models.pull_stats import CounterKey, DailyCounter, DropReason, Increment, PulledImage, PullsPage
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import PullStatsStore
+from ecrcache.services.pull_compaction import CompactionOutcome, PullCompaction
 
 __all__ = ["BatchOutcome", "PullStatsService", "bridge_event"]
 
@@ -88,15 +94,25 @@ class BatchOutcome:
 class PullStatsService:
     """Recording and ranking pulls over a :class:`~ecrcache.ports.PullStatsStore`."""
 
-    def __init__(self, store: PullStatsStore, *, stack_region: str, warmer_role_arn: str | None = None) -> None:
+    def __init__(
+        self,
+        store: PullStatsStore,
+        *,
+        stack_region: str,
+        warmer_role_arn: str | None = None,
+        compaction: PullCompaction | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.stack_region = stack_region
         self.warmer_role_arn = warmer_role_arn or None
+        self.compaction = compaction
+        self.clock = clock
 
     # -- recording -----------------------------------------------------------------------------
 
     def record(self, records: Sequence[SqsRecordModel]) -> BatchOutcome:
-        """Count a batch; the messages it could not count are the outcome's ``failed``."""
+        """Count a batch (then compact, if due); the messages it could not count are the outcome's ``failed``."""
         try:
             scope = PullScope.of(
                 self.store.desired_rules(), stack_region=self.stack_region, warmer_role_arn=self.warmer_role_arn
@@ -105,23 +121,57 @@ class PullStatsService:
             logger.warning("the desired rules could not be read: every record is retried", extra={"error": str(exc)})
             return self._report(BatchOutcome(failed=tuple(r.messageId for r in records), error=exc.message))
         batch = read_batch((bridge_event(record) for record in records), scope)
-        before = self.store.write_items
-        result = self.store.record(batch.events)
+        now = self.clock()
+        writes = self._writes()
         dropped = Counter(reason for _, reason in batch.dropped)
-        if result.duplicates:
-            dropped[DropReason.DUPLICATE] += len(result.duplicates)
+        try:
+            self.store.add(batch.events, now)
+        except EcrcacheError as exc:
+            failed = tuple(event.message_id for event in batch.events)
+            return self._report(BatchOutcome(dropped=dropped, failed=failed, error=exc.message))
         outcome = BatchOutcome(
-            pulls=sum(inc.pulls for event in result.counted for _, inc in event.contributions),
-            counted=len(result.counted),
+            pulls=sum(inc.pulls for event in batch.events for _, inc in event.contributions),
+            counted=len(batch.events),
             dropped=dropped,
-            failed=tuple(event.message_id for event in result.failed),
-            writes=self.store.write_items - before,
-            error=result.error,
         )
-        return self._report(outcome, result)
+        compacted = self._compact(now)
+        if compacted is not None and compacted.duplicates:
+            dropped[DropReason.DUPLICATE] += compacted.duplicates
+        return self._report(replace(outcome, writes=self._writes() - writes))
+
+    def _writes(self) -> int:
+        compaction = 0 if self.compaction is None else self.compaction.store.write_items
+        return self.store.write_items + compaction
+
+    def _compact(self, now: datetime) -> CompactionOutcome | None:
+        if self.compaction is None:
+            return None
+        try:
+            compacted = self.compaction.run_if_due(now)
+        except EcrcacheError as exc:
+            metrics.add_metric(name="PullStatsCompactionFailed", unit="Count", value=1)
+            logger.warning(
+                "the pull statistics compaction failed: the next batch resumes it", extra={"error": exc.message}
+            )
+            return None
+        if compacted is not None:
+            metrics.add_metric(name="PullEventsCompacted", unit="Count", value=compacted.events)
+            logger.info(
+                "pull deltas compacted",
+                extra={
+                    "run": compacted.run,
+                    "resumed": compacted.resumed,
+                    "deltas": compacted.deltas,
+                    "events": compacted.events,
+                    "duplicates": compacted.duplicates,
+                    "counters": compacted.counters,
+                    "finished": compacted.finished,
+                },
+            )
+        return compacted
 
     @staticmethod
-    def _report(outcome: BatchOutcome, result: RecordResult | None = None) -> BatchOutcome:
+    def _report(outcome: BatchOutcome) -> BatchOutcome:
         metrics.add_metric(name="PullsRecorded", unit="Count", value=outcome.pulls)
         metrics.add_metric(name="PullEventsCounted", unit="Count", value=outcome.counted)
         metrics.add_metric(name="PullStatsWrites", unit="Count", value=outcome.writes)
@@ -131,11 +181,7 @@ class PullStatsService:
         if outcome.failed:
             logger.warning(
                 "pull events could not be counted: their messages are reported for redelivery",
-                extra={
-                    "failed": len(outcome.failed),
-                    "error": outcome.error,
-                    "retryable": result.retryable if result is not None else True,
-                },
+                extra={"failed": len(outcome.failed), "error": outcome.error},
             )
         logger.info(
             "pull events recorded",
@@ -176,7 +222,8 @@ class PullStatsService:
             if repository and tag
         ]
         latest: dict[str, datetime] = {}
-        for counter in self.store.counters_of(keys):
+        wanted = set(keys)
+        for counter in self._with_pending(self.store.counters_of(keys), wanted.__contains__):
             if counter.last_sync_at is not None and counter.last_sync_status == SYNC_SUCCESS:
                 reference = counter.key.reference
                 latest[reference] = max(counter.last_sync_at, latest.get(reference, counter.last_sync_at))
@@ -195,5 +242,26 @@ class PullStatsService:
             regions = rules[rule] or (self.stack_region,)
             prefixes = [f"{region}#" if rule == ROOT_PREFIX else f"{region}#{rule}/" for region in regions]
         days = window(now, window_days)
-        counters = self.store.counters(days, prefixes)
+        in_window = set(days)
+
+        def wanted(key: CounterKey) -> bool:
+            return key.is_image and key.day in in_window and any(key.sk.startswith(p) for p in prefixes)
+
+        counters = self._with_pending(self.store.counters(days, prefixes), wanted)
         return rank(counters, days=days, top=top, rule=rule, managed=scope.managed, tags_only=tags_only)
+
+    def _with_pending(self, stored: Iterable[DailyCounter], wanted: Callable[[CounterKey], bool]) -> list[DailyCounter]:
+        """The stored counters plus what the pending deltas add to the ``wanted`` ones."""
+        counters = {counter.key: counter for counter in stored}
+        for key, increment in self._pending().items():
+            if wanted(key):
+                counters[key] = plus(counters.get(key), key, increment)
+        return list(counters.values())
+
+    def _pending(self) -> dict[CounterKey, Increment]:
+        """What the pending deltas add, each event id counted once (folded against the ids counted)."""
+        deltas = [delta for _, delta in self.store.pending()]
+        if not deltas:
+            return {}
+        minutes = {event.minute for delta in deltas for event in delta.events}
+        return fold(deltas, self.store.seen(minutes)).increments

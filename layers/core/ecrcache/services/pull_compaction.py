@@ -1,0 +1,132 @@
+"""The compaction of pull statistics: the pending deltas folded into the daily counters, each written once.
+
+Why two stages: a batch of pull events touches nearly every counter of the day (a tag, a digest per
+platform and a repository's layer requests per image), so writing the counters per batch costs an item
+per counter per batch. A batch is instead one delta item, and a compaction folds every pending delta
+into the counters at most once per :attr:`PullCompaction.interval`: the items written per pull event
+fall as the traffic rises (see ``docs/benchmarks.md``).
+
+The pull statistics function runs :meth:`PullCompaction.run_if_due` after it writes a batch's delta: no
+schedule, nothing at all on a day without pulls. Readers add the pending deltas themselves, so what
+the API answers does not wait for a compaction.
+
+A run (:mod:`ecrcache.adapters.pull_compaction_store` for the items):
+
+1. takes the lease (``PULLCOMPACT``), naming the deltas it folds (the oldest :attr:`max_deltas` pending)
+   and its run id, so that a run cut short is resumed with exactly the same deltas;
+2. folds them (:func:`~ecrcache.engine.pull_stats.fold`) against the ids counted before in their minutes,
+   the run's own ids left out (a resumed run decides as the first attempt did);
+3. writes the ids it counted (its own seen items), then each counter once, marked with the run (a
+   resumed run skips the counters it marked);
+4. deletes the deltas and frees the lease.
+
+A resumed run that finds some of its deltas deleted was cut short in step 4: steps 2 and 3 were done,
+it deletes the rest. Between steps 3 and 4 a reader sees the run's events as counted and its counters
+not all written: for those seconds (or until a cut-short run is resumed, one lease later) it answers
+fewer pulls, never more.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from ecrcache.engine.pull_stats import fold
+from ecrcache.models.pull_stats import CompactionState, PullDelta
+from ecrcache.ports import PullCompactionStore, PullStatsStore
+
+__all__ = ["DEFAULT_INTERVAL", "CompactionOutcome", "PullCompaction"]
+
+DEFAULT_INTERVAL: Final = timedelta(minutes=15)
+DEFAULT_LEASE: Final = timedelta(minutes=3)
+"""Longer than the pull statistics function's timeout (60 s): a run cannot outlive its lease."""
+DEFAULT_MAX_DELTAS: Final = 1_000
+"""Deltas per run (their sort keys are kept in the lease item: about 45 KB); the rest wait for the next."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionOutcome:
+    """What one run did."""
+
+    run: str
+    resumed: bool
+    deltas: int
+    events: int
+    duplicates: int
+    counters: int
+    finished: bool
+
+
+class PullCompaction:
+    """Runs compactions when due, under the lease (see the module docstring)."""
+
+    def __init__(
+        self,
+        pulls: PullStatsStore,
+        store: PullCompactionStore,
+        *,
+        interval: timedelta = DEFAULT_INTERVAL,
+        lease: timedelta = DEFAULT_LEASE,
+        max_deltas: int = DEFAULT_MAX_DELTAS,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+    ) -> None:
+        self.pulls = pulls
+        self.store = store
+        self.interval = interval
+        self.lease = lease
+        self.max_deltas = max_deltas
+        self.new_id = new_id
+
+    def run_if_due(self, now: datetime) -> CompactionOutcome | None:
+        """Resume the run under way, or start one if the last finished an interval ago and deltas are
+        pending; ``None`` when there is nothing to do now (or another invocation holds the lease)."""
+        state = self.store.state()
+        if state.held(now):
+            return None
+        if state.run is not None:
+            return self._resume(state, now)
+        if state.compacted_at is not None and now - state.compacted_at < self.interval:
+            return None
+        pending = self.pulls.pending()[: self.max_deltas]
+        owner = self.new_id()
+        run = f"{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{owner}"
+        if not pending or not self.store.claim(owner, now, self.lease, run=run, deltas=[sk for sk, _ in pending]):
+            return None
+        return self._fold(run, owner, dict(pending), now, resumed=False)
+
+    def _resume(self, state: CompactionState, now: datetime) -> CompactionOutcome | None:
+        owner = self.new_id()
+        run = state.run or ""
+        if not self.store.claim(owner, now, self.lease, run=run, resume=True):
+            return None
+        found = self.pulls.deltas(state.deltas)
+        if len(found) < len(state.deltas):  # cut short while deleting: everything else was done
+            self.store.delete_deltas(state.deltas)
+            finished = self.store.finish(owner, now)
+            return CompactionOutcome(run, True, len(state.deltas), 0, 0, 0, finished)
+        return self._fold(run, owner, found, now, resumed=True)
+
+    def _fold(
+        self, run: str, owner: str, deltas: dict[str, PullDelta], now: datetime, *, resumed: bool
+    ) -> CompactionOutcome:
+        ordered = [deltas[sk] for sk in sorted(deltas)]
+        minutes = {event.minute for delta in ordered for event in delta.events}
+        folded = fold(ordered, self.pulls.seen(minutes, except_run=run))
+        self.store.put_seen(run, folded.counted)
+        marks = self.store.marks(folded.increments.keys())
+        for key, increment in folded.increments.items():
+            self.store.fold(key, increment, marks[key], run)
+        self.store.delete_deltas(deltas)
+        finished = self.store.finish(owner, now)
+        return CompactionOutcome(
+            run=run,
+            resumed=resumed,
+            deltas=len(deltas),
+            events=folded.events,
+            duplicates=folded.duplicates,
+            counters=len(folded.increments),
+            finished=finished,
+        )
