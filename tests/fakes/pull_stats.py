@@ -1,68 +1,71 @@
-"""An in-memory :class:`ecrcache.ports.PullStatsStore`: the same exactly-once contract, no DynamoDB."""
+"""In-memory :class:`ecrcache.ports.PullStatsStore` and :class:`ecrcache.ports.PullCompactionStore`: the same
+contracts (pending deltas, seen ids per minute, counters marked by the run that wrote them), no DynamoDB."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timedelta
 
-from ecrcache.engine.pull_stats import coalesce
+from ecrcache.engine.pull_stats import delta_of, plus
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.pull_stats import CounterKey, DailyCounter, Increment, PullEvent, RecordResult
-
-
-def _added(counter: DailyCounter, inc: Increment) -> DailyCounter:
-    merged = Increment(
-        pulls=counter.pulls,
-        first_pulled_at=counter.first_pulled_at,
-        last_pulled_at=counter.last_pulled_at,
-        digests=counter.digests,
-        platforms=counter.platforms,
-        principals=counter.principals,
-        last_sync_at=counter.last_sync_at,
-        last_sync_status=counter.last_sync_status,
-    ).merge(inc)
-    return replace(
-        counter,
-        pulls=merged.pulls,
-        first_pulled_at=merged.first_pulled_at,
-        last_pulled_at=merged.last_pulled_at,
-        digests=merged.digests,
-        platforms=merged.platforms,
-        principals=merged.principals,
-        last_sync_at=merged.last_sync_at,
-        last_sync_status=merged.last_sync_status,
-    )
+from ecrcache.models.pull_stats import (
+    CompactionState,
+    CounterKey,
+    CounterMark,
+    DailyCounter,
+    Increment,
+    PullDelta,
+    PullEvent,
+)
 
 
 class MemoryPullStatsStore:
     def __init__(self, rules: dict[str, tuple[str, ...]] | None = None) -> None:
         self.rules = dict(rules or {})
-        self.seen: set[str] = set()
+        self.deltas_pending: dict[str, PullDelta] = {}
+        self.seen_ids: dict[tuple[str, str], frozenset[str]] = {}
+        """(minute, writer) -> ids."""
         self.stored: dict[CounterKey, DailyCounter] = {}
+        self.marks: dict[CounterKey, str] = {}
         self.write_items = 0
-        self.fail_record: EcrcacheError | None = None
-        """Raised as every event failing (the adapter reports AWS errors, it does not raise them)."""
+        self.fail_add: EcrcacheError | None = None
         self.fail_rules: EcrcacheError | None = None
         self.queries: list[tuple[tuple[date, ...], tuple[str, ...]]] = []
+        self._sequence = 0
 
-    def record(self, events: Sequence[PullEvent]) -> RecordResult:
-        if self.fail_record is not None:
-            return RecordResult(failed=tuple(events), error=self.fail_record.message, retryable=True)
-        fresh = [e for e in events if e.event_id not in self.seen]
-        duplicates = tuple(e for e in events if e.event_id in self.seen)
-        for key, inc in coalesce(fresh).items():
-            if key.is_image:
-                self.stored[key] = _added(self.stored.get(key, DailyCounter(key)), inc)
-            self.write_items += 1
-        self.write_items += len({e.minute for e in fresh})
-        self.seen |= {e.event_id for e in fresh}
-        return RecordResult(counted=tuple(fresh), duplicates=duplicates)
+    def add(self, events: Sequence[PullEvent], now: datetime) -> int:
+        if self.fail_add is not None:
+            raise self.fail_add
+        if not events:
+            return 0
+        self._sequence += 1
+        self.deltas_pending[f"{now.isoformat()}#{self._sequence:08d}"] = delta_of(events)
+        self.write_items += 1
+        return 1
+
+    def pending(self) -> list[tuple[str, PullDelta]]:
+        return sorted(self.deltas_pending.items())
+
+    def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
+        return {sk: self.deltas_pending[sk] for sk in sort_keys if sk in self.deltas_pending}
+
+    def seen(self, minutes: Iterable[str], *, except_run: str | None = None) -> dict[str, frozenset[str]]:
+        wanted = set(minutes)
+        out: dict[str, frozenset[str]] = {}
+        for (minute, writer), ids in self.seen_ids.items():
+            if minute in wanted and writer != except_run:
+                out[minute] = out.get(minute, frozenset()) | ids
+        return out
 
     def counters(self, days: Iterable[date], sort_key_prefixes: Collection[str]) -> list[DailyCounter]:
         wanted, prefixes = tuple(days), tuple(sorted(sort_key_prefixes))
         self.queries.append((wanted, prefixes))
-        return [c for k, c in self.stored.items() if k.day in wanted and any(k.sk.startswith(p) for p in prefixes)]
+        return [
+            c
+            for k, c in self.stored.items()
+            if k.is_image and k.day in wanted and any(k.sk.startswith(p) for p in prefixes)
+        ]
 
     def counters_of(self, keys: Collection[CounterKey]) -> list[DailyCounter]:
         return [self.stored[k] for k in keys if k in self.stored]
@@ -71,3 +74,55 @@ class MemoryPullStatsStore:
         if self.fail_rules is not None:
             raise self.fail_rules
         return dict(self.rules)
+
+
+class MemoryPullCompactionStore:
+    """The compaction's side of :class:`MemoryPullStatsStore` (one lease, counters marked by run)."""
+
+    def __init__(self, pulls: MemoryPullStatsStore) -> None:
+        self.pulls = pulls
+        self.lease = CompactionState()
+        self.write_items = 0
+
+    def state(self) -> CompactionState:
+        return self.lease
+
+    def claim(
+        self, owner: str, now: datetime, lease: timedelta, *, run: str, deltas: Sequence[str] = (), resume: bool = False
+    ) -> bool:
+        if self.lease.held(now) or (self.lease.run != run if resume else self.lease.run is not None):
+            return False
+        until = int((now + lease).timestamp())
+        self.lease = replace(
+            self.lease, owner=owner, until=until, run=run, deltas=self.lease.deltas if resume else tuple(deltas)
+        )
+        self.write_items += 1
+        return True
+
+    def finish(self, owner: str, now: datetime) -> bool:
+        if self.lease.owner != owner:
+            return False
+        self.lease = CompactionState(owner=owner, compacted_at=now)
+        self.write_items += 1
+        return True
+
+    def marks(self, keys: Collection[CounterKey]) -> dict[CounterKey, CounterMark]:
+        return {k: CounterMark(exists=k in self.pulls.stored, run=self.pulls.marks.get(k)) for k in keys}
+
+    def fold(self, key: CounterKey, increment: Increment, mark: CounterMark, run: str) -> None:
+        if mark.run == run:
+            return
+        if key.is_image:
+            self.pulls.stored[key] = plus(self.pulls.stored.get(key), key, increment)
+        self.pulls.marks[key] = run
+        self.write_items += 1
+
+    def put_seen(self, run: str, counted: Mapping[str, Collection[str]]) -> None:
+        for minute, ids in counted.items():
+            self.pulls.seen_ids[(minute, run)] = frozenset(ids)
+            self.write_items += 1
+
+    def delete_deltas(self, sort_keys: Collection[str]) -> None:
+        for sk in sort_keys:
+            if self.pulls.deltas_pending.pop(sk, None) is not None:
+                self.write_items += 1

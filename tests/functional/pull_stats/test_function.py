@@ -59,16 +59,16 @@ def test_dropped_records_are_not_sent_back_and_the_warmers_pulls_do_not_count(
 def test_records_that_could_not_be_counted_are_sent_back(
     rules: ApiClient, invoke: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN DynamoDB refusing the function's transaction (its role lost the permission)
+    # GIVEN DynamoDB refusing the function's write of the batch's delta (its role lost the permission)
     from botocore.exceptions import ClientError
 
     from functions.pull_stats import app
 
     def denied(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "TransactWriteItems")
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutItem")
 
     store: Any = app.service.store
-    monkeypatch.setattr(store.client, "transact_write_items", denied)
+    monkeypatch.setattr(store.client, "put_item", denied)
     # WHEN a batch of two pulls and a malformed record arrives
     response = invoke(sqs_batch(pull_body("e1"), pull_body("e2", tag="20"), "[]"))
     # THEN both pulls are sent back for redelivery (then the DLQ); the malformed one is not

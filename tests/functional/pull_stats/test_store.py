@@ -1,47 +1,55 @@
-"""The pull-statistics store on moto's DynamoDB: the contract's items, exact and idempotent counts.
+"""The pull-statistics stores on moto's DynamoDB: the contract's items, and reading them back.
 
-Duplicated, reordered and racing batches leave the counters exactly as one delivery of each event in
-one batch would; a batch writes one item per counter and per minute, whatever its number of events.
+A batch is one delta item; a compaction writes each counter it touches once (with the run's mark), the
+ids it counted per minute, and deletes the deltas. The compaction's exactness under duplicates, resumes
+and failures is in ``test_compaction.py``.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+import zlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
 from ecrcache.adapters.aws import RETRY_CONFIG
+from ecrcache.adapters.pull_compaction_store import DynamoDbPullCompactionStore
+from ecrcache.adapters.pull_delta_codec import decode
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
-from ecrcache.engine.pull_stats import coalesce, hash16
-from ecrcache.models.pull_stats import CounterKey, Increment
-from tests.pull_events import (
-    AT,
-    NODE,
-    REGION,
-    RUNNER_ROLE,
-    action_body,
-    counted,
-    pull_body,
-)
+from ecrcache.engine.pull_stats import delta_of, hash16
+from ecrcache.models.pull_stats import CounterKey, PullEvent
+from ecrcache.services.pull_compaction import PullCompaction
+from tests.pull_events import AT, NODE, REGION, RUNNER_ROLE, action_body, counted, pull_body
 
 pytestmark = pytest.mark.functional
 
 DAY = AT.date()
+NOW = datetime(2026, 11, 29, 12, 40, tzinfo=UTC)
 
 
 @pytest.fixture
 def client(state_table: str) -> Any:
-    """A client of its own (tests register botocore handlers on it)."""
     return boto3.client("dynamodb", config=RETRY_CONFIG)
 
 
 @pytest.fixture
 def store(state_table: str, client: Any) -> DynamoDbPullStatsStore:
-    return DynamoDbPullStatsStore(state_table, client, sleep=lambda _: None)
+    return DynamoDbPullStatsStore(
+        state_table, client, sleep=lambda _: None, new_id=iter(f"id{i}" for i in range(99)).__next__
+    )
+
+
+@pytest.fixture
+def compactions(state_table: str, client: Any) -> DynamoDbPullCompactionStore:
+    return DynamoDbPullCompactionStore(state_table, client, sleep=lambda _: None)
+
+
+def compact(store: DynamoDbPullStatsStore, compactions: DynamoDbPullCompactionStore, now: datetime = NOW) -> str:
+    outcome = PullCompaction(store, compactions, new_id=lambda: "owner1").run_if_due(now)
+    assert outcome is not None and outcome.finished
+    return outcome.run
 
 
 def item(client: Any, table: str, pk: str, sk: str) -> dict[str, Any] | None:
@@ -49,19 +57,18 @@ def item(client: Any, table: str, pk: str, sk: str) -> dict[str, Any] | None:
     return found
 
 
-def table_counters(client: Any, table: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every pull counter item, without its keys (for comparing whole tables)."""
+def items(client: Any, table: str, prefix: str) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for page in client.get_paginator("scan").paginate(TableName=table):
         for found in page["Items"]:
-            if found["pk"]["S"].startswith("PULLS#"):
-                out[(found["pk"]["S"], found["sk"]["S"])] = {k: v for k, v in found.items() if k not in ("pk", "sk")}
+            if found["pk"]["S"].startswith(prefix):
+                out[(found["pk"]["S"], found["sk"]["S"])] = found
     return out
 
 
-def test_a_batch_writes_the_contract_items(store: DynamoDbPullStatsStore, client: Any, state_table: str) -> None:
-    # GIVEN two pulls of node:18-alpine (two minutes apart), a pull of node:20, a layer request and an import
-    events = [
+def batch() -> list[PullEvent]:
+    """Two pulls of node:18-alpine (two minutes apart), a pull of node:20, a layer request and an import."""
+    return [
         counted(pull_body("e1", at=AT)),
         counted(pull_body("e2", at=AT + timedelta(minutes=2))),
         counted(pull_body("e3", tag="20", at=AT + timedelta(seconds=5))),
@@ -69,14 +76,34 @@ def test_a_batch_writes_the_contract_items(store: DynamoDbPullStatsStore, client
         counted(action_body("e5", at=AT + timedelta(seconds=1))),
     ]
 
-    # WHEN the batch is recorded
-    result = store.record(events)
 
-    # THEN every event is counted, with one write per counter and per minute, in one transaction
-    assert sorted(e.event_id for e in result.counted) == ["e1", "e2", "e3", "e4", "e5"]
-    assert (result.failed, result.duplicates, result.error) == ((), (), None)
-    assert (store.write_requests, store.write_items) == (1, 3 + 2)
-    # AND the tag's counter holds the contract's attributes
+def test_a_batch_is_one_delta_item_holding_its_events(
+    store: DynamoDbPullStatsStore, client: Any, state_table: str
+) -> None:
+    # WHEN a batch is recorded
+    assert store.add(batch(), NOW) == 1
+    # THEN one item was written: the delta, keyed by when it was written, its events in it
+    assert (store.write_items, store.write_requests) == (1, 1)
+    [((pk, sk), found)] = items(client, state_table, "PULLDELTA").items()
+    assert (pk, sk) == ("PULLDELTA", "2026-11-29T12:40:00.000000Z#id0")
+    assert set(found) == {"pk", "sk", "delta"}
+    assert decode(found["delta"]["B"]) == delta_of(batch())
+    assert len(found["delta"]["B"]) < len(zlib.decompress(found["delta"]["B"]))
+    # AND it is pending, oldest first, and readable by its key; an empty batch writes nothing
+    store.add([counted(pull_body("e6"))], NOW + timedelta(seconds=1))
+    assert [sk for sk, _ in store.pending()] == [sk, "2026-11-29T12:40:01.000000Z#id1"]
+    assert list(store.deltas([sk, "2026-11-29T00:00:00.000000Z#gone"])) == [sk]
+    assert store.add([], NOW) == 0
+
+
+def test_a_compaction_writes_the_contract_items(
+    store: DynamoDbPullStatsStore, compactions: DynamoDbPullCompactionStore, client: Any, state_table: str
+) -> None:
+    # GIVEN a batch's delta
+    store.add(batch(), NOW)
+    # WHEN compacted
+    run = compact(store, compactions)
+    # THEN the tag's counter holds the contract's attributes, marked with the run
     day = "PULLS#2026-11-29"
     expires = str(int(AT.replace(hour=0, minute=0, second=0).timestamp()) + 100 * 86400)
     assert item(client, state_table, day, f"{REGION}#{NODE}:18-alpine") == {
@@ -91,192 +118,48 @@ def test_a_batch_writes_the_contract_items(store: DynamoDbPullStatsStore, client
         "imports": {"N": "1"},
         "last_sync_at": {"S": "2026-11-29T12:31:08.000000Z"},
         "last_sync_status": {"S": "SUCCESS"},
+        "run": {"S": run},
         "expires_at": {"N": expires},
     }
     assert item(client, state_table, day, f"{REGION}#{NODE}") == {
         "pk": {"S": day},
         "sk": {"S": f"{REGION}#{NODE}"},
         "layer_requests": {"N": "1"},
+        "run": {"S": run},
         "expires_at": {"N": expires},
     }
-    # AND each minute's seen item holds the hashed event ids, at version 1, for 3 days
-    seen = item(client, state_table, "PULLSEEN#2026-11-29T12:31", "SEEN")
+    # AND each minute's ids are the run's seen item, kept 3 days; the delta is gone; the lease is free
+    seen = item(client, state_table, "PULLSEEN#2026-11-29T12:31", f"{run}#0")
     assert seen is not None
     assert set(seen["ids"]["SS"]) == {hash16(e) for e in ("e1", "e3", "e4", "e5")}
-    assert seen["v"] == {"N": "1"}
     assert seen["expires_at"] == {"N": str(int(AT.replace(second=0).timestamp()) + 3 * 86400)}
-
-
-def test_the_same_batch_again_counts_nothing_and_writes_nothing(
-    store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    # GIVEN a recorded batch
-    events = [counted(pull_body(f"e{i}", at=AT + timedelta(seconds=i))) for i in range(3)]
-    store.record(events)
-    before = table_counters(client, state_table)
-    writes = store.write_items
-
-    # WHEN SQS delivers it again
-    again = store.record(events)
-
-    # THEN every event is a duplicate, nothing is written, the counters are as they were
-    assert ([e.event_id for e in again.duplicates], again.counted, again.failed) == (["e0", "e1", "e2"], (), ())
-    assert store.write_items == writes
-    assert table_counters(client, state_table) == before
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_duplicated_and_reordered_batches_count_exactly(
-    seed: int, store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    # GIVEN 40 events over three tags, four minutes and two days
-    rng = random.Random(seed)
-    events = [
-        counted(pull_body(f"e{i}", tag=f"t{i % 3}", at=AT + timedelta(minutes=rng.randrange(4), days=i % 2)))
-        for i in range(40)
-    ]
-    expected = coalesce(events)
-
-    # WHEN they are delivered shuffled, a third of them twice, in batches of random sizes
-    deliveries = events + rng.sample(events, 13)
-    rng.shuffle(deliveries)
-    while deliveries:
-        size = rng.randint(1, 12)
-        batch, deliveries = deliveries[:size], deliveries[size:]
-        unique = list({e.event_id: e for e in batch}.values())  # the engine drops repeats within a batch
-        result = store.record(unique)
-        assert result.failed == ()
-
-    # THEN the counters are exactly what one delivery of each event adds (counts, sets, first and last)
-    counters = table_counters(client, state_table)
-    assert {pk_sk: _as_increment(found) for pk_sk, found in counters.items()} == {
-        (key.pk, key.sk): _increment_of(inc) for key, inc in expected.items()
+    assert store.seen(["2026-11-29T12:33", "2026-11-29T12:34"]) == {"2026-11-29T12:33": {hash16("e2")}}
+    assert store.seen(["2026-11-29T12:33"], except_run=run) == {}
+    assert store.pending() == []
+    assert item(client, state_table, "PULLCOMPACT", "LEASE") == {
+        "pk": {"S": "PULLCOMPACT"},
+        "sk": {"S": "LEASE"},
+        "owner": {"S": "owner1"},
+        "until": {"N": "0"},
+        "compacted_at": {"S": "2026-11-29T12:40:00.000000Z"},
     }
-
-
-def _as_increment(found: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "pulls": int(found["pulls"]["N"]),
-        "first": found["first_pulled_at"]["S"],
-        "last": found["last_pulled_at"]["S"],
-        "principals": set(found["principals"]["SS"]),
-    }
-
-
-def _increment_of(inc: Increment) -> dict[str, Any]:
-    assert inc.first_pulled_at is not None and inc.last_pulled_at is not None
-    return {
-        "pulls": inc.pulls,
-        "first": inc.first_pulled_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "last": inc.last_pulled_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "principals": set(inc.principals),
-    }
-
-
-def test_an_earlier_pull_in_a_later_batch_moves_first_pulled_at_back_and_leaves_last(
-    store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    store.record([counted(pull_body("late", at=AT + timedelta(hours=1)))])
-    store.record([counted(pull_body("early", at=AT))])
-    found = item(client, state_table, "PULLS#2026-11-29", f"{REGION}#{NODE}:18-alpine")
-    assert found is not None
-    assert (found["first_pulled_at"]["S"], found["last_pulled_at"]["S"], found["pulls"]["N"]) == (
-        "2026-11-29T12:31:07.000000Z",
-        "2026-11-29T13:31:07.000000Z",
-        "2",
-    )
-
-
-class Racer:
-    """Runs ``other`` right before the next ``TransactWriteItems`` of ``client`` leaves (once): a
-    concurrent batch that commits between this store's read and its write."""
-
-    def __init__(self, client: Any, other: Callable[[], object]) -> None:
-        self.other: Callable[[], object] | None = other
-        self.transactions = 0
-        client.meta.events.register_first("before-send.dynamodb", self.before_send)
-
-    def before_send(self, request: Any, **_: Any) -> None:
-        if request.headers.get("X-Amz-Target", b"").endswith(b".TransactWriteItems"):
-            self.transactions += 1
-            if self.other is not None:
-                other, self.other = self.other, None
-                other()
-
-
-@pytest.fixture
-def second_store(state_table: str) -> Iterator[DynamoDbPullStatsStore]:
-    yield DynamoDbPullStatsStore(state_table, boto3.client("dynamodb", config=RETRY_CONFIG), sleep=lambda _: None)
-
-
-def test_a_concurrent_batch_on_the_same_minute_and_counter_makes_one_retry_and_both_count(
-    store: DynamoDbPullStatsStore, second_store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    # GIVEN another batch, of other events of the same minute and tag, committing just before this one
-    theirs = [counted(pull_body("theirs", at=AT + timedelta(seconds=30)))]
-    racer = Racer(client, lambda: second_store.record(theirs))
-
-    # WHEN this batch is recorded
-    result = store.record([counted(pull_body("ours", at=AT))])
-
-    # THEN its transaction was cancelled (the minute's version moved), re-read, and made again
-    assert [e.event_id for e in result.counted] == ["ours"]
-    assert racer.transactions == 2
-    # AND both batches counted, with the times of both
-    found = item(client, state_table, "PULLS#2026-11-29", f"{REGION}#{NODE}:18-alpine")
-    assert found is not None
-    assert (found["pulls"]["N"], found["first_pulled_at"]["S"], found["last_pulled_at"]["S"]) == (
-        "2",
-        "2026-11-29T12:31:07.000000Z",
-        "2026-11-29T12:31:37.000000Z",
-    )
-    seen = item(client, state_table, "PULLSEEN#2026-11-29T12:31", "SEEN")
-    assert seen is not None and seen["v"] == {"N": "2"}
-
-
-def test_two_deliveries_of_one_event_racing_count_it_once(
-    store: DynamoDbPullStatsStore, second_store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    # GIVEN the same event delivered twice, the other delivery committing between this one's read and write
-    event = counted(pull_body("same"))
-    Racer(client, lambda: second_store.record([event]))
-
-    # WHEN this delivery is recorded
-    result = store.record([event])
-
-    # THEN after the retry it finds the event counted: a duplicate, counted once in all
-    assert ([e.event_id for e in result.duplicates], result.counted) == (["same"], ())
-    found = item(client, state_table, "PULLS#2026-11-29", f"{REGION}#{NODE}:18-alpine")
-    assert found is not None and found["pulls"] == {"N": "1"}
-
-
-def test_a_batch_larger_than_one_transaction_takes_several(
-    store: DynamoDbPullStatsStore, client: Any, state_table: str
-) -> None:
-    # GIVEN 150 pulls of 150 tags in one minute
-    events = [counted(pull_body(f"e{i}", tag=f"t{i:03}")) for i in range(150)]
-
-    # WHEN recorded
-    result = store.record(events)
-
-    # THEN two transactions (99 counters + the minute, then 51 + the minute again, its version threaded)
-    assert len(result.counted) == 150
-    assert (store.write_requests, store.write_items) == (2, 150 + 2)
-    seen = item(client, state_table, "PULLSEEN#2026-11-29T12:31", "SEEN")
-    assert seen is not None and (seen["v"], len(seen["ids"]["SS"])) == ({"N": "2"}, 150)
+    # AND the writes: the lease twice, 3 counters, 2 seen items, 1 delta deleted
+    assert compactions.write_items == 2 + 3 + 2 + 1
 
 
 def test_counters_read_back_by_day_and_sort_key_prefix_and_rules_with_their_regions(
-    store: DynamoDbPullStatsStore, client: Any, state_table: str
+    store: DynamoDbPullStatsStore, compactions: DynamoDbPullCompactionStore, client: Any, state_table: str
 ) -> None:
-    # GIVEN pulls of two repositories and a layer request, and two desired rules
-    store.record(
+    # GIVEN pulls of two repositories and a layer request, compacted, and two desired rules
+    store.add(
         [
             counted(pull_body("e1")),
             counted(pull_body("e2", repository="docker-hub/bitnami/redis", tag="7")),
             counted(pull_body("e3", name="GetDownloadUrlForLayer")),
-        ]
+        ],
+        NOW,
     )
+    compact(store, compactions)
     for prefix, spec in (("docker-hub", '{"upstream_kind":"docker-hub"}'), ("quay", '{"regions":["eu-west-1"]}')):
         client.put_item(
             TableName=state_table,
@@ -286,9 +169,26 @@ def test_counters_read_back_by_day_and_sort_key_prefix_and_rules_with_their_regi
     # WHEN read
     library = store.counters([DAY], [f"{REGION}#docker-hub/library/"])
     everything = store.counters([DAY, DAY + timedelta(days=1)], [""])
+    times = store.counters_of([CounterKey(DAY, REGION, NODE, tag="18-alpine"), CounterKey(DAY, REGION, NODE, tag="x")])
 
     # THEN the prefix selects, layer requests are not image counters, and each rule has its Regions
     assert [c.key for c in library] == [CounterKey(DAY, REGION, NODE, tag="18-alpine")]
     assert library[0].pulls == 1 and library[0].platforms == {"linux/amd64"}
     assert sorted(c.key.repository for c in everything) == ["docker-hub/bitnami/redis", NODE]
+    assert [(c.key.tag, c.last_pulled_at) for c in times] == [("18-alpine", AT)]
     assert store.desired_rules() == {"docker-hub": (), "quay": ("eu-west-1",)}
+
+
+def test_a_delta_this_version_cannot_read_is_left_pending_and_skipped(
+    store: DynamoDbPullStatsStore, client: Any, state_table: str
+) -> None:
+    # GIVEN a delta item holding garbage beside a good one
+    client.put_item(
+        TableName=state_table,
+        Item={"pk": {"S": "PULLDELTA"}, "sk": {"S": "2026-11-29T12:00:00.000000Z#bad"}, "delta": {"B": b"garbage"}},
+    )
+    store.add([counted(pull_body("e1"))], NOW)
+    # THEN readers skip it and it stays
+    assert [sk for sk, _ in store.pending()] == ["2026-11-29T12:40:00.000000Z#id0"]
+    assert store.deltas(["2026-11-29T12:00:00.000000Z#bad"]) == {}
+    assert item(client, state_table, "PULLDELTA", "2026-11-29T12:00:00.000000Z#bad") is not None

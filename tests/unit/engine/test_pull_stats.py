@@ -1,8 +1,9 @@
-"""Pull statistics, pure: what an event counts (or why it is dropped), coalescing, grouping and ranking."""
+"""Pull statistics, pure: what an event counts (or why it is dropped), coalescing, deltas and their fold, ranking."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,19 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecrcache.engine.pull_stats import (
-    MAX_REFERENCES_PER_EVENT,
     BridgeEvent,
     PullScope,
     coalesce,
+    delta_of,
+    fold,
     hash16,
     minute_of,
     owning_rule,
     platform_of,
+    plus,
     principal_of,
     rank,
     read_batch,
     read_event,
-    transaction_groups,
     window,
 )
 from ecrcache.models.events import CloudTrailIdentity
@@ -158,11 +160,11 @@ def test_each_distinct_image_of_a_request_is_one_pull_and_the_response_digests_a
     ]
 
 
-def test_a_request_naming_more_images_than_one_transaction_holds_counts_the_first_ones() -> None:
+def test_a_request_naming_the_most_images_the_api_takes_counts_each() -> None:
     ids = [{"imageTag": f"t{i}"} for i in range(100)]
     event = counted(call(image_ids=ids))
-    assert len(event.contributions) == MAX_REFERENCES_PER_EVENT
-    assert event.contributions[-1][0].tag == f"t{MAX_REFERENCES_PER_EVENT - 1}"
+    assert len(event.contributions) == 100
+    assert event.contributions[-1][0].tag == "t99"
 
 
 def test_a_layer_request_counts_on_the_repository() -> None:
@@ -354,26 +356,63 @@ def test_coalescing_does_not_depend_on_order(events: list[PullEvent], seed: Any)
     assert coalesce(shuffled) == coalesce(events)
 
 
-@settings(max_examples=60, deadline=None)
-@given(events=EVENTS, limit=st.integers(2, 8))
-def test_transaction_groups_fit_the_limit_and_hold_every_event_once(events: list[PullEvent], limit: int) -> None:
-    groups = transaction_groups(events, max_actions=limit)
-    assert sorted(e.event_id for g in groups for e in g) == sorted(e.event_id for e in events)
-    for group in groups:
-        actions = len({k for e in group for k in e.keys}) + len({e.minute for e in group})
-        assert actions <= limit or len(group) == 1
-    # AND what the groups add, added together, is what the batch adds
-    merged: dict[CounterKey, Increment] = {}
-    for group in groups:
-        for key, inc in coalesce(group).items():
-            merged[key] = merged[key].merge(inc) if key in merged else inc
-    assert merged == coalesce(events)
+def _cut(events: list[PullEvent], cuts: list[int]) -> list[list[PullEvent]]:
+    bounds = sorted({0, len(events), *(c % (len(events) + 1) for c in cuts)})
+    return [events[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def test_a_batch_of_one_hundred_distinct_tags_takes_two_transactions() -> None:
-    events = [counted(call(image_ids=[{"imageTag": f"t{i:03}"}], event_id=str(i))) for i in range(100)]
-    groups = transaction_groups(events)
-    assert [len(g) for g in groups] == [99, 1]  # 99 counters + 1 minute, then the last tag
+@settings(max_examples=80, deadline=None)
+@given(events=EVENTS, cuts=st.lists(st.integers(0, 30), max_size=4), again=st.lists(st.integers(0, 24), max_size=6))
+def test_folding_deltas_counts_each_event_once_however_batches_repeat_it(
+    events: list[PullEvent], cuts: list[int], again: list[int]
+) -> None:
+    # GIVEN the events cut into batches, plus batches that deliver some events again (redeliveries)
+    batches = _cut(events, cuts) + [[events[i % len(events)]] for i in again]
+    # WHEN each batch is a delta and the deltas are folded
+    folded = fold([delta_of(batch) for batch in batches], {})
+    # THEN the counters are what the distinct events add, and every copy is a duplicate
+    assert folded.increments == coalesce(events)
+    assert folded.duplicates == len(again)
+    assert folded.events == len(events)
+    assert set().union(*folded.counted.values()) == {e.seen_id for e in events}
+
+
+def test_an_event_counted_before_is_a_duplicate_and_a_counter_only_duplicates_touch_is_left_out() -> None:
+    # GIVEN two events of two tags; the first was counted by an earlier compaction
+    first = counted(call(image_ids=[{"imageTag": "a"}], event_id="1"))
+    second = counted(call(image_ids=[{"imageTag": "b"}], event_id="2"))
+    seen = {first.minute: frozenset({first.seen_id})}
+    # WHEN a delta holding both is folded against the ids counted
+    folded = fold([delta_of([first, second])], seen)
+    # THEN only the second counts: the first's counter is not written again
+    assert [k.tag for k in folded.increments] == ["b"]
+    assert folded.increments[second.keys[0]].pulls == 1
+    assert folded.duplicates == 1
+    assert folded.counted == {second.minute: frozenset({second.seen_id})}
+
+
+def test_a_duplicate_takes_back_only_its_counts_on_a_counter_other_events_touch() -> None:
+    # GIVEN a pull counted before and a new pull of the same tag, each delivered in a later delta
+    old = counted(call(event_id="old", at=AT - timedelta(minutes=3)))
+    new = counted(call(event_id="new", at=AT))
+    # WHEN folded against the ids counted (the old one's)
+    folded = fold([delta_of([old]), delta_of([new, old])], {old.minute: {old.seen_id}})
+    # THEN the tag counts one pull; the old pull's time stays (the counter already holds it)
+    [(key, inc)] = folded.increments.items()
+    assert (key.tag, inc.pulls, inc.first_pulled_at, inc.last_pulled_at) == ("18-alpine", 1, old.at, AT)
+    assert folded.duplicates == 2
+
+
+def test_plus_adds_an_increment_to_a_stored_counter_or_to_none() -> None:
+    key = CounterKey(DAY, REGION, NODE, tag="18")
+    stored = DailyCounter(key, pulls=2, last_pulled_at=AT, platforms=frozenset({"linux/amd64"}))
+    added = plus(stored, key, Increment(pulls=1, last_pulled_at=AT + timedelta(1), platforms=frozenset({"a/b"})))
+    assert (added.pulls, added.last_pulled_at, added.platforms) == (
+        3,
+        AT + timedelta(1),
+        frozenset({"linux/amd64", "a/b"}),
+    )
+    assert plus(None, key, Increment(pulls=4)) == DailyCounter(key, pulls=4)
 
 
 # --------------------------------------------------------------------------------------------------

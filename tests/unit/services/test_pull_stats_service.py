@@ -1,9 +1,9 @@
-"""The pull-statistics service on an in-memory store: a batch's outcome and response, and the rankings."""
+"""The pull-statistics service on in-memory stores: a batch's outcome and response, the compaction, the rankings."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,8 +11,9 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordMod
 
 from ecrcache.errors import NotFoundError, RetryableError
 from ecrcache.models.pull_stats import DropReason
+from ecrcache.services.pull_compaction import PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
-from tests.fakes.pull_stats import MemoryPullStatsStore
+from tests.fakes.pull_stats import MemoryPullCompactionStore, MemoryPullStatsStore
 from tests.pull_events import AT, REGION, WARMER_ROLE, action_body, pull_body, sqs_batch
 
 pytestmark = pytest.mark.unit
@@ -25,9 +26,28 @@ def store() -> MemoryPullStatsStore:
     return MemoryPullStatsStore(RULES)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = AT
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 @pytest.fixture
-def service(store: MemoryPullStatsStore) -> PullStatsService:
-    return PullStatsService(store, stack_region=REGION, warmer_role_arn=WARMER_ROLE)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def compactions(store: MemoryPullStatsStore) -> MemoryPullCompactionStore:
+    return MemoryPullCompactionStore(store)
+
+
+@pytest.fixture
+def service(store: MemoryPullStatsStore, compactions: MemoryPullCompactionStore, clock: Clock) -> PullStatsService:
+    compaction = PullCompaction(store, compactions)
+    return PullStatsService(store, stack_region=REGION, warmer_role_arn=WARMER_ROLE, compaction=compaction, clock=clock)
 
 
 def records(*bodies: dict[str, Any] | str) -> list[SqsRecordModel]:
@@ -65,22 +85,88 @@ def test_a_batch_counts_its_pulls_and_drops_what_cannot_count(service: PullStats
         }
     )
     assert outcome.response() == {"batchItemFailures": []}
-    assert outcome.writes == 3  # two tag counters and one minute
+    # AND the first batch wrote its delta and compacted it: the lease twice, two tag counters, one minute
+    assert outcome.writes == 1 + 2 + 2 + 1 + 1  # delta, lease, counters, seen, delta deleted
 
 
-def test_a_redelivered_batch_counts_nothing_again(service: PullStatsService, store: MemoryPullStatsStore) -> None:
+def test_a_batch_is_one_delta_until_the_compaction_is_due(
+    service: PullStatsService, store: MemoryPullStatsStore, clock: Clock
+) -> None:
+    # GIVEN a first batch (compacted at once: nothing was ever compacted)
+    service.record(records(pull_body("e1")))
+    # WHEN more batches come within the interval
+    clock.now = AT + timedelta(minutes=5)
+    outcomes = [service.record(records(pull_body(f"t{i}", tag="20"), pull_body(f"f{i}"))) for i in range(3)]
+    # THEN each writes one item, its delta, and the counters wait
+    assert [o.writes for o in outcomes] == [1, 1, 1]
+    assert len(store.pending()) == 3
+    assert sum(c.pulls for c in store.stored.values()) == 1
+    # AND the readers already count them
+    assert sum(i.pulls for i in service.pulls(None, top=10, window_days=1, now=AT).items) == 7
+    # WHEN the interval has passed THEN the next batch folds all four deltas into the counters
+    clock.now = AT + timedelta(minutes=15)
+    last = service.record(records(pull_body("g1")))
+    assert last.writes == 1 + 1 + 2 + 1 + 4 + 1  # delta, lease, 2 counters, 1 minute, 4 deltas deleted, lease
+    assert store.pending() == []
+    assert sum(c.pulls for c in store.stored.values()) == 8
+
+
+def test_a_redelivered_batch_counts_nothing_again(
+    service: PullStatsService, store: MemoryPullStatsStore, clock: Clock
+) -> None:
     batch = records(pull_body("e1"), pull_body("e2"))
     service.record(batch)
+    clock.now = AT + timedelta(minutes=20)
     again = service.record(batch)
-    assert (again.pulls, again.dropped[DropReason.DUPLICATE], again.writes) == (0, 2, 0)
+    assert (again.counted, again.dropped[DropReason.DUPLICATE]) == (2, 2)  # written, then dropped by the fold
     assert sum(c.pulls for c in store.stored.values()) == 2
+    assert sum(i.pulls for i in service.pulls(None, top=10, window_days=1, now=AT).items) == 2
+
+
+def test_readers_drop_the_pending_copies_of_events_already_counted(
+    service: PullStatsService, store: MemoryPullStatsStore, clock: Clock
+) -> None:
+    # GIVEN a batch counted, then delivered again within the interval (pending, not compacted)
+    batch = records(pull_body("e1"), pull_body("e2"))
+    service.record(batch)
+    clock.now = AT + timedelta(minutes=1)
+    service.record(batch)
+    assert len(store.pending()) == 1
+    # THEN the readers count each pull once
+    assert [i.pulls for i in service.pulls(None, top=10, window_days=1, now=AT).items] == [2]
+
+
+def test_a_failed_compaction_fails_no_record_and_the_next_batch_resumes_it(
+    service: PullStatsService, store: MemoryPullStatsStore, compactions: MemoryPullCompactionStore, clock: Clock
+) -> None:
+    # GIVEN a compaction that fails once, after it took the lease and wrote the seen ids
+    original = compactions.delete_deltas
+    failures = [RetryableError("DynamoDB BatchWriteItem failed with ThrottlingException; try again")]
+
+    def failing(sort_keys: Any) -> None:
+        if failures:
+            raise failures.pop()
+        original(sort_keys)
+
+    compactions.delete_deltas = failing  # type: ignore[method-assign]
+    # WHEN a batch is recorded THEN it succeeds (its delta is written); the compaction is left under way
+    outcome = service.record(records(pull_body("e1"), pull_body("e2")))
+    assert outcome.failed == ()
+    assert compactions.state().run is not None
+    # WHEN a later batch comes after the lease ran out THEN it resumes the run: counted once, exactly
+    clock.now = AT + timedelta(minutes=4)
+    service.record(records(pull_body("e3")))
+    assert compactions.state().run is None
+    assert sum(c.pulls for c in store.stored.values()) == 2
+    assert len(store.pending()) == 1  # e3's delta, for the next run
+    assert sum(i.pulls for i in service.pulls(None, top=10, window_days=1, now=AT).items) == 3
 
 
 def test_events_the_store_could_not_count_are_batch_item_failures(
     service: PullStatsService, store: MemoryPullStatsStore
 ) -> None:
     # GIVEN a store failing every write
-    store.fail_record = RetryableError("DynamoDB TransactWriteItems failed with ThrottlingException; try again")
+    store.fail_add = RetryableError("DynamoDB PutItem failed with ThrottlingException; try again")
     # WHEN a batch with a countable event and a dropped one is recorded
     outcome = service.record(records(pull_body("e1"), "not json"))
     # THEN the countable one is reported for redelivery (its message id), the malformed one is not
