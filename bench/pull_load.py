@@ -3,12 +3,14 @@
 What is modelled, and how:
 
 * **Traffic.** ``docker pull`` runs of the warm set's :data:`~bench.warm_world.IMAGE_COUNT` images arrive as a
-  Poisson process at the rate of an account making ``pulls_per_day`` of them, the image drawn from a Zipf
-  law (rank ``r`` weighs ``1 / r**s``), the platform amd64 or arm64 (:data:`ARM_SHARE`), the caller one of
-  :data:`PRINCIPALS` CI/ECS/EKS roles. A pull of a multi-platform tag is the CloudTrail events ECR emits for
-  it: ``BatchGetImage`` by tag (the index), ``BatchGetImage`` by digest (the platform's image), then
-  ``GetDownloadUrlForLayer`` for its config and each layer (a runner without a layer cache), 100 ms apart.
-  The first ``events`` events are kept.
+  Poisson process at the rate of an account making ``pulls_per_day`` of them, for ``minutes`` of traffic
+  (:class:`Load`), the image drawn from a Zipf law (rank ``r`` weighs ``1 / r**s``), the platform amd64 or
+  arm64 (:data:`ARM_SHARE`), the caller one of :data:`PRINCIPALS` CI/ECS/EKS roles. A pull of a
+  multi-platform tag is the CloudTrail events ECR emits for it: ``BatchGetImage`` by tag (the index),
+  ``BatchGetImage`` by digest (the platform's image), then ``GetDownloadUrlForLayer`` for its config and each
+  layer (a runner without a layer cache), 100 ms apart. The events are generated lazily, in the order of
+  their times (the calls of overlapping pulls interleave), and never all held: an hour at 1,000,000 pulls a
+  day is about 208,000 of them.
 * **Records.** Each event is the project's sample CloudTrail pull event (``events/pull_stats/``, shaped on
   the ECR User Guide's example) with its ids, times, caller, user agent and request parameters replaced,
   wrapped in the SQS record Lambda's event source passes (``messageId``, ``receiptHandle``, ``md5OfBody``,
@@ -19,27 +21,36 @@ What is modelled, and how:
   the invocation payload over 6 MB (the synchronous invocation limit). Arrival at the queue is taken to be
   the event's time (CloudTrail's delivery delay shifts all events alike). Lambda gathers several batches at
   once ("When messages are available, Lambda starts processing five batches at a time", guide "Configuring
-  scaling behavior for SQS event source mappings"; with ``MaximumConcurrency`` set it does not go below
-  five): ``gatherers`` batches fill in parallel, messages dealt to them in turn.
-* **Writes.** Every batch goes through the production path -- Powertools' ``SqsModel`` (as
-  ``functions/pull_stats`` parses its event), :class:`~ecrcache.services.pull_stats.PullStatsService` and
-  :class:`~ecrcache.adapters.pull_stats_store.DynamoDbPullStatsStore` on moto -- and the store's own
-  counters give the items written (one transaction action per distinct counter and per event minute) and
-  the ``TransactWriteItems`` requests. Write request units are estimated from the items' sizes before and
-  after each batch (DynamoDB bills an update by the larger of the two; a transactional write costs 2 units
-  per KB), read with a scan the store does not count.
+  scaling behavior for SQS event source mappings"): ``gatherers`` batches fill in parallel, each message
+  dealt to one of them. Batches are formed as the records stream past (:func:`batches`), each with its
+  invocation time: when the poller closes it.
+* **Writes.** Every batch goes through the production path as ``functions/pull_stats/app.py`` wires it --
+  Powertools' ``SqsModel``, :class:`~ecrcache.services.pull_stats.PullStatsService` over
+  :class:`~ecrcache.adapters.pull_stats_store.DynamoDbPullStatsStore` with a
+  :class:`~ecrcache.services.pull_compaction.PullCompaction` over
+  :class:`~ecrcache.adapters.pull_compaction_store.DynamoDbPullCompactionStore`, on moto -- its clock the
+  batch's invocation time, so the compaction runs when due (the first batch, then every
+  :data:`~ecrcache.services.pull_compaction.DEFAULT_INTERVAL` of traffic). Items written are the two stores'
+  own counters (``write_items``); :class:`WriteLog` sorts the same writes by kind (delta puts, counter
+  writes, seen-id items, delta deletes, lease writes) from botocore's hooks on the stores' client, and
+  estimates their write request units from the items' sizes (:func:`write_units`). At the end, the deltas
+  still pending are counted, then folded by one more compaction (as the next batch would), and the counters
+  must hold exactly the pulls and layer requests of the traffic (:func:`check_exact`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import heapq
+import itertools
 import json
 import math
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,12 +63,15 @@ from pydantic import SecretStr
 
 from bench.support import Traffic
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.adapters.pull_compaction_store import DynamoDbPullCompactionStore
+from ecrcache.adapters.pull_stats_store import DELTA_PARTITION, DynamoDbPullStatsStore
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.models.credential import CredentialSpec
+from ecrcache.models.pull_stats import CounterKey
 from ecrcache.models.rule import RuleSpec
 from ecrcache.observability import metrics
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.pull_compaction import PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
 from tests.template import functions, table_definition
 
@@ -71,15 +85,28 @@ PRINCIPALS: Final = 40
 WARMER_ROLE_ARN: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-WarmWorkerFunctionRole-BENCH"
 PAYLOAD_LIMIT: Final = 6 * 1024 * 1024
 """Lambda's synchronous invocation payload limit (6 MB), which also caps an SQS batch."""
-MAX_BATCH_SIZE: Final = 10_000
-MAX_WINDOW_SECONDS: Final = 300
 RECEIPT_HANDLE_LENGTH: Final = 392
 """Characters of a receipt handle (AWS's are opaque base64 strings of a few hundred characters)."""
 START: Final = datetime(2026, 11, 29, 9, 0, 0, tzinfo=UTC)
 ROLES: Final = ("ci-runner", "ecs-task-api", "ecs-task-worker", "eks-node", "batch-job")
-_BASE64: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 BLOBS_PER_PULL: Final = 3
 """Config + 2 layers: the benchmark images' shape (:mod:`bench.warm_world`)."""
+EVENTS_PER_PULL: Final = 2 + BLOBS_PER_PULL
+PER_EVENTS: Final = 10_000
+
+DELTA_PUTS: Final = "delta puts"
+COUNTER_WRITES: Final = "counter writes"
+SEEN_ITEMS: Final = "seen-id items"
+DELTA_DELETES: Final = "delta deletes"
+LEASE_WRITES: Final = "lease writes"
+WRITE_KINDS: Final = (DELTA_PUTS, COUNTER_WRITES, SEEN_ITEMS, DELTA_DELETES, LEASE_WRITES)
+
+
+def per_events(value: float, events: int, per: int = PER_EVENTS) -> float:
+    """``value`` per ``per`` events of a load of ``events`` (the report's "per 10,000 pull events")."""
+    if events <= 0:
+        raise ValueError("a load of no events has no rate")
+    return value * per / events
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +116,7 @@ class EventSource:
     batch_size: int
     window_seconds: int
     gatherers: int = 1
-    """Batches filled at once (messages dealt to them in turn)."""
+    """Batches filled at once (each message dealt to one of them)."""
 
     def describe(self) -> str:
         return (
@@ -107,17 +134,24 @@ def template_event_source() -> EventSource:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """The traffic: how many events, from how busy an account, over which images."""
+    """The traffic: how busy an account, for how long, over which images."""
 
-    events: int = 10_000
+    minutes: float = 60
     pulls_per_day: int = 1_000_000
     images: int = 50
     zipf: float = 1.0
     seed: int = 20261129
+    events: int | None = None
+    """At most this many events (a quick run); ``None``: every event of the ``minutes``."""
 
     @property
     def pull_rate(self) -> float:
         return self.pulls_per_day / 86_400
+
+    @property
+    def end(self) -> datetime:
+        """No pull starts at or after this time."""
+        return START + timedelta(minutes=self.minutes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +164,6 @@ class Record:
     counter: tuple[str, str]
     """``(kind, key)``: ``tag``/``digest`` with ``repository:tag``/``repository@digest``, or ``layer`` with the
     repository (a GetDownloadUrlForLayer counts per repository)."""
-
-    @property
-    def minute(self) -> str:
-        return self.at.strftime("%Y-%m-%dT%H:%M")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +211,24 @@ class EventFactory:
         total = sum(weights)
         self.weights = [w / total for w in weights]
 
-    def records(self) -> list[Record]:
-        out: list[Record] = []
+    def stream(self) -> Iterator[Record]:
+        """The records in the order they reach the queue, each made when it is asked for."""
+        return (self._record(call) for call in itertools.islice(self._calls(), self.load.events))
+
+    def _calls(self) -> Iterator[_Call]:
+        """The calls of the pulls starting before :attr:`Load.end`, in time order: a call is let out once the
+        next pull starts after it (no later pull can have an earlier call); at most a few pulls are held."""
+        held: list[tuple[datetime, int, _Call]] = []
+        order = itertools.count()
         at = START
-        while len(out) < self.load.events:
+        while True:
             at += timedelta(seconds=self.rng.expovariate(self.load.pull_rate))
-            out += [self._record(call) for call in self._pull(at)]
-        return out[: self.load.events]
+            while held and (held[0][0] < at or at >= self.load.end):
+                yield heapq.heappop(held)[2]
+            if at >= self.load.end:
+                return
+            for call in self._pull(at):
+                heapq.heappush(held, (call.at, next(order), call))
 
     def _pull(self, at: datetime) -> list[_Call]:
         """The calls of one ``docker pull`` of a multi-platform tag, 100 ms apart."""
@@ -236,10 +277,11 @@ class EventFactory:
     def _record(self, call: _Call) -> Record:
         text = json.dumps(self._body(call))
         sent = str(int(call.at.timestamp() * 1000))
+        handle = base64.b64encode(self.rng.randbytes(RECEIPT_HANDLE_LENGTH)).decode()[: RECEIPT_HANDLE_LENGTH - 4]
         record = {
             **self.envelope,
             "messageId": self._uuid(),
-            "receiptHandle": "AQEB" + "".join(self.rng.choices(_BASE64, k=RECEIPT_HANDLE_LENGTH - 4)),
+            "receiptHandle": "AQEB" + handle,
             "body": text,
             "md5OfBody": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
             "attributes": {
@@ -255,86 +297,67 @@ class EventFactory:
 # Batching
 
 
+_EMPTY_PAYLOAD: Final = len('{"Records": []}')
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One invocation: when the poller sent it, its records, and its payload's bytes."""
+
+    at: datetime
+    records: list[Record]
+    payload: int
+
+
 @dataclass
 class _Open:
     records: list[Record] = field(default_factory=list)
-    size: int = len('{"Records": []}')
+    size: int = _EMPTY_PAYLOAD
+
+    def close(self, at: datetime) -> Batch:
+        return Batch(at, self.records, self.size)
 
 
-def batches(records: Sequence[Record], source: EventSource) -> list[list[Record]]:
-    """The batches Lambda would invoke the function with (see the module docstring), in invocation order.
+def _expired(gathering: list[_Open], now: datetime, window: timedelta) -> list[Batch]:
+    """The batches whose window has passed before ``now``, closed when it passed (earliest first); their
+    gatherers start afresh."""
+    closed: list[Batch] = []
+    for slot, current in enumerate(gathering):
+        if current.records and now - current.records[0].at > window:
+            closed.append(current.close(current.records[0].at + window))
+            gathering[slot] = _Open()
+    return sorted(closed, key=lambda batch: batch.at)
+
+
+def batches(records: Iterable[Record], source: EventSource) -> Iterator[Batch]:
+    """The batches Lambda would invoke the function with (see the module docstring), in invocation order,
+    formed as ``records`` (in arrival order) stream past: at most ``source.gatherers`` batches are held.
 
     With several batches gathering, each message goes to one of them at random (seeded): SQS hands a
     message to whichever poller's receive comes first. (Dealing in turn would line up with the five
     events of a pull and give each batch one kind of event.)
     """
     dealer = random.Random(f"batches|{source.describe()}")
-    done: list[tuple[datetime, list[Record]]] = []
     gathering = [_Open() for _ in range(source.gatherers)]
     window = timedelta(seconds=source.window_seconds)
     for record in records:
+        yield from _expired(gathering, record.at, window)
         slot = dealer.randrange(source.gatherers)
         current = gathering[slot]
-        if current.records and record.at - current.records[0].at > window:
-            done.append((current.records[0].at + window, current.records))
-            current = gathering[slot] = _Open()
-        elif current.records and current.size + record.size > PAYLOAD_LIMIT:
-            done.append((record.at, current.records))
+        if current.records and current.size + record.size > PAYLOAD_LIMIT:
+            yield current.close(record.at)
             current = gathering[slot] = _Open()
         current.records.append(record)
         current.size += record.size
         if len(current.records) == source.batch_size:
-            done.append((record.at, current.records))
+            yield current.close(record.at)
             gathering[slot] = _Open()
-    done += [(b.records[0].at + window, b.records) for b in gathering if b.records]
-    return [batch for _, batch in sorted(done, key=lambda item: item[0])]
+    rest = [b.close(b.records[0].at + window) for b in gathering if b.records]
+    yield from sorted(rest, key=lambda batch: batch.at)
 
 
 # --------------------------------------------------------------------------------------------------
-# Writing
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """What one event-source setting cost for the load."""
-
-    source: EventSource
-    events: int
-    pulls: int
-    batches: int
-    batch_sizes: tuple[int, ...]
-    largest_payload: int
-    write_items: int
-    write_requests: int
-    write_units: int
-    dynamodb: Counter[str]
-    distinct_counters: int
-    distinct_minutes: int
-    largest_seen_item: int
-    failed: int
-    dropped: int
-    seconds: float
-    touched: Counter[str] = field(default_factory=Counter)
-    """Sum over batches of the distinct counters (by kind: tag, digest, layer) and minutes each batch touched:
-    what the items written come to (a counter split over two transactions of one batch is written twice)."""
-
-    def per(self, value: int, events: int = 10_000) -> float:
-        return value * events / self.events
-
-
-def _desired_rule(table: str, client: Any, index: int) -> None:
-    """The Docker Hub rule the pulls go through, in ``table``'s desired state (only managed prefixes count)."""
-    desired = DesiredStateService(
-        DynamoDbStateStore(table, client),
-        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
-        lambda: START,
-    )
-    name = f"hub-{index}"
-    credential = CredentialSpec.model_validate({"upstream_kind": "docker-hub", "username": "ecrcache-puller"})
-    desired.put_credential(name, credential, SecretStr("dckr_pat_bench"), actor="bench")
-    desired.put_rule(
-        PREFIX, RuleSpec.model_validate({"upstream_kind": "docker-hub", "credential": name}), actor="bench"
-    )
+# Item sizes and write request units
 
 
 def _number_size(text: str) -> int:
@@ -366,73 +389,352 @@ def item_size(item: Mapping[str, Any]) -> int:
     return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
 
 
-def _items(client: Any, table: str) -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            found[(item["pk"]["S"], item["sk"]["S"])] = item
-    return found
+def write_units(before: int, after: int) -> int:
+    """Write request units of one standard (non-transactional) write of an item of ``before`` bytes into one
+    of ``after`` bytes (0: none; a delete's ``after`` is 0): 1 per KB, rounded up, of the larger (DynamoDB
+    developer guide, "DynamoDB read and write operations"), at least 1."""
+    return max(1, math.ceil(max(before, after) / 1024))
 
 
-def _write_units(before: Mapping[tuple[str, str], Any], after: Mapping[tuple[str, str], Any]) -> int:
-    """Transactional write units of the items that changed: 2 per KB of the larger of their two sizes."""
-    units = 0
-    for key, item in after.items():
-        previous = before.get(key)
-        if previous != item:
-            size = max(item_size(item), item_size(previous) if previous is not None else 0)
-            units += 2 * max(1, math.ceil(size / 1024))
-    return units
+def _key(item: Mapping[str, Any]) -> tuple[str, str]:
+    return (item["pk"]["S"], item["sk"]["S"])
 
 
-def run_load(
-    records: Sequence[Record], source: EventSource, *, index: int, warmer_role_arn: str = WARMER_ROLE_ARN
-) -> LoadResult:
-    """Every batch of ``records`` under ``source`` through the production service and store, in a fresh table."""
-    table = f"ecrcache-pulls-{index}"
-    setup = boto3.client("dynamodb", region_name=REGION)  # setup, scans: not counted
-    setup.create_table(TableName=table, **table_definition())
-    _desired_rule(table, setup, index)
-    client = boto3.client("dynamodb", region_name=REGION)
-    traffic = Traffic(client, "dynamodb")
-    store = DynamoDbPullStatsStore(table, client)
-    service = PullStatsService(store, stack_region=REGION, warmer_role_arn=warmer_role_arn)
-    formed = batches(records, source)
-    units = failed = dropped = pulls = 0
-    largest = 0
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """The items written so far, by kind, their estimated write request units, requests and compaction runs."""
+
+    items: Counter[str]
+    units: int
+    requests: int
+    runs: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.items.values())
+
+
+class WriteLog:
+    """The pull-statistics writes a client makes, by kind, with their write request units (estimated from the
+    items' sizes: the size of a put item from its parameters, of an updated item read back after the update
+    with ``reader``, of a deleted one as last written). botocore's hooks see each call the stores make as it
+    is, and only those that succeeded are counted."""
+
+    def __init__(self, client: Any, reader: Any) -> None:
+        self.reader = reader
+        self.items: Counter[str] = Counter()
+        self.units = 0
+        self.runs = 0
+        self.sizes: dict[tuple[str, str], int] = {}
+        hooks = client.meta.events
+        hooks.register("before-parameter-build.dynamodb", self._params, unique_id=f"pull-load-params-{id(self)}")
+        hooks.register("after-call.dynamodb", self._done, unique_id=f"pull-load-done-{id(self)}")
+
+    def snapshot(self, requests: int) -> Writes:
+        return Writes(Counter(self.items), self.units, requests, self.runs)
+
+    @staticmethod
+    def _params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["pull_load_params"] = params
+
+    def _done(self, http_response: Any, parsed: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+        params = context.get("pull_load_params")
+        if params is None or http_response is None or http_response.status_code >= 300:
+            return
+        if model.name == "PutItem":
+            self._put(params["Item"])
+        elif model.name == "UpdateItem":
+            self._update(params)
+        elif model.name == "BatchWriteItem":
+            unprocessed = parsed.get("UnprocessedItems", {}) if isinstance(parsed, dict) else {}
+            for table, requests in params["RequestItems"].items():
+                left = unprocessed.get(table, [])
+                for request in requests:
+                    if request not in left:
+                        self._batch_request(request)
+
+    def _put(self, item: Mapping[str, Any]) -> None:
+        key, size = _key(item), item_size(item)
+        if key[0] == DELTA_PARTITION:
+            self.items[DELTA_PUTS] += 1
+        else:
+            self.items[SEEN_ITEMS if key[0].startswith("PULLSEEN#") else "other puts"] += 1
+        self.units += write_units(self.sizes.get(key, 0), size)
+        self.sizes[key] = size
+
+    def _update(self, params: Mapping[str, Any]) -> None:
+        key = _key(params["Key"])
+        after = self.reader.get_item(TableName=params["TableName"], Key=params["Key"], ConsistentRead=True)
+        size = item_size(after.get("Item", {}))
+        self.units += write_units(self.sizes.get(key, 0), size)
+        self.sizes[key] = size
+        if key[0].startswith("PULLS#"):
+            self.items[COUNTER_WRITES] += 1
+        else:
+            self.items[LEASE_WRITES] += 1
+            self.runs += "compacted_at" in params["UpdateExpression"]  # a run's finish
+
+    def _batch_request(self, request: Mapping[str, Any]) -> None:
+        if "PutRequest" in request:
+            self._put(request["PutRequest"]["Item"])
+            return
+        key = _key(request["DeleteRequest"]["Key"])
+        self.items[DELTA_DELETES if key[0] == DELTA_PARTITION else "other deletes"] += 1
+        self.units += write_units(self.sizes.pop(key, 0), 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exactness
+
+
+class LoadError(Exception):
+    """A load did not run as it should (a batch failed or dropped events, the counts disagree): its figures
+    would mean nothing."""
+
+
+class CountMismatchError(LoadError):
+    """The counters do not hold the traffic's pulls and layer requests: the figures would mean nothing."""
+
+
+def check_exact(
+    expected: Mapping[tuple[str, str], int],
+    pulls: Mapping[str, int],
+    layers: Mapping[str, int] | None = None,
+    *,
+    when: str,
+) -> None:
+    """The pulls of each reference (``repository:tag`` / ``repository@digest``) and (unless ``None``) the layer
+    requests of each repository read back must be those of the traffic (``expected``: :attr:`Record.counter`
+    -> events), none missing and none extra; else :class:`CountMismatchError` names the first differences."""
+    wanted_pulls = {key: n for (kind, key), n in expected.items() if kind != "layer"}
+    compared: list[tuple[str, Mapping[str, int], Mapping[str, int]]] = [("pulls of", pulls, wanted_pulls)]
+    if layers is not None:
+        compared.append(
+            ("layer requests of", layers, {key: n for (kind, key), n in expected.items() if kind == "layer"})
+        )
+    wrong = [
+        f"{what} {key}: {got.get(key, 0):,} counted, {wanted.get(key, 0):,} in the traffic"
+        for what, got, wanted in compared
+        for key in sorted(set(got) | set(wanted))
+        if got.get(key, 0) != wanted.get(key, 0)
+    ]
+    if wrong:
+        total = sum(wanted_pulls.values())
+        raise CountMismatchError(
+            f"{when}: {len(wrong)} counter(s) differ from the traffic ({sum(pulls.values()):,} pulls counted, "
+            f"{total:,} in the traffic): " + "; ".join(wrong[:5])
+        )
+
+
+def _read_back(
+    service: PullStatsService, reader: Any, table: str, now: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(pulls per reference as ``GET /v1/pulls`` answers them -- the stored counters plus the pending deltas --,
+    layer requests per repository as stored), over the days from :data:`START` to ``now``."""
+    days = [START.date() + timedelta(days=i) for i in range((now.date() - START.date()).days + 1)]
+    page = service.pulls(None, top=100_000, window_days=len(days), now=now)
+    pulls = {
+        f"{image.repository}:{image.tag}"
+        if image.tag is not None
+        else f"{image.repository}@{image.digest}": image.pulls
+        for image in page.items
+    }
+    layers: Counter[str] = Counter()
+    for day in days:
+        for found in reader.get_paginator("query").paginate(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"PULLS#{day.isoformat()}"}},
+            ConsistentRead=True,
+        ):
+            for item in found["Items"]:
+                key = CounterKey.parse(item["pk"]["S"], item["sk"]["S"])
+                if not key.is_image:
+                    layers[key.repository] += int(item.get("layer_requests", {}).get("N", "0"))
+    return pulls, dict(layers)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running a load
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one traffic level under one event-source setting cost."""
+
+    load: Load
+    source: EventSource
+    events: int
+    pulls: int
+    """Pulls counted (a tag and a digest per ``docker pull``)."""
+    traffic_seconds: float
+    """From the start to the last event."""
+    batches: int
+    smallest_batch: int
+    largest_batch: int
+    largest_payload: int
+    record_bytes: float
+    """Mean bytes of a record in the invocation payload."""
+    during: Writes
+    """Everything written while the traffic ran (its compactions included)."""
+    final: Writes
+    """Plus the compaction that folds the deltas left pending (as the next batch would)."""
+    pending_deltas: int
+    pending_events: int
+    dynamodb: Counter[str]
+    """Calls by operation while the traffic ran (reads included)."""
+    counters: int
+    """Counter items (tag, digest and layer counters) at the end."""
+    seconds: float
+
+    def per(self, value: float) -> float:
+        """``value`` per 10,000 events of this load."""
+        return per_events(value, self.events)
+
+
+@dataclass
+class SimulatedClock:
+    """The service's clock: the invocation time of the batch being handled."""
+
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class _Tally:
+    """What the batches carried, as they went by."""
+
+    expected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    events: int = 0
+    pulls: int = 0
+    batches: int = 0
+    smallest: int = 0
+    largest: int = 0
+    largest_payload: int = 0
+    record_bytes: int = 0
+    last: datetime = START
+    last_event: datetime = START
+
+    def add(self, batch: Batch, pulls: int) -> None:
+        size = len(batch.records)
+        self.expected.update(record.counter for record in batch.records)
+        self.smallest = size if not self.batches else min(self.smallest, size)
+        self.largest = max(self.largest, size)
+        self.events += size
+        self.pulls += pulls
+        self.batches += 1
+        self.largest_payload = max(self.largest_payload, batch.payload)
+        self.record_bytes += batch.payload - _EMPTY_PAYLOAD
+        self.last = batch.at
+        self.last_event = max(self.last_event, batch.records[-1].at)
+
+
+def _desired_rule(table: str, client: Any, index: int) -> None:
+    """The Docker Hub rule the pulls go through, in ``table``'s desired state (only managed prefixes count)."""
+    desired = DesiredStateService(
+        DynamoDbStateStore(table, client),
+        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+        lambda: START,
+    )
+    name = f"hub-{index}"
+    credential = CredentialSpec.model_validate({"upstream_kind": "docker-hub", "username": "ecrcache-puller"})
+    desired.put_credential(name, credential, SecretStr("dckr_pat_bench"), actor="bench")
+    desired.put_rule(
+        PREFIX, RuleSpec.model_validate({"upstream_kind": "docker-hub", "credential": name}), actor="bench"
+    )
+
+
+@dataclass
+class _Wiring:
+    """The production objects of ``functions/pull_stats/app.py`` on one table, with the benchmark's counters."""
+
+    table: str
+    reader: Any
+    store: DynamoDbPullStatsStore
+    compaction_store: DynamoDbPullCompactionStore
+    compaction: PullCompaction
+    service: PullStatsService
+    clock: SimulatedClock
+    traffic: Traffic
+    log: WriteLog
+
+    @classmethod
+    def of(cls, index: int, warmer_role_arn: str) -> _Wiring:
+        table = f"ecrcache-pulls-{index}"
+        reader = boto3.client("dynamodb", region_name=REGION)  # setup and read-backs: not counted
+        reader.create_table(TableName=table, **table_definition())
+        _desired_rule(table, reader, index)
+        client = boto3.client("dynamodb", region_name=REGION)
+        store = DynamoDbPullStatsStore(table, client)
+        compaction_store = DynamoDbPullCompactionStore(table, store.client)
+        compaction = PullCompaction(store, compaction_store)
+        clock = SimulatedClock()
+        service = PullStatsService(
+            store, stack_region=REGION, warmer_role_arn=warmer_role_arn, compaction=compaction, clock=clock
+        )
+        traffic, log = Traffic(client, "dynamodb"), WriteLog(client, reader)
+        return cls(table, reader, store, compaction_store, compaction, service, clock, traffic, log)
+
+    def writes(self) -> Writes:
+        """The writes so far; the kinds must add up to the stores' own ``write_items``."""
+        items = self.store.write_items + self.compaction_store.write_items
+        found = self.log.snapshot(self.store.write_requests + self.compaction_store.write_requests)
+        if found.total != items:
+            raise LoadError(f"the writes seen by kind ({dict(found.items)}) are not the stores' {items:,} items")
+        return found
+
+    def compact_rest(self, after: datetime) -> None:
+        """Fold every delta still pending, as the next batch (an interval on) would."""
+        now = after
+        while self.store.pending():
+            now += self.compaction.interval
+            if self.compaction.run_if_due(now) is None:
+                raise LoadError(f"the compaction did not run at {now:%H:%M:%S} with deltas pending")
+
+
+def run_load(load: Load, source: EventSource, *, index: int, warmer_role_arn: str = WARMER_ROLE_ARN) -> LoadResult:
+    """Every batch of ``load`` under ``source`` through the production service, its stores and compaction, in a
+    fresh table; then what is left pending compacted, and the counters checked against the traffic."""
+    wiring = _Wiring.of(index, warmer_role_arn)
+    tally = _Tally()
     start = time.perf_counter()
-    before = _items(setup, table)
-    touched: Counter[str] = Counter()
-    for batch in formed:
-        touched.update(kind for kind, _ in {r.counter for r in batch})
-        touched["minute"] += len({r.minute for r in batch})
-        event = {"Records": [r.body for r in batch]}
-        largest = max(largest, len(json.dumps(event)))
-        outcome = service.record(parse(event=event, model=SqsModel).Records)
-        failed += len(outcome.failed)
-        dropped += sum(outcome.dropped.values())
-        pulls += outcome.pulls
-        after = _items(setup, table)
-        units += _write_units(before, after)
-        before = after
-    seconds = time.perf_counter() - start
+    for batch in batches(EventFactory(load).stream(), source):
+        wiring.clock.now = batch.at
+        outcome = wiring.service.record(
+            parse(event={"Records": [r.body for r in batch.records]}, model=SqsModel).Records
+        )
+        if outcome.failed or outcome.dropped:
+            raise LoadError(
+                f"a batch at {batch.at:%H:%M:%S}: {len(outcome.failed)} failed, {dict(outcome.dropped)} dropped"
+            )
+        tally.add(batch, outcome.pulls)
+    during, calls = wiring.writes(), Counter(wiring.traffic.calls)
+    pending = wiring.store.pending()
+    # what the API answers with deltas pending (the stored counters plus the pending deltas)
+    check_exact(tally.expected, _read_back(wiring.service, wiring.reader, wiring.table, tally.last)[0], when="pending")
+    wiring.compact_rest(tally.last)
+    final = wiring.writes()
+    pulls, layers = _read_back(wiring.service, wiring.reader, wiring.table, tally.last)
+    check_exact(tally.expected, pulls, layers, when="compacted")
     metrics.clear_metrics()
     return LoadResult(
+        load=load,
         source=source,
-        events=len(records),
-        pulls=pulls,
-        batches=len(formed),
-        batch_sizes=tuple(len(b) for b in formed),
-        largest_payload=largest,
-        write_items=store.write_items,
-        write_requests=store.write_requests,
-        write_units=units,
-        dynamodb=Counter(traffic.calls),
-        distinct_counters=sum(1 for pk, _ in before if pk.startswith("PULLS#")),
-        distinct_minutes=sum(1 for pk, _ in before if pk.startswith("PULLSEEN#")),
-        largest_seen_item=max((item_size(i) for (pk, _), i in before.items() if pk.startswith("PULLSEEN#")), default=0),
-        failed=failed,
-        dropped=dropped,
-        seconds=seconds,
-        touched=touched,
+        events=tally.events,
+        pulls=tally.pulls,
+        traffic_seconds=(tally.last_event - START).total_seconds(),
+        batches=tally.batches,
+        smallest_batch=tally.smallest,
+        largest_batch=tally.largest,
+        largest_payload=tally.largest_payload,
+        record_bytes=tally.record_bytes / max(1, tally.events),
+        during=during,
+        final=final,
+        pending_deltas=len(pending),
+        pending_events=sum(len(delta.events) for _, delta in pending),
+        dynamodb=calls,
+        counters=len(pulls) + len(layers),
+        seconds=time.perf_counter() - start,
     )
