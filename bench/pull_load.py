@@ -206,7 +206,8 @@ class EventFactory:
     def __init__(self, load: Load) -> None:
         self.load = load
         self.rng = random.Random(load.seed)
-        self.envelope, self.get_image, self.layer_url = _templates()
+        self.envelope, get_image, layer_url = _templates()
+        self.texts = {"BatchGetImage": json.dumps(get_image), "GetDownloadUrlForLayer": json.dumps(layer_url)}
         weights = [1 / (rank**load.zipf) for rank in range(1, load.images + 1)]
         total = sum(weights)
         self.weights = [w / total for w in weights]
@@ -252,9 +253,7 @@ class EventFactory:
 
     def _body(self, call: _Call) -> dict[str, Any]:
         """The sample event with this call's ids, times, caller, user agent and parameters."""
-        body: dict[str, Any] = json.loads(
-            json.dumps(self.get_image if call.name == "BatchGetImage" else self.layer_url)
-        )
+        body: dict[str, Any] = json.loads(self.texts[call.name])
         stamp = call.at.strftime("%Y-%m-%dT%H:%M:%SZ")
         role = f"{ROLES[call.principal % len(ROLES)]}-{call.principal:02d}"
         session = f"i-{self.rng.getrandbits(68):017x}"
@@ -290,7 +289,16 @@ class EventFactory:
                 "ApproximateFirstReceiveTimestamp": sent,
             },
         }
-        return Record(call.at, record, len(json.dumps(record)) + 1, call.counter)  # + the comma between records
+        return Record(call.at, record, record_size(record), call.counter)
+
+
+def record_size(record: Mapping[str, Any]) -> int:
+    """Bytes of ``record`` in the invocation payload (``json.dumps``, the body a JSON string in it), plus the
+    comma between records. The body is ASCII JSON (``json.dumps`` escapes the rest), so quoting it adds
+    only its quotes and backslashes."""
+    body: str = record["body"]
+    quoted = len(body) + body.count('"') + body.count("\\") + 2
+    return len(json.dumps({**record, "body": ""})) - 2 + quoted + 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,13 +413,18 @@ class Writes:
     """The items written so far, by kind, their estimated write request units, requests and compaction runs."""
 
     items: Counter[str]
-    units: int
+    units: Counter[str]
+    """Estimated write request units, by kind."""
     requests: int
     runs: int
 
     @property
     def total(self) -> int:
         return sum(self.items.values())
+
+    @property
+    def total_units(self) -> int:
+        return sum(self.units.values())
 
 
 class WriteLog:
@@ -423,7 +436,7 @@ class WriteLog:
     def __init__(self, client: Any, reader: Any) -> None:
         self.reader = reader
         self.items: Counter[str] = Counter()
-        self.units = 0
+        self.units: Counter[str] = Counter()
         self.runs = 0
         self.sizes: dict[tuple[str, str], int] = {}
         hooks = client.meta.events
@@ -431,7 +444,7 @@ class WriteLog:
         hooks.register("after-call.dynamodb", self._done, unique_id=f"pull-load-done-{id(self)}")
 
     def snapshot(self, requests: int) -> Writes:
-        return Writes(Counter(self.items), self.units, requests, self.runs)
+        return Writes(Counter(self.items), Counter(self.units), requests, self.runs)
 
     @staticmethod
     def _params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -456,22 +469,22 @@ class WriteLog:
     def _put(self, item: Mapping[str, Any]) -> None:
         key, size = _key(item), item_size(item)
         if key[0] == DELTA_PARTITION:
-            self.items[DELTA_PUTS] += 1
+            kind = DELTA_PUTS
         else:
-            self.items[SEEN_ITEMS if key[0].startswith("PULLSEEN#") else "other puts"] += 1
-        self.units += write_units(self.sizes.get(key, 0), size)
+            kind = SEEN_ITEMS if key[0].startswith("PULLSEEN#") else "other puts"
+        self.items[kind] += 1
+        self.units[kind] += write_units(self.sizes.get(key, 0), size)
         self.sizes[key] = size
 
     def _update(self, params: Mapping[str, Any]) -> None:
         key = _key(params["Key"])
         after = self.reader.get_item(TableName=params["TableName"], Key=params["Key"], ConsistentRead=True)
         size = item_size(after.get("Item", {}))
-        self.units += write_units(self.sizes.get(key, 0), size)
+        kind = COUNTER_WRITES if key[0].startswith("PULLS#") else LEASE_WRITES
+        self.items[kind] += 1
+        self.units[kind] += write_units(self.sizes.get(key, 0), size)
         self.sizes[key] = size
-        if key[0].startswith("PULLS#"):
-            self.items[COUNTER_WRITES] += 1
-        else:
-            self.items[LEASE_WRITES] += 1
+        if kind == LEASE_WRITES:
             self.runs += "compacted_at" in params["UpdateExpression"]  # a run's finish
 
     def _batch_request(self, request: Mapping[str, Any]) -> None:
@@ -479,8 +492,9 @@ class WriteLog:
             self._put(request["PutRequest"]["Item"])
             return
         key = _key(request["DeleteRequest"]["Key"])
-        self.items[DELTA_DELETES if key[0] == DELTA_PARTITION else "other deletes"] += 1
-        self.units += write_units(self.sizes.pop(key, 0), 0)
+        kind = DELTA_DELETES if key[0] == DELTA_PARTITION else "other deletes"
+        self.items[kind] += 1
+        self.units[kind] += write_units(self.sizes.pop(key, 0), 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -710,6 +724,7 @@ def run_load(load: Load, source: EventSource, *, index: int, warmer_role_arn: st
                 f"a batch at {batch.at:%H:%M:%S}: {len(outcome.failed)} failed, {dict(outcome.dropped)} dropped"
             )
         tally.add(batch, outcome.pulls)
+        metrics.clear_metrics()  # the function's handler flushes them after each invocation
     during, calls = wiring.writes(), Counter(wiring.traffic.calls)
     pending = wiring.store.pending()
     # what the API answers with deltas pending (the stored counters plus the pending deltas)

@@ -1,6 +1,9 @@
 """Warming benchmark: upstream requests, bytes through the warmer, and pull-statistics writes, beside a naive loop.
 
-``python -m bench.warm_bench [--images 50] [--repeat 3] [--events 10000] [--out docs/benchmarks.md]``
+``python -m bench.warm_bench [--images 50] [--repeat 2] [--minutes 60] [--events N] [--out docs/benchmarks.md]``
+
+``python -m bench.warm_bench --pull-stats-only [--minutes 60]`` runs only the pull-statistics loads and prints
+their part of the report (with their checks) on standard output.
 
 Everything runs in this process: the embedded AWS (moto + the ECR extension, as the functional tests
 install it; fake credentials are forced below, nothing can reach a real account) and a real local
@@ -23,10 +26,12 @@ image changed upstream** (a new version of one image published, then 25 hours on
 needs a fresh world); the others ``--repeat`` times (each stale repetition 25 more hours on, each changed
 one a new version). Counts are per run, times the median.
 
-Pull statistics (:mod:`bench.pull_load`): ``--events`` CloudTrail pull events of a 1M-pulls/day account
-over the same images (Zipf popularity), batched as Lambda's SQS event source would with the template's
-settings (and with others, for comparison), through the production pull-statistics service and store on
-moto: DynamoDB items and requests written per 10,000 events.
+Pull statistics (:mod:`bench.pull_load`): ``--minutes`` of ``docker pull`` traffic over the same images (Zipf
+popularity) at 1,000,000 and at 100,000 pulls a day, streamed and batched as Lambda's SQS event source would
+with the template's settings (one batch gathering at a time, and five), through the production
+pull-statistics service, its two stores and its compaction on moto, the service's clock each batch's
+invocation time: DynamoDB items, requests and (estimated) write request units per 10,000 events, by kind,
+with the counters checked against the traffic.
 
 The goals of issue 11 are checked (pass/fail lines in the report); the report is written either way
 and the benchmark exits non-zero when a goal is missed. A run that does not do what it should (an image
@@ -40,7 +45,6 @@ import bench.environment  # noqa: F401
 
 # isort: split
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -56,9 +60,10 @@ import moto
 
 from bench import pull_load
 from bench import warm_world as ww
-from bench.support import machine, one_rollback_copy_per_table, write_section
+from bench.support import machine, write_section
 from devstack.aws import clock
 from devstack.registry.ratelimit import RequestKind
+from ecrcache.services.pull_compaction import DEFAULT_INTERVAL
 
 GENERATOR: Final = "bench/warm_bench.py"
 COLD: Final = "cold"
@@ -76,7 +81,11 @@ STALE_AFTER: Final = timedelta(hours=25)
 DEFAULT_REPEAT: Final = 2
 BYTES_GOAL: Final = 0.01
 WRITES_GOAL: Final = 200
-PER_EVENTS: Final = 10_000
+PER_EVENTS: Final = pull_load.PER_EVENTS
+GOAL_PULLS_PER_DAY: Final = 1_000_000
+"""The traffic the writes goal is checked at."""
+QUIET_PULLS_PER_DAY: Final = 100_000
+DEFAULT_MINUTES: Final = 60
 X: Final = "\u00d7"
 
 
@@ -99,7 +108,6 @@ class Results:
     ours: dict[str, list[ww.Sample]] = field(default_factory=dict)
     naive: dict[str, list[ww.Sample]] = field(default_factory=dict)
     loads: list[pull_load.LoadResult] = field(default_factory=list)
-    record_bytes: float = 0.0
 
 
 def _expect(name: str, sample: ww.Sample, images: Sequence[ww.BenchImage], changed: str | None) -> None:
@@ -174,34 +182,41 @@ def run_naive(up: ww.Upstream, images: Sequence[ww.BenchImage], repeat: int) -> 
 
 
 def event_sources(template: pull_load.EventSource) -> list[pull_load.EventSource]:
-    """The template's setting (one batch gathering at a time, and five as Lambda starts), then the largest
-    the event source allows (BatchSize 10,000, window 300 s), for comparison."""
-    largest = pull_load.EventSource(pull_load.MAX_BATCH_SIZE, pull_load.MAX_WINDOW_SECONDS)
+    """The template's setting: one batch gathering at a time, and five, as Lambda starts its pollers."""
+    return [template, pull_load.EventSource(template.batch_size, template.window_seconds, 5)]
+
+
+def pull_loads(images: int, minutes: float, events: int | None) -> list[tuple[pull_load.Load, pull_load.EventSource]]:
+    """Each traffic level (the goal's, then the quieter one) under each of :func:`event_sources`."""
+    sources = event_sources(pull_load.template_event_source())
     return [
-        template,
-        pull_load.EventSource(template.batch_size, template.window_seconds, 5),
-        largest,
-        pull_load.EventSource(largest.batch_size, largest.window_seconds, 5),
+        (pull_load.Load(minutes=minutes, pulls_per_day=per_day, images=images, events=events), source)
+        for per_day in (GOAL_PULLS_PER_DAY, QUIET_PULLS_PER_DAY)
+        for source in sources
     ]
 
 
-def run_pull_stats(images: int, events: int) -> tuple[list[pull_load.LoadResult], float]:
-    records = pull_load.EventFactory(pull_load.Load(events=events, images=images)).records()
-    average = statistics.fmean(r.size for r in records)
+def run_pull_stats(images: int, minutes: float, events: int | None = None) -> list[pull_load.LoadResult]:
+    """Every load of :func:`pull_loads` through the production pull-statistics path, each in a fresh table."""
     results: list[pull_load.LoadResult] = []
-    with moto.mock_aws(), one_rollback_copy_per_table():
-        for index, source in enumerate(event_sources(pull_load.template_event_source())):
-            result = pull_load.run_load(records, source, index=index)
-            if result.failed or result.dropped:
+    with moto.mock_aws():
+        for index, (load, source) in enumerate(pull_loads(images, minutes, events)):
+            try:
+                result = pull_load.run_load(load, source, index=index)
+            except pull_load.LoadError as exc:
                 raise BenchError(
-                    f"pull statistics ({source.describe()}): {result.failed} failed, {result.dropped} dropped"
-                )
-            log(f"  pull statistics, {source.describe()}: {result.write_items} items in {result.batches} batches")
+                    f"pull statistics ({load.pulls_per_day:,} pulls a day, {source.describe()}): {exc}"
+                ) from exc
+            log(
+                f"  pull statistics, {load.pulls_per_day:,} pulls a day, {source.describe()}: "
+                f"{result.events:,} events, {result.final.total:,} items "
+                f"({result.per(result.final.total):,.0f} per {PER_EVENTS:,}) in {result.seconds:.0f} s"
+            )
             results.append(result)
-    return results, average
+    return results
 
 
-def run_all(images_count: int, repeat: int, events: int) -> Results:
+def run_all(images_count: int, repeat: int, minutes: float, events: int | None) -> Results:
     images = ww.bench_images(images_count)
     log(f"seeding {images_count} images {X} {len(ww.PLATFORMS)} platforms")
     with ww.Upstream(images) as up:
@@ -210,8 +225,8 @@ def run_all(images_count: int, repeat: int, events: int) -> Results:
         results.ours = run_ecrcache(up, images, repeat)
         log("naive world")
         results.naive = run_naive(up, images, repeat)
-    log(f"pull statistics: {events:,} events")
-    results.loads, results.record_bytes = run_pull_stats(images_count, events)
+    log(f"pull statistics: {minutes:g} minutes of traffic" + (f", at most {events:,} events" if events else ""))
+    results.loads = run_pull_stats(images_count, minutes, events)
     return results
 
 
@@ -279,15 +294,20 @@ def bytes_checks(results: Results) -> list[Check]:
 
 
 def writes_checks(results: Results) -> list[Check]:
+    """The goal at its traffic, with the template's setting (one and five batches gathering), counting the
+    compaction that folds what the traffic left pending (an upper bound: see :func:`pull_stats_text`)."""
     out: list[Check] = []
-    for load in results.loads[:2]:  # the template's setting, one and five batches gathering
-        per = load.per(load.write_items)
+    for load in results.loads:
+        if load.load.pulls_per_day != GOAL_PULLS_PER_DAY:
+            continue
+        per = load.per(load.final.total)
         out.append(
             Check(
-                f"pull statistics, template setting ({load.source.describe()}): DynamoDB items written per "
-                f"{PER_EVENTS:,} pull events under {WRITES_GOAL}",
+                f"pull statistics, {GOAL_PULLS_PER_DAY:,} pulls a day, template setting ({load.source.describe()}): "
+                f"DynamoDB items written per {PER_EVENTS:,} pull events under {WRITES_GOAL}",
                 per < WRITES_GOAL,
-                f"{per:,.0f} items ({load.per(load.write_requests):,.0f} TransactWriteItems requests)",
+                f"{per:,.0f} items with the compaction of the {load.pending_deltas} deltas left pending "
+                f"({load.per(load.during.total):,.0f} without it; {load.per(load.final.requests):,.0f} write requests)",
             )
         )
     return out
@@ -393,108 +413,179 @@ def details(results: Results) -> list[str]:
     return lines
 
 
+def _label(load: pull_load.LoadResult) -> str:
+    gatherers = load.source.gatherers
+    return f"{load.load.pulls_per_day:,} pulls/day, {gatherers} batch{'es' if gatherers > 1 else ''} gathering"
+
+
+def _per(load: pull_load.LoadResult, value: float) -> str:
+    return f"{value:,} ({load.per(value):,.0f})"
+
+
 def pull_stats_table(results: Results) -> list[str]:
+    """Two tables: the runs (traffic, batches, compactions), then the writes by kind."""
+    kinds = pull_load.WRITE_KINDS
     lines = [
-        "| SQS event source of `PullStatsFunction` | batches | records per batch | largest invocation payload "
-        f"| items written | per {PER_EVENTS:,} events | TransactWriteItems | estimated write request units "
-        "| counters + minutes touched per batch (mean) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| traffic | SQS event source of `PullStatsFunction` (template.yaml) | events (docker pulls) "
+        "| minutes of traffic | batches | records per batch | largest invocation payload "
+        "| compactions during the traffic | deltas left pending (their events) | time |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for i, load in enumerate(results.loads):
-        label = load.source.describe() + (" (template.yaml)" if i < 2 else " (the largest the event source allows)")
+    for load in results.loads:
         lines.append(
-            f"| {label} | {load.batches:,} | {min(load.batch_sizes):,}-{max(load.batch_sizes):,} "
-            f"| {_bytes(load.largest_payload)} | {load.write_items:,} | {load.per(load.write_items):,.0f} "
-            f"| {load.write_requests:,} | {load.write_units:,} | {sum(load.touched.values()) / load.batches:,.0f} |"
+            f"| {load.load.pulls_per_day:,} pulls a day | {load.source.describe()} | {load.events:,} "
+            f"({load.events // pull_load.EVENTS_PER_PULL:,}) | {load.traffic_seconds / 60:,.1f} | {load.batches:,} "
+            f"| {load.smallest_batch:,}-{load.largest_batch:,} | {_bytes(load.largest_payload)} | {load.during.runs} "
+            f"| {load.pending_deltas:,} ({load.pending_events:,}) | {load.seconds:,.0f} s |"
+        )
+    lines += [
+        "",
+        f"Items written, with the compaction of the deltas left pending (per {PER_EVENTS:,} events in brackets):",
+        "",
+        "| traffic, setting | "
+        + " | ".join(kinds)
+        + " | items | without the final compaction | write requests | est. write request units |",
+        "|---|" + "--:|" * (len(kinds) + 4),
+    ]
+    for load in results.loads:
+        final = load.final
+        lines.append(
+            f"| {_label(load)} | "
+            + " | ".join(f"{final.items[kind]:,}" for kind in kinds)
+            + f" | **{_per(load, final.total)}** | {_per(load, load.during.total)} | {_per(load, final.requests)} "
+            f"| {_per(load, final.total_units)} |"
         )
     return lines
 
 
-def _meets(results: Results, records_cap: int, floor_batches: int, digests: float) -> str:
-    """Which event-source setting, if any, meets the writes goal, and what bounds the writes."""
-    template, largest = results.loads[0], results.loads[2]
-    meeting = [load for load in results.loads if load.per(load.write_items) < WRITES_GOAL]
-    bound = (
-        f"The largest setting (BatchSize 10,000, window 300 s) is capped by the 6 MB payload at about "
-        f"{records_cap:,} records of {results.record_bytes:,.0f} bytes, so {template.events:,} events need at least "
-        f"{floor_batches} batch(es), each touching most of the {template.distinct_counters} counters: "
-        f"{largest.per(largest.write_items):,.0f} items measured"
-        + (
-            f" (the {template.events:,} events last {_traffic_seconds(template):,.0f} s, less than its window: the "
-            "last batches close at the end of the sample)."
-            if _traffic_seconds(template) < pull_load.MAX_WINDOW_SECONDS
-            else "."
-        )
-    )
-    if meeting:
-        return (
-            f"- **Settings that meet the goal of under {WRITES_GOAL}:** "
-            + "; ".join(f"{m.source.describe()} ({m.per(m.write_items):,.0f})" for m in meeting)
-            + f". {bound}"
-        )
-    return (
-        f"- **No event-source setting meets the goal of under {WRITES_GOAL} for this traffic.** {bound} Under "
-        f"{WRITES_GOAL} items per {PER_EVENTS:,} events would need each counter written less than about once per "
-        f"{PER_EVENTS:,} events: counting across batches (e.g. buffering in the function between invocations, "
-        "which gives up the exactly-once writes), or fewer counters per pull (the per-digest counters are "
-        f"{digests:.0%} of the items)."
-    )
+def _per_run(load: pull_load.LoadResult, kind: str) -> float:
+    return load.final.items[kind] / max(1, load.final.runs)
 
 
-def _traffic_seconds(load: pull_load.LoadResult) -> float:
-    rate = pull_load.Load().pull_rate * (2 + pull_load.BLOBS_PER_PULL)
-    return load.events / rate
+def _per_day(load: pull_load.LoadResult) -> float:
+    """Items a day at this load's rate: 2 per batch (its put, its delete), and 96 runs a day (one per interval)
+    at the measured items per run (counters, seen ids, lease)."""
+    batches_a_day = load.batches * 86_400 / max(1.0, load.traffic_seconds)
+    runs_a_day = timedelta(days=1) / DEFAULT_INTERVAL
+    per_run = sum(_per_run(load, k) for k in (pull_load.COUNTER_WRITES, pull_load.SEEN_ITEMS, pull_load.LEASE_WRITES))
+    return 2 * batches_a_day + runs_a_day * per_run
+
+
+def _units_each(load: pull_load.LoadResult, kind: str) -> float:
+    return load.final.units[kind] / max(1, load.final.items[kind])
+
+
+def _pull_stats_method(results: Results) -> list[str]:
+    goal, quiet = results.loads[0], results.loads[-1]
+    load = goal.load
+    capped = f" (at most {load.events:,} events: a quick run)" if load.events is not None else ""
+    interval = DEFAULT_INTERVAL.total_seconds() / 60
+    return [
+        f"- **Load.** {load.minutes:g} minutes of `docker pull` traffic{capped} over the {load.images} images (Zipf "
+        f"popularity, s = {load.zipf}; {pull_load.ARM_SHARE:.0%} arm64; {pull_load.PRINCIPALS} roles), at "
+        f"{goal.load.pulls_per_day:,} pulls a day ({goal.events:,} CloudTrail events, {goal.pulls:,} pulls counted: a "
+        f"tag and a digest each) and at {quiet.load.pulls_per_day:,} ({quiet.events:,} events). Each pull is "
+        f"{pull_load.EVENTS_PER_PULL} events: `BatchGetImage` by tag, `BatchGetImage` by the platform's digest, "
+        "`GetDownloadUrlForLayer` for the config and 2 layers. The events are generated lazily in time order and "
+        "never all held; records are the project's sample event (`events/pull_stats/`) with fresh ids, times, "
+        f"callers and parameters: {goal.record_bytes:,.0f} bytes each on average in the invocation payload.",
+        "- **Batches** as Lambda's SQS poller forms them (Lambda developer guide: a batch is sent when it holds "
+        "`BatchSize` records, when `MaximumBatchingWindowInSeconds` has passed, or at the 6 MB invocation payload; "
+        '"Lambda starts processing five batches at a time"), arrival at the queue taken as the event\'s time, '
+        "formed as the records stream past; each batch is invoked at the time its poller closes it.",
+        "- **Path.** Each batch through Powertools' `SqsModel` and `PullStatsService` wired as "
+        "`functions/pull_stats/app.py` wires it: `DynamoDbPullStatsStore`, and a `PullCompaction` over "
+        "`DynamoDbPullCompactionStore` on the same client, on moto; the service's clock is the batch's invocation "
+        "time. A batch writes one delta item (`PutItem`). The batch after which a compaction is due (the first "
+        f"batch, then the first one {interval:g} minutes after the last run finished) runs it: it takes the lease "
+        "(a lease write), writes the ids it counted as a seen-id item per minute of events (`BatchWriteItem`), "
+        "adds to each counter its deltas touch, once (`UpdateItem`), deletes the deltas (`BatchWriteItem`) and "
+        "frees the lease (a second lease write).",
+        "- **Counting.** Items and requests are the two stores' own counters (`write_items`, `write_requests`); the "
+        "kinds are the same writes seen through botocore's hooks on their client, which must add up to the stores' "
+        "counts. Write request units are an estimate per write from the sizes of the items written (1 unit per "
+        "KB, rounded up, of the larger of the item before and after a put or update, of the deleted item for a "
+        "delete): a put item's size from its parameters, an updated item read back after the update (outside the "
+        "counts).",
+        "- **Exactness.** At the end the deltas still pending are counted (the next compaction would fold them), "
+        f"then folded by one more run at the last batch's time + {interval:g} minutes, as the next batch would run "
+        "it. Before that run (the API's answer: the stored counters plus the pending deltas) and after it (the "
+        "counters alone, and the layer requests stored per repository), the pulls of every tag and digest that "
+        "`PullStatsService.pulls` answers equal the traffic's, counter by counter; the benchmark stops otherwise.",
+    ]
 
 
 def pull_stats_text(results: Results) -> list[str]:
-    template, gathering = results.loads[0], results.loads[1]
-    load = pull_load.Load()
-    per_pull = 2 + pull_load.BLOBS_PER_PULL
-    events_per_day = load.pulls_per_day * per_pull
-    records_cap = pull_load.PAYLOAD_LIMIT // max(1, math.ceil(results.record_bytes))
-    floor_batches = math.ceil(template.events / records_cap)
-    touched = template.touched
-    digests = touched["digest"] / max(1, template.write_items)
+    loads = results.loads
+    goal = [load for load in loads if load.load.pulls_per_day == GOAL_PULLS_PER_DAY]
+    quiet = [load for load in loads if load.load.pulls_per_day != GOAL_PULLS_PER_DAY]
+    one, five = goal[0], goal[-1]
+    counters, seen = pull_load.COUNTER_WRITES, pull_load.SEEN_ITEMS
     return [
-        f"- **Load.** {template.events:,} CloudTrail pull events: `docker pull` runs of the {results.images} images "
-        f"(Zipf popularity, s = {load.zipf}; {pull_load.ARM_SHARE:.0%} arm64; {pull_load.PRINCIPALS} roles) at "
-        f"{load.pulls_per_day:,} pulls a day, each pull {per_pull} events: `BatchGetImage` by tag, `BatchGetImage` "
-        f"by the platform's digest, `GetDownloadUrlForLayer` for the config and 2 layers "
-        f"({template.events // per_pull:,} docker pulls, {template.pulls:,} pulls counted: a tag and a digest each; "
-        f"{_traffic_seconds(template):,.0f} s of traffic). Records "
-        f"are the project's sample event (`events/pull_stats/`) with fresh ids, times, callers and parameters: "
-        f"{results.record_bytes:,.0f} bytes each on average in the invocation payload.",
-        "- **Batches** as Lambda's SQS poller forms them (Lambda developer guide: a batch is sent when it holds "
-        "`BatchSize` records, when `MaximumBatchingWindowInSeconds` has passed, or at the 6 MB invocation payload; "
-        '"Lambda starts processing five batches at a time", and with `MaximumConcurrency` set it does not go '
-        "below five), arrival at the queue taken as the event's time; then through Powertools' `SqsModel`, "
-        "`PullStatsService` and `DynamoDbPullStatsStore` on moto, as `functions/pull_stats` runs them. Items and "
-        "requests are the store's own counters (`write_items`, `write_requests`); write request units are an "
-        "estimate from the items' sizes before and after each batch (2 units per KB of the larger, transactional).",
+        *_pull_stats_method(results),
         "",
         *pull_stats_table(results),
         "",
-        f"- **What drives the writes: distinct counters per batch {X} batches.** One transaction action per "
-        "counter a batch touches and per minute of its events, whatever the number of events: a batch writes each "
-        f"image's tag counter, a digest counter per platform pulled and the repository's layer counter. With the "
-        f"template's setting a batch of {max(template.batch_sizes):,} records touched on average "
-        f"{sum(touched.values()) / template.batches:,.0f} of them ({touched['tag']:,} tag, {touched['digest']:,} "
-        f"digest, {touched['layer']:,} layer counters and {touched['minute']:,} minute item(s) over "
-        f"{template.batches} batch(es); the digest counters are {digests:.0%} of the items): "
-        f"{template.per(template.write_items):,.0f} items per {PER_EVENTS:,} events, "
-        f"{gathering.per(gathering.write_items):,.0f} with five batches gathering at once (smaller batches, cut "
-        "by the window). The table holds "
-        f"{template.distinct_counters} counters for the day, so a batch can never write more than that plus its "
-        "minutes.",
-        _meets(results, records_cap, floor_batches, digests),
-        f"- **Requests, not items, are few:** {template.per(template.write_requests):,.0f} `TransactWriteItems` "
-        f"per {PER_EVENTS:,} events with the template's setting, one batch gathering (one or two per batch); at "
-        f"{load.pulls_per_day:,} pulls a day "
-        f"({events_per_day:,} events) that is about {template.per(template.write_requests, events_per_day):,.0f} "
-        f"requests but {template.per(template.write_items, events_per_day):,.0f} items and ~"
-        f"{template.per(template.write_units, events_per_day):,.0f} write request units a day (estimate). The "
-        f"minute's seen-id item grows to {_bytes(template.largest_seen_item)} and is rewritten by every batch of that "
-        "minute, which the units include.",
+        "- **What the writes are.** Per batch, two items: its delta put, and its delete by the run that folds it. "
+        "Per compaction run, each counter its deltas touch, once: at most the day's counters, "
+        f"{one.counters} here ({one.load.images} tag counters, a digest counter per image and platform pulled, "
+        f"{one.load.images} layer counters); a seen-id item per minute of events (two for a minute whose deltas two "
+        f"runs fold); two lease writes. At {GOAL_PULLS_PER_DAY:,} pulls a day with one batch gathering: "
+        f"{one.batches:,} batches of up to {one.largest_batch:,} records, {one.final.runs} runs (the last the final "
+        f"one) of {_per_run(one, counters):,.0f} counter writes, {_per_run(one, seen):,.0f} seen-id items and "
+        f"{_per_run(one, pull_load.DELTA_DELETES):,.0f} delta deletes each on average; with five gathering, batches "
+        f"cut by the {one.source.window_seconds} s window hold {five.smallest_batch:,}-{five.largest_batch:,} "
+        f"records, so {five.batches:,} delta puts and as many deletes. (The largest setting the event source "
+        "allows, BatchSize 10,000 and a 300 s window, is no longer measured: the batch size only changes the 2 items "
+        "per batch, as these rows show, not what the compaction writes.)",
+        f"- **The goal (under {WRITES_GOAL} items per {PER_EVENTS:,} events at {GOAL_PULLS_PER_DAY:,} pulls a day, "
+        f"template setting):** {one.per(one.final.total):,.0f} with one batch gathering, "
+        f"{five.per(five.final.total):,.0f} with five. These count the run that folds the "
+        f"{one.pending_deltas} / {five.pending_deltas} deltas the traffic left pending; without it, "
+        f"{one.per(one.during.total):,.0f} / {five.per(five.during.total):,.0f}. " + _steady(one),
+        *_quiet_text(loads, quiet),
+        f"- **Write request units** (estimate) per {PER_EVENTS:,} events at {GOAL_PULLS_PER_DAY:,} pulls a day: "
+        f"{one.per(one.final.total_units):,.0f} with one batch gathering, {five.per(five.final.total_units):,.0f} "
+        f"with five. The delta items weigh most: {_units_each(one, pull_load.DELTA_PUTS):,.0f} units each for "
+        f"{one.largest_batch:,} events (compressed), paid at the put and again at the delete; then the seen-id "
+        f"items, {_units_each(one, seen):,.0f} units each (a minute's ids); a counter write is "
+        f"{_units_each(one, counters):,.1f}. Write requests: {one.per(one.final.requests):,.0f} per "
+        f"{PER_EVENTS:,} events (one `PutItem` per batch; the runs' `UpdateItem`s and 25-item `BatchWriteItem`s).",
+    ]
+
+
+def _steady(load: pull_load.LoadResult) -> str:
+    """Where a steady flow's figure lies: the traffic paid for the runs of its intervals (the first at the
+    first batch), and left the deltas of the last for the next run."""
+    runs = load.during.runs
+    intervals = load.traffic_seconds / DEFAULT_INTERVAL.total_seconds()
+    said = f"The traffic itself ran {runs} compaction{'s' if runs != 1 else ''} (the first at the first batch"
+    if abs(intervals - round(intervals)) < 0.01 and runs == round(intervals):
+        return (
+            f"{said}, then one per {DEFAULT_INTERVAL.total_seconds() / 60:g} minutes: as many as a steady flow runs in "
+            f"{load.traffic_seconds / 60:.0f} minutes) but left the last interval's deltas unfolded, so a steady "
+            "flow's figure lies between the two: the checked one is its upper bound."
+        )
+    return f"{said}) over {intervals:.1f} intervals: only whole intervals of traffic give a steady flow's figure."
+
+
+def _quiet_text(loads: Sequence[pull_load.LoadResult], quiet: Sequence[pull_load.LoadResult]) -> list[str]:
+    if not quiet:
+        return []
+    low = quiet[0]
+    figures = ", ".join(f"{q.per(q.final.total):,.0f} ({q.source.gatherers} gathering)" for q in quiet)
+    days = "; ".join(f"{_label(load)}: ~{_per_day(load):,.0f}" for load in loads)
+    return [
+        f"- **Quieter traffic ({low.load.pulls_per_day:,} pulls a day):** {figures} items per {PER_EVENTS:,} "
+        f"events: above {WRITES_GOAL}, because the writes no longer follow the events. Batches close at the "
+        f"{low.source.window_seconds} s window before they fill ({low.smallest_batch:,}-{low.largest_batch:,} "
+        "records with one gathering), and a run still writes nearly every counter of the day "
+        f"({_per_run(low, pull_load.COUNTER_WRITES):,.0f} of the {low.counters} per run on average). The writes "
+        f"are bounded per day instead: 2 per batch, at most one batch per gatherer per {low.source.window_seconds} s "
+        "while traffic is low, and "
+        f"{timedelta(days=1) / DEFAULT_INTERVAL:.0f} runs a day of at most the day's counters, the seen-id items of "
+        f"their minutes and 2 lease writes. Items a day at the measured rates (2 per batch, plus the measured "
+        f"items per run {X} {timedelta(days=1) / DEFAULT_INTERVAL:.0f}): {days}.",
     ]
 
 
@@ -667,27 +758,69 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=DEFAULT_REPEAT, help=f"runs of warm, stale and changed (default {DEFAULT_REPEAT})"
     )
-    parser.add_argument("--events", type=int, default=PER_EVENTS, help="pull events (default 10000)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=DEFAULT_MINUTES,
+        help=f"minutes of pull traffic per pull-statistics load (default {DEFAULT_MINUTES}: "
+        f"{DEFAULT_MINUTES / (DEFAULT_INTERVAL.total_seconds() / 60):g} compaction intervals)",
+    )
+    parser.add_argument(
+        "--events", type=int, help="at most this many pull events per load (a quick run; default: all of --minutes)"
+    )
+    parser.add_argument(
+        "--pull-stats-only",
+        action="store_true",
+        help="run only the pull-statistics loads; print their part of the report (with its checks) to standard output",
+    )
     parser.add_argument("--out", type=Path, help="write the report's section here (default: standard output)")
     args = parser.parse_args(argv)
     if not 1 <= args.images <= 200:
         parser.error("--images must be 1-200 (a warm set lists at most 200 images)")
-    if args.repeat < 1 or args.events < 1:
-        parser.error("--repeat and --events must be at least 1")
+    if args.repeat < 1 or (args.events is not None and args.events < 1) or args.minutes <= 0:
+        parser.error("--repeat and --events must be at least 1, --minutes above 0")
+    if args.pull_stats_only and args.out:
+        parser.error("--pull-stats-only prints a part of the section: it cannot replace the section in --out")
     return args
+
+
+def _finish(found: Sequence[Check]) -> int:
+    failed = [c for c in found if not c.ok]
+    for check in failed:
+        log(f"GOAL MISSED: {check.claim}: {check.detail}")
+    return 1 if failed else 0
+
+
+def pull_stats_only(args: argparse.Namespace) -> int:
+    """``--pull-stats-only``: the pull-statistics loads alone, their report part and checks on standard output."""
+    start = time.perf_counter()
+    try:
+        results = Results(args.images, 0, loads=run_pull_stats(args.images, args.minutes, args.events))
+    except BenchError as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    found = writes_checks(results)
+    lines = [f"### Pull statistics: DynamoDB writes per {PER_EVENTS:,} pull events", "", *pull_stats_text(results), ""]
+    lines += [f"- {'pass' if c.ok else '**FAIL**'}: {c.claim}: {c.detail}." for c in found]
+    sys.stdout.write("\n".join(lines) + "\n")
+    log(f"pull statistics in {time.perf_counter() - start:.0f} s")
+    return _finish(found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.pull_stats_only:
+        return pull_stats_only(args)
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     try:
-        results = run_all(args.images, args.repeat, args.events)
+        results = run_all(args.images, args.repeat, args.minutes, args.events)
     except BenchError as exc:
         log(f"FAILED: {exc}")
         return 1
     found = checks(results)
     command = ["python -m bench.warm_bench", f"--images {args.images}", f"--repeat {args.repeat}"]
-    command += [f"--events {args.events}"] + ([f"--out {args.out}"] if args.out else [])
+    command += [f"--minutes {args.minutes:g}"] + ([f"--events {args.events}"] if args.events else [])
+    command += [f"--out {args.out}"] if args.out else []
     info = RunInfo(" ".join(command), args.repeat, time.perf_counter() - start, load_before, os.getloadavg()[0])
     report = render(results, found, info)
     if args.out:
@@ -695,10 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"wrote the warming section of {args.out} in {info.elapsed:.0f} s")
     else:
         sys.stdout.write(report)
-    failed = [c for c in found if not c.ok]
-    for check in failed:
-        log(f"GOAL MISSED: {check.claim}: {check.detail}")
-    return 1 if failed else 0
+    return _finish(found)
 
 
 if __name__ == "__main__":
