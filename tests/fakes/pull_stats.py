@@ -44,13 +44,15 @@ class MemoryPullStatsStore:
         self.write_items += 1
         return 1
 
-    def pending(self) -> list[tuple[str, PullDelta]]:
+    def pending(self, *, consistent: bool = True) -> list[tuple[str, PullDelta]]:
         return sorted(self.deltas_pending.items())
 
     def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
         return {sk: self.deltas_pending[sk] for sk in sort_keys if sk in self.deltas_pending}
 
-    def seen(self, minutes: Iterable[str], *, except_run: str | None = None) -> dict[str, frozenset[str]]:
+    def seen(
+        self, minutes: Iterable[str], *, except_run: str | None = None, consistent: bool = True
+    ) -> dict[str, frozenset[str]]:
         wanted = set(minutes)
         out: dict[str, frozenset[str]] = {}
         for (minute, writer), ids in self.seen_ids.items():
@@ -99,10 +101,10 @@ class MemoryPullCompactionStore:
         self.write_items += 1
         return True
 
-    def finish(self, owner: str, now: datetime) -> bool:
+    def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
         if self.lease.owner != owner:
             return False
-        self.lease = CompactionState(owner=owner, compacted_at=now)
+        self.lease = CompactionState(owner=owner, compacted_at=None if backlog else now)
         self.write_items += 1
         return True
 

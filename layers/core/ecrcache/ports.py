@@ -362,7 +362,7 @@ class PullStatsStore(Protocol):
         :class:`~ecrcache.errors.EcrcacheError`: the batch is then delivered again."""
         ...
 
-    def pending(self) -> list[tuple[str, PullDelta]]:
+    def pending(self, *, consistent: bool = True) -> list[tuple[str, PullDelta]]:
         """Every pending delta with its sort key, oldest first."""
         ...
 
@@ -370,7 +370,9 @@ class PullStatsStore(Protocol):
         """The deltas of ``sort_keys`` that are still pending."""
         ...
 
-    def seen(self, minutes: Iterable[str], *, except_run: str | None = None) -> dict[str, frozenset[str]]:
+    def seen(
+        self, minutes: Iterable[str], *, except_run: str | None = None, consistent: bool = True
+    ) -> dict[str, frozenset[str]]:
         """The ids counted in each minute (absent: none), without those compaction ``except_run`` wrote."""
         ...
 
@@ -401,8 +403,9 @@ class PullCompactionStore(Protocol):
         """Take the lease for a new run of ``deltas``, or (``resume``) for the run under way; ``False``: not now."""
         ...
 
-    def finish(self, owner: str, now: datetime) -> bool:
-        """The run is done and the lease free; ``False``: the lease was lost."""
+    def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
+        """The run is done and the lease free (``backlog``: more deltas wait, the next batch compacts again
+        at once); ``False``: the lease was lost."""
         ...
 
     def marks(self, keys: Collection[CounterKey]) -> dict[CounterKey, CounterMark]: ...

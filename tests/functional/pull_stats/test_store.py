@@ -192,3 +192,21 @@ def test_a_delta_this_version_cannot_read_is_left_pending_and_skipped(
     assert [sk for sk, _ in store.pending()] == ["2026-11-29T12:40:00.000000Z#id0"]
     assert store.deltas(["2026-11-29T12:00:00.000000Z#bad"]) == {}
     assert item(client, state_table, "PULLDELTA", "2026-11-29T12:00:00.000000Z#bad") is not None
+
+
+def test_a_run_that_leaves_a_backlog_does_not_mark_the_table_compacted(
+    store: DynamoDbPullStatsStore, compactions: DynamoDbPullCompactionStore, client: Any, state_table: str
+) -> None:
+    # GIVEN three pending deltas and runs of at most two
+    for i in range(3):
+        store.add([counted(pull_body(f"e{i}"))], NOW + timedelta(seconds=i))
+    compaction = PullCompaction(store, compactions, max_deltas=2, new_id=lambda: "owner1")
+    # WHEN a run folds two THEN the lease is free but the table not marked compacted: due at once
+    first = compaction.run_if_due(NOW + timedelta(seconds=5))
+    assert first is not None and first.deltas == 2
+    lease = item(client, state_table, "PULLCOMPACT", "LEASE")
+    assert lease is not None and "compacted_at" not in lease and lease["until"] == {"N": "0"}
+    second = compaction.run_if_due(NOW + timedelta(seconds=6))
+    assert second is not None and second.deltas == 1
+    assert compactions.state().compacted_at == NOW + timedelta(seconds=6)
+    assert [c.pulls for c in store.counters([DAY], [""])] == [3]

@@ -241,3 +241,23 @@ def test_pulls_of_every_rule_read_everything_and_a_root_rule_reads_its_regions(
 def test_pulls_of_an_unknown_rule_is_not_found(service: PullStatsService) -> None:
     with pytest.raises(NotFoundError, match="no rule 'ghcr'"):
         service.pulls("ghcr", top=5, window_days=1, now=AT)
+
+
+def test_a_backlog_larger_than_one_run_is_folded_by_the_next_batches_at_once(
+    store: MemoryPullStatsStore, compactions: MemoryPullCompactionStore, clock: Clock
+) -> None:
+    # GIVEN a compaction that folds at most two deltas a run, and three batches written before any ran
+    service = PullStatsService(store, stack_region=REGION, compaction=None, clock=clock)
+    for i in range(3):
+        service.record(records(pull_body(f"b{i}")))
+    compaction = PullCompaction(store, compactions, max_deltas=2)
+    # WHEN a run folds the oldest two
+    first = compaction.run_if_due(AT)
+    # THEN the table is left due: the next run, a second later, folds the last one without waiting
+    assert first is not None and first.deltas == 2
+    assert compactions.state().compacted_at is None
+    second = compaction.run_if_due(AT + timedelta(seconds=1))
+    assert second is not None and second.deltas == 1
+    assert compactions.state().compacted_at == AT + timedelta(seconds=1)
+    assert compaction.run_if_due(AT + timedelta(seconds=2)) is None
+    assert sum(c.pulls for c in store.stored.values()) == 3

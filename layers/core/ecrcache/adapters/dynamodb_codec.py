@@ -55,16 +55,18 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def query_partition(client: DynamoDBClient, table_name: str, pk: str) -> Iterator[dict[str, Any]]:
-    """Every item of partition ``pk``, page by page, read consistently; a failure is classified
-    (:func:`ecrcache.adapters.aws.classify`) whichever page it happens on."""
+def query_partition(
+    client: DynamoDBClient, table_name: str, pk: str, *, consistent: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Every item of partition ``pk``, page by page, read consistently unless told otherwise; a failure is
+    classified (:func:`ecrcache.adapters.aws.classify`) whichever page it happens on."""
     paginator = client.get_paginator("query")
     try:
         for page in paginator.paginate(
             TableName=table_name,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": s(pk)},
-            ConsistentRead=True,
+            ConsistentRead=consistent,
         ):
             yield from page.get("Items", [])
     except (ClientError, BotoCoreError) as exc:

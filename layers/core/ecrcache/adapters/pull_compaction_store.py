@@ -106,12 +106,18 @@ class DynamoDbPullCompactionStore:
             condition += "#run = :run"
         return self._update(update, condition, values, what="claim")
 
-    def finish(self, owner: str, now: datetime) -> bool:
-        """The run is done: no run under way, compacted now, the lease free. ``False``: the lease was lost."""
-        values: Item = {":owner": s(owner), ":at": s(iso(now)), ":zero": n(0)}
-        return self._update(
-            "SET compacted_at = :at, #until = :zero REMOVE #run, deltas", "#owner = :owner", values, what="finish"
-        )
+    def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
+        """The run is done: no run under way, the lease free, compacted now -- or, with ``backlog`` (more
+        deltas wait than a run folds), not marked compacted, so that the next batch compacts again at
+        once. ``False``: the lease was lost."""
+        values: Item = {":owner": s(owner), ":zero": n(0)}
+        update = "SET #until = :zero REMOVE #run, deltas"
+        if backlog:
+            update += ", compacted_at"
+        else:
+            update = "SET compacted_at = :at, #until = :zero REMOVE #run, deltas"
+            values[":at"] = s(iso(now))
+        return self._update(update, "#owner = :owner", values, what="finish")
 
     def _update(self, update: str, condition: str, values: Item, *, what: str) -> bool:
         self.write_requests += 1

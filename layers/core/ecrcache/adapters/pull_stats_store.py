@@ -94,10 +94,11 @@ class DynamoDbPullStatsStore:
 
     # -- reading pending deltas and seen ids ---------------------------------------------------
 
-    def pending(self) -> list[tuple[str, PullDelta]]:
-        """Every pending delta, oldest first, with its sort key (read consistently)."""
+    def pending(self, *, consistent: bool = True) -> list[tuple[str, PullDelta]]:
+        """Every pending delta, oldest first, with its sort key (readers may read eventually consistently:
+        half the read units, and a delta a second old at worst missed)."""
         found: list[tuple[str, PullDelta]] = []
-        for item in query_partition(self.client, self.table_name, DELTA_PARTITION):
+        for item in query_partition(self.client, self.table_name, DELTA_PARTITION, consistent=consistent):
             if (delta := _delta(item)) is not None:
                 found.append((item["sk"]["S"], delta))
         return found
@@ -111,13 +112,15 @@ class DynamoDbPullStatsStore:
                 found[item["sk"]["S"]] = delta
         return found
 
-    def seen(self, minutes: Iterable[str], *, except_run: str | None = None) -> dict[str, frozenset[str]]:
+    def seen(
+        self, minutes: Iterable[str], *, except_run: str | None = None, consistent: bool = True
+    ) -> dict[str, frozenset[str]]:
         """The ids counted in each of ``minutes`` (minute -> ids; absent: none), leaving out what run
         ``except_run`` wrote (a run that is resumed writes its own again)."""
         out: dict[str, frozenset[str]] = {}
         for minute in sorted(set(minutes)):
             ids: set[str] = set()
-            for item in query_partition(self.client, self.table_name, seen_partition(minute)):
+            for item in query_partition(self.client, self.table_name, seen_partition(minute), consistent=consistent):
                 if except_run is None or not item["sk"]["S"].startswith(f"{except_run}#"):
                     ids.update(item.get("ids", {}).get("SS", ()))
             if ids:

@@ -13,7 +13,8 @@ the API answers does not wait for a compaction.
 A run (:mod:`ecrcache.adapters.pull_compaction_store` for the items):
 
 1. takes the lease (``PULLCOMPACT``), naming the deltas it folds (the oldest :attr:`max_deltas` pending)
-   and its run id, so that a run cut short is resumed with exactly the same deltas;
+   and its run id, so that a run cut short is resumed with exactly the same deltas (with more pending
+   than that, the run leaves the table due, and the next batch folds the next ones at once);
 2. folds them (:func:`~ecrcache.engine.pull_stats.fold`) against the ids counted before in their minutes,
    the run's own ids left out (a resumed run decides as the first attempt did);
 3. writes the ids it counted (its own seen items), then each counter once, marked with the run (a
@@ -90,12 +91,13 @@ class PullCompaction:
             return self._resume(state, now)
         if state.compacted_at is not None and now - state.compacted_at < self.interval:
             return None
-        pending = self.pulls.pending()[: self.max_deltas]
+        everything = self.pulls.pending()
+        pending = everything[: self.max_deltas]
         owner = self.new_id()
         run = f"{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{owner}"
         if not pending or not self.store.claim(owner, now, self.lease, run=run, deltas=[sk for sk, _ in pending]):
             return None
-        return self._fold(run, owner, dict(pending), now, resumed=False)
+        return self._fold(run, owner, dict(pending), now, resumed=False, backlog=len(everything) > len(pending))
 
     def _resume(self, state: CompactionState, now: datetime) -> CompactionOutcome | None:
         owner = self.new_id()
@@ -110,7 +112,7 @@ class PullCompaction:
         return self._fold(run, owner, found, now, resumed=True)
 
     def _fold(
-        self, run: str, owner: str, deltas: dict[str, PullDelta], now: datetime, *, resumed: bool
+        self, run: str, owner: str, deltas: dict[str, PullDelta], now: datetime, *, resumed: bool, backlog: bool = False
     ) -> CompactionOutcome:
         ordered = [deltas[sk] for sk in sorted(deltas)]
         minutes = {event.minute for delta in ordered for event in delta.events}
@@ -120,7 +122,7 @@ class PullCompaction:
         for key, increment in folded.increments.items():
             self.store.fold(key, increment, marks[key], run)
         self.store.delete_deltas(deltas)
-        finished = self.store.finish(owner, now)
+        finished = self.store.finish(owner, now, backlog=backlog)
         return CompactionOutcome(
             run=run,
             resumed=resumed,

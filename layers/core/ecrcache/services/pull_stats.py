@@ -260,8 +260,8 @@ class PullStatsService:
 
     def _pending(self) -> dict[CounterKey, Increment]:
         """What the pending deltas add, each event id counted once (folded against the ids counted)."""
-        deltas = [delta for _, delta in self.store.pending()]
+        deltas = [delta for _, delta in self.store.pending(consistent=False)]
         if not deltas:
             return {}
         minutes = {event.minute for delta in deltas for event in delta.events}
-        return fold(deltas, self.store.seen(minutes)).increments
+        return fold(deltas, self.store.seen(minutes, consistent=False)).increments
