@@ -90,21 +90,35 @@ class MemoryPullCompactionStore:
         return self.lease
 
     def claim(
-        self, owner: str, now: datetime, lease: timedelta, *, run: str, deltas: Sequence[str] = (), resume: bool = False
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        run: str,
+        deltas: Sequence[str] = (),
+        resume: bool = False,
+        backlog: bool = False,
+        generation: int = 0,
     ) -> bool:
-        if self.lease.held(now) or (self.lease.run != run if resume else self.lease.run is not None):
+        if self.lease.held(now):
+            return False
+        if resume:
+            if self.lease.run != run:
+                return False
+        elif self.lease.run is not None or self.lease.generation != generation:
             return False
         until = int((now + lease).timestamp())
-        self.lease = replace(
-            self.lease, owner=owner, until=until, run=run, deltas=self.lease.deltas if resume else tuple(deltas)
-        )
+        kept = (self.lease.deltas, self.lease.backlog) if resume else (tuple(deltas), backlog)
+        self.lease = replace(self.lease, owner=owner, until=until, run=run, deltas=kept[0], backlog=kept[1])
         self.write_items += 1
         return True
 
     def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
         if self.lease.owner != owner:
             return False
-        self.lease = CompactionState(owner=owner, compacted_at=None if backlog else now)
+        generation = self.lease.generation + 1
+        self.lease = CompactionState(owner=owner, compacted_at=None if backlog else now, generation=generation)
         self.write_items += 1
         return True
 

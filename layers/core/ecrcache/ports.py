@@ -398,7 +398,16 @@ class PullCompactionStore(Protocol):
     def state(self) -> CompactionState: ...
 
     def claim(
-        self, owner: str, now: datetime, lease: timedelta, *, run: str, deltas: Sequence[str] = (), resume: bool = False
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        run: str,
+        deltas: Sequence[str] = (),
+        resume: bool = False,
+        backlog: bool = False,
+        generation: int = 0,
     ) -> bool:
         """Take the lease for a new run of ``deltas``, or (``resume``) for the run under way; ``False``: not now."""
         ...

@@ -28,6 +28,7 @@ from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.pull_stats import coalesce, plus, rank, seen_id, window
 from ecrcache.errors import RetryableError
 from ecrcache.models.pull_stats import CounterKey, CounterMark, DropReason, Increment, PulledImage, PullEvent
+from ecrcache.observability import metrics
 from ecrcache.services.pull_compaction import DEFAULT_INTERVAL, DEFAULT_LEASE, CompactionOutcome, PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
 from tests.pull_events import ACCOUNT, AT, NODE, REGION, WARMER_ROLE, action_body, counted, pull_body, sqs_batch
@@ -154,8 +155,12 @@ class Stack:
     def compactions(self) -> DynamoDbPullCompactionStore:
         return DynamoDbPullCompactionStore(self.table, self.client, sleep=lambda _: None)
 
-    def compaction(self, store: DynamoDbPullCompactionStore | None = None, **options: Any) -> PullCompaction:
-        return PullCompaction(self.pulls, store or self.compactions(), new_id=sequence("owner"), **options)
+    def compaction(
+        self, store: DynamoDbPullCompactionStore | None = None, *, owner: str = "owner", **options: Any
+    ) -> PullCompaction:
+        """A compaction whose invocations are ``<owner>0001``, ``<owner>0002``... (a run id is its start
+        time and owner: two compactions started at one time need two owners)."""
+        return PullCompaction(self.pulls, store or self.compactions(), new_id=sequence(owner), **options)
 
     def add(self, bodies: Iterable[Body], now: datetime = T0) -> str:
         """One batch written as its delta; the delta's sort key."""
@@ -223,11 +228,9 @@ def ranking(table: Table, now: datetime, days: int = 7) -> list[PulledImage]:
 @pytest.fixture(autouse=True)
 def metrics_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     """The service's metrics, recorded (not printed)."""
-    from ecrcache.services import pull_stats
-
     sent: list[tuple[str, float]] = []
-    monkeypatch.setattr(pull_stats.metrics, "add_metric", lambda name, unit, value: sent.append((name, value)))
-    monkeypatch.setattr(pull_stats, "count_by", lambda name, *, dimension, value, count: None)
+    monkeypatch.setattr(metrics, "add_metric", lambda name, unit, value: sent.append((name, value)))
+    monkeypatch.setattr("ecrcache.services.pull_stats.count_by", lambda name, *, dimension, value, count: None)
     return sent
 
 
@@ -275,9 +278,10 @@ def test_a_duplicate_arriving_after_its_original_was_compacted_counts_nothing(st
     # THEN only E6 counted: the copies were dropped against the ids the first run kept
     assert outcome is not None and (outcome.events, outcome.duplicates, outcome.counters) == (1, 3, 1)
     assert stack.counters() == reference(E1, E2, E3, E6)
-    assert stack.counters()[("PULLS#2026-11-29", f"{REGION}#{NODE}:20")] == before[
-        ("PULLS#2026-11-29", f"{REGION}#{NODE}:20")
-    ]
+    assert (
+        stack.counters()[("PULLS#2026-11-29", f"{REGION}#{NODE}:20")]
+        == before[("PULLS#2026-11-29", f"{REGION}#{NODE}:20")]
+    )
 
 
 def test_a_batch_of_nothing_but_copies_writes_no_counter(stack: Stack) -> None:
@@ -332,9 +336,11 @@ def test_readers_answer_the_same_before_and_after_the_compaction(stack: Stack) -
     ]
     assert before.items[1].daily[-2:] == [1, 1]  # E8 the day before, E3 today
     assert tags_before == service.top_tags("docker-hub", 10, 7, now) == [(NODE, "18-alpine", 3), (NODE, "20", 2)]
-    assert synced_before == service.last_synced(REGION, [f"{NODE}:18-alpine"], now) == {
-        f"{NODE}:18-alpine": AT + timedelta(seconds=1)
-    }
+    assert (
+        synced_before
+        == service.last_synced(REGION, [f"{NODE}:18-alpine"], now)
+        == {f"{NODE}:18-alpine": AT + timedelta(seconds=1)}
+    )
 
 
 def test_a_batchs_outcome_counts_the_copies_its_compaction_dropped(stack: Stack) -> None:
@@ -420,8 +426,8 @@ def test_a_lease_another_invocation_holds_blocks_the_compaction(stack: Stack, un
     # WHEN asked to compact
     outcome = stack.compaction(store).run_if_due(T0)
 
-    # THEN nothing ran: the lease is untouched, the delta pending, no counter written
-    assert outcome is None and store.write_items == 0
+    # THEN nothing ran (no write was even tried): the lease is untouched, the delta pending, no counter written
+    assert outcome is None and (store.write_requests, store.write_items) == (0, 0)
     assert lease_item(stack.client, stack.table) == lease
     assert len(stack.pending()) == 1 and stack.counters() == {}
 
@@ -446,6 +452,53 @@ def test_a_lease_that_ran_out_is_taken(stack: Stack) -> None:
     assert lease is not None and (lease["owner"], lease["until"]) == ({"S": "owner0001"}, {"N": "0"})
     assert lease["compacted_at"] == {"S": iso(T0)}
     assert stack.counters() == reference(E1, E2)
+
+
+def test_a_lease_taken_between_the_read_and_the_claim_blocks_the_claim(stack: Stack) -> None:
+    # GIVEN a pending delta, and another invocation that takes the lease (and starts its run) just after
+    # this one read the lease item
+    stack.add([E1])
+
+    class Overtaken(DynamoDbPullCompactionStore):
+        def claim(self, owner: str, now: datetime, lease: timedelta, **kwargs: Any) -> bool:
+            assert stack.compactions().claim("rival", now, lease, run="rival-run", deltas=stack.pending())
+            return super().claim(owner, now, lease, **kwargs)
+
+    # WHEN this one claims
+    outcome = stack.compaction(Overtaken(stack.table, stack.client, sleep=lambda _: None)).run_if_due(T0)
+
+    # THEN its claim was refused: the rival's lease and run stand, nothing was folded
+    assert outcome is None
+    lease = lease_item(stack.client, stack.table)
+    assert lease is not None and (lease["owner"], lease["run"]) == ({"S": "rival"}, {"S": "rival-run"})
+    assert stack.counters() == {} and len(stack.pending()) == 1
+
+
+def test_a_run_finished_between_the_read_and_the_claim_is_not_followed_by_another_at_once(stack: Stack) -> None:
+    # GIVEN two pending deltas, and another invocation that runs a whole compaction just after this one
+    # read the lease item and listed the pending deltas
+    stack.add([E1, E2])
+    stack.add([E3])
+    rivals: list[CompactionOutcome | None] = []
+
+    class Overtaken(DynamoDbPullCompactionStore):
+        def claim(self, owner: str, now: datetime, lease: timedelta, **kwargs: Any) -> bool:
+            rivals.append(stack.compaction(owner="rival").run_if_due(now))
+            return super().claim(owner, now, lease, **kwargs)
+
+    store = Overtaken(stack.table, stack.client, sleep=lambda _: None)
+
+    # WHEN this one goes on
+    outcome = stack.compaction(store).run_if_due(T0)
+
+    # THEN the rival compacted everything, exactly
+    (rival,) = rivals
+    assert rival is not None and (rival.deltas, rival.events) == (2, 3)
+    assert stack.counters() == reference(E1, E2, E3) and stack.pending() == []
+    # AND this one did not run again on the deltas the rival folded and deleted (the last run finished
+    # less than an interval ago): it neither wrote nor reported the rival's 3 events as 3 duplicates
+    # (which PullStatsService.record adds to PullEventsDropped{reason=duplicate})
+    assert (outcome, store.write_items) == (None, 0)
 
 
 def test_a_delta_written_while_a_run_claims_is_left_to_the_next_run(stack: Stack) -> None:
@@ -473,18 +526,44 @@ def test_a_delta_written_while_a_run_claims_is_left_to_the_next_run(stack: Stack
     assert stack.counters() == reference(E1, E2, E3)
 
 
-def test_a_run_folds_at_most_max_deltas_and_the_next_run_the_rest(stack: Stack) -> None:
-    # GIVEN three deltas (E1 in the first and the third)
-    first_sk = stack.add([E1], T0 - timedelta(seconds=3))
-    stack.add([E2], T0 - timedelta(seconds=2))
-    last_sk = stack.add([E1, E3], T0 - timedelta(seconds=1))
-    # WHEN runs fold two deltas at most
-    one = stack.compaction(max_deltas=2).run_if_due(T0)
-    left = stack.pending()
-    two = stack.compaction(max_deltas=2).run_if_due(T0 + INTERVAL)
-    # THEN the oldest two first, then the last, E1 counted once
-    assert one is not None and one.deltas == 2 and first_sk not in left and left == [last_sk]
-    assert two is not None and (two.deltas, two.events, two.duplicates) == (1, 1, 1)
+def test_a_run_folds_at_most_max_deltas_and_leaves_the_rest_due_at_once(stack: Stack) -> None:
+    # GIVEN five deltas (E1 in the first and the fourth)
+    sks = [
+        stack.add(batch, T0 - timedelta(seconds=5 - i)) for i, batch in enumerate(([E1], [E2], [E3], [E1, E4], [E5]))
+    ]
+    compaction = stack.compaction(max_deltas=2)
+
+    # WHEN runs fold two deltas at most, one batch after the other, then a new delta comes
+    one = compaction.run_if_due(T0)
+    after_one = stack.pending()
+    two = compaction.run_if_due(T0 + timedelta(seconds=1))
+    three = compaction.run_if_due(T0 + timedelta(seconds=2))
+    stack.add([E6], T0 + timedelta(seconds=3))
+    four = compaction.run_if_due(T0 + timedelta(seconds=3))
+
+    # THEN the oldest two first, and the next runs at once while a backlog waited; E1 counted once
+    assert one is not None and one.deltas == 2 and after_one == sks[2:]
+    assert two is not None and (two.deltas, two.events, two.duplicates) == (2, 2, 1)
+    assert three is not None and three.deltas == 1
+    # AND once no backlog is left, the interval holds again
+    assert four is None and len(stack.pending()) == 1
+    assert stack.counters() == reference(E1, E2, E3, E4, E5)
+
+
+def test_a_resumed_run_leaves_a_backlog_due_at_once_too(stack: Stack) -> None:
+    # GIVEN three deltas, a run of two at most cut short at its first counter, and resumed
+    for i, batch in enumerate(([E1], [E2], [E3])):
+        stack.add(batch, T0 - timedelta(seconds=3 - i))
+    with pytest.raises(RetryableError):
+        stack.compaction(CutShort(stack, "fold"), max_deltas=2).run_if_due(T0)
+    resumed = stack.compaction(max_deltas=2).run_if_due(T0 + EXPIRED)
+    assert resumed is not None and resumed.resumed and resumed.deltas == 2
+
+    # WHEN the next batch comes, a second later
+    backlog = stack.compaction(max_deltas=2).run_if_due(T0 + EXPIRED + timedelta(seconds=1))
+
+    # THEN it folds the delta left over, as after a run that was not cut short
+    assert backlog is not None and backlog.deltas == 1
     assert stack.counters() == reference(E1, E2, E3)
 
 
@@ -517,9 +596,9 @@ class CutShort(DynamoDbPullCompactionStore):
         self._cut("delete_deltas")
         super().delete_deltas(sort_keys)
 
-    def finish(self, owner: str, now: datetime) -> bool:
+    def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
         self._cut("finish")
-        return super().finish(owner, now)
+        return super().finish(owner, now, backlog=backlog)
 
 
 CUTS: Final = [("put_seen", 1), ("fold", 1), ("fold", 3), ("fold", 5), ("delete_deltas", 1), ("finish", 1)]
@@ -527,9 +606,7 @@ CUTS: Final = [("put_seen", 1), ("fold", 1), ("fold", 3), ("fold", 5), ("delete_
 
 
 @pytest.mark.parametrize(("step", "nth"), CUTS, ids=[f"{step}-{nth}" for step, nth in CUTS])
-def test_a_run_cut_short_is_resumed_with_the_same_deltas_and_counts_exactly(
-    stack: Stack, step: str, nth: int
-) -> None:
+def test_a_run_cut_short_is_resumed_with_the_same_deltas_and_counts_exactly(stack: Stack, step: str, nth: int) -> None:
     # GIVEN three deltas (with copies) touching 5 counters, and a run cut short at a step
     named = {stack.add([E1, E2, E3]), stack.add([E3, E4, E5, E6]), stack.add([E7, E8, E9, E1])}
     with pytest.raises(RetryableError, match="cut short"):
@@ -561,7 +638,9 @@ def test_while_a_run_is_cut_short_readers_answer_fewer_pulls_never_more(stack: S
     # GIVEN a service, three batches (with copies) pending, and a run cut short at a step
     clock = Clock(T0)
     service = service_of(stack, clock, compaction=stack.compaction(CutShort(stack, step, nth)))
-    stack.client.put_item(TableName=stack.table, Item={**LEASE_KEY, "until": {"N": "0"}, "compacted_at": {"S": iso(T0)}})
+    stack.client.put_item(
+        TableName=stack.table, Item={**LEASE_KEY, "until": {"N": "0"}, "compacted_at": {"S": iso(T0)}}
+    )
     for offset, batch in enumerate(([E1, E2, E3], [E3, E4, E5, E6], [E7, E8, E9, E1])):
         clock.now = T0 + timedelta(seconds=offset)
         service.record(records(*batch))
@@ -594,7 +673,8 @@ def test_a_run_cut_short_after_the_deltas_were_deleted_only_finishes(stack: Stac
 
     # THEN it folded nothing again: it deleted (nothing left) and freed the lease
     assert outcome is not None
-    assert (outcome.resumed, outcome.deltas, outcome.events, outcome.counters, outcome.finished) == (True, 1, 0, 0, True)
+    assert (outcome.resumed, outcome.deltas, outcome.events, outcome.counters) == (True, 1, 0, 0)
+    assert outcome.finished
     assert store.write_items == 3  # the resume's claim, the delete, the finish
     assert stack.counters() == counted_before == reference(E1, E2)
 
@@ -619,7 +699,7 @@ class Stalled(DynamoDbPullCompactionStore):
 
 
 @pytest.mark.parametrize("at", [1, 2, 5])
-def test_a_run_whose_lease_ran_out_loses_it_and_nothing_is_counted_twice(stack: Stack, at: int) -> None:
+def test_a_run_whose_lease_ran_out_and_was_resumed_by_another_counts_nothing_twice(stack: Stack, at: int) -> None:
     # GIVEN pending deltas, and an invocation that stalls (after reading the counters' marks) until its
     # lease runs out, while another invocation resumes its run and finishes it
     stack.add([E1, E2, E3, E4])
@@ -627,13 +707,14 @@ def test_a_run_whose_lease_ran_out_loses_it_and_nothing_is_counted_twice(stack: 
     rivals: list[CompactionOutcome | None] = []
 
     def rival() -> None:
-        rivals.append(stack.compaction().run_if_due(T0 + EXPIRED))
+        rivals.append(stack.compaction(owner="rival").run_if_due(T0 + EXPIRED))
 
     # WHEN the stalled invocation goes on
-    with pytest.raises(LeaseLostError):
-        stack.compaction(Stalled(stack, at, rival)).run_if_due(T0)
+    stalled = stack.compaction(Stalled(stack, at, rival)).run_if_due(T0)
 
-    # THEN its next counter write was refused; the rival had resumed the same run and finished it
+    # THEN its counter writes found the run's own marks (the rival's) and wrote nothing; it did not
+    # finish (the lease is the rival's); the rival had resumed the same run and finished it
+    assert stalled is not None and not stalled.finished
     (outcome,) = rivals
     assert outcome is not None and outcome.resumed and outcome.finished
     assert stack.counters() == reference(E1, E2, E3, E4, E5, E6, E7, E8)
@@ -641,6 +722,25 @@ def test_a_run_whose_lease_ran_out_loses_it_and_nothing_is_counted_twice(stack: 
     # AND a later run has nothing to do
     assert stack.compaction().run_if_due(T0 + EXPIRED + INTERVAL) is None
     assert stack.counters() == reference(E1, E2, E3, E4, E5, E6, E7, E8)
+
+
+def test_a_stalled_run_whose_counter_a_later_run_marked_loses_its_lease(stack: Stack) -> None:
+    # GIVEN a run that stalls before its first counter write while its lease runs out, another invocation
+    # resumes and finishes it, and a later run (of a new batch) marks the same counter
+    late = b_pull("late", AT + timedelta(seconds=9))  # node:18-alpine, as E1
+    stack.add([E1])
+    rivals: list[CompactionOutcome | None] = []
+
+    def rival() -> None:
+        rivals.append(stack.compaction(owner="rival").run_if_due(T0 + EXPIRED))
+        stack.add([late], T0 + EXPIRED + INTERVAL)
+        rivals.append(stack.compaction(owner="later").run_if_due(T0 + EXPIRED + INTERVAL))
+
+    # WHEN the stalled invocation goes on THEN its write is refused: the counter is another run's now
+    with pytest.raises(LeaseLostError):
+        stack.compaction(Stalled(stack, 1, rival)).run_if_due(T0)
+    assert all(outcome is not None and outcome.finished for outcome in rivals)
+    assert stack.counters() == reference(E1, late)
 
 
 # --------------------------------------------------------------------------------------------------

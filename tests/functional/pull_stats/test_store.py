@@ -19,6 +19,7 @@ from ecrcache.adapters.pull_compaction_store import DynamoDbPullCompactionStore
 from ecrcache.adapters.pull_delta_codec import decode
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.pull_stats import delta_of, hash16
+from ecrcache.errors import TerminalError
 from ecrcache.models.pull_stats import CounterKey, PullEvent
 from ecrcache.services.pull_compaction import PullCompaction
 from tests.pull_events import AT, NODE, REGION, RUNNER_ROLE, action_body, counted, pull_body
@@ -142,6 +143,7 @@ def test_a_compaction_writes_the_contract_items(
         "owner": {"S": "owner1"},
         "until": {"N": "0"},
         "compacted_at": {"S": "2026-11-29T12:40:00.000000Z"},
+        "gen": {"N": "1"},
     }
     # AND the writes: the lease twice, 3 counters, 2 seen items, 1 delta deleted
     assert compactions.write_items == 2 + 3 + 2 + 1
@@ -190,8 +192,10 @@ def test_a_delta_this_version_cannot_read_is_left_pending_and_skipped(
     store.add([counted(pull_body("e1"))], NOW)
     # THEN readers skip it and it stays
     assert [sk for sk, _ in store.pending()] == ["2026-11-29T12:40:00.000000Z#id0"]
-    assert store.deltas(["2026-11-29T12:00:00.000000Z#bad"]) == {}
     assert item(client, state_table, "PULLDELTA", "2026-11-29T12:00:00.000000Z#bad") is not None
+    # AND a run that had listed it (a codec changed between deploys) stops rather than take it for deleted
+    with pytest.raises(TerminalError, match="cannot be read by this version"):
+        store.deltas(["2026-11-29T12:00:00.000000Z#bad", "2026-11-29T12:40:00.000000Z#id0"])
 
 
 def test_a_run_that_leaves_a_backlog_does_not_mark_the_table_compacted(

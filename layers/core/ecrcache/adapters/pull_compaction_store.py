@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -48,7 +48,7 @@ __all__ = ["SEEN_CHUNK", "DynamoDbPullCompactionStore", "LeaseLostError"]
 LEASE_KEY: Final = {"pk": "PULLCOMPACT", "sk": "LEASE"}
 SEEN_CHUNK: Final = 5_000
 """Ids per seen item: 17 bytes each in a string set, about 85 KB (an item holds 400 KB)."""
-_LEASE_NAMES: Final = {"#owner": "owner", "#until": "until", "#run": "run"}
+_LEASE_NAMES: Final = {"#owner": "owner", "#until": "until", "#run": "run", "#gen": "gen"}
 _MARK_PROJECTION: Final = "pk, sk, #run, first_pulled_at, last_pulled_at, last_sync_at, last_sync_status"
 
 
@@ -83,13 +83,25 @@ class DynamoDbPullCompactionStore:
             compacted_at=parse_iso(item["compacted_at"]["S"]) if "compacted_at" in item else None,
             run=item["run"]["S"] if "run" in item else None,
             deltas=tuple(v["S"] for v in item["deltas"]["L"]) if "deltas" in item else (),
+            backlog=bool(item["backlog"]["BOOL"]) if "backlog" in item else False,
+            generation=int(item["gen"]["N"]) if "gen" in item else 0,
         )
 
     def claim(
-        self, owner: str, now: datetime, lease: timedelta, *, run: str, deltas: Sequence[str] = (), resume: bool = False
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        run: str,
+        deltas: Sequence[str] = (),
+        resume: bool = False,
+        backlog: bool = False,
+        generation: int = 0,
     ) -> bool:
-        """Take the lease for ``run``: a new run of ``deltas`` (no run under way), or (``resume``) the run
-        under way, whose id is ``run``. ``False``: another invocation holds the lease, or the state moved."""
+        """Take the lease for ``run``: a new run of ``deltas`` (no run under way, and no run finished since the
+        state read, whose ``generation`` this is), or (``resume``) the run under way, whose id is ``run``.
+        ``False``: another invocation holds the lease, or the state moved."""
         values: Item = {
             ":owner": s(owner),
             ":until": n(int((now + lease).timestamp())),
@@ -99,23 +111,28 @@ class DynamoDbPullCompactionStore:
         condition = "(attribute_not_exists(#until) OR #until <= :now) AND "
         if not resume:
             values[":deltas"] = {"L": [s(sk) for sk in deltas]}
-            update = "SET #owner = :owner, #until = :until, #run = :run, deltas = :deltas"
-            condition += "attribute_not_exists(#run)"
+            values[":backlog"] = {"BOOL": backlog}
+            update = "SET #owner = :owner, #until = :until, #run = :run, deltas = :deltas, backlog = :backlog"
+            condition += "attribute_not_exists(#run) AND "
+            if generation:
+                condition += "#gen = :gen"
+                values[":gen"] = n(generation)
+            else:
+                condition += "attribute_not_exists(#gen)"
         else:
             update = "SET #owner = :owner, #until = :until"
             condition += "#run = :run"
         return self._update(update, condition, values, what="claim")
 
     def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:
-        """The run is done: no run under way, the lease free, compacted now -- or, with ``backlog`` (more
-        deltas wait than a run folds), not marked compacted, so that the next batch compacts again at
-        once. ``False``: the lease was lost."""
-        values: Item = {":owner": s(owner), ":zero": n(0)}
-        update = "SET #until = :zero REMOVE #run, deltas"
+        """The run is done: no run under way, the lease free, one more generation, compacted now -- or, with
+        ``backlog`` (more deltas wait than a run folds), not marked compacted, so that the next batch
+        compacts again at once. ``False``: the lease was lost."""
+        values: Item = {":owner": s(owner), ":zero": n(0), ":one": n(1)}
         if backlog:
-            update += ", compacted_at"
+            update = "SET #until = :zero REMOVE #run, deltas, backlog, compacted_at ADD #gen :one"
         else:
-            update = "SET compacted_at = :at, #until = :zero REMOVE #run, deltas"
+            update = "SET compacted_at = :at, #until = :zero REMOVE #run, deltas, backlog ADD #gen :one"
             values[":at"] = s(iso(now))
         return self._update(update, "#owner = :owner", values, what="finish")
 
@@ -127,11 +144,7 @@ class DynamoDbPullCompactionStore:
                 Key=_lease_key(),
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={
-                    k: v
-                    for k, v in {"#owner": "owner", "#until": "until", "#run": "run"}.items()
-                    if k in update + condition
-                },
+                ExpressionAttributeNames={k: v for k, v in _LEASE_NAMES.items() if k in update + condition},
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
@@ -178,9 +191,12 @@ class DynamoDbPullCompactionStore:
                 ConditionExpression=update.condition,
                 ExpressionAttributeNames={"#run": "run"},
                 ExpressionAttributeValues=update.values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
+                if _run_of(exc) == run:
+                    return  # this run's write, retried by botocore after its answer was lost: already done
                 msg = "a pull counter changed while the compaction folded into it: another run holds the lease"
                 raise LeaseLostError(msg, reason="ConditionalCheckFailedException") from exc
             raise classify(exc, "DynamoDB UpdateItem (pull counter)") from exc
@@ -265,6 +281,13 @@ class _CounterUpdate:
             values[":read"] = s(mark.run)
         expression = "SET " + ", ".join(sets) + (" ADD " + ", ".join(adds) if adds else "")
         return cls(expression, condition, values)
+
+
+def _run_of(exc: ClientError) -> str | None:
+    """The run that marked the counter, from the item a failed condition returns (``ALL_OLD``)."""
+    item = cast("dict[str, Any]", exc.response).get("Item") or {}
+    run = item.get("run", {}).get("S")
+    return run if isinstance(run, str) else None
 
 
 def _lease_key() -> Item:

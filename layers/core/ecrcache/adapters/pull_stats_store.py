@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecrcache.adapters.aws import classify, dynamodb_client
 from ecrcache.adapters.dynamodb_codec import batch_get, iso, parse_iso, query_partition, s
 from ecrcache.adapters.pull_delta_codec import decode, encode_events
+from ecrcache.errors import TerminalError
 from ecrcache.models.pull_stats import CounterKey, DailyCounter, PullDelta, PullEvent
 from ecrcache.observability import logger
 
@@ -104,12 +105,15 @@ class DynamoDbPullStatsStore:
         return found
 
     def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
-        """The deltas of ``sort_keys`` still pending (consistent reads), by sort key."""
+        """The deltas of ``sort_keys`` still pending (consistent reads), by sort key. One that exists but
+        cannot be read raises :class:`TerminalError` (a run must not take it for one it deleted)."""
         keys: list[Item] = [{"pk": s(DELTA_PARTITION), "sk": s(sk)} for sk in sorted(set(sort_keys))]
         found: dict[str, PullDelta] = {}
         for item in batch_get(self.client, self.table_name, keys, sleep=self.sleep):
-            if (delta := _delta(item)) is not None:
-                found[item["sk"]["S"]] = delta
+            if (delta := _delta(item)) is None:
+                msg = f"pending pull delta {item['sk']['S']!r} cannot be read by this version: the run stops"
+                raise TerminalError(msg)
+            found[item["sk"]["S"]] = delta
         return found
 
     def seen(

@@ -304,6 +304,10 @@ class CompactionState:
     compacted_at: datetime | None = None
     run: str | None = None
     deltas: tuple[str, ...] = ()
+    backlog: bool = False
+    """The run under way left deltas pending beyond its own (it finishes with the table due at once)."""
+    generation: int = 0
+    """Runs finished so far: a claim holds only if none finished since the state was read."""
 
     def held(self, now: datetime) -> bool:
         return self.until > now.timestamp()

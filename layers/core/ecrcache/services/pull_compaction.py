@@ -93,11 +93,21 @@ class PullCompaction:
             return None
         everything = self.pulls.pending()
         pending = everything[: self.max_deltas]
+        if not pending:
+            return None
         owner = self.new_id()
         run = f"{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{owner}"
-        if not pending or not self.store.claim(owner, now, self.lease, run=run, deltas=[sk for sk, _ in pending]):
-            return None
-        return self._fold(run, owner, dict(pending), now, resumed=False, backlog=len(everything) > len(pending))
+        backlog = len(everything) > len(pending)
+        claimed = self.store.claim(
+            owner,
+            now,
+            self.lease,
+            run=run,
+            deltas=[sk for sk, _ in pending],
+            backlog=backlog,
+            generation=state.generation,
+        )
+        return self._fold(run, owner, dict(pending), now, resumed=False, backlog=backlog) if claimed else None
 
     def _resume(self, state: CompactionState, now: datetime) -> CompactionOutcome | None:
         owner = self.new_id()
@@ -107,9 +117,9 @@ class PullCompaction:
         found = self.pulls.deltas(state.deltas)
         if len(found) < len(state.deltas):  # cut short while deleting: everything else was done
             self.store.delete_deltas(state.deltas)
-            finished = self.store.finish(owner, now)
+            finished = self.store.finish(owner, now, backlog=state.backlog)
             return CompactionOutcome(run, True, len(state.deltas), 0, 0, 0, finished)
-        return self._fold(run, owner, found, now, resumed=True)
+        return self._fold(run, owner, found, now, resumed=True, backlog=state.backlog)
 
     def _fold(
         self, run: str, owner: str, deltas: dict[str, PullDelta], now: datetime, *, resumed: bool, backlog: bool = False

@@ -264,4 +264,6 @@ class PullStatsService:
         if not deltas:
             return {}
         minutes = {event.minute for delta in deltas for event in delta.events}
-        return fold(deltas, self.store.seen(minutes, consistent=False)).increments
+        # The ids counted are read consistently: a compaction writes them before its counters, so a reader
+        # that sees a run's counters also sees its ids, and drops the run's deltas if they are still there.
+        return fold(deltas, self.store.seen(minutes)).increments
