@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ecrcache.observability import metrics
 from tests.conftest import FakeLambdaContext
 from tests.functional.api.client import ApiClient
 from tests.pull_events import AT
@@ -49,3 +50,12 @@ def invoke(state_table: str, lambda_context: FakeLambdaContext, monkeypatch: pyt
         return answer
 
     return call
+
+
+@pytest.fixture
+def metrics_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
+    """The service's metrics, recorded (not printed)."""
+    sent: list[tuple[str, float]] = []
+    monkeypatch.setattr(metrics, "add_metric", lambda name, unit, value: sent.append((name, value)))
+    monkeypatch.setattr("ecrcache.services.pull_stats.count_by", lambda name, *, dimension, value, count: None)
+    return sent

@@ -28,12 +28,11 @@ from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.pull_stats import coalesce, plus, rank, seen_id, window
 from ecrcache.errors import RetryableError
 from ecrcache.models.pull_stats import CounterKey, CounterMark, DropReason, Increment, PulledImage, PullEvent
-from ecrcache.observability import metrics
 from ecrcache.services.pull_compaction import DEFAULT_INTERVAL, DEFAULT_LEASE, CompactionOutcome, PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
 from tests.pull_events import ACCOUNT, AT, NODE, REGION, WARMER_ROLE, action_body, counted, pull_body, sqs_batch
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures("metrics_sent")]
 
 T0: Final = AT + timedelta(minutes=5)
 """When the first batches are recorded (their events happened a few minutes before)."""
@@ -223,15 +222,6 @@ def ranking(table: Table, now: datetime, days: int = 7) -> list[PulledImage]:
     """The reference ranking: the reference counters ranked as the API ranks."""
     counters = [plus(None, CounterKey.parse(pk, sk), increment) for (pk, sk), increment in table.items()]
     return rank(counters, days=window(now, days), top=50)
-
-
-@pytest.fixture(autouse=True)
-def metrics_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
-    """The service's metrics, recorded (not printed)."""
-    sent: list[tuple[str, float]] = []
-    monkeypatch.setattr(metrics, "add_metric", lambda name, unit, value: sent.append((name, value)))
-    monkeypatch.setattr("ecrcache.services.pull_stats.count_by", lambda name, *, dimension, value, count: None)
-    return sent
 
 
 # --------------------------------------------------------------------------------------------------

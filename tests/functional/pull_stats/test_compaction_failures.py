@@ -8,15 +8,13 @@ a later run (resumed once the lease runs out) leaves the counters exactly as one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
 import boto3
 import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
 from ecrcache.adapters import pull_stats_store
 from ecrcache.adapters.aws import RETRY_CONFIG
@@ -24,7 +22,19 @@ from ecrcache.adapters.pull_delta_codec import encode_events
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.pull_stats import PullEvent
-from ecrcache.observability import metrics
+from tests.functional.dynamodb_wire import (
+    BOTOCORE_ATTEMPTS,
+    DENIED,
+    INTERNAL,
+    THROTTLED,
+    UNAVAILABLE,
+    Answer,
+    Fault,
+    no_botocore_sleeps,
+)
+from tests.functional.dynamodb_wire import (
+    FaultWire as Wire,
+)
 from tests.functional.pull_stats.test_compaction import (
     E1,
     E2,
@@ -49,70 +59,9 @@ from tests.functional.pull_stats.test_compaction import (
 )
 from tests.pull_events import AT, WARMER_ROLE, pull_body
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures("metrics_sent")]
 
 Body = dict[str, Any]
-Answer = tuple[int, Body]
-THROTTLED: Final[Answer] = (
-    400,
-    {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate of requests exceeds"},
-)
-DENIED: Final[Answer] = (
-    400,
-    {"__type": "com.amazon.coral.service#AccessDeniedException", "Message": "not authorized to perform"},
-)
-UNAVAILABLE: Final[Answer] = (503, {"__type": "com.amazon.coral.availability#ServiceUnavailableException"})
-INTERNAL: Final[Answer] = (500, {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError"})
-BOTOCORE_ATTEMPTS: Final = 6
-"""``retries.max_attempts`` 5 (adapters/aws.py) counts retries: botocore makes 6 attempts in all."""
-
-
-@dataclass
-class Fault:
-    """``times`` attempts of ``operation`` whose body ``when`` matches get ``answer`` (after ``skip``
-    matching attempts went on to moto); ``applied``: moto handles the attempt first (the call took
-    effect, its answer is lost)."""
-
-    operation: str
-    answer: Answer | Callable[[Body], Answer]
-    times: int = 1
-    when: Callable[[Body], bool] = lambda _: True
-    skip: int = 0
-    applied: bool = False
-
-
-class Wire:
-    """Moto's DynamoDB, some attempts answered by a :class:`Fault` instead; every attempt is recorded."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *faults: Fault) -> None:
-        self.faults = [replace(fault) for fault in faults]
-        self.sent: list[tuple[str, Body]] = []
-        dispatch = BotocoreStubber.process_request
-
-        def process_request(stubber: BotocoreStubber, request: Any) -> Any:
-            target = request.headers.get("X-Amz-Target", b"")
-            target = target.decode() if isinstance(target, bytes) else target
-            if not target.startswith("DynamoDB_"):
-                return dispatch(stubber, request)
-            operation = target.rsplit(".", 1)[-1]
-            body: Body = json.loads(request.body or b"{}")
-            self.sent.append((operation, body))
-            fault = next((f for f in self.faults if f.operation == operation and f.times and f.when(body)), None)
-            if fault is None:
-                return dispatch(stubber, request)
-            if fault.skip:
-                fault.skip -= 1
-                return dispatch(stubber, request)
-            fault.times -= 1
-            if fault.applied:
-                dispatch(stubber, request)
-            status, answer = fault.answer(body) if callable(fault.answer) else fault.answer
-            return status, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(answer).encode()
-
-        monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
-
-    def count(self, operation: str, when: Callable[[Body], bool] = lambda _: True) -> int:
-        return sum(1 for name, body in self.sent if name == operation and when(body))
 
 
 # What each call of the stores sends (its body), to aim a fault at one of them
@@ -164,21 +113,7 @@ def writes(kind: str) -> Callable[[Body], bool]:
 
 @pytest.fixture(autouse=True)
 def botocore_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """botocore's retry backoff, recorded instead of slept; and the adaptive mode's client-side rate
-    limiter (which waits on a condition after throttling) let through at once."""
-    slept: list[float] = []
-    monkeypatch.setattr("botocore.endpoint.time.sleep", slept.append)
-    monkeypatch.setattr("botocore.retries.bucket.TokenBucket.acquire", lambda *_, **__: True)
-    return slept
-
-
-@pytest.fixture(autouse=True)
-def metrics_sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
-    """The service's metrics, recorded (not printed)."""
-    sent: list[tuple[str, float]] = []
-    monkeypatch.setattr(metrics, "add_metric", lambda name, unit, value: sent.append((name, value)))
-    monkeypatch.setattr("ecrcache.services.pull_stats.count_by", lambda name, *, dimension, value, count: None)
-    return sent
+    return no_botocore_sleeps(monkeypatch)
 
 
 @pytest.fixture

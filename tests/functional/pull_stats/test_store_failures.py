@@ -18,7 +18,15 @@ from ecrcache.adapters.dynamodb_codec import BATCH_ATTEMPTS
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.pull_stats import CounterKey
-from tests.functional.dynamodb_wire import BOTOCORE_ATTEMPTS, DENIED, THROTTLED, UNAVAILABLE, Answer, Wire
+from tests.functional.dynamodb_wire import (
+    BOTOCORE_ATTEMPTS,
+    DENIED,
+    THROTTLED,
+    UNAVAILABLE,
+    Answer,
+    Wire,
+    no_botocore_sleeps,
+)
 from tests.pull_events import AT, NODE, REGION, counted, pull_body
 
 pytestmark = pytest.mark.functional
@@ -28,12 +36,7 @@ NOW = datetime(2026, 11, 29, 12, 40, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def botocore_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """botocore's retry backoff, recorded instead of slept; and the adaptive mode's client-side rate
-    limiter (which waits on a condition after throttling) let through at once."""
-    slept: list[float] = []
-    monkeypatch.setattr("botocore.endpoint.time.sleep", slept.append)
-    monkeypatch.setattr("botocore.retries.bucket.TokenBucket.acquire", lambda *_, **__: True)
-    return slept
+    return no_botocore_sleeps(monkeypatch)
 
 
 @pytest.fixture
