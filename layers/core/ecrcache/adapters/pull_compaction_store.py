@@ -1,15 +1,18 @@
 """The compaction of pull statistics in the state table: its lease, the counters it folds into, the ids it keeps.
 
 One item holds the compaction's state (``PULLCOMPACT`` / ``LEASE``): ``owner`` and ``until`` (the lease,
-epoch seconds), ``compacted_at`` (the last run that finished) and, while a run is under way, ``run`` and
-``deltas`` (the sort keys of the deltas it folds). A run names its deltas before it writes anything, so
+epoch seconds), ``compacted_at`` (the last run that finished, absent while a backlog waits), ``gen``
+(runs finished: a new run's claim holds only if no run finished since the state was read) and, while a
+run is under way, ``run``, ``deltas`` (the sort keys of the deltas it folds) and ``backlog``. A run names its deltas before it writes anything, so
 a run cut short (a timeout, a throttled write) is resumed with exactly the same deltas by whichever
 invocation next takes the lease (:mod:`ecrcache.services.pull_compaction`).
 
 Each counter a run folds into is written once, by one ``UpdateItem`` that ``ADD``\\ s the counts and sets,
 ``SET``\\ s the times that move, and marks the counter with the run (``run``), on the condition that the
 counter is still as read (its ``run`` unchanged): a resumed run skips the counters already marked with
-it, and a writer that lost its lease cannot write over the one that holds it. The ids a run counted are
+it, and a writer that lost its lease cannot write over another run's. A refused write whose counter
+already carries this run's mark was this run's own (botocore retried a write whose answer was lost, or
+the invocation that resumed the run wrote it): it is done, not a lost lease. The ids a run counted are
 written as its own items per minute (``PULLSEEN#<minute>`` / ``<run>#<chunk>``, at most
 :data:`SEEN_CHUNK` ids each): rewriting them on a resume writes the same items again.
 """

@@ -18,8 +18,8 @@ two stages, so that the items written do not grow with the batches (:mod:`ecrcac
     pk = "PULLS#<yyyy-mm-dd>"             sk = "<region>#<repository>"         layer_requests, run, expires_at
     pk = "PULLDELTA"                      sk = "<written at>#<id>"             delta (zlib JSON)
     pk = "PULLSEEN#<yyyy-mm-ddTHH:MM>"    sk = "<run>#<chunk>"                 ids (SS), expires_at
-    pk = "PULLCOMPACT"                    sk = "LEASE"                         owner, until, compacted_at,
-                                                                               run, deltas (the run's)
+    pk = "PULLCOMPACT"                    sk = "LEASE"                         owner, until, compacted_at, gen,
+                                                                               run, deltas, backlog (a run's)
 
 The day is the UTC day of the event's ``time``; the seen items hold the event ids (16-hex sha256
 prefixes) counted in that minute. Repository names, tags and digests cannot hold ``#``, and a
