@@ -51,10 +51,14 @@ planner = PlanService(
 )
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
-secret_users = EcrSecretUsers(registry=registry, status=status, desired=store, stack_region=stack_region())
+# (the secret's replicas too: a rule in a replica's Region uses the replica, which goes with the credential).
+secrets = SecretsManagerStore()
+secret_users = EcrSecretUsers(
+    registry=registry, status=status, desired=store, stack_region=stack_region(), secrets=secrets
+)
 service = DesiredStateService(
     store=store,
-    secrets=SecretsManagerStore(),
+    secrets=secrets,
     clock=now,
     stack_region=stack_region(),
     ecr_rules=planner.rules_in_ecr,

@@ -145,7 +145,9 @@ def test_a_rule_on_the_secrets_replica_in_another_region_blocks_the_credentials_
     # GIVEN credential hub whose secret has a replica in eu-west-1, where ECR holds a hand-made rule on it
     store, status, secrets = MemoryStateStore(), MemoryStatusStore(), MemorySecretStore()
     readers = {region: MemoryEcrReader(region, ObservedRegion(region=region)) for region in (REGION, "eu-west-1")}
-    users = EcrSecretUsers(registry=readers.__getitem__, status=status, desired=store, stack_region=REGION)
+    users = EcrSecretUsers(
+        registry=readers.__getitem__, status=status, desired=store, stack_region=REGION, secrets=secrets
+    )
     service = DesiredStateService(store, secrets, clock=lambda: NOW, stack_region=REGION, secret_users=users)
     service.put_credential("hub", CRED, TOKEN, actor=ALICE)
     secrets.replicas["ecr-pullthroughcache/hub"] = ["eu-west-1"]
@@ -167,6 +169,7 @@ def test_replica_regions_that_cannot_be_read_refuse_the_delete() -> None:
     world.service.put_credential("hub", CRED, TOKEN, actor=ALICE)
     secrets = world.service.secrets
     assert isinstance(secrets, MemorySecretStore)
+    world.users.secrets = secrets
     secrets.fail["replica_regions"] = RetryableError("Secrets Manager DescribeSecret failed with ThrottlingException")
     with pytest.raises(RetryableError):
         world.service.delete(ResourceKind.CREDENTIAL, "hub", actor=ALICE)

@@ -137,10 +137,10 @@ class _Frozen(BaseModel):
 
 
 class PlannedAction(_Frozen):
-    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied`` / ``forget_exclusion``, in the state
-    table only).
+    """One change to make in ECR or to a credential's secret replicas (or, for ``adopt_*`` /
+    ``record_applied`` / ``forget_exclusion``, in the state table only).
 
-    ``request`` shapes (boto3 ECR client keyword arguments):
+    ``request`` shapes (boto3 client keyword arguments: ECR's, Secrets Manager's for the replicas):
 
     * ``create_rule``: ``CreatePullThroughCacheRule`` (``RuleSpec.pull_through_cache_rule_request``);
     * ``update_rule``: ``UpdatePullThroughCacheRule`` ``{ecrRepositoryPrefix, credentialArn?, customRoleArn?}``;

@@ -476,10 +476,7 @@ class DesiredStateService:
         arns = {c.name: c.secret_arn for c in credentials if c.secret_arn}
         if self.secret_users is None or not arns:
             return
-        replicas = {name: self.secrets.replica_regions(secret_name(name)) for name in arns}
-        uses = self.secret_users.using(
-            arns, desired_rules=desired_rules, deleted_rules=deleted_rules or {}, replicas=replicas
-        )
+        uses = self.secret_users.using(arns, desired_rules=desired_rules, deleted_rules=deleted_rules or {})
         if uses:
             raise still_used_conflict(uses)
 

@@ -23,17 +23,18 @@ too, so a rule in a replica's Region that uses it would break just the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from ecrcache.errors import ConflictError, EcrcacheError, FieldError
+from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import ObservedRule
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.models.secret_replica import region_of, replica_arn
-from ecrcache.ports import EcrReader, StateStore, StatusStore
+from ecrcache.ports import EcrReader, SecretStore, StateStore, StatusStore
 from ecrcache.services.plan import deleted_spec
 
 __all__ = ["EcrSecretUsers", "SecretUse", "UseKind", "still_used_conflict"]
@@ -72,11 +73,15 @@ class EcrSecretUsers:
         status: StatusStore,
         desired: StateStore,
         stack_region: str,
+        secrets: SecretStore | None = None,
     ) -> None:
+        """``secrets`` tells where each secret has replicas (their Regions are read too; without it,
+        only the secret's own Region is)."""
         self.registry = registry
         self.status = status
         self.desired = desired
         self.stack_region = stack_region
+        self.secrets = secrets
 
     def using(
         self,
@@ -84,18 +89,17 @@ class EcrSecretUsers:
         *,
         desired_rules: Mapping[str, Mapping[str, Any]],
         deleted_rules: Mapping[str, Mapping[str, Any]],
-        replicas: Mapping[str, Collection[str]] | None = None,
     ) -> list[SecretUse]:
-        """The ECR rules that would break if the secrets of ``credentials`` (name -> secret ARN) went.
+        """The ECR rules that would break if the secrets of ``credentials`` (name -> secret ARN) went,
+        their replicas included (deleting a credential removes them too).
 
         ``desired_rules`` are the rules desired once the write lands; ``deleted_rules`` the rules it
-        deletes, with their last spec (their ``deletion_policy`` decides whether ecrcache removes them);
-        ``replicas`` the Regions where each credential's secret has a replica (read there too).
+        deletes, with their last spec (their ``deletion_policy`` decides whether ecrcache removes them).
         """
         by_arn = {arn: name for name, arn in credentials.items()}
-        for credential, regions in (replicas or {}).items():
-            if credential in credentials:
-                by_arn.update({replica_arn(credentials[credential], region): credential for region in regions})
+        for credential, arn in credentials.items():
+            regions = self.secrets.replica_regions(secret_name(credential)) if self.secrets is not None else ()
+            by_arn.update({replica_arn(arn, region): credential for region in regions})
         uses: list[SecretUse] = []
         for region in sorted({region_of(arn) for arn in by_arn}):
             owned = self.status.ownership(region).rules
