@@ -5,6 +5,12 @@ in force: :meth:`stage` writes it under a private staging label (or creates the 
 nothing references until the commit lands), :meth:`promote` makes it ``AWSCURRENT`` after the
 commit, and :meth:`discard` undoes the stage when the commit fails. Secret values are sent, never
 read back, logged, or put into an exception message.
+
+Every write goes to the primary, in the stack's Region. Its replicas in other Regions (made by the
+reconciler, :mod:`ecrcache.adapters.secret_replication`) need nothing: "the new secret value
+propagates to all of the associated replica secrets" (Secrets Manager User Guide, multi-Region
+secrets), and a replica "can't be updated independently from its primary secret". Only a delete must
+remove them first (:meth:`SecretsManagerStore.delete`).
 """
 
 from __future__ import annotations
