@@ -229,6 +229,21 @@ def test_replicas_are_left_to_the_run_that_holds_the_stack_regions_lease(world: 
     assert "does not exist yet" in world.conditions(EU)["Synced"][2]
 
 
+def test_a_lease_that_cannot_be_read_leaves_the_replicas_for_the_next_run_and_says_so(world: World) -> None:
+    # GIVEN the state table failing the replica phase's lease (the Regions' own leases work)
+    world.hub()
+    world.status.fail["acquire_lease"] = RetryableError("DynamoDB UpdateItem failed with ThrottlingException")
+    # WHEN reconciled THEN the run goes on: nothing is replicated, the error is in the run, the rule waits
+    run = world.run()
+    assert world.replicas.applied == []
+    assert any("secret replicas not reconciled" in e and "Throttling" in e for e in run.errors)
+    assert world.conditions(EU)["Synced"][:2] == (False, "Pending")
+    assert world.conditions(HOME)["Synced"][:2] == (True, "Converged")
+    # AND the next run replicates
+    world.run()
+    assert world.rule(EU) is not None
+
+
 def test_a_rule_on_the_stack_regions_arn_in_another_region_is_repointed(world: World) -> None:
     # GIVEN a converged pair of rules, then the eu-west-1 rule pointed at the stack Region's ARN (drift)
     world.hub()

@@ -110,8 +110,14 @@ class ReplicaPhases:
     def _apply(
         self, actions: Sequence[PlannedAction], secrets: Secrets, outcome: ReplicaOutcome, *, run_id: str
     ) -> bool:
-        """Apply every action under the stack Region's lease; ``False`` when another run holds it."""
-        if not self.status.acquire_lease(self.stack_region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
+        """Apply every action under the stack Region's lease; ``False`` when another run holds it, or
+        the lease cannot be read (recorded: the run goes on without the replicas)."""
+        try:
+            leased = self.status.acquire_lease(self.stack_region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS)
+        except EcrcacheError as exc:
+            outcome.errors.append(f"{self.stack_region}: secret replicas not reconciled: {exc.message}")
+            return False
+        if not leased:
             logger.info("another reconcile holds the lease: secret replicas are left to it")
             return False
         by_name = {secret.name: credential for credential, secret in secrets.items()}
@@ -130,8 +136,15 @@ class ReplicaPhases:
                     extra={"kind": action.kind, "target": action.target, "region": action.region, "code": result.code},
                 )
         finally:
-            self.status.release_lease(self.stack_region, run_id)
+            self._release(run_id)
         return True
+
+    def _release(self, run_id: str) -> None:
+        """Free the lease (best effort: it expires by itself)."""
+        try:
+            self.status.release_lease(self.stack_region, run_id)
+        except EcrcacheError:
+            logger.exception("could not release the lease after the secret replicas")
 
     def _await(self, outcome: ReplicaOutcome, added: dict[str, set[str]]) -> None:
         """Read the secrets with new replicas again until those are settled (or the waits run out)."""
