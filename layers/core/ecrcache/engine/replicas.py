@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, JsonObject, PlannedAction, Unmanaged
+from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import CredentialWait, ObservedRule
 from ecrcache.models.secret_replica import ObservedSecret, SecretReplica, region_of, replica_arn
 
@@ -69,10 +70,8 @@ class CredentialSecret:
 
     @property
     def name(self) -> str:
-        """The secret's name (``ecr-pullthroughcache/<credential>``), from the ARN when it was not read."""
-        if self.observed is not None:
-            return self.observed.name
-        return self.arn.split(":secret:", 1)[-1].rsplit("-", 1)[0]
+        """The secret's name, ``ecr-pullthroughcache/<credential>``."""
+        return secret_name(self.credential)
 
 
 def wanted_regions(rules: Iterable[Mapping[str, Any]], home: str) -> dict[str, frozenset[str]]:
