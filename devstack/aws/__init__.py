@@ -20,6 +20,9 @@ Secrets Manager) in this process (idempotently):
   reach only rules in ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS``;
 * ``secrets_deletion`` -- Secrets Manager's recovery window: a secret scheduled for deletion refuses
   ``CreateSecret`` of its name, writes and reads with ``InvalidRequestException`` until restored.
+* ``secrets_replication`` -- multi-Region secrets: a new replica is ``InProgress`` (and not readable in
+  its Region) for a settable delay, a failed one says why as AWS documents, the answers name the
+  primary's ARN, and DeleteSecret refuses a primary with replicas in AWS's words.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
@@ -66,6 +69,7 @@ def install() -> None:
             ecr_templates,
             events,
             secrets_deletion,
+            secrets_replication,
         )
 
         events.install()
@@ -76,6 +80,7 @@ def install() -> None:
         ecr_exclusions.install()
         ecr_storage.install()
         secrets_deletion.install()
+        secrets_replication.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)

@@ -12,6 +12,7 @@ What AWS documents (botocore's ``secretsmanager`` model, 2017-10-17, the text of
 * ``InvalidRequestException``: "A parameter value is not valid for the current state of the
   resource. Possible causes: The secret is scheduled for deletion. ..." It is in the error list of
   ``CreateSecret``, ``PutSecretValue``, ``UpdateSecret``, ``UpdateSecretVersionStage``,
+  ``ReplicateSecretToRegions``,
   ``GetSecretValue``, ``TagResource``, ``UntagResource``, ``GetResourcePolicy`` (and others), and
   *not* in those of ``DescribeSecret`` and ``ListSecretVersionIds``: describing a scheduled secret is
   how a caller sees its ``DeletedDate``.
@@ -63,6 +64,7 @@ MARKED_MESSAGE: Final = "You can't perform this operation on the secret because 
 REFUSED: Final[dict[str, tuple[str, str]]] = {
     "create_secret": ("name", CREATE_MESSAGE),
     "put_secret_value": ("secret_id", MARKED_MESSAGE),
+    "replicate_secret_to_regions": ("secret_id", MARKED_MESSAGE),
     "update_secret": ("secret_id", MARKED_MESSAGE),
     "update_secret_version_stage": ("secret_id", MARKED_MESSAGE),
     "get_secret_value": ("secret_id", MARKED_MESSAGE),

@@ -25,7 +25,10 @@ Extra endpoints, all JSON, all under ``/_ecrcache/`` (never an AWS path):
 ``$AWS_DEFAULT_REGION`` or ``us-east-1``. Other modules add their own endpoints with
 :func:`register_endpoint`: the pull-through data plane ``pullthrough/layers/{complete,pending}`` and
 ``pullthrough/settings``; the archive storage class (``ecr_storage``) ``images/restores/{complete,pending}``
-and ``images/settings`` (``{"restoreDelaySeconds": N}``; a restore takes 20 minutes by default, as in ECR).
+and ``images/settings`` (``{"restoreDelaySeconds": N}``; a restore takes 20 minutes by default, as in ECR);
+Secrets Manager's replicas (``secrets_replication``) ``secrets/replication/{complete,pending}`` and
+``secrets/replication/settings`` (``{"delaySeconds": N}``: how long a new replica stays ``InProgress``; 0 by
+default).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrReader
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.adapters.secret_replication import SecretsManagerReplicaReader
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
@@ -45,13 +46,19 @@ planner = PlanService(
     registry=registry,
     stack_region=stack_region(),
     warmer_role_arn=api_settings().warmer_role_arn,
+    # Reads each credential's secret replicas (DescribeSecret only): the plan shows them as the reconciler plans them.
+    secrets=SecretsManagerReplicaReader(),
 )
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
-secret_users = EcrSecretUsers(registry=registry, status=status, desired=store, stack_region=stack_region())
+# (the secret's replicas too: a rule in a replica's Region uses the replica, which goes with the credential).
+secrets = SecretsManagerStore()
+secret_users = EcrSecretUsers(
+    registry=registry, status=status, desired=store, stack_region=stack_region(), secrets=secrets
+)
 service = DesiredStateService(
     store=store,
-    secrets=SecretsManagerStore(),
+    secrets=secrets,
     clock=now,
     stack_region=stack_region(),
     ecr_rules=planner.rules_in_ecr,

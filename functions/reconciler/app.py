@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.identity import caller_arn
+from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
 from ecrcache.errors import EcrcacheError
@@ -59,6 +60,8 @@ service = ReconcileService(
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
+    # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
+    replicas=SecretsManagerReplication(),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

@@ -23,6 +23,7 @@ ADAPTERS = ROOT / "layers" / "core" / "ecrcache" / "adapters"
 ADAPTER_SERVICE = {
     "dynamodb_store": "dynamodb",
     "secrets_store": "secretsmanager",
+    "secret_replication": "secretsmanager",
     "status_store": "dynamodb",
     "ecr_registry": "ecr",
     "pull_stats_store": "dynamodb",
@@ -114,7 +115,7 @@ def uses_idempotency(function: dict[str, Any]) -> bool:
 
 # Functions that use an adapter only to read (the API plans; it never applies): only the adapter's
 # read operations (its READ_OPERATIONS constant, minus ValidatePullThroughCacheRule) are allowed.
-READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store"}}
+READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secret_replication"}}
 # Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
 # in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
 NOT_CALLED = {"WarmWorkerFunction": {("warm_store", "BatchWriteItem")}}
@@ -196,3 +197,26 @@ def test_the_warmers_exclusion_calls_are_mapped_the_reconciler_writes_and_the_ap
     api = required_actions(functions()["ApiFunction"], "ApiFunction")
     assert {f"ecr:{c}" for c in calls} <= reconciler
     assert {a for a in api if "PullTimeUpdateExclusion" in a} == {"ecr:ListPullTimeUpdateExclusions"}
+
+
+def test_secret_replicas_are_made_by_the_reconciler_and_only_removed_by_the_api() -> None:
+    # GIVEN the replication adapter's calls and the secret store's (a credential's delete removes replicas)
+    replication = {"DescribeSecret", "ReplicateSecretToRegions", "RemoveRegionsFromReplication"}
+    assert adapter_operations("secret_replication") == replication
+    assert "RemoveRegionsFromReplication" in adapter_operations("secrets_store")
+    # THEN the reconciler needs all three, the API (which plans, and deletes credentials) no replicate
+    reconciler = required_actions(functions()["ReconcilerFunction"], "ReconcilerFunction")
+    api = required_actions(functions()["ApiFunction"], "ApiFunction")
+    assert {f"secretsmanager:{c}" for c in replication} <= reconciler
+    assert "secretsmanager:RemoveRegionsFromReplication" in api
+    assert "secretsmanager:ReplicateSecretToRegions" not in api
+
+
+def test_secret_replica_grants_cover_every_region_and_only_the_credential_secrets() -> None:
+    # Replicas live in other Regions under the same names: the grants name any Region, those names only.
+    for logical_id in ("ReconcilerFunction", "ApiFunction"):
+        statements = functions()[logical_id]["Policies"][0]["Statement"]
+        [grant] = [s for s in statements if s.get("Sid") == "UpstreamCredentialSecretReplicas"]
+        assert grant["Resource"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:ecr-pullthroughcache/*"
+        }

@@ -10,9 +10,11 @@ import re
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 import yaml
+from botocore.config import Config
 
 from tests.e2e.conftest import TOKEN, Cli, RunningStack
 
@@ -190,6 +192,36 @@ def test_credentials_set_reads_the_token_from_stdin_only(cli: Cli, applied: Runn
     assert cli("credentials", "set", "e2e-cred2", "--username", "bot", "--token-stdin", stdin="x").code in {3, 64}
     assert cli("credentials", "set", "e2e-cred", "--username", "bot", "--token-stdin", stdin="").code in {3, 64}
     cli.ok("delete", "credential", "e2e-cred")
+
+
+def test_a_rule_in_a_second_region_gets_its_own_replica_of_the_credentials_secret(
+    cli: Cli, applied: RunningStack, tmp_path: Path
+) -> None:
+    # GIVEN a rule on the examples' Docker Hub credential in the stack's Region and in eu-west-1
+    home, other = applied.ready["region"], "eu-west-1"
+    rule = {
+        "upstream_kind": "docker-hub",
+        "credential": "dockerhub",
+        "regions": [home, other],
+        "deletion_policy": "delete",
+    }
+    cli.ok(
+        "apply", "-f", write(tmp_path, "replica.yaml", {"version": 1, "rules": {"e2e-hub2": rule}}), "--timeout", "120"
+    )
+    # THEN the secret has an in-sync replica there, and each Region's ECR rule uses its own Region's ARN
+    secrets = applied.client("secretsmanager")
+    primary = secrets.describe_secret(SecretId="ecr-pullthroughcache/dockerhub")
+    assert [(r["Region"], r["Status"]) for r in primary["ReplicationStatus"]] == [(other, "InSync")]
+    config = Config(retries={"mode": "standard"}, account_id_endpoint_mode="disabled")
+    ecr_other = boto3.client("ecr", endpoint_url=applied.aws, region_name=other, config=config)
+    [found] = ecr_other.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["e2e-hub2"])["pullThroughCacheRules"]
+    assert found["credentialArn"] == primary["ARN"].replace(f":{home}:", f":{other}:")
+    assert cli("plan", "--detailed-exitcode").code == 0
+    # WHEN the rule is deleted and a run converges THEN its ECR rules and the replica are gone
+    cli.ok("delete", "rule", "e2e-hub2")
+    cli.ok("reconcile", "--timeout", "120")
+    assert not secrets.describe_secret(SecretId="ecr-pullthroughcache/dockerhub").get("ReplicationStatus")
+    assert ecr_other.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
 
 
 def test_import_adopts_a_hand_made_rule(cli: Cli, applied: RunningStack) -> None:

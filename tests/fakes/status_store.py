@@ -106,6 +106,7 @@ class MemoryStatusStore:
     # lease
 
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
+        self._maybe_fail("acquire_lease")
         held = self.leases.get(region)
         if held is not None and held[0] != owner and held[1] >= now:
             return False

@@ -124,6 +124,8 @@ class MemorySecretStore:
         self.current: dict[str, str] = {}
         self.deleted: list[str] = []
         self.fail: dict[str, Exception] = {}
+        self.replicas: dict[str, list[str]] = {}
+        """Secret name -> the Regions of its replicas (removed when the secret is deleted)."""
 
     def _maybe_fail(self, op: str) -> None:
         if op in self.fail:
@@ -162,8 +164,13 @@ class MemorySecretStore:
         self._maybe_fail("delete")
         if name in self.deleted:
             return False
+        self.replicas.pop(name, None)  # as the adapter does: replicas first, then the primary
         self.deleted.append(name)
         return True
+
+    def replica_regions(self, name: str) -> tuple[str, ...]:
+        self._maybe_fail("replica_regions")
+        return tuple(sorted(self.replicas.get(name, ())))
 
     def restore(self, name: str) -> None:
         if name in self.deleted:

@@ -10,12 +10,31 @@ import click
 from ecrcache_cli.app import App, output_option, pass_app
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 
-__all__ = ["BLOCKED_TITLE", "REGISTRY_RULE", "plan_cmd", "print_blocked", "print_plan"]
+__all__ = [
+    "BLOCKED_TITLE",
+    "CREDENTIAL_RULES",
+    "REGISTRY_RULE",
+    "WAITING_TITLE",
+    "plan_cmd",
+    "print_blocked",
+    "print_plan",
+]
 
 BLOCKED_TITLE = "Blocked (not planned: nothing is changed in ECR for these rules until you act):"
+WAITING_TITLE = "Waiting (planned once what they wait for is ready, e.g. a secret replica; nothing to do):"
 REGISTRY_RULE = "(registry)"
 """Shown in the ``rule`` column for an action that belongs to no one rule (``rule_prefix`` ``""``: the
 warm worker's pull-time update exclusion, kept for every rule of the Region)."""
+CREDENTIAL_RULES = "(credential)"
+"""Shown in the ``rule`` column for a secret replica action: it is for every rule of the Region that
+uses the credential (the target is the secret's name)."""
+_REPLICA_KINDS = frozenset({"replicate_secret", "retry_replica", "remove_replica"})
+
+
+def _rule_column(action: Mapping[str, Any]) -> str:
+    if action.get("rule_prefix"):
+        return str(action["rule_prefix"])
+    return CREDENTIAL_RULES if action.get("kind") in _REPLICA_KINDS else REGISTRY_RULE
 
 
 @click.command("plan")
@@ -39,10 +58,7 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
     unmanaged = plan.get("unmanaged") or []
     blocked = plan.get("blocked") or []
     if actions:
-        rows = [
-            [a.get("kind"), a.get("region"), a.get("target"), a.get("rule_prefix") or REGISTRY_RULE, a.get("reason")]
-            for a in actions
-        ]
+        rows = [[a.get("kind"), a.get("region"), a.get("target"), _rule_column(a), a.get("reason")] for a in actions]
         printer.table(["action", "region", "target", "rule", "reason"], rows)
         counts: dict[str, int] = {}
         for action in actions:
@@ -65,6 +81,14 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
 
 
 def print_blocked(printer: Printer, blocked: Sequence[Mapping[str, Any]]) -> None:
-    """The Blocked entries of a plan (or of an apply: the same entries, the same table)."""
-    rows = [[b.get("region"), b.get("prefix"), b.get("reason")] for b in blocked]
-    printer.table(["region", "rule", "reason"], rows, title=BLOCKED_TITLE)
+    """The Blocked entries of a plan (or of an apply: the same entries, the same tables): those that wait
+    for something under way (``pending``) apart from those that need someone to act."""
+    waiting = [b for b in blocked if b.get("pending")]
+    stuck = [b for b in blocked if not b.get("pending")]
+    for title, entries in ((BLOCKED_TITLE, stuck), (WAITING_TITLE, waiting)):
+        if not entries:
+            continue
+        if title is WAITING_TITLE and stuck:
+            printer.out("")
+        rows = [[b.get("region"), b.get("prefix"), b.get("reason")] for b in entries]
+        printer.table(["region", "rule", "reason"], rows, title=title)

@@ -20,6 +20,7 @@ from ecrcache.models.pull_stats import (
     PullEvent,
 )
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+from ecrcache.models.secret_replica import ObservedSecret
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_pull import WarmPull
@@ -86,7 +87,12 @@ class SecretStore(Protocol):
     def discard(self, staged: StagedSecret) -> None: ...
 
     def delete(self, name: str) -> bool:
-        """Schedule the deletion of ``name``; ``True`` when this call scheduled it."""
+        """Schedule the deletion of ``name`` (its replicas in other Regions removed first: Secrets Manager
+        refuses to delete a primary that has replicas); ``True`` when this call scheduled it."""
+        ...
+
+    def replica_regions(self, name: str) -> tuple[str, ...]:
+        """The Regions where ``name`` has a replica (``()``: none, or no such secret)."""
         ...
 
     def restore(self, name: str) -> None:
@@ -95,6 +101,25 @@ class SecretStore(Protocol):
 
     def existing_arn(self, name: str) -> str | None:
         """The ARN of secret ``name`` if it exists and is not scheduled for deletion (adopting it)."""
+        ...
+
+
+class SecretReplicaReader(Protocol):
+    """Credentials' secrets and their replicas, read only (the API's plan): ``DescribeSecret`` in the
+    primary's Region (the stack's), never a secret value."""
+
+    def describe(self, name: str) -> ObservedSecret | None:
+        """The secret ``name`` with its replication status; ``None`` when there is no such secret.
+        Raises ``RetryableError`` / ``TerminalError``."""
+        ...
+
+
+class SecretReplicator(SecretReplicaReader, Protocol):
+    """The reconciler's: read, and apply one planned replica action at a time (``replicate_secret``,
+    ``retry_replica``, ``remove_replica``), calls made in the primary's Region."""
+
+    def apply(self, action: PlannedAction) -> ActionResult:
+        """Make exactly the call(s) ``action.request`` describes; never raises for AWS errors."""
         ...
 
 

@@ -265,6 +265,22 @@ def recreated_after_delete(w: LeakWatch) -> None:
     assert secret_value(SECRET)["accessToken"] == TOKEN
 
 
+def replicated(w: LeakWatch) -> None:
+    # A rule in a second Region: the plan reads the secret's replication (DescribeSecret) and plans its
+    # replica; the secret is replicated (as the reconciler does), gets a new token (the replica follows),
+    # and the credential's delete removes the replica first.
+    create(w)
+    rule = {"upstream_kind": "docker-hub", "credential": "hub", "regions": ["us-east-1", "eu-west-1"]}
+    assert w.put("/v1/rules/hub", rule).status == 201
+    assert [a["kind"] for a in w.call("GET", "/v1/plan").json["actions"]][:1] == ["replicate_secret"]
+    aws("secretsmanager").replicate_secret_to_regions(SecretId=SECRET, AddReplicaRegions=[{"Region": "eu-west-1"}])
+    assert w.put("/v1/credentials/hub", {**HUB, "token": TOKEN2}).status == 200
+    assert w.call("GET", "/v1/plan").status == 200
+    assert w.call("DELETE", "/v1/rules/hub").status == 204
+    assert w.call("DELETE", "/v1/credentials/hub").status == 204
+    assert not aws("secretsmanager").describe_secret(SecretId=SECRET).get("ReplicationStatus")
+
+
 def misplaced(w: LeakWatch) -> None:
     # The token pasted where a name goes: refused without echoing it.
     assert w.put("/v1/rules/hub", {"upstream_kind": "docker-hub", "credential": TOKEN}).status == 422
@@ -287,6 +303,7 @@ PATHS: dict[str, Callable[[LeakWatch], None]] = {
     "400 malformed": malformed,
     "413 and 415": oversized_and_unsupported,
     "re-created after delete": recreated_after_delete,
+    "replicated to another Region, rotated, deleted": replicated,
 }
 
 
@@ -382,6 +399,34 @@ def test_secret_token_never_leaks_when_the_restore_path_fails(
     assert_no_leak(watch, state_table, capsys, caplog)
     monkeypatch.undo()
     assert "DeletedDate" in aws("secretsmanager").describe_secret(SecretId=SECRET)
+
+
+def test_secret_token_never_leaks_when_removing_the_replicas_fails(
+    watch: LeakWatch,
+    state_table: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a credential whose secret has a replica, and RemoveRegionsFromReplication denied
+    from functions.api.app import service
+
+    create(watch)
+    aws("secretsmanager").replicate_secret_to_regions(SecretId=SECRET, AddReplicaRegions=[{"Region": "eu-west-1"}])
+
+    def denied(**kwargs: Any) -> Any:
+        error: Any = {
+            "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        raise ClientError(error, "RemoveRegionsFromReplication")
+
+    monkeypatch.setattr(service.secrets.client, "remove_regions_from_replication", denied)  # type: ignore[attr-defined]
+    # WHEN the credential is deleted THEN it fails, leaking nothing, and nothing is deleted
+    response = watch.call("DELETE", "/v1/credentials/hub")
+    assert response.status == 500 and "nothing was deleted" in response.text
+    assert_no_leak(watch, state_table, capsys, caplog)
+    assert "DeletedDate" not in aws("secretsmanager").describe_secret(SecretId=SECRET)
 
 
 # -- what Secrets Manager holds -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack.aws import clock, ecr_lifecycle, ecr_storage, events, install, ports
+from devstack.aws import clock, ecr_lifecycle, ecr_storage, events, install, ports, secrets_replication
 from devstack.aws.server import EmbeddedAwsServer
 from tests.conftest import ACCOUNT_ID, REGION
 
@@ -74,6 +74,7 @@ def _reset_process_knobs() -> None:
     clock.reset()
     ecr_lifecycle.settings.preview_delay = ecr_lifecycle.LifecycleSettings().preview_delay
     ecr_storage.settings.restore_delay = ecr_storage.StorageSettings().restore_delay
+    secrets_replication.reset()
     ports.set_upstream_auth_checker(None)
 
 

@@ -16,18 +16,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import boto3
 import botocore.session
 import pytest
 
-from devstack.aws import clock, events, install, ports
+from devstack.aws import clock, events, install, ports, secrets_replication
 from devstack.aws.ports import AuthCheckResult
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.identity import caller_arn
+from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.status import ReconcileRun, RunTrigger
@@ -62,6 +63,7 @@ class World:
     reconciler: ReconcileService
     registries: dict[str, Boto3EcrRegistry]
     ecr: ECRClient
+    replicas: SecretsManagerReplication
 
     def reconcile(self, scope: Scope | None = None, trigger: RunTrigger = RunTrigger.SCHEDULE) -> ReconcileRun:
         return self.reconciler.reconcile(scope or Scope(), trigger)
@@ -88,6 +90,12 @@ def _reset_embedded_knobs() -> None:
     events.faults.clear()
     events.clear_recent()
     clock.reset()
+    secrets_replication.reset()
+
+
+def _sleep_on_the_embedded_clock(seconds: float) -> None:
+    """The wait for a new secret replica passes on the embedded AWS's clock (its replication delay's)."""
+    clock.advance(timedelta(seconds=seconds))
 
 
 @pytest.fixture
@@ -110,15 +118,18 @@ def world(state_table: str) -> Iterator[World]:
         return datetime.now(UTC)
 
     desired = DesiredStateService(store, SecretsManagerStore(aws.secretsmanager), clock_now)
+    replicas = SecretsManagerReplication(aws.secretsmanager)
     reconciler = ReconcileService(
         desired=store,
         status=DynamoDbStatusStore(state_table, aws.dynamodb),
         registry=registry,
         clock=clock_now,
         stack_region=REGION,
+        replicas=replicas,
+        sleep=_sleep_on_the_embedded_clock,
     )
     try:
-        yield World(desired, reconciler, registries, aws.ecr)
+        yield World(desired, reconciler, registries, aws.ecr, replicas)
     finally:
         ports.set_upstream_auth_checker(None)
         _reset_embedded_knobs()

@@ -289,3 +289,26 @@ def test_plan_shows_notes_apart_from_blocked_rules() -> None:
     assert result.code == 0, result.output
     assert "Notes:" in result.stdout and "existing repositories are not patched" in result.stdout
     assert "Blocked" not in result.stdout
+
+
+def test_plan_shows_replica_actions_for_the_credential_and_waiting_rules_apart_from_blocked_ones() -> None:
+    # GIVEN a plan that replicates a secret to eu-west-1, a rule there waiting for it, and one blocked
+    replicate = {
+        "kind": "replicate_secret",
+        "region": "eu-west-1",
+        "target": "ecr-pullthroughcache/hub",
+        "rule_prefix": "",
+        "reason": "rules using credential 'hub' name eu-west-1",
+    }
+    waiting = {"region": "eu-west-1", "prefix": "docker-hub", "reason": "waiting for the replica", "pending": True}
+    blocked = {"region": "us-east-1", "prefix": "ghcr", "reason": "not ecrcache's", "pending": False}
+    plan = {"actions": [replicate], "unmanaged": [], "blocked": [waiting, blocked], "notes": []}
+    with recording_server(lambda request: Reply(200, plan)) as server:
+        result = run_cli(["--endpoint", server.url, "plan", "--detailed-exitcode"])
+    # THEN the action is pending (exit 2), for the credential's rules, and the waiting rule is not called Blocked
+    assert result.code == 2, result.output
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("replicate_secret")]
+    assert "(credential)" in row and "(registry)" not in row
+    blocked_part, waiting_part = result.stdout.split("Waiting (")
+    assert "ghcr" in blocked_part and "docker-hub" not in blocked_part
+    assert "docker-hub" in waiting_part and "waiting for the replica" in waiting_part

@@ -144,6 +144,18 @@ CASES: dict[str, Case] = {
         terminal=(True, "Blocked", "partly planned"),
         recoverable=(True, "ThrottlingException", "ThrottlingException happened"),
     ),
+    "pending: waiting for the Region's secret replica is recoverable, not terminal": Case(
+        RuleFindings(blocked="waiting for the replica of secret x in eu-west-1", pending=True),
+        synced=(False, "Pending", "waiting for the replica of secret x in eu-west-1"),
+        terminal=(False, "None", ""),
+        recoverable=(True, "Pending", "waiting for the replica of secret x in eu-west-1"),
+    ),
+    "a retryable failure is named before a pending block": Case(
+        RuleFindings(planned=1, failures=(THROTTLED,), blocked="waiting", pending=True),
+        synced=(False, "Pending", "waiting"),
+        terminal=(False, "None", ""),
+        recoverable=(True, "ThrottlingException", "ThrottlingException happened"),
+    ),
     "a failure wins over a left-over": Case(
         RuleFindings(planned=1, failures=(THROTTLED,), left=(LEFT,)),
         synced=(False, "ApplyFailed", "put_lifecycle_policy quay/a: ThrottlingException: ThrottlingException happened"),
@@ -291,6 +303,12 @@ def test_findings_group_the_run_by_rule() -> None:
         "hub": RuleFindings(planned=1, failures=(failed(K.CREATE_RULE, "hub"),), cached_repositories=1),
         "ghcr": RuleFindings(blocked="no secret"),
     }
+
+
+def test_findings_carry_a_pending_block() -> None:
+    plan = Plan(blocked=(Blocked(region=REGION, prefix="hub", reason="waiting for the replica", pending=True),))
+    found = rule_findings(["hub"], region=REGION, plan=plan, left=Plan(), failures={}, repositories=[])
+    assert found == {"hub": RuleFindings(blocked="waiting for the replica", pending=True)}
 
 
 @pytest.mark.parametrize(

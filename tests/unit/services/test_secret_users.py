@@ -139,3 +139,38 @@ def test_ecr_failure_while_checking_refuses_the_delete(world: World) -> None:
     with pytest.raises(RetryableError):
         world.service.delete(ResourceKind.CREDENTIAL, "hub", actor=ALICE)
     assert world.store.get(ResourceKind.CREDENTIAL, "hub") is not None
+
+
+def test_a_rule_on_the_secrets_replica_in_another_region_blocks_the_credentials_delete() -> None:
+    # GIVEN credential hub whose secret has a replica in eu-west-1, where ECR holds a hand-made rule on it
+    store, status, secrets = MemoryStateStore(), MemoryStatusStore(), MemorySecretStore()
+    readers = {region: MemoryEcrReader(region, ObservedRegion(region=region)) for region in (REGION, "eu-west-1")}
+    users = EcrSecretUsers(
+        registry=readers.__getitem__, status=status, desired=store, stack_region=REGION, secrets=secrets
+    )
+    service = DesiredStateService(store, secrets, clock=lambda: NOW, stack_region=REGION, secret_users=users)
+    service.put_credential("hub", CRED, TOKEN, actor=ALICE)
+    secrets.replicas["ecr-pullthroughcache/hub"] = ["eu-west-1"]
+    replica = ARN.replace(f":{REGION}:", ":eu-west-1:")
+    readers["eu-west-1"].state = ObservedRegion(region="eu-west-1", rules={"by-hand": ecr_rule("by-hand", replica)})
+    # WHEN the credential is deleted THEN 409 naming that rule and its Region; nothing is deleted
+    with pytest.raises(ConflictError) as refused:
+        service.delete(ResourceKind.CREDENTIAL, "hub", actor=ALICE)
+    assert "by-hand (eu-west-1, not managed by ecrcache)" in refused.value.message
+    assert secrets.deleted == [] and secrets.replicas["ecr-pullthroughcache/hub"] == ["eu-west-1"]
+    # AND once that rule is gone, the delete removes the replica with the secret
+    readers["eu-west-1"].state = ObservedRegion(region="eu-west-1")
+    service.delete(ResourceKind.CREDENTIAL, "hub", actor=ALICE)
+    assert secrets.deleted == ["ecr-pullthroughcache/hub"] and "ecr-pullthroughcache/hub" not in secrets.replicas
+
+
+def test_replica_regions_that_cannot_be_read_refuse_the_delete() -> None:
+    world = World()
+    world.service.put_credential("hub", CRED, TOKEN, actor=ALICE)
+    secrets = world.service.secrets
+    assert isinstance(secrets, MemorySecretStore)
+    world.users.secrets = secrets
+    secrets.fail["replica_regions"] = RetryableError("Secrets Manager DescribeSecret failed with ThrottlingException")
+    with pytest.raises(RetryableError):
+        world.service.delete(ResourceKind.CREDENTIAL, "hub", actor=ALICE)
+    assert secrets.deleted == []

@@ -5,6 +5,12 @@ in force: :meth:`stage` writes it under a private staging label (or creates the 
 nothing references until the commit lands), :meth:`promote` makes it ``AWSCURRENT`` after the
 commit, and :meth:`discard` undoes the stage when the commit fails. Secret values are sent, never
 read back, logged, or put into an exception message.
+
+Every write goes to the primary, in the stack's Region. Its replicas in other Regions (made by the
+reconciler, :mod:`ecrcache.adapters.secret_replication`) need nothing: "the new secret value
+propagates to all of the associated replica secrets" (Secrets Manager User Guide, multi-Region
+secrets), and a replica "can't be updated independently from its primary secret". Only a delete must
+remove them first (:meth:`SecretsManagerStore.delete`).
 """
 
 from __future__ import annotations
@@ -141,7 +147,16 @@ class SecretsManagerStore:
 
     def delete(self, name: str) -> bool:
         """Schedule the secret's deletion; ``False`` when there was nothing to schedule (gone, or
-        already scheduled, e.g. from the console)."""
+        already scheduled, e.g. from the console).
+
+        Its replicas go first: "You can't delete a primary secret that is replicated to other Regions.
+        You must first delete the replicas using RemoveRegionsFromReplication, and then delete the
+        primary secret. When you delete a replica, it is deleted immediately" (DeleteSecret, API
+        reference); AWS answers ``InvalidParameterException`` "You can't delete secret <arn> that still
+        has replica regions [...]" otherwise (reported in gruntwork-io/cloud-nuke#435,
+        rebuy-de/aws-nuke#1127). A replica removed here is not restored by :meth:`restore`: the
+        reconciler replicates the secret again wherever a rule still wants it."""
+        self._remove_replicas(name)
         try:
             self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         except ClientError as exc:
@@ -154,6 +169,31 @@ class SecretsManagerStore:
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DeleteSecret") from exc
         return True
+
+    def replica_regions(self, name: str) -> tuple[str, ...]:
+        described = self._describe(name)
+        if described is None:
+            return ()
+        return tuple(sorted(str(r["Region"]) for r in described.get("ReplicationStatus", [])))
+
+    def _remove_replicas(self, name: str) -> None:
+        """``RemoveRegionsFromReplication`` for every replica of ``name`` (nothing when it has none)."""
+        regions = list(self.replica_regions(name))
+        if not regions:
+            return
+        try:
+            self.client.remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=regions)
+        except (ClientError, BotoCoreError) as exc:
+            error = classify(exc, "Secrets Manager RemoveRegionsFromReplication")
+            raise type(error)(
+                f"{error.message}: the replicas of {name} in {', '.join(regions)} must go before the secret is "
+                "scheduled for deletion; nothing was deleted",
+                error.details,
+                reason=error.reason,
+            ) from exc
+        logger.info(
+            "removed the replicas of a deleted credential's secret", extra={"secret_name": name, "regions": regions}
+        )
 
     def restore(self, name: str) -> None:
         try:

@@ -6,16 +6,19 @@ the plan says and never re-diffs; ``before`` / ``after`` show the change, and ``
 it to people only (like Terraform's ``ActionReason``, it is never used to decide anything).
 ``fingerprints`` are what the service records for the repository once the action succeeded.
 
-Most actions belong to one rule (``rule_prefix``); the registry-level ones - the warm worker's
-pull-time update exclusion - belong to none (``rule_prefix`` :data:`REGISTRY_LEVEL`, ``""``).
+Most actions belong to one rule (``rule_prefix``); the shared ones belong to none (``rule_prefix``
+:data:`REGISTRY_LEVEL`, ``""``): the warm worker's pull-time update exclusion (the registry's), and a
+credential's secret replicas (every rule using the credential in the replica's Region needs one).
 
-Besides actions, a plan reports rules, templates and the warmer's exclusion it leaves alone
-(:class:`Unmanaged`) and rules it cannot plan, or plans only partly (:class:`Blocked`). Neither makes
+Besides actions, a plan reports rules, templates, the warmer's exclusion and secret replicas it
+leaves alone (:class:`Unmanaged`) and rules it cannot plan, or plans only partly (:class:`Blocked`; a
+``pending`` one waits for something that comes by itself, a replica being created). Neither makes
 a plan non-empty: :attr:`Plan.is_empty` is the "verify found nothing to do" test.
 
-Ordering is deterministic: by Region, then rules, templates, repositories and exclusions, then target
-(prefix, repository name or principal ARN), then :class:`ActionKind` declaration order. The plan is
-JSON-serialisable (``model_dump(mode="json")``) for ``GET /v1/plan``.
+Ordering is deterministic: by Region, then secret replicas (a rule needs its Region's replica first),
+rules, templates, repositories and exclusions, then target (secret name, prefix, repository name or
+principal ARN), then :class:`ActionKind` declaration order. The plan is JSON-serialisable
+(``model_dump(mode="json")``) for ``GET /v1/plan``.
 """
 
 from __future__ import annotations
@@ -44,18 +47,23 @@ __all__ = [
     "UnmanagedKind",
 ]
 
-Scope = Literal["rule", "template", "repository", "exclusion"]
+Scope = Literal["secret", "rule", "template", "repository", "exclusion"]
 UnmanagedKind = Scope
 JsonObject = dict[str, JsonValue]
 
 REGISTRY_LEVEL: Final = ""
 """The ``rule_prefix`` of an action that belongs to no one rule: a pull-time update exclusion is the
-registry's (it is wanted because of every desired rule of the Region)."""
+registry's (it is wanted because of every desired rule of the Region), a secret replica the
+credential's (it is wanted because of every rule using the credential in its Region)."""
 
 
 class ActionKind(StrEnum):
     """What one action does. Declaration order is the order actions run in for one target."""
 
+    # a credential's secret replicas (Secrets Manager ...Replication, called in the primary's Region)
+    REPLICATE_SECRET = "replicate_secret"  # noqa: S105 - an action name, not a secret
+    RETRY_REPLICA = "retry_replica"
+    REMOVE_REPLICA = "remove_replica"
     # rules (ECR ...PullThroughCacheRule)
     CREATE_RULE = "create_rule"
     ADOPT_RULE = "adopt_rule"
@@ -91,6 +99,7 @@ class ActionKind(StrEnum):
 
 
 _SCOPES: Final[dict[ActionKind, Scope]] = {
+    **dict.fromkeys((ActionKind.REPLICATE_SECRET, ActionKind.RETRY_REPLICA, ActionKind.REMOVE_REPLICA), "secret"),
     **dict.fromkeys(
         (
             ActionKind.CREATE_RULE,
@@ -119,7 +128,7 @@ _SCOPES.update({kind: "repository" for kind in ActionKind if kind not in _SCOPES
 _RECORD_ONLY: Final = frozenset(
     {ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED, ActionKind.FORGET_EXCLUSION}
 )
-_SCOPE_ORDER: Final[dict[Scope, int]] = {"rule": 0, "template": 1, "repository": 2, "exclusion": 3}
+_SCOPE_ORDER: Final[dict[Scope, int]] = {"secret": 0, "rule": 1, "template": 2, "repository": 3, "exclusion": 4}
 _KIND_ORDER: Final = {kind: index for index, kind in enumerate(ActionKind)}
 
 
@@ -128,10 +137,10 @@ class _Frozen(BaseModel):
 
 
 class PlannedAction(_Frozen):
-    """One change to make in ECR (or, for ``adopt_*`` / ``record_applied`` / ``forget_exclusion``, in the state
-    table only).
+    """One change to make in ECR or to a credential's secret replicas (or, for ``adopt_*`` /
+    ``record_applied`` / ``forget_exclusion``, in the state table only).
 
-    ``request`` shapes (boto3 ECR client keyword arguments):
+    ``request`` shapes (boto3 client keyword arguments: ECR's, Secrets Manager's for the replicas):
 
     * ``create_rule``: ``CreatePullThroughCacheRule`` (``RuleSpec.pull_through_cache_rule_request``);
     * ``update_rule``: ``UpdatePullThroughCacheRule`` ``{ecrRepositoryPrefix, credentialArn?, customRoleArn?}``;
@@ -148,6 +157,10 @@ class PlannedAction(_Frozen):
     * ``put_image_tag_mutability``: ``{repositoryName, imageTagMutability, imageTagMutabilityExclusionFilters?}``;
     * ``register_exclusion`` / ``deregister_exclusion``: ``Register``/``DeregisterPullTimeUpdateExclusion``
       ``{principalArn}`` (target: the principal ARN; ``rule_prefix`` ``""``: the registry's, no one rule's);
+    * ``replicate_secret``: Secrets Manager ``ReplicateSecretToRegions`` ``{SecretId, AddReplicaRegions:
+      [{Region}]}``; ``remove_replica``: ``RemoveRegionsFromReplication`` ``{SecretId, RemoveReplicaRegions}``;
+      ``retry_replica``: both, ``{"remove": ..., "replicate": ...}`` (region: the replica's, while the
+      call is made in the primary's; target: the secret's name; ``rule_prefix`` ``""``);
     * ``adopt_rule`` / ``adopt_template`` / ``record_applied`` / ``forget_exclusion``: ``{}`` (no AWS call).
 
     After success the service records ownership for every rule / template action except the
@@ -175,7 +188,8 @@ class PlannedAction(_Frozen):
 
 
 class Unmanaged(_Frozen):
-    """Something found in ECR that the controller reports and never changes."""
+    """Something found in ECR that the controller reports and never changes (``kind`` ``secret``: a
+    secret replica no desired rule wants that an ECR rule in its Region still uses: kept)."""
 
     kind: UnmanagedKind
     region: str
@@ -184,11 +198,16 @@ class Unmanaged(_Frozen):
 
 
 class Blocked(_Frozen):
-    """A desired rule the planner could not plan: nothing is planned for it, and its status says Blocked."""
+    """A desired rule the planner could not plan: nothing is planned for it, and its status says Blocked
+    (``Terminal``: someone must act) or, when ``pending``, Pending (``Recoverable``: it waits for
+    something that comes by itself, such as its Region's replica of its credential's secret)."""
 
     region: str
     prefix: str
     reason: str
+    pending: bool = Field(
+        default=False, description="The rule waits for something under way (a secret replica being created)."
+    )
 
 
 class Note(_Frozen):

@@ -11,6 +11,11 @@ essences differ; :mod:`.essence` defines "differ"):
   template is ecrcache's to change. A desired prefix whose rule or template in ECR is not ecrcache's
   is :class:`~.plan.Blocked` unless the rule says ``adopt: true``: nothing is planned for it (not
   its rule, template or repositories), identical or not.
+* **The credential's secret in the Region** next: a rule whose ``credential_wait`` is set (its
+  Region's replica of the secret is not in sync, or failed) is :class:`~.plan.Blocked` with that
+  reason (``pending`` while the replica is being created), unless ECR's rule already uses the
+  secret's ARN there and the wait is pending. Secret replicas themselves are planned by
+  :mod:`.replicas` (they are the credential's, not one Region's).
 * **Rules.** Missing: ``create_rule``. Found, not owned, ``adopt: true``: ``adopt_rule`` when it
   already matches (only ownership is recorded), else an update or replace whose reason says it
   takes over the rule. Credential / role changed: ``update_rule``.
@@ -459,7 +464,7 @@ class _RegionPlanner:
         gone = {p: r for p, r in _by_prefix(retired, "retired").items() if p not in wanted}
         ready: dict[str, _Ready] = {}
         for prefix, rule in sorted(wanted.items()):
-            collision = ownership_block(rule, self.observed, self.ownership)
+            collision = ownership_block(rule, self.observed, self.ownership) or self.credential_wait(rule)
             if collision is not None:
                 self.blocked.append(collision)
                 continue
@@ -490,6 +495,19 @@ class _RegionPlanner:
         )
 
     # ---------------------------------------------------------------- rules
+
+    def credential_wait(self, rule: DesiredRule) -> Blocked | None:
+        """Why the rule waits for its credential's secret in this Region (its replica), if it does.
+
+        A pending wait (the replica is being created) does not hold back a rule ECR already has with
+        that very secret: nothing about the credential changes, and everything else can be planned."""
+        wait = rule.credential_wait
+        if wait is None:
+            return None
+        found = self.observed.rules.get(rule.prefix)
+        if wait.pending and found is not None and rule.credential_arn and found.credential_arn == rule.credential_arn:
+            return None
+        return Blocked(region=self.region, prefix=rule.prefix, reason=wait.reason, pending=wait.pending)
 
     def plan_rule(self, ready: _Ready) -> None:
         prefix = ready.prefix

@@ -175,6 +175,9 @@ class RuleFindings:
     """Actions verify still planned after apply (the Region's registry-level ones included)."""
     blocked: str | None = None
     """Why the planner could not plan the rule (fully), if it could not."""
+    pending: bool = False
+    """The block waits for something under way (the Region's secret replica being created): it is
+    ``Recoverable``, not ``Terminal``."""
     cached_repositories: int = 0
 
 
@@ -211,7 +214,7 @@ def rule_findings(
     left_by_rule: dict[str, list[PlannedAction]] = defaultdict(list)
     for action in left.actions:
         left_by_rule[action.rule_prefix].append(action)
-    blocked = {b.prefix: b.reason for b in plan.blocked if b.region == region}
+    blocked = {b.prefix: b for b in plan.blocked if b.region == region}
     cached = Counter(owning_prefix(name, prefixes) for name in repositories)
     shared = tuple(failures.get(REGISTRY_LEVEL, ()))
     shared_left = tuple(left_by_rule.get(REGISTRY_LEVEL, ()))
@@ -221,7 +224,8 @@ def rule_findings(
             failures=(*failures.get(prefix, ()), *shared),
             shared_failures=len(shared),
             left=(*left_by_rule.get(prefix, ()), *shared_left),
-            blocked=blocked.get(prefix),
+            blocked=blocked[prefix].reason if prefix in blocked else None,
+            pending=prefix in blocked and blocked[prefix].pending,
             cached_repositories=cached.get(prefix, 0),
         )
         for prefix in prefixes
@@ -231,7 +235,7 @@ def rule_findings(
 def synced_reason(found: RuleFindings) -> str:
     """The ``Synced`` condition's reason: the first of blocked, an action failed, verify not converged."""
     if found.blocked:
-        return "Blocked"
+        return "Pending" if found.pending else "Blocked"
     if found.failures:
         return "ApplyFailed"
     return "NotConverged" if found.left else "Converged"
@@ -253,11 +257,21 @@ def synced_message(found: RuleFindings) -> str:
     return ""
 
 
+def _recoverable(found: RuleFindings) -> tuple[bool, str, str]:
+    """The ``Recoverable`` condition: a retryable failure, or a pending block (status, reason, message)."""
+    retryable = [r for _, r in found.failures if r.retryable]
+    if retryable:
+        return True, retryable[0].code or "Retryable", retryable[0].message or ""
+    if found.blocked is not None and found.pending:
+        return True, "Pending", found.blocked
+    return False, "None", ""
+
+
 def _conditions(status: RuleStatus, found: RuleFindings, now: datetime) -> RuleStatus:
     terminal = [r for _, r in found.failures if not r.retryable]
-    retryable = [r for _, r in found.failures if r.retryable]
-    blocked = found.blocked is not None
-    synced = not found.failures and not found.left and not blocked
+    blocked = found.blocked is not None and not found.pending
+    synced = not found.failures and not found.left and found.blocked is None
+    recoverable, recoverable_reason, recoverable_message = _recoverable(found)
     return (
         status.with_condition(
             ConditionType.SYNCED,
@@ -270,14 +284,14 @@ def _conditions(status: RuleStatus, found: RuleFindings, now: datetime) -> RuleS
             ConditionType.TERMINAL,
             status=bool(terminal) or blocked,
             reason=(terminal[0].code or "Terminal") if terminal else ("Blocked" if blocked else "None"),
-            message=(terminal[0].message or "") if terminal else (found.blocked or ""),
+            message=(terminal[0].message or "") if terminal else (found.blocked or "") if blocked else "",
             now=now,
         )
         .with_condition(
             ConditionType.RECOVERABLE,
-            status=bool(retryable),
-            reason=(retryable[0].code or "Retryable") if retryable else "None",
-            message=(retryable[0].message or "") if retryable else "",
+            status=recoverable,
+            reason=recoverable_reason,
+            message=recoverable_message,
             now=now,
         )
     )

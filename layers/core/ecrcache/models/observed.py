@@ -36,6 +36,7 @@ from ecrcache.models.rule import RuleSpec
 __all__ = [
     "AppliedFingerprints",
     "Aspect",
+    "CredentialWait",
     "DesiredRule",
     "ObservedRegion",
     "ObservedRepository",
@@ -59,17 +60,31 @@ def _none_if_empty(value: object) -> str | None:
 # Desired
 
 
+class CredentialWait(_Frozen):
+    """Why a rule's credential cannot be used in its Region yet (its secret's replica there).
+
+    ``pending``: it comes by itself (the replica is being created): the rule waits, ``Recoverable``;
+    otherwise someone must act (the replica failed, the secret is gone): ``Terminal``."""
+
+    reason: str
+    pending: bool
+
+
 class DesiredRule(_Frozen):
     """One desired rule in one Region, ready to plan.
 
-    ``credential_arn`` is the secret ARN of ``spec.credential``, resolved by the service; ``None``
-    when the rule takes no credential, or when the credential's secret is missing (the planner then
-    plans nothing for the rule and reports it as blocked).
+    ``credential_arn`` is the secret ARN of ``spec.credential`` in this Region (the primary's in the
+    stack's Region, its replica's elsewhere), resolved by the service; ``None`` when the rule takes no
+    credential, or when the credential's secret is missing (the planner then plans nothing for the
+    rule and reports it as blocked). ``credential_wait`` says why that secret cannot be used here yet:
+    the planner blocks the rule with it, unless ECR's rule already uses ``credential_arn`` and the
+    wait is ``pending`` (nothing about the credential has to change then).
     """
 
     prefix: EcrPrefix
     spec: RuleSpec
     credential_arn: str | None = None
+    credential_wait: CredentialWait | None = None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,15 @@ repositories are read deeply. The registry's pull-time update exclusions are rea
 call) while the warm worker's role is set (``warmer_role_arn``) or ecrcache owns an exclusion in the
 Region, so the plan keeps the warmer excluded and removes what ecrcache registered once unwanted.
 
+A rule's credential is resolved per Region: the secret's ARN in the stack's Region, its replica's
+elsewhere (:mod:`ecrcache.engine.replicas`). With a ``secrets`` reader, every credential's secret is
+described (``DescribeSecret``, in the stack's Region) once per plan: the plan shows the replicas to add
+(``replicate_secret`` / ``retry_replica``, before the rules that need them) and to remove
+(``remove_replica``, once no ECR rule in the Region uses them after the plan), and a rule whose Region's
+replica is not in sync is :class:`~ecrcache.engine.plan.Blocked` (``pending`` while it is being made).
+Without one, rules outside the stack's Region that take a credential are blocked: nothing tells their
+Region's secret.
+
 Two narrower reads serve desired-state writes: :meth:`PlanService.ownership_check` (the
 :class:`~ecrcache.engine.plan.Blocked` entries the plan will show for the rules a write touches, so
 a dry run and an apply say what the plan says) and :meth:`PlanService.rules_in_ecr` (what ECR holds,
@@ -21,23 +30,38 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from ecrcache.engine.ownership import ownership_block
-from ecrcache.engine.plan import Blocked, Plan
+from ecrcache.engine.plan import ActionResult, Blocked, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.engine.replicas import (
+    CredentialSecret,
+    credential_in,
+    plan_replica_removals,
+    plan_replicas,
+    replica_regions,
+    wanted_regions,
+)
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
+from ecrcache.models.credential import secret_name
+from ecrcache.models.observed import AppliedFingerprints, CredentialWait, DesiredRule, ObservedRegion, Ownership
 from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
 from ecrcache.models.rule import RuleSpec
+from ecrcache.models.secret_replica import replica_arn
 from ecrcache.models.status import RuleStatusRecord
-from ecrcache.ports import EcrReader, StateStore, StatusStore
+from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
 
-__all__ = ["FAST_SCOPE", "DesiredByRegion", "OwnershipCheck", "PlanService", "Scope"]
+__all__ = ["FAST_SCOPE", "DesiredByRegion", "OwnershipCheck", "PlanService", "ReplicaFailures", "Scope", "Secrets"]
+
+Secrets = Mapping[str, CredentialSecret]
+"""Credential name -> its secret as described (credentials with a secret only)."""
+ReplicaFailures = Mapping[tuple[str, str], ActionResult]
+"""``(credential, Region)`` -> the replica action of this run that failed there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +98,10 @@ class DesiredByRegion:
     problems: dict[str, str]
     revision: int = 0
     regions: tuple[str, ...] = ()
+    secrets: Secrets = field(default_factory=dict)
+    """Every credential's secret as described (empty without a ``secrets`` reader)."""
+    wanted_replicas: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Credential -> the Regions other than the stack's its desired rules name (all rules, any scope)."""
 
     def desired_in(self, region: str) -> list[DesiredRule]:
         return self.desired.get(region, [])
@@ -117,6 +145,7 @@ class PlanService:
         registry: Callable[[str], EcrReader],
         stack_region: str,
         warmer_role_arn: str | None = None,
+        secrets: SecretReplicaReader | None = None,
     ) -> None:
         self.desired = desired
         self.status = status
@@ -124,14 +153,19 @@ class PlanService:
         self.stack_region = stack_region
         self.warmer_role_arn = warmer_role_arn or None
         """The warm worker's role, kept registered as a pull-time update exclusion (``None``: none)."""
+        self.secrets = secrets
+        """Reads credentials' secrets and their replicas (``None``: rules outside the stack's Region
+        that take a credential are blocked)."""
 
     def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
-        inputs, _ = self.read_desired(scope)
+        snapshot = self.desired.snapshot()
+        secrets = self.read_secrets(snapshot)
+        inputs, _ = self.read_desired(scope, snapshot=snapshot, secrets=secrets)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
         for region in inputs.regions:
             observed[region], ownership[region], _ = self.observe(region, inputs.prefixes(region), deep=scope.deep_read)
-        return plan_regions(
+        planned = plan_regions(
             {r: inputs.desired_in(r) for r in inputs.regions},
             {r: inputs.retired_in(r) for r in inputs.regions},
             observed,
@@ -139,17 +173,61 @@ class PlanService:
             deep=scope.deep,
             warmer_role=self.warmer_role_arn,
         )
+        removals, kept = plan_replica_removals(
+            inputs.secrets,
+            inputs.wanted_replicas,
+            {region: found.rules for region, found in observed.items()},
+            home=self.stack_region,
+            planned=planned.actions,
+        )
+        replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
+        return Plan.merge([planned, replicas])
 
-    def read_desired(self, scope: Scope) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
-        """The desired rules of every Region ``scope`` covers, and every rule status recorded."""
-        snapshot = self.desired.snapshot()
+    def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
+        """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
+        be read carries why (its rules outside the stack's Region wait, the others are not affected)."""
+        if self.secrets is None:
+            return {}
+        found: dict[str, CredentialSecret] = {}
+        for name, credential in sorted(snapshot.credentials.items()):
+            if credential.secret_arn is None:
+                continue
+            try:
+                observed = self.secrets.describe(secret_name(name))
+            except EcrcacheError as exc:
+                found[name] = CredentialSecret(name, credential.secret_arn, error=exc.message)
+                continue
+            found[name] = CredentialSecret(name, credential.secret_arn, observed=observed)
+        return found
+
+    def replica_plan(self, snapshot: Snapshot, secrets: Secrets, scope: Scope) -> list[PlannedAction]:
+        """The replicas to add (or retry) for the Regions ``scope`` covers."""
+        wanted = wanted_regions((stored.spec for stored in snapshot.rules.values()), self.stack_region)
+        return plan_replicas(secrets, wanted, home=self.stack_region, regions=scope.regions)
+
+    def read_desired(
+        self,
+        scope: Scope,
+        *,
+        snapshot: Snapshot | None = None,
+        secrets: Secrets | None = None,
+        failures: ReplicaFailures | None = None,
+    ) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
+        """The desired rules of every Region ``scope`` covers, and every rule status recorded.
+
+        ``snapshot`` and ``secrets`` are read when not given; ``failures``: the replica actions of this
+        run that failed (their rules wait with the reason)."""
+        snapshot = snapshot if snapshot is not None else self.desired.snapshot()
+        secrets = secrets if secrets is not None else self.read_secrets(snapshot)
         records = self.status.all_status()
-        regions = self.regions(snapshot, scope, {record.region for record in records})
-        return self.desired_rules(snapshot, regions), records
+        reconciled = {record.region for record in records} | replica_regions(secrets.values())
+        regions = self.regions(snapshot, scope, reconciled)
+        return self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}), records
 
     def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
-        """The stack's Region, every Region a rule names, and every Region with a rule status
-        (``reconciled``): a rule deleted from, or moved out of, its only Region is retired there."""
+        """The stack's Region, every Region a rule names, and every Region with a rule status or a
+        secret replica (``reconciled``): a rule deleted from, or moved out of, its only Region is
+        retired there, and a replica no rule wants is removed once ECR there is read."""
         named = {self.stack_region, *reconciled}
         for stored in snapshot.rules.values():
             named.update(stored.spec.get("regions") or [])
@@ -157,11 +235,19 @@ class PlanService:
             named &= scope.regions
         return sorted(named)
 
-    def desired_rules(self, snapshot: Snapshot, regions: Sequence[str]) -> DesiredByRegion:
-        """Desired rules per Region, with credential names resolved to secret ARNs; and the owned
-        rules whose desired rule is gone (retired), with the spec they had when deleted."""
+    def desired_rules(
+        self,
+        snapshot: Snapshot,
+        regions: Sequence[str],
+        *,
+        secrets: Secrets | None = None,
+        failures: ReplicaFailures | None = None,
+    ) -> DesiredByRegion:
+        """Desired rules per Region, with credential names resolved to the secret's ARN in each Region;
+        and the owned rules whose desired rule is gone (retired), with the spec they had when deleted."""
         desired: dict[str, list[DesiredRule]] = defaultdict(list)
         problems: dict[str, str] = {}
+        secrets = secrets or {}
         for prefix, stored in sorted(snapshot.rules.items()):
             try:
                 spec = RuleSpec.model_validate(stored.spec)
@@ -175,7 +261,43 @@ class PlanService:
                 if arn is None:
                     problems[prefix] = f"credential {spec.credential!r} has no secret yet"
             for region in spec.regions or (self.stack_region,):
-                desired[region].append(DesiredRule(prefix=prefix, spec=spec, credential_arn=arn))
+                secret = secrets.get(spec.credential or "")
+                found, wait = self._credential(region, arn, secret, failures or {})
+                desired[region].append(
+                    DesiredRule(prefix=prefix, spec=spec, credential_arn=found, credential_wait=wait)
+                )
+        wanted = wanted_regions((stored.spec for stored in snapshot.rules.values()), self.stack_region)
+        return DesiredByRegion(
+            dict(desired),
+            self._retired(regions, desired),
+            problems,
+            snapshot.revision,
+            tuple(regions),
+            secrets=secrets,
+            wanted_replicas=wanted,
+        )
+
+    def _credential(
+        self, region: str, arn: str | None, secret: CredentialSecret | None, failures: ReplicaFailures
+    ) -> tuple[str | None, CredentialWait | None]:
+        """A credential's secret ARN in ``region`` (``arn``: the primary's, recorded) and why a rule
+        there must wait for it."""
+        if arn is None or region == self.stack_region:
+            return arn, None
+        if secret is None:
+            return replica_arn(arn, region), CredentialWait(
+                reason=(
+                    f"the credential's secret has no known replica in {region}: this service does not read "
+                    "Secrets Manager replication"
+                ),
+                pending=False,
+            )
+        return credential_in(region, secret, home=self.stack_region, failures=failures)
+
+    def _retired(
+        self, regions: Sequence[str], desired: Mapping[str, list[DesiredRule]]
+    ) -> dict[str, list[DesiredRule]]:
+        """The owned rules and templates of ``regions`` whose desired rule is gone, with their last spec."""
         retired: dict[str, list[DesiredRule]] = defaultdict(list)
         for region in regions:
             owned = self.status.ownership(region)
@@ -184,7 +306,7 @@ class PlanService:
                 last = self._last_spec(prefix)
                 if last is not None:
                     retired[region].append(DesiredRule(prefix=prefix, spec=last))
-        return DesiredByRegion(dict(desired), dict(retired), problems, snapshot.revision, tuple(regions))
+        return dict(retired)
 
     def _last_spec(self, prefix: str) -> RuleSpec | None:
         """The spec a rule had when it was deleted, if it still validates."""

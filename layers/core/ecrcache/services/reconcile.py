@@ -8,10 +8,16 @@ re-reads (deeply, for every repository the run touched) and plans again: whateve
 recorded failure on its rule's ``Synced`` condition. What all that means for each rule's status,
 for ownership and for the run summary is decided by the pure :mod:`ecrcache.engine.status`; this
 service does the I/O around it.
+
+A credential's secret replicas (rules outside the stack's Region need their Region's:
+:mod:`ecrcache.engine.replicas`) are reconciled in the same run, by :class:`~.replicas.ReplicaPhases`:
+added before the Regions are planned (so a rule there finds its replica), removed after them (once ECR
+there, as verify read it, has no rule using it).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -39,11 +45,12 @@ from ecrcache.engine.status import (
     validation_observation,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, Ownership
-from ecrcache.models.status import ReconcileRun, RuleStatus, RunTrigger
+from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, ObservedRule, Ownership
+from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRegistry, StateStore, StatusStore
+from ecrcache.ports import EcrRegistry, SecretReplicator, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
+from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
@@ -58,6 +65,8 @@ class _RegionOutcome:
     failures: dict[str, list[Failure]] = field(default_factory=lambda: defaultdict(list))
     touched: set[str] = field(default_factory=set)
     validated: set[str] = field(default_factory=set)
+    rules: Mapping[str, ObservedRule] = field(default_factory=dict)
+    """ECR's rules in the Region after the run (as verify read them)."""
 
     def summary(self, left: Plan) -> RegionSummary:
         return RegionSummary(
@@ -75,6 +84,15 @@ class _RunLog:
     regions: list[RegionSummary] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     retryable: bool = False
+    rules: dict[str, Mapping[str, ObservedRule]] = field(default_factory=dict)
+    """ECR's rules after the run, by Region reconciled (what replica removals are checked against)."""
+
+    def add_replicas(self, outcome: ReplicaOutcome) -> None:
+        """Count a replica phase in the run (its errors, its line in the summary)."""
+        self.errors.extend(outcome.errors)
+        summary = outcome.summary()
+        if summary is not None:
+            self.regions.append(summary)
 
     @property
     def summary(self) -> RunSummary:
@@ -94,7 +112,11 @@ class ReconcileService:
         clock: Callable[[], datetime],
         stack_region: str,
         warmer_role_arn: str | None = None,
+        replicas: SecretReplicator | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
+        the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones."""
         self.desired = desired
         self.status = status
         self.registry = registry
@@ -106,6 +128,12 @@ class ReconcileService:
             registry=registry,
             stack_region=stack_region,
             warmer_role_arn=warmer_role_arn,
+            secrets=replicas,
+        )
+        self.replicas = (
+            None
+            if replicas is None
+            else ReplicaPhases(replicas=replicas, status=status, clock=clock, stack_region=stack_region, sleep=sleep)
         )
 
     def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
@@ -119,11 +147,14 @@ class ReconcileService:
             run_id=run_id or str(uuid.uuid4()), trigger=trigger, scope=scope.describe(), started_at=self.clock()
         )
         self.status.put_run(run)
-        inputs, records = self.planner.read_desired(scope)
-        log = _RunLog(errors=[f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())])
+        log = _RunLog(errors=[])
+        inputs, records = self._read_desired(scope, run.run_id, log)
+        log.errors[:0] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
         for region in inputs.regions:
             recorded = [r.prefix for r in records if r.region == region]
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
+        if self.replicas is not None:
+            log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         done = self._finish(run, log)
         if trigger in _EVENT_TRIGGERS:
             if log.busy:
@@ -131,6 +162,16 @@ class ReconcileService:
             if log.retryable:
                 raise RetryableError(f"the reconcile failed for now ({log.errors[-1]}); the trigger will retry")
         return done
+
+    def _read_desired(self, scope: Scope, run_id: str, log: _RunLog) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
+        """The desired rules per Region, after the secret replicas they need were added (when they can be)."""
+        if self.replicas is None:
+            return self.planner.read_desired(scope)
+        snapshot = self.desired.snapshot()
+        secrets = self.planner.read_secrets(snapshot)
+        added = self.replicas.add(self.planner.replica_plan(snapshot, secrets, scope), secrets, run_id=run_id)
+        log.add_replicas(added)
+        return self.planner.read_desired(scope, snapshot=snapshot, secrets=added.secrets, failures=added.failures)
 
     def _run_region(
         self, region: str, inputs: DesiredByRegion, *, scope: Scope, run_id: str, recorded: Sequence[str], log: _RunLog
@@ -152,6 +193,7 @@ class ReconcileService:
             self.status.release_lease(region, run_id)
         log.errors.extend(action_errors(region, outcome.failures))
         log.regions.append(outcome.summary(left))
+        log.rules[region] = outcome.rules
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""
@@ -196,6 +238,7 @@ class ReconcileService:
             after, left = self._verify(region, inputs, scope, outcome)
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
+        outcome.rules = after.rules
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         self._record_status(

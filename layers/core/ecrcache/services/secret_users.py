@@ -14,8 +14,11 @@ what ecrcache recorded may be stale, someone may have deleted or re-pointed the 
 A rule ecrcache is about to delete (owned, its desired rule deleted with ``deletion_policy: delete``,
 in this write or before) does not count: the reconciler removes it.
 
-Only the secret's own Region is read: ECR takes a secret of the rule's account and Region only
-(ecr-facts §1.5), and a secret's ARN names its Region.
+Only the Regions the secret is in are read - its own and those of its replicas (a credential's secret
+has a replica in every other Region its rules name: :mod:`ecrcache.engine.replicas`): ECR takes a
+secret of the rule's account and Region only (ecr-facts §1.5), a secret's ARN names its Region, and a
+replica's ARN is the primary's with the replica's Region. Deleting the credential removes the replicas
+too, so a rule in a replica's Region that uses it would break just the same.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from enum import StrEnum
 from typing import Any
 
 from ecrcache.errors import ConflictError, EcrcacheError, FieldError
+from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import ObservedRule
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import DeletionPolicy
-from ecrcache.ports import EcrReader, StateStore, StatusStore
+from ecrcache.models.secret_replica import region_of, replica_arn
+from ecrcache.ports import EcrReader, SecretStore, StateStore, StatusStore
 from ecrcache.services.plan import deleted_spec
 
 __all__ = ["EcrSecretUsers", "SecretUse", "UseKind", "still_used_conflict"]
@@ -58,11 +63,6 @@ class SecretUse:
     kind: UseKind
 
 
-def region_of(secret_arn: str) -> str:
-    """``arn:aws:secretsmanager:<region>:<account>:secret:<name>`` -> ``<region>``."""
-    return secret_arn.split(":")[3]
-
-
 class EcrSecretUsers:
     """Reads ECR (read only) and the status store to tell which rules in ECR use a secret."""
 
@@ -73,11 +73,15 @@ class EcrSecretUsers:
         status: StatusStore,
         desired: StateStore,
         stack_region: str,
+        secrets: SecretStore | None = None,
     ) -> None:
+        """``secrets`` tells where each secret has replicas (their Regions are read too; without it,
+        only the secret's own Region is)."""
         self.registry = registry
         self.status = status
         self.desired = desired
         self.stack_region = stack_region
+        self.secrets = secrets
 
     def using(
         self,
@@ -86,16 +90,20 @@ class EcrSecretUsers:
         desired_rules: Mapping[str, Mapping[str, Any]],
         deleted_rules: Mapping[str, Mapping[str, Any]],
     ) -> list[SecretUse]:
-        """The ECR rules that would break if the secrets of ``credentials`` (name -> secret ARN) went.
+        """The ECR rules that would break if the secrets of ``credentials`` (name -> secret ARN) went,
+        their replicas included (deleting a credential removes them too).
 
         ``desired_rules`` are the rules desired once the write lands; ``deleted_rules`` the rules it
         deletes, with their last spec (their ``deletion_policy`` decides whether ecrcache removes them).
         """
         by_arn = {arn: name for name, arn in credentials.items()}
+        for credential, arn in credentials.items():
+            regions = self.secrets.replica_regions(secret_name(credential)) if self.secrets is not None else ()
+            by_arn.update({replica_arn(arn, region): credential for region in regions})
         uses: list[SecretUse] = []
         for region in sorted({region_of(arn) for arn in by_arn}):
             owned = self.status.ownership(region).rules
-            for prefix, rule in sorted(self._rules(region, sorted(by_arn.values())).items()):
+            for prefix, rule in sorted(self._rules(region, sorted(set(by_arn.values()))).items()):
                 name = by_arn.get(rule.credential_arn or "")
                 if name is None:
                     continue
