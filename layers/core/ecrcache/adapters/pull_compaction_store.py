@@ -3,9 +3,10 @@
 One item holds the compaction's state (``PULLCOMPACT`` / ``LEASE``): ``owner`` and ``until`` (the lease,
 epoch seconds), ``compacted_at`` (the last run that finished, absent while a backlog waits), ``gen``
 (runs finished: a new run's claim holds only if no run finished since the state was read) and, while a
-run is under way, ``run``, ``deltas`` (the sort keys of the deltas it folds) and ``backlog``. A run names its deltas before it writes anything, so
-a run cut short (a timeout, a throttled write) is resumed with exactly the same deltas by whichever
-invocation next takes the lease (:mod:`ecrcache.services.pull_compaction`).
+run is under way, ``run``, ``deltas`` (the sort keys of the deltas it folds) and ``backlog``. A run
+names its deltas before it writes anything, so a run cut short (a timeout, a throttled write) is resumed
+with exactly the same deltas by whichever invocation next takes the lease
+(:mod:`ecrcache.services.pull_compaction`).
 
 Each counter a run folds into is written once, by one ``UpdateItem`` that ``ADD``\\ s the counts and sets,
 ``SET``\\ s the times that move, and marks the counter with the run (``run``), on the condition that the
