@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
     CompactionState,
@@ -21,6 +22,7 @@ from ecrcache.models.pull_stats import (
 )
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
 from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_pull import WarmPull
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
@@ -450,4 +452,16 @@ class WarmEcr(Protocol):
         """Pull ``task``'s reference (and, for an index, the children of its platforms) through the cache,
         ask for the download URL of every config and layer (never their bytes), and verify the result
         with ``DescribeImages``. Never raises for a per-image failure: :attr:`WarmPull.failure` says it."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Credentials: the upstream probe (the rotation function's testSecret, the coming health check)
+
+
+class UpstreamProbe(Protocol):
+    """Signs in at an upstream registry with a credential and asks for one image (or ``/v2/``)."""
+
+    def probe(self, target: ProbeTarget, login: UpstreamLogin | None) -> ProbeResult:
+        """What the upstream made of ``login`` (``None``: anonymous); never raises for what the upstream answers."""
         ...

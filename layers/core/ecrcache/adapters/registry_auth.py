@@ -52,10 +52,12 @@ __all__ = [
     "Answer",
     "RegistryFailure",
     "RegistryHttp",
+    "base_url",
     "basic_authorization",
     "followed",
     "host_of",
     "http_pool",
+    "normalise_endpoints",
     "retry_at",
 ]
 
@@ -117,6 +119,17 @@ def basic_authorization(username: str, token: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{token}".encode()).decode()
 
 
+def normalise_endpoints(endpoints: Mapping[str, str] | None) -> dict[str, str]:
+    """``UPSTREAM_ENDPOINTS`` (settings) as looked up: lowercase hosts, base URLs without a trailing ``/``."""
+    return {host.lower(): url.rstrip("/") for host, url in (endpoints or {}).items()}
+
+
+def base_url(endpoints: Mapping[str, str], upstream_url: str) -> str:
+    """Where to reach ``upstream_url``: its ``UPSTREAM_ENDPOINTS`` entry (the local stack maps hosts to local
+    registries), else ``https://<host>`` (AWS: the map is empty)."""
+    return endpoints.get(upstream_url.lower(), f"https://{upstream_url.lower()}")
+
+
 def host_of(url: str) -> str:
     """``scheme://host:port`` of a URL: what urllib3 compares before it keeps ``Authorization`` on a redirect."""
     parts = urlsplit(url)
@@ -148,6 +161,8 @@ class RegistryHttp:
     def __init__(self, http: urllib3.PoolManager, clock: Callable[[], datetime]) -> None:
         self.http = http
         self.clock = clock
+        self.sent = 0
+        """Requests sent so far (the token service's included)."""
 
     def send(
         self, method: str, url: str, authorization: str | None, *, accept: str = "application/json", limit: int
@@ -159,6 +174,7 @@ class RegistryHttp:
         headers = {"Accept": accept}
         if authorization is not None:
             headers["Authorization"] = authorization
+        self.sent += 1
         try:
             response = self.http.request(method, url, headers=headers, preload_content=False, redirect=True)
             try:

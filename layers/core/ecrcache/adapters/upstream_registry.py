@@ -43,10 +43,12 @@ from ecrcache.adapters.registry_auth import (
     Answer,
     RegistryFailure,
     RegistryHttp,
+    base_url,
     basic_authorization,
     followed,
     host_of,
     http_pool,
+    normalise_endpoints,
     retry_at,
 )
 from ecrcache.models.credential import secret_name
@@ -76,7 +78,7 @@ class OciUpstreamRegistry:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = PAGE_SIZE,
     ) -> None:
-        self.endpoints = {host.lower(): url.rstrip("/") for host, url in (endpoints or {}).items()}
+        self.endpoints = normalise_endpoints(endpoints)
         self._secrets = secrets
         self.http = http or http_pool()
         self.clock = clock
@@ -94,7 +96,7 @@ class OciUpstreamRegistry:
         return self._secrets
 
     def base_url(self, upstream_url: str) -> str:
-        return self.endpoints.get(upstream_url.lower(), f"https://{upstream_url.lower()}")
+        return base_url(self.endpoints, upstream_url)
 
     # -- the port ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Final, Self
@@ -74,6 +75,27 @@ def check_credential_arn(arn: str) -> str:
     if not _CREDENTIAL_ARN_RE.match(arn):
         raise ValueError(f"must be the ARN of a Secrets Manager secret named {SECRET_NAME_PREFIX}<name>")
     return arn
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLogin:
+    """A secret's ``{"username", "accessToken"}`` as read back (by the rotation function only): the token stays
+    a ``SecretStr``, masked in ``repr`` and ``str``, until the adapter that signs in takes it out."""
+
+    username: str
+    token: SecretStr
+
+    @classmethod
+    def from_secret_string(cls, value: SecretStr) -> UpstreamLogin:
+        """Parse a ``SecretString``; a malformed one raises ``ValueError`` naming the shape, never the value."""
+        try:
+            data = json.loads(value.get_secret_value())
+            username, token = data["username"], data["accessToken"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError('the secret value is not {"username", "accessToken"} JSON') from None
+        if not isinstance(username, str) or not isinstance(token, str) or not username or not token:
+            raise ValueError('the secret value\'s "username" and "accessToken" must be non-empty strings')
+        return cls(username, SecretStr(token))
 
 
 def secret_string(username: str, token: SecretStr | str) -> str:
