@@ -67,6 +67,6 @@ def world(state_table: str) -> Iterator[RotationWorld]:
         secrets=SecretsManagerRotation(sm), probe=upstream, desired=store, records=records, ecr=registry, clock=now
     )
     try:
-        yield RotationWorld(service, records, sm, ecr, upstream, validation, arn)
+        yield RotationWorld(service, desired, records, sm, ecr, upstream, validation, arn)
     finally:
         ports.set_upstream_auth_checker(None)

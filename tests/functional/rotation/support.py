@@ -30,6 +30,7 @@ from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.rotation import RotationEvent, RotationRecord, RotationStep
 from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget
+from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.rotation import RotationService
 from tests.conftest import ACCOUNT_ID, REGION
 
@@ -56,9 +57,13 @@ class UpstreamStandIn:
     def __init__(self, accepted: Iterable[str]) -> None:
         self.accepted = set(accepted)
         self.probed: list[ProbeTarget] = []
+        self.answer: tuple[ProbeStatus, str, datetime | None] | None = None
+        """Set: every probe comes to this (a rate limit, the upstream down, the probe image gone)."""
 
     def probe(self, target: ProbeTarget, login: UpstreamLogin | None) -> ProbeResult:
         self.probed.append(target)
+        if self.answer is not None:
+            return ProbeResult(target, *self.answer)
         if login is not None and login.token.get_secret_value() in self.accepted:
             return ProbeResult(target, ProbeStatus.OK, f"{target}: signed in", authenticated=True)
         return ProbeResult(
@@ -96,6 +101,7 @@ class RotationWorld:
     """The embedded AWS with a credential ``hub`` (desired state + secret), a rule using it, and the service."""
 
     service: RotationService
+    desired: DesiredStateService
     records: DynamoDbRotationStore
     sm: SecretsManagerClient
     ecr: ECRClient
@@ -127,26 +133,32 @@ class RotationWorld:
         secret.rotation_lambda_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecrcache-rotator"
         secret.auto_rotate_after_days = 30
 
-    def begin(self, value: str | None = None) -> str:
+    def begin(self, value: str | None = None, *, secret: str | None = None) -> str:
         """What ``RotateSecret`` leaves before ``createSecret``: a new version ``AWSPENDING``, holding ``value``
         when an operator staged it first (``PutSecretValue``), empty for a scheduled rotation."""
-        self.enable_rotation()
+        name = secret or self.secret
+        self.enable_rotation_of(name)
         token = str(uuid.uuid4())
         if value is not None:
             self.sm.put_secret_value(
-                SecretId=self.secret, ClientRequestToken=token, SecretString=value, VersionStages=["AWSPENDING"]
+                SecretId=name, ClientRequestToken=token, SecretString=value, VersionStages=["AWSPENDING"]
             )
             return token
-        secret = _moto_secret(self.secret)
-        secret.remove_version_stages_from_old_versions(["AWSPENDING"])
-        secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
+        moto_secret = _moto_secret(name)
+        moto_secret.remove_version_stages_from_old_versions(["AWSPENDING"])
+        moto_secret.versions[token] = {
+            "createdate": int(time.time()),
+            "version_id": token,
+            "version_stages": ["AWSPENDING"],
+        }
         return token
 
     # -- the function's part ---------------------------------------------------------------------
 
-    def step(self, step: RotationStep, token: str) -> str:
+    def step(self, step: RotationStep, token: str, *, secret_id: str | None = None) -> str:
+        """One step as Secrets Manager invokes it (``SecretId``: the credential ``hub``'s ARN by default)."""
         event = RotationEvent.model_validate(
-            {"Step": step.value, "SecretId": self.secret_arn, "ClientRequestToken": token}
+            {"Step": step.value, "SecretId": secret_id or self.secret_arn, "ClientRequestToken": token}
         )
         return self.service.handle(event)
 
