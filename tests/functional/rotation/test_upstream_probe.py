@@ -4,16 +4,21 @@ fault proxy -- a wrong token, a 429 with its reset, 5xx, timeouts, a probe image
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import urllib3
 from pydantic import SecretStr
 
 from devstack.registry import FaultKind, FaultProxy, LocalRegistry, RateLimit, Seeder
-from ecrcache.adapters.registry_auth import http_pool
+from ecrcache.adapters.registry_auth import basic_authorization, http_pool
 from ecrcache.adapters.upstream_auth import RegistryAuthProbe
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
@@ -186,3 +191,88 @@ def test_upstream_faults_are_classified(
     result = prober(proxied_token_registry.url, read_timeout=0.5).probe(target(probe_image), GOOD)
     assert result.status is status
     assert words in result.message
+
+
+# --------------------------------------------------------------------------------------------------
+# redirects (registry.k8s.io answers /v2/... with a 307 to Artifact Registry, another host)
+
+
+class _Recorded(BaseHTTPRequestHandler):
+    """Records each request's method, path and Authorization on its server."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def answer(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.server.requests.append(  # type: ignore[attr-defined]
+            (self.command, urlsplit(self.path).path, self.headers.get("Authorization"))
+        )
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class _Origin(_Recorded):
+    def do_GET(self) -> None:
+        self.answer(307, Location=f"{self.server.target}{self.path}")  # type: ignore[attr-defined]
+
+    do_HEAD = do_GET
+
+
+class _Target(_Recorded):
+    """Artifact Registry's part: a bearer token of its own realm for the right Basic credential."""
+
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]  # type: ignore[index]
+        if self.path.startswith("/token"):
+            if self.headers.get("Authorization") == basic_authorization(GOOD.username, AUTH_CREDENTIALS.password):
+                self.answer(200, json.dumps({"token": "target-token"}).encode())
+            else:
+                self.answer(401)
+        elif self.headers.get("Authorization") != "Bearer target-token":
+            self.answer(401, WWW_Authenticate=f'Bearer realm="http://127.0.0.1:{port}/token",service="target"')
+        else:
+            self.answer(200, b"{}")
+
+    do_HEAD = do_GET
+
+
+def _serve(handler: type[BaseHTTPRequestHandler], **attributes: Any) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []  # type: ignore[attr-defined]
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def redirected() -> Iterator[tuple[ThreadingHTTPServer, ThreadingHTTPServer]]:
+    target = _serve(_Target)
+    origin = _serve(_Origin, target=f"http://127.0.0.1:{target.server_address[1]}")
+    try:
+        yield origin, target
+    finally:
+        for server in (origin, target):
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.mark.parametrize(("login", "status"), [(GOOD, ProbeStatus.OK), (WRONG, ProbeStatus.CREDENTIAL)])
+def test_a_redirected_registry_is_signed_in_where_it_was_sent_and_the_origin_sees_no_credential(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer], login: UpstreamLogin, status: ProbeStatus
+) -> None:
+    # GIVEN registry.k8s.io-like redirects to a host with its own token realm
+    origin, target = redirected
+    probe = RegistryAuthProbe(endpoints={"registry.k8s.io": f"http://127.0.0.1:{origin.server_address[1]}"})
+    # WHEN probed
+    result = probe.probe(ProbeTarget("registry.k8s.io", parse_image_reference("pause:3.10")), login)
+    # THEN signed in at the target, the manifest asked there with its token; the origin never saw an Authorization
+    assert result.status is status
+    assert {authorization for _, _, authorization in origin.requests} == {None}  # type: ignore[attr-defined]
+    if status is ProbeStatus.OK:
+        assert ("HEAD", "/v2/pause/manifests/3.10", "Bearer target-token") in target.requests  # type: ignore[attr-defined]

@@ -78,22 +78,29 @@ class _Conversation:
         self.authenticated = False
 
     def ask(self, method: str, url: str, *, accept: str = "application/json") -> Answer:
-        """One request, signed in where a 401 sends it (once per host), at the URL it was redirected to."""
-        answer = self.registry.send(method, url, self.signed.get(host_of(url)), accept=accept, limit=_BODY_LIMIT)
+        """One request, signed in where a 401 sends it (once per host), then asked again at the URL it was
+        redirected to (a redirect to another host drops ``Authorization``: that host's own is sent there)."""
+        answer = self._send(method, url, accept)
         final = followed(self.base, answer.url)
-        if answer.status != 401 or host_of(final) in self.signed:
+        if answer.status != 401:
             return answer
-        self.signed[host_of(final)] = self.registry.sign_in(
-            self.base,
-            answer,
-            self._basic,
-            subject=str(self.target),
-            no_credential=f"the upstream asks for a credential at {self.target} and none was given",
-            scope=f"repository:{self.target.image.repository}:pull" if self.target.image is not None else None,
-        )
-        answer = self.registry.send(method, final, self.signed[host_of(final)], accept=accept, limit=_BODY_LIMIT)
+        if host_of(final) not in self.signed:
+            self.signed[host_of(final)] = self.registry.sign_in(
+                self.base,
+                answer,
+                self._basic,
+                subject=str(self.target),
+                no_credential=f"the upstream asks for a credential at {self.target} and none was given",
+                scope=f"repository:{self.target.image.repository}:pull" if self.target.image is not None else None,
+            )
+        elif host_of(final) == host_of(url):
+            return answer  # signed in there already, and refused all the same
+        answer = self._send(method, final, accept)
         followed(self.base, answer.url)
         return answer
+
+    def _send(self, method: str, url: str, accept: str) -> Answer:
+        return self.registry.send(method, url, self.signed.get(host_of(url)), accept=accept, limit=_BODY_LIMIT)
 
     def _basic(self) -> str | None:
         if self.login is None:
