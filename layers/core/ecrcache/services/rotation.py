@@ -195,7 +195,13 @@ class RotationService:
 
     def _rule_urls(self, credential: str) -> list[str]:
         rules = self.desired.snapshot().rules.values()
-        return sorted({str(r.spec["upstream_url"]) for r in rules if r.spec.get("credential") == credential})
+        return sorted(
+            {
+                str(r.spec["upstream_url"])
+                for r in rules
+                if r.spec.get("credential") == credential and r.spec.get("upstream_url")
+            }
+        )
 
     # -- finishSecret --------------------------------------------------------------------------
 
