@@ -33,6 +33,8 @@ ADAPTER_SERVICE = {
     "warm_queue": "sqs",
     "upstream_registry": "secretsmanager",
     "ecr_warm": "ecr",
+    "secret_rotation": "secretsmanager",
+    "rotation_store": "dynamodb",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -116,6 +118,15 @@ def uses_idempotency(function: dict[str, Any]) -> bool:
 # Functions that use an adapter only to read (the API plans; it never applies): only the adapter's
 # read operations (its READ_OPERATIONS constant, minus ValidatePullThroughCacheRule) are allowed.
 READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secret_replication"}}
+# Functions that use a few operations of a wired adapter, no more: the rotator reads the credential's desired
+# spec and the desired rules naming it (DynamoDbStateStore.get / snapshot) and lists and validates the ECR rules
+# using the secret -- its service types ECR as ecrcache.ports.EcrRuleChecker (rules() and validate_rule() only).
+CALLED_ONLY = {
+    "RotatorFunction": {
+        "dynamodb_store": {"GetItem", "Query"},
+        "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},
+    }
+}
 # Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
 # in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
 NOT_CALLED = {"WarmWorkerFunction": {("warm_store", "BatchWriteItem")}}
@@ -135,6 +146,8 @@ def required_actions(function: dict[str, Any], logical_id: str = "") -> set[str]
         if module in READ_ONLY_ADAPTERS.get(logical_id, set()):
             operations &= _read_operations(module)
         operations -= {operation for m, operation in NOT_CALLED.get(logical_id, set()) if m == module}
+        if module in CALLED_ONLY.get(logical_id, {}):
+            operations &= CALLED_ONLY[logical_id][module]
         for operation in operations:
             actions = SPECIAL.get((service, operation), {operation})
             if operation == "TransactWriteItems" and module in PRECISE_TRANSACTIONS:
@@ -220,3 +233,13 @@ def test_secret_replica_grants_cover_every_region_and_only_the_credential_secret
         assert grant["Resource"] == {
             "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:ecr-pullthroughcache/*"
         }
+
+
+def test_the_rotators_restricted_operations_are_real_calls_of_its_adapters() -> None:
+    # GIVEN the operations the rotator is said to use of each adapter THEN each adapter makes them (no stale entry)
+    for module, operations in CALLED_ONLY["RotatorFunction"].items():
+        assert operations <= adapter_operations(module), module
+    # AND the rotator needs its secret calls and no write to the desired state
+    rotator = required_actions(functions()["RotatorFunction"], "RotatorFunction")
+    assert {f"secretsmanager:{a}" for a in ("PutSecretValue", "UpdateSecretVersionStage")} <= rotator
+    assert not {"dynamodb:PutItem", "dynamodb:DeleteItem", "ecr:CreatePullThroughCacheRule"} & rotator

@@ -19,6 +19,7 @@ from ecrcache.config import (
     ApiSettings,
     PullStatsSettings,
     ReconcilerSettings,
+    RotatorSettings,
     WarmPlannerSettings,
     WarmWorkerSettings,
 )
@@ -33,6 +34,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "PullStatsFunction": PullStatsSettings,
     "WarmPlannerFunction": WarmPlannerSettings,
     "WarmWorkerFunction": WarmWorkerSettings,
+    "RotatorFunction": RotatorSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).
@@ -67,6 +69,7 @@ OUTPUTS = {
     "WarmQueueUrl",
     "WarmDlqUrl",
     "WarmPlannerDlqUrl",
+    "RotatorFunctionArn",
 }
 
 API_EVENTS = sorted((ROOT / "events" / "api").glob("*.json"))

@@ -6,6 +6,9 @@
 * The warm planner reads credential secrets in the stack's Region only: a credential has one secret, which
   the API keeps there (``SecretsManagerStore`` on the function's own Region), and the planner's Secrets
   Manager client is its own Region's (``OciUpstreamRegistry``).
+* The rotator moves the staging labels of credential secrets in the stack's Region only (Secrets Manager
+  invokes a secret's rotation function in the secret's Region), and only Secrets Manager of this account
+  may invoke it.
 
 The rules of functions' ``Schedule`` and ``EventBridgeRule`` events are made by the SAM transform, named
 ``<function logical id><event name>`` (SAM "Generated AWS CloudFormation resources"); the last test checks
@@ -138,3 +141,24 @@ def test_the_warm_planner_reads_credential_secrets_in_the_stack_region_only() ->
     assert secrets["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-pullthroughcache/*"
     }
+
+
+def test_the_rotator_rotates_credential_secrets_of_the_stack_region_only_and_writes_no_desired_state() -> None:
+    # Secrets Manager invokes a secret's rotation function in the secret's Region; replicas follow their primary.
+    statements = functions()["RotatorFunction"]["Policies"][0]["Statement"]
+    [secrets] = [s for s in statements if any(a.startswith("secretsmanager:") for a in _as_list(s["Action"]))]
+    assert secrets["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-pullthroughcache/*"
+    }
+    [table] = [s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))]
+    assert set(_as_list(table["Action"])) == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}
+
+
+def test_only_secrets_manager_of_this_account_may_invoke_the_rotator() -> None:
+    [permission] = [
+        r["Properties"]
+        for r in resources("AWS::Lambda::Permission").values()
+        if _named(r["Properties"]["FunctionName"]) == "RotatorFunction"
+    ]
+    assert (permission["Principal"], permission["Action"]) == ("secretsmanager.amazonaws.com", "lambda:InvokeFunction")
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}

@@ -88,10 +88,7 @@ def pull_stats_settings() -> PullStatsSettings:
     return PullStatsSettings.from_env()
 
 
-class WarmPlannerSettings(TableSettings):
-    """Environment of ``functions/warm_planner``."""
-
-    warm_queue_url: str = Field(min_length=1, max_length=2048)
+class UpstreamEndpointsSettings(_Settings):
     upstream_endpoints: Json[dict[str, str]] = Field(
         default_factory=dict,
         description=(
@@ -109,6 +106,12 @@ class WarmPlannerSettings(TableSettings):
         return {host.lower(): url.rstrip("/") for host, url in value.items()}
 
 
+class WarmPlannerSettings(TableSettings, UpstreamEndpointsSettings):
+    """Environment of ``functions/warm_planner``."""
+
+    warm_queue_url: str = Field(min_length=1, max_length=2048)
+
+
 @cache
 def warm_planner_settings() -> WarmPlannerSettings:
     return WarmPlannerSettings.from_env()
@@ -121,3 +124,13 @@ class WarmWorkerSettings(TableSettings):
 @cache
 def warm_worker_settings() -> WarmWorkerSettings:
     return WarmWorkerSettings.from_env()
+
+
+class RotatorSettings(TableSettings, UpstreamEndpointsSettings):
+    """Environment of ``functions/rotator`` (the upstream endpoints: its probe signs in at the local registries
+    in the local stack)."""
+
+
+@cache
+def rotator_settings() -> RotatorSettings:
+    return RotatorSettings.from_env()

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
     CompactionState,
@@ -20,8 +23,17 @@ from ecrcache.models.pull_stats import (
     PullEvent,
 )
 from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+from ecrcache.models.rotation import (
+    RotationKey,
+    RotationOutcome,
+    RotationRecord,
+    RotationStep,
+    SecretVersions,
+    StepStatus,
+)
 from ecrcache.models.secret_replica import ObservedSecret
 from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
 from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_pull import WarmPull
 from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
@@ -488,3 +500,65 @@ class WarmEcr(Protocol):
         ask for the download URL of every config and layer (never their bytes), and verify the result
         with ``DescribeImages``. Never raises for a per-image failure: :attr:`WarmPull.failure` says it."""
         ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Credentials: the upstream probe (the rotation function's testSecret, the coming health check)
+
+
+class UpstreamProbe(Protocol):
+    """Signs in at an upstream registry with a credential and asks for one image (or ``/v2/``)."""
+
+    def probe(self, target: ProbeTarget, login: UpstreamLogin | None) -> ProbeResult:
+        """What the upstream made of ``login`` (``None``: anonymous); never raises for what the upstream answers."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The rotation function: the secret's versions, the record of each rotation, ECR's rules using the secret
+
+
+class RotationSecrets(Protocol):
+    """A credential secret's versions and staging labels (the only port a secret value comes back through)."""
+
+    def describe(self, secret_id: str) -> SecretVersions: ...
+
+    def pending_value(self, secret_id: str, token: str) -> SecretStr | None:
+        """The value staged ``AWSPENDING`` as version ``token``; ``None`` while that version holds none."""
+        ...
+
+    def current_value(self, secret_id: str) -> SecretStr: ...
+
+    def stage_pending(self, secret_id: str, token: str, value: SecretStr) -> None: ...
+
+    def unstage_pending(self, secret_id: str, token: str) -> None: ...
+
+    def move_current(self, secret_id: str, *, to_version: str, from_version: str) -> None: ...
+
+
+class RotationStore(Protocol):
+    """The record of each rotation (:class:`~ecrcache.models.rotation.RotationRecord`)."""
+
+    def record_step(
+        self, key: RotationKey, step: RotationStep, status: StepStatus, *, at: datetime, message: str | None = None
+    ) -> None: ...
+
+    def record_promoted(self, key: RotationKey, *, at: datetime) -> None: ...
+
+    def record_outcome(
+        self, key: RotationKey, outcome: RotationOutcome, *, at: datetime, message: str, keep_recorded: bool = False
+    ) -> bool:
+        """``keep_recorded``: write only when no outcome is recorded yet; ``False`` when one was kept."""
+        ...
+
+    def get(self, credential: str, rotation_id: str) -> RotationRecord | None: ...
+
+
+class EcrRuleChecker(Protocol):
+    """ECR in one Region, as the rotation function uses it: list the rules, validate one. Nothing else."""
+
+    region: str
+
+    def rules(self) -> dict[str, ObservedRule]: ...
+
+    def validate_rule(self, prefix: str) -> tuple[bool, str | None]: ...

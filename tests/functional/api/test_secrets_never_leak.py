@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from tests.functional.api.aws_support import aws, scan, secret_stages, secret_value
 from tests.functional.api.client import ApiClient, ApiResponse
+from tests.leaks import printed_chain
 
 pytestmark = pytest.mark.functional
 
@@ -33,16 +34,6 @@ SECRET = "ecr-pullthroughcache/hub"
 BOB = "arn:aws:iam::123456789012:user/bob"
 HUB: dict[str, Any] = {"upstream_kind": "docker-hub", "username": "ci-bot"}
 STAGING_LABEL = "ECRCACHE_PENDING"
-
-
-def printed_chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and its causes as a traceback prints them (``__suppress_context__`` honoured)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 @dataclass

@@ -372,3 +372,74 @@ def test_a_bad_rate_limit_is_refused_naming_the_field(rate_limit: dict[str, Any]
     found = errors(base(rate_limit=rate_limit))
     assert field in found, found
     assert message in found[field].lower()
+
+
+# ---------------------------------------------------------------------------------------------- every_days, probe
+
+
+def test_every_days_as_the_issue_writes_it_is_a_manual_re_test_schedule() -> None:
+    # GIVEN rotation: {every_days: N} with nothing else (strategy defaults to manual)
+    spec = CredentialSpec.model_validate(base(rotation={"every_days": 30}))
+    # THEN it is kept, and maps onto Secrets Manager's rotation schedule
+    assert (spec.rotation.strategy, spec.rotation.every_days) == (RotationStrategy.MANUAL, 30)
+    assert spec.rotation.rotation_schedule() == "rate(30 days)"
+    assert CredentialSpec.model_validate(base(rotation={"every_days": 1})).rotation.rotation_schedule() == (
+        "rate(1 day)"
+    )
+
+
+def test_a_spec_without_every_days_or_probe_dumps_as_before() -> None:
+    # GIVEN a spec from before the fields existed WHEN read and dumped (what the table stores)
+    dumped = CredentialSpec.model_validate(base(rotation={"strategy": "manual"})).model_dump(mode="json")
+    # THEN neither new field appears: stored specs stay equal, so nothing is rewritten or reconciled
+    assert "probe" not in dumped
+    assert dumped["rotation"] == {"strategy": "manual", "schedule": None, "minting_secret_arn": None}
+    assert CredentialSpec.model_validate(base()).rotation.rotation_schedule() is None
+
+
+def test_every_days_replaces_the_schedule_of_dockerhub_pat() -> None:
+    rotation = {"strategy": "dockerhub-pat", "every_days": 30, "minting_secret_arn": MINTING_ARN}
+    assert CredentialSpec.model_validate(base(rotation=rotation)).rotation.rotation_schedule() == "rate(30 days)"
+
+
+@pytest.mark.parametrize(
+    ("rotation", "field", "message"),
+    [
+        ({"every_days": 0}, "rotation.every_days", "greater than or equal to 1"),
+        ({"every_days": 366}, "rotation.every_days", "less than or equal to 365"),
+        ({"every_days": "30"}, "rotation.every_days", "valid integer"),
+        ({"every_days": 30.5}, "rotation.every_days", "valid integer"),
+        (
+            {
+                "strategy": "dockerhub-pat",
+                "every_days": 7,
+                "schedule": "rate(7 days)",
+                "minting_secret_arn": MINTING_ARN,
+            },
+            "rotation.every_days",
+            "not both",
+        ),
+    ],
+)
+def test_a_bad_every_days_is_refused_naming_the_field(rotation: dict[str, Any], field: str, message: str) -> None:
+    found = errors(base(rotation=rotation))
+    assert message in found[field].lower(), found
+
+
+def test_a_credential_may_name_its_own_probe_image() -> None:
+    spec = CredentialSpec.model_validate(base(upstream_kind="azure-container-registry", probe="team/app:latest"))
+    assert spec.probe == "team/app:latest"
+    assert spec.model_dump(mode="json")["probe"] == "team/app:latest"
+    assert "probe" not in CredentialSpec.model_validate(base()).model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        ("team/app", "add a tag"),
+        ("ghcr.io/team/app:1", "looks like a registry host"),
+        ("Team/App:1", "lowercase"),
+    ],
+)
+def test_a_bad_probe_image_is_refused_naming_the_field(probe: str, message: str) -> None:
+    assert message in errors(base(probe=probe))["probe"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Final, Self
@@ -30,8 +31,15 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from ecrcache.models.common import Description, RotationSchedule, parse_resource_name, raise_field_errors
+from ecrcache.models.common import (
+    Description,
+    RotationSchedule,
+    normalise_rotation_schedule,
+    parse_resource_name,
+    raise_field_errors,
+)
 from ecrcache.models.upstream import CREDENTIAL_KINDS, UpstreamKind
+from ecrcache.models.warm_set import ImageRef
 
 SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
 REDACTED: Final = "**********"
@@ -52,6 +60,8 @@ USERNAME_MAX_LENGTH: Final = 256
 USERNAME_PATTERN: Final = r"^[\x21-\x39\x3b-\x7e]{1,256}$"
 _USERNAME_RE: Final = re.compile(USERNAME_PATTERN)
 TOKEN_MAX_LENGTH: Final = 8192
+ROTATION_EVERY_DAYS_MIN: Final = 1
+ROTATION_EVERY_DAYS_MAX: Final = 365
 
 
 def secret_name(name: str) -> str:
@@ -74,6 +84,27 @@ def check_credential_arn(arn: str) -> str:
     if not _CREDENTIAL_ARN_RE.match(arn):
         raise ValueError(f"must be the ARN of a Secrets Manager secret named {SECRET_NAME_PREFIX}<name>")
     return arn
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLogin:
+    """A secret's ``{"username", "accessToken"}`` as read back (by the rotation function only): the token stays
+    a ``SecretStr``, masked in ``repr`` and ``str``, until the adapter that signs in takes it out."""
+
+    username: str
+    token: SecretStr
+
+    @classmethod
+    def from_secret_string(cls, value: SecretStr) -> UpstreamLogin:
+        """Parse a ``SecretString``; a malformed one raises ``ValueError`` naming the shape, never the value."""
+        try:
+            data = json.loads(value.get_secret_value())
+            username, token = data["username"], data["accessToken"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError('the secret value is not {"username", "accessToken"} JSON') from None
+        if not isinstance(username, str) or not isinstance(token, str) or not username or not token:
+            raise ValueError('the secret value\'s "username" and "accessToken" must be non-empty strings')
+        return cls(username, SecretStr(token))
 
 
 def secret_string(username: str, token: SecretStr | str) -> str:
@@ -154,10 +185,12 @@ class RotationStrategy(StrEnum):
     * ``manual`` — an operator puts a new token (``PUT`` with ``token``); the controller tests it
       against the upstream before promoting it, and warns before ``expires_at``. Works for every
       upstream; the only option for GHCR (classic PATs cannot be minted by API), GitLab, ACR and
-      Chainguard.
-    * ``dockerhub-pat`` — on ``schedule`` the rotation Lambda mints a new Docker Hub personal access
-      token through the Docker Hub API, logging in with the separate minting secret (a pull-only
-      PAT cannot be assumed to create tokens), tests it, promotes it and revokes the old one.
+      Chainguard. With ``every_days``, the rotation function re-tests the current token against the
+      upstream and re-validates the rules using it on that schedule (nothing new can be minted).
+    * ``dockerhub-pat`` — on ``schedule`` (or ``every_days``) the rotation Lambda mints a new Docker Hub
+      personal access token through the Docker Hub API, logging in with the separate minting secret (a
+      pull-only PAT cannot be assumed to create tokens), tests it, promotes it and revokes the old one.
+      (Minting is not built yet: until it is, a scheduled rotation re-tests the current token.)
     """
 
     MANUAL = "manual"
@@ -173,6 +206,7 @@ class RotationSettings(BaseModel):
         json_schema_extra={
             "examples": [
                 {"strategy": "manual"},
+                {"every_days": 30},
                 {
                     "strategy": "dockerhub-pat",
                     "schedule": "rate(30 days)",
@@ -187,6 +221,18 @@ class RotationSettings(BaseModel):
         default=None,
         description="Secrets Manager rotation schedule; required for dockerhub-pat, not used by manual.",
     )
+    every_days: StrictInt | None = Field(
+        default=None,
+        ge=ROTATION_EVERY_DAYS_MIN,
+        le=ROTATION_EVERY_DAYS_MAX,
+        # Left out of the stored / exported spec while unset: specs stored before the field existed stay equal.
+        exclude_if=lambda value: value is None,
+        description=(
+            "Rotate every N days (1-365), as Secrets Manager's rate(N days). manual: the rotation function "
+            "re-tests the current token against the upstream and re-validates the rules using it. "
+            "dockerhub-pat: instead of schedule."
+        ),
+    )
     minting_secret_arn: Annotated[str, Field(pattern=SECRET_ARN_PATTERN, max_length=2048)] | None = Field(
         default=None,
         description=(
@@ -197,31 +243,47 @@ class RotationSettings(BaseModel):
 
     @model_validator(mode="after")
     def _fields_for_strategy(self) -> Self:
-        errors: list[tuple[tuple[str | int, ...], str, object]] = []
-        if self.strategy is RotationStrategy.MANUAL:
-            if self.schedule is not None:
-                errors.append((("schedule",), "manual rotation has no schedule (an operator puts the token)", None))
-            if self.minting_secret_arn is not None:
-                errors.append((("minting_secret_arn",), "minting_secret_arn is only used by dockerhub-pat", None))
-        else:
-            if self.schedule is None:
-                errors.append((("schedule",), "dockerhub-pat rotation needs a schedule, e.g. rate(30 days)", None))
-            if self.minting_secret_arn is None:
-                errors.append(
-                    (("minting_secret_arn",), "dockerhub-pat rotation needs the ARN of a minting secret", None)
-                )
-            elif f":secret:{SECRET_NAME_PREFIX}" in self.minting_secret_arn:
-                errors.append(
-                    (
-                        ("minting_secret_arn",),
-                        f"the minting secret must not be under {SECRET_NAME_PREFIX}: ECR's service-linked role "
-                        "can read every secret there",
-                        self.minting_secret_arn,
-                    )
-                )
+        errors = self._manual_errors() if self.strategy is RotationStrategy.MANUAL else self._minting_errors()
         if errors:
             raise_field_errors("RotationSettings", errors)
         return self
+
+    def _manual_errors(self) -> list[tuple[tuple[str | int, ...], str, object]]:
+        errors: list[tuple[tuple[str | int, ...], str, object]] = []
+        if self.schedule is not None:
+            message = "manual rotation has no schedule (an operator puts the token); every_days re-tests it"
+            errors.append((("schedule",), message, None))
+        if self.minting_secret_arn is not None:
+            errors.append((("minting_secret_arn",), "minting_secret_arn is only used by dockerhub-pat", None))
+        return errors
+
+    def _minting_errors(self) -> list[tuple[tuple[str | int, ...], str, object]]:
+        errors: list[tuple[tuple[str | int, ...], str, object]] = []
+        if self.schedule is None and self.every_days is None:
+            message = "dockerhub-pat rotation needs a schedule, e.g. rate(30 days), or every_days"
+            errors.append((("schedule",), message, None))
+        if self.schedule is not None and self.every_days is not None:
+            errors.append((("every_days",), "give schedule or every_days, not both", self.every_days))
+        if self.minting_secret_arn is None:
+            errors.append((("minting_secret_arn",), "dockerhub-pat rotation needs the ARN of a minting secret", None))
+        elif f":secret:{SECRET_NAME_PREFIX}" in self.minting_secret_arn:
+            errors.append(
+                (
+                    ("minting_secret_arn",),
+                    f"the minting secret must not be under {SECRET_NAME_PREFIX}: ECR's service-linked role "
+                    "can read every secret there",
+                    self.minting_secret_arn,
+                )
+            )
+        return errors
+
+    def rotation_schedule(self) -> str | None:
+        """Secrets Manager's ``RotationRules.ScheduleExpression`` for these settings (``None``: not rotated on a
+        schedule): ``every_days`` as ``rate(N days)``, else ``schedule``."""
+        if self.every_days is not None:
+            unit = "day" if self.every_days == 1 else "days"
+            return normalise_rotation_schedule(f"rate({self.every_days} {unit})")
+        return self.schedule
 
 
 RATE_LIMIT_MAX_REQUESTS: Final = 1_000_000
@@ -291,6 +353,17 @@ class CredentialSpec(BaseModel):
             "The upstream's pull rate limit for this account, which warming spends from (omit: the upstream "
             "kind's published default, e.g. Docker Hub 200 per 6 hours)."
         ),
+    )
+
+    probe: ImageRef | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description=(
+            "The image (repository:tag at the upstream) the rotation function asks for to test a new token; "
+            "omit: the upstream kind's default (Azure: /v2/ only). Name one the token can pull, e.g. a private "
+            "repository of the user's own registry."
+        ),
+        examples=["team/app:latest"],
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,349 @@
+"""The rotation function's four Secrets Manager steps for an upstream credential, lock-out-proof.
+
+Secrets Manager calls the function once per step, in order, and retries a failed rotation several times
+(Secrets Manager user guide, "Rotation by Lambda function"); every step is idempotent and first passes the
+guard of AWS's rotation template (:func:`ecrcache.models.rotation.guard`: rotation enabled, the token a
+version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must be ``AWSPENDING``).
+
+* ``createSecret`` -- upstream registries issue tokens themselves, so there is nothing to create here. An
+  operator's new token is staged by whoever starts the rotation (``PutSecretValue`` of the version with
+  ``VersionStages=["AWSPENDING"]`` and the ``ClientRequestToken``, then ``RotateSecret``): then there is
+  nothing to do. A scheduled rotation (``rotation: {every_days: N}``) has no new token: the current value
+  is staged again as ``AWSPENDING``, so the following steps re-test it against the upstream and re-validate
+  the rules in ECR on that schedule. (Minting Docker Hub PATs, ``dockerhub-pat``, is not built yet.)
+* ``setSecret`` -- nothing to set: the upstream made the token.
+* ``testSecret`` -- the pending value is tried against the upstream directly (ECR reads only ``AWSCURRENT``):
+  the registry token dance and a manifest ``HEAD`` of the credential's probe image
+  (:mod:`ecrcache.adapters.upstream_auth`), at the upstream the credential's desired spec names (for Azure,
+  every registry a desired rule naming the credential points at).
+* ``finishSecret`` -- ``AWSCURRENT`` moves to the new version (``AWSPREVIOUS`` to the old one, by Secrets
+  Manager), ``AWSPENDING`` comes off it, then ``ValidatePullThroughCacheRule`` runs for every ECR rule using
+  the secret in every Region the secret is in (its own and its replicas'). One not valid, or not
+  validated: ``AWSCURRENT`` moves back to the previous version and the step fails naming the rule, its Region
+  and ECR's failure text.
+
+What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
+itself) nothing changed -- the previous token stays current and ``AWSPENDING`` is taken off the version (a
+pending version left behind blocks the next ``RotateSecret``; the retries Secrets Manager makes then stop at
+the guard). After promotion, a rule not validating rolls back to the previous token; if even the roll-back
+fails, the new token (which passed ``testSecret``) stays current and the message says so. A guard refusal
+changes nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
+at most) is not disturbed by the first one's retries.
+
+Each step is recorded (:class:`ecrcache.ports.RotationStore`): started, succeeded or failed, with its
+message, and the outcome. The records are for people: a write that fails is logged, never allowed to change
+what happens to the secret. No token is ever in a record, a log line, a message or an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from ecrcache.errors import EcrcacheError, TerminalError
+from ecrcache.models.credential import CredentialSpec, UpstreamLogin, credential_name_from_arn
+from ecrcache.models.records import ResourceKind
+from ecrcache.models.rotation import (
+    AWSCURRENT,
+    AWSPENDING,
+    AWSPREVIOUS,
+    GuardRefused,
+    RotationEvent,
+    RotationKey,
+    RotationOutcome,
+    RotationStep,
+    SecretVersions,
+    StepStatus,
+    guard,
+)
+from ecrcache.models.upstream import default_url
+from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget, probe_target
+from ecrcache.observability import logger, metrics
+from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
+
+__all__ = ["RotationFailed", "RotationService"]
+
+NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
+ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
+
+
+class RotationFailed(TerminalError):
+    """A step failed: raised to Secrets Manager, which records the rotation as failed (and retries it)."""
+
+
+class _StepFailed(Exception):
+    """A step ends in ``outcome``; ``pending``: ``AWSPENDING`` is still on the version (take it off)."""
+
+    def __init__(self, message: str, outcome: RotationOutcome, *, pending: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.outcome = outcome
+        self.pending = pending
+
+
+class RotationService:
+    """One Secrets Manager rotation step of an ``ecr-pullthroughcache/<name>`` credential secret."""
+
+    def __init__(
+        self,
+        *,
+        secrets: RotationSecrets,
+        probe: UpstreamProbe,
+        desired: StateStore,
+        records: RotationStore,
+        ecr: Callable[[str], EcrRuleChecker],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.secrets = secrets
+        self.probe = probe
+        self.desired = desired
+        self.records = records
+        self.ecr = ecr
+        self.clock = clock
+
+    def handle(self, event: RotationEvent) -> str:
+        """Run ``event``'s step; what it did (also recorded). Raises :class:`RotationFailed` when it failed."""
+        versions = self.secrets.describe(event.secret_id)
+        if versions.credential is None:
+            raise RotationFailed(
+                f"secret {versions.name} is not an upstream credential (ecr-pullthroughcache/<name>): not rotated"
+            )
+        key = RotationKey(versions.credential, event.client_request_token, versions.arn)
+        step = event.step
+        try:
+            current = guard(versions, key.rotation_id)
+        except GuardRefused as refused:
+            self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
+            raise RotationFailed(f"{step}: {refused}; nothing was changed") from None
+        self._note(lambda: self.records.record_step(key, step, StepStatus.STARTED, at=self.clock()))
+        try:
+            message, outcome = self._run(step, key, versions, current=current)
+        except _StepFailed as failed:
+            raise self._failed(key, step, failed) from None
+        except EcrcacheError as exc:  # an AWS call of a step before promotion: nothing changed
+            raise self._failed(
+                key, step, _StepFailed(exc.message, RotationOutcome.FAILED, pending=not current)
+            ) from None
+        self._note(lambda: self.records.record_step(key, step, StepStatus.SUCCEEDED, at=self.clock(), message=message))
+        if outcome is not None:
+            self._end(key, None, outcome, message)
+        logger.info(
+            "rotation step done", extra={"credential": key.credential, "rotation": key.rotation_id, "step": step}
+        )
+        return message
+
+    def _run(
+        self, step: RotationStep, key: RotationKey, versions: SecretVersions, *, current: bool
+    ) -> tuple[str, RotationOutcome | None]:
+        if step is RotationStep.FINISH:
+            return self._finish(key, versions, current=current)
+        if current:
+            return ALREADY_CURRENT, None
+        if step is RotationStep.CREATE:
+            return self._create(key), None
+        if step is RotationStep.SET:
+            return NOTHING_TO_SET, None
+        return self._test(key), None
+
+    # -- createSecret --------------------------------------------------------------------------
+
+    def _create(self, key: RotationKey) -> str:
+        if self.secrets.pending_value(key.secret_arn, key.rotation_id) is not None:
+            return "a new value is staged as AWSPENDING for this rotation: nothing to create"
+        self.secrets.stage_pending(key.secret_arn, key.rotation_id, self.secrets.current_value(key.secret_arn))
+        return (
+            "no new token was staged (a scheduled rotation): the current token is staged again as AWSPENDING, "
+            "to be re-tested against the upstream and re-validated in ECR"
+        )
+
+    # -- testSecret ----------------------------------------------------------------------------
+
+    def _test(self, key: RotationKey) -> str:
+        value = self.secrets.pending_value(key.secret_arn, key.rotation_id)
+        if value is None:
+            raise _StepFailed("no value is staged as AWSPENDING for this rotation", RotationOutcome.REFUSED)
+        try:
+            login = UpstreamLogin.from_secret_string(value)
+        except ValueError as exc:
+            raise _StepFailed(f"the new value is refused: {exc}", RotationOutcome.REFUSED) from None
+        results = [self.probe.probe(target, login) for target in self._targets(key.credential)]
+        refused = [result for result in results if not result.ok]
+        if refused:
+            listed = "; ".join(_refusal(result) for result in refused)
+            raise _StepFailed(f"the upstream did not accept the new token: {listed}", RotationOutcome.REFUSED)
+        return "; ".join(result.message for result in results)
+
+    def _targets(self, credential: str) -> list[ProbeTarget]:
+        """Where the credential's token is tried: its kind's upstream, or (Azure) every registry a desired rule
+        naming it points at; with the credential's own probe image if it names one."""
+        stored = self.desired.get(ResourceKind.CREDENTIAL, credential)
+        if stored is None:
+            raise _StepFailed(
+                f"credential {credential!r} is not in ecrcache's desired state: its upstream is unknown",
+                RotationOutcome.REFUSED,
+            )
+        spec = CredentialSpec.model_validate(stored.spec)
+        fixed = default_url(spec.upstream_kind)
+        urls = [fixed] if fixed is not None else self._rule_urls(credential)
+        if not urls:
+            raise _StepFailed(
+                f"no desired rule names credential {credential!r}, and {spec.upstream_kind.value} has no fixed "
+                "upstream URL: there is no registry to test the token at",
+                RotationOutcome.REFUSED,
+            )
+        return [probe_target(spec.upstream_kind, url, spec.probe) for url in urls]
+
+    def _rule_urls(self, credential: str) -> list[str]:
+        rules = self.desired.snapshot().rules.values()
+        return sorted(
+            {
+                str(r.spec["upstream_url"])
+                for r in rules
+                if r.spec.get("credential") == credential and r.spec.get("upstream_url")
+            }
+        )
+
+    # -- finishSecret --------------------------------------------------------------------------
+
+    def _finish(
+        self, key: RotationKey, versions: SecretVersions, *, current: bool
+    ) -> tuple[str, RotationOutcome | None]:
+        if current:
+            record = self.records.get(key.credential, key.rotation_id)
+            if record is None or record.promoted_at is None or record.outcome is RotationOutcome.PROMOTED:
+                return ALREADY_CURRENT, None
+            previous = versions.labelled(AWSPREVIOUS)  # promoted by an attempt that ended before validating
+        else:
+            previous = versions.labelled(AWSCURRENT)
+            self._promote(key, previous)
+        failures, validated = self._validate(key, versions)
+        if failures:
+            raise self._roll_back(key, previous, failures)
+        checked = ", ".join(validated) if validated else "no pull-through cache rule uses the secret"
+        return f"AWSCURRENT is the new version; validated in ECR: {checked}", RotationOutcome.PROMOTED
+
+    def _promote(self, key: RotationKey, previous: str | None) -> None:
+        if previous is None:
+            raise _StepFailed("the secret has no AWSCURRENT version to rotate from", RotationOutcome.FAILED)
+        try:
+            self.secrets.move_current(key.secret_arn, to_version=key.rotation_id, from_version=previous)
+        except EcrcacheError as exc:
+            raise _StepFailed(
+                f"AWSCURRENT could not be moved to the new version ({exc.message}); the previous token stays current",
+                RotationOutcome.FAILED,
+            ) from None
+        self._note(lambda: self.records.record_promoted(key, at=self.clock()))
+        self._clear_pending(key)
+
+    def _validate(self, key: RotationKey, versions: SecretVersions) -> tuple[list[str], list[str]]:
+        """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in:
+        (failures, validated), each named ``<prefix> (<region>)``."""
+        failures: list[str] = []
+        validated: list[str] = []
+        for region in versions.regions:
+            checker = self.ecr(region)
+            try:
+                rules = checker.rules()
+            except EcrcacheError as exc:
+                failures.append(f"the rules in {region} could not be read ({exc.message})")
+                continue
+            for prefix, rule in sorted(rules.items()):
+                if credential_name_from_arn(rule.credential_arn or "") != key.credential:
+                    continue
+                try:
+                    valid, failure = checker.validate_rule(prefix)
+                except EcrcacheError as exc:
+                    valid, failure = False, f"ValidatePullThroughCacheRule failed ({exc.message})"
+                if valid:
+                    validated.append(f"{prefix} ({region})")
+                else:
+                    failures.append(f"{prefix} ({region}): {failure}")
+        return failures, validated
+
+    def _roll_back(self, key: RotationKey, previous: str | None, failures: list[str]) -> _StepFailed:
+        listed = "; ".join(failures)
+        if previous is None:
+            return _StepFailed(
+                f"ECR did not validate {listed}; there is no previous version to roll back to",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        try:
+            self.secrets.move_current(key.secret_arn, to_version=previous, from_version=key.rotation_id)
+        except EcrcacheError as exc:
+            return _StepFailed(
+                f"ECR did not validate {listed}; rolling back failed ({exc.message}): the new token (which the "
+                "upstream accepted at testSecret) is still AWSCURRENT",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        self._clear_pending(key)
+        return _StepFailed(
+            f"rolled back: AWSCURRENT is the previous version again; ECR did not validate {listed}",
+            RotationOutcome.ROLLED_BACK,
+            pending=False,
+        )
+
+    # -- failures and records --------------------------------------------------------------------
+
+    def _clear_pending(self, key: RotationKey) -> None:
+        """Take ``AWSPENDING`` off the version if it is still there (after a promotion or a roll-back)."""
+        try:
+            if AWSPENDING in self.secrets.describe(key.secret_arn).stages.get(key.rotation_id, frozenset()):
+                self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
+        except EcrcacheError as exc:
+            logger.warning(
+                "AWSPENDING could not be taken off a rotated version",
+                extra={"credential": key.credential, "rotation": key.rotation_id, "error": exc.message},
+            )
+
+    def _failed(self, key: RotationKey, step: RotationStep, failed: _StepFailed) -> RotationFailed:
+        message = failed.message
+        if failed.pending:
+            try:
+                self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
+                message += "; AWSPENDING was taken off the new version, the previous token stays current"
+            except EcrcacheError as exc:
+                message += (
+                    f"; AWSPENDING could not be taken off version {key.rotation_id} ({exc.message}): the next "
+                    "rotation is refused until it is (aws secretsmanager update-secret-version-stage "
+                    "--version-stage AWSPENDING --remove-from-version-id <version>)"
+                )
+        self._end(key, step, failed.outcome, message)
+        return RotationFailed(f"{step}: {message}")
+
+    def _end(
+        self,
+        key: RotationKey,
+        step: RotationStep | None,
+        outcome: RotationOutcome,
+        message: str,
+        *,
+        keep_recorded: bool = False,
+    ) -> None:
+        """Record a failed step (``step``) and the rotation's outcome; log and count it."""
+        at = self.clock()
+        if step is not None:
+            self._note(lambda: self.records.record_step(key, step, StepStatus.FAILED, at=at, message=message))
+        self._note(
+            lambda: self.records.record_outcome(key, outcome, at=at, message=message, keep_recorded=keep_recorded)
+        )
+        metrics.add_metric(name=f"Rotation{outcome.value.title().replace('_', '')}", unit="Count", value=1)
+        log = logger.info if outcome is RotationOutcome.PROMOTED else logger.warning
+        log(
+            "rotation ended",
+            extra={"credential": key.credential, "rotation": key.rotation_id, "outcome": outcome, "reason": message},
+        )
+
+    @staticmethod
+    def _note(write: Callable[[], object]) -> None:
+        """A record write: its failure is logged, never allowed to change what happens to the secret."""
+        try:
+            write()
+        except EcrcacheError as exc:
+            logger.error("a rotation record could not be written", extra={"error": exc.message})
+
+
+def _refusal(result: ProbeResult) -> str:
+    retry = f" (retry after {result.retry_at.isoformat()})" if result.retry_at is not None else ""
+    return f"{result.target} {result.status.value}: {result.message}{retry}"

@@ -1,0 +1,207 @@
+"""Every step failing in turn -- AWS throttling or refusing a call, the upstream not answering -- leaves a working
+token ``AWSCURRENT`` and no ``AWSPENDING`` behind, and says so in the step's failure and the rotation's record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ecrcache.errors import RetryableError
+from ecrcache.models.rotation import RotationOutcome, RotationStep, StepStatus
+from ecrcache.models.upstream_probe import ProbeStatus
+from ecrcache.services.rotation import RotationFailed
+from tests.functional.rotation.support import NEW_TOKEN, OLD_TOKEN, STEPS, RotationWorld, failing, value_of
+
+pytestmark = pytest.mark.functional
+
+THROTTLED = ("ThrottlingException", 400)
+DENIED = ("AccessDeniedException", 400)
+
+
+def move_of(label: str, *, to: str | None = None) -> Any:
+    """Matches ``UpdateSecretVersionStage`` calls moving ``label`` (to version ``to``, when given)."""
+    return lambda kw: kw.get("VersionStage") == label and (to is None or kw.get("MoveToVersionId") == to)
+
+
+def assert_untouched(world: RotationWorld, old: str | None) -> None:
+    """The previous token is current, and no version carries AWSPENDING."""
+    assert world.current_token() == OLD_TOKEN
+    assert world.labelled("AWSCURRENT") == old
+    assert world.labelled("AWSPENDING") is None
+
+
+@pytest.mark.parametrize(("code", "status"), [THROTTLED, DENIED])
+def test_create_secret_failing_to_stage_the_current_token_leaves_it_current(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+) -> None:
+    # GIVEN a scheduled rotation, and PutSecretValue failing
+    old = world.labelled("AWSCURRENT")
+    token = world.begin()
+    monkeypatch.setattr(world.sm, "put_secret_value", failing(world.sm.put_secret_value, lambda _: True, code, status))
+    # WHEN createSecret runs THEN it fails naming the call, and takes AWSPENDING off the new version
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.CREATE, token)
+    assert f"Secrets Manager PutSecretValue (AWSPENDING) failed with {code}" in failed.value.message
+    assert "AWSPENDING was taken off the new version, the previous token stays current" in failed.value.message
+    assert_untouched(world, old)
+    record = world.record(token)
+    assert (record.outcome, record.steps[RotationStep.CREATE].status) == (RotationOutcome.FAILED, StepStatus.FAILED)
+
+
+def test_test_secret_failing_to_read_the_pending_value_leaves_the_current_token(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    world.step(RotationStep.CREATE, token)
+    world.step(RotationStep.SET, token)
+    reading_pending = lambda kw: kw.get("VersionStage") == "AWSPENDING"  # noqa: E731
+    monkeypatch.setattr(world.sm, "get_secret_value", failing(world.sm.get_secret_value, reading_pending, *DENIED))
+    with pytest.raises(RotationFailed, match="GetSecretValue \\(AWSPENDING\\) failed with AccessDeniedException"):
+        world.step(RotationStep.TEST, token)
+    assert_untouched(world, old)
+    assert world.record(token).outcome is RotationOutcome.FAILED
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "retry_at"),
+    [
+        (ProbeStatus.RATE_LIMIT, "429 Too Many Requests for the probe image", datetime(2026, 12, 1, 6, tzinfo=UTC)),
+        (ProbeStatus.UPSTREAM_DOWN, "503 from the upstream for /v2/", None),
+        (ProbeStatus.NOT_FOUND, "404: the probe image is not at the upstream; this is the probe's problem", None),
+    ],
+)
+def test_an_upstream_that_cannot_say_yes_refuses_the_rotation(
+    world: RotationWorld, status: ProbeStatus, message: str, retry_at: datetime | None
+) -> None:
+    # GIVEN the upstream throttles, is down, or lacks the probe image WHEN testSecret runs THEN refused with why
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    world.upstream.answer = (status, message, retry_at)
+    for step in STEPS[:2]:
+        world.step(step, token)
+    with pytest.raises(RotationFailed) as refused:
+        world.step(RotationStep.TEST, token)
+    assert f"{status.value}: {message}" in refused.value.message
+    if retry_at is not None:
+        assert f"(retry after {retry_at.isoformat()})" in refused.value.message
+    assert_untouched(world, old)
+    assert world.record(token).outcome is RotationOutcome.REFUSED
+
+
+@pytest.mark.parametrize(("code", "status"), [THROTTLED, DENIED])
+def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+) -> None:
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    update = world.sm.update_secret_version_stage
+    monkeypatch.setattr(world.sm, "update_secret_version_stage", failing(update, move_of("AWSCURRENT"), code, status))
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.FINISH, token)
+    assert "AWSCURRENT could not be moved to the new version" in failed.value.message
+    assert_untouched(world, old)
+    assert world.validation.checked == []
+    assert world.record(token).outcome is RotationOutcome.FAILED
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "words"),
+    [
+        ("validate_pull_through_cache_rule", "ThrottlingException", "ValidatePullThroughCacheRule failed"),
+        ("validate_pull_through_cache_rule", "AccessDeniedException", "ValidatePullThroughCacheRule failed"),
+        ("get_paginator", "ThrottlingException", f"the rules in {'us-east-1'} could not be read"),
+    ],
+)
+def test_ecr_failing_to_validate_after_promotion_rolls_back(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, operation: str, code: str, words: str
+) -> None:
+    # GIVEN ECR throttles or refuses the validation (or the listing of rules) after promotion
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    client = world.service.ecr(world.region).client  # type: ignore[attr-defined]
+    monkeypatch.setattr(client, operation, failing(getattr(client, operation), lambda _: True, code, 400))
+    # WHEN finishSecret runs THEN the previous token is current again: nothing proved the new one works in ECR
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.FINISH, token)
+    assert "rolled back" in failed.value.message
+    assert words in failed.value.message
+    assert_untouched(world, old)
+    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK
+
+
+def test_a_roll_back_that_fails_is_said_and_resumed_by_the_next_attempt(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a rule that does not validate with the new token, and the move back failing once
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    world.validation.accepted = {OLD_TOKEN}
+    for step in STEPS[:3]:
+        world.step(step, token)
+    update = world.sm.update_secret_version_stage
+    move_back = move_of("AWSCURRENT", to=old)
+    monkeypatch.setattr(world.sm, "update_secret_version_stage", failing(update, move_back, *THROTTLED))
+
+    # WHEN finishSecret runs THEN it fails saying the new token (accepted upstream at testSecret) is still current
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.FINISH, token)
+    assert "rolling back failed" in failed.value.message
+    assert "the new token (which the upstream accepted at testSecret) is still AWSCURRENT" in failed.value.message
+    assert world.current_token() == NEW_TOKEN
+    assert world.labelled("AWSPENDING") is None
+    assert world.record(token).outcome is RotationOutcome.FAILED
+
+    # WHEN Secrets Manager retries finishSecret (Secrets Manager answers again) THEN it validates again and rolls back
+    monkeypatch.setattr(world.sm, "update_secret_version_stage", update)
+    with pytest.raises(RotationFailed, match="rolled back"):
+        world.step(RotationStep.FINISH, token)
+    assert_untouched(world, old)
+    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK
+
+
+def test_awspending_that_cannot_be_taken_off_is_said_with_the_fix(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = world.begin(value_of(NEW_TOKEN))
+    world.upstream.accepted = {OLD_TOKEN}
+    for step in STEPS[:2]:
+        world.step(step, token)
+    update = world.sm.update_secret_version_stage
+    monkeypatch.setattr(world.sm, "update_secret_version_stage", failing(update, move_of("AWSPENDING"), *DENIED))
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.TEST, token)
+    assert f"AWSPENDING could not be taken off version {token}" in failed.value.message
+    assert "update-secret-version-stage --version-stage AWSPENDING" in failed.value.message
+    assert world.current_token() == OLD_TOKEN
+
+
+def test_secrets_manager_failing_before_any_step_changes_nothing_and_is_retried(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = world.begin(value_of(NEW_TOKEN))
+    before = world.stages()
+    monkeypatch.setattr(world.sm, "describe_secret", failing(world.sm.describe_secret, lambda _: True, *THROTTLED))
+    with pytest.raises(RetryableError, match="DescribeSecret failed with ThrottlingException"):
+        world.step(RotationStep.CREATE, token)
+    monkeypatch.undo()
+    assert world.stages() == before
+
+
+def test_a_state_table_that_cannot_record_never_changes_the_rotation(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the state table throttling every record write
+    token = world.begin(value_of(NEW_TOKEN))
+    client = world.records.client
+    monkeypatch.setattr(client, "update_item", failing(client.update_item, lambda _: True, *THROTTLED))
+    # WHEN the rotation runs THEN it is promoted all the same, and each lost record is logged
+    world.rotate(token)
+    assert world.current_token() == NEW_TOKEN
+    assert "a rotation record could not be written" in caplog.text
