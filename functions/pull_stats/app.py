@@ -38,4 +38,4 @@ service = PullStatsService(
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     batch = parse(event=event, model=SqsModel)  # not an SQS batch at all: the invocation fails
-    return service.record(batch.Records).response()
+    return service.record(batch.Records, lambda: context.get_remaining_time_in_millis() / 1000).response()

@@ -47,7 +47,10 @@ class MemoryPullStatsStore:
     def pending(self, *, consistent: bool = True) -> list[tuple[str, PullDelta]]:
         return sorted(self.deltas_pending.items())
 
-    def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
+    def pending_keys(self, limit: int) -> list[str]:
+        return sorted(self.deltas_pending)[:limit]
+
+    def deltas(self, sort_keys: Collection[str], *, skip_unreadable: bool = False) -> dict[str, PullDelta]:
         return {sk: self.deltas_pending[sk] for sk in sort_keys if sk in self.deltas_pending}
 
     def seen(
@@ -111,6 +114,13 @@ class MemoryPullCompactionStore:
         until = int((now + lease).timestamp())
         kept = (self.lease.deltas, self.lease.backlog) if resume else (tuple(deltas), backlog)
         self.lease = replace(self.lease, owner=owner, until=until, run=run, deltas=kept[0], backlog=kept[1])
+        self.write_items += 1
+        return True
+
+    def release(self, owner: str) -> bool:
+        if self.lease.owner != owner or self.lease.run is None:
+            return False
+        self.lease = replace(self.lease, until=0)
         self.write_items += 1
         return True
 

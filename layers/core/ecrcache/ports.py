@@ -403,8 +403,13 @@ class PullStatsStore(Protocol):
         """Every pending delta with its sort key, oldest first."""
         ...
 
-    def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
-        """The deltas of ``sort_keys`` that are still pending."""
+    def pending_keys(self, limit: int) -> list[str]:
+        """The sort keys of the oldest ``limit`` pending deltas."""
+        ...
+
+    def deltas(self, sort_keys: Collection[str], *, skip_unreadable: bool = False) -> dict[str, PullDelta]:
+        """The deltas of ``sort_keys`` that are still pending (one this version cannot read: left out with
+        ``skip_unreadable``, else an error)."""
         ...
 
     def seen(
@@ -447,6 +452,10 @@ class PullCompactionStore(Protocol):
         generation: int = 0,
     ) -> bool:
         """Take the lease for a new run of ``deltas``, or (``resume``) for the run under way; ``False``: not now."""
+        ...
+
+    def release(self, owner: str) -> bool:
+        """Free the lease, the run still under way (the next batch resumes it at once)."""
         ...
 
     def finish(self, owner: str, now: datetime, *, backlog: bool = False) -> bool:

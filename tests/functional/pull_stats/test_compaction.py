@@ -782,11 +782,11 @@ def test_a_resumed_run_rewrites_its_own_seen_items_instead_of_counting_its_event
     assert stack.counters()[("PULLS#2026-11-29", f"{REGION}#{NODE}:18-alpine")].pulls == SEEN_CHUNK + 1
 
 
-def test_seen_items_expire_three_days_after_their_minute(stack: Stack) -> None:
+def test_seen_items_expire_fifteen_days_after_their_minute_longer_than_the_dlq_keeps_a_message(stack: Stack) -> None:
     stack.add([E1])
     stack.compaction().run_if_due(T0)
     (item,) = partition(stack.client, stack.table, "PULLSEEN#2026-11-29T12:31")
-    assert int(item["expires_at"]["N"]) == int((AT.replace(second=0) + timedelta(days=3)).timestamp())
+    assert int(item["expires_at"]["N"]) == int((AT.replace(second=0) + timedelta(days=15)).timestamp())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -129,11 +129,11 @@ def test_a_compaction_writes_the_contract_items(
         "run": {"S": run},
         "expires_at": {"N": expires},
     }
-    # AND each minute's ids are the run's seen item, kept 3 days; the delta is gone; the lease is free
+    # AND each minute's ids are the run's seen item, kept 15 days; the delta is gone; the lease is free
     seen = item(client, state_table, "PULLSEEN#2026-11-29T12:31", f"{run}#0")
     assert seen is not None
     assert set(seen["ids"]["SS"]) == {hash16(e) for e in ("e1", "e3", "e4", "e5")}
-    assert seen["expires_at"] == {"N": str(int(AT.replace(second=0).timestamp()) + 3 * 86400)}
+    assert seen["expires_at"] == {"N": str(int(AT.replace(second=0).timestamp()) + 15 * 86400)}
     assert store.seen(["2026-11-29T12:33", "2026-11-29T12:34"]) == {"2026-11-29T12:33": {hash16("e2")}}
     assert store.seen(["2026-11-29T12:33"], except_run=run) == {}
     assert store.pending() == []
@@ -214,3 +214,22 @@ def test_a_run_that_leaves_a_backlog_does_not_mark_the_table_compacted(
     assert second is not None and second.deltas == 1
     assert compactions.state().compacted_at == NOW + timedelta(seconds=6)
     assert [c.pulls for c in store.counters([DAY], [""])] == [3]
+
+
+def test_a_run_out_of_time_frees_the_lease_and_keeps_the_run_and_only_its_owner_can(
+    store: DynamoDbPullStatsStore, compactions: DynamoDbPullCompactionStore, client: Any, state_table: str
+) -> None:
+    # GIVEN a run under way
+    store.add([counted(pull_body("e1")), counted(pull_body("e2", tag="20"))], NOW)
+    outcome = PullCompaction(store, compactions, new_id=lambda: "owner1").run_if_due(NOW, iter([60.0, 1.0]).__next__)
+    # THEN it paused before its second counter: the lease is free, the run and its deltas stay
+    assert outcome is not None and outcome.paused
+    lease = item(client, state_table, "PULLCOMPACT", "LEASE")
+    assert lease is not None and lease["until"] == {"N": "0"} and lease["run"] == {"S": outcome.run}
+    assert [sk for sk, _ in store.pending()] == [v["S"] for v in lease["deltas"]["L"]]
+    # AND another owner cannot free it; with no run under way nobody can
+    assert not compactions.release("someone-else")
+    done = PullCompaction(store, compactions, new_id=lambda: "owner2").run_if_due(NOW + timedelta(seconds=1))
+    assert done is not None and done.finished and done.run == outcome.run
+    assert not compactions.release("owner2")
+    assert sorted(c.pulls for c in store.counters([DAY], [""])) == [1, 1]

@@ -261,3 +261,24 @@ def test_a_backlog_larger_than_one_run_is_folded_by_the_next_batches_at_once(
     assert compactions.state().compacted_at == AT + timedelta(seconds=1)
     assert compaction.run_if_due(AT + timedelta(seconds=2)) is None
     assert sum(c.pulls for c in store.stored.values()) == 3
+
+
+def test_a_run_that_runs_out_of_time_pauses_and_the_next_batch_resumes_it_at_once(
+    store: MemoryPullStatsStore, compactions: MemoryPullCompactionStore, clock: Clock
+) -> None:
+    # GIVEN three pending pulls of three tags, and an invocation with time for one counter write
+    service = PullStatsService(store, stack_region=REGION, compaction=None, clock=clock)
+    service.record(records(*(pull_body(f"p{i}", tag=f"t{i}") for i in range(3))))
+    compaction = PullCompaction(store, compactions)
+    left = iter([60.0, 5.0])
+    # WHEN it compacts
+    paused = compaction.run_if_due(AT, lambda: next(left))
+    # THEN it wrote one counter, freed the lease and left the run under way
+    assert paused is not None and paused.paused and not paused.finished
+    assert len(store.stored) == 1
+    assert compactions.state().run == paused.run and not compactions.state().held(AT)
+    # AND the next invocation, a second later, resumes the same run and finishes it: each pull once
+    resumed = compaction.run_if_due(AT + timedelta(seconds=1), lambda: 60.0)
+    assert resumed is not None and resumed.resumed and resumed.finished and resumed.run == paused.run
+    assert sorted(c.pulls for c in store.stored.values()) == [1, 1, 1]
+    assert store.pending() == []

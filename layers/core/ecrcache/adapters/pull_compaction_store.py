@@ -140,6 +140,12 @@ class DynamoDbPullCompactionStore:
             values[":at"] = s(iso(now))
         return self._update(update, "#owner = :owner", values, what="finish")
 
+    def release(self, owner: str) -> bool:
+        """Free the lease and leave the run under way (an invocation running out of time): the next batch
+        resumes it without waiting for the lease to run out. ``False``: the lease was lost."""
+        values: Item = {":owner": s(owner), ":zero": n(0)}
+        return self._update("SET #until = :zero", "#owner = :owner AND attribute_exists(#run)", values, what="release")
+
     def _update(self, update: str, condition: str, values: Item, *, what: str) -> bool:
         self.write_requests += 1
         try:

@@ -104,16 +104,37 @@ class DynamoDbPullStatsStore:
                 found.append((item["sk"]["S"], delta))
         return found
 
-    def deltas(self, sort_keys: Collection[str]) -> dict[str, PullDelta]:
+    def pending_keys(self, limit: int) -> list[str]:
+        """The sort keys of the oldest ``limit`` pending deltas (a keys-only ``Query``, read consistently):
+        a compaction reads only the deltas it folds."""
+        keys: list[str] = []
+        paginator = self.client.get_paginator("query")
+        try:
+            for page in paginator.paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": s(DELTA_PARTITION)},
+                ProjectionExpression="sk",
+                ConsistentRead=True,
+                PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 1000)},
+            ):
+                keys += [item["sk"]["S"] for item in page.get("Items", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query") from exc
+        return keys[:limit]
+
+    def deltas(self, sort_keys: Collection[str], *, skip_unreadable: bool = False) -> dict[str, PullDelta]:
         """The deltas of ``sort_keys`` still pending (consistent reads), by sort key. One that exists but
-        cannot be read raises :class:`TerminalError` (a run must not take it for one it deleted)."""
+        cannot be read is left out (``skip_unreadable``, logged: choosing a run's deltas) or raises
+        :class:`TerminalError` (a run that listed it must not take it for one it deleted)."""
         keys: list[Item] = [{"pk": s(DELTA_PARTITION), "sk": s(sk)} for sk in sorted(set(sort_keys))]
         found: dict[str, PullDelta] = {}
         for item in batch_get(self.client, self.table_name, keys, sleep=self.sleep):
-            if (delta := _delta(item)) is None:
+            if (delta := _delta(item)) is not None:
+                found[item["sk"]["S"]] = delta
+            elif not skip_unreadable:
                 msg = f"pending pull delta {item['sk']['S']!r} cannot be read by this version: the run stops"
                 raise TerminalError(msg)
-            found[item["sk"]["S"]] = delta
         return found
 
     def seen(

@@ -71,9 +71,9 @@ PULL_EVENT: Final = "BatchGetImage"
 LAYER_EVENT: Final = "GetDownloadUrlForLayer"
 PULLS_RETENTION: Final = timedelta(days=100)
 """A daily counter item expires 100 days after its day (the API's window is at most 90 days)."""
-SEEN_RETENTION: Final = timedelta(days=3)
-"""The ids of a minute are kept 3 days after it: SQS keeps a message 1 day, and a delta is folded within
-the compaction interval of its batch (or is still pending, and then it is checked against them anyway)."""
+SEEN_RETENTION: Final = timedelta(days=15)
+"""The ids of a minute are kept 15 days after it: longer than the dead-letter queue keeps a message (14
+days), so events redriven from it are still counted once."""
 
 
 class DropReason(StrEnum):

@@ -12,7 +12,8 @@ the API answers does not wait for a compaction.
 
 A run (:mod:`ecrcache.adapters.pull_compaction_store` for the items):
 
-1. takes the lease (``PULLCOMPACT``), naming the deltas it folds (the oldest :attr:`max_deltas` pending)
+1. takes the lease (``PULLCOMPACT``), naming the deltas it folds (the oldest :attr:`max_deltas` pending,
+   found by a keys-only query: only those are read)
    and its run id, so that a run cut short is resumed with exactly the same deltas (with more pending
    than that, the run leaves the table due, and the next batch folds the next ones at once);
 2. folds them (:func:`~ecrcache.engine.pull_stats.fold`) against the ids counted before in their minutes,
@@ -20,6 +21,10 @@ A run (:mod:`ecrcache.adapters.pull_compaction_store` for the items):
 3. writes the ids it counted (its own seen items), then each counter once, marked with the run (a
    resumed run skips the counters it marked);
 4. deletes the deltas and frees the lease.
+
+A run whose invocation is about to time out stops before its next counter write and frees the lease
+(the run stays under way): the next batch resumes it at once, so a run too large for one invocation
+finishes over several, each skipping the counters the others marked.
 
 A resumed run that finds some of its deltas deleted was cut short in step 4: steps 2 and 3 were done,
 it deletes the rest. Between steps 3 and 4 a reader sees the run's events as counted and its counters
@@ -44,8 +49,12 @@ __all__ = ["DEFAULT_INTERVAL", "CompactionOutcome", "PullCompaction"]
 DEFAULT_INTERVAL: Final = timedelta(minutes=15)
 DEFAULT_LEASE: Final = timedelta(minutes=3)
 """Longer than the pull statistics function's timeout (60 s): a run cannot outlive its lease."""
-DEFAULT_MAX_DELTAS: Final = 1_000
-"""Deltas per run (their sort keys are kept in the lease item: about 45 KB); the rest wait for the next."""
+DEFAULT_MAX_DELTAS: Final = 200
+"""Deltas per run: up to 200,000 events, about 4 MB compressed (their sort keys in the lease item: about
+9 KB); with more pending, the run leaves the table due and the next batch folds the next ones."""
+TIME_MARGIN_SECONDS: Final = 10.0
+"""A run stops writing counters when its invocation has less time left than this: it frees the lease, and
+the next batch resumes it (the counters it marked are not written again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,8 @@ class CompactionOutcome:
     duplicates: int
     counters: int
     finished: bool
+    paused: bool = False
+    """Stopped before the invocation's deadline, the run still under way (the next batch resumes it)."""
 
 
 class PullCompaction:
@@ -80,10 +91,13 @@ class PullCompaction:
         self.lease = lease
         self.max_deltas = max_deltas
         self.new_id = new_id
+        self.remaining: Callable[[], float] | None = None
 
-    def run_if_due(self, now: datetime) -> CompactionOutcome | None:
+    def run_if_due(self, now: datetime, remaining: Callable[[], float] | None = None) -> CompactionOutcome | None:
         """Resume the run under way, or start one if the last finished an interval ago and deltas are
-        pending; ``None`` when there is nothing to do now (or another invocation holds the lease)."""
+        pending; ``None`` when there is nothing to do now (or another invocation holds the lease).
+        ``remaining``: the seconds the invocation has left (a run pauses before they run out)."""
+        self.remaining = remaining
         state = self.store.state()
         if state.held(now):
             return None
@@ -91,23 +105,17 @@ class PullCompaction:
             return self._resume(state, now)
         if state.compacted_at is not None and now - state.compacted_at < self.interval:
             return None
-        everything = self.pulls.pending()
-        pending = everything[: self.max_deltas]
-        if not pending:
+        keys = self.pulls.pending_keys(self.max_deltas + 1)
+        backlog = len(keys) > self.max_deltas
+        deltas = self.pulls.deltas(keys[: self.max_deltas], skip_unreadable=True)
+        if not deltas:
             return None
         owner = self.new_id()
         run = f"{now.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{owner}"
-        backlog = len(everything) > len(pending)
         claimed = self.store.claim(
-            owner,
-            now,
-            self.lease,
-            run=run,
-            deltas=[sk for sk, _ in pending],
-            backlog=backlog,
-            generation=state.generation,
+            owner, now, self.lease, run=run, deltas=sorted(deltas), backlog=backlog, generation=state.generation
         )
-        return self._fold(run, owner, dict(pending), now, resumed=False, backlog=backlog) if claimed else None
+        return self._fold(run, owner, deltas, now, resumed=False, backlog=backlog) if claimed else None
 
     def _resume(self, state: CompactionState, now: datetime) -> CompactionOutcome | None:
         owner = self.new_id()
@@ -130,6 +138,9 @@ class PullCompaction:
         self.store.put_seen(run, folded.counted)
         marks = self.store.marks(folded.increments.keys())
         for key, increment in folded.increments.items():
+            if self.remaining is not None and self.remaining() < TIME_MARGIN_SECONDS:
+                self.store.release(owner)
+                return CompactionOutcome(run, resumed, len(deltas), folded.events, folded.duplicates, 0, False, True)
             self.store.fold(key, increment, marks[key], run)
         self.store.delete_deltas(deltas)
         finished = self.store.finish(owner, now, backlog=backlog)

@@ -111,8 +111,9 @@ class PullStatsService:
 
     # -- recording -----------------------------------------------------------------------------
 
-    def record(self, records: Sequence[SqsRecordModel]) -> BatchOutcome:
-        """Count a batch (then compact, if due); the messages it could not count are the outcome's ``failed``."""
+    def record(self, records: Sequence[SqsRecordModel], remaining: Callable[[], float] | None = None) -> BatchOutcome:
+        """Count a batch (then compact, if due, within the ``remaining`` seconds of the invocation); the
+        messages it could not count are the outcome's ``failed``."""
         try:
             scope = PullScope.of(
                 self.store.desired_rules(), stack_region=self.stack_region, warmer_role_arn=self.warmer_role_arn
@@ -134,7 +135,7 @@ class PullStatsService:
             counted=len(batch.events),
             dropped=dropped,
         )
-        compacted = self._compact(now)
+        compacted = self._compact(now, remaining)
         if compacted is not None and compacted.duplicates:
             dropped[DropReason.DUPLICATE] += compacted.duplicates
         return self._report(replace(outcome, writes=self._writes() - writes))
@@ -143,11 +144,11 @@ class PullStatsService:
         compaction = 0 if self.compaction is None else self.compaction.store.write_items
         return self.store.write_items + compaction
 
-    def _compact(self, now: datetime) -> CompactionOutcome | None:
+    def _compact(self, now: datetime, remaining: Callable[[], float] | None) -> CompactionOutcome | None:
         if self.compaction is None:
             return None
         try:
-            compacted = self.compaction.run_if_due(now)
+            compacted = self.compaction.run_if_due(now, remaining)
         except EcrcacheError as exc:
             metrics.add_metric(name="PullStatsCompactionFailed", unit="Count", value=1)
             logger.warning(
@@ -166,6 +167,7 @@ class PullStatsService:
                     "duplicates": compacted.duplicates,
                     "counters": compacted.counters,
                     "finished": compacted.finished,
+                    "paused": compacted.paused,
                 },
             )
         return compacted
