@@ -117,23 +117,27 @@ def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
         ("get_paginator", "ThrottlingException", f"the rules in {'us-east-1'} could not be read"),
     ],
 )
-def test_ecr_failing_to_validate_after_promotion_rolls_back(
+def test_ecr_failing_to_validate_after_promotion_keeps_the_tested_token_and_is_retried(
     world: RotationWorld, monkeypatch: pytest.MonkeyPatch, operation: str, code: str, words: str
 ) -> None:
     # GIVEN ECR throttles or refuses the validation (or the listing of rules) after promotion
-    old = world.labelled("AWSCURRENT")
     token = world.begin(value_of(NEW_TOKEN))
     for step in STEPS[:3]:
         world.step(step, token)
     client = world.service.ecr(world.region).client  # type: ignore[attr-defined]
     monkeypatch.setattr(client, operation, failing(getattr(client, operation), lambda _: True, code, 400))
-    # WHEN finishSecret runs THEN the previous token is current again: nothing proved the new one works in ECR
+    # WHEN finishSecret runs THEN it fails, but nothing blamed the new token: it stays current (no roll-back)
     with pytest.raises(RotationFailed) as failed:
         world.step(RotationStep.FINISH, token)
-    assert "rolled back" in failed.value.message
+    assert "rolled back" not in failed.value.message
     assert words in failed.value.message
-    assert_untouched(world, old)
-    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK
+    assert "the new token (which the upstream accepted at testSecret) stays AWSCURRENT" in failed.value.message
+    assert world.current_token() == NEW_TOKEN
+    assert world.record(token).steps[RotationStep.FINISH].status is StepStatus.FAILED
+    # WHEN Secrets Manager retries finishSecret with ECR answering THEN it validates again and is promoted
+    monkeypatch.undo()
+    assert "validated in ECR: docker-hub (us-east-1)" in world.step(RotationStep.FINISH, token)
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
 
 
 def test_a_roll_back_that_fails_is_said_and_resumed_by_the_next_attempt(

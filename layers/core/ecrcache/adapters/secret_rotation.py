@@ -63,6 +63,13 @@ class SecretsManagerRotation:
             raise classify(exc, "Secrets Manager GetSecretValue (AWSCURRENT)") from None
         return SecretStr(out.get("SecretString", ""))
 
+    def version_value(self, secret_id: str, version: str) -> SecretStr:
+        try:
+            out = self.client.get_secret_value(SecretId=secret_id, VersionId=version)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "Secrets Manager GetSecretValue (previous version)") from None
+        return SecretStr(out.get("SecretString", ""))
+
     def stage_pending(self, secret_id: str, token: str, value: SecretStr) -> None:
         """Put ``value`` as version ``token`` labelled ``AWSPENDING`` (idempotent for the same value)."""
         try:

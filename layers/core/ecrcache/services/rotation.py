@@ -18,15 +18,20 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   every registry a desired rule naming the credential points at).
 * ``finishSecret`` -- ``AWSCURRENT`` moves to the new version (``AWSPREVIOUS`` to the old one, by Secrets
   Manager), ``AWSPENDING`` comes off it, then ``ValidatePullThroughCacheRule`` runs for every ECR rule using
-  the secret in every Region the secret is in (its own and its replicas'). One not valid, or not
-  validated: ``AWSCURRENT`` moves back to the previous version and the step fails naming the rule, its Region
-  and ECR's failure text.
+  the secret in every Region the secret is in (its own and its replicas'). ECR's failure text is classified
+  as the status engine classifies it (:func:`ecrcache.engine.status.classify_upstream_failure`): only a rule
+  not valid because of the credential rolls ``AWSCURRENT`` back to the previous version -- and only after the
+  upstream accepted that previous token in ``testSecret``'s probe (the usual reason to rotate is that the old
+  token was revoked). Any other failure (a rate limit or outage in ECR's text, ECR throttling, rules that
+  could not be read) keeps the new token current and fails the step so that Secrets Manager retries it (the
+  validation is idempotent). A rule deleted meanwhile is skipped.
 
 What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
 itself) nothing changed -- the previous token stays current and ``AWSPENDING`` is taken off the version (a
 pending version left behind blocks the next ``RotateSecret``; the retries Secrets Manager makes then stop at
 the guard). After promotion, a rule not validating rolls back to the previous token; if even the roll-back
-fails, the new token (which passed ``testSecret``) stays current and the message says so. A guard refusal
+fails, or the upstream refuses the previous token too, the new token (which passed ``testSecret``) stays
+current and the message says so. A guard refusal
 changes nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
 at most) is not disturbed by the first one's retries.
 
@@ -38,8 +43,10 @@ what happens to the secret. No token is ever in a record, a log line, a message 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
 from ecrcache.errors import EcrcacheError, TerminalError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, credential_name_from_arn
 from ecrcache.models.records import ResourceKind
@@ -216,11 +223,18 @@ class RotationService:
         else:
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
-        failures, validated = self._validate(key, versions)
-        if failures:
-            raise self._roll_back(key, previous, failures)
-        checked = ", ".join(validated) if validated else "no pull-through cache rule uses the secret"
-        return f"AWSCURRENT is the new version; validated in ECR: {checked}", RotationOutcome.PROMOTED
+        checked = _validate(self.ecr, key.credential, versions.regions)
+        if checked.refused:
+            raise self._roll_back(key, previous, checked)
+        if checked.unsure:
+            raise _StepFailed(
+                f"ECR could not validate {'; '.join(checked.unsure)}: not a refusal of the credential, so the new "
+                "token (which the upstream accepted at testSecret) stays AWSCURRENT; Secrets Manager retries "
+                "finishSecret, which validates again",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        return f"AWSCURRENT is the new version; {checked.summary()}", RotationOutcome.PROMOTED
 
     def _promote(self, key: RotationKey, previous: str | None) -> None:
         if previous is None:
@@ -235,36 +249,21 @@ class RotationService:
         self._note(lambda: self.records.record_promoted(key, at=self.clock()))
         self._clear_pending(key)
 
-    def _validate(self, key: RotationKey, versions: SecretVersions) -> tuple[list[str], list[str]]:
-        """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in:
-        (failures, validated), each named ``<prefix> (<region>)``."""
-        failures: list[str] = []
-        validated: list[str] = []
-        for region in versions.regions:
-            checker = self.ecr(region)
-            try:
-                rules = checker.rules()
-            except EcrcacheError as exc:
-                failures.append(f"the rules in {region} could not be read ({exc.message})")
-                continue
-            for prefix, rule in sorted(rules.items()):
-                if credential_name_from_arn(rule.credential_arn or "") != key.credential:
-                    continue
-                try:
-                    valid, failure = checker.validate_rule(prefix)
-                except EcrcacheError as exc:
-                    valid, failure = False, f"ValidatePullThroughCacheRule failed ({exc.message})"
-                if valid:
-                    validated.append(f"{prefix} ({region})")
-                else:
-                    failures.append(f"{prefix} ({region}): {failure}")
-        return failures, validated
-
-    def _roll_back(self, key: RotationKey, previous: str | None, failures: list[str]) -> _StepFailed:
-        listed = "; ".join(failures)
+    def _roll_back(self, key: RotationKey, previous: str | None, checked: _Validation) -> _StepFailed:
+        """ECR blamed the credential: back to the previous token, but only if the upstream still takes it (the
+        usual reason to rotate is that the old token was revoked)."""
+        listed = "; ".join(checked.refused + checked.unsure)
+        kept = "the new token (which the upstream accepted at testSecret) is still AWSCURRENT"
         if previous is None:
             return _StepFailed(
                 f"ECR did not validate {listed}; there is no previous version to roll back to",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        doubt = self._previous_doubt(key, previous)
+        if doubt is not None:
+            return _StepFailed(
+                f"ECR did not validate {listed}; not rolled back: the previous token {doubt}, so {kept}",
                 RotationOutcome.FAILED,
                 pending=False,
             )
@@ -272,17 +271,33 @@ class RotationService:
             self.secrets.move_current(key.secret_arn, to_version=previous, from_version=key.rotation_id)
         except EcrcacheError as exc:
             return _StepFailed(
-                f"ECR did not validate {listed}; rolling back failed ({exc.message}): the new token (which the "
-                "upstream accepted at testSecret) is still AWSCURRENT",
+                f"ECR did not validate {listed}; rolling back failed ({exc.message}): {kept}",
                 RotationOutcome.FAILED,
                 pending=False,
             )
         self._clear_pending(key)
         return _StepFailed(
-            f"rolled back: AWSCURRENT is the previous version again; ECR did not validate {listed}",
+            f"rolled back: AWSCURRENT is the previous version again (the upstream still accepts it); ECR did not "
+            f"validate {listed}",
             RotationOutcome.ROLLED_BACK,
             pending=False,
         )
+
+    def _previous_doubt(self, key: RotationKey, previous: str) -> str | None:
+        """Why the previous version is not known to work (testSecret's probe of it), or ``None``: it works."""
+        try:
+            login = UpstreamLogin.from_secret_string(self.secrets.version_value(key.secret_arn, previous))
+            targets = self._targets(key.credential)
+        except ValueError as exc:
+            return f"is not a credential ({exc})"
+        except EcrcacheError as exc:
+            return f"could not be read ({exc.message})"
+        except _StepFailed as failed:
+            return f"could not be tested ({failed.message})"
+        refused = [result for result in (self.probe.probe(target, login) for target in targets) if not result.ok]
+        if refused:
+            return "was not accepted by the upstream either: " + "; ".join(_refusal(result) for result in refused)
+        return None
 
     # -- failures and records --------------------------------------------------------------------
 
@@ -342,6 +357,65 @@ class RotationService:
             write()
         except EcrcacheError as exc:
             logger.error("a rotation record could not be written", extra={"error": exc.message})
+
+
+@dataclass(frozen=True, slots=True)
+class _Validation:
+    """What ECR said of the rules using the secret, each named ``<prefix> (<region>)``: ``refused``, a failure
+    ECR's text blames on the credential (classified as the status engine classifies ECR's failures);
+    ``unsure``, any other (throttling, an upstream outage, rules that could not be read, an unclassified text);
+    ``gone``, a rule deleted meanwhile (nothing to validate)."""
+
+    validated: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        checked = ", ".join(self.validated) if self.validated else "no pull-through cache rule uses the secret"
+        gone = f"; gone meanwhile, not validated: {', '.join(self.gone)}" if self.gone else ""
+        return f"validated in ECR: {checked}{gone}"
+
+
+def _validate(ecr: Callable[[str], EcrRuleChecker], credential: str, regions: tuple[str, ...]) -> _Validation:
+    """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in."""
+    found = _Validation()
+    for region in regions:
+        checker = ecr(region)
+        try:
+            rules = checker.rules()
+        except EcrcacheError as exc:
+            found.unsure.append(f"the rules in {region} could not be read ({exc.message})")
+            continue
+        for prefix, rule in sorted(rules.items()):
+            if credential_name_from_arn(rule.credential_arn or "") == credential:
+                _validate_rule(checker, prefix, found)
+    return found
+
+
+def _validate_rule(checker: EcrRuleChecker, prefix: str, found: _Validation) -> None:
+    name = f"{prefix} ({checker.region})"
+    try:
+        valid, failure = checker.validate_rule(prefix)
+    except EcrcacheError as exc:
+        found.unsure.append(f"{name}: ValidatePullThroughCacheRule failed ({exc.message})")
+        return
+    if valid:
+        found.validated.append(name)
+    elif _gone(checker, prefix):
+        found.gone.append(name)
+    elif classify_upstream_failure(None, failure) is UpstreamReason.CREDENTIAL_REJECTED:
+        found.refused.append(f"{name}: {failure}")
+    else:
+        found.unsure.append(f"{name}: {failure}")
+
+
+def _gone(checker: EcrRuleChecker, prefix: str) -> bool:
+    """The rule is no longer listed (deleted since the rules were read); an error listing them: not known gone."""
+    try:
+        return prefix not in checker.rules()
+    except EcrcacheError:
+        return False
 
 
 def _refusal(result: ProbeResult) -> str:
