@@ -27,12 +27,15 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   validation is idempotent). A rule deleted meanwhile is skipped.
 
 What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
-itself) nothing changed -- the previous token stays current and ``AWSPENDING`` is taken off the version (a
-pending version left behind blocks the next ``RotateSecret``; the retries Secrets Manager makes then stop at
-the guard). After promotion, a rule not validating rolls back to the previous token; if even the roll-back
-fails, or the upstream refuses the previous token too, the new token (which passed ``testSecret``) stays
-current and the message says so. A guard refusal
-changes nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
+itself) nothing changed -- the previous token stays current. A failure that should clear by itself (an AWS call
+throttled or failing with a 5xx, :class:`~ecrcache.errors.RetryableError`; the upstream rate limiting or down)
+keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed. A definitive
+one (the upstream refusing the token, a value that is not a credential, access denied, the probe image gone)
+takes ``AWSPENDING`` off it (a pending version left behind blocks the next ``RotateSecret``; the retries
+Secrets Manager makes then stop at the guard). After promotion, a rule ECR refuses the credential for rolls
+back to the previous token; if even the roll-back fails, or the upstream refuses the previous token too, the
+new token (which passed ``testSecret``) stays current and the message says so. A guard refusal changes
+nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
 at most) is not disturbed by the first one's retries.
 
 Each step is recorded (:class:`ecrcache.ports.RotationStore`): started, succeeded or failed, with its
@@ -45,9 +48,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
-from ecrcache.errors import EcrcacheError, TerminalError
+from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, credential_name_from_arn
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rotation import (
@@ -64,12 +68,16 @@ from ecrcache.models.rotation import (
     guard,
 )
 from ecrcache.models.upstream import default_url
-from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget, probe_target
+from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget, probe_target
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
 
 __all__ = ["RotationFailed", "RotationService"]
 
+_PASSING: Final = frozenset({ProbeStatus.RATE_LIMIT, ProbeStatus.UPSTREAM_DOWN})
+"""Probe outcomes that should clear by themselves: ``testSecret`` keeps ``AWSPENDING`` for Secrets Manager's retries.
+``not_found`` (the probe image is gone) is not one of them: it does not clear until someone sets the credential's
+``probe``, long after Secrets Manager's retries; the rotation is refused and the token must be staged again."""
 NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
 ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
 
@@ -79,13 +87,17 @@ class RotationFailed(TerminalError):
 
 
 class _StepFailed(Exception):
-    """A step ends in ``outcome``; ``pending``: ``AWSPENDING`` is still on the version (take it off)."""
+    """A step ends in ``outcome``; ``pending``: ``AWSPENDING`` is still on the version (take it off, unless
+    ``retryable``: the failure should clear by itself, and Secrets Manager's retries need the label)."""
 
-    def __init__(self, message: str, outcome: RotationOutcome, *, pending: bool = True) -> None:
+    def __init__(
+        self, message: str, outcome: RotationOutcome, *, pending: bool = True, retryable: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.outcome = outcome
         self.pending = pending
+        self.retryable = retryable
 
 
 class RotationService:
@@ -128,9 +140,10 @@ class RotationService:
         except _StepFailed as failed:
             raise self._failed(key, step, failed) from None
         except EcrcacheError as exc:  # an AWS call of a step before promotion: nothing changed
-            raise self._failed(
-                key, step, _StepFailed(exc.message, RotationOutcome.FAILED, pending=not current)
-            ) from None
+            aws = _StepFailed(
+                exc.message, RotationOutcome.FAILED, pending=not current, retryable=isinstance(exc, RetryableError)
+            )
+            raise self._failed(key, step, aws) from None
         self._note(lambda: self.records.record_step(key, step, StepStatus.SUCCEEDED, at=self.clock(), message=message))
         if outcome is not None:
             self._end(key, None, outcome, message)
@@ -177,7 +190,11 @@ class RotationService:
         refused = [result for result in results if not result.ok]
         if refused:
             listed = "; ".join(_refusal(result) for result in refused)
-            raise _StepFailed(f"the upstream did not accept the new token: {listed}", RotationOutcome.REFUSED)
+            raise _StepFailed(
+                f"the upstream did not accept the new token: {listed}",
+                RotationOutcome.REFUSED,
+                retryable=all(result.status in _PASSING for result in refused),
+            )
         return "; ".join(result.message for result in results)
 
     def _targets(self, credential: str) -> list[ProbeTarget]:
@@ -245,6 +262,7 @@ class RotationService:
             raise _StepFailed(
                 f"AWSCURRENT could not be moved to the new version ({exc.message}); the previous token stays current",
                 RotationOutcome.FAILED,
+                retryable=isinstance(exc, RetryableError),
             ) from None
         self._note(lambda: self.records.record_promoted(key, at=self.clock()))
         self._clear_pending(key)
@@ -314,7 +332,12 @@ class RotationService:
 
     def _failed(self, key: RotationKey, step: RotationStep, failed: _StepFailed) -> RotationFailed:
         message = failed.message
-        if failed.pending:
+        if failed.pending and failed.retryable:
+            message += (
+                "; a failure that should clear by itself: AWSPENDING stays on the new version for Secrets Manager's "
+                "retries, the previous token stays current"
+            )
+        elif failed.pending:
             try:
                 self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
                 message += "; AWSPENDING was taken off the new version, the previous token stays current"
