@@ -263,14 +263,61 @@ def test_secrets_manager_failing_before_any_step_changes_nothing_and_is_retried(
     assert world.stages() == before
 
 
-def test_a_state_table_that_cannot_record_never_changes_the_rotation(
+def test_a_state_table_that_cannot_record_never_changes_the_rotation_before_finish(
     world: RotationWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN the state table throttling every record write
     token = world.begin(value_of(NEW_TOKEN))
     client = world.records.client
     monkeypatch.setattr(client, "update_item", failing(client.update_item, lambda _: True, *THROTTLED))
-    # WHEN the rotation runs THEN it is promoted all the same, and each lost record is logged
-    world.rotate(token)
-    assert world.current_token() == NEW_TOKEN
+    # WHEN the first three steps run THEN they succeed all the same, and each lost record is logged
+    for step in STEPS[:3]:
+        world.step(step, token)
     assert "a rotation record could not be written" in caplog.text
+
+
+def test_a_promotion_that_cannot_be_recorded_is_not_made(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the state table throttling the write of promoted_at (review #6)
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    client = world.records.client
+    promoting = lambda kw: "promoted_at" in kw["UpdateExpression"]  # noqa: E731
+    monkeypatch.setattr(client, "update_item", failing(client.update_item, promoting, *THROTTLED))
+    # WHEN finishSecret runs THEN AWSCURRENT does not move, AWSPENDING stays for the retry
+    with pytest.raises(RotationFailed, match="the promotion could not be recorded"):
+        world.step(RotationStep.FINISH, token)
+    assert_untouched(world, old, pending=token)
+    # WHEN Secrets Manager retries THEN it is promoted and validated
+    monkeypatch.undo()
+    world.step(RotationStep.FINISH, token)
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
+
+
+def test_an_attempt_dying_after_the_move_is_validated_by_the_retry(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN finishSecret's invocation dying (a Lambda timeout) right after AWSCURRENT moved to the new version
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    secrets = world.service.secrets
+    move = secrets.move_current
+
+    def move_then_die(*args: Any, **kwargs: Any) -> None:
+        move(*args, **kwargs)
+        raise TimeoutError("Task timed out")
+
+    monkeypatch.setattr(secrets, "move_current", move_then_die)
+    with pytest.raises(TimeoutError):
+        world.step(RotationStep.FINISH, token)
+    monkeypatch.undo()
+    assert world.current_token() == NEW_TOKEN
+    # WHEN Secrets Manager retries finishSecret, ECR refusing the new token THEN it validates and rolls back
+    world.validation.accepted = {OLD_TOKEN}
+    with pytest.raises(RotationFailed, match="rolled back"):
+        world.step(RotationStep.FINISH, token)
+    assert world.labelled("AWSCURRENT") == old
+    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK

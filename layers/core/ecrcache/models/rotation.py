@@ -131,7 +131,9 @@ class RotationRecord(BaseModel):
     updated_at: datetime
     steps: dict[RotationStep, StepRecord] = Field(default_factory=dict)
     promoted_at: datetime | None = None
-    """When finishSecret moved AWSCURRENT to this version (a rollback may have moved it back since)."""
+    """When finishSecret moved AWSCURRENT to this version (written just before the move, and the move is not
+    made without it: a retry finding the version current without a ``promoted`` outcome validates it again;
+    a rollback may have moved it back since)."""
     outcome: RotationOutcome | None = None
     message: str | None = None
     finished_at: datetime | None = None

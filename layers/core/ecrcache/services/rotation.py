@@ -40,7 +40,10 @@ at most) is not disturbed by the first one's retries.
 
 Each step is recorded (:class:`ecrcache.ports.RotationStore`): started, succeeded or failed, with its
 message, and the outcome. The records are for people: a write that fails is logged, never allowed to change
-what happens to the secret. No token is ever in a record, a log line, a message or an exception.
+what happens to the secret -- except the promotion's (``promoted_at``), written before ``AWSCURRENT`` moves:
+without it a retry finding the version current could not tell a validated promotion from one an attempt
+left unvalidated, so the label does not move unless it is written. No token is ever in a record, a log line,
+a message or an exception.
 """
 
 from __future__ import annotations
@@ -234,6 +237,7 @@ class RotationService:
     ) -> tuple[str, RotationOutcome | None]:
         if current:
             record = self.records.get(key.credential, key.rotation_id)
+            # promoted_at is written before AWSCURRENT moves: without it, no attempt of ours made the version current
             if record is None or record.promoted_at is None or record.outcome is RotationOutcome.PROMOTED:
                 return ALREADY_CURRENT, None
             previous = versions.labelled(AWSPREVIOUS)  # promoted by an attempt that ended before validating
@@ -256,6 +260,15 @@ class RotationService:
     def _promote(self, key: RotationKey, previous: str | None) -> None:
         if previous is None:
             raise _StepFailed("the secret has no AWSCURRENT version to rotate from", RotationOutcome.FAILED)
+        try:  # first, and not a mere note: a retry finding the version current re-validates only if it is recorded
+            self.records.record_promoted(key, at=self.clock())
+        except EcrcacheError as exc:
+            raise _StepFailed(
+                f"the promotion could not be recorded ({exc.message}), so AWSCURRENT was not moved: the previous "
+                "token stays current",
+                RotationOutcome.FAILED,
+                retryable=isinstance(exc, RetryableError),
+            ) from None
         try:
             self.secrets.move_current(key.secret_arn, to_version=key.rotation_id, from_version=previous)
         except EcrcacheError as exc:
@@ -264,7 +277,6 @@ class RotationService:
                 RotationOutcome.FAILED,
                 retryable=isinstance(exc, RetryableError),
             ) from None
-        self._note(lambda: self.records.record_promoted(key, at=self.clock()))
         self._clear_pending(key)
 
     def _roll_back(self, key: RotationKey, previous: str | None, checked: _Validation) -> _StepFailed:
