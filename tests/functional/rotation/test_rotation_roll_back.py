@@ -1,5 +1,6 @@
 """finishSecret rolls back only when ECR blames the credential, and only to a previous token the upstream still
-takes (review #4): the usual reason to rotate is that the old token was revoked."""
+takes (review #4): the usual reason to rotate is that the old token was revoked. Secrets Manager's retries after
+a rotation ended leave its record alone (review #11)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from devstack.aws.ports import AuthCheckResult
 from ecrcache.models.rotation import RotationOutcome, RotationStep, StepStatus
+from ecrcache.observability import metrics
 from ecrcache.services.rotation import RotationFailed
 from tests.functional.rotation.support import NEW_TOKEN, OLD_TOKEN, STEPS, RotationWorld, value_of
 
@@ -91,3 +93,41 @@ def test_a_rule_deleted_meanwhile_is_skipped_not_invalid(world: RotationWorld, m
     assert "gone meanwhile, not validated: docker-hub (us-east-1)" in message
     assert world.current_token() == NEW_TOKEN
     assert world.record(token).outcome is RotationOutcome.PROMOTED
+
+
+def test_retries_after_a_roll_back_leave_its_record_and_count_nothing(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a rotation rolled back (review #11)
+    token = promoted_then_validated(world)
+    world.validation.accepted = {OLD_TOKEN}
+    with pytest.raises(RotationFailed, match="rolled back"):
+        world.step(RotationStep.FINISH, token)
+    before = world.record(token)
+    counted: list[str] = []
+    monkeypatch.setattr(metrics, "add_metric", lambda **kw: counted.append(kw["name"]))
+    # WHEN Secrets Manager retries the rotation's steps THEN the guard refuses them, and changes no record or metric
+    for step in STEPS:
+        with pytest.raises(RotationFailed, match="not AWSPENDING"):
+            world.step(step, token)
+    after = world.record(token)
+    assert (after.steps, after.outcome, after.message) == (before.steps, before.outcome, before.message)
+    assert counted == []
+
+
+def test_a_guard_refusal_of_a_rotation_without_outcome_is_recorded(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN rotation A staged, then rotation B taking AWSPENDING over before A recorded an outcome
+    first = world.begin(value_of(NEW_TOKEN))
+    world.step(RotationStep.CREATE, first)
+    world.begin(value_of(NEW_TOKEN))
+    counted: list[str] = []
+    monkeypatch.setattr(metrics, "add_metric", lambda **kw: counted.append(kw["name"]))
+    # WHEN A's next step comes THEN it is refused, and that is recorded and counted
+    with pytest.raises(RotationFailed, match="not AWSPENDING"):
+        world.step(RotationStep.SET, first)
+    record = world.record(first)
+    assert record.outcome is RotationOutcome.FAILED
+    assert record.steps[RotationStep.SET].status is StepStatus.FAILED
+    assert counted == ["RotationFailed"]

@@ -36,7 +36,8 @@ Secrets Manager makes then stop at the guard). After promotion, a rule ECR refus
 back to the previous token; if even the roll-back fails, or the upstream refuses the previous token too, the
 new token (which passed ``testSecret``) stays current and the message says so. A guard refusal changes
 nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
-at most) is not disturbed by the first one's retries.
+at most) is not disturbed by the first one's retries; a retry of a rotation that has an outcome (promoted,
+rolled back...) leaves its record as it was and counts nothing.
 
 Each step is recorded (:class:`ecrcache.ports.RotationStore`): started, succeeded or failed, with its
 message, and the outcome. The records are for people: a write that fails is logged, never allowed to change
@@ -135,7 +136,8 @@ class RotationService:
         try:
             current = guard(versions, key.rotation_id)
         except GuardRefused as refused:
-            self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
+            if not self._ended(key):  # Secrets Manager retrying a rotation that ended: its record stays as it was
+                self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
             raise RotationFailed(f"{step}: {refused}; nothing was changed") from None
         self._note(lambda: self.records.record_step(key, step, StepStatus.STARTED, at=self.clock()))
         try:
@@ -384,6 +386,14 @@ class RotationService:
             "rotation ended",
             extra={"credential": key.credential, "rotation": key.rotation_id, "outcome": outcome, "reason": message},
         )
+
+    def _ended(self, key: RotationKey) -> bool:
+        """The rotation has a recorded outcome (the state table failing to say: not known to have one)."""
+        try:
+            record = self.records.get(key.credential, key.rotation_id)
+        except EcrcacheError:
+            return False
+        return record is not None and record.outcome is not None
 
     @staticmethod
     def _note(write: Callable[[], object]) -> None:
