@@ -40,8 +40,11 @@ class SecretsManagerRotation:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager DescribeSecret") from exc
         stages = {version: frozenset(labels) for version, labels in out.get("VersionIdsToStages", {}).items()}
-        replicas = tuple(str(r["Region"]) for r in out.get("ReplicationStatus", []) if r.get("Region"))
-        return SecretVersions(out["ARN"], out["Name"], bool(out.get("RotationEnabled")), stages, replicas)
+        status = {
+            str(r["Region"]): str(r.get("Status", "")) for r in out.get("ReplicationStatus", []) if r.get("Region")
+        }
+        enabled = bool(out.get("RotationEnabled"))
+        return SecretVersions(out["ARN"], out["Name"], enabled, stages, tuple(status), status)
 
     def pending_value(self, secret_id: str, token: str) -> SecretStr | None:
         """The value staged ``AWSPENDING`` under ``token``; ``None`` when the version holds none yet (Secrets

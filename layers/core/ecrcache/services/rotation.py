@@ -18,7 +18,8 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   every registry a desired rule naming the credential points at).
 * ``finishSecret`` -- ``AWSCURRENT`` moves to the new version (``AWSPREVIOUS`` to the old one, by Secrets
   Manager), ``AWSPENDING`` comes off it, then ``ValidatePullThroughCacheRule`` runs for every ECR rule using
-  the secret in every Region the secret is in (its own and its replicas'). ECR's failure text is classified
+  the secret in every Region the secret is in (its own and its replicas' -- a rule whose ``credentialArn`` is
+  the secret's ARN in that Region; a replica not ``InSync`` is skipped and named). ECR's failure text is classified
   as the status engine classifies it (:func:`ecrcache.engine.status.classify_upstream_failure`): only a rule
   not valid because of the credential rolls ``AWSCURRENT`` back to the previous version -- and only after the
   upstream accepted that previous token in ``testSecret``'s probe (the usual reason to rotate is that the old
@@ -56,7 +57,7 @@ from typing import Final
 
 from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
 from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
-from ecrcache.models.credential import CredentialSpec, UpstreamLogin, credential_name_from_arn
+from ecrcache.models.credential import CredentialSpec, UpstreamLogin
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rotation import (
     AWSCURRENT,
@@ -246,7 +247,7 @@ class RotationService:
         else:
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
-        checked = _validate(self.ecr, key.credential, versions.regions)
+        checked = _validate(self.ecr, versions)
         if checked.refused:
             raise self._roll_back(key, previous, checked)
         if checked.unsure:
@@ -413,27 +414,37 @@ class _Validation:
 
     validated: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     unsure: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         checked = ", ".join(self.validated) if self.validated else "no pull-through cache rule uses the secret"
         gone = f"; gone meanwhile, not validated: {', '.join(self.gone)}" if self.gone else ""
-        return f"validated in ECR: {checked}{gone}"
+        skipped = f"; not validated: {', '.join(self.skipped)}" if self.skipped else ""
+        return f"validated in ECR: {checked}{gone}{skipped}"
 
 
-def _validate(ecr: Callable[[str], EcrRuleChecker], credential: str, regions: tuple[str, ...]) -> _Validation:
-    """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in."""
+def _validate(ecr: Callable[[str], EcrRuleChecker], versions: SecretVersions) -> _Validation:
+    """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in. A rule uses it
+    when its ``credentialArn`` is the secret's ARN in the rule's Region (not merely a secret of the same name: a
+    replica that failed because another secret of that name is there leaves that secret's rules to it). A replica
+    not ``InSync`` is skipped: it may not hold the new labels yet (replicas are updated asynchronously)."""
     found = _Validation()
-    for region in regions:
+    for region in versions.regions:
+        unsynced = versions.out_of_sync(region)
+        if unsynced is not None:
+            found.skipped.append(f"{region} ({unsynced})")
+            continue
         checker = ecr(region)
         try:
             rules = checker.rules()
         except EcrcacheError as exc:
             found.unsure.append(f"the rules in {region} could not be read ({exc.message})")
             continue
+        arn = versions.arn_in(region)
         for prefix, rule in sorted(rules.items()):
-            if credential_name_from_arn(rule.credential_arn or "") == credential:
+            if rule.credential_arn == arn:
                 _validate_rule(checker, prefix, found)
     return found
 
