@@ -1,5 +1,7 @@
 """Every step failing in turn -- AWS throttling or refusing a call, the upstream not answering -- leaves a working
-token ``AWSCURRENT`` and no ``AWSPENDING`` behind, and says so in the step's failure and the rotation's record."""
+token ``AWSCURRENT`` and says so in the step's failure and the rotation's record. A definitive failure takes
+``AWSPENDING`` off the new version; one that should clear by itself (throttling, the upstream rate limiting or
+down) keeps it, so that Secrets Manager's retries can succeed (review #7)."""
 
 from __future__ import annotations
 
@@ -25,25 +27,27 @@ def move_of(label: str, *, to: str | None = None) -> Any:
     return lambda kw: kw.get("VersionStage") == label and (to is None or kw.get("MoveToVersionId") == to)
 
 
-def assert_untouched(world: RotationWorld, old: str | None) -> None:
-    """The previous token is current, and no version carries AWSPENDING."""
+def assert_untouched(world: RotationWorld, old: str | None, *, pending: str | None = None) -> None:
+    """The previous token is current, and AWSPENDING is on ``pending`` (``None``: on no version)."""
     assert world.current_token() == OLD_TOKEN
     assert world.labelled("AWSCURRENT") == old
-    assert world.labelled("AWSPENDING") is None
+    assert world.labelled("AWSPENDING") == pending
 
 
-@pytest.mark.parametrize(("code", "status"), [THROTTLED, DENIED])
-def test_create_secret_failing_to_stage_the_current_token_leaves_it_current(
-    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+KEPT = "AWSPENDING stays on the new version for Secrets Manager's retries"
+
+
+def test_create_secret_refused_staging_the_current_token_leaves_it_current(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a scheduled rotation, and PutSecretValue failing
+    # GIVEN a scheduled rotation, and PutSecretValue denied
     old = world.labelled("AWSCURRENT")
     token = world.begin()
-    monkeypatch.setattr(world.sm, "put_secret_value", failing(world.sm.put_secret_value, lambda _: True, code, status))
+    monkeypatch.setattr(world.sm, "put_secret_value", failing(world.sm.put_secret_value, lambda _: True, *DENIED))
     # WHEN createSecret runs THEN it fails naming the call, and takes AWSPENDING off the new version
     with pytest.raises(RotationFailed) as failed:
         world.step(RotationStep.CREATE, token)
-    assert f"Secrets Manager PutSecretValue (AWSPENDING) failed with {code}" in failed.value.message
+    assert "Secrets Manager PutSecretValue (AWSPENDING) failed with AccessDeniedException" in failed.value.message
     assert "AWSPENDING was taken off the new version, the previous token stays current" in failed.value.message
     assert_untouched(world, old)
     record = world.record(token)
@@ -65,18 +69,57 @@ def test_test_secret_failing_to_read_the_pending_value_leaves_the_current_token(
     assert world.record(token).outcome is RotationOutcome.FAILED
 
 
+def test_create_secret_throttled_keeps_awspending_and_its_retry_succeeds(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a scheduled rotation, and PutSecretValue throttled
+    old = world.labelled("AWSCURRENT")
+    token = world.begin()
+    monkeypatch.setattr(world.sm, "put_secret_value", failing(world.sm.put_secret_value, lambda _: True, *THROTTLED))
+    # WHEN createSecret runs THEN it fails, keeping AWSPENDING on the new version
+    with pytest.raises(RotationFailed) as failed:
+        world.step(RotationStep.CREATE, token)
+    assert "PutSecretValue (AWSPENDING) failed with ThrottlingException" in failed.value.message
+    assert KEPT in failed.value.message
+    assert world.labelled("AWSPENDING") == token
+    assert world.labelled("AWSCURRENT") == old
+    # WHEN Secrets Manager retries the rotation THEN it goes through
+    monkeypatch.undo()
+    world.rotate(token)
+    assert world.labelled("AWSCURRENT") == token
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
+
+
+def test_the_state_table_throttled_at_test_keeps_awspending(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN DynamoDB throttling the read of the credential's desired state
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:2]:
+        world.step(step, token)
+    client = world.service.desired.client  # type: ignore[attr-defined]
+    throttled = ("ProvisionedThroughputExceededException", 400)
+    monkeypatch.setattr(client, "get_item", failing(client.get_item, lambda _: True, *throttled))
+    # WHEN testSecret runs THEN it fails and AWSPENDING (the operator's staged token) stays for the retry
+    with pytest.raises(RotationFailed, match=KEPT):
+        world.step(RotationStep.TEST, token)
+    assert_untouched(world, old, pending=token)
+    monkeypatch.undo()
+    assert world.step(RotationStep.TEST, token)
+
+
 @pytest.mark.parametrize(
     ("status", "message", "retry_at"),
     [
         (ProbeStatus.RATE_LIMIT, "429 Too Many Requests for the probe image", datetime(2026, 12, 1, 6, tzinfo=UTC)),
         (ProbeStatus.UPSTREAM_DOWN, "503 from the upstream for /v2/", None),
-        (ProbeStatus.NOT_FOUND, "404: the probe image is not at the upstream; this is the probe's problem", None),
     ],
 )
-def test_an_upstream_that_cannot_say_yes_refuses_the_rotation(
+def test_an_upstream_rate_limiting_or_down_keeps_awspending_for_the_retry(
     world: RotationWorld, status: ProbeStatus, message: str, retry_at: datetime | None
 ) -> None:
-    # GIVEN the upstream throttles, is down, or lacks the probe image WHEN testSecret runs THEN refused with why
+    # GIVEN the upstream throttles or is down WHEN testSecret runs THEN it fails with why, AWSPENDING kept
     old = world.labelled("AWSCURRENT")
     token = world.begin(value_of(NEW_TOKEN))
     world.upstream.answer = (status, message, retry_at)
@@ -87,13 +130,34 @@ def test_an_upstream_that_cannot_say_yes_refuses_the_rotation(
     assert f"{status.value}: {message}" in refused.value.message
     if retry_at is not None:
         assert f"(retry after {retry_at.isoformat()})" in refused.value.message
+    assert KEPT in refused.value.message
+    assert_untouched(world, old, pending=token)
+    assert world.record(token).outcome is RotationOutcome.REFUSED
+    # WHEN the upstream is back and Secrets Manager retries THEN the rotation goes through
+    world.upstream.answer = None
+    world.rotate(token)
+    assert world.current_token() == NEW_TOKEN
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
+
+
+def test_a_probe_image_gone_refuses_the_rotation_for_good(world: RotationWorld) -> None:
+    # GIVEN the probe image gone (does not clear until the credential's probe is set) WHEN testSecret runs
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    world.upstream.answer = (ProbeStatus.NOT_FOUND, "404: the probe image is not at the upstream", None)
+    for step in STEPS[:2]:
+        world.step(step, token)
+    # THEN refused, and AWSPENDING taken off (it would block the next RotateSecret)
+    with pytest.raises(RotationFailed, match="not_found: 404") as refused:
+        world.step(RotationStep.TEST, token)
+    assert "AWSPENDING was taken off the new version" in refused.value.message
     assert_untouched(world, old)
     assert world.record(token).outcome is RotationOutcome.REFUSED
 
 
-@pytest.mark.parametrize(("code", "status"), [THROTTLED, DENIED])
+@pytest.mark.parametrize(("code", "status", "kept"), [(*THROTTLED, True), (*DENIED, False)])
 def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
-    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch, code: str, status: int, kept: bool
 ) -> None:
     old = world.labelled("AWSCURRENT")
     token = world.begin(value_of(NEW_TOKEN))
@@ -104,7 +168,8 @@ def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
     with pytest.raises(RotationFailed) as failed:
         world.step(RotationStep.FINISH, token)
     assert "AWSCURRENT could not be moved to the new version" in failed.value.message
-    assert_untouched(world, old)
+    assert (KEPT in failed.value.message) is kept
+    assert_untouched(world, old, pending=token if kept else None)
     assert world.validation.checked == []
     assert world.record(token).outcome is RotationOutcome.FAILED
 
@@ -117,23 +182,27 @@ def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
         ("get_paginator", "ThrottlingException", f"the rules in {'us-east-1'} could not be read"),
     ],
 )
-def test_ecr_failing_to_validate_after_promotion_rolls_back(
+def test_ecr_failing_to_validate_after_promotion_keeps_the_tested_token_and_is_retried(
     world: RotationWorld, monkeypatch: pytest.MonkeyPatch, operation: str, code: str, words: str
 ) -> None:
     # GIVEN ECR throttles or refuses the validation (or the listing of rules) after promotion
-    old = world.labelled("AWSCURRENT")
     token = world.begin(value_of(NEW_TOKEN))
     for step in STEPS[:3]:
         world.step(step, token)
     client = world.service.ecr(world.region).client  # type: ignore[attr-defined]
     monkeypatch.setattr(client, operation, failing(getattr(client, operation), lambda _: True, code, 400))
-    # WHEN finishSecret runs THEN the previous token is current again: nothing proved the new one works in ECR
+    # WHEN finishSecret runs THEN it fails, but nothing blamed the new token: it stays current (no roll-back)
     with pytest.raises(RotationFailed) as failed:
         world.step(RotationStep.FINISH, token)
-    assert "rolled back" in failed.value.message
+    assert "rolled back" not in failed.value.message
     assert words in failed.value.message
-    assert_untouched(world, old)
-    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK
+    assert "the new token (which the upstream accepted at testSecret) stays AWSCURRENT" in failed.value.message
+    assert world.current_token() == NEW_TOKEN
+    assert world.record(token).steps[RotationStep.FINISH].status is StepStatus.FAILED
+    # WHEN Secrets Manager retries finishSecret with ECR answering THEN it validates again and is promoted
+    monkeypatch.undo()
+    assert "validated in ECR: docker-hub (us-east-1)" in world.step(RotationStep.FINISH, token)
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
 
 
 def test_a_roll_back_that_fails_is_said_and_resumed_by_the_next_attempt(
@@ -194,14 +263,61 @@ def test_secrets_manager_failing_before_any_step_changes_nothing_and_is_retried(
     assert world.stages() == before
 
 
-def test_a_state_table_that_cannot_record_never_changes_the_rotation(
+def test_a_state_table_that_cannot_record_never_changes_the_rotation_before_finish(
     world: RotationWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN the state table throttling every record write
     token = world.begin(value_of(NEW_TOKEN))
     client = world.records.client
     monkeypatch.setattr(client, "update_item", failing(client.update_item, lambda _: True, *THROTTLED))
-    # WHEN the rotation runs THEN it is promoted all the same, and each lost record is logged
-    world.rotate(token)
-    assert world.current_token() == NEW_TOKEN
+    # WHEN the first three steps run THEN they succeed all the same, and each lost record is logged
+    for step in STEPS[:3]:
+        world.step(step, token)
     assert "a rotation record could not be written" in caplog.text
+
+
+def test_a_promotion_that_cannot_be_recorded_is_not_made(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the state table throttling the write of promoted_at (review #6)
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    client = world.records.client
+    promoting = lambda kw: "promoted_at" in kw["UpdateExpression"]  # noqa: E731
+    monkeypatch.setattr(client, "update_item", failing(client.update_item, promoting, *THROTTLED))
+    # WHEN finishSecret runs THEN AWSCURRENT does not move, AWSPENDING stays for the retry
+    with pytest.raises(RotationFailed, match="the promotion could not be recorded"):
+        world.step(RotationStep.FINISH, token)
+    assert_untouched(world, old, pending=token)
+    # WHEN Secrets Manager retries THEN it is promoted and validated
+    monkeypatch.undo()
+    world.step(RotationStep.FINISH, token)
+    assert world.record(token).outcome is RotationOutcome.PROMOTED
+
+
+def test_an_attempt_dying_after_the_move_is_validated_by_the_retry(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN finishSecret's invocation dying (a Lambda timeout) right after AWSCURRENT moved to the new version
+    old = world.labelled("AWSCURRENT")
+    token = world.begin(value_of(NEW_TOKEN))
+    for step in STEPS[:3]:
+        world.step(step, token)
+    secrets = world.service.secrets
+    move = secrets.move_current
+
+    def move_then_die(*args: Any, **kwargs: Any) -> None:
+        move(*args, **kwargs)
+        raise TimeoutError("Task timed out")
+
+    monkeypatch.setattr(secrets, "move_current", move_then_die)
+    with pytest.raises(TimeoutError):
+        world.step(RotationStep.FINISH, token)
+    monkeypatch.undo()
+    assert world.current_token() == NEW_TOKEN
+    # WHEN Secrets Manager retries finishSecret, ECR refusing the new token THEN it validates and rolls back
+    world.validation.accepted = {OLD_TOKEN}
+    with pytest.raises(RotationFailed, match="rolled back"):
+        world.step(RotationStep.FINISH, token)
+    assert world.labelled("AWSCURRENT") == old
+    assert world.record(token).outcome is RotationOutcome.ROLLED_BACK

@@ -1,12 +1,15 @@
 """Where testSecret tries the token and where finishSecret validates it: the credential's kind (its own probe
 image if it names one), Azure's registries from the desired rules naming the credential, every Region the
-secret is replicated to -- and what is refused when the upstream cannot be known."""
+secret is replicated to (its rules on that Region's replica ARN, the replica InSync) -- and what is refused when
+the upstream cannot be known."""
 
 from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
+import boto3
 import pytest
 from pydantic import SecretStr
 
@@ -120,3 +123,49 @@ def test_a_rule_of_another_secret_is_not_validated(world: RotationWorld) -> None
     )
     token = world.begin(value_of(NEW_TOKEN))
     assert world.rotate(token)[3].endswith(f"validated in ECR: docker-hub ({world.region})")
+
+
+def reporting_replica(world: RotationWorld, monkeypatch: pytest.MonkeyPatch, region: str, status: str) -> None:
+    """``DescribeSecret`` reports a replica in ``region`` with ``status`` (moto makes every replica InSync)."""
+    describe = world.sm.describe_secret
+
+    def described(**kwargs: Any) -> Any:
+        out: dict[str, Any] = dict(describe(**kwargs))
+        out["ReplicationStatus"] = [{"Region": region, "Status": status, "StatusMessage": "reported"}]
+        return out
+
+    monkeypatch.setattr(world.sm, "describe_secret", described)
+
+
+def test_a_replica_not_in_sync_is_not_validated_and_said(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a rule in eu-west-1 on the replica's ARN, the replica still InProgress (review #3)
+    world.sm.replicate_secret_to_regions(SecretId=world.secret, AddReplicaRegions=[{"Region": "eu-west-1"}])
+    replica_arn = world.secret_arn.replace(f":{world.region}:", ":eu-west-1:")
+    world.service.ecr("eu-west-1").client.create_pull_through_cache_rule(  # type: ignore[attr-defined]
+        ecrRepositoryPrefix="docker-hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=replica_arn
+    )
+    reporting_replica(world, monkeypatch, "eu-west-1", "InProgress")
+    token = world.begin(value_of(NEW_TOKEN))
+    # WHEN rotated THEN only the primary's Region is validated, and the replica is named as not validated
+    finished = world.rotate(token)[3]
+    assert finished.endswith(
+        f"validated in ECR: docker-hub ({world.region}); not validated: eu-west-1 (replica InProgress)"
+    )
+    assert world.validation.checked == [NEW_TOKEN]
+
+
+def test_a_rule_on_another_secret_of_the_same_name_is_not_validated(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN eu-west-1 holding its own secret ecr-pullthroughcache/hub (not the replica) and a rule using it
+    foreign = boto3.client("secretsmanager", region_name="eu-west-1")
+    foreign_arn = foreign.create_secret(Name=world.secret, SecretString=value_of(OLD_TOKEN))["ARN"]
+    assert foreign_arn != world.secret_arn.replace(f":{world.region}:", ":eu-west-1:")
+    world.service.ecr("eu-west-1").client.create_pull_through_cache_rule(  # type: ignore[attr-defined]
+        ecrRepositoryPrefix="docker-hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=foreign_arn
+    )
+    reporting_replica(world, monkeypatch, "eu-west-1", "InSync")
+    token = world.begin(value_of(NEW_TOKEN))
+    # WHEN rotated THEN that rule is not ours: only the primary's rule is validated
+    assert world.rotate(token)[3].endswith(f"validated in ECR: docker-hub ({world.region})")
+    assert world.validation.checked == [NEW_TOKEN]

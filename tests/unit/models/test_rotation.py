@@ -101,3 +101,20 @@ def test_a_secrets_versions_name_labels_regions_and_credential() -> None:
     assert found.credential == "hub"
     assert versions({}, name="database/password").credential is None
     assert versions({}, name="ecr-pullthroughcache/").credential is None
+
+
+def test_a_secrets_replicas_are_in_sync_only_when_secrets_manager_says_so() -> None:
+    found = SecretVersions(
+        ARN,
+        "ecr-pullthroughcache/hub",
+        True,
+        {},
+        ("eu-west-1", "eu-central-1", "ap-south-1"),
+        {"eu-west-1": "InSync", "eu-central-1": "InProgress", "ap-south-1": ""},
+    )
+    assert found.out_of_sync(found.region) is None
+    assert found.out_of_sync("eu-west-1") is None
+    assert found.out_of_sync("eu-central-1") == "replica InProgress"
+    assert found.out_of_sync("ap-south-1") == "replica status unknown"
+    assert found.arn_in("eu-west-1") == ARN.replace(f":{found.region}:", ":eu-west-1:")
+    assert found.arn_in(found.region) == ARN

@@ -40,8 +40,11 @@ class SecretsManagerRotation:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager DescribeSecret") from exc
         stages = {version: frozenset(labels) for version, labels in out.get("VersionIdsToStages", {}).items()}
-        replicas = tuple(str(r["Region"]) for r in out.get("ReplicationStatus", []) if r.get("Region"))
-        return SecretVersions(out["ARN"], out["Name"], bool(out.get("RotationEnabled")), stages, replicas)
+        status = {
+            str(r["Region"]): str(r.get("Status", "")) for r in out.get("ReplicationStatus", []) if r.get("Region")
+        }
+        enabled = bool(out.get("RotationEnabled"))
+        return SecretVersions(out["ARN"], out["Name"], enabled, stages, tuple(status), status)
 
     def pending_value(self, secret_id: str, token: str) -> SecretStr | None:
         """The value staged ``AWSPENDING`` under ``token``; ``None`` when the version holds none yet (Secrets
@@ -61,6 +64,13 @@ class SecretsManagerRotation:
             out = self.client.get_secret_value(SecretId=secret_id, VersionStage=AWSCURRENT)
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager GetSecretValue (AWSCURRENT)") from None
+        return SecretStr(out.get("SecretString", ""))
+
+    def version_value(self, secret_id: str, version: str) -> SecretStr:
+        try:
+            out = self.client.get_secret_value(SecretId=secret_id, VersionId=version)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "Secrets Manager GetSecretValue (previous version)") from None
         return SecretStr(out.get("SecretString", ""))
 
     def stage_pending(self, secret_id: str, token: str, value: SecretStr) -> None:

@@ -18,7 +18,7 @@ each step's status, time and message, and the final outcome. No secret value is 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ecrcache.models.credential import SECRET_NAME_PREFIX
+from ecrcache.models.secret_replica import ReplicaState, replica_arn
 
 __all__ = [
     "AWSCURRENT",
@@ -131,7 +132,9 @@ class RotationRecord(BaseModel):
     updated_at: datetime
     steps: dict[RotationStep, StepRecord] = Field(default_factory=dict)
     promoted_at: datetime | None = None
-    """When finishSecret moved AWSCURRENT to this version (a rollback may have moved it back since)."""
+    """When finishSecret moved AWSCURRENT to this version (written just before the move, and the move is not
+    made without it: a retry finding the version current without a ``promoted`` outcome validates it again;
+    a rollback may have moved it back since)."""
     outcome: RotationOutcome | None = None
     message: str | None = None
     finished_at: datetime | None = None
@@ -146,6 +149,8 @@ class SecretVersions:
     rotation_enabled: bool
     stages: Mapping[str, frozenset[str]]
     replica_regions: tuple[str, ...] = ()
+    replica_status: Mapping[str, str] = field(default_factory=dict)
+    """Each replica Region's ``ReplicationStatus[].Status`` (``InSync``, ``InProgress``, ``Failed``...)."""
 
     @property
     def region(self) -> str:
@@ -156,6 +161,18 @@ class SecretVersions:
     def regions(self) -> tuple[str, ...]:
         """Every Region the secret is in: its own, then its replicas' (each may have rules using it)."""
         return (self.region, *sorted(set(self.replica_regions) - {self.region}))
+
+    def arn_in(self, region: str) -> str:
+        """The secret's ARN in ``region``: its replica's there (the primary's ARN, the Region replaced)."""
+        return replica_arn(self.arn, region)
+
+    def out_of_sync(self, region: str) -> str | None:
+        """Why the secret's copy in ``region`` may not hold the latest labels (a replica receives them
+        asynchronously, and one ``Failed`` is not ours), or ``None``: the primary, or an ``InSync`` replica."""
+        if region == self.region:
+            return None
+        status = self.replica_status.get(region) or "status unknown"
+        return None if status == ReplicaState.IN_SYNC else f"replica {status}"
 
     @property
     def credential(self) -> str | None:

@@ -18,30 +18,46 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   every registry a desired rule naming the credential points at).
 * ``finishSecret`` -- ``AWSCURRENT`` moves to the new version (``AWSPREVIOUS`` to the old one, by Secrets
   Manager), ``AWSPENDING`` comes off it, then ``ValidatePullThroughCacheRule`` runs for every ECR rule using
-  the secret in every Region the secret is in (its own and its replicas'). One not valid, or not
-  validated: ``AWSCURRENT`` moves back to the previous version and the step fails naming the rule, its Region
-  and ECR's failure text.
+  the secret in every Region the secret is in (its own and its replicas' -- a rule whose ``credentialArn`` is
+  the secret's ARN in that Region; a replica not ``InSync`` is skipped and named). ECR's failure text is classified
+  as the status engine classifies it (:func:`ecrcache.engine.status.classify_upstream_failure`): only a rule
+  not valid because of the credential rolls ``AWSCURRENT`` back to the previous version -- and only after the
+  upstream accepted that previous token in ``testSecret``'s probe (the usual reason to rotate is that the old
+  token was revoked). Any other failure (a rate limit or outage in ECR's text, ECR throttling, rules that
+  could not be read) keeps the new token current and fails the step so that Secrets Manager retries it (the
+  validation is idempotent). A rule deleted meanwhile is skipped.
 
 What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
-itself) nothing changed -- the previous token stays current and ``AWSPENDING`` is taken off the version (a
-pending version left behind blocks the next ``RotateSecret``; the retries Secrets Manager makes then stop at
-the guard). After promotion, a rule not validating rolls back to the previous token; if even the roll-back
-fails, the new token (which passed ``testSecret``) stays current and the message says so. A guard refusal
-changes nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
-at most) is not disturbed by the first one's retries.
+itself) nothing changed -- the previous token stays current. A failure that should clear by itself (an AWS call
+throttled or failing with a 5xx, :class:`~ecrcache.errors.RetryableError`; the upstream rate limiting or down)
+keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed. A definitive
+one (the upstream refusing the token, a value that is not a credential, access denied, the probe image gone)
+takes ``AWSPENDING`` off it (a pending version left behind blocks the next ``RotateSecret``; the retries
+Secrets Manager makes then stop at the guard). After promotion, a rule ECR refuses the credential for rolls
+back to the previous token; if even the roll-back fails, or the upstream refuses the previous token too, the
+new token (which passed ``testSecret``) stays current and the message says so. A guard refusal changes
+nothing at all: a second rotation that took ``AWSPENDING`` over (a staging label is on one version
+at most) is not disturbed by the first one's retries; a retry of a rotation that has an outcome (promoted,
+rolled back...) leaves its record as it was and counts nothing.
 
 Each step is recorded (:class:`ecrcache.ports.RotationStore`): started, succeeded or failed, with its
 message, and the outcome. The records are for people: a write that fails is logged, never allowed to change
-what happens to the secret. No token is ever in a record, a log line, a message or an exception.
+what happens to the secret -- except the promotion's (``promoted_at``), written before ``AWSCURRENT`` moves:
+without it a retry finding the version current could not tell a validated promotion from one an attempt
+left unvalidated, so the label does not move unless it is written. No token is ever in a record, a log line,
+a message or an exception.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
-from ecrcache.errors import EcrcacheError, TerminalError
-from ecrcache.models.credential import CredentialSpec, UpstreamLogin, credential_name_from_arn
+from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
+from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
+from ecrcache.models.credential import CredentialSpec, UpstreamLogin
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rotation import (
     AWSCURRENT,
@@ -57,12 +73,16 @@ from ecrcache.models.rotation import (
     guard,
 )
 from ecrcache.models.upstream import default_url
-from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget, probe_target
+from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget, probe_target
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
 
 __all__ = ["RotationFailed", "RotationService"]
 
+_PASSING: Final = frozenset({ProbeStatus.RATE_LIMIT, ProbeStatus.UPSTREAM_DOWN})
+"""Probe outcomes that should clear by themselves: ``testSecret`` keeps ``AWSPENDING`` for Secrets Manager's retries.
+``not_found`` (the probe image is gone) is not one of them: it does not clear until someone sets the credential's
+``probe``, long after Secrets Manager's retries; the rotation is refused and the token must be staged again."""
 NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
 ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
 
@@ -72,13 +92,17 @@ class RotationFailed(TerminalError):
 
 
 class _StepFailed(Exception):
-    """A step ends in ``outcome``; ``pending``: ``AWSPENDING`` is still on the version (take it off)."""
+    """A step ends in ``outcome``; ``pending``: ``AWSPENDING`` is still on the version (take it off, unless
+    ``retryable``: the failure should clear by itself, and Secrets Manager's retries need the label)."""
 
-    def __init__(self, message: str, outcome: RotationOutcome, *, pending: bool = True) -> None:
+    def __init__(
+        self, message: str, outcome: RotationOutcome, *, pending: bool = True, retryable: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.outcome = outcome
         self.pending = pending
+        self.retryable = retryable
 
 
 class RotationService:
@@ -113,7 +137,8 @@ class RotationService:
         try:
             current = guard(versions, key.rotation_id)
         except GuardRefused as refused:
-            self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
+            if not self._ended(key):  # Secrets Manager retrying a rotation that ended: its record stays as it was
+                self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
             raise RotationFailed(f"{step}: {refused}; nothing was changed") from None
         self._note(lambda: self.records.record_step(key, step, StepStatus.STARTED, at=self.clock()))
         try:
@@ -121,9 +146,10 @@ class RotationService:
         except _StepFailed as failed:
             raise self._failed(key, step, failed) from None
         except EcrcacheError as exc:  # an AWS call of a step before promotion: nothing changed
-            raise self._failed(
-                key, step, _StepFailed(exc.message, RotationOutcome.FAILED, pending=not current)
-            ) from None
+            aws = _StepFailed(
+                exc.message, RotationOutcome.FAILED, pending=not current, retryable=isinstance(exc, RetryableError)
+            )
+            raise self._failed(key, step, aws) from None
         self._note(lambda: self.records.record_step(key, step, StepStatus.SUCCEEDED, at=self.clock(), message=message))
         if outcome is not None:
             self._end(key, None, outcome, message)
@@ -170,7 +196,11 @@ class RotationService:
         refused = [result for result in results if not result.ok]
         if refused:
             listed = "; ".join(_refusal(result) for result in refused)
-            raise _StepFailed(f"the upstream did not accept the new token: {listed}", RotationOutcome.REFUSED)
+            raise _StepFailed(
+                f"the upstream did not accept the new token: {listed}",
+                RotationOutcome.REFUSED,
+                retryable=all(result.status in _PASSING for result in refused),
+            )
         return "; ".join(result.message for result in results)
 
     def _targets(self, credential: str) -> list[ProbeTarget]:
@@ -210,61 +240,63 @@ class RotationService:
     ) -> tuple[str, RotationOutcome | None]:
         if current:
             record = self.records.get(key.credential, key.rotation_id)
+            # promoted_at is written before AWSCURRENT moves: without it, no attempt of ours made the version current
             if record is None or record.promoted_at is None or record.outcome is RotationOutcome.PROMOTED:
                 return ALREADY_CURRENT, None
             previous = versions.labelled(AWSPREVIOUS)  # promoted by an attempt that ended before validating
         else:
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
-        failures, validated = self._validate(key, versions)
-        if failures:
-            raise self._roll_back(key, previous, failures)
-        checked = ", ".join(validated) if validated else "no pull-through cache rule uses the secret"
-        return f"AWSCURRENT is the new version; validated in ECR: {checked}", RotationOutcome.PROMOTED
+        checked = _validate(self.ecr, versions)
+        if checked.refused:
+            raise self._roll_back(key, previous, checked)
+        if checked.unsure:
+            raise _StepFailed(
+                f"ECR could not validate {'; '.join(checked.unsure)}: not a refusal of the credential, so the new "
+                "token (which the upstream accepted at testSecret) stays AWSCURRENT; Secrets Manager retries "
+                "finishSecret, which validates again",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        return f"AWSCURRENT is the new version; {checked.summary()}", RotationOutcome.PROMOTED
 
     def _promote(self, key: RotationKey, previous: str | None) -> None:
         if previous is None:
             raise _StepFailed("the secret has no AWSCURRENT version to rotate from", RotationOutcome.FAILED)
+        try:  # first, and not a mere note: a retry finding the version current re-validates only if it is recorded
+            self.records.record_promoted(key, at=self.clock())
+        except EcrcacheError as exc:
+            raise _StepFailed(
+                f"the promotion could not be recorded ({exc.message}), so AWSCURRENT was not moved: the previous "
+                "token stays current",
+                RotationOutcome.FAILED,
+                retryable=isinstance(exc, RetryableError),
+            ) from None
         try:
             self.secrets.move_current(key.secret_arn, to_version=key.rotation_id, from_version=previous)
         except EcrcacheError as exc:
             raise _StepFailed(
                 f"AWSCURRENT could not be moved to the new version ({exc.message}); the previous token stays current",
                 RotationOutcome.FAILED,
+                retryable=isinstance(exc, RetryableError),
             ) from None
-        self._note(lambda: self.records.record_promoted(key, at=self.clock()))
         self._clear_pending(key)
 
-    def _validate(self, key: RotationKey, versions: SecretVersions) -> tuple[list[str], list[str]]:
-        """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in:
-        (failures, validated), each named ``<prefix> (<region>)``."""
-        failures: list[str] = []
-        validated: list[str] = []
-        for region in versions.regions:
-            checker = self.ecr(region)
-            try:
-                rules = checker.rules()
-            except EcrcacheError as exc:
-                failures.append(f"the rules in {region} could not be read ({exc.message})")
-                continue
-            for prefix, rule in sorted(rules.items()):
-                if credential_name_from_arn(rule.credential_arn or "") != key.credential:
-                    continue
-                try:
-                    valid, failure = checker.validate_rule(prefix)
-                except EcrcacheError as exc:
-                    valid, failure = False, f"ValidatePullThroughCacheRule failed ({exc.message})"
-                if valid:
-                    validated.append(f"{prefix} ({region})")
-                else:
-                    failures.append(f"{prefix} ({region}): {failure}")
-        return failures, validated
-
-    def _roll_back(self, key: RotationKey, previous: str | None, failures: list[str]) -> _StepFailed:
-        listed = "; ".join(failures)
+    def _roll_back(self, key: RotationKey, previous: str | None, checked: _Validation) -> _StepFailed:
+        """ECR blamed the credential: back to the previous token, but only if the upstream still takes it (the
+        usual reason to rotate is that the old token was revoked)."""
+        listed = "; ".join(checked.refused + checked.unsure)
+        kept = "the new token (which the upstream accepted at testSecret) is still AWSCURRENT"
         if previous is None:
             return _StepFailed(
                 f"ECR did not validate {listed}; there is no previous version to roll back to",
+                RotationOutcome.FAILED,
+                pending=False,
+            )
+        doubt = self._previous_doubt(key, previous)
+        if doubt is not None:
+            return _StepFailed(
+                f"ECR did not validate {listed}; not rolled back: the previous token {doubt}, so {kept}",
                 RotationOutcome.FAILED,
                 pending=False,
             )
@@ -272,17 +304,33 @@ class RotationService:
             self.secrets.move_current(key.secret_arn, to_version=previous, from_version=key.rotation_id)
         except EcrcacheError as exc:
             return _StepFailed(
-                f"ECR did not validate {listed}; rolling back failed ({exc.message}): the new token (which the "
-                "upstream accepted at testSecret) is still AWSCURRENT",
+                f"ECR did not validate {listed}; rolling back failed ({exc.message}): {kept}",
                 RotationOutcome.FAILED,
                 pending=False,
             )
         self._clear_pending(key)
         return _StepFailed(
-            f"rolled back: AWSCURRENT is the previous version again; ECR did not validate {listed}",
+            f"rolled back: AWSCURRENT is the previous version again (the upstream still accepts it); ECR did not "
+            f"validate {listed}",
             RotationOutcome.ROLLED_BACK,
             pending=False,
         )
+
+    def _previous_doubt(self, key: RotationKey, previous: str) -> str | None:
+        """Why the previous version is not known to work (testSecret's probe of it), or ``None``: it works."""
+        try:
+            login = UpstreamLogin.from_secret_string(self.secrets.version_value(key.secret_arn, previous))
+            targets = self._targets(key.credential)
+        except ValueError as exc:
+            return f"is not a credential ({exc})"
+        except EcrcacheError as exc:
+            return f"could not be read ({exc.message})"
+        except _StepFailed as failed:
+            return f"could not be tested ({failed.message})"
+        refused = [result for result in (self.probe.probe(target, login) for target in targets) if not result.ok]
+        if refused:
+            return "was not accepted by the upstream either: " + "; ".join(_refusal(result) for result in refused)
+        return None
 
     # -- failures and records --------------------------------------------------------------------
 
@@ -299,7 +347,12 @@ class RotationService:
 
     def _failed(self, key: RotationKey, step: RotationStep, failed: _StepFailed) -> RotationFailed:
         message = failed.message
-        if failed.pending:
+        if failed.pending and failed.retryable:
+            message += (
+                "; a failure that should clear by itself: AWSPENDING stays on the new version for Secrets Manager's "
+                "retries, the previous token stays current"
+            )
+        elif failed.pending:
             try:
                 self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
                 message += "; AWSPENDING was taken off the new version, the previous token stays current"
@@ -335,6 +388,14 @@ class RotationService:
             extra={"credential": key.credential, "rotation": key.rotation_id, "outcome": outcome, "reason": message},
         )
 
+    def _ended(self, key: RotationKey) -> bool:
+        """The rotation has a recorded outcome (the state table failing to say: not known to have one)."""
+        try:
+            record = self.records.get(key.credential, key.rotation_id)
+        except EcrcacheError:
+            return False
+        return record is not None and record.outcome is not None
+
     @staticmethod
     def _note(write: Callable[[], object]) -> None:
         """A record write: its failure is logged, never allowed to change what happens to the secret."""
@@ -342,6 +403,75 @@ class RotationService:
             write()
         except EcrcacheError as exc:
             logger.error("a rotation record could not be written", extra={"error": exc.message})
+
+
+@dataclass(frozen=True, slots=True)
+class _Validation:
+    """What ECR said of the rules using the secret, each named ``<prefix> (<region>)``: ``refused``, a failure
+    ECR's text blames on the credential (classified as the status engine classifies ECR's failures);
+    ``unsure``, any other (throttling, an upstream outage, rules that could not be read, an unclassified text);
+    ``gone``, a rule deleted meanwhile (nothing to validate)."""
+
+    validated: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        checked = ", ".join(self.validated) if self.validated else "no pull-through cache rule uses the secret"
+        gone = f"; gone meanwhile, not validated: {', '.join(self.gone)}" if self.gone else ""
+        skipped = f"; not validated: {', '.join(self.skipped)}" if self.skipped else ""
+        return f"validated in ECR: {checked}{gone}{skipped}"
+
+
+def _validate(ecr: Callable[[str], EcrRuleChecker], versions: SecretVersions) -> _Validation:
+    """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in. A rule uses it
+    when its ``credentialArn`` is the secret's ARN in the rule's Region (not merely a secret of the same name: a
+    replica that failed because another secret of that name is there leaves that secret's rules to it). A replica
+    not ``InSync`` is skipped: it may not hold the new labels yet (replicas are updated asynchronously)."""
+    found = _Validation()
+    for region in versions.regions:
+        unsynced = versions.out_of_sync(region)
+        if unsynced is not None:
+            found.skipped.append(f"{region} ({unsynced})")
+            continue
+        checker = ecr(region)
+        try:
+            rules = checker.rules()
+        except EcrcacheError as exc:
+            found.unsure.append(f"the rules in {region} could not be read ({exc.message})")
+            continue
+        arn = versions.arn_in(region)
+        for prefix, rule in sorted(rules.items()):
+            if rule.credential_arn == arn:
+                _validate_rule(checker, prefix, found)
+    return found
+
+
+def _validate_rule(checker: EcrRuleChecker, prefix: str, found: _Validation) -> None:
+    name = f"{prefix} ({checker.region})"
+    try:
+        valid, failure = checker.validate_rule(prefix)
+    except EcrcacheError as exc:
+        found.unsure.append(f"{name}: ValidatePullThroughCacheRule failed ({exc.message})")
+        return
+    if valid:
+        found.validated.append(name)
+    elif _gone(checker, prefix):
+        found.gone.append(name)
+    elif classify_upstream_failure(None, failure) is UpstreamReason.CREDENTIAL_REJECTED:
+        found.refused.append(f"{name}: {failure}")
+    else:
+        found.unsure.append(f"{name}: {failure}")
+
+
+def _gone(checker: EcrRuleChecker, prefix: str) -> bool:
+    """The rule is no longer listed (deleted since the rules were read); an error listing them: not known gone."""
+    try:
+        return prefix not in checker.rules()
+    except EcrcacheError:
+        return False
 
 
 def _refusal(result: ProbeResult) -> str:
