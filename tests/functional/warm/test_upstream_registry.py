@@ -346,6 +346,21 @@ def test_the_credential_is_not_sent_to_another_host_that_asks_for_it_directly(
     assert {authorization for _, authorization in target.requests} == {None}  # type: ignore[attr-defined]
 
 
+def test_a_token_realm_named_by_a_host_redirected_to_gets_no_credential(
+    redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
+) -> None:
+    # GIVEN a rule with a credential, and the host the registry redirects to asking for a bearer token
+    registry, target = redirected
+    target.needs_token = True  # type: ignore[attr-defined]
+    listing = OciUpstreamRegistry(endpoints={HUB: _url(registry)}).list_tags(
+        HUB, "team/app", credential="hub", max_requests=3
+    )
+    # THEN its token is asked for anonymously (the credential is neither read nor sent), and the tags listed
+    assert (listing.tags, listing.failure) == (TAGS, None)
+    token_requests = [authorization for path, authorization in target.requests if path == "/token"]  # type: ignore[attr-defined]
+    assert token_requests == [None]
+
+
 def test_an_authorization_is_dropped_when_a_redirect_leaves_the_host(
     redirected: tuple[ThreadingHTTPServer, ThreadingHTTPServer],
 ) -> None:

@@ -8,8 +8,9 @@ Authentication follows the Docker token flow (distribution "Token Authentication
 ``401`` with ``WWW-Authenticate: Bearer realm="...",service="...",scope="..."`` sends the client to the
 realm with HTTP Basic credentials for a bearer token, and the request is made again with it; a ``Basic``
 challenge is answered with the credential directly. The credential is never logged, stored or put in a
-message, and never sent over plain HTTP to a realm of an HTTPS registry, nor (Basic) to another host than
-the registry's own.
+message, and never sent over plain HTTP to a realm of an HTTPS registry, nor to another host than the
+registry's own: a ``Basic`` challenge from a host the registry redirected to is refused, and a ``Bearer``
+challenge from one gets an anonymous token request (an open redirect cannot hand the credential over).
 
 **Redirects** are followed (at most :data:`MAX_REDIRECTS`): registry.k8s.io answers ``/v2/...`` with a 307
 to Artifact Registry (``us-west2-docker.pkg.dev``, kubernetes/k8s.io#6984). urllib3 follows one only with a
@@ -223,6 +224,11 @@ class RegistryHttp:
             )
         if scope is not None:
             params["scope"] = scope
+        if urlsplit(answer.url).netloc != urlsplit(base).netloc:
+            # The challenge comes from a host the upstream redirected to (registry.k8s.io -> Artifact
+            # Registry): its realm gets no credential, only an anonymous token request. A credential is sent
+            # only to realms the upstream's own host names, so an open redirect cannot hand it to a stranger.
+            return self.bearer(answer.url, params, None)
         return self.bearer(answer.url, params, basic())
 
     def bearer(self, answered: str, params: Mapping[str, str], basic: str | None) -> str:
