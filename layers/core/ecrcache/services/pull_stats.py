@@ -136,7 +136,7 @@ class PullStatsService:
             dropped=dropped,
         )
         compacted = self._compact(now, remaining)
-        if compacted is not None and compacted.duplicates:
+        if compacted is not None and compacted.finished and compacted.duplicates:  # once, by the run that ends
             dropped[DropReason.DUPLICATE] += compacted.duplicates
         return self._report(replace(outcome, writes=self._writes() - writes))
 
