@@ -31,6 +31,7 @@ from devstack.local.runner import EventRunner
 from devstack.local.template import FunctionSpec, TemplateError, load_template
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.functional.local.conftest import reset_process_knobs
+from tests.functional.local.logs import logged
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -374,7 +375,7 @@ def test_a_put_event_reaches_the_sqs_function_in_lambdas_record_shape(stack: Que
     assert envelope["detail"]["requestParameters"]["imageTag"] == "18-alpine"
     assert stack.wait_counts("PullsQueue", (0, 0)) == (0, 0)  # deleted after success; the excluded pull never queued
     assert functions.bodies("StatsFunction") == [[envelope]]
-    assert any(line.startswith("StatsFunction ← PullEvents (SQS, 1 record) ok") for line in runners.logs)
+    assert logged(runners.logs, lambda line: line.startswith("StatsFunction ← PullEvents (SQS, 1 record) ok"))
 
 
 def test_an_embedded_ecr_read_event_reaches_a_rule_enabled_for_management_events(
@@ -435,7 +436,7 @@ def test_messages_that_match_no_filter_are_deleted_without_an_invocation(stack: 
     functions.wait_for("WorkerFunction", 1)
     assert stack.wait_counts("WorkQueue", (0, 0)) == (0, 0)
     assert [b for call in functions.bodies("WorkerFunction") for b in call] == [{"kind": "warm", "n": 1}]
-    assert any("1 record matched no filter: deleted" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "1 record matched no filter: deleted" in line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -461,7 +462,7 @@ def test_reported_item_failures_reappear_alone_after_the_visibility_timeout(
     assert sorted(r["messageId"] for r in first["Records"]) == sorted(sent)
     assert [r["messageId"] for r in second["Records"]] == [failed]
     assert second["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
-    assert any("1 of 3 records reported failed" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "1 of 3 records reported failed" in line)
 
 
 @pytest.mark.parametrize(
@@ -509,7 +510,7 @@ def test_a_message_failing_max_receive_count_times_moves_to_the_dead_letter_queu
     calls = functions.calls["StatsFunction"]
     assert [c["Records"][0]["attributes"]["ApproximateReceiveCount"] for c in calls] == ["1", "2"]
     assert stack.wait_counts("PullsQueue", (0, 0)) == (0, 0)  # nothing left to invoke with
-    assert any("failed: RuntimeError: cannot count; the batch reappears after 1s" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "failed: RuntimeError: cannot count; the batch reappears after 1s" in line)
 
 
 def test_an_unreachable_function_is_retried_with_the_same_receive(stack: QueueStack, runners: Runners) -> None:
@@ -525,7 +526,7 @@ def test_an_unreachable_function_is_retried_with_the_same_receive(stack: QueueSt
     first, second = functions.wait_for("WorkerFunction", 2)
     assert first["Records"] == second["Records"]  # same receipt handle, ApproximateReceiveCount 1
     assert second["Records"][0]["attributes"]["ApproximateReceiveCount"] == "1"
-    assert any("not invoked: InvokeError: host not running; retrying" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "not invoked: InvokeError: host not running; retrying" in line)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from devstack.local.template import (
 )
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.functional.local.conftest import reset_process_knobs
+from tests.functional.local.logs import logged
 from tests.template import ROOT, TEMPLATE, table_definition
 
 if TYPE_CHECKING:
@@ -306,7 +307,9 @@ def test_stream_records_reach_the_function_in_the_lambda_shape(stack: Stack, run
     assert isinstance(change["ApproximateCreationDateTime"], int)
     assert abs(change["ApproximateCreationDateTime"] - time.time()) < 60
     json.dumps(call)  # what a function host receives over the wire
-    assert any(line.startswith(f"{FUNCTION} ← DesiredStateChanged (DynamoDB, 1 record) ok") for line in runners.logs)
+    assert logged(
+        runners.logs, lambda line: line.startswith(f"{FUNCTION} ← DesiredStateChanged (DynamoDB, 1 record) ok")
+    )
 
 
 def test_stream_filters_deliver_desired_items_and_new_reconcile_requests_only(stack: Stack, runners: Runners) -> None:
@@ -378,7 +381,7 @@ def test_partial_batch_failure_retries_from_the_failed_record(stack: Stack, runn
     assert sequence_numbers(second) == sequence_numbers(first)[2:]
     time.sleep(0.2)
     assert len(function.calls) == 2
-    assert any("2 of 4 records reported failed" in line and "retry 1/10" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "2 of 4 records reported failed" in line and "retry 1/10" in line)
 
 
 def test_an_unknown_item_identifier_fails_the_whole_batch(stack: Stack, runners: Runners) -> None:
@@ -428,8 +431,8 @@ def test_exhausted_stream_retries_go_to_the_on_failure_queue_and_the_shard_moves
         "batchSize",
         "streamArn",
     }
-    assert any("failed: RuntimeError: cannot reconcile; retry 2/2" in line for line in runners.logs)
-    assert any(line.endswith(f"dead-lettered to {DLQ}") for line in runners.logs)
+    assert logged(runners.logs, lambda line: "failed: RuntimeError: cannot reconcile; retry 2/2" in line)
+    assert logged(runners.logs, lambda line: line.endswith(f"dead-lettered to {DLQ}"))
 
     stack.put("DESIRED#rule#next")  # the shard is not stuck behind the poison record
     calls = function.wait_for(lambda calls: len(calls) == 4)
@@ -570,7 +573,7 @@ def test_failed_get_records_are_retried_with_the_same_iterator_and_skip_nothing(
     time.sleep(0.3)
     assert pks(function.records()) == ["DESIRED#rule#during-1", "DESIRED#rule#during-2"]
     assert flaky_streams.iterator_types == ["LATEST"]  # setup()'s, never replaced
-    assert any("InternalServerError" in line and "retrying" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "InternalServerError" in line and "retrying" in line)
 
 
 def test_an_expired_iterator_resumes_where_the_shard_was(
@@ -630,7 +633,7 @@ def test_an_ecr_api_call_reaches_the_function_as_an_eventbridge_envelope(stack: 
     assert event["region"] == REGION
     assert event["detail"]["requestParameters"]["ecrRepositoryPrefix"] == "quay"
     assert "errorCode" not in event["detail"]
-    assert any(line.startswith(f"{FUNCTION} ← EcrDrift (EventBridgeRule) ok") for line in runners.logs)
+    assert logged(runners.logs, lambda line: line.startswith(f"{FUNCTION} ← EcrDrift (EventBridgeRule) ok"))
 
 
 def test_failed_api_calls_and_other_events_are_not_delivered(stack: Stack, runners: Runners) -> None:
@@ -679,7 +682,7 @@ def test_function_errors_are_retried_then_sent_to_the_on_failure_destination(sta
     assert dead["requestPayload"]["detail"] == {"sync-status": "SUCCESS"}
     assert dead["responseContext"]["functionError"] == "Unhandled"
     assert dead["responsePayload"] == {"errorType": "EcrcacheError", "errorMessage": "attempt 3 failed"}
-    assert any("failed: EcrcacheError: attempt 1 failed; retry 1/2" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "failed: EcrcacheError: attempt 1 failed; retry 1/2" in line)
     # the event left the rule's queue: nothing is redelivered
     time.sleep(0.3)
     assert len(function.calls) == 3
@@ -851,7 +854,7 @@ def test_disabled_schedules_do_not_fire(stack: Stack, runners: Runners) -> None:
     runner.start()
     time.sleep(0.4)  # 1 virtual hour: four 15-minute periods
     assert function.calls == []
-    assert any("Resync (Schedule) is disabled in the template" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "Resync (Schedule) is disabled in the template" in line)
 
 
 def test_a_schedule_whose_rule_is_disabled_in_the_embedded_aws_is_skipped(stack: Stack, runners: Runners) -> None:
@@ -862,7 +865,7 @@ def test_a_schedule_whose_rule_is_disabled_in_the_embedded_aws_is_skipped(stack:
     runner.start()
     time.sleep(0.4)
     assert function.calls == []
-    assert any("skipped: rule" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "skipped: rule" in line)
     stack.events.enable_rule(Name=f"{STACK}-{FUNCTION}-Resync")
     function.wait_for(lambda calls: len(calls) >= 1)
 
@@ -927,4 +930,4 @@ def test_stop_during_an_invocation_lets_it_finish_and_invokes_nothing_more(stack
     time.sleep(0.2)
     (call,) = function.calls  # neither a retry nor a bisected half
     assert pks(call["Records"]) == ["DESIRED#rule#a", "DESIRED#rule#b"]
-    assert any("failed: RuntimeError: failed while stopping" in line for line in runners.logs)
+    assert logged(runners.logs, lambda line: "failed: RuntimeError: failed while stopping" in line)
