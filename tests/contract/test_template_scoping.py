@@ -6,6 +6,8 @@
 * The warm planner reads credential secrets in the stack's Region only: a credential has one secret, which
   the API keeps there (``SecretsManagerStore`` on the function's own Region), and the planner's Secrets
   Manager client is its own Region's (``OciUpstreamRegistry``).
+* ECR repository grants name every Region (``ecr:*:<account>:repository/*``): a rule's ``regions`` may name
+  any Region, and its cached repositories there are read, configured and pulled through by the same roles.
 * The rotator moves the staging labels of credential secrets in the stack's Region only (Secrets Manager
   invokes a secret's rotation function in the secret's Region), and only Secrets Manager of this account
   may invoke it.
@@ -162,3 +164,25 @@ def test_only_secrets_manager_of_this_account_may_invoke_the_rotator() -> None:
     ]
     assert (permission["Principal"], permission["Action"]) == ("secretsmanager.amazonaws.com", "lambda:InvokeFunction")
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def _resource_texts(resource: Any) -> list[str]:
+    items = resource if isinstance(resource, list) else [resource]
+    return [str(item.get("Fn::Sub", item)) if isinstance(item, dict) else str(item) for item in items]
+
+
+def test_ecr_repository_grants_name_every_region_a_rule_may_name_and_this_account_only() -> None:
+    # GIVEN every function statement that grants ECR actions on repositories
+    found = 0
+    for logical_id, function in functions().items():
+        for policy in function.get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if not any(str(a).startswith("ecr:") for a in actions):
+                    continue
+                for text in _resource_texts(statement["Resource"]):
+                    if ":repository/" in text:
+                        found += 1
+                        # THEN each names any Region and this account (a rule in eu-west-1 is served too)
+                        assert text == "arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*", (logical_id, text)
+    assert found >= 3  # the API's reads, the reconciler's settings, the warm worker's pulls
