@@ -57,7 +57,7 @@ import moto
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from bench.support import machine, write_section
+from bench.support import Check, machine, write_section
 from devstack.aws import events, install, ports
 from devstack.aws.ports import AcceptingChecker
 from ecrcache.adapters import ecr_registry
@@ -525,13 +525,6 @@ def run_scenarios(fleet: Fleet, repeat: int, heavy_repeat: int) -> dict[str, Res
 
 # --------------------------------------------------------------------------------------------------
 # Checks (the benchmark fails when one does not hold)
-
-
-@dataclass(frozen=True)
-class Check:
-    claim: str
-    ok: bool
-    detail: str
 
 
 def checks(fleet: Fleet, results: Mapping[str, Result]) -> list[Check]:

@@ -22,6 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +33,15 @@ HEADER: Final = (
     "generator its markers name (python -m bench.<name> --out docs/benchmarks.md); change the generator and run "
     "it again rather than editing a section. -->\n"
 )
+
+
+@dataclass(frozen=True)
+class Check:
+    """One claim a benchmark makes of its results (it exits non-zero when one does not hold)."""
+
+    claim: str
+    ok: bool
+    detail: str
 
 
 def _markers(generator: str) -> tuple[str, str]:

@@ -60,7 +60,7 @@ import moto
 
 from bench import pull_load
 from bench import warm_world as ww
-from bench.support import machine, write_section
+from bench.support import Check, machine, write_section
 from devstack.aws import clock
 from devstack.registry.ratelimit import RequestKind
 from ecrcache.services.pull_compaction import DEFAULT_INTERVAL
@@ -232,13 +232,6 @@ def run_all(images_count: int, repeat: int, minutes: float, events: int | None) 
 
 # --------------------------------------------------------------------------------------------------
 # Checks (the goals of issue 11)
-
-
-@dataclass(frozen=True)
-class Check:
-    claim: str
-    ok: bool
-    detail: str
 
 
 def manifest_bound(name: str, images: int) -> int:

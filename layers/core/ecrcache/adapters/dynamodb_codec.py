@@ -73,6 +73,16 @@ def query_partition(
         raise classify(exc, "DynamoDB Query") from exc
 
 
+def _rounds(sleep: Callable[[float], None]) -> Iterator[int]:
+    """:data:`BATCH_ATTEMPTS` rounds of a batch call, each after the last one's backoff (doubling, capped)."""
+    delay = BATCH_BACKOFF_SECONDS
+    for attempt in range(BATCH_ATTEMPTS):
+        if attempt:
+            sleep(delay)
+            delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+        yield attempt
+
+
 def batch_write(
     client: DynamoDBClient, table_name: str, requests: Sequence[WriteRequestTypeDef], *, sleep: Callable[[float], None]
 ) -> None:
@@ -81,11 +91,7 @@ def batch_write(
     trigger retries), a failed call is classified."""
     for start in range(0, len(requests), BATCH_SIZE):
         pending = list(requests[start : start + BATCH_SIZE])
-        delay = BATCH_BACKOFF_SECONDS
-        for attempt in range(BATCH_ATTEMPTS):
-            if attempt:
-                sleep(delay)
-                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+        for _ in _rounds(sleep):
             try:
                 out = client.batch_write_item(RequestItems={table_name: pending})
             except (ClientError, BotoCoreError) as exc:
@@ -119,11 +125,7 @@ def batch_get(
             pending["ProjectionExpression"] = projection
         if names:
             pending["ExpressionAttributeNames"] = names
-        delay = BATCH_BACKOFF_SECONDS
-        for attempt in range(BATCH_ATTEMPTS):
-            if attempt:
-                sleep(delay)
-                delay = min(delay * 2, BATCH_BACKOFF_MAX_SECONDS)
+        for _ in _rounds(sleep):
             try:
                 out = client.batch_get_item(RequestItems={table_name: pending})
             except (ClientError, BotoCoreError) as exc:

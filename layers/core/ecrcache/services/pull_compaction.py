@@ -91,18 +91,16 @@ class PullCompaction:
         self.lease = lease
         self.max_deltas = max_deltas
         self.new_id = new_id
-        self.remaining: Callable[[], float] | None = None
 
     def run_if_due(self, now: datetime, remaining: Callable[[], float] | None = None) -> CompactionOutcome | None:
         """Resume the run under way, or start one if the last finished an interval ago and deltas are
         pending; ``None`` when there is nothing to do now (or another invocation holds the lease).
         ``remaining``: the seconds the invocation has left (a run pauses before they run out)."""
-        self.remaining = remaining
         state = self.store.state()
         if state.held(now):
             return None
         if state.run is not None:
-            return self._resume(state, now)
+            return self._resume(state, now, remaining)
         if state.compacted_at is not None and now - state.compacted_at < self.interval:
             return None
         keys = self.pulls.pending_keys(self.max_deltas + 1)
@@ -115,9 +113,13 @@ class PullCompaction:
         claimed = self.store.claim(
             owner, now, self.lease, run=run, deltas=sorted(deltas), backlog=backlog, generation=state.generation
         )
-        return self._fold(run, owner, deltas, now, resumed=False, backlog=backlog) if claimed else None
+        if not claimed:
+            return None
+        return self._fold(run, owner, deltas, now, remaining, resumed=False, backlog=backlog)
 
-    def _resume(self, state: CompactionState, now: datetime) -> CompactionOutcome | None:
+    def _resume(
+        self, state: CompactionState, now: datetime, remaining: Callable[[], float] | None
+    ) -> CompactionOutcome | None:
         owner = self.new_id()
         run = state.run or ""
         if not self.store.claim(owner, now, self.lease, run=run, resume=True):
@@ -127,10 +129,18 @@ class PullCompaction:
             self.store.delete_deltas(state.deltas)
             finished = self.store.finish(owner, now, backlog=state.backlog)
             return CompactionOutcome(run, True, len(state.deltas), 0, 0, 0, finished)
-        return self._fold(run, owner, found, now, resumed=True, backlog=state.backlog)
+        return self._fold(run, owner, found, now, remaining, resumed=True, backlog=state.backlog)
 
     def _fold(
-        self, run: str, owner: str, deltas: dict[str, PullDelta], now: datetime, *, resumed: bool, backlog: bool = False
+        self,
+        run: str,
+        owner: str,
+        deltas: dict[str, PullDelta],
+        now: datetime,
+        remaining: Callable[[], float] | None,
+        *,
+        resumed: bool,
+        backlog: bool,
     ) -> CompactionOutcome:
         ordered = [deltas[sk] for sk in sorted(deltas)]
         minutes = {event.minute for delta in ordered for event in delta.events}
@@ -138,7 +148,7 @@ class PullCompaction:
         self.store.put_seen(run, folded.counted)
         marks = self.store.marks(folded.increments.keys())
         for key, increment in folded.increments.items():
-            if self.remaining is not None and self.remaining() < TIME_MARGIN_SECONDS:
+            if remaining is not None and remaining() < TIME_MARGIN_SECONDS:
                 self.store.release(owner)
                 return CompactionOutcome(run, resumed, len(deltas), folded.events, folded.duplicates, 0, False, True)
             self.store.fold(key, increment, marks[key], run)
