@@ -10,6 +10,7 @@ next one; ``RotateImmediately=false`` runs ``testSecret`` alone.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -442,3 +443,17 @@ def test_dates_follow_the_injectable_clock(embedded_aws: EmbeddedAws, secret: st
     described = embedded_aws.secretsmanager.describe_secret(SecretId=secret)
     assert described["NextRotationDate"] - described["LastRotatedDate"] == timedelta(hours=12)
     assert abs(described["LastRotatedDate"] - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_a_function_host_that_cannot_be_reached_fails_the_first_step(embedded_aws: EmbeddedAws, secret: str) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ports.register_lambda(FUNCTION, ports.HttpLambdaInvoker(f"http://127.0.0.1:{port}/invocations", timeout=5))
+    embedded_aws.secretsmanager.rotate_secret(SecretId=secret, RotationLambdaARN=FUNCTION)
+    assert secrets_rotation.wait_idle(15)
+    (run,) = secrets_rotation.runs(secret)
+    assert run.state == "failed"
+    assert [(s.step, s.ok, s.message) for s in run.steps] == [
+        ("createSecret", False, "the function could not be invoked: ConnectionError")
+    ]
