@@ -23,6 +23,9 @@ Secrets Manager) in this process (idempotently):
 * ``secrets_replication`` -- multi-Region secrets: a new replica is ``InProgress`` (and not readable in
   its Region) for a settable delay, a failed one says why as AWS documents, the answers name the
   primary's ARN, and DeleteSecret refuses a primary with replicas in AWS's words.
+* ``secrets_rotation`` -- ``RotateSecret`` as AWS documents it: validated rules, an empty ``AWSPENDING``
+  version, the rotation function's four steps invoked asynchronously with the secret's ARN (through the
+  Lambda invokers registered in ``ports``), a rotation in progress refused, ``AWSCURRENT`` left to the function.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
@@ -33,8 +36,8 @@ Use it before ``moto.mock_aws()`` (or before starting a moto server in this proc
 
 Supporting modules: ``state`` (per-backend extension state), ``clock`` (injectable time),
 ``events`` (EventBridge/CloudTrail emission and fault injection), ``ports`` (upstream auth check
-seam), ``common`` (errors, validation, paging, patch helpers), ``server`` (HTTP server + ``/_ecrcache/``
-endpoints).
+and Lambda invoker seams), ``common`` (errors, validation, paging, patch helpers), ``server`` (HTTP server +
+``/_ecrcache/`` endpoints).
 
 Module names deliberately do not start with ``moto``: moto derives the service of an exception
 from ``exception.__module__.split(".")[1]`` for modules starting with "moto" (tooling.md §2).
@@ -70,6 +73,7 @@ def install() -> None:
             events,
             secrets_deletion,
             secrets_replication,
+            secrets_rotation,
         )
 
         events.install()
@@ -81,6 +85,7 @@ def install() -> None:
         ecr_storage.install()
         secrets_deletion.install()
         secrets_replication.install()
+        secrets_rotation.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)

@@ -1,4 +1,4 @@
-"""Pluggable seams of the ECR extension: the upstream authentication check.
+"""Pluggable seams of the embedded AWS: the upstream authentication check, and the Lambda functions it invokes.
 
 ``ValidatePullThroughCacheRule`` "opens a network connection to the upstream and checks
 authentication" (ecr-facts §1.2). The fake does that through an :class:`UpstreamAuthChecker`:
@@ -8,22 +8,44 @@ authentication" (ecr-facts §1.2). The fake does that through an :class:`Upstrea
   when that module exists and exposes ``get_auth_checker() -> UpstreamAuthChecker`` (the real OCI
   token dance against the local or real registry);
 * otherwise :class:`UnavailableChecker` answers ``isValid=false, failure="upstream check unavailable"``.
+
+Secrets Manager's ``RotateSecret`` invokes the secret's rotation Lambda function (``devstack.aws.secrets_rotation``).
+There is no Lambda service here: a :data:`LambdaInvoker` per function ARN stands in for it,
+
+* in-process tests register a Python callable with :func:`register_lambda` (``event -> result``; raising is
+  the function failing);
+* a server process (the local stack) registers an :class:`HttpLambdaInvoker` -- the Lambda ``Invoke`` API of
+  a local function host -- through ``POST /_ecrcache/secrets/rotation/functions {"arn", "url"}``.
+
+An ARN with nothing registered is a function Secrets Manager cannot invoke.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+import requests
 
 __all__ = [
     "AuthCheckResult",
+    "HttpLambdaInvoker",
+    "LambdaFunctionError",
+    "LambdaInvoker",
     "UnavailableChecker",
     "UpstreamAuthChecker",
+    "clear_lambdas",
     "get_upstream_auth_checker",
+    "lambda_invoker",
+    "register_lambda",
+    "registered_lambdas",
     "set_upstream_auth_checker",
+    "unregister_lambda",
 ]
 
 UPSTREAM_MODULE = "devstack.aws.upstream"
@@ -118,3 +140,80 @@ def get_upstream_auth_checker() -> UpstreamAuthChecker:
             if isinstance(checker, UpstreamAuthChecker):
                 return checker
     return UnavailableChecker()
+
+
+# -- Lambda functions ---------------------------------------------------------------------------------
+
+LambdaInvoker = Callable[[Mapping[str, Any]], Any]
+"""Runs a function once with an event (synchronously, as ``Invoke`` with ``RequestResponse``); returns its
+result, raises when the function failed (an exception of any kind: :class:`LambdaFunctionError` for a remote one)."""
+
+
+class LambdaFunctionError(RuntimeError):
+    """The function failed (its handler raised, it timed out, or it could not be reached)."""
+
+
+class HttpLambdaInvoker:
+    """A function behind the Lambda ``Invoke`` API at ``url`` (``POST .../invocations``, as the local function
+    host serves it): a ``200`` with ``X-Amz-Function-Error`` is the function failing, as in Lambda."""
+
+    def __init__(self, url: str, *, timeout: float = 900.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"'url' must be an http(s) URL, not {url!r}")
+        self.url = url
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"HttpLambdaInvoker({self.url!r})"
+
+    def __call__(self, event: Mapping[str, Any]) -> Any:
+        try:
+            response = requests.post(self.url, data=json.dumps(dict(event)), timeout=(5, self.timeout))
+        except requests.RequestException as exc:
+            raise LambdaFunctionError(f"the function could not be invoked: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise LambdaFunctionError(f"the function's host answered HTTP {response.status_code}")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.headers.get("X-Amz-Function-Error"):
+            detail = payload if isinstance(payload, dict) else {}
+            raise LambdaFunctionError(f"{detail.get('errorType', 'Unhandled')}: {detail.get('errorMessage', '')}")
+        return payload
+
+
+_lambdas_lock = threading.Lock()
+_lambdas: dict[str, LambdaInvoker] = {}
+
+
+def register_lambda(function_arn: str, invoker: LambdaInvoker) -> None:
+    """``function_arn`` is invoked with ``invoker`` from now on (replacing any earlier one)."""
+    if not function_arn:
+        raise ValueError("a function ARN is required")
+    with _lambdas_lock:
+        _lambdas[function_arn] = invoker
+
+
+def unregister_lambda(function_arn: str) -> bool:
+    """Forget ``function_arn``; whether it was registered."""
+    with _lambdas_lock:
+        return _lambdas.pop(function_arn, None) is not None
+
+
+def lambda_invoker(function_arn: str) -> LambdaInvoker | None:
+    """The invoker registered for ``function_arn``, if any."""
+    with _lambdas_lock:
+        return _lambdas.get(function_arn)
+
+
+def registered_lambdas() -> dict[str, LambdaInvoker]:
+    """Every registered function ARN and its invoker (a copy)."""
+    with _lambdas_lock:
+        return dict(_lambdas)
+
+
+def clear_lambdas() -> None:
+    """Forget every registered function (tests)."""
+    with _lambdas_lock:
+        _lambdas.clear()

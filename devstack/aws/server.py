@@ -28,7 +28,9 @@ Extra endpoints, all JSON, all under ``/_ecrcache/`` (never an AWS path):
 and ``images/settings`` (``{"restoreDelaySeconds": N}``; a restore takes 20 minutes by default, as in ECR);
 Secrets Manager's replicas (``secrets_replication``) ``secrets/replication/{complete,pending}`` and
 ``secrets/replication/settings`` (``{"delaySeconds": N}``: how long a new replica stays ``InProgress``; 0 by
-default).
+default); Secrets Manager's rotation (``secrets_rotation``) ``secrets/rotation/functions`` (``POST {"arn", "url",
+"timeoutSeconds"?}`` registers a rotation function's Lambda ``Invoke`` URL, ``DELETE {"arn"}``, ``GET``),
+``GET secrets/rotation/runs`` and ``secrets/rotation/settings`` (``{"retries": N, "retryDelaySeconds": S}``).
 """
 
 from __future__ import annotations

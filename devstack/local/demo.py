@@ -1,7 +1,8 @@
 """``make demo``: a scripted tour of ecrcache on the local stack that fails loudly if any step does not happen.
 
 1. starts ``ecrcache local`` in the background (free ports, so it runs beside a ``make local``);
-2. stores the Docker Hub and GHCR tokens with ``ecrcache credentials set --token-stdin``;
+2. stores the Docker Hub and GHCR tokens with ``ecrcache credentials set --token-stdin`` (GHCR's stand-in
+   requires its token: the one the local stack printed);
 3. ``ecrcache apply -f examples/`` and waits for convergence;
 4. lists the pull-through cache rules in ECR through the AWS API;
 5. pulls ``node:18-alpine`` through the cache and shows its new repository got the rule's lifecycle policy;
@@ -56,7 +57,7 @@ MANIFEST_TYPES: Final = [
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
 ]
-DEMO_TOKEN: Final = "demo-token-not-a-secret"  # noqa: S105 - the local registry accepts any token
+DEMO_TOKEN: Final = "demo-token-not-a-secret"  # noqa: S105 - the local Docker Hub stand-in accepts any token
 # Warming (seeded by the local stack, devstack.local.supervisor): pulled by CI runners (image -> pulls),
 # pinned in a warm set, and stopped by a rate limit. None is touched before its step, so none is fresh early.
 CI_PULLS: Final = {"library/golang:1.23": 3, "library/redis:7.4": 2}
@@ -91,7 +92,7 @@ class Demo:
         self.log_path = workdir / "local.log"
         self.ready_path = workdir / "ready.json"
         self.process: subprocess.Popen[bytes] | None = None
-        self.endpoints: dict[str, str] = {}
+        self.endpoints: dict[str, Any] = {}
         self.step_number = 0
 
     # ---- output -------------------------------------------------------------------------------------
@@ -273,10 +274,15 @@ class Demo:
         self.start_local()
 
         self.step("Store the upstream tokens (read from stdin, never on the command line)")
-        for name, kind in (("dockerhub", "docker-hub"), ("ghcr", "github-container-registry")):
+        # Docker Hub's stand-in is open (any token); GHCR's takes only its user and token (the ready file's).
+        ghcr = self.endpoints["ghcr"]
+        for name, kind, username, token in (
+            ("dockerhub", "docker-hub", "ecrcache-demo", DEMO_TOKEN),
+            ("ghcr", "github-container-registry", ghcr["username"], ghcr["token"]),
+        ):
             self.cli(
-                "credentials", "set", name, "--upstream", kind, "--username", "ecrcache-demo", "--token-stdin",
-                stdin=DEMO_TOKEN + "\n",
+                "credentials", "set", name, "--upstream", kind, "--username", username, "--token-stdin",
+                stdin=token + "\n",
             )  # fmt: skip
 
         self.step("Apply examples/ and wait until ECR matches it")

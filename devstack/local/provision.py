@@ -67,7 +67,8 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
     "AWS::SQS::QueuePolicy": "not enforced: the embedded EventBridge delivers to any queue",
     "AWS::IAM::Role": "roles for services the local stack does not run (API Gateway logging)",
     "AWS::ApiGateway::Account": "API Gateway's account-wide logging setting",
-    "AWS::Lambda::Permission": "the local stack invokes functions directly",
+    "AWS::Lambda::Permission": "the local stack invokes functions directly (Secrets Manager's: the supervisor "
+    "registers the function with the embedded Secrets Manager)",
 }
 """Resource types recorded as placeholders (nothing to create locally), with the reason."""
 

@@ -3,12 +3,16 @@
 It starts, in this order, and stops in reverse on Ctrl-C (SIGINT) or SIGTERM:
 
 1. a seeded upstream registry (Debian's ``docker-registry``) at ``127.0.0.1:5000``, mapped in for
-   every public registry ECR can cache from (``registry-1.docker.io``, ``ghcr.io``, ``quay.io``,
-   ``public.ecr.aws``, ``registry.k8s.io`` ...);
+   every public registry ECR can cache from (``registry-1.docker.io``, ``quay.io``, ``public.ecr.aws``,
+   ``registry.k8s.io`` ...), anonymous; and, for ``ghcr.io``, a second one that requires a token as GHCR
+   does (a Bearer realm taking HTTP Basic ``--ghcr-user`` / ``--ghcr-token``, by default ``ecrcache-demo`` /
+   ``ghcr-demo-token``, printed at start and written to ``--ready-file``);
 2. the embedded AWS (moto + the ECR extension) at ``http://127.0.0.1:4566``;
 3. the stack's resources from ``template.yaml`` (table, queues, EventBridge rules, function roles,
    a stack record);
-4. a function host per function (the same ``lambda_handler``s the cloud runs);
+4. a function host per function (the same ``lambda_handler``s the cloud runs); a function the template lets
+   Secrets Manager invoke (an ``AWS::Lambda::Permission`` for ``secretsmanager.amazonaws.com``: the rotation
+   function) is registered with the embedded Secrets Manager under its ARN, so ``RotateSecret`` runs its steps;
 5. the REST API at ``http://127.0.0.1:3000/v1`` (API Gateway proxy events to the API function);
 6. the event runner: DynamoDB stream, SQS queues, EventBridge rules and schedules, wired from each
    function's ``Events`` in ``template.yaml``.
@@ -36,16 +40,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TextIO
 
+import requests
+
 from devstack.local.gateway import ApiGateway, Route
 from devstack.local.host import HostProcess, terminate
 from devstack.local.invoke import InvokeError
 from devstack.local.provision import LocalStack, provision
-from devstack.local.template import TemplateError, binary_media_types, load_template
+from devstack.local.template import TemplateError, binary_media_types, invoked_by, load_template
 
 __all__ = ["EXIT_FAILED", "EXIT_PORT_BUSY", "main"]
 
@@ -61,6 +68,22 @@ _STANDARD_LOG_KEYS: Final = frozenset({
     "correlation_id", "exception_name", "stack_trace",
 })  # fmt: skip
 _PR_SET_PDEATHSIG: Final = 1
+GHCR_HOST: Final = "ghcr.io"
+GHCR_USER: Final = "ecrcache-demo"
+GHCR_TOKEN: Final = "ghcr-demo-token"  # noqa: S105 - the local stand-in's documented demo token
+SECRETS_MANAGER: Final = "secretsmanager.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class GhcrStandIn:
+    """The registry standing in for ``ghcr.io`` and the credential it takes (a demo token, printed)."""
+
+    url: str
+    username: str
+    token: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"registry": self.url, "username": self.username, "token": self.token}
 
 
 def _repo_root() -> Path:
@@ -161,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
         "default: no limit; change it at run time with PUT <registry>/_ecrcache/rate-limit)",
     )
     parser.add_argument("--no-seed", action="store_true", help="start the registry empty")
+    parser.add_argument(
+        "--ghcr-user", default=GHCR_USER, help="the user the ghcr.io stand-in takes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ghcr-token", default=GHCR_TOKEN, help="the token the ghcr.io stand-in takes (default %(default)s)"
+    )
     parser.add_argument("--stack-name", default="ecrcache-local", help="local stack name (default %(default)s)")
     parser.add_argument("--region", default="us-east-1", help="the stack's Region (default %(default)s)")
     parser.add_argument(
@@ -187,8 +216,9 @@ class LocalRun:
         self.template: dict[str, Any] = {}
         self.pids: dict[str, int] = {}
         self._alive: list[tuple[str, Callable[[], bool]]] = []
-        # UPSTREAM_ENDPOINTS for the functions that declare it: every upstream host -> the local registry.
+        # UPSTREAM_ENDPOINTS for the functions that declare it: every upstream host -> its local registry.
         self.upstream_endpoints = "{}"
+        self.ghcr: GhcrStandIn | None = None
 
     def _started(self, name: str, stop: Callable[[], None], alive: Callable[[], bool] | None = None) -> None:
         self._stops.append((name, stop))
@@ -221,13 +251,39 @@ class LocalRun:
             self.pids["registry"] = registry.pid
         limited = f", {limit.limit} manifest GETs per {limit.window_label} s" if limit else ""
         self.console.line("registry", f"docker-registry at {registry.url}{limited}")
-        self.upstream_endpoints = json.dumps(dict(registry.upstream_map().items()), sort_keys=True)
+        upstreams = registry.upstream_map()
         if not self.args.no_seed:
             # Seeded straight into the registry behind the proxy: seeding is not counted or rate limited.
             with Seeder.for_registry(registry.registry) as seeder:
                 for record in seeder.seed(_seed_images()):
                     self.console.line("registry", f"seeded {record.reference} ({record.media_type})")
-        return str(registry.upstream_map().to_env())
+        self.ghcr = self.start_ghcr()
+        upstreams.set(GHCR_HOST, self.ghcr.url)
+        self.upstream_endpoints = json.dumps(dict(upstreams.items()), sort_keys=True)
+        return str(upstreams.to_env())
+
+    def start_ghcr(self) -> GhcrStandIn:
+        """``ghcr.io``'s stand-in: a registry behind a token realm that takes only ``--ghcr-user``/``--ghcr-token``
+        (anonymous token requests are refused, as GHCR refuses them for private images), seeded with GHCR's images."""
+        from devstack.registry.harness import AuthMode, Credentials, FrontedRegistry  # noqa: PLC0415
+        from devstack.registry.seeder import Seeder  # noqa: PLC0415
+
+        credentials = Credentials(self.args.ghcr_user, self.args.ghcr_token)
+        registry = FrontedRegistry(port=0, auth=AuthMode.TOKEN, credentials=credentials).start()
+        self._started("ghcr registry", registry.stop, lambda: registry.running)
+        if registry.pid is not None:
+            self.pids["ghcr-registry"] = registry.pid
+        stand_in = GhcrStandIn(registry.url, credentials.username, credentials.password)
+        self.console.line(
+            "registry",
+            f"{GHCR_HOST} stand-in at {stand_in.url}: token auth, user {stand_in.username!r}, token "
+            f"{stand_in.token!r} (--ghcr-user/--ghcr-token change them)",
+        )
+        if not self.args.no_seed:
+            with Seeder.for_registry(registry.registry) as seeder:
+                for record in seeder.seed(_ghcr_images()):
+                    self.console.line("registry", f"seeded {GHCR_HOST} {record.reference} ({record.media_type})")
+        return stand_in
 
     def start_aws(self, upstream_map: str | None) -> str:
         env = {
@@ -335,6 +391,23 @@ class LocalRun:
             hosts[logical_id] = host
         return hosts
 
+    def register_rotation(self, stack: LocalStack, hosts: dict[str, HostProcess]) -> None:
+        """Each function the template lets Secrets Manager invoke, registered with the embedded Secrets Manager
+        under its ARN: ``RotateSecret`` then invokes its host for each step (``/_ecrcache/secrets/rotation``)."""
+        for logical_id in invoked_by(self.template, SECRETS_MANAGER):
+            host = hosts.get(logical_id)
+            if host is None:
+                continue
+            arn = stack.resources[logical_id].attributes["Arn"]
+            answer = requests.post(
+                f"{stack.endpoint_url}/_ecrcache/secrets/rotation/functions",
+                json={"arn": arn, "url": host.url, "timeoutSeconds": host.timeout + 5},
+                timeout=10,
+            )
+            if answer.status_code != 200:
+                raise RuntimeError(f"registering {logical_id} with Secrets Manager failed: {answer.text}")
+            self.console.line(_short(logical_id), f"Secrets Manager invokes {arn} for rotation steps")
+
     def start_gateway(self, stack: LocalStack, hosts: dict[str, HostProcess]) -> ApiGateway:
         targets: dict[tuple[str, str], str] = {}
         routes: list[Route] = []
@@ -394,6 +467,26 @@ class LocalRun:
         self._started("event runner", runner.stop)
 
 
+def _ready(run: LocalRun, stack: LocalStack, api_base: str, aws_url: str) -> dict[str, Any]:
+    """The endpoints, written to ``--ready-file`` when asked (atomically: a poller never reads half of it)."""
+    args = run.args
+    endpoints: dict[str, Any] = {
+        "api": api_base,
+        "aws": aws_url,
+        "registry": f"http://127.0.0.1:{args.registry_port}" if not args.no_registry else "",
+        "ghcr": run.ghcr.as_json() if run.ghcr is not None else None,
+        "stack": stack.name,
+        "region": stack.region,
+        "table": stack.outputs.get("StateTableName", ""),
+        "pids": {"local": os.getpid(), **run.pids},
+    }
+    if args.ready_file is not None:
+        partial = args.ready_file.with_name(f".{args.ready_file.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+        partial.replace(args.ready_file)
+    return endpoints
+
+
 def _find_template(given: Path | None) -> Path | None:
     """``--template``, else ``./template.yaml``, else the checkout's (``None`` if there is none)."""
     candidates = [given] if given is not None else [Path.cwd() / "template.yaml", _repo_root() / "template.yaml"]
@@ -410,7 +503,6 @@ def _seed_images() -> tuple[Any, ...]:
         ImageSpec("docker/library/node", "18-alpine"),
         ImageSpec("pause", "3.10"),
         ImageSpec("prometheus/node-exporter", "v1.8.2", platforms=("linux/amd64",), index=False),
-        ImageSpec("ecrcache/demo", "1.0", platforms=("linux/amd64",), index=False),
         # Multi-platform Docker Hub images for warming (make demo, tests/e2e): pulled by users, warmed by
         # warm sets, or stopped by a rate limit. A pull (ECR's import) or a warm makes an image fresh for
         # 24 h, so each scenario has images of its own that nothing else touches first.
@@ -421,6 +513,16 @@ def _seed_images() -> tuple[Any, ...]:
         ImageSpec("library/memcached", "1.6"),
         ImageSpec("library/traefik", "3.1"),
         ImageSpec("library/httpd", "2.4", fmt=ManifestFormat.OCI),
+    )
+
+
+def _ghcr_images() -> tuple[Any, ...]:
+    """GHCR's images: the example rule's, and the rotation function's probe image (``actions/actions-runner``)."""
+    from devstack.registry.seeder import ImageSpec  # noqa: PLC0415
+
+    return (
+        ImageSpec("ecrcache/demo", "1.0", platforms=("linux/amd64",), index=False),
+        ImageSpec("actions/actions-runner", "latest", platforms=("linux/amd64",), index=False),
     )
 
 
@@ -489,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             api_base = f"http://{args.host}:{args.api_port}/v1"
             stack = run.provision(aws_url, api_base)
             hosts = run.start_functions(stack)
+            run.register_rotation(stack, hosts)
             gateway = run.start_gateway(stack, hosts)
             api_base = f"{gateway.endpoint_url}/v1"
             run.start_runner(stack, hosts)
@@ -496,21 +599,10 @@ def main(argv: list[str] | None = None) -> int:
             console.say(f"failed to start: {type(exc).__name__}: {exc}")
             run.stop()
             return EXIT_FAILED
-        endpoints: dict[str, Any] = {
-            "api": api_base,
-            "aws": aws_url,
-            "registry": f"http://127.0.0.1:{args.registry_port}" if not args.no_registry else "",
-            "stack": stack.name,
-            "region": stack.region,
-            "table": stack.outputs.get("StateTableName", ""),
-            "pids": {"local": os.getpid(), **run.pids},
-        }
-        if args.ready_file is not None:
-            # Atomically: whoever polls for the file must never read it half-written.
-            partial = args.ready_file.with_name(f".{args.ready_file.name}.{os.getpid()}.tmp")
-            partial.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
-            partial.replace(args.ready_file)
+        endpoints = _ready(run, stack, api_base, aws_url)
         console.say(f"ready: API {api_base}  |  AWS {aws_url}  |  registry {endpoints['registry'] or '-'}")
+        if run.ghcr is not None:
+            console.say(f"ghcr:  {GHCR_HOST} takes user {run.ghcr.username!r} with token {run.ghcr.token!r}")
         console.say(f"try:   ECRCACHE_ENDPOINT={api_base} ecrcache get rules     (Ctrl-C stops everything)")
         code = 0
         while not stop.wait(0.5):

@@ -38,6 +38,7 @@ __all__ = [
     "binary_media_types",
     "function_properties",
     "implicit_roles",
+    "invoked_by",
     "load_template",
     "merge_globals",
     "parse_template",
@@ -130,6 +131,24 @@ def implicit_roles(template: Mapping[str, Any]) -> dict[str, str]:
 
 
 _REST_API_TYPES: Final = ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi")
+
+
+def invoked_by(template: Mapping[str, Any], principal: str) -> list[str]:
+    """The functions an ``AWS::Lambda::Permission`` lets ``principal`` invoke (``secretsmanager.amazonaws.com``:
+    the rotation functions), by logical id; the permission names its function with ``!GetAtt F.Arn`` or ``!Ref F``."""
+    functions = function_properties(template)
+    found: list[str] = []
+    for resource in template.get("Resources", {}).values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") != "AWS::Lambda::Permission" or props.get("Principal") != principal:
+            continue
+        name = props.get("FunctionName")
+        if isinstance(name, Mapping):
+            target = name.get("Fn::GetAtt") or name.get("Ref")
+            logical_id = target[0] if isinstance(target, list) else str(target).split(".")[0]
+            if logical_id in functions and logical_id not in found:
+                found.append(str(logical_id))
+    return found
 
 
 def binary_media_types(template: Mapping[str, Any]) -> tuple[str, ...]:

@@ -165,9 +165,14 @@ def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def applied(cli: Cli, local_stack: RunningStack) -> RunningStack:
-    """The examples applied and converged (credentials first: a new credential needs its token)."""
-    for name, kind in (("dockerhub", "docker-hub"), ("ghcr", "github-container-registry")):
-        cli.ok("credentials", "set", name, "--upstream", kind, "--username", "ecrcache-demo", "--token-stdin",
-               stdin=TOKEN + "\n")  # fmt: skip
+    """The examples applied and converged (credentials first: a new credential needs its token; GHCR's stand-in
+    takes only its own user and token, the ready file's)."""
+    ghcr = local_stack.ready["ghcr"]
+    for name, kind, username, token in (
+        ("dockerhub", "docker-hub", "ecrcache-demo", TOKEN),
+        ("ghcr", "github-container-registry", ghcr["username"], ghcr["token"]),
+    ):
+        cli.ok("credentials", "set", name, "--upstream", kind, "--username", username, "--token-stdin",
+               stdin=token + "\n")  # fmt: skip
     cli.ok("apply", "-f", str(EXAMPLES), "--timeout", "120")
     return local_stack

@@ -23,7 +23,16 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack.aws import clock, ecr_lifecycle, ecr_storage, events, install, ports, secrets_replication
+from devstack.aws import (
+    clock,
+    ecr_lifecycle,
+    ecr_storage,
+    events,
+    install,
+    ports,
+    secrets_replication,
+    secrets_rotation,
+)
 from devstack.aws.server import EmbeddedAwsServer
 from tests.conftest import ACCOUNT_ID, REGION
 
@@ -75,7 +84,10 @@ def _reset_process_knobs() -> None:
     ecr_lifecycle.settings.preview_delay = ecr_lifecycle.LifecycleSettings().preview_delay
     ecr_storage.settings.restore_delay = ecr_storage.StorageSettings().restore_delay
     secrets_replication.reset()
+    secrets_rotation.wait_idle(timeout=30)  # a rotation's steps run in a thread: none outlives its test
+    secrets_rotation.reset()
     ports.set_upstream_auth_checker(None)
+    ports.clear_lambdas()
 
 
 @dataclass

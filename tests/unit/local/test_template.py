@@ -12,6 +12,7 @@ from devstack.local.template import (
     Resolver,
     TemplateError,
     implicit_roles,
+    invoked_by,
     parse_template,
     resolve_functions,
 )
@@ -153,3 +154,36 @@ Resources:
 """
     )
     assert implicit_roles(template) == {"WorkerFunctionRole": "WorkerFunction"}
+
+
+def test_the_functions_a_permission_lets_a_principal_invoke_are_found() -> None:
+    template = parse_template(
+        """
+Resources:
+  RotatorFunction:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: r/, Handler: app.handler}
+  OtherFunction:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: o/, Handler: app.handler}
+  ByGetAtt:
+    Type: AWS::Lambda::Permission
+    Properties: {FunctionName: !GetAtt RotatorFunction.Arn, Principal: secretsmanager.amazonaws.com}
+  ByRefTwice:
+    Type: AWS::Lambda::Permission
+    Properties: {FunctionName: !Ref RotatorFunction, Principal: secretsmanager.amazonaws.com}
+  ForEvents:
+    Type: AWS::Lambda::Permission
+    Properties: {FunctionName: !Ref OtherFunction, Principal: events.amazonaws.com}
+  NotAFunction:
+    Type: AWS::Lambda::Permission
+    Properties: {FunctionName: "arn:aws:lambda:us-east-1:1:function:x", Principal: secretsmanager.amazonaws.com}
+"""
+    )
+    assert invoked_by(template, "secretsmanager.amazonaws.com") == ["RotatorFunction"]
+    assert invoked_by(template, "events.amazonaws.com") == ["OtherFunction"]
+
+
+def test_secrets_manager_invokes_the_rotator_function_of_the_real_template() -> None:
+    """What ``make local`` registers with the embedded Secrets Manager (``RotatorInvokePermission``)."""
+    assert invoked_by(load_template(), "secretsmanager.amazonaws.com") == ["RotatorFunction"]
