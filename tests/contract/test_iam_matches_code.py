@@ -35,6 +35,7 @@ ADAPTER_SERVICE = {
     "ecr_warm": "ecr",
     "secret_rotation": "secretsmanager",
     "rotation_store": "dynamodb",
+    "rotation_start": "secretsmanager",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
