@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ecrcache.models.rotation import STAGED_LABEL_PREFIX
+from ecrcache.models.rotation import STAGED_LABEL_PREFIX, RotationStep
 from tests.conftest import FakeLambdaContext
 from tests.functional.api.assertions import assert_error
 from tests.functional.api.aws_support import scan
@@ -160,6 +160,7 @@ def test_secrets_manager_refusing_as_in_progress_is_409_and_the_staged_token_is_
     [("ThrottlingException", 400, 503), ("InternalServiceError", 500, 503), ("AccessDeniedException", 400, 500)],
 )
 def test_rotate_secret_failing_is_recorded_and_discards_the_staged_token(
+    *,
     world: RotationWorld,
     fake: FakeRotateSecret,
     api: ApiClient,
@@ -275,6 +276,7 @@ SCENARIOS: dict[str, Callable[[ApiClient, FakeRotateSecret], None]] = {
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_the_staged_token_is_never_in_a_log_item_response_or_exception(
+    *,
     world: RotationWorld,
     fake: FakeRotateSecret,
     api: ApiClient,
@@ -307,3 +309,48 @@ def test_the_staged_token_is_never_in_a_log_item_response_or_exception(
         items=scan(state_table),
     )
     assert not found, found
+
+
+def test_create_secret_retried_after_the_copy_only_finishes_the_clean_up(
+    world: RotationWorld, fake: FakeRotateSecret, api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a rotation whose createSecret copied the token but could not take the private label off
+    rotation = post(api, {"token": NEW_TOKEN}).json["rotation_id"]
+    sm = world.sm
+    monkeypatch.setattr(
+        sm,
+        "update_secret_version_stage",
+        failing(
+            sm.update_secret_version_stage,
+            lambda kw: kw["VersionStage"].startswith(STAGED_LABEL_PREFIX),
+            "ThrottlingException",
+            400,
+        ),
+    )
+    with pytest.raises(Exception, match="staged token's label"):
+        world.step(RotationStep.CREATE, rotation)
+    pending = world.sm.get_secret_value(SecretId=world.secret, VersionId=rotation, VersionStage="AWSPENDING")
+    assert CANARY in pending["SecretString"]
+    assert private_labels(world) == [f"{STAGED_LABEL_PREFIX}{rotation}"]
+    # WHEN Secrets Manager retries the step (the label can be taken off now)
+    monkeypatch.undo()
+    monkeypatch.setattr(api_rotations().secrets.client, "rotate_secret", fake)
+    answer = world.step(RotationStep.CREATE, rotation)
+    # THEN the pending version is left as it is and the label is gone; the rotation goes on to promotion
+    assert answer.startswith("a new value is staged as AWSPENDING")
+    assert private_labels(world) == []
+    for step in (RotationStep.SET, RotationStep.TEST, RotationStep.FINISH):
+        world.step(step, rotation)
+    assert world.current_token() == NEW_TOKEN
+
+
+def test_secrets_manager_testing_the_configuration_changes_and_records_nothing(world: RotationWorld) -> None:
+    # GIVEN RotateSecret(RotateImmediately=false): an empty AWSPENDING version, and only testSecret invoked
+    token = world.begin()
+    before = world.stages()
+    # WHEN the rotation function runs testSecret for it
+    answer = world.step(RotationStep.TEST, token)
+    # THEN it answers, records nothing, moves nothing (Secrets Manager removes the version itself)
+    assert "test of the rotation configuration" in answer
+    assert world.records.get("hub", token) is None
+    assert world.stages() == before
