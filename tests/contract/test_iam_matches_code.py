@@ -36,6 +36,7 @@ ADAPTER_SERVICE = {
     "secret_rotation": "secretsmanager",
     "rotation_store": "dynamodb",
     "rotation_start": "secretsmanager",
+    "rotation_schedule": "secretsmanager",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {

@@ -94,8 +94,8 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class ReconcilerSettings(TableSettings, WarmerRoleSettings):
-    """Environment of ``functions/reconciler``."""
+class ReconcilerSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings):
+    """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it)."""
 
 
 @cache

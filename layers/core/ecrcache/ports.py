@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+from ecrcache.engine.rotation_schedule import ObservedRotation
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
@@ -597,6 +598,18 @@ class RotationStarter(Protocol):
         """``RotateSecret``; raises :class:`~ecrcache.errors.ConflictError` when Secrets Manager refuses because a
         rotation is in progress (``InvalidRequestException``)."""
         ...
+
+
+class RotationScheduler(Protocol):
+    """A credential secret's Secrets Manager rotation schedule, as the reconciler converges it."""
+
+    def observe(self, secret_id: str) -> ObservedRotation | None:
+        """``None``: no such secret."""
+        ...
+
+    def set_schedule(self, secret_id: str, *, schedule: str, function_arn: str) -> None: ...
+
+    def cancel(self, secret_id: str) -> None: ...
 
 
 class EcrRuleChecker(Protocol):
