@@ -34,13 +34,6 @@ PATH = "/v1/credentials/hub/rotations"
 
 
 @pytest.fixture
-def fake(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> FakeRotateSecret:
-    fake = FakeRotateSecret(world)
-    monkeypatch.setattr(api_rotations().secrets.client, "rotate_secret", fake)
-    return fake
-
-
-@pytest.fixture
 def api(world: RotationWorld, lambda_context: FakeLambdaContext) -> ApiClient:
     return ApiClient(lambda_context)
 
