@@ -347,3 +347,24 @@ def test_secrets_manager_testing_the_configuration_changes_and_records_nothing(w
     assert "test of the rotation configuration" in answer
     assert world.records.get("hub", token) is None
     assert world.stages() == before
+
+
+def test_create_secret_failing_for_good_takes_the_staged_token_and_awspending_off(
+    world: RotationWorld, fake: FakeRotateSecret, api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the rotation function may not put the pending value (access denied)
+    rotation = post(api, {"token": NEW_TOKEN}).json["rotation_id"]
+    sm = world.sm
+    monkeypatch.setattr(
+        sm, "put_secret_value", failing(sm.put_secret_value, lambda _: True, "AccessDeniedException", 400)
+    )
+    # WHEN Secrets Manager invokes the steps
+    fake.run()
+    # THEN the rotation failed at createSecret, nothing is left labelled, the old token is current
+    found = api.get(f"{PATH}/{rotation}").json
+    assert found["state"] == "failed"
+    assert found["steps"]["createSecret"]["status"] == "failed"
+    assert "AccessDeniedException" in found["message"]
+    assert private_labels(world) == []
+    assert world.labelled("AWSPENDING") is None
+    assert world.current_token() == OLD_TOKEN

@@ -398,8 +398,23 @@ class RotationService:
                     "rotation is refused until it is (aws secretsmanager update-secret-version-stage "
                     "--version-stage AWSPENDING --remove-from-version-id <version>)"
                 )
+            self._drop_staged(key)
         self._end(key, step, failed.outcome, message)
         return RotationFailed(f"{step}: {message}")
+
+    def _drop_staged(self, key: RotationKey) -> None:
+        """A rotation that ended before ``createSecret`` copied the token staged through the API: take its private
+        label off (best effort: only this rotation's ``createSecret`` would read it, and none will run again)."""
+        label = staged_label(key.rotation_id)
+        try:
+            staged = self.secrets.describe(key.secret_arn).labelled(label)
+            if staged is not None:
+                self.secrets.unstage(key.secret_arn, version=staged, label=label)
+        except EcrcacheError as exc:
+            logger.warning(
+                "the staged token's label could not be taken off",
+                extra={"credential": key.credential, "rotation": key.rotation_id, "error": exc.message},
+            )
 
     def _end(
         self,
