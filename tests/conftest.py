@@ -22,6 +22,7 @@ os.environ.update(
         "POWERTOOLS_DEV": "false",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "TABLE_NAME": "ecrcache-state-test",
+        "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
     }
 )
 os.environ.pop("AWS_PROFILE", None)

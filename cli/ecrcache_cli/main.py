@@ -45,6 +45,7 @@ from ecrcache import __version__
 from ecrcache_cli.app import App, pass_app
 from ecrcache_cli.client import Api, EndpointOptions, open_client
 from ecrcache_cli.commands.apply import apply_cmd
+from ecrcache_cli.commands.credential_rotation import credentials_rotate_cmd, credentials_status_cmd
 from ecrcache_cli.commands.credentials import credentials_group
 from ecrcache_cli.commands.get import delete_cmd, get_cmd
 from ecrcache_cli.commands.local import local_cmd
@@ -58,6 +59,9 @@ from ecrcache_cli.output import EXIT_CODES_HELP, CliError, ExitCode, Printer, si
 
 __all__ = ["cli", "main", "run"]
 
+
+credentials_group.add_command(credentials_rotate_cmd)
+credentials_group.add_command(credentials_status_cmd)
 
 # One module per command group (ecrcache_cli.commands); click lists them by name in --help.
 COMMANDS: Final[tuple[click.Command, ...]] = (

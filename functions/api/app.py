@@ -12,6 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrReader
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.adapters.rotation_start import SecretsManagerRotationStart
+from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_replication import SecretsManagerReplicaReader
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
@@ -23,6 +25,7 @@ from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
 from ecrcache.services.pull_stats import PullStatsService
+from ecrcache.services.rotations import RotationsService
 from ecrcache.services.secret_users import EcrSecretUsers
 
 
@@ -67,6 +70,15 @@ service = DesiredStateService(
 importer = ImportService(service, registry, stack_region=stack_region())
 pull_stats = PullStatsService(DynamoDbPullStatsStore(api_settings().table_name), stack_region=stack_region())
 warm_runs = DynamoDbWarmRunStore(api_settings().table_name)
+# Rotations with a token staged through the API: the token goes into the secret under a private label, then
+# RotateSecret makes Secrets Manager run the rotation function (which copies it into AWSPENDING).
+rotations = RotationsService(
+    desired=store,
+    secrets=SecretsManagerRotationStart(),
+    records=DynamoDbRotationStore(api_settings().table_name),
+    function_arn=api_settings().rotator_function_arn,
+    clock=now,
+)
 app = create_app(
     service,
     planner=planner,
@@ -75,6 +87,7 @@ app = create_app(
     pull_stats=pull_stats,
     warm_runs=warm_runs,
     clock=now,
+    rotation_service=rotations,
 )
 
 

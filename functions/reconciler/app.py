@@ -25,12 +25,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.identity import caller_arn
+from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.reconcile import ReconcileService
+from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.triggers import (
     StreamBatch,
     Trigger,
@@ -62,6 +64,8 @@ service = ReconcileService(
     warmer_role_arn=settings.warmer_role_arn,
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
+    # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function.
+    schedules=RotationSchedules(secrets=SecretsManagerRotationSchedule(), function_arn=settings.rotator_function_arn),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

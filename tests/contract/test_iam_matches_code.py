@@ -35,6 +35,8 @@ ADAPTER_SERVICE = {
     "ecr_warm": "ecr",
     "secret_rotation": "secretsmanager",
     "rotation_store": "dynamodb",
+    "rotation_start": "secretsmanager",
+    "rotation_schedule": "secretsmanager",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -243,3 +245,36 @@ def test_the_rotators_restricted_operations_are_real_calls_of_its_adapters() -> 
     rotator = required_actions(functions()["RotatorFunction"], "RotatorFunction")
     assert {f"secretsmanager:{a}" for a in ("PutSecretValue", "UpdateSecretVersionStage")} <= rotator
     assert not {"dynamodb:PutItem", "dynamodb:DeleteItem", "ecr:CreatePullThroughCacheRule"} & rotator
+
+
+def _invoke_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in function.get("Policies", [])
+        if isinstance(policy, dict)
+        for statement in policy.get("Statement", [])
+        if "lambda:InvokeFunction"
+        in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    ]
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_a_function_calling_rotate_secret_may_invoke_the_rotation_function_and_no_other(logical_id: str) -> None:
+    # RotateSecret: "You also need lambda:InvokeFunction permissions on the rotation function" (Secrets Manager API
+    # reference). GIVEN a function and whether its code calls RotateSecret
+    function = functions()[logical_id]
+    rotates = "secretsmanager:RotateSecret" in required_actions(function, logical_id)
+    invoke = _invoke_statements(function)
+    # THEN it may invoke the rotation function exactly when it does, and nothing else
+    if rotates:
+        assert invoke, f"{logical_id} calls RotateSecret without lambda:InvokeFunction on the rotation function"
+    assert all(s["Resource"] == {"Fn::GetAtt": ["RotatorFunction", "Arn"]} for s in invoke), invoke
+    assert rotates or not invoke, f"{logical_id} may invoke the rotation function without calling RotateSecret"
+
+
+def test_the_api_and_the_reconciler_call_rotate_secret() -> None:
+    # The scan sees the calls (so the test above cannot pass vacuously).
+    assert {"RotateSecret", "PutSecretValue", "UpdateSecretVersionStage"} <= adapter_operations("rotation_start")
+    assert {"RotateSecret", "CancelRotateSecret"} <= adapter_operations("rotation_schedule")
+    for logical_id in ("ApiFunction", "ReconcilerFunction"):
+        assert "secretsmanager:RotateSecret" in required_actions(functions()[logical_id], logical_id)

@@ -56,8 +56,32 @@ class WarmerRoleSettings(_Settings):
         return value
 
 
-class ApiSettings(TableSettings, WarmerRoleSettings):
-    """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too)."""
+_FUNCTION_ARN_RE: Final = re.compile(r"^arn:aws(-[a-z]+)*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$")
+
+
+class RotatorArnSettings(_Settings):
+    rotator_function_arn: str = Field(
+        default="",
+        max_length=2048,
+        description=(
+            "ARN of the rotation function (RotateSecret's RotationLambdaARN, template: !GetAtt RotatorFunction.Arn). "
+            "Empty: rotations cannot be started through the API and no rotation schedule is set."
+        ),
+    )
+
+    @field_validator("rotator_function_arn")
+    @classmethod
+    def _function_arn(cls, value: str) -> str:
+        if value and not _FUNCTION_ARN_RE.match(value):
+            raise ValueError(
+                "must be empty or a Lambda function ARN: arn:aws:lambda:<region>:<account>:function:<name>"
+            )
+        return value
+
+
+class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings):
+    """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too; the
+    rotation function: ``POST /v1/credentials/{name}/rotations`` starts it)."""
 
 
 @cache
@@ -70,8 +94,8 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class ReconcilerSettings(TableSettings, WarmerRoleSettings):
-    """Environment of ``functions/reconciler``."""
+class ReconcilerSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings):
+    """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it)."""
 
 
 @cache

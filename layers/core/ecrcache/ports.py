@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+from ecrcache.engine.rotation_schedule import ObservedRotation
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
@@ -546,6 +547,10 @@ class RotationSecrets(Protocol):
 
     def unstage_pending(self, secret_id: str, token: str) -> None: ...
 
+    def unstage(self, secret_id: str, *, version: str, label: str) -> None:
+        """Take the private staging label ``label`` off ``version`` once the token was copied into AWSPENDING."""
+        ...
+
     def move_current(self, secret_id: str, *, to_version: str, from_version: str) -> None: ...
 
 
@@ -556,6 +561,10 @@ class RotationStore(Protocol):
         self, key: RotationKey, step: RotationStep, status: StepStatus, *, at: datetime, message: str | None = None
     ) -> None: ...
 
+    def record_start(self, key: RotationKey, *, requested_by: str, at: datetime) -> None:
+        """A rotation started through the API, before ``RotateSecret`` is called."""
+        ...
+
     def record_promoted(self, key: RotationKey, *, at: datetime) -> None: ...
 
     def record_outcome(
@@ -565,6 +574,42 @@ class RotationStore(Protocol):
         ...
 
     def get(self, credential: str, rotation_id: str) -> RotationRecord | None: ...
+
+    def recent(self, credential: str, *, limit: int) -> list[RotationRecord]:
+        """The credential's rotations, newest first."""
+        ...
+
+
+class RotationStarter(Protocol):
+    """What the API does to a credential secret to start a rotation with a token staged through it: it never
+    reads a value back, never puts ``AWSPENDING`` (``RotateSecret`` would refuse to start)."""
+
+    def describe(self, secret_id: str) -> SecretVersions: ...
+
+    def stage(self, secret_id: str, *, version: str, label: str, value: SecretStr) -> None:
+        """Put ``value`` as version ``version`` carrying only the private staging label ``label``."""
+        ...
+
+    def unstage(self, secret_id: str, *, version: str, label: str) -> None:
+        """Take ``label`` off ``version`` (a staged token whose rotation did not start)."""
+        ...
+
+    def rotate(self, secret_id: str, *, token: str, function_arn: str, schedule: str | None) -> None:
+        """``RotateSecret``; raises :class:`~ecrcache.errors.ConflictError` when Secrets Manager refuses because a
+        rotation is in progress (``InvalidRequestException``)."""
+        ...
+
+
+class RotationScheduler(Protocol):
+    """A credential secret's Secrets Manager rotation schedule, as the reconciler converges it."""
+
+    def observe(self, secret_id: str) -> ObservedRotation | None:
+        """``None``: no such secret."""
+        ...
+
+    def set_schedule(self, secret_id: str, *, schedule: str, function_arn: str) -> None: ...
+
+    def cancel(self, secret_id: str) -> None: ...
 
 
 class EcrRuleChecker(Protocol):

@@ -154,6 +154,7 @@ BODY_ROUTES: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     "PUT /v1/warm-sets/{name}": ("PUT", "/v1/warm-sets/ws", {"rule": "quay", "top": {"count": 5}}),
     "PUT /v1/desired-state": ("PUT", "/v1/desired-state", {"version": 1, "rules": {"quay": {"upstream_kind": "quay"}}}),
+    "POST /v1/credentials/{name}/rotations": ("POST", "/v1/credentials/hub/rotations", {"token": "t0k3n-2"}),
     "POST /v1/reconcile": ("POST", "/v1/reconcile", {"deep": True}),
     "POST /v1/import": ("POST", "/v1/import", {"regions": ["us-east-1"]}),
 }

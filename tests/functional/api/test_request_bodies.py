@@ -25,6 +25,8 @@ QUAY: dict[str, Any] = {"upstream_kind": "quay"}
 
 def seeded(api: ApiClient) -> ApiClient:
     assert api.put("/v1/rules/quay", QUAY).status == 201
+    # (a credential with a secret: a rotation of it can be started)
+    assert api.put("/v1/credentials/hub", {"upstream_kind": "docker-hub", "username": "u", "token": "t"}).status == 201
     return api
 
 

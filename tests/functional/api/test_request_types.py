@@ -55,6 +55,7 @@ def test_every_route_with_a_body_is_checked() -> None:
     assert set(body_types()) == {
         "PUT /v1/rules/{prefix}",
         "PUT /v1/credentials/{name}",
+        "POST /v1/credentials/{name}/rotations",
         "PUT /v1/warm-sets/{name}",
         "PUT /v1/desired-state",
         "POST /v1/reconcile",

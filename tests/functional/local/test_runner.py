@@ -100,6 +100,14 @@ class Stack:
                 resources[f"{logical_id}Role"] = PhysicalResource(
                     ref=role, attributes={"Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"}
                 )
+                # Every function's ARN (the API's and the reconciler's ROTATOR_FUNCTION_ARN names the rotator's).
+                physical = f"{STACK}-{logical_id}"
+                resources.setdefault(
+                    logical_id,
+                    PhysicalResource(
+                        ref=physical, attributes={"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{physical}"}
+                    ),
+                )
         resolver = Resolver(
             template,
             resources,

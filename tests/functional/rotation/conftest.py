@@ -25,6 +25,8 @@ from ecrcache.models.upstream import UpstreamKind
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.rotation import RotationService
 from tests.conftest import REGION
+from tests.functional.cli.conftest import _gateway, endpoint  # noqa: F401 - the CLI's fixtures (test_cli_rotations)
+from tests.functional.rotation.api_support import FakeRotateSecret, api_rotations
 from tests.functional.rotation.support import (
     NEW_TOKEN,
     OLD_TOKEN,
@@ -36,6 +38,15 @@ from tests.functional.rotation.support import (
 )
 
 ALICE = "arn:aws:iam::123456789012:user/alice"
+
+
+@pytest.fixture
+def fake(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> FakeRotateSecret:
+    """Secrets Manager's RotateSecret as AWS documents it, in place of the api function's client method (moto's
+    differs); the steps run when the test calls ``fake.run()``."""
+    fake = FakeRotateSecret(world)
+    monkeypatch.setattr(api_rotations().secrets.client, "rotate_secret", fake)
+    return fake
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ id, which the API will hand out as the rotation's id)::
 
     pk = "ROTATION#<credential>"   sk = <ClientRequestToken>
         credential, rotation_id, secret_arn, started_at, updated_at
+        requested_by?                                           the caller who started it through the API
         createSecret | setSecret | testSecret | finishSecret    (one map per step run: status "started" |
                                                                  "succeeded" | "failed", at, message?)
         promoted_at?                                            finishSecret moved AWSCURRENT to this version
@@ -16,7 +17,8 @@ id, which the API will hand out as the rotation's id)::
 Each write is one ``UpdateItem`` that creates the item if needed (``started_at`` kept from the first), so a
 step retried by Secrets Manager overwrites its own map with the latest attempt. An outcome a guard refusal
 would write (a retry arriving after the rotation ended) never replaces a recorded one
-(``attribute_not_exists(outcome)``). A partition per credential lists its rotations with one ``Query``.
+(``attribute_not_exists(outcome)``). A partition per credential lists its rotations with one ``Query``
+(:meth:`DynamoDbRotationStore.recent`: newest first by ``started_at``, the sort key being the rotation id).
 
 ``ROTATION#`` is not a desired item's prefix: the reconciler's stream filter (``DESIRED#``, ``REQUEST#``)
 lets none of these writes trigger a reconcile. No attribute holds a secret value; every time is passed in.
@@ -73,6 +75,10 @@ class DynamoDbRotationStore:
         if message:
             entry["message"] = s(_cut(message))
         self._update(key, at, "#step = :entry", {":entry": {"M": entry}}, names={"#step": step.value})
+
+    def record_start(self, key: RotationKey, *, requested_by: str, at: datetime) -> None:
+        """The API started the rotation (before ``RotateSecret``): who asked, and when."""
+        self._update(key, at, "requested_by = :by", {":by": s(_cut(requested_by))})
 
     def record_promoted(self, key: RotationKey, *, at: datetime) -> None:
         self._update(key, at, "promoted_at = :at", {":at": s(iso(at))})
@@ -134,6 +140,28 @@ class DynamoDbRotationStore:
             raise classify(exc, "DynamoDB GetItem (rotation record)") from exc
         return None if not item else _record(item)
 
+    def recent(self, credential: str, *, limit: int) -> list[RotationRecord]:
+        """The credential's rotations, newest first (by ``started_at``), at most ``limit`` of them. The partition
+        holds one credential's rotations of the last :data:`RETENTION` (the TTL removes older ones)."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": s(f"ROTATION#{credential}")},
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self.client.query(**request)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query (rotation records)") from exc
+        records = sorted((_record(item) for item in items), key=lambda r: (r.started_at, r.rotation_id), reverse=True)
+        return records[:limit]
+
 
 def _record(item: dict[str, Any]) -> RotationRecord:
     def text(name: str) -> str | None:
@@ -159,6 +187,7 @@ def _record(item: dict[str, Any]) -> RotationRecord:
         secret_arn=item["secret_arn"]["S"],
         started_at=parse_iso(item["started_at"]["S"]),
         updated_at=parse_iso(item["updated_at"]["S"]),
+        requested_by=text("requested_by"),
         steps=steps,
         promoted_at=when("promoted_at"),
         outcome=RotationOutcome(outcome) if outcome else None,

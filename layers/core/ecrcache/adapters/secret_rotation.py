@@ -24,8 +24,17 @@ from ecrcache.models.rotation import AWSCURRENT, AWSPENDING, SecretVersions
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_secretsmanager.type_defs import DescribeSecretResponseTypeDef
 
-__all__ = ["SecretsManagerRotation"]
+__all__ = ["SecretsManagerRotation", "versions_of"]
+
+
+def versions_of(out: DescribeSecretResponseTypeDef) -> SecretVersions:
+    """``DescribeSecret``'s answer as the rotation reads it."""
+    stages = {version: frozenset(labels) for version, labels in out.get("VersionIdsToStages", {}).items()}
+    status = {str(r["Region"]): str(r.get("Status", "")) for r in out.get("ReplicationStatus", []) if r.get("Region")}
+    enabled = bool(out.get("RotationEnabled"))
+    return SecretVersions(out["ARN"], out["Name"], enabled, stages, tuple(status), status)
 
 
 class SecretsManagerRotation:
@@ -39,12 +48,7 @@ class SecretsManagerRotation:
             out = self.client.describe_secret(SecretId=secret_id)
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager DescribeSecret") from exc
-        stages = {version: frozenset(labels) for version, labels in out.get("VersionIdsToStages", {}).items()}
-        status = {
-            str(r["Region"]): str(r.get("Status", "")) for r in out.get("ReplicationStatus", []) if r.get("Region")
-        }
-        enabled = bool(out.get("RotationEnabled"))
-        return SecretVersions(out["ARN"], out["Name"], enabled, stages, tuple(status), status)
+        return versions_of(out)
 
     def pending_value(self, secret_id: str, token: str) -> SecretStr | None:
         """The value staged ``AWSPENDING`` under ``token``; ``None`` when the version holds none yet (Secrets
@@ -88,6 +92,11 @@ class SecretsManagerRotation:
     def unstage_pending(self, secret_id: str, token: str) -> None:
         """Take ``AWSPENDING`` off version ``token``: a pending version left behind blocks the next rotation."""
         self._move(secret_id, AWSPENDING, remove_from=token, what="remove AWSPENDING")
+
+    def unstage(self, secret_id: str, *, version: str, label: str) -> None:
+        """Take the private label of a token staged through the API off its version (``createSecret`` copied it
+        into the pending version): the version then has no label, and Secrets Manager deletes it in time."""
+        self._move(secret_id, label, remove_from=version, what="remove the staged token's label")
 
     def move_current(self, secret_id: str, *, to_version: str, from_version: str) -> None:
         """``AWSCURRENT`` from ``from_version`` to ``to_version``; Secrets Manager moves ``AWSPREVIOUS`` to

@@ -27,7 +27,7 @@ import ecrcache
 from ecrcache.errors import EcrcacheError
 from ecrcache.http.common import normalise_body
 from ecrcache.http.errors import proxy_error, register_error_handlers, request_id
-from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rules, warm_sets
+from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rotations, rules, warm_sets
 from ecrcache.observability import logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
 from ecrcache.ports import StatusStore, WarmRunStore
@@ -35,6 +35,7 @@ from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
 from ecrcache.services.pull_stats import PullStatsService
+from ecrcache.services.rotations import RotationsService
 from ecrcache.services.warm_runs import WarmRunsService
 
 TITLE = "ecrcache API"
@@ -92,12 +93,16 @@ def create_app(
     pull_stats: PullStatsService,
     warm_runs: WarmRunStore,
     clock: Callable[[], datetime],
+    rotation_service: RotationsService | None = None,
 ) -> APIGatewayRestResolver:
+    """``rotation_service``: ``None`` leaves out the rotation routes (a resolver built for one test)."""
     app = ApiResolver(enable_validation=True)
     register_error_handlers(app)
     runs = WarmRunsService(desired=service.store, runs=warm_runs, clock=clock)
     rules.register(app, service)
     credentials.register(app, service)
+    if rotation_service is not None:
+        rotations.register(app, rotation_service)
     warm_sets.register(app, service, runs)
     desired_state.register(app, service, planner)
     history.register(app, service)

@@ -437,3 +437,37 @@ class CredentialPut(CredentialSpec):
     def secret_string(self) -> str | None:
         """The ``SecretString`` for Secrets Manager, or ``None`` when no token was given."""
         return None if self.token is None else secret_string(self.username, self.token)
+
+
+class RotationRequest(BaseModel):
+    """``POST /v1/credentials/{name}/rotations``: the new token (write-only) and, optionally, a new username.
+
+    The token never appears in ``model_dump`` (excluded), ``repr`` (masked) or validation errors (redacted).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+        json_schema_extra={"examples": [{"token": "REPLACE_WITH_NEW_TOKEN"}, {"token": "...", "username": "ci-bot-2"}]},
+    )
+
+    token: Token = Field(
+        exclude=True,
+        description=(
+            "The new access token, tested against the upstream before it becomes current. Write-only: never returned."
+        ),
+    )
+    username: Username | None = Field(
+        default=None, description="A new username to go with the token (omit: the credential's username)."
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _redact_inputs(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Redact the input of every error, as :class:`CredentialPut` does."""
+        return _redact_errors(data, handler)
+
+    def secret_string(self, username: str) -> str:
+        """The ``SecretString`` to stage: ``{"username": <the new or ``username``>, "accessToken": <token>}``."""
+        return secret_string(self.username or username, self.token)

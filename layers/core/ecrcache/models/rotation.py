@@ -32,6 +32,7 @@ __all__ = [
     "AWSCURRENT",
     "AWSPENDING",
     "AWSPREVIOUS",
+    "STAGED_LABEL_PREFIX",
     "GuardRefused",
     "RotationEvent",
     "RotationKey",
@@ -42,6 +43,8 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "guard",
+    "rotation_in_progress",
+    "staged_label",
 ]
 
 AWSCURRENT: Final = "AWSCURRENT"
@@ -50,6 +53,17 @@ AWSPREVIOUS: Final = "AWSPREVIOUS"
 CLIENT_REQUEST_TOKEN_MIN: Final = 32
 CLIENT_REQUEST_TOKEN_MAX: Final = 64
 """``ClientRequestToken`` of ``RotateSecret`` / ``PutSecretValue``: 32-64 characters (botocore's model)."""
+STAGED_LABEL_PREFIX: Final = "ecrcache-staged-"
+"""A token staged through the API waits on its own version under ``ecrcache-staged-<rotation id>`` (a private
+staging label, not ``AWSPENDING``: ``RotateSecret`` refuses to start while ``AWSPENDING`` is on a version other
+than ``AWSCURRENT``, RotateSecret API reference). ``createSecret`` copies it into the pending version and takes the
+label off."""
+
+
+def staged_label(rotation_id: str) -> str:
+    """The private staging label of the token staged for rotation ``rotation_id`` (52 characters for a uuid4;
+    a staging label may have 256)."""
+    return f"{STAGED_LABEL_PREFIX}{rotation_id}"
 
 
 class RotationStep(StrEnum):
@@ -130,6 +144,9 @@ class RotationRecord(BaseModel):
     secret_arn: str
     started_at: datetime
     updated_at: datetime
+    requested_by: str | None = None
+    """Who started it through the API (the caller's IAM ARN); ``None`` for a rotation Secrets Manager started on
+    the secret's schedule."""
     steps: dict[RotationStep, StepRecord] = Field(default_factory=dict)
     promoted_at: datetime | None = None
     """When finishSecret moved AWSCURRENT to this version (written just before the move, and the move is not
@@ -183,6 +200,13 @@ class SecretVersions:
     def labelled(self, label: str) -> str | None:
         """The version carrying ``label`` (a staging label is on one version at most)."""
         return next((version for version, labels in self.stages.items() if label in labels), None)
+
+
+def rotation_in_progress(versions: SecretVersions) -> str | None:
+    """The version ``AWSPENDING`` is on when that is not the ``AWSCURRENT`` one: Secrets Manager then takes a
+    rotation to be in progress and refuses another (RotateSecret API reference). ``None``: none in progress."""
+    pending = versions.labelled(AWSPENDING)
+    return pending if pending is not None and pending != versions.labelled(AWSCURRENT) else None
 
 
 class GuardRefused(ValueError):

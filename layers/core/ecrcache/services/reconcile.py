@@ -51,6 +51,7 @@ from ecrcache.observability import logger, metrics
 from ecrcache.ports import EcrRegistry, SecretReplicator, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
+from ecrcache.services.rotation_schedules import RotationSchedules
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
@@ -114,9 +115,12 @@ class ReconcileService:
         warmer_role_arn: str | None = None,
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        schedules: RotationSchedules | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
-        the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones."""
+        the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
+        ``schedules`` converges credentials' rotation schedules (``None``: not at all)."""
+        self.schedules = schedules
         self.desired = desired
         self.status = status
         self.registry = registry
@@ -155,6 +159,8 @@ class ReconcileService:
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
+        if self.schedules is not None:
+            log.errors.extend(self._converge_schedules())
         done = self._finish(run, log)
         if trigger in _EVENT_TRIGGERS:
             if log.busy:
@@ -162,6 +168,15 @@ class ReconcileService:
             if log.retryable:
                 raise RetryableError(f"the reconcile failed for now ({log.errors[-1]}); the trigger will retry")
         return done
+
+    def _converge_schedules(self) -> list[str]:
+        """The rotation-schedule phase (:mod:`ecrcache.services.rotation_schedules`); its errors for the run."""
+        assert self.schedules is not None
+        try:
+            snapshot = self.desired.snapshot()
+        except EcrcacheError as exc:
+            return [f"rotation schedules not converged: {exc.message}"]
+        return self.schedules.converge(snapshot).errors
 
     def _read_desired(self, scope: Scope, run_id: str, log: _RunLog) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
         """The desired rules per Region, after the secret replicas they need were added (when they can be)."""

@@ -5,14 +5,24 @@ Secrets Manager calls the function once per step, in order, and retries a failed
 guard of AWS's rotation template (:func:`ecrcache.models.rotation.guard`: rotation enabled, the token a
 version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must be ``AWSPENDING``).
 
-* ``createSecret`` -- upstream registries issue tokens themselves, so there is nothing to create here. An
-  operator's new token is staged by whoever starts the rotation (``PutSecretValue`` of the version with
-  ``VersionStages=["AWSPENDING"]`` and the ``ClientRequestToken``, then ``RotateSecret``): then there is
-  nothing to do. A scheduled rotation (``rotation: {every_days: N}``) has no new token: the current value
-  is staged again as ``AWSPENDING``, so the following steps re-test it against the upstream and re-validate
-  the rules in ECR on that schedule. (Minting Docker Hub PATs, ``dockerhub-pat``, is not built yet.)
+* ``createSecret`` -- upstream registries issue tokens themselves, so there is nothing to mint here. An
+  operator's new token is staged by the API before it calls ``RotateSecret`` (``POST
+  /v1/credentials/{name}/rotations``, :mod:`ecrcache.services.rotations`): on a version of its own, under the
+  private label ``ecrcache-staged-<ClientRequestToken>`` -- not ``AWSPENDING``, which would make
+  ``RotateSecret`` refuse to start. The step copies that value into the pending version
+  (``PutSecretValue(ClientRequestToken=token, VersionStages=["AWSPENDING"])``) and takes the private label
+  off; a retry finding the pending version filled only finishes the clean-up. A value already in the pending
+  version (staged there by hand) is left as it is. A scheduled rotation (``rotation: {every_days: N}``) has no
+  staged token: the current value is staged again as ``AWSPENDING``, so the following steps re-test it against
+  the upstream and re-validate the rules in ECR on that schedule. (Minting Docker Hub PATs, ``dockerhub-pat``,
+  is not built yet.)
 * ``setSecret`` -- nothing to set: the upstream made the token.
-* ``testSecret`` -- the pending value is tried against the upstream directly (ECR reads only ``AWSCURRENT``):
+* ``testSecret`` -- (with nothing in the pending version, it is Secrets Manager testing the rotation
+  configuration of ``RotateSecret(RotateImmediately=false)``: "Secrets Manager tests the rotation configuration
+  by running the testSecret step ... The test creates an AWSPENDING version of the secret and then removes it",
+  RotateSecret API reference, ``RotateImmediately``; the step answers that the function is there, records
+  nothing and changes nothing.) Otherwise the pending value is tried against the upstream directly (ECR reads
+  only ``AWSCURRENT``):
   the registry token dance and a manifest ``HEAD`` of the credential's probe image
   (:mod:`ecrcache.adapters.upstream_auth`), at the upstream the credential's desired spec names (for Azure,
   every registry a desired rule naming the credential points at).
@@ -71,6 +81,7 @@ from ecrcache.models.rotation import (
     SecretVersions,
     StepStatus,
     guard,
+    staged_label,
 )
 from ecrcache.models.upstream import default_url
 from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget, probe_target
@@ -85,6 +96,10 @@ _PASSING: Final = frozenset({ProbeStatus.RATE_LIMIT, ProbeStatus.UPSTREAM_DOWN})
 ``probe``, long after Secrets Manager's retries; the rotation is refused and the token must be staged again."""
 NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
 ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
+CONFIGURATION_TEST = (
+    "nothing is staged in the pending version: Secrets Manager's test of the rotation configuration "
+    "(RotateImmediately=false); the rotation function answers, nothing is recorded or changed"
+)
 
 
 class RotationFailed(TerminalError):
@@ -140,6 +155,8 @@ class RotationService:
             if not self._ended(key):  # Secrets Manager retrying a rotation that ended: its record stays as it was
                 self._end(key, step, RotationOutcome.FAILED, str(refused), keep_recorded=True)
             raise RotationFailed(f"{step}: {refused}; nothing was changed") from None
+        if step is RotationStep.TEST and not current and self._configuration_test(key):
+            return CONFIGURATION_TEST
         self._note(lambda: self.records.record_step(key, step, StepStatus.STARTED, at=self.clock()))
         try:
             message, outcome = self._run(step, key, versions, current=current)
@@ -166,16 +183,35 @@ class RotationService:
         if current:
             return ALREADY_CURRENT, None
         if step is RotationStep.CREATE:
-            return self._create(key), None
+            return self._create(key, versions), None
         if step is RotationStep.SET:
             return NOTHING_TO_SET, None
         return self._test(key), None
 
     # -- createSecret --------------------------------------------------------------------------
 
-    def _create(self, key: RotationKey) -> str:
+    def _configuration_test(self, key: RotationKey) -> bool:
+        """``testSecret`` of a pending version holding no value: Secrets Manager's test of the rotation
+        configuration (a rotation's ``createSecret`` always fills the version before its ``testSecret``). A read
+        that fails is not taken for one: the step runs and fails as it would."""
+        try:
+            return self.secrets.pending_value(key.secret_arn, key.rotation_id) is None
+        except EcrcacheError:
+            return False
+
+    def _create(self, key: RotationKey, versions: SecretVersions) -> str:
+        label = staged_label(key.rotation_id)
+        staged = versions.labelled(label)
         if self.secrets.pending_value(key.secret_arn, key.rotation_id) is not None:
+            if staged is not None:  # a retry after the copy: only the clean-up is left
+                self.secrets.unstage(key.secret_arn, version=staged, label=label)
             return "a new value is staged as AWSPENDING for this rotation: nothing to create"
+        if staged is not None:
+            self.secrets.stage_pending(
+                key.secret_arn, key.rotation_id, self.secrets.version_value(key.secret_arn, staged)
+            )
+            self.secrets.unstage(key.secret_arn, version=staged, label=label)
+            return "the token staged through the API is copied into the pending version (AWSPENDING)"
         self.secrets.stage_pending(key.secret_arn, key.rotation_id, self.secrets.current_value(key.secret_arn))
         return (
             "no new token was staged (a scheduled rotation): the current token is staged again as AWSPENDING, "
@@ -362,8 +398,23 @@ class RotationService:
                     "rotation is refused until it is (aws secretsmanager update-secret-version-stage "
                     "--version-stage AWSPENDING --remove-from-version-id <version>)"
                 )
+            self._drop_staged(key)
         self._end(key, step, failed.outcome, message)
         return RotationFailed(f"{step}: {message}")
+
+    def _drop_staged(self, key: RotationKey) -> None:
+        """A rotation that ended before ``createSecret`` copied the token staged through the API: take its private
+        label off (best effort: only this rotation's ``createSecret`` would read it, and none will run again)."""
+        label = staged_label(key.rotation_id)
+        try:
+            staged = self.secrets.describe(key.secret_arn).labelled(label)
+            if staged is not None:
+                self.secrets.unstage(key.secret_arn, version=staged, label=label)
+        except EcrcacheError as exc:
+            logger.warning(
+                "the staged token's label could not be taken off",
+                extra={"credential": key.credential, "rotation": key.rotation_id, "error": exc.message},
+            )
 
     def _end(
         self,
