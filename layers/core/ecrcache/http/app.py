@@ -30,7 +30,7 @@ from ecrcache.http.errors import proxy_error, register_error_handlers, request_i
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rules, warm_sets
 from ecrcache.observability import logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
-from ecrcache.ports import StatusStore, WarmRunStore
+from ecrcache.ports import CredentialHealthReader, StatusStore, WarmRunStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
@@ -92,12 +92,13 @@ def create_app(
     pull_stats: PullStatsService,
     warm_runs: WarmRunStore,
     clock: Callable[[], datetime],
+    health: CredentialHealthReader | None = None,
 ) -> APIGatewayRestResolver:
     app = ApiResolver(enable_validation=True)
     register_error_handlers(app)
     runs = WarmRunsService(desired=service.store, runs=warm_runs, clock=clock)
     rules.register(app, service)
-    credentials.register(app, service)
+    credentials.register(app, service, health=health, clock=clock)
     warm_sets.register(app, service, runs)
     desired_state.register(app, service, planner)
     history.register(app, service)
