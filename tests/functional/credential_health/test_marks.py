@@ -97,7 +97,7 @@ def test_a_failed_pull_through_on_the_credential_marks_it_through_the_pull_stati
         writes.append(str(kwargs.get("UpdateExpression")))
         return original(**kwargs)  # type: ignore[arg-type]
 
-    world.store.client.update_item = counting  # type: ignore[method-assign]
+    world.store.client.update_item = counting  # type: ignore[method-assign,assignment]
     batch = SqsModel.model_validate(sqs_batch(failed, rate_limited, failed | {"id": "e-denied-2"}))
 
     outcome = pulls.record(batch.Records)
