@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from ecrcache.engine.warm import bucket_key
+from ecrcache.errors import RetryableError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.records import ResourceKind
@@ -235,3 +236,23 @@ def test_a_credential_deleted_from_the_desired_state_loses_its_health(world: Hea
     world.service.check_all()
 
     assert set(world.store.all_health()) == {"hub"}
+
+
+def test_an_azure_credential_no_rule_names_cannot_be_probed_and_is_unknown(world: HealthWorld) -> None:
+    spec = CredentialSpec(upstream_kind=UpstreamKind.AZURE_CONTAINER_REGISTRY, username="acr-token")
+    world.desired.put_credential("acr", spec, SecretStr(TOKEN), actor=ALICE)
+
+    world.service.check_all()
+
+    health = world.health("acr")
+    assert health.state is HealthState.UNKNOWN
+    assert health.message is not None and "there is no registry to test the token at" in health.message
+
+
+def test_a_health_write_contended_twice_is_retried_later_not_lost(
+    world: HealthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(world.store, "save", lambda health, *, seen: False)  # a mark lands before every write
+
+    with pytest.raises(RetryableError, match="could not be recorded"):
+        world.service.check_all()
