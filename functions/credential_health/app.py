@@ -31,14 +31,12 @@ from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.credential_health import CredentialHealthService
 
 settings = credential_health_settings()
-_registries: dict[str, Boto3EcrRegistry] = {}
 
 
+@cache
 def registry(region: str) -> Boto3EcrRegistry:
     """ECR in ``region``: the check lists its rules and validates the ones using the secret, nothing else."""
-    if region not in _registries:
-        _registries[region] = Boto3EcrRegistry(region)
-    return _registries[region]
+    return Boto3EcrRegistry(region)
 
 
 @cache

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
+from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import CredentialHealth
+from ecrcache.models.upstream import UpstreamKind
 from ecrcache.services.credential_health import CredentialHealthService, CredentialMarks
 from ecrcache.services.desired_state import DesiredStateService
 from tests.functional.rotation.support import EcrValidation, UpstreamStandIn
@@ -69,6 +71,15 @@ class HealthWorld:
     secret_arn: str
     received: list[dict[str, Any]] = field(default_factory=list)
     alerted: list[dict[str, Any]] = field(default_factory=list)
+
+    def expire_in(self, days: int) -> None:
+        """Credential ``hub``'s ``expires_at``: ``days`` after the clock's day (a metadata-only PUT)."""
+        spec = CredentialSpec(
+            upstream_kind=UpstreamKind.DOCKER_HUB,
+            username=USERNAME,
+            expires_at=(self.clock.now + timedelta(days=days)).date(),
+        )
+        self.desired.put_credential("hub", spec, None, actor="arn:aws:iam::123456789012:user/alice")
 
     def health(self, credential: str = "hub") -> CredentialHealth:
         found = self.store.health(credential)

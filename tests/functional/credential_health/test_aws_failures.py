@@ -4,16 +4,13 @@ recorded or sent is visible (raised, logged) and done again next time, never los
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from ecrcache.engine.credential_errors import CredentialError
 from ecrcache.errors import RetryableError
-from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import HealthState
-from ecrcache.models.upstream import UpstreamKind
 from tests.conftest import REGION
 from tests.functional.credential_health.support import HealthWorld
 from tests.functional.rotation.support import failing
@@ -127,12 +124,7 @@ def test_an_entry_eventbridge_did_not_take_counts_as_not_sent(
 def test_an_alert_the_topic_refused_is_sent_again(
     world: HealthWorld, monkeypatch: pytest.MonkeyPatch, failure: tuple[str, int]
 ) -> None:
-    spec = CredentialSpec(
-        upstream_kind=UpstreamKind.DOCKER_HUB,
-        username="ci-bot",
-        expires_at=(world.clock.now + timedelta(days=3)).date(),
-    )
-    world.desired.put_credential("hub", spec, None, actor="arn:aws:iam::123456789012:user/alice")
+    world.expire_in(3)
     sns = world.service.notifier.alerts.client  # type: ignore[attr-defined]
     with monkeypatch.context() as patch:
         patch.setattr(sns, "publish", failing(sns.publish, always, *failure))

@@ -4,7 +4,6 @@ schemas users write their EventBridge rules and consumers against), and each sch
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from ecrcache.engine.credential_errors import CredentialError
 from ecrcache.engine.credential_health import EVENT_SOURCE, EXPIRING_DETAIL_TYPE, HEALTH_CHANGED_DETAIL_TYPE
-from ecrcache.models.credential import CredentialSpec
-from ecrcache.models.upstream import UpstreamKind
 from tests.conftest import ROOT
-from tests.functional.credential_health.support import USERNAME, HealthWorld
+from tests.functional.credential_health.support import HealthWorld
 
 pytestmark = pytest.mark.functional
 
@@ -48,12 +45,7 @@ def test_each_schema_is_valid_and_its_examples_validate(detail_type: str) -> Non
 
 def test_every_event_sent_validates_against_its_schema(world: HealthWorld) -> None:
     # GIVEN a credential that goes Healthy, Expiring (with every alert), Invalid by a mark, and Invalid by a check
-    spec = CredentialSpec(
-        upstream_kind=UpstreamKind.DOCKER_HUB,
-        username=USERNAME,
-        expires_at=(world.clock.now + timedelta(days=15)).date(),
-    )
-    world.desired.put_credential("hub", spec, None, actor="arn:aws:iam::123456789012:user/alice")
+    world.expire_in(15)
     for _ in range(17):
         world.service.check_all()
         world.clock.days(1)

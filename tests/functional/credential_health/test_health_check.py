@@ -4,7 +4,7 @@ SNS (the alert topic), with the upstream stand-in as the probe."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -24,11 +24,6 @@ pytestmark = pytest.mark.functional
 ALICE = "arn:aws:iam::123456789012:user/alice"
 HUB_BUCKET = bucket_key("registry-1.docker.io", "hub")
 HUB_LIMIT = BucketLimit(200, 21_600)  # Docker Hub's published default
-
-
-def _set_expiry(world: HealthWorld, expires_at: date | None) -> None:
-    spec = CredentialSpec(upstream_kind=UpstreamKind.DOCKER_HUB, username=USERNAME, expires_at=expires_at)
-    world.desired.put_credential("hub", spec, None, actor=ALICE)
 
 
 def test_a_working_credential_is_healthy_and_the_change_is_announced_on_the_bus_and_the_topic(
@@ -182,7 +177,7 @@ def test_a_missing_secret_is_invalid(world: HealthWorld) -> None:
 
 
 def test_expiry_alerts_at_14_7_1_and_0_days_each_once(world: HealthWorld) -> None:
-    _set_expiry(world, (START + timedelta(days=20)).date())
+    world.expire_in(20)
     for _ in range(25):
         world.service.check_all()
         world.clock.days(1)
@@ -203,7 +198,7 @@ def test_expiry_alerts_at_14_7_1_and_0_days_each_once(world: HealthWorld) -> Non
 
 
 def test_an_expiring_credential_is_expiring_with_the_days_left(world: HealthWorld) -> None:
-    _set_expiry(world, (START + timedelta(days=5)).date())
+    world.expire_in(5)
     world.service.check_all()
     health = world.health()
     assert health.state is HealthState.EXPIRING
@@ -214,9 +209,9 @@ def test_an_expiring_credential_is_expiring_with_the_days_left(world: HealthWorl
 
 
 def test_a_new_expiry_date_alerts_again(world: HealthWorld) -> None:
-    _set_expiry(world, (START + timedelta(days=10)).date())
+    world.expire_in(10)
     world.service.check_all()
-    _set_expiry(world, (START + timedelta(days=12)).date())  # a new token, a new date
+    world.expire_in(12)  # a new token, a new date
     world.clock.days(1)
     world.service.check_all()
     expiring = [e["detail"] for e in world.events() if e["detail-type"] == "Credential Expiring"]

@@ -3,20 +3,18 @@ warm worker's credential failures), announced once; the next passing check retur
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.credential_errors import CredentialError
-from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.rule import RuleSpec
-from ecrcache.models.upstream import UpstreamKind
 from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
 from ecrcache.services.pull_stats import PullStatsService
 from tests.conftest import REGION
-from tests.functional.credential_health.support import USERNAME, HealthWorld
+from tests.functional.credential_health.support import HealthWorld
 from tests.pull_events import action_body, sqs_batch
 
 pytestmark = pytest.mark.functional
@@ -31,8 +29,7 @@ def _error(world: HealthWorld, evidence: str = "ECR Pull Through Cache Action e1
 
 
 def test_a_mark_makes_a_healthy_credential_invalid_at_once_and_announces_it_once(world: HealthWorld) -> None:
-    spec = CredentialSpec(upstream_kind=UpstreamKind.DOCKER_HUB, username=USERNAME, expires_at=date(2027, 6, 1))
-    world.desired.put_credential("hub", spec, None, actor=ALICE)
+    world.expire_in(92)  # 2027-06-01
     world.service.check_all()
     world.events()
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 
 from ecrcache.engine.credential_errors import CredentialError
-from ecrcache.models.credential import CredentialSpec
-from ecrcache.models.upstream import UpstreamKind
 from tests.functional.credential_health.support import CANARY, TOKEN, USERNAME, HealthWorld
 from tests.functional.rotation.support import failing
 from tests.leaks import PowertoolsLogTap, leaks
@@ -40,12 +37,7 @@ def malformed(world: HealthWorld) -> None:
 
 
 def expiring(world: HealthWorld) -> None:
-    spec = CredentialSpec(
-        upstream_kind=UpstreamKind.DOCKER_HUB,
-        username=USERNAME,
-        expires_at=(world.clock.now + timedelta(days=2)).date(),
-    )
-    world.desired.put_credential("hub", spec, None, actor="arn:aws:iam::123456789012:user/alice")
+    world.expire_in(2)
     for _ in range(4):
         world.service.check_all()
         world.clock.days(1)
