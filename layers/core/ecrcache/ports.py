@@ -518,7 +518,7 @@ class WarmEcr(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------
-# Credentials: the upstream probe (the rotation function's testSecret, the coming health check)
+# Credentials: the upstream probe (the rotation function's testSecret, the daily credential health check)
 
 
 class UpstreamProbe(Protocol):
