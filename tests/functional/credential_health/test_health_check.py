@@ -251,3 +251,24 @@ def test_a_health_write_contended_twice_is_retried_later_not_lost(
 
     with pytest.raises(RetryableError, match="could not be recorded"):
         world.service.check_all()
+
+
+def test_rules_are_validated_in_every_region_the_secret_is_replicated_to(world: HealthWorld) -> None:
+    # GIVEN the secret replicated to eu-west-1 and a rule there on the replica's ARN
+    world.sm.replicate_secret_to_regions(
+        SecretId="ecr-pullthroughcache/hub", AddReplicaRegions=[{"Region": "eu-west-1"}]
+    )
+    replica = world.service.ecr("eu-west-1")
+    replica.client.create_pull_through_cache_rule(  # type: ignore[attr-defined]
+        ecrRepositoryPrefix="hub-eu",
+        upstreamRegistryUrl="registry-1.docker.io",
+        credentialArn=world.secret_arn.replace(":us-east-1:", ":eu-west-1:"),
+    )
+
+    world.service.check_all()
+
+    health = world.health()
+    assert health.state is HealthState.HEALTHY
+    assert health.message is not None
+    assert "validated in ECR: docker-hub (us-east-1), hub-eu (eu-west-1)" in health.message
+    assert world.validation.checked == [TOKEN, TOKEN]
