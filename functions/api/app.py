@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrReader
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
@@ -88,6 +89,8 @@ app = create_app(
     warm_runs=warm_runs,
     clock=now,
     rotation_service=rotations,
+    # Each credential's health (GET /v1/credentials...): Query and GetItem of the HEALTH#credential items.
+    health=DynamoDbCredentialHealthStore(api_settings().table_name),
 )
 
 

@@ -9,6 +9,7 @@ count are answered as batch item failures (``ReportBatchItemFailures``) for SQS 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -16,10 +17,14 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.alert_topic import SnsAlerts
+from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
+from ecrcache.adapters.health_events import EventBridgeHealthNotifier
 from ecrcache.adapters.pull_compaction_store import DynamoDbPullCompactionStore
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.config import pull_stats_settings, stack_region
 from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.pull_compaction import PullCompaction
 from ecrcache.services.pull_stats import PullStatsService
 
@@ -30,6 +35,14 @@ service = PullStatsService(
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
     compaction=PullCompaction(store, DynamoDbPullCompactionStore(settings.table_name, store.client)),
+    # A pull-through cache action refused on the credential marks it Invalid at once, and announces it.
+    marks=CredentialMarks(
+        store=DynamoDbCredentialHealthStore(settings.table_name, store.client),
+        notifier=EventBridgeHealthNotifier(
+            alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None
+        ),
+        clock=lambda: datetime.now(UTC),
+    ),
 )
 
 

@@ -20,11 +20,15 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.alert_topic import SnsAlerts
+from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.ecr_warm import Boto3EcrWarmer
+from ecrcache.adapters.health_events import EventBridgeHealthNotifier
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.config import warm_worker_settings
 from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.warm_worker import WarmWorkerService, task_from_body
 
 settings = warm_worker_settings()
@@ -50,6 +54,14 @@ def service() -> WarmWorkerService:
         budget=DynamoDbUpstreamBudget(settings.table_name),
         ecr=warmer,
         clock=lambda: datetime.now(UTC),
+        # A warm failing on the credential marks it Invalid at once (after the batch), and announces it.
+        marks=CredentialMarks(
+            store=DynamoDbCredentialHealthStore(settings.table_name),
+            notifier=EventBridgeHealthNotifier(
+                alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None
+            ),
+            clock=lambda: datetime.now(UTC),
+        ),
     )
 
 
@@ -67,4 +79,9 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        service().flush_marks()  # the batch's credential errors: one mark per credential

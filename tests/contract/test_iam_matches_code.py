@@ -37,6 +37,9 @@ ADAPTER_SERVICE = {
     "rotation_store": "dynamodb",
     "rotation_start": "secretsmanager",
     "rotation_schedule": "secretsmanager",
+    "credential_health_store": "dynamodb",
+    "health_events": "events",
+    "alert_topic": "sns",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -123,11 +126,21 @@ READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secre
 # Functions that use a few operations of a wired adapter, no more: the rotator reads the credential's desired
 # spec and the desired rules naming it (DynamoDbStateStore.get / snapshot) and lists and validates the ECR rules
 # using the secret -- its service types ECR as ecrcache.ports.EcrRuleChecker (rules() and validate_rule() only).
+# The health check reads the secret (SecretsManagerRotation typed as ecrcache.ports.CredentialSecrets: describe and
+# current_value only) and, like the rotator, the desired state and ECR's rules; the pull statistics and the warm
+# worker only mark credentials Invalid (CredentialMarks: mark_invalid and record_announced, both UpdateItem).
 CALLED_ONLY = {
     "RotatorFunction": {
         "dynamodb_store": {"GetItem", "Query"},
         "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},
-    }
+    },
+    "CredentialHealthFunction": {
+        "dynamodb_store": {"GetItem", "Query"},
+        "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},
+        "secret_rotation": {"DescribeSecret", "GetSecretValue"},
+    },
+    "PullStatsFunction": {"credential_health_store": {"UpdateItem"}},
+    "WarmWorkerFunction": {"credential_health_store": {"UpdateItem"}},
 }
 # Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
 # in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
@@ -188,6 +201,9 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert transaction_actions("warm_store") == {"PutItem", "UpdateItem", "ConditionCheckItem"}
     assert {"BatchGetItem", "BatchWriteItem", "Query"} <= adapter_operations("warm_store")
     assert {"BatchWriteItem", "Query"} <= adapter_operations("status_store")
+    assert adapter_operations("credential_health_store") == {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"}
+    assert adapter_operations("health_events") == {"PutEvents"}
+    assert adapter_operations("alert_topic") == {"Publish"}
 
 
 def test_the_warm_worker_may_read_freshness_in_batches() -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from devstack.local.template import SERVERLESS_FUNCTION
 from ecrcache.config import (
     ApiSettings,
+    CredentialHealthSettings,
     PullStatsSettings,
     ReconcilerSettings,
     RotatorSettings,
@@ -35,6 +36,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "WarmPlannerFunction": WarmPlannerSettings,
     "WarmWorkerFunction": WarmWorkerSettings,
     "RotatorFunction": RotatorSettings,
+    "CredentialHealthFunction": CredentialHealthSettings,
 }
 
 # Variables Globals.Function sets for every function (read by Powertools, not by our settings).

@@ -23,6 +23,8 @@ from ecrcache.models.pull_stats import (
 class MemoryPullStatsStore:
     def __init__(self, rules: dict[str, tuple[str, ...]] | None = None) -> None:
         self.rules = dict(rules or {})
+        self.credentials: dict[str, str] = {}
+        """Rule prefix -> credential (:meth:`rule_credentials`)."""
         self.deltas_pending: dict[str, PullDelta] = {}
         self.seen_ids: dict[tuple[str, str], frozenset[str]] = {}
         """(minute, writer) -> ids."""
@@ -79,6 +81,11 @@ class MemoryPullStatsStore:
         if self.fail_rules is not None:
             raise self.fail_rules
         return dict(self.rules)
+
+    def rule_credentials(self) -> dict[str, str]:
+        if self.fail_rules is not None:
+            raise self.fail_rules
+        return dict(self.credentials)
 
 
 class MemoryPullCompactionStore:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ecrcache.config import ApiSettings, PullStatsSettings, ReconcilerSettings
+from ecrcache.config import ApiSettings, PullStatsSettings, ReconcilerSettings, WarmerRoleSettings
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = [ReconcilerSettings, ApiSettings, PullStatsSettings]
+SETTINGS: list[type[WarmerRoleSettings]] = [ReconcilerSettings, ApiSettings, PullStatsSettings]
 
 
 @pytest.mark.parametrize("settings", SETTINGS)

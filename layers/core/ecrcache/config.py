@@ -103,8 +103,20 @@ def reconciler_settings() -> ReconcilerSettings:
     return ReconcilerSettings.from_env()
 
 
-class PullStatsSettings(TableSettings, WarmerRoleSettings):
-    """Environment of ``functions/pull_stats``."""
+class AlertSettings(_Settings):
+    alert_topic_arn: str = Field(
+        default="",
+        max_length=1024,
+        description=(
+            "ARN of the stack's SNS alert topic: credential health events are published there as well as on the "
+            "default event bus. Empty: the event bus only."
+        ),
+    )
+
+
+class PullStatsSettings(TableSettings, WarmerRoleSettings, AlertSettings):
+    """Environment of ``functions/pull_stats`` (the alert topic: a pull-through failure on a credential marks it
+    Invalid and announces it)."""
 
 
 @cache
@@ -141,8 +153,9 @@ def warm_planner_settings() -> WarmPlannerSettings:
     return WarmPlannerSettings.from_env()
 
 
-class WarmWorkerSettings(TableSettings):
-    """Environment of ``functions/warm_worker``."""
+class WarmWorkerSettings(TableSettings, AlertSettings):
+    """Environment of ``functions/warm_worker`` (the alert topic: a warm failing on the credential marks it
+    Invalid and announces it)."""
 
 
 @cache
@@ -158,3 +171,13 @@ class RotatorSettings(TableSettings, UpstreamEndpointsSettings):
 @cache
 def rotator_settings() -> RotatorSettings:
     return RotatorSettings.from_env()
+
+
+class CredentialHealthSettings(TableSettings, UpstreamEndpointsSettings, AlertSettings):
+    """Environment of ``functions/credential_health`` (the upstream endpoints: its probe signs in at the local
+    registries in the local stack)."""
+
+
+@cache
+def credential_health_settings() -> CredentialHealthSettings:
+    return CredentialHealthSettings.from_env()

@@ -10,9 +10,11 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
+from ecrcache.engine.credential_health import HealthEvent
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.engine.rotation_schedule import ObservedRotation
 from ecrcache.models.credential import UpstreamLogin
+from ecrcache.models.credential_health import CredentialHealth, HealthState
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
     CompactionState,
@@ -431,6 +433,10 @@ class PullStatsStore(Protocol):
         """Every desired rule's prefix and the Regions it names (empty: the stack's Region)."""
         ...
 
+    def rule_credentials(self) -> dict[str, str]:
+        """Each desired rule's prefix -> the credential it names (rules without one left out)."""
+        ...
+
 
 class PullCompactionStore(Protocol):
     """The compaction's lease, the counters it folds into and the ids it keeps
@@ -513,7 +519,7 @@ class WarmEcr(Protocol):
 
 
 # --------------------------------------------------------------------------------------------------
-# Credentials: the upstream probe (the rotation function's testSecret, the coming health check)
+# Credentials: the upstream probe (the rotation function's testSecret, the daily credential health check)
 
 
 class UpstreamProbe(Protocol):
@@ -620,3 +626,51 @@ class EcrRuleChecker(Protocol):
     def rules(self) -> dict[str, ObservedRule]: ...
 
     def validate_rule(self, prefix: str) -> tuple[bool, str | None]: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Credential health: the current secret as the check reads it, the stored health, the alerts
+
+
+class CredentialSecrets(Protocol):
+    """A credential secret as the daily health check reads it: where it is (replicas) and its current value."""
+
+    def describe(self, secret_id: str) -> SecretVersions: ...
+
+    def current_value(self, secret_id: str) -> SecretStr: ...
+
+
+class CredentialHealthReader(Protocol):
+    """The stored health of the credentials (the API reads it)."""
+
+    def all_health(self) -> dict[str, CredentialHealth]: ...
+
+    def health(self, credential: str) -> CredentialHealth | None: ...
+
+
+class CredentialHealthStore(CredentialHealthReader, Protocol):
+    """Each credential's health (:class:`~ecrcache.models.credential_health.CredentialHealth`)."""
+
+    def save(self, health: CredentialHealth, *, seen: CredentialHealth | None) -> bool:
+        """Write a check's health unless a credential error marked the credential since ``seen`` was read
+        (``False``: it did; read again and decide again)."""
+        ...
+
+    def mark_invalid(self, health: CredentialHealth) -> CredentialHealth | None:
+        """Mark ``Invalid`` at once (one conditional write; an older mark never replaces a newer one): the health
+        as it was before (a default one if there was none), ``None`` when a newer mark is recorded."""
+        ...
+
+    def record_announced(self, credential: str, state: HealthState) -> None:
+        """``state`` was announced (while it is still the credential's state)."""
+        ...
+
+    def delete_health(self, credential: str) -> None: ...
+
+
+class HealthNotifier(Protocol):
+    """Sends health events to the default bus (``source: ecrcache``) and the alert topic."""
+
+    def publish(self, event: HealthEvent) -> None:
+        """Deliver ``event``; raises :class:`~ecrcache.errors.EcrcacheError` when it could not be."""
+        ...

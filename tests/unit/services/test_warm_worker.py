@@ -11,7 +11,9 @@ from ecrcache.errors import RetryableError
 from ecrcache.models.warm_pull import CachedImage, EcrFailure, PullStage, WarmPull
 from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
 from ecrcache.ports import BucketLimit
+from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.warm_worker import WarmWorkerService, task_from_body, task_limit, verified_reference
+from tests.fakes.credential_health import MemoryCredentialHealthStore, RecordingNotifier
 from tests.fakes.warm import MemoryUpstreamBudget, MemoryWarmRunStore, ScriptedWarmEcr
 
 pytestmark = pytest.mark.unit
@@ -341,3 +343,59 @@ def test_a_run_names_the_registry_a_429_stopped_not_its_credentials_bucket() -> 
     run = world.store.get_run("base", "run-1")
     assert run is not None
     assert run.stopped_upstreams == (HUB,)
+
+
+# -- credential errors -------------------------------------------------------------------------
+
+
+def _marking_world() -> tuple[World, MemoryCredentialHealthStore, RecordingNotifier]:
+    world = World(total=3)
+    health, notifier = MemoryCredentialHealthStore(), RecordingNotifier()
+    world.service.marks = CredentialMarks(store=health, notifier=notifier, clock=lambda: world.now)
+    return world, health, notifier
+
+
+def test_warms_failing_on_the_credential_mark_it_invalid_once_per_batch() -> None:
+    # GIVEN a batch of three images through credential hub's bucket, two refused on the credential
+    world, health, notifier = _marking_world()
+    tasks = [make_task(image, upstream=f"{HUB}#hub") for image in ("node", "python", "ruby")]
+    world.answer(tasks[0], WarmPull(failure=EcrFailure("UpstreamAccessDenied", "denied", PullStage.MANIFEST)))
+    world.answer(
+        tasks[1], WarmPull(failure=EcrFailure("UnableToGetUpstreamImageException", "secret", PullStage.MANIFEST))
+    )
+    world.answer(tasks[2], INDEX_WARMED)
+    for task in tasks:
+        world.service.handle(task)
+    assert health.writes == []  # nothing while the batch runs
+
+    # WHEN the batch is done
+    assert world.service.flush_marks() == 1
+
+    # THEN one mark, Invalid with the evidence of the newest failure, announced
+    assert health.writes.count("mark_invalid") == 1
+    marked = health.items["hub"]
+    assert marked.state.value == "Invalid"
+    assert marked.evidence is not None and "warm run run-1 of warm set base" in marked.evidence
+    assert [event.detail["state"] for event in notifier.sent] == ["Invalid"]
+    assert world.service.flush_marks() == 0  # flushed: nothing left
+
+
+def test_a_failure_of_another_class_or_without_a_credential_marks_nothing() -> None:
+    world, health, _ = _marking_world()
+    limited = make_task("node", upstream=f"{HUB}#hub")
+    anonymous = make_task("python")
+    world.answer(limited, WarmPull(failure=EcrFailure("UpstreamUnavailable", "503", PullStage.MANIFEST)))
+    world.answer(anonymous, WarmPull(failure=EcrFailure("UpstreamAccessDenied", "denied", PullStage.MANIFEST)))
+    world.service.handle(limited)
+    world.service.handle(anonymous)
+    assert world.service.flush_marks() == 0
+    assert health.items == {}
+
+
+def test_a_mark_that_cannot_be_written_never_fails_the_batch() -> None:
+    world, health, _ = _marking_world()
+    health.fail = RetryableError("DynamoDB UpdateItem failed with ThrottlingException; try again")
+    task = make_task("node", upstream=f"{HUB}#hub")
+    world.answer(task, WarmPull(failure=EcrFailure("UpstreamAccessDenied", "denied", PullStage.MANIFEST)))
+    world.service.handle(task)
+    assert world.service.flush_marks() == 0

@@ -199,8 +199,15 @@ class DynamoDbPullStatsStore:
 
         Read from the desired items (``DESIRED#rule``, :mod:`ecrcache.adapters.dynamodb_store`): the
         pull statistics need no more of the desired state, and their function no more permissions."""
+        return {prefix: tuple(str(r) for r in spec.get("regions") or ()) for prefix, spec in self._rule_specs()}
+
+    def rule_credentials(self) -> dict[str, str]:
+        """Each desired rule's credential (rules without one left out), read as :meth:`desired_rules` reads."""
+        return {prefix: str(spec["credential"]) for prefix, spec in self._rule_specs() if spec.get("credential")}
+
+    def _rule_specs(self) -> list[tuple[str, dict[str, Any]]]:
         paginator = self.client.get_paginator("query")
-        rules: dict[str, tuple[str, ...]] = {}
+        specs: list[tuple[str, dict[str, Any]]] = []
         try:
             for page in paginator.paginate(
                 TableName=self.table_name,
@@ -208,12 +215,10 @@ class DynamoDbPullStatsStore:
                 ExpressionAttributeValues={":pk": s("DESIRED#rule")},
                 ProjectionExpression="sk, spec",
             ):
-                for item in page.get("Items", []):
-                    regions = json.loads(item["spec"]["S"]).get("regions") or ()
-                    rules[item["sk"]["S"]] = tuple(str(region) for region in regions)
+                specs.extend((item["sk"]["S"], json.loads(item["spec"]["S"])) for item in page.get("Items", []))
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB Query") from exc
-        return rules
+        return specs
 
 
 def _delta(item: Mapping[str, Any]) -> PullDelta | None:

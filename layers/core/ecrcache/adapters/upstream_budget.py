@@ -1,4 +1,4 @@
-"""Per-upstream token buckets in the state table: every warm run (and, later, every credential check)
+"""Per-upstream token buckets in the state table: every warm run (and every probe of the daily credential health check)
 takes its upstream requests from one shared bucket, so two runs at once never spend an upstream's
 rate limit twice.
 

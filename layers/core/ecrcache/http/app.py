@@ -30,7 +30,7 @@ from ecrcache.http.errors import proxy_error, register_error_handlers, request_i
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rotations, rules, warm_sets
 from ecrcache.observability import logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
-from ecrcache.ports import StatusStore, WarmRunStore
+from ecrcache.ports import CredentialHealthReader, StatusStore, WarmRunStore
 from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
@@ -94,13 +94,14 @@ def create_app(
     warm_runs: WarmRunStore,
     clock: Callable[[], datetime],
     rotation_service: RotationsService | None = None,
+    health: CredentialHealthReader | None = None,
 ) -> APIGatewayRestResolver:
     """``rotation_service``: ``None`` leaves out the rotation routes (a resolver built for one test)."""
     app = ApiResolver(enable_validation=True)
     register_error_handlers(app)
     runs = WarmRunsService(desired=service.store, runs=warm_runs, clock=clock)
     rules.register(app, service)
-    credentials.register(app, service)
+    credentials.register(app, service, health=health, clock=clock)
     if rotation_service is not None:
         rotations.register(app, rotation_service)
     warm_sets.register(app, service, runs)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ecrcache.engine.plan import Blocked
 from ecrcache.models.credential import CredentialSpec, secret_name
+from ecrcache.models.credential_health import HealthState, HealthView
 from ecrcache.models.records import HistoryEntry, ResourceKind, StoredResource, WriteAction
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_set import WarmSetSpec
@@ -63,19 +64,37 @@ class CredentialResource(_Resource):
     secret_name: str = Field(description="The Secrets Manager secret holding username and token.")
     secret_arn: str | None = Field(description="Full ARN of the secret (with its random suffix).")
     referenced_by: list[str] = Field(description="Prefixes of the rules that use this credential.")
+    health: HealthView = Field(
+        description=(
+            "The daily health check's verdict (Unknown before the first check); Invalid at once when a pull "
+            "through the cache or a warm failed on the credential (evidence says where)."
+        )
+    )
 
     @classmethod
-    def of(cls, stored: StoredResource, referenced_by: list[str]) -> CredentialResource:
+    def of(
+        cls, stored: StoredResource, referenced_by: list[str], health: HealthView | None = None
+    ) -> CredentialResource:
+        spec = CredentialSpec.model_validate(stored.spec)
+        unknown = HealthView(
+            state=HealthState.UNKNOWN,
+            checked_at=None,
+            message=None,
+            evidence=None,
+            expires_at=spec.expires_at,
+            days_to_expiry=None,
+        )
         return cls(
             name=stored.name,
             version=stored.version,
             created_at=stored.created_at,
             updated_at=stored.updated_at,
             updated_by=stored.updated_by,
-            spec=CredentialSpec.model_validate(stored.spec),
+            spec=spec,
             secret_name=secret_name(stored.name),
             secret_arn=stored.secret_arn,
             referenced_by=referenced_by,
+            health=health or unknown,
         )
 
 

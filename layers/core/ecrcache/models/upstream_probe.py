@@ -3,7 +3,7 @@
 A probe signs in the way ECR's pull-through cache does (the registry token dance: ``GET /v2/``, the
 challenge's realm with HTTP Basic, a bearer token scoped to a repository) and asks for one small, public,
 long-lived image's manifest (``HEAD``). It is what the rotation function's ``testSecret`` step runs against a
-pending token, and what the daily credential health check will run against the current one. No I/O here:
+pending token, and what the daily credential health check runs against the current one. No I/O here:
 the adapter is :mod:`ecrcache.adapters.upstream_auth`.
 
 **Default probe images**, one per upstream kind (looked up 2026-11; a credential's ``probe`` overrides it):

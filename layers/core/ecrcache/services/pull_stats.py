@@ -17,6 +17,9 @@ event id counted once). What it answers is the partial batch response:
   it to the DLQ, where the ``PullEventsDlqAlarm`` sees it. A part of the batch written before the
   failure cannot count twice: the compaction counts each event id once;
 * if the desired rules cannot be read, nothing is counted and every record fails;
+* a pull-through cache action refused on the upstream credential marks that credential ``Invalid`` at once
+  (:class:`~ecrcache.services.credential_health.CredentialMarks`: one write per credential per batch); a mark
+  that fails is logged and counted, never fails a record (the daily health check sees the credential anyway);
 * a compaction that fails is logged and counted (``PullStatsCompactionFailed``) but fails no record:
   the batch is written, and the next batch resumes the compaction.
 
@@ -40,13 +43,15 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from pydantic import ValidationError
 
+from ecrcache.engine.credential_errors import cache_action_errors
 from ecrcache.engine.pull_stats import BridgeEvent, PullScope, fold, plus, rank, read_batch, window
 from ecrcache.errors import EcrcacheError, NotFoundError
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.events import SYNC_SUCCESS
+from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, SYNC_SUCCESS
 from ecrcache.models.pull_stats import CounterKey, DailyCounter, DropReason, Increment, PulledImage, PullsPage
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import PullStatsStore
+from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.pull_compaction import CompactionOutcome, PullCompaction
 
 __all__ = ["BatchOutcome", "PullStatsService", "bridge_event"]
@@ -75,6 +80,11 @@ def bridge_event(record: SqsRecordModel) -> BridgeEvent | tuple[str, DropReason]
     )
 
 
+def _failed(event: BridgeEvent) -> bool:
+    """A pull-through cache action that did not succeed (cheap: no parsing)."""
+    return event.detail_type == CACHE_ACTION_DETAIL_TYPE and event.detail.get("sync-status") != SYNC_SUCCESS
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one batch did: pulls and events counted, events dropped (by reason), the messages that failed."""
@@ -101,9 +111,11 @@ class PullStatsService:
         stack_region: str,
         warmer_role_arn: str | None = None,
         compaction: PullCompaction | None = None,
+        marks: CredentialMarks | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
+        self.marks = marks
         self.stack_region = stack_region
         self.warmer_role_arn = warmer_role_arn or None
         self.compaction = compaction
@@ -121,7 +133,9 @@ class PullStatsService:
         except EcrcacheError as exc:
             logger.warning("the desired rules could not be read: every record is retried", extra={"error": str(exc)})
             return self._report(BatchOutcome(failed=tuple(r.messageId for r in records), error=exc.message))
-        batch = read_batch((bridge_event(record) for record in records), scope)
+        items = [bridge_event(record) for record in records]
+        batch = read_batch(items, scope)
+        self._mark_credentials([item for item in items if not isinstance(item, tuple)], scope)
         now = self.clock()
         writes = self._writes()
         dropped = Counter(reason for _, reason in batch.dropped)
@@ -139,6 +153,21 @@ class PullStatsService:
         if compacted is not None and compacted.finished and compacted.duplicates:  # once, by the run that ends
             dropped[DropReason.DUPLICATE] += compacted.duplicates
         return self._report(replace(outcome, writes=self._writes() - writes))
+
+    def _mark_credentials(self, events: Sequence[BridgeEvent], scope: PullScope) -> None:
+        """A pull-through cache action refused on the credential marks the rule's credential ``Invalid`` at once
+        (one write per credential per batch; the desired rules' credentials are read only when there is one)."""
+        if self.marks is None or not any(_failed(event) for event in events):
+            return
+        try:
+            errors = cache_action_errors(events, scope, self.store.rule_credentials())
+        except EcrcacheError as exc:
+            logger.warning(
+                "the rules' credentials could not be read: no credential marked", extra={"error": exc.message}
+            )
+            return
+        if errors:
+            self.marks.mark(errors.values())
 
     def _writes(self) -> int:
         compaction = 0 if self.compaction is None else self.compaction.store.write_items

@@ -61,14 +61,11 @@ a message or an exception.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
 from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
-from ecrcache.models.credential import CredentialSpec, UpstreamLogin
-from ecrcache.models.records import ResourceKind
+from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.rotation import (
     AWSCURRENT,
     AWSPENDING,
@@ -83,10 +80,10 @@ from ecrcache.models.rotation import (
     guard,
     staged_label,
 )
-from ecrcache.models.upstream import default_url
-from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget, probe_target
+from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
+from ecrcache.services.credential_checks import NoProbeTarget, RuleValidation, probe_targets, refusal, validate_rules
 
 __all__ = ["RotationFailed", "RotationService"]
 
@@ -231,7 +228,7 @@ class RotationService:
         results = [self.probe.probe(target, login) for target in self._targets(key.credential)]
         refused = [result for result in results if not result.ok]
         if refused:
-            listed = "; ".join(_refusal(result) for result in refused)
+            listed = "; ".join(refusal(result) for result in refused)
             raise _StepFailed(
                 f"the upstream did not accept the new token: {listed}",
                 RotationOutcome.REFUSED,
@@ -240,34 +237,11 @@ class RotationService:
         return "; ".join(result.message for result in results)
 
     def _targets(self, credential: str) -> list[ProbeTarget]:
-        """Where the credential's token is tried: its kind's upstream, or (Azure) every registry a desired rule
-        naming it points at; with the credential's own probe image if it names one."""
-        stored = self.desired.get(ResourceKind.CREDENTIAL, credential)
-        if stored is None:
-            raise _StepFailed(
-                f"credential {credential!r} is not in ecrcache's desired state: its upstream is unknown",
-                RotationOutcome.REFUSED,
-            )
-        spec = CredentialSpec.model_validate(stored.spec)
-        fixed = default_url(spec.upstream_kind)
-        urls = [fixed] if fixed is not None else self._rule_urls(credential)
-        if not urls:
-            raise _StepFailed(
-                f"no desired rule names credential {credential!r}, and {spec.upstream_kind.value} has no fixed "
-                "upstream URL: there is no registry to test the token at",
-                RotationOutcome.REFUSED,
-            )
-        return [probe_target(spec.upstream_kind, url, spec.probe) for url in urls]
-
-    def _rule_urls(self, credential: str) -> list[str]:
-        rules = self.desired.snapshot().rules.values()
-        return sorted(
-            {
-                str(r.spec["upstream_url"])
-                for r in rules
-                if r.spec.get("credential") == credential and r.spec.get("upstream_url")
-            }
-        )
+        """Where the credential's token is tried (:func:`~ecrcache.services.credential_checks.probe_targets`)."""
+        try:
+            return probe_targets(self.desired, credential)
+        except NoProbeTarget as exc:
+            raise _StepFailed(str(exc), RotationOutcome.REFUSED) from None
 
     # -- finishSecret --------------------------------------------------------------------------
 
@@ -283,7 +257,7 @@ class RotationService:
         else:
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
-        checked = _validate(self.ecr, versions)
+        checked = validate_rules(self.ecr, versions)
         if checked.refused:
             raise self._roll_back(key, previous, checked)
         if checked.unsure:
@@ -318,7 +292,7 @@ class RotationService:
             ) from None
         self._clear_pending(key)
 
-    def _roll_back(self, key: RotationKey, previous: str | None, checked: _Validation) -> _StepFailed:
+    def _roll_back(self, key: RotationKey, previous: str | None, checked: RuleValidation) -> _StepFailed:
         """ECR blamed the credential: back to the previous token, but only if the upstream still takes it (the
         usual reason to rotate is that the old token was revoked)."""
         listed = "; ".join(checked.refused + checked.unsure)
@@ -365,7 +339,7 @@ class RotationService:
             return f"could not be tested ({failed.message})"
         refused = [result for result in (self.probe.probe(target, login) for target in targets) if not result.ok]
         if refused:
-            return "was not accepted by the upstream either: " + "; ".join(_refusal(result) for result in refused)
+            return "was not accepted by the upstream either: " + "; ".join(refusal(result) for result in refused)
         return None
 
     # -- failures and records --------------------------------------------------------------------
@@ -454,77 +428,3 @@ class RotationService:
             write()
         except EcrcacheError as exc:
             logger.error("a rotation record could not be written", extra={"error": exc.message})
-
-
-@dataclass(frozen=True, slots=True)
-class _Validation:
-    """What ECR said of the rules using the secret, each named ``<prefix> (<region>)``: ``refused``, a failure
-    ECR's text blames on the credential (classified as the status engine classifies ECR's failures);
-    ``unsure``, any other (throttling, an upstream outage, rules that could not be read, an unclassified text);
-    ``gone``, a rule deleted meanwhile (nothing to validate)."""
-
-    validated: list[str] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    unsure: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        checked = ", ".join(self.validated) if self.validated else "no pull-through cache rule uses the secret"
-        gone = f"; gone meanwhile, not validated: {', '.join(self.gone)}" if self.gone else ""
-        skipped = f"; not validated: {', '.join(self.skipped)}" if self.skipped else ""
-        return f"validated in ECR: {checked}{gone}{skipped}"
-
-
-def _validate(ecr: Callable[[str], EcrRuleChecker], versions: SecretVersions) -> _Validation:
-    """``ValidatePullThroughCacheRule`` of every rule using the secret, in every Region it is in. A rule uses it
-    when its ``credentialArn`` is the secret's ARN in the rule's Region (not merely a secret of the same name: a
-    replica that failed because another secret of that name is there leaves that secret's rules to it). A replica
-    not ``InSync`` is skipped: it may not hold the new labels yet (replicas are updated asynchronously)."""
-    found = _Validation()
-    for region in versions.regions:
-        unsynced = versions.out_of_sync(region)
-        if unsynced is not None:
-            found.skipped.append(f"{region} ({unsynced})")
-            continue
-        checker = ecr(region)
-        try:
-            rules = checker.rules()
-        except EcrcacheError as exc:
-            found.unsure.append(f"the rules in {region} could not be read ({exc.message})")
-            continue
-        arn = versions.arn_in(region)
-        for prefix, rule in sorted(rules.items()):
-            if rule.credential_arn == arn:
-                _validate_rule(checker, prefix, found)
-    return found
-
-
-def _validate_rule(checker: EcrRuleChecker, prefix: str, found: _Validation) -> None:
-    name = f"{prefix} ({checker.region})"
-    try:
-        valid, failure = checker.validate_rule(prefix)
-    except EcrcacheError as exc:
-        found.unsure.append(f"{name}: ValidatePullThroughCacheRule failed ({exc.message})")
-        return
-    if valid:
-        found.validated.append(name)
-    elif _gone(checker, prefix):
-        found.gone.append(name)
-    elif classify_upstream_failure(None, failure) is UpstreamReason.CREDENTIAL_REJECTED:
-        found.refused.append(f"{name}: {failure}")
-    else:
-        found.unsure.append(f"{name}: {failure}")
-
-
-def _gone(checker: EcrRuleChecker, prefix: str) -> bool:
-    """The rule is no longer listed (deleted since the rules were read); an error listing them: not known gone."""
-    try:
-        return prefix not in checker.rules()
-    except EcrcacheError:
-        return False
-
-
-def _refusal(result: ProbeResult) -> str:
-    retry = f" (retry after {result.retry_at.isoformat()})" if result.retry_at is not None else ""
-    return f"{result.target} {result.status.value}: {result.message}{retry}"

@@ -26,6 +26,10 @@
    re-validation). If recording commits but finishing the run fails, the message is retried; that retry
    finishes the run (step 1) and this image's refund is lost (the bucket is stricter for its window).
 
+5. **Credential errors.** A warm failing with class ``credential`` (the upstream refused the rule's credential)
+   is kept until the batch is done: :meth:`WarmWorkerService.flush_marks` then marks each credential ``Invalid``
+   at once (one write per credential per batch), with the evidence.
+
 A store or budget error (DynamoDB throttled after botocore's retries ...) is raised: the message is
 reported as a batch item failure and SQS delivers it again (and, after ``maxReceiveCount``, to the DLQ).
 """
@@ -37,6 +41,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from ecrcache.engine.credential_errors import CredentialError, warm_error
 from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
@@ -49,6 +54,7 @@ from ecrcache.models.warm_run import (
 )
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import BucketLimit, UpstreamBudget, WarmEcr, WarmRunStore
+from ecrcache.services.credential_health import CredentialMarks
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
 
@@ -89,11 +95,15 @@ class WarmWorkerService:
         budget: UpstreamBudget,
         ecr: Callable[[str], WarmEcr],
         clock: Callable[[], datetime],
+        marks: CredentialMarks | None = None,
     ) -> None:
         self.store = store
         self.budget = budget
         self.ecr = ecr
         self.clock = clock
+        self.marks = marks
+        self.credential_errors: list[CredentialError] = []
+        """Credential errors of the batch so far: :meth:`flush_marks` marks their credentials, one write each."""
 
     def handle(self, task: WarmTask) -> ImageOutcome:
         """Warm the task's image once per run and record its outcome (see the module)."""
@@ -119,8 +129,18 @@ class WarmWorkerService:
         self._record_freshness(task, outcome)
         self._settle(task, outcome)
         _observe(task, outcome)
+        if (error := warm_error(task, outcome)) is not None:
+            self.credential_errors.append(error)
         _finished(result.run)
         return outcome
+
+    def flush_marks(self) -> int:
+        """Mark the credentials the batch's warms failed on ``Invalid`` (one write per credential, after the batch:
+        :class:`~ecrcache.services.credential_health.CredentialMarks`); how many were marked."""
+        errors, self.credential_errors = self.credential_errors, []
+        if self.marks is None or not errors:
+            return 0
+        return self.marks.mark(errors)
 
     def warm(self, task: WarmTask) -> ImageOutcome:
         """The image's outcome, with the budget checked first and a 429 blocking its upstream."""

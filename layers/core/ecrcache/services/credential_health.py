@@ -1,0 +1,321 @@
+"""Credential health: the daily check of every desired credential, and the marks made at once elsewhere.
+
+:meth:`CredentialHealthService.check_all` (``functions/credential_health``, once a day) checks each credential
+as the rotation function's ``testSecret`` / ``finishSecret`` check a new token
+(:mod:`ecrcache.services.credential_checks`), with the ``AWSCURRENT`` value:
+
+1. the secret: ``DescribeSecret`` (its ARN and replicas) and ``GetSecretValue`` (``AWSCURRENT``). A secret that
+   does not exist or holds no credential is a refusal; a read that fails (throttled, denied) cannot tell;
+2. the upstream: the registry token dance and a manifest ``HEAD`` (:class:`~ecrcache.ports.UpstreamProbe`),
+   each probe's requests taken first from the upstream's token bucket, the one warming spends from
+   (:class:`~ecrcache.ports.UpstreamBudget`, key ``<upstream url>#<credential>``, the credential's
+   ``rate_limit`` or the kind's default). An empty or blocked bucket defers the probe: ``Unknown`` with that
+   reason, never ``Invalid``. What the probe did not spend is refunded, an overspend charged, a 429 blocks the
+   bucket (for warming too) until the upstream's reset;
+3. ECR: ``ValidatePullThroughCacheRule`` of every rule using the secret in every Region the secret is in;
+   ECR's failure text is classified as the status engine classifies it.
+
+The state, expiry alerts and events are decided by :mod:`ecrcache.engine.credential_health`. The health is
+written first (conditioned on no credential error having marked it meanwhile: then it is read and decided
+again), then the events are sent (``Credential Health Changed`` on a change, ``Credential Expiring`` at 14, 7,
+1 and 0 days), then what was delivered is recorded -- an event is sent at least once: a failure to record
+that it was sent sends it again the next day. A credential no longer desired loses its health item.
+
+:class:`CredentialMarks` is the other way in, for the pull statistics and the warm worker: a credential error
+seen there marks the credential ``Invalid`` at once, with the evidence (one conditional write per credential
+per batch), and announces the change. Its failures are logged and counted, never raised: the pulls and warms
+are already recorded, and the next daily check sees the credential anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from ecrcache.engine.credential_errors import CredentialError, newest
+from ecrcache.engine.credential_health import (
+    Findings,
+    HealthDecision,
+    HealthEvent,
+    announced_state,
+    decide,
+    health_changed,
+    marked,
+)
+from ecrcache.engine.warm import bucket_key
+from ecrcache.engine.warm_pull import block_until
+from ecrcache.errors import EcrcacheError, RetryableError
+from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
+from ecrcache.models.credential_health import CredentialHealth, HealthState
+from ecrcache.models.upstream import default_rate_limit
+from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
+from ecrcache.observability import logger, metrics
+from ecrcache.ports import (
+    BucketLimit,
+    CredentialHealthStore,
+    CredentialSecrets,
+    EcrRuleChecker,
+    HealthNotifier,
+    StateStore,
+    UpstreamBudget,
+    UpstreamProbe,
+)
+from ecrcache.services.credential_checks import NoProbeTarget, probe_targets, refusal, validate_rules
+
+__all__ = ["PROBE_REQUESTS", "CheckOutcome", "CredentialHealthService", "CredentialMarks", "bucket_limit"]
+
+PROBE_REQUESTS: Final = 4
+"""Tokens taken before a probe: ``/v2/``, the realm, the manifest ``HEAD``, one redirect. The difference with
+what it really sent (:attr:`~ecrcache.models.upstream_probe.ProbeResult.requests`) is refunded or charged."""
+_SECRET_MISSING: Final = frozenset({"ResourceNotFoundException"})
+
+
+def bucket_limit(spec: CredentialSpec) -> BucketLimit:
+    """The credential's upstream bucket, as warming computes it: its ``rate_limit``, else the kind's default."""
+    if spec.rate_limit is not None:
+        return BucketLimit(spec.rate_limit.requests, spec.rate_limit.window_seconds)
+    return BucketLimit(*default_rate_limit(spec.upstream_kind))
+
+
+@dataclass
+class _Found:
+    refused: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+
+    def findings(self, started_at: datetime) -> Findings:
+        return Findings(started_at, tuple(self.refused), tuple(self.unsure), tuple(self.passed))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """What the daily check came to: each credential's state, and the ones whose health could not be written."""
+
+    states: dict[str, HealthState]
+    not_recorded: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"states": {k: v.value for k, v in self.states.items()}, "not_recorded": list(self.not_recorded)}
+
+
+class CredentialHealthService:
+    """The daily health check of every desired credential (see the module)."""
+
+    def __init__(
+        self,
+        *,
+        desired: StateStore,
+        secrets: CredentialSecrets,
+        probe: UpstreamProbe,
+        budget: UpstreamBudget,
+        ecr: Callable[[str], EcrRuleChecker],
+        store: CredentialHealthStore,
+        notifier: HealthNotifier,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.desired = desired
+        self.secrets = secrets
+        self.probe = probe
+        self.budget = budget
+        self.ecr = ecr
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+
+    def check_all(self) -> CheckOutcome:
+        """Check every desired credential; raises :class:`RetryableError` (after checking all of them) when the
+        health of some could not be recorded."""
+        credentials = self.desired.snapshot().credentials
+        stored = self.store.all_health()
+        states: dict[str, HealthState] = {}
+        failed: list[str] = []
+        for name, resource in sorted(credentials.items()):
+            try:
+                states[name] = self.check(name, CredentialSpec.model_validate(resource.spec), stored.get(name)).state
+            except EcrcacheError as exc:
+                failed.append(name)
+                metrics.add_metric(name="CredentialHealthNotRecorded", unit="Count", value=1)
+                logger.error(
+                    "a credential's health could not be recorded", extra={"credential": name, "error": exc.message}
+                )
+        for name in sorted(set(stored) - set(credentials)):
+            self._forget(name)
+        outcome = CheckOutcome(states, tuple(failed))
+        logger.info("credential health checked", extra=outcome.as_dict())
+        if failed:
+            raise RetryableError(f"the health of {', '.join(failed)} could not be recorded; try again")
+        return outcome
+
+    def check(self, name: str, spec: CredentialSpec, previous: CredentialHealth | None) -> CredentialHealth:
+        """Check one credential, record its health and announce what changed."""
+        started = self.clock()
+        findings = self._findings(name, spec).findings(started)
+        seen = previous
+        for _ in range(2):  # a mark landing between the read and the write: read again, decide again
+            decision = decide(name, seen, findings, expires_at=spec.expires_at, now=self.clock())
+            if self.store.save(decision.health, seen=seen):
+                break
+            seen = self.store.health(name)
+        else:
+            raise RetryableError(f"the health of credential {name!r} is contended; try again", reason="Contended")
+        delivered = self._announce(decision)
+        if delivered != decision.health:
+            self.store.save(delivered, seen=decision.health)  # False: a mark came in since; it announces itself
+        metrics.add_metric(name=f"Credential{delivered.state.value}", unit="Count", value=1)
+        logger.info(
+            "credential checked",
+            extra={"credential": name, "state": delivered.state.value, "detail": delivered.message},
+        )
+        return delivered
+
+    # -- findings ------------------------------------------------------------------------------
+
+    def _findings(self, name: str, spec: CredentialSpec) -> _Found:
+        found = _Found()
+        try:
+            versions = self.secrets.describe(secret_name(name))
+            login = UpstreamLogin.from_secret_string(self.secrets.current_value(versions.arn))
+        except ValueError as exc:
+            found.refused.append(f"the secret {secret_name(name)} (AWSCURRENT): {exc}")
+            return found
+        except EcrcacheError as exc:
+            if exc.reason in _SECRET_MISSING:
+                found.refused.append(f"the secret {secret_name(name)} does not exist ({exc.message})")
+            else:
+                found.unsure.append(f"the secret {secret_name(name)} could not be read ({exc.message})")
+            return found
+        try:
+            targets = probe_targets(self.desired, name, spec)
+        except NoProbeTarget as exc:
+            found.unsure.append(str(exc))
+            targets = []
+        for target in targets:
+            self._probe(name, spec, target, login, found)
+        validation = validate_rules(self.ecr, versions)
+        found.refused.extend(f"ECR refused {line}" for line in validation.refused)
+        found.unsure.extend(validation.unsure)
+        found.passed.append(validation.summary())
+        return found
+
+    def _probe(self, name: str, spec: CredentialSpec, target: ProbeTarget, login: UpstreamLogin, found: _Found) -> None:
+        """One probe, within the upstream's token bucket (deferred when it is empty or blocked)."""
+        key, limit, now = bucket_key(target.upstream_url, name), bucket_limit(spec), self.clock()
+        try:
+            blocked = self.budget.blocked_until(key, now=now)
+            taken = 0 if blocked is not None else self.budget.take(key, PROBE_REQUESTS, limit=limit, now=now)
+            if blocked is None and 0 < taken < PROBE_REQUESTS:
+                self.budget.refund(key, taken, limit=limit, now=now)
+        except EcrcacheError as exc:
+            found.unsure.append(f"{target}: deferred, the upstream budget could not be read ({exc.message})")
+            return
+        if taken < PROBE_REQUESTS:
+            why = f"blocked until {blocked.isoformat()} after a 429" if blocked else "empty (warming spent it)"
+            found.unsure.append(f"{target}: deferred, the upstream's request budget is {why}")
+            metrics.add_metric(name="CredentialCheckDeferred", unit="Count", value=1)
+            return
+        result = self.probe.probe(target, login)
+        self._settle(key, limit, result.requests, result.retry_at if result.status is ProbeStatus.RATE_LIMIT else None)
+        if result.ok:
+            found.passed.append(result.message)
+        elif result.status is ProbeStatus.CREDENTIAL:
+            found.refused.append(f"the upstream refused the token: {refusal(result)}")
+        else:
+            found.unsure.append(refusal(result))
+        if result.status is ProbeStatus.RATE_LIMIT and result.retry_at is None:
+            self._block(key, limit, block_until(self.clock(), limit.window_seconds))
+
+    def _settle(self, key: str, limit: BucketLimit, spent: int, retry_at: datetime | None) -> None:
+        """Refund what the probe did not spend, charge what it overspent (best effort: logged when it fails)."""
+        now = self.clock()
+        try:
+            if retry_at is not None:
+                self.budget.block(key, until=retry_at, limit=limit, now=now)
+            elif spent < PROBE_REQUESTS:
+                self.budget.refund(key, PROBE_REQUESTS - spent, limit=limit, now=now)
+            elif spent > PROBE_REQUESTS:
+                self.budget.charge(key, spent - PROBE_REQUESTS, limit=limit, now=now)
+        except EcrcacheError as exc:
+            logger.warning("the upstream budget could not be settled", extra={"upstream": key, "error": exc.message})
+
+    def _block(self, key: str, limit: BucketLimit, until: datetime) -> None:
+        self._settle(key, limit, PROBE_REQUESTS, until)
+
+    # -- recording and announcing -----------------------------------------------------------------
+
+    def _announce(self, decision: HealthDecision) -> CredentialHealth:
+        """Send the decision's events; the health with what was delivered recorded."""
+        health = decision.health
+        if decision.changed is not None and _sent(self.notifier, decision.changed, health.credential):
+            health = health.model_copy(update={"announced": health.state})
+        if decision.alert is not None and _sent(self.notifier, decision.alert.event, health.credential):
+            health = health.model_copy(update={"alerts_sent": decision.alert.sent})
+        return health
+
+    def _forget(self, name: str) -> None:
+        try:
+            self.store.delete_health(name)
+        except EcrcacheError as exc:
+            logger.warning(
+                "the health of a deleted credential could not be removed",
+                extra={"credential": name, "error": exc.message},
+            )
+
+
+def _sent(notifier: HealthNotifier, event: HealthEvent, credential: str) -> bool:
+    try:
+        notifier.publish(event)
+    except EcrcacheError as exc:
+        metrics.add_metric(name="CredentialEventsFailed", unit="Count", value=1)
+        logger.error(
+            "a credential health event could not be sent; it is sent again next time",
+            extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
+        )
+        return False
+    logger.info("credential health event sent", extra={"credential": credential, "detail_type": event.detail_type})
+    return True
+
+
+class CredentialMarks:
+    """Marks credentials ``Invalid`` at once on a credential error seen elsewhere (see the module)."""
+
+    def __init__(
+        self, *, store: CredentialHealthStore, notifier: HealthNotifier, clock: Callable[[], datetime]
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+
+    def mark(self, errors: Iterable[CredentialError]) -> int:
+        """Mark the credential of each error (one write per credential, the newest error's); how many were marked."""
+        count = 0
+        for credential, error in sorted(newest(errors).items()):
+            health = marked(credential, message=error.message, evidence=error.evidence, at=error.at)
+            try:
+                before = self.store.mark_invalid(health)
+            except EcrcacheError as exc:
+                metrics.add_metric(name="CredentialMarkFailed", unit="Count", value=1)
+                logger.error(
+                    "a credential error could not be recorded on the credential's health; the daily check will see it",
+                    extra={"credential": credential, "error": exc.message, "evidence": error.evidence},
+                )
+                continue
+            count += 1
+            logger.warning("credential marked Invalid", extra={"credential": credential, "evidence": error.evidence})
+            metrics.add_metric(name="CredentialMarkedInvalid", unit="Count", value=1)
+            if before is not None and announced_state(before) is not HealthState.INVALID:
+                self._announce(health, before)
+        return count
+
+    def _announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
+        event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=self.clock())
+        if event is None or not _sent(self.notifier, event, health.credential):
+            return
+        try:
+            self.store.record_announced(health.credential, HealthState.INVALID)
+        except EcrcacheError as exc:
+            logger.warning(
+                "an announced state could not be recorded",
+                extra={"credential": health.credential, "error": exc.message},
+            )

@@ -1,0 +1,107 @@
+"""A credential error seen elsewhere marks the credential Invalid at once (the pull statistics' cache actions, the
+warm worker's credential failures), announced once; the next passing check returns it to Healthy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.engine.credential_errors import CredentialError
+from ecrcache.models.credential_health import HealthState
+from ecrcache.models.rule import RuleSpec
+from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
+from ecrcache.services.pull_stats import PullStatsService
+from tests.conftest import REGION
+from tests.functional.credential_health.support import HealthWorld
+from tests.pull_events import action_body, sqs_batch
+
+pytestmark = pytest.mark.functional
+
+ALICE = "arn:aws:iam::123456789012:user/alice"
+
+
+def _error(world: HealthWorld, evidence: str = "ECR Pull Through Cache Action e1") -> CredentialError:
+    return CredentialError(
+        "hub", "a pull through rule docker-hub (us-east-1) failed on the credential", evidence, world.clock()
+    )
+
+
+def test_a_mark_makes_a_healthy_credential_invalid_at_once_and_announces_it_once(world: HealthWorld) -> None:
+    world.expire_in(92)  # 2027-06-01
+    world.service.check_all()
+    world.events()
+
+    assert world.marks.mark([_error(world)]) == 1
+    assert world.marks.mark([_error(world, "ECR Pull Through Cache Action e2")]) == 1
+
+    health = world.health()
+    assert health.state is HealthState.INVALID
+    assert health.evidence == "ECR Pull Through Cache Action e2"  # the newest evidence
+    assert health.announced is HealthState.INVALID
+    changed = [e["detail"] for e in world.events() if e["detail-type"] == "Credential Health Changed"]
+    assert [(d["previous_state"], d["state"]) for d in changed] == [("Unknown", "Healthy"), ("Healthy", "Invalid")]
+    assert changed[-1]["expires_at"] == "2027-06-01"  # as the last check knew it
+
+
+def test_an_older_mark_never_replaces_a_newer_one(world: HealthWorld) -> None:
+    newer = _error(world, "newer")
+    older = CredentialError("hub", "m", "older", newer.at - timedelta(minutes=5))
+    world.marks.mark([newer])
+    assert world.marks.mark([older]) == 1  # recorded as seen, but the stored mark stays the newer one
+    assert world.health().evidence == "newer"
+
+
+def test_a_mark_landing_while_a_check_runs_wins_over_the_checks_pass(world: HealthWorld) -> None:
+    standin = world.upstream
+
+    class MarkedMeanwhile:
+        def probe(self, target: ProbeTarget, login: object) -> ProbeResult:
+            world.marks.mark([_error(world, "seen during the check")])
+            return standin.probe(target, login)  # type: ignore[arg-type]
+
+    world.service.probe = MarkedMeanwhile()
+    world.service.check_all()
+
+    health = world.health()
+    assert health.state is HealthState.INVALID
+    assert health.evidence == "seen during the check"
+    world.service.probe = standin
+    world.clock.days(1)
+    world.service.check_all()
+    assert world.health().state is HealthState.HEALTHY
+
+
+def test_a_failed_pull_through_on_the_credential_marks_it_through_the_pull_statistics(world: HealthWorld) -> None:
+    from aws_lambda_powertools.utilities.parser.models import SqsModel
+
+    world.desired.put_rule(
+        "docker-hub",
+        RuleSpec.model_validate({"upstream_kind": "docker-hub", "credential": "hub"}),
+        actor=ALICE,
+    )
+    failed = action_body("e-denied", status="FAILED")
+    failed["detail"] |= {"failure-code": "UpstreamAccessDenied", "failure-reason": "401 from the upstream"}
+    rate_limited = action_body("e-429", status="FAILED")
+    rate_limited["detail"] |= {"failure-code": "UpstreamTooManyRequests", "failure-reason": "429"}
+    store = DynamoDbPullStatsStore(world.table, world.dynamodb)
+    pulls = PullStatsService(store, stack_region=REGION, marks=world.marks, clock=world.clock)
+    writes: list[str] = []
+    original = world.store.client.update_item
+
+    def counting(**kwargs: object) -> object:
+        writes.append(str(kwargs.get("UpdateExpression")))
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    world.store.client.update_item = counting  # type: ignore[method-assign,assignment]
+    batch = SqsModel.model_validate(sqs_batch(failed, rate_limited, failed | {"id": "e-denied-2"}))
+
+    outcome = pulls.record(batch.Records)
+
+    assert outcome.failed == ()
+    health = world.health()
+    assert health.state is HealthState.INVALID
+    assert health.evidence is not None and "UpstreamAccessDenied: 401 from the upstream" in health.evidence
+    assert sum("marked_at" in w for w in writes) == 1  # one conditional write for the credential, not per event
+    assert [e["detail"]["state"] for e in world.events()] == ["Invalid"]
