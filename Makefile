@@ -11,7 +11,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 export PIP_NO_WARN_SCRIPT_LOCATION := 1
 
-.PHONY: help setup test test-fast lint fmt local demo bench openapi schema build validate clean
+.PHONY: help setup test test-fast lint fmt local fire demo bench openapi schema build validate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam valida
 
 local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-C: API :3000/v1, AWS :4566, registry :5000 (ARGS="--api-port 3001 ...")
 	$(VENV)/bin/ecrcache local $(ARGS)
+
+fire: $(VENV)/.stamp ## deliver a schedule's event now on the running make local (ARGS="CredentialHealthFunction")
+	$(VENV)/bin/ecrcache local fire $(ARGS)
 
 demo: $(VENV)/.stamp .debian.stamp ## scripted tour on a background local stack; exits non-zero if any step fails
 	$(PY) -m devstack.local.demo $(ARGS)

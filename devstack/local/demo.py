@@ -17,8 +17,16 @@
     verified for every platform; ``ecrcache status`` lists the warm set;
 11. the upstream's rate limit drops to 1 request an hour (the registry's run-time hook): a warm run is
     stopped by the 429 with a clear status (class ``rate_limit``, the rest ``skipped``);
-12. ``ecrcache plan --detailed-exitcode``: empty;
-13. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
+12. rotates GHCR's token with a token the ``ghcr.io`` stand-in refuses: ``ecrcache credentials rotate --wait`` exits
+    6, ``refused``; the secret's ``AWSCURRENT`` is untouched (checked with ``GetSecretValue``, never printed) and
+    no ``AWSPENDING`` is left;
+13. the stand-in issues a new token (its token server's run-time hook) and the rotation with it exits 0:
+    ``promoted`` and validated in ECR, ``AWSCURRENT`` holds it, a pull through the ``ghcr`` rule works;
+14. ``expires_at`` 3 days ahead, the daily health check run now (``ecrcache local fire CredentialHealthFunction``):
+    the ``Credential Expiring`` event reaches a rule's queue on the default bus and the alert topic a subscribed
+    queue, and ``ecrcache credentials status ghcr`` shows ``Expiring`` (:mod:`devstack.local.demo_credentials`);
+15. ``ecrcache plan --detailed-exitcode``: empty;
+16. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
 
 Exit status 0 only if every step happened; otherwise 1, naming the step and showing the local
 stack's last log lines. ``--keep-logs DIR`` keeps the local stack's log.
@@ -42,6 +50,8 @@ import boto3
 import requests
 import yaml
 from botocore.config import Config
+
+from devstack.local.demo_credentials import CredentialsChapter
 
 __all__ = ["main"]
 
@@ -335,7 +345,10 @@ class Demo:
         self.show(f"the controller recreated {REPAIRED_RULE!r} {took:.1f} s later")
 
         self.warming()
+        CredentialsChapter(self).run()
+        self.finish()
 
+    def finish(self) -> None:
         self.step("The plan is empty: ECR matches the desired state")
         self.cli("plan", "--detailed-exitcode")
 

@@ -24,6 +24,9 @@ Like a Lambda integration: a function that raises (or a host that cannot be reac
 ``502 {"message": "Internal server error"}``; one that runs past its timeout (the API function's is
 API Gateway's 29 s integration limit) gives ``504``; bodies over 10 MB get ``413``. Requests are
 handed to the function one at a time (one warm sandbox).
+
+Paths under ``/_ecrcache/`` (never an API route: those are under ``/v1``) go to ``control`` when one is given:
+the local stack's run-time controls (:mod:`devstack.local.control`), not the API function.
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ from werkzeug.wrappers import Request, Response
 from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from devstack.serving import Background, QuietRequestHandler, ServerThread
 
-__all__ = ["CALLER_ARN_HEADER", "DEFAULT_CALLER", "ApiGateway", "Route"]
+__all__ = ["CALLER_ARN_HEADER", "CONTROL_PREFIX", "DEFAULT_CALLER", "ApiGateway", "Control", "Route"]
 
 CALLER_ARN_HEADER: Final = "X-Ecrcache-Caller-Arn"
 DEFAULT_CALLER: Final = "arn:aws:iam::123456789012:user/ecrcache-local"
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 
 ApiInvoke = Callable[[dict[str, Any]], Any]
+Control = Callable[[str, str], tuple[int, dict[str, Any]]]
+"""``(method, path) -> (status, JSON body)``: the local stack's own endpoints under ``/_ecrcache/``."""
+CONTROL_PREFIX: Final = "/_ecrcache/"
 
 
 class Route:
@@ -92,8 +98,10 @@ class ApiGateway(Background):
         routes: Sequence[Route] = DEFAULT_ROUTES,
         binary_media_types: Sequence[str] = (),
         log: Callable[[str], None] | None = None,
+        control: Control | None = None,
     ) -> None:
         self.invoke = invoke
+        self.control = control
         self.host = host
         self.port = port
         self.stage = stage
@@ -130,7 +138,10 @@ class ApiGateway(Background):
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         started = time.monotonic()
-        response = self._handle(request, environ)
+        if self.control is not None and _raw_path(environ).startswith(CONTROL_PREFIX):
+            response = _json(*self.control(request.method, _raw_path(environ)))
+        else:
+            response = self._handle(request, environ)
         if self.log is not None:
             caller = request.headers.get(CALLER_ARN_HEADER) or self.default_caller
             elapsed = time.monotonic() - started

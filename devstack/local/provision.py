@@ -2,14 +2,15 @@
 
 What ``sam deploy`` creates, the local stack creates in the embedded AWS, read from the same
 template (:data:`CREATED`): DynamoDB tables (keys, indexes, stream, TTL), SQS queues (visibility
-timeout, retention, delay, redrive policy to a dead-letter queue), EventBridge rules with SQS targets
+timeout, retention, delay, redrive policy to a dead-letter queue), SNS topics (``TopicName``, inline
+subscriptions; ``Ref`` is the ARN, so the alerts the functions publish land there), EventBridge rules with SQS targets
 (``AWS::Events::Rule``: pattern, state, bus; the embedded EventBridge then puts matching events on
 the queues, where an ``SQS`` event of a function picks them up), one IAM role per function (its
 policies from the template; the function host runs with credentials of that role, so its calls
 carry the role's identity -- the reconciler recognises its own CloudTrail events by it -- and SAM's
 implicit ``<Function>Role`` resolves to it) and a CloudFormation stack record with the template's
 outputs the local stack can answer (``ApiUrl``, ``StateTableName``, ``StateTableStreamArn``,
-``ReconcilerDlqUrl``), so ``ecrcache --stack`` works against the embedded AWS too. The rules and
+``ReconcilerDlqUrl``, ``AlertTopicArn``), so ``ecrcache --stack`` works against the embedded AWS too. The rules and
 queues of functions' ``EventBridgeRule`` events belong to the event runner, the routes to the gateway.
 
 Resources the local stack has no use for (:data:`PLACEHOLDERS`: log groups, the layer, alarms,
@@ -54,6 +55,7 @@ CREATED: Final[Mapping[str, str]] = {
     "AWS::DynamoDB::Table": "a table (keys, indexes, stream, TTL)",
     "AWS::SQS::Queue": "a queue (visibility timeout, retention, delay, redrive policy)",
     "AWS::Events::Rule": "an EventBridge rule with its SQS targets",
+    "AWS::SNS::Topic": "a topic (name, display name, its inline subscriptions); Ref is its ARN",
     SERVERLESS_FUNCTION: "a role with the function's policies; the function runs in a function host",
 }
 """Resource types the local stack creates in the embedded AWS."""
@@ -63,7 +65,6 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
     "AWS::Logs::LogGroup": "function and API logs go to the console",
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
     "AWS::CloudWatch::Dashboard": "no CloudWatch dashboards locally",
-    "AWS::SNS::Topic": "alarm notifications: no alarms locally",
     "AWS::SQS::QueuePolicy": "not enforced: the embedded EventBridge delivers to any queue",
     "AWS::IAM::Role": "roles for services the local stack does not run (API Gateway logging)",
     "AWS::ApiGateway::Account": "API Gateway's account-wide logging setting",
@@ -77,7 +78,7 @@ _LAMBDA_TRUST: Final = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-_OUTPUTS: Final = ("ApiUrl", "StateTableName", "StateTableStreamArn", "ReconcilerDlqUrl")
+_OUTPUTS: Final = ("ApiUrl", "StateTableName", "StateTableStreamArn", "ReconcilerDlqUrl", "AlertTopicArn")
 
 
 @dataclass
@@ -175,6 +176,27 @@ def _redrive(client: Any, logical_id: str, url: str, policy: Any) -> None:
     if not isinstance(document, Mapping) or "deadLetterTargetArn" not in document or "maxReceiveCount" not in document:
         raise TemplateError(f"{logical_id}: RedrivePolicy needs deadLetterTargetArn and maxReceiveCount")
     client.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(dict(document))})
+
+
+_TOPIC_ATTRIBUTES: Final = ("DisplayName", "FifoTopic", "ContentBasedDeduplication")
+
+
+def _topic(client: Any, logical_id: str, name: str, props: Mapping[str, Any]) -> PhysicalResource:
+    """An ``AWS::SNS::Topic`` (``props`` resolved) and its inline ``Subscription`` list.
+
+    As in CloudFormation, ``Ref`` is the topic's ARN and ``GetAtt`` gives ``TopicArn`` and ``TopicName``
+    (AWS::SNS::Topic "Return values"). A subscription behind a false condition (``!If [Cond, [...],
+    !Ref AWS::NoValue]``) was removed by the resolver, so it is not created. An e-mail subscription
+    stays pending in the embedded SNS: nothing is mailed.
+    """
+    attributes = {key: json.dumps(props[key]) if isinstance(props[key], bool) else str(props[key])
+                  for key in _TOPIC_ATTRIBUTES if key in props}  # fmt: skip
+    arn = str(client.create_topic(Name=name, Attributes=attributes)["TopicArn"])
+    for subscription in props.get("Subscription") or []:
+        if not isinstance(subscription, Mapping) or not (subscription.get("Protocol") and subscription.get("Endpoint")):
+            raise TemplateError(f"{logical_id}: every Subscription needs a Protocol and an Endpoint")
+        client.subscribe(TopicArn=arn, Protocol=str(subscription["Protocol"]), Endpoint=str(subscription["Endpoint"]))
+    return PhysicalResource(ref=arn, attributes={"TopicArn": arn, "TopicName": name})
 
 
 def _rule_target(logical_id: str, target: Any) -> dict[str, Any]:
@@ -294,6 +316,10 @@ class _Provisioner:
             attributes = self.resolver.resolve({k: v for k, v in props.items() if k in _QUEUE_ATTRIBUTES})
             name = str(self.resolver.resolve(props.get("QueueName") or self.physical(logical_id, 80)))
             return _queue(self.client("sqs"), name, attributes)
+        if kind == "AWS::SNS::Topic":
+            resolved = self.resolver.resolve(props)
+            name = str(resolved.get("TopicName") or self.physical(logical_id, 256))
+            return _topic(self.client("sns"), logical_id, name, resolved)
         if kind == SERVERLESS_FUNCTION:
             return self.function(logical_id)
         return PhysicalResource(ref=self.physical(logical_id, 255))

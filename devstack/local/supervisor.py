@@ -17,6 +17,9 @@ It starts, in this order, and stops in reverse on Ctrl-C (SIGINT) or SIGTERM:
 6. the event runner: DynamoDB stream, SQS queues, EventBridge rules and schedules, wired from each
    function's ``Events`` in ``template.yaml``.
 
+A schedule's event can be delivered now, on the running stack: ``ecrcache local fire FUNCTION [EVENT]`` (or
+``POST /_ecrcache/schedules/{Function}/{Event}/fire`` on the API port; :mod:`devstack.local.control`).
+
 Logs are one readable line each, prefixed by where they come from (the functions' Powertools JSON
 logs are rendered as ``LEVEL message key=value``). Every port is a flag; a busy port is reported
 before anything starts (exit 3). ``--ready-file`` writes the endpoints as JSON once everything is
@@ -48,6 +51,7 @@ from typing import Any, Final, TextIO
 
 import requests
 
+from devstack.local.control import Controls, fire_main
 from devstack.local.gateway import ApiGateway, Route
 from devstack.local.host import HostProcess, terminate
 from devstack.local.invoke import InvokeError
@@ -168,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecrcache local",
         description="Run the whole ecrcache controller on this machine (embedded AWS, API, event runner, registry).",
+        epilog="`ecrcache local fire FUNCTION [EVENT]` delivers a function's Schedule event now on the running "
+        "stack (`ecrcache local fire --help`).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address for every endpoint (default %(default)s)")
     parser.add_argument("--aws-port", type=int, default=4566, help="embedded AWS endpoint (default %(default)s)")
@@ -219,6 +225,7 @@ class LocalRun:
         # UPSTREAM_ENDPOINTS for the functions that declare it: every upstream host -> its local registry.
         self.upstream_endpoints = "{}"
         self.ghcr: GhcrStandIn | None = None
+        self.controls = Controls()  # /_ecrcache/ on the API port; the runner is plugged in once it runs
 
     def _started(self, name: str, stop: Callable[[], None], alive: Callable[[], bool] | None = None) -> None:
         self._stops.append((name, stop))
@@ -435,6 +442,7 @@ class LocalRun:
             routes=routes,
             binary_media_types=binary_media_types(self.template),
             log=lambda text: self.console.line("api", text),
+            control=self.controls.handle,
         ).start()
         self._started("API gateway", gateway.stop)
         return gateway
@@ -464,6 +472,7 @@ class LocalRun:
             )
         runner.setup()
         runner.start()
+        self.controls.runner = runner
         self._started("event runner", runner.stop)
 
 
@@ -573,6 +582,9 @@ def _preflight(args: argparse.Namespace) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fire"]:  # ecrcache local fire FUNCTION [EVENT]: a client of the running stack
+        return fire_main(argv[1:])
     args = _parser().parse_args(argv)
     console = Console(verbose=args.verbose)
     refused = _preflight(args)

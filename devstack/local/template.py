@@ -7,8 +7,8 @@ cannot drift apart:
   ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
 * :func:`function_properties` applies SAM's ``Globals.Function`` to each function;
 * :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
-  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``) against the physical
-  resources the local provisioner created; anything else is an error that names it;
+  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``!Ref AWS::NoValue``)
+  against the physical resources the local provisioner created; anything else is an error that names it;
 * :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
   (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved);
 * :func:`implicit_roles` names the execution roles SAM adds for functions without ``Role``
@@ -28,6 +28,7 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "NO_VALUE",
     "RULE_STATES",
     "SERVERLESS_FUNCTION",
     "FunctionEvent",
@@ -192,6 +193,16 @@ class PhysicalResource:
 _SUB_VARIABLE: Final = re.compile(r"\$\{([^}!][^}]*)\}")
 
 
+class _NoValue:
+    """``!Ref AWS::NoValue``: the property (or list item) holding it is removed, as CloudFormation removes it."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE: Final = _NoValue()
+
+
 class Resolver:
     """Resolves intrinsic functions against the local stack's physical resources.
 
@@ -248,18 +259,19 @@ class Resolver:
     def resolve(self, value: Any) -> Any:
         """``value`` with every intrinsic replaced by its local value."""
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
             if key in {"Ref", "Condition"} or key.startswith("Fn::"):
                 return self._intrinsic(key, arg)
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: PLR0911 - one return per intrinsic
         if key == "Ref":
-            return self.ref(str(arg))
+            return NO_VALUE if arg == "AWS::NoValue" else self.ref(str(arg))
         if key == "Condition":
             return self.condition(str(arg))
         if key == "Fn::GetAtt":

@@ -37,6 +37,11 @@ Both, and the faults, can be driven over HTTP on the proxy's own port (never a r
 ``POST   /_ecrcache/faults``                ``{"kind": "429"|"500"|...|"timeout"|"reset", "times"?, "path"?,
                                             "method"?, "retryAfter"?, "delay"?}`` -> :meth:`FaultPlan.add`
 ``DELETE /_ecrcache/faults``                clear armed faults
+``PUT    /_ecrcache/users``                 ``{"username", "password"}``: the registry's token server takes
+                                            that user with that password (a token) from now on, replacing
+                                            the user's previous one -- a token issued and the old one
+                                            revoked; ``400`` without a token server. Answers the user name
+                                            only, never the password
 ==========================================  ===============================================================
 """
 
@@ -226,8 +231,10 @@ class FaultProxy(Background):
         upstream_timeout: float = 30.0,
         rate_limit: RateLimit | None = None,
         rate_clock: Callable[[], float] | None = None,
+        users: Callable[[str, str], None] | None = None,
     ) -> None:
         self._routes = target if isinstance(target, UpstreamMap) else None
+        self.users = users  # a token server's set_user (PUT /_ecrcache/users), if the registry has one
         self._default = (target if isinstance(target, str) else default or "").rstrip("/") or None
         self._port = port
         self._upstream_timeout = upstream_timeout
@@ -541,6 +548,16 @@ def _clear_faults(proxy: FaultProxy, _: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True}
 
 
+def _put_user(proxy: FaultProxy, request: dict[str, Any]) -> dict[str, Any]:
+    if proxy.users is None:
+        raise ValueError("this registry has no token server: it takes no users")
+    for field_name in ("username", "password"):
+        if not isinstance(request.get(field_name), str) or not request[field_name]:
+            raise ValueError(f"'{field_name}' is required: a non-empty string")
+    proxy.users(request["username"], request["password"])
+    return {"username": request["username"]}  # never the password
+
+
 _CONTROL: dict[tuple[str, str], Callable[[FaultProxy, dict[str, Any]], dict[str, Any]]] = {
     ("GET", "counters"): _get_counters,
     ("DELETE", "counters"): _reset_counters,
@@ -549,4 +566,5 @@ _CONTROL: dict[tuple[str, str], Callable[[FaultProxy, dict[str, Any]], dict[str,
     ("POST", "rate-limit"): _put_rate_limit,
     ("POST", "faults"): _add_fault,
     ("DELETE", "faults"): _clear_faults,
+    ("PUT", "users"): _put_user,
 }

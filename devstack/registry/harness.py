@@ -363,6 +363,7 @@ class FrontedRegistry(Background):
 
     ``url`` is the proxy's: what clients and the embedded ECR use. ``rate_limit`` is the proxy's
     limit from the start (change it with ``proxy.set_rate_limit`` or ``PUT /_ecrcache/rate-limit``).
+    With token auth, ``PUT /_ecrcache/users`` sets a user's password (token) at the token server at run time.
     Other keyword arguments go to :class:`LocalRegistry` (``auth``, ``credentials``, ``log_level`` ...).
     """
 
@@ -408,7 +409,13 @@ class FrontedRegistry(Background):
             return self
         self.registry.start()
         try:
-            self.proxy = FaultProxy(self.registry.url, port=self._port, rate_limit=self._rate_limit).start()
+            token_server = self.registry.token_server
+            self.proxy = FaultProxy(
+                self.registry.url,
+                port=self._port,
+                rate_limit=self._rate_limit,
+                users=token_server.set_user if token_server is not None else None,
+            ).start()
         except OSError as exc:
             self.registry.stop()
             raise RegistryStartError(f"the proxy could not listen on 127.0.0.1:{self._port}: {exc}") from exc

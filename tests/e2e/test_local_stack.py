@@ -94,6 +94,13 @@ def test_make_demo_tour_passes() -> None:
     assert "linux/amd64,linux/arm64" in done.stdout
     assert "stopped upstreams: registry-1.docker.io" in done.stdout
     assert "demo-token-not-a-secret" not in done.stdout + done.stderr
+    # the credentials chapter: a wrong token refused, a new one promoted, an expiring credential alerted
+    assert "state:        refused" in done.stdout
+    assert "state:        promoted" in done.stdout
+    assert "Credential Expiring from ecrcache" in done.stdout
+    assert "health:         Expiring" in done.stdout
+    for token in ("ghcr-demo-token", "not-the-ghcr-token"):  # the stand-in's tokens (the new one starts with it)
+        assert token not in done.stdout + done.stderr
 
 
 def test_a_part_that_dies_stops_the_whole_stack_with_an_error(tmp_path: Path) -> None:

@@ -1,20 +1,15 @@
-"""Rotation on the local stack: the embedded Secrets Manager's ``RotateSecret`` runs the real rotation function
-(``RotatorFunction``'s host, registered under its ARN) against the token-authenticated ``ghcr.io`` stand-in.
+"""Rotation on the local stack, started the way users start it: ``POST /v1/credentials/{name}/rotations``.
 
-A new token is staged the way the API stages it (issue 12's contract): the rotation function's ``createSecret``
-finds the value and puts it in the pending version. Here a small relay in front of the function's host does that
-part (``PutSecretValue`` of the pending version before forwarding ``createSecret``), so the test does not depend on
-how the API names its staged value; every step is then the real function's, invoked by Secrets Manager.
+The API stages the new token and calls the embedded Secrets Manager's ``RotateSecret`` (``ClientRequestToken`` =
+the rotation id), which invokes the real rotation function (``RotatorFunction``'s host, registered under its ARN)
+for each step against the token-authenticated ``ghcr.io`` stand-in. The rotation resource is followed through the
+API; the embedded Secrets Manager's run record (``/_ecrcache/secrets/rotation/runs``) shows the steps it invoked.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,7 +19,9 @@ from tests.e2e.conftest import RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+CREDENTIAL = "ghcr"
 SECRET = "ecr-pullthroughcache/ghcr"
+WRONG_TOKEN = "not-the-ghcr-token"  # a token the stand-in refuses
 GHCR_IMAGE = ("ghcr/ecrcache/demo", "1.0")
 MANIFEST_TYPES = [
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -32,70 +29,30 @@ MANIFEST_TYPES = [
 ]
 
 
-@dataclass
-class Relay:
-    """Lambda's ``Invoke`` API in front of the rotation function's host: stages ``value`` before ``createSecret``."""
-
-    target: str
-    secretsmanager: Any
-    value: str = ""
-
-    def handle(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        event = json.loads(body)
-        if event["Step"] == "createSecret" and self.value:
-            self.secretsmanager.put_secret_value(
-                SecretId=event["SecretId"],
-                ClientRequestToken=event["ClientRequestToken"],
-                SecretString=self.value,
-                VersionStages=["AWSPENDING"],
-            )
-        answer = requests.post(self.target, data=body, timeout=130)
-        headers = {k: v for k, v in answer.headers.items() if k.lower() == "x-amz-function-error"}
-        return answer.status_code, headers, answer.content
-
-
-@pytest.fixture(scope="module")
-def rotation(applied: RunningStack) -> Iterator[tuple[str, Relay]]:
-    """The rotation function's ARN, with the relay registered for it (the host's own URL again afterwards)."""
-    control = f"{applied.aws}/_ecrcache/secrets/rotation/functions"
-    (function,) = [f for f in requests.get(control, timeout=10).json()["functions"] if "RotatorFunction" in f["arn"]]
-    relay = Relay(function["url"], applied.client("secretsmanager"))
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def do_POST(self) -> None:
-            status, headers, payload = relay.handle(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(status)
-            for key, value in {**headers, "Content-Length": str(len(payload))}.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/2015-03-31/functions/rotator/invocations"
-    requests.post(control, json={"arn": function["arn"], "url": url}, timeout=10).raise_for_status()
-    try:
-        yield str(function["arn"]), relay
-    finally:
-        requests.post(control, json={"arn": function["arn"], "url": function["url"]}, timeout=10).raise_for_status()
-        server.shutdown()
-        server.server_close()
-
-
-def _rotate(stack: RunningStack, function_arn: str) -> dict[str, Any]:
-    """``RotateSecret``, then the run once it ended (Secrets Manager runs the steps after answering)."""
-    token = stack.client("secretsmanager").rotate_secret(SecretId=SECRET, RotationLambdaARN=function_arn)["VersionId"]
-    runs = f"{stack.aws}/_ecrcache/secrets/rotation/runs"
+def _rotate(stack: RunningStack, token: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Start a rotation through the API and follow it until it ends: (the rotation, the Secrets Manager run, every
+    response body read on the way)."""
+    started = requests.post(f"{stack.api}/credentials/{CREDENTIAL}/rotations", json={"token": token}, timeout=30)
+    assert started.status_code == 202, started.text
+    bodies = [started.text]
+    rotation = started.json()
+    location = started.headers["Location"]
+    assert location.endswith(f"/credentials/{CREDENTIAL}/rotations/{rotation['rotation_id']}")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run = next(r for r in requests.get(runs, timeout=10).json()["runs"] if r["clientRequestToken"] == token)
-        if run["state"] != "running":
-            return dict(run)
-        time.sleep(0.2)
-    pytest.fail(f"the rotation {token} did not end within 120 s:\n{stack.log()[-3000:]}")
+    while rotation["state"] == "in_progress":
+        if time.monotonic() > deadline:
+            pytest.fail(f"the rotation did not end within 120 s: {rotation}\n{stack.log()[-3000:]}")
+        time.sleep(0.5)
+        answer = requests.get(f"{stack.api}/credentials/{CREDENTIAL}/rotations/{rotation['rotation_id']}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        bodies.append(answer.text)
+        rotation = answer.json()
+    listed = requests.get(f"{stack.api}/credentials/{CREDENTIAL}/rotations", timeout=30)
+    bodies.append(listed.text)
+    assert listed.json()["items"][0]["rotation_id"] == rotation["rotation_id"]  # newest first
+    runs = requests.get(f"{stack.aws}/_ecrcache/secrets/rotation/runs", timeout=10).json()["runs"]
+    (run,) = [r for r in runs if r["clientRequestToken"] == rotation["rotation_id"]]
+    return rotation, dict(run), bodies
 
 
 def _labels(stack: RunningStack) -> dict[str, list[str]]:
@@ -108,27 +65,36 @@ def _current(stack: RunningStack) -> tuple[str, str]:
     return str(read["VersionId"]), str(json.loads(read["SecretString"])["accessToken"])
 
 
-def test_a_good_token_is_promoted_and_validated_and_ecr_pulls_with_it(
-    applied: RunningStack, rotation: tuple[str, Relay]
-) -> None:
-    function_arn, relay = rotation
+def _table_text(stack: RunningStack) -> str:
+    """Every item of the stack's table, as text (rotation items included)."""
+    items = stack.client("dynamodb").scan(TableName=stack.ready["table"])["Items"]
+    return json.dumps(items)
+
+
+def test_a_good_token_is_promoted_and_validated_and_ecr_pulls_with_it(applied: RunningStack) -> None:
     ghcr = applied.ready["ghcr"]
     old_version, _ = _current(applied)
-    relay.value = json.dumps({"username": ghcr["username"], "accessToken": ghcr["token"]})
 
-    run = _rotate(applied, function_arn)
+    rotation, run, bodies = _rotate(applied, ghcr["token"])
 
-    # THEN every step of the real function ran and succeeded: tested at the stand-in, promoted, validated in ECR
+    # THEN the API reports it promoted, and every step of the real function ran and succeeded: tested at the
+    # stand-in, promoted, validated in ECR
+    assert rotation["state"] == "promoted", rotation
+    assert {name: step["status"] for name, step in rotation["steps"].items()} == dict.fromkeys(
+        ("createSecret", "setSecret", "testSecret", "finishSecret"), "succeeded"
+    )
     assert run["state"] == "succeeded", run
     assert [s["step"] for s in run["steps"]] == ["createSecret", "setSecret", "testSecret", "finishSecret"]
     assert "signed in with the credential" in run["steps"][2]["message"]
     assert "validated in ECR: ghcr" in run["steps"][3]["message"]
-    # AND the new version is AWSCURRENT (moved by the function), the old one AWSPREVIOUS, nothing pending
+    # AND the new version (the rotation id) is AWSCURRENT with the token, the old one AWSPREVIOUS, nothing pending
     new_version, token = _current(applied)
-    assert (new_version, token) == (run["clientRequestToken"], ghcr["token"])
+    assert (new_version, token) == (rotation["rotation_id"], ghcr["token"])
     labels = _labels(applied)
     assert (labels[old_version], labels[new_version]) == (["AWSPREVIOUS"], ["AWSCURRENT"])
     assert all("AWSPENDING" not in stages for stages in labels.values())
+    # AND the token is in no response, run record or table item
+    assert not [text for text in (*bodies, json.dumps(run), _table_text(applied)) if ghcr["token"] in text]
     # AND ECR takes it: the rule validates and a pull through the cache signs in at the stand-in
     ecr = applied.client("ecr")
     assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="ghcr")["isValid"] is True
@@ -138,21 +104,21 @@ def test_a_good_token_is_promoted_and_validated_and_ecr_pulls_with_it(
     assert (pulled["failures"], len(pulled["images"])) == ([], 1)
 
 
-def test_a_wrong_token_is_refused_and_awscurrent_is_untouched(
-    applied: RunningStack, rotation: tuple[str, Relay]
-) -> None:
-    function_arn, relay = rotation
-    ghcr = applied.ready["ghcr"]
+def test_a_wrong_token_is_refused_and_awscurrent_is_untouched(applied: RunningStack) -> None:
     current = _current(applied)
-    relay.value = json.dumps({"username": ghcr["username"], "accessToken": "not-the-ghcr-token"})
 
-    run = _rotate(applied, function_arn)
+    rotation, run, bodies = _rotate(applied, WRONG_TOKEN)
 
-    # THEN the real function's testSecret was refused by the stand-in, and the run stopped there
+    # THEN the API reports it refused; the real function's testSecret was refused by the stand-in and the run
+    # stopped there
+    assert rotation["state"] == "refused", rotation
+    assert rotation["steps"]["testSecret"]["status"] == "failed"
+    assert "finishSecret" not in rotation["steps"]
     assert run["state"] == "failed", run
     assert [s["step"] for s in run["steps"]] == ["createSecret", "setSecret", "testSecret"]
     assert run["steps"][2]["ok"] is False
-    assert "not-the-ghcr-token" not in json.dumps(run)
+    # AND the token is in no response, run record or table item
+    assert not [text for text in (*bodies, json.dumps(run), _table_text(applied)) if WRONG_TOKEN in text]
     # AND AWSCURRENT is the version it was, with the good token; AWSPENDING was taken off (nothing blocks)
     assert _current(applied) == current
     assert all("AWSPENDING" not in labels for labels in _labels(applied).values())

@@ -187,6 +187,10 @@ class EventRunner:
         """The schedules' clock: start + real elapsed x ``schedule_speed`` (UTC)."""
         return self._schedules.virtual_now()
 
+    def schedules(self) -> list[ScheduleSource]:
+        """Every ``Schedule`` event of the template (disabled ones too), in template order; no AWS calls."""
+        return [source for source in self._plan() if isinstance(source, ScheduleSource)]
+
     def fire(self, function: str, event: str) -> Any:
         """Run the ``Schedule`` event ``event`` of ``function`` now, with its retries and dead-lettering.
 

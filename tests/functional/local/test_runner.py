@@ -23,6 +23,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from devstack.local.control import Controls, fire_main
+from devstack.local.gateway import ApiGateway
 from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from devstack.local.runner import EventRunner
 from devstack.local.runner import aws as runner_module
@@ -939,3 +941,101 @@ def test_stop_during_an_invocation_lets_it_finish_and_invokes_nothing_more(stack
     (call,) = function.calls  # neither a retry nor a bisected half
     assert pks(call["Records"]) == ["DESIRED#rule#a", "DESIRED#rule#b"]
     assert logged(runners.logs, lambda line: "failed: RuntimeError: failed while stopping" in line)
+
+
+# --------------------------------------------------------------------------------------------------
+# A schedule fired now through the local stack's control endpoint (devstack.local.control)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def controlled(runners: Runners) -> Iterator[tuple[str, FakeFunction, list[dict[str, Any]]]]:
+    """A gateway with the controls of a runner over a recording function: (its URL, the function, API events)."""
+    function = FakeFunction(lambda _n, event: {"scope": event})
+    controls = Controls()
+    api_events: list[dict[str, Any]] = []
+    with ApiGateway(api_events.append, port=0, control=controls.handle) as gateway:
+        controls.runner = runners.make(function, Resync={"Input": DELETE})
+        yield gateway.endpoint_url, function, api_events
+
+
+def test_fire_through_the_control_endpoint_delivers_the_event_the_schedule_would(
+    controlled: tuple[str, FakeFunction, list[dict[str, Any]]],
+) -> None:
+    url, function, api_events = controlled
+
+    answer = requests.post(f"{url}/_ecrcache/schedules/{FUNCTION}/Resync/fire", timeout=WAIT)
+
+    # THEN the function got EventBridge's Scheduled Event for the schedule's rule (it has no Input now)
+    assert answer.status_code == 200, answer.text
+    (event,) = function.calls
+    assert answer.json() == {"function": FUNCTION, "event": "Resync", "status": "ok", "result": {"scope": event}}
+    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{STACK}-{FUNCTION}-Resync"
+    assert {k: event[k] for k in ("detail-type", "source", "account", "region", "resources", "detail")} == {
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "region": REGION,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+    # AND an event with an Input gets exactly its Input, as the schedule delivers it
+    assert requests.post(f"{url}/_ecrcache/schedules/{FUNCTION}/DeepResync/fire", timeout=WAIT).status_code == 200
+    assert function.calls[1] == {"resync": "deep"}
+    # AND the API function never saw a control request
+    assert api_events == []
+
+
+def test_the_control_endpoint_lists_schedules_and_names_what_it_cannot_fire(
+    controlled: tuple[str, FakeFunction, list[dict[str, Any]]],
+) -> None:
+    url, function, _ = controlled
+
+    listed = requests.get(f"{url}/_ecrcache/schedules", timeout=WAIT).json()["schedules"]
+    unknown = requests.post(f"{url}/_ecrcache/schedules/{FUNCTION}/Nope/fire", timeout=WAIT)
+    not_schedule = requests.post(f"{url}/_ecrcache/schedules/{FUNCTION}/EcrDrift/fire", timeout=WAIT)
+    wrong_method = requests.get(f"{url}/_ecrcache/schedules/{FUNCTION}/Resync/fire", timeout=WAIT)
+
+    assert [(s["event"], s["expression"], s["enabled"]) for s in listed] == [
+        ("Resync", "rate(15 minutes)", True),
+        ("DeepResync", "cron(17 3 * * ? *)", True),
+    ]
+    assert (unknown.status_code, unknown.json()["message"]) == (404, f"{FUNCTION} has no Schedule event 'Nope'")
+    assert (not_schedule.status_code, "not a Schedule" in not_schedule.json()["message"]) == (400, True)
+    assert wrong_method.status_code == 404
+    assert function.calls == []
+
+
+def test_a_fire_whose_every_attempt_failed_answers_502_with_the_error(
+    controlled: tuple[str, FakeFunction, list[dict[str, Any]]],
+) -> None:
+    url, function, _ = controlled
+
+    def behaviour(number: int, _: dict[str, Any]) -> Any:
+        raise FunctionError(FUNCTION, "EcrcacheError", "boom")
+
+    function.behaviour = behaviour
+    answer = requests.post(f"{url}/_ecrcache/schedules/{FUNCTION}/DeepResync/fire", timeout=WAIT)
+
+    assert answer.status_code == 502
+    assert answer.json()["error"] == {"type": "EcrcacheError", "message": "boom"}
+    assert len(function.calls) == 3  # Lambda's asynchronous retries, as when the schedule fires
+
+
+def test_controls_before_the_runner_runs_answer_503() -> None:
+    assert Controls().handle("GET", "/_ecrcache/schedules")[0] == 503
+
+
+def test_ecrcache_local_fire_picks_the_schedule_by_short_name_and_prints_the_result(
+    controlled: tuple[str, FakeFunction, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, function, _ = controlled
+    environ = {"ECRCACHE_ENDPOINT": f"{url}/v1"}
+
+    assert fire_main(["reconciler", "deepresync"], environ) == 0
+    assert json.loads(capsys.readouterr().out) == {"scope": {"resync": "deep"}}
+    assert fire_main(["reconciler"], environ) == 2  # two schedules: one must be named
+    assert "more than one Schedule event" in capsys.readouterr().err
+    assert fire_main(["NoSuchFunction"], environ) == 2
+    assert f"functions with one: {FUNCTION}" in capsys.readouterr().err
+    assert function.calls == [{"resync": "deep"}]

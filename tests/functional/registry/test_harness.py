@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from devstack.registry import AuthMode, Credentials, LocalRegistry, RegistryClient, RegistryError
-from devstack.registry.harness import RegistryStartError, find_registry_binary
+from devstack.registry.faults import FaultProxy
+from devstack.registry.harness import FrontedRegistry, RegistryStartError, find_registry_binary
 from tests.functional.registry.support import AUTH_CREDENTIALS
 
 pytest_plugins = ["tests.functional.registry.fixtures"]
@@ -115,6 +116,31 @@ def test_token_registry_uses_the_bearer_token_dance(token_registry: LocalRegistr
     ):
         bad.ping()
     assert excinfo.value.status == 401
+
+
+def test_a_fronted_token_registry_takes_a_new_token_set_at_run_time_over_http(fault_proxy: FaultProxy) -> None:
+    """``PUT /_ecrcache/users``: a token issued (and the user's old one revoked) while the registry runs."""
+    # GIVEN a token registry behind its proxy, as the local stack's ghcr.io stand-in
+    with FrontedRegistry(auth=AuthMode.TOKEN, credentials=AUTH_CREDENTIALS) as fronted:
+        users = f"{fronted.control_url}/users"
+        # WHEN the user's token is replaced over HTTP
+        answer = requests.put(users, json={"username": AUTH_CREDENTIALS.username, "password": "new-tok"}, timeout=5)
+        # THEN the answer names the user only, the new token signs in and the old one is refused
+        assert (answer.status_code, answer.json()) == (200, {"username": AUTH_CREDENTIALS.username})
+        with RegistryClient(fronted.url, username=AUTH_CREDENTIALS.username, password="new-tok") as client:
+            client.ping()
+        with (
+            RegistryClient(fronted.url, username=AUTH_CREDENTIALS.username, password=AUTH_CREDENTIALS.password) as old,
+            pytest.raises(RegistryError) as excinfo,
+        ):
+            old.ping()
+        assert excinfo.value.status == 401
+        # AND a request without a password is refused, naming the field
+        missing = requests.put(users, json={"username": "someone"}, timeout=5)
+        assert (missing.status_code, missing.json()["error"]) == (400, "'password' is required: a non-empty string")
+    # AND a registry without a token server takes no users
+    anonymous = requests.put(f"{fault_proxy.url}/_ecrcache/users", json={"username": "u", "password": "p"}, timeout=5)
+    assert (anonymous.status_code, "no token server" in anonymous.json()["error"]) == (400, True)
 
 
 def test_auth_modes_need_credentials() -> None:

@@ -109,6 +109,32 @@ Resources: {}
     assert r.resolve({"Fn::Select": [1, ["a", "b"]]}) == "b"
 
 
+def test_ref_aws_novalue_removes_the_property_or_list_item_that_holds_it() -> None:
+    template = parse_template(
+        """
+Parameters:
+  Email: {Type: String, Default: ""}
+Conditions:
+  HasEmail: !Not [!Equals [!Ref Email, ""]]
+Resources: {}
+"""
+    )
+    subscription = {
+        "DisplayName": "alerts",
+        "Subscription": {
+            "Fn::If": ["HasEmail", [{"Protocol": "email", "Endpoint": {"Ref": "Email"}}], {"Ref": "AWS::NoValue"}]
+        },
+        "Tags": ["a", {"Fn::If": ["HasEmail", "b", {"Ref": "AWS::NoValue"}]}],
+    }
+
+    assert resolver(template).resolve(subscription) == {"DisplayName": "alerts", "Tags": ["a"]}
+    assert resolver(template, Email="ops@example.com").resolve(subscription) == {
+        "DisplayName": "alerts",
+        "Subscription": [{"Protocol": "email", "Endpoint": "ops@example.com"}],
+        "Tags": ["a", "b"],
+    }
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
