@@ -512,6 +512,8 @@ def _seed_images() -> tuple[Any, ...]:
         ImageSpec("docker/library/node", "18-alpine"),
         ImageSpec("pause", "3.10"),
         ImageSpec("prometheus/node-exporter", "v1.8.2", platforms=("linux/amd64",), index=False),
+        # Docker Hub's rate-limit check repository: the rotation function's and the health check's probe image.
+        ImageSpec("ratelimitpreview/test", "latest", platforms=("linux/amd64",), index=False),
         # Multi-platform Docker Hub images for warming (make demo, tests/e2e): pulled by users, warmed by
         # warm sets, or stopped by a rate limit. A pull (ECR's import) or a warm makes an image fresh for
         # 24 h, so each scenario has images of its own that nothing else touches first.
