@@ -144,7 +144,7 @@ def test_every_days_becomes_the_secrets_schedule_changes_with_it_and_goes_with_i
     (test,) = secrets_rotation.runs(secret["ARN"])
     assert test.state == "succeeded", test.steps
     # AND the test left no version behind, rotated nothing
-    assert [labels for labels in secret["VersionIdsToStages"].values()] == [["AWSCURRENT"]]
+    assert list(secret["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
     # AND a second run changes nothing
     reconcile(controller)
     assert calls.writes() == ["RotateSecret"]
@@ -163,7 +163,7 @@ def test_every_days_becomes_the_secrets_schedule_changes_with_it_and_goes_with_i
     secret = described()
     assert secret["RotationEnabled"] is False
     assert "NextRotationDate" not in secret
-    assert [labels for labels in secret["VersionIdsToStages"].values()] == [["AWSCURRENT"]]
+    assert list(secret["VersionIdsToStages"].values()) == [["AWSCURRENT"]]
     assert calls.writes() == ["RotateSecret", "RotateSecret", "CancelRotateSecret"]
     # AND nothing more is called on the next run
     reconcile(controller)
