@@ -25,7 +25,8 @@ Secrets Manager) in this process (idempotently):
   primary's ARN, and DeleteSecret refuses a primary with replicas in AWS's words.
 * ``secrets_rotation`` -- ``RotateSecret`` as AWS documents it: validated rules, an empty ``AWSPENDING``
   version, the rotation function's four steps invoked asynchronously with the secret's ARN (through the
-  Lambda invokers registered in ``ports``), a rotation in progress refused, ``AWSCURRENT`` left to the function.
+  Lambda invokers registered in ``ports``), a rotation in progress refused, ``AWSCURRENT`` left to the function;
+  ``CancelRotateSecret`` turns rotation off, stops a running rotation, leaves its labels.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 

@@ -36,10 +36,21 @@ user guide's "Rotation by Lambda function" and "How rotation works", ecr-facts Â
   ("Secrets Manager schedules the next rotation when the previous one is complete ... adding the rotation
   interval"), ``LastRotatedDate`` (the last successful rotation).
 
+* ``CancelRotateSecret``: "Turns off automatic rotation, and if a rotation is currently in progress, cancels the
+  rotation. If you cancel a rotation in progress, it can leave the VersionStage labels in an unexpected state. You
+  might need to remove the staging label AWSPENDING from the partially created version" (API reference): the answer's
+  ``VersionId`` is "the version of the secret created during the rotation. This version might not be complete"; the
+  SDK's example: "The operation sets the RotationEnabled field to false and cancels all scheduled rotations". So:
+  ``RotationEnabled`` false, no ``NextRotationDate``, a running rotation invokes no further step (the one already
+  invoked finishes) and its labels stay as they are. Not documented [?] and chosen here: the function's ARN and the
+  rules stay (``RotateSecret`` without them turns rotation on again); without a rotation in progress the answer has
+  no ``VersionId``.
+
 Where moto strays (and what this module replaces): it refuses only when ``AWSPENDING`` is on the *current*
 version, passes the secret's name as ``SecretId``, runs the steps synchronously through its own Lambda
 backend, moves ``AWSCURRENT`` itself afterwards, copies the current value into the pending version when
-``RotateImmediately`` is false, and enables rotation only with ``AutomaticallyAfterDays``. And a function's own
+``RotateImmediately`` is false, and enables rotation only with ``AutomaticallyAfterDays``; its ``CancelRotateSecret``
+answers the *current* version's id as ``VersionId`` and leaves ``NextRotationDate`` set. And a function's own
 ``finishSecret`` (``UpdateSecretVersionStage`` moving ``AWSCURRENT``) leaves moto's reads without a stage on the old
 version; fixed here too.
 
@@ -143,7 +154,7 @@ class StepRecord:
 
 @dataclass
 class RotationRun:
-    """One ``RotateSecret``'s run: its steps as invoked, and how it ended (``running|succeeded|failed``)."""
+    """One ``RotateSecret``'s run: its steps as invoked, and how it ended (``running|succeeded|failed|cancelled``)."""
 
     secret_arn: str
     token: str
@@ -152,6 +163,8 @@ class RotationRun:
     state: str = "running"
     attempts: int = 0
     steps: list[StepRecord] = field(default_factory=list)
+    #: ``CancelRotateSecret`` was called while it ran: no further step is invoked.
+    cancelled: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -308,7 +321,8 @@ def _pending_elsewhere(secret: FakeSecret) -> str | None:
 
 
 def _running(secret_arn: str, token: str) -> RotationRun | None:
-    return next((r for r in _runs if r.secret_arn == secret_arn and r.token == token and r.state == "running"), None)
+    found = (r for r in _runs if r.secret_arn == secret_arn and r.token == token and r.state == "running")
+    return next((r for r in found if not r.cancelled), None)
 
 
 def _answer(secret: FakeSecret, token: str) -> str:
@@ -396,6 +410,9 @@ def _rotate_secret(original: Callable[..., str]) -> Callable[..., str]:
 def _attempt(run: RotationRun, invoker: ports.LambdaInvoker) -> bool:
     """Every planned step once, in order, stopping at the first that fails; whether all succeeded."""
     for step in run.steps_planned:
+        with _lock:
+            if run.cancelled:
+                return False
         event = {
             "Step": step,
             "SecretId": run.secret_arn,
@@ -425,6 +442,8 @@ def _run(secret: FakeSecret, run: RotationRun, invoker: ports.LambdaInvoker, imm
         for attempt in range(settings.retries + 1):
             if attempt and settings.retry_delay > timedelta(0):
                 threading.Event().wait(settings.retry_delay.total_seconds())
+            if run.cancelled:
+                break
             with _lock:
                 run.attempts = attempt + 1
             succeeded = _attempt(run, invoker)
@@ -432,13 +451,20 @@ def _run(secret: FakeSecret, run: RotationRun, invoker: ports.LambdaInvoker, imm
                 break
     finally:
         with _lock:
-            if not immediately:
-                _remove_test_version(secret, run.token)
-            elif succeeded:
-                secret.last_rotation_date = int(clock.epoch_seconds())
-                _schedule_next(secret, clock.now())
-            run.state = "succeeded" if succeeded else "failed"
+            _end(secret, run, succeeded=succeeded, immediately=immediately)
             _lock.notify_all()
+
+
+def _end(secret: FakeSecret, run: RotationRun, *, succeeded: bool, immediately: bool) -> None:
+    if run.cancelled:  # the labels stay as the cancelled rotation left them (CancelRotateSecret)
+        run.state = "cancelled"
+        return
+    if not immediately:
+        _remove_test_version(secret, run.token)
+    elif succeeded:
+        secret.last_rotation_date = int(clock.epoch_seconds())
+        _schedule_next(secret, clock.now())
+    run.state = "succeeded" if succeeded else "failed"
 
 
 def _remove_test_version(secret: FakeSecret, token: str) -> None:
@@ -451,6 +477,33 @@ def _remove_test_version(secret: FakeSecret, token: str) -> None:
         version["version_stages"] = stages
     else:
         secret.versions.pop(token, None)
+
+
+# -- CancelRotateSecret -----------------------------------------------------------------------------
+
+
+def _cancel_rotate_secret(original: Callable[..., str]) -> Callable[..., str]:
+    """moto's checks (no such secret, a replica, marked for deletion, no function ever configured), then AWS's
+    ``CancelRotateSecret`` (module docstring)."""
+
+    @functools.wraps(original)
+    def cancel_rotate_secret(self: SecretsManagerBackend, secret_id: str) -> str:
+        original(self, secret_id)  # its refusals; it sets RotationEnabled false
+        secret = self.secrets[secret_id]
+        assert isinstance(secret, FakeSecret)
+        with _lock:
+            secret.rotation_enabled = False
+            secret.next_rotation_date = None
+            for run in _runs:
+                if run.secret_arn == secret.arn and run.state == "running":
+                    run.cancelled = True
+            answer: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+            pending = _pending_elsewhere(secret)
+            if pending is not None:
+                answer["VersionId"] = pending
+        return json.dumps(answer)
+
+    return cancel_rotate_secret
 
 
 # -- DescribeSecret ---------------------------------------------------------------------------------
@@ -512,8 +565,9 @@ def _patch(owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
 
 
 def install() -> None:
-    """Replace moto's ``RotateSecret`` once (idempotent, like the ECR extension)."""
+    """Replace moto's ``RotateSecret`` and ``CancelRotateSecret`` once (idempotent, like the ECR extension)."""
     _patch(SecretsManagerBackend, "rotate_secret", _rotate_secret)
+    _patch(SecretsManagerBackend, "cancel_rotate_secret", _cancel_rotate_secret)
     _patch(FakeSecret, "to_dict", _describing)
     _patch(SecretsManagerBackend, "update_secret_version_stage", _moving_current)
     _install_endpoints()

@@ -1,12 +1,17 @@
-"""What the API wrote to AWS (moto), read back by the functional tests with their own clients."""
+"""What the API wrote to AWS (moto), read back by the functional tests with their own clients; and the rotation
+function as the embedded Secrets Manager invokes it."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
 import boto3
+
+from devstack.aws import ports, secrets_rotation
 
 
 @cache
@@ -41,30 +46,71 @@ def secret_stages(secret_id: str) -> dict[str, list[str]]:
     return stages
 
 
-def rotate_secret_as_aws(**kwargs: Any) -> dict[str, Any]:
-    """Secrets Manager's ``RotateSecret`` as the API reference describes it, up to invoking the function (which these
-    tests do not run): refused with ``InvalidRequestException`` while ``AWSPENDING`` is on a version other than
-    ``AWSCURRENT``; otherwise the rotation is configured (``RotationEnabled``) and the ``ClientRequestToken`` becomes a
-    version carrying ``AWSPENDING`` and no value. moto 5.2.5's own differs (tooling.md §2: it needs the function in
-    its Lambda backend, and moves ``AWSCURRENT`` itself)."""
-    from botocore.exceptions import ClientError
-    from moto.secretsmanager.models import FakeSecret, secretsmanager_backends
+class HeldRotationFunction:
+    """The rotation Lambda function for ``function_arn``, as the embedded Secrets Manager's ``RotateSecret``
+    invokes it (:func:`devstack.aws.ports.register_lambda`; ``devstack.aws.secrets_rotation``).
 
-    from tests.conftest import ACCOUNT_ID, REGION
+    RotateSecret is asynchronous: it answers, then invokes the steps. Each invocation here waits until the test
+    lets the steps run (:meth:`run`), so a test sees the secret as RotateSecret leaves it before ``createSecret``
+    (the new version ``AWSPENDING``, empty). Then ``handler(event)`` runs the step; raising is the function failing
+    (the run ends there, as in Secrets Manager). With no ``handler`` (tests that never run a rotation's steps) every
+    invocation fails at once: Secrets Manager leaves the empty ``AWSPENDING`` version, a rotation still in progress.
+    :meth:`close` (teardown) fails every invocation still held and waits for the runs to end.
+    """
 
-    backend = secretsmanager_backends[ACCOUNT_ID][REGION]
-    secret_id = kwargs["SecretId"]
-    secret = next(s for s in backend.secrets.values() if secret_id in (s.arn, s.name))
-    assert isinstance(secret, FakeSecret), "a replica cannot be rotated"
-    stages = {version: v["version_stages"] for version, v in secret.versions.items()}
-    current = next((v for v, labels in stages.items() if "AWSCURRENT" in labels), None)
-    if any("AWSPENDING" in labels and v != current for v, labels in stages.items()):
-        error: Any = {"Error": {"Code": "InvalidRequestException", "Message": "A previous rotation isn't complete."}}
-        raise ClientError(error, "RotateSecret")
-    secret.rotation_requested = True
-    secret.rotation_enabled = True
-    secret.rotation_lambda_arn = kwargs["RotationLambdaARN"]
-    token = kwargs["ClientRequestToken"]
-    secret.remove_version_stages_from_old_versions(["AWSPENDING"])
-    secret.versions[token] = {"createdate": 0, "version_id": token, "version_stages": ["AWSPENDING"]}
-    return {"ARN": secret.arn, "Name": secret.name, "VersionId": token}
+    def __init__(self, function_arn: str, handler: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
+        self.function_arn = function_arn
+        self.handler = handler
+        self.failures: list[BaseException] = []
+        """What the function raised (the leak scans look into them)."""
+        self._gate = threading.Event()
+        self._closed = False
+        ports.register_lambda(function_arn, self)
+
+    def __call__(self, event: Mapping[str, Any]) -> Any:
+        if self.handler is None:
+            raise ports.LambdaFunctionError("the rotation function does not run in these tests")
+        if not self._gate.wait(60):
+            raise ports.LambdaFunctionError("the test never let the rotation steps run")
+        if self._closed:
+            raise ports.LambdaFunctionError("the test ended before the rotation steps ran")
+        try:
+            return self.handler(event)
+        except Exception as exc:
+            self.failures.append(exc)
+            raise
+
+    def run(self, timeout: float = 30.0) -> None:
+        """Let every rotation started so far run its steps, and wait until none is running."""
+        self._gate.set()
+        try:
+            assert secrets_rotation.wait_idle(timeout), "a rotation did not end"
+        finally:
+            self._gate.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        self._gate.set()
+        try:
+            assert secrets_rotation.wait_idle(30), "a rotation did not end"
+        finally:
+            ports.unregister_lambda(self.function_arn)
+            secrets_rotation.reset()
+
+
+class RotateSecretCalls:
+    """The ``RotateSecret`` requests a client sends, as given to it (a botocore event hook: the call itself goes
+    to the embedded AWS unchanged)."""
+
+    EVENT = "provide-client-params.secrets-manager.RotateSecret"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: list[dict[str, Any]] = []
+        client.meta.events.register(self.EVENT, self._seen, unique_id=f"rotate-secret-calls-{id(self)}")
+
+    def _seen(self, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append(dict(params))
+
+    def close(self) -> None:
+        self.client.meta.events.unregister(self.EVENT, unique_id=f"rotate-secret-calls-{id(self)}")

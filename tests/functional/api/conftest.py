@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conftest import FakeLambdaContext
@@ -13,9 +15,16 @@ def api(state_table: str, lambda_context: FakeLambdaContext) -> ApiClient:
 
 
 @pytest.fixture(autouse=True)
-def _rotate_secret_as_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``POST /v1/credentials/{name}/rotations`` calls ``RotateSecret``: as AWS does it (no function runs here)."""
+def _rotation_function() -> Iterator[None]:
+    """``POST /v1/credentials/{name}/rotations`` calls the embedded Secrets Manager's ``RotateSecret``, which invokes
+    the stack's rotation function: registered here (Secrets Manager could not invoke an unknown function), but these
+    tests never run a rotation's steps, so every invocation fails and the rotation stays in progress (the empty
+    ``AWSPENDING`` version). The rotation tests run the steps (``tests/functional/rotation``)."""
     from functions.api import app as api_app
-    from tests.functional.api.aws_support import rotate_secret_as_aws
+    from tests.functional.api.aws_support import HeldRotationFunction
 
-    monkeypatch.setattr(api_app.rotations.secrets.client, "rotate_secret", rotate_secret_as_aws)  # type: ignore[attr-defined]
+    function = HeldRotationFunction(api_app.rotations.function_arn)
+    try:
+        yield
+    finally:
+        function.close()

@@ -359,6 +359,78 @@ def test_retries_run_every_step_again_when_set(embedded_aws: EmbeddedAws, secret
     assert (run.state, run.attempts) == ("failed", 2)
 
 
+# -- CancelRotateSecret ----------------------------------------------------------------------------
+
+
+def test_cancel_turns_rotation_off_keeps_the_configuration_and_answers_no_version_when_none_runs(
+    embedded_aws: EmbeddedAws, secret: str
+) -> None:
+    # GIVEN a secret rotated every 30 days (configured without a rotation now)
+    sm = embedded_aws.secretsmanager
+    current = _version_with(sm, secret, "AWSCURRENT")
+    ports.register_lambda(FUNCTION, Recorder())
+    rules: RotationRulesTypeTypeDef = {"ScheduleExpression": "rate(30 days)"}
+    sm.rotate_secret(SecretId=secret, RotationLambdaARN=FUNCTION, RotationRules=rules, RotateImmediately=False)
+    assert secrets_rotation.wait_idle(10)
+    assert "NextRotationDate" in sm.describe_secret(SecretId=secret)
+    # WHEN rotation is cancelled
+    answer = sm.cancel_rotate_secret(SecretId=NAME)
+    # THEN the answer names the secret, and no version: no rotation was in progress (moto names AWSCURRENT's)
+    assert (answer["ARN"], answer["Name"]) == (secret, NAME)
+    assert "VersionId" not in answer
+    # AND rotation is off, nothing is scheduled; the function and rules stay, the labels are untouched
+    described = sm.describe_secret(SecretId=secret)
+    assert described["RotationEnabled"] is False
+    assert "NextRotationDate" not in described
+    assert described["RotationLambdaARN"] == FUNCTION
+    assert described["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+    assert described["VersionIdsToStages"] == {current: ["AWSCURRENT"]}
+    # AND RotateSecret turns it on again ("To turn on automatic rotation again, call RotateSecret")
+    sm.rotate_secret(SecretId=secret, RotateImmediately=False)
+    assert secrets_rotation.wait_idle(10)
+    assert sm.describe_secret(SecretId=secret)["RotationEnabled"] is True
+
+
+def test_cancel_during_a_rotation_invokes_no_further_step_and_leaves_the_labels(
+    embedded_aws: EmbeddedAws, secret: str
+) -> None:
+    # GIVEN a rotation held in its setSecret step
+    sm = embedded_aws.secretsmanager
+    current = _version_with(sm, secret, "AWSCURRENT")
+    function = Recorder(hold_at="setSecret", act=sm)
+    ports.register_lambda(FUNCTION, function)
+    token = sm.rotate_secret(SecretId=secret, RotationLambdaARN=FUNCTION)["VersionId"]
+    assert function.held.wait(10)
+    # WHEN it is cancelled
+    try:
+        answer = sm.cancel_rotate_secret(SecretId=secret)
+    finally:
+        function.release()
+    assert secrets_rotation.wait_idle(10)
+    # THEN the answer names the partially created version
+    assert answer["VersionId"] == token
+    # AND the step under way finished, no later one was invoked, the run is cancelled
+    assert function.steps == ["createSecret", "setSecret"]
+    assert [r.state for r in secrets_rotation.runs(secret)] == ["cancelled"]
+    # AND the labels stay as the rotation left them ("You might need to remove the staging label AWSPENDING")
+    described = sm.describe_secret(SecretId=secret)
+    assert described["VersionIdsToStages"] == {current: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert described["RotationEnabled"] is False
+    with pytest.raises(ClientError) as refused:
+        sm.rotate_secret(SecretId=secret)
+    assert _error(refused) == ("InvalidRequestException", secrets_rotation.IN_PROGRESS_MESSAGE)
+
+
+def test_cancel_refuses_what_moto_refuses(embedded_aws: EmbeddedAws, secret: str) -> None:
+    sm = embedded_aws.secretsmanager
+    with pytest.raises(ClientError) as missing:
+        sm.cancel_rotate_secret(SecretId="ecr-pullthroughcache/none")
+    assert _error(missing)[0] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as never:
+        sm.cancel_rotate_secret(SecretId=secret)
+    assert _error(never)[0] == "InvalidRequestException"
+
+
 # -- over HTTP: the local stack's function hosts ----------------------------------------------------------
 
 

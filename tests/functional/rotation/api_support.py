@@ -1,76 +1,59 @@
-"""A test-local Secrets Manager ``RotateSecret`` for rotations started through the API.
+"""Rotations started through the API, on the embedded Secrets Manager's ``RotateSecret``.
 
-moto 5.2.5's ``rotate_secret`` is not AWS's (tooling.md §2: it enables rotation only with
-``AutomaticallyAfterDays``, checks ``AWSPENDING`` the wrong way round, needs the Lambda in its own backend, and
-moves ``AWSCURRENT`` itself after invoking it). :class:`FakeRotateSecret` replaces the method on the API's
-Secrets Manager client and does what the RotateSecret API reference and the user guide ("Rotation by Lambda
-function") describe, nothing more:
-
-* refuses with ``InvalidRequestException`` while ``AWSPENDING`` is on a version other than ``AWSCURRENT``
-  ("any later invocation of RotateSecret assumes that a previous rotation request is still in progress and returns
-  an error");
-* configures the rotation (``RotationEnabled`` true, the function's ARN, the rules when given);
-* makes the ``ClientRequestToken`` a new version carrying ``AWSPENDING`` and no value;
-* invokes the rotation function's four steps, in order, with ``{"Step", "SecretId": <ARN>, "ClientRequestToken"}``
-  -- later, when the test calls :meth:`FakeRotateSecret.run` (RotateSecret is asynchronous), stopping at the first
-  failed step as Secrets Manager does; Secrets Manager itself moves no label.
-
-So the tests stay valid whatever the embedded AWS's own ``RotateSecret`` does.
+``devstack.aws.secrets_rotation`` does what the RotateSecret API reference and the user guide ("Rotation by Lambda
+function") describe: it refuses while ``AWSPENDING`` is on a version other than ``AWSCURRENT``, configures the
+rotation, makes the ``ClientRequestToken`` a new version carrying ``AWSPENDING`` and no value, answers, and then
+invokes the rotation function once per step, in order, with ``{"Step", "SecretId": <ARN>, "ClientRequestToken",
+"RotationToken"}``, stopping at the first failed step; it moves no label itself. :class:`Rotator` registers the
+rotation service these tests drive (:meth:`RotationWorld`'s) as the Lambda function of the ARN the API is configured
+with; its invocations wait until the test calls :meth:`Rotator.run` (so a test sees the rotation before its steps).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from tests.functional.rotation.support import STEPS, RotationWorld, _moto_secret
-
-
-def _refusal(code: str, message: str) -> ClientError:
-    error: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
-    return ClientError(error, "RotateSecret")
+from ecrcache.models.rotation import RotationEvent
+from tests.functional.api.aws_support import HeldRotationFunction, RotateSecretCalls
+from tests.functional.rotation.support import RotationWorld
 
 
 @dataclass
-class FakeRotateSecret:
-    world: RotationWorld
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    """Tokens whose steps were not invoked yet."""
-    answers: list[str] = field(default_factory=list)
-    failures: list[BaseException] = field(default_factory=list)
+class Rotator:
+    """The stack's rotation function as the embedded Secrets Manager invokes it, and the ``RotateSecret`` requests
+    the API's client sent."""
 
-    def __call__(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(kwargs)
-        name = self.world.secret
-        stages = self.world.stages()
-        current = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
-        if any("AWSPENDING" in labels and v != current for v, labels in stages.items()):
-            raise _refusal(
-                "InvalidRequestException", "A previous rotation isn't complete. That rotation will be reattempted."
-            )
-        secret = _moto_secret(name)
-        secret.rotation_requested = True  # moto's DescribeSecret reports the rotation fields only then
-        secret.rotation_enabled = True
-        secret.rotation_lambda_arn = kwargs["RotationLambdaARN"]
-        token = kwargs["ClientRequestToken"]
-        secret.remove_version_stages_from_old_versions(["AWSPENDING"])
-        secret.versions[token] = {"createdate": 0, "version_id": token, "version_stages": ["AWSPENDING"]}
-        self.pending.append(token)
-        return {"ARN": secret.arn, "Name": name, "VersionId": token}
+    function: HeldRotationFunction
+    requests: RotateSecretCalls
+
+    @classmethod
+    def start(cls, world: RotationWorld) -> Rotator:
+        def handler(event: Mapping[str, Any]) -> dict[str, str]:
+            rotation = RotationEvent.model_validate(dict(event))
+            return {"step": rotation.step.value, "message": world.service.handle(rotation)}
+
+        rotations = api_rotations()
+        return cls(HeldRotationFunction(rotations.function_arn, handler), RotateSecretCalls(rotations.secrets.client))
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        """The ``RotateSecret`` requests, as the API's client was given them."""
+        return self.requests.calls
+
+    @property
+    def failures(self) -> list[BaseException]:
+        """What the function's steps raised."""
+        return self.function.failures
 
     def run(self) -> None:
-        """Invoke the steps of every rotation started so far (what the Lambda invocations do)."""
-        while self.pending:
-            token = self.pending.pop(0)
-            for step in STEPS:
-                try:
-                    self.answers.append(self.world.step(step, token))
-                except Exception as exc:
-                    self.failures.append(exc)
-                    break
+        """Let Secrets Manager invoke the steps of every rotation started so far; wait until they ended."""
+        self.function.run()
+
+    def close(self) -> None:
+        self.requests.close()
+        self.function.close()
 
 
 def api_rotations() -> Any:

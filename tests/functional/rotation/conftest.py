@@ -26,7 +26,7 @@ from ecrcache.services.desired_state import DesiredStateService
 from ecrcache.services.rotation import RotationService
 from tests.conftest import REGION
 from tests.functional.cli.conftest import _gateway, endpoint  # noqa: F401 - the CLI's fixtures (test_cli_rotations)
-from tests.functional.rotation.api_support import FakeRotateSecret, api_rotations
+from tests.functional.rotation.api_support import Rotator
 from tests.functional.rotation.support import (
     NEW_TOKEN,
     OLD_TOKEN,
@@ -41,12 +41,14 @@ ALICE = "arn:aws:iam::123456789012:user/alice"
 
 
 @pytest.fixture
-def fake(world: RotationWorld, monkeypatch: pytest.MonkeyPatch) -> FakeRotateSecret:
-    """Secrets Manager's RotateSecret as AWS documents it, in place of the api function's client method (moto's
-    differs); the steps run when the test calls ``fake.run()``."""
-    fake = FakeRotateSecret(world)
-    monkeypatch.setattr(api_rotations().secrets.client, "rotate_secret", fake)
-    return fake
+def rotator(world: RotationWorld) -> Iterator[Rotator]:
+    """The rotation service registered as the stack's rotation function with the embedded Secrets Manager (its
+    ``RotateSecret``, as AWS documents it); the steps run when the test calls ``rotator.run()``."""
+    rotator = Rotator.start(world)
+    try:
+        yield rotator
+    finally:
+        rotator.close()
 
 
 @pytest.fixture

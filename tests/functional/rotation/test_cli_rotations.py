@@ -1,6 +1,6 @@
 """``ecrcache credentials rotate NAME --token-stdin [--wait]`` and ``ecrcache credentials status NAME`` against the
-real API handler (in-process behind the local gateway), Secrets Manager's rotation played by
-:class:`~tests.functional.rotation.api_support.FakeRotateSecret` between the CLI's polls."""
+real API handler (in-process behind the local gateway), on the embedded Secrets Manager's ``RotateSecret``: the
+rotation function's steps (:class:`~tests.functional.rotation.api_support.Rotator`) run between the CLI's polls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.functional.rotation.api_support import FakeRotateSecret
+from tests.functional.rotation.api_support import Rotator
 from tests.functional.rotation.support import BAD_TOKEN, CANARY, NEW_TOKEN, OLD_TOKEN, RotationWorld
 from tests.unit.cli.support import CliResult, run_cli
 
@@ -20,13 +20,13 @@ def cli(endpoint: str, *argv: str, input: str | None = None, sleep: Callable[[fl
     return run_cli(["--endpoint", endpoint, *argv], input=input, sleep=sleep)
 
 
-def steps_between_polls(fake: FakeRotateSecret) -> Callable[[float], None]:
+def steps_between_polls(rotator: Rotator) -> Callable[[float], None]:
     """The CLI's sleep: Secrets Manager invokes the steps while the CLI waits."""
-    return lambda _: fake.run()
+    return lambda _: rotator.run()
 
 
 def test_rotate_wait_exits_0_when_the_new_token_is_promoted(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
+    world: RotationWorld, rotator: Rotator, endpoint: str
 ) -> None:
     result = cli(
         endpoint,
@@ -36,7 +36,7 @@ def test_rotate_wait_exits_0_when_the_new_token_is_promoted(
         "--token-stdin",
         "--wait",
         input=f"{NEW_TOKEN}\n",
-        sleep=steps_between_polls(fake),
+        sleep=steps_between_polls(rotator),
     )
     assert result.code == 0, result.output
     assert "promoted" in result.stdout
@@ -47,7 +47,7 @@ def test_rotate_wait_exits_0_when_the_new_token_is_promoted(
 
 
 def test_rotate_wait_exits_6_when_the_upstream_refuses_and_the_old_token_stays(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
+    world: RotationWorld, rotator: Rotator, endpoint: str
 ) -> None:
     result = cli(
         endpoint,
@@ -57,7 +57,7 @@ def test_rotate_wait_exits_6_when_the_upstream_refuses_and_the_old_token_stays(
         "--token-stdin",
         "--wait",
         input=BAD_TOKEN,
-        sleep=steps_between_polls(fake),
+        sleep=steps_between_polls(rotator),
     )
     assert result.code == 6, result.output
     assert "refused" in result.output
@@ -68,26 +68,22 @@ def test_rotate_wait_exits_6_when_the_upstream_refuses_and_the_old_token_stays(
 
 
 def test_rotate_wait_exits_6_when_the_rotation_does_not_end_in_time(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
+    world: RotationWorld, rotator: Rotator, endpoint: str
 ) -> None:
     result = cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", "--wait", "--timeout", "0", input=NEW_TOKEN)
     assert result.code == 6, result.output
     assert "did not end within 0 s" in result.stderr
 
 
-def test_rotate_without_wait_prints_the_id_and_state(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
-) -> None:
+def test_rotate_without_wait_prints_the_id_and_state(world: RotationWorld, rotator: Rotator, endpoint: str) -> None:
     result = cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", "-o", "json", input=NEW_TOKEN)
     assert result.code == 0, result.output
     body = json.loads(result.stdout)
     assert body["state"] == "in_progress"
-    assert body["rotation_id"] == fake.calls[0]["ClientRequestToken"]
+    assert body["rotation_id"] == rotator.calls[0]["ClientRequestToken"]
 
 
-def test_rotate_while_another_is_in_progress_exits_5(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
-) -> None:
+def test_rotate_while_another_is_in_progress_exits_5(world: RotationWorld, rotator: Rotator, endpoint: str) -> None:
     assert cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", input=NEW_TOKEN).code == 0
     again = cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", input=BAD_TOKEN)
     assert again.code == 5, again.output
@@ -95,21 +91,21 @@ def test_rotate_while_another_is_in_progress_exits_5(
 
 
 def test_rotate_needs_the_token_on_stdin_and_a_known_credential(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
+    world: RotationWorld, rotator: Rotator, endpoint: str
 ) -> None:
     assert cli(endpoint, "credentials", "rotate", "hub").code == 64
     assert cli(endpoint, "credentials", "rotate", "nope", "--token-stdin", input=NEW_TOKEN).code == 4
     assert cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", input="").code == 3
-    assert fake.calls == []
+    assert rotator.calls == []
 
 
 def test_status_shows_the_latest_rotations_with_their_steps(
-    world: RotationWorld, fake: FakeRotateSecret, endpoint: str
+    world: RotationWorld, rotator: Rotator, endpoint: str
 ) -> None:
     cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", input=BAD_TOKEN)
-    fake.run()
+    rotator.run()
     cli(endpoint, "credentials", "rotate", "hub", "--token-stdin", input=NEW_TOKEN)
-    fake.run()
+    rotator.run()
     table = cli(endpoint, "credentials", "status", "hub")
     assert table.code == 0, table.output
     assert table.stdout.index("promoted") < table.stdout.index("refused")
