@@ -364,7 +364,9 @@ def _stage_placeholder(secret: FakeSecret, token: str) -> None:
     """The new version: ``AWSPENDING``, no value (the label leaves the current version, if it was there)."""
     secret.remove_version_stages_from_old_versions([AWSPENDING])
     created = int(clock.epoch_seconds())
-    secret.versions[token] = {"createdate": created, "version_id": token, "version_stages": [AWSPENDING]}
+    versions = secret.versions.copy()  # a new dict, swapped in: a request thread iterating the old one is unaffected
+    versions[token] = {"createdate": created, "version_id": token, "version_stages": [AWSPENDING]}
+    secret.versions = versions
 
 
 def _rotate_secret(original: Callable[..., str]) -> Callable[..., str]:
@@ -476,7 +478,11 @@ def _remove_test_version(secret: FakeSecret, token: str) -> None:
     if stages:
         version["version_stages"] = stages
     else:
-        secret.versions.pop(token, None)
+        # Runs on the rotation's thread: a new dict swapped in, never a pop from the one moto's request threads
+        # may be iterating (DescribeSecret would fail with "dictionary changed size during iteration").
+        versions = secret.versions.copy()
+        versions.pop(token, None)
+        secret.versions = versions
 
 
 # -- CancelRotateSecret -----------------------------------------------------------------------------
