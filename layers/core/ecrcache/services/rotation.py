@@ -93,6 +93,16 @@ _PASSING: Final = frozenset({ProbeStatus.RATE_LIMIT, ProbeStatus.UPSTREAM_DOWN})
 ``probe``, long after Secrets Manager's retries; the rotation is refused and the token must be staged again."""
 NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
 ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
+STAGED_VALUE_GONE = (
+    "the staged token is gone (its label ecrcache-staged-<rotation id> is on no version and the pending version is "
+    "empty): this rotation was started through the API, so the current token is not staged in its place; stage "
+    "it again (POST /v1/credentials/{name}/rotations)"
+)
+ENDED_BEFORE_FINISH = (
+    "this rotation already ended ({outcome}) and AWSPENDING was still on its version: only AWSPENDING is taken off, "
+    "nothing is promoted"
+)
+RETRYING = "retrying: {step} failed with a failure that should clear by itself; Secrets Manager retries it"
 CONFIGURATION_TEST = (
     "nothing is staged in the pending version: Secrets Manager's test of the rotation configuration "
     "(RotateImmediately=false); the rotation function answers, nothing is recorded or changed"
@@ -108,13 +118,20 @@ class _StepFailed(Exception):
     ``retryable``: the failure should clear by itself, and Secrets Manager's retries need the label)."""
 
     def __init__(
-        self, message: str, outcome: RotationOutcome, *, pending: bool = True, retryable: bool = False
+        self,
+        message: str,
+        outcome: RotationOutcome,
+        *,
+        pending: bool = True,
+        retryable: bool = False,
+        keep_recorded: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.outcome = outcome
         self.pending = pending
         self.retryable = retryable
+        self.keep_recorded = keep_recorded
 
 
 class RotationService:
@@ -209,6 +226,9 @@ class RotationService:
             )
             self.secrets.unstage(key.secret_arn, version=staged, label=label)
             return "the token staged through the API is copied into the pending version (AWSPENDING)"
+        record = self.records.get(key.credential, key.rotation_id)  # failing: not taken for a scheduled rotation
+        if record is not None and record.requested_by is not None:
+            raise _StepFailed(STAGED_VALUE_GONE, RotationOutcome.REFUSED)
         self.secrets.stage_pending(key.secret_arn, key.rotation_id, self.secrets.current_value(key.secret_arn))
         return (
             "no new token was staged (a scheduled rotation): the current token is staged again as AWSPENDING, "
@@ -255,6 +275,11 @@ class RotationService:
                 return ALREADY_CURRENT, None
             previous = versions.labelled(AWSPREVIOUS)  # promoted by an attempt that ended before validating
         else:
+            ended = self.records.get(key.credential, key.rotation_id)
+            if ended is not None and ended.outcome in {RotationOutcome.ROLLED_BACK, RotationOutcome.REFUSED}:
+                # a retry after a roll-back (or a refusal) whose removals of AWSPENDING all failed: never re-promote
+                message = ENDED_BEFORE_FINISH.format(outcome=ended.outcome.value)
+                raise _StepFailed(message, ended.outcome, keep_recorded=True)
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
         checked = validate_rules(self.ecr, versions)
@@ -362,7 +387,9 @@ class RotationService:
                 "; a failure that should clear by itself: AWSPENDING stays on the new version for Secrets Manager's "
                 "retries, the previous token stays current"
             )
-        elif failed.pending:
+            self._retrying(key, step, message)
+            return RotationFailed(f"{step}: {message}")
+        if failed.pending:
             try:
                 self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
                 message += "; AWSPENDING was taken off the new version, the previous token stays current"
@@ -373,8 +400,23 @@ class RotationService:
                     "--version-stage AWSPENDING --remove-from-version-id <version>)"
                 )
             self._drop_staged(key)
-        self._end(key, step, failed.outcome, message)
+        self._end(key, step, failed.outcome, message, keep_recorded=failed.keep_recorded)
         return RotationFailed(f"{step}: {message}")
+
+    def _retrying(self, key: RotationKey, step: RotationStep, message: str) -> None:
+        """A failure that should clear by itself: the step is recorded failed but the rotation has no outcome (it
+        stays in progress, its message saying it is being retried) -- a retry of Secrets Manager's may still promote
+        it. If none comes, the reconciler's sweeper (:mod:`ecrcache.services.rotation_sweeper`) takes ``AWSPENDING``
+        off once the record has not moved for :data:`~ecrcache.services.rotation_sweeper.ABANDON_AFTER`."""
+        at = self.clock()
+        self._note(lambda: self.records.record_step(key, step, StepStatus.FAILED, at=at, message=message))
+        said = f"{RETRYING.format(step=step)}: {message}"
+        self._note(lambda: self.records.record_retrying(key, at=at, message=said))
+        metrics.add_metric(name="RotationRetrying", unit="Count", value=1)
+        logger.warning(
+            "rotation step failed; Secrets Manager retries it",
+            extra={"credential": key.credential, "rotation": key.rotation_id, "step": step, "reason": message},
+        )
 
     def _drop_staged(self, key: RotationKey) -> None:
         """A rotation that ended before ``createSecret`` copied the token staged through the API: take its private
