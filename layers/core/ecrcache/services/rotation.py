@@ -12,7 +12,9 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   ``RotateSecret`` refuse to start. The step copies that value into the pending version
   (``PutSecretValue(ClientRequestToken=token, VersionStages=["AWSPENDING"])``) and takes the private label
   off; a retry finding the pending version filled only finishes the clean-up. A value already in the pending
-  version (staged there by hand) is left as it is. A scheduled rotation (``rotation: {every_days: N}``) has no
+  version (staged there by hand) is left as it is. A rotation started through the API (its record names who
+  asked) whose staged token is gone (no label, an empty pending version) is refused: staging the current token in
+  its place would report the old token ``promoted``. A scheduled rotation (``rotation: {every_days: N}``) has no
   staged token: the current value is staged again as ``AWSPENDING``, so the following steps re-test it against
   the upstream and re-validate the rules in ECR on that schedule. (Minting Docker Hub PATs, ``dockerhub-pat``,
   is not built yet.)
@@ -35,12 +37,17 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   upstream accepted that previous token in ``testSecret``'s probe (the usual reason to rotate is that the old
   token was revoked). Any other failure (a rate limit or outage in ECR's text, ECR throttling, rules that
   could not be read) keeps the new token current and fails the step so that Secrets Manager retries it (the
-  validation is idempotent). A rule deleted meanwhile is skipped.
+  validation is idempotent). A rule deleted meanwhile is skipped. A retry of a rotation already rolled back (or
+  refused) whose removals of ``AWSPENDING`` all failed only takes ``AWSPENDING`` off: it never promotes again.
 
 What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
 itself) nothing changed -- the previous token stays current. A failure that should clear by itself (an AWS call
 throttled or failing with a 5xx, :class:`~ecrcache.errors.RetryableError`; the upstream rate limiting or down)
-keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed. A definitive
+keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed; the step is recorded
+failed but the rotation gets no outcome (it is still in progress, its message says it is retried: a retry may
+promote it, and an outcome written now would be overwritten by the opposite one). If no retry comes, the
+reconciler's sweeper (:mod:`ecrcache.services.rotation_sweeper`) takes ``AWSPENDING`` off and records it failed. A
+definitive
 one (the upstream refusing the token, a value that is not a credential, access denied, the probe image gone)
 takes ``AWSPENDING`` off it (a pending version left behind blocks the next ``RotateSecret``; the retries
 Secrets Manager makes then stop at the guard). After promotion, a rule ECR refuses the credential for rolls
