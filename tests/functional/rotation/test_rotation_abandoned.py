@@ -324,3 +324,34 @@ def test_a_finish_retry_after_a_roll_back_never_re_promotes_the_refused_token(
     assert (world.labelled("AWSCURRENT"), world.current_token()) == (old, OLD_TOKEN)
     assert world.labelled("AWSPENDING") is None
     assert world.record(token).outcome is RotationOutcome.ROLLED_BACK
+
+
+# -- the sweeper's own failures: each is one of the run's errors, nothing else changes -------------------------
+
+
+def test_a_sweep_that_cannot_take_the_label_off_or_read_the_record_says_so(
+    world: RotationWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = retryable_test_failure(world)
+    versions = world.service.secrets.describe(world.secret)
+    update = world.sm.update_secret_version_stage
+    monkeypatch.setattr(
+        world.sm, "update_secret_version_stage", failing(update, lambda _: True, "ThrottlingException", 400)
+    )
+    swept = sweeper(world, after=LATER).sweep("hub", versions)
+    assert swept.changed == []
+    assert swept.errors == [
+        f"credential hub: AWSPENDING not taken off version {token}: Secrets Manager UpdateSecretVersionStage "
+        "(remove AWSPENDING) failed with ThrottlingException; try again"
+    ]
+    assert world.record(token).outcome is None  # not recorded abandoned while AWSPENDING is still there
+    monkeypatch.undo()
+    client = world.records.client
+    monkeypatch.setattr(client, "get_item", failing(client.get_item, lambda _: True, *SERVER_ERROR))
+    swept = sweeper(world, after=LATER).sweep("hub", versions)
+    assert swept.errors == [
+        f"credential hub: rotation {token} not checked: DynamoDB GetItem (rotation record) failed with "
+        "InternalServiceError; try again"
+    ]
+    monkeypatch.undo()
+    assert world.labelled("AWSPENDING") == token
