@@ -26,6 +26,7 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
+from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
@@ -33,6 +34,7 @@ from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.rotation_schedules import RotationSchedules
+from ecrcache.services.rotation_sweeper import RotationSweeper
 from ecrcache.services.triggers import (
     StreamBatch,
     Trigger,
@@ -47,6 +49,7 @@ from ecrcache.services.upstream_health import UpstreamHealthService
 
 settings = reconciler_settings()
 _registries: dict[str, Boto3EcrRegistry] = {}
+_rotation_secrets = SecretsManagerRotationSchedule()
 
 
 def registry(region: str) -> Boto3EcrRegistry:
@@ -64,8 +67,17 @@ service = ReconcileService(
     warmer_role_arn=settings.warmer_role_arn,
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
-    # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function.
-    schedules=RotationSchedules(secrets=SecretsManagerRotationSchedule(), function_arn=settings.rotator_function_arn),
+    # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function; an
+    # abandoned rotation's AWSPENDING / staged token taken off (it would block every later rotation).
+    schedules=RotationSchedules(
+        secrets=_rotation_secrets,
+        function_arn=settings.rotator_function_arn,
+        sweeper=RotationSweeper(
+            secrets=_rotation_secrets,
+            records=DynamoDbRotationStore(settings.table_name),
+            clock=lambda: datetime.now(UTC),
+        ),
+    ),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

@@ -579,6 +579,10 @@ class RotationStore(Protocol):
         """``keep_recorded``: write only when no outcome is recorded yet; ``False`` when one was kept."""
         ...
 
+    def record_retrying(self, key: RotationKey, *, at: datetime, message: str) -> bool:
+        """The rotation's message, no outcome (a retryable failure); ``False`` when it already has an outcome."""
+        ...
+
     def get(self, credential: str, rotation_id: str) -> RotationRecord | None: ...
 
     def recent(self, credential: str, *, limit: int) -> list[RotationRecord]:
@@ -616,6 +620,10 @@ class RotationScheduler(Protocol):
     def set_schedule(self, secret_id: str, *, schedule: str, function_arn: str) -> None: ...
 
     def cancel(self, secret_id: str) -> None: ...
+
+    def remove_label(self, secret_id: str, *, version: str, label: str) -> None:
+        """Take staging label ``label`` off ``version`` (an abandoned rotation's ``AWSPENDING`` or staged token)."""
+        ...
 
 
 class EcrRuleChecker(Protocol):

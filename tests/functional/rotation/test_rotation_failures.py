@@ -132,7 +132,12 @@ def test_an_upstream_rate_limiting_or_down_keeps_awspending_for_the_retry(
         assert f"(retry after {retry_at.isoformat()})" in refused.value.message
     assert KEPT in refused.value.message
     assert_untouched(world, old, pending=token)
-    assert world.record(token).outcome is RotationOutcome.REFUSED
+    # AND the rotation is still in progress: testSecret failed, the record says it is retried, no outcome (review
+    # of issue 12, #1: an outcome here was overwritten "promoted" by the retry that followed)
+    record = world.record(token)
+    assert record.outcome is None
+    assert record.steps[RotationStep.TEST].status is StepStatus.FAILED
+    assert record.message is not None and record.message.startswith("retrying: testSecret failed")
     # WHEN the upstream is back and Secrets Manager retries THEN the rotation goes through
     world.upstream.answer = None
     world.rotate(token)
@@ -171,7 +176,8 @@ def test_finish_secret_failing_to_move_awscurrent_leaves_the_previous_token(
     assert (KEPT in failed.value.message) is kept
     assert_untouched(world, old, pending=token if kept else None)
     assert world.validation.checked == []
-    assert world.record(token).outcome is RotationOutcome.FAILED
+    # a throttled move is retried by Secrets Manager: no outcome yet (the rotation is still in progress)
+    assert world.record(token).outcome is (None if kept else RotationOutcome.FAILED)
 
 
 @pytest.mark.parametrize(

@@ -97,3 +97,27 @@ def test_failures_name_the_call_and_the_code(
     stub.add_client_error("cancel_rotate_secret", code, http_status_code=status)
     with pytest.raises(error, match=f"CancelRotateSecret failed with {code}"):
         adapter.cancel(ARN)
+
+
+def test_remove_label_takes_a_label_off_a_version(stubbed: tuple[SecretsManagerRotationSchedule, Stubber]) -> None:
+    adapter, stub = stubbed
+    version = "b" * 36
+    stub.add_response(
+        "update_secret_version_stage",
+        {"ARN": ARN, "Name": NAME},
+        {"SecretId": ARN, "VersionStage": "AWSPENDING", "RemoveFromVersionId": version},
+    )
+    adapter.remove_label(ARN, version=version, label="AWSPENDING")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [("ThrottlingException", 400, RetryableError), ("AccessDeniedException", 400, TerminalError)],
+)
+def test_remove_label_failures_name_the_call_the_label_and_the_code(
+    stubbed: tuple[SecretsManagerRotationSchedule, Stubber], code: str, status: int, error: type[Exception]
+) -> None:
+    adapter, stub = stubbed
+    stub.add_client_error("update_secret_version_stage", code, http_status_code=status)
+    with pytest.raises(error, match=f"UpdateSecretVersionStage \\(remove AWSPENDING\\) failed with {code}"):
+        adapter.remove_label(ARN, version="b" * 36, label="AWSPENDING")

@@ -4,6 +4,7 @@ rotation is in progress, and a failed call is one of the run's errors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,9 @@ class MemoryScheduler:
     secrets: dict[str, ObservedRotation] = field(default_factory=dict)
     calls: list[tuple[str, str, str | None]] = field(default_factory=list)
     fail: Exception | None = None
+    on_observe: Callable[[], None] | None = None
+    """Runs before every read after the first (what happens in Secrets Manager between two reads)."""
+    reads: int = 0
 
     def add(self, name: str, **seen: Any) -> None:
         self.secrets[f"ecr-pullthroughcache/{name}"] = ObservedRotation(
@@ -53,7 +57,15 @@ class MemoryScheduler:
         return next(name for name, seen in self.secrets.items() if seen.arn == secret_id)
 
     def observe(self, secret_id: str) -> ObservedRotation | None:
+        self.reads += 1
+        if self.reads > 1 and self.on_observe is not None:
+            self.on_observe()
+        if secret_id.startswith("arn:"):
+            return next((seen for seen in self.secrets.values() if seen.arn == secret_id), None)
         return self.secrets.get(secret_id)
+
+    def remove_label(self, secret_id: str, *, version: str, label: str) -> None:
+        self.calls.append(("UpdateSecretVersionStage", secret_id, f"remove {label} from {version}"))
 
     def set_schedule(self, secret_id: str, *, schedule: str, function_arn: str) -> None:
         self.calls.append(("RotateSecret", secret_id, schedule))
@@ -175,3 +187,48 @@ def test_without_a_rotation_function_nothing_is_scheduled(world: World) -> None:
     world.credential("hub", {"every_days": 30})
     world.run()
     assert world.scheduler.calls == []
+
+
+# -- review of issue 12 (#2): the API may start a rotation between the phase's read and its call --------------
+
+
+@pytest.mark.parametrize(
+    ("rotation", "seen"),
+    [
+        (None, {"enabled": True, "schedule": "rate(30 days)", "function_arn": FN}),  # would cancel
+        ({"every_days": 7}, {"enabled": True, "schedule": "rate(30 days)", "function_arn": FN}),  # would set
+    ],
+)
+def test_a_rotation_started_after_the_phase_read_the_secret_is_not_touched(
+    world: World, rotation: dict[str, Any] | None, seen: dict[str, Any]
+) -> None:
+    # GIVEN the phase reads the secret with no rotation in progress, and the API starts one right after
+    world.scheduler.add("hub", **seen)
+    world.credential("hub", rotation)
+    world.scheduler.on_observe = lambda: world.scheduler.add("hub", **seen, in_progress=True)
+    # WHEN the reconciler runs THEN it reads the secret again and calls neither RotateSecret nor CancelRotateSecret
+    world.run()
+    assert world.scheduler.reads == 2
+    assert world.scheduler.calls == []
+    # AND the next run, the rotation over, converges the schedule
+    world.scheduler.on_observe = None
+    world.scheduler.add("hub", **seen)
+    world.run()
+    assert [call[0] for call in world.scheduler.calls] == ["RotateSecret" if rotation else "CancelRotateSecret"]
+
+
+def test_the_phase_runs_only_under_the_lease_of_the_stacks_region(world: World) -> None:
+    # GIVEN another reconcile holding the lease of the stack's Region
+    world.scheduler.add("hub")
+    world.credential("hub", {"every_days": 30})
+    status = world.service.status
+    assert status.acquire_lease(HOME, "another-run", now=NOW, ttl_seconds=300)
+    # WHEN a run comes THEN it leaves the schedules to the lease holder, and says the Region is busy
+    run = world.run()
+    assert world.scheduler.calls == []
+    assert any("another reconcile holds the lease for us-east-1" in error for error in run.errors)
+    # AND once the lease is free, the next run converges them, and gives the lease back
+    status.release_lease(HOME, "another-run")
+    world.run()
+    assert world.scheduler.calls == [("RotateSecret", arn("hub"), "rate(30 days)")]
+    assert status.acquire_lease(HOME, "a-third-run", now=NOW, ttl_seconds=300)

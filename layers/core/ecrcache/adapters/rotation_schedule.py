@@ -7,6 +7,8 @@
   the Lambda rotation function" (RotateSecret API reference, ``RotateImmediately``); the caller needs
   ``lambda:InvokeFunction`` on the function (same page). The rotation function answers that test without changing
   anything (:mod:`ecrcache.services.rotation`).
+* Sweep: ``UpdateSecretVersionStage(RemoveFromVersionId)`` takes ``AWSPENDING`` or a staged token's label off the
+  version of a rotation that was abandoned (:mod:`ecrcache.services.rotation_sweeper`).
 * Remove: ``CancelRotateSecret`` ("Turns off automatic rotation, and if a rotation is currently in progress, cancels
   the rotation", CancelRotateSecret API reference) -- which is why nothing is called while one is in progress.
 
@@ -64,12 +66,14 @@ class SecretsManagerRotationSchedule:
             raise classify(exc, "Secrets Manager DescribeSecret") from None
         except BotoCoreError as exc:
             raise classify(exc, "Secrets Manager DescribeSecret") from None
+        versions = versions_of(out)
         return ObservedRotation(
             arn=out["ARN"],
             enabled=bool(out.get("RotationEnabled")),
             schedule=_schedule(out),
             function_arn=out.get("RotationLambdaARN") or None,
-            in_progress=rotation_in_progress(versions_of(out)) is not None,
+            in_progress=rotation_in_progress(versions) is not None,
+            versions=versions,
         )
 
     def set_schedule(self, secret_id: str, *, schedule: str, function_arn: str) -> None:
@@ -82,6 +86,14 @@ class SecretsManagerRotationSchedule:
             )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "Secrets Manager RotateSecret (schedule)") from None
+
+    def remove_label(self, secret_id: str, *, version: str, label: str) -> None:
+        """Take ``label`` (``AWSPENDING``, or a token's private staging label) off ``version``: an abandoned
+        rotation's, which would otherwise block every later ``RotateSecret``."""
+        try:
+            self.client.update_secret_version_stage(SecretId=secret_id, VersionStage=label, RemoveFromVersionId=version)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"Secrets Manager UpdateSecretVersionStage (remove {label})") from None
 
     def cancel(self, secret_id: str) -> None:
         try:

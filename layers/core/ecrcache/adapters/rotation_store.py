@@ -11,6 +11,8 @@ id, which the API will hand out as the rotation's id)::
                                                                  "succeeded" | "failed", at, message?)
         promoted_at?                                            finishSecret moved AWSCURRENT to this version
         outcome?, message?, finished_at?                        "promoted" | "refused" | "rolled_back" | "failed"
+                                                                (a message without an outcome: a step failed in a
+                                                                way Secrets Manager's retries may clear)
         expires_at                                              TTL: the table's TTL attribute deletes it after
                                                                 :data:`RETENTION` (90 days)
 
@@ -90,6 +92,12 @@ class DynamoDbRotationStore:
         values = {":o": s(outcome.value), ":m": s(_cut(message)), ":at": s(iso(at))}
         condition = "attribute_not_exists(outcome)" if keep_recorded else None
         return self._update(key, at, "outcome = :o, message = :m, finished_at = :at", values, condition=condition)
+
+    def record_retrying(self, key: RotationKey, *, at: datetime, message: str) -> bool:
+        """A step failed in a way that should clear by itself: the message says so, no outcome is written (the
+        rotation is still in progress). ``False`` when the rotation already has an outcome (kept as it is)."""
+        values = {":m": s(_cut(message))}
+        return self._update(key, at, "message = :m", values, condition="attribute_not_exists(outcome)")
 
     def _update(
         self,

@@ -10,7 +10,9 @@ function). The reconciler compares what each credential wants with what ``Descri
   rotation without a schedule (a rotation started through the API configures the function) rotates only when
   asked: nothing to remove;
 * nothing is changed while a rotation is in progress (``AWSPENDING`` on a version other than ``AWSCURRENT``):
-  ``RotateSecret`` would be refused, and ``CancelRotateSecret`` would cancel that rotation. The next run does it.
+  ``RotateSecret`` would be refused, and ``CancelRotateSecret`` would cancel that rotation ("can leave the
+  VersionStage labels in an unexpected state", CancelRotateSecret API reference). The next run does it; the phase
+  reads the secret again right before each call (:mod:`ecrcache.services.rotation_schedules`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from ecrcache.models.rotation import SecretVersions
 
 __all__ = ["ObservedRotation", "ScheduleAction", "ScheduleChange", "plan_schedules"]
 
@@ -32,6 +36,8 @@ class ObservedRotation:
     schedule: str | None
     function_arn: str | None
     in_progress: bool = False
+    versions: SecretVersions | None = None
+    """The versions and their staging labels (the reconciler's sweeper of abandoned rotations reads them)."""
 
 
 class ScheduleChange(StrEnum):

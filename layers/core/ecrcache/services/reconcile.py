@@ -160,7 +160,7 @@ class ReconcileService:
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         if self.schedules is not None:
-            log.errors.extend(self._converge_schedules())
+            self._converge_schedules(run.run_id, log)
         done = self._finish(run, log)
         if trigger in _EVENT_TRIGGERS:
             if log.busy:
@@ -169,14 +169,22 @@ class ReconcileService:
                 raise RetryableError(f"the reconcile failed for now ({log.errors[-1]}); the trigger will retry")
         return done
 
-    def _converge_schedules(self) -> list[str]:
-        """The rotation-schedule phase (:mod:`ecrcache.services.rotation_schedules`); its errors for the run."""
+    def _converge_schedules(self, run_id: str, log: _RunLog) -> None:
+        """The rotation-schedule phase (:mod:`ecrcache.services.rotation_schedules`), under the lease of the stack's
+        Region (where the secrets are): two runs at once would both act on the same secrets (schedule calls, the
+        sweep of abandoned rotations). Held by another run: that run does it (a busy Region, as for rules)."""
         assert self.schedules is not None
+        if not self.status.acquire_lease(self.stack_region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
+            if self.stack_region not in log.busy:
+                log.busy.append(self.stack_region)
+            return
         try:
             snapshot = self.desired.snapshot()
+            log.errors.extend(self.schedules.converge(snapshot).errors)
         except EcrcacheError as exc:
-            return [f"rotation schedules not converged: {exc.message}"]
-        return self.schedules.converge(snapshot).errors
+            log.errors.append(f"rotation schedules not converged: {exc.message}")
+        finally:
+            self.status.release_lease(self.stack_region, run_id)
 
     def _read_desired(self, scope: Scope, run_id: str, log: _RunLog) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
         """The desired rules per Region, after the secret replicas they need were added (when they can be)."""

@@ -12,7 +12,9 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   ``RotateSecret`` refuse to start. The step copies that value into the pending version
   (``PutSecretValue(ClientRequestToken=token, VersionStages=["AWSPENDING"])``) and takes the private label
   off; a retry finding the pending version filled only finishes the clean-up. A value already in the pending
-  version (staged there by hand) is left as it is. A scheduled rotation (``rotation: {every_days: N}``) has no
+  version (staged there by hand) is left as it is. A rotation started through the API (its record names who
+  asked) whose staged token is gone (no label, an empty pending version) is refused: staging the current token in
+  its place would report the old token ``promoted``. A scheduled rotation (``rotation: {every_days: N}``) has no
   staged token: the current value is staged again as ``AWSPENDING``, so the following steps re-test it against
   the upstream and re-validate the rules in ECR on that schedule. (Minting Docker Hub PATs, ``dockerhub-pat``,
   is not built yet.)
@@ -35,12 +37,17 @@ version of the secret, ``AWSCURRENT`` already = nothing to do, otherwise it must
   upstream accepted that previous token in ``testSecret``'s probe (the usual reason to rotate is that the old
   token was revoked). Any other failure (a rate limit or outage in ECR's text, ECR throttling, rules that
   could not be read) keeps the new token current and fails the step so that Secrets Manager retries it (the
-  validation is idempotent). A rule deleted meanwhile is skipped.
+  validation is idempotent). A rule deleted meanwhile is skipped. A retry of a rotation already rolled back (or
+  refused) whose removals of ``AWSPENDING`` all failed only takes ``AWSPENDING`` off: it never promotes again.
 
 What is left ``AWSCURRENT`` on each failure: before promotion (any failure of create/set/test, or of the move
 itself) nothing changed -- the previous token stays current. A failure that should clear by itself (an AWS call
 throttled or failing with a 5xx, :class:`~ecrcache.errors.RetryableError`; the upstream rate limiting or down)
-keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed. A definitive
+keeps ``AWSPENDING`` on the version, so that Secrets Manager's retries of the step can succeed; the step is recorded
+failed but the rotation gets no outcome (it is still in progress, its message says it is retried: a retry may
+promote it, and an outcome written now would be overwritten by the opposite one). If no retry comes, the
+reconciler's sweeper (:mod:`ecrcache.services.rotation_sweeper`) takes ``AWSPENDING`` off and records it failed. A
+definitive
 one (the upstream refusing the token, a value that is not a credential, access denied, the probe image gone)
 takes ``AWSPENDING`` off it (a pending version left behind blocks the next ``RotateSecret``; the retries
 Secrets Manager makes then stop at the guard). After promotion, a rule ECR refuses the credential for rolls
@@ -93,6 +100,16 @@ _PASSING: Final = frozenset({ProbeStatus.RATE_LIMIT, ProbeStatus.UPSTREAM_DOWN})
 ``probe``, long after Secrets Manager's retries; the rotation is refused and the token must be staged again."""
 NOTHING_TO_SET = "nothing to set: upstream registries issue their tokens themselves"
 ALREADY_CURRENT = "the version is already AWSCURRENT: nothing to do"
+STAGED_VALUE_GONE = (
+    "the staged token is gone (its label ecrcache-staged-<rotation id> is on no version and the pending version is "
+    "empty): this rotation was started through the API, so the current token is not staged in its place; stage "
+    "it again (POST /v1/credentials/{name}/rotations)"
+)
+ENDED_BEFORE_FINISH = (
+    "this rotation already ended ({outcome}) and AWSPENDING was still on its version: only AWSPENDING is taken off, "
+    "nothing is promoted"
+)
+RETRYING = "retrying: {step} failed with a failure that should clear by itself; Secrets Manager retries it"
 CONFIGURATION_TEST = (
     "nothing is staged in the pending version: Secrets Manager's test of the rotation configuration "
     "(RotateImmediately=false); the rotation function answers, nothing is recorded or changed"
@@ -108,13 +125,20 @@ class _StepFailed(Exception):
     ``retryable``: the failure should clear by itself, and Secrets Manager's retries need the label)."""
 
     def __init__(
-        self, message: str, outcome: RotationOutcome, *, pending: bool = True, retryable: bool = False
+        self,
+        message: str,
+        outcome: RotationOutcome,
+        *,
+        pending: bool = True,
+        retryable: bool = False,
+        keep_recorded: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.outcome = outcome
         self.pending = pending
         self.retryable = retryable
+        self.keep_recorded = keep_recorded
 
 
 class RotationService:
@@ -209,6 +233,9 @@ class RotationService:
             )
             self.secrets.unstage(key.secret_arn, version=staged, label=label)
             return "the token staged through the API is copied into the pending version (AWSPENDING)"
+        record = self.records.get(key.credential, key.rotation_id)  # failing: not taken for a scheduled rotation
+        if record is not None and record.requested_by is not None:
+            raise _StepFailed(STAGED_VALUE_GONE, RotationOutcome.REFUSED)
         self.secrets.stage_pending(key.secret_arn, key.rotation_id, self.secrets.current_value(key.secret_arn))
         return (
             "no new token was staged (a scheduled rotation): the current token is staged again as AWSPENDING, "
@@ -255,6 +282,11 @@ class RotationService:
                 return ALREADY_CURRENT, None
             previous = versions.labelled(AWSPREVIOUS)  # promoted by an attempt that ended before validating
         else:
+            ended = self.records.get(key.credential, key.rotation_id)
+            if ended is not None and ended.outcome in {RotationOutcome.ROLLED_BACK, RotationOutcome.REFUSED}:
+                # a retry after a roll-back (or a refusal) whose removals of AWSPENDING all failed: never re-promote
+                message = ENDED_BEFORE_FINISH.format(outcome=ended.outcome.value)
+                raise _StepFailed(message, ended.outcome, keep_recorded=True)
             previous = versions.labelled(AWSCURRENT)
             self._promote(key, previous)
         checked = validate_rules(self.ecr, versions)
@@ -362,7 +394,9 @@ class RotationService:
                 "; a failure that should clear by itself: AWSPENDING stays on the new version for Secrets Manager's "
                 "retries, the previous token stays current"
             )
-        elif failed.pending:
+            self._retrying(key, step, message)
+            return RotationFailed(f"{step}: {message}")
+        if failed.pending:
             try:
                 self.secrets.unstage_pending(key.secret_arn, key.rotation_id)
                 message += "; AWSPENDING was taken off the new version, the previous token stays current"
@@ -373,8 +407,23 @@ class RotationService:
                     "--version-stage AWSPENDING --remove-from-version-id <version>)"
                 )
             self._drop_staged(key)
-        self._end(key, step, failed.outcome, message)
+        self._end(key, step, failed.outcome, message, keep_recorded=failed.keep_recorded)
         return RotationFailed(f"{step}: {message}")
+
+    def _retrying(self, key: RotationKey, step: RotationStep, message: str) -> None:
+        """A failure that should clear by itself: the step is recorded failed but the rotation has no outcome (it
+        stays in progress, its message saying it is being retried) -- a retry of Secrets Manager's may still promote
+        it. If none comes, the reconciler's sweeper (:mod:`ecrcache.services.rotation_sweeper`) takes ``AWSPENDING``
+        off once the record has not moved for :data:`~ecrcache.services.rotation_sweeper.ABANDON_AFTER`."""
+        at = self.clock()
+        self._note(lambda: self.records.record_step(key, step, StepStatus.FAILED, at=at, message=message))
+        said = f"{RETRYING.format(step=step)}: {message}"
+        self._note(lambda: self.records.record_retrying(key, at=at, message=said))
+        metrics.add_metric(name="RotationRetrying", unit="Count", value=1)
+        logger.warning(
+            "rotation step failed; Secrets Manager retries it",
+            extra={"credential": key.credential, "rotation": key.rotation_id, "step": step, "reason": message},
+        )
 
     def _drop_staged(self, key: RotationKey) -> None:
         """A rotation that ended before ``createSecret`` copied the token staged through the API: take its private

@@ -5,6 +5,14 @@ stack's rotation function; a credential that no longer has one gets it removed. 
 :func:`ecrcache.engine.rotation_schedule.plan_schedules` from the desired credentials and ``DescribeSecret``, so
 a schedule changed by hand (console, CLI) is put back by the next run, and the API's ``PUT`` only writes the
 desired state. A failed call never stops the run: it is one of the run's errors, and the next run tries again.
+
+The phase reads every secret first and plans, but a rotation may start meanwhile (``POST .../rotations``), and
+``CancelRotateSecret`` cancels one in progress ("can leave the VersionStage labels in an unexpected state",
+CancelRotateSecret API reference) while ``RotateSecret`` is refused during one: the secret is read again
+(``DescribeSecret``) right before each call, which is skipped when a rotation is in progress. The reconciler runs the
+phase under the lease of the stack's Region (:class:`ecrcache.services.reconcile.ReconcileService`), so two runs
+never do it at once. With a ``sweeper``, each secret read is also swept of an abandoned rotation's labels
+(:mod:`ecrcache.services.rotation_sweeper`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from ecrcache.models.credential import CredentialSpec, secret_name
 from ecrcache.models.records import Snapshot
 from ecrcache.observability import logger
 from ecrcache.ports import RotationScheduler
+from ecrcache.services.rotation_sweeper import RotationSweeper
 
 __all__ = ["RotationSchedules", "ScheduleOutcome"]
 
@@ -31,10 +40,14 @@ class ScheduleOutcome:
 
 
 class RotationSchedules:
-    def __init__(self, *, secrets: RotationScheduler, function_arn: str) -> None:
-        """``function_arn`` empty: the stack has no rotation function; the phase does nothing."""
+    def __init__(
+        self, *, secrets: RotationScheduler, function_arn: str, sweeper: RotationSweeper | None = None
+    ) -> None:
+        """``function_arn`` empty: the stack has no rotation function; the phase does nothing. ``sweeper``: sweep
+        abandoned rotations off the secrets read (``None``: not at all)."""
         self.secrets = secrets
         self.function_arn = function_arn
+        self.sweeper = sweeper
 
     def converge(self, snapshot: Snapshot) -> ScheduleOutcome:
         outcome = ScheduleOutcome()
@@ -64,10 +77,32 @@ class RotationSchedules:
                 continue
             if seen is not None:
                 observed[name] = seen
+                self._sweep(name, seen, outcome)
         return observed
+
+    def _sweep(self, name: str, seen: ObservedRotation, outcome: ScheduleOutcome) -> None:
+        if self.sweeper is None or seen.versions is None:
+            return
+        swept = self.sweeper.sweep(name, seen.versions)
+        outcome.changed.extend(swept.changed)
+        outcome.errors.extend(swept.errors)
+
+    def _in_progress(self, action: ScheduleAction, outcome: ScheduleOutcome) -> bool:
+        """Read the secret again right before the call: a rotation started since the phase read it is left alone."""
+        seen = self.secrets.observe(action.secret_arn)
+        if seen is not None and not seen.in_progress:
+            return False
+        outcome.waiting.append(action.credential)
+        logger.info(
+            "rotation schedule left to the next run: a rotation started meanwhile (or the secret is gone)",
+            extra={"credential": action.credential},
+        )
+        return True
 
     def _apply(self, action: ScheduleAction, outcome: ScheduleOutcome) -> None:
         try:
+            if self._in_progress(action, outcome):
+                return
             if action.change is ScheduleChange.SET and action.schedule is not None:
                 self.secrets.set_schedule(action.secret_arn, schedule=action.schedule, function_arn=self.function_arn)
             else:

@@ -19,7 +19,13 @@ A rotation with a new token, lock-out-proof: the token is tested against the ups
 If step 3 or 4 fails, the rotation is recorded failed with the reason, the staged token's label is taken off
 again (its version then has no label: Secrets Manager deletes it in time), and the caller gets the reason: 409
 when Secrets Manager refused because a rotation is in progress, 503 for what clears by itself (throttling,
-5xx), 500 otherwise. ``AWSCURRENT`` never changes here. No token is in any record, message or log line.
+5xx), 500 otherwise. A ``RotateSecret`` failure that is not a definite refusal (a 5xx, a timeout: Secrets Manager
+may have accepted the call) is checked first with ``DescribeSecret``: version ``<rotation id>`` carrying
+``AWSPENDING`` means the rotation started, and the caller gets 202 as if the call had answered (the staged token
+stays for ``createSecret``). If even that read fails, nothing is undone or recorded: 503 names the rotation to
+follow, and the reconciler's sweeper (:mod:`ecrcache.services.rotation_sweeper`) ends it if it never started. The
+202's body is the record read back, or what was written when that read fails. ``AWSCURRENT`` never changes here.
+No token is in any record, message or log line.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from typing import Final
 
 from pydantic import SecretStr
 
-from ecrcache.errors import ConflictError, EcrcacheError, NotFoundError
+from ecrcache.errors import ConflictError, EcrcacheError, NotFoundError, RetryableError
 from ecrcache.models.credential import CredentialSpec, RotationRequest, secret_name
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rotation import (
+    AWSPENDING,
     RotationKey,
     RotationOutcome,
     RotationRecord,
@@ -43,6 +50,7 @@ from ecrcache.models.rotation import (
 )
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import RotationStarter, RotationStore, StateStore
+from ecrcache.services.rotation_sweeper import ABANDON_AFTER
 
 __all__ = ["LIST_LIMIT", "RotationsService"]
 
@@ -94,11 +102,29 @@ class RotationsService:
                 f"/v1/credentials/{credential}/rotations"
             )
         key = RotationKey(credential, self.new_id(), versions.arn)
-        self.records.record_start(key, requested_by=actor, at=self.clock())
+        at = self.clock()
+        self.records.record_start(key, requested_by=actor, at=at)
         self._stage_and_rotate(key, request.secret_string(spec.username), spec.rotation.rotation_schedule())
         metrics.add_metric(name="RotationStarted", unit="Count", value=1)
         logger.info("rotation started", extra={"credential": credential, "rotation": key.rotation_id, "by": actor})
-        return self.get(credential, key.rotation_id)
+        return self._started_record(key, actor=actor, at=at)
+
+    def _started_record(self, key: RotationKey, *, actor: str, at: datetime) -> RotationRecord:
+        """The started rotation as recorded; if the record cannot be read back, as it was written (the rotation is
+        running: the caller must get its id, not an error a retry would answer with 409)."""
+        try:
+            found = self.records.get(key.credential, key.rotation_id)
+        except EcrcacheError as exc:
+            logger.warning("the started rotation's record could not be read", extra={"error": exc.message})
+            found = None
+        return found or RotationRecord(
+            credential=key.credential,
+            rotation_id=key.rotation_id,
+            secret_arn=key.secret_arn,
+            started_at=at,
+            updated_at=at,
+            requested_by=actor,
+        )
 
     def get(self, credential: str, rotation_id: str) -> RotationRecord:
         self._spec(credential)
@@ -131,9 +157,38 @@ class RotationsService:
             self.secrets.rotate(
                 key.secret_arn, token=key.rotation_id, function_arn=self.function_arn, schedule=schedule
             )
+        except RetryableError as exc:  # not a definite refusal: Secrets Manager may have started it all the same
+            if self._started(key, exc):
+                return
+            cleaned = self._unstage(key, version, label)
+            raise self._failed(key, exc, f"{exc.message}; {cleaned}; AWSCURRENT is unchanged") from None
         except EcrcacheError as exc:
             cleaned = self._unstage(key, version, label)
             raise self._failed(key, exc, f"{exc.message}; {cleaned}; AWSCURRENT is unchanged") from None
+
+    def _started(self, key: RotationKey, exc: RetryableError) -> bool:
+        """After ``RotateSecret`` failed in a way that does not say it was refused (a 5xx, a timeout: the request may
+        have been accepted), whether the rotation started: version ``<rotation id>`` carries ``AWSPENDING``. If the
+        secret cannot be read to tell, nothing is undone or recorded (the staged token may be the rotation's): the
+        caller gets 503 and the rotation's id to follow; the reconciler's sweeper ends it if it never started."""
+        try:
+            versions = self.secrets.describe(key.secret_arn)
+        except EcrcacheError as read:
+            logger.warning("rotation start unknown", extra={"credential": key.credential, "rotation": key.rotation_id})
+            raise RetryableError(
+                f"rotation {key.rotation_id}: RotateSecret's answer was lost ({exc.message}) and the secret could not "
+                f"be read ({read.message}): the rotation may have started; follow GET /v1/credentials/"
+                f"{key.credential}/rotations/{key.rotation_id} (if it did not start, it is recorded failed within "
+                f"{ABANDON_AFTER})",
+                reason=exc.reason,
+            ) from None
+        started = AWSPENDING in versions.stages.get(key.rotation_id, frozenset())
+        if started:
+            logger.warning(
+                "RotateSecret failed but the rotation started",
+                extra={"credential": key.credential, "rotation": key.rotation_id, "error": exc.message},
+            )
+        return started
 
     def _unstage(self, key: RotationKey, version: str, label: str) -> str:
         try:
