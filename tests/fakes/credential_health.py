@@ -23,7 +23,9 @@ class MemoryCredentialHealthStore:
     def save(self, health: CredentialHealth, *, seen: CredentialHealth | None) -> bool:
         self._maybe_fail("save")
         current = self.items.get(health.credential)
-        if (current is None) != (seen is None) or (current and seen and current.marked_at != seen.marked_at):
+        if (current is None) != (seen is None) or (
+            current and seen and (current.marked_at, current.rotated_at) != (seen.marked_at, seen.rotated_at)
+        ):
             return False
         self.items[health.credential] = health
         return True
@@ -32,7 +34,10 @@ class MemoryCredentialHealthStore:
         self._maybe_fail("mark_invalid")
         current = self.items.get(health.credential)
         assert health.marked_at is not None
-        if current is not None and current.marked_at is not None and current.marked_at >= health.marked_at:
+        if current is not None and any(
+            known is not None and known >= health.marked_at
+            for known in (current.marked_at, current.checked_at, current.rotated_at)
+        ):
             return None
         before = current or CredentialHealth(credential=health.credential)
         self.items[health.credential] = before.model_copy(

@@ -5,6 +5,7 @@ One item per credential, all in one partition (the API lists them with one ``Que
     pk = "HEALTH#credential"   sk = <credential name>
         credential, state ("Healthy" | "Invalid" | "Expiring" | "Unknown"), checked_at?, message?, evidence?,
         marked_at?          a credential error seen elsewhere marked it Invalid then (cleared by a passing check)
+        rotated_at?         a rotation promoted a new token (validated) then
         expires_at_date?    the credential's expires_at as the last check knew it (not `expires_at`: the table's
                             TTL attribute)
         announced?          the state the last "Credential Health Changed" event announced
@@ -12,11 +13,15 @@ One item per credential, all in one partition (the API lists them with one ``Que
 
 Writes:
 
-* :meth:`save` (the daily check): ``PutItem`` conditioned on ``marked_at`` being what the check read -- a
-  credential error seen meanwhile (newer evidence) is not overwritten; the service reads again and decides again.
-* :meth:`mark_invalid` (the pull statistics and the warm worker, at once): one ``UpdateItem`` conditioned on no
-  newer mark (``marked_at`` absent or older), returning the old item's ``state`` / ``announced`` to tell
-  whether users must hear of it; ``announced``, ``alerts_sent`` stay as they were.
+* :meth:`save` (the daily check): ``PutItem`` conditioned on ``marked_at`` and ``rotated_at`` being what the
+  check read -- a credential error or a rotation recorded meanwhile (newer evidence) is not overwritten; the
+  service reads again and decides again.
+* :meth:`mark_invalid` (the pull statistics and the warm worker, at once): one ``UpdateItem`` conditioned on the
+  evidence's own time (the cache action's event time, the warm's end) being newer than all the item knows --
+  the last mark, the last check (``checked_at``) and the last rotation (``rotated_at``): a failure redelivered
+  or finished late, from before a check passed or a rotation replaced the token, marks nothing. Returns the old
+  item's ``state`` / ``announced`` to tell whether users must hear of it; ``announced``, ``alerts_sent`` stay
+  as they were.
 * :meth:`record_announced`: ``UpdateItem`` of ``announced`` while ``state`` is still that state.
 
 ``HEALTH#`` is not a desired item's prefix: the reconciler's stream filter lets none of these writes trigger a
@@ -57,7 +62,7 @@ def _item(health: CredentialHealth) -> dict[str, AttributeValueTypeDef]:
     for name in ("message", "evidence"):
         if value := getattr(health, name):
             item[name] = s(value)
-    for name in ("checked_at", "marked_at"):
+    for name in ("checked_at", "marked_at", "rotated_at"):
         if (moment := getattr(health, name)) is not None:
             item[name] = s(iso(moment))
     if health.expires_at is not None:
@@ -75,7 +80,7 @@ def _health(item: dict[str, Any]) -> CredentialHealth:
         return str(value) if value is not None else None
 
     checked, marked, announced = text("checked_at"), text("marked_at"), text("announced")
-    expires = text("expires_at_date")
+    expires, rotated = text("expires_at_date"), text("rotated_at")
     return CredentialHealth(
         credential=str(item["sk"]["S"]),
         state=HealthState(text("state") or HealthState.UNKNOWN.value),
@@ -84,9 +89,26 @@ def _health(item: dict[str, Any]) -> CredentialHealth:
         evidence=text("evidence"),
         expires_at=date.fromisoformat(expires) if expires else None,
         marked_at=parse_iso(marked) if marked else None,
+        rotated_at=parse_iso(rotated) if rotated else None,
         announced=HealthState(announced) if announced else None,
         alerts_sent=frozenset(item.get("alerts_sent", {}).get("SS", ())),
     )
+
+
+def _unchanged_since(seen: CredentialHealth | None) -> tuple[str, dict[str, AttributeValueTypeDef]]:
+    """The condition that no mark and no rotation was recorded since ``seen`` was read."""
+    if seen is None:
+        return "attribute_not_exists(pk)", {}
+    parts: list[str] = []
+    values: dict[str, AttributeValueTypeDef] = {}
+    for name in ("marked_at", "rotated_at"):
+        moment = getattr(seen, name)
+        if moment is None:
+            parts.append(f"attribute_not_exists({name})")
+        else:
+            parts.append(f"{name} = :{name}")
+            values[f":{name}"] = s(iso(moment))
+    return " AND ".join(parts), values
 
 
 class DynamoDbCredentialHealthStore:
@@ -109,22 +131,17 @@ class DynamoDbCredentialHealthStore:
         return _health(dict(item)) if item else None
 
     def save(self, health: CredentialHealth, *, seen: CredentialHealth | None) -> bool:
-        if seen is None:
-            condition, values = "attribute_not_exists(pk)", None
-        elif seen.marked_at is None:
-            condition, values = "attribute_not_exists(marked_at)", None
-        else:
-            condition, values = "marked_at = :seen", {":seen": s(iso(seen.marked_at))}
+        condition, values = _unchanged_since(seen)
         try:
-            if values is None:
-                self.client.put_item(TableName=self.table_name, Item=_item(health), ConditionExpression=condition)
-            else:
+            if values:
                 self.client.put_item(
                     TableName=self.table_name,
                     Item=_item(health),
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
                 )
+            else:
+                self.client.put_item(TableName=self.table_name, Item=_item(health), ConditionExpression=condition)
         except ClientError as exc:
             if error_code(exc) == _CONFLICT:
                 return False
@@ -144,7 +161,14 @@ class DynamoDbCredentialHealthStore:
                     "SET credential = :credential, #state = :state, checked_at = :at, marked_at = :at, "
                     "message = :message, evidence = :evidence"
                 ),
-                ConditionExpression="attribute_not_exists(marked_at) OR marked_at < :at",
+                # Only evidence newer than all the item knows: the last mark, check (a mark sets checked_at too)
+                # and rotation. A late or redelivered failure from before a passing check or a rotation is about
+                # a token since found working or replaced, and marks nothing.
+                ConditionExpression=(
+                    "(attribute_not_exists(marked_at) OR marked_at < :at) "
+                    "AND (attribute_not_exists(checked_at) OR checked_at < :at) "
+                    "AND (attribute_not_exists(rotated_at) OR rotated_at < :at)"
+                ),
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
                     ":credential": s(health.credential),
@@ -157,7 +181,7 @@ class DynamoDbCredentialHealthStore:
             ).get("Attributes", {})
         except ClientError as exc:
             if error_code(exc) == _CONFLICT:
-                return None  # a newer mark is recorded: it was (or is being) announced
+                return None  # newer evidence is recorded (a mark, a check, a rotation): it was (or is being) announced
             raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc

@@ -8,7 +8,8 @@ Pure: the service (:mod:`ecrcache.services.credential_health`) gathers the findi
   limit, outage, budget empty, an AWS call failing) -> ``Unknown`` -- except that a credential already
   ``Invalid`` stays so (only a passing check clears it); else ``Expiring`` within
   :data:`~ecrcache.models.credential_health.EXPIRING_WITHIN_DAYS` days of ``expires_at``, else ``Healthy``. A
-  credential error seen elsewhere after the check began wins over the check's pass (newer evidence).
+  credential error seen elsewhere after the check began wins over the check's pass (newer evidence); a rotation
+  promoted after the check began wins over the check's findings (it may have tried the token replaced).
 * **Expiry alerts** (:func:`alert_due`): at 14, 7, 1 and 0 days before ``expires_at`` (UTC days), each once per
   ``expires_at``; a check that finds several thresholds crossed at once (a credential created 5 days before its
   expiry) sends the most urgent one and counts the others as sent.
@@ -144,6 +145,9 @@ def _state(
     previous: CredentialHealth, found: Findings, days: int | None
 ) -> tuple[HealthState, str | None, str | None, datetime | None]:
     """``(state, message, evidence, marked_at)`` the findings come to."""
+    if previous.rotated_at is not None and previous.rotated_at >= found.started_at:
+        # A rotation promoted a new token while the check ran: the check may have tried the old one.
+        return previous.state, previous.message, previous.evidence, previous.marked_at
     if found.refused:
         refused = "; ".join(found.refused)
         return HealthState.INVALID, refused, f"health check at {found.started_at.isoformat()}: {refused}", None
@@ -183,6 +187,7 @@ def decide(
         evidence=_cut(evidence),
         expires_at=expires_at,
         marked_at=marked_at,
+        rotated_at=before.rotated_at,
         announced=before.announced,
         alerts_sent=kept,
     )

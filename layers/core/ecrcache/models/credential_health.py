@@ -55,6 +55,9 @@ class CredentialHealth(BaseModel):
     """The ``expires_at`` the last check knew (the events of a mark made elsewhere carry it)."""
     marked_at: datetime | None = None
     """When a credential error seen elsewhere last marked it ``Invalid`` (cleared by a passing check)."""
+    rotated_at: datetime | None = None
+    """When a rotation last promoted a new token (validated upstream and in ECR): a credential error older than
+    this is about a token no longer current, and marks nothing."""
     announced: HealthState | None = None
     """The state the last ``Credential Health Changed`` event announced (``None``: none yet)."""
     alerts_sent: frozenset[str] = frozenset()
