@@ -45,6 +45,19 @@ class MemoryCredentialHealthStore:
         )
         return before
 
+    def record_rotated(self, health: CredentialHealth) -> CredentialHealth | None:
+        self._maybe_fail("record_rotated")
+        current = self.items.get(health.credential)
+        assert health.rotated_at is not None
+        if current is not None and current.marked_at is not None and current.marked_at >= health.rotated_at:
+            return None
+        before = current or CredentialHealth(credential=health.credential)
+        self.items[health.credential] = before.model_copy(
+            update={k: getattr(health, k) for k in ("state", "checked_at", "rotated_at", "message")}
+            | {"marked_at": None, "evidence": None}
+        )
+        return before
+
     def record_announced(self, credential: str, state: HealthState) -> None:
         self._maybe_fail("record_announced")
         current = self.items.get(credential)

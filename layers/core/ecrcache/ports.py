@@ -661,6 +661,11 @@ class CredentialHealthStore(CredentialHealthReader, Protocol):
         as it was before (a default one if there was none), ``None`` when a newer mark is recorded."""
         ...
 
+    def record_rotated(self, health: CredentialHealth) -> CredentialHealth | None:
+        """A rotation promoted a validated token (``health.rotated_at``): the health as it was before, ``None``
+        when a credential error newer than the promotion is recorded (it stands)."""
+        ...
+
     def record_announced(self, credential: str, state: HealthState) -> None:
         """``state`` was announced (while it is still the credential's state)."""
         ...

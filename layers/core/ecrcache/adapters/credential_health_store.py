@@ -22,6 +22,9 @@ Writes:
   or finished late, from before a check passed or a rotation replaced the token, marks nothing. Returns the old
   item's ``state`` / ``announced`` to tell whether users must hear of it; ``announced``, ``alerts_sent`` stay
   as they were.
+* :meth:`record_rotated` (the rotation function, after a promotion validated upstream and in ECR): one
+  ``UpdateItem`` of the state, ``checked_at`` and ``rotated_at``, clearing the mark, unless a credential error
+  newer than the promotion is recorded; returns the old item (``announced``) like :meth:`mark_invalid`.
 * :meth:`record_announced`: ``UpdateItem`` of ``announced`` while ``state`` is still that state.
 
 ``HEALTH#`` is not a desired item's prefix: the reconciler's stream filter lets none of these writes trigger a
@@ -182,6 +185,36 @@ class DynamoDbCredentialHealthStore:
         except ClientError as exc:
             if error_code(exc) == _CONFLICT:
                 return None  # newer evidence is recorded (a mark, a check, a rotation): it was (or is being) announced
+            raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
+        return _health(dict(old)) if old else CredentialHealth(credential=health.credential)
+
+    def record_rotated(self, health: CredentialHealth) -> CredentialHealth | None:
+        assert health.rotated_at is not None
+        at = s(iso(health.rotated_at))
+        try:
+            old = self.client.update_item(
+                TableName=self.table_name,
+                Key=_key(health.credential),
+                UpdateExpression=(
+                    "SET credential = :credential, #state = :state, checked_at = :at, rotated_at = :at, "
+                    "message = :message REMOVE marked_at, evidence"
+                ),
+                # A credential error seen after the promotion (newer evidence, about the new token) stands.
+                ConditionExpression="attribute_not_exists(marked_at) OR marked_at < :at",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":credential": s(health.credential),
+                    ":state": s(health.state.value),
+                    ":at": at,
+                    ":message": s(health.message or ""),
+                },
+                ReturnValues="ALL_OLD",
+            ).get("Attributes", {})
+        except ClientError as exc:
+            if error_code(exc) == _CONFLICT:
+                return None
             raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc

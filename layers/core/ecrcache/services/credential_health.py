@@ -304,16 +304,18 @@ class CredentialMarks:
             count += 1
             logger.warning("credential marked Invalid", extra={"credential": credential, "evidence": error.evidence})
             metrics.add_metric(name="CredentialMarkedInvalid", unit="Count", value=1)
-            if before is not None and announced_state(before) is not HealthState.INVALID:
-                self._announce(health, before)
+            if before is not None:
+                self.announce(health, before)
         return count
 
-    def _announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
+    def announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
+        """``Credential Health Changed`` if ``health`` (just written over ``before``) is not the state users last
+        heard of; then record that they heard of it (best effort: an unrecorded one is announced again)."""
         event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=self.clock())
         if event is None or not _sent(self.notifier, event, health.credential):
             return
         try:
-            self.store.record_announced(health.credential, HealthState.INVALID)
+            self.store.record_announced(health.credential, health.state)
         except EcrcacheError as exc:
             logger.warning(
                 "an announced state could not be recorded",
