@@ -58,6 +58,14 @@ class MemoryCredentialHealthStore:
         )
         return before
 
+    def record_sent(self, credential: str, *, sent: frozenset[str], owed: frozenset[str], done: frozenset[str]) -> None:
+        self._maybe_fail("record_sent")
+        current = self.items.get(credential)
+        if current is not None:
+            self.items[credential] = current.model_copy(
+                update={"alerts_sent": current.alerts_sent | sent, "alerts_owed": (current.alerts_owed | owed) - done}
+            )
+
     def record_announced(self, credential: str, state: HealthState) -> None:
         self._maybe_fail("record_announced")
         current = self.items.get(credential)
@@ -77,9 +85,15 @@ class MemoryCredentialHealthStore:
 class RecordingNotifier:
     def __init__(self) -> None:
         self.sent: list[HealthEvent] = []
+        self.alerted: list[HealthEvent] = []
         self.fail: EcrcacheError | None = None
 
     def publish(self, event: HealthEvent) -> None:
         if self.fail is not None:
             raise self.fail
         self.sent.append(event)
+
+    def alert(self, event: HealthEvent) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.alerted.append(event)

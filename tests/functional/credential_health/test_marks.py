@@ -9,6 +9,7 @@ import pytest
 
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.credential_errors import CredentialError
+from ecrcache.engine.credential_health import HealthEvent
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
@@ -153,3 +154,31 @@ def test_a_redelivered_pull_through_failure_is_judged_by_its_event_time(world: H
 
     assert world.health().state is HealthState.HEALTHY
     assert len(world.events()) == before
+
+
+def test_a_mark_landing_between_the_events_and_their_record_keeps_what_was_sent(world: HealthWorld) -> None:
+    """The check writes its health, sends the expiry alert, then records it as sent: a mark in between makes
+    that second write conflict; the alert is still recorded as sent (not sent again the next day)."""
+    world.expire_in(3)
+    notifier = world.service.notifier
+
+    class MarkedWhileSending:
+        def publish(self, event: HealthEvent) -> None:
+            notifier.publish(event)
+            if event.detail_type == "Credential Expiring":
+                world.marks.mark([_error(world, "seen while the alert went out")])
+
+        def alert(self, event: HealthEvent) -> None:
+            notifier.alert(event)
+
+    world.service.notifier = MarkedWhileSending()
+    world.service.check_all()
+
+    health = world.health()
+    assert health.evidence == "seen while the alert went out"  # the mark stands
+    assert health.alerts_sent != frozenset()  # and the alert is recorded as sent
+    world.service.notifier = notifier
+    world.clock.days(1)
+    world.service.check_all()
+    assert world.detail_types().count("Credential Expiring") == 1
+    assert sum("expires in" in alert["Subject"] for alert in world.alerts()) == 1

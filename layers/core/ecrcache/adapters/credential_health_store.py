@@ -9,7 +9,8 @@ One item per credential, all in one partition (the API lists them with one ``Que
         expires_at_date?    the credential's expires_at as the last check knew it (not `expires_at`: the table's
                             TTL attribute)
         announced?          the state the last "Credential Health Changed" event announced
-        alerts_sent?        string set, "<expires_at>#<threshold>" of the expiry alerts sent
+        alerts_sent?        string set, "<expires_at>#<threshold>" of the expiry alerts sent (to the bus)
+        alerts_owed?        string set, the events the bus took and the alert topic did not (JSON), sent again
 
 Writes:
 
@@ -25,6 +26,9 @@ Writes:
 * :meth:`record_rotated` (the rotation function, after a promotion validated upstream and in ECR): one
   ``UpdateItem`` of the state, ``checked_at`` and ``rotated_at``, clearing the mark, unless a credential error
   newer than the promotion is recorded; returns the old item (``announced``) like :meth:`mark_invalid`.
+* :meth:`record_sent` (the check, when a mark wrote over the health between its two writes): ``ADD`` of what
+  was delivered to ``alerts_sent`` / ``alerts_owed`` (then ``DELETE`` of the owed ones sent) -- set
+  operations, whatever else the item holds now, so that nothing delivered is forgotten and sent again.
 * :meth:`record_announced`: ``UpdateItem`` of ``announced`` while ``state`` is still that state.
 
 ``HEALTH#`` is not a desired item's prefix: the reconciler's stream filter lets none of these writes trigger a
@@ -72,8 +76,9 @@ def _item(health: CredentialHealth) -> dict[str, AttributeValueTypeDef]:
         item["expires_at_date"] = s(health.expires_at.isoformat())
     if health.announced is not None:
         item["announced"] = s(health.announced.value)
-    if health.alerts_sent:
-        item["alerts_sent"] = {"SS": sorted(health.alerts_sent)}
+    for name in ("alerts_sent", "alerts_owed"):
+        if values := getattr(health, name):
+            item[name] = {"SS": sorted(values)}
     return item
 
 
@@ -95,6 +100,7 @@ def _health(item: dict[str, Any]) -> CredentialHealth:
         rotated_at=parse_iso(rotated) if rotated else None,
         announced=HealthState(announced) if announced else None,
         alerts_sent=frozenset(item.get("alerts_sent", {}).get("SS", ())),
+        alerts_owed=frozenset(item.get("alerts_owed", {}).get("SS", ())),
     )
 
 
@@ -219,6 +225,30 @@ class DynamoDbCredentialHealthStore:
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
         return _health(dict(old)) if old else CredentialHealth(credential=health.credential)
+
+    def record_sent(self, credential: str, *, sent: frozenset[str], owed: frozenset[str], done: frozenset[str]) -> None:
+        added = {name: values for name, values in (("alerts_sent", sent), ("alerts_owed", owed)) if values}
+        if added:
+            expression = "ADD " + ", ".join(f"{name} :{name}" for name in added)
+            self._sets(credential, expression, {f":{name}": values for name, values in added.items()})
+        if done:  # not in the same expression: an attribute is named once per update expression
+            self._sets(credential, "DELETE alerts_owed :done", {":done": done})
+
+    def _sets(self, credential: str, expression: str, values: dict[str, frozenset[str]]) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_key(credential),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={name: {"SS": sorted(v)} for name, v in values.items()},
+            )
+        except ClientError as exc:
+            if error_code(exc) == _CONFLICT:
+                return  # the credential's health was deleted meanwhile (the credential with it)
+            raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem (credential health)") from exc
 
     def record_announced(self, credential: str, state: HealthState) -> None:
         try:

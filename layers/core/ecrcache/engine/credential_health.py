@@ -14,11 +14,13 @@ Pure: the service (:mod:`ecrcache.services.credential_health`) gathers the findi
   ``expires_at``; a check that finds several thresholds crossed at once (a credential created 5 days before its
   expiry) sends the most urgent one and counts the others as sent.
 * **Events** (:func:`health_changed`, :func:`expiring`): the ``detail`` of ``Credential Health Changed`` and
-  ``Credential Expiring`` on the default bus (``source: ecrcache``; schemas in ``docs/events/``).
+  ``Credential Expiring`` on the default bus (``source: ecrcache``; schemas in ``docs/events/``). One the bus
+  took but the alert topic did not is owed to the topic (:func:`owe`, at most :data:`MAX_OWED` kept).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -36,6 +38,7 @@ __all__ = [
     "EVENT_SOURCE",
     "EXPIRING_DETAIL_TYPE",
     "HEALTH_CHANGED_DETAIL_TYPE",
+    "MAX_OWED",
     "Alert",
     "Findings",
     "HealthDecision",
@@ -46,6 +49,9 @@ __all__ = [
     "decide",
     "health_changed",
     "marked",
+    "owe",
+    "owed_event",
+    "still_owed",
     "view",
 ]
 
@@ -190,9 +196,31 @@ def decide(
         rotated_at=before.rotated_at,
         announced=before.announced,
         alerts_sent=kept,
+        alerts_owed=before.alerts_owed,
     )
     changed = health_changed(health, previous=announced_state(before), expires_at=expires_at, now=now)
     return HealthDecision(health, changed, alert)
+
+
+MAX_OWED: Final = 8
+"""Alert topic messages owed at most (the newest kept): a topic that keeps failing does not grow the item."""
+
+
+def owe(event: HealthEvent, at: datetime) -> str:
+    """``event`` owed to the alert topic since ``at``, as ``alerts_owed`` keeps it (JSON, no secret in it)."""
+    owed = {"at": at.isoformat(), "detail_type": event.detail_type, "detail": event.detail, "subject": event.subject}
+    return json.dumps(owed, sort_keys=True)
+
+
+def owed_event(text: str) -> HealthEvent:
+    """The event :func:`owe` kept."""
+    owed = json.loads(text)
+    return HealthEvent(str(owed["detail_type"]), dict(owed["detail"]), str(owed["subject"]))
+
+
+def still_owed(owed: Iterable[str]) -> frozenset[str]:
+    """The :data:`MAX_OWED` newest of ``owed`` (the others are dropped: the topic has been failing for days)."""
+    return frozenset(sorted(owed, key=lambda text: str(json.loads(text)["at"]))[-MAX_OWED:])
 
 
 def announced_state(health: CredentialHealth | None) -> HealthState:

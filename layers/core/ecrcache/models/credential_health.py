@@ -61,7 +61,10 @@ class CredentialHealth(BaseModel):
     announced: HealthState | None = None
     """The state the last ``Credential Health Changed`` event announced (``None``: none yet)."""
     alerts_sent: frozenset[str] = frozenset()
-    """Expiry alerts sent, as ``<expires_at>#<threshold>``."""
+    """Expiry alerts sent (to the event bus), as ``<expires_at>#<threshold>``."""
+    alerts_owed: frozenset[str] = frozenset()
+    """Events the bus took but the alert topic did not, as JSON (``ecrcache.engine.credential_health.owe``): sent
+    again to the topic alone by the next check."""
 
 
 class HealthView(BaseModel):

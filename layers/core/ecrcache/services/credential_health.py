@@ -19,7 +19,11 @@ The state, expiry alerts and events are decided by :mod:`ecrcache.engine.credent
 written first (conditioned on no credential error having marked it meanwhile: then it is read and decided
 again), then the events are sent (``Credential Health Changed`` on a change, ``Credential Expiring`` at 14, 7,
 1 and 0 days), then what was delivered is recorded -- an event is sent at least once: a failure to record
-that it was sent sends it again the next day. A credential no longer desired loses its health item.
+that it was sent sends it again the next day. Delivery is recorded per channel: an event the bus took counts
+as sent even if the alert topic did not take it -- the topic is owed it (``alerts_owed``), and the next check
+sends it to the topic alone, never to the bus again. If a mark writes over the health between the two writes,
+what was delivered is still recorded (set operations on ``alerts_sent`` / ``alerts_owed``, ``announced`` while
+the state is the one announced). A credential no longer desired loses its health item.
 
 :class:`CredentialMarks` is the other way in, for the pull statistics and the warm worker: a credential error
 seen there marks the credential ``Invalid`` at once, with the evidence (one conditional write per credential
@@ -43,10 +47,13 @@ from ecrcache.engine.credential_health import (
     decide,
     health_changed,
     marked,
+    owe,
+    owed_event,
+    still_owed,
 )
 from ecrcache.engine.warm import bucket_key
 from ecrcache.engine.warm_pull import block_until
-from ecrcache.errors import EcrcacheError, RetryableError
+from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
 from ecrcache.models.credential_health import CredentialHealth, HealthState
 from ecrcache.models.upstream import default_rate_limit
@@ -161,8 +168,8 @@ class CredentialHealthService:
         else:
             raise RetryableError(f"the health of credential {name!r} is contended; try again", reason="Contended")
         delivered = self._announce(decision)
-        if delivered != decision.health:
-            self.store.save(delivered, seen=decision.health)  # False: a mark came in since; it announces itself
+        if delivered != decision.health and not self.store.save(delivered, seen=decision.health):
+            self._record_sent(decision.health, delivered)  # a mark came in since: keep what was delivered
         metrics.add_metric(name=f"Credential{delivered.state.value}", unit="Count", value=1)
         logger.info(
             "credential checked",
@@ -245,13 +252,37 @@ class CredentialHealthService:
     # -- recording and announcing -----------------------------------------------------------------
 
     def _announce(self, decision: HealthDecision) -> CredentialHealth:
-        """Send the decision's events; the health with what was delivered recorded."""
-        health = decision.health
-        if decision.changed is not None and _sent(self.notifier, decision.changed, health.credential):
-            health = health.model_copy(update={"announced": health.state})
-        if decision.alert is not None and _sent(self.notifier, decision.alert.event, health.credential):
-            health = health.model_copy(update={"alerts_sent": decision.alert.sent})
-        return health
+        """Send what the alert topic is owed, then the decision's events; the health with what was delivered
+        recorded (per channel: an event the bus took is sent, one the topic missed is owed to it)."""
+        health, now = decision.health, self.clock()
+        owed = {text for text in sorted(health.alerts_owed) if not _alerted(self.notifier, text, health.credential)}
+        if decision.changed is not None:
+            sent, missed = _deliver(self.notifier, decision.changed, health.credential, now)
+            health = health.model_copy(update={"announced": health.state}) if sent else health
+            owed |= missed
+        if decision.alert is not None:
+            sent, missed = _deliver(self.notifier, decision.alert.event, health.credential, now)
+            health = health.model_copy(update={"alerts_sent": decision.alert.sent}) if sent else health
+            owed |= missed
+        return health.model_copy(update={"alerts_owed": still_owed(owed)})
+
+    def _record_sent(self, decided: CredentialHealth, delivered: CredentialHealth) -> None:
+        """A mark wrote over the health after the events went out: record only what was delivered (set
+        operations, whatever the mark wrote), so that it is not sent again."""
+        try:
+            self.store.record_sent(
+                decided.credential,
+                sent=delivered.alerts_sent - decided.alerts_sent,
+                owed=delivered.alerts_owed - decided.alerts_owed,
+                done=decided.alerts_owed - delivered.alerts_owed,
+            )
+            if delivered.announced is not None and delivered.announced != decided.announced:
+                self.store.record_announced(decided.credential, delivered.announced)
+        except EcrcacheError as exc:
+            logger.warning(
+                "what was delivered could not be recorded; it is sent again next time",
+                extra={"credential": decided.credential, "error": exc.message},
+            )
 
     def _forget(self, name: str) -> None:
         try:
@@ -263,17 +294,43 @@ class CredentialHealthService:
             )
 
 
-def _sent(notifier: HealthNotifier, event: HealthEvent, credential: str) -> bool:
+def _deliver(
+    notifier: HealthNotifier, event: HealthEvent, credential: str, now: datetime
+) -> tuple[bool, frozenset[str]]:
+    """Publish ``event``: whether the bus took it, and what is owed to the alert topic (it did not take it)."""
     try:
         notifier.publish(event)
+    except AlertNotSent as exc:
+        metrics.add_metric(name="CredentialAlertsFailed", unit="Count", value=1)
+        logger.error(
+            "a credential health event went to the event bus, not to the alert topic; the topic gets it next time",
+            extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
+        )
+        return True, frozenset({owe(event, now)})
     except EcrcacheError as exc:
         metrics.add_metric(name="CredentialEventsFailed", unit="Count", value=1)
         logger.error(
             "a credential health event could not be sent; it is sent again next time",
             extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
         )
-        return False
+        return False, frozenset()
     logger.info("credential health event sent", extra={"credential": credential, "detail_type": event.detail_type})
+    return True, frozenset()
+
+
+def _alerted(notifier: HealthNotifier, owed: str, credential: str) -> bool:
+    """Send an event owed to the alert topic (to the topic alone); whether it took it."""
+    event = owed_event(owed)
+    try:
+        notifier.alert(event)
+    except EcrcacheError as exc:
+        metrics.add_metric(name="CredentialAlertsFailed", unit="Count", value=1)
+        logger.error(
+            "an event owed to the alert topic could not be sent; it is sent again next time",
+            extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
+        )
+        return False
+    logger.info("an owed alert was sent", extra={"credential": credential, "detail_type": event.detail_type})
     return True
 
 
@@ -311,10 +368,16 @@ class CredentialMarks:
     def announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
         """``Credential Health Changed`` if ``health`` (just written over ``before``) is not the state users last
         heard of; then record that they heard of it (best effort: an unrecorded one is announced again)."""
-        event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=self.clock())
-        if event is None or not _sent(self.notifier, event, health.credential):
+        now = self.clock()
+        event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=now)
+        if event is None:
+            return
+        sent, owed = _deliver(self.notifier, event, health.credential, now)
+        if not sent:
             return
         try:
+            if owed:
+                self.store.record_sent(health.credential, sent=frozenset(), owed=owed, done=frozenset())
             self.store.record_announced(health.credential, health.state)
         except EcrcacheError as exc:
             logger.warning(
