@@ -4,6 +4,7 @@ refuses marks the current token Invalid; a refused new token says nothing of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,9 @@ from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_rotation import SecretsManagerRotation
 from ecrcache.engine.credential_errors import CredentialError
 from ecrcache.errors import TerminalError
-from ecrcache.models.credential_health import HealthState
+from ecrcache.models.credential import UpstreamLogin
+from ecrcache.models.credential_health import CredentialHealth, HealthState
+from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
 from ecrcache.services.rotation import RotationService
 from ecrcache.services.rotation_health import ROTATED, RotationHealth
 from tests.functional.credential_health.support import TOKEN, HealthWorld
@@ -138,3 +141,52 @@ def test_the_health_failing_to_record_never_changes_the_rotation(world: HealthWo
     assert rotations.current_token() == NEW
     assert messages[-1].startswith("AWSCURRENT is the new version")
     assert world.store.health("hub") is None  # not recorded: the daily check will
+
+
+class _RotatedDuringProbe:
+    """The upstream, with a rotation happening while the check probes (the old token already revoked)."""
+
+    def __init__(self, world: HealthWorld, rotate: Callable[[], object]) -> None:
+        self.world, self.rotate = world, rotate
+
+    def probe(self, target: ProbeTarget, login: UpstreamLogin | None) -> ProbeResult:
+        self.rotate()
+        return self.world.upstream.probe(target, login)
+
+
+def test_a_check_racing_a_promotion_does_not_mark_the_new_token_invalid(world: HealthWorld) -> None:
+    world.service.check_all()
+    world.upstream.accepted.discard(TOKEN)  # revoked: the check's probe of it is refused
+    world.upstream.accepted.add(NEW)
+    world.validation.accepted.add(NEW)
+
+    def promote() -> None:  # AWSCURRENT moves to a new version between the check's read and its probe
+        world.sm.put_secret_value(SecretId=world.secret_arn, SecretString=value_of(NEW), VersionStages=["AWSCURRENT"])
+
+    world.service.probe = _RotatedDuringProbe(world, promote)
+    world.clock.days(1)
+    world.service.check_all()
+
+    health = world.health()
+    assert health.state is HealthState.UNKNOWN  # the check cannot tell; the next one sees the new token
+    assert health.message is not None and "AWSCURRENT moved while the check ran" in health.message
+    assert ("Healthy", "Invalid") not in _changes(world)
+
+
+def test_a_promotion_recorded_while_the_check_ran_wins_over_its_refusal(world: HealthWorld) -> None:
+    world.service.check_all()
+    world.upstream.accepted.discard(TOKEN)
+
+    def recorded() -> None:  # the rotation's health record lands between the check's read and its write
+        at = world.clock()
+        world.store.record_rotated(
+            CredentialHealth(credential="hub", state=HealthState.HEALTHY, checked_at=at, rotated_at=at, message=ROTATED)
+        )
+
+    world.service.probe = _RotatedDuringProbe(world, recorded)
+    world.clock.days(1)
+    world.service.check_all()
+
+    health = world.health()
+    assert (health.state, health.message) == (HealthState.HEALTHY, ROTATED)
+    assert ("Healthy", "Invalid") not in _changes(world)

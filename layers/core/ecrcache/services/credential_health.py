@@ -13,7 +13,11 @@ as the rotation function's ``testSecret`` / ``finishSecret`` check a new token
    reason, never ``Invalid``. What the probe did not spend is refunded, an overspend charged, a 429 blocks the
    bucket (for warming too) until the upstream's reset;
 3. ECR: ``ValidatePullThroughCacheRule`` of every rule using the secret in every Region the secret is in;
-   ECR's failure text is classified as the status engine classifies it.
+   ECR's failure text is classified as the status engine classifies it;
+4. a refusal: ``DescribeSecret`` again -- a rotation that promoted (or rolled back) while the check ran moved
+   ``AWSCURRENT``, one that began put ``AWSPENDING`` on a new version: the check may have tried a token no longer
+   current, and the refusals count as "cannot tell" (``Unknown``, or ``Invalid`` kept). A promotion recorded on
+   the health (``rotated_at``, :mod:`ecrcache.services.rotation_health`) after the check began wins as well.
 
 The state, expiry alerts and events are decided by :mod:`ecrcache.engine.credential_health`. The health is
 written first (conditioned on no credential error having marked it meanwhile: then it is read and decided
@@ -56,6 +60,7 @@ from ecrcache.engine.warm_pull import block_until
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
 from ecrcache.models.credential_health import CredentialHealth, HealthState
+from ecrcache.models.rotation import AWSCURRENT, AWSPENDING, SecretVersions
 from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
 from ecrcache.observability import logger, metrics
@@ -204,7 +209,24 @@ class CredentialHealthService:
         found.refused.extend(f"ECR refused {line}" for line in validation.refused)
         found.unsure.extend(validation.unsure)
         found.passed.append(validation.summary())
+        if found.refused:
+            self._rotated_meanwhile(versions, found)
         return found
+
+    def _rotated_meanwhile(self, versions: SecretVersions, found: _Found) -> None:
+        """A refusal of a token a rotation replaced (or rolled back) while the check ran says nothing of the current
+        one: read the secret again; if ``AWSCURRENT`` moved or a rotation began, the refusals cannot tell."""
+        try:
+            again = self.secrets.describe(versions.arn)
+        except EcrcacheError as exc:
+            logger.warning("the secret could not be read again after a refusal", extra={"error": exc.message})
+            return  # the refusal stands: most checks race nothing
+        moved = again.labelled(AWSCURRENT) != versions.labelled(AWSCURRENT)
+        began = again.labelled(AWSPENDING) not in (None, versions.labelled(AWSPENDING), again.labelled(AWSCURRENT))
+        if moved or began:
+            why = "AWSCURRENT moved" if moved else "a rotation began"
+            found.unsure.extend(f"{line} (not counted: {why} while the check ran)" for line in found.refused)
+            found.refused.clear()
 
     def _probe(self, name: str, spec: CredentialSpec, target: ProbeTarget, login: UpstreamLogin, found: _Found) -> None:
         """One probe, within the upstream's token bucket (deferred when it is empty or blocked)."""
