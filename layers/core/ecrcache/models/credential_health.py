@@ -5,7 +5,8 @@ expire within :data:`EXPIRING_WITHIN_DAYS` days; ``Expiring``: the same, but it 
 or ECR refused it (the daily check, or at once a pull-through cache action or a warm failing on the
 credential -- ``evidence`` says which); ``Unknown``: not checked yet, or the check could not tell (the upstream
 rate limiting or down, its token bucket empty, an AWS call failing). An ``Invalid`` credential stays so until a
-check passes: a check that cannot tell never clears it, and never makes a credential ``Invalid`` either.
+check passes or a rotation promotes a new token (validated): a check that cannot tell never clears it, and never
+makes a credential ``Invalid`` either. A credential error counts only if newer than the last check and rotation.
 
 No field ever holds a token: messages are built from status codes, ECR's failure text and names only.
 """
