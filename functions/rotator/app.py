@@ -5,7 +5,8 @@ Secrets Manager invokes the function synchronously, once per step (``createSecre
 ``testSecret``, ``finishSecret``), with ``{"Step", "SecretId", "ClientRequestToken", "RotationToken"}``
 (:class:`~ecrcache.models.rotation.RotationEvent`, parsed with Powertools' parser). A step that raises fails
 the rotation, which Secrets Manager records and retries; what each step does, and what stays ``AWSCURRENT``
-when one fails, is :mod:`ecrcache.services.rotation`'s. The answer is for logs and tests only: Secrets
+when one fails, is :mod:`ecrcache.services.rotation`'s; what an outcome records on the credential's health is
+:mod:`ecrcache.services.rotation_health`'s. The answer is for logs and tests only: Secrets
 Manager does not read it.
 """
 
@@ -18,8 +19,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.alert_topic import SnsAlerts
+from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.health_events import EventBridgeHealthNotifier
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_rotation import SecretsManagerRotation
 from ecrcache.adapters.upstream_auth import RegistryAuthProbe
@@ -27,6 +31,7 @@ from ecrcache.config import rotator_settings
 from ecrcache.models.rotation import RotationEvent
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.rotation import RotationService
+from ecrcache.services.rotation_health import RotationHealth
 
 settings = rotator_settings()
 _registries: dict[str, Boto3EcrRegistry] = {}
@@ -42,13 +47,25 @@ def registry(region: str) -> Boto3EcrRegistry:
 @cache
 def service() -> RotationService:
     """The service, built on first use (the handler tests put their own in its place)."""
+    secrets = SecretsManagerRotation()
+    # Each outcome is recorded on the credential's health at once (promoted: Healthy; the current token refused
+    # by a scheduled re-test: Invalid), and the change announced.
+    health = RotationHealth(
+        store=DynamoDbCredentialHealthStore(settings.table_name),
+        secrets=secrets,
+        notifier=EventBridgeHealthNotifier(
+            alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None
+        ),
+        clock=lambda: datetime.now(UTC),
+    )
     return RotationService(
-        secrets=SecretsManagerRotation(),
-        probe=RegistryAuthProbe(endpoints=settings.upstream_endpoints),
+        secrets=secrets,
+        probe=health.watching(RegistryAuthProbe(endpoints=settings.upstream_endpoints)),
         desired=DynamoDbStateStore(settings.table_name),
         records=DynamoDbRotationStore(settings.table_name),
         ecr=registry,
         clock=lambda: datetime.now(UTC),
+        health=health,
     )
 
 

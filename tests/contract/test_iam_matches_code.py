@@ -128,11 +128,13 @@ READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secre
 # using the secret -- its service types ECR as ecrcache.ports.EcrRuleChecker (rules() and validate_rule() only).
 # The health check reads the secret (SecretsManagerRotation typed as ecrcache.ports.CredentialSecrets: describe and
 # current_value only) and, like the rotator, the desired state and ECR's rules; the pull statistics and the warm
-# worker only mark credentials Invalid (CredentialMarks: mark_invalid and record_announced, both UpdateItem).
+# worker only mark credentials Invalid (CredentialMarks: mark_invalid and record_announced, both UpdateItem); the
+# rotator records its outcomes on the health (RotationHealth: record_rotated, mark_invalid, record_announced).
 CALLED_ONLY = {
     "RotatorFunction": {
         "dynamodb_store": {"GetItem", "Query"},
         "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},
+        "credential_health_store": {"UpdateItem"},
     },
     "CredentialHealthFunction": {
         "dynamodb_store": {"GetItem", "Query"},

@@ -345,3 +345,16 @@ def test_state_table_is_retained_recoverable_encrypted_and_streamed() -> None:
     assert properties["SSESpecification"] == {"SSEEnabled": True}
     assert properties["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+# Alarms the credential health work added (issue 12): each notifies the alert topic. (The older DLQ alarms are
+# routed there by issue 13.)
+HEALTH_ALARMS = ("CredentialHealthDlqAlarm",)
+
+
+@pytest.mark.parametrize("logical_id", HEALTH_ALARMS)
+def test_credential_health_alarms_notify_the_alert_topic(logical_id: str) -> None:
+    # GIVEN the alarm WHEN its actions are read THEN it goes into ALARM on the alert topic (the topic's ARN: Ref)
+    alarm = resources("AWS::CloudWatch::Alarm")[logical_id]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert resources("AWS::SNS::Topic")["AlertTopic"]

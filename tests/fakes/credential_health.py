@@ -23,7 +23,9 @@ class MemoryCredentialHealthStore:
     def save(self, health: CredentialHealth, *, seen: CredentialHealth | None) -> bool:
         self._maybe_fail("save")
         current = self.items.get(health.credential)
-        if (current is None) != (seen is None) or (current and seen and current.marked_at != seen.marked_at):
+        if (current is None) != (seen is None) or (
+            current and seen and (current.marked_at, current.rotated_at) != (seen.marked_at, seen.rotated_at)
+        ):
             return False
         self.items[health.credential] = health
         return True
@@ -32,13 +34,37 @@ class MemoryCredentialHealthStore:
         self._maybe_fail("mark_invalid")
         current = self.items.get(health.credential)
         assert health.marked_at is not None
-        if current is not None and current.marked_at is not None and current.marked_at >= health.marked_at:
+        if current is not None and any(
+            known is not None and known >= health.marked_at
+            for known in (current.marked_at, current.checked_at, current.rotated_at)
+        ):
             return None
         before = current or CredentialHealth(credential=health.credential)
         self.items[health.credential] = before.model_copy(
             update={k: getattr(health, k) for k in ("state", "checked_at", "marked_at", "message", "evidence")}
         )
         return before
+
+    def record_rotated(self, health: CredentialHealth) -> CredentialHealth | None:
+        self._maybe_fail("record_rotated")
+        current = self.items.get(health.credential)
+        assert health.rotated_at is not None
+        if current is not None and current.marked_at is not None and current.marked_at >= health.rotated_at:
+            return None
+        before = current or CredentialHealth(credential=health.credential)
+        self.items[health.credential] = before.model_copy(
+            update={k: getattr(health, k) for k in ("state", "checked_at", "rotated_at", "message")}
+            | {"marked_at": None, "evidence": None}
+        )
+        return before
+
+    def record_sent(self, credential: str, *, sent: frozenset[str], owed: frozenset[str], done: frozenset[str]) -> None:
+        self._maybe_fail("record_sent")
+        current = self.items.get(credential)
+        if current is not None:
+            self.items[credential] = current.model_copy(
+                update={"alerts_sent": current.alerts_sent | sent, "alerts_owed": (current.alerts_owed | owed) - done}
+            )
 
     def record_announced(self, credential: str, state: HealthState) -> None:
         self._maybe_fail("record_announced")
@@ -59,9 +85,15 @@ class MemoryCredentialHealthStore:
 class RecordingNotifier:
     def __init__(self) -> None:
         self.sent: list[HealthEvent] = []
+        self.alerted: list[HealthEvent] = []
         self.fail: EcrcacheError | None = None
 
     def publish(self, event: HealthEvent) -> None:
         if self.fail is not None:
             raise self.fail
         self.sent.append(event)
+
+    def alert(self, event: HealthEvent) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.alerted.append(event)

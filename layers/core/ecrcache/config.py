@@ -163,9 +163,9 @@ def warm_worker_settings() -> WarmWorkerSettings:
     return WarmWorkerSettings.from_env()
 
 
-class RotatorSettings(TableSettings, UpstreamEndpointsSettings):
+class RotatorSettings(TableSettings, UpstreamEndpointsSettings, AlertSettings):
     """Environment of ``functions/rotator`` (the upstream endpoints: its probe signs in at the local registries
-    in the local stack)."""
+    in the local stack; the alert topic: a rotation's outcome changes the credential's health, announced)."""
 
 
 @cache

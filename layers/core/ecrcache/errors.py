@@ -86,6 +86,13 @@ class RetryableError(EcrcacheError):
     status = 503
 
 
+class AlertNotSent(RetryableError):
+    """A credential health event the event bus took, but the alert topic did not: it is owed to the topic (sent
+    again by the next check), never sent to the bus again."""
+
+    code = "AlertNotSent"
+
+
 class TerminalError(EcrcacheError):
     """A failure that will not clear without a change of input or permissions."""
 

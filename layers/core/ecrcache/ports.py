@@ -669,6 +669,16 @@ class CredentialHealthStore(CredentialHealthReader, Protocol):
         as it was before (a default one if there was none), ``None`` when a newer mark is recorded."""
         ...
 
+    def record_rotated(self, health: CredentialHealth) -> CredentialHealth | None:
+        """A rotation promoted a validated token (``health.rotated_at``): the health as it was before, ``None``
+        when a credential error newer than the promotion is recorded (it stands)."""
+        ...
+
+    def record_sent(self, credential: str, *, sent: frozenset[str], owed: frozenset[str], done: frozenset[str]) -> None:
+        """Add ``sent`` to ``alerts_sent`` and ``owed`` to ``alerts_owed``, take ``done`` off it, whatever else
+        changed (the health was written over by a mark since the events were sent)."""
+        ...
+
     def record_announced(self, credential: str, state: HealthState) -> None:
         """``state`` was announced (while it is still the credential's state)."""
         ...
@@ -680,5 +690,10 @@ class HealthNotifier(Protocol):
     """Sends health events to the default bus (``source: ecrcache``) and the alert topic."""
 
     def publish(self, event: HealthEvent) -> None:
-        """Deliver ``event``; raises :class:`~ecrcache.errors.EcrcacheError` when it could not be."""
+        """Deliver ``event`` to the bus, then the topic; raises :class:`~ecrcache.errors.AlertNotSent` when only the
+        topic did not take it, another :class:`~ecrcache.errors.EcrcacheError` when the bus did not."""
+        ...
+
+    def alert(self, event: HealthEvent) -> None:
+        """Deliver ``event`` to the alert topic only (one owed to it); raises when it could not be."""
         ...

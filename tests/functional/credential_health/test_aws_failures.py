@@ -121,7 +121,7 @@ def test_an_entry_eventbridge_did_not_take_counts_as_not_sent(
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-def test_an_alert_the_topic_refused_is_sent_again(
+def test_an_alert_the_topic_refused_is_sent_again_to_the_topic_alone(
     world: HealthWorld, monkeypatch: pytest.MonkeyPatch, failure: tuple[str, int]
 ) -> None:
     world.expire_in(3)
@@ -129,13 +129,22 @@ def test_an_alert_the_topic_refused_is_sent_again(
     with monkeypatch.context() as patch:
         patch.setattr(sns, "publish", failing(sns.publish, always, *failure))
         world.service.check_all()
-    assert world.health().alerts_sent == frozenset()
+    # the bus took both events: they count as sent there; the topic is owed them
+    assert world.detail_types() == ["Credential Health Changed", "Credential Expiring"]
+    assert world.health().alerts_sent != frozenset()
+    assert len(world.health().alerts_owed) == 2
+    assert world.alerts() == []
 
     world.clock.days(1)
     world.service.check_all()
 
-    assert world.health().alerts_sent != frozenset()
-    assert sum("expires in" in alert["Subject"] for alert in world.alerts()) == 1
+    assert world.detail_types() == ["Credential Health Changed", "Credential Expiring"]  # not again on the bus
+    subjects = sorted(alert["Subject"] for alert in world.alerts())
+    assert subjects == [
+        "ecrcache: credential hub expires in 3 day(s)",
+        "ecrcache: credential hub is Expiring (was Unknown)",
+    ]
+    assert world.health().alerts_owed == frozenset()  # sent once: not owed any more
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -146,3 +155,24 @@ def test_a_mark_that_cannot_be_written_is_logged_never_raised(
 
     assert world.marks.mark([CredentialError("hub", "m", "e", world.clock())]) == 0
     assert world.store.health("hub") is None
+
+
+def test_a_marks_announcement_the_topic_refused_is_owed_to_the_topic(
+    world: HealthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.service.check_all()
+    sns = world.service.notifier.alerts.client  # type: ignore[attr-defined]
+    with monkeypatch.context() as patch:
+        patch.setattr(sns, "publish", failing(sns.publish, always, "ThrottlingException", 400))
+        world.marks.mark([CredentialError("hub", "m", "e", world.clock())])
+    assert world.health().announced is HealthState.INVALID  # the bus took it
+    assert len(world.health().alerts_owed) == 1
+    changed = world.detail_types().count("Credential Health Changed")
+
+    world.clock.days(1)
+    world.upstream.accepted.clear()  # still refused: Invalid, nothing new to announce
+    world.service.check_all()
+
+    assert world.detail_types().count("Credential Health Changed") == changed
+    assert [a["Subject"] for a in world.alerts()][-1] == "ecrcache: credential hub is Invalid (was Healthy)"
+    assert world.health().alerts_owed == frozenset()

@@ -9,6 +9,7 @@ import pytest
 
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.engine.credential_errors import CredentialError
+from ecrcache.engine.credential_health import HealthEvent
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
@@ -105,3 +106,79 @@ def test_a_failed_pull_through_on_the_credential_marks_it_through_the_pull_stati
     assert health.evidence is not None and "UpstreamAccessDenied: 401 from the upstream" in health.evidence
     assert sum("marked_at" in w for w in writes) == 1  # one conditional write for the credential, not per event
     assert [e["detail"]["state"] for e in world.events()] == ["Invalid"]
+
+
+def test_a_late_failure_from_before_a_passing_check_marks_nothing(world: HealthWorld) -> None:
+    """The token was revoked, pulls failed, the operator fixed it and the check passed; a failure from before
+    the check (SQS redelivering it, a warm finishing late) must not mark the working credential Invalid."""
+    revoked_at = world.clock()
+    world.marks.mark([CredentialError("hub", "m", "before the fix", revoked_at)])
+    world.clock.now += timedelta(minutes=10)
+    world.service.check_all()
+    assert world.health().state is HealthState.HEALTHY
+    before = len(world.events())
+
+    late = CredentialError("hub", "m", "redelivered, from before the check", revoked_at + timedelta(minutes=5))
+    world.marks.mark([late])
+
+    health = world.health()
+    assert health.state is HealthState.HEALTHY
+    assert health.evidence is None
+    assert len(world.events()) == before  # no "Credential Health Changed" to Invalid
+
+
+def test_a_failure_newer_than_the_passing_check_still_marks(world: HealthWorld) -> None:
+    world.service.check_all()
+    world.marks.mark([CredentialError("hub", "m", "after the check", world.clock() + timedelta(seconds=1))])
+    assert world.health().state is HealthState.INVALID
+
+
+def test_a_redelivered_pull_through_failure_is_judged_by_its_event_time(world: HealthWorld) -> None:
+    """The pull statistics mark with the cache action's own time, not the time the batch is processed."""
+    from aws_lambda_powertools.utilities.parser.models import SqsModel
+
+    world.desired.put_rule(
+        "docker-hub", RuleSpec.model_validate({"upstream_kind": "docker-hub", "credential": "hub"}), actor=ALICE
+    )
+    failed_at = world.clock()
+    world.clock.now += timedelta(minutes=10)
+    world.service.check_all()  # passes after the failure
+    before = len(world.events())
+    failed = action_body("e-denied", status="FAILED", at=failed_at)
+    failed["detail"] |= {"failure-code": "UpstreamAccessDenied", "failure-reason": "401 from the upstream"}
+    pulls = PullStatsService(
+        DynamoDbPullStatsStore(world.table, world.dynamodb), stack_region=REGION, marks=world.marks, clock=world.clock
+    )
+
+    pulls.record(SqsModel.model_validate(sqs_batch(failed)).Records)
+
+    assert world.health().state is HealthState.HEALTHY
+    assert len(world.events()) == before
+
+
+def test_a_mark_landing_between_the_events_and_their_record_keeps_what_was_sent(world: HealthWorld) -> None:
+    """The check writes its health, sends the expiry alert, then records it as sent: a mark in between makes
+    that second write conflict; the alert is still recorded as sent (not sent again the next day)."""
+    world.expire_in(3)
+    notifier = world.service.notifier
+
+    class MarkedWhileSending:
+        def publish(self, event: HealthEvent) -> None:
+            notifier.publish(event)
+            if event.detail_type == "Credential Expiring":
+                world.marks.mark([_error(world, "seen while the alert went out")])
+
+        def alert(self, event: HealthEvent) -> None:
+            notifier.alert(event)
+
+    world.service.notifier = MarkedWhileSending()
+    world.service.check_all()
+
+    health = world.health()
+    assert health.evidence == "seen while the alert went out"  # the mark stands
+    assert health.alerts_sent != frozenset()  # and the alert is recorded as sent
+    world.service.notifier = notifier
+    world.clock.days(1)
+    world.service.check_all()
+    assert world.detail_types().count("Credential Expiring") == 1
+    assert sum("expires in" in alert["Subject"] for alert in world.alerts()) == 1

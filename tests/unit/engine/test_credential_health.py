@@ -9,12 +9,17 @@ import pytest
 from ecrcache.engine.credential_health import (
     EXPIRING_DETAIL_TYPE,
     HEALTH_CHANGED_DETAIL_TYPE,
+    MAX_OWED,
     Findings,
     HealthDecision,
+    HealthEvent,
     alert_due,
     days_to_expiry,
     decide,
     marked,
+    owe,
+    owed_event,
+    still_owed,
     view,
 )
 from ecrcache.models.credential_health import CredentialHealth, HealthState
@@ -232,3 +237,12 @@ def test_the_view_shows_the_stored_health() -> None:
     shown = view(health, expires_at=None, now=NOW)
     assert (shown.state, shown.checked_at, shown.message) == (HealthState.INVALID, NOW, health.message)
     assert shown.evidence == health.evidence
+
+
+def test_an_owed_event_comes_back_as_it_was_and_only_the_newest_are_kept() -> None:
+    event = HealthEvent("Credential Expiring", {"credential": "hub", "threshold": 7}, "ecrcache: credential hub")
+    start = datetime(2027, 3, 1, tzinfo=UTC)
+    owed = [owe(event, start + timedelta(days=day)) for day in range(MAX_OWED + 3)]
+
+    assert owed_event(owed[0]) == event
+    assert still_owed(owed) == frozenset(owed[3:])

@@ -1,6 +1,6 @@
 """The stack's alert topic (``AlertTopic``): one SNS ``Publish`` per credential health event, e-mail-ready.
 
-``Subject`` is the event's one-line summary (SNS API reference, "Publish": at most 100 printable ASCII
+``Subject`` is the event's one-line summary (SNS API reference, "Publish": printable ASCII, fewer than 100
 characters), ``Message`` the event's detail-type and detail as indented JSON, which an e-mail subscription
 shows as is. botocore's adaptive retries cover throttling and 5xx (``RETRY_CONFIG``); what still fails is
 raised, classified. No message holds a token.
@@ -19,8 +19,9 @@ from ecrcache.engine.credential_health import HealthEvent
 
 __all__ = ["SnsAlerts"]
 
-SUBJECT_MAX: Final = 100
-"""SNS ``Subject``: at most 100 printable ASCII characters (SNS API reference, "Publish")."""
+SUBJECT_MAX: Final = 99
+"""SNS ``Subject``: "no line breaks or control characters, and less than 100 characters long" (SNS API
+reference, "Publish", ``Subject`` constraints): at most 99."""
 
 
 def _subject(text: str) -> str:

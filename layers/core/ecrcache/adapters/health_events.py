@@ -4,7 +4,10 @@ Each event is one ``PutEvents`` entry (``Source: ecrcache``, ``DetailType`` ``Cr
 ``Credential Expiring``; the schemas are in ``docs/events/``). ``PutEvents`` answers 200 with
 ``FailedEntryCount`` for entries it did not take (EventBridge API reference, "PutEvents": check
 ``FailedEntryCount`` and resend the entries that failed): such an entry is an error here like a failed call.
-botocore's adaptive retries cover throttling and 5xx first (``RETRY_CONFIG``). No event ever holds a token:
+botocore's adaptive retries cover throttling and 5xx first (``RETRY_CONFIG``). Each channel's delivery is
+told apart: the topic failing after the bus took the event raises :class:`~ecrcache.errors.AlertNotSent` (the
+service records the event as sent and owes it to the topic only); :meth:`~EventBridgeHealthNotifier.alert`
+sends an owed one to the topic alone. No event ever holds a token:
 the details are names, states, dates and the failure texts the check recorded.
 """
 
@@ -19,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecrcache.adapters.alert_topic import SnsAlerts
 from ecrcache.adapters.aws import RETRY_CONFIG, classify
 from ecrcache.engine.credential_health import EVENT_SOURCE, HealthEvent
-from ecrcache.errors import RetryableError
+from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -53,5 +56,14 @@ class EventBridgeHealthNotifier:
             raise RetryableError(
                 f"EventBridge PutEvents did not take the event ({', '.join(codes)})", reason="PutEvents"
             )
+        if self.alerts is not None:
+            try:
+                self.alerts.send(event)
+            except EcrcacheError as exc:  # the bus took it: only the topic owes it
+                raise AlertNotSent(
+                    f"the alert topic did not take the event ({exc.message})", reason=exc.reason
+                ) from exc
+
+    def alert(self, event: HealthEvent) -> None:
         if self.alerts is not None:
             self.alerts.send(event)

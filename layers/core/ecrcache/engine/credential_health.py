@@ -8,16 +8,19 @@ Pure: the service (:mod:`ecrcache.services.credential_health`) gathers the findi
   limit, outage, budget empty, an AWS call failing) -> ``Unknown`` -- except that a credential already
   ``Invalid`` stays so (only a passing check clears it); else ``Expiring`` within
   :data:`~ecrcache.models.credential_health.EXPIRING_WITHIN_DAYS` days of ``expires_at``, else ``Healthy``. A
-  credential error seen elsewhere after the check began wins over the check's pass (newer evidence).
+  credential error seen elsewhere after the check began wins over the check's pass (newer evidence); a rotation
+  promoted after the check began wins over the check's findings (it may have tried the token replaced).
 * **Expiry alerts** (:func:`alert_due`): at 14, 7, 1 and 0 days before ``expires_at`` (UTC days), each once per
   ``expires_at``; a check that finds several thresholds crossed at once (a credential created 5 days before its
   expiry) sends the most urgent one and counts the others as sent.
 * **Events** (:func:`health_changed`, :func:`expiring`): the ``detail`` of ``Credential Health Changed`` and
-  ``Credential Expiring`` on the default bus (``source: ecrcache``; schemas in ``docs/events/``).
+  ``Credential Expiring`` on the default bus (``source: ecrcache``; schemas in ``docs/events/``). One the bus
+  took but the alert topic did not is owed to the topic (:func:`owe`, at most :data:`MAX_OWED` kept).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,6 +38,7 @@ __all__ = [
     "EVENT_SOURCE",
     "EXPIRING_DETAIL_TYPE",
     "HEALTH_CHANGED_DETAIL_TYPE",
+    "MAX_OWED",
     "Alert",
     "Findings",
     "HealthDecision",
@@ -45,6 +49,9 @@ __all__ = [
     "decide",
     "health_changed",
     "marked",
+    "owe",
+    "owed_event",
+    "still_owed",
     "view",
 ]
 
@@ -144,6 +151,9 @@ def _state(
     previous: CredentialHealth, found: Findings, days: int | None
 ) -> tuple[HealthState, str | None, str | None, datetime | None]:
     """``(state, message, evidence, marked_at)`` the findings come to."""
+    if previous.rotated_at is not None and previous.rotated_at >= found.started_at:
+        # A rotation promoted a new token while the check ran: the check may have tried the old one.
+        return previous.state, previous.message, previous.evidence, previous.marked_at
     if found.refused:
         refused = "; ".join(found.refused)
         return HealthState.INVALID, refused, f"health check at {found.started_at.isoformat()}: {refused}", None
@@ -183,11 +193,34 @@ def decide(
         evidence=_cut(evidence),
         expires_at=expires_at,
         marked_at=marked_at,
+        rotated_at=before.rotated_at,
         announced=before.announced,
         alerts_sent=kept,
+        alerts_owed=before.alerts_owed,
     )
     changed = health_changed(health, previous=announced_state(before), expires_at=expires_at, now=now)
     return HealthDecision(health, changed, alert)
+
+
+MAX_OWED: Final = 8
+"""Alert topic messages owed at most (the newest kept): a topic that keeps failing does not grow the item."""
+
+
+def owe(event: HealthEvent, at: datetime) -> str:
+    """``event`` owed to the alert topic since ``at``, as ``alerts_owed`` keeps it (JSON, no secret in it)."""
+    owed = {"at": at.isoformat(), "detail_type": event.detail_type, "detail": event.detail, "subject": event.subject}
+    return json.dumps(owed, sort_keys=True)
+
+
+def owed_event(text: str) -> HealthEvent:
+    """The event :func:`owe` kept."""
+    owed = json.loads(text)
+    return HealthEvent(str(owed["detail_type"]), dict(owed["detail"]), str(owed["subject"]))
+
+
+def still_owed(owed: Iterable[str]) -> frozenset[str]:
+    """The :data:`MAX_OWED` newest of ``owed`` (the others are dropped: the topic has been failing for days)."""
+    return frozenset(sorted(owed, key=lambda text: str(json.loads(text)["at"]))[-MAX_OWED:])
 
 
 def announced_state(health: CredentialHealth | None) -> HealthState:

@@ -5,7 +5,8 @@ expire within :data:`EXPIRING_WITHIN_DAYS` days; ``Expiring``: the same, but it 
 or ECR refused it (the daily check, or at once a pull-through cache action or a warm failing on the
 credential -- ``evidence`` says which); ``Unknown``: not checked yet, or the check could not tell (the upstream
 rate limiting or down, its token bucket empty, an AWS call failing). An ``Invalid`` credential stays so until a
-check passes: a check that cannot tell never clears it, and never makes a credential ``Invalid`` either.
+check passes or a rotation promotes a new token (validated): a check that cannot tell never clears it, and never
+makes a credential ``Invalid`` either. A credential error counts only if newer than the last check and rotation.
 
 No field ever holds a token: messages are built from status codes, ECR's failure text and names only.
 """
@@ -55,10 +56,16 @@ class CredentialHealth(BaseModel):
     """The ``expires_at`` the last check knew (the events of a mark made elsewhere carry it)."""
     marked_at: datetime | None = None
     """When a credential error seen elsewhere last marked it ``Invalid`` (cleared by a passing check)."""
+    rotated_at: datetime | None = None
+    """When a rotation last promoted a new token (validated upstream and in ECR): a credential error older than
+    this is about a token no longer current, and marks nothing."""
     announced: HealthState | None = None
     """The state the last ``Credential Health Changed`` event announced (``None``: none yet)."""
     alerts_sent: frozenset[str] = frozenset()
-    """Expiry alerts sent, as ``<expires_at>#<threshold>``."""
+    """Expiry alerts sent (to the event bus), as ``<expires_at>#<threshold>``."""
+    alerts_owed: frozenset[str] = frozenset()
+    """Events the bus took but the alert topic did not, as JSON (``ecrcache.engine.credential_health.owe``): sent
+    again to the topic alone by the next check."""
 
 
 class HealthView(BaseModel):

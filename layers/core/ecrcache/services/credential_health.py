@@ -13,13 +13,21 @@ as the rotation function's ``testSecret`` / ``finishSecret`` check a new token
    reason, never ``Invalid``. What the probe did not spend is refunded, an overspend charged, a 429 blocks the
    bucket (for warming too) until the upstream's reset;
 3. ECR: ``ValidatePullThroughCacheRule`` of every rule using the secret in every Region the secret is in;
-   ECR's failure text is classified as the status engine classifies it.
+   ECR's failure text is classified as the status engine classifies it;
+4. a refusal: ``DescribeSecret`` again -- a rotation that promoted (or rolled back) while the check ran moved
+   ``AWSCURRENT``, one that began put ``AWSPENDING`` on a new version: the check may have tried a token no longer
+   current, and the refusals count as "cannot tell" (``Unknown``, or ``Invalid`` kept). A promotion recorded on
+   the health (``rotated_at``, :mod:`ecrcache.services.rotation_health`) after the check began wins as well.
 
 The state, expiry alerts and events are decided by :mod:`ecrcache.engine.credential_health`. The health is
 written first (conditioned on no credential error having marked it meanwhile: then it is read and decided
 again), then the events are sent (``Credential Health Changed`` on a change, ``Credential Expiring`` at 14, 7,
 1 and 0 days), then what was delivered is recorded -- an event is sent at least once: a failure to record
-that it was sent sends it again the next day. A credential no longer desired loses its health item.
+that it was sent sends it again the next day. Delivery is recorded per channel: an event the bus took counts
+as sent even if the alert topic did not take it -- the topic is owed it (``alerts_owed``), and the next check
+sends it to the topic alone, never to the bus again. If a mark writes over the health between the two writes,
+what was delivered is still recorded (set operations on ``alerts_sent`` / ``alerts_owed``, ``announced`` while
+the state is the one announced). A credential no longer desired loses its health item.
 
 :class:`CredentialMarks` is the other way in, for the pull statistics and the warm worker: a credential error
 seen there marks the credential ``Invalid`` at once, with the evidence (one conditional write per credential
@@ -43,12 +51,16 @@ from ecrcache.engine.credential_health import (
     decide,
     health_changed,
     marked,
+    owe,
+    owed_event,
+    still_owed,
 )
 from ecrcache.engine.warm import bucket_key
 from ecrcache.engine.warm_pull import block_until
-from ecrcache.errors import EcrcacheError, RetryableError
+from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
 from ecrcache.models.credential_health import CredentialHealth, HealthState
+from ecrcache.models.rotation import AWSCURRENT, AWSPENDING, SecretVersions
 from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
 from ecrcache.observability import logger, metrics
@@ -161,8 +173,8 @@ class CredentialHealthService:
         else:
             raise RetryableError(f"the health of credential {name!r} is contended; try again", reason="Contended")
         delivered = self._announce(decision)
-        if delivered != decision.health:
-            self.store.save(delivered, seen=decision.health)  # False: a mark came in since; it announces itself
+        if delivered != decision.health and not self.store.save(delivered, seen=decision.health):
+            self._record_sent(decision.health, delivered)  # a mark came in since: keep what was delivered
         metrics.add_metric(name=f"Credential{delivered.state.value}", unit="Count", value=1)
         logger.info(
             "credential checked",
@@ -197,7 +209,24 @@ class CredentialHealthService:
         found.refused.extend(f"ECR refused {line}" for line in validation.refused)
         found.unsure.extend(validation.unsure)
         found.passed.append(validation.summary())
+        if found.refused:
+            self._rotated_meanwhile(versions, found)
         return found
+
+    def _rotated_meanwhile(self, versions: SecretVersions, found: _Found) -> None:
+        """A refusal of a token a rotation replaced (or rolled back) while the check ran says nothing of the current
+        one: read the secret again; if ``AWSCURRENT`` moved or a rotation began, the refusals cannot tell."""
+        try:
+            again = self.secrets.describe(versions.arn)
+        except EcrcacheError as exc:
+            logger.warning("the secret could not be read again after a refusal", extra={"error": exc.message})
+            return  # the refusal stands: most checks race nothing
+        moved = again.labelled(AWSCURRENT) != versions.labelled(AWSCURRENT)
+        began = again.labelled(AWSPENDING) not in (None, versions.labelled(AWSPENDING), again.labelled(AWSCURRENT))
+        if moved or began:
+            why = "AWSCURRENT moved" if moved else "a rotation began"
+            found.unsure.extend(f"{line} (not counted: {why} while the check ran)" for line in found.refused)
+            found.refused.clear()
 
     def _probe(self, name: str, spec: CredentialSpec, target: ProbeTarget, login: UpstreamLogin, found: _Found) -> None:
         """One probe, within the upstream's token bucket (deferred when it is empty or blocked)."""
@@ -245,13 +274,37 @@ class CredentialHealthService:
     # -- recording and announcing -----------------------------------------------------------------
 
     def _announce(self, decision: HealthDecision) -> CredentialHealth:
-        """Send the decision's events; the health with what was delivered recorded."""
-        health = decision.health
-        if decision.changed is not None and _sent(self.notifier, decision.changed, health.credential):
-            health = health.model_copy(update={"announced": health.state})
-        if decision.alert is not None and _sent(self.notifier, decision.alert.event, health.credential):
-            health = health.model_copy(update={"alerts_sent": decision.alert.sent})
-        return health
+        """Send what the alert topic is owed, then the decision's events; the health with what was delivered
+        recorded (per channel: an event the bus took is sent, one the topic missed is owed to it)."""
+        health, now = decision.health, self.clock()
+        owed = {text for text in sorted(health.alerts_owed) if not _alerted(self.notifier, text, health.credential)}
+        if decision.changed is not None:
+            sent, missed = _deliver(self.notifier, decision.changed, health.credential, now)
+            health = health.model_copy(update={"announced": health.state}) if sent else health
+            owed |= missed
+        if decision.alert is not None:
+            sent, missed = _deliver(self.notifier, decision.alert.event, health.credential, now)
+            health = health.model_copy(update={"alerts_sent": decision.alert.sent}) if sent else health
+            owed |= missed
+        return health.model_copy(update={"alerts_owed": still_owed(owed)})
+
+    def _record_sent(self, decided: CredentialHealth, delivered: CredentialHealth) -> None:
+        """A mark wrote over the health after the events went out: record only what was delivered (set
+        operations, whatever the mark wrote), so that it is not sent again."""
+        try:
+            self.store.record_sent(
+                decided.credential,
+                sent=delivered.alerts_sent - decided.alerts_sent,
+                owed=delivered.alerts_owed - decided.alerts_owed,
+                done=decided.alerts_owed - delivered.alerts_owed,
+            )
+            if delivered.announced is not None and delivered.announced != decided.announced:
+                self.store.record_announced(decided.credential, delivered.announced)
+        except EcrcacheError as exc:
+            logger.warning(
+                "what was delivered could not be recorded; it is sent again next time",
+                extra={"credential": decided.credential, "error": exc.message},
+            )
 
     def _forget(self, name: str) -> None:
         try:
@@ -263,17 +316,43 @@ class CredentialHealthService:
             )
 
 
-def _sent(notifier: HealthNotifier, event: HealthEvent, credential: str) -> bool:
+def _deliver(
+    notifier: HealthNotifier, event: HealthEvent, credential: str, now: datetime
+) -> tuple[bool, frozenset[str]]:
+    """Publish ``event``: whether the bus took it, and what is owed to the alert topic (it did not take it)."""
     try:
         notifier.publish(event)
+    except AlertNotSent as exc:
+        metrics.add_metric(name="CredentialAlertsFailed", unit="Count", value=1)
+        logger.error(
+            "a credential health event went to the event bus, not to the alert topic; the topic gets it next time",
+            extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
+        )
+        return True, frozenset({owe(event, now)})
     except EcrcacheError as exc:
         metrics.add_metric(name="CredentialEventsFailed", unit="Count", value=1)
         logger.error(
             "a credential health event could not be sent; it is sent again next time",
             extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
         )
-        return False
+        return False, frozenset()
     logger.info("credential health event sent", extra={"credential": credential, "detail_type": event.detail_type})
+    return True, frozenset()
+
+
+def _alerted(notifier: HealthNotifier, owed: str, credential: str) -> bool:
+    """Send an event owed to the alert topic (to the topic alone); whether it took it."""
+    event = owed_event(owed)
+    try:
+        notifier.alert(event)
+    except EcrcacheError as exc:
+        metrics.add_metric(name="CredentialAlertsFailed", unit="Count", value=1)
+        logger.error(
+            "an event owed to the alert topic could not be sent; it is sent again next time",
+            extra={"credential": credential, "detail_type": event.detail_type, "error": exc.message},
+        )
+        return False
+    logger.info("an owed alert was sent", extra={"credential": credential, "detail_type": event.detail_type})
     return True
 
 
@@ -304,16 +383,24 @@ class CredentialMarks:
             count += 1
             logger.warning("credential marked Invalid", extra={"credential": credential, "evidence": error.evidence})
             metrics.add_metric(name="CredentialMarkedInvalid", unit="Count", value=1)
-            if before is not None and announced_state(before) is not HealthState.INVALID:
-                self._announce(health, before)
+            if before is not None:
+                self.announce(health, before)
         return count
 
-    def _announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
-        event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=self.clock())
-        if event is None or not _sent(self.notifier, event, health.credential):
+    def announce(self, health: CredentialHealth, before: CredentialHealth) -> None:
+        """``Credential Health Changed`` if ``health`` (just written over ``before``) is not the state users last
+        heard of; then record that they heard of it (best effort: an unrecorded one is announced again)."""
+        now = self.clock()
+        event = health_changed(health, previous=announced_state(before), expires_at=before.expires_at, now=now)
+        if event is None:
+            return
+        sent, owed = _deliver(self.notifier, event, health.credential, now)
+        if not sent:
             return
         try:
-            self.store.record_announced(health.credential, HealthState.INVALID)
+            if owed:
+                self.store.record_sent(health.credential, sent=frozenset(), owed=owed, done=frozenset())
+            self.store.record_announced(health.credential, health.state)
         except EcrcacheError as exc:
             logger.warning(
                 "an announced state could not be recorded",

@@ -91,6 +91,7 @@ from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
 from ecrcache.observability import logger, metrics
 from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
 from ecrcache.services.credential_checks import NoProbeTarget, RuleValidation, probe_targets, refusal, validate_rules
+from ecrcache.services.rotation_health import RotationHealth
 
 __all__ = ["RotationFailed", "RotationService"]
 
@@ -153,6 +154,7 @@ class RotationService:
         records: RotationStore,
         ecr: Callable[[str], EcrRuleChecker],
         clock: Callable[[], datetime],
+        health: RotationHealth | None = None,
     ) -> None:
         self.secrets = secrets
         self.probe = probe
@@ -160,6 +162,9 @@ class RotationService:
         self.records = records
         self.ecr = ecr
         self.clock = clock
+        self.health = health
+        """Records each outcome on the credential's health (:mod:`ecrcache.services.rotation_health`; give the
+        service ``health.watching(probe)`` as its probe). ``None``: the health waits for the daily check."""
 
     def handle(self, event: RotationEvent) -> str:
         """Run ``event``'s step; what it did (also recorded). Raises :class:`RotationFailed` when it failed."""
@@ -455,6 +460,8 @@ class RotationService:
         self._note(
             lambda: self.records.record_outcome(key, outcome, at=at, message=message, keep_recorded=keep_recorded)
         )
+        if self.health is not None:
+            self.health.ended(key, step, outcome)
         metrics.add_metric(name=f"Rotation{outcome.value.title().replace('_', '')}", unit="Count", value=1)
         log = logger.info if outcome is RotationOutcome.PROMOTED else logger.warning
         log(
