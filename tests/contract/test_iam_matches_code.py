@@ -54,6 +54,22 @@ SPECIAL = {
     # its tagging (a creation template's resource tags); a layer URL as the layer's import.
     ("ecr", "BatchGetImage"): {"BatchGetImage", "BatchImportUpstreamImage", "CreateRepository", "TagResource"},
     ("ecr", "GetDownloadUrlForLayer"): {"GetDownloadUrlForLayer", "BatchImportUpstreamImage"},
+    # Service Authorization Reference, Amazon ECR: Create/UpdateRepositoryCreationTemplate list the dependent
+    # actions ecr:CreateRepository, ecr:PutLifecyclePolicy, ecr:SetRepositoryPolicy (ECR User Guide, "Creating a
+    # repository creation template": the last two when the template carries a lifecycle / repository policy), plus
+    # iam:CreateServiceLinkedRole and iam:PassRole (test_template_scoping.py checks those).
+    ("ecr", "CreateRepositoryCreationTemplate"): {
+        "CreateRepositoryCreationTemplate",
+        "CreateRepository",
+        "PutLifecyclePolicy",
+        "SetRepositoryPolicy",
+    },
+    ("ecr", "UpdateRepositoryCreationTemplate"): {
+        "UpdateRepositoryCreationTemplate",
+        "CreateRepository",
+        "PutLifecyclePolicy",
+        "SetRepositoryPolicy",
+    },
 }
 
 

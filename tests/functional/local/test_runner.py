@@ -662,6 +662,28 @@ def test_failed_api_calls_and_other_events_are_not_delivered(stack: Stack, runne
     assert calls[0]["detail-type"] == "ECR Pull Through Cache Action"
 
 
+def test_the_reconcilers_own_calls_are_not_delivered_and_everyone_elses_are(stack: Stack, runners: Runners) -> None:
+    """The drift rule's pattern keeps out every session of the function's own role (template.yaml, EcrDrift)."""
+    function = FakeFunction()
+    runner = runners.make(function, **NO_SCHEDULES)
+    runner.start()
+    role = f"{STACK}-{FUNCTION}-role"  # the implicit role this stack resolves ${ReconcilerFunctionRole} to
+    base = {"eventSource": "ecr.amazonaws.com", "eventName": "PutLifecyclePolicy"}
+    callers = {
+        "own": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{STACK}-{FUNCTION}"},
+        "own-other-session": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/x"},
+        "like-own": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}-2/x"},
+        "user": {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/alice"},
+        "service": {"type": "AWSService", "invokedBy": "pullthroughcache.ecr.amazonaws.com"},
+    }
+    for marker, identity in callers.items():
+        stack.put_event("AWS API Call via CloudTrail", {**base, "userIdentity": identity, "marker": marker})
+
+    function.wait_for(lambda calls: len(calls) >= 3)
+    time.sleep(0.3)
+    assert sorted(c["detail"]["marker"] for c in function.calls) == ["like-own", "service", "user"]
+
+
 def test_every_pull_through_cache_action_is_delivered_failed_ones_included(stack: Stack, runners: Runners) -> None:
     """The template takes any sync-status (only SUCCESS is documented): a failure is the rule's upstream health."""
     function = FakeFunction()

@@ -166,8 +166,11 @@ def controller(
     caller_arn.cache_clear()
     stream = StateStream(state_table)
     inbox = EventInbox()
+    unfiltered = EventInbox("reconciler-inbox-unfiltered", own_calls_filtered=False)
     try:
-        yield Reconciler(lambda_context, stream, inbox, app.lambda_handler, app.registry, app.service)
+        yield Reconciler(
+            lambda_context, stream, inbox, app.lambda_handler, app.registry, app.service, unfiltered=unfiltered
+        )
     finally:
         caller_arn.cache_clear()
 

@@ -5,9 +5,10 @@ Everything here derives from ``template.yaml`` so a test proves the wiring, not 
 * :class:`StateStream` reads the state table's real DynamoDB stream from moto (``dynamodbstreams``
   ``GetRecords``), shapes the records as Lambda delivers them, and applies the ``FilterCriteria`` of
   the ``ReconcilerFunction`` ``DesiredStateChanged`` event source (parsed from the template and
-  matched with :func:`matches`, a small implementation of the content-filter forms the template uses).
+  matched with :func:`matches`: moto's EventBridge matcher, the local runner's).
 * :class:`EventInbox` is an EventBridge rule per ``EventBridgeRule`` event of the function, with the
-  template's own pattern, on the default bus the embedded AWS emits to, targeting one SQS queue.
+  template's own pattern (its ``!Sub`` resolved for the function's role), on the default bus the embedded
+  AWS emits to, targeting one SQS queue.
 * :class:`Reconciler` is the Lambda service: it delivers stream batches, EventBridge events and the
   schedules' inputs to ``functions.reconciler.app.lambda_handler`` and reports what Lambda would do
   with the answer (which stream records it would deliver again).
@@ -19,7 +20,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -29,6 +30,7 @@ import botocore.loaders
 from botocore.exceptions import ClientError
 
 from devstack.aws import events
+from devstack.local.filters import compile_pattern
 from ecrcache.adapters.ecr_registry import WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.observed import Ownership
@@ -165,11 +167,37 @@ def stream_filter_patterns() -> list[dict[str, Any]]:
     return [json.loads(f["Pattern"]) for f in source["Properties"]["FilterCriteria"]["Filters"]]
 
 
-def eventbridge_pattern(name: str) -> dict[str, Any]:
-    """The pattern of one of the function's ``EventBridgeRule`` events."""
+def _resolve(value: Any) -> Any:
+    """A pattern's ``!Sub`` strings for this test account and the function's role (any other is an error)."""
+    if isinstance(value, list):
+        return [_resolve(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::Sub"}:
+        variables = {
+            "AWS::Partition": "aws",
+            "AWS::AccountId": ACCOUNT_ID,
+            "ReconcilerFunctionRole": RECONCILER_ROLE.rsplit("/", 1)[1],
+        }
+        text = str(value["Fn::Sub"])
+        for name, replacement in variables.items():
+            text = text.replace("${" + name + "}", replacement)
+        assert "${" not in text, f"a pattern variable this harness does not know: {text}"
+        return text
+    return {key: _resolve(item) for key, item in value.items()}
+
+
+def eventbridge_pattern(name: str, *, own_calls_filtered: bool = True) -> dict[str, Any]:
+    """The pattern of one of the function's ``EventBridgeRule`` events, resolved.
+
+    ``own_calls_filtered=False`` drops the ``$or`` that keeps the function's own calls out: what an event the
+    pattern did not stop would look like (the code ignores those too).
+    """
     source = _events()[name]
     assert source["Type"] == "EventBridgeRule"
-    pattern: dict[str, Any] = source["Properties"]["Pattern"]
+    pattern: dict[str, Any] = _resolve(source["Properties"]["Pattern"])
+    if not own_calls_filtered:
+        pattern["detail"].pop("$or", None)
     return pattern
 
 
@@ -186,37 +214,9 @@ def schedule_input(name: Literal["Resync", "DeepResync"]) -> dict[str, Any]:
 
 
 def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
-    """Whether ``event`` matches ``pattern``: nested objects, value lists, ``prefix`` and ``exists``.
-
-    Any other operator raises ``ValueError``, so a template using a form this matcher does not
-    know fails the tests instead of being matched wrongly.
-    """
-    for key, rule in pattern.items():
-        if isinstance(rule, Mapping):
-            value = event.get(key)
-            if not isinstance(value, Mapping) or not matches(rule, value):
-                return False
-        elif isinstance(rule, list):
-            if not any(_matches_one(item, key in event, event.get(key)) for item in rule):
-                return False
-        else:
-            raise ValueError(f"a pattern's leaves are lists, got {rule!r} for {key!r}")
-    return True
-
-
-def _matches_one(rule: Any, present: bool, value: Any) -> bool:
-    if isinstance(value, list):  # an array in the event matches when any element does
-        return any(_matches_one(rule, present, item) for item in value)
-    if isinstance(rule, Mapping):
-        if len(rule) != 1:
-            raise ValueError(f"one operator per object, got {rule!r}")
-        [(operator, argument)] = rule.items()
-        if operator == "prefix":
-            return isinstance(value, str) and value.startswith(str(argument))
-        if operator == "exists":
-            return present is bool(argument)
-        raise ValueError(f"operator {operator!r} is not supported by this matcher")
-    return present and value == rule
+    """Whether ``event`` matches ``pattern``, by moto's EventBridge matcher (the one the local runner and the
+    embedded EventBridge use): the whole documented grammar, ``$or`` and ``anything-but`` included."""
+    return bool(compile_pattern(pattern).matches_event(dict(event)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ class StreamOutcome:
 class EventInbox:
     """EventBridge rules with the function's own patterns, delivering to one SQS queue."""
 
-    def __init__(self, name: str = "reconciler-inbox") -> None:
+    def __init__(self, name: str = "reconciler-inbox", *, own_calls_filtered: bool = True) -> None:
         self.sqs = clients().sqs
         events = clients().events
         self.queue_url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -348,7 +348,8 @@ class EventInbox:
             "QueueArn"
         ]
         for rule in EVENT_RULES:
-            events.put_rule(Name=f"{name}-{rule}", EventPattern=json.dumps(eventbridge_pattern(rule)))
+            pattern = eventbridge_pattern(rule, own_calls_filtered=own_calls_filtered)
+            events.put_rule(Name=f"{name}-{rule}", EventPattern=json.dumps(pattern))
             events.put_targets(Rule=f"{name}-{rule}", Targets=[{"Id": "reconciler", "Arn": queue_arn}])
 
     def drain(self) -> list[dict[str, Any]]:
@@ -403,6 +404,10 @@ class Reconciler:
     registry: Callable[[str], Boto3EcrRegistry]
     service: ReconcileService
     invocations: int = 0
+    #: The same rules without the pattern's own-call filter: the events the template keeps from the function
+    #: (its own calls) are held back here, so a test can show the code ignores them too.
+    unfiltered: EventInbox | None = None
+    held_back: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status_client(self) -> DynamoDBClient:
@@ -451,8 +456,18 @@ class Reconciler:
         return ReconcileRun.model_validate(self.invoke(payload))
 
     def pending_events(self) -> list[dict[str, Any]]:
-        """Events EventBridge routed to the function since the last look (taken off the queue)."""
-        return self.inbox.drain()
+        """Events EventBridge routed to the function since the last look (taken off the queue); the ones the
+        pattern kept out since the last look are :attr:`held_back`."""
+        routed = self.inbox.drain()
+        if self.unfiltered is not None:
+            ids = {event["id"] for event in routed}
+            self.held_back = [event for event in self.unfiltered.drain() if event["id"] not in ids]
+        return routed
+
+    def deliver_held_back(self) -> list[Delivery]:
+        """Deliver the events the pattern kept from the function at the last look (as if they got past it)."""
+        held, self.held_back = self.held_back, []
+        return self.deliver(held)
 
     def deliver(self, envelopes: Sequence[dict[str, Any]]) -> list[Delivery]:
         return [Delivery(envelope, self.invoke(envelope)) for envelope in envelopes]
@@ -472,8 +487,10 @@ class Reconciler:
             return outcome
         own = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{RECONCILER_ROLE.rsplit('/', 1)[1]}/"
         for delivery in self.deliver_events():
-            if delivery.caller.startswith(own):
-                assert delivery.ignored, delivery.envelope["detail"]
+            assert not delivery.caller.startswith(own), f"the pattern let its own call in: {delivery.envelope}"
+        for delivery in self.deliver_held_back():
+            assert delivery.caller.startswith(own), delivery.envelope["detail"]
+            assert delivery.ignored, delivery.envelope["detail"]
         return outcome
 
 

@@ -261,6 +261,13 @@ def test_schedule_sample_events_are_the_template_inputs(sample: str, schedule: L
         ({"x": ["v"]}, {"x": ["u", "v"]}, True),
         ({"x": [{"exists": False}]}, {}, True),
         ({"x": [{"exists": True}]}, {}, False),
+        # The drift rule's own-call filter (EventBridge User Guide, "Comparison operators"): anything-but a
+        # prefix matches only a field that exists, hence the $or with exists: false.
+        ({"x": [{"anything-but": {"prefix": "mine/"}}]}, {"x": "mine/1"}, False),
+        ({"x": [{"anything-but": {"prefix": "mine/"}}]}, {"x": "theirs/1"}, True),
+        ({"x": [{"anything-but": {"prefix": "mine/"}}]}, {}, False),
+        ({"$or": [{"x": [{"anything-but": {"prefix": "mine/"}}]}, {"x": [{"exists": False}]}]}, {}, True),
+        ({"$or": [{"x": [{"anything-but": {"prefix": "mine/"}}]}, {"x": [{"exists": False}]}]}, {"x": "mine/"}, False),
     ],
 )
 def test_pattern_matcher_forms(pattern: dict[str, Any], event: dict[str, Any], expected: bool) -> None:
@@ -268,7 +275,7 @@ def test_pattern_matcher_forms(pattern: dict[str, Any], event: dict[str, Any], e
     assert matches(pattern, event) is expected
 
 
-def test_pattern_matcher_refuses_forms_it_does_not_know() -> None:
-    # WHEN a pattern uses an operator the matcher does not implement THEN it says so instead of guessing
-    with pytest.raises(ValueError, match="numeric"):
-        matches({"x": [{"numeric": [">", 1]}]}, {"x": 2})
+def test_pattern_matcher_refuses_a_pattern_eventbridge_refuses() -> None:
+    # WHEN a pattern's leaf is not a list or an object THEN it is refused, as PutRule refuses it
+    with pytest.raises(ValueError, match="must be an object or an array"):
+        matches({"x": "flat"}, {"x": "flat"})

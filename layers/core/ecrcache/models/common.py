@@ -255,7 +255,7 @@ IamRoleArn = Annotated[
             "type": "string",
             "maxLength": IAM_ROLE_ARN_MAX_LENGTH,
             "pattern": IAM_ROLE_ARN_PATTERN,
-            "examples": ["arn:aws:iam::123456789012:role/ecr-ptc-creation"],
+            "examples": ["arn:aws:iam::123456789012:role/ecrcache/ecr-ptc-creation"],
         }
     ),
 ]

@@ -164,7 +164,7 @@ class RepositorySettings(BaseModel):
                     "tag_mutability_exclusions": ["latest", "*-dev"],
                     "encryption": {"type": "KMS"},
                     "tags": {"team": "platform"},
-                    "creation_role_arn": "arn:aws:iam::123456789012:role/ecr-ptc-creation",
+                    "creation_role_arn": "arn:aws:iam::123456789012:role/ecrcache/ecr-ptc-creation",
                 },
             ]
         },
@@ -217,7 +217,8 @@ class RepositorySettings(BaseModel):
         default=None,
         description=(
             "Repository creation role (the template's customRoleArn) that ECR assumes to create cached "
-            "repositories. Required when tags or KMS encryption are set."
+            "repositories. Required when tags or KMS encryption are set. The deployed controller passes only "
+            "roles under its EcrRolePath (default /ecrcache/)."
         ),
     )
 
@@ -308,7 +309,7 @@ class RuleSpec(BaseModel):
                     "upstream_kind": "ecr",
                     "upstream_url": "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
                     "upstream_repository_prefix": "base",
-                    "custom_role_arn": "arn:aws:iam::123456789012:role/ecr-to-ecr-ptc",
+                    "custom_role_arn": "arn:aws:iam::123456789012:role/ecrcache/ecr-to-ecr-ptc",
                     "regions": ["eu-west-1", "us-east-1"],
                     "deletion_policy": "delete",
                 },
@@ -343,7 +344,8 @@ class RuleSpec(BaseModel):
         default=None,
         description=(
             "ECR-to-ECR only: role ECR assumes to read the upstream registry. Needed when the upstream is "
-            "another account; a same-account, cross-region upstream needs none."
+            "another account; a same-account, cross-region upstream needs none. The deployed controller passes "
+            "only roles under its EcrRolePath (default /ecrcache/)."
         ),
     )
     regions: tuple[AwsRegion, ...] = Field(
