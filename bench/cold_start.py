@@ -1,6 +1,6 @@
 """Cold-start benchmark: importing each function's handler module, beside importing boto3 and Powertools alone.
 
-``python -m bench.cold_start [--runs 15] [--out docs/benchmarks.md]``
+``python -m bench.cold_start [--runs 15] [--layer .aws-sam/build/CoreLayer/python] [--out docs/benchmarks.md]``
 
 What a Lambda cold start pays in Python before the first invocation is the import of the handler module
 (``functions/<name>/app.py``: its imports and its module-level work, the clients it makes). Each measurement
@@ -11,6 +11,12 @@ wall time (``time.perf_counter`` around ``subprocess.run``). The baseline is a f
 ``import boto3, aws_lambda_powertools``: the least any function here imports. Baseline and handlers run in
 turn (baseline, api, baseline, reconciler, ...), so a drift of the machine's speed shifts both sides of a
 pair alike; the ratio is the median of the per-pair ratios.
+
+``--layer DIR`` imports from a built layer instead (``sam build``'s ``CoreLayer/python``), as Lambda's ``/opt``
+serves it: ``python -I -B`` (nothing but the function's directory, the layer and the standard library on the
+path, no bytecode written, so what the layer does not ship is compiled at every start, as on a read-only
+``/opt``). Its arm64 extensions cannot load here: this venv's builds of the same versions stand in for them
+(links in a temporary copy of the layer's top level).
 
 The environment is Lambda's as far as imports see it: ``LAMBDA_TASK_ROOT`` and ``AWS_LAMBDA_FUNCTION_NAME``
 set (Powertools' Tracer is then enabled and patches botocore, as on Lambda), the functions' settings from
@@ -28,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,11 +97,31 @@ def child_env(function_dir: Path) -> dict[str, str]:
     return env
 
 
+NATIVE: Final = ("pydantic_core", "yaml", "_yaml", "wrapt")
+"""The layer's packages with arm64 extensions: this venv's copies stand in for them under ``--layer``."""
+
+
+def local_layer(layer: Path, work: Path) -> Path:
+    """Links to ``layer``'s top-level entries in ``work``, the :data:`NATIVE` ones to this venv's builds."""
+    import pydantic_core  # noqa: PLC0415 -- only to find this venv's site-packages
+
+    site = Path(pydantic_core.__file__).parents[1]
+    for entry in layer.iterdir():
+        (work / entry.name).symlink_to(site / entry.name if entry.name in NATIVE else entry.resolve())
+    return work
+
+
+PREFIX: list[str] = []
+"""Interpreter options and the code's prelude under ``--layer`` (empty: this venv, as is)."""
+
+
 def measure(code: str, cwd: Path, env: Mapping[str, str]) -> Sample:
     """One fresh interpreter running ``code``: its CPU time (user + system) and wall time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True, capture_output=True)  # noqa: S603
+    options, prelude = (PREFIX[:-1], PREFIX[-1]) if PREFIX else ([], "")
+    argv = [sys.executable, *options, "-c", prelude + code]
+    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)  # noqa: S603
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -127,7 +154,10 @@ def checks(results: Sequence[Result]) -> list[Check]:
     ]
 
 
-def report(results: Sequence[Result], runs: int, found: Sequence[Check], load: tuple[float, float]) -> str:
+def report(
+    results: Sequence[Result], runs: int, found: Sequence[Check], load: tuple[float, float], layer: Path | None
+) -> str:
+    where = f" --layer {layer}" if layer else ""
     base_cpu = statistics.median(s.cpu for r in results for s in r.baseline)
     base_wall = statistics.median(s.wall for r in results for s in r.baseline)
     rows = [
@@ -143,7 +173,7 @@ def report(results: Sequence[Result], runs: int, found: Sequence[Check], load: t
 
 {__doc__.split(chr(10) + chr(10), 1)[1].split("Issue 13's goal")[0].strip()}
 
-Command: `python -m bench.cold_start --runs {runs} --out docs/benchmarks.md` ({runs} pairs per function).
+Command: `python -m bench.cold_start --runs {runs}{where} --out docs/benchmarks.md` ({runs} pairs per function).
 
 | machine | |
 |---|---|
@@ -167,13 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=15, help="measured (baseline, handler) pairs per function")
     parser.add_argument("--out", type=Path, help="write the report's section into this file (else print it)")
+    parser.add_argument("--layer", type=Path, help="import from this built layer (CoreLayer/python), -I -B")
     parser.add_argument("functions", nargs="*", help="function directories (default: all of functions/)")
     args = parser.parse_args(argv)
     names = args.functions or sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
     load_before = os.getloadavg()[0]
-    results = run(names, args.runs)
+    with tempfile.TemporaryDirectory() as work:
+        if args.layer:
+            layer = local_layer(args.layer, Path(work))
+            PREFIX[:] = ["-I", "-B", f"import sys; sys.path[:0] = ['.', {str(layer)!r}]\n"]
+        results = run(names, args.runs)
     found = checks(results)
-    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]))
+    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]), args.layer)
     if args.out:
         write_section(args.out, GENERATOR, text)
     print(text)
