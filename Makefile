@@ -69,9 +69,10 @@ fmt: setup ## format and autofix
 
 # Each benchmark writes only its own section of docs/benchmarks.md (between its markers, bench/support.py);
 # each exits non-zero when one of its checks or goals fails (the warming one after writing its section).
-bench: setup ## run the benchmarks (reconcile, warming) and write their sections of docs/benchmarks.md
+bench: setup ## run the benchmarks (reconcile, warming, cold start) and write their sections of docs/benchmarks.md
 	$(PY) -m bench.reconcile_bench --out docs/benchmarks.md
 	$(PY) -m bench.warm_bench --out docs/benchmarks.md
+	$(PY) -m bench.cold_start --out docs/benchmarks.md
 
 openapi: setup ## regenerate docs/openapi.json from the code
 	$(PY) -m ecrcache_cli.openapi > docs/openapi.json

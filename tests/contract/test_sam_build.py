@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.contract.test_layer_services import called_operations, listed_services
 from tests.contract.tools import TEMPLATE, python313_bin_dir, run, show, tool, tool_env
+from tests.template import functions
 
 pytestmark = [pytest.mark.contract, pytest.mark.slow]
 
@@ -55,3 +62,160 @@ def test_sam_build_api_function_contains_its_handler(build_dir: Path) -> None:
 
     # THEN the handler module is at the root of the code, as Handler: app.lambda_handler needs
     assert (function / "app.py").is_file()
+
+
+LAYER_ZIPPED_LIMIT = 10 * 1024 * 1024
+"""Issue 13's bound on the layer's zipped size, 10 MiB (a full botocore alone is 28 MB of models)."""
+
+PROBE = """
+import json, sys
+from pathlib import Path
+layer, services, calls = Path(sys.argv[1]), json.loads(sys.argv[2]), set(json.loads(sys.argv[3]))
+import boto3, botocore.session
+from botocore import xform_name
+assert Path(botocore.__file__).is_relative_to(layer), botocore.__file__
+session = botocore.session.get_session()
+found = set()
+for service in services:
+    boto3.client(service, region_name="us-east-1")  # endpoint rule set and model, from the layer
+    model = session.get_service_model(service)
+    for operation in model.operation_names:
+        if xform_name(operation) in calls:
+            model.operation_model(operation)
+            found.add(xform_name(operation))
+    paginators = session.get_paginator_model(service)._paginator_config
+    found |= {xform_name(name) for name in paginators if xform_name(name) in calls}
+print(json.dumps(sorted(calls - found)))
+"""
+
+
+def _layer_zip_size(layer: Path, work: Path) -> int:
+    archive = work / "layer.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as out:  # zlib's default level
+        for path in sorted(layer.rglob("*")):
+            out.write(path, path.relative_to(layer))
+    return archive.stat().st_size
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_is_at_most_10_mb_zipped(build_dir: Path, tmp_path: Path) -> None:
+    # GIVEN the built layer WHEN it is zipped as sam deploy uploads it
+    size = _layer_zip_size(build_dir / "CoreLayer", tmp_path)
+
+    # THEN it stays within issue 13's bound
+    assert size <= LAYER_ZIPPED_LIMIT, f"{size:,} bytes zipped"
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_keeps_only_the_listed_botocore_models(build_dir: Path) -> None:
+    # GIVEN the built layer WHEN its botocore and boto3 data are listed
+    python_dir = build_dir / "CoreLayer" / "python"
+    models = {path.name for path in (python_dir / "botocore" / "data").iterdir() if path.is_dir()}
+    resources = {path.name for path in (python_dir / "boto3" / "data").iterdir() if path.is_dir()}
+
+    # THEN exactly the services of aws-services.txt have a model; no pip RECORD was shipped
+    assert models == listed_services()
+    assert resources <= listed_services()
+    assert list(python_dir.glob("*.dist-info/RECORD")) == []
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_ships_unchecked_bytecode_for_python_3_13(build_dir: Path) -> None:
+    # GIVEN the built layer (Lambda's /opt is read only: bytecode not shipped is compiled at every cold start)
+    python_dir = build_dir / "CoreLayer" / "python"
+    sources = [*sorted((python_dir / "ecrcache").rglob("*.py")), python_dir / "botocore" / "client.py"]
+
+    # WHEN each module's bytecode is looked up where this CPython 3.13 looks for it
+    headers = {path: Path(importlib.util.cache_from_source(str(path))) for path in sources}
+    absent = [str(path) for path, pyc in headers.items() if not pyc.is_file()]
+
+    # THEN it is there, for 3.13's magic number, hash-based and unchecked (PEP 552 flags 0b01): a zip's
+    # 2-second times would make timestamp-based files stale
+    assert absent == []
+    for pyc in headers.values():
+        head = pyc.read_bytes()[:8]
+        assert head[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(head[4:8], "little") == 0b01, pyc
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_botocore_loads_every_operation_the_code_calls(build_dir: Path) -> None:
+    # GIVEN the layer's own botocore and boto3 (pure Python: they run here although the layer is arm64)
+    python_dir = build_dir / "CoreLayer" / "python"
+    calls = sorted(called_operations())
+
+    # WHEN, with nothing but the layer on the path, a client of each listed service is made and the models
+    # of the operations the code calls are loaded
+    result = run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(python_dir)!r})\n{PROBE}",
+            python_dir,
+            json.dumps(sorted(listed_services())),
+            json.dumps(calls),
+        ],
+        cwd=build_dir,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+        timeout=120,
+    )
+
+    # THEN each one loads (none is missing from the trimmed data)
+    assert result.returncode == 0, show(result)
+    assert json.loads(result.stdout) == []
+
+
+NATIVE = ("pydantic_core", "yaml", "_yaml", "wrapt")
+"""The layer's packages with arm64 extensions, which cannot load here: the development venv's copies (the
+same pinned versions) stand in for them when the functions are imported from the layer."""
+
+SETTINGS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_SERVICE_NAME": "ecrcache",
+    "POWERTOOLS_METRICS_NAMESPACE": "ecrcache",
+    "TABLE_NAME": "ecrcache-state",
+    "WARMER_ROLE_ARN": "arn:aws:iam::123456789012:role/ecrcache-WarmWorkerFunctionRole-X",
+    "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
+    "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ecrcache-alerts",
+    "WARM_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ecrcache-warm",
+    "UPSTREAM_ENDPOINTS": "{}",
+}
+
+
+def _layer_with_local_natives(python_dir: Path, work: Path) -> Path:
+    """A directory of links to the layer's top-level entries, the :data:`NATIVE` ones to this venv's."""
+    import pydantic_core
+
+    site = Path(pydantic_core.__file__).parents[1]
+    mixed = work / "layer"
+    mixed.mkdir()
+    for entry in python_dir.iterdir():
+        (mixed / entry.name).symlink_to(site / entry.name if entry.name in NATIVE else entry)
+    return mixed
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("function", sorted(functions()))
+def test_sam_build_function_imports_from_the_layer_alone(build_dir: Path, tmp_path: Path, function: str) -> None:
+    # GIVEN the built function and the layer (with this machine's builds of its native extensions)
+    layer = _layer_with_local_natives(build_dir / "CoreLayer" / "python", tmp_path)
+    code = build_dir / function
+    probe = (
+        f"import sys; sys.path[:0] = [{str(code)!r}, {str(layer)!r}]\n"
+        "import app, botocore\n"
+        f"assert botocore.__file__.startswith({str(layer)!r}), botocore.__file__\n"
+    )
+
+    # WHEN its handler module is imported in a fresh interpreter that sees nothing else (-I)
+    result = run(
+        [sys.executable, "-I", "-B", "-c", probe],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", ""), **SETTINGS_ENV},
+        timeout=120,
+    )
+
+    # THEN it imports: every package it needs is in the layer, every client it makes has its model there
+    assert result.returncode == 0, show(result)

@@ -1,0 +1,219 @@
+"""Cold-start benchmark: importing each function's handler module, beside importing boto3 and Powertools alone.
+
+``python -m bench.cold_start [--runs 15] [--layer .aws-sam/build/CoreLayer/python] [--out docs/benchmarks.md]``
+
+What a Lambda cold start pays in Python before the first invocation is the import of the handler module
+(``functions/<name>/app.py``: its imports and its module-level work, the clients it makes). Each measurement
+is a fresh interpreter (``python -c "import app"`` in the function's directory, as Lambda's runtime imports
+``app`` from the task root; ``ecrcache`` and the dependencies from this venv, as the layer provides them),
+timed from outside: the child's CPU time (user + system, ``resource.getrusage(RUSAGE_CHILDREN)``) and its
+wall time (``time.perf_counter`` around ``subprocess.run``). The baseline is a fresh interpreter running
+``import boto3, aws_lambda_powertools``: the least any function here imports. Baseline and handlers run in
+turn (baseline, api, baseline, reconciler, ...), so a drift of the machine's speed shifts both sides of a
+pair alike; the ratio is the median of the per-pair ratios.
+
+``--layer DIR`` imports from a built layer instead (``sam build``'s ``CoreLayer/python``), as Lambda's ``/opt``
+serves it: ``python -I -B`` (nothing but the function's directory, the layer and the standard library on the
+path, no bytecode written, so what the layer does not ship is compiled at every start, as on a read-only
+``/opt``). Its arm64 extensions cannot load here: this venv's builds of the same versions stand in for them
+(links in a temporary copy of the layer's top level).
+
+The environment is Lambda's as far as imports see it: ``LAMBDA_TASK_ROOT`` and ``AWS_LAMBDA_FUNCTION_NAME``
+set (Powertools' Tracer is then enabled and patches botocore, as on Lambda), the functions' settings from
+placeholder values, fake credentials (nothing is called at import time: a client's creation makes no request).
+
+Issue 13's goal is a ratio of at most 1.2 for every function (a check line in the report); the report is
+written either way and the benchmark exits non-zero when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from bench.support import Check, machine, write_section
+
+GENERATOR: Final = "bench/cold_start.py"
+ROOT: Final = Path(__file__).resolve().parents[1]
+FUNCTIONS: Final = ROOT / "functions"
+BASELINE: Final = "import boto3, aws_lambda_powertools"
+HANDLER: Final = "import app"
+GOAL: Final = 1.2
+SETTINGS: Final = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_SERVICE_NAME": "ecrcache",
+    "POWERTOOLS_METRICS_NAMESPACE": "ecrcache",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "TABLE_NAME": "ecrcache-state",
+    "WARMER_ROLE_ARN": "arn:aws:iam::123456789012:role/ecrcache-WarmWorkerFunctionRole-BENCH",
+    "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
+    "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ecrcache-alerts",
+    "WARM_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ecrcache-warm",
+    "UPSTREAM_ENDPOINTS": "{}",
+}
+"""The settings every function reads at import (template.yaml's variables), with placeholder values."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    cpu: float
+    wall: float
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    handler: list[Sample]
+    baseline: list[Sample]
+
+    def median(self, which: str) -> float:
+        return statistics.median(float(getattr(s, which)) for s in self.handler)
+
+    def ratio(self, which: str) -> float:
+        pairs = zip(self.handler, self.baseline, strict=True)
+        return statistics.median(float(getattr(h, which)) / float(getattr(b, which)) for h, b in pairs)
+
+
+def child_env(function_dir: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_"))}
+    env.pop("PYTHONPATH", None)
+    env.update(SETTINGS)
+    env.update({"LAMBDA_TASK_ROOT": str(function_dir), "AWS_LAMBDA_FUNCTION_NAME": f"ecrcache-{function_dir.name}"})
+    return env
+
+
+NATIVE: Final = ("pydantic_core", "yaml", "_yaml", "wrapt")
+"""The layer's packages with arm64 extensions: this venv's copies stand in for them under ``--layer``."""
+
+
+def local_layer(layer: Path, work: Path) -> Path:
+    """Links to ``layer``'s top-level entries in ``work``, the :data:`NATIVE` ones to this venv's builds."""
+    import pydantic_core  # noqa: PLC0415 -- only to find this venv's site-packages
+
+    site = Path(pydantic_core.__file__).parents[1]
+    for entry in layer.iterdir():
+        (work / entry.name).symlink_to(site / entry.name if entry.name in NATIVE else entry.resolve())
+    return work
+
+
+PREFIX: list[str] = []
+"""Interpreter options and the code's prelude under ``--layer`` (empty: this venv, as is)."""
+
+
+def measure(code: str, cwd: Path, env: Mapping[str, str]) -> Sample:
+    """One fresh interpreter running ``code``: its CPU time (user + system) and wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    options, prelude = (PREFIX[:-1], PREFIX[-1]) if PREFIX else ([], "")
+    argv = [sys.executable, *options, "-c", prelude + code]
+    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)  # noqa: S603
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Sample(cpu=cpu, wall=wall)
+
+
+def run(names: Sequence[str], runs: int) -> list[Result]:
+    """``runs`` pairs (baseline, handler) per function, in turn; one unmeasured warm-up of each first."""
+    envs = {name: child_env(FUNCTIONS / name) for name in names}
+    for name in names:  # warm-up: bytecode caches written, files in the page cache
+        measure(HANDLER, FUNCTIONS / name, envs[name])
+        measure(BASELINE, FUNCTIONS / name, envs[name])
+    handler: dict[str, list[Sample]] = {name: [] for name in names}
+    baseline: dict[str, list[Sample]] = {name: [] for name in names}
+    for _ in range(runs):
+        for name in names:
+            baseline[name].append(measure(BASELINE, FUNCTIONS / name, envs[name]))
+            handler[name].append(measure(HANDLER, FUNCTIONS / name, envs[name]))
+    return [Result(name, handler[name], baseline[name]) for name in names]
+
+
+def checks(results: Sequence[Result]) -> list[Check]:
+    return [
+        Check(
+            f"{r.name}: import of the handler module at most {GOAL}x the baseline's CPU time",
+            r.ratio("cpu") <= GOAL,
+            f"{r.ratio('cpu'):.2f}x",
+        )
+        for r in results
+    ]
+
+
+def report(
+    results: Sequence[Result], runs: int, found: Sequence[Check], load: tuple[float, float], layer: Path | None
+) -> str:
+    where = f" --layer {layer}" if layer else ""
+    base_cpu = statistics.median(s.cpu for r in results for s in r.baseline)
+    base_wall = statistics.median(s.wall for r in results for s in r.baseline)
+    rows = [
+        f"| `{r.name}` | {r.median('cpu') * 1000:,.0f} ms | {r.ratio('cpu'):.2f} | "
+        f"{r.median('wall') * 1000:,.0f} ms | {r.ratio('wall'):.2f} |"
+        for r in results
+    ]
+    table = "\n".join(f"| {key} | {value} |" for key, value in machine().items())
+    lines = "\n".join(f"- {'pass' if c.ok else 'FAIL'}: {c.claim}: {c.detail}." for c in found)
+    return f"""## Cold start: importing a handler module
+
+<!-- Generated by python -m bench.cold_start: change bench/cold_start.py and run it again. -->
+
+{__doc__.split(chr(10) + chr(10), 1)[1].split("Issue 13's goal")[0].strip()}
+
+Command: `python -m bench.cold_start --runs {runs}{where} --out docs/benchmarks.md` ({runs} pairs per function).
+
+| machine | |
+|---|---|
+{table}
+| date | {datetime.now(UTC).date().isoformat()} |
+| 1-minute load average, before / after the run | {load[0]:.2f} / {load[1]:.2f} |
+
+Baseline `{BASELINE}`: median {base_cpu * 1000:,.0f} ms CPU, {base_wall * 1000:,.0f} ms wall.
+
+| function (`import app`) | median CPU | ratio to baseline, CPU | median wall | ratio to baseline, wall |
+|---|--:|--:|--:|--:|
+{chr(10).join(rows)}
+
+### Checks (issue 13's goal; the benchmark exits non-zero when one fails)
+
+{lines}
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=15, help="measured (baseline, handler) pairs per function")
+    parser.add_argument("--out", type=Path, help="write the report's section into this file (else print it)")
+    parser.add_argument("--layer", type=Path, help="import from this built layer (CoreLayer/python), -I -B")
+    parser.add_argument("functions", nargs="*", help="function directories (default: all of functions/)")
+    args = parser.parse_args(argv)
+    names = args.functions or sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as work:
+        if args.layer:
+            layer = local_layer(args.layer, Path(work))
+            PREFIX[:] = ["-I", "-B", f"import sys; sys.path[:0] = ['.', {str(layer)!r}]\n"]
+        results = run(names, args.runs)
+    found = checks(results)
+    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]), args.layer)
+    if args.out:
+        write_section(args.out, GENERATOR, text)
+    print(text)
+    return 0 if all(c.ok for c in found) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
