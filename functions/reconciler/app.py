@@ -2,9 +2,12 @@
 -> one reconcile of the controller's ECR state (the trigger only chooses the scope).
 
 The event is parsed, never guessed (:mod:`ecrcache.services.triggers`): a stream batch is one
-reconcile whose failure reports every record back for retry; an EventBridge event, delivered at
-least once, is handled once per event id; a schedule's input is a resync. A pull-through cache
-action, successful or not, is first recorded as its rule's upstream health
+reconcile whose failure reports every record back for retry; a batch of the event queue (ECR's
+CloudTrail and pull-through events) is one reconcile per Region, and the messages of a Region that
+could not be reconciled now -- its lease held by another run, ECR throttling -- are reported back: SQS
+delivers them again after the queue's visibility timeout, no error, nothing lost; an EventBridge
+event invoking the function directly is handled once per event id; a schedule's input is a resync.
+A pull-through cache action, successful or not, is first recorded as its rule's upstream health
 (:mod:`ecrcache.services.upstream_health`); only a successful one asks for a reconcile.
 """
 
@@ -36,6 +39,7 @@ from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
 from ecrcache.services.triggers import (
+    QueueBatch,
     StreamBatch,
     Trigger,
     cache_action,
@@ -44,6 +48,7 @@ from ecrcache.services.triggers import (
     for_stream,
     own_role_prefix,
     parse_event,
+    read_queue,
 )
 from ecrcache.services.upstream_health import UpstreamHealthService
 
@@ -107,6 +112,37 @@ def reconcile_batch(batch: StreamBatch) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
+def reconcile_queue(batch: QueueBatch) -> dict[str, Any]:
+    """The event queue's batch: cache actions recorded, then one reconcile per Region. A message whose Region
+    could not be reconciled now (lease held, a retryable failure) or that could not be read is reported as a
+    failure: SQS keeps it and delivers it again after the visibility timeout (after maxReceiveCount, its DLQ)."""
+    read = read_queue(batch, own_role=own_role_prefix(caller_arn()))
+    failed = {message_id for message_id, _ in read.unreadable}
+    for message_id, problem in read.unreadable:
+        logger.error("an event of the queue could not be read", extra={"message_id": message_id, "problem": problem})
+    for message_id, action in read.actions:
+        try:
+            upstream.record(action)
+        except EcrcacheError as exc:
+            logger.warning("a cache action was not recorded", extra={"message_id": message_id, "error": str(exc)})
+            failed.add(message_id)
+    for region_run in read.runs:
+        try:
+            run(region_run.trigger)
+        except EcrcacheError as exc:
+            logger.info(
+                "a Region's events were not reconciled now; they come back after the queue's visibility timeout",
+                extra={
+                    "scope": region_run.trigger.scope.describe(),
+                    "events": len(region_run.message_ids),
+                    "error": str(exc),
+                },
+            )
+            failed.update(region_run.message_ids)
+    metrics.add_metric(name="EcrEventsReceived", unit="Count", value=len(batch.Records))
+    return {"batchItemFailures": [{"itemIdentifier": r.messageId} for r in batch.Records if r.messageId in failed]}
+
+
 def _handle_event(*, event_id: str, event: EventBridgeModel) -> dict[str, Any]:
     """One EventBridge event (delivered at least once: idempotent on its id, ignored ones included).
 
@@ -133,6 +169,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     match parse_event(event):
         case StreamBatch() as batch:  # desired items and reconcile requests
             return reconcile_batch(batch)
+        case QueueBatch() as queued:  # CloudTrail drift, pull-through cache actions (the event queue)
+            return reconcile_queue(queued)
         case EventBridgeModel() as bridge:  # CloudTrail drift, pull-through cache actions
             return handle_event(event_id=bridge.id, event=bridge)
         case schedule:  # a schedule's input

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from ecrcache.models.ecr_operations import DRIFT_EVENTS, REGISTRY_EVENTS, REPOSITORY_EVENTS, WRITE_OPERATIONS
-from tests.template import functions
+from tests.template import resources
 
 pytestmark = pytest.mark.contract
 
 
 def _drift_pattern() -> dict[str, Any]:
-    pattern: dict[str, Any] = functions()["ReconcilerFunction"]["Events"]["EcrDrift"]["Properties"]["Pattern"]
+    pattern: dict[str, Any] = resources("AWS::Events::Rule")["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"]
     return pattern
 
 

@@ -173,16 +173,25 @@ def test_schedule_deliveries_carry_expression_and_input(deliveries: dict[tuple[s
             assert "→ DLQ arn:aws:sqs:" in text
 
 
-def test_rule_deliveries_carry_the_pattern(deliveries: dict[tuple[str, str], Delivery]) -> None:
+def test_rule_deliveries_carry_the_pattern() -> None:
+    """The template routes ECR's events through a queue (the reconciler's ``EcrEvents``), so it declares no
+    ``EventBridgeRule`` event today: one added (here, the drift rule's pattern sent straight to the function)
+    is a rule of the local stack with that pattern."""
+    template = copy.deepcopy(load_template())
+    pattern = template["Resources"]["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"]
+    events = template["Resources"]["ReconcilerFunction"]["Properties"]["Events"]
+    events["DirectDrift"] = {"Type": "EventBridgeRule", "Properties": {"Pattern": pattern}}
     rules = {k: e for k, e in template_events().items() if e["Type"] == "EventBridgeRule"}
-    assert rules
-    resolver = local_resolver(load_template())
-    for key, event in rules.items():
-        text = deliveries[key].description
-        # the pattern as written, its intrinsics (the drift rule's own role) resolved for the local stack
-        pattern = resolver.resolve(event["Properties"]["Pattern"])
-        assert f"pattern={json.dumps(pattern, separators=(',', ':'))}" in text
-        assert f"rule {STACK}-{key[0]}-{key[1]} on bus default" in text
+    assert rules == {}
+
+    text = {(d.function, d.event): d for d in local_runner(template).deliveries()}[
+        ("ReconcilerFunction", "DirectDrift")
+    ].description
+
+    # the pattern as written, its intrinsics (the drift rule's own role) resolved for the local stack
+    resolved = local_resolver(template).resolve(pattern)
+    assert f"pattern={json.dumps(resolved, separators=(',', ':'))}" in text
+    assert f"rule {STACK}-ReconcilerFunction-DirectDrift on bus default" in text
 
 
 def test_api_events_are_delivered_by_the_gateway(deliveries: dict[tuple[str, str], Delivery]) -> None:

@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 from devstack.local.filters import compile_pattern
-from devstack.local.template import resolve_functions
 from ecrcache.services.triggers import own_role_prefix
 from tests.contract.test_iam_matches_code import adapter_operations, allowed_actions, required_actions
 from tests.contract.test_local_wiring import ACCOUNT, REGION, STACK, local_resolver
@@ -169,11 +168,11 @@ def test_the_role_path_defaults_to_a_path_of_its_own_and_takes_only_iam_paths() 
 
 
 def _local_drift_pattern() -> dict[str, Any]:
-    """The EcrDrift pattern as the local stack resolves it (the role is ``<stack>-ReconcilerFunctionRole``)."""
+    """The drift rule's pattern (``ReconcilerEcrDriftRule``, feeding the reconciler's event queue) as the local
+    stack resolves it (the role is ``<stack>-ReconcilerFunctionRole``)."""
     template = load_template()
-    resolved = resolve_functions(template, local_resolver(template), ROOT)
-    [event] = [e for e in resolved["ReconcilerFunction"].events if e.name == "EcrDrift"]
-    pattern: dict[str, Any] = dict(event.properties["Pattern"])
+    rule = template["Resources"]["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"]
+    pattern: dict[str, Any] = dict(local_resolver(template).resolve(rule))
     return pattern
 
 
@@ -266,7 +265,7 @@ class NoManagedPolicies:
 out = transform(template, {}, NoManagedPolicies())
 role = out["Resources"]["ReconcilerFunctionRole"]
 print(json.dumps({
-    "pattern": out["Resources"]["ReconcilerFunctionEcrDrift"]["Properties"]["EventPattern"],
+    "pattern": out["Resources"]["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"],
     "role_type": role["Type"],
     "role_path": role["Properties"].get("Path"),
 }))
@@ -274,7 +273,7 @@ print(json.dumps({
 
 
 def test_the_deployed_drift_rule_names_the_role_sam_gives_the_reconciler() -> None:
-    # GIVEN the template as the SAM transform deploys it (the rule ReconcilerFunctionEcrDrift, the implicit
+    # GIVEN the template as the SAM transform deploys it (the rule ReconcilerEcrDriftRule, the implicit
     # execution role ReconcilerFunctionRole: SAM "Generated AWS CloudFormation resources")
     result = run(
         [tool("python"), "-c", _SAM_DRIFT_RULE, TEMPLATE],

@@ -47,7 +47,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     assert requests.get(f"{stack.ready['registry']}/v2/", timeout=10).status_code == 200
     log = stack.log()
     # every function event of the template is wired (the runner logs each delivery at start)
-    for event in ("DesiredStateChanged", "Resync", "DeepResync", "EcrDrift", "PullThroughCacheAction", "ApiProxy"):
+    for event in ("DesiredStateChanged", "Resync", "DeepResync", "EcrEvents", "ApiProxy"):
         assert event in log
     # and the warming path's: pull events (SQS), the planner's tick and requests, the worker's tasks
     warming = (

@@ -29,6 +29,7 @@ from devstack.local.invoke import FunctionError, FunctionTimeout, InvokeError
 from devstack.local.runner import EventRunner
 from devstack.local.runner import aws as runner_module
 from devstack.local.template import (
+    FunctionEvent,
     FunctionSpec,
     PhysicalResource,
     Resolver,
@@ -61,6 +62,27 @@ WAIT = 5.0  # seconds a test waits for something that normally happens within a 
 # --------------------------------------------------------------------------------------------------
 # The embedded AWS and the stack's resources
 # --------------------------------------------------------------------------------------------------
+
+
+ECR_RULES = {"EcrDrift": "ReconcilerEcrDriftRule", "PullThroughCacheAction": "ReconcilerPullThroughCacheActionRule"}
+"""The template routes ECR's events to the reconciler through its queue (``EcrEvents``); the runner's own
+``EventBridgeRule`` delivery is exercised with the same patterns as direct events of the function, each with
+its rule's retry policy and the function's DLQ."""
+
+
+def _ecr_rule_events(template: dict[str, Any], resolver: Resolver) -> list[FunctionEvent]:
+    made = []
+    for name, logical_id in ECR_RULES.items():
+        rule = template["Resources"][logical_id]["Properties"]
+        (target,) = rule["Targets"]
+        properties = {
+            "Pattern": resolver.resolve(rule["EventPattern"]),
+            "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600},
+            "DeadLetterConfig": {"Arn": resolver.resolve({"Fn::GetAtt": ["ReconcilerDlq", "Arn"]})},
+        }
+        assert target["Arn"] == {"Fn::GetAtt": ["ReconcilerEventsQueue", "Arn"]}
+        made.append(FunctionEvent(name=name, type="EventBridgeRule", properties=properties))
+    return made
 
 
 @dataclass
@@ -122,6 +144,9 @@ class Stack:
             },
         )
         specs = {FUNCTION: resolve_functions(template, resolver, ROOT)[FUNCTION]}  # the reconciler's events only
+        specs[FUNCTION] = replace(
+            specs[FUNCTION], events=(*specs[FUNCTION].events, *_ecr_rule_events(template, resolver))
+        )
         for event_name, changes in overrides.items():
             spec = specs[FUNCTION]
             specs[FUNCTION] = replace(
@@ -827,6 +852,58 @@ def test_an_invoke_callable_that_breaks_is_treated_like_an_unreachable_host(stac
         "InvokeError: invoking ReconcilerFunction: ConnectionResetError: host went away" in line
         for line in runners.logs
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# The reconciler's event queue (EcrEvents)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_event_queue_is_delivered_in_batches_and_reported_messages_come_back(
+    stack: Stack, runners: Runners
+) -> None:
+    """The template's SQS source as Lambda runs it: events gathered into one batch (window), the messages the
+    function reports (a Region's lease held) delivered again after the visibility timeout, none dead-lettered."""
+
+    def behaviour(number: int, event: dict[str, Any]) -> Any:
+        if number == 1:  # the Region's lease is held: every message back to the queue
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+        return {"batchItemFailures": []}
+
+    function = FakeFunction(behaviour)
+    runner = runners.make(function, EcrEvents={"MaximumBatchingWindowInSeconds": 1}, **NO_SCHEDULES)
+    queue = stack.sqs.get_queue_url(QueueName=f"{STACK}-ReconcilerEventsQueue")["QueueUrl"]
+    dlq = stack.sqs.get_queue_url(QueueName=f"{STACK}-ReconcilerEventsDlq")["QueueUrl"]
+    dlq_arn = stack.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = load_template(TEMPLATE)["Resources"]["ReconcilerEventsQueue"]["Properties"]["RedrivePolicy"]
+    # the template's redrive (maxReceiveCount); a visibility timeout of 3 s (longer than the window) for its 1,800 s
+    stack.sqs.set_queue_attributes(
+        QueueUrl=queue,
+        Attributes={
+            "VisibilityTimeout": "3",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": redrive["maxReceiveCount"]}
+            ),
+        },
+    )
+
+    for n in range(5):
+        stack.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"detail-type": "storm", "n": n}))
+    runner.start()
+
+    calls = function.wait_for(lambda calls: sum(len(c["Records"]) for c in calls) >= 10, timeout=3 * WAIT)
+    first, again = calls[0]["Records"], [r for c in calls[1:] for r in c["Records"]]
+    assert len(first) == 5  # one batch, not five invocations
+    assert sorted(r["messageId"] for r in again) == sorted(r["messageId"] for r in first)
+    first_count = {r["messageId"]: int(r["attributes"]["ApproximateReceiveCount"]) for r in first}
+    assert all(int(r["attributes"]["ApproximateReceiveCount"]) > first_count[r["messageId"]] for r in again)
+    assert {r["eventSourceARN"] for r in first} == {
+        stack.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    }
+    time.sleep(3.5)  # past another visibility timeout: nothing is left, nothing was dead-lettered
+    assert len(function.records()) == 10
+    assert stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0).get("Messages", []) == []
+    assert logged(runners.logs, lambda line: line.startswith(f"{FUNCTION} ← EcrEvents (SQS, 5 records) ok"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ Everything here derives from ``template.yaml`` so a test proves the wiring, not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +39,7 @@ from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus
 from ecrcache.services.reconcile import ReconcileService
 from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext
 from tests.functional.api.client import ApiClient, enc
-from tests.template import functions
+from tests.template import functions, resources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -88,6 +89,8 @@ GOOD_TOKEN: Final = "dckr_pat_good"
 CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
 STREAM_EVENT: Final = "DesiredStateChanged"
 EVENT_RULES: Final = ("EcrDrift", "PullThroughCacheAction")
+"""The ECR events the reconciler reads; each is the template's ``Reconciler<name>Rule`` into its event queue."""
+EVENT_QUEUE_SOURCE: Final = "EcrEvents"
 
 Record = dict[str, Any]
 
@@ -188,14 +191,18 @@ def _resolve(value: Any) -> Any:
 
 
 def eventbridge_pattern(name: str, *, own_calls_filtered: bool = True) -> dict[str, Any]:
-    """The pattern of one of the function's ``EventBridgeRule`` events, resolved.
+    """The pattern of one of the rules sending ECR events to the reconciler's queue (``Reconciler<name>Rule``),
+    checked to target the queue the function's ``EcrEvents`` source reads, resolved.
 
     ``own_calls_filtered=False`` drops the ``$or`` that keeps the function's own calls out: what an event the
     pattern did not stop would look like (the code ignores those too).
     """
-    source = _events()[name]
-    assert source["Type"] == "EventBridgeRule"
-    pattern: dict[str, Any] = _resolve(source["Properties"]["Pattern"])
+    rule = resources("AWS::Events::Rule")[f"Reconciler{name}Rule"]["Properties"]
+    source = _events()[EVENT_QUEUE_SOURCE]
+    assert source["Type"] == "SQS"
+    queue = source["Properties"]["Queue"]
+    assert [t["Arn"] for t in rule["Targets"]] == [queue]
+    pattern: dict[str, Any] = _resolve(rule["EventPattern"])
     if not own_calls_filtered:
         pattern["detail"].pop("$or", None)
     return pattern
@@ -393,6 +400,26 @@ class Delivery:
         return ReconcileRun.model_validate(self.response)
 
 
+def sqs_record(message_id: str, body: str, *, receive_count: int = 1) -> Record:
+    """A message of the reconciler's event queue as Lambda's SQS event source delivers it."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1764892800000",
+            "SenderId": "AIDAEVENTBRIDGE",
+            "ApproximateFirstReceiveTimestamp": "1764892800000",
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:ecrcache-ReconcilerEventsQueue",
+        "awsRegion": REGION,
+    }
+
+
 @dataclass
 class Reconciler:
     """The Lambda service around ``functions.reconciler.app.lambda_handler``."""
@@ -471,6 +498,16 @@ class Reconciler:
 
     def deliver(self, envelopes: Sequence[dict[str, Any]]) -> list[Delivery]:
         return [Delivery(envelope, self.invoke(envelope)) for envelope in envelopes]
+
+    def deliver_queue(self, envelopes: Sequence[dict[str, Any]], *, ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """One batch of the event queue, as Lambda's SQS event source delivers it (each body an EventBridge
+        event); ``ids`` are the messages' ids (the same ids again: SQS delivering a batch again)."""
+        message_ids = list(ids) if ids is not None else [f"m-{i}" for i in range(len(envelopes))]
+        records = [
+            sqs_record(message_id, json.dumps(envelope))
+            for message_id, envelope in zip(message_ids, envelopes, strict=True)
+        ]
+        return self.invoke({"Records": records})
 
     def deliver_events(self) -> list[Delivery]:
         """Every pending event, oldest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +15,15 @@ from ecrcache.engine.status import UpstreamObservation
 from ecrcache.models.status import RunTrigger, UpstreamCheckSource
 from ecrcache.services.reconcile import Scope
 from ecrcache.services.triggers import (
+    QueueBatch,
+    QueuedEvents,
     Trigger,
     UnknownEventError,
     cache_action,
     from_event,
     own_role_prefix,
     parse_event,
+    read_queue,
 )
 from ecrcache.services.upstream_health import CacheAction
 from tests.conftest import REGION, load_event, sample_events
@@ -293,3 +297,110 @@ def test_event_of_no_known_shape_is_an_error_naming_the_shapes(event: object) ->
 def test_own_role_prefix_is_shared_by_every_session_of_the_role(caller: str, prefix: str) -> None:
     # WHEN the caller's ARN is cut THEN what remains matches every session of the same role
     assert own_role_prefix(caller) == prefix
+
+
+# -- the event queue (EcrEvents): a batch coalesced into one reconcile per Region -------------------
+
+
+def queue_batch(*bodies: object) -> dict[str, Any]:
+    """A batch of the reconciler's event queue as Lambda delivers it; a body that is not a str is sent as JSON."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{n}",
+                "receiptHandle": f"h-{n}",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1764892800000",
+                    "SenderId": "AIDAEVENTS",
+                    "ApproximateFirstReceiveTimestamp": "1764892800000",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0" * 32,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:ecrcache-ReconcilerEventsQueue",
+                "awsRegion": REGION,
+            }
+            for n, body in enumerate(bodies)
+        ]
+    }
+
+
+def _read(*bodies: object) -> QueuedEvents:
+    parsed = parse_event(queue_batch(*bodies))
+    assert isinstance(parsed, QueueBatch)
+    return read_queue(parsed, own_role=OWN_ROLE)
+
+
+def test_a_storm_in_one_region_is_one_reconcile_reading_every_touched_repository() -> None:
+    # GIVEN forty CloudTrail events on three repositories and a rule, and a pull-through import
+    repos = ["docker-hub/library/node", "docker-hub/library/python", "docker-hub/library/ruby"]
+    bodies: list[object] = [
+        cloudtrail(eventName="TagResource", requestParameters={"repositoryName": repos[n % 3]}) for n in range(39)
+    ]
+    bodies.append(load_event("reconciler/cloudtrail_delete_rule.json"))
+    bodies.append(load_event("reconciler/pull_through_cache_action.json"))
+
+    # WHEN the batch is read
+    read = _read(*bodies)
+
+    # THEN it asks for one CloudTrail reconcile of the Region, deep on each repository once, for every message
+    (run,) = read.runs
+    assert run.trigger == Trigger(Scope(regions=HERE, deep_repositories=frozenset(repos)), RunTrigger.CLOUDTRAIL)
+    assert run.message_ids == tuple(f"m-{n}" for n in range(41))
+    assert [message_id for message_id, _ in read.actions] == ["m-40"]  # the cache action, to record
+    assert read.unreadable == ()
+
+
+def test_each_region_of_a_batch_is_its_own_reconcile_with_its_own_messages() -> None:
+    here = cloudtrail(awsRegion=REGION)
+    there = cloudtrail(awsRegion="eu-west-1")
+    own = cloudtrail(userIdentity={"type": "AssumedRole", "arn": f"{OWN_ROLE}session"})  # the controller's: none
+
+    read = _read(there, here, own, there)
+
+    assert [(r.trigger.scope.regions, r.message_ids) for r in read.runs] == [
+        (frozenset({"eu-west-1"}), ("m-0", "m-3")),
+        (HERE, ("m-1",)),
+    ]
+
+
+def test_cache_events_only_are_a_cache_event_run() -> None:
+    read = _read(load_event("reconciler/pull_through_cache_action.json"))
+    (run,) = read.runs
+    assert run.trigger == Trigger(Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CACHE_EVENT)
+
+
+def test_a_failed_pull_is_recorded_and_asks_for_no_reconcile() -> None:
+    read = _read(load_event("reconciler/pull_through_cache_action_failed.json"))
+    assert read.runs == ()
+    assert [message_id for message_id, _ in read.actions] == ["m-0"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("not json", "body"),
+        ({"detail-type": "AWS API Call via CloudTrail"}, "id"),
+        ({**load_event("reconciler/cloudtrail_delete_rule.json"), "detail": {"eventSource": 3}}, "eventSource"),
+    ],
+)
+def test_an_unreadable_message_is_named_alone_and_the_rest_is_read(body: object, named: str) -> None:
+    read = _read(load_event("reconciler/cloudtrail_delete_rule.json"), body)
+
+    assert [r.message_ids for r in read.runs] == [("m-0",)]
+    ((message_id, problem),) = read.unreadable
+    assert message_id == "m-1"
+    assert named in problem
+    assert "not json" not in problem.replace("body", "")  # what it says is field names, never the body
+
+
+def test_from_event_reads_a_queue_batch_of_one_region_as_its_trigger() -> None:
+    assert from_event(queue_batch(load_event("reconciler/cloudtrail_delete_rule.json")), own_role=OWN_ROLE) == (
+        Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL)
+    )
+    with pytest.raises(ValueError, match="each of 2 Regions"):
+        from_event(queue_batch(cloudtrail(), cloudtrail(awsRegion="eu-west-1")), own_role=OWN_ROLE)
+    with pytest.raises(ValueError, match="could not be read"):
+        from_event(queue_batch("{}"), own_role=OWN_ROLE)

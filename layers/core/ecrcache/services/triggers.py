@@ -1,6 +1,6 @@
 """What each reconciler trigger asks for: from the invocation's event to a :class:`Trigger` (pure).
 
-:func:`from_event` parses the three shapes the template delivers with Powertools' parser models
+:func:`from_event` parses the shapes the template delivers with Powertools' parser models
 (:func:`parse_event`), and says which reconcile each asks for:
 
 * DynamoDB stream records of desired items: every Region, fast path (rules and templates are
@@ -16,6 +16,12 @@
   (:func:`cache_action`, recorded by :mod:`ecrcache.services.upstream_health`). A failed one asks
   for no reconcile: it changed nothing in ECR.
 
+The template delivers the two ECR events through a queue (``EcrEvents``, an SQS batch whose bodies are
+EventBridge events): :func:`read_queue` reads a batch into one :class:`RegionRun` per Region (the
+batch's events coalesced: one reconcile, every repository they touched read deeply), the cache actions
+to record, and the messages it could not read. An EventBridge event invoking the function directly
+(by hand, ``sam local invoke``) is still read on its own.
+
 An event of any other shape is an :class:`UnknownEventError`, never a reconcile. No I/O, no clock,
 no environment: the controller's own role comes in as a parameter. The reconciler's handler uses the
 same steps (:func:`parse_event`, then ``for_*``): it needs the parsed shape to answer each delivery
@@ -24,6 +30,8 @@ the way its source expects (a partial batch response, idempotency on the EventBr
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Final, Literal
@@ -32,6 +40,8 @@ from aws_lambda_powertools.utilities.parser.models import (
     DynamoDBStreamModel,
     DynamoDBStreamRecordModel,
     EventBridgeModel,
+    SqsModel,
+    SqsRecordModel,
 )
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -48,7 +58,8 @@ from ecrcache.services.reconcile import Scope
 from ecrcache.services.upstream_health import CacheAction
 
 EXPECTED_EVENTS: Final = (
-    'a DynamoDB stream batch {"Records": [...]}, an EventBridge event, or a schedule input {"resync": "fast" | "deep"}'
+    'a DynamoDB stream batch {"Records": [...]}, an SQS batch of EventBridge events, an EventBridge event, '
+    'or a schedule input {"resync": "fast" | "deep"}'
 )
 
 
@@ -72,7 +83,14 @@ class StreamBatch(DynamoDBStreamModel):
         return [record.dynamodb.SequenceNumber for record in self.Records]
 
 
-type ReconcilerEvent = StreamBatch | EventBridgeModel | ScheduleInput
+class QueueBatch(SqsModel):
+    """A batch of the reconciler's event queue (``EcrEvents``): each body is an EventBridge event, read
+    one by one (:func:`read_queue`) so that one unreadable message fails alone."""
+
+    Records: list[SqsRecordModel] = Field(min_length=1)
+
+
+type ReconcilerEvent = StreamBatch | QueueBatch | EventBridgeModel | ScheduleInput
 _EVENT: Final[TypeAdapter[ReconcilerEvent]] = TypeAdapter(ReconcilerEvent)
 
 
@@ -113,7 +131,19 @@ def from_event(event: object, *, own_role: str) -> Trigger | None:
         return for_stream(parsed)
     if isinstance(parsed, ScheduleInput):
         return for_schedule(parsed)
+    if isinstance(parsed, QueueBatch):
+        return _single_run(read_queue(parsed, own_role=own_role))
     return for_eventbridge(parsed, own_role=own_role)
+
+
+def _single_run(read: QueuedEvents) -> Trigger | None:
+    """A queue batch as one trigger: it asks for one reconcile per Region (the handler runs each,
+    :func:`read_queue`); as a single trigger only when it names one Region or none."""
+    if read.unreadable:
+        raise ValueError(f"{len(read.unreadable)} message(s) of the batch could not be read: {read.unreadable[0][1]}")
+    if len(read.runs) > 1:
+        raise ValueError(f"the batch asks for a reconcile in each of {len(read.runs)} Regions: read it with read_queue")
+    return read.runs[0].trigger if read.runs else None
 
 
 def own_role_prefix(caller_arn: str) -> str:
@@ -194,6 +224,69 @@ def for_cache_action(detail: PullThroughCacheActionDetail, region: str) -> Trigg
         Scope(regions=frozenset({region}), deep_repositories=frozenset({detail.repository_name})),
         RunTrigger.CACHE_EVENT,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRun:
+    """One reconcile a queue batch asks for (its events in one Region, coalesced) and the messages it answers for."""
+
+    trigger: Trigger
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvents:
+    """What a queue batch asks for: at most one reconcile per Region, the cache actions to record (with their
+    message), and the messages that could not be read (with why: ids and field names only, never a body)."""
+
+    runs: tuple[RegionRun, ...]
+    actions: tuple[tuple[str, CacheAction], ...]
+    unreadable: tuple[tuple[str, str], ...]
+
+
+def read_queue(batch: QueueBatch, *, own_role: str) -> QueuedEvents:
+    """Read every message of the batch; coalesce the reconciles they ask for (:func:`coalesce`)."""
+    triggers: list[tuple[str, Trigger]] = []
+    actions: list[tuple[str, CacheAction]] = []
+    unreadable: list[tuple[str, str]] = []
+    for record in batch.Records:
+        try:
+            event = EventBridgeModel.model_validate_json(str(record.body))
+            action = cache_action(event)
+            trigger = for_eventbridge(event, own_role=own_role)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()}))
+            unreadable.append((record.messageId, f"not an ECR event this function reads (invalid {fields})"))
+            continue
+        if action is not None:
+            actions.append((record.messageId, action))
+        if trigger is not None:
+            triggers.append((record.messageId, trigger))
+    return QueuedEvents(runs=coalesce(triggers), actions=tuple(actions), unreadable=tuple(unreadable))
+
+
+def coalesce(triggers: Sequence[tuple[str, Trigger]]) -> tuple[RegionRun, ...]:
+    """One reconcile per Region for a batch of event triggers: the repositories they name are all read deeply,
+    and the run is a CloudTrail one if any of its events is (else a cache event). Regions in sorted order."""
+    by_region: dict[str, list[tuple[str, Trigger]]] = defaultdict(list)
+    for message_id, trigger in triggers:
+        for region in sorted(trigger.scope.regions or ()):
+            by_region[region].append((message_id, trigger))
+    return tuple(_region_run(region, by_region[region]) for region in sorted(by_region))
+
+
+def _region_run(region: str, group: Iterable[tuple[str, Trigger]]) -> RegionRun:
+    ids: list[str] = []
+    repositories: set[str] = set()
+    kinds: set[RunTrigger] = set()
+    for message_id, trigger in group:
+        if message_id not in ids:
+            ids.append(message_id)
+        repositories |= trigger.scope.deep_repositories
+        kinds.add(trigger.kind)
+    kind = RunTrigger.CLOUDTRAIL if RunTrigger.CLOUDTRAIL in kinds else RunTrigger.CACHE_EVENT
+    scope = Scope(regions=frozenset({region}), deep_repositories=frozenset(repositories))
+    return RegionRun(Trigger(scope, kind), tuple(ids))
 
 
 def cache_action(event: EventBridgeModel) -> CacheAction | None:
