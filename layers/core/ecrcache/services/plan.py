@@ -20,6 +20,10 @@ replica is not in sync is :class:`~ecrcache.engine.plan.Blocked` (``pending`` wh
 Without one, rules outside the stack's Region that take a credential are blocked: nothing tells their
 Region's secret.
 
+A deep plan may be given a ``stop`` (the API's time budget: API Gateway answers 504 after 29 s): the
+repositories its deep read did not reach are compared on the fast path, and the plan says it is
+incomplete (``complete`` false, a note per Region), never a timeout.
+
 Two narrower reads serve desired-state writes: :meth:`PlanService.ownership_check` (the
 :class:`~ecrcache.engine.plan.Blocked` entries the plan will show for the rules a write touches, so
 a dry run and an apply say what the plan says) and :meth:`PlanService.rules_in_ecr` (what ECR holds,
