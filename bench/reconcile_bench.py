@@ -234,9 +234,10 @@ class CountingRegistry(Boto3EcrRegistry):
         prefixes: Sequence[str],
         deep: bool | Collection[str],
         applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
         self.passes += 1
-        return super().observe(prefixes=prefixes, deep=deep, applied=applied)
+        return super().observe(prefixes=prefixes, deep=deep, applied=applied, stop=stop)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ update exclusions are ``state.exclusions`` (``None`` reads as none registered).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from ecrcache.engine.plan import ActionKind, ActionResult, Plan, PlannedAction
 from ecrcache.models.common import ROOT_PREFIX
@@ -41,17 +41,28 @@ class MemoryEcrReader:
         self.observe_error: Exception | None = None
 
     def observe(
-        self, *, prefixes: Sequence[str], deep: bool | Collection[str], applied: Mapping[str, AppliedFingerprints]
+        self,
+        *,
+        prefixes: Sequence[str],
+        deep: bool | Collection[str],
+        applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
+        """As ECR would be read; ``stop`` is asked before each repository read deeply (as the adapter does)."""
         self.calls["observe"] += 1
         if self.observe_error is not None:
             raise self.observe_error
-        repositories = {
-            name: self._as_read(repo, deep, applied.get(name))
-            for name, repo in self.state.repositories.items()
-            if any(_under(name, p) for p in prefixes if p)
-        }
-        return self.state.model_copy(update={"repositories": repositories, "exclusions": None})
+        repositories: dict[str, ObservedRepository] = {}
+        unread: list[str] = []
+        for name, repo in self.state.repositories.items():
+            if not any(_under(name, p) for p in prefixes if p):
+                continue
+            deep_here = self._reads_deeply(repo, deep)
+            if deep_here and stop is not None and stop():
+                unread.append(name)
+                deep_here = False
+            repositories[name] = self._as_read(repo, deep_here, applied.get(name))
+        return self.state.model_copy(update={"repositories": repositories, "exclusions": None, "unread": tuple(unread)})
 
     def rules(self) -> dict[str, ObservedRule]:
         self.calls["rules"] += 1
@@ -66,10 +77,11 @@ class MemoryEcrReader:
         return self.state.exclusions or frozenset()
 
     @staticmethod
-    def _as_read(
-        repo: ObservedRepository, deep: bool | Collection[str], applied: AppliedFingerprints | None
-    ) -> ObservedRepository:
-        read = deep is True or (not isinstance(deep, bool) and repo.name in deep)
+    def _reads_deeply(repo: ObservedRepository, deep: bool | Collection[str]) -> bool:
+        return deep is True or (not isinstance(deep, bool) and repo.name in deep)
+
+    @staticmethod
+    def _as_read(repo: ObservedRepository, read: bool, applied: AppliedFingerprints | None) -> ObservedRepository:
         return repo.model_copy(update={"details": repo.details if read else None, "applied": applied})
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -98,9 +98,10 @@ class _PassCountingRegistry(Boto3EcrRegistry):
         prefixes: Sequence[str],
         deep: bool | Collection[str],
         applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
         self.passes += 1
-        return super().observe(prefixes=prefixes, deep=deep, applied=applied)
+        return super().observe(prefixes=prefixes, deep=deep, applied=applied, stop=stop)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 __all__ = [
     "BLOCKED_TITLE",
     "CREDENTIAL_RULES",
+    "INCOMPLETE_WARNING",
     "REGISTRY_RULE",
     "WAITING_TITLE",
     "plan_cmd",
@@ -28,6 +29,10 @@ warm worker's pull-time update exclusion, kept for every rule of the Region)."""
 CREDENTIAL_RULES = "(credential)"
 """Shown in the ``rule`` column for a secret replica action: it is for every rule of the Region that
 uses the credential (the target is the secret's name)."""
+INCOMPLETE_WARNING = (
+    "the deep read stopped at the API's time budget: some repositories were compared on the fast path "
+    "(see Notes); run it per Region (--region) for a full deep plan"
+)
 _REPLICA_KINDS = frozenset({"replicate_secret", "retry_replica", "remove_replica"})
 
 
@@ -40,7 +45,11 @@ def _rule_column(action: Mapping[str, Any]) -> str:
 @click.command("plan")
 @click.option("--deep", is_flag=True, help="Read every cached repository's settings (slower).")
 @click.option("--region", "plan_region", metavar="REGION", help="Only this Region.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there is nothing to do, 2 when actions pend.")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when actions pend (1 when a --deep read was cut short and found none).",
+)
 @output_option()
 @pass_app
 def plan_cmd(app: App, *, deep: bool, plan_region: str | None, detailed_exitcode: bool, fmt: OutputFormat) -> int:
@@ -50,7 +59,13 @@ def plan_cmd(app: App, *, deep: bool, plan_region: str | None, detailed_exitcode
     actions = plan.get("actions") or []
     if not printer.body(plan):
         print_plan(printer, plan)
-    return ExitCode.CHANGES_PENDING if detailed_exitcode and actions else ExitCode.OK
+    complete = plan.get("complete", True) is not False
+    if not complete:
+        printer.warn(INCOMPLETE_WARNING)
+    if detailed_exitcode and actions:
+        return ExitCode.CHANGES_PENDING
+    # An incomplete deep plan with no action cannot say "nothing to do": --detailed-exitcode never answers 0 then.
+    return ExitCode.FAILURE if detailed_exitcode and not complete else ExitCode.OK
 
 
 def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
@@ -76,7 +91,7 @@ def print_plan(printer: Printer, plan: Mapping[str, Any]) -> None:
         print_blocked(printer, blocked)
     if notes := plan.get("notes") or []:
         printer.out("")
-        rows = [[n.get("region"), n.get("prefix"), n.get("message")] for n in notes]
+        rows = [[n.get("region"), n.get("prefix") or REGISTRY_RULE, n.get("message")] for n in notes]
         printer.table(["region", "rule", "note"], rows, title="Notes:")
 
 

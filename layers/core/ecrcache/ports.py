@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -151,13 +151,20 @@ class EcrReader(Protocol):
     """Operations made so far (``DescribeRepositories`` counts once per page)."""
 
     def observe(
-        self, *, prefixes: Sequence[str], deep: bool | Collection[str], applied: Mapping[str, AppliedFingerprints]
+        self,
+        *,
+        prefixes: Sequence[str],
+        deep: bool | Collection[str],
+        applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
         """All rules and templates, and the repositories under ``prefixes`` (all of them for ``ROOT``).
 
         ``deep=False`` (the fast path) makes no per-repository call: ``details`` is ``None``;
         ``deep=True`` reads every repository's lifecycle policy, repository policy and tags, a
         collection reads only the named ones. ``applied`` is attached to each repository by name.
+        ``stop``: asked before each repository's deep read; once it answers True the rest are not read
+        deeply (``details`` ``None``) and are listed in ``unread`` (a caller's time budget).
         Raises ``RetryableError`` / ``TerminalError``.
         """
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from typing import Any
 
 import pytest
@@ -148,6 +149,33 @@ def test_observe_deep_reads_only_the_named_repositories(ecr: Ecr) -> None:
     assert observed.repositories["ghcr/org/a"].details is None
     assert observed.repositories["ghcr/org/b"].details == RepositoryDetails()
     assert ecr.registry.calls["ListTagsForResource"] == 1
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_observe_deep_stops_reading_when_asked_and_lists_the_rest_as_unread(ecr: Ecr, workers: int) -> None:
+    # GIVEN six repositories, and a budget that runs out after two deep reads (asked before each one)
+    names = [f"quay/org/image-{i}" for i in range(6)]
+    for name in names:
+        ecr.repository(name)
+    registry = Boto3EcrRegistry(REGION, ecr.registry.client, deep_read_workers=workers)
+    asked: list[int] = []
+    lock = threading.Lock()
+
+    def stop() -> bool:
+        with lock:  # the deep read asks from its worker threads
+            asked.append(1)
+            return len(asked) > 2
+
+    # WHEN observed deeply with that stop
+    observed = registry.observe(prefixes=["quay"], deep=True, applied={}, stop=stop)
+    # THEN two repositories were read deeply, the other four are listed (fast path: no details) as unread
+    read = sorted(name for name, repo in observed.repositories.items() if repo.details is not None)
+    assert len(read) == 2
+    assert sorted(observed.unread) == sorted(set(names) - set(read))
+    assert set(observed.repositories) == set(names)
+    assert registry.calls["ListTagsForResource"] == 2
+    # AND without a stop every repository is read (nothing unread)
+    assert registry.observe(prefixes=["quay"], deep=True, applied={}).unread == ()
 
 
 def test_observe_root_prefix_keeps_every_repository(ecr: Ecr) -> None:

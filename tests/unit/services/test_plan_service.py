@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ecrcache.engine.plan import ActionKind
-from ecrcache.models.observed import Ownership
+from ecrcache.engine.plan import ActionKind, Plan
+from ecrcache.models.observed import ObservedRepository, Ownership, RepositoryDetails
 from ecrcache.models.records import ResourceKind, Write, WriteAction
 from ecrcache.models.status import RuleStatus
 from ecrcache.services.plan import PlanService, Scope
@@ -129,3 +129,33 @@ def test_an_owned_rule_without_a_usable_last_spec_is_not_retired(world: World, h
     # THEN it is not retired (never deleted on a guess)
     inputs, _ = world.service.read_desired(Scope())
     assert inputs.retired == {}
+
+
+def test_a_deep_plan_stopped_by_its_budget_is_incomplete_with_a_note_per_region(world: World) -> None:
+    # GIVEN a rule with three cached repositories, and a budget that allows one deep read
+    world.write("quay", {"upstream_kind": "quay"})
+    world.make_it_so()
+    reader = world.reader(REGION)
+    for name in ("quay/a", "quay/b", "quay/c"):
+        reader.state.repositories[name] = ObservedRepository(name=name, arn=f"arn:{name}", details=RepositoryDetails())
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    # WHEN planned deeply with that budget
+    plan = world.service.plan(Scope(deep=True), stop=stop)
+    # THEN the plan says it is incomplete, and how many repositories were not read in the Region
+    assert plan.complete is False
+    [note] = plan.notes
+    assert (note.region, note.prefix) == (REGION, "")
+    assert note.message.startswith("deep read stopped at the API's time budget: 2 of 3 cached repositories")
+    # AND without a budget (or on the fast path) the plan is complete
+    assert world.service.plan(Scope(deep=True)).complete is True
+    assert world.service.plan(Scope(), stop=lambda: True).complete is True
+
+
+def test_merged_plans_are_complete_only_when_every_part_is() -> None:
+    assert Plan.merge([Plan(), Plan()]).complete is True
+    assert Plan.merge([Plan(), Plan(complete=False)]).complete is False

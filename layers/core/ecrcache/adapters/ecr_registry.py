@@ -212,6 +212,7 @@ class Boto3EcrReader:
         prefixes: Sequence[str],
         deep: bool | Collection[str],
         applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
         rules = self.rules()
         templates = {t.prefix: t for t in map(ObservedTemplate.from_ecr, self._template_items())}
@@ -221,7 +222,7 @@ class Boto3EcrReader:
             for item in (self._repository_items() if scope else ())  # no prefix: rules and templates only
             if any(_prefix_in(item["repositoryName"], p) for p in scope)
         }
-        details = self._deep_read(listed, self._deep_names(deep, listed))
+        details, unread = self._deep_read(listed, self._deep_names(deep, listed), stop)
         repositories: dict[str, ObservedRepository] = {}
         for name, item in listed.items():
             if name in details and details[name] is None:
@@ -236,7 +237,9 @@ class Boto3EcrReader:
                 details=details.get(name),
                 applied=applied.get(name),
             )
-        return ObservedRegion(region=self.region, rules=rules, templates=templates, repositories=repositories)
+        return ObservedRegion(
+            region=self.region, rules=rules, templates=templates, repositories=repositories, unread=unread
+        )
 
     def rules(self) -> dict[str, ObservedRule]:
         return {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
@@ -288,15 +291,25 @@ class Boto3EcrReader:
         return [name for name in listed if name in wanted]
 
     def _deep_read(
-        self, listed: Mapping[str, RepositoryTypeDef], names: Sequence[str]
-    ) -> dict[str, RepositoryDetails | None]:
+        self, listed: Mapping[str, RepositoryTypeDef], names: Sequence[str], stop: Callable[[], bool] | None
+    ) -> tuple[dict[str, RepositoryDetails | None], tuple[str, ...]]:
+        """Each named repository's details (``None``: deleted meanwhile), and the names not read because
+        ``stop`` said so before their turn (the reads under way finish; no new one starts)."""
         if not names:
-            return {}
+            return {}, ()
+
+        def read(name: str) -> tuple[bool, RepositoryDetails | None]:
+            if stop is not None and stop():
+                return False, None
+            return True, self._details(name, listed[name]["repositoryArn"])
+
         if len(names) == 1 or self.deep_read_workers == 1:
-            return {name: self._details(name, listed[name]["repositoryArn"]) for name in names}
-        with ThreadPoolExecutor(max_workers=min(self.deep_read_workers, len(names))) as pool:
-            found = pool.map(lambda name: self._details(name, listed[name]["repositoryArn"]), names)
-            return dict(zip(names, found, strict=True))
+            results = list(map(read, names))
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.deep_read_workers, len(names))) as pool:
+                results = list(pool.map(read, names))
+        found = {name: details for name, (done, details) in zip(names, results, strict=True) if done}
+        return found, tuple(name for name, (done, _) in zip(names, results, strict=True) if not done)
 
     def _details(self, name: str, arn: str) -> RepositoryDetails | None:
         """The deep read of one repository; ``None`` when it no longer exists."""

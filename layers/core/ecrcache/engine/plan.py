@@ -227,6 +227,14 @@ class Plan(_Frozen):
     unmanaged: tuple[Unmanaged, ...] = ()
     blocked: tuple[Blocked, ...] = ()
     notes: tuple[Note, ...] = ()
+    complete: bool = Field(
+        default=True,
+        description=(
+            "False when a deep plan's read stopped at the API's time budget: the repositories not read deeply "
+            "were compared with what ecrcache last applied (the fast path), and a note per Region says how many. "
+            "Actions listed are real; an empty list does not mean converged."
+        ),
+    )
 
     @field_validator("actions")
     @classmethod
@@ -272,6 +280,7 @@ class Plan(_Frozen):
             unmanaged=tuple(u for p in parts for u in p.unmanaged),
             blocked=tuple(b for p in parts for b in p.blocked),
             notes=tuple(n for p in parts for n in p.notes),
+            complete=all(p.complete for p in parts),
         )
 
 

@@ -238,6 +238,13 @@ class ObservedRegion(_Frozen):
             "not read (only read while a warmer role is set or ecrcache owns an exclusion there)."
         ),
     )
+    unread: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Repositories a deep read skipped because the caller's time budget ran out (their ``details`` are "
+            "None: the planner compares them on the fast path, with what ecrcache last applied)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _keys_match(self) -> Self:

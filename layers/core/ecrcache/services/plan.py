@@ -20,6 +20,10 @@ replica is not in sync is :class:`~ecrcache.engine.plan.Blocked` (``pending`` wh
 Without one, rules outside the stack's Region that take a credential are blocked: nothing tells their
 Region's secret.
 
+A deep plan may be given a ``stop`` (the API's time budget: API Gateway answers 504 after 29 s): the
+repositories its deep read did not reach are compared on the fast path, and the plan says it is
+incomplete (``complete`` false, a note per Region), never a timeout.
+
 Two narrower reads serve desired-state writes: :meth:`PlanService.ownership_check` (the
 :class:`~ecrcache.engine.plan.Blocked` entries the plan will show for the rules a write touches, so
 a dry run and an apply say what the plan says) and :meth:`PlanService.rules_in_ecr` (what ECR holds,
@@ -36,7 +40,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from ecrcache.engine.ownership import ownership_block
-from ecrcache.engine.plan import ActionResult, Blocked, Plan, PlannedAction
+from ecrcache.engine.plan import ActionResult, Blocked, Note, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.replicas import (
     CredentialSecret,
@@ -56,7 +60,16 @@ from ecrcache.models.secret_replica import replica_arn
 from ecrcache.models.status import RuleStatusRecord
 from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
 
-__all__ = ["FAST_SCOPE", "DesiredByRegion", "OwnershipCheck", "PlanService", "ReplicaFailures", "Scope", "Secrets"]
+__all__ = [
+    "FAST_SCOPE",
+    "DesiredByRegion",
+    "OwnershipCheck",
+    "PlanService",
+    "ReplicaFailures",
+    "Scope",
+    "Secrets",
+    "unread_plan",
+]
 
 Secrets = Mapping[str, CredentialSecret]
 """Credential name -> its secret as described (credentials with a secret only)."""
@@ -134,6 +147,25 @@ def deleted_spec(store: StateStore, kind: ResourceKind, name: str) -> Mapping[st
     return entry.before
 
 
+def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
+    """An empty plan, incomplete with a note per Region whose deep read stopped before every repository."""
+    notes = tuple(
+        Note(
+            region=found.region,
+            prefix="",
+            message=(
+                f"deep read stopped at the API's time budget: {len(found.unread)} of {len(found.repositories)} "
+                "cached repositories were not read deeply and were compared with what ecrcache last applied "
+                "(e.g. " + ", ".join(found.unread[:3]) + "). For a full deep plan, plan one Region at a time "
+                "(region=...); the daily deep resync repairs drift in every repository."
+            ),
+        )
+        for found in observed
+        if found.unread
+    )
+    return Plan(notes=notes, complete=not notes)
+
+
 class PlanService:
     """Desired state, ownership and ECR (read only) -> what the reconciler would do."""
 
@@ -157,14 +189,19 @@ class PlanService:
         """Reads credentials' secrets and their replicas (``None``: rules outside the stack's Region
         that take a credential are blocked)."""
 
-    def plan(self, scope: Scope = FAST_SCOPE) -> Plan:
+    def plan(self, scope: Scope = FAST_SCOPE, *, stop: Callable[[], bool] | None = None) -> Plan:
+        """The plan for ``scope``. ``stop`` (a caller's time budget, e.g. the API's): asked before each
+        repository's deep read; once it says so, the rest are compared on the fast path and the plan is
+        marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s)."""
         snapshot = self.desired.snapshot()
         secrets = self.read_secrets(snapshot)
         inputs, _ = self.read_desired(scope, snapshot=snapshot, secrets=secrets)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
         for region in inputs.regions:
-            observed[region], ownership[region], _ = self.observe(region, inputs.prefixes(region), deep=scope.deep_read)
+            observed[region], ownership[region], _ = self.observe(
+                region, inputs.prefixes(region), deep=scope.deep_read, stop=stop
+            )
         planned = plan_regions(
             {r: inputs.desired_in(r) for r in inputs.regions},
             {r: inputs.retired_in(r) for r in inputs.regions},
@@ -181,7 +218,7 @@ class PlanService:
             planned=planned.actions,
         )
         replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
-        return Plan.merge([planned, replicas])
+        return Plan.merge([planned, replicas, unread_plan(observed.values())])
 
     def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
         """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
@@ -354,15 +391,21 @@ class PlanService:
         return frozenset(held)
 
     def observe(
-        self, region: str, prefixes: Sequence[str], *, deep: bool | Collection[str]
+        self,
+        region: str,
+        prefixes: Sequence[str],
+        *,
+        deep: bool | Collection[str],
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
         """ECR in ``region`` with what the controller last applied there, and what it owns there.
 
         The pull-time update exclusions are read only while a warmer role is set or ecrcache owns one
-        there (without either there is nothing to plan for them, and the call is saved)."""
+        there (without either there is nothing to plan for them, and the call is saved). ``stop``: see
+        :meth:`plan` (only the deep read asks it)."""
         applied = self.status.applied(region)
         reader = self.registry(region)
-        observed = reader.observe(prefixes=prefixes, deep=deep, applied=applied)
+        observed = reader.observe(prefixes=prefixes, deep=deep, applied=applied, stop=stop)
         ownership = self.status.ownership(region)
         if self.warmer_role_arn or ownership.exclusions:
             observed = observed.model_copy(update={"exclusions": reader.pull_time_exclusions()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
@@ -107,14 +107,38 @@ def _register_plan(app: APIGatewayRestResolver, planner: PlanService) -> None:
         responses=responses(Plan),
     )
     def get_plan(
-        deep: Annotated[bool, Query(description="Read every cached repository's settings.")] = False,
+        deep: Annotated[
+            bool,
+            Query(
+                description=(
+                    "Read every cached repository's settings. Bounded by the request's time budget: when it runs "
+                    "out, the answer has `complete: false` and a note per Region (never a 504)."
+                )
+            ),
+        ] = False,
         region: Annotated[
             str | None,
             Query(description="Only this Region (a Region with ECR in the stack's partition).", max_length=32),
         ] = None,
     ) -> Plan:
         regions = frozenset({_plan_region(region, planner.stack_region)}) if region else None
-        return planner.plan(Scope(regions=regions, deep=deep))
+        stop = deep_read_budget(app.lambda_context) if deep else None
+        return planner.plan(Scope(regions=regions, deep=deep), stop=stop)
+
+
+DEEP_READ_MARGIN_MS: Final = 10_000
+"""Time a deep plan keeps in hand when it stops reading repositories deeply: the reads under way, the
+planning and the response, and the function's cold start, which API Gateway's 29-second integration
+timeout counts but the Lambda's remaining time does not (the function's own timeout is 29 s)."""
+
+
+def deep_read_budget(context: Any) -> Callable[[], bool] | None:
+    """``stop`` for a deep plan: True once the invocation has less than :data:`DEEP_READ_MARGIN_MS` left
+    (``None`` without a Lambda context, e.g. a resolver called outside Lambda: no budget)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return lambda: bool(remaining() < DEEP_READ_MARGIN_MS)
 
 
 def _plan_region(region: str, stack_region: str) -> str:
@@ -210,4 +234,4 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, 
         return RuleStatusResponse(prefix=name, regions=records)
 
 
-__all__ = ["register"]
+__all__ = ["DEEP_READ_MARGIN_MS", "deep_read_budget", "register"]
