@@ -262,19 +262,19 @@ class Demo:
             time.sleep(0.5)
         raise StepFailed(f"{what} did not happen within {timeout or self.args.timeout} s")
 
-    def wait_for_lifecycle(self, ecr: Any, rule: str) -> dict[str, Any]:
+    def wait_for_lifecycle(self, ecr: Any, rule: str, repository: str = PULLED_REPOSITORY) -> dict[str, Any]:
         """The pulled repository's lifecycle policy, once it is the one ``rule`` renders now."""
         expected = self.api(f"/rules/{rule}")["rendered"]["lifecycle_policy"]
 
         def applied() -> dict[str, Any] | None:
             try:
-                text = ecr.get_lifecycle_policy(repositoryName=PULLED_REPOSITORY)["lifecyclePolicyText"]
+                text = ecr.get_lifecycle_policy(repositoryName=repository)["lifecyclePolicyText"]
             except ecr.exceptions.LifecyclePolicyNotFoundException:
                 return None
             policy: dict[str, Any] = json.loads(text)
             return policy if policy == expected else None
 
-        policy, _ = self.wait_for(f"rule {rule!r}'s lifecycle policy on {PULLED_REPOSITORY}", applied)
+        policy, _ = self.wait_for(f"rule {rule!r}'s lifecycle policy on {repository}", applied)
         return policy
 
     # ---- the tour -----------------------------------------------------------------------------------
