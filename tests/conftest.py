@@ -52,9 +52,10 @@ class FakeLambdaContext:
     aws_request_id: str = "00000000-0000-4000-8000-000000000000"
     log_group_name: str = "/aws/lambda/ecrcache-test"
     log_stream_name: str = "test"
+    remaining_millis: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_millis
 
 
 @pytest.fixture

@@ -56,6 +56,13 @@ from ecrcache.services.rotation_schedules import RotationSchedules
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
 """Retried by Lambda / EventBridge when the run raises; the schedules come back by themselves."""
+_ECR_EVENT_TRIGGERS = frozenset({RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
+"""ECR's events: they say something changed in one Region's ECR, never in a credential's rotation schedule
+(changed by desired-state writes - the stream - and checked by the resyncs). Their runs skip the schedule phase:
+it takes the stack Region's lease again after the Region's was released, and another run holding it then (the
+queue's second concurrent batch, a stream batch, a resync) would make an already reconciled Region's events come
+back as busy. The secret replica phases stay: a Region's rules need their replicas, and a held lease there is
+never busy (:class:`~.replicas.ReplicaPhases` leaves the replicas to the run holding it)."""
 
 
 @dataclass(slots=True)
@@ -159,7 +166,7 @@ class ReconcileService:
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
-        if self.schedules is not None:
+        if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
             self._converge_schedules(run.run_id, log)
         done = self._finish(run, log)
         if trigger in _EVENT_TRIGGERS:
