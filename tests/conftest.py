@@ -23,6 +23,8 @@ os.environ.update(
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "TABLE_NAME": "ecrcache-state-test",
         "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
+        # template.yaml's default EcrRolePath: the functions under test pass only roles under it, as deployed.
+        "ECR_ROLE_PATH": "/ecrcache/",
     }
 )
 os.environ.pop("AWS_PROFILE", None)

@@ -75,6 +75,8 @@ service = ReconcileService(
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
+    # Its iam:PassRole is narrowed to EcrRolePath: a rule naming a role outside it is blocked (Terminal), not tried.
+    role_path=settings.ecr_role_path,
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
     # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function; an

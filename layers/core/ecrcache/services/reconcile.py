@@ -26,6 +26,7 @@ from datetime import datetime
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.engine.role_path import ANY_ROLE_PATH
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     Failure,
@@ -123,10 +124,12 @@ class ReconcileService:
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
+        role_path: str = ANY_ROLE_PATH,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
-        ``schedules`` converges credentials' rotation schedules (``None``: not at all)."""
+        ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
+        stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it)."""
         self.schedules = schedules
         self.desired = desired
         self.status = status
@@ -140,6 +143,7 @@ class ReconcileService:
             stack_region=stack_region,
             warmer_role_arn=warmer_role_arn,
             secrets=replicas,
+            role_path=role_path,
         )
         self.replicas = (
             None
@@ -262,6 +266,7 @@ class ReconcileService:
             {region: observed},
             {region: ownership},
             warmer_role=self.planner.warmer_role_arn,
+            role_path=self.planner.role_path,
         )
         outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
@@ -295,6 +300,7 @@ class ReconcileService:
             {region: after},
             {region: after_owned},
             warmer_role=self.planner.warmer_role_arn,
+            role_path=self.planner.role_path,
         )
         # What verify still finds wrong must not be trusted by the next fast resync.
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
