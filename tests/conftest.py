@@ -23,6 +23,8 @@ os.environ.update(
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "TABLE_NAME": "ecrcache-state-test",
         "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
+        # template.yaml's default EcrRolePath: the functions under test pass only roles under it, as deployed.
+        "ECR_ROLE_PATH": "/ecrcache/",
     }
 )
 os.environ.pop("AWS_PROFILE", None)
@@ -52,9 +54,10 @@ class FakeLambdaContext:
     aws_request_id: str = "00000000-0000-4000-8000-000000000000"
     log_group_name: str = "/aws/lambda/ecrcache-test"
     log_stream_name: str = "test"
+    remaining_millis: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_millis
 
 
 @pytest.fixture

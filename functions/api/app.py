@@ -52,6 +52,8 @@ planner = PlanService(
     warmer_role_arn=api_settings().warmer_role_arn,
     # Reads each credential's secret replicas (DescribeSecret only): the plan shows them as the reconciler plans them.
     secrets=SecretsManagerReplicaReader(),
+    # A rule naming a role outside EcrRolePath is shown Blocked, as the reconciler plans it.
+    role_path=api_settings().ecr_role_path,
 )
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
@@ -67,6 +69,8 @@ service = DesiredStateService(
     stack_region=stack_region(),
     ecr_rules=planner.rules_in_ecr,
     secret_users=secret_users,
+    # A rule's roles must be under EcrRolePath, the path the reconciler may pass (iam:PassRole): else a 422.
+    role_path=api_settings().ecr_role_path,
 )
 importer = ImportService(service, registry, stack_region=stack_region())
 pull_stats = PullStatsService(DynamoDbPullStatsStore(api_settings().table_name), stack_region=stack_region())

@@ -4,8 +4,9 @@
 The event is parsed, never guessed (:mod:`ecrcache.services.triggers`): a stream batch is one
 reconcile whose failure reports every record back for retry; a batch of the event queue (ECR's
 CloudTrail and pull-through events) is one reconcile per Region, and the messages of a Region that
-could not be reconciled now -- its lease held by another run, ECR throttling -- are reported back: SQS
-delivers them again after the queue's visibility timeout, no error, nothing lost; an EventBridge
+could not be reconciled now -- its lease held by another run, ECR throttling, any failure, too little time
+left -- are reported back: SQS delivers them again after the queue's visibility timeout, no error, nothing
+lost (a message that is no ECR event the function reads is dropped and logged); an EventBridge
 event invoking the function directly is handled once per event id; a schedule's input is a resync.
 A pull-through cache action, successful or not, is first recorded as its rule's upstream health
 (:mod:`ecrcache.services.upstream_health`); only a successful one asks for a reconcile.
@@ -13,7 +14,7 @@ A pull-through cache action, successful or not, is first recorded as its rule's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
 from ecrcache.services.triggers import (
     QueueBatch,
+    RegionRun,
     StreamBatch,
     Trigger,
     cache_action,
@@ -50,9 +52,12 @@ from ecrcache.services.triggers import (
     parse_event,
     read_queue,
 )
-from ecrcache.services.upstream_health import UpstreamHealthService
+from ecrcache.services.upstream_health import CacheAction, UpstreamHealthService
 
 settings = reconciler_settings()
+MIN_REMAINING_MS = 60_000
+"""A queue batch's Region is not started with less time left (a fast read plus the deep reads of the repositories
+its events name, under a 300 s timeout): its messages are reported back, not cut off by the timeout."""
 _registries: dict[str, Boto3EcrRegistry] = {}
 _rotation_secrets = SecretsManagerRotationSchedule()
 
@@ -70,6 +75,8 @@ service = ReconcileService(
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
+    # Its iam:PassRole is narrowed to EcrRolePath: a rule naming a role outside it is blocked (Terminal), not tried.
+    role_path=settings.ecr_role_path,
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
     # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function; an
@@ -112,35 +119,62 @@ def reconcile_batch(batch: StreamBatch) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
-def reconcile_queue(batch: QueueBatch) -> dict[str, Any]:
+def reconcile_queue(batch: QueueBatch, context: LambdaContext) -> dict[str, Any]:
     """The event queue's batch: cache actions recorded, then one reconcile per Region. A message whose Region
-    could not be reconciled now (lease held, a retryable failure) or that could not be read is reported as a
-    failure: SQS keeps it and delivers it again after the visibility timeout (after maxReceiveCount, its DLQ)."""
+    could not be reconciled now (lease held, a failure, no time left in the invocation) is reported as a failure:
+    SQS keeps it and delivers it again after the visibility timeout (after maxReceiveCount, its DLQ). A message
+    that is not an ECR event this function reads is dropped (logged with its id): read again, it is no better.
+    One Region's failure, whatever it is, fails that Region's messages only (the batch processor's way)."""
     read = read_queue(batch, own_role=own_role_prefix(caller_arn()))
-    failed = {message_id for message_id, _ in read.unreadable}
     for message_id, problem in read.unreadable:
-        logger.error("an event of the queue could not be read", extra={"message_id": message_id, "problem": problem})
-    for message_id, action in read.actions:
+        logger.error(
+            "an event of the queue could not be read: dropped", extra={"message_id": message_id, "problem": problem}
+        )
+    failed = _record_actions(read.actions)
+    for region_run in read.runs:
+        if context.get_remaining_time_in_millis() < MIN_REMAINING_MS:
+            logger.warning(
+                "too little time left for a Region's events: they come back after the queue's visibility timeout",
+                extra={"scope": region_run.trigger.scope.describe(), "events": len(region_run.message_ids)},
+            )
+            failed.update(region_run.message_ids)
+            continue
+        if not _reconcile_region(region_run):
+            failed.update(region_run.message_ids)
+    metrics.add_metric(name="EcrEventsReceived", unit="Count", value=len(batch.Records))
+    return {"batchItemFailures": [{"itemIdentifier": r.messageId} for r in batch.Records if r.messageId in failed]}
+
+
+def _record_actions(actions: Sequence[tuple[str, CacheAction]]) -> set[str]:
+    """Record each cache action on its rule; the messages whose action was not recorded."""
+    failed: set[str] = set()
+    for message_id, action in actions:
         try:
             upstream.record(action)
         except EcrcacheError as exc:
             logger.warning("a cache action was not recorded", extra={"message_id": message_id, "error": str(exc)})
             failed.add(message_id)
-    for region_run in read.runs:
-        try:
-            run(region_run.trigger)
-        except EcrcacheError as exc:
-            logger.info(
-                "a Region's events were not reconciled now; they come back after the queue's visibility timeout",
-                extra={
-                    "scope": region_run.trigger.scope.describe(),
-                    "events": len(region_run.message_ids),
-                    "error": str(exc),
-                },
-            )
-            failed.update(region_run.message_ids)
-    metrics.add_metric(name="EcrEventsReceived", unit="Count", value=len(batch.Records))
-    return {"batchItemFailures": [{"itemIdentifier": r.messageId} for r in batch.Records if r.messageId in failed]}
+        except Exception:  # a bug fails this message only, with its traceback in the log
+            logger.exception("a cache action could not be recorded", extra={"message_id": message_id})
+            failed.add(message_id)
+    return failed
+
+
+def _reconcile_region(region_run: RegionRun) -> bool:
+    """One Region's reconcile for its events; ``False`` when they must come back (logged why)."""
+    extra = {"scope": region_run.trigger.scope.describe(), "events": len(region_run.message_ids)}
+    try:
+        run(region_run.trigger)
+    except EcrcacheError as exc:
+        logger.info(
+            "a Region's events were not reconciled now; they come back after the queue's visibility timeout",
+            extra={**extra, "error": str(exc)},
+        )
+        return False
+    except Exception:  # the batch's other Regions, done or to do, are not redone for it
+        logger.exception("a Region's reconcile failed; its events come back after the visibility timeout", extra=extra)
+        return False
+    return True
 
 
 def _handle_event(*, event_id: str, event: EventBridgeModel) -> dict[str, Any]:
@@ -170,7 +204,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         case StreamBatch() as batch:  # desired items and reconcile requests
             return reconcile_batch(batch)
         case QueueBatch() as queued:  # CloudTrail drift, pull-through cache actions (the event queue)
-            return reconcile_queue(queued)
+            return reconcile_queue(queued, context)
         case EventBridgeModel() as bridge:  # CloudTrail drift, pull-through cache actions
             return handle_event(event_id=bridge.id, event=bridge)
         case schedule:  # a schedule's input

@@ -67,6 +67,8 @@ OUTPUTS = {
     "StateTableStreamArn",
     "CoreLayerArn",
     "ReconcilerDlqUrl",
+    "ReconcilerEventsQueueUrl",
+    "ReconcilerEventsDlqUrl",
     "PullEventsDlqUrl",
     "WarmQueueUrl",
     "WarmDlqUrl",

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.functional
 PAGE_SIZE: Final = 25
 REPOSITORIES_PER_RULE: Final = 12
 ACTOR: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
-CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
+CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache/ecr-ptc-creation"
 UPSTREAMS: Final[dict[str, dict[str, Any]]] = {
     "hub": {"upstream_kind": "docker-hub", "credential": "hub"},
     "quay": {"upstream_kind": "quay"},

@@ -79,9 +79,33 @@ class RotatorArnSettings(_Settings):
         return value
 
 
-class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings):
+# template.yaml, parameter EcrRolePath's AllowedPattern (an IAM path: IAM API Reference, "Role", Path).
+_ROLE_PATH_RE: Final = re.compile(r"^/([A-Za-z0-9+=,.@_-]+/)*$")
+
+
+class EcrRolePathSettings(_Settings):
+    ecr_role_path: str = Field(
+        default="/",
+        max_length=512,
+        description=(
+            "IAM path of the roles rules and creation templates may name (custom_role_arn, creation_role_arn); "
+            "template: !Ref EcrRolePath, the path the reconciler's iam:PassRole is narrowed to. A role outside it "
+            "is rejected by the API and blocked by the reconciler. Default / (every role)."
+        ),
+    )
+
+    @field_validator("ecr_role_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not _ROLE_PATH_RE.match(value):
+            raise ValueError("must be an IAM path: / or /<segment>/.../ (letters, digits, +=,.@_-)")
+        return value
+
+
+class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings):
     """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too; the
-    rotation function: ``POST /v1/credentials/{name}/rotations`` starts it)."""
+    rotation function: ``POST /v1/credentials/{name}/rotations`` starts it; the role path: rules naming a role
+    outside it are rejected)."""
 
 
 @cache
@@ -94,8 +118,9 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class ReconcilerSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings):
-    """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it)."""
+class ReconcilerSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings):
+    """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
+    the role path: a rule naming a role outside it is blocked)."""
 
 
 @cache

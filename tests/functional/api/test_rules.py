@@ -220,7 +220,7 @@ UPSTREAMS: list[tuple[str, dict[str, Any], str, str | None]] = [
         "ecr",
         {
             "upstream_url": "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
-            "custom_role_arn": "arn:aws:iam::123456789012:role/ecr-to-ecr-ptc",
+            "custom_role_arn": "arn:aws:iam::123456789012:role/ecrcache/ecr-to-ecr-ptc",
         },
         "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
         None,
@@ -574,3 +574,66 @@ def test_rule_etag_from_a_read_guards_the_next_write(api: ApiClient) -> None:
     assert_error(bob, 412, "PreconditionFailed")
     assert api.get("/v1/rules/quay").json["spec"]["description"] == "alice"
     assert [h["by"] for h in history(api, "quay")] == [ALICE, ALICE]
+
+
+# -- roles: only under the stack's EcrRolePath (the path the reconciler's iam:PassRole covers) ------------
+
+ECR_UPSTREAM = "210987654321.dkr.ecr.eu-west-1.amazonaws.com"
+OUTSIDE: list[tuple[dict[str, Any], str, str]] = [
+    (
+        {"upstream_kind": "ecr", "upstream_url": ECR_UPSTREAM, "custom_role_arn": "arn:aws:iam::123456789012:role/x"},
+        "custom_role_arn",
+        "the IAM path /,",
+    ),
+    (
+        {"upstream_kind": "quay", "repository": {"creation_role_arn": "arn:aws:iam::123456789012:role/ops/ecr/x"}},
+        "repository.creation_role_arn",
+        "the IAM path /ops/ecr/,",
+    ),
+    (  # a path that merely starts like it is another path
+        {"upstream_kind": "quay", "repository": {"creation_role_arn": "arn:aws:iam::123456789012:role/ecrcache2/x"}},
+        "repository.creation_role_arn",
+        "the IAM path /ecrcache2/,",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "path"), OUTSIDE, ids=[o[1] + "-" + o[2].split()[-1].rstrip(",") for o in OUTSIDE]
+)
+def test_rule_naming_a_role_outside_the_ecr_role_path_is_422(
+    api: ApiClient, spec: dict[str, Any], field: str, path: str
+) -> None:
+    # GIVEN the stack's EcrRolePath /ecrcache/ (the template's default, ECR_ROLE_PATH)
+    # WHEN a rule names a role under another path
+    refused = api.put("/v1/rules/cache", spec)
+    # THEN it is 422 naming the field, the role's path and EcrRolePath, and nothing is stored
+    body = assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == [field]
+    message = body["details"][0]["message"]
+    assert path in message
+    assert "EcrRolePath /ecrcache/" in message
+    assert api.get("/v1/rules/cache").status == 404
+
+
+def test_rule_naming_roles_under_the_ecr_role_path_is_accepted(api: ApiClient) -> None:
+    spec = {
+        "upstream_kind": "ecr",
+        "upstream_url": ECR_UPSTREAM,
+        "custom_role_arn": "arn:aws:iam::123456789012:role/ecrcache/ecr-to-ecr",
+        "repository": {"creation_role_arn": "arn:aws:iam::123456789012:role/ecrcache/team/creation"},
+    }
+    assert api.put("/v1/rules/cache", spec).status == 201
+
+
+def test_desired_state_document_naming_a_role_outside_the_ecr_role_path_is_422(api: ApiClient) -> None:
+    document = {
+        "version": 1,
+        "rules": {
+            "quay": {"upstream_kind": "quay", "repository": {"creation_role_arn": "arn:aws:iam::123456789012:role/c"}}
+        },
+    }
+    refused = api.put("/v1/desired-state", document)
+    body = assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["rules.quay.repository.creation_role_arn"]
+    assert "EcrRolePath /ecrcache/" in body["details"][0]["message"]

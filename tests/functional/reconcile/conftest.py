@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,9 +169,9 @@ def controller(
     inbox = EventInbox()
     unfiltered = EventInbox("reconciler-inbox-unfiltered", own_calls_filtered=False)
     try:
-        yield Reconciler(
-            lambda_context, stream, inbox, app.lambda_handler, app.registry, app.service, unfiltered=unfiltered
-        )
+        # An invocation's time at its start: the function's Timeout (300 s).
+        context = dataclasses.replace(lambda_context, remaining_millis=300_000)
+        yield Reconciler(context, stream, inbox, app.lambda_handler, app.registry, app.service, unfiltered=unfiltered)
     finally:
         caller_arn.cache_clear()
 

@@ -86,7 +86,7 @@ RECONCILER_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-ReconcilerFun
 RECONCILER_SESSION: Final = "ecrcache-ReconcilerFunction-Ab3dE"
 #: The only upstream token the fake upstream accepts (``ValidatePullThroughCacheRule``).
 GOOD_TOKEN: Final = "dckr_pat_good"
-CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecr-ptc-creation"
+CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache/ecr-ptc-creation"
 STREAM_EVENT: Final = "DesiredStateChanged"
 EVENT_RULES: Final = ("EcrDrift", "PullThroughCacheAction")
 """The ECR events the reconciler reads; each is the template's ``Reconciler<name>Rule`` into its event queue."""

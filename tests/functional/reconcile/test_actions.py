@@ -18,7 +18,7 @@ from ecrcache.models.observed import Ownership
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import ConditionType, RunStatus
 from tests.conftest import REGION
-from tests.functional.reconcile.conftest import World
+from tests.functional.reconcile.conftest import ALICE, World
 from tests.functional.reconcile.support import (
     CREATION_ROLE,
     GOOD_TOKEN,
@@ -529,3 +529,30 @@ def test_a_rule_moved_to_another_region_leaves_no_status_behind(
     assert {key for key in _status_keys(world) if key[1] == "quay"} == {("us-west-2", "quay")}
     assert _rules_in("us-west-2") == ["quay"]
     assert _rules_in("eu-west-1") == ["quay"]  # retained there (deletion_policy retain)
+
+
+def test_a_stored_rule_naming_a_role_outside_the_ecr_role_path_is_blocked_terminal(
+    controller: Reconciler, world: World, alice: Admin, look: Look
+) -> None:
+    # GIVEN a rule stored (before an upgrade, or by another writer) with a creation role at the root path, while the
+    # stack's EcrRolePath is /ecrcache/ (its reconciler may pass no other role: iam:PassRole would be denied)
+    spec = RuleSpec.model_validate(
+        {"upstream_kind": "quay", "repository": {"creation_role_arn": "arn:aws:iam::123456789012:role/creation"}}
+    )
+    world.desired.put_rule("quay", spec, actor=ALICE)
+
+    # WHEN the reconciler runs
+    controller.deliver_stream()
+
+    # THEN nothing is tried in ECR, and the rule is Blocked (Terminal) with a message naming the field and EcrRolePath
+    assert controller.writes() == {}
+    assert look.rule("quay") is None
+    status = look.rule_status("quay")
+    synced, terminal = condition(status, ConditionType.SYNCED), condition(status, ConditionType.TERMINAL)
+    assert synced[0] is False
+    assert terminal[:2] == (True, "Blocked")
+    assert "repository.creation_role_arn" in terminal[2]
+    assert "IAM path /, outside the stack's EcrRolePath /ecrcache/" in terminal[2]
+    # AND GET /v1/plan shows it blocked for that reason
+    plan = alice.api.get("/v1/plan").json
+    assert [(b["prefix"], "EcrRolePath /ecrcache/" in b["reason"]) for b in plan["blocked"]] == [("quay", True)]

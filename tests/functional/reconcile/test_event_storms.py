@@ -126,8 +126,8 @@ def test_a_held_lease_loses_no_event_they_are_reconciled_when_delivered_again(
     assert _lifecycle_policies(look, quay) == dict.fromkeys(quay, True)
 
 
-def test_a_message_that_cannot_be_read_fails_alone(
-    controller: Reconciler, bob: Principal, look: Look, quay: list[str]
+def test_a_message_that_cannot_be_read_is_dropped_and_logged(
+    controller: Reconciler, bob: Principal, look: Look, quay: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a batch with one drift event and two messages that are not ECR events the function reads
     bob.ecr.delete_lifecycle_policy(repositoryName=quay[0])
@@ -138,10 +138,67 @@ def test_a_message_that_cannot_be_read_fails_alone(
     # WHEN delivered with a body that is not JSON at all
     batch = [sqs_record(f"m-{n}", json.dumps(e)) for n, e in enumerate(records)]
     batch.append(sqs_record("m-text", "not json"))
+    caplog.set_level("INFO", logger="ecrcache-test")
     response = controller.invoke({"Records": batch})
 
-    # THEN only the unreadable ones come back (after maxReceiveCount, the queue's DLQ), the drift is repaired
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-text"}]}
+    # THEN none comes back (read again, they would be no better: not 10 deliveries into the DLQ), each unreadable
+    # one is logged as dropped with its id (never its body), and the drift is repaired
+    assert response == {"batchItemFailures": []}
+    dropped = [r for r in caplog.records if "could not be read: dropped" in r.getMessage()]
+    assert sorted((r.levelname, r.__dict__["message_id"]) for r in dropped) == [("ERROR", "m-1"), ("ERROR", "m-text")]
+    assert not any("not json" in str(r.__dict__) for r in dropped)
+    assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}
+
+
+def _in_region(envelope: dict[str, Any], region: str) -> dict[str, Any]:
+    """The same event, as ECR in another Region sends it."""
+    return {
+        **envelope,
+        "id": f"{envelope['id']}-{region}",
+        "region": region,
+        "detail": {**envelope["detail"], "awsRegion": region},
+    }
+
+
+def test_a_region_whose_reconcile_fails_unexpectedly_fails_only_its_messages(
+    controller: Reconciler, bob: Principal, look: Look, quay: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN drift events from two Regions in one batch, and a bug that makes one Region's reconcile raise
+    bob.ecr.delete_lifecycle_policy(repositoryName=quay[0])
+    (drift,) = controller.pending_events()
+    envelopes = [_in_region(drift, "eu-west-1"), drift]  # eu-west-1 is reconciled first (Regions in order)
+    reconcile = controller.service.reconcile
+
+    def buggy(scope: Any, trigger: RunTrigger, **kwargs: Any) -> Any:
+        if scope.regions == frozenset({"eu-west-1"}):
+            raise KeyError("a bug")
+        return reconcile(scope, trigger, **kwargs)
+
+    monkeypatch.setattr(controller.service, "reconcile", buggy)
+
+    # WHEN the batch is delivered
+    response = controller.deliver_queue(envelopes)
+
+    # THEN the handler does not raise (the whole batch would come back): only that Region's message does
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}
+
+
+def test_regions_not_started_for_lack_of_time_come_back(
+    controller: Reconciler, bob: Principal, look: Look, quay: list[str]
+) -> None:
+    # GIVEN a drift event, delivered when the invocation has less than a minute left
+    bob.ecr.delete_lifecycle_policy(repositoryName=quay[0])
+    envelopes = controller.pending_events()
+    controller.context.remaining_millis = 59_000
+
+    # WHEN the batch is delivered THEN its Region is not started: its message comes back (not cut off by the timeout)
+    assert controller.deliver_queue(envelopes) == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert controller.writes() == {}
+
+    # WHEN delivered again with time enough THEN it is reconciled
+    controller.context.remaining_millis = 300_000
+    assert controller.deliver_queue(envelopes) == {"batchItemFailures": []}
     assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}
 
 
@@ -193,4 +250,29 @@ def test_a_failing_state_table_reports_the_batch_back_and_never_raises(
 
     # WHEN SQS delivers them again with the table back THEN they are reconciled
     assert controller.deliver_queue(envelopes) == {"batchItemFailures": []}
+    assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}
+
+
+def test_a_region_reconciled_is_done_even_if_another_run_takes_the_stack_lease_right_after(
+    controller: Reconciler, bob: Principal, look: Look, quay: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN drift in the stack's Region (a single-Region stack: its Region's lease is the stack's), and another run
+    # (the queue's second concurrent batch, a stream batch, a resync) that takes that lease the moment it is free
+    bob.ecr.delete_lifecycle_policy(repositoryName=quay[0])
+    envelopes = controller.pending_events()
+    status = controller.service.status
+    assert isinstance(status, DynamoDbStatusStore)
+    release = status.release_lease
+
+    def release_then_taken(region: str, run_id: str) -> None:
+        release(region, run_id)
+        assert status.acquire_lease(region, "other-batch", now=datetime.now(UTC), ttl_seconds=LEASE_SECONDS)
+
+    monkeypatch.setattr(status, "release_lease", release_then_taken)
+
+    # WHEN the batch is delivered
+    response = controller.deliver_queue(envelopes)
+
+    # THEN its Region was reconciled, so none of its messages comes back (they would be reconciled again)
+    assert response == {"batchItemFailures": []}
     assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}

@@ -16,6 +16,8 @@ essences differ; :mod:`.essence` defines "differ"):
   reason (``pending`` while the replica is being created), unless ECR's rule already uses the
   secret's ARN there and the wait is pending. Secret replicas themselves are planned by
   :mod:`.replicas` (they are the credential's, not one Region's).
+* **Roles** then: a rule whose ``custom_role_arn`` or ``creation_role_arn`` is outside the stack's
+  ``EcrRolePath`` (``role_path``) is :class:`~.plan.Blocked`: the reconciler may not pass it (:mod:`.role_path`).
 * **Rules.** Missing: ``create_rule``. Found, not owned, ``adopt: true``: ``adopt_rule`` when it
   already matches (only ownership is recorded), else an update or replace whose reason says it
   takes over the rule. Credential / role changed: ``update_rule``.
@@ -75,6 +77,7 @@ from ecrcache.engine.essence import (
 from ecrcache.engine.exclusions import plan_exclusions
 from ecrcache.engine.ownership import Claim, claim, ownership_block
 from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Note, Plan, PlannedAction, Unmanaged, UnmanagedKind
+from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_spec
 from ecrcache.errors import InvalidInputError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
@@ -146,14 +149,17 @@ class _Ready:
     repo: _RepoWant
 
 
-def _prepare(rule: DesiredRule) -> _Ready | str:
-    """The rule ready to plan, or why it cannot be planned."""
+def _prepare(rule: DesiredRule, role_path: str) -> _Ready | str:
+    """The rule ready to plan, or why it cannot be planned (``role_path``: the stack's EcrRolePath)."""
     spec = rule.spec
     if spec.credential is not None and rule.credential_arn is None:
         return (
             f"credential {spec.credential!r} has no secret ARN in this Region (secret {secret_name(spec.credential)}); "
             "nothing is planned for the rule until the secret exists"
         )
+    outside = outside_role_path(roles_of_spec(spec), role_path)
+    if outside:
+        return "; ".join(f"{o.field}: {o.message}" for o in outside) + "; nothing is planned for the rule"
     try:
         rule_request = spec.pull_through_cache_rule_request(rule.prefix, rule.credential_arn)
         template_request = spec.creation_template_request(rule.prefix)
@@ -419,6 +425,7 @@ class _RegionPlanner:
     ownership: Ownership
     deep: bool
     warmer_role: str | None = None
+    role_path: str = ANY_ROLE_PATH
     actions: list[PlannedAction] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
@@ -468,7 +475,7 @@ class _RegionPlanner:
             if collision is not None:
                 self.blocked.append(collision)
                 continue
-            prepared = _prepare(rule)
+            prepared = _prepare(rule, self.role_path)
             if isinstance(prepared, str):
                 self.block(prefix, prepared)
                 continue
@@ -723,6 +730,7 @@ def plan_region(
     *,
     deep: bool,
     warmer_role: str | None = None,
+    role_path: str = ANY_ROLE_PATH,
 ) -> Plan:
     """The plan that takes ``observed`` to ``desired`` in one Region.
 
@@ -730,9 +738,11 @@ def plan_region(
     desired is ignored there). ``deep`` says whether the caller read repository details; it only
     changes reason texts - each repository's own ``details`` decide deep or fast comparison.
     ``warmer_role`` is the warm worker's role ARN (``None``: no warmer; exclusions ecrcache registered
-    are deregistered). Raises ``ValueError`` when a prefix is listed twice in ``desired`` or in ``retired``.
+    are deregistered). ``role_path`` is the stack's EcrRolePath: a rule naming a role outside it is
+    :class:`~.plan.Blocked` (the reconciler may not pass that role; :mod:`.role_path`). Raises ``ValueError``
+    when a prefix is listed twice in ``desired`` or in ``retired``.
     """
-    return _RegionPlanner(observed, ownership, deep, warmer_role).run(desired, retired)
+    return _RegionPlanner(observed, ownership, deep, warmer_role, role_path).run(desired, retired)
 
 
 def plan(
@@ -743,6 +753,7 @@ def plan(
     *,
     deep: bool = False,
     warmer_role: str | None = None,
+    role_path: str = ANY_ROLE_PATH,
 ) -> Plan:
     """:func:`plan_region` for every observed Region, merged into one plan.
 
@@ -764,6 +775,7 @@ def plan(
             ownership_by_region.get(region, Ownership()),
             deep=deep,
             warmer_role=warmer_role,
+            role_path=role_path,
         )
         for region in sorted(observed_by_region)
     )

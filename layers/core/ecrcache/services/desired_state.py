@@ -32,6 +32,7 @@ from ecrcache.engine.desired import (
     referenced_by,
     regions_gaining_rules,
 )
+from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_json
 from ecrcache.errors import (
     ConflictError,
     EcrcacheError,
@@ -126,12 +127,14 @@ class DesiredStateService:
         sleep: Callable[[float], None] = time.sleep,
         ecr_rules: Callable[[str], Collection[str]] | None = None,
         secret_users: EcrSecretUsers | None = None,
+        role_path: str = ANY_ROLE_PATH,
     ) -> None:
         """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
         which counts those that are not desired too); without it only desired rules are counted.
         ``secret_users`` reads ECR before a credential is deleted: a rule there (retained by
         ecrcache, or not managed by it) still using the secret makes the delete a 409. Without it
-        only desired rules are checked."""
+        only desired rules are checked. ``role_path`` is the stack's EcrRolePath: a rule written with a
+        role outside it is a 422 (the reconciler's ``iam:PassRole`` covers no other role)."""
         self.store = store
         self.secrets = secrets
         self.clock = clock
@@ -139,6 +142,7 @@ class DesiredStateService:
         self.sleep = sleep
         self.ecr_rules = ecr_rules
         self.secret_users = secret_users
+        self.role_path = role_path
 
     def _backoff(self, attempt: int) -> None:
         """Full jitter: writers that lost the race spread out instead of colliding again."""
@@ -500,18 +504,36 @@ class DesiredStateService:
             held = {r: self.ecr_rules(r) for r in sorted(regions_gaining_rules(changes, self.stack_region))}
         violations = check_integrity(state, touched=touched, default_region=self.stack_region, held=held)
         invalid = [*violations.invalid, *past_expiry(changes, today=self.clock().date()), *extra]
+        invalid += _roles_outside_path(changes, self.role_path)
         if relative_to is not None:
-            prefix = f"{SECTIONS[relative_to[0]]}.{relative_to[1]}."
-            invalid = [
-                FieldError(e.field.removeprefix(prefix), e.message, e.type) if e.field.startswith(prefix) else e
-                for e in invalid
-            ]
+            invalid = _relative_to(invalid, relative_to)
         if invalid:
             first = invalid[0]
             raise InvalidInputError(f"{first.field}: {first.message}", invalid)
         if violations.conflicts:
             first = violations.conflicts[0]
             raise ConflictError(first.message, violations.conflicts)
+
+
+def _relative_to(errors: Sequence[FieldError], resource: tuple[ResourceKind, str]) -> list[FieldError]:
+    """Document paths (``rules.<prefix>.credential``) as body paths (``credential``) of the one resource written."""
+    prefix = f"{SECTIONS[resource[0]]}.{resource[1]}."
+    return [
+        FieldError(e.field.removeprefix(prefix), e.message, e.type) if e.field.startswith(prefix) else e for e in errors
+    ]
+
+
+def _roles_outside_path(changes: Sequence[ResourceChange], role_path: str) -> list[FieldError]:
+    """The role ARNs the rules a write creates or updates name outside the stack's EcrRolePath: a 422 each.
+
+    Checked on every rule written (not only on a changed ARN): such a rule could never be reconciled."""
+    errors: list[FieldError] = []
+    for change in changes:
+        if change.kind is not ResourceKind.RULE or change.after is None:
+            continue
+        for outside in outside_role_path(roles_of_json(change.after), role_path):
+            errors.append(FieldError(f"{SECTIONS[ResourceKind.RULE]}.{change.name}.{outside.field}", outside.message))
+    return errors
 
 
 def _stage(secrets: SecretStore, name: str, value: SecretInput) -> StagedSecret:

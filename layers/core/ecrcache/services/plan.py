@@ -50,6 +50,7 @@ from ecrcache.engine.replicas import (
     replica_regions,
     wanted_regions,
 )
+from ecrcache.engine.role_path import ANY_ROLE_PATH
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
@@ -178,6 +179,7 @@ class PlanService:
         stack_region: str,
         warmer_role_arn: str | None = None,
         secrets: SecretReplicaReader | None = None,
+        role_path: str = ANY_ROLE_PATH,
     ) -> None:
         self.desired = desired
         self.status = status
@@ -185,6 +187,8 @@ class PlanService:
         self.stack_region = stack_region
         self.warmer_role_arn = warmer_role_arn or None
         """The warm worker's role, kept registered as a pull-time update exclusion (``None``: none)."""
+        self.role_path = role_path
+        """The stack's EcrRolePath: a rule naming a role outside it is blocked (the reconciler may not pass it)."""
         self.secrets = secrets
         """Reads credentials' secrets and their replicas (``None``: rules outside the stack's Region
         that take a credential are blocked)."""
@@ -209,6 +213,7 @@ class PlanService:
             ownership,
             deep=scope.deep,
             warmer_role=self.warmer_role_arn,
+            role_path=self.role_path,
         )
         removals, kept = plan_replica_removals(
             inputs.secrets,

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.engine.role_path import ANY_ROLE_PATH
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     Failure,
@@ -56,6 +57,13 @@ from ecrcache.services.rotation_schedules import RotationSchedules
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
 """Retried by Lambda / EventBridge when the run raises; the schedules come back by themselves."""
+_ECR_EVENT_TRIGGERS = frozenset({RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
+"""ECR's events: they say something changed in one Region's ECR, never in a credential's rotation schedule
+(changed by desired-state writes - the stream - and checked by the resyncs). Their runs skip the schedule phase:
+it takes the stack Region's lease again after the Region's was released, and another run holding it then (the
+queue's second concurrent batch, a stream batch, a resync) would make an already reconciled Region's events come
+back as busy. The secret replica phases stay: a Region's rules need their replicas, and a held lease there is
+never busy (:class:`~.replicas.ReplicaPhases` leaves the replicas to the run holding it)."""
 
 
 @dataclass(slots=True)
@@ -116,10 +124,12 @@ class ReconcileService:
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
+        role_path: str = ANY_ROLE_PATH,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
-        ``schedules`` converges credentials' rotation schedules (``None``: not at all)."""
+        ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
+        stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it)."""
         self.schedules = schedules
         self.desired = desired
         self.status = status
@@ -133,6 +143,7 @@ class ReconcileService:
             stack_region=stack_region,
             warmer_role_arn=warmer_role_arn,
             secrets=replicas,
+            role_path=role_path,
         )
         self.replicas = (
             None
@@ -159,7 +170,7 @@ class ReconcileService:
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
-        if self.schedules is not None:
+        if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
             self._converge_schedules(run.run_id, log)
         done = self._finish(run, log)
         if trigger in _EVENT_TRIGGERS:
@@ -255,6 +266,7 @@ class ReconcileService:
             {region: observed},
             {region: ownership},
             warmer_role=self.planner.warmer_role_arn,
+            role_path=self.planner.role_path,
         )
         outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
@@ -288,6 +300,7 @@ class ReconcileService:
             {region: after},
             {region: after_owned},
             warmer_role=self.planner.warmer_role_arn,
+            role_path=self.planner.role_path,
         )
         # What verify still finds wrong must not be trusted by the next fast resync.
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
