@@ -64,7 +64,7 @@ from ecrcache.models.warm_run import (
     WarmTask,
 )
 from ecrcache.models.warm_set import WarmSetSpec
-from ecrcache.observability import logger, metrics
+from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import BucketLimit, PullStats, StateStore, UpstreamBudget, UpstreamTags, WarmQueue, WarmRunStore
 from ecrcache.services.warm_overdue import OverdueRuns
 
@@ -337,7 +337,8 @@ class WarmPlannerService:
             self.budget.refund(upstream.bucket, taken - listing.requests, limit=upstream.limit, now=now)
             spend.requests += listing.requests
             listings[repository] = listing
-            if listing.failure is FailureClass.RATE_LIMIT:
+            if listing.failure is FailureClass.RATE_LIMIT:  # the upstream answered 429
+                count_by("UpstreamRateLimited", dimension="source", value="tag_list", count=1)
                 until = listing.retry_at if listing.retry_at and listing.retry_at > now else now + DEFAULT_BLOCK
                 self.budget.block(upstream.bucket, until=until, limit=upstream.limit, now=now)
                 spend.blocked_until = until
