@@ -32,6 +32,7 @@ from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_replication import SecretsManagerReplication
+from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
 from ecrcache.errors import EcrcacheError
@@ -90,6 +91,8 @@ service = ReconcileService(
             clock=lambda: datetime.now(UTC),
         ),
     ),
+    # A rule's Synced / Terminal / Recoverable changing is announced on the default bus (Rule Condition Changed).
+    events=EventBridgeStateEvents(),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

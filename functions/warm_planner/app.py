@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
+from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.upstream_registry import OciUpstreamRegistry
 from ecrcache.adapters.warm_queue import SqsWarmQueue
@@ -49,6 +50,8 @@ service = WarmPlannerService(
     pulls=PullStatsService(DynamoDbPullStatsStore(settings.table_name), stack_region=stack_region()),
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
+    # Runs finished here (nothing to warm, planning failed, settled at their deadline): Warm Run Finished.
+    events=EventBridgeStateEvents(),
 )
 idempotency = IdempotencyConfig(event_key_jmespath="run_id", expires_after_seconds=86_400)
 persistence = DynamoDBPersistenceLayer(

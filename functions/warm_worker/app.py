@@ -24,6 +24,7 @@ from ecrcache.adapters.alert_topic import SnsAlerts
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.ecr_warm import Boto3EcrWarmer
 from ecrcache.adapters.health_events import EventBridgeHealthNotifier
+from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.config import warm_worker_settings
@@ -62,6 +63,8 @@ def service() -> WarmWorkerService:
             ),
             clock=lambda: datetime.now(UTC),
         ),
+        # The run its last outcome finishes is announced on the default bus (Warm Run Finished).
+        events=EventBridgeStateEvents(),
     )
 
 

@@ -39,6 +39,7 @@ ADAPTER_SERVICE = {
     "rotation_schedule": "secretsmanager",
     "credential_health_store": "dynamodb",
     "health_events": "events",
+    "state_events": "events",
     "alert_topic": "sns",
 }
 # Operations whose IAM actions differ from their names.
@@ -221,6 +222,7 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert {"BatchWriteItem", "Query"} <= adapter_operations("status_store")
     assert adapter_operations("credential_health_store") == {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"}
     assert adapter_operations("health_events") == {"PutEvents"}
+    assert adapter_operations("state_events") == {"PutEvents"}
     assert adapter_operations("alert_topic") == {"Publish"}
 
 

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from ecrcache.engine.credential_health import HealthEvent
 from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
 from ecrcache.engine.rotation_schedule import ObservedRotation
+from ecrcache.engine.state_events import StateEvent
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.credential_health import CredentialHealth, HealthState
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
@@ -691,6 +692,15 @@ class CredentialHealthStore(CredentialHealthReader, Protocol):
         ...
 
     def delete_health(self, credential: str) -> None: ...
+
+
+class StateEventPublisher(Protocol):
+    """Sends state-change events (``source: ecrcache``: a rule's condition changed, a warm run finished) to the
+    account's default event bus."""
+
+    def publish(self, events: Sequence[StateEvent]) -> None:
+        """Deliver every event; raises :class:`~ecrcache.errors.EcrcacheError` when the bus did not take one."""
+        ...
 
 
 class HealthNotifier(Protocol):

@@ -28,7 +28,7 @@ from ecrcache.errors import EcrcacheError
 from ecrcache.http.common import normalise_body
 from ecrcache.http.errors import proxy_error, register_error_handlers, request_id
 from ecrcache.http.routes import control, credentials, desired_state, history, meta, pulls, rotations, rules, warm_sets
-from ecrcache.observability import logger
+from ecrcache.observability import count_by, logger
 from ecrcache.parsing import JSON_MEDIA_TYPES, YAML_MEDIA_TYPES
 from ecrcache.ports import CredentialHealthReader, StatusStore, WarmRunStore
 from ecrcache.services.desired_state import DesiredStateService
@@ -139,8 +139,17 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
 
 
 def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Route one API Gateway event: body problems found before routing get the one error shape, and so does
-    anything that escapes the resolver (a 500 naming the request id, never API Gateway's bare 502)."""
+    """Route one API Gateway event and count its answer (``ApiRequests`` by ``status_class``: 2xx, 4xx, 5xx)."""
+    response = _resolve(app, event, context)
+    status = response.get("statusCode")
+    status_class = f"{status // 100}xx" if isinstance(status, int) else "5xx"
+    count_by("ApiRequests", dimension="status_class", value=status_class, count=1)
+    return response
+
+
+def _resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Body problems found before routing get the one error shape, and so does anything that escapes the
+    resolver (a 500 naming the request id, never API Gateway's bare 502)."""
     try:
         normalise_body(event)
         return app.resolve(event, context)

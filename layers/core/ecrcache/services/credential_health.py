@@ -48,6 +48,7 @@ from ecrcache.engine.credential_health import (
     HealthDecision,
     HealthEvent,
     announced_state,
+    days_to_expiry,
     decide,
     health_changed,
     marked,
@@ -63,7 +64,7 @@ from ecrcache.models.credential_health import CredentialHealth, HealthState
 from ecrcache.models.rotation import AWSCURRENT, AWSPENDING, SecretVersions
 from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
-from ecrcache.observability import logger, metrics
+from ecrcache.observability import count_by, logger, measure_by, metrics
 from ecrcache.ports import (
     BucketLimit,
     CredentialHealthStore,
@@ -176,6 +177,9 @@ class CredentialHealthService:
         if delivered != decision.health and not self.store.save(delivered, seen=decision.health):
             self._record_sent(decision.health, delivered)  # a mark came in since: keep what was delivered
         metrics.add_metric(name=f"Credential{delivered.state.value}", unit="Count", value=1)
+        days = days_to_expiry(spec.expires_at, self.clock())
+        if days is not None:  # per credential: the dashboard shows each one's runway (names are no secret)
+            measure_by("CredentialDaysToExpiry", dimension="credential", value=name, amount=days)
         logger.info(
             "credential checked",
             extra={"credential": name, "state": delivered.state.value, "detail": delivered.message},
@@ -252,8 +256,10 @@ class CredentialHealthService:
             found.refused.append(f"the upstream refused the token: {refusal(result)}")
         else:
             found.unsure.append(refusal(result))
-        if result.status is ProbeStatus.RATE_LIMIT and result.retry_at is None:
-            self._block(key, limit, block_until(self.clock(), limit.window_seconds))
+        if result.status is ProbeStatus.RATE_LIMIT:
+            count_by("UpstreamRateLimited", dimension="source", value="health_check", count=1)
+            if result.retry_at is None:
+                self._block(key, limit, block_until(self.clock(), limit.window_seconds))
 
     def _settle(self, key: str, limit: BucketLimit, spent: int, retry_at: datetime | None) -> None:
         """Refund what the probe did not spend, charge what it overspent (best effort: logged when it fails)."""

@@ -27,6 +27,7 @@ from datetime import datetime
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.state_events import StateEvent, rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     Failure,
@@ -47,12 +48,13 @@ from ecrcache.engine.status import (
 )
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
-from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRegistry, SecretReplicator, StateStore, StatusStore
+from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
+from ecrcache.observability import count_by, logger, metrics
+from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 from ecrcache.services.rotation_schedules import RotationSchedules
+from ecrcache.services.state_events import announce
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
@@ -125,12 +127,15 @@ class ReconcileService:
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
         role_path: str = ANY_ROLE_PATH,
+        events: StateEventPublisher | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
         ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
-        stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it)."""
+        stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it);
+        ``events`` announces rules' condition changes on the default bus (``None``: not at all)."""
         self.schedules = schedules
+        self.events = events
         self.desired = desired
         self.status = status
         self.registry = registry
@@ -246,10 +251,13 @@ class ReconcileService:
         )
         self.status.put_run(done)
         metrics.add_metric(name="ReconcileRuns", unit="Count", value=1)
-        if summary.failed_actions:
-            metrics.add_metric(name="ReconcileFailed", unit="Count", value=summary.failed_actions)
+        # Zeros too: the alarm on failures and the dashboard see a run that went well as such, not as no data.
+        metrics.add_metric(name="ReconcileFailed", unit="Count", value=summary.failed_actions)
+        metrics.add_metric(name="ReconcileRegionsFailed", unit="Count", value=summary.region_failures)
         if summary.applied_total:
             metrics.add_metric(name="ChangesApplied", unit="Count", value=summary.applied_total)
+        for kind, count in summary.applied.items():
+            count_by("ReconcileActions", dimension="action", value=kind.value, count=count)
         logger.info("reconcile finished", extra={"run_id": run.run_id, "status": status, "summary": done.summary})
         return done
 
@@ -407,6 +415,7 @@ class ReconcileService:
             repositories=observed.repositories,
         )
         registry = self.registry(region)
+        changes = _StatusChanges(region, run_id)
         for rule in desired:
             current = self.status.rule_status(region, rule.prefix) or RuleStatus()
             validation = None
@@ -416,16 +425,19 @@ class ReconcileService:
                 current, findings[rule.prefix], now=now, run_id=run_id, revision=revision, validation=validation
             )
             self.status.put_rule_status(region, rule.prefix, status)
+            changes.add(rule.prefix, current, status)
             seen = validation_observation(validation, at=now) if validation is not None else None
             health = upstream_health(status, seen) if seen is not None else None
             if health is not None:  # a validation tells the upstream's health too
                 self.status.record_upstream(region, rule.prefix, health)
+        changes.report(self.events, now=now)
 
     def _record_region_failure(
         self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int
     ) -> None:
         """Every rule of a Region that could not be reconciled at all is not Synced (best effort)."""
         now = self.clock()
+        changes = _StatusChanges(region, run_id)
         for rule in desired:
             try:
                 current = self.status.rule_status(region, rule.prefix) or RuleStatus()
@@ -433,7 +445,9 @@ class ReconcileService:
                 self.status.put_rule_status(region, rule.prefix, status)
             except EcrcacheError:
                 logger.exception("could not record a Region failure on a rule", extra={"prefix": rule.prefix})
-                return
+                break
+            changes.add(rule.prefix, current, status)
+        changes.report(self.events, now=now)
 
     def _forget_stale_status(self, region: str, inputs: DesiredByRegion, recorded: Sequence[str]) -> None:
         """Drop the status of rules no longer desired in ``region`` once nothing is left to do there."""
@@ -451,6 +465,38 @@ class ReconcileService:
         marked = unverified(self.status.applied(region), names)
         if marked:
             self.status.record_applied(region, marked)
+
+
+@dataclass(slots=True)
+class _StatusChanges:
+    """The rule statuses one Region's run recorded: their condition changes (events) and the rule metrics."""
+
+    region: str
+    run_id: str
+    events: list[StateEvent] = field(default_factory=list)
+    statuses: list[RuleStatus] = field(default_factory=list)
+    drift_repaired: int = 0
+
+    def add(self, prefix: str, before: RuleStatus, after: RuleStatus) -> None:
+        self.events.extend(rule_condition_events(self.region, prefix, before, after, run_id=self.run_id))
+        self.statuses.append(after)
+        self.drift_repaired += max(after.drift_corrected - before.drift_corrected, 0)
+
+    def report(self, publisher: StateEventPublisher | None, *, now: datetime) -> None:
+        """Announce the changes; publish the Region's rule gauges (README "Metrics": the worst Region is the
+        Maximum; ``RuleTerminalMinutes`` is how long the longest-Terminal rule has been so, 0 when none is)."""
+        if not self.statuses:
+            return
+        terminal = [s.condition(ConditionType.TERMINAL) for s in self.statuses]
+        since = [c.last_transition for c in terminal if c is not None and c.status]
+        metrics.add_metric(name="RulesSynced", unit="Count", value=sum(1 for s in self.statuses if s.synced))
+        metrics.add_metric(name="RulesNotSynced", unit="Count", value=sum(1 for s in self.statuses if not s.synced))
+        metrics.add_metric(name="RulesTerminal", unit="Count", value=len(since))
+        minutes = max(((now - t).total_seconds() / 60 for t in since), default=0.0)
+        metrics.add_metric(name="RuleTerminalMinutes", unit="Count", value=round(minutes, 1))
+        if self.drift_repaired:
+            metrics.add_metric(name="DriftRepaired", unit="Count", value=self.drift_repaired)
+        announce(publisher, self.events)
 
 
 def _validate(registry: EcrRegistry, prefix: str) -> Validation:

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmRun, WarmTask, run_deadline
-from ecrcache.observability import logger, metrics
-from ecrcache.ports import WarmRunStore
+from ecrcache.observability import count_by, logger, metrics
+from ecrcache.ports import StateEventPublisher, WarmRunStore
+from ecrcache.services.state_events import announce
 
 __all__ = ["OVERDUE_PER_TICK", "OverdueRuns", "lost_outcome"]
 
@@ -61,7 +63,11 @@ def never_planned(deadline: datetime) -> str:
 class OverdueRuns:
     """Settles the runs past their deadline (see the module)."""
 
-    def __init__(self, runs: WarmRunStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, runs: WarmRunStore, clock: Callable[[], datetime], *, events: StateEventPublisher | None = None
+    ) -> None:
+        """``events`` announces each run settled here on the default bus (``Warm Run Finished``)."""
+        self.events = events
         self.runs = runs
         self.clock = clock
 
@@ -110,4 +116,7 @@ class OverdueRuns:
         metrics.add_metric(name="WarmRunsOverdue", unit="Count", value=1)
         metrics.add_metric(name="WarmImagesLost", unit="Count", value=lost)
         logger.warning("a warm run was settled at its deadline", extra=summary)
+        if after is not None and (finished := warm_run_finished(after)) is not None:
+            count_by("WarmRunsFinished", dimension="status", value=after.status.value, count=1)
+            announce(self.events, [finished])
         return summary

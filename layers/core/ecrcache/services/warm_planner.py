@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
@@ -64,8 +65,18 @@ from ecrcache.models.warm_run import (
     WarmTask,
 )
 from ecrcache.models.warm_set import WarmSetSpec
-from ecrcache.observability import logger, metrics
-from ecrcache.ports import BucketLimit, PullStats, StateStore, UpstreamBudget, UpstreamTags, WarmQueue, WarmRunStore
+from ecrcache.observability import count_by, logger, metrics
+from ecrcache.ports import (
+    BucketLimit,
+    PullStats,
+    StateEventPublisher,
+    StateStore,
+    UpstreamBudget,
+    UpstreamTags,
+    WarmQueue,
+    WarmRunStore,
+)
+from ecrcache.services.state_events import announce
 from ecrcache.services.warm_overdue import OverdueRuns
 
 TAG_LIST_REQUESTS: Final = 10
@@ -168,7 +179,11 @@ class WarmPlannerService:
         pulls: PullStats,
         clock: Callable[[], datetime],
         stack_region: str,
+        events: StateEventPublisher | None = None,
     ) -> None:
+        """``events`` announces the runs finished here (nothing to warm, planning failed, settled at their deadline)
+        on the default bus (``Warm Run Finished``); the worker announces the others."""
+        self.events = events
         self.desired = desired
         self.runs = runs
         self.budget = budget
@@ -177,7 +192,7 @@ class WarmPlannerService:
         self.pulls = pulls
         self.clock = clock
         self.stack_region = stack_region
-        self.overdue = OverdueRuns(runs, clock)
+        self.overdue = OverdueRuns(runs, clock, events=events)
 
     # -- triggers ------------------------------------------------------------------------------
 
@@ -239,6 +254,9 @@ class WarmPlannerService:
                 self.budget.refund(upstream.bucket, reserved, limit=upstream.limit, now=now)
             return self._resend(request) or {"run_id": request.run_id, "resent": False}
         self.queue.send(tasks)
+        if (finished := warm_run_finished(run)) is not None:  # nothing left for the worker: finished here
+            count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
+            announce(self.events, [finished])
         metrics.add_metric(name="WarmRunsPlanned", unit="Count", value=1)
         metrics.add_metric(name="WarmTasksSent", unit="Count", value=len(tasks))
         logger.info("warm run planned", extra=_summary(run, sent=len(tasks)))
@@ -337,7 +355,8 @@ class WarmPlannerService:
             self.budget.refund(upstream.bucket, taken - listing.requests, limit=upstream.limit, now=now)
             spend.requests += listing.requests
             listings[repository] = listing
-            if listing.failure is FailureClass.RATE_LIMIT:
+            if listing.failure is FailureClass.RATE_LIMIT:  # the upstream answered 429
+                count_by("UpstreamRateLimited", dimension="source", value="tag_list", count=1)
                 until = listing.retry_at if listing.retry_at and listing.retry_at > now else now + DEFAULT_BLOCK
                 self.budget.block(upstream.bucket, until=until, limit=upstream.limit, now=now)
                 spend.blocked_until = until

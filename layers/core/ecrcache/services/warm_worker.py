@@ -42,6 +42,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from ecrcache.engine.credential_errors import CredentialError, warm_error
+from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
@@ -52,9 +53,10 @@ from ecrcache.models.warm_run import (
     WarmRun,
     WarmTask,
 )
-from ecrcache.observability import logger, metrics
-from ecrcache.ports import BucketLimit, UpstreamBudget, WarmEcr, WarmRunStore
+from ecrcache.observability import count_by, logger, metrics
+from ecrcache.ports import BucketLimit, StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
 from ecrcache.services.credential_health import CredentialMarks
+from ecrcache.services.state_events import announce
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
 
@@ -96,7 +98,10 @@ class WarmWorkerService:
         ecr: Callable[[str], WarmEcr],
         clock: Callable[[], datetime],
         marks: CredentialMarks | None = None,
+        events: StateEventPublisher | None = None,
     ) -> None:
+        """``events`` announces each run this worker finishes on the default bus (``Warm Run Finished``)."""
+        self.events = events
         self.store = store
         self.budget = budget
         self.ecr = ecr
@@ -111,7 +116,7 @@ class WarmWorkerService:
         if recorded is not None:
             logger.info("the image already has an outcome in its run; not warmed again", extra=_fields(task))
             metrics.add_metric(name="WarmTasksRedelivered", unit="Count", value=1)
-            _finished(self.store.finish_if_done(task.warm_set, task.run_id, at=self.clock()))
+            self._finished(self.store.finish_if_done(task.warm_set, task.run_id, at=self.clock()))
             return recorded
         outcome = self.warm(task)
         # A rate_limit outcome here is always a 429 (this one, or the block an earlier one left): the run says so.
@@ -131,8 +136,18 @@ class WarmWorkerService:
         _observe(task, outcome)
         if (error := warm_error(task, outcome)) is not None:
             self.credential_errors.append(error)
-        _finished(result.run)
+        self._finished(result.run)
         return outcome
+
+    def _finished(self, run: WarmRun | None) -> None:
+        """A run the last outcome finished: logged, counted by status, announced (at least once: a redelivered
+        last task announces it again; consumers tell the runs apart by ``run_id``)."""
+        event = None if run is None else warm_run_finished(run)
+        if run is None or event is None:
+            return
+        _log_finished(run)
+        count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
+        announce(self.events, [event])
 
     def flush_marks(self) -> int:
         """Mark the credentials the batch's warms failed on ``Invalid`` (one write per credential, after the batch:
@@ -210,12 +225,11 @@ def _metric_suffix(failure_class: FailureClass) -> str:
     return "".join(part.capitalize() for part in failure_class.value.split("_"))
 
 
-def _finished(run: WarmRun | None) -> None:
-    if run is not None and run.finished_at is not None:
-        logger.info(
-            "warm run finished",
-            extra={"run_id": run.run_id, "warm_set": run.warm_set, "status": run.status.value, "done": run.done},
-        )
+def _log_finished(run: WarmRun) -> None:
+    logger.info(
+        "warm run finished",
+        extra={"run_id": run.run_id, "warm_set": run.warm_set, "status": run.status.value, "done": run.done},
+    )
 
 
 def _observe(task: WarmTask, outcome: ImageOutcome) -> None:
@@ -224,6 +238,8 @@ def _observe(task: WarmTask, outcome: ImageOutcome) -> None:
     if outcome.failure_class is not None:
         name = f"WarmImages{outcome.outcome.value.capitalize()}{_metric_suffix(outcome.failure_class)}"
         metrics.add_metric(name=name, unit="Count", value=1)  # e.g. WarmImagesFailedCredential
+    if outcome.failure_class is FailureClass.RATE_LIMIT:
+        count_by("UpstreamRateLimited", dimension="source", value="warm", count=1)
     metrics.add_metric(name="WarmUpstreamRequests", unit="Count", value=outcome.upstream_requests)
     extra = {
         **_fields(task),

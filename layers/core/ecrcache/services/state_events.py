@@ -1,0 +1,33 @@
+"""Announcing state changes (a rule's condition changed, a warm run finished) on the default event bus.
+
+Best effort by design: the change is already recorded (the rule's status, the run record) and readable through
+the API; an event the bus did not take is logged and counted (``StateEventsFailed``, on the dashboard), never a
+reason to fail -- and so to retry -- the run that made the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ecrcache.engine.state_events import StateEvent
+from ecrcache.errors import EcrcacheError
+from ecrcache.observability import logger, metrics
+from ecrcache.ports import StateEventPublisher
+
+__all__ = ["announce"]
+
+
+def announce(publisher: StateEventPublisher | None, events: Sequence[StateEvent]) -> None:
+    """Send ``events`` (none: nothing is called); a failure is logged and counted, not raised."""
+    if publisher is None or not events:
+        return
+    try:
+        publisher.publish(events)
+    except EcrcacheError as exc:
+        metrics.add_metric(name="StateEventsFailed", unit="Count", value=len(events))
+        logger.warning(
+            "state-change events not sent",
+            extra={"detail_types": sorted({e.detail_type for e in events}), "error": exc.message},
+        )
+        return
+    metrics.add_metric(name="StateEventsSent", unit="Count", value=len(events))
