@@ -399,3 +399,24 @@ def test_a_mark_that_cannot_be_written_never_fails_the_batch() -> None:
     world.answer(task, WarmPull(failure=EcrFailure("UpstreamAccessDenied", "denied", PullStage.MANIFEST)))
     world.service.handle(task)
     assert world.service.flush_marks() == 0
+
+
+def test_only_a_429_the_upstream_answered_counts_as_upstream_rate_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the metric UpstreamRateLimited recorded as published
+    from ecrcache.services import warm_worker
+
+    counted: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(
+        warm_worker,
+        "count_by",
+        lambda name, *, dimension, value, count: counted.append((name, dimension, value)),
+    )
+    world = World()
+    first, second = make_task("node"), make_task("python")
+    world.answer(first, WarmPull(failure=EcrFailure("UpstreamTooManyRequests", "429", PullStage.MANIFEST)))
+    # WHEN one image meets a 429 and the next is skipped while the upstream is blocked
+    assert world.service.handle(first).outcome is Outcome.FAILED
+    world.now = NOW + timedelta(minutes=1)
+    assert world.service.handle(second).outcome is Outcome.SKIPPED
+    # THEN only the 429 the upstream answered is counted (the skipped image sent no request)
+    assert [c for c in counted if c[0] == "UpstreamRateLimited"] == [("UpstreamRateLimited", "source", "warm")]

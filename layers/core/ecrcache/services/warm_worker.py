@@ -238,7 +238,8 @@ def _observe(task: WarmTask, outcome: ImageOutcome) -> None:
     if outcome.failure_class is not None:
         name = f"WarmImages{outcome.outcome.value.capitalize()}{_metric_suffix(outcome.failure_class)}"
         metrics.add_metric(name=name, unit="Count", value=1)  # e.g. WarmImagesFailedCredential
-    if outcome.failure_class is FailureClass.RATE_LIMIT:
+    if outcome.failure_class is FailureClass.RATE_LIMIT and outcome.outcome is Outcome.FAILED:
+        # a 429 the upstream answered; an image skipped while its upstream is blocked sent no request
         count_by("UpstreamRateLimited", dimension="source", value="warm", count=1)
     metrics.add_metric(name="WarmUpstreamRequests", unit="Count", value=outcome.upstream_requests)
     extra = {
