@@ -145,6 +145,8 @@ def reconcile_queue(batch: QueueBatch, context: LambdaContext) -> dict[str, Any]
         if not _reconcile_region(region_run):
             failed.update(region_run.message_ids)
     metrics.add_metric(name="EcrEventsReceived", unit="Count", value=len(batch.Records))
+    # dropped: the dashboard and this count show them (a drift event ECR changed the shape of is not lost unseen)
+    metrics.add_metric(name="EcrEventsUnreadable", unit="Count", value=len(read.unreadable))
     return {"batchItemFailures": [{"itemIdentifier": r.messageId} for r in batch.Records if r.messageId in failed]}
 
 

@@ -127,7 +127,13 @@ def test_a_held_lease_loses_no_event_they_are_reconciled_when_delivered_again(
 
 
 def test_a_message_that_cannot_be_read_is_dropped_and_logged(
-    controller: Reconciler, bob: Principal, look: Look, quay: list[str], caplog: pytest.LogCaptureFixture
+    controller: Reconciler,
+    bob: Principal,
+    look: Look,
+    quay: list[str],
+    *,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a batch with one drift event and two messages that are not ECR events the function reads
     bob.ecr.delete_lifecycle_policy(repositoryName=quay[0])
@@ -148,6 +154,10 @@ def test_a_message_that_cannot_be_read_is_dropped_and_logged(
     assert sorted((r.levelname, r.__dict__["message_id"]) for r in dropped) == [("ERROR", "m-1"), ("ERROR", "m-text")]
     assert not any("not json" in str(r.__dict__) for r in dropped)
     assert _lifecycle_policies(look, [quay[0]]) == {quay[0]: True}
+    # AND they are counted (EcrEventsUnreadable, in the invocation's metrics): dropped, not unseen
+    out = capsys.readouterr().out
+    emitted = [json.loads(line) for line in out.splitlines() if '"EcrEventsUnreadable"' in line]
+    assert [m["EcrEventsUnreadable"] for m in emitted] == [[2.0]]  # EMF: a metric's values are a list
 
 
 def _in_region(envelope: dict[str, Any], region: str) -> dict[str, Any]:
