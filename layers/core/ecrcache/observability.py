@@ -8,6 +8,7 @@ alarms in ``template.yaml`` name only metrics emitted here (tests/contract/test_
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 logger = Logger()
 tracer = Tracer()
@@ -16,7 +17,10 @@ metrics = Metrics()
 
 def measure_by(name: str, *, dimension: str, value: str, amount: float, unit: MetricUnit = MetricUnit.Count) -> None:
     """A metric with a dimension of its own (e.g. ``ApiRequests`` by ``status_class``), published at once: the
-    shared :data:`metrics` carry one dimension set for every metric of an invocation."""
+    shared :data:`metrics` carry one dimension set for every metric of an invocation. Off where Powertools' metrics
+    are (``POWERTOOLS_METRICS_DISABLED``, ``POWERTOOLS_DEV``): ``single_metric`` prints its EMF line regardless."""
+    if is_metrics_disabled():
+        return
     with single_metric(
         name=name,
         unit=unit,
