@@ -25,7 +25,7 @@
 14. ``expires_at`` 3 days ahead, the daily health check run now (``ecrcache local fire CredentialHealthFunction``):
     the ``Credential Expiring`` event reaches a rule's queue on the default bus and the alert topic a subscribed
     queue, and ``ecrcache credentials status ghcr`` shows ``Expiring`` (:mod:`devstack.local.demo_credentials`);
-15. ``ecrcache plan --detailed-exitcode``: empty;
+15. ``ecrcache plan --detailed-exitcode``: empty (once the last pulls' queued events are reconciled);
 16. stops everything (Ctrl-C to the local stack) and checks it exited cleanly.
 
 Exit status 0 only if every step happened; otherwise 1, naming the step and showing the local
@@ -350,6 +350,10 @@ class Demo:
 
     def finish(self) -> None:
         self.step("The plan is empty: ECR matches the desired state")
+        # The last pulls' pull-through events reach the reconciler through its event queue, gathered for up to
+        # 15 s: a repository just created is in the plan until the reconciler has recorded its settings.
+        _, waited = self.wait_for("an empty plan", lambda: True if not self.api("/plan")["actions"] else None)
+        self.show(f"the queued pull-through events are reconciled ({waited:.1f} s)")
         self.cli("plan", "--detailed-exitcode")
 
         self.step("Stop everything")

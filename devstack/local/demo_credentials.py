@@ -141,10 +141,6 @@ class CredentialsChapter:
             raise self.failed(f"the pull of {repository}:{tag} with the new token failed: {pulled.get('failures')}")
         digest = pulled["images"][0]["imageId"].get("imageDigest", "")
         self.demo.show(f"pulled {repository}:{tag} {digest} through the ghcr rule (ECR signed in with the new token)")
-        # The new repository's pull-through event reaches the reconciler through its event queue (a batching
-        # window): the plan of the next step is empty once it has the rule's lifecycle policy.
-        self.demo.wait_for_lifecycle(self.demo.ecr(), "ghcr", repository)
-        self.demo.show(f"{repository} has the ghcr rule's lifecycle policy (applied on its pull-through event)")
 
     def no_pending(self) -> None:
         pending = [version for version, labels in self.stages().items() if "AWSPENDING" in labels]
