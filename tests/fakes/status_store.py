@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.observed import AppliedFingerprints, Ownership
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.status import (
+    ReconcileRun,
+    RegionStamp,
+    RegionState,
+    RegionStatus,
+    RuleStatus,
+    RuleStatusRecord,
+    UpstreamHealth,
+)
 
 
 class MemoryStatusStore:
@@ -22,6 +30,8 @@ class MemoryStatusStore:
         self.owned: dict[str, dict[OwnedKind, set[str]]] = {}
         self.fingerprints: dict[str, dict[str, AppliedFingerprints]] = {}
         self.statuses: dict[tuple[str, str], RuleStatus] = {}
+        self.versions: dict[str, int] = {}
+        self.stamps: dict[str, RegionStamp] = {}
         self.upstream: dict[tuple[str, str], UpstreamHealth] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.runs: dict[str, ReconcileRun] = {}
@@ -76,15 +86,71 @@ class MemoryStatusStore:
 
     def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
         self._maybe_fail("rule_status")
+        return self._status(region, prefix)
+
+    def _status(self, region: str, prefix: str) -> RuleStatus | None:
         status = self.statuses.get((region, prefix))
-        return None if status is None else status.with_upstream_health(self.upstream.get((region, prefix)))
+        if status is None:
+            return None
+        stamp = self.stamps.get(region)
+        status = stamp.stamp(status) if stamp is not None else status
+        return status.with_upstream_health(self.upstream.get((region, prefix)))
+
+    def region_status(self, region: str) -> RegionStatus:
+        self._maybe_fail("rule_status")
+        return self._region(region)
+
+    def _region(self, region: str) -> RegionStatus:
+        return RegionStatus(
+            region=region,
+            statuses={p: s for (r, p) in sorted(self.statuses) if r == region and (s := self._status(r, p))},
+            ownership=self.ownership(region),
+            version=self.versions.get(region, 0),
+            stamp=self.stamps.get(region),
+        )
+
+    def read_region(self, region: str) -> RegionState:
+        self._maybe_fail("read_region")
+        self._maybe_fail("applied")
+        status = self._region(region)
+        others = {r: self._region(r) for r in sorted({r for r, _ in self.statuses} - {region})}
+        return RegionState(status=status, applied=self.applied(region), others=others)
+
+    def write_statuses(
+        self,
+        region: str,
+        put: Mapping[str, RuleStatus],
+        drop: Collection[str] = (),
+        *,
+        version: int | None,
+        stamp: RegionStamp | None = None,
+    ) -> bool:
+        self._maybe_fail("write_statuses")
+        if version is not None and version != self.versions.get(region, 0):
+            return False
+        self.writes.append(("write_statuses", region, *sorted(put), *(f"-{p}" for p in sorted(drop))))
+        for prefix in drop:
+            self.statuses.pop((region, prefix), None)
+            self.upstream.pop((region, prefix), None)
+        for prefix, status in put.items():
+            self.statuses[region, prefix] = status.with_upstream_health(None)
+        if stamp is not None:
+            self.stamps[region] = stamp
+        self.versions[region] = self.versions.get(region, 0) + 1
+        return True
+
+    def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        self.put_run(run)
+        self.stamps.update(stamps)
+
+    def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
+        return 0
 
     def all_status(self) -> list[RuleStatusRecord]:
         return [
-            RuleStatusRecord(
-                region=region, prefix=prefix, status=status.with_upstream_health(self.upstream.get((region, prefix)))
-            )
-            for (region, prefix), status in sorted(self.statuses.items())
+            RuleStatusRecord(region=region, prefix=prefix, status=status)
+            for (region, prefix) in sorted(self.statuses)
+            if (status := self._status(region, prefix)) is not None
         ]
 
     def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:

@@ -34,7 +34,7 @@ class MemoryStateStore:
         self.fail_commits: list[Exception] = []  # raised, in order, by the next commits
         self.commits = 0
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, warm_sets: bool = True) -> Snapshot:
         by: dict[ResourceKind, dict[str, StoredResource]] = {k: {} for k in ResourceKind}
         for (kind, name), item in self.items.items():
             by[kind][name] = item
@@ -42,7 +42,7 @@ class MemoryStateStore:
             revision=self.revision,
             rules=by[ResourceKind.RULE],
             credentials=by[ResourceKind.CREDENTIAL],
-            warm_sets=by[ResourceKind.WARM_SET],
+            warm_sets=by[ResourceKind.WARM_SET] if warm_sets else {},
         )
 
     def get(self, kind: ResourceKind, name: str) -> StoredResource | None:

@@ -5,7 +5,8 @@ repository page size forced small so that the listing takes several pages. Only 
 asserted, never time (DESIGN.md, "Quality bars"):
 
 * a no-op fast resync makes no ECR write and no per-repository read, and lists the repositories
-  in ``ceil(repositories / page size)`` pages per observe pass;
+  in ``ceil(repositories / page size)`` pages per observe pass; it makes at most 5 DynamoDB calls,
+  however many rules there are (the desired state, the Region's records, the run record);
 * changing one rule writes only that rule's template and its repositories' lifecycle policies;
 * a deep resync reads every repository under a rule prefix and writes nothing.
 """
@@ -109,12 +110,15 @@ class Controller:
     desired: DesiredStateService
     reconciler: ReconcileService
     registry: _PassCountingRegistry
+    dynamodb: Counter[str]
+    """The reconciler's DynamoDB operations (desired state and status store share its client)."""
 
     def reconcile(self, *, deep: bool = False) -> Counter[str]:
         """One successful, converged reconcile; the ECR operations it made."""
         self.registry.calls.clear()
         self.registry.lifecycle_puts.clear()
         self.registry.passes = 0
+        self.dynamodb.clear()
         run = self.reconciler.reconcile(Scope(deep=deep), RunTrigger.SCHEDULE)
         assert run.status is RunStatus.SUCCEEDED, run.errors
         assert run.summary.get("left_after_verify", 0) == 0, run.summary
@@ -148,14 +152,19 @@ def controller(state_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Co
         for name in (*ALL_REPOSITORIES, *UNRELATED):
             ecr.create_repository(repositoryName=name)
         registry = _PassCountingRegistry(REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        operations: Counter[str] = Counter()
+        dynamodb.meta.events.register(
+            "before-call.dynamodb", lambda model, **_: operations.update([str(model.name)]), unique_id="budget-ddb"
+        )
         reconciler = ReconcileService(
-            desired=DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
-            status=DynamoDbStatusStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+            desired=DynamoDbStateStore(state_table, dynamodb),
+            status=DynamoDbStatusStore(state_table, dynamodb),
             registry=lambda _region: registry,
             clock=lambda: datetime.now(UTC),
             stack_region=REGION,
         )
-        yield Controller(desired, reconciler, registry)
+        yield Controller(desired, reconciler, registry, operations)
     finally:
         ports.set_upstream_auth_checker(None)
 
@@ -191,6 +200,31 @@ def test_noop_fast_resync_makes_no_write_and_no_per_repository_read(converged: C
         "DescribePullThroughCacheRules": passes,
         "DescribeRepositoryCreationTemplates": passes,
     }
+    # AND one observe pass only (no verify: nothing was applied)
+    assert passes == 1
+    # AND at most 5 DynamoDB calls: the desired state (revision, rules, credentials), the Region's
+    # records (statuses, ownership, applied fingerprints: one Query) and the finished run record with the
+    # Region's stamp (one transaction); no lease (nothing to write), no status read or write per rule
+    assert sum(converged.dynamodb.values()) <= 5, converged.dynamodb
+    assert converged.dynamodb == {"GetItem": 1, "Query": 3, "TransactWriteItems": 1}
+
+
+def test_noop_fast_resync_dynamodb_calls_do_not_grow_with_the_rules(converged: Controller) -> None:
+    # GIVEN the converged registry, then 20 more rules (their templates and rules created, converged)
+    for index in range(20):
+        spec = _spec(100 + index, {"upstream_kind": "quay", "upstream_repository_prefix": f"extra{index}"})
+        converged.desired.put_rule(f"extra-{index:02d}", RuleSpec.model_validate(spec), actor=ACTOR)
+    converged.reconcile()
+    # WHEN the schedule runs a fast resync on the 25 rules
+    calls = converged.reconcile()
+    # THEN it still wrote nothing to ECR, and made the same 5 DynamoDB calls as with 5 rules
+    assert _writes(calls) == {}
+    assert converged.dynamodb == {"GetItem": 1, "Query": 3, "TransactWriteItems": 1}
+    # AND every rule's status is there, Synced, stamped by this last run
+    runs = converged.reconciler.status.latest_runs(1)
+    records = converged.reconciler.status.all_status()
+    assert len(records) == 25
+    assert all(r.status.synced and r.status.last_run_id == runs[0].run_id for r in records)
 
 
 def test_one_rule_changed_writes_only_that_rules_template_and_repositories(converged: Controller) -> None:

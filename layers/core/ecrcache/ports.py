@@ -36,7 +36,15 @@ from ecrcache.models.rotation import (
     StepStatus,
 )
 from ecrcache.models.secret_replica import ObservedSecret
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.status import (
+    ReconcileRun,
+    RegionStamp,
+    RegionState,
+    RegionStatus,
+    RuleStatus,
+    RuleStatusRecord,
+    UpstreamHealth,
+)
 from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
 from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_pull import WarmPull
@@ -51,8 +59,9 @@ class StateStore(Protocol):
         """How many writes one :meth:`commit` takes; a larger set is committed in chunks of this size."""
         ...
 
-    def snapshot(self) -> Snapshot:
-        """Every desired item, with the revision they were read at."""
+    def snapshot(self, *, warm_sets: bool = True) -> Snapshot:
+        """Every desired item, with the revision they were read at (``warm_sets`` false: none of the warm
+        sets, which a reconcile does not use: one read less)."""
         ...
 
     def get(self, kind: ResourceKind, name: str) -> StoredResource | None: ...
@@ -234,6 +243,34 @@ class StatusStore(Protocol):
     def all_status(self) -> list[RuleStatusRecord]: ...
 
     def delete_rule_status(self, region: str, prefix: str) -> None: ...
+
+    def read_region(self, region: str) -> RegionState:
+        """The Region's statuses, ownership and applied fingerprints in one read (with the stack's Region, every
+        Region's statuses): what a run needs to find that it has nothing to do."""
+        ...
+
+    def region_status(self, region: str) -> RegionStatus: ...
+
+    def write_statuses(
+        self,
+        region: str,
+        put: Mapping[str, RuleStatus],
+        drop: Collection[str] = (),
+        *,
+        version: int | None,
+        stamp: RegionStamp | None = None,
+    ) -> bool:
+        """One write of the Region's statuses (``put`` written, ``drop`` removed, the stamp), conditioned on the
+        ``version`` read (``None``: unconditioned); ``False`` when another reconcile wrote them since."""
+        ...
+
+    def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        """The finished run record with the stamp of every Region it reconciled, in one write."""
+        ...
+
+    def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
+        """Move the former layout's items into the current one (idempotent); how many were moved."""
+        ...
 
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
         """Take the Region's reconcile lease if free, expired or already ``owner``'s."""

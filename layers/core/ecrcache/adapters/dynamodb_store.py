@@ -102,9 +102,11 @@ class DynamoDbStateStore:
             raise classify(exc, "DynamoDB GetItem") from exc
         return int(item["revision"]["N"]) if item and "revision" in item else 0
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, warm_sets: bool = True) -> Snapshot:
         revision = self.revision()
-        by_kind = {kind: {r.name: r for r in self._query_kind(kind)} for kind in ResourceKind}
+        kinds = [kind for kind in ResourceKind if warm_sets or kind is not ResourceKind.WARM_SET]
+        by_kind = {kind: {r.name: r for r in self._query_kind(kind)} for kind in ResourceKind if kind in kinds}
+        by_kind.setdefault(ResourceKind.WARM_SET, {})
         return Snapshot(
             revision=revision,
             rules=by_kind[ResourceKind.RULE],

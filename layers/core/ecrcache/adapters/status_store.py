@@ -43,21 +43,30 @@ secret value. Every time is passed in; the store reads no clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
-from ecrcache.adapters.dynamodb_codec import batch_write, query_partition
+from ecrcache.adapters.dynamodb_codec import batch_write, parse_iso, query_partition
 from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
-from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+from ecrcache.models.status import (
+    REQUEST_PARTITION,
+    ReconcileRun,
+    RegionStamp,
+    RegionState,
+    RegionStatus,
+    RuleStatus,
+    RuleStatusRecord,
+    UpstreamHealth,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -66,7 +75,14 @@ if TYPE_CHECKING:
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
-STATUS_PARTITION: Final = "STATUS"
+LEGACY_STATUS_PARTITION: Final = "STATUS"
+"""The former layout's partition: one status item per (Region, rule); read until migrated, then deleted."""
+STATUS_SORT_PREFIX: Final = "#STATUS#"
+"""Sort key prefix of the Regions' status items, in the stack Region's partition (``APPLIED#<stack Region>``):
+no repository name starts with ``#``, so they sort ahead of the applied fingerprints and never clash."""
+RULE_ATTRIBUTE: Final = "r#"
+UPSTREAM_ATTRIBUTE: Final = "u#"
+UPSTREAM_AT_ATTRIBUTE: Final = "ua#"
 LEASE_SORT_KEY: Final = "RECONCILE"
 
 Item = dict[str, "AttributeValueTypeDef"]
@@ -84,12 +100,64 @@ def _micros(value: datetime) -> int:
     return (value - _EPOCH) // timedelta(microseconds=1)
 
 
-def _status_of(item: Mapping[str, Any]) -> RuleStatus:
-    """A status item's :class:`RuleStatus`, with its upstream health put back (when recorded)."""
+def _legacy_status_of(item: Mapping[str, Any]) -> RuleStatus:
+    """A former status item's :class:`RuleStatus`, with its upstream health put back (when recorded)."""
     status = RuleStatus.model_validate_json(item["status"]["S"])
     if "upstream" not in item:
         return status
     return status.with_upstream_health(UpstreamHealth.model_validate_json(item["upstream"]["S"]))
+
+
+def _is_status(item: Mapping[str, Any]) -> bool:
+    return str(item["sk"]["S"]).startswith(STATUS_SORT_PREFIX)
+
+
+def _applied(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprints]:
+    """The applied fingerprints among a Region partition's items (repository names never start with ``#``)."""
+    return {
+        item["sk"]["S"]: AppliedFingerprints(
+            **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item}
+        )
+        for item in items
+        if not str(item["sk"]["S"]).startswith("#")
+    }
+
+
+def _stamp_of(item: Mapping[str, Any]) -> RegionStamp | None:
+    if "run_id" not in item or "run_at" not in item:
+        return None
+    return RegionStamp(
+        run_id=item["run_id"]["S"], at=parse_iso(item["run_at"]["S"]), revision=int(item["revision"]["N"])
+    )
+
+
+def _stamp_sets(stamp: RegionStamp, names: dict[str, str], values: Item) -> list[str]:
+    names |= {"#run_id": "run_id", "#run_at": "run_at", "#revision": "revision"}
+    values |= {":run_id": _s(stamp.run_id), ":run_at": _s(_iso(stamp.at)), ":revision": _n(stamp.revision)}
+    return ["#run_id = :run_id", "#run_at = :run_at", "#revision = :revision"]
+
+
+def _region_of(region: str, item: Mapping[str, Any]) -> RegionStatus:
+    """A Region item's :class:`RegionStatus`: each rule's status with its upstream health and the Region's
+    stamp put back."""
+    stamp = _stamp_of(item)
+    statuses: dict[str, RuleStatus] = {}
+    for name, value in item.items():
+        if not name.startswith(RULE_ATTRIBUTE):
+            continue
+        prefix = name.removeprefix(RULE_ATTRIBUTE)
+        status = RuleStatus.model_validate_json(value["S"])
+        if (health := item.get(f"{UPSTREAM_ATTRIBUTE}{prefix}")) is not None:
+            status = status.with_upstream_health(UpstreamHealth.model_validate_json(health["S"]))
+        statuses[prefix] = stamp.stamp(status) if stamp is not None else status
+    owned = {kind: frozenset(item.get(f"owned_{kind}", {}).get("SS", ())) for kind in ("rule", "template", "exclusion")}
+    return RegionStatus(
+        region=region,
+        statuses=dict(sorted(statuses.items())),
+        ownership=Ownership(rules=owned["rule"], templates=owned["template"], exclusions=owned["exclusion"]),
+        version=int(item["version"]["N"]) if "version" in item else 0,
+        stamp=stamp,
+    )
 
 
 class DynamoDbStatusStore:
@@ -102,53 +170,47 @@ class DynamoDbStatusStore:
         *,
         sleep: Callable[[float], None] = time.sleep,
         run_retention: timedelta = RUN_RETENTION,
+        home_region: str | None = None,
     ) -> None:
+        """``home_region``: the stack's Region, whose partition holds every Region's status item (default:
+        the DynamoDB client's Region, which is where the state table is)."""
         self.table_name = table_name
         self.client = client or dynamodb_client()
+        self.home = home_region or self.client.meta.region_name
         self.sleep = sleep
         self.run_retention = run_retention
 
     # -- ownership -----------------------------------------------------------------------------
 
     def ownership(self, region: str) -> Ownership:
-        owned: dict[str, set[str]] = {"rule": set(), "template": set(), "exclusion": set()}
-        for item in self._query_partition(f"OWNED#{region}"):
-            owned.get(item["kind"]["S"], owned["template"]).add(item["prefix"]["S"])
-        return Ownership(
-            rules=frozenset(owned["rule"]),
-            templates=frozenset(owned["template"]),
-            exclusions=frozenset(owned["exclusion"]),
-        )
+        return self.region_status(region).ownership
 
     def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
-        item: Item = {**self._owned_key(region, kind, prefix), "kind": _s(kind), "prefix": _s(prefix)}
-        try:
-            self.client.put_item(TableName=self.table_name, Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB PutItem") from exc
+        self._update_owned(region, kind, prefix, "ADD")
 
     def forget_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
-        try:
-            self.client.delete_item(TableName=self.table_name, Key=self._owned_key(region, kind, prefix))
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB DeleteItem") from exc
+        self._update_owned(region, kind, prefix, "DELETE")
 
-    @staticmethod
-    def _owned_key(region: str, kind: OwnedKind, prefix: str) -> Item:
+    def _update_owned(self, region: str, kind: OwnedKind, prefix: str, verb: str) -> None:
+        """One set of the Region's item (``ADD`` / ``DELETE`` are atomic: no other attribute is touched)."""
         if kind not in ("rule", "template", "exclusion"):
             msg = f"ownership kind must be 'rule', 'template' or 'exclusion', got {kind!r}"
             raise ValueError(msg)
-        return {"pk": _s(f"OWNED#{region}"), "sk": _s(f"{kind}#{prefix}")}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region),
+                UpdateExpression=f"{verb} #owned :one",
+                ExpressionAttributeNames={"#owned": f"owned_{kind}"},
+                ExpressionAttributeValues={":one": {"SS": [prefix]}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
 
     # -- applied fingerprints ------------------------------------------------------------------
 
     def applied(self, region: str) -> dict[str, AppliedFingerprints]:
-        return {
-            item["sk"]["S"]: AppliedFingerprints(
-                **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item}
-            )
-            for item in self._query_partition(f"APPLIED#{region}")
-        }
+        return _applied(self._query_partition(f"APPLIED#{region}"))
 
     def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
         requests: list[WriteRequestTypeDef] = []
@@ -169,47 +231,288 @@ class DynamoDbStatusStore:
     def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
         batch_write(self.client, self.table_name, requests, sleep=self.sleep)
 
-    # -- rule status (conditions) --------------------------------------------------------------
+    # -- a Region's records in one read --------------------------------------------------------
 
-    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
-        """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._status_key(region, prefix),
-                UpdateExpression="SET #region = :region, #prefix = :prefix, #status = :status",
-                ExpressionAttributeNames={"#region": "region", "#prefix": "prefix", "#status": "status"},
-                ExpressionAttributeValues={
-                    ":region": _s(region),
-                    ":prefix": _s(prefix),
-                    ":status": _s(status.with_upstream_health(None).model_dump_json()),
-                },
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
+    def read_region(self, region: str) -> RegionState:
+        """The Region's status, ownership and applied fingerprints: one paginated Query of its partition (for
+        the stack's Region, whose partition also holds every Region's status item, ahead of the fingerprints);
+        another Region's status item is one GetItem more."""
+        items = list(self._query_partition(f"APPLIED#{region}"))
+        applied = _applied(items)
+        if region != self.home:
+            return RegionState(status=self.region_status(region), applied=applied)
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items if _is_status(item)}
+        status = self._region_status(region, found.pop(region, None))
+        others = {name: self._region_status(name, item) for name, item in sorted(found.items())}
+        return RegionState(status=status, applied=applied, others=others)
 
-    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
+    def region_status(self, region: str) -> RegionStatus:
+        """The Region's rule statuses and ownership (one GetItem; the former layout's items are read too
+        while the Region's records have not been migrated)."""
         try:
             item = self.client.get_item(
-                TableName=self.table_name, Key=self._status_key(region, prefix), ConsistentRead=True
+                TableName=self.table_name, Key=self._status_key(region), ConsistentRead=True
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB GetItem") from exc
-        return _status_of(item) if item else None
+        return self._region_status(region, item)
 
-    def all_status(self) -> list[RuleStatusRecord]:
-        return [
-            RuleStatusRecord(region=item["region"]["S"], prefix=item["prefix"]["S"], status=_status_of(item))
-            for item in self._query_partition(STATUS_PARTITION)
-            if "status" in item  # an item the reconciler has not written yet holds nothing to show
-        ]
+    def _region_status(self, region: str, item: Mapping[str, Any] | None) -> RegionStatus:
+        found = _region_of(region, item or {})
+        if item is not None and "migrated" in item:
+            return found
+        statuses, owned = self._legacy(region)
+        return found.model_copy(
+            update={
+                "migrated": False,
+                "statuses": {**statuses, **found.statuses},
+                "ownership": Ownership(
+                    rules=found.ownership.rules | owned.rules,
+                    templates=found.ownership.templates | owned.templates,
+                    exclusions=found.ownership.exclusions | owned.exclusions,
+                ),
+            }
+        )
 
-    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
-        """Newest observation wins (an equal time too: the same event again writes the same health)."""
+    # -- rule status (conditions) --------------------------------------------------------------
+
+    def write_statuses(
+        self,
+        region: str,
+        put: Mapping[str, RuleStatus],
+        drop: Collection[str] = (),
+        *,
+        version: int | None,
+        stamp: RegionStamp | None = None,
+    ) -> bool:
+        """One UpdateItem of the Region's item: the rules' statuses in ``put`` (all but their upstream health,
+        ``record_upstream``'s), the rules in ``drop`` removed (their health too), the stamp, and the version
+        moved on. Conditioned on ``version`` (the one read; ``None``: not conditioned): ``False`` when another
+        reconcile wrote the Region's statuses since. Each rule is an attribute of its own, so this write never
+        undoes ``record_upstream``'s nor the ownership sets'."""
+        names: dict[str, str] = {"#version": "version", "#migrated": "migrated"}
+        values: Item = {":one": _n(1), ":yes": {"BOOL": True}}
+        sets = ["#migrated = :yes"]
+        for i, (prefix, status) in enumerate(sorted(put.items())):
+            names[f"#r{i}"] = f"{RULE_ATTRIBUTE}{prefix}"
+            values[f":r{i}"] = _s(status.with_upstream_health(None).model_dump_json())
+            sets.append(f"#r{i} = :r{i}")
+        removes: list[str] = []
+        for i, prefix in enumerate(sorted(set(drop) - set(put))):
+            names |= {f"#d{i}": f"{RULE_ATTRIBUTE}{prefix}", f"#du{i}": f"{UPSTREAM_ATTRIBUTE}{prefix}"}
+            names[f"#da{i}"] = f"{UPSTREAM_AT_ATTRIBUTE}{prefix}"
+            removes += [f"#d{i}", f"#du{i}", f"#da{i}"]
+        if stamp is not None:
+            sets += _stamp_sets(stamp, names, values)
+        expression = f"SET {', '.join(sets)} ADD #version :one" + (f" REMOVE {', '.join(removes)}" if removes else "")
+        extra: dict[str, Any] = {}
+        if version is not None:
+            extra["ConditionExpression"] = "attribute_not_exists(#version)" if version == 0 else "#version = :read"
+            if version:
+                values[":read"] = _n(version)
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key=self._status_key(region, prefix),
+                Key=self._status_key(region),
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                **extra,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
+
+    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
+        """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
+        self.write_statuses(region, {prefix: status}, version=None)
+
+    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
+        return self.region_status(region).statuses.get(prefix)
+
+    def all_status(self) -> list[RuleStatusRecord]:
+        """Every Region's item (one Query of the stack Region's partition), and the former layout's items of
+        Regions not migrated yet (one more Query)."""
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :status)",
+                ExpressionAttributeValues={":pk": _s(f"APPLIED#{self.home}"), ":status": _s(STATUS_SORT_PREFIX)},
+                ConsistentRead=True,
+            )
+            items = [item for page in pages for item in page.get("Items", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query") from exc
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
+        statuses: dict[tuple[str, str], RuleStatus] = {}
+        for item in self._query_partition(LEGACY_STATUS_PARTITION):
+            region, prefix = item["region"]["S"], item["prefix"]["S"]
+            if "status" in item and "migrated" not in found.get(region, {}):
+                statuses[region, prefix] = _legacy_status_of(item)
+        for region, item in found.items():
+            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
+        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+
+    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        """Newest observation wins (an equal time too: the same event again writes the same health)."""
+        names = {
+            "#rule": f"{RULE_ATTRIBUTE}{prefix}",
+            "#health": f"{UPSTREAM_ATTRIBUTE}{prefix}",
+            "#at": f"{UPSTREAM_AT_ATTRIBUTE}{prefix}",
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region),
+                UpdateExpression="SET #health = :health, #at = :at",
+                ConditionExpression="attribute_exists(#rule) AND (attribute_not_exists(#at) OR #at <= :at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":health": _s(health.model_dump_json()),
+                    ":at": _n(_micros(health.check.observed_at)),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return self._record_upstream_legacy(region, prefix, health)
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
+
+    def delete_rule_status(self, region: str, prefix: str) -> None:
+        self.write_statuses(region, {}, [prefix], version=None)
+
+    def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        """The finished run record and the stamp of every Region it reconciled, in one TransactWriteItems
+        (a run that changed nothing makes no other write). Should the transaction be refused (another write
+        to a Region's item at the same moment), the run record and the stamps are written one by one."""
+        if not stamps:
+            self.put_run(run)
+            return
+        updates: list[Any] = []
+        for region, stamp in sorted(stamps.items()):
+            names: dict[str, str] = {}
+            values: Item = {}
+            sets = _stamp_sets(stamp, names, values)
+            updates.append(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._status_key(region),
+                        "UpdateExpression": f"SET {', '.join(sets)}",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(
+                TransactItems=[{"Put": {"TableName": self.table_name, "Item": self._run_item(run)}}, *updates]
+            )
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise classify(exc, "DynamoDB TransactWriteItems") from exc
+            self.put_run(run)
+            for update in updates:
+                self._update(update["Update"])
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB TransactWriteItems") from exc
+
+    def _update(self, request: Mapping[str, Any]) -> None:
+        try:
+            self.client.update_item(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+
+    def _status_key(self, region: str) -> Item:
+        return {"pk": _s(f"APPLIED#{self.home}"), "sk": _s(f"{STATUS_SORT_PREFIX}{region}")}
+
+    # -- the former layout (one status item per rule, ownership items per Region) --------------
+
+    def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
+        """Move the former layout's status and ownership items (of ``regions`` and of every Region with a
+        status item) into the Regions' items, then delete them; a status already in the new layout is kept.
+        Idempotent. Returns how many former items were moved."""
+        by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {self.home, *regions}}
+        for item in self._query_partition(LEGACY_STATUS_PARTITION):
+            by_region.setdefault(item["region"]["S"], []).append(item)
+        moved = 0
+        for region, items in sorted(by_region.items()):
+            owned = list(self._query_partition(f"OWNED#{region}"))
+            self._update(self._migration(region, items, owned))
+            deletes: list[WriteRequestTypeDef] = [
+                {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in (*items, *owned)
+            ]
+            self._batch_write(deletes)
+            moved += len(deletes)
+        return moved
+
+    def _migration(
+        self, region: str, items: Sequence[Mapping[str, Any]], owned: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        names: dict[str, str] = {"#migrated": "migrated"}
+        values: Item = {":yes": {"BOOL": True}}
+        sets = ["#migrated = :yes"]
+        for i, item in enumerate(i for i in items if "status" in i):
+            prefix = item["prefix"]["S"]
+            attributes = {"r": (RULE_ATTRIBUTE, "status"), "u": (UPSTREAM_ATTRIBUTE, "upstream")}
+            attributes["a"] = (UPSTREAM_AT_ATTRIBUTE, "upstream_at")
+            for tag, (attribute, legacy) in attributes.items():
+                if legacy in item:
+                    names[f"#{tag}{i}"] = f"{attribute}{prefix}"
+                    values[f":{tag}{i}"] = item[legacy]
+                    sets.append(f"#{tag}{i} = if_not_exists(#{tag}{i}, :{tag}{i})")
+        kinds: dict[str, list[str]] = {}
+        for item in owned:
+            kinds.setdefault(item["kind"]["S"], []).append(item["prefix"]["S"])
+        adds = []
+        for kind, prefixes in sorted(kinds.items()):
+            names[f"#o_{kind}"] = f"owned_{kind}"
+            values[f":o_{kind}"] = {"SS": sorted(set(prefixes))}
+            adds.append(f"#o_{kind} :o_{kind}")
+        expression = f"SET {', '.join(sets)}" + (f" ADD {', '.join(adds)}" if adds else "")
+        return {
+            "TableName": self.table_name,
+            "Key": self._status_key(region),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _legacy(self, region: str) -> tuple[dict[str, RuleStatus], Ownership]:
+        """A Region's statuses and ownership as the former layout holds them (until migrated)."""
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :region)",
+                ExpressionAttributeValues={":pk": _s(LEGACY_STATUS_PARTITION), ":region": _s(f"{region}#")},
+                ConsistentRead=True,
+            )
+            items = [item for page in pages for item in page.get("Items", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query") from exc
+        statuses = {item["prefix"]["S"]: _legacy_status_of(item) for item in items if "status" in item}
+        owned: dict[str, set[str]] = {"rule": set(), "template": set(), "exclusion": set()}
+        for item in self._query_partition(f"OWNED#{region}"):
+            owned.get(item["kind"]["S"], owned["template"]).add(item["prefix"]["S"])
+        ownership = Ownership(
+            rules=frozenset(owned["rule"]),
+            templates=frozenset(owned["template"]),
+            exclusions=frozenset(owned["exclusion"]),
+        )
+        return statuses, ownership
+
+    def _record_upstream_legacy(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        """``record_upstream`` on a rule whose status is still in the former layout (a Region not migrated)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": _s(LEGACY_STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")},
                 UpdateExpression="SET upstream = :health, upstream_at = :at",
                 ConditionExpression=(
                     "attribute_exists(#status) AND (attribute_not_exists(upstream_at) OR upstream_at <= :at)"
@@ -227,16 +530,6 @@ class DynamoDbStatusStore:
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem") from exc
         return True
-
-    def delete_rule_status(self, region: str, prefix: str) -> None:
-        try:
-            self.client.delete_item(TableName=self.table_name, Key=self._status_key(region, prefix))
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB DeleteItem") from exc
-
-    @staticmethod
-    def _status_key(region: str, prefix: str) -> Item:
-        return {"pk": _s(STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")}
 
     # -- reconcile lease (one per Region) ------------------------------------------------------
 
@@ -301,9 +594,8 @@ class DynamoDbStatusStore:
 
     # -- reconcile runs ------------------------------------------------------------------------
 
-    def put_run(self, run: ReconcileRun) -> None:
-        """Write (or overwrite, e.g. when it finishes) a run record; it expires after the retention."""
-        item: Item = {
+    def _run_item(self, run: ReconcileRun) -> Item:
+        return {
             **self._run_key(run.run_id),
             "gsi1pk": _s(RUNS_PARTITION),
             "gsi1sk": _s(f"{_iso(run.started_at)}#{run.run_id}"),
@@ -311,6 +603,10 @@ class DynamoDbStatusStore:
             "run_status": _s(run.status.value),
             "expires_at": _n(_epoch(run.started_at + self.run_retention)),
         }
+
+    def put_run(self, run: ReconcileRun) -> None:
+        """Write (or overwrite, e.g. when it finishes) a run record; it expires after the retention."""
+        item = self._run_item(run)
         try:
             self.client.put_item(TableName=self.table_name, Item=item)
         except (ClientError, BotoCoreError) as exc:

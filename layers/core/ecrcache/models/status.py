@@ -29,14 +29,20 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from ecrcache.models.observed import AppliedFingerprints, Ownership
+
 __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MAX_RUN_ERRORS",
     "REQUEST_PARTITION",
+    "STAMP_FIELDS",
     "Condition",
     "ConditionType",
     "ReconcileRequest",
     "ReconcileRun",
+    "RegionStamp",
+    "RegionState",
+    "RegionStatus",
     "RuleStatus",
     "RuleStatusRecord",
     "RuleValidation",
@@ -45,6 +51,7 @@ __all__ = [
     "UpstreamCheck",
     "UpstreamCheckSource",
     "UpstreamHealth",
+    "same_status",
 ]
 
 MAX_MESSAGE_LENGTH: Final = 1024
@@ -202,6 +209,57 @@ class RuleStatusRecord(_Frozen):
     region: str
     prefix: str
     status: RuleStatus
+
+
+STAMP_FIELDS: Final = frozenset({"last_reconciled_at", "last_run_id", "observed_revision"})
+"""The fields of a :class:`RuleStatus` every run moves: kept once per Region (:class:`RegionStamp`), not per rule."""
+
+
+class RegionStamp(_Frozen):
+    """The last run that reconciled a Region: every rule status there was true as of it (the store keeps it
+    once per Region, so that a run that changes nothing writes one stamp, not a status per rule)."""
+
+    run_id: str
+    at: AwareDatetime
+    revision: int = Field(ge=0)
+
+    def stamp(self, status: RuleStatus) -> RuleStatus:
+        """``status`` as of this run, when the run is newer than the status' own stamp."""
+        if status.last_reconciled_at is not None and status.last_reconciled_at > self.at:
+            return status
+        return status.model_copy(
+            update={"last_reconciled_at": self.at, "last_run_id": self.run_id, "observed_revision": self.revision}
+        )
+
+
+def same_status(a: RuleStatus | None, b: RuleStatus | None) -> bool:
+    """The two statuses say the same, their run stamps (:data:`STAMP_FIELDS`) aside."""
+    if a is None or b is None:
+        return a is b
+    return a.model_dump(exclude=set(STAMP_FIELDS)) == b.model_dump(exclude=set(STAMP_FIELDS))
+
+
+class RegionStatus(_Frozen):
+    """What the store holds for one Region: its rules' statuses (upstream health and the Region's stamp
+    put back), what ecrcache owns there, the item's ``version`` (0: none yet; a status write is conditioned
+    on the version read) and the last run's stamp."""
+
+    region: str
+    statuses: Mapping[str, RuleStatus] = Field(default_factory=dict)
+    ownership: Ownership = Ownership()
+    version: int = 0
+    stamp: RegionStamp | None = None
+    migrated: bool = True
+    """False while the store still holds this Region's records in its former layout (read, not yet moved)."""
+
+
+class RegionState(_Frozen):
+    """One read of a Region's records: its :class:`RegionStatus`, the applied fingerprints of its repositories
+    and, read with the stack Region's, the other Regions' statuses (their items share its partition)."""
+
+    status: RegionStatus
+    applied: Mapping[str, AppliedFingerprints] = Field(default_factory=dict)
+    others: Mapping[str, RegionStatus] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -58,7 +58,7 @@ from ecrcache.models.observed import AppliedFingerprints, CredentialWait, Desire
 from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.secret_replica import replica_arn
-from ecrcache.models.status import RuleStatusRecord
+from ecrcache.models.status import RegionState, RegionStatus, RuleStatus, RuleStatusRecord
 from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
 
 __all__ = [
@@ -116,6 +116,14 @@ class DesiredByRegion:
     """Every credential's secret as described (empty without a ``secrets`` reader)."""
     wanted_replicas: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Credential -> the Regions other than the stack's its desired rules name (all rules, any scope)."""
+    recorded: Mapping[str, RegionStatus] = field(default_factory=dict)
+    """Region -> what the status store held for it when the run read it (every Region with an item)."""
+    home: RegionState | None = None
+    """The stack Region's records as read with the statuses (its observe reuses them)."""
+
+    def state_of(self, region: str) -> RegionState | None:
+        """The Region's records when they were read with the statuses (the stack's Region), else ``None``."""
+        return self.home if self.home is not None and self.home.status.region == region else None
 
     def desired_in(self, region: str) -> list[DesiredRule]:
         return self.desired.get(region, [])
@@ -197,15 +205,16 @@ class PlanService:
         """The plan for ``scope``. ``stop`` (a caller's time budget, e.g. the API's): asked before each
         repository's deep read; once it says so, the rest are compared on the fast path and the plan is
         marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s)."""
-        snapshot = self.desired.snapshot()
+        snapshot = self.desired.snapshot(warm_sets=False)
         secrets = self.read_secrets(snapshot)
         inputs, _ = self.read_desired(scope, snapshot=snapshot, secrets=secrets)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
         for region in inputs.regions:
-            observed[region], ownership[region], _ = self.observe(
-                region, inputs.prefixes(region), deep=scope.deep_read, stop=stop
+            observed[region], state = self.observe_region(
+                region, inputs.prefixes(region), deep=scope.deep_read, stop=stop, state=inputs.state_of(region)
             )
+            ownership[region] = state.status.ownership
         planned = plan_regions(
             {r: inputs.desired_in(r) for r in inputs.regions},
             {r: inputs.retired_in(r) for r in inputs.regions},
@@ -259,12 +268,28 @@ class PlanService:
 
         ``snapshot`` and ``secrets`` are read when not given; ``failures``: the replica actions of this
         run that failed (their rules wait with the reason)."""
-        snapshot = snapshot if snapshot is not None else self.desired.snapshot()
+        snapshot = snapshot if snapshot is not None else self.desired.snapshot(warm_sets=False)
         secrets = secrets if secrets is not None else self.read_secrets(snapshot)
-        records = self.status.all_status()
-        reconciled = {record.region for record in records} | replica_regions(secrets.values())
+        home = self.status.read_region(self.stack_region)
+        recorded = {home.status.region: home.status, **home.others}
+        if not home.status.migrated:  # the former layout: every Region's statuses in a partition of their own
+            legacy: dict[str, dict[str, RuleStatus]] = defaultdict(dict)
+            for record in self.status.all_status():
+                legacy[record.region][record.prefix] = record.status
+            for region, statuses in legacy.items():
+                recorded.setdefault(region, RegionStatus(region=region, statuses=statuses, migrated=False))
+        reconciled = {region for region, found in recorded.items() if found.statuses} | replica_regions(
+            secrets.values()
+        )
         regions = self.regions(snapshot, scope, reconciled)
-        return self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}), records
+        inputs = self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}, recorded=recorded)
+        inputs = replace(inputs, recorded=recorded, home=home)
+        records = [
+            RuleStatusRecord(region=region, prefix=prefix, status=status)
+            for region, found in sorted(recorded.items())
+            for prefix, status in found.statuses.items()
+        ]
+        return inputs, records
 
     def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
         """The stack's Region, every Region a rule names, and every Region with a rule status or a
@@ -284,6 +309,7 @@ class PlanService:
         *,
         secrets: Secrets | None = None,
         failures: ReplicaFailures | None = None,
+        recorded: Mapping[str, RegionStatus] | None = None,
     ) -> DesiredByRegion:
         """Desired rules per Region, with credential names resolved to the secret's ARN in each Region;
         and the owned rules whose desired rule is gone (retired), with the spec they had when deleted."""
@@ -311,7 +337,7 @@ class PlanService:
         wanted = wanted_regions((stored.spec for stored in snapshot.rules.values()), self.stack_region)
         return DesiredByRegion(
             dict(desired),
-            self._retired(regions, desired),
+            self._retired(regions, desired, recorded or {}),
             problems,
             snapshot.revision,
             tuple(regions),
@@ -337,12 +363,14 @@ class PlanService:
         return credential_in(region, secret, home=self.stack_region, failures=failures)
 
     def _retired(
-        self, regions: Sequence[str], desired: Mapping[str, list[DesiredRule]]
+        self, regions: Sequence[str], desired: Mapping[str, list[DesiredRule]], recorded: Mapping[str, RegionStatus]
     ) -> dict[str, list[DesiredRule]]:
-        """The owned rules and templates of ``regions`` whose desired rule is gone, with their last spec."""
+        """The owned rules and templates of ``regions`` whose desired rule is gone, with their last spec
+        (ownership as ``recorded`` when it was read with the statuses)."""
         retired: dict[str, list[DesiredRule]] = defaultdict(list)
         for region in regions:
-            owned = self.status.ownership(region)
+            found = recorded.get(region)
+            owned = found.ownership if found is not None and found.migrated else self.status.ownership(region)
             wanted = {r.prefix for r in desired.get(region, [])}
             for prefix in sorted((owned.rules | owned.templates) - wanted):
                 last = self._last_spec(prefix)
@@ -403,15 +431,27 @@ class PlanService:
         deep: bool | Collection[str],
         stop: Callable[[], bool] | None = None,
     ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
-        """ECR in ``region`` with what the controller last applied there, and what it owns there.
+        """ECR in ``region`` with what the controller last applied there, and what it owns there."""
+        observed, state = self.observe_region(region, prefixes, deep=deep, stop=stop)
+        return observed, state.status.ownership, dict(state.applied)
+
+    def observe_region(
+        self,
+        region: str,
+        prefixes: Sequence[str],
+        *,
+        deep: bool | Collection[str],
+        stop: Callable[[], bool] | None = None,
+        state: RegionState | None = None,
+    ) -> tuple[ObservedRegion, RegionState]:
+        """ECR in ``region``, and the Region's records (read now, in one read, unless ``state`` is given).
 
         The pull-time update exclusions are read only while a warmer role is set or ecrcache owns one
         there (without either there is nothing to plan for them, and the call is saved). ``stop``: see
         :meth:`plan` (only the deep read asks it)."""
-        applied = self.status.applied(region)
+        state = state if state is not None else self.status.read_region(region)
         reader = self.registry(region)
-        observed = reader.observe(prefixes=prefixes, deep=deep, applied=applied, stop=stop)
-        ownership = self.status.ownership(region)
-        if self.warmer_role_arn or ownership.exclusions:
+        observed = reader.observe(prefixes=prefixes, deep=deep, applied=dict(state.applied), stop=stop)
+        if self.warmer_role_arn or state.status.ownership.exclusions:
             observed = observed.model_copy(update={"exclusions": reader.pull_time_exclusions()})
-        return observed, ownership, applied
+        return observed, state

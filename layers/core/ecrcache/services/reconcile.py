@@ -22,7 +22,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
@@ -48,7 +48,17 @@ from ecrcache.engine.status import (
 )
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
+from ecrcache.models.status import (
+    ConditionType,
+    ReconcileRun,
+    RegionStamp,
+    RegionStatus,
+    RuleStatus,
+    RuleStatusRecord,
+    RunTrigger,
+    UpstreamHealth,
+    same_status,
+)
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
@@ -78,6 +88,8 @@ class _RegionOutcome:
     validated: set[str] = field(default_factory=set)
     rules: Mapping[str, ObservedRule] = field(default_factory=dict)
     """ECR's rules in the Region after the run (as verify read them)."""
+    at: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
+    """When the run recorded the Region's statuses (its stamp)."""
 
     def summary(self, left: Plan) -> RegionSummary:
         return RegionSummary(
@@ -97,6 +109,10 @@ class _RunLog:
     retryable: bool = False
     rules: dict[str, Mapping[str, ObservedRule]] = field(default_factory=dict)
     """ECR's rules after the run, by Region reconciled (what replica removals are checked against)."""
+    stamps: dict[str, RegionStamp] = field(default_factory=dict)
+    """The Regions reconciled, stamped with this run (written with the finished run record)."""
+    started: bool = False
+    """The run record says ``running`` (written before the first lease: a run that only reads writes it once)."""
 
     def add_replicas(self, outcome: ReplicaOutcome) -> None:
         """Count a replica phase in the run (its errors, its line in the summary)."""
@@ -166,13 +182,13 @@ class ReconcileService:
         run = ReconcileRun(
             run_id=run_id or str(uuid.uuid4()), trigger=trigger, scope=scope.describe(), started_at=self.clock()
         )
-        self.status.put_run(run)
         log = _RunLog(errors=[])
-        inputs, records = self._read_desired(scope, run.run_id, log)
+        if not _quiet_scope(scope) or run_id is not None:  # long reads, or a run someone waits for: shown at once
+            self._started(run, log)
+        inputs, _ = self._read_desired(scope, run, log)
         log.errors[:0] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
         for region in inputs.regions:
-            recorded = [r.prefix for r in records if r.region == region]
-            self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
+            self._run_region(region, inputs, scope=scope, run=run, log=log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
@@ -195,33 +211,61 @@ class ReconcileService:
                 log.busy.append(self.stack_region)
             return
         try:
-            snapshot = self.desired.snapshot()
+            snapshot = self.desired.snapshot(warm_sets=False)
             log.errors.extend(self.schedules.converge(snapshot).errors)
         except EcrcacheError as exc:
             log.errors.append(f"rotation schedules not converged: {exc.message}")
         finally:
             self.status.release_lease(self.stack_region, run_id)
 
-    def _read_desired(self, scope: Scope, run_id: str, log: _RunLog) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
-        """The desired rules per Region, after the secret replicas they need were added (when they can be)."""
+    def _started(self, run: ReconcileRun, log: _RunLog) -> None:
+        if not log.started:
+            self.status.put_run(run)
+            log.started = True
+
+    def _read_desired(
+        self, scope: Scope, run: ReconcileRun, log: _RunLog
+    ) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
+        """The desired rules per Region, after the secret replicas they need were added (when they can be).
+
+        Records still in the store's former layout are migrated first (once: under no lease, the migration
+        keeps a status already in the current layout and is idempotent)."""
         if self.replicas is None:
-            return self.planner.read_desired(scope)
-        snapshot = self.desired.snapshot()
-        secrets = self.planner.read_secrets(snapshot)
-        added = self.replicas.add(self.planner.replica_plan(snapshot, secrets, scope), secrets, run_id=run_id)
-        log.add_replicas(added)
-        return self.planner.read_desired(scope, snapshot=snapshot, secrets=added.secrets, failures=added.failures)
+            inputs, records = self.planner.read_desired(scope)
+        else:
+            snapshot = self.desired.snapshot(warm_sets=False)
+            secrets = self.planner.read_secrets(snapshot)
+            plan = self.planner.replica_plan(snapshot, secrets, scope)
+            if plan:
+                self._started(run, log)
+            added = self.replicas.add(plan, secrets, run_id=run.run_id)
+            log.add_replicas(added)
+            inputs, records = self.planner.read_desired(
+                scope, snapshot=snapshot, secrets=added.secrets, failures=added.failures
+            )
+        if inputs.home is not None and not inputs.home.status.migrated:
+            moved = self.status.migrate_legacy(inputs.regions)
+            logger.info("status records migrated to one item per Region", extra={"moved": moved})
+            return self._read_desired(scope, run, log) if moved or self.replicas is None else (inputs, records)
+        return inputs, records
 
     def _run_region(
-        self, region: str, inputs: DesiredByRegion, *, scope: Scope, run_id: str, recorded: Sequence[str], log: _RunLog
+        self, region: str, inputs: DesiredByRegion, *, scope: Scope, run: ReconcileRun, log: _RunLog
     ) -> None:
-        """Reconcile one Region under its lease; a failure of the whole Region is recorded on its rules."""
+        """Reconcile one Region under its lease (unless a first read finds nothing to do there: a quiet
+        Region needs no lease, it writes nothing); a failure of the whole Region is recorded on its rules."""
+        run_id = run.run_id
+        try:
+            if _quiet_scope(scope) and self._quiet_region(region, inputs, run_id, log):
+                return
+        except EcrcacheError as exc:  # the Region is read again under its lease, where a failure is recorded
+            logger.warning("first read of a Region failed", extra={"region": region, "error": exc.message})
         if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
             log.busy.append(region)
             return
+        self._started(run, log)
         try:
             outcome, left = self._reconcile_region(region, inputs, scope, run_id)
-            self._forget_stale_status(region, inputs, recorded)
         except EcrcacheError as exc:
             log.errors.append(f"{region}: {exc.message}")
             log.regions.append(RegionSummary.region_failure())
@@ -233,6 +277,65 @@ class ReconcileService:
         log.errors.extend(action_errors(region, outcome.failures))
         log.regions.append(outcome.summary(left))
         log.rules[region] = outcome.rules
+        log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
+
+    def _quiet_region(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> bool:
+        """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
+        there is nothing to apply, nothing to forget and no rule's status would change, the Region is done with
+        no lease and no write (the run's record stamps it). ``False``: the Region has work (done under its lease)."""
+        desired = inputs.desired_in(region)
+        observed, state = self.planner.observe_region(
+            region, inputs.prefixes(region), deep=False, state=inputs.state_of(region)
+        )
+        plan = self._plan_region(region, inputs, observed, state.status.ownership)
+        recorded = state.status.statuses
+        if (
+            plan.actions
+            or no_longer_desired(recorded, desired)
+            or any(name not in observed.repositories for name in state.applied)
+        ):
+            return False
+        now = self.clock()
+        found = rule_findings(
+            [r.prefix for r in desired],
+            region=region,
+            plan=plan,
+            left=Plan(),
+            failures={},
+            repositories=observed.repositories,
+        )
+        statuses = {
+            r.prefix: rule_status(
+                recorded.get(r.prefix) or RuleStatus(),
+                found[r.prefix],
+                now=now,
+                run_id=run_id,
+                revision=inputs.revision,
+            )
+            for r in desired
+        }
+        if any(not same_status(recorded.get(prefix), status) for prefix, status in statuses.items()):
+            return False
+        changes = _StatusChanges(region, run_id)
+        for prefix, status in statuses.items():
+            changes.add(prefix, status, status)
+        changes.report(self.events, now=now)
+        log.regions.append(RegionSummary())
+        log.rules[region] = observed.rules
+        log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
+        return True
+
+    def _plan_region(
+        self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership
+    ) -> Plan:
+        return plan_regions(
+            {region: inputs.desired_in(region)},
+            {region: inputs.retired_in(region)},
+            {region: observed},
+            {region: ownership},
+            warmer_role=self.planner.warmer_role_arn,
+            role_path=self.planner.role_path,
+        )
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""
@@ -249,7 +352,7 @@ class ReconcileService:
                 "errors": tuple(errors),
             }
         )
-        self.status.put_run(done)
+        self.status.finish_run(done, log.stamps)
         metrics.add_metric(name="ReconcileRuns", unit="Count", value=1)
         # Zeros too: the alarm on failures and the dashboard see a run that went well as such, not as no data.
         metrics.add_metric(name="ReconcileFailed", unit="Count", value=summary.failed_actions)
@@ -266,16 +369,10 @@ class ReconcileService:
     def _reconcile_region(
         self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str
     ) -> tuple[_RegionOutcome, Plan]:
-        desired, retired = inputs.desired_in(region), inputs.retired_in(region)
-        observed, ownership, applied = self.planner.observe(region, inputs.prefixes(region), deep=scope.deep_read)
-        plan = plan_regions(
-            {region: desired},
-            {region: retired},
-            {region: observed},
-            {region: ownership},
-            warmer_role=self.planner.warmer_role_arn,
-            role_path=self.planner.role_path,
-        )
+        desired = inputs.desired_in(region)
+        observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=scope.deep_read)
+        ownership, applied = state.status.ownership, dict(state.applied)
+        plan = self._plan_region(region, inputs, observed, ownership)
         outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
             after, left = self._verify(region, inputs, scope, outcome)
@@ -286,13 +383,13 @@ class ReconcileService:
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         self._record_status(
             region,
-            desired=desired,
+            inputs=inputs,
             observed=after,
             plan=plan,
             left=left,
             outcome=outcome,
             run_id=run_id,
-            revision=inputs.revision,
+            recorded=state.status,
         )
         return outcome, left
 
@@ -397,15 +494,18 @@ class ReconcileService:
         self,
         region: str,
         *,
-        desired: Sequence[DesiredRule],
+        inputs: DesiredByRegion,
         observed: ObservedRegion,
         plan: Plan,
         left: Plan,
         outcome: _RegionOutcome,
         run_id: str,
-        revision: int,
+        recorded: RegionStatus,
     ) -> None:
-        now = self.clock()
+        """Every desired rule's new status; the ones that changed, and the statuses of rules no longer desired,
+        in one write of the Region's item (conditioned on the version read under the lease)."""
+        now = outcome.at = self.clock()
+        desired = inputs.desired_in(region)
         findings = rule_findings(
             [r.prefix for r in desired],
             region=region,
@@ -416,21 +516,51 @@ class ReconcileService:
         )
         registry = self.registry(region)
         changes = _StatusChanges(region, run_id)
+        statuses: dict[str, RuleStatus] = {}
+        health: dict[str, UpstreamHealth] = {}
         for rule in desired:
-            current = self.status.rule_status(region, rule.prefix) or RuleStatus()
+            current = recorded.statuses.get(rule.prefix) or RuleStatus()
             validation = None
             if rule.prefix in outcome.validated and rule.spec.credential is not None:
                 validation = _validate(registry, rule.prefix)
             status = rule_status(
-                current, findings[rule.prefix], now=now, run_id=run_id, revision=revision, validation=validation
+                current, findings[rule.prefix], now=now, run_id=run_id, revision=inputs.revision, validation=validation
             )
-            self.status.put_rule_status(region, rule.prefix, status)
+            statuses[rule.prefix] = status
             changes.add(rule.prefix, current, status)
             seen = validation_observation(validation, at=now) if validation is not None else None
-            health = upstream_health(status, seen) if seen is not None else None
-            if health is not None:  # a validation tells the upstream's health too
-                self.status.record_upstream(region, rule.prefix, health)
+            if seen is not None and (found := upstream_health(status, seen)) is not None:
+                health[rule.prefix] = found  # a validation tells the upstream's health too
+        drop = self._stale(region, inputs, recorded)
+        self._write_statuses(region, recorded, statuses, drop)
+        for prefix, found in health.items():
+            self.status.record_upstream(region, prefix, found)
         changes.report(self.events, now=now)
+
+    def _stale(self, region: str, inputs: DesiredByRegion, recorded: RegionStatus) -> list[str]:
+        """The statuses of rules no longer desired in ``region`` to drop now (nothing of theirs left to delete)."""
+        stale = no_longer_desired(recorded.statuses, inputs.desired_in(region))
+        if not stale:
+            return []
+        ownership = self.status.ownership(region)  # after this run's deletes
+        return forgettable(
+            stale, retired=inputs.retired_in(region), ownership=ownership, desired_left=bool(inputs.desired_in(region))
+        )
+
+    def _write_statuses(
+        self, region: str, recorded: RegionStatus, statuses: Mapping[str, RuleStatus], drop: Sequence[str]
+    ) -> None:
+        """Write what changed (nothing: no write). A version conflict (the lease expired and another run wrote)
+        is met by reading the Region's statuses again and writing what still differs, once."""
+        for _ in range(2):
+            put = {p: s for p, s in statuses.items() if not same_status(recorded.statuses.get(p), s)}
+            gone = [p for p in drop if p in recorded.statuses]
+            if not put and not gone:
+                return
+            if self.status.write_statuses(region, put, gone, version=recorded.version):
+                return
+            recorded = self.status.region_status(region)
+        raise RetryableError(f"the statuses of {region} kept changing under this run's lease; not recorded")
 
     def _record_region_failure(
         self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int
@@ -438,28 +568,18 @@ class ReconcileService:
         """Every rule of a Region that could not be reconciled at all is not Synced (best effort)."""
         now = self.clock()
         changes = _StatusChanges(region, run_id)
-        for rule in desired:
-            try:
-                current = self.status.rule_status(region, rule.prefix) or RuleStatus()
-                status = region_failure_status(current, exc, now=now, run_id=run_id, revision=revision)
-                self.status.put_rule_status(region, rule.prefix, status)
-            except EcrcacheError:
-                logger.exception("could not record a Region failure on a rule", extra={"prefix": rule.prefix})
-                break
-            changes.add(rule.prefix, current, status)
-        changes.report(self.events, now=now)
-
-    def _forget_stale_status(self, region: str, inputs: DesiredByRegion, recorded: Sequence[str]) -> None:
-        """Drop the status of rules no longer desired in ``region`` once nothing is left to do there."""
-        stale = no_longer_desired(recorded, inputs.desired_in(region))
-        if not stale:
+        try:
+            recorded = self.status.region_status(region)
+            statuses = {}
+            for rule in desired:
+                current = recorded.statuses.get(rule.prefix) or RuleStatus()
+                statuses[rule.prefix] = region_failure_status(current, exc, now=now, run_id=run_id, revision=revision)
+                changes.add(rule.prefix, current, statuses[rule.prefix])
+            self._write_statuses(region, recorded, statuses, [])
+        except EcrcacheError:
+            logger.exception("could not record a Region failure on its rules", extra={"region": region})
             return
-        ownership = self.status.ownership(region)
-        drop = forgettable(
-            stale, retired=inputs.retired_in(region), ownership=ownership, desired_left=bool(inputs.desired_in(region))
-        )
-        for prefix in drop:
-            self.status.delete_rule_status(region, prefix)
+        changes.report(self.events, now=now)
 
     def _mark_unverified(self, region: str, names: Collection[str]) -> None:
         marked = unverified(self.status.applied(region), names)
@@ -497,6 +617,11 @@ class _StatusChanges:
         if self.drift_repaired:
             metrics.add_metric(name="DriftRepaired", unit="Count", value=self.drift_repaired)
         announce(publisher, self.events)
+
+
+def _quiet_scope(scope: Scope) -> bool:
+    """A fast run with no repository to read deeply: its reads are cheap enough to make twice when it has work."""
+    return not scope.deep and not scope.deep_repositories
 
 
 def _validate(registry: EcrRegistry, prefix: str) -> Validation:
