@@ -140,8 +140,12 @@ class MemoryStatusStore:
         return True
 
     def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        """As the store: a stamp moves only forward, and only onto a Region with a status write."""
         self.put_run(run)
-        self.stamps.update(stamps)
+        for region, stamp in stamps.items():
+            old = self.stamps.get(region)
+            if region in self.versions and (old is None or (old.revision, old.at) <= (stamp.revision, stamp.at)):
+                self.stamps[region] = stamp
 
     def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
         return 0

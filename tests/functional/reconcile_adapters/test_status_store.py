@@ -101,10 +101,11 @@ def test_owned_exclusions_are_kept_apart_per_region_under_their_principal_arn(
     warmer = "arn:aws:iam::123456789012:role/ecrcache/ecrcache-WarmWorkerFunctionRole-AB12"
     store.record_owned(REGION, "rule", "docker-hub")
     store.record_owned(REGION, "exclusion", warmer)
-    # THEN it is read back as an exclusion, under OWNED#<region> / exclusion#<principal ARN>
+    # THEN it is read back as an exclusion, in the Region's item's set of owned exclusions
     assert store.ownership(REGION) == Ownership(rules=frozenset({"docker-hub"}), exclusions=frozenset({warmer}))
     assert store.ownership(OTHER_REGION) == Ownership()
-    assert raw_item(state_table, f"OWNED#{REGION}", f"exclusion#{warmer}")["kind"] == {"S": "exclusion"}
+    item = raw_item(state_table, f"APPLIED#{REGION}", f"#STATUS#{REGION}")
+    assert (item["owned_exclusion"], item["owned_rule"]) == ({"SS": [warmer]}, {"SS": ["docker-hub"]})
     # AND forgetting it leaves the rule
     store.forget_owned(REGION, "exclusion", warmer)
     assert store.ownership(REGION) == Ownership(rules=frozenset({"docker-hub"}))
@@ -208,9 +209,10 @@ def test_rule_status_round_trip(store: DynamoDbStatusStore, state_table: str) ->
         RuleStatusRecord(region=OTHER_REGION, prefix="docker-hub", status=RuleStatus()),
         RuleStatusRecord(region=REGION, prefix="docker-hub", status=status),
     ]
-    # AND the item holds the status as JSON next to its Region and prefix
-    item = raw_item(state_table, "STATUS", f"{REGION}#docker-hub")
-    assert (item["region"]["S"], item["prefix"]["S"]) == (REGION, "docker-hub")
+    # AND each Region's item, in the stack Region's partition, holds its rules' statuses as JSON attributes
+    item = raw_item(state_table, f"APPLIED#{REGION}", f"#STATUS#{REGION}")
+    assert RuleStatus.model_validate_json(item["r#docker-hub"]["S"]) == status
+    assert "r#docker-hub" in raw_item(state_table, f"APPLIED#{REGION}", f"#STATUS#{OTHER_REGION}")
 
 
 def test_condition_transition_time_moves_only_when_the_status_changes() -> None:
@@ -320,9 +322,14 @@ def _raiser(code: str, status: int) -> Any:
 
 
 CALLS: list[tuple[str, Any]] = [
-    ("put_item", lambda s: s.record_owned(REGION, "rule", "p")),
-    ("delete_item", lambda s: s.forget_owned(REGION, "rule", "p")),
-    ("query", lambda s: s.ownership(REGION)),
+    ("update_item", lambda s: s.record_owned(REGION, "rule", "p")),
+    ("update_item", lambda s: s.forget_owned(REGION, "rule", "p")),
+    ("get_item", lambda s: s.ownership(REGION)),
+    ("get_item", lambda s: s.region_status(OTHER_REGION)),
+    ("query", lambda s: s.read_region(REGION)),
+    ("update_item", lambda s: s.write_statuses(REGION, {"p": RuleStatus()}, ["q"], version=3)),
+    ("update_item", lambda s: s.delete_rule_status(REGION, "p")),
+    ("query", lambda s: s.migrate_legacy([REGION])),
     ("query", lambda s: s.applied(REGION)),
     ("batch_write_item", lambda s: s.record_applied(REGION, {"a/b": AppliedFingerprints()})),
     ("batch_write_item", lambda s: s.forget_applied(REGION, ["a/b"])),
@@ -409,10 +416,10 @@ def test_upstream_health_is_recorded_only_on_a_rule_with_status(store: DynamoDbS
     assert status.cached_repositories == 2
     [record] = store.all_status()
     assert record.status == status
-    # THEN the stored status JSON holds no upstream part: it lives in its own attributes
-    item = raw_item(state_table, "STATUS", f"{REGION}#quay")
-    assert "UpstreamHealthy" not in item["status"]["S"]
-    assert set(item) >= {"upstream", "upstream_at"}
+    # THEN the stored status JSON holds no upstream part: it lives in attributes of its own
+    item = raw_item(state_table, f"APPLIED#{REGION}", f"#STATUS#{REGION}")
+    assert "UpstreamHealthy" not in item["r#quay"]["S"]
+    assert set(item) >= {"u#quay", "ua#quay"}
 
 
 def test_newest_upstream_observation_wins(store: DynamoDbStatusStore) -> None:

@@ -47,6 +47,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
@@ -67,6 +68,7 @@ from ecrcache.models.status import (
     RuleStatusRecord,
     UpstreamHealth,
 )
+from ecrcache.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -75,6 +77,8 @@ if TYPE_CHECKING:
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
+MIGRATED_ATTRIBUTE: Final = "migrated"
+"""Set on the stack Region's item once every item of the former layout has been moved (and deleted)."""
 LEGACY_STATUS_PARTITION: Final = "STATUS"
 """The former layout's partition: one status item per (Region, rule); read until migrated, then deleted."""
 STATUS_SORT_PREFIX: Final = "#STATUS#"
@@ -84,6 +88,16 @@ RULE_ATTRIBUTE: Final = "r#"
 UPSTREAM_ATTRIBUTE: Final = "u#"
 UPSTREAM_AT_ATTRIBUTE: Final = "ua#"
 LEASE_SORT_KEY: Final = "RECONCILE"
+_MIGRATION_CHUNK: Final = 20
+"""Former status items moved per UpdateItem (3 attributes each: its expression stays well under DynamoDB's
+4 KB limit on an expression)."""
+_STAMP_CONDITION: Final = (
+    "attribute_exists(#version) AND (attribute_not_exists(#revision) OR #revision < :revision"
+    " OR (#revision = :revision AND #run_at <= :run_at))"
+)
+"""A Region's stamp moves onto its status item (never makes one: a Region with no status has nothing to stamp)
+only forward: to a newer desired revision, or the same one at a later time (ISO-8601 UTC times, which sort
+as strings)."""
 
 Item = dict[str, "AttributeValueTypeDef"]
 
@@ -179,6 +193,8 @@ class DynamoDbStatusStore:
         self.home = home_region or self.client.meta.region_name
         self.sleep = sleep
         self.run_retention = run_retention
+        self.migrated = False
+        """Known to have migrated the former layout (read on the stack Region's item; it never goes back)."""
 
     # -- ownership -----------------------------------------------------------------------------
 
@@ -242,24 +258,33 @@ class DynamoDbStatusStore:
         if region != self.home:
             return RegionState(status=self.region_status(region), applied=applied)
         found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items if _is_status(item)}
-        status = self._region_status(region, found.pop(region, None))
+        home = found.pop(region, None)
+        self.migrated |= home is not None and MIGRATED_ATTRIBUTE in home
+        status = self._region_status(region, home)
         others = {name: self._region_status(name, item) for name, item in sorted(found.items())}
         return RegionState(status=status, applied=applied, others=others)
 
     def region_status(self, region: str) -> RegionStatus:
-        """The Region's rule statuses and ownership (one GetItem; the former layout's items are read too
-        while the Region's records have not been migrated)."""
+        """The Region's rule statuses and ownership (one GetItem; until the former layout is known to have been
+        migrated, one more of the stack Region's item, which says so, and the former items when it has not)."""
+        item = self._get_status_item(region)
+        if not self.migrated:
+            home = item if region == self.home else self._get_status_item(self.home)
+            self.migrated = home is not None and MIGRATED_ATTRIBUTE in home
+        return self._region_status(region, item)
+
+    def _get_status_item(self, region: str) -> dict[str, Any] | None:
         try:
-            item = self.client.get_item(
+            item: dict[str, Any] | None = self.client.get_item(
                 TableName=self.table_name, Key=self._status_key(region), ConsistentRead=True
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB GetItem") from exc
-        return self._region_status(region, item)
+        return item
 
     def _region_status(self, region: str, item: Mapping[str, Any] | None) -> RegionStatus:
         found = _region_of(region, item or {})
-        if item is not None and "migrated" in item:
+        if self.migrated:
             return found
         statuses, owned = self._legacy(region)
         return found.model_copy(
@@ -290,12 +315,12 @@ class DynamoDbStatusStore:
         moved on. Conditioned on ``version`` (the one read; ``None``: not conditioned): ``False`` when another
         reconcile wrote the Region's statuses since. Each rule is an attribute of its own, so this write never
         undoes ``record_upstream``'s nor the ownership sets'."""
-        names: dict[str, str] = {"#version": "version", "#migrated": "migrated"}
-        values: Item = {":one": _n(1), ":yes": {"BOOL": True}}
-        sets = ["#migrated = :yes"]
+        names: dict[str, str] = {"#version": "version"}
+        values: Item = {":one": _n(1)}
+        sets: list[str] = []
         for i, (prefix, status) in enumerate(sorted(put.items())):
             names[f"#r{i}"] = f"{RULE_ATTRIBUTE}{prefix}"
-            values[f":r{i}"] = _s(status.with_upstream_health(None).model_dump_json())
+            values[f":r{i}"] = _s(status.with_upstream_health(None).within_bytes().model_dump_json())
             sets.append(f"#r{i} = :r{i}")
         removes: list[str] = []
         for i, prefix in enumerate(sorted(set(drop) - set(put))):
@@ -304,12 +329,12 @@ class DynamoDbStatusStore:
             removes += [f"#d{i}", f"#du{i}", f"#da{i}"]
         if stamp is not None:
             sets += _stamp_sets(stamp, names, values)
-        expression = f"SET {', '.join(sets)} ADD #version :one" + (f" REMOVE {', '.join(removes)}" if removes else "")
+        expression = (f"SET {', '.join(sets)} " if sets else "") + "ADD #version :one"
+        expression += f" REMOVE {', '.join(removes)}" if removes else ""
         extra: dict[str, Any] = {}
-        if version is not None:
-            extra["ConditionExpression"] = "attribute_not_exists(#version)" if version == 0 else "#version = :read"
-            if version:
-                values[":read"] = _n(version)
+        if version is not None:  # 0: no item (or one with no status write yet: made by the migration)
+            values[":read"] = _n(version)
+            extra["ConditionExpression"] = "#version = :read" + (" OR attribute_not_exists(#version)" * (not version))
         try:
             self.client.update_item(
                 TableName=self.table_name,
@@ -335,8 +360,8 @@ class DynamoDbStatusStore:
         return self.region_status(region).statuses.get(prefix)
 
     def all_status(self) -> list[RuleStatusRecord]:
-        """Every Region's item (one Query of the stack Region's partition), and the former layout's items of
-        Regions not migrated yet (one more Query)."""
+        """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
+        migrated, its status items (one more Query)."""
         try:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table_name,
@@ -348,11 +373,11 @@ class DynamoDbStatusStore:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB Query") from exc
         found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
+        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
         statuses: dict[tuple[str, str], RuleStatus] = {}
-        for item in self._query_partition(LEGACY_STATUS_PARTITION):
-            region, prefix = item["region"]["S"], item["prefix"]["S"]
-            if "status" in item and "migrated" not in found.get(region, {}):
-                statuses[region, prefix] = _legacy_status_of(item)
+        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
+            if "status" in item:
+                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
         for region, item in found.items():
             statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
         return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
@@ -372,13 +397,13 @@ class DynamoDbStatusStore:
                 ConditionExpression="attribute_exists(#rule) AND (attribute_not_exists(#at) OR #at <= :at)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
-                    ":health": _s(health.model_dump_json()),
+                    ":health": _s(health.within_bytes().model_dump_json()),
                     ":at": _n(_micros(health.check.observed_at)),
                 },
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return self._record_upstream_legacy(region, prefix, health)
+                return False if self.migrated else self._record_upstream_legacy(region, prefix, health)
             raise classify(exc, "DynamoDB UpdateItem") from exc
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem") from exc
@@ -389,44 +414,54 @@ class DynamoDbStatusStore:
 
     def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
         """The finished run record and the stamp of every Region it reconciled, in one TransactWriteItems
-        (a run that changed nothing makes no other write). Should the transaction be refused (another write
-        to a Region's item at the same moment), the run record and the stamps are written one by one."""
+        (a run that changed nothing makes no other write).
+
+        A stamp only moves forward and only onto a Region's existing item (:data:`_STAMP_CONDITION`): a run
+        that read a Region without its lease while another run reconciled it must not put its older stamp
+        over the other's. When the transaction is cancelled (such a stamp refused, a concurrent write to an
+        item: ``TransactionConflict``, or a throttled item: ``ThrottlingError``, each a reason of
+        ``TransactionCanceledException``), the run record and the stamps are written one by one (botocore
+        retrying each), a refused stamp left as it is. Other failures raise, classified."""
         if not stamps:
             self.put_run(run)
             return
-        updates: list[Any] = []
-        for region, stamp in sorted(stamps.items()):
-            names: dict[str, str] = {}
-            values: Item = {}
-            sets = _stamp_sets(stamp, names, values)
-            updates.append(
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": self._status_key(region),
-                        "UpdateExpression": f"SET {', '.join(sets)}",
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values,
-                    }
-                }
-            )
+        updates = [self._stamp_update(region, stamp) for region, stamp in sorted(stamps.items())]
+        items: list[Any] = [{"Put": {"TableName": self.table_name, "Item": self._run_item(run)}}]
+        items += [{"Update": update} for update in updates]  # at most 100 items: far more than there are Regions
         try:
-            self.client.transact_write_items(
-                TransactItems=[{"Put": {"TableName": self.table_name, "Item": self._run_item(run)}}, *updates]
-            )
+            self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
                 raise classify(exc, "DynamoDB TransactWriteItems") from exc
+            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            logger.info("run record and stamps written one by one", extra={"reasons": reasons})
             self.put_run(run)
             for update in updates:
-                self._update(update["Update"])
+                self._update(update, refused_ok=True)
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB TransactWriteItems") from exc
 
-    def _update(self, request: Mapping[str, Any]) -> None:
+    def _stamp_update(self, region: str, stamp: RegionStamp) -> dict[str, Any]:
+        names: dict[str, str] = {"#version": "version"}
+        values: Item = {}
+        sets = _stamp_sets(stamp, names, values)
+        return {
+            "TableName": self.table_name,
+            "Key": self._status_key(region),
+            "UpdateExpression": f"SET {', '.join(sets)}",
+            "ConditionExpression": _STAMP_CONDITION,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _update(self, request: Mapping[str, Any], *, refused_ok: bool = False) -> None:
         try:
             self.client.update_item(**request)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if refused_ok and error_code(exc) == "ConditionalCheckFailedException":
+                return
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem") from exc
 
     def _status_key(self, region: str) -> Item:
@@ -435,51 +470,78 @@ class DynamoDbStatusStore:
     # -- the former layout (one status item per rule, ownership items per Region) --------------
 
     def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
-        """Move the former layout's status and ownership items (of ``regions`` and of every Region with a
-        status item) into the Regions' items, then delete them; a status already in the new layout is kept.
-        Idempotent. Returns how many former items were moved."""
-        by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {self.home, *regions}}
+        """Move the former layout's items into the Regions' items, then delete them: every status item (one
+        partition), and the ownership items of ``regions``, of the Regions with a status item and of every
+        Region ECR has in the table's partition (the ownership of a Region no rule names any more must not be
+        lost; one Query per Region, once). A status already in the current layout is kept. The stack Region's
+        item is marked ``migrated`` last: from then on reads no longer look at the former layout. Idempotent
+        (a migration cut short is finished by the next). Returns how many former items were moved."""
+        known = boto3.session.Session().get_available_regions("ecr", partition_name=self.client.meta.partition)
+        by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {*known, *regions} - {self.home}}
         for item in self._query_partition(LEGACY_STATUS_PARTITION):
             by_region.setdefault(item["region"]["S"], []).append(item)
+        home = by_region.pop(self.home, [])
         moved = 0
-        for region, items in sorted(by_region.items()):
+        for region, items in [*sorted(by_region.items()), (self.home, home)]:
             owned = list(self._query_partition(f"OWNED#{region}"))
-            self._update(self._migration(region, items, owned))
+            if not items and not owned and region != self.home:
+                continue
+            for update in self._migration(region, items, owned, mark=region == self.home):
+                self._update(update)
             deletes: list[WriteRequestTypeDef] = [
                 {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in (*items, *owned)
             ]
             self._batch_write(deletes)
             moved += len(deletes)
+        self.migrated = True
         return moved
 
     def _migration(
-        self, region: str, items: Sequence[Mapping[str, Any]], owned: Sequence[Mapping[str, Any]]
-    ) -> dict[str, Any]:
-        names: dict[str, str] = {"#migrated": "migrated"}
-        values: Item = {":yes": {"BOOL": True}}
-        sets = ["#migrated = :yes"]
-        for i, item in enumerate(i for i in items if "status" in i):
-            prefix = item["prefix"]["S"]
-            attributes = {"r": (RULE_ATTRIBUTE, "status"), "u": (UPSTREAM_ATTRIBUTE, "upstream")}
-            attributes["a"] = (UPSTREAM_AT_ATTRIBUTE, "upstream_at")
-            for tag, (attribute, legacy) in attributes.items():
-                if legacy in item:
-                    names[f"#{tag}{i}"] = f"{attribute}{prefix}"
-                    values[f":{tag}{i}"] = item[legacy]
-                    sets.append(f"#{tag}{i} = if_not_exists(#{tag}{i}, :{tag}{i})")
-        kinds: dict[str, list[str]] = {}
+        self, region: str, items: Sequence[Mapping[str, Any]], owned: Sequence[Mapping[str, Any]], *, mark: bool
+    ) -> list[dict[str, Any]]:
+        """The UpdateItems that move a Region's former items into its item: the statuses re-serialised within
+        their byte budgets, kept where the current layout already has one (``if_not_exists``), the ownership
+        added to the sets; :data:`_MIGRATION_CHUNK` rules an update (an expression may take 4 KB)."""
+        statuses = [item for item in items if "status" in item]
+        chunks = [statuses[i : i + _MIGRATION_CHUNK] for i in range(0, len(statuses), _MIGRATION_CHUNK)] or [[]]
+        updates = [self._migration_chunk(region, chunk) for chunk in chunks]
+        if mark:  # the last update of the stack Region's item says the whole migration is done
+            updates[-1]["ExpressionAttributeNames"]["#migrated"] = MIGRATED_ATTRIBUTE
+            updates[-1]["ExpressionAttributeValues"][":yes"] = {"BOOL": True}
+            updates[-1]["UpdateExpression"] += ", #migrated = :yes"
+        kinds: dict[str, set[str]] = {}
         for item in owned:
-            kinds.setdefault(item["kind"]["S"], []).append(item["prefix"]["S"])
+            kinds.setdefault(item["kind"]["S"], set()).add(item["prefix"]["S"])
         adds = []
         for kind, prefixes in sorted(kinds.items()):
-            names[f"#o_{kind}"] = f"owned_{kind}"
-            values[f":o_{kind}"] = {"SS": sorted(set(prefixes))}
+            updates[-1]["ExpressionAttributeNames"][f"#o_{kind}"] = f"owned_{kind}"
+            updates[-1]["ExpressionAttributeValues"][f":o_{kind}"] = {"SS": sorted(prefixes)}
             adds.append(f"#o_{kind} :o_{kind}")
-        expression = f"SET {', '.join(sets)}" + (f" ADD {', '.join(adds)}" if adds else "")
+        if adds:
+            updates[-1]["UpdateExpression"] += f" ADD {', '.join(adds)}"
+        return updates
+
+    def _migration_chunk(self, region: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        names: dict[str, str] = {"#version": "version"}
+        values: Item = {":zero": _n(0)}
+        sets = ["#version = if_not_exists(#version, :zero)"]
+        for i, item in enumerate(items):
+            status = RuleStatus.model_validate_json(item["status"]["S"]).with_upstream_health(None)
+            moved: dict[str, tuple[str, AttributeValueTypeDef]] = {
+                "r": (RULE_ATTRIBUTE, _s(status.within_bytes().model_dump_json()))
+            }
+            if "upstream" in item and "upstream_at" in item:
+                health = UpstreamHealth.model_validate_json(item["upstream"]["S"]).within_bytes()
+                moved["u"] = (UPSTREAM_ATTRIBUTE, _s(health.model_dump_json()))
+                moved["a"] = (UPSTREAM_AT_ATTRIBUTE, item["upstream_at"])
+            for tag, (attribute, value) in moved.items():
+                names[f"#{tag}{i}"] = f"{attribute}{item['prefix']['S']}"
+                values[f":{tag}{i}"] = value
+                sets.append(f"#{tag}{i} = if_not_exists(#{tag}{i}, :{tag}{i})")
         return {
             "TableName": self.table_name,
             "Key": self._status_key(region),
-            "UpdateExpression": expression,
+            "UpdateExpression": f"SET {', '.join(sets)}",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
@@ -519,7 +581,7 @@ class DynamoDbStatusStore:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":health": _s(health.model_dump_json()),
+                    ":health": _s(health.within_bytes().model_dump_json()),
                     ":at": _n(_micros(health.check.observed_at)),
                 },
             )

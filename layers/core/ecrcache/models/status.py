@@ -15,14 +15,16 @@
 
 Messages are for people. They come from ECR error messages and the planner and never hold a secret
 value (ECR requests carry secret ARNs, never secret values). Long texts are cut to a fixed length so
-that a record always fits in one DynamoDB item.
+that a record always fits in one DynamoDB item; a Region's statuses share one item (400 KB), so the
+store also fits each status into a byte budget (:meth:`RuleStatus.within_bytes`,
+:meth:`UpstreamHealth.within_bytes`: messages cut further, by their encoded size, only when needed).
 
 Pure: no I/O, no clock (every time is passed in), no environment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final
@@ -32,8 +34,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from ecrcache.models.observed import AppliedFingerprints, Ownership
 
 __all__ = [
+    "MAX_HEALTH_BYTES",
     "MAX_MESSAGE_LENGTH",
     "MAX_RUN_ERRORS",
+    "MAX_STATUS_BYTES",
     "REQUEST_PARTITION",
     "STAMP_FIELDS",
     "Condition",
@@ -60,6 +64,19 @@ MAX_MESSAGE_LENGTH: Final = 1024
 MAX_RUN_ERRORS: Final = 50
 """A run record keeps at most this many errors; the last entry then says how many were left out."""
 
+MAX_STATUS_BYTES: Final = 2400
+"""A rule's status as stored (JSON, UTF-8, without its upstream health) takes at most this many bytes.
+
+A Region's statuses share one DynamoDB item (400 KB = 409,600 bytes, names included). At most 50 rules are
+desired per Region (ECR's quota) and as many former rules may keep a status while their deletion is pending:
+100 x (2,400 + 1,200 + ~110 bytes of attribute names and the observation time) = 371 KB, and the ownership
+sets (100 rules and templates of at most 30 characters, a few principal ARNs) and the stamp about 8 KB more.
+A status with one message of 1,024 ASCII characters (and short others) fits as it is; several long messages,
+or non-ASCII or JSON-escaped text (up to six bytes a character), are cut further (:meth:`RuleStatus.within_bytes`)."""
+
+MAX_HEALTH_BYTES: Final = 1200
+"""A rule's upstream health as stored (JSON, UTF-8) takes at most this many bytes (see :data:`MAX_STATUS_BYTES`)."""
+
 _ELLIPSIS: Final = "…"
 
 
@@ -77,6 +94,32 @@ def _cut_errors(errors: tuple[str, ...]) -> tuple[str, ...]:
         return cut
     left_out = len(cut) - (MAX_RUN_ERRORS - 1)
     return (*cut[: MAX_RUN_ERRORS - 1], f"... and {left_out} more errors")
+
+
+def _cut_to(text: str, chars: int) -> str:
+    return text if len(text) <= chars else (text[: chars - 1] + _ELLIPSIS if chars else "")
+
+
+def _json_bytes(model: BaseModel) -> int:
+    return len(model.model_dump_json().encode())
+
+
+def _fit[M: BaseModel](model: M, max_bytes: int, cut: Callable[[M, int], M], what: str) -> M:
+    """``model`` with its messages cut to the most characters (the same for each) that keep its JSON within
+    ``max_bytes`` (binary search: the size grows with the characters kept); unchanged when it fits already."""
+    if _json_bytes(model) <= max_bytes:
+        return model
+    low, high = 0, MAX_MESSAGE_LENGTH  # invariant: ``low`` characters fit (checked below for 0)
+    if _json_bytes(cut(model, 0)) > max_bytes:
+        msg = f"{what} takes more than {max_bytes} bytes even without its messages"
+        raise ValueError(msg)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _json_bytes(cut(model, middle)) <= max_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return cut(model, low)
 
 
 Message = Annotated[str, AfterValidator(_cut)]
@@ -144,6 +187,16 @@ class UpstreamHealth(_Frozen):
     condition: Condition
     check: UpstreamCheck
 
+    def cut_messages(self, chars: int) -> UpstreamHealth:
+        """A copy with the condition's message cut to ``chars`` characters."""
+        condition = self.condition.model_copy(update={"message": _cut_to(self.condition.message, chars)})
+        return self.model_copy(update={"condition": condition})
+
+    def within_bytes(self, max_bytes: int = MAX_HEALTH_BYTES) -> UpstreamHealth:
+        """This health, its message cut until its JSON takes at most ``max_bytes`` bytes (see
+        :meth:`RuleStatus.within_bytes`)."""
+        return _fit(self, max_bytes, UpstreamHealth.cut_messages, "an upstream health")
+
 
 class RuleStatus(_Frozen):
     """The status of one rule in one Region (the store keys it by Region and prefix)."""
@@ -193,6 +246,19 @@ class RuleStatus(_Frozen):
         if condition is None or self.upstream is None:
             return None
         return UpstreamHealth(condition=condition, check=self.upstream)
+
+    def cut_messages(self, chars: int) -> RuleStatus:
+        """A copy with every message (conditions, validation failure) cut to ``chars`` characters."""
+        validation = self.validation
+        if validation.failure is not None:
+            validation = validation.model_copy(update={"failure": _cut_to(validation.failure, chars)})
+        conditions = tuple(c.model_copy(update={"message": _cut_to(c.message, chars)}) for c in self.conditions)
+        return self.model_copy(update={"conditions": conditions, "validation": validation})
+
+    def within_bytes(self, max_bytes: int = MAX_STATUS_BYTES) -> RuleStatus:
+        """This status, its messages cut (the same number of characters each) until its JSON takes at most
+        ``max_bytes`` bytes; ``ValueError`` when even no message would not do (the other fields are bounded)."""
+        return _fit(self, max_bytes, RuleStatus.cut_messages, "a rule status")
 
     def with_upstream_health(self, health: UpstreamHealth | None) -> RuleStatus:
         """A copy with the ``UpstreamHealthy`` condition and its observation replaced (``None``: removed)."""

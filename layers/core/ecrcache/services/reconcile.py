@@ -277,7 +277,8 @@ class ReconcileService:
         log.errors.extend(action_errors(region, outcome.failures))
         log.regions.append(outcome.summary(left))
         log.rules[region] = outcome.rules
-        log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
+        if inputs.desired_in(region):  # a Region with no desired rule has no status to stamp
+            log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
 
     def _quiet_region(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> bool:
         """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
@@ -322,7 +323,8 @@ class ReconcileService:
         changes.report(self.events, now=now)
         log.regions.append(RegionSummary())
         log.rules[region] = observed.rules
-        log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
+        if desired:  # the stamp only moves forward: a run that reconciled the Region meanwhile keeps its own
+            log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
         return True
 
     def _plan_region(
