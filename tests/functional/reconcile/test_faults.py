@@ -358,8 +358,10 @@ def test_status_store_failing_at_the_start_fails_the_scheduled_invocation(
 
 
 def _status_writes(request: dict[str, Any]) -> str | None:
-    """Rule status is written with UpdateItem (its upstream health beside it is another writer's)."""
-    return "throttling" if request["Key"]["pk"]["S"] == "STATUS" else None
+    """Rule statuses are written with UpdateItem of their Region's item (``r#<prefix>`` attributes; the upstream
+    health and the ownership sets in the same item are other writers')."""
+    names = request.get("ExpressionAttributeNames", {}).values()
+    return "throttling" if any(name.startswith("r#") for name in names) else None
 
 
 def test_status_store_failing_to_record_conditions_fails_the_scheduled_run_visibly(

@@ -1,30 +1,46 @@
 """What the reconciler records about ECR, in the state table next to the desired state.
 
 The table and its desired-state items are described in :mod:`ecrcache.adapters.dynamodb_store`;
-this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a rule prefix)::
+this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a rule prefix, ``<home>`` the
+stack's Region)::
 
-    pk = "OWNED#<region>"    sk = "rule#<prefix>" | "template#<prefix>"   kind, prefix (the principal ARN
-                             | "exclusion#<principal ARN>"                for an exclusion)
+    pk = "APPLIED#<home>"    sk = "#STATUS#<region>"                      one per Region: r#<prefix> (status JSON),
+                                                                          u#<prefix> (upstream health JSON)?,
+                                                                          ua#<prefix> (its time)?, owned_rule,
+                                                                          owned_template, owned_exclusion (string
+                                                                          sets), version, run_id, run_at, revision
+                                                                          (the Region's stamp), migrated (<home>'s)
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?
-    pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON),
-                                                                          upstream (JSON)?, upstream_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
                                                                           delivers it to the reconciler)
                              gsi1pk = "RUN", gsi1sk = "<started_at>#<run_id>"
 
-* Ownership: one partition per Region; :meth:`DynamoDbStatusStore.ownership` is one Query.
+* Region items (statuses and ownership): every Region's item sits in the stack Region's partition, sorted
+  ahead of its applied fingerprints (no repository name starts with ``#``). So one paginated Query
+  (:meth:`DynamoDbStatusStore.read_region` of the stack's Region) reads every Region's statuses and
+  ownership and the stack Region's fingerprints: a fast resync that finds nothing to do reads its records
+  in one call and writes only its run record with the Regions' stamps (one ``TransactWriteItems``,
+  :meth:`~DynamoDbStatusStore.finish_run`), however many rules there are (issue 14: at most 5 DynamoDB calls).
+* Each writer sets only its own attributes, so none undoes another's: the reconciler a rule's ``r#`` (a
+  status write is conditioned on the item's ``version`` read under the lease, and moves it on), the
+  pull-through events ``u#``/``ua#`` (conditioned on the rule's status existing and on no newer observation;
+  no lease), ownership with atomic ``ADD``/``DELETE`` on the sets, the finished run the stamp.
+* Stamp: the fields every run moves (``last_reconciled_at``, ``last_run_id``, ``observed_revision``) are kept
+  once per Region, not per rule, and put back into each status on read (a status written later keeps its
+  own). A stamp only moves forward (a newer revision, or the same one later) and never makes an item: a run
+  that read a Region without its lease cannot put an older stamp over the one of a run that reconciled it.
+* Size: a Region's item holds at most 50 desired rules and as many former ones being deleted; each status is
+  fitted to :data:`~ecrcache.models.status.MAX_STATUS_BYTES` and each health to
+  :data:`~ecrcache.models.status.MAX_HEALTH_BYTES` (messages cut by their encoded size), so the item stays
+  under DynamoDB's 400 KB whatever the text (tested with the worst case).
+* Former layout (before issue 14): ``pk = "STATUS"``, ``sk = "<region>#<prefix>"`` (one status item per rule)
+  and ``pk = "OWNED#<region>"``, ``sk = "<kind>#<prefix>"``. Read as well until the stack Region's item says
+  ``migrated``; the first reconcile moves them (:meth:`~DynamoDbStatusStore.migrate_legacy`) and deletes them.
 * Applied fingerprints: one partition per Region, one item per repository, so a fast resync reads
   a Region's records with one paginated Query and writes them with ``BatchWriteItem`` (25 a batch,
   unprocessed items retried with backoff). An absent attribute is an aspect with nothing applied.
-* Status: all rules of all Regions in one partition (at most 50 rules per Region): ``all_status``
-  is one Query, ``rule_status`` one GetItem. The status is the :class:`RuleStatus` as JSON, but for
-  its upstream health (:class:`UpstreamHealth`), kept in ``upstream`` with the time of its observation
-  in ``upstream_at`` (epoch microseconds): the reconciler (``put_rule_status``, an UpdateItem of the
-  other attributes) and the pull-through events (``record_upstream``, an UpdateItem of these two,
-  conditioned on the item existing and on no newer observation) write the same item without a lease
-  and never undo each other's write; reads put the two back together.
 * Lease: one item per Region; taken with a conditional PutItem when it is free, expired, or
   already held by the caller, so two reconciles never interleave on one Region.
 * Runs: one item per run, listed newest first through ``gsi1`` (shared with the history, told
@@ -174,424 +190,115 @@ def _region_of(region: str, item: Mapping[str, Any]) -> RegionStatus:
     )
 
 
-class DynamoDbStatusStore:
-    """Implements :class:`ecrcache.ports.StatusStore` on the stack's state table."""
+def _migration(
+    table: str, key: Item, items: Sequence[Mapping[str, Any]], owned: Sequence[Mapping[str, Any]], *, mark: bool
+) -> list[dict[str, Any]]:
+    """The UpdateItems that move a Region's former items into its item: the statuses re-serialised within
+    their byte budgets, kept where the current layout already has one (``if_not_exists``), the ownership
+    added to the sets; :data:`_MIGRATION_CHUNK` rules an update (an expression may take 4 KB)."""
+    statuses = [item for item in items if "status" in item]
+    chunks = [statuses[i : i + _MIGRATION_CHUNK] for i in range(0, len(statuses), _MIGRATION_CHUNK)] or [[]]
+    updates = [_migration_chunk(table, key, chunk) for chunk in chunks]
+    if mark:  # the last update of the stack Region's item says the whole migration is done
+        updates[-1]["ExpressionAttributeNames"]["#migrated"] = MIGRATED_ATTRIBUTE
+        updates[-1]["ExpressionAttributeValues"][":yes"] = {"BOOL": True}
+        updates[-1]["UpdateExpression"] += ", #migrated = :yes"
+    kinds: dict[str, set[str]] = {}
+    for item in owned:
+        kinds.setdefault(item["kind"]["S"], set()).add(item["prefix"]["S"])
+    adds = []
+    for kind, prefixes in sorted(kinds.items()):
+        updates[-1]["ExpressionAttributeNames"][f"#o_{kind}"] = f"owned_{kind}"
+        updates[-1]["ExpressionAttributeValues"][f":o_{kind}"] = {"SS": sorted(prefixes)}
+        adds.append(f"#o_{kind} :o_{kind}")
+    if adds:
+        updates[-1]["UpdateExpression"] += f" ADD {', '.join(adds)}"
+    return updates
 
-    def __init__(
-        self,
-        table_name: str,
-        client: DynamoDBClient | None = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        run_retention: timedelta = RUN_RETENTION,
-        home_region: str | None = None,
-    ) -> None:
-        """``home_region``: the stack's Region, whose partition holds every Region's status item (default:
-        the DynamoDB client's Region, which is where the state table is)."""
-        self.table_name = table_name
-        self.client = client or dynamodb_client()
-        self.home = home_region or self.client.meta.region_name
-        self.sleep = sleep
-        self.run_retention = run_retention
-        self.migrated = False
-        """Known to have migrated the former layout (read on the stack Region's item; it never goes back)."""
 
-    # -- ownership -----------------------------------------------------------------------------
+def _migration_chunk(table: str, key: Item, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    names: dict[str, str] = {"#version": "version"}
+    values: Item = {":zero": _n(0)}
+    sets = ["#version = if_not_exists(#version, :zero)"]
+    for i, item in enumerate(items):
+        status = RuleStatus.model_validate_json(item["status"]["S"]).with_upstream_health(None)
+        moved: dict[str, tuple[str, AttributeValueTypeDef]] = {
+            "r": (RULE_ATTRIBUTE, _s(status.within_bytes().model_dump_json()))
+        }
+        if "upstream" in item and "upstream_at" in item:
+            health = UpstreamHealth.model_validate_json(item["upstream"]["S"]).within_bytes()
+            moved["u"] = (UPSTREAM_ATTRIBUTE, _s(health.model_dump_json()))
+            moved["a"] = (UPSTREAM_AT_ATTRIBUTE, item["upstream_at"])
+        for tag, (attribute, value) in moved.items():
+            names[f"#{tag}{i}"] = f"{attribute}{item['prefix']['S']}"
+            values[f":{tag}{i}"] = value
+            sets.append(f"#{tag}{i} = if_not_exists(#{tag}{i}, :{tag}{i})")
+    return {
+        "TableName": table,
+        "Key": key,
+        "UpdateExpression": f"SET {', '.join(sets)}",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
 
-    def ownership(self, region: str) -> Ownership:
-        return self.region_status(region).ownership
 
-    def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
-        self._update_owned(region, kind, prefix, "ADD")
-
-    def forget_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
-        self._update_owned(region, kind, prefix, "DELETE")
-
-    def _update_owned(self, region: str, kind: OwnedKind, prefix: str, verb: str) -> None:
-        """One set of the Region's item (``ADD`` / ``DELETE`` are atomic: no other attribute is touched)."""
-        if kind not in ("rule", "template", "exclusion"):
-            msg = f"ownership kind must be 'rule', 'template' or 'exclusion', got {kind!r}"
-            raise ValueError(msg)
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._status_key(region),
-                UpdateExpression=f"{verb} #owned :one",
-                ExpressionAttributeNames={"#owned": f"owned_{kind}"},
-                ExpressionAttributeValues={":one": {"SS": [prefix]}},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-
-    # -- applied fingerprints ------------------------------------------------------------------
-
-    def applied(self, region: str) -> dict[str, AppliedFingerprints]:
-        return _applied(self._query_partition(f"APPLIED#{region}"))
-
-    def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
-        requests: list[WriteRequestTypeDef] = []
-        for name, applied in items.items():
-            item: Item = {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}
-            for aspect in Aspect:
-                if (value := applied.get(aspect)) is not None:
-                    item[aspect.value] = _s(value)
-            requests.append({"PutRequest": {"Item": item}})
-        self._batch_write(requests)
-
-    def forget_applied(self, region: str, names: Iterable[str]) -> None:
-        requests: list[WriteRequestTypeDef] = [
-            {"DeleteRequest": {"Key": {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}}} for name in dict.fromkeys(names)
-        ]
-        self._batch_write(requests)
-
-    def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
-        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
-
-    # -- a Region's records in one read --------------------------------------------------------
-
-    def read_region(self, region: str) -> RegionState:
-        """The Region's status, ownership and applied fingerprints: one paginated Query of its partition (for
-        the stack's Region, whose partition also holds every Region's status item, ahead of the fingerprints);
-        another Region's status item is one GetItem more."""
-        items = list(self._query_partition(f"APPLIED#{region}"))
-        applied = _applied(items)
-        if region != self.home:
-            return RegionState(status=self.region_status(region), applied=applied)
-        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items if _is_status(item)}
-        home = found.pop(region, None)
-        self.migrated |= home is not None and MIGRATED_ATTRIBUTE in home
-        status = self._region_status(region, home)
-        others = {name: self._region_status(name, item) for name, item in sorted(found.items())}
-        return RegionState(status=status, applied=applied, others=others)
-
-    def region_status(self, region: str) -> RegionStatus:
-        """The Region's rule statuses and ownership (one GetItem; until the former layout is known to have been
-        migrated, one more of the stack Region's item, which says so, and the former items when it has not)."""
-        item = self._get_status_item(region)
-        if not self.migrated:
-            home = item if region == self.home else self._get_status_item(self.home)
-            self.migrated = home is not None and MIGRATED_ATTRIBUTE in home
-        return self._region_status(region, item)
-
-    def _get_status_item(self, region: str) -> dict[str, Any] | None:
-        try:
-            item: dict[str, Any] | None = self.client.get_item(
-                TableName=self.table_name, Key=self._status_key(region), ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB GetItem") from exc
-        return item
-
-    def _region_status(self, region: str, item: Mapping[str, Any] | None) -> RegionStatus:
-        found = _region_of(region, item or {})
-        if self.migrated:
-            return found
-        statuses, owned = self._legacy(region)
-        return found.model_copy(
-            update={
-                "migrated": False,
-                "statuses": {**statuses, **found.statuses},
-                "ownership": Ownership(
-                    rules=found.ownership.rules | owned.rules,
-                    templates=found.ownership.templates | owned.templates,
-                    exclusions=found.ownership.exclusions | owned.exclusions,
-                ),
-            }
+def _legacy(client: DynamoDBClient, table: str, region: str) -> tuple[dict[str, RuleStatus], Ownership]:
+    """A Region's statuses and ownership as the former layout holds them (until migrated)."""
+    try:
+        pages = client.get_paginator("query").paginate(
+            TableName=table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :region)",
+            ExpressionAttributeValues={":pk": _s(LEGACY_STATUS_PARTITION), ":region": _s(f"{region}#")},
+            ConsistentRead=True,
         )
+        items = [item for page in pages for item in page.get("Items", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise classify(exc, "DynamoDB Query") from exc
+    statuses = {item["prefix"]["S"]: _legacy_status_of(item) for item in items if "status" in item}
+    owned: dict[str, set[str]] = {"rule": set(), "template": set(), "exclusion": set()}
+    for item in query_partition(client, table, f"OWNED#{region}"):
+        owned.get(item["kind"]["S"], owned["template"]).add(item["prefix"]["S"])
+    ownership = Ownership(
+        rules=frozenset(owned["rule"]),
+        templates=frozenset(owned["template"]),
+        exclusions=frozenset(owned["exclusion"]),
+    )
+    return statuses, ownership
 
-    # -- rule status (conditions) --------------------------------------------------------------
 
-    def write_statuses(
-        self,
-        region: str,
-        put: Mapping[str, RuleStatus],
-        drop: Collection[str] = (),
-        *,
-        version: int | None,
-        stamp: RegionStamp | None = None,
-    ) -> bool:
-        """One UpdateItem of the Region's item: the rules' statuses in ``put`` (all but their upstream health,
-        ``record_upstream``'s), the rules in ``drop`` removed (their health too), the stamp, and the version
-        moved on. Conditioned on ``version`` (the one read; ``None``: not conditioned): ``False`` when another
-        reconcile wrote the Region's statuses since. Each rule is an attribute of its own, so this write never
-        undoes ``record_upstream``'s nor the ownership sets'."""
-        names: dict[str, str] = {"#version": "version"}
-        values: Item = {":one": _n(1)}
-        sets: list[str] = []
-        for i, (prefix, status) in enumerate(sorted(put.items())):
-            names[f"#r{i}"] = f"{RULE_ATTRIBUTE}{prefix}"
-            values[f":r{i}"] = _s(status.with_upstream_health(None).within_bytes().model_dump_json())
-            sets.append(f"#r{i} = :r{i}")
-        removes: list[str] = []
-        for i, prefix in enumerate(sorted(set(drop) - set(put))):
-            names |= {f"#d{i}": f"{RULE_ATTRIBUTE}{prefix}", f"#du{i}": f"{UPSTREAM_ATTRIBUTE}{prefix}"}
-            names[f"#da{i}"] = f"{UPSTREAM_AT_ATTRIBUTE}{prefix}"
-            removes += [f"#d{i}", f"#du{i}", f"#da{i}"]
-        if stamp is not None:
-            sets += _stamp_sets(stamp, names, values)
-        expression = (f"SET {', '.join(sets)} " if sets else "") + "ADD #version :one"
-        expression += f" REMOVE {', '.join(removes)}" if removes else ""
-        extra: dict[str, Any] = {}
-        if version is not None:  # 0: no item (or one with no status write yet: made by the migration)
-            values[":read"] = _n(version)
-            extra["ConditionExpression"] = "#version = :read" + (" OR attribute_not_exists(#version)" * (not version))
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._status_key(region),
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                **extra,
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
-
-    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
-        """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
-        self.write_statuses(region, {prefix: status}, version=None)
-
-    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
-        return self.region_status(region).statuses.get(prefix)
-
-    def all_status(self) -> list[RuleStatusRecord]:
-        """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
-        migrated, its status items (one more Query)."""
-        try:
-            pages = self.client.get_paginator("query").paginate(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :status)",
-                ExpressionAttributeValues={":pk": _s(f"APPLIED#{self.home}"), ":status": _s(STATUS_SORT_PREFIX)},
-                ConsistentRead=True,
-            )
-            items = [item for page in pages for item in page.get("Items", [])]
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB Query") from exc
-        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
-        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
-        statuses: dict[tuple[str, str], RuleStatus] = {}
-        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
-            if "status" in item:
-                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
-        for region, item in found.items():
-            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
-        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
-
-    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
-        """Newest observation wins (an equal time too: the same event again writes the same health)."""
-        names = {
-            "#rule": f"{RULE_ATTRIBUTE}{prefix}",
-            "#health": f"{UPSTREAM_ATTRIBUTE}{prefix}",
-            "#at": f"{UPSTREAM_AT_ATTRIBUTE}{prefix}",
-        }
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._status_key(region),
-                UpdateExpression="SET #health = :health, #at = :at",
-                ConditionExpression="attribute_exists(#rule) AND (attribute_not_exists(#at) OR #at <= :at)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    ":health": _s(health.within_bytes().model_dump_json()),
-                    ":at": _n(_micros(health.check.observed_at)),
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False if self.migrated else self._record_upstream_legacy(region, prefix, health)
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
-
-    def delete_rule_status(self, region: str, prefix: str) -> None:
-        self.write_statuses(region, {}, [prefix], version=None)
-
-    def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
-        """The finished run record and the stamp of every Region it reconciled, in one TransactWriteItems
-        (a run that changed nothing makes no other write).
-
-        A stamp only moves forward and only onto a Region's existing item (:data:`_STAMP_CONDITION`): a run
-        that read a Region without its lease while another run reconciled it must not put its older stamp
-        over the other's. When the transaction is cancelled (such a stamp refused, a concurrent write to an
-        item: ``TransactionConflict``, or a throttled item: ``ThrottlingError``, each a reason of
-        ``TransactionCanceledException``), the run record and the stamps are written one by one (botocore
-        retrying each), a refused stamp left as it is. Other failures raise, classified."""
-        if not stamps:
-            self.put_run(run)
-            return
-        updates = [self._stamp_update(region, stamp) for region, stamp in sorted(stamps.items())]
-        items: list[Any] = [{"Put": {"TableName": self.table_name, "Item": self._run_item(run)}}]
-        items += [{"Update": update} for update in updates]  # at most 100 items: far more than there are Regions
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise classify(exc, "DynamoDB TransactWriteItems") from exc
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-            logger.info("run record and stamps written one by one", extra={"reasons": reasons})
-            self.put_run(run)
-            for update in updates:
-                self._update(update, refused_ok=True)
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB TransactWriteItems") from exc
-
-    def _stamp_update(self, region: str, stamp: RegionStamp) -> dict[str, Any]:
-        names: dict[str, str] = {"#version": "version"}
-        values: Item = {}
-        sets = _stamp_sets(stamp, names, values)
-        return {
-            "TableName": self.table_name,
-            "Key": self._status_key(region),
-            "UpdateExpression": f"SET {', '.join(sets)}",
-            "ConditionExpression": _STAMP_CONDITION,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
-    def _update(self, request: Mapping[str, Any], *, refused_ok: bool = False) -> None:
-        try:
-            self.client.update_item(**request)
-        except ClientError as exc:
-            if refused_ok and error_code(exc) == "ConditionalCheckFailedException":
-                return
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-
-    def _status_key(self, region: str) -> Item:
-        return {"pk": _s(f"APPLIED#{self.home}"), "sk": _s(f"{STATUS_SORT_PREFIX}{region}")}
-
-    # -- the former layout (one status item per rule, ownership items per Region) --------------
-
-    def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
-        """Move the former layout's items into the Regions' items, then delete them: every status item (one
-        partition), and the ownership items of ``regions``, of the Regions with a status item and of every
-        Region ECR has in the table's partition (the ownership of a Region no rule names any more must not be
-        lost; one Query per Region, once). A status already in the current layout is kept. The stack Region's
-        item is marked ``migrated`` last: from then on reads no longer look at the former layout. Idempotent
-        (a migration cut short is finished by the next). Returns how many former items were moved."""
-        known = boto3.session.Session().get_available_regions("ecr", partition_name=self.client.meta.partition)
-        by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {*known, *regions} - {self.home}}
-        for item in self._query_partition(LEGACY_STATUS_PARTITION):
-            by_region.setdefault(item["region"]["S"], []).append(item)
-        home = by_region.pop(self.home, [])
-        moved = 0
-        for region, items in [*sorted(by_region.items()), (self.home, home)]:
-            owned = list(self._query_partition(f"OWNED#{region}"))
-            if not items and not owned and region != self.home:
-                continue
-            for update in self._migration(region, items, owned, mark=region == self.home):
-                self._update(update)
-            deletes: list[WriteRequestTypeDef] = [
-                {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in (*items, *owned)
-            ]
-            self._batch_write(deletes)
-            moved += len(deletes)
-        self.migrated = True
-        return moved
-
-    def _migration(
-        self, region: str, items: Sequence[Mapping[str, Any]], owned: Sequence[Mapping[str, Any]], *, mark: bool
-    ) -> list[dict[str, Any]]:
-        """The UpdateItems that move a Region's former items into its item: the statuses re-serialised within
-        their byte budgets, kept where the current layout already has one (``if_not_exists``), the ownership
-        added to the sets; :data:`_MIGRATION_CHUNK` rules an update (an expression may take 4 KB)."""
-        statuses = [item for item in items if "status" in item]
-        chunks = [statuses[i : i + _MIGRATION_CHUNK] for i in range(0, len(statuses), _MIGRATION_CHUNK)] or [[]]
-        updates = [self._migration_chunk(region, chunk) for chunk in chunks]
-        if mark:  # the last update of the stack Region's item says the whole migration is done
-            updates[-1]["ExpressionAttributeNames"]["#migrated"] = MIGRATED_ATTRIBUTE
-            updates[-1]["ExpressionAttributeValues"][":yes"] = {"BOOL": True}
-            updates[-1]["UpdateExpression"] += ", #migrated = :yes"
-        kinds: dict[str, set[str]] = {}
-        for item in owned:
-            kinds.setdefault(item["kind"]["S"], set()).add(item["prefix"]["S"])
-        adds = []
-        for kind, prefixes in sorted(kinds.items()):
-            updates[-1]["ExpressionAttributeNames"][f"#o_{kind}"] = f"owned_{kind}"
-            updates[-1]["ExpressionAttributeValues"][f":o_{kind}"] = {"SS": sorted(prefixes)}
-            adds.append(f"#o_{kind} :o_{kind}")
-        if adds:
-            updates[-1]["UpdateExpression"] += f" ADD {', '.join(adds)}"
-        return updates
-
-    def _migration_chunk(self, region: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        names: dict[str, str] = {"#version": "version"}
-        values: Item = {":zero": _n(0)}
-        sets = ["#version = if_not_exists(#version, :zero)"]
-        for i, item in enumerate(items):
-            status = RuleStatus.model_validate_json(item["status"]["S"]).with_upstream_health(None)
-            moved: dict[str, tuple[str, AttributeValueTypeDef]] = {
-                "r": (RULE_ATTRIBUTE, _s(status.within_bytes().model_dump_json()))
-            }
-            if "upstream" in item and "upstream_at" in item:
-                health = UpstreamHealth.model_validate_json(item["upstream"]["S"]).within_bytes()
-                moved["u"] = (UPSTREAM_ATTRIBUTE, _s(health.model_dump_json()))
-                moved["a"] = (UPSTREAM_AT_ATTRIBUTE, item["upstream_at"])
-            for tag, (attribute, value) in moved.items():
-                names[f"#{tag}{i}"] = f"{attribute}{item['prefix']['S']}"
-                values[f":{tag}{i}"] = value
-                sets.append(f"#{tag}{i} = if_not_exists(#{tag}{i}, :{tag}{i})")
-        return {
-            "TableName": self.table_name,
-            "Key": self._status_key(region),
-            "UpdateExpression": f"SET {', '.join(sets)}",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
-
-    def _legacy(self, region: str) -> tuple[dict[str, RuleStatus], Ownership]:
-        """A Region's statuses and ownership as the former layout holds them (until migrated)."""
-        try:
-            pages = self.client.get_paginator("query").paginate(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :region)",
-                ExpressionAttributeValues={":pk": _s(LEGACY_STATUS_PARTITION), ":region": _s(f"{region}#")},
-                ConsistentRead=True,
-            )
-            items = [item for page in pages for item in page.get("Items", [])]
-        except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, "DynamoDB Query") from exc
-        statuses = {item["prefix"]["S"]: _legacy_status_of(item) for item in items if "status" in item}
-        owned: dict[str, set[str]] = {"rule": set(), "template": set(), "exclusion": set()}
-        for item in self._query_partition(f"OWNED#{region}"):
-            owned.get(item["kind"]["S"], owned["template"]).add(item["prefix"]["S"])
-        ownership = Ownership(
-            rules=frozenset(owned["rule"]),
-            templates=frozenset(owned["template"]),
-            exclusions=frozenset(owned["exclusion"]),
+def _record_upstream_legacy(
+    client: DynamoDBClient, table: str, region: str, prefix: str, health: UpstreamHealth
+) -> bool:
+    """``record_upstream`` on a rule whose status is still in the former layout (a Region not migrated)."""
+    try:
+        client.update_item(
+            TableName=table,
+            Key={"pk": _s(LEGACY_STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")},
+            UpdateExpression="SET upstream = :health, upstream_at = :at",
+            ConditionExpression=(
+                "attribute_exists(#status) AND (attribute_not_exists(upstream_at) OR upstream_at <= :at)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":health": _s(health.within_bytes().model_dump_json()),
+                ":at": _n(_micros(health.check.observed_at)),
+            },
         )
-        return statuses, ownership
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise classify(exc, "DynamoDB UpdateItem") from exc
+    except BotoCoreError as exc:
+        raise classify(exc, "DynamoDB UpdateItem") from exc
+    return True
 
-    def _record_upstream_legacy(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
-        """``record_upstream`` on a rule whose status is still in the former layout (a Region not migrated)."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": _s(LEGACY_STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")},
-                UpdateExpression="SET upstream = :health, upstream_at = :at",
-                ConditionExpression=(
-                    "attribute_exists(#status) AND (attribute_not_exists(upstream_at) OR upstream_at <= :at)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":health": _s(health.within_bytes().model_dump_json()),
-                    ":at": _n(_micros(health.check.observed_at)),
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
+
+class _LeasesAndRuns:
+    """The Regions' reconcile leases and the run records (the part of the status store no Region item holds)."""
+
+    table_name: str
+    client: DynamoDBClient
+    run_retention: timedelta
 
     # -- reconcile lease (one per Region) ------------------------------------------------------
 
@@ -738,7 +445,332 @@ class DynamoDbStatusStore:
     def _run_key(run_id: str) -> Item:
         return {"pk": _s(f"RUN#{run_id}"), "sk": _s("RUN")}
 
-    # -- helpers -------------------------------------------------------------------------------
-
     def _query_partition(self, pk: str) -> Iterator[dict[str, Any]]:
         return query_partition(self.client, self.table_name, pk)
+
+
+class DynamoDbStatusStore(_LeasesAndRuns):
+    """Implements :class:`ecrcache.ports.StatusStore` on the stack's state table."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        run_retention: timedelta = RUN_RETENTION,
+        home_region: str | None = None,
+    ) -> None:
+        """``home_region``: the stack's Region, whose partition holds every Region's status item (default:
+        the DynamoDB client's Region, which is where the state table is)."""
+        self.table_name = table_name
+        self.client = client or dynamodb_client()
+        self.home = home_region or self.client.meta.region_name
+        self.sleep = sleep
+        self.run_retention = run_retention
+        self.migrated = False
+        """Known to have migrated the former layout (read on the stack Region's item; it never goes back)."""
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def ownership(self, region: str) -> Ownership:
+        return self.region_status(region).ownership
+
+    def record_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
+        self._update_owned(region, kind, prefix, "ADD")
+
+    def forget_owned(self, region: str, kind: OwnedKind, prefix: str) -> None:
+        self._update_owned(region, kind, prefix, "DELETE")
+
+    def _update_owned(self, region: str, kind: OwnedKind, prefix: str, verb: str) -> None:
+        """One set of the Region's item (``ADD`` / ``DELETE`` are atomic: no other attribute is touched)."""
+        if kind not in ("rule", "template", "exclusion"):
+            msg = f"ownership kind must be 'rule', 'template' or 'exclusion', got {kind!r}"
+            raise ValueError(msg)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region),
+                UpdateExpression=f"{verb} #owned :one",
+                ExpressionAttributeNames={"#owned": f"owned_{kind}"},
+                ExpressionAttributeValues={":one": {"SS": [prefix]}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+
+    # -- applied fingerprints ------------------------------------------------------------------
+
+    def applied(self, region: str) -> dict[str, AppliedFingerprints]:
+        return _applied(self._query_partition(f"APPLIED#{region}"))
+
+    def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
+        requests: list[WriteRequestTypeDef] = []
+        for name, applied in items.items():
+            item: Item = {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}
+            for aspect in Aspect:
+                if (value := applied.get(aspect)) is not None:
+                    item[aspect.value] = _s(value)
+            requests.append({"PutRequest": {"Item": item}})
+        self._batch_write(requests)
+
+    def forget_applied(self, region: str, names: Iterable[str]) -> None:
+        requests: list[WriteRequestTypeDef] = [
+            {"DeleteRequest": {"Key": {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}}} for name in dict.fromkeys(names)
+        ]
+        self._batch_write(requests)
+
+    def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
+        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
+
+    # -- a Region's records in one read --------------------------------------------------------
+
+    def read_region(self, region: str) -> RegionState:
+        """The Region's status, ownership and applied fingerprints: one paginated Query of its partition (for
+        the stack's Region, whose partition also holds every Region's status item, ahead of the fingerprints);
+        another Region's status item is one GetItem more."""
+        items = list(self._query_partition(f"APPLIED#{region}"))
+        applied = _applied(items)
+        if region != self.home:
+            return RegionState(status=self.region_status(region), applied=applied)
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items if _is_status(item)}
+        home = found.pop(region, None)
+        self.migrated |= home is not None and MIGRATED_ATTRIBUTE in home
+        status = self._region_status(region, home)
+        others = {name: self._region_status(name, item) for name, item in sorted(found.items())}
+        return RegionState(status=status, applied=applied, others=others)
+
+    def region_status(self, region: str) -> RegionStatus:
+        """The Region's rule statuses and ownership (one GetItem; until the former layout is known to have been
+        migrated, one more of the stack Region's item, which says so, and the former items when it has not)."""
+        item = self._get_status_item(region)
+        if not self.migrated:
+            home = item if region == self.home else self._get_status_item(self.home)
+            self.migrated = home is not None and MIGRATED_ATTRIBUTE in home
+        return self._region_status(region, item)
+
+    def _get_status_item(self, region: str) -> dict[str, Any] | None:
+        try:
+            item: dict[str, Any] | None = self.client.get_item(
+                TableName=self.table_name, Key=self._status_key(region), ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB GetItem") from exc
+        return item
+
+    def _region_status(self, region: str, item: Mapping[str, Any] | None) -> RegionStatus:
+        found = _region_of(region, item or {})
+        if self.migrated:
+            return found
+        statuses, owned = _legacy(self.client, self.table_name, region)
+        return found.model_copy(
+            update={
+                "migrated": False,
+                "statuses": {**statuses, **found.statuses},
+                "ownership": Ownership(
+                    rules=found.ownership.rules | owned.rules,
+                    templates=found.ownership.templates | owned.templates,
+                    exclusions=found.ownership.exclusions | owned.exclusions,
+                ),
+            }
+        )
+
+    # -- rule status (conditions) --------------------------------------------------------------
+
+    def write_statuses(
+        self,
+        region: str,
+        put: Mapping[str, RuleStatus],
+        drop: Collection[str] = (),
+        *,
+        version: int | None,
+        stamp: RegionStamp | None = None,
+    ) -> bool:
+        """One UpdateItem of the Region's item: the rules' statuses in ``put`` (all but their upstream health,
+        ``record_upstream``'s), the rules in ``drop`` removed (their health too), the stamp, and the version
+        moved on. Conditioned on ``version`` (the one read; ``None``: not conditioned): ``False`` when another
+        reconcile wrote the Region's statuses since. Each rule is an attribute of its own, so this write never
+        undoes ``record_upstream``'s nor the ownership sets'."""
+        names: dict[str, str] = {"#version": "version"}
+        values: Item = {":one": _n(1)}
+        sets: list[str] = []
+        for i, (prefix, status) in enumerate(sorted(put.items())):
+            names[f"#r{i}"] = f"{RULE_ATTRIBUTE}{prefix}"
+            values[f":r{i}"] = _s(status.with_upstream_health(None).within_bytes().model_dump_json())
+            sets.append(f"#r{i} = :r{i}")
+        removes: list[str] = []
+        for i, prefix in enumerate(sorted(set(drop) - set(put))):
+            names |= {f"#d{i}": f"{RULE_ATTRIBUTE}{prefix}", f"#du{i}": f"{UPSTREAM_ATTRIBUTE}{prefix}"}
+            names[f"#da{i}"] = f"{UPSTREAM_AT_ATTRIBUTE}{prefix}"
+            removes += [f"#d{i}", f"#du{i}", f"#da{i}"]
+        if stamp is not None:
+            sets += _stamp_sets(stamp, names, values)
+        expression = (f"SET {', '.join(sets)} " if sets else "") + "ADD #version :one"
+        expression += f" REMOVE {', '.join(removes)}" if removes else ""
+        extra: dict[str, Any] = {}
+        if version is not None:  # 0: no item (or one with no status write yet: made by the migration)
+            values[":read"] = _n(version)
+            extra["ConditionExpression"] = "#version = :read" + (" OR attribute_not_exists(#version)" * (not version))
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region),
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                **extra,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
+
+    def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
+        """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
+        self.write_statuses(region, {prefix: status}, version=None)
+
+    def rule_status(self, region: str, prefix: str) -> RuleStatus | None:
+        return self.region_status(region).statuses.get(prefix)
+
+    def all_status(self) -> list[RuleStatusRecord]:
+        """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
+        migrated, its status items (one more Query)."""
+        try:
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :status)",
+                ExpressionAttributeValues={":pk": _s(f"APPLIED#{self.home}"), ":status": _s(STATUS_SORT_PREFIX)},
+                ConsistentRead=True,
+            )
+            items = [item for page in pages for item in page.get("Items", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB Query") from exc
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
+        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
+        statuses: dict[tuple[str, str], RuleStatus] = {}
+        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
+            if "status" in item:
+                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
+        for region, item in found.items():
+            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
+        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+
+    def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
+        """Newest observation wins (an equal time too: the same event again writes the same health)."""
+        names = {
+            "#rule": f"{RULE_ATTRIBUTE}{prefix}",
+            "#health": f"{UPSTREAM_ATTRIBUTE}{prefix}",
+            "#at": f"{UPSTREAM_AT_ATTRIBUTE}{prefix}",
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._status_key(region),
+                UpdateExpression="SET #health = :health, #at = :at",
+                ConditionExpression="attribute_exists(#rule) AND (attribute_not_exists(#at) OR #at <= :at)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":health": _s(health.within_bytes().model_dump_json()),
+                    ":at": _n(_micros(health.check.observed_at)),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return (
+                    False
+                    if self.migrated
+                    else _record_upstream_legacy(self.client, self.table_name, region, prefix, health)
+                )
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
+
+    def delete_rule_status(self, region: str, prefix: str) -> None:
+        self.write_statuses(region, {}, [prefix], version=None)
+
+    def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        """The finished run record and the stamp of every Region it reconciled, in one TransactWriteItems
+        (a run that changed nothing makes no other write).
+
+        A stamp only moves forward and only onto a Region's existing item (:data:`_STAMP_CONDITION`): a run
+        that read a Region without its lease while another run reconciled it must not put its older stamp
+        over the other's. When the transaction is cancelled (such a stamp refused, a concurrent write to an
+        item: ``TransactionConflict``, or a throttled item: ``ThrottlingError``, each a reason of
+        ``TransactionCanceledException``), the run record and the stamps are written one by one (botocore
+        retrying each), a refused stamp left as it is. Other failures raise, classified."""
+        if not stamps:
+            self.put_run(run)
+            return
+        updates = [self._stamp_update(region, stamp) for region, stamp in sorted(stamps.items())]
+        items: list[Any] = [{"Put": {"TableName": self.table_name, "Item": self._run_item(run)}}]
+        items += [{"Update": update} for update in updates]  # at most 100 items: far more than there are Regions
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise classify(exc, "DynamoDB TransactWriteItems") from exc
+            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            logger.info("run record and stamps written one by one", extra={"reasons": reasons})
+            self.put_run(run)
+            for update in updates:
+                self._update(update, refused_ok=True)
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB TransactWriteItems") from exc
+
+    def _stamp_update(self, region: str, stamp: RegionStamp) -> dict[str, Any]:
+        names: dict[str, str] = {"#version": "version"}
+        values: Item = {}
+        sets = _stamp_sets(stamp, names, values)
+        return {
+            "TableName": self.table_name,
+            "Key": self._status_key(region),
+            "UpdateExpression": f"SET {', '.join(sets)}",
+            "ConditionExpression": _STAMP_CONDITION,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _update(self, request: Mapping[str, Any], *, refused_ok: bool = False) -> None:
+        try:
+            self.client.update_item(**request)
+        except ClientError as exc:
+            if refused_ok and error_code(exc) == "ConditionalCheckFailedException":
+                return
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+
+    def _status_key(self, region: str) -> Item:
+        return {"pk": _s(f"APPLIED#{self.home}"), "sk": _s(f"{STATUS_SORT_PREFIX}{region}")}
+
+    # -- the former layout (one status item per rule, ownership items per Region) --------------
+
+    def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
+        """Move the former layout's items into the Regions' items, then delete them: every status item (one
+        partition), and the ownership items of ``regions``, of the Regions with a status item and of every
+        Region ECR has in the table's partition (the ownership of a Region no rule names any more must not be
+        lost; one Query per Region, once). A status already in the current layout is kept. The stack Region's
+        item is marked ``migrated`` last: from then on reads no longer look at the former layout. Idempotent
+        (a migration cut short is finished by the next). Returns how many former items were moved."""
+        known = boto3.session.Session().get_available_regions("ecr", partition_name=self.client.meta.partition)
+        by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {*known, *regions} - {self.home}}
+        for item in self._query_partition(LEGACY_STATUS_PARTITION):
+            by_region.setdefault(item["region"]["S"], []).append(item)
+        home = by_region.pop(self.home, [])
+        moved = 0
+        for region, items in [*sorted(by_region.items()), (self.home, home)]:
+            owned = list(self._query_partition(f"OWNED#{region}"))
+            if not items and not owned and region != self.home:
+                continue
+            for update in _migration(self.table_name, self._status_key(region), items, owned, mark=region == self.home):
+                self._update(update)
+            deletes: list[WriteRequestTypeDef] = [
+                {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in (*items, *owned)
+            ]
+            self._batch_write(deletes)
+            moved += len(deletes)
+        self.migrated = True
+        return moved

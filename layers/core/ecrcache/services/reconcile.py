@@ -20,43 +20,34 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE_PATH
-from ecrcache.engine.state_events import StateEvent, rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     Failure,
     RegionSummary,
     RunSummary,
-    Validation,
     action_errors,
-    forgettable,
     no_longer_desired,
     ownership_change,
-    region_failure_status,
     rule_findings,
     rule_status,
     run_status,
     unverified,
-    upstream_health,
-    validation_observation,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, ObservedRule, Ownership
+from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.status import (
-    ConditionType,
     ReconcileRun,
     RegionStamp,
-    RegionStatus,
     RuleStatus,
     RuleStatusRecord,
     RunTrigger,
-    UpstreamHealth,
     same_status,
 )
 from ecrcache.observability import count_by, logger, metrics
@@ -64,7 +55,7 @@ from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, S
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 from ecrcache.services.rotation_schedules import RotationSchedules
-from ecrcache.services.state_events import announce
+from ecrcache.services.rule_statuses import RuleStatusRecorder, StatusChanges
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
@@ -156,6 +147,7 @@ class ReconcileService:
         self.status = status
         self.registry = registry
         self.clock = clock
+        self.statuses = RuleStatusRecorder(status=status, registry=registry, clock=clock, events=events)
         self.stack_region = stack_region
         self.planner = PlanService(
             desired=desired,
@@ -270,7 +262,9 @@ class ReconcileService:
             log.errors.append(f"{region}: {exc.message}")
             log.regions.append(RegionSummary.region_failure())
             log.retryable |= isinstance(exc, RetryableError)
-            self._record_region_failure(region, inputs.desired_in(region), exc, run_id, revision=inputs.revision)
+            self.statuses.record_region_failure(
+                region, inputs.desired_in(region), exc, run_id, revision=inputs.revision
+            )
             return
         finally:
             self.status.release_lease(region, run_id)
@@ -317,7 +311,7 @@ class ReconcileService:
         }
         if any(not same_status(recorded.get(prefix), status) for prefix, status in statuses.items()):
             return False
-        changes = _StatusChanges(region, run_id)
+        changes = StatusChanges(region, run_id)
         for prefix, status in statuses.items():
             changes.add(prefix, status, status)
         changes.report(self.events, now=now)
@@ -383,7 +377,7 @@ class ReconcileService:
         outcome.rules = after.rules
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
-        self._record_status(
+        outcome.at = self.statuses.record(
             region,
             inputs=inputs,
             observed=after,
@@ -490,149 +484,15 @@ class ReconcileService:
         self.status.record_owned(region, change.kind, action.target)
         return change.kind
 
-    # -- status --------------------------------------------------------------------------------
-
-    def _record_status(
-        self,
-        region: str,
-        *,
-        inputs: DesiredByRegion,
-        observed: ObservedRegion,
-        plan: Plan,
-        left: Plan,
-        outcome: _RegionOutcome,
-        run_id: str,
-        recorded: RegionStatus,
-    ) -> None:
-        """Every desired rule's new status; the ones that changed, and the statuses of rules no longer desired,
-        in one write of the Region's item (conditioned on the version read under the lease)."""
-        now = outcome.at = self.clock()
-        desired = inputs.desired_in(region)
-        findings = rule_findings(
-            [r.prefix for r in desired],
-            region=region,
-            plan=plan,
-            left=left,
-            failures=outcome.failures,
-            repositories=observed.repositories,
-        )
-        registry = self.registry(region)
-        changes = _StatusChanges(region, run_id)
-        statuses: dict[str, RuleStatus] = {}
-        health: dict[str, UpstreamHealth] = {}
-        for rule in desired:
-            current = recorded.statuses.get(rule.prefix) or RuleStatus()
-            validation = None
-            if rule.prefix in outcome.validated and rule.spec.credential is not None:
-                validation = _validate(registry, rule.prefix)
-            status = rule_status(
-                current, findings[rule.prefix], now=now, run_id=run_id, revision=inputs.revision, validation=validation
-            )
-            statuses[rule.prefix] = status
-            changes.add(rule.prefix, current, status)
-            seen = validation_observation(validation, at=now) if validation is not None else None
-            if seen is not None and (found := upstream_health(status, seen)) is not None:
-                health[rule.prefix] = found  # a validation tells the upstream's health too
-        drop = self._stale(region, inputs, recorded)
-        self._write_statuses(region, recorded, statuses, drop)
-        for prefix, found in health.items():
-            self.status.record_upstream(region, prefix, found)
-        changes.report(self.events, now=now)
-
-    def _stale(self, region: str, inputs: DesiredByRegion, recorded: RegionStatus) -> list[str]:
-        """The statuses of rules no longer desired in ``region`` to drop now (nothing of theirs left to delete)."""
-        stale = no_longer_desired(recorded.statuses, inputs.desired_in(region))
-        if not stale:
-            return []
-        ownership = self.status.ownership(region)  # after this run's deletes
-        return forgettable(
-            stale, retired=inputs.retired_in(region), ownership=ownership, desired_left=bool(inputs.desired_in(region))
-        )
-
-    def _write_statuses(
-        self, region: str, recorded: RegionStatus, statuses: Mapping[str, RuleStatus], drop: Sequence[str]
-    ) -> None:
-        """Write what changed (nothing: no write). A version conflict (the lease expired and another run wrote)
-        is met by reading the Region's statuses again and writing what still differs, once."""
-        for _ in range(2):
-            put = {p: s for p, s in statuses.items() if not same_status(recorded.statuses.get(p), s)}
-            gone = [p for p in drop if p in recorded.statuses]
-            if not put and not gone:
-                return
-            if self.status.write_statuses(region, put, gone, version=recorded.version):
-                return
-            recorded = self.status.region_status(region)
-        raise RetryableError(f"the statuses of {region} kept changing under this run's lease; not recorded")
-
-    def _record_region_failure(
-        self, region: str, desired: Sequence[DesiredRule], exc: EcrcacheError, run_id: str, *, revision: int
-    ) -> None:
-        """Every rule of a Region that could not be reconciled at all is not Synced (best effort)."""
-        now = self.clock()
-        changes = _StatusChanges(region, run_id)
-        try:
-            recorded = self.status.region_status(region)
-            statuses = {}
-            for rule in desired:
-                current = recorded.statuses.get(rule.prefix) or RuleStatus()
-                statuses[rule.prefix] = region_failure_status(current, exc, now=now, run_id=run_id, revision=revision)
-                changes.add(rule.prefix, current, statuses[rule.prefix])
-            self._write_statuses(region, recorded, statuses, [])
-        except EcrcacheError:
-            logger.exception("could not record a Region failure on its rules", extra={"region": region})
-            return
-        changes.report(self.events, now=now)
-
     def _mark_unverified(self, region: str, names: Collection[str]) -> None:
         marked = unverified(self.status.applied(region), names)
         if marked:
             self.status.record_applied(region, marked)
 
 
-@dataclass(slots=True)
-class _StatusChanges:
-    """The rule statuses one Region's run recorded: their condition changes (events) and the rule metrics."""
-
-    region: str
-    run_id: str
-    events: list[StateEvent] = field(default_factory=list)
-    statuses: list[RuleStatus] = field(default_factory=list)
-    drift_repaired: int = 0
-
-    def add(self, prefix: str, before: RuleStatus, after: RuleStatus) -> None:
-        self.events.extend(rule_condition_events(self.region, prefix, before, after, run_id=self.run_id))
-        self.statuses.append(after)
-        self.drift_repaired += max(after.drift_corrected - before.drift_corrected, 0)
-
-    def report(self, publisher: StateEventPublisher | None, *, now: datetime) -> None:
-        """Announce the changes; publish the Region's rule gauges (README "Metrics": the worst Region is the
-        Maximum; ``RuleTerminalMinutes`` is how long the longest-Terminal rule has been so, 0 when none is)."""
-        if not self.statuses:
-            return
-        terminal = [s.condition(ConditionType.TERMINAL) for s in self.statuses]
-        since = [c.last_transition for c in terminal if c is not None and c.status]
-        metrics.add_metric(name="RulesSynced", unit="Count", value=sum(1 for s in self.statuses if s.synced))
-        metrics.add_metric(name="RulesNotSynced", unit="Count", value=sum(1 for s in self.statuses if not s.synced))
-        metrics.add_metric(name="RulesTerminal", unit="Count", value=len(since))
-        minutes = max(((now - t).total_seconds() / 60 for t in since), default=0.0)
-        metrics.add_metric(name="RuleTerminalMinutes", unit="Count", value=round(minutes, 1))
-        if self.drift_repaired:
-            metrics.add_metric(name="DriftRepaired", unit="Count", value=self.drift_repaired)
-        announce(publisher, self.events)
-
-
 def _quiet_scope(scope: Scope) -> bool:
     """A fast run with no repository to read deeply: its reads are cheap enough to make twice when it has work."""
     return not scope.deep and not scope.deep_repositories
-
-
-def _validate(registry: EcrRegistry, prefix: str) -> Validation:
-    """Ask ECR whether the rule reaches its upstream; an error is recorded as "could not tell"."""
-    try:
-        valid, failure = registry.validate_rule(prefix)
-    except EcrcacheError as exc:
-        return Validation(is_valid=None, failure=exc.message)
-    return Validation(is_valid=valid, failure=failure)
 
 
 __all__ = ["LEASE_SECONDS", "ReconcileService", "Scope"]
