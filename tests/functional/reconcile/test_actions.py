@@ -27,6 +27,7 @@ from tests.functional.reconcile.support import (
     Principal,
     Reconciler,
     condition,
+    failing,
 )
 from tests.samples import ORG_PULL
 
@@ -188,6 +189,30 @@ def test_deleted_rule_with_deletion_policy_delete_removes_rule_and_template_but_
         "DeletePullThroughCacheRule",
         "DeleteRepositoryCreationTemplate",
     ]
+
+
+def test_a_rule_being_deleted_is_not_synced_until_its_deletion_is_verified(
+    controller: Reconciler, alice: Admin, look: Look
+) -> None:
+    # GIVEN a converged rule with deletion_policy delete, then deleted from the desired state
+    alice.put_rule("quay", {"upstream_kind": "quay", "deletion_policy": "delete"})
+    controller.converge()
+    alice.delete_rule("quay")
+    # WHEN ECR throttles the rule's deletion (after botocore's retries)
+    with failing(controller.registry(REGION).client, "delete_pull_through_cache_rule", "throttling"):
+        controller.resync()
+    # THEN the rule's status stays, not Synced, naming the failed deletion, Recoverable
+    status = look.rule_status("quay")
+    assert status is not None and not status.synced
+    synced, recoverable = status.condition(ConditionType.SYNCED), status.condition(ConditionType.RECOVERABLE)
+    assert synced is not None and synced.reason == "ApplyFailed"
+    assert "delete_rule quay: ThrottlingException" in synced.message
+    assert recoverable is not None and recoverable.status
+    assert look.rule("quay") is not None
+    # WHEN the next resync deletes it THEN the deletion is verified and the status is gone
+    controller.resync()
+    assert look.rule("quay") is None
+    assert look.rule_status("quay") is None
 
 
 def test_deleted_rule_with_deletion_policy_retain_stays_in_ecr_and_is_no_longer_managed(

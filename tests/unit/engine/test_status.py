@@ -12,6 +12,7 @@ import pytest
 
 from ecrcache.engine.plan import ActionKind, ActionResult, Blocked, Plan, PlannedAction
 from ecrcache.engine.status import (
+    DELETING_MESSAGE,
     UNVERIFIED,
     VALIDATE_AFTER,
     Failure,
@@ -21,6 +22,7 @@ from ecrcache.engine.status import (
     RunSummary,
     Validation,
     action_errors,
+    deleting_status,
     forgettable,
     no_longer_desired,
     ownership_change,
@@ -389,6 +391,30 @@ def test_no_longer_desired(recorded: list[str], desired_prefixes: list[str], sta
 def test_forgettable_keeps_a_rule_still_being_deleted(policy: str, ownership: Ownership, dropped: list[str]) -> None:
     retired = [desired("quay", deletion_policy=policy)]
     assert forgettable(["quay"], retired=retired, ownership=ownership) == dropped
+
+
+def test_a_rule_being_deleted_is_not_synced_and_says_so() -> None:
+    # GIVEN a converged rule's status, the rule no longer desired and its deletion under way
+    converged = rule_status(RuleStatus(), RuleFindings(), now=NOW, run_id="r1", revision=1)
+    later = NOW + timedelta(minutes=15)
+    # WHEN nothing of the deletion failed THEN it is not Synced, reason Deleting, since now
+    status = deleting_status(converged, RuleFindings(planned=1), now=later, run_id="r2", revision=2)
+    synced = status.condition(ConditionType.SYNCED)
+    assert synced is not None
+    assert (synced.status, synced.reason, synced.message, synced.last_transition) == (
+        False,
+        "Deleting",
+        DELETING_MESSAGE,
+        later,
+    )
+    assert (status.last_run_id, status.observed_revision) == ("r2", 2)
+    # WHEN the deletion failed THEN the failure is what it says (Recoverable / Terminal as for any action)
+    failed = deleting_status(
+        converged, RuleFindings(planned=1, failures=(THROTTLED,)), now=later, run_id="r2", revision=2
+    )
+    assert failed.condition(ConditionType.SYNCED) is not None
+    assert failed.condition(ConditionType.SYNCED).reason == "ApplyFailed"  # type: ignore[union-attr]
+    assert failed.condition(ConditionType.RECOVERABLE).status  # type: ignore[union-attr]
 
 
 def test_forgettable_without_a_retired_rule_drops_everything() -> None:

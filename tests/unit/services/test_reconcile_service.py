@@ -17,7 +17,7 @@ from ecrcache.engine.status import UNVERIFIED
 from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRepository, RepositoryDetails
 from ecrcache.models.records import ResourceKind, Write, WriteAction
-from ecrcache.models.status import ReconcileRun, RuleStatus, RunStatus, RunTrigger
+from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunStatus, RunTrigger
 from ecrcache.services.reconcile import LEASE_SECONDS, ReconcileService, Scope
 from tests.fakes.ecr_registry import REGION, MemoryEcrRegistry
 from tests.fakes.status_store import MemoryStatusStore
@@ -358,7 +358,13 @@ def test_a_deleted_rule_keeps_its_status_until_its_ecr_rule_is_deleted(world: Wo
     # THEN the template went, the rule and its status stay (the next run tries again)
     assert run.summary == {"delete_template": 1, "failed_actions": 1, "left_after_verify": 1}
     assert set(world.ecr.state.rules) == {"quay"} and world.ecr.state.templates == {}
-    assert (REGION, "quay") in world.status.statuses
+    # AND its status says it is not Synced: the deletion failed, retried (not the Converged it had)
+    status = world.status.rule_status(REGION, "quay")
+    assert status is not None and not status.synced
+    synced = status.condition(ConditionType.SYNCED)
+    recoverable = status.condition(ConditionType.RECOVERABLE)
+    assert synced is not None and synced.reason == "ApplyFailed" and "delete_rule quay: Refused" in synced.message
+    assert recoverable is not None and recoverable.status and recoverable.reason == "Refused"
     # WHEN ECR lets it go THEN the status goes too
     world.ecr.failures.clear()
     assert world.run().summary == {"delete_rule": 1, "left_after_verify": 0}

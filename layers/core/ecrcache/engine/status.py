@@ -11,7 +11,8 @@ module decides what that means, the way :mod:`ecrcache.engine.planner` decides w
   Region that could not be reconciled at all.
 * :func:`ownership_change` says which applied actions make a rule or template ours, or no longer ours;
   :func:`no_longer_desired` and :func:`forgettable` which statuses of rules no longer desired can be
-  dropped; :func:`unverified` which applied fingerprints verify no longer trusts.
+  dropped (:func:`deleting_status`: the status of those kept while their deletion is under way);
+  :func:`unverified` which applied fingerprints verify no longer trusts.
 * :func:`upstream_health` turns an observation of the upstream (:class:`UpstreamObservation`: a
   pull-through cache event, or a validation via :func:`validation_observation`) into the rule's
   ``UpstreamHealthy`` condition, with a reason :func:`classify_upstream_failure` picks from ECR's
@@ -51,6 +52,7 @@ from ecrcache.models.status import (
 )
 
 __all__ = [
+    "DELETING_MESSAGE",
     "UNVERIFIED",
     "VALIDATE_AFTER",
     "Failure",
@@ -63,6 +65,7 @@ __all__ = [
     "Validation",
     "action_errors",
     "classify_upstream_failure",
+    "deleting_status",
     "forgettable",
     "no_longer_desired",
     "ownership_change",
@@ -325,6 +328,26 @@ def rule_status(
         update={"is_valid": validation.is_valid, "failure": validation.failure, "checked_at": now}
     )
     return status.model_copy(update={"validation": checked})
+
+
+DELETING_MESSAGE: Final = (
+    "the rule is no longer desired here; ecrcache is removing what it owns for it in this Region (its ECR rule and "
+    "template with deletion_policy: delete) and drops this status once that is verified"
+)
+
+
+def deleting_status(
+    current: RuleStatus, found: RuleFindings, *, now: datetime, run_id: str, revision: int
+) -> RuleStatus:
+    """The status of a rule no longer desired whose ECR rule or template ecrcache still owns and deletes: not
+    ``Synced``, reason ``Deleting`` (or why the deletion failed: ``ApplyFailed`` with ``Terminal`` /
+    ``Recoverable`` as for any action). Dropped once nothing of it is owned any more (:func:`forgettable`)."""
+    status = rule_status(current, found, now=now, run_id=run_id, revision=revision)
+    if found.failures:
+        return status
+    return status.with_condition(
+        ConditionType.SYNCED, status=False, reason="Deleting", message=DELETING_MESSAGE, now=now
+    )
 
 
 def region_failure_status(

@@ -1,7 +1,7 @@
 """Recording what a reconcile of one Region concluded for each rule: its new status (decided by the pure
 :mod:`ecrcache.engine.status`), written once per Region and only when it changed (the store's one item per
 Region, conditioned on the version read under the lease); the statuses of rules no longer desired, kept
-until what ecrcache owns for them is deleted, then dropped; the
+(not Synced, ``Deleting``) until what ecrcache owns for them is deleted and verified, then dropped; the
 condition changes announced and the rule gauges published (:class:`StatusChanges`)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ecrcache.engine.status import (
     Failure,
     RuleFindings,
     Validation,
+    deleting_status,
     forgettable,
     no_longer_desired,
     region_failure_status,
@@ -108,7 +109,13 @@ class RuleStatusRecorder:
             if seen is not None and (found := upstream_health(status, seen)) is not None:
                 health[rule.prefix] = found  # a validation tells the upstream's health too
         stale = no_longer_desired(recorded.statuses, desired)
-        drop = self._forgettable(region, inputs, stale)
+        unsettled = {action.rule_prefix for action in left.actions}  # verify still finds something to do
+        drop = [prefix for prefix in self._forgettable(region, inputs, stale) if prefix not in unsettled]
+        deleting = [prefix for prefix in stale if prefix not in drop]
+        for prefix, finding in findings_of(deleting).items():  # still owned, being deleted: said until verified
+            current = recorded.statuses[prefix]
+            statuses[prefix] = deleting_status(current, finding, now=now, run_id=run_id, revision=inputs.revision)
+            changes.add(prefix, current, statuses[prefix])
         self._write_statuses(region, recorded, statuses, drop)
         for prefix, found in health.items():
             self.status.record_upstream(region, prefix, found)
