@@ -257,3 +257,55 @@ def test_deep_resync_reads_every_cached_repository_and_writes_nothing(converged:
     # AND wrote nothing, and still listed the repositories page by page
     assert _writes(calls) == {}
     assert calls["DescribeRepositories"] == PAGES * passes
+
+
+def test_an_upgraded_stack_migrates_the_former_status_layout_once(converged: Controller, state_table: str) -> None:
+    # GIVEN a converged registry whose statuses and ownership are in the former layout (a stack upgraded to
+    # one status item per Region): one status item per rule, one ownership item per rule and template
+    store = converged.reconciler.status
+    assert isinstance(store, DynamoDbStatusStore)
+    before = {(r.region, r.prefix): r.status for r in store.all_status()}
+    owned = store.ownership(REGION)
+    client = boto3.client("dynamodb", region_name=REGION)
+    for (region, prefix), status in before.items():
+        legacy: Any = {
+            "pk": {"S": "STATUS"},
+            "sk": {"S": f"{region}#{prefix}"},
+            "region": {"S": region},
+            "prefix": {"S": prefix},
+            "status": {"S": status.with_upstream_health(None).model_dump_json()},
+        }
+        if (health := status.upstream_health) is not None:  # kept beside the status, with its time
+            legacy["upstream"] = {"S": health.model_dump_json()}
+            legacy["upstream_at"] = {"N": str(int(health.check.observed_at.timestamp() * 1_000_000))}
+        client.put_item(TableName=state_table, Item=legacy)
+    for kind, prefixes in (("rule", owned.rules), ("template", owned.templates)):
+        for prefix in prefixes:
+            item: Any = {"pk": {"S": f"OWNED#{REGION}"}, "sk": {"S": f"{kind}#{prefix}"}}
+            client.put_item(TableName=state_table, Item={**item, "kind": {"S": kind}, "prefix": {"S": prefix}})
+    client.delete_item(TableName=state_table, Key={"pk": {"S": f"APPLIED#{REGION}"}, "sk": {"S": f"#STATUS#{REGION}"}})
+    upgraded = DynamoDbStatusStore(state_table, store.client)  # a new container: nothing known of the layout
+    converged.reconciler.status = upgraded
+    converged.reconciler.planner.status = upgraded
+    assert {(r.region, r.prefix) for r in upgraded.all_status()} == set(before)  # read from the former layout
+    # WHEN the schedule runs a fast resync
+    calls = converged.reconcile()
+    # THEN it changed nothing in ECR (ownership was read back: no rule taken for someone else's)
+    assert _writes(calls) == {}
+    # AND the former items are gone, moved into the Region's item; every status and all ownership read back
+    for pk in ("STATUS", f"OWNED#{REGION}"):
+        found = client.query(
+            TableName=state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+        )
+        assert found["Items"] == []
+    assert store.ownership(REGION) == owned
+    after = {
+        (r.region, r.prefix): r.status.model_dump(exclude={"last_run_id", "last_reconciled_at"})
+        for r in store.all_status()
+    }
+    assert after == {k: s.model_dump(exclude={"last_run_id", "last_reconciled_at"}) for k, s in before.items()}
+    # AND the next fast resync is back to the 5 calls
+    converged.reconcile()
+    assert converged.dynamodb == {"GetItem": 1, "Query": 3, "TransactWriteItems": 1}

@@ -316,7 +316,8 @@ class RegionStatus(_Frozen):
     version: int = 0
     stamp: RegionStamp | None = None
     migrated: bool = True
-    """False while the store still holds this Region's records in its former layout (read, not yet moved)."""
+    """False until the store's former layout has been migrated (for every Region at once): the statuses and
+    ownership were then read from both layouts, merged (the current one wins)."""
 
 
 class RegionState(_Frozen):
