@@ -12,8 +12,9 @@ import pytest
 from devstack.aws import ecr_pullthrough, events, upstream
 from devstack.registry import LocalRegistry, SeededImage, UpstreamMap
 from devstack.registry.images import ALL_MANIFEST_MEDIA_TYPES
+from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS
 from ecrcache.models.rule import RuleSpec
-from ecrcache.models.status import RunTrigger
+from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.reconcile import Scope
 from tests.conftest import REGION
 from tests.functional.reconcile.conftest import World
@@ -83,19 +84,49 @@ def test_repository_created_by_a_pull_through_the_template_is_recorded_without_a
         "invokedBy": ecr_pullthrough.PULL_THROUGH_SERVICE,
     }
 
-    # WHEN both reach the function
-    deliveries = controller.deliver(routed)
-
-    # THEN each reads that repository deeply, finds it as the rule wants, and writes nothing to ECR
-    assert [(d.run.trigger, d.run.scope) for d in deliveries] == [
-        (RunTrigger.CLOUDTRAIL, f"{REGION}:fast+1"),
-        (RunTrigger.CACHE_EVENT, f"{REGION}:fast+1"),
-    ]
+    # WHEN the first reaches the function
+    (first,) = controller.deliver(routed[:1])
+    # THEN it reads that repository deeply, finds it as the rule wants, and writes nothing to ECR
+    assert (first.run.trigger, first.run.scope) == (RunTrigger.CLOUDTRAIL, f"{REGION}:fast+1")
+    assert set(controller.calls) >= PER_REPOSITORY_READS
     assert controller.writes() == {}
-    # THEN what it holds is recorded, so the fast resync has nothing to do for it either
-    assert deliveries[0].run.summary.get("record_applied") == 1
-    assert REPOSITORY in look.status.applied(REGION)
+    # THEN what it holds is recorded, with the repository's creation: settled
+    assert first.run.summary.get("record_applied") == 1
+    assert look.status.applied(REGION)[REPOSITORY].created_at is not None
+    # WHEN the second event about the same new repository reaches the function
+    controller.reset_calls()
+    (second,) = controller.deliver(routed[1:])
+    # THEN that repository is not read again (one deep read per new repository, not one per event about it)
+    assert (second.run.trigger, second.run.status) == (RunTrigger.CACHE_EVENT, RunStatus.SUCCEEDED)
+    assert not PER_REPOSITORY_READS & set(controller.calls)
+    assert controller.writes() == {}
+    # THEN the fast resync has nothing to do for it either
     assert world.reconciler.plan().is_empty
+    assert world.reconciler.plan(Scope(deep=True)).is_empty
+
+
+@pytest.mark.usefixtures("public_ecr")
+def test_a_repository_deleted_and_cached_again_is_read_again(
+    controller: Reconciler, alice: Admin, bob: Principal, look: Look, world: World
+) -> None:
+    # GIVEN a repository cached through a converged rule, settled by the reconciler
+    alice.put_rule("ecr-public", SPEC)
+    controller.converge()
+    _pull(world)
+    controller.deliver_events()
+    first = look.status.applied(REGION)[REPOSITORY].created_at
+    assert first is not None
+    # WHEN someone deletes it, and the next pull caches it again (no run saw it gone: its record stays)
+    bob.ecr.delete_repository(repositoryName=REPOSITORY, force=True)
+    controller.pending_events()
+    _pull(world)
+    controller.reset_calls()
+    deliveries = controller.deliver_events()
+    # THEN its events read the new repository deeply (its record was of the one deleted), once
+    assert [d.run.status for d in deliveries] == [RunStatus.SUCCEEDED] * len(deliveries)
+    assert controller.calls["ListTagsForResource"] == 1
+    again = look.status.applied(REGION)[REPOSITORY].created_at
+    assert again is not None and again != first
     assert world.reconciler.plan(Scope(deep=True)).is_empty
 
 

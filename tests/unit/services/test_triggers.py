@@ -42,8 +42,8 @@ EXPECTED: dict[str, Trigger | None] = {
     ),
     "reconciler/cloudtrail_delete_rule.json": Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
     "reconciler/cloudtrail_deregister_exclusion.json": Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL),
-    "reconciler/pull_through_cache_action.json": Trigger(
-        Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CACHE_EVENT
+    "reconciler/pull_through_cache_action.json": Trigger(  # read deeply unless settled since it was created
+        Scope(regions=HERE, new_repositories=NODE), RunTrigger.CACHE_EVENT
     ),
     "reconciler/pull_through_cache_action_failed.json": None,  # recorded as upstream health, no reconcile
     "reconciler/schedule_deep_resync.json": Trigger(Scope(deep=True), RunTrigger.SCHEDULE),
@@ -346,8 +346,10 @@ def test_a_storm_in_one_region_is_one_reconcile_reading_every_touched_repository
     read = _read(*bodies)
 
     # THEN it asks for one CloudTrail reconcile of the Region, deep on each repository once, for every message
+    # (the imported one also named as new: settled by this run, a later event about it reads it no more)
     (run,) = read.runs
-    assert run.trigger == Trigger(Scope(regions=HERE, deep_repositories=frozenset(repos)), RunTrigger.CLOUDTRAIL)
+    scope = Scope(regions=HERE, deep_repositories=frozenset(repos), new_repositories=NODE)
+    assert run.trigger == Trigger(scope, RunTrigger.CLOUDTRAIL)
     assert run.message_ids == tuple(f"m-{n}" for n in range(41))
     assert [message_id for message_id, _ in read.actions] == ["m-40"]  # the cache action, to record
     assert read.unreadable == ()
@@ -369,7 +371,23 @@ def test_each_region_of_a_batch_is_its_own_reconcile_with_its_own_messages() -> 
 def test_cache_events_only_are_a_cache_event_run() -> None:
     read = _read(load_event("reconciler/pull_through_cache_action.json"))
     (run,) = read.runs
-    assert run.trigger == Trigger(Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CACHE_EVENT)
+    assert run.trigger == Trigger(Scope(regions=HERE, new_repositories=NODE), RunTrigger.CACHE_EVENT)
+
+
+def test_a_repository_created_is_named_as_new_like_its_import() -> None:
+    # GIVEN the CloudTrail CreateRepository of a repository and the pull-through import that made it
+    created = cloudtrail(eventName="CreateRepository", requestParameters={"repositoryName": "docker-hub/library/node"})
+    # WHEN read alone, or in one batch THEN each names it as new (one deep read, once, for both)
+    assert from_event(created, own_role=OWN_ROLE) == Trigger(
+        Scope(regions=HERE, new_repositories=NODE), RunTrigger.CLOUDTRAIL
+    )
+    (run,) = _read(created, load_event("reconciler/pull_through_cache_action.json")).runs
+    assert run.trigger == Trigger(Scope(regions=HERE, new_repositories=NODE), RunTrigger.CLOUDTRAIL)
+    # AND another write to a repository still reads it deeply (drift: its record cannot be trusted)
+    tagged = cloudtrail(eventName="TagResource", requestParameters={"repositoryName": "docker-hub/library/node"})
+    assert from_event(tagged, own_role=OWN_ROLE) == Trigger(
+        Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CLOUDTRAIL
+    )
 
 
 def test_a_failed_pull_is_recorded_and_asks_for_no_reconcile() -> None:

@@ -236,6 +236,7 @@ class Boto3EcrReader:
                 ),
                 details=details.get(name),
                 applied=applied.get(name),
+                created_at=item.get("createdAt"),
             )
         return ObservedRegion(
             region=self.region, rules=rules, templates=templates, repositories=repositories, unread=unread

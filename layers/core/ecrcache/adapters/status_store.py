@@ -10,7 +10,7 @@ stack's Region)::
                                                                           owned_template, owned_exclusion (string
                                                                           sets), version, run_id, run_at, revision
                                                                           (the Region's stamp), migrated (<home>'s)
-    pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?
+    pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, created_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
@@ -93,6 +93,8 @@ if TYPE_CHECKING:
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
+CREATED_ATTRIBUTE: Final = "created_at"
+"""Of an applied-fingerprints item: :attr:`~ecrcache.models.observed.AppliedFingerprints.created_at`."""
 MIGRATED_ATTRIBUTE: Final = "migrated"
 """Set on the stack Region's item once every item of the former layout has been moved (and deleted)."""
 LEGACY_STATUS_PARTITION: Final = "STATUS"
@@ -146,7 +148,8 @@ def _applied(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprint
     """The applied fingerprints among a Region partition's items (repository names never start with ``#``)."""
     return {
         item["sk"]["S"]: AppliedFingerprints(
-            **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item}
+            **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item},
+            created_at=parse_iso(item[CREATED_ATTRIBUTE]["S"]) if CREATED_ATTRIBUTE in item else None,
         )
         for item in items
         if not str(item["sk"]["S"]).startswith("#")
@@ -510,6 +513,8 @@ class DynamoDbStatusStore(_LeasesAndRuns):
             for aspect in Aspect:
                 if (value := applied.get(aspect)) is not None:
                     item[aspect.value] = _s(value)
+            if applied.created_at is not None:
+                item[CREATED_ATTRIBUTE] = _s(_iso(applied.created_at))
             requests.append({"PutRequest": {"Item": item}})
         self._batch_write(requests)
 

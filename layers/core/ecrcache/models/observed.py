@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ecrcache.models.common import ROOT_PREFIX, EcrPrefix
 from ecrcache.models.rule import RuleSpec
@@ -176,6 +176,10 @@ class AppliedFingerprints(_Frozen):
     lifecycle: str | None = None
     policy: str | None = None
     tags: str | None = None
+    created_at: AwareDatetime | None = None
+    """The repository's creation time (``DescribeRepositories``' ``createdAt``) when a run last settled it
+    after an event naming it as new (pull-through import, ``CreateRepository``): a later such event for the
+    same repository (same creation) needs no deep read; a repository deleted and created again does."""
 
     def get(self, aspect: Aspect) -> str | None:
         value: str | None = getattr(self, aspect.value)
@@ -207,6 +211,13 @@ class ObservedRepository(_Frozen):
     tag_mutability_exclusions: tuple[str, ...] = ()
     details: RepositoryDetails | None = None
     applied: AppliedFingerprints | None = None
+    created_at: AwareDatetime | None = None
+    """``DescribeRepositories``' ``createdAt`` (``None`` when not given)."""
+
+    @property
+    def settled(self) -> bool:
+        """A run settled this very repository (this creation of it) after an event that named it as new."""
+        return self.created_at is not None and self.applied is not None and self.applied.created_at == self.created_at
 
 
 # --------------------------------------------------------------------------------------------------

@@ -81,15 +81,19 @@ ReplicaFailures = Mapping[tuple[str, str], ActionResult]
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What one run covers. ``regions`` None means every Region a rule names (or the stack's);
-    ``deep`` reads every repository's details, ``deep_repositories`` only those named."""
+    ``deep`` reads every repository's details, ``deep_repositories`` only those named, ``new_repositories``
+    those named that a run has not settled yet since they were created (an event saying a repository is new
+    or was imported into: its settings are applied once, not once per event about it)."""
 
     regions: frozenset[str] | None = None
     deep: bool = False
     deep_repositories: frozenset[str] = frozenset()
+    new_repositories: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         where = ",".join(sorted(self.regions)) if self.regions else "all"
-        how = "deep" if self.deep else f"fast+{len(self.deep_repositories)}" if self.deep_repositories else "fast"
+        named = len(self.deep_repositories | self.new_repositories)
+        how = "deep" if self.deep else f"fast+{named}" if named else "fast"
         return f"{where}:{how}"
 
     @property

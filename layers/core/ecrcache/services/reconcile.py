@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
@@ -79,6 +80,8 @@ class _RegionOutcome:
     validated: set[str] = field(default_factory=set)
     rules: Mapping[str, ObservedRule] = field(default_factory=dict)
     """ECR's rules in the Region after the run (as verify read them)."""
+    recorded: dict[str, AppliedFingerprints] = field(default_factory=dict)
+    """The applied fingerprints this run recorded, by repository."""
     at: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
     """When the run recorded the Region's statuses (its stamp)."""
 
@@ -248,7 +251,7 @@ class ReconcileService:
         Region needs no lease, it writes nothing); a failure of the whole Region is recorded on its rules."""
         run_id = run.run_id
         try:
-            if _quiet_scope(scope) and self._quiet_region(region, inputs, run_id, log):
+            if _quiet_scope(scope) and self._quiet_region(region, inputs, scope, run_id, log):
                 return
         except EcrcacheError as exc:  # the Region is read again under its lease, where a failure is recorded
             logger.warning("first read of a Region failed", extra={"region": region, "error": exc.message})
@@ -274,7 +277,7 @@ class ReconcileService:
         if inputs.desired_in(region):  # a Region with no desired rule has no status to stamp
             log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
 
-    def _quiet_region(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> bool:
+    def _quiet_region(self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str, log: _RunLog) -> bool:
         """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
         there is nothing to apply, nothing to forget and no rule's status would change, the Region is done with
         no lease and no write (the run's record stamps it). ``False``: the Region has work (done under its lease)."""
@@ -286,6 +289,7 @@ class ReconcileService:
         recorded = state.status.statuses
         if (
             plan.actions
+            or _unsettled(scope, observed)
             or no_longer_desired(recorded, desired)
             or any(name not in observed.repositories for name in state.applied)
         ):
@@ -366,7 +370,12 @@ class ReconcileService:
         self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str
     ) -> tuple[_RegionOutcome, Plan]:
         desired = inputs.desired_in(region)
-        observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=scope.deep_read)
+        state = self.status.read_region(region)
+        deep = _first_deep(scope, state.applied)
+        observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep, state=state)
+        if again := _unsettled(scope, observed):  # applied to an earlier repository of that name: read it too
+            deep = deep if deep is True else deep | again
+            observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep, state=state)
         ownership, applied = state.status.ownership, dict(state.applied)
         plan = self._plan_region(region, inputs, observed, ownership)
         outcome = self._apply(region, plan, observed, applied, ownership)
@@ -375,6 +384,8 @@ class ReconcileService:
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
         outcome.rules = after.rules
+        if settled := _settled(scope, after, left, deep, outcome.recorded):
+            self.status.record_applied(region, settled)
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         outcome.at = self.statuses.record(
@@ -449,6 +460,7 @@ class ReconcileService:
                     applied_updates[action.target] = base.merged(action.fingerprints)
         if applied_updates:
             self.status.record_applied(region, applied_updates)
+            outcome.recorded = applied_updates
         gone = [name for name in applied if name not in observed.repositories]
         if gone:
             self.status.forget_applied(region, gone)
@@ -488,6 +500,50 @@ class ReconcileService:
         marked = unverified(self.status.applied(region), names)
         if marked:
             self.status.record_applied(region, marked)
+
+
+def _first_deep(scope: Scope, applied: Mapping[str, AppliedFingerprints]) -> Literal[True] | set[str]:
+    """What a run under the lease reads deeply first: as the scope says, and the repositories named as new that
+    no run settled (:attr:`Scope.new_repositories`; one settled before may have been created again since: the
+    listing tells, :func:`_unsettled`)."""
+    if scope.deep:
+        return True
+    new = {name for name in scope.new_repositories if (a := applied.get(name)) is None or a.created_at is None}
+    return set(scope.deep_repositories) | new
+
+
+def _unsettled(scope: Scope, observed: ObservedRegion) -> set[str]:
+    """The repositories named as new that ECR lists, not read deeply, and no run settled since their creation."""
+    repositories = observed.repositories
+    return {
+        name
+        for name in scope.new_repositories
+        if (repo := repositories.get(name)) is not None and not repo.settled and repo.details is None
+    }
+
+
+def _settled(
+    scope: Scope,
+    after: ObservedRegion,
+    left: Plan,
+    deep: Literal[True] | set[str],
+    recorded: Mapping[str, AppliedFingerprints],
+) -> dict[str, AppliedFingerprints]:
+    """The repositories named as new this run read deeply and left converged, with their creation time: their
+    record (as this run ``recorded`` it, else as read) says they are settled (a later event about the same
+    repository reads it no more)."""
+    unsure = {action.target for action in left.actions}
+    return {
+        name: (recorded.get(name) or repo.applied or AppliedFingerprints()).model_copy(
+            update={"created_at": repo.created_at}
+        )
+        for name in sorted(scope.new_repositories)
+        if (deep is True or name in deep)
+        and name not in unsure
+        and (repo := after.repositories.get(name)) is not None
+        and repo.created_at is not None
+        and not repo.settled
+    }
 
 
 def _quiet_scope(scope: Scope) -> bool:

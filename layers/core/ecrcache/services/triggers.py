@@ -211,17 +211,21 @@ def for_cloudtrail(detail: CloudTrailDetail, *, own_role: str) -> Trigger | None
     if detail.event_name in REPOSITORY_EVENTS:
         name = _repository_name(detail)
         repos = frozenset({name}) if name else frozenset()
+        if detail.event_name == "CreateRepository":  # as the pull-through import's event: settled once
+            return Trigger(Scope(regions=region, new_repositories=repos), RunTrigger.CLOUDTRAIL)
         return Trigger(Scope(regions=region, deep_repositories=repos), RunTrigger.CLOUDTRAIL)
     return None
 
 
 def for_cache_action(detail: PullThroughCacheActionDetail, region: str) -> Trigger | None:
-    """A successful pull-through import may have created a repository: read it deeply, apply settings.
-    A failed one created nothing: no reconcile (its upstream health is recorded, :func:`cache_action`)."""
+    """A successful pull-through import may have created a repository: read it deeply, apply settings, unless
+    a run already settled it since it was created (its ``CreateRepository`` event came first, or this is an
+    import into a repository cached before: :attr:`Scope.new_repositories`). A failed one created nothing: no
+    reconcile (its upstream health is recorded, :func:`cache_action`)."""
     if not detail.succeeded:
         return None
     return Trigger(
-        Scope(regions=frozenset({region}), deep_repositories=frozenset({detail.repository_name})),
+        Scope(regions=frozenset({region}), new_repositories=frozenset({detail.repository_name})),
         RunTrigger.CACHE_EVENT,
     )
 
@@ -266,8 +270,9 @@ def read_queue(batch: QueueBatch, *, own_role: str) -> QueuedEvents:
 
 
 def coalesce(triggers: Sequence[tuple[str, Trigger]]) -> tuple[RegionRun, ...]:
-    """One reconcile per Region for a batch of event triggers: the repositories they name are all read deeply,
-    and the run is a CloudTrail one if any of its events is (else a cache event). Regions in sorted order."""
+    """One reconcile per Region for a batch of event triggers: the repositories they name are all read deeply
+    (the ones named as new only if not settled yet), and the run is a CloudTrail one if any of its events is
+    (else a cache event). Regions in sorted order."""
     by_region: dict[str, list[tuple[str, Trigger]]] = defaultdict(list)
     for message_id, trigger in triggers:
         for region in sorted(trigger.scope.regions or ()):
@@ -278,14 +283,20 @@ def coalesce(triggers: Sequence[tuple[str, Trigger]]) -> tuple[RegionRun, ...]:
 def _region_run(region: str, group: Iterable[tuple[str, Trigger]]) -> RegionRun:
     ids: list[str] = []
     repositories: set[str] = set()
+    new: set[str] = set()
     kinds: set[RunTrigger] = set()
     for message_id, trigger in group:
         if message_id not in ids:
             ids.append(message_id)
         repositories |= trigger.scope.deep_repositories
+        new |= trigger.scope.new_repositories
         kinds.add(trigger.kind)
     kind = RunTrigger.CLOUDTRAIL if RunTrigger.CLOUDTRAIL in kinds else RunTrigger.CACHE_EVENT
-    scope = Scope(regions=frozenset({region}), deep_repositories=frozenset(repositories))
+    scope = Scope(
+        regions=frozenset({region}),
+        deep_repositories=frozenset(repositories),
+        new_repositories=frozenset(new),
+    )
     return RegionRun(Trigger(scope, kind), tuple(ids))
 
 
