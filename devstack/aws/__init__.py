@@ -7,6 +7,8 @@ Secrets Manager) in this process (idempotently):
 * ``ecr_templates`` -- Create/Describe/Update/DeleteRepositoryCreationTemplate;
 * ``ecr_lifecycle`` -- full-grammar ``PutLifecyclePolicy`` validation, Start/GetLifecyclePolicyPreview,
   lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
+* ``ecr_cloudtrail`` -- CloudTrail events for Set/DeleteRepositoryPolicy, PutImageTagMutability and
+  Tag/UntagResource;
 * ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
 * ``ecr_exclusions`` -- Register/Deregister/ListPullTimeUpdateExclusions (pulls by an excluded
   principal leave ``lastRecordedPullTime`` alone);
@@ -65,6 +67,7 @@ def install() -> None:
         if _installed:
             return
         from devstack.aws import (  # noqa: PLC0415
+            ecr_cloudtrail,
             ecr_exclusions,
             ecr_lifecycle,
             ecr_repositories,
@@ -81,6 +84,7 @@ def install() -> None:
         ecr_rules.install()
         ecr_templates.install()
         ecr_lifecycle.install()
+        ecr_cloudtrail.install()
         ecr_repositories.install()
         ecr_exclusions.install()
         ecr_storage.install()
