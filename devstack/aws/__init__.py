@@ -29,6 +29,8 @@ Secrets Manager) in this process (idempotently):
   version, the rotation function's four steps invoked asynchronously with the secret's ARN (through the
   Lambda invokers registered in ``ports``), a rotation in progress refused, ``AWSCURRENT`` left to the function;
   ``CancelRotateSecret`` turns rotation off, stops a running rotation, leaves its labels.
+* ``secrets_versions`` -- staging labels as documented: a plain ``GetSecretValue`` reads the version that carries
+  ``AWSCURRENT`` after ``UpdateSecretVersionStage`` moves it, and a label stays on one version.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
@@ -78,6 +80,7 @@ def install() -> None:
             secrets_deletion,
             secrets_replication,
             secrets_rotation,
+            secrets_versions,
         )
 
         events.install()
@@ -91,6 +94,7 @@ def install() -> None:
         secrets_deletion.install()
         secrets_replication.install()
         secrets_rotation.install()
+        secrets_versions.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)
