@@ -424,7 +424,7 @@ def test_images_referenced_by_a_manifest_list_are_protected(
 
 
 def test_transition_and_archive_expiry(embedded_aws: EmbeddedAws, repo: str, fake_time: clock.FakeClock) -> None:
-    """ecr-facts §9.18 / §5.1: sinceImagePulled archives (pull time, else push); archived images expire 90+ days later."""
+    """ecr-facts §9.18 / §5.1: sinceImagePulled archives (pull time, else push); archived ones expire 90+ days on."""
     pulled = embedded_aws.put_image(repo, "pulled", layers=("x",))
     idle = embedded_aws.put_image(repo, "idle", layers=("y",))
     backend = ecr_backends[embedded_aws.account_id][embedded_aws.region]
