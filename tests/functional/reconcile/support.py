@@ -30,7 +30,6 @@ import boto3
 import botocore.loaders
 from botocore.exceptions import ClientError
 
-from devstack.aws import events
 from devstack.local.filters import compile_pattern
 from ecrcache.adapters.ecr_registry import WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.status_store import DynamoDbStatusStore
@@ -68,7 +67,6 @@ __all__ = [
     "StreamOutcome",
     "aws_error",
     "clients",
-    "cloudtrail",
     "condition",
     "eventbridge_pattern",
     "failing",
@@ -635,19 +633,6 @@ class Look:
     def runs(self) -> list[ReconcileRun]:
         """Every run recorded, newest first."""
         return self.status.latest_runs(1000)
-
-
-def cloudtrail(principal: Principal, event_name: str, request_parameters: dict[str, Any]) -> str:
-    """Emit the CloudTrail event of an ECR call ``principal`` made, for the calls the embedded AWS
-    records no event for (``SetRepositoryPolicy``, ``TagResource``, ``PutImageTagMutability`` ...).
-
-    Built by the embedded AWS's own :func:`~devstack.aws.events.cloudtrail_event` and put
-    on the default bus by its :func:`~devstack.aws.events.emit` (faults apply).
-    """
-    detail = events.cloudtrail_event(
-        ACCOUNT_ID, REGION, event_name, request_parameters, request_parameters, principal.arn
-    )
-    return events.emit(ACCOUNT_ID, REGION, source="aws.ecr", detail_type=events.CLOUDTRAIL_DETAIL_TYPE, detail=detail)
 
 
 # --------------------------------------------------------------------------------------------------
