@@ -97,7 +97,7 @@ class ForwarderPhase:
             self.forwarding.rule_name,
             synced=True,
             reason="Forwarding",
-            message=f"ECR events of {run.region} are forwarded to the default event bus of {self.forwarding.home_region}",
+            message=f"ECR events of {run.region} are forwarded to the default bus of {self.forwarding.home_region}",
             now=self.clock(),
             run_id=run.run_id,
         )
