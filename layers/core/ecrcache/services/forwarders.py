@@ -24,7 +24,7 @@ from ecrcache.models.forwarder import ForwarderStatus
 from ecrcache.observability import logger
 from ecrcache.ports import ForwarderReader, ForwarderRegistry, StatusStore
 
-__all__ = ["ForwarderOutcome", "ForwarderPhase", "ForwarderPlanner"]
+__all__ = ["ForwarderOutcome", "ForwarderPhase", "ForwarderPlanner", "forwarding"]
 
 
 @dataclass(slots=True)
@@ -133,3 +133,10 @@ class _Run:
     region: str
     run_id: str
     current: ForwarderStatus | None
+
+
+def forwarding(*, rule_name: str, role_arn: str, ignored_caller: str, home_region: str) -> Forwarding | None:
+    """The stack's forwarding settings (``None`` when off: no rule name configured)."""
+    if not rule_name:
+        return None
+    return Forwarding(rule_name=rule_name, role_arn=role_arn, home_region=home_region, ignored_caller=ignored_caller)
