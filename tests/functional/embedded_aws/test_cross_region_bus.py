@@ -26,13 +26,11 @@ def _forwarder(embedded_aws: EmbeddedAws, *, role: str | None = ROLE, source_reg
     """A rule in ``source_region`` forwarding ECR events to the home Region's default bus; its events client."""
     client = boto3.client("events", region_name=source_region)
     client.put_rule(Name="fwd", EventPattern=json.dumps({"source": ["aws.ecr"]}), State="ENABLED")
-    target: dict[str, Any] = {
-        "Id": "home",
-        "Arn": f"arn:aws:events:{embedded_aws.region}:{embedded_aws.account_id}:event-bus/default",
-    }
+    bus = f"arn:aws:events:{embedded_aws.region}:{embedded_aws.account_id}:event-bus/default"
     if role:
-        target["RoleArn"] = role
-    client.put_targets(Rule="fwd", Targets=[target])
+        client.put_targets(Rule="fwd", Targets=[{"Id": "home", "Arn": bus, "RoleArn": role}])
+    else:
+        client.put_targets(Rule="fwd", Targets=[{"Id": "home", "Arn": bus}])
     return client
 
 
