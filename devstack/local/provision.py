@@ -10,8 +10,8 @@ policies from the template; the function host runs with credentials of that role
 carry the role's identity -- the reconciler recognises its own CloudTrail events by it -- and SAM's
 implicit ``<Function>Role`` resolves to it) and a CloudFormation stack record with the template's
 outputs the local stack can answer (``ApiUrl``, ``StateTableName``, ``StateTableStreamArn``,
-``ReconcilerDlqUrl``, ``AlertTopicArn``), so ``ecrcache --stack`` works against the embedded AWS too. The rules and
-queues of functions' ``EventBridgeRule`` events belong to the event runner, the routes to the gateway.
+``ReconcilerDlqUrl``, ``AlertTopicArn``, ``EventForwardRuleName``), so ``ecrcache --stack`` works against
+the embedded AWS too. The rules and queues of functions' ``EventBridgeRule`` events belong to the event runner, the routes to the gateway.
 
 Resources the local stack has no use for (:data:`PLACEHOLDERS`: log groups, the layer, alarms,
 queue policies, API Gateway's account settings) are recorded as placeholders; a reference to one of
@@ -78,7 +78,14 @@ _LAMBDA_TRUST: Final = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-_OUTPUTS: Final = ("ApiUrl", "StateTableName", "StateTableStreamArn", "ReconcilerDlqUrl", "AlertTopicArn")
+_OUTPUTS: Final = (
+    "ApiUrl",
+    "StateTableName",
+    "StateTableStreamArn",
+    "ReconcilerDlqUrl",
+    "AlertTopicArn",
+    "EventForwardRuleName",
+)
 
 
 @dataclass
