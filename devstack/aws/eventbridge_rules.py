@@ -52,7 +52,7 @@ import copy
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import botocore.session
 from moto.events.exceptions import ValidationException
@@ -159,7 +159,7 @@ def _forward(rule: Rule, target: Mapping[str, Any], event: Mapping[str, Any]) ->
     _forwarded.active = True
     try:
         for bus_rule in list(bus.rules.values()):
-            bus_rule.send_to_targets(copy.deepcopy(dict(event)))
+            bus_rule.send_to_targets(cast("Any", copy.deepcopy(dict(event))))
     finally:
         _forwarded.active = False
 

@@ -11,7 +11,8 @@ carry the role's identity -- the reconciler recognises its own CloudTrail events
 implicit ``<Function>Role`` resolves to it) and a CloudFormation stack record with the template's
 outputs the local stack can answer (``ApiUrl``, ``StateTableName``, ``StateTableStreamArn``,
 ``ReconcilerDlqUrl``, ``AlertTopicArn``, ``EventForwardRuleName``), so ``ecrcache --stack`` works against
-the embedded AWS too. The rules and queues of functions' ``EventBridgeRule`` events belong to the event runner, the routes to the gateway.
+the embedded AWS too. The rules and queues of functions' ``EventBridgeRule`` events belong to the event runner,
+the routes to the gateway.
 
 Resources the local stack has no use for (:data:`PLACEHOLDERS`: log groups, the layer, alarms,
 queue policies, API Gateway's account settings) are recorded as placeholders; a reference to one of
