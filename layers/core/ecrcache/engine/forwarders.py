@@ -19,9 +19,10 @@ removed like a pull-through cache rule, and shown by ``GET /v1/plan``.
 union; a contract test checks it against ``template.yaml``): ECR's CloudTrail writes by anyone but the
 reconciler's own role sessions, and every pull-through cache action. The forwarded event keeps its
 ``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
-(:mod:`ecrcache.services.triggers`). EventBridge forwards an event that came from another Region or
-account no further (User Guide, "Sending and receiving events between AWS accounts": events a receiver got
-from a sender are not sent on to a third bus), so a forwarder cannot start a loop.
+(:mod:`ecrcache.services.triggers`; the ``region`` of a forwarded event naming its origin is reported by AWS's
+cross-Region routing launch post, not stated in the guide). No forwarder can start a loop: the stack's Region
+has none, and EventBridge passes on no event it received from another account (User Guide, "Sending and
+receiving events between AWS accounts"; the guide does not say the same of Regions).
 
 **Which Regions**: every Region a desired rule names but the stack's (:func:`forwarder_regions`); a
 Region that no desired rule names any more loses its forwarder (the reconciler keeps reconciling a Region
