@@ -7,7 +7,7 @@ cannot drift apart:
   ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
 * :func:`function_properties` applies SAM's ``Globals.Function`` to each function;
 * :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
-  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``!Ref AWS::NoValue``)
+  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``Fn::Split``, ``!Ref AWS::NoValue``)
   against the physical resources the local provisioner created; anything else is an error that names it;
 * :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
   (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,11 +204,19 @@ class _NoValue:
 NO_VALUE: Final = _NoValue()
 
 
+def stack_id(region: str, account_id: str, stack_name: str) -> str:
+    """``arn:aws:cloudformation:<region>:<account>:stack/<name>/<UUID>`` (``AWS::StackId``), the UUID derived from
+    the three, so a local stack keeps its id across restarts (its forwarding rules keep their names)."""
+    unique = uuid.uuid5(uuid.NAMESPACE_URL, f"ecrcache-local:{region}:{account_id}:{stack_name}")
+    return f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/{unique}"
+
+
 class Resolver:
     """Resolves intrinsic functions against the local stack's physical resources.
 
     ``pseudo`` holds ``AWS::Region``, ``AWS::AccountId``, ``AWS::StackName``, ``AWS::Partition``,
-    ``AWS::URLSuffix``; ``parameters`` the parameter values (template defaults otherwise). A
+    ``AWS::URLSuffix`` (``AWS::StackId`` is derived from the first three when not given: :func:`stack_id`);
+    ``parameters`` the parameter values (template defaults otherwise). A
     reference to a resource the provisioner did not create raises :class:`TemplateError`.
     """
 
@@ -222,6 +231,12 @@ class Resolver:
         self.template = template
         self.resources = resources
         self.pseudo = dict(pseudo)
+        if "AWS::StackId" not in self.pseudo:  # CloudFormation's form, a UUID fixed by the stack's name and place
+            self.pseudo["AWS::StackId"] = stack_id(
+                self.pseudo.get("AWS::Region", "us-east-1"),
+                self.pseudo.get("AWS::AccountId", "123456789012"),
+                self.pseudo.get("AWS::StackName", "ecrcache"),
+            )
         defaults = {
             name: str(spec["Default"])
             for name, spec in template.get("Parameters", {}).items()
@@ -282,9 +297,8 @@ class Resolver:
         if key == "Fn::Join":
             separator, items = arg
             return str(separator).join(str(self.resolve(i)) for i in self.resolve(items))
-        if key == "Fn::Select":
-            index, items = arg
-            return self.resolve(items)[int(self.resolve(index))]
+        if key in {"Fn::Select", "Fn::Split"}:
+            return self._list_intrinsic(key, arg)
         if key == "Fn::Equals":
             left, right = (self.resolve(v) for v in arg)
             return str(left) == str(right)
@@ -294,6 +308,14 @@ class Resolver:
         if key == "Fn::Not":
             return not self.resolve(arg[0])
         raise TemplateError(f"{key} is not supported by the local stack")
+
+    def _list_intrinsic(self, key: str, arg: Any) -> Any:
+        """``Fn::Select`` (an item of a list) and ``Fn::Split`` (a string into a list)."""
+        if key == "Fn::Select":
+            index, items = arg
+            return self.resolve(items)[int(self.resolve(index))]
+        separator, text = arg
+        return str(self.resolve(text)).split(str(separator))
 
     def _sub(self, arg: Any) -> str:
         if isinstance(arg, list):

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrReader
+from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.adapters.rotation_start import SecretsManagerRotationStart
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
@@ -23,6 +24,7 @@ from ecrcache.config import api_settings, stack_region
 from ecrcache.http.app import create_app, resolve
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.forwarders import ForwarderPlanner, forwarding
 from ecrcache.services.importer import ImportService
 from ecrcache.services.plan import PlanService
 from ecrcache.services.pull_stats import PullStatsService
@@ -40,6 +42,18 @@ def registry(region: str) -> Boto3EcrReader:
     return Boto3EcrReader(region)
 
 
+@cache
+def event_forwarder(region: str) -> Boto3EventForwarder:
+    """EventBridge in ``region``: the plan reads the stack's forwarding rule there (DescribeRule, ListTargetsByRule)."""
+    return Boto3EventForwarder(region)
+
+
+_forwarding = forwarding(
+    rule_name=api_settings().event_forward_rule_name,
+    role_arn=api_settings().event_forward_role_arn,
+    ignored_caller=api_settings().event_forward_ignored_caller,
+    home_region=stack_region(),
+)
 store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
 # The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
@@ -54,6 +68,8 @@ planner = PlanService(
     secrets=SecretsManagerReplicaReader(),
     # A rule naming a role outside EcrRolePath is shown Blocked, as the reconciler plans it.
     role_path=api_settings().ecr_role_path,
+    # The event forwarders of the other Regions rules name, as the reconciler plans them.
+    forwarders=None if _forwarding is None else ForwarderPlanner(_forwarding, event_forwarder),
 )
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.

@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
@@ -37,6 +38,7 @@ from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.forwarders import ForwarderPhase, forwarding
 from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
@@ -69,9 +71,25 @@ def registry(region: str) -> Boto3EcrRegistry:
     return _registries[region]
 
 
+_forwarders: dict[str, Boto3EventForwarder] = {}
+
+
+def event_forwarder(region: str) -> Boto3EventForwarder:
+    if region not in _forwarders:
+        _forwarders[region] = Boto3EventForwarder(region)
+    return _forwarders[region]
+
+
+_status = DynamoDbStatusStore(settings.table_name)
+_forwarding = forwarding(
+    rule_name=settings.event_forward_rule_name,
+    role_arn=settings.event_forward_role_arn,
+    ignored_caller=settings.event_forward_ignored_caller,
+    home_region=stack_region(),
+)
 service = ReconcileService(
     desired=DynamoDbStateStore(settings.table_name),
-    status=DynamoDbStatusStore(settings.table_name),
+    status=_status,
     registry=registry,
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
@@ -93,6 +111,12 @@ service = ReconcileService(
     ),
     # A rule's Synced / Terminal / Recoverable changing is announced on the default bus (Rule Condition Changed).
     events=EventBridgeStateEvents(),
+    # ECR's events of every other Region a rule names reach this Region's bus through a forwarding rule there.
+    forwarders=None
+    if _forwarding is None
+    else ForwarderPhase(
+        forwarding=_forwarding, registry=event_forwarder, status=_status, clock=lambda: datetime.now(UTC)
+    ),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

@@ -136,7 +136,8 @@ def _role_path_parameter() -> dict[str, Any]:
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 def test_roles_are_passed_only_under_the_role_path_and_only_to_ecr(logical_id: str) -> None:
     function = functions()[logical_id]
-    grants = _granting(function, "iam:PassRole")
+    forward = {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
+    grants = [s for s in _granting(function, "iam:PassRole") if _as_list(s["Resource"]) != [forward]]
     # GIVEN whether the function's code names roles to ECR (rules' and templates' customRoleArn)
     passes = bool(ROLE_PASSING_CALLS & _calls(logical_id))
     assert bool(grants) == passes, f"{logical_id}: passes roles={passes}, grants={grants}"
@@ -149,6 +150,16 @@ def test_roles_are_passed_only_under_the_role_path_and_only_to_ecr(logical_id: s
         # pullthroughcache.ecr.amazonaws.com)
         services = statement["Condition"]["StringEquals"]["iam:PassedToService"]
         assert sorted(_as_list(services)) == ["ecr.amazonaws.com", "pullthroughcache.ecr.amazonaws.com"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_the_event_forward_role_is_passed_by_the_reconciler_only_and_to_eventbridge_only(logical_id: str) -> None:
+    # The reconciler's forwarding rules name the stack's EventForwardRole as their target's RoleArn (PutTargets).
+    forward = {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
+    grants = [s for s in _granting(functions()[logical_id], "iam:PassRole") if _as_list(s["Resource"]) == [forward]]
+    assert len(grants) == (1 if logical_id == "ReconcilerFunction" else 0), grants
+    for statement in grants:
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "events.amazonaws.com"}}
 
 
 def test_the_role_path_defaults_to_a_path_of_its_own_and_takes_only_iam_paths() -> None:

@@ -16,6 +16,7 @@ from ecrcache.engine.rotation_schedule import ObservedRotation
 from ecrcache.engine.state_events import StateEvent
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.credential_health import CredentialHealth, HealthState
+from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord, ObservedForwarder
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
 from ecrcache.models.pull_stats import (
     CompactionState,
@@ -198,6 +199,24 @@ class EcrRegistry(EcrReader, EcrWriter, Protocol):
         ...
 
 
+class ForwarderReader(Protocol):
+    """The stack's event forwarding rule in one Region, read only (EventBridge ``DescribeRule`` /
+    ``ListTargetsByRule``): :mod:`ecrcache.engine.forwarders`."""
+
+    def observe_forwarder(self, name: str) -> ObservedForwarder | None:
+        """The rule and its targets; ``None`` when there is no rule of that name. Raises for AWS errors."""
+        ...
+
+
+class ForwarderRegistry(ForwarderReader, Protocol):
+    """The same, and the writes of a forwarder action (``PutRule`` / ``PutTargets`` / ``RemoveTargets`` /
+    ``DeleteRule``)."""
+
+    def apply(self, action: PlannedAction) -> ActionResult:
+        """Make one ``*_forwarder`` action; AWS errors come back as a failed result, never raised."""
+        ...
+
+
 class StatusStore(Protocol):
     """Ownership, applied fingerprints, rule status, the per-Region lease and run records."""
 
@@ -234,6 +253,16 @@ class StatusStore(Protocol):
     def all_status(self) -> list[RuleStatusRecord]: ...
 
     def delete_rule_status(self, region: str, prefix: str) -> None: ...
+
+    def put_forwarder_status(self, region: str, status: ForwarderStatus) -> None:
+        """Record how the event forwarder of ``region`` was last reconciled (and that one may exist there)."""
+        ...
+
+    def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
+        """Every Region's forwarder record: where ecrcache made, or tried to make, a forwarder."""
+        ...
+
+    def delete_forwarder_status(self, region: str) -> None: ...
 
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
         """Take the Region's reconcile lease if free, expired or already ``owner``'s."""

@@ -8,6 +8,9 @@ this module adds these items (``<region>`` is an AWS Region name, ``<prefix>`` a
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?
     pk = "STATUS"            sk = "<region>#<prefix>"                     region, prefix, status (JSON),
                                                                           upstream (JSON)?, upstream_at?
+    pk = "FORWARDER"         sk = "<region>"                               region, status (JSON): the event
+                                                                          forwarder of a Region (a record
+                                                                          while one may exist there)
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
@@ -56,6 +59,7 @@ from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.engine.plan import OwnedKind
+from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
 from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
 
@@ -67,6 +71,7 @@ RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
 STATUS_PARTITION: Final = "STATUS"
+FORWARDER_PARTITION: Final = "FORWARDER"
 LEASE_SORT_KEY: Final = "RECONCILE"
 
 Item = dict[str, "AttributeValueTypeDef"]
@@ -237,6 +242,34 @@ class DynamoDbStatusStore:
     @staticmethod
     def _status_key(region: str, prefix: str) -> Item:
         return {"pk": _s(STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")}
+
+    # -- event forwarders (one record per Region where one may exist) ---------------------------
+
+    def put_forwarder_status(self, region: str, status: ForwarderStatus) -> None:
+        item: Item = {
+            "pk": _s(FORWARDER_PARTITION),
+            "sk": _s(region),
+            "region": _s(region),
+            "status": _s(status.model_dump_json()),
+        }
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB PutItem") from exc
+
+    def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
+        return [
+            ForwarderStatusRecord(
+                region=item["region"]["S"], status=ForwarderStatus.model_validate_json(item["status"]["S"])
+            )
+            for item in self._query_partition(FORWARDER_PARTITION)
+        ]
+
+    def delete_forwarder_status(self, region: str) -> None:
+        try:
+            self.client.delete_item(TableName=self.table_name, Key={"pk": _s(FORWARDER_PARTITION), "sk": _s(region)})
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB DeleteItem") from exc
 
     # -- reconcile lease (one per Region) ------------------------------------------------------
 

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from ecrcache.engine.forwarders import forwarder_regions
 from ecrcache.engine.ownership import ownership_block
 from ecrcache.engine.plan import ActionResult, Blocked, Note, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
@@ -60,6 +61,7 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.secret_replica import replica_arn
 from ecrcache.models.status import RuleStatusRecord
 from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
+from ecrcache.services.forwarders import ForwarderPlanner
 
 __all__ = [
     "FAST_SCOPE",
@@ -123,6 +125,11 @@ class DesiredByRegion:
     def retired_in(self, region: str) -> list[DesiredRule]:
         return self.retired.get(region, [])
 
+    @property
+    def named_regions(self) -> frozenset[str]:
+        """The Regions where at least one desired rule is wanted (whatever the scope)."""
+        return frozenset(region for region, rules in self.desired.items() if rules)
+
     def prefixes(self, region: str) -> list[str]:
         """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
         rules = (*self.desired_in(region), *self.retired_in(region))
@@ -180,8 +187,11 @@ class PlanService:
         warmer_role_arn: str | None = None,
         secrets: SecretReplicaReader | None = None,
         role_path: str = ANY_ROLE_PATH,
+        forwarders: ForwarderPlanner | None = None,
     ) -> None:
         self.desired = desired
+        self.forwarders = forwarders
+        """Plans the event forwarders of the Regions other than the stack's (``None``: the feature is off)."""
         self.status = status
         self.registry = registry
         self.stack_region = stack_region
@@ -223,7 +233,27 @@ class PlanService:
             planned=planned.actions,
         )
         replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
-        return Plan.merge([planned, replicas, unread_plan(observed.values())])
+        return Plan.merge([planned, replicas, unread_plan(observed.values()), self.forwarder_plan(inputs)])
+
+    def forwarder_plan(self, inputs: DesiredByRegion) -> Plan:
+        """The event forwarder actions of the Regions ``inputs`` covers; a Region whose forwarder cannot be read
+        gets a note (its rules are planned all the same)."""
+        if self.forwarders is None:
+            return Plan()
+        wanted = forwarder_regions(inputs.named_regions, self.stack_region)
+        actions: list[PlannedAction] = []
+        notes: list[Note] = []
+        for region in inputs.regions:
+            if region == self.stack_region:
+                continue
+            try:
+                action = self.forwarders.plan(region, wanted=region in wanted)
+            except EcrcacheError as exc:
+                notes.append(Note(region=region, prefix="", message=f"event forwarder not read: {exc.message}"))
+                continue
+            if action is not None:
+                actions.append(action)
+        return Plan(actions=tuple(actions), notes=tuple(notes))
 
     def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
         """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
@@ -263,12 +293,14 @@ class PlanService:
         secrets = secrets if secrets is not None else self.read_secrets(snapshot)
         records = self.status.all_status()
         reconciled = {record.region for record in records} | replica_regions(secrets.values())
+        if self.forwarders is not None:  # a Region keeps being reconciled until its forwarder is removed
+            reconciled |= {record.region for record in self.status.forwarder_statuses()}
         regions = self.regions(snapshot, scope, reconciled)
         return self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}), records
 
     def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
-        """The stack's Region, every Region a rule names, and every Region with a rule status or a
-        secret replica (``reconciled``): a rule deleted from, or moved out of, its only Region is
+        """The stack's Region, every Region a rule names, and every Region with a rule status, a
+        secret replica or an event forwarder (``reconciled``): a rule deleted from, or moved out of, its only Region is
         retired there, and a replica no rule wants is removed once ECR there is read."""
         named = {self.stack_region, *reconciled}
         for stored in snapshot.rules.values():

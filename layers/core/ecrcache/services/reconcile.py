@@ -51,6 +51,7 @@ from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedR
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
+from ecrcache.services.forwarders import ForwarderPhase
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 from ecrcache.services.rotation_schedules import RotationSchedules
@@ -128,12 +129,15 @@ class ReconcileService:
         schedules: RotationSchedules | None = None,
         role_path: str = ANY_ROLE_PATH,
         events: StateEventPublisher | None = None,
+        forwarders: ForwarderPhase | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
         ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
         stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it);
-        ``events`` announces rules' condition changes on the default bus (``None``: not at all)."""
+        ``events`` announces rules' condition changes on the default bus (``None``: not at all); ``forwarders``
+        keeps an event forwarder in every other Region a rule names (``None``: none, :mod:`.forwarders`)."""
+        self.forwarders = forwarders
         self.schedules = schedules
         self.events = events
         self.desired = desired
@@ -149,6 +153,7 @@ class ReconcileService:
             warmer_role_arn=warmer_role_arn,
             secrets=replicas,
             role_path=role_path,
+            forwarders=forwarders.planner if forwarders is not None else None,
         )
         self.replicas = (
             None
@@ -220,6 +225,16 @@ class ReconcileService:
             log.busy.append(region)
             return
         try:
+            self._run_region_ecr(region, inputs, scope=scope, run_id=run_id, recorded=recorded, log=log)
+            self._converge_forwarder(region, inputs, run_id, log)
+        finally:
+            self.status.release_lease(region, run_id)
+
+    def _run_region_ecr(
+        self, region: str, inputs: DesiredByRegion, *, scope: Scope, run_id: str, recorded: Sequence[str], log: _RunLog
+    ) -> None:
+        """The Region's ECR work (the caller holds its lease); a whole Region's failure is recorded on its rules."""
+        try:
             outcome, left = self._reconcile_region(region, inputs, scope, run_id)
             self._forget_stale_status(region, inputs, recorded)
         except EcrcacheError as exc:
@@ -228,11 +243,25 @@ class ReconcileService:
             log.retryable |= isinstance(exc, RetryableError)
             self._record_region_failure(region, inputs.desired_in(region), exc, run_id, revision=inputs.revision)
             return
-        finally:
-            self.status.release_lease(region, run_id)
         log.errors.extend(action_errors(region, outcome.failures))
         log.regions.append(outcome.summary(left))
         log.rules[region] = outcome.rules
+
+    def _converge_forwarder(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
+        """The Region's event forwarder (none in the stack's Region), after its ECR work whatever became of it; a
+        failure is recorded on its status and in the run, never raised (:mod:`.forwarders`)."""
+        if self.forwarders is None or region == self.stack_region:
+            return
+        try:
+            current = {r.region: r.status for r in self.status.forwarder_statuses()}.get(region)
+        except EcrcacheError as exc:
+            log.errors.append(f"{region}: event forwarder not reconciled: {exc.message}")
+            return
+        wanted = region in inputs.named_regions
+        outcome = self.forwarders.converge(region, wanted=wanted, run_id=run_id, current=current)
+        log.errors.extend(outcome.errors)
+        if outcome.summary is not None:
+            log.regions.append(outcome.summary)
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""

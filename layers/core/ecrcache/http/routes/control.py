@@ -17,6 +17,7 @@ from ecrcache.http.common import caller_arn, json_response, path_name
 from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import prefix_param
 from ecrcache.models.common import AwsRegion, check_region_in_partition
+from ecrcache.models.forwarder import ForwarderStatusRecord
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.models.warm_run import WarmRun
 from ecrcache.ports import StatusStore
@@ -72,6 +73,12 @@ class StatusResponse(BaseModel):
     runs: list[ReconcileRun] = Field(description="The most recent reconcile runs, newest first.")
     warm_sets: list[WarmSetLastRun] = Field(
         default_factory=list, description="Every warm set with its last run (per image: /v1/warm-sets/{name}/status)."
+    )
+    forwarders: list[ForwarderStatusRecord] = Field(
+        default_factory=list,
+        description=(
+            "The event forwarder of each other Region rules name (or named, until it is removed): Synced, or why not."
+        ),
     )
 
 
@@ -218,6 +225,7 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, 
             rules=status.all_status(),
             runs=status.latest_runs(runs) if runs else [],
             warm_sets=[WarmSetLastRun(warm_set=w.warm_set, run=w.run) for w in warm.latest()],
+            forwarders=status.forwarder_statuses(),
         )
 
     @app.get(

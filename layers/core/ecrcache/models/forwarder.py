@@ -1,0 +1,62 @@
+"""Event forwarders: the EventBridge rules ecrcache keeps in other Regions so that their ECR events reach it.
+
+* :class:`ObservedForwarder` - what ``DescribeRule`` and ``ListTargetsByRule`` returned for the forwarding
+  rule in one Region (the server-set fields, ``Arn`` / ``CreatedBy``, are not compared);
+* :class:`ForwarderTarget` - one of its targets;
+* :class:`ForwarderStatus` / :class:`ForwarderStatusRecord` - how the last reconcile of the forwarder of a
+  Region went (``Synced`` with a reason and message, the ACK vocabulary rules use), shown by ``GET /v1/status``
+  and ``ecrcache status``. A record also tells the reconciler where it made a forwarder: a Region keeps being
+  reconciled while it has one, so the forwarder is deleted there once no desired rule names the Region.
+
+Pure values; why forwarders exist and what they match is in :mod:`ecrcache.engine.forwarders`.
+"""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from ecrcache.models.status import Condition, ConditionType
+
+__all__ = ["ForwarderStatus", "ForwarderStatusRecord", "ForwarderTarget", "ObservedForwarder"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ForwarderTarget(_Frozen):
+    """One target of the forwarding rule (``ListTargetsByRule``: ``Id``, ``Arn``, ``RoleArn``)."""
+
+    id: str
+    arn: str
+    role_arn: str | None = None
+
+
+class ObservedForwarder(_Frozen):
+    """The forwarding rule of one Region as EventBridge holds it."""
+
+    name: str
+    state: str | None = None
+    description: str | None = None
+    event_pattern: str | None = Field(default=None, description="The pattern as EventBridge returns it (JSON text).")
+    targets: tuple[ForwarderTarget, ...] = ()
+
+
+class ForwarderStatus(_Frozen):
+    """How the forwarder of one Region was last reconciled: its ``Synced`` condition and when."""
+
+    name: str = Field(description="The forwarding rule's name (the stack's EventForwardRuleName).")
+    conditions: tuple[Condition, ...] = ()
+    last_reconciled_at: AwareDatetime | None = None
+    last_run_id: str | None = None
+
+    @property
+    def synced(self) -> bool:
+        return any(c.type is ConditionType.SYNCED and c.status for c in self.conditions)
+
+
+class ForwarderStatusRecord(_Frozen):
+    """A :class:`ForwarderStatus` with its Region (``StatusStore.forwarders``)."""
+
+    region: str
+    status: ForwarderStatus
