@@ -33,22 +33,29 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
-from ecrcache.errors import EcrcacheError, RetryableError
+from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, PlannedAction
+from ecrcache.errors import RetryableError
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
+from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.models.status import (
     Condition,
     ConditionType,
-    RuleStatus,
     RunStatus,
     UpstreamCheck,
     UpstreamCheckSource,
     UpstreamHealth,
 )
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import OwnedKind, Plan
+    from ecrcache.errors import EcrcacheError
+    from ecrcache.models.observed import DesiredRule, Ownership
+    from ecrcache.models.status import (
+        RuleStatus,
+    )
 
 __all__ = [
     "UNVERIFIED",
