@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ecrcache.engine.pull_stats import owning_rule
-from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure
 from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, PullThroughCacheActionDetail
 from ecrcache.models.warm_run import FailureClass
 

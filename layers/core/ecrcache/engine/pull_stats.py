@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
-from ecrcache.engine.status import owning_prefix
+from ecrcache.engine.upstream_reasons import owning_prefix
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.events import (
     CACHE_ACTION_DETAIL_TYPE,

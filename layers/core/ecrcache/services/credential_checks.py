@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.records import ResourceKind
