@@ -17,6 +17,9 @@ Tracer, enabled as on Lambda, imports the X-Ray SDK and patches botocore when it
 is reported beside, as the least a Python function with boto3 can import, not used for the goal. The two
 baselines and a handler run in turn (full, light, api, full, light, reconciler, ...), so a drift of the
 machine's speed shifts every side of a round alike; a ratio is the median of the per-round ratios.
+Two references are measured in the same run, each after its own baselines: the goal's baseline plus pydantic's
+``BaseModel`` (what Powertools' parser and every model and setting here stand on), and plus one boto3 client (the
+module-level work the issue allows): what a handler can hardly avoid, for reading the ratios against.
 
 ``--layer DIR`` imports from a built layer instead (``sam build``'s ``CoreLayer/python``), as Lambda's ``/opt``
 serves it: ``python -I -B`` (nothing but the function's directory, the layer and the standard library on the
@@ -59,6 +62,13 @@ BASELINE: Final = (
 """The goal's baseline: boto3, and Powertools' three utilities as every handler makes them."""
 LIGHT_BASELINE: Final = "import boto3, aws_lambda_powertools"
 """Reported beside the goal's: boto3 and Powertools' (lazy) root package, nothing of Powertools made."""
+REFERENCES: Final = {
+    "goal's baseline + `from pydantic import BaseModel`": BASELINE + "\nfrom pydantic import BaseModel",
+    "goal's baseline + one client, `boto3.client('dynamodb')`": BASELINE + "\nboto3.client('dynamodb')",
+}
+"""What a handler can hardly avoid beyond the goal's baseline, measured in the same rounds (in the first function's
+directory, paired with its baseline): pydantic (Powertools' parser, every event model and setting here) and the one
+client nearly every function makes first (module-level work the issue allows)."""
 HANDLER: Final = "import app"
 GOAL: Final = 1.2
 SETTINGS: Final = {
@@ -160,6 +170,22 @@ def run(names: Sequence[str], runs: int) -> list[Result]:
     return [Result(name, handler[name], baseline[name], light[name]) for name in names]
 
 
+def run_references(names: Sequence[str], runs: int) -> list[Result]:
+    """:data:`REFERENCES`, ``runs`` times each after a fresh baseline, in the first function's directory."""
+    cwd = FUNCTIONS / names[0]
+    env = child_env(cwd)
+    out: list[Result] = []
+    for label, code in REFERENCES.items():
+        measure(code, cwd, env)
+        base, light, samples = [], [], []
+        for _ in range(runs):
+            base.append(measure(BASELINE, cwd, env))
+            light.append(measure(LIGHT_BASELINE, cwd, env))
+            samples.append(measure(code, cwd, env))
+        out.append(Result(label, samples, base, light))
+    return out
+
+
 def checks(results: Sequence[Result]) -> list[Check]:
     return [
         Check(
@@ -178,7 +204,13 @@ def _ms(results: Sequence[Result], baseline: str, which: str) -> str:
 
 
 def report(
-    results: Sequence[Result], runs: int, found: Sequence[Check], load: tuple[float, float], layer: Path | None
+    results: Sequence[Result],
+    runs: int,
+    found: Sequence[Check],
+    load: tuple[float, float],
+    layer: Path | None,
+    *,
+    references: Sequence[Result] = (),
 ) -> str:
     where = f" --layer {layer}" if layer else ""
     rows = [
@@ -190,6 +222,10 @@ def report(
     bases = "\n".join(
         f"| {label} | `{code.replace(chr(10), '; ')}` | {_ms(results, key, 'cpu')} | {_ms(results, key, 'wall')} |"
         for label, key, code in (("goal's (full)", "baseline", BASELINE), ("light", "light", LIGHT_BASELINE))
+    )
+    floors = "\n".join(
+        f"| {r.name} | {r.median('cpu') * 1000:,.0f} ms | {r.ratio('cpu'):.2f} | {r.ratio('cpu', light=True):.2f} |"
+        for r in references
     )
     table = "\n".join(f"| {key} | {value} |" for key, value in machine().items())
     lines = "\n".join(f"- {'pass' if c.ok else 'FAIL'}: {c.claim}: {c.detail}." for c in found)
@@ -216,6 +252,12 @@ Command: `python -m bench.cold_start --runs {runs}{where} --out docs/benchmarks.
 |---|--:|--:|--:|--:|--:|--:|
 {chr(10).join(rows)}
 
+What a handler can hardly avoid beyond the goal's baseline, measured in the same run ({runs} rounds each):
+
+| reference | median CPU | CPU ratio (goal's baseline) | CPU ratio (light) |
+|---|--:|--:|--:|
+{floors}
+
 ### Checks (issue 13's goal; the benchmark exits non-zero when one fails)
 
 {lines}
@@ -236,8 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             layer = local_layer(args.layer, Path(work))
             PREFIX[:] = ["-I", "-B", f"import sys; sys.path[:0] = ['.', {str(layer)!r}]\n"]
         results = run(names, args.runs)
+        references = run_references(names, args.runs)
     found = checks(results)
-    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]), args.layer)
+    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]), args.layer, references=references)
     if args.out:
         write_section(args.out, GENERATOR, text)
     print(text)
