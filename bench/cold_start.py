@@ -31,6 +31,20 @@ The environment is Lambda's as far as imports see it: ``LAMBDA_TASK_ROOT`` and `
 set (Powertools' Tracer is then enabled and patches botocore, as on Lambda), the functions' settings from
 placeholder values, fake credentials (nothing is called at import time: a client's creation makes no request).
 
+What was made lazy, and what is left (``python -X importtime -c "import app"`` in a function's directory with
+this environment; ``tests/contract/test_cold_start_imports.py`` keeps the lazy part lazy): annotation-only imports
+of the layer's services, adapters, engine and ports are under ``TYPE_CHECKING`` (ruff's TC rules, kept on there), so
+no handler imports every model through ``ecrcache.ports``; the ECR adapter (with the rule models and the engine's
+rule essence) is imported on first use by the API, the rotator and the credential health check; the upstream
+failure classification (``ecrcache.engine.upstream_reasons``) no longer brings the status engine, the plan and the
+rule models into the pull statistics, warm worker, rotator and credential health functions. What is left is what
+an invocation of the function needs: pydantic and the models of the events and records it reads (the largest part
+everywhere but the API, each model class built at import), Powertools' parser, batch or idempotency utilities, the
+settings (pydantic models), and the module-level clients (the first boto3 client loads botocore's endpoint rules and
+the service model); the API adds its resolver, whose routes with validation import Powertools' OpenAPI models and
+its own request and response models. The reference rows below show that pydantic's ``BaseModel`` alone, or one
+client alone, already costs about what the goal allows.
+
 Issue 13's goal is a ratio of at most 1.2 for every function (a check line in the report); the report is
 written either way and the benchmark exits non-zero when a goal is missed.
 """
