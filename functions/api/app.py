@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrReader
-from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.adapters.pull_stats_store import DynamoDbPullStatsStore
 from ecrcache.adapters.rotation_start import SecretsManagerRotationStart
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
@@ -31,6 +29,10 @@ from ecrcache.services.pull_stats import PullStatsService
 from ecrcache.services.rotations import RotationsService
 from ecrcache.services.secret_users import EcrSecretUsers
 
+if TYPE_CHECKING:
+    from ecrcache.adapters.ecr_registry import Boto3EcrReader
+    from ecrcache.adapters.event_forwarder import Boto3EventForwarder
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -38,13 +40,21 @@ def now() -> datetime:
 
 @cache
 def registry(region: str) -> Boto3EcrReader:
-    """ECR in ``region``, read only: the API plans and imports, it never writes ECR."""
+    """ECR in ``region``, read only: the API plans and imports, it never writes ECR.
+
+    Imported on first use: only the plan, the import and a few writes read ECR."""
+    from ecrcache.adapters.ecr_registry import Boto3EcrReader  # noqa: PLC0415 -- on first use (cold start)
+
     return Boto3EcrReader(region)
 
 
 @cache
 def event_forwarder(region: str) -> Boto3EventForwarder:
-    """EventBridge in ``region``: the plan reads the stack's forwarding rule there (DescribeRule, ListTargetsByRule)."""
+    """EventBridge in ``region``: the plan reads the stack's forwarding rule there (DescribeRule, ListTargetsByRule).
+
+    Imported on first use: only the plan reads the forwarders."""
+    from ecrcache.adapters.event_forwarder import Boto3EventForwarder  # noqa: PLC0415 -- on first use (cold start)
+
     return Boto3EventForwarder(region)
 
 

@@ -6,42 +6,43 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import SecretStr
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
-from ecrcache.engine.credential_health import HealthEvent
-from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
-from ecrcache.engine.rotation_schedule import ObservedRotation
-from ecrcache.engine.state_events import StateEvent
-from ecrcache.models.credential import UpstreamLogin
-from ecrcache.models.credential_health import CredentialHealth, HealthState
-from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord, ObservedForwarder
-from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.pull_stats import (
-    CompactionState,
-    CounterKey,
-    CounterMark,
-    DailyCounter,
-    Increment,
-    PullDelta,
-    PullEvent,
-)
-from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
-from ecrcache.models.rotation import (
-    RotationKey,
-    RotationOutcome,
-    RotationRecord,
-    RotationStep,
-    SecretVersions,
-    StepStatus,
-)
-from ecrcache.models.secret_replica import ObservedSecret
-from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
-from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
-from ecrcache.models.warm_inputs import TagListing
-from ecrcache.models.warm_pull import WarmPull
-from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
+    from ecrcache.engine.credential_health import HealthEvent
+    from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+    from ecrcache.engine.rotation_schedule import ObservedRotation
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.models.credential import UpstreamLogin
+    from ecrcache.models.credential_health import CredentialHealth, HealthState
+    from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord, ObservedForwarder
+    from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
+    from ecrcache.models.pull_stats import (
+        CompactionState,
+        CounterKey,
+        CounterMark,
+        DailyCounter,
+        Increment,
+        PullDelta,
+        PullEvent,
+    )
+    from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+    from ecrcache.models.rotation import (
+        RotationKey,
+        RotationOutcome,
+        RotationRecord,
+        RotationStep,
+        SecretVersions,
+        StepStatus,
+    )
+    from ecrcache.models.secret_replica import ObservedSecret
+    from ecrcache.models.status import ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth
+    from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
+    from ecrcache.models.warm_inputs import TagListing
+    from ecrcache.models.warm_pull import WarmPull
+    from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
 class StateStore(Protocol):

@@ -58,11 +58,10 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import ECR_TERMINAL_CODES, RETRY_CONFIG, RETRYABLE_CODES, classify, error_code, fail_fast
 from ecrcache.engine.essence import rule_essence, template_essence
-from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.ecr_operations import WRITE_OPERATIONS
 from ecrcache.models.observed import (
-    AppliedFingerprints,
     ObservedRegion,
     ObservedRepository,
     ObservedRule,
@@ -89,6 +88,11 @@ if TYPE_CHECKING:
         TagResourceRequestTypeDef,
         UpdatePullThroughCacheRuleRequestTypeDef,
         UpdateRepositoryCreationTemplateRequestTypeDef,
+    )
+
+    from ecrcache.engine.plan import PlannedAction
+    from ecrcache.models.observed import (
+        AppliedFingerprints,
     )
 
 __all__ = [

@@ -23,11 +23,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, RETRYABLE_CODES, classify, error_code
-from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult
 from ecrcache.models.forwarder import ForwarderTarget, ObservedForwarder
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
+
+    from ecrcache.engine.plan import PlannedAction
 
 __all__ = ["READ_OPERATIONS", "Boto3EventForwarder", "events_client"]
 

@@ -41,13 +41,16 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, PlannedAction
 from ecrcache.models.ecr_operations import DRIFT_EVENTS
 from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, CLOUDTRAIL_DETAIL_TYPE
-from ecrcache.models.forwarder import ForwarderStatus, ObservedForwarder
+from ecrcache.models.forwarder import ForwarderStatus
 from ecrcache.models.status import Condition, ConditionType
+
+if TYPE_CHECKING:
+    from ecrcache.models.forwarder import ObservedForwarder
 
 __all__ = [
     "CACHE_ACTION_PATTERN",

@@ -59,9 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
-
-from pydantic import JsonValue
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ecrcache.engine.essence import (
     IMMUTABLE_RULE_FIELDS,
@@ -76,7 +74,7 @@ from ecrcache.engine.essence import (
 )
 from ecrcache.engine.exclusions import plan_exclusions
 from ecrcache.engine.ownership import Claim, claim, ownership_block
-from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Note, Plan, PlannedAction, Unmanaged, UnmanagedKind
+from ecrcache.engine.plan import ActionKind, Blocked, Note, Plan, PlannedAction, Unmanaged
 from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_spec
 from ecrcache.errors import InvalidInputError
 from ecrcache.models.common import ROOT_PREFIX
@@ -84,15 +82,23 @@ from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import (
     AppliedFingerprints,
     Aspect,
-    DesiredRule,
-    ObservedRegion,
-    ObservedRepository,
     ObservedRule,
     ObservedTemplate,
     Ownership,
-    RepositoryDetails,
 )
-from ecrcache.models.rule import DeletionPolicy, RuleSpec
+from ecrcache.models.rule import DeletionPolicy
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from ecrcache.engine.plan import JsonObject, UnmanagedKind
+    from ecrcache.models.observed import (
+        DesiredRule,
+        ObservedRegion,
+        ObservedRepository,
+        RepositoryDetails,
+    )
+    from ecrcache.models.rule import RuleSpec
 
 __all__ = ["ROOT_RULE_NOTE", "plan", "plan_region"]
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.models.rule import RuleSpec
+if TYPE_CHECKING:
+    from ecrcache.models.rule import RuleSpec
 
 __all__ = ["ANY_ROLE_PATH", "RoleOutsidePath", "outside_role_path", "role_path", "roles_of_json", "roles_of_spec"]
 

@@ -15,16 +15,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from ecrcache.engine.desired import (
     ResourceChange,
-    Specs,
     apply_changes,
     check_integrity,
     diff_document,
@@ -46,23 +43,36 @@ from ecrcache.errors import (
     VersionConflictError,
     invalid,
 )
-from ecrcache.models.credential import CredentialSpec, secret_name, secret_string
-from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.credential import secret_name, secret_string
 from ecrcache.models.records import (
     SECTIONS,
-    HistoryEntry,
-    Page,
     ResourceKind,
-    Snapshot,
     StoredResource,
     Write,
     WriteAction,
 )
-from ecrcache.models.rule import RuleSpec
-from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import SecretStore, StagedSecret, StateStore
-from ecrcache.services.secret_users import EcrSecretUsers, still_used_conflict
+from ecrcache.services.secret_users import still_used_conflict
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from pydantic import SecretStr
+
+    from ecrcache.engine.desired import (
+        Specs,
+    )
+    from ecrcache.models.credential import CredentialSpec
+    from ecrcache.models.desired_state import DesiredStateDocument
+    from ecrcache.models.records import (
+        HistoryEntry,
+        Page,
+        Snapshot,
+    )
+    from ecrcache.models.rule import RuleSpec
+    from ecrcache.models.warm_set import WarmSetSpec
+    from ecrcache.ports import SecretStore, StagedSecret, StateStore
+    from ecrcache.services.secret_users import EcrSecretUsers
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.02

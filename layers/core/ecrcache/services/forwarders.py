@@ -15,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ecrcache.engine.forwarders import Forwarding, forwarder_status, plan_forwarder
-from ecrcache.engine.plan import PlannedAction
 from ecrcache.engine.status import RegionSummary
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.forwarder import ForwarderStatus
 from ecrcache.observability import logger
-from ecrcache.ports import ForwarderReader, ForwarderRegistry, StatusStore
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import PlannedAction
+    from ecrcache.models.forwarder import ForwarderStatus
+    from ecrcache.ports import ForwarderReader, ForwarderRegistry, StatusStore
 
 __all__ = ["ForwarderOutcome", "ForwarderPhase", "ForwarderPlanner", "forwarding"]
 

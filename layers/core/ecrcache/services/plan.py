@@ -35,13 +35,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
 from ecrcache.engine.forwarders import forwarder_regions
 from ecrcache.engine.ownership import ownership_block
-from ecrcache.engine.plan import ActionResult, Blocked, Note, Plan, PlannedAction
+from ecrcache.engine.plan import ActionResult, Note, Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.replicas import (
     CredentialSecret,
@@ -55,13 +55,18 @@ from ecrcache.engine.role_path import ANY_ROLE_PATH
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
-from ecrcache.models.observed import AppliedFingerprints, CredentialWait, DesiredRule, ObservedRegion, Ownership
-from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
+from ecrcache.models.observed import CredentialWait, DesiredRule
+from ecrcache.models.records import ResourceKind, WriteAction
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.secret_replica import replica_arn
-from ecrcache.models.status import RuleStatusRecord
-from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
-from ecrcache.services.forwarders import ForwarderPlanner
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import Blocked, PlannedAction
+    from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
+    from ecrcache.models.records import Snapshot
+    from ecrcache.models.status import RuleStatusRecord
+    from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
+    from ecrcache.services.forwarders import ForwarderPlanner
 
 __all__ = [
     "FAST_SCOPE",

@@ -23,14 +23,14 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
+from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE_PATH
-from ecrcache.engine.state_events import StateEvent, rule_condition_events
+from ecrcache.engine.state_events import rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
-    Failure,
     RegionSummary,
     RunSummary,
     Validation,
@@ -47,15 +47,28 @@ from ecrcache.engine.status import (
     validation_observation,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RuleStatusRecord, RunTrigger
+from ecrcache.models.observed import AppliedFingerprints
+from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
-from ecrcache.services.forwarders import ForwarderPhase
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.state_events import announce
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.engine.status import (
+        Failure,
+    )
+    from ecrcache.models.observed import DesiredRule, ObservedRegion, ObservedRule, Ownership
+    from ecrcache.models.status import RuleStatusRecord
+    from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
+    from ecrcache.services.forwarders import ForwarderPhase
+    from ecrcache.services.plan import DesiredByRegion
+    from ecrcache.services.replicas import ReplicaOutcome
+    from ecrcache.services.rotation_schedules import RotationSchedules
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})

@@ -8,11 +8,14 @@ reason to fail -- and so to retry -- the run that made the change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.state_events import StateEvent
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import StateEventPublisher
+
+if TYPE_CHECKING:
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.ports import StateEventPublisher
 
 __all__ = ["announce"]
 

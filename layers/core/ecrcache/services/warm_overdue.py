@@ -19,14 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmRun, WarmTask, run_deadline
+from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, run_deadline
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import StateEventPublisher, WarmRunStore
 from ecrcache.services.state_events import announce
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_run import WarmRun, WarmTask
+    from ecrcache.ports import StateEventPublisher, WarmRunStore
 
 __all__ = ["OVERDUE_PER_TICK", "OverdueRuns", "lost_outcome"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -57,27 +57,33 @@ from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
     RUN_DEADLINE,
     FailureClass,
-    ImageOutcome,
     Outcome,
     RunStatus,
     RunTrigger,
     WarmRun,
-    WarmTask,
 )
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import (
     BucketLimit,
-    PullStats,
-    StateEventPublisher,
-    StateStore,
-    UpstreamBudget,
-    UpstreamTags,
-    WarmQueue,
-    WarmRunStore,
 )
 from ecrcache.services.state_events import announce
 from ecrcache.services.warm_overdue import OverdueRuns
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_run import (
+        ImageOutcome,
+        WarmTask,
+    )
+    from ecrcache.ports import (
+        PullStats,
+        StateEventPublisher,
+        StateStore,
+        UpstreamBudget,
+        UpstreamTags,
+        WarmQueue,
+        WarmRunStore,
+    )
 
 TAG_LIST_REQUESTS: Final = 10
 """Requests one pattern's tag listing may take (pages of up to 1,000 tags each)."""

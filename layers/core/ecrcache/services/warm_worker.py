@@ -38,25 +38,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ecrcache.engine.credential_errors import CredentialError, warm_error
+from ecrcache.engine.credential_errors import warm_error
 from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import (
     FailureClass,
-    ImageOutcome,
     Outcome,
-    WarmRun,
     WarmTask,
 )
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import BucketLimit, StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
-from ecrcache.services.credential_health import CredentialMarks
+from ecrcache.ports import BucketLimit
 from ecrcache.services.state_events import announce
+
+if TYPE_CHECKING:
+    from ecrcache.engine.credential_errors import CredentialError
+    from ecrcache.models.warm_run import (
+        ImageOutcome,
+        WarmRun,
+    )
+    from ecrcache.ports import StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
+    from ecrcache.services.credential_health import CredentialMarks
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
 
