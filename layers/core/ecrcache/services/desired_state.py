@@ -32,7 +32,7 @@ from ecrcache.engine.desired import (
     referenced_by,
     regions_gaining_rules,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_json
+from ecrcache.engine.role_path import ANY_ROLE, RoleScope, outside_role_path, roles_of_json
 from ecrcache.errors import (
     ConflictError,
     EcrcacheError,
@@ -127,7 +127,7 @@ class DesiredStateService:
         sleep: Callable[[float], None] = time.sleep,
         ecr_rules: Callable[[str], Collection[str]] | None = None,
         secret_users: EcrSecretUsers | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
         which counts those that are not desired too); without it only desired rules are counted.
@@ -523,7 +523,7 @@ def _relative_to(errors: Sequence[FieldError], resource: tuple[ResourceKind, str
     ]
 
 
-def _roles_outside_path(changes: Sequence[ResourceChange], role_path: str) -> list[FieldError]:
+def _roles_outside_path(changes: Sequence[ResourceChange], role_path: RoleScope) -> list[FieldError]:
     """The role ARNs the rules a write creates or updates name outside the stack's EcrRolePath: a 422 each.
 
     Checked on every rule written (not only on a changed ARN): such a rule could never be reconciled."""

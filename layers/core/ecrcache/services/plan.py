@@ -51,7 +51,7 @@ from ecrcache.engine.replicas import (
     replica_regions,
     wanted_regions,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.role_path import ANY_ROLE, RoleScope
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
@@ -186,7 +186,7 @@ class PlanService:
         stack_region: str,
         warmer_role_arn: str | None = None,
         secrets: SecretReplicaReader | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         self.desired = desired
         self.status = status

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
 from ecrcache.engine.planner import plan as plan_regions
-from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.role_path import ANY_ROLE, RoleScope
 from ecrcache.engine.state_events import StateEvent, rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
@@ -126,7 +126,7 @@ class ReconcileService:
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
         events: StateEventPublisher | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
