@@ -42,6 +42,8 @@ from moto.events.exceptions import ValidationException
 from moto.events.models import Rule
 from moto.events.responses import EventsHandler
 
+from devstack.aws.common import patch_once
+
 __all__ = [
     "ALL_MANAGEMENT_EVENTS",
     "CLOUDTRAIL_DETAIL_TYPE",
@@ -122,13 +124,8 @@ def _send_to_targets_wrapper(original: Callable[..., Any]) -> Callable[..., Any]
     return send_to_targets
 
 
-def _patch(owner: type, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    replacement = make(current)
-    setattr(replacement, _MARK, True)
-    setattr(owner, name, replacement)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:
