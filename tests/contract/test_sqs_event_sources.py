@@ -11,12 +11,11 @@ as the SAM transform deploys it.
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any, Final
 
 import pytest
 
-from tests.contract.tools import ROOT, TEMPLATE, run, show, tool, tool_env
+from tests.contract.tools import sam_transformed
 from tests.template import resources
 
 pytestmark = pytest.mark.contract
@@ -30,38 +29,10 @@ MAPPINGS: Final = {
     "WarmWorkerFunctionWarmTasks": ("WarmWorkerFunction", "WarmQueue", 10, 1, 5),
 }
 
-_TRANSFORM = """
-import json, sys
-from cfnlint.decode import decode
-from samtranslator.translator.transform import transform
 
-template, problems = decode(sys.argv[1])
-assert not problems, problems
-for resource in template["Resources"].values():
-    for key in ("CodeUri", "ContentUri"):
-        if key in resource.get("Properties", {}):
-            resource["Properties"][key] = "s3://bucket/key"  # sam build's job; the transform wants S3
-
-class NoManagedPolicies:
-    def load(self):
-        return {}
-
-out = transform(template, {}, NoManagedPolicies())
-print(json.dumps(out["Resources"]))
-"""
-
-
-@cache
 def transformed() -> dict[str, Any]:
-    result = run(
-        [tool("python"), "-c", _TRANSFORM, TEMPLATE],
-        cwd=ROOT,
-        env=tool_env() | {"AWS_DEFAULT_REGION": "us-east-1"},
-        timeout=120,
-    )
-    assert result.returncode == 0, show(result)
-    found: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return found
+    resources: dict[str, Any] = sam_transformed()["Resources"]
+    return resources
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -13,9 +13,10 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from ecrcache.engine.state_events import WARM_RUN_FINISHED, StateEvent
-from ecrcache.models.warm_run import RUN_DEADLINE, ImageOutcome, Outcome
+from ecrcache.models.warm_run import RUN_DEADLINE
 from tests.conftest import ROOT
 from tests.functional.warm.planner_support import Planner, make_queue
+from tests.functional.warm.test_warm_store import outcome_of
 
 pytestmark = pytest.mark.functional
 
@@ -89,14 +90,7 @@ def test_a_run_a_worker_finished_while_the_deadline_sweep_read_it_is_not_announc
     stale = world.latest()
     [task] = world.runs.pending_tasks(stale.run_id) or []
     # AND, meanwhile, a worker records the image's outcome, which finishes the run (the worker announces it)
-    outcome = ImageOutcome(
-        region=task.region,
-        image=task.image,
-        repository=task.repository,
-        tag=task.tag,
-        outcome=Outcome.WARMED,
-        finished_at=PLANNED_AT + timedelta(minutes=1),
-    )
+    outcome = outcome_of(task)
     assert world.runs.record_outcome(stale.run_id, stale.warm_set, outcome).finished is True
     # WHEN the sweep settles the run it read
     summary = world.service.overdue.settle_run(stale, PLANNED_AT + RUN_DEADLINE + timedelta(minutes=4))
