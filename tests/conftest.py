@@ -25,6 +25,8 @@ os.environ.update(
         "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
         # template.yaml's default EcrRolePath: the functions under test pass only roles under it, as deployed.
         "ECR_ROLE_PATH": "/ecrcache/",
+        # ... and the stack's account: a role of another account (or partition) is refused as deployed.
+        "ECR_ROLE_ACCOUNT": "123456789012",
     }
 )
 os.environ.pop("AWS_PROFILE", None)

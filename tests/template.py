@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.local.provision import table_definition as provision_table_definition
-from devstack.local.template import SERVERLESS_FUNCTION, merge_globals, parse_template
+from devstack.local.template import function_properties, parse_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -38,12 +38,10 @@ def resources(resource_type: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def functions() -> dict[str, dict[str, Any]]:
-    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied."""
-    global_properties = load_template().get("Globals", {}).get("Function", {})
-    return {
-        name: merge_globals(global_properties, res.get("Properties", {}))
-        for name, res in resources(SERVERLESS_FUNCTION).items()
-    }
+    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and its
+    SQS ``AWS::Lambda::EventSourceMapping`` resources among its ``Events`` as SAM ``SQS`` events (as the local
+    stack reads them: :func:`devstack.local.template.function_properties`)."""
+    return function_properties(load_template())
 
 
 def table_definition(logical_id: str = "StateTable") -> dict[str, Any]:

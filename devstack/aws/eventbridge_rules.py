@@ -60,6 +60,8 @@ from moto.events.models import Rule, events_backends
 from moto.events.responses import EventsHandler
 from moto.utilities.arns import parse_arn
 
+from devstack.aws.common import patch_once
+
 __all__ = [
     "ALL_MANAGEMENT_EVENTS",
     "CLOUDTRAIL_DETAIL_TYPE",
@@ -183,13 +185,8 @@ def _send_to_targets_wrapper(original: Callable[..., Any]) -> Callable[..., Any]
     return send_to_targets
 
 
-def _patch(owner: type, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    replacement = make(current)
-    setattr(replacement, _MARK, True)
-    setattr(owner, name, replacement)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:

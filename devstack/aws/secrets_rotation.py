@@ -91,6 +91,7 @@ from moto.secretsmanager.exceptions import (
 from moto.secretsmanager.models import FakeSecret, ReplicaSecret, SecretsManagerBackend
 
 from devstack.aws import clock, ports
+from devstack.aws.common import patch_once
 from devstack.aws.secrets_deletion import MARKED_MESSAGE
 
 __all__ = [
@@ -539,13 +540,8 @@ def _describing(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[s
 # -- install and endpoints --------------------------------------------------------------------------
 
 
-def _patch(owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    wrapped = wrap(current)
-    setattr(wrapped, _MARK, True)
-    setattr(owner, name, wrapped)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:

@@ -5,7 +5,8 @@ cannot drift apart:
 
 * :func:`parse_template` reads CloudFormation YAML (short tags: ``!Ref X`` -> ``{"Ref": "X"}``,
   ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
-* :func:`function_properties` applies SAM's ``Globals.Function`` to each function;
+* :func:`function_properties` applies SAM's ``Globals.Function`` to each function, and adds the template's SQS
+  ``AWS::Lambda::EventSourceMapping`` resources to its ``Events`` (:func:`mapped_events`);
 * :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
   ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``Fn::Split``, ``!Ref AWS::NoValue``)
   against the physical resources the local provisioner created; anything else is an error that names it;
@@ -29,6 +30,7 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "EVENT_SOURCE_MAPPING",
     "NO_VALUE",
     "RULE_STATES",
     "SERVERLESS_FUNCTION",
@@ -42,12 +44,14 @@ __all__ = [
     "implicit_roles",
     "invoked_by",
     "load_template",
+    "mapped_events",
     "merge_globals",
     "parse_template",
     "resolve_functions",
 ]
 
 SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
+EVENT_SOURCE_MAPPING: Final = "AWS::Lambda::EventSourceMapping"
 RULE_STATES: Final = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
 """EventBridge rule states (``PutRule``); the third also matches read-only CloudTrail management events."""
 
@@ -109,13 +113,61 @@ def merge_globals(globals_section: Any, local: Any) -> Any:
 
 
 def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied."""
+    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and the
+    template's SQS ``AWS::Lambda::EventSourceMapping`` resources of the function among its ``Events``
+    (:func:`mapped_events`)."""
     global_properties = template.get("Globals", {}).get("Function", {})
-    return {
+    found = {
         name: merge_globals(copy.deepcopy(global_properties), copy.deepcopy(res.get("Properties", {})))
         for name, res in template.get("Resources", {}).items()
         if res.get("Type") == SERVERLESS_FUNCTION
     }
+    for function, events in mapped_events(template).items():
+        if function in found:
+            found[function]["Events"] = {**(found[function].get("Events") or {}), **events}
+    return found
+
+
+def mapped_events(template: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Function logical id -> {event name: SAM ``SQS`` event} for each ``AWS::Lambda::EventSourceMapping`` of the
+    template whose ``FunctionName`` is a function of the template (``!Ref`` or ``!GetAtt <F>.Arn``).
+
+    A mapping declared in place of a SAM ``SQS`` event (so the function's role gets no
+    ``AWSLambdaSQSQueueExecutionRole``, whose SQS actions are on every queue) is the same event source: the
+    event is named as SAM names the mapping it makes (``<Function><Event>``: the logical id less the function's
+    prefix; the whole logical id otherwise), ``EventSourceArn`` is its ``Queue`` and the other properties,
+    which both spell alike, are kept (the runner checks them as it checks an ``SQS`` event's). Only a queue of
+    the template (``!GetAtt <Queue>.Arn``) is an event source here: a stream or another ARN is an error."""
+    resources = template.get("Resources", {})
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != EVENT_SOURCE_MAPPING:
+            continue
+        props = dict(resource.get("Properties") or {})
+        function = _named_resource(props.pop("FunctionName", None))
+        if function is None or resources.get(function, {}).get("Type") != SERVERLESS_FUNCTION:
+            raise TemplateError(f"{logical_id}: FunctionName must name a function of the template (!Ref <Function>)")
+        source = props.pop("EventSourceArn", None)
+        queue = _named_resource(source)
+        if queue is None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue" or "Ref" in source:
+            raise TemplateError(
+                f"{logical_id}: locally only event source mappings of the template's queues are delivered "
+                f"(EventSourceArn: !GetAtt <Queue>.Arn), not {source!r}"
+            )
+        event = logical_id.removeprefix(function) or logical_id
+        found.setdefault(function, {})[event] = {"Type": "SQS", "Properties": {"Queue": source, **props}}
+    return found
+
+
+def _named_resource(value: Any) -> str | None:
+    """The logical id a ``!Ref X`` / ``!GetAtt X.Arn`` names (``None``: neither)."""
+    if isinstance(value, Mapping) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        name, attribute = (target[0], target[1]) if isinstance(target, list) else str(target).split(".", 1)
+        return str(name) if attribute == "Arn" else None
+    return None
 
 
 def implicit_roles(template: Mapping[str, Any]) -> dict[str, str]:

@@ -19,6 +19,7 @@ from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.config import api_settings, stack_region
+from ecrcache.engine.role_path import RoleScope
 from ecrcache.http.app import create_app, resolve
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.desired_state import DesiredStateService
@@ -66,6 +67,8 @@ _forwarding = forwarding(
 )
 store = DynamoDbStateStore(api_settings().table_name)
 status = DynamoDbStatusStore(api_settings().table_name)
+# The roles a rule may name: under EcrRolePath, of this account and partition (the reconciler's iam:PassRole).
+role_scope = RoleScope.of_stack(api_settings().ecr_role_path, api_settings().ecr_role_account, stack_region())
 # The API only plans (reads ECR): it holds readers, no object that can write ECR (nor has its role the permission).
 # The plan shows what the reconciler would do: the warm worker's pull-time update exclusion included.
 planner = PlanService(
@@ -77,9 +80,9 @@ planner = PlanService(
     # Reads each credential's secret replicas (DescribeSecret only): the plan shows them as the reconciler plans them.
     secrets=SecretsManagerReplicaReader(),
     # A rule naming a role outside EcrRolePath is shown Blocked, as the reconciler plans it.
-    role_path=api_settings().ecr_role_path,
     # The event forwarders of the other Regions rules name, as the reconciler plans them.
     forwarders=None if _forwarding is None else ForwarderPlanner(_forwarding, event_forwarder),
+    role_path=role_scope,
 )
 # The rule quota counts what ECR holds too (rules retained or made by hand), read where a write adds a rule;
 # before a credential's secret is scheduled for deletion, ECR is read: a rule there may still use it.
@@ -96,7 +99,7 @@ service = DesiredStateService(
     ecr_rules=planner.rules_in_ecr,
     secret_users=secret_users,
     # A rule's roles must be under EcrRolePath, the path the reconciler may pass (iam:PassRole): else a 422.
-    role_path=api_settings().ecr_role_path,
+    role_path=role_scope,
 )
 importer = ImportService(service, registry, stack_region=stack_region())
 pull_stats = PullStatsService(DynamoDbPullStatsStore(api_settings().table_name), stack_region=stack_region())

@@ -36,6 +36,7 @@ from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
+from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.forwarders import ForwarderPhase, forwarding
@@ -95,7 +96,7 @@ service = ReconcileService(
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
     # Its iam:PassRole is narrowed to EcrRolePath: a rule naming a role outside it is blocked (Terminal), not tried.
-    role_path=settings.ecr_role_path,
+    role_path=RoleScope.of_stack(settings.ecr_role_path, settings.ecr_role_account, stack_region()),
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
     # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function; an

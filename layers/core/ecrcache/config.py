@@ -101,6 +101,16 @@ class EcrRolePathSettings(_Settings):
             raise ValueError("must be an IAM path: / or /<segment>/.../ (letters, digits, +=,.@_-)")
         return value
 
+    ecr_role_account: str = Field(
+        default="",
+        pattern=r"^([0-9]{12})?$",
+        description=(
+            "The stack's account (template: !Ref AWS::AccountId): the reconciler's iam:PassRole names this account's "
+            "roles only, so a rule naming another account's role is rejected by the API and blocked by the "
+            "reconciler (as one of another partition than the stack's Region's). Empty: any account (local use)."
+        ),
+    )
+
 
 # EventBridge API reference, "PutRule": Name, 1-64 characters of [\.\-_A-Za-z0-9].
 _RULE_NAME_RE: Final = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")

@@ -294,12 +294,15 @@ class StatusStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RecordedOutcomes:
-    """What one call recording outcomes did: the keys of the images THIS call recorded (a redelivered or
-    concurrently delivered task whose image another call recorded first is not among them), and the run
-    as it is after (finished when its last image was recorded; ``None``: unknown or not planned)."""
+    """What one call recording outcomes (or finishing a run) did: the keys of the images THIS call recorded (a
+    redelivered or concurrently delivered task whose image another call recorded first is not among them), the
+    run as it is after (finished when its last image was recorded; ``None``: unknown or not planned), and
+    whether THIS call finished the run (its conditional write made the transition): only that call counts
+    and announces the run finished, so a redelivered or concurrent one does not do it again."""
 
     keys: frozenset[str]
     run: WarmRun | None
+    finished: bool = False
 
     @property
     def recorded(self) -> bool:
@@ -342,9 +345,10 @@ class WarmRunStore(Protocol):
         outcome already keep it."""
         ...
 
-    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> RecordedOutcomes:
         """Finish the run (status from its counts, ``finished_at = at``) if every image has an outcome, or
-        with ``force`` whatever it counts; idempotent (a finished run is returned as it is). ``None``: unknown."""
+        with ``force`` whatever it counts; idempotent (a finished run is returned as it is, ``finished`` False).
+        No keys; ``run`` ``None``: unknown."""
         ...
 
     def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:

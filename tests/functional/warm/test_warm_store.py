@@ -172,12 +172,14 @@ def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: Dynam
     assert store.pending_tasks("run-1") == [tasks[1]]
 
     # WHEN the last image fails
-    last = store.record_outcome(
+    result = store.record_outcome(
         "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, spent=1, failure_class=FailureClass.NOT_FOUND)
-    ).run
+    )
+    last = result.run
 
-    # THEN the run is finished, partial, at the last outcome's time; and stays so
+    # THEN the run is finished (by this call), partial, at the last outcome's time; and stays so
     assert last is not None
+    assert result.finished is True
     assert (last.status, last.finished_at, last.done, last.upstream_requests) == (RunStatus.PARTIAL, LATER, 3, 3)
     assert store.get_run("ci", "run-1") == last
     assert store.record_outcome("run-1", "ci", outcome_of(tasks[1])) == RecordedOutcomes(frozenset(), last)
@@ -485,25 +487,30 @@ def test_a_run_whose_finishing_failed_after_its_last_outcome_is_finished_later(
     assert (stuck.done, stuck.total, stuck.finished_at) == (1, 1, None)
 
     # WHEN the redelivery finishes it (twice: idempotent)
-    finished = store.finish_if_done("ci", "run-1", at=LATER + timedelta(minutes=1))
+    first = store.finish_if_done("ci", "run-1", at=LATER + timedelta(minutes=1))
+    finished = first.run
 
-    # THEN it is finished once, at the first finishing's time, and no longer open
+    # THEN it is finished once, at the first finishing's time, and no longer open; only the first call finished it
     assert finished is not None
     assert (finished.status, finished.finished_at) == (RunStatus.SUCCEEDED, LATER + timedelta(minutes=1))
-    assert store.finish_if_done("ci", "run-1", at=LATER + timedelta(hours=1)) == finished
+    assert first.finished is True
+    assert store.finish_if_done("ci", "run-1", at=LATER + timedelta(hours=1)) == RecordedOutcomes(
+        frozenset(), finished, finished=False
+    )
     assert store.overdue_runs(NOW + timedelta(days=30), limit=10) == []
-    assert store.finish_if_done("nightly", "run-1", at=LATER) is None
+    assert store.finish_if_done("nightly", "run-1", at=LATER) == RecordedOutcomes(frozenset(), None)
 
 
 def test_finishing_a_run_not_done_changes_nothing_unless_forced(store: DynamoDbWarmRunStore) -> None:
     store.create_run(run(total=2), [], [task("node"), task("python")])
     store.record_outcome("run-1", "ci", outcome_of(task("node")))
     unfinished = store.finish_if_done("ci", "run-1", at=LATER)
-    assert unfinished is not None
-    assert unfinished.finished_at is None
+    assert unfinished.run is not None
+    assert (unfinished.run.finished_at, unfinished.finished) == (None, False)
     forced = store.finish_if_done("ci", "run-1", at=LATER, force=True)
-    assert forced is not None
-    assert (forced.status, forced.finished_at, forced.done) == (RunStatus.SUCCEEDED, LATER, 1)
+    assert forced.run is not None
+    assert (forced.run.status, forced.run.finished_at, forced.run.done) == (RunStatus.SUCCEEDED, LATER, 1)
+    assert forced.finished is True
 
 
 def gsi_keys(table: str, warm_set: str, created_at: datetime, run_id: str) -> tuple[str | None, str | None]:

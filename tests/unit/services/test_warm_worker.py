@@ -420,3 +420,64 @@ def test_only_a_429_the_upstream_answered_counts_as_upstream_rate_limited(monkey
     assert world.service.handle(second).outcome is Outcome.SKIPPED
     # THEN only the 429 the upstream answered is counted (the skipped image sent no request)
     assert [c for c in counted if c[0] == "UpstreamRateLimited"] == [("UpstreamRateLimited", "source", "warm")]
+
+
+class _Bus:
+    """The default bus as the worker's announcements reach it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def publish(self, events: Any) -> None:
+        self.sent.extend(events)
+
+
+def _finishing_world(monkeypatch: pytest.MonkeyPatch) -> tuple[World, _Bus, list[tuple[str, str]]]:
+    """A one-image run, a worker announcing on a recording bus, and the ``WarmRunsFinished`` counts it makes."""
+    from ecrcache.services import warm_worker
+
+    counted: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        warm_worker,
+        "count_by",
+        lambda name, *, dimension, value, count: counted.append((name, value)) if name == "WarmRunsFinished" else None,
+    )
+    world, bus = World(total=1), _Bus()
+    world.service.events = bus
+    return world, bus, counted
+
+
+def test_a_redelivered_last_task_does_not_count_or_announce_its_finished_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the run's last image warmed, which finished the run (counted and announced once)
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.service.handle(task)
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1
+    # WHEN SQS delivers the same message again (at least once), twice
+    world.now = NOW + timedelta(minutes=1)
+    world.service.handle(task)
+    world.service.handle(task)
+    # THEN the finished run is neither counted nor announced again
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1
+
+
+def test_the_redelivery_that_finishes_the_run_counts_and_announces_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the last outcome recorded by a delivery whose finishing write failed (nothing counted or announced)
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_finish.append(RetryableError("DynamoDB throttled"))
+    with pytest.raises(RetryableError):
+        world.service.handle(task)
+    assert (counted, bus.sent) == ([], [])
+    # WHEN it is delivered again (the redelivery finishes the run), and once more
+    world.service.handle(task)
+    world.service.handle(task)
+    # THEN the run is counted and announced once, by the delivery that finished it
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1

@@ -393,8 +393,8 @@ class DynamoDbWarmRunStore(_StateTable):
             recorded.update(o.key for o in chunk)
             pending = pending[len(chunk) :]
         at = max((o.finished_at for o in outcomes), default=None)
-        run = self._finish_if_done(key, at=at) if at is not None else None
-        return RecordedOutcomes(frozenset(recorded), run)
+        run, finished = self._finish_if_done(key, at=at) if at is not None else (None, False)
+        return RecordedOutcomes(frozenset(recorded), run, finished)
 
     def _outcome_put(
         self, run_id: str, outcome: ImageOutcome, expires: AttributeValueTypeDef
@@ -409,27 +409,29 @@ class DynamoDbWarmRunStore(_StateTable):
             "Put": {"TableName": self.table_name, "Item": image, "ConditionExpression": "attribute_not_exists(outcome)"}
         }
 
-    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> RecordedOutcomes:
         pointer = self._get(_pointer_key(run_id))
         if pointer is None or pointer["warm_set"]["S"] != warm_set:
-            return None
+            return RecordedOutcomes(frozenset(), None)
         key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
         if not pointer.get("planned", {}).get("BOOL"):
             item = self._get(key)  # queued: nothing to finish before it is planned
-            return _run_of(item) if item is not None else None
-        return self._finish_if_done(key, at=at, force=force)
+            return RecordedOutcomes(frozenset(), _run_of(item) if item is not None else None)
+        run, finished = self._finish_if_done(key, at=at, force=force)
+        return RecordedOutcomes(frozenset(), run, finished)
 
-    def _finish_if_done(self, key: Item, *, at: datetime, force: bool = False) -> WarmRun | None:
-        """The run as it is; finished (once, by whoever gets there first) when every image has an outcome
-        (or ``force``): its status from its counts, its ``gsi1`` keys removed (no longer open)."""
+    def _finish_if_done(self, key: Item, *, at: datetime, force: bool = False) -> tuple[WarmRun | None, bool]:
+        """The run as it is; finished (once, by whoever gets there first: its write is conditioned on the run
+        having no ``finished_at``) when every image has an outcome (or ``force``): its status from its counts,
+        its ``gsi1`` keys removed (no longer open). ``True`` with it only for the call whose write finished it."""
         delay = BATCH_BACKOFF_SECONDS
         for _ in range(BATCH_ATTEMPTS):
             item = self._get(key)
             if item is None:
-                return None
+                return None, False
             run = _run_of(item)
             if run.finished_at is not None or (run.done < run.total and not force):
-                return run
+                return run, False
             status = finished_status(run.counts)
             try:
                 self.client.update_item(
@@ -450,7 +452,7 @@ class DynamoDbWarmRunStore(_StateTable):
                 continue  # another worker finished it: read its answer
             except BotoCoreError as exc:
                 raise classify(exc, "DynamoDB UpdateItem") from exc
-            return run.model_copy(update={"status": status, "finished_at": at})
+            return run.model_copy(update={"status": status, "finished_at": at}), True
         msg = f"a warm run could not be finished in {BATCH_ATTEMPTS} attempts (concurrent transactions); try again"
         raise RetryableError(msg, reason="TransactionConflictException")
 

@@ -29,7 +29,7 @@ from ecrcache.engine.desired import (
     referenced_by,
     regions_gaining_rules,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_json
+from ecrcache.engine.role_path import ANY_ROLE, outside_role_path, roles_of_json
 from ecrcache.errors import (
     ConflictError,
     EcrcacheError,
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from ecrcache.engine.desired import (
         Specs,
     )
+    from ecrcache.engine.role_path import RoleScope
     from ecrcache.models.credential import CredentialSpec
     from ecrcache.models.desired_state import DesiredStateDocument
     from ecrcache.models.records import (
@@ -137,7 +138,7 @@ class DesiredStateService:
         sleep: Callable[[float], None] = time.sleep,
         ecr_rules: Callable[[str], Collection[str]] | None = None,
         secret_users: EcrSecretUsers | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
         which counts those that are not desired too); without it only desired rules are counted.
@@ -533,7 +534,7 @@ def _relative_to(errors: Sequence[FieldError], resource: tuple[ResourceKind, str
     ]
 
 
-def _roles_outside_path(changes: Sequence[ResourceChange], role_path: str) -> list[FieldError]:
+def _roles_outside_path(changes: Sequence[ResourceChange], role_path: RoleScope) -> list[FieldError]:
     """The role ARNs the rules a write creates or updates name outside the stack's EcrRolePath: a 422 each.
 
     Checked on every rule written (not only on a changed ARN): such a rule could never be reconciled."""

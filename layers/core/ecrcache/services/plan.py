@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.forwarders import forwarder_regions
 from ecrcache.engine.ownership import ownership_block
 from ecrcache.engine.plan import ActionResult, Note, Plan
@@ -51,7 +52,7 @@ from ecrcache.engine.replicas import (
     replica_regions,
     wanted_regions,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.role_path import ANY_ROLE
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
@@ -62,6 +63,7 @@ from ecrcache.models.secret_replica import replica_arn
 
 if TYPE_CHECKING:
     from ecrcache.engine.plan import Blocked, PlannedAction
+    from ecrcache.engine.role_path import RoleScope
     from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
     from ecrcache.models.records import Snapshot
     from ecrcache.models.status import RuleStatusRecord
@@ -179,6 +181,12 @@ def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
     return Plan(notes=notes, complete=not notes)
 
 
+def region_share(stop: Callable[[], bool] | None, regions_left: int) -> Callable[[], bool] | None:
+    """The ``stop`` of the next of ``regions_left`` Regions: a :class:`Deadline`'s equal share of the time left
+    now (so a Region is never left only what the ones before it did not spend), any other ``stop`` as it is."""
+    return stop.share(regions_left) if isinstance(stop, Deadline) else stop
+
+
 class PlanService:
     """Desired state, ownership and ECR (read only) -> what the reconciler would do."""
 
@@ -191,8 +199,8 @@ class PlanService:
         stack_region: str,
         warmer_role_arn: str | None = None,
         secrets: SecretReplicaReader | None = None,
-        role_path: str = ANY_ROLE_PATH,
         forwarders: ForwarderPlanner | None = None,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         self.desired = desired
         self.forwarders = forwarders
@@ -211,15 +219,18 @@ class PlanService:
     def plan(self, scope: Scope = FAST_SCOPE, *, stop: Callable[[], bool] | None = None) -> Plan:
         """The plan for ``scope``. ``stop`` (a caller's time budget, e.g. the API's): asked before each
         repository's deep read; once it says so, the rest are compared on the fast path and the plan is
-        marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s)."""
+        marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s).
+        A :class:`Deadline` is shared out between the Regions (:func:`region_share`), and bounds the reads
+        under way too (:meth:`Deadline.hard_seconds_left`)."""
         snapshot = self.desired.snapshot()
         secrets = self.read_secrets(snapshot)
         inputs, _ = self.read_desired(scope, snapshot=snapshot, secrets=secrets)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
-        for region in inputs.regions:
+        for index, region in enumerate(inputs.regions):
+            budget = region_share(stop, len(inputs.regions) - index)
             observed[region], ownership[region], _ = self.observe(
-                region, inputs.prefixes(region), deep=scope.deep_read, stop=stop
+                region, inputs.prefixes(region), deep=scope.deep_read, stop=budget
             )
         planned = plan_regions(
             {r: inputs.desired_in(r) for r in inputs.regions},

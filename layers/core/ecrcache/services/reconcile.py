@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
-from ecrcache.engine.role_path import ANY_ROLE_PATH
-from ecrcache.engine.state_events import rule_condition_events
+from ecrcache.engine.role_path import ANY_ROLE
+from ecrcache.engine.state_events import StateEvent, rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     RegionSummary,
@@ -50,7 +50,6 @@ from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
 from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
 from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
 from ecrcache.services.rotation_schedules import RotationSchedules
@@ -58,6 +57,7 @@ from ecrcache.services.state_events import announce
 
 if TYPE_CHECKING:
     from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
+    from ecrcache.engine.role_path import RoleScope
     from ecrcache.engine.state_events import StateEvent
     from ecrcache.engine.status import (
         Failure,
@@ -140,7 +140,7 @@ class ReconcileService:
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
         events: StateEventPublisher | None = None,
         forwarders: ForwarderPhase | None = None,
     ) -> None:

@@ -102,12 +102,18 @@ class OverdueRuns:
         pending = self.runs.pending_tasks(run.run_id)
         if pending is None:
             after = self.runs.fail_unplanned(run.warm_set, run.run_id, message=never_planned(deadline), at=now)
+            finished_here = after is not None  # written only if it was unfinished: this call finished it
             lost = 0
         else:
             outcomes = [lost_outcome(t, deadline=deadline, now=now) for t in pending]
-            lost = len(self.runs.record_outcomes(run.run_id, run.warm_set, outcomes).keys) if outcomes else 0
+            recorded = self.runs.record_outcomes(run.run_id, run.warm_set, outcomes) if outcomes else None
+            lost = len(recorded.keys) if recorded is not None else 0
             # ``force``: every image has an outcome now; a run whose counts disagree is finished all the same.
-            after = self.runs.finish_if_done(run.warm_set, run.run_id, at=now, force=True)
+            finish = self.runs.finish_if_done(run.warm_set, run.run_id, at=now, force=True)
+            after = finish.run
+            # Finished by this sweep (recording the last lost image, or forced): a worker that finished it first
+            # has counted and announced it.
+            finished_here = finish.finished or (recorded is not None and recorded.finished)
         summary = {
             "run_id": run.run_id,
             "warm_set": run.warm_set,
@@ -119,7 +125,7 @@ class OverdueRuns:
         metrics.add_metric(name="WarmRunsOverdue", unit="Count", value=1)
         metrics.add_metric(name="WarmImagesLost", unit="Count", value=lost)
         logger.warning("a warm run was settled at its deadline", extra=summary)
-        if after is not None and (finished := warm_run_finished(after)) is not None:
+        if after is not None and finished_here and (finished := warm_run_finished(after)) is not None:
             count_by("WarmRunsFinished", dimension="status", value=after.status.value, count=1)
             announce(self.events, [finished])
         return summary

@@ -5,7 +5,8 @@
 1. **Once per image and run.** SQS delivers at least once: a task whose image already has an outcome in
    its run (:meth:`~ecrcache.ports.WarmRunStore.outcome`) is answered with it, nothing is pulled or
    counted again. The run is finished if it is done (:meth:`~ecrcache.ports.WarmRunStore.finish_if_done`):
-   the earlier delivery may have recorded the last image and then failed to finish the run.
+   the earlier delivery may have recorded the last image and then failed to finish the run. Only the call
+   whose write finished the run counts ``WarmRunsFinished`` and announces it (``RecordedOutcomes.finished``).
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
    class ``rate_limit`` and ECR is not called. An image verified since the run was planned (a concurrent
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
         ImageOutcome,
         WarmRun,
     )
-    from ecrcache.ports import StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
+    from ecrcache.ports import RecordedOutcomes, StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
     from ecrcache.services.credential_health import CredentialMarks
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
@@ -143,13 +144,15 @@ class WarmWorkerService:
         _observe(task, outcome)
         if (error := warm_error(task, outcome)) is not None:
             self.credential_errors.append(error)
-        self._finished(result.run)
+        self._finished(result)
         return outcome
 
-    def _finished(self, run: WarmRun | None) -> None:
-        """A run the last outcome finished: logged, counted by status, announced (at least once: a redelivered
-        last task announces it again; consumers tell the runs apart by ``run_id``)."""
-        event = None if run is None else warm_run_finished(run)
+    def _finished(self, result: RecordedOutcomes) -> None:
+        """A run THIS call finished (the store's write is conditioned on the run being unfinished, so a
+        redelivered last task or a concurrent delivery finds it finished and does nothing): logged, counted by
+        status (``WarmRunsFinished``) and announced (best effort, as every announcement) once per run."""
+        run = result.run
+        event = None if run is None or not result.finished else warm_run_finished(run)
         if run is None or event is None:
             return
         _log_finished(run)
