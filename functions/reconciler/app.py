@@ -121,8 +121,14 @@ service = ReconcileService(
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)
+# The state table's client, not one of Powertools' own: a second client (in a session of its own) would load
+# botocore's DynamoDB model again at every cold start; this one also retries as every client here (adaptive).
 persistence = DynamoDBPersistenceLayer(
-    table_name=settings.table_name, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at"
+    table_name=settings.table_name,
+    key_attr="pk",
+    sort_key_attr="sk",
+    expiry_attr="expires_at",
+    boto3_client=_status.client,
 )
 
 

@@ -5,7 +5,8 @@ benchmark gives it (``bench.cold_start.child_env``: Lambda's variables, the Trac
 loaded are checked against what was made lazy: annotation-only imports sit under ``TYPE_CHECKING``, the ECR
 adapter is imported on first use by the functions that reach ECR only on some invocations, and the upstream
 failure classification (``ecrcache.engine.upstream_reasons``) is apart from the status engine's plan and rule
-models. No timing here (``bench/cold_start.py`` measures): which modules, not how fast.
+models, and the API's OpenAPI description is made on its first request. No timing here (``bench/cold_start.py``
+measures): which modules, not how fast.
 """
 
 from __future__ import annotations
@@ -34,9 +35,18 @@ ECR_ADAPTER: Final = ("ecrcache.adapters.ecr_registry", "ecrcache.engine.essence
 ECR."""
 WARM_INPUTS: Final = ("ecrcache.models.warm_inputs",)
 """The warm planner's inputs: every handler imported them through ``ecrcache.ports``, for annotations only."""
+OPENAPI_MODELS: Final = ("aws_lambda_powertools.event_handler.openapi.models",)
+"""Powertools' OpenAPI models: only the API's description (``/v1/openapi.json``, ``/v1/docs``) uses them, imported on
+first use; the requests' validation does not."""
 
 NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
-    "api": (*WARM_INPUTS, *ECR_ADAPTER[:1], "ecrcache.services.credential_health", "ecrcache.engine.warm_pull"),
+    "api": (
+        *WARM_INPUTS,
+        *ECR_ADAPTER[:1],
+        "ecrcache.services.credential_health",
+        "ecrcache.engine.warm_pull",
+        *OPENAPI_MODELS,
+    ),
     "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports"),
