@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from moto.secretsmanager.exceptions import InvalidParameterException
 from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
+
+from devstack.aws.common import patch_once
 
 __all__ = ["install"]
 
@@ -81,15 +83,6 @@ def _labels_as_documented(original: Callable[..., tuple[str, str]]) -> Callable[
     return update_secret_version_stage
 
 
-def _patch(owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    wrapped = wrap(current)
-    setattr(wrapped, _MARK, True)
-    setattr(owner, name, wrapped)
-
-
 def install() -> None:
     """Wrap moto's ``UpdateSecretVersionStage`` once (idempotent, like the ECR extension)."""
-    _patch(SecretsManagerBackend, "update_secret_version_stage", _labels_as_documented)
+    patch_once(SecretsManagerBackend, "update_secret_version_stage", _labels_as_documented, mark=_MARK)
