@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, RETRYABLE_CODES, classify, error_code
@@ -31,17 +32,24 @@ if TYPE_CHECKING:
 
     from ecrcache.engine.plan import PlannedAction
 
-__all__ = ["READ_OPERATIONS", "Boto3EventForwarder", "events_client"]
+__all__ = ["PLAN_READ_CONFIG", "READ_OPERATIONS", "Boto3EventForwarder", "events_client"]
 
 READ_OPERATIONS: Final = frozenset({"DescribeRule", "ListTargetsByRule"})
 """The calls :meth:`Boto3EventForwarder.observe_forwarder` makes (all a read-only plan needs)."""
+PLAN_READ_CONFIG: Final = Config(
+    retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=2
+)
+"""The API's reads (``GET /v1/plan``): at most two attempts in all (botocore's ``total_max_attempts`` counts the first)
+of a few seconds each per call, so that a Region whose
+EventBridge is slow costs the answer seconds, not :data:`~ecrcache.adapters.aws.RETRY_CONFIG`'s minutes (API
+Gateway answers 504 after 29 s)."""
 _GONE: Final = "ResourceNotFoundException"
 _MAX_MESSAGE: Final = 512
 
 
-def events_client(region: str) -> EventBridgeClient:
-    """An EventBridge client for ``region`` with the shared retry configuration."""
-    return boto3.client("events", region_name=region, config=RETRY_CONFIG)
+def events_client(region: str, config: Config = RETRY_CONFIG) -> EventBridgeClient:
+    """An EventBridge client for ``region`` (by default with the shared retry configuration)."""
+    return boto3.client("events", region_name=region, config=config)
 
 
 class _EntryFailedError(Exception):

@@ -162,6 +162,13 @@ def deleted_spec(store: StateStore, kind: ResourceKind, name: str) -> Mapping[st
     return entry.before
 
 
+FORWARDER_UNREAD: Final = (
+    "event forwarder not read: time budget (the deep read used the API's time). Plan this Region alone "
+    "(region=...) to see its forwarder; the reconciler reads it on every run."
+)
+"""The note of a Region whose event forwarder a plan had no time left to read."""
+
+
 def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
     """An empty plan, incomplete with a note per Region whose deep read stopped before every repository."""
     notes = tuple(
@@ -249,18 +256,28 @@ class PlanService:
             planned=planned.actions,
         )
         replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
-        return Plan.merge([planned, replicas, unread_plan(observed.values()), self.forwarder_plan(inputs)])
+        forwarders = self.forwarder_plan(inputs, stop=stop)
+        return Plan.merge([planned, replicas, unread_plan(observed.values()), forwarders])
 
-    def forwarder_plan(self, inputs: DesiredByRegion) -> Plan:
+    def forwarder_plan(self, inputs: DesiredByRegion, *, stop: Callable[[], bool] | None = None) -> Plan:
         """The event forwarder actions of the Regions ``inputs`` covers; a Region whose forwarder cannot be read
-        gets a note (its rules are planned all the same)."""
+        gets a note (its rules are planned all the same).
+
+        ``stop`` (the plan's time budget, see :meth:`plan`) is asked before each Region's reads: once it says so,
+        the Regions left get a note instead (``DescribeRule`` and ``ListTargetsByRule`` under retries could
+        otherwise take the answer past API Gateway's 29 s) and the plan is incomplete."""
         if self.forwarders is None:
             return Plan()
         wanted = forwarder_regions(inputs.named_regions, self.stack_region)
         actions: list[PlannedAction] = []
         notes: list[Note] = []
+        complete = True
         for region in inputs.regions:
             if region == self.stack_region:
+                continue
+            if stop is not None and stop():
+                notes.append(Note(region=region, prefix="", message=FORWARDER_UNREAD))
+                complete = False
                 continue
             try:
                 action = self.forwarders.plan(region, wanted=region in wanted)
@@ -269,7 +286,7 @@ class PlanService:
                 continue
             if action is not None:
                 actions.append(action)
-        return Plan(actions=tuple(actions), notes=tuple(notes))
+        return Plan(actions=tuple(actions), notes=tuple(notes), complete=complete)
 
     def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
         """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
