@@ -209,6 +209,15 @@ class ForwarderReader(Protocol):
         ...
 
 
+class ForwarderProbe(Protocol):
+    """Whether one Region holds the stack's forwarding rule (EventBridge ``DescribeRule``): the deep run's sweep."""
+
+    def forwarder_exists(self, name: str) -> bool:
+        """``False`` when there is no rule of that name, or the Region is not enabled in the account (it holds
+        nothing); raises for other AWS errors."""
+        ...
+
+
 class ForwarderRegistry(ForwarderReader, Protocol):
     """The same, and the writes of a forwarder action (``PutRule`` / ``PutTargets`` / ``RemoveTargets`` /
     ``DeleteRule``)."""

@@ -16,7 +16,7 @@ from ecrcache.engine.plan import ActionKind, PlannedAction
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.forwarder import ObservedForwarder
 from tests.conftest import ACCOUNT_ID, REGION
-from tests.functional.reconcile.support import FAULTS, failing, recording
+from tests.functional.reconcile.support import FAULTS, aws_error, failing, recording
 
 pytestmark = pytest.mark.functional
 
@@ -138,3 +138,31 @@ def test_observed_targets_come_sorted(forwarder: Boto3EventForwarder) -> None:
     assert [t.id for t in found.targets] == ["a-extra", TARGET_ID]
     action = plan_forwarder(OTHER, SETTINGS, wanted=True, found=found)
     assert action is not None and action.request["remove"] == {"Rule": SETTINGS.rule_name, "Ids": ["a-extra"]}
+
+
+def test_the_sweeps_probe_finds_the_rule_by_its_name_only(forwarder: Boto3EventForwarder) -> None:
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is False
+    forwarder.apply(_action(forwarder))
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is True
+
+
+@pytest.mark.parametrize("code", ["UnrecognizedClientException", "AccessDeniedException"])
+def test_a_region_not_enabled_in_the_account_holds_no_rule(
+    forwarder: Boto3EventForwarder, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    # GIVEN an opt-in Region the account has not enabled: its endpoint does not know the account's credentials
+    def not_enabled(**_: Any) -> Any:
+        raise aws_error(
+            code, "DescribeRule", status=400, message="The security token included in the request is invalid"
+        )
+
+    monkeypatch.setattr(forwarder.client, "describe_rule", not_enabled)
+    # THEN the sweep reads it as holding no forwarder
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is False
+
+
+@pytest.mark.parametrize("fault", ["throttling", "server-error"])
+def test_a_probe_that_fails_otherwise_raises(forwarder: Boto3EventForwarder, fault: str) -> None:
+    with failing(forwarder.client, "describe_rule", fault), pytest.raises(RetryableError) as raised:
+        forwarder.forwarder_exists(SETTINGS.rule_name)
+    assert "DescribeRule" in raised.value.message

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ecrcache.engine.plan import PlannedAction
 
-__all__ = ["PLAN_READ_CONFIG", "READ_OPERATIONS", "Boto3EventForwarder", "events_client"]
+__all__ = ["PLAN_READ_CONFIG", "READ_OPERATIONS", "Boto3EventForwarder", "events_client", "partition_regions"]
 
 READ_OPERATIONS: Final = frozenset({"DescribeRule", "ListTargetsByRule"})
 """The calls :meth:`Boto3EventForwarder.observe_forwarder` makes (all a read-only plan needs)."""
@@ -44,7 +44,15 @@ of a few seconds each per call, so that a Region whose
 EventBridge is slow costs the answer seconds, not :data:`~ecrcache.adapters.aws.RETRY_CONFIG`'s minutes (API
 Gateway answers 504 after 29 s)."""
 _GONE: Final = "ResourceNotFoundException"
+_NOT_ENABLED: Final = frozenset({"UnrecognizedClientException", "AccessDeniedException", "AccessDenied"})
+"""What a Region not enabled in the account (an opt-in Region) answers: the account's credentials are not
+known there ("Managing AWS Regions", AWS Account Management guide). The sweep reads it as "no rule there"."""
 _MAX_MESSAGE: Final = 512
+
+
+def partition_regions(partition: str) -> tuple[str, ...]:
+    """Every Region of ``partition`` with EventBridge, from botocore's endpoint data (no call is made)."""
+    return tuple(boto3.Session().get_available_regions("events", partition_name=partition))
 
 
 def events_client(region: str, config: Config = RETRY_CONFIG) -> EventBridgeClient:
@@ -113,6 +121,18 @@ class Boto3EventForwarder:
             event_pattern=rule.get("EventPattern"),
             targets=tuple(sorted(targets, key=lambda t: t.id)),
         )
+
+    def forwarder_exists(self, name: str) -> bool:
+        """``DescribeRule`` only (:class:`ecrcache.ports.ForwarderProbe`)."""
+        try:
+            self.client.describe_rule(Name=name)
+        except ClientError as exc:
+            if error_code(exc) == _GONE or error_code(exc) in _NOT_ENABLED:
+                return False
+            raise classify(exc, f"EventBridge DescribeRule in {self.region}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"EventBridge DescribeRule in {self.region}") from exc
+        return True
 
     def apply(self, action: PlannedAction) -> ActionResult:
         handler = self._handlers.get(action.kind)

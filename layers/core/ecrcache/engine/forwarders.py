@@ -26,7 +26,9 @@ receiving events between AWS accounts"; the guide does not say the same of Regio
 
 **Which Regions**: every Region a desired rule names but the stack's (:func:`forwarder_regions`); a
 Region that no desired rule names any more loses its forwarder (the reconciler keeps reconciling a Region
-while it has a forwarder record there).
+while it has a forwarder record there; the record is written before the rule is created, and no rule is created
+when it cannot be; the daily deep resync also asks every Region of the partition, ``DescribeRule``, and deletes a
+forwarder found where no rule and no record point: :class:`~ecrcache.services.forwarders.ForwarderSweep`).
 
 **Plan**: :func:`plan_forwarder` compares the desired rule with what EventBridge holds (pattern compared as
 JSON values, state, description, the one target: bus and role) and plans ``create_forwarder`` (PutRule then
@@ -125,6 +127,11 @@ class Forwarding:
     role_arn: str
     home_region: str
     ignored_caller: str
+
+    @property
+    def partition(self) -> str:
+        """The role's partition (``aws``, ``aws-cn``, ``aws-us-gov``): the Regions forwarders may be in."""
+        return self.role_arn.split(":")[1]
 
     @property
     def home_bus_arn(self) -> str:

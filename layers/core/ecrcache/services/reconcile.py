@@ -191,6 +191,8 @@ class ReconcileService:
         for region in inputs.regions:
             recorded = [r.prefix for r in records if r.region == region]
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
+        if scope.deep and scope.regions is None:
+            self._sweep_forwarders(inputs, run.run_id, log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
@@ -275,6 +277,20 @@ class ReconcileService:
         log.errors.extend(outcome.errors)
         if outcome.summary is not None:
             log.regions.append(outcome.summary)
+
+    def _sweep_forwarders(self, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
+        """Deep runs over every Region: a forwarding rule found in a Region the run did not visit (no rule names it,
+        no record remembers it) is deleted, under that Region's lease (:meth:`ForwarderPhase.strays`)."""
+        found, errors = self.forwarders.strays(inputs.regions) if self.forwarders else ([], [])
+        log.errors.extend(errors)
+        for region in found:
+            if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
+                log.busy.append(region)
+                continue
+            try:
+                self._converge_forwarder(region, inputs, run_id, log)  # not named: deleted
+            finally:
+                self.status.release_lease(region, run_id)
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""
