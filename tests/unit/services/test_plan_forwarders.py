@@ -97,3 +97,16 @@ def test_a_plan_within_its_budget_reads_every_forwarder(world: World) -> None:
     forwarders = [(a.region, a.kind) for a in plan.actions if a.kind is ActionKind.CREATE_FORWARDER]
     assert forwarders == [(r, ActionKind.CREATE_FORWARDER) for r in OTHERS]
     assert plan.complete is True
+
+
+def test_a_stored_rule_that_no_longer_validates_still_keeps_its_regions_forwarder(world: World) -> None:
+    # GIVEN a forwarder in eu-west-1, and the only rule naming it stored by an older version (it no longer validates)
+    world.put("quay", {"upstream_kind": "no-such-registry", "regions": [REGION, "eu-west-1"]})
+    world.forwarders.held["eu-west-1"] = ObservedForwarder(name=SETTINGS.rule_name)
+    # WHEN planned
+    inputs, _ = world.service.read_desired(Scope())
+    plan = world.service.forwarder_plan(inputs)
+    # THEN the rule is a problem, but its Region is still named: the forwarder is not deleted
+    assert "quay" in inputs.problems
+    assert "eu-west-1" in inputs.named_regions
+    assert ActionKind.DELETE_FORWARDER not in {a.kind for a in plan.actions}

@@ -132,10 +132,14 @@ class DesiredByRegion:
     def retired_in(self, region: str) -> list[DesiredRule]:
         return self.retired.get(region, [])
 
+    named: frozenset[str] = frozenset()
+    """Every Region a stored rule names (whatever the scope), read from the raw specs as :meth:`PlanService.regions`
+    reads them: a rule that no longer validates (a problem) still names its Regions, so their forwarders stay."""
+
     @property
     def named_regions(self) -> frozenset[str]:
-        """The Regions where at least one desired rule is wanted (whatever the scope)."""
-        return frozenset(region for region, rules in self.desired.items() if rules)
+        """The Regions where at least one desired rule is wanted, or a stored rule names (whatever the scope)."""
+        return frozenset(region for region, rules in self.desired.items() if rules) | self.named
 
     def prefixes(self, region: str) -> list[str]:
         """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
@@ -331,13 +335,19 @@ class PlanService:
         regions = self.regions(snapshot, scope, reconciled)
         return self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}), records
 
+    def named_in(self, snapshot: Snapshot) -> set[str]:
+        """Every Region a stored rule names, from the raw specs (the stack's for a rule naming none)."""
+        named: set[str] = set()
+        for stored in snapshot.rules.values():
+            regions = stored.spec.get("regions")
+            named.update(regions if isinstance(regions, list) and regions else [self.stack_region])
+        return {region for region in named if isinstance(region, str)}
+
     def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
         """The stack's Region, every Region a rule names, and every Region with a rule status, a
         secret replica or an event forwarder (``reconciled``): a rule deleted from, or moved out of, its only Region is
         retired there, and a replica no rule wants is removed once ECR there is read."""
-        named = {self.stack_region, *reconciled}
-        for stored in snapshot.rules.values():
-            named.update(stored.spec.get("regions") or [])
+        named = {self.stack_region, *reconciled, *self.named_in(snapshot)}
         if scope.regions is not None:
             named &= scope.regions
         return sorted(named)
@@ -382,6 +392,7 @@ class PlanService:
             tuple(regions),
             secrets=secrets,
             wanted_replicas=wanted,
+            named=frozenset(self.named_in(snapshot)),
         )
 
     def _credential(
