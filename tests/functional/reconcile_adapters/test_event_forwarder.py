@@ -5,10 +5,11 @@ that says which call failed; never a lost failure."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
+from moto.events.models import EventPattern
 
 from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.engine.forwarders import TARGET_ID, Forwarding, plan_forwarder
@@ -45,7 +46,7 @@ def test_create_then_read_back_is_what_was_planned(forwarder: Boto3EventForwarde
     assert forwarder.apply(_action(forwarder)).ok
     found = forwarder.observe_forwarder(SETTINGS.rule_name)
     assert found is not None and found.state == "ENABLED"
-    assert json.loads(found.event_pattern or "") == json.loads(SETTINGS.rule_request()["EventPattern"])
+    assert json.loads(found.event_pattern or "") == json.loads(SETTINGS.rule_request(OTHER)["EventPattern"])
     assert [(t.id, t.role_arn) for t in found.targets] == [(TARGET_ID, SETTINGS.role_arn)]
     tags = forwarder.client.list_tags_for_resource(
         ResourceARN=forwarder.client.describe_rule(Name=SETTINGS.rule_name)["Arn"]
@@ -166,3 +167,16 @@ def test_a_probe_that_fails_otherwise_raises(forwarder: Boto3EventForwarder, fau
     with failing(forwarder.client, "describe_rule", fault), pytest.raises(RetryableError) as raised:
         forwarder.forwarder_exists(SETTINGS.rule_name)
     assert "DescribeRule" in raised.value.message
+
+
+def test_an_event_forwarded_into_a_region_is_never_matched_by_its_forwarder() -> None:
+    # GIVEN the forwarder of eu-west-1 (moto's pattern matcher stands in for EventBridge's)
+    pattern = EventPattern.load(SETTINGS.rule_request(OTHER)["EventPattern"])
+    event: dict[str, Any] = {
+        "source": "aws.ecr",
+        "detail-type": "ECR Pull Through Cache Action",
+        "detail": {"sync-status": "SUCCESS"},
+    }
+    # THEN it matches its own Region's events, never one that another Region's forwarder put on its bus
+    assert pattern.matches_event(cast("Any", {**event, "region": OTHER}))
+    assert not pattern.matches_event(cast("Any", {**event, "region": "us-west-2"}))

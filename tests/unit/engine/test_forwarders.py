@@ -31,7 +31,7 @@ BUS = "arn:aws-us-gov:events:us-east-1:123456789012:event-bus/default"
 
 def _as_made(**changes: object) -> ObservedForwarder:
     """The forwarder as a create leaves it (its pattern re-serialised with other key order), then ``changes``."""
-    request = SETTINGS.rule_request()
+    request = SETTINGS.rule_request(OTHER)
     pattern = json.dumps(json.loads(request["EventPattern"]), sort_keys=False, indent=1)
     base = ObservedForwarder(
         name=SETTINGS.rule_name,
@@ -64,7 +64,7 @@ def test_a_missing_forwarder_is_created_to_the_home_bus_in_the_roles_partition_a
     rule = action.request["rule"]
     assert isinstance(rule, dict)
     assert rule["State"] == "ENABLED" and HOME in str(rule["Description"])
-    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_caller)
+    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_caller, OTHER)
     assert {"Key": "ecrcache:managed", "Value": "true"} in rule["Tags"]  # type: ignore[operator]
 
 

@@ -16,13 +16,15 @@ with its ECR permissions there: a forwarder is one more managed resource, planne
 removed like a pull-through cache rule, and shown by ``GET /v1/plan``.
 
 **What they match**: exactly what the home Region's two rules match (:func:`forward_pattern` is their
-union; a contract test checks it against ``template.yaml``): ECR's CloudTrail writes by anyone but the
-reconciler's own role sessions, and every pull-through cache action. The forwarded event keeps its
-``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
+union, guarded by the forwarder's own ``region``; a contract test checks it against ``template.yaml``): ECR's
+CloudTrail writes by anyone but the reconciler's own role sessions, and every pull-through cache action. The
+forwarded event keeps its ``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
 (:mod:`ecrcache.services.triggers`; the ``region`` of a forwarded event naming its origin is reported by AWS's
 cross-Region routing launch post, not stated in the guide). No forwarder can start a loop: the stack's Region
-has none, and EventBridge passes on no event it received from another account (User Guide, "Sending and
-receiving events between AWS accounts"; the guide does not say the same of Regions).
+has none, EventBridge passes on no event it received from another account (User Guide, "Sending and
+receiving events between AWS accounts"; the guide does not say the same of Regions), and each forwarder matches
+only events of its own Region (``region``), so an event forwarded into its Region (by another stack's forwarder)
+is never sent on.
 
 **Which Regions**: every Region a desired rule names but the stack's (:func:`forwarder_regions`); a
 Region that no desired rule names any more loses its forwarder (the reconciler keeps reconciling a Region
@@ -102,10 +104,15 @@ def drift_pattern(ignored_caller: str) -> dict[str, Any]:
     }
 
 
-def forward_pattern(ignored_caller: str) -> dict[str, Any]:
-    """The forwarding rule's pattern: the union of the home Region's two rules (EventBridge User Guide,
-    "Content filtering in Amazon EventBridge event patterns": ``$or``)."""
-    return {"$or": [drift_pattern(ignored_caller), dict(CACHE_ACTION_PATTERN)]}
+def forward_pattern(ignored_caller: str, region: str) -> dict[str, Any]:
+    """The forwarding rule's pattern in ``region``: the union of the home Region's two rules (EventBridge User
+    Guide, "Content filtering in Amazon EventBridge event patterns": ``$or``), for events of ``region`` only.
+
+    The Region guard: a forwarded event keeps its origin ``region``, so an event another Region's forwarder put
+    on this Region's bus never matches this one. Two ecrcache stacks of one account with different home Regions,
+    each naming the other's Region, would otherwise send each event back and forth (EventBridge documents that
+    it does not pass on events received from another *account*; it says nothing of Regions)."""
+    return {"region": [region], "$or": [drift_pattern(ignored_caller), dict(CACHE_ACTION_PATTERN)]}
 
 
 def canonical(pattern: Any) -> Any:
@@ -148,11 +155,11 @@ class Forwarding:
             "by ecrcache's reconciler: changes are reverted."
         )
 
-    def rule_request(self) -> dict[str, Any]:
-        """``PutRule``'s keyword arguments (the default bus)."""
+    def rule_request(self, region: str) -> dict[str, Any]:
+        """``PutRule``'s keyword arguments for the forwarder of ``region`` (the default bus)."""
         return {
             "Name": self.rule_name,
-            "EventPattern": json.dumps(forward_pattern(self.ignored_caller), sort_keys=True),
+            "EventPattern": json.dumps(forward_pattern(self.ignored_caller, region), sort_keys=True),
             "State": "ENABLED",
             "Description": self.description,
             "Tags": [{"Key": MANAGED_TAG, "Value": "true"}, {"Key": HOME_TAG, "Value": self.home_region}],
@@ -170,9 +177,9 @@ def forwarder_regions(desired_regions: Iterable[str], home_region: str) -> froze
     return frozenset(desired_regions) - {home_region}
 
 
-def _differences(forwarding: Forwarding, found: ObservedForwarder) -> list[str]:
-    """What differs between the wanted rule and ``found`` (empty: nothing)."""
-    wanted = forwarding.rule_request()
+def _differences(forwarding: Forwarding, region: str, found: ObservedForwarder) -> list[str]:
+    """What differs between the wanted rule of ``region`` and ``found`` (empty: nothing)."""
+    wanted = forwarding.rule_request(region)
     out: list[str] = []
     try:
         pattern = canonical(json.loads(found.event_pattern or "null"))
@@ -218,7 +225,7 @@ def plan_forwarder(
                 "delete": {"Name": forwarding.rule_name},
             },
         )
-    after = {"rule": forwarding.rule_request(), "targets": forwarding.targets_request()}
+    after = {"rule": forwarding.rule_request(region), "targets": forwarding.targets_request()}
     if found is None:
         return PlannedAction(
             kind=ActionKind.CREATE_FORWARDER,
@@ -229,7 +236,7 @@ def plan_forwarder(
             reason=f"a desired rule names this Region: its ECR events are forwarded to {forwarding.home_region}",
             request=_json(after),
         )
-    changed = _differences(forwarding, found)
+    changed = _differences(forwarding, region, found)
     if not changed:
         return None
     stray = sorted(t.id for t in found.targets if t.id != TARGET_ID)
