@@ -319,3 +319,20 @@ def test_a_region_the_sweep_cannot_ask_is_an_error_of_the_run(two: TwoRegions) -
         run = two.reconcile(Scope(deep=True))
     # THEN the deep run says which Region it could not look in
     assert any(e.startswith(f"{STRAY}: event forwarder not looked for") for e in run.errors)
+
+
+def test_a_target_input_added_by_hand_is_taken_off(two: TwoRegions) -> None:
+    # GIVEN a forwarder WHEN someone gives its target an input transformer (what is forwarded is no longer the event)
+    _put_quay(two)
+    two.reconcile()
+    client = two.forwarders_client(OTHER)
+    [target] = client.list_targets_by_rule(Rule=RULE_NAME)["Targets"]
+    transformer = {"InputPathsMap": {"d": "$.detail"}, "InputTemplate": '{"changed": <d>}'}
+    client.put_targets(Rule=RULE_NAME, Targets=[{**target, "InputTransformer": transformer}])
+    # THEN the plan shows the update, and a reconcile puts the target back as made
+    [action] = two.service.plan().actions
+    assert action.kind is ActionKind.UPDATE_FORWARDER and "targets" in action.reason
+    run = two.reconcile()
+    assert run.summary.get(ActionKind.UPDATE_FORWARDER.value) == 1 and not run.errors
+    assert client.list_targets_by_rule(Rule=RULE_NAME)["Targets"] == [target]
+    assert two.service.plan().is_empty

@@ -86,6 +86,21 @@ def test_each_difference_is_an_update_naming_it() -> None:
         assert action.request["remove"] is None
 
 
+def test_any_key_of_the_target_the_controller_does_not_set_is_a_difference() -> None:
+    # GIVEN the home-bus target as EventBridge lists it, with a key added by hand (what is forwarded changes)
+    entry = {"Id": TARGET_ID, "Arn": BUS, "RoleArn": SETTINGS.role_arn}
+    for extra in ({"InputPath": "$.detail"}, {"Input": "{}"}, {"InputTransformer": {"InputTemplate": '"x"'}}):
+        target = ForwarderTarget(id=TARGET_ID, arn=BUS, role_arn=SETTINGS.role_arn, entry={**entry, **extra})
+        action = plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(targets=(target,)))
+        # THEN it is an update putting back exactly Id, Arn and RoleArn
+        assert action is not None and action.kind is ActionKind.UPDATE_FORWARDER, extra
+        assert "targets" in action.reason
+        assert action.request["targets"]["Targets"] == [entry]
+    # AND the entry exactly as made is no difference
+    exact = ForwarderTarget(id=TARGET_ID, arn=BUS, role_arn=SETTINGS.role_arn, entry=entry)
+    assert plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(targets=(exact,))) is None
+
+
 def test_an_unreadable_pattern_is_a_difference_not_an_error() -> None:
     action = plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(event_pattern="{not json"))
     assert action is not None and "event pattern" in action.reason

@@ -16,6 +16,7 @@ throttling and 5xx, terminal for the rest, e.g. ``AccessDeniedException``), or, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,6 +49,12 @@ _NOT_ENABLED: Final = frozenset({"UnrecognizedClientException", "AccessDeniedExc
 """What a Region not enabled in the account (an opt-in Region) answers: the account's credentials are not
 known there ("Managing AWS Regions", AWS Account Management guide). The sweep reads it as "no rule there"."""
 _MAX_MESSAGE: Final = 512
+
+
+def _json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-only copy of a ``ListTargetsByRule`` entry (kept whole: every key counts as drift)."""
+    out: dict[str, Any] = json.loads(json.dumps(entry, default=str))
+    return out
 
 
 def partition_regions(partition: str) -> tuple[str, ...]:
@@ -112,7 +119,8 @@ class Boto3EventForwarder:
         except BotoCoreError as exc:
             raise classify(exc, f"EventBridge DescribeRule/ListTargetsByRule in {self.region}") from exc
         targets = tuple(
-            ForwarderTarget(id=t["Id"], arn=t["Arn"], role_arn=t.get("RoleArn")) for t in listed.get("Targets", [])
+            ForwarderTarget(id=t["Id"], arn=t["Arn"], role_arn=t.get("RoleArn"), entry=_json(t))
+            for t in listed.get("Targets", [])
         )
         return ObservedForwarder(
             name=name,

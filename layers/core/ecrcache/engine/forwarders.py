@@ -191,9 +191,10 @@ def _differences(forwarding: Forwarding, region: str, found: ObservedForwarder) 
         out.append(f"state {found.state}")
     if (found.description or "") != wanted["Description"]:
         out.append("description")
-    target = forwarding.targets_request()["Targets"][0]
-    held = [(t.id, t.arn, t.role_arn) for t in found.targets]
-    if held != [(target["Id"], target["Arn"], target["RoleArn"])]:
+    # Exactly {Id, Arn, RoleArn}: any other key (an InputTransformer, Input, InputPath, a RetryPolicy, ...) changes
+    # what is forwarded. PutTargets "updates the targets if they are already associated with the rule" (API
+    # reference) with the entry it is given; verify re-reads it, so a key it kept would show as NotConverged.
+    if [t.as_entry() for t in found.targets] != forwarding.targets_request()["Targets"]:
         out.append("targets")
     return out
 
@@ -202,7 +203,7 @@ def _view(found: ObservedForwarder) -> dict[str, Any]:
     return {
         "state": found.state,
         "event_pattern": found.event_pattern,
-        "targets": [{"id": t.id, "arn": t.arn, "role_arn": t.role_arn} for t in found.targets],
+        "targets": [t.as_entry() for t in found.targets],
     }
 
 
