@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ecrcache.engine.forwarders import (
     TARGET_ID,
@@ -95,7 +96,8 @@ def test_any_key_of_the_target_the_controller_does_not_set_is_a_difference() -> 
         # THEN it is an update putting back exactly Id, Arn and RoleArn
         assert action is not None and action.kind is ActionKind.UPDATE_FORWARDER, extra
         assert "targets" in action.reason
-        assert action.request["targets"]["Targets"] == [entry]
+        request: Any = action.request
+        assert request["targets"]["Targets"] == [entry]
     # AND the entry exactly as made is no difference
     exact = ForwarderTarget(id=TARGET_ID, arn=BUS, role_arn=SETTINGS.role_arn, entry=entry)
     assert plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(targets=(exact,))) is None
