@@ -364,6 +364,11 @@ class WarmRunStore(Protocol):
         """Up to ``limit`` unfinished runs whose deadline is before ``now``, earliest deadline first."""
         ...
 
+    def mark_announced(self, run: WarmRun) -> bool:
+        """Record that the finished ``run``'s Warm Run Finished event was put on the bus: ``True`` only for the call
+        whose conditional write set it (it is then no longer listed by :meth:`overdue_runs`)."""
+        ...
+
     def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
         """Finish a requested run that was never planned as ``failed`` with ``message``; ``None`` (nothing
         written) when it is planned, finished or unknown."""
