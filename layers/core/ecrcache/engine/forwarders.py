@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_ACTION_PATTERN",
-    "MANAGED_TAG",
     "TARGET_ID",
     "Forwarding",
     "canonical",
@@ -72,11 +71,6 @@ __all__ = [
 
 TARGET_ID: Final = "ecrcache-home-bus"
 """The forwarding rule's one target (``Id``: 1-64 of ``[.\\-_A-Za-z0-9]``, EventBridge API reference "Target")."""
-MANAGED_TAG: Final = "ecrcache:managed"
-"""Tag key marking the forwarding rule as ecrcache's (value ``true``; the secrets it creates carry the same)."""
-HOME_TAG: Final = "ecrcache:home-region"
-"""Tag key naming the Region whose stack owns the forwarding rule."""
-
 CACHE_ACTION_PATTERN: Final[Mapping[str, Any]] = {
     "source": ["aws.ecr"],
     "detail-type": [CACHE_ACTION_DETAIL_TYPE],
@@ -156,13 +150,17 @@ class Forwarding:
         )
 
     def rule_request(self, region: str) -> dict[str, Any]:
-        """``PutRule``'s keyword arguments for the forwarder of ``region`` (the default bus)."""
+        """``PutRule``'s keyword arguments for the forwarder of ``region`` (the default bus).
+
+        No ``Tags``: PutRule assigns tags "when you initially create a rule" (EventBridge API reference, "PutRule"),
+        not when it updates one, so tags changed by hand would stay changed (putting them back would need
+        ListTagsForResource and TagResource / UntagResource in every Region). The rule is the stack's by its
+        stack-unique name, and its description names the home Region and the stack's rule."""
         return {
             "Name": self.rule_name,
             "EventPattern": json.dumps(forward_pattern(self.ignored_caller, region), sort_keys=True),
             "State": "ENABLED",
             "Description": self.description,
-            "Tags": [{"Key": MANAGED_TAG, "Value": "true"}, {"Key": HOME_TAG, "Value": self.home_region}],
         }
 
     def targets_request(self) -> dict[str, Any]:
