@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE
-from ecrcache.engine.state_events import StateEvent, rule_condition_events
+from ecrcache.engine.state_events import rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     RegionSummary,
@@ -50,18 +50,15 @@ from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
-from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
-from ecrcache.services.rotation_schedules import RotationSchedules
+from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope
+from ecrcache.services.replicas import ReplicaPhases
 from ecrcache.services.state_events import announce
 
 if TYPE_CHECKING:
     from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.engine.state_events import StateEvent
-    from ecrcache.engine.status import (
-        Failure,
-    )
+    from ecrcache.engine.status import Failure
     from ecrcache.models.observed import DesiredRule, ObservedRegion, ObservedRule, Ownership
     from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
