@@ -53,10 +53,15 @@ def registry(region: str) -> Boto3EcrReader:
 def event_forwarder(region: str) -> Boto3EventForwarder:
     """EventBridge in ``region``: the plan reads the stack's forwarding rule there (DescribeRule, ListTargetsByRule).
 
-    Imported on first use: only the plan reads the forwarders."""
-    from ecrcache.adapters.event_forwarder import Boto3EventForwarder  # noqa: PLC0415 -- on first use (cold start)
+    Imported on first use: only the plan reads the forwarders. Short timeouts and two attempts
+    (``PLAN_READ_CONFIG``): the plan answers within API Gateway's 29 s."""
+    from ecrcache.adapters.event_forwarder import (  # noqa: PLC0415 -- on first use (cold start)
+        PLAN_READ_CONFIG,
+        Boto3EventForwarder,
+        events_client,
+    )
 
-    return Boto3EventForwarder(region)
+    return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
 
 
 _forwarding = forwarding(

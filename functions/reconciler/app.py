@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -28,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
-from ecrcache.adapters.event_forwarder import Boto3EventForwarder
+from ecrcache.adapters.event_forwarder import PLAN_READ_CONFIG, Boto3EventForwarder, events_client, partition_regions
 from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
@@ -39,7 +40,7 @@ from ecrcache.config import reconciler_settings, stack_region
 from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
-from ecrcache.services.forwarders import ForwarderPhase, forwarding
+from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
@@ -81,6 +82,11 @@ def event_forwarder(region: str) -> Boto3EventForwarder:
     return _forwarders[region]
 
 
+def forwarder_probe(region: str) -> Boto3EventForwarder:
+    """The deep run's sweep asks every Region of the partition: short timeouts, two attempts (made on use)."""
+    return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
+
+
 _status = DynamoDbStatusStore(settings.table_name)
 _forwarding = forwarding(
     rule_name=settings.event_forward_rule_name,
@@ -116,7 +122,12 @@ service = ReconcileService(
     forwarders=None
     if _forwarding is None
     else ForwarderPhase(
-        forwarding=_forwarding, registry=event_forwarder, status=_status, clock=lambda: datetime.now(UTC)
+        forwarding=_forwarding,
+        registry=event_forwarder,
+        status=_status,
+        clock=lambda: datetime.now(UTC),
+        # Deep runs look in every Region of the partition for a forwarder no rule or record points them to.
+        sweep=ForwarderSweep(regions=partial(partition_regions, _forwarding.partition), probe=forwarder_probe),
     ),
 )
 upstream = UpstreamHealthService(status=service.status)

@@ -40,10 +40,13 @@ def test_the_forwarder_matches_the_drift_rule_and_the_cache_action_rule_and_noth
     # GIVEN the home Region's two rules that feed the reconciler's event queue
     drift = _substituted(_pattern("ReconcilerEcrDriftRule"))
     cache = _pattern("ReconcilerPullThroughCacheActionRule")
-    # THEN the code's patterns are theirs, and the forwarder's is exactly their union
+    # THEN the code's patterns are theirs, and the forwarder's is exactly their union, for its own Region's events
+    # only (the Region guard: an event forwarded into its Region keeps its origin region and is never sent on)
     assert canonical(drift_pattern(CALLER)) == canonical(drift)
     assert canonical(dict(CACHE_ACTION_PATTERN)) == canonical(cache)
-    assert canonical(forward_pattern(CALLER)) == canonical({"$or": [drift, cache]})
+    assert canonical(forward_pattern(CALLER, "eu-west-1")) == canonical(
+        {"region": ["eu-west-1"], "$or": [drift, cache]}
+    )
 
 
 def test_the_forwarder_ignores_the_same_caller_the_reconciler_is_told_to_ignore() -> None:

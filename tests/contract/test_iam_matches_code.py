@@ -66,9 +66,6 @@ SPECIAL = {
         "PutLifecyclePolicy",
         "SetRepositoryPolicy",
     },
-    # PutRule with Tags (the forwarding rule's ownership tags): granted as TagResource too (template.yaml,
-    # EventForwarders), as Secrets Manager's CreateSecret with Tags above.
-    ("events", "PutRule"): {"PutRule", "TagResource"},
     ("ecr", "UpdateRepositoryCreationTemplate"): {
         "UpdateRepositoryCreationTemplate",
         "CreateRepository",
@@ -324,11 +321,23 @@ def test_the_event_forwarders_are_written_by_the_reconciler_and_only_read_by_the
     # GIVEN the EventBridge adapter of the forwarding rules
     calls = {"DescribeRule", "ListTargetsByRule", "PutRule", "PutTargets", "RemoveTargets", "DeleteRule"}
     assert adapter_operations("event_forwarder") == calls
-    # THEN the reconciler needs every call (and TagResource, for PutRule's tags), the plan only the reads
+    # THEN the reconciler needs every call, the plan only the reads
     reconciler = required_actions(functions()["ReconcilerFunction"], "ReconcilerFunction")
     api = required_actions(functions()["ApiFunction"], "ApiFunction")
-    assert {f"events:{c}" for c in calls | {"TagResource"}} <= reconciler
+    assert {f"events:{c}" for c in calls} <= reconciler
     assert {a for a in api if a.startswith("events:")} == {"events:DescribeRule", "events:ListTargetsByRule"}
+
+
+def test_the_forwarding_rule_is_put_without_tags_and_the_reconciler_may_not_tag_it() -> None:
+    # PutRule assigns tags only when it creates a rule (API reference): tags it cannot keep are not set, nor granted.
+    from ecrcache.engine.forwarders import Forwarding
+
+    settings = Forwarding(
+        rule_name="ecrcache-fwd-x", role_arn="arn:aws:iam::1:role/r", home_region="a", ignored_caller=""
+    )
+    assert "Tags" not in settings.rule_request("b")
+    for logical_id, function in functions().items():
+        assert "events:TagResource" not in allowed_actions(function), logical_id
 
 
 def test_the_event_forwarder_grants_name_the_stacks_forwarding_rule_in_every_region() -> None:

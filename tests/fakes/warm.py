@@ -83,6 +83,7 @@ class MemoryWarmRunStore:
     fail_record_outcome: list[Exception] = field(default_factory=list)
     fail_record_verified: list[Exception] = field(default_factory=list)
     fail_finish: list[Exception] = field(default_factory=list)
+    fail_mark_announced: list[Exception] = field(default_factory=list)
 
     def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
         self.calls["create_run"] += 1
@@ -165,8 +166,21 @@ class MemoryWarmRunStore:
         return RecordedOutcomes(frozenset(), finished, done_here)
 
     def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
-        open_runs = [r for r in self.runs.values() if r.finished_at is None and run_deadline(r) < now]
-        return sorted(open_runs, key=run_deadline)[:limit]
+        def due(run: WarmRun) -> datetime:
+            return run.finished_at if run.finished_at is not None else run_deadline(run)
+
+        listed = [r for r in self.runs.values() if not r.announced and due(r) < now]
+        return sorted(listed, key=due)[:limit]
+
+    def mark_announced(self, run: WarmRun) -> bool:
+        self.calls["mark_announced"] += 1
+        if self.fail_mark_announced:
+            raise self.fail_mark_announced.pop(0)
+        held = self.runs.get(run.run_id)
+        if held is None or held.finished_at is None or held.announced:
+            return False
+        self.runs[run.run_id] = held.model_copy(update={"announced": True})
+        return True
 
     def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
         run = self.get_run(warm_set, run_id)

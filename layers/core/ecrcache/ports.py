@@ -209,6 +209,15 @@ class ForwarderReader(Protocol):
         ...
 
 
+class ForwarderProbe(Protocol):
+    """Whether one Region holds the stack's forwarding rule (EventBridge ``DescribeRule``): the deep run's sweep."""
+
+    def forwarder_exists(self, name: str) -> bool:
+        """``False`` when there is no rule of that name, or the Region is not enabled in the account (it holds
+        nothing); raises for other AWS errors."""
+        ...
+
+
 class ForwarderRegistry(ForwarderReader, Protocol):
     """The same, and the writes of a forwarder action (``PutRule`` / ``PutTargets`` / ``RemoveTargets`` /
     ``DeleteRule``)."""
@@ -353,6 +362,11 @@ class WarmRunStore(Protocol):
 
     def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
         """Up to ``limit`` unfinished runs whose deadline is before ``now``, earliest deadline first."""
+        ...
+
+    def mark_announced(self, run: WarmRun) -> bool:
+        """Record that the finished ``run``'s Warm Run Finished event was put on the bus: ``True`` only for the call
+        whose conditional write set it (it is then no longer listed by :meth:`overdue_runs`)."""
         ...
 
     def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:

@@ -19,10 +19,11 @@ from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.engine.forwarders import TARGET_ID
 from ecrcache.engine.plan import ActionKind
+from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunTrigger
-from ecrcache.services.forwarders import ForwarderPhase, forwarding
+from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache.services.triggers import QueueBatch, own_role_prefix, read_queue
 from tests.conftest import ACCOUNT_ID, REGION
@@ -45,6 +46,9 @@ RULE_NAME = "ecrcache-fwd-4f9d2a7e-0000-4000-8000-0123456789ab"
 FORWARD_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-EventForwardRole-1A2B3C"
 OWN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{RECONCILER_ROLE.rsplit('/', 1)[1]}/"
 """What the queue reader ignores (the deployed reconciler's sessions; these tests' reconciler calls as moto's user)."""
+STRAY = "ap-south-1"
+PARTITION = (REGION, OTHER, STRAY, "eu-central-1")
+"""The Regions the deep run's sweep asks (the partition's, shortened for the test)."""
 QUAY: dict[str, Any] = {"upstream_kind": "quay", "regions": [REGION, OTHER], "lifecycle": {"presets": {"keep_last": 5}}}
 
 
@@ -98,7 +102,11 @@ def two(world: World, state_table: str) -> Iterator[TwoRegions]:
         clock=lambda: datetime.now(UTC),
         stack_region=REGION,
         forwarders=ForwarderPhase(
-            forwarding=settings, registry=forwarder, status=status, clock=lambda: datetime.now(UTC)
+            forwarding=settings,
+            registry=forwarder,
+            status=status,
+            clock=lambda: datetime.now(UTC),
+            sweep=ForwarderSweep(regions=lambda: PARTITION, probe=forwarder),
         ),
     )
     yield TwoRegions(world, service, status, forwarders, EventInbox())
@@ -237,3 +245,94 @@ def test_an_eventbridge_failure_is_recorded_on_the_regions_forwarder_and_the_rul
     two.reconcile()
     [record] = two.status.forwarder_statuses()
     assert record.status.synced
+
+
+def test_no_forwarder_is_created_when_its_record_cannot_be_written_first(
+    two: TwoRegions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a rule naming another Region, and the status table refusing the forwarder's record
+    _put_quay(two)
+
+    def refused(region: str, status: Any) -> None:
+        raise RetryableError("DynamoDB PutItem failed: ThrottlingException", reason="ThrottlingException")
+
+    monkeypatch.setattr(two.status, "put_forwarder_status", refused)
+    # WHEN reconciled
+    run = two.reconcile()
+    # THEN no forwarding rule was made (nothing would remember it), and the run says why
+    with pytest.raises(two.forwarders_client(OTHER).exceptions.ResourceNotFoundException):
+        two.forwarder()
+    assert any("not created" in e and "ThrottlingException" in e for e in run.errors)
+
+
+def test_the_record_is_written_before_the_forwarder(two: TwoRegions, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a rule naming another Region, and PutRule failing after the record was written
+    _put_quay(two)
+    client = two.forwarders.setdefault(
+        OTHER, Boto3EventForwarder(OTHER, reconciler_test_session().client("events", region_name=OTHER))
+    ).client
+    seen: list[list[str]] = []
+    real = client.put_rule
+
+    def put_rule(**kwargs: Any) -> Any:
+        seen.append([r.region for r in two.status.forwarder_statuses()])
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "put_rule", put_rule)
+    two.reconcile()
+    # THEN the Region's record was there when PutRule was called
+    assert seen == [[OTHER]]
+
+
+def test_a_deep_run_deletes_a_forwarder_no_rule_names_and_no_record_remembers(two: TwoRegions) -> None:
+    # GIVEN a converged rule, and a forwarder in a Region no rule names and no record remembers (its record was
+    # lost, or the run that made it died before writing it)
+    _put_quay(two)
+    two.reconcile()
+    stray = two.forwarders_client(STRAY)
+    stray.put_rule(Name=RULE_NAME, EventPattern=json.dumps({"source": ["aws.ecr"]}))
+    stray.put_targets(
+        Rule=RULE_NAME,
+        Targets=[{"Id": TARGET_ID, "Arn": f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/default"}],
+    )
+    # WHEN a fast run goes by THEN that Region is not visited (the sweep is the deep run's only)
+    two.reconcile()
+    two.forwarder(STRAY)
+    # WHEN the deep resync runs
+    run = two.reconcile(Scope(deep=True))
+    # THEN the stray forwarder is gone, counted, and the wanted one and its record stay
+    with pytest.raises(stray.exceptions.ResourceNotFoundException):
+        two.forwarder(STRAY)
+    assert run.summary.get(ActionKind.DELETE_FORWARDER.value) == 1
+    assert [r.region for r in two.status.forwarder_statuses()] == [OTHER]
+    two.forwarder(OTHER)
+    assert not run.errors
+
+
+def test_a_region_the_sweep_cannot_ask_is_an_error_of_the_run(two: TwoRegions) -> None:
+    # GIVEN EventBridge of a Region no rule names throttling past botocore's retries
+    _put_quay(two)
+    client = two.forwarders.setdefault(
+        STRAY, Boto3EventForwarder(STRAY, reconciler_test_session().client("events", region_name=STRAY))
+    ).client
+    with failing(client, "describe_rule", "throttling"):
+        run = two.reconcile(Scope(deep=True))
+    # THEN the deep run says which Region it could not look in
+    assert any(e.startswith(f"{STRAY}: event forwarder not looked for") for e in run.errors)
+
+
+def test_a_target_input_added_by_hand_is_taken_off(two: TwoRegions) -> None:
+    # GIVEN a forwarder WHEN someone gives its target an input transformer (what is forwarded is no longer the event)
+    _put_quay(two)
+    two.reconcile()
+    client = two.forwarders_client(OTHER)
+    [target] = client.list_targets_by_rule(Rule=RULE_NAME)["Targets"]
+    transformer = {"InputPathsMap": {"d": "$.detail"}, "InputTemplate": '{"changed": <d>}'}
+    client.put_targets(Rule=RULE_NAME, Targets=[{**target, "InputTransformer": transformer}])
+    # THEN the plan shows the update, and a reconcile puts the target back as made
+    [action] = two.service.plan().actions
+    assert action.kind is ActionKind.UPDATE_FORWARDER and "targets" in action.reason
+    run = two.reconcile()
+    assert run.summary.get(ActionKind.UPDATE_FORWARDER.value) == 1 and not run.errors
+    assert client.list_targets_by_rule(Rule=RULE_NAME)["Targets"] == [target]
+    assert two.service.plan().is_empty

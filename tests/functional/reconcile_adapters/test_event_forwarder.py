@@ -5,10 +5,11 @@ that says which call failed; never a lost failure."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
+from moto.events.models import EventPattern
 
 from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.engine.forwarders import TARGET_ID, Forwarding, plan_forwarder
@@ -16,7 +17,7 @@ from ecrcache.engine.plan import ActionKind, PlannedAction
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.forwarder import ObservedForwarder
 from tests.conftest import ACCOUNT_ID, REGION
-from tests.functional.reconcile.support import FAULTS, failing, recording
+from tests.functional.reconcile.support import FAULTS, aws_error, failing, recording
 
 pytestmark = pytest.mark.functional
 
@@ -45,12 +46,12 @@ def test_create_then_read_back_is_what_was_planned(forwarder: Boto3EventForwarde
     assert forwarder.apply(_action(forwarder)).ok
     found = forwarder.observe_forwarder(SETTINGS.rule_name)
     assert found is not None and found.state == "ENABLED"
-    assert json.loads(found.event_pattern or "") == json.loads(SETTINGS.rule_request()["EventPattern"])
+    assert json.loads(found.event_pattern or "") == json.loads(SETTINGS.rule_request(OTHER)["EventPattern"])
     assert [(t.id, t.role_arn) for t in found.targets] == [(TARGET_ID, SETTINGS.role_arn)]
     tags = forwarder.client.list_tags_for_resource(
         ResourceARN=forwarder.client.describe_rule(Name=SETTINGS.rule_name)["Arn"]
     )
-    assert {"Key": "ecrcache:managed", "Value": "true"} in tags["Tags"]
+    assert tags["Tags"] == []  # PutRule assigns tags on create only (API reference): none that could drift
     assert plan_forwarder(OTHER, SETTINGS, wanted=True, found=found) is None
 
 
@@ -138,3 +139,44 @@ def test_observed_targets_come_sorted(forwarder: Boto3EventForwarder) -> None:
     assert [t.id for t in found.targets] == ["a-extra", TARGET_ID]
     action = plan_forwarder(OTHER, SETTINGS, wanted=True, found=found)
     assert action is not None and action.request["remove"] == {"Rule": SETTINGS.rule_name, "Ids": ["a-extra"]}
+
+
+def test_the_sweeps_probe_finds_the_rule_by_its_name_only(forwarder: Boto3EventForwarder) -> None:
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is False
+    forwarder.apply(_action(forwarder))
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is True
+
+
+@pytest.mark.parametrize("code", ["UnrecognizedClientException", "AccessDeniedException"])
+def test_a_region_not_enabled_in_the_account_holds_no_rule(
+    forwarder: Boto3EventForwarder, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    # GIVEN an opt-in Region the account has not enabled: its endpoint does not know the account's credentials
+    def not_enabled(**_: Any) -> Any:
+        raise aws_error(
+            code, "DescribeRule", status=400, message="The security token included in the request is invalid"
+        )
+
+    monkeypatch.setattr(forwarder.client, "describe_rule", not_enabled)
+    # THEN the sweep reads it as holding no forwarder
+    assert forwarder.forwarder_exists(SETTINGS.rule_name) is False
+
+
+@pytest.mark.parametrize("fault", ["throttling", "server-error"])
+def test_a_probe_that_fails_otherwise_raises(forwarder: Boto3EventForwarder, fault: str) -> None:
+    with failing(forwarder.client, "describe_rule", fault), pytest.raises(RetryableError) as raised:
+        forwarder.forwarder_exists(SETTINGS.rule_name)
+    assert "DescribeRule" in raised.value.message
+
+
+def test_an_event_forwarded_into_a_region_is_never_matched_by_its_forwarder() -> None:
+    # GIVEN the forwarder of eu-west-1 (moto's pattern matcher stands in for EventBridge's)
+    pattern = EventPattern.load(SETTINGS.rule_request(OTHER)["EventPattern"])
+    event: dict[str, Any] = {
+        "source": "aws.ecr",
+        "detail-type": "ECR Pull Through Cache Action",
+        "detail": {"sync-status": "SUCCESS"},
+    }
+    # THEN it matches its own Region's events, never one that another Region's forwarder put on its bus
+    assert pattern.matches_event(cast("Any", {**event, "region": OTHER}))
+    assert not pattern.matches_event(cast("Any", {**event, "region": "us-west-2"}))

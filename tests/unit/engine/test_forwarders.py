@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ecrcache.engine.forwarders import (
     TARGET_ID,
@@ -31,7 +32,7 @@ BUS = "arn:aws-us-gov:events:us-east-1:123456789012:event-bus/default"
 
 def _as_made(**changes: object) -> ObservedForwarder:
     """The forwarder as a create leaves it (its pattern re-serialised with other key order), then ``changes``."""
-    request = SETTINGS.rule_request()
+    request = SETTINGS.rule_request(OTHER)
     pattern = json.dumps(json.loads(request["EventPattern"]), sort_keys=False, indent=1)
     base = ObservedForwarder(
         name=SETTINGS.rule_name,
@@ -64,8 +65,8 @@ def test_a_missing_forwarder_is_created_to_the_home_bus_in_the_roles_partition_a
     rule = action.request["rule"]
     assert isinstance(rule, dict)
     assert rule["State"] == "ENABLED" and HOME in str(rule["Description"])
-    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_caller)
-    assert {"Key": "ecrcache:managed", "Value": "true"} in rule["Tags"]  # type: ignore[operator]
+    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_caller, OTHER)
+    assert "Tags" not in rule  # PutRule assigns tags on create only: none to drift
 
 
 def test_a_forwarder_as_made_needs_nothing_whatever_order_its_pattern_comes_back_in() -> None:
@@ -84,6 +85,22 @@ def test_each_difference_is_an_update_naming_it() -> None:
         assert action is not None and action.kind is ActionKind.UPDATE_FORWARDER, words
         assert words in action.reason
         assert action.request["remove"] is None
+
+
+def test_any_key_of_the_target_the_controller_does_not_set_is_a_difference() -> None:
+    # GIVEN the home-bus target as EventBridge lists it, with a key added by hand (what is forwarded changes)
+    entry = {"Id": TARGET_ID, "Arn": BUS, "RoleArn": SETTINGS.role_arn}
+    for extra in ({"InputPath": "$.detail"}, {"Input": "{}"}, {"InputTransformer": {"InputTemplate": '"x"'}}):
+        target = ForwarderTarget(id=TARGET_ID, arn=BUS, role_arn=SETTINGS.role_arn, entry={**entry, **extra})
+        action = plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(targets=(target,)))
+        # THEN it is an update putting back exactly Id, Arn and RoleArn
+        assert action is not None and action.kind is ActionKind.UPDATE_FORWARDER, extra
+        assert "targets" in action.reason
+        request: Any = action.request
+        assert request["targets"]["Targets"] == [entry]
+    # AND the entry exactly as made is no difference
+    exact = ForwarderTarget(id=TARGET_ID, arn=BUS, role_arn=SETTINGS.role_arn, entry=entry)
+    assert plan_forwarder(OTHER, SETTINGS, wanted=True, found=_as_made(targets=(exact,))) is None
 
 
 def test_an_unreadable_pattern_is_a_difference_not_an_error() -> None:

@@ -16,10 +16,12 @@ throttling and 5xx, terminal for the rest, e.g. ``AccessDeniedException``), or, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, RETRYABLE_CODES, classify, error_code
@@ -31,17 +33,38 @@ if TYPE_CHECKING:
 
     from ecrcache.engine.plan import PlannedAction
 
-__all__ = ["READ_OPERATIONS", "Boto3EventForwarder", "events_client"]
+__all__ = ["PLAN_READ_CONFIG", "READ_OPERATIONS", "Boto3EventForwarder", "events_client", "partition_regions"]
 
 READ_OPERATIONS: Final = frozenset({"DescribeRule", "ListTargetsByRule"})
 """The calls :meth:`Boto3EventForwarder.observe_forwarder` makes (all a read-only plan needs)."""
+PLAN_READ_CONFIG: Final = Config(
+    retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=2
+)
+"""The API's reads (``GET /v1/plan``): at most two attempts in all (botocore's ``total_max_attempts`` counts the first)
+of a few seconds each per call, so that a Region whose
+EventBridge is slow costs the answer seconds, not :data:`~ecrcache.adapters.aws.RETRY_CONFIG`'s minutes (API
+Gateway answers 504 after 29 s)."""
 _GONE: Final = "ResourceNotFoundException"
+_NOT_ENABLED: Final = frozenset({"UnrecognizedClientException", "AccessDeniedException", "AccessDenied"})
+"""What a Region not enabled in the account (an opt-in Region) answers: the account's credentials are not
+known there ("Managing AWS Regions", AWS Account Management guide). The sweep reads it as "no rule there"."""
 _MAX_MESSAGE: Final = 512
 
 
-def events_client(region: str) -> EventBridgeClient:
-    """An EventBridge client for ``region`` with the shared retry configuration."""
-    return boto3.client("events", region_name=region, config=RETRY_CONFIG)
+def _json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-only copy of a ``ListTargetsByRule`` entry (kept whole: every key counts as drift)."""
+    out: dict[str, Any] = json.loads(json.dumps(entry, default=str))
+    return out
+
+
+def partition_regions(partition: str) -> tuple[str, ...]:
+    """Every Region of ``partition`` with EventBridge, from botocore's endpoint data (no call is made)."""
+    return tuple(boto3.Session().get_available_regions("events", partition_name=partition))
+
+
+def events_client(region: str, config: Config = RETRY_CONFIG) -> EventBridgeClient:
+    """An EventBridge client for ``region`` (by default with the shared retry configuration)."""
+    return boto3.client("events", region_name=region, config=config)
 
 
 class _EntryFailedError(Exception):
@@ -96,7 +119,8 @@ class Boto3EventForwarder:
         except BotoCoreError as exc:
             raise classify(exc, f"EventBridge DescribeRule/ListTargetsByRule in {self.region}") from exc
         targets = tuple(
-            ForwarderTarget(id=t["Id"], arn=t["Arn"], role_arn=t.get("RoleArn")) for t in listed.get("Targets", [])
+            ForwarderTarget(id=t["Id"], arn=t["Arn"], role_arn=t.get("RoleArn"), entry=_json(t))
+            for t in listed.get("Targets", [])
         )
         return ObservedForwarder(
             name=name,
@@ -105,6 +129,18 @@ class Boto3EventForwarder:
             event_pattern=rule.get("EventPattern"),
             targets=tuple(sorted(targets, key=lambda t: t.id)),
         )
+
+    def forwarder_exists(self, name: str) -> bool:
+        """``DescribeRule`` only (:class:`ecrcache.ports.ForwarderProbe`)."""
+        try:
+            self.client.describe_rule(Name=name)
+        except ClientError as exc:
+            if error_code(exc) == _GONE or error_code(exc) in _NOT_ENABLED:
+                return False
+            raise classify(exc, f"EventBridge DescribeRule in {self.region}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"EventBridge DescribeRule in {self.region}") from exc
+        return True
 
     def apply(self, action: PlannedAction) -> ActionResult:
         handler = self._handlers.get(action.kind)

@@ -58,7 +58,6 @@ from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
-from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
 from ecrcache.models.status import REQUEST_PARTITION, ReconcileRun, RuleStatus, RuleStatusRecord, UpstreamHealth

@@ -16,17 +16,21 @@ with its ECR permissions there: a forwarder is one more managed resource, planne
 removed like a pull-through cache rule, and shown by ``GET /v1/plan``.
 
 **What they match**: exactly what the home Region's two rules match (:func:`forward_pattern` is their
-union; a contract test checks it against ``template.yaml``): ECR's CloudTrail writes by anyone but the
-reconciler's own role sessions, and every pull-through cache action. The forwarded event keeps its
-``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
+union, guarded by the forwarder's own ``region``; a contract test checks it against ``template.yaml``): ECR's
+CloudTrail writes by anyone but the reconciler's own role sessions, and every pull-through cache action. The
+forwarded event keeps its ``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
 (:mod:`ecrcache.services.triggers`; the ``region`` of a forwarded event naming its origin is reported by AWS's
 cross-Region routing launch post, not stated in the guide). No forwarder can start a loop: the stack's Region
-has none, and EventBridge passes on no event it received from another account (User Guide, "Sending and
-receiving events between AWS accounts"; the guide does not say the same of Regions).
+has none, EventBridge passes on no event it received from another account (User Guide, "Sending and
+receiving events between AWS accounts"; the guide does not say the same of Regions), and each forwarder matches
+only events of its own Region (``region``), so an event forwarded into its Region (by another stack's forwarder)
+is never sent on.
 
 **Which Regions**: every Region a desired rule names but the stack's (:func:`forwarder_regions`); a
 Region that no desired rule names any more loses its forwarder (the reconciler keeps reconciling a Region
-while it has a forwarder record there).
+while it has a forwarder record there; the record is written before the rule is created, and no rule is created
+when it cannot be; the daily deep resync also asks every Region of the partition, ``DescribeRule``, and deletes a
+forwarder found where no rule and no record point: :class:`~ecrcache.services.forwarders.ForwarderSweep`).
 
 **Plan**: :func:`plan_forwarder` compares the desired rule with what EventBridge holds (pattern compared as
 JSON values, state, description, the one target: bus and role) and plans ``create_forwarder`` (PutRule then
@@ -54,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_ACTION_PATTERN",
-    "MANAGED_TAG",
     "TARGET_ID",
     "Forwarding",
     "canonical",
@@ -68,11 +71,6 @@ __all__ = [
 
 TARGET_ID: Final = "ecrcache-home-bus"
 """The forwarding rule's one target (``Id``: 1-64 of ``[.\\-_A-Za-z0-9]``, EventBridge API reference "Target")."""
-MANAGED_TAG: Final = "ecrcache:managed"
-"""Tag key marking the forwarding rule as ecrcache's (value ``true``; the secrets it creates carry the same)."""
-HOME_TAG: Final = "ecrcache:home-region"
-"""Tag key naming the Region whose stack owns the forwarding rule."""
-
 CACHE_ACTION_PATTERN: Final[Mapping[str, Any]] = {
     "source": ["aws.ecr"],
     "detail-type": [CACHE_ACTION_DETAIL_TYPE],
@@ -100,10 +98,15 @@ def drift_pattern(ignored_caller: str) -> dict[str, Any]:
     }
 
 
-def forward_pattern(ignored_caller: str) -> dict[str, Any]:
-    """The forwarding rule's pattern: the union of the home Region's two rules (EventBridge User Guide,
-    "Content filtering in Amazon EventBridge event patterns": ``$or``)."""
-    return {"$or": [drift_pattern(ignored_caller), dict(CACHE_ACTION_PATTERN)]}
+def forward_pattern(ignored_caller: str, region: str) -> dict[str, Any]:
+    """The forwarding rule's pattern in ``region``: the union of the home Region's two rules (EventBridge User
+    Guide, "Content filtering in Amazon EventBridge event patterns": ``$or``), for events of ``region`` only.
+
+    The Region guard: a forwarded event keeps its origin ``region``, so an event another Region's forwarder put
+    on this Region's bus never matches this one. Two ecrcache stacks of one account with different home Regions,
+    each naming the other's Region, would otherwise send each event back and forth (EventBridge documents that
+    it does not pass on events received from another *account*; it says nothing of Regions)."""
+    return {"region": [region], "$or": [drift_pattern(ignored_caller), dict(CACHE_ACTION_PATTERN)]}
 
 
 def canonical(pattern: Any) -> Any:
@@ -127,6 +130,11 @@ class Forwarding:
     ignored_caller: str
 
     @property
+    def partition(self) -> str:
+        """The role's partition (``aws``, ``aws-cn``, ``aws-us-gov``): the Regions forwarders may be in."""
+        return self.role_arn.split(":")[1]
+
+    @property
     def home_bus_arn(self) -> str:
         """The home Region's default bus, in the role's partition and account."""
         parts = self.role_arn.split(":")
@@ -141,14 +149,18 @@ class Forwarding:
             "by ecrcache's reconciler: changes are reverted."
         )
 
-    def rule_request(self) -> dict[str, Any]:
-        """``PutRule``'s keyword arguments (the default bus)."""
+    def rule_request(self, region: str) -> dict[str, Any]:
+        """``PutRule``'s keyword arguments for the forwarder of ``region`` (the default bus).
+
+        No ``Tags``: PutRule assigns tags "when you initially create a rule" (EventBridge API reference, "PutRule"),
+        not when it updates one, so tags changed by hand would stay changed (putting them back would need
+        ListTagsForResource and TagResource / UntagResource in every Region). The rule is the stack's by its
+        stack-unique name, and its description names the home Region and the stack's rule."""
         return {
             "Name": self.rule_name,
-            "EventPattern": json.dumps(forward_pattern(self.ignored_caller), sort_keys=True),
+            "EventPattern": json.dumps(forward_pattern(self.ignored_caller, region), sort_keys=True),
             "State": "ENABLED",
             "Description": self.description,
-            "Tags": [{"Key": MANAGED_TAG, "Value": "true"}, {"Key": HOME_TAG, "Value": self.home_region}],
         }
 
     def targets_request(self) -> dict[str, Any]:
@@ -163,9 +175,9 @@ def forwarder_regions(desired_regions: Iterable[str], home_region: str) -> froze
     return frozenset(desired_regions) - {home_region}
 
 
-def _differences(forwarding: Forwarding, found: ObservedForwarder) -> list[str]:
-    """What differs between the wanted rule and ``found`` (empty: nothing)."""
-    wanted = forwarding.rule_request()
+def _differences(forwarding: Forwarding, region: str, found: ObservedForwarder) -> list[str]:
+    """What differs between the wanted rule of ``region`` and ``found`` (empty: nothing)."""
+    wanted = forwarding.rule_request(region)
     out: list[str] = []
     try:
         pattern = canonical(json.loads(found.event_pattern or "null"))
@@ -177,9 +189,10 @@ def _differences(forwarding: Forwarding, found: ObservedForwarder) -> list[str]:
         out.append(f"state {found.state}")
     if (found.description or "") != wanted["Description"]:
         out.append("description")
-    target = forwarding.targets_request()["Targets"][0]
-    held = [(t.id, t.arn, t.role_arn) for t in found.targets]
-    if held != [(target["Id"], target["Arn"], target["RoleArn"])]:
+    # Exactly {Id, Arn, RoleArn}: any other key (an InputTransformer, Input, InputPath, a RetryPolicy, ...) changes
+    # what is forwarded. PutTargets "updates the targets if they are already associated with the rule" (API
+    # reference) with the entry it is given; verify re-reads it, so a key it kept would show as NotConverged.
+    if [t.as_entry() for t in found.targets] != forwarding.targets_request()["Targets"]:
         out.append("targets")
     return out
 
@@ -188,7 +201,7 @@ def _view(found: ObservedForwarder) -> dict[str, Any]:
     return {
         "state": found.state,
         "event_pattern": found.event_pattern,
-        "targets": [{"id": t.id, "arn": t.arn, "role_arn": t.role_arn} for t in found.targets],
+        "targets": [t.as_entry() for t in found.targets],
     }
 
 
@@ -211,7 +224,7 @@ def plan_forwarder(
                 "delete": {"Name": forwarding.rule_name},
             },
         )
-    after = {"rule": forwarding.rule_request(), "targets": forwarding.targets_request()}
+    after = {"rule": forwarding.rule_request(region), "targets": forwarding.targets_request()}
     if found is None:
         return PlannedAction(
             kind=ActionKind.CREATE_FORWARDER,
@@ -222,7 +235,7 @@ def plan_forwarder(
             reason=f"a desired rule names this Region: its ECR events are forwarded to {forwarding.home_region}",
             request=_json(after),
         )
-    changed = _differences(forwarding, found)
+    changed = _differences(forwarding, region, found)
     if not changed:
         return None
     stray = sorted(t.id for t in found.targets if t.id != TARGET_ID)

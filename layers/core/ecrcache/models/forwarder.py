@@ -13,6 +13,8 @@ Pure values; why forwarders exist and what they match is in :mod:`ecrcache.engin
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ecrcache.models.status import Condition, ConditionType
@@ -25,11 +27,21 @@ class _Frozen(BaseModel):
 
 
 class ForwarderTarget(_Frozen):
-    """One target of the forwarding rule (``ListTargetsByRule``: ``Id``, ``Arn``, ``RoleArn``)."""
+    """One target of the forwarding rule (``ListTargetsByRule``: ``Id``, ``Arn``, ``RoleArn``), and the entry as
+    EventBridge returned it (``entry``), every key kept: a key the controller never sets (``Input``,
+    ``InputPath``, ``InputTransformer``, ``RetryPolicy``, ...) changes what is forwarded, so it is drift."""
 
     id: str
     arn: str
     role_arn: str | None = None
+    entry: dict[str, Any] | None = Field(default=None, description="The whole ListTargetsByRule entry.")
+
+    def as_entry(self) -> dict[str, Any]:
+        """The target as ``ListTargetsByRule`` returned it (``Id``/``Arn``/``RoleArn`` when no entry was kept)."""
+        if self.entry is not None:
+            return dict(self.entry)
+        base = {"Id": self.id, "Arn": self.arn}
+        return base if self.role_arn is None else {**base, "RoleArn": self.role_arn}
 
 
 class ObservedForwarder(_Frozen):

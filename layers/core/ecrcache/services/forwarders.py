@@ -12,12 +12,14 @@ Why forwarders exist, what they match and why the controller makes them: :mod:`e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ecrcache.engine.forwarders import Forwarding, forwarder_status, plan_forwarder
+from ecrcache.engine.plan import ActionKind
 from ecrcache.engine.status import RegionSummary
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger
@@ -25,9 +27,12 @@ from ecrcache.observability import logger
 if TYPE_CHECKING:
     from ecrcache.engine.plan import PlannedAction
     from ecrcache.models.forwarder import ForwarderStatus
-    from ecrcache.ports import ForwarderReader, ForwarderRegistry, StatusStore
+    from ecrcache.ports import ForwarderProbe, ForwarderReader, ForwarderRegistry, StatusStore
 
-__all__ = ["ForwarderOutcome", "ForwarderPhase", "ForwarderPlanner", "forwarding"]
+__all__ = ["SWEEP_THREADS", "ForwarderOutcome", "ForwarderPhase", "ForwarderPlanner", "ForwarderSweep", "forwarding"]
+
+SWEEP_THREADS = 8
+"""The deep run's sweep asks this many Regions at once (``DescribeRule``, a few seconds at worst each)."""
 
 
 @dataclass(slots=True)
@@ -51,6 +56,19 @@ class ForwarderPlanner:
         return plan_forwarder(region, self.forwarding, wanted=wanted, found=found)
 
 
+@dataclass(frozen=True, slots=True)
+class ForwarderSweep:
+    """Where the deep run looks for forwarders nothing else points it to: every Region of the partition
+    (``regions``, from botocore's endpoint data) asked with ``probe`` (``DescribeRule`` only, short timeouts).
+
+    Why: a Region is reconciled while a rule names it or it has a forwarder status record; a forwarder whose
+    record was never written or was lost (the Lambda died between ``PutRule`` and the record, the item was
+    deleted) would otherwise keep forwarding for good once no rule names its Region."""
+
+    regions: Callable[[], Sequence[str]]
+    probe: Callable[[str], ForwarderProbe]
+
+
 class ForwarderPhase:
     """Converges one Region's forwarder and records its status (the caller holds the Region's lease)."""
 
@@ -61,12 +79,41 @@ class ForwarderPhase:
         registry: Callable[[str], ForwarderRegistry],
         status: StatusStore,
         clock: Callable[[], datetime],
+        sweep: ForwarderSweep | None = None,
     ) -> None:
         self.forwarding = forwarding
         self.planner = ForwarderPlanner(forwarding, registry)
         self.registry = registry
         self.status = status
         self.clock = clock
+        self.sweep = sweep
+        """Finds forwarders left in Regions no rule names and no record remembers (deep runs; ``None``: never)."""
+
+    def strays(self, visited: Collection[str]) -> tuple[list[str], list[str]]:
+        """The Regions of the partition, other than ``visited`` and the stack's, that hold the forwarding rule;
+        and an error per Region that could not be asked (a Region not enabled in the account is not an error: it
+        holds nothing). The Regions are asked in parallel (:data:`SWEEP_THREADS`), each with the probe's short
+        timeouts, so the sweep costs seconds of a run."""
+        if self.sweep is None:
+            return [], []
+        skip = {*visited, self.forwarding.home_region}
+        regions = [r for r in self.sweep.regions() if r not in skip]
+        name = self.forwarding.rule_name
+        # The clients are made here, one after the other: boto3's default session is not thread safe (its
+        # clients are), "Multithreading or multiprocessing with resources", boto3 guide.
+        probes = [self.sweep.probe(region) for region in regions]
+
+        def ask(region: str, probe: ForwarderProbe) -> bool | str:
+            try:
+                return probe.forwarder_exists(name)
+            except EcrcacheError as exc:
+                return f"{region}: event forwarder not looked for: {exc.message}"
+
+        with ThreadPoolExecutor(max_workers=SWEEP_THREADS) as pool:
+            answers = list(pool.map(ask, regions, probes))
+        found = [region for region, answer in zip(regions, answers, strict=True) if answer is True]
+        errors = [answer for answer in answers if isinstance(answer, str)]
+        return found, errors
 
     def converge(self, region: str, *, wanted: bool, run_id: str, current: ForwarderStatus | None) -> ForwarderOutcome:
         """Plan, apply, verify; record the outcome on the Region's forwarder status (deleted once no forwarder
@@ -75,6 +122,8 @@ class ForwarderPhase:
         action: PlannedAction | None = None
         try:
             action = self.planner.plan(region, wanted=wanted)
+            if action is not None and action.kind is ActionKind.CREATE_FORWARDER:
+                self._record_creating(run)
             applied = None if action is None else self.registry(region).apply(action)
             if action is not None and applied is not None and not applied.ok:
                 return self._failed(run, action, applied.code or "Failed", applied.message or "")
@@ -89,6 +138,26 @@ class ForwarderPhase:
         except EcrcacheError as exc:
             return ForwarderOutcome(summary, [f"{region}: event forwarder status not recorded: {exc.message}"])
         return ForwarderOutcome(summary)
+
+    def _record_creating(self, run: _Run) -> None:
+        """The record before the rule: it keeps the Region reconciled until its forwarder is gone, so a forwarder
+        must never exist without one. Raises when it cannot be written (nothing is created then)."""
+        status = forwarder_status(
+            run.current,
+            self.forwarding.rule_name,
+            synced=False,
+            reason="Creating",
+            message=f"the forwarding rule of {run.region} is being created",
+            now=self.clock(),
+            run_id=run.run_id,
+        )
+        try:
+            self.status.put_forwarder_status(run.region, status)
+        except EcrcacheError as exc:
+            raise EcrcacheError(
+                f"status not recorded, so the forwarder was not created: {exc.message}", reason=exc.reason
+            ) from exc
+        run.current = status
 
     def _record_ok(self, run: _Run, *, wanted: bool) -> None:
         if not wanted:
@@ -129,7 +198,7 @@ class ForwarderPhase:
         return ForwarderOutcome(RegionSummary(failed_actions=1), errors)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Run:
     """One Region's phase: where, in which run, and the status it had."""
 

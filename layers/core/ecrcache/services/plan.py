@@ -132,10 +132,14 @@ class DesiredByRegion:
     def retired_in(self, region: str) -> list[DesiredRule]:
         return self.retired.get(region, [])
 
+    named: frozenset[str] = frozenset()
+    """Every Region a stored rule names (whatever the scope), read from the raw specs as :meth:`PlanService.regions`
+    reads them: a rule that no longer validates (a problem) still names its Regions, so their forwarders stay."""
+
     @property
     def named_regions(self) -> frozenset[str]:
-        """The Regions where at least one desired rule is wanted (whatever the scope)."""
-        return frozenset(region for region, rules in self.desired.items() if rules)
+        """The Regions where at least one desired rule is wanted, or a stored rule names (whatever the scope)."""
+        return frozenset(region for region, rules in self.desired.items() if rules) | self.named
 
     def prefixes(self, region: str) -> list[str]:
         """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
@@ -160,6 +164,13 @@ def deleted_spec(store: StateStore, kind: ResourceKind, name: str) -> Mapping[st
     if entry is None or entry.action is not WriteAction.DELETE:
         return None
     return entry.before
+
+
+FORWARDER_UNREAD: Final = (
+    "event forwarder not read: time budget (the deep read used the API's time). Plan this Region alone "
+    "(region=...) to see its forwarder; the reconciler reads it on every run."
+)
+"""The note of a Region whose event forwarder a plan had no time left to read."""
 
 
 def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
@@ -249,18 +260,28 @@ class PlanService:
             planned=planned.actions,
         )
         replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
-        return Plan.merge([planned, replicas, unread_plan(observed.values()), self.forwarder_plan(inputs)])
+        forwarders = self.forwarder_plan(inputs, stop=stop)
+        return Plan.merge([planned, replicas, unread_plan(observed.values()), forwarders])
 
-    def forwarder_plan(self, inputs: DesiredByRegion) -> Plan:
+    def forwarder_plan(self, inputs: DesiredByRegion, *, stop: Callable[[], bool] | None = None) -> Plan:
         """The event forwarder actions of the Regions ``inputs`` covers; a Region whose forwarder cannot be read
-        gets a note (its rules are planned all the same)."""
+        gets a note (its rules are planned all the same).
+
+        ``stop`` (the plan's time budget, see :meth:`plan`) is asked before each Region's reads: once it says so,
+        the Regions left get a note instead (``DescribeRule`` and ``ListTargetsByRule`` under retries could
+        otherwise take the answer past API Gateway's 29 s) and the plan is incomplete."""
         if self.forwarders is None:
             return Plan()
         wanted = forwarder_regions(inputs.named_regions, self.stack_region)
         actions: list[PlannedAction] = []
         notes: list[Note] = []
+        complete = True
         for region in inputs.regions:
             if region == self.stack_region:
+                continue
+            if stop is not None and stop():
+                notes.append(Note(region=region, prefix="", message=FORWARDER_UNREAD))
+                complete = False
                 continue
             try:
                 action = self.forwarders.plan(region, wanted=region in wanted)
@@ -269,7 +290,7 @@ class PlanService:
                 continue
             if action is not None:
                 actions.append(action)
-        return Plan(actions=tuple(actions), notes=tuple(notes))
+        return Plan(actions=tuple(actions), notes=tuple(notes), complete=complete)
 
     def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
         """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
@@ -314,13 +335,19 @@ class PlanService:
         regions = self.regions(snapshot, scope, reconciled)
         return self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}), records
 
+    def named_in(self, snapshot: Snapshot) -> set[str]:
+        """Every Region a stored rule names, from the raw specs (the stack's for a rule naming none)."""
+        named: set[str] = set()
+        for stored in snapshot.rules.values():
+            regions = stored.spec.get("regions")
+            named.update(regions if isinstance(regions, list) and regions else [self.stack_region])
+        return {region for region in named if isinstance(region, str)}
+
     def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
         """The stack's Region, every Region a rule names, and every Region with a rule status, a
         secret replica or an event forwarder (``reconciled``): a rule deleted from, or moved out of, its only Region is
         retired there, and a replica no rule wants is removed once ECR there is read."""
-        named = {self.stack_region, *reconciled}
-        for stored in snapshot.rules.values():
-            named.update(stored.spec.get("regions") or [])
+        named = {self.stack_region, *reconciled, *self.named_in(snapshot)}
         if scope.regions is not None:
             named &= scope.regions
         return sorted(named)
@@ -365,6 +392,7 @@ class PlanService:
             tuple(regions),
             secrets=secrets,
             wanted_replicas=wanted,
+            named=frozenset(self.named_in(snapshot)),
         )
 
     def _credential(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE
-from ecrcache.engine.state_events import StateEvent, rule_condition_events
+from ecrcache.engine.state_events import rule_condition_events
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
     RegionSummary,
@@ -50,18 +50,15 @@ from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus, RunTrigger
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
-from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
-from ecrcache.services.rotation_schedules import RotationSchedules
+from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope
+from ecrcache.services.replicas import ReplicaPhases
 from ecrcache.services.state_events import announce
 
 if TYPE_CHECKING:
     from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.engine.state_events import StateEvent
-    from ecrcache.engine.status import (
-        Failure,
-    )
+    from ecrcache.engine.status import Failure
     from ecrcache.models.observed import DesiredRule, ObservedRegion, ObservedRule, Ownership
     from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
@@ -191,6 +188,8 @@ class ReconcileService:
         for region in inputs.regions:
             recorded = [r.prefix for r in records if r.region == region]
             self._run_region(region, inputs, scope=scope, run_id=run.run_id, recorded=recorded, log=log)
+        if scope.deep and scope.regions is None:
+            self._sweep_forwarders(inputs, run.run_id, log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
@@ -275,6 +274,20 @@ class ReconcileService:
         log.errors.extend(outcome.errors)
         if outcome.summary is not None:
             log.regions.append(outcome.summary)
+
+    def _sweep_forwarders(self, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
+        """Deep runs over every Region: a forwarding rule found in a Region the run did not visit (no rule names it,
+        no record remembers it) is deleted, under that Region's lease (:meth:`ForwarderPhase.strays`)."""
+        found, errors = self.forwarders.strays(inputs.regions) if self.forwarders else ([], [])
+        log.errors.extend(errors)
+        for region in found:
+            if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
+                log.busy.append(region)
+                continue
+            try:
+                self._converge_forwarder(region, inputs, run_id, log)  # not named: deleted
+            finally:
+                self.status.release_lease(region, run_id)
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""

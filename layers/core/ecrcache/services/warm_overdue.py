@@ -21,11 +21,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, run_deadline
-from ecrcache.observability import count_by, logger, metrics
-from ecrcache.services.state_events import announce
+from ecrcache.observability import logger, metrics
+from ecrcache.services.warm_finished import announce_finished
 
 if TYPE_CHECKING:
     from ecrcache.models.warm_run import WarmRun, WarmTask
@@ -97,7 +96,11 @@ class OverdueRuns:
         return settled, failed
 
     def settle_run(self, run: WarmRun, now: datetime) -> dict[str, Any]:
-        """One overdue run: its lost images recorded and the run finished, or failed as never planned."""
+        """One overdue run: its lost images recorded and the run finished, or failed as never planned; or a finished
+        run whose announcement was lost (its finisher stopped before it): announced now."""
+        if run.finished_at is not None:
+            announce_finished(self.runs, self.events, run)
+            return {"run_id": run.run_id, "warm_set": run.warm_set, "announced": True}
         deadline = run_deadline(run)
         pending = self.runs.pending_tasks(run.run_id)
         if pending is None:
@@ -125,7 +128,6 @@ class OverdueRuns:
         metrics.add_metric(name="WarmRunsOverdue", unit="Count", value=1)
         metrics.add_metric(name="WarmImagesLost", unit="Count", value=lost)
         logger.warning("a warm run was settled at its deadline", extra=summary)
-        if after is not None and finished_here and (finished := warm_run_finished(after)) is not None:
-            count_by("WarmRunsFinished", dimension="status", value=after.status.value, count=1)
-            announce(self.events, [finished])
+        if finished_here:  # a worker that finished it first announces it (or the next tick does)
+            announce_finished(self.runs, self.events, after)
         return summary

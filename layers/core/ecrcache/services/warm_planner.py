@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
@@ -67,7 +66,7 @@ from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import (
     BucketLimit,
 )
-from ecrcache.services.state_events import announce
+from ecrcache.services.warm_finished import announce_finished
 from ecrcache.services.warm_overdue import OverdueRuns
 
 if TYPE_CHECKING:
@@ -260,9 +259,7 @@ class WarmPlannerService:
                 self.budget.refund(upstream.bucket, reserved, limit=upstream.limit, now=now)
             return self._resend(request) or {"run_id": request.run_id, "resent": False}
         self.queue.send(tasks)
-        if (finished := warm_run_finished(run)) is not None:  # nothing left for the worker: finished here
-            count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
-            announce(self.events, [finished])
+        announce_finished(self.runs, self.events, run)  # nothing left for the worker: finished here
         metrics.add_metric(name="WarmRunsPlanned", unit="Count", value=1)
         metrics.add_metric(name="WarmTasksSent", unit="Count", value=len(tasks))
         logger.info("warm run planned", extra=_summary(run, sent=len(tasks)))

@@ -5,8 +5,10 @@
 1. **Once per image and run.** SQS delivers at least once: a task whose image already has an outcome in
    its run (:meth:`~ecrcache.ports.WarmRunStore.outcome`) is answered with it, nothing is pulled or
    counted again. The run is finished if it is done (:meth:`~ecrcache.ports.WarmRunStore.finish_if_done`):
-   the earlier delivery may have recorded the last image and then failed to finish the run. Only the call
-   whose write finished the run counts ``WarmRunsFinished`` and announces it (``RecordedOutcomes.finished``).
+   the earlier delivery may have recorded the last image and then failed to finish the run. A finished run
+   not announced yet is announced, then flagged; only the call whose flag write succeeded counts
+   ``WarmRunsFinished`` (:mod:`ecrcache.services.warm_finished`: at least once for the event, exactly once for
+   the metric; a redelivery completes an announcement its finisher did not make).
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
    class ``rate_limit`` and ECR is not called. An image verified since the run was planned (a concurrent
@@ -44,7 +46,6 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ecrcache.engine.credential_errors import warm_error
-from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
@@ -55,7 +56,7 @@ from ecrcache.models.warm_run import (
 )
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import BucketLimit
-from ecrcache.services.state_events import announce
+from ecrcache.services.warm_finished import announce_finished
 
 if TYPE_CHECKING:
     from ecrcache.engine.credential_errors import CredentialError
@@ -148,16 +149,12 @@ class WarmWorkerService:
         return outcome
 
     def _finished(self, result: RecordedOutcomes) -> None:
-        """A run THIS call finished (the store's write is conditioned on the run being unfinished, so a
-        redelivered last task or a concurrent delivery finds it finished and does nothing): logged, counted by
-        status (``WarmRunsFinished``) and announced (best effort, as every announcement) once per run."""
-        run = result.run
-        event = None if run is None or not result.finished else warm_run_finished(run)
-        if run is None or event is None:
-            return
-        _log_finished(run)
-        count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
-        announce(self.events, [event])
+        """A finished run not announced yet: announced, flagged, and counted by the call whose flag write succeeded
+        (:mod:`ecrcache.services.warm_finished`). A redelivered task of a run whose finisher died before announcing
+        it completes the announcement; the run is logged by the call that finished it."""
+        if result.run is not None and result.finished:
+            _log_finished(result.run)
+        announce_finished(self.store, self.events, result.run)
 
     def flush_marks(self) -> int:
         """Mark the credentials the batch's warms failed on ``Invalid`` (one write per credential, after the batch:
