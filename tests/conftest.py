@@ -30,14 +30,33 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import botocore.loaders
+import botocore.session
 import moto
 import pytest
+
+
+@functools.cache
+def shared_loader(data_path: str | None = None) -> botocore.loaders.Loader:
+    """One botocore data loader per data path for the whole run.
+
+    A loader caches the service models it parsed (``load_service_model``, endpoints, partitions), but each
+    botocore session makes its own, and ``mock_aws()`` gives every test a new default session: without
+    this, each test parsed the JSON models of every client it made again (about 70 ms a client, most of
+    a functional test's set-up). The files are read-only, so one loader serves every session as it
+    serves every client of one session.
+    """
+    return botocore.loaders.create_loader(data_path)
+
+
+botocore.session.create_loader = shared_loader  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
