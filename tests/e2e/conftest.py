@@ -103,9 +103,13 @@ def start_stack(tmp: Path, *extra: str) -> RunningStack:
     pytest.fail(f"ecrcache local was not ready in {START_TIMEOUT} s:\n{stack.log()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
+# The shared stack and what is built on it live as long as the e2e package's tests (package scope), not the whole
+# session: the stack's processes (embedded AWS, API, registry, schedules, queue pollers) would otherwise keep
+# running beside every later test, and be stopped only at the very end. Under xdist its users are one group
+# (``xdist_group("e2e-stack")`` in test_cli.py and test_warming.py), so one worker starts it, on free ports.
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One ``ecrcache local`` for the e2e session (stack name ``ecrcache-e2e``)."""
+    """One ``ecrcache local`` for the e2e tests (stack name ``ecrcache-e2e``)."""
     stack = start_stack(tmp_path_factory.mktemp("local"), "--stack-name", "ecrcache-e2e")
     yield stack
     stack.stop()
@@ -158,12 +162,12 @@ class Cli:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     return Cli(local_stack.api, tmp_path_factory.mktemp("cli"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def applied(cli: Cli, local_stack: RunningStack) -> RunningStack:
     """The examples applied and converged (credentials first: a new credential needs its token; GHCR's stand-in
     takes only its own user and token, the ready file's)."""
