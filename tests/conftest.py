@@ -56,7 +56,7 @@ def shared_loader(data_path: str | None = None) -> botocore.loaders.Loader:
     return botocore.loaders.create_loader(data_path)
 
 
-botocore.session.create_loader = shared_loader  # type: ignore[attr-defined]
+botocore.session.create_loader = shared_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
