@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,9 +26,26 @@ TOKEN = "e2e-token-0123456789abcdef"
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range.
+
+    ``ecrcache local`` binds its ports seconds after they are chosen (after seeding and provisioning). A port
+    from ``bind(0)`` is an ephemeral one, the kind every outgoing connection takes its source port from: in
+    between, a connection (the stack's own to its embedded AWS included) could take it, and the stack failed
+    with "Port ... is in use". Below the range only an explicit bind can take it (a random pick, probed free).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except OSError:  # not Linux: the IANA range starts higher still
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10_000, max(low, 10_001))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port between 10000 and {low}")
 
 
 def pid_alive(pid: int) -> bool:
