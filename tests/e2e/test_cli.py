@@ -20,7 +20,7 @@ from botocore.config import Config
 
 from tests.e2e.conftest import TOKEN, Cli, RunningStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e-stack")]  # one shared stack
 
 EXAMPLE_RULES = {"docker-hub", "ghcr", "quay", "ecr-public", "k8s"}
 

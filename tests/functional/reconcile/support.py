@@ -27,7 +27,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
-import botocore.loaders
 from botocore.exceptions import ClientError
 
 from devstack.local.filters import compile_pattern
@@ -36,7 +35,7 @@ from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.observed import Ownership
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus
 from ecrcache.services.reconcile import ReconcileService
-from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext
+from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, shared_loader
 from tests.functional.api.client import ApiClient, enc
 from tests.template import functions, resources
 
@@ -95,13 +94,6 @@ Record = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------------
 # Clients for setting up and looking (not the function's: it makes its own, with its own credentials)
-
-
-@cache
-def shared_loader() -> botocore.loaders.Loader:
-    """One botocore data loader for the run: it caches parsed service models, which every new session
-    (moto makes one per test, the function's cold start another) would otherwise parse again."""
-    return botocore.loaders.create_loader()
 
 
 def share_loader(session: boto3.Session) -> boto3.Session:
