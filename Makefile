@@ -42,8 +42,12 @@ $(TOOLS)/.stamp: requirements/tools.txt requirements/tools.lock
 
 setup: $(VENV)/.stamp $(TOOLS)/.stamp .debian.stamp ## create .venv (project), .venv-tools (SAM CLI) and install docker-registry
 
+# In parallel: one pytest-xdist worker a core (WORKERS=0 runs it in one process). Each file runs whole on one
+# worker, and the e2e tests of the shared local stack on one worker (tests/conftest.py's scheduler), so a
+# module's expensive fixtures (sam build, the fuzz run, the e2e stack) are built once; coverage is combined.
+WORKERS ?= auto
 test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e; coverage floor
-	$(VENV)/bin/pytest -q --cov --cov-report=term
+	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --cov --cov-report=term
 
 local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-C: API :3000/v1, AWS :4566, registry :5000 (ARGS="--api-port 3001 ...")
 	$(VENV)/bin/ecrcache local $(ARGS)

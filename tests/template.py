@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.local.provision import table_definition as provision_table_definition
-from devstack.local.template import SERVERLESS_FUNCTION, merge_globals, parse_template
+from devstack.local.template import function_properties, parse_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -32,18 +32,24 @@ def load_template() -> dict[str, Any]:
 
 
 def resources(resource_type: str | None = None) -> dict[str, dict[str, Any]]:
-    """Logical id -> resource (``Type``, ``Properties``, ...), optionally of one type only."""
-    found: dict[str, dict[str, Any]] = load_template()["Resources"]
-    return {name: res for name, res in found.items() if resource_type is None or res["Type"] == resource_type}
+    """Logical id -> resource (``Type``, ``Properties``, ...), optionally of one type only (a fresh copy of
+    those only: copying the whole template for each look-up was a good part of some tests' time)."""
+    found: dict[str, dict[str, Any]] = _cached_template()["Resources"]
+    return copy.deepcopy(
+        {name: res for name, res in found.items() if resource_type is None or res["Type"] == resource_type}
+    )
+
+
+@cache
+def _cached_functions() -> dict[str, dict[str, Any]]:
+    return function_properties(load_template())
 
 
 def functions() -> dict[str, dict[str, Any]]:
-    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied."""
-    global_properties = load_template().get("Globals", {}).get("Function", {})
-    return {
-        name: merge_globals(global_properties, res.get("Properties", {}))
-        for name, res in resources(SERVERLESS_FUNCTION).items()
-    }
+    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and its
+    SQS ``AWS::Lambda::EventSourceMapping`` resources among its ``Events`` as SAM ``SQS`` events (as the local
+    stack reads them: :func:`devstack.local.template.function_properties`); a fresh copy: callers may modify it."""
+    return copy.deepcopy(_cached_functions())
 
 
 def table_definition(logical_id: str = "StateTable") -> dict[str, Any]:

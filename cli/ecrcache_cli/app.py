@@ -50,19 +50,32 @@ def output_option(*choices: OutputFormat, default: OutputFormat = "table") -> Ca
     )
 
 
-def wait_options(noun: str) -> Callable[..., Any]:
+def wait_options(
+    noun: str,
+    *,
+    wait: bool = True,
+    timeout: float = 300.0,
+    interval: float = 1.0,
+    wait_help: str | None = None,
+) -> Callable[..., Any]:
+    """``--wait/--no-wait``, ``--timeout SECONDS`` and the hidden ``--interval`` of a command that can wait for
+    ``noun`` (the flags, their defaults and help texts are part of the CLI's contract)."""
+
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        function = click.option("--interval", type=click.FloatRange(min=0.0), default=1.0, hidden=True)(function)
+        function = click.option("--interval", type=click.FloatRange(min=0.0), default=interval, hidden=True)(function)
         function = click.option(
             "--timeout",
             type=click.FloatRange(min=0.0),
-            default=300.0,
+            default=timeout,
             show_default=True,
             metavar="SECONDS",
             help=f"How long --wait waits for {noun}.",
         )(function)
         return click.option(
-            "--wait/--no-wait", default=True, show_default=True, help=f"Wait for {noun} (exit 6 if it does not come)."
+            "--wait/--no-wait",
+            default=wait,
+            show_default=True,
+            help=wait_help or f"Wait for {noun} (exit 6 if it does not come).",
         )(function)
 
     return decorate

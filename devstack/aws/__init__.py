@@ -7,6 +7,8 @@ Secrets Manager) in this process (idempotently):
 * ``ecr_templates`` -- Create/Describe/Update/DeleteRepositoryCreationTemplate;
 * ``ecr_lifecycle`` -- full-grammar ``PutLifecyclePolicy`` validation, Start/GetLifecyclePolicyPreview,
   lifecycle evaluation, CloudTrail events for Put/DeleteLifecyclePolicy and Create/DeleteRepository;
+* ``ecr_cloudtrail`` -- CloudTrail events for Set/DeleteRepositoryPolicy, PutImageTagMutability and
+  Tag/UntagResource;
 * ``ecr_repositories`` -- ``DescribeRepositories`` paginated as ECR does (moto ignores ``maxResults``);
 * ``ecr_exclusions`` -- Register/Deregister/ListPullTimeUpdateExclusions (pulls by an excluded
   principal leave ``lastRecordedPullTime`` alone);
@@ -27,6 +29,8 @@ Secrets Manager) in this process (idempotently):
   version, the rotation function's four steps invoked asynchronously with the secret's ARN (through the
   Lambda invokers registered in ``ports``), a rotation in progress refused, ``AWSCURRENT`` left to the function;
   ``CancelRotateSecret`` turns rotation off, stops a running rotation, leaves its labels.
+* ``secrets_versions`` -- staging labels as documented: a plain ``GetSecretValue`` reads the version that carries
+  ``AWSCURRENT`` after ``UpdateSecretVersionStage`` moves it, and a label stays on one version.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
@@ -65,6 +69,7 @@ def install() -> None:
         if _installed:
             return
         from devstack.aws import (  # noqa: PLC0415
+            ecr_cloudtrail,
             ecr_exclusions,
             ecr_lifecycle,
             ecr_repositories,
@@ -75,18 +80,21 @@ def install() -> None:
             secrets_deletion,
             secrets_replication,
             secrets_rotation,
+            secrets_versions,
         )
 
         events.install()
         ecr_rules.install()
         ecr_templates.install()
         ecr_lifecycle.install()
+        ecr_cloudtrail.install()
         ecr_repositories.install()
         ecr_exclusions.install()
         ecr_storage.install()
         secrets_deletion.install()
         secrets_replication.install()
         secrets_rotation.install()
+        secrets_versions.install()
         if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
             module = importlib.import_module(PULLTHROUGH_MODULE)
             module_install = getattr(module, "install", None)

@@ -30,8 +30,6 @@ from moto.core.responses import ActionResult
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 
-from devstack.aws import events
-
 __all__ = [
     "InvalidParameterException",
     "LifecyclePolicyPreviewInProgressException",
@@ -53,6 +51,7 @@ __all__ = [
     "api_action",
     "output_members",
     "paginate",
+    "patch_once",
     "request_params",
     "validate_input",
     "wrap_response_action",
@@ -301,6 +300,9 @@ def api_action(
     ``errorCode``/``errorMessage``; consumers filter on their absence).
     """
 
+    # Imported here: the EventBridge extension (which events imports) patches moto with this module's patch_once.
+    from devstack.aws import events  # noqa: PLC0415
+
     def handler(self: Any) -> ActionResult:
         params = request_params(self)
         try:
@@ -367,6 +369,18 @@ def wrap_response_action(name: str, make_wrapper: Callable[[Callable[..., Any]],
     setattr(wrapper, PATCH_MARK, True)
     setattr(wrapper, "__wrapped__", current)  # noqa: B010 - explicit, for introspection
     setattr(ECRResponse, name, wrapper)
+
+
+def patch_once(owner: type, name: str, wrap: Callable[[Any], Any], *, mark: str) -> None:
+    """Replace ``owner.name`` by ``wrap(current)`` once: the replacement carries the attribute ``mark``, so a second
+    install (every embedded-AWS start calls it) leaves it as it is. Each extension has a mark of its own, so two
+    extensions may wrap the same method one over the other."""
+    current = getattr(owner, name)
+    if getattr(current, mark, False):
+        return
+    wrapped = wrap(current)
+    setattr(wrapped, mark, True)
+    setattr(owner, name, wrapped)
 
 
 def wrap_backend_method(name: str, make_wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:

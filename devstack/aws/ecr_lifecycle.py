@@ -8,7 +8,9 @@ the controller compiles, not a copy of it.
   and raises ``InvalidParameterException`` with ECR's message format
   ``Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation
   failure: ...'``. Schema-level wording follows the JSON-schema messages ECR returns (and moto copies);
-  semantic rules are worded in plain English.
+  semantic rules are worded in plain English. Each check quotes the documentation sentence it enforces
+  (or the report, where a constraint is only reported); the rules between rules (``any`` last, one
+  ``untagged`` rule, unique prefix sets) apply per storage class, as the documentation scopes them.
 * :func:`evaluate_policy` computes what a policy does to a set of images, following the documented
   evaluation rules (ECR User Guide, "Lifecycle policies" -- how lifecycle policies work / evaluation rules):
 
@@ -78,6 +80,7 @@ MIN_POLICY_LENGTH: Final = 100
 MAX_POLICY_LENGTH: Final = 30_720
 MAX_RULES: Final = 50
 MAX_WILDCARDS: Final = 4
+MIN_ARCHIVED_DAYS: Final = 90
 
 TAG_STATUSES: Final = ("tagged", "untagged", "any")
 COUNT_TYPES: Final = ("imageCountMoreThan", "sinceImagePushed", "sinceImagePulled", "sinceImageTransitioned")
@@ -109,6 +112,16 @@ settings = LifecycleSettings()
 
 # --------------------------------------------------------------------------------------------------
 # Grammar
+#
+# Every check below quotes the sentence of AWS's documentation it enforces. Sources (ECR User Guide):
+#   [properties] "Lifecycle policy properties in Amazon ECR" (lifecycle_policy_parameters.html);
+#   [evaluation] "Automate the cleanup of images by using lifecycle policies", section "Lifecycle policy
+#                evaluation rules" (LifecyclePolicies.html);
+#   [examples]   "Examples of lifecycle policies in Amazon ECR" (lifecycle_policy_examples.html);
+#   [archive]    "Archiving an image" (archive-image.html);
+#   [quotas]     "Amazon ECR service quotas" (service-quotas.html);
+#   [model]      botocore's ECR service model 2015-09-21 (shape ``LifecyclePolicyText``).
+# Where a constraint is only reported (issues), the comment names the report.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -144,6 +157,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _schema_keys(obj: dict[str, Any], allowed: frozenset[str], required: Iterable[str], where: str, fld: str) -> None:
+    # ECR validates the document against a JSON schema; these two messages are the schema validator's
+    # (quoted in moto's ``policy_validation.py`` and in public reports of ECR's answers).
     missing = sorted(k for k in required if k not in obj)
     if missing:
         raise _failure(f"object has missing required properties ({json.dumps(missing)}) at {where}", fld)
@@ -165,15 +180,36 @@ def _enum(value: Any, allowed: tuple[str, ...], where: str, fld: str) -> str:
 
 
 def _string_list(value: Any, where: str, fld: str) -> tuple[str, ...]:
+    # [properties] "Type: list[string]". That the list and its entries must not be empty is not documented
+    # (an image tag is 1-300 characters, botocore's ImageTag shape); kept as the strictest reading.
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise _failure(f"{where} must be a non-empty list of non-empty strings", fld)
     return tuple(value)
+
+
+def _reject_nulls(value: Any, fld: str) -> None:
+    """JSON ``null`` anywhere in the document is refused.
+
+    Reported, not documented: a ``null`` ``countUnit`` (cloudposse/terraform-aws-ecr#132) and a ``null``
+    ``targetStorageClass`` (cloudposse/terraform-aws-ecr#158) were both answered
+    ``Lifecycle policy validation failure: instance failed to match exactly one schema (matched 0 out of 2)``.
+    """
+    if value is None:
+        raise _failure("instance failed to match exactly one schema (matched 0 out of 2)", fld)
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_nulls(item, fld)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nulls(item, fld)
 
 
 def parse_lifecycle_policy(
     text: str, *, field_name: str = "LifecyclePolicyText", min_length: int = MIN_POLICY_LENGTH
 ) -> LifecyclePolicy:
     """Validate a lifecycle policy document and return its parsed form (or raise ``InvalidParameterException``)."""
+    # [model] LifecyclePolicyText: "min":100, "max":30720 (a creation template's lifecyclePolicy: min 0);
+    # [quotas] "Lifecycle policy length: 30,720 characters".
     if len(text) < min_length or len(text) > MAX_POLICY_LENGTH:
         raise InvalidParameterException(
             f"Invalid parameter at '{field_name}' failed to satisfy constraint: "
@@ -185,12 +221,14 @@ def parse_lifecycle_policy(
         raise _failure("Could not map policyString into LifecyclePolicy.", field_name) from exc
     if not isinstance(document, dict):
         raise _failure("Could not map policyString into LifecyclePolicy.", field_name)
+    _reject_nulls(document, field_name)
     _schema_keys(document, frozenset({"rules"}), ["rules"], "policy", field_name)
     raw_rules = document["rules"]
+    # [evaluation] "A lifecycle policy contains one or more rules".
     if not isinstance(raw_rules, list) or not raw_rules:
         raise _failure("'rules' must be a non-empty array", field_name)
+    # [quotas] "Rules per lifecycle policy: 50" (not adjustable).
     if len(raw_rules) > MAX_RULES:
-        # Quota "rules per lifecycle policy: 50" (ecr-facts §1.6).
         raise _failure(f"a lifecycle policy can have at most {MAX_RULES} rules", field_name)
     rules = tuple(_parse_rule(raw, index, field_name) for index, raw in enumerate(raw_rules))
     _check_policy(rules, field_name)
@@ -201,8 +239,11 @@ def _parse_rule(raw: Any, index: int, fld: str) -> LifecycleRule:
     where = f"rules[{index}]"
     if not isinstance(raw, dict):
         raise _failure(f'instance type at {where} does not match any allowed primitive type (allowed: ["object"])', fld)
+    # [properties] rulePriority, selection (tagStatus, countType, countNumber) and action type are
+    # "Required: yes"; description is "Required: no". The template lists every key a rule may have.
     _schema_keys(raw, _RULE_KEYS, ["rulePriority", "selection", "action"], where, fld)
     priority = raw["rulePriority"]
+    # [properties] rulePriority "Type: integer ... A lifecycle policy rule with a priority of 1 is applied first".
     if not _is_int(priority) or priority < 1:
         raise _failure(f"rulePriority at {where} must be an integer greater than or equal to 1", fld)
     description = raw.get("description")
@@ -213,54 +254,64 @@ def _parse_rule(raw: Any, index: int, fld: str) -> LifecycleRule:
         raise _failure(f"selection and action at {where} must be objects", fld)
     _schema_keys(selection, _SELECTION_KEYS, ["tagStatus", "countType", "countNumber"], f"{where}.selection", fld)
     _schema_keys(action, _ACTION_KEYS, ["type"], f"{where}.action", fld)
-    tag_status = _enum(selection["tagStatus"], TAG_STATUSES, f"{where}.selection.tagStatus", fld)
-    count_type = _enum(selection["countType"], COUNT_TYPES, f"{where}.selection.countType", fld)
-    storage_class = _enum(
-        selection.get("storageClass", "standard"), STORAGE_CLASSES, f"{where}.selection.storageClass", fld
-    )
-    action_type = _enum(action["type"], ACTION_TYPES, f"{where}.action.type", fld)
     count_number = selection["countNumber"]
+    # [properties] countNumber: "Acceptable values are positive integers (0 is not an accepted value)."
     if not _is_int(count_number) or count_number < 1:
         raise _failure(f"numeric instance is lower than the required minimum (minimum: 1, found: {count_number})", fld)
-    prefixes = (
-        _string_list(selection["tagPrefixList"], f"{where}.selection.tagPrefixList", fld)
-        if "tagPrefixList" in selection
-        else ()
-    )
-    patterns = (
-        _string_list(selection["tagPatternList"], f"{where}.selection.tagPatternList", fld)
-        if "tagPatternList" in selection
-        else ()
-    )
     rule = LifecycleRule(
         priority=priority,
-        tag_status=tag_status,
-        count_type=count_type,
+        # [properties] tagStatus: "Acceptable options are tagged, untagged, or any."
+        tag_status=_enum(selection["tagStatus"], TAG_STATUSES, f"{where}.selection.tagStatus", fld),
+        # [properties] the template: countType "imageCountMoreThan"|"sinceImagePushed"|"sinceImagePulled"|
+        # "sinceImageTransitioned".
+        count_type=_enum(selection["countType"], COUNT_TYPES, f"{where}.selection.countType", fld),
         count_number=count_number,
-        action=action_type,
-        storage_class=storage_class,
-        tag_prefixes=prefixes,
-        tag_patterns=patterns,
+        # [properties] action type: "The supported values are expire (to delete images) and transition".
+        action=_enum(action["type"], ACTION_TYPES, f"{where}.action.type", fld),
+        # [properties] the template: "storageClass": "standard"|"archive"; "If you omit this, the value of
+        # standard will be used."
+        storage_class=_enum(
+            selection.get("storageClass", "standard"), STORAGE_CLASSES, f"{where}.selection.storageClass", fld
+        ),
+        tag_prefixes=_optional_list(selection, "tagPrefixList", where, fld),
+        tag_patterns=_optional_list(selection, "tagPatternList", where, fld),
         count_unit=selection.get("countUnit"),
         target_storage_class=action.get("targetStorageClass"),
         description=description,
     )
-    _check_rule(rule, where, fld)
+    _check_tags(rule, where, fld)
+    _check_count(rule, where, fld)
+    _check_storage_class(rule, where, fld)
+    _check_action(rule, where, fld)
     return rule
 
 
-def _check_rule(rule: LifecycleRule, where: str, fld: str) -> None:  # noqa: C901, PLR0912 - one check per documented constraint
-    # Tag selection (lifecycle_policy_parameters: tagStatus / tagPatternList / tagPrefixList).
+def _optional_list(selection: dict[str, Any], key: str, where: str, fld: str) -> tuple[str, ...]:
+    return _string_list(selection[key], f"{where}.selection.{key}", fld) if key in selection else ()
+
+
+def _check_tags(rule: LifecycleRule, where: str, fld: str) -> None:
+    # [properties] tagStatus: "If you specify tagged, then you must also specify a tagPrefixList value or a
+    # tagPatternList value. If you specify untagged, then you must omit both tagPrefixList and tagPatternList."
     if rule.tag_status == "tagged" and not (rule.tag_prefixes or rule.tag_patterns):
         raise _failure(f"tagPrefixList or tagPatternList is required at {where} when tagStatus is tagged", fld)
+    # [evaluation] "The tagPatternList or tagPrefixList parameters may only used if the tagStatus is tagged."
     if rule.tag_status != "tagged" and (rule.tag_prefixes or rule.tag_patterns):
         raise _failure(f"tagPrefixList and tagPatternList can only be used at {where} when tagStatus is tagged", fld)
+    # [evaluation] "A lifecycle policy rule may specify either tagPatternList or tagPrefixList, but not both."
     if rule.tag_prefixes and rule.tag_patterns:
         raise _failure(f"tagPrefixList and tagPatternList cannot both be specified at {where}", fld)
+    # [properties] "There is a maximum limit of four wildcards (*) per string. For example,
+    # ["*test*1*2*3", "test*1*2*3*"] is valid but ["test*1*2*3*4*5*6"] is invalid."
     for pattern in rule.tag_patterns:
         if pattern.count("*") > MAX_WILDCARDS:
             raise _failure(f"tagPatternList value '{pattern}' at {where} has more than {MAX_WILDCARDS} wildcards", fld)
-    # Count unit: days, only (and always) with the since* count types.
+
+
+def _check_count(rule: LifecycleRule, where: str, fld: str) -> None:
+    # [properties] countUnit: "Required: yes, only if countType is set to sinceImagePushed, sinceImagePulled,
+    # or sinceImageTransitioned ... an error will occur if you specify a count unit when countType is any
+    # other value"; "Specify a count unit of days".
     if rule.count_type == "imageCountMoreThan":
         if rule.count_unit is not None:
             raise _failure(f"countUnit cannot be specified at {where} when countType is imageCountMoreThan", fld)
@@ -268,38 +319,98 @@ def _check_rule(rule: LifecycleRule, where: str, fld: str) -> None:  # noqa: C90
         raise _failure(f"countUnit is required at {where} when countType is {rule.count_type}", fld)
     elif rule.count_unit != "days":
         raise _failure(
-            f'instance value ("{rule.count_unit}") not found in enum at {where}.selection.countUnit '
+            f"instance value ({json.dumps(rule.count_unit)}) not found in enum at {where}.selection.countUnit "
             '(possible values: ["days"])',
             fld,
         )
-    # Storage class: archive exactly with sinceImageTransitioned.
+    # [archive] "Archived images have a minimum storage duration of 90 days. You cannot configure lifecycle
+    # policies that delete images that have been in archive for less than 90 days." ([examples] repeats it.)
+    if rule.count_type == "sinceImageTransitioned" and rule.count_number < MIN_ARCHIVED_DAYS:
+        raise _failure(
+            f"countNumber at {where} must be at least {MIN_ARCHIVED_DAYS} when countType is sinceImageTransitioned "
+            f"(archived images have a minimum storage duration of {MIN_ARCHIVED_DAYS} days)",
+            fld,
+        )
+
+
+def _check_storage_class(rule: LifecycleRule, where: str, fld: str) -> None:
+    # [properties] storageClass: "Required: yes, if countType is sinceImageTransitioned ... When using a
+    # countType of imageCountMoreThan, sinceImagePushed, or sinceImagePulled, the only supported value is
+    # standard. When using a count type of sinceImageTransitioned, this is required, and the only supported
+    # value is archive."
     if rule.count_type == "sinceImageTransitioned" and rule.storage_class != "archive":
         raise _failure(f"storageClass must be archive at {where} when countType is sinceImageTransitioned", fld)
     if rule.count_type != "sinceImageTransitioned" and rule.storage_class != "standard":
         raise _failure(f"storageClass archive is only valid at {where} with countType sinceImageTransitioned", fld)
-    # Action.
+
+
+def _check_action(rule: LifecycleRule, where: str, fld: str) -> None:
     if rule.action == "transition":
+        # [properties] targetStorageClass: "Required: yes, if type is transition ... archive is the only
+        # supported value."
         if rule.target_storage_class != "archive":
             raise _failure(f"targetStorageClass archive is required at {where} when the action type is transition", fld)
+        # [examples] "The sinceImageTransitioned count type must be used with the expire action and the
+        # archive storage class."
         if rule.storage_class == "archive":
             raise _failure(f"archived images can only be expired (rule at {where})", fld)
-    elif rule.target_storage_class is not None:
+        return
+    # [properties] the template pairs targetStorageClass with transition only ("to transition the image to").
+    if rule.target_storage_class is not None:
         raise _failure(f"targetStorageClass can only be specified at {where} when the action type is transition", fld)
+    # [examples] "The sinceImagePulled count type must be used with the transition action. It cannot be used
+    # with the expire action." (Also reported refused by the API: aws/containers-roadmap#921, #2728.)
+    if rule.count_type == "sinceImagePulled":
+        raise _failure(f"countType sinceImagePulled at {where} must be used with the transition action", fld)
 
 
 def _check_policy(rules: tuple[LifecycleRule, ...], fld: str) -> None:
+    # [properties] rulePriority: "When you add rules to a lifecycle policy, you must give them each a unique
+    # value for rulePriority. Values don't need to be sequential across rules in a policy."
     priorities = [r.priority for r in rules]
     duplicates = sorted({p for p in priorities if priorities.count(p) > 1})
     if duplicates:
         raise _failure(f"rulePriority values must be unique; duplicated: {duplicates}", fld)
-    highest = max(priorities)
+    for storage_class in STORAGE_CLASSES:
+        _check_storage_class_rules([r for r in rules if r.storage_class == storage_class], storage_class, fld)
+
+
+def _check_storage_class_rules(rules: list[LifecycleRule], storage_class: str, fld: str) -> None:
+    """The constraints between the rules that select one storage class."""
+    if not rules:
+        return
+    # [properties] "A rule with a tagStatus value of any must have the highest value for rulePriority and be
+    # evaluated last." Scoped to the rules of one storage class: [examples] "Combining archive and expire
+    # rules" has an any rule for standard images at priority 1 and one for archived images at priority 2.
+    highest = max(r.priority for r in rules)
+    if any(r.tag_status == "any" and r.priority != highest for r in rules):
+        raise _failure(
+            f"a rule with tagStatus any must have the highest rulePriority (of the rules selecting "
+            f"storageClass {storage_class})",
+            fld,
+        )
+    # [evaluation] "Only one rule selecting a specific storage class is allowed to select untagged images."
+    # (Only tagStatus untagged: [examples] "Filtering on all images, Example B" has an untagged and an any rule.)
+    if sum(1 for r in rules if r.tag_status == "untagged") > 1:
+        raise _failure(
+            f"only one rule is allowed to select untagged images (storageClass {storage_class})",
+            fld,
+        )
+    # [evaluation] "The set of all rules selecting a specific storage class must contain a unique set of
+    # prefixes." Read as: no two rules of a storage class with the same tagPrefixList (compared as sets).
+    # Whether ECR applies it to tagPatternList too is not documented; not enforced for patterns.
+    seen: set[frozenset[str]] = set()
     for rule in rules:
-        if rule.tag_status == "any" and rule.priority != highest:
-            raise _failure("a rule with tagStatus any must have the highest rulePriority", fld)
-    # "Only one rule is allowed to select untagged images" (ECR User Guide, lifecycle evaluation rules).
-    untagged = [r for r in rules if r.tag_status == "untagged" and r.storage_class == "standard"]
-    if len(untagged) > 1:
-        raise _failure("only one rule is allowed to select untagged images", fld)
+        if not rule.tag_prefixes:
+            continue
+        prefixes = frozenset(rule.tag_prefixes)
+        if prefixes in seen:
+            raise _failure(
+                f"the rules selecting storageClass {storage_class} must contain a unique set of prefixes; "
+                f"{sorted(prefixes)} is used twice",
+                fld,
+            )
+        seen.add(prefixes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -23,6 +23,21 @@ What moto 5.2.5 does, and what :func:`install` changes (each an upstreamable fix
 * ``PutEvents`` -- and the embedded ECR's own events, delivered through the same ``Rule.send_to_targets``
   -- reach every rule whatever its state, ``DISABLED`` included -> delivery honours :func:`receives`.
 
+* A target that is an event bus of another Region or account -- moto re-puts the event there through
+  ``PutEvents`` (``Rule.send_to_targets``), which drops the original ``id``, ``time``, ``region``, ``account``
+  and ``resources`` (and a real ``PutEvents`` would not even take an ``aws.*`` source) -> the event is
+  delivered to the target bus's rules as it is, its origin Region and account included (EventBridge User
+  Guide, "Sending and receiving events between AWS Regions" / "... between AWS accounts": the receiving bus
+  gets the sender's event; the ``region`` of a forwarded event naming its origin is reported by the cross-Region
+  routing launch post, "Introducing cross-Region event routing with Amazon EventBridge" [?]). Without a
+  ``RoleArn`` on the target, nothing is delivered and the event is counted in :data:`undelivered` (the
+  User Guide's cross-Region procedure has the rule's target use an execution role that may call
+  ``PutEvents`` on the bus; that EventBridge then drops the event, rather than refusing ``PutTargets``, is our
+  reading [?]: botocore's model documents no PutTargets error for it). An event that reached a bus from another
+  Region or account is not sent on to a further bus (User Guide, "Sending and receiving events between AWS
+  accounts": events a receiver got from a sender are not forwarded to a third; applied to Regions alike [?]),
+  so forwarders can never loop.
+
 A read-only management event (:func:`is_read_only_management_event`) is an ``AWS API Call via
 CloudTrail`` event whose ``detail.readOnly`` is ``true`` and ``detail.managementEvent`` is not
 ``false``. The guide adds that read-only events whose names do not start with ``Describe``, ``Get`` or
@@ -33,14 +48,19 @@ fake follows CloudTrail's ``readOnly`` flag -- the stricter reading, and the one
 
 from __future__ import annotations
 
+import copy
 import functools
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import botocore.session
 from moto.events.exceptions import ValidationException
-from moto.events.models import Rule
+from moto.events.models import Rule, events_backends
 from moto.events.responses import EventsHandler
+from moto.utilities.arns import parse_arn
+
+from devstack.aws.common import patch_once
 
 __all__ = [
     "ALL_MANAGEMENT_EVENTS",
@@ -49,12 +69,17 @@ __all__ = [
     "is_read_only_management_event",
     "receives",
     "rule_states",
+    "undelivered",
 ]
 
 CLOUDTRAIL_DETAIL_TYPE: Final = "AWS API Call via CloudTrail"
 ALL_MANAGEMENT_EVENTS: Final = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 _PARTNER_BUS_PREFIX: Final = "aws.partner/"
 _MARK: Final = "_ecrcache_rule_states"
+
+undelivered: list[tuple[str, str]] = []
+"""``(rule ARN, target bus ARN)`` of each event a cross-Region or cross-account bus target did not get (no role)."""
+_forwarded = threading.local()
 
 
 @functools.cache
@@ -113,22 +138,55 @@ def _enable(self: Rule) -> None:
         self.state = "ENABLED"
 
 
+def _is_remote_bus(rule: Rule, target: Mapping[str, Any]) -> bool:
+    """Whether ``target`` is an event bus of another Region or account than ``rule``'s."""
+    arn = parse_arn(str(target.get("Arn", "")))
+    if arn.service != "events" or arn.resource_type != "event-bus":
+        return False
+    return (arn.region, arn.account) != (rule.region_name, rule.account_id)
+
+
+def _forward(rule: Rule, target: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+    """Deliver ``event`` as it is to every rule of the target bus (in its Region and account)."""
+    if getattr(_forwarded, "active", False):
+        return  # an event that came from another Region or account goes no further
+    if not target.get("RoleArn"):
+        undelivered.append((rule.arn, str(target["Arn"])))
+        return
+    arn = parse_arn(str(target["Arn"]))
+    bus = events_backends[arn.account][arn.region].event_buses.get(arn.resource_id)
+    if bus is None:
+        undelivered.append((rule.arn, str(target["Arn"])))
+        return
+    _forwarded.active = True
+    try:
+        for bus_rule in list(bus.rules.values()):
+            bus_rule.send_to_targets(cast("Any", copy.deepcopy(dict(event))))
+    finally:
+        _forwarded.active = False
+
+
 def _send_to_targets_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
     def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
         if not receives(getattr(self, "state", "ENABLED"), original_event):
             return
-        original(self, original_event, transform_input)
+        remote = [t for t in self.targets if _is_remote_bus(self, t)]
+        if not remote:
+            original(self, original_event, transform_input)
+            return
+        if not self.event_pattern.matches_event(original_event):
+            return
+        local = copy.copy(self)  # the same rule, without the buses this wrapper delivers to
+        local.targets = [t for t in self.targets if not _is_remote_bus(self, t)]
+        original(local, original_event, transform_input)
+        for target in remote:
+            _forward(self, target, original_event)
 
     return send_to_targets
 
 
-def _patch(owner: type, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    replacement = make(current)
-    setattr(replacement, _MARK, True)
-    setattr(owner, name, replacement)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:

@@ -54,6 +54,7 @@ from moto.secretsmanager.models import (
 )
 
 from devstack.aws import clock
+from devstack.aws.common import patch_once
 
 __all__ = [
     "EXISTS_MESSAGE",
@@ -228,13 +229,8 @@ def _settling(original: Callable[..., Any]) -> Callable[..., Any]:
     return settling
 
 
-def _patch(owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    wrapped = wrap(current)
-    setattr(wrapped, _MARK, True)
-    setattr(owner, name, wrapped)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:

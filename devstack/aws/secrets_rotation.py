@@ -50,9 +50,9 @@ Where moto strays (and what this module replaces): it refuses only when ``AWSPEN
 version, passes the secret's name as ``SecretId``, runs the steps synchronously through its own Lambda
 backend, moves ``AWSCURRENT`` itself afterwards, copies the current value into the pending version when
 ``RotateImmediately`` is false, and enables rotation only with ``AutomaticallyAfterDays``; its ``CancelRotateSecret``
-answers the *current* version's id as ``VersionId`` and leaves ``NextRotationDate`` set. And a function's own
-``finishSecret`` (``UpdateSecretVersionStage`` moving ``AWSCURRENT``) leaves moto's reads without a stage on the old
-version; fixed here too.
+answers the *current* version's id as ``VersionId`` and leaves ``NextRotationDate`` set. (A function's own
+``finishSecret`` moving ``AWSCURRENT`` left moto's reads without a stage on the old version: see
+:mod:`.secrets_versions`.)
 
 **Retries are reported, not specified**: "If any rotation step fails, Secrets Manager retries the entire
 rotation process multiple times" (user guide, "Rotation by Lambda function"); how many times and how far
@@ -91,6 +91,7 @@ from moto.secretsmanager.exceptions import (
 from moto.secretsmanager.models import FakeSecret, ReplicaSecret, SecretsManagerBackend
 
 from devstack.aws import clock, ports
+from devstack.aws.common import patch_once
 from devstack.aws.secrets_deletion import MARKED_MESSAGE
 
 __all__ = [
@@ -536,38 +537,11 @@ def _describing(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[s
     return to_dict
 
 
-def _moving_current(original: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
-    """``GetSecretValue`` without a version or stage reads ``AWSCURRENT`` ("If you don't specify either a
-    VersionStage or VersionId, then Secrets Manager returns the AWSCURRENT version", API reference): moto reads
-    its ``default_version_id``, which ``UpdateSecretVersionStage`` moving ``AWSCURRENT`` leaves behind."""
-
-    @functools.wraps(original)
-    def update_secret_version_stage(
-        self: SecretsManagerBackend,
-        secret_id: str,
-        version_stage: str,
-        remove_from_version_id: str,
-        move_to_version_id: str,
-    ) -> tuple[str, str]:
-        answer = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
-        secret = self.secrets[secret_id]
-        if version_stage == AWSCURRENT and move_to_version_id and isinstance(secret, FakeSecret):
-            secret.set_default_version_id(move_to_version_id)
-        return answer
-
-    return update_secret_version_stage
-
-
 # -- install and endpoints --------------------------------------------------------------------------
 
 
-def _patch(owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return
-    wrapped = wrap(current)
-    setattr(wrapped, _MARK, True)
-    setattr(owner, name, wrapped)
+_patch: Final = functools.partial(patch_once, mark=_MARK)
+"""Wrap a moto method once (this extension's mark: :func:`devstack.aws.common.patch_once`)."""
 
 
 def install() -> None:
@@ -575,7 +549,6 @@ def install() -> None:
     _patch(SecretsManagerBackend, "rotate_secret", _rotate_secret)
     _patch(SecretsManagerBackend, "cancel_rotate_secret", _cancel_rotate_secret)
     _patch(FakeSecret, "to_dict", _describing)
-    _patch(SecretsManagerBackend, "update_secret_version_stage", _moving_current)
     _install_endpoints()
 
 

@@ -5,13 +5,14 @@ template (:data:`CREATED`): DynamoDB tables (keys, indexes, stream, TTL), SQS qu
 timeout, retention, delay, redrive policy to a dead-letter queue), SNS topics (``TopicName``, inline
 subscriptions; ``Ref`` is the ARN, so the alerts the functions publish land there), EventBridge rules with SQS targets
 (``AWS::Events::Rule``: pattern, state, bus; the embedded EventBridge then puts matching events on
-the queues, where an ``SQS`` event of a function picks them up), one IAM role per function (its
+the queues, where an ``SQS`` event of a function picks them up), IAM roles (a role per function, its
 policies from the template; the function host runs with credentials of that role, so its calls
 carry the role's identity -- the reconciler recognises its own CloudTrail events by it -- and SAM's
 implicit ``<Function>Role`` resolves to it) and a CloudFormation stack record with the template's
 outputs the local stack can answer (``ApiUrl``, ``StateTableName``, ``StateTableStreamArn``,
-``ReconcilerDlqUrl``, ``AlertTopicArn``), so ``ecrcache --stack`` works against the embedded AWS too. The rules and
-queues of functions' ``EventBridgeRule`` events belong to the event runner, the routes to the gateway.
+``ReconcilerDlqUrl``, ``AlertTopicArn``, ``EventForwardRuleName``), so ``ecrcache --stack`` works against
+the embedded AWS too. The rules and queues of functions' ``EventBridgeRule`` events belong to the event runner,
+the routes to the gateway.
 
 Resources the local stack has no use for (:data:`PLACEHOLDERS`: log groups, the layer, alarms,
 queue policies, API Gateway's account settings) are recorded as placeholders; a reference to one of
@@ -57,6 +58,7 @@ CREATED: Final[Mapping[str, str]] = {
     "AWS::Events::Rule": "an EventBridge rule with its SQS targets",
     "AWS::SNS::Topic": "a topic (name, display name, its inline subscriptions); Ref is its ARN",
     SERVERLESS_FUNCTION: "a role with the function's policies; the function runs in a function host",
+    "AWS::IAM::Role": "a role with its trust policy (the roles EventBridge or API Gateway assume); Ref is its name",
 }
 """Resource types the local stack creates in the embedded AWS."""
 PLACEHOLDERS: Final[Mapping[str, str]] = {
@@ -66,8 +68,9 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
     "AWS::CloudWatch::Dashboard": "no CloudWatch dashboards locally",
     "AWS::SQS::QueuePolicy": "not enforced: the embedded EventBridge delivers to any queue",
-    "AWS::IAM::Role": "roles for services the local stack does not run (API Gateway logging)",
     "AWS::ApiGateway::Account": "API Gateway's account-wide logging setting",
+    "AWS::Lambda::EventSourceMapping": "an SQS event source of its function: the event runner polls the queue "
+    "(read as the function's SQS event, devstack.local.template.mapped_events)",
     "AWS::Lambda::Permission": "the local stack invokes functions directly (Secrets Manager's: the supervisor "
     "registers the function with the embedded Secrets Manager)",
 }
@@ -78,7 +81,14 @@ _LAMBDA_TRUST: Final = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-_OUTPUTS: Final = ("ApiUrl", "StateTableName", "StateTableStreamArn", "ReconcilerDlqUrl", "AlertTopicArn")
+_OUTPUTS: Final = (
+    "ApiUrl",
+    "StateTableName",
+    "StateTableStreamArn",
+    "ReconcilerDlqUrl",
+    "AlertTopicArn",
+    "EventForwardRuleName",
+)
 
 
 @dataclass
@@ -322,7 +332,20 @@ class _Provisioner:
             return _topic(self.client("sns"), logical_id, name, resolved)
         if kind == SERVERLESS_FUNCTION:
             return self.function(logical_id)
+        if kind == "AWS::IAM::Role":
+            return self.role(logical_id, self.resolver.resolve(props))
         return PhysicalResource(ref=self.physical(logical_id, 255))
+
+    def role(self, logical_id: str, props: Mapping[str, Any]) -> PhysicalResource:
+        """A role with its trust policy (its permissions are not enforced locally); ``GetAtt`` gives ``Arn``."""
+        name = str(props.get("RoleName") or self.physical(logical_id, 64))
+        trust = props.get("AssumeRolePolicyDocument") or _LAMBDA_TRUST
+        role = self.client("iam").create_role(
+            RoleName=name, AssumeRolePolicyDocument=trust if isinstance(trust, str) else json.dumps(trust)
+        )["Role"]
+        return PhysicalResource(
+            ref=str(role["RoleName"]), attributes={"Arn": str(role["Arn"]), "RoleId": str(role["RoleId"])}
+        )
 
     def function(self, logical_id: str) -> PhysicalResource:
         """The function's execution role (also SAM's implicit ``<Function>Role``) and its ARN."""

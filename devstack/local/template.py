@@ -5,9 +5,10 @@ cannot drift apart:
 
 * :func:`parse_template` reads CloudFormation YAML (short tags: ``!Ref X`` -> ``{"Ref": "X"}``,
   ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
-* :func:`function_properties` applies SAM's ``Globals.Function`` to each function;
+* :func:`function_properties` applies SAM's ``Globals.Function`` to each function, and adds the template's SQS
+  ``AWS::Lambda::EventSourceMapping`` resources to its ``Events`` (:func:`mapped_events`);
 * :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
-  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``!Ref AWS::NoValue``)
+  ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``Fn::Split``, ``!Ref AWS::NoValue``)
   against the physical resources the local provisioner created; anything else is an error that names it;
 * :func:`resolve_functions` gives one :class:`FunctionSpec` per ``AWS::Serverless::Function``
   (code path, handler, timeout, environment and ``Events`` with every intrinsic resolved);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "EVENT_SOURCE_MAPPING",
     "NO_VALUE",
     "RULE_STATES",
     "SERVERLESS_FUNCTION",
@@ -41,12 +44,14 @@ __all__ = [
     "implicit_roles",
     "invoked_by",
     "load_template",
+    "mapped_events",
     "merge_globals",
     "parse_template",
     "resolve_functions",
 ]
 
 SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
+EVENT_SOURCE_MAPPING: Final = "AWS::Lambda::EventSourceMapping"
 RULE_STATES: Final = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
 """EventBridge rule states (``PutRule``); the third also matches read-only CloudTrail management events."""
 
@@ -108,13 +113,61 @@ def merge_globals(globals_section: Any, local: Any) -> Any:
 
 
 def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied."""
+    """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and the
+    template's SQS ``AWS::Lambda::EventSourceMapping`` resources of the function among its ``Events``
+    (:func:`mapped_events`)."""
     global_properties = template.get("Globals", {}).get("Function", {})
-    return {
+    found = {
         name: merge_globals(copy.deepcopy(global_properties), copy.deepcopy(res.get("Properties", {})))
         for name, res in template.get("Resources", {}).items()
         if res.get("Type") == SERVERLESS_FUNCTION
     }
+    for function, events in mapped_events(template).items():
+        if function in found:
+            found[function]["Events"] = {**(found[function].get("Events") or {}), **events}
+    return found
+
+
+def mapped_events(template: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Function logical id -> {event name: SAM ``SQS`` event} for each ``AWS::Lambda::EventSourceMapping`` of the
+    template whose ``FunctionName`` is a function of the template (``!Ref`` or ``!GetAtt <F>.Arn``).
+
+    A mapping declared in place of a SAM ``SQS`` event (so the function's role gets no
+    ``AWSLambdaSQSQueueExecutionRole``, whose SQS actions are on every queue) is the same event source: the
+    event is named as SAM names the mapping it makes (``<Function><Event>``: the logical id less the function's
+    prefix; the whole logical id otherwise), ``EventSourceArn`` is its ``Queue`` and the other properties,
+    which both spell alike, are kept (the runner checks them as it checks an ``SQS`` event's). Only a queue of
+    the template (``!GetAtt <Queue>.Arn``) is an event source here: a stream or another ARN is an error."""
+    resources = template.get("Resources", {})
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != EVENT_SOURCE_MAPPING:
+            continue
+        props = dict(resource.get("Properties") or {})
+        function = _named_resource(props.pop("FunctionName", None))
+        if function is None or resources.get(function, {}).get("Type") != SERVERLESS_FUNCTION:
+            raise TemplateError(f"{logical_id}: FunctionName must name a function of the template (!Ref <Function>)")
+        source = props.pop("EventSourceArn", None)
+        queue = _named_resource(source)
+        if queue is None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue" or "Ref" in source:
+            raise TemplateError(
+                f"{logical_id}: locally only event source mappings of the template's queues are delivered "
+                f"(EventSourceArn: !GetAtt <Queue>.Arn), not {source!r}"
+            )
+        event = logical_id.removeprefix(function) or logical_id
+        found.setdefault(function, {})[event] = {"Type": "SQS", "Properties": {"Queue": source, **props}}
+    return found
+
+
+def _named_resource(value: Any) -> str | None:
+    """The logical id a ``!Ref X`` / ``!GetAtt X.Arn`` names (``None``: neither)."""
+    if isinstance(value, Mapping) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        name, attribute = (target[0], target[1]) if isinstance(target, list) else str(target).split(".", 1)
+        return str(name) if attribute == "Arn" else None
+    return None
 
 
 def implicit_roles(template: Mapping[str, Any]) -> dict[str, str]:
@@ -203,11 +256,19 @@ class _NoValue:
 NO_VALUE: Final = _NoValue()
 
 
+def stack_id(region: str, account_id: str, stack_name: str) -> str:
+    """``arn:aws:cloudformation:<region>:<account>:stack/<name>/<UUID>`` (``AWS::StackId``), the UUID derived from
+    the three, so a local stack keeps its id across restarts (its forwarding rules keep their names)."""
+    unique = uuid.uuid5(uuid.NAMESPACE_URL, f"ecrcache-local:{region}:{account_id}:{stack_name}")
+    return f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/{unique}"
+
+
 class Resolver:
     """Resolves intrinsic functions against the local stack's physical resources.
 
     ``pseudo`` holds ``AWS::Region``, ``AWS::AccountId``, ``AWS::StackName``, ``AWS::Partition``,
-    ``AWS::URLSuffix``; ``parameters`` the parameter values (template defaults otherwise). A
+    ``AWS::URLSuffix`` (``AWS::StackId`` is derived from the first three when not given: :func:`stack_id`);
+    ``parameters`` the parameter values (template defaults otherwise). A
     reference to a resource the provisioner did not create raises :class:`TemplateError`.
     """
 
@@ -222,6 +283,12 @@ class Resolver:
         self.template = template
         self.resources = resources
         self.pseudo = dict(pseudo)
+        if "AWS::StackId" not in self.pseudo:  # CloudFormation's form, a UUID fixed by the stack's name and place
+            self.pseudo["AWS::StackId"] = stack_id(
+                self.pseudo.get("AWS::Region", "us-east-1"),
+                self.pseudo.get("AWS::AccountId", "123456789012"),
+                self.pseudo.get("AWS::StackName", "ecrcache"),
+            )
         defaults = {
             name: str(spec["Default"])
             for name, spec in template.get("Parameters", {}).items()
@@ -282,9 +349,8 @@ class Resolver:
         if key == "Fn::Join":
             separator, items = arg
             return str(separator).join(str(self.resolve(i)) for i in self.resolve(items))
-        if key == "Fn::Select":
-            index, items = arg
-            return self.resolve(items)[int(self.resolve(index))]
+        if key in {"Fn::Select", "Fn::Split"}:
+            return self._list_intrinsic(key, arg)
         if key == "Fn::Equals":
             left, right = (self.resolve(v) for v in arg)
             return str(left) == str(right)
@@ -294,6 +360,14 @@ class Resolver:
         if key == "Fn::Not":
             return not self.resolve(arg[0])
         raise TemplateError(f"{key} is not supported by the local stack")
+
+    def _list_intrinsic(self, key: str, arg: Any) -> Any:
+        """``Fn::Select`` (an item of a list) and ``Fn::Split`` (a string into a list)."""
+        if key == "Fn::Select":
+            index, items = arg
+            return self.resolve(items)[int(self.resolve(index))]
+        separator, text = arg
+        return str(self.resolve(text)).split(str(separator))
 
     def _sub(self, arg: Any) -> str:
         if isinstance(arg, list):

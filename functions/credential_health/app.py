@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -21,7 +21,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.alert_topic import SnsAlerts
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.health_events import EventBridgeHealthNotifier
 from ecrcache.adapters.secret_rotation import SecretsManagerRotation
 from ecrcache.adapters.upstream_auth import RegistryAuthProbe
@@ -30,12 +29,20 @@ from ecrcache.config import credential_health_settings
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.credential_health import CredentialHealthService
 
+if TYPE_CHECKING:
+    from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+
 settings = credential_health_settings()
 
 
 @cache
 def registry(region: str) -> Boto3EcrRegistry:
-    """ECR in ``region``: the check lists its rules and validates the ones using the secret, nothing else."""
+    """ECR in ``region``: the check lists its rules and validates the ones using the secret, nothing else.
+
+    Imported on first use (only a credential with rules reaches ECR): the ECR adapter brings the rule models and
+    the engine's rule essence with it."""
+    from ecrcache.adapters.ecr_registry import Boto3EcrRegistry  # noqa: PLC0415 -- on first use (cold start)
+
     return Boto3EcrRegistry(region)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -28,6 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.event_forwarder import PLAN_READ_CONFIG, Boto3EventForwarder, events_client, partition_regions
 from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
@@ -35,8 +37,10 @@ from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
+from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
+from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
@@ -69,15 +73,36 @@ def registry(region: str) -> Boto3EcrRegistry:
     return _registries[region]
 
 
+_forwarders: dict[str, Boto3EventForwarder] = {}
+
+
+def event_forwarder(region: str) -> Boto3EventForwarder:
+    if region not in _forwarders:
+        _forwarders[region] = Boto3EventForwarder(region)
+    return _forwarders[region]
+
+
+def forwarder_probe(region: str) -> Boto3EventForwarder:
+    """The deep run's sweep asks every Region of the partition: short timeouts, two attempts (made on use)."""
+    return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
+
+
+_status = DynamoDbStatusStore(settings.table_name)
+_forwarding = forwarding(
+    rule_name=settings.event_forward_rule_name,
+    role_arn=settings.event_forward_role_arn,
+    ignored_caller=settings.event_forward_ignored_caller,
+    home_region=stack_region(),
+)
 service = ReconcileService(
     desired=DynamoDbStateStore(settings.table_name),
-    status=DynamoDbStatusStore(settings.table_name),
+    status=_status,
     registry=registry,
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
     # Its iam:PassRole is narrowed to EcrRolePath: a rule naming a role outside it is blocked (Terminal), not tried.
-    role_path=settings.ecr_role_path,
+    role_path=RoleScope.of_stack(settings.ecr_role_path, settings.ecr_role_account, stack_region()),
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).
     replicas=SecretsManagerReplication(),
     # A credential's rotation schedule (every_days / schedule) as its secret's, with the rotation function; an
@@ -93,11 +118,28 @@ service = ReconcileService(
     ),
     # A rule's Synced / Terminal / Recoverable changing is announced on the default bus (Rule Condition Changed).
     events=EventBridgeStateEvents(),
+    # ECR's events of every other Region a rule names reach this Region's bus through a forwarding rule there.
+    forwarders=None
+    if _forwarding is None
+    else ForwarderPhase(
+        forwarding=_forwarding,
+        registry=event_forwarder,
+        status=_status,
+        clock=lambda: datetime.now(UTC),
+        # Deep runs look in every Region of the partition for a forwarder no rule or record points them to.
+        sweep=ForwarderSweep(regions=partial(partition_regions, _forwarding.partition), probe=forwarder_probe),
+    ),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)
+# The state table's client, not one of Powertools' own: a second client (in a session of its own) would load
+# botocore's DynamoDB model again at every cold start; this one also retries as every client here (adaptive).
 persistence = DynamoDBPersistenceLayer(
-    table_name=settings.table_name, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at"
+    table_name=settings.table_name,
+    key_attr="pk",
+    sort_key_attr="sk",
+    expiry_attr="expires_at",
+    boto3_client=_status.client,
 )
 
 

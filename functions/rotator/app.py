@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -22,7 +22,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ecrcache.adapters.alert_topic import SnsAlerts
 from ecrcache.adapters.credential_health_store import DynamoDbCredentialHealthStore
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.health_events import EventBridgeHealthNotifier
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_rotation import SecretsManagerRotation
@@ -33,12 +32,20 @@ from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.rotation import RotationService
 from ecrcache.services.rotation_health import RotationHealth
 
+if TYPE_CHECKING:
+    from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+
 settings = rotator_settings()
 _registries: dict[str, Boto3EcrRegistry] = {}
 
 
 def registry(region: str) -> Boto3EcrRegistry:
-    """ECR in ``region``: the rotation lists its rules and validates the ones using the secret, nothing else."""
+    """ECR in ``region``: the rotation lists its rules and validates the ones using the secret, nothing else.
+
+    Imported on first use: of the four steps, only ``testSecret`` and ``finishSecret`` reach ECR, and the ECR
+    adapter brings the rule models and the engine's rule essence with it."""
+    from ecrcache.adapters.ecr_registry import Boto3EcrRegistry  # noqa: PLC0415 -- on first use (cold start)
+
     if region not in _registries:
         _registries[region] = Boto3EcrRegistry(region)
     return _registries[region]

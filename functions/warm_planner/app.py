@@ -41,9 +41,10 @@ from ecrcache.services.pull_stats import PullStatsService
 from ecrcache.services.warm_planner import PlanRequest, TickInput, WarmPlannerService, parse_request
 
 settings = warm_planner_settings()
+runs = DynamoDbWarmRunStore(settings.table_name)
 service = WarmPlannerService(
     desired=DynamoDbStateStore(settings.table_name),
-    runs=DynamoDbWarmRunStore(settings.table_name),
+    runs=runs,
     budget=DynamoDbUpstreamBudget(settings.table_name),
     queue=SqsWarmQueue(settings.warm_queue_url),
     tags=OciUpstreamRegistry(endpoints=settings.upstream_endpoints),
@@ -54,8 +55,14 @@ service = WarmPlannerService(
     events=EventBridgeStateEvents(),
 )
 idempotency = IdempotencyConfig(event_key_jmespath="run_id", expires_after_seconds=86_400)
+# The state table's client, not one of Powertools' own: a second client (in a session of its own) would load
+# botocore's DynamoDB model again at every cold start; this one also retries as every client here (adaptive).
 persistence = DynamoDBPersistenceLayer(
-    table_name=settings.table_name, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at"
+    table_name=settings.table_name,
+    key_attr="pk",
+    sort_key_attr="sk",
+    expiry_attr="expires_at",
+    boto3_client=runs.client,
 )
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 

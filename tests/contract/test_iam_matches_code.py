@@ -41,6 +41,7 @@ ADAPTER_SERVICE = {
     "health_events": "events",
     "state_events": "events",
     "alert_topic": "sns",
+    "event_forwarder": "events",
 }
 # Operations whose IAM actions differ from their names.
 SPECIAL = {
@@ -139,7 +140,7 @@ def uses_idempotency(function: dict[str, Any]) -> bool:
 
 # Functions that use an adapter only to read (the API plans; it never applies): only the adapter's
 # read operations (its READ_OPERATIONS constant, minus ValidatePullThroughCacheRule) are allowed.
-READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secret_replication"}}
+READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secret_replication", "event_forwarder"}}
 # Functions that use a few operations of a wired adapter, no more: the rotator reads the credential's desired
 # spec and the desired rules naming it (DynamoDbStateStore.get / snapshot) and lists and validates the ECR rules
 # using the secret -- its service types ECR as ecrcache.ports.EcrRuleChecker (rules() and validate_rule() only).
@@ -314,3 +315,42 @@ def test_the_api_and_the_reconciler_call_rotate_secret() -> None:
     assert {"RotateSecret", "CancelRotateSecret"} <= adapter_operations("rotation_schedule")
     for logical_id in ("ApiFunction", "ReconcilerFunction"):
         assert "secretsmanager:RotateSecret" in required_actions(functions()[logical_id], logical_id)
+
+
+def test_the_event_forwarders_are_written_by_the_reconciler_and_only_read_by_the_api() -> None:
+    # GIVEN the EventBridge adapter of the forwarding rules
+    calls = {"DescribeRule", "ListTargetsByRule", "PutRule", "PutTargets", "RemoveTargets", "DeleteRule"}
+    assert adapter_operations("event_forwarder") == calls
+    # THEN the reconciler needs every call, the plan only the reads
+    reconciler = required_actions(functions()["ReconcilerFunction"], "ReconcilerFunction")
+    api = required_actions(functions()["ApiFunction"], "ApiFunction")
+    assert {f"events:{c}" for c in calls} <= reconciler
+    assert {a for a in api if a.startswith("events:")} == {"events:DescribeRule", "events:ListTargetsByRule"}
+
+
+def test_the_forwarding_rule_is_put_without_tags_and_the_reconciler_may_not_tag_it() -> None:
+    # PutRule assigns tags only when it creates a rule (API reference): tags it cannot keep are not set, nor granted.
+    from ecrcache.engine.forwarders import Forwarding
+
+    settings = Forwarding(
+        rule_name="ecrcache-fwd-x", role_arn="arn:aws:iam::1:role/r", home_region="a", ignored_caller=""
+    )
+    assert "Tags" not in settings.rule_request("b")
+    for logical_id, function in functions().items():
+        assert "events:TagResource" not in allowed_actions(function), logical_id
+
+
+def test_the_event_forwarder_grants_name_the_stacks_forwarding_rule_in_every_region() -> None:
+    # A forwarder lives in each Region a rule names, always under the stack-unique name the settings pass.
+    expected = {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:events:*:${AWS::AccountId}:rule/ecrcache-fwd-${StackUuid}",
+            {"StackUuid": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}},
+        ]
+    }
+    for logical_id, sid in (("ReconcilerFunction", "EventForwarders"), ("ApiFunction", "EventForwardersRead")):
+        statements = functions()[logical_id]["Policies"][0]["Statement"]
+        [grant] = [s for s in statements if s.get("Sid") == sid]
+        assert grant["Resource"] == expected
+        name = functions()[logical_id]["Environment"]["Variables"]["EVENT_FORWARD_RULE_NAME"]
+        assert name == {"Fn::Sub": ["ecrcache-fwd-${StackUuid}", expected["Fn::Sub"][1]]}

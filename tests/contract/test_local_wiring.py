@@ -27,6 +27,7 @@ from devstack.local.runner import (
 from devstack.local.template import (
     PhysicalResource,
     Resolver,
+    TemplateError,
     function_properties,
     implicit_roles,
     resolve_functions,
@@ -280,3 +281,46 @@ def test_every_raw_rule_feeds_a_queue_that_a_function_polls(rule: str) -> None:
         assert load_template()["Resources"][queue]["Type"] == "AWS::SQS::Queue"
         assert queue in polled, f"{rule} -> {queue}: no function's SQS event polls it"
         assert not {"Input", "InputTransformer"} & set(target)
+
+
+def test_the_templates_queue_mappings_are_delivered_as_the_functions_sqs_events(
+    deliveries: dict[tuple[str, str], Delivery],
+) -> None:
+    """The SQS sources are ``AWS::Lambda::EventSourceMapping`` resources (no SAM ``SQS`` event: its managed policy
+    grants every queue); the runner delivers each under SAM's event name, from the mapping's queue."""
+    template = load_template()
+    mappings = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::EventSourceMapping"}
+    assert mappings, "the template declares its queues' mappings"
+    for name, event in ((n, e) for props in _raw_functions(template) for n, e in props.items()):
+        assert event["Type"] != "SQS", f"{name}: a SAM SQS event attaches AWSLambdaSQSQueueExecutionRole"
+    for logical_id, mapping in mappings.items():
+        function = mapping["Properties"]["FunctionName"]["Ref"]
+        event = logical_id.removeprefix(function)
+        queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        text = deliveries[(function, event)].description
+        assert text.startswith(f"queue arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{queue} ")
+
+
+def _raw_functions(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        (r.get("Properties") or {}).get("Events") or {}
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ({"Fn::GetAtt": ["StateTable", "StreamArn"]}, "only event source mappings of the template's queues"),
+        ({"Ref": "WarmQueue"}, "only event source mappings of the template's queues"),
+    ],
+)
+def test_a_mapping_the_local_stack_cannot_deliver_fails(source: dict[str, Any], error: str) -> None:
+    template = copy.deepcopy(load_template())
+    template["Resources"]["NewMapping"] = {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {"FunctionName": {"Ref": "ReconcilerFunction"}, "EventSourceArn": source},
+    }
+    with pytest.raises(TemplateError, match=error):
+        local_runner(template).deliveries()

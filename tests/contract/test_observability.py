@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devstack.local.template import PhysicalResource, Resolver
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.rotation import RotationOutcome
 from ecrcache.models.warm_run import FailureClass, Outcome
@@ -221,3 +222,25 @@ def test_the_readme_documents_every_metric_with_its_dimensions() -> None:
     rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
     documented = {name: frozenset(re.findall(r"`(\w+)`", dims)) for name, dims in rows}
     assert documented == emitted()
+
+
+@pytest.mark.parametrize(
+    ("partition", "region", "console"),
+    [
+        ("aws", "eu-west-1", "console.aws.amazon.com"),
+        ("aws-cn", "cn-north-1", "console.amazonaws.cn"),
+        ("aws-us-gov", "us-gov-west-1", "console.amazonaws-us-gov.com"),
+    ],
+)
+def test_the_dashboard_url_names_the_console_of_the_stacks_partition(partition: str, region: str, console: str) -> None:
+    """Each partition's AWS Management Console has its own host (China: console.amazonaws.cn; GovCloud (US):
+    console.amazonaws-us-gov.com); a commercial link from a China or GovCloud stack leads nowhere."""
+    template = load_template()
+    dashboard_ = PhysicalResource(ref="stack-ecrcache")
+    resolver = Resolver(
+        template,
+        {"OperationsDashboard": dashboard_},
+        pseudo={"AWS::Region": region, "AWS::Partition": partition, "AWS::AccountId": "1", "AWS::StackName": "s"},
+    )
+    url = resolver.resolve(template["Outputs"]["DashboardUrl"]["Value"])
+    assert url == f"https://{console}/cloudwatch/home?region={region}#dashboards:name=stack-ecrcache"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from ecrcache.http.routes.control import DEEP_READ_MARGIN_MS
+from ecrcache.http.routes.control import DEEP_READ_HARD_MARGIN_MS, DEEP_READ_MARGIN_MS, deep_read_budget
+from tests.conftest import FakeLambdaContext
 from tests.template import functions
 
 pytestmark = pytest.mark.contract
@@ -27,3 +28,22 @@ def test_the_deep_read_margin_leaves_most_of_the_functions_time_for_reading() ->
     timeout_ms = functions()["ApiFunction"]["Timeout"] * 1000
     # The margin covers the reads under way, planning, the response and a cold start; the rest reads.
     assert 0 < DEEP_READ_MARGIN_MS <= timeout_ms // 2
+
+
+def test_the_reads_under_way_are_abandoned_after_the_last_read_starts_and_before_the_end() -> None:
+    # The hard margin (planning, response, cold start) is inside the soft one: a read started just before the
+    # soft margin has the difference to finish, a throttled one is abandoned with time left to answer.
+    assert 0 < DEEP_READ_HARD_MARGIN_MS < DEEP_READ_MARGIN_MS
+
+
+class _Context(FakeLambdaContext):
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+def test_the_deep_read_budget_counts_from_the_invocations_remaining_time() -> None:
+    budget = deep_read_budget(_Context())
+    assert budget is not None
+    assert budget.seconds_left() == (20_000 - DEEP_READ_MARGIN_MS) / 1000
+    assert budget.hard_seconds_left() == (20_000 - DEEP_READ_HARD_MARGIN_MS) / 1000
+    assert deep_read_budget(object()) is None

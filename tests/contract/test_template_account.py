@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -31,8 +30,8 @@ from devstack.local.filters import compile_pattern
 from ecrcache.services.triggers import own_role_prefix
 from tests.contract.test_iam_matches_code import adapter_operations, allowed_actions, required_actions
 from tests.contract.test_local_wiring import ACCOUNT, REGION, STACK, local_resolver
-from tests.contract.tools import TEMPLATE, run, show, tool, tool_env
-from tests.template import ROOT, functions, load_template
+from tests.contract.tools import sam_transformed
+from tests.template import functions, load_template
 
 pytestmark = pytest.mark.contract
 
@@ -136,7 +135,8 @@ def _role_path_parameter() -> dict[str, Any]:
 @pytest.mark.parametrize("logical_id", sorted(functions()))
 def test_roles_are_passed_only_under_the_role_path_and_only_to_ecr(logical_id: str) -> None:
     function = functions()[logical_id]
-    grants = _granting(function, "iam:PassRole")
+    forward = {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
+    grants = [s for s in _granting(function, "iam:PassRole") if _as_list(s["Resource"]) != [forward]]
     # GIVEN whether the function's code names roles to ECR (rules' and templates' customRoleArn)
     passes = bool(ROLE_PASSING_CALLS & _calls(logical_id))
     assert bool(grants) == passes, f"{logical_id}: passes roles={passes}, grants={grants}"
@@ -149,6 +149,16 @@ def test_roles_are_passed_only_under_the_role_path_and_only_to_ecr(logical_id: s
         # pullthroughcache.ecr.amazonaws.com)
         services = statement["Condition"]["StringEquals"]["iam:PassedToService"]
         assert sorted(_as_list(services)) == ["ecr.amazonaws.com", "pullthroughcache.ecr.amazonaws.com"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_the_event_forward_role_is_passed_by_the_reconciler_only_and_to_eventbridge_only(logical_id: str) -> None:
+    # The reconciler's forwarding rules name the stack's EventForwardRole as their target's RoleArn (PutTargets).
+    forward = {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
+    grants = [s for s in _granting(functions()[logical_id], "iam:PassRole") if _as_list(s["Resource"]) == [forward]]
+    assert len(grants) == (1 if logical_id == "ReconcilerFunction" else 0), grants
+    for statement in grants:
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "events.amazonaws.com"}}
 
 
 def test_the_role_path_defaults_to_a_path_of_its_own_and_takes_only_iam_paths() -> None:
@@ -246,43 +256,16 @@ def test_the_pattern_and_the_code_filter_name_the_same_sessions() -> None:
     assert dropped == own_role_prefix(session)
 
 
-_SAM_DRIFT_RULE = """
-import json, sys
-from cfnlint.decode import decode
-from samtranslator.translator.transform import transform
-
-template, problems = decode(sys.argv[1])
-assert not problems, problems
-for resource in template["Resources"].values():
-    for key in ("CodeUri", "ContentUri"):
-        if key in resource.get("Properties", {}):
-            resource["Properties"][key] = "s3://bucket/key"  # sam build's job; the transform wants S3
-
-class NoManagedPolicies:
-    def load(self):
-        return {}
-
-out = transform(template, {}, NoManagedPolicies())
-role = out["Resources"]["ReconcilerFunctionRole"]
-print(json.dumps({
-    "pattern": out["Resources"]["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"],
-    "role_type": role["Type"],
-    "role_path": role["Properties"].get("Path"),
-}))
-"""
-
-
 def test_the_deployed_drift_rule_names_the_role_sam_gives_the_reconciler() -> None:
     # GIVEN the template as the SAM transform deploys it (the rule ReconcilerEcrDriftRule, the implicit
     # execution role ReconcilerFunctionRole: SAM "Generated AWS CloudFormation resources")
-    result = run(
-        [tool("python"), "-c", _SAM_DRIFT_RULE, TEMPLATE],
-        cwd=ROOT,
-        env=tool_env() | {"AWS_DEFAULT_REGION": "us-east-1"},
-        timeout=120,
-    )
-    assert result.returncode == 0, show(result)
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    out = sam_transformed()["Resources"]
+    role = out["ReconcilerFunctionRole"]
+    found = {
+        "pattern": out["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"],
+        "role_type": role["Type"],
+        "role_path": role["Properties"].get("Path"),
+    }
     # THEN the rule keeps the $or, and its prefix names that role, which has no path (an assumed-role
     # session ARN carries the role's name only: the prefix is exact)
     arns = [alternative["userIdentity"]["arn"][0] for alternative in found["pattern"]["detail"]["$or"]]

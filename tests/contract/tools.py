@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
@@ -37,6 +40,45 @@ def show(result: subprocess.CompletedProcess[str]) -> str:
     return (
         f"$ {' '.join(result.args)}\nexit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     )
+
+
+_SAM_TRANSFORM = """
+import json, sys
+from cfnlint.decode import decode
+from samtranslator.translator.transform import transform
+
+template, problems = decode(sys.argv[1])
+assert not problems, problems
+for resource in template["Resources"].values():
+    for key in ("CodeUri", "ContentUri"):
+        if key in resource.get("Properties", {}):
+            resource["Properties"][key] = "s3://bucket/key"  # sam build's job; the transform wants S3
+
+class NoManagedPolicies:
+    def load(self):
+        return {}
+
+print(json.dumps(transform(template, {}, NoManagedPolicies())))
+"""
+
+
+@cache
+def _sam_transformed_text() -> str:
+    result = run(
+        [tool("python"), "-c", _SAM_TRANSFORM, TEMPLATE],
+        cwd=ROOT,
+        env=tool_env() | {"AWS_DEFAULT_REGION": "us-east-1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, show(result)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def sam_transformed() -> dict[str, Any]:
+    """``template.yaml`` as the SAM transform deploys it (SAM's generated resources: roles, rules, event source
+    mappings ...), transformed once per test session in the tool venv (a fresh copy each call)."""
+    found: dict[str, Any] = json.loads(_sam_transformed_text())
+    return found
 
 
 def python313_bin_dir() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,9 +26,26 @@ TOKEN = "e2e-token-0123456789abcdef"
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range.
+
+    ``ecrcache local`` binds its ports seconds after they are chosen (after seeding and provisioning). A port
+    from ``bind(0)`` is an ephemeral one, the kind every outgoing connection takes its source port from: in
+    between, a connection (the stack's own to its embedded AWS included) could take it, and the stack failed
+    with "Port ... is in use". Below the range only an explicit bind can take it (a random pick, probed free).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except OSError:  # not Linux: the IANA range starts higher still
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10_000, max(low, 10_001))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port between 10000 and {low}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -103,9 +121,13 @@ def start_stack(tmp: Path, *extra: str) -> RunningStack:
     pytest.fail(f"ecrcache local was not ready in {START_TIMEOUT} s:\n{stack.log()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
+# The shared stack and what is built on it live as long as the e2e package's tests (package scope), not the whole
+# session: the stack's processes (embedded AWS, API, registry, schedules, queue pollers) would otherwise keep
+# running beside every later test, and be stopped only at the very end. Under xdist its users are one group
+# (``xdist_group("e2e-stack")`` in test_cli.py and test_warming.py), so one worker starts it, on free ports.
+@pytest.fixture(scope="package")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One ``ecrcache local`` for the e2e session (stack name ``ecrcache-e2e``)."""
+    """One ``ecrcache local`` for the e2e tests (stack name ``ecrcache-e2e``)."""
     stack = start_stack(tmp_path_factory.mktemp("local"), "--stack-name", "ecrcache-e2e")
     yield stack
     stack.stop()
@@ -158,12 +180,12 @@ class Cli:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     return Cli(local_stack.api, tmp_path_factory.mktemp("cli"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def applied(cli: Cli, local_stack: RunningStack) -> RunningStack:
     """The examples applied and converged (credentials first: a new credential needs its token; GHCR's stand-in
     takes only its own user and token, the ready file's)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -18,7 +20,7 @@ from botocore.config import Config
 
 from tests.e2e.conftest import TOKEN, Cli, RunningStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e-stack")]  # one shared stack
 
 EXAMPLE_RULES = {"docker-hub", "ghcr", "quay", "ecr-public", "k8s"}
 
@@ -217,11 +219,41 @@ def test_a_rule_in_a_second_region_gets_its_own_replica_of_the_credentials_secre
     [found] = ecr_other.describe_pull_through_cache_rules(ecrRepositoryPrefixes=["e2e-hub2"])["pullThroughCacheRules"]
     assert found["credentialArn"] == primary["ARN"].replace(f":{home}:", f":{other}:")
     assert cli("plan", "--detailed-exitcode").code == 0
-    # WHEN the rule is deleted and a run converges THEN its ECR rules and the replica are gone
+    # AND eu-west-1 has the stack's event forwarder, to the stack Region's bus
+    events_other = boto3.client("events", endpoint_url=applied.aws, region_name=other, config=config)
+    forwarder = _forwarder_name(applied)
+    [target] = events_other.list_targets_by_rule(Rule=forwarder)["Targets"]
+    assert f":events:{home}:" in target["Arn"] and target["Arn"].endswith(":event-bus/default"), target
+    # WHEN someone deletes the rule by hand in eu-west-1 THEN its CloudTrail event there reaches the reconciler
+    # through the forwarder and the rule is back within the event queue's batching window (no resync)
+    ecr_other.delete_pull_through_cache_rule(ecrRepositoryPrefix="e2e-hub2")
+    assert _eventually(lambda: "e2e-hub2" in _prefixes(ecr_other)), applied.log()[-3000:]
+    # WHEN the rule is deleted and a run converges THEN its ECR rules, the replica and the forwarder are gone
     cli.ok("delete", "rule", "e2e-hub2")
     cli.ok("reconcile", "--timeout", "120")
     assert not secrets.describe_secret(SecretId="ecr-pullthroughcache/dockerhub").get("ReplicationStatus")
     assert ecr_other.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+    assert forwarder not in {r["Name"] for r in events_other.list_rules()["Rules"]}
+
+
+def _forwarder_name(stack: RunningStack) -> str:
+    """The stack's EventForwardRuleName output, as CloudFormation (the local stack's record of it) answers it."""
+    cloudformation = stack.client("cloudformation")
+    outputs = cloudformation.describe_stacks(StackName="ecrcache-e2e")["Stacks"][0]["Outputs"]
+    return str(next(o["OutputValue"] for o in outputs if o["OutputKey"] == "EventForwardRuleName"))
+
+
+def _prefixes(ecr: Any) -> set[str]:
+    return {r["ecrRepositoryPrefix"] for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]}
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 90) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
 
 
 def test_import_adopts_a_hand_made_rule(cli: Cli, applied: RunningStack) -> None:

@@ -30,7 +30,7 @@ import yaml
 
 from tests.e2e.conftest import Cli, CliResult, RunningStack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e-stack")]  # one shared stack
 
 PLATFORMS = ["linux/amd64", "linux/arm64"]
 # Seeded multi-platform images (devstack.local.supervisor._seed_images) that no other e2e test touches.

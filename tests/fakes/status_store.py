@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from ecrcache.engine.plan import OwnedKind
+from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord
 from ecrcache.models.observed import AppliedFingerprints, Ownership
 from ecrcache.models.status import (
     ReconcileRun,
@@ -36,6 +37,7 @@ class MemoryStatusStore:
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.runs: dict[str, ReconcileRun] = {}
         self.requests: list[tuple[str, bool, str]] = []
+        self.forwarders: dict[str, ForwarderStatus] = {}
         self.writes: list[tuple[str, ...]] = []
         self.fail: dict[str, Exception] = {}
 
@@ -107,13 +109,14 @@ class MemoryStatusStore:
             ownership=self.ownership(region),
             version=self.versions.get(region, 0),
             stamp=self.stamps.get(region),
+            forwarder=self.forwarders.get(region),
         )
 
     def read_region(self, region: str) -> RegionState:
         self._maybe_fail("read_region")
         self._maybe_fail("applied")
         status = self._region(region)
-        others = {r: self._region(r) for r in sorted({r for r, _ in self.statuses} - {region})}
+        others = {r: self._region(r) for r in sorted({*(r for r, _ in self.statuses), *self.forwarders} - {region})}
         return RegionState(status=status, applied=self.applied(region), others=others)
 
     def write_statuses(
@@ -174,6 +177,19 @@ class MemoryStatusStore:
         self.upstream.pop((region, prefix), None)
 
     # lease
+
+    def put_forwarder_status(self, region: str, status: ForwarderStatus) -> None:
+        self._maybe_fail("put_forwarder_status")
+        self.writes.append(("put_forwarder_status", region))
+        self.forwarders[region] = status
+
+    def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
+        self._maybe_fail("forwarder_statuses")
+        return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(self.forwarders.items())]
+
+    def delete_forwarder_status(self, region: str) -> None:
+        self.writes.append(("delete_forwarder_status", region))
+        self.forwarders.pop(region, None)
 
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
         self._maybe_fail("acquire_lease")

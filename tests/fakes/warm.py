@@ -83,6 +83,7 @@ class MemoryWarmRunStore:
     fail_record_outcome: list[Exception] = field(default_factory=list)
     fail_record_verified: list[Exception] = field(default_factory=list)
     fail_finish: list[Exception] = field(default_factory=list)
+    fail_mark_announced: list[Exception] = field(default_factory=list)
 
     def create_run(self, run: WarmRun, outcomes: Sequence[ImageOutcome], tasks: Sequence[WarmTask] = ()) -> bool:
         self.calls["create_run"] += 1
@@ -121,7 +122,10 @@ class MemoryWarmRunStore:
             return RecordedOutcomes(frozenset(), None)
         keys = frozenset(o.key for o in outcomes if self._add(run_id, warm_set, o, stopped_upstream=stopped_upstream))
         at = max((o.finished_at for o in outcomes), default=None)
-        return RecordedOutcomes(keys, self._finish(run_id, at) if at is not None else self.runs[run_id])
+        if at is None:
+            return RecordedOutcomes(keys, self.runs[run_id])
+        run, finished = self._finish(run_id, at)
+        return RecordedOutcomes(keys, run, finished)
 
     def _add(self, run_id: str, warm_set: str, outcome: ImageOutcome, *, stopped_upstream: str | None = None) -> bool:
         recorded = self.images.setdefault(run_id, {})
@@ -143,26 +147,40 @@ class MemoryWarmRunStore:
         )
         return True
 
-    def _finish(self, run_id: str, at: datetime, *, force: bool = False) -> WarmRun:
+    def _finish(self, run_id: str, at: datetime, *, force: bool = False) -> tuple[WarmRun, bool]:
         run = self.runs[run_id]
         if run.finished_at is not None or (run.done < run.total and not force):
-            return run
+            return run, False
         if self.fail_finish:
             raise self.fail_finish.pop(0)
         run = run.model_copy(update={"status": _finished_status(dict(run.counts)), "finished_at": at})
         self.runs[run_id] = run
-        return run
+        return run, True
 
-    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> RecordedOutcomes:
         self.calls["finish_if_done"] += 1
         run = self.get_run(warm_set, run_id)
         if run is None or run_id not in self.pending:
-            return run
-        return self._finish(run_id, at, force=force)
+            return RecordedOutcomes(frozenset(), run)
+        finished, done_here = self._finish(run_id, at, force=force)
+        return RecordedOutcomes(frozenset(), finished, done_here)
 
     def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
-        open_runs = [r for r in self.runs.values() if r.finished_at is None and run_deadline(r) < now]
-        return sorted(open_runs, key=run_deadline)[:limit]
+        def due(run: WarmRun) -> datetime:
+            return run.finished_at if run.finished_at is not None else run_deadline(run)
+
+        listed = [r for r in self.runs.values() if not r.announced and due(r) < now]
+        return sorted(listed, key=due)[:limit]
+
+    def mark_announced(self, run: WarmRun) -> bool:
+        self.calls["mark_announced"] += 1
+        if self.fail_mark_announced:
+            raise self.fail_mark_announced.pop(0)
+        held = self.runs.get(run.run_id)
+        if held is None or held.finished_at is None or held.announced:
+            return False
+        self.runs[run.run_id] = held.model_copy(update={"announced": True})
+        return True
 
     def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:
         run = self.get_run(warm_set, run_id)

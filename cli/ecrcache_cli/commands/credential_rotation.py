@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import click
 
-from ecrcache_cli.app import App, output_option, pass_app
+from ecrcache_cli.app import App, output_option, pass_app, wait_options
 from ecrcache_cli.client import Api, enc
 from ecrcache_cli.commands.credentials import read_token
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
@@ -88,18 +88,9 @@ def _wait(
     help="Read the new token from stdin (one trailing newline is dropped); prompts without echo on a terminal.",
 )
 @click.option("--username", metavar="USER", help="A new user name to go with the token (default: the credential's).")
-@click.option(
-    "--wait/--no-wait", default=False, show_default=True, help="Wait for the rotation to end (exit 6 if not promoted)."
+@wait_options(
+    "the rotation", wait=False, interval=2.0, wait_help="Wait for the rotation to end (exit 6 if not promoted)."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.0),
-    default=300.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long --wait waits for the rotation.",
-)
-@click.option("--interval", type=click.FloatRange(min=0.0), default=2.0, hidden=True)
 @output_option()
 @pass_app
 def credentials_rotate_cmd(

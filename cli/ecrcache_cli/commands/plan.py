@@ -34,11 +34,17 @@ INCOMPLETE_WARNING = (
     "(see Notes); run it per Region (--region) for a full deep plan"
 )
 _REPLICA_KINDS = frozenset({"replicate_secret", "retry_replica", "remove_replica"})
+EVENT_FORWARDER = "(event forwarder)"
+"""Shown in the ``rule`` column for an event forwarder action: the Region's ECR events, for every rule there
+(the target is the forwarding rule's name)."""
+_FORWARDER_KINDS = frozenset({"create_forwarder", "update_forwarder", "delete_forwarder"})
 
 
 def _rule_column(action: Mapping[str, Any]) -> str:
     if action.get("rule_prefix"):
         return str(action["rule_prefix"])
+    if action.get("kind") in _FORWARDER_KINDS:
+        return EVENT_FORWARDER
     return CREDENTIAL_RULES if action.get("kind") in _REPLICA_KINDS else REGISTRY_RULE
 
 

@@ -67,6 +67,7 @@ def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
             rows,
             title="Recent runs:",
         )
+    _forwarders(printer, body.get("forwarders") or [])
     warm_sets = body.get("warm_sets") or []
     if warm_sets:
         printer.out("")
@@ -76,6 +77,32 @@ def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
             title="Warm sets:",
         )
     return ExitCode.OK
+
+
+def _forwarders(printer: Printer, records: list[Mapping[str, Any]]) -> None:
+    """The event forwarders of the other Regions rules name: whether each forwards, and why not."""
+    if not records:
+        return
+    rows = []
+    for record in records:
+        status = record.get("status") or {}
+        synced = conditions_by_type(record).get("Synced") or {}
+        rows.append(
+            [
+                record.get("region"),
+                status.get("name"),
+                synced.get("status"),
+                synced.get("reason"),
+                synced.get("message"),
+                status.get("last_reconciled_at"),
+            ]
+        )
+    printer.out("")
+    printer.table(
+        ["region", "forwarder", "synced", "reason", "message", "reconciled"],
+        rows,
+        title="Event forwarders (ECR events of other Regions to the stack's):",
+    )
 
 
 def _warm_row(entry: Mapping[str, Any]) -> list[Any]:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import click
 
-from ecrcache_cli.app import App, output_option, pass_app
+from ecrcache_cli.app import App, output_option, pass_app, wait_options
 from ecrcache_cli.client import Api, enc
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 from ecrcache_cli.wait import RUN_DONE
@@ -114,16 +114,9 @@ def _show(printer: Printer, body: Mapping[str, Any]) -> None:
 
 @click.command("warm")
 @click.argument("name")
-@click.option("--wait/--no-wait", default=False, show_default=True, help="Wait for the run to finish (exit 6 if not).")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.0),
-    default=900.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long --wait waits for the run.",
+@wait_options(
+    "the run", wait=False, timeout=900.0, interval=2.0, wait_help="Wait for the run to finish (exit 6 if not)."
 )
-@click.option("--interval", type=click.FloatRange(min=0.0), default=2.0, hidden=True)
 @output_option()
 @pass_app
 def warm_cmd(app: App, *, name: str, wait: bool, timeout: float, interval: float, fmt: OutputFormat) -> int:

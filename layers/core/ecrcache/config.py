@@ -11,7 +11,7 @@ import re
 from functools import cache
 from typing import Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Json, field_validator, model_validator
 
 
 class _Settings(BaseModel):
@@ -101,11 +101,87 @@ class EcrRolePathSettings(_Settings):
             raise ValueError("must be an IAM path: / or /<segment>/.../ (letters, digits, +=,.@_-)")
         return value
 
+    ecr_role_account: str = Field(
+        default="",
+        pattern=r"^([0-9]{12})?$",
+        description=(
+            "The stack's account (template: !Ref AWS::AccountId): the reconciler's iam:PassRole names this account's "
+            "roles only, so a rule naming another account's role is rejected by the API and blocked by the "
+            "reconciler (as one of another partition than the stack's Region's). Empty: any account (local use)."
+        ),
+    )
 
-class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings):
+
+# EventBridge API reference, "PutRule": Name, 1-64 characters of [\.\-_A-Za-z0-9].
+_RULE_NAME_RE: Final = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
+_ASSUMED_ROLE_PREFIX_RE: Final = re.compile(r"^arn:aws(-[a-z]+)*:sts::[0-9]{12}:assumed-role/[\w+=,.@-]+/$", re.ASCII)
+
+
+class EventForwardSettings(_Settings):
+    """The event forwarders ecrcache keeps in every other Region a rule names (:mod:`ecrcache.engine.forwarders`).
+    All three set: on; all three empty: off (the stack's Region's events only); anything else is an error."""
+
+    event_forward_rule_name: str = Field(
+        default="",
+        max_length=64,
+        description=(
+            "Name of the forwarding rule in each other Region (template: ecrcache-fwd-<the stack id's UUID>: "
+            "unique to the stack, the name its IAM grants and the forward role's trust are scoped to)."
+        ),
+    )
+    event_forward_role_arn: str = Field(
+        default="",
+        max_length=PRINCIPAL_ARN_MAX_LENGTH,
+        description="The role EventBridge assumes to put forwarded events on this Region's default bus.",
+    )
+    event_forward_ignored_caller: str = Field(
+        default="",
+        max_length=PRINCIPAL_ARN_MAX_LENGTH,
+        description=(
+            "arn:<partition>:sts::<account>:assumed-role/<reconciler role>/: the reconciler's own ECR calls are "
+            "not forwarded (as ReconcilerEcrDriftRule leaves them out)."
+        ),
+    )
+
+    @field_validator("event_forward_rule_name")
+    @classmethod
+    def _rule_name(cls, value: str) -> str:
+        if value and not _RULE_NAME_RE.match(value):
+            raise ValueError("must be empty or an EventBridge rule name: 1 to 64 of letters, digits, '.', '-', '_'")
+        return value
+
+    @field_validator("event_forward_role_arn")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value and not _WARMER_ROLE_ARN_RE.match(value):
+            raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
+        return value
+
+    @field_validator("event_forward_ignored_caller")
+    @classmethod
+    def _caller(cls, value: str) -> str:
+        if value and not _ASSUMED_ROLE_PREFIX_RE.match(value):
+            raise ValueError("must be empty or arn:aws:sts::<12-digit account>:assumed-role/<role name>/")
+        return value
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Self:
+        given = [bool(self.event_forward_rule_name), bool(self.event_forward_role_arn)]
+        given.append(bool(self.event_forward_ignored_caller))
+        if any(given) and not all(given):
+            msg = "EVENT_FORWARD_RULE_NAME, _ROLE_ARN and _IGNORED_CALLER: set all three or none"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def forwarding_on(self) -> bool:
+        return bool(self.event_forward_rule_name)
+
+
+class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings):
     """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too; the
     rotation function: ``POST /v1/credentials/{name}/rotations`` starts it; the role path: rules naming a role
-    outside it are rejected)."""
+    outside it are rejected; the event forwarders: the plan shows theirs)."""
 
 
 @cache
@@ -118,9 +194,11 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class ReconcilerSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings):
+class ReconcilerSettings(
+    TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings
+):
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
-    the role path: a rule naming a role outside it is blocked)."""
+    the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions)."""
 
 
 @cache

@@ -6,49 +6,51 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import SecretStr
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
-from ecrcache.engine.credential_health import HealthEvent
-from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
-from ecrcache.engine.rotation_schedule import ObservedRotation
-from ecrcache.engine.state_events import StateEvent
-from ecrcache.models.credential import UpstreamLogin
-from ecrcache.models.credential_health import CredentialHealth, HealthState
-from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.pull_stats import (
-    CompactionState,
-    CounterKey,
-    CounterMark,
-    DailyCounter,
-    Increment,
-    PullDelta,
-    PullEvent,
-)
-from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
-from ecrcache.models.rotation import (
-    RotationKey,
-    RotationOutcome,
-    RotationRecord,
-    RotationStep,
-    SecretVersions,
-    StepStatus,
-)
-from ecrcache.models.secret_replica import ObservedSecret
-from ecrcache.models.status import (
-    ReconcileRun,
-    RegionStamp,
-    RegionState,
-    RegionStatus,
-    RuleStatus,
-    RuleStatusRecord,
-    UpstreamHealth,
-)
-from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
-from ecrcache.models.warm_inputs import TagListing
-from ecrcache.models.warm_pull import WarmPull
-from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
+    from ecrcache.engine.credential_health import HealthEvent
+    from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
+    from ecrcache.engine.rotation_schedule import ObservedRotation
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.models.credential import UpstreamLogin
+    from ecrcache.models.credential_health import CredentialHealth, HealthState
+    from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord, ObservedForwarder
+    from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
+    from ecrcache.models.pull_stats import (
+        CompactionState,
+        CounterKey,
+        CounterMark,
+        DailyCounter,
+        Increment,
+        PullDelta,
+        PullEvent,
+    )
+    from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+    from ecrcache.models.rotation import (
+        RotationKey,
+        RotationOutcome,
+        RotationRecord,
+        RotationStep,
+        SecretVersions,
+        StepStatus,
+    )
+    from ecrcache.models.secret_replica import ObservedSecret
+    from ecrcache.models.status import (
+        ReconcileRun,
+        RegionStamp,
+        RegionState,
+        RegionStatus,
+        RuleStatus,
+        RuleStatusRecord,
+        UpstreamHealth,
+    )
+    from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
+    from ecrcache.models.warm_inputs import TagListing
+    from ecrcache.models.warm_pull import WarmPull
+    from ecrcache.models.warm_run import ImageOutcome, WarmRun, WarmTask
 
 
 class StateStore(Protocol):
@@ -207,6 +209,33 @@ class EcrRegistry(EcrReader, EcrWriter, Protocol):
         ...
 
 
+class ForwarderReader(Protocol):
+    """The stack's event forwarding rule in one Region, read only (EventBridge ``DescribeRule`` /
+    ``ListTargetsByRule``): :mod:`ecrcache.engine.forwarders`."""
+
+    def observe_forwarder(self, name: str) -> ObservedForwarder | None:
+        """The rule and its targets; ``None`` when there is no rule of that name. Raises for AWS errors."""
+        ...
+
+
+class ForwarderProbe(Protocol):
+    """Whether one Region holds the stack's forwarding rule (EventBridge ``DescribeRule``): the deep run's sweep."""
+
+    def forwarder_exists(self, name: str) -> bool:
+        """``False`` when there is no rule of that name, or the Region is not enabled in the account (it holds
+        nothing); raises for other AWS errors."""
+        ...
+
+
+class ForwarderRegistry(ForwarderReader, Protocol):
+    """The same, and the writes of a forwarder action (``PutRule`` / ``PutTargets`` / ``RemoveTargets`` /
+    ``DeleteRule``)."""
+
+    def apply(self, action: PlannedAction) -> ActionResult:
+        """Make one ``*_forwarder`` action; AWS errors come back as a failed result, never raised."""
+        ...
+
+
 class StatusStore(Protocol):
     """Ownership, applied fingerprints, rule status, the per-Region lease and run records."""
 
@@ -272,6 +301,16 @@ class StatusStore(Protocol):
         """Move the former layout's items into the current one (idempotent); how many were moved."""
         ...
 
+    def put_forwarder_status(self, region: str, status: ForwarderStatus) -> None:
+        """Record how the event forwarder of ``region`` was last reconciled (and that one may exist there)."""
+        ...
+
+    def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
+        """Every Region's forwarder record: where ecrcache made, or tried to make, a forwarder."""
+        ...
+
+    def delete_forwarder_status(self, region: str) -> None: ...
+
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
         """Take the Region's reconcile lease if free, expired or already ``owner``'s."""
         ...
@@ -301,12 +340,15 @@ class StatusStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RecordedOutcomes:
-    """What one call recording outcomes did: the keys of the images THIS call recorded (a redelivered or
-    concurrently delivered task whose image another call recorded first is not among them), and the run
-    as it is after (finished when its last image was recorded; ``None``: unknown or not planned)."""
+    """What one call recording outcomes (or finishing a run) did: the keys of the images THIS call recorded (a
+    redelivered or concurrently delivered task whose image another call recorded first is not among them), the
+    run as it is after (finished when its last image was recorded; ``None``: unknown or not planned), and
+    whether THIS call finished the run (its conditional write made the transition): only that call counts
+    and announces the run finished, so a redelivered or concurrent one does not do it again."""
 
     keys: frozenset[str]
     run: WarmRun | None
+    finished: bool = False
 
     @property
     def recorded(self) -> bool:
@@ -349,13 +391,19 @@ class WarmRunStore(Protocol):
         outcome already keep it."""
         ...
 
-    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> RecordedOutcomes:
         """Finish the run (status from its counts, ``finished_at = at``) if every image has an outcome, or
-        with ``force`` whatever it counts; idempotent (a finished run is returned as it is). ``None``: unknown."""
+        with ``force`` whatever it counts; idempotent (a finished run is returned as it is, ``finished`` False).
+        No keys; ``run`` ``None``: unknown."""
         ...
 
     def overdue_runs(self, now: datetime, *, limit: int) -> list[WarmRun]:
         """Up to ``limit`` unfinished runs whose deadline is before ``now``, earliest deadline first."""
+        ...
+
+    def mark_announced(self, run: WarmRun) -> bool:
+        """Record that the finished ``run``'s Warm Run Finished event was put on the bus: ``True`` only for the call
+        whose conditional write set it (it is then no longer listed by :meth:`overdue_runs`)."""
         ...
 
     def fail_unplanned(self, warm_set: str, run_id: str, *, message: str, at: datetime) -> WarmRun | None:

@@ -30,13 +30,10 @@ def scan(table: str) -> list[dict[str, Any]]:
 
 
 def secret_value(secret_id: str) -> dict[str, Any]:
-    """The ``AWSCURRENT`` value of a secret. Asked for by label: moto 5.2.5's UpdateSecretVersionStage
-    moves the label but not its ``default_version_id``, so a GetSecretValue without VersionStage
-    returns the old value."""
+    """The ``AWSCURRENT`` value of a secret: what a plain ``GetSecretValue`` returns (the embedded Secrets
+    Manager keeps that read on the version carrying ``AWSCURRENT`` after UpdateSecretVersionStage moves it)."""
     client = aws("secretsmanager")
-    value: dict[str, Any] = json.loads(
-        client.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"]
-    )
+    value: dict[str, Any] = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
     return value
 
 

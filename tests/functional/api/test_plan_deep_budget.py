@@ -7,7 +7,7 @@ advances a fake clock by one second, and the Lambda context answers the remainin
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -85,3 +85,13 @@ def test_the_fast_plan_has_no_budget(clocked: tuple[ApiClient, SimulatedContext]
     assert plan.status == 200, plan.text
     assert plan.json["complete"] is True
     assert context.reads == 0
+
+
+def test_the_plans_eventbridge_reads_give_up_within_seconds(state_table: str) -> None:
+    # GIVEN the API's EventBridge reader (the plan reads the forwarding rule of each other Region)
+    from functions.api import app
+
+    config: Any = app.event_forwarder("eu-west-3").client.meta.config
+    # THEN a slow or throttled EventBridge costs seconds, not the shared retry configuration's minutes
+    assert (config.connect_timeout, config.read_timeout) == (1, 2)
+    assert config.retries["total_max_attempts"] == 2

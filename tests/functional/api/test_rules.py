@@ -616,6 +616,27 @@ def test_rule_naming_a_role_outside_the_ecr_role_path_is_422(
     assert api.get("/v1/rules/cache").status == 404
 
 
+@pytest.mark.parametrize(
+    ("arn", "named"),
+    [
+        ("arn:aws:iam::210987654321:role/ecrcache/ecr-to-ecr", "account 210987654321 in partition aws"),
+        ("arn:aws-cn:iam::123456789012:role/ecrcache/ecr-to-ecr", "account 123456789012 in partition aws-cn"),
+    ],
+)
+def test_rule_naming_a_role_of_another_account_or_partition_is_422(api: ApiClient, arn: str, named: str) -> None:
+    # GIVEN the stack in account 123456789012, partition aws (ECR_ROLE_ACCOUNT, its Region's partition)
+    # WHEN a rule names a role under EcrRolePath but of another account or partition (iam:PassRole is only granted
+    # on the stack's own account's roles: such a rule could never be reconciled)
+    refused = api.put("/v1/rules/cache", {"upstream_kind": "ecr", "upstream_url": ECR_UPSTREAM, "custom_role_arn": arn})
+    # THEN it is 422 naming the field, the role's account and partition, and nothing is stored
+    body = assert_error(refused, 422, "ValidationFailed")
+    assert fields(refused) == ["custom_role_arn"]
+    message = body["details"][0]["message"]
+    assert f"is a role of {named}" in message
+    assert "only roles of the stack's own account (123456789012, partition aws)" in message
+    assert api.get("/v1/rules/cache").status == 404
+
+
 def test_rule_naming_roles_under_the_ecr_role_path_is_accepted(api: ApiClient) -> None:
     spec = {
         "upstream_kind": "ecr",

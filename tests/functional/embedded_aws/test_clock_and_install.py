@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 
 from devstack.aws import PULLTHROUGH_MODULE, clock, ecr_lifecycle, install, installed
-from devstack.aws.common import PATCH_MARK
+from devstack.aws.common import PATCH_MARK, patch_once
 from tests.functional.embedded_aws.conftest import EmbeddedAws
 
 pytestmark = pytest.mark.functional
@@ -60,3 +61,23 @@ def test_install_is_idempotent_and_includes_the_data_plane(embedded_aws: Embedde
         assert callable(getattr(ECRBackend, name))
     assert importlib.util.find_spec(PULLTHROUGH_MODULE) is None or PULLTHROUGH_MODULE in sys.modules
     assert embedded_aws.ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+
+
+def test_patch_once_wraps_once_per_mark_and_each_mark_over_the_other() -> None:
+    class Owner:
+        def greet(self) -> str:
+            return "hello"
+
+    def shout(original: Any) -> Any:
+        return lambda self: original(self).upper()
+
+    def exclaim(original: Any) -> Any:
+        return lambda self: original(self) + "!"
+
+    # WHEN one extension installs twice, and another wraps the same method
+    patch_once(Owner, "greet", shout, mark="_first")
+    patch_once(Owner, "greet", shout, mark="_first")
+    patch_once(Owner, "greet", exclaim, mark="_second")
+    patch_once(Owner, "greet", exclaim, mark="_second")
+    # THEN each wrapped it once, the second over the first
+    assert Owner().greet() == "HELLO!"

@@ -98,6 +98,76 @@ def test_repository_and_lifecycle_calls_emit_cloudtrail_events(embedded_aws: Emb
     )
 
 
+ALL_ECR_API_CALLS = {"source": ["aws.ecr"], "detail-type": ["AWS API Call via CloudTrail"]}
+REPOSITORY_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "pull", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["ecr:BatchGetImage"]}],
+    }
+)
+
+
+def test_repository_setting_calls_emit_cloudtrail_events(embedded_aws: EmbeddedAws) -> None:
+    """Issue 14: SetRepositoryPolicy, DeleteRepositoryPolicy, PutImageTagMutability, TagResource and UntagResource
+    are recorded as CloudTrail does ("All API calls" are captured): the request as requestParameters, the
+    response (output shape) as responseElements, null for the calls that answer nothing."""
+    name = "quay/library/alpine"
+    arn = embedded_aws.ecr.create_repository(repositoryName=name)["repository"]["repositoryArn"]
+    queue = embedded_aws.spy(ALL_ECR_API_CALLS)
+    embedded_aws.ecr.set_repository_policy(repositoryName=name, policyText=REPOSITORY_POLICY)
+    embedded_aws.ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability="IMMUTABLE")
+    embedded_aws.ecr.tag_resource(resourceArn=arn, tags=[{"Key": "team", "Value": "platform"}])
+    embedded_aws.ecr.untag_resource(resourceArn=arn, tagKeys=["team"])
+    embedded_aws.ecr.get_repository_policy(repositoryName=name)  # read-only: not delivered
+    embedded_aws.ecr.delete_repository_policy(repositoryName=name)
+    received = embedded_aws.received(queue)
+    assert _names(received) == [
+        "SetRepositoryPolicy",
+        "PutImageTagMutability",
+        "TagResource",
+        "UntagResource",
+        "DeleteRepositoryPolicy",
+    ]
+    details = [envelope["detail"] for envelope in received]
+    for detail in details:
+        assert (detail["eventSource"], detail["awsRegion"], detail["eventType"], detail["readOnly"]) == (
+            "ecr.amazonaws.com",
+            embedded_aws.region,
+            "AwsApiCall",
+            False,
+        )
+        assert detail["userIdentity"]["accountId"] == embedded_aws.account_id
+        assert "errorCode" not in detail
+    set_policy, mutability, tag, untag, delete_policy = details
+    assert set_policy["requestParameters"] == {"repositoryName": name, "policyText": REPOSITORY_POLICY}
+    assert set_policy["responseElements"] == {
+        "registryId": embedded_aws.account_id,
+        "repositoryName": name,
+        "policyText": REPOSITORY_POLICY,
+    }
+    assert mutability["requestParameters"] == {"repositoryName": name, "imageTagMutability": "IMMUTABLE"}
+    assert mutability["responseElements"]["imageTagMutability"] == "IMMUTABLE"
+    assert mutability["responseElements"]["repositoryName"] == name
+    assert tag["requestParameters"] == {"resourceArn": arn, "tags": [{"Key": "team", "Value": "platform"}]}
+    assert (tag["responseElements"], untag["responseElements"]) == (None, None)
+    assert untag["requestParameters"] == {"resourceArn": arn, "tagKeys": ["team"]}
+    assert delete_policy["requestParameters"] == {"repositoryName": name}
+    assert delete_policy["responseElements"]["repositoryName"] == name
+
+
+def test_failed_repository_setting_calls_carry_error_code(embedded_aws: EmbeddedAws) -> None:
+    """Issue 14: a failed call of the five is recorded too, with errorCode/errorMessage and no responseElements."""
+    queue = embedded_aws.spy(ALL_ECR_API_CALLS)
+    with pytest.raises(embedded_aws.ecr.exceptions.RepositoryNotFoundException):
+        embedded_aws.ecr.put_image_tag_mutability(repositoryName="quay/missing", imageTagMutability="MUTABLE")
+    [failed] = [envelope["detail"] for envelope in embedded_aws.received(queue)]
+    assert (failed["eventName"], failed["errorCode"], failed["responseElements"]) == (
+        "PutImageTagMutability",
+        "RepositoryNotFoundException",
+        None,
+    )
+
+
 def test_failed_calls_carry_error_code(embedded_aws: EmbeddedAws) -> None:
     """ecr-facts §6.3: a failed mutating call is recorded with errorCode/errorMessage and no responseElements."""
     queue = embedded_aws.spy()

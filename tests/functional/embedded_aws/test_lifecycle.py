@@ -76,7 +76,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "transitioned needs archive",
-        rule(1, {"tagStatus": "any", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 30}),
+        rule(1, {"tagStatus": "any", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90}),
         "storageClass must be archive",
     ),
     (
@@ -102,7 +102,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
                 "storageClass": "archive",
                 "countType": "sinceImageTransitioned",
                 "countUnit": "days",
-                "countNumber": 3,
+                "countNumber": 90,
             },
             {"type": "transition", "targetStorageClass": "archive"},
         ),
@@ -286,7 +286,7 @@ def test_full_grammar_is_accepted(embedded_aws: EmbeddedAws, repo: str) -> None:
                 "storageClass": "archive",
                 "countType": "sinceImageTransitioned",
                 "countUnit": "days",
-                "countNumber": 30,
+                "countNumber": 90,
             },
         )
     )
@@ -424,7 +424,7 @@ def test_images_referenced_by_a_manifest_list_are_protected(
 
 
 def test_transition_and_archive_expiry(embedded_aws: EmbeddedAws, repo: str, fake_time: clock.FakeClock) -> None:
-    """ecr-facts §9.18 / §5.1: sinceImagePulled archives (pull time, else push); archived images expire later."""
+    """ecr-facts §9.18 / §5.1: sinceImagePulled archives (pull time, else push); archived ones expire 90+ days on."""
     pulled = embedded_aws.put_image(repo, "pulled", layers=("x",))
     idle = embedded_aws.put_image(repo, "idle", layers=("y",))
     backend = ecr_backends[embedded_aws.account_id][embedded_aws.region]
@@ -457,11 +457,11 @@ def test_transition_and_archive_expiry(embedded_aws: EmbeddedAws, repo: str, fak
                 "storageClass": "archive",
                 "countType": "sinceImageTransitioned",
                 "countUnit": "days",
-                "countNumber": 30,
+                "countNumber": 90,
             },
         )
     )
-    fake_time.advance(days=31)
+    fake_time.advance(days=91)
     result = _preview(embedded_aws, expire_archived)
     assert [(r["imageDigest"], r["storageClass"], r["action"]["type"]) for r in result["previewResults"]] == [
         (idle, "ARCHIVE", "EXPIRE")

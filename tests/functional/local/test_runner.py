@@ -110,6 +110,11 @@ class Stack:
         # SAM's implicit function roles (the warm worker's is named in other functions' environments).
         for role in implicit_roles(template):
             resources[role] = PhysicalResource(ref=role, attributes={"Arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"})
+        # The template's own roles (the reconciler's and the API's EVENT_FORWARD_ROLE_ARN names EventForwardRole).
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::IAM::Role":
+                arn = f"arn:aws:iam::{ACCOUNT_ID}:role/{STACK}-{logical_id}"
+                resources[logical_id] = PhysicalResource(ref=f"{STACK}-{logical_id}", attributes={"Arn": arn})
         # The template's other queues (pull events, warm tasks, their DLQs): other functions' sources poll them.
         for logical_id, resource in template["Resources"].items():
             if resource["Type"] == "AWS::SQS::Queue" and logical_id not in resources:

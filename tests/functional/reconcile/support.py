@@ -27,17 +27,15 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
-import botocore.loaders
 from botocore.exceptions import ClientError
 
-from devstack.aws import events
 from devstack.local.filters import compile_pattern
 from ecrcache.adapters.ecr_registry import WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.models.observed import Ownership
 from ecrcache.models.status import ConditionType, ReconcileRun, RuleStatus
 from ecrcache.services.reconcile import ReconcileService
-from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext
+from tests.conftest import ACCOUNT_ID, REGION, FakeLambdaContext, shared_loader
 from tests.functional.api.client import ApiClient, enc
 from tests.template import functions, resources
 
@@ -68,7 +66,6 @@ __all__ = [
     "StreamOutcome",
     "aws_error",
     "clients",
-    "cloudtrail",
     "condition",
     "eventbridge_pattern",
     "failing",
@@ -97,13 +94,6 @@ Record = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------------
 # Clients for setting up and looking (not the function's: it makes its own, with its own credentials)
-
-
-@cache
-def shared_loader() -> botocore.loaders.Loader:
-    """One botocore data loader for the run: it caches parsed service models, which every new session
-    (moto makes one per test, the function's cold start another) would otherwise parse again."""
-    return botocore.loaders.create_loader()
 
 
 def share_loader(session: boto3.Session) -> boto3.Session:
@@ -635,19 +625,6 @@ class Look:
     def runs(self) -> list[ReconcileRun]:
         """Every run recorded, newest first."""
         return self.status.latest_runs(1000)
-
-
-def cloudtrail(principal: Principal, event_name: str, request_parameters: dict[str, Any]) -> str:
-    """Emit the CloudTrail event of an ECR call ``principal`` made, for the calls the embedded AWS
-    records no event for (``SetRepositoryPolicy``, ``TagResource``, ``PutImageTagMutability`` ...).
-
-    Built by the embedded AWS's own :func:`~devstack.aws.events.cloudtrail_event` and put
-    on the default bus by its :func:`~devstack.aws.events.emit` (faults apply).
-    """
-    detail = events.cloudtrail_event(
-        ACCOUNT_ID, REGION, event_name, request_parameters, request_parameters, principal.arn
-    )
-    return events.emit(ACCOUNT_ID, REGION, source="aws.ecr", detail_type=events.CLOUDTRAIL_DETAIL_TYPE, detail=detail)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -581,3 +581,19 @@ def test_a_stored_rule_naming_a_role_outside_the_ecr_role_path_is_blocked_termin
     # AND GET /v1/plan shows it blocked for that reason
     plan = alice.api.get("/v1/plan").json
     assert [(b["prefix"], "EcrRolePath /ecrcache/" in b["reason"]) for b in plan["blocked"]] == [("quay", True)]
+
+
+def test_a_stored_rule_naming_another_accounts_role_is_blocked_terminal(
+    controller: Reconciler, world: World, look: Look
+) -> None:
+    # GIVEN a stored rule whose creation role is under EcrRolePath but of another account (PassRole would be denied)
+    role = "arn:aws:iam::210987654321:role/ecrcache/creation"
+    spec = RuleSpec.model_validate({"upstream_kind": "quay", "repository": {"creation_role_arn": role}})
+    world.desired.put_rule("quay", spec, actor=ALICE)
+    # WHEN the reconciler runs
+    controller.deliver_stream()
+    # THEN nothing is tried in ECR, and the rule is Blocked (Terminal) naming the role's account
+    assert controller.writes() == {}
+    terminal = condition(look.rule_status("quay"), ConditionType.TERMINAL)
+    assert terminal[:2] == (True, "Blocked")
+    assert f"{role} is a role of account 210987654321 in partition aws" in terminal[2]

@@ -27,7 +27,6 @@ from tests.functional.reconcile.support import (
     Principal,
     Reconciler,
     clients,
-    cloudtrail,
     failing,
     sqs_record,
 )
@@ -58,7 +57,7 @@ def _storm(bob: Principal, repositories: list[str]) -> None:
         bob.ecr.delete_lifecycle_policy(repositoryName=name)
     for n in range(STORM - len(repositories)):
         arn = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{repositories[n % len(repositories)]}"
-        cloudtrail(bob, "TagResource", {"resourceArn": arn, "tags": [{"key": "touch", "value": str(n)}]})
+        bob.ecr.tag_resource(resourceArn=arn, tags=[{"Key": "touch", "Value": str(n)}])
 
 
 def _lifecycle_policies(look: Look, repositories: list[str]) -> dict[str, bool]:

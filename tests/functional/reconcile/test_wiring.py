@@ -18,7 +18,6 @@ from tests.functional.reconcile.support import (
     Reconciler,
     StreamBatch,
     clients,
-    cloudtrail,
     eventbridge_pattern,
     matches,
     schedule_input,
@@ -157,8 +156,7 @@ def test_eventbridge_rules_route_the_template_patterns_only(controller: Reconcil
     bob.ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="quay", upstreamRegistryUrl="quay.io")
     bob.ecr.create_repository(repositoryName="quay/library/nginx")
     bob.ecr.put_lifecycle_policy(repositoryName="quay/library/nginx", lifecyclePolicyText=KEEP_ONE)
-    # (the embedded AWS records no event for PutImageTagMutability: emit the one CloudTrail would)
-    cloudtrail(bob, "PutImageTagMutability", {"repositoryName": "quay/library/nginx", "imageTagMutability": "MUTABLE"})
+    bob.ecr.put_image_tag_mutability(repositoryName="quay/library/nginx", imageTagMutability="MUTABLE")
     bob.ecr.delete_repository(repositoryName="quay/library/nginx")  # not a drift event
     with pytest.raises(bob.ecr.exceptions.PullThroughCacheRuleNotFoundException):
         bob.ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="ghcr")

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.essence import rule_essence
 from ecrcache.engine.plan import ActionKind, PlannedAction
 from ecrcache.errors import RetryableError, TerminalError
@@ -616,3 +617,112 @@ def test_every_write_operation_is_counted_as_a_write(ecr: Ecr) -> None:
 def test_the_adapter_implements_the_port(ecr: Ecr) -> None:
     port: EcrRegistry = ecr.registry  # checked by mypy
     assert port.region == REGION
+
+
+class _Clock:
+    """A deep read's :class:`Deadline` on a clock the test moves (never the wall clock)."""
+
+    def __init__(self, left: float) -> None:
+        self.left = left
+
+    def __call__(self) -> float:
+        return self.left
+
+
+def _blocking(registry: Boto3EcrRegistry, name: str, on_enter: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make ``name``'s GetLifecyclePolicy call ``on_enter`` and then hang (as a throttled call under botocore's
+    retries would) until the returned event is set; the other repositories' reads are untouched."""
+    release = threading.Event()
+    real = registry.client.get_lifecycle_policy
+
+    def get_lifecycle_policy(**kwargs: Any) -> Any:
+        if kwargs["repositoryName"] == name:
+            on_enter()
+            assert release.wait(timeout=30), "the test never released the blocked read"
+        return real(**kwargs)
+
+    monkeypatch.setattr(registry.client, "get_lifecycle_policy", get_lifecycle_policy)
+    return release
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_observe_deep_abandons_a_read_still_under_way_at_the_hard_deadline(
+    ecr: Ecr, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two repositories, the first read completing and the second hanging in its first call
+    for name in ("quay/org/fast", "quay/org/slow"):
+        ecr.repository(name)
+    registry = Boto3EcrRegistry(REGION, ecr.registry.client, deep_read_workers=workers)
+    tagged = {"quay/org/fast": threading.Event(), "quay/org/slow": threading.Event()}
+    fast_done = tagged["quay/org/fast"]
+    real_tags = registry.client.list_tags_for_resource
+
+    def list_tags_for_resource(**kwargs: Any) -> Any:
+        answer = real_tags(**kwargs)
+        tagged[kwargs["resourceArn"].split(":repository/", 1)[1]].set()  # the read's last call answered
+        return answer
+
+    monkeypatch.setattr(registry.client, "list_tags_for_resource", list_tags_for_resource)
+    # AND a deadline (with no grace) that passes while the slow read hangs, once the fast one has been read
+    clock = _Clock(left=0.05)
+
+    def slow_entered() -> None:
+        assert fast_done.wait(timeout=30)
+        clock.left = -1.0
+
+    release = _blocking(registry, "quay/org/slow", slow_entered, monkeypatch)
+    try:
+        # WHEN observed deeply with that deadline
+        observed = registry.observe(prefixes=["quay"], deep=True, applied={}, stop=Deadline(clock))
+        # THEN it answered without waiting for the hanging read, which is listed as not read
+        assert not release.is_set()
+        assert observed.unread == ("quay/org/slow",)
+        assert observed.repositories["quay/org/slow"].details is None
+        assert observed.repositories["quay/org/fast"].details == RepositoryDetails()
+    finally:
+        release.set()
+    # AND the abandoned read, finishing later, changes nothing in the answer given
+    assert tagged["quay/org/slow"].wait(timeout=30)
+    assert observed.unread == ("quay/org/slow",)
+    assert observed.repositories["quay/org/slow"].details is None
+
+
+def test_observe_deep_lets_a_read_under_way_finish_within_the_grace(ecr: Ecr, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN two repositories read one after the other, and a deadline passing as the first read starts
+    for name in ("quay/org/a", "quay/org/b"):
+        ecr.repository(name)
+    registry = Boto3EcrRegistry(REGION, ecr.registry.client, deep_read_workers=1)
+    clock = _Clock(left=30.0)
+    release = _blocking(registry, "quay/org/a", lambda: setattr(clock, "left", -1.0), monkeypatch)
+    release.set()  # the read does not hang: it finishes within the grace
+    # WHEN observed with a grace of 60 s after the deadline
+    observed = registry.observe(prefixes=["quay"], deep=True, applied={}, stop=Deadline(clock, grace=60.0))
+    # THEN the read under way is kept, and the next one did not start
+    assert observed.repositories["quay/org/a"].details == RepositoryDetails()
+    assert observed.unread == ("quay/org/b",)
+    assert registry.calls["GetLifecyclePolicy"] == 1
+
+
+def test_observe_deep_raises_a_reads_error_without_waiting_for_the_others(
+    ecr: Ecr, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN one repository whose read is denied and one whose read hangs
+    for name in ("quay/org/denied", "quay/org/slow"):
+        ecr.repository(name)
+    registry = Boto3EcrRegistry(REGION, ecr.registry.client, deep_read_workers=2)
+    release = _blocking(registry, "quay/org/slow", lambda: None, monkeypatch)
+    real_policy = registry.client.get_repository_policy
+
+    def get_repository_policy(**kwargs: Any) -> Any:
+        if kwargs["repositoryName"] == "quay/org/denied":
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetRepositoryPolicy")
+        return real_policy(**kwargs)
+
+    monkeypatch.setattr(registry.client, "get_repository_policy", get_repository_policy)
+    try:
+        # WHEN observed deeply THEN the error is raised (named), the hanging read not waited for
+        with pytest.raises(TerminalError, match="GetRepositoryPolicy"):
+            registry.observe(prefixes=["quay"], deep=True, applied={}, stop=Deadline(_Clock(left=30.0)))
+        assert not release.is_set()
+    finally:
+        release.set()

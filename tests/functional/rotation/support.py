@@ -176,7 +176,8 @@ class RotationWorld:
         return next((version for version, labels in self.stages().items() if label in labels), None)
 
     def current_token(self) -> str:
-        value = self.sm.get_secret_value(SecretId=self.secret, VersionStage="AWSCURRENT")["SecretString"]
+        """The token a reader of the secret gets: a plain GetSecretValue (AWSCURRENT), as ECR reads it."""
+        value = self.sm.get_secret_value(SecretId=self.secret)["SecretString"]
         return str(json.loads(value)["accessToken"])
 
     def record(self, token: str) -> RotationRecord:

@@ -87,7 +87,7 @@ def test_a_staged_token_is_tested_promoted_and_validated(
 def test_a_new_username_goes_with_the_token(world: RotationWorld, rotator: Rotator, api: ApiClient) -> None:
     assert post(api, {"token": NEW_TOKEN, "username": "ci-bot-2"}).status == 202
     rotator.run()
-    value = json.loads(world.sm.get_secret_value(SecretId=world.secret, VersionStage="AWSCURRENT")["SecretString"])
+    value = json.loads(world.sm.get_secret_value(SecretId=world.secret)["SecretString"])
     assert value == {"username": "ci-bot-2", "accessToken": NEW_TOKEN}
 
 

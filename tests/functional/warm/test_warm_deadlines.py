@@ -147,10 +147,13 @@ def test_a_finished_run_is_never_settled(planner: Planner) -> None:
         ),
     )
     planner.clock.now = DEADLINE + timedelta(days=1)
+    # (finished by the store call above, which announces nothing: the tick only completes its announcement)
+    assert planner.service.tick().settled == [{"run_id": run.run_id, "warm_set": "ci", "announced": True}]
     assert planner.service.tick().settled == []
     finished = planner.runs.get_run("ci", run.run_id)
     assert finished is not None
     assert finished.status is RunStatus.SUCCEEDED
+    assert planner.runs.outcomes(run.run_id)[0].outcome is Outcome.WARMED
 
 
 def test_a_table_failure_while_settling_is_reported_and_the_due_sets_are_planned(

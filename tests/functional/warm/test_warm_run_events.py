@@ -16,6 +16,7 @@ from ecrcache.engine.state_events import WARM_RUN_FINISHED, StateEvent
 from ecrcache.models.warm_run import RUN_DEADLINE
 from tests.conftest import ROOT
 from tests.functional.warm.planner_support import Planner, make_queue
+from tests.functional.warm.test_warm_store import outcome_of
 
 pytestmark = pytest.mark.functional
 
@@ -76,3 +77,23 @@ def test_a_run_settled_at_its_deadline_is_announced(planner: tuple[Planner, Reco
         "failed",
     )
     assert errors_of(event.detail) == []
+
+
+def test_a_run_a_worker_finished_while_the_deadline_sweep_read_it_is_not_announced_again(
+    planner: tuple[Planner, RecordingPublisher],
+) -> None:
+    # GIVEN a run of one image, seen overdue by the sweep (the run as it read it: unfinished)
+    world, publisher = planner
+    world.hub_rule()
+    world.warm_set(images=["library/node:18-alpine"])
+    world.service.tick()
+    stale = world.latest()
+    [task] = world.runs.pending_tasks(stale.run_id) or []
+    # AND, meanwhile, a worker records the image's outcome, which finishes the run (the worker announces it)
+    outcome = outcome_of(task)
+    assert world.runs.record_outcome(stale.run_id, stale.warm_set, outcome).finished is True
+    # WHEN the sweep settles the run it read
+    summary = world.service.overdue.settle_run(stale, PLANNED_AT + RUN_DEADLINE + timedelta(minutes=4))
+    # THEN it finds the run finished and announces nothing (the worker that finished it did)
+    assert summary["status"] == "succeeded"
+    assert publisher.sent == []

@@ -172,12 +172,14 @@ def test_outcomes_count_once_each_and_the_last_one_finishes_the_run(store: Dynam
     assert store.pending_tasks("run-1") == [tasks[1]]
 
     # WHEN the last image fails
-    last = store.record_outcome(
+    result = store.record_outcome(
         "run-1", "ci", outcome_of(tasks[1], Outcome.FAILED, spent=1, failure_class=FailureClass.NOT_FOUND)
-    ).run
+    )
+    last = result.run
 
-    # THEN the run is finished, partial, at the last outcome's time; and stays so
+    # THEN the run is finished (by this call), partial, at the last outcome's time; and stays so
     assert last is not None
+    assert result.finished is True
     assert (last.status, last.finished_at, last.done, last.upstream_requests) == (RunStatus.PARTIAL, LATER, 3, 3)
     assert store.get_run("ci", "run-1") == last
     assert store.record_outcome("run-1", "ci", outcome_of(tasks[1])) == RecordedOutcomes(frozenset(), last)
@@ -485,25 +487,34 @@ def test_a_run_whose_finishing_failed_after_its_last_outcome_is_finished_later(
     assert (stuck.done, stuck.total, stuck.finished_at) == (1, 1, None)
 
     # WHEN the redelivery finishes it (twice: idempotent)
-    finished = store.finish_if_done("ci", "run-1", at=LATER + timedelta(minutes=1))
+    first = store.finish_if_done("ci", "run-1", at=LATER + timedelta(minutes=1))
+    finished = first.run
 
-    # THEN it is finished once, at the first finishing's time, and no longer open
+    # THEN it is finished once, at the first finishing's time, and no longer open; only the first call finished it
     assert finished is not None
     assert (finished.status, finished.finished_at) == (RunStatus.SUCCEEDED, LATER + timedelta(minutes=1))
-    assert store.finish_if_done("ci", "run-1", at=LATER + timedelta(hours=1)) == finished
+    assert first.finished is True
+    assert store.finish_if_done("ci", "run-1", at=LATER + timedelta(hours=1)) == RecordedOutcomes(
+        frozenset(), finished, finished=False
+    )
+    # AND it stays listed for the tick until its Warm Run Finished event is recorded as sent, once
+    assert [r.run_id for r in store.overdue_runs(NOW + timedelta(days=30), limit=10)] == ["run-1"]
+    assert store.mark_announced(finished) is True
+    assert store.mark_announced(finished) is False
     assert store.overdue_runs(NOW + timedelta(days=30), limit=10) == []
-    assert store.finish_if_done("nightly", "run-1", at=LATER) is None
+    assert store.finish_if_done("nightly", "run-1", at=LATER) == RecordedOutcomes(frozenset(), None)
 
 
 def test_finishing_a_run_not_done_changes_nothing_unless_forced(store: DynamoDbWarmRunStore) -> None:
     store.create_run(run(total=2), [], [task("node"), task("python")])
     store.record_outcome("run-1", "ci", outcome_of(task("node")))
     unfinished = store.finish_if_done("ci", "run-1", at=LATER)
-    assert unfinished is not None
-    assert unfinished.finished_at is None
+    assert unfinished.run is not None
+    assert (unfinished.run.finished_at, unfinished.finished) == (None, False)
     forced = store.finish_if_done("ci", "run-1", at=LATER, force=True)
-    assert forced is not None
-    assert (forced.status, forced.finished_at, forced.done) == (RunStatus.SUCCEEDED, LATER, 1)
+    assert forced.run is not None
+    assert (forced.run.status, forced.run.finished_at, forced.run.done) == (RunStatus.SUCCEEDED, LATER, 1)
+    assert forced.finished is True
 
 
 def gsi_keys(table: str, warm_set: str, created_at: datetime, run_id: str) -> tuple[str | None, str | None]:
@@ -522,6 +533,10 @@ def test_open_runs_are_listed_past_their_deadline_until_they_finish(
     store.create_run(planned, [], [task("node", run_id="planned")])
     store.create_run(run("done", total=1, status=RunStatus.SUCCEEDED, finished_at=NOW), [fresh("alpine")], [])
     assert gsi_keys(state_table, "ci", NOW, "queued") == ("WARMRUN-OPEN", f"{iso(NOW + RUN_DEADLINE)}#queued")
+    # (a finished run is listed by its end until announced)
+    assert gsi_keys(state_table, "ci", NOW, "done") == ("WARMRUN-OPEN", f"{iso(NOW)}#done")
+    done = store.get_run("ci", "done")
+    assert done is not None and store.mark_announced(done) is True
     assert gsi_keys(state_table, "ci", NOW, "done") == (None, None)
 
     # THEN each is overdue only past its deadline, earliest first; never the finished one
@@ -531,8 +546,11 @@ def test_open_runs_are_listed_past_their_deadline_until_they_finish(
     assert [r.run_id for r in store.overdue_runs(late, limit=10)] == ["planned", "queued"]
     assert [r.run_id for r in store.overdue_runs(late, limit=1)] == ["planned"]
 
-    # WHEN the planned one finishes THEN it is no longer open
-    store.record_outcome("planned", "ci", outcome_of(task("node", run_id="planned")))
+    # WHEN the planned one finishes THEN it is listed by its end until announced, then no longer
+    finished = store.record_outcome("planned", "ci", outcome_of(task("node", run_id="planned"))).run
+    assert finished is not None and finished.finished_at is not None
+    assert gsi_keys(state_table, "ci", NOW, "planned") == ("WARMRUN-OPEN", f"{iso(finished.finished_at)}#planned")
+    assert store.mark_announced(finished) is True
     assert gsi_keys(state_table, "ci", NOW, "planned") == (None, None)
     assert [r.run_id for r in store.overdue_runs(late, limit=10)] == ["queued"]
 
@@ -560,6 +578,8 @@ def test_a_requested_run_never_planned_fails_with_its_message(store: DynamoDbWar
         "alice",
     )
     assert store.get_run("ci", "run-1") == failed
+    assert [r.run_id for r in store.overdue_runs(NOW + timedelta(days=2), limit=10)] == ["run-1"]  # to announce
+    assert store.mark_announced(failed) is True
     assert store.overdue_runs(NOW + timedelta(days=2), limit=10) == []
     # AND once finished (or for an unknown run) nothing more is written
     assert store.fail_unplanned("ci", "run-1", message="again", at=LATER) is None
@@ -594,3 +614,21 @@ def test_many_outcomes_are_recorded_in_transactions_of_100_and_the_recorded_ones
     assert (result.run.status, result.run.counts) == (RunStatus.PARTIAL, {Outcome.WARMED: 1, Outcome.FAILED: 149})
     assert store.outcome("run-1", tasks[7].key) == outcome_of(tasks[7], spent=1)
     assert counted.calls["TransactWriteItems"] == 3  # 99 (cancelled: one has an outcome), 99 without it, the last 50
+
+
+def test_an_unfinished_run_cannot_be_marked_announced(store: DynamoDbWarmRunStore) -> None:
+    store.create_run(run(total=1), [], [task("node")])
+    unfinished = store.get_run("ci", "run-1")
+    assert unfinished is not None and store.mark_announced(unfinished) is False
+    assert store.get_run("ci", "run-1") == unfinished
+
+
+def test_marking_a_run_announced_that_fails_raises(
+    store: DynamoDbWarmRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create_run(run(total=1, status=RunStatus.SUCCEEDED, finished_at=NOW), [fresh("alpine")], [])
+    done = store.get_run("ci", "run-1")
+    assert done is not None
+    monkeypatch.setattr(store.client, "update_item", raiser("ProvisionedThroughputExceededException", 400))
+    with pytest.raises(RetryableError):
+        store.mark_announced(done)

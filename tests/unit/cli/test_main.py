@@ -312,3 +312,24 @@ def test_plan_shows_replica_actions_for_the_credential_and_waiting_rules_apart_f
     blocked_part, waiting_part = result.stdout.split("Waiting (")
     assert "ghcr" in blocked_part and "docker-hub" not in blocked_part
     assert "docker-hub" in waiting_part and "waiting for the replica" in waiting_part
+
+
+def test_status_shows_each_regions_event_forwarder_and_why_it_does_not_forward() -> None:
+    # GIVEN a status with a forwarder that EventBridge refused to make in eu-west-1
+    condition = {
+        "type": "Synced",
+        "status": False,
+        "reason": "AccessDeniedException",
+        "message": "EventBridge PutRule in eu-west-1 failed with AccessDeniedException",
+        "last_transition": "2026-06-01T12:00:00Z",
+    }
+    forwarder = {"name": "ecrcache-fwd-x", "conditions": [condition], "last_reconciled_at": "2026-06-01T12:00:00Z"}
+    body = {"rules": [], "runs": [], "warm_sets": [], "forwarders": [{"region": "eu-west-1", "status": forwarder}]}
+    with recording_server(lambda _: Reply(200, body)) as server:
+        result = run_cli(["--endpoint", server.url, "status", "--runs", "0"])
+    # THEN the table names the Region, the rule, that it is not synced and why
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("Event forwarders"))
+    row = lines[header + 2].split()
+    assert row[:4] == ["eu-west-1", "ecrcache-fwd-x", "no", "AccessDeniedException"]

@@ -140,7 +140,7 @@ def _has_null(value: object) -> bool:
     return value is None
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(policies())
 def test_lifecycle_policy_render_text_reparses_to_equal_model(policy: LifecyclePolicy) -> None:
     # GIVEN any valid policy
@@ -153,7 +153,7 @@ def test_lifecycle_policy_render_text_reparses_to_equal_model(policy: LifecycleP
     assert not _has_null(json.loads(text))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(policies(), st.randoms(use_true_random=False))
 def test_lifecycle_policy_normal_form_ignores_rule_order_and_is_idempotent(
     policy: LifecyclePolicy, random: Random
@@ -169,7 +169,7 @@ def test_lifecycle_policy_normal_form_ignores_rule_order_and_is_idempotent(
     assert normalise_policy_text(normal) == normal
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(policies())
 def test_lifecycle_spec_accepts_every_valid_policy_as_rules(policy: LifecyclePolicy) -> None:
     # GIVEN any valid policy written as a spec's rules

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.plan import ActionKind, Plan
 from ecrcache.models.observed import ObservedRepository, Ownership, RepositoryDetails
 from ecrcache.models.records import ResourceKind, Write, WriteAction
@@ -159,3 +160,48 @@ def test_a_deep_plan_stopped_by_its_budget_is_incomplete_with_a_note_per_region(
 def test_merged_plans_are_complete_only_when_every_part_is() -> None:
     assert Plan.merge([Plan(), Plan()]).complete is True
     assert Plan.merge([Plan(), Plan(complete=False)]).complete is False
+
+
+def test_a_deadline_is_shared_out_between_the_regions_as_each_starts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN rules in three Regions, 30 s of budget, and each Region's read taking 4 s of it
+    world.write("quay", {"upstream_kind": "quay", "regions": ["eu-west-1", "eu-west-2", REGION]})
+    clock = {"left": 30.0}
+    seen: list[tuple[float, float]] = []
+    for region in ("eu-west-1", "eu-west-2", REGION):
+        reader = world.reader(region)
+        real = reader.observe
+
+        def observe(*, real: Any = real, stop: Any = None, **kwargs: Any) -> Any:
+            seen.append((stop.seconds_left(), stop.hard_seconds_left()))
+            clock["left"] -= 4
+            return real(stop=stop, **kwargs)
+
+        monkeypatch.setattr(reader, "observe", observe)
+    # WHEN planned deeply with that deadline (5 s of grace for the reads under way)
+    world.service.plan(Scope(deep=True), stop=Deadline(lambda: clock["left"], grace=5.0))
+    # THEN each Region got an equal share of what was left at its start: 30/3, 26/2, then all 22 left
+    assert seen == [(10.0, 15.0), (13.0, 18.0), (22.0, 27.0)]
+
+
+def test_a_plain_stop_is_given_to_every_region_as_it_is(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN rules in two Regions, and a stop that is not a Deadline (no time to share out)
+    world.write("quay", {"upstream_kind": "quay", "regions": ["eu-west-1", REGION]})
+    given: list[Any] = []
+    for region in ("eu-west-1", REGION):
+        reader = world.reader(region)
+        real = reader.observe
+
+        def observe(*, real: Any = real, stop: Any = None, **kwargs: Any) -> Any:
+            given.append(stop)
+            return real(stop=stop, **kwargs)
+
+        monkeypatch.setattr(reader, "observe", observe)
+
+    def stop() -> bool:
+        return False
+
+    # WHEN planned deeply THEN each Region is given that stop itself
+    world.service.plan(Scope(deep=True), stop=stop)
+    assert given == [stop, stop]

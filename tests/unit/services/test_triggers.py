@@ -422,3 +422,56 @@ def test_from_event_reads_a_queue_batch_of_one_region_as_its_trigger() -> None:
         from_event(queue_batch(cloudtrail(), cloudtrail(awsRegion="eu-west-1")), own_role=OWN_ROLE)
     with pytest.raises(ValueError, match="could not be read"):
         from_event(queue_batch("{}"), own_role=OWN_ROLE)
+
+
+FORWARDED_FROM = "eu-west-1"
+
+
+def _forwarded(sample: str) -> dict[str, Any]:
+    """A sample event as a forwarder of another Region delivers it to the stack Region's bus: EventBridge keeps
+    the origin's ``region`` (and the CloudTrail detail its ``awsRegion``)."""
+    event = load_event(sample)
+    event["region"] = FORWARDED_FROM
+    if "awsRegion" in event["detail"]:
+        event["detail"]["awsRegion"] = FORWARDED_FROM
+    return event
+
+
+@pytest.mark.parametrize(
+    "sample", ["reconciler/cloudtrail_delete_lifecycle_policy.json", "reconciler/pull_through_cache_action.json"]
+)
+def test_a_forwarded_event_reconciles_the_region_it_came_from(sample: str) -> None:
+    # GIVEN an ECR event of another Region, read from the reconciler's queue
+    body = json.dumps(_forwarded(sample))
+    batch = parse_event({"Records": [_sqs("m1", body)]})
+    assert isinstance(batch, QueueBatch)
+    # THEN the run it asks for is in that Region, not the stack's
+    [run] = read_queue(batch, own_role=OWN_ROLE).runs
+    assert run.trigger.scope.regions == frozenset({FORWARDED_FROM})
+    assert REGION != FORWARDED_FROM
+
+
+def test_a_forwarded_cache_action_is_recorded_on_the_rule_of_its_region() -> None:
+    event = parse_event(_forwarded("reconciler/pull_through_cache_action.json"))
+    assert isinstance(event, EventBridgeModel)
+    action = cache_action(event)
+    assert action is not None and action.region == FORWARDED_FROM
+
+
+def _sqs(message_id: str, body: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"h-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1700000000000",
+            "SenderId": "AIDA",
+            "ApproximateFirstReceiveTimestamp": "1700000000000",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:q",
+        "awsRegion": REGION,
+    }

@@ -12,6 +12,7 @@ from ecrcache.models.warm_pull import CachedImage, EcrFailure, PullStage, WarmPu
 from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
 from ecrcache.ports import BucketLimit
 from ecrcache.services.credential_health import CredentialMarks
+from ecrcache.services.warm_overdue import OverdueRuns
 from ecrcache.services.warm_worker import WarmWorkerService, task_from_body, task_limit, verified_reference
 from tests.fakes.credential_health import MemoryCredentialHealthStore, RecordingNotifier
 from tests.fakes.warm import MemoryUpstreamBudget, MemoryWarmRunStore, ScriptedWarmEcr
@@ -420,3 +421,133 @@ def test_only_a_429_the_upstream_answered_counts_as_upstream_rate_limited(monkey
     assert world.service.handle(second).outcome is Outcome.SKIPPED
     # THEN only the 429 the upstream answered is counted (the skipped image sent no request)
     assert [c for c in counted if c[0] == "UpstreamRateLimited"] == [("UpstreamRateLimited", "source", "warm")]
+
+
+class _Bus:
+    """The default bus as the worker's announcements reach it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def publish(self, events: Any) -> None:
+        self.sent.extend(events)
+
+
+def _finishing_world(monkeypatch: pytest.MonkeyPatch) -> tuple[World, _Bus, list[tuple[str, str]]]:
+    """A one-image run, a worker announcing on a recording bus, and the ``WarmRunsFinished`` counts it makes."""
+    from ecrcache.services import warm_finished
+
+    counted: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        warm_finished,
+        "count_by",
+        lambda name, *, dimension, value, count: counted.append((name, value)) if name == "WarmRunsFinished" else None,
+    )
+    world, bus = World(total=1), _Bus()
+    world.service.events = bus
+    return world, bus, counted
+
+
+def test_a_redelivered_last_task_does_not_count_or_announce_its_finished_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the run's last image warmed, which finished the run (counted and announced once)
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.service.handle(task)
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1
+    # WHEN SQS delivers the same message again (at least once), twice
+    world.now = NOW + timedelta(minutes=1)
+    world.service.handle(task)
+    world.service.handle(task)
+    # THEN the finished run is neither counted nor announced again
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1
+
+
+def test_the_redelivery_that_finishes_the_run_counts_and_announces_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the last outcome recorded by a delivery whose finishing write failed (nothing counted or announced)
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_finish.append(RetryableError("DynamoDB throttled"))
+    with pytest.raises(RetryableError):
+        world.service.handle(task)
+    assert (counted, bus.sent) == ([], [])
+    # WHEN it is delivered again (the redelivery finishes the run), and once more
+    world.service.handle(task)
+    world.service.handle(task)
+    # THEN the run is counted and announced once, by the delivery that finished it
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    assert len(bus.sent) == 1
+
+
+class _DyingBus:
+    """The invocation ends (a timeout, a crash) as it is about to announce."""
+
+    def publish(self, events: Any) -> None:
+        raise RuntimeError("Task timed out after 60.00 seconds")
+
+
+class _FailingBus:
+    """EventBridge refusing PutEvents past botocore's retries (announce logs it, never raises)."""
+
+    def publish(self, events: Any) -> None:
+        raise RetryableError("EventBridge PutEvents failed: ThrottlingException")
+
+
+def test_a_run_whose_finisher_died_before_announcing_it_is_announced_by_a_redelivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the delivery that finishes the run dying before its announcement is sent
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.service.events = _DyingBus()
+    with pytest.raises(RuntimeError):
+        world.service.handle(task)
+    run = world.store.get_run("base", "run-1")
+    assert run is not None and run.finished_at is not None and not run.announced
+    assert counted == []
+    # WHEN SQS delivers the task again (twice)
+    world.service.events = bus
+    world.service.handle(task)
+    world.service.handle(task)
+    # THEN the run is announced and counted, once
+    assert [e.detail["run_id"] for e in bus.sent] == ["run-1"]
+    assert counted == [("WarmRunsFinished", "succeeded")]
+
+
+def test_an_announcement_the_bus_refused_is_left_for_the_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the finishing delivery's announcement refused by EventBridge
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.service.events = _FailingBus()
+    world.service.handle(task)
+    # THEN the run is not flagged (nor counted): the planner's tick lists it, and announces it
+    assert counted == []
+    [listed] = world.store.overdue_runs(NOW + timedelta(minutes=5), limit=10)
+    assert listed.run_id == "run-1"
+    settled, failed = OverdueRuns(world.store, lambda: NOW + timedelta(minutes=5), events=bus).settle()
+    assert (settled, failed) == ([{"run_id": "run-1", "warm_set": "base", "announced": True}], [])
+    assert [e.detail["run_id"] for e in bus.sent] == ["run-1"]
+    assert counted == [("WarmRunsFinished", "succeeded")]
+    # AND the next tick has nothing more to send
+    assert OverdueRuns(world.store, lambda: NOW + timedelta(minutes=10), events=bus).settle() == ([], [])
+    assert len(bus.sent) == 1
+
+
+def test_an_announcement_whose_flag_was_not_written_is_sent_again_by_the_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the finishing delivery's event sent, but its flag write throttled
+    world, bus, counted = _finishing_world(monkeypatch)
+    task = make_task()
+    world.answer(task, INDEX_WARMED)
+    world.store.fail_mark_announced.append(RetryableError("DynamoDB UpdateItem failed: ThrottlingException"))
+    world.service.handle(task)
+    assert (len(bus.sent), counted) == (1, [])
+    # WHEN the tick comes THEN it sends it again (at least once) and counts the run, once
+    OverdueRuns(world.store, lambda: NOW + timedelta(minutes=5), events=bus).settle()
+    assert (len(bus.sent), counted) == (2, [("WarmRunsFinished", "succeeded")])

@@ -9,13 +9,15 @@ raised, classified. No message holds a token.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, classify
-from ecrcache.engine.credential_health import HealthEvent
+
+if TYPE_CHECKING:
+    from ecrcache.engine.credential_health import HealthEvent
 
 __all__ = ["SnsAlerts"]
 

@@ -13,16 +13,18 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
-from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
+from ecrcache.errors import RetryableError, TerminalError
 
 if TYPE_CHECKING:
+    from botocore.client import BaseClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+
+    from ecrcache.errors import EcrcacheError
 
 RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 

@@ -34,7 +34,6 @@ from ecrcache.models.records import (
     ResourceKind,
     Snapshot,
     StoredResource,
-    Write,
     WriteAction,
     written_version,
 )
@@ -42,6 +41,10 @@ from ecrcache.models.records import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
+
+    from ecrcache.models.records import (
+        Write,
+    )
 
 META_KEY: dict[str, AttributeValueTypeDef] = {"pk": {"S": "META"}, "sk": {"S": "STATE"}}
 HISTORY_INDEX = "gsi1"

@@ -50,19 +50,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import ECR_TERMINAL_CODES, RETRY_CONFIG, RETRYABLE_CODES, classify, error_code, fail_fast
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.essence import rule_essence, template_essence
-from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.ecr_operations import WRITE_OPERATIONS
 from ecrcache.models.observed import (
-    AppliedFingerprints,
     ObservedRegion,
     ObservedRepository,
     ObservedRule,
@@ -71,6 +71,8 @@ from ecrcache.models.observed import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecr.type_defs import (
         CreatePullThroughCacheRuleRequestTypeDef,
@@ -89,6 +91,11 @@ if TYPE_CHECKING:
         TagResourceRequestTypeDef,
         UpdatePullThroughCacheRuleRequestTypeDef,
         UpdateRepositoryCreationTemplateRequestTypeDef,
+    )
+
+    from ecrcache.engine.plan import PlannedAction
+    from ecrcache.models.observed import (
+        AppliedFingerprints,
     )
 
 __all__ = [
@@ -294,8 +301,9 @@ class Boto3EcrReader:
     def _deep_read(
         self, listed: Mapping[str, RepositoryTypeDef], names: Sequence[str], stop: Callable[[], bool] | None
     ) -> tuple[dict[str, RepositoryDetails | None], tuple[str, ...]]:
-        """Each named repository's details (``None``: deleted meanwhile), and the names not read because
-        ``stop`` said so before their turn (the reads under way finish; no new one starts)."""
+        """Each named repository's details (``None``: deleted meanwhile), and the names not read: those whose turn
+        came after ``stop`` said so, and, when ``stop`` is a :class:`~ecrcache.engine.deadline.Deadline`, those
+        still under way at its hard deadline (abandoned: the pool is not joined, a late answer is dropped)."""
         if not names:
             return {}, ()
 
@@ -304,13 +312,20 @@ class Boto3EcrReader:
                 return False, None
             return True, self._details(name, listed[name]["repositoryArn"])
 
-        if len(names) == 1 or self.deep_read_workers == 1:
-            results = list(map(read, names))
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.deep_read_workers, len(names))) as pool:
-                results = list(pool.map(read, names))
-        found = {name: details for name, (done, details) in zip(names, results, strict=True) if done}
-        return found, tuple(name for name, (done, _) in zip(names, results, strict=True) if not done)
+        hard = stop.hard_seconds_left if isinstance(stop, Deadline) else None
+        pool = ThreadPoolExecutor(max_workers=min(self.deep_read_workers, len(names)))
+        try:
+            futures = {pool.submit(read, name): name for name in names}
+            done = _wait_until(set(futures), hard)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a read still under way finishes on its own, unheard
+        found: dict[str, RepositoryDetails | None] = {}
+        for future, name in futures.items():  # only the futures done by the deadline are looked at
+            if future in done:
+                read_it, details = future.result()  # a read's error is raised, as before
+                if read_it:
+                    found[name] = details
+        return found, tuple(name for name in names if name not in found)
 
     def _details(self, name: str, arn: str) -> RepositoryDetails | None:
         """The deep read of one repository; ``None`` when it no longer exists."""
@@ -611,6 +626,24 @@ class Boto3EcrRegistry(Boto3EcrReader):
             lambda: self.client.deregister_pull_time_update_exclusion(**request),
             done_codes={EXCLUSION_NOT_FOUND},
         )
+
+
+def _wait_until(futures: set[Future[Any]], seconds_left: Callable[[], float] | None) -> set[Future[Any]]:
+    """The futures done when all are, or when ``seconds_left`` (asked again after each one completes) reaches zero.
+
+    The timeout of each wait is the time left: a read blocked in botocore (throttled, retried) cannot hold the
+    deep read past its deadline. Without ``seconds_left`` every future is waited for."""
+    done: set[Future[Any]] = set()
+    pending = futures
+    while pending:
+        timeout = None if seconds_left is None else max(0.0, seconds_left())
+        finished, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        done |= finished
+        if any(f.exception() is not None for f in finished):
+            break  # raised by the caller, as ``pool.map`` did
+        if timeout == 0.0:
+            break
+    return done
 
 
 def _restore_request(before: Mapping[str, Any] | None, prefix: str) -> CreatePullThroughCacheRuleRequestTypeDef | None:

@@ -64,11 +64,12 @@ from ecrcache.models.warm_pull import (
     PullStage,
     WarmPull,
 )
-from ecrcache.models.warm_run import WarmTask
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_ecr.type_defs import DescribeImagesResponseTypeDef, ImageIdentifierTypeDef
+
+    from ecrcache.models.warm_run import WarmTask
 
 __all__ = ["LAYER_RETRY_DELAYS", "Boto3EcrWarmer"]
 

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ecrcache.adapters.alert_topic import SnsAlerts
 from ecrcache.adapters.aws import RETRY_CONFIG, classify
-from ecrcache.engine.credential_health import EVENT_SOURCE, HealthEvent
+from ecrcache.engine.credential_health import EVENT_SOURCE
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
+
+    from ecrcache.adapters.alert_topic import SnsAlerts
+    from ecrcache.engine.credential_health import HealthEvent
 
 __all__ = ["EventBridgeHealthNotifier"]
 

@@ -36,14 +36,17 @@ from ecrcache.models.pull_stats import (
     PULLS_RETENTION,
     SEEN_RETENTION,
     CompactionState,
-    CounterKey,
     CounterMark,
-    Increment,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
+
+    from ecrcache.models.pull_stats import (
+        CounterKey,
+        Increment,
+    )
 
 Item = dict[str, "AttributeValueTypeDef"]
 

@@ -19,10 +19,13 @@ import json
 import zlib
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.pull_stats import delta_of
-from ecrcache.models.pull_stats import CounterKey, DeltaEvent, Increment, PullDelta, PullEvent
+from ecrcache.models.pull_stats import CounterKey, DeltaEvent, Increment, PullDelta
+
+if TYPE_CHECKING:
+    from ecrcache.models.pull_stats import PullEvent
 
 __all__ = ["MAX_DELTA_BYTES", "VERSION", "decode", "encode", "encode_events"]
 

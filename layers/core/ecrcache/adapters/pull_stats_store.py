@@ -33,12 +33,14 @@ from ecrcache.adapters.aws import classify, dynamodb_client
 from ecrcache.adapters.dynamodb_codec import batch_get, iso, parse_iso, query_partition, s
 from ecrcache.adapters.pull_delta_codec import decode, encode_events
 from ecrcache.errors import TerminalError
-from ecrcache.models.pull_stats import CounterKey, DailyCounter, PullDelta, PullEvent
+from ecrcache.models.pull_stats import CounterKey, DailyCounter
 from ecrcache.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    from ecrcache.models.pull_stats import PullDelta, PullEvent
 
 Item = dict[str, "AttributeValueTypeDef"]
 

@@ -23,15 +23,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import SecretStr
 
 from ecrcache.adapters.aws import classify, error_code, secretsmanager_client
 from ecrcache.adapters.secret_rotation import versions_of
 from ecrcache.errors import ConflictError, NotFoundError
-from ecrcache.models.rotation import SecretVersions
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from pydantic import SecretStr
+
+    from ecrcache.models.rotation import SecretVersions
 
 __all__ = ["SecretsManagerRotationStart"]
 

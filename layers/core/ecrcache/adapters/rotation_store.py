@@ -36,7 +36,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
 from ecrcache.adapters.dynamodb_codec import iso, n, parse_iso, s
 from ecrcache.models.rotation import (
-    RotationKey,
     RotationOutcome,
     RotationRecord,
     RotationStep,
@@ -47,6 +46,10 @@ from ecrcache.models.rotation import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    from ecrcache.models.rotation import (
+        RotationKey,
+    )
 
 __all__ = ["RETENTION", "DynamoDbRotationStore"]
 

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import RETRYABLE_CODES, classify, error_code, secretsmanager_client
-from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
+from ecrcache.engine.plan import ActionKind, ActionResult
 from ecrcache.models.secret_replica import ObservedSecret, SecretReplica, region_of
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from ecrcache.engine.plan import PlannedAction
 
 __all__ = ["READ_OPERATIONS", "SecretsManagerReplicaReader", "SecretsManagerReplication", "observed_secret"]
 

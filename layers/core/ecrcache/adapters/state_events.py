@@ -16,12 +16,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, classify
-from ecrcache.engine.state_events import EVENT_SOURCE, StateEvent
+from ecrcache.engine.state_events import EVENT_SOURCE
 from ecrcache.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+    from ecrcache.engine.state_events import StateEvent
 
 __all__ = ["EventBridgeStateEvents"]
 

@@ -9,7 +9,8 @@ stack's Region)::
                                                                           ua#<prefix> (its time)?, owned_rule,
                                                                           owned_template, owned_exclusion (string
                                                                           sets), version, run_id, run_at, revision
-                                                                          (the Region's stamp), migrated (<home>'s)
+                                                                          (the Region's stamp), fwd (the Region's event
+                                                                          forwarder status JSON)?, migrated (<home>'s)
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, created_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
@@ -35,8 +36,12 @@ stack's Region)::
   fitted to :data:`~ecrcache.models.status.MAX_STATUS_BYTES` and each health to
   :data:`~ecrcache.models.status.MAX_HEALTH_BYTES` (messages cut by their encoded size), so the item stays
   under DynamoDB's 400 KB whatever the text (tested with the worst case).
-* Former layout (before issue 14): ``pk = "STATUS"``, ``sk = "<region>#<prefix>"`` (one status item per rule)
-  and ``pk = "OWNED#<region>"``, ``sk = "<kind>#<prefix>"``. Read as well until the stack Region's item says
+* Event forwarders: a Region's forwarder record is its item's ``fwd`` attribute, so the Query that reads every
+  Region's statuses reads every forwarder record too (no call of its own). It is written (an UpdateItem of that
+  attribute only) before the forwarding rule is created, and removed once no forwarder is left there.
+* Former layout (before issue 14): ``pk = "STATUS"``, ``sk = "<region>#<prefix>"`` (one status item per rule),
+  ``pk = "OWNED#<region>"``, ``sk = "<kind>#<prefix>"`` and ``pk = "FORWARDER"``, ``sk = "<region>"`` (the
+  forwarder records). Read as well until the stack Region's item says
   ``migrated``; the first reconcile moves them (:meth:`~DynamoDbStatusStore.migrate_legacy`) and deletes them.
 * Applied fingerprints: one partition per Region, one item per repository, so a fast resync reads
   a Region's records with one paginated Query and writes them with ``BatchWriteItem`` (25 a batch,
@@ -72,10 +77,11 @@ from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
-from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
 from ecrcache.models.status import (
     REQUEST_PARTITION,
+    ForwarderStatus,
+    ForwarderStatusRecord,
     ReconcileRun,
     RegionStamp,
     RegionState,
@@ -90,6 +96,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
+    from ecrcache.engine.plan import OwnedKind
+
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
@@ -102,6 +110,10 @@ LEGACY_STATUS_PARTITION: Final = "STATUS"
 STATUS_SORT_PREFIX: Final = "#STATUS#"
 """Sort key prefix of the Regions' status items, in the stack Region's partition (``APPLIED#<stack Region>``):
 no repository name starts with ``#``, so they sort ahead of the applied fingerprints and never clash."""
+LEGACY_FORWARDER_PARTITION: Final = "FORWARDER"
+"""The former place of the forwarder records (one item per Region); read until migrated, then deleted."""
+FORWARDER_ATTRIBUTE: Final = "fwd"
+"""Of a Region's status item: its event forwarder's :class:`~ecrcache.models.status.ForwarderStatus` (JSON)."""
 RULE_ATTRIBUTE: Final = "r#"
 UPSTREAM_ATTRIBUTE: Final = "u#"
 UPSTREAM_AT_ATTRIBUTE: Final = "ua#"
@@ -190,7 +202,12 @@ def _region_of(region: str, item: Mapping[str, Any]) -> RegionStatus:
         ownership=Ownership(rules=owned["rule"], templates=owned["template"], exclusions=owned["exclusion"]),
         version=int(item["version"]["N"]) if "version" in item else 0,
         stamp=stamp,
+        forwarder=_forwarder_of(item.get(FORWARDER_ATTRIBUTE)),
     )
+
+
+def _forwarder_of(value: Mapping[str, Any] | None) -> ForwarderStatus | None:
+    return ForwarderStatus.model_validate_json(value["S"]) if value is not None else None
 
 
 def _migration(
@@ -198,10 +215,16 @@ def _migration(
 ) -> list[dict[str, Any]]:
     """The UpdateItems that move a Region's former items into its item: the statuses re-serialised within
     their byte budgets, kept where the current layout already has one (``if_not_exists``), the ownership
-    added to the sets; :data:`_MIGRATION_CHUNK` rules an update (an expression may take 4 KB)."""
-    statuses = [item for item in items if "status" in item]
+    added to the sets, the former forwarder record (an item with ``forwarder``) as ``fwd`` unless one is there;
+    :data:`_MIGRATION_CHUNK` rules an update (an expression may take 4 KB)."""
+    statuses = [item for item in items if "status" in item and "forwarder" not in item]
     chunks = [statuses[i : i + _MIGRATION_CHUNK] for i in range(0, len(statuses), _MIGRATION_CHUNK)] or [[]]
     updates = [_migration_chunk(table, key, chunk) for chunk in chunks]
+    for item in items:
+        if "forwarder" in item:
+            updates[-1]["ExpressionAttributeNames"]["#fwd"] = FORWARDER_ATTRIBUTE
+            updates[-1]["ExpressionAttributeValues"][":fwd"] = item["forwarder"]
+            updates[-1]["UpdateExpression"] += ", #fwd = if_not_exists(#fwd, :fwd)"
     if mark:  # the last update of the stack Region's item says the whole migration is done
         updates[-1]["ExpressionAttributeNames"]["#migrated"] = MIGRATED_ATTRIBUTE
         updates[-1]["ExpressionAttributeValues"][":yes"] = {"BOOL": True}
@@ -571,6 +594,7 @@ class DynamoDbStatusStore(_LeasesAndRuns):
             update={
                 "migrated": False,
                 "statuses": {**statuses, **found.statuses},
+                "forwarder": found.forwarder or self._legacy_forwarder(region),
                 "ownership": Ownership(
                     rules=found.ownership.rules | owned.rules,
                     templates=found.ownership.templates | owned.templates,
@@ -642,6 +666,18 @@ class DynamoDbStatusStore(_LeasesAndRuns):
     def all_status(self) -> list[RuleStatusRecord]:
         """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
         migrated, its status items (one more Query)."""
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in self._query_status_items()}
+        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
+        statuses: dict[tuple[str, str], RuleStatus] = {}
+        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
+            if "status" in item:
+                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
+        for region, item in found.items():
+            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
+        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+
+    def _query_status_items(self) -> list[dict[str, Any]]:
+        """Every Region's item (one paginated Query of the stack Region's partition, status items only)."""
         try:
             pages = self.client.get_paginator("query").paginate(
                 TableName=self.table_name,
@@ -652,15 +688,10 @@ class DynamoDbStatusStore(_LeasesAndRuns):
             items = [item for page in pages for item in page.get("Items", [])]
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB Query") from exc
-        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
-        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
-        statuses: dict[tuple[str, str], RuleStatus] = {}
-        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
-            if "status" in item:
-                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
-        for region, item in found.items():
-            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
-        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+        self.migrated |= any(
+            MIGRATED_ATTRIBUTE in item for item in items if item["sk"]["S"] == f"{STATUS_SORT_PREFIX}{self.home}"
+        )
+        return items
 
     def record_upstream(self, region: str, prefix: str, health: UpstreamHealth) -> bool:
         """Newest observation wins (an equal time too: the same event again writes the same health)."""
@@ -695,6 +726,65 @@ class DynamoDbStatusStore(_LeasesAndRuns):
 
     def delete_rule_status(self, region: str, prefix: str) -> None:
         self.write_statuses(region, {}, [prefix], version=None)
+
+    # -- event forwarders (the ``fwd`` attribute of a Region's item) ---------------------------
+
+    def put_forwarder_status(self, region: str, status: ForwarderStatus) -> None:
+        """Sets the Region item's ``fwd`` only (no other attribute, no version move: the rules' status writes,
+        conditioned on the version, are not disturbed); makes the item when the Region has none yet, so the
+        record exists before the forwarding rule is created."""
+        self._update(
+            {
+                "TableName": self.table_name,
+                "Key": self._status_key(region),
+                "UpdateExpression": "SET #fwd = :fwd",
+                "ExpressionAttributeNames": {"#fwd": FORWARDER_ATTRIBUTE},
+                "ExpressionAttributeValues": {":fwd": _s(status.model_dump_json())},
+            }
+        )
+
+    def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
+        """Every Region's forwarder record: the Regions' items (one Query of the stack Region's partition) and,
+        until the former layout is migrated, its forwarder items (one more Query)."""
+        found: dict[str, ForwarderStatus] = {}
+        if not self.migrated:
+            for item in self._query_partition(LEGACY_FORWARDER_PARTITION):
+                found[item["sk"]["S"]] = ForwarderStatus.model_validate_json(item["status"]["S"])
+        for item in self._query_status_items():
+            if (status := _forwarder_of(item.get(FORWARDER_ATTRIBUTE))) is not None:
+                found[item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX)] = status
+        return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(found.items())]
+
+    def delete_forwarder_status(self, region: str) -> None:
+        """Removes the Region item's ``fwd`` (never makes an item) and, until migrated, the former item."""
+        self._update(
+            {
+                "TableName": self.table_name,
+                "Key": self._status_key(region),
+                "UpdateExpression": "REMOVE #fwd",
+                "ConditionExpression": "attribute_exists(#fwd)",
+                "ExpressionAttributeNames": {"#fwd": FORWARDER_ATTRIBUTE},
+            },
+            refused_ok=True,
+        )
+        if not self.migrated:
+            try:
+                self.client.delete_item(TableName=self.table_name, Key=self._legacy_forwarder_key(region))
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, "DynamoDB DeleteItem") from exc
+
+    def _legacy_forwarder(self, region: str) -> ForwarderStatus | None:
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name, Key=self._legacy_forwarder_key(region), ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB GetItem") from exc
+        return ForwarderStatus.model_validate_json(item["status"]["S"]) if item and "status" in item else None
+
+    @staticmethod
+    def _legacy_forwarder_key(region: str) -> Item:
+        return {"pk": _s(LEGACY_FORWARDER_PARTITION), "sk": _s(region)}
 
     def finish_run(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
         """The finished run record and the stamp of every Region it reconciled, in one TransactWriteItems
@@ -764,6 +854,8 @@ class DynamoDbStatusStore(_LeasesAndRuns):
         by_region: dict[str, list[dict[str, Any]]] = {region: [] for region in {*known, *regions} - {self.home}}
         for item in self._query_partition(LEGACY_STATUS_PARTITION):
             by_region.setdefault(item["region"]["S"], []).append(item)
+        for item in self._query_partition(LEGACY_FORWARDER_PARTITION):  # "status" and "region" as a status item's
+            by_region.setdefault(item["sk"]["S"], []).append({**item, "forwarder": item["status"]})
         home = by_region.pop(self.home, [])
         moved = 0
         for region, items in [*sorted(by_region.items()), (self.home, home)]:

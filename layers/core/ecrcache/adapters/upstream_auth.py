@@ -24,12 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final
-
-import urllib3
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.adapters.registry_auth import (
-    Answer,
     RegistryFailure,
     RegistryHttp,
     base_url,
@@ -40,9 +37,17 @@ from ecrcache.adapters.registry_auth import (
     normalise_endpoints,
     retry_at,
 )
-from ecrcache.models.credential import UpstreamLogin
-from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget
+from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus
 from ecrcache.models.warm_run import FailureClass
+
+if TYPE_CHECKING:
+    import urllib3
+
+    from ecrcache.adapters.registry_auth import (
+        Answer,
+    )
+    from ecrcache.models.credential import UpstreamLogin
+    from ecrcache.models.upstream_probe import ProbeTarget
 
 __all__ = ["MANIFEST_MEDIA_TYPES", "RegistryAuthProbe"]
 

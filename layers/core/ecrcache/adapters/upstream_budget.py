@@ -51,11 +51,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.errors import RetryableError
-from ecrcache.ports import BucketLimit
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    from ecrcache.ports import BucketLimit
 
 ATTEMPTS: Final = 10
 """Optimistic writes tried before giving up (each conflict means another writer made progress)."""

@@ -33,14 +33,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, error_code, secretsmanager_client
 from ecrcache.adapters.registry_auth import (
     MAX_REDIRECTS,
     TIMEOUT,
-    Answer,
     RegistryFailure,
     RegistryHttp,
     base_url,
@@ -56,7 +54,12 @@ from ecrcache.models.warm_inputs import TagListing
 from ecrcache.models.warm_run import FailureClass
 
 if TYPE_CHECKING:
+    import urllib3
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from ecrcache.adapters.registry_auth import (
+        Answer,
+    )
 
 __all__ = ["MAX_REDIRECTS", "TIMEOUT", "OciUpstreamRegistry", "http_pool"]
 

@@ -18,11 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, sqs_client
 from ecrcache.errors import RetryableError, TerminalError
-from ecrcache.models.warm_run import WarmTask
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+    from ecrcache.models.warm_run import WarmTask
 
 BATCH_SIZE: Final = 10
 """Entries per ``SendMessageBatch`` (the SQS maximum)."""

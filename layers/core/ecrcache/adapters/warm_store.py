@@ -8,8 +8,10 @@ or ``<region>#<repository>@<digest>``)::
                                                                    skipped, failed, upstream_requests,
                                                                    stopped_upstreams? (SS: the workers' 429s),
                                                                    finished_at?, expires_at (+30 days);
-                                                                   while unfinished: gsi1pk = "WARMRUN-OPEN",
-                                                                   gsi1sk = "<deadline ISO>#<run_id>"
+                                                                   announced? (Warm Run Finished put on the bus);
+                                                                   until announced: gsi1pk = "WARMRUN-OPEN",
+                                                                   gsi1sk = "<deadline ISO>#<run_id>" (once
+                                                                   finished: "<finished_at ISO>#<run_id>")
     pk = "WARMIMG#<run_id>"   sk = "#RUN"                          warm_set, run_sk, planned, expires_at
     pk = "WARMIMG#<run_id>"   sk = "<key>"                         outcome (ImageOutcome JSON) once settled,
                                                                    task (WarmTask JSON) while pending,
@@ -38,7 +40,9 @@ or ``<region>#<repository>@<digest>``)::
   read, and DynamoDB evaluates its conditions again, so a retry is the same request.
 * Unfinished runs are listed by their deadline (:func:`ecrcache.models.warm_run.run_deadline`) through
   ``gsi1`` (shared with the history, ``gsi1pk = "HISTORY"``, and the reconcile runs, ``"RUN"``: told apart
-  by ``gsi1pk``); finishing a run removes its ``gsi1`` keys, so the planner's tick reads only open runs.
+  by ``gsi1pk``); finishing a run moves its ``gsi1sk`` to its end, and announcing it (``announced``, set by
+  :meth:`mark_announced` once its Warm Run Finished event was sent) removes its ``gsi1`` keys, so the planner's
+  tick reads only open runs and finished runs whose announcement was lost (:mod:`ecrcache.services.warm_finished`).
 * Freshness (``WARMED#``) keeps the newest verification only. Fire claims (``WARMSCHED``) only move
   forward, so a fire is claimed once whatever number of ticks see it.
 
@@ -95,7 +99,7 @@ RUN_POINTER: Final = "#RUN"
 SCHEDULE_PARTITION: Final = "WARMSCHED"
 BATCH_GET_SIZE: Final = 100
 OPEN_RUNS: Final = "WARMRUN-OPEN"
-"""``gsi1pk`` of every unfinished run (removed when it finishes)."""
+"""``gsi1pk`` of every run not announced yet (removed once its Warm Run Finished event is sent)."""
 INDEX: Final = "gsi1"
 TRANSACTION_MAX: Final = 100
 """Actions in one TransactWriteItems (DynamoDB's limit)."""
@@ -149,6 +153,7 @@ def _run_of(item: Mapping[str, Any]) -> WarmRun:
             "counts": counts,
             "upstream_requests": _number(item, "upstream_requests"),
             "stopped_upstreams": tuple(sorted(stopped)),
+            "announced": "announced" in item,
         }
     )
 
@@ -263,11 +268,12 @@ class DynamoDbWarmRunStore(_StateTable):
         }
         for outcome, name in COUNTERS.items():
             item[name] = _n(counts.get(outcome, 0))
+        # Listed until announced: the tick settles it past its deadline, or announces it once finished.
+        item["gsi1pk"] = _s(OPEN_RUNS)
+        item["gsi1sk"] = _s(f"{iso(run_deadline(run))}#{run.run_id}")
         if run.finished_at is not None:
             item["finished_at"] = _s(iso(run.finished_at))
-        else:  # listed as open until it finishes (the tick settles it past its deadline)
-            item["gsi1pk"] = _s(OPEN_RUNS)
-            item["gsi1sk"] = _s(f"{iso(run_deadline(run))}#{run.run_id}")
+            item["gsi1sk"] = _s(f"{iso(run.finished_at)}#{run.run_id}")
         return item
 
     def _pointer(self, run: WarmRun, *, planned: bool) -> Item:
@@ -393,8 +399,8 @@ class DynamoDbWarmRunStore(_StateTable):
             recorded.update(o.key for o in chunk)
             pending = pending[len(chunk) :]
         at = max((o.finished_at for o in outcomes), default=None)
-        run = self._finish_if_done(key, at=at) if at is not None else None
-        return RecordedOutcomes(frozenset(recorded), run)
+        run, finished = self._finish_if_done(key, at=at) if at is not None else (None, False)
+        return RecordedOutcomes(frozenset(recorded), run, finished)
 
     def _outcome_put(
         self, run_id: str, outcome: ImageOutcome, expires: AttributeValueTypeDef
@@ -409,35 +415,41 @@ class DynamoDbWarmRunStore(_StateTable):
             "Put": {"TableName": self.table_name, "Item": image, "ConditionExpression": "attribute_not_exists(outcome)"}
         }
 
-    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> WarmRun | None:
+    def finish_if_done(self, warm_set: str, run_id: str, *, at: datetime, force: bool = False) -> RecordedOutcomes:
         pointer = self._get(_pointer_key(run_id))
         if pointer is None or pointer["warm_set"]["S"] != warm_set:
-            return None
+            return RecordedOutcomes(frozenset(), None)
         key: Item = {"pk": _s(f"WARMRUN#{warm_set}"), "sk": pointer["run_sk"]}
         if not pointer.get("planned", {}).get("BOOL"):
             item = self._get(key)  # queued: nothing to finish before it is planned
-            return _run_of(item) if item is not None else None
-        return self._finish_if_done(key, at=at, force=force)
+            return RecordedOutcomes(frozenset(), _run_of(item) if item is not None else None)
+        run, finished = self._finish_if_done(key, at=at, force=force)
+        return RecordedOutcomes(frozenset(), run, finished)
 
-    def _finish_if_done(self, key: Item, *, at: datetime, force: bool = False) -> WarmRun | None:
-        """The run as it is; finished (once, by whoever gets there first) when every image has an outcome
-        (or ``force``): its status from its counts, its ``gsi1`` keys removed (no longer open)."""
+    def _finish_if_done(self, key: Item, *, at: datetime, force: bool = False) -> tuple[WarmRun | None, bool]:
+        """The run as it is; finished (once, by whoever gets there first: its write is conditioned on the run
+        having no ``finished_at``) when every image has an outcome (or ``force``): its status from its counts,
+        its ``gsi1`` keys removed (no longer open). ``True`` with it only for the call whose write finished it."""
         delay = BATCH_BACKOFF_SECONDS
         for _ in range(BATCH_ATTEMPTS):
             item = self._get(key)
             if item is None:
-                return None
+                return None, False
             run = _run_of(item)
             if run.finished_at is not None or (run.done < run.total and not force):
-                return run
+                return run, False
             status = finished_status(run.counts)
             try:
                 self.client.update_item(
                     TableName=self.table_name,
                     Key=key,
-                    UpdateExpression="SET run_status = :status, finished_at = :at REMOVE gsi1pk, gsi1sk",
+                    UpdateExpression="SET run_status = :status, finished_at = :at, gsi1sk = :due",
                     ConditionExpression="attribute_not_exists(finished_at)",
-                    ExpressionAttributeValues={":status": _s(status.value), ":at": _s(iso(at))},
+                    ExpressionAttributeValues={
+                        ":status": _s(status.value),
+                        ":at": _s(iso(at)),
+                        ":due": _s(f"{iso(at)}#{run.run_id}"),
+                    },
                 )
             except ClientError as exc:
                 code = error_code(exc)
@@ -450,7 +462,7 @@ class DynamoDbWarmRunStore(_StateTable):
                 continue  # another worker finished it: read its answer
             except BotoCoreError as exc:
                 raise classify(exc, "DynamoDB UpdateItem") from exc
-            return run.model_copy(update={"status": status, "finished_at": at})
+            return run.model_copy(update={"status": status, "finished_at": at}), True
         msg = f"a warm run could not be finished in {BATCH_ATTEMPTS} attempts (concurrent transactions); try again"
         raise RetryableError(msg, reason="TransactionConflictException")
 
@@ -479,14 +491,15 @@ class DynamoDbWarmRunStore(_StateTable):
                         "Update": {
                             "TableName": self.table_name,
                             "Key": key,
-                            "UpdateExpression": "SET #run = :run, run_status = :failed, finished_at = :at "
-                            "REMOVE gsi1pk, gsi1sk",
+                            "UpdateExpression": "SET #run = :run, run_status = :failed, finished_at = :at, "
+                            "gsi1sk = :due",
                             "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(finished_at)",
                             "ExpressionAttributeNames": {"#run": "run"},
                             "ExpressionAttributeValues": {
                                 ":run": _s(_static(failed)),
                                 ":failed": _s(RunStatus.FAILED.value),
                                 ":at": _s(iso(at)),
+                                ":due": _s(f"{iso(at)}#{run_id}"),
                             },
                         }
                     },
@@ -534,7 +547,23 @@ class DynamoDbWarmRunStore(_StateTable):
             )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB Query") from exc
-        return [_run_of(i) for i in out.get("Items", []) if "run" in i and "finished_at" not in i]
+        return [_run_of(i) for i in out.get("Items", []) if "run" in i and "announced" not in i]
+
+    def mark_announced(self, run: WarmRun) -> bool:
+        """``announced`` set on the finished run and its ``gsi1`` keys removed (no longer listed by the tick)."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_run_key(run),
+                UpdateExpression="SET announced = :yes REMOVE gsi1pk, gsi1sk",
+                ConditionExpression="attribute_exists(finished_at) AND attribute_not_exists(announced)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
+                return False  # announced by another call first (or unfinished, or gone)
+            raise classify(exc, "DynamoDB UpdateItem") from exc
+        return True
 
     def outcomes(self, run_id: str) -> list[ImageOutcome]:
         """The run's images with an outcome, by key (pending ones are not listed)."""
@@ -607,11 +636,9 @@ class DynamoDbWarmRunStore(_StateTable):
                 ConditionExpression="attribute_not_exists(last_fire) OR last_fire < :fire",
                 ExpressionAttributeValues={":fire": _s(iso(fire))},
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
+                return False  # announced by another call first (or unfinished, or gone)
             raise classify(exc, "DynamoDB UpdateItem") from exc
         return True
 

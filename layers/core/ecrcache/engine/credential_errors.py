@@ -15,13 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ecrcache.engine.pull_stats import BridgeEvent, PullScope, owning_rule
-from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
+from ecrcache.engine.pull_stats import owning_rule
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure
 from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, PullThroughCacheActionDetail
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, WarmTask
+from ecrcache.models.warm_run import FailureClass
+
+if TYPE_CHECKING:
+    from ecrcache.engine.pull_stats import BridgeEvent, PullScope
+    from ecrcache.models.warm_run import ImageOutcome, WarmTask
 
 __all__ = ["CredentialError", "cache_action_errors", "newest", "warm_error"]
 

@@ -32,15 +32,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import JsonValue
 
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.lifecycle import normalise_policy_text
-from ecrcache.models.observed import AppliedFingerprints, ObservedRule, ObservedTemplate
-from ecrcache.models.rule import EncryptionType, RuleSpec
+from ecrcache.models.observed import AppliedFingerprints
+from ecrcache.models.rule import EncryptionType
 from ecrcache.models.upstream import infer_kind
+
+if TYPE_CHECKING:
+    from ecrcache.models.observed import ObservedRule, ObservedTemplate
+    from ecrcache.models.rule import RuleSpec
 
 __all__ = [
     "IMMUTABLE_RULE_FIELDS",

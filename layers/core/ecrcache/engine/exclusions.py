@@ -35,10 +35,13 @@ Pure: no I/O, no clock, no environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, JsonObject, PlannedAction, Unmanaged
-from ecrcache.models.observed import ObservedRegion, Ownership
+from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, PlannedAction, Unmanaged
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import JsonObject
+    from ecrcache.models.observed import ObservedRegion, Ownership
 
 __all__ = ["ExclusionPlan", "plan_exclusions"]
 

@@ -34,10 +34,12 @@ Pure: no I/O, no clock, no environment.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.plan import Blocked
-from ecrcache.models.observed import DesiredRule, ObservedRegion, Ownership
+
+if TYPE_CHECKING:
+    from ecrcache.models.observed import DesiredRule, ObservedRegion, Ownership
 
 __all__ = ["ADOPT_HINT", "Claim", "claim", "ownership_block"]
 

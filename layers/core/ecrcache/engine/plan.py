@@ -16,7 +16,7 @@ leaves alone (:class:`Unmanaged`) and rules it cannot plan, or plans only partly
 a plan non-empty: :attr:`Plan.is_empty` is the "verify found nothing to do" test.
 
 Ordering is deterministic: by Region, then secret replicas (a rule needs its Region's replica first),
-rules, templates, repositories and exclusions, then target (secret name, prefix, repository name or
+rules, templates, repositories, exclusions and event forwarders, then target (secret name, prefix, repository name or
 principal ARN), then :class:`ActionKind` declaration order. The plan is JSON-serialisable
 (``model_dump(mode="json")``) for ``GET /v1/plan``.
 """
@@ -47,8 +47,8 @@ __all__ = [
     "UnmanagedKind",
 ]
 
-Scope = Literal["secret", "rule", "template", "repository", "exclusion"]
-UnmanagedKind = Scope
+Scope = Literal["secret", "rule", "template", "repository", "exclusion", "forwarder"]
+UnmanagedKind = Literal["secret", "rule", "template", "repository", "exclusion"]
 JsonObject = dict[str, JsonValue]
 
 REGISTRY_LEVEL: Final = ""
@@ -87,6 +87,10 @@ class ActionKind(StrEnum):
     REGISTER_EXCLUSION = "register_exclusion"
     DEREGISTER_EXCLUSION = "deregister_exclusion"
     FORGET_EXCLUSION = "forget_exclusion"
+    # the event forwarder of a Region other than the stack's (EventBridge PutRule / PutTargets / DeleteRule)
+    CREATE_FORWARDER = "create_forwarder"
+    UPDATE_FORWARDER = "update_forwarder"
+    DELETE_FORWARDER = "delete_forwarder"
 
     @property
     def scope(self) -> Scope:
@@ -123,12 +127,22 @@ _SCOPES: Final[dict[ActionKind, Scope]] = {
         (ActionKind.REGISTER_EXCLUSION, ActionKind.DEREGISTER_EXCLUSION, ActionKind.FORGET_EXCLUSION),
         "exclusion",
     ),
+    **dict.fromkeys(
+        (ActionKind.CREATE_FORWARDER, ActionKind.UPDATE_FORWARDER, ActionKind.DELETE_FORWARDER), "forwarder"
+    ),
 }
 _SCOPES.update({kind: "repository" for kind in ActionKind if kind not in _SCOPES})
 _RECORD_ONLY: Final = frozenset(
     {ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED, ActionKind.FORGET_EXCLUSION}
 )
-_SCOPE_ORDER: Final[dict[Scope, int]] = {"secret": 0, "rule": 1, "template": 2, "repository": 3, "exclusion": 4}
+_SCOPE_ORDER: Final[dict[Scope, int]] = {
+    "secret": 0,
+    "rule": 1,
+    "template": 2,
+    "repository": 3,
+    "exclusion": 4,
+    "forwarder": 5,
+}
 _KIND_ORDER: Final = {kind: index for index, kind in enumerate(ActionKind)}
 
 
@@ -161,6 +175,10 @@ class PlannedAction(_Frozen):
       [{Region}]}``; ``remove_replica``: ``RemoveRegionsFromReplication`` ``{SecretId, RemoveReplicaRegions}``;
       ``retry_replica``: both, ``{"remove": ..., "replicate": ...}`` (region: the replica's, while the
       call is made in the primary's; target: the secret's name; ``rule_prefix`` ``""``);
+    * ``create_forwarder`` / ``update_forwarder``: EventBridge ``{"rule": PutRule, "targets": PutTargets}`` (an
+      update also ``"remove"``: RemoveTargets of stray targets, or null); ``delete_forwarder``: ``{"remove":
+      RemoveTargets, "delete": DeleteRule}`` (target: the forwarding rule's name; ``rule_prefix`` ``""``; made in
+      the forwarder's Region: :mod:`ecrcache.engine.forwarders`);
     * ``adopt_rule`` / ``adopt_template`` / ``record_applied`` / ``forget_exclusion``: ``{}`` (no AWS call).
 
     After success the service records ownership for every rule / template action except the

@@ -59,9 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
-
-from pydantic import JsonValue
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ecrcache.engine.essence import (
     IMMUTABLE_RULE_FIELDS,
@@ -77,22 +75,31 @@ from ecrcache.engine.essence import (
 from ecrcache.engine.exclusions import plan_exclusions
 from ecrcache.engine.ownership import Claim, claim, ownership_block
 from ecrcache.engine.plan import ActionKind, Blocked, JsonObject, Note, Plan, PlannedAction, Unmanaged, UnmanagedKind
-from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_spec
+from ecrcache.engine.role_path import ANY_ROLE, outside_role_path, roles_of_spec
 from ecrcache.errors import InvalidInputError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import (
     AppliedFingerprints,
     Aspect,
-    DesiredRule,
-    ObservedRegion,
-    ObservedRepository,
     ObservedRule,
     ObservedTemplate,
     Ownership,
-    RepositoryDetails,
 )
-from ecrcache.models.rule import DeletionPolicy, RuleSpec
+from ecrcache.models.rule import DeletionPolicy
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
+
+    from ecrcache.engine.plan import JsonObject, UnmanagedKind
+    from ecrcache.engine.role_path import RoleScope
+    from ecrcache.models.observed import (
+        DesiredRule,
+        ObservedRegion,
+        ObservedRepository,
+        RepositoryDetails,
+    )
+    from ecrcache.models.rule import RuleSpec
 
 __all__ = ["ROOT_RULE_NOTE", "plan", "plan_region"]
 
@@ -149,7 +156,7 @@ class _Ready:
     repo: _RepoWant
 
 
-def _prepare(rule: DesiredRule, role_path: str) -> _Ready | str:
+def _prepare(rule: DesiredRule, role_path: RoleScope) -> _Ready | str:
     """The rule ready to plan, or why it cannot be planned (``role_path``: the stack's EcrRolePath)."""
     spec = rule.spec
     if spec.credential is not None and rule.credential_arn is None:
@@ -425,7 +432,7 @@ class _RegionPlanner:
     ownership: Ownership
     deep: bool
     warmer_role: str | None = None
-    role_path: str = ANY_ROLE_PATH
+    role_path: RoleScope = ANY_ROLE
     actions: list[PlannedAction] = field(default_factory=list)
     unmanaged: list[Unmanaged] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
@@ -730,7 +737,7 @@ def plan_region(
     *,
     deep: bool,
     warmer_role: str | None = None,
-    role_path: str = ANY_ROLE_PATH,
+    role_path: RoleScope = ANY_ROLE,
 ) -> Plan:
     """The plan that takes ``observed`` to ``desired`` in one Region.
 
@@ -753,7 +760,7 @@ def plan(
     *,
     deep: bool = False,
     warmer_role: str | None = None,
-    role_path: str = ANY_ROLE_PATH,
+    role_path: RoleScope = ANY_ROLE,
 ) -> Plan:
     """:func:`plan_region` for every observed Region, merged into one plan.
 

@@ -49,17 +49,16 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
-from ecrcache.engine.status import owning_prefix
+from ecrcache.engine.upstream_reasons import owning_prefix
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.events import (
     CACHE_ACTION_DETAIL_TYPE,
     CLOUDTRAIL_DETAIL_TYPE,
     CloudTrailDetail,
-    CloudTrailIdentity,
     PullThroughCacheActionDetail,
 )
 from ecrcache.models.pull_stats import (
@@ -77,6 +76,11 @@ from ecrcache.models.pull_stats import (
     PulledImage,
     PullEvent,
 )
+
+if TYPE_CHECKING:
+    from ecrcache.models.events import (
+        CloudTrailIdentity,
+    )
 
 __all__ = [
     "BridgeEvent",

@@ -33,12 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, JsonObject, PlannedAction, Unmanaged
+from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, PlannedAction, Unmanaged
 from ecrcache.models.credential import secret_name
-from ecrcache.models.observed import CredentialWait, ObservedRule
-from ecrcache.models.secret_replica import ObservedSecret, SecretReplica, region_of, replica_arn
+from ecrcache.models.observed import CredentialWait
+from ecrcache.models.secret_replica import region_of, replica_arn
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import ActionResult, JsonObject
+    from ecrcache.models.observed import ObservedRule
+    from ecrcache.models.secret_replica import ObservedSecret, SecretReplica
 
 __all__ = [
     "CredentialSecret",

@@ -20,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from ecrcache.models.rotation import SecretVersions
+if TYPE_CHECKING:
+    from ecrcache.models.rotation import SecretVersions
 
 __all__ = ["ObservedRotation", "ScheduleAction", "ScheduleChange", "plan_schedules"]
 

@@ -11,11 +11,14 @@ Pure: the caller passes the statuses and runs (with the times in them); no I/O, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.credential_health import EVENT_SOURCE
-from ecrcache.models.status import ConditionType, RuleStatus
-from ecrcache.models.warm_run import WarmRun
+from ecrcache.models.status import ConditionType
+
+if TYPE_CHECKING:
+    from ecrcache.models.status import RuleStatus
+    from ecrcache.models.warm_run import WarmRun
 
 __all__ = [
     "ANNOUNCED_CONDITIONS",

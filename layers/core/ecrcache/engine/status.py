@@ -28,28 +28,33 @@ Pure: no I/O, no clock (``now`` is passed in), no environment.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
-from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.observed import AppliedFingerprints, DesiredRule, Ownership
+from ecrcache.engine.plan import REGISTRY_LEVEL, ActionKind, ActionResult, PlannedAction
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure, owning_prefix
+from ecrcache.errors import RetryableError
+from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.models.status import (
     Condition,
     ConditionType,
-    RuleStatus,
     RunStatus,
     UpstreamCheck,
     UpstreamCheckSource,
     UpstreamHealth,
 )
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import OwnedKind, Plan
+    from ecrcache.errors import EcrcacheError
+    from ecrcache.models.observed import DesiredRule, Ownership
+    from ecrcache.models.status import (
+        RuleStatus,
+    )
 
 __all__ = [
     "DELETING_MESSAGE",
@@ -190,15 +195,6 @@ class Validation:
 
     is_valid: bool | None
     failure: str | None
-
-
-def owning_prefix(name: str, prefixes: Iterable[str]) -> str | None:
-    """The longest rule prefix a repository name is under (``ROOT`` owns nothing by name)."""
-    best = None
-    for prefix in prefixes:
-        if prefix != ROOT_PREFIX and name.startswith(prefix + "/") and (best is None or len(prefix) > len(best)):
-            best = prefix
-    return best
 
 
 def rule_findings(
@@ -376,47 +372,6 @@ def action_errors(region: str, failures: Mapping[str, Sequence[Failure]]) -> lis
 # Upstream health
 
 
-class UpstreamReason(StrEnum):
-    """The ``UpstreamHealthy`` condition's reasons."""
-
-    PULL_SUCCEEDED = "PullSucceeded"
-    VALIDATED = "Validated"
-    CREDENTIAL_REJECTED = "CredentialRejected"
-    RATE_LIMITED = "RateLimited"
-    IMAGE_NOT_FOUND = "ImageNotFound"
-    UPSTREAM_UNAVAILABLE = "UpstreamUnavailable"
-    PULL_FAILED = "PullFailed"
-    VALIDATION_FAILED = "ValidationFailed"
-
-
-# ECR's codes for a pull that failed upstream. The event's ``failure-code`` values are not documented
-# (only ``sync-status: SUCCESS`` is, ecr-facts §6.1); these are the codes ECR documents for the same
-# failures elsewhere: BatchGetImage's ``ImageFailureCode`` enum and its whole-call exceptions, and the
-# secret exceptions of the rule API (botocore ecr/2015-09-21/service-2.json).
-_FAILURE_CODES: Final[Mapping[str, UpstreamReason]] = {
-    "UpstreamAccessDenied": UpstreamReason.CREDENTIAL_REJECTED,
-    "UnableToGetUpstreamImageException": UpstreamReason.CREDENTIAL_REJECTED,  # "usually ... the secret"
-    "SecretNotFoundException": UpstreamReason.CREDENTIAL_REJECTED,
-    "UnableToAccessSecretException": UpstreamReason.CREDENTIAL_REJECTED,
-    "UnableToDecryptSecretValueException": UpstreamReason.CREDENTIAL_REJECTED,
-    "UpstreamTooManyRequests": UpstreamReason.RATE_LIMITED,
-    "ImageNotFound": UpstreamReason.IMAGE_NOT_FOUND,
-    "UpstreamUnavailable": UpstreamReason.UPSTREAM_UNAVAILABLE,
-    "UnableToGetUpstreamLayerException": UpstreamReason.UPSTREAM_UNAVAILABLE,
-}
-# Free text (a validation's ``failure``, an unknown code's reason): words that say which failure it is.
-_FAILURE_WORDS: Final[tuple[tuple[UpstreamReason, re.Pattern[str]], ...]] = (
-    (UpstreamReason.RATE_LIMITED, re.compile(r"too ?many ?requests|rate.limit|throttl|\b429\b")),
-    (
-        UpstreamReason.CREDENTIAL_REJECTED,
-        re.compile(r"authenticat|credential|unauthori[sz]ed|access.denied|forbidden|secret|\b40[13]\b"),
-    ),
-    (UpstreamReason.IMAGE_NOT_FOUND, re.compile(r"not found|manifest.unknown|\b404\b")),
-    (
-        UpstreamReason.UPSTREAM_UNAVAILABLE,
-        re.compile(r"unavailable|timed out|timeout|could not be reached|unreachable|connection|\b50[0-4]\b"),
-    ),
-)
 _ADVICE: Final[Mapping[UpstreamReason, str]] = {
     UpstreamReason.CREDENTIAL_REJECTED: (
         "the upstream refused the rule's credential, or ECR could not read its secret: renew the token "
@@ -449,20 +404,6 @@ class UpstreamObservation:
     """ECR's text for a failure (an event's ``failure-reason``, a validation's ``failure``)."""
     repository: str | None = None
     image: str | None = None
-
-
-def classify_upstream_failure(code: str | None, text: str | None) -> UpstreamReason | None:
-    """The reason a failure code (or, when the code is unknown or missing, a failure text) stands for."""
-    if code is not None and code in _FAILURE_CODES:
-        return _FAILURE_CODES[code]
-    lowered = (text or "").lower()
-    for known, reason in _FAILURE_CODES.items():  # a text that names a code ("UpstreamAccessDenied: ...")
-        if known.lower() in lowered:
-            return reason
-    for reason, words in _FAILURE_WORDS:
-        if words.search(lowered):
-            return reason
-    return None
 
 
 def _failed_reason(seen: UpstreamObservation) -> UpstreamReason:

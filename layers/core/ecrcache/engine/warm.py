@@ -47,14 +47,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.schedule import last_fire
 from ecrcache.models.common import ROOT_PREFIX
-from ecrcache.models.credential import CredentialSpec
-from ecrcache.models.rule import RuleSpec
 from ecrcache.models.upstream import default_rate_limit
-from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import (
     REFRESH_WINDOW_HOURS,
     FailureClass,
@@ -63,7 +60,13 @@ from ecrcache.models.warm_run import (
     RunStatus,
     WarmTask,
 )
-from ecrcache.models.warm_set import WarmSetSpec, parse_image_reference
+from ecrcache.models.warm_set import parse_image_reference
+
+if TYPE_CHECKING:
+    from ecrcache.models.credential import CredentialSpec
+    from ecrcache.models.rule import RuleSpec
+    from ecrcache.models.warm_inputs import PulledTag, TagListing
+    from ecrcache.models.warm_set import WarmSetSpec
 
 MAX_PATTERN_MATCHES: Final = 100
 """Tags one pattern may add to a run (the highest in natural order): a glob matching thousands of tags

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.warm import bucket_label
 from ecrcache.models.warm_pull import (
@@ -31,11 +31,16 @@ from ecrcache.models.warm_pull import (
     PLATFORM_MISSING,
     TAG_MOVED,
     TIMEOUT,
-    EcrFailure,
     PullStage,
-    WarmPull,
 )
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmTask
+from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_pull import (
+        EcrFailure,
+        WarmPull,
+    )
+    from ecrcache.models.warm_run import WarmTask
 
 __all__ = [
     "FAILURE_CLASSES",

@@ -9,18 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import (
-    APIKey,
-    APIKeyIn,
-    OpenAPI,
-    RequestBody,
-    SecurityScheme,
-    Server,
-    Tag,
-)
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import ecrcache
@@ -38,31 +30,52 @@ from ecrcache.services.pull_stats import PullStatsService
 from ecrcache.services.rotations import RotationsService
 from ecrcache.services.warm_runs import WarmRunsService
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI, SecurityScheme, Tag
+
 TITLE = "ecrcache API"
 DESCRIPTION = (
     "Desired state for Amazon ECR pull-through cache: cache rules, upstream credentials, warm sets, "
     "and the whole document for GitOps. Every method is authorised with AWS IAM (SigV4). Writes are "
     "conditional with `If-Match` (the `ETag` of the version read) and `If-None-Match: *` (create only)."
 )
-TAGS: list[Tag | str] = [
-    Tag(name="rules", description="Pull-through cache rules, one per ECR repository prefix"),
-    Tag(name="credentials", description="Upstream registry credentials (tokens are write-only)"),
-    Tag(name="warm-sets", description="Images to pull through the cache on a schedule"),
-    Tag(name="desired-state", description="The whole desired state as one document"),
-    Tag(name="history", description="Every change, who made it, before and after"),
-    Tag(name="controller", description="The plan, reconcile runs and the status of every rule"),
-    Tag(name="pulls", description="Pull statistics: the most pulled images of each rule, per day"),
-]
+TAGS: Final = (
+    ("rules", "Pull-through cache rules, one per ECR repository prefix"),
+    ("credentials", "Upstream registry credentials (tokens are write-only)"),
+    ("warm-sets", "Images to pull through the cache on a schedule"),
+    ("desired-state", "The whole desired state as one document"),
+    ("history", "Every change, who made it, before and after"),
+    ("controller", "The plan, reconcile runs and the status of every rule"),
+    ("pulls", "Pull statistics: the most pulled images of each rule, per day"),
+)
+"""The operations' tags (name, description): Powertools' ``Tag`` models are made by :func:`tags`."""
 
-SECURITY_SCHEMES: dict[str, SecurityScheme] = {
-    "sigv4": APIKey.model_validate(
-        {
-            "name": "Authorization",
-            "in": APIKeyIn.header,
-            "description": "AWS Signature Version 4 (service `execute-api`); API Gateway authorises with AWS_IAM.",
-        }
-    )
-}
+
+# Powertools' OpenAPI models (aws_lambda_powertools.event_handler.openapi.models: a few dozen pydantic models, built
+# when imported) describe the API; only the description's routes (/v1/openapi.json, /v1/docs) and the CLI use them,
+# not the requests: they are imported there, on first use (cold start).
+@cache
+def tags() -> list[Tag | str]:
+    from aws_lambda_powertools.event_handler.openapi.models import Tag  # noqa: PLC0415 -- on first use (cold start)
+
+    return [Tag(name=name, description=description) for name, description in TAGS]
+
+
+@cache
+def security_schemes() -> dict[str, SecurityScheme]:
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn  # noqa: PLC0415 -- on first use
+
+    return {
+        "sigv4": APIKey.model_validate(
+            {
+                "name": "Authorization",
+                "in": APIKeyIn.header,
+                "description": "AWS Signature Version 4 (service `execute-api`); API Gateway authorises with AWS_IAM.",
+            }
+        )
+    }
+
+
 SECURITY: list[dict[str, list[str]]] = [{"sigv4": []}]
 
 
@@ -74,6 +87,8 @@ class ApiResolver(APIGatewayRestResolver):
     """
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> OpenAPI:
+        from aws_lambda_powertools.event_handler.openapi.models import RequestBody  # noqa: PLC0415 -- on first use
+
         schema = super().get_openapi_schema(*args, **kwargs)
         for item in (schema.paths or {}).values():
             for operation in (item.get, item.put, item.post, item.patch, item.delete):
@@ -82,6 +97,36 @@ class ApiResolver(APIGatewayRestResolver):
                     for media in YAML_MEDIA_TYPES:
                         body.content.setdefault(media, body.content[JSON_MEDIA_TYPES[0]])
         return schema
+
+    def enable_swagger_on_first_use(self, path: str, options: Callable[[], dict[str, Any]]) -> None:
+        """Powertools' Swagger UI at ``path`` (``enable_swagger(path=path, **options())``), made on its first request.
+
+        ``enable_swagger`` imports Powertools' OpenAPI models when it is called (a cold start would build them for a
+        page few invocations serve): the route is registered now, and Powertools' own handler is made on the first
+        request there, with the resolver's ``get`` borrowed for that call so that the handler is kept, not registered
+        a second time (the same route options as ``enable_swagger``'s: not in the schema, no middlewares, no
+        compression)."""
+        made: list[Callable[[], Any]] = []
+
+        def keep(*_: Any, **__: Any) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+            def register(handler: Callable[[], Any]) -> Callable[[], Any]:
+                made.append(handler)
+                return handler
+
+            return register
+
+        @self.get(path, include_in_schema=False)
+        def swagger() -> Response[Any]:
+            if not made:
+                vars(self)["get"] = keep
+                try:
+                    APIGatewayRestResolver.enable_swagger(self, path=path, **options())
+                finally:
+                    del vars(self)["get"]
+                if len(made) != 1:  # Powertools registers its handler otherwise: its Swagger UI would be missing
+                    raise RuntimeError("enable_swagger registered no handler through the resolver's get")
+            result: Response[Any] = made[0]()
+            return result
 
 
 def create_app(
@@ -110,30 +155,34 @@ def create_app(
     control.register(app, planner=planner, importer=importer, status=status, warm=runs, clock=clock)
     pulls.register(app, pull_stats, clock=clock)
     meta.register(app, openapi_json=lambda: openapi_json(app))
-    app.enable_swagger(
-        path="/v1/docs",
-        title=TITLE,
-        version=ecrcache.__version__,
-        description=DESCRIPTION,
-        tags=TAGS,
-        security_schemes=SECURITY_SCHEMES,
-        security=SECURITY,
+    app.enable_swagger_on_first_use(
+        "/v1/docs",
+        lambda: {
+            "title": TITLE,
+            "version": ecrcache.__version__,
+            "description": DESCRIPTION,
+            "tags": tags(),
+            "security_schemes": security_schemes(),
+            "security": SECURITY,
+        },
     )
     return app
 
 
 def openapi_json(app: APIGatewayRestResolver) -> str:
+    from aws_lambda_powertools.event_handler.openapi.models import Server  # noqa: PLC0415 -- on first use (cold start)
+
     return app.get_openapi_json_schema(
         title=TITLE,
         version=ecrcache.__version__,
         description=DESCRIPTION,
-        tags=TAGS,
+        tags=tags(),
         servers=[
             Server(
                 url="/", description="The API stage root: https://<api-id>.execute-api.<region>.amazonaws.com/<stage>"
             )
         ],
-        security_schemes=SECURITY_SCHEMES,
+        security_schemes=security_schemes(),
         security=SECURITY,
     )
 

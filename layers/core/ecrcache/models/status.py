@@ -42,6 +42,8 @@ __all__ = [
     "STAMP_FIELDS",
     "Condition",
     "ConditionType",
+    "ForwarderStatus",
+    "ForwarderStatusRecord",
     "ReconcileRequest",
     "ReconcileRun",
     "RegionStamp",
@@ -305,6 +307,26 @@ def same_status(a: RuleStatus | None, b: RuleStatus | None) -> bool:
     return a.model_dump(exclude=set(STAMP_FIELDS)) == b.model_dump(exclude=set(STAMP_FIELDS))
 
 
+class ForwarderStatus(_Frozen):
+    """How the forwarder of one Region was last reconciled: its ``Synced`` condition and when."""
+
+    name: str = Field(description="The forwarding rule's name (the stack's EventForwardRuleName).")
+    conditions: tuple[Condition, ...] = ()
+    last_reconciled_at: AwareDatetime | None = None
+    last_run_id: str | None = None
+
+    @property
+    def synced(self) -> bool:
+        return any(c.type is ConditionType.SYNCED and c.status for c in self.conditions)
+
+
+class ForwarderStatusRecord(_Frozen):
+    """A :class:`ForwarderStatus` with its Region (``StatusStore.forwarders``)."""
+
+    region: str
+    status: ForwarderStatus
+
+
 class RegionStatus(_Frozen):
     """What the store holds for one Region: its rules' statuses (upstream health and the Region's stamp
     put back), what ecrcache owns there, the item's ``version`` (0: none yet; a status write is conditioned
@@ -315,6 +337,9 @@ class RegionStatus(_Frozen):
     ownership: Ownership = Ownership()
     version: int = 0
     stamp: RegionStamp | None = None
+    forwarder: ForwarderStatus | None = None
+    """The Region's event forwarder record (its ``fwd`` attribute): present while one may exist there, so the
+    Region keeps being reconciled until it is gone (:mod:`ecrcache.services.forwarders`)."""
     migrated: bool = True
     """False until the store's former layout has been migrated (for every Region at once): the statuses and
     ownership were then read from both layouts, merged (the current one wins)."""

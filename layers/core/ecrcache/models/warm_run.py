@@ -186,6 +186,11 @@ class WarmRun(_Frozen):
     budget: int = Field(default=0, ge=0, description="The run's max_upstream_requests_per_run.")
     stopped_upstreams: tuple[str, ...] = Field(default=(), description="Upstreams a rate limit stopped in this run.")
     message: Message = None
+    announced: bool = Field(
+        default=False,
+        exclude=True,  # the store's bookkeeping, not part of the API's run
+        description="Set once the run's Warm Run Finished event was put on the bus (WarmRunStore.mark_announced).",
+    )
 
     @property
     def done(self) -> int:

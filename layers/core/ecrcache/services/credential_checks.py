@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.status import UpstreamReason, classify_upstream_failure
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.records import ResourceKind
-from ecrcache.models.rotation import SecretVersions
 from ecrcache.models.upstream import default_url
-from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget, probe_target
-from ecrcache.ports import EcrRuleChecker, StateStore
+from ecrcache.models.upstream_probe import probe_target
+
+if TYPE_CHECKING:
+    from ecrcache.models.rotation import SecretVersions
+    from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
+    from ecrcache.ports import EcrRuleChecker, StateStore
 
 __all__ = ["NoProbeTarget", "RuleValidation", "credential_spec", "probe_targets", "refusal", "validate_rules"]
 

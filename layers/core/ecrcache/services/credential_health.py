@@ -40,13 +40,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ecrcache.engine.credential_errors import CredentialError, newest
+from ecrcache.engine.credential_errors import newest
 from ecrcache.engine.credential_health import (
     Findings,
-    HealthDecision,
-    HealthEvent,
     announced_state,
     days_to_expiry,
     decide,
@@ -60,22 +58,33 @@ from ecrcache.engine.warm import bucket_key
 from ecrcache.engine.warm_pull import block_until
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
-from ecrcache.models.credential_health import CredentialHealth, HealthState
-from ecrcache.models.rotation import AWSCURRENT, AWSPENDING, SecretVersions
+from ecrcache.models.rotation import AWSCURRENT, AWSPENDING
 from ecrcache.models.upstream import default_rate_limit
-from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
+from ecrcache.models.upstream_probe import ProbeStatus
 from ecrcache.observability import count_by, logger, measure_by, metrics
 from ecrcache.ports import (
     BucketLimit,
-    CredentialHealthStore,
-    CredentialSecrets,
-    EcrRuleChecker,
-    HealthNotifier,
-    StateStore,
-    UpstreamBudget,
-    UpstreamProbe,
 )
 from ecrcache.services.credential_checks import NoProbeTarget, probe_targets, refusal, validate_rules
+
+if TYPE_CHECKING:
+    from ecrcache.engine.credential_errors import CredentialError
+    from ecrcache.engine.credential_health import (
+        HealthDecision,
+        HealthEvent,
+    )
+    from ecrcache.models.credential_health import CredentialHealth, HealthState
+    from ecrcache.models.rotation import SecretVersions
+    from ecrcache.models.upstream_probe import ProbeTarget
+    from ecrcache.ports import (
+        CredentialHealthStore,
+        CredentialSecrets,
+        EcrRuleChecker,
+        HealthNotifier,
+        StateStore,
+        UpstreamBudget,
+        UpstreamProbe,
+    )
 
 __all__ = ["PROBE_REQUESTS", "CheckOutcome", "CredentialHealthService", "CredentialMarks", "bucket_limit"]
 

@@ -15,16 +15,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from ecrcache.engine.desired import (
     ResourceChange,
-    Specs,
     apply_changes,
     check_integrity,
     diff_document,
@@ -32,7 +29,7 @@ from ecrcache.engine.desired import (
     referenced_by,
     regions_gaining_rules,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH, outside_role_path, roles_of_json
+from ecrcache.engine.role_path import ANY_ROLE, outside_role_path, roles_of_json
 from ecrcache.errors import (
     ConflictError,
     EcrcacheError,
@@ -46,23 +43,37 @@ from ecrcache.errors import (
     VersionConflictError,
     invalid,
 )
-from ecrcache.models.credential import CredentialSpec, secret_name, secret_string
-from ecrcache.models.desired_state import DesiredStateDocument
+from ecrcache.models.credential import secret_name, secret_string
 from ecrcache.models.records import (
     SECTIONS,
-    HistoryEntry,
-    Page,
     ResourceKind,
-    Snapshot,
     StoredResource,
     Write,
     WriteAction,
 )
-from ecrcache.models.rule import RuleSpec
-from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import SecretStore, StagedSecret, StateStore
-from ecrcache.services.secret_users import EcrSecretUsers, still_used_conflict
+from ecrcache.services.secret_users import still_used_conflict
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from pydantic import SecretStr
+
+    from ecrcache.engine.desired import (
+        Specs,
+    )
+    from ecrcache.engine.role_path import RoleScope
+    from ecrcache.models.credential import CredentialSpec
+    from ecrcache.models.desired_state import DesiredStateDocument
+    from ecrcache.models.records import (
+        HistoryEntry,
+        Page,
+        Snapshot,
+    )
+    from ecrcache.models.rule import RuleSpec
+    from ecrcache.models.warm_set import WarmSetSpec
+    from ecrcache.ports import SecretStore, StagedSecret, StateStore
+    from ecrcache.services.secret_users import EcrSecretUsers
 
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 0.02
@@ -127,7 +138,7 @@ class DesiredStateService:
         sleep: Callable[[float], None] = time.sleep,
         ecr_rules: Callable[[str], Collection[str]] | None = None,
         secret_users: EcrSecretUsers | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         """``ecr_rules`` reads the prefixes of the rules ECR holds in a Region (for the rule quota,
         which counts those that are not desired too); without it only desired rules are counted.
@@ -523,7 +534,7 @@ def _relative_to(errors: Sequence[FieldError], resource: tuple[ResourceKind, str
     ]
 
 
-def _roles_outside_path(changes: Sequence[ResourceChange], role_path: str) -> list[FieldError]:
+def _roles_outside_path(changes: Sequence[ResourceChange], role_path: RoleScope) -> list[FieldError]:
     """The role ARNs the rules a write creates or updates name outside the stack's EcrRolePath: a 422 each.
 
     Checked on every rule written (not only on a changed ARN): such a rule could never be reconciled."""

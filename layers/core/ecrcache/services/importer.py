@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -24,12 +24,14 @@ from ecrcache.errors import EcrcacheError, field_errors_from_pydantic
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import credential_name_from_arn
 from ecrcache.models.lifecycle import parse_policy_text
-from ecrcache.models.observed import ObservedRule, ObservedTemplate
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.upstream import infer_kind
-from ecrcache.ports import EcrReader
-from ecrcache.services.desired_state import ApplyResult, DesiredStateService
+
+if TYPE_CHECKING:
+    from ecrcache.models.observed import ObservedRule, ObservedTemplate
+    from ecrcache.ports import EcrReader
+    from ecrcache.services.desired_state import ApplyResult, DesiredStateService
 
 PULL_THROUGH_CACHE = "PULL_THROUGH_CACHE"
 

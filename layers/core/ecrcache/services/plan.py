@@ -35,12 +35,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
+from ecrcache.engine.deadline import Deadline
+from ecrcache.engine.forwarders import forwarder_regions
 from ecrcache.engine.ownership import ownership_block
-from ecrcache.engine.plan import ActionResult, Blocked, Note, Plan, PlannedAction
+from ecrcache.engine.plan import ActionResult, Note, Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.replicas import (
     CredentialSecret,
@@ -50,16 +52,24 @@ from ecrcache.engine.replicas import (
     replica_regions,
     wanted_regions,
 )
-from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.role_path import ANY_ROLE
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
-from ecrcache.models.observed import AppliedFingerprints, CredentialWait, DesiredRule, ObservedRegion, Ownership
-from ecrcache.models.records import ResourceKind, Snapshot, WriteAction
+from ecrcache.models.observed import CredentialWait, DesiredRule
+from ecrcache.models.records import ResourceKind, WriteAction
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.secret_replica import replica_arn
-from ecrcache.models.status import RegionState, RegionStatus, RuleStatus, RuleStatusRecord
-from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
+from ecrcache.models.status import RegionStatus, RuleStatusRecord
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import Blocked, PlannedAction
+    from ecrcache.engine.role_path import RoleScope
+    from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
+    from ecrcache.models.records import Snapshot
+    from ecrcache.models.status import RegionState, RuleStatus
+    from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
+    from ecrcache.services.forwarders import ForwarderPlanner
 
 __all__ = [
     "FAST_SCOPE",
@@ -135,6 +145,15 @@ class DesiredByRegion:
     def retired_in(self, region: str) -> list[DesiredRule]:
         return self.retired.get(region, [])
 
+    named: frozenset[str] = frozenset()
+    """Every Region a stored rule names (whatever the scope), read from the raw specs as :meth:`PlanService.regions`
+    reads them: a rule that no longer validates (a problem) still names its Regions, so their forwarders stay."""
+
+    @property
+    def named_regions(self) -> frozenset[str]:
+        """The Regions where at least one desired rule is wanted, or a stored rule names (whatever the scope)."""
+        return frozenset(region for region, rules in self.desired.items() if rules) | self.named
+
     def prefixes(self, region: str) -> list[str]:
         """The prefixes whose repositories are listed (``ROOT`` rules never patch existing repositories)."""
         rules = (*self.desired_in(region), *self.retired_in(region))
@@ -160,6 +179,13 @@ def deleted_spec(store: StateStore, kind: ResourceKind, name: str) -> Mapping[st
     return entry.before
 
 
+FORWARDER_UNREAD: Final = (
+    "event forwarder not read: time budget (the deep read used the API's time). Plan this Region alone "
+    "(region=...) to see its forwarder; the reconciler reads it on every run."
+)
+"""The note of a Region whose event forwarder a plan had no time left to read."""
+
+
 def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
     """An empty plan, incomplete with a note per Region whose deep read stopped before every repository."""
     notes = tuple(
@@ -179,6 +205,12 @@ def unread_plan(observed: Iterable[ObservedRegion]) -> Plan:
     return Plan(notes=notes, complete=not notes)
 
 
+def region_share(stop: Callable[[], bool] | None, regions_left: int) -> Callable[[], bool] | None:
+    """The ``stop`` of the next of ``regions_left`` Regions: a :class:`Deadline`'s equal share of the time left
+    now (so a Region is never left only what the ones before it did not spend), any other ``stop`` as it is."""
+    return stop.share(regions_left) if isinstance(stop, Deadline) else stop
+
+
 class PlanService:
     """Desired state, ownership and ECR (read only) -> what the reconciler would do."""
 
@@ -191,9 +223,12 @@ class PlanService:
         stack_region: str,
         warmer_role_arn: str | None = None,
         secrets: SecretReplicaReader | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        forwarders: ForwarderPlanner | None = None,
+        role_path: RoleScope = ANY_ROLE,
     ) -> None:
         self.desired = desired
+        self.forwarders = forwarders
+        """Plans the event forwarders of the Regions other than the stack's (``None``: the feature is off)."""
         self.status = status
         self.registry = registry
         self.stack_region = stack_region
@@ -208,15 +243,18 @@ class PlanService:
     def plan(self, scope: Scope = FAST_SCOPE, *, stop: Callable[[], bool] | None = None) -> Plan:
         """The plan for ``scope``. ``stop`` (a caller's time budget, e.g. the API's): asked before each
         repository's deep read; once it says so, the rest are compared on the fast path and the plan is
-        marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s)."""
+        marked incomplete with a note per Region (never a timeout: the API Gateway integration has 29 s).
+        A :class:`Deadline` is shared out between the Regions (:func:`region_share`), and bounds the reads
+        under way too (:meth:`Deadline.hard_seconds_left`)."""
         snapshot = self.desired.snapshot(warm_sets=False)
         secrets = self.read_secrets(snapshot)
         inputs, _ = self.read_desired(scope, snapshot=snapshot, secrets=secrets)
         observed: dict[str, ObservedRegion] = {}
         ownership: dict[str, Ownership] = {}
-        for region in inputs.regions:
+        for index, region in enumerate(inputs.regions):
+            budget = region_share(stop, len(inputs.regions) - index)
             observed[region], state = self.observe_region(
-                region, inputs.prefixes(region), deep=scope.deep_read, stop=stop, state=inputs.state_of(region)
+                region, inputs.prefixes(region), deep=scope.deep_read, stop=budget, state=inputs.state_of(region)
             )
             ownership[region] = state.status.ownership
         planned = plan_regions(
@@ -236,7 +274,37 @@ class PlanService:
             planned=planned.actions,
         )
         replicas = Plan(actions=(*self.replica_plan(snapshot, secrets, scope), *removals), unmanaged=tuple(kept))
-        return Plan.merge([planned, replicas, unread_plan(observed.values())])
+        forwarders = self.forwarder_plan(inputs, stop=stop)
+        return Plan.merge([planned, replicas, unread_plan(observed.values()), forwarders])
+
+    def forwarder_plan(self, inputs: DesiredByRegion, *, stop: Callable[[], bool] | None = None) -> Plan:
+        """The event forwarder actions of the Regions ``inputs`` covers; a Region whose forwarder cannot be read
+        gets a note (its rules are planned all the same).
+
+        ``stop`` (the plan's time budget, see :meth:`plan`) is asked before each Region's reads: once it says so,
+        the Regions left get a note instead (``DescribeRule`` and ``ListTargetsByRule`` under retries could
+        otherwise take the answer past API Gateway's 29 s) and the plan is incomplete."""
+        if self.forwarders is None:
+            return Plan()
+        wanted = forwarder_regions(inputs.named_regions, self.stack_region)
+        actions: list[PlannedAction] = []
+        notes: list[Note] = []
+        complete = True
+        for region in inputs.regions:
+            if region == self.stack_region:
+                continue
+            if stop is not None and stop():
+                notes.append(Note(region=region, prefix="", message=FORWARDER_UNREAD))
+                complete = False
+                continue
+            try:
+                action = self.forwarders.plan(region, wanted=region in wanted)
+            except EcrcacheError as exc:
+                notes.append(Note(region=region, prefix="", message=f"event forwarder not read: {exc.message}"))
+                continue
+            if action is not None:
+                actions.append(action)
+        return Plan(actions=tuple(actions), notes=tuple(notes), complete=complete)
 
     def read_secrets(self, snapshot: Snapshot) -> dict[str, CredentialSecret]:
         """Every credential's secret (``DescribeSecret``; none without a reader); a secret that cannot
@@ -277,14 +345,12 @@ class PlanService:
         home = self.status.read_region(self.stack_region)
         recorded = {home.status.region: home.status, **home.others}
         if not home.status.migrated:  # the former layout: every Region's statuses in a partition of their own
-            legacy: dict[str, dict[str, RuleStatus]] = defaultdict(dict)
-            for record in self.status.all_status():
-                legacy[record.region][record.prefix] = record.status
-            for region, statuses in legacy.items():
-                recorded.setdefault(region, RegionStatus(region=region, statuses=statuses, migrated=False))
+            recorded = self._with_legacy(recorded)
         reconciled = {region for region, found in recorded.items() if found.statuses} | replica_regions(
             secrets.values()
         )
+        if self.forwarders is not None:  # a Region keeps being reconciled until its forwarder is removed
+            reconciled |= {region for region, found in recorded.items() if found.forwarder is not None}
         regions = self.regions(snapshot, scope, reconciled)
         inputs = self.desired_rules(snapshot, regions, secrets=secrets, failures=failures or {}, recorded=recorded)
         inputs = replace(inputs, recorded=recorded, home=home)
@@ -295,13 +361,34 @@ class PlanService:
         ]
         return inputs, records
 
-    def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
-        """The stack's Region, every Region a rule names, and every Region with a rule status or a
-        secret replica (``reconciled``): a rule deleted from, or moved out of, its only Region is
-        retired there, and a replica no rule wants is removed once ECR there is read."""
-        named = {self.stack_region, *reconciled}
+    def _with_legacy(self, recorded: Mapping[str, RegionStatus]) -> dict[str, RegionStatus]:
+        """``recorded`` with what the former layout holds (rule statuses and forwarder records, each in a
+        partition of its own), read until the store is migrated; the current layout wins."""
+        merged = dict(recorded)
+        legacy: dict[str, dict[str, RuleStatus]] = defaultdict(dict)
+        for record in self.status.all_status():
+            legacy[record.region][record.prefix] = record.status
+        for region, statuses in legacy.items():
+            merged.setdefault(region, RegionStatus(region=region, statuses=statuses, migrated=False))
+        for found in self.status.forwarder_statuses():
+            region_status = merged.get(found.region) or RegionStatus(region=found.region, migrated=False)
+            if region_status.forwarder is None:
+                merged[found.region] = region_status.model_copy(update={"forwarder": found.status})
+        return merged
+
+    def named_in(self, snapshot: Snapshot) -> set[str]:
+        """Every Region a stored rule names, from the raw specs (the stack's for a rule naming none)."""
+        named: set[str] = set()
         for stored in snapshot.rules.values():
-            named.update(stored.spec.get("regions") or [])
+            regions = stored.spec.get("regions")
+            named.update(regions if isinstance(regions, list) and regions else [self.stack_region])
+        return {region for region in named if isinstance(region, str)}
+
+    def regions(self, snapshot: Snapshot, scope: Scope, reconciled: Iterable[str] = ()) -> list[str]:
+        """The stack's Region, every Region a rule names, and every Region with a rule status, a
+        secret replica or an event forwarder (``reconciled``): a rule deleted from, or moved out of, its only Region is
+        retired there, and a replica no rule wants is removed once ECR there is read."""
+        named = {self.stack_region, *reconciled, *self.named_in(snapshot)}
         if scope.regions is not None:
             named &= scope.regions
         return sorted(named)
@@ -347,6 +434,7 @@ class PlanService:
             tuple(regions),
             secrets=secrets,
             wanted_replicas=wanted,
+            named=frozenset(self.named_in(snapshot)),
         )
 
     def _credential(

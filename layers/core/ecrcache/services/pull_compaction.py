@@ -38,11 +38,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.pull_stats import fold
-from ecrcache.models.pull_stats import CompactionState, PullDelta
-from ecrcache.ports import PullCompactionStore, PullStatsStore
+
+if TYPE_CHECKING:
+    from ecrcache.models.pull_stats import CompactionState, PullDelta
+    from ecrcache.ports import PullCompactionStore, PullStatsStore
 
 __all__ = ["DEFAULT_INTERVAL", "CompactionOutcome", "PullCompaction"]
 

@@ -38,9 +38,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
 from ecrcache.engine.credential_errors import cache_action_errors
@@ -48,11 +48,17 @@ from ecrcache.engine.pull_stats import BridgeEvent, PullScope, fold, plus, rank,
 from ecrcache.errors import EcrcacheError, NotFoundError
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, SYNC_SUCCESS
-from ecrcache.models.pull_stats import CounterKey, DailyCounter, DropReason, Increment, PulledImage, PullsPage
+from ecrcache.models.pull_stats import CounterKey, DropReason, PullsPage
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import PullStatsStore
-from ecrcache.services.credential_health import CredentialMarks
-from ecrcache.services.pull_compaction import CompactionOutcome, PullCompaction
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+    from ecrcache.models.pull_stats import DailyCounter, Increment, PulledImage
+    from ecrcache.ports import PullStatsStore
+    from ecrcache.services.credential_health import CredentialMarks
+    from ecrcache.services.pull_compaction import CompactionOutcome, PullCompaction
 
 __all__ = ["BatchOutcome", "PullStatsService", "bridge_event"]
 

@@ -23,14 +23,13 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, Plan, PlannedAction
+from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
-from ecrcache.engine.role_path import ANY_ROLE_PATH
+from ecrcache.engine.role_path import ANY_ROLE
 from ecrcache.engine.status import (
     VALIDATE_AFTER,
-    Failure,
     RegionSummary,
     RunSummary,
     action_errors,
@@ -42,21 +41,24 @@ from ecrcache.engine.status import (
     unverified,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, ObservedRule, Ownership
-from ecrcache.models.status import (
-    ReconcileRun,
-    RegionStamp,
-    RuleStatus,
-    RuleStatusRecord,
-    RunTrigger,
-    same_status,
-)
+from ecrcache.models.observed import AppliedFingerprints
+from ecrcache.models.status import ReconcileRun, RegionStamp, RuleStatus, RunTrigger, same_status
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
-from ecrcache.services.plan import FAST_SCOPE, DesiredByRegion, PlanService, Scope
-from ecrcache.services.replicas import ReplicaOutcome, ReplicaPhases
-from ecrcache.services.rotation_schedules import RotationSchedules
+from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope
+from ecrcache.services.replicas import ReplicaPhases
 from ecrcache.services.rule_statuses import RuleStatusRecorder, StatusChanges
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
+    from ecrcache.engine.role_path import RoleScope
+    from ecrcache.engine.status import Failure
+    from ecrcache.models.observed import ObservedRegion, ObservedRule, Ownership
+    from ecrcache.models.status import ForwarderStatus, RuleStatusRecord
+    from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
+    from ecrcache.services.forwarders import ForwarderPhase
+    from ecrcache.services.plan import DesiredByRegion
+    from ecrcache.services.replicas import ReplicaOutcome
+    from ecrcache.services.rotation_schedules import RotationSchedules
 
 LEASE_SECONDS = 300
 _EVENT_TRIGGERS = frozenset({RunTrigger.STREAM, RunTrigger.CLOUDTRAIL, RunTrigger.CACHE_EVENT})
@@ -136,14 +138,17 @@ class ReconcileService:
         replicas: SecretReplicator | None = None,
         sleep: Callable[[float], None] = time.sleep,
         schedules: RotationSchedules | None = None,
-        role_path: str = ANY_ROLE_PATH,
+        role_path: RoleScope = ANY_ROLE,
         events: StateEventPublisher | None = None,
+        forwarders: ForwarderPhase | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
         ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
         stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it);
-        ``events`` announces rules' condition changes on the default bus (``None``: not at all)."""
+        ``events`` announces rules' condition changes on the default bus (``None``: not at all); ``forwarders``
+        keeps an event forwarder in every other Region a rule names (``None``: none, :mod:`.forwarders`)."""
+        self.forwarders = forwarders
         self.schedules = schedules
         self.events = events
         self.desired = desired
@@ -160,6 +165,7 @@ class ReconcileService:
             warmer_role_arn=warmer_role_arn,
             secrets=replicas,
             role_path=role_path,
+            forwarders=forwarders.planner if forwarders is not None else None,
         )
         self.replicas = (
             None
@@ -184,6 +190,8 @@ class ReconcileService:
         log.errors[:0] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
         for region in inputs.regions:
             self._run_region(region, inputs, scope=scope, run=run, log=log)
+        if scope.deep and scope.regions is None:
+            self._sweep_forwarders(inputs, run.run_id, log)
         if self.replicas is not None:
             log.add_replicas(self.replicas.remove(inputs, log.rules, run_id=run.run_id))
         if self.schedules is not None and trigger not in _ECR_EVENT_TRIGGERS:
@@ -260,6 +268,14 @@ class ReconcileService:
             return
         self._started(run, log)
         try:
+            self._run_region_ecr(region, inputs, scope=scope, run_id=run_id, log=log)
+            self._converge_forwarder(region, inputs, run_id, log)
+        finally:
+            self.status.release_lease(region, run_id)
+
+    def _run_region_ecr(self, region: str, inputs: DesiredByRegion, *, scope: Scope, run_id: str, log: _RunLog) -> None:
+        """The Region's ECR work (the caller holds its lease); a whole Region's failure is recorded on its rules."""
+        try:
             outcome, left = self._reconcile_region(region, inputs, scope, run_id)
         except EcrcacheError as exc:
             log.errors.append(f"{region}: {exc.message}")
@@ -269,8 +285,6 @@ class ReconcileService:
                 region, inputs.desired_in(region), exc, run_id, revision=inputs.revision
             )
             return
-        finally:
-            self.status.release_lease(region, run_id)
         log.errors.extend(action_errors(region, outcome.failures))
         log.regions.append(outcome.summary(left))
         log.rules[region] = outcome.rules
@@ -315,6 +329,8 @@ class ReconcileService:
         }
         if any(not same_status(recorded.get(prefix), status) for prefix, status in statuses.items()):
             return False
+        if not self._forwarder_quiet(region, inputs, state.status.forwarder):
+            return False
         changes = StatusChanges(region, run_id)
         for prefix, status in statuses.items():
             changes.add(prefix, status, status)
@@ -324,6 +340,23 @@ class ReconcileService:
         if desired:  # the stamp only moves forward: a run that reconciled the Region meanwhile keeps its own
             log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
         return True
+
+    def _forwarder_quiet(self, region: str, inputs: DesiredByRegion, record: ForwarderStatus | None) -> bool:
+        """Whether the Region's event forwarder needs nothing either (the quiet path's last check, after the
+        rules'): none is kept in the stack's Region; a Region that wants none and has no record has nothing made
+        there to keep or remove (a forwarder left without a record is the deep run's sweep's); otherwise it is
+        quiet only when it wants one, its record says Synced and EventBridge holds it as planned
+        (``DescribeRule`` + ``ListTargetsByRule``, reads only, no lease). Anything else (no record, a failed or
+        creating record, a forwarder to remove, drift) sends the Region to its lease, where it is converged.
+        The record is not rewritten on this path (its ``last_reconciled_at`` stays the last converging run's)."""
+        if self.forwarders is None or region == self.stack_region:
+            return True
+        wanted = region in inputs.named_regions
+        if not wanted and record is None:
+            return True
+        if not wanted or record is None or not record.synced:
+            return False
+        return self.forwarders.planner.plan(region, wanted=True) is None
 
     def _plan_region(
         self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership
@@ -336,6 +369,36 @@ class ReconcileService:
             warmer_role=self.planner.warmer_role_arn,
             role_path=self.planner.role_path,
         )
+
+    def _converge_forwarder(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
+        """The Region's event forwarder (none in the stack's Region), after its ECR work whatever became of it; a
+        failure is recorded on its status and in the run, never raised (:mod:`.forwarders`)."""
+        if self.forwarders is None or region == self.stack_region:
+            return
+        try:  # read again under the lease: another run may have changed it since this run's first read
+            current = self.status.region_status(region).forwarder
+        except EcrcacheError as exc:
+            log.errors.append(f"{region}: event forwarder not reconciled: {exc.message}")
+            return
+        wanted = region in inputs.named_regions
+        outcome = self.forwarders.converge(region, wanted=wanted, run_id=run_id, current=current)
+        log.errors.extend(outcome.errors)
+        if outcome.summary is not None:
+            log.regions.append(outcome.summary)
+
+    def _sweep_forwarders(self, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
+        """Deep runs over every Region: a forwarding rule found in a Region the run did not visit (no rule names it,
+        no record remembers it) is deleted, under that Region's lease (:meth:`ForwarderPhase.strays`)."""
+        found, errors = self.forwarders.strays(inputs.regions) if self.forwarders else ([], [])
+        log.errors.extend(errors)
+        for region in found:
+            if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
+                log.busy.append(region)
+                continue
+            try:
+                self._converge_forwarder(region, inputs, run_id, log)  # not named: deleted
+            finally:
+                self.status.release_lease(region, run_id)
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""

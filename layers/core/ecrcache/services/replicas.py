@@ -23,16 +23,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
 from ecrcache.engine.replicas import CredentialSecret, plan_replica_removals
 from ecrcache.engine.status import RegionSummary
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.observed import ObservedRule
 from ecrcache.observability import logger
-from ecrcache.ports import SecretReplicator, StatusStore
-from ecrcache.services.plan import DesiredByRegion, Secrets
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import ActionKind, ActionResult, PlannedAction
+    from ecrcache.models.observed import ObservedRule
+    from ecrcache.ports import SecretReplicator, StatusStore
+    from ecrcache.services.plan import DesiredByRegion, Secrets
 
 __all__ = ["WAIT_SECONDS", "ReplicaOutcome", "ReplicaPhases"]
 

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.errors import EcrcacheError, RetryableError, TerminalError
 from ecrcache.models.credential import UpstreamLogin
@@ -78,20 +78,26 @@ from ecrcache.models.rotation import (
     AWSPENDING,
     AWSPREVIOUS,
     GuardRefused,
-    RotationEvent,
     RotationKey,
     RotationOutcome,
     RotationStep,
-    SecretVersions,
     StepStatus,
     guard,
     staged_label,
 )
-from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
+from ecrcache.models.upstream_probe import ProbeStatus
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
-from ecrcache.services.credential_checks import NoProbeTarget, RuleValidation, probe_targets, refusal, validate_rules
-from ecrcache.services.rotation_health import RotationHealth
+from ecrcache.services.credential_checks import NoProbeTarget, probe_targets, refusal, validate_rules
+
+if TYPE_CHECKING:
+    from ecrcache.models.rotation import (
+        RotationEvent,
+        SecretVersions,
+    )
+    from ecrcache.models.upstream_probe import ProbeTarget
+    from ecrcache.ports import EcrRuleChecker, RotationSecrets, RotationStore, StateStore, UpstreamProbe
+    from ecrcache.services.credential_checks import RuleValidation
+    from ecrcache.services.rotation_health import RotationHealth
 
 __all__ = ["RotationFailed", "RotationService"]
 

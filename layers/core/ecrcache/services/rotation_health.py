@@ -28,18 +28,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.credential_errors import CredentialError
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import UpstreamLogin
 from ecrcache.models.credential_health import CredentialHealth, HealthState
-from ecrcache.models.rotation import RotationKey, RotationOutcome, RotationStep
-from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget
+from ecrcache.models.rotation import RotationOutcome, RotationStep
+from ecrcache.models.upstream_probe import ProbeStatus
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import CredentialHealthStore, HealthNotifier, RotationSecrets, UpstreamProbe
 from ecrcache.services.credential_checks import refusal
 from ecrcache.services.credential_health import CredentialMarks
+
+if TYPE_CHECKING:
+    from ecrcache.models.rotation import RotationKey
+    from ecrcache.models.upstream_probe import ProbeResult, ProbeTarget
+    from ecrcache.ports import CredentialHealthStore, HealthNotifier, RotationSecrets, UpstreamProbe
 
 __all__ = ["ROTATED", "RotationHealth"]
 

@@ -18,14 +18,18 @@ never do it at once. With a ``sweeper``, each secret read is also swept of an ab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.rotation_schedule import ObservedRotation, ScheduleAction, ScheduleChange, plan_schedules
+from ecrcache.engine.rotation_schedule import ScheduleChange, plan_schedules
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import CredentialSpec, secret_name
-from ecrcache.models.records import Snapshot
 from ecrcache.observability import logger
-from ecrcache.ports import RotationScheduler
-from ecrcache.services.rotation_sweeper import RotationSweeper
+
+if TYPE_CHECKING:
+    from ecrcache.engine.rotation_schedule import ObservedRotation, ScheduleAction
+    from ecrcache.models.records import Snapshot
+    from ecrcache.ports import RotationScheduler
+    from ecrcache.services.rotation_sweeper import RotationSweeper
 
 __all__ = ["RotationSchedules", "ScheduleOutcome"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.rotation import (
@@ -38,12 +38,16 @@ from ecrcache.models.rotation import (
     STAGED_LABEL_PREFIX,
     RotationKey,
     RotationOutcome,
-    RotationRecord,
-    SecretVersions,
     rotation_in_progress,
 )
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import RotationScheduler, RotationStore
+
+if TYPE_CHECKING:
+    from ecrcache.models.rotation import (
+        RotationRecord,
+        SecretVersions,
+    )
+    from ecrcache.ports import RotationScheduler, RotationStore
 
 __all__ = ["ABANDON_AFTER", "RotationSweeper", "Swept"]
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pydantic import SecretStr
 
 from ecrcache.errors import ConflictError, EcrcacheError, NotFoundError, RetryableError
-from ecrcache.models.credential import CredentialSpec, RotationRequest, secret_name
+from ecrcache.models.credential import CredentialSpec, secret_name
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rotation import (
     AWSPENDING,
@@ -49,8 +49,11 @@ from ecrcache.models.rotation import (
     staged_label,
 )
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import RotationStarter, RotationStore, StateStore
 from ecrcache.services.rotation_sweeper import ABANDON_AFTER
+
+if TYPE_CHECKING:
+    from ecrcache.models.credential import RotationRequest
+    from ecrcache.ports import RotationStarter, RotationStore, StateStore
 
 __all__ = ["LIST_LIMIT", "RotationsService"]
 

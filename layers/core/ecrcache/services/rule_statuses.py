@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ecrcache.engine.plan import Plan
-from ecrcache.engine.state_events import StateEvent, rule_condition_events
+from ecrcache.engine.state_events import rule_condition_events
 from ecrcache.engine.status import (
-    Failure,
-    RuleFindings,
     Validation,
     deleting_status,
     forgettable,
@@ -27,12 +24,21 @@ from ecrcache.engine.status import (
     validation_observation,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
-from ecrcache.models.observed import DesiredRule, ObservedRegion
-from ecrcache.models.status import ConditionType, RegionStatus, RuleStatus, UpstreamHealth, same_status
+from ecrcache.models.status import ConditionType, RuleStatus, same_status
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import EcrRegistry, StateEventPublisher, StatusStore
-from ecrcache.services.plan import DesiredByRegion
 from ecrcache.services.state_events import announce
+
+if TYPE_CHECKING:
+    from ecrcache.engine.plan import Plan
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.engine.status import (
+        Failure,
+        RuleFindings,
+    )
+    from ecrcache.models.observed import DesiredRule, ObservedRegion
+    from ecrcache.models.status import RegionStatus, UpstreamHealth
+    from ecrcache.ports import EcrRegistry, StateEventPublisher, StatusStore
+    from ecrcache.services.plan import DesiredByRegion
 
 __all__ = ["RegionResults", "RuleStatusRecorder", "StatusChanges"]
 

@@ -26,16 +26,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecrcache.errors import ConflictError, EcrcacheError, FieldError
 from ecrcache.models.credential import secret_name
-from ecrcache.models.observed import ObservedRule
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import DeletionPolicy
 from ecrcache.models.secret_replica import region_of, replica_arn
-from ecrcache.ports import EcrReader, SecretStore, StateStore, StatusStore
 from ecrcache.services.plan import deleted_spec
+
+if TYPE_CHECKING:
+    from ecrcache.models.observed import ObservedRule
+    from ecrcache.ports import EcrReader, SecretStore, StateStore, StatusStore
 
 __all__ = ["EcrSecretUsers", "SecretUse", "UseKind", "still_used_conflict"]
 

@@ -8,19 +8,23 @@ reason to fail -- and so to retry -- the run that made the change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.state_events import StateEvent
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import StateEventPublisher
+
+if TYPE_CHECKING:
+    from ecrcache.engine.state_events import StateEvent
+    from ecrcache.ports import StateEventPublisher
 
 __all__ = ["announce"]
 
 
-def announce(publisher: StateEventPublisher | None, events: Sequence[StateEvent]) -> None:
-    """Send ``events`` (none: nothing is called); a failure is logged and counted, not raised."""
+def announce(publisher: StateEventPublisher | None, events: Sequence[StateEvent]) -> bool:
+    """Send ``events`` (none: nothing is called); a failure is logged and counted, not raised. ``False`` only when
+    they could not be sent (a caller that would send them again later may)."""
     if publisher is None or not events:
-        return
+        return True
     try:
         publisher.publish(events)
     except EcrcacheError as exc:
@@ -29,5 +33,6 @@ def announce(publisher: StateEventPublisher | None, events: Sequence[StateEvent]
             "state-change events not sent",
             extra={"detail_types": sorted({e.detail_type for e in events}), "error": exc.message},
         )
-        return
+        return False
     metrics.add_metric(name="StateEventsSent", unit="Count", value=len(events))
+    return True

@@ -14,11 +14,15 @@ The same event twice records the same health (and the reconciler's handler is id
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ecrcache.engine.status import UpstreamObservation, owning_prefix, upstream_health
+from ecrcache.engine.status import owning_prefix, upstream_health
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.observability import logger, metrics
-from ecrcache.ports import StatusStore
+
+if TYPE_CHECKING:
+    from ecrcache.engine.status import UpstreamObservation
+    from ecrcache.ports import StatusStore
 
 __all__ = ["CacheAction", "UpstreamHealthService", "UpstreamRecorded"]
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmRun, WarmTask, run_deadline
-from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import StateEventPublisher, WarmRunStore
-from ecrcache.services.state_events import announce
+from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, run_deadline
+from ecrcache.observability import logger, metrics
+from ecrcache.services.warm_finished import announce_finished
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_run import WarmRun, WarmTask
+    from ecrcache.ports import StateEventPublisher, WarmRunStore
 
 __all__ = ["OVERDUE_PER_TICK", "OverdueRuns", "lost_outcome"]
 
@@ -94,17 +96,27 @@ class OverdueRuns:
         return settled, failed
 
     def settle_run(self, run: WarmRun, now: datetime) -> dict[str, Any]:
-        """One overdue run: its lost images recorded and the run finished, or failed as never planned."""
+        """One overdue run: its lost images recorded and the run finished, or failed as never planned; or a finished
+        run whose announcement was lost (its finisher stopped before it): announced now."""
+        if run.finished_at is not None:
+            announce_finished(self.runs, self.events, run)
+            return {"run_id": run.run_id, "warm_set": run.warm_set, "announced": True}
         deadline = run_deadline(run)
         pending = self.runs.pending_tasks(run.run_id)
         if pending is None:
             after = self.runs.fail_unplanned(run.warm_set, run.run_id, message=never_planned(deadline), at=now)
+            finished_here = after is not None  # written only if it was unfinished: this call finished it
             lost = 0
         else:
             outcomes = [lost_outcome(t, deadline=deadline, now=now) for t in pending]
-            lost = len(self.runs.record_outcomes(run.run_id, run.warm_set, outcomes).keys) if outcomes else 0
+            recorded = self.runs.record_outcomes(run.run_id, run.warm_set, outcomes) if outcomes else None
+            lost = len(recorded.keys) if recorded is not None else 0
             # ``force``: every image has an outcome now; a run whose counts disagree is finished all the same.
-            after = self.runs.finish_if_done(run.warm_set, run.run_id, at=now, force=True)
+            finish = self.runs.finish_if_done(run.warm_set, run.run_id, at=now, force=True)
+            after = finish.run
+            # Finished by this sweep (recording the last lost image, or forced): a worker that finished it first
+            # has counted and announced it.
+            finished_here = finish.finished or (recorded is not None and recorded.finished)
         summary = {
             "run_id": run.run_id,
             "warm_set": run.warm_set,
@@ -116,7 +128,6 @@ class OverdueRuns:
         metrics.add_metric(name="WarmRunsOverdue", unit="Count", value=1)
         metrics.add_metric(name="WarmImagesLost", unit="Count", value=lost)
         logger.warning("a warm run was settled at its deadline", extra=summary)
-        if after is not None and (finished := warm_run_finished(after)) is not None:
-            count_by("WarmRunsFinished", dimension="status", value=after.status.value, count=1)
-            announce(self.events, [finished])
+        if finished_here:  # a worker that finished it first announces it (or the next tick does)
+            announce_finished(self.runs, self.events, after)
         return summary

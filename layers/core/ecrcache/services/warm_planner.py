@@ -30,11 +30,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ecrcache.engine.state_events import warm_run_finished
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
@@ -57,27 +56,33 @@ from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
     RUN_DEADLINE,
     FailureClass,
-    ImageOutcome,
     Outcome,
     RunStatus,
     RunTrigger,
     WarmRun,
-    WarmTask,
 )
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import (
     BucketLimit,
-    PullStats,
-    StateEventPublisher,
-    StateStore,
-    UpstreamBudget,
-    UpstreamTags,
-    WarmQueue,
-    WarmRunStore,
 )
-from ecrcache.services.state_events import announce
+from ecrcache.services.warm_finished import announce_finished
 from ecrcache.services.warm_overdue import OverdueRuns
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_run import (
+        ImageOutcome,
+        WarmTask,
+    )
+    from ecrcache.ports import (
+        PullStats,
+        StateEventPublisher,
+        StateStore,
+        UpstreamBudget,
+        UpstreamTags,
+        WarmQueue,
+        WarmRunStore,
+    )
 
 TAG_LIST_REQUESTS: Final = 10
 """Requests one pattern's tag listing may take (pages of up to 1,000 tags each)."""
@@ -254,9 +259,7 @@ class WarmPlannerService:
                 self.budget.refund(upstream.bucket, reserved, limit=upstream.limit, now=now)
             return self._resend(request) or {"run_id": request.run_id, "resent": False}
         self.queue.send(tasks)
-        if (finished := warm_run_finished(run)) is not None:  # nothing left for the worker: finished here
-            count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
-            announce(self.events, [finished])
+        announce_finished(self.runs, self.events, run)  # nothing left for the worker: finished here
         metrics.add_metric(name="WarmRunsPlanned", unit="Count", value=1)
         metrics.add_metric(name="WarmTasksSent", unit="Count", value=len(tasks))
         logger.info("warm run planned", extra=_summary(run, sent=len(tasks)))

@@ -16,13 +16,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ecrcache.errors import NotFoundError
 from ecrcache.models.records import ResourceKind
-from ecrcache.models.warm_run import RUN_DEADLINE, ImageOutcome, Outcome, RunTrigger, WarmRun
+from ecrcache.models.warm_run import RUN_DEADLINE, Outcome, RunTrigger, WarmRun
 from ecrcache.observability import metrics
-from ecrcache.ports import StateStore, WarmRunStore
+
+if TYPE_CHECKING:
+    from ecrcache.models.warm_run import ImageOutcome
+    from ecrcache.ports import StateStore, WarmRunStore
 
 IMAGES_MAX: Final = 500
 """Image outcomes one answer carries (about 1 KB each at most: a few hundred KB, far below 6 MB)."""

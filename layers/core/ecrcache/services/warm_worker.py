@@ -5,7 +5,10 @@
 1. **Once per image and run.** SQS delivers at least once: a task whose image already has an outcome in
    its run (:meth:`~ecrcache.ports.WarmRunStore.outcome`) is answered with it, nothing is pulled or
    counted again. The run is finished if it is done (:meth:`~ecrcache.ports.WarmRunStore.finish_if_done`):
-   the earlier delivery may have recorded the last image and then failed to finish the run.
+   the earlier delivery may have recorded the last image and then failed to finish the run. A finished run
+   not announced yet is announced, then flagged; only the call whose flag write succeeded counts
+   ``WarmRunsFinished`` (:mod:`ecrcache.services.warm_finished`: at least once for the event, exactly once for
+   the metric; a redelivery completes an announcement its finisher did not make).
 2. **Budget first.** An upstream that answered 429 (to this run or another) is blocked until its
    window resets (:meth:`~ecrcache.ports.UpstreamBudget.blocked_until`): the image is ``skipped`` with
    class ``rate_limit`` and ECR is not called. An image verified since the run was planned (a concurrent
@@ -38,25 +41,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ecrcache.engine.credential_errors import CredentialError, warm_error
-from ecrcache.engine.state_events import warm_run_finished
+from ecrcache.engine.credential_errors import warm_error
 from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.warm_run import (
     FailureClass,
-    ImageOutcome,
     Outcome,
-    WarmRun,
     WarmTask,
 )
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import BucketLimit, StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
-from ecrcache.services.credential_health import CredentialMarks
-from ecrcache.services.state_events import announce
+from ecrcache.ports import BucketLimit
+from ecrcache.services.warm_finished import announce_finished
+
+if TYPE_CHECKING:
+    from ecrcache.engine.credential_errors import CredentialError
+    from ecrcache.models.warm_run import (
+        ImageOutcome,
+        WarmRun,
+    )
+    from ecrcache.ports import RecordedOutcomes, StateEventPublisher, UpstreamBudget, WarmEcr, WarmRunStore
+    from ecrcache.services.credential_health import CredentialMarks
 
 __all__ = ["WarmWorkerService", "task_from_body", "task_limit"]
 
@@ -136,18 +145,16 @@ class WarmWorkerService:
         _observe(task, outcome)
         if (error := warm_error(task, outcome)) is not None:
             self.credential_errors.append(error)
-        self._finished(result.run)
+        self._finished(result)
         return outcome
 
-    def _finished(self, run: WarmRun | None) -> None:
-        """A run the last outcome finished: logged, counted by status, announced (at least once: a redelivered
-        last task announces it again; consumers tell the runs apart by ``run_id``)."""
-        event = None if run is None else warm_run_finished(run)
-        if run is None or event is None:
-            return
-        _log_finished(run)
-        count_by("WarmRunsFinished", dimension="status", value=run.status.value, count=1)
-        announce(self.events, [event])
+    def _finished(self, result: RecordedOutcomes) -> None:
+        """A finished run not announced yet: announced, flagged, and counted by the call whose flag write succeeded
+        (:mod:`ecrcache.services.warm_finished`). A redelivered task of a run whose finisher died before announcing
+        it completes the announcement; the run is logged by the call that finished it."""
+        if result.run is not None and result.finished:
+            _log_finished(result.run)
+        announce_finished(self.store, self.events, result.run)
 
     def flush_marks(self) -> int:
         """Mark the credentials the batch's warms failed on ``Invalid`` (one write per credential, after the batch:

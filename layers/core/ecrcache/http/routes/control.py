@@ -11,12 +11,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.plan import Plan
 from ecrcache.errors import NotFoundError, invalid
 from ecrcache.http.common import caller_arn, json_response, path_name
 from ecrcache.http.errors import responses
 from ecrcache.http.routes.rules import prefix_param
 from ecrcache.models.common import AwsRegion, check_region_in_partition
+from ecrcache.models.forwarder import ForwarderStatusRecord
 from ecrcache.models.status import ReconcileRun, RuleStatusRecord, RunStatus, RunTrigger
 from ecrcache.models.warm_run import WarmRun
 from ecrcache.ports import StatusStore
@@ -73,6 +75,12 @@ class StatusResponse(BaseModel):
     warm_sets: list[WarmSetLastRun] = Field(
         default_factory=list, description="Every warm set with its last run (per image: /v1/warm-sets/{name}/status)."
     )
+    forwarders: list[ForwarderStatusRecord] = Field(
+        default_factory=list,
+        description=(
+            "The event forwarder of each other Region rules name (or named, until it is removed): Synced, or why not."
+        ),
+    )
 
 
 class RuleStatusResponse(BaseModel):
@@ -127,18 +135,27 @@ def _register_plan(app: APIGatewayRestResolver, planner: PlanService) -> None:
 
 
 DEEP_READ_MARGIN_MS: Final = 10_000
-"""Time a deep plan keeps in hand when it stops reading repositories deeply: the reads under way, the
-planning and the response, and the function's cold start, which API Gateway's 29-second integration
-timeout counts but the Lambda's remaining time does not (the function's own timeout is 29 s)."""
+"""Time a deep plan keeps in hand when it stops starting repository reads: the reads under way, the planning
+and the response, and the function's cold start, which API Gateway's 29-second integration timeout counts but
+the Lambda's remaining time does not (the function's own timeout is 29 s)."""
+
+DEEP_READ_HARD_MARGIN_MS: Final = 5_000
+"""Time left when the reads still under way are abandoned (listed as not read): the planning, the response and
+the cold start. Between the two margins a read started before the first may finish (a few calls normally; a
+throttled one under botocore's retries would not)."""
 
 
-def deep_read_budget(context: Any) -> Callable[[], bool] | None:
-    """``stop`` for a deep plan: True once the invocation has less than :data:`DEEP_READ_MARGIN_MS` left
-    (``None`` without a Lambda context, e.g. a resolver called outside Lambda: no budget)."""
+def deep_read_budget(context: Any) -> Deadline | None:
+    """The :class:`Deadline` of a deep plan: no repository read starts with less than :data:`DEEP_READ_MARGIN_MS`
+    left of the invocation, and the reads under way are abandoned at :data:`DEEP_READ_HARD_MARGIN_MS` (``None``
+    without a Lambda context, e.g. a resolver called outside Lambda: no budget)."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return lambda: bool(remaining() < DEEP_READ_MARGIN_MS)
+    return Deadline(
+        lambda: (float(remaining()) - DEEP_READ_MARGIN_MS) / 1000,
+        grace=(DEEP_READ_MARGIN_MS - DEEP_READ_HARD_MARGIN_MS) / 1000,
+    )
 
 
 def _plan_region(region: str, stack_region: str) -> str:
@@ -218,6 +235,7 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, 
             rules=status.all_status(),
             runs=status.latest_runs(runs) if runs else [],
             warm_sets=[WarmSetLastRun(warm_set=w.warm_set, run=w.run) for w in warm.latest()],
+            forwarders=status.forwarder_statuses(),
         )
 
     @app.get(
@@ -234,4 +252,4 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, 
         return RuleStatusResponse(prefix=name, regions=records)
 
 
-__all__ = ["DEEP_READ_MARGIN_MS", "deep_read_budget", "register"]
+__all__ = ["DEEP_READ_HARD_MARGIN_MS", "DEEP_READ_MARGIN_MS", "deep_read_budget", "register"]

@@ -1,0 +1,78 @@
+"""A cold start imports only what the function's invocations need (issue 13: cold start).
+
+Each handler module is imported in a fresh interpreter, in its directory and with the environment the cold-start
+benchmark gives it (``bench.cold_start.child_env``: Lambda's variables, the Tracer enabled), and the modules it
+loaded are checked against what was made lazy: annotation-only imports sit under ``TYPE_CHECKING``, the ECR
+adapter is imported on first use by the functions that reach ECR only on some invocations, and the upstream
+failure classification (``ecrcache.engine.upstream_reasons``) is apart from the status engine's plan and rule
+models, and the API's OpenAPI description is made on its first request. No timing here (``bench/cold_start.py``
+measures): which modules, not how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Final
+
+import pytest
+
+from bench.cold_start import FUNCTIONS, child_env
+
+pytestmark = pytest.mark.contract
+
+RULE_MODELS: Final = (
+    "ecrcache.engine.plan",
+    "ecrcache.engine.status",
+    "ecrcache.models.observed",
+    "ecrcache.models.rule",
+    "ecrcache.models.lifecycle",
+)
+"""The status engine and the rule models it brings: only the reconciler and the API (plan, rules) need them."""
+ECR_ADAPTER: Final = ("ecrcache.adapters.ecr_registry", "ecrcache.engine.essence")
+"""The ECR adapter (and the rule essence it compares with): imported on first use where not every invocation reads
+ECR."""
+WARM_INPUTS: Final = ("ecrcache.models.warm_inputs",)
+"""The warm planner's inputs: every handler imported them through ``ecrcache.ports``, for annotations only."""
+OPENAPI_MODELS: Final = ("aws_lambda_powertools.event_handler.openapi.models",)
+"""Powertools' OpenAPI models: only the API's description (``/v1/openapi.json``, ``/v1/docs``) uses them, imported on
+first use; the requests' validation does not."""
+
+NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
+    "api": (
+        *WARM_INPUTS,
+        *ECR_ADAPTER[:1],
+        "ecrcache.services.credential_health",
+        "ecrcache.engine.warm_pull",
+        *OPENAPI_MODELS,
+    ),
+    "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports"),
+    "rotator": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "warm_planner": (*RULE_MODELS[:3], "ecrcache.services.credential_health", *ECR_ADAPTER),
+    "warm_worker": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+}
+PROBE: Final = "import json, sys\nimport app\nprint(json.dumps(sorted(sys.modules)))"
+
+
+def test_every_function_is_checked() -> None:
+    assert sorted(NOT_IMPORTED) == sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
+def test_a_handler_module_does_not_import_what_was_made_lazy(name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=FUNCTIONS / name,
+        env=child_env(FUNCTIONS / name),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "ecrcache.services" in loaded  # the probe imported the handler, which imported the layer
+    assert sorted(m for m in NOT_IMPORTED[name] if m in loaded) == []
