@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from ecrcache.engine.plan import OwnedKind
 from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord
 from ecrcache.models.observed import AppliedFingerprints, Ownership
+from ecrcache.models.region_records import RegionState, RegionStatus
 from ecrcache.models.status import (
     ReconcileRun,
     RegionStamp,
-    RegionState,
-    RegionStatus,
     RuleStatus,
     RuleStatusRecord,
     UpstreamHealth,

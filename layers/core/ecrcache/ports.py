@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         PullEvent,
     )
     from ecrcache.models.records import HistoryEntry, Page, ResourceKind, Snapshot, StoredResource, Write
+    from ecrcache.models.region_records import RegionState, RegionStatus
     from ecrcache.models.rotation import (
         RotationKey,
         RotationOutcome,
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from ecrcache.models.status import (
         ReconcileRun,
         RegionStamp,
-        RegionState,
-        RegionStatus,
         RuleStatus,
         RuleStatusRecord,
         UpstreamHealth,

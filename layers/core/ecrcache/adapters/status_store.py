@@ -78,14 +78,13 @@ from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
+from ecrcache.models.region_records import RegionState, RegionStatus
 from ecrcache.models.status import (
     REQUEST_PARTITION,
     ForwarderStatus,
     ForwarderStatusRecord,
     ReconcileRun,
     RegionStamp,
-    RegionState,
-    RegionStatus,
     RuleStatus,
     RuleStatusRecord,
     UpstreamHealth,

@@ -31,8 +31,6 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
-from ecrcache.models.observed import AppliedFingerprints, Ownership
-
 __all__ = [
     "MAX_HEALTH_BYTES",
     "MAX_MESSAGE_LENGTH",
@@ -47,8 +45,6 @@ __all__ = [
     "ReconcileRequest",
     "ReconcileRun",
     "RegionStamp",
-    "RegionState",
-    "RegionStatus",
     "RuleStatus",
     "RuleStatusRecord",
     "RuleValidation",
@@ -325,33 +321,6 @@ class ForwarderStatusRecord(_Frozen):
 
     region: str
     status: ForwarderStatus
-
-
-class RegionStatus(_Frozen):
-    """What the store holds for one Region: its rules' statuses (upstream health and the Region's stamp
-    put back), what ecrcache owns there, the item's ``version`` (0: none yet; a status write is conditioned
-    on the version read) and the last run's stamp."""
-
-    region: str
-    statuses: Mapping[str, RuleStatus] = Field(default_factory=dict)
-    ownership: Ownership = Ownership()
-    version: int = 0
-    stamp: RegionStamp | None = None
-    forwarder: ForwarderStatus | None = None
-    """The Region's event forwarder record (its ``fwd`` attribute): present while one may exist there, so the
-    Region keeps being reconciled until it is gone (:mod:`ecrcache.services.forwarders`)."""
-    migrated: bool = True
-    """False until the store's former layout has been migrated (for every Region at once): the statuses and
-    ownership were then read from both layouts, merged (the current one wins)."""
-
-
-class RegionState(_Frozen):
-    """One read of a Region's records: its :class:`RegionStatus`, the applied fingerprints of its repositories
-    and, read with the stack Region's, the other Regions' statuses (their items share its partition)."""
-
-    status: RegionStatus
-    applied: Mapping[str, AppliedFingerprints] = Field(default_factory=dict)
-    others: Mapping[str, RegionStatus] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------

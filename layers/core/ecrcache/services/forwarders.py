@@ -115,6 +115,51 @@ class ForwarderPhase:
         errors = [answer for answer in answers if isinstance(answer, str)]
         return found, errors
 
+    def in_sync(self, region: str, *, wanted: bool, record: ForwarderStatus | None) -> bool:
+        """Whether the Region's forwarder needs nothing (a reconcile's quiet path: no lease, no write).
+
+        None is kept in the stack's Region; a Region that wants none and has no record has nothing made there to
+        keep or remove (a forwarder left without a record is the deep run's sweep's, :meth:`strays`). Otherwise
+        it is in sync only when it wants one, its record says Synced, and EventBridge holds it as planned
+        (``DescribeRule`` + ``ListTargetsByRule``: reads only). Anything else (no record, a failed or
+        ``Creating`` record, a forwarder to remove, drift) sends the Region to its lease, where it is
+        converged. The record is not rewritten when in sync (its ``last_reconciled_at`` stays the one of the
+        last run that converged it). Raises :class:`EcrcacheError` when EventBridge cannot be read."""
+        if region == self.forwarding.home_region or (not wanted and record is None):
+            return True
+        if not wanted or record is None or not record.synced:
+            return False
+        return self.planner.plan(region, wanted=True) is None
+
+    def converge_recorded(self, region: str, *, wanted: bool, run_id: str) -> ForwarderOutcome:
+        """:meth:`converge` from the Region's record as it is now (read under the lease: another run may have
+        changed it since this run's first read); nothing in the stack's Region. Never raises."""
+        if region == self.forwarding.home_region:
+            return ForwarderOutcome()
+        try:
+            current = self.status.region_status(region).forwarder
+        except EcrcacheError as exc:
+            return ForwarderOutcome(errors=[f"{region}: event forwarder not reconciled: {exc.message}"])
+        return self.converge(region, wanted=wanted, run_id=run_id, current=current)
+
+    def sweep_strays(
+        self, visited: Collection[str], run_id: str, *, lease_seconds: int
+    ) -> tuple[list[ForwarderOutcome], list[str]]:
+        """Deletes the forwarders :meth:`strays` finds (no rule names their Region), each under its Region's
+        lease; the outcomes (the sweep's errors among them) and the Regions whose lease another run held."""
+        found, errors = self.strays(visited)
+        outcomes = [ForwarderOutcome(errors=errors)]
+        busy: list[str] = []
+        for region in found:
+            if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=lease_seconds):
+                busy.append(region)
+                continue
+            try:
+                outcomes.append(self.converge_recorded(region, wanted=False, run_id=run_id))
+            finally:
+                self.status.release_lease(region, run_id)
+        return outcomes, busy
+
     def converge(self, region: str, *, wanted: bool, run_id: str, current: ForwarderStatus | None) -> ForwarderOutcome:
         """Plan, apply, verify; record the outcome on the Region's forwarder status (deleted once no forwarder
         is wanted there and none is left)."""

@@ -58,16 +58,18 @@ from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.credential import secret_name
 from ecrcache.models.observed import CredentialWait, DesiredRule
 from ecrcache.models.records import ResourceKind, WriteAction
+from ecrcache.models.region_records import RegionStatus
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.secret_replica import replica_arn
-from ecrcache.models.status import RegionStatus, RuleStatusRecord
+from ecrcache.models.status import RuleStatusRecord
 
 if TYPE_CHECKING:
     from ecrcache.engine.plan import Blocked, PlannedAction
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
     from ecrcache.models.records import Snapshot
-    from ecrcache.models.status import RegionState, RuleStatus
+    from ecrcache.models.region_records import RegionState
+    from ecrcache.models.status import RuleStatus
     from ecrcache.ports import EcrReader, SecretReplicaReader, StateStore, StatusStore
     from ecrcache.services.forwarders import ForwarderPlanner
 
@@ -526,6 +528,17 @@ class PlanService:
         """ECR in ``region`` with what the controller last applied there, and what it owns there."""
         observed, state = self.observe_region(region, prefixes, deep=deep, stop=stop)
         return observed, state.status.ownership, dict(state.applied)
+
+    def plan_region(self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership) -> Plan:
+        """One Region's rule plan (a reconcile plans each Region as it reaches it)."""
+        return plan_regions(
+            {region: inputs.desired_in(region)},
+            {region: inputs.retired_in(region)},
+            {region: observed},
+            {region: ownership},
+            warmer_role=self.warmer_role_arn,
+            role_path=self.role_path,
+        )
 
     def observe_region(
         self,

@@ -53,9 +53,9 @@ if TYPE_CHECKING:
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.engine.status import Failure
     from ecrcache.models.observed import ObservedRegion, ObservedRule, Ownership
-    from ecrcache.models.status import ForwarderStatus, RuleStatusRecord
+    from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
-    from ecrcache.services.forwarders import ForwarderPhase
+    from ecrcache.services.forwarders import ForwarderOutcome, ForwarderPhase
     from ecrcache.services.plan import DesiredByRegion
     from ecrcache.services.replicas import ReplicaOutcome
     from ecrcache.services.rotation_schedules import RotationSchedules
@@ -116,6 +116,12 @@ class _RunLog:
         summary = outcome.summary()
         if summary is not None:
             self.regions.append(summary)
+
+    def add_forwarder(self, outcome: ForwarderOutcome) -> None:
+        """Count a Region's forwarder phase in the run (its errors, its line in the summary)."""
+        self.errors.extend(outcome.errors)
+        if outcome.summary is not None:
+            self.regions.append(outcome.summary)
 
     @property
     def summary(self) -> RunSummary:
@@ -299,7 +305,7 @@ class ReconcileService:
         observed, state = self.planner.observe_region(
             region, inputs.prefixes(region), deep=False, state=inputs.state_of(region)
         )
-        plan = self._plan_region(region, inputs, observed, state.status.ownership)
+        plan = self.planner.plan_region(region, inputs, observed, state.status.ownership)
         recorded = state.status.statuses
         if (
             plan.actions
@@ -329,7 +335,8 @@ class ReconcileService:
         }
         if any(not same_status(recorded.get(prefix), status) for prefix, status in statuses.items()):
             return False
-        if not self._forwarder_quiet(region, inputs, state.status.forwarder):
+        wanted = region in inputs.named_regions  # and the Region's event forwarder needs nothing either
+        if self.forwarders and not self.forwarders.in_sync(region, wanted=wanted, record=state.status.forwarder):
             return False
         changes = StatusChanges(region, run_id)
         for prefix, status in statuses.items():
@@ -341,64 +348,19 @@ class ReconcileService:
             log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
         return True
 
-    def _forwarder_quiet(self, region: str, inputs: DesiredByRegion, record: ForwarderStatus | None) -> bool:
-        """Whether the Region's event forwarder needs nothing either (the quiet path's last check, after the
-        rules'): none is kept in the stack's Region; a Region that wants none and has no record has nothing made
-        there to keep or remove (a forwarder left without a record is the deep run's sweep's); otherwise it is
-        quiet only when it wants one, its record says Synced and EventBridge holds it as planned
-        (``DescribeRule`` + ``ListTargetsByRule``, reads only, no lease). Anything else (no record, a failed or
-        creating record, a forwarder to remove, drift) sends the Region to its lease, where it is converged.
-        The record is not rewritten on this path (its ``last_reconciled_at`` stays the last converging run's)."""
-        if self.forwarders is None or region == self.stack_region:
-            return True
-        wanted = region in inputs.named_regions
-        if not wanted and record is None:
-            return True
-        if not wanted or record is None or not record.synced:
-            return False
-        return self.forwarders.planner.plan(region, wanted=True) is None
-
-    def _plan_region(
-        self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership
-    ) -> Plan:
-        return plan_regions(
-            {region: inputs.desired_in(region)},
-            {region: inputs.retired_in(region)},
-            {region: observed},
-            {region: ownership},
-            warmer_role=self.planner.warmer_role_arn,
-            role_path=self.planner.role_path,
-        )
-
     def _converge_forwarder(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
-        """The Region's event forwarder (none in the stack's Region), after its ECR work whatever became of it; a
-        failure is recorded on its status and in the run, never raised (:mod:`.forwarders`)."""
-        if self.forwarders is None or region == self.stack_region:
-            return
-        try:  # read again under the lease: another run may have changed it since this run's first read
-            current = self.status.region_status(region).forwarder
-        except EcrcacheError as exc:
-            log.errors.append(f"{region}: event forwarder not reconciled: {exc.message}")
-            return
-        wanted = region in inputs.named_regions
-        outcome = self.forwarders.converge(region, wanted=wanted, run_id=run_id, current=current)
-        log.errors.extend(outcome.errors)
-        if outcome.summary is not None:
-            log.regions.append(outcome.summary)
+        """The Region's event forwarder, after its ECR work whatever became of it (:mod:`.forwarders`)."""
+        if self.forwarders is not None:
+            wanted = region in inputs.named_regions
+            log.add_forwarder(self.forwarders.converge_recorded(region, wanted=wanted, run_id=run_id))
 
     def _sweep_forwarders(self, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
-        """Deep runs over every Region: a forwarding rule found in a Region the run did not visit (no rule names it,
-        no record remembers it) is deleted, under that Region's lease (:meth:`ForwarderPhase.strays`)."""
-        found, errors = self.forwarders.strays(inputs.regions) if self.forwarders else ([], [])
-        log.errors.extend(errors)
-        for region in found:
-            if not self.status.acquire_lease(region, run_id, now=self.clock(), ttl_seconds=LEASE_SECONDS):
-                log.busy.append(region)
-                continue
-            try:
-                self._converge_forwarder(region, inputs, run_id, log)  # not named: deleted
-            finally:
-                self.status.release_lease(region, run_id)
+        """Deep runs over every Region: strays deleted, each under its Region's lease (:meth:`.sweep_strays`)."""
+        if self.forwarders is not None:
+            outcomes, busy = self.forwarders.sweep_strays(inputs.regions, run_id, lease_seconds=LEASE_SECONDS)
+            for outcome in outcomes:
+                log.add_forwarder(outcome)
+            log.busy.extend(busy)
 
     def _finish(self, run: ReconcileRun, log: _RunLog) -> ReconcileRun:
         """Store the finished run record and report it (metrics, log)."""
@@ -440,7 +402,7 @@ class ReconcileService:
             deep = deep if deep is True else deep | again
             observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep, state=state)
         ownership, applied = state.status.ownership, dict(state.applied)
-        plan = self._plan_region(region, inputs, observed, ownership)
+        plan = self.planner.plan_region(region, inputs, observed, ownership)
         outcome = self._apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
             after, left = self._verify(region, inputs, scope, outcome)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
         RuleFindings,
     )
     from ecrcache.models.observed import DesiredRule, ObservedRegion
-    from ecrcache.models.status import RegionStatus, UpstreamHealth
+    from ecrcache.models.region_records import RegionStatus
+    from ecrcache.models.status import UpstreamHealth
     from ecrcache.ports import EcrRegistry, StateEventPublisher, StatusStore
     from ecrcache.services.plan import DesiredByRegion
 
