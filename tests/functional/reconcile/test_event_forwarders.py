@@ -22,7 +22,7 @@ from ecrcache.engine.plan import ActionKind
 from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
-from ecrcache.models.status import RunTrigger
+from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache.services.triggers import QueueBatch, own_role_prefix, read_queue
@@ -336,3 +336,58 @@ def test_a_target_input_added_by_hand_is_taken_off(two: TwoRegions) -> None:
     assert run.summary.get(ActionKind.UPDATE_FORWARDER.value) == 1 and not run.errors
     assert client.list_targets_by_rule(Rule=RULE_NAME)["Targets"] == [target]
     assert two.service.plan().is_empty
+
+
+def test_a_two_region_no_op_with_a_synced_forwarder_writes_nothing_and_makes_no_eventbridge_write(
+    two: TwoRegions,
+) -> None:
+    # GIVEN a rule in both Regions, converged, its forwarder Synced
+    _put_quay(two)
+    two.reconcile()
+    two.reconcile()
+    [before] = two.status.forwarder_statuses()
+    assert before.status.synced
+    dynamodb: list[tuple[str, str]] = []
+    events: list[str] = []
+
+    def on_dynamodb(model: Any, params: Any, **_: Any) -> None:
+        dynamodb.append((str(model.name), json.dumps(params, default=str)))
+
+    def on_events(model: Any, **_: Any) -> None:
+        events.append(str(model.name))
+
+    two.status.client.meta.events.register("before-call.dynamodb", on_dynamodb, unique_id="quiet-ddb")
+    events_client = two.forwarders[OTHER].client
+    events_client.meta.events.register("before-call.events", on_events, unique_id="quiet-events")
+    try:
+        # WHEN a fast resync finds nothing to do
+        run = two.reconcile()
+    finally:
+        two.status.client.meta.events.unregister("before-call.dynamodb", unique_id="quiet-ddb")
+        events_client.meta.events.unregister("before-call.events", unique_id="quiet-events")
+    # THEN it did nothing and wrote nothing but its run record with the Regions' stamps (one transaction): no
+    # lease, no status or forwarder record write, and the forwarder records came with the Regions' statuses
+    assert (run.status, run.summary, run.errors) == (RunStatus.SUCCEEDED, {"left_after_verify": 0}, ())
+    writes = [name for name, _ in dynamodb if name not in {"Query", "GetItem"}]
+    assert writes == ["TransactWriteItems"]
+    assert not any("FORWARDER" in params or "LEASE#" in params for _, params in dynamodb)
+    # AND EventBridge was only read, once, to find the forwarder in sync
+    assert sorted(events) == ["DescribeRule", "ListTargetsByRule"]
+    [after] = two.status.forwarder_statuses()
+    assert after == before
+
+
+def test_a_quiet_region_whose_forwarder_record_is_not_synced_is_converged_under_its_lease(two: TwoRegions) -> None:
+    # GIVEN a converged rule and forwarder, and a record saying the last attempt failed (the rule in place)
+    _put_quay(two)
+    two.reconcile()
+    [record] = two.status.forwarder_statuses()
+    [synced] = record.status.conditions
+    failed = synced.model_copy(update={"status": False, "reason": "ThrottlingException"})
+    two.status.put_forwarder_status(OTHER, record.status.model_copy(update={"conditions": (failed,)}))
+    # WHEN a fast resync goes by THEN the Region is not skipped: the forwarder is checked under the lease and
+    # its record is Synced again
+    run = two.reconcile()
+    assert run.status is RunStatus.SUCCEEDED and not run.errors
+    [record] = two.status.forwarder_statuses()
+    assert record.status.synced

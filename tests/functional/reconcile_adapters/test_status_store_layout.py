@@ -1,7 +1,8 @@
 """The status store's layout on moto DynamoDB: one item per Region in the stack Region's partition (its rules'
 statuses, upstream health and ownership as attributes, the Region's stamp), its size bound, the finished run
 written with the stamps in one transaction (and each way that transaction fails), and the migration of the
-former layout (one status item per rule, ownership items per Region)."""
+former layout (one status item per rule, ownership items per Region, forwarder records); the Regions'
+event forwarder records on their items."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.engine.forwarders import forwarder_status
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.observed import AppliedFingerprints, Ownership
 from ecrcache.models.status import (
     MAX_MESSAGE_LENGTH,
     ConditionType,
+    ForwarderStatus,
     ReconcileRun,
     RegionStamp,
     RuleStatus,
@@ -412,3 +415,79 @@ def test_the_upstream_health_of_a_rule_not_migrated_is_recorded_in_the_former_it
     assert store.record_upstream(REGION, "quay", _health())
     status = store.rule_status(REGION, "quay")
     assert status is not None and status.upstream_health == _health()
+
+
+def _forwarder(reason: str = "Forwarding", *, synced: bool = True) -> ForwarderStatus:
+    return forwarder_status(None, "ecrcache-fwd", synced=synced, reason=reason, message="m", now=NOW, run_id="run-1")
+
+
+def test_a_forwarder_record_is_an_attribute_of_its_regions_item_read_with_every_regions_statuses(
+    store: DynamoDbStatusStore, state_table: str, counted: Counted
+) -> None:
+    store.migrate_legacy()
+    # GIVEN a Region with a rule status, and its forwarder record written
+    assert store.write_statuses(OTHER, {"quay": _status("quay")}, version=0)
+    store.put_forwarder_status(OTHER, _forwarder("Creating", synced=False))
+    store.put_forwarder_status(OTHER, _forwarder())
+    # THEN it is the item's fwd attribute; the item's version did not move (a status write conditioned on the
+    # version read before still succeeds) and its rule status is kept
+    item = _region_item(state_table, OTHER)
+    assert item is not None and "fwd" in item and item["version"] == {"N": "1"}
+    assert store.write_statuses(OTHER, {"quay": _status("again")}, version=1)
+    # AND a Region with no item yet gets one holding only the record (written before its rule is created)
+    store.put_forwarder_status("ap-south-1", _forwarder())
+    # WHEN every Region's records are read with the stack Region's THEN the forwarder records come with them:
+    # one Query, no call of their own
+    counted.calls.clear()
+    state = store.read_region(REGION)
+    assert counted.calls == Counter({"Query": 1})
+    assert state.others[OTHER].forwarder == _forwarder() and set(state.others[OTHER].statuses) == {"quay"}
+    assert state.others["ap-south-1"].forwarder == _forwarder() and not state.others["ap-south-1"].statuses
+    assert [(r.region, r.status) for r in store.forwarder_statuses()] == [
+        ("ap-south-1", _forwarder()),
+        (OTHER, _forwarder()),
+    ]
+    assert store.region_status(OTHER).forwarder == _forwarder()
+    # WHEN deleted THEN only the record goes (the rule status stays); deleting none makes no item
+    store.delete_forwarder_status(OTHER)
+    store.delete_forwarder_status("us-west-2")
+    assert store.region_status(OTHER).forwarder is None
+    assert set(store.region_status(OTHER).statuses) == {"quay"}
+    assert _region_item(state_table, "us-west-2") is None
+    assert [r.region for r in store.forwarder_statuses()] == ["ap-south-1"]
+
+
+def _legacy_forwarder(table: str, region: str, status: ForwarderStatus) -> None:
+    item: Any = {
+        "pk": {"S": "FORWARDER"},
+        "sk": {"S": region},
+        "region": {"S": region},
+        "status": {"S": status.model_dump_json()},
+    }
+    boto3.client("dynamodb").put_item(TableName=table, Item=item)
+
+
+def test_former_forwarder_records_are_read_until_migrated_then_moved_and_deleted(
+    store: DynamoDbStatusStore, state_table: str
+) -> None:
+    # GIVEN the former layout's forwarder records (FORWARDER partition) of two Regions, one with a rule status,
+    # and a record the current layout already has for one of them (written since: it wins)
+    _legacy(state_table, OTHER, "quay", _status("quay"))
+    _legacy_forwarder(state_table, OTHER, _forwarder())
+    _legacy_forwarder(state_table, "ap-south-1", _forwarder("Creating", synced=False))
+    store.put_forwarder_status("ap-south-1", _forwarder("Newer"))
+    # WHEN read before the migration THEN the former records are read as well
+    assert [(r.region, r.status) for r in store.forwarder_statuses()] == [
+        ("ap-south-1", _forwarder("Newer")),
+        (OTHER, _forwarder()),
+    ]
+    assert store.region_status(OTHER).forwarder == _forwarder()
+    # WHEN migrated THEN each moved onto its Region's item (the newer one kept) and the former items deleted
+    moved = store.migrate_legacy([REGION])
+    assert moved == 1 + 2
+    assert _raw(state_table, "FORWARDER", OTHER) is None and _raw(state_table, "FORWARDER", "ap-south-1") is None
+    state = store.read_region(REGION)
+    assert state.status.migrated
+    assert state.others[OTHER].forwarder == _forwarder() and set(state.others[OTHER].statuses) == {"quay"}
+    assert state.others["ap-south-1"].forwarder == _forwarder("Newer")
+    assert store.migrate_legacy([REGION]) == 0
