@@ -391,3 +391,36 @@ def test_a_quiet_region_whose_forwarder_record_is_not_synced_is_converged_under_
     assert run.status is RunStatus.SUCCEEDED and not run.errors
     [record] = two.status.forwarder_statuses()
     assert record.status.synced
+
+
+def test_a_forwarder_record_of_the_former_layout_keeps_its_region_reconciled_and_is_migrated(
+    two: TwoRegions, state_table: str
+) -> None:
+    # GIVEN a forwarder in the other Region whose record is still in the former layout (FORWARDER partition; the
+    # stack Region's item not marked migrated), as an upgraded stack has it, and nothing else left of that Region
+    # in the table (its rule statuses gone: only the record keeps it in the runs)
+    _put_quay(two)
+    two.reconcile()
+    [record] = two.status.forwarder_statuses()
+    ddb = clients().dynamodb
+    home: Any = {"pk": {"S": f"APPLIED#{REGION}"}, "sk": {"S": f"#STATUS#{REGION}"}}
+    other: Any = {"pk": {"S": f"APPLIED#{REGION}"}, "sk": {"S": f"#STATUS#{OTHER}"}}
+    ddb.update_item(TableName=state_table, Key=home, UpdateExpression="REMOVE migrated")
+    ddb.delete_item(TableName=state_table, Key=other)  # the Region's rule statuses gone (its rules forgotten)
+    former: Any = {"pk": {"S": "FORWARDER"}, "sk": {"S": OTHER}, "region": {"S": OTHER}}
+    ddb.put_item(TableName=state_table, Item={**former, "status": {"S": record.status.model_dump_json()}})
+    two.status.migrated = False
+    # WHEN the rule no longer names that Region
+    _put_quay(two, regions=[REGION])
+    # THEN the plan (read only: nothing migrated) finds the former record, so the forwarder's deletion
+    assert [(a.region, a.kind) for a in two.service.plan().actions] == [(OTHER, ActionKind.DELETE_FORWARDER)]
+    assert "Item" in ddb.get_item(TableName=state_table, Key={"pk": former["pk"], "sk": former["sk"]})
+    # WHEN a reconcile goes by
+    run = two.reconcile()
+    # THEN the former record kept the Region in the run: its forwarder was deleted, and the record with it (the
+    # former item moved by the migration, then removed); the rule left there is not ecrcache's any more
+    assert run.summary.get(ActionKind.DELETE_FORWARDER.value) == 1
+    with pytest.raises(two.forwarders_client(OTHER).exceptions.ResourceNotFoundException):
+        two.forwarder()
+    assert two.status.forwarder_statuses() == []
+    assert "Item" not in ddb.get_item(TableName=state_table, Key={"pk": former["pk"], "sk": former["sk"]})
