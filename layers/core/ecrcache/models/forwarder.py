@@ -3,7 +3,8 @@
 * :class:`ObservedForwarder` - what ``DescribeRule`` and ``ListTargetsByRule`` returned for the forwarding
   rule in one Region (the server-set fields, ``Arn`` / ``CreatedBy``, are not compared);
 * :class:`ForwarderTarget` - one of its targets;
-* :class:`ForwarderStatus` / :class:`ForwarderStatusRecord` - how the last reconcile of the forwarder of a
+* :class:`ForwarderStatus` / :class:`ForwarderStatusRecord` (defined in :mod:`ecrcache.models.status`, beside
+  the Region statuses that carry them; re-exported here) - how the last reconcile of the forwarder of a
   Region went (``Synced`` with a reason and message, the ACK vocabulary rules use), shown by ``GET /v1/status``
   and ``ecrcache status``. A record also tells the reconciler where it made a forwarder: a Region keeps being
   reconciled while it has one, so the forwarder is deleted there once no desired rule names the Region.

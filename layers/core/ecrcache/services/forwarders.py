@@ -7,6 +7,11 @@ recorded on the Region's forwarder status (``GET /v1/status``: ``forwarders``), 
 (``ReconcileFailed`` / ``ReconcileActions`` metrics) and logged; it does not make an event-triggered run raise
 for a retry (the event was about ECR, which was reconciled; the next resync tries the forwarder again).
 
+A fast resync's quiet path (no lease, no write) skips a Region only when its forwarder is in sync too
+(:meth:`ForwarderPhase.in_sync`: a Synced record, read with every Region's statuses, and ``DescribeRule`` +
+``ListTargetsByRule`` finding nothing to change); otherwise the Region goes to its lease and the forwarder is
+converged there.
+
 Why forwarders exist, what they match and why the controller makes them: :mod:`ecrcache.engine.forwarders`.
 """
 
