@@ -47,8 +47,9 @@ def _cached_functions() -> dict[str, dict[str, Any]]:
 
 def functions() -> dict[str, dict[str, Any]]:
     """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and its
-    SQS ``AWS::Lambda::EventSourceMapping`` resources among its ``Events`` as SAM ``SQS`` events (as the local
-    stack reads them: :func:`devstack.local.template.function_properties`); a fresh copy: callers may modify it."""
+    SQS and stream ``AWS::Lambda::EventSourceMapping`` resources among its ``Events`` as SAM ``SQS`` / ``DynamoDB``
+    events (as the local stack reads them: :func:`devstack.local.template.function_properties`); a fresh copy:
+    callers may modify it."""
     return copy.deepcopy(_cached_functions())
 
 

@@ -69,8 +69,8 @@ PLACEHOLDERS: Final[Mapping[str, str]] = {
     "AWS::CloudWatch::Dashboard": "no CloudWatch dashboards locally",
     "AWS::SQS::QueuePolicy": "not enforced: the embedded EventBridge delivers to any queue",
     "AWS::ApiGateway::Account": "API Gateway's account-wide logging setting",
-    "AWS::Lambda::EventSourceMapping": "an SQS event source of its function: the event runner polls the queue "
-    "(read as the function's SQS event, devstack.local.template.mapped_events)",
+    "AWS::Lambda::EventSourceMapping": "an SQS or DynamoDB stream event source of its function: the event runner "
+    "polls the queue or stream (read as the function's SQS or DynamoDB event, devstack.local.template.mapped_events)",
     "AWS::Lambda::Permission": "the local stack invokes functions directly (Secrets Manager's: the supervisor "
     "registers the function with the embedded Secrets Manager)",
 }

@@ -6,7 +6,7 @@ cannot drift apart:
 * :func:`parse_template` reads CloudFormation YAML (short tags: ``!Ref X`` -> ``{"Ref": "X"}``,
   ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}`` ...);
 * :func:`function_properties` applies SAM's ``Globals.Function`` to each function, and adds the template's SQS
-  ``AWS::Lambda::EventSourceMapping`` resources to its ``Events`` (:func:`mapped_events`);
+  and DynamoDB stream ``AWS::Lambda::EventSourceMapping`` resources to its ``Events`` (:func:`mapped_events`);
 * :class:`Resolver` resolves the intrinsics the template uses (``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
   ``Fn::Join``, ``Fn::If``/``Fn::Equals`` with ``Conditions``, ``Fn::Select``, ``Fn::Split``, ``!Ref AWS::NoValue``)
   against the physical resources the local provisioner created; anything else is an error that names it;
@@ -114,8 +114,8 @@ def merge_globals(globals_section: Any, local: Any) -> Any:
 
 def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Logical id -> properties of every ``AWS::Serverless::Function``, with ``Globals.Function`` applied and the
-    template's SQS ``AWS::Lambda::EventSourceMapping`` resources of the function among its ``Events``
-    (:func:`mapped_events`)."""
+    template's SQS and DynamoDB stream ``AWS::Lambda::EventSourceMapping`` resources of the function among its
+    ``Events`` (:func:`mapped_events`)."""
     global_properties = template.get("Globals", {}).get("Function", {})
     found = {
         name: merge_globals(copy.deepcopy(global_properties), copy.deepcopy(res.get("Properties", {})))
@@ -129,15 +129,19 @@ def function_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]
 
 
 def mapped_events(template: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Function logical id -> {event name: SAM ``SQS`` event} for each ``AWS::Lambda::EventSourceMapping`` of the
-    template whose ``FunctionName`` is a function of the template (``!Ref`` or ``!GetAtt <F>.Arn``).
+    """Function logical id -> {event name: SAM ``SQS`` / ``DynamoDB`` event} for each
+    ``AWS::Lambda::EventSourceMapping`` of the template whose ``FunctionName`` is a function of the template
+    (``!Ref`` or ``!GetAtt <F>.Arn``).
 
-    A mapping declared in place of a SAM ``SQS`` event (so the function's role gets no
-    ``AWSLambdaSQSQueueExecutionRole``, whose SQS actions are on every queue) is the same event source: the
-    event is named as SAM names the mapping it makes (``<Function><Event>``: the logical id less the function's
-    prefix; the whole logical id otherwise), ``EventSourceArn`` is its ``Queue`` and the other properties,
-    which both spell alike, are kept (the runner checks them as it checks an ``SQS`` event's). Only a queue of
-    the template (``!GetAtt <Queue>.Arn``) is an event source here: a stream or another ARN is an error."""
+    A mapping declared in place of a SAM ``SQS`` or ``DynamoDB`` event (so the function's role gets no
+    ``AWSLambdaSQSQueueExecutionRole`` / ``AWSLambdaDynamoDBExecutionRole``, whose actions are on every queue /
+    stream) is the same event source: the event is named as SAM names the mapping it makes (``<Function><Event>``:
+    the logical id less the function's prefix; the whole logical id otherwise). ``EventSourceArn`` is the SQS
+    event's ``Queue`` (``!GetAtt <Queue>.Arn``) or the DynamoDB event's ``Stream`` (``!GetAtt <Table>.StreamArn``);
+    the other properties, which both spell alike, are kept (the runner checks them as it checks the SAM event's;
+    a mapping's ``DestinationConfig.OnFailure`` has no ``Type``, which the runner reads as SQS, the only kind
+    it delivers to). Only a queue or a table stream of the template is an event source here: another ARN is an
+    error."""
     resources = template.get("Resources", {})
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for logical_id, resource in resources.items():
@@ -148,15 +152,32 @@ def mapped_events(template: Mapping[str, Any]) -> dict[str, dict[str, dict[str, 
         if function is None or resources.get(function, {}).get("Type") != SERVERLESS_FUNCTION:
             raise TemplateError(f"{logical_id}: FunctionName must name a function of the template (!Ref <Function>)")
         source = props.pop("EventSourceArn", None)
-        queue = _named_resource(source)
-        if queue is None or resources.get(queue, {}).get("Type") != "AWS::SQS::Queue" or "Ref" in source:
-            raise TemplateError(
-                f"{logical_id}: locally only event source mappings of the template's queues are delivered "
-                f"(EventSourceArn: !GetAtt <Queue>.Arn), not {source!r}"
-            )
         event = logical_id.removeprefix(function) or logical_id
-        found.setdefault(function, {})[event] = {"Type": "SQS", "Properties": {"Queue": source, **props}}
+        found.setdefault(function, {})[event] = _mapped_event(logical_id, source, props, resources)
     return found
+
+
+def _mapped_event(logical_id: str, source: Any, props: dict[str, Any], resources: Mapping[str, Any]) -> dict[str, Any]:
+    """The SAM event a mapping of ``source`` stands for (``SQS`` for a queue, ``DynamoDB`` for a table's stream)."""
+    queue = _named_resource(source)
+    if queue is not None and "Ref" not in source and resources.get(queue, {}).get("Type") == "AWS::SQS::Queue":
+        return {"Type": "SQS", "Properties": {"Queue": source, **props}}
+    table = _stream_table(source)
+    if table is not None and resources.get(table, {}).get("Type") == "AWS::DynamoDB::Table":
+        return {"Type": "DynamoDB", "Properties": {"Stream": source, **props}}
+    raise TemplateError(
+        f"{logical_id}: locally only event source mappings of the template's queues and table streams are "
+        f"delivered (EventSourceArn: !GetAtt <Queue>.Arn or !GetAtt <Table>.StreamArn), not {source!r}"
+    )
+
+
+def _stream_table(value: Any) -> str | None:
+    """The table a ``!GetAtt <Table>.StreamArn`` names (``None``: not that)."""
+    if not isinstance(value, Mapping) or "Fn::GetAtt" not in value:
+        return None
+    target = value["Fn::GetAtt"]
+    name, attribute = (target[0], target[1]) if isinstance(target, list) else str(target).split(".", 1)
+    return str(name) if attribute == "StreamArn" else None
 
 
 def _named_resource(value: Any) -> str | None:

@@ -289,7 +289,7 @@ def test_the_templates_queue_mappings_are_delivered_as_the_functions_sqs_events(
     """The SQS sources are ``AWS::Lambda::EventSourceMapping`` resources (no SAM ``SQS`` event: its managed policy
     grants every queue); the runner delivers each under SAM's event name, from the mapping's queue."""
     template = load_template()
-    mappings = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::EventSourceMapping"}
+    mappings = _mappings(template, "Arn")
     assert mappings, "the template declares its queues' mappings"
     for name, event in ((n, e) for props in _raw_functions(template) for n, e in props.items()):
         assert event["Type"] != "SQS", f"{name}: a SAM SQS event attaches AWSLambdaSQSQueueExecutionRole"
@@ -299,6 +299,38 @@ def test_the_templates_queue_mappings_are_delivered_as_the_functions_sqs_events(
         queue = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
         text = deliveries[(function, event)].description
         assert text.startswith(f"queue arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{queue} ")
+
+
+def test_the_templates_stream_mappings_are_delivered_as_the_functions_dynamodb_events(
+    deliveries: dict[tuple[str, str], Delivery],
+) -> None:
+    """The DynamoDB stream sources are ``AWS::Lambda::EventSourceMapping`` resources too (no SAM ``DynamoDB`` event:
+    its managed policy reads every stream); the runner delivers each under SAM's event name, from the table's stream,
+    with the mapping's settings (batch size, window, retries, OnFailure queue)."""
+    template = load_template()
+    mappings = _mappings(template, "StreamArn")
+    assert set(mappings) == {"ReconcilerFunctionDesiredStateChanged", "WarmPlannerFunctionWarmRequested"}
+    for name, event in ((n, e) for props in _raw_functions(template) for n, e in props.items()):
+        assert event["Type"] != "DynamoDB", f"{name}: a SAM DynamoDB event attaches AWSLambdaDynamoDBExecutionRole"
+    for logical_id, mapping in mappings.items():
+        props = mapping["Properties"]
+        function = props["FunctionName"]["Ref"]
+        table = props["EventSourceArn"]["Fn::GetAtt"][0]
+        dlq = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        text = deliveries[(function, logical_id.removeprefix(function))].description
+        assert text.startswith(f"stream arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{STACK}-{table}/stream/")
+        assert f" window={props['MaximumBatchingWindowInSeconds']}s retries={props['MaximumRetryAttempts']} " in text
+        assert text.endswith(f"DLQ arn:aws:sqs:{REGION}:{ACCOUNT}:{STACK}-{dlq}")
+
+
+def _mappings(template: dict[str, Any], attribute: str) -> dict[str, dict[str, Any]]:
+    """The template's event source mappings whose ``EventSourceArn`` is ``!GetAtt <X>.<attribute>``."""
+    return {
+        k: r
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["EventSourceArn"].get("Fn::GetAtt", ["", ""])[1] == attribute
+    }
 
 
 def _raw_functions(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -312,8 +344,12 @@ def _raw_functions(template: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("source", "error"),
     [
-        ({"Fn::GetAtt": ["StateTable", "StreamArn"]}, "only event source mappings of the template's queues"),
-        ({"Ref": "WarmQueue"}, "only event source mappings of the template's queues"),
+        (
+            {"Fn::GetAtt": ["StateTable", "Arn"]},
+            "only event source mappings of the template's queues and table streams",
+        ),
+        ({"Fn::GetAtt": ["WarmQueue", "StreamArn"]}, "only event source mappings of the template's queues and table"),
+        ({"Ref": "WarmQueue"}, "only event source mappings of the template's queues and table streams"),
     ],
 )
 def test_a_mapping_the_local_stack_cannot_deliver_fails(source: dict[str, Any], error: str) -> None:

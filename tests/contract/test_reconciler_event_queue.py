@@ -116,7 +116,14 @@ def test_the_reconciler_may_receive_and_delete_from_its_queue_only() -> None:
             "Effect": "Allow",
             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
             "Resource": {"Fn::GetAtt": [QUEUE, "Arn"]},
-        }
+        },
+        # its only other SQS statement: its stream mapping's OnFailure destination, its own DLQ
+        {
+            "Sid": "StreamFailureDestination",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": {"Fn::GetAtt": ["ReconcilerDlq", "Arn"]},
+        },
     ]
 
 

@@ -60,6 +60,10 @@ REGISTRY_LEVEL_ACTIONS = frozenset(
         "ecr:DeregisterPullTimeUpdateExclusion",
     }
 )
+# The DynamoDB stream mappings' ListStreams takes no resource ARN either (Service Authorization Reference, Amazon
+# DynamoDB): alone on "*" in the stream functions' roles (tests/contract/test_stream_event_sources.py).
+STREAM_LIST_ACTIONS = frozenset({"dynamodb:ListStreams"})
+ANY_RESOURCE_ACTIONS = REGISTRY_LEVEL_ACTIONS | STREAM_LIST_ACTIONS
 
 OUTPUTS = {
     "ApiUrl",
@@ -261,7 +265,7 @@ def test_iam_statements_have_no_wildcard_action_or_any_resource() -> None:
             *(
                 f"resource {res}"
                 for res in _as_list(statement.get("Resource", []))
-                if res == "*" and not set(_as_list(statement.get("Action", []))) <= REGISTRY_LEVEL_ACTIONS
+                if res == "*" and not set(_as_list(statement.get("Action", []))) <= ANY_RESOURCE_ACTIONS
             ),
             *(["NotAction"] if "NotAction" in statement else []),
             *(["NotResource"] if "NotResource" in statement else []),
@@ -272,16 +276,16 @@ def test_iam_statements_have_no_wildcard_action_or_any_resource() -> None:
     assert violations == []
 
 
-def test_registry_level_actions_take_no_resource_type_in_the_service_authorization_reference() -> None:
-    # GIVEN the Service Authorization Reference's ECR actions, as cfn-lint bundles them (its IAM data)
+def test_actions_on_any_resource_take_no_resource_type_in_the_service_authorization_reference() -> None:
+    # GIVEN the Service Authorization Reference's actions, as cfn-lint bundles them (its IAM data)
     reference = json.loads(
         (importlib.resources.files("cfnlint") / "data" / "AdditionalSpecs" / "Policies.json").read_text()
     )
-    actions: dict[str, dict[str, Any]] = reference["ecr"]["Actions"]
     # THEN each action allowed on "*" exists and lists no resource type (so "*" is the only Resource IAM matches)
-    for action in sorted(REGISTRY_LEVEL_ACTIONS):
-        found = actions.get(action.removeprefix("ecr:").lower())
-        assert found is not None, f"{action} is not an ECR action"
+    for action in sorted(ANY_RESOURCE_ACTIONS):
+        service, name = action.split(":", 1)
+        found = reference[service]["Actions"].get(name.lower())
+        assert found is not None, f"{action} is not an action of {service}"
         assert not found.get("Resources"), f"{action} takes resource types {found['Resources']}: scope it"
 
 

@@ -77,7 +77,12 @@ def test_functions_of_the_real_template_resolve_with_globals_applied() -> None:
 
     reconciler = functions["ReconcilerFunction"]
     events = {event.name: event for event in reconciler.events}
+    # the template's stream mapping ReconcilerFunctionDesiredStateChanged, read as SAM's DynamoDB event
+    assert events["DesiredStateChanged"].type == "DynamoDB"
     assert events["DesiredStateChanged"].properties["Stream"] == RESOURCES["StateTable"].attributes["StreamArn"]
+    assert "EventSourceArn" not in events["DesiredStateChanged"].properties
+    on_failure = events["DesiredStateChanged"].properties["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Destination": RESOURCES["ReconcilerDlq"].attributes["Arn"]}
     assert events["Resync"].properties["Schedule"] == "rate(15 minutes)"
     assert reconciler.event_invoke_config["DestinationConfig"]["OnFailure"]["Destination"].startswith("arn:aws:sqs")
 
