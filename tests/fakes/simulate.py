@@ -7,8 +7,10 @@ do"), the simulation tests and the in-memory ECR fake check a plan's outcome wit
 It follows ECR's documented semantics for the calls the plan makes: ``UpdatePullThroughCacheRule``
 changes only the fields it is given; ``UpdateRepositoryCreationTemplate`` replaces the fields it
 is given (``""`` / ``[]`` clear them) and keeps the rest; ``TagResource`` adds or overwrites the
-keys given and keeps other tags; ``Register``/``DeregisterPullTimeUpdateExclusion`` add and remove one
-principal ARN (exclusions read, ``ObservedRegion.exclusions`` not ``None``, stay read).
+keys given and keeps other tags, ``UntagResource`` removes the keys given (an absent one is no
+error: not documented, see the planner's untag); ``Register``/``DeregisterPullTimeUpdateExclusion``
+add and remove one principal ARN (exclusions read, ``ObservedRegion.exclusions`` not ``None``, stay
+read).
 
 Repository details are updated only where they were read: a repository observed on the fast path
 (``details`` ``None``) stays unread, because the aspects the plan did not touch are still unknown;
@@ -191,6 +193,14 @@ def _tag(repo: ObservedRepository, action: PlannedAction) -> ObservedRepository:
     return _with_details(repo, tags=tags)
 
 
+def _untag(repo: ObservedRepository, action: PlannedAction) -> ObservedRepository:
+    if repo.details is None:
+        return repo
+    value = action.request["tagKeys"]
+    keys = {str(key) for key in value} if isinstance(value, list) else set()
+    return _with_details(repo, tags={k: v for k, v in repo.details.tags.items() if k not in keys})
+
+
 def _put_mutability(repo: ObservedRepository, action: PlannedAction) -> ObservedRepository:
     filters = _objects(action.request.get("imageTagMutabilityExclusionFilters"))
     exclusions = tuple(str(f["filter"]) for f in filters)
@@ -223,6 +233,7 @@ _REPOSITORY_EFFECTS: Final[dict[ActionKind, Callable[[ObservedRepository, Planne
     ActionKind.SET_REPOSITORY_POLICY: _set_policy,
     ActionKind.DELETE_REPOSITORY_POLICY: _delete_policy,
     ActionKind.TAG_REPOSITORY: _tag,
+    ActionKind.UNTAG_REPOSITORY: _untag,
     ActionKind.PUT_IMAGE_TAG_MUTABILITY: _put_mutability,
     ActionKind.RECORD_APPLIED: _record_only,
 }
@@ -230,8 +241,8 @@ _REPOSITORY_EFFECTS: Final[dict[ActionKind, Callable[[ObservedRepository, Planne
 
 def _apply_repository(state: _State, action: PlannedAction) -> None:
     repo = _REPOSITORY_EFFECTS[action.kind](state.repositories[action.target], action)
-    if action.fingerprints:
-        applied = (repo.applied or AppliedFingerprints()).merged(action.fingerprints)
+    if action.records:
+        applied = action.record_onto(repo.applied or AppliedFingerprints())
         repo = repo.model_copy(update={"applied": applied})
     state.repositories[action.target] = repo
 

@@ -164,13 +164,17 @@ def test_plan_region_tag_repository_sends_only_missing_or_different_keys(
     assert found.actions[0].fingerprints == {Aspect.TAGS: tags_fingerprint({"team": "platform", "env": "prod"})}
 
 
-def test_plan_region_removing_tags_from_the_rule_does_not_untag() -> None:
-    # GIVEN a repository tagged by ecrcache, and a rule that no longer sets tags
+def test_plan_region_removing_tags_from_the_rule_untags_the_keys_ecrcache_applied() -> None:
+    # GIVEN a repository tagged by ecrcache (team) and by hand (cost-center), and a rule that no longer sets tags
     tagged = spec(tags={"team": "platform"})
-    found = run(BARE, repo(NGINX, details=details_of(tagged), applied=desired_fingerprints(tagged)))
-    # THEN no AWS call: only the record is updated
-    assert repo_kinds(found) == ["record_applied"]
+    found = run(
+        BARE, repo(NGINX, details=details_of(tagged, **{"cost-center": "42"}), applied=desired_fingerprints(tagged))
+    )
+    # THEN only ecrcache's key is removed, and the record no longer holds tags
+    assert repo_kinds(found) == ["untag_repository"]
+    assert only(found, "untag_repository") == {"resourceArn": repository_arn(NGINX), "tagKeys": ["team"]}
     assert found.actions[0].fingerprints == {Aspect.TAGS: None}
+    assert found.actions[0].tag_keys == {"team": False}
 
 
 @pytest.mark.parametrize(

@@ -430,6 +430,11 @@ def test_forgettable_without_a_retired_rule_drops_everything() -> None:
         ),
         (AppliedFingerprints(lifecycle="a"), AppliedFingerprints(lifecycle=UNVERIFIED)),
         (AppliedFingerprints(), AppliedFingerprints()),
+        # the tag keys ecrcache applied stay its own (so they can still be removed)
+        (
+            AppliedFingerprints(tags="c", tag_keys=frozenset({"team"})),
+            AppliedFingerprints(tags=UNVERIFIED, tag_keys=frozenset({"team"})),
+        ),
     ],
 )
 def test_unverified_keeps_which_aspects_were_applied(

@@ -209,6 +209,7 @@ def desired_fingerprints(spec: RuleSpec) -> AppliedFingerprints:
         lifecycle=lifecycle_fingerprint(None if spec.lifecycle is None else spec.lifecycle.render_text()),
         policy=policy_fingerprint(spec.repository.policy_text()),
         tags=tags_fingerprint(spec.repository.tags),
+        tag_keys=frozenset(spec.repository.tags) or None,
     )
 
 

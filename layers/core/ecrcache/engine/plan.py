@@ -27,11 +27,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from ecrcache.models.observed import Aspect
+
+if TYPE_CHECKING:
+    from ecrcache.models.observed import AppliedFingerprints
 
 __all__ = [
     "REGISTRY_LEVEL",
@@ -81,6 +84,7 @@ class ActionKind(StrEnum):
     SET_REPOSITORY_POLICY = "set_repository_policy"
     DELETE_REPOSITORY_POLICY = "delete_repository_policy"
     TAG_REPOSITORY = "tag_repository"
+    UNTAG_REPOSITORY = "untag_repository"
     PUT_IMAGE_TAG_MUTABILITY = "put_image_tag_mutability"
     RECORD_APPLIED = "record_applied"
     # the warm worker's pull-time update exclusion (ECR ...PullTimeUpdateExclusion, registry-level)
@@ -168,6 +172,8 @@ class PlannedAction(_Frozen):
       ``{repositoryName}``; ``set_repository_policy``: ``{repositoryName, policyText}``;
       ``delete_repository_policy``: ``{repositoryName}``;
     * ``tag_repository``: ``TagResource`` ``{resourceArn, tags: [{Key, Value}]}`` (only missing or different keys);
+    * ``untag_repository``: ``UntagResource`` ``{resourceArn, tagKeys}`` (only keys ecrcache applied that the
+      rule no longer sets: ``tag_keys`` of the repository's applied record);
     * ``put_image_tag_mutability``: ``{repositoryName, imageTagMutability, imageTagMutabilityExclusionFilters?}``;
     * ``register_exclusion`` / ``deregister_exclusion``: ``Register``/``DeregisterPullTimeUpdateExclusion``
       ``{principalArn}`` (target: the principal ARN; ``rule_prefix`` ``""``: the registry's, no one rule's);
@@ -184,7 +190,8 @@ class PlannedAction(_Frozen):
     After success the service records ownership for every rule / template action except the
     deletes (which drop it), and for a registered exclusion (unless ECR had it already); a
     deregistered or forgotten exclusion drops it. It merges ``fingerprints`` into the repository's
-    applied record.
+    applied record, and ``tag_keys`` into its record of the tag keys ecrcache applied
+    (:meth:`record_onto`).
     """
 
     kind: ActionKind
@@ -199,6 +206,22 @@ class PlannedAction(_Frozen):
         default_factory=dict,
         description="Repository fingerprints to record after success (aspect -> fingerprint; None clears).",
     )
+    tag_keys: dict[str, bool] = Field(
+        default_factory=dict,
+        description=(
+            "Tag keys to record after success as applied by ecrcache (true) or no longer (false); only keys "
+            "recorded as applied by ecrcache are ever removed from a repository."
+        ),
+    )
+
+    @property
+    def records(self) -> bool:
+        """Success changes the repository's applied record."""
+        return bool(self.fingerprints or self.tag_keys)
+
+    def record_onto(self, applied: AppliedFingerprints) -> AppliedFingerprints:
+        """The repository's applied record once this action succeeded."""
+        return applied.merged(self.fingerprints, self.tag_keys)
 
     @property
     def sort_key(self) -> tuple[str, int, str, int]:

@@ -49,8 +49,12 @@ essences differ; :mod:`.essence` defines "differ"):
     recorded applying one; on a deep read, also only when the policy in ECR is still the one it
     applied (a policy changed by someone since is left in place and the record dropped).
   - Tags: only the keys the rule sets are compared and written; other tags (cost allocation, ...)
-    are never removed or counted as drift. Removing a key from the rule does not untag existing
-    repositories.
+    are never counted as drift. The keys ecrcache applied are recorded with the tags fingerprint
+    (:attr:`~ecrcache.models.observed.AppliedFingerprints.tag_keys`: the rule's keys whenever the
+    tags are recorded), and a recorded key the rule no longer sets is removed (``untag_repository``:
+    on the fast path blind, on a deep read only if ECR still holds it). A key someone else set is
+    never recorded, so never removed. A record made before keys were recorded gets them when its
+    fingerprint still matches the rule's (``record_applied``); until then nothing is removed.
   - ``record_applied`` records fingerprints for aspects that already match but whose record is
     missing or stale, so verify stays empty and the next resync can take the fast path.
 """
@@ -241,6 +245,7 @@ class _Repo:
         before: JsonObject | None = None,
         after: JsonObject | None = None,
         fingerprints: Mapping[Aspect, str | None] | None = None,
+        tag_keys: Mapping[str, bool] | None = None,
     ) -> PlannedAction:
         return PlannedAction(
             kind=kind,
@@ -252,6 +257,7 @@ class _Repo:
             reason=reason,
             request=request,
             fingerprints=dict(fingerprints or {}),
+            tag_keys=dict(tag_keys or {}),
         )
 
 
@@ -262,6 +268,8 @@ class _AspectPlan:
     aspect: Aspect
     actions: tuple[PlannedAction, ...] = ()
     note: str = ""
+    tag_keys: Mapping[str, bool] = field(default_factory=dict)
+    """Tag keys to record as ecrcache's (``True``) or no longer (``False``) when no action records them."""
 
 
 def _put(ctx: _Repo, doc: _Document, reason: str, before: JsonObject | None) -> _AspectPlan:
@@ -338,15 +346,43 @@ def _document_unwanted(ctx: _Repo, doc: _Document, observed: str | None) -> _Asp
 
 
 def _tags(ctx: _Repo) -> _AspectPlan:
+    """The rule's tag keys are written when missing or different; the keys ecrcache applied that the rule no
+    longer sets are removed (never a key it did not apply: :attr:`AppliedFingerprints.tag_keys`). The tags
+    fingerprint and the rule's keys are recorded by the tag action, else by the untag action, else by
+    ``record_applied`` (:func:`_record`, with the key changes this returns)."""
+    wanted = ctx.rule.repo.tags
+    ours = ctx.applied.tag_keys or frozenset()
+    dropped = sorted(ours - wanted.keys())
+    tag = _tag_action(ctx)
+    untag = _untag_action(ctx, dropped, records_tags=tag is None)
+    actions = tuple(action for action in (tag, untag) if action is not None)
+    if actions:
+        return _AspectPlan(Aspect.TAGS, actions)
+    keys = {**dict.fromkeys(sorted(wanted.keys() - ours), True), **dict.fromkeys(dropped, False)}
+    return _AspectPlan(Aspect.TAGS, note=_tags_note(ctx, dropped), tag_keys=keys)
+
+
+def _tags_note(ctx: _Repo, dropped: Sequence[str]) -> str:
+    """Why the tags record changes when no tag call is needed (for ``record_applied``'s reason)."""
+    wanted = ctx.rule.repo.tags
+    parts = [
+        "the rule sets no tags" if not wanted else "ECR already holds the rule's tags" if ctx.repo.details else "",
+        f"tag keys ecrcache applied are gone: {', '.join(dropped)}" if dropped else "",
+        "the rule's tag keys recorded as ecrcache's" if wanted and not ctx.repo.details else "",
+    ]
+    return "; ".join(part for part in parts if part)
+
+
+def _tag_action(ctx: _Repo) -> PlannedAction | None:
     wanted = ctx.rule.repo.tags
     wanted_fp = ctx.rule.repo.fingerprints.tags
     if not wanted:
-        return _AspectPlan(Aspect.TAGS, note="the rule sets no tags any more; tags on the repository stay")
+        return None
     details = ctx.repo.details
     before: JsonObject | None = None
     if details is None:
         if ctx.applied.tags == wanted_fp:
-            return _AspectPlan(Aspect.TAGS)
+            return None
         missing = dict(wanted)
         reason = (
             "no record of ecrcache applying the rule's tags"
@@ -356,10 +392,10 @@ def _tags(ctx: _Repo) -> _AspectPlan:
     else:
         missing = {key: value for key, value in wanted.items() if details.tags.get(key) != value}
         if not missing:
-            return _AspectPlan(Aspect.TAGS, note="ECR already holds the rule's tags")
+            return None
         before = {"tags": {key: details.tags[key] for key in sorted(missing) if key in details.tags}}
         reason = f"tag{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))} missing or different"
-    action = ctx.action(
+    return ctx.action(
         ActionKind.TAG_REPOSITORY,
         reason,
         request={
@@ -369,8 +405,37 @@ def _tags(ctx: _Repo) -> _AspectPlan:
         before=before,
         after={"tags": dict(sorted(missing.items()))},
         fingerprints={Aspect.TAGS: wanted_fp},
+        tag_keys=dict.fromkeys(sorted(wanted), True),
     )
-    return _AspectPlan(Aspect.TAGS, (action,))
+
+
+def _untag_action(ctx: _Repo, dropped: Sequence[str], *, records_tags: bool) -> PlannedAction | None:
+    """``UntagResource`` of the ``dropped`` keys (ecrcache's, no longer the rule's) ECR still holds: all of
+    them on the fast path, those read on a deep one. It records the tags fingerprint too when no tag action
+    does (``records_tags``) and the record is not the rule's.
+
+    The fast path may name a key someone removed since: the API reference lists no error for a key the
+    repository does not carry (it documents none of the case; moto ignores such keys, as AWS's tagging
+    APIs do), so that is taken to change nothing [?]."""
+    details = ctx.repo.details
+    present = list(dropped) if details is None else [key for key in dropped if key in details.tags]
+    if not present:
+        return None
+    wanted_fp = ctx.rule.repo.fingerprints.tags
+    record_tags = records_tags and ctx.applied.tags != wanted_fp
+    keys = dict.fromkeys(sorted(ctx.rule.repo.tags), True) if record_tags else {}
+    reason = (
+        f"tag key{'s' if len(present) > 1 else ''} {', '.join(present)} applied by ecrcache and no longer set by "
+        "the rule"
+    )
+    return ctx.action(
+        ActionKind.UNTAG_REPOSITORY,
+        reason + (ctx.unread if details is None else ""),
+        request={"resourceArn": ctx.repo.arn, "tagKeys": cast("list[JsonValue]", present)},
+        before=None if details is None else {"tags": {key: details.tags[key] for key in present}},
+        fingerprints={Aspect.TAGS: wanted_fp} if record_tags else {},
+        tag_keys={**keys, **dict.fromkeys(dropped, False)},
+    )
 
 
 def _mutability(ctx: _Repo) -> PlannedAction | None:
@@ -397,16 +462,23 @@ def _mutability(ctx: _Repo) -> PlannedAction | None:
 
 def _record(ctx: _Repo, aspects: Sequence[_AspectPlan]) -> PlannedAction | None:
     wanted = ctx.rule.repo.fingerprints
-    stale = [p for p in aspects if not p.actions and ctx.applied.get(p.aspect) != wanted.get(p.aspect)]
+    stale = [p for p in aspects if not p.actions and (ctx.applied.get(p.aspect) != wanted.get(p.aspect) or p.tag_keys)]
     if not stale:
         return None
+    tag_keys = {key: ours for p in stale for key, ours in p.tag_keys.items()}
+    before: JsonObject = {p.aspect.value: ctx.applied.get(p.aspect) for p in stale}
+    after: JsonObject = {p.aspect.value: wanted.get(p.aspect) for p in stale}
+    if tag_keys:
+        before["tag_keys"] = cast("list[JsonValue]", sorted(ctx.applied.tag_keys or ()))
+        after["tag_keys"] = cast("list[JsonValue]", sorted(ctx.applied.merged({}, tag_keys).tag_keys or ()))
     return ctx.action(
         ActionKind.RECORD_APPLIED,
         "record what the repository holds: " + "; ".join(p.note for p in stale if p.note),
         request={},
-        before={p.aspect.value: ctx.applied.get(p.aspect) for p in stale},
-        after={p.aspect.value: wanted.get(p.aspect) for p in stale},
+        before=before,
+        after=after,
         fingerprints={p.aspect: wanted.get(p.aspect) for p in stale},
+        tag_keys=tag_keys,
     )
 
 

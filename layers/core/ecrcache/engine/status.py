@@ -158,6 +158,7 @@ def unverified(applied: Mapping[str, AppliedFingerprints], names: Collection[str
             lifecycle=UNVERIFIED if fp.lifecycle else None,
             policy=UNVERIFIED if fp.policy else None,
             tags=UNVERIFIED if fp.tags else None,
+            tag_keys=fp.tag_keys,
         )
         for name in names
         if (fp := applied.get(name)) is not None

@@ -176,6 +176,11 @@ class AppliedFingerprints(_Frozen):
     lifecycle: str | None = None
     policy: str | None = None
     tags: str | None = None
+    tag_keys: frozenset[str] | None = None
+    """The tag keys ecrcache applied to the repository and has not removed since (the keys of the rule's tags
+    whenever it recorded them; ``None``: none). A key the rule no longer sets is removed (``UntagResource``)
+    only when it is here: a key someone else set is never ecrcache's. ``None`` next to a ``tags`` fingerprint
+    is a record made before the keys were recorded (which keys it applied is then unknown)."""
     created_at: AwareDatetime | None = None
     """The repository's creation time (``DescribeRepositories``' ``createdAt``) when a run last settled it
     after an event naming it as new (pull-through import, ``CreateRepository``): a later such event for the
@@ -185,9 +190,16 @@ class AppliedFingerprints(_Frozen):
         value: str | None = getattr(self, aspect.value)
         return value
 
-    def merged(self, updates: Mapping[Aspect, str | None]) -> AppliedFingerprints:
-        """A copy with the given aspects replaced."""
-        return self.model_copy(update={aspect.value: value for aspect, value in updates.items()})
+    def merged(
+        self, updates: Mapping[Aspect, str | None], tag_keys: Mapping[str, bool] | None = None
+    ) -> AppliedFingerprints:
+        """A copy with the given aspects replaced, and the tag keys marked ``True`` added to :attr:`tag_keys`
+        (those marked ``False`` dropped)."""
+        update: dict[str, object] = {aspect.value: value for aspect, value in updates.items()}
+        if tag_keys:
+            keys = (self.tag_keys or frozenset()) | {k for k, ours in tag_keys.items() if ours}
+            update["tag_keys"] = frozenset(k for k in keys if tag_keys.get(k, True)) or None
+        return self.model_copy(update=update)
 
 
 class RepositoryDetails(_Frozen):
