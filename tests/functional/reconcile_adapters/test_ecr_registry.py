@@ -353,6 +353,31 @@ def test_apply_repository_settings(ecr: Ecr) -> None:
     assert repo.details == RepositoryDetails(tags={"team": "platform"})
 
 
+def test_apply_untag_repository_removes_only_the_keys_given(ecr: Ecr) -> None:
+    name = "docker-hub/library/node"
+    arn = ecr.repository(name)
+    ecr.ecr.tag_resource(resourceArn=arn, tags=[{"Key": k, "Value": "v"} for k in ("team", "env", "cost-center")])
+    untag = act(ActionKind.UNTAG_REPOSITORY, name, {"resourceArn": arn, "tagKeys": ["env", "team"]})
+    # WHEN the keys are removed (twice: the second finds them gone and is fine)
+    assert ecr.registry.apply(untag).ok
+    assert ecr.registry.apply(untag).ok
+    # THEN the other key stays
+    repo = ecr.registry.observe(prefixes=["docker-hub"], deep=True, applied={}).repositories[name]
+    assert repo.details == RepositoryDetails(tags={"cost-center": "v"})
+    assert ecr.registry.calls["UntagResource"] == 2
+
+
+def test_apply_untag_repository_of_a_repository_gone_is_done(ecr: Ecr) -> None:
+    arn = ecr.repository("docker-hub/gone")
+    ecr.ecr.delete_repository(repositoryName="docker-hub/gone")
+    result = ecr.registry.apply(
+        act(ActionKind.UNTAG_REPOSITORY, "docker-hub/gone", {"resourceArn": arn, "tagKeys": ["a"]})
+    )
+    assert result.ok
+    assert result.message is not None
+    assert "RepositoryNotFoundException" in result.message
+
+
 @pytest.mark.parametrize("kind", [ActionKind.ADOPT_RULE, ActionKind.ADOPT_TEMPLATE, ActionKind.RECORD_APPLIED])
 def test_apply_record_only_actions_make_no_call(ecr: Ecr, kind: ActionKind) -> None:
     assert ecr.registry.apply(act(kind, "docker-hub")).ok
@@ -490,6 +515,7 @@ WRITE_CASES: list[tuple[str, ActionKind, dict[str, Any]]] = [
     ("set_repository_policy", ActionKind.SET_REPOSITORY_POLICY, {"repositoryName": "a/b", "policyText": "{}"}),
     ("delete_repository_policy", ActionKind.DELETE_REPOSITORY_POLICY, {"repositoryName": "a/b"}),
     ("tag_resource", ActionKind.TAG_REPOSITORY, {"resourceArn": "arn:x", "tags": [{"Key": "k", "Value": "v"}]}),
+    ("untag_resource", ActionKind.UNTAG_REPOSITORY, {"resourceArn": "arn:x", "tagKeys": ["k"]}),
     (
         "put_image_tag_mutability",
         ActionKind.PUT_IMAGE_TAG_MUTABILITY,

@@ -124,7 +124,10 @@ def test_applied_fingerprints_for_2500_repositories_round_trip(store: DynamoDbSt
     # GIVEN 2,500 repositories (long names, so the Region's records exceed one 1 MB Query page)
     items = {
         f"docker-hub/{'team-' * 45}/image-{i:04d}": AppliedFingerprints(
-            lifecycle=f"{i:064x}", policy=None if i % 5 == 0 else "p" * 64, tags=None if i % 3 else "t" * 64
+            lifecycle=f"{i:064x}",
+            policy=None if i % 5 == 0 else "p" * 64,
+            tags=None if i % 3 else "t" * 64,
+            tag_keys=None if i % 3 else frozenset({"team", f"key-{i % 7}"}),
         )
         for i in range(2500)
     }
@@ -133,7 +136,7 @@ def test_applied_fingerprints_for_2500_repositories_round_trip(store: DynamoDbSt
     # WHEN they are recorded and read back
     store.record_applied(REGION, items)
     read = store.applied(REGION)
-    # THEN every record came back exactly, absent aspects as None
+    # THEN every record came back exactly (the tag keys ecrcache applied too), absent aspects as None
     assert read == items
     # AND the writes went in batches of 25 and the read took more than one page
     assert counted.calls["BatchWriteItem"] == 100

@@ -32,7 +32,7 @@ connection errors, timeouts (``BotoCoreError``)             retryable    the net
 ``ExclusionAlreadyExistsException`` on register             ok,          the principal is excluded: the
                                                             ``existed``  goal holds, but not by this call
 ``*NotFoundException`` on delete, ``ExclusionNotFound…``     ok           already gone
-on deregister
+on deregister, ``RepositoryNotFoundException`` on untag
 ``AccessDeniedException``, ``ValidationException``,          terminal     needs a change of input or
 ``InvalidParameterException``, ``UnsupportedUpstream…``,                 permissions
 ``UnableToDecryptSecret…``,
@@ -89,6 +89,7 @@ if TYPE_CHECKING:
         RepositoryTypeDef,
         SetRepositoryPolicyRequestTypeDef,
         TagResourceRequestTypeDef,
+        UntagResourceRequestTypeDef,
         UpdatePullThroughCacheRuleRequestTypeDef,
         UpdateRepositoryCreationTemplateRequestTypeDef,
     )
@@ -392,6 +393,7 @@ class Boto3EcrRegistry(Boto3EcrReader):
             ActionKind.SET_REPOSITORY_POLICY: self._set_repository_policy,
             ActionKind.DELETE_REPOSITORY_POLICY: self._delete_repository_policy,
             ActionKind.TAG_REPOSITORY: self._tag_repository,
+            ActionKind.UNTAG_REPOSITORY: self._untag_repository,
             ActionKind.PUT_IMAGE_TAG_MUTABILITY: self._put_image_tag_mutability,
             ActionKind.REGISTER_EXCLUSION: self._register_exclusion,
             ActionKind.DEREGISTER_EXCLUSION: self._deregister_exclusion,
@@ -593,6 +595,13 @@ class Boto3EcrRegistry(Boto3EcrReader):
     def _tag_repository(self, action: PlannedAction) -> ActionResult:
         request = cast("TagResourceRequestTypeDef", action.request)
         return self._call("TagResource", lambda: self.client.tag_resource(**request))
+
+    def _untag_repository(self, action: PlannedAction) -> ActionResult:
+        """``UntagResource`` of keys ecrcache applied. A repository gone since holds no tag: done."""
+        request = cast("UntagResourceRequestTypeDef", action.request)
+        return self._call(
+            "UntagResource", lambda: self.client.untag_resource(**request), done_codes={REPOSITORY_NOT_FOUND}
+        )
 
     def _put_image_tag_mutability(self, action: PlannedAction) -> ActionResult:
         request = cast("PutImageTagMutabilityRequestTypeDef", action.request)

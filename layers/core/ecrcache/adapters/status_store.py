@@ -11,7 +11,8 @@ stack's Region)::
                                                                           sets), version, run_id, run_at, revision
                                                                           (the Region's stamp), fwd (the Region's event
                                                                           forwarder status JSON)?, migrated (<home>'s)
-    pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, created_at?
+    pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, tag_keys
+                                                                          (string set)?, created_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
     pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
@@ -102,6 +103,9 @@ RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
 CREATED_ATTRIBUTE: Final = "created_at"
 """Of an applied-fingerprints item: :attr:`~ecrcache.models.observed.AppliedFingerprints.created_at`."""
+TAG_KEYS_ATTRIBUTE: Final = "tag_keys"
+"""Of an applied-fingerprints item: :attr:`~ecrcache.models.observed.AppliedFingerprints.tag_keys` (a string set;
+absent when there are none: DynamoDB has no empty set)."""
 MIGRATED_ATTRIBUTE: Final = "migrated"
 """Set on the stack Region's item once every item of the former layout has been moved (and deleted)."""
 LEGACY_STATUS_PARTITION: Final = "STATUS"
@@ -160,6 +164,7 @@ def _applied(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprint
     return {
         item["sk"]["S"]: AppliedFingerprints(
             **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item},
+            tag_keys=frozenset(item[TAG_KEYS_ATTRIBUTE]["SS"]) if TAG_KEYS_ATTRIBUTE in item else None,
             created_at=parse_iso(item[CREATED_ATTRIBUTE]["S"]) if CREATED_ATTRIBUTE in item else None,
         )
         for item in items
@@ -535,6 +540,8 @@ class DynamoDbStatusStore(_LeasesAndRuns):
             for aspect in Aspect:
                 if (value := applied.get(aspect)) is not None:
                     item[aspect.value] = _s(value)
+            if applied.tag_keys:
+                item[TAG_KEYS_ATTRIBUTE] = {"SS": sorted(applied.tag_keys)}
             if applied.created_at is not None:
                 item[CREATED_ATTRIBUTE] = _s(_iso(applied.created_at))
             requests.append({"PutRequest": {"Item": item}})

@@ -477,12 +477,12 @@ class ReconcileService:
                 outcome.validated.add(action.target)
             if action.kind.scope == "repository":
                 outcome.touched.add(action.target)
-                if action.fingerprints:
+                if action.records:
                     repo = observed.repositories.get(action.target)
                     base = (
                         applied_updates.get(action.target) or (repo.applied if repo else None) or AppliedFingerprints()
                     )
-                    applied_updates[action.target] = base.merged(action.fingerprints)
+                    applied_updates[action.target] = action.record_onto(base)
         if applied_updates:
             self.status.record_applied(region, applied_updates)
             outcome.recorded = applied_updates
