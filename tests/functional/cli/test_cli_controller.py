@@ -130,6 +130,37 @@ def test_plan_shows_the_warmers_exclusion_as_a_registry_level_action(
     assert "register_exclusion 1" in result.stdout
 
 
+def _tagged_doc(tags: str) -> str:
+    role = "arn:aws:iam::123456789012:role/ecrcache/ecr-ptc-creation"
+    return (
+        "version: 1\nrules:\n  quay:\n    upstream_kind: quay\n"
+        f"    repository:\n      tags: {tags}\n      creation_role_arn: {role}\n"
+    )
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["fast", "deep"])
+def test_plan_shows_a_tag_key_dropped_from_the_rule_as_untag_repository(
+    endpoint: str, tmp_path: Path, reconcile: Callable[[], ReconcileRun], deep: bool
+) -> None:
+    # GIVEN a cached repository the controller tagged with team and env
+    boto3.client("ecr").create_repository(repositoryName="quay/library/nginx")
+    apply_rules(endpoint, tmp_path, _tagged_doc("{team: platform, env: prod}"))
+    assert reconcile().status is RunStatus.SUCCEEDED
+    # WHEN the rule drops env and the plan is shown
+    apply_rules(endpoint, tmp_path, _tagged_doc("{team: platform}"))
+    flags = ["--deep"] if deep else []
+    result = cli(endpoint, "plan", *flags)
+    plain = cli(endpoint, "plan", *flags, "-o", "json")
+    # THEN the removal is an action on the repository, for the rule
+    assert result.code == 0, result.output
+    [row] = [line.split() for line in result.stdout.splitlines() if line.startswith("untag_repository")]
+    assert row[:4] == ["untag_repository", REGION, "quay/library/nginx", "quay"]
+    assert "untag_repository 1" in result.stdout
+    [untag] = [a for a in json.loads(plain.stdout)["actions"] if a["kind"] == "untag_repository"]
+    assert untag["request"]["tagKeys"] == ["env"]
+    assert untag["tag_keys"] == ({"env": False, "team": True} if deep else {"env": False})
+
+
 # -- status --------------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ back as CloudTrail events are ignored.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -375,13 +375,13 @@ def test_settings_dropped_from_the_rule_are_removed_only_where_the_controller_ap
     )
     controller.deliver_stream()
 
-    # THEN what the controller applied is deleted; someone else's lifecycle stays; tags are never removed
+    # THEN what the controller applied is deleted (the dropped tag key too); someone else's lifecycle stays
     assert look.lifecycle("quay/library/nginx") is None
     assert look.policy("quay/library/nginx") is None
-    assert look.tags("quay/library/nginx") == {"team": "platform", "cost-center": "1234"}
+    assert look.tags("quay/library/nginx") == {"team": "platform"}
     assert look.lifecycle("quay/library/alpine") == json.loads(BOBS_LIFECYCLE)
     writes = controller.writes()
-    assert (writes["DeleteLifecyclePolicy"], writes["DeleteRepositoryPolicy"]) == (1, 1)
+    assert (writes["DeleteLifecyclePolicy"], writes["DeleteRepositoryPolicy"], writes["UntagResource"]) == (1, 1, 1)
     assert writes["UpdateRepositoryCreationTemplate"] == 1
     # THEN the new repository got the rule's tags and mutability (those the rule still sets)
     assert look.tags("quay/library/alpine") == {"team": "platform"}
@@ -389,6 +389,52 @@ def test_settings_dropped_from_the_rule_are_removed_only_where_the_controller_ap
     status = look.rule_status("quay")
     assert status is not None
     assert status.synced
+
+
+def _tagging(tags: dict[str, str]) -> dict[str, Any]:
+    return {"upstream_kind": "quay", "repository": {"tags": tags, "creation_role_arn": CREATION_ROLE}}
+
+
+@pytest.mark.parametrize("depth", ["fast", "deep"])
+def test_a_tag_key_dropped_from_the_rule_is_removed_by_a_resync_and_a_key_set_by_hand_stays(
+    controller: Reconciler, alice: Admin, bob: Principal, look: Look, depth: Literal["fast", "deep"]
+) -> None:
+    # GIVEN cached repositories the rule tagged with team and env, and a key bob set by hand on one of them
+    names = ["quay/library/alpine", "quay/library/nginx"]
+    for name in names:
+        bob.ecr.create_repository(repositoryName=name)
+    alice.put_rule("quay", _tagging({"team": "platform", "env": "prod"}))
+    controller.converge()
+    [nginx] = bob.ecr.describe_repositories(repositoryNames=[names[1]])["repositories"]
+    bob.ecr.tag_resource(resourceArn=nginx["repositoryArn"], tags=[{"Key": "owner", "Value": "bob"}])
+    assert [e["detail"]["eventName"] for e in controller.pending_events()] == ["TagResource"]
+
+    # WHEN the rule drops env, and the change is reconciled by the next scheduled resync (not the stream)
+    alice.put_rule("quay", _tagging({"team": "platform"}))
+    controller.stream.skip()
+    controller.reset_calls()
+    assert controller.resync(depth).status is RunStatus.SUCCEEDED
+
+    # THEN env is gone from every repository; team and bob's key stay
+    assert {name: look.tags(name) for name in names} == {
+        names[0]: {"team": "platform"},
+        names[1]: {"team": "platform", "owner": "bob"},
+    }
+    # (the fast path writes the rule's changed tags blind: it does not read them)
+    blind = {"TagResource": 2} if depth == "fast" else {}
+    assert controller.writes() == {"UntagResource": 2, "UpdateRepositoryCreationTemplate": 1, **blind}
+    status = look.rule_status("quay")
+    assert status is not None
+    assert status.synced
+    # THEN its own UntagResource calls come back as CloudTrail events, and are ignored
+    assert sorted(_assert_own_events_ignored(controller)) == sorted(
+        ["UntagResource"] * 2 + ["UpdateRepositoryCreationTemplate"] + ["TagResource"] * blind.get("TagResource", 0)
+    )
+    # THEN the next resync, of either depth, has nothing to do
+    controller.reset_calls()
+    for again in ("fast", "deep"):
+        controller.resync(again)
+    assert controller.writes() == {}
 
 
 # --------------------------------------------------------------------------------------------------
