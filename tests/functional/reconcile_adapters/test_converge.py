@@ -48,9 +48,9 @@ class Service:
                 self.rules.add(action.target)
             elif action.kind.scope == "template" and action.kind is not ActionKind.DELETE_TEMPLATE:
                 self.templates.add(action.target)
-            elif action.fingerprints:
+            elif action.records:
                 current = self.applied.get(action.target, AppliedFingerprints())
-                self.applied[action.target] = current.merged(action.fingerprints)
+                self.applied[action.target] = action.record_onto(current)
 
 
 def test_plan_apply_replan_converges_and_a_noop_resync_writes_nothing(ecr: Ecr) -> None:
