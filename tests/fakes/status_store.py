@@ -186,6 +186,9 @@ class MemoryStatusStore:
         self._maybe_fail("forwarder_statuses")
         return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(self.forwarders.items())]
 
+    def status_overview(self) -> tuple[list[RuleStatusRecord], list[ForwarderStatusRecord]]:
+        return self.all_status(), self.forwarder_statuses()
+
     def delete_forwarder_status(self, region: str) -> None:
         self.writes.append(("delete_forwarder_status", region))
         self.forwarders.pop(region, None)

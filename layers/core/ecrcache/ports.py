@@ -308,6 +308,10 @@ class StatusStore(Protocol):
         """Every Region's forwarder record: where ecrcache made, or tried to make, a forwarder."""
         ...
 
+    def status_overview(self) -> tuple[list[RuleStatusRecord], list[ForwarderStatusRecord]]:
+        """:meth:`all_status` and :meth:`forwarder_statuses` in one read (``GET /v1/status``)."""
+        ...
+
     def delete_forwarder_status(self, region: str) -> None: ...
 
     def acquire_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:

@@ -672,8 +672,16 @@ class DynamoDbStatusStore(_LeasesAndRuns):
     def all_status(self) -> list[RuleStatusRecord]:
         """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
         migrated, its status items (one more Query)."""
-        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in self._query_status_items()}
-        self.migrated |= MIGRATED_ATTRIBUTE in found.get(self.home, {})
+        return self._rule_statuses(self._query_status_items())
+
+    def status_overview(self) -> tuple[list[RuleStatusRecord], list[ForwarderStatusRecord]]:
+        """:meth:`all_status` and :meth:`forwarder_statuses` from one Query of the Regions' items (plus, until the
+        former layout is migrated, one Query of each of its partitions): ``GET /v1/status``."""
+        items = self._query_status_items()
+        return self._rule_statuses(items), self._forwarders(items)
+
+    def _rule_statuses(self, items: Iterable[dict[str, Any]]) -> list[RuleStatusRecord]:
+        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
         statuses: dict[tuple[str, str], RuleStatus] = {}
         for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
             if "status" in item:
@@ -752,11 +760,14 @@ class DynamoDbStatusStore(_LeasesAndRuns):
     def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
         """Every Region's forwarder record: the Regions' items (one Query of the stack Region's partition) and,
         until the former layout is migrated, its forwarder items (one more Query)."""
+        return self._forwarders(self._query_status_items())
+
+    def _forwarders(self, items: Iterable[dict[str, Any]]) -> list[ForwarderStatusRecord]:
         found: dict[str, ForwarderStatus] = {}
         if not self.migrated:
             for item in self._query_partition(LEGACY_FORWARDER_PARTITION):
                 found[item["sk"]["S"]] = ForwarderStatus.model_validate_json(item["status"]["S"])
-        for item in self._query_status_items():
+        for item in items:
             if (status := _forwarder_of(item.get(FORWARDER_ATTRIBUTE))) is not None:
                 found[item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX)] = status
         return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(found.items())]

@@ -231,11 +231,12 @@ def _register_runs_and_status(app: APIGatewayRestResolver, status: StatusStore, 
     def get_status(
         runs: Annotated[int, Query(ge=0, le=50, description="How many recent runs to include.")] = 10,
     ) -> StatusResponse:
+        rules, forwarders = status.status_overview()  # one read of the Regions' items for both
         return StatusResponse(
-            rules=status.all_status(),
+            rules=rules,
             runs=status.latest_runs(runs) if runs else [],
             warm_sets=[WarmSetLastRun(warm_set=w.warm_set, run=w.run) for w in warm.latest()],
-            forwarders=status.forwarder_statuses(),
+            forwarders=forwarders,
         )
 
     @app.get(
