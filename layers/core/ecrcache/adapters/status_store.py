@@ -172,6 +172,31 @@ def _applied(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprint
     }
 
 
+def _rule_statuses(items: Iterable[Mapping[str, Any]], legacy: Iterable[Mapping[str, Any]]) -> list[RuleStatusRecord]:
+    """Every rule status on the Regions' ``items``, and on the former layout's status items (``legacy``; the
+    current layout wins)."""
+    statuses: dict[tuple[str, str], RuleStatus] = {}
+    for item in legacy:
+        if "status" in item:
+            statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
+    for item in items:
+        region = item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX)
+        statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
+    return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+
+
+def _forwarder_records(
+    items: Iterable[Mapping[str, Any]], legacy: Iterable[Mapping[str, Any]]
+) -> list[ForwarderStatusRecord]:
+    """Every forwarder record on the Regions' ``items``, and the former layout's forwarder items (``legacy``; the
+    current layout wins)."""
+    found = {item["sk"]["S"]: ForwarderStatus.model_validate_json(item["status"]["S"]) for item in legacy}
+    for item in items:
+        if (status := _forwarder_of(item.get(FORWARDER_ATTRIBUTE))) is not None:
+            found[item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX)] = status
+    return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(found.items())]
+
+
 def _stamp_of(item: Mapping[str, Any]) -> RegionStamp | None:
     if "run_id" not in item or "run_at" not in item:
         return None
@@ -672,23 +697,21 @@ class DynamoDbStatusStore(_LeasesAndRuns):
     def all_status(self) -> list[RuleStatusRecord]:
         """Every Region's item (one Query of the stack Region's partition) and, until the former layout is
         migrated, its status items (one more Query)."""
-        return self._rule_statuses(self._query_status_items())
+        items = self._query_status_items()
+        return _rule_statuses(items, self._until_migrated(LEGACY_STATUS_PARTITION))
 
     def status_overview(self) -> tuple[list[RuleStatusRecord], list[ForwarderStatusRecord]]:
         """:meth:`all_status` and :meth:`forwarder_statuses` from one Query of the Regions' items (plus, until the
         former layout is migrated, one Query of each of its partitions): ``GET /v1/status``."""
         items = self._query_status_items()
-        return self._rule_statuses(items), self._forwarders(items)
+        return (
+            _rule_statuses(items, self._until_migrated(LEGACY_STATUS_PARTITION)),
+            _forwarder_records(items, self._until_migrated(LEGACY_FORWARDER_PARTITION)),
+        )
 
-    def _rule_statuses(self, items: Iterable[dict[str, Any]]) -> list[RuleStatusRecord]:
-        found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items}
-        statuses: dict[tuple[str, str], RuleStatus] = {}
-        for item in () if self.migrated else self._query_partition(LEGACY_STATUS_PARTITION):
-            if "status" in item:
-                statuses[item["region"]["S"], item["prefix"]["S"]] = _legacy_status_of(item)
-        for region, item in found.items():
-            statuses.update({(region, p): s for p, s in _region_of(region, item).statuses.items()})
-        return [RuleStatusRecord(region=r, prefix=p, status=s) for (r, p), s in sorted(statuses.items())]
+    def _until_migrated(self, partition: str) -> Iterable[dict[str, Any]]:
+        """A partition of the former layout: read only while the store is not known to be migrated."""
+        return () if self.migrated else self._query_partition(partition)
 
     def _query_status_items(self) -> list[dict[str, Any]]:
         """Every Region's item (one paginated Query of the stack Region's partition, status items only)."""
@@ -760,17 +783,8 @@ class DynamoDbStatusStore(_LeasesAndRuns):
     def forwarder_statuses(self) -> list[ForwarderStatusRecord]:
         """Every Region's forwarder record: the Regions' items (one Query of the stack Region's partition) and,
         until the former layout is migrated, its forwarder items (one more Query)."""
-        return self._forwarders(self._query_status_items())
-
-    def _forwarders(self, items: Iterable[dict[str, Any]]) -> list[ForwarderStatusRecord]:
-        found: dict[str, ForwarderStatus] = {}
-        if not self.migrated:
-            for item in self._query_partition(LEGACY_FORWARDER_PARTITION):
-                found[item["sk"]["S"]] = ForwarderStatus.model_validate_json(item["status"]["S"])
-        for item in items:
-            if (status := _forwarder_of(item.get(FORWARDER_ATTRIBUTE))) is not None:
-                found[item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX)] = status
-        return [ForwarderStatusRecord(region=r, status=s) for r, s in sorted(found.items())]
+        items = self._query_status_items()
+        return _forwarder_records(items, self._until_migrated(LEGACY_FORWARDER_PARTITION))
 
     def delete_forwarder_status(self, region: str) -> None:
         """Removes the Region item's ``fwd`` (never makes an item) and, until migrated, the former item."""
