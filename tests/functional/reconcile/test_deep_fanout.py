@@ -33,7 +33,7 @@ from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache.services.reconcile_shards import ShardFanout, ShardWorkerService
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.fakes.shard_queue import MemoryShardQueue
-from tests.functional.reconcile.support import failing
+from tests.functional.reconcile.support import aws_error, failing
 
 pytestmark = pytest.mark.functional
 
@@ -484,6 +484,49 @@ def test_a_throttled_report_is_retried_by_sqs(fan: Fanout) -> None:
     assert fan.run(run.run_id).shards == ShardCounts(total=3)
     assert fan.deliver(task).outcome == "done"
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+
+
+def test_shards_that_cannot_be_recorded_are_never_sent_and_the_run_finishes(fan: Fanout) -> None:
+    # GIVEN DynamoDB refusing the shard items (after the marker and the count were written)
+    client = fan.status.client
+
+    def throttled(**_: Any) -> Any:
+        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
+
+    client.batch_write_item = throttled  # type: ignore[method-assign]
+    try:
+        # WHEN the deep run fans out
+        run = fan.deep()
+    finally:
+        del client.batch_write_item
+    # THEN nothing was sent, its shards are failed, and the run finished (no marker left)
+    assert fan.queue.sent == []
+    assert run.status is RunStatus.FAILED
+    assert run.shards == ShardCounts(total=3, failed=3)
+    assert any("shards could not be recorded" in e for e in run.errors), run.errors
+    assert fan.status.region_status(REGION).fanout is None
+
+
+def test_a_fanout_whose_count_cannot_be_recorded_is_not_started(fan: Fanout) -> None:
+    # GIVEN DynamoDB refusing the fan-out's transaction (marker and count)
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def refuse_the_fanout(**kwargs: Any) -> Any:
+        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
+            raise _cancelled("ThrottlingError")
+        return original(**kwargs)
+
+    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
+    try:
+        run = fan.deep()
+    finally:
+        del client.transact_write_items
+    # THEN nothing was sent, the run finished with the reason, and the next deep run fans out
+    assert fan.queue.sent == []
+    assert (run.status, run.shards) == (RunStatus.FAILED, None)
+    assert any("ThrottlingError" in e for e in run.errors), run.errors
+    assert fan.deep().shards == ShardCounts(total=3)
 
 
 def _cancelled(reason: str) -> Exception:
