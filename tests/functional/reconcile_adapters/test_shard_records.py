@@ -121,6 +121,11 @@ def test_a_shard_moves_only_from_the_state_read_and_its_counts_move_with_it(stor
     assert store.report_shard("run-1", REGION, 2, expected=ShardState.QUEUED, state=ShardState.FAILED, error="lost")
     assert store.report_shard("run-1", REGION, 7, expected=None, state=ShardState.FAILED, error="never recorded")
     assert not store.report_shard("run-1", REGION, 7, expected=None, state=ShardState.FAILED)
+    made = store.client.get_item(
+        TableName=store.table_name, Key={"pk": {"S": "RUN#run-1"}, "sk": {"S": f"SHARD#{REGION}#00007"}}
+    )
+    run_item = store.client.get_item(TableName=store.table_name, Key={"pk": {"S": "RUN#run-1"}, "sk": {"S": "RUN"}})
+    assert made["Item"]["expires_at"] == run_item["Item"]["expires_at"]  # it expires with its run
     assert _counts(store) == ShardCounts(total=3, done=1, failed=2)
     assert store.shard("run-1", REGION, 9) is None
 
