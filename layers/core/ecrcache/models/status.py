@@ -31,6 +31,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from ecrcache.models.shards import ShardCounts
+
 __all__ = [
     "MAX_HEALTH_BYTES",
     "MAX_MESSAGE_LENGTH",
@@ -40,6 +42,7 @@ __all__ = [
     "STAMP_FIELDS",
     "Condition",
     "ConditionType",
+    "FanoutProgress",
     "ForwarderStatus",
     "ForwarderStatusRecord",
     "ReconcileRequest",
@@ -356,6 +359,24 @@ class ReconcileRun(_Frozen):
     status: RunStatus = RunStatus.RUNNING
     summary: dict[str, int] = Field(default_factory=dict, description="Counts, e.g. actions by kind.")
     errors: Annotated[tuple[str, ...], AfterValidator(_cut_errors)] = ()
+    shards: ShardCounts | None = Field(
+        default=None,
+        description=(
+            "A deep run whose per-repository work was fanned out to shard workers: its shards sent, done, failed "
+            "and retrying. The run stays running until every shard reported (done + failed == total)."
+        ),
+    )
+
+
+class FanoutProgress(_Frozen):
+    """A fanned-out run as its record says now: the run (with its shard counts), whether its coordinating run is
+    still at work (the run cannot finish before it has sent every Region's shards), the latest deadline of its
+    fan-outs, and how many shards each Region was given."""
+
+    run: ReconcileRun
+    coordinating: bool
+    deadline: AwareDatetime | None
+    regions: Mapping[str, int]
 
 
 # --------------------------------------------------------------------------------------------------
