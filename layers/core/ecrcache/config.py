@@ -13,6 +13,8 @@ from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator, model_validator
 
+from ecrcache.models.shards import DEFAULT_SHARD_DEADLINE_SECONDS, DEFAULT_SHARD_SIZE, MAX_SHARD_SIZE
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -194,13 +196,10 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-SHARD_SIZE_MAX: Final = 500
-"""At most this many repositories a shard: a task's body (names of at most 256 characters each, ECR's
-``RepositoryName`` maximum) stays far under SQS's 256 KiB message, and a worker's deep read of them (three reads a
-repository, DescribeRepositories 100 names a call) stays in minutes, well inside its timeout."""
 SHARD_DEADLINE_MIN: Final = 900
-"""A fan-out's deadline is at least three of the worker's 300 s attempts (template: ReconcileWorkerFunction's
-Timeout, the shard queue's maxReceiveCount 3): a shortest deadline still lets a shard run out its retries."""
+"""No fan-out deadline is shorter than three of the worker's 300 s invocations (template: ReconcileWorkerFunction's
+Timeout). The template's value also covers the shard queue's redelivery delays (its VisibilityTimeout between
+attempts) and the shards waiting behind ShardConcurrency (tests/contract/test_reconcile_worker_contract.py)."""
 
 
 class ShardFanoutSettings(_Settings):
@@ -216,13 +215,13 @@ class ShardFanoutSettings(_Settings):
         ),
     )
     shard_size: int = Field(
-        default=SHARD_SIZE_MAX,
+        default=DEFAULT_SHARD_SIZE,
         ge=1,
-        le=SHARD_SIZE_MAX,
+        le=MAX_SHARD_SIZE,
         description="Repositories per shard (1..500); a Region with no more than this is deep-read in place.",
     )
     shard_deadline_seconds: int = Field(
-        default=3600,
+        default=DEFAULT_SHARD_DEADLINE_SECONDS,
         ge=SHARD_DEADLINE_MIN,
         le=86400,
         description=(
@@ -244,7 +243,12 @@ class ShardFanoutSettings(_Settings):
 
 
 class ReconcilerSettings(
-    TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings, ShardFanoutSettings
+    TableSettings,
+    WarmerRoleSettings,
+    RotatorArnSettings,
+    EcrRolePathSettings,
+    EventForwardSettings,
+    ShardFanoutSettings,
 ):
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
     the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions;
