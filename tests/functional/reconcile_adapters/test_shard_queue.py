@@ -70,10 +70,8 @@ class Flaky:
 
 def client_error(code: str, status: int) -> ClientError:
     """What botocore raises once its own retries are spent."""
-    return ClientError(
-        {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "SendMessageBatch",
-    )
+    response: Any = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "SendMessageBatch")
 
 
 @pytest.fixture
