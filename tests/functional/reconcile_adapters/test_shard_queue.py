@@ -192,3 +192,13 @@ def test_access_denied_after_a_batch_went_through_loses_that_batch_only(sqs: SQS
     flaky = Flaky(sqs, times=0, raises=client_error("AccessDenied", 403), raise_on=frozenset({2}))
     assert SqsShardQueue(queue_url, flaky).send(tasks(12)) == [10, 11]  # type: ignore[arg-type]
     assert [t.index for t in received(sqs, queue_url)] == list(range(10))
+
+
+def test_the_client_is_made_on_first_send_only(sqs: SQSClient, queue_url: str) -> None:
+    # GIVEN the queue as the reconciler makes it at every cold start (no client given)
+    queue = SqsShardQueue(queue_url)
+    assert queue._client is None  # a run that never fans out never pays for an SQS client
+    # WHEN it sends THEN its own client (the project's retry configuration) delivers to the queue
+    assert queue.send(tasks(2)) == []
+    assert queue.client.meta.config.retries["mode"] == "adaptive"
+    assert [t.index for t in received(sqs, queue_url)] == [0, 1]

@@ -49,8 +49,16 @@ class SqsShardQueue:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.queue_url = queue_url
-        self.client = client or sqs_client()
+        self._client = client
         self.sleep = sleep
+
+    @property
+    def client(self) -> SQSClient:
+        """Made on first use: a deep run that fans out is rare, and the reconciler's every cold start would pay for
+        an SQS client (its endpoint rules and model) it mostly never uses."""
+        if self._client is None:
+            self._client = sqs_client()
+        return self._client
 
     def send(self, tasks: Sequence[ShardTask]) -> list[int]:
         unsent: dict[int, str] = {}
