@@ -34,6 +34,7 @@ from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_replication import SecretsManagerReplication
+from ecrcache.adapters.shard_queue import SqsShardQueue
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconciler_settings, stack_region
@@ -42,6 +43,7 @@ from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService
+from ecrcache.services.reconcile_shards import ShardFanout
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
 from ecrcache.services.triggers import (
@@ -129,6 +131,15 @@ service = ReconcileService(
         # Deep runs look in every Region of the partition for a forwarder no rule or record points them to.
         sweep=ForwarderSweep(regions=partial(partition_regions, _forwarding.partition), probe=forwarder_probe),
     ),
+    # A deep run of a Region with more managed repositories than one shard queues them in shards for the reconcile
+    # worker (README "Deep resync at scale"); without a shard queue every deep read stays in this invocation.
+    shards=ShardFanout(
+        SqsShardQueue(settings.shard_queue_url),
+        shard_size=settings.shard_size,
+        deadline_seconds=settings.shard_deadline_seconds,
+    )
+    if settings.fan_out
+    else None,
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)
