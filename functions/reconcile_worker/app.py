@@ -8,8 +8,9 @@ queue's visibility timeout. What raises is what a retry can fix (ECR throttled a
 too little time left); the service records the shard ``retrying`` first. The message's third receive
 (``ApproximateReceiveCount`` against the queue's ``maxReceiveCount``, :data:`MAX_RECEIVE_COUNT`) is the last
 attempt: the service then records the shard ``failed`` instead of raising, so the run still finishes. A body that
-is not a shard task is logged and dropped (retrying the same bytes cannot help); a shard already reported (a
-redelivery, or a redrive from the DLQ after its run finished) is dropped by the service.
+is not a shard task is logged, counted and dropped (retrying the same bytes cannot help:
+:func:`~ecrcache.services.reconcile_shards.task_from_body`); a shard already reported (a redelivery, or a redrive
+from the DLQ after its run finished) is dropped by the service.
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from pydantic import ValidationError
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconcile_worker_settings, stack_region
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.role_path import RoleScope
-from ecrcache.models.shards import ShardTask
+from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
-from ecrcache.services.reconcile_shards import ShardWorkerService
+from ecrcache.services.reconcile_shards import ShardWorkerService, task_from_body
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -37,7 +38,12 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 settings = reconcile_worker_settings()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A shard delivered again is an expected outcome (recorded ``retrying`` by the service), not a function error: the
+# failed record is reported in batchItemFailures even when it is the batch's only one (BatchSize 1), rather than
+# Powertools raising "all records failed". With ReportBatchItemFailures, Lambda does not scale the mapping's polling
+# down for reported failures (Lambda Developer Guide, "Handling errors for an SQS event source in Lambda"), so one
+# throttled shard does not slow the others; an invocation that crashes still counts as the function's error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _registries: dict[str, Boto3EcrRegistry] = {}
 
 MAX_RECEIVE_COUNT: Final = 3
@@ -45,15 +51,18 @@ MAX_RECEIVE_COUNT: Final = 3
 them equal): the receive that reaches it is the shard's last attempt, after which SQS moves the message to the DLQ."""
 MIN_REMAINING_MS: Final = 120_000
 """A shard is not started with less time left (up to 500 repositories: a minute or two at ECR's rates, under the
-300 s timeout): it fails as an item instead, and SQS delivers it again to a fresh invocation."""
+300 s timeout): the service records it ``retrying`` and raises, and SQS delivers it again to a fresh invocation
+(on its last attempt it is recorded ``failed`` instead)."""
 
 
 def registry(region: str) -> Boto3EcrRegistry:
     """One ECR client per Region, kept across invocations."""
     if region not in _registries:
-        # ECR REQUEST RATE (issue 14, branch wip/throttle14): the worker's client takes the reconciler's
-        # per-invocation request-rate setting HERE (the same setting on ReconcileWorkerSettings, passed as the
-        # reconciler's app passes it), so the fan-out's aggregate rate is ShardConcurrency x that rate.
+        # ECR REQUEST RATE (issue 14, wip/throttle14; wired when it is merged): the worker's client takes the
+        # reconciler's per-invocation ceiling HERE, as the reconciler's registry() does --
+        #   Boto3EcrRegistry(region, ecr_client(region, request_rate=settings.ecr_request_rate))
+        # with EcrRequestRateSettings among ReconcileWorkerSettings' bases and ECR_REQUEST_RATE: !Ref EcrRequestRate
+        # in ReconcileWorkerFunction's environment: the fan-out's aggregate rate is then ShardConcurrency x that.
         _registries[region] = Boto3EcrRegistry(region)
     return _registries[region]
 
@@ -76,20 +85,6 @@ def service() -> ShardWorkerService:
     )
 
 
-def task_from_record(record: SQSRecord) -> ShardTask | None:
-    """The record's shard task, or ``None`` for a body that is none (logged with the message id, never the body)."""
-    try:
-        return ShardTask.model_validate_json(record.body)
-    except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in error["loc"]) or "body" for error in exc.errors()})
-        logger.error(
-            "a message of the shard queue is not a shard task: dropped",
-            extra={"message_id": record.message_id, "fields": fields},
-        )
-        metrics.add_metric(name="ReconcileShardTasksMalformed", unit="Count", value=1)
-        return None
-
-
 def last_attempt(record: SQSRecord) -> bool:
     """Whether SQS moves the message to the DLQ if this receive fails too."""
     return int(record.attributes.approximate_receive_count) >= MAX_RECEIVE_COUNT
@@ -97,19 +92,28 @@ def last_attempt(record: SQSRecord) -> bool:
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any] | None:
     """One message: the shard's result (as reported), or ``None`` for a dropped body."""
-    task = task_from_record(record)
+    task = task_from_body(record.body)
     if task is None:
         return None
     keys = {"run_id": task.run_id, "region": task.region, "shard": task.index}
-    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < MIN_REMAINING_MS:
-        logger.warning("too little time left to start a shard; SQS delivers it again", extra=keys)
-        raise TimeoutError("too little time left in this invocation to start a shard; SQS delivers it again")
     logger.append_keys(**keys)
     try:
-        result = service().process(task, last_attempt=last_attempt(record))
+        result = service().process(task, last_attempt=last_attempt(record), deadline=time_left(lambda_context))
+    except EcrcacheError:
+        raise  # the service logged it and recorded the shard retrying: SQS delivers it again
+    except Exception:  # a bug: its traceback in the log (the batch processor only reports the record failed)
+        logger.exception("a shard could not be processed; SQS delivers it again")
+        raise
     finally:
         logger.remove_keys(list(keys))
     return result.model_dump(mode="json")
+
+
+def time_left(context: LambdaContext | None) -> Deadline | None:
+    """No shard starts with less than :data:`MIN_REMAINING_MS` of the invocation left (``None``: no context)."""
+    if context is None:
+        return None
+    return Deadline(lambda: (context.get_remaining_time_in_millis() - MIN_REMAINING_MS) / 1000)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -37,7 +37,7 @@ from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.shard_queue import SqsShardQueue
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
-from ecrcache.config import reconciler_settings, stack_region
+from ecrcache.config import ShardFanoutSettings, reconciler_settings, stack_region
 from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
@@ -89,6 +89,17 @@ def forwarder_probe(region: str) -> Boto3EventForwarder:
     return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
 
 
+def shard_fanout(shards: ShardFanoutSettings) -> ShardFanout | None:
+    """The deep run's fan-out over the shard queue (``None``: no ``SHARD_QUEUE_URL``, no fan-out)."""
+    if not shards.fan_out:
+        return None
+    return ShardFanout(
+        SqsShardQueue(shards.shard_queue_url),
+        shard_size=shards.shard_size,
+        deadline_seconds=shards.shard_deadline_seconds,
+    )
+
+
 _status = DynamoDbStatusStore(settings.table_name)
 _forwarding = forwarding(
     rule_name=settings.event_forward_rule_name,
@@ -133,13 +144,7 @@ service = ReconcileService(
     ),
     # A deep run of a Region with more managed repositories than one shard queues them in shards for the reconcile
     # worker (README "Deep resync at scale"); without a shard queue every deep read stays in this invocation.
-    shards=ShardFanout(
-        SqsShardQueue(settings.shard_queue_url),
-        shard_size=settings.shard_size,
-        deadline_seconds=settings.shard_deadline_seconds,
-    )
-    if settings.fan_out
-    else None,
+    shards=shard_fanout(settings),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

@@ -149,7 +149,7 @@ READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secre
 # current_value only) and, like the rotator, the desired state and ECR's rules; the pull statistics and the warm
 # worker only mark credentials Invalid (CredentialMarks: mark_invalid and record_announced, both UpdateItem); the
 # rotator records its outcomes on the health (RotationHealth: record_rotated, mark_invalid, record_announced).
-WORKER_ECR_OPERATIONS = frozenset(
+WORKER_ECR_OPERATIONS: frozenset[str] = frozenset(
     {
         "DescribeRepositories",
         "GetLifecyclePolicy",
@@ -163,7 +163,7 @@ WORKER_ECR_OPERATIONS = frozenset(
         "PutImageTagMutability",
     }
 )
-CALLED_ONLY = {
+CALLED_ONLY: dict[str, dict[str, set[str] | frozenset[str]]] = {
     "RotatorFunction": {
         "dynamodb_store": {"GetItem", "Query"},
         "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},

@@ -200,5 +200,5 @@ def test_the_client_is_made_on_first_send_only(sqs: SQSClient, queue_url: str) -
     assert queue._client is None  # a run that never fans out never pays for an SQS client
     # WHEN it sends THEN its own client (the project's retry configuration) delivers to the queue
     assert queue.send(tasks(2)) == []
-    assert queue.client.meta.config.retries["mode"] == "adaptive"
+    assert queue.client.meta.config.retries["mode"] == "adaptive"  # type: ignore[attr-defined]
     assert [t.index for t in received(sqs, queue_url)] == [0, 1]
