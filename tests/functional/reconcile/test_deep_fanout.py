@@ -514,3 +514,25 @@ def test_a_noop_shard_writes_only_its_report(fan: Fanout) -> None:
     writes = {op: n for op, n in fan.dynamodb.items() if op not in {"GetItem", "Query", "BatchGetItem"}}
     assert writes == {"TransactWriteItems": 1}
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+
+
+@pytest.mark.slow
+def test_a_noop_shard_of_500_repositories_costs_its_reads_and_one_write(fan: Fanout) -> None:
+    # GIVEN a converged Region of 501 managed repositories, shards of 500
+    for i in range(501 - len(REPOSITORIES)):
+        fan.ecr.create_repository(repositoryName=f"quay/bulk/image-{i:03d}")
+    assert fan.fast().status is RunStatus.SUCCEEDED
+    fan.reconciler.shards = ShardFanout(fan.queue, shard_size=500)
+    run = fan.deep()
+    assert run.shards == ShardCounts(total=2)
+    task = fan.queue.take()
+    assert len(task.repositories) == 500
+    fan.reset_calls()
+    # WHEN its first shard (500 repositories, nothing to do) is processed
+    result = fan.deliver(task)
+    # THEN ECR: the 500 named in 5 DescribeRepositories, the 3 reads each, nothing else (no listing, no write)
+    assert result.outcome == "done"
+    assert dict(fan.registry.calls) == {"DescribeRepositories": 5} | dict.fromkeys(PER_REPOSITORY_READS, 500)
+    # AND DynamoDB: the shard's item, the desired state (its revision, the rules, the credentials), the 500
+    # fingerprints by key (5 x 100), the report (one transaction), then the run's counts (is it the last shard?)
+    assert dict(fan.dynamodb) == {"GetItem": 3, "Query": 2, "BatchGetItem": 5, "TransactWriteItems": 1}

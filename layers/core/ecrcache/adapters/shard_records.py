@@ -40,9 +40,8 @@ from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect
 from ecrcache.models.shards import FanoutMarker, ShardCounts, ShardRecord, ShardReport, ShardState
-from ecrcache.models.status import ReconcileRun, RunStatus
+from ecrcache.models.status import FanoutProgress, ReconcileRun, RunStatus
 from ecrcache.observability import logger
-from ecrcache.ports import FanoutProgress
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
