@@ -34,14 +34,16 @@ from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
 from ecrcache.adapters.rotation_store import DynamoDbRotationStore
 from ecrcache.adapters.secret_replication import SecretsManagerReplication
+from ecrcache.adapters.shard_queue import SqsShardQueue
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
-from ecrcache.config import reconciler_settings, stack_region
+from ecrcache.config import ShardFanoutSettings, reconciler_settings, stack_region
 from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
 from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService
+from ecrcache.services.reconcile_shards import ShardFanout
 from ecrcache.services.rotation_schedules import RotationSchedules
 from ecrcache.services.rotation_sweeper import RotationSweeper
 from ecrcache.services.triggers import (
@@ -87,6 +89,17 @@ def forwarder_probe(region: str) -> Boto3EventForwarder:
     return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
 
 
+def shard_fanout(shards: ShardFanoutSettings) -> ShardFanout | None:
+    """The deep run's fan-out over the shard queue (``None``: no ``SHARD_QUEUE_URL``, no fan-out)."""
+    if not shards.fan_out:
+        return None
+    return ShardFanout(
+        SqsShardQueue(shards.shard_queue_url),
+        shard_size=shards.shard_size,
+        deadline_seconds=shards.shard_deadline_seconds,
+    )
+
+
 _status = DynamoDbStatusStore(settings.table_name)
 _forwarding = forwarding(
     rule_name=settings.event_forward_rule_name,
@@ -129,6 +142,9 @@ service = ReconcileService(
         # Deep runs look in every Region of the partition for a forwarder no rule or record points them to.
         sweep=ForwarderSweep(regions=partial(partition_regions, _forwarding.partition), probe=forwarder_probe),
     ),
+    # A deep run of a Region with more managed repositories than one shard queues them in shards for the reconcile
+    # worker (README "Deep resync at scale"); without a shard queue every deep read stays in this invocation.
+    shards=shard_fanout(settings),
 )
 upstream = UpstreamHealthService(status=service.status)
 idempotency = IdempotencyConfig(expires_after_seconds=3600)

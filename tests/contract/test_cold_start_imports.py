@@ -50,6 +50,17 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
     "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports"),
+    # The shard worker: the reconciler's planning and apply, none of its triggers, forwarders, rotations or queue.
+    "reconcile_worker": (
+        *WARM_INPUTS,
+        "ecrcache.http.app",
+        "ecrcache.models.warm_run",
+        "ecrcache.services.triggers",
+        "ecrcache.services.forwarders",
+        "ecrcache.services.rotation_schedules",
+        "ecrcache.adapters.shard_queue",
+        "aws_lambda_powertools.utilities.idempotency",
+    ),
     "rotator": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "warm_planner": (*RULE_MODELS[:3], "ecrcache.services.credential_health", *ECR_ADAPTER),
     "warm_worker": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),

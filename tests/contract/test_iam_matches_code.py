@@ -31,6 +31,7 @@ ADAPTER_SERVICE = {
     "warm_store": "dynamodb",
     "upstream_budget": "dynamodb",
     "warm_queue": "sqs",
+    "shard_queue": "sqs",
     "upstream_registry": "secretsmanager",
     "ecr_warm": "ecr",
     "secret_rotation": "secretsmanager",
@@ -148,7 +149,21 @@ READ_ONLY_ADAPTERS = {"ApiFunction": {"ecr_registry", "pull_stats_store", "secre
 # current_value only) and, like the rotator, the desired state and ECR's rules; the pull statistics and the warm
 # worker only mark credentials Invalid (CredentialMarks: mark_invalid and record_announced, both UpdateItem); the
 # rotator records its outcomes on the health (RotationHealth: record_rotated, mark_invalid, record_announced).
-CALLED_ONLY = {
+WORKER_ECR_OPERATIONS: frozenset[str] = frozenset(
+    {
+        "DescribeRepositories",
+        "GetLifecyclePolicy",
+        "PutLifecyclePolicy",
+        "DeleteLifecyclePolicy",
+        "GetRepositoryPolicy",
+        "SetRepositoryPolicy",
+        "DeleteRepositoryPolicy",
+        "ListTagsForResource",
+        "TagResource",
+        "PutImageTagMutability",
+    }
+)
+CALLED_ONLY: dict[str, dict[str, set[str] | frozenset[str]]] = {
     "RotatorFunction": {
         "dynamodb_store": {"GetItem", "Query"},
         "ecr_registry": {"DescribePullThroughCacheRules", "ValidatePullThroughCacheRule"},
@@ -161,6 +176,10 @@ CALLED_ONLY = {
     },
     "PullStatsFunction": {"credential_health_store": {"UpdateItem"}},
     "WarmWorkerFunction": {"credential_health_store": {"UpdateItem"}},
+    # The reconcile worker converges its shard's repositories only: the ECR adapter's per-repository reads (the
+    # shard's DescribeRepositories by name and the three deep reads) and writes; the registry-level rules,
+    # templates and exclusions are the coordinator's (the reconciler's) alone.
+    "ReconcileWorkerFunction": {"ecr_registry": WORKER_ECR_OPERATIONS},
 }
 # Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
 # in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
@@ -207,6 +226,9 @@ def test_iam_policy_allows_every_call_the_code_makes(logical_id: str) -> None:
 # template's stream mappings stand for SAM DynamoDB events, tests/contract/test_stream_event_sources.py).
 EVENT_SOURCE_ACTIONS = {
     "DynamoDB": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"},
+    # ... and an SQS mapping receives and deletes (Lambda Developer Guide, "Using Lambda with Amazon SQS": execution
+    # role permissions; tests/contract/test_sqs_event_sources.py checks each on its own queue only).
+    "SQS": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
 }
 
 

@@ -205,11 +205,18 @@ def test_the_dashboard_parses_and_names_only_metrics_the_code_emits() -> None:
 def test_the_dashboard_answers_the_operators_questions() -> None:
     board, body = dashboard()
     titles = " ".join(w["properties"].get("markdown", "") for w in board["widgets"] if w["type"] == "text")
-    for question in ("Are rules synced?", "Are credentials healthy?", "What is warming doing?", "What failed and why?"):
+    for question in (
+        "Are rules synced?",
+        "Are credentials healthy?",
+        "What is warming doing?",
+        "Is the deep resync keeping up?",
+        "What failed and why?",
+    ):
         assert question in titles
     # Its alarm widget shows every alarm; its DLQ widget every dead-letter queue; its log queries name functions.
     assert set(re.findall(r"\$\{(\w+)\.Arn\}", body)) == set(alarms())
-    assert set(re.findall(r"\$\{(\w+)\.QueueName\}", body)) == dead_letter_queues()
+    # ... and the shard queue's depth and age (is the deep resync's fan-out keeping up?)
+    assert set(re.findall(r"\$\{(\w+)\.QueueName\}", body)) == dead_letter_queues() | {"ReconcileShardQueue"}
     functions = set(resources("AWS::Serverless::Function"))
     logged = set(re.findall(r"/aws/lambda/\$\{(\w+)\}", body))
     assert logged == functions

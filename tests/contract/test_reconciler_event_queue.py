@@ -117,6 +117,13 @@ def test_the_reconciler_may_receive_and_delete_from_its_queue_only() -> None:
             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
             "Resource": {"Fn::GetAtt": [QUEUE, "Arn"]},
         },
+        # a deep run's shard tasks, to the shard queue only
+        {
+            "Sid": "ReconcileShardQueue",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": {"Fn::GetAtt": ["ReconcileShardQueue", "Arn"]},
+        },
         # its only other SQS statement: its stream mapping's OnFailure destination, its own DLQ
         {
             "Sid": "StreamFailureDestination",

@@ -181,6 +181,7 @@ SETTINGS_ENV = {
     "ROTATOR_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:ecrcache-rotator",
     "ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:ecrcache-alerts",
     "WARM_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ecrcache-warm",
+    "SHARD_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ecrcache-shards",
     "UPSTREAM_ENDPOINTS": "{}",
 }
 

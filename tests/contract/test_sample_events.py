@@ -27,6 +27,7 @@ EXERCISING_TESTS = {
     "tests.functional.pull_stats.test_function": "the pull_stats handler on the embedded AWS",
     "tests.functional.warm.test_planner_function": "the warm planner handler on moto",
     "tests.functional.warm_worker.test_sample_events": "the warm worker handler on the embedded AWS and registry",
+    "tests.functional.reconcile.test_fanout_functions": "the reconcile worker handler on the embedded AWS",
     "tests.functional.rotation.test_function": "the rotator handler on the embedded AWS and registry",
     "tests.functional.credential_health.test_function": "the health check handler on the embedded AWS and registry",
 }

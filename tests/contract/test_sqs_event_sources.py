@@ -23,10 +23,18 @@ pytestmark = pytest.mark.contract
 QUEUE_RECEIVE: Final = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 # logical id -> (function, queue, BatchSize, MaximumBatchingWindowInSeconds, MaximumConcurrency)
-MAPPINGS: Final = {
+MAPPINGS: Final[dict[str, tuple[str, str, int, int, Any]]] = {
     "ReconcilerFunctionEcrEvents": ("ReconcilerFunction", "ReconcilerEventsQueue", 100, 15, 2),
     "PullStatsFunctionPullEvents": ("PullStatsFunction", "PullEventsQueue", 1000, 30, 2),
     "WarmWorkerFunctionWarmTasks": ("WarmWorkerFunction", "WarmQueue", 10, 1, 5),
+    # one shard an invocation; the fan-out's width is a parameter (the ECR rate ceiling: README "Deep resync at scale")
+    "ReconcileWorkerFunctionShardTasks": (
+        "ReconcileWorkerFunction",
+        "ReconcileShardQueue",
+        1,
+        0,
+        {"Ref": "ShardConcurrency"},
+    ),
 }
 
 

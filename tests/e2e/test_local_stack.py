@@ -42,7 +42,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     # GIVEN a running local stack
     stack = start_stack(tmp_path, "--stack-name", "ecrcache-stop")
     pids = dict(stack.ready["pids"])
-    assert {"local", "aws", "registry", "ApiFunction", "ReconcilerFunction"} <= set(pids)
+    assert {"local", "aws", "registry", "ApiFunction", "ReconcilerFunction", "ReconcileWorkerFunction"} <= set(pids)
     assert requests.get(f"{stack.api}/openapi.json", timeout=10).status_code == 200
     assert requests.get(f"{stack.ready['registry']}/v2/", timeout=10).status_code == 200
     log = stack.log()
@@ -55,6 +55,8 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         "WarmPlannerFunction <- Tick (Schedule)",
         "WarmPlannerFunction <- WarmRequested (DynamoDB)",
         "WarmWorkerFunction <- WarmTasks (SQS)",
+        # the deep resync's shards (README "Deep resync at scale")
+        "ReconcileWorkerFunction <- ShardTasks (SQS)",
     )
     for event in warming:
         assert event in log

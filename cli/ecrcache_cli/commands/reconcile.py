@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ecrcache_cli.app import App, output_option, pass_app, wait_options
-from ecrcache_cli.commands.status import run_summary
+from ecrcache_cli.commands.status import run_shards, run_summary
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 from ecrcache_cli.wait import Waiter
 
@@ -42,6 +42,7 @@ def reconcile_cmd(app: App, *, deep: bool, wait: bool, timeout: float, interval:
                 ("started", run.get("started_at")),
                 ("finished", run.get("finished_at")),
                 ("summary", run_summary(run.get("summary") or {})),
+                *([("shards", shards)] if (shards := run_shards(run.get("shards"))) else []),
             ]
         )
     if run.get("status") in {"failed", "partial"}:

@@ -13,7 +13,7 @@ from ecrcache_cli.commands.kinds import KINDS
 from ecrcache_cli.output import ExitCode, OutputFormat, Printer
 from ecrcache_cli.wait import conditions_by_type
 
-__all__ = ["history_cmd", "run_summary", "status_cmd"]
+__all__ = ["history_cmd", "run_shards", "run_summary", "status_cmd"]
 
 
 @click.command("status")
@@ -58,12 +58,13 @@ def status_cmd(app: App, *, runs: int, fmt: OutputFormat) -> int:
                 r.get("started_at"),
                 r.get("finished_at"),
                 run_summary(r.get("summary") or {}),
+                run_shards(r.get("shards")),
                 len(r.get("errors") or []),
             ]
             for r in recent
         ]
         printer.table(
-            ["run", "trigger", "status", "scope", "started", "finished", "summary", "errors"],
+            ["run", "trigger", "status", "scope", "started", "finished", "summary", "shards", "errors"],
             rows,
             title="Recent runs:",
         )
@@ -168,6 +169,18 @@ def _validation(validation: Mapping[str, Any]) -> str | None:
 def run_summary(summary: Mapping[str, Any]) -> str:
     """A run's summary on one line: ``created=1 updated=2``."""
     return " ".join(f"{k}={v}" for k, v in summary.items())
+
+
+def run_shards(shards: Mapping[str, Any] | None) -> str | None:
+    """A fanned-out deep run's shards on one line (``198/200 done, 1 failed, 1 retrying``); nothing for a run that
+    did not fan out (README "Deep resync at scale")."""
+    if not shards:
+        return None
+    text = f"{shards.get('done', 0)}/{shards.get('total', 0)} done"
+    for name in ("failed", "retrying"):
+        if shards.get(name):
+            text += f", {shards[name]} {name}"
+    return text
 
 
 @click.command("history")

@@ -13,6 +13,8 @@ from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator, model_validator
 
+from ecrcache.models.shards import DEFAULT_SHARD_DEADLINE_SECONDS, DEFAULT_SHARD_SIZE, MAX_SHARD_SIZE
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -194,16 +196,80 @@ def stack_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+SHARD_DEADLINE_MIN: Final = 900
+"""No fan-out deadline is shorter than three of the worker's 300 s invocations (template: ReconcileWorkerFunction's
+Timeout). The template's value also covers the shard queue's redelivery delays (its VisibilityTimeout between
+attempts) and the shards waiting behind ShardConcurrency (tests/contract/test_reconcile_worker_contract.py)."""
+
+
+class ShardFanoutSettings(_Settings):
+    """The deep resync's fan-out (README "Deep resync at scale"): a Region listing more managed repositories than
+    one shard has its deep read split into shard tasks on the shard queue, worked by ``functions/reconcile_worker``."""
+
+    shard_queue_url: str = Field(
+        default="",
+        max_length=2048,
+        description=(
+            "URL of the shard queue (template: !Ref ReconcileShardQueue). Empty: no fan-out, every deep read is "
+            "done in the reconciler's own invocation."
+        ),
+    )
+    shard_size: int = Field(
+        default=DEFAULT_SHARD_SIZE,
+        ge=1,
+        le=MAX_SHARD_SIZE,
+        description="Repositories per shard (1..500); a Region with no more than this is deep-read in place.",
+    )
+    shard_deadline_seconds: int = Field(
+        default=DEFAULT_SHARD_DEADLINE_SECONDS,
+        ge=SHARD_DEADLINE_MIN,
+        le=86400,
+        description=(
+            "Seconds a fan-out may take (900..86400): the next run touching the Region settles a fan-out past it, "
+            "counting the shards that never reported as failed."
+        ),
+    )
+
+    @field_validator("shard_queue_url")
+    @classmethod
+    def _queue_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be empty or an SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/<name>")
+        return value
+
+    @property
+    def fan_out(self) -> bool:
+        return bool(self.shard_queue_url)
+
+
 class ReconcilerSettings(
-    TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings
+    TableSettings,
+    WarmerRoleSettings,
+    RotatorArnSettings,
+    EcrRolePathSettings,
+    EventForwardSettings,
+    ShardFanoutSettings,
 ):
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
-    the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions)."""
+    the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions;
+    the shard queue its deep runs fan out to)."""
 
 
 @cache
 def reconciler_settings() -> ReconcilerSettings:
     return ReconcilerSettings.from_env()
+
+
+class ReconcileWorkerSettings(TableSettings, WarmerRoleSettings, EcrRolePathSettings):
+    """Environment of ``functions/reconcile_worker``: what the reconciler's planning of a Region's repositories
+    reads (the warmer's role: its exclusion is part of the plan; the role path and account: a rule naming a role
+    outside them is blocked, as the reconciler blocks it). No trigger, rotation or forwarder settings: a shard
+    only deep-reads and converges its repositories."""
+
+
+@cache
+def reconcile_worker_settings() -> ReconcileWorkerSettings:
+    return ReconcileWorkerSettings.from_env()
 
 
 class AlertSettings(_Settings):

@@ -333,3 +333,40 @@ def test_status_shows_each_regions_event_forwarder_and_why_it_does_not_forward()
     header = next(i for i, line in enumerate(lines) if line.startswith("Event forwarders"))
     row = lines[header + 2].split()
     assert row[:4] == ["eu-west-1", "ecrcache-fwd-x", "no", "AccessDeniedException"]
+
+
+def test_status_and_reconcile_show_a_fanned_out_runs_shards() -> None:
+    # GIVEN a deep run still waiting for its shards (README "Deep resync at scale") and a fast run that did not fan out
+    deep = {
+        "run_id": "run-deep",
+        "trigger": "schedule",
+        "status": "running",
+        "scope": "all",
+        "started_at": "2026-06-01T03:17:00Z",
+        "summary": {},
+        "errors": [],
+        "shards": {"total": 200, "done": 197, "failed": 1, "retrying": 2},
+    }
+    fast = {**deep, "run_id": "run-fast", "status": "succeeded", "shards": None}
+    body = {"rules": [], "runs": [deep, fast], "warm_sets": [], "forwarders": []}
+
+    def respond(request: Recorded) -> Reply:
+        if request.path == "/v1/reconcile":
+            return Reply(202, {"run_id": "run-deep", "location": "/v1/runs/run-deep"})
+        if request.path == "/v1/runs/run-deep":
+            return Reply(200, {**deep, "status": "partial", "finished_at": "2026-06-01T04:02:00Z"})
+        return Reply(200, body)
+
+    with recording_server(respond) as server:
+        status = run_cli(["--endpoint", server.url, "status"])
+        reconcile = run_cli(["--endpoint", server.url, "reconcile", "--deep"])
+    # THEN the runs table counts the deep run's shards, and shows none for the other
+    assert status.code == 0, status.output
+    lines = status.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("RUN "))
+    assert header.split()[-2:] == ["SHARDS", "ERRORS"]
+    row = next(line for line in lines if line.startswith("run-deep"))
+    assert "197/200 done, 1 failed, 2 retrying" in row
+    assert "done" not in next(line for line in lines if line.startswith("run-fast"))
+    # AND the run waited for says so too
+    assert "shards:   197/200 done, 1 failed, 2 retrying" in reconcile.stdout
