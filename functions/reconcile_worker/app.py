@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.ecr_registry import Boto3EcrRegistry, ecr_client
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.config import reconcile_worker_settings, stack_region
@@ -58,12 +58,9 @@ MIN_REMAINING_MS: Final = 120_000
 def registry(region: str) -> Boto3EcrRegistry:
     """One ECR client per Region, kept across invocations."""
     if region not in _registries:
-        # ECR REQUEST RATE (issue 14, wip/throttle14; wired when it is merged): the worker's client takes the
-        # reconciler's per-invocation ceiling HERE, as the reconciler's registry() does --
-        #   Boto3EcrRegistry(region, ecr_client(region, request_rate=settings.ecr_request_rate))
-        # with EcrRequestRateSettings among ReconcileWorkerSettings' bases and ECR_REQUEST_RATE: !Ref EcrRequestRate
-        # in ReconcileWorkerFunction's environment: the fan-out's aggregate rate is then ShardConcurrency x that.
-        _registries[region] = Boto3EcrRegistry(region)
+        # The reconciler's per-invocation ceiling (EcrRequestRate): the fan-out's aggregate ECR request rate is
+        # ShardConcurrency x this (README "Deep resync at scale").
+        _registries[region] = Boto3EcrRegistry(region, ecr_client(region, request_rate=settings.ecr_request_rate))
     return _registries[region]
 
 

@@ -160,6 +160,7 @@ WORKER_ECR_OPERATIONS: frozenset[str] = frozenset(
         "DeleteRepositoryPolicy",
         "ListTagsForResource",
         "TagResource",
+        "UntagResource",
         "PutImageTagMutability",
     }
 )

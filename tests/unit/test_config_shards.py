@@ -54,4 +54,5 @@ def test_the_reconciler_reads_the_shard_settings_and_the_worker_only_what_planni
         "warmer_role_arn",
         "ecr_role_path",
         "ecr_role_account",
+        "ecr_request_rate",
     }
