@@ -285,8 +285,8 @@ def reconciler_settings() -> ReconcilerSettings:
 class ReconcileWorkerSettings(TableSettings, WarmerRoleSettings, EcrRolePathSettings, EcrRequestRateSettings):
     """Environment of ``functions/reconcile_worker``: what the reconciler's planning of a Region's repositories
     reads (the warmer's role: its exclusion is part of the plan; the role path and account: a rule naming a role
-    outside them is blocked, as the reconciler blocks it; the same ECR request-rate ceiling per invocation). No trigger, rotation or forwarder settings: a shard
-    only deep-reads and converges its repositories."""
+    outside them is blocked, as the reconciler blocks it; the same ECR request-rate ceiling per invocation). No
+    trigger, rotation or forwarder settings: a shard only deep-reads and converges its repositories."""
 
 
 @cache
