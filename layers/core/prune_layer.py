@@ -34,7 +34,7 @@ NOT_COMPILED = re.compile(
     r"|/pydantic/(v1|experimental)/|/pydantic/mypy\.py|/urllib3/contrib/(emscripten|pyopenssl|socks)"
     r"|/s3transfer/(crt|processpool)\.py|/dateutil/(rrule|tz/win)\.py"
     r"|/aws_lambda_powertools/utilities/parser/envelopes/|/boto3/(s3|ec2)/|/botocore/stub"
-    r"|/pydantic/color\.py"
+    r"|/pydantic/color\.py|/pydantic/deprecated/(class_validators|copy_internals|decorator|json|parse|tools)\.py|/aws_lambda_powertools/utilities/idempotency/persistence/redis\.py"
 )
 """Modules left without bytecode: no function imports them on a cold start (Powertools utilities, X-Ray SDK
 extensions, pydantic.v1, ...; ``tests/contract/test_layer_bytecode.py`` imports every function's handler module

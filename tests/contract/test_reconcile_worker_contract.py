@@ -132,6 +132,7 @@ def test_the_worker_converges_repositories_in_every_region_and_nothing_registry_
         "ecr:DeleteRepositoryPolicy",
         "ecr:ListTagsForResource",
         "ecr:TagResource",
+        "ecr:UntagResource",
         "ecr:PutImageTagMutability",
     }
     # the same repository grants as the reconciler's, but the templates' dependent CreateRepository
