@@ -559,6 +559,21 @@ def test_a_noop_shard_writes_only_its_report(fan: Fanout) -> None:
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
 
 
+def test_a_noop_fanout_over_tagged_repositories_writes_no_applied_record(fan: Fanout) -> None:
+    # GIVEN a converged registry whose quay repositories carry the rule's tags (their keys on their records)
+    run = fan.deep()
+    fan.reset_calls()
+    # WHEN every shard (the tagged ones included) is processed
+    results = fan.drain()
+    # THEN nothing was planned: no ECR write, no applied record rewritten (BatchWriteItem), only the reports
+    assert [r.outcome for r in results] == ["done"] * 3
+    assert not any(op in WRITE_OPERATIONS for op in fan.registry.calls)
+    assert "BatchWriteItem" not in fan.dynamodb
+    done = fan.run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert not any(key in done.summary for key in ("record_applied", "tag_resource")), done.summary
+
+
 @pytest.mark.slow
 def test_a_noop_shard_of_500_repositories_costs_its_reads_and_one_write(fan: Fanout) -> None:
     # GIVEN a converged Region of 501 managed repositories, shards of 500

@@ -172,6 +172,17 @@ def test_fingerprints_of_named_repositories_are_read_by_key(store: DynamoDbStatu
     assert dict(calls) == {"BatchGetItem": 2}
 
 
+def test_fingerprints_read_by_key_keep_their_tag_keys_and_creation(store: DynamoDbStatusStore) -> None:
+    # GIVEN a repository whose record says which tag keys ecrcache applied, and when it was created
+    recorded = AppliedFingerprints(tags="t", tag_keys=frozenset({"team", "cost"}), created_at=NOW)
+    store.record_applied(REGION, {"quay/a": recorded, "quay/b": AppliedFingerprints(lifecycle="l")})
+    # WHEN a shard reads it by key
+    found = store.applied_of(REGION, ["quay/a", "quay/b"])
+    # THEN it is the record the Region's read gives (the keys kept: a key the rule drops is untagged, not forgotten)
+    assert found == {"quay/a": recorded, "quay/b": AppliedFingerprints(lifecycle="l")}
+    assert found == store.applied(REGION)
+
+
 def _cancelled(*reasons: str) -> ClientError:
     response: Any = {
         "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
