@@ -325,6 +325,30 @@ def test_an_access_denied_shard_fails_at_once(fan: Fanout) -> None:
     assert fan.run(run.run_id).shards == ShardCounts(total=3, failed=1)
 
 
+def test_a_redelivered_shard_finishes_a_run_whose_finish_failed_after_the_last_report(fan: Fanout) -> None:
+    # GIVEN a deep run whose last shard reports, then fails to finish the run (DynamoDB, after botocore's retries)
+    run = fan.deep()
+    *first, last = fan.queue.drain()
+    for task in first:
+        fan.deliver(task)
+
+    def finish(kwargs: dict[str, Any]) -> str | None:
+        return "server-error" if "run_status = :status" in kwargs.get("UpdateExpression", "") else None
+
+    with failing(fan.status.client, "update_item", finish), pytest.raises(RetryableError):
+        fan.deliver(last)
+    assert fan.run(run.run_id).status is RunStatus.RUNNING
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=3)
+    # WHEN SQS delivers the last shard again (it raised)
+    again = fan.deliver(last)
+    # THEN the shard is dropped (counted nothing) and the run finished by it
+    assert again.outcome == "dropped"
+    done = fan.run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert done.shards == ShardCounts(total=3, done=3)
+    assert fan.status.region_status(REGION).fanout is None
+
+
 # --------------------------------------------------------------------------------------------------
 # Deadline, and runs racing
 

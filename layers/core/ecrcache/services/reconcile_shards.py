@@ -378,11 +378,7 @@ class ShardWorkerService:
         ``deadline``: the invocation's time (no shard is started past it: a retry, as any retryable failure)."""
         record = self.status.shard(task.run_id, task.region, task.index)
         if record is None or record.state.final:
-            metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
-            logger.info(
-                "shard already reported (or unknown); dropped", extra={"run_id": task.run_id, "index": task.index}
-            )
-            return ShardResult(run_id=task.run_id, region=task.region, index=task.index, outcome="dropped")
+            return self._dropped(task, reported=record is not None)
         try:
             if deadline is not None and deadline.expired():
                 raise RetryableError("too little time left in this invocation to process a shard")
@@ -448,8 +444,7 @@ class ShardWorkerService:
             task.run_id, task.region, task.index, expected=read, state=state, report=report, error=error
         )
         if not won:  # another delivery reported it first
-            metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
-            return ShardResult(run_id=task.run_id, region=task.region, index=task.index, outcome="dropped")
+            return self._dropped(task, reported=True)
         finished = self.finisher.finish_if_done(task.run_id)
         outcome: Literal["done", "failed"] = "done" if state is ShardState.DONE else "failed"
         return ShardResult(
@@ -459,4 +454,15 @@ class ShardWorkerService:
             outcome=outcome,
             report=report,
             finished=finished is not None,
+        )
+
+    def _dropped(self, task: ShardTask, *, reported: bool) -> ShardResult:
+        """A delivery of a shard already reported (or unknown): counted nothing. The run is finished if it is done:
+        the delivery that reported last may have failed to finish it (finishing is idempotent; it raises on
+        failure, so this delivery is retried)."""
+        metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
+        logger.info("shard already reported (or unknown); dropped", extra={"run_id": task.run_id, "index": task.index})
+        finished = self.finisher.finish_if_done(task.run_id) if reported else None
+        return ShardResult(
+            run_id=task.run_id, region=task.region, index=task.index, outcome="dropped", finished=finished is not None
         )
