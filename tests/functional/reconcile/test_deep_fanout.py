@@ -349,6 +349,37 @@ def test_a_redelivered_shard_finishes_a_run_whose_finish_failed_after_the_last_r
     assert fan.status.region_status(REGION).fanout is None
 
 
+def test_a_delivery_refused_by_a_concurrent_retry_reports_against_the_new_state(
+    fan: Fanout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN one shard delivered twice at once: while the first delivery works, the second meets throttling and
+    # marks the shard retrying (the state the first one read is no longer the shard's)
+    run = fan.deep()
+    task = fan.queue.take()
+    work = fan.worker._work
+    concurrent: list[ShardResult | Exception | None] = []
+
+    def work_while_another_delivery_fails(shard: ShardTask) -> Any:
+        if not concurrent:
+            concurrent.append(None)
+            with failing(fan.registry.client, "describe_repositories", "throttling"):
+                try:
+                    concurrent.append(fan.worker.process(shard, last_attempt=False))
+                except RetryableError as exc:
+                    concurrent.append(exc)
+        return work(shard)
+
+    monkeypatch.setattr(fan.worker, "_work", work_while_another_delivery_fails)
+    # WHEN the first delivery reports
+    result = fan.deliver(task)
+    # THEN its report is not lost: the shard is done (counted once, no longer retrying)
+    assert isinstance(concurrent[1], RetryableError)
+    assert result.outcome == "done"
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+    record = fan.status.shard(run.run_id, REGION, task.index)
+    assert record is not None and record.state is ShardState.DONE
+
+
 # --------------------------------------------------------------------------------------------------
 # Deadline, and runs racing
 

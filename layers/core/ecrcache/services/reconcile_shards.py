@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import ValidationError
 
@@ -68,6 +68,10 @@ if TYPE_CHECKING:
     from ecrcache.ports import EcrRegistry, ShardQueue, StateEventPublisher, StateStore, StatusStore
 
 __all__ = ["FanoutOutcome", "ShardFanout", "ShardFinisher", "ShardWorkerService", "run_metrics", "task_from_body"]
+
+
+REPORT_ATTEMPTS: Final = 3
+"""Tries of a shard's report refused because another delivery of the shard changed its state meanwhile."""
 
 
 def task_from_body(body: str) -> ShardTask | None:
@@ -439,12 +443,20 @@ class ShardWorkerService:
         report: ShardReport | None = None,
         error: str | None = None,
     ) -> ShardResult:
-        """Report the shard (one transaction with the run's count), then finish the run if it was the last one."""
-        won = self.status.report_shard(
-            task.run_id, task.region, task.index, expected=read, state=state, report=report, error=error
-        )
-        if not won:  # another delivery reported it first
-            return self._dropped(task, reported=True)
+        """Report the shard (one transaction with the run's count), then finish the run if it was the last one. A
+        report refused because another delivery of the shard moved it meanwhile (marked it ``retrying``) is made
+        again against the state read again, a few times; one refused because the shard is final is dropped."""
+        for _ in range(REPORT_ATTEMPTS):
+            if self.status.report_shard(
+                task.run_id, task.region, task.index, expected=read, state=state, report=report, error=error
+            ):
+                break
+            record = self.status.shard(task.run_id, task.region, task.index)
+            if record is None or record.state.final:  # another delivery reported it first
+                return self._dropped(task, reported=record is not None)
+            read = record.state
+        else:
+            raise RetryableError("the shard's state kept changing under its report (other deliveries); try again")
         finished = self.finisher.finish_if_done(task.run_id)
         outcome: Literal["done", "failed"] = "done" if state is ShardState.DONE else "failed"
         return ShardResult(
