@@ -25,6 +25,7 @@ from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.engine.shards import REPOSITORIES_FAILED
 from ecrcache.errors import RetryableError
+from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.shards import ShardCounts, ShardResult, ShardState, ShardTask
 from ecrcache.models.status import ConditionType, ReconcileRun, RunStatus, RunTrigger
@@ -378,6 +379,36 @@ def test_a_delivery_refused_by_a_concurrent_retry_reports_against_the_new_state(
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
     record = fan.status.shard(run.run_id, REGION, task.index)
     assert record is not None and record.state is ShardState.DONE
+
+
+def test_a_nested_rule_deleted_with_retain_after_the_fanout_keeps_its_repositories_from_the_outer_rule(
+    fan: Fanout, state_table: str
+) -> None:
+    # GIVEN a rule quay/team nested in quay, its repositories converged to its own lifecycle
+    desired = DesiredStateService(
+        DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+        lambda: datetime.now(UTC),
+    )
+    team = {"upstream_kind": "quay", "lifecycle": {"presets": {"keep_last": 3}}, "deletion_policy": "retain"}
+    desired.put_rule("quay/team", RuleSpec.model_validate(team), actor=ACTOR)
+    nested = ("quay/team/app-0", "quay/team/app-1")
+    for name in nested:
+        fan.ecr.create_repository(repositoryName=name)
+    assert fan.fast().status is RunStatus.SUCCEEDED
+    kept = {name: _lifecycle(fan, name) for name in nested}
+    # AND a deep run fanned out while both rules were desired
+    run = fan.deep()
+    assert fan.queue.pending
+    # WHEN quay/team is deleted with retain (its ECR rule stays: no longer managed) before the workers run
+    desired.delete(ResourceKind.RULE, "quay/team", actor=ACTOR)
+    fan.reset_calls()
+    fan.drain()
+    # THEN the workers chose the owner the in-process deep read chooses (quay/team: retired, not quay), so its
+    # repositories were left as they were: quay's lifecycle was not put on them
+    assert {name: _lifecycle(fan, name) for name in nested} == kept
+    assert fan.registry.calls["PutLifecyclePolicy"] == 0
+    assert fan.run(run.run_id).status is RunStatus.SUCCEEDED
 
 
 # --------------------------------------------------------------------------------------------------

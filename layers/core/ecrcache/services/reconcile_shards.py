@@ -24,7 +24,7 @@ counted failed and the run is finished. A shard redriven from the DLQ later is d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
@@ -289,11 +289,15 @@ class ShardFanout:
         managed: Mapping[str, str],
         *,
         revision: int | None,
+        known: Collection[str] = (),
     ) -> FanoutOutcome:
         """Record the Region's shards (marker, run total, shard items), then send them; never while another run's
         fan-out of the Region is unfinished (said in the run's errors: a marker left over by a finished run, or past
-        its deadline, is released first). Shards that cannot be sent are failed."""
-        shards = shards_of(managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision)
+        its deadline, is released first). Shards that cannot be sent are failed. ``known``: the Region's rule prefixes
+        (desired, retired, ECR's), among which the workers pick the repositories' owners (:class:`ShardTask`)."""
+        shards = shards_of(
+            managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision, known=known
+        )
         if not shards:
             return FanoutOutcome()
         try:
@@ -398,13 +402,13 @@ class ShardWorkerService:
         applied = self.status.applied_of(region, task.repositories)
         registry = self.registry(region)
         observed = registry.observe_repositories(task.repositories, applied=applied)
-        plan = plan_repositories(desired, observed, role_path=self.role_path)
+        plan = plan_repositories(desired, observed, role_path=self.role_path, known=task.prefixes)
         outcome = self.applier.apply(region, plan, observed, applied, Ownership())
         left = Plan()
         if any(action.kind.calls_aws for action in plan.actions):
             current = {**applied, **outcome.recorded}
             after = registry.observe_repositories(sorted(outcome.touched), applied=current)
-            left = plan_repositories(desired, after, role_path=self.role_path)
+            left = plan_repositories(desired, after, role_path=self.role_path, known=task.prefixes)
             unsure = {action.target for action in left.actions}
             if unsure:
                 self.applier.mark_unverified(region, unsure, current)
