@@ -23,6 +23,7 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.shards import REPOSITORIES_FAILED
 from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
@@ -315,6 +316,27 @@ def test_a_shard_failing_on_its_last_attempt_fails_the_run_and_its_rules(fan: Fa
     assert _synced(fan, "k8s") == (True, "Converged")
 
 
+def test_a_shard_out_of_time_is_retried_then_failed_on_its_last_attempt_not_killed(fan: Fanout) -> None:
+    # GIVEN a shard started in time whose invocation's time runs out during its deep read
+    run = fan.deep()
+    task = fan.queue.take()
+
+    def running_out() -> Deadline:
+        ticks = iter([60.0])  # the check before the shard starts; past it after
+        return Deadline(lambda: next(ticks, 0.0))
+
+    # WHEN it is processed THEN it is not reported done from a partial read: it is retried
+    with pytest.raises(RetryableError, match="time ran out"):
+        fan.worker.process(task, last_attempt=False, deadline=running_out())
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, retrying=1)
+    # AND on its last attempt it is failed, saying why
+    result = fan.worker.process(task, last_attempt=True, deadline=running_out())
+    assert result.outcome == "failed"
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, failed=1)
+    record = fan.status.shard(run.run_id, REGION, task.index)
+    assert record is not None and record.error is not None and "time ran out" in record.error
+
+
 def test_an_access_denied_shard_fails_at_once(fan: Fanout) -> None:
     # GIVEN a shard whose reads are refused (a permission: no retry can help)
     run = fan.deep()
@@ -360,7 +382,7 @@ def test_a_delivery_refused_by_a_concurrent_retry_reports_against_the_new_state(
     work = fan.worker._work
     concurrent: list[ShardResult | Exception | None] = []
 
-    def work_while_another_delivery_fails(shard: ShardTask) -> Any:
+    def work_while_another_delivery_fails(shard: ShardTask, *args: Any) -> Any:
         if not concurrent:
             concurrent.append(None)
             with failing(fan.registry.client, "describe_repositories", "throttling"):
@@ -368,7 +390,7 @@ def test_a_delivery_refused_by_a_concurrent_retry_reports_against_the_new_state(
                     concurrent.append(fan.worker.process(shard, last_attempt=False))
                 except RetryableError as exc:
                     concurrent.append(exc)
-        return work(shard)
+        return work(shard, *args)
 
     monkeypatch.setattr(fan.worker, "_work", work_while_another_delivery_fails)
     # WHEN the first delivery reports

@@ -61,7 +61,7 @@ from ecrcache.services.state_events import announce
 if TYPE_CHECKING:
     from ecrcache.engine.deadline import Deadline
     from ecrcache.engine.role_path import RoleScope
-    from ecrcache.models.observed import DesiredRule
+    from ecrcache.models.observed import DesiredRule, ObservedRegion
     from ecrcache.models.region_records import RegionStatus
     from ecrcache.models.shards import FanoutMarker, ShardRecord, ShardReport
     from ecrcache.models.status import ReconcileRun, RegionStamp
@@ -346,6 +346,15 @@ class ShardFanout:
 # The worker
 
 
+def _in_time(observed: ObservedRegion) -> ObservedRegion:
+    """``observed`` when every repository was read; ``RetryableError`` when the invocation's time ran out first."""
+    if observed.unread:
+        missed = len(observed.unread)
+        msg = f"the invocation's time ran out: {missed} of the shard's repositories not read; the shard is retried"
+        raise RetryableError(msg)
+    return observed
+
+
 class ShardWorkerService:
     """One shard of a deep resync: deep-read its repositories, plan, apply, verify, report (see the module)."""
 
@@ -390,24 +399,27 @@ class ShardWorkerService:
         try:
             if deadline is not None and deadline.expired():
                 raise RetryableError("too little time left in this invocation to process a shard")
-            report = self._work(task)
+            report = self._work(task, deadline)
         except EcrcacheError as exc:
             return self._failed(task, record.state, exc, last_attempt=last_attempt)
         return self._report(task, record.state, ShardState.DONE, report=report)
 
-    def _work(self, task: ShardTask) -> ShardReport:
-        """Deep-read the shard's repositories, plan, apply, verify and record; what it came to."""
+    def _work(self, task: ShardTask, deadline: Deadline | None = None) -> ShardReport:
+        """Deep-read the shard's repositories, plan, apply, verify and record; what it came to. A read that runs
+        into the ``deadline`` (reads under way abandoned, none started past it) raises ``RetryableError``: the shard
+        is delivered again to a fresh invocation, or failed on its last attempt, rather than the invocation killed
+        at its timeout with the shard unreported."""
         region = task.region
         desired = self._desired(region)
         applied = self.status.applied_of(region, task.repositories)
         registry = self.registry(region)
-        observed = registry.observe_repositories(task.repositories, applied=applied)
+        observed = _in_time(registry.observe_repositories(task.repositories, applied=applied, stop=deadline))
         plan = plan_repositories(desired, observed, role_path=self.role_path, known=task.prefixes)
         outcome = self.applier.apply(region, plan, observed, applied, Ownership())
         left = Plan()
         if any(action.kind.calls_aws for action in plan.actions):
             current = {**applied, **outcome.recorded}
-            after = registry.observe_repositories(sorted(outcome.touched), applied=current)
+            after = _in_time(registry.observe_repositories(sorted(outcome.touched), applied=current, stop=deadline))
             left = plan_repositories(desired, after, role_path=self.role_path, known=task.prefixes)
             unsure = {action.target for action in left.actions}
             if unsure:
