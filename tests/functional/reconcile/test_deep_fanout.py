@@ -25,6 +25,7 @@ from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.shards import REPOSITORIES_FAILED
+from ecrcache.engine.status import UNVERIFIED
 from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
@@ -431,6 +432,38 @@ def test_a_nested_rule_deleted_with_retain_after_the_fanout_keeps_its_repositori
     assert {name: _lifecycle(fan, name) for name in nested} == kept
     assert fan.registry.calls["PutLifecyclePolicy"] == 0
     assert fan.run(run.run_id).status is RunStatus.SUCCEEDED
+
+
+def test_a_shard_applied_while_the_desired_state_moved_leaves_its_writes_unverified(
+    fan: Fanout, state_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a shard with a drifted repository, and the desired state changed while the worker applies (it holds no
+    # lease: it applies the snapshot it read at its start)
+    desired = DesiredStateService(
+        DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+        lambda: datetime.now(UTC),
+    )
+    run = fan.deep()
+    task = fan.queue.take()
+    drifted = task.repositories[0]
+    _drift(fan, drifted)
+    apply = fan.worker.applier.apply
+
+    def apply_while_the_rules_change(*args: Any, **kwargs: Any) -> Any:
+        for prefix, spec in RULES.items():
+            desired.put_rule(
+                prefix, RuleSpec.model_validate({**spec, "lifecycle": {"presets": {"keep_last": 2}}}), actor=ACTOR
+            )
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(fan.worker.applier, "apply", apply_while_the_rules_change)
+    # WHEN the shard is processed
+    assert fan.deliver(task).outcome == "done"
+    # THEN what it wrote is not trusted: the repository's record is unverified, so the next fast run re-reads it
+    record = fan.status.applied_of(REGION, [drifted])[drifted]
+    assert record.lifecycle == UNVERIFIED
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
 
 
 # --------------------------------------------------------------------------------------------------

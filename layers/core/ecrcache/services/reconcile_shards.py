@@ -410,7 +410,7 @@ class ShardWorkerService:
         is delivered again to a fresh invocation, or failed on its last attempt, rather than the invocation killed
         at its timeout with the shard unreported."""
         region = task.region
-        desired = self._desired(region)
+        desired, revision = self._desired(region)
         applied = self.status.applied_of(region, task.repositories)
         registry = self.registry(region)
         observed = _in_time(registry.observe_repositories(task.repositories, applied=applied, stop=deadline))
@@ -422,18 +422,23 @@ class ShardWorkerService:
             after = _in_time(registry.observe_repositories(sorted(outcome.touched), applied=current, stop=deadline))
             left = plan_repositories(desired, after, role_path=self.role_path, known=task.prefixes)
             unsure = {action.target for action in left.actions}
+            if self.desired.snapshot(warm_sets=False).revision != revision:
+                # The shard applied the snapshot read at its start, holding no Region lease: the desired state moved
+                # meanwhile, so what it wrote may be stale. Not trusted: the next fast resync reads them again.
+                unsure |= outcome.touched
             if unsure:
                 self.applier.mark_unverified(region, unsure, current)
         return shard_report(
             task, found=len(observed.repositories), applied=outcome.applied, failures=outcome.failures, left=left
         )
 
-    def _desired(self, region: str) -> list[DesiredRule]:
-        """The Region's desired rules now, their credentials resolved. A credential's replica is not waited for:
-        the coordinator planned the shard with the rules it could plan (their repositories only)."""
+    def _desired(self, region: str) -> tuple[list[DesiredRule], int]:
+        """The Region's desired rules now, their credentials resolved, and the revision read. A credential's replica
+        is not waited for: the coordinator planned the shard with the rules it could plan (their repositories
+        only)."""
         snapshot = self.desired.snapshot(warm_sets=False)
         rules = self.planner.desired_rules(snapshot, [region], retired=False).desired_in(region)
-        return [rule.model_copy(update={"credential_wait": None}) for rule in rules]
+        return [rule.model_copy(update={"credential_wait": None}) for rule in rules], snapshot.revision
 
     def _failed(self, task: ShardTask, read: ShardState, exc: EcrcacheError, *, last_attempt: bool) -> ShardResult:
         """A failure of the shard's run: ``failed`` on the last attempt (or when no retry can help), else
