@@ -495,6 +495,39 @@ def test_a_shard_that_never_reports_is_settled_by_the_next_run_after_the_deadlin
     assert fan.run(run.run_id) == done
 
 
+def test_a_fanout_whose_lost_shard_cannot_be_failed_is_left_to_the_next_settling(fan: Fanout) -> None:
+    # GIVEN a deep run past its deadline, one shard never reported, and DynamoDB refusing to fail it (throttled)
+    run = fan.deep()
+    lost = fan.queue.take()
+    fan.drain()
+    fan.clock.advance(3601)
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def throttle_the_failing(**kwargs: Any) -> Any:
+        if any(
+            ":error" in item.get("Update", {}).get("ExpressionAttributeValues", {}) for item in kwargs["TransactItems"]
+        ):
+            raise _cancelled("ThrottlingError")
+        return original(**kwargs)
+
+    client.transact_write_items = throttle_the_failing  # type: ignore[method-assign]
+    try:
+        # WHEN a run settles the fan-out
+        fan.fast()
+    finally:
+        del client.transact_write_items
+    # THEN the run is not finished with a shard still open (a late report could move a finished run's counts)
+    assert fan.run(run.run_id).status is RunStatus.RUNNING
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=2)
+    # WHEN the next run settles it THEN it is finished, the lost shard failed, and a late report is dropped
+    fan.fast()
+    done = fan.run(run.run_id)
+    assert (done.status, done.shards) == (RunStatus.FAILED, ShardCounts(total=3, done=2, failed=1))
+    assert fan.deliver(lost).outcome == "dropped"
+    assert fan.run(run.run_id) == done
+
+
 def test_a_second_deep_run_never_races_an_unfinished_fanout(fan: Fanout) -> None:
     # GIVEN a deep run whose shards are still out
     first = fan.deep()

@@ -321,8 +321,9 @@ class ShardRecords:
                     "TableName": self.table_name,
                     "Key": self._run_key(run_id),
                     "UpdateExpression": f"ADD {', '.join(adds)}",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": run_values,
+                    # A finished run's counts never move again: a late report is refused (the shard unchanged).
+                    "ConditionExpression": "attribute_exists(pk) AND run_status = :running",
+                    "ExpressionAttributeValues": {**run_values, ":running": _s(RunStatus.RUNNING.value)},
                 }
             },
         ]

@@ -181,35 +181,53 @@ class ShardFinisher:
         deadline = max(marker.deadline, progress.deadline or marker.deadline)
         if deadline > now:
             return False
-        self._settle(marker.run_id, progress.regions)
+        if not self._settle(marker.run_id, progress.regions):
+            return False  # a shard could not be failed: the run is finished by the next settling, not with it open
         self.finish_if_done(marker.run_id, force=True)
         self.status.clear_fanout(region, marker.run_id)
         return True
 
-    def _settle(self, run_id: str, regions: Mapping[str, int]) -> None:
-        """Count every shard not reported by the deadline as failed."""
+    def _settle(self, run_id: str, regions: Mapping[str, int]) -> bool:
+        """Count every shard not reported by the deadline as failed; whether every one now is final."""
         error = "no report by the fan-out's deadline (its worker stopped, or its message is in the DLQ)"
+        settled = True
         for region, count in sorted(regions.items()):
-            self.fail_shards(run_id, region, dict.fromkeys(range(count), error), expected=None)
+            settled &= self.fail_shards(run_id, region, dict.fromkeys(range(count), error), expected=None)
+        return settled
 
-    def fail_shards(self, run_id: str, region: str, errors: Mapping[int, str], *, expected: ShardState | None) -> None:
+    def fail_shards(self, run_id: str, region: str, errors: Mapping[int, str], *, expected: ShardState | None) -> bool:
         """Fail the shards ``errors`` names (index -> why), unless they reported: one transaction each, conditioned
         on the state read (``expected`` ``None``: read now; a report arriving meanwhile wins, a shard never recorded
-        is recorded failed). A shard that cannot be failed now (DynamoDB) is left to the deadline: logged."""
+        is recorded failed). A shard that cannot be failed now (DynamoDB) is left to the deadline: logged. Whether
+        every one was failed (or had reported)."""
         records = (
             {}
             if expected is not None
             else {r.index: r for r in self.status.shard_records(run_id) if r.region == region}
         )
+        failed = True
         for index, error in sorted(errors.items()):
             found = records.get(index)
             state = expected if expected is not None else (found.state if found is not None else None)
             if found is not None and found.state.final:
                 continue
             try:
-                self.status.report_shard(run_id, region, index, expected=state, state=ShardState.FAILED, error=error)
+                won = self.status.report_shard(
+                    run_id, region, index, expected=state, state=ShardState.FAILED, error=error
+                )
             except EcrcacheError as exc:
                 logger.warning("shard not failed", extra={"region": region, "index": index, "error": exc.message})
+                won = False
+            failed &= won or self._final(run_id, region, index)
+        return failed
+
+    def _final(self, run_id: str, region: str, index: int) -> bool:
+        """Whether the shard, whose failing was refused or not made, is final now (it reported meanwhile)."""
+        try:
+            record = self.status.shard(run_id, region, index)
+        except EcrcacheError:
+            return False
+        return record is not None and record.state.final
 
     def settle(self, recorded: Iterable[RegionStatus]) -> None:
         """Settle the fan-outs past their deadline among the Regions' records (any run touching them does): a
