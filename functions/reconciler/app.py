@@ -37,7 +37,7 @@ from ecrcache.adapters.secret_replication import SecretsManagerReplication
 from ecrcache.adapters.shard_queue import SqsShardQueue
 from ecrcache.adapters.state_events import EventBridgeStateEvents
 from ecrcache.adapters.status_store import DynamoDbStatusStore
-from ecrcache.config import ShardFanoutSettings, reconciler_settings, stack_region
+from ecrcache.config import ReconcilerSettings, reconciler_settings, stack_region
 from ecrcache.engine.role_path import RoleScope
 from ecrcache.errors import EcrcacheError
 from ecrcache.observability import logger, metrics, tracer
@@ -90,13 +90,14 @@ def forwarder_probe(region: str) -> Boto3EventForwarder:
     return Boto3EventForwarder(region, events_client(region, PLAN_READ_CONFIG))
 
 
-def shard_fanout(shards: ShardFanoutSettings) -> ShardFanout | None:
-    """The deep run's fan-out over the shard queue (``None``: no ``SHARD_QUEUE_URL``, no fan-out)."""
+def shard_fanout(shards: ReconcilerSettings) -> ShardFanout | None:
+    """The deep run's fan-out over the shard queue (``None``: no ``SHARD_QUEUE_URL``, no fan-out); its shards as
+    large as ``SHARD_SIZE`` or as their reads fit a worker's time at ``ECR_REQUEST_RATE``."""
     if not shards.fan_out:
         return None
     return ShardFanout(
         SqsShardQueue(shards.shard_queue_url),
-        shard_size=shards.shard_size,
+        shard_size=shards.shard_size_in_time,
         deadline_seconds=shards.shard_deadline_seconds,
     )
 

@@ -102,7 +102,33 @@ def _pascal(name: str) -> str:
 SHARED_HELPERS = {"batch_write": "batch_write_item", "batch_get": "batch_get_item", "query_partition": "query"}
 
 
+def mixins(module: str) -> set[str]:
+    """The adapter modules whose classes ``module``'s classes inherit from (mixed in: their ``self.client`` calls
+    are ``module``'s), transitively -- e.g. the shard records (:mod:`ecrcache.adapters.shard_records`) mixed into
+    the status store."""
+    tree = ast.parse((ADAPTERS / f"{module}.py").read_text())
+    origin = {
+        alias.asname or alias.name: node.module.rsplit(".", 1)[1]
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ecrcache.adapters.")
+        for alias in node.names
+    }
+    found = {
+        origin[base.id]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for base in node.bases
+        if isinstance(base, ast.Name) and base.id in origin
+    }
+    return found | {deeper for mixed in found for deeper in mixins(mixed)}
+
+
 def adapter_operations(module: str) -> set[str]:
+    """The operations ``module`` calls on its client, its mixins' included."""
+    return set().union(*(_own_operations(m) for m in {module, *mixins(module)}))
+
+
+def _own_operations(module: str) -> set[str]:
     source = (ADAPTERS / f"{module}.py").read_text()
     calls = set(re.findall(r"self\.client\.([a-z_]+)\(", source))
     calls |= set(re.findall(r"get_paginator\(\"([a-z_]+)\"\)", source))
@@ -184,7 +210,12 @@ CALLED_ONLY: dict[str, dict[str, set[str] | frozenset[str]]] = {
 }
 # Operations of a wired adapter that a function never calls: the worker records outcomes and freshness
 # in the warm run store; only the planner creates runs (create_run, the store's only BatchWriteItem).
-NOT_CALLED = {"WarmWorkerFunction": {("warm_store", "BatchWriteItem")}}
+# The reconciler reads applied fingerprints by partition (Query); only the reconcile worker reads a shard's by key
+# (ShardRecords.applied_of, the status store's only BatchGetItem).
+NOT_CALLED = {
+    "WarmWorkerFunction": {("warm_store", "BatchWriteItem")},
+    "ReconcilerFunction": {("status_store", "BatchGetItem")},
+}
 
 
 def _read_operations(module: str) -> set[str]:
@@ -264,6 +295,31 @@ def test_adapter_scan_finds_the_known_calls() -> None:
     assert adapter_operations("health_events") == {"PutEvents"}
     assert adapter_operations("state_events") == {"PutEvents"}
     assert adapter_operations("alert_topic") == {"Publish"}
+
+
+def test_the_mixed_in_shard_records_are_scanned_and_the_reconcile_worker_may_make_their_calls() -> None:
+    # The reconcile worker reads a shard's applied fingerprints with BatchGetItem (ShardRecords.applied_of, mixed
+    # into the status store): its policy once lacked the action, and this scan never read the mixin.
+    assert mixins("status_store") == {"shard_records"}
+    assert (
+        {"BatchGetItem", "TransactWriteItems"}
+        <= adapter_operations("shard_records")
+        <= (adapter_operations("status_store"))
+    )
+    # AND only the worker's service reads them so (the reconciler's NOT_CALLED entry stays true)
+    services = ROOT / "layers" / "core" / "ecrcache" / "services"
+    assert {p.name for p in services.glob("*.py") if ".applied_of(" in p.read_text()} == {"reconcile_shards.py"}
+    assert "ShardWorkerService" not in (ROOT / "functions" / "reconciler" / "app.py").read_text()
+    worker = functions()["ReconcileWorkerFunction"]
+    assert "dynamodb:BatchGetItem" in required_actions(worker, "ReconcileWorkerFunction")
+    assert "dynamodb:BatchGetItem" in allowed_actions(worker)
+
+
+def test_every_adapter_calling_a_client_is_mapped_or_mixed_into_one() -> None:
+    # A module of client calls that no mapped adapter mixes in would be scanned for no function.
+    mixed = {m for module in ADAPTER_SERVICE for m in mixins(module)}
+    calling = {p.stem for p in ADAPTERS.glob("*.py") if re.search(r"self\.client\.[a-z_]+\(", p.read_text())}
+    assert calling <= set(ADAPTER_SERVICE) | mixed, sorted(calling - set(ADAPTER_SERVICE) - mixed)
 
 
 def test_the_warm_worker_may_read_freshness_in_batches() -> None:

@@ -65,18 +65,27 @@ class MemoryEcrReader:
         return self.state.model_copy(update={"repositories": repositories, "exclusions": None, "unread": tuple(unread)})
 
     def observe_repositories(
-        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+        self,
+        names: Collection[str],
+        *,
+        applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
-        """The named repositories ECR holds, read deeply (nothing else: no rule, template or listing)."""
+        """The named repositories ECR holds, read deeply (nothing else: no rule, template or listing); those
+        whose turn comes after ``stop`` said so are ``unread``."""
         self.calls["observe_repositories"] += 1
         if self.observe_error is not None:
             raise self.observe_error
-        repositories = {
-            name: self._as_read(repo, True, applied.get(name))
-            for name, repo in self.state.repositories.items()
-            if name in set(names)
-        }
-        return ObservedRegion(region=self.region, repositories=repositories)
+        repositories: dict[str, ObservedRepository] = {}
+        unread: list[str] = []
+        for name, repo in sorted(self.state.repositories.items()):
+            if name not in set(names):
+                continue
+            if stop is not None and stop():
+                unread.append(name)
+                continue
+            repositories[name] = self._as_read(repo, True, applied.get(name))
+        return ObservedRegion(region=self.region, repositories=repositories, unread=tuple(unread))
 
     def read_details(self, observed: ObservedRegion) -> ObservedRegion:
         """``observed`` with its repositories read deeply (those ECR still holds)."""

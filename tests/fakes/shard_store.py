@@ -75,6 +75,8 @@ class MemoryShardRecords:
         found = self.shards.get((run_id, region, index))
         if (found.state if found is not None else None) is not expected:
             return False
+        if (run := self.runs.get(run_id)) is None or run.status is not RunStatus.RUNNING:
+            return False  # the run item's condition: a finished run's counts never move
         self.writes.append(("report_shard", run_id, region, str(index), state.value))
         base = found or ShardRecord(run_id=run_id, region=region, index=index, state=state)
         retried = base.retried or state is ShardState.RETRYING

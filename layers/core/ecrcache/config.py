@@ -263,6 +263,19 @@ class ShardFanoutSettings(_Settings):
         return bool(self.shard_queue_url)
 
 
+SHARD_READ_SECONDS: Final = 150
+"""The longest a shard's deep read may take at the ECR request-rate ceiling: the worker's 300 s invocation
+(template: ReconcileWorkerFunction's Timeout) less the 120 s it keeps for applying and reporting (its deep read stops
+there and the shard is retried: functions/reconcile_worker MIN_REMAINING_MS), less 30 s for the rest (the desired
+state, the fingerprints, the ceiling's own bursts)."""
+
+
+def shard_ecr_reads(shard_size: int) -> int:
+    """ECR reads of one shard's deep read: ``DescribeRepositories`` by name (100 a call) and 3 reads a repository
+    (lifecycle policy, repository policy, tags): 1,505 for 500 repositories."""
+    return -(-shard_size // 100) + 3 * shard_size
+
+
 class ReconcilerSettings(
     TableSettings,
     WarmerRoleSettings,
@@ -275,6 +288,31 @@ class ReconcilerSettings(
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
     the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions;
     the shard queue its deep runs fan out to; the ceiling on its ECR request rate)."""
+
+    @model_validator(mode="after")
+    def _shard_in_time(self) -> Self:
+        """With fan-out on, one repository's reads at least must fit :data:`SHARD_READ_SECONDS` at the ceiling."""
+        rate = self.ecr_request_rate
+        if self.fan_out and rate and shard_ecr_reads(1) > rate * SHARD_READ_SECONDS:
+            msg = (
+                f"ECR_REQUEST_RATE: {rate:g} requests a second is too slow for the deep resync's shards (SHARD_SIZE, "
+                f"SHARD_QUEUE_URL): a shard's deep read may take {SHARD_READ_SECONDS} s, and even a shard of one "
+                f"repository makes {shard_ecr_reads(1)} ECR reads; set at least "
+                f"{-(-shard_ecr_reads(1) * 100 // SHARD_READ_SECONDS) / 100:g}, or 0 (no ceiling)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def shard_size_in_time(self) -> int:
+        """The shard size used: ``SHARD_SIZE``, made smaller when its reads would not fit :data:`SHARD_READ_SECONDS`
+        at ``ECR_REQUEST_RATE`` (the workers are given the same ceiling): at 20 requests a second (the template's)
+        a full shard of 500 (1,505 reads, 75 s) fits; at 8, shards of at most 398 (1,198 reads)."""
+        rate = self.ecr_request_rate
+        if not rate:
+            return self.shard_size
+        budget = rate * SHARD_READ_SECONDS
+        return next((size for size in range(self.shard_size, 0, -1) if shard_ecr_reads(size) <= budget), 1)
 
 
 @cache

@@ -193,12 +193,17 @@ class EcrReader(Protocol):
         ...
 
     def observe_repositories(
-        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+        self,
+        names: Collection[str],
+        *,
+        applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
         """Only the named repositories, read deeply (a deep-resync shard: the registry is never listed):
         ``DescribeRepositories`` by name (100 a call), then each one's lifecycle policy, repository policy and
-        tags. A name ECR does not have is left out (gone); no rule or template is read. Raises
-        ``RetryableError`` / ``TerminalError``."""
+        tags. A name ECR does not have is left out (gone); no rule or template is read. ``stop`` as
+        :meth:`observe`'s: the repositories not read in time are in ``unread`` (and not in ``repositories``).
+        Raises ``RetryableError`` / ``TerminalError``."""
         ...
 
     def read_details(self, observed: ObservedRegion) -> ObservedRegion:

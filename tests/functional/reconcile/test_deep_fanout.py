@@ -23,8 +23,11 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
 from ecrcache.adapters.secrets_store import SecretsManagerStore
 from ecrcache.adapters.status_store import DynamoDbStatusStore
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.shards import REPOSITORIES_FAILED
+from ecrcache.engine.status import UNVERIFIED
 from ecrcache.errors import RetryableError
+from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.shards import ShardCounts, ShardResult, ShardState, ShardTask
 from ecrcache.models.status import ConditionType, ReconcileRun, RunStatus, RunTrigger
@@ -314,6 +317,27 @@ def test_a_shard_failing_on_its_last_attempt_fails_the_run_and_its_rules(fan: Fa
     assert _synced(fan, "k8s") == (True, "Converged")
 
 
+def test_a_shard_out_of_time_is_retried_then_failed_on_its_last_attempt_not_killed(fan: Fanout) -> None:
+    # GIVEN a shard started in time whose invocation's time runs out during its deep read
+    run = fan.deep()
+    task = fan.queue.take()
+
+    def running_out() -> Deadline:
+        ticks = iter([60.0])  # the check before the shard starts; past it after
+        return Deadline(lambda: next(ticks, 0.0))
+
+    # WHEN it is processed THEN it is not reported done from a partial read: it is retried
+    with pytest.raises(RetryableError, match="time ran out"):
+        fan.worker.process(task, last_attempt=False, deadline=running_out())
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, retrying=1)
+    # AND on its last attempt it is failed, saying why
+    result = fan.worker.process(task, last_attempt=True, deadline=running_out())
+    assert result.outcome == "failed"
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, failed=1)
+    record = fan.status.shard(run.run_id, REGION, task.index)
+    assert record is not None and record.error is not None and "time ran out" in record.error
+
+
 def test_an_access_denied_shard_fails_at_once(fan: Fanout) -> None:
     # GIVEN a shard whose reads are refused (a permission: no retry can help)
     run = fan.deep()
@@ -323,6 +347,123 @@ def test_an_access_denied_shard_fails_at_once(fan: Fanout) -> None:
     # THEN it is failed on its first attempt
     assert result.outcome == "failed"
     assert fan.run(run.run_id).shards == ShardCounts(total=3, failed=1)
+
+
+def test_a_redelivered_shard_finishes_a_run_whose_finish_failed_after_the_last_report(fan: Fanout) -> None:
+    # GIVEN a deep run whose last shard reports, then fails to finish the run (DynamoDB, after botocore's retries)
+    run = fan.deep()
+    *first, last = fan.queue.drain()
+    for task in first:
+        fan.deliver(task)
+
+    def finish(kwargs: dict[str, Any]) -> str | None:
+        return "server-error" if "run_status = :status" in kwargs.get("UpdateExpression", "") else None
+
+    with failing(fan.status.client, "update_item", finish), pytest.raises(RetryableError):
+        fan.deliver(last)
+    assert fan.run(run.run_id).status is RunStatus.RUNNING
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=3)
+    # WHEN SQS delivers the last shard again (it raised)
+    again = fan.deliver(last)
+    # THEN the shard is dropped (counted nothing) and the run finished by it
+    assert again.outcome == "dropped"
+    done = fan.run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert done.shards == ShardCounts(total=3, done=3)
+    assert fan.status.region_status(REGION).fanout is None
+
+
+def test_a_delivery_refused_by_a_concurrent_retry_reports_against_the_new_state(
+    fan: Fanout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN one shard delivered twice at once: while the first delivery works, the second meets throttling and
+    # marks the shard retrying (the state the first one read is no longer the shard's)
+    run = fan.deep()
+    task = fan.queue.take()
+    work = fan.worker._work
+    concurrent: list[ShardResult | Exception | None] = []
+
+    def work_while_another_delivery_fails(shard: ShardTask, *args: Any) -> Any:
+        if not concurrent:
+            concurrent.append(None)
+            with failing(fan.registry.client, "describe_repositories", "throttling"):
+                try:
+                    concurrent.append(fan.worker.process(shard, last_attempt=False))
+                except RetryableError as exc:
+                    concurrent.append(exc)
+        return work(shard, *args)
+
+    monkeypatch.setattr(fan.worker, "_work", work_while_another_delivery_fails)
+    # WHEN the first delivery reports
+    result = fan.deliver(task)
+    # THEN its report is not lost: the shard is done (counted once, no longer retrying)
+    assert isinstance(concurrent[1], RetryableError)
+    assert result.outcome == "done"
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+    record = fan.status.shard(run.run_id, REGION, task.index)
+    assert record is not None and record.state is ShardState.DONE
+
+
+def test_a_nested_rule_deleted_with_retain_after_the_fanout_keeps_its_repositories_from_the_outer_rule(
+    fan: Fanout, state_table: str
+) -> None:
+    # GIVEN a rule quay/team nested in quay, its repositories converged to its own lifecycle
+    desired = DesiredStateService(
+        DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+        lambda: datetime.now(UTC),
+    )
+    team = {"upstream_kind": "quay", "lifecycle": {"presets": {"keep_last": 3}}, "deletion_policy": "retain"}
+    desired.put_rule("quay/team", RuleSpec.model_validate(team), actor=ACTOR)
+    nested = ("quay/team/app-0", "quay/team/app-1")
+    for name in nested:
+        fan.ecr.create_repository(repositoryName=name)
+    assert fan.fast().status is RunStatus.SUCCEEDED
+    kept = {name: _lifecycle(fan, name) for name in nested}
+    # AND a deep run fanned out while both rules were desired
+    run = fan.deep()
+    assert fan.queue.pending
+    # WHEN quay/team is deleted with retain (its ECR rule stays: no longer managed) before the workers run
+    desired.delete(ResourceKind.RULE, "quay/team", actor=ACTOR)
+    fan.reset_calls()
+    fan.drain()
+    # THEN the workers chose the owner the in-process deep read chooses (quay/team: retired, not quay), so its
+    # repositories were left as they were: quay's lifecycle was not put on them
+    assert {name: _lifecycle(fan, name) for name in nested} == kept
+    assert fan.registry.calls["PutLifecyclePolicy"] == 0
+    assert fan.run(run.run_id).status is RunStatus.SUCCEEDED
+
+
+def test_a_shard_applied_while_the_desired_state_moved_leaves_its_writes_unverified(
+    fan: Fanout, state_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a shard with a drifted repository, and the desired state changed while the worker applies (it holds no
+    # lease: it applies the snapshot it read at its start)
+    desired = DesiredStateService(
+        DynamoDbStateStore(state_table, boto3.client("dynamodb", region_name=REGION)),
+        SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
+        lambda: datetime.now(UTC),
+    )
+    run = fan.deep()
+    task = fan.queue.take()
+    drifted = task.repositories[0]
+    _drift(fan, drifted)
+    apply = fan.worker.applier.apply
+
+    def apply_while_the_rules_change(*args: Any, **kwargs: Any) -> Any:
+        for prefix, spec in RULES.items():
+            desired.put_rule(
+                prefix, RuleSpec.model_validate({**spec, "lifecycle": {"presets": {"keep_last": 2}}}), actor=ACTOR
+            )
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(fan.worker.applier, "apply", apply_while_the_rules_change)
+    # WHEN the shard is processed
+    assert fan.deliver(task).outcome == "done"
+    # THEN what it wrote is not trusted: the repository's record is unverified, so the next fast run re-reads it
+    record = fan.status.applied_of(REGION, [drifted])[drifted]
+    assert record.lifecycle == UNVERIFIED
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,6 +491,39 @@ def test_a_shard_that_never_reports_is_settled_by_the_next_run_after_the_deadlin
     assert any("no report by the fan-out's deadline" in e for e in done.errors)
     assert fan.status.region_status(REGION).fanout is None
     # AND the lost shard redriven from the DLQ later is dropped
+    assert fan.deliver(lost).outcome == "dropped"
+    assert fan.run(run.run_id) == done
+
+
+def test_a_fanout_whose_lost_shard_cannot_be_failed_is_left_to_the_next_settling(fan: Fanout) -> None:
+    # GIVEN a deep run past its deadline, one shard never reported, and DynamoDB refusing to fail it (throttled)
+    run = fan.deep()
+    lost = fan.queue.take()
+    fan.drain()
+    fan.clock.advance(3601)
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def throttle_the_failing(**kwargs: Any) -> Any:
+        if any(
+            ":error" in item.get("Update", {}).get("ExpressionAttributeValues", {}) for item in kwargs["TransactItems"]
+        ):
+            raise _cancelled("ThrottlingError")
+        return original(**kwargs)
+
+    client.transact_write_items = throttle_the_failing  # type: ignore[method-assign]
+    try:
+        # WHEN a run settles the fan-out
+        fan.fast()
+    finally:
+        del client.transact_write_items
+    # THEN the run is not finished with a shard still open (a late report could move a finished run's counts)
+    assert fan.run(run.run_id).status is RunStatus.RUNNING
+    assert fan.run(run.run_id).shards == ShardCounts(total=3, done=2)
+    # WHEN the next run settles it THEN it is finished, the lost shard failed, and a late report is dropped
+    fan.fast()
+    done = fan.run(run.run_id)
+    assert (done.status, done.shards) == (RunStatus.FAILED, ShardCounts(total=3, done=2, failed=1))
     assert fan.deliver(lost).outcome == "dropped"
     assert fan.run(run.run_id) == done
 
@@ -557,6 +731,21 @@ def test_a_noop_shard_writes_only_its_report(fan: Fanout) -> None:
     writes = {op: n for op, n in fan.dynamodb.items() if op not in {"GetItem", "Query", "BatchGetItem"}}
     assert writes == {"TransactWriteItems": 1}
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+
+
+def test_a_noop_fanout_over_tagged_repositories_writes_no_applied_record(fan: Fanout) -> None:
+    # GIVEN a converged registry whose quay repositories carry the rule's tags (their keys on their records)
+    run = fan.deep()
+    fan.reset_calls()
+    # WHEN every shard (the tagged ones included) is processed
+    results = fan.drain()
+    # THEN nothing was planned: no ECR write, no applied record rewritten (BatchWriteItem), only the reports
+    assert [r.outcome for r in results] == ["done"] * 3
+    assert not any(op in WRITE_OPERATIONS for op in fan.registry.calls)
+    assert "BatchWriteItem" not in fan.dynamodb
+    done = fan.run(run.run_id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert not any(key in done.summary for key in ("record_applied", "tag_resource")), done.summary
 
 
 @pytest.mark.slow

@@ -301,6 +301,9 @@ def test_the_app_fans_out_only_with_a_shard_queue() -> None:
     assert fanout is not None
     assert (fanout.shard_size, fanout.deadline.total_seconds()) == (250, 7200)
     assert fanout.queue.queue_url == given.shard_queue_url  # type: ignore[attr-defined]
+    # AND shards as large as their reads fit a worker's time at the ECR request-rate ceiling
+    slow = app.shard_fanout(given.model_copy(update={"shard_size": 500, "ecr_request_rate": 8.0}))
+    assert slow is not None and slow.shard_size == 398
 
 
 def test_the_function_keeps_one_registry_per_region(worker: Any) -> None:

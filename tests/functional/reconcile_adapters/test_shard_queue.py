@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from ecrcache.adapters.shard_queue import SqsShardQueue
+from ecrcache.adapters.shard_queue import MAX_BATCH_BYTES, SqsShardQueue
 from ecrcache.errors import TerminalError
 from ecrcache.models.shards import ShardTask
 from ecrcache.ports import ShardQueue
@@ -104,6 +104,30 @@ def test_every_task_is_sent_ten_a_call_as_its_json(sqs: SQSClient, queue_url: st
     assert [len(call) for call in counting.calls] == [10, 10, 3]
     # the body is the task (what the worker parses), nothing else
     assert received(sqs, queue_url) == sent
+
+
+def test_batches_are_packed_by_size_within_sqss_batch_payload_limit(sqs: SQSClient, queue_url: str) -> None:
+    # GIVEN 10 full shards of 500 names of 250 characters (about 130 KB of JSON each: ten are over any batch limit)
+    full = [
+        ShardTask(
+            run_id="run-1",
+            region=REGION,
+            index=index,
+            repositories=tuple(f"quay/{index:02d}/{n:03d}/" + "x" * 238 for n in range(500)),
+        )
+        for index in range(10)
+    ]
+    sizes: list[int] = []
+    sqs.meta.events.register(
+        "before-parameter-build.sqs.SendMessageBatch",
+        lambda params, **_: sizes.append(sum(len(e["MessageBody"].encode()) for e in params["Entries"])),
+    )
+    # WHEN they are sent
+    assert SqsShardQueue(queue_url, sqs).send(full) == []
+    # THEN no call carried more than SendMessageBatch's total payload (256 KiB), and every shard arrived
+    assert len(sizes) >= 5
+    assert max(sizes) <= MAX_BATCH_BYTES <= 256 * 1024
+    assert received(sqs, queue_url) == full
 
 
 def test_nothing_to_send_makes_no_call(sqs: SQSClient, queue_url: str) -> None:

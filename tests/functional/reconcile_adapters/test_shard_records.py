@@ -172,6 +172,32 @@ def test_fingerprints_of_named_repositories_are_read_by_key(store: DynamoDbStatu
     assert dict(calls) == {"BatchGetItem": 2}
 
 
+def test_a_report_to_a_finished_run_is_refused_and_moves_nothing(store: DynamoDbStatusStore) -> None:
+    # GIVEN a fanned-out run finished (forced, say) while one of its shards is still queued
+    run = _run(store)
+    store.start_fanout(run, REGION, _shards("run-1", REGION, 2), deadline=DEADLINE)
+    assert store.report_shard("run-1", REGION, 0, expected=ShardState.QUEUED, state=ShardState.DONE)
+    assert store.finish_fanout(run.model_copy(update={"status": RunStatus.FAILED, "finished_at": NOW}))
+    # WHEN the other shard reports late
+    late = store.report_shard("run-1", REGION, 1, expected=ShardState.QUEUED, state=ShardState.DONE)
+    # THEN it is refused: the shard as it was, the finished run's counts unmoved
+    assert not late
+    record = store.shard("run-1", REGION, 1)
+    assert record is not None and record.state is ShardState.QUEUED
+    assert _counts(store) == ShardCounts(total=2, done=1)
+
+
+def test_fingerprints_read_by_key_keep_their_tag_keys_and_creation(store: DynamoDbStatusStore) -> None:
+    # GIVEN a repository whose record says which tag keys ecrcache applied, and when it was created
+    recorded = AppliedFingerprints(tags="t", tag_keys=frozenset({"team", "cost"}), created_at=NOW)
+    store.record_applied(REGION, {"quay/a": recorded, "quay/b": AppliedFingerprints(lifecycle="l")})
+    # WHEN a shard reads it by key
+    found = store.applied_of(REGION, ["quay/a", "quay/b"])
+    # THEN it is the record the Region's read gives (the keys kept: a key the rule drops is untagged, not forgotten)
+    assert found == {"quay/a": recorded, "quay/b": AppliedFingerprints(lifecycle="l")}
+    assert found == store.applied(REGION)
+
+
 def _cancelled(*reasons: str) -> ClientError:
     response: Any = {
         "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},

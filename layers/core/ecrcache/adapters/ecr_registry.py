@@ -282,17 +282,22 @@ class Boto3EcrReader:
         return {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
 
     def observe_repositories(
-        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+        self,
+        names: Collection[str],
+        *,
+        applied: Mapping[str, AppliedFingerprints],
+        stop: Callable[[], bool] | None = None,
     ) -> ObservedRegion:
-        """Only the named repositories (a deep-resync shard's), read deeply; the registry is never listed."""
+        """Only the named repositories (a deep-resync shard's), read deeply; the registry is never listed. Those
+        ``stop`` kept from being read are ``unread`` (not in ``repositories``)."""
         listed = {item["repositoryName"]: item for item in self._named_repository_items(sorted(set(names)))}
-        details, _ = self._deep_read(listed, list(listed), None)
+        details, unread = self._deep_read(listed, list(listed), stop)
         repositories = {
             name: _repository(item, details.get(name), applied.get(name))
             for name, item in listed.items()
             if details.get(name) is not None  # None: deleted between DescribeRepositories and the deep read
         }
-        return ObservedRegion(region=self.region, repositories=repositories)
+        return ObservedRegion(region=self.region, repositories=repositories, unread=unread)
 
     def read_details(self, observed: ObservedRegion) -> ObservedRegion:
         """``observed`` with every repository read deeply (their ARNs from its listing: no call lists again)."""

@@ -1,7 +1,8 @@
 """The shard queue (SQS): one message per :class:`~ecrcache.models.shards.ShardTask`, sent in batches.
 
-``SendMessageBatch`` takes at most 10 entries and answers per entry: an entry can fail while the call
-succeeds (SQS API reference, SendMessageBatch: "the result of each message is reported individually").
+``SendMessageBatch`` takes at most 10 entries of at most 256 KiB in all (:data:`MAX_BATCH_BYTES`) and answers per
+entry: an entry can fail while the call succeeds (SQS API reference, SendMessageBatch: "the result of each
+message is reported individually").
 An entry that failed through no fault of the sender (``SenderFault`` false: SQS could not take it now) is
 sent once more after a short pause; what still failed, or failed as the sender's fault (a body SQS refuses:
 retrying the same bytes cannot help), is returned by shard ``index``: the coordinator has recorded every
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 
 BATCH_SIZE: Final = 10
 """Entries per ``SendMessageBatch`` (the SQS maximum)."""
+MAX_BATCH_BYTES: Final = 256 * 1024 - 8 * 1024
+"""Bytes of message bodies per ``SendMessageBatch``: its total payload (the sum of the batched messages' lengths,
+attributes included) is at most 256 KiB, 262,144 bytes (SQS API reference, SendMessageBatch; more is refused whole
+as ``BatchRequestTooLong``). A full shard is about 130 KB, so a batch holds one or two; 8 KiB are left for what
+SQS counts besides the bodies (no attribute is sent)."""
 RETRY_PAUSE_SECONDS: Final = 0.2
 """The pause before the one retry of the entries SQS could not take now."""
 
@@ -63,8 +69,7 @@ class SqsShardQueue:
     def send(self, tasks: Sequence[ShardTask]) -> list[int]:
         unsent: dict[int, str] = {}
         sent_any = False
-        for start in range(0, len(tasks), BATCH_SIZE):
-            batch = tasks[start : start + BATCH_SIZE]
+        for batch in _batches(tasks):
             try:
                 failed = self._send_batch(batch)
             except TerminalError as exc:
@@ -86,7 +91,7 @@ class SqsShardQueue:
         """Send one batch (and its entries SQS could not take, once more); ``{index: code}`` of those not sent.
         An entry's ``Id`` is its place in the batch (unique in the call whatever the tasks' indexes)."""
         pending: dict[str, SendMessageBatchRequestEntryTypeDef] = {
-            str(place): {"Id": str(place), "MessageBody": task.model_dump_json()} for place, task in enumerate(batch)
+            str(place): {"Id": str(place), "MessageBody": _body(task)} for place, task in enumerate(batch)
         }
         refused: dict[int, str] = {}
         for attempt in range(2):
@@ -108,3 +113,22 @@ class SqsShardQueue:
             return self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "SQS SendMessageBatch") from exc
+
+
+def _body(task: ShardTask) -> str:
+    return task.model_dump_json()
+
+
+def _batches(tasks: Sequence[ShardTask]) -> list[list[ShardTask]]:
+    """``tasks`` in order, in batches of at most :data:`BATCH_SIZE` entries and :data:`MAX_BATCH_BYTES` of bodies
+    (a task alone over the bytes goes alone: SQS says what it makes of it)."""
+    batches: list[list[ShardTask]] = []
+    size = 0
+    for task in tasks:
+        length = len(_body(task).encode())
+        if not batches or len(batches[-1]) == BATCH_SIZE or size + length > MAX_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(task)
+        size += length
+    return batches

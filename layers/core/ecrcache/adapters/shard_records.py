@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,7 +38,6 @@ from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.errors import RetryableError
-from ecrcache.models.observed import AppliedFingerprints, Aspect
 from ecrcache.models.shards import FanoutMarker, ShardCounts, ShardRecord, ShardReport, ShardState
 from ecrcache.models.status import FanoutProgress, ReconcileRun, RunStatus
 from ecrcache.observability import logger
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
+    from ecrcache.models.observed import AppliedFingerprints
     from ecrcache.models.status import RegionStamp
 
 __all__ = ["FANOUT_ATTRIBUTE", "SHARD_SORT_PREFIX", "ShardRecords", "fanout_marker", "with_shard_counts"]
@@ -134,6 +134,9 @@ class ShardRecords:
         def _stamp_update(self, region: str, stamp: RegionStamp) -> dict[str, Any]: ...
 
         def _update(self, request: Mapping[str, Any], *, refused_ok: bool = False) -> None: ...
+
+        @staticmethod
+        def _applied_items(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprints]: ...
 
     @staticmethod
     def _run_key(run_id: str) -> Item:
@@ -318,8 +321,9 @@ class ShardRecords:
                     "TableName": self.table_name,
                     "Key": self._run_key(run_id),
                     "UpdateExpression": f"ADD {', '.join(adds)}",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": run_values,
+                    # A finished run's counts never move again: a late report is refused (the shard unchanged).
+                    "ConditionExpression": "attribute_exists(pk) AND run_status = :running",
+                    "ExpressionAttributeValues": {**run_values, ":running": _s(RunStatus.RUNNING.value)},
                 }
             },
         ]
@@ -426,10 +430,5 @@ class ShardRecords:
         keys: list[dict[str, AttributeValueTypeDef]] = [
             {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)} for name in sorted(set(names))
         ]
-        found: dict[str, AppliedFingerprints] = {}
-        for item in batch_get(self.client, self.table_name, keys, sleep=self.sleep):
-            found[item["sk"]["S"]] = AppliedFingerprints(
-                **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item},
-                created_at=parse_iso(item["created_at"]["S"]) if "created_at" in item else None,
-            )
-        return found
+        # Parsed as the Region's read parses them (the status store's): every attribute, the tag keys included.
+        return self._applied_items(batch_get(self.client, self.table_name, keys, sleep=self.sleep))

@@ -520,6 +520,8 @@ class _LeasesAndRuns:
 class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
     """Implements :class:`ecrcache.ports.StatusStore` on the stack's state table."""
 
+    _applied_items = staticmethod(_applied)  # the shard records' (a shard's by key) parse as the Region's read
+
     def __init__(
         self,
         table_name: str,

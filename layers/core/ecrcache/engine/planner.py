@@ -61,7 +61,7 @@ essences differ; :mod:`.essence` defines "differ"):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -861,11 +861,17 @@ def plan(
 
 
 def plan_repositories(
-    desired: Sequence[DesiredRule], observed: ObservedRegion, *, role_path: RoleScope = ANY_ROLE
+    desired: Sequence[DesiredRule],
+    observed: ObservedRegion,
+    *,
+    role_path: RoleScope = ANY_ROLE,
+    known: Collection[str] = (),
 ) -> Plan:
     """Only the per-repository part of :func:`plan_region`: the actions for the repositories ``observed`` holds (a
-    deep-resync shard's, read deeply), each under the desired rule with the longest prefix it is under, for the
-    rules the stack's role path allows (blocked otherwise, as :func:`plan_region` blocks them).
+    deep-resync shard's, read deeply), each under the rule with the longest prefix it is under among ``desired`` and
+    ``known`` (the other rules known in the Region: retired, ECR's; :func:`plan_region` picks among the same), planned
+    when that rule is desired and the stack's role path allows it (blocked otherwise, as :func:`plan_region` blocks
+    them); a repository owned by a rule no longer desired is left alone.
 
     The checks that block a whole rule on what ECR and the store hold (its rule or template not ecrcache's, its
     credential's secret not replicated to the Region) are the coordinating run's: it read the Region's rules and
@@ -879,6 +885,6 @@ def plan_repositories(
             planner.block(prefix, prepared)
         else:
             ready[prefix] = prepared
-    prefixes = {rule.prefix for rule in desired} - {ROOT_PREFIX}
+    prefixes = ({rule.prefix for rule in desired} | set(known)) - {ROOT_PREFIX}
     planner.plan_repositories(ready, sorted(prefixes, key=lambda p: (-len(p), p)))
     return Plan(actions=tuple(planner.actions), blocked=tuple(planner.blocked))

@@ -15,7 +15,7 @@ Pure: no I/O, no clock (``now`` is passed in), no environment.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.plan import ActionKind
@@ -63,16 +63,27 @@ def managed_repositories(
 
 
 def shards_of(
-    managed: Mapping[str, str], *, run_id: str, region: str, size: int, revision: int | None
+    managed: Mapping[str, str],
+    *,
+    run_id: str,
+    region: str,
+    size: int,
+    revision: int | None,
+    known: Collection[str] = (),
 ) -> list[tuple[ShardTask, ShardRecord]]:
-    """``managed`` (name -> rule) sorted by name and cut into shards of ``size``: each shard's task (the message)
-    and its record (``queued``, with how many of its repositories each rule has)."""
+    """``managed`` (name -> rule) sorted by name and cut into shards of ``size``: each shard's task (the message,
+    with the ``known`` prefixes its repositories are under) and its record (``queued``, with how many of its
+    repositories each rule has)."""
     names = sorted(managed)
+    candidates = sorted(set(known) - {ROOT_PREFIX})
     shards: list[tuple[ShardTask, ShardRecord]] = []
     for index, start in enumerate(range(0, len(names), size)):
         chunk = tuple(names[start : start + size])
         rules = Counter(managed[name] for name in chunk)
-        task = ShardTask(run_id=run_id, region=region, index=index, repositories=chunk, revision=revision)
+        prefixes = tuple(p for p in candidates if any(name.startswith(p + "/") for name in chunk))
+        task = ShardTask(
+            run_id=run_id, region=region, index=index, repositories=chunk, revision=revision, prefixes=prefixes
+        )
         record = ShardRecord(run_id=run_id, region=region, index=index, state=ShardState.QUEUED, rules=dict(rules))
         shards.append((task, record))
     return shards

@@ -36,6 +36,10 @@ MAX_SHARD_SIZE: Final = 500
 """At most this many repository names a shard: 500 names of at most 256 characters (ECR's limit) are under
 130 KiB of JSON, within an SQS message's 256 KiB."""
 
+MAX_TASK_PREFIXES: Final = 1000
+"""At most this many prefixes on a task (a Region's desired, retired and ECR's rules: ECR allows 50 rules a
+registry; 1,000 of at most 30 characters still fit an SQS message next to 500 names)."""
+
 DEFAULT_SHARD_SIZE: Final = 500
 """Repositories per shard unless configured (``SHARD_SIZE``)."""
 
@@ -98,6 +102,16 @@ class ShardTask(_Frozen):
     repositories: tuple[str, ...] = Field(min_length=1, max_length=MAX_SHARD_SIZE)
     revision: int | None = Field(
         default=None, ge=0, description="The desired-state revision the coordinator planned at (informational)."
+    )
+    prefixes: tuple[str, ...] = Field(
+        default=(),
+        max_length=MAX_TASK_PREFIXES,
+        description=(
+            "The rule prefixes known in the Region when the coordinator planned (desired, retired and ECR's rules) "
+            "that a repository of the shard is under: the worker picks each repository's owner among these and the "
+            "desired rules it reads, as the in-process deep read does (a repository whose owner is no desired rule "
+            "is left alone)."
+        ),
     )
 
     @field_validator("repositories")

@@ -287,7 +287,10 @@ class ReconcileService:
         if inputs.desired_in(region):  # a Region with no desired rule has no status to stamp
             log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
         if outcome.shards is not None and self.shards is not None:  # its deep read goes to shard workers
-            fanned = self.shards.fan_out(self.finisher, run, region, outcome.shards, revision=inputs.revision)
+            known = {*inputs.prefixes(region), *outcome.rules}  # the owners a deep read picks among
+            fanned = self.shards.fan_out(
+                self.finisher, run, region, outcome.shards, revision=inputs.revision, known=known
+            )
             log.errors.extend(fanned.errors)
             log.fanned |= fanned.shards > 0
 

@@ -24,10 +24,10 @@ counted failed and the run is finished. A shard redriven from the DLQ later is d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import ValidationError
 
@@ -61,13 +61,17 @@ from ecrcache.services.state_events import announce
 if TYPE_CHECKING:
     from ecrcache.engine.deadline import Deadline
     from ecrcache.engine.role_path import RoleScope
-    from ecrcache.models.observed import DesiredRule
+    from ecrcache.models.observed import DesiredRule, ObservedRegion
     from ecrcache.models.region_records import RegionStatus
     from ecrcache.models.shards import FanoutMarker, ShardRecord, ShardReport
     from ecrcache.models.status import ReconcileRun, RegionStamp
     from ecrcache.ports import EcrRegistry, ShardQueue, StateEventPublisher, StateStore, StatusStore
 
 __all__ = ["FanoutOutcome", "ShardFanout", "ShardFinisher", "ShardWorkerService", "run_metrics", "task_from_body"]
+
+
+REPORT_ATTEMPTS: Final = 3
+"""Tries of a shard's report refused because another delivery of the shard changed its state meanwhile."""
 
 
 def task_from_body(body: str) -> ShardTask | None:
@@ -177,35 +181,53 @@ class ShardFinisher:
         deadline = max(marker.deadline, progress.deadline or marker.deadline)
         if deadline > now:
             return False
-        self._settle(marker.run_id, progress.regions)
+        if not self._settle(marker.run_id, progress.regions):
+            return False  # a shard could not be failed: the run is finished by the next settling, not with it open
         self.finish_if_done(marker.run_id, force=True)
         self.status.clear_fanout(region, marker.run_id)
         return True
 
-    def _settle(self, run_id: str, regions: Mapping[str, int]) -> None:
-        """Count every shard not reported by the deadline as failed."""
+    def _settle(self, run_id: str, regions: Mapping[str, int]) -> bool:
+        """Count every shard not reported by the deadline as failed; whether every one now is final."""
         error = "no report by the fan-out's deadline (its worker stopped, or its message is in the DLQ)"
+        settled = True
         for region, count in sorted(regions.items()):
-            self.fail_shards(run_id, region, dict.fromkeys(range(count), error), expected=None)
+            settled &= self.fail_shards(run_id, region, dict.fromkeys(range(count), error), expected=None)
+        return settled
 
-    def fail_shards(self, run_id: str, region: str, errors: Mapping[int, str], *, expected: ShardState | None) -> None:
+    def fail_shards(self, run_id: str, region: str, errors: Mapping[int, str], *, expected: ShardState | None) -> bool:
         """Fail the shards ``errors`` names (index -> why), unless they reported: one transaction each, conditioned
         on the state read (``expected`` ``None``: read now; a report arriving meanwhile wins, a shard never recorded
-        is recorded failed). A shard that cannot be failed now (DynamoDB) is left to the deadline: logged."""
+        is recorded failed). A shard that cannot be failed now (DynamoDB) is left to the deadline: logged. Whether
+        every one was failed (or had reported)."""
         records = (
             {}
             if expected is not None
             else {r.index: r for r in self.status.shard_records(run_id) if r.region == region}
         )
+        failed = True
         for index, error in sorted(errors.items()):
             found = records.get(index)
             state = expected if expected is not None else (found.state if found is not None else None)
             if found is not None and found.state.final:
                 continue
             try:
-                self.status.report_shard(run_id, region, index, expected=state, state=ShardState.FAILED, error=error)
+                won = self.status.report_shard(
+                    run_id, region, index, expected=state, state=ShardState.FAILED, error=error
+                )
             except EcrcacheError as exc:
                 logger.warning("shard not failed", extra={"region": region, "index": index, "error": exc.message})
+                won = False
+            failed &= won or self._final(run_id, region, index)
+        return failed
+
+    def _final(self, run_id: str, region: str, index: int) -> bool:
+        """Whether the shard, whose failing was refused or not made, is final now (it reported meanwhile)."""
+        try:
+            record = self.status.shard(run_id, region, index)
+        except EcrcacheError:
+            return False
+        return record is not None and record.state.final
 
     def settle(self, recorded: Iterable[RegionStatus]) -> None:
         """Settle the fan-outs past their deadline among the Regions' records (any run touching them does): a
@@ -285,11 +307,15 @@ class ShardFanout:
         managed: Mapping[str, str],
         *,
         revision: int | None,
+        known: Collection[str] = (),
     ) -> FanoutOutcome:
         """Record the Region's shards (marker, run total, shard items), then send them; never while another run's
         fan-out of the Region is unfinished (said in the run's errors: a marker left over by a finished run, or past
-        its deadline, is released first). Shards that cannot be sent are failed."""
-        shards = shards_of(managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision)
+        its deadline, is released first). Shards that cannot be sent are failed. ``known``: the Region's rule prefixes
+        (desired, retired, ECR's), among which the workers pick the repositories' owners (:class:`ShardTask`)."""
+        shards = shards_of(
+            managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision, known=known
+        )
         if not shards:
             return FanoutOutcome()
         try:
@@ -338,6 +364,15 @@ class ShardFanout:
 # The worker
 
 
+def _in_time(observed: ObservedRegion) -> ObservedRegion:
+    """``observed`` when every repository was read; ``RetryableError`` when the invocation's time ran out first."""
+    if observed.unread:
+        missed = len(observed.unread)
+        msg = f"the invocation's time ran out: {missed} of the shard's repositories not read; the shard is retried"
+        raise RetryableError(msg)
+    return observed
+
+
 class ShardWorkerService:
     """One shard of a deep resync: deep-read its repositories, plan, apply, verify, report (see the module)."""
 
@@ -378,46 +413,50 @@ class ShardWorkerService:
         ``deadline``: the invocation's time (no shard is started past it: a retry, as any retryable failure)."""
         record = self.status.shard(task.run_id, task.region, task.index)
         if record is None or record.state.final:
-            metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
-            logger.info(
-                "shard already reported (or unknown); dropped", extra={"run_id": task.run_id, "index": task.index}
-            )
-            return ShardResult(run_id=task.run_id, region=task.region, index=task.index, outcome="dropped")
+            return self._dropped(task, reported=record is not None)
         try:
             if deadline is not None and deadline.expired():
                 raise RetryableError("too little time left in this invocation to process a shard")
-            report = self._work(task)
+            report = self._work(task, deadline)
         except EcrcacheError as exc:
             return self._failed(task, record.state, exc, last_attempt=last_attempt)
         return self._report(task, record.state, ShardState.DONE, report=report)
 
-    def _work(self, task: ShardTask) -> ShardReport:
-        """Deep-read the shard's repositories, plan, apply, verify and record; what it came to."""
+    def _work(self, task: ShardTask, deadline: Deadline | None = None) -> ShardReport:
+        """Deep-read the shard's repositories, plan, apply, verify and record; what it came to. A read that runs
+        into the ``deadline`` (reads under way abandoned, none started past it) raises ``RetryableError``: the shard
+        is delivered again to a fresh invocation, or failed on its last attempt, rather than the invocation killed
+        at its timeout with the shard unreported."""
         region = task.region
-        desired = self._desired(region)
+        desired, revision = self._desired(region)
         applied = self.status.applied_of(region, task.repositories)
         registry = self.registry(region)
-        observed = registry.observe_repositories(task.repositories, applied=applied)
-        plan = plan_repositories(desired, observed, role_path=self.role_path)
+        observed = _in_time(registry.observe_repositories(task.repositories, applied=applied, stop=deadline))
+        plan = plan_repositories(desired, observed, role_path=self.role_path, known=task.prefixes)
         outcome = self.applier.apply(region, plan, observed, applied, Ownership())
         left = Plan()
         if any(action.kind.calls_aws for action in plan.actions):
             current = {**applied, **outcome.recorded}
-            after = registry.observe_repositories(sorted(outcome.touched), applied=current)
-            left = plan_repositories(desired, after, role_path=self.role_path)
+            after = _in_time(registry.observe_repositories(sorted(outcome.touched), applied=current, stop=deadline))
+            left = plan_repositories(desired, after, role_path=self.role_path, known=task.prefixes)
             unsure = {action.target for action in left.actions}
+            if self.desired.snapshot(warm_sets=False).revision != revision:
+                # The shard applied the snapshot read at its start, holding no Region lease: the desired state moved
+                # meanwhile, so what it wrote may be stale. Not trusted: the next fast resync reads them again.
+                unsure |= outcome.touched
             if unsure:
                 self.applier.mark_unverified(region, unsure, current)
         return shard_report(
             task, found=len(observed.repositories), applied=outcome.applied, failures=outcome.failures, left=left
         )
 
-    def _desired(self, region: str) -> list[DesiredRule]:
-        """The Region's desired rules now, their credentials resolved. A credential's replica is not waited for:
-        the coordinator planned the shard with the rules it could plan (their repositories only)."""
+    def _desired(self, region: str) -> tuple[list[DesiredRule], int]:
+        """The Region's desired rules now, their credentials resolved, and the revision read. A credential's replica
+        is not waited for: the coordinator planned the shard with the rules it could plan (their repositories
+        only)."""
         snapshot = self.desired.snapshot(warm_sets=False)
         rules = self.planner.desired_rules(snapshot, [region], retired=False).desired_in(region)
-        return [rule.model_copy(update={"credential_wait": None}) for rule in rules]
+        return [rule.model_copy(update={"credential_wait": None}) for rule in rules], snapshot.revision
 
     def _failed(self, task: ShardTask, read: ShardState, exc: EcrcacheError, *, last_attempt: bool) -> ShardResult:
         """A failure of the shard's run: ``failed`` on the last attempt (or when no retry can help), else
@@ -443,13 +482,20 @@ class ShardWorkerService:
         report: ShardReport | None = None,
         error: str | None = None,
     ) -> ShardResult:
-        """Report the shard (one transaction with the run's count), then finish the run if it was the last one."""
-        won = self.status.report_shard(
-            task.run_id, task.region, task.index, expected=read, state=state, report=report, error=error
-        )
-        if not won:  # another delivery reported it first
-            metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
-            return ShardResult(run_id=task.run_id, region=task.region, index=task.index, outcome="dropped")
+        """Report the shard (one transaction with the run's count), then finish the run if it was the last one. A
+        report refused because another delivery of the shard moved it meanwhile (marked it ``retrying``) is made
+        again against the state read again, a few times; one refused because the shard is final is dropped."""
+        for _ in range(REPORT_ATTEMPTS):
+            if self.status.report_shard(
+                task.run_id, task.region, task.index, expected=read, state=state, report=report, error=error
+            ):
+                break
+            record = self.status.shard(task.run_id, task.region, task.index)
+            if record is None or record.state.final:  # another delivery reported it first
+                return self._dropped(task, reported=record is not None)
+            read = record.state
+        else:
+            raise RetryableError("the shard's state kept changing under its report (other deliveries); try again")
         finished = self.finisher.finish_if_done(task.run_id)
         outcome: Literal["done", "failed"] = "done" if state is ShardState.DONE else "failed"
         return ShardResult(
@@ -459,4 +505,15 @@ class ShardWorkerService:
             outcome=outcome,
             report=report,
             finished=finished is not None,
+        )
+
+    def _dropped(self, task: ShardTask, *, reported: bool) -> ShardResult:
+        """A delivery of a shard already reported (or unknown): counted nothing. The run is finished if it is done:
+        the delivery that reported last may have failed to finish it (finishing is idempotent; it raises on
+        failure, so this delivery is retried)."""
+        metrics.add_metric(name="ReconcileShardsDropped", unit="Count", value=1)
+        logger.info("shard already reported (or unknown); dropped", extra={"run_id": task.run_id, "index": task.index})
+        finished = self.finisher.finish_if_done(task.run_id) if reported else None
+        return ShardResult(
+            run_id=task.run_id, region=task.region, index=task.index, outcome="dropped", finished=finished is not None
         )
