@@ -1,0 +1,183 @@
+"""The fan-out benchmark's arithmetic and tables (bench/fanout_bench.py): pure, no AWS, clock or I/O.
+
+What the report claims rests on these: the throttling ceiling (the embedded ECR's configured TPS over the
+calls each repository needs of that operation), the speedup of N workers over one, a least-squares line
+through (repositories, seconds) points and its residuals (the projection to sizes not measured), and the
+rows of the report's tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+X: Final = "\u00d7"  # the multiplication sign, in the report
+
+
+def parse_counts(text: str, *, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """``"1,2,4,8"`` -> ``(1, 2, 4, 8)``: sorted, duplicates dropped; a clear error naming ``name`` otherwise."""
+    parts = [p.strip().replace("_", "") for p in text.split(",") if p.strip()]
+    if not parts:
+        msg = f"{name} must list at least one number (e.g. 1,2,4)"
+        raise ValueError(msg)
+    values: set[int] = set()
+    for part in parts:
+        if not part.isdigit():
+            msg = f"{name}: {part!r} is not a whole number"
+            raise ValueError(msg)
+        value = int(part)
+        if value < minimum:
+            msg = f"{name}: {value} is below {minimum}"
+            raise ValueError(msg)
+        values.add(value)
+    return tuple(sorted(values))
+
+
+def ceiling_per_second(tps: float, per_repository: Mapping[str, float]) -> float | None:
+    """Repositories a second the throttled API lets through: each operation has its own bucket of ``tps``
+    requests a second, so the operation a repository needs most often sets the pace
+    (``tps / calls of it per repository``). ``None`` when nothing is needed per repository."""
+    rates = [tps / calls for calls in per_repository.values() if calls > 0]
+    return min(rates) if rates else None
+
+
+def expected_seconds(
+    repositories: int, *, workers: int, worker_rate: float | None, calls_per_repository: float, ceiling: float | None
+) -> float | None:
+    """The least time the per-repository work can take: ``repositories`` over the smaller of the throttling
+    ceiling and what ``workers`` workers of ``worker_rate`` requests a second each may ask for. ``None`` when
+    neither limit is set (nothing but the machine bounds it)."""
+    limits = [ceiling] if ceiling else []
+    if worker_rate and calls_per_repository > 0:
+        limits.append(workers * worker_rate / calls_per_repository)
+    return repositories / min(limits) if limits else None
+
+
+def speedup(one_worker: float, seconds: float) -> float:
+    return one_worker / seconds if seconds > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The least-squares line ``seconds = intercept + slope x repositories`` through ``points``."""
+
+    slope: float
+    intercept: float
+    points: tuple[tuple[float, float], ...]
+
+    def predict(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+    @property
+    def residuals(self) -> tuple[float, ...]:
+        """Observed minus fitted, point by point (zero for two points: a line goes through both)."""
+        return tuple(y - self.predict(x) for x, y in self.points)
+
+    @property
+    def r_squared(self) -> float | None:
+        """The share of the variance the line explains; ``None`` when every time is the same."""
+        mean = sum(y for _, y in self.points) / len(self.points)
+        total = sum((y - mean) ** 2 for _, y in self.points)
+        if total == 0:
+            return None
+        return 1 - sum(r * r for r in self.residuals) / total
+
+
+def fit_line(points: Sequence[tuple[float, float]]) -> Fit:
+    """Ordinary least squares through ``(x, y)`` points; at least two distinct ``x`` (else ValueError)."""
+    if len({x for x, _ in points}) < 2:
+        msg = "a line needs points at two different sizes at least"
+        raise ValueError(msg)
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    slope = sxy / sxx
+    return Fit(slope=slope, intercept=mean_y - slope * mean_x, points=tuple((float(x), float(y)) for x, y in points))
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def duration(seconds: float) -> str:
+    """``850 ms``, ``12.3 s``, ``4 min 05 s`` (a minute and more), ``1 h 02 min`` (an hour and more)."""
+    if seconds < 10:
+        return f"{seconds * 1000:,.0f} ms"
+    if seconds < 60:
+        return f"{seconds:,.1f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest:02d} s"
+    hours, rest = divmod(round(seconds) // 60, 60)
+    return f"{hours} h {rest:02d} min"
+
+
+def signed(seconds: float) -> str:
+    return ("+" if seconds >= 0 else "-") + duration(abs(seconds))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured fan-out: a deep resync of ``repositories`` with ``workers`` shard workers."""
+
+    repositories: int
+    workers: int
+    seconds: float
+    """Wall time: the coordinator's run and the drain of its shards, until the run record is finished."""
+    coordinator_seconds: float
+    reads: int
+    per_repository_reads: int
+    writes: int
+    throttled: int
+    """``ThrottlingException`` answers the embedded ECR gave (attempts, retried or not)."""
+    retries: int
+    """Attempts beyond the first of each call (botocore's retries)."""
+    dynamodb_calls: int
+    shards: int
+    redeliveries: int
+    longest_shard: float
+    expected: float | None = None
+    """:func:`expected_seconds` for this row (a lower bound from the configured limits)."""
+
+
+def fanout_table(rows: Sequence[Row], ceiling: float | None) -> list[str]:
+    """The measured rows, the speedup of each over the one-worker row of the same size."""
+    ones = {r.repositories: r.seconds for r in rows if r.workers == 1}
+    ceiling_cell = f"{ceiling:,.0f} repos/s" if ceiling else "none"
+    lines = [
+        "| repositories | workers | wall time | of it, coordinator | lower bound from the limits | speedup vs 1 worker "
+        "| ECR reads (of which per repository) | ECR writes | ThrottlingExceptions / retries | DynamoDB calls "
+        "| shards (redelivered) | longest shard | repositories a second (ceiling) |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        one = ones.get(r.repositories)
+        gain = f"{speedup(one, r.seconds):.2f}{X}" if one is not None else "-"
+        bound = duration(r.expected) if r.expected is not None else "-"
+        rate = r.repositories / r.seconds if r.seconds > 0 else math.inf
+        lines.append(
+            f"| {r.repositories:,} | {r.workers} | {duration(r.seconds)} | {duration(r.coordinator_seconds)} "
+            f"| {bound} | {gain} | {r.reads:,} ({r.per_repository_reads:,}) | {r.writes:,} "
+            f"| {r.throttled:,} / {r.retries:,} | {r.dynamodb_calls:,} | {r.shards} ({r.redeliveries}) "
+            f"| {duration(r.longest_shard)} | {rate:,.0f} ({ceiling_cell}) |"
+        )
+    return lines
+
+
+def fit_lines(label: str, fit: Fit, targets: Sequence[int]) -> list[str]:
+    """The fitted line, its residuals point by point, and the projection to ``targets``."""
+    r2 = fit.r_squared
+    lines = [
+        f"- **{label}**: seconds = {fit.intercept:,.1f} + {fit.slope * 1000:,.3f} {X} (repositories / 1,000)"
+        + (f", R{chr(0xB2)} = {r2:.4f}" if r2 is not None else "")
+        + f", through {len(fit.points)} points.",
+        "  Residuals (measured - fitted): "
+        + "; ".join(f"{x:,.0f}: {signed(res)}" for (x, _), res in zip(fit.points, fit.residuals, strict=True))
+        + ".",
+    ]
+    lines += [f"  Projected at {t:,} repositories: **{duration(fit.predict(t))}** (not measured)." for t in targets]
+    return lines
