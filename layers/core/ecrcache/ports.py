@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         StepStatus,
     )
     from ecrcache.models.secret_replica import ObservedSecret
+    from ecrcache.models.shards import ShardTask
     from ecrcache.models.status import (
         ReconcileRun,
         RegionStamp,
@@ -330,6 +331,16 @@ class StatusStore(Protocol):
 
     def latest_runs(self, limit: int) -> list[ReconcileRun]:
         """The most recently started runs, newest first."""
+        ...
+
+
+class ShardQueue(Protocol):
+    """The deep resync's shard queue (SQS): one message per :class:`~ecrcache.models.shards.ShardTask`."""
+
+    def send(self, tasks: Sequence[ShardTask]) -> list[int]:
+        """Send every task (``SendMessageBatch``, 10 a call, failed entries retried); returns the ``index`` of each
+        task that could not be sent for good (empty: all sent). May raise an ``EcrcacheError`` when the queue
+        cannot be used at all (e.g. it does not exist): the coordinator then counts every task as not sent."""
         ...
 
 

@@ -31,6 +31,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from ecrcache.models.shards import ShardCounts
+
 __all__ = [
     "MAX_HEALTH_BYTES",
     "MAX_MESSAGE_LENGTH",
@@ -356,6 +358,13 @@ class ReconcileRun(_Frozen):
     status: RunStatus = RunStatus.RUNNING
     summary: dict[str, int] = Field(default_factory=dict, description="Counts, e.g. actions by kind.")
     errors: Annotated[tuple[str, ...], AfterValidator(_cut_errors)] = ()
+    shards: ShardCounts | None = Field(
+        default=None,
+        description=(
+            "A deep run whose per-repository work was fanned out to shard workers: its shards sent, done, failed "
+            "and retrying. The run stays running until every shard reported (done + failed == total)."
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
