@@ -31,11 +31,14 @@ Secrets Manager) in this process (idempotently):
   ``CancelRotateSecret`` turns rotation off, stops a running rotation, leaves its labels.
 * ``secrets_versions`` -- staging labels as documented: a plain ``GetSecretValue`` reads the version that carries
   ``AWSCURRENT`` after ``UpdateSecretVersionStage`` moves it, and a label stays on one version.
+* ``ecr_throttling`` -- ECR's request-rate throttling: a token bucket per account, Region and operation, answering
+  ``ThrottlingException`` (HTTP 400) when empty; off unless configured (ECR publishes no rate for most operations):
+  ``install(ecr_tps="DescribeRepositories=20,GetLifecyclePolicy=50:100")``, ``ecr_throttling.configure(...)``.
 
 Use it before ``moto.mock_aws()`` (or before starting a moto server in this process)::
 
     from devstack.aws import install
-    install()
+    install()                                  # or install(ecr_tps="DescribeRepositories=20,*=50")
     with moto.mock_aws():
         boto3.client("ecr").create_pull_through_cache_rule(...)
 
@@ -53,6 +56,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from devstack.aws.ecr_throttling import TpsSpec
 
 __all__ = ["PULLTHROUGH_MODULE", "install", "installed"]
 
@@ -62,45 +69,59 @@ _lock = threading.Lock()
 _installed = False
 
 
-def install() -> None:
-    """Patch moto's ECR backend and response classes with the extension (safe to call repeatedly)."""
+def install(ecr_tps: TpsSpec | None = None) -> None:
+    """Patch moto's ECR backend and response classes with the extension (safe to call repeatedly).
+
+    ``ecr_tps`` (``"Operation=TPS[:BURST],..."`` or ``{"Operation": TPS}``; ``*`` = every other operation): throttle
+    the embedded ECR per account, Region and operation from now on (:mod:`devstack.aws.ecr_throttling`); ``""``
+    turns throttling off; ``None`` (the default) leaves it as it is (off unless configured).
+    """
     global _installed  # noqa: PLW0603 - process-wide, like the patch itself
     with _lock:
-        if _installed:
-            return
-        from devstack.aws import (  # noqa: PLC0415
-            ecr_cloudtrail,
-            ecr_exclusions,
-            ecr_lifecycle,
-            ecr_repositories,
-            ecr_rules,
-            ecr_storage,
-            ecr_templates,
-            events,
-            secrets_deletion,
-            secrets_replication,
-            secrets_rotation,
-            secrets_versions,
-        )
+        if not _installed:
+            _install_all()
+            _installed = True
+    if ecr_tps is not None:
+        from devstack.aws import ecr_throttling  # noqa: PLC0415
 
-        events.install()
-        ecr_rules.install()
-        ecr_templates.install()
-        ecr_lifecycle.install()
-        ecr_cloudtrail.install()
-        ecr_repositories.install()
-        ecr_exclusions.install()
-        ecr_storage.install()
-        secrets_deletion.install()
-        secrets_replication.install()
-        secrets_rotation.install()
-        secrets_versions.install()
-        if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
-            module = importlib.import_module(PULLTHROUGH_MODULE)
-            module_install = getattr(module, "install", None)
-            if callable(module_install):
-                module_install()
-        _installed = True
+        ecr_throttling.configure(ecr_tps)
+
+
+def _install_all() -> None:
+    from devstack.aws import (  # noqa: PLC0415
+        ecr_cloudtrail,
+        ecr_exclusions,
+        ecr_lifecycle,
+        ecr_repositories,
+        ecr_rules,
+        ecr_storage,
+        ecr_templates,
+        ecr_throttling,
+        events,
+        secrets_deletion,
+        secrets_replication,
+        secrets_rotation,
+        secrets_versions,
+    )
+
+    events.install()
+    ecr_rules.install()
+    ecr_templates.install()
+    ecr_lifecycle.install()
+    ecr_cloudtrail.install()
+    ecr_repositories.install()
+    ecr_exclusions.install()
+    ecr_storage.install()
+    secrets_deletion.install()
+    secrets_replication.install()
+    secrets_rotation.install()
+    secrets_versions.install()
+    ecr_throttling.install()
+    if importlib.util.find_spec(PULLTHROUGH_MODULE) is not None:
+        module = importlib.import_module(PULLTHROUGH_MODULE)
+        module_install = getattr(module, "install", None)
+        if callable(module_install):
+            module_install()
 
 
 def installed() -> bool:

@@ -19,6 +19,10 @@ Extra endpoints, all JSON, all under ``/_ecrcache/`` (never an AWS path):
 ``DELETE /_ecrcache/events/faults``        clear faults and held events
 ``POST /_ecrcache/events/flush``           deliver every delayed event now
 ``GET  /_ecrcache/events/recent``          the last delivered event envelopes
+``GET  /_ecrcache/ecr/throttling``        ECR's throttle: ``{"limits": {op: {"tps", "burst"}}, "admitted": {op: n},
+                                           "throttled": {op: n}}`` (calls refused with ``ThrottlingException``)
+``POST /_ecrcache/ecr/throttling``         ``{"tps": "Op=TPS[:BURST],..." | {"Op": TPS} | null}`` -> new limits, full
+                                           buckets, counts from zero (``null``/``""``: nothing throttled)
 =========================================  ==============================================================
 
 ``accountId`` defaults to moto's default account (or ``$MOTO_ACCOUNT_ID``), ``region`` to
@@ -43,15 +47,18 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack.aws import clock, ecr_lifecycle, events, install
+from devstack.aws import clock, ecr_lifecycle, ecr_throttling, events, install
 from devstack.serving import Background, ServerThread
+
+if TYPE_CHECKING:
+    from devstack.aws.ecr_throttling import TpsSpec
 
 __all__ = [
     "DEFAULT_HOST",
@@ -261,12 +268,20 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class EmbeddedAwsServer(Background):
-    """moto + the ECR extension over HTTP on a loopback address (``port=0`` = pick a free port)."""
+    """moto + the ECR extension over HTTP on a loopback address (``port=0`` = pick a free port).
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    ``ecr_tps`` throttles its ECR as :func:`devstack.aws.install` takes it (``"DescribeRepositories=20,*=50"``;
+    :mod:`devstack.aws.ecr_throttling`); ``None``: left as it is (off unless configured). It is checked here, so a
+    bad value fails before anything starts.
+    """
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, ecr_tps: TpsSpec | None = None) -> None:
         _check_loopback(host)
+        if ecr_tps:
+            ecr_throttling.parse_tps(ecr_tps)  # a ValueError naming the bad entry, before anything starts
         self.host = host
         self.port = port
+        self.ecr_tps = ecr_tps
         self._serving: ServerThread | None = None
 
     @property
@@ -277,7 +292,7 @@ class EmbeddedAwsServer(Background):
 
     def start(self) -> Self:
         """Bind (raising :class:`PortBusyError` if taken) and serve in a daemon thread."""
-        install()
+        install(ecr_tps=self.ecr_tps)
         app = EcrcacheEndpoints(DomainDispatcherApplication(create_backend_app))
         # Bind ourselves: werkzeug prints and calls sys.exit(1) when the port is taken.
         listener = _bind(self.host, self.port)

@@ -27,6 +27,7 @@ from devstack.aws import (
     clock,
     ecr_lifecycle,
     ecr_storage,
+    ecr_throttling,
     events,
     install,
     ports,
@@ -88,6 +89,7 @@ def _reset_process_knobs() -> None:
     secrets_rotation.reset()
     ports.set_upstream_auth_checker(None)
     ports.clear_lambdas()
+    ecr_throttling.reset()
 
 
 @dataclass
