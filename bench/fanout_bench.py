@@ -33,7 +33,6 @@ import bench.environment  # noqa: F401
 import argparse
 import math
 import os
-import queue
 import sys
 import threading
 import time
@@ -59,13 +58,15 @@ from bench.scaling import (
     fit_line,
     fit_lines,
     parse_counts,
+    tps_spec,
 )
+from bench.shard_drain import MAX_RECEIVES, Drain, MemoryShardQueue, drain
 from bench.support import Check, machine, write_section
+from devstack.aws import ecr_throttling
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry, ecr_client
 from ecrcache.adapters.status_store import DynamoDbStatusStore
-from ecrcache.errors import RetryableError
-from ecrcache.models.shards import DEFAULT_SHARD_SIZE, ShardTask
+from ecrcache.models.shards import DEFAULT_SHARD_SIZE
 from ecrcache.models.status import ReconcileRun, RunStatus, RunTrigger
 from ecrcache.observability import metrics
 from ecrcache.services.reconcile import ReconcileService, Scope
@@ -77,11 +78,9 @@ if TYPE_CHECKING:
 
 GENERATOR: Final = "bench/fanout_bench.py"
 DEFAULT_WORKERS: Final = "1,2,4,8"
-DEFAULT_TPS: Final = 100.0
+DEFAULT_TPS: Final = "*=100"
 DEFAULT_WORKER_RATE: Final = 60.0
 DEFAULT_LATENCY_MS: Final = 20.0
-MAX_RECEIVES: Final = 3
-"""The shard queue's ``maxReceiveCount`` in template.yaml: the third delivery is a shard's last."""
 TARGET_REPOS: Final = 100_000
 """ECR's registered repositories per registry: the size issue 14 asks about."""
 BUDGET_SECONDS: Final = 20 * 60
@@ -148,99 +147,31 @@ class Meter:
 
 
 # --------------------------------------------------------------------------------------------------
-# The shard queue and its workers
-
-
-@dataclass
-class Message:
-    body: str
-    receives: int = 0
-
-
-class MemoryShardQueue:
-    """The shard queue (:class:`ecrcache.ports.ShardQueue`) in memory: the tasks go through their JSON body, ten
-    a ``SendMessageBatch`` as the SQS adapter sends them."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[Message | None] = queue.Queue()
-        self.requests = 0
-        self.sent = 0
-        self.largest_body = 0
-
-    def send(self, tasks: Sequence[ShardTask]) -> list[int]:
-        for start in range(0, len(tasks), 10):
-            self.requests += 1
-            for task in tasks[start : start + 10]:
-                body = task.model_dump_json()
-                self.largest_body = max(self.largest_body, len(body.encode()))
-                self.messages.put(Message(body))
-                self.sent += 1
-        return []
-
-
-@dataclass
-class Drain:
-    """What draining one run's shards took."""
-
-    shard_seconds: list[float] = field(default_factory=list)
-    redeliveries: int = 0
-    dead_letters: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def record(self, seconds: float, failure: str | None, *, redelivered: bool, dead: bool) -> None:
-        with self._lock:
-            self.shard_seconds.append(seconds)
-            if failure is not None:
-                self.failures[failure] += 1
-            self.redeliveries += redelivered
-            self.dead_letters += dead
-
-
-def drain(shards: MemoryShardQueue, workers: Sequence[ShardWorkerService]) -> Drain:
-    """Deliver every message to one of ``workers`` (one thread each) until none is left or in flight."""
-    stats = Drain()
-
-    def work(service: ShardWorkerService) -> None:
-        while (message := shards.messages.get()) is not None:
-            message.receives += 1
-            last = message.receives >= MAX_RECEIVES
-            start, failure = time.perf_counter(), None
-            try:
-                service.process(ShardTask.model_validate_json(message.body), last_attempt=last)
-            except Exception as exc:
-                failure = type(exc).__name__ if not isinstance(exc, RetryableError) else f"RetryableError ({exc})"
-            again = failure is not None and not last
-            stats.record(time.perf_counter() - start, failure, redelivered=again, dead=failure is not None and last)
-            if again:
-                shards.messages.put(message)
-            shards.messages.task_done()
-
-    threads = [threading.Thread(target=work, args=(service,), daemon=True) for service in workers]
-    for thread in threads:
-        thread.start()
-    shards.messages.join()
-    for _ in threads:
-        shards.messages.put(None)
-    for thread in threads:
-        thread.join()
-    return stats
-
-
-# --------------------------------------------------------------------------------------------------
 # Settings, the growing world, one measured run
 
 
 @dataclass(frozen=True)
 class Settings:
     workers: tuple[int, ...]
-    ecr_tps: float
+    ecr_tps: str
+    """The embedded ECR's limits, as :func:`devstack.aws.ecr_throttling.parse_tps` reads them (``*=100``)."""
     worker_rate: float
     latency_ms: float
     shard_size: int = DEFAULT_SHARD_SIZE
     fit_repos: tuple[int, ...] = ()
     target: int = TARGET_REPOS
     budget_seconds: float = BUDGET_SECONDS
+
+    @property
+    def per_operation(self) -> dict[str, float]:
+        """The requests a second of each per-repository read (those the throttle limits)."""
+        limits = ecr_throttling.Throttle(ecr_throttling.parse_tps(self.ecr_tps))
+        return {op: limit.tps for op in PER_REPOSITORY_READS if (limit := limits.limit(op)) is not None}
+
+    @property
+    def ceiling(self) -> float | None:
+        """Repositories a second the throttle lets through (one call of each per-repository read a repository)."""
+        return ceiling_per_second(self.per_operation, dict.fromkeys(PER_REPOSITORY_READS, 1))
 
 
 @dataclass(frozen=True)
@@ -348,12 +279,17 @@ class FanoutWorld:
         services = [self.worker() for _ in range(workers)]  # clients made here: boto3's session is not thread-safe
         self.ecr_meter.reset()
         self.dynamodb_meter.reset()
-        with throttled(self.settings.ecr_tps):
+        with throttled(self.settings.ecr_tps) as throttle:
             cpu, start = time.process_time(), time.perf_counter()
             run = coordinator.reconcile(Scope(deep=True), RunTrigger.SCHEDULE)
             coordinated = time.perf_counter() - start
             stats = drain(shards, services)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if sum(throttle.throttled.values()) != self.ecr_meter.throttled:
+            raise rw.BenchError(
+                f"the embedded ECR throttled {sum(throttle.throttled.values())} calls, the clients saw "
+                f"{self.ecr_meter.throttled} ThrottlingException answers"
+            )
         metrics.clear_metrics()
         final = DynamoDbStatusStore(rw.TABLE, boto3.client("dynamodb", region_name=rw.REGION)).get_run(run.run_id)
         if final is None:
@@ -387,7 +323,7 @@ class FanoutWorld:
 
     @property
     def ceiling(self) -> float | None:
-        return ceiling_per_second(self.settings.ecr_tps, dict.fromkeys(PER_REPOSITORY_READS, 1))
+        return self.settings.ceiling
 
 
 @contextmanager
@@ -401,9 +337,14 @@ def fanout_world(rules: int, settings: Settings) -> Iterator[FanoutWorld]:
 
 
 @contextmanager
-def throttled(tps: float) -> Iterator[None]:
-    """The embedded ECR answers ``ThrottlingException`` beyond ``tps`` requests a second per operation."""
-    raise NotImplementedError  # wip/throttle14
+def throttled(spec: str) -> Iterator[ecr_throttling.Throttle]:
+    """The embedded ECR answers ``ThrottlingException`` beyond ``spec``'s rates (fresh, full buckets), then
+    throttles nothing again."""
+    throttle = ecr_throttling.configure(spec)
+    try:
+        yield throttle
+    finally:
+        ecr_throttling.reset()
 
 
 def limit_rate(client: ECRClient, rate: float) -> None:
@@ -522,7 +463,7 @@ def _ops(counter: Counter[str]) -> str:
 
 def render(results: Results, found: Sequence[Check], info: RunInfo) -> str:
     s, top = results.settings, max(results.settings.workers)
-    ceiling = ceiling_per_second(s.ecr_tps, dict.fromkeys(PER_REPOSITORY_READS, 1))
+    ceiling = s.ceiling
     per_repo = len(PER_REPOSITORY_READS)
     reads = ", ".join(f"`{op}`" for op in sorted(PER_REPOSITORY_READS))
     sizes = sorted({m.row.repositories for m in results.runs})
@@ -718,9 +659,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ecr-tps",
-        type=float,
         default=DEFAULT_TPS,
-        help=f"the embedded ECR's requests a second per operation (default {DEFAULT_TPS:g})",
+        help="the embedded ECR's requests a second per operation: a number (every operation), or "
+        f"'Operation=TPS[:BURST],...,*=TPS' (default {DEFAULT_TPS})",
     )
     parser.add_argument(
         "--worker-rate",
@@ -749,19 +690,27 @@ def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(str(exc))
     if 1 not in workers:
         parser.error("--workers must include 1: the speedups are measured against one worker")
-    for name in ("ecr_tps", "worker_rate"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be above 0")
+    spec = tps_spec(args.ecr_tps)
+    try:
+        ecr_throttling.parse_tps(spec)
+    except ValueError as exc:
+        parser.error(f"--ecr-tps: {exc}")
+    if args.worker_rate <= 0:
+        parser.error("--worker-rate must be above 0")
     if args.latency_ms < 0:
         parser.error("--latency-ms must be 0 or more")
-    return Settings(workers, args.ecr_tps, args.worker_rate, args.latency_ms, fit_repos=fit)
+    return Settings(workers, spec, args.worker_rate, args.latency_ms, fit_repos=fit)
+
+
+def _shell_word(text: str) -> str:
+    return text if all(c.isalnum() or c in "=:,._-" for c in text) else f"'{text}'"
 
 
 def command_options(settings: Settings) -> list[str]:
     """The fan-out's options as given on a command line (all of them: the report says what was run)."""
     out = [
         f"--workers {','.join(map(str, settings.workers))}",
-        f"--ecr-tps {settings.ecr_tps:g}",
+        f"--ecr-tps {_shell_word(settings.ecr_tps)}",
         f"--worker-rate {settings.worker_rate:g}",
         f"--latency-ms {settings.latency_ms:g}",
     ]

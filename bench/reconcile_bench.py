@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import ClientError
 
+from bench import fanout_bench
 from bench.reconcile_world import (
     ACTOR,
     MAX_RULES,
@@ -589,10 +590,11 @@ def render(fleet: Fleet, results: Mapping[str, Result], found: Sequence[Check], 
         f"- **Repetitions.** {info.repeat} runs of *{NOOP_FAST}*, *{ONE_RULE}* and the converged naive run; "
         f"{info.heavy_repeat} of *{FULL_CREATE}*, *{NOOP_DEEP}* and the naive first run, which take tens of "
         "seconds each and, for a full create or a naive first run, a fresh embedded AWS"
-        + (" (fewer runs, to keep the whole benchmark near 3 minutes on this machine)" if lowered else "")
+        + (" (fewer runs, to keep these scenarios short on this machine)" if lowered else "")
         + ". Times are medians; the call counts are exact and were checked equal in every run.",
         "",
-        f"Command ({info.elapsed:.0f} s on the machine below, setup included):",
+        f"Command (these scenarios took {info.elapsed:.0f} s of it on the machine below, setup included; it also "
+        "runs the fan-out scenarios of the next section, which give their own time):",
         "",
         "```",
         info.command,
@@ -784,7 +786,7 @@ def interpretation(fleet: Fleet, results: Mapping[str, Result]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, fanout_bench.Settings]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.reconcile_bench", description="Reconcile benchmark (see the module docstring)."
     )
@@ -803,6 +805,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"runs of full create, deep resync and the naive first run (default {DEFAULT_HEAVY_REPEAT})",
     )
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: standard output)")
+    fanout_bench.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.rules <= MAX_RULES:
         parser.error(f"--rules must be 1-{MAX_RULES} (ECR allows {MAX_RULES} pull-through cache rules)")
@@ -810,41 +813,52 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--repos must be at least 1")
     if args.repeat < 1 or args.heavy_repeat < 1:
         parser.error("--repeat and --heavy-repeat must be at least 1")
-    return args
+    return args, fanout_bench.settings_from(parser, args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    fleet = Fleet(rules=args.rules, repositories=args.repos)
-    start, load_before = time.perf_counter(), os.getloadavg()[0]
-    try:
-        results = run_scenarios(fleet, args.repeat, args.heavy_repeat)
-    except BenchError as exc:
-        log(f"FAILED: {exc}")
-        return 1
-    elapsed = time.perf_counter() - start
-    found = checks(fleet, results)
+def _command(args: argparse.Namespace, settings: fanout_bench.Settings) -> str:
     command = ["python -m bench.reconcile_bench", f"--rules {args.rules}", f"--repos {args.repos}"]
     if args.repeat != DEFAULT_REPEAT:
         command.append(f"--repeat {args.repeat}")
     if args.heavy_repeat != DEFAULT_HEAVY_REPEAT:
         command.append(f"--heavy-repeat {args.heavy_repeat}")
+    command += fanout_bench.command_options(settings)
     if args.out:
         command.append(f"--out {args.out}")
-    info = RunInfo(" ".join(command), args.repeat, args.heavy_repeat, elapsed, load_before, os.getloadavg()[0])
+    return " ".join(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The reconcile scenarios, then the fan-out's (bench/fanout_bench.py): each writes its own section, and
+    neither is written when a check of either fails."""
+    args, settings = parse_args(argv)
+    fleet = Fleet(rules=args.rules, repositories=args.repos)
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    try:
+        results = run_scenarios(fleet, args.repeat, args.heavy_repeat)
+        elapsed, load_between = time.perf_counter() - start, os.getloadavg()[0]
+        fanned, fanned_checks = fanout_bench.run(args.rules, args.repos, settings)
+    except BenchError as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    found = checks(fleet, results)
+    command = _command(args, settings)
+    info = RunInfo(command, args.repeat, args.heavy_repeat, elapsed, load_before, load_between)
     report = render(fleet, results, found, info)
-    failed = [c for c in found if not c.ok]
+    fanout_info = fanout_bench.RunInfo(command, time.perf_counter() - start - elapsed, load_between, os.getloadavg()[0])
+    fanout_report = fanout_bench.render(fanned, fanned_checks, fanout_info)
+    failed = [c for c in (*found, *fanned_checks) if not c.ok]
+    if failed or not args.out:
+        sys.stdout.write(report + "\n" + fanout_report)
+    for check in failed:
+        log(f"CHECK FAILED: {check.claim}: {check.detail}")
     if failed:
-        sys.stdout.write(report)
-        for check in failed:
-            log(f"CHECK FAILED: {check.claim}: {check.detail}")
         log("no report written")
         return 1
     if args.out:
         write_section(args.out, GENERATOR, report)
-        log(f"wrote the reconcile section of {args.out} in {elapsed:.0f} s")
-    else:
-        sys.stdout.write(report)
+        write_section(args.out, fanout_bench.GENERATOR, fanout_report)
+        log(f"wrote the reconcile and fan-out sections of {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
 
 

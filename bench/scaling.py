@@ -35,11 +35,22 @@ def parse_counts(text: str, *, name: str, minimum: int = 1) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-def ceiling_per_second(tps: float, per_repository: Mapping[str, float]) -> float | None:
-    """Repositories a second the throttled API lets through: each operation has its own bucket of ``tps``
-    requests a second, so the operation a repository needs most often sets the pace
-    (``tps / calls of it per repository``). ``None`` when nothing is needed per repository."""
-    rates = [tps / calls for calls in per_repository.values() if calls > 0]
+def tps_spec(text: str) -> str:
+    """``--ecr-tps``: a bare number is every operation's rate (``"100"`` -> ``"*=100"``); anything else is the
+    embedded ECR's own form (``"Operation=TPS[:BURST],...,*=TPS"``), left for it to check."""
+    text = text.strip()
+    try:
+        float(text)
+    except ValueError:
+        return text
+    return f"*={text}"
+
+
+def ceiling_per_second(tps: Mapping[str, float], per_repository: Mapping[str, float]) -> float | None:
+    """Repositories a second the throttled API lets through: each operation has its own bucket of ``tps[op]``
+    requests a second (an operation missing from ``tps`` is not throttled), so the operation that runs out first
+    sets the pace (``tps / calls of it per repository``). ``None`` when nothing needed per repository is throttled."""
+    rates = [tps[op] / calls for op, calls in per_repository.items() if calls > 0 and op in tps]
     return min(rates) if rates else None
 
 

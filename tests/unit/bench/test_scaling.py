@@ -21,6 +21,7 @@ from bench.scaling import (
     fit_lines,
     parse_counts,
     speedup,
+    tps_spec,
 )
 
 pytestmark = pytest.mark.unit
@@ -49,16 +50,30 @@ def test_parse_counts_names_the_option_and_the_rule(text: str, message: str) -> 
         parse_counts(text, name="--workers")
 
 
+def test_tps_spec_reads_a_bare_number_as_every_operation() -> None:
+    assert tps_spec(" 100 ") == "*=100"
+    assert tps_spec("2.5") == "*=2.5"
+    assert tps_spec("GetLifecyclePolicy=50:100,*=10") == "GetLifecyclePolicy=50:100,*=10"
+
+
 # --------------------------------------------------------------------------------------------------
 # Ceiling, lower bound, speedup
 
 
-def test_ceiling_is_set_by_the_operation_a_repository_needs_most() -> None:
+def test_ceiling_is_set_by_the_operation_that_runs_out_first() -> None:
+    reads = {"GetLifecyclePolicy": 1, "GetRepositoryPolicy": 1, "ListTagsForResource": 1}
     # One call of each per-repository read: 50 TPS each lets 50 repositories a second through.
-    assert ceiling_per_second(50, {"GetLifecyclePolicy": 1, "GetRepositoryPolicy": 1, "ListTagsForResource": 1}) == 50
-    # An operation needed twice per repository halves it; one not needed does not count.
-    assert ceiling_per_second(50, {"GetLifecyclePolicy": 2, "TagResource": 0}) == 25
-    assert ceiling_per_second(50, {}) is None
+    assert ceiling_per_second(dict.fromkeys(reads, 50.0), reads) == 50
+    # The slowest bucket sets the pace; an operation without a limit does not count.
+    assert ceiling_per_second({"GetLifecyclePolicy": 80.0, "GetRepositoryPolicy": 20.0}, reads) == 20
+    # An operation needed twice per repository halves its rate; one not needed (0 calls) does not count.
+    assert (
+        ceiling_per_second(
+            {"GetLifecyclePolicy": 50.0, "TagResource": 1.0}, {"GetLifecyclePolicy": 2, "TagResource": 0}
+        )
+        == 25
+    )
+    assert ceiling_per_second({}, reads) is None
 
 
 def test_expected_seconds_is_the_smaller_of_the_workers_rate_and_the_ceiling() -> None:
