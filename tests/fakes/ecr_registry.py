@@ -64,6 +64,32 @@ class MemoryEcrReader:
             repositories[name] = self._as_read(repo, deep_here, applied.get(name))
         return self.state.model_copy(update={"repositories": repositories, "exclusions": None, "unread": tuple(unread)})
 
+    def observe_repositories(
+        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+    ) -> ObservedRegion:
+        """The named repositories ECR holds, read deeply (nothing else: no rule, template or listing)."""
+        self.calls["observe_repositories"] += 1
+        if self.observe_error is not None:
+            raise self.observe_error
+        repositories = {
+            name: self._as_read(repo, True, applied.get(name))
+            for name, repo in self.state.repositories.items()
+            if name in set(names)
+        }
+        return ObservedRegion(region=self.region, repositories=repositories)
+
+    def read_details(self, observed: ObservedRegion) -> ObservedRegion:
+        """``observed`` with its repositories read deeply (those ECR still holds)."""
+        self.calls["read_details"] += 1
+        if self.observe_error is not None:
+            raise self.observe_error
+        repositories = {
+            name: repo.model_copy(update={"details": self.state.repositories[name].details})
+            for name, repo in observed.repositories.items()
+            if name in self.state.repositories
+        }
+        return observed.model_copy(update={"repositories": repositories})
+
     def rules(self) -> dict[str, ObservedRule]:
         self.calls["rules"] += 1
         if self.observe_error is not None:

@@ -16,9 +16,10 @@ from ecrcache.models.status import (
     RuleStatusRecord,
     UpstreamHealth,
 )
+from tests.fakes.shard_store import MemoryShardRecords
 
 
-class MemoryStatusStore:
+class MemoryStatusStore(MemoryShardRecords):
     """Same contract as ``DynamoDbStatusStore``: ownership and applied fingerprints per Region, rule
     statuses, a lease per Region (free, expired or already the caller's), run records.
 
@@ -27,6 +28,7 @@ class MemoryStatusStore:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.owned: dict[str, dict[OwnedKind, set[str]]] = {}
         self.fingerprints: dict[str, dict[str, AppliedFingerprints]] = {}
         self.statuses: dict[tuple[str, str], RuleStatus] = {}
@@ -109,6 +111,7 @@ class MemoryStatusStore:
             version=self.versions.get(region, 0),
             stamp=self.stamps.get(region),
             forwarder=self.forwarders.get(region),
+            fanout=self.markers.get(region),
         )
 
     def read_region(self, region: str) -> RegionState:
@@ -221,7 +224,8 @@ class MemoryStatusStore:
         self.requests.append((run.run_id, deep, requested_by))
 
     def get_run(self, run_id: str) -> ReconcileRun | None:
-        return self.runs.get(run_id)
+        run = self.runs.get(run_id)
+        return self._counted(run) if run is not None else None
 
     def latest_runs(self, limit: int) -> list[ReconcileRun]:
         newest = sorted(self.runs.values(), key=lambda r: (r.started_at, r.run_id), reverse=True)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         StepStatus,
     )
     from ecrcache.models.secret_replica import ObservedSecret
-    from ecrcache.models.shards import ShardTask
+    from ecrcache.models.shards import FanoutMarker, ShardRecord, ShardReport, ShardState, ShardTask
     from ecrcache.models.status import (
         ReconcileRun,
         RegionStamp,
@@ -191,6 +191,21 @@ class EcrReader(Protocol):
         (``ListPullTimeUpdateExclusions``, every page). Raises ``RetryableError`` / ``TerminalError``."""
         ...
 
+    def observe_repositories(
+        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+    ) -> ObservedRegion:
+        """Only the named repositories, read deeply (a deep-resync shard: the registry is never listed):
+        ``DescribeRepositories`` by name (100 a call), then each one's lifecycle policy, repository policy and
+        tags. A name ECR does not have is left out (gone); no rule or template is read. Raises
+        ``RetryableError`` / ``TerminalError``."""
+        ...
+
+    def read_details(self, observed: ObservedRegion) -> ObservedRegion:
+        """``observed`` (a fast observation of this Region) with every repository read deeply, as
+        ``observe(deep=True)`` would have read it: the three per-repository reads, no listing again (a repository
+        gone meanwhile is left out). Raises ``RetryableError`` / ``TerminalError``."""
+        ...
+
 
 class EcrWriter(Protocol):
     """ECR in one Region, the write side: apply one planned action at a time."""
@@ -236,7 +251,77 @@ class ForwarderRegistry(ForwarderReader, Protocol):
         ...
 
 
-class StatusStore(Protocol):
+@dataclass(frozen=True, slots=True)
+class FanoutProgress:
+    """A fanned-out run as its record says now: the run (with its shard counts), whether its coordinating run
+    is still at work (the run cannot finish before it has sent every Region's shards), the latest deadline of its
+    fan-outs, and how many shards each Region was given."""
+
+    run: ReconcileRun
+    coordinating: bool
+    deadline: datetime | None
+    regions: Mapping[str, int]
+
+
+class ShardStore(Protocol):
+    """The deep resync's fan-out records (:mod:`ecrcache.services.reconcile_shards`): a Region's marker, the run
+    record's shard counts and one item per shard, each count moved in the same transaction as its shard."""
+
+    def start_fanout(
+        self, run: ReconcileRun, region: str, shards: Sequence[ShardRecord], *, deadline: datetime
+    ) -> FanoutMarker | None:
+        """Record a Region's fan-out before anything is sent: the Region's marker and the run's shard total (one
+        transaction; refused while the Region has a marker: that marker is returned), then each shard ``queued``.
+        ``None``: recorded."""
+        ...
+
+    def shard(self, run_id: str, region: str, index: int) -> ShardRecord | None:
+        """One shard as stored (a consistent read); ``None``: no such shard."""
+        ...
+
+    def shard_records(self, run_id: str) -> list[ShardRecord]:
+        """Every shard of a run, every Region."""
+        ...
+
+    def report_shard(
+        self,
+        run_id: str,
+        region: str,
+        index: int,
+        *,
+        expected: ShardState | None,
+        state: ShardState,
+        report: ShardReport | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move the shard from ``expected`` (as read; ``None``: no item, the shard was never recorded) to ``state``
+        and the run's counts with it, in one transaction; ``False`` when the shard is no longer as read (another
+        delivery reported it). Other failures raise (``RetryableError`` for a transaction still conflicting)."""
+        ...
+
+    def fanout_progress(self, run_id: str) -> FanoutProgress | None:
+        """The run and its fan-out counts (a consistent read); ``None``: no such run."""
+        ...
+
+    def close_fanout(self, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> None:
+        """The coordinating run is done: its record (still ``running``: its shards report) with its summary and
+        errors, and the stamps of the Regions it reconciled, in one write; the run may finish from now on."""
+        ...
+
+    def finish_fanout(self, run: ReconcileRun) -> bool:
+        """Write the finished run if it is still ``running`` (``True``: this call finished it, exactly one does)."""
+        ...
+
+    def clear_fanout(self, region: str, run_id: str) -> None:
+        """Remove the Region's marker if it is ``run_id``'s (a no-op otherwise)."""
+        ...
+
+    def applied_of(self, region: str, names: Collection[str]) -> dict[str, AppliedFingerprints]:
+        """The applied fingerprints of the named repositories only (a shard's; never the Region's whole partition)."""
+        ...
+
+
+class StatusStore(ShardStore, Protocol):
     """Ownership, applied fingerprints, rule status, the per-Region lease and run records."""
 
     def ownership(self, region: str) -> Ownership: ...

@@ -46,6 +46,7 @@ page of a paginator, retries not counted), so a benchmark or a test can tell rea
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -122,6 +123,9 @@ READ_OPERATIONS: Final = frozenset(
 PER_REPOSITORY_READS: Final = frozenset({"GetLifecyclePolicy", "GetRepositoryPolicy", "ListTagsForResource"})
 
 REPOSITORIES_PAGE_SIZE: Final = 1000
+NAMED_REPOSITORIES_PER_CALL: Final = 100
+"""``DescribeRepositories`` ``repositoryNames``: 1-100 names a call (botocore's ECR model, ``RepositoryNameList``)."""
+_MISSING_NAME: Final = re.compile(r"repository with name '([^']+)' does not exist")
 SECRET_RETRY_DELAYS: Final = (1.0, 2.0)
 """Waits between the attempts of a rule write whose secret ECR cannot see yet (3 attempts)."""
 DEEP_READ_WORKERS: Final = 8
@@ -177,6 +181,27 @@ def failed(operation: str, exc: Exception) -> ActionResult:
     )
 
 
+def _repository(
+    item: RepositoryTypeDef, details: RepositoryDetails | None, applied: AppliedFingerprints | None
+) -> ObservedRepository:
+    """One repository as ``DescribeRepositories`` gives it, with its deep read and applied fingerprints."""
+    return ObservedRepository(
+        name=item["repositoryName"],
+        arn=item["repositoryArn"],
+        image_tag_mutability=item.get("imageTagMutability") or "MUTABLE",
+        tag_mutability_exclusions=tuple(f["filter"] for f in item.get("imageTagMutabilityExclusionFilters") or ()),
+        details=details,
+        applied=applied,
+        created_at=item.get("createdAt"),
+    )
+
+
+def _named_missing(exc: ClientError, batch: Sequence[str]) -> str | None:
+    """The repository of ``batch`` a ``RepositoryNotFoundException`` names, if its message names one of them."""
+    found = _MISSING_NAME.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return found.group(1) if found is not None and found.group(1) in batch else None
+
+
 def _prefix_in(name: str, prefix: str) -> bool:
     return prefix == ROOT_PREFIX or name.startswith(f"{prefix.rstrip('/')}/")
 
@@ -230,27 +255,73 @@ class Boto3EcrReader:
             if any(_prefix_in(item["repositoryName"], p) for p in scope)
         }
         details, unread = self._deep_read(listed, self._deep_names(deep, listed), stop)
-        repositories: dict[str, ObservedRepository] = {}
-        for name, item in listed.items():
-            if name in details and details[name] is None:
-                continue  # deleted between DescribeRepositories and the deep read
-            repositories[name] = ObservedRepository(
-                name=name,
-                arn=item["repositoryArn"],
-                image_tag_mutability=item.get("imageTagMutability") or "MUTABLE",
-                tag_mutability_exclusions=tuple(
-                    f["filter"] for f in item.get("imageTagMutabilityExclusionFilters") or ()
-                ),
-                details=details.get(name),
-                applied=applied.get(name),
-                created_at=item.get("createdAt"),
-            )
+        repositories = {
+            name: _repository(item, details.get(name), applied.get(name))
+            for name, item in listed.items()
+            if not (name in details and details[name] is None)  # deleted between DescribeRepositories and the deep read
+        }
         return ObservedRegion(
             region=self.region, rules=rules, templates=templates, repositories=repositories, unread=unread
         )
 
     def rules(self) -> dict[str, ObservedRule]:
         return {rule.prefix: rule for rule in map(ObservedRule.from_ecr, self._rule_items())}
+
+    def observe_repositories(
+        self, names: Collection[str], *, applied: Mapping[str, AppliedFingerprints]
+    ) -> ObservedRegion:
+        """Only the named repositories (a deep-resync shard's), read deeply; the registry is never listed."""
+        listed = {item["repositoryName"]: item for item in self._named_repository_items(sorted(set(names)))}
+        details, _ = self._deep_read(listed, list(listed), None)
+        repositories = {
+            name: _repository(item, details.get(name), applied.get(name))
+            for name, item in listed.items()
+            if details.get(name) is not None  # None: deleted between DescribeRepositories and the deep read
+        }
+        return ObservedRegion(region=self.region, repositories=repositories)
+
+    def read_details(self, observed: ObservedRegion) -> ObservedRegion:
+        """``observed`` with every repository read deeply (their ARNs from its listing: no call lists again)."""
+        arns: dict[str, RepositoryTypeDef] = {
+            name: {"repositoryName": name, "repositoryArn": repo.arn} for name, repo in observed.repositories.items()
+        }
+        details, _ = self._deep_read(arns, list(arns), None)
+        repositories = {
+            name: repo.model_copy(update={"details": details[name]})
+            for name, repo in observed.repositories.items()
+            if details.get(name) is not None
+        }
+        return observed.model_copy(update={"repositories": repositories})
+
+    def _named_repository_items(self, names: Sequence[str]) -> Iterator[RepositoryTypeDef]:
+        """``DescribeRepositories`` of ``names``, :data:`NAMED_REPOSITORIES_PER_CALL` a call. ECR answers a batch
+        naming a repository it does not have with ``RepositoryNotFoundException`` for the whole call (botocore's
+        model lists it for the operation; moto raises it for the first missing name): the name the message gives
+        (``The repository with name 'x' does not exist ...``, moto's text and the one ECR's answers are reported
+        with, e.g. turbot/steampipe-plugin-aws#1938) is taken out as gone and the rest asked again; a message naming
+        none of the batch is met by halving the batch until the single missing names are found."""
+        for start in range(0, len(names), NAMED_REPOSITORIES_PER_CALL):
+            yield from self._describe_named(list(names[start : start + NAMED_REPOSITORIES_PER_CALL]))
+
+    def _describe_named(self, batch: list[str]) -> Iterator[RepositoryTypeDef]:
+        while batch:
+            try:
+                yield from self.client.describe_repositories(repositoryNames=batch).get("repositories", [])
+            except ClientError as exc:
+                if error_code(exc) != REPOSITORY_NOT_FOUND:
+                    raise classify(exc, "ECR DescribeRepositories") from exc
+                missing = _named_missing(exc, batch)
+                if missing is not None:
+                    batch = [name for name in batch if name != missing]
+                    continue
+                if len(batch) == 1:
+                    return  # the one name asked for is gone
+                half = len(batch) // 2
+                yield from self._describe_named(batch[:half])
+                yield from self._describe_named(batch[half:])
+            except BotoCoreError as exc:
+                raise classify(exc, "ECR DescribeRepositories") from exc
+            return
 
     def pull_time_exclusions(self) -> frozenset[str]:
         """The principal ARNs of the registry's pull-time update exclusions (every page)."""

@@ -10,10 +10,15 @@ stack's Region)::
                                                                           owned_template, owned_exclusion (string
                                                                           sets), version, run_id, run_at, revision
                                                                           (the Region's stamp), fwd (the Region's event
-                                                                          forwarder status JSON)?, migrated (<home>'s)
+                                                                          forwarder status JSON)?, fan (its unfinished
+                                                                          deep-resync fan-out)?, migrated (<home>'s)
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, created_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
-    pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at
+    pk = "RUN#<run_id>"      sk = "RUN"                                   run (JSON), run_status, expires_at; fanned out
+                                                                          sh_total, sh_done, sh_failed, sh_retrying,
+                                                                          sh_coord, sh_deadline, shr#<region>
+    pk = "RUN#<run_id>"      sk = "SHARD#<region>#<index:05d>"            state, region, index, rules, retried?,
+                                                                          report?, error?, expires_at (a shard)
     pk = "REQUEST#reconcile" sk = <run_id>                                deep, requested_by, expires_at (the stream
                                                                           delivers it to the reconciler)
                              gsi1pk = "RUN", gsi1sk = "<started_at>#<run_id>"
@@ -39,6 +44,12 @@ stack's Region)::
 * Event forwarders: a Region's forwarder record is its item's ``fwd`` attribute, so the Query that reads every
   Region's statuses reads every forwarder record too (no call of its own). It is written (an UpdateItem of that
   attribute only) before the forwarding rule is created, and removed once no forwarder is left there.
+* Deep-resync fan-out (issue 14, :mod:`ecrcache.adapters.shard_records`): a deep run of a Region with more
+  repositories than one shard marks the Region (``fan``, written with the run's shard total in one transaction and
+  refused while another run's marker is there), records one item per shard, then sends them; each shard's report
+  moves its state and the run's counts (numbers of their own on the run item, put back into the run's ``shards``
+  on read) in one transaction; the run finishes with a write conditioned on ``run_status = running``. A shard's
+  repositories' fingerprints are read by key (``BatchGetItem``), never by reading the Region's partition.
 * Former layout (before issue 14): ``pk = "STATUS"``, ``sk = "<region>#<prefix>"`` (one status item per rule),
   ``pk = "OWNED#<region>"``, ``sk = "<kind>#<prefix>"`` and ``pk = "FORWARDER"``, ``sk = "<region>"`` (the
   forwarder records). Read as well until the stack Region's item says
@@ -77,13 +88,13 @@ from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
+from ecrcache.adapters.shard_records import ShardRecords, fanout_marker, with_shard_counts
 from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
 from ecrcache.models.region_records import RegionState, RegionStatus
 from ecrcache.models.status import (
     REQUEST_PARTITION,
     ForwarderStatus,
     ForwarderStatusRecord,
-    ReconcileRun,
     RegionStamp,
     RuleStatus,
     RuleStatusRecord,
@@ -96,6 +107,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
     from ecrcache.engine.plan import OwnedKind
+    from ecrcache.models.status import ReconcileRun
 
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
@@ -202,6 +214,7 @@ def _region_of(region: str, item: Mapping[str, Any]) -> RegionStatus:
         version=int(item["version"]["N"]) if "version" in item else 0,
         stamp=stamp,
         forwarder=_forwarder_of(item.get(FORWARDER_ATTRIBUTE)),
+        fanout=fanout_marker(item),
     )
 
 
@@ -447,7 +460,7 @@ class _LeasesAndRuns:
             )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB GetItem") from exc
-        return ReconcileRun.model_validate_json(item["run"]["S"]) if item else None
+        return with_shard_counts(item) if item else None
 
     def latest_runs(self, limit: int) -> list[ReconcileRun]:
         """The ``limit`` most recently started runs, newest first (the index is eventually consistent)."""
@@ -464,7 +477,7 @@ class _LeasesAndRuns:
             )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB Query") from exc
-        return [ReconcileRun.model_validate_json(item["run"]["S"]) for item in out.get("Items", [])]
+        return [with_shard_counts(item) for item in out.get("Items", [])]
 
     @staticmethod
     def _run_key(run_id: str) -> Item:
@@ -474,7 +487,7 @@ class _LeasesAndRuns:
         return query_partition(self.client, self.table_name, pk)
 
 
-class DynamoDbStatusStore(_LeasesAndRuns):
+class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
     """Implements :class:`ecrcache.ports.StatusStore` on the stack's state table."""
 
     def __init__(

@@ -101,7 +101,7 @@ if TYPE_CHECKING:
     )
     from ecrcache.models.rule import RuleSpec
 
-__all__ = ["ROOT_RULE_NOTE", "plan", "plan_region"]
+__all__ = ["ROOT_RULE_NOTE", "plan", "plan_region", "plan_repositories"]
 
 ROOT_RULE_NOTE: Final = (
     "existing repositories are not patched for ROOT rules: without a prefix, cached repositories cannot be "
@@ -786,3 +786,27 @@ def plan(
         )
         for region in sorted(observed_by_region)
     )
+
+
+def plan_repositories(
+    desired: Sequence[DesiredRule], observed: ObservedRegion, *, role_path: RoleScope = ANY_ROLE
+) -> Plan:
+    """Only the per-repository part of :func:`plan_region`: the actions for the repositories ``observed`` holds (a
+    deep-resync shard's, read deeply), each under the desired rule with the longest prefix it is under, for the
+    rules the stack's role path allows (blocked otherwise, as :func:`plan_region` blocks them).
+
+    The checks that block a whole rule on what ECR and the store hold (its rule or template not ecrcache's, its
+    credential's secret not replicated to the Region) are the coordinating run's: it read the Region's rules and
+    templates, and gave its shards only the repositories of the rules it could plan (and no repository under a
+    longer prefix of a rule ecrcache does not manage). No rule, template or exclusion action is planned."""
+    planner = _RegionPlanner(observed, Ownership(), deep=True, role_path=role_path)
+    ready: dict[str, _Ready] = {}
+    for prefix, rule in sorted(_by_prefix(desired, "desired").items()):
+        prepared = _prepare(rule, role_path)
+        if isinstance(prepared, str):
+            planner.block(prefix, prepared)
+        else:
+            ready[prefix] = prepared
+    prefixes = {rule.prefix for rule in desired} - {ROOT_PREFIX}
+    planner.plan_repositories(ready, sorted(prefixes, key=lambda p: (-len(p), p)))
+    return Plan(actions=tuple(planner.actions), blocked=tuple(planner.blocked))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecrcache.models.observed import AppliedFingerprints, Ownership
+from ecrcache.models.shards import FanoutMarker
 from ecrcache.models.status import ForwarderStatus, RegionStamp, RuleStatus
 
 __all__ = ["RegionState", "RegionStatus"]
@@ -36,6 +37,8 @@ class RegionStatus(_Frozen):
     forwarder: ForwarderStatus | None = None
     """The Region's event forwarder record (its ``fwd`` attribute): present while one may exist there, so the
     Region keeps being reconciled until it is gone (:mod:`ecrcache.services.forwarders`)."""
+    fanout: FanoutMarker | None = None
+    """The Region's unfinished deep-resync fan-out (its ``fan`` attribute), if any: the run whose shards are out."""
     migrated: bool = True
     """False until the store's former layout has been migrated (for every Region at once): the statuses and
     ownership were then read from both layouts, merged (the current one wins)."""

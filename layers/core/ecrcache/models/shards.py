@@ -11,16 +11,23 @@ Nothing here does I/O, reads a clock or the environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "DEFAULT_SHARD_DEADLINE_SECONDS",
     "DEFAULT_SHARD_SIZE",
+    "MAX_SHARD_ERRORS",
+    "MAX_SHARD_PREFIXES",
     "MAX_SHARD_SIZE",
+    "FanoutMarker",
     "ShardCounts",
+    "ShardRecord",
+    "ShardReport",
+    "ShardResult",
     "ShardState",
     "ShardTask",
 ]
@@ -41,12 +48,38 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_SHARD_PREFIXES: Final = 50
+"""A shard's report names at most this many rule prefixes (ECR allows 50 rules a Region); more are summed."""
+
+MAX_SHARD_ERRORS: Final = 5
+"""A shard's report keeps at most this many error lines (the run record keeps 50 over every shard)."""
+
+MAX_SHARD_ERROR_LENGTH: Final = 512
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SHARD_ERROR_LENGTH else text[: MAX_SHARD_ERROR_LENGTH - 1] + "…"
+
+
+def _cut_errors(errors: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_cut(e) for e in errors[:MAX_SHARD_ERRORS])
+
+
+def _cap_prefixes(counts: Mapping[str, int]) -> dict[str, int]:
+    """The :data:`MAX_SHARD_PREFIXES` largest counts by prefix; the rest summed under ``""`` (no rule)."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[:MAX_SHARD_PREFIXES])
+    rest = sum(n for _, n in ranked[MAX_SHARD_PREFIXES:])
+    return kept | ({"": kept.get("", 0) + rest} if rest else {})
+
+
 class ShardState(StrEnum):
-    """Where one shard is: sent (``queued``), being processed (``running``), delivered again after a retryable
-    failure (``retrying``), reported (``done``), or given up (``failed``: last attempt, or past the deadline)."""
+    """Where one shard is: sent (``queued``), delivered again after a retryable failure (``retrying``), reported
+    (``done``), or given up (``failed``: its last attempt failed, it could not be sent, or the fan-out's deadline
+    passed without its report). A worker's attempt is not recorded while it runs: the report's write is
+    conditioned on the state the worker read (a no-op shard writes its report and nothing else)."""
 
     QUEUED = "queued"
-    RUNNING = "running"
     RETRYING = "retrying"
     DONE = "done"
     FAILED = "failed"
@@ -92,3 +125,56 @@ class ShardCounts(_Frozen):
     def finished(self) -> bool:
         """Every shard reported (done or failed)."""
         return self.done + self.failed >= self.total
+
+
+class FanoutMarker(_Frozen):
+    """A Region's unfinished fan-out (the ``fan`` attribute of its status item): the run whose shards are out,
+    and until when they may report. A deep run finding one starts no other fan-out of the Region."""
+
+    run_id: str = Field(min_length=1, max_length=128)
+    deadline: AwareDatetime
+
+
+class ShardReport(_Frozen):
+    """What a worker did with one shard (kept on the shard's item; the finished run adds them up)."""
+
+    repositories: int = Field(default=0, ge=0, description="Names in the shard.")
+    found: int = Field(default=0, ge=0, description="Of those, repositories ECR still has (the others are gone).")
+    applied: dict[str, int] = Field(default_factory=dict, description="Actions applied, by kind.")
+    failed_actions: int = Field(default=0, ge=0)
+    left_after_verify: int = Field(default=0, ge=0)
+    failures: Annotated[dict[str, int], AfterValidator(_cap_prefixes)] = Field(
+        default_factory=dict, description="Rule prefix -> repositories not brought to the rule's settings."
+    )
+    errors: Annotated[tuple[str, ...], AfterValidator(_cut_errors)] = ()
+
+
+class ShardRecord(_Frozen):
+    """One shard's item as stored: its state, the repositories of each rule it holds (what a failed shard counts
+    against each rule), whether it was ever retried, and its report once done (or why it failed)."""
+
+    run_id: str
+    region: str
+    index: int = Field(ge=0)
+    state: ShardState
+    rules: dict[str, int] = Field(default_factory=dict, description="Rule prefix -> repositories in the shard.")
+    retried: bool = False
+    report: ShardReport | None = None
+    error: str | None = None
+
+    @property
+    def repositories(self) -> int:
+        return sum(self.rules.values())
+
+
+class ShardResult(_Frozen):
+    """What one delivery of a shard came to (the worker's answer for its record)."""
+
+    run_id: str
+    region: str
+    index: int
+    outcome: Literal["done", "failed", "dropped"]
+    """``dropped``: the shard was already reported (a redelivery, a redriven message of a finished run)."""
+    report: ShardReport | None = None
+    finished: bool = False
+    """This delivery finished the run (its last shard)."""

@@ -403,9 +403,12 @@ class PlanService:
         secrets: Secrets | None = None,
         failures: ReplicaFailures | None = None,
         recorded: Mapping[str, RegionStatus] | None = None,
+        retired: bool = True,
     ) -> DesiredByRegion:
         """Desired rules per Region, with credential names resolved to the secret's ARN in each Region;
-        and the owned rules whose desired rule is gone (retired), with the spec they had when deleted."""
+        and the owned rules whose desired rule is gone (retired), with the spec they had when deleted
+        (``retired`` false: not looked for, which reads the Regions' ownership and the deleted rules' history:
+        a deep-resync shard plans only the desired rules' repositories)."""
         desired: dict[str, list[DesiredRule]] = defaultdict(list)
         problems: dict[str, str] = {}
         secrets = secrets or {}
@@ -430,7 +433,7 @@ class PlanService:
         wanted = wanted_regions((stored.spec for stored in snapshot.rules.values()), self.stack_region)
         return DesiredByRegion(
             dict(desired),
-            self._retired(regions, desired, recorded or {}),
+            self._retired(regions, desired, recorded or {}) if retired else {},
             problems,
             snapshot.revision,
             tuple(regions),

@@ -19,44 +19,45 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE
+from ecrcache.engine.shards import managed_repositories
 from ecrcache.engine.status import (
-    VALIDATE_AFTER,
     RegionSummary,
     RunSummary,
     action_errors,
     no_longer_desired,
-    ownership_change,
     rule_findings,
     rule_status,
     run_status,
-    unverified,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.status import ReconcileRun, RegionStamp, RuleStatus, RunTrigger, same_status
-from ecrcache.observability import count_by, logger, metrics
+from ecrcache.observability import logger
 from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope
+from ecrcache.services.reconcile_apply import RegionApplier
+from ecrcache.services.reconcile_shards import ShardFinisher, run_metrics
 from ecrcache.services.replicas import ReplicaPhases
 from ecrcache.services.rule_statuses import RuleStatusRecorder, StatusChanges
 
 if TYPE_CHECKING:
-    from ecrcache.engine.plan import ActionKind, ActionResult, OwnedKind, PlannedAction
+    from datetime import datetime
+
     from ecrcache.engine.role_path import RoleScope
-    from ecrcache.engine.status import Failure
-    from ecrcache.models.observed import ObservedRegion, ObservedRule, Ownership
+    from ecrcache.models.observed import ObservedRegion, ObservedRule
+    from ecrcache.models.region_records import RegionState
     from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
     from ecrcache.services.forwarders import ForwarderOutcome, ForwarderPhase
     from ecrcache.services.plan import DesiredByRegion
+    from ecrcache.services.reconcile_apply import RegionOutcome
+    from ecrcache.services.reconcile_shards import ShardFanout
     from ecrcache.services.replicas import ReplicaOutcome
     from ecrcache.services.rotation_schedules import RotationSchedules
 
@@ -73,29 +74,6 @@ never busy (:class:`~.replicas.ReplicaPhases` leaves the replicas to the run hol
 
 
 @dataclass(slots=True)
-class _RegionOutcome:
-    """What applying one Region's plan did."""
-
-    applied: dict[ActionKind, int] = field(default_factory=dict)
-    failures: dict[str, list[Failure]] = field(default_factory=lambda: defaultdict(list))
-    touched: set[str] = field(default_factory=set)
-    validated: set[str] = field(default_factory=set)
-    rules: Mapping[str, ObservedRule] = field(default_factory=dict)
-    """ECR's rules in the Region after the run (as verify read them)."""
-    recorded: dict[str, AppliedFingerprints] = field(default_factory=dict)
-    """The applied fingerprints this run recorded, by repository."""
-    at: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
-    """When the run recorded the Region's statuses (its stamp)."""
-
-    def summary(self, left: Plan) -> RegionSummary:
-        return RegionSummary(
-            applied=tuple(self.applied.items()),
-            failed_actions=sum(len(f) for f in self.failures.values()),
-            left_after_verify=len(left.actions),
-        )
-
-
-@dataclass(slots=True)
 class _RunLog:
     """What a run met so far, Region by Region."""
 
@@ -109,6 +87,8 @@ class _RunLog:
     """The Regions reconciled, stamped with this run (written with the finished run record)."""
     started: bool = False
     """The run record says ``running`` (written before the first lease: a run that only reads writes it once)."""
+    fanned: bool = False
+    """A Region's deep read went to shard workers: the run finishes when they have all reported."""
 
     def add_replicas(self, outcome: ReplicaOutcome) -> None:
         """Count a replica phase in the run (its errors, its line in the summary)."""
@@ -147,13 +127,19 @@ class ReconcileService:
         role_path: RoleScope = ANY_ROLE,
         events: StateEventPublisher | None = None,
         forwarders: ForwarderPhase | None = None,
+        shards: ShardFanout | None = None,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
         ``schedules`` converges credentials' rotation schedules (``None``: not at all); ``role_path`` is the
         stack's EcrRolePath (a rule naming a role outside it is blocked: the reconciler may not pass it);
         ``events`` announces rules' condition changes on the default bus (``None``: not at all); ``forwarders``
-        keeps an event forwarder in every other Region a rule names (``None``: none, :mod:`.forwarders`)."""
+        keeps an event forwarder in every other Region a rule names (``None``: none, :mod:`.forwarders`); ``shards``
+        fans a deep run's read of a Region with more repositories than one shard out to shard workers (``None``:
+        every deep read in this run, :mod:`.reconcile_shards`)."""
+        self.shards = shards
+        self.finisher = ShardFinisher(status=status, clock=clock, events=events)
+        self.applier = RegionApplier(status=status, registry=registry)
         self.forwarders = forwarders
         self.schedules = schedules
         self.events = events
@@ -194,6 +180,7 @@ class ReconcileService:
             self._started(run, log)
         inputs, _ = self._read_desired(scope, run, log)
         log.errors[:0] = [f"{prefix}: {problem}" for prefix, problem in sorted(inputs.problems.items())]
+        self.finisher.settle(inputs.recorded.values())  # fan-outs past their deadline (any run touching them)
         for region in inputs.regions:
             self._run_region(region, inputs, scope=scope, run=run, log=log)
         if scope.deep and scope.regions is None:
@@ -274,13 +261,16 @@ class ReconcileService:
             return
         self._started(run, log)
         try:
-            self._run_region_ecr(region, inputs, scope=scope, run_id=run_id, log=log)
+            self._run_region_ecr(region, inputs, scope=scope, run=run, log=log)
             self._converge_forwarder(region, inputs, run_id, log)
         finally:
             self.status.release_lease(region, run_id)
 
-    def _run_region_ecr(self, region: str, inputs: DesiredByRegion, *, scope: Scope, run_id: str, log: _RunLog) -> None:
+    def _run_region_ecr(
+        self, region: str, inputs: DesiredByRegion, *, scope: Scope, run: ReconcileRun, log: _RunLog
+    ) -> None:
         """The Region's ECR work (the caller holds its lease); a whole Region's failure is recorded on its rules."""
+        run_id = run.run_id
         try:
             outcome, left = self._reconcile_region(region, inputs, scope, run_id)
         except EcrcacheError as exc:
@@ -296,6 +286,10 @@ class ReconcileService:
         log.rules[region] = outcome.rules
         if inputs.desired_in(region):  # a Region with no desired rule has no status to stamp
             log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
+        if outcome.shards is not None and self.shards is not None:  # its deep read goes to shard workers
+            fanned = self.shards.fan_out(self.finisher, run, region, outcome.shards, revision=inputs.revision)
+            log.errors.extend(fanned.errors)
+            log.fanned |= fanned.shards > 0
 
     def _quiet_region(self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str, log: _RunLog) -> bool:
         """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
@@ -377,15 +371,11 @@ class ReconcileService:
                 "errors": tuple(errors),
             }
         )
-        self.status.finish_run(done, log.stamps)
-        metrics.add_metric(name="ReconcileRuns", unit="Count", value=1)
-        # Zeros too: the alarm on failures and the dashboard see a run that went well as such, not as no data.
-        metrics.add_metric(name="ReconcileFailed", unit="Count", value=summary.failed_actions)
-        metrics.add_metric(name="ReconcileRegionsFailed", unit="Count", value=summary.region_failures)
-        if summary.applied_total:
-            metrics.add_metric(name="ChangesApplied", unit="Count", value=summary.applied_total)
-        for kind, count in summary.applied.items():
-            count_by("ReconcileActions", dimension="action", value=kind.value, count=count)
+        if log.fanned and self.shards is not None:  # running until its shards report; whoever finishes it reports it
+            done = self.shards.close(self.finisher, done, log.stamps)
+        else:
+            self.status.finish_run(done, log.stamps)
+            run_metrics(done.summary)
         logger.info("reconcile finished", extra={"run_id": run.run_id, "status": status, "summary": done.summary})
         return done
 
@@ -393,26 +383,23 @@ class ReconcileService:
 
     def _reconcile_region(
         self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str
-    ) -> tuple[_RegionOutcome, Plan]:
+    ) -> tuple[RegionOutcome, Plan]:
         desired = inputs.desired_in(region)
-        state = self.status.read_region(region)
-        deep = _first_deep(scope, state.applied)
-        observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep, state=state)
-        if again := _unsettled(scope, observed):  # applied to an earlier repository of that name: read it too
-            deep = deep if deep is True else deep | again
-            observed, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep, state=state)
+        observed, state, reads, deep = self._observe_first(region, inputs, scope, self.status.read_region(region))
         ownership, applied = state.status.ownership, dict(state.applied)
         plan = self.planner.plan_region(region, inputs, observed, ownership)
-        outcome = self._apply(region, plan, observed, applied, ownership)
+        outcome = self.applier.apply(region, plan, observed, applied, ownership)
         if any(a.kind.calls_aws for a in plan.actions):
-            after, left = self._verify(region, inputs, scope, outcome)
+            after, left = self._verify(region, inputs, reads, outcome)
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
         outcome.rules = after.rules
-        if settled := _settled(scope, after, left, deep, outcome.recorded):
+        if settled := _settled(reads, after, left, deep, outcome.recorded):
             self.status.record_applied(region, settled)
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
+        if scope.deep and not reads.deep:  # the run read the Region on the fast path: its shards read it deeply
+            outcome.shards = managed_repositories(after, plan, desired, inputs.retired_in(region))
         outcome.at = self.statuses.record(
             region,
             inputs=inputs,
@@ -425,8 +412,28 @@ class ReconcileService:
         )
         return outcome, left
 
+    def _observe_first(
+        self, region: str, inputs: DesiredByRegion, scope: Scope, state: RegionState
+    ) -> tuple[ObservedRegion, RegionState, Scope, Literal[True] | set[str]]:
+        """The Region as the run first reads it (and the scope its reads keep to, what it read deeply): as ``scope``
+        says, with the repositories named as new that no run settled. A deep read with shard workers configured lists
+        first: more repositories than one shard (or another run's fan-out unfinished there) and the run reads on the
+        fast path, its shards deeply (:mod:`.reconcile_shards`); else it reads them deeply itself, as without."""
+        prefixes = inputs.prefixes(region)
+        deep = _first_deep(scope, state.applied)
+        if deep is True and self.shards is not None:
+            observed, state = self.planner.observe_region(region, prefixes, deep=False, state=state)
+            if state.status.fanout is not None or self.shards.wanted(len(observed.repositories)):
+                return observed, state, replace(scope, deep=False), set()
+            return self.registry(region).read_details(observed), state, scope, deep
+        observed, state = self.planner.observe_region(region, prefixes, deep=deep, state=state)
+        if again := _unsettled(scope, observed):  # applied to an earlier repository of that name: read it too
+            deep = deep if deep is True else deep | again
+            observed, state = self.planner.observe_region(region, prefixes, deep=deep, state=state)
+        return observed, state, scope, deep
+
     def _verify(
-        self, region: str, inputs: DesiredByRegion, scope: Scope, outcome: _RegionOutcome
+        self, region: str, inputs: DesiredByRegion, scope: Scope, outcome: RegionOutcome
     ) -> tuple[ObservedRegion, Plan]:
         """Re-read (deeply where the run wrote) and plan again: what is left did not converge."""
         deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
@@ -442,89 +449,8 @@ class ReconcileService:
         # What verify still finds wrong must not be trusted by the next fast resync.
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
         if unsure:
-            self._mark_unverified(region, unsure)
+            self.applier.mark_unverified(region, unsure)
         return after, left
-
-    def _apply(
-        self,
-        region: str,
-        plan: Plan,
-        observed: ObservedRegion,
-        applied: Mapping[str, AppliedFingerprints],
-        ownership: Ownership,
-    ) -> _RegionOutcome:
-        outcome = _RegionOutcome()
-        registry = self.registry(region)
-        applied_updates: dict[str, AppliedFingerprints] = {}
-        for action in plan.actions:
-            claimed = self._claim(region, action, ownership)
-            result = registry.apply(action)
-            self._settle_ownership(region, action, result, claimed)
-            if not result.ok:
-                outcome.failures[action.rule_prefix].append((action, result))
-                logger.warning(
-                    "action failed",
-                    extra={
-                        "kind": action.kind,
-                        "target": action.target,
-                        "code": result.code,
-                        "retryable": result.retryable,
-                    },
-                )
-                continue
-            outcome.applied[action.kind] = outcome.applied.get(action.kind, 0) + 1
-            if action.kind in VALIDATE_AFTER:
-                outcome.validated.add(action.target)
-            if action.kind.scope == "repository":
-                outcome.touched.add(action.target)
-                if action.fingerprints:
-                    repo = observed.repositories.get(action.target)
-                    base = (
-                        applied_updates.get(action.target) or (repo.applied if repo else None) or AppliedFingerprints()
-                    )
-                    applied_updates[action.target] = base.merged(action.fingerprints)
-        if applied_updates:
-            self.status.record_applied(region, applied_updates)
-            outcome.recorded = applied_updates
-        gone = [name for name in applied if name not in observed.repositories]
-        if gone:
-            self.status.forget_applied(region, gone)
-        return outcome
-
-    def _settle_ownership(
-        self, region: str, action: PlannedAction, result: ActionResult, claimed: OwnedKind | None
-    ) -> None:
-        """After the call: drop the claim when ECR refused it, or held what it makes already (an
-        exclusion someone may have registered: this call made nothing, so it is not ours); otherwise
-        record what a successful call changed (a delete or deregister drops ownership)."""
-        if claimed is not None:
-            if result.existed or (not result.ok and not result.retryable):
-                self.status.forget_owned(region, claimed, action.target)
-            return
-        change = ownership_change(action.kind)
-        if change is None or not result.ok or result.existed:
-            return
-        record = self.status.record_owned if change.owned else self.status.forget_owned
-        record(region, change.kind, action.target)
-
-    def _claim(self, region: str, action: PlannedAction, ownership: Ownership) -> OwnedKind | None:
-        """Record ownership *before* an ECR call that makes a rule or template ours, so that one the
-        controller made is never taken for someone else's (and Blocked) when the run stops between
-        the call and the record. Returns what was claimed; the caller drops the claim when ECR
-        refused the call (a retryable failure may have reached ECR: the claim stays)."""
-        change = ownership_change(action.kind)
-        if change is None or not change.owned or not action.kind.calls_aws:
-            return None
-        owned = {"rule": ownership.rules, "template": ownership.templates, "exclusion": ownership.exclusions}
-        if action.target in owned[change.kind]:
-            return None
-        self.status.record_owned(region, change.kind, action.target)
-        return change.kind
-
-    def _mark_unverified(self, region: str, names: Collection[str]) -> None:
-        marked = unverified(self.status.applied(region), names)
-        if marked:
-            self.status.record_applied(region, marked)
 
 
 def _first_deep(scope: Scope, applied: Mapping[str, AppliedFingerprints]) -> Literal[True] | set[str]:
