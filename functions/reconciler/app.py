@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
+from ecrcache.adapters.ecr_registry import Boto3EcrRegistry, ecr_client
 from ecrcache.adapters.event_forwarder import PLAN_READ_CONFIG, Boto3EventForwarder, events_client, partition_regions
 from ecrcache.adapters.identity import caller_arn
 from ecrcache.adapters.rotation_schedule import SecretsManagerRotationSchedule
@@ -68,8 +68,9 @@ _rotation_secrets = SecretsManagerRotationSchedule()
 
 
 def registry(region: str) -> Boto3EcrRegistry:
+    """The Region's registry, its client under the ECR_REQUEST_RATE ceiling (kept across warm invocations)."""
     if region not in _registries:
-        _registries[region] = Boto3EcrRegistry(region)
+        _registries[region] = Boto3EcrRegistry(region, ecr_client(region, request_rate=settings.ecr_request_rate))
     return _registries[region]
 
 

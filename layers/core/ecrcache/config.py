@@ -178,6 +178,27 @@ class EventForwardSettings(_Settings):
         return bool(self.event_forward_rule_name)
 
 
+ECR_REQUEST_RATE_MAX: Final = 10_000.0
+"""ECR's highest published rate (GetDownloadUrlForLayer: 3,000 TPS; ecr-facts §1.6), with room: above it is a typo."""
+
+
+class EcrRequestRateSettings(_Settings):
+    """The ceiling on an invocation's ECR request rate (:mod:`ecrcache.adapters.rate_limit`)."""
+
+    ecr_request_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=ECR_REQUEST_RATE_MAX,
+        allow_inf_nan=False,
+        description=(
+            "ECR requests a second one invocation may send to a Region (every HTTP attempt, its threads together; "
+            "template: !Ref EcrRequestRate). ECR throttles an account per Region and operation and publishes no "
+            "rate for the calls a reconcile reads with: this keeps the controller's share under a ceiling, and "
+            "botocore's adaptive retries handle throttling that comes anyway. 0: no ceiling."
+        ),
+    )
+
+
 class ApiSettings(TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings):
     """Environment of ``functions/api`` (the warmer's role: ``GET /v1/plan`` plans its exclusion too; the
     rotation function: ``POST /v1/credentials/{name}/rotations`` starts it; the role path: rules naming a role
@@ -195,10 +216,16 @@ def stack_region() -> str:
 
 
 class ReconcilerSettings(
-    TableSettings, WarmerRoleSettings, RotatorArnSettings, EcrRolePathSettings, EventForwardSettings
+    TableSettings,
+    WarmerRoleSettings,
+    RotatorArnSettings,
+    EcrRolePathSettings,
+    EventForwardSettings,
+    EcrRequestRateSettings,
 ):
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
-    the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions)."""
+    the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions;
+    the ceiling on its ECR request rate)."""
 
 
 @cache

@@ -58,6 +58,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from ecrcache.adapters.aws import ECR_TERMINAL_CODES, RETRY_CONFIG, RETRYABLE_CODES, classify, error_code, fail_fast
+from ecrcache.adapters.rate_limit import request_rate_limiter
 from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.essence import rule_essence, template_essence
 from ecrcache.engine.plan import ActionKind, ActionResult
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
         UpdateRepositoryCreationTemplateRequestTypeDef,
     )
 
+    from ecrcache.adapters.rate_limit import RequestRateLimiter
     from ecrcache.engine.plan import PlannedAction
     from ecrcache.models.observed import (
         AppliedFingerprints,
@@ -150,9 +152,20 @@ EXCLUSIONS_PAGE_SIZE: Final = 1000
 """``ListPullTimeUpdateExclusions`` ``maxResults`` (1-1000; ECR answers 100 a page without it)."""
 
 
-def ecr_client(region: str) -> ECRClient:
-    """A new ECR client for ``region`` with adaptive retries (not cached: each registry counts its own calls)."""
-    return boto3.client("ecr", region_name=region, config=RETRY_CONFIG)
+def ecr_client(region: str, *, request_rate: float = 0.0, limiter: RequestRateLimiter | None = None) -> ECRClient:
+    """A new ECR client for ``region`` with adaptive retries (not cached: each registry counts its own calls).
+
+    ``request_rate``: at most that many requests a second from this client, every HTTP attempt counted, its
+    threads together (:mod:`ecrcache.adapters.rate_limit`); 0 (the default): no ceiling. ``limiter``: a limiter
+    of one's own instead (a test's fake clock, or one shared with other clients); not both.
+    """
+    if limiter is not None and request_rate:
+        raise ValueError("ecr_client takes a request_rate or a limiter, not both")
+    client = boto3.client("ecr", region_name=region, config=RETRY_CONFIG)
+    limiter = limiter or request_rate_limiter(request_rate)
+    if limiter is not None:
+        limiter.attach(client)
+    return client
 
 
 def _cut(text: str) -> str:
