@@ -55,15 +55,27 @@ def ceiling_per_second(tps: Mapping[str, float], per_repository: Mapping[str, fl
 
 
 def expected_seconds(
-    repositories: int, *, workers: int, worker_rate: float | None, calls_per_repository: float, ceiling: float | None
+    repositories: int,
+    *,
+    workers: int,
+    worker_rate: float | None,
+    calls_per_repository: float,
+    ceiling: float | None,
+    largest_shard: int = 0,
 ) -> float | None:
     """The least time the per-repository work can take: ``repositories`` over the smaller of the throttling
-    ceiling and what ``workers`` workers of ``worker_rate`` requests a second each may ask for. ``None`` when
-    neither limit is set (nothing but the machine bounds it)."""
+    ceiling and what ``workers`` workers of ``worker_rate`` requests a second each may ask for; and no less than
+    one worker takes for the ``largest_shard`` (a shard is one worker's). ``None`` when neither limit is set
+    (nothing but the machine bounds it)."""
     limits = [ceiling] if ceiling else []
-    if worker_rate and calls_per_repository > 0:
-        limits.append(workers * worker_rate / calls_per_repository)
-    return repositories / min(limits) if limits else None
+    per_worker = worker_rate / calls_per_repository if worker_rate and calls_per_repository > 0 else None
+    if per_worker:
+        limits.append(workers * per_worker)
+    if not limits:
+        return None
+    bound = repositories / min(limits)
+    one_worker = min([per_worker] + ([ceiling] if ceiling else [])) if per_worker else ceiling
+    return max(bound, largest_shard / one_worker) if one_worker else bound
 
 
 def speedup(one_worker: float, seconds: float) -> float:
@@ -190,5 +202,7 @@ def fit_lines(label: str, fit: Fit, targets: Sequence[int]) -> list[str]:
         + "; ".join(f"{x:,.0f}: {signed(res)}" for (x, _), res in zip(fit.points, fit.residuals, strict=True))
         + ".",
     ]
+    if len(fit.points) < 3:
+        lines.append("  Two points only: a line goes through both, so the residuals say nothing of its fit.")
     lines += [f"  Projected at {t:,} repositories: **{duration(fit.predict(t))}** (not measured)." for t in targets]
     return lines

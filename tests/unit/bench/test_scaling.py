@@ -86,6 +86,16 @@ def test_expected_seconds_is_the_smaller_of_the_workers_rate_and_the_ceiling() -
     assert expected_seconds(1000, workers=1, worker_rate=None, calls_per_repository=3, ceiling=None) is None
 
 
+def test_expected_seconds_is_no_less_than_one_worker_takes_for_the_largest_shard() -> None:
+    # 1,200 repositories in shards of 500: 4 workers of 20 repositories/s could share them in 15 s, but a shard
+    # is one worker's: 500 / 20 = 25 s.
+    assert (
+        expected_seconds(1200, workers=4, worker_rate=60, calls_per_repository=3, ceiling=None, largest_shard=500) == 25
+    )
+    # Under a ceiling lower than one worker's rate, the shard goes at the ceiling: 500 / 10 = 50 s.
+    assert expected_seconds(400, workers=8, worker_rate=60, calls_per_repository=3, ceiling=10, largest_shard=500) == 50
+
+
 def test_speedup() -> None:
     assert speedup(100.0, 25.0) == 4.0
     assert speedup(100.0, 0.0) == math.inf
@@ -170,9 +180,15 @@ def test_fanout_table_gives_each_row_its_speedup_over_one_worker_of_the_same_siz
     assert all(len(c) == len(cells[0]) for c in cells)
 
 
+def test_fit_lines_say_two_points_prove_nothing() -> None:
+    text = "\n".join(fit_lines("2 workers", fit_line([(400, 20.0), (1200, 60.0)]), [100_000]))
+    assert "Two points only" in text
+
+
 def test_fit_lines_state_the_line_the_residuals_and_the_projection() -> None:
     fit = fit_line([(2000, 14.0), (10000, 54.0), (20000, 105.0)])
     text = "\n".join(fit_lines("8 workers", fit, [100_000]))
     assert "seconds = " in text and "(repositories / 1,000)" in text
     assert "2,000: " in text and "10,000: " in text and "20,000: " in text
     assert f"Projected at 100,000 repositories: **{duration(fit.predict(100_000))}** (not measured)" in text
+    assert "Two points only" not in text
