@@ -58,6 +58,7 @@ from bench.scaling import (
     fit_line,
     fit_lines,
     parse_counts,
+    shard_sizes,
     tps_spec,
 )
 from bench.shard_drain import MAX_RECEIVES, Drain, MemoryShardQueue, drain
@@ -316,12 +317,11 @@ class FanoutWorld:
             redeliveries=stats.redeliveries,
             longest_shard=max(stats.shard_seconds, default=0.0),
             expected=expected_seconds(
-                self.repositories,
+                shard_sizes(self.repositories, self.settings.shard_size),
                 workers=workers if shards.sent else 1,  # a Region of one shard is read in process
                 worker_rate=self.settings.worker_rate,
                 calls_per_repository=len(PER_REPOSITORY_READS),
                 ceiling=self.ceiling,
-                largest_shard=min(self.repositories, self.settings.shard_size),
             ),
         )
         return Measured(
@@ -503,7 +503,9 @@ def render(results: Results, found: Sequence[Check], info: RunInfo) -> str:
         f"**{_rate(ceiling)} repositories a second** (the slowest of their rates over 1 call each) whatever the number "
         f"of workers; N workers ask for N {X} {s.worker_rate:g} / {per_repo} = {s.worker_rate / per_repo:,.1f} N "
         f"repositories a second, so the ceiling binds from {_binds(ceiling, s.worker_rate / per_repo)} workers. "
-        f"No run can beat the column *lower bound from the limits*: the repositories over the smaller of the two.",
+        "No run can beat the column *lower bound from the limits*: the larger of the repositories over the ceiling "
+        "and the time N workers take for the shards at that rate (a shard is one worker's, taken from the queue "
+        "in turn: 40 shards on 8 workers are 5 rounds).",
         f"- **Network.** Every ECR request (a retry too) waits {s.latency_ms:g} ms on the client side before the "
         "embedded ECR answers it (a botocore `before-send` hook): the network's round trip to ECR, which the "
         "in-process embedded AWS does not have; it models the network, not ECR. It is also what lets N worker "

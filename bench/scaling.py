@@ -54,28 +54,39 @@ def ceiling_per_second(tps: Mapping[str, float], per_repository: Mapping[str, fl
     return min(rates) if rates else None
 
 
+def shard_sizes(repositories: int, shard_size: int) -> list[int]:
+    """The shards a coordinator makes of ``repositories`` (sorted names, chunked): all full but the last."""
+    full, rest = divmod(repositories, shard_size)
+    return [shard_size] * full + ([rest] if rest else [])
+
+
+def makespan(shards: Sequence[int], workers: int, per_second: float) -> float:
+    """Seconds until ``workers`` workers, each taking the next shard from the queue when free and doing
+    ``per_second`` repositories a second, have done every shard (in queue order)."""
+    free = [0.0] * max(1, workers)
+    for size in shards:
+        index = free.index(min(free))
+        free[index] += size / per_second
+    return max(free)
+
+
 def expected_seconds(
-    repositories: int,
+    shards: Sequence[int],
     *,
     workers: int,
     worker_rate: float | None,
     calls_per_repository: float,
     ceiling: float | None,
-    largest_shard: int = 0,
 ) -> float | None:
-    """The least time the per-repository work can take: ``repositories`` over the smaller of the throttling
-    ceiling and what ``workers`` workers of ``worker_rate`` requests a second each may ask for; and no less than
-    one worker takes for the ``largest_shard`` (a shard is one worker's). ``None`` when neither limit is set
-    (nothing but the machine bounds it)."""
-    limits = [ceiling] if ceiling else []
-    per_worker = worker_rate / calls_per_repository if worker_rate and calls_per_repository > 0 else None
-    if per_worker:
-        limits.append(workers * per_worker)
-    if not limits:
-        return None
-    bound = repositories / min(limits)
-    one_worker = min([per_worker] + ([ceiling] if ceiling else [])) if per_worker else ceiling
-    return max(bound, largest_shard / one_worker) if one_worker else bound
+    """The least time the per-repository work can take: no less than the ``shards`` over the throttling
+    ceiling, nor than ``workers`` workers take for them at ``worker_rate`` requests a second each, a shard being
+    one worker's (taken from the queue in turn). ``None`` when neither limit is set (only the machine bounds it)."""
+    bounds: list[float] = []
+    if ceiling:
+        bounds.append(sum(shards) / ceiling)
+    if worker_rate and calls_per_repository > 0:
+        bounds.append(makespan(shards, workers, worker_rate / calls_per_repository))
+    return max(bounds) if bounds else None
 
 
 def speedup(one_worker: float, seconds: float) -> float:

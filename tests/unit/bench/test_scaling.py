@@ -19,7 +19,9 @@ from bench.scaling import (
     fanout_table,
     fit_line,
     fit_lines,
+    makespan,
     parse_counts,
+    shard_sizes,
     speedup,
     tps_spec,
 )
@@ -76,24 +78,29 @@ def test_ceiling_is_set_by_the_operation_that_runs_out_first() -> None:
     assert ceiling_per_second({}, reads) is None
 
 
-def test_expected_seconds_is_the_smaller_of_the_workers_rate_and_the_ceiling() -> None:
-    # 2 workers x 30 requests/s over 3 calls a repository = 20 repositories/s, under a ceiling of 50.
-    assert expected_seconds(1000, workers=2, worker_rate=30, calls_per_repository=3, ceiling=50) == 50
-    # 8 workers would ask for 80 repositories/s: the ceiling (50) holds them.
-    assert expected_seconds(1000, workers=8, worker_rate=30, calls_per_repository=3, ceiling=50) == 20
+def test_shard_sizes_are_full_but_the_last() -> None:
+    assert shard_sizes(1200, 500) == [500, 500, 200]
+    assert shard_sizes(1000, 500) == [500, 500]
+    assert shard_sizes(300, 500) == [300]
+
+
+def test_makespan_takes_shards_in_turn() -> None:
+    # 10 shards of 500 at 20 repositories/s (25 s each) on 4 workers: rounds of 4, 4, 2 -> 75 s.
+    assert makespan([500] * 10, 4, 20.0) == 75.0
+    # 500, 500, 200 on 2 workers: the 200 goes to whichever is free first -> 25 + 10 s.
+    assert makespan([500, 500, 200], 2, 20.0) == 35.0
+    assert makespan([500, 500, 200], 1, 20.0) == 60.0
+
+
+def test_expected_seconds_is_the_larger_of_the_ceiling_and_the_workers_schedule() -> None:
+    shards = shard_sizes(20_000, 500)  # 40 shards
+    # 2 workers x 60 requests/s over 3 calls = 20 repositories/s each: 20 rounds of 25 s, under a ceiling of 100.
+    assert expected_seconds(shards, workers=2, worker_rate=60, calls_per_repository=3, ceiling=100) == 500
+    # 8 workers could do 5 rounds of 25 s = 125 s, but the ceiling lets 100 repositories a second through: 200 s.
+    assert expected_seconds(shards, workers=8, worker_rate=60, calls_per_repository=3, ceiling=100) == 200
     # No worker rate: the ceiling alone; neither: no bound.
-    assert expected_seconds(1000, workers=1, worker_rate=None, calls_per_repository=3, ceiling=40) == 25
-    assert expected_seconds(1000, workers=1, worker_rate=None, calls_per_repository=3, ceiling=None) is None
-
-
-def test_expected_seconds_is_no_less_than_one_worker_takes_for_the_largest_shard() -> None:
-    # 1,200 repositories in shards of 500: 4 workers of 20 repositories/s could share them in 15 s, but a shard
-    # is one worker's: 500 / 20 = 25 s.
-    assert (
-        expected_seconds(1200, workers=4, worker_rate=60, calls_per_repository=3, ceiling=None, largest_shard=500) == 25
-    )
-    # Under a ceiling lower than one worker's rate, the shard goes at the ceiling: 500 / 10 = 50 s.
-    assert expected_seconds(400, workers=8, worker_rate=60, calls_per_repository=3, ceiling=10, largest_shard=500) == 50
+    assert expected_seconds(shards, workers=1, worker_rate=None, calls_per_repository=3, ceiling=40) == 500
+    assert expected_seconds(shards, workers=1, worker_rate=None, calls_per_repository=3, ceiling=None) is None
 
 
 def test_speedup() -> None:
