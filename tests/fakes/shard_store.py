@@ -12,8 +12,7 @@ from datetime import datetime
 
 from ecrcache.models.observed import AppliedFingerprints
 from ecrcache.models.shards import FanoutMarker, ShardCounts, ShardRecord, ShardReport, ShardState
-from ecrcache.models.status import ReconcileRun, RegionStamp, RunStatus
-from ecrcache.ports import FanoutProgress
+from ecrcache.models.status import FanoutProgress, ReconcileRun, RegionStamp, RunStatus
 
 
 @dataclass

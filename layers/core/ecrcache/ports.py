@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ecrcache.models.secret_replica import ObservedSecret
     from ecrcache.models.shards import FanoutMarker, ShardRecord, ShardReport, ShardState, ShardTask
     from ecrcache.models.status import (
+        FanoutProgress,
         ReconcileRun,
         RegionStamp,
         RuleStatus,
@@ -249,18 +250,6 @@ class ForwarderRegistry(ForwarderReader, Protocol):
     def apply(self, action: PlannedAction) -> ActionResult:
         """Make one ``*_forwarder`` action; AWS errors come back as a failed result, never raised."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutProgress:
-    """A fanned-out run as its record says now: the run (with its shard counts), whether its coordinating run
-    is still at work (the run cannot finish before it has sent every Region's shards), the latest deadline of its
-    fan-outs, and how many shards each Region was given."""
-
-    run: ReconcileRun
-    coordinating: bool
-    deadline: datetime | None
-    regions: Mapping[str, int]
 
 
 class ShardStore(Protocol):

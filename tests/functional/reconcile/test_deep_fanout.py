@@ -33,7 +33,7 @@ from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache.services.reconcile_shards import ShardFanout, ShardWorkerService
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.fakes.shard_queue import MemoryShardQueue
-from tests.functional.reconcile.support import failing
+from tests.functional.reconcile.support import aws_error, failing
 
 pytestmark = pytest.mark.functional
 
@@ -486,6 +486,49 @@ def test_a_throttled_report_is_retried_by_sqs(fan: Fanout) -> None:
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
 
 
+def test_shards_that_cannot_be_recorded_are_never_sent_and_the_run_finishes(fan: Fanout) -> None:
+    # GIVEN DynamoDB refusing the shard items (after the marker and the count were written)
+    client = fan.status.client
+
+    def throttled(**_: Any) -> Any:
+        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
+
+    client.batch_write_item = throttled  # type: ignore[method-assign]
+    try:
+        # WHEN the deep run fans out
+        run = fan.deep()
+    finally:
+        del client.batch_write_item
+    # THEN nothing was sent, its shards are failed, and the run finished (no marker left)
+    assert fan.queue.sent == []
+    assert run.status is RunStatus.FAILED
+    assert run.shards == ShardCounts(total=3, failed=3)
+    assert any("shards could not be recorded" in e for e in run.errors), run.errors
+    assert fan.status.region_status(REGION).fanout is None
+
+
+def test_a_fanout_whose_count_cannot_be_recorded_is_not_started(fan: Fanout) -> None:
+    # GIVEN DynamoDB refusing the fan-out's transaction (marker and count)
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def refuse_the_fanout(**kwargs: Any) -> Any:
+        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
+            raise _cancelled("ThrottlingError")
+        return original(**kwargs)
+
+    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
+    try:
+        run = fan.deep()
+    finally:
+        del client.transact_write_items
+    # THEN nothing was sent, the run finished with the reason, and the next deep run fans out
+    assert fan.queue.sent == []
+    assert (run.status, run.shards) == (RunStatus.FAILED, None)
+    assert any("ThrottlingError" in e for e in run.errors), run.errors
+    assert fan.deep().shards == ShardCounts(total=3)
+
+
 def _cancelled(reason: str) -> Exception:
     from botocore.exceptions import ClientError
 
@@ -514,3 +557,25 @@ def test_a_noop_shard_writes_only_its_report(fan: Fanout) -> None:
     writes = {op: n for op, n in fan.dynamodb.items() if op not in {"GetItem", "Query", "BatchGetItem"}}
     assert writes == {"TransactWriteItems": 1}
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
+
+
+@pytest.mark.slow
+def test_a_noop_shard_of_500_repositories_costs_its_reads_and_one_write(fan: Fanout) -> None:
+    # GIVEN a converged Region of 501 managed repositories, shards of 500
+    for i in range(501 - len(REPOSITORIES)):
+        fan.ecr.create_repository(repositoryName=f"quay/bulk/image-{i:03d}")
+    assert fan.fast().status is RunStatus.SUCCEEDED
+    fan.reconciler.shards = ShardFanout(fan.queue, shard_size=500)
+    run = fan.deep()
+    assert run.shards == ShardCounts(total=2)
+    task = fan.queue.take()
+    assert len(task.repositories) == 500
+    fan.reset_calls()
+    # WHEN its first shard (500 repositories, nothing to do) is processed
+    result = fan.deliver(task)
+    # THEN ECR: the 500 named in 5 DescribeRepositories, the 3 reads each, nothing else (no listing, no write)
+    assert result.outcome == "done"
+    assert dict(fan.registry.calls) == {"DescribeRepositories": 5} | dict.fromkeys(PER_REPOSITORY_READS, 500)
+    # AND DynamoDB: the shard's item, the desired state (its revision, the rules, the credentials), the 500
+    # fingerprints by key (5 x 100), the report (one transaction), then the run's counts (is it the last shard?)
+    assert dict(fan.dynamodb) == {"GetItem": 3, "Query": 2, "BatchGetItem": 5, "TransactWriteItems": 1}

@@ -40,9 +40,8 @@ from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.errors import RetryableError
 from ecrcache.models.observed import AppliedFingerprints, Aspect
 from ecrcache.models.shards import FanoutMarker, ShardCounts, ShardRecord, ShardReport, ShardState
-from ecrcache.models.status import ReconcileRun, RunStatus
+from ecrcache.models.status import FanoutProgress, ReconcileRun, RunStatus
 from ecrcache.observability import logger
-from ecrcache.ports import FanoutProgress
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -286,6 +285,9 @@ class ShardRecords:
             names |= {"#region": "region", "#index": "index"}
             values |= {":region": _s(region), ":index": _n(index)}
             sets += ["#region = :region", "#index = :index"]
+            if (expires := self._run_expiry(run_id)) is not None:  # it goes with its run (the table's TTL)
+                values[":expires"] = expires
+                sets.append("expires_at = :expires")
         else:
             condition = "#state = :expected"
             values[":expected"] = _s(expected.value)
@@ -322,6 +324,15 @@ class ShardRecords:
             },
         ]
         return self._transact(items, "report a shard")
+
+    def _run_expiry(self, run_id: str) -> AttributeValueTypeDef | None:
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name, Key=self._run_key(run_id), ProjectionExpression="expires_at"
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, "DynamoDB GetItem") from exc
+        return item.get("expires_at") if item else None
 
     def _transact(self, items: list[Any], what: str) -> bool:
         """One transaction; ``False`` when a condition refused it. Sent again (same token) while it conflicts."""

@@ -42,6 +42,7 @@ __all__ = [
     "STAMP_FIELDS",
     "Condition",
     "ConditionType",
+    "FanoutProgress",
     "ForwarderStatus",
     "ForwarderStatusRecord",
     "ReconcileRequest",
@@ -365,6 +366,17 @@ class ReconcileRun(_Frozen):
             "and retrying. The run stays running until every shard reported (done + failed == total)."
         ),
     )
+
+
+class FanoutProgress(_Frozen):
+    """A fanned-out run as its record says now: the run (with its shard counts), whether its coordinating run is
+    still at work (the run cannot finish before it has sent every Region's shards), the latest deadline of its
+    fan-outs, and how many shards each Region was given."""
+
+    run: ReconcileRun
+    coordinating: bool
+    deadline: AwareDatetime | None
+    regions: Mapping[str, int]
 
 
 # --------------------------------------------------------------------------------------------------

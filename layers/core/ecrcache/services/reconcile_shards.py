@@ -183,22 +183,29 @@ class ShardFinisher:
         return True
 
     def _settle(self, run_id: str, regions: Mapping[str, int]) -> None:
-        """Count every shard not reported by the deadline as failed (one transaction each, conditioned on its state
-        as read: a report arriving meanwhile wins; a shard never recorded is recorded failed)."""
-        records = {(r.region, r.index): r for r in self.status.shard_records(run_id)}
+        """Count every shard not reported by the deadline as failed."""
+        error = "no report by the fan-out's deadline (its worker stopped, or its message is in the DLQ)"
         for region, count in sorted(regions.items()):
-            for index in range(count):
-                record = records.get((region, index))
-                if record is not None and record.state.final:
-                    continue
-                self.status.report_shard(
-                    run_id,
-                    region,
-                    index,
-                    expected=record.state if record is not None else None,
-                    state=ShardState.FAILED,
-                    error="no report by the fan-out's deadline (its worker stopped, or its message is in the DLQ)",
-                )
+            self.fail_shards(run_id, region, dict.fromkeys(range(count), error), expected=None)
+
+    def fail_shards(self, run_id: str, region: str, errors: Mapping[int, str], *, expected: ShardState | None) -> None:
+        """Fail the shards ``errors`` names (index -> why), unless they reported: one transaction each, conditioned
+        on the state read (``expected`` ``None``: read now; a report arriving meanwhile wins, a shard never recorded
+        is recorded failed). A shard that cannot be failed now (DynamoDB) is left to the deadline: logged."""
+        records = (
+            {}
+            if expected is not None
+            else {r.index: r for r in self.status.shard_records(run_id) if r.region == region}
+        )
+        for index, error in sorted(errors.items()):
+            found = records.get(index)
+            state = expected if expected is not None else (found.state if found is not None else None)
+            if found is not None and found.state.final:
+                continue
+            try:
+                self.status.report_shard(run_id, region, index, expected=state, state=ShardState.FAILED, error=error)
+            except EcrcacheError as exc:
+                logger.warning("shard not failed", extra={"region": region, "index": index, "error": exc.message})
 
     def settle(self, recorded: Iterable[RegionStatus]) -> None:
         """Settle the fan-outs past their deadline among the Regions' records (any run touching them does): a
@@ -218,6 +225,23 @@ class ShardFinisher:
 
 # --------------------------------------------------------------------------------------------------
 # The coordinator
+
+
+def _not_recorded(finisher: ShardFinisher, run_id: str, region: str, exc: EcrcacheError) -> FanoutOutcome:
+    """The fan-out could not be (fully) recorded, so nothing was sent: said in the run's errors. When its shard count
+    was recorded after all (the shard items failed), its shards are failed at once, so the run can finish; when even
+    that cannot be told, the run finishes as usual (a marker left behind is released by the next deep run: its run
+    is finished)."""
+    errors = [f"{region}: the deep read's shards could not be recorded ({exc.message}): none was sent"]
+    try:
+        progress = finisher.status.fanout_progress(run_id)
+        count = progress.regions.get(region, 0) if progress is not None else 0
+        if count:
+            finisher.fail_shards(run_id, region, dict.fromkeys(range(count), "could not be recorded"), expected=None)
+    except EcrcacheError as again:
+        logger.warning("fan-out not recorded, and not told", extra={"region": region, "error": again.message})
+        return FanoutOutcome(errors=errors)
+    return FanoutOutcome(shards=count, errors=errors)
 
 
 @dataclass(slots=True)
@@ -268,11 +292,10 @@ class ShardFanout:
         shards = shards_of(managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision)
         if not shards:
             return FanoutOutcome()
-        store = finisher.status
-        records = [record for _, record in shards]
-        held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
-        if held is not None and held.run_id != run.run_id and finisher.release(region, held):
-            held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
+        try:
+            held = self._record(finisher, run, region, [record for _, record in shards])
+        except EcrcacheError as exc:
+            return _not_recorded(finisher, run.run_id, region, exc)
         if held is not None:
             message = f"{region}: the deep read of {region} is still running in run {held.run_id}: no other is started"
             return FanoutOutcome(errors=[message])
@@ -282,20 +305,22 @@ class ShardFanout:
         except EcrcacheError as exc:
             logger.warning("shard tasks not sent", extra={"region": region, "error": exc.message})
             unsent = [task.index for task in tasks]
-        for index in unsent:
-            store.report_shard(
-                run.run_id,
-                region,
-                index,
-                expected=ShardState.QUEUED,
-                state=ShardState.FAILED,
-                error="could not be sent to the shard queue",
-            )
-        errors = (
-            [f"{region}: {len(unsent)} of {len(tasks)} shards could not be sent to the shard queue"] if unsent else []
-        )
+        failed = dict.fromkeys(unsent, "could not be sent to the shard queue")
+        finisher.fail_shards(run.run_id, region, failed, expected=ShardState.QUEUED)
+        errors = [f"{region}: {len(unsent)} of {len(tasks)} shards could not be sent to the shard queue"] * bool(unsent)
         logger.info("deep read fanned out", extra={"region": region, "shards": len(tasks), "unsent": len(unsent)})
         return FanoutOutcome(shards=len(tasks), errors=errors)
+
+    def _record(
+        self, finisher: ShardFinisher, run: ReconcileRun, region: str, records: Sequence[ShardRecord]
+    ) -> FanoutMarker | None:
+        """Record the fan-out; ``None`` when recorded, else the marker of the run whose fan-out holds the Region (one
+        left by a finished run, or past its deadline, is released and the fan-out recorded after all)."""
+        store = finisher.status
+        held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
+        if held is not None and held.run_id != run.run_id and finisher.release(region, held):
+            held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
+        return held
 
     @staticmethod
     def close(finisher: ShardFinisher, run: ReconcileRun, stamps: Mapping[str, RegionStamp]) -> ReconcileRun:

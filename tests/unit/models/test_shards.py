@@ -1,0 +1,46 @@
+"""The fan-out's messages and counts (:mod:`ecrcache.models.shards`)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ecrcache.models.shards import MAX_SHARD_SIZE, ShardCounts, ShardState, ShardTask
+
+pytestmark = pytest.mark.unit
+
+
+def _task(repositories: tuple[str, ...]) -> ShardTask:
+    return ShardTask(run_id="run-1", region="us-east-1", index=0, repositories=repositories)
+
+
+def test_a_task_round_trips_as_a_message_body() -> None:
+    task = _task(("k8s/a", "quay/b"))
+    assert ShardTask.model_validate_json(task.model_dump_json()) == task
+
+
+@pytest.mark.parametrize(
+    ("repositories", "rule"),
+    [
+        ((), "at least 1"),
+        (("quay/b", "quay/a"), "sorted and unique"),
+        (("quay/a", "quay/a"), "sorted and unique"),
+        (("x" * 257,), "1 to 256 characters"),
+        (tuple(f"r/{i:04d}" for i in range(MAX_SHARD_SIZE + 1)), f"at most {MAX_SHARD_SIZE}"),
+    ],
+)
+def test_a_task_refuses_what_a_coordinator_never_sends(repositories: tuple[str, ...], rule: str) -> None:
+    with pytest.raises(ValidationError, match=rule):
+        _task(repositories)
+
+
+def test_a_worst_case_task_fits_in_an_sqs_message() -> None:
+    names = tuple(sorted(f"{i:04d}/" + "x" * 251 for i in range(MAX_SHARD_SIZE)))
+    body = _task(names).model_dump_json()
+    assert len(body.encode()) < 256 * 1024
+
+
+def test_counts_are_finished_when_every_shard_reported() -> None:
+    assert not ShardCounts(total=3, done=1, failed=1, retrying=1).finished
+    assert ShardCounts(total=3, done=2, failed=1).finished
+    assert {ShardState.DONE, ShardState.FAILED} == {s for s in ShardState if s.final}
