@@ -91,6 +91,8 @@ SHARD_GOAL_SECONDS: Final = 5 * 60
 """Issue 14: no single invocation over 5 minutes."""
 
 THROTTLED: Final = frozenset({"ThrottlingException"})
+ASSUMED_CONCURRENCY: Final = (5, 10)
+"""Worker concurrencies the report computes the template's rate for when the template has no ShardConcurrency."""
 CPU_BOUND: Final = 0.7
 """A run whose process CPU time passes this share of its wall time was (partly) held up by the machine."""
 
@@ -682,20 +684,27 @@ def interpretation(results: Results, ceiling: float | None) -> list[str]:
 
 
 def deployed_defaults(settings: Settings) -> list[str]:
-    """What the template's defaults allow (computed, not measured)."""
+    """What the template's defaults allow (computed, not measured): its ``EcrRequestRate`` a worker, and its
+    ``ShardConcurrency`` workers (or a few concurrencies, when this branch's template has no such parameter)."""
     parameters = load_template().get("Parameters", {})
     rate = parameters.get("EcrRequestRate", {}).get("Default")
     concurrency = parameters.get("ShardConcurrency", {}).get("Default")
-    if rate is None or concurrency is None or float(rate) <= 0:
+    if rate is None or float(rate) <= 0:
         return []
-    per_second = float(rate) * float(concurrency) / len(PER_REPOSITORY_READS)
+    per_worker = float(rate) / len(PER_REPOSITORY_READS)
     reads = len(PER_REPOSITORY_READS) * settings.shard_size
+    counts = [int(concurrency)] if concurrency is not None else list(ASSUMED_CONCURRENCY)
+    named = "`ShardConcurrency` (its default)" if concurrency is not None else "N concurrent workers"
+    cases = "; ".join(
+        f"{n} workers: {n * per_worker:,.1f} repositories a second, {settings.target:,} in at least "
+        f"{duration(settings.target / (n * per_worker))}"
+        for n in counts
+    )
     return [
-        f"- **With the template's defaults** (computed, not measured): `ShardConcurrency` {concurrency} workers "
-        f"{X} `EcrRequestRate` {rate} requests a second = {float(rate) * float(concurrency):g} requests a second, "
-        f"{per_second:,.1f} repositories a second: {settings.target:,} repositories take at least "
-        f"{duration(settings.target / per_second)} (the fan-out's default deadline is "
-        f"{duration(DEFAULT_SHARD_DEADLINE_SECONDS)}), a shard at least {duration(reads / float(rate))}."
+        f"- **With the template's defaults** (computed, not measured): `EcrRequestRate` {rate} requests a second a "
+        f"worker is {per_worker:,.1f} repositories a second, a shard at least {duration(reads / float(rate))}; "
+        f"for {named}: {cases} (under the ceiling; the fan-out's default deadline is "
+        f"{duration(DEFAULT_SHARD_DEADLINE_SECONDS)})."
     ]
 
 
