@@ -73,7 +73,7 @@ fmt: setup ## format and autofix
 
 # Each benchmark writes only its own section of docs/benchmarks.md (between its markers, bench/support.py);
 # each exits non-zero when one of its checks or goals fails (the warming one after writing its section).
-bench: setup ## run the benchmarks (reconcile, warming, cold start) and write their sections of docs/benchmarks.md
+bench: setup ## run the benchmarks (reconcile and its fan-out, warming, cold start) and write their sections of docs/benchmarks.md
 	$(PY) -m bench.reconcile_bench --out docs/benchmarks.md
 	$(PY) -m bench.warm_bench --out docs/benchmarks.md
 	$(PY) -m bench.cold_start --out docs/benchmarks.md
