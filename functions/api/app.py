@@ -67,7 +67,7 @@ def event_forwarder(region: str) -> Boto3EventForwarder:
 _forwarding = forwarding(
     rule_name=api_settings().event_forward_rule_name,
     role_arn=api_settings().event_forward_role_arn,
-    ignored_caller=api_settings().event_forward_ignored_caller,
+    ignored_roles=api_settings().ignored_roles,
     home_region=stack_region(),
 )
 store = DynamoDbStateStore(api_settings().table_name)

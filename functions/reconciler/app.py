@@ -55,7 +55,7 @@ from ecrcache.services.triggers import (
     for_eventbridge,
     for_schedule,
     for_stream,
-    own_role_prefix,
+    own_roles,
     parse_event,
     read_queue,
 )
@@ -106,7 +106,7 @@ _status = DynamoDbStatusStore(settings.table_name)
 _forwarding = forwarding(
     rule_name=settings.event_forward_rule_name,
     role_arn=settings.event_forward_role_arn,
-    ignored_caller=settings.event_forward_ignored_caller,
+    ignored_roles=settings.ignored_roles,
     home_region=stack_region(),
 )
 service = ReconcileService(
@@ -161,6 +161,12 @@ persistence = DynamoDBPersistenceLayer(
 )
 
 
+def controller_roles() -> frozenset[str]:
+    """The roles whose CloudTrail events are the controller's own writes: this function's (its caller ARN) and the
+    reconcile worker's (``RECONCILE_WORKER_ROLE_ARN``)."""
+    return own_roles(caller_arn(), settings.reconcile_worker_role_arn)
+
+
 def run(trigger: Trigger | None) -> dict[str, Any]:
     """The invocation's answer: the run record, or ``{"ignored": true}`` for an event that asks for none."""
     if trigger is None:
@@ -188,7 +194,7 @@ def reconcile_queue(batch: QueueBatch, context: LambdaContext) -> dict[str, Any]
     SQS keeps it and delivers it again after the visibility timeout (after maxReceiveCount, its DLQ). A message
     that is not an ECR event this function reads is dropped (logged with its id): read again, it is no better.
     One Region's failure, whatever it is, fails that Region's messages only (the batch processor's way)."""
-    read = read_queue(batch, own_role=own_role_prefix(caller_arn()))
+    read = read_queue(batch, own_roles=controller_roles())
     for message_id, problem in read.unreadable:
         logger.error(
             "an event of the queue could not be read: dropped", extra={"message_id": message_id, "problem": problem}
@@ -249,7 +255,7 @@ def _handle_event(*, event_id: str, event: EventBridgeModel) -> dict[str, Any]:
     failed pull) answers what it recorded."""
     action = cache_action(event)
     recorded = upstream.record(action) if action is not None else None
-    trigger = for_eventbridge(event, own_role=own_role_prefix(caller_arn()))
+    trigger = for_eventbridge(event, own_roles=controller_roles())
     if trigger is None and recorded is not None:
         return {"upstream": recorded.as_dict()}
     return run(trigger)

@@ -8,7 +8,6 @@ up. Its pattern is defined in code; these tests keep it equal to the union of th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -18,7 +17,11 @@ from tests.template import functions, resources
 
 pytestmark = pytest.mark.contract
 
-CALLER = "arn:aws:sts::123456789012:assumed-role/stack-ReconcilerFunctionRole-X/"
+ROLES = {
+    "ReconcilerFunctionRole": "arn:aws:iam::123456789012:role/stack-ReconcilerFunctionRole-X",
+    "ReconcileWorkerFunctionRole": "arn:aws:iam::123456789012:role/stack-ReconcileWorkerFunctionRole-Y",
+}
+"""The roles writing ECR for the stack, as ``!GetAtt <Role>.Arn`` would return them."""
 
 
 def _pattern(logical_id: str) -> dict[str, Any]:
@@ -26,40 +29,47 @@ def _pattern(logical_id: str) -> dict[str, Any]:
     return pattern
 
 
-def _substituted(pattern: dict[str, Any]) -> Any:
-    """The drift rule's pattern with its one ``!Sub`` (the reconciler role's session prefix) as ``CALLER``."""
-    text = json.dumps(pattern)
-    sub = {
-        "Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${ReconcilerFunctionRole}/",
-    }
-    assert json.dumps(sub) in text, "the drift rule no longer excludes the reconciler's role sessions"
-    return json.loads(text.replace(json.dumps(sub), json.dumps(CALLER)))
+def _substituted(pattern: Any) -> Any:
+    """The drift rule's pattern with its ``!GetAtt <Role>.Arn`` (the roles whose writes are left out) as ``ROLES``."""
+    if isinstance(pattern, list):
+        return [_substituted(item) for item in pattern]
+    if not isinstance(pattern, dict):
+        return pattern
+    if set(pattern) == {"Fn::GetAtt"}:
+        name, attribute = pattern["Fn::GetAtt"]
+        assert attribute == "Arn" and name in ROLES, pattern
+        return ROLES[name]
+    assert not {"Fn::Sub", "Ref"} & set(pattern), f"a reference the forwarder's pattern cannot mirror: {pattern}"
+    return {key: _substituted(value) for key, value in pattern.items()}
 
 
 def test_the_forwarder_matches_the_drift_rule_and_the_cache_action_rule_and_nothing_else() -> None:
     # GIVEN the home Region's two rules that feed the reconciler's event queue
     drift = _substituted(_pattern("ReconcilerEcrDriftRule"))
     cache = _pattern("ReconcilerPullThroughCacheActionRule")
+    roles = list(ROLES.values())
     # THEN the code's patterns are theirs, and the forwarder's is exactly their union, for its own Region's events
     # only (the Region guard: an event forwarded into its Region keeps its origin region and is never sent on)
-    assert canonical(drift_pattern(CALLER)) == canonical(drift)
+    assert canonical(drift_pattern(roles)) == canonical(drift)
     assert canonical(dict(CACHE_ACTION_PATTERN)) == canonical(cache)
-    assert canonical(forward_pattern(CALLER, "eu-west-1")) == canonical(
-        {"region": ["eu-west-1"], "$or": [drift, cache]}
-    )
+    assert canonical(forward_pattern(roles, "eu-west-1")) == canonical({"region": ["eu-west-1"], "$or": [drift, cache]})
 
 
-def test_the_forwarder_ignores_the_same_caller_the_reconciler_is_told_to_ignore() -> None:
-    # The setting passed to the reconciler is the very !Sub the drift rule's pattern uses.
-    env = functions()["ReconcilerFunction"]["Environment"]["Variables"]
-    assert env["EVENT_FORWARD_IGNORED_CALLER"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${ReconcilerFunctionRole}/"
+def test_the_forwarder_ignores_the_same_roles_the_drift_rule_leaves_out() -> None:
+    # The setting passed to the reconciler (and to the API, which plans the forwarders too) joins the very roles the
+    # drift rule's pattern names: the reconciler's and the reconcile worker's.
+    reconciler = functions()["ReconcilerFunction"]["Environment"]["Variables"]
+    joined = {
+        "Fn::Join": [
+            ",",
+            [{"Fn::GetAtt": ["ReconcilerFunctionRole", "Arn"]}, {"Fn::GetAtt": ["ReconcileWorkerFunctionRole", "Arn"]}],
+        ]
     }
-    assert env["EVENT_FORWARD_ROLE_ARN"] == {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
-    assert (
-        functions()["ApiFunction"]["Environment"]["Variables"]["EVENT_FORWARD_ROLE_ARN"]
-        == env["EVENT_FORWARD_ROLE_ARN"]
-    )
+    assert reconciler["EVENT_FORWARD_IGNORED_ROLES"] == joined
+    assert reconciler["EVENT_FORWARD_ROLE_ARN"] == {"Fn::GetAtt": ["EventForwardRole", "Arn"]}
+    api = functions()["ApiFunction"]["Environment"]["Variables"]
+    assert api["EVENT_FORWARD_ROLE_ARN"] == reconciler["EVENT_FORWARD_ROLE_ARN"]
+    assert api["EVENT_FORWARD_IGNORED_ROLES"] == joined
 
 
 def test_the_forward_role_is_for_eventbridge_and_the_stacks_forwarders_only_and_puts_on_the_home_bus_only() -> None:

@@ -428,7 +428,7 @@ def test_the_forwarding_rule_is_put_without_tags_and_the_reconciler_may_not_tag_
     from ecrcache.engine.forwarders import Forwarding
 
     settings = Forwarding(
-        rule_name="ecrcache-fwd-x", role_arn="arn:aws:iam::1:role/r", home_region="a", ignored_caller=""
+        rule_name="ecrcache-fwd-x", role_arn="arn:aws:iam::1:role/r", home_region="a", ignored_roles=()
     )
     assert "Tags" not in settings.rule_request("b")
     for logical_id, function in functions().items():

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from devstack.local.filters import compile_pattern
-from ecrcache.services.triggers import own_role_prefix
+from ecrcache.services.triggers import own_roles, role_session_prefix
 from tests.contract.test_iam_matches_code import adapter_operations, allowed_actions, required_actions
 from tests.contract.test_local_wiring import ACCOUNT, REGION, STACK, local_resolver
 from tests.contract.tools import sam_transformed
@@ -225,51 +225,68 @@ def _assumed(role: str, session: str) -> dict[str, Any]:
 
 
 RECONCILER_ROLE = f"{STACK}-ReconcilerFunctionRole"
+WORKER_ROLE = f"{STACK}-ReconcileWorkerFunctionRole"
+"""The roles writing ECR for the stack, as the local stack names them: the reconciler's and the reconcile worker's."""
 
 
-def test_the_drift_pattern_drops_the_reconcilers_own_calls_and_keeps_everyone_elses() -> None:
+def test_the_drift_pattern_drops_the_controllers_own_writes_and_keeps_everyone_elses() -> None:
     matcher = compile_pattern(_local_drift_pattern())
-    # GIVEN the reconciler's own call (any session of its role: the function name, or a new one after a cold start)
-    for session in (f"{STACK}-ReconcilerFunction", "another-session"):
-        assert not matcher.matches_event(_cloudtrail(_assumed(RECONCILER_ROLE, session))), session
-    # THEN it is dropped; other roles (a role named like ours plus a suffix too), IAM users and ECR itself
-    # (pull-through creates a repository as an AWS service, without userIdentity.arn) still invoke it
+    # GIVEN a write of the reconciler or of the reconcile worker (any session of their roles: the function name, or
+    # a new one after a cold start)
+    for role in (RECONCILER_ROLE, WORKER_ROLE):
+        for session in (f"{STACK}-ReconcilerFunction", f"{STACK}-ReconcileWorkerFunction", "another-session"):
+            assert not matcher.matches_event(_cloudtrail(_assumed(role, session))), (role, session)
+    # THEN it is dropped; other roles (a role named like ours plus a suffix too), IAM users, the root user and ECR
+    # itself (pull-through creates a repository as an AWS service: no session issuer, no userIdentity.arn) still
+    # invoke it
     others = [
         _assumed("ci-deployer", "terraform"),
         _assumed(f"{RECONCILER_ROLE}-2", f"{STACK}-ReconcilerFunction"),
+        _assumed(f"{WORKER_ROLE}-2", f"{STACK}-ReconcileWorkerFunction"),
         {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"},
+        {"type": "Root", "principalId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root"},
         {"type": "AWSService", "invokedBy": "pullthroughcache.ecr.amazonaws.com"},
     ]
     for identity in others:
         assert matcher.matches_event(_cloudtrail(identity, "CreateRepository")), identity
 
 
-def test_the_pattern_and_the_code_filter_name_the_same_sessions() -> None:
-    # The code keeps its own filter (an event already in flight, another bus): the same prefix.
-    pattern = _local_drift_pattern()
-    [dropped] = [
-        alternative["userIdentity"]["arn"][0]["anything-but"]["prefix"]
-        for alternative in pattern["detail"]["$or"]
-        if "anything-but" in alternative["userIdentity"]["arn"][0]
-    ]
+def _left_out(pattern: dict[str, Any]) -> list[Any]:
+    """The roles the drift pattern's ``$or`` leaves out (its ``anything-but`` on the session issuer's ARN); checked
+    to let in, by its other branch, every caller without a session issuer."""
+    branches = [branch["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] for branch in pattern["detail"]["$or"]]
+    assert [{"exists": False}] in branches, branches
+    [roles] = [match[0]["anything-but"] for match in branches if "anything-but" in match[0]]
+    assert isinstance(roles, list), roles  # a list of exact strings (anything-but takes a single prefix only)
+    return roles
+
+
+def test_the_pattern_and_the_code_filter_name_the_same_roles() -> None:
+    # The code keeps its own filter (an event already in flight, another bus): the reconciler's own role by its
+    # caller ARN, the worker's by RECONCILE_WORKER_ROLE_ARN, which names the same role as the pattern.
+    template = load_template()
+    dropped = _left_out(_local_drift_pattern())
+    env = local_resolver(template).resolve(template["Resources"]["ReconcilerFunction"]["Properties"]["Environment"])
     session = f"arn:aws:sts::{ACCOUNT}:assumed-role/{RECONCILER_ROLE}/{STACK}-ReconcilerFunction"
-    assert dropped == own_role_prefix(session)
+    code = own_roles(session, env["Variables"]["RECONCILE_WORKER_ROLE_ARN"])
+    assert sorted(dropped) == sorted(f"arn:aws:iam::{ACCOUNT}:role/{role}" for role in (RECONCILER_ROLE, WORKER_ROLE))
+    assert {role_session_prefix(role) for role in dropped} == code
 
 
-def test_the_deployed_drift_rule_names_the_role_sam_gives_the_reconciler() -> None:
+def test_the_deployed_drift_rule_names_the_roles_sam_gives_the_reconciler_and_the_worker() -> None:
     # GIVEN the template as the SAM transform deploys it (the rule ReconcilerEcrDriftRule, the implicit
-    # execution role ReconcilerFunctionRole: SAM "Generated AWS CloudFormation resources")
+    # execution roles ReconcilerFunctionRole and ReconcileWorkerFunctionRole: SAM "Generated AWS CloudFormation
+    # resources")
     out = sam_transformed()["Resources"]
-    role = out["ReconcilerFunctionRole"]
-    found = {
-        "pattern": out["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"],
-        "role_type": role["Type"],
-        "role_path": role["Properties"].get("Path"),
-    }
-    # THEN the rule keeps the $or, and its prefix names that role, which has no path (an assumed-role
-    # session ARN carries the role's name only: the prefix is exact)
-    arns = [alternative["userIdentity"]["arn"][0] for alternative in found["pattern"]["detail"]["$or"]]
-    assert {"exists": False} in arns
-    [prefix] = [a["anything-but"]["prefix"] for a in arns if "anything-but" in a]
-    assert prefix == {"Fn::Sub": "arn:${AWS::Partition}:sts::${AWS::AccountId}:assumed-role/${ReconcilerFunctionRole}/"}
-    assert (found["role_type"], found["role_path"]) == ("AWS::IAM::Role", None)
+    # THEN the rule keeps the $or, and leaves out exactly those roles' ARNs (!GetAtt <Role>.Arn, a session issuer's
+    # arn); each is a role of its own (least privilege: the worker does not share the reconciler's), without a path
+    # (so the ARN is the same whether or not CloudTrail's issuer ARN carries one)
+    dropped = _left_out(out["ReconcilerEcrDriftRule"]["Properties"]["EventPattern"])
+    assert dropped == [
+        {"Fn::GetAtt": ["ReconcilerFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["ReconcileWorkerFunctionRole", "Arn"]},
+    ]
+    for function in ("ReconcilerFunction", "ReconcileWorkerFunction"):
+        role = f"{function}Role"
+        assert (out[role]["Type"], out[role]["Properties"].get("Path")) == ("AWS::IAM::Role", None)
+        assert out[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}

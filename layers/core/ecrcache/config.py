@@ -116,7 +116,17 @@ class EcrRolePathSettings(_Settings):
 
 # EventBridge API reference, "PutRule": Name, 1-64 characters of [\.\-_A-Za-z0-9].
 _RULE_NAME_RE: Final = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
-_ASSUMED_ROLE_PREFIX_RE: Final = re.compile(r"^arn:aws(-[a-z]+)*:sts::[0-9]{12}:assumed-role/[\w+=,.@-]+/$", re.ASCII)
+
+
+def _role_arn_list(value: str) -> str:
+    """Empty, or IAM role ARNs separated by commas (the template's ``!Join [",", [!GetAtt <Role>.Arn, ...]]``)."""
+    if value and not all(_WARMER_ROLE_ARN_RE.match(arn) for arn in value.split(",")):
+        msg = (
+            "must be empty or IAM role ARNs separated by commas, each "
+            "arn:aws:iam::<12-digit account>:role/[<path>/]<name>"
+        )
+        raise ValueError(msg)
+    return value
 
 
 class EventForwardSettings(_Settings):
@@ -136,12 +146,13 @@ class EventForwardSettings(_Settings):
         max_length=PRINCIPAL_ARN_MAX_LENGTH,
         description="The role EventBridge assumes to put forwarded events on this Region's default bus.",
     )
-    event_forward_ignored_caller: str = Field(
+    event_forward_ignored_roles: str = Field(
         default="",
-        max_length=PRINCIPAL_ARN_MAX_LENGTH,
+        max_length=4 * (PRINCIPAL_ARN_MAX_LENGTH + 1),
         description=(
-            "arn:<partition>:sts::<account>:assumed-role/<reconciler role>/: the reconciler's own ECR calls are "
-            "not forwarded (as ReconcilerEcrDriftRule leaves them out)."
+            "The IAM role ARNs of the functions writing ECR for the stack (the reconciler's and the reconcile "
+            "worker's), separated by commas: their sessions' ECR calls are not forwarded (as ReconcilerEcrDriftRule "
+            "leaves them out, by userIdentity.sessionContext.sessionIssuer.arn)."
         ),
     )
 
@@ -159,25 +170,48 @@ class EventForwardSettings(_Settings):
             raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
         return value
 
-    @field_validator("event_forward_ignored_caller")
+    @field_validator("event_forward_ignored_roles")
     @classmethod
-    def _caller(cls, value: str) -> str:
-        if value and not _ASSUMED_ROLE_PREFIX_RE.match(value):
-            raise ValueError("must be empty or arn:aws:sts::<12-digit account>:assumed-role/<role name>/")
-        return value
+    def _ignored(cls, value: str) -> str:
+        return _role_arn_list(value)
 
     @model_validator(mode="after")
     def _all_or_none(self) -> Self:
         given = [bool(self.event_forward_rule_name), bool(self.event_forward_role_arn)]
-        given.append(bool(self.event_forward_ignored_caller))
+        given.append(bool(self.event_forward_ignored_roles))
         if any(given) and not all(given):
-            msg = "EVENT_FORWARD_RULE_NAME, _ROLE_ARN and _IGNORED_CALLER: set all three or none"
+            msg = "EVENT_FORWARD_RULE_NAME, _ROLE_ARN and _IGNORED_ROLES: set all three or none"
             raise ValueError(msg)
         return self
 
     @property
     def forwarding_on(self) -> bool:
         return bool(self.event_forward_rule_name)
+
+    @property
+    def ignored_roles(self) -> tuple[str, ...]:
+        """``EVENT_FORWARD_IGNORED_ROLES`` as role ARNs (none when empty)."""
+        return tuple(self.event_forward_ignored_roles.split(",")) if self.event_forward_ignored_roles else ()
+
+
+class ReconcileWorkerRoleSettings(_Settings):
+    """The reconcile worker's role, for the reconciler: the worker's ECR writes come back as CloudTrail events."""
+
+    reconcile_worker_role_arn: str = Field(
+        default="",
+        max_length=PRINCIPAL_ARN_MAX_LENGTH,
+        description=(
+            "IAM role ARN of the reconcile worker (template: !GetAtt ReconcileWorkerFunctionRole.Arn): the CloudTrail "
+            "events of its sessions' ECR calls are ignored as the reconciler's own are. Empty: none."
+        ),
+    )
+
+    @field_validator("reconcile_worker_role_arn")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value and not _WARMER_ROLE_ARN_RE.match(value):
+            raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
+        return value
 
 
 ECR_REQUEST_RATE_MAX: Final = 10_000.0
@@ -284,10 +318,12 @@ class ReconcilerSettings(
     EventForwardSettings,
     ShardFanoutSettings,
     EcrRequestRateSettings,
+    ReconcileWorkerRoleSettings,
 ):
     """Environment of ``functions/reconciler`` (the rotation function: credentials' rotation schedules name it;
     the role path: a rule naming a role outside it is blocked; the event forwarders it keeps in other Regions;
-    the shard queue its deep runs fan out to; the ceiling on its ECR request rate)."""
+    the shard queue its deep runs fan out to; the ceiling on its ECR request rate; the reconcile worker's role,
+    whose CloudTrail events it ignores)."""
 
     @model_validator(mode="after")
     def _shard_in_time(self) -> Self:

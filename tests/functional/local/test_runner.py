@@ -692,26 +692,40 @@ def test_failed_api_calls_and_other_events_are_not_delivered(stack: Stack, runne
     assert calls[0]["detail-type"] == "ECR Pull Through Cache Action"
 
 
-def test_the_reconcilers_own_calls_are_not_delivered_and_everyone_elses_are(stack: Stack, runners: Runners) -> None:
-    """The drift rule's pattern keeps out every session of the function's own role (template.yaml, EcrDrift)."""
+def _assumed(role: str, session: str) -> dict[str, Any]:
+    """A role session's ``userIdentity`` as CloudTrail records it (the session issuer names the role)."""
+    return {
+        "type": "AssumedRole",
+        "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session}",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"}},
+    }
+
+
+def test_the_controllers_own_writes_are_not_delivered_and_everyone_elses_are(stack: Stack, runners: Runners) -> None:
+    """The drift rule's pattern keeps out every session of the reconciler's role and of the reconcile worker's
+    (template.yaml, EcrDrift: anything-but their role ARNs, by the session issuer)."""
     function = FakeFunction()
     runner = runners.make(function, **NO_SCHEDULES)
     runner.start()
-    role = f"{STACK}-{FUNCTION}-role"  # the implicit role this stack resolves ${ReconcilerFunctionRole} to
+    # the implicit roles this stack resolves !GetAtt ReconcilerFunctionRole.Arn / ReconcileWorkerFunctionRole.Arn to
+    role, worker = f"{STACK}-{FUNCTION}-role", f"{STACK}-ReconcileWorkerFunction-role"
     base = {"eventSource": "ecr.amazonaws.com", "eventName": "PutLifecyclePolicy"}
     callers = {
-        "own": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{STACK}-{FUNCTION}"},
-        "own-other-session": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/x"},
-        "like-own": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}-2/x"},
+        "own": _assumed(role, f"{STACK}-{FUNCTION}"),
+        "own-other-session": _assumed(role, "x"),
+        "worker": _assumed(worker, f"{STACK}-ReconcileWorkerFunction"),
+        "worker-other-session": _assumed(worker, "y"),
+        "like-own": _assumed(f"{role}-2", "x"),
+        "like-worker": _assumed(f"{worker}-2", "y"),
         "user": {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/alice"},
         "service": {"type": "AWSService", "invokedBy": "pullthroughcache.ecr.amazonaws.com"},
     }
     for marker, identity in callers.items():
         stack.put_event("AWS API Call via CloudTrail", {**base, "userIdentity": identity, "marker": marker})
 
-    function.wait_for(lambda calls: len(calls) >= 3)
+    function.wait_for(lambda calls: len(calls) >= 4)
     time.sleep(0.3)
-    assert sorted(c["detail"]["marker"] for c in function.calls) == ["like-own", "service", "user"]
+    assert sorted(c["detail"]["marker"] for c in function.calls) == ["like-own", "like-worker", "service", "user"]
 
 
 def test_every_pull_through_cache_action_is_delivered_failed_ones_included(stack: Stack, runners: Runners) -> None:

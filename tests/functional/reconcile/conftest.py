@@ -39,6 +39,7 @@ from tests.conftest import REGION, FakeLambdaContext
 from tests.functional.api.client import ApiClient
 from tests.functional.reconcile.support import (
     GOOD_TOKEN,
+    RECONCILE_WORKER_ROLE,
     RECONCILER_ROLE,
     RECONCILER_SESSION,
     Admin,
@@ -163,6 +164,10 @@ def controller(
     # and no cached identity from an earlier test.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", _fresh_session())
     monkeypatch.setattr(app, "_registries", {})
+    # As deployed, it is told the reconcile worker's role (RECONCILE_WORKER_ROLE_ARN): that role's writes are its own.
+    monkeypatch.setattr(
+        app, "settings", app.settings.model_copy(update={"reconcile_worker_role_arn": RECONCILE_WORKER_ROLE})
+    )
     monkeypatch.setattr(app, "Boto3EcrRegistry", functools.partial(Boto3EcrRegistry, sleep=lambda _: None))
     caller_arn.cache_clear()
     stream = StateStream(state_table)

@@ -54,6 +54,8 @@ __all__ = [
     "RECONCILER",
     "RECONCILER_ROLE",
     "RECONCILER_SESSION",
+    "RECONCILE_WORKER_ROLE",
+    "RECONCILE_WORKER_SESSION",
     "Admin",
     "Clients",
     "Delivery",
@@ -81,6 +83,8 @@ __all__ = [
 RECONCILER: Final = "ReconcilerFunction"
 RECONCILER_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-ReconcilerFunctionRole-7QX2K9"
 RECONCILER_SESSION: Final = "ecrcache-ReconcilerFunction-Ab3dE"
+RECONCILE_WORKER_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-ReconcileWorkerFunctionRole-5HJ8L2"
+RECONCILE_WORKER_SESSION: Final = "ecrcache-ReconcileWorkerFunction-Kq7Zt"
 #: The only upstream token the fake upstream accepts (``ValidatePullThroughCacheRule``).
 GOOD_TOKEN: Final = "dckr_pat_good"
 CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache/ecr-ptc-creation"
@@ -161,11 +165,17 @@ def stream_filter_patterns() -> list[dict[str, Any]]:
 
 
 def _resolve(value: Any) -> Any:
-    """A pattern's ``!Sub`` strings for this test account and the function's role (any other is an error)."""
+    """A pattern's ``!Sub`` strings and ``!GetAtt <Role>.Arn`` for this test account and the functions' roles (any
+    other is an error)."""
     if isinstance(value, list):
         return [_resolve(item) for item in value]
     if not isinstance(value, dict):
         return value
+    if set(value) == {"Fn::GetAtt"}:
+        roles = {"ReconcilerFunctionRole": RECONCILER_ROLE, "ReconcileWorkerFunctionRole": RECONCILE_WORKER_ROLE}
+        name, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn" and name in roles, f"a pattern reference this harness does not know: {value}"
+        return roles[name]
     if set(value) == {"Fn::Sub"}:
         variables = {
             "AWS::Partition": "aws",

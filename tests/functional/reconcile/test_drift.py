@@ -24,6 +24,8 @@ from tests.conftest import ACCOUNT_ID, REGION
 from tests.functional.reconcile.conftest import World
 from tests.functional.reconcile.support import (
     CREATION_ROLE,
+    RECONCILE_WORKER_ROLE,
+    RECONCILE_WORKER_SESSION,
     RECONCILER_ROLE,
     RECONCILER_SESSION,
     Admin,
@@ -350,6 +352,29 @@ def test_another_session_of_the_controllers_role_is_recognised_as_its_own(contro
     # AND should it get through, it is the controller's own call: ignored
     assert delivery.caller == twin.arn
     assert delivery.ignored
+    assert len(look.runs()) == runs
+
+
+@pytest.mark.usefixtures("quay")
+def test_the_reconcile_workers_writes_come_back_as_events_and_cause_no_reconcile(
+    controller: Reconciler, look: Look
+) -> None:
+    # GIVEN the reconcile worker, in a session of its own role (not the reconciler's), converging a shard
+    worker = _assumed_ecr(RECONCILE_WORKER_ROLE, RECONCILE_WORKER_SESSION)
+    runs = len(look.runs())
+    [repository] = worker.ecr.describe_repositories(repositoryNames=["quay/library/alpine"])["repositories"]
+
+    # WHEN its writes come back as CloudTrail events
+    worker.ecr.put_image_tag_mutability(repositoryName="quay/library/alpine", imageTagMutability="MUTABLE")
+    worker.ecr.tag_resource(resourceArn=repository["repositoryArn"], tags=[{"Key": "team", "Value": "platform"}])
+    # THEN the template's pattern keeps them from the function (EcrDrift: anything-but its role, by session issuer)
+    assert controller.deliver_events() == []
+    deliveries = controller.deliver_held_back()
+
+    # AND should they get through, they are the controller's own calls (RECONCILE_WORKER_ROLE_ARN): ignored, no run
+    assert sorted(d.envelope["detail"]["eventName"] for d in deliveries) == ["PutImageTagMutability", "TagResource"]
+    assert {d.caller for d in deliveries} == {worker.arn}
+    assert all(d.ignored for d in deliveries)
     assert len(look.runs()) == runs
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from ecrcache.adapters.ecr_registry import Boto3EcrRegistry
 from ecrcache.adapters.event_forwarder import Boto3EventForwarder
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.engine.forwarders import TARGET_ID
@@ -25,12 +26,13 @@ from ecrcache.models.rule import RuleSpec
 from ecrcache.models.status import RunStatus, RunTrigger
 from ecrcache.services.forwarders import ForwarderPhase, ForwarderSweep, forwarding
 from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache.services.triggers import QueueBatch, own_role_prefix, read_queue
+from ecrcache.services.triggers import QueueBatch, read_queue
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.functional.reconcile.conftest import ALICE, World
 from tests.functional.reconcile.support import (
     FAULTS,
     RECONCILER_ROLE,
+    RECONCILER_SESSION,
     EventInbox,
     Principal,
     clients,
@@ -45,7 +47,8 @@ OTHER = "eu-west-1"
 RULE_NAME = "ecrcache-fwd-4f9d2a7e-0000-4000-8000-0123456789ab"
 FORWARD_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-EventForwardRole-1A2B3C"
 OWN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{RECONCILER_ROLE.rsplit('/', 1)[1]}/"
-"""What the queue reader ignores (the deployed reconciler's sessions; these tests' reconciler calls as moto's user)."""
+"""What the queue reader ignores (the sessions of the reconciler's role, which these tests' reconciler calls ECR in)."""
+WORKER_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache-ReconcileWorkerFunctionRole-5HJ8L2"
 STRAY = "ap-south-1"
 PARTITION = (REGION, OTHER, STRAY, "eu-central-1")
 """The Regions the deep run's sweep asks (the partition's, shortened for the test)."""
@@ -76,7 +79,7 @@ class TwoRegions:
         if not bodies:
             return []
         batch = QueueBatch.model_validate({"Records": [sqs_record(f"m{i}", b) for i, b in enumerate(bodies)]})
-        return list(read_queue(batch, own_role=OWN).runs)
+        return list(read_queue(batch, own_roles={OWN}).runs)
 
 
 @pytest.fixture
@@ -91,14 +94,31 @@ def two(world: World, state_table: str) -> Iterator[TwoRegions]:
             )
         return forwarders[region]
 
-    # The reconciler of these tests calls ECR as the test session's identity: that is what its forwarders ignore.
-    own = own_role_prefix(clients().sts.get_caller_identity()["Arn"])
-    settings = forwarding(rule_name=RULE_NAME, role_arn=FORWARD_ROLE, ignored_caller=own, home_region=REGION)
+    # The reconciler of these tests calls ECR in a session of its role, as deployed: its forwarders ignore that
+    # role's sessions and the reconcile worker's (by userIdentity.sessionContext.sessionIssuer.arn).
+    credentials = clients().sts.assume_role(RoleArn=RECONCILER_ROLE, RoleSessionName=RECONCILER_SESSION)["Credentials"]
+    registries: dict[str, Boto3EcrRegistry] = {}
+
+    def registry(region: str) -> Boto3EcrRegistry:
+        if region not in registries:
+            client = reconciler_test_session().client(
+                "ecr",
+                region_name=region,
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+            registries[region] = Boto3EcrRegistry(region, client, sleep=lambda _: None)
+        return registries[region]
+
+    settings = forwarding(
+        rule_name=RULE_NAME, role_arn=FORWARD_ROLE, ignored_roles=(RECONCILER_ROLE, WORKER_ROLE), home_region=REGION
+    )
     assert settings is not None
     service = ReconcileService(
         desired=world.reconciler.desired,
         status=status,
-        registry=world.reconciler.registry,
+        registry=registry,
         clock=lambda: datetime.now(UTC),
         stack_region=REGION,
         forwarders=ForwarderPhase(

@@ -26,7 +26,7 @@ SETTINGS = Forwarding(
     rule_name="ecrcache-fwd-test",
     role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/forward",
     home_region=REGION,
-    ignored_caller=f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/reconciler/",
+    ignored_roles=(f"arn:aws:iam::{ACCOUNT_ID}:role/reconciler", f"arn:aws:iam::{ACCOUNT_ID}:role/worker"),
 )
 
 

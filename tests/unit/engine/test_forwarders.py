@@ -25,7 +25,7 @@ SETTINGS = Forwarding(
     rule_name="ecrcache-fwd-1",
     role_arn="arn:aws-us-gov:iam::123456789012:role/path/forward",
     home_region=HOME,
-    ignored_caller="arn:aws-us-gov:sts::123456789012:assumed-role/reconciler/",
+    ignored_roles=("arn:aws-us-gov:iam::123456789012:role/reconciler", "arn:aws-us-gov:iam::123456789012:role/worker"),
 )
 BUS = "arn:aws-us-gov:events:us-east-1:123456789012:event-bus/default"
 
@@ -65,7 +65,7 @@ def test_a_missing_forwarder_is_created_to_the_home_bus_in_the_roles_partition_a
     rule = action.request["rule"]
     assert isinstance(rule, dict)
     assert rule["State"] == "ENABLED" and HOME in str(rule["Description"])
-    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_caller, OTHER)
+    assert json.loads(str(rule["EventPattern"])) == forward_pattern(SETTINGS.ignored_roles, OTHER)
     assert "Tags" not in rule  # PutRule assigns tags on create only: none to drift
 
 

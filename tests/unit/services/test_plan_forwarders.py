@@ -26,7 +26,7 @@ SETTINGS = Forwarding(
     rule_name="ecrcache-fwd-1",
     role_arn="arn:aws:iam::123456789012:role/forward",
     home_region=REGION,
-    ignored_caller="arn:aws:sts::123456789012:assumed-role/reconciler/",
+    ignored_roles=("arn:aws:iam::123456789012:role/reconciler", "arn:aws:iam::123456789012:role/worker"),
 )
 
 

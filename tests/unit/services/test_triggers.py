@@ -22,8 +22,10 @@ from ecrcache.services.triggers import (
     cache_action,
     from_event,
     own_role_prefix,
+    own_roles,
     parse_event,
     read_queue,
+    role_session_prefix,
 )
 from ecrcache.services.upstream_health import CacheAction
 from tests.conftest import REGION, load_event, sample_events
@@ -73,7 +75,7 @@ def test_every_sample_event_parses_to_its_trigger(sample: str) -> None:
     # GIVEN a sample event from events/reconciler (what `sam local invoke` takes)
     assert sample in EXPECTED, f"{sample}: a new sample event needs its trigger in EXPECTED"
     # WHEN it is parsed
-    trigger = from_event(load_event(sample), own_role=OWN_ROLE)
+    trigger = from_event(load_event(sample), own_roles={OWN_ROLE})
     # THEN it asks for its reconcile
     assert trigger == EXPECTED[sample]
 
@@ -85,7 +87,7 @@ def test_stream_batch_with_a_request_runs_under_the_requests_id_and_depth() -> N
     # GIVEN a desired-item change and a reconcile request in one batch
     event = stream("stream_desired_rule.json", "stream_reconcile_request.json")
     # WHEN parsed THEN the one reconcile of the batch is the request's (its new image, read from DynamoDB JSON)
-    assert from_event(event, own_role=OWN_ROLE) == Trigger(Scope(deep=True), RunTrigger.API, run_id=REQUEST_ID)
+    assert from_event(event, own_roles={OWN_ROLE}) == Trigger(Scope(deep=True), RunTrigger.API, run_id=REQUEST_ID)
 
 
 @pytest.mark.parametrize(("attribute", "deep"), [({"BOOL": False}, False), (None, False), ({"BOOL": True}, True)])
@@ -97,7 +99,7 @@ def test_stream_request_depth_comes_from_its_image(attribute: dict[str, Any] | N
     if attribute is not None:
         image["deep"] = attribute
     # WHEN parsed THEN the request's run takes that depth
-    assert from_event(event, own_role=OWN_ROLE) == Trigger(Scope(deep=deep), RunTrigger.API, run_id=REQUEST_ID)
+    assert from_event(event, own_roles={OWN_ROLE}) == Trigger(Scope(deep=deep), RunTrigger.API, run_id=REQUEST_ID)
 
 
 def test_a_malformed_request_in_a_batch_is_skipped_and_said_not_a_poison_pill() -> None:
@@ -105,7 +107,7 @@ def test_a_malformed_request_in_a_batch_is_skipped_and_said_not_a_poison_pill() 
     event = stream("stream_desired_rule.json", "stream_reconcile_request.json")
     event["Records"][1]["dynamodb"]["NewImage"]["deep"] = {"S": "yes"}
     # WHEN parsed
-    trigger = from_event(event, own_role=OWN_ROLE)
+    trigger = from_event(event, own_roles={OWN_ROLE})
     # THEN the batch still gets its reconcile, and the skipped request is named (for the handler's log)
     assert trigger is not None
     assert (trigger.scope, trigger.kind, trigger.run_id) == (Scope(), RunTrigger.STREAM, None)
@@ -119,7 +121,7 @@ def test_stream_removal_of_a_request_is_a_plain_stream_reconcile() -> None:
     record["eventName"] = "REMOVE"
     record["dynamodb"]["OldImage"] = record["dynamodb"].pop("NewImage")
     # WHEN parsed THEN it lends no run id: a reconcile of the stream, fast
-    assert from_event(event, own_role=OWN_ROLE) == Trigger(Scope(), RunTrigger.STREAM)
+    assert from_event(event, own_roles={OWN_ROLE}) == Trigger(Scope(), RunTrigger.STREAM)
 
 
 # -- EventBridge -------------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def test_cloudtrail_event_asks_for_a_reconcile_of_its_region(detail: dict[str, A
     # GIVEN a CloudTrail event for an ECR call
     # WHEN parsed with the controller's own role
     # THEN drift by someone else is reconciled in the call's Region; its own, failed and other calls are ignored
-    assert from_event(cloudtrail(**detail), own_role=OWN_ROLE) == expected
+    assert from_event(cloudtrail(**detail), own_roles={OWN_ROLE}) == expected
 
 
 @pytest.mark.parametrize("status", ["FAILED", "FAILURE", "failed"])
@@ -175,7 +177,7 @@ def test_pull_through_cache_action_that_failed_asks_for_no_reconcile(status: str
     event = load_event("reconciler/pull_through_cache_action.json")
     event["detail"]["sync-status"] = status
     # WHEN parsed THEN no repository was created: nothing to reconcile
-    assert from_event(event, own_role=OWN_ROLE) is None
+    assert from_event(event, own_roles={OWN_ROLE}) is None
 
 
 @pytest.mark.parametrize(
@@ -233,7 +235,7 @@ def test_other_eventbridge_events_are_ignored() -> None:
     event = load_event("reconciler/pull_through_cache_action.json")
     event["detail-type"] = "ECR Image Action"
     # WHEN parsed THEN it asks for nothing
-    assert from_event(event, own_role=OWN_ROLE) is None
+    assert from_event(event, own_roles={OWN_ROLE}) is None
 
 
 def test_cloudtrail_event_with_a_malformed_detail_is_a_validation_error() -> None:
@@ -242,7 +244,7 @@ def test_cloudtrail_event_with_a_malformed_detail_is_a_validation_error() -> Non
     del event["detail"]["eventName"]
     # WHEN parsed THEN it is refused, not ignored
     with pytest.raises(ValidationError, match="eventName"):
-        from_event(event, own_role=OWN_ROLE)
+        from_event(event, own_roles={OWN_ROLE})
 
 
 # -- anything else -----------------------------------------------------------------------------------
@@ -279,7 +281,7 @@ def test_event_of_no_known_shape_is_an_error_naming_the_shapes(event: object) ->
     # GIVEN an event that is none of the template's shapes
     # WHEN parsed THEN it is refused (a ValueError), naming what was expected - never a reconcile
     with pytest.raises(UnknownEventError, match=r"expected a DynamoDB stream batch .* schedule input") as raised:
-        from_event(copy.deepcopy(event), own_role=OWN_ROLE)
+        from_event(copy.deepcopy(event), own_roles={OWN_ROLE})
     assert isinstance(raised.value, ValueError)
 
 
@@ -297,6 +299,54 @@ def test_event_of_no_known_shape_is_an_error_naming_the_shapes(event: object) ->
 def test_own_role_prefix_is_shared_by_every_session_of_the_role(caller: str, prefix: str) -> None:
     # WHEN the caller's ARN is cut THEN what remains matches every session of the same role
     assert own_role_prefix(caller) == prefix
+
+
+WORKER_ROLE = "arn:aws:iam::123456789012:role/ecrcache-ReconcileWorkerFunctionRole-5HJ8L2"
+WORKER_SESSION = "arn:aws:sts::123456789012:assumed-role/ecrcache-ReconcileWorkerFunctionRole-5HJ8L2/worker-1"
+
+
+@pytest.mark.parametrize(
+    ("role", "prefix"),
+    [
+        (WORKER_ROLE, "arn:aws:sts::123456789012:assumed-role/ecrcache-ReconcileWorkerFunctionRole-5HJ8L2/"),
+        # a session's ARN names the role without its path; other partitions keep theirs
+        ("arn:aws-cn:iam::123456789012:role/team/ops/worker", "arn:aws-cn:sts::123456789012:assumed-role/worker/"),
+        ("arn:aws-us-gov:iam::123456789012:role/worker", "arn:aws-us-gov:sts::123456789012:assumed-role/worker/"),
+        ("arn:aws:iam::123456789012:user/bob", "arn:aws:iam::123456789012:user/bob"),  # not a role: unchanged
+    ],
+)
+def test_a_role_arn_gives_the_prefix_every_session_of_the_role_shares(role: str, prefix: str) -> None:
+    assert role_session_prefix(role) == prefix
+
+
+def _assumed(role_arn: str, session_arn: str | None) -> dict[str, Any]:
+    identity: dict[str, Any] = {"type": "AssumedRole", "sessionContext": {"sessionIssuer": {"type": "Role"}}}
+    identity["sessionContext"]["sessionIssuer"]["arn"] = role_arn
+    if session_arn is not None:
+        identity["arn"] = session_arn
+    return identity
+
+
+@pytest.mark.parametrize(
+    ("identity", "ignored"),
+    [
+        ({"type": "AssumedRole", "arn": WORKER_SESSION}, True),  # by the session's ARN
+        (_assumed(WORKER_ROLE, None), True),  # by the session issuer (the role's own ARN)
+        (_assumed(WORKER_ROLE, WORKER_SESSION), True),
+        (_assumed(WORKER_ROLE.replace("-5HJ8L2", "-5HJ8L2-admin"), None), False),  # a role named like it
+        ({"type": "AssumedRole", "arn": f"{OWN_ROLE}session-2"}, True),  # the reconciler's own, still
+        ({"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice"}, False),
+        ({"type": "AWSService", "invokedBy": "pullthroughcache.ecr.amazonaws.com"}, False),
+    ],
+)
+def test_the_reconcile_workers_writes_are_the_controllers_own(identity: dict[str, Any], ignored: bool) -> None:
+    # GIVEN the controller's roles: the reconciler's (its caller ARN) and the reconcile worker's (its role ARN)
+    roles = own_roles(f"{OWN_ROLE}ecrcache-ReconcilerFunction-Ab3dE", WORKER_ROLE, "")
+    assert roles == {OWN_ROLE, role_session_prefix(WORKER_ROLE)}
+    # WHEN a write's CloudTrail event comes back THEN the worker's and the reconciler's are ignored, anyone else's not
+    event = cloudtrail(eventName="PutLifecyclePolicy", userIdentity=identity)
+    assert (from_event(event, own_roles=roles) is None) is ignored
+    assert (from_event(queue_batch(event), own_roles=roles) is None) is ignored  # through the event queue too
 
 
 # -- the event queue (EcrEvents): a batch coalesced into one reconcile per Region -------------------
@@ -330,7 +380,7 @@ def queue_batch(*bodies: object) -> dict[str, Any]:
 def _read(*bodies: object) -> QueuedEvents:
     parsed = parse_event(queue_batch(*bodies))
     assert isinstance(parsed, QueueBatch)
-    return read_queue(parsed, own_role=OWN_ROLE)
+    return read_queue(parsed, own_roles={OWN_ROLE})
 
 
 def test_a_storm_in_one_region_is_one_reconcile_reading_every_touched_repository() -> None:
@@ -378,14 +428,14 @@ def test_a_repository_created_is_named_as_new_like_its_import() -> None:
     # GIVEN the CloudTrail CreateRepository of a repository and the pull-through import that made it
     created = cloudtrail(eventName="CreateRepository", requestParameters={"repositoryName": "docker-hub/library/node"})
     # WHEN read alone, or in one batch THEN each names it as new (one deep read, once, for both)
-    assert from_event(created, own_role=OWN_ROLE) == Trigger(
+    assert from_event(created, own_roles={OWN_ROLE}) == Trigger(
         Scope(regions=HERE, new_repositories=NODE), RunTrigger.CLOUDTRAIL
     )
     (run,) = _read(created, load_event("reconciler/pull_through_cache_action.json")).runs
     assert run.trigger == Trigger(Scope(regions=HERE, new_repositories=NODE), RunTrigger.CLOUDTRAIL)
     # AND another write to a repository still reads it deeply (drift: its record cannot be trusted)
     tagged = cloudtrail(eventName="TagResource", requestParameters={"repositoryName": "docker-hub/library/node"})
-    assert from_event(tagged, own_role=OWN_ROLE) == Trigger(
+    assert from_event(tagged, own_roles={OWN_ROLE}) == Trigger(
         Scope(regions=HERE, deep_repositories=NODE), RunTrigger.CLOUDTRAIL
     )
 
@@ -415,13 +465,13 @@ def test_an_unreadable_message_is_named_alone_and_the_rest_is_read(body: object,
 
 
 def test_from_event_reads_a_queue_batch_of_one_region_as_its_trigger() -> None:
-    assert from_event(queue_batch(load_event("reconciler/cloudtrail_delete_rule.json")), own_role=OWN_ROLE) == (
+    assert from_event(queue_batch(load_event("reconciler/cloudtrail_delete_rule.json")), own_roles={OWN_ROLE}) == (
         Trigger(Scope(regions=HERE), RunTrigger.CLOUDTRAIL)
     )
     with pytest.raises(ValueError, match="each of 2 Regions"):
-        from_event(queue_batch(cloudtrail(), cloudtrail(awsRegion="eu-west-1")), own_role=OWN_ROLE)
+        from_event(queue_batch(cloudtrail(), cloudtrail(awsRegion="eu-west-1")), own_roles={OWN_ROLE})
     with pytest.raises(ValueError, match="could not be read"):
-        from_event(queue_batch("{}"), own_role=OWN_ROLE)
+        from_event(queue_batch("{}"), own_roles={OWN_ROLE})
 
 
 FORWARDED_FROM = "eu-west-1"
@@ -446,7 +496,7 @@ def test_a_forwarded_event_reconciles_the_region_it_came_from(sample: str) -> No
     batch = parse_event({"Records": [_sqs("m1", body)]})
     assert isinstance(batch, QueueBatch)
     # THEN the run it asks for is in that Region, not the stack's
-    [run] = read_queue(batch, own_role=OWN_ROLE).runs
+    [run] = read_queue(batch, own_roles={OWN_ROLE}).runs
     assert run.trigger.scope.regions == frozenset({FORWARDED_FROM})
     assert REGION != FORWARDED_FROM
 

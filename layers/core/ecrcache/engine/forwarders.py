@@ -17,7 +17,8 @@ removed like a pull-through cache rule, and shown by ``GET /v1/plan``.
 
 **What they match**: exactly what the home Region's two rules match (:func:`forward_pattern` is their
 union, guarded by the forwarder's own ``region``; a contract test checks it against ``template.yaml``): ECR's
-CloudTrail writes by anyone but the reconciler's own role sessions, and every pull-through cache action. The
+CloudTrail writes by anyone but the sessions of the stack's roles writing ECR (the reconciler's and the reconcile
+worker's), and every pull-through cache action. The
 forwarded event keeps its ``region`` (the origin Region), so the reconciler's trigger reads it as that Region's
 (:mod:`ecrcache.services.triggers`; the ``region`` of a forwarded event naming its origin is reported by AWS's
 cross-Region routing launch post, not stated in the guide). No forwarder can start a loop: the stack's Region
@@ -79,10 +80,15 @@ CACHE_ACTION_PATTERN: Final[Mapping[str, Any]] = {
 """``ReconcilerPullThroughCacheActionRule``'s pattern: every pull-through cache action."""
 
 
-def drift_pattern(ignored_caller: str) -> dict[str, Any]:
+def _session_issuer(match: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"userIdentity": {"sessionContext": {"sessionIssuer": {"arn": match}}}}
+
+
+def drift_pattern(ignored_roles: Sequence[str]) -> dict[str, Any]:
     """``ReconcilerEcrDriftRule``'s pattern: ECR's successful CloudTrail writes (:data:`DRIFT_EVENTS`) made by
-    anyone whose ARN does not start with ``ignored_caller`` (the reconciler's role sessions), or by a caller
-    without an ARN (an AWS service on its own behalf)."""
+    a session of any role but ``ignored_roles`` (IAM role ARNs: the reconciler's and the reconcile worker's; a
+    session's ``userIdentity.sessionContext.sessionIssuer.arn`` is its role's), or by a caller without a session
+    issuer (an IAM user, an AWS service on its own behalf)."""
     return {
         "source": ["aws.ecr"],
         "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
@@ -90,15 +96,15 @@ def drift_pattern(ignored_caller: str) -> dict[str, Any]:
             "eventSource": ["ecr.amazonaws.com"],
             "errorCode": [{"exists": False}],
             "$or": [
-                {"userIdentity": {"arn": [{"anything-but": {"prefix": ignored_caller}}]}},
-                {"userIdentity": {"arn": [{"exists": False}]}},
+                _session_issuer([{"anything-but": list(ignored_roles)}]),
+                _session_issuer([{"exists": False}]),
             ],
             "eventName": sorted(DRIFT_EVENTS),
         },
     }
 
 
-def forward_pattern(ignored_caller: str, region: str) -> dict[str, Any]:
+def forward_pattern(ignored_roles: Sequence[str], region: str) -> dict[str, Any]:
     """The forwarding rule's pattern in ``region``: the union of the home Region's two rules (EventBridge User
     Guide, "Content filtering in Amazon EventBridge event patterns": ``$or``), for events of ``region`` only.
 
@@ -106,7 +112,7 @@ def forward_pattern(ignored_caller: str, region: str) -> dict[str, Any]:
     on this Region's bus never matches this one. Two ecrcache stacks of one account with different home Regions,
     each naming the other's Region, would otherwise send each event back and forth (EventBridge documents that
     it does not pass on events received from another *account*; it says nothing of Regions)."""
-    return {"region": [region], "$or": [drift_pattern(ignored_caller), dict(CACHE_ACTION_PATTERN)]}
+    return {"region": [region], "$or": [drift_pattern(ignored_roles), dict(CACHE_ACTION_PATTERN)]}
 
 
 def canonical(pattern: Any) -> Any:
@@ -122,12 +128,12 @@ def canonical(pattern: Any) -> Any:
 @dataclass(frozen=True, slots=True)
 class Forwarding:
     """The stack's forwarding settings: the rule's name (stack-unique), the role EventBridge assumes to put
-    events on the home bus, the home Region, and the caller ARN prefix whose calls are not forwarded."""
+    events on the home bus, the home Region, and the roles (IAM role ARNs) whose sessions' calls are not forwarded."""
 
     rule_name: str
     role_arn: str
     home_region: str
-    ignored_caller: str
+    ignored_roles: tuple[str, ...]
 
     @property
     def partition(self) -> str:
@@ -158,7 +164,7 @@ class Forwarding:
         stack-unique name, and its description names the home Region and the stack's rule."""
         return {
             "Name": self.rule_name,
-            "EventPattern": json.dumps(forward_pattern(self.ignored_caller, region), sort_keys=True),
+            "EventPattern": json.dumps(forward_pattern(self.ignored_roles, region), sort_keys=True),
             "State": "ENABLED",
             "Description": self.description,
         }

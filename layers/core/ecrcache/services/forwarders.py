@@ -257,8 +257,10 @@ class _Run:
     current: ForwarderStatus | None
 
 
-def forwarding(*, rule_name: str, role_arn: str, ignored_caller: str, home_region: str) -> Forwarding | None:
+def forwarding(*, rule_name: str, role_arn: str, ignored_roles: Sequence[str], home_region: str) -> Forwarding | None:
     """The stack's forwarding settings (``None`` when off: no rule name configured)."""
     if not rule_name:
         return None
-    return Forwarding(rule_name=rule_name, role_arn=role_arn, home_region=home_region, ignored_caller=ignored_caller)
+    return Forwarding(
+        rule_name=rule_name, role_arn=role_arn, home_region=home_region, ignored_roles=tuple(ignored_roles)
+    )

@@ -9,8 +9,9 @@
 * The schedule: a fast resync, or a deep one (reads every repository's settings).
 * CloudTrail ``AWS API Call via CloudTrail`` for ECR: the Region of the call (a rule, a template or a
   pull-time update exclusion changed), and a deep read of the repository it touched; calls made by
-  the controller's own role are ignored (its own writes come back as events and must not trigger
-  another reconcile of the same change).
+  the controller's own roles (the reconciler's, the reconcile worker's) are ignored: their writes come back
+  as events and must not trigger another reconcile of the same change (a shard run writing thousands of
+  repositories would queue as many reconciles competing for ECR's rate).
 * ``ECR Pull Through Cache Action``: a successful one may have created a repository, which gets its
   settings at once; every one, successful or not, is also an observation of the rule's upstream
   (:func:`cache_action`, recorded by :mod:`ecrcache.services.upstream_health`). A failed one asks
@@ -23,7 +24,7 @@ to record, and the messages it could not read. An EventBridge event invoking the
 (by hand, ``sam local invoke``) is still read on its own.
 
 An event of any other shape is an :class:`UnknownEventError`, never a reconcile. No I/O, no clock,
-no environment: the controller's own role comes in as a parameter. The reconciler's handler uses the
+no environment: the controller's own roles come in as a parameter (:func:`own_roles`). The reconciler's handler uses the
 same steps (:func:`parse_event`, then ``for_*``): it needs the parsed shape to answer each delivery
 the way its source expects (a partial batch response, idempotency on the EventBridge event id).
 """
@@ -31,7 +32,7 @@ the way its source expects (a partial batch response, idempotency on the EventBr
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Final, Literal
@@ -51,6 +52,7 @@ from ecrcache.models.events import (
     CACHE_ACTION_DETAIL_TYPE,
     CLOUDTRAIL_DETAIL_TYPE,
     CloudTrailDetail,
+    CloudTrailIdentity,
     PullThroughCacheActionDetail,
 )
 from ecrcache.models.status import ReconcileRequest, RunTrigger, UpstreamCheckSource
@@ -119,11 +121,11 @@ def parse_event(event: object) -> ReconcilerEvent:
         raise UnknownEventError(f"not a reconciler event (got {got}): expected {EXPECTED_EVENTS}") from exc
 
 
-def from_event(event: object, *, own_role: str) -> Trigger | None:
+def from_event(event: object, *, own_roles: Collection[str]) -> Trigger | None:
     """The reconcile an invocation's event asks for, or ``None`` (an event to ignore).
 
-    ``own_role`` is the ARN prefix every session of the controller's role shares (:func:`own_role_prefix`):
-    CloudTrail events of its calls are ignored. Raises :class:`UnknownEventError` for an unknown shape,
+    ``own_roles`` are the ARN prefixes every session of each of the controller's roles shares (:func:`own_roles`):
+    CloudTrail events of their calls are ignored. Raises :class:`UnknownEventError` for an unknown shape,
     and pydantic's ``ValidationError`` (a ``ValueError`` too) for a known event with a malformed detail.
     """
     parsed = parse_event(event)
@@ -132,8 +134,8 @@ def from_event(event: object, *, own_role: str) -> Trigger | None:
     if isinstance(parsed, ScheduleInput):
         return for_schedule(parsed)
     if isinstance(parsed, QueueBatch):
-        return _single_run(read_queue(parsed, own_role=own_role))
-    return for_eventbridge(parsed, own_role=own_role)
+        return _single_run(read_queue(parsed, own_roles=own_roles))
+    return for_eventbridge(parsed, own_roles=own_roles)
 
 
 def _single_run(read: QueuedEvents) -> Trigger | None:
@@ -152,6 +154,32 @@ def own_role_prefix(caller_arn: str) -> str:
         head, _, rest = caller_arn.partition(":assumed-role/")
         return f"{head}:assumed-role/{rest.split('/', 1)[0]}/"
     return caller_arn
+
+
+def role_session_prefix(role_arn: str) -> str:
+    """``arn:<partition>:iam::<acct>:role/<path/><name>`` -> ``arn:<partition>:sts::<acct>:assumed-role/<name>/``,
+    the part every session of the role shares (a session's ARN names the role without its path: CloudTrail User
+    Guide, "CloudTrail userIdentity element"). Anything but a role ARN is returned unchanged."""
+    parts = role_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam" or not parts[5].startswith("role/"):
+        return role_arn
+    return f"arn:{parts[1]}:sts::{parts[4]}:assumed-role/{parts[5].rsplit('/', 1)[-1]}/"
+
+
+def own_roles(caller_arn: str, *role_arns: str) -> frozenset[str]:
+    """The session prefixes of the controller's roles writing ECR: its own (from its caller ARN,
+    :func:`own_role_prefix`) and the other functions' (their IAM role ARNs, :func:`role_session_prefix`;
+    empty ones skipped)."""
+    return frozenset({own_role_prefix(caller_arn), *(role_session_prefix(arn) for arn in role_arns if arn)})
+
+
+def _is_own(identity: CloudTrailIdentity, own: Collection[str]) -> bool:
+    """A session of one of the controller's roles: by the session's ARN, or by its issuer's (the role's) ARN."""
+    caller = identity.arn or ""
+    issuer = identity.issuer_arn
+    return any(prefix and caller.startswith(prefix) for prefix in own) or (
+        issuer is not None and role_session_prefix(issuer) in own
+    )
 
 
 def for_stream(batch: StreamBatch) -> Trigger:
@@ -178,10 +206,10 @@ def for_schedule(schedule: ScheduleInput) -> Trigger:
     return Trigger(Scope(deep=schedule.resync == "deep"), RunTrigger.SCHEDULE)
 
 
-def for_eventbridge(event: EventBridgeModel, *, own_role: str) -> Trigger | None:
+def for_eventbridge(event: EventBridgeModel, *, own_roles: Collection[str]) -> Trigger | None:
     """A CloudTrail call or a pull-through cache action; any other detail type is ignored."""
     if event.detail_type == CLOUDTRAIL_DETAIL_TYPE:
-        return for_cloudtrail(CloudTrailDetail.model_validate(event.detail), own_role=own_role)
+        return for_cloudtrail(CloudTrailDetail.model_validate(event.detail), own_roles=own_roles)
     if event.detail_type == CACHE_ACTION_DETAIL_TYPE:
         return for_cache_action(PullThroughCacheActionDetail.model_validate(event.detail), event.region)
     return None
@@ -198,12 +226,11 @@ def _repository_name(detail: CloudTrailDetail) -> str | None:
     return None
 
 
-def for_cloudtrail(detail: CloudTrailDetail, *, own_role: str) -> Trigger | None:
+def for_cloudtrail(detail: CloudTrailDetail, *, own_roles: Collection[str]) -> Trigger | None:
     """The reconcile a CloudTrail event calls for, or ``None`` (our own call, a failed call, not ECR)."""
     if detail.event_source != "ecr.amazonaws.com" or detail.error_code:
         return None
-    caller = detail.user_identity.arn or ""
-    if own_role and caller.startswith(own_role):
+    if _is_own(detail.user_identity, own_roles):
         return None
     region = frozenset({detail.aws_region})
     if detail.event_name in REGISTRY_EVENTS:  # a rule, a template or the warmer's exclusion
@@ -248,7 +275,7 @@ class QueuedEvents:
     unreadable: tuple[tuple[str, str], ...]
 
 
-def read_queue(batch: QueueBatch, *, own_role: str) -> QueuedEvents:
+def read_queue(batch: QueueBatch, *, own_roles: Collection[str]) -> QueuedEvents:
     """Read every message of the batch; coalesce the reconciles they ask for (:func:`coalesce`)."""
     triggers: list[tuple[str, Trigger]] = []
     actions: list[tuple[str, CacheAction]] = []
@@ -257,7 +284,7 @@ def read_queue(batch: QueueBatch, *, own_role: str) -> QueuedEvents:
         try:
             event = EventBridgeModel.model_validate_json(str(record.body))
             action = cache_action(event)
-            trigger = for_eventbridge(event, own_role=own_role)
+            trigger = for_eventbridge(event, own_roles=own_roles)
         except ValidationError as exc:
             fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()}))
             unreadable.append((record.messageId, f"not an ECR event this function reads (invalid {fields})"))
