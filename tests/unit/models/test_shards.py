@@ -17,6 +17,13 @@ def _task(repositories: tuple[str, ...]) -> ShardTask:
 def test_a_task_round_trips_as_a_message_body() -> None:
     task = _task(("k8s/a", "quay/b"))
     assert ShardTask.model_validate_json(task.model_dump_json()) == task
+    fast = task.model_copy(update={"deep": False})
+    assert ShardTask.model_validate_json(fast.model_dump_json()).deep is False
+
+
+def test_a_task_sent_before_fast_shards_existed_is_a_deep_one() -> None:
+    body = '{"run_id": "run-1", "region": "us-east-1", "index": 0, "repositories": ["quay/a"]}'
+    assert ShardTask.model_validate_json(body).deep is True
 
 
 @pytest.mark.parametrize(
