@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
-from ecrcache.models.shards import MAX_SHARD_SIZE, ShardCounts, ShardState, ShardTask
+from ecrcache.models.shards import MAX_SHARD_SIZE, FanoutMarker, ShardCounts, ShardState, ShardTask
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +53,14 @@ def test_counts_are_finished_when_every_shard_reported() -> None:
     assert not ShardCounts(total=3, done=1, failed=1, retrying=1).finished
     assert ShardCounts(total=3, done=2, failed=1).finished
     assert {ShardState.DONE, ShardState.FAILED} == {s for s in ShardState if s.final}
+
+
+def test_a_marker_covers_the_repositories_created_before_its_run_started() -> None:
+    started = datetime(2026, 12, 5, 3, 17, tzinfo=UTC)
+    marker = FanoutMarker(run_id="run-1", deadline=started + timedelta(hours=3), started_at=started)
+    assert marker.covers(started - timedelta(seconds=1))
+    assert not marker.covers(started)
+    assert not marker.covers(started + timedelta(minutes=5))
+    assert marker.covers(None)  # creation not known: may be in its shards
+    older = FanoutMarker(run_id="run-1", deadline=started)  # written before started_at existed: covers everything
+    assert older.covers(started + timedelta(days=1))
