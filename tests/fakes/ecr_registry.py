@@ -70,9 +70,10 @@ class MemoryEcrReader:
         *,
         applied: Mapping[str, AppliedFingerprints],
         stop: Callable[[], bool] | None = None,
+        deep: bool = True,
     ) -> ObservedRegion:
-        """The named repositories ECR holds, read deeply (nothing else: no rule, template or listing); those
-        whose turn comes after ``stop`` said so are ``unread``."""
+        """The named repositories ECR holds, read deeply when ``deep`` (nothing else: no rule, template or listing);
+        those whose turn comes after ``stop`` said so are ``unread``."""
         self.calls["observe_repositories"] += 1
         if self.observe_error is not None:
             raise self.observe_error
@@ -81,10 +82,10 @@ class MemoryEcrReader:
         for name, repo in sorted(self.state.repositories.items()):
             if name not in set(names):
                 continue
-            if stop is not None and stop():
+            if deep and stop is not None and stop():
                 unread.append(name)
                 continue
-            repositories[name] = self._as_read(repo, True, applied.get(name))
+            repositories[name] = self._as_read(repo, deep, applied.get(name))
         return ObservedRegion(region=self.region, repositories=repositories, unread=tuple(unread))
 
     def read_details(self, observed: ObservedRegion) -> ObservedRegion:

@@ -45,7 +45,7 @@ class MemoryShardRecords:
         if region in self.markers:
             return self.markers[region]
         self.writes.append(("start_fanout", run.run_id, region, str(len(shards))))
-        self.markers[region] = FanoutMarker(run_id=run.run_id, deadline=deadline)
+        self.markers[region] = FanoutMarker(run_id=run.run_id, deadline=deadline, started_at=run.started_at)
         fan = self.fanouts.setdefault(run.run_id, _Fanout())
         fan.counts = fan.counts.model_copy(update={"total": fan.counts.total + len(shards)})
         fan.coordinating = True

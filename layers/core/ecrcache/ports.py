@@ -198,12 +198,13 @@ class EcrReader(Protocol):
         *,
         applied: Mapping[str, AppliedFingerprints],
         stop: Callable[[], bool] | None = None,
+        deep: bool = True,
     ) -> ObservedRegion:
-        """Only the named repositories, read deeply (a deep-resync shard: the registry is never listed):
-        ``DescribeRepositories`` by name (100 a call), then each one's lifecycle policy, repository policy and
-        tags. A name ECR does not have is left out (gone); no rule or template is read. ``stop`` as
-        :meth:`observe`'s: the repositories not read in time are in ``unread`` (and not in ``repositories``).
-        Raises ``RetryableError`` / ``TerminalError``."""
+        """Only the named repositories (a shard's: the registry is never listed): ``DescribeRepositories`` by name
+        (100 a call), then, ``deep``, each one's lifecycle policy, repository policy and tags (not ``deep``: a fast
+        run's shard, planned from the applied fingerprints). A name ECR does not have is left out (gone); no rule or
+        template is read. ``stop`` as :meth:`observe`'s: the repositories not read in time are in ``unread`` (and
+        not in ``repositories``). Raises ``RetryableError`` / ``TerminalError``."""
         ...
 
     def read_details(self, observed: ObservedRegion) -> ObservedRegion:

@@ -7,22 +7,17 @@ order, again, late or never, as a test needs. The state table and ECR are moto's
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
 
-from devstack.aws import ports
-from devstack.aws.ports import AcceptingChecker
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
-from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS, Boto3EcrRegistry
+from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS, WRITE_OPERATIONS
 from ecrcache.adapters.secrets_store import SecretsManagerStore
-from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.shards import REPOSITORIES_FAILED
 from ecrcache.engine.status import UNVERIFIED
@@ -30,152 +25,31 @@ from ecrcache.errors import RetryableError
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.shards import ShardCounts, ShardResult, ShardState, ShardTask
-from ecrcache.models.status import ConditionType, ReconcileRun, RunStatus, RunTrigger
+from ecrcache.models.status import ReconcileRun, RunStatus
 from ecrcache.services.desired_state import DesiredStateService
-from ecrcache.services.reconcile import ReconcileService, Scope
-from ecrcache.services.reconcile_shards import ShardFanout, ShardWorkerService
-from tests.conftest import ACCOUNT_ID, REGION
-from tests.fakes.shard_queue import MemoryShardQueue
+from ecrcache.services.reconcile_shards import ShardFanout
+from tests.conftest import REGION
+from tests.functional.reconcile.fanout_support import (
+    ACTOR,
+    OTHER_LIFECYCLE,
+    REPOSITORIES,
+    RULES,
+    SHARD_SIZE,
+    Fanout,
+    drift,
+    fanout_world,
+    lifecycle,
+    synced,
+)
 from tests.functional.reconcile.support import aws_error, failing
 
 pytestmark = pytest.mark.functional
 
-ACTOR: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
-CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache/ecr-ptc-creation"
-SHARD_SIZE: Final = 4
-RULES: Final[dict[str, dict[str, Any]]] = {
-    "quay": {
-        "upstream_kind": "quay",
-        "lifecycle": {"presets": {"keep_last": 10}},
-        "repository": {"tags": {"team": "platform"}, "creation_role_arn": CREATION_ROLE},
-    },
-    "k8s": {"upstream_kind": "k8s", "lifecycle": {"presets": {"keep_last": 5}}},
-}
-REPOSITORIES: Final = [
-    *(f"quay/library/image-{i}" for i in range(7)),
-    *(f"k8s/pause-{i}" for i in range(4)),
-]
-"""11 managed repositories: 3 shards of at most 4 (sorted: k8s/* first)."""
-UNRELATED: Final = ("apps/api",)
-OTHER_LIFECYCLE: Final = json.dumps(
-    {
-        "rules": [
-            {
-                "rulePriority": 1,
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
-                "action": {"type": "expire"},
-            }
-        ]
-    }
-)
-
-
-@dataclass
-class Clock:
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Fanout:
-    """The coordinator (reconcile service), its queue, the worker, and what they called."""
-
-    reconciler: ReconcileService
-    worker: ShardWorkerService
-    queue: MemoryShardQueue
-    registry: Boto3EcrRegistry
-    status: DynamoDbStatusStore
-    dynamodb: Counter[str]
-    clock: Clock
-    ecr: Any
-    results: list[ShardResult] = field(default_factory=list)
-
-    def deep(self) -> ReconcileRun:
-        return self.reconciler.reconcile(Scope(deep=True), RunTrigger.SCHEDULE)
-
-    def fast(self) -> ReconcileRun:
-        return self.reconciler.reconcile(Scope(), RunTrigger.SCHEDULE)
-
-    def deliver(self, task: ShardTask, *, last_attempt: bool = False) -> ShardResult:
-        result = self.worker.process(task, last_attempt=last_attempt)
-        self.results.append(result)
-        return result
-
-    def drain(self) -> list[ShardResult]:
-        return [self.deliver(task) for task in self.queue.drain()]
-
-    def run(self, run_id: str) -> ReconcileRun:
-        found = self.status.get_run(run_id)
-        assert found is not None
-        return found
-
-    def reset_calls(self) -> None:
-        self.registry.calls.clear()
-        self.dynamodb.clear()
-
 
 @pytest.fixture
 def fan(state_table: str) -> Iterator[Fanout]:
-    """Two rules, 11 repositories under them (and one under none), converged by a fast run; a shard is 4."""
-    ports.set_upstream_auth_checker(AcceptingChecker())
-    try:
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        operations: Counter[str] = Counter()
-        dynamodb.meta.events.register(
-            "before-call.dynamodb", lambda model, **_: operations.update([str(model.name)]), unique_id="fanout-ddb"
-        )
-        desired = DesiredStateService(
-            DynamoDbStateStore(state_table, dynamodb),
-            SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION)),
-            lambda: datetime.now(UTC),
-        )
-        for prefix, spec in RULES.items():
-            desired.put_rule(prefix, RuleSpec.model_validate(spec), actor=ACTOR)
-        ecr = boto3.client("ecr", region_name=REGION)
-        for name in (*REPOSITORIES, *UNRELATED):
-            ecr.create_repository(repositoryName=name)
-        registry = Boto3EcrRegistry(REGION, boto3.client("ecr", region_name=REGION), sleep=lambda _: None)
-        status = DynamoDbStatusStore(state_table, dynamodb, sleep=lambda _: None)
-        clock = Clock()
-        queue = MemoryShardQueue()
-        common: dict[str, Any] = {
-            "desired": DynamoDbStateStore(state_table, dynamodb),
-            "status": status,
-            "registry": lambda _region: registry,
-            "clock": clock,
-            "stack_region": REGION,
-        }
-        reconciler = ReconcileService(**common, shards=ShardFanout(queue, shard_size=SHARD_SIZE, deadline_seconds=3600))
-        worker = ShardWorkerService(**common)
-        found = Fanout(reconciler, worker, queue, registry, status, operations, clock, ecr)
-        converged = found.fast()
-        assert converged.status is RunStatus.SUCCEEDED, converged.errors
+    with fanout_world(state_table) as found:
         yield found
-    finally:
-        ports.set_upstream_auth_checker(None)
-
-
-def _drift(fan: Fanout, *names: str) -> None:
-    """Someone changes the repositories' lifecycle policy behind the controller's back (no event reaches it)."""
-    for name in names:
-        fan.ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=OTHER_LIFECYCLE)
-
-
-def _lifecycle(fan: Fanout, name: str) -> str:
-    return str(fan.ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"])
-
-
-def _synced(fan: Fanout, prefix: str) -> tuple[bool, str]:
-    status = fan.status.rule_status(REGION, prefix)
-    assert status is not None
-    condition = status.condition(ConditionType.SYNCED)
-    assert condition is not None
-    return condition.status, condition.reason
 
 
 # --------------------------------------------------------------------------------------------------
@@ -185,7 +59,7 @@ def _synced(fan: Fanout, prefix: str) -> tuple[bool, str]:
 def test_a_deep_run_fans_out_and_is_finished_once_by_its_last_shard(fan: Fanout) -> None:
     # GIVEN two repositories drifted out of band (their fingerprints still say converged: a fast run cannot see it)
     drifted = ("k8s/pause-2", "quay/library/image-5")
-    _drift(fan, *drifted)
+    drift(fan, *drifted)
     fan.reset_calls()
     # WHEN the deep resync runs
     run = fan.deep()
@@ -209,7 +83,7 @@ def test_a_deep_run_fans_out_and_is_finished_once_by_its_last_shard(fan: Fanout)
     assert done.shards == ShardCounts(total=3, done=3)
     assert done.summary["put_lifecycle_policy"] == 2
     assert done.finished_at is not None
-    assert all(_lifecycle(fan, name) != OTHER_LIFECYCLE for name in drifted)
+    assert all(lifecycle(fan, name) != OTHER_LIFECYCLE for name in drifted)
     # AND the Region's marker is gone, and finishing again does nothing
     assert fan.status.region_status(REGION).fanout is None
     assert fan.reconciler.finisher.finish_if_done(run.run_id) is None
@@ -234,7 +108,7 @@ def test_each_worker_reads_only_its_shards_repositories_by_name(fan: Fanout) -> 
 def test_a_small_region_is_read_deeply_in_process_even_with_fanout_configured(fan: Fanout) -> None:
     # GIVEN shards larger than the Region's managed repositories
     fan.reconciler.shards = ShardFanout(fan.queue, shard_size=len(REPOSITORIES))
-    _drift(fan, "quay/library/image-1")
+    drift(fan, "quay/library/image-1")
     fan.reset_calls()
     # WHEN the deep resync runs
     run = fan.deep()
@@ -271,7 +145,7 @@ def test_a_throttled_shard_is_retried_alone_then_succeeds(fan: Fanout) -> None:
     # GIVEN a deep run, one of whose shards meets ECR throttling (after botocore's retries)
     run = fan.deep()
     task = fan.queue.take()
-    _drift(fan, task.repositories[0])
+    drift(fan, task.repositories[0])
     with failing(fan.registry.client, "get_lifecycle_policy", "throttling"), pytest.raises(RetryableError):
         # WHEN the worker processes it
         fan.deliver(task)
@@ -285,7 +159,7 @@ def test_a_throttled_shard_is_retried_alone_then_succeeds(fan: Fanout) -> None:
     assert fan.deliver(task).outcome == "done"
     # THEN it is done, its retry no longer counted, and its drift repaired
     assert fan.run(run.run_id).shards == ShardCounts(total=3, done=1)
-    assert _lifecycle(fan, task.repositories[0]) != OTHER_LIFECYCLE
+    assert lifecycle(fan, task.repositories[0]) != OTHER_LIFECYCLE
     record = fan.status.shard(run.run_id, REGION, task.index)
     assert record is not None and record.retried and record.state is ShardState.DONE
 
@@ -310,11 +184,11 @@ def test_a_shard_failing_on_its_last_attempt_fails_the_run_and_its_rules(fan: Fa
     assert done.shards == ShardCounts(total=3, done=2, failed=1)
     assert done.status is RunStatus.FAILED  # nothing applied
     assert any("shard 0 (4 repositories) failed" in e for e in done.errors), done.errors
-    assert _synced(fan, "k8s") == (False, REPOSITORIES_FAILED)
-    assert _synced(fan, "quay") == (True, "Converged")
+    assert synced(fan, "k8s") == (False, REPOSITORIES_FAILED)
+    assert synced(fan, "quay") == (True, "Converged")
     # AND the next fast run converges the rule's status again (its own findings)
     assert fan.fast().status is RunStatus.SUCCEEDED
-    assert _synced(fan, "k8s") == (True, "Converged")
+    assert synced(fan, "k8s") == (True, "Converged")
 
 
 def test_a_shard_out_of_time_is_retried_then_failed_on_its_last_attempt_not_killed(fan: Fanout) -> None:
@@ -419,7 +293,7 @@ def test_a_nested_rule_deleted_with_retain_after_the_fanout_keeps_its_repositori
     for name in nested:
         fan.ecr.create_repository(repositoryName=name)
     assert fan.fast().status is RunStatus.SUCCEEDED
-    kept = {name: _lifecycle(fan, name) for name in nested}
+    kept = {name: lifecycle(fan, name) for name in nested}
     # AND a deep run fanned out while both rules were desired
     run = fan.deep()
     assert fan.queue.pending
@@ -429,7 +303,7 @@ def test_a_nested_rule_deleted_with_retain_after_the_fanout_keeps_its_repositori
     fan.drain()
     # THEN the workers chose the owner the in-process deep read chooses (quay/team: retired, not quay), so its
     # repositories were left as they were: quay's lifecycle was not put on them
-    assert {name: _lifecycle(fan, name) for name in nested} == kept
+    assert {name: lifecycle(fan, name) for name in nested} == kept
     assert fan.registry.calls["PutLifecyclePolicy"] == 0
     assert fan.run(run.run_id).status is RunStatus.SUCCEEDED
 
@@ -447,7 +321,7 @@ def test_a_shard_applied_while_the_desired_state_moved_leaves_its_writes_unverif
     run = fan.deep()
     task = fan.queue.take()
     drifted = task.repositories[0]
-    _drift(fan, drifted)
+    drift(fan, drifted)
     apply = fan.worker.applier.apply
 
     def apply_while_the_rules_change(*args: Any, **kwargs: Any) -> Any:
@@ -753,6 +627,7 @@ def test_a_noop_shard_of_500_repositories_costs_its_reads_and_one_write(fan: Fan
     # GIVEN a converged Region of 501 managed repositories, shards of 500
     for i in range(501 - len(REPOSITORIES)):
         fan.ecr.create_repository(repositoryName=f"quay/bulk/image-{i:03d}")
+    fan.reconciler.shards = None  # converged in the run's own invocation
     assert fan.fast().status is RunStatus.SUCCEEDED
     fan.reconciler.shards = ShardFanout(fan.queue, shard_size=500)
     run = fan.deep()

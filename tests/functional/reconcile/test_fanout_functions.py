@@ -152,14 +152,28 @@ def shards(controller: Reconciler, worker: Any, monkeypatch: pytest.MonkeyPatch)
     return ShardMapping(sqs, url, arn, worker.lambda_handler, context)
 
 
-def _converged_then_drifted(controller: Reconciler, world: World, names: tuple[str, ...]) -> tuple[str, ...]:
-    """A rule (lifecycle: keep the last 10) and its repositories, converged by a fast run; then their lifecycle
-    policies changed behind the controller's back (no event delivered: only a deep read can see it)."""
-    spec = RuleSpec.model_validate({"upstream_kind": "quay", "lifecycle": {"presets": {"keep_last": KEEP_LAST}}})
-    world.desired.put_rule("quay", spec, actor=ALICE)
+def _converged(controller: Reconciler, world: World, names: tuple[str, ...]) -> tuple[str, ...]:
+    """A rule (lifecycle: keep the last 10) and its repositories, converged by a fast run in its own invocation (its
+    changes not fanned out)."""
+    world.desired.put_rule("quay", _keeping(KEEP_LAST), actor=ALICE)
     for name in names:
         world.ecr.create_repository(repositoryName=name)
-    assert controller.resync("fast").status is RunStatus.SUCCEEDED
+    fanout, controller.service.shards = controller.service.shards, None
+    try:
+        assert controller.resync("fast").status is RunStatus.SUCCEEDED
+    finally:
+        controller.service.shards = fanout
+    return names
+
+
+def _keeping(count: int) -> RuleSpec:
+    return RuleSpec.model_validate({"upstream_kind": "quay", "lifecycle": {"presets": {"keep_last": count}}})
+
+
+def _converged_then_drifted(controller: Reconciler, world: World, names: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`_converged`, then their lifecycle policies changed behind the controller's back (no event delivered:
+    only a deep read can see it)."""
+    _converged(controller, world, names)
     for name in names:
         world.ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=OTHER_LIFECYCLE)
     return names
@@ -360,3 +374,27 @@ def _queued(shards: ShardMapping) -> list[tuple[ShardTask, str]]:
             QueueUrl=shards.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
         )
     return found
+
+
+def test_a_fast_resync_changing_more_repositories_than_a_shard_fans_them_out_to_the_worker(
+    controller: Reconciler, shards: ShardMapping, world: World, look: Look, worker: Any
+) -> None:
+    # GIVEN the rule's repositories converged, then its keep_last changed (more repositories than one shard)
+    names = _converged(controller, world, REPOSITORIES)
+    world.desired.put_rule("quay", _keeping(KEEP_LAST + 5), actor=ALICE)
+    # WHEN the fast resync's schedule reaches the reconciler
+    run = controller.resync("fast")
+    # THEN it wrote no repository: their changes went to the shard queue as fast shards; the rule is Applying
+    assert run.status is RunStatus.RUNNING, run.errors
+    assert [_kept(look, name) for name in names] == [KEEP_LAST] * len(names)
+    assert _synced(look) == (False, "Applying")
+    # WHEN the mapping delivers them to the worker
+    delivered = shards.deliver()
+    # THEN every repository has the new keep_last, the run succeeded, the rule is Synced, and the worker made only
+    # calls its role grants
+    assert all(not task.deep for task, _ in delivered)
+    assert [answer for _, answer in delivered] == [{"batchItemFailures": []}] * len(delivered)
+    assert [_kept(look, name) for name in names] == [KEEP_LAST + 5] * len(names)
+    assert _run(look, run.run_id).status is RunStatus.SUCCEEDED
+    assert _synced(look) == (True, "Converged")
+    assert set(worker.registry(REGION).calls) <= _granted_ecr("ReconcileWorkerFunction")

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from ecrcache.adapters.shard_records import fanout_marker
 from ecrcache.adapters.status_store import DynamoDbStatusStore
 from ecrcache.errors import RetryableError, TerminalError
 from ecrcache.models.observed import AppliedFingerprints
@@ -56,8 +57,8 @@ def test_a_fanout_is_recorded_with_its_marker_total_and_queued_shards(store: Dyn
     assert store.start_fanout(run, OTHER, _shards("run-1", OTHER, 2), deadline=DEADLINE) is None
     # THEN the run counts 5, each Region has its marker, every shard is queued with its rules
     assert _counts(store) == ShardCounts(total=5)
-    assert store.region_status(REGION).fanout == FanoutMarker(run_id="run-1", deadline=DEADLINE)
-    assert store.region_status(OTHER).fanout == FanoutMarker(run_id="run-1", deadline=DEADLINE)
+    marker = FanoutMarker(run_id="run-1", deadline=DEADLINE, started_at=run.started_at)
+    assert store.region_status(REGION).fanout == store.region_status(OTHER).fanout == marker
     records = store.shard_records("run-1")
     assert [(r.region, r.index, r.state) for r in records] == [
         (OTHER, 0, ShardState.QUEUED),
@@ -80,7 +81,7 @@ def test_a_second_fanout_of_a_region_is_refused_with_the_marker_holding_it(store
     # WHEN another run tries to fan the same Region out
     held = store.start_fanout(second, REGION, _shards("run-2", REGION, 2), deadline=DEADLINE)
     # THEN it is told whose it is, and nothing of it was recorded
-    assert held == FanoutMarker(run_id="run-1", deadline=DEADLINE)
+    assert held == FanoutMarker(run_id="run-1", deadline=DEADLINE, started_at=first.started_at)
     assert _counts(store, "run-2") is None
     assert store.shard_records("run-2") == []
     # AND once the first clears its marker (and only it can), the second may
@@ -238,3 +239,10 @@ def test_a_report_that_dynamodb_refuses_raises_a_classified_error(
         store.report_shard("run-1", REGION, 0, expected=ShardState.QUEUED, state=ShardState.DONE)
     monkeypatch.undo()
     assert _counts(store) == ShardCounts(total=1)
+
+
+def test_a_marker_written_before_its_start_was_recorded_still_reads() -> None:
+    # GIVEN a Region item's marker as a version before started_at wrote it
+    item = {"fan": {"M": {"run_id": {"S": "run-0"}, "deadline": {"S": DEADLINE.isoformat()}}}}
+    # THEN it reads with no start: every repository is taken to be in its shards
+    assert fanout_marker(item) == FanoutMarker(run_id="run-0", deadline=DEADLINE)

@@ -13,11 +13,15 @@ from ecrcache.engine.shards import (
     REPOSITORIES_FAILED,
     failed_by_rule,
     finished_run,
+    folded_status,
     managed_repositories,
     repositories_failed_status,
+    repository_work,
     shard_report,
     shards_of,
+    without_repositories,
 )
+from ecrcache.engine.status import APPLYING, rule_findings, rule_status
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.observed import AppliedFingerprints, ObservedRegion
 from ecrcache.models.shards import MAX_SHARD_ERRORS, ShardCounts, ShardRecord, ShardReport, ShardState, ShardTask
@@ -124,6 +128,71 @@ def test_a_shards_plan_plans_no_rule_or_template_and_blocks_what_cannot_be_sent(
     found = plan_repositories([rules[0], hub], observed)
     assert found.actions == ()
     assert [b.prefix for b in found.blocked] == ["hub"]
+
+
+# --------------------------------------------------------------------------------------------------
+# a fast run's changes left to shards
+
+
+def _action(kind: ActionKind, target: str, prefix: str = "quay") -> PlannedAction:
+    return PlannedAction(kind=kind, region=REGION, target=target, rule_prefix=prefix, reason="r")
+
+
+def test_the_repository_work_is_the_repositories_a_plan_changes_in_ecr() -> None:
+    plan = Plan(
+        actions=(
+            _action(ActionKind.UPDATE_TEMPLATE, "quay"),
+            _action(ActionKind.PUT_LIFECYCLE_POLICY, "quay/a"),
+            _action(ActionKind.TAG_REPOSITORY, "quay/a"),
+            _action(ActionKind.PUT_LIFECYCLE_POLICY, "k8s/b", "k8s"),
+            _action(ActionKind.RECORD_APPLIED, "quay/c"),  # no ECR call: the run records it itself
+        )
+    )
+    assert repository_work(plan) == {"k8s/b": "k8s", "quay/a": "quay"}
+    rest = without_repositories(plan, {"quay/a", "k8s/b"})
+    assert [(a.kind, a.target) for a in rest.actions] == [
+        (ActionKind.UPDATE_TEMPLATE, "quay"),
+        (ActionKind.RECORD_APPLIED, "quay/c"),
+    ]
+    assert without_repositories(plan, ()) is plan
+
+
+def test_a_rule_whose_changes_went_to_shards_is_applying_until_its_run_finishes() -> None:
+    # GIVEN a run that left quay's 2 repositories to its shards (k8s: nothing to do)
+    found = rule_findings(
+        ["quay", "k8s"],
+        region=REGION,
+        plan=Plan(),
+        left=Plan(),
+        failures={},
+        repositories=["quay/a", "quay/b", "k8s/c"],
+        applying={"quay/a": "quay", "quay/b": "quay"},
+        applying_run="run-7",
+    )
+    quay = rule_status(RuleStatus(), found["quay"], now=NOW, run_id="run-7", revision=3)
+    k8s = rule_status(RuleStatus(), found["k8s"], now=NOW, run_id="run-7", revision=3)
+    synced = quay.condition(ConditionType.SYNCED)
+    assert synced is not None
+    assert (synced.status, synced.reason) == (False, APPLYING)
+    assert "2 cached repositories" in synced.message and "run-7" in synced.message
+    other = k8s.condition(ConditionType.SYNCED)
+    assert other is not None and (other.status, other.reason) == (True, "Converged")
+    # WHEN the run finishes: quay's shards converged it; a failed count says otherwise; another run's is not ours
+    done = folded_status(quay, 0, run_id="run-7", now=NOW)
+    assert done is not None
+    after = done.condition(ConditionType.SYNCED)
+    assert after is not None and (after.status, after.reason) == (True, "Converged")
+    failed = folded_status(quay, 1, run_id="run-7", now=NOW)
+    assert failed is not None
+    refused = failed.condition(ConditionType.SYNCED)
+    assert refused is not None and refused.reason == REPOSITORIES_FAILED
+    assert folded_status(quay, 0, run_id="run-8", now=NOW) is None
+    assert folded_status(k8s, 0, run_id="run-7", now=NOW) is None
+
+
+def test_fast_shards_say_so_in_their_tasks() -> None:
+    shards = shards_of({"quay/a": "quay"}, run_id="run-1", region=REGION, size=2, revision=1, deep=False)
+    assert [task.deep for task, _ in shards] == [False]
 
 
 # --------------------------------------------------------------------------------------------------

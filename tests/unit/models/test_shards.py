@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
-from ecrcache.models.shards import MAX_SHARD_SIZE, ShardCounts, ShardState, ShardTask
+from ecrcache.models.shards import MAX_SHARD_SIZE, FanoutMarker, ShardCounts, ShardState, ShardTask
 
 pytestmark = pytest.mark.unit
 
@@ -17,6 +19,13 @@ def _task(repositories: tuple[str, ...]) -> ShardTask:
 def test_a_task_round_trips_as_a_message_body() -> None:
     task = _task(("k8s/a", "quay/b"))
     assert ShardTask.model_validate_json(task.model_dump_json()) == task
+    fast = task.model_copy(update={"deep": False})
+    assert ShardTask.model_validate_json(fast.model_dump_json()).deep is False
+
+
+def test_a_task_sent_before_fast_shards_existed_is_a_deep_one() -> None:
+    body = '{"run_id": "run-1", "region": "us-east-1", "index": 0, "repositories": ["quay/a"]}'
+    assert ShardTask.model_validate_json(body).deep is True
 
 
 @pytest.mark.parametrize(
@@ -44,3 +53,14 @@ def test_counts_are_finished_when_every_shard_reported() -> None:
     assert not ShardCounts(total=3, done=1, failed=1, retrying=1).finished
     assert ShardCounts(total=3, done=2, failed=1).finished
     assert {ShardState.DONE, ShardState.FAILED} == {s for s in ShardState if s.final}
+
+
+def test_a_marker_covers_the_repositories_created_before_its_run_started() -> None:
+    started = datetime(2026, 12, 5, 3, 17, tzinfo=UTC)
+    marker = FanoutMarker(run_id="run-1", deadline=started + timedelta(hours=3), started_at=started)
+    assert marker.covers(started - timedelta(seconds=1))
+    assert not marker.covers(started)
+    assert not marker.covers(started + timedelta(minutes=5))
+    assert marker.covers(None)  # creation not known: may be in its shards
+    older = FanoutMarker(run_id="run-1", deadline=started)  # written before started_at existed: covers everything
+    assert older.covers(started + timedelta(days=1))

@@ -287,10 +287,14 @@ class Boto3EcrReader:
         *,
         applied: Mapping[str, AppliedFingerprints],
         stop: Callable[[], bool] | None = None,
+        deep: bool = True,
     ) -> ObservedRegion:
-        """Only the named repositories (a deep-resync shard's), read deeply; the registry is never listed. Those
-        ``stop`` kept from being read are ``unread`` (not in ``repositories``)."""
+        """Only the named repositories (a shard's), read deeply when ``deep`` (else as listed: a fast run's shard);
+        the registry is never listed. Those ``stop`` kept from being read are ``unread`` (not in ``repositories``)."""
         listed = {item["repositoryName"]: item for item in self._named_repository_items(sorted(set(names)))}
+        if not deep:
+            found = {name: _repository(item, None, applied.get(name)) for name, item in listed.items()}
+            return ObservedRegion(region=self.region, repositories=found)
         details, unread = self._deep_read(listed, list(listed), stop)
         repositories = {
             name: _repository(item, details.get(name), applied.get(name))

@@ -8,7 +8,7 @@ Items (the layout of the rest of the table is in :mod:`ecrcache.adapters.status_
     pk = "RUN#<run_id>"     sk = "SHARD#<region>#<index:05d>"  state, region, index, rules (JSON: prefix ->
                                                                repositories), retried?, report (JSON)?, error?,
                                                                expires_at
-    pk = "APPLIED#<home>"   sk = "#STATUS#<region>"          + fan (map: run_id, deadline): the Region's marker
+    pk = "APPLIED#<home>"   sk = "#STATUS#<region>"          + fan (map: run_id, deadline, started_at): its marker
 
 * Counts are numbers of their own on the run item (not in its ``run`` JSON), moved with ``ADD`` in the same
   ``TransactWriteItems`` as the shard's state, which is conditioned on the state the caller read: a count is never
@@ -82,7 +82,8 @@ def fanout_marker(item: Mapping[str, Any]) -> FanoutMarker | None:
     if found is None or "M" not in found:
         return None
     value = found["M"]
-    return FanoutMarker(run_id=value["run_id"]["S"], deadline=parse_iso(value["deadline"]["S"]))
+    started = parse_iso(value["started_at"]["S"]) if "started_at" in value else None
+    return FanoutMarker(run_id=value["run_id"]["S"], deadline=parse_iso(value["deadline"]["S"]), started_at=started)
 
 
 def _shard_key(run_id: str, region: str, index: int) -> Item:
@@ -147,7 +148,9 @@ class ShardRecords:
     def start_fanout(
         self, run: ReconcileRun, region: str, shards: Sequence[ShardRecord], *, deadline: datetime
     ) -> FanoutMarker | None:
-        marker: AttributeValueTypeDef = {"M": {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline))}}
+        marker: AttributeValueTypeDef = {
+            "M": {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline)), "started_at": _s(_iso(run.started_at))}
+        }
         items: list[Any] = [
             {
                 "Update": {
@@ -190,7 +193,7 @@ class ShardRecords:
         if not self._transact(items, "start a fan-out"):
             held = self._marker_of(region)
             if held is None:  # cleared meanwhile, or the run is no longer running: said as the run's own
-                return FanoutMarker(run_id=run.run_id, deadline=deadline)
+                return FanoutMarker(run_id=run.run_id, deadline=deadline, started_at=run.started_at)
             return held
         expires = _n(int((run.started_at + self.run_retention).timestamp()))
         requests: list[WriteRequestTypeDef] = [

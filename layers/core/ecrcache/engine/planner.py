@@ -866,18 +866,20 @@ def plan_repositories(
     *,
     role_path: RoleScope = ANY_ROLE,
     known: Collection[str] = (),
+    deep: bool = True,
 ) -> Plan:
     """Only the per-repository part of :func:`plan_region`: the actions for the repositories ``observed`` holds (a
-    deep-resync shard's, read deeply), each under the rule with the longest prefix it is under among ``desired`` and
-    ``known`` (the other rules known in the Region: retired, ECR's; :func:`plan_region` picks among the same), planned
-    when that rule is desired and the stack's role path allows it (blocked otherwise, as :func:`plan_region` blocks
+    shard's: read deeply, or ``deep`` false, compared with the applied fingerprints as a fast run does), each under
+    the rule with the longest prefix it is under among ``desired`` and ``known`` (the other rules known in the
+    Region: retired, ECR's; :func:`plan_region` picks among the same), planned when that rule is desired and the
+    stack's role path allows it (blocked otherwise, as :func:`plan_region` blocks
     them); a repository owned by a rule no longer desired is left alone.
 
     The checks that block a whole rule on what ECR and the store hold (its rule or template not ecrcache's, its
     credential's secret not replicated to the Region) are the coordinating run's: it read the Region's rules and
     templates, and gave its shards only the repositories of the rules it could plan (and no repository under a
     longer prefix of a rule ecrcache does not manage). No rule, template or exclusion action is planned."""
-    planner = _RegionPlanner(observed, Ownership(), deep=True, role_path=role_path)
+    planner = _RegionPlanner(observed, Ownership(), deep=deep, role_path=role_path)
     ready: dict[str, _Ready] = {}
     for prefix, rule in sorted(_by_prefix(desired, "desired").items()):
         prepared = _prepare(rule, role_path)

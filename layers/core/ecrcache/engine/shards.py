@@ -4,6 +4,8 @@ mean for the rules' statuses, and the finished run (the I/O is :mod:`ecrcache.se
 * :func:`managed_repositories` - the repositories of a Region whose per-repository work a deep read plans: each
   under the rule the planner gives it (the longest prefix among every rule known there: desired, retired and ECR's),
   kept when that rule is desired and could be planned (not blocked). :func:`shards_of` sorts and chunks them.
+* :func:`repository_work` / :func:`without_repositories` - the repositories a fast run's plan changes in ECR, and the
+  plan without them: when they are more than one shard, the run sends them to shard workers instead of applying them.
 * :func:`shard_report` - what one shard's apply and verify came to (counts, failures per rule, a few errors).
 * :func:`failed_by_rule` / :func:`repositories_failed_status` - a finished run's shard failures per Region and rule,
   and a rule's status saying so (``Synced`` false, reason ``RepositoriesFailed``).
@@ -19,6 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.plan import ActionKind
+from ecrcache.engine.status import APPLYING
 from ecrcache.engine.upstream_reasons import owning_prefix
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.shards import ShardRecord, ShardReport, ShardState, ShardTask
@@ -36,10 +39,13 @@ __all__ = [
     "REPOSITORIES_FAILED",
     "failed_by_rule",
     "finished_run",
+    "folded_status",
     "managed_repositories",
     "repositories_failed_status",
+    "repository_work",
     "shard_report",
     "shards_of",
+    "without_repositories",
 ]
 
 REPOSITORIES_FAILED: Final = "RepositoriesFailed"
@@ -62,6 +68,25 @@ def managed_repositories(
     }
 
 
+def repository_work(plan: Plan) -> dict[str, str]:
+    """Repository name -> its rule, for the repositories ``plan`` changes in ECR (an action that calls ECR on it):
+    the per-repository work a fast run fans out when it is more than one shard."""
+    return {
+        action.target: action.rule_prefix
+        for action in plan.actions
+        if action.kind.scope == "repository" and action.kind.calls_aws
+    }
+
+
+def without_repositories(plan: Plan, names: Collection[str]) -> Plan:
+    """``plan`` less every per-repository action on ``names`` (left to shard workers, which plan them again)."""
+    if not names:
+        return plan
+    gone = set(names)
+    kept = tuple(a for a in plan.actions if not (a.kind.scope == "repository" and a.target in gone))
+    return plan.model_copy(update={"actions": kept})
+
+
 def shards_of(
     managed: Mapping[str, str],
     *,
@@ -70,10 +95,11 @@ def shards_of(
     size: int,
     revision: int | None,
     known: Collection[str] = (),
+    deep: bool = True,
 ) -> list[tuple[ShardTask, ShardRecord]]:
     """``managed`` (name -> rule) sorted by name and cut into shards of ``size``: each shard's task (the message,
-    with the ``known`` prefixes its repositories are under) and its record (``queued``, with how many of its
-    repositories each rule has)."""
+    with the ``known`` prefixes its repositories are under; ``deep`` false: a fast run's shards) and its record
+    (``queued``, with how many of its repositories each rule has)."""
     names = sorted(managed)
     candidates = sorted(set(known) - {ROOT_PREFIX})
     shards: list[tuple[ShardTask, ShardRecord]] = []
@@ -82,7 +108,13 @@ def shards_of(
         rules = Counter(managed[name] for name in chunk)
         prefixes = tuple(p for p in candidates if any(name.startswith(p + "/") for name in chunk))
         task = ShardTask(
-            run_id=run_id, region=region, index=index, repositories=chunk, revision=revision, prefixes=prefixes
+            run_id=run_id,
+            region=region,
+            index=index,
+            repositories=chunk,
+            revision=revision,
+            prefixes=prefixes,
+            deep=deep,
         )
         record = ShardRecord(run_id=run_id, region=region, index=index, state=ShardState.QUEUED, rules=dict(rules))
         shards.append((task, record))
@@ -144,6 +176,19 @@ def repositories_failed_status(current: RuleStatus, failed: int, *, run_id: str,
     return current.with_condition(
         ConditionType.SYNCED, status=False, reason=REPOSITORIES_FAILED, message=message, now=now
     )
+
+
+def folded_status(current: RuleStatus, failed: int, *, run_id: str, now: datetime) -> RuleStatus | None:
+    """A rule's status once fanned-out run ``run_id`` finished, ``None`` when the run's end does not change it: not
+    ``Synced`` when its shards did not converge ``failed`` of its repositories (:func:`repositories_failed_status`),
+    ``Synced`` when the run left its repositories' changes to its shards (reason ``Applying``, recorded by the run
+    itself: a later run recorded what it found since) and they converged all of them."""
+    if failed:
+        return repositories_failed_status(current, failed, run_id=run_id, now=now)
+    synced = current.condition(ConditionType.SYNCED)
+    if synced is None or synced.reason != APPLYING or current.last_run_id != run_id:
+        return None
+    return current.with_condition(ConditionType.SYNCED, status=True, reason="Converged", message="", now=now)
 
 
 def finished_run(

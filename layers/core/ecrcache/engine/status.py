@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "APPLYING",
     "DELETING_MESSAGE",
     "UNVERIFIED",
     "VALIDATE_AFTER",
@@ -188,6 +189,17 @@ class RuleFindings:
     """The block waits for something under way (the Region's secret replica being created): it is
     ``Recoverable``, not ``Terminal``."""
     cached_repositories: int = 0
+    applying: int = 0
+    """Repositories of the rule whose changes were left to shard workers (too many for the run itself)."""
+    applying_run: str | None = None
+    """The run whose shard workers apply them (this run, or the one whose fan-out of the Region is unfinished)."""
+    waiting: bool = False
+    """:attr:`applying_run` is another run, whose unfinished fan-out the changes wait for."""
+
+
+APPLYING: Final = "Applying"
+"""The ``Synced`` reason of a rule whose repositories' changes shard workers are applying (a fast run's plan changed
+more repositories than one shard): the next run after they report settles the condition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +218,16 @@ def rule_findings(
     left: Plan,
     failures: Mapping[str, Sequence[Failure]],
     repositories: Iterable[str],
+    applying: Mapping[str, str] | None = None,
+    applying_run: str | None = None,
+    waiting: bool = False,
 ) -> dict[str, RuleFindings]:
     """What a run found for each of ``prefixes`` (the desired rules of ``region``): from the plan it
     applied, what verify left, the failed actions (by rule) and the repositories observed after.
-    Registry-level failures and leftovers (:data:`~ecrcache.engine.plan.REGISTRY_LEVEL`) go to every rule."""
+    Registry-level failures and leftovers (:data:`~ecrcache.engine.plan.REGISTRY_LEVEL`) go to every rule.
+    ``applying``: the repositories (name -> rule) whose changes ``applying_run``'s shard workers apply (``waiting``:
+    another run's, whose unfinished fan-out they wait for)."""
+    shards = Counter((applying or {}).values())
     planned = Counter(a.rule_prefix for a in plan.actions if a.kind.calls_aws)
     left_by_rule: dict[str, list[PlannedAction]] = defaultdict(list)
     for action in left.actions:
@@ -227,6 +245,9 @@ def rule_findings(
             blocked=blocked[prefix].reason if prefix in blocked else None,
             pending=prefix in blocked and blocked[prefix].pending,
             cached_repositories=cached.get(prefix, 0),
+            applying=shards.get(prefix, 0),
+            applying_run=applying_run if shards.get(prefix) else None,
+            waiting=waiting and bool(shards.get(prefix)),
         )
         for prefix in prefixes
     }
@@ -238,7 +259,9 @@ def synced_reason(found: RuleFindings) -> str:
         return "Pending" if found.pending else "Blocked"
     if found.failures:
         return "ApplyFailed"
-    return "NotConverged" if found.left else "Converged"
+    if found.left:
+        return "NotConverged"
+    return APPLYING if found.applying else "Converged"
 
 
 def synced_message(found: RuleFindings) -> str:
@@ -253,6 +276,18 @@ def synced_message(found: RuleFindings) -> str:
         first = found.left[0]
         return (
             f"{len(found.left)} action(s) still planned after apply, e.g. {first.kind} {first.target}: {first.reason}"
+        )
+    if found.applying and found.waiting:
+        return (
+            f"changes to {found.applying} cached repositories of this rule wait for the unfinished fan-out of run "
+            f"{found.applying_run} in this Region (GET /v1/runs/{found.applying_run}); the first reconcile after it "
+            "makes what is still to do"
+        )
+    if found.applying:
+        return (
+            f"{found.applying} cached repositories of this rule are being brought to its settings by the shard workers "
+            f"of run {found.applying_run} (GET /v1/runs/{found.applying_run}); the run sets this condition when they "
+            "have all reported"
         )
     return ""
 
@@ -270,7 +305,7 @@ def _recoverable(found: RuleFindings) -> tuple[bool, str, str]:
 def _conditions(status: RuleStatus, found: RuleFindings, now: datetime) -> RuleStatus:
     terminal = [r for _, r in found.failures if not r.retryable]
     blocked = found.blocked is not None and not found.pending
-    synced = not found.failures and not found.left and found.blocked is None
+    synced = not found.failures and not found.left and found.blocked is None and not found.applying
     recoverable, recoverable_reason, recoverable_message = _recoverable(found)
     return (
         status.with_condition(

@@ -1,10 +1,13 @@
-"""The deep resync's fan-out: one shard of a Region's repositories per SQS message, and the run's shard counts.
+"""The reconcile fan-out: one shard of a Region's repositories per SQS message, and the run's shard counts.
 
 A deep reconcile of a Region with more managed repositories than one shard (:data:`DEFAULT_SHARD_SIZE`)
 does the Region's rules, templates and exclusions itself, then sends the per-repository work as
 :class:`ShardTask` s (sorted names, chunked) to the shard queue; a worker deep-reads, plans, applies and
-verifies one shard, and reports it. The run record counts its shards (:class:`ShardCounts`) and stays
-``running`` until ``done + failed == total``; whoever makes it so finishes the run (exactly once).
+verifies one shard, and reports it. A fast reconcile whose plan changes more repositories than one shard (a rule's
+``keep_last`` changed under 20,000 cached repositories) sends those repositories the same way, as shards the
+worker plans from the applied fingerprints (:attr:`ShardTask.deep` false). The run record counts its shards
+(:class:`ShardCounts`) and stays ``running`` until ``done + failed == total``; whoever makes it so finishes the
+run (exactly once).
 
 Nothing here does I/O, reads a clock or the environment.
 """
@@ -12,6 +15,7 @@ Nothing here does I/O, reads a clock or the environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
@@ -113,6 +117,15 @@ class ShardTask(_Frozen):
             "is left alone)."
         ),
     )
+    deep: bool = Field(
+        default=True,
+        description=(
+            "True: a deep resync's shard (the worker reads each repository's lifecycle policy, repository policy and "
+            "tags, and plans from what ECR holds). False: a fast run's per-repository changes, too many for its own "
+            "invocation (the worker plans from what ecrcache last applied, as the fast run did, and reads deeply only "
+            "to verify what it wrote). A task without the field (sent before it existed) is a deep one."
+        ),
+    )
 
     @field_validator("repositories")
     @classmethod
@@ -143,10 +156,18 @@ class ShardCounts(_Frozen):
 
 class FanoutMarker(_Frozen):
     """A Region's unfinished fan-out (the ``fan`` attribute of its status item): the run whose shards are out,
-    and until when they may report. A deep run finding one starts no other fan-out of the Region."""
+    and until when they may report. A run finding one starts no other fan-out of the Region, and leaves its own
+    per-repository changes to it (but those of repositories created after it started: in none of its shards)."""
 
     run_id: str = Field(min_length=1, max_length=128)
     deadline: AwareDatetime
+    started_at: AwareDatetime | None = None
+    """When the run that fanned out started (``None``: a marker written before the field: every repository is
+    taken to be in its shards)."""
+
+    def covers(self, created_at: datetime | None) -> bool:
+        """Whether a repository created at ``created_at`` (``None``: not known) may be in the fan-out's shards."""
+        return self.started_at is None or created_at is None or created_at < self.started_at
 
 
 class ShardReport(_Frozen):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from ecrcache.engine.plan import Plan
 from ecrcache.engine.planner import plan as plan_regions
 from ecrcache.engine.role_path import ANY_ROLE
-from ecrcache.engine.shards import managed_repositories
+from ecrcache.engine.shards import managed_repositories, repository_work, without_repositories
 from ecrcache.engine.status import (
     RegionSummary,
     RunSummary,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.models.observed import ObservedRegion, ObservedRule
     from ecrcache.models.region_records import RegionState
+    from ecrcache.models.shards import FanoutMarker
     from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
     from ecrcache.services.forwarders import ForwarderOutcome, ForwarderPhase
@@ -289,7 +290,13 @@ class ReconcileService:
         if outcome.shards is not None and self.shards is not None:  # its deep read goes to shard workers
             known = {*inputs.prefixes(region), *outcome.rules}  # the owners a deep read picks among
             fanned = self.shards.fan_out(
-                self.finisher, run, region, outcome.shards, revision=inputs.revision, known=known
+                self.finisher,
+                run,
+                region,
+                outcome.shards,
+                revision=inputs.revision,
+                known=known,
+                deep=outcome.shards_deep,
             )
             log.errors.extend(fanned.errors)
             log.fanned |= fanned.shards > 0
@@ -379,7 +386,7 @@ class ReconcileService:
         else:
             self.status.finish_run(done, log.stamps)
             run_metrics(done.summary)
-        logger.info("reconcile finished", extra={"run_id": run.run_id, "status": status, "summary": done.summary})
+        logger.info("reconcile finished", extra={"run_id": run.run_id, "status": done.status, "summary": done.summary})
         return done
 
     # -- one Region ----------------------------------------------------------------------------
@@ -391,29 +398,65 @@ class ReconcileService:
         observed, state, reads, deep = self._observe_first(region, inputs, scope, self.status.read_region(region))
         ownership, applied = state.status.ownership, dict(state.applied)
         plan = self.planner.plan_region(region, inputs, observed, ownership)
-        outcome = self.applier.apply(region, plan, observed, applied, ownership)
-        if any(a.kind.calls_aws for a in plan.actions):
+        leave, holder = self._leave_to_shards(region, plan, observed, state.status.fanout, run_id)
+        here = without_repositories(plan, leave)
+        outcome = self.applier.apply(region, here, observed, applied, ownership)
+        outcome.applying, outcome.applying_run = leave, holder
+        if any(a.kind.calls_aws for a in here.actions):
             after, left = self._verify(region, inputs, reads, outcome)
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
         outcome.rules = after.rules
-        if settled := _settled(reads, after, left, deep, outcome.recorded):
+        if settled := _settled(reads, after, left, deep, outcome.recorded, leave):
             self.status.record_applied(region, settled)
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
         if scope.deep and not reads.deep:  # the run read the Region on the fast path: its shards read it deeply
             outcome.shards = managed_repositories(after, plan, desired, inputs.retired_in(region))
+        elif leave and holder == run_id:  # its changes to more repositories than one shard: its shards make them
+            outcome.shards, outcome.shards_deep = leave, False
         outcome.at = self.statuses.record(
             region,
             inputs=inputs,
             observed=after,
-            plan=plan,
+            plan=here,
             left=left,
             outcome=outcome,
             run_id=run_id,
             recorded=state.status,
         )
         return outcome, left
+
+    def _leave_to_shards(
+        self, region: str, plan: Plan, observed: ObservedRegion, marker: FanoutMarker | None, run_id: str
+    ) -> tuple[dict[str, str], str | None]:
+        """The repositories (name -> rule) whose changes the run leaves to shard workers, and whose workers (none:
+        the run makes every change itself, as without shard workers configured).
+
+        While another run's fan-out of the Region is unfinished, the changes of the repositories its shards may
+        hold are left to it, however few (a run never races an unfinished fan-out over the same repositories; what
+        its shards do not make, the first run after it finds still to do); a repository ECR created after it
+        started is in none of its shards. Else a plan changing more repositories than one shard leaves them all to
+        this run's own shards; fewer are made here."""
+        if self.shards is None:
+            return {}, None
+        work = repository_work(plan)
+        if work and marker is not None and marker.run_id != run_id and not self.finisher.release(region, marker):
+            repositories = observed.repositories
+            waiting = {
+                name: rule
+                for name, rule in work.items()
+                if marker.covers(repo.created_at if (repo := repositories.get(name)) is not None else None)
+            }
+            if waiting:
+                logger.info(
+                    "repository changes left to an unfinished fan-out",
+                    extra={"region": region, "repositories": len(waiting), "run_id": marker.run_id},
+                )
+            return waiting, marker.run_id if waiting else None
+        if not self.shards.wanted(len(work)):
+            return {}, None
+        return work, run_id
 
     def _observe_first(
         self, region: str, inputs: DesiredByRegion, scope: Scope, state: RegionState
@@ -438,10 +481,11 @@ class ReconcileService:
     def _verify(
         self, region: str, inputs: DesiredByRegion, scope: Scope, outcome: RegionOutcome
     ) -> tuple[ObservedRegion, Plan]:
-        """Re-read (deeply where the run wrote) and plan again: what is left did not converge."""
+        """Re-read (deeply where the run wrote) and plan again: what is left did not converge (but the changes left
+        to shard workers, :attr:`RegionOutcome.applying`)."""
         deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
         after, after_owned, _ = self.planner.observe(region, inputs.prefixes(region), deep=deep)
-        left = plan_regions(
+        planned = plan_regions(
             {region: inputs.desired_in(region)},
             {region: inputs.retired_in(region)},
             {region: after},
@@ -449,6 +493,7 @@ class ReconcileService:
             warmer_role=self.planner.warmer_role_arn,
             role_path=self.planner.role_path,
         )
+        left = without_repositories(planned, outcome.applying)
         # What verify still finds wrong must not be trusted by the next fast resync.
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
         if unsure:
@@ -476,17 +521,18 @@ def _unsettled(scope: Scope, observed: ObservedRegion) -> set[str]:
     }
 
 
-def _settled(
+def _settled(  # noqa: PLR0917 - one pure step of _reconcile_region, its values in its order
     scope: Scope,
     after: ObservedRegion,
     left: Plan,
     deep: Literal[True] | set[str],
     recorded: Mapping[str, AppliedFingerprints],
+    leave: Collection[str] = (),
 ) -> dict[str, AppliedFingerprints]:
     """The repositories named as new this run read deeply and left converged, with their creation time: their
     record (as this run ``recorded`` it, else as read) says they are settled (a later event about the same
-    repository reads it no more)."""
-    unsure = {action.target for action in left.actions}
+    repository reads it no more). Those whose changes were ``leave``-d to shard workers are not settled yet."""
+    unsure = {action.target for action in left.actions} | set(leave)
     return {
         name: (recorded.get(name) or repo.applied or AppliedFingerprints()).model_copy(
             update={"created_at": repo.created_at}

@@ -43,6 +43,11 @@ class RegionOutcome:
     """When the run recorded the Region's statuses (its stamp)."""
     shards: dict[str, str] | None = None
     """The repositories (name -> rule) whose deep read goes to shard workers; ``None``: read by the run itself."""
+    shards_deep: bool = True
+    """Whether :attr:`shards` are a deep read's (else a fast run's changes, planned from the applied fingerprints)."""
+    applying: dict[str, str] = field(default_factory=dict)
+    """The repositories (name -> rule) whose changes the run left to shard workers (:attr:`applying_run`'s)."""
+    applying_run: str | None = None
 
     def summary(self, left: Plan) -> RegionSummary:
         return RegionSummary(

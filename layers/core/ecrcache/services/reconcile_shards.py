@@ -37,7 +37,7 @@ from ecrcache.engine.role_path import ANY_ROLE
 from ecrcache.engine.shards import (
     failed_by_rule,
     finished_run,
-    repositories_failed_status,
+    folded_status,
     shard_report,
     shards_of,
 )
@@ -129,7 +129,7 @@ class ShardFinisher:
             return None  # another caller finished it
         for region in sorted(progress.regions):
             self.status.clear_fanout(region, run_id)
-        self._fold(done, records)
+        self._fold(done, records, progress.regions)
         run_metrics(done.summary)
         counts = done.shards
         metrics.add_metric(name="ReconcileShards", unit="Count", value=counts.total if counts else 0)
@@ -139,13 +139,15 @@ class ShardFinisher:
         )
         return done
 
-    def _fold(self, run: ReconcileRun, records: Sequence[ShardRecord]) -> None:
-        """The rules some of whose repositories the shards did not converge: not ``Synced`` (best effort: the run
-        record says it all the same; a status write that keeps conflicting is logged)."""
+    def _fold(self, run: ReconcileRun, records: Sequence[ShardRecord], regions: Collection[str]) -> None:
+        """The rules some of whose repositories the shards did not converge: not ``Synced``; the rules whose changes
+        the run left to its shards (``Applying``), the others: ``Synced`` (best effort: the run record says it all
+        the same; a status write that keeps conflicting is logged, and the next run settles the condition)."""
         now = self.clock()
-        for region, failed in failed_by_rule(records).items():
+        failed = failed_by_rule(records)
+        for region in sorted({*regions, *failed}):
             try:
-                self._fold_region(region, failed, run.run_id, now)
+                self._fold_region(region, failed.get(region, {}), run.run_id, now)
             except EcrcacheError as exc:
                 logger.warning(
                     "shard failures not recorded on the rules", extra={"region": region, "error": exc.message}
@@ -155,9 +157,9 @@ class ShardFinisher:
         for _ in range(2):  # a version conflict: read again, write what still differs, once
             recorded = self.status.region_status(region)
             put = {
-                prefix: repositories_failed_status(recorded.statuses[prefix], count, run_id=run_id, now=now)
-                for prefix, count in failed.items()
-                if prefix in recorded.statuses
+                prefix: status
+                for prefix, current in recorded.statuses.items()
+                if (status := folded_status(current, failed.get(prefix, 0), run_id=run_id, now=now)) is not None
             }
             if not put or self.status.write_statuses(region, put, version=recorded.version):
                 break
@@ -296,7 +298,8 @@ class ShardFanout:
         self.deadline = timedelta(seconds=deadline_seconds)
 
     def wanted(self, repositories: int) -> bool:
-        """Whether a Region listing this many repositories has its deep read fanned out (more than one shard)."""
+        """Whether this many repositories are more than one shard: a Region listing them has its deep read fanned
+        out, a fast run changing them leaves the changes to shard workers."""
         return repositories > self.shard_size
 
     def fan_out(
@@ -308,13 +311,22 @@ class ShardFanout:
         *,
         revision: int | None,
         known: Collection[str] = (),
+        deep: bool = True,
     ) -> FanoutOutcome:
         """Record the Region's shards (marker, run total, shard items), then send them; never while another run's
         fan-out of the Region is unfinished (said in the run's errors: a marker left over by a finished run, or past
         its deadline, is released first). Shards that cannot be sent are failed. ``known``: the Region's rule prefixes
-        (desired, retired, ECR's), among which the workers pick the repositories' owners (:class:`ShardTask`)."""
+        (desired, retired, ECR's), among which the workers pick the repositories' owners (:class:`ShardTask`).
+        ``deep`` false: ``managed`` are the repositories a fast run's plan changes (the workers plan them from the
+        applied fingerprints, as the run did)."""
         shards = shards_of(
-            managed, run_id=run.run_id, region=region, size=self.shard_size, revision=revision, known=known
+            managed,
+            run_id=run.run_id,
+            region=region,
+            size=self.shard_size,
+            revision=revision,
+            known=known,
+            deep=deep,
         )
         if not shards:
             return FanoutOutcome()
@@ -334,7 +346,10 @@ class ShardFanout:
         failed = dict.fromkeys(unsent, "could not be sent to the shard queue")
         finisher.fail_shards(run.run_id, region, failed, expected=ShardState.QUEUED)
         errors = [f"{region}: {len(unsent)} of {len(tasks)} shards could not be sent to the shard queue"] * bool(unsent)
-        logger.info("deep read fanned out", extra={"region": region, "shards": len(tasks), "unsent": len(unsent)})
+        logger.info(
+            "reconcile fanned out",
+            extra={"region": region, "deep": deep, "shards": len(tasks), "unsent": len(unsent)},
+        )
         return FanoutOutcome(shards=len(tasks), errors=errors)
 
     def _record(
@@ -431,8 +446,10 @@ class ShardWorkerService:
         desired, revision = self._desired(region)
         applied = self.status.applied_of(region, task.repositories)
         registry = self.registry(region)
-        observed = _in_time(registry.observe_repositories(task.repositories, applied=applied, stop=deadline))
-        plan = plan_repositories(desired, observed, role_path=self.role_path, known=task.prefixes)
+        observed = _in_time(
+            registry.observe_repositories(task.repositories, applied=applied, stop=deadline, deep=task.deep)
+        )
+        plan = plan_repositories(desired, observed, role_path=self.role_path, known=task.prefixes, deep=task.deep)
         outcome = self.applier.apply(region, plan, observed, applied, Ownership())
         left = Plan()
         if any(action.kind.calls_aws for action in plan.actions):

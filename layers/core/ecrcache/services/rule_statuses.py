@@ -53,6 +53,14 @@ class RegionResults(Protocol):
     @property
     def validated(self) -> Collection[str]: ...
 
+    @property
+    def applying(self) -> Mapping[str, str]:
+        """The repositories (name -> rule) whose changes shard workers apply (:attr:`applying_run`'s)."""
+        ...
+
+    @property
+    def applying_run(self) -> str | None: ...
+
 
 class RuleStatusRecorder:
     """Writes the rules' statuses of the Regions a run reconciled (see the module)."""
@@ -95,6 +103,9 @@ class RuleStatusRecorder:
                 left=left,
                 failures=outcome.failures,
                 repositories=observed.repositories,
+                applying=outcome.applying,
+                applying_run=outcome.applying_run,
+                waiting=outcome.applying_run not in {None, run_id},
             )
 
         findings = findings_of([r.prefix for r in desired])
