@@ -1,6 +1,7 @@
 """Reconcile benchmark: API calls and time per reconcile, beside a naive baseline, in one run.
 
-``python -m bench.reconcile_bench [--rules 50] [--repos 2000] [--repeat 3] [--heavy-repeat 1] [--out FILE]``
+``python -m bench.reconcile_bench [--rules 50] [--repos 2000] [--repeat 3] [--heavy-repeat 1] [--out FILE]
+[--no-fanout]`` (and bench/fanout_bench.py's options: its scenarios run after these, unless ``--no-fanout``)
 
 Everything runs in this process on the embedded AWS (moto + the ECR extension, as the functional
 tests use it); nothing here can reach a real AWS account (fake credentials are forced below).
@@ -546,6 +547,8 @@ class RunInfo:
     elapsed: float
     load_before: float
     load_after: float
+    fanout: bool = True
+    """The run also ran the fan-out scenarios (``--no-fanout``: not)."""
 
 
 def render(fleet: Fleet, results: Mapping[str, Result], found: Sequence[Check], info: RunInfo) -> str:
@@ -593,8 +596,12 @@ def render(fleet: Fleet, results: Mapping[str, Result], found: Sequence[Check], 
         + (" (fewer runs, to keep these scenarios short on this machine)" if lowered else "")
         + ". Times are medians; the call counts are exact and were checked equal in every run.",
         "",
-        f"Command (these scenarios took {info.elapsed:.0f} s of it on the machine below, setup included; it also "
-        "runs the fan-out scenarios of the next section, which give their own time):",
+        f"Command (these scenarios took {info.elapsed:.0f} s of it on the machine below, setup included"
+        + (
+            "; it also runs the fan-out scenarios of the next section, which give their own time):"
+            if info.fanout
+            else "; with `--no-fanout` it runs no fan-out scenario: the next section is another command's):"
+        ),
         "",
         "```",
         info.command,
@@ -805,6 +812,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, fanout_b
         help=f"runs of full create, deep resync and the naive first run (default {DEFAULT_HEAVY_REPEAT})",
     )
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: standard output)")
+    parser.add_argument(
+        "--no-fanout",
+        action="store_true",
+        help="run only these scenarios, not bench/fanout_bench.py's (its section of --out is left as it is)",
+    )
     fanout_bench.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.rules <= MAX_RULES:
@@ -822,31 +834,37 @@ def _command(args: argparse.Namespace, settings: fanout_bench.Settings) -> str:
         command.append(f"--repeat {args.repeat}")
     if args.heavy_repeat != DEFAULT_HEAVY_REPEAT:
         command.append(f"--heavy-repeat {args.heavy_repeat}")
-    command += fanout_bench.command_options(settings)
+    command += ["--no-fanout"] if args.no_fanout else fanout_bench.command_options(settings)
     if args.out:
         command.append(f"--out {args.out}")
     return " ".join(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The reconcile scenarios, then the fan-out's (bench/fanout_bench.py): each writes its own section, and
-    neither is written when a check of either fails."""
+    """The reconcile scenarios, then the fan-out's (bench/fanout_bench.py; not with ``--no-fanout``): each writes its
+    own section, and neither is written when a check of either fails."""
     args, settings = parse_args(argv)
     fleet = Fleet(rules=args.rules, repositories=args.repos)
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     try:
         results = run_scenarios(fleet, args.repeat, args.heavy_repeat)
         elapsed, load_between = time.perf_counter() - start, os.getloadavg()[0]
-        fanned, fanned_checks = fanout_bench.run(args.rules, args.repos, settings)
+        fanned = None if args.no_fanout else fanout_bench.run(args.rules, args.repos, settings)
     except BenchError as exc:
         log(f"FAILED: {exc}")
         return 1
     found = checks(fleet, results)
     command = _command(args, settings)
-    info = RunInfo(command, args.repeat, args.heavy_repeat, elapsed, load_before, load_between)
+    repeats = (args.repeat, args.heavy_repeat)
+    info = RunInfo(command, *repeats, elapsed, load_before, load_between, fanout=fanned is not None)
     report = render(fleet, results, found, info)
-    fanout_info = fanout_bench.RunInfo(command, time.perf_counter() - start - elapsed, load_between, os.getloadavg()[0])
-    fanout_report = fanout_bench.render(fanned, fanned_checks, fanout_info)
+    fanout_report, fanned_checks = "", []
+    if fanned is not None:
+        fanout_info = fanout_bench.RunInfo(
+            command, time.perf_counter() - start - elapsed, load_between, os.getloadavg()[0]
+        )
+        fanout_report = fanout_bench.render(fanned[0], fanned[1], fanout_info)
+        fanned_checks = list(fanned[1])
     failed = [c for c in (*found, *fanned_checks) if not c.ok]
     if failed or not args.out:
         sys.stdout.write(report + "\n" + fanout_report)
@@ -857,8 +875,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.out:
         write_section(args.out, GENERATOR, report)
-        write_section(args.out, fanout_bench.GENERATOR, fanout_report)
-        log(f"wrote the reconcile and fan-out sections of {args.out} in {time.perf_counter() - start:.0f} s")
+        if fanout_report:
+            write_section(args.out, fanout_bench.GENERATOR, fanout_report)
+        written = "reconcile and fan-out sections" if fanout_report else "reconcile section"
+        log(f"wrote the {written} of {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
 
 
