@@ -47,7 +47,7 @@ setup: $(VENV)/.stamp $(TOOLS)/.stamp .debian.stamp ## create .venv (project), .
 # module's expensive fixtures (sam build, the fuzz run, the e2e stack) are built once; coverage is combined.
 WORKERS ?= auto
 test: setup ## the whole suite: unit, functional, contract (cfn-lint, sam validate --lint, sam build), e2e; coverage floor
-	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --cov --cov-report=term
+	$(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --cov --cov-report=term --durations=20
 
 local: $(VENV)/.stamp .debian.stamp ## run the whole controller here until Ctrl-C: API :3000/v1, AWS :4566, registry :5000 (ARGS="--api-port 3001 ...")
 	$(VENV)/bin/ecrcache local $(ARGS)
