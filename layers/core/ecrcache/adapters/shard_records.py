@@ -90,6 +90,14 @@ def fanout_marker(item: Mapping[str, Any]) -> FanoutMarker | None:
     )
 
 
+def _marker_value(run: ReconcileRun, deadline: datetime, prefixes: Collection[str] | None) -> AttributeValueTypeDef:
+    """The ``fan`` map :func:`fanout_marker` reads."""
+    fields = {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline)), "started_at": _s(_iso(run.started_at))}
+    if prefixes is not None:
+        fields["prefixes"] = _s(json.dumps(sorted(prefixes)))
+    return {"M": fields}
+
+
 def _shard_key(run_id: str, region: str, index: int) -> Item:
     return {"pk": _s(f"RUN#{run_id}"), "sk": _s(f"{SHARD_SORT_PREFIX}{region}#{index:05d}")}
 
@@ -158,10 +166,7 @@ class ShardRecords:
         deadline: datetime,
         prefixes: Collection[str] | None = None,
     ) -> FanoutMarker | None:
-        fields = {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline)), "started_at": _s(_iso(run.started_at))}
-        if prefixes is not None:
-            fields["prefixes"] = _s(json.dumps(sorted(prefixes)))
-        marker: AttributeValueTypeDef = {"M": fields}
+        marker = _marker_value(run, deadline, prefixes)
         items: list[Any] = [
             {
                 "Update": {
