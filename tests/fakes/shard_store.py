@@ -40,12 +40,23 @@ class MemoryShardRecords:
         return run if fan is None else run.model_copy(update={"shards": fan.counts})
 
     def start_fanout(
-        self, run: ReconcileRun, region: str, shards: Sequence[ShardRecord], *, deadline: datetime
+        self,
+        run: ReconcileRun,
+        region: str,
+        shards: Sequence[ShardRecord],
+        *,
+        deadline: datetime,
+        prefixes: Collection[str] | None = None,
     ) -> FanoutMarker | None:
         if region in self.markers:
             return self.markers[region]
         self.writes.append(("start_fanout", run.run_id, region, str(len(shards))))
-        self.markers[region] = FanoutMarker(run_id=run.run_id, deadline=deadline, started_at=run.started_at)
+        self.markers[region] = FanoutMarker(
+            run_id=run.run_id,
+            deadline=deadline,
+            started_at=run.started_at,
+            prefixes=None if prefixes is None else tuple(sorted(prefixes)),
+        )
         fan = self.fanouts.setdefault(run.run_id, _Fanout())
         fan.counts = fan.counts.model_copy(update={"total": fan.counts.total + len(shards)})
         fan.coordinating = True

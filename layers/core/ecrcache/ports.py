@@ -263,11 +263,17 @@ class ShardStore(Protocol):
     record's shard counts and one item per shard, each count moved in the same transaction as its shard."""
 
     def start_fanout(
-        self, run: ReconcileRun, region: str, shards: Sequence[ShardRecord], *, deadline: datetime
+        self,
+        run: ReconcileRun,
+        region: str,
+        shards: Sequence[ShardRecord],
+        *,
+        deadline: datetime,
+        prefixes: Collection[str] | None = None,
     ) -> FanoutMarker | None:
-        """Record a Region's fan-out before anything is sent: the Region's marker and the run's shard total (one
-        transaction; refused while the Region has a marker: that marker is returned), then each shard ``queued``.
-        ``None``: recorded."""
+        """Record a Region's fan-out before anything is sent: the Region's marker (with ``prefixes``, the rules a fast
+        run's shards hold; ``None``: a deep resync's, every rule) and the run's shard total (one transaction; refused
+        while the Region has a marker: that marker is returned), then each shard ``queued``. ``None``: recorded."""
         ...
 
     def shard(self, run_id: str, region: str, index: int) -> ShardRecord | None:

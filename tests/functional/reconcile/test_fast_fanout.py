@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -19,23 +20,29 @@ import pytest
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import PER_REPOSITORY_READS
 from ecrcache.adapters.secrets_store import SecretsManagerStore
+from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.shards import REPOSITORIES_FAILED
-from ecrcache.engine.status import APPLYING
+from ecrcache.engine.status import APPLYING, UNVERIFIED
+from ecrcache.errors import RetryableError
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.shards import ShardCounts
-from ecrcache.models.status import ConditionType, RunStatus
+from ecrcache.models.status import ConditionType, RunStatus, RunTrigger
 from ecrcache.services.desired_state import DesiredStateService
+from ecrcache.services.reconcile import Scope
 from tests.conftest import REGION
 from tests.functional.reconcile.fanout_support import (
     ACTOR,
+    OTHER_LIFECYCLE,
     REPOSITORIES,
     RULES,
     SHARD_SIZE,
     Fanout,
+    drift,
     fanout_world,
+    lifecycle,
     synced,
 )
-from tests.functional.reconcile.support import failing
+from tests.functional.reconcile.support import aws_error, failing
 
 pytestmark = pytest.mark.functional
 
@@ -84,15 +91,16 @@ def test_a_fast_run_changing_more_repositories_than_one_shard_leaves_them_to_its
     fan.reset_calls()
     # WHEN the fast resync runs
     run = fan.fast()
-    # THEN it wrote the template itself and no repository: it sent 2 fast shards with quay's repositories
+    # THEN it wrote the template itself and no repository: it sent quay's repositories as fast shards, of 3/8 of a
+    # deep shard (a repository can take 8 ECR calls there, against a deep read's 3): 1 repository each here
     assert "PutLifecyclePolicy" not in fan.registry.calls
     assert fan.registry.calls["UpdateRepositoryCreationTemplate"] == 1
     assert run.status is RunStatus.RUNNING
-    assert run.shards == ShardCounts(total=2)
+    assert run.shards == ShardCounts(total=len(QUAY))
     tasks = list(fan.queue.pending)
     assert [name for task in tasks for name in task.repositories] == list(QUAY)
     assert not any(task.deep for task in tasks)
-    assert all(len(task.repositories) <= SHARD_SIZE for task in tasks)
+    assert all(len(task.repositories) == max(1, SHARD_SIZE * 3 // 8) for task in tasks)
     # AND quay is Applying, naming the run; k8s (nothing to change) is Synced
     assert synced(fan, "quay") == (False, APPLYING)
     assert run.run_id in _message(fan, "quay")
@@ -100,12 +108,12 @@ def test_a_fast_run_changing_more_repositories_than_one_shard_leaves_them_to_its
     # WHEN the workers process the shards
     results = fan.drain()
     # THEN every quay repository keeps 3, the run succeeded with the writes counted, the last shard finished it
-    assert [r.finished for r in results] == [False, True]
+    assert [r.finished for r in results] == [False] * (len(QUAY) - 1) + [True]
     assert {name: _kept(fan, name) for name in QUAY} == dict.fromkeys(QUAY, 3)
     done = fan.run(run.run_id)
     assert done.status is RunStatus.SUCCEEDED, done.errors
     assert done.summary["put_lifecycle_policy"] == len(QUAY)
-    assert done.shards == ShardCounts(total=2, done=2)
+    assert done.shards == ShardCounts(total=len(QUAY), done=len(QUAY))
     # AND the finish settled quay's condition, and the Region's marker is gone
     assert synced(fan, "quay") == (True, "Converged")
     assert fan.status.region_status(REGION).fanout is None
@@ -239,3 +247,148 @@ def test_a_deep_run_leaves_a_fast_plans_many_changes_to_its_deep_shards(
     assert fan.registry.calls["PutLifecyclePolicy"] == len(QUAY)
     assert fan.run(run.run_id).status is RunStatus.SUCCEEDED
     assert synced(fan, "quay") == (True, "Converged")
+
+
+# --------------------------------------------------------------------------------------------------
+# What waits for an unfinished fan-out, and what does not
+
+
+def test_drift_an_event_run_reads_during_an_unfinished_fanout_is_repaired_at_once(fan: Fanout) -> None:
+    # GIVEN a deep resync fanned out whose shard holding quay/library/image-0 has already been worked
+    deep = fan.deep()
+    name = "quay/library/image-0"
+    worked = next(task for task in fan.queue.pending if name in task.repositories)
+    fan.queue.pending.remove(worked)
+    fan.deliver(worked)
+    # WHEN the repository's lifecycle policy is changed out of band, and its CloudTrail event's run reads it deeply
+    drift(fan, name)
+    fan.reset_calls()
+    run = fan.reconciler.reconcile(Scope(deep_repositories=frozenset({name})), RunTrigger.CLOUDTRAIL)
+    # THEN the run repaired it itself: the fan-out's shard read it before the drift and will not come back to it
+    assert run.status is RunStatus.SUCCEEDED, run.errors
+    assert fan.registry.calls["PutLifecyclePolicy"] == 1
+    assert lifecycle(fan, name) != OTHER_LIFECYCLE
+    assert fan.run(deep.run_id).status is RunStatus.RUNNING
+
+
+def test_a_change_to_a_rule_a_fast_fanout_does_not_hold_is_made_at_once(
+    fan: Fanout, desired: DesiredStateService
+) -> None:
+    # GIVEN quay's changes fanned out by a fast run, its shards not worked yet
+    _keep_last(desired, "quay", 3)
+    fast = fan.fast()
+    assert fast.shards is not None
+    # WHEN k8s's keep_last changes (4 repositories) and a fast run comes
+    _keep_last(desired, "k8s", 2)
+    fan.reset_calls()
+    run = fan.fast()
+    # THEN k8s's repositories are in none of the fan-out's shards: written at once; quay's still wait for them
+    assert run.status is RunStatus.SUCCEEDED, run.errors
+    assert fan.registry.calls["PutLifecyclePolicy"] == len(K8S)
+    assert synced(fan, "k8s") == (True, "Converged")
+    assert synced(fan, "quay") == (False, APPLYING)
+    assert {name: _kept(fan, name) for name in QUAY} == dict.fromkeys(QUAY, 10)
+
+
+# --------------------------------------------------------------------------------------------------
+# A fan-out that cannot be recorded
+
+
+def test_a_fast_fanout_that_cannot_be_recorded_leaves_its_rules_not_synced(
+    fan: Fanout, desired: DesiredStateService
+) -> None:
+    # GIVEN DynamoDB refusing the fan-out's transaction (marker and count)
+    _keep_last(desired, "quay", 3)
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def refuse_the_fanout(**kwargs: Any) -> Any:
+        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
+            raise aws_error("ProvisionedThroughputExceededException", "TransactWriteItems")
+        return original(**kwargs)
+
+    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
+    try:
+        run = fan.fast()
+    finally:
+        del client.transact_write_items
+    # THEN nothing was sent or written; the run says why, and quay is not Synced: its changes are still to make
+    assert fan.queue.sent == []
+    assert (run.status, run.shards) == (RunStatus.PARTIAL, None)
+    assert any("shards could not be recorded" in error for error in run.errors), run.errors
+    assert run.summary["left_after_verify"] == len(QUAY)
+    assert synced(fan, "quay") == (False, "NotConverged")
+    # AND the next fast run fans them out
+    assert fan.fast().shards == ShardCounts(total=len(QUAY))
+
+
+def test_a_fast_fanout_whose_shards_were_never_recorded_does_not_say_synced(
+    fan: Fanout, desired: DesiredStateService
+) -> None:
+    # GIVEN DynamoDB refusing the shard items (after the marker and the count were written)
+    _keep_last(desired, "quay", 3)
+    client = fan.status.client
+
+    def throttled(**_: Any) -> Any:
+        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
+
+    client.batch_write_item = throttled  # type: ignore[method-assign]
+    try:
+        run = fan.fast()
+    finally:
+        del client.batch_write_item
+    # THEN nothing was sent, the run finished partial (it updated quay's template), and quay is not Synced: nothing
+    # of its repositories' changes was made
+    assert fan.queue.sent == []
+    assert run.status is RunStatus.PARTIAL
+    assert synced(fan, "quay") == (False, REPOSITORIES_FAILED)
+    assert {name: _kept(fan, name) for name in QUAY} == dict.fromkeys(QUAY, 10)
+
+
+# --------------------------------------------------------------------------------------------------
+# A fast shard's verify, and the desired state moving under it
+
+
+def test_a_fast_shard_out_of_time_in_its_verify_leaves_its_writes_unverified_and_is_retried(
+    fan: Fanout, desired: DesiredStateService
+) -> None:
+    # GIVEN a fast shard whose invocation's time runs out after its writes, before they are verified
+    _keep_last(desired, "quay", 3)
+    run = fan.fast()
+    task = fan.queue.take()
+
+    def running_out() -> Deadline:
+        ticks = iter([60.0])  # the check before the shard starts; past it after
+        return Deadline(lambda: next(ticks, 0.0))
+
+    with pytest.raises(RetryableError, match="time ran out"):
+        fan.worker.process(task, last_attempt=False, deadline=running_out())
+    # THEN what it wrote is not trusted: the next delivery writes and verifies it again
+    [name] = task.repositories
+    assert fan.status.applied_of(REGION, [name])[name].lifecycle == UNVERIFIED
+    fan.reset_calls()
+    assert fan.deliver(task).outcome == "done"
+    assert fan.registry.calls["PutLifecyclePolicy"] == 1
+    assert fan.status.applied_of(REGION, [name])[name].lifecycle != UNVERIFIED
+    assert fan.run(run.run_id).shards == ShardCounts(total=len(QUAY), done=1)
+
+
+@pytest.mark.parametrize(("moved", "trusted"), [("k8s", True), ("quay", False)])
+def test_a_fast_shards_writes_are_untrusted_only_when_their_own_rule_moved(
+    fan: Fanout, desired: DesiredStateService, monkeypatch: pytest.MonkeyPatch, moved: str, trusted: bool
+) -> None:
+    # GIVEN a fast shard of quay's, and a rule changing while it applies
+    _keep_last(desired, "quay", 3)
+    fan.fast()
+    task = fan.queue.take()
+    apply = fan.worker.applier.apply
+
+    def apply_while_a_rule_changes(*args: Any, **kwargs: Any) -> Any:
+        _keep_last(desired, moved, 7)
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(fan.worker.applier, "apply", apply_while_a_rule_changes)
+    assert fan.deliver(task).outcome == "done"
+    # THEN its writes are trusted when another rule moved, and not when its own did
+    [name] = task.repositories
+    assert (fan.status.applied_of(REGION, [name])[name].lifecycle != UNVERIFIED) is trusted

@@ -19,6 +19,7 @@ from ecrcache.engine.shards import (
     repository_work,
     shard_report,
     shards_of,
+    unaccounted,
     without_repositories,
 )
 from ecrcache.engine.status import APPLYING, rule_findings, rule_status
@@ -188,6 +189,31 @@ def test_a_rule_whose_changes_went_to_shards_is_applying_until_its_run_finishes(
     assert refused is not None and refused.reason == REPOSITORIES_FAILED
     assert folded_status(quay, 0, run_id="run-8", now=NOW) is None
     assert folded_status(k8s, 0, run_id="run-7", now=NOW) is None
+
+
+def test_an_applying_rule_is_not_synced_when_shards_never_said_what_they_did() -> None:
+    # GIVEN a Region whose second shard was never recorded, and another whose shard failed before it was
+    records = [_record(0, ShardState.DONE, report=ShardReport()), _record(0, ShardState.FAILED, region="eu-west-1")]
+    records[1] = records[1].model_copy(update={"rules": {}})
+    assert unaccounted(records, {REGION: 2, "eu-west-1": 1}) == {REGION, "eu-west-1"}
+    assert unaccounted(records[:1], {REGION: 1}) == set()
+    # THEN a rule the run left Applying is not said Synced: how many repositories is not known
+    found = rule_findings(
+        ["quay"],
+        region=REGION,
+        plan=Plan(),
+        left=Plan(),
+        failures={},
+        repositories=["quay/a"],
+        applying={"quay/a": "quay"},
+        applying_run="run-7",
+    )
+    applying = rule_status(RuleStatus(), found["quay"], now=NOW, run_id="run-7", revision=3)
+    folded = folded_status(applying, 0, run_id="run-7", now=NOW, accounted=False)
+    assert folded is not None
+    synced = folded.condition(ConditionType.SYNCED)
+    assert synced is not None and (synced.status, synced.reason) == (False, REPOSITORIES_FAILED)
+    assert synced.message.startswith("Cached repositories of this rule")
 
 
 def test_fast_shards_say_so_in_their_tasks() -> None:

@@ -58,9 +58,16 @@ def test_counts_are_finished_when_every_shard_reported() -> None:
 def test_a_marker_covers_the_repositories_created_before_its_run_started() -> None:
     started = datetime(2026, 12, 5, 3, 17, tzinfo=UTC)
     marker = FanoutMarker(run_id="run-1", deadline=started + timedelta(hours=3), started_at=started)
-    assert marker.covers(started - timedelta(seconds=1))
-    assert not marker.covers(started)
-    assert not marker.covers(started + timedelta(minutes=5))
-    assert marker.covers(None)  # creation not known: may be in its shards
+    assert marker.covers(started - timedelta(seconds=1), "quay")
+    assert not marker.covers(started, "quay")
+    assert not marker.covers(started + timedelta(minutes=5), "quay")
+    assert marker.covers(None, "quay")  # creation not known: may be in its shards
     older = FanoutMarker(run_id="run-1", deadline=started)  # written before started_at existed: covers everything
-    assert older.covers(started + timedelta(days=1))
+    assert older.covers(started + timedelta(days=1), "quay")
+
+
+def test_a_fast_fanouts_marker_covers_only_its_rules_repositories() -> None:
+    started = datetime(2026, 12, 5, 3, 17, tzinfo=UTC)
+    marker = FanoutMarker(run_id="run-1", deadline=started, started_at=started, prefixes=("quay",))
+    assert marker.covers(started - timedelta(seconds=1), "quay")
+    assert not marker.covers(started - timedelta(seconds=1), "k8s")

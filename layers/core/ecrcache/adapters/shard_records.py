@@ -8,7 +8,8 @@ Items (the layout of the rest of the table is in :mod:`ecrcache.adapters.status_
     pk = "RUN#<run_id>"     sk = "SHARD#<region>#<index:05d>"  state, region, index, rules (JSON: prefix ->
                                                                repositories), retried?, report (JSON)?, error?,
                                                                expires_at
-    pk = "APPLIED#<home>"   sk = "#STATUS#<region>"          + fan (map: run_id, deadline, started_at): its marker
+    pk = "APPLIED#<home>"   sk = "#STATUS#<region>"          + fan (map: run_id, deadline, started_at,
+                                                               prefixes? (JSON): a fast fan-out's rules): its marker
 
 * Counts are numbers of their own on the run item (not in its ``run`` JSON), moved with ``ADD`` in the same
   ``TransactWriteItems`` as the shard's state, which is conditioned on the state the caller read: a count is never
@@ -83,7 +84,18 @@ def fanout_marker(item: Mapping[str, Any]) -> FanoutMarker | None:
         return None
     value = found["M"]
     started = parse_iso(value["started_at"]["S"]) if "started_at" in value else None
-    return FanoutMarker(run_id=value["run_id"]["S"], deadline=parse_iso(value["deadline"]["S"]), started_at=started)
+    prefixes = tuple(json.loads(value["prefixes"]["S"])) if "prefixes" in value else None
+    return FanoutMarker(
+        run_id=value["run_id"]["S"], deadline=parse_iso(value["deadline"]["S"]), started_at=started, prefixes=prefixes
+    )
+
+
+def _marker_value(run: ReconcileRun, deadline: datetime, prefixes: Collection[str] | None) -> AttributeValueTypeDef:
+    """The ``fan`` map :func:`fanout_marker` reads."""
+    fields = {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline)), "started_at": _s(_iso(run.started_at))}
+    if prefixes is not None:
+        fields["prefixes"] = _s(json.dumps(sorted(prefixes)))
+    return {"M": fields}
 
 
 def _shard_key(run_id: str, region: str, index: int) -> Item:
@@ -146,11 +158,15 @@ class ShardRecords:
     # -- the coordinator ---------------------------------------------------------------------------
 
     def start_fanout(
-        self, run: ReconcileRun, region: str, shards: Sequence[ShardRecord], *, deadline: datetime
+        self,
+        run: ReconcileRun,
+        region: str,
+        shards: Sequence[ShardRecord],
+        *,
+        deadline: datetime,
+        prefixes: Collection[str] | None = None,
     ) -> FanoutMarker | None:
-        marker: AttributeValueTypeDef = {
-            "M": {"run_id": _s(run.run_id), "deadline": _s(_iso(deadline)), "started_at": _s(_iso(run.started_at))}
-        }
+        marker = _marker_value(run, deadline, prefixes)
         items: list[Any] = [
             {
                 "Update": {

@@ -45,6 +45,7 @@ __all__ = [
     "repository_work",
     "shard_report",
     "shards_of",
+    "unaccounted",
     "without_repositories",
 ]
 
@@ -165,29 +166,45 @@ def failed_by_rule(records: Iterable[ShardRecord]) -> dict[str, dict[str, int]]:
     return {region: {p: n for p, n in sorted(counts.items()) if p and n} for region, counts in sorted(found.items())}
 
 
-def repositories_failed_status(current: RuleStatus, failed: int, *, run_id: str, now: datetime) -> RuleStatus:
-    """A rule's status once a deep resync's shards could not converge ``failed`` of its repositories: not
-    ``Synced`` (reason :data:`REPOSITORIES_FAILED`); its other conditions as the coordinating run recorded them."""
+def unaccounted(records: Iterable[ShardRecord], regions: Mapping[str, int]) -> set[str]:
+    """The Regions of a finished run some of whose shards say nothing of their repositories: never recorded (fewer
+    records than the run counted), or failed without their rules (recorded failed when the coordinator could not
+    record them)."""
+    found = Counter(record.region for record in records)
+    blind = {record.region for record in records if record.state is ShardState.FAILED and not record.rules}
+    return blind | {region for region, count in regions.items() if found[region] < count}
+
+
+def repositories_failed_status(current: RuleStatus, failed: int | None, *, run_id: str, now: datetime) -> RuleStatus:
+    """A rule's status once a fanned-out run's shards could not converge ``failed`` of its repositories (``None``:
+    how many is not known, shards were never recorded): not ``Synced`` (reason :data:`REPOSITORIES_FAILED`); its
+    other conditions as the coordinating run recorded them."""
+    count = f"{failed} cached repositories" if failed is not None else "Cached repositories"
     message = (
-        f"{failed} cached repositories of this rule were not brought to its settings by the deep resync of run "
-        f"{run_id} (actions failed, left after verify, or their shard failed): see the run (GET /v1/runs/{run_id}); "
-        "the next deep resync tries them again"
+        f"{count} of this rule were not brought to its settings by the shards of run {run_id} (actions failed, "
+        f"left after verify, or their shard failed or was never recorded): see the run (GET /v1/runs/{run_id}); the "
+        "next reconcile that finds them unconverged tries them again, the next deep resync at the latest"
     )
     return current.with_condition(
         ConditionType.SYNCED, status=False, reason=REPOSITORIES_FAILED, message=message, now=now
     )
 
 
-def folded_status(current: RuleStatus, failed: int, *, run_id: str, now: datetime) -> RuleStatus | None:
+def folded_status(
+    current: RuleStatus, failed: int, *, run_id: str, now: datetime, accounted: bool = True
+) -> RuleStatus | None:
     """A rule's status once fanned-out run ``run_id`` finished, ``None`` when the run's end does not change it: not
-    ``Synced`` when its shards did not converge ``failed`` of its repositories (:func:`repositories_failed_status`),
-    ``Synced`` when the run left its repositories' changes to its shards (reason ``Applying``, recorded by the run
-    itself: a later run recorded what it found since) and they converged all of them."""
+    ``Synced`` when its shards did not converge ``failed`` of its repositories (:func:`repositories_failed_status`);
+    when the run left its repositories' changes to its shards (reason ``Applying``, recorded by the run itself: a
+    later run recorded what it found since), ``Synced`` if they converged all of them, which only shards that all
+    say what became of their repositories can tell (``accounted``; else not ``Synced``, how many unknown)."""
     if failed:
         return repositories_failed_status(current, failed, run_id=run_id, now=now)
     synced = current.condition(ConditionType.SYNCED)
     if synced is None or synced.reason != APPLYING or current.last_run_id != run_id:
         return None
+    if not accounted:
+        return repositories_failed_status(current, None, run_id=run_id, now=now)
     return current.with_condition(ConditionType.SYNCED, status=True, reason="Converged", message="", now=now)
 
 

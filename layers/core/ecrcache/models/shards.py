@@ -164,9 +164,14 @@ class FanoutMarker(_Frozen):
     started_at: AwareDatetime | None = None
     """When the run that fanned out started (``None``: a marker written before the field: every repository is
     taken to be in its shards)."""
+    prefixes: tuple[str, ...] | None = None
+    """The rules whose repositories a fast run's fan-out sends (``None``: every rule's, a deep resync's)."""
 
-    def covers(self, created_at: datetime | None) -> bool:
-        """Whether a repository created at ``created_at`` (``None``: not known) may be in the fan-out's shards."""
+    def covers(self, created_at: datetime | None, prefix: str) -> bool:
+        """Whether a repository of rule ``prefix`` created at ``created_at`` (``None``: not known) may be in the
+        fan-out's shards."""
+        if self.prefixes is not None and prefix not in self.prefixes:
+            return False
         return self.started_at is None or created_at is None or created_at < self.started_at
 
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ecrcache.engine.role_path import RoleScope
-    from ecrcache.models.observed import ObservedRegion, ObservedRule
+    from ecrcache.models.observed import ObservedRegion, ObservedRepository, ObservedRule
     from ecrcache.models.region_records import RegionState
     from ecrcache.models.shards import FanoutMarker
     from ecrcache.models.status import RuleStatusRecord
@@ -273,7 +273,7 @@ class ReconcileService:
         """The Region's ECR work (the caller holds its lease); a whole Region's failure is recorded on its rules."""
         run_id = run.run_id
         try:
-            outcome, left = self._reconcile_region(region, inputs, scope, run_id)
+            outcome, left = self._reconcile_region(region, inputs, scope, run, log)
         except EcrcacheError as exc:
             log.errors.append(f"{region}: {exc.message}")
             log.regions.append(RegionSummary.region_failure())
@@ -287,19 +287,21 @@ class ReconcileService:
         log.rules[region] = outcome.rules
         if inputs.desired_in(region):  # a Region with no desired rule has no status to stamp
             log.stamps[region] = RegionStamp(run_id=run_id, at=outcome.at, revision=inputs.revision)
-        if outcome.shards is not None and self.shards is not None:  # its deep read goes to shard workers
-            known = {*inputs.prefixes(region), *outcome.rules}  # the owners a deep read picks among
-            fanned = self.shards.fan_out(
-                self.finisher,
-                run,
-                region,
-                outcome.shards,
-                revision=inputs.revision,
-                known=known,
-                deep=outcome.shards_deep,
-            )
-            log.errors.extend(fanned.errors)
-            log.fanned |= fanned.shards > 0
+
+    def _fan_out(
+        self, region: str, inputs: DesiredByRegion, run: ReconcileRun, outcome: RegionOutcome, log: _RunLog
+    ) -> bool:
+        """Send the Region's shards (:attr:`RegionOutcome.shards`: its deep read's, or its many changes'); whether
+        any was recorded (the run then finishes when they have all reported, whatever happens to it after)."""
+        if outcome.shards is None or self.shards is None:
+            return False
+        known = {*inputs.prefixes(region), *outcome.rules}  # the owners a deep read picks among
+        fanned = self.shards.fan_out(
+            self.finisher, run, region, outcome.shards, revision=inputs.revision, known=known, deep=outcome.shards_deep
+        )
+        log.errors.extend(fanned.errors)
+        log.fanned |= fanned.shards > 0
+        return fanned.shards > 0
 
     def _quiet_region(self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str, log: _RunLog) -> bool:
         """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
@@ -392,9 +394,9 @@ class ReconcileService:
     # -- one Region ----------------------------------------------------------------------------
 
     def _reconcile_region(
-        self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str
+        self, region: str, inputs: DesiredByRegion, scope: Scope, run: ReconcileRun, log: _RunLog
     ) -> tuple[RegionOutcome, Plan]:
-        desired = inputs.desired_in(region)
+        run_id, desired = run.run_id, inputs.desired_in(region)
         observed, state, reads, deep = self._observe_first(region, inputs, scope, self.status.read_region(region))
         ownership, applied = state.status.ownership, dict(state.applied)
         plan = self.planner.plan_region(region, inputs, observed, ownership)
@@ -415,6 +417,11 @@ class ReconcileService:
             outcome.shards = managed_repositories(after, plan, desired, inputs.retired_in(region))
         elif leave and holder == run_id:  # its changes to more repositories than one shard: its shards make them
             outcome.shards, outcome.shards_deep = leave, False
+        if outcome.shards is not None and not self._fan_out(region, inputs, run, outcome, log) and holder == run_id:
+            # Its shards could not be recorded: the changes it left to them are not made (left, as the errors say).
+            unmade = (a for a in plan.actions if a.kind.scope == "repository" and a.target in leave)
+            left = Plan(actions=(*left.actions, *unmade))
+            outcome.applying, outcome.applying_run = {}, None
         outcome.at = self.statuses.record(
             region,
             inputs=inputs,
@@ -435,19 +442,18 @@ class ReconcileService:
 
         While another run's fan-out of the Region is unfinished, the changes of the repositories its shards may
         hold are left to it, however few (a run never races an unfinished fan-out over the same repositories; what
-        its shards do not make, the first run after it finds still to do); a repository ECR created after it
-        started is in none of its shards. Else a plan changing more repositories than one shard leaves them all to
-        this run's own shards; fewer are made here."""
+        its shards do not make, the first run after it finds still to do): not those of a repository ECR created
+        after it started, of a rule a fast run's fan-out does not hold, or that this run read deeply (:func:`_waits`),
+        unless they are too many to make here. Else a plan changing more repositories than one shard leaves them
+        all to this run's own shards; fewer are made here."""
         if self.shards is None:
             return {}, None
         work = repository_work(plan)
         if work and marker is not None and marker.run_id != run_id and not self.finisher.release(region, marker):
-            repositories = observed.repositories
-            waiting = {
-                name: rule
-                for name, rule in work.items()
-                if marker.covers(repo.created_at if (repo := repositories.get(name)) is not None else None)
-            }
+            found = observed.repositories
+            waiting = {name: rule for name, rule in work.items() if _waits(marker, found.get(name), rule)}
+            if self.shards.wanted(len(work) - len(waiting)):  # too many to make here, and no second fan-out: all wait
+                waiting = work
             if waiting:
                 logger.info(
                     "repository changes left to an unfinished fan-out",
@@ -499,6 +505,13 @@ class ReconcileService:
         if unsure:
             self.applier.mark_unverified(region, unsure)
         return after, left
+
+
+def _waits(marker: FanoutMarker, repo: ObservedRepository | None, rule: str) -> bool:
+    """Whether a repository's change waits for the unfinished fan-out ``marker`` names: it may be in its shards, and
+    this run did not read it deeply (what a deep read found, an event's drift or a new repository, is made at once:
+    the fan-out's shard may have read it before, or plan it from fingerprints that do not show it)."""
+    return repo is None or (repo.details is None and marker.covers(repo.created_at, rule))
 
 
 def _first_deep(scope: Scope, applied: Mapping[str, AppliedFingerprints]) -> Literal[True] | set[str]:

@@ -40,6 +40,7 @@ from ecrcache.engine.shards import (
     folded_status,
     shard_report,
     shards_of,
+    unaccounted,
 )
 from ecrcache.engine.state_events import rule_condition_events
 from ecrcache.errors import EcrcacheError, RetryableError
@@ -69,6 +70,11 @@ if TYPE_CHECKING:
 
 __all__ = ["FanoutOutcome", "ShardFanout", "ShardFinisher", "ShardWorkerService", "run_metrics", "task_from_body"]
 
+
+FAST_SHARD_SHARE: Final = (3, 8)
+"""A fast run's shard is this share of ``shard_size`` (3/8). ``shard_size`` is sized for a deep shard's 3 reads a
+repository; a fast shard's repository can take up to 8 ECR calls (lifecycle policy, repository policy, tag, untag and
+tag mutability writes, then the 3 reads that verify them), so its shards hold fewer repositories for the same time."""
 
 REPORT_ATTEMPTS: Final = 3
 """Tries of a shard's report refused because another delivery of the shard changed its state meanwhile."""
@@ -139,27 +145,32 @@ class ShardFinisher:
         )
         return done
 
-    def _fold(self, run: ReconcileRun, records: Sequence[ShardRecord], regions: Collection[str]) -> None:
+    def _fold(self, run: ReconcileRun, records: Sequence[ShardRecord], regions: Mapping[str, int]) -> None:
         """The rules some of whose repositories the shards did not converge: not ``Synced``; the rules whose changes
         the run left to its shards (``Applying``), the others: ``Synced`` (best effort: the run record says it all
         the same; a status write that keeps conflicting is logged, and the next run settles the condition)."""
         now = self.clock()
-        failed = failed_by_rule(records)
+        failed, blind = failed_by_rule(records), unaccounted(records, regions)
         for region in sorted({*regions, *failed}):
             try:
-                self._fold_region(region, failed.get(region, {}), run.run_id, now)
+                self._fold_region(region, failed.get(region, {}), run.run_id, now, accounted=region not in blind)
             except EcrcacheError as exc:
                 logger.warning(
                     "shard failures not recorded on the rules", extra={"region": region, "error": exc.message}
                 )
 
-    def _fold_region(self, region: str, failed: Mapping[str, int], run_id: str, now: datetime) -> None:
+    def _fold_region(
+        self, region: str, failed: Mapping[str, int], run_id: str, now: datetime, *, accounted: bool
+    ) -> None:
         for _ in range(2):  # a version conflict: read again, write what still differs, once
             recorded = self.status.region_status(region)
             put = {
                 prefix: status
                 for prefix, current in recorded.statuses.items()
-                if (status := folded_status(current, failed.get(prefix, 0), run_id=run_id, now=now)) is not None
+                if (
+                    status := folded_status(current, failed.get(prefix, 0), run_id=run_id, now=now, accounted=accounted)
+                )
+                is not None
             }
             if not put or self.status.write_statuses(region, put, version=recorded.version):
                 break
@@ -256,7 +267,7 @@ def _not_recorded(finisher: ShardFinisher, run_id: str, region: str, exc: Ecrcac
     was recorded after all (the shard items failed), its shards are failed at once, so the run can finish; when even
     that cannot be told, the run finishes as usual (a marker left behind is released by the next deep run: its run
     is finished)."""
-    errors = [f"{region}: the deep read's shards could not be recorded ({exc.message}): none was sent"]
+    errors = [f"{region}: the Region's shards could not be recorded ({exc.message}): none was sent"]
     try:
         progress = finisher.status.fanout_progress(run_id)
         count = progress.regions.get(region, 0) if progress is not None else 0
@@ -295,6 +306,8 @@ class ShardFanout:
             raise ValueError(msg)
         self.queue = queue
         self.shard_size = shard_size
+        share, whole = FAST_SHARD_SHARE
+        self.fast_shard_size = max(1, shard_size * share // whole)
         self.deadline = timedelta(seconds=deadline_seconds)
 
     def wanted(self, repositories: int) -> bool:
@@ -318,20 +331,22 @@ class ShardFanout:
         its deadline, is released first). Shards that cannot be sent are failed. ``known``: the Region's rule prefixes
         (desired, retired, ECR's), among which the workers pick the repositories' owners (:class:`ShardTask`).
         ``deep`` false: ``managed`` are the repositories a fast run's plan changes (the workers plan them from the
-        applied fingerprints, as the run did)."""
+        applied fingerprints, as the run did), in shards of :attr:`fast_shard_size`, and the Region's marker names
+        their rules (a later run leaves to this fan-out only their repositories' changes)."""
         shards = shards_of(
             managed,
             run_id=run.run_id,
             region=region,
-            size=self.shard_size,
+            size=self.shard_size if deep else self.fast_shard_size,
             revision=revision,
             known=known,
             deep=deep,
         )
         if not shards:
             return FanoutOutcome()
+        prefixes = None if deep else set(managed.values())
         try:
-            held = self._record(finisher, run, region, [record for _, record in shards])
+            held = self._record(finisher, run, region, [record for _, record in shards], prefixes)
         except EcrcacheError as exc:
             return _not_recorded(finisher, run.run_id, region, exc)
         if held is not None:
@@ -353,14 +368,21 @@ class ShardFanout:
         return FanoutOutcome(shards=len(tasks), errors=errors)
 
     def _record(
-        self, finisher: ShardFinisher, run: ReconcileRun, region: str, records: Sequence[ShardRecord]
+        self,
+        finisher: ShardFinisher,
+        run: ReconcileRun,
+        region: str,
+        records: Sequence[ShardRecord],
+        prefixes: Collection[str] | None,
     ) -> FanoutMarker | None:
         """Record the fan-out; ``None`` when recorded, else the marker of the run whose fan-out holds the Region (one
         left by a finished run, or past its deadline, is released and the fan-out recorded after all)."""
         store = finisher.status
-        held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
+        held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline, prefixes=prefixes)
         if held is not None and held.run_id != run.run_id and finisher.release(region, held):
-            held = store.start_fanout(run, region, records, deadline=finisher.clock() + self.deadline)
+            held = store.start_fanout(
+                run, region, records, deadline=finisher.clock() + self.deadline, prefixes=prefixes
+            )
         return held
 
     @staticmethod
@@ -454,18 +476,29 @@ class ShardWorkerService:
         left = Plan()
         if any(action.kind.calls_aws for action in plan.actions):
             current = {**applied, **outcome.recorded}
-            after = _in_time(registry.observe_repositories(sorted(outcome.touched), applied=current, stop=deadline))
+            after = registry.observe_repositories(sorted(outcome.touched), applied=current, stop=deadline)
+            if after.unread:  # written, not verified: not trusted (the retry, or the next run, writes them again)
+                self.applier.mark_unverified(region, after.unread, current)
+            after = _in_time(after)
             left = plan_repositories(desired, after, role_path=self.role_path, known=task.prefixes)
-            unsure = {action.target for action in left.actions}
-            if self.desired.snapshot(warm_sets=False).revision != revision:
-                # The shard applied the snapshot read at its start, holding no Region lease: the desired state moved
-                # meanwhile, so what it wrote may be stale. Not trusted: the next fast resync reads them again.
-                unsure |= outcome.touched
+            unsure = {action.target for action in left.actions} | (
+                self._moved(region, desired, revision, plan) & outcome.touched
+            )
             if unsure:
                 self.applier.mark_unverified(region, unsure, current)
         return shard_report(
             task, found=len(observed.repositories), applied=outcome.applied, failures=outcome.failures, left=left
         )
+
+    def _moved(self, region: str, desired: Sequence[DesiredRule], revision: int, plan: Plan) -> set[str]:
+        """The repositories the shard wrote for rules that changed since it read them: it applied the snapshot read
+        at its start, holding no Region lease, so what it wrote for them may be stale (not trusted: the next fast run
+        reads them again). A write to another rule meanwhile leaves its writes trusted."""
+        if self.desired.snapshot(warm_sets=False).revision == revision:
+            return set()
+        now = {rule.prefix: rule for rule in self._desired(region)[0]}
+        moved = {rule.prefix for rule in desired if now.get(rule.prefix) != rule}
+        return {a.target for a in plan.actions if a.kind.scope == "repository" and a.rule_prefix in moved}
 
     def _desired(self, region: str) -> tuple[list[DesiredRule], int]:
         """The Region's desired rules now, their credentials resolved, and the revision read. A credential's replica

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from ecrcache.engine.state_events import rule_condition_events
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from ecrcache.engine.state_events import StateEvent
     from ecrcache.engine.status import (
         Failure,
-        RuleFindings,
     )
     from ecrcache.models.observed import DesiredRule, ObservedRegion
     from ecrcache.models.region_records import RegionStatus
@@ -95,19 +95,17 @@ class RuleStatusRecorder:
         now = self.clock()
         desired = inputs.desired_in(region)
 
-        def findings_of(prefixes: Sequence[str]) -> dict[str, RuleFindings]:
-            return rule_findings(
-                prefixes,
-                region=region,
-                plan=plan,
-                left=left,
-                failures=outcome.failures,
-                repositories=observed.repositories,
-                applying=outcome.applying,
-                applying_run=outcome.applying_run,
-                waiting=outcome.applying_run not in {None, run_id},
-            )
-
+        findings_of = partial(
+            rule_findings,
+            region=region,
+            plan=plan,
+            left=left,
+            failures=outcome.failures,
+            repositories=observed.repositories,
+            applying=outcome.applying,
+            applying_run=outcome.applying_run,
+            waiting=outcome.applying_run not in {None, run_id},
+        )
         findings = findings_of([r.prefix for r in desired])
         registry = self.registry(region)
         changes = StatusChanges(region, run_id)
