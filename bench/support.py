@@ -63,6 +63,14 @@ def write_section(path: Path, generator: str, markdown: str) -> None:
     path.write_text(text)
 
 
+def read_section(text: str, generator: str) -> str | None:
+    """The markdown :func:`write_section` put between ``generator``'s markers in ``text``; ``None`` when absent."""
+    begin, end = _markers(generator)
+    if begin not in text or end not in text:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
 def machine() -> dict[str, str]:
     """The machine table's rows (CPUs, model, Python, OS, library versions)."""
     model = "unknown"

@@ -9,14 +9,13 @@ never time.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.support import write_section
+from bench.support import read_section, write_section
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -26,9 +25,9 @@ FANOUT_SECTION = "## Deep resync fanned out\n\nnumbers measured by another comma
 
 
 def _section(text: str, generator: str) -> str:
-    match = re.search(f"<!-- BEGIN {re.escape(generator)} -->\n(.*?)\n<!-- END {re.escape(generator)} -->", text, re.S)
-    assert match is not None, f"no section of {generator}"
-    return match.group(1)
+    found = read_section(text, generator)
+    assert found is not None, f"no section of {generator}"
+    return found
 
 
 def test_the_reconcile_bench_without_fanout_writes_only_its_section(tmp_path: Path) -> None:

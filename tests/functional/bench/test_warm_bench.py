@@ -10,14 +10,13 @@ missed. Only counts and the report's structure are asserted, never time.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.support import HEADER, write_section
+from bench.support import HEADER, read_section, write_section
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -27,9 +26,9 @@ OTHER_SECTION = "## Reconcile\n\nnumbers measured by another generator\n"
 
 
 def _section(text: str, generator: str) -> str:
-    match = re.search(f"<!-- BEGIN {re.escape(generator)} -->\n(.*?)\n<!-- END {re.escape(generator)} -->", text, re.S)
-    assert match is not None, f"no section of {generator}"
-    return match.group(1)
+    found = read_section(text, generator)
+    assert found is not None, f"no section of {generator}"
+    return found
 
 
 def test_the_tiny_warm_bench_meets_the_warming_goals_and_writes_only_its_section(tmp_path: Path) -> None:

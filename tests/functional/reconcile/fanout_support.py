@@ -31,6 +31,7 @@ from ecrcache.services.reconcile import ReconcileService, Scope
 from ecrcache.services.reconcile_shards import ShardFanout, ShardWorkerService
 from tests.conftest import ACCOUNT_ID, REGION
 from tests.fakes.shard_queue import MemoryShardQueue
+from tests.functional.reconcile.support import aws_error
 
 ACTOR: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 CREATION_ROLE: Final = f"arn:aws:iam::{ACCOUNT_ID}:role/ecrcache/ecr-ptc-creation"
@@ -170,3 +171,38 @@ def synced(fan: Fanout, prefix: str) -> tuple[bool, str]:
     condition = status.condition(ConditionType.SYNCED)
     assert condition is not None
     return condition.status, condition.reason
+
+
+@contextmanager
+def shard_items_refused(fan: Fanout) -> Iterator[None]:
+    """DynamoDB refuses the shard items (``BatchWriteItem``, after botocore's retries): the marker and the count of
+    a fan-out are written, its shards are not."""
+    client = fan.status.client
+
+    def throttled(**_: Any) -> Any:
+        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
+
+    client.batch_write_item = throttled  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del client.batch_write_item
+
+
+@contextmanager
+def fanout_refused(fan: Fanout, error: Exception) -> Iterator[None]:
+    """DynamoDB refuses a fan-out's transaction (the Region's marker and the run's count) with ``error``; every other
+    transaction goes through."""
+    client = fan.status.client
+    original = client.transact_write_items
+
+    def refuse_the_fanout(**kwargs: Any) -> Any:
+        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
+            raise error
+        return original(**kwargs)
+
+    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del client.transact_write_items

@@ -37,11 +37,13 @@ from tests.functional.reconcile.fanout_support import (
     SHARD_SIZE,
     Fanout,
     drift,
+    fanout_refused,
     fanout_world,
     lifecycle,
+    shard_items_refused,
     synced,
 )
-from tests.functional.reconcile.support import aws_error, failing
+from tests.functional.reconcile.support import failing
 
 pytestmark = pytest.mark.functional
 
@@ -536,17 +538,9 @@ def test_a_throttled_report_is_retried_by_sqs(fan: Fanout) -> None:
 
 def test_shards_that_cannot_be_recorded_are_never_sent_and_the_run_finishes(fan: Fanout) -> None:
     # GIVEN DynamoDB refusing the shard items (after the marker and the count were written)
-    client = fan.status.client
-
-    def throttled(**_: Any) -> Any:
-        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
-
-    client.batch_write_item = throttled  # type: ignore[method-assign]
-    try:
+    with shard_items_refused(fan):
         # WHEN the deep run fans out
         run = fan.deep()
-    finally:
-        del client.batch_write_item
     # THEN nothing was sent, its shards are failed, and the run finished (no marker left)
     assert fan.queue.sent == []
     assert run.status is RunStatus.FAILED
@@ -557,19 +551,8 @@ def test_shards_that_cannot_be_recorded_are_never_sent_and_the_run_finishes(fan:
 
 def test_a_fanout_whose_count_cannot_be_recorded_is_not_started(fan: Fanout) -> None:
     # GIVEN DynamoDB refusing the fan-out's transaction (marker and count)
-    client = fan.status.client
-    original = client.transact_write_items
-
-    def refuse_the_fanout(**kwargs: Any) -> Any:
-        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
-            raise _cancelled("ThrottlingError")
-        return original(**kwargs)
-
-    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
-    try:
+    with fanout_refused(fan, _cancelled("ThrottlingError")):
         run = fan.deep()
-    finally:
-        del client.transact_write_items
     # THEN nothing was sent, the run finished with the reason, and the next deep run fans out
     assert fan.queue.sent == []
     assert (run.status, run.shards) == (RunStatus.FAILED, None)

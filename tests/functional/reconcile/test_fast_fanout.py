@@ -38,8 +38,10 @@ from tests.functional.reconcile.fanout_support import (
     SHARD_SIZE,
     Fanout,
     drift,
+    fanout_refused,
     fanout_world,
     lifecycle,
+    shard_items_refused,
     synced,
 )
 from tests.functional.reconcile.support import aws_error, failing
@@ -299,19 +301,8 @@ def test_a_fast_fanout_that_cannot_be_recorded_leaves_its_rules_not_synced(
 ) -> None:
     # GIVEN DynamoDB refusing the fan-out's transaction (marker and count)
     _keep_last(desired, "quay", 3)
-    client = fan.status.client
-    original = client.transact_write_items
-
-    def refuse_the_fanout(**kwargs: Any) -> Any:
-        if any("Update" in item and "#fan" in item["Update"]["UpdateExpression"] for item in kwargs["TransactItems"]):
-            raise aws_error("ProvisionedThroughputExceededException", "TransactWriteItems")
-        return original(**kwargs)
-
-    client.transact_write_items = refuse_the_fanout  # type: ignore[method-assign]
-    try:
+    with fanout_refused(fan, aws_error("ProvisionedThroughputExceededException", "TransactWriteItems")):
         run = fan.fast()
-    finally:
-        del client.transact_write_items
     # THEN nothing was sent or written; the run says why, and quay is not Synced: its changes are still to make
     assert fan.queue.sent == []
     assert (run.status, run.shards) == (RunStatus.PARTIAL, None)
@@ -327,16 +318,8 @@ def test_a_fast_fanout_whose_shards_were_never_recorded_does_not_say_synced(
 ) -> None:
     # GIVEN DynamoDB refusing the shard items (after the marker and the count were written)
     _keep_last(desired, "quay", 3)
-    client = fan.status.client
-
-    def throttled(**_: Any) -> Any:
-        raise aws_error("ProvisionedThroughputExceededException", "BatchWriteItem")
-
-    client.batch_write_item = throttled  # type: ignore[method-assign]
-    try:
+    with shard_items_refused(fan):
         run = fan.fast()
-    finally:
-        del client.batch_write_item
     # THEN nothing was sent, the run finished partial (it updated quay's template), and quay is not Synced: nothing
     # of its repositories' changes was made
     assert fan.queue.sent == []
