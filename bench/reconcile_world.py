@@ -26,6 +26,7 @@ import moto
 from moto.ecr.models import ecr_backends
 from pydantic import SecretStr
 
+from bench.support import item_rollback_copies
 from devstack.aws import events, install, ports
 from devstack.aws.ports import AcceptingChecker
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
@@ -185,7 +186,7 @@ def embedded_aws() -> Iterator[None]:
     events.clear_recent()
     ports.set_upstream_auth_checker(AcceptingChecker())
     try:
-        with moto.mock_aws():
+        with moto.mock_aws(), item_rollback_copies():
             yield
     finally:
         ports.set_upstream_auth_checker(None)

@@ -129,6 +129,64 @@ class Traffic:
 
 
 @contextmanager
+def item_rollback_copies() -> Iterator[None]:
+    """Make moto's ``TransactWriteItems`` keep the items it writes for its rollback, not a copy of each whole table.
+
+    moto 5.2 deep-copies every table a transaction names, once per action, before applying any, and puts the copies
+    back when an action fails. On the benchmarks' state table (tens of thousands of applied records, and the
+    table's stream records, which moto keeps for ever) that is seconds of CPU and hundreds of megabytes per
+    transaction, and a fan-out makes one per shard report: the benchmark measured moto, not the controller. Here
+    the items the transaction names are copied (by key) instead, and written back (or deleted) when it fails, as
+    moto's rollback would leave them; what a caller sees is the same, only the benchmark's time and memory change.
+    """
+    models: Any = importlib.import_module("moto.dynamodb.models")
+    real_copy, original = models.copy, models.DynamoDBBackend.transact_write_items
+
+    class _NoTableCopy:
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, models.Table) else real_copy.deepcopy(value, memo)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = [_saved_item(self, op) for item in transact_items for op in item.values()]
+        models.copy = _NoTableCopy
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table_name, key, attributes in reversed([s for s in saved if s is not None]):
+                if attributes is not None:
+                    self.put_item(table_name, attributes)
+                elif self.get_item(table_name, key) is not None:
+                    self.delete_item(table_name, key)
+            raise
+        finally:
+            models.copy = real_copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+    try:
+        yield
+    finally:
+        models.DynamoDBBackend.transact_write_items = original
+
+
+def _saved_item(backend: Any, op: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """A transaction action's table, key and item as it is now (``None`` attributes: no such item yet)."""
+    table = backend.tables.get(op.get("TableName"))
+    if table is None:
+        return None
+    if "Key" in op:
+        key = dict(op["Key"])
+    else:
+        names = [name for name in (table.hash_key_attr, table.range_key_attr) if name]
+        key = {name: op["Item"][name] for name in names if name in op["Item"]}
+    try:
+        current = backend.get_item(table.name, key)
+    except Exception:
+        return None
+    return table.name, key, None if current is None else current.to_json()["Attributes"]
+
+
+@contextmanager
 def one_rollback_copy_per_table() -> Iterator[None]:
     """Make moto's ``TransactWriteItems`` take its rollback copy of a table once per call, not once per action.
 
