@@ -118,6 +118,13 @@ class EcrRolePathSettings(_Settings):
 _RULE_NAME_RE: Final = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
 
 
+def _role_arn(value: str) -> str:
+    """Empty, or one IAM role ARN."""
+    if value and not _WARMER_ROLE_ARN_RE.match(value):
+        raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
+    return value
+
+
 def _role_arn_list(value: str) -> str:
     """Empty, or IAM role ARNs separated by commas (the template's ``!Join [",", [!GetAtt <Role>.Arn, ...]]``)."""
     if value and not all(_WARMER_ROLE_ARN_RE.match(arn) for arn in value.split(",")):
@@ -166,9 +173,7 @@ class EventForwardSettings(_Settings):
     @field_validator("event_forward_role_arn")
     @classmethod
     def _role(cls, value: str) -> str:
-        if value and not _WARMER_ROLE_ARN_RE.match(value):
-            raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
-        return value
+        return _role_arn(value)
 
     @field_validator("event_forward_ignored_roles")
     @classmethod
@@ -209,9 +214,7 @@ class ReconcileWorkerRoleSettings(_Settings):
     @field_validator("reconcile_worker_role_arn")
     @classmethod
     def _role(cls, value: str) -> str:
-        if value and not _WARMER_ROLE_ARN_RE.match(value):
-            raise ValueError("must be empty or an IAM role ARN: arn:aws:iam::<12-digit account>:role/[<path>/]<name>")
-        return value
+        return _role_arn(value)
 
 
 ECR_REQUEST_RATE_MAX: Final = 10_000.0

@@ -409,7 +409,7 @@ class ReconcileService:
         else:  # nothing in ECR changed: the observation is still what verify would read
             after, left = observed, Plan()
         outcome.rules = after.rules
-        if settled := _settled(reads, after, left, deep, outcome.recorded, leave):
+        if settled := _settled(reads, after, left, deep, outcome.recorded, leave=leave):
             self.status.record_applied(region, settled)
         if scope.deep:  # the daily deep resync also checks every credential against its upstream
             outcome.validated.update(r.prefix for r in desired if r.spec.credential is not None)
@@ -534,12 +534,13 @@ def _unsettled(scope: Scope, observed: ObservedRegion) -> set[str]:
     }
 
 
-def _settled(  # noqa: PLR0917 - one pure step of _reconcile_region, its values in its order
+def _settled(
     scope: Scope,
     after: ObservedRegion,
     left: Plan,
     deep: Literal[True] | set[str],
     recorded: Mapping[str, AppliedFingerprints],
+    *,
     leave: Collection[str] = (),
 ) -> dict[str, AppliedFingerprints]:
     """The repositories named as new this run read deeply and left converged, with their creation time: their
