@@ -50,9 +50,20 @@ def _rotate(stack: RunningStack, token: str) -> tuple[dict[str, Any], dict[str, 
     listed = requests.get(f"{stack.api}/credentials/{CREDENTIAL}/rotations", timeout=30)
     bodies.append(listed.text)
     assert listed.json()["items"][0]["rotation_id"] == rotation["rotation_id"]  # newest first
-    runs = requests.get(f"{stack.aws}/_ecrcache/secrets/rotation/runs", timeout=10).json()["runs"]
-    (run,) = [r for r in runs if r["clientRequestToken"] == rotation["rotation_id"]]
-    return rotation, dict(run), bodies
+    return rotation, _ended_run(stack, rotation["rotation_id"], deadline), bodies
+
+
+def _ended_run(stack: RunningStack, token: str, deadline: float) -> dict[str, Any]:
+    """The embedded Secrets Manager's run record of the rotation, once it has ended. The rotation item turns
+    ``promoted`` inside ``finishSecret``; the run ends only when that invocation has returned, a moment later."""
+    while True:
+        runs = requests.get(f"{stack.aws}/_ecrcache/secrets/rotation/runs", timeout=10).json()["runs"]
+        (run,) = [r for r in runs if r["clientRequestToken"] == token]
+        if run["state"] != "running":
+            return dict(run)
+        if time.monotonic() > deadline:
+            pytest.fail(f"the Secrets Manager run did not end within 120 s: {run}\n{stack.log()[-3000:]}")
+        time.sleep(0.2)
 
 
 def _labels(stack: RunningStack) -> dict[str, list[str]]:
