@@ -8,6 +8,9 @@
 * ``*.pyi`` stubs, ``py.typed`` markers and the ``*-stubs`` packages: type checkers' files.
 * pip's ``RECORD`` and ``INSTALLER`` files in ``*.dist-info`` (``METADATA`` stays: importlib.metadata reads it).
 * ``requirements.txt``, if a build put it into the layer, and ``bin/`` (console scripts: a layer runs none).
+* PyYAML's libyaml binding (``yaml/_yaml*.so``, 2.8 MB): ecrcache parses with its own pure-Python loader (depth and
+  size limits checked as it reads, :mod:`ecrcache.parsing`) and dumps with ``yaml.SafeDumper``; without the binding
+  ``import yaml`` sets ``__with_libyaml__`` false and nothing else changes (``tests/contract/test_sam_build.py``).
 
 Then it compiles the layer to bytecode (``__pycache__/*.cpython-313.pyc``, unchecked-hash): Lambda's ``/opt`` is
 read only, so without them every cold start compiles each module it imports (the import of a handler takes
@@ -71,6 +74,8 @@ def _prune_files(layer: Path) -> None:
         for path in layer.rglob(pattern) if "/" not in pattern else layer.glob(pattern):
             path.unlink()
     (layer / "requirements.txt").unlink(missing_ok=True)
+    for binding in layer.glob("yaml/_yaml*.so"):
+        binding.unlink()
     shutil.rmtree(layer / "bin", ignore_errors=True)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,29 @@ def test_sam_build_layer_has_arm64_native_wheels_only(build_dir: Path) -> None:
     # THEN pydantic_core is the aarch64 build and nothing was built for x86_64
     assert list((python_dir / "pydantic_core").glob("*aarch64*.so")), extensions
     assert [name for name in extensions if "x86_64" in name] == []
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_parses_and_dumps_yaml_without_libyaml(build_dir: Path, tmp_path: Path) -> None:
+    # GIVEN the built layer, pruned of PyYAML's libyaml binding (2.8 MB: prune_layer.py)
+    python_dir = build_dir / "CoreLayer" / "python"
+    assert list((python_dir / "yaml").glob("*.so")) == []
+    layer = _layer_with_local_natives(python_dir, tmp_path, keep=("yaml", "_yaml"))  # the layer's own yaml
+    probe = (
+        f"import sys; sys.path.insert(0, {str(layer)!r})\n"
+        "import yaml\n"
+        "assert not yaml.__with_libyaml__\n"
+        "from ecrcache.parsing import dump_yaml, parse\n"
+        "data = parse('rules:\\n  quay:\\n    upstream_kind: quay\\n    keep: [1, 2]\\n', 'yaml')\n"
+        "assert data == {'rules': {'quay': {'upstream_kind': 'quay', 'keep': [1, 2]}}}, data\n"
+        "assert parse(dump_yaml(data), 'yaml') == data\n"
+    )
+
+    # WHEN the layer's yaml parses and dumps a document with ecrcache's loader and dumper (nothing else on the path)
+    result = run([sys.executable, "-I", "-B", "-c", probe], cwd=tmp_path, env={}, timeout=120)
+
+    # THEN both work on the pure-Python PyYAML
+    assert result.returncode == 0, show(result)
 
 
 @pytest.mark.timeout(900)
@@ -186,15 +210,16 @@ SETTINGS_ENV = {
 }
 
 
-def _layer_with_local_natives(python_dir: Path, work: Path) -> Path:
-    """A directory of links to the layer's top-level entries, the :data:`NATIVE` ones to this venv's."""
+def _layer_with_local_natives(python_dir: Path, work: Path, *, keep: Sequence[str] = ()) -> Path:
+    """A directory of links to the layer's top-level entries, the :data:`NATIVE` ones (but ``keep``) to this venv's."""
     import pydantic_core
 
     site = Path(pydantic_core.__file__).parents[1]
     mixed = work / "layer"
     mixed.mkdir()
     for entry in python_dir.iterdir():
-        (mixed / entry.name).symlink_to(site / entry.name if entry.name in NATIVE else entry)
+        local = entry.name in NATIVE and entry.name not in keep
+        (mixed / entry.name).symlink_to(site / entry.name if local else entry)
     return mixed
 
 
