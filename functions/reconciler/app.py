@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ecrcache.adapters.code_identity import planner_code
 from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.ecr_registry import Boto3EcrRegistry, ecr_client
 from ecrcache.adapters.event_forwarder import PLAN_READ_CONFIG, Boto3EventForwarder, events_client, partition_regions
@@ -116,6 +117,8 @@ service = ReconcileService(
     clock=lambda: datetime.now(UTC),
     stack_region=stack_region(),
     warmer_role_arn=settings.warmer_role_arn,
+    # Part of every Region's quiet digest: a new release's planner never trusts a digest the former one recorded.
+    planner_code=planner_code,
     # Its iam:PassRole is narrowed to EcrRolePath: a rule naming a role outside it is blocked (Terminal), not tried.
     role_path=RoleScope.of_stack(settings.ecr_role_path, settings.ecr_role_account, stack_region()),
     # Credentials' secrets get a replica in every other Region their rules name (calls made in this Region).

@@ -300,7 +300,7 @@ def test_adapter_scan_finds_the_known_calls() -> None:
 def test_the_mixed_in_shard_records_are_scanned_and_the_reconcile_worker_may_make_their_calls() -> None:
     # The reconcile worker reads a shard's applied fingerprints with BatchGetItem (ShardRecords.applied_of, mixed
     # into the status store): its policy once lacked the action, and this scan never read the mixin.
-    assert mixins("status_store") == {"shard_records"}
+    assert mixins("status_store") == {"shard_records", "applied_records"}
     assert (
         {"BatchGetItem", "TransactWriteItems"}
         <= adapter_operations("shard_records")
@@ -313,6 +313,16 @@ def test_the_mixed_in_shard_records_are_scanned_and_the_reconcile_worker_may_mak
     worker = functions()["ReconcileWorkerFunction"]
     assert "dynamodb:BatchGetItem" in required_actions(worker, "ReconcileWorkerFunction")
     assert "dynamodb:BatchGetItem" in allowed_actions(worker)
+
+
+def test_the_mixed_in_applied_records_are_scanned_and_every_status_store_user_may_make_their_calls() -> None:
+    # The applied fingerprints and the quiet digest (AppliedRecords, mixed into the status store): a Query of the
+    # Region's fingerprints, their batch writes, and the UpdateItems that record or drop the digest.
+    assert {"Query", "BatchWriteItem", "UpdateItem"} == adapter_operations("applied_records")
+    assert adapter_operations("applied_records") <= adapter_operations("status_store")
+    for name in ("ReconcilerFunction", "ReconcileWorkerFunction"):
+        function = functions()[name]
+        assert {f"dynamodb:{op}" for op in ("Query", "BatchWriteItem", "UpdateItem")} <= allowed_actions(function)
 
 
 def test_every_adapter_calling_a_client_is_mapped_or_mixed_into_one() -> None:

@@ -41,6 +41,11 @@ class MemoryStatusStore(MemoryShardRecords):
         self.forwarders: dict[str, ForwarderStatus] = {}
         self.writes: list[tuple[str, ...]] = []
         self.fail: dict[str, Exception] = {}
+        self.digests: dict[str, str] = {}
+        """Region -> its quiet digest (its writes are logged in ``digest_writes``, not ``writes``: a cache of the
+        Region's quiet state, not a change of what ecrcache records about ECR)."""
+        self.digest_writes: list[str] = []
+        self.generations: dict[str, int] = {}
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
@@ -71,13 +76,30 @@ class MemoryStatusStore(MemoryShardRecords):
 
     def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
         self.writes.append(("record_applied", region, *sorted(items)))
+        if items:
+            self._drop_digest(region)
         self.fingerprints.setdefault(region, {}).update(items)
 
     def forget_applied(self, region: str, names: Iterable[str]) -> None:
         names = list(names)
         self.writes.append(("forget_applied", region, *names))
+        if names:
+            self._drop_digest(region)
         for name in names:
             self.fingerprints.get(region, {}).pop(name, None)
+
+    def _drop_digest(self, region: str) -> None:
+        """As the table: the digest goes and the generation moves on, before and after the write (by 2)."""
+        self.digests.pop(region, None)
+        self.generations[region] = self.generations.get(region, 0) + 2
+
+    def record_digest(self, region: str, digest: str, *, generation: int) -> bool:
+        self._maybe_fail("record_digest")
+        if generation != self.generations.get(region, 0) or region in self.markers or region not in self.versions:
+            return False
+        self.digest_writes.append(region)
+        self.digests[region] = digest
+        return True
 
     # rule status
 
@@ -112,14 +134,18 @@ class MemoryStatusStore(MemoryShardRecords):
             stamp=self.stamps.get(region),
             forwarder=self.forwarders.get(region),
             fanout=self.markers.get(region),
+            digest=self.digests.get(region),
+            generation=self.generations.get(region, 0),
         )
 
-    def read_region(self, region: str) -> RegionState:
+    def read_region(self, region: str, *, applied: bool = True) -> RegionState:
         self._maybe_fail("read_region")
-        self._maybe_fail("applied")
+        if applied:
+            self._maybe_fail("applied")
         status = self._region(region)
         others = {r: self._region(r) for r in sorted({*(r for r, _ in self.statuses), *self.forwarders} - {region})}
-        return RegionState(status=status, applied=self.applied(region), others=others)
+        found = self.applied(region) if applied else {}
+        return RegionState(status=status, applied=found, others=others, applied_read=applied)
 
     def write_statuses(
         self,

@@ -287,6 +287,7 @@ def test_an_upgraded_stack_migrates_the_former_status_layout_once(converged: Con
     upgraded = DynamoDbStatusStore(state_table, store.client)  # a new container: nothing known of the layout
     converged.reconciler.status = upgraded
     converged.reconciler.planner.status = upgraded
+    converged.reconciler.quiet.status = upgraded
     assert {(r.region, r.prefix) for r in upgraded.all_status()} == set(before)  # read from the former layout
     # WHEN the schedule runs a fast resync
     calls = converged.reconcile()
@@ -306,6 +307,7 @@ def test_an_upgraded_stack_migrates_the_former_status_layout_once(converged: Con
         for r in store.all_status()
     }
     assert after == {k: s.model_dump(exclude={"last_run_id", "last_reconciled_at"}) for k, s in before.items()}
-    # AND the next fast resync is back to the 5 calls
+    # AND the next fast resync is back to the 5 calls: the migrating run read the applied fingerprints (the moved
+    # item has no quiet digest) and recorded the Region's digest
     converged.reconcile()
     assert converged.dynamodb == {"GetItem": 1, "Query": 3, "TransactWriteItems": 1}

@@ -359,9 +359,16 @@ class StatusStore(ShardStore, Protocol):
 
     def delete_rule_status(self, region: str, prefix: str) -> None: ...
 
-    def read_region(self, region: str) -> RegionState:
+    def read_region(self, region: str, *, applied: bool = True) -> RegionState:
         """The Region's statuses, ownership and applied fingerprints in one read (with the stack's Region, every
-        Region's statuses): what a run needs to find that it has nothing to do."""
+        Region's statuses): what a run needs to find that it has nothing to do. Without ``applied``: its statuses
+        only (:attr:`RegionState.applied_read` false)."""
+        ...
+
+    def record_digest(self, region: str, digest: str, *, generation: int) -> bool:
+        """Record the Region's quiet digest (:mod:`ecrcache.engine.quiet`), unless its applied fingerprints were
+        written since ``generation`` (the :attr:`RegionStatus.generation` read with the records its plan was made
+        from), or a fan-out is unfinished there, or no status was ever written there; whether it was."""
         ...
 
     def region_status(self, region: str) -> RegionStatus: ...

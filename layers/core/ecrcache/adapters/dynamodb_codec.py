@@ -10,20 +10,20 @@ them (history entries, the run index) sort as text in time order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ecrcache.adapters.aws import classify
+from ecrcache.adapters.aws import classify, error_code
 from ecrcache.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, KeysAndAttributesTypeDef, WriteRequestTypeDef
 
-__all__ = ["batch_get", "batch_write", "iso", "n", "parse_iso", "query_partition", "s"]
+__all__ = ["batch_get", "batch_write", "conditional_update", "iso", "n", "parse_iso", "query_partition", "s"]
 
 BATCH_SIZE: Final = 25
 """Items per ``BatchWriteItem`` (the DynamoDB maximum)."""
@@ -71,6 +71,19 @@ def query_partition(
             yield from page.get("Items", [])
     except (ClientError, BotoCoreError) as exc:
         raise classify(exc, "DynamoDB Query") from exc
+
+
+def conditional_update(client: DynamoDBClient, request: Mapping[str, Any]) -> bool:
+    """``UpdateItem`` with ``request``: ``False`` when its condition refused it, any other failure classified."""
+    try:
+        client.update_item(**request)
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise classify(exc, "DynamoDB UpdateItem") from exc
+    except BotoCoreError as exc:
+        raise classify(exc, "DynamoDB UpdateItem") from exc
+    return True
 
 
 def _rounds(sleep: Callable[[float], None]) -> Iterator[int]:

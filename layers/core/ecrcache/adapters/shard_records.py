@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import classify, error_code
-from ecrcache.adapters.dynamodb_codec import batch_get, batch_write, parse_iso
+from ecrcache.adapters.dynamodb_codec import batch_get, batch_write, conditional_update, parse_iso
 from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
@@ -409,26 +409,21 @@ class ShardRecords:
         )
 
     def finish_fanout(self, run: ReconcileRun) -> bool:
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._run_key(run.run_id),
-                UpdateExpression="SET #run = :run, run_status = :status",
-                ConditionExpression="run_status = :running",
-                ExpressionAttributeNames={"#run": "run"},
-                ExpressionAttributeValues={
+        return conditional_update(
+            self.client,
+            {
+                "TableName": self.table_name,
+                "Key": self._run_key(run.run_id),
+                "UpdateExpression": "SET #run = :run, run_status = :status",
+                "ConditionExpression": "run_status = :running",
+                "ExpressionAttributeNames": {"#run": "run"},
+                "ExpressionAttributeValues": {
                     ":run": _s(run.model_dump_json()),
                     ":status": _s(run.status.value),
                     ":running": _s(RunStatus.RUNNING.value),
                 },
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
+            },
+        )
 
     def clear_fanout(self, region: str, run_id: str) -> None:
         self._update(

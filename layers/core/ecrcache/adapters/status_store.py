@@ -11,7 +11,8 @@ stack's Region)::
                                                                           sets), version, run_id, run_at, revision
                                                                           (the Region's stamp), fwd (the Region's event
                                                                           forwarder status JSON)?, fan (its unfinished
-                                                                          deep-resync fan-out)?, migrated (<home>'s)
+                                                                          deep-resync fan-out)?, migrated (<home>'s),
+                                                                          qd (quiet digest)?, ag (applied generation)?
     pk = "APPLIED#<region>"  sk = <repository name>                       lifecycle?, policy?, tags?, tag_keys
                                                                           (string set)?, created_at?
     pk = "LEASE#<region>"    sk = "RECONCILE"                             lease_owner, lease_expires
@@ -27,9 +28,10 @@ stack's Region)::
 * Region items (statuses and ownership): every Region's item sits in the stack Region's partition, sorted
   ahead of its applied fingerprints (no repository name starts with ``#``). So one paginated Query
   (:meth:`DynamoDbStatusStore.read_region` of the stack's Region) reads every Region's statuses and
-  ownership and the stack Region's fingerprints: a fast resync that finds nothing to do reads its records
-  in one call and writes only its run record with the Regions' stamps (one ``TransactWriteItems``,
-  :meth:`~DynamoDbStatusStore.finish_run`), however many rules there are (issue 14: at most 5 DynamoDB calls).
+  ownership and the stack Region's fingerprints. A fast resync reads the status items only (one page); when it finds
+  nothing to do in a Region whose quiet digest is unchanged, it reads no fingerprint and writes only its run record
+  with the Regions' stamps (one ``TransactWriteItems``, :meth:`~DynamoDbStatusStore.finish_run`), however many rules
+  and repositories there are (issue 14: at most 5 DynamoDB calls).
 * Each writer sets only its own attributes, so none undoes another's: the reconciler a rule's ``r#`` (a
   status write is conditioned on the item's ``version`` read under the lease, and moves it on), the
   pull-through events ``u#``/``ua#`` (conditioned on the rule's status existing and on no newer observation;
@@ -57,7 +59,8 @@ stack's Region)::
   ``migrated``; the first reconcile moves them (:meth:`~DynamoDbStatusStore.migrate_legacy`) and deletes them.
 * Applied fingerprints: one partition per Region, one item per repository, so a fast resync reads
   a Region's records with one paginated Query and writes them with ``BatchWriteItem`` (25 a batch,
-  unprocessed items retried with backoff). An absent attribute is an aspect with nothing applied.
+  unprocessed items retried with backoff). An absent attribute is an aspect with nothing applied. A fast resync
+  of a Region whose quiet digest is unchanged reads none of them (:mod:`ecrcache.adapters.applied_records`).
 * Lease: one item per Region; taken with a conditional PutItem when it is free, expired, or
   already held by the caller, so two reconciles never interleave on one Region.
 * Runs: one item per run, listed newest first through ``gsi1`` (shared with the history, told
@@ -83,14 +86,21 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ecrcache.adapters.applied_records import (
+    DIGEST_ATTRIBUTE,
+    GENERATION_ATTRIBUTE,
+    STATUS_SORT_PREFIX,
+    AppliedRecords,
+    applied_of_items,
+)
 from ecrcache.adapters.aws import classify, dynamodb_client, error_code
-from ecrcache.adapters.dynamodb_codec import batch_write, parse_iso, query_partition
+from ecrcache.adapters.dynamodb_codec import batch_write, conditional_update, parse_iso, query_partition
 from ecrcache.adapters.dynamodb_codec import iso as _iso
 from ecrcache.adapters.dynamodb_codec import n as _n
 from ecrcache.adapters.dynamodb_codec import s as _s
 from ecrcache.adapters.dynamodb_store import HISTORY_INDEX
 from ecrcache.adapters.shard_records import ShardRecords, fanout_marker, with_shard_counts
-from ecrcache.models.observed import AppliedFingerprints, Aspect, Ownership
+from ecrcache.models.observed import Ownership
 from ecrcache.models.region_records import RegionState, RegionStatus
 from ecrcache.models.status import (
     REQUEST_PARTITION,
@@ -113,18 +123,10 @@ if TYPE_CHECKING:
 RUN_RETENTION: Final = timedelta(days=30)
 RUNS_PARTITION: Final = "RUN"
 REQUEST_RETENTION: Final = timedelta(days=1)
-CREATED_ATTRIBUTE: Final = "created_at"
-"""Of an applied-fingerprints item: :attr:`~ecrcache.models.observed.AppliedFingerprints.created_at`."""
-TAG_KEYS_ATTRIBUTE: Final = "tag_keys"
-"""Of an applied-fingerprints item: :attr:`~ecrcache.models.observed.AppliedFingerprints.tag_keys` (a string set;
-absent when there are none: DynamoDB has no empty set)."""
 MIGRATED_ATTRIBUTE: Final = "migrated"
 """Set on the stack Region's item once every item of the former layout has been moved (and deleted)."""
 LEGACY_STATUS_PARTITION: Final = "STATUS"
 """The former layout's partition: one status item per (Region, rule); read until migrated, then deleted."""
-STATUS_SORT_PREFIX: Final = "#STATUS#"
-"""Sort key prefix of the Regions' status items, in the stack Region's partition (``APPLIED#<stack Region>``):
-no repository name starts with ``#``, so they sort ahead of the applied fingerprints and never clash."""
 LEGACY_FORWARDER_PARTITION: Final = "FORWARDER"
 """The former place of the forwarder records (one item per Region); read until migrated, then deleted."""
 FORWARDER_ATTRIBUTE: Final = "fwd"
@@ -169,19 +171,6 @@ def _legacy_status_of(item: Mapping[str, Any]) -> RuleStatus:
 
 def _is_status(item: Mapping[str, Any]) -> bool:
     return str(item["sk"]["S"]).startswith(STATUS_SORT_PREFIX)
-
-
-def _applied(items: Iterable[Mapping[str, Any]]) -> dict[str, AppliedFingerprints]:
-    """The applied fingerprints among a Region partition's items (repository names never start with ``#``)."""
-    return {
-        item["sk"]["S"]: AppliedFingerprints(
-            **{aspect.value: item[aspect.value]["S"] for aspect in Aspect if aspect.value in item},
-            tag_keys=frozenset(item[TAG_KEYS_ATTRIBUTE]["SS"]) if TAG_KEYS_ATTRIBUTE in item else None,
-            created_at=parse_iso(item[CREATED_ATTRIBUTE]["S"]) if CREATED_ATTRIBUTE in item else None,
-        )
-        for item in items
-        if not str(item["sk"]["S"]).startswith("#")
-    }
 
 
 def _rule_statuses(items: Iterable[Mapping[str, Any]], legacy: Iterable[Mapping[str, Any]]) -> list[RuleStatusRecord]:
@@ -245,6 +234,8 @@ def _region_of(region: str, item: Mapping[str, Any]) -> RegionStatus:
         stamp=stamp,
         forwarder=_forwarder_of(item.get(FORWARDER_ATTRIBUTE)),
         fanout=fanout_marker(item),
+        digest=item[DIGEST_ATTRIBUTE]["S"] if DIGEST_ATTRIBUTE in item else None,
+        generation=int(item[GENERATION_ATTRIBUTE]["N"]) if GENERATION_ATTRIBUTE in item else 0,
     )
 
 
@@ -517,10 +508,10 @@ class _LeasesAndRuns:
         return query_partition(self.client, self.table_name, pk)
 
 
-class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
+class DynamoDbStatusStore(AppliedRecords, ShardRecords, _LeasesAndRuns):
     """Implements :class:`ecrcache.ports.StatusStore` on the stack's state table."""
 
-    _applied_items = staticmethod(_applied)  # the shard records' (a shard's by key) parse as the Region's read
+    _applied_items = staticmethod(applied_of_items)  # the shard records' (a shard's by key) parse as the Region's read
 
     def __init__(
         self,
@@ -568,50 +559,24 @@ class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, "DynamoDB UpdateItem") from exc
 
-    # -- applied fingerprints ------------------------------------------------------------------
-
-    def applied(self, region: str) -> dict[str, AppliedFingerprints]:
-        return _applied(self._query_partition(f"APPLIED#{region}"))
-
-    def record_applied(self, region: str, items: Mapping[str, AppliedFingerprints]) -> None:
-        requests: list[WriteRequestTypeDef] = []
-        for name, applied in items.items():
-            item: Item = {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}
-            for aspect in Aspect:
-                if (value := applied.get(aspect)) is not None:
-                    item[aspect.value] = _s(value)
-            if applied.tag_keys:
-                item[TAG_KEYS_ATTRIBUTE] = {"SS": sorted(applied.tag_keys)}
-            if applied.created_at is not None:
-                item[CREATED_ATTRIBUTE] = _s(_iso(applied.created_at))
-            requests.append({"PutRequest": {"Item": item}})
-        self._batch_write(requests)
-
-    def forget_applied(self, region: str, names: Iterable[str]) -> None:
-        requests: list[WriteRequestTypeDef] = [
-            {"DeleteRequest": {"Key": {"pk": _s(f"APPLIED#{region}"), "sk": _s(name)}}} for name in dict.fromkeys(names)
-        ]
-        self._batch_write(requests)
-
-    def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
-        batch_write(self.client, self.table_name, requests, sleep=self.sleep)
-
     # -- a Region's records in one read --------------------------------------------------------
 
-    def read_region(self, region: str) -> RegionState:
+    def read_region(self, region: str, *, applied: bool = True) -> RegionState:
         """The Region's status, ownership and applied fingerprints: one paginated Query of its partition (for
         the stack's Region, whose partition also holds every Region's status item, ahead of the fingerprints);
-        another Region's status item is one GetItem more."""
-        items = list(self._query_partition(f"APPLIED#{region}"))
-        applied = _applied(items)
+        another Region's is its status item (one GetItem) then its fingerprints (one paginated Query). Without
+        ``applied``: the status items only (for the stack's Region, every Region's: one Query). The status is always
+        read before the fingerprints (:mod:`ecrcache.adapters.applied_records`: the generation read with them)."""
         if region != self.home:
-            return RegionState(status=self.region_status(region), applied=applied)
+            status = self.region_status(region)
+            return RegionState(status=status, applied=self.applied(region) if applied else {}, applied_read=applied)
+        items = list(self._query_partition(f"APPLIED#{region}")) if applied else self._query_status_items()
         found = {item["sk"]["S"].removeprefix(STATUS_SORT_PREFIX): item for item in items if _is_status(item)}
         home = found.pop(region, None)
         self.migrated |= home is not None and MIGRATED_ATTRIBUTE in home
         status = self._region_status(region, home)
         others = {name: self._region_status(name, item) for name, item in sorted(found.items())}
-        return RegionState(status=status, applied=applied, others=others)
+        return RegionState(status=status, applied=applied_of_items(items), others=others, applied_read=applied)
 
     def region_status(self, region: str) -> RegionStatus:
         """The Region's rule statuses and ownership (one GetItem; until the former layout is known to have been
@@ -685,22 +650,15 @@ class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
         if version is not None:  # 0: no item (or one with no status write yet: made by the migration)
             values[":read"] = _n(version)
             extra["ConditionExpression"] = "#version = :read" + (" OR attribute_not_exists(#version)" * (not version))
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._status_key(region),
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                **extra,
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
+        request = {
+            "TableName": self.table_name,
+            "Key": self._status_key(region),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            **extra,
+        }
+        return conditional_update(self.client, request)
 
     def put_rule_status(self, region: str, prefix: str, status: RuleStatus) -> None:
         """Everything but the upstream health, which stays as ``record_upstream`` last wrote it."""
@@ -884,9 +842,6 @@ class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
         except BotoCoreError as exc:
             raise classify(exc, "DynamoDB UpdateItem") from exc
 
-    def _status_key(self, region: str) -> Item:
-        return {"pk": _s(f"APPLIED#{self.home}"), "sk": _s(f"{STATUS_SORT_PREFIX}{region}")}
-
     # -- the former layout (one status item per rule, ownership items per Region) --------------
 
     def migrate_legacy(self, regions: Iterable[str] = ()) -> int:
@@ -913,7 +868,7 @@ class DynamoDbStatusStore(ShardRecords, _LeasesAndRuns):
             deletes: list[WriteRequestTypeDef] = [
                 {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in (*items, *owned)
             ]
-            self._batch_write(deletes)
+            batch_write(self.client, self.table_name, deletes, sleep=self.sleep)
             moved += len(deletes)
         self.migrated = True
         return moved

@@ -39,6 +39,12 @@ class RegionStatus(_Frozen):
     Region keeps being reconciled until it is gone (:mod:`ecrcache.services.forwarders`)."""
     fanout: FanoutMarker | None = None
     """The Region's unfinished deep-resync fan-out (its ``fan`` attribute), if any: the run whose shards are out."""
+    digest: str | None = None
+    """The Region's quiet digest (its ``qd`` attribute, :mod:`ecrcache.engine.quiet`): recorded by a run that found
+    the Region quiet, removed by any write of its applied fingerprints (``None``: none recorded)."""
+    generation: int = 0
+    """How many times the Region's applied fingerprints were written (its ``ag`` attribute, moved before and after
+    each write): a digest is recorded only if no write came between the read its plan was made from and the record."""
     migrated: bool = True
     """False until the store's former layout has been migrated (for every Region at once): the statuses and
     ownership were then read from both layouts, merged (the current one wins)."""
@@ -51,3 +57,5 @@ class RegionState(_Frozen):
     status: RegionStatus
     applied: Mapping[str, AppliedFingerprints] = Field(default_factory=dict)
     others: Mapping[str, RegionStatus] = Field(default_factory=dict)
+    applied_read: bool = True
+    """False when the read left the applied fingerprints out (:attr:`applied` is then empty, not "none recorded")."""

@@ -39,11 +39,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
+from ecrcache import __version__
 from ecrcache.engine.deadline import Deadline
 from ecrcache.engine.forwarders import forwarder_regions
 from ecrcache.engine.ownership import ownership_block
 from ecrcache.engine.plan import ActionResult, Note, Plan
 from ecrcache.engine.planner import plan as plan_regions
+from ecrcache.engine.quiet import quiet_digest
 from ecrcache.engine.replicas import (
     CredentialSecret,
     credential_in,
@@ -66,7 +68,7 @@ from ecrcache.models.status import RuleStatusRecord
 if TYPE_CHECKING:
     from ecrcache.engine.plan import Blocked, PlannedAction
     from ecrcache.engine.role_path import RoleScope
-    from ecrcache.models.observed import AppliedFingerprints, ObservedRegion, Ownership
+    from ecrcache.models.observed import ObservedRegion, Ownership
     from ecrcache.models.records import Snapshot
     from ecrcache.models.region_records import RegionState
     from ecrcache.models.status import RuleStatus
@@ -81,6 +83,7 @@ __all__ = [
     "ReplicaFailures",
     "Scope",
     "Secrets",
+    "release_code",
     "unread_plan",
 ]
 
@@ -88,6 +91,11 @@ Secrets = Mapping[str, CredentialSecret]
 """Credential name -> its secret as described (credentials with a secret only)."""
 ReplicaFailures = Mapping[tuple[str, str], ActionResult]
 """``(credential, Region)`` -> the replica action of this run that failed there."""
+
+
+def release_code() -> str:
+    """The planning code's identity when no finer one is given: the package's version."""
+    return __version__
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +146,14 @@ class DesiredByRegion:
     """The stack Region's records as read with the statuses (its observe reuses them)."""
 
     def state_of(self, region: str) -> RegionState | None:
-        """The Region's records when they were read with the statuses (the stack's Region), else ``None``."""
-        return self.home if self.home is not None and self.home.status.region == region else None
+        """The Region's records when they were read with the statuses (the stack's Region, its applied fingerprints
+        with them), else ``None``."""
+        home = self.home
+        return home if home is not None and home.status.region == region and home.applied_read else None
+
+    def status_of(self, region: str) -> RegionStatus:
+        """The Region's status as read with every Region's (none recorded: an empty one)."""
+        return self.recorded.get(region) or RegionStatus(region=region)
 
     def desired_in(self, region: str) -> list[DesiredRule]:
         return self.desired.get(region, [])
@@ -227,8 +241,11 @@ class PlanService:
         secrets: SecretReplicaReader | None = None,
         forwarders: ForwarderPlanner | None = None,
         role_path: RoleScope = ANY_ROLE,
+        planner_code: Callable[[], str] = release_code,
     ) -> None:
         self.desired = desired
+        self.planner_code = planner_code
+        """The planning code's identity, part of every quiet digest (:mod:`ecrcache.adapters.code_identity`)."""
         self.forwarders = forwarders
         """Plans the event forwarders of the Regions other than the stack's (``None``: the feature is off)."""
         self.status = status
@@ -337,14 +354,16 @@ class PlanService:
         snapshot: Snapshot | None = None,
         secrets: Secrets | None = None,
         failures: ReplicaFailures | None = None,
+        applied: bool = True,
     ) -> tuple[DesiredByRegion, list[RuleStatusRecord]]:
         """The desired rules of every Region ``scope`` covers, and every rule status recorded.
 
         ``snapshot`` and ``secrets`` are read when not given; ``failures``: the replica actions of this
-        run that failed (their rules wait with the reason)."""
+        run that failed (their rules wait with the reason). ``applied``: read the stack Region's applied
+        fingerprints with the statuses (else the statuses only: a reconcile reads them when it needs them)."""
         snapshot = snapshot if snapshot is not None else self.desired.snapshot(warm_sets=False)
         secrets = secrets if secrets is not None else self.read_secrets(snapshot)
-        home = self.status.read_region(self.stack_region)
+        home = self.status.read_region(self.stack_region, applied=applied)
         recorded = {home.status.region: home.status, **home.others}
         if not home.status.migrated:  # the former layout: every Region's statuses in a partition of their own
             recorded = self._with_legacy(recorded)
@@ -520,18 +539,6 @@ class PlanService:
             ) from exc
         return frozenset(held)
 
-    def observe(
-        self,
-        region: str,
-        prefixes: Sequence[str],
-        *,
-        deep: bool | Collection[str],
-        stop: Callable[[], bool] | None = None,
-    ) -> tuple[ObservedRegion, Ownership, dict[str, AppliedFingerprints]]:
-        """ECR in ``region`` with what the controller last applied there, and what it owns there."""
-        observed, state = self.observe_region(region, prefixes, deep=deep, stop=stop)
-        return observed, state.status.ownership, dict(state.applied)
-
     def plan_region(self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership) -> Plan:
         """One Region's rule plan (a reconcile plans each Region as it reaches it)."""
         return plan_regions(
@@ -541,6 +548,19 @@ class PlanService:
             {region: ownership},
             warmer_role=self.warmer_role_arn,
             role_path=self.role_path,
+        )
+
+    def digest(self, region: str, inputs: DesiredByRegion, observed: ObservedRegion, ownership: Ownership) -> str:
+        """The Region's quiet digest now (:func:`~ecrcache.engine.quiet.quiet_digest`: its fast plan's inputs but
+        the applied fingerprints)."""
+        return quiet_digest(
+            inputs.desired_in(region),
+            inputs.retired_in(region),
+            observed,
+            ownership,
+            warmer_role=self.warmer_role_arn,
+            role_path=self.role_path,
+            code=self.planner_code(),
         )
 
     def observe_region(

@@ -31,27 +31,25 @@ from ecrcache.engine.status import (
     RegionSummary,
     RunSummary,
     action_errors,
-    no_longer_desired,
-    rule_findings,
-    rule_status,
     run_status,
 )
 from ecrcache.errors import EcrcacheError, RetryableError
 from ecrcache.models.observed import AppliedFingerprints
-from ecrcache.models.status import ReconcileRun, RegionStamp, RuleStatus, RunTrigger, same_status
+from ecrcache.models.status import ReconcileRun, RegionStamp, RunTrigger
 from ecrcache.observability import logger
-from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope
+from ecrcache.services.plan import FAST_SCOPE, PlanService, Scope, release_code
+from ecrcache.services.quiet_regions import QuietRegions, unsettled
 from ecrcache.services.reconcile_apply import RegionApplier
 from ecrcache.services.reconcile_shards import ShardFinisher, run_metrics
 from ecrcache.services.replicas import ReplicaPhases
-from ecrcache.services.rule_statuses import RuleStatusRecorder, StatusChanges
+from ecrcache.services.rule_statuses import RuleStatusRecorder
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from ecrcache.engine.role_path import RoleScope
     from ecrcache.models.observed import ObservedRegion, ObservedRepository, ObservedRule
-    from ecrcache.models.region_records import RegionState
+    from ecrcache.models.region_records import RegionState, RegionStatus
     from ecrcache.models.shards import FanoutMarker
     from ecrcache.models.status import RuleStatusRecord
     from ecrcache.ports import EcrRegistry, SecretReplicator, StateEventPublisher, StateStore, StatusStore
@@ -129,6 +127,7 @@ class ReconcileService:
         events: StateEventPublisher | None = None,
         forwarders: ForwarderPhase | None = None,
         shards: ShardFanout | None = None,
+        planner_code: Callable[[], str] = release_code,
     ) -> None:
         """``replicas`` reconciles credentials' secret replicas (``None``: not at all, and rules outside
         the stack's Region that take a credential are blocked); ``sleep`` paces the wait for new ones;
@@ -137,7 +136,8 @@ class ReconcileService:
         ``events`` announces rules' condition changes on the default bus (``None``: not at all); ``forwarders``
         keeps an event forwarder in every other Region a rule names (``None``: none, :mod:`.forwarders`); ``shards``
         fans a deep run's read of a Region with more repositories than one shard out to shard workers (``None``:
-        every deep read in this run, :mod:`.reconcile_shards`)."""
+        every deep read in this run, :mod:`.reconcile_shards`); ``planner_code``: the planning code's identity, part
+        of the Regions' quiet digests (:mod:`ecrcache.adapters.code_identity`)."""
         self.shards = shards
         self.finisher = ShardFinisher(status=status, clock=clock, events=events)
         self.applier = RegionApplier(status=status, registry=registry)
@@ -159,6 +159,10 @@ class ReconcileService:
             secrets=replicas,
             role_path=role_path,
             forwarders=forwarders.planner if forwarders is not None else None,
+            planner_code=planner_code,
+        )
+        self.quiet = QuietRegions(
+            planner=self.planner, status=status, clock=clock, events=events, forwarders=forwarders
         )
         self.replicas = (
             None
@@ -228,7 +232,7 @@ class ReconcileService:
         Records still in the store's former layout are migrated first (once: under no lease, the migration
         keeps a status already in the current layout and is idempotent)."""
         if self.replicas is None:
-            inputs, records = self.planner.read_desired(scope)
+            inputs, records = self.planner.read_desired(scope, applied=False)
         else:
             snapshot = self.desired.snapshot(warm_sets=False)
             secrets = self.planner.read_secrets(snapshot)
@@ -238,7 +242,7 @@ class ReconcileService:
             added = self.replicas.add(plan, secrets, run_id=run.run_id)
             log.add_replicas(added)
             inputs, records = self.planner.read_desired(
-                scope, snapshot=snapshot, secrets=added.secrets, failures=added.failures
+                scope, snapshot=snapshot, secrets=added.secrets, failures=added.failures, applied=False
             )
         if inputs.home is not None and not inputs.home.status.migrated:
             moved = self.status.migrate_legacy(inputs.regions)
@@ -304,54 +308,15 @@ class ReconcileService:
         return fanned.shards > 0
 
     def _quiet_region(self, region: str, inputs: DesiredByRegion, scope: Scope, run_id: str, log: _RunLog) -> bool:
-        """Read the Region (its records in one read, ECR's rules, templates and repository list) and plan: when
-        there is nothing to apply, nothing to forget and no rule's status would change, the Region is done with
-        no lease and no write (the run's record stamps it). ``False``: the Region has work (done under its lease)."""
-        desired = inputs.desired_in(region)
-        observed, state = self.planner.observe_region(
-            region, inputs.prefixes(region), deep=False, state=inputs.state_of(region)
-        )
-        plan = self.planner.plan_region(region, inputs, observed, state.status.ownership)
-        recorded = state.status.statuses
-        if (
-            plan.actions
-            or _unsettled(scope, observed)
-            or no_longer_desired(recorded, desired)
-            or any(name not in observed.repositories for name in state.applied)
-        ):
+        """Whether a first read finds nothing to do in the Region (:mod:`.quiet_regions`): it is then done with no
+        lease and no write but its digest's (the run's record stamps it). ``False``: work, done under its lease."""
+        found = self.quiet.find(region, inputs, scope, run_id)
+        if found is None:
             return False
-        now = self.clock()
-        found = rule_findings(
-            [r.prefix for r in desired],
-            region=region,
-            plan=plan,
-            left=Plan(),
-            failures={},
-            repositories=observed.repositories,
-        )
-        statuses = {
-            r.prefix: rule_status(
-                recorded.get(r.prefix) or RuleStatus(),
-                found[r.prefix],
-                now=now,
-                run_id=run_id,
-                revision=inputs.revision,
-            )
-            for r in desired
-        }
-        if any(not same_status(recorded.get(prefix), status) for prefix, status in statuses.items()):
-            return False
-        wanted = region in inputs.named_regions  # and the Region's event forwarder needs nothing either
-        if self.forwarders and not self.forwarders.in_sync(region, wanted=wanted, record=state.status.forwarder):
-            return False
-        changes = StatusChanges(region, run_id)
-        for prefix, status in statuses.items():
-            changes.add(prefix, status, status)
-        changes.report(self.events, now=now)
         log.regions.append(RegionSummary())
-        log.rules[region] = observed.rules
-        if desired:  # the stamp only moves forward: a run that reconciled the Region meanwhile keeps its own
-            log.stamps[region] = RegionStamp(run_id=run_id, at=now, revision=inputs.revision)
+        log.rules[region] = found.rules
+        if inputs.desired_in(region):  # the stamp only moves forward: a run that reconciled it meanwhile keeps its own
+            log.stamps[region] = RegionStamp(run_id=run_id, at=found.at, revision=inputs.revision)
         return True
 
     def _converge_forwarder(self, region: str, inputs: DesiredByRegion, run_id: str, log: _RunLog) -> None:
@@ -405,9 +370,9 @@ class ReconcileService:
         outcome = self.applier.apply(region, here, observed, applied, ownership)
         outcome.applying, outcome.applying_run = leave, holder
         if any(a.kind.calls_aws for a in here.actions):
-            after, left = self._verify(region, inputs, reads, outcome)
+            after, left, read = self._verify(region, inputs, reads, outcome)
         else:  # nothing in ECR changed: the observation is still what verify would read
-            after, left = observed, Plan()
+            after, left, read = observed, Plan(), state.status
         outcome.rules = after.rules
         if settled := _settled(reads, after, left, deep, outcome.recorded, leave=leave):
             self.status.record_applied(region, settled)
@@ -432,6 +397,8 @@ class ReconcileService:
             run_id=run_id,
             recorded=state.status,
         )
+        if not (left.actions or leave or outcome.failures or outcome.shards is not None):
+            self.quiet.record_converged(region, inputs, after, read)
         return outcome, left
 
     def _leave_to_shards(
@@ -479,18 +446,19 @@ class ReconcileService:
                 return observed, state, replace(scope, deep=False), set()
             return self.registry(region).read_details(observed), state, scope, deep
         observed, state = self.planner.observe_region(region, prefixes, deep=deep, state=state)
-        if again := _unsettled(scope, observed):  # applied to an earlier repository of that name: read it too
+        if again := unsettled(scope, observed):  # applied to an earlier repository of that name: read it too
             deep = deep if deep is True else deep | again
             observed, state = self.planner.observe_region(region, prefixes, deep=deep, state=state)
         return observed, state, scope, deep
 
     def _verify(
         self, region: str, inputs: DesiredByRegion, scope: Scope, outcome: RegionOutcome
-    ) -> tuple[ObservedRegion, Plan]:
+    ) -> tuple[ObservedRegion, Plan, RegionStatus]:
         """Re-read (deeply where the run wrote) and plan again: what is left did not converge (but the changes left
-        to shard workers, :attr:`RegionOutcome.applying`)."""
+        to shard workers, :attr:`RegionOutcome.applying`); with the Region's status as read then."""
         deep: bool | Collection[str] = scope.deep or (outcome.touched | set(scope.deep_repositories))
-        after, after_owned, _ = self.planner.observe(region, inputs.prefixes(region), deep=deep)
+        after, state = self.planner.observe_region(region, inputs.prefixes(region), deep=deep)
+        after_owned = state.status.ownership
         planned = plan_regions(
             {region: inputs.desired_in(region)},
             {region: inputs.retired_in(region)},
@@ -504,7 +472,7 @@ class ReconcileService:
         unsure = {a.target for a in left.actions if a.kind.scope == "repository"}
         if unsure:
             self.applier.mark_unverified(region, unsure)
-        return after, left
+        return after, left, state.status
 
 
 def _waits(marker: FanoutMarker, repo: ObservedRepository | None, rule: str) -> bool:
@@ -517,21 +485,11 @@ def _waits(marker: FanoutMarker, repo: ObservedRepository | None, rule: str) -> 
 def _first_deep(scope: Scope, applied: Mapping[str, AppliedFingerprints]) -> Literal[True] | set[str]:
     """What a run under the lease reads deeply first: as the scope says, and the repositories named as new that
     no run settled (:attr:`Scope.new_repositories`; one settled before may have been created again since: the
-    listing tells, :func:`_unsettled`)."""
+    listing tells, :func:`~.quiet_regions.unsettled`)."""
     if scope.deep:
         return True
     new = {name for name in scope.new_repositories if (a := applied.get(name)) is None or a.created_at is None}
     return set(scope.deep_repositories) | new
-
-
-def _unsettled(scope: Scope, observed: ObservedRegion) -> set[str]:
-    """The repositories named as new that ECR lists, not read deeply, and no run settled since their creation."""
-    repositories = observed.repositories
-    return {
-        name
-        for name in scope.new_repositories
-        if (repo := repositories.get(name)) is not None and not repo.settled and repo.details is None
-    }
 
 
 def _settled(
