@@ -575,7 +575,8 @@ def render(fleet: Fleet, results: Mapping[str, Result], found: Sequence[Check], 
         "setup, not measured): they stand for repositories already cached.",
         f"- **{FULL_CREATE}**: the first reconcile, from nothing (each run in a fresh embedded AWS).",
         f"- **{NOOP_FAST}**: converged; the fast path (the `Resync` schedule, {schedule('Resync')}): no "
-        "per-repository reads, the applied fingerprints in the state table say what was put.",
+        "per-repository reads; the Region's quiet digest, recorded by the run that converged it, stands for the "
+        "applied fingerprints in the state table (read only when it no longer matches).",
         f"- **{NOOP_DEEP}**: converged; every repository's lifecycle policy, policy and tags read, the check "
         f"for drift made behind the controller's back (the `DeepResync` schedule, {schedule('DeepResync')}).",
         f"- **{ONE_RULE}**: `keep_last` of rule `{fleet.changed_prefix}` changed, then a fast reconcile.",
@@ -745,7 +746,8 @@ def interpretation(fleet: Fleet, results: Mapping[str, Result]) -> list[str]:
         f"- **No-op fast resync: {f.writes} ECR writes, {f.per_repository_reads} per-repository reads.** It "
         f"reads the rules, the templates and the repository list, {observes} "
         f"({pages} page(s) of up to {page_size} per pass for {fleet.repositories:,} repositories), and the "
-        f"applied fingerprints from the state table: {f.ecr_calls} ECR calls against {again.ecr_calls:,} for the "
+        f"Regions' statuses and quiet digests from the state table: {f.ecr_calls} ECR calls against "
+        f"{again.ecr_calls:,} for the "
         f"naive run ({_ratio(f.ecr_calls, again.ecr_calls)}{X}). `DescribeRepositories` lists every repository "
         "in the registry, cached or not, so a registry with many repositories of its own adds pages.",
         f"- **Its in-process time is {where} DynamoDB on moto**: {_time(inside_dynamodb)} of "
