@@ -329,27 +329,22 @@ def _record_upstream_legacy(
     client: DynamoDBClient, table: str, region: str, prefix: str, health: UpstreamHealth
 ) -> bool:
     """``record_upstream`` on a rule whose status is still in the former layout (a Region not migrated)."""
-    try:
-        client.update_item(
-            TableName=table,
-            Key={"pk": _s(LEGACY_STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")},
-            UpdateExpression="SET upstream = :health, upstream_at = :at",
-            ConditionExpression=(
+    return conditional_update(
+        client,
+        {
+            "TableName": table,
+            "Key": {"pk": _s(LEGACY_STATUS_PARTITION), "sk": _s(f"{region}#{prefix}")},
+            "UpdateExpression": "SET upstream = :health, upstream_at = :at",
+            "ConditionExpression": (
                 "attribute_exists(#status) AND (attribute_not_exists(upstream_at) OR upstream_at <= :at)"
             ),
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
                 ":health": _s(health.within_bytes().model_dump_json()),
                 ":at": _n(_micros(health.check.observed_at)),
             },
-        )
-    except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise classify(exc, "DynamoDB UpdateItem") from exc
-    except BotoCoreError as exc:
-        raise classify(exc, "DynamoDB UpdateItem") from exc
-    return True
+        },
+    )
 
 
 class _LeasesAndRuns:
