@@ -15,12 +15,13 @@ other's numbers.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import platform
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -138,9 +139,12 @@ def item_rollback_copies() -> Iterator[None]:
     transaction, and a fan-out makes one per shard report: the benchmark measured moto, not the controller. Here
     the items the transaction names are copied (by key) instead, and written back (or deleted) when it fails, as
     moto's rollback would leave them; what a caller sees is the same, only the benchmark's time and memory change.
+    A transaction and the backend's item reads and writes also run one at a time (:func:`_one_at_a_time`).
     """
     models: Any = importlib.import_module("moto.dynamodb.models")
-    real_copy, original = models.copy, models.DynamoDBBackend.transact_write_items
+    backend = models.DynamoDBBackend
+    real_copy, original = models.copy, backend.transact_write_items
+    serialised = {name: getattr(backend, name) for name in _SERIALISED}
 
     class _NoTableCopy:
         @staticmethod
@@ -162,11 +166,35 @@ def item_rollback_copies() -> Iterator[None]:
         finally:
             models.copy = real_copy
 
-    models.DynamoDBBackend.transact_write_items = transact_write_items
+    for name, method in serialised.items():
+        setattr(backend, name, _one_at_a_time(method))
+    backend.transact_write_items = _one_at_a_time(transact_write_items)
     try:
         yield
     finally:
-        models.DynamoDBBackend.transact_write_items = original
+        backend.transact_write_items = original
+        for name, method in serialised.items():
+            setattr(backend, name, method)
+
+
+_SERIALISED: Final = ("get_item", "put_item", "update_item", "delete_item", "batch_write_item")
+"""The backend's item reads and writes that wait for a transaction under way (see :func:`_one_at_a_time`)."""
+_WRITES: Final = threading.RLock()
+
+
+def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` under one lock shared by the transactions and the item reads and writes: DynamoDB isolates a
+    transaction from every other request (serialisable), moto does not. A benchmark's worker threads call moto
+    at once: without it, a transaction that fails puts back the items it saved before it began, over another
+    thread's write made in between (a fan-out's shard report count lost), and the module-wide copy switch of
+    one transaction is undone by another's."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _WRITES:
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _saved_item(backend: Any, op: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:

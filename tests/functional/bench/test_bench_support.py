@@ -3,6 +3,7 @@ what a transaction leaves behind is moto's own, with or without the patch; only 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import moto
 import pytest
 from botocore.exceptions import ClientError
 
+from bench import support
 from bench.support import item_rollback_copies
 
 pytestmark = pytest.mark.functional
@@ -78,3 +80,49 @@ def test_a_transaction_that_succeeds_writes_every_item(dynamodb: Any) -> None:
         {"pk": {"S": "a"}, "sk": {"S": "1"}, "n": {"N": "2"}},
         {"pk": {"S": "b"}, "sk": {"S": "1"}},
     ]
+
+
+def test_a_write_made_while_a_transaction_runs_is_not_undone_by_its_rollback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the item rollback, and another thread that updates an item while a transaction naming it is under way
+    # (between the transaction's copy of the item and its failure), as a fan-out's worker threads do
+    with moto.mock_aws():
+        client: Any = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "sk": {"S": "1"}, "n": {"N": "1"}})
+        other = boto3.client("dynamodb", region_name="us-east-1")
+        others: list[threading.Thread] = []
+        saved = support._saved_item
+
+        def saved_then_overtaken(backend: Any, op: dict[str, Any]) -> Any:
+            found = saved(backend, op)
+            if not others:
+                others.append(threading.Thread(target=other.update_item, kwargs=_update("a")["Update"]))
+                others[0].start()
+                others[0].join(timeout=0.5)  # made at once unless it waits for the transaction
+            return found
+
+        monkeypatch.setattr(support, "_saved_item", saved_then_overtaken)
+        refused = {
+            "ConditionCheck": {
+                "TableName": TABLE,
+                "Key": {"pk": {"S": "missing"}, "sk": {"S": "1"}},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        with item_rollback_copies():
+            # WHEN the transaction fails and is rolled back
+            with pytest.raises(ClientError, match="TransactionCanceled"):
+                client.transact_write_items(TransactItems=[_update("a"), refused])
+            others[0].join(timeout=10)
+            # THEN the other thread's write stands: the transaction's own change is gone, not the other one
+            item = client.get_item(TableName=TABLE, Key={"pk": {"S": "a"}, "sk": {"S": "1"}})["Item"]
+    assert not others[0].is_alive()
+    assert item["n"] == {"N": "2"}
