@@ -380,21 +380,16 @@ class _LeasesAndRuns:
 
     def renew_lease(self, region: str, owner: str, *, now: datetime, ttl_seconds: int) -> bool:
         """Extend ``owner``'s lease; ``False`` when it is no longer ``owner``'s (released or taken over)."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._lease_key(region),
-                UpdateExpression="SET lease_expires = :exp",
-                ConditionExpression="lease_owner = :me",
-                ExpressionAttributeValues={":me": _s(owner), ":exp": _n(_epoch(now) + ttl_seconds)},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        except BotoCoreError as exc:
-            raise classify(exc, "DynamoDB UpdateItem") from exc
-        return True
+        return conditional_update(
+            self.client,
+            {
+                "TableName": self.table_name,
+                "Key": self._lease_key(region),
+                "UpdateExpression": "SET lease_expires = :exp",
+                "ConditionExpression": "lease_owner = :me",
+                "ExpressionAttributeValues": {":me": _s(owner), ":exp": _n(_epoch(now) + ttl_seconds)},
+            },
+        )
 
     def release_lease(self, region: str, owner: str) -> None:
         """Give the lease up; a no-op when ``owner`` does not hold it (it expired and was taken over)."""
