@@ -35,6 +35,19 @@ ECR_ADAPTER: Final = ("ecrcache.adapters.ecr_registry", "ecrcache.engine.essence
 ECR."""
 WARM_INPUTS: Final = ("ecrcache.models.warm_inputs",)
 """The warm planner's inputs: every handler imported them through ``ecrcache.ports``, for annotations only."""
+OTHER_WORK: Final = (
+    "ecrcache.models.warm_set",
+    "ecrcache.models.warm_run",
+    "ecrcache.engine.warm",
+    "ecrcache.engine.warm_pull",
+    "ecrcache.models.shards",
+    "ecrcache.models.pull_stats",
+    "ecrcache.engine.pull_stats",
+    "ecrcache.models.events",
+)
+"""Warm sets and runs, the fan-out's shards, pull statistics and EventBridge events: the rotator and the credential
+health check read none of them; they imported them for a few names (a failure class, a token bucket's key, an image
+reference, a rule's owner, the shard size's limit), now in leaf modules."""
 OPENAPI_MODELS: Final = ("aws_lambda_powertools.event_handler.openapi.models",)
 """Powertools' OpenAPI models: only the API's description (``/v1/openapi.json``, ``/v1/docs``) uses them, imported on
 first use; the requests' validation does not."""
@@ -47,7 +60,7 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
         "ecrcache.engine.warm_pull",
         *OPENAPI_MODELS,
     ),
-    "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *OTHER_WORK),
     "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
     "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports"),
     # The shard worker: the reconciler's planning and apply, none of its triggers, forwarders, rotations or queue.
@@ -61,7 +74,7 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
         "ecrcache.adapters.shard_queue",
         "aws_lambda_powertools.utilities.idempotency",
     ),
-    "rotator": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "rotator": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *OTHER_WORK),
     "warm_planner": (*RULE_MODELS[:3], "ecrcache.services.credential_health", *ECR_ADAPTER),
     "warm_worker": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
 }
@@ -87,3 +100,28 @@ def test_a_handler_module_does_not_import_what_was_made_lazy(name: str) -> None:
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert "ecrcache.services" in loaded  # the probe imported the handler, which imported the layer
     assert sorted(m for m in NOT_IMPORTED[name] if m in loaded) == []
+
+
+SETTINGS_PROBE: Final = (
+    "import json\nimport app\nfrom pydantic import BaseModel\nfrom ecrcache import config\n"
+    "print(json.dumps(sorted(n for n, c in vars(config).items() if isinstance(c, type) and issubclass(c, BaseModel)"
+    " and c.__module__ == config.__name__ and c.__pydantic_complete__)))"
+)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
+def test_a_cold_start_builds_only_its_own_settings_model(name: str) -> None:
+    """``ecrcache.config``'s settings models are built on first use: a function builds the one it reads, not the
+    mixins or the other functions' settings (each a pydantic model whose schema costs a build)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SETTINGS_PROBE],
+        cwd=FUNCTIONS / name,
+        env=child_env(FUNCTIONS / name),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    built = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(built) == 1, built

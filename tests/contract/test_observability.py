@@ -18,8 +18,9 @@ import pytest
 
 from devstack.local.template import PhysicalResource, Resolver
 from ecrcache.models.credential_health import HealthState
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.rotation import RotationOutcome
-from ecrcache.models.warm_run import FailureClass, Outcome
+from ecrcache.models.warm_run import Outcome
 from tests.conftest import ROOT
 from tests.template import load_template, resources
 

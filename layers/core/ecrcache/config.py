@@ -13,11 +13,13 @@ from typing import Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator, model_validator
 
-from ecrcache.models.shards import DEFAULT_SHARD_DEADLINE_SECONDS, DEFAULT_SHARD_SIZE, MAX_SHARD_SIZE
+from ecrcache.models.shard_limits import DEFAULT_SHARD_DEADLINE_SECONDS, DEFAULT_SHARD_SIZE, MAX_SHARD_SIZE
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Built on first use (defer_build): a function validates one settings class, at import; the others here (the
+    # mixins, the other functions' settings) are never built in it (issue 13: cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     @classmethod
     def from_env(cls) -> Self:

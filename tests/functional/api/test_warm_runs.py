@@ -12,16 +12,8 @@ import boto3
 import pytest
 
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
-from ecrcache.models.warm_run import (
-    RUN_DEADLINE,
-    FailureClass,
-    ImageOutcome,
-    Outcome,
-    RunStatus,
-    RunTrigger,
-    WarmRun,
-    WarmTask,
-)
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import RUN_DEADLINE, ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
 from tests.conftest import REGION
 from tests.functional.api.assertions import assert_error
 from tests.functional.api.client import ALICE, ApiClient

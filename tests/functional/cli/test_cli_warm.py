@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunTrigger, WarmRun
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import ImageOutcome, Outcome, RunTrigger, WarmRun
 from ecrcache.services.warm_planner import WarmRequest
 from tests.functional.warm.planner_support import Planner, make_queue
 from tests.unit.cli.support import CliResult, run_cli

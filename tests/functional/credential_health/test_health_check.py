@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from ecrcache.engine.warm import bucket_key
+from ecrcache.engine.upstream_buckets import bucket_key
 from ecrcache.errors import RetryableError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import HealthState

@@ -21,8 +21,8 @@ from devstack.registry import FaultKind, FaultProxy, LocalRegistry, RateLimit, S
 from ecrcache.adapters.registry_auth import basic_authorization, http_pool
 from ecrcache.adapters.upstream_auth import RegistryAuthProbe
 from ecrcache.models.credential import UpstreamLogin
+from ecrcache.models.image_reference import parse_image_reference
 from ecrcache.models.upstream_probe import ProbeStatus, ProbeTarget
-from ecrcache.models.warm_set import parse_image_reference
 from ecrcache.ports import UpstreamProbe
 from tests.functional.registry.support import AUTH_CREDENTIALS
 

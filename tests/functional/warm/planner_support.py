@@ -24,7 +24,7 @@ QUEUE_NAME = "ecrcache-warm-test"
 CREATED = datetime(2026, 11, 1, tzinfo=UTC)
 HUB = "registry-1.docker.io"
 HUB_BUCKET = f"{HUB}#hub"
-"""The bucket of ``hub_rule()``'s upstream: the registry with its credential (``engine.warm.bucket_key``)."""
+"""The bucket of ``hub_rule()``'s upstream: the registry and credential (``engine.upstream_buckets.bucket_key``)."""
 
 
 @dataclass

@@ -21,7 +21,7 @@ import urllib3
 from devstack.registry import FaultKind, FaultProxy, LocalRegistry, Seeder
 from ecrcache.adapters.upstream_registry import MAX_REDIRECTS, OciUpstreamRegistry, http_pool
 from ecrcache.errors import TerminalError
-from ecrcache.models.warm_run import FailureClass
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.ports import UpstreamTags
 from tests.conftest import REGION
 from tests.functional.registry.support import AUTH_CREDENTIALS

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ecrcache.models.warm_run import RUN_DEADLINE, FailureClass, ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import RUN_DEADLINE, ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun
 from tests.functional.warm.planner_support import Planner, make_queue
 from tests.functional.warm.support import raiser
 

@@ -14,9 +14,10 @@ from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.warm_queue import SqsWarmQueue
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.errors import RetryableError
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_inputs import PulledTag, TagListing
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun
+from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun
 from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_planner import WarmRequest
 from tests.conftest import REGION

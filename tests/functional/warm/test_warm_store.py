@@ -13,10 +13,10 @@ from botocore.stub import Stubber
 from ecrcache.adapters.dynamodb_codec import iso
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
 from ecrcache.errors import RetryableError, TerminalError
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_run import (
     REQUEST_PARTITION,
     RUN_DEADLINE,
-    FailureClass,
     ImageOutcome,
     Outcome,
     RunStatus,

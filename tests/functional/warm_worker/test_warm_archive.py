@@ -14,7 +14,8 @@ import pytest
 
 from devstack.aws import clock
 from devstack.registry import SeededImage
-from ecrcache.models.warm_run import FailureClass, Outcome
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import Outcome
 from tests.functional.registry.support import PullThrough
 from tests.functional.warm_worker.support import Warming
 

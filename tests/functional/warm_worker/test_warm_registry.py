@@ -17,9 +17,10 @@ from devstack.aws.ecr_pullthrough import pending_imports
 from devstack.registry import FaultKind, SeededImage, Seeder
 from devstack.registry.images import ManifestFormat
 from devstack.registry.seeder import ImageSpec
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.upstream import UpstreamKind, default_rate_limit
 from ecrcache.models.warm_pull import DIGEST_ISSUE
-from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus
+from ecrcache.models.warm_run import Outcome, RunStatus
 from tests.functional.registry.support import PullThrough
 from tests.functional.warm_worker.support import Warming
 

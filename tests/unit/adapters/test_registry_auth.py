@@ -18,7 +18,7 @@ from ecrcache.adapters.registry_auth import (
     followed,
     retry_at,
 )
-from ecrcache.models.warm_run import FailureClass
+from ecrcache.models.failure_class import FailureClass
 
 pytestmark = pytest.mark.unit
 

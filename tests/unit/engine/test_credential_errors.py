@@ -9,7 +9,8 @@ import pytest
 
 from ecrcache.engine.credential_errors import CredentialError, cache_action_errors, newest, warm_error
 from ecrcache.engine.pull_stats import BridgeEvent, PullScope
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmTask
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import ImageOutcome, Outcome, WarmTask
 
 pytestmark = pytest.mark.unit
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ecrcache.engine.upstream_buckets import bucket_key, bucket_label
 from ecrcache.engine.warm import (
     FRESHNESS_SLACK,
     MAX_PATTERN_MATCHES,
@@ -13,8 +14,6 @@ from ecrcache.engine.warm import (
     RunContext,
     Wanted,
     allocate,
-    bucket_key,
-    bucket_label,
     due_fire,
     ecr_repository,
     finished_status,
@@ -27,9 +26,10 @@ from ecrcache.engine.warm import (
     scheduled_run_id,
     upstream_path,
 )
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_inputs import PulledTag, TagListing
-from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus
+from ecrcache.models.warm_run import Outcome, RunStatus
 from ecrcache.models.warm_set import WarmSetSpec
 
 pytestmark = pytest.mark.unit

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
+from ecrcache.engine.upstream_buckets import MIN_BLOCK_SECONDS, block_until
 from ecrcache.engine.warm_pull import (
     FAILURE_CLASSES,
-    MIN_BLOCK_SECONDS,
     blob_digests,
-    block_until,
     classify,
     fresh_outcome,
     normalize_platform,
@@ -21,6 +20,7 @@ from ecrcache.engine.warm_pull import (
     skipped_outcome,
     upstream_requests,
 )
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_pull import (
     DIGEST_ISSUE,
     DIGEST_NOT_CACHED,
@@ -35,7 +35,7 @@ from ecrcache.models.warm_pull import (
     PullStage,
     WarmPull,
 )
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, WarmTask
+from ecrcache.models.warm_run import ImageOutcome, Outcome, WarmTask
 
 pytestmark = pytest.mark.unit
 

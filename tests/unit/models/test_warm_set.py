@@ -9,17 +9,19 @@ from pydantic import BaseModel, ValidationError
 
 from ecrcache.errors import field_errors_from_pydantic
 from ecrcache.models.common import normalise_schedule
+from ecrcache.models.image_reference import (
+    ImageReference,
+    needs_library_prefix,
+    parse_image_reference,
+    with_library_prefix,
+)
 from ecrcache.models.warm_set import (
     DEFAULT_PLATFORMS,
-    ImageReference,
     TopTags,
     WarmBudget,
     WarmSetSpec,
-    needs_library_prefix,
-    parse_image_reference,
     parse_platform,
     parse_tag_pattern,
-    with_library_prefix,
 )
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from ecrcache.errors import RetryableError
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_pull import CachedImage, EcrFailure, PullStage, WarmPull
-from ecrcache.models.warm_run import FailureClass, Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
+from ecrcache.models.warm_run import Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
 from ecrcache.ports import BucketLimit
 from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.warm_overdue import OverdueRuns

@@ -45,7 +45,7 @@ from urllib.parse import urlencode, urlsplit
 
 import urllib3
 
-from ecrcache.models.warm_run import FailureClass
+from ecrcache.models.failure_class import FailureClass
 
 __all__ = [
     "MAX_REDIRECTS",

@@ -37,8 +37,8 @@ from ecrcache.adapters.registry_auth import (
     normalise_endpoints,
     retry_at,
 )
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus
-from ecrcache.models.warm_run import FailureClass
 
 if TYPE_CHECKING:
     import urllib3

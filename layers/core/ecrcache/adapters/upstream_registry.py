@@ -50,8 +50,8 @@ from ecrcache.adapters.registry_auth import (
     retry_at,
 )
 from ecrcache.models.credential import secret_name
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_inputs import TagListing
-from ecrcache.models.warm_run import FailureClass
 
 if TYPE_CHECKING:
     import urllib3

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ecrcache.engine.pull_stats import owning_rule
-from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure
-from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, PullThroughCacheActionDetail
-from ecrcache.models.warm_run import FailureClass
+from ecrcache.engine.upstream_reasons import UpstreamReason, classify_upstream_failure, owning_rule
+from ecrcache.models.failure_class import FailureClass
 
 if TYPE_CHECKING:
     from ecrcache.engine.pull_stats import BridgeEvent, PullScope
+    from ecrcache.models.events import PullThroughCacheActionDetail
     from ecrcache.models.warm_run import ImageOutcome, WarmTask
 
 __all__ = ["CredentialError", "cache_action_errors", "newest", "warm_error"]
@@ -45,6 +44,9 @@ class CredentialError:
 
 
 def _failed_action(event: BridgeEvent) -> PullThroughCacheActionDetail | None:
+    # On first use: the rotator and the credential health check never read an event (issue 13: cold start).
+    from ecrcache.models.events import CACHE_ACTION_DETAIL_TYPE, PullThroughCacheActionDetail  # noqa: PLC0415
+
     if event.detail_type != CACHE_ACTION_DETAIL_TYPE:
         return None
     try:

@@ -13,8 +13,8 @@ from datetime import date
 from typing import Any, Final
 
 from ecrcache.errors import FieldError
+from ecrcache.models.image_reference import needs_library_prefix, with_library_prefix
 from ecrcache.models.records import ResourceKind, WriteAction
-from ecrcache.models.warm_set import needs_library_prefix, with_library_prefix
 
 # ECR: "Pull through cache rules per registry: 50" (not adjustable; ecr-facts §1.6).
 MAX_RULES = 50

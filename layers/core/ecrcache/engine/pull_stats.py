@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
-from ecrcache.engine.upstream_reasons import owning_prefix
+from ecrcache.engine.upstream_reasons import owning_rule
 from ecrcache.models.common import ROOT_PREFIX
 from ecrcache.models.events import (
     CACHE_ACTION_DETAIL_TYPE,
@@ -429,14 +429,6 @@ def window(now: datetime, days: int) -> tuple[date, ...]:
     """The ``days`` UTC days ending today, oldest first."""
     today = _utc(now).date()
     return tuple(today - timedelta(days=offset) for offset in range(days - 1, -1, -1))
-
-
-def owning_rule(region: str, repository: str, managed: Iterable[tuple[str, str]]) -> str | None:
-    """The desired rule a repository of ``region`` is cached by: the longest prefix it is under, else
-    the Region's ``ROOT`` rule, else none."""
-    prefixes = {prefix for r, prefix in managed if r == region}
-    found = owning_prefix(repository, prefixes)
-    return found if found is not None else (ROOT_PREFIX if ROOT_PREFIX in prefixes else None)
 
 
 @dataclass

@@ -24,6 +24,14 @@ def owning_prefix(name: str, prefixes: Iterable[str]) -> str | None:
     return best
 
 
+def owning_rule(region: str, repository: str, managed: Iterable[tuple[str, str]]) -> str | None:
+    """The desired rule a repository of ``region`` is cached by: the longest prefix it is under, else
+    the Region's ``ROOT`` rule, else none."""
+    prefixes = {prefix for r, prefix in managed if r == region}
+    found = owning_prefix(repository, prefixes)
+    return found if found is not None else (ROOT_PREFIX if ROOT_PREFIX in prefixes else None)
+
+
 class UpstreamReason(StrEnum):
     """The ``UpstreamHealthy`` condition's reasons."""
 

@@ -51,16 +51,10 @@ from typing import TYPE_CHECKING, Final
 
 from ecrcache.engine.schedule import last_fire
 from ecrcache.models.common import ROOT_PREFIX
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.image_reference import parse_image_reference
 from ecrcache.models.upstream import default_rate_limit
-from ecrcache.models.warm_run import (
-    REFRESH_WINDOW_HOURS,
-    FailureClass,
-    ImageOutcome,
-    Outcome,
-    RunStatus,
-    WarmTask,
-)
-from ecrcache.models.warm_set import parse_image_reference
+from ecrcache.models.warm_run import REFRESH_WINDOW_HOURS, ImageOutcome, Outcome, RunStatus, WarmTask
 
 if TYPE_CHECKING:
     from ecrcache.models.credential import CredentialSpec
@@ -136,26 +130,6 @@ def is_fresh(seen: datetime, horizon: datetime) -> bool:
     """Whether an image verified or refreshed at ``seen`` is skipped by a run whose horizon is ``horizon``
     (:func:`freshness_horizon`): ECR's 24 hours from ``seen`` last beyond it."""
     return seen + REFRESH_WINDOW > horizon
-
-
-def bucket_key(upstream_url: str, credential: str | None) -> str:
-    """The key of an upstream's token bucket: the registry URL, with ``#<credential>`` when the rule signs
-    in. An upstream's limit is per account (Docker Hub counts an account's pulls; anonymous ones per
-    source IP): two rules of one registry with different credentials spend two limits, each sized by its
-    own credential's ``rate_limit`` -- one bucket would flip its capacity with whichever rule came last.
-    Credential names never contain ``#`` (lowercase letters, digits, ``.``, ``_``, ``-``)."""
-    return upstream_url if credential is None else f"{upstream_url}#{credential}"
-
-
-def bucket_upstream(key: str) -> str:
-    """The registry URL of a bucket key (what a run lists under ``stopped_upstreams``)."""
-    return key.partition("#")[0]
-
-
-def bucket_label(key: str) -> str:
-    """A bucket key as a message says it: ``registry-1.docker.io (credential hub)``."""
-    url, _, credential = key.partition("#")
-    return f"{url} (credential {credential})" if credential else url
 
 
 def rate_limit_of(rule: RuleSpec, credential: CredentialSpec | None) -> tuple[int, int]:
@@ -351,7 +325,8 @@ class RunContext:
     warm_set: str
     rule: str
     upstream: str
-    """The upstream's bucket key (:func:`bucket_key`): tasks carry it, the worker settles with it."""
+    """The upstream's bucket key (:func:`~ecrcache.engine.upstream_buckets.bucket_key`): tasks carry it,
+    the worker settles with it."""
     platforms: tuple[str, ...]
     restore_archived: bool
     now: datetime

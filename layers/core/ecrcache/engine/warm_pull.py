@@ -20,10 +20,11 @@ Nothing here does I/O, reads a clock or the environment.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.engine.warm import bucket_label
+from ecrcache.engine.upstream_buckets import block_until, bucket_label
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_pull import (
     DIGEST_NOT_CACHED,
     IMAGE_ARCHIVED,
@@ -33,7 +34,7 @@ from ecrcache.models.warm_pull import (
     TIMEOUT,
     PullStage,
 )
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome
+from ecrcache.models.warm_run import ImageOutcome, Outcome
 
 if TYPE_CHECKING:
     from ecrcache.models.warm_pull import (
@@ -301,17 +302,3 @@ def fresh_outcome(task: WarmTask, *, now: datetime, verified_at: datetime) -> Im
         outcome=Outcome.FRESH,
         message=f"verified at {verified_at.isoformat()}, within ECR's 24-hour refresh window",
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Upstream limits
-# --------------------------------------------------------------------------------------------------
-
-MIN_BLOCK_SECONDS: Final = 60
-
-
-def block_until(now: datetime, window_seconds: int) -> datetime:
-    """When a 429'd upstream is tried again: ECR passes on no ``Retry-After``, and a rate limit over a
-    window frees up at the latest one window after it was hit (a rolling window sooner, which we cannot
-    see); at least :data:`MIN_BLOCK_SECONDS`."""
-    return now + timedelta(seconds=max(window_seconds, MIN_BLOCK_SECONDS))

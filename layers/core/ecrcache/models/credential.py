@@ -38,8 +38,8 @@ from ecrcache.models.common import (
     parse_resource_name,
     raise_field_errors,
 )
+from ecrcache.models.image_reference import ImageRef
 from ecrcache.models.upstream import CREDENTIAL_KINDS, UpstreamKind
-from ecrcache.models.warm_set import ImageRef
 
 SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
 REDACTED: Final = "**********"

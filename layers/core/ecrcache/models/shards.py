@@ -21,6 +21,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from ecrcache.models.shard_limits import DEFAULT_SHARD_DEADLINE_SECONDS, DEFAULT_SHARD_SIZE, MAX_SHARD_SIZE
+
 __all__ = [
     "DEFAULT_SHARD_DEADLINE_SECONDS",
     "DEFAULT_SHARD_SIZE",
@@ -36,20 +38,9 @@ __all__ = [
     "ShardTask",
 ]
 
-MAX_SHARD_SIZE: Final = 500
-"""At most this many repository names a shard: 500 names of at most 256 characters (ECR's limit) are under
-130 KiB of JSON, within an SQS message's 256 KiB."""
-
 MAX_TASK_PREFIXES: Final = 1000
 """At most this many prefixes on a task (a Region's desired, retired and ECR's rules: ECR allows 50 rules a
 registry; 1,000 of at most 30 characters still fit an SQS message next to 500 names)."""
-
-DEFAULT_SHARD_SIZE: Final = 500
-"""Repositories per shard unless configured (``SHARD_SIZE``)."""
-
-DEFAULT_SHARD_DEADLINE_SECONDS: Final = 3600
-"""How long a fan-out may wait for its shards unless configured (``SHARD_DEADLINE_SECONDS``): past it, the next
-reconcile run touching the Region finishes it with the shards that never reported counted failed."""
 
 
 class _Frozen(BaseModel):

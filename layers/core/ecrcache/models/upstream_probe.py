@@ -38,8 +38,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from ecrcache.models.image_reference import ImageReference, parse_image_reference
 from ecrcache.models.upstream import UpstreamKind
-from ecrcache.models.warm_set import ImageReference, parse_image_reference
 
 __all__ = [
     "DEFAULT_PROBES",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from ecrcache.models.warm_run import FailureClass
+from ecrcache.models.failure_class import FailureClass
 
 
 @dataclass(frozen=True, slots=True)

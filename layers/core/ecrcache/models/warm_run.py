@@ -22,6 +22,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from ecrcache.models.failure_class import FailureClass
+
 REQUEST_PARTITION: Final = "REQUEST#warm"
 """``pk`` of the request items ``POST /v1/warm-sets/{name}/runs`` writes (``sk`` is the run id); their
 stream INSERT is the planner's trigger (as ``REQUEST#reconcile`` is the reconciler's)."""
@@ -58,17 +60,6 @@ Message = Annotated[str | None, AfterValidator(_cut)]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FailureClass(StrEnum):
-    """Why an image could not be warmed, in the terms a user acts on."""
-
-    CREDENTIAL = "credential"  # UpstreamAccessDenied, UnableToGetUpstreamImageException: the secret
-    RATE_LIMIT = "rate_limit"  # UpstreamTooManyRequests, or the upstream's bucket is empty
-    NOT_FOUND = "not_found"  # ImageNotFound, unknown tag, a platform the index lacks
-    UPSTREAM_DOWN = "upstream_down"  # UpstreamUnavailable, timeouts
-    ARCHIVED = "archived"  # the cached image is in the archive storage class
-    OURS = "ours"  # anything else: a bug or a permission of the controller's
 
 
 class Outcome(StrEnum):

@@ -54,8 +54,7 @@ from ecrcache.engine.credential_health import (
     owed_event,
     still_owed,
 )
-from ecrcache.engine.warm import bucket_key
-from ecrcache.engine.warm_pull import block_until
+from ecrcache.engine.upstream_buckets import block_until, bucket_key
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
 from ecrcache.models.rotation import AWSCURRENT, AWSPENDING

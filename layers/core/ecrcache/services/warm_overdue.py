@@ -22,7 +22,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.warm_run import FailureClass, ImageOutcome, Outcome, run_deadline
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import ImageOutcome, Outcome, run_deadline
 from ecrcache.observability import logger, metrics
 from ecrcache.services.warm_finished import announce_finished
 

@@ -17,7 +17,7 @@ freshness in every Region of the rule, cut at the run's budget and at what the b
 recorded with the outcomes settled here, then its tasks are sent to the warm queue.
 
 The bucket (:class:`~ecrcache.ports.UpstreamBudget`) is shared by every run and keyed by the rule's
-upstream URL and credential (:func:`ecrcache.engine.warm.bucket_key`: an upstream's limit is per account);
+upstream URL and credential (:func:`ecrcache.engine.upstream_buckets.bucket_key`: an upstream's limit is per account);
 its limit is the rule's credential's ``rate_limit``, else the upstream kind's default
 (:func:`ecrcache.models.upstream.default_rate_limit`). A 429 while listing tags blocks the bucket until the
 upstream's reset and stops the run for that upstream: every image is then skipped as ``rate_limit``.
@@ -34,11 +34,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from ecrcache.engine.upstream_buckets import bucket_key, bucket_label
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
-    bucket_key,
-    bucket_label,
     count_outcomes,
     due_fire,
     finished_status,
@@ -49,18 +48,11 @@ from ecrcache.engine.warm import (
 )
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.credential import CredentialSpec
+from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.rule import RuleSpec
 from ecrcache.models.warm_inputs import PulledTag, TagListing
-from ecrcache.models.warm_run import (
-    REQUEST_PARTITION,
-    RUN_DEADLINE,
-    FailureClass,
-    Outcome,
-    RunStatus,
-    RunTrigger,
-    WarmRun,
-)
+from ecrcache.models.warm_run import REQUEST_PARTITION, RUN_DEADLINE, Outcome, RunStatus, RunTrigger, WarmRun
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import (
@@ -146,7 +138,7 @@ class _Upstream:
     credential: str | None
     limit: BucketLimit
     bucket: str
-    """The upstream's token bucket (:func:`~ecrcache.engine.warm.bucket_key`): the URL and the credential."""
+    """The upstream's token bucket (:func:`~ecrcache.engine.upstream_buckets.bucket_key`): URL and credential."""
 
     @property
     def label(self) -> str:

@@ -17,7 +17,7 @@
    next hour (:func:`~ecrcache.engine.warm.is_fresh` with no schedule) was verified after planning.
 3. **Warm** through ECR (:class:`~ecrcache.ports.WarmEcr`), classify (:func:`ecrcache.engine.warm_pull.outcome_of`).
    ``UpstreamTooManyRequests`` blocks the upstream for its rate-limit window
-   (:func:`~ecrcache.engine.warm_pull.block_until`) before anything is recorded, so the rest of every run's
+   (:func:`~ecrcache.engine.upstream_buckets.block_until`) before anything is recorded, so the rest of every run's
    images from that upstream are skipped even if this message is redelivered.
 4. **Record** the outcome (the record that makes a redelivery a no-op), then -- only if this delivery
    recorded it (two deliveries of one task can both get here; the store's conditional write lets one
@@ -46,14 +46,12 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ecrcache.engine.credential_errors import warm_error
-from ecrcache.engine.warm import bucket_upstream, freshness_horizon, is_fresh
-from ecrcache.engine.warm_pull import block_until, fresh_outcome, outcome_of, skipped_outcome
+from ecrcache.engine.upstream_buckets import block_until, bucket_upstream
+from ecrcache.engine.warm import freshness_horizon, is_fresh
+from ecrcache.engine.warm_pull import fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
-from ecrcache.models.warm_run import (
-    FailureClass,
-    Outcome,
-    WarmTask,
-)
+from ecrcache.models.failure_class import FailureClass
+from ecrcache.models.warm_run import Outcome, WarmTask
 from ecrcache.observability import count_by, logger, metrics
 from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_finished import announce_finished
