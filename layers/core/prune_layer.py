@@ -4,6 +4,10 @@
   (botocore's loader finds a service by its directory; the top-level endpoints, partitions, retry and
   default-configuration files stay). In the kept services, ``examples-1.json``: only botocore's
   documentation generator reads it.
+* In ``botocore/data/endpoints.json`` (1.25 MB, parsed whole by the first client a process makes), the entries of
+  every service but the kept ones (by their models' ``endpointPrefix``, the key botocore looks them up by): a client
+  of a service without a model cannot be made anyway. The partitions, their Regions and defaults stay
+  (``tests/contract/test_sam_build.py`` checks every kept client resolves the same endpoints in every partition).
 * ``__pycache__`` directories and ``*.pyc`` that pip or a copy brought (made afresh below).
 * ``*.pyi`` stubs, ``py.typed`` markers and the ``*-stubs`` packages: type checkers' files.
 * pip's ``RECORD`` and ``INSTALLER`` files in ``*.dist-info`` (``METADATA`` stays: importlib.metadata reads it).
@@ -25,6 +29,8 @@ ship a layer whose client creation fails only on Lambda).
 from __future__ import annotations
 
 import compileall
+import gzip
+import json
 import py_compile
 import re
 import shutil
@@ -65,6 +71,25 @@ def _prune_data(data: Path, keep: set[str], *, strict: bool) -> None:
         example.unlink()
 
 
+def _endpoint_prefix(service: Path) -> str:
+    """The ``endpointPrefix`` of the newest API version's model of ``service`` (``api.ecr`` for ``ecr``)."""
+    newest = sorted(path for path in service.iterdir() if path.is_dir())[-1]
+    plain, packed = newest / "service-2.json", newest / "service-2.json.gz"
+    text = plain.read_bytes() if plain.is_file() else gzip.decompress(packed.read_bytes())
+    prefix: str = json.loads(text)["metadata"]["endpointPrefix"]
+    return prefix
+
+
+def _trim_endpoints(data: Path, keep: set[str]) -> None:
+    """Keep in ``endpoints.json`` only the kept services' entries, in every partition."""
+    path = data / "endpoints.json"
+    prefixes = {_endpoint_prefix(data / service) for service in keep}
+    endpoints = json.loads(path.read_text(encoding="utf-8"))
+    for partition in endpoints["partitions"]:
+        partition["services"] = {key: value for key, value in partition["services"].items() if key in prefixes}
+    path.write_text(json.dumps(endpoints, separators=(",", ":"), sort_keys=True), encoding="utf-8")
+
+
 def _prune_files(layer: Path) -> None:
     for cache in [*layer.rglob("__pycache__"), *layer.glob("*-stubs")]:
         if cache.is_dir():
@@ -83,6 +108,7 @@ def prune(layer: Path, services: list[str]) -> None:
     """Prune ``layer`` (the directory holding ``botocore/``, ``boto3/``...) to ``services``."""
     keep = set(services)
     _prune_data(layer / "botocore" / "data", keep, strict=True)
+    _trim_endpoints(layer / "botocore" / "data", keep)
     _prune_data(layer / "boto3" / "data", keep, strict=False)
     _prune_files(layer)
     _compile(layer)

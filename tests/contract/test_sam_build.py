@@ -190,6 +190,56 @@ def test_sam_build_layer_botocore_loads_every_operation_the_code_calls(build_dir
     assert json.loads(result.stdout) == []
 
 
+ENDPOINTS_PROBE = """
+import json, sys
+import boto3, botocore.session
+services, regions = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+session = botocore.session.get_session()
+seen = {}
+for service in services:
+    seen[service] = {"regions": session.get_available_regions(service)}
+    for region in regions:
+        client = session.create_client(service, region_name=region)
+        signer = client._request_signer
+        seen[service][region] = [client.meta.endpoint_url, signer.region_name, signer.signing_name]
+print(json.dumps({"botocore": botocore.__file__, "seen": seen}))
+"""
+ENDPOINT_REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "cn-north-1", "us-iso-east-1")
+"""A Region of each partition a stack can run in (aws, aws-us-gov, aws-cn, aws-iso) and a few commercial ones."""
+
+
+@pytest.mark.timeout(900)
+def test_sam_build_layer_trimmed_endpoints_resolve_as_botocore_s_own(build_dir: Path) -> None:
+    # GIVEN the layer, whose endpoints.json keeps only the listed services' entries (prune_layer.py), and this venv's
+    # botocore, the same pinned version with all of them
+    python_dir = build_dir / "CoreLayer" / "python"
+    endpoints = json.loads((python_dir / "botocore" / "data" / "endpoints.json").read_text(encoding="utf-8"))
+    kept = {key for partition in endpoints["partitions"] for key in partition["services"]}
+    argv = [json.dumps(sorted(listed_services())), json.dumps(ENDPOINT_REGIONS)]
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+    # WHEN a client of each listed service is made in a Region of each partition, with the layer alone and with the
+    # venv's botocore
+    layer = run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(python_dir)!r})\n{ENDPOINTS_PROBE}", *argv],
+        cwd=build_dir,
+        env=env,
+        timeout=120,
+    )
+    full = run([sys.executable, "-I", "-c", ENDPOINTS_PROBE, *argv], cwd=build_dir, env=env, timeout=120)
+
+    # THEN the layer's file names the listed services only (ECR by its endpoint prefix, api.ecr), and every client
+    # has the same endpoint, signing Region and signing name, and every service the same Regions, as with the full file
+    assert layer.returncode == 0, show(layer)
+    assert full.returncode == 0, show(full)
+    assert "api.ecr" in kept
+    assert len(kept) == len(listed_services())
+    trimmed, whole = json.loads(layer.stdout), json.loads(full.stdout)
+    assert trimmed["botocore"].startswith(str(python_dir))
+    assert not whole["botocore"].startswith(str(python_dir))
+    assert trimmed["seen"] == whole["seen"]
+
+
 NATIVE = ("pydantic_core", "yaml", "_yaml", "wrapt")
 """The layer's packages with arm64 extensions, which cannot load here: the development venv's copies (the
 same pinned versions) stand in for them when the functions are imported from the layer."""

@@ -16,10 +16,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ecrcache.engine.upstream_buckets import BucketLimit
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_pull import WarmPull
 from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, WarmRun, WarmTask, run_deadline
-from ecrcache.ports import BucketLimit, RecordedOutcomes
+from ecrcache.ports import RecordedOutcomes
 
 __all__ = ["FakeTags", "MemoryPullStats", "MemoryUpstreamBudget", "MemoryWarmRunStore", "ScriptedWarmEcr"]
 

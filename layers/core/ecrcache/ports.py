@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ecrcache.engine.plan import ActionResult, OwnedKind, PlannedAction
     from ecrcache.engine.rotation_schedule import ObservedRotation
     from ecrcache.engine.state_events import StateEvent
+    from ecrcache.engine.upstream_buckets import BucketLimit
     from ecrcache.models.credential import UpstreamLogin
     from ecrcache.models.credential_health import CredentialHealth, HealthState
     from ecrcache.models.forwarder import ForwarderStatus, ForwarderStatusRecord, ObservedForwarder
@@ -544,14 +545,6 @@ class WarmRunStore(Protocol):
     def last_fires(self) -> dict[str, datetime]:
         """The last fire claimed per warm set (absent: never)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class BucketLimit:
-    """A token bucket: ``capacity`` requests, refilled at ``capacity`` per ``window_seconds``."""
-
-    capacity: int
-    window_seconds: int
 
 
 class UpstreamBudget(Protocol):

@@ -9,14 +9,13 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from ecrcache.engine.upstream_buckets import bucket_key
+from ecrcache.engine.upstream_buckets import BucketLimit, bucket_key
 from ecrcache.errors import RetryableError
 from ecrcache.models.credential import CredentialSpec
 from ecrcache.models.credential_health import HealthState
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.upstream import UpstreamKind
 from ecrcache.models.upstream_probe import ProbeResult, ProbeStatus, ProbeTarget
-from ecrcache.ports import BucketLimit
 from tests.functional.credential_health.support import START, TOKEN, USERNAME, HealthWorld
 
 pytestmark = pytest.mark.functional

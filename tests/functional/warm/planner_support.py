@@ -13,9 +13,9 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.warm_queue import SqsWarmQueue
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
+from ecrcache.engine.upstream_buckets import BucketLimit
 from ecrcache.models.records import ResourceKind, Write, WriteAction
 from ecrcache.models.warm_run import WarmRun, WarmTask
-from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_planner import WarmPlannerService
 from tests.conftest import REGION
 from tests.fakes.warm import FakeTags, MemoryPullStats

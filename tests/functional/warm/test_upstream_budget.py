@@ -11,8 +11,9 @@ import boto3
 import pytest
 
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
+from ecrcache.engine.upstream_buckets import BucketLimit
 from ecrcache.errors import RetryableError, TerminalError
-from ecrcache.ports import BucketLimit, UpstreamBudget
+from ecrcache.ports import UpstreamBudget
 from tests.conftest import REGION
 from tests.functional.warm.support import Counted, Serialised, raiser
 

@@ -13,12 +13,12 @@ from ecrcache.adapters.dynamodb_store import DynamoDbStateStore
 from ecrcache.adapters.upstream_budget import DynamoDbUpstreamBudget
 from ecrcache.adapters.warm_queue import SqsWarmQueue
 from ecrcache.adapters.warm_store import DynamoDbWarmRunStore
+from ecrcache.engine.upstream_buckets import BucketLimit
 from ecrcache.errors import RetryableError
 from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.records import ResourceKind
 from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import ImageOutcome, Outcome, RunStatus, RunTrigger, WarmRun
-from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_planner import WarmRequest
 from tests.conftest import REGION
 from tests.functional.warm.planner_support import HUB, HUB_BUCKET, Planner, make_queue

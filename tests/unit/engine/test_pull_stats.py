@@ -21,7 +21,6 @@ from ecrcache.engine.pull_stats import (
     fold,
     hash16,
     minute_of,
-    owning_rule,
     platform_of,
     plus,
     principal_of,
@@ -30,6 +29,7 @@ from ecrcache.engine.pull_stats import (
     read_event,
     window,
 )
+from ecrcache.engine.upstream_reasons import owning_rule
 from ecrcache.models.events import CloudTrailIdentity
 from ecrcache.models.pull_stats import CounterKey, DailyCounter, DropReason, Increment, PullEvent
 

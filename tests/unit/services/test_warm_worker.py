@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from ecrcache.engine.upstream_buckets import BucketLimit
 from ecrcache.errors import RetryableError
 from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_pull import CachedImage, EcrFailure, PullStage, WarmPull
 from ecrcache.models.warm_run import Outcome, RunStatus, RunTrigger, WarmRun, WarmTask
-from ecrcache.ports import BucketLimit
 from ecrcache.services.credential_health import CredentialMarks
 from ecrcache.services.warm_overdue import OverdueRuns
 from ecrcache.services.warm_worker import WarmWorkerService, task_from_body, task_limit, verified_reference

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-    from ecrcache.ports import BucketLimit
+    from ecrcache.engine.upstream_buckets import BucketLimit
 
 ATTEMPTS: Final = 10
 """Optimistic writes tried before giving up (each conflict means another writer made progress)."""

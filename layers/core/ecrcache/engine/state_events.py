@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ecrcache.engine.credential_health import EVENT_SOURCE
-from ecrcache.models.status import ConditionType
+from ecrcache.models.condition_type import ConditionType
 
 if TYPE_CHECKING:
     from ecrcache.models.status import RuleStatus

@@ -1,4 +1,4 @@
-"""An upstream's token bucket: its key, and when a rate-limited upstream is tried again. Pure.
+"""An upstream's token bucket: its size, its key, and when a rate-limited upstream is tried again. Pure.
 
 Kept apart from :mod:`ecrcache.engine.warm` and :mod:`ecrcache.engine.warm_pull` so that the credential health
 check and the rotator, which spend from the same buckets, import neither the warm planner nor the warm run's
@@ -7,10 +7,19 @@ models (issue 13: cold start). Nothing here does I/O, reads a clock or the envir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-__all__ = ["MIN_BLOCK_SECONDS", "block_until", "bucket_key", "bucket_label", "bucket_upstream"]
+__all__ = ["MIN_BLOCK_SECONDS", "BucketLimit", "block_until", "bucket_key", "bucket_label", "bucket_upstream"]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimit:
+    """A token bucket: ``capacity`` requests, refilled at ``capacity`` per ``window_seconds``."""
+
+    capacity: int
+    window_seconds: int
 
 
 def bucket_key(upstream_url: str, credential: str | None) -> str:

@@ -31,6 +31,7 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
+from ecrcache.models.condition_type import ConditionType
 from ecrcache.models.shards import ShardCounts
 
 __all__ = [
@@ -133,15 +134,6 @@ class _Frozen(BaseModel):
 
 # --------------------------------------------------------------------------------------------------
 # Rule status
-
-
-class ConditionType(StrEnum):
-    """The ACK condition types, and ``UpstreamHealthy`` (pulls through the rule reach its upstream)."""
-
-    SYNCED = "Synced"
-    TERMINAL = "Terminal"
-    RECOVERABLE = "Recoverable"
-    UPSTREAM_HEALTHY = "UpstreamHealthy"
 
 
 class Condition(_Frozen):

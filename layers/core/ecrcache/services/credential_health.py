@@ -54,16 +54,13 @@ from ecrcache.engine.credential_health import (
     owed_event,
     still_owed,
 )
-from ecrcache.engine.upstream_buckets import block_until, bucket_key
+from ecrcache.engine.upstream_buckets import BucketLimit, block_until, bucket_key
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 from ecrcache.models.credential import CredentialSpec, UpstreamLogin, secret_name
 from ecrcache.models.rotation import AWSCURRENT, AWSPENDING
 from ecrcache.models.upstream import default_rate_limit
 from ecrcache.models.upstream_probe import ProbeStatus
 from ecrcache.observability import count_by, logger, measure_by, metrics
-from ecrcache.ports import (
-    BucketLimit,
-)
 from ecrcache.services.credential_checks import NoProbeTarget, probe_targets, refusal, validate_rules
 
 if TYPE_CHECKING:

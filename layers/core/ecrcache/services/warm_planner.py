@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ecrcache.engine.upstream_buckets import bucket_key, bucket_label
+from ecrcache.engine.upstream_buckets import BucketLimit, bucket_key, bucket_label
 from ecrcache.engine.warm import (
     RunContext,
     allocate,
@@ -55,9 +55,6 @@ from ecrcache.models.warm_inputs import PulledTag, TagListing
 from ecrcache.models.warm_run import REQUEST_PARTITION, RUN_DEADLINE, Outcome, RunStatus, RunTrigger, WarmRun
 from ecrcache.models.warm_set import WarmSetSpec
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import (
-    BucketLimit,
-)
 from ecrcache.services.warm_finished import announce_finished
 from ecrcache.services.warm_overdue import OverdueRuns
 

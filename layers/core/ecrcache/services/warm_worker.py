@@ -46,14 +46,13 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from ecrcache.engine.credential_errors import warm_error
-from ecrcache.engine.upstream_buckets import block_until, bucket_upstream
+from ecrcache.engine.upstream_buckets import BucketLimit, block_until, bucket_upstream
 from ecrcache.engine.warm import freshness_horizon, is_fresh
 from ecrcache.engine.warm_pull import fresh_outcome, outcome_of, skipped_outcome
 from ecrcache.errors import EcrcacheError
 from ecrcache.models.failure_class import FailureClass
 from ecrcache.models.warm_run import Outcome, WarmTask
 from ecrcache.observability import count_by, logger, metrics
-from ecrcache.ports import BucketLimit
 from ecrcache.services.warm_finished import announce_finished
 
 if TYPE_CHECKING:
