@@ -45,6 +45,12 @@ the service model); the API adds its resolver, whose routes with validation impo
 its own request and response models. The reference rows below show that pydantic's ``BaseModel`` alone, or one
 client alone, already costs about what the goal allows.
 
+Each function is also paired, in the same rounds, with its third-party floor: the goal's baseline, then every module
+other than ecrcache's and the handler's that importing the handler loaded (in the order it loaded them: pydantic,
+Powertools' parser, batch or idempotency utilities, the standard library's), then the clients it made (same services
+and Regions). It is what the import would cost if ecrcache's own code (its modules, the models and dataclasses they
+define, the wiring) cost nothing: ``handler - floor`` is ecrcache's own share, the part this project can still cut.
+
 Issue 13's goal is a ratio of at most 1.2 for every function (a check line in the report); the report is
 written either way and the benchmark exits non-zero when a goal is missed.
 """
@@ -52,6 +58,7 @@ written either way and the benchmark exits non-zero when a goal is missed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -60,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -117,14 +124,22 @@ class Result:
     handler: list[Sample]
     baseline: list[Sample]
     light: list[Sample]
+    floor: list[Sample] = field(default_factory=list)
+    """The function's third-party floor (:func:`floor_code`), measured in the same rounds (empty for a reference)."""
 
-    def median(self, which: str) -> float:
-        return statistics.median(float(getattr(s, which)) for s in self.handler)
+    def median(self, which: str, *, series: str = "handler") -> float:
+        return statistics.median(float(getattr(s, which)) for s in getattr(self, series))
 
-    def ratio(self, which: str, *, light: bool = False) -> float:
-        """The median of the per-round ratios to the goal's baseline (or to the light one)."""
-        pairs = zip(self.handler, self.light if light else self.baseline, strict=True)
+    def ratio(self, which: str, *, light: bool = False, series: str = "handler") -> float:
+        """The median of the per-round ratios of ``series`` to the goal's baseline (or to the light one)."""
+        pairs = zip(getattr(self, series), self.light if light else self.baseline, strict=True)
         return statistics.median(float(getattr(h, which)) / float(getattr(b, which)) for h, b in pairs)
+
+    def own(self, which: str) -> float:
+        """ecrcache's own share: the median of the per-round differences handler - floor, in seconds."""
+        return statistics.median(
+            float(getattr(h, which)) - float(getattr(f, which)) for h, f in zip(self.handler, self.floor, strict=True)
+        )
 
 
 def child_env(function_dir: Path) -> dict[str, str]:
@@ -166,23 +181,57 @@ def measure(code: str, cwd: Path, env: Mapping[str, str]) -> Sample:
     return Sample(cpu=cpu, wall=wall)
 
 
+THIRD_PARTY_PROBE: Final = """
+import json, sys
+import botocore.session
+before, made = set(sys.modules), []
+create = botocore.session.Session.create_client
+def record(self, service_name, region_name=None, *args, **kwargs):
+    made.append([service_name, region_name])
+    return create(self, service_name, region_name, *args, **kwargs)
+botocore.session.Session.create_client = record
+import app
+own = ("app", "ecrcache")
+loaded = [m for m in sys.modules if m not in before and m.split(".")[0] not in own and not m.startswith("__")]
+print(json.dumps({"modules": loaded, "clients": made}))
+"""
+"""Run in a function's directory as the handler is: the modules importing ``app`` loaded that are neither ecrcache's
+nor the handler's (in the order they were loaded), and the clients it made (service, Region)."""
+
+
+def floor_code(cwd: Path, env: Mapping[str, str]) -> str:
+    """The code of the function's third-party floor: the goal's baseline, its third-party modules, its clients."""
+    options, prelude = (PREFIX[:-1], PREFIX[-1]) if PREFIX else ([], "")
+    argv = [sys.executable, *options, "-c", prelude + THIRD_PARTY_PROBE]
+    done = subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: S603
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return (
+        f"{BASELINE}\nimport importlib\nfor name in {found['modules']!r}:\n    importlib.import_module(name)\n"
+        f"for service, region in {found['clients']!r}:\n    boto3.client(service, region_name=region)"
+    )
+
+
 def run(names: Sequence[str], runs: int) -> list[Result]:
     """``runs`` rounds (baseline, light baseline, handler) per function, in turn; one unmeasured warm-up of each
     first."""
     envs = {name: child_env(FUNCTIONS / name) for name in names}
+    floors = {name: floor_code(FUNCTIONS / name, envs[name]) for name in names}
     for name in names:  # warm-up: bytecode caches written, files in the page cache
         measure(HANDLER, FUNCTIONS / name, envs[name])
         measure(BASELINE, FUNCTIONS / name, envs[name])
         measure(LIGHT_BASELINE, FUNCTIONS / name, envs[name])
+        measure(floors[name], FUNCTIONS / name, envs[name])
     handler: dict[str, list[Sample]] = {name: [] for name in names}
     baseline: dict[str, list[Sample]] = {name: [] for name in names}
     light: dict[str, list[Sample]] = {name: [] for name in names}
+    floor: dict[str, list[Sample]] = {name: [] for name in names}
     for _ in range(runs):
         for name in names:
             baseline[name].append(measure(BASELINE, FUNCTIONS / name, envs[name]))
             light[name].append(measure(LIGHT_BASELINE, FUNCTIONS / name, envs[name]))
+            floor[name].append(measure(floors[name], FUNCTIONS / name, envs[name]))
             handler[name].append(measure(HANDLER, FUNCTIONS / name, envs[name]))
-    return [Result(name, handler[name], baseline[name], light[name]) for name in names]
+    return [Result(name, handler[name], baseline[name], light[name], floor[name]) for name in names]
 
 
 def run_references(names: Sequence[str], runs: int) -> list[Result]:
@@ -234,6 +283,12 @@ def report(
         f"{r.ratio('wall', light=True):.2f} |"
         for r in results
     ]
+    floor_rows = [
+        f"| `{r.name}` | {r.median('cpu', series='floor') * 1000:,.0f} ms | {r.ratio('cpu', series='floor'):.2f} | "
+        f"{r.median('cpu') * 1000:,.0f} ms | {r.ratio('cpu'):.2f} | {r.own('cpu') * 1000:,.0f} ms | "
+        f"{r.own('cpu') / r.median('cpu', series='baseline'):.2f} |"
+        for r in results
+    ]
     bases = "\n".join(
         f"| {label} | `{code.replace(chr(10), '; ')}` | {_ms(results, key, 'cpu')} | {_ms(results, key, 'wall')} |"
         for label, key, code in (("goal's (full)", "baseline", BASELINE), ("light", "light", LIGHT_BASELINE))
@@ -266,6 +321,15 @@ Command: `python -m bench.cold_start --runs {runs}{where} --out docs/benchmarks.
 | wall ratio (goal's) | wall ratio (light) |
 |---|--:|--:|--:|--:|--:|--:|
 {chr(10).join(rows)}
+
+Each function's third-party floor (the goal's baseline, then the modules other than ecrcache's its import loaded, then
+its clients), measured in the same rounds: the ratio a handler would have if ecrcache's own code cost nothing, and
+ecrcache's own share (median of the per-round differences, handler - floor; as a ratio, over the goal's baseline's
+median):
+
+| function | floor: median CPU | floor: ratio | handler: median CPU | handler: ratio | ecrcache's own | own: ratio |
+|---|--:|--:|--:|--:|--:|--:|
+{chr(10).join(floor_rows)}
 
 What a handler can hardly avoid beyond the goal's baseline, measured in the same run ({runs} rounds each):
 
