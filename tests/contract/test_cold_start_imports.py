@@ -59,6 +59,9 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
         "ecrcache.services.credential_health",
         "ecrcache.engine.warm_pull",
         *OPENAPI_MODELS,
+        # PyYAML and the core-schema reader: imported by a YAML body or a YAML answer only (ecrcache.parsing_yaml).
+        "yaml",
+        "ecrcache.parsing_yaml",
     ),
     "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *OTHER_WORK),
     "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
