@@ -84,14 +84,10 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
 PROBE: Final = "import json, sys\nimport app\nprint(json.dumps(sorted(sys.modules)))"
 
 
-def test_every_function_is_checked() -> None:
-    assert sorted(NOT_IMPORTED) == sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
-
-
-@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
-def test_a_handler_module_does_not_import_what_was_made_lazy(name: str) -> None:
+def _probe(name: str, code: str) -> list[str]:
+    """The JSON list ``code`` prints last, run in a fresh interpreter in the function's directory and environment."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", code],
         cwd=FUNCTIONS / name,
         env=child_env(FUNCTIONS / name),
         capture_output=True,
@@ -100,7 +96,17 @@ def test_a_handler_module_does_not_import_what_was_made_lazy(name: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    found: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_every_function_is_checked() -> None:
+    assert sorted(NOT_IMPORTED) == sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
+def test_a_handler_module_does_not_import_what_was_made_lazy(name: str) -> None:
+    loaded = set(_probe(name, PROBE))
     assert "ecrcache.services" in loaded  # the probe imported the handler, which imported the layer
     assert sorted(m for m in NOT_IMPORTED[name] if m in loaded) == []
 
@@ -116,15 +122,5 @@ SETTINGS_PROBE: Final = (
 def test_a_cold_start_builds_only_its_own_settings_model(name: str) -> None:
     """``ecrcache.config``'s settings models are built on first use: a function builds the one it reads, not the
     mixins or the other functions' settings (each a pydantic model whose schema costs a build)."""
-    done = subprocess.run(
-        [sys.executable, "-c", SETTINGS_PROBE],
-        cwd=FUNCTIONS / name,
-        env=child_env(FUNCTIONS / name),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    built = json.loads(done.stdout.strip().splitlines()[-1])
+    built = _probe(name, SETTINGS_PROBE)
     assert len(built) == 1, built
