@@ -1,6 +1,7 @@
 """Cold-start benchmark: importing each function's handler module, beside importing boto3 and Powertools alone.
 
-``python -m bench.cold_start [--runs 15] [--layer .aws-sam/build/CoreLayer/python] [--out docs/benchmarks.md]``
+``python -m bench.cold_start [--runs 15] [--layer .aws-sam/build/CoreLayer/python [--against OTHER_BUILD]]
+[--out docs/benchmarks.md]``
 
 What a Lambda cold start pays in Python before the first invocation is the import of the handler module
 (``functions/<name>/app.py``: its imports and its module-level work, the clients it makes). Each measurement
@@ -50,6 +51,10 @@ other than ecrcache's and the handler's that importing the handler loaded (in th
 Powertools' parser, batch or idempotency utilities, the standard library's), then the clients it made (same services
 and Regions). It is what the import would cost if ecrcache's own code (its modules, the models and dataclasses they
 define, the wiring) cost nothing: ``handler - floor`` is ecrcache's own share, the part this project can still cut.
+
+``--against DIR`` (with ``--layer``) measures another revision's ``sam build`` output in the same rounds (its functions'
+``app.py`` and its layer, made the same way): the per-round ratio of this build's import to that one's says what a
+change did, with the machine's drift cancelled as far as one round can.
 
 Issue 13's goal is a ratio of at most 1.2 for every function (a check line in the report); the report is
 written either way and the benchmark exits non-zero when a goal is missed.
@@ -126,6 +131,8 @@ class Result:
     light: list[Sample]
     floor: list[Sample] = field(default_factory=list)
     """The function's third-party floor (:func:`floor_code`), measured in the same rounds (empty for a reference)."""
+    against: list[Sample] = field(default_factory=list)
+    """The same function's handler from another build (``--against``), measured in the same rounds (else empty)."""
 
     def median(self, which: str, *, series: str = "handler") -> float:
         return statistics.median(float(getattr(s, which)) for s in getattr(self, series))
@@ -134,6 +141,11 @@ class Result:
         """The median of the per-round ratios of ``series`` to the goal's baseline (or to the light one)."""
         pairs = zip(getattr(self, series), self.light if light else self.baseline, strict=True)
         return statistics.median(float(getattr(h, which)) / float(getattr(b, which)) for h, b in pairs)
+
+    def change(self, which: str) -> float:
+        """This build's handler over ``against``'s: the median of the per-round ratios (below 1: this one is faster)."""
+        pairs = zip(self.handler, self.against, strict=True)
+        return statistics.median(float(getattr(h, which)) / float(getattr(a, which)) for h, a in pairs)
 
     def own(self, which: str) -> float:
         """ecrcache's own share: the median of the per-round differences handler - floor, in seconds."""
@@ -168,11 +180,13 @@ PREFIX: list[str] = []
 """Interpreter options and the code's prelude under ``--layer`` (empty: this venv, as is)."""
 
 
-def measure(code: str, cwd: Path, env: Mapping[str, str]) -> Sample:
-    """One fresh interpreter running ``code``: its CPU time (user + system) and wall time."""
+def measure(code: str, cwd: Path, env: Mapping[str, str], prefix: Sequence[str] | None = None) -> Sample:
+    """One fresh interpreter running ``code``: its CPU time (user + system) and wall time. ``prefix``: the options and
+    prelude to run it with instead of :data:`PREFIX` (another build's layer, ``--against``)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    options, prelude = (PREFIX[:-1], PREFIX[-1]) if PREFIX else ([], "")
+    prefix = PREFIX if prefix is None else prefix
+    options, prelude = (prefix[:-1], prefix[-1]) if prefix else ([], "")
     argv = [sys.executable, *options, "-c", prelude + code]
     subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)  # noqa: S603
     wall = time.perf_counter() - start
@@ -211,27 +225,41 @@ def floor_code(cwd: Path, env: Mapping[str, str]) -> str:
     )
 
 
-def run(names: Sequence[str], runs: int) -> list[Result]:
-    """``runs`` rounds (baseline, light baseline, handler) per function, in turn; one unmeasured warm-up of each
-    first."""
+_SERIES: Final = ("handler", "baseline", "light", "floor", "against")
+
+
+def built_function(build: Path, name: str) -> Path:
+    """The directory of function ``name`` (``functions/<name>``) in a ``sam build`` output: its logical ID's,
+    ``<Name>Function`` (``reconcile_worker`` is ``ReconcileWorkerFunction``)."""
+    wanted = name.replace("_", "") + "function"
+    found = [d for d in build.iterdir() if d.name.lower() == wanted and (d / "app.py").is_file()]
+    if len(found) != 1:
+        raise SystemExit(f"{build}: no built function directory for {name} ({wanted})")
+    return found[0]
+
+
+def run(names: Sequence[str], runs: int, *, against: tuple[Path, list[str]] | None = None) -> list[Result]:
+    """``runs`` rounds (baseline, light baseline, floor, handler, and with ``against`` -- another build's directory
+    and the prefix importing from its layer -- that build's handler) per function, in turn; one unmeasured warm-up of
+    each first."""
     envs = {name: child_env(FUNCTIONS / name) for name in names}
     floors = {name: floor_code(FUNCTIONS / name, envs[name]) for name in names}
-    for name in names:  # warm-up: bytecode caches written, files in the page cache
-        measure(HANDLER, FUNCTIONS / name, envs[name])
-        measure(BASELINE, FUNCTIONS / name, envs[name])
-        measure(LIGHT_BASELINE, FUNCTIONS / name, envs[name])
-        measure(floors[name], FUNCTIONS / name, envs[name])
-    handler: dict[str, list[Sample]] = {name: [] for name in names}
-    baseline: dict[str, list[Sample]] = {name: [] for name in names}
-    light: dict[str, list[Sample]] = {name: [] for name in names}
-    floor: dict[str, list[Sample]] = {name: [] for name in names}
-    for _ in range(runs):
+    other = {name: built_function(against[0], name) for name in names} if against else {}
+    series: dict[str, dict[str, list[Sample]]] = {key: {name: [] for name in names} for key in _SERIES}
+    for warm_up in (True, *([False] * runs)):  # the warm-up: bytecode caches written, files in the page cache
         for name in names:
-            baseline[name].append(measure(BASELINE, FUNCTIONS / name, envs[name]))
-            light[name].append(measure(LIGHT_BASELINE, FUNCTIONS / name, envs[name]))
-            floor[name].append(measure(floors[name], FUNCTIONS / name, envs[name]))
-            handler[name].append(measure(HANDLER, FUNCTIONS / name, envs[name]))
-    return [Result(name, handler[name], baseline[name], light[name], floor[name]) for name in names]
+            samples = {
+                "baseline": measure(BASELINE, FUNCTIONS / name, envs[name]),
+                "light": measure(LIGHT_BASELINE, FUNCTIONS / name, envs[name]),
+                "floor": measure(floors[name], FUNCTIONS / name, envs[name]),
+                "handler": measure(HANDLER, FUNCTIONS / name, envs[name]),
+            }
+            if against:
+                samples["against"] = measure(HANDLER, other[name], envs[name], prefix=against[1])
+            for key, sample in samples.items():
+                if not warm_up:
+                    series[key][name].append(sample)
+    return [Result(name, **{key: series[key][name] for key in _SERIES}) for name in names]
 
 
 def run_references(names: Sequence[str], runs: int) -> list[Result]:
@@ -275,8 +303,26 @@ def report(
     layer: Path | None,
     *,
     references: Sequence[Result] = (),
+    against: Path | None = None,
 ) -> str:
-    where = f" --layer {layer}" if layer else ""
+    where = (f" --layer {layer}" if layer else "") + (f" --against {against}" if against else "")
+    compared = "\n".join(
+        f"| `{r.name}` | {r.median('cpu', series='against') * 1000:,.0f} ms | {r.ratio('cpu', series='against'):.2f} | "
+        f"{r.median('cpu') * 1000:,.0f} ms | {r.ratio('cpu'):.2f} | **{r.change('cpu'):.3f}** |"
+        for r in results
+        if r.against
+    )
+    side_by_side = (
+        f"""
+This build against another revision's (``--against {against}``: its functions and its layer), in the same rounds:
+
+| function | other build: median CPU | other: ratio | this build: median CPU | this: ratio | this / other, per round |
+|---|--:|--:|--:|--:|--:|
+{compared}
+"""
+        if compared
+        else ""
+    )
     rows = [
         f"| `{r.name}` | {r.median('cpu') * 1000:,.0f} ms | **{r.ratio('cpu'):.2f}** | "
         f"{r.ratio('cpu', light=True):.2f} | {r.median('wall') * 1000:,.0f} ms | {r.ratio('wall'):.2f} | "
@@ -330,7 +376,7 @@ median):
 | function | floor: median CPU | floor: ratio | handler: median CPU | handler: ratio | ecrcache's own | own: ratio |
 |---|--:|--:|--:|--:|--:|--:|
 {chr(10).join(floor_rows)}
-
+{side_by_side}
 What a handler can hardly avoid beyond the goal's baseline, measured in the same run ({runs} rounds each):
 
 | reference | median CPU | CPU ratio (goal's baseline) | CPU ratio (light) |
@@ -348,18 +394,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="measured rounds per function")
     parser.add_argument("--out", type=Path, help="write the report's section into this file (else print it)")
     parser.add_argument("--layer", type=Path, help="import from this built layer (CoreLayer/python), -I -B")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="with --layer: another revision's sam build directory, its handlers measured in the same rounds",
+    )
     parser.add_argument("functions", nargs="*", help="function directories (default: all of functions/)")
     args = parser.parse_args(argv)
+    if args.against and not args.layer:
+        parser.error("--against needs --layer (both sides import from a built layer)")
     names = args.functions or sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as work:
+        against = None
         if args.layer:
             layer = local_layer(args.layer, Path(work))
             PREFIX[:] = ["-I", "-B", f"import sys; sys.path[:0] = ['.', {str(layer)!r}]\n"]
-        results = run(names, args.runs)
+        if args.against:
+            (Path(work) / "against").mkdir()
+            other = local_layer(args.against / "CoreLayer" / "python", Path(work) / "against")
+            against = (args.against, ["-I", "-B", f"import sys; sys.path[:0] = ['.', {str(other)!r}]\n"])
+        results = run(names, args.runs, against=against)
         references = run_references(names, args.runs)
     found = checks(results)
-    text = report(results, args.runs, found, (load_before, os.getloadavg()[0]), args.layer, references=references)
+    text = report(
+        results,
+        args.runs,
+        found,
+        (load_before, os.getloadavg()[0]),
+        args.layer,
+        references=references,
+        against=args.against,
+    )
     if args.out:
         write_section(args.out, GENERATOR, text)
     print(text)

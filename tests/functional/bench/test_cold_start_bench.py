@@ -1,15 +1,17 @@
 """The cold-start benchmark's third-party floor (:func:`bench.cold_start.floor_code`): what importing a handler loads
-that is not ecrcache's, and the clients it makes, replayed after the goal's baseline without any of ecrcache's code."""
+that is not ecrcache's, and the clients it makes, replayed after the goal's baseline without any of ecrcache's code;
+and its side-by-side comparison with another revision's build (``--against``)."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from bench.cold_start import BASELINE, FUNCTIONS, THIRD_PARTY_PROBE, child_env, floor_code
+from bench.cold_start import BASELINE, FUNCTIONS, THIRD_PARTY_PROBE, built_function, child_env, floor_code, main
 
 pytestmark = pytest.mark.functional
 
@@ -66,3 +68,25 @@ def test_the_probe_records_the_clients_with_their_region() -> None:
     # THEN the client is recorded with its service and Region
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"clients": [["sqs", "eu-west-1"]]' in done.stdout
+
+
+def test_another_build_s_function_is_found_by_its_logical_id(tmp_path: Path) -> None:
+    # GIVEN a sam build output: each function under its logical ID, the layer beside them
+    for logical_id in ("ApiFunction", "ReconcilerFunction", "ReconcileWorkerFunction", "CoreLayer"):
+        (tmp_path / logical_id).mkdir()
+        if logical_id != "CoreLayer":
+            (tmp_path / logical_id / "app.py").write_text("")
+
+    # WHEN functions/<name> is looked up there THEN it is <Name>Function, and a function the build lacks is refused
+    assert built_function(tmp_path, "reconcile_worker") == tmp_path / "ReconcileWorkerFunction"
+    assert built_function(tmp_path, "reconciler") == tmp_path / "ReconcilerFunction"
+    assert built_function(tmp_path, "api") == tmp_path / "ApiFunction"
+    with pytest.raises(SystemExit, match="no built function directory for rotator"):
+        built_function(tmp_path, "rotator")
+
+
+def test_against_needs_a_layer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # WHEN another build is named without --layer THEN the command line is refused before anything is measured
+    with pytest.raises(SystemExit):
+        main(["--against", str(tmp_path), "rotator"])
+    assert "--against needs --layer" in capsys.readouterr().err
