@@ -48,6 +48,12 @@ OTHER_WORK: Final = (
 """Warm sets and runs, the fan-out's shards, pull statistics and EventBridge events: the rotator and the credential
 health check read none of them; they imported them for a few names (a failure class, a token bucket's key, an image
 reference, a rule's owner, the shard size's limit), now in leaf modules."""
+CREDENTIAL_HEALTH: Final = ("ecrcache.engine.credential_health", "ecrcache.models.credential_health")
+"""The credential health engine and its models: the reconcilers and the warm planner put state-change events on the
+bus, whose ``source`` they imported from there."""
+STATUS_MODELS: Final = ("ecrcache.models.status",)
+"""The rules' status models: the warm functions announce a finished run, whose module named a condition type from
+there."""
 OPENAPI_MODELS: Final = ("aws_lambda_powertools.event_handler.openapi.models",)
 """Powertools' OpenAPI models: only the API's description (``/v1/openapi.json``, ``/v1/docs``) uses them, imported on
 first use; the requests' validation does not."""
@@ -65,7 +71,7 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
     ),
     "credential_health": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *OTHER_WORK),
     "pull_stats": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
-    "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports"),
+    "reconciler": (*WARM_INPUTS, "ecrcache.http.app", "ecrcache.models.warm_run", "ecrcache.ports", *CREDENTIAL_HEALTH),
     # The shard worker: the reconciler's planning and apply, none of its triggers, forwarders, rotations or queue.
     "reconcile_worker": (
         *WARM_INPUTS,
@@ -76,10 +82,17 @@ NOT_IMPORTED: Final[dict[str, tuple[str, ...]]] = {
         "ecrcache.services.rotation_schedules",
         "ecrcache.adapters.shard_queue",
         "aws_lambda_powertools.utilities.idempotency",
+        *CREDENTIAL_HEALTH,
     ),
     "rotator": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *OTHER_WORK),
-    "warm_planner": (*RULE_MODELS[:3], "ecrcache.services.credential_health", *ECR_ADAPTER),
-    "warm_worker": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER),
+    "warm_planner": (
+        *RULE_MODELS[:3],
+        "ecrcache.services.credential_health",
+        *ECR_ADAPTER,
+        *CREDENTIAL_HEALTH,
+        *STATUS_MODELS,
+    ),
+    "warm_worker": (*WARM_INPUTS, *RULE_MODELS, *ECR_ADAPTER, *STATUS_MODELS),
 }
 PROBE: Final = "import json, sys\nimport app\nprint(json.dumps(sorted(sys.modules)))"
 

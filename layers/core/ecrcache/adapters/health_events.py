@@ -20,7 +20,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecrcache.adapters.aws import RETRY_CONFIG, classify
-from ecrcache.engine.credential_health import EVENT_SOURCE
+from ecrcache.engine.state_events import EVENT_SOURCE
 from ecrcache.errors import AlertNotSent, EcrcacheError, RetryableError
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from ecrcache.engine.state_events import EVENT_SOURCE
 from ecrcache.models.credential_health import (
     EXPIRING_WITHIN_DAYS,
     EXPIRY_THRESHOLDS,
@@ -55,7 +56,6 @@ __all__ = [
     "view",
 ]
 
-EVENT_SOURCE: Final = "ecrcache"
 HEALTH_CHANGED_DETAIL_TYPE: Final = "Credential Health Changed"
 EXPIRING_DETAIL_TYPE: Final = "Credential Expiring"
 MAX_TEXT: Final = 2000

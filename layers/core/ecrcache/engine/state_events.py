@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from ecrcache.engine.credential_health import EVENT_SOURCE
 from ecrcache.models.condition_type import ConditionType
 
 if TYPE_CHECKING:
@@ -30,6 +29,9 @@ __all__ = [
     "warm_run_finished",
 ]
 
+EVENT_SOURCE: Final = "ecrcache"
+"""The ``source`` of every event ecrcache puts on the default bus (these, and the credential health events of
+:mod:`ecrcache.engine.credential_health`)."""
 RULE_CONDITION_CHANGED: Final = "Rule Condition Changed"
 WARM_RUN_FINISHED: Final = "Warm Run Finished"
 ANNOUNCED_CONDITIONS: Final = (ConditionType.SYNCED, ConditionType.TERMINAL, ConditionType.RECOVERABLE)
