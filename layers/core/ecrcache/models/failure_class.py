@@ -1,6 +1,6 @@
 """Why an image could not be warmed, in the terms a user acts on (one enumeration, no pydantic).
 
-Kept apart from :mod:`ecrcache.models.warm_run` (which re-exports it) so that the functions that classify an
+Kept apart from :mod:`ecrcache.models.warm_run` (whose outcomes name it) so that the functions that classify an
 upstream's answers -- the rotator and the credential health check through the registry client -- do not build
 the warm run's models (issue 13: cold start). Nothing here does I/O, reads a clock or the environment.
 """
