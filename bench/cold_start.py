@@ -78,10 +78,12 @@ from pathlib import Path
 from typing import Final
 
 from bench.support import Check, machine, write_section
+from devstack.local.template import load_template
 
 GENERATOR: Final = "bench/cold_start.py"
 ROOT: Final = Path(__file__).resolve().parents[1]
 FUNCTIONS: Final = ROOT / "functions"
+TEMPLATE: Final = ROOT / "template.yaml"
 BASELINE: Final = (
     "import boto3\nfrom aws_lambda_powertools import Logger, Metrics, Tracer\nLogger()\nMetrics()\nTracer()"
 )
@@ -154,10 +156,20 @@ class Result:
         )
 
 
-def child_env(function_dir: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_"))}
+def template_globals(template: Path) -> dict[str, str]:
+    """The literal variables ``template`` sets for every function (``Globals.Function.Environment``): Powertools' and
+    pydantic's switches (one given as a ``Ref``, the log level, keeps :data:`SETTINGS`'s value)."""
+    found = load_template(template).get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    return {key: value for key, value in found.items() if isinstance(value, str)}
+
+
+def child_env(function_dir: Path, template: Path = TEMPLATE) -> dict[str, str]:
+    """The environment of a function's import: Lambda's variables, :data:`SETTINGS`, and ``template``'s globals (with
+    ``--against``, the other build's own ``template.yaml``)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "POWERTOOLS_", "PYDANTIC_"))}
     env.pop("PYTHONPATH", None)
     env.update(SETTINGS)
+    env.update(template_globals(template))
     env.update({"LAMBDA_TASK_ROOT": str(function_dir), "AWS_LAMBDA_FUNCTION_NAME": f"ecrcache-{function_dir.name}"})
     return env
 
@@ -245,6 +257,8 @@ def run(names: Sequence[str], runs: int, *, against: tuple[Path, list[str]] | No
     envs = {name: child_env(FUNCTIONS / name) for name in names}
     floors = {name: floor_code(FUNCTIONS / name, envs[name]) for name in names}
     other = {name: built_function(against[0], name) for name in names} if against else {}
+    # The other build's functions run with its own template's globals (a variable this build added is not theirs).
+    other_envs = {name: child_env(FUNCTIONS / name, against[0] / "template.yaml") for name in names} if against else {}
     series: dict[str, dict[str, list[Sample]]] = {key: {name: [] for name in names} for key in _SERIES}
     for warm_up in (True, *([False] * runs)):  # the warm-up: bytecode caches written, files in the page cache
         for name in names:
@@ -255,7 +269,7 @@ def run(names: Sequence[str], runs: int, *, against: tuple[Path, list[str]] | No
                 "handler": measure(HANDLER, FUNCTIONS / name, envs[name]),
             }
             if against:
-                samples["against"] = measure(HANDLER, other[name], envs[name], prefix=against[1])
+                samples["against"] = measure(HANDLER, other[name], other_envs[name], prefix=against[1])
             for key, sample in samples.items():
                 if not warm_up:
                     series[key][name].append(sample)

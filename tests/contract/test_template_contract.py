@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import importlib.resources
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
+import ecrcache
 from devstack.local.template import SERVERLESS_FUNCTION
 from ecrcache.config import (
     ApiSettings,
@@ -41,8 +45,13 @@ FUNCTION_SETTINGS: dict[str, type[BaseModel]] = {
     "CredentialHealthFunction": CredentialHealthSettings,
 }
 
-# Variables Globals.Function sets for every function (read by Powertools, not by our settings).
-GLOBAL_ENVIRONMENT = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+# Variables Globals.Function sets for every function (read by Powertools and pydantic, not by our settings).
+GLOBAL_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "PYDANTIC_DISABLE_PLUGINS",
+}
 
 # ECR actions that take no resource ARN (the Service Authorization Reference lists no resource type
 # for them): IAM only matches them with Resource "*". A statement may use "*" only for these.
@@ -174,8 +183,41 @@ def test_globals_environment_holds_only_the_shared_powertools_settings() -> None
     # GIVEN Globals.Function WHEN its environment is read
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
 
-    # THEN it is exactly the Powertools settings every function shares
+    # THEN it is exactly the Powertools and pydantic settings every function shares
     assert set(variables) == GLOBAL_ENVIRONMENT
+
+
+PLUGIN_PROBE = (
+    "import importlib.metadata as metadata\n"
+    "def scan(*args, **kwargs):\n"
+    "    raise SystemExit('pydantic scanned the entry points')\n"
+    "metadata.entry_points = scan\n"
+    "from pydantic.plugin._loader import get_plugins\n"
+    "print(list(get_plugins()))\n"
+)
+"""pydantic's plugin loader with the entry-point scan replaced by a failure: it exits if the loader scans."""
+
+
+def test_pydantic_plugins_are_off_and_no_model_asks_for_one() -> None:
+    # GIVEN the value every function gets
+    value = load_template()["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"]
+
+    # WHEN pydantic's plugin loader runs with it, and without it
+    def probe(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", ""), **extra}
+        return subprocess.run(
+            [sys.executable, "-c", PLUGIN_PROBE], env=env, capture_output=True, text=True, check=False
+        )
+
+    off, default = probe({"PYDANTIC_DISABLE_PLUGINS": value}), probe({})
+
+    # THEN with it pydantic loads no plugin and skips its scan of every distribution's entry points (which it makes
+    # otherwise, at the first model of a cold start); no model of the layer sets plugin_settings (for a plugin)
+    assert (off.returncode, off.stdout.strip()) == (0, "[]"), off.stderr
+    assert default.returncode == 1
+    assert "pydantic scanned the entry points" in default.stderr
+    layer = Path(ecrcache.__file__).parent
+    assert [p for p in layer.rglob("*.py") if "plugin_settings" in p.read_text(encoding="utf-8")] == []
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
