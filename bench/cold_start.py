@@ -328,7 +328,8 @@ def report(
     )
     side_by_side = (
         f"""
-This build against another revision's (``--against {against}``: its functions and its layer), in the same rounds:
+This build against another revision's (``--against {against}``: its functions, its layer and its template's
+environment), in the same rounds:
 
 | function | other build: median CPU | other: ratio | this build: median CPU | this: ratio | this / other, per round |
 |---|--:|--:|--:|--:|--:|
