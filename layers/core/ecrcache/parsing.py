@@ -193,7 +193,7 @@ def _too_deep(limits: Limits, line: int | None = None, column: int | None = None
 
 
 # --------------------------------------------------------------------------------------------------
-# the checks both syntaxes share
+# the checks both syntaxes share (:class:`_Checks` and :func:`_too_deep` are ecrcache.parsing_yaml's too)
 
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
